@@ -1,0 +1,3 @@
+from mmgen.cli import main
+
+main()

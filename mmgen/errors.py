@@ -1,0 +1,47 @@
+"""Typed errors: each carries the exit code and one-line message the CLI prints (DESIGN §8)."""
+
+from __future__ import annotations
+
+
+class MmgenError(Exception):
+    """Anything mmgen reports to a user as one line. Exit code 1 unless a subclass says otherwise."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(MmgenError):
+    """Bad usage or bad input: exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A YAML/JSON config or a dataclass field is invalid; the message names the file and field."""
+
+
+class MediaError(UsageError):
+    """A media file cannot be read or written as asked (missing, unreadable, no such stream, ...)."""
+
+
+class ModelNotFound(UsageError):
+    """No registry entry or file by that name, or its weights are not available offline."""
+
+
+class ChecksumMismatch(UsageError):
+    """Downloaded or cached bytes do not have the sha256 the registry promises."""
+
+
+class WeightsMismatch(UsageError):
+    """A state dict does not fit the architecture: missing, unexpected or mis-shaped keys."""
+
+
+class OutputExists(UsageError):
+    """An output would overwrite an existing file and --overwrite was not given."""

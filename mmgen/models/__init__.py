@@ -1,0 +1,42 @@
+"""Architectures by registry name: `mm-unet` (coupled video/audio U-Net) and `sr-unet` (per-frame 64→256 SR)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+
+from mmgen.config import from_dict
+from mmgen.errors import ConfigError
+from mmgen.models.config import MMUNetConfig, SRUNetConfig
+
+# name → (config dataclass, "module:Class"); the model modules are imported on first use.
+ARCHITECTURES: dict[str, tuple[type, str]] = {
+    "mm-unet": (MMUNetConfig, "mmgen.models.mmunet:MMUNet"),
+    "sr-unet": (SRUNetConfig, "mmgen.models.srunet:SRUNet"),
+}
+
+
+def config_for(arch: str, fields: dict[str, Any] | None = None, where: str = "config"):
+    """The config dataclass of `arch` built strictly from `fields` (None: the released config)."""
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"{where}: unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    return from_dict(ARCHITECTURES[arch][0], fields or {}, where)
+
+
+def model_class(arch: str) -> type[torch.nn.Module]:
+    module, name = ARCHITECTURES[arch][1].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_model(arch: str, config=None, device: torch.device | str | None = None) -> torch.nn.Module:
+    """Instantiate `arch` with `config` (a dataclass, a field dict, or None for the released config).
+    With device="meta" no memory is allocated: use it to read key names and shapes."""
+    if not isinstance(config, (MMUNetConfig, SRUNetConfig)):
+        config = config_for(arch, config)
+    with torch.device(device or "cpu"):
+        return model_class(arch)(config)
+
+
+__all__ = ["ARCHITECTURES", "MMUNetConfig", "SRUNetConfig", "build_model", "config_for", "model_class"]

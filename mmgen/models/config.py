@@ -1,0 +1,78 @@
+"""Architecture configs. Defaults are the paper's released models (official-checkpoints.md §1);
+field names follow the official constructor arguments so a released config reads the same in both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MMUNetConfig:
+    """The coupled video/audio U-Net (`mm-unet`). Released: 133,675,524 parameters."""
+
+    video_size: tuple[int, int, int, int] = (16, 3, 64, 64)  # (F, C, H, W)
+    audio_size: tuple[int, int] = (1, 25600)  # (C, L)
+    model_channels: int = 128
+    video_out_channels: int = 3
+    audio_out_channels: int = 1
+    num_res_blocks: int = 2
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    cross_attention_resolutions: tuple[int, ...] = (2, 4, 8)
+    cross_attention_windows: tuple[int, ...] = (1, 4, 8)
+    cross_attention_shift: bool = True
+    video_attention_resolutions: tuple[int, ...] = (2, 4, 8)
+    audio_attention_resolutions: tuple[int, ...] = (-1,)  # -1: none (the middle block always has one)
+    num_heads: int = 4  # single-modal self-attention heads
+    num_head_channels: int = 64  # cross-modal attention only: heads = C // num_head_channels
+    dropout: float = 0.0
+    use_scale_shift_norm: bool = True
+    fps: float = 10.0  # video frame rate the model was trained at
+    sample_rate: int = 16000  # audio sample rate the model was trained at
+
+    def __post_init__(self):
+        if len(self.cross_attention_resolutions) != len(self.cross_attention_windows):
+            raise ValueError("cross_attention_resolutions and cross_attention_windows differ in length")
+        frames, _, height, width = self.video_size
+        down = 2 ** (len(self.channel_mult) - 1)
+        if height % down or width % down:
+            raise ValueError(f"video_size H, W must be divisible by {down} for {len(self.channel_mult)} levels")
+        if self.audio_size[1] % (4 ** (len(self.channel_mult) - 1)):
+            raise ValueError("audio length must be divisible by 4 per downsampling level")
+        if self.model_channels % 32:
+            raise ValueError("model_channels must be a multiple of 32 (GroupNorm groups)")
+
+    @property
+    def frames(self) -> int:
+        return self.video_size[0]
+
+    @property
+    def audio_length(self) -> int:
+        return self.audio_size[1]
+
+    @property
+    def seconds(self) -> float:
+        """Clip duration; video and audio span the same time."""
+        return self.video_size[0] / self.fps
+
+
+@dataclass(frozen=True)
+class SRUNetConfig:
+    """The 64→256 per-frame super-resolution U-Net (`sr-unet`). Released: 311,027,910 parameters."""
+
+    image_size: int = 256  # large side (output)
+    small_size: int = 64  # low-res input side (not used by the network itself)
+    in_channels: int = 3  # the network sees 2× this: x ⊕ upsampled low_res
+    model_channels: int = 192
+    out_channels: int = 6  # eps (3) ⊕ learned-range variance value (3)
+    num_res_blocks: int = 2
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    attention_resolutions: tuple[int, ...] = (8, 16, 32)  # downsample factors ds, as the official code uses them
+    num_heads: int = 4
+    num_head_channels: int = -1
+    num_heads_upsample: int = -1
+    dropout: float = 0.0
+    use_scale_shift_norm: bool = True
+
+    def __post_init__(self):
+        if self.model_channels % 32:
+            raise ValueError("model_channels must be a multiple of 32 (GroupNorm groups)")

@@ -1,0 +1,46 @@
+"""Configs parse strictly: a typo or a wrong type names the file and the field."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from mmgen.config import from_dict, to_dict
+from mmgen.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Weights:
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    arch: Literal["mm-unet", "sr-unet"]
+    weights: Weights = field(default_factory=Weights)
+    size: tuple[int, int] = (1, 2)
+    scale: float = 1.0
+
+
+def test_valid_mapping_round_trips():
+    entry = from_dict(Entry, {"arch": "mm-unet", "weights": {"urls": ["a"]}, "size": [3, 4], "scale": 2})
+    assert entry == Entry("mm-unet", Weights(("a",)), (3, 4), 2.0)
+    assert from_dict(Entry, to_dict(entry)) == entry
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"arch": "x"}, "arch: 'x' is not one of"),
+        ({}, "arch: required field is missing"),
+        ({"arch": "mm-unet", "colour": 1}, "unknown key 'colour'"),
+        ({"arch": "mm-unet", "weights": {"urls": "a"}}, "weights.urls: expected a list"),
+        ({"arch": "mm-unet", "size": [1]}, "size: expected 2 items"),
+        ({"arch": "mm-unet", "scale": True}, "scale: expected a number"),
+        ({"arch": "mm-unet", "weights": {"sha256": 3}}, "weights.sha256:"),
+    ],
+)
+def test_bad_fields_are_named(data, message):
+    with pytest.raises(ConfigError, match="^models/x.yaml: " + message.replace("(", r"\(")):
+        from_dict(Entry, data, "models/x.yaml")

@@ -9,6 +9,7 @@ tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,7 @@ from mmgen.errors import ConfigError
 T = TypeVar("T")
 
 _MISSING = object()
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -136,6 +138,8 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
             _fail(where, field, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string; users mean the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(where, field, f"expected a number, got {value!r}")
         return float(value)

@@ -15,8 +15,11 @@ def qkv_attention(qkv: torch.Tensor, num_heads: int, legacy_order: bool = False)
     batch, width, length = qkv.shape
     ch = width // (3 * num_heads)
     if legacy_order:
-        q, k, v = qkv.reshape(batch * num_heads, 3 * ch, length).split(ch, dim=1)
+        split = qkv.reshape(batch, num_heads, 3, ch, length).transpose(1, 2)  # (B, 3, heads, ch, T)
     else:
-        q, k, v = (t.reshape(batch * num_heads, ch, length) for t in qkv.chunk(3, dim=1))
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B·h, T, ch)
-    return out.transpose(1, 2).reshape(batch, num_heads * ch, length)
+        split = qkv.reshape(batch, 3, num_heads, ch, length)
+    # SDPA's fused (flash) kernels need 4-D (B, heads, T, ch) with unit stride on ch; otherwise it falls back
+    # to the slow, memory-hungry math path.
+    q, k, v = split.permute(1, 0, 2, 4, 3).contiguous()
+    out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, ch)
+    return out.permute(0, 1, 3, 2).reshape(batch, num_heads * ch, length)

@@ -76,3 +76,6 @@ class SRUNetConfig:
     def __post_init__(self):
         if self.model_channels % 32:
             raise ValueError("model_channels must be a multiple of 32 (GroupNorm groups)")
+        down = 2 ** (len(self.channel_mult) - 1)
+        if self.image_size % down:
+            raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")

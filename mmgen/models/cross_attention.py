@@ -1,0 +1,124 @@
+"""Random-shift multimodal attention (RS-MMA), the bridge between the video and audio branches.
+
+Frame i's video tokens attend to the audio of `window` frames starting at frame i + shift; audio chunk i
+(⌊L/F⌋ tokens, the last chunk taking the remainder) attends to the video of frames i + shift … i + shift +
+window − 1; windows wrap around circularly. Spec: official-checkpoints.md §3.4.
+
+The fast path computes all frames' windows in one SDPA call per direction: keys/values are gathered with
+index tables built once per (F, L, window) and offset by the shift. tests/oracle_attention.py holds a
+loop-per-frame reference written straight from the spec's formulas.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmgen.modal import Modal
+from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d
+
+
+@functools.lru_cache(maxsize=64)
+def _window_tables(frames: int, length: int, window: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Unshifted windows: the audio tokens seen by each frame (F, window·apf) and the frames seen by each
+    audio chunk (F, window)."""
+    per_frame = length // frames
+    frame = torch.arange(frames, device=device)[:, None]
+    audio_index = (frame * per_frame + torch.arange(window * per_frame, device=device)) % length
+    frame_index = (frame + torch.arange(window, device=device)) % frames
+    return audio_index, frame_index
+
+
+def rs_mma(
+    qkv_video: torch.Tensor, qkv_audio: torch.Tensor, num_heads: int, window: int, shift: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windowed cross-modal attention. qkv_video (B, 3C, F, HW), qkv_audio (B, 3C, L), channels laid out
+    q|k|v then heads → video (B, C, F, HW), audio (B, C, L). Scale 1/sqrt(C/heads) (the official ch^-1/4 on
+    q and on k); the softmax runs in the activations' dtype, as in the official code."""
+    b, width, frames, hw = qkv_video.shape
+    length = qkv_audio.shape[-1]
+    ch = width // (3 * num_heads)
+    per_frame = length // frames
+    if per_frame == 0:
+        raise ValueError(f"RS-MMA needs at least one audio token per frame (L={length}, F={frames})")
+    audio_index, frame_index = _window_tables(frames, length, window, qkv_video.device)
+    audio_index = (audio_index + shift * per_frame) % length
+    frame_index = (frame_index + shift) % frames
+
+    # Token-major copies with unit stride on ch, as SDPA's fused kernels need: (B, F, HW, heads, ch), (B, L, heads, ch)
+    qv, kv, vv = qkv_video.reshape(b, 3, num_heads, ch, frames, hw).permute(1, 0, 4, 5, 2, 3).contiguous()
+    qa, ka, va = qkv_audio.reshape(b, 3, num_heads, ch, length).permute(1, 0, 4, 2, 3).contiguous()
+
+    def heads_first(t: torch.Tensor) -> torch.Tensor:
+        """(B, F, T, heads, ch) → (B·F, heads, T, ch)"""
+        return t.flatten(0, 1).transpose(1, 2)
+
+    # Video queries of frame i against the audio of its window: keys (B, F, window·apf, heads, ch).
+    video_out = F.scaled_dot_product_attention(
+        heads_first(qv), heads_first(ka[:, audio_index]), heads_first(va[:, audio_index])
+    )  # (B·F, heads, HW, ch)
+
+    # Audio chunk i against the video of its window: keys (B, F, window·HW, heads, ch).
+    def video_window(t: torch.Tensor) -> torch.Tensor:
+        return heads_first(t[:, frame_index].flatten(2, 3))
+
+    kw, vw = video_window(kv), video_window(vv)
+    main = frames * per_frame
+    audio_out = F.scaled_dot_product_attention(
+        heads_first(qa[:, :main].unflatten(1, (frames, per_frame))), kw, vw
+    )  # (B·F, heads, apf, ch)
+    audio_out = audio_out.unflatten(0, (b, frames)).permute(0, 2, 4, 1, 3).reshape(b, num_heads * ch, main)
+    if main < length:  # the tail tokens belong to the last chunk and share its window
+        last = frames - 1
+        tail = F.scaled_dot_product_attention(
+            qa[:, main:].transpose(1, 2), kw[last::frames], vw[last::frames]
+        )  # (B, heads, L - F·apf, ch)
+        audio_out = torch.cat([audio_out, tail.permute(0, 1, 3, 2).reshape(b, num_heads * ch, -1)], dim=2)
+
+    video_out = (
+        video_out.unflatten(0, (b, frames)).permute(0, 2, 4, 1, 3).reshape(b, num_heads * ch, frames, hw)
+    )
+    return video_out, audio_out
+
+
+class CrossModalAttention(nn.Module):
+    """RS-MMA block (official `CrossAttentionBlock`): both modalities are normed, projected to q|k|v,
+    attend across modalities within their window, and add a projected result to their input.
+    `attention` is swappable (the tests' reference path)."""
+
+    attention = staticmethod(rs_mma)
+
+    def __init__(self, channels: int, num_head_channels: int, window: int, window_shift: bool):
+        super().__init__()
+        if num_head_channels <= 0 or channels % num_head_channels:
+            raise ValueError(f"num_head_channels={num_head_channels} must divide the {channels} channels")
+        self.num_heads = channels // num_head_channels
+        self.window = window
+        self.window_shift = window_shift
+        self.v_norm = ModalNorm(channels)
+        self.a_norm = ModalNorm(channels)
+        self.v_qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.a_qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.video_proj_out = VideoConv3d(channels, channels)
+        self.audio_proj_out = AudioConv(channels, channels)
+        for p in (*self.video_proj_out.parameters(), *self.audio_proj_out.parameters()):
+            nn.init.zeros_(p)
+
+    def forward(self, x: Modal, cond: Conditioning) -> Modal:
+        video, audio = x["video"], x["audio"]
+        b, f, c, h, w = video.shape
+        # the video qkv conv is a per-pixel channel mix, run per frame: (B·F, 3C, HW) → (B, 3C, F, HW)
+        qkv_video = F.conv1d(self.v_norm(video).reshape(b * f, c, h * w), self.v_qkv.weight, self.v_qkv.bias)
+        qkv_video = qkv_video.view(b, f, 3 * c, h * w).transpose(1, 2)
+        qkv_audio = self.a_qkv(self.a_norm(audio))
+        out_video, out_audio = self.attention(
+            qkv_video, qkv_audio, self.num_heads, self.window, cond.shifts.get(self, 0)
+        )
+        out_video = out_video.transpose(1, 2).reshape(b, f, c, h, w)
+        return {
+            "video": video + self.video_proj_out(out_video),
+            "audio": audio + self.audio_proj_out(out_audio),
+        }

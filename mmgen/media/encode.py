@@ -1,0 +1,81 @@
+"""Write clips: an mp4 (H.264 yuv420p + AAC, what every player and editor opens) or a 16-bit PCM wav.
+
+Outputs are atomic (mmgen.files): a failure leaves no file behind, and an existing file is never replaced
+unless `overwrite` is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import av
+import torch
+
+from mmgen.files import atomic_output
+from mmgen.media.tracks import (
+    add_aac,
+    add_h264,
+    audio_frames,
+    encoded,
+    frame_rate,
+    mux,
+    open_output,
+    video_frames,
+)
+
+DEFAULT_CRF = 18  # visually near-lossless H.264
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    video: torch.Tensor | None,
+    audio: torch.Tensor | None,
+    fps: float,
+    sample_rate: int,
+    *,
+    crf: int = DEFAULT_CRF,
+    overwrite: bool = False,
+) -> None:
+    """Write video (T, 3, H, W) in [-1, 1] at `fps` and/or audio (1, L) in [-1, 1] at `sample_rate`, both starting
+    at time 0. Odd heights/widths are padded to even by repeating the last row/column."""
+    if video is None and audio is None:
+        raise ValueError("write_mp4 needs video, audio or both")
+    check_video(video)
+    check_audio(audio)
+    with atomic_output(path, overwrite) as temp, open_output(temp, path) as container:
+        tracks = []
+        if video is not None:
+            height, width = (n + n % 2 for n in video.shape[-2:])
+            stream = add_h264(container, frame_rate(fps), width, height, crf)
+            tracks.append(encoded(stream, video_frames(video)))
+        if audio is not None:
+            tracks.append(encoded(add_aac(container, sample_rate), audio_frames(audio, sample_rate)))
+        mux(container, *tracks)
+
+
+def write_wav(
+    path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False
+) -> None:
+    """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav."""
+    check_audio(audio)
+    with atomic_output(path, overwrite) as temp, av.open(str(temp), "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
+        mux(container, encoded(stream, audio_frames(audio, sample_rate)))
+
+
+def check_video(video: torch.Tensor | None) -> None:
+    if video is not None and (video.dim() != 4 or video.shape[1] != 3 or video.shape[0] == 0):
+        raise ValueError(f"video must be (T, 3, H, W) with T > 0, got {tuple(video.shape)}")
+    _check_finite("video", video)
+
+
+def check_audio(audio: torch.Tensor | None) -> None:
+    if audio is not None and (audio.dim() != 2 or audio.shape[0] != 1 or audio.shape[1] == 0):
+        raise ValueError(f"audio must be (1, L) with L > 0, got {tuple(audio.shape)}")
+    _check_finite("audio", audio)
+
+
+def _check_finite(name: str, x: torch.Tensor | None) -> None:
+    """A diverged sampler gives NaN/Inf; say so rather than write garbage or fail inside an encoder."""
+    if x is not None and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")

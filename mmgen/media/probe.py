@@ -1,0 +1,143 @@
+"""Open media files safely and describe them: what streams, how long, how big, which way up.
+
+Every read in mmgen.media goes through `open_input`, so a missing, empty, garbage or truncated file — or one
+that fails half-way through decoding — becomes one MediaError line naming the path, never a PyAV traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from mmgen.errors import MediaError
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What `probe` found. Sizes are as displayed (after rotation); durations in seconds; codecs are FFmpeg
+    names ("h264", "aac", "mp3", ...). `frames` is what the container header says, None if it does not say."""
+
+    path: Path
+    duration: float
+    has_video: bool
+    has_audio: bool
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    frames: int | None = None
+    rotation: int = 0  # degrees counter-clockwise a player turns the picture: 0, 90, 180 or 270
+    video_duration: float | None = None
+    audio_duration: float | None = None
+    audio_channels: int | None = None
+
+
+def cannot_read(path: str | os.PathLike, reason: str) -> MediaError:
+    return MediaError(f"cannot read {path}: {' '.join(reason.split())}")
+
+
+@contextmanager
+def open_input(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
+    """Open `path` for reading; any PyAV/FFmpeg error inside the block becomes a MediaError naming it."""
+    source = Path(path)
+    if not source.exists():
+        raise cannot_read(source, "no such file")
+    if source.is_dir():
+        raise cannot_read(source, "it is a directory")
+    if source.stat().st_size == 0:
+        raise cannot_read(source, "the file is empty")
+    try:
+        with av.open(str(source), metadata_errors="replace") as container:
+            if not (container.streams.video or container.streams.audio):
+                raise cannot_read(source, "it has no video or audio stream")
+            yield container
+    except av.error.FFmpegError as e:
+        raise cannot_read(source, f"not a readable media file or damaged ({e.strerror or e})") from e
+
+
+def first_stream(
+    container: av.container.InputContainer, kind: str, path: str | os.PathLike
+) -> av.stream.Stream:
+    """The file's first "video" or "audio" stream; MediaError naming `path` if it has none."""
+    streams = container.streams.video if kind == "video" else container.streams.audio
+    if not streams:
+        raise cannot_read(path, f"it has no {kind} stream")
+    return streams[0]
+
+
+def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Seconds the stream lasts: its own header duration, else the container's (Matroska/WebM keep only that)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def codec_name(stream: av.stream.Stream) -> str:
+    """The format's name ("mp3"), not the decoder's ("mp3float")."""
+    return stream.codec_context.codec.canonical_name
+
+
+def origin(container: av.container.InputContainer) -> float:
+    """Seconds of the timeline's zero: the container's start time (MPEG-TS clips rarely start at 0). Reads and
+    remuxes measure time from here, the way players do, so audio and video stay in step."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def display_rotation(degrees: float | None) -> int:
+    """A display-matrix angle (counter-clockwise, -180..180) as one of 0, 90, 180, 270."""
+    return int(round((degrees or 0) / 90)) % 4 * 90
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Describe `path` (MediaError if it is not readable media). Decodes one video frame to learn its rotation."""
+    with open_input(path) as container:
+        fields: dict = {}
+        durations = []
+        if container.streams.video:
+            video = container.streams.video[0]
+            context = video.codec_context
+            rate = video.average_rate or video.guessed_rate or video.base_rate
+            rotation = _first_frame_rotation(container, video)
+            width, height = context.width, context.height
+            fields |= dict(
+                fps=float(rate) if rate else None,
+                width=height if rotation % 180 else width,
+                height=width if rotation % 180 else height,
+                video_codec=codec_name(video),
+                frames=video.frames or None,
+                rotation=rotation,
+                video_duration=stream_duration(container, video),
+            )
+            durations.append(fields["video_duration"])
+        if container.streams.audio:
+            audio = container.streams.audio[0]
+            fields |= dict(
+                audio_codec=codec_name(audio),
+                sample_rate=audio.codec_context.sample_rate,
+                audio_channels=audio.codec_context.channels,
+                audio_duration=stream_duration(container, audio),
+            )
+            durations.append(fields["audio_duration"])
+        known = [d for d in durations if d is not None]
+        return MediaInfo(
+            path=Path(path),
+            duration=max(known) if known else 0.0,
+            has_video=bool(container.streams.video),
+            has_audio=bool(container.streams.audio),
+            **fields,
+        )
+
+
+def _first_frame_rotation(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> int:
+    for frame in container.decode(video):
+        return display_rotation(frame.rotation)
+    return 0

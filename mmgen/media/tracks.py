@@ -1,0 +1,169 @@
+"""The tracks of an output mp4 as packet streams — encoded from a tensor, copied packet-for-packet from a
+source file, or re-encoded from it — and one muxer loop that interleaves any of them by time.
+
+write_mp4, replace_audio and replace_video are each just a choice of two tracks. Timing rules (DESIGN §3):
+every frame handed to an encoder carries an explicit pts on a timeline that starts at 0, so the AAC encoder's
+priming delay ends up in the mp4 edit list instead of delaying the sound by ~64 ms.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmgen.errors import MediaError
+
+# Codecs whose packets go into an mp4 unchanged and play in common players; anything else is re-encoded.
+MP4_COPYABLE = {"video": {"h264", "hevc", "av1", "vp9", "mpeg4"}, "audio": {"aac", "mp3"}}
+AAC_BIT_RATE = 128_000
+AUDIO_CHUNK = 4096  # samples per frame handed to the AAC encoder (it re-frames to 1024 itself)
+Track = Iterator[av.Packet]
+
+
+def frame_rate(fps: float) -> Fraction:
+    """fps as an exact ratio (10 → 10/1, 29.97 → 2997/100, 30000/1001 stays NTSC)."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+def to_uint8(video: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) [-1, 1] → (T, H, W, 3) uint8, rounded (the official code truncates, which darkens by half a
+    level on average)."""
+    return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def pad_to_even(video: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) → even H and W by repeating the last row/column (yuv420p needs even sizes; padding keeps every
+    source pixel and adds at most one line, where scaling would resample the whole picture)."""
+    h, w = video.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0:
+        return video
+    return F.pad(video.float(), (0, w % 2, 0, h % 2), mode="replicate")
+
+
+def add_h264(
+    container: av.container.OutputContainer,
+    rate: Fraction,
+    width: int,
+    height: int,
+    crf: int,
+    time_base: Fraction | None = None,
+) -> av.video.stream.VideoStream:
+    """An H.264 yuv420p stream; frames will carry pts in `time_base` (default 1/rate)."""
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.time_base = time_base or 1 / rate
+    stream.options = {"crf": str(crf)}
+    return stream
+
+
+def add_aac(
+    container: av.container.OutputContainer, sample_rate: int, channels: int = 1
+) -> av.audio.stream.AudioStream:
+    """An AAC stream, mono or stereo (more source channels are downmixed to stereo as they are encoded)."""
+    rates = av.Codec("aac", "w").audio_rates
+    if sample_rate not in rates:
+        raise MediaError(f"AAC cannot store {sample_rate} Hz audio", hint=f"use one of {sorted(rates)} Hz")
+    stream = container.add_stream("aac", rate=sample_rate, layout="mono" if channels == 1 else "stereo")
+    stream.format = "fltp"  # the encoder's only format; PyAV converts whatever frames it is given
+    stream.bit_rate = AAC_BIT_RATE
+    return stream
+
+
+def video_frames(video: torch.Tensor) -> Iterator[av.VideoFrame]:
+    """(T, 3, H, W) [-1, 1] → rgb24 frames with pts k (time base 1/fps, set on the encoder)."""
+    for k, pixels in enumerate(to_uint8(pad_to_even(video))):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels.numpy()), format="rgb24")
+        frame.pts = k
+        yield frame
+
+
+def audio_frames(audio: torch.Tensor, sample_rate: int) -> Iterator[av.AudioFrame]:
+    """(1, L) [-1, 1] → mono float frames with pts = first sample's index, time base 1/sample_rate."""
+    samples = audio.detach().float().clamp(-1, 1).reshape(1, -1).numpy()
+    for start in range(0, samples.shape[1], AUDIO_CHUNK):
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples[:, start : start + AUDIO_CHUNK]), format="fltp", layout="mono"
+        )
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        frame.time_base = Fraction(1, sample_rate)
+        yield frame
+
+
+def encoded(stream: av.stream.Stream, frames: Iterator[av.frame.Frame]) -> Track:
+    """Packets of `frames` encoded by `stream`, then the encoder's buffered tail."""
+    for frame in frames:
+        yield from stream.encode(frame)
+    yield from stream.encode(None)
+
+
+def copied(
+    source: av.container.InputContainer,
+    stream: av.stream.Stream,
+    into: av.stream.Stream,
+    shift: float,
+    until: float,
+) -> Track:
+    """`stream`'s packets, bytes untouched, moved `shift` seconds earlier and retargeted to the output stream
+    `into`; packets starting at or after `until` seconds (on the shifted timeline) are dropped."""
+    ticks = round(shift / stream.time_base)
+    for packet in source.demux(stream):
+        if packet.size == 0 or packet.pts is None:  # demuxer's end-of-stream marker
+            continue
+        if float((packet.pts - ticks) * stream.time_base) >= until:
+            continue
+        packet.pts -= ticks
+        if packet.dts is not None:
+            packet.dts -= ticks
+        packet.stream = into
+        yield packet
+
+
+def decoded(
+    source: av.container.InputContainer, stream: av.stream.Stream, shift: float, until: float
+) -> Iterator[av.frame.Frame]:
+    """`stream`'s frames moved `shift` seconds earlier, up to `until` seconds, ready for an encoder: video keeps
+    its time base (variable frame rates survive), audio is re-stamped in 1/sample_rate like `audio_frames`."""
+    ticks = round(shift / stream.time_base)
+    for frame in source.decode(stream):
+        if frame.pts is None or float((frame.pts - ticks) * stream.time_base) >= until:
+            continue
+        if isinstance(frame, av.AudioFrame):
+            frame.pts = round((frame.pts - ticks) * stream.time_base * frame.sample_rate)
+            frame.time_base = Fraction(1, frame.sample_rate)
+        else:
+            frame.pts -= ticks
+            frame.time_base = stream.time_base
+            frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose keyframes
+        yield frame
+
+
+def mux(container: av.container.OutputContainer, *tracks: Track) -> None:
+    """Write the tracks' packets interleaved by decode time, as players and streaming expect."""
+    for packet in heapq.merge(*tracks, key=_decode_time):
+        container.mux(packet)
+
+
+def _decode_time(packet: av.Packet) -> float:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return float(ts * packet.time_base) if ts is not None else 0.0
+
+
+@contextmanager
+def open_output(temp: Path, target: Path) -> Iterator[av.container.OutputContainer]:
+    """An output container on the temporary file `temp`; FFmpeg errors become a MediaError naming `target`.
+    MP4s are written "faststart" (index first) so browsers can play them while downloading."""
+    options = {"movflags": "+faststart"} if temp.suffix.lower() in (".mp4", ".m4a", ".mov") else {}
+    try:
+        with av.open(str(temp), "w", options=options) as container:
+            yield container
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot write {target}: {e.strerror or e}") from e

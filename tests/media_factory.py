@@ -1,0 +1,217 @@
+"""Write small, real media files with PyAV for tests, with content a test can check afterwards.
+
+Every frame has a horizontal red ramp, a vertical green ramp and a flat blue level that encodes its index
+(`frame_level(k)`), so a test can tell which source frame it decoded. Audio is a quiet tone, one frequency per
+channel (`tone_hz * (c + 1)`). A "flash" is an all-white frame and a "click" a 1 ms full-scale burst, placed at
+known times for timing checks. Codec and container follow the file's suffix unless given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+VIDEO_ENCODERS = {
+    "h264": "libx264",
+    "hevc": "libx265",
+    "vp9": "libvpx-vp9",
+    "mpeg4": "mpeg4",
+    "prores": "prores_ks",
+}
+PIXEL_FORMATS = {"prores_ks": "yuv422p10le"}
+# Fast settings that keep B-frames (so reordering and edit lists are exercised); x265 is quiet.
+ENCODER_OPTIONS = {
+    "libx264": {"preset": "veryfast"},
+    "libx265": {"x265-params": "log-level=error"},
+    "mpeg4": {"b": "2000k"},  # its default 200 kb/s blurs flat colours by several levels
+}
+AUDIO_FOR_SUFFIX = {
+    ".avi": "pcm_s16le",
+    ".webm": "libopus",
+    ".wav": "pcm_s16le",
+    ".flac": "flac",
+    ".mp3": "libmp3lame",
+}
+TONE_AMPLITUDE = 0.1
+CLICK_SECONDS = 0.001
+
+
+@dataclass(frozen=True)
+class WrittenClip:
+    """What was written: the exact pixels and samples handed to the encoders (before lossy coding)."""
+
+    path: Path
+    fps: float | None
+    sample_rate: int | None
+    frames: np.ndarray | None  # (T, H, W, 3) uint8
+    audio: np.ndarray | None  # (C, L) float32
+    frame_times: list[float] | None  # presentation time of each frame, seconds
+
+
+def encoder_available(codec: str) -> bool:
+    try:
+        av.Codec(VIDEO_ENCODERS.get(codec, codec), "w")
+    except Exception:
+        return False
+    return True
+
+
+def frame_level(k: int) -> int:
+    """The flat blue value of frame k (steps of 8 so lossy coding cannot confuse neighbours; wraps at 28)."""
+    return 16 + 8 * (k % 28)
+
+
+def pattern_frame(k: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame k as (H, W, 3) uint8: red ramp left→right, green ramp top→bottom, blue = frame_level(k)."""
+    h, w = size
+    frame = np.empty((h, w, 3), np.uint8)
+    frame[..., 0] = np.linspace(0, 255, w, dtype=np.float32).round().astype(np.uint8)[None, :]
+    frame[..., 1] = np.linspace(0, 255, h, dtype=np.float32).round().astype(np.uint8)[:, None]
+    frame[..., 2] = frame_level(k)
+    return frame
+
+
+def pattern_audio(
+    seconds: float, sample_rate: int, tone_hz: float = 440.0, channels: int = 1, click_at: float | None = None
+) -> np.ndarray:
+    """(C, L) float32: a quiet tone per channel, plus a click on every channel at `click_at` seconds."""
+    n = round(seconds * sample_rate)
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    audio = np.stack([TONE_AMPLITUDE * np.sin(2 * np.pi * tone_hz * (c + 1) * t) for c in range(channels)])
+    if click_at is not None:
+        start = round(click_at * sample_rate)
+        audio[:, start : start + max(1, round(CLICK_SECONDS * sample_rate))] = 0.9
+    return audio.astype(np.float32)
+
+
+def write_test_video(
+    path: str | Path,
+    seconds: float = 1.6,
+    fps: float = 10,
+    size: tuple[int, int] = (64, 64),
+    codec: str = "h264",
+    audio: bool = True,
+    *,
+    sample_rate: int = 16000,
+    tone_hz: float = 440.0,
+    channels: int = 1,
+    audio_codec: str | None = None,
+    flash_at: float | None = None,
+    click_at: float | None = None,
+    rotation: int = 0,
+    frame_times: list[float] | None = None,
+) -> WrittenClip:
+    """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
+    variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
+    frames. `rotation` stores a display matrix (counter-clockwise degrees)."""
+    path = Path(path)
+    times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
+    frames = (
+        np.stack([pattern_frame(k, size) for k in range(len(times))])
+        if times
+        else np.zeros((0, *size, 3), np.uint8)
+    )
+    if flash_at is not None:
+        frames[round(flash_at * fps)] = 255
+    sound = pattern_audio(seconds, sample_rate, tone_hz, channels, click_at) if audio else None
+    time_base = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
+
+    with av.open(str(path), "w") as container:
+        video_stream = container.add_stream(VIDEO_ENCODERS.get(codec, codec), rate=1 / time_base)
+        video_stream.height, video_stream.width = size
+        video_stream.pix_fmt = PIXEL_FORMATS.get(video_stream.codec_context.name, "yuv420p")
+        video_stream.codec_context.time_base = time_base
+        video_stream.options = ENCODER_OPTIONS.get(video_stream.codec_context.name, {})
+        if rotation:
+            video_stream.set_display_rotation(rotation)
+        if sound is not None:
+            audio_stream = container.add_stream(
+                audio_codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"),
+                rate=sample_rate,
+                layout=_layout(channels),
+            )
+        packets = []
+        for k, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(frames[k], format="rgb24")
+            frame.pts = round(t / time_base)
+            frame.time_base = time_base
+            packets += video_stream.encode(frame)
+        packets += video_stream.encode(None)
+        if sound is not None:
+            packets += _encode_audio(audio_stream, sound, sample_rate)
+        # Interleaved by time, as real files are (AVI derives timestamps from the interleaving).
+        container.start_encoding()
+        container.mux(sorted(packets, key=lambda p: p.dts * p.time_base))
+    return WrittenClip(
+        path, fps if frame_times is None else None, sample_rate if audio else None, frames, sound, times
+    )
+
+
+def write_test_audio(
+    path: str | Path,
+    seconds: float = 1.6,
+    sample_rate: int = 16000,
+    *,
+    tone_hz: float = 440.0,
+    channels: int = 1,
+    click_at: float | None = None,
+    codec: str | None = None,
+) -> WrittenClip:
+    """An audio-only file (wav, m4a/mp4 AAC, mp3, flac, webm opus: by suffix unless `codec` is given)."""
+    path = Path(path)
+    sound = pattern_audio(seconds, sample_rate, tone_hz, channels, click_at)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(
+            codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"), rate=sample_rate, layout=_layout(channels)
+        )
+        container.mux(_encode_audio(stream, sound, sample_rate))
+    return WrittenClip(path, None, sample_rate, None, sound, None)
+
+
+def write_test_wav(
+    path: str | Path, seconds: float = 1.6, sample_rate: int = 16000, **options
+) -> WrittenClip:
+    """A 16-bit PCM wav file; options as write_test_audio."""
+    return write_test_audio(path, seconds, sample_rate, codec="pcm_s16le", **options)
+
+
+def _layout(channels: int) -> str:
+    return {1: "mono", 2: "stereo"}[channels]
+
+
+def _encode_audio(stream, sound: np.ndarray, sample_rate: int) -> list[av.Packet]:
+    """Encode (C, L) float samples in 1024-sample frames with explicit pts, so AAC priming is recorded."""
+    packets = []
+    for start in range(0, sound.shape[1], 1024):
+        chunk = np.ascontiguousarray(sound[:, start : start + 1024])
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=_layout(sound.shape[0]))
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        frame.time_base = Fraction(1, sample_rate)
+        packets += stream.encode(frame)
+    return packets + stream.encode(None)
+
+
+def as_video(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 → (T, 3, H, W) float in [-1, 1], mmgen's video layout."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def blue_levels(video: torch.Tensor) -> np.ndarray:
+    """The mean blue value of each decoded frame (T, 3, H, W) in [-1, 1], on the 0..255 scale of frame_level."""
+    return ((video[:, 2].mean(dim=(1, 2)) + 1) * 127.5).numpy()
+
+
+def click_time(audio: torch.Tensor, sample_rate: int) -> float:
+    """Seconds at which (1, L) audio is loudest: where the click is."""
+    return int(audio.abs().argmax()) / sample_rate
+
+
+def flash_frame(video: torch.Tensor) -> int:
+    """Index of the brightest frame of (T, 3, H, W): the flash."""
+    return int(video.mean(dim=(1, 2, 3)).argmax())

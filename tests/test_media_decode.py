@@ -1,0 +1,144 @@
+"""Reading any user file into the model's clip format: right frames at the right times, upright, fitted, and
+mono audio at the model's rate with events where they happened."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from media_factory import (
+    blue_levels,
+    click_time,
+    encoder_available,
+    frame_level,
+    pattern_frame,
+    write_test_audio,
+    write_test_video,
+)
+
+from mmgen.media import probe, read_audio, read_video
+from mmgen.media.decode import rotate_upright
+
+LEVEL_TOLERANCE = 3.0  # blue levels are 8 apart; lossy coding moves a flat channel by ~1
+
+
+def expected_levels(source_frames: list[int]) -> np.ndarray:
+    return np.array([frame_level(k) for k in source_frames], dtype=float)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """7.3 s of 30 fps 320×240 H.264 (with B-frames) and stereo AAC."""
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    return write_test_video(path, seconds=7.3, fps=30, size=(240, 320), channels=2)
+
+
+def test_a_30fps_clip_is_resampled_to_10fps_by_time(long_clip):
+    video = read_video(long_clip.path, fps=10, size=(64, 64))
+    assert video.shape == (73, 3, 64, 64)
+    # Output frame k is the source frame on screen at k/10 s: source frame 3k.
+    np.testing.assert_allclose(
+        blue_levels(video), expected_levels([3 * k for k in range(73)]), atol=LEVEL_TOLERANCE
+    )
+
+
+def test_a_window_of_a_clip_starts_and_stops_where_asked(long_clip):
+    video = read_video(long_clip.path, fps=10, size=(32, 32), start=5.0, duration=1.6)
+    assert video.shape == (16, 3, 32, 32)
+    np.testing.assert_allclose(
+        blue_levels(video), expected_levels([150 + 3 * k for k in range(16)]), atol=LEVEL_TOLERANCE
+    )
+
+
+def test_a_variable_frame_rate_clip_shows_the_frame_on_screen_at_each_tick(tmp_path):
+    times = [0.0, 0.05, 0.3, 0.32, 0.9, 1.5]  # a phone dropping frames
+    clip = write_test_video(tmp_path / "vfr.mp4", seconds=1.6, frame_times=times, audio=False)
+    video = read_video(clip.path, fps=10, size=(32, 32))
+    shown = [max(i for i, t in enumerate(times) if t <= k / 10 + 1e-9) for k in range(len(video))]
+    assert len(video) == 16
+    assert shown == [0, 1, 1, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5]
+    np.testing.assert_allclose(blue_levels(video), expected_levels(shown), atol=LEVEL_TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("hevc.mkv", "hevc"),
+        ("vp9.webm", "vp9"),
+        ("h264.mkv", "h264"),
+        ("h264.mov", "h264"),
+        ("mpeg4.avi", "mpeg4"),
+        ("prores.mov", "prores"),
+    ],
+)
+def test_common_containers_and_codecs_decode_the_same(tmp_path, name, codec):
+    if not encoder_available(codec):
+        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+    clip = write_test_video(tmp_path / name, seconds=1.0, fps=25, size=(48, 64), codec=codec)
+    assert probe(clip.path).video_codec == codec
+    video = read_video(clip.path, fps=10, size=(32, 32))
+    assert video.shape == (10, 3, 32, 32)
+    np.testing.assert_allclose(
+        blue_levels(video), expected_levels([int(k * 2.5) for k in range(10)]), atol=LEVEL_TOLERANCE
+    )
+    # Only mp4/mov record where AAC's last frame stops being padding: elsewhere up to one frame (1024) more.
+    assert read_audio(clip.path, 16000).shape[1] == pytest.approx(16000, abs=1024)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_rotated_phone_clip_is_turned_upright(tmp_path, rotation):
+    """The file stores 48×64 (H×W) pictures plus a display matrix; players show them turned."""
+    clip = write_test_video(
+        tmp_path / "phone.mp4", seconds=0.3, size=(48, 64), rotation=rotation, audio=False
+    )
+    info = probe(clip.path)
+    assert info.rotation == rotation
+    upright = np.rot90(pattern_frame(0, (48, 64)), k=rotation // 90)  # counter-clockwise, as players do
+    assert (info.height, info.width) == upright.shape[:2]
+
+    video = read_video(clip.path, fps=10, size=upright.shape[:2])
+    decoded = ((video[0].permute(1, 2, 0) + 1) * 127.5).numpy()
+    assert np.abs(decoded - upright).mean() < 4
+
+
+def test_rotate_upright_turns_counter_clockwise():
+    image = torch.tensor([[1, 2], [3, 4]])
+    assert rotate_upright(image, 90).tolist() == [[2, 4], [1, 3]]
+    assert rotate_upright(image, 180).tolist() == [[4, 3], [2, 1]]
+    assert rotate_upright(image, 270).tolist() == [[3, 1], [4, 2]]
+
+
+def test_a_wide_picture_is_centre_cropped_or_letterboxed(long_clip):
+    cropped = read_video(long_clip.path, fps=10, size=(64, 64), duration=0.1)[0]
+    padded = read_video(long_clip.path, fps=10, size=(64, 64), duration=0.1, fit="pad")[0]
+    red = lambda image: (image[0] + 1) * 127.5  # noqa: E731  (the red ramp runs 0..255 across the source width)
+    # Crop keeps source columns 40..279 of 320: the red ramp starts and ends inside (32, 223).
+    assert red(cropped)[:, 0].mean() == pytest.approx(32, abs=6) and red(cropped)[
+        :, -1
+    ].mean() == pytest.approx(223, abs=6)
+    # Pad keeps the whole width (red 0..255) and puts 8 black rows above and below the 48 picture rows.
+    assert red(padded)[20:40, 0].mean() < 6 and red(padded)[20:40, -1].mean() > 249
+    assert (padded[:, :8] == -1).all() and (padded[:, -8:] == -1).all() and (padded[:, 8:56] > -1).any()
+
+
+def test_stereo_audio_becomes_mono_keeping_both_channels(long_clip):
+    """Left carries 440 Hz, right 880 Hz: the mono mix must hold both, at half their level."""
+    audio = read_audio(long_clip.path, 16000, duration=1.0)[0]
+    assert audio.shape == (16000,)
+    spectrum = torch.fft.rfft(audio).abs() / (len(audio) / 2)  # 1 Hz bins, amplitude scale
+    assert spectrum[440] == pytest.approx(0.05, rel=0.15)
+    assert spectrum[880] == pytest.approx(0.05, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("name", "rate"),
+    [("click.wav", 16000), ("click.webm", 48000), ("click.mp3", 44100), ("click.m4a", 22050)],
+)
+def test_audio_is_resampled_without_moving_events(tmp_path, name, rate):
+    clip = write_test_audio(tmp_path / name, seconds=2.0, sample_rate=rate, click_at=0.7)
+    audio = read_audio(clip.path, 16000)
+    assert audio.shape[1] == pytest.approx(32000, abs=16)
+    assert click_time(audio, 16000) == pytest.approx(0.7, abs=0.005)
+    later = read_audio(clip.path, 16000, start=0.5, duration=1.0)
+    assert later.shape == (1, 16000)
+    assert click_time(later, 16000) == pytest.approx(0.2, abs=0.005)

@@ -1,0 +1,138 @@
+"""Swapping one track of a user's file: the kept track is untouched, the new one lines up with it in time."""
+
+from __future__ import annotations
+
+import logging
+
+import av
+import numpy as np
+import pytest
+import torch
+from media_factory import (
+    as_video,
+    click_time,
+    flash_frame,
+    pattern_audio,
+    pattern_frame,
+    write_test_audio,
+    write_test_video,
+)
+
+from mmgen.errors import MediaError, OutputExists
+from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video
+
+RATE = 16000
+
+
+def packets(path, kind: str) -> list[tuple[int, bytes]]:
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(packet.pts, bytes(packet)) for packet in container.demux(stream) if packet.size]
+
+
+def tone(seconds: float, hz: float, click_at: float | None = None) -> torch.Tensor:
+    return torch.from_numpy(pattern_audio(seconds, RATE, tone_hz=hz, click_at=click_at))  # (1, L)
+
+
+def level_at(audio: torch.Tensor, hz: int) -> float:
+    """Amplitude of the `hz` component of (1, L) audio of a whole number of seconds."""
+    return float(torch.fft.rfft(audio[0]).abs()[hz * audio.shape[1] // RATE] / (audio.shape[1] / 2))
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """7.3 s of 30 fps 320×240 H.264 (with B-frames) and stereo AAC at 440/880 Hz."""
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    return write_test_video(path, seconds=7.3, fps=30, size=(240, 320), channels=2)
+
+
+def test_a_new_soundtrack_keeps_the_video_packets_byte_for_byte(long_clip, tmp_path):
+    out = tmp_path / "scored.mp4"
+    replace_audio(long_clip.path, tone(5.0, 1000), RATE, out)
+
+    assert packets(out, "video") == packets(long_clip.path, "video")
+    info = probe(out)
+    assert (info.video_codec, info.audio_codec, info.audio_channels) == ("h264", "aac", 1)
+    assert info.audio_duration == pytest.approx(7.3, abs=0.05)
+    sound = read_audio(out, RATE)
+    assert sound.shape[1] == pytest.approx(7.3 * RATE, abs=0.05 * RATE)
+    assert level_at(sound[:, :RATE], 1000) == pytest.approx(0.1, rel=0.15)
+    assert sound[:, 5 * RATE + 800 :].abs().max() < 0.01  # padded with silence after the 5 s given
+
+
+def test_mixing_keeps_some_of_the_original_sound(long_clip, tmp_path):
+    out = tmp_path / "mixed.mp4"
+    replace_audio(long_clip.path, tone(7.3, 1000), RATE, out, mix=0.5)
+
+    second = read_audio(out, RATE, start=1.0, duration=1.0)
+    assert level_at(second, 1000) == pytest.approx(0.05, rel=0.2)  # half the new tone
+    assert level_at(second, 440) == pytest.approx(0.025, rel=0.2)  # half of the original's mono mix
+    assert level_at(second, 880) == pytest.approx(0.025, rel=0.2)
+
+
+def test_a_new_soundtrack_lines_up_with_the_picture(tmp_path):
+    """The source flashes at 0.7 s; the new audio clicks at 0.7 s; both must still coincide in the output."""
+    source = write_test_video(tmp_path / "flash.mp4", seconds=2.0, fps=30, flash_at=0.7)
+    out = tmp_path / "out.mp4"
+    replace_audio(source.path, tone(2.0, 440, click_at=0.7), RATE, out)
+
+    assert flash_frame(read_video(out, 30, (32, 32))) == 21
+    assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.7, abs=0.005)
+
+
+def test_a_video_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path, caplog):
+    source = write_test_video(tmp_path / "edit.mov", seconds=1.0, fps=25, codec="prores", flash_at=0.48)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="mmgen.media"):
+        replace_audio(source.path, tone(1.0, 440, click_at=0.48), RATE, out)
+
+    assert "prores video cannot go into mp4 as is; re-encoding it" in caplog.text
+    info = probe(out)
+    assert (info.video_codec, info.frames, info.fps) == ("h264", 25, 25.0)
+    assert flash_frame(read_video(out, 25, (32, 32))) == 12
+    assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.48, abs=0.005)
+
+
+def test_new_pictures_over_an_aac_track_copy_its_packets(tmp_path):
+    source = write_test_audio(tmp_path / "song.m4a", seconds=3.0, channels=2, click_at=0.7)
+    video = as_video(np.stack([pattern_frame(k, (64, 64)) for k in range(20)]))
+    video[7] = 1.0  # the flash at 0.7 s
+    out = tmp_path / "animated.mp4"
+    replace_video(source.path, video, 10, out)
+
+    kept, original = packets(out, "audio"), packets(source.path, "audio")
+    assert kept == original[: len(kept)]  # the same packets, cut where the 2 s of video end
+    info = probe(out)
+    assert (info.audio_channels, info.frames) == (2, 20)
+    assert info.audio_duration == pytest.approx(2.0, abs=1024 / RATE)
+    assert flash_frame(read_video(out, 10, (64, 64))) == 7
+    assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.7, abs=0.005)
+
+
+def test_new_pictures_over_a_wav_re_encode_it_in_time(tmp_path):
+    source = write_test_audio(tmp_path / "voice.wav", seconds=2.0, sample_rate=22050, click_at=1.3)
+    video = torch.zeros(20, 3, 32, 32)
+    out = tmp_path / "animated.mp4"
+    replace_video(source.path, video, 10, out)
+
+    info = probe(out)
+    assert (info.audio_codec, info.sample_rate) == ("aac", 22050)
+    assert click_time(read_audio(out, RATE), RATE) == pytest.approx(1.3, abs=0.005)
+
+
+def test_swapping_needs_the_kept_track_and_respects_existing_outputs(long_clip, tmp_path):
+    silent = write_test_video(tmp_path / "silent.mp4", seconds=0.5, audio=False)
+    sound = write_test_audio(tmp_path / "sound.wav", seconds=0.5)
+    with pytest.raises(MediaError, match="sound.wav: it has no video stream"):
+        replace_audio(sound.path, tone(0.5, 440), RATE, tmp_path / "a.mp4")
+    with pytest.raises(MediaError, match="silent.mp4: it has no audio stream"):
+        replace_video(silent.path, torch.zeros(5, 3, 16, 16), 10, tmp_path / "b.mp4")
+    with pytest.raises(MediaError, match="silent.mp4: it has no audio of its own to mix in"):
+        replace_audio(silent.path, tone(0.5, 440), RATE, tmp_path / "c.mp4", mix=0.3)
+
+    existing = tmp_path / "mine.mp4"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputExists):
+        replace_audio(long_clip.path, tone(1.0, 440), RATE, existing)
+    assert existing.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4", "silent.mp4", "sound.wav"]

@@ -1,0 +1,125 @@
+"""The weights cache: converted models by name, each a self-describing safetensors plus a small JSON record
+of where it came from, so `verify` can re-hash it and `list` can describe it without opening it.
+
+Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmgen", read when used):
+    models/<name>/model.safetensors   the converted weights (arch + config in the metadata)
+    models/<name>/model.json          CacheRecord; written last, so a model counts as cached only once complete
+    models/<name>/<sha256>.part       an interrupted download, resumed by the next pull
+    models/<name>/.lock               held while downloading or converting into this folder
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+import platformdirs
+
+from mmgen.config import from_dict, to_dict
+from mmgen.errors import ConfigError
+from mmgen.files import temporary_name
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """Provenance of one cached model."""
+
+    name: str
+    arch: str
+    config: dict[str, Any]  # architecture dataclass fields
+    sha256: str  # of model.safetensors: what `verify` re-hashes
+    size: int  # bytes of model.safetensors
+    dtype: str  # float32 or float16
+    source: str  # the URL downloaded, or the path imported
+    source_sha256: str  # of the original file (what a registry entry's weights.sha256 names)
+    source_format: str  # pt or safetensors
+    imported_at: str  # ISO 8601, UTC
+    mmgen_version: str
+
+
+class ModelCache:
+    """Cached models by name under one root."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else cache_root()
+
+    def folder(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def weights_path(self, name: str) -> Path:
+        return self.folder(name) / "model.safetensors"
+
+    def record_path(self, name: str) -> Path:
+        return self.folder(name) / "model.json"
+
+    def part_path(self, name: str, sha256: str) -> Path:
+        return self.folder(name) / f"{sha256}.part"
+
+    def names(self) -> list[str]:
+        models = self.root / "models"
+        return sorted(p.parent.name for p in models.glob("*/model.json")) if models.is_dir() else []
+
+    def record(self, name: str) -> CacheRecord | None:
+        """The record of a complete cached model, or None."""
+        path = self.record_path(name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(
+                f"{path}: unreadable cache record ({e})", hint=f"run `mmgen models rm {name}`"
+            ) from None
+        if not self.weights_path(name).is_file():
+            return None
+        return from_dict(CacheRecord, data, str(path))
+
+    def write_record(self, record: CacheRecord) -> None:
+        """Commit a model: its weights file must already be in place."""
+        path = self.record_path(record.name)
+        tmp = temporary_name(path)
+        try:
+            tmp.write_text(json.dumps(to_dict(record), indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def remove(self, name: str) -> bool:
+        """Delete a cached model and any partial download; True if there was anything to delete."""
+        folder = self.folder(name)
+        if not folder.is_dir():
+            return False
+        with self.lock(name):
+            found = False
+            # The record goes first: without it a half-deleted model no longer counts as cached.
+            for path in [self.record_path(name), self.weights_path(name), *folder.glob("*.part")]:
+                if path.exists():
+                    path.unlink()
+                    found = True
+        return found
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Exclusive access to one model's folder across processes; says so when it has to wait."""
+        self.folder(name).mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.folder(name) / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            print(f"mmgen: waiting for another mmgen process working on {name!r} ...", file=sys.stderr)
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()

@@ -1,0 +1,129 @@
+"""What `mmgen models list/verify/info` report: every model the registry or the cache knows, its status,
+size, and whether its files still hash to what was recorded."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mmgen.config import to_dict
+from mmgen.errors import ModelNotFound
+from mmgen.models import build_model
+from mmgen.weights.cache import ModelCache
+from mmgen.weights.checkpoint import sha256_file
+from mmgen.weights.load import availability
+from mmgen.weights.registry import load_registry, unknown_model
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    arch: str
+    status: str
+    size: int | None  # bytes: the local file, else the registry's size, else an fp32 estimate
+    size_estimated: bool
+    description: str
+    upsampler: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@functools.cache
+def _fp32_bytes(arch: str, config: Any) -> int:
+    """Size the weights will have as fp32 safetensors (parameters × 4; the header is negligible)."""
+    return 4 * sum(p.numel() for p in build_model(arch, config, device="meta").parameters())
+
+
+def catalog() -> list[Row]:
+    registry, cache = load_registry(), ModelCache()
+    rows = []
+    for name in sorted({*registry.names(), *cache.names()}):
+        entry, record = registry.entries.get(name), cache.record(name)
+        status = availability(name, entry, cache)
+        size, estimated = None, False
+        if status == "cached":
+            size = record.size
+        elif status == "bundled":
+            size = entry.weights.bundled_path.stat().st_size
+        elif entry.weights.size is not None:
+            size = entry.weights.size
+        elif entry.config is not None:
+            size, estimated = _fp32_bytes(entry.arch, entry.config), True
+        if entry is None:
+            rows.append(
+                Row(name, record.arch, status, size, estimated, f"imported from {record.source}", None)
+            )
+        else:
+            rows.append(Row(name, entry.arch, status, size, estimated, entry.description, entry.upsampler))
+    return rows
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    path: str
+    ok: bool
+    verdict: str  # "ok", "ok (no sha256 registered)", "missing", or "corrupt: expected ..., got ..."
+    expected: str | None
+    actual: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_models(name: str | None = None) -> list[Verdict]:
+    """Re-hash the cached models (and bundled files) — one, or all of them."""
+    registry, cache = load_registry(), ModelCache()
+    bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
+    if name is None:
+        names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
+    elif name in bundled or cache.record(name) is not None:
+        names = [name]
+    elif name in registry:
+        raise ModelNotFound(
+            f"{name}: not in the cache, nothing to verify", hint=f"run `mmgen models pull {name}`"
+        )
+    else:
+        raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
+    verdicts = []
+    for n in names:
+        if n in bundled:
+            verdicts.append(_check(n, bundled[n].bundled_path, bundled[n].sha256))
+        else:
+            verdicts.append(_check(n, cache.weights_path(n), cache.record(n).sha256))
+    return verdicts
+
+
+def _check(name: str, path: Path, expected: str | None) -> Verdict:
+    if not path.is_file():
+        return Verdict(name, str(path), False, "missing", expected, None)
+    actual = sha256_file(path)
+    if expected is None:
+        return Verdict(name, str(path), True, "ok (no sha256 registered)", None, actual)
+    if actual != expected:
+        return Verdict(
+            name, str(path), False, f"corrupt: expected {expected}, got {actual}", expected, actual
+        )
+    return Verdict(name, str(path), True, "ok", expected, actual)
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Registry entry, cache record and status of one model, as plain data."""
+    registry, cache = load_registry(), ModelCache()
+    entry, record = registry.entries.get(name), cache.record(name)
+    if entry is None and record is None:
+        raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
+    details: dict[str, Any] = {"name": name, "status": availability(name, entry, cache)}
+    if entry is not None:
+        details.update(to_dict(entry))
+        details["config"] = to_dict(entry.config) if entry.config is not None else "(from the weights file)"
+        details["registry_file"] = str(registry.files[name])
+    if record is not None:
+        details["cached"] = to_dict(record)
+        details["path"] = str(cache.weights_path(name))
+    elif entry is not None and entry.weights.bundled:
+        details["path"] = str(entry.weights.bundled_path)
+    return details

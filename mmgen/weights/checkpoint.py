@@ -1,0 +1,146 @@
+"""Reading and writing weight files: official torch checkpoints (only ever through
+`torch.load(weights_only=True)`) and mmgen safetensors, whose metadata carries the architecture and config
+so a file is self-describing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+
+from mmgen import __version__
+from mmgen.config import to_dict
+from mmgen.errors import UsageError, WeightsMismatch
+from mmgen.files import temporary_name
+
+FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_safetensors(path: Path) -> bool:
+    """By content, not extension: an 8-byte little-endian header length, then a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < os.path.getsize(path)
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an mmgen safetensors says about itself."""
+
+    arch: str
+    config: dict[str, Any]  # architecture dataclass fields
+    metadata: dict[str, str]  # everything in the file's metadata (mmgen_version, source, ...)
+
+
+def read_header(path: Path) -> Header | None:
+    """The architecture and config stored in an mmgen safetensors; None for any other file."""
+    if not is_safetensors(path):
+        return None
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != FORMAT_TAG or "arch" not in metadata or "config" not in metadata:
+        return None
+    try:
+        config = json.loads(metadata["config"])
+    except json.JSONDecodeError:
+        raise UsageError(f"{path}: its metadata 'config' is not valid JSON") from None
+    return Header(metadata["arch"], config, metadata)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A flat name → tensor mapping from a safetensors file or a torch checkpoint. Pickles are opened with
+    weights_only=True: anything but tensors and plain containers is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    if is_safetensors(path):
+        try:
+            return safetensors.torch.load_file(str(path), device="cpu")
+        except safetensors.SafetensorError as e:
+            raise UsageError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).splitlines()[-1].strip() if str(e).strip() else "unsupported object"
+        raise UsageError(
+            f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
+            hint="mmgen only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UsageError(f"{path}: not a readable torch checkpoint ({e.__class__.__name__}: {e})") from None
+    return _flat_tensors(state, path)
+
+
+def _flat_tensors(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """Official checkpoints are plain {name: tensor} dicts (official-checkpoints.md §2); say what else we got."""
+    if not isinstance(state, dict):
+        raise WeightsMismatch(
+            f"{path}: expected a mapping of parameter names to tensors, got {type(state).__name__}"
+        )
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise WeightsMismatch(
+            f"{path}: expected a flat mapping of parameter names to tensors; "
+            f"{', '.join(map(repr, not_tensors[:3]))} hold{'s' if len(not_tensors) == 1 else ''} "
+            f"{type(state[not_tensors[0]]).__name__} values",
+            hint="unwrap the state dict (e.g. checkpoint['state_dict']) and save it alone",
+        )
+    return dict(state)
+
+
+def save_model(
+    path: str | Path,
+    model: torch.nn.Module | dict[str, torch.Tensor],
+    arch: str,
+    config: Any,
+    extra_metadata: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> str:
+    """Write `model` (or a state dict) as an mmgen safetensors with arch + config in its metadata, atomically
+    (temporary file in the same folder, then os.replace). Floating tensors are cast to `dtype` if given.
+    Returns the sha256 of the written file."""
+    path = Path(path)
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    # Official checkpoints hold views into a few big flat storages; safetensors needs one storage per tensor.
+    tensors = {name: _own_storage(t, dtype) for name, t in state.items()}
+    metadata = {
+        "format": FORMAT_TAG,
+        "arch": arch,
+        "config": json.dumps(to_dict(config) if not isinstance(config, dict) else config),
+        "mmgen_version": __version__,
+    }
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def _own_storage(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """A CPU copy with its own storage; floating tensors cast to `dtype` when given."""
+    cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
+    return t.detach().to("cpu", cast).contiguous().clone()

@@ -1,0 +1,178 @@
+"""Turning a weights file (an official torch checkpoint or a safetensors) into a cached mmgen model: check
+every key and shape against the architecture, then write a self-describing safetensors into the cache.
+This is both the end of `models pull` and the whole of `models import`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen import __version__
+from mmgen.config import to_dict
+from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
+from mmgen.models import build_model, config_for
+from mmgen.weights.cache import CacheRecord, ModelCache
+from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model, sha256_file
+from mmgen.weights.registry import NAME_PATTERN, ModelEntry, load_registry
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+_LISTED = 8  # keys named per kind of mismatch before "... and N more"
+
+
+def expected_shapes(arch: str, config: Any) -> dict[str, torch.Size]:
+    """Key → shape of the architecture's state dict, without allocating it (meta device)."""
+    return {k: v.shape for k, v in build_model(arch, config, device="meta").state_dict().items()}
+
+
+def check_state_dict(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size], where: str
+) -> None:
+    """Raise WeightsMismatch listing missing, unexpected and mis-shaped keys (a few of each, then a count)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {list(state[k].shape)} (expected {list(expected[k])})"
+        for k in expected
+        if k in state and state[k].shape != expected[k]
+    ]
+    problems = [
+        _listing(label, keys)
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
+        if keys
+    ]
+    if problems:
+        raise WeightsMismatch(
+            f"{where} does not fit the architecture: {'; '.join(problems)}",
+            hint="check --arch/--config (or the registry entry's config) against the checkpoint",
+        )
+
+
+def _listing(label: str, keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LISTED])
+    more = f", ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    return f"{len(keys)} {label}: {shown}{more}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a checkpoint is checked against: an architecture and its config dataclass."""
+
+    arch: str
+    config: Any
+
+
+def install(
+    cache: ModelCache,
+    name: str,
+    file: Path,
+    target: Target | None,
+    *,
+    source: str,
+    source_sha256: str,
+    dtype: torch.dtype = torch.float32,
+) -> CacheRecord:
+    """Validate `file` against `target` (None: the file's own mmgen metadata) and commit it to the cache
+    as `name`. The caller holds the cache lock for `name`."""
+    state = read_state_dict(file)
+    header = read_header(file)
+    if header is not None:
+        own = Target(header.arch, config_for(header.arch, header.config, f"{file}: metadata config"))
+        if target is not None and own != target:
+            raise WeightsMismatch(
+                f"{file} is an mmgen {own.arch} file whose config differs from the one asked for",
+                hint="import it under a new name without --arch/--config; its metadata says what it is",
+            )
+        target = own
+    if target is None:
+        raise UsageError(
+            f"{file}: no architecture config for {name!r}", hint="pass --arch and --config FILE.yaml"
+        )
+    check_state_dict(state, expected_shapes(target.arch, target.config), str(file))
+    folder = cache.folder(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = cache.weights_path(name)
+    metadata = {"name": name, "source": source, "source_sha256": source_sha256}
+    digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
+    record = CacheRecord(
+        name=name,
+        arch=target.arch,
+        config=to_dict(target.config),
+        sha256=digest,
+        size=weights.stat().st_size,
+        dtype=str(dtype).removeprefix("torch."),
+        source=source,
+        source_sha256=source_sha256,
+        source_format="safetensors" if is_safetensors(file) else "pt",
+        imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        mmgen_version=__version__,
+    )
+    cache.write_record(record)
+    return record
+
+
+def import_weights(
+    file: str | Path,
+    name: str,
+    *,
+    arch: str | None = None,
+    config: Any = None,
+    dtype: str = "fp32",
+    overwrite: bool = False,
+    cache: ModelCache | None = None,
+) -> CacheRecord:
+    """`mmgen models import`: a hand-downloaded official checkpoint (or an mmgen/plain safetensors) becomes
+    the cached model `name`. Under a registry name, the entry says what the file must be (and its sha256,
+    if it names one); otherwise `arch` + `config` (a config dataclass; None: the released one) do, or else the
+    file's own mmgen metadata."""
+    file, cache = Path(file), cache or ModelCache()
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    if not NAME_PATTERN.fullmatch(name):
+        raise UsageError(f"invalid model name {name!r}: use letters, digits and . _ + - only")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    registry = load_registry()
+    entry = registry.entries.get(name)
+    target = _target(name, entry, arch, config, file)
+    source_sha256 = sha256_file(file)
+    if entry is not None and entry.weights.sha256 and entry.weights.sha256 != source_sha256:
+        raise ChecksumMismatch(
+            f"{file} is not the file registered as {name!r}: expected sha256 {entry.weights.sha256}, "
+            f"got {source_sha256}",
+            hint="import it under another name",
+        )
+    with cache.lock(name):
+        if cache.record(name) is not None and not overwrite:
+            raise OutputExists(f"{name!r} is already in the cache", hint="pass --overwrite to replace it")
+        return install(
+            cache,
+            name,
+            file,
+            target,
+            source=str(file.resolve()),
+            source_sha256=source_sha256,
+            dtype=DTYPES[dtype],
+        )
+
+
+def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, file: Path) -> Target | None:
+    """What the imported file must fit; None: whatever its own mmgen metadata says."""
+    if entry is not None:
+        if entry.weights.bundled:
+            raise UsageError(f"{name!r} is bundled with mmgen", hint="import your file under another name")
+        if (arch is not None and arch != entry.arch) or config is not None:
+            raise UsageError(
+                f"{name!r} is a registry entry ({entry.arch}); its config is fixed by the entry",
+                hint="drop --arch/--config, or import under another name",
+            )
+        return Target(entry.arch, entry.config) if entry.config is not None else None
+    if arch is None:
+        if config is not None or read_header(file) is None:
+            raise UsageError(f"--arch is required to import {file} as the new model {name!r}")
+        return None
+    return Target(arch, config if config is not None else config_for(arch))

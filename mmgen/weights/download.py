@@ -1,0 +1,227 @@
+"""Fetching weight files into a `.part` file: HTTP(S) with Range resume and retries with backoff, or a copy
+from a file:// URL; the sha256 is computed while the bytes arrive and must match before anyone uses them.
+
+The caller holds the model's cache lock, so one process at a time appends to a given `.part` file and a
+later pull can resume what an interrupted one left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import requests
+
+from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound
+from mmgen.weights.progress import ByteProgress
+
+_CHUNK = 1 << 16  # bytes per read: a dropped connection loses at most the chunk in flight
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def offline() -> bool:
+    """MMGEN_OFFLINE=1: never open a socket (file:// URLs and the cache still work)."""
+    return os.environ.get("MMGEN_OFFLINE", "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one URL before moving on to the next."""
+
+    retries: int = 4  # further tries after the first, on dropped connections, timeouts, 5xx and 429
+    backoff: float = 1.0  # seconds before the first retry, doubled for each further one
+    timeout: float = 30.0  # seconds to connect, and the longest wait for the next bytes
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """Defaults, overridden by MMGEN_DOWNLOAD_RETRIES / MMGEN_DOWNLOAD_BACKOFF (read when called)."""
+        policy = cls()
+        for var, field, kind in (
+            ("MMGEN_DOWNLOAD_RETRIES", "retries", int),
+            ("MMGEN_DOWNLOAD_BACKOFF", "backoff", float),
+        ):
+            text = os.environ.get(var)
+            if text is None:
+                continue
+            try:
+                value = kind(text)
+            except ValueError:
+                value = -1
+            if value < 0:
+                raise ConfigError(f"${var}: expected a non-negative {kind.__name__}, got {text!r}")
+            policy = RetryPolicy(**{**policy.__dict__, field: value})
+        return policy
+
+
+class _Retry(Exception):
+    """A transient failure: try the same URL again (resuming)."""
+
+
+class _Unavailable(Exception):
+    """This URL will not serve the file (4xx, missing local file): try the next one."""
+
+
+class _GaveUp(Exception):
+    """Transient failures outlasted the retries."""
+
+
+class _Part:
+    """The `.part` file and a running sha256 of its bytes, so a resume hashes the old prefix only once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.size = 0
+        if path.is_file():
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    self.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.size += len(chunk)
+
+    def reset(self) -> None:
+        self.path.write_bytes(b"")
+        self.digest, self.size = hashlib.sha256(), 0
+
+
+def download(
+    urls: tuple[str, ...] | list[str],
+    part: Path,
+    sha256: str,
+    *,
+    label: str,
+    policy: RetryPolicy | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Fetch the file with this sha256 from the first URL that serves it into `part` (resuming what is there)
+    and return `part`. A wrong checksum deletes `part` and raises ChecksumMismatch naming both hashes."""
+    policy = policy or RetryPolicy.from_env()
+    part.parent.mkdir(parents=True, exist_ok=True)
+    unavailable, transient, mismatches = [], [], []
+    with ByteProgress(f"downloading {label}", quiet) as progress:
+        for url in urls:
+            if offline() and urlsplit(url).scheme != "file":
+                unavailable.append(f"{url} (not fetched: MMGEN_OFFLINE=1)")
+                continue
+            state = _Part(part)
+            try:
+                _fetch(url, state, policy, progress)
+            except _Unavailable as e:
+                unavailable.append(f"{url} ({e})")
+                continue
+            except _GaveUp as e:
+                transient.append(f"{url} ({e})")
+                continue
+            actual = state.digest.hexdigest()
+            if actual == sha256:
+                return part
+            part.unlink(missing_ok=True)
+            mismatches.append(f"{url}: expected sha256 {sha256}, got {actual}")
+            progress.note(f"checksum mismatch for {url}; deleted the download")
+    if mismatches:
+        raise ChecksumMismatch(
+            f"{label}: the downloaded file is not the one the registry names ({'; '.join(mismatches)})",
+            hint="nothing was cached; the mirror may be corrupt or the entry's sha256 wrong",
+        )
+    if transient:
+        raise MmgenError(
+            f"{label}: download failed: {'; '.join(transient + unavailable)}",
+            hint="run the same command again to resume where it stopped",
+        )
+    raise ModelNotFound(f"{label}: weights not available from {'; '.join(unavailable)}")
+
+
+def _fetch(url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress) -> None:
+    if urlsplit(url).scheme == "file":
+        _copy_local(url, part, progress)
+        return
+    reason = ""
+    with requests.Session() as session:
+        for attempt in range(policy.retries + 1):
+            if attempt:
+                delay = policy.backoff * 2 ** (attempt - 1)
+                progress.note(f"{url}: {reason}; retry {attempt}/{policy.retries} in {delay:g} s")
+                time.sleep(delay)
+            try:
+                _http_once(session, url, part, policy, progress)
+                return
+            except _Retry as e:
+                reason = str(e)
+    raise _GaveUp(f"gave up after {policy.retries + 1} tries: {reason}")
+
+
+def _http_once(
+    session: requests.Session, url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress
+) -> None:
+    """One request, appending to the part file; resumes with a Range request when it already holds bytes."""
+    headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
+    if part.size:
+        headers["Range"] = f"bytes={part.size}-"
+    try:
+        with session.get(url, headers=headers, stream=True, timeout=policy.timeout) as response:
+            status = response.status_code
+            if status == 416:  # nothing after our offset: the part is complete (or wrong — the hash decides)
+                return
+            if status >= 500 or status in (408, 429):
+                raise _Retry(f"HTTP {status} {response.reason}")
+            if status >= 400:
+                raise _Unavailable(f"HTTP {status} {response.reason}")
+            total = _expected_total(response, part)
+            if total is not None:
+                _check_space(part.path, total - part.size)
+            progress.start(part.size, total)
+            with open(part.path, "ab") as f:
+                for chunk in response.iter_content(_CHUNK):
+                    f.write(chunk)
+                    part.update(chunk)
+                    progress.advance(len(chunk))
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+        raise _Retry(f"connection lost after {part.size} bytes ({e.__class__.__name__})") from None
+    if total is not None and part.size != total:
+        raise _Retry(f"connection closed at byte {part.size} of {total}")
+
+
+def _expected_total(response: requests.Response, part: _Part) -> int | None:
+    """The full file size, after making the part file agree with what the server is sending."""
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if not match or int(match[1]) != part.size:
+            part.reset()
+            raise _Retry("server answered a different range than asked; starting over")
+        return int(match[3]) if match[3] != "*" else None
+    if part.size:  # a 200 to a Range request: the server sends the whole file again
+        part.reset()
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _check_space(path: Path, needed: int) -> None:
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise MmgenError(
+            f"not enough disk space in {path.parent}: need {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free"
+        )
+
+
+def _copy_local(url: str, part: _Part, progress: ByteProgress) -> None:
+    source = Path(url2pathname(urlsplit(url).path))
+    if not source.is_file():
+        raise _Unavailable("no such file")
+    part.reset()
+    total = source.stat().st_size
+    _check_space(part.path, total)
+    progress.start(0, total)
+    with open(source, "rb") as src, open(part.path, "ab") as dst:
+        while chunk := src.read(_CHUNK):
+            dst.write(chunk)
+            part.update(chunk)
+            progress.advance(len(chunk))

@@ -1,0 +1,190 @@
+"""The model registry: one YAML file per model (the file name is the model name), read from the packaged
+presets, then `$MMGEN_PRESETS/models/`, then the user config dir's `models/` — a later folder's entry of the
+same name replaces an earlier one, so a user can point `landscape` at a mirror.
+
+Entries are parsed strictly into `ModelEntry` (unknown keys or wrong types name the file and field) after
+resolving `base:` inheritance: the base entry's fields are deep-merged under the child's, except `weights`,
+which is replaced whole (a child that names other weights must not inherit the parent's checksum or bundle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+from mmgen.config import from_dict, load_yaml, to_dict
+from mmgen.diffusion.sampling_config import SamplingConfig, load_sampling_preset, sampling_presets
+from mmgen.errors import ConfigError, ModelNotFound
+from mmgen.models import config_for
+from mmgen.presets import preset_dir
+from mmgen.weights.urls import check_url
+
+Arch = Literal["mm-unet", "sr-unet"]
+WeightsFormat = Literal["safetensors", "pt"]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights come from: shipped in the package, downloaded, or (neither) imported by hand."""
+
+    urls: tuple[str, ...] = ()  # tried in order: https, file://, or http on localhost
+    sha256: str | None = None  # of the file at the urls (or of the bundled file); required with urls
+    format: WeightsFormat = "safetensors"  # pt: an official torch checkpoint, converted on arrival
+    size: int | None = None  # bytes at the urls, when known (shown by `models list`)
+    bundled: str | None = None  # file name inside mmgen/assets/
+
+    def __post_init__(self):
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.urls and self.sha256 is None:
+            raise ValueError("sha256 is required when urls are given (downloads are always verified)")
+        if self.urls and self.bundled:
+            raise ValueError("give either urls or bundled, not both")
+        if self.bundled is not None and Path(self.bundled).name != self.bundled:
+            raise ValueError(f"bundled must be a plain file name inside mmgen/assets, got {self.bundled!r}")
+        for url in self.urls:
+            check_url(url)
+
+    @property
+    def bundled_path(self) -> Path | None:
+        return _ASSETS / self.bundled if self.bundled else None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry entry (DESIGN §6). `config` is the architecture dataclass; None means the weights file
+    itself carries it (an mmgen safetensors, e.g. the bundled demo or a user's fine-tune)."""
+
+    arch: Arch
+    base: str | None = None
+    config: Any = None  # parsed into MMUNetConfig / SRUNetConfig by the registry
+    weights: WeightsSource = field(default_factory=WeightsSource)
+    upsampler: str | None = None  # registry name of an sr-unet entry
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # YAML: a mapping, or a preset's name
+    description: str = ""
+    license: str = ""
+    source: str = ""
+
+    @property
+    def needs_import(self) -> bool:
+        """No way to fetch the weights automatically: the user downloads them and runs `models import`."""
+        return not self.weights.urls and not self.weights.bundled
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All known entries by name, and the YAML file each came from."""
+
+    entries: dict[str, ModelEntry]
+    files: dict[str, Path]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: str) -> ModelEntry:
+        if name not in self.entries:
+            raise unknown_model(name, self.names())
+        return self.entries[name]
+
+
+def unknown_model(name: str, known: list[str]) -> ModelNotFound:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else "see `mmgen models list`"
+    return ModelNotFound(f"unknown model {name!r}", hint=hint)
+
+
+def registry_dirs() -> list[Path]:
+    """Folders searched for `<name>.yaml`, lowest priority first (environment read when called)."""
+    dirs = [preset_dir() / "models"]
+    if os.environ.get("MMGEN_PRESETS"):
+        dirs.append(Path(os.environ["MMGEN_PRESETS"]) / "models")
+    dirs.append(Path(platformdirs.user_config_dir("mmgen")) / "models")
+    return dirs
+
+
+def load_registry() -> Registry:
+    """Read and validate every entry; any invalid file is a ConfigError naming it."""
+    raw: dict[str, Any] = {}
+    files: dict[str, Path] = {}
+    for folder in registry_dirs():
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if not NAME_PATTERN.fullmatch(path.stem):
+                raise ConfigError(f"{path}: model names use letters, digits and . _ + - only")
+            data = load_yaml(path)
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: expected a mapping of entry fields")
+            raw[path.stem], files[path.stem] = _expand_sampling(data, path), path
+    entries = {name: _parse(_merged(name, raw, files, ()), files[name]) for name in raw}
+    for name, entry in entries.items():
+        upsampler = entries.get(entry.upsampler) if entry.upsampler else None
+        if entry.upsampler and (upsampler is None or upsampler.arch != "sr-unet"):
+            raise ConfigError(f"{files[name]}: upsampler: {entry.upsampler!r} is not an sr-unet entry")
+    return Registry(entries, files)
+
+
+def _expand_sampling(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`sampling: paper` names a preset in presets/sampling/; expanded before merging so a child can
+    override single fields of an inherited preset."""
+    name = data.get("sampling")
+    if not isinstance(name, str):
+        return data
+    if name not in sampling_presets():
+        raise ConfigError(
+            f"{path}: sampling: unknown preset {name!r} (known: {', '.join(sampling_presets())})"
+        )
+    return {**data, "sampling": to_dict(load_sampling_preset(name))}
+
+
+def _merged(name: str, raw: dict[str, Any], files: dict[str, Path], seen: tuple[str, ...]) -> dict[str, Any]:
+    """The entry's fields with its `base` chain merged underneath."""
+    data = raw[name]
+    base = data.get("base")
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{files[name]}: base: expected a model name, got {base!r}")
+    if base in seen or base == name:
+        raise ConfigError(f"{files[name]}: base: inheritance cycle {' -> '.join((*seen, name, base))}")
+    if base not in raw:
+        raise ConfigError(f"{files[name]}: base: {unknown_model(base, sorted(raw))}")
+    parent = {k: v for k, v in _merged(base, raw, files, (*seen, name)).items() if k != "base"}
+    if "weights" in data:
+        parent.pop("weights", None)
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse(data: dict[str, Any], path: Path) -> ModelEntry:
+    entry = from_dict(ModelEntry, data, str(path))
+    if entry.config is not None:
+        if not isinstance(entry.config, dict):
+            raise ConfigError(f"{path}: config: expected a mapping of {entry.arch} fields")
+        entry = dataclasses.replace(entry, config=config_for(entry.arch, entry.config, f"{path}: config"))
+    elif entry.weights.format == "pt":
+        raise ConfigError(
+            f"{path}: config: required for format pt (only an mmgen .safetensors carries its own)"
+        )
+    return entry

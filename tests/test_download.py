@@ -1,0 +1,228 @@
+"""Pulling weights from a real local HTTP server: resume after a dropped connection, checksum failures,
+404s, retried 500s, two concurrent pulls, and offline mode — each through the real `mmgen` command."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import subprocess
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+from conftest import OFFICIAL, official_json
+from http_server import FileServer
+from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+
+from mmgen.errors import ConfigError
+from mmgen.models.config import SRUNetConfig
+from mmgen.weights import load_model
+from mmgen.weights.catalog import verify_models
+from mmgen.weights.download import RetryPolicy
+from mmgen.weights.urls import check_url
+
+NAME = "tiny-sr"
+
+
+def tiny_sr_fields() -> dict:
+    """The tiny official SR fixture's constructor kwargs that are SRUNetConfig fields (the rest are fixed)."""
+    kwargs = official_json("tiny_sr.json")["constructor_kwargs"]
+    return {f.name: kwargs[f.name] for f in fields(SRUNetConfig) if f.name in kwargs}
+
+
+@pytest.fixture(scope="module")
+def official_pt() -> bytes:
+    """An official-format checkpoint: torch.save of a plain state dict."""
+    buffer = io.BytesIO()
+    torch.save(safetensors.torch.load_file(OFFICIAL / "tiny_sr.safetensors"), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server():
+    with FileServer() as s:
+        yield s
+
+
+def register(tmp_path: Path, urls: list[str], data: bytes, name: str = NAME) -> None:
+    """A user registry entry (in $MMGEN_PRESETS) for the tiny SR model at `urls`."""
+    entry = {
+        "arch": "sr-unet",
+        "config": tiny_sr_fields(),
+        "weights": {"urls": urls, "sha256": hashlib.sha256(data).hexdigest(), "format": "pt"},
+    }
+    folder = tmp_path / "presets" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(entry))
+
+
+def cache_files(tmp_path: Path) -> list[str]:
+    root = tmp_path / "cache"
+    return (
+        sorted(p.name for p in root.rglob("*") if p.is_file() and p.name != ".lock") if root.exists() else []
+    )
+
+
+def test_dropped_connection_resumes_with_range_on_the_next_pull(tmp_path, server, official_pt, monkeypatch):
+    drop = random.Random(7).randrange(100_000, len(official_pt) - 1000)
+    register(tmp_path, [server.add("/tiny.pt", official_pt, drop_at=drop)], official_pt)
+    env = mmgen_env(tmp_path, MMGEN_DOWNLOAD_RETRIES="0")
+
+    first = run_mmgen("models", "pull", NAME, env=env)
+    assert first.returncode == 1, first.stderr
+    assert "run the same command again to resume" in first.stderr
+    part = next((tmp_path / "cache").rglob("*.part"))
+    assert part.name == f"{hashlib.sha256(official_pt).hexdigest()}.part"
+    kept = part.stat().st_size  # what arrived before the drop, less at most the chunk in flight
+    assert 0 < kept <= drop and part.read_bytes() == official_pt[:kept]
+
+    second = run_mmgen("models", "pull", NAME, env=env)
+    assert second.returncode == 0, second.stderr
+    assert [(r.range, r.status) for r in server.requests] == [(None, 200), (f"bytes={kept}-", 206)]
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+    monkeypatch.setenv("MMGEN_CACHE", env["MMGEN_CACHE"])
+    monkeypatch.setenv("MMGEN_PRESETS", env["MMGEN_PRESETS"])
+    assert [v.verdict for v in verify_models(NAME)] == ["ok"]
+
+
+def test_a_drop_within_one_pull_is_retried_from_where_it_stopped(tmp_path, server, official_pt, monkeypatch):
+    register(tmp_path, [server.add("/tiny.pt", official_pt, drop_at=len(official_pt) // 3)], official_pt)
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    loaded = load_model(NAME, quiet=True)  # the library API downloads on demand too
+
+    assert [r.range for r in server.requests][0] is None
+    assert 0 < int(server.requests[1].range.removeprefix("bytes=").removesuffix("-")) <= len(official_pt) // 3
+    reference = safetensors.torch.load_file(OFFICIAL / "tiny_sr.safetensors")
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in reference.items())
+    assert loaded.config == SRUNetConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in tiny_sr_fields().items()}
+    )
+
+
+def test_one_corrupted_byte_fails_the_checksum_and_leaves_nothing(tmp_path, server, official_pt):
+    register(tmp_path, [server.add("/tiny.pt", official_pt, corrupt_at=12345)], official_pt)
+    corrupted = bytearray(official_pt)
+    corrupted[12345] ^= 0xFF
+
+    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+
+    assert result.returncode == 2, result.stderr
+    assert hashlib.sha256(official_pt).hexdigest() in result.stderr  # expected
+    assert hashlib.sha256(corrupted).hexdigest() in result.stderr  # actual
+    assert cache_files(tmp_path) == []  # no cache entry, no .part
+
+
+def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):
+    url = server.base_url + "/nowhere/tiny.pt"
+    register(tmp_path, [url], official_pt)
+
+    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+
+    assert result.returncode == 2
+    assert url in result.stderr and "404" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_server_errors_are_retried_until_the_file_comes(tmp_path, server, official_pt):
+    register(tmp_path, [server.add("/tiny.pt", official_pt, fail_status=500, fail_times=2)], official_pt)
+
+    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert [r.status for r in server.requests] == [500, 500, 200]
+    assert "retry 2/4" in result.stderr
+
+
+def test_two_concurrent_pulls_download_once(tmp_path, server, official_pt):
+    # ~2 s of transfer, so the second process arrives while the first still holds the lock.
+    register(tmp_path, [server.add("/tiny.pt", official_pt, delay=0.1)], official_pt)
+    env = mmgen_env(tmp_path)
+
+    procs = [
+        subprocess.Popen(mmgen_command("models", "pull", NAME), env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert server.count("/tiny.pt") == 1
+    assert any("waiting for another mmgen process" in err for _, err in outcomes)
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_offline_mode_never_touches_the_network(tmp_path, server, official_pt):
+    url = server.add("/tiny.pt", official_pt)
+    register(tmp_path, [url], official_pt)
+
+    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path, MMGEN_OFFLINE="1"))
+
+    assert result.returncode == 2
+    assert f"mmgen models import FILE --name {NAME}" in result.stderr and url in result.stderr
+    assert server.requests == []
+
+
+def test_file_urls_work_offline_and_a_tampered_cache_fails_verify(tmp_path, official_pt, monkeypatch, capsys):
+    from mmgen.cli import run
+
+    source = tmp_path / "mirror" / "tiny.pt"
+    source.parent.mkdir()
+    source.write_bytes(official_pt)
+    register(tmp_path, [source.as_uri()], official_pt)
+    for key, value in mmgen_env(tmp_path, MMGEN_OFFLINE="1").items():
+        monkeypatch.setenv(key, value)
+
+    assert run(["models", "pull", NAME, "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    assert pulled["fetched"] and Path(pulled["path"]).is_file()
+    assert run(["models", "pull", NAME]) == 0
+    assert "already available" in capsys.readouterr().err
+
+    weights = Path(pulled["path"])
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert run(["models", "verify", "--json"]) == 2
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["name"] == NAME and verdict["verdict"].startswith("corrupt")
+
+    assert run(["models", "rm", NAME]) == 0
+    assert cache_files(tmp_path) == []
+
+
+def test_only_https_file_and_local_http_urls_are_accepted():
+    for url in (
+        "https://example.org/m.pt",
+        "file:///tmp/m.pt",
+        "http://127.0.0.1:8000/m.pt",
+        "http://localhost/m",
+    ):
+        check_url(url)
+    for url in ("http://example.org/m.pt", "ftp://example.org/m.pt", "example.org/m.pt"):
+        with pytest.raises(ValueError, match="unsupported url"):
+            check_url(url)
+
+
+def test_retry_policy_reads_the_environment_when_asked(monkeypatch):
+    monkeypatch.setenv("MMGEN_DOWNLOAD_RETRIES", "1")
+    monkeypatch.setenv("MMGEN_DOWNLOAD_BACKOFF", "0.5")
+    assert RetryPolicy.from_env() == RetryPolicy(retries=1, backoff=0.5)
+    monkeypatch.setenv("MMGEN_DOWNLOAD_RETRIES", "many")
+    with pytest.raises(ConfigError, match=r"\$MMGEN_DOWNLOAD_RETRIES"):
+        RetryPolicy.from_env()
+
+
+def test_without_a_terminal_progress_is_a_few_plain_lines(tmp_path, server, official_pt, monkeypatch, capsys):
+    from mmgen.weights import pull
+
+    register(tmp_path, [server.add("/tiny.pt", official_pt)], official_pt)
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert pull(NAME).fetched
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"mmgen: downloading {NAME}: {len(official_pt) / 1e6:.1f} MB"
+    assert 3 <= len(lines) <= 6 and "100%" in lines[-1]

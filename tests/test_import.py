@@ -1,0 +1,210 @@
+"""Importing checkpoints a user downloaded by hand: an official-format .pt of the tiny fixture model becomes a
+cached mmgen model that reproduces the official forward; bad files are refused with the reason."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+from conftest import OFFICIAL, official_json
+from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.cli import run
+from mmgen.errors import ConfigError, UsageError, WeightsMismatch
+from mmgen.models.config import MMUNetConfig, SRUNetConfig
+from mmgen.weights import ModelCache, import_weights, load_model, read_header, save_model
+
+# Official constructor arguments our architecture hard-wires (not MMUNetConfig fields).
+FIXED = {
+    "video_type": "2d+1d",
+    "audio_type": "1d",
+    "num_classes": None,
+    "use_checkpoint": False,
+    "use_fp16": False,
+}
+
+
+def tiny_mmunet_fields() -> dict:
+    """The tiny official model's constructor kwargs as MMUNetConfig fields — what a user writes in --config."""
+    kwargs = official_json("tiny_mmunet.json")["constructor_kwargs"]
+    assert all(kwargs[k] == v for k, v in FIXED.items()) and kwargs["resblock_updown"]
+    return {f.name: kwargs[f.name] for f in fields(MMUNetConfig) if f.name in kwargs}
+
+
+def save_official_style(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """torch.save the way the official fp16 trainer leaves it: every tensor a view into one flat storage."""
+    flat = torch.cat([t.reshape(-1) for t in state.values()])
+    views, offset = {}, 0
+    for name, t in state.items():
+        views[name] = flat[offset : offset + t.numel()].view(t.shape)
+        offset += t.numel()
+    torch.save(views, path)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict[str, str]:
+    """An isolated cache/config/presets, set here and returned for subprocesses."""
+    environment = mmgen_env(tmp_path)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    return environment
+
+
+@pytest.fixture(scope="module")
+def official_state() -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(OFFICIAL / "tiny_mmunet.safetensors")
+
+
+def test_official_checkpoint_imports_and_reproduces_the_official_forward(tmp_path, env, official_state):
+    checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_mmunet_fields()))
+
+    result = run_mmgen(
+        "models",
+        "import",
+        checkpoint,
+        "--name",
+        "tiny",
+        "--arch",
+        "mm-unet",
+        "--config",
+        config_file,
+        "--json",
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["source_format"] == "pt" and record["dtype"] == "float32"
+    loaded = load_model("tiny")
+    assert loaded.config == MMUNetConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in tiny_mmunet_fields().items()}
+    )
+    assert loaded.sha256 == record["sha256"] and not loaded.model.training
+    io = safetensors.torch.load_file(OFFICIAL / "tiny_mmunet_io.safetensors")
+    with torch.no_grad():
+        video, audio = loaded.model(io["video"], io["audio"], io["timesteps"])
+    torch.testing.assert_close(video, io["video_out"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(audio, io["audio_out"], atol=1e-4, rtol=1e-4)
+    header = read_header(loaded.path)  # the cached file describes itself
+    assert header.arch == "mm-unet" and header.metadata["source_sha256"] == record["source_sha256"]
+
+
+def test_a_registry_entry_states_a_non_released_architecture(tmp_path, env, official_state, capsys):
+    entry = {
+        "arch": "mm-unet",
+        "config": tiny_mmunet_fields(),
+        "weights": {"format": "pt"},
+        "description": "tiny",
+    }
+    (tmp_path / "presets" / "models").mkdir(parents=True)
+    (tmp_path / "presets" / "models" / "tiny-official.yaml").write_text(yaml.safe_dump(entry))
+    checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
+
+    assert run(["models", "import", str(checkpoint), "--name", "tiny-official"]) == 0
+    fp32_size = load_model("tiny-official").path.stat().st_size
+    assert run(["models", "import", str(checkpoint), "--name", "tiny-official", "--dtype", "fp16"]) == 2
+    assert "already in the cache" in capsys.readouterr().err
+    assert (
+        run(["models", "import", str(checkpoint), "-n", "tiny-official", "--dtype", "fp16", "--overwrite"])
+        == 0
+    )
+    fp16 = load_model("tiny-official")
+
+    assert fp16.path.stat().st_size < 0.55 * fp32_size
+    assert fp16.entry.description == "tiny" and fp16.model.time_embed[0].weight.dtype == torch.float32
+    for key, value in fp16.model.state_dict().items():
+        torch.testing.assert_close(value, official_state[key].half().float())
+    assert run(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert (
+        rows["tiny-official"]["status"] == "cached"
+        and rows["tiny-official"]["size"] == fp16.path.stat().st_size
+    )
+
+
+def test_missing_and_misshaped_keys_are_listed(tmp_path, env, official_state, capsys):
+    state = dict(official_state)
+    missing = "output_blocks.0.0.audio_out_layers.3.audio_conv.bias"
+    misshaped = "time_embed.2.weight"
+    del state[missing]
+    state[misshaped] = torch.zeros(32, 16)
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_mmunet_fields()))
+
+    bad = save_official_style(state, tmp_path / "bad.pt")
+    code = run(["models", "import", str(bad), "-n", "bad", "--arch", "mm-unet", "--config", str(config_file)])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"1 missing: {missing}" in err
+    assert f"1 wrong shape: {misshaped} [32, 16] (expected [32, 32])" in err
+    assert ModelCache().record("bad") is None
+
+
+def test_a_checkpoint_for_another_config_is_refused_with_a_short_list(tmp_path, env, official_state):
+    checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
+    with pytest.raises(WeightsMismatch, match=r"wrong shape: .*\.\.\. and \d+ more") as error:
+        import_weights(checkpoint, "landscape")  # the released config is far larger than the tiny model
+    assert error.value.exit_code == 2 and len(str(error.value)) < 2000
+
+
+class CreatesAFile:
+    """A pickle payload: unpickling it calls open(path, "w")."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, env, official_state):
+    control = tmp_path / "control.pt"
+    torch.save({"weight": torch.ones(1), "payload": CreatesAFile(tmp_path / "control-ran")}, control)
+    torch.load(control, weights_only=False)  # plain unpickling would run it ...
+    assert (tmp_path / "control-ran").exists()
+
+    evil = tmp_path / "evil.pt"
+    torch.save({**official_state, "payload": CreatesAFile(tmp_path / "pwned")}, evil)
+    result = run_mmgen("models", "import", evil, "--name", "evil", "--arch", "mm-unet", env=env)
+
+    assert result.returncode == 2
+    assert "refused to load" in result.stderr and "weights_only" in result.stderr
+    assert not (tmp_path / "pwned").exists()  # ... mmgen never does
+
+
+def test_mmgen_files_carry_their_own_config(tmp_path, env):
+    sr_state = safetensors.torch.load_file(OFFICIAL / "tiny_sr.safetensors")
+    kwargs = official_json("tiny_sr.json")["constructor_kwargs"]
+    config = SRUNetConfig(**{f.name: tuple(v) if isinstance(v := kwargs[f.name], list) else v
+                             for f in fields(SRUNetConfig) if f.name in kwargs})  # fmt: skip
+    mine = tmp_path / "run" / "model.safetensors"
+    save_model(mine, sr_state, "sr-unet", config, {"steps": 100})
+    assert [p.name for p in mine.parent.iterdir()] == ["model.safetensors"]  # no temporary left behind
+
+    by_path = load_model(mine)
+    assert (by_path.arch, by_path.config, by_path.entry) == ("sr-unet", config, None)
+    record = import_weights(mine, "my-sr")  # no --arch needed: the metadata says it
+    assert (record.arch, record.source_format) == ("sr-unet", "safetensors")
+    assert load_model("my-sr").sha256 == record.sha256
+    with pytest.raises(UsageError, match="bundled with mmgen"):
+        import_weights(mine, "demo")
+
+    plain = tmp_path / "plain.safetensors"  # official keys, no metadata: a sidecar json says what it is
+    plain.write_bytes((OFFICIAL / "tiny_sr.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="no sidecar plain.json"):
+        load_model(plain)
+    plain.with_suffix(".json").write_text(json.dumps({"arch": "sr-unet", "config": {**kwargs_for(config)}}))
+    assert load_model(plain).config == config
+
+
+def kwargs_for(config: SRUNetConfig) -> dict:
+    return {f.name: getattr(config, f.name) for f in fields(config)}

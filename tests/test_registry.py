@@ -1,0 +1,164 @@
+"""The model registry: the shipped entries, user entries from $MMGEN_PRESETS and the config dir, strict
+schema errors that name the file and field, and `base:` inheritance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.diffusion import load_sampling_preset
+from mmgen.errors import ConfigError, ModelNotFound
+from mmgen.models.config import MMUNetConfig, SRUNetConfig
+from mmgen.weights import ModelCache, availability, load_model, load_registry
+
+SHA = "ab" * 32
+OFFICIAL_SOURCES = (
+    "https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p",
+    "https://pan.baidu.com/s/1vJIZCHBVlmcq9np1ytstbQ?pwd=vqon",
+)
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Isolated registry folders: ($MMGEN_PRESETS/models, user config dir models/)."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    presets, user = tmp_path / "presets" / "models", tmp_path / "config" / "mmgen" / "models"
+    presets.mkdir(parents=True)
+    user.mkdir(parents=True)
+    return presets, user
+
+
+def test_shipped_entries_describe_the_official_models_and_the_demo(dirs):
+    registry = load_registry()
+
+    assert {"demo", "landscape", "landscape-sr", "aist++", "aist++-sr"} <= set(registry.names())
+    for base in ("landscape", "aist++"):
+        entry, sr = registry.get(base), registry.get(f"{base}-sr")
+        assert (entry.arch, entry.config, entry.upsampler) == ("mm-unet", MMUNetConfig(), f"{base}-sr")
+        assert (sr.arch, sr.config) == ("sr-unet", SRUNetConfig())
+        assert entry.needs_import and sr.needs_import and entry.weights.format == "pt"
+        assert entry.weights.sha256 is None  # no checksum is published for the Drive files
+        assert all(link in entry.source for link in OFFICIAL_SOURCES)
+        assert entry.sampling == load_sampling_preset("paper")
+        assert (sr.sampling.sampler, sr.sampling.steps) == ("ddim", 25)
+    demo = registry.get("demo")
+    assert demo.weights.bundled == "demo.safetensors" and demo.config is None  # its file carries the config
+    assert demo.weights.bundled_path.parent.name == "assets"
+    expected = "bundled" if demo.weights.bundled_path.is_file() else "bundled (missing)"
+    assert availability("demo", demo, ModelCache()) == expected
+
+
+def test_models_list_shows_every_source_of_weights(dirs, tmp_path):
+    presets, _ = dirs
+    (presets / "mine.yaml").write_text(
+        f"base: demo\nweights: {{urls: [https://example.org/m.safetensors], sha256: {SHA}}}\n"
+    )
+
+    result = run_mmgen("models", "list", "--json", env=mmgen_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["landscape"]["status"] == "needs import"
+    assert rows["landscape"]["size"] == 4 * 133_675_524 and rows["landscape"]["size_estimated"]
+    assert rows["landscape-sr"]["size"] == 4 * 311_027_910
+    assert rows["mine"]["status"] == "downloadable"
+    assert rows["demo"]["status"] in ("bundled", "bundled (missing)")
+
+
+def test_user_entries_add_models_and_override_shipped_ones(dirs):
+    presets, user = dirs
+    (presets / "extra.yaml").write_text("base: landscape\ndescription: from MMGEN_PRESETS\n")
+    (user / "landscape.yaml").write_text(
+        f"arch: mm-unet\nconfig: {{}}\nweights: {{urls: [https://mirror.example/L.pt], sha256: {SHA}, format: pt}}\n"
+    )
+    registry = load_registry()
+
+    assert registry.get("extra").description == "from MMGEN_PRESETS"
+    assert registry.get("landscape").weights.urls == ("https://mirror.example/L.pt",)
+    assert registry.files["landscape"] == user / "landscape.yaml"
+    assert registry.get("extra").weights.urls == (
+        "https://mirror.example/L.pt",
+    )  # base resolves the override
+
+
+def test_base_inherits_everything_then_overrides_deeply(dirs):
+    presets, _ = dirs
+    (presets / "tuned.yaml").write_text("base: landscape\nconfig: {dropout: 0.1}\nsampling: {steps: 30}\n")
+    (presets / "tuned2.yaml").write_text("base: tuned\ndescription: second generation\n")
+    (presets / "hosted.yaml").write_text(
+        f"base: demo\nweights: {{urls: [https://example.org/ft.safetensors], sha256: {SHA}}}\n"
+    )
+    registry = load_registry()
+
+    tuned = registry.get("tuned2")
+    assert tuned.config == dataclasses.replace(MMUNetConfig(), dropout=0.1)
+    assert (tuned.upsampler, tuned.weights.format, tuned.description) == (
+        "landscape-sr",
+        "pt",
+        "second generation",
+    )
+    assert tuned.sampling == dataclasses.replace(load_sampling_preset("paper"), steps=30)
+    hosted = registry.get("hosted")  # a user-hosted fine-tune in three lines
+    assert hosted.weights.bundled is None and hosted.weights.sha256 == SHA  # weights are replaced, not merged
+    assert hosted.sampling == registry.get("demo").sampling and hosted.config is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("arch: mm-unet\ncolour: red\n", "unknown key 'colour'"),
+        ("arch: transformer\n", "arch: 'transformer' is not one of"),
+        ("arch: mm-unet\nsampling: {steps: many}\n", "sampling.steps: expected an integer"),
+        ("arch: mm-unet\nsampling: turbo\n", "sampling: unknown preset 'turbo'"),
+        ("arch: mm-unet\nconfig: {model_chanels: 64}\n", "config: unknown key 'model_chanels'"),
+        ("arch: sr-unet\nconfig: {model_channels: 100}\n", "config: model_channels must be a multiple of 32"),
+        ("arch: mm-unet\nweights: {urls: [https://x.org/a.pt]}\n", "weights: sha256 is required"),
+        (f"arch: mm-unet\nweights: {{urls: [http://x.org/a], sha256: {SHA}}}\n", "weights: unsupported url"),
+        ("arch: mm-unet\nweights: {sha256: 123}\n", "weights.sha256: 123 is not a valid str"),
+        ("arch: mm-unet\nweights: {format: pt}\n", "config: required for format pt"),
+        ("arch: mm-unet\nupsampler: demo\n", "upsampler: 'demo' is not an sr-unet entry"),
+        ("base: nowhere\n", "base: unknown model 'nowhere'"),
+        ("base: landscpe\n", "did you mean landscape"),
+        ("base: mine\n", "base: inheritance cycle mine -> mine"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("arch: [mm-unet\n", "invalid YAML"),
+    ],
+)
+def test_schema_errors_name_the_file_and_field(dirs, text, message):
+    presets, _ = dirs
+    (presets / "mine.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=f"^{presets / 'mine.yaml'}.*{message}".replace("+", r"\+")):
+        load_registry()
+
+
+def test_an_inheritance_cycle_through_two_files_is_reported(dirs):
+    presets, _ = dirs
+    (presets / "a.yaml").write_text("base: b\n")
+    (presets / "b.yaml").write_text("base: a\n")
+    with pytest.raises(ConfigError, match="inheritance cycle"):
+        load_registry()
+
+
+def test_unknown_and_unimported_models_say_what_to_do(dirs):
+    with pytest.raises(ModelNotFound, match="unknown model 'landscpe'.*did you mean landscape") as unknown:
+        load_model("landscpe")
+    assert unknown.value.exit_code == 2
+    with pytest.raises(ModelNotFound, match=r"mmgen models import FILE --name aist\+\+-sr"):
+        load_model("aist++-sr")
+
+
+def test_info_reports_entry_and_status(dirs, capsys):
+    from mmgen.cli import run
+
+    assert run(["models", "info", "landscape", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["status"] == "needs import" and info["upsampler"] == "landscape-sr"
+    assert info["config"]["video_size"] == [16, 3, 64, 64] and info["registry_file"].endswith(
+        "landscape.yaml"
+    )
+    assert run(["models", "info", "nothing-like-it"]) == 2
+    assert "unknown model 'nothing-like-it'" in capsys.readouterr().err

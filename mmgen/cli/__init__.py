@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
+import typer
 
 from mmgen.cli.app import app, debug_enabled
 from mmgen.errors import MmgenError
@@ -38,12 +38,13 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _error(str(e))
         return e.exit_code
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _error("aborted")
         return 130
-    except click.ClickException as e:
+    except typer.TyperException as e:  # typer ≥0.26 vendors click: its usage errors
+        # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
         if debug_enabled():
             traceback.print_exc()
         _error(e.format_message().replace("\n", " "))

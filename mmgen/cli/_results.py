@@ -1,0 +1,39 @@
+"""How the commands report what they wrote: one JSON object per output on stdout with --json, else a short
+human line per output on stderr (stdout stays clean for pipes)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from mmgen.pipelines import Result
+
+
+def report(results: list[Result], as_json: bool, console: Console | None = None) -> None:
+    console = console or Console(stderr=True, highlight=False)
+    for result in results:
+        record = result.to_json()
+        if as_json:
+            print(json.dumps(record), flush=True)
+        else:
+            console.print(f"[bold green]wrote[/] {record['mp4']}  [dim]{describe(record)}[/]")
+    if results:
+        first = results[0].provenance
+        seeds = sorted({r.provenance.seed for r in results})
+        seed = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}..{seeds[-1]}"
+        console.print(
+            f"[dim]model {first.model} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
+            f"{sum(r.provenance.wall_time_s for r in results):.1f} s[/]"
+        )
+
+
+def describe(record: dict) -> str:
+    """e.g. "1.60 s · 64×64 @ 10 fps · 16 kHz audio"."""
+    parts = [f"{record['duration_s']:.2f} s"]
+    if record.get("width"):
+        parts.append(f"{record['width']}×{record['height']} @ {record['fps']:g} fps")
+    if record.get("sample_rate"):
+        parts.append(f"{record['sample_rate'] / 1000:g} kHz audio")
+    return " · ".join(parts)
+

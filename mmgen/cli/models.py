@@ -1,0 +1,177 @@
+"""`mmgen models`: list, pull, import, rm, verify, info. Argument parsing and printing only; the work is
+in mmgen.weights. Human output goes to stderr, `--json` objects (one per line) to stdout.
+
+Examples:
+    mmgen models list
+    mmgen models pull demo
+    mmgen models import ~/Downloads/Landscape.pt --name landscape
+    mmgen models import tiny.pt --name tiny --arch mm-unet --config tiny.yaml --dtype fp16
+    mmgen models verify
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmgen.cli.app import app
+from mmgen.config import load_yaml, to_dict
+from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
+
+models_app = typer.Typer(
+    name="models",
+    help="List, download, import, verify and remove model weights.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per result to stdout.")]
+NameArgument = Annotated[str, typer.Argument(help="Registry name of the model (see `mmgen models list`).")]
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _bytes(n: int | None, approximate: bool = False) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{'~' if approximate else ''}{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+@models_app.command("list")
+def list_models(as_json: JsonOption = False) -> None:
+    """Show every known model: architecture, size and where its weights stand."""
+    from mmgen.weights.catalog import catalog
+
+    rows = catalog()
+    if as_json:
+        for row in rows:
+            _emit(row.as_dict())
+        return
+    table = Table(title="mmgen models")
+    for column in ("name", "arch", "size", "status", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row.name, row.arch, _bytes(row.size, row.size_estimated), row.status, row.description)
+    Console(stderr=True).print(table)
+
+
+@models_app.command()
+def pull(
+    name: NameArgument,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Download (and convert) a model's weights into the cache, resuming an interrupted download."""
+    from mmgen.weights import pull as pull_weights
+
+    pulled = pull_weights(name, quiet=quiet)
+    if as_json:
+        _emit({"name": name, "path": str(pulled.path), "fetched": pulled.fetched})
+    elif not quiet:
+        _say(f"{name}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
+
+
+@models_app.command("import")
+def import_model(
+    file: Annotated[Path, typer.Argument(help="Checkpoint to import: an official .pt or a .safetensors.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Name to use it by, e.g. landscape.")],
+    arch: Annotated[
+        Literal["mm-unet", "sr-unet"] | None,
+        typer.Option(
+            help="Architecture of a model the registry does not know (its entry says it otherwise)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of architecture fields for a non-released config (with --arch)."),
+    ] = None,
+    dtype: Annotated[
+        Literal["fp32", "fp16"], typer.Option(help="Stored precision: fp32, or fp16 to halve the disk size.")
+    ] = "fp32",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a model of that name already in the cache.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors."""
+    from mmgen.models import config_for
+    from mmgen.weights import import_weights
+
+    arch_config = None
+    if config is not None:
+        if arch is None:
+            raise UsageError("--config needs --arch (the architecture those fields belong to)")
+        arch_config = config_for(arch, load_yaml(config), str(config))
+    record = import_weights(file, name, arch=arch, config=arch_config, dtype=dtype, overwrite=overwrite)
+    if as_json:
+        _emit(to_dict(record))
+    else:
+        _say(
+            f"imported {file} as {name!r} ({record.arch}, {record.dtype}, {_bytes(record.size)}, sha256 {record.sha256})"
+        )
+
+
+@models_app.command()
+def rm(name: NameArgument, as_json: JsonOption = False) -> None:
+    """Delete a model (and any partial download) from the cache."""
+    from mmgen.weights import ModelCache
+
+    cache = ModelCache()
+    if not cache.remove(name):
+        raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
+    if as_json:
+        _emit({"name": name, "removed": True})
+    else:
+        _say(f"removed {name} from {cache.root}")
+
+
+@models_app.command()
+def verify(
+    name: Annotated[
+        str | None, typer.Argument(help="Model to check; all cached and bundled models if omitted.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-hash weights files and compare them with their recorded sha256."""
+    from mmgen.weights.catalog import verify_models
+
+    results = verify_models(name)
+    for result in results:
+        if as_json:
+            _emit(result.as_dict())
+        else:
+            _say(f"{result.name}: {result.verdict} ({result.path})")
+    bad = [r.name for r in results if not r.ok]
+    if bad:
+        raise ChecksumMismatch(
+            f"{len(bad)} model(s) fail verification: {', '.join(bad)}", hint="pull or import them again"
+        )
+
+
+@models_app.command()
+def info(name: NameArgument, as_json: JsonOption = False) -> None:
+    """Everything known about one model: registry entry, cache record, weights file."""
+    from mmgen.weights.catalog import describe
+
+    details = describe(name)
+    if as_json:
+        _emit(details)
+        return
+    for key, value in details.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        _say(f"{key:>14}: {shown}")

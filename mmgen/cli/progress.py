@@ -1,0 +1,39 @@
+"""Pipeline progress on stderr: rich bars on a terminal, a plain line per finished clip/window otherwise
+(per-step lines would flood a log file)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from mmgen.pipelines.events import ProgressEvent, ProgressFn
+
+_LABELS = {"clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
+
+
+@contextmanager
+def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
+    """Yield the callback a pipeline reports to; bars live for the duration of the `with` block."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield _plain_lines
+        return
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def show(event: ProgressEvent) -> None:
+            if event.task not in tasks:
+                tasks[event.task] = bars.add_task(_LABELS[event.task], total=event.total)
+            bars.update(tasks[event.task], completed=event.done, total=event.total)
+
+        yield show
+
+
+def _plain_lines(event: ProgressEvent) -> None:
+    if event.task in ("clips", "windows") and event.done > 0:
+        print(f"{_LABELS[event.task]}: {event.done}/{event.total}", file=sys.stderr, flush=True)

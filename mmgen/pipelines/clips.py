@@ -1,0 +1,68 @@
+"""What a pipeline returns: the clip's tensors plus the record of how it was made (the sidecar JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmgen import __version__
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Video and audio spanning the same time, on the CPU in float32."""
+
+    video: torch.Tensor  # (T, 3, H, W) in [-1, 1]
+    audio: torch.Tensor  # (1, N) in [-1, 1]
+    fps: float
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio (the exact length; video covers the same span rounded to whole frames)."""
+        return self.audio.shape[-1] / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Everything needed to make the same clip again: written next to every output as its sidecar JSON."""
+
+    model: str
+    model_sha256: str | None
+    sampler: str
+    steps: int
+    seed: int
+    device: str
+    precision: str
+    wall_time_s: float
+    guidance: str | None = None  # soundtrack/animate: "replacement" | "gradient"
+    guidance_scale: float | None = None
+    overlap: float | None = None  # soundtrack/animate: fraction of a window shared with the previous one
+    windows: int | None = None
+    upscaled: bool = False
+    upsampler: str | None = None
+    input: str | None = None
+    mix: float | None = None
+    mmgen_version: str = __version__
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One pipeline output: the clip at the model's rate and size (for soundtrack/animate: the input as the
+    model saw it plus what was made for it), how it was made, and — once written — its files and what the
+    written mp4 holds."""
+
+    clip: Clip
+    provenance: Provenance
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)  # "mp4", "json", "wav", "frames_png", ...
+    media: dict = dataclasses.field(default_factory=dict)  # the written mp4, as probed: duration, size, ...
+
+    def to_json(self) -> dict:
+        """The sidecar and --json object."""
+        return {**{k: str(p) for k, p in self.files.items()}, **self.media, **self.provenance.to_json()}

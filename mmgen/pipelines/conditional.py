@@ -1,0 +1,116 @@
+"""The flow soundtrack and animate share: one modality of a user's file in, the other made to match it,
+for any length. Which modality is given is data (`given`), never a branch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from mmgen.errors import MediaError
+from mmgen.media import probe, read_audio, read_video
+from mmgen.pipelines import outputs
+from mmgen.pipelines.clips import Clip, Provenance, Result
+from mmgen.pipelines.events import ProgressFn, quiet
+from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.sampling import upscale as upscale_video
+from mmgen.pipelines.sampling import window_sampler
+from mmgen.pipelines.session import Models, Run, load, prepare
+from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
+
+OTHER = {"video": "audio", "audio": "video"}
+# Writes the result's files from the input (which keeps its own stream of the given modality).
+Writer = Callable[[Result, Path, OutputPaths], None]
+
+
+def check_input(path: Path, given: str) -> float:
+    """Fail fast on an input without a usable `given` stream; returns that stream's duration in seconds."""
+    info = probe(path)
+    if not getattr(info, f"has_{given}"):
+        raise MediaError(f"cannot read {path}: it has no {given} stream")
+    duration = info.video_duration if given == "video" else info.audio_duration
+    duration = info.duration if duration is None else duration
+    if duration <= 0 or (given == "video" and info.frames == 0):
+        raise MediaError(f"cannot read {path}: its {given} stream is empty")
+    return duration
+
+
+def read_input(path: Path, given: str, models: Models) -> torch.Tensor:
+    """The input at the model's rate (and frame size), batched: video (1, T, 3, H, W) or audio (1, 1, N)."""
+    config = models.base.config
+    if given == "video":
+        return read_video(path, config.fps, tuple(config.video_size[2:]))[None]
+    return read_audio(path, config.sample_rate)[None]
+
+
+def make_matching(
+    run: Run, models: Models, source: torch.Tensor, given: str, seconds: float, overlap: float,
+    progress: ProgressFn = quiet,
+) -> tuple[Clip, int]:
+    """The clip pairing `source` (the `given` modality, batched, at the model's rate) with a generated
+    other modality of exactly `seconds` (audio to the sample, video to the frame), and the number of
+    windows it took."""
+    config = models.base.config
+    frames, samples = config.frames, config.audio_length
+    tracks = tracks_for(frames, samples)
+    make = OTHER[given]
+    total = math.ceil(source.shape[tracks[given].axis] / tracks[given].per_frame)  # model frames of the input
+    sampler = window_sampler(run, models.base, progress)
+    made = generate_continuous(sampler, {given: source}, make, tracks, frames, total, overlap, progress)  # (1, …)
+    lengths = {"video": math.ceil(seconds * config.fps - 1e-6), "audio": round(seconds * config.sample_rate)}
+    pair = {given: source, make: made}
+    pair = {k: v.narrow(tracks[k].axis, 0, min(lengths[k], v.shape[tracks[k].axis])) for k, v in pair.items()}
+    if make == "video" and models.upsampler is not None:
+        pair["video"] = upscale_video(run, models.upsampler, pair["video"], [run.seed], progress)
+    clip = Clip(pair["video"][0].clamp(-1, 1), pair["audio"][0].clamp(-1, 1), config.fps, config.sample_rate)
+    return clip, len(plan_windows(total, frames, overlap))
+
+
+def run_conditional(
+    given: str,
+    input: str | Path,
+    paths: OutputPaths,
+    write: Writer,
+    *,
+    model: str,
+    overlap: float,
+    overwrite: bool,
+    mix: float | None = None,
+    progress: ProgressFn = quiet,
+    **settings,
+) -> Result:
+    """Check everything, load the model, make the other modality for `input`, write it with `write`."""
+    source_path = Path(input)
+    seconds = check_input(source_path, given)
+    if mix:
+        check_input(source_path, "audio")
+    outputs.check_outputs([paths], overwrite)
+    run = prepare(model, conditional=True, **settings)
+    models = load(run)
+    started = time.perf_counter()
+    source = read_input(source_path, given, models)
+    clip, windows = make_matching(run, models, source, given, seconds, overlap, progress)
+    provenance = Provenance(
+        model=models.base.name,
+        model_sha256=models.base.sha256,
+        sampler=run.sampling.sampler,
+        steps=run.sampling.steps,
+        seed=run.seed,
+        device=run.compute.describe(),
+        precision=run.compute.precision,
+        wall_time_s=round(time.perf_counter() - started, 3),
+        guidance=run.sampling.guidance,
+        guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
+        overlap=overlap,
+        windows=windows,
+        upscaled=models.upsampler is not None,
+        upsampler=models.upsampler.name if models.upsampler else None,
+        input=str(source_path),
+        mix=mix,
+    )
+    result = Result(clip, provenance)
+    write(result, source_path, paths)
+    return outputs.finish(result, paths, overwrite)

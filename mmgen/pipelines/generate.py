@@ -1,0 +1,110 @@
+"""Generate new clips — video and its sound together — from noise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
+from mmgen.pipelines import outputs
+from mmgen.pipelines.clips import Clip, Provenance, Result
+from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
+from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
+from mmgen.pipelines.session import Models, Run, load, prepare
+
+
+def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progress: ProgressFn = quiet
+                  ) -> Iterator[Result]:
+    """Clips 0..num-1 of `run`, a batch at a time; clip k comes from seed run.seed + k whatever the batch."""
+    if num < 1 or batch_size < 1:
+        raise ValueError("num and batch_size must be at least 1")
+    base = models.base
+    progress(ProgressEvent("clips", 0, num))
+    for first in range(0, num, batch_size):
+        started = time.perf_counter()
+        seeds = [run.seed + k for k in range(first, min(first + batch_size, num))]
+        generators = clip_generators(seeds)
+        x_T = batch_noise(base, generators)
+        out = sample_clips(run, base, x_T, generator=generators[0], progress=progress)
+        video = out["video"]  # (B, F, 3, H, W)
+        if models.upsampler is not None:
+            video = upscale(run, models.upsampler, video, seeds, progress)
+        seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
+        for b, seed in enumerate(seeds):
+            clip = Clip(video[b].clamp(-1, 1), out["audio"][b].clamp(-1, 1), base.config.fps, base.config.sample_rate)
+            yield Result(clip, _provenance(run, models, seed, seconds))
+        progress(ProgressEvent("clips", first + len(seeds), num))
+
+
+def _provenance(run: Run, models: Models, seed: int, seconds: float) -> Provenance:
+    return Provenance(
+        model=models.base.name,
+        model_sha256=models.base.sha256,
+        sampler=run.sampling.sampler,
+        steps=run.sampling.steps,
+        seed=seed,
+        device=run.compute.describe(),
+        precision=run.compute.precision,
+        wall_time_s=round(seconds, 3),
+        upscaled=models.upsampler is not None,
+        upsampler=models.upsampler.name if models.upsampler else None,
+    )
+
+
+def generate(
+    model: str = "demo",
+    num: int = 1,
+    *,
+    preset: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int = 1,
+    upscale: bool | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    progress: ProgressFn = quiet,
+) -> list[Result]:
+    """Generate `num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
+    run = prepare(model, conditional=False, preset=preset, sampler=sampler, steps=steps, seed=seed,
+                  upscale=upscale, device=device, precision=precision)
+    return list(iter_generate(run, load(run), num, batch_size, progress))
+
+
+def generate_files(
+    out_dir: str | Path = ".",
+    model: str = "demo",
+    num: int = 1,
+    *,
+    preset: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int = 1,
+    upscale: bool | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    previews: bool = True,
+    overwrite: bool = False,
+    progress: ProgressFn = quiet,
+) -> list[Result]:
+    """Generate `num` clips into OUT_DIR/clip_0000.mp4 … with a sidecar .json each (and _frames.png /
+    _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
+    if num < 1 or batch_size < 1:
+        raise ValueError("num and batch_size must be at least 1")
+    paths = outputs.clip_outputs(Path(out_dir), num, previews=previews)
+    outputs.check_outputs(paths, overwrite)
+    run = prepare(model, conditional=False, preset=preset, sampler=sampler, steps=steps, seed=seed,
+                  upscale=upscale, device=device, precision=precision)
+    models = load(run)
+    results = []
+    for result, where in zip(iter_generate(run, models, num, batch_size, progress), paths, strict=True):
+        outputs.ensure_folder(where)
+        clip = result.clip
+        write_mp4(where.mp4, clip.video, clip.audio, clip.fps, clip.sample_rate, overwrite=overwrite)
+        if previews:
+            contact_sheet_png(where.files["frames_png"], clip.video, overwrite=overwrite)
+            spectrogram_png(where.files["spectrogram_png"], clip.audio, clip.sample_rate, overwrite=overwrite)
+        results.append(outputs.finish(result, where, overwrite))
+    return results

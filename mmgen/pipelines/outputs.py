@@ -1,0 +1,116 @@
+"""Where a pipeline's files go and how they are written: the mp4, its sidecar JSON, optional previews and
+wav. Every name is checked before sampling starts, and every file is written atomically (mmgen.files)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.errors import MediaError, UsageError
+from mmgen.files import atomic_output, check_writable
+from mmgen.media import probe
+from mmgen.pipelines.clips import Result
+
+CLIP_STEM = "clip_{:04d}"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """The files of one output: "mp4" and "json" always, plus "frames_png"/"spectrogram_png" previews and "wav"."""
+
+    files: dict[str, Path]
+
+    @property
+    def mp4(self) -> Path:
+        return self.files["mp4"]
+
+
+def beside(mp4: Path, *, previews: bool = False, wav: bool = False) -> OutputPaths:
+    """OUT.mp4 with OUT.json, [OUT_frames.png, OUT_spectrogram.png], [OUT.wav] next to it."""
+    files = {"mp4": mp4, "json": mp4.with_suffix(".json")}
+    if previews:
+        files |= {"frames_png": mp4.with_name(f"{mp4.stem}_frames.png"),
+                  "spectrogram_png": mp4.with_name(f"{mp4.stem}_spectrogram.png")}
+    if wav:
+        files["wav"] = mp4.with_suffix(".wav")
+    return OutputPaths(files)
+
+
+def default_output(input: str | Path, command: str) -> Path:
+    """INPUT_<command>.mp4 next to the input (soundtrack, animate)."""
+    input = Path(input)
+    return input.with_name(f"{input.stem}_{command}.mp4")
+
+
+def clip_outputs(out_dir: Path, count: int, *, previews: bool = True) -> list[OutputPaths]:
+    """OUT_DIR/clip_0000.mp4 … for `count` generated clips."""
+    return [beside(out_dir / f"{CLIP_STEM.format(k)}.mp4", previews=previews) for k in range(count)]
+
+
+def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
+    """Refuse now — before any model loads — if any output could not be written or exists already.
+    A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
+    for paths in outputs:
+        for path in paths.files.values():
+            folder = path.parent
+            if folder.exists() or not _creatable(folder):
+                check_writable(path, overwrite)
+    for folder in {paths.mp4.parent for paths in outputs if paths.mp4.parent.is_dir()}:
+        _try_writing(folder)
+    mp4s = [p.mp4.resolve() for p in outputs]
+    if len(set(mp4s)) != len(mp4s):
+        raise UsageError("two outputs would have the same name")
+
+
+def _try_writing(folder: Path) -> None:
+    """Create and delete a file in `folder`: permission bits do not tell root, or anyone on a read-only
+    mount, whether a write will succeed."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
+            pass
+    except OSError as e:
+        raise MediaError(f"cannot write to {folder}: {e.strerror or e}") from None
+
+
+def _creatable(folder: Path) -> bool:
+    """True if `folder` does not exist but its nearest existing ancestor is a writable directory."""
+    ancestor = folder
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            return False
+        ancestor = ancestor.parent
+    return ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK)
+
+
+def ensure_folder(paths: OutputPaths) -> None:
+    paths.mp4.parent.mkdir(parents=True, exist_ok=True)
+
+
+def describe(mp4: Path) -> dict:
+    """What a player will find in the written file (probed, not assumed)."""
+    info = probe(mp4)
+    return {
+        "duration_s": round(info.duration, 4),
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "frames": info.frames,
+        "sample_rate": info.sample_rate,
+        "video_codec": info.video_codec,
+        "audio_codec": info.audio_codec,
+    }
+
+
+def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
+    """Record the written files in the result and write its sidecar JSON (last, so a sidecar means a
+    complete output)."""
+    if not paths.mp4.is_file():
+        raise MediaError(f"cannot write {paths.mp4}: nothing was written")
+    result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
+    with atomic_output(paths.files["json"], overwrite) as temp:
+        temp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,117 @@
+"""From a validated Run to samples: initial noise from per-clip seeds, the sampler under autocast on the
+run's device, step progress, and the optional per-frame super-resolution.
+
+Randomness, so that a seed means the same thing everywhere:
+- every clip k of a run has its own generator, seeded `seed + k`, on the CPU; its x_T is drawn there and then
+  moved to the device, so a clip depends neither on the device (up to numerics) nor on its batch, and the
+  seed in its sidecar regenerates it alone (`--seed SEED -n 1`);
+- the RS-MMA window shifts are one per shifting block and model call, shared by the whole batch, so they
+  cannot come from per-clip generators: they come from a fixed pseudo-random stream (SHIFT_SEED) restarted
+  for every sampling call. They still vary over blocks and steps, which is what RS-MMA needs at inference;
+- the per-step noise of the stochastic samplers (ddpm, ddim with eta > 0) is drawn for the whole batch from
+  the first clip's generator: with those samplers only, a clip's result also depends on its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from mmgen.diffusion import SamplingConfig, initial_noise, mmunet_denoiser, sample, srunet_denoiser
+from mmgen.modal import Modal, each
+from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
+from mmgen.pipelines.session import Run
+from mmgen.pipelines.windows import SampleWindow
+from mmgen.weights import LoadedModel
+
+SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
+SHIFT_SEED = 20230601  # the RS-MMA shift stream (any constant: see the module docstring)
+SR_STREAM = 1 << 40  # offset of a clip's upsampler seed: an independent stream from its x_T
+SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
+
+
+def clip_shapes(model: LoadedModel, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """x_T shapes of `batch` clips: video (B, F, C, H, W) then audio (B, 1, L) — the official draw order."""
+    config = model.config
+    return {"video": (batch, *config.video_size), "audio": (batch, *config.audio_size)}
+
+
+def clip_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def batch_noise(model: LoadedModel, generators: Sequence[torch.Generator]) -> Modal:
+    """x_T of a batch: each clip's noise from its own generator, stacked."""
+    return each(lambda *xs: torch.cat(xs), *[initial_noise(clip_shapes(model), g) for g in generators])
+
+
+def sample_clips(
+    run: Run,
+    model: LoadedModel,
+    x_T: Modal,
+    *,
+    generator: torch.Generator,
+    known: Modal | None = None,
+    mask: Modal | None = None,
+    progress: ProgressFn = quiet,
+) -> Modal:
+    """Run the sampler from x_T (CPU) on the run's device; `known`/`mask` make it conditional. Returns the
+    samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L)."""
+    device = run.compute.device
+    shifts = torch.Generator().manual_seed(SHIFT_SEED)
+    denoiser = mmunet_denoiser(model.model, generator=shifts)
+    condition = None
+    if known:
+        known = each(lambda v: v.to(device), known)
+        mask = each(lambda v: v.to(device), mask) if mask else None
+        condition = run.sampling.condition(known, mask)
+    with run.compute.autocast():
+        out = sample(
+            denoiser,
+            each(lambda v: v.to(device), x_T),
+            run.sampling,
+            generator=generator,
+            callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"])),
+            condition=condition,
+        )
+    return each(lambda v: v.float().cpu(), out)
+
+
+def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -> SampleWindow:
+    """Conditional sampling of one model window at a time, for windows.generate_continuous: every window
+    draws fresh noise from the run's one generator, so the whole long output follows from the seed."""
+    (generator,) = clip_generators([run.seed])
+
+    def sample_window(known: Modal, mask: Modal) -> Modal:
+        x_T = initial_noise(clip_shapes(model), generator)
+        return sample_clips(run, model, x_T, generator=generator, known=known, mask=mask, progress=progress)
+
+    return sample_window
+
+
+def upscale(
+    run: Run, sr: LoadedModel, video: torch.Tensor, seeds: Sequence[int], progress: ProgressFn = quiet
+) -> torch.Tensor:
+    """Super-resolve every frame of video (B, T, 3, h, w) → (B, T, 3, H, W), as the official sampler does
+    (official-checkpoints.md §7): low_res = the float sample, x_T one noise image per video repeated over its
+    frames, each frame denoised independently — in chunks of one model clip's frames to bound memory."""
+    config = sr.config
+    batch, frames, _, h, w = video.shape
+    size = (h * config.image_size // config.small_size, w * config.image_size // config.small_size)
+    settings = sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
+    device = run.compute.device
+    out = []
+    for b, seed in enumerate(seeds):
+        generator = torch.Generator().manual_seed(seed + SR_STREAM)
+        image_noise = torch.randn((1, 3, *size), generator=generator)
+        pieces = []
+        for start in range(0, frames, SR_CHUNK):
+            low_res = video[b, start : start + SR_CHUNK].to(device)  # (N, 3, h, w)
+            x_T = {"image": image_noise.expand(low_res.shape[0], -1, -1, -1).to(device)}
+            with run.compute.autocast():
+                result = sample(srunet_denoiser(sr.model, low_res), x_T, settings, generator=generator)
+            pieces.append(result["image"].float().cpu())  # (N, 3, H, W)
+            progress(ProgressEvent("upscale", b * frames + min(start + SR_CHUNK, frames), batch * frames))
+        out.append(torch.cat(pieces))
+    return torch.stack(out)  # (B, T, 3, H, W)

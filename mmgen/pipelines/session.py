@@ -1,0 +1,121 @@
+"""Everything a pipeline run needs, checked cheaply BEFORE any model loads: the device, the sampling
+settings, the seed, the model (known and available, the right architecture) and its upsampler — so a
+typo fails in a second with exit 2 instead of after minutes of loading and sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.diffusion import SamplingConfig, load_sampling_preset
+from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.pipelines.device import Compute, select_compute
+from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
+from mmgen.weights.load import availability, is_path
+
+DEFAULT_PRESET = "balanced"  # when neither --preset nor the model's registry entry says otherwise
+LOCAL = ("bundled", "cached")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The validated settings of one pipeline call."""
+
+    model: str  # registry name or path, as given
+    compute: Compute
+    sampling: SamplingConfig  # with the conditional settings already chosen for soundtrack/animate
+    seed: int
+    upsampler: str | None  # registry name of the SR model to run, None: no upscaling
+
+
+@dataclass
+class Models:
+    base: LoadedModel
+    upsampler: LoadedModel | None
+
+
+def prepare(
+    model: str | Path,
+    *,
+    conditional: bool,
+    preset: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: str | None = None,
+    guidance_scale: float | None = None,
+    seed: int | None = None,
+    upscale: bool | None = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> Run:
+    """Validate a pipeline call's settings; nothing heavy is loaded. `upscale` None means: when available."""
+    compute = select_compute(device, precision)
+    name = str(model)
+    entry = _check_model(name)
+    base = load_sampling_preset(preset) if preset else (entry.sampling if entry else None)
+    base = base or load_sampling_preset(DEFAULT_PRESET)
+    if conditional:
+        base = base.for_conditional()
+    overrides = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale)
+    try:
+        sampling = dataclasses.replace(
+            base, conditional=None, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValueError as e:
+        raise UsageError(f"sampling settings: {e}") from None
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, upscale))
+
+
+def _check_model(name: str):
+    """The registry entry (None for a file) after checking the weights can be had and are an mm-unet."""
+    if is_path(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ModelNotFound(f"{path}: no such model file")
+        header = read_header(path)
+        if header is not None and header.arch != "mm-unet":
+            raise UsageError(f"{path} is an {header.arch} model; this command needs an mm-unet")
+        return None
+    registry, cache = load_registry(), ModelCache()
+    entry = registry.entries.get(name)
+    if entry is None and cache.record(name) is None:
+        registry.get(name)  # raises ModelNotFound with close matches
+    if availability(name, entry, cache) not in (*LOCAL, "downloadable"):
+        pull(name)  # raises the precise reason: bundled file missing, or how to import it
+    arch = entry.arch if entry else cache.record(name).arch
+    if arch != "mm-unet":
+        raise UsageError(f"{name} is an {arch} model; this command needs an mm-unet (see `mmgen models list`)")
+    return entry
+
+
+def _choose_upsampler(name: str, entry, upscale: bool | None) -> str | None:
+    if upscale is False:
+        return None
+    upsampler = entry.upsampler if entry else None
+    if upsampler is None:
+        if upscale:
+            raise UsageError(f"--upscale: model {name} names no upsampler", hint="run without --upscale")
+        return None
+    state = availability(upsampler, load_registry().entries.get(upsampler), ModelCache())
+    if state in LOCAL or (upscale and state == "downloadable"):
+        return upsampler
+    if upscale:
+        raise ModelNotFound(
+            f"--upscale: the upsampler {upsampler} of {name} is not available ({state})",
+            hint=f"import it with `mmgen models import FILE --name {upsampler}`, or run with --no-upscale",
+        )
+    return None
+
+
+def load(run: Run) -> Models:
+    """Load the run's model (and upsampler) onto its device, in fp32 (lower precision is autocast)."""
+    base = load_model(run.model, run.compute.device)
+    if base.arch != "mm-unet":
+        raise ConfigError(f"{run.model} is an {base.arch} model; this command needs an mm-unet")
+    upsampler = load_model(run.upsampler, run.compute.device) if run.upsampler else None
+    return Models(base, upsampler)

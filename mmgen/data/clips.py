@@ -1,0 +1,271 @@
+"""A folder of a creator's videos as a dataset of model-length clips, decoded once into an on-disk cache.
+
+Every video file under the folder (mp4, mov, mkv, webm, avi; recursive) is decoded ONCE at the model's frame
+rate, frame size and sample rate, and stored whole as a cache shard: uint8 frames (T, 3, H, W) and int16 audio
+(1, round(T·rate/fps)) in a safetensors file named by a hash of the file's absolute path, mtime, size and those
+three decode settings. Clips are then cut from the shard on the fly — frames [s, s+F) and the audio samples that
+span the same time — so the clip length and stride can change without decoding again, and later epochs,
+resumed runs and new runs over the same folder read only the cache. Files that cannot be used (unreadable, no
+video or no audio track) are remembered in the cache too, so they are not retried either.
+
+Memory: a file is decoded whole at model size before it is stored (an hour at 10 fps and 64×64 is ~0.4 GB as
+uint8); reading clips afterwards memory-maps the shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import filelock
+import safetensors
+import safetensors.torch
+import torch
+
+from mmgen.errors import ConfigError, MediaError
+from mmgen.modal import Modal
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+CACHE_FORMAT = 1  # bump when the shard layout or the decoding changes: old shards are then ignored
+
+
+@dataclass(frozen=True)
+class ClipFormat:
+    """What one training clip is: F frames of H×W at `fps`, and `samples` audio samples at `sample_rate`."""
+
+    frames: int
+    fps: float
+    height: int
+    width: int
+    sample_rate: int
+    samples: int
+
+    def __post_init__(self):
+        span = self.frames / self.fps * self.sample_rate
+        if abs(self.samples - span) > 0.01 * span:
+            raise ConfigError(
+                f"the model's audio ({self.samples} samples at {self.sample_rate} Hz = "
+                f"{self.samples / self.sample_rate:.3f} s) does not span its video ({self.frames} frames at "
+                f"{self.fps:g} fps = {self.frames / self.fps:.3f} s): real clips cannot be cut for it"
+            )
+
+    @classmethod
+    def of_model(cls, config) -> ClipFormat:
+        """The clip format an MMUNetConfig trains on."""
+        frames, _, height, width = config.video_size
+        return cls(frames, float(config.fps), height, width, int(config.sample_rate), config.audio_size[1])
+
+    def audio_offset(self, frame: int) -> int:
+        """The audio sample at which video frame `frame` starts."""
+        return round(frame * self.sample_rate / self.fps)
+
+
+def scan_media(root: Path) -> list[Path]:
+    """Video files under `root`, recursively, in a stable (sorted) order; hidden files and folders skipped."""
+    if not root.is_dir():
+        raise MediaError(f"{root}: not a folder", "give the folder that holds your video clips")
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in VIDEO_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: Path
+    reason: str
+
+
+@dataclass
+class ScanReport:
+    """What building the dataset found: counts for the terminal and the run log."""
+
+    files: int = 0
+    decoded: int = 0  # files decoded in this call
+    reused: int = 0  # files (usable or skipped) answered from the cache without decoding
+    clips: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.clips} clips from {self.files - len(self.skipped)} of {self.files} files "
+            f"({self.decoded} decoded, {self.reused} from the clip cache, {len(self.skipped)} skipped)"
+        )
+
+
+class ClipCache:
+    """Decoded files by (path, mtime, size, fps, frame size, sample rate), shared by every run on the machine."""
+
+    def __init__(self, root: Path, fmt: ClipFormat):
+        self.root = root
+        self.fmt = fmt
+
+    def key(self, path: Path) -> str:
+        stat = path.stat()
+        identity = {
+            "path": str(path.resolve()),
+            "mtime_ns": stat.st_mtime_ns,
+            "size": stat.st_size,
+            "fps": self.fmt.fps,
+            "height": self.fmt.height,
+            "width": self.fmt.width,
+            "sample_rate": self.fmt.sample_rate,
+            "format": CACHE_FORMAT,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:40]
+
+    def lookup(self, path: Path) -> tuple[Path | None, str | None, bool]:
+        """(shard, skip reason, decoded now): exactly one of shard and reason is set. Decodes and stores the
+        file if the cache has no answer for it yet; a file lock keeps concurrent runs from doing it twice."""
+        key = self.key(path)
+        shard, skip = self.root / f"{key}.safetensors", self.root / f"{key}.skip.json"
+        answer = self._cached(shard, skip)
+        if answer is not None:
+            return *answer, False
+        self.root.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(self.root / f"{key}.lock")):
+            answer = self._cached(shard, skip)
+            if answer is not None:
+                return *answer, False
+            try:
+                video, audio = self._decode(path)
+            except (MediaError, av.FFmpegError) as e:
+                reason = _reason(e, path)
+                _write_atomic(
+                    skip, lambda tmp: tmp.write_text(json.dumps({"source": str(path), "reason": reason}))
+                )
+                return None, reason, True
+            metadata = {"source": str(path.resolve()), "fps": str(self.fmt.fps)}
+            _write_atomic(
+                shard,
+                lambda tmp: safetensors.torch.save_file({"video": video, "audio": audio}, str(tmp), metadata),
+            )
+        return shard, None, True
+
+    @staticmethod
+    def _cached(shard: Path, skip: Path) -> tuple[Path | None, str | None] | None:
+        if shard.is_file():
+            return shard, None
+        if skip.is_file():
+            return None, json.loads(skip.read_text())["reason"]
+        return None
+
+    def _decode(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole file at the model's fps / size / rate: uint8 (T, 3, H, W) and int16 (1, round(T·rate/fps))."""
+        from mmgen.media import probe, read_audio, read_video
+
+        info = probe(path)
+        if not info.has_video:
+            raise MediaError("no video track")
+        if not info.has_audio:
+            raise MediaError("no audio track (a video-only file cannot teach the soundtrack)")
+        fmt = self.fmt
+        video = read_video(path, fmt.fps, (fmt.height, fmt.width))  # (T, 3, H, W) in [-1, 1]
+        audio = read_audio(path, fmt.sample_rate)  # (1, L) in [-1, 1]
+        length = fmt.audio_offset(video.shape[0])
+        audio = torch.nn.functional.pad(audio[:, :length], (0, max(0, length - audio.shape[1])))
+        video_u8 = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        audio_i16 = (audio * 32767).round().clamp(-32768, 32767).to(torch.int16)
+        return video_u8.contiguous(), audio_i16.contiguous()
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """A skip reason without the path (the report prints the path beside it)."""
+    message = getattr(error, "message", None) or str(error)
+    prefix = f"cannot read {path}: "
+    return "unreadable: " + message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Model-length clips cut from cache shards: item i = {"video": (F, 3, H, W), "audio": (1, L)} as float
+    in [-1, 1]. Shards are opened lazily per process (so DataLoader workers each open their own)."""
+
+    def __init__(self, clips: list[tuple[Path, int]], fmt: ClipFormat):
+        self.clips = clips  # (shard, first frame)
+        self.fmt = fmt
+        self._open: dict[Path, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_open": {}}
+
+    def __getitem__(self, index: int) -> Modal:
+        shard, start = self.clips[index]
+        if shard not in self._open:
+            self._open[shard] = safetensors.safe_open(str(shard), framework="pt")
+        stored = self._open[shard]
+        fmt = self.fmt
+        video = stored.get_slice("video")[start : start + fmt.frames]  # (F, 3, H, W) uint8
+        offset = fmt.audio_offset(start)
+        audio = stored.get_slice("audio")[:, offset : offset + fmt.samples]  # (1, ≤L) int16
+        audio = torch.nn.functional.pad(audio, (0, fmt.samples - audio.shape[1]))
+        return {"video": video.float() / 127.5 - 1.0, "audio": audio.float() / 32767}
+
+
+ProgressFn = Callable[[int, int, Path], None]  # (files done, files total, current file)
+
+
+def build_clip_dataset(
+    root: Path,
+    fmt: ClipFormat,
+    cache_dir: Path,
+    *,
+    stride: int | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[ClipDataset, ScanReport]:
+    """Scan `root`, decode what the cache does not know yet, and index every clip (start frames 0, stride,
+    2·stride, … of each file; default stride = the clip length). MediaError if no file yields a clip."""
+    stride = stride or fmt.frames
+    files = scan_media(root)
+    report = ScanReport(files=len(files))
+    cache = ClipCache(cache_dir, fmt)
+    clips: list[tuple[Path, int]] = []
+    for done, path in enumerate(files):
+        if progress is not None:
+            progress(done, len(files), path)
+        shard, reason, decoded = cache.lookup(path)
+        report.decoded += decoded
+        report.reused += not decoded
+        if shard is not None:
+            with safetensors.safe_open(str(shard), framework="pt") as stored:
+                frames = stored.get_slice("video").get_shape()[0]
+            if frames < fmt.frames:
+                reason = f"shorter than one clip ({frames / fmt.fps:.2f} s < {fmt.frames / fmt.fps:.2f} s)"
+            clips.extend((shard, start) for start in range(0, frames - fmt.frames + 1, stride))
+        if reason is not None:
+            report.skipped.append(Skipped(path, reason))
+    if progress is not None:
+        progress(len(files), len(files), root)
+    report.clips = len(clips)
+    if not clips:
+        detail = (
+            f"; {len(report.skipped)} skipped, e.g. {report.skipped[0].path.name}: {report.skipped[0].reason}"
+            if report.skipped
+            else ""
+        )
+        raise MediaError(
+            f"{root}: no usable clips in {len(files)} video file{'s' if len(files) != 1 else ''}{detail}",
+            f"clips need a video and an audio track and at least {fmt.frames / fmt.fps:.2f} s "
+            f"({', '.join(VIDEO_SUFFIXES)})",
+        )
+    return ClipDataset(clips, fmt), report

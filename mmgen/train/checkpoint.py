@@ -1,0 +1,120 @@
+"""Training checkpoints: RUN/checkpoints/step-NNNNNNN/ holding everything a resumed run needs to continue
+exactly as if it had never stopped.
+
+    model.safetensors   raw weights  } mmgen safetensors (arch + config in the metadata): each is usable
+    ema.safetensors     EMA weights  } directly as `mmgen generate -m …/ema.safetensors`
+    state.pt            step, optimizer, LR scheduler, grad scaler, EMA count, every process's RNG states —
+                        tensors and plain containers only, read back with torch.load(weights_only=True)
+
+A checkpoint is built in a hidden temporary folder next to the others and renamed into place in one step,
+so a step-N folder is always complete: a run killed mid-save leaves at most a stray temporary, which the
+next save removes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+from mmgen.errors import UsageError
+from mmgen.weights.checkpoint import save_model
+
+_NAME = re.compile(r"step-(\d+)")
+FILES = ("model.safetensors", "ema.safetensors", "state.pt")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint on disk."""
+
+    path: Path
+    step: int
+
+    @property
+    def raw_weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def ema_weights(self) -> Path:
+        return self.path / "ema.safetensors"
+
+    def load_state(self) -> dict[str, Any]:
+        """The training state, unpickled with weights_only=True (tensors and plain containers only)."""
+        return torch.load(self.path / "state.pt", map_location="cpu", weights_only=True)
+
+    def load_ema(self) -> dict[str, torch.Tensor]:
+        return safetensors.torch.load_file(str(self.ema_weights), device="cpu")
+
+
+def list_checkpoints(folder: Path) -> list[Checkpoint]:
+    """Complete checkpoints in `folder`, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.fullmatch(path.name)
+        if match and path.is_dir() and all((path / f).is_file() for f in FILES):
+            found.append(Checkpoint(path, int(match.group(1))))
+    return sorted(found, key=lambda c: c.step)
+
+
+def latest_checkpoint(folder: Path) -> Checkpoint | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    arch: str,
+    config: Any,
+    state: dict[str, Any],
+    keep: int,
+) -> Checkpoint:
+    """Write checkpoint `step` atomically and delete all but the newest `keep` (at least this one).
+    A complete checkpoint of the same step already on disk is kept as it is: it holds the same state."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / checkpoint_name(step)
+    if not (final.is_dir() and all((final / f).is_file() for f in FILES)):
+        for stray in folder.glob(".tmp-*"):
+            shutil.rmtree(stray, ignore_errors=True)
+        tmp = folder / f".tmp-{checkpoint_name(step)}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            metadata = {"step": str(step)}
+            save_model(tmp / "model.safetensors", model, arch, config, {**metadata, "weights": "raw"})
+            save_model(tmp / "ema.safetensors", ema, arch, config, {**metadata, "weights": "ema"})
+            torch.save(state, tmp / "state.pt")
+            if final.exists():  # an incomplete folder by that name (not written by us): replace it
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(folder)[: -max(keep, 1)]:
+        shutil.rmtree(old.path, ignore_errors=True)
+    return Checkpoint(final, step)
+
+
+def require_checkpoint(run_dir: Path) -> Checkpoint:
+    """The newest complete checkpoint of a run, for --resume; a UsageError saying why there is none."""
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        raise UsageError(
+            f"{run_dir}: no complete checkpoint to resume from",
+            "start a new run without --resume, or point -o at the run folder",
+        )
+    return found

@@ -1,0 +1,150 @@
+"""Every setting of a fine-tuning run, as one frozen dataclass parsed from layered YAML + command-line flags.
+
+Layers, later ones winning: the run's own config.yaml (on --resume), a --config file, then the flags. Each
+layer is validated on its own first, so an error names the file it came from; the merged result is what
+RUN/config.yaml records. `init` (--from) and `model` (--scratch) exclude each other: a layer that sets one
+clears the other from earlier layers, so `--from demo` overrides a recipe file's `model:` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mmgen.config import from_dict, load_yaml
+from mmgen.errors import ConfigError
+
+DEFAULT_MODEL = "demo"
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """The network trained from random initialisation (--scratch): an architecture and its config fields."""
+
+    arch: Literal["mm-unet"] = "mm-unet"
+    config: dict[str, Any] = field(
+        default_factory=dict
+    )  # MMUNetConfig fields; missing ones = released values
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A run's settings. Defaults follow the official training recipe where it has one (AdamW-style Adam,
+    lr 1e-4, no weight decay, EMA 0.9999, uniform timesteps, eps-MSE summed over the two modalities)."""
+
+    # What to start from: a registry name / .safetensors path, or an architecture trained from scratch.
+    init: str | None = None
+    model: ArchitectureSpec | None = None
+
+    # Data
+    stride: int | None = None  # frames between the starts of consecutive clips of a file; None = clip length
+    flip: bool = True  # random horizontal flip of the video (the soundtrack is unchanged)
+    cache_dir: Path | None = None  # decoded-clip cache; None = <mmgen cache>/clips
+    num_workers: int = 0  # DataLoader worker processes
+
+    # Optimisation
+    steps: int = 1000
+    batch_size: int = 8  # global batch: split evenly over the processes of a torchrun job
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 0  # steps of linear learning-rate warm-up from 0
+    lr_decay: Literal["constant", "cosine"] = "constant"  # after warm-up
+    grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
+    ema_decay: float = 0.9999
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0})
+    min_snr_gamma: float | None = None  # Min-SNR-γ loss weighting (Hang et al., 2023); None = plain eps-MSE
+    timesteps: Literal["shared", "independent"] = "shared"  # independent: audio gets its own timestep
+    seed: int = 0
+
+    # Compute
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (torchrun: cuda:LOCAL_RANK when CUDA is present)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 autocast on CUDA, else fp32
+    gradient_checkpointing: bool = False
+
+    # Outputs
+    log_every: int = 10  # steps between log.jsonl lines
+    save_every: int = 500  # steps between checkpoints (0: only at the end and on Ctrl-C)
+    keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
+    sample_every: int = 500  # steps between preview clips in samples/ (0: never)
+    sample_sampler: Literal["ddim", "ddpm", "dpm++"] = "ddim"
+    sample_steps: int = 10
+    probe_every: int | None = None  # steps between audio-visual probes (None: = sample_every; 0: never)
+    probe_timesteps: tuple[int, ...] = (100, 300, 600)
+    probe_clips: int = 8  # clips in the fixed probe batch (held out of training when the data allows)
+
+    def __post_init__(self):
+        if self.init is not None and self.model is not None:
+            raise ValueError(
+                "set either init (a model to fine-tune) or model (an architecture to train from scratch)"
+            )
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "sample_steps": self.sample_steps,
+            "probe_clips": self.probe_clips,
+            "log_every": self.log_every,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        non_negative = {
+            "warmup": self.warmup,
+            "save_every": self.save_every,
+            "sample_every": self.sample_every,
+            "keep_checkpoints": self.keep_checkpoints,
+            "num_workers": self.num_workers,
+            "probe_every": self.probe_every or 0,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, got {value}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if set(self.loss_weights) - {"video", "audio"} or any(w < 0 for w in self.loss_weights.values()):
+            raise ValueError("loss_weights takes non-negative weights for 'video' and 'audio'")
+        if any(not 0 <= t < 1000 for t in self.probe_timesteps):
+            raise ValueError("probe_timesteps must lie in 0..999")
+
+    @property
+    def probe_interval(self) -> int:
+        return self.sample_every if self.probe_every is None else self.probe_every
+
+    def loss_weight(self, modality: str) -> float:
+        return self.loss_weights.get(modality, 1.0)
+
+
+def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = False) -> FinetuneConfig:
+    """Merge (where, mapping) layers into one config. `scratch` means --scratch was given: the result must
+    then name an architecture. With neither init nor model, the default model is fine-tuned."""
+    merged: dict[str, Any] = {}
+    for where, data in layers:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        from_dict(FinetuneConfig, data, where)  # errors name this layer's source
+        if "init" in data and "model" not in data:
+            merged.pop("model", None)
+        if "model" in data and "init" not in data:
+            merged.pop("init", None)
+        merged.update(data)
+    if scratch:
+        merged["init"] = None
+        if merged.get("model") is None:
+            raise ConfigError(
+                "--scratch needs the architecture: give --config FILE.yaml with a `model:` section "
+                "(arch: mm-unet, config: {video_size: ..., ...})"
+            )
+    elif merged.get("init") is None and merged.get("model") is None:
+        merged["init"] = DEFAULT_MODEL
+    return from_dict(FinetuneConfig, merged, " + ".join(where for where, _ in layers) or "finetune config")
+
+
+def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
+    """One YAML file as a layer; an empty file is an empty layer."""
+    data = load_yaml(path)
+    return str(path), {} if data is None else data

@@ -1,0 +1,84 @@
+"""The process group of a torchrun job (or a single process): who am I, on which device, and the few collective
+operations the trainer needs. Only rank 0 writes files; everything here is a no-op for a single process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """The one process that writes logs, checkpoints, samples and the final model."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if it is true on any (e.g. "Ctrl-C was pressed"), so all stop at one step."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor([int(flag)], device=_collective_device())
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's `obj`, in rank order, on every process."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every process."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def _collective_device() -> torch.device:
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
+
+
+def start(device_type: str) -> Processes:
+    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …),
+    with NCCL for CUDA and gloo otherwise; a plain `mmgen finetune` is a job of one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Processes()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+    return Processes(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def stop(processes: Processes) -> None:
+    if processes.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,44 @@
+"""RUN/log.jsonl: one JSON object per line, each with an "event" (data, train, probe, sample, checkpoint,
+done) and the step it belongs to. Lines are flushed as written, so a crashed run keeps its history."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, event: str, step: int, **fields: Any) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": event, "step": step, **fields}) + "\n")
+
+    def rewind(self, step: int) -> None:
+        """Drop lines logged after `step` (a run killed after its last checkpoint), so a resumed run's log
+        reads as one uninterrupted history. Written to a temporary file, then swapped in."""
+        if not self.path.exists():
+            return
+        kept = [
+            line
+            for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if _step_of(line) <= step
+        ]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 1 << 62  # a half-written last line: drop it
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """All events of a run's log (for tests and tools)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

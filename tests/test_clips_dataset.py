@@ -1,0 +1,110 @@
+"""A folder of a creator's videos becomes model-length clips, decoded once into a cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_clip, write_clip_folder
+
+from mmgen.data.clips import ClipFormat, build_clip_dataset, scan_media
+from mmgen.errors import ConfigError, MediaError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    return root, write_clip_folder(root, good=4, seconds=2.0)
+
+
+def colour_of(video: torch.Tensor) -> str:
+    """The named colour nearest to a clip's mean pixel."""
+    mean = ((video + 1) / 2).mean(dim=(0, 2, 3))
+    return min(COLOURS, key=lambda name: float((mean - torch.tensor(COLOURS[name])).norm()))
+
+
+def test_a_folder_becomes_clips_and_unusable_files_are_skipped_with_reasons(folder, tmp_path):
+    root, files = folder
+    dataset, report = build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache")
+
+    # 4 good files of 2.0 s = 20 frames each → 5 clips of 4 frames; hidden folders and .txt are not scanned.
+    assert report.files == 6 and report.clips == len(dataset) == 20
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert set(reasons) == {"broken.mp4", "silent.mov"}
+    assert reasons["broken.mp4"].startswith("unreadable")
+    assert "no audio track" in reasons["silent.mov"]
+    assert "20 clips from 4 of 6 files" in report.summary()
+
+    item = dataset[7]
+    assert item["video"].shape == (4, 3, 16, 16) and item["audio"].shape == (1, 3200)
+    assert item["video"].dtype == item["audio"].dtype == torch.float32
+    assert -1 <= item["video"].min() and item["video"].max() <= 1 and item["audio"].abs().max() <= 1
+    # Every clip still carries its colour and the tone of that colour (through H.264, AAC and resampling).
+    for i in range(len(dataset)):
+        clip = dataset[i]
+        colour = colour_of(clip["video"])
+        assert abs(dominant_hz(clip["audio"], TINY_FORMAT.sample_rate) - PITCH_HZ[colour]) < 30
+
+
+def test_a_second_scan_decodes_nothing(folder, tmp_path):
+    root, files = folder
+    cache = tmp_path / "cache"
+    _, first = build_clip_dataset(root, TINY_FORMAT, cache)
+    shards = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert first.decoded == 6 and first.reused == 0
+
+    dataset, second = build_clip_dataset(root, TINY_FORMAT, cache)
+    assert second.decoded == 0 and second.reused == 6
+    assert second.clips == first.clips and len(second.skipped) == 2
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == shards  # nothing rewritten
+
+    # A changed file is decoded again (its mtime is part of the key); nothing else is.
+    stat = files["good"][0].stat()
+    os.utime(files["good"][0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    _, third = build_clip_dataset(root, TINY_FORMAT, cache)
+    assert third.decoded == 1 and third.reused == 5
+
+
+def test_stride_cuts_overlapping_clips_from_the_same_cached_decode(folder, tmp_path):
+    root, _ = folder
+    cache = tmp_path / "cache"
+    plain, _ = build_clip_dataset(root, TINY_FORMAT, cache)
+    dense, report = build_clip_dataset(root, TINY_FORMAT, cache, stride=2)
+    assert report.decoded == 0  # the stride is applied when cutting, not when decoding
+    assert len(dense) == 4 * 9  # starts 0, 2, …, 16 of 20 frames
+    first, second = dense[0], dense[1]  # frames 0–3 and 2–5 of the same file
+    assert torch.equal(first["video"][2:], second["video"][:2])
+    assert torch.equal(first["audio"][:, 1600:], second["audio"][:, :1600])
+    assert torch.equal(plain[0]["video"], first["video"])
+
+
+def test_cut_clips_keep_video_and_audio_aligned(tmp_path):
+    # One file whose colour and pitch change every 0.4 s: each 4-frame clip (0.4 s) must see one colour and hear
+    # that colour's tone, not its neighbour's.
+    sequence = ["red", "blue", "yellow", "green", "red", "yellow"]
+    write_clip(tmp_path / "data" / "changing.mp4", sequence, segment=0.4)
+    dataset, report = build_clip_dataset(tmp_path / "data", TINY_FORMAT, tmp_path / "cache")
+    assert len(dataset) == len(sequence)
+    for i, expected in enumerate(sequence):
+        clip = dataset[i]
+        assert colour_of(clip["video"]) == expected
+        # Skip the first and last 20 ms: AAC smears a hard pitch change a little.
+        audio = clip["audio"][:, 160:-160]
+        assert abs(dominant_hz(audio, TINY_FORMAT.sample_rate) - PITCH_HZ[expected]) < 40
+
+
+def test_a_folder_without_usable_clips_is_an_error_naming_it(tmp_path):
+    root = tmp_path / "bad"
+    write_clip(root / "silent.mp4", ["red"], 2.0, audio=False)
+    write_clip(root / "short.mp4", ["red"], 0.2)  # shorter than one 0.4 s clip
+    with pytest.raises(MediaError, match="no usable clips in 2 video files") as error:
+        build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache")
+    assert error.value.exit_code == 2
+    with pytest.raises(MediaError, match="not a folder"):
+        scan_media(tmp_path / "missing")
+
+
+def test_the_clip_format_must_span_the_same_time_in_video_and_audio():
+    with pytest.raises(ConfigError, match="does not span its video"):
+        ClipFormat(frames=4, fps=10.0, height=16, width=16, sample_rate=4000, samples=3200)

@@ -118,7 +118,7 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 _fail(where, field, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, where, f"{field}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_convert(a, v, where, f"{field}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
         item = args[0] if args else Any
         items = [_convert(item, v, where, f"{field}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

@@ -43,7 +43,7 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _error("aborted")
         return 130
-    except typer.TyperException as e:  # typer ≥0.26 vendors click: its usage errors
+    except typer.TyperException as e:  # typer ≥0.28 vendors click: its usage errors
         # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
         if debug_enabled():
             traceback.print_exc()

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
 
-_LABELS = {"clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
+_LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Task = Literal["clips", "windows", "steps", "upscale"]
+Task = Literal["jobs", "clips", "windows", "steps", "upscale"]  # jobs: of a batch
 
 
 @dataclass(frozen=True)

@@ -100,11 +100,16 @@ def generate_files(
     models = load(run)
     results = []
     for result, where in zip(iter_generate(run, models, num, batch_size, progress), paths, strict=True):
-        outputs.ensure_folder(where)
-        clip = result.clip
-        write_mp4(where.mp4, clip.video, clip.audio, clip.fps, clip.sample_rate, overwrite=overwrite)
-        if previews:
-            contact_sheet_png(where.files["frames_png"], clip.video, overwrite=overwrite)
-            spectrogram_png(where.files["spectrogram_png"], clip.audio, clip.sample_rate, overwrite=overwrite)
-        results.append(outputs.finish(result, where, overwrite))
+        results.append(write_generated(result, where, overwrite))
     return results
+
+
+def write_generated(result: Result, where: outputs.OutputPaths, overwrite: bool = False) -> Result:
+    """Write a generated clip: the mp4, the previews `where` names (if any), then its sidecar."""
+    outputs.ensure_folder(where)
+    clip = result.clip
+    write_mp4(where.mp4, clip.video, clip.audio, clip.fps, clip.sample_rate, overwrite=overwrite)
+    if "frames_png" in where.files:
+        contact_sheet_png(where.files["frames_png"], clip.video, overwrite=overwrite)
+        spectrogram_png(where.files["spectrogram_png"], clip.audio, clip.sample_rate, overwrite=overwrite)
+    return outputs.finish(result, where, overwrite)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from mmgen.weights.load import availability, is_path
 
 DEFAULT_PRESET = "balanced"  # when neither --preset nor the model's registry entry says otherwise
 LOCAL = ("bundled", "cached")
+_KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,28 @@ def _choose_upsampler(name: str, entry, upscale: bool | None) -> str | None:
 
 
 def load(run: Run) -> Models:
-    """Load the run's model (and upsampler) onto its device, in fp32 (lower precision is autocast)."""
+    """Load the run's model (and upsampler) onto its device, in fp32 (lower precision is autocast).
+    Inside `keep_loaded()`, a model already loaded there is handed out again instead."""
+    kept = _KEPT.get()
+    key = (run.model, run.upsampler, run.compute.device)
+    if kept is not None and key in kept:
+        return kept[key]
     base = load_model(run.model, run.compute.device)
     if base.arch != "mm-unet":
         raise ConfigError(f"{run.model} is an {base.arch} model; this command needs an mm-unet")
     upsampler = load_model(run.upsampler, run.compute.device) if run.upsampler else None
-    return Models(base, upsampler)
+    models = Models(base, upsampler)
+    if kept is not None:
+        kept[key] = models
+    return models
+
+
+@contextmanager
+def keep_loaded() -> Iterator[None]:
+    """Keep the models that pipeline calls load inside this block and reuse them for later calls with the same
+    model, upsampler and device — how a batch loads each model once. They are released when the block ends."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)

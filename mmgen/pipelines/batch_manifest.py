@@ -1,0 +1,112 @@
+"""The batch manifest: what each output's job was (its content hash) and whether it finished, so a re-run
+skips finished work and redoes changed or interrupted jobs.
+
+OUT_DIR/batch-manifest.jsonl is an append-only log, one JSON record per line: "started" before a job writes
+anything, then "done" (with the size and sha256 of every file it wrote) or "failed". The last record of an
+output wins. Appends happen under a file lock and are flushed to disk, so several writers (torchrun ranks,
+or two shells) can share one manifest; a record torn by a kill is an unreadable last line, and is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import filelock
+
+from mmgen.weights import sha256_file
+
+MANIFEST_NAME = "batch-manifest.jsonl"
+LOCK_NAME = ".batch-manifest.lock"
+
+State = Literal["started", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str  # relative to the output folder
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Record:
+    output: str  # the job's mp4, relative to the output folder: the key of its records
+    state: State
+    hash: str  # the job's content hash (batch_plan.content_hash)
+    job: int
+    kind: str
+    seed: int
+    rank: int = 0
+    at: str = ""  # UTC, ISO 8601
+    files: dict[str, FileRecord] = dataclasses.field(default_factory=dict)  # "mp4", "json", ... when done
+    error: str | None = None  # when failed
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {})}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Record:
+        files = {k: FileRecord(**v) for k, v in data.get("files", {}).items()}
+        return cls(**{**data, "files": files})
+
+
+class Manifest:
+    """The manifest of one output folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / MANIFEST_NAME
+
+    def latest(self) -> dict[str, Record]:
+        """The last record of every output."""
+        records: dict[str, Record] = {}
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return records
+        for line in text.splitlines():
+            try:
+                record = Record.from_json(json.loads(line))
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue  # a line torn by a kill, or not ours
+            records[record.output] = record
+        return records
+
+    def append(self, record: Record) -> None:
+        """Add one record, durably, whoever else is writing."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
+        with filelock.FileLock(str(self.folder / LOCK_NAME)):
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:
+        """What a finished job wrote, for its "done" record."""
+        return {
+            key: FileRecord(self._relative(path), path.stat().st_size, sha256_file(path))
+            for key, path in files.items()
+            if path.is_file()
+        }
+
+    def intact(self, record: Record) -> bool:
+        """True if every file a "done" record lists is still there, with its recorded size and content."""
+        for file in record.files.values():
+            path = self.folder / file.path
+            try:
+                if path.stat().st_size != file.size or sha256_file(path) != file.sha256:
+                    return False
+            except OSError:
+                return False
+        return bool(record.files)
+
+    def _relative(self, path: Path) -> str:
+        return path.resolve().relative_to(self.folder.resolve()).as_posix()

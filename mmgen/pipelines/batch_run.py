@@ -1,0 +1,163 @@
+"""Running a planned batch: this process's share of the jobs, grouped so each model loads once, every job
+recorded in the manifest as it starts and ends, a failing job recorded and the rest carried on.
+
+Under torchrun, rank r of N takes the jobs numbered r+1, r+1+N, … of the whole plan — a split that follows
+from the batch file alone, so every rank agrees on it without talking, and a re-run gives each job to the
+same rank. Each rank then skips its own finished jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from mmgen.errors import MmgenError
+from mmgen.pipelines.animate import animate
+from mmgen.pipelines.batch_manifest import Manifest, Record
+from mmgen.pipelines.batch_plan import Job, Plan
+from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
+from mmgen.pipelines.generate import iter_generate, write_generated
+from mmgen.pipelines.session import keep_loaded, load
+from mmgen.pipelines.soundtrack import soundtrack
+
+Ending = Literal["done", "skipped", "failed", "not run"]
+
+
+@dataclass(frozen=True)
+class Share:
+    """Which jobs this process runs: rank `rank` of `world_size` (torchrun), or all of them."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def of(self, jobs: tuple[Job, ...] | list[Job]) -> list[Job]:
+        return [job for job in jobs if (job.number - 1) % self.world_size == self.rank]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended in this run (plain data, so ranks can gather it)."""
+
+    number: int
+    kind: str
+    output: str
+    ending: Ending
+    seconds: float = 0.0
+    error: str | None = None
+    traceback: str | None = None  # of an unexpected failure, for --debug
+    rank: int = 0
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    share: Share = Share(),
+    fail_fast: bool = False,
+    overwrite: bool = False,
+    progress: ProgressFn = quiet,
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Run this share's unfinished jobs, grouped by model; returns one outcome per job of the share, in job
+    order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it)."""
+    manifest = Manifest(plan.output_dir)
+    mine = share.of(plan.jobs)
+    outcomes: dict[int, Outcome] = {}
+    progress(ProgressEvent("jobs", 0, len(mine)))
+
+    def finish(outcome: Outcome) -> None:
+        outcomes[outcome.number] = outcome
+        on_outcome(outcome)
+        progress(ProgressEvent("jobs", len(outcomes), len(mine)))
+
+    for job in mine:
+        if plan.status[job.number] == "done":
+            finish(Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank))
+    stopped = False
+    for group in _by_model([job for job in mine if job.number not in outcomes]):
+        with keep_loaded():
+            for job in group:
+                if stopped:
+                    finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
+                    continue
+                replace = overwrite or plan.status[job.number] != "new"
+                outcome = _run_job(job, manifest, share.rank, replace, progress)
+                finish(outcome)
+                stopped = fail_fast and outcome.ending == "failed"
+    return [outcomes[job.number] for job in mine]
+
+
+def _by_model(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs grouped by the models they load and where, groups in order of first appearance."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.run.model, job.run.upsampler, job.run.compute), []).append(job)
+    return list(groups.values())
+
+
+def _run_job(job: Job, manifest: Manifest, rank: int, replace: bool, progress: ProgressFn) -> Outcome:
+    """Run one job between a "started" and a "done"/"failed" record. Its files are written atomically by the
+    pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes."""
+    record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank)
+    manifest.append(record)
+    started = time.perf_counter()
+    try:
+        job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
+        if replace:
+            _remove_leftovers(job)
+        RUNNERS[job.kind](job, replace, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
+        expected = isinstance(e, MmgenError)
+        message = str(e) if expected else f"{e.__class__.__name__}: {e}"
+        manifest.append(dataclasses.replace(record, state="failed", error=message))
+        return Outcome(job.number, job.kind, job.output, "failed", time.perf_counter() - started, message,
+                       None if expected else traceback.format_exc(), rank)
+    files = manifest.describe_files(job.files.files)
+    manifest.append(dataclasses.replace(record, state="done", files=files))
+    return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank)
+
+
+def _remove_leftovers(job: Job) -> None:
+    """Delete the temporaries (mmgen.files.temporary_name) a killed run of this job left: a job belongs to one
+    process at a time, so none of them can still be in use."""
+    for path in job.files.files.values():
+        for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.partial{path.suffix}"):
+            leftover.unlink(missing_ok=True)
+
+
+def _generate(job: Job, replace: bool, progress: ProgressFn) -> None:
+    (result,) = iter_generate(job.run, load(job.run), 1, progress=progress)
+    write_generated(result, job.files, overwrite=replace)
+
+
+def _matching_settings(job: Job) -> dict:
+    """The keyword arguments soundtrack/animate share, from the job's validated options."""
+    o = job.options
+    return dict(
+        model=job.run.model, preset=o.preset, sampler=o.sampler, steps=o.steps, seed=job.seed,
+        guidance=o.guidance, guidance_scale=o.guidance_scale, overlap=o.overlap,
+        device=str(job.run.compute.device), precision=job.run.compute.precision,
+    )
+
+
+def _soundtrack(job: Job, replace: bool, progress: ProgressFn) -> None:
+    soundtrack(job.input, job.files.mp4, mix=job.options.mix, wav=bool(job.options.wav), overwrite=replace,
+               progress=progress, **_matching_settings(job))
+
+
+def _animate(job: Job, replace: bool, progress: ProgressFn) -> None:
+    animate(job.input, job.files.mp4, upscale=job.options.upscale, overwrite=replace, progress=progress,
+            **_matching_settings(job))
+
+
+RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], None]] = {
+    "generate": _generate,
+    "soundtrack": _soundtrack,
+    "animate": _animate,
+}

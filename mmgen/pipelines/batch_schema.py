@@ -1,0 +1,288 @@
+"""The batch file of `mmgen batch JOBS.yaml`, read into frozen dataclasses with EVERY problem found at once,
+each with the line it is on — a user fixing a 300-job file should not have to run it once per typo.
+
+    output_dir: out              # optional; default "outputs" (relative paths: to the YAML's folder)
+    defaults: {steps: 25, ...}   # any job option, plus the batch-wide device and precision
+    jobs:
+      - kind: generate           # generate | soundtrack | animate
+        name: intro              # optional output name (a relative path without ".."; "{stem}" for globs)
+        num: 2                   # options override the defaults
+      - kind: soundtrack
+        inputs: clips/*.mp4      # a glob (or `input:` one file)
+
+Line numbers come from composing the YAML (node marks) and constructing the data from the same nodes, so
+there is one parse and every key keeps its line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from mmgen.config import from_dict
+from mmgen.errors import ConfigError
+
+Kind = Literal["generate", "soundtrack", "animate"]
+KINDS: tuple[str, ...] = get_args(Kind)
+DEFAULT_OUTPUT_DIR = "outputs"
+
+_COMMON = ("model", "preset", "sampler", "steps", "seed")
+_MATCHING = ("guidance", "guidance_scale", "overlap")
+KIND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "generate": (*_COMMON, "num", "upscale", "previews"),
+    "soundtrack": (*_COMMON, *_MATCHING, "mix", "wav"),
+    "animate": (*_COMMON, *_MATCHING, "upscale"),
+}
+JOB_KEYS = ("kind", "name", "input", "inputs")
+TOP_KEYS = ("output_dir", "defaults", "jobs")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Every option a job can set, as the matching `mmgen generate/soundtrack/animate` flag; None = not set
+    here (the defaults', then the command's own default apply)."""
+
+    model: str | None = None  # registry name or .safetensors path (relative: to the YAML's folder)
+    preset: str | None = None
+    sampler: Literal["dpm++", "ddim", "ddpm", "paper"] | None = None
+    steps: int | None = None
+    seed: int | None = None  # generate: clip k of the job uses seed + k
+    guidance: Literal["replacement", "gradient"] | None = None
+    guidance_scale: float | None = None
+    overlap: float | None = None
+    mix: float | None = None
+    wav: bool | None = None
+    upscale: bool | None = None
+    previews: bool | None = None
+    num: int | None = None  # generate: how many clips
+
+    def __post_init__(self):
+        ranges = {"steps": (1, 1000), "seed": (0, 2**63 - 1), "num": (1, 100_000), "mix": (0.0, 1.0),
+                  "overlap": (0.0, 0.75), "guidance_scale": (0.0, float("inf"))}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name}: must be between {low} and {high}, got {value}")
+
+    def over(self, base: JobOptions) -> JobOptions:
+        """These options, with `base`'s filling whatever is not set here."""
+        mine = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return dataclasses.replace(base, **mine)
+
+    def only(self, names: tuple[str, ...]) -> JobOptions:
+        """A copy keeping just the options in `names` (the ones a job's kind has)."""
+        return JobOptions(**{name: getattr(self, name) for name in names})
+
+
+@dataclass(frozen=True)
+class DefaultOptions(JobOptions):
+    """`defaults:` may also set where the whole batch runs (one device, so each model loads once)."""
+
+    device: str | None = None
+    precision: Literal["auto", "fp32", "fp16", "bf16"] | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One entry under `jobs:`, as written (options not yet merged with the defaults)."""
+
+    index: int  # 1-based position under jobs:
+    line: int
+    kind: Kind
+    options: JobOptions
+    name: str | None = None
+    input: Path | None = None  # resolved against the YAML's folder
+    inputs: str | None = None  # a glob pattern as written (relative ones match from the YAML's folder)
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict)  # line of each key, for later problems
+
+    def line_of(self, key: str) -> int:
+        return self.lines.get(key, self.line)
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    path: Path
+    output_dir: Path
+    defaults: JobOptions
+    device: str | None
+    precision: str | None
+    jobs: tuple[JobSpec, ...]
+    default_lines: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    message: str
+
+    def describe(self, path: Path) -> str:
+        return f"{path}:{self.line}: {self.message}" if self.line else f"{path}: {self.message}"
+
+
+class BatchInvalid(ConfigError):
+    """The batch file has problems; nothing was run. `problems` holds all of them, in line order."""
+
+    def __init__(self, path: Path, problems: list[Problem]):
+        self.path = path
+        self.problems = sorted(set(problems), key=lambda p: (p.line or 0, p.message))
+        count = len(self.problems)
+        super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''} found, nothing was run")
+
+    def lines(self) -> list[str]:
+        return [p.describe(self.path) for p in self.problems]
+
+
+def compose(path: Path) -> tuple[Any, dict[tuple, int]]:
+    """The YAML's data, and the line of every mapping key and list item by its path, e.g. ("jobs", 2, "mix").
+    A syntax error stops here (nothing after it can be read reliably)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _locate(node, (), lines)
+    return data, lines
+
+
+def _locate(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines.setdefault((*path, key.value), key.start_mark.line + 1)
+            _locate(value, (*path, key.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _locate(item, (*path, i), lines)
+
+
+def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path | None = None) -> BatchFile:
+    """Parse the batch file, appending every problem found to `problems`; the result holds what parsed.
+    `output_dir` (the command's -o) overrides the file's own."""
+    path = Path(path)
+    data, lines = compose(path)
+    folder = path.resolve().parent
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with `jobs:` (and optionally `defaults:`, `output_dir:`)")
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(Problem(lines.get((str(key),)), f"unknown key {key!r} (allowed: {', '.join(TOP_KEYS)})"))
+
+    if output_dir is None:
+        written = data.get("output_dir", DEFAULT_OUTPUT_DIR)
+        if not isinstance(written, str) or not written:
+            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}"))
+            written = DEFAULT_OUTPUT_DIR
+        output_dir = folder / written
+
+    raw_defaults = data.get("defaults") or {}
+    if not isinstance(raw_defaults, dict):
+        problems.append(Problem(lines.get(("defaults",)), "defaults: expected a mapping of job options"))
+        raw_defaults = {}
+    defaults = _options(DefaultOptions, raw_defaults, ("defaults",), lines, problems, "defaults")
+    default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
+
+    raw_jobs = data.get("jobs")
+    jobs = []
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        problems.append(Problem(lines.get(("jobs",)), "jobs: expected a list of jobs (each with a `kind`)"))
+    else:
+        for i, raw in enumerate(raw_jobs):
+            job = _job(i, raw, folder, lines, problems)
+            if job is not None:
+                jobs.append(job)
+    base = JobOptions(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(JobOptions)})
+    return BatchFile(path, output_dir, base, defaults.device, defaults.precision, tuple(jobs), default_lines)
+
+
+def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list[Problem]) -> JobSpec | None:
+    where, line = f"job {i + 1}", lines.get(("jobs", i))
+    if not isinstance(raw, dict):
+        problems.append(Problem(line, f"{where}: expected a mapping with a `kind`, got {raw!r}"))
+        return None
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        message = "`kind` is missing" if kind is None else f"kind: {kind!r} is not one of {', '.join(KINDS)}"
+        problems.append(Problem(lines.get(("jobs", i, "kind"), line), f"{where}: {message}"))
+        return None
+    where = f"job {i + 1} ({kind})"
+    key_lines = {str(k): lines.get(("jobs", i, str(k)), line) for k in raw}
+    allowed = KIND_OPTIONS[kind]
+    options = {}
+    for key, value in raw.items():
+        if key in JOB_KEYS:
+            continue
+        if key in allowed:
+            options[key] = value
+        elif key in {name for names in KIND_OPTIONS.values() for name in names}:
+            users = [k for k, names in KIND_OPTIONS.items() if key in names]
+            problems.append(Problem(key_lines[str(key)], f"{where}: {key!r} is not an option of {kind} jobs "
+                                    f"(it is one of {' and '.join(users)})"))
+        elif key in ("device", "precision"):
+            problems.append(Problem(key_lines[str(key)], f"{where}: {key} is set for the whole batch "
+                                    f"(under defaults:, or --{key})"))
+        else:
+            problems.append(Problem(key_lines[str(key)], f"{where}: unknown key {key!r} "
+                                    f"(allowed: {', '.join((*JOB_KEYS, *allowed))})"))
+    parsed = _options(JobOptions, options, ("jobs", i), lines, problems, where)
+
+    name = _string(raw, "name", where, key_lines, problems)
+    input = _string(raw, "input", where, key_lines, problems)
+    inputs = _string(raw, "inputs", where, key_lines, problems)
+    if kind == "generate" and (input is not None or inputs is not None):
+        key = "input" if input is not None else "inputs"
+        problems.append(Problem(key_lines[key], f"{where}: generate jobs take no {key} (they start from noise)"))
+    elif kind != "generate" and (input is None) == (inputs is None):
+        says = "both `input:` and `inputs:`" if input is not None else "no `input:` (a file) or `inputs:` (a glob)"
+        problems.append(Problem(line, f"{where}: give exactly one input; found {says}"))
+    return JobSpec(
+        index=i + 1,
+        line=line,
+        kind=kind,
+        options=parsed,
+        name=name,
+        input=folder / input if input is not None else None,
+        inputs=inputs,
+        lines=key_lines,
+    )
+
+
+def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems: list[Problem]) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(Problem(key_lines[key], f"{where}: {key}: expected a non-empty string, got {value!r}"))
+        return None
+    return value
+
+
+def _options(cls, raw: dict, path: tuple, lines: dict[tuple, int], problems: list[Problem], where: str):
+    """`cls` from `raw`, one key at a time, so that every bad key is reported (a bad one is left unset)."""
+    good = {}
+    for key, value in raw.items():
+        try:
+            from_dict(cls, {key: value}, where)
+        except ConfigError as e:
+            problems.append(Problem(lines.get((*path, str(key)), lines.get(path)), str(e)))
+        else:
+            good[key] = value
+    return from_dict(cls, good, where)

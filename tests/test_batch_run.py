@@ -1,0 +1,246 @@
+"""A creator's batch, run for real with the tiny model at 2 steps: six jobs end to end, a SIGKILL halfway and
+a resume that redoes nothing finished, two torchrun processes sharing the work, and a job that fails while
+the others carry on.
+
+Every run uses one CPU thread (as torchrun's workers do), so the outputs of different runs can be compared
+byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from media_factory import write_test_audio, write_test_video
+from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+from mmgen.media import probe
+from mmgen.pipelines import session
+from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_plan
+from mmgen.weights import sha256_file
+
+SIX_JOBS = """
+    defaults:
+      model: models/tiny.safetensors
+      steps: 2
+      device: cpu
+    jobs:
+      - kind: generate
+        name: sunrise
+        seed: 1
+      - kind: generate
+        name: sunset
+        seed: 2
+        previews: false
+      - kind: soundtrack
+        inputs: clips/*.mp4
+        seed: 3
+      - kind: animate
+        input: music/beat.m4a
+        name: dance
+    """
+OUTPUTS = ["sunrise.mp4", "sunset.mp4", "clip0_soundtrack.mp4", "clip1_soundtrack.mp4", "clip2_soundtrack.mp4",
+           "dance.mp4"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder: the tiny model, three clips to soundtrack, a sound to animate, and the batch file."""
+    root = tmp_path_factory.mktemp("batch")
+    (root / "models").mkdir()
+    save_tiny_model(root / "models" / "tiny.safetensors")
+    (root / "clips").mkdir()
+    for k, tone in enumerate((330.0, 440.0, 550.0)):
+        write_test_video(root / "clips" / f"clip{k}.mp4", size=(32, 32), tone_hz=tone)
+    (root / "music").mkdir()
+    write_test_audio(root / "music" / "beat.m4a", click_at=0.5)
+    (root / "jobs.yaml").write_text(textwrap.dedent(SIX_JOBS).lstrip())
+    return root
+
+
+def env_for(workspace: Path) -> dict[str, str]:
+    return mmgen_env(workspace, OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workspace: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """The batch run once, start to finish, into its own folder: what every other run must reproduce."""
+    out = workspace / "uninterrupted"
+    return out, run_mmgen("batch", workspace / "jobs.yaml", "-o", out, env=env_for(workspace), timeout=900)
+
+
+def records(out: Path) -> list[dict]:
+    path = out / MANIFEST_NAME
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def finished(out: Path) -> dict[str, dict]:
+    """The last record of each output, if it says done."""
+    last = {r["output"]: r for r in records(out)}
+    return {name: r for name, r in last.items() if r["state"] == "done"}
+
+
+def media_files(out: Path) -> dict[str, str]:
+    """sha256 of every mp4/png/wav: the sidecars hold paths and wall times, so they differ between runs."""
+    return {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.suffix in (".mp4", ".png", ".wav")}
+
+
+def test_six_jobs_run_end_to_end_with_sidecars_and_manifest(workspace: Path, uninterrupted):
+    out, result = uninterrupted
+    assert result.returncode == 0, result.stderr
+    assert "6 jobs: 6 done" in result.stderr
+    expected = {*OUTPUTS, *(n.replace(".mp4", ".json") for n in OUTPUTS), "sunrise_frames.png",
+                "sunrise_spectrogram.png", MANIFEST_NAME}
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == expected
+
+    sidecars = {name: json.loads((out / name).with_suffix(".json").read_text()) for name in OUTPUTS}
+    model_sha256 = sha256_file(workspace / "models" / "tiny.safetensors")
+    for name, sidecar in sidecars.items():
+        assert sidecar["mp4"] == str(out / name)
+        assert (sidecar["model_sha256"], sidecar["sampler"], sidecar["steps"]) == (model_sha256, "dpm++", 2)
+        info = probe(out / name)
+        assert info.has_video and info.has_audio and info.duration == pytest.approx(1.6, abs=0.07)
+    assert [sidecars[n]["seed"] for n in OUTPUTS[:5]] == [1, 2, 3, 3, 3]
+    assert sidecars["clip1_soundtrack.mp4"]["input"] == str(workspace / "clips" / "clip1.mp4")
+    assert sidecars["dance.mp4"]["input"] == str(workspace / "music" / "beat.m4a")
+    assert sidecars["sunset.mp4"]["mp4"] and "frames_png" not in sidecars["sunset.mp4"]
+
+    done = finished(out)
+    assert sorted(done) == sorted(OUTPUTS)
+    assert [r["job"] for r in records(out) if r["state"] == "started"] == [1, 2, 3, 4, 5, 6]  # one model: file order
+    for name, record in done.items():
+        assert record["seed"] == sidecars[name]["seed"]
+        for file in record["files"].values():
+            assert sha256_file(out / file["path"]) == file["sha256"]
+
+
+def test_a_killed_batch_resumes_without_redoing_finished_jobs(workspace: Path, uninterrupted):
+    out = workspace / "resumed"
+    env = env_for(workspace)
+    batch = subprocess.Popen(mmgen_command("batch", workspace / "jobs.yaml", "-o", out), env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while len(finished(out)) < 2:
+        assert batch.poll() is None, batch.stderr.read()
+        assert time.monotonic() < deadline, "the batch did not finish two jobs in time"
+        time.sleep(0.02)
+    batch.send_signal(signal.SIGKILL)
+    batch.wait()
+    batch.stderr.close()
+
+    done_before = finished(out)
+    assert 2 <= len(done_before) < 6
+    stamps = {f["path"]: (out / f["path"]).stat().st_mtime_ns for r in done_before.values() for f in r["files"].values()}
+    count_before = len(records(out))
+
+    result = run_mmgen("batch", workspace / "jobs.yaml", "-o", out, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(done_before)} of 6 jobs already done: skipped" in result.stderr
+    assert {path: (out / path).stat().st_mtime_ns for path in stamps} == stamps
+    new_records = records(out)[count_before:]
+    assert not {r["output"] for r in new_records} & set(done_before)  # finished jobs were not touched
+    assert sorted(finished(out)) == sorted(OUTPUTS)
+    assert not [p.name for p in out.iterdir() if ".partial" in p.name]  # the killed job's temporary is gone
+    assert media_files(out) == media_files(uninterrupted[0])
+
+
+def test_a_changed_input_or_option_redoes_only_its_job(workspace: Path, uninterrupted):
+    """Planning against the uninterrupted run's manifest (a dry run: nothing is written)."""
+    out = uninterrupted[0]
+    assert set(plan_batch(workspace / "jobs.yaml", out).status.values()) == {"done"}
+    clip, output = workspace / "clips" / "clip1.mp4", out / "sunset.mp4"
+    stat, content = clip.stat(), output.read_bytes()
+    try:
+        clip.touch()
+        output.write_bytes(content[:-10])  # damaged
+        plan = plan_batch(workspace / "jobs.yaml", out)
+        assert {job.output: plan.status[job.number] for job in plan.todo()} == {
+            "sunset.mp4": "damaged", "clip1_soundtrack.mp4": "changed"}
+    finally:  # the other tests compare against this run
+        os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        output.write_bytes(content)
+
+
+def test_torchrun_splits_the_jobs_between_two_processes(workspace: Path, uninterrupted):
+    out = workspace / "sharded"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "mmgen", "batch", str(workspace / "jobs.yaml"), "-o", str(out)]
+    result = subprocess.run(command, env=env_for(workspace), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    started = [r for r in records(out) if r["state"] == "started"]
+    assert sorted(r["output"] for r in started) == sorted(OUTPUTS)  # each output made exactly once
+    assert {r["job"]: r["rank"] for r in started} == {1: 0, 2: 1, 3: 0, 4: 1, 5: 0, 6: 1}
+    assert sorted(finished(out)) == sorted(OUTPUTS)
+    assert "6 jobs: 6 done" in result.stderr
+    assert media_files(out) == media_files(uninterrupted[0])
+
+
+def test_a_failing_job_is_recorded_and_the_others_go_on(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    """A clip that goes bad after the batch was checked (deleted or overwritten while it ran). The jobs that
+    succeed share one model, loaded once."""
+    for name, value in env_for(workspace).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    doomed = workspace / "clips_doomed.mp4"
+    write_test_video(doomed, size=(32, 32))
+    jobs = workspace / "fragile.yaml"
+    jobs.write_text(textwrap.dedent("""
+        output_dir: fragile
+        defaults: {model: models/tiny.safetensors, steps: 2, device: cpu}
+        jobs:
+          - kind: soundtrack
+            input: clips_doomed.mp4
+          - kind: generate
+            name: survivor
+            seed: 5
+          - kind: soundtrack
+            input: clips/clip0.mp4
+        """).lstrip())
+    plan = plan_batch(jobs)
+    doomed.write_bytes(b"not a video any more")
+
+    stopped = run_plan(plan, fail_fast=True)
+    assert [(o.output, o.ending) for o in stopped] == [("clips_doomed_soundtrack.mp4", "failed"),
+                                                      ("survivor.mp4", "not run"),
+                                                      ("clip0_soundtrack.mp4", "not run")]
+    assert "clips_doomed.mp4" in stopped[0].error
+
+    loads = []
+    real_load_model = session.load_model
+    monkeypatch.setattr(session, "load_model", lambda *args, **kw: loads.append(args) or real_load_model(*args, **kw))
+    carried_on = run_plan(plan)
+    assert [o.ending for o in carried_on] == ["failed", "done", "done"]
+    assert len(loads) == 1
+    last = {r["output"]: r for r in records(workspace / "fragile")}
+    assert last["clips_doomed_soundtrack.mp4"]["state"] == "failed" and last["survivor.mp4"]["state"] == "done"
+    assert not (workspace / "fragile" / "clips_doomed_soundtrack.mp4").exists()
+
+    write_test_video(doomed, size=(32, 32))  # fixed: the next run retries it and skips the survivor
+    assert [plan_batch(jobs).status[n] for n in (1, 2, 3)] == ["failed", "done", "done"]
+
+
+def test_the_command_exits_1_when_a_job_fails(workspace: Path):
+    out = workspace / "blocked"
+    out.mkdir()
+    (out / "renders").write_text("a file where the job needs a folder")
+    jobs = workspace / "blocked.yaml"
+    jobs.write_text(textwrap.dedent("""
+        output_dir: blocked
+        defaults: {model: models/tiny.safetensors, steps: 2, device: cpu}
+        jobs:
+          - kind: generate
+            name: renders/take
+        """).lstrip())
+    result = run_mmgen("batch", jobs, env=env_for(workspace))
+    assert result.returncode == 1, result.stderr
+    assert "failed job 1 (generate) renders/take.mp4: FileExistsError" in result.stderr
+    assert f"mmgen: error: 1 of 1 jobs failed (errors above and in {out / MANIFEST_NAME})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [r["state"] for r in records(out)] == ["started", "failed"]

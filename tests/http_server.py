@@ -10,13 +10,18 @@ with switchable faults — for download tests (no mocks of the network stack).
 Faults (per file): `drop_at` closes the connection once the response reaches that file offset (for the
 first `drop_times` responses); `corrupt_at` flips the byte at that offset in every response; `fail_status`
 answers the first `fail_times` requests with that status; `delay` sleeps per 64 KiB chunk (to keep a
-transfer going while another process starts); `ranges=False` ignores Range headers. Unknown paths get 404.
+transfer going while another process starts); `ranges=False` ignores Range headers; `redirect_to` answers
+every request with a 302 to that URL. Unknown paths get 404.
+
+The other half of "no network" is `offline_mmgen_command(...)`: the real `mmgen` under an audit hook that
+reports every socket operation the process performed, to prove a command opened no socket at all.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +29,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _CHUNK = 64 * 1024
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+SOCKETS_NONE = "socket events: []"  # what a process that never touched the network prints at exit
+
+# Python raises an audit event for every socket created, bound, connected or resolved (socket.__new__,
+# socket.bind, socket.connect, socket.getaddrinfo, ...); the hook records them and prints them at exit.
+_AUDITED_MMGEN = """
+import atexit, sys
+events = []
+sys.addaudithook(lambda event, args: events.append(event) if event.startswith("socket.") else None)
+atexit.register(lambda: print(f"socket events: {events}", file=sys.stderr))
+from mmgen.cli import main
+sys.argv[0] = "mmgen"
+main()
+"""
+
+
+def offline_mmgen_command(*args: str) -> list[str]:
+    """argv for `mmgen ARGS` that ends its stderr with `socket events: [...]` (SOCKETS_NONE when none)."""
+    return [sys.executable, "-c", _AUDITED_MMGEN, *map(str, args)]
 
 
 @dataclass
@@ -36,6 +59,7 @@ class Served:
     fail_times: int = 0
     delay: float = 0.0
     ranges: bool = True
+    redirect_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,12 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             asked = self.headers.get("Range")
             status = self._status(served, asked)
             server._log(Request(self.command, self.path, asked, status))
+            if status == 302:
+                self.send_response(status)
+                self.send_header("Location", served.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if status >= 400:
                 self.send_response(status)
                 if status == 416:
@@ -135,6 +165,8 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def _status(self, served: Served | None, asked: str | None) -> int:
             if served is None:
                 return 404
+            if served.redirect_to is not None:
+                return 302
             if served.fail_status is not None and server._take(served, "fail"):
                 return served.fail_status
             match = _RANGE.fullmatch(asked or "")

@@ -16,12 +16,13 @@ import safetensors.torch
 import torch
 import yaml
 from conftest import OFFICIAL, official_json
-from http_server import FileServer
+from http_server import SOCKETS_NONE, FileServer, offline_mmgen_command
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from tiny_model import save_tiny_model, tiny_config
 
 from mmgen.errors import ConfigError
 from mmgen.models.config import SRUNetConfig
-from mmgen.weights import load_model
+from mmgen.weights import load_model, load_registry
 from mmgen.weights.catalog import verify_models
 from mmgen.weights.download import RetryPolicy
 from mmgen.weights.urls import check_url
@@ -59,6 +60,12 @@ def register(tmp_path: Path, urls: list[str], data: bytes, name: str = NAME) -> 
     folder = tmp_path / "presets" / "models"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(entry))
+
+
+def use_env(monkeypatch, tmp_path: Path, **extra: str) -> None:
+    """This process sees the isolated cache/presets a subprocess would (for in-process `mmgen.cli.run`)."""
+    for key, value in mmgen_env(tmp_path, **extra).items():
+        monkeypatch.setenv(key, value)
 
 
 def cache_files(tmp_path: Path) -> list[str]:
@@ -130,6 +137,38 @@ def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):
     assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
 
 
+def test_a_redirect_within_the_allowed_urls_is_followed(tmp_path, server, official_pt, monkeypatch):
+    from mmgen.cli import run
+
+    server.add("/files/tiny.pt", official_pt)
+    register(tmp_path, [server.add("/latest", b"", redirect_to="/files/tiny.pt")], official_pt)
+    use_env(monkeypatch, tmp_path)
+
+    assert run(["models", "pull", NAME, "--quiet"]) == 0
+    assert [(r.path, r.status) for r in server.requests] == [("/latest", 302), ("/files/tiny.pt", 200)]
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "target, refusal",
+    [
+        ("http://127.0.0.2:9/tiny.pt", "redirected to an unsupported url 'http://127.0.0.2:9/tiny.pt'"),
+        ("file:///etc/passwd", "redirected to a local file 'file:///etc/passwd'"),
+    ],
+)
+def test_a_redirect_to_plain_http_or_a_local_file_is_refused(
+    tmp_path, server, official_pt, target, refusal, monkeypatch, capsys
+):
+    from mmgen.cli import run
+
+    register(tmp_path, [server.add("/elsewhere", b"", redirect_to=target)], official_pt)
+    use_env(monkeypatch, tmp_path)
+
+    assert run(["models", "pull", NAME, "--quiet"]) == 2
+    assert refusal in capsys.readouterr().err
+    assert server.count("/elsewhere") == 1 and cache_files(tmp_path) == []
+
+
 def test_server_errors_are_retried_until_the_file_comes(tmp_path, server, official_pt):
     register(tmp_path, [server.add("/tiny.pt", official_pt, fail_status=500, fail_times=2)], official_pt)
 
@@ -157,15 +196,41 @@ def test_two_concurrent_pulls_download_once(tmp_path, server, official_pt):
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
 
 
-def test_offline_mode_never_touches_the_network(tmp_path, server, official_pt):
+def test_offline_mode_never_opens_a_socket(tmp_path, server, official_pt):
     url = server.add("/tiny.pt", official_pt)
     register(tmp_path, [url], official_pt)
+    env = mmgen_env(tmp_path, MMGEN_OFFLINE="1")
 
-    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path, MMGEN_OFFLINE="1"))
+    result = subprocess.run(
+        offline_mmgen_command("models", "pull", NAME), env=env, capture_output=True, text=True, timeout=120
+    )
 
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert f"mmgen models import FILE --name {NAME}" in result.stderr and url in result.stderr
-    assert server.requests == []
+    assert server.requests == []  # the server saw nothing ...
+    assert result.stderr.splitlines()[-1] == SOCKETS_NONE  # ... because no socket was even created
+
+
+def test_a_user_hosted_fine_tune_is_three_lines_of_yaml(tmp_path, server, monkeypatch):
+    fine_tune = save_tiny_model(tmp_path / "my-fine-tune.safetensors").read_bytes()
+    url = server.add("/my-fine-tune.safetensors", fine_tune)
+    folder = tmp_path / "presets" / "models"
+    folder.mkdir(parents=True)
+    (folder / "mine.yaml").write_text(
+        f"base: demo\nweights: {{urls: [{url}], sha256: {hashlib.sha256(fine_tune).hexdigest()}}}\n"
+    )
+
+    result = run_mmgen("models", "pull", "mine", env=mmgen_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    loaded = load_model("mine")  # the architecture comes from the file's own metadata
+    assert (loaded.arch, loaded.config, loaded.entry.sampling) == (
+        "mm-unet",
+        tiny_config(),
+        load_registry().get("demo").sampling,
+    )
 
 
 def test_file_urls_work_offline_and_a_tampered_cache_fails_verify(tmp_path, official_pt, monkeypatch, capsys):

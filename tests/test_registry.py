@@ -119,6 +119,7 @@ def test_base_inherits_everything_then_overrides_deeply(dirs):
         ("arch: mm-unet\nweights: {urls: [https://x.org/a.pt]}\n", "weights: sha256 is required"),
         (f"arch: mm-unet\nweights: {{urls: [http://x.org/a], sha256: {SHA}}}\n", "weights: unsupported url"),
         ("arch: mm-unet\nweights: {sha256: 123}\n", "weights.sha256: 123 is not a valid str"),
+        ("arch: mm-unet\nweights: {size: 0}\n", "weights: size must be a positive number of bytes"),
         ("arch: mm-unet\nweights: {format: pt}\n", "config: required for format pt"),
         ("arch: mm-unet\nupsampler: demo\n", "upsampler: 'demo' is not an sr-unet entry"),
         ("base: nowhere\n", "base: unknown model 'nowhere'"),
@@ -157,6 +158,9 @@ def test_info_reports_entry_and_status(dirs, capsys):
     assert run(["models", "info", "landscape", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["status"] == "needs import" and info["upsampler"] == "landscape-sr"
+    assert all(link in info["how_to_get"] for link in OFFICIAL_SOURCES)
+    assert "no download URL or sha256" in info["how_to_get"]
+    assert info["how_to_get"].endswith("`mmgen models import FILE --name landscape`")
     assert info["config"]["video_size"] == [16, 3, 64, 64] and info["registry_file"].endswith(
         "landscape.yaml"
     )

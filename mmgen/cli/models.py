@@ -151,6 +151,8 @@ def verify(
     from mmgen.weights.catalog import verify_models
 
     results = verify_models(name)
+    if not results and not as_json:
+        _say("nothing to verify: no models are cached, and no bundled weights file is present")
     for result in results:
         if as_json:
             _emit(result.as_dict())

@@ -121,9 +121,15 @@ def describe(name: str) -> dict[str, Any]:
         details.update(to_dict(entry))
         details["config"] = to_dict(entry.config) if entry.config is not None else "(from the weights file)"
         details["registry_file"] = str(registry.files[name])
+    if entry is not None and entry.needs_import and record is None:
+        details["how_to_get"] = (
+            f"by hand (no download URL or sha256 is registered): get {entry.origin}, "
+            f"then run `mmgen models import FILE --name {name}`"
+        )
     if record is not None:
         details["cached"] = to_dict(record)
         details["path"] = str(cache.weights_path(name))
     elif entry is not None and entry.weights.bundled:
         details["path"] = str(entry.weights.bundled_path)
     return details
+

@@ -14,15 +14,19 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
-
-import requests
 
 from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound
 from mmgen.weights.progress import ByteProgress
+from mmgen.weights.urls import check_url
+
+if TYPE_CHECKING:
+    import requests
 
 _CHUNK = 1 << 16  # bytes per read: a dropped connection loses at most the chunk in flight
+_MAX_REDIRECTS = 5
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -144,6 +148,10 @@ def _fetch(url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress) -
     if urlsplit(url).scheme == "file":
         _copy_local(url, part, progress)
         return
+    # Imported here, not at the top: importing urllib3 opens a socket (its IPv6 probe binds ::1), and a
+    # command that never downloads (MMGEN_OFFLINE=1, cached or bundled models) opens none at all.
+    import requests
+
     reason = ""
     with requests.Session() as session:
         for attempt in range(policy.retries + 1):
@@ -163,11 +171,13 @@ def _http_once(
     session: requests.Session, url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress
 ) -> None:
     """One request, appending to the part file; resumes with a Range request when it already holds bytes."""
+    import requests  # already loaded by _fetch; see there why not at the top
+
     headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
     if part.size:
         headers["Range"] = f"bytes={part.size}-"
     try:
-        with session.get(url, headers=headers, stream=True, timeout=policy.timeout) as response:
+        with _get(session, url, headers, policy.timeout) as response:
             status = response.status_code
             if status == 416:  # nothing after our offset: the part is complete (or wrong — the hash decides)
                 return
@@ -188,6 +198,25 @@ def _http_once(
         raise _Retry(f"connection lost after {part.size} bytes ({e.__class__.__name__})") from None
     if total is not None and part.size != total:
         raise _Retry(f"connection closed at byte {part.size} of {total}")
+
+
+def _get(session: requests.Session, url: str, headers: dict[str, str], timeout: float) -> requests.Response:
+    """GET that follows redirects only to URLs mmgen would fetch itself: an https mirror must not bounce the
+    download to plain http (or anywhere else `check_url` refuses) before a byte is asked of it."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        response = session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        if not response.is_redirect:
+            return response
+        response.close()
+        target = urljoin(url, response.headers["Location"])
+        if urlsplit(target).scheme == "file":  # a remote server does not get to name files on this machine
+            raise _Unavailable(f"redirected to a local file {target!r}")
+        try:
+            check_url(target)
+        except ValueError as e:
+            raise _Unavailable(f"redirected to an {e}") from None
+        url = target
+    raise _Unavailable(f"more than {_MAX_REDIRECTS} redirects")
 
 
 def _expected_total(response: requests.Response, part: _Part) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import safetensors.torch
 import torch
 
-from mmgen.errors import ConfigError, ModelNotFound
+from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.models import build_model, config_for
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import read_header, sha256_file
@@ -81,15 +81,17 @@ def pull(
     if entry.weights.bundled:
         path = entry.weights.bundled_path
         if not path.is_file():
-            raise ModelNotFound(f"{name}: the bundled weights file {path} is missing", hint="reinstall mmgen")
+            raise ModelNotFound(
+                f"{name}: the bundled weights file {path} is missing",
+                hint="reinstall mmgen, or pick another model with -m NAME|FILE (see `mmgen models list`)",
+            )
         return Pulled(path, fetched=False)
     if _cached(cache, name, entry) is not None:
         return Pulled(cache.weights_path(name), fetched=False)
     if entry.needs_import:
         raise ModelNotFound(
             f"{name}: weights are not in the cache and cannot be downloaded automatically",
-            hint=f"download the {entry.weights.format} file from {entry.source or 'its publisher'}, "
-            f"then run `mmgen models import FILE --name {name}`",
+            hint=f"get {entry.origin}, then run `mmgen models import FILE --name {name}`",
         )
     urls = entry.weights.urls
     if offline() and not any(url.startswith("file:") for url in urls):
@@ -149,9 +151,15 @@ def load_model(
         path = resolve_weights(name, download=download, quiet=quiet)
         entry = load_registry().entries.get(name)
         record = ModelCache().record(name) if path.name == "model.safetensors" else None
+    sha256 = record.sha256 if record is not None else sha256_file(path)
+    if entry is not None and entry.weights.bundled and entry.weights.sha256 not in (None, sha256):
+        raise ChecksumMismatch(
+            f"{name}: the bundled weights file {path} is damaged: expected sha256 {entry.weights.sha256}, "
+            f"got {sha256}",
+            hint="reinstall mmgen",
+        )
     target = _describe(path, entry)
     model = _instantiate(path, target, torch.device(device), dtype or torch.float32)
-    sha256 = record.sha256 if record is not None else sha256_file(path)
     return LoadedModel(name, target.arch, target.config, model, sha256, path, entry)
 
 

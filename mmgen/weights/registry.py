@@ -49,6 +49,8 @@ class WeightsSource:
             raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
         if self.urls and self.sha256 is None:
             raise ValueError("sha256 is required when urls are given (downloads are always verified)")
+        if self.size is not None and self.size <= 0:
+            raise ValueError(f"size must be a positive number of bytes, got {self.size}")
         if self.urls and self.bundled:
             raise ValueError("give either urls or bundled, not both")
         if self.bundled is not None and Path(self.bundled).name != self.bundled:
@@ -80,6 +82,12 @@ class ModelEntry:
     def needs_import(self) -> bool:
         """No way to fetch the weights automatically: the user downloads them and runs `models import`."""
         return not self.weights.urls and not self.weights.bundled
+
+    @property
+    def origin(self) -> str:
+        """Where to get the weights by hand, worded to follow "get ...": the entry's `source` (e.g. "Landscape.pt
+        from the official MM-Diffusion README: <links>"), else a generic phrase."""
+        return self.source or f"the {self.weights.format} file from its publisher"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+"""`mmgen models` as a creator uses it: get the Landscape model by hand and generate with it, see what every
+model's status is, re-hash and remove cached weights, and find the bundled demo from an installed wheel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import av
+import pytest
+import torch
+import yaml
+from http_server import SOCKETS_NONE, offline_mmgen_command
+from mmgen_cli import REPO, mmgen_env, run_mmgen
+from tiny_model import TINY_FIELDS, TINY_SR_FIELDS, save_tiny_model, tiny_mmunet
+
+from mmgen.cli import run
+from mmgen.models import build_model
+from mmgen.models.config import SRUNetConfig
+from mmgen.weights import ModelCache, load_registry
+
+SHIPPED = REPO / "presets" / "models"
+DEMO_ASSET = REPO / "mmgen" / "assets" / "demo.safetensors"
+
+
+def stand_in_entry(tmp_path: Path, name: str, config: dict, **changes) -> None:
+    """The shipped registry entry `name` with a tiny architecture config, as a user entry in $MMGEN_PRESETS
+    (which replaces the shipped one). Everything else — format pt, upsampler, sampling, sources — stays
+    as shipped. A stand-in because the released configs (134 M and 311 M parameters) take minutes per
+    sample on a CPU; the code path from import to generate is the same."""
+    entry = yaml.safe_load((SHIPPED / f"{name}.yaml").read_text(encoding="utf-8"))
+    entry["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    entry.update(changes)
+    folder = tmp_path / "presets" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
+
+
+def official_style_checkpoint(path: Path, model: torch.nn.Module) -> Path:
+    """What the official release is: torch.save of a plain state dict."""
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_landscape_downloaded_by_hand_is_imported_and_generates_offline(tmp_path):
+    stand_in_entry(tmp_path, "landscape", TINY_FIELDS)
+    # The official SR sampling is DDIM 25; 2 steps keep the test short.
+    stand_in_entry(tmp_path, "landscape-sr", TINY_SR_FIELDS, sampling={"sampler": "ddim", "steps": 2})
+    landscape = official_style_checkpoint(tmp_path / "Landscape.pt", tiny_mmunet(seed=1))
+    landscape_sr = official_style_checkpoint(
+        tmp_path / "Landscape_SR.pt", build_model("sr-unet", SRUNetConfig(**TINY_SR_FIELDS))
+    )
+    env = mmgen_env(tmp_path, MMGEN_OFFLINE="1")
+
+    imported = run_mmgen("models", "import", landscape, "--name", "landscape", env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported" in imported.stderr and "'landscape' (mm-unet, float32" in imported.stderr
+    imported_sr = run_mmgen(
+        "models", "import", landscape_sr, "--name", "landscape-sr", "--dtype", "fp16", "--json", env=env
+    )
+    assert imported_sr.returncode == 0, imported_sr.stderr
+    assert json.loads(imported_sr.stdout)["dtype"] == "float16"
+
+    out = tmp_path / "out"
+    generated = subprocess.run(
+        offline_mmgen_command(
+            "generate", "-m", "landscape", "--steps", "1", "--seed", "5", "-o", out, "--no-previews", "--json"
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert generated.returncode == 0, generated.stderr
+    assert generated.stderr.splitlines()[-1] == SOCKETS_NONE
+    clip = json.loads(generated.stdout)
+    record = json.loads((tmp_path / "cache" / "models" / "landscape" / "model.json").read_text())
+    assert (clip["model"], clip["model_sha256"]) == ("landscape", record["sha256"])
+    assert (clip["upscaled"], clip["upsampler"]) == (True, "landscape-sr")  # the entry's upsampler, found
+    with av.open(str(out / "clip_0000.mp4")) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 16 and (frames[0].width, frames[0].height) == (32, 32)  # upscaled 16 → 32
+
+
+def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    presets = tmp_path / "presets" / "models"
+    presets.mkdir(parents=True)
+    (presets / "hosted.yaml").write_text(
+        "base: demo\nweights: {urls: [https://example.org/hosted.safetensors], sha256: " + "ab" * 32 + "}\n"
+    )
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
+
+    result = run_mmgen("models", "list", env={**mmgen_env(tmp_path), "COLUMNS": "200"})
+
+    assert result.returncode == 0, result.stderr
+    rows = {cells[0]: cells[1:] for cells in table_rows(result.stderr)}
+    size = ModelCache().record("mine").size
+    assert rows["mine"][:3] == ["mm-unet", f"{size / 1e6:.1f} MB", "cached"]
+    assert rows["hosted"][0] == "mm-unet" and rows["hosted"][2] == "downloadable"
+    assert rows["landscape"][:3] == ["mm-unet", "~534.7 MB", "needs import"]  # fp32 size of the released config
+    assert rows["landscape-sr"][:3] == ["sr-unet", "~1.2 GB", "needs import"]
+    assert rows["demo"][2] == ("bundled" if DEMO_ASSET.is_file() else "bundled (missing)")
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table: lines drawn with │ between cells."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
+    env = mmgen_env(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
+    assert run(["models", "verify", "mine"]) == 0
+    assert "mine: ok" in capsys.readouterr().err
+    record = ModelCache().record("mine")
+    weights = ModelCache().weights_path("mine")
+
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")  # one byte changed on disk
+    verified = run_mmgen("models", "verify", env=env)
+
+    assert verified.returncode == 2
+    assert f"mine: corrupt: expected {record.sha256}, got " in verified.stderr
+    assert verified.stderr.splitlines()[-1].startswith("mmgen: error: 1 model(s) fail verification: mine")
+
+    assert run(["models", "info", "mine", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["status"], info["cached"]["sha256"], info["path"]) == ("cached", record.sha256, str(weights))
+
+    removed = run_mmgen("models", "rm", "mine", env=env)
+    assert removed.returncode == 0 and "removed mine" in removed.stderr
+    assert not weights.exists() and ModelCache().record("mine") is None
+    assert run(["models", "rm", "mine"]) == 2
+    assert "mine: nothing in the cache" in capsys.readouterr().err
+    assert run(["models", "verify", "mine"]) == 2
+    assert "unknown model 'mine'" in capsys.readouterr().err
+
+
+def test_pull_says_how_to_get_a_model_that_needs_import(tmp_path, monkeypatch, capsys):
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    assert run(["models", "pull", "aist++"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "mmgen models import FILE --name aist++" in line
+    assert "drive.google.com" in line and "pan.baidu.com" in line  # where the official file is
+
+
+def test_an_installed_wheel_finds_its_presets_and_the_bundled_demo(tmp_path, monkeypatch):
+    hatchling = pytest.importorskip("hatchling.build")
+    source = tmp_path / "source"  # what a source distribution holds
+    source.mkdir()
+    for file in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / file, source / file)
+    for folder in ("presets", "mmgen"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    assets = source / "mmgen" / "assets"
+    if not (assets / "demo.safetensors").is_file():  # before the demo is trained: a tiny stand-in
+        assets.mkdir(exist_ok=True)
+        save_tiny_model(assets / "demo.safetensors")
+    monkeypatch.chdir(source)
+    wheel = tmp_path / "dist" / hatchling.build_wheel(str(tmp_path / "dist"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what pip does with a pure-Python wheel
+    monkeypatch.chdir(tmp_path)  # nowhere near a source checkout
+    env = {**mmgen_env(tmp_path), "PYTHONPATH": str(site)}
+
+    info = run_mmgen("models", "info", "demo", "--json", env=env)
+
+    assert info.returncode == 0, info.stderr
+    demo = json.loads(info.stdout)
+    assert (demo["status"], demo["path"]) == ("bundled", str(site / "mmgen" / "assets" / "demo.safetensors"))
+    assert demo["registry_file"] == str(site / "mmgen" / "presets" / "models" / "demo.yaml")
+
+    asset, entry_file = Path(demo["path"]), Path(demo["registry_file"])
+    entry = yaml.safe_load(entry_file.read_text(encoding="utf-8"))
+    entry["weights"]["sha256"] = good = hashlib.sha256(asset.read_bytes()).hexdigest()
+    entry_file.write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
+    asset.write_bytes(asset.read_bytes()[:-1] + b"\x01")  # a damaged install ...
+    damaged = run_mmgen("generate", "-m", "demo", "-o", tmp_path / "out", env=env)
+
+    assert damaged.returncode == 2
+    [line] = damaged.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"mmgen: error: demo: the bundled weights file {asset} is damaged: expected sha256 {good}")
+
+    asset.unlink()  # ... and one without the file
+    missing = run_mmgen("generate", "-m", "demo", "-o", tmp_path / "out", env=env)
+
+    assert missing.returncode == 2
+    [line] = missing.stderr.strip().splitlines()
+    assert line.startswith(f"mmgen: error: demo: the bundled weights file {asset} is missing (reinstall mmgen")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not DEMO_ASSET.is_file(), reason="the demo model has not been trained into mmgen/assets yet")
+def test_the_shipped_demo_model_verifies_against_its_registered_sha256(tmp_path, monkeypatch, capsys):
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert load_registry().get("demo").weights.sha256 is not None, "add the asset's sha256 to demo.yaml"
+
+    assert run(["models", "verify", "demo"]) == 0
+    assert capsys.readouterr().err.startswith(f"demo: ok ({DEMO_ASSET})")

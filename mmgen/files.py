@@ -25,6 +25,8 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise MediaError(f"cannot write {target}: it is a directory")
     if target.exists() and not overwrite:
         raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
+    if folder.exists() and not folder.is_dir():
+        raise MediaError(f"cannot write {target}: {folder} is a file, not a directory")
     if not folder.is_dir():
         raise MediaError(f"cannot write {target}: directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -4,14 +4,18 @@ Each good clip shows one solid colour at a time with a tone whose pitch follows 
 what the audio should be: exactly the link fine-tuning must learn. A clip may change colour (and pitch) every
 `segment` seconds, which lets a test check that cut clips keep video and audio aligned. The folder also holds
 the files a real folder has: a corrupt .mp4, a silent video-only .mp4, and things that are not videos.
+Also here: the tiny network the training tests fit (TRAIN_MODEL) and the recipe files that name it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import yaml
 
 from mmgen.data.clips import ClipFormat
 
@@ -27,11 +31,14 @@ SAMPLE_RATE = 16000
 
 # The tiny training format of these tests: 4 frames of 16×16 at 10 fps = 0.4 s = 3,200 samples at 8 kHz.
 TINY_FORMAT = ClipFormat(frames=4, fps=10.0, height=16, width=16, sample_rate=8000, samples=3200)
-TINY_MODEL = {
+
+# The network the training tests fit in seconds on one CPU thread (0.97 M parameters): 2 frames of 8×8 at 10 fps
+# and the same 0.2 s of audio at 8 kHz (1,600 samples), a rate AAC can store, so previews and `generate` work.
+TRAIN_MODEL = {
     "arch": "mm-unet",
     "config": {
-        "video_size": [4, 3, 16, 16],
-        "audio_size": [1, 3200],
+        "video_size": [2, 3, 8, 8],
+        "audio_size": [1, 1600],
         "fps": 10.0,
         "sample_rate": 8000,
         "model_channels": 32,
@@ -45,6 +52,12 @@ TINY_MODEL = {
         "num_head_channels": 16,
     },
 }
+
+
+def write_recipe(path: Path, model: dict | None = None, **settings) -> Path:
+    """A --config file for `mmgen finetune --scratch`: the architecture plus any settings."""
+    path.write_text(yaml.safe_dump({"model": model or TRAIN_MODEL, **settings}, sort_keys=False))
+    return path
 
 
 def colour_clip(
@@ -94,3 +107,15 @@ def dominant_hz(audio: torch.Tensor, sample_rate: int) -> float:
     spectrum = torch.fft.rfft(x * torch.hann_window(len(x), dtype=torch.float64)).abs()
     spectrum[0] = 0
     return float(spectrum.argmax()) * sample_rate / len(x)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for in-process training code: bitwise reproducible, and not oversubscribing a busy
+    machine (two threads on a shared 2-core box run tiny models ~10× slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

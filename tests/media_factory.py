@@ -4,6 +4,9 @@ Every frame has a horizontal red ramp, a vertical green ramp and a flat blue lev
 (`frame_level(k)`), so a test can tell which source frame it decoded. Audio is a quiet tone, one frequency per
 channel (`tone_hz * (c + 1)`). A "flash" is an all-white frame and a "click" a 1 ms full-scale burst, placed at
 known times for timing checks. Codec and container follow the file's suffix unless given.
+
+The read-back helpers at the end (`packets`, `decode_audio`, `decode_frames`, ...) look at what a file holds
+with PyAV alone, so tests judge mmgen's outputs without going through mmgen's own decoders.
 """
 
 from __future__ import annotations
@@ -215,3 +218,41 @@ def click_time(audio: torch.Tensor, sample_rate: int) -> float:
 def flash_frame(video: torch.Tensor) -> int:
     """Index of the brightest frame of (T, 3, H, W): the flash."""
     return int(video.mean(dim=(1, 2, 3)).argmax())
+
+
+def packets(path: str | Path, kind: str) -> list[tuple[int, bytes]]:
+    """(pts, payload) of every non-empty packet of the first `kind` ("video"/"audio") stream, in file order."""
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return [(packet.pts, bytes(packet)) for packet in container.demux(stream) if packet.size]
+
+
+def stream_kinds(path: str | Path) -> list[str]:
+    """The type of every stream in the file, in order: e.g. ["video", "audio"]."""
+    with av.open(str(path)) as container:
+        return [stream.type for stream in container.streams]
+
+
+def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """The first audio stream decoded as (C, L) float32 and its sample rate (the decoder's own rate and
+    channels; leading encoder priming is dropped as players drop it)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        as_float = av.AudioResampler(format="fltp")  # any sample format → planar float, same rate and channels
+        frames = [out.to_ndarray() for frame in container.decode(stream) for out in as_float.resample(frame)]
+        frames += [out.to_ndarray() for out in as_float.resample(None)]
+        rate = stream.codec_context.sample_rate
+    return np.concatenate(frames, axis=1), rate  # (C, L)
+
+
+def decode_frames(path: str | Path) -> np.ndarray:
+    """Every frame of the first video stream as (T, H, W, 3) uint8 RGB."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])])
+
+
+def audio_stream_seconds(path: str | Path) -> float:
+    """How long the container says the first audio stream plays (an mp4 edit list's duration, priming excluded)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return float(stream.duration * stream.time_base)

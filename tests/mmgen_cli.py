@@ -28,5 +28,9 @@ def mmgen_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mmgen", *map(str, args)]
 
 
-def run_mmgen(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+# Generous: a few seconds of work on an idle machine can take minutes on a busy shared CI runner.
+TIMEOUT_S = 900
+
+
+def run_mmgen(*args: str, env: dict[str, str], timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run(mmgen_command(*args), env=env, capture_output=True, text=True, timeout=timeout)

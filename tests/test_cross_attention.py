@@ -39,6 +39,28 @@ def test_fast_path_matches_reference_for_every_shift(case):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=f"{case}, shift {shift}")
 
 
+def test_fast_path_matches_reference_for_random_shapes_and_shifts():
+    """Shapes and shifts drawn at random (seeded): batch, heads, head width, frames, pixels per frame, audio
+    tokens per frame with a tail that does not divide evenly, window and shift."""
+    g = torch.Generator().manual_seed(2023)
+
+    def draw(low: int, high: int) -> int:  # inclusive
+        return int(torch.randint(low, high + 1, (), generator=g))
+
+    for case in range(24):
+        batch, heads, ch, frames, hw = draw(1, 2), draw(1, 3), 4 * draw(1, 4), draw(2, 9), draw(1, 12)
+        length = frames * draw(1, 12) + draw(0, frames - 1)
+        window = draw(1, frames)
+        shift = draw(0, frames - window)
+        qkv_video, qkv_audio = _qkv(batch, heads * ch, frames, hw, length, seed=case)
+        fast = rs_mma(qkv_video, qkv_audio, heads, window, shift)
+        reference = reference_rs_mma(qkv_video, qkv_audio, heads, window, shift)
+        shape = dict(batch=batch, heads=heads, ch=ch, frames=frames, hw=hw, length=length, window=window)
+        for got, want in zip(fast, reference, strict=True):
+            assert got.shape == want.shape, shape
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=f"{shape}, shift {shift}")
+
+
 def test_fast_path_accepts_the_strided_layout_the_block_produces():
     qkv_video, qkv_audio = _qkv(2, 32, 8, 16, 200)
     strided = qkv_video.transpose(1, 2).contiguous().transpose(1, 2)  # (B, 3C, F, HW) over (B, F, 3C, HW)

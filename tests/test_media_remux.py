@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from media_factory import (
     as_video,
     click_time,
     flash_frame,
+    packets,
     pattern_audio,
     pattern_frame,
     write_test_audio,
@@ -22,12 +22,6 @@ from mmgen.errors import MediaError, OutputExists
 from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video
 
 RATE = 16000
-
-
-def packets(path, kind: str) -> list[tuple[int, bytes]]:
-    with av.open(str(path)) as container:
-        stream = getattr(container.streams, kind)[0]
-        return [(packet.pts, bytes(packet)) for packet in container.demux(stream) if packet.size]
 
 
 def tone(seconds: float, hz: float, click_at: float | None = None) -> torch.Tensor:

@@ -12,8 +12,10 @@ from mmgen.models import build_model
 from mmgen.models.config import MMUNetConfig
 from mmgen.models.cross_attention import CrossModalAttention
 from mmgen.models.layers import timestep_embedding
+from mmgen.models.mm_layers import VideoConv2d1d
 
-# Official constructor arguments that are fixed in our architecture (or, like use_checkpoint, runtime options).
+# Official constructor arguments that are fixed in our architecture (or, like use_checkpoint, runtime
+# options).
 FIXED_OFFICIAL_KWARGS = {
     "video_type": "2d+1d",
     "audio_type": "1d",
@@ -276,3 +278,21 @@ def test_runs_under_autocast(dtype):
     for got, want in ((video, video_ref), (audio, audio_ref)):
         assert torch.isfinite(got).all()
         assert (got.float() - want).abs().max() < 0.1 * want.abs().max()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 5])
+def test_the_frame_conv_equals_the_official_per_pixel_conv1d_for_any_clip_length(frames):
+    """The official 2d+1d conv runs its temporal Conv1d over each pixel's sequence of frames, zero-padded at
+    the clip's ends. Ours computes the same as one matmul and shifted sums; the fixture only has 8 frames,
+    so the ends are checked here for clips as short as one frame, and with a 5-tap kernel too."""
+    for kernel in (3, 5):
+        torch.manual_seed(frames * 10 + kernel)
+        conv = VideoConv2d1d(4, 6, kernel)
+        x = torch.randn(2, frames, 4, 5, 7)  # (B, F, C, H, W)
+        with torch.no_grad():
+            ours = conv(x)
+            spatial = conv.video_conv_spatial(x.flatten(0, 1)).unflatten(0, (2, frames))  # (B, F, C', H, W)
+            per_pixel = spatial.permute(0, 3, 4, 2, 1).reshape(2 * 5 * 7, 6, frames)  # (B·H·W, C', F)
+            official = conv.video_conv_temporal(per_pixel).reshape(2, 5, 7, 6, frames).permute(0, 4, 3, 1, 2)
+        assert ours.shape == (2, frames, 6, 5, 7)
+        torch.testing.assert_close(ours, official, atol=1e-5, rtol=1e-5, msg=f"kernel {kernel}")

@@ -1,8 +1,10 @@
-"""Our samplers on the tiny official models reproduce the official runs: DDIM-10 (final, halfway, unclipped),
-the paper's DPM-Solver-20, and the SR model's DDIM-5 with its learned-range schedule."""
+"""Our schedule is the official one bit for bit, and our samplers on the tiny official models reproduce the
+official runs: DDIM-10 (final, halfway, unclipped), the paper's DPM-Solver-20, and the SR model's DDIM-5 with
+its learned-range schedule."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import OFFICIAL, official_json
@@ -10,10 +12,12 @@ from safetensors.torch import load_file
 
 from mmgen.diffusion import (
     Schedule,
+    linear_betas,
     mmunet_denoiser,
     sample_ddim,
     sample_paper_dpm_solver,
     schedule_for,
+    space_timesteps,
     srunet_denoiser,
 )
 from mmgen.models import build_model, config_for
@@ -57,6 +61,22 @@ def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rtol: fl
     scale = expected.abs().max().item()
     err = (actual - expected).abs().max().item()
     assert err <= rtol * scale, f"max error {err:.3g} exceeds {rtol} × {scale:.3g}"
+
+
+def test_the_schedule_and_every_respaced_timestep_list_are_the_official_ones_exactly(runs):
+    # The official linspace(1e-4, 0.02, 1000) in float64, and its ᾱ.
+    assert torch.equal(linear_betas(), torch.from_numpy(np.linspace(1e-4, 0.02, 1000, dtype=np.float64)))
+    assert torch.equal(torch.cumprod(1.0 - linear_betas(), 0), runs["alphas_cumprod"])
+    # The official diffusion object recomputes its betas from ᾱ even without respacing (1 − ᾱ_t/ᾱ_{t−1},
+    # which differs from the linspace in the last bits); the fixture stores those.
+    full = Schedule.respaced("")
+    assert torch.equal(full.betas, runs["betas"]) and torch.equal(full.alphas_cumprod, runs["alphas_cumprod"])
+    for spec, key in official_json("tiny_mmunet.json")["diffusion"]["respaced_timesteps_keys"].items():
+        assert space_timesteps(1000, spec) == runs[key].tolist(), spec
+        assert torch.equal(Schedule.respaced(spec).timesteps, runs[key]), spec
+    ddim10 = Schedule.respaced("ddim10")
+    assert torch.equal(ddim10.timesteps, runs["ddim10_timestep_map"])
+    assert torch.equal(ddim10.alphas_cumprod, runs["ddim10_alphas_cumprod"])
 
 
 def x_T(runs) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from mmgen.pipelines import Result
 
 
 def report(results: list[Result], as_json: bool, console: Console | None = None) -> None:
-    console = console or Console(stderr=True, highlight=False)
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)  # a path is never broken up
     for result in results:
         record = result.to_json()
         if as_json:

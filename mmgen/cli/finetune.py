@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -231,7 +232,7 @@ def finetune(
     layers.append(("command line", {k: v for k, v in flags.items() if v is not None}))
     config = resolve_config(layers, scratch=scratch)
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a skipped file's path and reason stay on one line
     main_process = int(os.environ.get("RANK", "0")) == 0
     with _display(console if main_process else None) as on_event:
         result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
@@ -239,10 +240,11 @@ def finetune(
         return
     if result.interrupted:
         _say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
-        _say(f"resume with:  mmgen finetune {_quote(data_dir)} -o {_quote(run_dir)} --resume")
+        where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
+        _say(f"resume with:  {_launcher()} finetune {where} --resume")
     else:
         _say(f"done: {result.step} steps; model {result.model_path}")
-        _say(f"try:  mmgen generate -m {_quote(result.model_path)}")
+        _say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 
 def _parse_loss_weights(text: str) -> dict[str, float]:
@@ -256,9 +258,18 @@ def _parse_loss_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _quote(path: Path | str) -> str:
-    text = str(path)
-    return f"'{text}'" if any(c in text for c in " \"'$`\\") else text
+def _launcher() -> str:
+    """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
+    its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:
+    they save and exit, then torchrun reports the signal. One node: --standalone (a free local port). Several:
+    the job's own rendezvous options, which a worker cannot see, go where the placeholder is."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)
+    if world <= 1:
+        return "mmgen"
+    if per_node >= world:
+        return f"torchrun --standalone --nproc_per_node {per_node} -m mmgen"
+    return f"torchrun --nnodes {world // per_node} --nproc_per_node {per_node} <rendezvous options> -m mmgen"
 
 
 def _say(message: str) -> None:

@@ -24,6 +24,7 @@ from mmgen.diffusion.schedule import noised
 from mmgen.modal import Modal
 
 GuidanceMode = Literal["replacement", "gradient"]
+LOSS_SCALE = 2.0**20  # the official fp16 loss scale; gradient guidance divides it out again
 
 # (x, position in the loop, previous step's x0 or None) → (x_next, x0)
 StepFn = Callable[[Modal, int, "Modal | None"], "tuple[Modal, Modal]"]
@@ -80,7 +81,8 @@ class Condition:
         return out
 
     def mismatch(self, x: Modal, alpha_bar: float, noise: Modal) -> torch.Tensor:
-        """Σ over known modalities of the batch mean of each sample's mean squared error over its known part."""
+        """Σ over known modalities of the batch mean of each sample's mean squared error over its known
+        part."""
         loss = x[next(iter(x))].new_zeros(())
         for key, value in self.known.items():
             err = (x[key] - noised(value, alpha_bar, noise[key])) ** 2
@@ -140,14 +142,16 @@ class Guide:
             inputs = {k: v.detach().requires_grad_(k in pushed) for k, v in x.items()}
             x_next, x0 = step_fn(inputs, i, prev_x0)
             loss = cond.mismatch(x_next, alpha_bar_next, self.noise)
-            grads = torch.autograd.grad(loss, [inputs[k] for k in pushed], allow_unused=True)
-        # Official MM-Diffusion multiplies the loss by 2**20 before differentiating when it runs in fp16 (the
-        # fp16 loss scale, never divided out again), so its released λ = 3 acts as 3·2**20. We differentiate
-        # the plain loss in every precision, so λ means the same on every device; the `paper` preset passes
-        # the official effective value explicitly.
+            # Scaled so the backward through a half-precision model does not underflow (the mean over ~10^5
+            # elements makes ∂loss/∂eps ~10^-6), and unscaled again below: a power of two, so exact in fp32.
+            scaled = torch.autograd.grad(LOSS_SCALE * loss, [inputs[k] for k in pushed], allow_unused=True)
+        # Official MM-Diffusion scales the loss by 2**20 in fp16 too but never divides it out again, so its
+        # released λ = 3 acts as 3·2**20 there and as 3 in fp32. Here λ means the same in every precision; the
+        # `paper` preset passes the official effective value explicitly.
         out = {k: v.detach() for k, v in x_next.items()}
-        for key, grad in zip(pushed, grads, strict=True):
+        for key, grad in zip(pushed, scaled, strict=True):
             if grad is not None:
+                grad = grad / LOSS_SCALE
                 out[key] = out[key] - cond.scale * alpha_bar**0.5 * cond.generated_part(key) * grad
         return out, {k: v.detach() for k, v in x0.items()}
 

@@ -12,7 +12,7 @@ from mmgen.modal import Modal
 from mmgen.presets import preset_dir
 
 # The released conditional scripts use λ = 3 in fp16, where the loss is scaled by 2**20 and never
-# unscaled (see guidance.guided_step), so their effective scale on our plain loss is 3·2**20.
+# unscaled (see guidance.Guide.step), so their effective scale on our plain loss is 3·2**20.
 PAPER_GUIDANCE_SCALE = 3.0 * 2**20
 
 

@@ -69,7 +69,15 @@ def first_stream(
     streams = container.streams.video if kind == "video" else container.streams.audio
     if not streams:
         raise cannot_read(path, f"it has no {kind} stream")
-    return streams[0]
+    return decodable(streams[0], path)
+
+
+def decodable(stream: av.stream.Stream, path: str | os.PathLike) -> av.stream.Stream:
+    """`stream` itself, or a MediaError when this FFmpeg build has no decoder for its codec (PyAV then gives
+    the stream no codec context, and decoding would fail with a bare "Decoder not found")."""
+    if stream.codec_context is None:
+        raise cannot_read(path, f"its {stream.type} codec is not supported by this FFmpeg build (no decoder)")
+    return stream
 
 
 def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
@@ -103,7 +111,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         fields: dict = {}
         durations = []
         if container.streams.video:
-            video = container.streams.video[0]
+            video = decodable(container.streams.video[0], path)
             context = video.codec_context
             rate = video.average_rate or video.guessed_rate or video.base_rate
             rotation = _first_frame_rotation(container, video)
@@ -119,7 +127,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             )
             durations.append(fields["video_duration"])
         if container.streams.audio:
-            audio = container.streams.audio[0]
+            audio = decodable(container.streams.audio[0], path)
             fields |= dict(
                 audio_codec=codec_name(audio),
                 sample_rate=audio.codec_context.sample_rate,

@@ -1,4 +1,5 @@
-"""Architectures by registry name: `mm-unet` (coupled video/audio U-Net) and `sr-unet` (per-frame 64→256 SR)."""
+"""Architectures by registry name: `mm-unet` (coupled video/audio U-Net) and `sr-unet` (per-frame 64→256
+super-resolution)."""
 
 from __future__ import annotations
 

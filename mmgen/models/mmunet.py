@@ -63,8 +63,8 @@ class MMUNet(nn.Module):
         ) -> ResBlock:
             return ResBlock(
                 cin, cout, mc, dilation=dilation(step), dropout=config.dropout,
-                use_scale_shift_norm=config.use_scale_shift_norm, resample=resample, num_heads=config.num_heads,
-                **attention,
+                use_scale_shift_norm=config.use_scale_shift_norm, resample=resample,
+                num_heads=config.num_heads, **attention,
             )  # fmt: skip
 
         def attention_at(ds: int) -> dict[str, bool]:

@@ -1,9 +1,11 @@
 """The SR U-Net (`sr-unet`): per-frame 64→256 super-resolution, state-dict compatible with the official
 `ImageSuperResModel` (a guided-diffusion U-Net; Dhariwal & Nichol, 2021), so the released
-`Landscape_SR.pt` / `AIST++_SR.pt` load with strict=True. Layout and key names: official-checkpoints.md §1.2, §4.
+`Landscape_SR.pt` / `AIST++_SR.pt` load with strict=True. Layout and key names: official-checkpoints.md
+§1.2, §4.
 
-The network denoises one 256×256 frame x_t conditioned on its 64×64 low-resolution frame, which is bilinearly
-upsampled and concatenated after x_t. It predicts ε (3 channels) ⊕ the learned-range variance value (3 channels).
+The network denoises one 256×256 frame x_t conditioned on its 64×64 low-resolution frame, which is
+bilinearly upsampled and concatenated after x_t. It predicts ε (3 channels) ⊕ the learned-range variance
+value (3 channels).
 """
 
 from __future__ import annotations

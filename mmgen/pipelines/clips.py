@@ -49,7 +49,10 @@ class Provenance:
     mmgen_version: str = __version__
 
     def to_json(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The fields that apply; "model_sha256" and "guidance" always appear (null: a model file without a
+        recorded hash, or a clip generated from noise alone), so every sidecar answers the same questions."""
+        always = {"model_sha256", "guidance"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k in always}
 
 
 @dataclass(frozen=True)

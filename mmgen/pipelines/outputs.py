@@ -16,6 +16,7 @@ from mmgen.media import probe
 from mmgen.pipelines.clips import Result
 
 CLIP_STEM = "clip_{:04d}"
+MOVIE_SUFFIXES = (".mp4", ".mov")  # what the muxing code (stream copy rules, faststart) is written and tested for
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,15 @@ def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
     """Refuse now — before any model loads — if any output could not be written or exists already.
     A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
     for paths in outputs:
+        if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
+            raise UsageError(f"cannot write {paths.mp4}: the output must be an {' or '.join(MOVIE_SUFFIXES)} file",
+                             hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
         for path in paths.files.values():
             folder = path.parent
             if folder.exists() or not _creatable(folder):
                 check_writable(path, overwrite)
-    for folder in {paths.mp4.parent for paths in outputs if paths.mp4.parent.is_dir()}:
-        _try_writing(folder)
+    for folder in {_nearest_existing(paths.mp4.parent) for paths in outputs}:
+        _try_writing(folder)  # the folder itself, or where it will be created
     mp4s = [p.mp4.resolve() for p in outputs]
     if len(set(mp4s)) != len(mp4s):
         raise UsageError("two outputs would have the same name")
@@ -76,14 +80,17 @@ def _try_writing(folder: Path) -> None:
         raise MediaError(f"cannot write to {folder}: {e.strerror or e}") from None
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """`folder` if it exists, else its nearest existing ancestor (where creating it starts)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
 def _creatable(folder: Path) -> bool:
     """True if `folder` does not exist but its nearest existing ancestor is a writable directory."""
-    ancestor = folder
-    while not ancestor.exists():
-        if ancestor.parent == ancestor:
-            return False
-        ancestor = ancestor.parent
-    return ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK)
+    ancestor = _nearest_existing(folder)
+    return not folder.exists() and ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK)
 
 
 def ensure_folder(paths: OutputPaths) -> None:

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import torch
 
 from mmgen.diffusion import SAMPLERS, initial_noise, mmunet_denoiser, schedule_for
+from mmgen.errors import UsageError
 from mmgen.pipelines.device import Compute
+
+
+def check_previewable(sample_rate: int) -> None:
+    """Previews are mp4 files with AAC sound: refuse a sample rate AAC cannot store before training starts,
+    not at the first preview, hundreds of steps in."""
+    rates = av.Codec("aac", "w").audio_rates
+    if sample_rate not in rates:
+        raise UsageError(
+            f"previews (--sample-every) are mp4 files, and AAC cannot store the model's {sample_rate} Hz audio",
+            f"pass --sample-every 0, or train a model whose sample_rate is one of {sorted(rates)} Hz",
+        )
 
 
 @torch.no_grad()
@@ -35,6 +48,12 @@ def write_preview(
     finally:
         model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A resumed run redoes the steps after its newest checkpoint, previews included: rewrite them.
     write_mp4(
-        path, clip["video"][0].float().cpu(), clip["audio"][0].float().cpu(), config.fps, config.sample_rate
+        path,
+        clip["video"][0].float().cpu(),
+        clip["audio"][0].float().cpu(),
+        config.fps,
+        config.sample_rate,
+        overwrite=True,
     )

@@ -32,6 +32,7 @@ from mmgen.config import to_dict
 from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dataset
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
+from mmgen.files import atomic_output
 from mmgen.modal import Modal, each
 from mmgen.models import build_model, config_for
 from mmgen.pipelines.device import Compute, select_device, select_precision
@@ -41,7 +42,7 @@ from mmgen.train.config import FinetuneConfig
 from mmgen.train.interrupt import StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.order import BatchOrder
-from mmgen.train.preview import write_preview
+from mmgen.train.preview import check_previewable, write_preview
 from mmgen.train.probe import AVProbe
 from mmgen.train.runlog import RunLog
 from mmgen.weights import load_model, save_model
@@ -155,6 +156,8 @@ class _Run:
         config = self.config
         checkpoint = self._check_run_dir(resume)
         model, model_config, init_note = self._model(checkpoint)
+        if config.sample_every:
+            check_previewable(model_config.sample_rate)
         fmt = ClipFormat.of_model(model_config)
         dataset, report = build_clip_dataset(
             self.data_dir,
@@ -487,7 +490,8 @@ class _Run:
                 {"source": "mmgen finetune", "weights": "ema", "training": training},
             )
             sidecar = {"arch": ARCH, "config": to_dict(model_config), "sha256": sha256, "training": training}
-            path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+            with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
+                tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
             self.log.write("done", step, model=path.name, sha256=sha256, process_digests=digests)
         self.processes.barrier()
         return path

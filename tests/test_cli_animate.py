@@ -1,0 +1,86 @@
+"""`mmgen animate sound.wav`: a sound of any length gets a picture, and keeps playing exactly as it was.
+
+The real `mmgen` command runs in a subprocess on a tiny random model (2 steps).
+"""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+from media_factory import (
+    audio_stream_seconds,
+    decode_audio,
+    decode_frames,
+    packets,
+    stream_kinds,
+    write_test_audio,
+    write_test_wav,
+)
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+RATE = 16000
+CLICK_AT = 1.25
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def animated(tiny, tmp_path_factory):
+    """A 3.1 s wav (440 Hz tone, a click at 1.25 s) animated with --json: (the wav, the finished process)."""
+    root = tmp_path_factory.mktemp("animate")
+    sound = write_test_wav(root / "sound.wav", seconds=3.1, click_at=CLICK_AT)
+    done = run_mmgen("animate", sound.path, "-m", tiny, "--steps", "2", "--seed", "5", "--json",
+                     env=mmgen_env(root))
+    assert done.returncode == 0, done.stderr
+    return sound, done
+
+
+def test_the_video_is_as_long_as_the_sound(animated):
+    sound, _ = animated
+    out = sound.path.with_name("sound_animate.mp4")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sound.wav", "sound_animate.json", "sound_animate.mp4"]
+    assert stream_kinds(out) == ["video", "audio"]
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == 10
+    assert decode_frames(out).shape == (31, 16, 16, 3)  # 3.1 s at the model's 10 fps and 16×16
+
+
+def test_the_original_sound_plays_unchanged_and_on_time(animated):
+    """A wav's PCM cannot go into an mp4 as is, so it is re-encoded (AAC); it must still be the same sound,
+    with the click where it was (no encoder delay)."""
+    sound, _ = animated
+    out = sound.path.with_name("sound_animate.mp4")
+    assert audio_stream_seconds(out) == pytest.approx(3.1, abs=0.05)
+    played, rate = decode_audio(out)
+    assert rate == RATE
+    original = sound.audio[0]
+    n = 3 * RATE
+    assert np.corrcoef(played[0, :n], original[:n])[0, 1] > 0.99
+    assert np.abs(played[0]).argmax() / RATE == pytest.approx(CLICK_AT, abs=0.002)
+
+
+def test_sidecar_and_json_say_how_the_video_was_made(animated):
+    sound, done = animated
+    sidecar = json.loads(sound.path.with_name("sound_animate.json").read_text())
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [sidecar]
+    assert sidecar["windows"] == 3  # 31 frames in windows of 16 sharing 4: 16 + 2·12 ≥ 31
+    assert (sidecar["seed"], sidecar["guidance"], sidecar["input"]) == (5, "replacement", str(sound.path))
+    assert (sidecar["frames"], sidecar["width"], sidecar["height"]) == (31, 16, 16)
+
+
+def test_aac_audio_is_copied_packet_for_packet(tiny, tmp_path):
+    voice = write_test_audio(tmp_path / "voice.m4a", seconds=1.0, click_at=0.4)
+    out = tmp_path / "voice.mp4"
+    done = run_mmgen("animate", voice.path, "-o", out, "-m", tiny, "--steps", "2", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    copied = [payload for _, payload in packets(out, "audio")]
+    source = [payload for _, payload in packets(voice.path, "audio")]
+    assert copied == source[: len(copied)] and len(copied) >= len(source) - 1
+    assert decode_frames(out).shape[0] == 10

@@ -1,0 +1,198 @@
+"""Everything a user can get wrong gets one line saying what and where — exit code 2, no traceback — and costs
+them nothing: no output, no half-written or temporary file is left behind.
+
+Each case builds its bad input in a fresh folder, runs the real `mmgen` command there, and compares the
+folder's files (hidden ones included) before and after.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from media_factory import write_test_audio, write_test_video
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+from mmgen.media import write_mp4
+
+FAST = ("--steps", "2")
+# A case writes its inputs into the folder and returns (mmgen arguments, what the error line must say).
+Case = Callable[[Path, Path], tuple[list, str]]
+
+
+def clip(folder: Path, name: str = "clip.mp4", **options) -> Path:
+    return write_test_video(folder / name, seconds=1.0, **options).path
+
+
+def missing_file(folder, model):
+    return ["soundtrack", folder / "holiday.mp4", "-m", model], "holiday.mp4: no such file"
+
+
+def a_directory(folder, model):
+    (folder / "clips.mp4").mkdir()
+    return ["soundtrack", folder / "clips.mp4", "-m", model], "clips.mp4: it is a directory"
+
+
+def empty_file(folder, model):
+    (folder / "empty.mp4").touch()
+    return ["soundtrack", folder / "empty.mp4", "-m", model], "empty.mp4: the file is empty"
+
+
+def random_bytes_named_mp4(folder, model):
+    (folder / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(20_000))
+    return ["soundtrack", folder / "noise.mp4", "-m", model], "noise.mp4: not a readable media file"
+
+
+def audio_only_for_soundtrack(folder, model):
+    song = write_test_audio(folder / "song.m4a", seconds=1.0).path
+    return ["soundtrack", song, "-m", model], "song.m4a: it has no video stream"
+
+
+def video_only_for_animate(folder, model):
+    silent = clip(folder, "silent.mp4", audio=False)
+    return ["animate", silent, "-m", model], "silent.mp4: it has no audio stream"
+
+
+def video_with_no_frames(folder, model):
+    blank = write_test_video(folder / "blank.avi", seconds=0, audio=False).path
+    return ["soundtrack", blank, "-m", model], "blank.avi: its video stream is empty"
+
+
+def truncated_camera_mp4(folder, model):
+    """An mp4 with its index at the end, cut in half (an interrupted copy): the index is gone."""
+    whole = clip(folder, "whole.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(whole[: len(whole) // 2])
+    (folder / "whole.mp4").unlink()
+    return ["soundtrack", folder / "cut.mp4", "-m", model, *FAST], "cut.mp4: not a readable media file or damaged"
+
+
+def truncated_faststart_mp4(folder, model):
+    """An mp4 with its index first, cut in half: it opens, but the data stops early."""
+    whole = folder / "whole.mp4"
+    write_mp4(whole, torch.rand(20, 3, 32, 32) * 2 - 1, torch.rand(1, 32000) - 0.5, 10, 16000)
+    (folder / "cut.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    return ["soundtrack", folder / "cut.mp4", "-m", model, *FAST], "cut.mp4: the file is cut short"
+
+
+def unsupported_codec(folder, model):
+    """An mp4 whose video is in a codec FFmpeg has no decoder for (its sample entry renamed)."""
+    path = clip(folder)
+    path.write_bytes(path.read_bytes().replace(b"avc1", b"zzzz"))
+    return ["soundtrack", path, "-m", model], "clip.mp4: its video codec is not supported"
+
+
+def unwritable_output_folder(folder, model):
+    locked = _unwritable_folder(folder)
+    return ["soundtrack", clip(folder), "-o", locked / "out.mp4", "-m", model], f"cannot write to {locked}"
+
+
+def output_folder_is_a_file(folder, model):
+    (folder / "notes.txt").write_text("not a folder")
+    return ["generate", "-o", folder / "notes.txt", "-m", model], "notes.txt is a file, not a directory"
+
+
+def output_folder_below_a_locked_one(folder, model):
+    locked = _unwritable_folder(folder)
+    return ["generate", "-o", locked / "new", "-m", model], f"cannot write to {locked}"
+
+
+def output_without_a_movie_suffix(folder, model):
+    return ["soundtrack", clip(folder), "-o", folder / "scored", "-m", model], "the output must be an .mp4"
+
+
+def existing_output(folder, model):
+    (folder / "clip_soundtrack.mp4").write_bytes(b"my earlier edit")
+    return ["soundtrack", clip(folder), "-m", model], "clip_soundtrack.mp4 already exists (pass --overwrite"
+
+
+def zero_steps(folder, model):
+    return ["soundtrack", clip(folder), "-m", model, "--steps", "0"], "'--steps'"
+
+
+def too_many_steps(folder, model):
+    return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "steps must be between 1 and 1000"
+
+
+def unknown_device(folder, model):
+    return ["generate", "-o", folder, "-m", model, "--device", "tpu"], "--device: 'tpu' is not a device"
+
+
+def missing_cuda(folder, model):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    return ["animate", clip(folder), "-m", model, "--device", "cuda"], "--device cuda: CUDA is not available"
+
+
+def mix_out_of_range(folder, model):
+    return ["soundtrack", clip(folder), "-m", model, "--mix", "1.5"], "'--mix'"
+
+
+def mix_without_own_audio(folder, model):
+    silent = clip(folder, "silent.mp4", audio=False)
+    return ["soundtrack", silent, "-m", model, "--mix", "0.5"], "silent.mp4: it has no audio stream"
+
+
+def unknown_model(folder, model):
+    return ["generate", "-o", folder, "-m", "landscpae"], "unknown model 'landscpae'"
+
+
+def not_a_model_file(folder, model):
+    (folder / "weights.safetensors").write_bytes(b"definitely not safetensors")
+    return ["generate", "-o", folder, "-m", folder / "weights.safetensors"], "weights.safetensors"
+
+
+def _unwritable_folder(folder: Path) -> Path:
+    """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
+    bits do not stop — sysfs, which refuses new files to everyone."""
+    if os.geteuid() != 0:
+        locked = folder / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        return locked
+    if Path("/sys/kernel").is_dir():
+        return Path("/sys")
+    pytest.skip("running as root without sysfs: no folder here is unwritable")
+
+
+CASES: list[Case] = [
+    missing_file, a_directory, empty_file, random_bytes_named_mp4, audio_only_for_soundtrack,
+    video_only_for_animate, video_with_no_frames, truncated_camera_mp4, truncated_faststart_mp4,
+    unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_locked_one,
+    output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
+    mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file,
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `folder`, hidden ones included."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case: Case, tiny, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    scratch = tmp_path / "tmp"  # the run's temporary-files folder ($TMPDIR): must stay empty too
+    scratch.mkdir()
+    args, says = case(folder, tiny)
+    before = tree(folder)
+
+    done = run_mmgen(*args, env=mmgen_env(tmp_path, TMPDIR=str(scratch)))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("mmgen: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout and done.stdout == ""
+    assert tree(folder) == before  # no output, no temporary file or new folder; the user's files untouched
+    assert list(scratch.iterdir()) == []

@@ -1,0 +1,52 @@
+"""`mmgen doctor`: the facts a bug report starts from — versions, devices, the cache folder, the models there."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import pytest
+import torch
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+import mmgen
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    """A fresh environment whose cache holds one imported model, "tiny": (its environment, its cache path)."""
+    root = tmp_path_factory.mktemp("doctor")
+    env = mmgen_env(root)
+    model = save_tiny_model(root / "tiny.safetensors")
+    imported = run_mmgen("models", "import", model, "--name", "tiny", env=env)
+    assert imported.returncode == 0, imported.stderr
+    return env, root / "cache"
+
+
+def test_doctor_lists_versions_devices_cache_and_models(machine):
+    env, cache = machine
+    done = run_mmgen("doctor", env={**env, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    report = done.stdout
+    for name, version in (("mmgen", mmgen.__version__), ("torch", torch.__version__), ("av", av.__version__)):
+        assert any(line.split() == [name, version] for line in report.splitlines()), f"{name} {version}"
+    assert "cpu" in report and f"--device auto → {'cuda:0' if torch.cuda.is_available() else 'cpu'}" in report
+    assert str(cache) in report
+    tiny = next(line.split() for line in report.splitlines() if line.strip().startswith("tiny "))
+    assert tiny[:3] == ["tiny", "mm-unet", "cached"]
+    assert any(line.split()[:1] == ["demo"] for line in report.splitlines())  # the bundled model, present or not
+
+
+def test_doctor_json_is_one_object_for_scripts(machine):
+    env, cache = machine
+    done = run_mmgen("doctor", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["versions"]["torch"] == torch.__version__ and report["versions"]["av"] == av.__version__
+    assert report["devices"]["cpu"]["cores"] >= 1
+    assert len(report["devices"]["cuda"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert report["cache"]["path"] == str(cache)
+    models = {row["name"]: row for row in report["models"]}
+    assert (models["tiny"]["arch"], models["tiny"]["status"]) == ("mm-unet", "cached")
+    assert all(codec["ok"] for codec in report["codecs"] if codec["mode"] == "encode")

@@ -1,0 +1,105 @@
+"""`mmgen soundtrack my_clip.mp4`: a phone-sized clip of any length gets new sound under its untouched picture.
+
+The real `mmgen` command runs in a subprocess on a tiny random model (2 steps): what is checked is the plumbing
+— windows, lengths, copied packets, mixing, timing — not how good the sound is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from media_factory import audio_stream_seconds, decode_audio, packets, stream_kinds, write_test_video
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+RATE = 16000
+AAC_FRAME = 1024 / RATE
+CLICK_AT = 5.55  # seconds: in the fifth of the six windows
+
+
+def amplitude_at(audio: np.ndarray, hz: int) -> float:
+    """Amplitude of the `hz` component of mono audio (L,) lasting a whole number of seconds."""
+    return float(np.abs(np.fft.rfft(audio))[hz * len(audio) // RATE] / (len(audio) / 2))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def scored(tiny, tmp_path_factory):
+    """A 7.3 s 30 fps 320×240 clip with a quiet 440 Hz tone and a click, scored with `--mix 0.5 --wav --json`.
+    Returns (the input clip, the finished process)."""
+    root = tmp_path_factory.mktemp("soundtrack")
+    clip = write_test_video(root / "my_clip.mp4", seconds=7.3, fps=30, size=(240, 320), click_at=CLICK_AT)
+    done = run_mmgen(
+        "soundtrack", clip.path, "-m", tiny, "--steps", "2", "--seed", "3", "--mix", "0.5", "--wav", "--json",
+        env=mmgen_env(root),
+    )
+    assert done.returncode == 0, done.stderr
+    return clip, done
+
+
+def test_the_output_keeps_the_video_packets_byte_for_byte(scored):
+    clip, _ = scored
+    out = clip.path.with_name("my_clip_soundtrack.mp4")
+    assert sorted(p.name for p in clip.path.parent.iterdir()) == sorted(
+        ["my_clip.mp4", "my_clip_soundtrack.mp4", "my_clip_soundtrack.json", "my_clip_soundtrack.wav"]
+    )
+    assert stream_kinds(out) == ["video", "audio"]
+    assert packets(out, "video") == packets(clip.path, "video")
+
+
+def test_the_new_sound_lasts_exactly_as_long_as_the_clip(scored):
+    clip, _ = scored
+    out = clip.path.with_name("my_clip_soundtrack.mp4")
+    assert audio_stream_seconds(out) == pytest.approx(7.3, abs=0.05)
+    sound, rate = decode_audio(out)
+    assert rate == RATE
+    assert 7.3 * RATE <= sound.shape[1] <= 7.3 * RATE + 1024  # the decoder also returns the last frame's padding
+    assert np.abs(sound[0, round(7.3 * RATE) :]).max() < 0.05  # ...which is silence
+    wav, wav_rate = decode_audio(clip.path.with_name("my_clip_soundtrack.wav"))
+    assert (wav.shape, wav_rate) == ((1, round(7.3 * RATE)), RATE)  # --wav: the new audio alone, to the sample
+
+
+def test_mix_blends_in_the_clips_own_sound_in_time(scored):
+    """--mix 0.5: output = ½·new + ½·own. Taking away ½ of the --wav file leaves the clip's own tone at half its
+    level (0.1 → 0.05) and its click where it was."""
+    clip, _ = scored
+    out, _ = decode_audio(clip.path.with_name("my_clip_soundtrack.mp4"))
+    new, _ = decode_audio(clip.path.with_name("my_clip_soundtrack.wav"))
+    seconds = 7 * RATE
+    own = out[0, :seconds] - 0.5 * new[0, :seconds]
+    assert amplitude_at(own, 440) == pytest.approx(0.05, abs=0.01)
+    near_click = own[5 * RATE : 6 * RATE]
+    assert 5 + np.abs(near_click).argmax() / RATE == pytest.approx(CLICK_AT, abs=0.002)
+
+
+def test_sidecar_and_json_say_how_the_soundtrack_was_made(scored):
+    clip, done = scored
+    sidecar = json.loads(clip.path.with_name("my_clip_soundtrack.json").read_text())
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [sidecar]
+    assert sidecar["windows"] == 6  # 73 frames at 10 fps in windows of 16 sharing 4: 16 + 5·12 ≥ 73
+    assert (sidecar["overlap"], sidecar["guidance"], sidecar["mix"]) == (0.25, "replacement", 0.5)
+    assert (sidecar["seed"], sidecar["steps"], sidecar["input"]) == (3, 2, str(clip.path))
+    assert (sidecar["width"], sidecar["height"], sidecar["fps"]) == (320, 240, 30.0)
+    assert sidecar["wav"] == str(clip.path.with_name("my_clip_soundtrack.wav"))
+    assert done.stderr.count("windows: ") == 6  # plain progress lines when stderr is not a terminal
+
+
+def test_a_clip_shorter_than_one_window_is_padded_and_trimmed_back(tiny, tmp_path):
+    clip = write_test_video(tmp_path / "blink.mp4", seconds=0.7, fps=30)
+    out = tmp_path / "scored" / "blink.mp4"
+    out.parent.mkdir()
+    done = run_mmgen("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "2", "--wav",
+                     env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert packets(out, "video") == packets(clip.path, "video")
+    assert audio_stream_seconds(out) == pytest.approx(0.7, abs=0.05)
+    wav, _ = decode_audio(out.with_suffix(".wav"))
+    assert wav.shape == (1, round(0.7 * RATE))
+    assert json.loads(out.with_suffix(".json").read_text())["windows"] == 1
+    assert f"wrote {out}" in done.stderr and "0.70 s" in done.stderr

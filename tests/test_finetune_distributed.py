@@ -1,0 +1,131 @@
+"""`torchrun --nproc_per_node 2 -m mmgen finetune …` on CPU (gloo): two processes train one model on halves of
+each batch, end with identical weights, and write one set of outputs between them. Ctrl-C stops the job with a
+checkpoint and prints the torchrun command that resumes it, and the resumed job ends bitwise where an
+uninterrupted one does."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from finetune_clips import write_clip_folder, write_recipe
+from mmgen_cli import mmgen_env
+from safetensors.torch import load_file
+
+from mmgen.models import build_model
+from mmgen.train.checkpoint import latest_checkpoint
+from mmgen.train.runlog import read_log
+from mmgen.train.trainer import parameters_digest
+from mmgen.weights import load_model
+
+STEPS = 4
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the `torchrun` script runs
+
+
+@dataclass(frozen=True)
+class Job:
+    data: Path
+    recipe: Path
+    env: dict[str, str]
+    run_dir: Path  # the uninterrupted 2-process run
+    stderr: str
+
+    def finetune(self, run_dir: Path) -> list[str]:
+        return ["-m", "mmgen", "finetune", str(self.data), "--scratch", "--config", str(self.recipe),
+                "-o", str(run_dir), "--steps", str(STEPS), "--batch-size", "4", "--sample-every", "0",
+                "--save-every", "0"]  # fmt: skip
+
+
+def torchrun(*args: str) -> list[str]:
+    return [*TORCHRUN, "--standalone", "--nproc_per_node", "2", *args]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> Job:
+    base = tmp_path_factory.mktemp("torchrun")
+    data = base / "clips"
+    write_clip_folder(data, good=2, seconds=2.0)
+    recipe = write_recipe(base / "recipe.yaml", log_every=1, ema_decay=0.9)
+    env = mmgen_env(base, OMP_NUM_THREADS="1")
+    straight = Job(data, recipe, env, base / "straight", "")
+    result = subprocess.run(
+        torchrun(*straight.finetune(straight.run_dir)), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return Job(data, recipe, env, straight.run_dir, result.stderr)
+
+
+def test_two_processes_train_one_model_and_write_one_set_of_outputs(job):
+    # Rank 0 alone speaks and writes: one data report, one log history, one checkpoint, one model.
+    assert job.stderr.count("data: 20 clips from 2 of 4 files") == 1
+    assert job.stderr.count(f"done: {STEPS} steps") == 1
+    assert ", 2 processes" in job.stderr
+    run_dir = job.run_dir
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
+        "log.jsonl",
+        "model.json",
+        "model.safetensors",
+    ]
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"step-{STEPS:07d}"]
+    log = read_log(run_dir / "log.jsonl")
+    assert [e["event"] for e in log] == ["data"] + ["train"] * STEPS + ["checkpoint", "done"]
+
+    # Both ranks' weights, hashed by each process at the end, are identical — and are the weights rank 0 saved.
+    digests = log[-1]["process_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    raw = load_model(run_dir / "checkpoints" / f"step-{STEPS:07d}" / "model.safetensors")
+    assert parameters_digest(raw.model) == digests[0]
+    assert (
+        load_file(run_dir / "model.safetensors").keys()
+        == build_model("mm-unet", raw.config).state_dict().keys()
+    )
+
+
+def test_ctrl_c_stops_the_job_with_a_checkpoint_and_the_printed_torchrun_command_resumes_it(job, tmp_path):
+    # Ctrl-C in a terminal reaches torchrun alone (its workers run in their own sessions); torchrun passes one
+    # SIGINT to each worker, which finish the step, save together and exit.
+    run_dir = tmp_path / "stopped"
+    process = subprocess.Popen(
+        torchrun(*job.finetune(run_dir)),
+        env=job.env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(f"step 1/{STEPS} "):
+            break
+    else:
+        process.wait()
+        raise AssertionError("the job ended before step 1:\n" + "".join(seen))
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    process.wait(timeout=120)  # torchrun itself then reports the signal: its exit status is its own affair
+    stopped = latest_checkpoint(run_dir / "checkpoints")
+    assert stopped is not None and 1 <= stopped.step < STEPS, rest
+    assert rest.count(f"stopped at step {stopped.step}/{STEPS}; checkpoint saved") == 1, rest
+    assert not (run_dir / "model.safetensors").exists()
+    (command,) = [line.split("resume with:", 1)[1] for line in rest.splitlines() if "resume with:" in line]
+    argv = shlex.split(command)
+    assert argv[:4] == ["torchrun", "--standalone", "--nproc_per_node", "2"] and argv[-1] == "--resume"
+
+    resumed = subprocess.run([*TORCHRUN, *argv[1:]], env=job.env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {stopped.step}" in resumed.stderr
+    assert "random streams restarted" not in resumed.stderr  # each rank got its own generators back
+    for name in ("model.safetensors", f"checkpoints/step-{STEPS:07d}/model.safetensors"):
+        ours, theirs = load_file(run_dir / name), load_file(job.run_dir / name)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    log = read_log(run_dir / "log.jsonl")
+    assert [e["step"] for e in log if e["event"] == "train"] == list(range(1, STEPS + 1))

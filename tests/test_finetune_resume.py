@@ -1,0 +1,217 @@
+"""A run stopped part-way — by Ctrl-C, or killed outright — and resumed ends with the very weights of a run that
+never stopped, and a checkpoint is either complete or invisible.
+
+Equivalence is bitwise: on CPU with one thread every kernel is deterministic, the batch order and learning rate
+are functions of the step, and the checkpoint holds the optimizer, EMA and every random generator exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from finetune_clips import TRAIN_MODEL, one_thread, write_clip_folder, write_recipe
+from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from safetensors.torch import load_file
+
+from mmgen.cli import run
+from mmgen.media import probe
+from mmgen.models import build_model, config_for
+from mmgen.pipelines.device import Compute
+from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, require_checkpoint, save_checkpoint
+from mmgen.train.preview import write_preview
+from mmgen.train.runlog import read_log
+
+STEPS = 8
+# Every source of run-to-run difference switched on: warm-up then cosine decay, EMA, random flips, dropout (the
+# global RNG), RS-MMA window shifts, previews and the audio-visual probe (both draw from their own generators and
+# must not disturb training's).
+MODEL = {"arch": "mm-unet", "config": {**TRAIN_MODEL["config"], "dropout": 0.1}}
+SETTINGS = {
+    "log_every": 1,
+    "ema_decay": 0.9,
+    "warmup": 2,
+    "lr_decay": "cosine",
+    "sample_steps": 2,
+    "probe_every": 3,
+    "probe_clips": 2,
+    "probe_timesteps": [500],
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    data = base / "clips"
+    write_clip_folder(data, good=2, seconds=1.2)
+    return data, write_recipe(base / "recipe.yaml", MODEL, **SETTINGS), mmgen_env(base, OMP_NUM_THREADS="1")
+
+
+def finetune_args(data: Path, recipe: Path, run_dir: Path) -> list:
+    return ["finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", STEPS,
+            "--batch-size", 4, "--lr", 1e-3, "--sample-every", 4, "--save-every", 2]  # fmt: skip
+
+
+def start_and_wait_for_step(args: list, env: dict, step: int) -> subprocess.Popen:
+    """Start `mmgen finetune` and return once it has printed that `step` is done (one line per step)."""
+    process = subprocess.Popen(
+        mmgen_command(*args), env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(f"step {step}/{STEPS} "):
+            return process
+    process.wait()
+    raise AssertionError(f"the run ended before step {step}:\n{''.join(seen)}")
+
+
+def assert_same_weights(run: Path, reference: Path) -> None:
+    final_step = f"checkpoints/step-{STEPS:07d}"
+    for name in ("model.safetensors", f"{final_step}/model.safetensors", f"{final_step}/ema.safetensors"):
+        ours, theirs = load_file(run / name), load_file(reference / name)
+        assert ours.keys() == theirs.keys()
+        different = [k for k in ours if not torch.equal(ours[k], theirs[k])]
+        assert not different, f"{name}: {len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def assert_one_history(run: Path) -> None:
+    """The resumed run's log reads as one uninterrupted run: each step trained and probed exactly once."""
+    log = read_log(run / "log.jsonl")
+    assert [e["step"] for e in log if e["event"] == "train"] == list(range(1, STEPS + 1))
+    assert [e["step"] for e in log if e["event"] == "probe"] == [3, 6]
+    assert [e["step"] for e in log if e["event"] == "done"] == [STEPS]
+
+
+def test_a_run_stopped_by_ctrl_c_then_killed_ends_with_the_weights_of_a_run_that_never_stopped(
+    setup, tmp_path
+):
+    data, recipe, env = setup
+    straight = tmp_path / "straight"
+    reference = run_mmgen(*finetune_args(data, recipe, straight), env=env, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    assert [c.step for c in list_checkpoints(straight / "checkpoints")] == [4, 6, 8]  # the newest 3 are kept
+
+    # Ctrl-C after step 2: the step in progress finishes, a checkpoint is saved, and it exits 0 saying how to go on.
+    run_dir = tmp_path / "stopped"
+    process = start_and_wait_for_step(finetune_args(data, recipe, run_dir), env, 2)
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest
+    stopped = latest_checkpoint(run_dir / "checkpoints")
+    assert 2 <= stopped.step < STEPS
+    assert f"stopped at step {stopped.step}/{STEPS}; checkpoint saved" in rest
+    assert not (run_dir / "model.safetensors").exists()
+    (command,) = [line.split("resume with:", 1)[1] for line in rest.splitlines() if "resume with:" in line]
+    argv = shlex.split(command)
+    assert argv[0] == "mmgen" and argv[-1] == "--resume"
+
+    # The printed command resumes; this time the process is killed outright after step 5: no chance to save, so
+    # the steps after its newest checkpoint are lost (and a checkpoint being written may be cut off).
+    process = start_and_wait_for_step(argv[1:], env, 5)
+    process.kill()
+    process.wait(timeout=60)
+    survivor = latest_checkpoint(run_dir / "checkpoints")
+    assert 4 <= survivor.step < STEPS
+
+    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at step {survivor.step}" in resumed.stderr
+    assert_same_weights(run_dir, straight)
+    assert_one_history(run_dir)
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step-0000004.mp4", "step-0000008.mp4"]
+
+
+def test_resume_without_a_checkpoint_is_a_one_line_error(setup, tmp_path, capsys):
+    data, recipe, _ = setup
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(recipe.read_text())
+    assert run(["finetune", str(data), "-o", str(tmp_path / "run"), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mmgen: error: {tmp_path / 'run'}: no complete checkpoint to resume from "
+        "(start a new run without --resume, or point -o at the run folder)"
+    )
+
+
+# A save that is killed half-way: a child process writes checkpoint 2 with a state holding an object whose
+# pickling announces itself and then waits, so the kill lands while state.pt is being written — after both
+# weight files are already in the temporary folder.
+_SAVE_AND_HANG = """
+import sys, time
+from pathlib import Path
+import torch
+from mmgen.cli import run
+from mmgen.media import probe
+from mmgen.models import build_model, config_for
+from mmgen.pipelines.device import Compute
+from mmgen.train.checkpoint import save_checkpoint
+
+class Hang:
+    def __reduce__(self):
+        Path(sys.argv[2]).touch()
+        time.sleep(600)
+
+config = config_for("mm-unet", {config!r}, "test")
+model = build_model("mm-unet", config)
+save_checkpoint(Path(sys.argv[1]), 2, model=model, ema=model, arch="mm-unet", config=config,
+                state={{"step": 2, "hang": Hang()}}, keep=3)
+"""
+
+
+def save(folder: Path, step: int, model: torch.nn.Module, config) -> None:
+    save_checkpoint(
+        folder, step, model=model, ema=model, arch="mm-unet", config=config, state={"step": step}, keep=3
+    )
+
+
+def test_a_checkpoint_killed_while_saving_never_becomes_the_newest(tmp_path):
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    model = build_model("mm-unet", config)
+    folder = tmp_path / "run" / "checkpoints"
+    save(folder, 1, model, config)
+
+    started = tmp_path / "saving"
+    script = _SAVE_AND_HANG.format(config=TRAIN_MODEL["config"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder), str(started)], env=mmgen_env(tmp_path)
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert child.poll() is None and time.monotonic() < deadline, "the child never reached the save"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=60)
+
+    (stray,) = [p for p in folder.iterdir() if p.name.startswith(".tmp-step-0000002")]
+    assert (stray / "model.safetensors").is_file() and (stray / "ema.safetensors").is_file()
+    assert [c.step for c in list_checkpoints(folder)] == [1]
+    assert require_checkpoint(tmp_path / "run").step == 1
+
+    # A step folder missing a file (copied by hand, say) does not count either.
+    (folder / "step-0000005").mkdir()
+    (folder / "step-0000005" / "model.safetensors").write_bytes(b"")
+    assert latest_checkpoint(folder).step == 1
+
+    save(folder, 2, model, config)  # the next save clears the debris of the killed one
+    assert not stray.exists()
+    assert [c.step for c in list_checkpoints(folder)] == [1, 2]
+
+
+def test_a_preview_is_rewritten_when_a_resumed_run_redoes_its_step(tmp_path):
+    # A run killed after writing its step-4 preview but before its step-4 checkpoint redoes step 4 on resume.
+    model = build_model("mm-unet", config_for("mm-unet", TRAIN_MODEL["config"], "test"))
+    preview = tmp_path / "samples" / "step-0000004.mp4"
+    preview.parent.mkdir()
+    preview.write_bytes(b"left by the killed run")
+    cpu = Compute(torch.device("cpu"), torch.float32)
+    with one_thread():
+        write_preview(preview, model, cpu, sampler="ddim", steps=2, seed=0)
+    info = probe(preview)
+    assert info.has_video and info.has_audio

@@ -55,6 +55,7 @@ class FinetuneConfig:
     ema_decay: float = 0.9999
     loss_weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0})
     min_snr_gamma: float | None = None  # Min-SNR-γ loss weighting (Hang et al., 2023); None = plain eps-MSE
+    x0_weight_cap: float | None = None  # high-noise steps weighted by their x0 error, min(1/SNR, cap); None = off
     timesteps: Literal["shared", "independent"] = "shared"  # independent: audio gets its own timestep
     seed: int = 0
 

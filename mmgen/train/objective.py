@@ -60,14 +60,25 @@ def noisy_inputs(x0: Modal, noising: Noising, schedule: Schedule) -> Modal:
     return each(q_sample, x0, noising.timesteps, noising.noise)
 
 
-def snr_weight(t: torch.Tensor, schedule: Schedule, gamma: float | None) -> torch.Tensor:
-    """(B,) loss weights: 1 for plain eps-MSE; min(SNR, γ)/SNR for Min-SNR-γ (eps parameterisation),
-    which stops the many low-noise steps from dominating the gradient."""
-    if gamma is None:
-        return torch.ones(t.shape, device=t.device)
+def snr_weight(
+    t: torch.Tensor, schedule: Schedule, gamma: float | None, x0_cap: float | None = None
+) -> torch.Tensor:
+    """(B,) loss weights on the eps-MSE: 1 for the official objective; min(SNR, γ)/SNR for Min-SNR-γ, which
+    stops the many low-noise steps from dominating the gradient; and with `x0_cap`, min(1/SNR, cap) where
+    SNR < 1, i.e. the error of the implied clean sample (truncated).
+
+    Why the last one: at high noise an eps error e becomes an x̂0 error e/√SNR, so an eps-MSE of 1e-4 at
+    t = 900 still leaves x̂0 with noise of RMS ~0.6, and what the other modality says about x0 is nearly
+    invisible in eps terms. Samplers start from exactly these steps; weighting them by their x0 error makes
+    a small model get them right (it is a weighting of the same eps objective, so samplers are unchanged)."""
     alpha_bar = schedule.alphas_cumprod[t.cpu()]
     snr = alpha_bar / (1.0 - alpha_bar)
-    return (snr.clamp(max=gamma) / snr).to(device=t.device, dtype=torch.float32)
+    weight = torch.ones_like(snr)
+    if gamma is not None:
+        weight = snr.clamp(max=gamma) / snr
+    if x0_cap is not None:
+        weight = weight * (1.0 / snr).clamp(min=1.0, max=x0_cap)
+    return weight.to(device=t.device, dtype=torch.float32)
 
 
 def eps_mse(prediction: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -83,6 +94,7 @@ def diffusion_loss(
     *,
     weights: dict[str, float],
     min_snr_gamma: float | None = None,
+    x0_weight_cap: float | None = None,
     shift_generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(weighted scalar loss to minimise, detached per-modality batch-mean MSEs for the log)."""
@@ -94,7 +106,7 @@ def diffusion_loss(
     )
     per_clip = each(eps_mse, {"video": video_eps, "audio": audio_eps}, noising.noise)
     loss = sum(
-        weights.get(k, 1.0) * (snr_weight(t[k], schedule, min_snr_gamma) * per_clip[k]).mean()
+        weights.get(k, 1.0) * (snr_weight(t[k], schedule, min_snr_gamma, x0_weight_cap) * per_clip[k]).mean()
         for k in per_clip
     )
     return loss, {k: v.detach().mean() for k, v in per_clip.items()}

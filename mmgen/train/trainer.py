@@ -373,6 +373,7 @@ class _Run:
                 self.schedule,
                 weights=config.loss_weights,
                 min_snr_gamma=config.min_snr_gamma,
+                x0_weight_cap=config.x0_weight_cap,
                 shift_generator=generator,
             )
         optimizer.zero_grad(set_to_none=True)

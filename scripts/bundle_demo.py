@@ -6,7 +6,7 @@
 Writes, inside the package so a wheel carries them:
   mmgen/assets/demo.safetensors   the EMA weights in fp16 (half the size; the model runs in fp32 after loading),
                                   with architecture, config and training facts in the file's metadata;
-  mmgen/assets/demo-train.yaml    the run's resolved config.yaml, so the recipe stays next to the weights;
+  mmgen/assets/demo-train.yaml    the run's resolved config.yaml (the last stage's), next to the weights;
 and records the file's sha256 in presets/models/demo.yaml, which mmgen checks every time it loads the model.
 Measure it afterwards with benchmarks/demo_quality.py (--json mmgen/assets/demo-metrics.json).
 """
@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from mmgen.weights.checkpoint import read_header, read_state_dict, save_model
 
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     if header is None or header.arch != "mm-unet":
         raise SystemExit(f"error: {weights} is not an mmgen mm-unet safetensors file")
     steps = trained_steps(args.run, weights)
-    training = {"steps": steps, "recipe": "presets/demo-train.yaml", "weights": "ema", "stored_as": "fp16"}
+    run_config = yaml.safe_load((args.run / "config.yaml").read_text(encoding="utf-8"))
+    # A later stage starts from an earlier stage's weights (`init`); the recipe files tell the whole story.
+    training = {"steps": steps, "init": run_config.get("init"), "weights": "ema", "stored_as": "fp16",
+                "recipe": ["presets/demo-train.yaml", "presets/demo-train-stage2.yaml"]}
     ASSETS.mkdir(exist_ok=True)
     sha256 = save_model(
         ASSETS / "demo.safetensors",

@@ -26,11 +26,16 @@ class SamplingConfig:
     guidance: Literal["replacement", "gradient"] = "replacement"
     guidance_scale: float = PAPER_GUIDANCE_SCALE  # λ of gradient guidance
     clip_denoised: bool = True  # clamp each predicted clean sample to [-1, 1]
+    # The noisiest training timestep to start from (ddpm, ddim, dpm++; the paper's solver keeps its own grid).
+    # None = 999, as trained. See samplers.schedule_for for when starting lower is right.
+    start_timestep: int | None = None
     conditional: SamplingConfig | None = None  # used instead for conditional jobs (soundtrack, animate)
 
     def __post_init__(self):
         if not 1 <= self.steps <= 1000:
             raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
+        if self.start_timestep is not None and not self.steps <= self.start_timestep <= 999:
+            raise ValueError(f"start_timestep must be between steps ({self.steps}) and 999, got {self.start_timestep}")
         if self.eta < 0 or self.guidance_scale < 0:
             raise ValueError("eta and guidance_scale must not be negative")
         if self.conditional is not None and self.conditional.conditional is not None:

@@ -1,6 +1,7 @@
-"""Starting the reverse process below t = 999 (SamplingConfig.start_timestep), as the demo model does: the
-sampler keeps its number of model calls, spends them on timesteps 0 … start, and the schedule values at those
-timesteps are the trained ones."""
+"""The demo model's two sampling settings. Starting the reverse process below t = 999 (start_timestep): the
+sampler keeps its number of model calls, spends them on timesteps 0 … start, and the schedule values there are
+the trained ones. Keeping the sound free of DC offset (zero_mean): the clean sample the denoiser implies has
+zero mean over time, and nothing else about the prediction changes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from mmgen.config import from_dict
 from mmgen.diffusion import SamplingConfig, initial_noise, sample
-from mmgen.diffusion.denoisers import Prediction
+from mmgen.diffusion.denoisers import Prediction, zero_mean
 from mmgen.diffusion.samplers import schedule_for
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import ConfigError
@@ -38,9 +39,9 @@ def test_a_start_outside_the_schedule_is_a_config_error():
         from_dict(SamplingConfig, {"steps": 25, "start_timestep": 10}, "test.yaml")
 
 
-def test_the_demo_model_samples_from_timestep_650():
+def test_the_demo_model_samples_from_timestep_650_without_dc_offset():
     settings = load_registry().entries["demo"].sampling
-    assert settings.start_timestep == 650
+    assert settings.start_timestep == 650 and settings.zero_mean == ("audio",)
     seen = []
 
     def zero_noise(x, t):  # a denoiser that predicts no noise and records the timesteps it is asked about
@@ -50,3 +51,28 @@ def test_the_demo_model_samples_from_timestep_650():
     x_T = initial_noise({"video": (1, 2, 3, 4, 4), "audio": (1, 1, 16)}, torch.Generator().manual_seed(0))
     sample(zero_noise, x_T, settings)
     assert len(seen) == settings.steps and seen[0] == 650 and seen == sorted(seen, reverse=True)
+
+
+def implied_clean(x: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+    alpha_bar = float(FULL.alphas_cumprod[t])
+    return (x - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
+
+
+@pytest.mark.parametrize("t", [5, 400, 900])
+def test_zero_mean_removes_only_the_offset_of_the_implied_clean_sound(t):
+    generator = torch.Generator().manual_seed(t)
+    x = {"video": torch.randn(2, 3, 3, 4, 4, generator=generator), "audio": torch.randn(2, 1, 64, generator=generator)}
+    offset = torch.tensor([0.3, -0.2]).view(2, 1, 1)
+    raw = {"video": torch.randn(2, 3, 3, 4, 4, generator=generator), "audio": torch.randn(2, 1, 64, generator=generator)}
+
+    def offset_denoiser(x_t, timesteps):  # implies a clean sound with a DC offset
+        return Prediction(eps={"video": raw["video"], "audio": raw["audio"] - offset})
+
+    timesteps = torch.full((2,), t)
+    before = implied_clean(x["audio"], offset_denoiser(x, timesteps).eps["audio"], t)
+    after_eps = zero_mean(offset_denoiser, ("audio",))(x, timesteps).eps
+    after = implied_clean(x["audio"], after_eps["audio"], t)
+    assert before.mean(dim=-1).abs().max() > 0.01
+    assert after.mean(dim=-1).abs().max() < 1e-4
+    assert torch.allclose(after, before - before.mean(dim=-1, keepdim=True), atol=1e-4)  # the rest untouched
+    assert torch.equal(after_eps["video"], raw["video"])  # other modalities untouched

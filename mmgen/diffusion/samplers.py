@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from mmgen.diffusion.denoisers import Denoiser, Prediction
+from mmgen.diffusion.denoisers import Denoiser, Prediction, zero_mean
 from mmgen.diffusion.guidance import Condition
 from mmgen.diffusion.loop import Callback, Step, run_steps
 from mmgen.diffusion.paper_dpm_solver import sample_paper_dpm_solver
@@ -216,6 +216,8 @@ def sample(
     condition: Condition | None = None,
 ) -> Modal:
     """Sample with the sampler, step count and options of `config` (a preset); the pipelines' entry point."""
+    if config.zero_mean:
+        denoiser = zero_mean(denoiser, config.zero_mean)
     options: dict = {"eta": config.eta} if config.sampler == "ddim" else {}
     if config.sampler == "paper":
         options["steps"] = config.steps

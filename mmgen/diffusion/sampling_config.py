@@ -29,6 +29,9 @@ class SamplingConfig:
     # The noisiest training timestep to start from (ddpm, ddim, dpm++; the paper's solver keeps its own grid).
     # None = 999, as trained. See samplers.schedule_for for when starting lower is right.
     start_timestep: int | None = None
+    # Modalities whose predicted clean sample is kept at zero mean over time (e.g. [audio]: no DC offset);
+    # see denoisers.zero_mean. Empty for the official models, which are reproduced as released.
+    zero_mean: tuple[str, ...] = ()
     conditional: SamplingConfig | None = None  # used instead for conditional jobs (soundtrack, animate)
 
     def __post_init__(self):

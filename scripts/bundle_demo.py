@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.weights.checkpoint import read_header, read_state_dict, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,18 +31,18 @@ ASSETS = ROOT / "mmgen" / "assets"
 ENTRY = ROOT / "presets" / "models" / "demo.yaml"
 
 
-def newest_checkpoint(run: Path) -> Path:
-    steps = sorted((run / "checkpoints").glob("step-*/ema.safetensors"))
-    if not steps:
-        raise SystemExit(f"error: {run}/checkpoints holds no complete checkpoint yet")
-    return steps[-1]
-
-
-def trained_steps(run: Path, weights: Path) -> int:
-    if weights.parent.name.startswith("step-"):
-        return int(weights.parent.name.removeprefix("step-"))
-    done = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"done"' in line]
-    return done[-1]["step"]
+def trained_weights(run: Path, from_checkpoint: bool) -> tuple[Path, int]:
+    """The run's EMA weights to ship and the steps behind them: its final model, or its newest checkpoint."""
+    if from_checkpoint:
+        checkpoint = latest_checkpoint(run / "checkpoints")
+        if checkpoint is None:
+            raise SystemExit(f"error: {run}/checkpoints holds no complete checkpoint yet")
+        return checkpoint.ema_weights, checkpoint.step
+    weights = run / "model.safetensors"
+    if not weights.is_file():
+        raise SystemExit(f"error: {weights} does not exist (still training? pass --checkpoint)")
+    sidecar = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
+    return weights, sidecar["training"]["steps"]
 
 
 def record_sha256(entry: Path, sha256: str) -> None:
@@ -60,13 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", action="store_true", help="bundle the newest checkpoint's EMA weights")
     args = parser.parse_args(argv)
 
-    weights = newest_checkpoint(args.run) if args.checkpoint else args.run / "model.safetensors"
-    if not weights.is_file():
-        raise SystemExit(f"error: {weights} does not exist (still training? pass --checkpoint)")
+    weights, steps = trained_weights(args.run, args.checkpoint)
     header = read_header(weights)
     if header is None or header.arch != "mm-unet":
         raise SystemExit(f"error: {weights} is not an mmgen mm-unet safetensors file")
-    steps = trained_steps(args.run, weights)
     run_config = yaml.safe_load((args.run / "config.yaml").read_text(encoding="utf-8"))
     # A later stage starts from an earlier stage's weights (`init`); the recipe files tell the whole story.
     training = {"steps": steps, "init": run_config.get("init"), "weights": "ema", "stored_as": "fp16",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_model import save_tiny_model
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
 
@@ -24,3 +25,10 @@ def official_dir() -> Path:
 
 def official_json(name: str) -> dict:
     return json.loads((OFFICIAL / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny random mm-unet saved as an mmgen .safetensors (tests/tiny_model.py): the model of the end-to-end
+    tests, written once per run. Tests only read it."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")

@@ -20,15 +20,9 @@ from media_factory import (
     write_test_wav,
 )
 from mmgen_cli import mmgen_env, run_mmgen
-from tiny_model import save_tiny_model
 
 RATE = 16000
 CLICK_AT = 1.25
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 import torch
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
-from tiny_model import save_tiny_model
 
 from mmgen.media import write_mp4
 
@@ -167,11 +166,6 @@ CASES: list[Case] = [
     output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file,
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def tree(folder: Path) -> dict[str, bytes | None]:

@@ -23,11 +23,6 @@ CLIP_FILES = ("{}.mp4", "{}.json", "{}_frames.png", "{}_spectrogram.png")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
 def two_clips(tiny, tmp_path_factory):
     """`mmgen generate -n 2 --seed 7 --json` into out/: (folder, the finished process)."""
     root = tmp_path_factory.mktemp("generate")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from media_factory import audio_stream_seconds, decode_audio, packets, stream_kinds, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
-from tiny_model import save_tiny_model
 
 RATE = 16000
 AAC_FRAME = 1024 / RATE
@@ -22,11 +21,6 @@ CLICK_AT = 5.55  # seconds: in the fifth of the six windows
 def amplitude_at(audio: np.ndarray, hz: int) -> float:
     """Amplitude of the `hz` component of mono audio (L,) lasting a whole number of seconds."""
     return float(np.abs(np.fft.rfft(audio))[hz * len(audio) // RATE] / (len(audio) / 2))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 from media_factory import write_test_video
-from tiny_model import save_tiny_model
 
 from mmgen.pipelines import generate, soundtrack
 
 FAST = {"steps": 2, "device": "cpu"}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ is crossfaded, and the result is cut back to the input's length."""
 
 from __future__ import annotations
 
-import pytest
 import torch
-from tiny_model import save_tiny_model
 
 from mmgen.modal import Modal
 from mmgen.pipelines.sampling import window_sampler
@@ -70,11 +68,6 @@ def test_each_window_is_told_the_end_of_the_previous_one():
     assert audio[..., : 16 * PER_FRAME].eq(1).all()
     assert audio[..., 16 * PER_FRAME : 28 * PER_FRAME].eq(2).all()
     assert audio[..., 28 * PER_FRAME :].eq(3).all()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def test_with_a_real_model_the_new_window_takes_up_exactly_where_the_last_one_ended(tiny):

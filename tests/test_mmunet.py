@@ -296,3 +296,15 @@ def test_the_frame_conv_equals_the_official_per_pixel_conv1d_for_any_clip_length
             official = conv.video_conv_temporal(per_pixel).reshape(2, 5, 7, 6, frames).permute(0, 4, 3, 1, 2)
         assert ours.shape == (2, frames, 6, 5, 7)
         torch.testing.assert_close(ours, official, atol=1e-5, rtol=1e-5, msg=f"kernel {kernel}")
+
+
+def test_a_sample_gets_the_same_output_alone_and_in_a_batch():
+    """Norm statistics and resampling are per sample: batching changes only the float rounding."""
+    model = micro_model()
+    video, audio, _ = micro_inputs(batch=3)
+    t = torch.tensor([600, 600, 600])
+    with torch.no_grad():
+        together = model(video, audio, t, shift=1)
+        alone = model(video[1:2], audio[1:2], t[1:2], shift=1)
+    assert torch.allclose(together[0][1:2], alone[0], atol=1e-5)
+    assert torch.allclose(together[1][1:2], alone[1], atol=1e-5)

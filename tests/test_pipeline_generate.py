@@ -42,11 +42,13 @@ def test_clip_k_is_what_its_own_seed_makes_alone(tiny, seven):
 
 def test_batching_does_not_change_a_clip_with_the_deterministic_default_sampler(tiny, seven):
     """dpm++ draws no noise after x_T, and x_T comes from each clip's own seed, so a batch of two makes the same
-    clips up to float rounding (batched convolutions may sum in another order: compared with a tolerance)."""
+    clips up to float rounding (batched convolutions may sum in another order: compared with a tolerance).
+    The tolerance: a forward's batch rounding is ~3e-6, and the first step's clean-sample estimate at t = 999
+    multiplies it by 1/√ᾱ ≈ 160."""
     batched = generate(str(tiny), num=2, seed=7, batch_size=2, **FAST)
     for one, together in zip(seven, batched, strict=True):
-        assert torch.allclose(one.clip.video, together.clip.video, atol=1e-4)
-        assert torch.allclose(one.clip.audio, together.clip.audio, atol=1e-4)
+        assert torch.allclose(one.clip.video, together.clip.video, atol=5e-4)
+        assert torch.allclose(one.clip.audio, together.clip.audio, atol=5e-4)
 
 
 def test_a_soundtrack_made_twice_from_one_seed_is_the_same_sound(tiny, tmp_path):

@@ -1,0 +1,56 @@
+"""The official computation (tests/official_computation.py) reproduces the official outputs, the fast path
+equals it, and leaving it puts the fast path back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import OFFICIAL
+from official_computation import OFFICIAL_FORWARD, official_computation
+from safetensors.torch import load_file
+from test_mmunet import micro_inputs, micro_model, tiny_model
+
+from mmgen.models import mm_layers
+
+
+@pytest.fixture(scope="module")
+def official_weights():
+    return load_file(OFFICIAL / "tiny_mmunet.safetensors")
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return {
+        **load_file(OFFICIAL / "tiny_mmunet_io.safetensors"),
+        **load_file(OFFICIAL / "tiny_mmunet_io_shift.safetensors"),
+    }
+
+
+@pytest.mark.parametrize("shift, suffix", [(None, ""), (3, "_shift_const")], ids=["no shift", "shift 3"])
+def test_reproduces_the_official_outputs(official_weights, expected, shift, suffix):
+    model = tiny_model(official_weights, cross_attention_shift=shift is not None)
+    with torch.no_grad(), official_computation(model):
+        video, audio = model(expected["video"], expected["audio"], expected["timesteps"], shift=shift)
+    torch.testing.assert_close(video, expected[f"video_out{suffix}"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(audio, expected[f"audio_out{suffix}"], atol=1e-4, rtol=1e-4)
+
+
+def test_the_fast_path_equals_the_official_computation_and_returns_after_it():
+    model = micro_model()  # random weights, 4 frames, down- and up-sampling, RS-MMA windows 1 and 3
+    inputs = micro_inputs()
+    shifts = [3, 1, 0, 1, 2, 3]  # windows 1, 3, 3, 3, 1, 1; most wrap around the clip's end
+    video_ops = {direction: dict(ops) for direction, ops in mm_layers.RESAMPLE.items()}
+    with torch.no_grad():
+        fast = model(*inputs, shift=shifts)
+        with official_computation(model):
+            official = model(*inputs, shift=shifts)
+            swapped = [m for m in model.modules() if "forward" in vars(m) or "attention" in vars(m)]
+        after = model(*inputs, shift=shifts)
+
+    for got, want in zip(fast, official, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # every module mmgen computes its own way was swapped, and is back to its class's methods
+    assert {type(m) for m in swapped} == {*OFFICIAL_FORWARD, mm_layers.SelfAttention}
+    assert not [m for m in model.modules() if "forward" in vars(m) or "attention" in vars(m)]
+    assert mm_layers.RESAMPLE == video_ops
+    assert all(torch.equal(a, b) for a, b in zip(fast, after, strict=True))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 Modal = dict[str, torch.Tensor]
+MODALITIES = ("video", "audio")  # of the coupled model, in the official draw order
 
 
 def each(fn: Callable[..., Any], *modals: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""The demo model's two sampling settings. Starting the reverse process below t = 999 (start_timestep): the
+"""The demo model's sampling settings. Starting the reverse process below t = 999 (start_timestep): the
 sampler keeps its number of model calls, spends them on timesteps 0 … start, and the schedule values there are
-the trained ones. Keeping the sound free of DC offset (zero_mean): the clean sample the denoiser implies has
-zero mean over time, and nothing else about the prediction changes."""
+the trained ones. Starting from where the data's mean is at that step (start_mean): the draw is shifted by
+√ᾱ_start · the mean of the training clips, and that mean is the world's. Keeping the sound free of DC offset
+(zero_mean): the clean sample the denoiser implies has zero mean over time, and nothing else about the
+prediction changes."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import torch
 from mmgen.config import from_dict
 from mmgen.diffusion import SamplingConfig, initial_noise, sample
 from mmgen.diffusion.denoisers import Prediction, zero_mean
-from mmgen.diffusion.samplers import schedule_for
+from mmgen.data.synthetic import WorldConfig, render_batch
+from mmgen.diffusion.samplers import schedule_for, start_noise
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import ConfigError
 from mmgen.weights.registry import load_registry
@@ -42,15 +45,43 @@ def test_a_start_outside_the_schedule_is_a_config_error():
 def test_the_demo_model_samples_from_timestep_650_without_dc_offset():
     settings = load_registry().entries["demo"].sampling
     assert settings.start_timestep == 650 and settings.zero_mean == ("audio",)
-    seen = []
+    seen, first = [], {}
 
-    def zero_noise(x, t):  # a denoiser that predicts no noise and records the timesteps it is asked about
+    def zero_noise(x, t):  # a denoiser that predicts no noise and records what it is asked about
         seen.append(int(t[0]))
+        first.setdefault("x", x)
         return Prediction(eps={k: torch.zeros_like(v) for k, v in x.items()})
 
-    x_T = initial_noise({"video": (1, 2, 3, 4, 4), "audio": (1, 1, 16)}, torch.Generator().manual_seed(0))
+    x_T = initial_noise({"video": (4, 8, 3, 32, 32), "audio": (4, 1, 4096)}, torch.Generator().manual_seed(0))
     sample(zero_noise, x_T, settings)
     assert len(seen) == settings.steps and seen[0] == 650 and seen == sorted(seen, reverse=True)
+    # the first call sees the noise centred where the forward process leaves the demo world's mean pixel
+    root_alpha_bar = float(FULL.alphas_cumprod[650]) ** 0.5
+    assert first["x"]["video"].mean() == pytest.approx(root_alpha_bar * settings.start_mean["video"], abs=0.005)
+    assert torch.equal(first["x"]["audio"], x_T["audio"])
+
+
+def test_the_demo_start_mean_is_the_mean_pixel_of_the_world_it_was_trained_on():
+    clips = render_batch(WorldConfig(frames=8, size=16, sample_rate=8000), 200, seed=3)
+    world_mean = float(torch.stack([c.video for c in clips]).mean())
+    # 0.02: training sees the clips decoded from H.264, whose YUV round trip leaves them ~0.014 darker
+    assert load_registry().entries["demo"].sampling.start_mean["video"] == pytest.approx(world_mean, abs=0.02)
+
+
+@pytest.mark.parametrize("start", [None, 400, 650])
+def test_start_noise_moves_only_the_listed_modalities_by_root_alpha_bar_times_their_mean(start):
+    x_T = initial_noise({"video": (1, 2, 3, 4, 4), "audio": (1, 1, 16)}, torch.Generator().manual_seed(1))
+    shifted = start_noise(x_T, {"video": -0.75}, start)
+    alpha_bar = float(FULL.alphas_cumprod[999 if start is None else start])
+    assert torch.allclose(shifted["video"] - x_T["video"], torch.full_like(x_T["video"], -0.75 * alpha_bar**0.5))
+    assert torch.equal(shifted["audio"], x_T["audio"])
+
+
+@pytest.mark.parametrize("field", ["start_mean", "zero_mean"])
+def test_a_setting_for_a_modality_that_does_not_exist_is_a_config_error(field):
+    value = {"vidoe": -0.75} if field == "start_mean" else ["vidoe"]
+    with pytest.raises(ConfigError, match="unknown modality 'vidoe'"):
+        from_dict(SamplingConfig, {field: value}, "test.yaml")
 
 
 def implied_clean(x: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:

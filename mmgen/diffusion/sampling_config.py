@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from mmgen.config import from_dict, load_yaml
 from mmgen.diffusion.guidance import Condition
 from mmgen.errors import ConfigError
-from mmgen.modal import Modal
+from mmgen.modal import MODALITIES, Modal
 from mmgen.presets import preset_dir
 
 # The released conditional scripts use λ = 3 in fp16, where the loss is scaled by 2**20 and never
@@ -32,6 +32,10 @@ class SamplingConfig:
     # Modalities whose predicted clean sample is kept at zero mean over time (e.g. [audio]: no DC offset);
     # see denoisers.zero_mean. Empty for the official models, which are reproduced as released.
     zero_mean: tuple[str, ...] = ()
+    # The mean of the training data per modality (e.g. {video: -0.8} for a dark background): the start draw is
+    # shifted by √ᾱ_start times it, the mean the forward process leaves at the start timestep; see
+    # samplers.start_noise. Empty (zero mean) for the official models.
+    start_mean: dict[str, float] = field(default_factory=dict)
     conditional: SamplingConfig | None = None  # used instead for conditional jobs (soundtrack, animate)
 
     def __post_init__(self):
@@ -39,6 +43,9 @@ class SamplingConfig:
             raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
         if self.start_timestep is not None and not self.steps <= self.start_timestep <= 999:
             raise ValueError(f"start_timestep must be between steps ({self.steps}) and 999, got {self.start_timestep}")
+        unknown = sorted({*self.zero_mean, *self.start_mean} - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"unknown modality {', '.join(map(repr, unknown))} (known: {', '.join(MODALITIES)})")
         if self.eta < 0 or self.guidance_scale < 0:
             raise ValueError("eta and guidance_scale must not be negative")
         if self.conditional is not None and self.conditional.conditional is not None:

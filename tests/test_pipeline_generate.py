@@ -51,6 +51,16 @@ def test_batching_does_not_change_a_clip_with_the_deterministic_default_sampler(
         assert torch.allclose(one.clip.audio, together.clip.audio, atol=5e-4)
 
 
+def test_batching_does_not_change_a_clip_with_a_stochastic_sampler(tiny):
+    """ddpm draws fresh noise at every step; each clip draws it from its own seed's generator."""
+    alone = generate(str(tiny), num=1, seed=8, sampler="ddpm", **FAST)
+    batched = generate(str(tiny), num=2, seed=7, batch_size=2, sampler="ddpm", **FAST)
+    other_seed = generate(str(tiny), num=1, seed=9, sampler="ddpm", **FAST)
+    assert torch.allclose(alone[0].clip.video, batched[1].clip.video, atol=5e-4)
+    assert torch.allclose(alone[0].clip.audio, batched[1].clip.audio, atol=5e-4)
+    assert not torch.allclose(alone[0].clip.audio, other_seed[0].clip.audio, atol=1e-2)
+
+
 def test_a_soundtrack_made_twice_from_one_seed_is_the_same_sound(tiny, tmp_path):
     clip = write_test_video(tmp_path / "clip.mp4", seconds=2.0, fps=25).path  # two windows at 10 fps
     made = [

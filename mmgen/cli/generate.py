@@ -33,7 +33,7 @@ def generate(
     batch_size: Annotated[
         int, typer.Option(min=1, rich_help_panel="Hardware",
                           help="Clips sampled together: faster on a GPU; a clip comes out the same in any batch "
-                          "(with the stochastic ddpm sampler, only in the same batch).")
+                          "(up to float rounding), with every sampler.")
     ] = 1,
     upscale: options.Upscale = None,
     previews: Annotated[

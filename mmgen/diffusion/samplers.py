@@ -39,9 +39,20 @@ def _randn(shape: tuple[int, ...], generator: torch.Generator | None, dtype: tor
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
-def _noise_like(x: Modal, generator: torch.Generator | None) -> Modal:
-    """Fresh N(0, I) noise per modality, drawn in key order (video then audio, as the official samplers)."""
-    return each(lambda v: _randn(tuple(v.shape), generator, v.dtype).to(v.device), x)
+# One generator for the whole batch, or one per sample (each sample's noise then comes from its own)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _noise_like(x: Modal, generator: Generators) -> Modal:
+    """Fresh N(0, I) noise per modality, drawn in key order (video then audio, as the official samplers).
+    With one generator per sample, sample b's noise is what its generator draws for a batch of one, so a
+    stochastic sampler makes the same sample in any batch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return each(lambda v: _randn(tuple(v.shape), generator, v.dtype).to(v.device), x)
+    if len(generator) != next(iter(x.values())).shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {next(iter(x.values())).shape[0]}")
+    per_sample = [_noise_like({k: v[:1] for k, v in x.items()}, g) for g in generator]
+    return each(lambda *parts: torch.cat(parts), *per_sample)
 
 
 def discrete_steps(schedule: Schedule) -> list[Step]:
@@ -70,7 +81,7 @@ def sample_ddpm(
     x_T: Modal,
     schedule: Schedule,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     clip_denoised: bool = True,
     condition: Condition | None = None,
@@ -102,7 +113,7 @@ def sample_ddim(
     x_T: Modal,
     schedule: Schedule,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     clip_denoised: bool = True,
     condition: Condition | None = None,
@@ -133,7 +144,7 @@ def sample_dpmpp_2m(
     x_T: Modal,
     schedule: Schedule,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     clip_denoised: bool = True,
     condition: Condition | None = None,
@@ -207,7 +218,8 @@ def schedule_for(sampler: str, steps: int, start: int | None = None) -> Schedule
 
 
 def start_noise(x_T: Modal, data_mean: Mapping[str, float], start: int | None) -> Modal:
-    """x_T shifted by √ᾱ_start · the data's mean, per modality in `data_mean`: the mean of q(x_start).
+    """x_T shifted by √ᾱ_start · the data's mean, per modality in `data_mean`: the mean of q(x_start), where
+    `start` is the first (noisiest) timestep the sampler runs.
 
     The forward process at t keeps √ᾱ_t of the data, so its samples at the start timestep are centred on
     √ᾱ_start · E[x0], not on 0. At t = 999 that is nothing (√ᾱ = 0.006); at t = 650 (√ᾱ = 0.12) a dark
@@ -226,22 +238,23 @@ def sample(
     x_T: Modal,
     config: SamplingConfig,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     condition: Condition | None = None,
 ) -> Modal:
     """Sample with the sampler, step count and options of `config` (a preset); the pipelines' entry point."""
     if config.zero_mean:
         denoiser = zero_mean(denoiser, config.zero_mean)
+    schedule = schedule_for(config.sampler, config.steps, config.start_timestep)
     if config.start_mean:
-        x_T = start_noise(x_T, config.start_mean, config.start_timestep)
+        x_T = start_noise(x_T, config.start_mean, int(schedule.timesteps.max()))
     options: dict = {"eta": config.eta} if config.sampler == "ddim" else {}
     if config.sampler == "paper":
         options["steps"] = config.steps
     return SAMPLERS[config.sampler](
         denoiser,
         x_T,
-        schedule_for(config.sampler, config.steps, config.start_timestep),
+        schedule,
         generator=generator,
         callback=callback,
         clip_denoised=config.clip_denoised,

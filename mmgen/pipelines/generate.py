@@ -26,7 +26,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         seeds = [run.seed + k for k in range(first, min(first + batch_size, num))]
         generators = clip_generators(seeds)
         x_T = batch_noise(base, generators)
-        out = sample_clips(run, base, x_T, generator=generators[0], progress=progress)
+        out = sample_clips(run, base, x_T, generator=generators, progress=progress)
         video = out["video"]  # (B, F, 3, H, W)
         if models.upsampler is not None:
             video = upscale(run, models.upsampler, video, seeds, progress)

@@ -8,8 +8,8 @@ Randomness, so that a seed means the same thing everywhere:
 - the RS-MMA window shifts are one per shifting block and model call, shared by the whole batch, so they
   cannot come from per-clip generators: they come from a fixed pseudo-random stream (SHIFT_SEED) restarted
   for every sampling call. They still vary over blocks and steps, which is what RS-MMA needs at inference;
-- the per-step noise of the stochastic samplers (ddpm, ddim with eta > 0) is drawn for the whole batch from
-  the first clip's generator: with those samplers only, a clip's result also depends on its batch.
+- the per-step noise of the stochastic samplers (ddpm, ddim with eta > 0) comes from the same per-clip
+  generators, after x_T: a clip is the same in any batch with every sampler.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def sample_clips(
     model: LoadedModel,
     x_T: Modal,
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     known: Modal | None = None,
     mask: Modal | None = None,
     progress: ProgressFn = quiet,

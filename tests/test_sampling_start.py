@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mmgen.config import from_dict
+from mmgen.data.synthetic import WorldConfig, render_batch
 from mmgen.diffusion import SamplingConfig, initial_noise, sample
 from mmgen.diffusion.denoisers import Prediction, zero_mean
-from mmgen.data.synthetic import WorldConfig, render_batch
 from mmgen.diffusion.samplers import schedule_for, start_noise
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import ConfigError

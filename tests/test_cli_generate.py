@@ -138,3 +138,19 @@ def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path):
     record = json.loads(done.stdout)
     assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)
     assert decode_frames(tmp_path / "out" / "clip_0000.mp4").shape == (16, 32, 32, 3)  # 16×16 → 32×32
+
+
+def test_the_demo_sidecar_records_its_stochastic_sampler_and_its_seed_makes_the_clip_again(tmp_path):
+    """The bundled demo samples with ddim at eta = 1 from t = 650: fresh noise at every step, drawn from the
+    clip's own seed, so the sidecar's seed still makes the same clip."""
+    env = mmgen_env(tmp_path)
+    done = run_mmgen("generate", "-n", "2", "--seed", "7", "--json", "-o", tmp_path / "two", env=env)
+    assert done.returncode == 0, done.stderr
+    second = json.loads(done.stdout.splitlines()[1])
+    assert (second["model"], second["sampler"], second["steps"]) == ("demo", "ddim", 25)
+    assert (second["eta"], second["start_timestep"], second["seed"]) == (1.0, 650, 8)
+    again = run_mmgen("generate", "--seed", str(second["seed"]), "-o", tmp_path / "again", env=env)
+    assert again.returncode == 0, again.stderr
+    remade, original = tmp_path / "again" / "clip_0000.mp4", tmp_path / "two" / "clip_0001.mp4"
+    assert np.array_equal(decode_frames(remade), decode_frames(original))
+    assert np.array_equal(decode_audio(remade)[0], decode_audio(original)[0])

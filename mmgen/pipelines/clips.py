@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mmgen import __version__
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.session import Models, Run
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Provenance:
     device: str
     precision: str
     wall_time_s: float
+    eta: float | None = None  # ddim only: 0 deterministic, > 0 fresh noise at every step
+    start_timestep: int | None = None  # set when sampling starts below t = 999 (see SamplingConfig)
     guidance: str | None = None  # soundtrack/animate: "replacement" | "gradient"
     guidance_scale: float | None = None
     overlap: float | None = None  # soundtrack/animate: fraction of a window shared with the previous one
@@ -47,6 +53,27 @@ class Provenance:
     input: str | None = None
     mix: float | None = None
     mmgen_version: str = __version__
+
+    @classmethod
+    def of(cls, run: Run, models: Models, seed: int, seconds: float, **fields) -> Provenance:
+        """What every pipeline records: the model, the sampling settings that shape the result, the seed and the
+        device, plus the pipeline's own `fields`."""
+        sampling = run.sampling
+        return cls(
+            model=models.base.name,
+            model_sha256=models.base.sha256,
+            sampler=sampling.sampler,
+            steps=sampling.steps,
+            eta=sampling.eta if sampling.sampler == "ddim" else None,
+            start_timestep=sampling.start_timestep,
+            seed=seed,
+            device=run.compute.describe(),
+            precision=run.compute.precision,
+            wall_time_s=round(seconds, 3),
+            upscaled=models.upsampler is not None,
+            upsampler=models.upsampler.name if models.upsampler else None,
+            **fields,
+        )
 
     def to_json(self) -> dict:
         """The fields that apply; "model_sha256" and "guidance" always appear (null: a model file without a
@@ -65,6 +92,27 @@ class Result:
     provenance: Provenance
     files: dict[str, Path] = dataclasses.field(default_factory=dict)  # "mp4", "json", "wav", "frames_png", ...
     media: dict = dataclasses.field(default_factory=dict)  # the written mp4, as probed: duration, size, ...
+
+    @classmethod
+    def of(cls, run: Run, models: Models, seed: int, seconds: float, **fields) -> Provenance:
+        """What every pipeline records: the model, the sampling settings that shape the result, the seed and the
+        device, plus the pipeline's own `fields`."""
+        sampling = run.sampling
+        return cls(
+            model=models.base.name,
+            model_sha256=models.base.sha256,
+            sampler=sampling.sampler,
+            steps=sampling.steps,
+            eta=sampling.eta if sampling.sampler == "ddim" else None,
+            start_timestep=sampling.start_timestep,
+            seed=seed,
+            device=run.compute.describe(),
+            precision=run.compute.precision,
+            wall_time_s=round(seconds, 3),
+            upscaled=models.upsampler is not None,
+            upsampler=models.upsampler.name if models.upsampler else None,
+            **fields,
+        )
 
     def to_json(self) -> dict:
         """The sidecar and --json object."""

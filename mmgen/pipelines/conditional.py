@@ -93,21 +93,15 @@ def run_conditional(
     started = time.perf_counter()
     source = read_input(source_path, given, models)
     clip, windows = make_matching(run, models, source, given, seconds, overlap, progress)
-    provenance = Provenance(
-        model=models.base.name,
-        model_sha256=models.base.sha256,
-        sampler=run.sampling.sampler,
-        steps=run.sampling.steps,
-        seed=run.seed,
-        device=run.compute.describe(),
-        precision=run.compute.precision,
-        wall_time_s=round(time.perf_counter() - started, 3),
+    provenance = Provenance.of(
+        run,
+        models,
+        run.seed,
+        time.perf_counter() - started,
         guidance=run.sampling.guidance,
         guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
         overlap=overlap,
         windows=windows,
-        upscaled=models.upsampler is not None,
-        upsampler=models.upsampler.name if models.upsampler else None,
         input=str(source_path),
         mix=mix,
     )

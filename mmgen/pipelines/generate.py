@@ -33,23 +33,8 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
         for b, seed in enumerate(seeds):
             clip = Clip(video[b].clamp(-1, 1), out["audio"][b].clamp(-1, 1), base.config.fps, base.config.sample_rate)
-            yield Result(clip, _provenance(run, models, seed, seconds))
+            yield Result(clip, Provenance.of(run, models, seed, seconds))
         progress(ProgressEvent("clips", first + len(seeds), num))
-
-
-def _provenance(run: Run, models: Models, seed: int, seconds: float) -> Provenance:
-    return Provenance(
-        model=models.base.name,
-        model_sha256=models.base.sha256,
-        sampler=run.sampling.sampler,
-        steps=run.sampling.steps,
-        seed=seed,
-        device=run.compute.describe(),
-        precision=run.compute.precision,
-        wall_time_s=round(seconds, 3),
-        upscaled=models.upsampler is not None,
-        upsampler=models.upsampler.name if models.upsampler else None,
-    )
 
 
 def generate(

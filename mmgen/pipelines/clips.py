@@ -93,27 +93,6 @@ class Result:
     files: dict[str, Path] = dataclasses.field(default_factory=dict)  # "mp4", "json", "wav", "frames_png", ...
     media: dict = dataclasses.field(default_factory=dict)  # the written mp4, as probed: duration, size, ...
 
-    @classmethod
-    def of(cls, run: Run, models: Models, seed: int, seconds: float, **fields) -> Provenance:
-        """What every pipeline records: the model, the sampling settings that shape the result, the seed and the
-        device, plus the pipeline's own `fields`."""
-        sampling = run.sampling
-        return cls(
-            model=models.base.name,
-            model_sha256=models.base.sha256,
-            sampler=sampling.sampler,
-            steps=sampling.steps,
-            eta=sampling.eta if sampling.sampler == "ddim" else None,
-            start_timestep=sampling.start_timestep,
-            seed=seed,
-            device=run.compute.describe(),
-            precision=run.compute.precision,
-            wall_time_s=round(seconds, 3),
-            upscaled=models.upsampler is not None,
-            upsampler=models.upsampler.name if models.upsampler else None,
-            **fields,
-        )
-
     def to_json(self) -> dict:
         """The sidecar and --json object."""
         return {**{k: str(p) for k, p in self.files.items()}, **self.media, **self.provenance.to_json()}

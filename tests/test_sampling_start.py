@@ -12,11 +12,12 @@ import torch
 
 from mmgen.config import from_dict
 from mmgen.data.synthetic import WorldConfig, render_batch
-from mmgen.diffusion import SamplingConfig, initial_noise, sample
+from mmgen.diffusion import SamplingConfig, initial_noise, load_sampling_preset, sample
 from mmgen.diffusion.denoisers import Prediction, zero_mean
 from mmgen.diffusion.samplers import schedule_for, start_noise
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import ConfigError
+from mmgen.pipelines.session import prepare
 from mmgen.weights.registry import load_registry
 
 FULL = Schedule.respaced("")
@@ -107,3 +108,23 @@ def test_zero_mean_removes_only_the_offset_of_the_implied_clean_sound(t):
     assert after.mean(dim=-1).abs().max() < 1e-4
     assert torch.allclose(after, before - before.mean(dim=-1, keepdim=True), atol=1e-4)  # the rest untouched
     assert torch.equal(after_eps["video"], raw["video"])  # other modalities untouched
+
+
+def test_a_preset_changes_the_sampler_and_keeps_what_the_demo_needs():
+    """`--preset fast` on the demo: dpm++ at 15 steps, still from t = 650 centred on its data without DC offset;
+    `--preset paper`: the paper's runs exactly, whatever the model's own settings."""
+    own = load_registry().entries["demo"].sampling
+    fast = load_sampling_preset("fast", over=own)
+    assert (fast.sampler, fast.steps) == ("dpm++", 15)
+    assert (fast.start_timestep, fast.zero_mean, fast.start_mean) == (650, ("audio",), {"video": -0.75})
+    paper = load_sampling_preset("paper", over=own)
+    assert paper == load_sampling_preset("paper")  # nothing of the demo's own settings is left
+    assert (paper.start_timestep, paper.zero_mean, paper.start_mean) == (None, (), {})
+    assert (paper.conditional.sampler, paper.conditional.steps, paper.conditional.start_timestep) == ("ddpm", 1000, None)
+
+
+def test_the_pipelines_apply_presets_over_the_model_entry():
+    run = prepare("demo", conditional=True, preset="balanced", seed=0)
+    assert (run.sampling.sampler, run.sampling.steps, run.sampling.start_timestep) == ("dpm++", 25, 650)
+    run = prepare("demo", conditional=True, preset="paper", seed=0)
+    assert (run.sampling.sampler, run.sampling.steps, run.sampling.start_timestep) == ("ddpm", 1000, None)

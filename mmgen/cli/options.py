@@ -23,7 +23,8 @@ Preset = Annotated[
     typer.Option(
         metavar="NAME", rich_help_panel=_SAMPLING,
         help="Sampling preset: fast, balanced or paper (default: the model's own settings, else balanced). "
-        "--sampler/--steps/--guidance override single fields.",
+        "fast and balanced change the sampler and steps and keep what the model's own settings need (e.g. the "
+        "demo's start); paper is the paper's run. --sampler/--steps/--guidance override single fields.",
     ),
 ]
 Sampler = Annotated[

@@ -58,7 +58,8 @@ def prepare(
     compute = select_compute(device, precision)
     name = str(model)
     entry = _check_model(name)
-    base = load_sampling_preset(preset) if preset else (entry.sampling if entry else None)
+    own = entry.sampling if entry else None  # a registry entry's settings; a model file has none
+    base = load_sampling_preset(preset, over=own) if preset else own
     base = base or load_sampling_preset(DEFAULT_PRESET)
     if conditional:
         base = base.for_conditional()

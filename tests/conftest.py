@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny_model import save_tiny_model
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
@@ -32,3 +33,9 @@ def tiny(tmp_path_factory) -> Path:
     """A tiny random mm-unet saved as an mmgen .safetensors (tests/tiny_model.py): the model of the end-to-end
     tests, written once per run. Tests only read it."""
     return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def official_weights() -> dict[str, torch.Tensor]:
+    """The official tiny MM-UNet's weights (the golden fixtures' model), read once per run."""
+    return load_file(OFFICIAL / "tiny_mmunet.safetensors")

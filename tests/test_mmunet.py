@@ -37,11 +37,6 @@ def tiny_config(**overrides) -> MMUNetConfig:
 
 
 @pytest.fixture(scope="module")
-def official_weights():
-    return load_file(OFFICIAL / "tiny_mmunet.safetensors")
-
-
-@pytest.fixture(scope="module")
 def io():
     return load_file(OFFICIAL / "tiny_mmunet_io.safetensors")
 

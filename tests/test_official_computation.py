@@ -14,11 +14,6 @@ from mmgen.models import mm_layers
 
 
 @pytest.fixture(scope="module")
-def official_weights():
-    return load_file(OFFICIAL / "tiny_mmunet.safetensors")
-
-
-@pytest.fixture(scope="module")
 def expected():
     return {
         **load_file(OFFICIAL / "tiny_mmunet_io.safetensors"),

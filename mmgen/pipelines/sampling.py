@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from mmgen.diffusion import SamplingConfig, initial_noise, mmunet_denoiser, sample, srunet_denoiser
+from mmgen.diffusion.samplers import Generators
 from mmgen.modal import Modal, each
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.session import Run
@@ -51,7 +52,7 @@ def sample_clips(
     model: LoadedModel,
     x_T: Modal,
     *,
-    generator: torch.Generator | Sequence[torch.Generator],
+    generator: Generators,
     known: Modal | None = None,
     mask: Modal | None = None,
     progress: ProgressFn = quiet,

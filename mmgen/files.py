@@ -1,13 +1,17 @@
-"""Atomic outputs: a file appears complete under its final name, or not at all (DESIGN §8).
+"""Atomic files: a file appears complete under its final name, or not at all (DESIGN §8) — the one place that
+renames into place.
 
 Writers work on a temporary file beside the target (same directory, so `os.replace` is an atomic rename on
-one filesystem; same extension, so muxers infer the format) and move it into place only on success.
-`check_writable` lets a command refuse early, before minutes of sampling, when the output cannot be written.
+one filesystem; same extension, so muxers infer the format; a unique name, so two writers never share one),
+which is fsync-ed and then renamed, and the folder is fsync-ed after the rename so the new name survives a
+power loss too. `check_writable` lets a command refuse early, before minutes of sampling, when the output
+cannot be written.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,21 +44,75 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's, recursively for its files) data to disk."""
+    if path.is_dir():
+        for child in path.iterdir():
+            fsync_path(child)
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. folders cannot be opened on Windows: nothing more we can do there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (an empty folder when `folder`); on normal exit it is fsync-ed and
+    replaces `path` (a previous folder of that name is removed first), on any exception it is deleted.
+
+    with atomic_path(run / "config.yaml") as tmp:
+        tmp.write_text(text)
+    """
+    target = Path(path)
+    temp = temporary_name(target)
+    if folder:
+        temp.mkdir()
+    try:
+        yield temp
+        if not temp.exists():
+            raise MediaError(f"cannot write {target}: nothing was written")
+        fsync_path(temp)
+        if folder and target.is_dir():
+            shutil.rmtree(target)
+        os.replace(temp, target)
+        _fsync(target.parent)
+    finally:
+        _remove(temp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with `text`, atomically and durably."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; on normal exit it replaces `path`, on any exception it is deleted.
+    """A user-facing output: refused up front if it exists (unless `overwrite`) or cannot be written, then
+    written through `atomic_path`.
 
     with atomic_output("clip.mp4") as tmp:
         write_everything_to(tmp)
     """
     target = check_writable(path, overwrite)
-    temp = temporary_name(target)
-    try:
+    with atomic_path(target) as temp:
         yield temp
-        if not temp.exists():
-            raise MediaError(f"cannot write {target}: nothing was written")
         if target.exists() and not overwrite:  # appeared while we were writing
             raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from mmgen.cli import run
 from mmgen.media import probe
 from mmgen.models import build_model, config_for
-from mmgen.pipelines.device import Compute
+from mmgen.runtime.device import Compute
 from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, require_checkpoint, save_checkpoint
 from mmgen.train.preview import write_preview
 from mmgen.train.runlog import read_log
@@ -150,7 +150,7 @@ import torch
 from mmgen.cli import run
 from mmgen.media import probe
 from mmgen.models import build_model, config_for
-from mmgen.pipelines.device import Compute
+from mmgen.runtime.device import Compute
 from mmgen.train.checkpoint import save_checkpoint
 
 class Hang:
@@ -189,7 +189,7 @@ def test_a_checkpoint_killed_while_saving_never_becomes_the_newest(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=60)
 
-    (stray,) = [p for p in folder.iterdir() if p.name.startswith(".tmp-step-0000002")]
+    (stray,) = [p for p in folder.iterdir() if p.name.startswith(".step-0000002.") and p.name.endswith(".partial")]
     assert (stray / "model.safetensors").is_file() and (stray / "ema.safetensors").is_file()
     assert [c.step for c in list_checkpoints(folder)] == [1]
     assert require_checkpoint(tmp_path / "run").step == 1

@@ -27,7 +27,7 @@ from mmgen.pipelines.batch import (
     run_plan,
 )
 from mmgen.pipelines.events import quiet
-from mmgen.train import distributed
+from mmgen.runtime import processes as distributed
 
 FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
 _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}

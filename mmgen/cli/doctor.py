@@ -20,7 +20,7 @@ from rich.table import Table
 from mmgen import __version__
 from mmgen.cli.app import app
 from mmgen.errors import MmgenError
-from mmgen.pipelines.device import select_compute
+from mmgen.runtime.device import select_compute
 from mmgen.weights import cache_root
 from mmgen.weights.catalog import catalog
 

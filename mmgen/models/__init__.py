@@ -3,7 +3,6 @@ super-resolution)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -11,11 +10,13 @@ import torch
 from mmgen.config import from_dict
 from mmgen.errors import ConfigError
 from mmgen.models.config import MMUNetConfig, SRUNetConfig
+from mmgen.models.mmunet import MMUNet
+from mmgen.models.srunet import SRUNet
 
-# name → (config dataclass, "module:Class"); the model modules are imported on first use.
-ARCHITECTURES: dict[str, tuple[type, str]] = {
-    "mm-unet": (MMUNetConfig, "mmgen.models.mmunet:MMUNet"),
-    "sr-unet": (SRUNetConfig, "mmgen.models.srunet:SRUNet"),
+# name → (config dataclass, model class)
+ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
+    "mm-unet": (MMUNetConfig, MMUNet),
+    "sr-unet": (SRUNetConfig, SRUNet),
 }
 
 
@@ -27,8 +28,7 @@ def config_for(arch: str, fields: dict[str, Any] | None = None, where: str = "co
 
 
 def model_class(arch: str) -> type[torch.nn.Module]:
-    module, name = ARCHITECTURES[arch][1].split(":")
-    return getattr(importlib.import_module(module), name)
+    return ARCHITECTURES[arch][1]
 
 
 def build_model(arch: str, config=None, device: torch.device | str | None = None) -> torch.nn.Module:

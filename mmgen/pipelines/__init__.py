@@ -3,10 +3,10 @@ over them). Each validates cheaply first, then loads the model, samples, and wri
 
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.device import Compute, select_compute
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
 from mmgen.pipelines.generate import generate, generate_files
 from mmgen.pipelines.soundtrack import soundtrack
+from mmgen.runtime.device import Compute, select_compute
 
 __all__ = [
     "Clip",

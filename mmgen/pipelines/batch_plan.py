@@ -31,9 +31,9 @@ from mmgen.pipelines.batch_schema import (
     read_batch_file,
 )
 from mmgen.pipelines.conditional import check_input
-from mmgen.pipelines.device import select_compute
 from mmgen.pipelines.outputs import OutputPaths, beside
 from mmgen.pipelines.session import Run, prepare
+from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, load_registry, sha256_file
 from mmgen.weights.download import offline
 from mmgen.weights.load import is_path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
-from mmgen.pipelines.device import Compute, select_compute
+from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.load import availability, is_path
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import safetensors.torch
 import torch
 
 from mmgen.errors import UsageError
+from mmgen.files import atomic_path
 from mmgen.weights.checkpoint import save_model
 
 _NAME = re.compile(r"step-(\d+)")
@@ -90,20 +90,13 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
     if not (final.is_dir() and all((final / f).is_file() for f in FILES)):
-        for stray in folder.glob(".tmp-*"):
+        for stray in folder.glob(".step-*.partial"):  # left by a killed run
             shutil.rmtree(stray, ignore_errors=True)
-        tmp = folder / f".tmp-{checkpoint_name(step)}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_path(final, folder=True) as tmp:  # an incomplete folder by that name is replaced
             metadata = {"step": str(step)}
             save_model(tmp / "model.safetensors", model, arch, config, {**metadata, "weights": "raw"})
             save_model(tmp / "ema.safetensors", ema, arch, config, {**metadata, "weights": "ema"})
             torch.save(state, tmp / "state.pt")
-            if final.exists():  # an incomplete folder by that name (not written by us): replace it
-                shutil.rmtree(final)
-            tmp.rename(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in list_checkpoints(folder)[: -max(keep, 1)]:
         shutil.rmtree(old.path, ignore_errors=True)
     return Checkpoint(final, step)

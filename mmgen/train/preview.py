@@ -10,7 +10,7 @@ import torch
 
 from mmgen.diffusion import SAMPLERS, initial_noise, mmunet_denoiser, schedule_for
 from mmgen.errors import UsageError
-from mmgen.pipelines.device import Compute
+from mmgen.runtime.device import Compute
 
 
 def check_previewable(sample_rate: int) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from mmgen.diffusion.schedule import Schedule
 from mmgen.modal import Modal, each
-from mmgen.pipelines.device import Compute
+from mmgen.runtime.device import Compute
 from mmgen.train.objective import Noising, eps_mse, noisy_inputs
 
 

@@ -4,9 +4,10 @@ done) and the step it belongs to. Lines are flushed as written, so a crashed run
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from mmgen.files import write_text
 
 
 class RunLog:
@@ -27,9 +28,7 @@ class RunLog:
             for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
             if _step_of(line) <= step
         ]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(kept))
 
 
 def _step_of(line: str) -> int:

@@ -32,11 +32,11 @@ from mmgen.config import to_dict
 from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dataset
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
-from mmgen.files import atomic_output
+from mmgen.files import atomic_output, write_text
 from mmgen.modal import Modal, each
 from mmgen.models import build_model, config_for
-from mmgen.pipelines.device import Compute, select_device, select_precision
-from mmgen.train import distributed
+from mmgen.runtime import processes as distributed
+from mmgen.runtime.device import Compute, select_device, select_precision
 from mmgen.train.checkpoint import Checkpoint, latest_checkpoint, require_checkpoint, save_checkpoint
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.interrupt import StopRequest
@@ -459,13 +459,8 @@ class _Run:
     def _write_config(self, model_config: Any) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "config.yaml"
-        tmp = path.with_name(".config.yaml.tmp")
         text = yaml.safe_dump(to_dict(self.config), sort_keys=False)
-        tmp.write_text(
-            f"# mmgen finetune {self.data_dir}: every setting of this run (read back by --resume)\n" + text,
-            encoding="utf-8",
-        )
-        tmp.replace(path)
+        write_text(path, f"# mmgen finetune {self.data_dir}: every setting of this run (read back by --resume)\n" + text)
 
     def _finish(
         self, step: int, model: torch.nn.Module, ema: AveragedModel, model_config: Any, report: ScanReport

@@ -24,7 +24,7 @@ import platformdirs
 
 from mmgen.config import from_dict, to_dict
 from mmgen.errors import ConfigError
-from mmgen.files import temporary_name
+from mmgen.files import write_text
 
 
 def cache_root() -> Path:
@@ -88,12 +88,7 @@ class ModelCache:
     def write_record(self, record: CacheRecord) -> None:
         """Commit a model: its weights file must already be in place."""
         path = self.record_path(record.name)
-        tmp = temporary_name(path)
-        try:
-            tmp.write_text(json.dumps(to_dict(record), indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text(path, json.dumps(to_dict(record), indent=1) + "\n")
 
     def remove(self, name: str) -> bool:
         """Delete a cached model and any partial download; True if there was anything to delete."""

@@ -20,7 +20,7 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import UsageError, WeightsMismatch
-from mmgen.files import temporary_name
+from mmgen.files import atomic_path
 
 FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
 _CHUNK = 1 << 20
@@ -115,7 +115,7 @@ def save_model(
     dtype: torch.dtype | None = None,
 ) -> str:
     """Write `model` (or a state dict) as an mmgen safetensors with arch + config in its metadata, atomically
-    (temporary file in the same folder, then os.replace). Floating tensors are cast to `dtype` if given.
+    (mmgen.files.atomic_path). Floating tensors are cast to `dtype` if given.
     Returns the sha256 of the written file."""
     path = Path(path)
     state = model.state_dict() if isinstance(model, torch.nn.Module) else model
@@ -130,13 +130,9 @@ def save_model(
     for key, value in (extra_metadata or {}).items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
+    with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
         digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest
 
 

@@ -1,28 +1,32 @@
-"""One MM-UNet forward at the released base config (batch 1, fp32, CPU): mmgen's fast path against the
-reference attention path and the official computation, measured in one run.
+"""Forward passes at the released configs (batch 1, CPU): mmgen's fast path in fp32 and in the default precision
+against the official computation in fp32, for the MM-UNet and for the SR U-Net (16 frames), measured in one run,
+next to this machine's own matmul and convolution rates.
 
-Each path runs in a fresh subprocess, so its peak RSS (resource.getrusage ru_maxrss) is its own. All three
-run the same model with the same weights and inputs:
-- fast: the model as it is;
-- reference: tests/oracle_attention.py's loop-per-frame, explicit-softmax attention swapped in (the oracle
-  the tests prove the fast attention against), so fast vs reference measures the attention alone;
-- official: tests/official_computation.py, every op computed the way the official MM-Diffusion code does
-  (permuted GroupNorm, Conv1d over each pixel's frames, Conv3d, 3-D resampling, the reference attention),
-  so fast vs official measures everything mmgen changed.
-FLOPs are counted once (fast path) with torch.utils.flop_counter and compared with this machine's measured
-fp32 matmul rate.
+Each path runs in a fresh subprocess, so its peak RSS (resource.getrusage ru_maxrss) is its own. All paths run
+the same model with the same random weights (every layer random, the zero-initialised ones included, so the
+outputs are not trivially zero) and the same inputs:
+- fast: the model as it is (channels-last layout, fused norms, SDPA attention, frame convs as matmuls), in fp32
+  and in `--precision auto`'s choice for the CPU (bf16 autocast where the CPU has native bf16);
+- reference: tests/oracle_attention.py's loop-per-frame attention swapped in (fast vs reference = attention);
+- official: tests/official_computation.py, every op the way the official code computes it (standard layout,
+  permuted GroupNorm, Conv1d over each pixel's frames, Conv3d, loop-per-frame attention; for the SR U-Net the
+  einsum attention and all frames in one batch), so fast vs official measures everything mmgen changed.
+FLOPs are counted once per model (fast path, torch.utils.flop_counter). bf16 accuracy: the largest difference
+between the bf16 and fp32 outputs of the fast path, as a fraction of the fp32 output's max-abs.
 
-    python benchmarks/forward.py [--repeats 3] [--threads N]
+    python benchmarks/forward.py [--repeats 2] [--threads 2] [--sr-frames 16] [--no-sr] [--paths ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,10 +35,14 @@ import torch
 from torch.utils import flop_counter
 
 from mmgen.models import build_model
+from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-PATHS = ("fast", "reference", "official")
+MM_PATHS = ("mm:fast:fp32", "mm:fast:auto", "mm:official:fp32")
+SR_PATHS = ("sr:fast:fp32", "sr:fast:auto", "sr:official:fp32")
+KNOWN = (*MM_PATHS, "mm:reference:fp32", "mm:official:auto", *SR_PATHS, "sr:official:auto")
 MATMUL_SIZE = 2048
+CONV = (16, 128, 64, 64)  # 3×3 conv 128→128 over 16 frames of 64²: the MM-UNet's commonest convolution
 
 
 @flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
@@ -47,100 +55,184 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def measure_path(path: str, repeats: int) -> dict:
-    """Median forward seconds and peak RSS of one path, in this process (a fresh one per path)."""
+def precision_name(precision: str) -> str:
+    name = precision if precision != "auto" else None
+    dtype = select_precision(torch.device("cpu"), precision)
+    return name or next(k for k, v in PRECISIONS.items() if v == dtype)
+
+
+def random_model(arch: str) -> torch.nn.Module:
+    """The released config with every layer random (default init for the layers the U-Nets zero)."""
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if params and hasattr(module, "reset_parameters") and all(not p.any() for p in params):
+            module.reset_parameters()
+    return model
+
+
+def inputs(arch: str, model: torch.nn.Module, frames: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(1)
+    if arch == "mm":
+        video = torch.randn(1, *model.config.video_size, generator=g)
+        return video, torch.randn(1, *model.config.audio_size, generator=g), torch.tensor([500])
+    size, small = model.config.image_size, model.config.small_size
+    x = torch.randn(1, 3, size, size, generator=g).expand(frames, -1, -1, -1)  # one noise image per video
+    low_res = torch.rand(frames, 3, small, small, generator=g) * 2 - 1
+    return x, torch.full((frames,), 500), low_res
+
+
+def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None) -> dict:
+    """Median forward seconds, peak RSS and (fast fp32) FLOPs of one path, in this process."""
     sys.path.insert(0, str(TESTS))
-    from official_computation import official_computation
+    from official_computation import official_computation, official_sr_computation
     from oracle_attention import reference_attention
 
-    swap = {"fast": nullcontext, "reference": reference_attention, "official": official_computation}[path]
+    arch, how, precision = path.split(":")
+    model = random_model("mm-unet" if arch == "mm" else "sr-unet")
+    args = inputs(arch, model, sr_frames)
+    official = official_computation if arch == "mm" else official_sr_computation
+    swap = {"fast": nullcontext, "reference": reference_attention, "official": official}[how]
+    dtype = PRECISIONS[precision_name(precision)]
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else nullcontext()
 
-    torch.manual_seed(0)
-    model = build_model("mm-unet").eval()
-    frames, channels, height, width = model.config.video_size
-    video = torch.randn(1, frames, channels, height, width)
-    audio = torch.randn(1, *model.config.audio_size)
-    timesteps = torch.tensor([500])
-
-    def forward() -> None:
-        # The same drawn window shifts on every call and in every path.
-        model(video, audio, timesteps, generator=torch.Generator().manual_seed(0))
+    def forward():
+        if arch == "mm":  # the same drawn window shifts on every call and in every path
+            return model(*args, generator=torch.Generator().manual_seed(0))
+        return model(*args)
 
     seconds = []
-    with torch.no_grad(), swap(model):
-        forward()  # warm-up: allocator, index tables, kernel selection
+    with torch.no_grad(), swap(model), autocast:
+        if arch == "sr":  # warm up on one frame: the official 16-frame forward takes minutes
+            model(*(a[:1] for a in args))
+        else:
+            forward()
         for _ in range(repeats):
             start = time.perf_counter()
-            forward()
+            out = forward()
             seconds.append(time.perf_counter() - start)
         peak = _peak_rss_mib()
         flops = None
-        if path == "fast":
+        if how == "fast" and dtype == torch.float32:
             with flop_counter.FlopCounterMode(display=False) as counter:
-                forward()
+                model(*args) if arch == "sr" else forward()
             flops = counter.get_total_flops()
-    return {"path": path, "seconds": seconds, "median_s": statistics.median(seconds), "peak_rss_mib": peak,
-            "flops": flops}  # fmt: skip
+    if out_file:
+        torch.save(out if isinstance(out, tuple) else (out,), out_file)
+    return {"path": path, "precision": precision_name(precision), "seconds": seconds,
+            "median_s": statistics.median(seconds), "peak_rss_mib": peak, "flops": flops}  # fmt: skip
 
 
-def matmul_gflops(repeats: int = 10) -> float:
-    """This machine's fp32 matmul rate: the median over `repeats` products of two 2048² matrices."""
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
-    a @ b
+def _rate(fn, *args, flops: float, repeats: int = 5) -> float:
+    fn(*args)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        fn(*args)
         seconds.append(time.perf_counter() - start)
-    return 2 * MATMUL_SIZE**3 / statistics.median(seconds) / 1e9
+    return flops / statistics.median(seconds) / 1e9
 
 
-def run_in_subprocess(path: str, repeats: int, threads: int) -> dict:
-    command = [sys.executable, __file__, "--path", path, "--repeats", str(repeats), "--threads", str(threads)]
+def machine_rates() -> dict[str, float]:
+    """GFLOP/s of a 2048² matmul and of the 3×3 conv CONV, per dtype and layout."""
+    rates = {}
+    n = MATMUL_SIZE
+    conv_flops = 2 * math.prod(CONV) * 128 * 9
+    with torch.no_grad():
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            rates[f"matmul {name}"] = _rate(torch.mm, a, b, flops=2 * n**3)
+            conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(dtype)
+            x = torch.randn(CONV, dtype=dtype)
+            rates[f"conv {name}"] = _rate(conv, x, flops=conv_flops)
+            channels_last = torch.channels_last
+            conv, x = conv.to(memory_format=channels_last), x.contiguous(memory_format=channels_last)
+            rates[f"conv {name} channels-last"] = _rate(conv, x, flops=conv_flops)
+    return rates
+
+
+def run_in_subprocess(path: str, args, out_file: str | None) -> dict:
+    command = [sys.executable, __file__, "--path", path, "--repeats", str(args.sr_repeats if path[:2] == "sr"
+               else args.repeats), "--threads", str(args.threads), "--sr-frames", str(args.sr_frames)]  # fmt: skip
+    if out_file:
+        command += ["--out", out_file]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {path} path failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(results: dict[str, dict], matmul: float, repeats: int, threads: int) -> None:
-    fast = results["fast"]
-    gflop = fast["flops"] / 1e9
-    print(f"MM-UNet forward, released base config, batch 1, fp32, CPU, {threads} threads, "
-          f"median of {repeats} (torch {torch.__version__})")  # fmt: skip
-    print(f"{'path':<10} {'median s':>9} {'runs s':>24} {'peak RSS MiB':>13} {'GFLOP/s':>8}")
-    for name in PATHS:
-        r = results[name]
+def max_error(outputs: dict[str, tuple[torch.Tensor, ...]], fp32: str, other: str) -> list[float]:
+    """Largest |other − fp32| per output, as a fraction of the fp32 output's max-abs."""
+    return [((o.float() - r).abs().max() / r.abs().max()).item()
+            for o, r in zip(outputs[other], outputs[fp32], strict=True)]  # fmt: skip
+
+
+def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, list[float]], args) -> None:
+    best = {p: max(v for k, v in rates.items() if p in k) for p in ("fp32", "bf16")}
+    print(f"Forward passes, released configs, batch 1, CPU, {args.threads} threads (torch {torch.__version__}); "
+          f"native bf16: {'yes' if cpu_native_bf16() else 'no'}, --precision auto → {precision_name('auto')}")  # fmt: skip
+    print("machine rates (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    print(f"{'path':<20} {'prec':>5} {'median s':>9} {'runs s':>18} {'peak RSS MiB':>13} {'GFLOP/s':>8} "
+          f"{'of best':>8} {'of bf16 conv':>13}")  # fmt: skip
+    for path, r in results.items():
+        arch = path[:2]
+        flops = results.get(f"{arch}:fast:fp32", {}).get("flops")
         runs = " ".join(f"{s:.2f}" for s in r["seconds"])
-        print(f"{name:<10} {r['median_s']:>9.2f} {runs:>24} {r['peak_rss_mib']:>13.0f} "
-              f"{gflop / r['median_s']:>8.1f}")  # fmt: skip
-    floor_s = gflop / matmul  # these FLOPs at the machine's matmul rate: no fp32 path doing them is faster
-    for name, what in (("reference", "reference attention"), ("official", "official computation")):
-        other = results[name]
-        print(f"speed-up fast vs {what}: {other['median_s'] / fast['median_s']:.2f}x "
-              f"(ceiling {other['median_s'] / floor_s:.2f}x); "
-              f"peak RSS fast / {name}: {fast['peak_rss_mib'] / other['peak_rss_mib']:.2f}")  # fmt: skip
-    print(f"forward FLOPs: {gflop:.1f} GFLOP (torch.utils.flop_counter, fast path)")
-    print(f"fp32 matmul ({MATMUL_SIZE}²): {matmul:.1f} GFLOP/s; the fast path reaches "
-          f"{gflop / fast['median_s'] / matmul:.0%} of it. Ceiling: those FLOPs at that rate take "
-          f"{floor_s:.2f} s, so no fp32 path can beat the slower paths by more than that")  # fmt: skip
+        gflops = flops / 1e9 / r["median_s"] if flops else float("nan")
+        print(f"{path:<20} {r['precision']:>5} {r['median_s']:>9.2f} {runs:>18} {r['peak_rss_mib']:>13.0f} "
+              f"{gflops:>8.0f} {gflops / best[r['precision'] if r['precision'] in best else 'fp32']:>8.0%} "
+              f"{gflops / rates['conv bf16 channels-last']:>13.0%}")  # fmt: skip
+    for arch, name in (("mm", "MM-UNet"), ("sr", f"SR U-Net ({args.sr_frames} frames)")):
+        official = results.get(f"{arch}:official:fp32")
+        for fast in (f"{arch}:fast:auto", f"{arch}:fast:fp32"):
+            if official and fast in results:
+                r = results[fast]
+                print(f"{name}: fast {r['precision']} vs official fp32: {official['median_s'] / r['median_s']:.2f}x "
+                      f"faster; peak RSS {r['peak_rss_mib'] / official['peak_rss_mib']:.2f}x of official")  # fmt: skip
+        flops = results.get(f"{arch}:fast:fp32", {}).get("flops")
+        if flops:
+            print(f"{name}: {flops / 1e9:.0f} GFLOP per forward (torch.utils.flop_counter)")
+    for arch, errs in errors.items():
+        print(f"{arch}: bf16 vs fp32 max difference / fp32 max-abs: " + ", ".join(f"{e:.2%}" for e in errs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per path (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed MM-UNet forwards per path (after a warm-up)")
+    parser.add_argument("--sr-repeats", type=int, default=1, help="timed SR forwards per path")
+    parser.add_argument("--sr-frames", type=int, default=16, help="frames per SR forward (one clip: 16)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
-    parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)  # one path, in a child process
+    parser.add_argument("--no-sr", action="store_true", help="skip the SR U-Net (its paths take minutes)")
+    parser.add_argument("--paths", help=f"comma-separated, from {', '.join(KNOWN)} (default: all but "
+                        "reference and official:auto)")  # fmt: skip
+    parser.add_argument("--path", choices=KNOWN, help=argparse.SUPPRESS)  # one path, in a child process
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.repeats < 1 or args.threads < 1:
-        parser.error("--repeats and --threads must be at least 1")
+    if min(args.repeats, args.sr_repeats, args.threads, args.sr_frames) < 1:
+        parser.error("--repeats, --sr-repeats, --sr-frames and --threads must be at least 1")
     torch.set_num_threads(args.threads)
     if args.path:
-        print(json.dumps(measure_path(args.path, args.repeats)))
+        print(json.dumps(measure_path(args.path, args.repeats, args.sr_frames, args.out)))
         return
-    matmul = matmul_gflops()
-    results = {path: run_in_subprocess(path, args.repeats, args.threads) for path in PATHS}
-    report(results, matmul, args.repeats, args.threads)
+    paths = args.paths.split(",") if args.paths else [*MM_PATHS, *([] if args.no_sr else SR_PATHS)]
+    if unknown := [p for p in paths if p not in KNOWN]:
+        parser.error(f"--paths: unknown {', '.join(unknown)}")
+    rates = machine_rates()
+    results, outputs, errors = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            keep = path.split(":")[1] == "fast"
+            out_file = str(Path(tmp) / f"{path.replace(':', '_')}.pt") if keep else None
+            results[path] = run_in_subprocess(path, args, out_file)
+            if out_file:
+                outputs[path] = torch.load(out_file)
+    for arch in ("mm", "sr"):
+        fp32, auto = f"{arch}:fast:fp32", f"{arch}:fast:auto"
+        if fp32 in outputs and auto in outputs and results[auto]["precision"] != "fp32":
+            errors[arch] = max_error(outputs, fp32, auto)
+    report(results, rates, errors, args)
 
 
 if __name__ == "__main__":

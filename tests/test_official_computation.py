@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import OFFICIAL
-from official_computation import OFFICIAL_FORWARD, official_computation
+from official_computation import OFFICIAL_FORWARD, official_computation, official_sr_computation
 from safetensors.torch import load_file
 from test_mmunet import micro_inputs, micro_model, tiny_model
+from test_srunet import load_tiny
 
 from mmgen.models import mm_layers
+from mmgen.models.layers import GroupNorm32
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,20 @@ def test_the_fast_path_equals_the_official_computation_and_returns_after_it():
     assert not [m for m in model.modules() if "forward" in vars(m) or "attention" in vars(m)]
     assert mm_layers.RESAMPLE == video_ops
     assert all(torch.equal(a, b) for a, b in zip(fast, after, strict=True))
+
+
+def test_the_official_sr_computation_reproduces_the_fixture_and_the_fast_path_equals_it():
+    """benchmarks/forward.py's SR baseline: the official way of computing the SR U-Net, proven on the fixture."""
+    sr = load_tiny()
+    io = load_file(OFFICIAL / "tiny_sr_io.safetensors")
+    inputs = (io["x"], io["timesteps"], io["low_res"])
+    with torch.no_grad():
+        fast = sr(*inputs)
+        with official_sr_computation(sr):
+            official = sr(*inputs)
+            assert all("forward" in vars(m) for m in sr.modules() if isinstance(m, GroupNorm32))
+        after = sr(*inputs)
+    torch.testing.assert_close(official, io["out"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast, official, atol=1e-4, rtol=1e-4)
+    assert not [m for m in sr.modules() if "forward" in vars(m)] and sr.frames_per_call is None
+    assert torch.equal(fast, after)

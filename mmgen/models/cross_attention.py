@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgen.modal import Modal
-from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d
+from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d, mix_channels
 
 
 @functools.lru_cache(maxsize=64)
@@ -36,7 +36,8 @@ def rs_mma(
     qkv_video: torch.Tensor, qkv_audio: torch.Tensor, num_heads: int, window: int, shift: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Windowed cross-modal attention. qkv_video (B, 3C, F, HW), qkv_audio (B, 3C, L), channels laid out
-    q|k|v then heads → video (B, C, F, HW), audio (B, C, L). Scale 1/sqrt(C/heads) (the official ch^-1/4 on
+    q|k|v then heads (any layout; token-major needs no copy) → video (B, C, F, HW), audio (B, C, L), both
+    token-major in memory. Scale 1/sqrt(C/heads) (the official ch^-1/4 on
     q and on k); the softmax runs in the activations' dtype, as in the official code."""
     b, width, frames, hw = qkv_video.shape
     length = qkv_audio.shape[-1]
@@ -48,10 +49,10 @@ def rs_mma(
     audio_index = (audio_index + shift * per_frame) % length
     frame_index = (frame_index + shift) % frames
 
-    # Token-major copies with unit stride on ch, as SDPA's fused kernels need:
+    # Token-major, with unit stride on ch as SDPA's fused kernels need (copied unless already so):
     # (B, F, HW, heads, ch) and (B, L, heads, ch)
-    qv, kv, vv = qkv_video.reshape(b, 3, num_heads, ch, frames, hw).permute(1, 0, 4, 5, 2, 3).contiguous()
-    qa, ka, va = qkv_audio.reshape(b, 3, num_heads, ch, length).permute(1, 0, 4, 2, 3).contiguous()
+    qv, kv, vv = _unit_stride(qkv_video.reshape(b, 3, num_heads, ch, frames, hw).permute(1, 0, 4, 5, 2, 3))
+    qa, ka, va = _unit_stride(qkv_audio.reshape(b, 3, num_heads, ch, length).permute(1, 0, 4, 2, 3))
 
     def heads_first(t: torch.Tensor) -> torch.Tensor:
         """(B, F, T, heads, ch) → (B·F, heads, T, ch)"""
@@ -71,18 +72,22 @@ def rs_mma(
     audio_out = F.scaled_dot_product_attention(
         heads_first(qa[:, :main].unflatten(1, (frames, per_frame))), kw, vw
     )  # (B·F, heads, apf, ch)
-    audio_out = audio_out.unflatten(0, (b, frames)).permute(0, 2, 4, 1, 3).reshape(b, num_heads * ch, main)
+    audio_out = audio_out.unflatten(0, (b, frames)).transpose(2, 3).reshape(b, main, num_heads * ch)
     if main < length:  # the tail tokens belong to the last chunk and share its window
         last = frames - 1
         tail = F.scaled_dot_product_attention(
             qa[:, main:].transpose(1, 2), kw[last::frames], vw[last::frames]
         )  # (B, heads, L - F·apf, ch)
-        audio_out = torch.cat([audio_out, tail.permute(0, 1, 3, 2).reshape(b, num_heads * ch, -1)], dim=2)
+        audio_out = torch.cat([audio_out, tail.transpose(1, 2).reshape(b, length - main, -1)], dim=1)
+    audio_out = audio_out.transpose(1, 2)  # (B, C, L), token-major in memory
 
-    video_out = (
-        video_out.unflatten(0, (b, frames)).permute(0, 2, 4, 1, 3).reshape(b, num_heads * ch, frames, hw)
-    )
+    video_out = video_out.transpose(1, 2).reshape(b, frames, hw, num_heads * ch).permute(0, 3, 1, 2)
     return video_out, audio_out
+
+
+def _unit_stride(qkv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q, k, v of a stacked (3, …, ch) tensor, each copied only if ch is not its innermost axis."""
+    return tuple(t if t.stride(-1) == 1 else t.contiguous() for t in qkv.unbind(0))
 
 
 class CrossModalAttention(nn.Module):
@@ -111,14 +116,14 @@ class CrossModalAttention(nn.Module):
     def forward(self, x: Modal, cond: Conditioning) -> Modal:
         video, audio = x["video"], x["audio"]
         b, f, c, h, w = video.shape
-        # the video qkv conv is a per-pixel channel mix, run per frame: (B·F, 3C, HW) → (B, 3C, F, HW)
-        qkv_video = F.conv1d(self.v_norm(video).reshape(b * f, c, h * w), self.v_qkv.weight, self.v_qkv.bias)
-        qkv_video = qkv_video.view(b, f, 3 * c, h * w).transpose(1, 2)
-        qkv_audio = self.a_qkv(self.a_norm(audio))
+        # the video qkv conv is a per-pixel channel mix: (B, F, 3C, H, W) → (B, 3C, F, HW), token-major
+        qkv_video = mix_channels(self.v_norm(video), self.v_qkv.weight, self.v_qkv.bias)
+        qkv_video = qkv_video.flatten(3).transpose(1, 2)
+        qkv_audio = mix_channels(self.a_norm(audio), self.a_qkv.weight, self.a_qkv.bias)
         out_video, out_audio = self.attention(
             qkv_video, qkv_audio, self.num_heads, self.window, cond.shifts.get(self, 0)
         )
-        out_video = out_video.transpose(1, 2).reshape(b, f, c, h, w)
+        out_video = out_video.transpose(1, 2).unflatten(3, (h, w))  # (B, F, C, H, W)
         return {
             "video": video + self.video_proj_out(out_video),
             "audio": audio + self.audio_proj_out(out_audio),

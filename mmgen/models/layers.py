@@ -1,10 +1,12 @@
-"""Primitives shared by both U-Nets: the sinusoidal timestep embedding and fp32 GroupNorm."""
+"""Primitives shared by both U-Nets: the sinusoidal timestep embedding, fp32 GroupNorm in any layout, and the
+channels-last layout the fast path keeps its images and frames in."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -22,12 +24,71 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return emb
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Sequences (N, C, L), images (N, C, H, W) or frames (B, F, C, H, W) stored channels-last (C innermost),
+    shapes unchanged: the layout in which oneDNN's convolutions run fastest on CPU (≈1.5× in fp32, ≈6× in bf16
+    with AMX, and no reorder copies), and which every layer of both U-Nets keeps, so no copies are made
+    between the norms, the convolutions and the attention's projections."""
+    if x.dim() == 5:
+        return channels_last(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    return x.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def group_norm(x: torch.Tensor, norm: nn.GroupNorm, channel_dim: int = 1) -> torch.Tensor:
+    """`norm` over x's channel axis `channel_dim`, statistics per sample and group of channels over every
+    other axis, computed in float32 (with autocast off) and returned in x's dtype; a channels-first
+    (N, C, …) or channels-last x keeps its layout, any other comes back channels-last.
+
+    A channels-last input is handed to torch's GroupNorm as the channels-last 4-D view (B, C, N, 1) of
+    itself, so nothing is copied or permuted (a video (B, F, C, H, W) is normalised over all its frames at
+    once, as the official permute to (B, C, F, H, W) does). On CPU a bf16 input goes in as it is: the kernel
+    computes in float32 and only rounds its output (4× faster than casting the input to float32 first)."""
+    groups, channels = norm.num_groups, x.shape[channel_dim]
+    mixed_ok = x.dtype == torch.float32 or (x.device.type == "cpu" and x.dtype == torch.bfloat16)
+    xin = x if mixed_ok else x.float()
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if channel_dim == 1 and xin.is_contiguous():
+            return F.group_norm(xin, groups, norm.weight, norm.bias, norm.eps).to(x.dtype)
+        tokens = xin.movedim(channel_dim, -1)  # a view when x is channels-last
+        rows = tokens.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)  # (B, C, N, 1) channels-last
+        y = F.group_norm(rows, groups, norm.weight, norm.bias, norm.eps)
+        return y.permute(0, 2, 3, 1).reshape(tokens.shape).movedim(-1, channel_dim).to(x.dtype)
+
+
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm with 32 groups computed in float32 and cast back (stable under fp16/bf16 autocast)."""
+    """GroupNorm with 32 groups computed in float32 and cast back (stable under fp16/bf16 autocast), in the
+    input's layout."""
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__(32, channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return super().forward(x.float()).to(x.dtype)
+        return group_norm(x, self)
+
+
+def channel_axis(x: torch.Tensor) -> int:
+    """Channels sit at dim 2 of a video (B, F, C, H, W) and at dim 1 of everything else (N, C, …)."""
+    return 2 if x.dim() == 5 else 1
+
+
+def channels_to_end(x: torch.Tensor) -> torch.Tensor:
+    """(…, C, *spatial) → (…, *spatial, C): a view without copying for the channels-last layout, for the
+    matmuls that mix channels per pixel or token."""
+    return x.movedim(channel_axis(x), -1)
+
+
+def channels_back(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Undo channels_to_end for a result y (…, *spatial, C') of an input shaped like `like`."""
+    return y.movedim(-1, channel_axis(like))
+
+
+def mix_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1×1(×1) convolution (weight (C', C, 1, …)) as one matmul over channels-last pixels or tokens: for a
+    channels-last input no copy, and the output is channels-last too."""
+    return channels_back(_linear(channels_to_end(x), weight.flatten(1), bias), x)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear over the last axis as one 2-D matmul: F.linear on a strided N-D input falls back to a batched
+    matmul against a copy of the weight per batch entry; this copies the input at most."""
+    return F.linear(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])

@@ -16,7 +16,15 @@ from torch import nn
 
 from mmgen.modal import Modal
 from mmgen.models.attention_ops import qkv_attention
-from mmgen.models.layers import GroupNorm32
+from mmgen.models.layers import (
+    GroupNorm32,
+    _linear,
+    channel_axis,
+    channels_back,
+    channels_to_end,
+    group_norm,
+    mix_channels,
+)
 
 
 @dataclass(frozen=True)
@@ -34,11 +42,6 @@ def branch(owner: nn.Module, modality: str, part: str) -> nn.Module:
     return getattr(owner, f"{modality}_{part}")
 
 
-def channel_axis(x: torch.Tensor) -> int:
-    """Channels sit at dim 2 of a video (B, F, C, H, W) and at dim 1 of audio (B, C, L)."""
-    return 2 if x.dim() == 5 else 1
-
-
 def per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B, C) values shaped to broadcast along the channel axis of `like`."""
     shape = [values.shape[0]] + [1] * (like.dim() - 1)
@@ -49,28 +52,21 @@ def per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class ModalNorm(nn.Module):
     """The official norm wrapper (keys `….GroupNorm.*`): GroupNorm32 whose statistics for a video
     (B, F, C, H, W) span all frames of a sample (groups of C/32 channels × F × H × W), computed in place of
-    the official permute to (B, C, F, H, W) and back. 3-D inputs (B, C, T) are normalised as usual."""
+    the official permute to (B, C, F, H, W) and back. 3-D inputs (B, C, T) are normalised as usual. Any
+    layout: the output keeps the input's (channels-last frames, token-major attention inputs)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.GroupNorm = GroupNorm32(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            return self.GroupNorm(x)
-        norm = self.GroupNorm
-        b, f, c, h, w = x.shape
-        groups = norm.num_groups
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            xf = x.float().reshape(b, f, groups, c // groups, h * w)
-            # Statistics from the sums of x and x², 2-3× faster on CPU than var_mean over these strided dims;
-            # E[x²] − E[x]² loses ~1e-7·mean²/var of the variance in float32, far below the 1e-4 tolerance.
-            count = f * (c // groups) * h * w
-            mean = xf.sum(dim=(1, 3, 4), keepdim=True) / count  # (B, 1, G, 1, 1)
-            var = (torch.square(xf).sum(dim=(1, 3, 4), keepdim=True) / count - mean.square()).clamp_(min=0)
-            scale = norm.weight.float().view(1, 1, groups, c // groups, 1) * torch.rsqrt(var + norm.eps)
-            shift = norm.bias.float().view(1, 1, groups, c // groups, 1) - mean * scale
-            return torch.addcmul(shift, xf, scale).view(b, f, c, h, w).to(x.dtype)
+        return group_norm(x, self.GroupNorm, channel_axis(x))
+
+
+def cat_channels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[a | b] along channels, joined channels-last so the result stays channels-last (torch.cat only keeps
+    the layouts it knows by name)."""
+    return channels_back(torch.cat([channels_to_end(a), channels_to_end(b)], dim=-1), a)
 
 
 class VideoConv2d1d(nn.Module):
@@ -83,27 +79,25 @@ class VideoConv2d1d(nn.Module):
         self.video_conv_temporal = nn.Conv1d(out_channels, out_channels, kernel, padding=kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, f = x.shape[:2]
-        y = self.video_conv_spatial(x.flatten(0, 1))  # (B·F, C', H, W)
-        c, h, w = y.shape[1:]
-        return self._temporal(y.view(b, f, c, h * w)).view(b, f, c, h, w)
+        y = self.video_conv_spatial(x.flatten(0, 1))  # (B·F, C', H, W), channels-last in and out
+        return self._temporal(y.unflatten(0, x.shape[:2]))
 
     def _temporal(self, y: torch.Tensor) -> torch.Tensor:
-        """The frame conv on frame-major features (B, F, C, N) → (B, F, C', N), as one matmul of all k taps
-        over every frame and shifted sums: twice as fast on CPU as a Conv1d over B·N sequences of F frames,
-        and no permute to pixel-major and back (the official computation)."""
+        """The frame conv on frames (B, F, C, H, W) → (B, F, C', H, W), as one matmul of all k taps over every
+        channels-last pixel and shifted sums along F: twice as fast on CPU as a Conv1d over B·H·W sequences of
+        F frames, and no permute to pixel-major and back (the official computation)."""
         conv = self.video_conv_temporal
         k, frames = conv.kernel_size[0], y.shape[1]
         weight = conv.weight.permute(2, 0, 1).reshape(k * conv.out_channels, conv.in_channels)  # (k·C', C)
-        taps = torch.matmul(weight.to(y.dtype), y).unflatten(2, (k, conv.out_channels))  # (B, F, k, C', N)
-        out = taps[:, :, k // 2] + conv.bias.to(taps.dtype).view(1, 1, -1, 1)
+        taps = _linear(channels_to_end(y), weight).unflatten(-1, (k, conv.out_channels))  # (B,F,H,W,k,C')
+        out = taps[..., k // 2, :] + conv.bias.to(taps.dtype)
         for j in range(k):
             offset = j - k // 2  # out[f] += W_j · y[f + offset], zero beyond the clip's ends
             if 0 < offset < frames:
-                out[:, : frames - offset] += taps[:, offset:, j]
+                out[:, : frames - offset] += taps[:, offset:, ..., j, :]
             elif 0 < -offset < frames:
-                out[:, -offset:] += taps[:, : frames + offset, j]
-        return out
+                out[:, -offset:] += taps[:, : frames + offset, ..., j, :]
+        return channels_back(out, y)
 
 
 class VideoConv3d(nn.Module):
@@ -117,9 +111,8 @@ class VideoConv3d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.video_conv
         if conv.kernel_size == (1, 1, 1):
-            y = F.conv2d(x.flatten(0, 1), conv.weight.flatten(2).unsqueeze(-1), conv.bias)  # (B·F, C', H, W)
-            return y.unflatten(0, x.shape[:2])
-        return conv(x.transpose(1, 2)).transpose(1, 2)
+            return mix_channels(x, conv.weight, conv.bias)
+        return conv(x.transpose(1, 2)).transpose(1, 2)  # channels-last frames are channels_last_3d here
 
 
 class AudioConv(nn.Module):
@@ -131,7 +124,16 @@ class AudioConv(nn.Module):
         self.audio_conv = nn.Conv1d(in_channels, out_channels, kernel, padding=padding, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.audio_conv(x)
+        """As a Conv2d over (B, C, 1, L): torch runs a Conv1d channels-first whatever its input's layout, and
+        a channels-last sequence is a channels-last (B, C, 1, L) image, so this keeps it, without copies."""
+        conv = self.audio_conv
+        if conv.kernel_size == (1,):
+            return mix_channels(x, conv.weight, conv.bias)
+        y = F.conv2d(
+            x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+            padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]),
+        )  # fmt: skip
+        return y.squeeze(2)
 
 
 def _frames(op):
@@ -139,13 +141,14 @@ def _frames(op):
     return lambda x: op(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
-# Resampling per modality: video pools/repeats H and W only (frames stay), audio L by 4.
+# Resampling per modality: video pools/repeats H and W only (frames stay; per frame keeps channels-last),
+# audio L by 4.
 RESAMPLE = {
     "down": {"video": _frames(lambda x: F.avg_pool2d(x, 2)), "audio": lambda x: F.avg_pool1d(x, 4)},
     "up": {
-        # nearest ×2 on the 5-D tensor itself, sizing (C, H, W) as (C, 2H, 2W): 6× faster than per frame
-        "video": lambda x: F.interpolate(x, (x.shape[2], 2 * x.shape[3], 2 * x.shape[4]), mode="nearest"),
-        "audio": lambda x: F.interpolate(x, scale_factor=4, mode="nearest"),
+        "video": _frames(lambda x: F.interpolate(x, scale_factor=2, mode="nearest")),
+        # nearest ×4 as a repeat of every channels-last sample (interpolate would return channels-first)
+        "audio": lambda x: channels_back(channels_to_end(x).repeat_interleave(4, dim=-2), x),
     },
 }
 
@@ -164,7 +167,8 @@ class InitialBlock(nn.Module):
 
 class SelfAttention(nn.Module):
     """Single-modal attention over tokens (N, C, T): x + proj_out(attn(qkv(norm(x)))), heads split q|k|v
-    first (official `SingleModalAtten`). `attention` is swappable (the tests' reference path)."""
+    first (official `SingleModalAtten`). `attention` is swappable (the tests' reference path). Token-major
+    inputs (channels innermost) stay token-major throughout: the projections are matmuls over tokens."""
 
     attention = staticmethod(qkv_attention)
 
@@ -178,7 +182,8 @@ class SelfAttention(nn.Module):
         nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.proj_out(self.attention(self.qkv(self.norm(x)), self.num_heads))
+        qkv = mix_channels(self.norm(x), self.qkv.weight, self.qkv.bias)
+        return x + mix_channels(self.attention(qkv, self.num_heads), self.proj_out.weight, self.proj_out.bias)
 
 
 class ResBlock(nn.Module):
@@ -256,11 +261,15 @@ class ResBlock(nn.Module):
         return branch(self, modality, "skip_connection")(x) + h
 
     def _video_attention(self, video: torch.Tensor) -> torch.Tensor:
+        """Spatial attention per frame, then temporal attention per pixel, on token-major copies of
+        channels-last frames; returns channels-last frames (B, F, C, H, W)."""
         b, f, c, h, w = video.shape
-        y = self.spatial_attention_block(video.reshape(b * f, c, h * w))  # per frame: (B·F, C, H·W)
-        y = y.view(b, f, c, h * w).permute(0, 3, 2, 1).reshape(b * h * w, c, f)  # per pixel: (B·H·W, C, F)
-        y = self.temporal_attention_block(y)
-        return y.view(b, h, w, c, f).permute(0, 4, 3, 1, 2)  # (B, F, C, H, W)
+        tokens = channels_to_end(video).reshape(b * f, h * w, c)  # per frame (B·F, H·W, C): a view
+        y = self.spatial_attention_block(tokens.transpose(1, 2)).transpose(1, 2)
+        y = y.reshape(b, f, h * w, c).transpose(1, 2).reshape(b * h * w, f, c)  # per pixel (B·H·W, F, C)
+        y = self.temporal_attention_block(y.transpose(1, 2)).transpose(1, 2)
+        y = y.reshape(b, h * w, f, c).transpose(1, 2).contiguous().view(b, f, h, w, c)
+        return y.movedim(-1, 2)  # (B, F, C, H, W), channels-last
 
 
 class BlockSequence(nn.Sequential):

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from mmgen.modal import each
 from mmgen.models.config import MMUNetConfig
 from mmgen.models.cross_attention import CrossModalAttention
-from mmgen.models.layers import timestep_embedding
+from mmgen.models.layers import channels_last, timestep_embedding
 from mmgen.models.mm_layers import (
     AudioConv,
     BlockSequence,
@@ -25,7 +25,7 @@ from mmgen.models.mm_layers import (
     ModalNorm,
     ResBlock,
     VideoConv3d,
-    channel_axis,
+    cat_channels,
 )
 
 # The official code enables the middle block's full-window cross attention only for exactly these windows.
@@ -155,7 +155,7 @@ class MMUNet(nn.Module):
             emb={"video": emb_video, "audio": emb_audio}, shifts=self._draw_shifts(shift, generator)
         )
         dtype = self.time_embed[0].weight.dtype
-        x = {"video": video.to(dtype), "audio": audio.to(dtype)}
+        x = {"video": channels_last(video.to(dtype)), "audio": channels_last(audio.to(dtype))}
 
         skips = []
         for block in self.input_blocks:
@@ -164,9 +164,9 @@ class MMUNet(nn.Module):
         for block in self.middle_blocks:
             x = self._run(block, x, cond)
         for block in self.output_blocks:
-            x = each(lambda h, s: torch.cat([h, s], dim=channel_axis(h)), x, skips.pop())
+            x = each(cat_channels, x, skips.pop())
             x = self._run(block, x, cond)
-        return self.video_out(x["video"]), self.audio_out(x["audio"])
+        return self.video_out(x["video"]).contiguous(), self.audio_out(x["audio"]).contiguous()
 
     def _run(self, block: nn.Module, x, cond: Conditioning):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 
 from mmgen.models.attention_ops import qkv_attention
 from mmgen.models.config import SRUNetConfig
-from mmgen.models.layers import GroupNorm32, timestep_embedding
+from mmgen.models.layers import GroupNorm32, channels_last, mix_channels, timestep_embedding
+from mmgen.runtime.device import memory_budget
 
 Resample = Literal["up", "down"] | None
 
@@ -98,10 +99,10 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, height, width = x.shape
-        tokens = x.reshape(n, c, height * width)  # (N, C, T)
-        qkv = self.qkv(self.norm(tokens))  # (N, 3C, T)
-        h = self.proj_out(qkv_attention(qkv, self.num_heads, legacy_order=True))
-        return (tokens + h).reshape(n, c, height, width)
+        tokens = x.reshape(n, c, height * width)  # (N, C, T): token-major (a view) for channels-last x
+        qkv = mix_channels(self.norm(tokens), self.qkv.weight, self.qkv.bias)  # (N, 3C, T)
+        h = qkv_attention(qkv, self.num_heads, legacy_order=True)
+        return (tokens + mix_channels(h, self.proj_out.weight, self.proj_out.bias)).reshape(n, c, height, width)
 
 
 class EmbedSequential(nn.Sequential):
@@ -117,12 +118,18 @@ class SRUNet(nn.Module):
     """forward(x (N,3,H,W), timesteps (N,), low_res (N,3,h,w)) → (N, 6, H, W) = ε ⊕ variance value.
 
     Set `gradient_checkpointing = True` to recompute each block's activations in the backward pass while
-    training (saves memory in finetune; no effect in eval mode)."""
+    training (saves memory in finetune; no effect in eval mode). Without gradients, N frames run in chunks of
+    `frames_per_call` (None: as many as fit the device's memory budget, runtime.memory_budget)."""
+
+    # Activation elements per frame at inference, in units of model_channels × image pixels: the encoder's
+    # skips (≈4.5) plus the decoder's widest working set (≈7), measured at the released config.
+    ACTIVATIONS_PER_PIXEL_CHANNEL = 12
 
     def __init__(self, config: SRUNetConfig):
         super().__init__()
         self.config = config
         self.gradient_checkpointing = False
+        self.frames_per_call: int | None = None
         mc = config.model_channels
         emb_dim = 4 * mc
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -181,10 +188,25 @@ class SRUNet(nn.Module):
             return checkpoint(block, h, emb, use_reentrant=False)
         return block(h, emb)
 
+    def frame_bytes(self, height: int, width: int) -> int:
+        """Activation memory one frame of height × width needs in an inference forward (float32, the worst
+        case: under autocast most activations are bf16)."""
+        return 4 * self.ACTIVATIONS_PER_PIXEL_CHANNEL * self.config.model_channels * height * width
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
+        chunk = self.frames_per_call
+        if chunk is None:
+            chunk = max(1, memory_budget(x.device) // self.frame_bytes(*x.shape[-2:]))
+        if torch.is_grad_enabled() or x.shape[0] <= chunk:
+            return self._forward(x, timesteps, low_res)
+        timesteps = timesteps.expand(x.shape[0])
+        pieces = zip(x.split(chunk), timesteps.split(chunk), low_res.split(chunk), strict=True)
+        return torch.cat([self._forward(*piece) for piece in pieces])
+
+    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, low_res: torch.Tensor) -> torch.Tensor:
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))  # (N, 4·mc)
         upsampled = F.interpolate(low_res, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        h = torch.cat([x, upsampled], dim=1)  # (N, 6, H, W)
+        h = channels_last(torch.cat([x, upsampled], dim=1))  # (N, 6, H, W); every layer keeps channels-last
         skips = []
         for block in self.input_blocks:
             h = self._run(block, h, emb)
@@ -192,4 +214,4 @@ class SRUNet(nn.Module):
         h = self._run(self.middle_block, h, emb)
         for block in self.output_blocks:
             h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h.to(x.dtype))  # (N, out_channels, H, W)
+        return self.out(h.to(x.dtype)).contiguous()  # (N, out_channels, H, W)

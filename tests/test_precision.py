@@ -1,0 +1,159 @@
+"""Precision and layout of the fast path: `--precision auto` on a CPU picks bf16 exactly where the CPU has it,
+bf16 stays within 3 % of fp32 on the official fixtures, training works under bf16 autocast, every layer keeps
+the channels-last layout, and the SR U-Net's frame chunks change nothing but memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import OFFICIAL
+from safetensors.torch import load_file
+from test_mmunet import micro_inputs, micro_model, tiny_model
+from test_srunet import load_tiny
+
+from mmgen.models.layers import group_norm
+from mmgen.runtime import device as runtime_device
+from mmgen.runtime.device import memory_budget, select_compute, select_precision
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "flags, env, expected",
+    [
+        ({"avx512_bf16", "avx512f"}, None, torch.bfloat16),  # AVX512-BF16 (e.g. EPYC Genoa, Cooper Lake)
+        ({"amx_bf16", "amx_tile"}, None, torch.bfloat16),  # AMX (Sapphire Rapids and later)
+        (
+            {"avx512f", "avx2"},
+            None,
+            torch.float32,
+        ),  # no native bf16: oneDNN would emulate it, slower than fp32
+        ({"amx_bf16"}, "0", torch.float32),  # MMGEN_CPU_BF16=0 keeps fp32
+        ({"avx2"}, "1", torch.bfloat16),
+    ],
+)
+def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, flags, env, expected):
+    monkeypatch.setattr(runtime_device, "_cpu_flags", lambda: flags)
+    if env is None:
+        monkeypatch.delenv(runtime_device.CPU_BF16_ENV, raising=False)
+    else:
+        monkeypatch.setenv(runtime_device.CPU_BF16_ENV, env)
+    assert select_precision(CPU, "auto") == expected
+    assert select_precision(CPU, "fp32") == torch.float32  # an explicit choice always wins
+    compute = select_compute("cpu", "auto")
+    assert compute.describe() == f"cpu ({'bf16' if expected == torch.bfloat16 else 'fp32'})"
+
+
+def test_this_machines_cpu_flags_are_read():
+    """torch's probe and /proc/cpuinfo agree on what this CPU has (at least one of them answers)."""
+    flags = runtime_device._cpu_flags()
+    assert flags and ("avx2" in flags or "sse2" in flags or "neon" in flags or "asimd" in flags)
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got.float() - want).abs().max() / want.abs().max()).item()
+
+
+def test_bf16_stays_within_3_percent_of_fp32_on_the_official_fixtures(official_weights):
+    io = load_file(OFFICIAL / "tiny_mmunet_io.safetensors")
+    model = tiny_model(official_weights)
+    inputs = (io["video"], io["audio"], io["timesteps"])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        video, audio = model(*inputs, shift=0)
+    with torch.no_grad():
+        video_ref, audio_ref = model(*inputs, shift=0)
+    assert video.dtype == torch.bfloat16
+    assert relative_error(video, video_ref) < 0.03 and relative_error(audio, audio_ref) < 0.03
+
+    sr = load_tiny()
+    sr_io = load_file(OFFICIAL / "tiny_sr_io.safetensors")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sr(sr_io["x"], sr_io["timesteps"], low_res=sr_io["low_res"])
+    assert relative_error(out, sr_io["out"]) < 0.03
+
+
+def test_training_steps_under_bf16_autocast_lower_the_loss():
+    """What `finetune` does on a bf16 CPU: fp32 weights and optimizer, forward and backward under autocast."""
+    model = micro_model().train()
+    video, audio, t = micro_inputs()
+    target_video, target_audio = torch.randn_like(video), torch.randn_like(audio)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_video, out_audio = model(video, audio, t, shift=1)
+            loss = (out_video.float() - target_video).square().mean() + (
+                out_audio.float() - target_audio
+            ).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_every_video_layer_keeps_the_channels_last_layout():
+    """No layer hands the next a channels-first video: a copy back to that layout costs more than the
+    layer (and the convolutions would reorder their input)."""
+    model = micro_model()
+    seen = []
+
+    def record(module, args, output):
+        videos = output["video"] if isinstance(output, dict) else output
+        if isinstance(videos, torch.Tensor) and videos.dim() == 5:
+            seen.append((type(module).__name__, videos.movedim(2, -1).is_contiguous()))
+
+    for module in model.modules():
+        if module is not model and type(module).__module__.startswith("mmgen."):
+            module.register_forward_hook(record)
+    with torch.no_grad():
+        model(*micro_inputs(), shift=1)
+    assert len(seen) > 20
+    assert [name for name, channels_last in seen if not channels_last] == []
+
+
+def test_group_norm_is_the_same_in_either_layout():
+    norm = torch.nn.GroupNorm(4, 8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    video = 3 * torch.randn(2, 5, 8, 6, 7) + 1  # (B, F, C, H, W); statistics over all frames
+    want = torch.nn.functional.group_norm(video.transpose(1, 2), 4, norm.weight, norm.bias).transpose(1, 2)
+    channels_last = video.movedim(2, -1).contiguous().movedim(-1, 2)
+    for x in (video, channels_last):
+        got = group_norm(x, norm, channel_dim=2)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert group_norm(channels_last, norm, channel_dim=2).stride() == channels_last.stride()
+
+
+def test_sr_frames_in_chunks_give_the_same_output(monkeypatch):
+    sr = load_tiny()
+    io = load_file(OFFICIAL / "tiny_sr_io.safetensors")
+    x, low_res = io["x"].repeat(3, 1, 1, 1), io["low_res"].repeat(3, 1, 1, 1)  # 6 frames
+    timesteps = io["timesteps"].repeat(3)
+    calls = []
+    sr.register_forward_pre_hook(lambda *_: None)
+    sr.time_embed.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        whole = sr(x, timesteps, low_res)
+        assert len(calls) == 1
+        sr.frames_per_call = 4
+        chunked = sr(x, timesteps, low_res)
+        assert len(calls) == 3  # 4 + 2 frames
+        sr.frames_per_call = None  # from the memory budget: room for 2 frames → 3 calls
+        monkeypatch.setenv("MMGEN_MAX_MEMORY", str(2 * sr.frame_bytes(*x.shape[-2:])))
+        budgeted = sr(x, timesteps, low_res)
+        assert len(calls) == 6
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(budgeted, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole[:2], io["out"], atol=1e-4, rtol=1e-4)
+
+
+def test_memory_budget_reads_its_override(monkeypatch):
+    monkeypatch.setenv("MMGEN_MAX_MEMORY", "1.5G")
+    assert memory_budget(CPU) == int(1.5 * 2**30)
+    monkeypatch.setenv("MMGEN_MAX_MEMORY", "512M")
+    assert memory_budget(CPU) == 512 * 2**20
+    monkeypatch.delenv("MMGEN_MAX_MEMORY")
+    assert 0 < memory_budget(CPU)

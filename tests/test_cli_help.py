@@ -42,7 +42,7 @@ def test_every_command_and_each_of_its_options_has_help(name):
     assert undocumented == [], f"`mmgen {name}`: no help for {undocumented}"
 
 
-@pytest.mark.parametrize("name", ["generate", "soundtrack", "animate", "doctor"])
+@pytest.mark.parametrize("name", ["generate", "soundtrack", "animate", "doctor", "finetune"])
 def test_help_shows_each_option_with_its_explanation(name, tmp_path):
     done = run_mmgen(name, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
@@ -52,3 +52,31 @@ def test_help_shows_each_option_with_its_explanation(name, tmp_path):
             assert param.opts[0] in text, f"{param.opts[0]} missing from `mmgen {name} --help`"
         first_words = " ".join(param.help.split()[:3])
         assert first_words in text, f"help of {param.name} missing from `mmgen {name} --help`"
+
+
+def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
+    """The defaults shown are the training config's own, and rich markup does not swallow them."""
+    from mmgen.train import FinetuneConfig
+
+    done = run_mmgen("finetune", "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
+    assert done.returncode == 0, done.stderr
+    blocks: dict[str, str] = {}  # each option's rows, from its flag to the next flag
+    flag = None
+    for line in done.stdout.splitlines():
+        words = line.strip("│╭╰─ ").split()
+        if words and words[0].startswith("--"):
+            flag = words[0]
+        if flag is not None:
+            blocks[flag] = blocks.get(flag, "") + " " + " ".join(words)
+    config = FinetuneConfig()
+    shown = {
+        "--steps": config.steps, "--batch-size": config.batch_size, "--lr": config.lr, "--warmup": config.warmup,
+        "--ema-decay": config.ema_decay, "--grad-clip": config.grad_clip, "--loss-weights": "video=1,audio=1",
+        "--timesteps": config.timesteps, "--seed": config.seed, "--stride": "(the clip length, no overlap)",
+        "--flip": "flip", "--num-workers": config.num_workers, "--save-every": config.save_every,
+        "--sample-every": config.sample_every, "--probe-every": "(as --sample-every)", "--device": config.device,
+        "--precision": config.precision, "--gradient-checkpointing": "no-gradient-checkpointing",
+        "--from": "(demo)",
+    }  # fmt: skip
+    for flag, default in shown.items():
+        assert f"[default: {default}]" in blocks[flag], blocks[flag]

@@ -26,7 +26,7 @@ from mmgen.media import probe
 from mmgen.models import build_model, config_for
 from mmgen.runtime.device import Compute
 from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, require_checkpoint, save_checkpoint
-from mmgen.train.preview import write_preview
+from mmgen.train.preview import preview_sampling, write_preview
 from mmgen.train.runlog import read_log
 
 STEPS = 8
@@ -212,6 +212,6 @@ def test_a_preview_is_rewritten_when_a_resumed_run_redoes_its_step(tmp_path):
     preview.write_bytes(b"left by the killed run")
     cpu = Compute(torch.device("cpu"), torch.float32)
     with one_thread():
-        write_preview(preview, model, cpu, sampler="ddim", steps=2, seed=0)
+        write_preview(preview, model, cpu, preview_sampling(None, "ddim", 2), seed=0)
     info = probe(preview)
     assert info.has_video and info.has_audio

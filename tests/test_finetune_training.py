@@ -51,7 +51,7 @@ def trained(tmp_path_factory) -> Run:
     write_clip_folder(data, good=4, seconds=2.0)
     env = mmgen_env(base, OMP_NUM_THREADS="1")
     recipe = write_recipe(
-        base / "recipe.yaml", log_every=5, ema_decay=0.9, sample_steps=3, probe_timesteps=[300]
+        base / "recipe.yaml", log_every=5, ema_decay=0.9, sample_sampler="ddpm", sample_steps=3, probe_timesteps=[300]
     )
     run_dir = base / "runs" / "colours"
     result = run_mmgen(
@@ -155,6 +155,35 @@ def test_the_result_generates_and_imports_by_name(trained, tmp_path, monkeypatch
     assert torch.equal(
         read_video(clip, 10.0, (8, 8)), read_video(tmp_path / "by-name" / "clip_0000.mp4", 10.0, (8, 8))
     )
+
+
+def test_a_preview_is_the_clip_mmgen_generate_makes_from_the_same_weights_seed_and_settings(trained, tmp_path):
+    # The step-10 preview: EMA weights of step 10, the run's seed (0), sample_sampler ddpm (its per-step noise
+    # must come from the clip's own generator, as in `generate`), sample_steps 3, over the default settings (a
+    # model trained from scratch has no settings of its own).
+    weights = trained.run_dir / "checkpoints" / "step-0000010" / "ema.safetensors"
+    out = tmp_path / "generated"
+    done = run_mmgen(
+        "generate", "-m", weights, "--seed", 0, "--sampler", "ddpm", "--steps", 3, "--no-previews", "-o", out,
+        env=trained.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    preview, generated = trained.run_dir / "samples" / "step-0000010.mp4", out / "clip_0000.mp4"
+    assert torch.equal(read_video(preview, 10.0, (8, 8)), read_video(generated, 10.0, (8, 8)))
+    assert torch.equal(read_audio(preview, 8000), read_audio(generated, 8000))
+
+
+def test_previews_of_a_registry_model_keep_its_own_sampling_settings():
+    from mmgen.train.preview import preview_sampling
+    from mmgen.weights import load_registry
+
+    own = load_registry().get("demo").sampling
+    sampling = preview_sampling("demo", "ddim", 10)
+    assert (sampling.sampler, sampling.steps) == ("ddim", 10)
+    assert (sampling.start_timestep, sampling.start_mean, sampling.zero_mean, sampling.eta) == (
+        own.start_timestep, own.start_mean, own.zero_mean, own.eta,
+    )
+    assert own.start_timestep is not None and own.zero_mean  # the demo's own settings are not the defaults
 
 
 def test_a_finished_run_folder_is_not_reused_by_accident(trained, capsys):

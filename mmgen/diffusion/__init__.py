@@ -3,6 +3,7 @@ zero-shot conditional sampling. States are Modal dicts: one code path for video,
 
 from __future__ import annotations
 
+from mmgen.diffusion.clips import generate_clips
 from mmgen.diffusion.denoisers import Denoiser, Prediction, mmunet_denoiser, srunet_denoiser
 from mmgen.diffusion.guidance import Condition
 from mmgen.diffusion.loop import Callback
@@ -27,6 +28,7 @@ __all__ = [
     "Prediction",
     "SamplingConfig",
     "Schedule",
+    "generate_clips",
     "initial_noise",
     "linear_betas",
     "load_sampling_preset",

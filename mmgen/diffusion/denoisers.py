@@ -58,10 +58,10 @@ def zero_mean(denoiser: Denoiser, keys: tuple[str, ...]) -> Denoiser:
     axis (per clip and channel) — what clip_denoised does for the range [-1, 1], here for a DC offset, which
     real audio does not carry.
 
-    Why: the mean of N(0, I) noise over L samples has std 1/√L, a direction a small model barely learns to
-    call noise; it then reads it as signal, and the sampler scales it by up to 1/√ᾱ into a constant offset
-    over the whole clip (for the demo model, about 9× the start noise's mean). The eps returned is the one
-    that implies the projected clean sample, so every sampler and guidance mode works unchanged.
+    The mean of N(0, I) noise over L samples has std 1/√L, a direction a small model may not learn to call
+    noise; a sampler then scales what it reads as signal by up to 1/√ᾱ into an offset over the whole clip.
+    The eps returned is the one that implies the projected clean sample, so every sampler and guidance mode
+    works unchanged.
     """
     alphas_cumprod = Schedule.respaced("").alphas_cumprod  # ᾱ at the original timesteps the denoiser gets
 

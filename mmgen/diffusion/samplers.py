@@ -2,13 +2,16 @@
 
 They share one contract, `sample_X(denoiser, x_T, schedule, *, generator, callback, clip_denoised,
 condition, …)` → the final sample, and one loop (`loop.run_steps`), so conditioning and progress reporting
-work the same for all. States are Modal dicts; every formula is written once and applied per modality.
+work the same for all. Each is registered in SAMPLERS with what it needs (its schedule, its options), so
+`sample()` runs any of them from a SamplingConfig without knowing which. States are Modal dicts; every
+formula is written once and applied per modality.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -174,61 +177,72 @@ def sample_dpmpp_2m(
     return run_steps(step, discrete_steps(schedule), x_T, condition=condition, callback=callback)
 
 
+def _respaced(*specs: Callable[[int], str]) -> Callable[[int, int | None], Schedule]:
+    """A discrete sampler's schedule: the first of the respacings `spec(steps)` that exists over timesteps
+    0 … start (999 when None). A prefix of the betas keeps every ᾱ_t, so the kept timesteps keep their meaning."""
+
+    def schedule(steps: int, start: int | None) -> Schedule:
+        last = T_TRAIN - 1 if start is None else start
+        if not steps <= last + 1 <= T_TRAIN:
+            raise ConfigError(f"start timestep must be between {steps - 1} and {T_TRAIN - 1}, got {start}")
+        betas = None if start is None else linear_betas()[: last + 1]
+        for spec in specs[:-1]:
+            try:
+                return Schedule.respaced(spec(steps), betas)
+            except ConfigError:
+                pass
+        return Schedule.respaced(specs[-1](steps), betas)
+
+    return schedule
+
+
+def _full_schedule(steps: int, start: int | None) -> Schedule:
+    """The un-respaced schedule, for a solver that builds its own time grid over the whole range."""
+    return Schedule.respaced("")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler and what it needs: the schedule it runs on for (steps, start timestep), and the
+    SamplingConfig fields it takes as keyword options. `sample()` asks these instead of the sampler's name."""
+
+    run: Callable[..., Modal]  # sample_X(denoiser, x_T, schedule, *, generator, callback, clip_denoised, condition, …)
+    schedule: Callable[[int, int | None], Schedule]
+    options: tuple[str, ...] = ()
+
+    def __call__(self, *args, **kwargs) -> Modal:
+        return self.run(*args, **kwargs)
+
+
 SAMPLERS = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "dpm++": sample_dpmpp_2m,
-    "paper": sample_paper_dpm_solver,
+    "ddpm": Sampler(sample_ddpm, _respaced(str)),  # evenly spaced from 0 to 999
+    # the official "ddimN" (0, s, 2s, …), or evenly spaced where no stride gives exactly N steps
+    "ddim": Sampler(sample_ddim, _respaced(lambda steps: f"ddim{steps}", str), options=("eta",)),
+    "dpm++": Sampler(sample_dpmpp_2m, _respaced(lambda steps: f"logsnr{steps}")),  # even in log-SNR
+    "paper": Sampler(sample_paper_dpm_solver, _full_schedule, options=("steps",)),  # its own grid; no start
 }
 
 
 def schedule_for(sampler: str, steps: int, start: int | None = None) -> Schedule:
-    """The schedule `sampler` runs with `steps` model calls.
+    """The schedule `sampler` runs with `steps` model calls, starting at training timestep `start` (None: 999).
 
-    ddim: the official "ddimN" respacing (0, s, 2s, …), or "N" where no stride gives exactly N steps;
-    ddpm: "N" (evenly spaced, from 0 to 999); dpm++: "logsnrN" (evenly spaced in log-SNR, see
-    schedule.logsnr_timesteps); paper: the full schedule (the solver makes its own time grid).
-
-    `start` < 999 respaces only timesteps 0 … start, and sampling starts from noise there. At t = 650 the
-    linear schedule keeps 12 % of the amplitude: little of the detail, but enough of the data's mean that the
-    draw must carry it (see start_noise). It helps a model whose predictions of the clean sample at
-    the noisiest steps are poor — each eps error there is multiplied by 1/√SNR (~60 at t = 900) — because the
-    error a sampler adds at those steps otherwise settles into the result as signal (the demo model's tone
-    over every frame). Official models keep the full range.
-    """
+    Starting lower respaces only timesteps 0 … start, and sampling starts from noise there (see start_noise for
+    the draw's mean). The paper's solver always runs on the full schedule."""
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
     if not 1 <= steps <= T_TRAIN:
         raise ConfigError(f"steps must be between 1 and {T_TRAIN}, got {steps}")
-    if sampler == "paper":
-        return Schedule.respaced("")
-    last = T_TRAIN - 1 if start is None else start
-    if not steps <= last + 1 <= T_TRAIN:
-        raise ConfigError(f"start timestep must be between {steps - 1} and {T_TRAIN - 1}, got {start}")
-    # A prefix of the betas keeps every ᾱ_t, so the timesteps keep their meaning.
-    betas = None if start is None else linear_betas()[: last + 1]
-    if sampler == "dpm++":
-        return Schedule.respaced(f"logsnr{steps}", betas)
-    if sampler == "ddim":
-        try:
-            return Schedule.respaced(f"ddim{steps}", betas)
-        except ConfigError:
-            pass
-    return Schedule.respaced(str(steps), betas)
+    return SAMPLERS[sampler].schedule(steps, start)
 
 
 def start_noise(x_T: Modal, data_mean: Mapping[str, float], start: int | None) -> Modal:
     """x_T shifted by √ᾱ_start · the data's mean, per modality in `data_mean`: the mean of q(x_start), where
     `start` is the first (noisiest) timestep the sampler runs.
 
-    The forward process at t keeps √ᾱ_t of the data, so its samples at the start timestep are centred on
-    √ᾱ_start · E[x0], not on 0. At t = 999 that is nothing (√ᾱ = 0.006); at t = 650 (√ᾱ = 0.12) a dark
-    background's −0.8 leaves −0.1 on every pixel, an offset a network sees plainly over thousands of pixels.
-    Started from N(0, I) instead, the demo model reads the missing offset as a grey background and paints the
-    whole clip at ~0.45 instead of 0.1 on a 0..1 scale, which dims every flash (its well-formed unconditional
-    clips: 0.56 without the mean, 0.97 with it; README, The demo model). The variance is left at 1 (q's is
-    1 − ᾱ(1 − Var x0), within 1.4 % of it at t ≥ 650).
-    """
+    The forward process at t keeps √ᾱ_t of the data, so its samples are centred on √ᾱ_t · E[x0], not on 0:
+    nothing at t = 999 (√ᾱ = 0.006), but 12 % of the data's mean at t = 650, an offset a network sees plainly
+    over thousands of pixels. The variance is left at 1 (q's is 1 − ᾱ(1 − Var x0), within 1.4 % of it at
+    t ≥ 650)."""
     alpha_bar = float(Schedule.respaced("").alphas_cumprod[T_TRAIN - 1 if start is None else start])
     return {k: v + alpha_bar**0.5 * data_mean[k] if k in data_mean else v for k, v in x_T.items()}
 
@@ -242,16 +256,14 @@ def sample(
     callback: Callback | None = None,
     condition: Condition | None = None,
 ) -> Modal:
-    """Sample with the sampler, step count and options of `config` (a preset); the pipelines' entry point."""
+    """Sample with the sampler, step count and options of `config` (a preset or a model's own settings)."""
+    schedule = schedule_for(config.sampler, config.steps, config.start_timestep)
+    sampler = SAMPLERS[config.sampler]
     if config.zero_mean:
         denoiser = zero_mean(denoiser, config.zero_mean)
-    schedule = schedule_for(config.sampler, config.steps, config.start_timestep)
     if config.start_mean:
         x_T = start_noise(x_T, config.start_mean, int(schedule.timesteps.max()))
-    options: dict = {"eta": config.eta} if config.sampler == "ddim" else {}
-    if config.sampler == "paper":
-        options["steps"] = config.steps
-    return SAMPLERS[config.sampler](
+    return sampler(
         denoiser,
         x_T,
         schedule,
@@ -259,5 +271,5 @@ def sample(
         callback=callback,
         clip_denoised=config.clip_denoised,
         condition=condition,
-        **options,
+        **{name: getattr(config, name) for name in sampler.options},
     )

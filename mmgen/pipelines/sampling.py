@@ -1,15 +1,6 @@
-"""From a validated Run to samples: initial noise from per-clip seeds, the sampler under autocast on the
-run's device, step progress, and the optional per-frame super-resolution.
-
-Randomness, so that a seed means the same thing everywhere:
-- every clip k of a run has its own generator, seeded `seed + k`, on the CPU; its x_T is drawn there and then
-  moved to the device, so a clip depends neither on the device (up to numerics) nor on its batch, and the
-  seed in its sidecar regenerates it alone (`--seed SEED -n 1`);
-- the RS-MMA window shifts are one per shifting block and model call, shared by the whole batch, so they
-  cannot come from per-clip generators: they come from a fixed pseudo-random stream (SHIFT_SEED) restarted
-  for every sampling call. They still vary over blocks and steps, which is what RS-MMA needs at inference;
-- the per-step noise of the stochastic samplers (ddpm, ddim with eta > 0) comes from the same per-clip
-  generators, after x_T: a clip is the same in any batch with every sampler.
+"""From a validated Run to samples: the run's model, settings and device handed to the one clip-sampling entry
+point (mmgen.diffusion.clips, which also samples training previews), step progress, and the optional per-frame
+super-resolution. How seeds and generators work is described there.
 """
 
 from __future__ import annotations
@@ -18,7 +9,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mmgen.diffusion import SamplingConfig, initial_noise, mmunet_denoiser, sample, srunet_denoiser
+from mmgen.diffusion import SamplingConfig, initial_noise, sample, srunet_denoiser
+from mmgen.diffusion import clips as clip_sampling
+from mmgen.diffusion.clips import clip_generators
 from mmgen.diffusion.samplers import Generators
 from mmgen.modal import Modal, each
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
@@ -26,25 +19,21 @@ from mmgen.pipelines.session import Run
 from mmgen.pipelines.windows import SampleWindow
 from mmgen.weights import LoadedModel
 
+__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "window_sampler"]
+
 SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
-SHIFT_SEED = 20230601  # the RS-MMA shift stream (any constant: see the module docstring)
 SR_STREAM = 1 << 40  # offset of a clip's upsampler seed: an independent stream from its x_T
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
 
 
 def clip_shapes(model: LoadedModel, batch: int = 1) -> dict[str, tuple[int, ...]]:
     """x_T shapes of `batch` clips: video (B, F, C, H, W) then audio (B, 1, L) — the official draw order."""
-    config = model.config
-    return {"video": (batch, *config.video_size), "audio": (batch, *config.audio_size)}
-
-
-def clip_generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed) for seed in seeds]
+    return clip_sampling.clip_shapes(model.config, batch)
 
 
 def batch_noise(model: LoadedModel, generators: Sequence[torch.Generator]) -> Modal:
     """x_T of a batch: each clip's noise from its own generator, stacked."""
-    return each(lambda *xs: torch.cat(xs), *[initial_noise(clip_shapes(model), g) for g in generators])
+    return clip_sampling.batch_noise(model.config, generators)
 
 
 def sample_clips(
@@ -60,23 +49,20 @@ def sample_clips(
     """Run the sampler from x_T (CPU) on the run's device; `known`/`mask` make it conditional. Returns the
     samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L)."""
     device = run.compute.device
-    shifts = torch.Generator().manual_seed(SHIFT_SEED)
-    denoiser = mmunet_denoiser(model.model, generator=shifts)
     condition = None
     if known:
         known = each(lambda v: v.to(device), known)
         mask = each(lambda v: v.to(device), mask) if mask else None
         condition = run.sampling.condition(known, mask)
-    with run.compute.autocast():
-        out = sample(
-            denoiser,
-            each(lambda v: v.to(device), x_T),
-            run.sampling,
-            generator=generator,
-            callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"])),
-            condition=condition,
-        )
-    return each(lambda v: v.float().cpu(), out)
+    return clip_sampling.sample_clips(
+        model.model,
+        run.sampling,
+        run.compute,
+        x_T,
+        generator=generator,
+        condition=condition,
+        callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"])),
+    )
 
 
 def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -> SampleWindow:

@@ -8,22 +8,27 @@ exactly as if it had never stopped.
 
 A checkpoint is built in a hidden temporary folder next to the others and renamed into place in one step,
 so a step-N folder is always complete: a run killed mid-save leaves at most a stray temporary, which the
-next save removes.
+next save removes. Every file and the folder are fsync-ed before the rename (mmgen.files), so this holds after
+a power loss too. A checkpoint damaged later anyway (a truncated copy, a full disk) is skipped on resume: the
+newest one that loads is used, and the damaged one is set aside as step-N.damaged.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 
-from mmgen.errors import UsageError
+from mmgen.errors import MmgenError, UsageError
 from mmgen.files import atomic_path
+from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import save_model
 
 _NAME = re.compile(r"step-(\d+)")
@@ -106,8 +111,71 @@ def require_checkpoint(run_dir: Path) -> Checkpoint:
     """The newest complete checkpoint of a run, for --resume; a UsageError saying why there is none."""
     found = latest_checkpoint(run_dir / "checkpoints")
     if found is None:
-        raise UsageError(
-            f"{run_dir}: no complete checkpoint to resume from",
-            "start a new run without --resume, or point -o at the run folder",
-        )
+        raise _nothing_to_resume(run_dir)
     return found
+
+
+def _nothing_to_resume(run_dir: Path, damaged: int = 0) -> UsageError:
+    why = f" ({damaged} damaged: none loads)" if damaged else ""
+    return UsageError(
+        f"{run_dir}: no complete checkpoint to resume from{why}",
+        "start a new run without --resume, or point -o at the run folder",
+    )
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A checkpoint read back whole: raw weights (with their architecture and config), EMA weights, state."""
+
+    checkpoint: Checkpoint
+    raw: LoadedModel
+    ema: dict[str, torch.Tensor]
+    state: dict[str, Any]
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint folder whose files exist but do not load (truncated, zero bytes, not what they claim)."""
+
+
+# What loading a damaged file raises: safetensors' header errors, torch.load's zip reader (RuntimeError),
+# a cut-off pickle, or our own "not an mmgen model" errors.
+_LOAD_ERRORS = (
+    OSError, RuntimeError, ValueError, EOFError, KeyError, pickle.UnpicklingError,
+    safetensors.SafetensorError, MmgenError,
+)  # fmt: skip
+
+
+def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
+    """Read every file of `checkpoint` into memory (CPU); DamagedCheckpoint naming the file that does not load."""
+    parts: dict[str, Any] = {}
+    for name, read in (
+        ("model.safetensors", lambda: load_model(checkpoint.raw_weights)),
+        ("ema.safetensors", checkpoint.load_ema),
+        ("state.pt", checkpoint.load_state),
+    ):
+        try:
+            parts[name] = read()
+        except _LOAD_ERRORS as e:
+            reason = " ".join(str(e).split()) or e.__class__.__name__
+            raise DamagedCheckpoint(f"{name}: {reason[:200]}") from None
+    return Resumable(checkpoint, parts["model.safetensors"], parts["ema.safetensors"], parts["state.pt"])
+
+
+def resume_from(run_dir: Path) -> tuple[Resumable, list[tuple[Checkpoint, str]]]:
+    """The newest checkpoint of a run that loads, and the newer ones that do not, each with the reason.
+    A UsageError when none loads."""
+    damaged: list[tuple[Checkpoint, str]] = []
+    for checkpoint in reversed(list_checkpoints(run_dir / "checkpoints")):
+        try:
+            return load_checkpoint(checkpoint), damaged
+        except DamagedCheckpoint as e:
+            damaged.append((checkpoint, str(e)))
+    raise _nothing_to_resume(run_dir, len(damaged))
+
+
+def set_aside(checkpoint: Checkpoint) -> Path:
+    """Rename a damaged checkpoint out of the way (step-N.damaged), so the resumed run can save step N again."""
+    target = checkpoint.path.with_name(checkpoint.path.name + ".damaged")
+    shutil.rmtree(target, ignore_errors=True)
+    checkpoint.path.rename(target)
+    return target

@@ -1,19 +1,22 @@
 """Every setting of a fine-tuning run, as one frozen dataclass parsed from layered YAML + command-line flags.
 
-Layers, later ones winning: the run's own config.yaml (on --resume), a --config file, then the flags. Each
-layer is validated on its own first, so an error names the file it came from; the merged result is what
-RUN/config.yaml records. `init` (--from) and `model` (--scratch) exclude each other: a layer that sets one
-clears the other from earlier layers, so `--from demo` overrides a recipe file's `model:` section.
+Layers, later ones winning: the run's own config.yaml (on --resume), a --config file, then the flags given
+(`run_config`). Each layer is validated on its own first, so an error names the file it came from; the merged
+result is what RUN/config.yaml records. `init` (--from) and `model` (--scratch) exclude each other: a layer
+that sets one clears the other from earlier layers, so `--from demo` overrides a recipe file's `model:` section.
+Settings that can never train (a learning rate that is not a positive finite number, say) are refused here,
+so a YAML file is checked exactly as a flag is.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mmgen.config import from_dict, load_yaml
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, UsageError
 
 DEFAULT_MODEL = "demo"
 
@@ -51,7 +54,7 @@ class FinetuneConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: int = 0  # steps of linear learning-rate warm-up from 0
     lr_decay: Literal["constant", "cosine"] = "constant"  # after warm-up
-    grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
+    grad_clip: float | None = 1.0  # max global gradient norm; None or 0 = no clipping
     ema_decay: float = 0.9999
     loss_weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0})
     min_snr_gamma: float | None = None  # Min-SNR-γ loss weighting (Hang et al., 2023); None = plain eps-MSE
@@ -103,12 +106,34 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must not be negative, got {value}")
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        numbers = {
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "ema_decay": self.ema_decay,
+            "grad_clip": self.grad_clip,
+            "min_snr_gamma": self.min_snr_gamma,
+            "x0_weight_cap": self.x0_weight_cap,
+            **{f"betas[{i}]": b for i, b in enumerate(self.betas)},
+            **{f"loss_weights.{k}": w for k, w in self.loss_weights.items()},
+        }
+        for name, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        for name in ("lr", "min_snr_gamma", "x0_weight_cap"):
+            if numbers[name] is not None and numbers[name] <= 0:
+                raise ValueError(f"{name} must be positive, got {numbers[name]}")
+        for name in ("weight_decay", "grad_clip"):
+            if numbers[name] is not None and numbers[name] < 0:
+                raise ValueError(f"{name} must not be negative, got {numbers[name]}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if set(self.loss_weights) - {"video", "audio"} or any(w < 0 for w in self.loss_weights.values()):
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), got {list(self.betas)}")
+        weights = self.loss_weights
+        if set(weights) - {"video", "audio"} or any(w < 0 for w in weights.values()):
             raise ValueError("loss_weights takes non-negative weights for 'video' and 'audio'")
+        if not any(weights.get(k, 1.0) > 0 for k in ("video", "audio")):
+            raise ValueError("loss_weights: at least one of 'video' and 'audio' must be positive")
         if any(not 0 <= t < 1000 for t in self.probe_timesteps):
             raise ValueError("probe_timesteps must lie in 0..999")
 
@@ -143,6 +168,44 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     elif merged.get("init") is None and merged.get("model") is None:
         merged["init"] = DEFAULT_MODEL
     return from_dict(FinetuneConfig, merged, " + ".join(where for where, _ in layers) or "finetune config")
+
+
+def run_config(
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    scratch: bool = False,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+) -> FinetuneConfig:
+    """The settings of `mmgen finetune`: the run's own config.yaml when resuming it, then `config_file`, then
+    `flags` (the options given on the command line, by field name)."""
+    flags = {k: str(v) if isinstance(v, Path) else v for k, v in (flags or {}).items() if v is not None}
+    if scratch and "init" in flags:
+        raise UsageError("--from and --scratch exclude each other")
+    if resume and (scratch or "init" in flags):
+        raise UsageError("--resume continues the run's own model; drop --from/--scratch")
+    layers = []
+    if resume:
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
+        layers.append(load_layer(run_dir / "config.yaml"))
+    if config_file is not None:
+        layers.append(load_layer(config_file))
+    layers.append(("command line", flags))
+    return resolve_config(layers, scratch=scratch)
+
+
+def parse_loss_weights(text: str) -> dict[str, float]:
+    """`video=1,audio=2` → {"video": 1.0, "audio": 2.0} (the --loss-weights flag)."""
+    weights = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--loss-weights: {part!r} is not NAME=NUMBER (e.g. video=1,audio=2)") from None
+    return weights
 
 
 def load_layer(path: Path) -> tuple[str, dict[str, Any]]:

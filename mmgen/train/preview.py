@@ -1,16 +1,28 @@
 """RUN/samples/step-N.mp4: one clip sampled from the EMA weights every --sample-every steps, always from the
-same seed, so successive previews show how the model changes rather than how the noise does."""
+same seed, so successive previews show how the model changes rather than how the noise does.
+
+A preview is sampled exactly as `mmgen generate` samples the same weights: through the one clip-sampling entry
+point (mmgen.diffusion.clips), with the model's own sampling settings (a registry model's entry, else the
+default preset) and the run's --sample-sampler/--sample-steps over them. So
+`mmgen generate -m RUN/checkpoints/step-N/ema.safetensors --seed SEED --sampler S --steps K` (plus the model's
+own settings, for a registry model) makes the preview of step N again.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import av
 import torch
 
-from mmgen.diffusion import SAMPLERS, initial_noise, mmunet_denoiser, schedule_for
+from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
 from mmgen.errors import UsageError
 from mmgen.runtime.device import Compute
+from mmgen.weights import load_registry
+from mmgen.weights.load import is_path
+
+DEFAULT_PRESET = "balanced"  # what `mmgen generate` uses for a model without its own settings
 
 
 def check_previewable(sample_rate: int) -> None:
@@ -24,35 +36,30 @@ def check_previewable(sample_rate: int) -> None:
         )
 
 
+def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConfig:
+    """The settings previews sample with: the settings of the model the run starts from (its registry entry's,
+    when `init` names one; else the default preset), with `sampler` and `steps` laid over them."""
+    entry = load_registry().entries.get(init) if init is not None and not is_path(init) else None
+    own = entry.sampling if entry is not None else load_sampling_preset(DEFAULT_PRESET)
+    try:
+        return dataclasses.replace(own, conditional=None, sampler=sampler, steps=steps)
+    except ValueError as e:
+        raise UsageError(f"preview sampling settings (--sample-steps): {e}") from None
+
+
 @torch.no_grad()
-def write_preview(
-    path: Path, model: torch.nn.Module, compute: Compute, *, sampler: str, steps: int, seed: int
-) -> None:
-    """Sample one clip with `sampler` in `steps` steps and write it as an mp4 (H.264 + AAC)."""
+def write_preview(path: Path, model: torch.nn.Module, compute: Compute, sampling: SamplingConfig, seed: int) -> None:
+    """Sample one clip from `seed` with `sampling` and write it as an mp4 (H.264 + AAC)."""
     from mmgen.media import write_mp4
 
+    clip = generate_clips(model, sampling, compute, [seed])
     config = model.config
-    was_training = model.training
-    model.eval()
-    try:
-        generator = torch.Generator().manual_seed(seed)
-        shapes = {"video": (1, *config.video_size), "audio": (1, *config.audio_size)}
-        x_T = initial_noise(shapes, generator, device=compute.device)
-        with compute.autocast():
-            clip = SAMPLERS[sampler](
-                mmunet_denoiser(model, generator=generator),
-                x_T,
-                schedule_for(sampler, steps),
-                generator=generator,
-            )
-    finally:
-        model.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A resumed run redoes the steps after its newest checkpoint, previews included: rewrite them.
     write_mp4(
         path,
-        clip["video"][0].float().cpu(),
-        clip["audio"][0].float().cpu(),
+        clip["video"][0].clamp(-1, 1),
+        clip["audio"][0].clamp(-1, 1),
         config.fps,
         config.sample_rate,
         overwrite=True,

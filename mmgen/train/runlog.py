@@ -1,9 +1,11 @@
 """RUN/log.jsonl: one JSON object per line, each with an "event" (data, train, probe, sample, checkpoint,
-done) and the step it belongs to. Lines are flushed as written, so a crashed run keeps its history."""
+diverged, done) and the step it belongs to. Lines are flushed as written, so a crashed run keeps its history.
+Strict JSON: a number that is not finite (NaN, ±inf) is written as null."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ class RunLog:
 
     def write(self, event: str, step: int, **fields: Any) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": event, "step": step, **fields}) + "\n")
+            f.write(json.dumps(_finite({"event": event, "step": step, **fields}), allow_nan=False) + "\n")
 
     def rewind(self, step: int) -> None:
         """Drop lines logged after `step` (a run killed after its last checkpoint), so a resumed run's log
@@ -29,6 +31,17 @@ class RunLog:
             if _step_of(line) <= step
         ]
         write_text(self.path, "".join(kept))
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float inside it replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _step_of(line: str) -> int:

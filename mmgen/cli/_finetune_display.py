@@ -1,0 +1,116 @@
+"""What `mmgen finetune` shows while it trains and when it ends: rich bars (decoding, then steps with loss and
+ETA) on a terminal, plain lines at each log step otherwise; nothing on the other processes of a torchrun job."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
+    from mmgen.train import FinetuneConfig, FinetuneResult, TrainEvent
+    from mmgen.train.events import EventFn
+
+
+def main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> None:
+    """The last lines: where the model is, or how to resume."""
+    if not main_process():
+        return
+    run_dir = result.run_dir
+    if result.interrupted:
+        _say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
+        where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
+        _say(f"resume with:  {_launcher()} finetune {where} --resume")
+    else:
+        _say(f"done: {result.step} steps; model {result.model_path}")
+        _say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
+
+
+def _launcher() -> str:
+    """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
+    its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:
+    they save and exit, then torchrun reports the signal. One node: --standalone (a free local port). Several:
+    the job's own rendezvous options, which a worker cannot see, go where the placeholder is."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)
+    if world <= 1:
+        return "mmgen"
+    if per_node >= world:
+        return f"torchrun --standalone --nproc_per_node {per_node} -m mmgen"
+    return f"torchrun --nnodes {world // per_node} --nproc_per_node {per_node} <rendezvous options> -m mmgen"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def display() -> Iterator[EventFn | None]:
+    """The trainer's event callback (None on the other processes of a torchrun job)."""
+    if not main_process():
+        yield None
+        return
+    console = Console(stderr=True, soft_wrap=True)  # a skipped file's path and reason stay on one line
+    fancy = console.is_terminal
+    columns = (
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False, disable=not fancy) as bars:
+        tasks: dict[str, Any] = {}
+
+        def bar(name: str, done: int, total: int, info: str = "") -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total, completed=done, info=info)
+            bars.update(tasks[name], completed=done, total=total, **({"info": info} if info else {}))
+
+        def show(event: TrainEvent) -> None:
+            if event.kind == "data" and event.data is None:
+                bar("decoding", event.step, event.total)
+            elif event.kind == "data":
+                report = event.data
+                console.print(f"data: {report.summary()}")
+                for skipped in report.skipped:
+                    console.print(
+                        f"warning: skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False
+                    )
+            elif event.kind == "start":
+                console.print(event.message, markup=False, highlight=False)
+                bar("training", event.step, event.total)
+            elif event.kind == "step" and event.values:
+                v = event.values
+                info = f"loss {v['loss']:.4f} (video {v['loss_video']:.4f}, audio {v['loss_audio']:.4f})"
+                bar("training", event.step, event.total, info)
+                if not fancy:
+                    console.print(
+                        f"step {event.step}/{event.total}  {info}  {v['clips_per_s']:.1f} clips/s",
+                        highlight=False,
+                    )
+            elif event.kind == "step":
+                bar("training", event.step, event.total)
+            elif event.kind == "note":
+                console.print(event.message, markup=False, highlight=False)
+
+        yield show

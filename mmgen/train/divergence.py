@@ -1,0 +1,48 @@
+"""A run whose loss or weights stop being finite numbers has diverged: it stops with exit 1 and a line naming the
+step, keeps the checkpoints it saved before (each one checked finite before it is written), and writes no model.
+
+Each step's loss and gradient norm are checked on the device, without waiting for it: the first step that went
+wrong is kept in a device tensor and read when the run writes something anyway (a log line, a probe, a preview,
+a checkpoint), so a healthy run pays no extra device synchronisation per step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mmgen.errors import MmgenError
+from mmgen.runtime.processes import Processes
+
+
+class TrainingDiverged(MmgenError):
+    """The loss or the weights are no longer finite (exit 1, like any failed job)."""
+
+
+class DivergenceWatch:
+    def __init__(self, device: torch.device, gradients_may_overflow: bool):
+        # fp16 training: the gradient scaler skips a step whose gradients overflowed, which is routine.
+        self.gradients_may_overflow = gradients_may_overflow
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Note whether step `step` (1-based) computed a finite loss (and, unless they may overflow, gradients)."""
+        bad = ~torch.isfinite(loss.detach())
+        if not self.gradients_may_overflow:
+            bad = bad | ~torch.isfinite(grad_norm)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step, self.first_bad)
+
+    def check(self, processes: Processes, step: int, last_good: Path | None, *, weights_finite: bool = True) -> None:
+        """Raise TrainingDiverged on every process if any process saw a non-finite loss by step `step`, or its
+        weights are not finite now. `last_good` is the newest checkpoint saved, for the message."""
+        seen = processes.gather((int(self.first_bad), weights_finite))
+        if all(first < 0 and ok for first, ok in seen):
+            return
+        firsts = [first for first, _ in seen if first >= 0]
+        what = f"the loss at step {min(firsts)} is not finite" if firsts else f"the weights after step {step} are not finite"
+        kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
+        raise TrainingDiverged(
+            f"training diverged: {what}; no model written, {kept}",
+            "lower --lr (or raise --warmup, or set --grad-clip) and start again",
+        )

@@ -1,0 +1,136 @@
+"""What a run writes while it trains, and when: log lines, audio-visual probes, previews, checkpoints and the
+final model. Only rank 0 writes; every process takes part in what gathers from all of them. Nothing is written
+from weights that are no longer finite: the divergence watch is read first (divergence.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.config import to_dict
+from mmgen.files import atomic_output
+from mmgen.runtime.processes import Processes
+from mmgen.train.checkpoint import latest_checkpoint
+from mmgen.train.divergence import DivergenceWatch, TrainingDiverged
+from mmgen.train.events import EventFn, TrainEvent
+from mmgen.train.preview import write_preview
+from mmgen.train.setup import ARCH, Setup
+from mmgen.train.state import parameters_digest
+from mmgen.weights import save_model
+
+
+class RunOutputs:
+    def __init__(self, setup: Setup, on_event: EventFn):
+        self.setup, self.on_event = setup, on_event
+        self.config, self.state, self.processes = setup.config, setup.state, setup.processes
+        self.main = setup.processes.is_main
+        self.meter = Meter()
+        resumed = latest_checkpoint(setup.run_dir / "checkpoints")
+        self.last_checkpoint: Path | None = resumed.path if resumed is not None else None
+        self._order = setup.order(0)
+
+    def after_step(self, watch: DivergenceWatch, *, save: bool) -> None:
+        """The outputs due after the step just taken; `save` forces a checkpoint (a stop was requested)."""
+        config, step = self.config, self.state.step
+        log = step % config.log_every == 0 or step == config.steps
+        probe = self.setup.probe is not None and config.probe_interval and step % config.probe_interval == 0
+        preview = self.setup.preview is not None and step % config.sample_every == 0
+        save = save or step == config.steps or bool(config.save_every and step % config.save_every == 0)
+        if not (log or probe or preview or save):
+            return
+        self._check(watch)
+        if log:
+            self._log_train()
+        if probe and self.main:
+            values = self.setup.probe.measure(self.state.model, self.setup.compute)
+            self.setup.log.write("probe", step, **values)
+            self.on_event(TrainEvent("note", step, message=f"step {step}: av_gap {values['av_gap']:+.5f}"))
+        if preview and self.main:
+            path = self.setup.run_dir / "samples" / f"step-{step:07d}.mp4"
+            write_preview(path, self.state.ema.module, self.setup.compute, self.setup.preview, config.seed)
+            self.setup.log.write("sample", step, path=str(path.relative_to(self.setup.run_dir)))
+            self.on_event(TrainEvent("note", step, message=f"step {step}: preview {path}"))
+        if save:
+            self.save(watch)
+
+    def save(self, watch: DivergenceWatch) -> None:
+        """A checkpoint of the state, once it is known to be finite."""
+        self._check(watch, weights=True)
+        saved = self.state.save(self.setup.run_dir / "checkpoints", ARCH, self.setup.model_config)
+        if saved is not None:
+            self.last_checkpoint = saved.path
+            self.setup.log.write("checkpoint", saved.step, path=str(saved.path.relative_to(self.setup.run_dir)))
+
+    def finish(self, watch: DivergenceWatch) -> Path:
+        """The final EMA weights as RUN/model.safetensors (+ a json describing them); check the processes agree."""
+        self._check(watch, weights=True)
+        setup, state = self.setup, self.state
+        digests = self.processes.gather(parameters_digest(state.model))
+        path = setup.run_dir / "model.safetensors"
+        if self.main:
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"processes ended with different weights: {digests}")
+            training = {
+                "steps": state.step,
+                "init": self.config.init,
+                "data": str(setup.data_dir),
+                "clips": setup.report.clips,
+                "processes": self.processes.world_size,
+            }
+            metadata = {"source": "mmgen finetune", "weights": "ema", "training": training}
+            sha256 = save_model(path, state.weights()["ema"], ARCH, setup.model_config, metadata)
+            sidecar = {"arch": ARCH, "config": to_dict(setup.model_config), "sha256": sha256, "training": training}
+            with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
+                tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+            setup.log.write("done", state.step, model=path.name, sha256=sha256, process_digests=digests)
+        self.processes.barrier()
+        return path
+
+    def _check(self, watch: DivergenceWatch, *, weights: bool = False) -> None:
+        """Stop (TrainingDiverged) before writing anything from a run that diverged; rank 0 logs why."""
+        step = self.state.step
+        try:
+            watch.check(self.processes, step, self.last_checkpoint, weights_finite=not weights or self.state.weights_finite())
+        except TrainingDiverged as e:
+            if self.main:
+                self.setup.log.write("diverged", step, message=e.message)
+            raise
+
+    def _log_train(self) -> None:
+        values = self.meter.take(self.processes)
+        if self.main:
+            step = self.state.step
+            values["clips_per_s"] = values.pop("steps_per_s") * self.config.batch_size
+            values["epoch"] = round(self._order.epoch_at(step), 4)
+            self.setup.log.write("train", step, **values)
+            self.on_event(TrainEvent("step", step, self.config.steps, values=values))
+
+
+class Meter:
+    """Running sums of a log interval's step values (kept as tensors: no device sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.count = 0
+        self.since = time.perf_counter()
+
+    def add(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def take(self, processes: Processes) -> dict[str, float]:
+        """Interval means (averaged over processes) plus steps/s; resets the meter."""
+        keys = sorted(self.sums)
+        means = torch.tensor([float(self.sums[k]) / self.count for k in keys], dtype=torch.float64)
+        means = torch.tensor(processes.gather(means.tolist()), dtype=torch.float64).mean(dim=0)
+        elapsed = time.perf_counter() - self.since
+        out = {k: float(v) for k, v in zip(keys, means.tolist(), strict=True)}
+        out["lr"] = float(self.sums["lr"]) / self.count
+        out["steps_per_s"] = self.count / elapsed if elapsed > 0 else 0.0
+        self.sums, self.count, self.since = {}, 0, time.perf_counter()
+        return out

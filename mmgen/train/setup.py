@@ -1,0 +1,202 @@
+"""Everything a run needs before its first step, cheapest checks first: the run folder (and the checkpoint to
+resume), the network, the preview settings, the decoded clips, the probe batch and the training state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.config import to_dict
+from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dataset
+from mmgen.diffusion import SamplingConfig
+from mmgen.diffusion.schedule import Schedule
+from mmgen.errors import OutputExists, UsageError
+from mmgen.files import write_text
+from mmgen.models import build_model, config_for
+from mmgen.runtime.device import Compute
+from mmgen.runtime.processes import Processes
+from mmgen.train.checkpoint import Resumable, latest_checkpoint, resume_from, set_aside
+from mmgen.train.config import FinetuneConfig
+from mmgen.train.events import EventFn, TrainEvent
+from mmgen.train.order import BatchOrder
+from mmgen.train.preview import check_previewable, preview_sampling
+from mmgen.train.probe import AVProbe
+from mmgen.train.runlog import RunLog
+from mmgen.train.state import TrainingState
+from mmgen.weights import load_model
+from mmgen.weights.cache import cache_root
+
+ARCH = "mm-unet"
+
+
+@dataclass
+class Setup:
+    data_dir: Path
+    run_dir: Path
+    config: FinetuneConfig
+    compute: Compute
+    processes: Processes
+    state: TrainingState
+    model_config: Any  # MMUNetConfig
+    dataset: ClipDataset
+    report: ScanReport
+    train_indices: list[int]
+    probe: AVProbe | None
+    preview: SamplingConfig | None  # None: no previews
+    schedule: Schedule
+    log: RunLog
+
+    def order(self, start: int) -> BatchOrder:
+        config, processes = self.config, self.processes
+        return BatchOrder(
+            self.train_indices, config.batch_size, config.seed, start, processes.rank, processes.world_size
+        )
+
+    def loader(self, start: int) -> torch.utils.data.DataLoader:
+        """The batches of steps start, start + 1, … (this process's share of each)."""
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=self.order(start),
+            num_workers=self.config.num_workers,
+            pin_memory=self.compute.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.config.seed),  # keeps the global RNG untouched
+        )
+
+
+def prepare(
+    data_dir: Path,
+    run_dir: Path,
+    config: FinetuneConfig,
+    compute: Compute,
+    processes: Processes,
+    resume: bool,
+    on_event: EventFn,
+) -> Setup:
+    resumable = _check_run_dir(run_dir, resume, processes, on_event)
+    model, model_config, origin = _model(config, resumable)
+    preview = None
+    if config.sample_every:
+        check_previewable(model_config.sample_rate)
+        preview = preview_sampling(config.init, config.sample_sampler, config.sample_steps)
+    dataset, report = build_clip_dataset(
+        data_dir,
+        ClipFormat.of_model(model_config),
+        config.cache_dir or cache_root() / "clips",
+        stride=config.stride,
+        progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
+    )
+    on_event(TrainEvent("data", report.files, report.files, data=report))
+    schedule = Schedule.respaced("")
+    train_indices, probe = _split(dataset, config, schedule, on_event)
+
+    model.to(compute.device).train()
+    model.gradient_checkpointing = config.gradient_checkpointing
+    state = TrainingState(model, config, compute, processes)
+    log = RunLog(run_dir / "log.jsonl")
+    if resumable is not None:
+        note = state.restore(resumable)
+        if note:
+            on_event(TrainEvent("note", message=note))
+        if processes.is_main:
+            log.rewind(state.step)
+    if processes.is_main:
+        _write_config(run_dir, data_dir, config)
+        if resumable is None:
+            log.write(
+                "data",
+                0,
+                files=report.files,
+                clips=report.clips,
+                decoded=report.decoded,
+                reused=report.reused,
+                train_clips=len(train_indices),
+                skipped=[{"file": str(s.path), "reason": s.reason} for s in report.skipped],
+            )
+    parameters = sum(p.numel() for p in model.parameters())
+    on_event(
+        TrainEvent(
+            "start",
+            state.step,
+            config.steps,
+            message=f"{origin}, {parameters / 1e6:.2f} M parameters, {len(train_indices)} training clips, "
+            f"{compute.describe()}" + (f", {processes.world_size} processes" if processes.distributed else ""),
+        )
+    )
+    return Setup(
+        data_dir, run_dir, config, compute, processes, state, model_config, dataset, report, train_indices,
+        probe, preview, schedule, log,
+    )  # fmt: skip
+
+
+def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: EventFn) -> Resumable | None:
+    """Refuse to mix two runs in one folder; load the checkpoint to resume (the newest that loads; damaged
+    newer ones are reported and set aside). Cheap, before any decoding."""
+    found, damaged = None, []
+    if resume:
+        found, damaged = resume_from(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        hint = (
+            "add --resume to continue it"
+            if latest_checkpoint(run_dir / "checkpoints")
+            else "choose another -o or empty it"
+        )
+        raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
+    processes.barrier()  # every process has looked before rank 0 moves or writes anything
+    if processes.is_main:
+        for checkpoint, reason in damaged:
+            aside = set_aside(checkpoint)
+            on_event(
+                TrainEvent(
+                    "note",
+                    message=f"warning: checkpoint {checkpoint.path} does not load ({reason}); set aside as "
+                    f"{aside.name}, resuming from step {found.checkpoint.step}",
+                )
+            )
+    processes.barrier()
+    return found
+
+
+def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, Any, str]:
+    """The network to train (fp32 master weights on CPU), its config, and a phrase saying where it came from."""
+    torch.manual_seed(config.seed)  # scratch init and dropout; replaced by the saved state on resume
+    if resumable is not None:
+        loaded = resumable.raw
+        return loaded.model, loaded.config, f"resuming at step {resumable.checkpoint.step}"
+    if config.init is not None:
+        loaded = load_model(config.init)
+        if loaded.arch != ARCH:
+            raise UsageError(f"{config.init}: a {loaded.arch} model cannot be fine-tuned here (only {ARCH})")
+        return loaded.model, loaded.config, f"fine-tuning {config.init}"
+    spec = config.model
+    model_config = config_for(spec.arch, spec.config, "model.config")
+    return build_model(spec.arch, model_config), model_config, f"training a new {spec.arch} from scratch"
+
+
+def _split(
+    dataset: ClipDataset, config: FinetuneConfig, schedule: Schedule, on_event: EventFn
+) -> tuple[list[int], AVProbe | None]:
+    """Training clip indices and the audio-visual probe batch: `probe_clips` clips chosen by the seed,
+    held out of training when there are at least 4× as many clips, else shared with training."""
+    n = len(dataset)
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed)).tolist()
+    count = min(config.probe_clips, n)
+    held_out = n >= 4 * config.probe_clips
+    train = sorted(chosen[count:]) if held_out else list(range(n))
+    if count < 2 or config.probe_interval == 0:
+        return train, None
+    clips = [dataset[i] for i in sorted(chosen[:count])]
+    batch = {k: torch.stack([c[k] for c in clips]) for k in clips[0]}
+    if not held_out:
+        on_event(TrainEvent("note", message=f"only {n} clips: the audio-visual probe uses training clips"))
+    return train, AVProbe(batch, config.probe_timesteps, config.seed, schedule)
+
+
+def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig) -> None:
+    import yaml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(config), sort_keys=False)
+    write_text(run_dir / "config.yaml", f"# mmgen finetune {data_dir}: every setting of this run (read back by --resume)\n" + text)

@@ -1,0 +1,108 @@
+"""A damaged newest checkpoint (a truncated copy, a zero-byte file after a full disk) does not end a run: --resume
+says which checkpoint it skips, sets it aside and continues from the newest one that loads. And a checkpoint
+only ever appears complete: every file and its folder reach the disk before the rename that makes it visible."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
+from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen import files
+from mmgen.models import build_model, config_for
+from mmgen.train.checkpoint import list_checkpoints, save_checkpoint
+from mmgen.train.runlog import read_log
+
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A 2-step run with a checkpoint after each step."""
+    base = tmp_path_factory.mktemp("damaged")
+    data = base / "clips"
+    write_clip_folder(data, good=2, seconds=0.6)
+    env = mmgen_env(base, OMP_NUM_THREADS="1")
+    recipe = write_recipe(base / "recipe.yaml", log_every=1, sample_every=0, probe_every=0)
+    run_dir = base / "run"
+    done = run_mmgen(
+        "finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", STEPS, "--batch-size", 2,
+        "--lr", 1e-3, "--save-every", 1, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return data, run_dir, env
+
+
+def damage(path: Path, how: str) -> None:
+    if how == "zero bytes":
+        path.write_bytes(b"")
+    else:  # cut off half-way
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("file", "how"), [("model.safetensors", "zero bytes"), ("state.pt", "truncated")]
+)
+def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_before(finished, tmp_path, file, how):
+    data, original, env = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(original, run_dir)
+    newest = run_dir / "checkpoints" / f"step-{STEPS:07d}"
+    damage(newest / file, how)
+
+    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", STEPS + 1, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    (warning,) = [line for line in resumed.stderr.splitlines() if "does not load" in line]
+    assert warning.startswith(f"warning: checkpoint {newest} does not load ({file}: ")
+    assert warning.endswith(f"set aside as step-{STEPS:07d}.damaged, resuming from step 1")
+    assert "resuming at step 1" in resumed.stderr
+    assert f"done: {STEPS + 1} steps" in resumed.stderr
+    # Steps 2 and 3 were trained again and saved; the damaged folder is kept aside for the curious.
+    assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1, 2, 3]
+    assert (run_dir / "checkpoints" / f"step-{STEPS:07d}.damaged" / file).is_file()
+    assert [e["step"] for e in read_log(run_dir / "log.jsonl") if e["event"] == "train"] == [1, 2, 3]
+
+
+def test_resume_with_no_checkpoint_that_loads_is_a_one_line_error(finished, tmp_path):
+    data, original, env = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(original, run_dir)
+    for checkpoint in list_checkpoints(run_dir / "checkpoints"):
+        damage(checkpoint.path / "state.pt", "zero bytes")
+    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", env=env, timeout=120)
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip() == (
+        f"mmgen: error: {run_dir}: no complete checkpoint to resume from (2 damaged: none loads) "
+        "(start a new run without --resume, or point -o at the run folder)"
+    )
+
+
+def test_a_checkpoint_reaches_the_disk_before_it_becomes_visible(tmp_path, monkeypatch):
+    """fsync of every file and of the folder, then the rename, then fsync of the parent (for the new name)."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    model = build_model("mm-unet", config)
+    folder = tmp_path / "checkpoints"
+    saved = save_checkpoint(folder, 7, model=model, ema=model, arch="mm-unet", config=config, state={"step": 7}, keep=3)
+
+    rename = events.index(("rename", str(saved.path)))
+    synced_before = {Path(path).name for kind, path in events[:rename] if kind == "fsync"}
+    assert {"model.safetensors", "ema.safetensors", "state.pt"} <= synced_before
+    assert any(name.startswith(".step-0000007.") for name in synced_before)  # the folder itself
+    assert ("fsync", str(folder)) in events[rename:]

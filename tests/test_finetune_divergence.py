@@ -1,0 +1,110 @@
+"""A run that diverges stops and says so: exit 1, one line naming the step, the checkpoints saved before it kept,
+no model written from weights that are no longer numbers, and a log that is still strict JSON. Options that can
+never train are refused before any work, from a flag or from a --config file alike."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from finetune_clips import write_clip_folder, write_recipe
+from mmgen_cli import mmgen_env, run_mmgen
+from safetensors.torch import load_file
+
+from mmgen.cli import run
+from mmgen.train.runlog import RunLog
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    base = tmp_path_factory.mktemp("diverge")
+    write_clip_folder(base / "clips", good=2, seconds=0.6)
+    return base / "clips", mmgen_env(base, OMP_NUM_THREADS="1")
+
+
+def strict_json_lines(path) -> list[dict]:
+    """Every line parsed as JSON as a strict parser does (no NaN, no Infinity)."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_a_diverging_run_stops_with_exit_1_keeps_its_good_checkpoint_and_writes_no_model(clips, tmp_path):
+    data, env = clips
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1, sample_every=0, probe_every=0)
+    run_dir = tmp_path / "run"
+    # A learning rate of 1e30 is a number, so it is accepted; the first step throws the weights to ~1e30 and
+    # the second step's loss is no longer a number.
+    done = run_mmgen(
+        "finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 5, "--batch-size", 2,
+        "--lr", 1e30, "--save-every", 1, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mmgen: error: training diverged: the loss at step 2 is not finite; no model written, "
+                           f"the last good checkpoint is {run_dir / 'checkpoints' / 'step-0000001'}"), last
+    assert "Traceback" not in done.stderr and "done:" not in done.stderr
+    assert not (run_dir / "model.safetensors").exists() and not (run_dir / "model.json").exists()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001"]
+    for name in ("model.safetensors", "ema.safetensors"):
+        weights = load_file(run_dir / "checkpoints" / "step-0000001" / name)
+        assert all(torch.isfinite(w).all() for w in weights.values()), name
+    log = strict_json_lines(run_dir / "log.jsonl")
+    assert [e["event"] for e in log] == ["data", "train", "checkpoint", "diverged"]
+    assert log[-1]["step"] == 2 and "the loss at step 2 is not finite" in log[-1]["message"]
+
+
+def test_the_log_writes_numbers_that_are_not_finite_as_null(tmp_path):
+    log = RunLog(tmp_path / "log.jsonl")
+    log.write("train", 3, loss=math.nan, grad_norm=math.inf, parts=[1.0, -math.inf], lr=1e-4)
+    (line,) = strict_json_lines(tmp_path / "log.jsonl")
+    assert line == {"event": "train", "step": 3, "loss": None, "grad_norm": None, "parts": [1.0, None], "lr": 1e-4}
+
+
+def test_a_learning_rate_that_cannot_train_is_refused_before_any_work(clips, tmp_path):
+    data, env = clips
+    recipe = write_recipe(tmp_path / "recipe.yaml")
+    run_dir = tmp_path / "run"
+    done = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--lr", "inf", env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "mmgen: error: command line: lr must be a finite number, got inf"
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("lr", "0", "lr must be positive, got 0.0"),
+        ("lr", "-1e-4", "lr must be positive, got -0.0001"),
+        ("lr", "nan", "lr must be a finite number, got nan"),
+        ("lr", "-inf", "lr must be a finite number, got -inf"),
+        ("ema_decay", "nan", "ema_decay must be a finite number, got nan"),
+        ("ema_decay", "1", "ema_decay must be in [0, 1), got 1.0"),
+        ("grad_clip", "inf", "grad_clip must be a finite number, got inf"),
+        ("loss_weights", "video=0,audio=0", "loss_weights: at least one of 'video' and 'audio' must be positive"),
+        ("loss_weights", "video=nan", "loss_weights.video must be a finite number, got nan"),
+    ],
+)
+def test_settings_that_cannot_train_are_exit_2_from_a_flag_and_from_a_config_file(
+    clips, tmp_path, capsys, setting, value, message
+):
+    data, _ = clips
+    flag = "--" + setting.replace("_", "-")
+    recipe = write_recipe(tmp_path / "recipe.yaml")
+    run_dir = tmp_path / "run"
+    assert run(["finetune", str(data), "--scratch", "--config", str(recipe), "-o", str(run_dir), flag, value]) == 2
+    assert capsys.readouterr().err.strip() == f"mmgen: error: command line: {message}"
+
+    # The same setting in a recipe file is checked by the same rule.
+    yaml_value = (
+        dict(part.split("=") for part in value.split(",")) if setting == "loss_weights" else value
+    )
+    yaml_value = {k: float(v) for k, v in yaml_value.items()} if isinstance(yaml_value, dict) else float(yaml_value)
+    bad = write_recipe(tmp_path / "bad.yaml", **{setting: yaml_value})
+    assert run(["finetune", str(data), "--scratch", "--config", str(bad), "-o", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {message}"
+    assert not run_dir.exists()

@@ -25,7 +25,7 @@ from mmgen.cli import run
 from mmgen.media import probe
 from mmgen.models import build_model, config_for
 from mmgen.runtime.device import Compute
-from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, require_checkpoint, save_checkpoint
+from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, resume_from, save_checkpoint
 from mmgen.train.preview import preview_sampling, write_preview
 from mmgen.train.runlog import read_log
 
@@ -192,7 +192,7 @@ def test_a_checkpoint_killed_while_saving_never_becomes_the_newest(tmp_path):
     (stray,) = [p for p in folder.iterdir() if p.name.startswith(".step-0000002.") and p.name.endswith(".partial")]
     assert (stray / "model.safetensors").is_file() and (stray / "ema.safetensors").is_file()
     assert [c.step for c in list_checkpoints(folder)] == [1]
-    assert require_checkpoint(tmp_path / "run").step == 1
+    assert resume_from(tmp_path / "run")[0].checkpoint.step == 1
 
     # A step folder missing a file (copied by hand, say) does not count either.
     (folder / "step-0000005").mkdir()

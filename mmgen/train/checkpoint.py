@@ -107,14 +107,6 @@ def save_checkpoint(
     return Checkpoint(final, step)
 
 
-def require_checkpoint(run_dir: Path) -> Checkpoint:
-    """The newest complete checkpoint of a run, for --resume; a UsageError saying why there is none."""
-    found = latest_checkpoint(run_dir / "checkpoints")
-    if found is None:
-        raise _nothing_to_resume(run_dir)
-    return found
-
-
 def _nothing_to_resume(run_dir: Path, damaged: int = 0) -> UsageError:
     why = f" ({damaged} damaged: none loads)" if damaged else ""
     return UsageError(

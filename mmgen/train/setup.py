@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from mmgen.config import to_dict
 from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dataset
@@ -195,8 +196,7 @@ def _split(
 
 
 def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig) -> None:
-    import yaml
-
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    write_text(run_dir / "config.yaml", f"# mmgen finetune {data_dir}: every setting of this run (read back by --resume)\n" + text)
+    header = f"# mmgen finetune {data_dir}: every setting of this run (read back by --resume)\n"
+    write_text(run_dir / "config.yaml", header + text)

@@ -124,7 +124,8 @@ def finetune(
     ] = DEFAULT.device,
     precision: Annotated[
         Literal["auto", "fp32", "fp16", "bf16"],
-        typer.Option(rich_help_panel=_HARDWARE, help="auto: bf16 (or fp16) autocast on CUDA, fp32 elsewhere."),
+        typer.Option(rich_help_panel=_HARDWARE, help="auto: bf16 (or fp16) autocast on CUDA, bf16 on CPUs that compute it natively, "
+                     "fp32 elsewhere."),
     ] = DEFAULT.precision,
     gradient_checkpointing: Annotated[
         bool,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -17,6 +16,7 @@ from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
 from mmgen.files import write_text
 from mmgen.models import build_model, config_for
+from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import Resumable, latest_checkpoint, resume_from, set_aside
@@ -41,7 +41,7 @@ class Setup:
     compute: Compute
     processes: Processes
     state: TrainingState
-    model_config: Any  # MMUNetConfig
+    model_config: MMUNetConfig
     dataset: ClipDataset
     report: ScanReport
     train_indices: list[int]
@@ -160,7 +160,7 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
     return found
 
 
-def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, Any, str]:
+def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, MMUNetConfig, str]:
     """The network to train (fp32 master weights on CPU), its config, and a phrase saying where it came from."""
     torch.manual_seed(config.seed)  # scratch init and dropout; replaced by the saved state on resume
     if resumable is not None:

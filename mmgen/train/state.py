@@ -14,11 +14,11 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import Checkpoint, Resumable, save_checkpoint
@@ -116,7 +116,7 @@ class TrainingState:
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters)
 
-    def save(self, folder: Path, arch: str, model_config: Any) -> Checkpoint | None:
+    def save(self, folder: Path, arch: str, model_config: MMUNetConfig) -> Checkpoint | None:
         """Checkpoint the state (every process takes part: each one's generators are gathered); rank 0 writes
         and gets the checkpoint, the others None."""
         rng = self.processes.gather(self.streams.state(self.compute.device))

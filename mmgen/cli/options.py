@@ -84,7 +84,7 @@ Precision = Annotated[
     Literal["auto", "fp32", "fp16", "bf16"],
     typer.Option(
         rich_help_panel=_HARDWARE,
-        help="Compute precision: auto is fp32 on CPU, bf16 (or fp16) on CUDA, fp16 on MPS.",
+        help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS, bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
     ),
 ]
 OutputFile = Annotated[

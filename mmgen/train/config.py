@@ -64,7 +64,7 @@ class FinetuneConfig:
 
     # Compute
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (torchrun: cuda:LOCAL_RANK when CUDA is present)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 autocast on CUDA, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: as select_precision (bf16 on CPUs with it)
     gradient_checkpointing: bool = False
 
     # Outputs

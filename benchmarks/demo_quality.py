@@ -46,25 +46,31 @@ TARGETS = {  # issue 7
 
 @dataclass(frozen=True)
 class Setting:
-    """A way to sample: `default` (what the commands do without flags), SAMPLER:STEPS, or the `paper` preset
-    (conditional: DDPM 1000 + gradient guidance; unconditional: the paper's DPM-Solver, 20 calls)."""
+    """A way to sample: `default` (what the commands do without flags), SAMPLER:STEPS[:GUIDANCE] (guidance:
+    replacement or gradient, for video-to-audio), or the `paper` preset (conditional: DDPM 1000 + gradient
+    guidance; unconditional: the paper's DPM-Solver, 20 calls)."""
 
     label: str
     preset: str | None = None
     sampler: str | None = None
     steps: int | None = None
+    guidance: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         if text in ("default", "paper"):
             return cls(text, preset=None if text == "default" else "paper")
-        sampler, _, steps = text.partition(":")
-        if not steps.isdigit():
-            raise SystemExit(f"error: setting {text!r}: expected default, paper or SAMPLER:STEPS (e.g. ddim:25)")
-        return cls(text, sampler=sampler, steps=int(steps))
+        parts = text.split(":")
+        sampler, steps = parts[0], parts[1] if len(parts) > 1 else ""
+        guidance = parts[2] if len(parts) == 3 else None
+        if len(parts) > 3 or not steps.isdigit() or guidance not in (None, "replacement", "gradient"):
+            raise SystemExit(
+                f"error: setting {text!r}: expected default, paper or SAMPLER:STEPS[:replacement|gradient]"
+            )
+        return cls(text, sampler=sampler, steps=int(steps), guidance=guidance)
 
     def options(self) -> dict:
-        return {"preset": self.preset, "sampler": self.sampler, "steps": self.steps}
+        return {"preset": self.preset, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
 
 
 class CallCounter:

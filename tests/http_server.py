@@ -11,7 +11,8 @@ Faults (per file): `drop_at` closes the connection once the response reaches tha
 first `drop_times` responses); `corrupt_at` flips the byte at that offset in every response; `fail_status`
 answers the first `fail_times` requests with that status; `delay` sleeps per 64 KiB chunk (to keep a
 transfer going while another process starts); `ranges=False` ignores Range headers; `redirect_to` answers
-every request with a 302 to that URL. Unknown paths get 404.
+every request with a 302 to that URL; `headers` are sent with every 200/206 answer (e.g. Content-Type).
+Unknown paths get 404.
 
 The other half of "no network" is `offline_mmgen_command(...)`: the real `mmgen` under an audit hook that
 reports every socket operation the process performed, to prove a command opened no socket at all.
@@ -24,7 +25,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _CHUNK = 64 * 1024
@@ -60,6 +61,7 @@ class Served:
     delay: float = 0.0
     ranges: bool = True
     redirect_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes" if served.ranges else "none")
+            for name, value in served.headers.items():
+                self.send_header(name, value)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
             self.end_headers()

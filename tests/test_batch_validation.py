@@ -57,7 +57,8 @@ def test_four_mistakes_are_all_reported_with_their_lines_and_nothing_runs(folder
             input: drums.m4a
             model: landscape
         """)
-    result = run_mmgen("batch", jobs, env=mmgen_env(folder))
+    # Offline, so the landscape model (downloadable from Google Drive) cannot be had either.
+    result = run_mmgen("batch", jobs, env=mmgen_env(folder, MMGEN_OFFLINE="1"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{jobs}:3: ") and "steps: 'two' is not a valid int" in lines[0]

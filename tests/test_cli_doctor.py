@@ -35,6 +35,12 @@ def test_doctor_lists_versions_devices_cache_and_models(machine):
     assert str(cache) in report
     tiny = next(line.split() for line in report.splitlines() if line.strip().startswith("tiny "))
     assert tiny[:3] == ["tiny", "mm-unet", "cached"]
+    source_sha256 = json.loads((cache / "models" / "tiny" / "model.json").read_text())["source_sha256"]
+    assert f"{source_sha256[:12]}…" in tiny  # its recorded sha256
+    # An official model not pulled yet: what `mmgen models pull landscape` would fetch.
+    landscape = next(line for line in report.splitlines() if line.strip().startswith("landscape "))
+    assert "downloadable" in landscape
+    assert "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p" in landscape
     assert any(line.split()[:1] == ["demo"] for line in report.splitlines())  # the bundled model, present or not
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import zipfile
@@ -21,7 +22,8 @@ from tiny_model import TINY_FIELDS, TINY_SR_FIELDS, save_tiny_model, tiny_mmunet
 from mmgen.cli import run
 from mmgen.models import build_model
 from mmgen.models.config import SRUNetConfig
-from mmgen.weights import ModelCache, load_registry
+from mmgen.weights import ModelCache, checkpoint, load_model, load_registry
+from mmgen.weights.cache import FileStamp
 
 SHIPPED = REPO / "presets" / "models"
 DEMO_ASSET = REPO / "mmgen" / "assets" / "demo.safetensors"
@@ -34,6 +36,7 @@ def stand_in_entry(tmp_path: Path, name: str, config: dict, **changes) -> None:
     sample on a CPU; the code path from import to generate is the same."""
     entry = yaml.safe_load((SHIPPED / f"{name}.yaml").read_text(encoding="utf-8"))
     entry["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+    del entry["weights"]["parameters"]  # the released count; the tiny stand-in has far fewer
     entry.update(changes)
     folder = tmp_path / "presets" / "models"
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,8 +107,11 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     size = ModelCache().record("mine").size
     assert rows["mine"][:3] == ["mm-unet", f"{size / 1e6:.1f} MB", "cached"]
     assert rows["hosted"][0] == "mm-unet" and rows["hosted"][2] == "downloadable"
-    assert rows["landscape"][:3] == ["mm-unet", "~534.7 MB", "needs import"]  # fp32 size of the released config
-    assert rows["landscape-sr"][:3] == ["sr-unet", "~1.2 GB", "needs import"]
+    # fp32 size of the released config; no sha256 yet (none is published: recorded at the first pull)
+    assert rows["landscape"][:4] == ["mm-unet", "~534.7 MB", "downloadable", ""]
+    assert rows["landscape"][4].startswith("Landscape.pt from")
+    assert rows["landscape-sr"][:4] == ["sr-unet", "~1.2 GB", "downloadable", ""]
+    assert rows["mine"][3] == ModelCache().record("mine").source_sha256[:12] + "…"
     assert rows["demo"][2] == ("bundled" if DEMO_ASSET.is_file() else "bundled (missing)")
 
 
@@ -151,11 +157,13 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
 def test_pull_says_how_to_get_a_model_that_needs_import(tmp_path, monkeypatch, capsys):
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
+    presets = tmp_path / "presets" / "models"
+    presets.mkdir(parents=True)
+    (presets / "private.yaml").write_text("base: landscape\nweights: {format: pt}\nsource: the lab's share\n")
 
-    assert run(["models", "pull", "aist++"]) == 2
+    assert run(["models", "pull", "private"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert "mmgen models import FILE --name aist++" in line
-    assert "drive.google.com" in line and "pan.baidu.com" in line  # where the official file is
+    assert "get the lab's share, then run `mmgen models import FILE --name private`" in line
 
 
 def test_an_installed_wheel_finds_its_presets_and_the_bundled_demo(tmp_path, monkeypatch):
@@ -212,3 +220,33 @@ def test_the_shipped_demo_model_verifies_against_its_registered_sha256(tmp_path,
 
     assert run(["models", "verify", "demo"]) == 0
     assert capsys.readouterr().err.startswith(f"demo: ok ({DEMO_ASSET})")
+
+
+def test_a_cached_file_is_hashed_again_only_when_its_stamp_moved(tmp_path, monkeypatch, capsys):
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
+    cache = ModelCache()
+    weights, record = cache.weights_path("mine"), cache.record("mine")
+    assert record.stamp == FileStamp.of(weights)  # recorded when it was written
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} was hashed although its stamp did not move")
+
+    monkeypatch.setattr(checkpoint, "sha256_file", no_hashing)
+    assert load_model("mine").sha256 == record.sha256  # size and stamp agree: no full read
+    monkeypatch.undo()
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    os.utime(weights, ns=(record.stamp.mtime_ns, record.stamp.mtime_ns + 10**9))  # same bytes, touched
+    assert load_model("mine").sha256 == record.sha256
+    assert cache.record("mine").stamp == FileStamp.of(weights)  # hashed once, stamp renewed
+
+    weights.write_bytes(weights.read_bytes()[:-10])  # truncated: the size alone tells
+    result = run_mmgen("generate", "-m", "mine", "--steps", "1", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"mine: the cached weights file {weights} has changed on disk" in line
+    assert "`mmgen models import FILE --name mine --overwrite`" in line

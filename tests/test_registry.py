@@ -9,7 +9,6 @@ import json
 import pytest
 from mmgen_cli import mmgen_env, run_mmgen
 
-from mmgen.diffusion import load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound
 from mmgen.models.config import MMUNetConfig, SRUNetConfig
 from mmgen.weights import ModelCache, availability, load_model, load_registry
@@ -40,10 +39,15 @@ def test_shipped_entries_describe_the_official_models_and_the_demo(dirs):
         entry, sr = registry.get(base), registry.get(f"{base}-sr")
         assert (entry.arch, entry.config, entry.upsampler) == ("mm-unet", MMUNetConfig(), f"{base}-sr")
         assert (sr.arch, sr.config) == ("sr-unet", SRUNetConfig())
-        assert entry.needs_import and sr.needs_import and entry.weights.format == "pt"
-        assert entry.weights.sha256 is None  # no checksum is published for the Drive files
+        assert not entry.needs_import and not sr.needs_import and entry.weights.format == "pt"
+        assert entry.weights.sha256 is None  # no checksum is published for the Drive files: trusted on first use
+        assert entry.weights.drive.folder_url == OFFICIAL_SOURCES[0]
+        assert (entry.weights.parameters, sr.weights.parameters) == (133_675_524, 311_027_910)
         assert all(link in entry.source for link in OFFICIAL_SOURCES)
-        assert entry.sampling == load_sampling_preset("paper")
+        # Their own settings finish in minutes; `--preset paper` is the paper's run.
+        assert (entry.sampling.sampler, entry.sampling.steps) == ("paper", 20)
+        assert entry.sampling.conditional.steps <= 50
+        assert entry.sampling.conditional.guidance in ("replacement", "gradient")
         assert (sr.sampling.sampler, sr.sampling.steps) == ("ddim", 25)
     demo = registry.get("demo")
     assert demo.weights.bundled == "demo.safetensors" and demo.config is None  # its file carries the config
@@ -62,7 +66,7 @@ def test_models_list_shows_every_source_of_weights(dirs, tmp_path):
 
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
-    assert rows["landscape"]["status"] == "needs import"
+    assert rows["landscape"]["status"] == "downloadable"
     assert rows["landscape"]["size"] == 4 * 133_675_524 and rows["landscape"]["size_estimated"]
     assert rows["landscape-sr"]["size"] == 4 * 311_027_910
     assert rows["mine"]["status"] == "downloadable"
@@ -101,7 +105,7 @@ def test_base_inherits_everything_then_overrides_deeply(dirs):
         "pt",
         "second generation",
     )
-    assert tuned.sampling == dataclasses.replace(load_sampling_preset("paper"), steps=30)
+    assert tuned.sampling == dataclasses.replace(registry.get("landscape").sampling, steps=30)
     hosted = registry.get("hosted")  # a user-hosted fine-tune in three lines
     assert hosted.weights.bundled is None and hosted.weights.sha256 == SHA  # weights are replaced, not merged
     assert hosted.sampling == registry.get("demo").sampling and hosted.config is None
@@ -144,11 +148,12 @@ def test_an_inheritance_cycle_through_two_files_is_reported(dirs):
         load_registry()
 
 
-def test_unknown_and_unimported_models_say_what_to_do(dirs):
+def test_unknown_and_unimported_models_say_what_to_do(dirs, monkeypatch):
     with pytest.raises(ModelNotFound, match="unknown model 'landscpe'.*did you mean landscape") as unknown:
         load_model("landscpe")
     assert unknown.value.exit_code == 2
-    with pytest.raises(ModelNotFound, match=r"mmgen models import FILE --name aist\+\+-sr"):
+    monkeypatch.setenv("MMGEN_OFFLINE", "1")  # not cached, and no download allowed
+    with pytest.raises(ModelNotFound, match=r"mmgen models import AIST\+\+_SR.pt --name aist\+\+-sr"):
         load_model("aist++-sr")
 
 
@@ -157,10 +162,9 @@ def test_info_reports_entry_and_status(dirs, capsys):
 
     assert run(["models", "info", "landscape", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["status"] == "needs import" and info["upsampler"] == "landscape-sr"
-    assert all(link in info["how_to_get"] for link in OFFICIAL_SOURCES)
-    assert "no download URL or sha256" in info["how_to_get"]
-    assert info["how_to_get"].endswith("`mmgen models import FILE --name landscape`")
+    assert info["status"] == "downloadable" and info["upsampler"] == "landscape-sr"
+    assert info["pull_fetches"] == f"Landscape.pt from {OFFICIAL_SOURCES[0]}"
+    assert "trusted_on_first_use" not in info  # nothing pulled yet
     assert info["config"]["video_size"] == [16, 3, 64, 64] and info["registry_file"].endswith(
         "landscape.yaml"
     )

@@ -1,5 +1,5 @@
-"""`mmgen doctor`: what this machine has for mmgen — versions, codecs, devices, cache, models — so a bug
-report or a "why is it slow?" starts from facts."""
+"""`mmgen doctor`: what this machine has for mmgen — versions, codecs, devices, cache, models (pulled or not,
+their sha256, what `pull` would fetch) — so a bug report or a "why is it slow?" starts from facts."""
 
 from __future__ import annotations
 
@@ -120,12 +120,13 @@ def _show(report: dict[str, Any], console: Console) -> None:
     if "models_error" in report:
         console.print(f"  {bad} {report['models_error']}")
     table = Table(box=None, padding=(0, 2), show_edge=False)
-    for column in ("name", "arch", "status", "size"):
+    for column in ("name", "arch", "status", "size", "sha256", "pull fetches"):
         table.add_column(column)
     for row in report["models"]:
         size = "" if row["size"] is None else f"{'~' if row['size_estimated'] else ''}{row['size'] / 2**20:.0f} MB"
         style = "green" if row["status"] in ("bundled", "cached") else "dim"
-        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size)
+        sha256 = f"{row['sha256'][:12]}…" if row["sha256"] else ""
+        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, sha256, row["fetch"] or "")
     console.print(table)
 
 

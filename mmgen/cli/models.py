@@ -3,7 +3,9 @@ in mmgen.weights. Human output goes to stderr, `--json` objects (one per line) t
 
 Examples:
     mmgen models list
-    mmgen models pull demo
+    mmgen models pull landscape
+    mmgen models pull --all-official
+    mmgen models pull landscape --url https://mirror.example/Landscape.pt --sha256 HEX
     mmgen models import ~/Downloads/Landscape.pt --name landscape
     mmgen models import tiny.pt --name tiny --arch mm-unet --config tiny.yaml --dtype fp16
     mmgen models verify
@@ -54,7 +56,8 @@ def _bytes(n: int | None, approximate: bool = False) -> str:
 
 @models_app.command("list")
 def list_models(as_json: JsonOption = False) -> None:
-    """Show every known model: architecture, size and where its weights stand."""
+    """Show every known model: architecture, size, where its weights stand, their sha256 (registered, or
+    recorded on first download) and what `pull` would fetch."""
     from mmgen.weights.catalog import catalog
 
     rows = catalog()
@@ -63,27 +66,60 @@ def list_models(as_json: JsonOption = False) -> None:
             _emit(row.as_dict())
         return
     table = Table(title="mmgen models")
-    for column in ("name", "arch", "size", "status", "description"):
+    for column in ("name", "arch", "size", "status", "sha256", "pull fetches", "description"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row.name, row.arch, _bytes(row.size, row.size_estimated), row.status, row.description)
+        table.add_row(
+            row.name, row.arch, _bytes(row.size, row.size_estimated), row.status, _short(row.sha256),
+            row.fetch or "", row.description,
+        )
     Console(stderr=True).print(table)
+
+
+def _short(sha256: str | None) -> str:
+    return f"{sha256[:12]}…" if sha256 else ""
+
+
+def official_models() -> list[str]:
+    """Registry entries fetched from the paper's Google Drive folder."""
+    from mmgen.weights import load_registry
+
+    registry = load_registry()
+    return [name for name in registry.names() if registry.entries[name].weights.drive is not None]
 
 
 @models_app.command()
 def pull(
-    name: NameArgument,
+    name: Annotated[
+        str | None, typer.Argument(help="Registry name of the model (see `mmgen models list`).")
+    ] = None,
+    all_official: Annotated[
+        bool, typer.Option("--all-official", help="Pull the paper's models: landscape, aist++ and their upsamplers.")
+    ] = False,
+    url: Annotated[
+        str | None, typer.Option(help="Fetch from this mirror instead (https, or file://).")
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option(help="sha256 of the file at --url (default: the one recorded on first download)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Download (and convert) a model's weights into the cache, resuming an interrupted download."""
+    """Download (and convert) a model's weights into the cache, resuming an interrupted download; a cached
+    file that changed on disk is fetched again."""
     from mmgen.weights import pull as pull_weights
 
-    pulled = pull_weights(name, quiet=quiet)
-    if as_json:
-        _emit({"name": name, "path": str(pulled.path), "fetched": pulled.fetched})
-    elif not quiet:
-        _say(f"{name}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
+    if (name is None) == (not all_official):
+        raise UsageError("give a model NAME or --all-official (not both)")
+    if all_official and url is not None:
+        raise UsageError("--url names one model's file: use it with NAME, not --all-official")
+    for model in official_models() if all_official else [name]:
+        pulled = pull_weights(model, quiet=quiet, repair=True, url=url, sha256=sha256)
+        if as_json:
+            _emit({"name": model, "path": str(pulled.path), "fetched": pulled.fetched})
+        elif not quiet:
+            _say(f"{model}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
 
 
 @models_app.command("import")
@@ -127,17 +163,27 @@ def import_model(
 
 
 @models_app.command()
-def rm(name: NameArgument, as_json: JsonOption = False) -> None:
+def rm(
+    name: NameArgument,
+    forget: Annotated[
+        bool,
+        typer.Option(help="Also forget the sha256 recorded on its first download, so the next pull trusts anew."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Delete a model (and any partial download) from the cache."""
     from mmgen.weights import ModelCache
+    from mmgen.weights.trust import forget as forget_trust
 
     cache = ModelCache()
-    if not cache.remove(name):
+    removed = cache.remove(name)
+    forgotten = forget and forget_trust(cache.root, name)
+    if not removed and not forgotten:
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
     if as_json:
-        _emit({"name": name, "removed": True})
+        _emit({"name": name, "removed": removed, "forgot_sha256": forgotten})
     else:
-        _say(f"removed {name} from {cache.root}")
+        _say(f"removed {name} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
 
 
 @models_app.command()

@@ -34,7 +34,7 @@ from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths, beside
 from mmgen.pipelines.session import Run, prepare
 from mmgen.runtime.device import select_compute
-from mmgen.weights import ModelCache, availability, load_registry, sha256_file
+from mmgen.weights import ModelCache, availability, fetch_plan, load_registry, sha256_file
 from mmgen.weights.download import offline
 from mmgen.weights.load import is_path
 
@@ -306,8 +306,9 @@ class _Planner:
                 entry = self.registry.entries.get(name)
                 if name in needed or is_path(name) or availability(name, entry, self.cache) != "downloadable":
                     continue
-                needed[name] = Download(name, entry.weights.urls[0], entry.weights.size)
-                if offline() and not entry.weights.urls[0].startswith("file:"):
+                source = fetch_plan(entry)  # a URL, or a file in a Google Drive folder
+                needed[name] = Download(name, source, entry.weights.size)
+                if offline() and not source.startswith("file:"):
                     line = job.spec.line_of("model") if "model" in job.spec.lines else job.spec.line
                     self.problem(line, f"model {name} must be downloaded, but MMGEN_OFFLINE=1 forbids it "
                                  f"(import it with `mmgen models import FILE --name {name}`)")

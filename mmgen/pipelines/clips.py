@@ -52,6 +52,7 @@ class Provenance:
     upsampler: str | None = None
     input: str | None = None
     mix: float | None = None
+    model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
     mmgen_version: str = __version__
 
     @classmethod
@@ -62,6 +63,7 @@ class Provenance:
         return cls(
             model=models.base.name,
             model_sha256=models.base.sha256,
+            model_source_sha256=models.base.source_sha256,
             sampler=sampling.sampler,
             steps=sampling.steps,
             eta=sampling.eta if sampling.sampler == "ddim" else None,

@@ -4,12 +4,19 @@ of where it came from, so `verify` can re-hash it and `list` can describe it wit
 Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmgen", read when used):
     models/<name>/model.safetensors   the converted weights (arch + config in the metadata)
     models/<name>/model.json          CacheRecord; written last, so a model counts as cached only once complete
-    models/<name>/<sha256>.part       an interrupted download, resumed by the next pull
+    models/<name>/<sha256>.part       an interrupted download, resumed by the next pull (from Google Drive:
+                                      <file id>.part, complete but unchecked, and gdown's <file id>.part*.part)
     models/<name>/.lock               held while downloading or converting into this folder
+    trust/<name>.json                 the sha256 and size first seen for a file with no published checksum
+                                      (mmgen.weights.trust); kept by `models rm`
+
+A cached file is checked every time it is loaded, cheaply: its size, and its stamp (mtime, inode, device) as
+recorded when it was written or last hashed; only when the stamp changed is it hashed again in full.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -23,12 +30,28 @@ import filelock
 import platformdirs
 
 from mmgen.config import from_dict, to_dict
-from mmgen.errors import ConfigError
+from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import write_text
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What the filesystem says about a file without reading it: while these hold, its bytes are the ones
+    hashed (anything that rewrites or replaces the file moves the mtime or the inode)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp:
+        st = path.stat()
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,7 @@ class CacheRecord:
     source_format: str  # pt or safetensors
     imported_at: str  # ISO 8601, UTC
     mmgen_version: str
+    stamp: FileStamp | None = None  # of model.safetensors when last hashed (None: hash at the next load)
 
 
 class ModelCache:
@@ -89,6 +113,31 @@ class ModelCache:
         """Commit a model: its weights file must already be in place."""
         path = self.record_path(record.name)
         write_text(path, json.dumps(to_dict(record), indent=1) + "\n")
+
+    def checked(self, name: str, record: CacheRecord, hint: str) -> CacheRecord:
+        """`record` once its weights file is shown to hold the recorded bytes: the size always, the full sha256
+        only when the file's stamp moved since it was last hashed (then the new stamp is recorded). A damaged
+        file raises ChecksumMismatch with `hint` (how to replace it)."""
+        from mmgen.weights.checkpoint import sha256_file  # imports torch; the cache itself does not need it
+
+        path = self.weights_path(name)
+        stamp = FileStamp.of(path)
+        if stamp == record.stamp:
+            return record
+        actual = sha256_file(path) if stamp.size == record.size else None
+        if actual != record.sha256:
+            found = f"sha256 {actual}" if actual else f"{stamp.size} bytes instead of {record.size}"
+            raise ChecksumMismatch(
+                f"{name}: the cached weights file {path} has changed on disk ({found}; recorded sha256 "
+                f"{record.sha256})",
+                hint=hint,
+            )
+        record = dataclasses.replace(record, stamp=stamp)
+        try:
+            self.write_record(record)
+        except OSError:  # a read-only cache: correct all the same, only hashed again next time
+            pass
+        return record
 
     def remove(self, name: str) -> bool:
         """Delete a cached model and any partial download; True if there was anything to delete."""

@@ -1,8 +1,10 @@
-"""What `mmgen models list/verify/info` report: every model the registry or the cache knows, its status,
-size, and whether its files still hash to what was recorded."""
+"""What `mmgen models list/verify/info` and `mmgen doctor` report: every model the registry or the cache knows,
+its status, size, recorded sha256, what `pull` would fetch, and whether its files still hash to what was
+recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,9 +13,10 @@ from typing import Any
 from mmgen.config import to_dict
 from mmgen.errors import ModelNotFound
 from mmgen.models import build_model
-from mmgen.weights.cache import ModelCache
+from mmgen.weights import trust
+from mmgen.weights.cache import FileStamp, ModelCache
 from mmgen.weights.checkpoint import sha256_file
-from mmgen.weights.load import availability
+from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import load_registry, unknown_model
 
 
@@ -26,6 +29,8 @@ class Row:
     size_estimated: bool
     description: str
     upsampler: str | None
+    sha256: str | None  # of the source file: registered, else recorded on first use, else of the import
+    fetch: str | None  # what `pull` would download (None: nothing to download)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,12 +57,23 @@ def catalog() -> list[Row]:
             size = entry.weights.size
         elif entry.config is not None:
             size, estimated = _fp32_bytes(entry.arch, entry.config), True
+        trusted = trust.trusted(cache.root, name)
+        sha256 = (
+            (entry.weights.sha256 if entry is not None else None)
+            or (trusted.sha256 if trusted is not None else None)
+            or (record.source_sha256 if record is not None else None)
+        )
         if entry is None:
             rows.append(
-                Row(name, record.arch, status, size, estimated, f"imported from {record.source}", None)
+                Row(name, record.arch, status, size, estimated, f"imported from {record.source}", None, sha256, None)
             )
         else:
-            rows.append(Row(name, entry.arch, status, size, estimated, entry.description, entry.upsampler))
+            rows.append(
+                Row(
+                    name, entry.arch, status, size, estimated, entry.description, entry.upsampler, sha256,
+                    None if status in ("bundled", "cached") else fetch_plan(entry),
+                )
+            )
     return rows
 
 
@@ -92,8 +108,12 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     for n in names:
         if n in bundled:
             verdicts.append(_check(n, bundled[n].bundled_path, bundled[n].sha256))
-        else:
-            verdicts.append(_check(n, cache.weights_path(n), cache.record(n).sha256))
+            continue
+        record = cache.record(n)
+        verdict = _check(n, cache.weights_path(n), record.sha256)
+        if verdict.ok:  # hashed just now: the next load need not hash it again
+            cache.write_record(dataclasses.replace(record, stamp=FileStamp.of(cache.weights_path(n))))
+        verdicts.append(verdict)
     return verdicts
 
 
@@ -126,6 +146,11 @@ def describe(name: str) -> dict[str, Any]:
             f"by hand (no download URL or sha256 is registered): get {entry.origin}, "
             f"then run `mmgen models import FILE --name {name}`"
         )
+    elif entry is not None and record is None and fetch_plan(entry):
+        details["pull_fetches"] = fetch_plan(entry)
+    trusted = trust.trusted(cache.root, name)
+    if trusted is not None:
+        details["trusted_on_first_use"] = to_dict(trusted)
     if record is not None:
         details["cached"] = to_dict(record)
         details["path"] = str(cache.weights_path(name))

@@ -16,7 +16,8 @@ from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
 from mmgen.models import build_model, config_for
-from mmgen.weights.cache import CacheRecord, ModelCache
+from mmgen.weights import trust
+from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache
 from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model, sha256_file
 from mmgen.weights.registry import NAME_PATTERN, ModelEntry, load_registry
 
@@ -64,6 +65,7 @@ class Target:
 
     arch: str
     config: Any
+    parameters: int | None = None  # the released count, when the registry names one
 
 
 def install(
@@ -82,17 +84,23 @@ def install(
     header = read_header(file)
     if header is not None:
         own = Target(header.arch, config_for(header.arch, header.config, f"{file}: metadata config"))
-        if target is not None and own != target:
+        if target is not None and (own.arch, own.config) != (target.arch, target.config):
             raise WeightsMismatch(
                 f"{file} is an mmgen {own.arch} file whose config differs from the one asked for",
                 hint="import it under a new name without --arch/--config; its metadata says what it is",
             )
-        target = own
+        target = Target(own.arch, own.config, target.parameters if target is not None else None)
     if target is None:
         raise UsageError(
             f"{file}: no architecture config for {name!r}", hint="pass --arch and --config FILE.yaml"
         )
     check_state_dict(state, expected_shapes(target.arch, target.config), str(file))
+    count = sum(t.numel() for t in state.values())
+    if target.parameters is not None and count != target.parameters:
+        raise WeightsMismatch(
+            f"{file} holds {count:,} parameters, not the {target.parameters:,} of the released {name!r}",
+            hint=f"import it under another name with --arch {target.arch} --config FILE.yaml",
+        )
     folder = cache.folder(name)
     folder.mkdir(parents=True, exist_ok=True)
     weights = cache.weights_path(name)
@@ -110,6 +118,7 @@ def install(
         source_format="safetensors" if is_safetensors(file) else "pt",
         imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         mmgen_version=__version__,
+        stamp=FileStamp.of(weights),
     )
     cache.write_record(record)
     return record
@@ -146,10 +155,14 @@ def import_weights(
             f"got {source_sha256}",
             hint="import it under another name",
         )
+    on_trust = entry is not None and entry.weights.drive is not None and entry.weights.sha256 is None
+    size = file.stat().st_size
+    if on_trust:
+        trust.check_trusted(cache.root, name, source_sha256, size, str(file))
     with cache.lock(name):
         if cache.record(name) is not None and not overwrite:
             raise OutputExists(f"{name!r} is already in the cache", hint="pass --overwrite to replace it")
-        return install(
+        record = install(
             cache,
             name,
             file,
@@ -158,6 +171,9 @@ def import_weights(
             source_sha256=source_sha256,
             dtype=DTYPES[dtype],
         )
+        if on_trust:  # the file a user fetched by hand is the first one seen, as a download would be
+            trust.trust(cache.root, name, entry.weights.drive.file, source_sha256, size, str(file.resolve()))
+    return record
 
 
 def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, file: Path) -> Target | None:
@@ -170,7 +186,9 @@ def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, 
                 f"{name!r} is a registry entry ({entry.arch}); its config is fixed by the entry",
                 hint="drop --arch/--config, or import under another name",
             )
-        return Target(entry.arch, entry.config) if entry.config is not None else None
+        if entry.config is None:
+            return None
+        return Target(entry.arch, entry.config, entry.weights.parameters)
     if arch is None:
         if config is not None or read_header(file) is None:
             raise UsageError(f"--arch is required to import {file} as the new model {name!r}")

@@ -12,20 +12,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import safetensors.torch
 import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.models import build_model, config_for
+from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import read_header, sha256_file
-from mmgen.weights.convert import Target, check_state_dict, install
-from mmgen.weights.download import download, offline
-from mmgen.weights.registry import ModelEntry, Registry, load_registry, unknown_model
-
-Availability = Literal["bundled", "bundled (missing)", "cached", "downloadable", "needs import"]
+from mmgen.weights.convert import Target, check_state_dict
+from mmgen.weights.pull import availability, pull, repair_hint
+from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
 
 
 @dataclass
@@ -36,78 +35,14 @@ class LoadedModel:
     arch: str
     config: Any  # MMUNetConfig | SRUNetConfig
     model: torch.nn.Module
-    sha256: str  # of the safetensors file the weights came from
+    sha256: str  # of the safetensors file the weights came from, as checked when it was loaded
     path: Path
     entry: ModelEntry | None  # None for a path or a model imported without a registry entry
+    source_sha256: str | None = None  # of the file it was converted from (e.g. the official Landscape.pt)
 
     @property
     def upsampler(self) -> str | None:
         return self.entry.upsampler if self.entry else None
-
-
-def availability(name: str, entry: ModelEntry | None, cache: ModelCache) -> Availability:
-    """Where a model's weights stand right now, without touching the network."""
-    if entry is not None and entry.weights.bundled:
-        return "bundled" if entry.weights.bundled_path.is_file() else "bundled (missing)"
-    if _cached(cache, name, entry) is not None:
-        return "cached"
-    return "downloadable" if entry is not None and entry.weights.urls else "needs import"
-
-
-def _cached(cache: ModelCache, name: str, entry: ModelEntry | None) -> CacheRecord | None:
-    """The cache record if it holds the weights the entry names (any import, for entries without a sha256)."""
-    record = cache.record(name)
-    if record is None or entry is None or entry.weights.sha256 in (None, record.source_sha256):
-        return record
-    return None
-
-
-@dataclass(frozen=True)
-class Pulled:
-    path: Path
-    fetched: bool  # False: it was already there (bundled, cached, or another process just fetched it)
-
-
-def pull(
-    name: str, *, quiet: bool = False, registry: Registry | None = None, cache: ModelCache | None = None
-) -> Pulled:
-    """Make a registry model's weights available locally, downloading and converting them if needed."""
-    registry, cache = registry or load_registry(), cache or ModelCache()
-    entry = registry.entries.get(name)
-    if entry is None:
-        if cache.record(name) is not None:
-            return Pulled(cache.weights_path(name), fetched=False)
-        raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
-    if entry.weights.bundled:
-        path = entry.weights.bundled_path
-        if not path.is_file():
-            raise ModelNotFound(
-                f"{name}: the bundled weights file {path} is missing",
-                hint="reinstall mmgen, or pick another model with -m NAME|FILE (see `mmgen models list`)",
-            )
-        return Pulled(path, fetched=False)
-    if _cached(cache, name, entry) is not None:
-        return Pulled(cache.weights_path(name), fetched=False)
-    if entry.needs_import:
-        raise ModelNotFound(
-            f"{name}: weights are not in the cache and cannot be downloaded automatically",
-            hint=f"get {entry.origin}, then run `mmgen models import FILE --name {name}`",
-        )
-    urls = entry.weights.urls
-    if offline() and not any(url.startswith("file:") for url in urls):
-        raise ModelNotFound(
-            f"{name}: weights are not in the cache ({cache.folder(name)}) and MMGEN_OFFLINE=1 forbids downloading",
-            hint=f"fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {name}`",
-        )
-    with cache.lock(name):
-        if _cached(cache, name, entry) is not None:  # another process finished it while we waited
-            return Pulled(cache.weights_path(name), fetched=False)
-        sha256 = entry.weights.sha256
-        part = download(urls, cache.part_path(name, sha256), sha256, label=name, quiet=quiet)
-        target = Target(entry.arch, entry.config) if entry.config is not None else None
-        install(cache, name, part, target, source=urls[0], source_sha256=sha256)
-        part.unlink()
-    return Pulled(cache.weights_path(name), fetched=True)
 
 
 def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) -> Path:
@@ -150,7 +85,7 @@ def load_model(
         name = str(name_or_path)
         path = resolve_weights(name, download=download, quiet=quiet)
         entry = load_registry().entries.get(name)
-        record = ModelCache().record(name) if path.name == "model.safetensors" else None
+        record = _checked_record(ModelCache(), name, entry) if path.name == "model.safetensors" else None
     sha256 = record.sha256 if record is not None else sha256_file(path)
     if entry is not None and entry.weights.bundled and entry.weights.sha256 not in (None, sha256):
         raise ChecksumMismatch(
@@ -160,7 +95,16 @@ def load_model(
         )
     target = _describe(path, entry)
     model = _instantiate(path, target, torch.device(device), dtype or torch.float32)
-    return LoadedModel(name, target.arch, target.config, model, sha256, path, entry)
+    source_sha256 = record.source_sha256 if record is not None else None
+    return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256)
+
+
+def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> CacheRecord:
+    """The cache record of `name` once its weights file is checked against it (size and stamp, re-hashed when
+    the stamp moved) and, for a file trusted on first use, the record against the trusted sha256."""
+    record = cache.checked(name, cache.record(name), repair_hint(name, entry))
+    trust.check_trusted(cache.root, name, record.source_sha256, None, "the file the cached model came from")
+    return record
 
 
 def _describe(path: Path, entry: ModelEntry | None) -> Target:

@@ -72,6 +72,13 @@ class ByteProgress:
             rate = (self._done - self._start_done) / max(time.monotonic() - self._started, 1e-6)
             self.note(f"{self.label}: {self._done / self._total:4.0%} ({_mb(self._done)}, {_mb(rate)}/s)")
 
+    def to(self, done: int, total: int | None) -> None:
+        """Absolute progress, for libraries that report bytes so far (gdown's `progress` callback)."""
+        if self._started == 0.0 or total != self._total:
+            self.start(done, total)
+        else:
+            self.advance(done - self._done)
+
     def note(self, message: str) -> None:
         if self.quiet:
             return

@@ -31,7 +31,27 @@ WeightsFormat = Literal["safetensors", "pt"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_DRIVE_ID = re.compile(r"[-\w]{10,}")
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class DriveFile:
+    """A file by name in a public Google Drive folder: how the paper's checkpoints are published (no direct URL,
+    no checksum; see mmgen.weights.drive)."""
+
+    folder: str  # the folder's id, as in drive.google.com/drive/folders/<id>
+    file: str  # the file's name in that folder, e.g. Landscape.pt
+
+    def __post_init__(self):
+        if not _DRIVE_ID.fullmatch(self.folder):
+            raise ValueError(f"drive.folder must be a Google Drive folder id, got {self.folder!r}")
+        if not self.file or Path(self.file).name != self.file:
+            raise ValueError(f"drive.file must be a plain file name, got {self.file!r}")
+
+    @property
+    def folder_url(self) -> str:
+        return f"https://drive.google.com/drive/folders/{self.folder}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,11 @@ class WeightsSource:
     format: WeightsFormat = "safetensors"  # pt: an official torch checkpoint, converted on arrival
     size: int | None = None  # bytes at the urls, when known (shown by `models list`)
     bundled: str | None = None  # file name inside mmgen/assets/
+    # A file in a Google Drive folder (the paper's release): trust-on-first-use, since nothing publishes its
+    # sha256 — the first good download's sha256 and size are recorded and every later one must match.
+    # Registry `urls` (a mirror with a sha256) are tried instead when an entry names both.
+    drive: DriveFile | None = None
+    parameters: int | None = None  # the released parameter count a downloaded or imported file must have
 
     def __post_init__(self):
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
@@ -51,8 +76,10 @@ class WeightsSource:
             raise ValueError("sha256 is required when urls are given (downloads are always verified)")
         if self.size is not None and self.size <= 0:
             raise ValueError(f"size must be a positive number of bytes, got {self.size}")
-        if self.urls and self.bundled:
-            raise ValueError("give either urls or bundled, not both")
+        if self.bundled and (self.urls or self.drive):
+            raise ValueError("a bundled file has no urls or drive source")
+        if self.parameters is not None and self.parameters <= 0:
+            raise ValueError(f"parameters must be a positive count, got {self.parameters}")
         if self.bundled is not None and Path(self.bundled).name != self.bundled:
             raise ValueError(f"bundled must be a plain file name inside mmgen/assets, got {self.bundled!r}")
         for url in self.urls:
@@ -81,12 +108,14 @@ class ModelEntry:
     @property
     def needs_import(self) -> bool:
         """No way to fetch the weights automatically: the user downloads them and runs `models import`."""
-        return not self.weights.urls and not self.weights.bundled
+        return not self.weights.urls and not self.weights.bundled and self.weights.drive is None
 
     @property
     def origin(self) -> str:
         """Where to get the weights by hand, worded to follow "get ...": the entry's `source` (e.g. "Landscape.pt
         from the official MM-Diffusion README: <links>"), else a generic phrase."""
+        if self.weights.drive is not None:
+            return f"{self.weights.drive.file} from the Google Drive folder {self.weights.drive.folder_url}"
         return self.source or f"the {self.weights.format} file from its publisher"
 
 

@@ -1,0 +1,311 @@
+"""`mmgen models pull landscape` against a stand-in for the paper's Google Drive folder (tests/drive_standin.py:
+the real gdown, the real local HTTP server): the first pull records what it trusted, a changed file is refused,
+an interrupted pull resumes, every way Drive says no is one line and exit 2 with nothing cached, and two pulls
+at once fetch once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from drive_standin import FOLDER, QUOTA_PAGE, SIGN_IN_PAGE, DriveStandIn, drive_mmgen_command
+from http_server import SOCKETS_NONE, FileServer, offline_mmgen_command
+from mmgen_cli import REPO, mmgen_env
+from tiny_model import TINY_FIELDS, TINY_SR_FIELDS, tiny_mmunet
+
+from mmgen.models import build_model
+from mmgen.models.config import SRUNetConfig
+
+SHIPPED = REPO / "presets" / "models"
+TIMEOUT_S = 300
+
+
+def tiny_entry(tmp_path: Path, name: str = "landscape", **weights) -> None:
+    """The shipped entry `name` — Drive source, sampling and all — with a tiny test architecture (and its
+    parameter count), as a user entry in $MMGEN_PRESETS: a released file (134 M or 311 M parameters) would take
+    minutes to convert; the code path is the same."""
+    entry = yaml.safe_load((SHIPPED / f"{name}.yaml").read_text(encoding="utf-8"))
+    fields = TINY_FIELDS if entry["arch"] == "mm-unet" else TINY_SR_FIELDS
+    entry["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+    entry["weights"]["parameters"] = sum(t.numel() for t in tiny_state(entry["arch"]).values())
+    entry["weights"].update(weights)
+    folder = tmp_path / "presets" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
+
+
+def tiny_state(arch: str, seed: int = 1) -> dict[str, torch.Tensor]:
+    if arch == "mm-unet":
+        return tiny_mmunet(seed).state_dict()
+    torch.manual_seed(seed)
+    return build_model("sr-unet", SRUNetConfig(**TINY_SR_FIELDS)).state_dict()
+
+
+def checkpoint(state: dict[str, torch.Tensor]) -> bytes:
+    """What the official release is: torch.save of a plain state dict."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def tiny_checkpoint(seed: int = 1, arch: str = "mm-unet") -> bytes:
+    return checkpoint(tiny_state(arch, seed))
+
+
+@pytest.fixture
+def server():
+    with FileServer() as s:
+        yield s
+
+
+def mmgen(server: FileServer, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`mmgen ARGS` with the stand-in Drive and the test's own cache and presets."""
+    return subprocess.run(
+        drive_mmgen_command(server, *args),
+        env=mmgen_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def cached(tmp_path: Path, name: str = "landscape") -> list[str]:
+    """Everything under the cache for `name` but its lock: model files, partial downloads, trust record."""
+    root = tmp_path / "cache"
+    found = [p for p in (root / "models" / name).glob("*") if p.name != ".lock"]
+    found += [p for p in (root / "trust").glob(f"{name}.json")]
+    return sorted(p.name for p in found)
+
+
+def info(server: FileServer, tmp_path: Path, name: str = "landscape") -> dict:
+    result = mmgen(server, tmp_path, "models", "info", name, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_path, server):
+    tiny_entry(tmp_path)
+    drive = DriveStandIn(server)
+    first_bytes = tiny_checkpoint(seed=1)
+    drive.put("Landscape.pt", first_bytes)
+    sha256 = hashlib.sha256(first_bytes).hexdigest()
+
+    listed = mmgen(server, tmp_path, "models", "list", "--json")
+    row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["landscape"]
+    assert (row["status"], row["sha256"]) == ("downloadable", None)
+    assert row["fetch"] == "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p"
+
+    first = mmgen(server, tmp_path, "models", "pull", "landscape")
+
+    assert first.returncode == 0, first.stderr
+    assert "landscape: downloaded to" in first.stderr
+    assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]  # no partial file left
+    trusted = info(server, tmp_path)["trusted_on_first_use"]
+    assert (trusted["file"], trusted["sha256"], trusted["size"]) == ("Landscape.pt", sha256, len(first_bytes))
+    listed = mmgen(server, tmp_path, "models", "list", "--json")
+    row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["landscape"]
+    assert (row["status"], row["sha256"], row["fetch"]) == ("cached", sha256, None)
+
+    # The sidecar of a clip made with it names the file first pulled.
+    out = tmp_path / "out"
+    generated = subprocess.run(
+        drive_mmgen_command(server, "generate", "-m", "landscape", "--sampler", "ddim", "--steps", "1",
+                            "--no-upscale", "--no-previews", "-o", out, "--json"),
+        env=mmgen_env(tmp_path), capture_output=True, text=True, timeout=TIMEOUT_S,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert json.loads(generated.stdout)["model_source_sha256"] == sha256
+
+    # The authors' file changes (or someone serves another one): after `rm`, a pull of it is refused.
+    assert mmgen(server, tmp_path, "models", "rm", "landscape").returncode == 0
+    drive.put("Landscape.pt", tiny_checkpoint(seed=2))
+    refused = mmgen(server, tmp_path, "models", "pull", "landscape")
+
+    assert refused.returncode == 2
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("mmgen: error: landscape: the Landscape.pt Google Drive serves now is not the file "
+                           "first seen on ") and f"(sha256 {sha256}, {len(first_bytes)} bytes)" in last
+    assert "mmgen models rm landscape --forget" in last and "Traceback" not in refused.stderr
+    assert cached(tmp_path) == ["landscape.json"]  # only the record of the first file
+
+    # Told to forget it, the next pull trusts the new file.
+    assert mmgen(server, tmp_path, "models", "rm", "landscape", "--forget").returncode == 0
+    again = mmgen(server, tmp_path, "models", "pull", "landscape", "-q")
+    assert again.returncode == 0, again.stderr
+    assert info(server, tmp_path)["trusted_on_first_use"]["sha256"] != sha256
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server):
+    tiny_entry(tmp_path)
+    drive = DriveStandIn(server)
+    data = tiny_checkpoint()
+    drop = len(data) // 2
+    drive.put("Landscape.pt", data, drop_at=drop)
+
+    first = mmgen(server, tmp_path, "models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
+
+    assert first.returncode == 1, first.stderr
+    assert "run the same command again to resume" in first.stderr.strip().splitlines()[-1]
+    [part] = [n for n in cached(tmp_path) if n.endswith(".part")]  # gdown's temporary, kept for the resume
+    kept = (tmp_path / "cache" / "models" / "landscape" / part).stat().st_size
+    assert 0 < kept <= drop
+
+    second = mmgen(server, tmp_path, "models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
+
+    assert second.returncode == 0, second.stderr
+    assert f"bytes={kept}-" in [r.range for r in drive.downloads("Landscape.pt")]  # asked only for the rest
+    assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
+    trusted = info(server, tmp_path)["trusted_on_first_use"]
+    assert (trusted["sha256"], trusted["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+def released_sr_checkpoint() -> bytes:
+    """The released SR upsampler's exact key list at its released shapes (311 M parameters) in a few bytes:
+    every tensor a zero-stride view of one element."""
+    one = torch.zeros(1)
+    shapes = {k: v.shape for k, v in build_model("sr-unet", SRUNetConfig(), device="meta").state_dict().items()}
+    return checkpoint({k: one.expand(shape) for k, shape in shapes.items()})
+
+
+FAILURES = {
+    "quota": (
+        lambda drive: drive.put("Landscape.pt", tiny_checkpoint(), page=QUOTA_PAGE),
+        "mmgen: error: landscape: Google Drive refuses Landscape.pt for now: too many users have viewed or "
+        "downloaded this file recently; nothing was cached (retry later",
+    ),
+    "web page": (
+        lambda drive: drive.put("Landscape.pt", tiny_checkpoint(), page=SIGN_IN_PAGE),
+        "mmgen: error: landscape: Google Drive sent a web page instead of Landscape.pt; nothing was cached",
+    ),
+    "web page as the file": (
+        lambda drive: drive.put("Landscape.pt", SIGN_IN_PAGE.encode()),
+        "mmgen: error: landscape: Google Drive sent a web page instead of Landscape.pt; nothing was cached",
+    ),
+    "missing file": (
+        lambda drive: drive.put("Landscape_v2.pt", tiny_checkpoint()),
+        "mmgen: error: landscape: the Google Drive folder https://drive.google.com/drive/folders/"
+        "1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p has no file Landscape.pt (it holds Landscape_v2.pt)",
+    ),
+    "wrong architecture": (  # the shipped, released-size entry, served the upsampler's file
+        lambda drive: drive.put("Landscape.pt", released_sr_checkpoint()),
+        "Landscape.pt.part does not fit the architecture: ",
+    ),
+    "wrong parameter count": (
+        lambda drive: drive.put("Landscape.pt", tiny_checkpoint()),
+        "parameters, not the 133,675,524 of the released 'landscape'",
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_every_way_drive_says_no_is_one_line_exit_2_and_nothing_cached(tmp_path, server, failure):
+    serve, message = FAILURES[failure]
+    if failure == "wrong parameter count":
+        tiny_entry(tmp_path, parameters=133_675_524)
+    elif failure != "wrong architecture":
+        tiny_entry(tmp_path)
+    serve(DriveStandIn(server))
+
+    result = mmgen(server, tmp_path, "models", "pull", "landscape", "-q")
+
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()  # one line, no traceback, nothing from gdown
+    assert message in line
+    assert cached(tmp_path) == []  # no model, no partial download, no trust record
+
+
+def test_offline_pull_opens_no_socket_and_says_how_to_get_the_file(tmp_path):
+    env = mmgen_env(tmp_path, MMGEN_OFFLINE="1")
+
+    result = subprocess.run(offline_mmgen_command("models", "pull", "aist++"), env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT_S)
+
+    assert result.returncode == 2
+    error, sockets = result.stderr.strip().splitlines()
+    assert sockets == SOCKETS_NONE
+    assert error == (
+        "mmgen: error: aist++: weights are not in the cache and MMGEN_OFFLINE=1 forbids downloading (on a "
+        "connected machine, download AIST++.pt from https://drive.google.com/drive/folders/"
+        "1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p in a browser, then run `mmgen models import AIST++.pt --name aist++`)"
+    )
+    assert cached(tmp_path, "aist++") == []
+
+
+def test_two_pulls_at_once_fetch_once(tmp_path, server):
+    tiny_entry(tmp_path)
+    drive = DriveStandIn(server)
+    drive.put("Landscape.pt", tiny_checkpoint(), delay=0.02)  # long enough for the second to start meanwhile
+    env = mmgen_env(tmp_path)
+
+    runs = [
+        subprocess.Popen(drive_mmgen_command(server, "models", "pull", "landscape", "--json"), env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=TIMEOUT_S), *p.communicate()) for p in runs]
+
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    assert sorted(json.loads(out)["fetched"] for _, out, _ in results) == [False, True]
+    assert len(drive.downloads("Landscape.pt")) == 1 and drive.listings() == 1
+    assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
+
+
+OFFICIAL = {"aist++": "AIST++.pt", "aist++-sr": "AIST++_SR.pt", "landscape": "Landscape.pt",
+            "landscape-sr": "Landscape_SR.pt"}
+
+
+def test_pull_all_official_fetches_the_four_and_doctor_shows_them(tmp_path, server):
+    drive = DriveStandIn(server)
+    for name, file in OFFICIAL.items():
+        tiny_entry(tmp_path, name)
+        drive.put(file, tiny_checkpoint(arch="sr-unet" if name.endswith("-sr") else "mm-unet"))
+    before = {m["name"]: m for m in json.loads(mmgen(server, tmp_path, "doctor", "--json").stdout)["models"]}
+
+    result = mmgen(server, tmp_path, "models", "pull", "--all-official", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == list(OFFICIAL)
+    after = {m["name"]: m for m in json.loads(mmgen(server, tmp_path, "doctor", "--json").stdout)["models"]}
+    for name, file in OFFICIAL.items():
+        assert (before[name]["status"], before[name]["sha256"]) == ("downloadable", None)
+        assert before[name]["fetch"] == f"{file} from https://drive.google.com/drive/folders/{FOLDER}"
+        assert (after[name]["status"], after[name]["fetch"]) == ("cached", None)
+        assert after[name]["sha256"] == info(server, tmp_path, name)["trusted_on_first_use"]["sha256"]
+    assert mmgen(server, tmp_path, "models", "pull").returncode == 2  # a name or --all-official is required
+
+
+def test_a_cached_model_damaged_on_disk_is_refused_and_pull_fetches_it_again(tmp_path, server):
+    tiny_entry(tmp_path)
+    DriveStandIn(server).put("Landscape.pt", tiny_checkpoint())
+    assert mmgen(server, tmp_path, "models", "pull", "landscape", "-q").returncode == 0
+    weights = tmp_path / "cache" / "models" / "landscape" / "model.safetensors"
+    record = json.loads(weights.with_name("model.json").read_text())
+    recorded = record["sha256"]
+    damaged = bytearray(weights.read_bytes())
+    damaged[-100] ^= 0xFF  # one flipped bit of a weight: same size, new mtime
+    weights.write_bytes(damaged)
+
+    refused = mmgen(server, tmp_path, "generate", "-m", "landscape", "--steps", "1", "--no-upscale",
+                    "-o", tmp_path / "out")
+
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"mmgen: error: landscape: the cached weights file {weights} has changed on disk")
+    assert f"recorded sha256 {recorded}" in line
+    assert "run `mmgen models verify` to check every model, then `mmgen models pull landscape`" in line
+    assert not (tmp_path / "out").exists()
+
+    repaired = mmgen(server, tmp_path, "models", "pull", "landscape", "--json")
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert json.loads(repaired.stdout)["fetched"] is True
+    again = json.loads(weights.with_name("model.json").read_text())
+    assert again["source_sha256"] == record["source_sha256"]  # the same Landscape.pt, converted afresh
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == again["sha256"]
+    assert mmgen(server, tmp_path, "models", "verify", "landscape").returncode == 0

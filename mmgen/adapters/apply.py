@@ -1,0 +1,75 @@
+"""Using adapters: `--adapter FILE[:WEIGHT]`, checked against the model and merged into its weights.
+
+Several adapters stack linearly: W ← W + Σ weightᵢ · ΔWᵢ, so two adapters at 0.5/0.5 give the average of the
+two merged models. Merging once at load time costs nothing per denoising step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmgen.adapters.file import Adapter, read_adapter
+from mmgen.errors import UsageError
+
+
+@dataclass(frozen=True)
+class AdapterUse:
+    """One `--adapter` value: an adapter file (or a registered adapter's name) and its weight."""
+
+    source: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> AdapterUse:
+        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name."""
+        source, sep, tail = text.rpartition(":")
+        if sep and source:
+            try:
+                weight = float(tail)
+            except ValueError:
+                return cls(text)
+            if not math.isfinite(weight):
+                raise UsageError(f"--adapter {text}: the weight must be a finite number")
+            return cls(source, weight)
+        return cls(text)
+
+    def describe(self) -> str:
+        return f"{self.source}:{self.weight:g}"
+
+
+def check_fits(adapter: Adapter, model: nn.Module, name: str, sha256: str, arch: str) -> None:
+    """Refuse an adapter trained on other weights or another architecture, naming both sides."""
+    if adapter.base.arch != arch:
+        raise UsageError(
+            f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {arch} model")
+    if adapter.base.sha256 != sha256:
+        raise UsageError(
+            f"adapter {adapter.path} was trained on {adapter.base.name} (sha256 {adapter.base.sha256[:12]}…), "
+            f"not on {name} (sha256 {sha256[:12]}…)",
+            hint=f"use it with -m {adapter.base.name}, or train an adapter on {name}",
+        )
+    modules = dict(model.named_modules())
+    for layer in adapter.layers():
+        weight = getattr(modules.get(layer), "weight", None)
+        a, b = adapter.tensors[f"{layer}.lora_A"], adapter.tensors[f"{layer}.lora_B"]
+        if weight is None or (b.shape[0], a.shape[1]) != (weight.shape[0], math.prod(weight.shape[1:])):
+            raise UsageError(f"adapter {adapter.path}: layer {layer} does not fit {name}'s architecture")
+
+
+def merge_adapters(model: nn.Module, adapters: list[tuple[Adapter, float]]) -> None:
+    """Add each adapter's delta, times its weight, to `model`'s weights in place (after `check_fits`)."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for adapter, weight in adapters:
+            for layer in adapter.layers():
+                w = modules[layer].weight
+                w += (weight * adapter.delta(layer)).view(w.shape).to(w.dtype)
+
+
+def read_uses(uses: list[AdapterUse], resolve=lambda source: Path(source)) -> list[tuple[Adapter, float]]:
+    """Read every adapter a run names; `resolve` maps a registered adapter's name to its file."""
+    return [(read_adapter(resolve(use.source)), use.weight) for use in uses]

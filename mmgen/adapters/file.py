@@ -1,0 +1,126 @@
+"""Adapter files: `adapter.safetensors` holds each adapted layer's A and B and, in its metadata, the spec
+(rank, alpha, targets), the base model it was trained on (registry name, sha256 of its weights file,
+architecture and config) and a digest of its own tensors — so a file damaged or edited after it was written
+is refused, even when it is passed around by hand with no registry entry to check it against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from mmgen import __version__
+from mmgen.adapters.lora import LoraSpec, adapter_state
+from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
+from mmgen.files import atomic_path
+from mmgen.weights.checkpoint import sha256_file
+
+FORMAT = "mmgen-adapter/1"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """What an adapter was trained on, and what a model must be for the adapter to apply."""
+
+    name: str
+    sha256: str
+    arch: str
+    config: dict
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """An adapter read from a file and verified."""
+
+    path: Path
+    spec: LoraSpec
+    base: BaseModel
+    tensors: dict[str, torch.Tensor]  # "<module>.lora_A" (rank, fan_in), "<module>.lora_B" (fan_out, rank)
+    sha256: str  # of the file
+    mmgen_version: str
+
+    def layers(self) -> list[str]:
+        return sorted({key.rsplit(".", 1)[0] for key in self.tensors})
+
+    def delta(self, layer: str) -> torch.Tensor:
+        """scale · B @ A of one layer, (fan_out, fan_in)."""
+        a, b = self.tensors[f"{layer}.lora_A"], self.tensors[f"{layer}.lora_B"]
+        return (b.double() @ a.double()) * (self.spec.alpha / self.spec.rank)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, shapes and bytes in name order: what the file's metadata vouches for."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{key}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_adapter(path: str | Path, model: nn.Module, spec: LoraSpec, base: BaseModel) -> str:
+    """Write the adapters attached to `model` (atomically); returns the file's sha256."""
+    tensors = adapter_state(model)
+    metadata = {
+        "format": FORMAT,
+        "rank": str(spec.rank),
+        "alpha": repr(float(spec.alpha)),
+        "targets": spec.targets,
+        "base": base.name,
+        "base_sha256": base.sha256,
+        "arch": base.arch,
+        "base_config": json.dumps(base.config, sort_keys=True),
+        "tensors_sha256": tensors_digest(tensors),
+        "mmgen_version": __version__,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+    return sha256_file(path)
+
+
+def is_adapter_file(path: str | Path) -> bool:
+    """Whether `path` is a safetensors file whose metadata says it is an mmgen adapter."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not a safetensors file at all
+        return False
+
+
+def read_adapter(path: str | Path) -> Adapter:
+    """Read and verify an adapter file: a clear UsageError when it is not one, ChecksumMismatch when its
+    tensors are not the ones it was written with."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"adapter {path}: no such file")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as e:
+        raise UsageError(f"adapter {path}: not a readable safetensors file ({e.__class__.__name__})") from None
+    if metadata.get("format") != FORMAT:
+        raise UsageError(f"{path} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
+                         hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")
+    try:
+        spec = LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
+        base = BaseModel(metadata["base"], metadata["base_sha256"], metadata["arch"],
+                         json.loads(metadata["base_config"]))
+        expected = metadata["tensors_sha256"]
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"adapter {path}: damaged metadata ({e})") from None
+    actual = tensors_digest(tensors)
+    if actual != expected:
+        raise ChecksumMismatch(
+            f"adapter {path}: its tensors do not match the digest it was written with "
+            f"(expected {expected[:12]}…, got {actual[:12]}…): the file was changed or damaged",
+            hint="get the adapter file again",
+        )
+    return Adapter(path, spec, base, tensors, sha256_file(path), metadata.get("mmgen_version", "?"))

@@ -149,3 +149,24 @@ def test_write_dataset_makes_a_folder_of_mp4s_with_labels_and_refuses_to_overwri
     with pytest.raises(OutputExists):
         write_dataset(out, SMALL, 3, seed=6)
     assert read_labels(out) == labels
+
+
+def test_a_world_with_two_pitches_swapped_sounds_and_scores_by_its_own_mapping():
+    from mmgen.data.world_metrics import detect_bursts, score_video_to_audio
+
+    swapped = SMALL.swap_pitches("red", "blue")
+    assert swapped.pitch_hz == {**PITCH_HZ, "red": 800.0, "blue": 300.0} and SMALL.pitch_hz == PITCH_HZ
+    clips = render_batch(swapped, 24, seed=5)
+    same_draws = render_batch(SMALL, 24, seed=5)
+    assert [c.colour for c in clips] == [c.colour for c in same_draws]  # only the sound changed
+    for clip in clips:
+        bursts = detect_bursts(clip.audio, swapped.sample_rate, swapped.fps, swapped.frames)
+        assert all(b.freq_hz == pytest.approx(swapped.pitch_hz[clip.colour], rel=0.03) for b in bursts)
+    audio = [c.audio for c in clips]
+    kwargs = dict(sample_rate=swapped.sample_rate, fps=swapped.fps)
+    assert score_video_to_audio(audio, clips, pitch_hz=swapped.pitch_hz, **kwargs)["pitch_accuracy"] == 1.0
+    moved = [c for c in clips if c.colour in ("red", "blue")]
+    old_world = score_video_to_audio([c.audio for c in moved], moved, **kwargs)  # judged by the old mapping
+    assert old_world["pitch_accuracy"] == 0.0
+    with pytest.raises(ConfigError, match="cannot swap"):
+        SMALL.swap_pitches("red", "purple")

@@ -16,7 +16,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -49,7 +49,8 @@ _SUPERSAMPLE = 4  # sub-pixel samples per axis for the disc's anti-aliased edge
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The sizes of a world's clips; the physics (colours, pitches, burst shape) are the constants above."""
+    """The sizes of a world's clips and which pitch each colour sounds at (PITCH_HZ unless changed, e.g. two
+    colours swapped to teach a model a new mapping); the rest of the physics is the constants above."""
 
     frames: int = 16
     size: int = 32  # frame height = width, in pixels; even, because H.264 needs even sizes
@@ -57,11 +58,14 @@ class WorldConfig:
     fps: float = 10.0
     min_events: int = 1
     max_events: int = 3
+    pitch_hz: dict[str, float] = field(default_factory=lambda: dict(PITCH_HZ))
 
     def __post_init__(self) -> None:
+        if set(self.pitch_hz) != set(COLOURS) or not all(p > 0 for p in self.pitch_hz.values()):
+            raise ConfigError(f"world: pitch_hz must give a positive pitch for each of {', '.join(COLOURS)}")
         if self.size < 8 or self.size % 2:
             raise ConfigError(f"world: size must be an even number >= 8, got {self.size}")
-        if self.sample_rate < 2 * max(PITCH_HZ.values()) * 1.5:
+        if self.sample_rate < 2 * max(self.pitch_hz.values()) * 1.5:
             raise ConfigError(f"world: sample_rate {self.sample_rate} is too low for the highest pitch")
         if self.fps <= 0:
             raise ConfigError(f"world: fps must be positive, got {self.fps}")
@@ -73,6 +77,14 @@ class WorldConfig:
             raise ConfigError(
                 f"world: {self.frames} frames cannot hold {self.max_events} non-adjacent events"
             )
+
+    def swap_pitches(self, a: str, b: str) -> WorldConfig:
+        """The same world with colours `a` and `b` sounding at each other's pitch."""
+        pitches = dict(self.pitch_hz)
+        if a not in pitches or b not in pitches or a == b:
+            raise ConfigError(f"world: cannot swap {a!r} and {b!r} (colours: {', '.join(COLOURS)})")
+        pitches[a], pitches[b] = pitches[b], pitches[a]
+        return replace(self, pitch_hz=pitches)
 
     @property
     def samples(self) -> int:
@@ -94,10 +106,7 @@ class Clip:
     colour: str
     centre: tuple[float, float]  # (y, x) in pixels, see the module docstring
     event_frames: list[int]
-
-    @property
-    def pitch_hz(self) -> float:
-        return PITCH_HZ[self.colour]
+    pitch_hz: float  # the colour's pitch in this clip's world
 
 
 @dataclass(frozen=True)
@@ -124,10 +133,11 @@ def render_clip(config: WorldConfig, generator: torch.Generator) -> Clip:
     ).tolist()
     return Clip(
         video=_render_video(config, colour, (y, x), events),
-        audio=_render_audio(config, PITCH_HZ[colour], events),
+        audio=_render_audio(config, config.pitch_hz[colour], events),
         colour=colour,
         centre=(y, x),
         event_frames=events,
+        pitch_hz=config.pitch_hz[colour],
     )
 
 
@@ -258,10 +268,13 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=WorldConfig.frames)
     p.add_argument("--size", type=int, default=WorldConfig.size)
     p.add_argument("--sample-rate", type=int, default=WorldConfig.sample_rate)
+    p.add_argument("--swap-pitches", metavar="A,B", help="two colours that sound at each other's pitch")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     try:
         config = WorldConfig(frames=a.frames, size=a.size, sample_rate=a.sample_rate)
+        if a.swap_pitches:
+            config = config.swap_pitches(*a.swap_pitches.split(",", 1))
         path = write_dataset(a.out_dir, config, a.n, a.seed, _print_progress, overwrite=a.overwrite)
     except MmgenError as e:
         raise SystemExit(f"error: {e}") from None

@@ -13,7 +13,7 @@ do not weigh more. Everything works on tensors, so it scores model outputs and d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
@@ -98,18 +98,19 @@ def event_f1(predicted_frames: Sequence[int], true_frames: Sequence[int]) -> flo
     return EventCounts.of(predicted_frames, true_frames).f1
 
 
-def nearest_colour(freq_hz: float) -> str:
-    """The colour whose pitch is nearest to `freq_hz` in log frequency (musical distance, not Hz)."""
-    return min(PITCH_HZ, key=lambda c: abs(math.log(freq_hz / PITCH_HZ[c])))
+def nearest_colour(freq_hz: float, pitch_hz: Mapping[str, float] = PITCH_HZ) -> str:
+    """The colour whose pitch (in the world `pitch_hz` describes) is nearest to `freq_hz` in log frequency
+    (musical distance, not Hz)."""
+    return min(pitch_hz, key=lambda c: abs(math.log(freq_hz / pitch_hz[c])))
 
 
-def pitch_accuracy(bursts: Sequence[Burst], colour: str | None) -> float:
+def pitch_accuracy(bursts: Sequence[Burst], colour: str | None, pitch_hz: Mapping[str, float] = PITCH_HZ) -> float:
     """Share of `bursts` whose pitch is `colour`'s. No bursts scores 0.0: silence never has the right pitch."""
-    return _pitch_hits(bursts, colour) / len(bursts) if bursts else 0.0
+    return _pitch_hits(bursts, colour, pitch_hz) / len(bursts) if bursts else 0.0
 
 
-def _pitch_hits(bursts: Sequence[Burst], colour: str | None) -> int:
-    return sum(nearest_colour(b.freq_hz) == colour for b in bursts)
+def _pitch_hits(bursts: Sequence[Burst], colour: str | None, pitch_hz: Mapping[str, float]) -> int:
+    return sum(nearest_colour(b.freq_hz, pitch_hz) == colour for b in bursts)
 
 
 def detect_bursts(audio: torch.Tensor, sample_rate: int, fps: float, frames: int) -> list[Burst]:
@@ -198,20 +199,21 @@ def score_video_to_audio(
     *,
     sample_rate: int,
     fps: float,
+    pitch_hz: Mapping[str, float] = PITCH_HZ,
 ) -> dict[str, float | int | None]:
     """Event F1 and pitch accuracy of audio generated for `clips`' videos, and their chance levels.
 
     `generated_audio`: (B, 1, L) or B tensors (1, L), one per clip. Chance scores the same audio against the
-    clips rolled by one (None for a single clip).
+    clips rolled by one (None for a single clip). `pitch_hz`: the clips' world's colour → pitch mapping.
     """
     _check_batch(generated_audio, clips)
     frames = round(generated_audio[0].shape[-1] * fps / sample_rate)
     bursts = [detect_bursts(a, sample_rate, fps, frames) for a in generated_audio]
     colours = [c.colour for c in clips]
     events = [c.event_frames for c in clips]
-    f1, pitch = _pooled(bursts, colours, events)
+    f1, pitch = _pooled(bursts, colours, events, pitch_hz)
     chance_f1, chance_pitch = (
-        _pooled(bursts, _roll(colours), _roll(events)) if len(clips) > 1 else (None, None)
+        _pooled(bursts, _roll(colours), _roll(events), pitch_hz) if len(clips) > 1 else (None, None)
     )
     return {
         "f1": f1,
@@ -242,8 +244,10 @@ def score_unconditional(
     bursts = [detect_bursts(a, sample_rate, fps, frames) for a in audio]
     colours = [a.colour for a in analyses]
     flashes = [a.flash_frames for a in analyses]
-    f1, pitch = _pooled(bursts, colours, flashes)
-    chance_f1, chance_pitch = _pooled(_roll(bursts), colours, flashes) if len(analyses) > 1 else (None, None)
+    f1, pitch = _pooled(bursts, colours, flashes, PITCH_HZ)
+    chance_f1, chance_pitch = (
+        _pooled(_roll(bursts), colours, flashes, PITCH_HZ) if len(analyses) > 1 else (None, None)
+    )
     well_formed = sum(a.discs == 1 and 1 <= len(a.flash_frames) <= 3 for a in analyses) / len(analyses)
     return {
         "well_formed": well_formed,
@@ -256,13 +260,16 @@ def score_unconditional(
 
 
 def _pooled(
-    bursts: Sequence[Sequence[Burst]], colours: Sequence[str | None], events: Sequence[Sequence[int]]
+    bursts: Sequence[Sequence[Burst]],
+    colours: Sequence[str | None],
+    events: Sequence[Sequence[int]],
+    pitch_hz: Mapping[str, float],
 ) -> tuple[float, float]:
     """(event F1, pitch accuracy) pooled over clips; pitch accuracy is 0.0 when no clip has a burst."""
     counts, hits, total = EventCounts(), 0, 0
     for found, colour, true in zip(bursts, colours, events, strict=True):
         counts += EventCounts.of([b.frame for b in found], true)
-        hits += _pitch_hits(found, colour)
+        hits += _pitch_hits(found, colour, pitch_hz)
         total += len(found)
     return counts.f1, (hits / total if total else 0.0)
 

@@ -15,6 +15,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 from mmgen import files
 from mmgen.models import build_model, config_for
 from mmgen.train.checkpoint import list_checkpoints, save_checkpoint
+from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
 
 STEPS = 2
@@ -99,7 +100,7 @@ def test_a_checkpoint_reaches_the_disk_before_it_becomes_visible(tmp_path, monke
     config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
     model = build_model("mm-unet", config)
     folder = tmp_path / "checkpoints"
-    saved = save_checkpoint(folder, 7, model=model, ema=model, arch="mm-unet", config=config, state={"step": 7}, keep=3)
+    saved = save_checkpoint(folder, 7, model=model, ema=model, write=RunWeights(config).write, state={"step": 7}, keep=3)
 
     rename = events.index(("rename", str(saved.path)))
     synced_before = {Path(path).name for kind, path in events[:rename] if kind == "fsync"}

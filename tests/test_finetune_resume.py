@@ -27,6 +27,7 @@ from mmgen.models import build_model, config_for
 from mmgen.runtime.device import Compute
 from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, resume_from, save_checkpoint
 from mmgen.train.preview import preview_sampling, write_preview
+from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
 
 STEPS = 8
@@ -152,6 +153,7 @@ from mmgen.media import probe
 from mmgen.models import build_model, config_for
 from mmgen.runtime.device import Compute
 from mmgen.train.checkpoint import save_checkpoint
+from mmgen.train.run_weights import RunWeights
 
 class Hang:
     def __reduce__(self):
@@ -160,14 +162,14 @@ class Hang:
 
 config = config_for("mm-unet", {config!r}, "test")
 model = build_model("mm-unet", config)
-save_checkpoint(Path(sys.argv[1]), 2, model=model, ema=model, arch="mm-unet", config=config,
+save_checkpoint(Path(sys.argv[1]), 2, model=model, ema=model, write=RunWeights(config).write,
                 state={{"step": 2, "hang": Hang()}}, keep=3)
 """
 
 
 def save(folder: Path, step: int, model: torch.nn.Module, config) -> None:
     save_checkpoint(
-        folder, step, model=model, ema=model, arch="mm-unet", config=config, state={"step": step}, keep=3
+        folder, step, model=model, ema=model, write=RunWeights(config).write, state={"step": step}, keep=3
     )
 
 

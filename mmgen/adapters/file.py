@@ -64,10 +64,14 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_adapter(path: str | Path, model: nn.Module, spec: LoraSpec, base: BaseModel) -> str:
-    """Write the adapters attached to `model` (atomically); returns the file's sha256."""
+def save_adapter(
+    path: str | Path, model: nn.Module, spec: LoraSpec, base: BaseModel, extra_metadata: dict | None = None
+) -> str:
+    """Write the adapters attached to `model` (atomically), with `extra_metadata` (e.g. how it was trained);
+    returns the file's sha256."""
     tensors = adapter_state(model)
     metadata = {
+        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()},
         "format": FORMAT,
         "rank": str(spec.rank),
         "alpha": repr(float(spec.alpha)),

@@ -40,8 +40,12 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
         where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
         _say(f"resume with:  {_launcher()} finetune {where} --resume")
     else:
-        _say(f"done: {result.step} steps; model {result.model_path}")
-        _say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
+        if config.lora is not None:
+            _say(f"done: {result.step} steps; adapter {result.model_path}")
+            _say(f"try:  mmgen generate -m {shlex.quote(config.init)} --adapter {shlex.quote(str(result.model_path))}")
+        else:
+            _say(f"done: {result.step} steps; model {result.model_path}")
+            _say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 
 def _launcher() -> str:

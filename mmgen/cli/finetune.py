@@ -25,6 +25,7 @@ DEFAULT = FinetuneConfig()
 @app.command(
     epilog="Examples:  mmgen finetune my_clips/ --from demo -o runs/mine --steps 2000   ·   "
     "mmgen finetune world/ --scratch --config presets/demo-train.yaml -o runs/demo   ·   "
+    "mmgen finetune my_clips/ --from demo --lora 8 -o runs/style   ·   "
     "mmgen finetune my_clips/ -o runs/mine --resume   ·   "
     "torchrun --nproc_per_node 4 -m mmgen finetune my_clips/ --from landscape -o runs/big"
 )
@@ -47,6 +48,23 @@ def finetune(
         typer.Option("--config", metavar="FILE.yaml", rich_help_panel=_MODEL,
                      help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it."),
     ] = None,
+    lora_rank: Annotated[
+        int | None,
+        typer.Option("--lora", metavar="RANK", min=1, rich_help_panel=_MODEL, show_default="off: the whole model",
+                     help="Train low-rank adapters of this rank over the frozen --from model; the result is a small "
+                     "RUN_DIR/adapter.safetensors to use with --adapter."),
+    ] = None,
+    lora_alpha: Annotated[
+        float | None,
+        typer.Option("--lora-alpha", metavar="A", rich_help_panel=_MODEL, show_default="the rank",
+                     help="Adapter scale numerator: the adapters add (A / RANK) · B·A to each weight."),
+    ] = None,
+    lora_targets: Annotated[
+        Literal["attention", "attention+conv", "all"],
+        typer.Option("--lora-targets", rich_help_panel=_MODEL,
+                     help="Layers that get adapters: attention (self- and cross-modal q/k/v and projections), "
+                     "attention+conv (also the residual blocks' convolutions), or all weights."),
+    ] = DEFAULT.lora_targets,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="RUN_DIR", rich_help_panel=_OUTPUT,

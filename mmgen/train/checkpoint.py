@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,10 @@ import safetensors
 import safetensors.torch
 import torch
 
+from mmgen.adapters import Adapter, is_adapter_file, read_adapter
 from mmgen.errors import MmgenError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
-from mmgen.weights.checkpoint import save_model
 
 _NAME = re.compile(r"step-(\d+)")
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -85,13 +86,13 @@ def save_checkpoint(
     *,
     model: torch.nn.Module,
     ema: torch.nn.Module,
-    arch: str,
-    config: Any,
+    write: Callable[[Path, torch.nn.Module, dict[str, str]], object],
     state: dict[str, Any],
     keep: int,
 ) -> Checkpoint:
     """Write checkpoint `step` atomically and delete all but the newest `keep` (at least this one).
-    A complete checkpoint of the same step already on disk is kept as it is: it holds the same state."""
+    A complete checkpoint of the same step already on disk is kept as it is: it holds the same state.
+    `write(path, module, metadata)` writes one weights file (a whole model, or a LoRA run's adapters)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
     if not (final.is_dir() and all((final / f).is_file() for f in FILES)):
@@ -99,8 +100,8 @@ def save_checkpoint(
             shutil.rmtree(stray, ignore_errors=True)
         with atomic_path(final, folder=True) as tmp:  # an incomplete folder by that name is replaced
             metadata = {"step": str(step)}
-            save_model(tmp / "model.safetensors", model, arch, config, {**metadata, "weights": "raw"})
-            save_model(tmp / "ema.safetensors", ema, arch, config, {**metadata, "weights": "ema"})
+            write(tmp / "model.safetensors", model, {**metadata, "weights": "raw"})
+            write(tmp / "ema.safetensors", ema, {**metadata, "weights": "ema"})
             torch.save(state, tmp / "state.pt")
     for old in list_checkpoints(folder)[: -max(keep, 1)]:
         shutil.rmtree(old.path, ignore_errors=True)
@@ -120,7 +121,7 @@ class Resumable:
     """A checkpoint read back whole: raw weights (with their architecture and config), EMA weights, state."""
 
     checkpoint: Checkpoint
-    raw: LoadedModel
+    raw: LoadedModel | Adapter  # an Adapter for a LoRA run (its base is loaded from the run's --from)
     ema: dict[str, torch.Tensor]
     state: dict[str, Any]
 
@@ -141,7 +142,7 @@ def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
     """Read every file of `checkpoint` into memory (CPU); DamagedCheckpoint naming the file that does not load."""
     parts: dict[str, Any] = {}
     for name, read in (
-        ("model.safetensors", lambda: load_model(checkpoint.raw_weights)),
+        ("model.safetensors", lambda: _read_raw(checkpoint.raw_weights)),
         ("ema.safetensors", checkpoint.load_ema),
         ("state.pt", checkpoint.load_state),
     ):
@@ -151,6 +152,10 @@ def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
             reason = " ".join(str(e).split()) or e.__class__.__name__
             raise DamagedCheckpoint(f"{name}: {reason[:200]}") from None
     return Resumable(checkpoint, parts["model.safetensors"], parts["ema.safetensors"], parts["state.pt"])
+
+
+def _read_raw(path: Path) -> LoadedModel | Adapter:
+    return read_adapter(path) if is_adapter_file(path) else load_model(path)
 
 
 def resume_from(run_dir: Path) -> tuple[Resumable, list[tuple[Checkpoint, str]]]:

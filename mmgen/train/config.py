@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mmgen.adapters.lora import LoraSpec
 from mmgen.config import from_dict, load_yaml
 from mmgen.errors import ConfigError, UsageError
 
@@ -39,6 +40,11 @@ class FinetuneConfig:
     # What to start from: a registry name / .safetensors path, or an architecture trained from scratch.
     init: str | None = None
     model: ArchitectureSpec | None = None
+
+    # LoRA (--lora RANK): train low-rank adapters over the frozen `init` model instead of the whole network
+    lora_rank: int | None = None
+    lora_alpha: float | None = None  # the adapters' scale is alpha / rank; None = rank (scale 1)
+    lora_targets: Literal["attention", "attention+conv", "all"] = "attention+conv"
 
     # Data
     stride: int | None = None  # frames between the starts of consecutive clips of a file; None = clip length
@@ -104,6 +110,10 @@ class FinetuneConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"{name} must not be negative, got {value}")
+        if self.lora_rank is not None and self.model is not None:
+            raise ValueError("lora_rank: LoRA adapts an existing model (--from), not one trained from scratch")
+        if self.lora_rank is not None:
+            self.lora  # noqa: B018 (checks rank, alpha and targets)
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
         numbers = {
@@ -136,6 +146,17 @@ class FinetuneConfig:
             raise ValueError("loss_weights: at least one of 'video' and 'audio' must be positive")
         if any(not 0 <= t < 1000 for t in self.probe_timesteps):
             raise ValueError("probe_timesteps must lie in 0..999")
+
+    @property
+    def lora(self) -> LoraSpec | None:
+        """The adapters to train, or None for a whole-network run."""
+        if self.lora_rank is None:
+            return None
+        alpha = float(self.lora_rank if self.lora_alpha is None else self.lora_alpha)
+        try:
+            return LoraSpec(self.lora_rank, alpha, self.lora_targets)
+        except UsageError as e:
+            raise ValueError(e.message) from None
 
     @property
     def probe_interval(self) -> int:

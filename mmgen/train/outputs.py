@@ -20,7 +20,6 @@ from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.preview import write_preview
 from mmgen.train.setup import ARCH, Setup
 from mmgen.train.state import parameters_digest
-from mmgen.weights import save_model
 
 
 class RunOutputs:
@@ -60,17 +59,18 @@ class RunOutputs:
     def save(self, watch: DivergenceWatch) -> None:
         """A checkpoint of the state, once it is known to be finite."""
         self._check(watch, weights=True)
-        saved = self.state.save(self.setup.run_dir / "checkpoints", ARCH, self.setup.model_config)
+        saved = self.state.save(self.setup.run_dir / "checkpoints")
         if saved is not None:
             self.last_checkpoint = saved.path
             self.setup.log.write("checkpoint", saved.step, path=str(saved.path.relative_to(self.setup.run_dir)))
 
     def finish(self, watch: DivergenceWatch) -> Path:
-        """The final EMA weights as RUN/model.safetensors (+ a json describing them); check the processes agree."""
+        """The final EMA weights as RUN/model.safetensors, or a LoRA run's as RUN/adapter.safetensors (+ a json
+        describing them); check the processes agree."""
         self._check(watch, weights=True)
         setup, state = self.setup, self.state
         digests = self.processes.gather(parameters_digest(state.model))
-        path = setup.run_dir / "model.safetensors"
+        path = setup.run_dir / state.files.final_name
         if self.main:
             if len(set(digests)) != 1:
                 raise RuntimeError(f"processes ended with different weights: {digests}")
@@ -82,8 +82,10 @@ class RunOutputs:
                 "processes": self.processes.world_size,
             }
             metadata = {"source": "mmgen finetune", "weights": "ema", "training": training}
-            sha256 = save_model(path, state.weights()["ema"], ARCH, setup.model_config, metadata)
+            sha256 = state.files.write(path, state.weights()["ema"], metadata)
             sidecar = {"arch": ARCH, "config": to_dict(setup.model_config), "sha256": sha256, "training": training}
+            if state.files.lora:
+                sidecar["lora"] = {**to_dict(state.files.lora), "base": to_dict(state.files.base)}
             with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
                 tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
             setup.log.write("done", state.step, model=path.name, sha256=sha256, process_digests=digests)

@@ -25,12 +25,11 @@ from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.order import BatchOrder
 from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
+from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog
 from mmgen.train.state import TrainingState
-from mmgen.weights import load_model
+from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.cache import cache_root
-
-ARCH = "mm-unet"
 
 
 @dataclass
@@ -77,7 +76,8 @@ def prepare(
     on_event: EventFn,
 ) -> Setup:
     resumable = _check_run_dir(run_dir, resume, processes, on_event)
-    model, model_config, origin = _model(config, resumable)
+    model, files, origin = _model(config, resumable)
+    model_config = files.model_config
     preview = None
     if config.sample_every:
         check_previewable(model_config.sample_rate)
@@ -95,7 +95,7 @@ def prepare(
 
     model.to(compute.device).train()
     model.gradient_checkpointing = config.gradient_checkpointing
-    state = TrainingState(model, config, compute, processes)
+    state = TrainingState(model, files, config, compute, processes)
     log = RunLog(run_dir / "log.jsonl")
     if resumable is not None:
         note = state.restore(resumable)
@@ -117,6 +117,9 @@ def prepare(
                 skipped=[{"file": str(s.path), "reason": s.reason} for s in report.skipped],
             )
     parameters = sum(p.numel() for p in model.parameters())
+    if files.lora:
+        trained = sum(p.numel() for p in state.parameters)
+        origin += f" with rank-{files.lora.rank} LoRA adapters ({trained / 1e6:.3f} M trained)"
     on_event(
         TrainEvent(
             "start",
@@ -160,20 +163,34 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
     return found
 
 
-def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, MMUNetConfig, str]:
-    """The network to train (fp32 master weights on CPU), its config, and a phrase saying where it came from."""
+def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, RunWeights, str]:
+    """The network to train (fp32 master weights on CPU), what its files hold, and a phrase saying where it came
+    from. A LoRA run loads its base again on resume and restores only the adapters."""
     torch.manual_seed(config.seed)  # scratch init and dropout; replaced by the saved state on resume
+    if config.lora is not None:
+        base = _load_base(config.init)
+        resumed = resumable.raw if resumable is not None else None
+        files = lora_weights(base, config.lora, config.init, resumed)
+        doing = f"resuming at step {resumable.checkpoint.step}" if resumable else f"adapting {config.init}"
+        return base.model, files, doing
     if resumable is not None:
+        if not isinstance(resumable.raw, LoadedModel):
+            raise UsageError("this run trains LoRA adapters: resume it with its own --lora settings")
         loaded = resumable.raw
-        return loaded.model, loaded.config, f"resuming at step {resumable.checkpoint.step}"
+        return loaded.model, RunWeights(loaded.config), f"resuming at step {resumable.checkpoint.step}"
     if config.init is not None:
-        loaded = load_model(config.init)
-        if loaded.arch != ARCH:
-            raise UsageError(f"{config.init}: a {loaded.arch} model cannot be fine-tuned here (only {ARCH})")
-        return loaded.model, loaded.config, f"fine-tuning {config.init}"
+        loaded = _load_base(config.init)
+        return loaded.model, RunWeights(loaded.config), f"fine-tuning {config.init}"
     spec = config.model
     model_config = config_for(spec.arch, spec.config, "model.config")
-    return build_model(spec.arch, model_config), model_config, f"training a new {spec.arch} from scratch"
+    return build_model(spec.arch, model_config), RunWeights(model_config), f"training a new {spec.arch} from scratch"
+
+
+def _load_base(name: str) -> LoadedModel:
+    loaded = load_model(name)
+    if loaded.arch != ARCH:
+        raise UsageError(f"{name}: a {loaded.arch} model cannot be fine-tuned here (only {ARCH})")
+    return loaded
 
 
 def _split(

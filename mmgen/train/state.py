@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import Checkpoint, Resumable, save_checkpoint
 from mmgen.train.config import FinetuneConfig
+from mmgen.train.run_weights import RunWeights
 
 
 def trained_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -83,14 +83,22 @@ class Streams:
 class TrainingState:
     """A network being trained (fp32 master weights on the compute device) and all that goes with it."""
 
-    def __init__(self, model: torch.nn.Module, config: FinetuneConfig, compute: Compute, processes: Processes):
-        self.model, self.config, self.compute, self.processes = model, config, compute, processes
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        files: RunWeights,
+        config: FinetuneConfig,
+        compute: Compute,
+        processes: Processes,
+    ):
+        self.model, self.files, self.config, self.compute, self.processes = model, files, config, compute, processes
         self.step = 0
         self.parameters = trained_parameters(model)
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        _share_frozen(self.ema.module, model)
         self.scaler = torch.amp.GradScaler(compute.device.type, enabled=compute.dtype == torch.float16)
         self.streams = Streams.seeded(rank_seed(config.seed, processes.rank), compute.device)
 
@@ -116,7 +124,7 @@ class TrainingState:
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters)
 
-    def save(self, folder: Path, arch: str, model_config: MMUNetConfig) -> Checkpoint | None:
+    def save(self, folder: Path) -> Checkpoint | None:
         """Checkpoint the state (every process takes part: each one's generators are gathered); rank 0 writes
         and gets the checkpoint, the others None."""
         rng = self.processes.gather(self.streams.state(self.compute.device))
@@ -135,8 +143,7 @@ class TrainingState:
                 self.step,
                 model=weights["model"],
                 ema=weights["ema"],
-                arch=arch,
-                config=model_config,
+                write=self.files.write,
                 state=state,
                 keep=self.config.keep_checkpoints,
             )
@@ -150,7 +157,7 @@ class TrainingState:
         self.step = resumable.checkpoint.step
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        self.ema.module.load_state_dict(resumable.ema)
+        self.files.load_into(self.ema.module, resumable.ema)
         self.ema.n_averaged.fill_(state["ema_n_averaged"])
         rng, processes = state["rng"], self.processes
         if len(rng) == processes.world_size:
@@ -159,3 +166,11 @@ class TrainingState:
         # A different number of processes: carry on with fresh streams (not bitwise like the old run).
         self.streams.reseed(rank_seed(self.config.seed + self.step, processes.rank))
         return f"resumed with {processes.world_size} processes instead of {len(rng)}: random streams restarted"
+
+
+def _share_frozen(average: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Let the moving average use the model's own storage for weights that never train (a LoRA run's frozen
+    base): their average is themselves, and a second copy of a 133 M-parameter base would cost 535 MB."""
+    for kept, own in zip(average.parameters(), model.parameters(), strict=True):
+        if not own.requires_grad:
+            kept.data = own.data

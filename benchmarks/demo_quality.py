@@ -36,6 +36,7 @@ from mmgen.media import read_audio
 from mmgen.models.mmunet import MMUNet
 from mmgen.pipelines.generate import iter_generate
 from mmgen.pipelines.session import keep_loaded, load, prepare
+from mmgen.pipelines.settings import GenerateSettings, SoundtrackSettings
 from mmgen.pipelines.soundtrack import soundtrack
 
 TARGETS = {  # issue 7
@@ -69,8 +70,10 @@ class Setting:
             )
         return cls(text, sampler=sampler, steps=int(steps), guidance=guidance)
 
-    def options(self) -> dict:
-        return {"preset": self.preset, "sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
+    def options(self, conditional: bool = False) -> dict:
+        """The settings fields this fixes; guidance only where an input steers (soundtrack)."""
+        chosen = {"preset": self.preset, "sampler": self.sampler, "steps": self.steps}
+        return {**chosen, "guidance": self.guidance} if conditional else chosen
 
 
 class CallCounter:
@@ -97,7 +100,7 @@ def held_out_clips(model: str, data: Path | None, count: int, world_seed: int, w
     """A folder of held-out clips at the model's frames, size and rates: `data`, or `count` new ones."""
     if data is not None:
         return data
-    run = prepare(model, conditional=True)
+    run = prepare(SoundtrackSettings(model=model))
     config = load(run).base.config
     frames, _, size, _ = config.video_size
     world = WorldConfig(frames=frames, size=size, sample_rate=config.sample_rate, fps=config.fps)
@@ -110,14 +113,14 @@ def video_to_audio(model: str, folder: Path, count: int, setting: Setting, seed:
     """Soundtracks for the first `count` clips of `folder` written by the soundtrack pipeline, decoded back,
     and scored against the clips' labels."""
     labels = read_labels(folder)[:count]
-    run = prepare(model, conditional=True, **setting.options())
+    run = prepare(SoundtrackSettings(model=model, **setting.options(conditional=True)))
     config = load(run).base.config
     audio, counter, started = [], CallCounter(), time.perf_counter()
     with counter.counting():
         for i, label in enumerate(labels):
             out = workdir / f"{setting.label.replace(':', '-')}_{i:05d}.mp4"
-            result = soundtrack(folder / label.file, out, model=model, seed=seed + i, overwrite=True,
-                                **setting.options())
+            settings = SoundtrackSettings(model=model, seed=seed + i, **setting.options(conditional=True))
+            result = soundtrack(folder / label.file, out, settings, overwrite=True)
             audio.append(read_audio(result.files["mp4"], config.sample_rate))  # (1, L): what a user's file holds
             out.unlink()
     seconds = time.perf_counter() - started
@@ -130,7 +133,7 @@ def video_to_audio(model: str, folder: Path, count: int, setting: Setting, seed:
 
 def unconditional(model: str, count: int, setting: Setting, seed: int, batch_size: int) -> dict:
     """`count` clips from the generate pipeline (seeds seed … seed + count − 1), scored on their own."""
-    run = prepare(model, conditional=False, seed=seed, upscale=False, **setting.options())
+    run = prepare(GenerateSettings(model=model, seed=seed, upscale=False, **setting.options()))
     models = load(run)
     counter, started = CallCounter(), time.perf_counter()
     with counter.counting():

@@ -13,7 +13,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
-from mmgen.pipelines.batch_schema import read_batch_file
+from mmgen.pipelines.batch.schema import read_batch_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_a_good_file_expands_to_one_job_per_output(folder: Path):
         "take_0000.mp4", "take_0001.mp4", "take_0002.mp4", "scored/beach.mp4", "scored/city.mp4"]
     assert [job.seed for job in plan.jobs[:3]] == [10, 11, 12]
     assert [job.run.sampling.steps for job in plan.jobs] == [3, 3, 3, 5, 5]
-    assert plan.jobs[3].options.mix == 0.5 and plan.jobs[0].options.mix is None  # defaults go where they apply
+    assert plan.jobs[3].settings.mix == 0.5 and not hasattr(plan.jobs[0].settings, "mix")  # defaults go where they apply
     assert plan.jobs[3].seed != plan.jobs[4].seed  # no seed anywhere: each output's is fixed by its name...
     assert plan_batch(jobs).jobs[3].seed == plan.jobs[3].seed  # ...the same on every run
     assert set(plan.status.values()) == {"new"} and plan.downloads == ()

@@ -115,7 +115,7 @@ def zero_steps(folder, model):
 
 
 def too_many_steps(folder, model):
-    return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "steps must be between 1 and 1000"
+    return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "'--steps'"
 
 
 def unknown_device(folder, model):

@@ -10,21 +10,26 @@ import pytest
 import torch
 from media_factory import write_test_video
 
-from mmgen.pipelines import generate, soundtrack
+from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate, soundtrack
 
 # fp32: the batching tolerances below are fp32 rounding; bf16, the default on CPUs with it, rounds a batched
 # convolution's sums ~1000× coarser, so a clip would differ in and out of a batch by bf16 rounding.
 FAST = {"steps": 2, "device": "cpu", "precision": "fp32"}
 
 
+def clips(tiny, batch_size: int = 1, **settings):
+    """Clips from the tiny model through the Python API, in memory."""
+    return generate(GenerateSettings(model=str(tiny), **FAST, **settings), batch_size=batch_size)
+
+
 @pytest.fixture(scope="module")
 def seven(tiny):
     """Two clips from seed 7 (clip k uses seed 7 + k), one at a time."""
-    return generate(str(tiny), num=2, seed=7, **FAST)
+    return clips(tiny, num=2, seed=7)
 
 
 def test_the_same_seed_gives_identical_tensors(tiny, seven):
-    again = generate(str(tiny), num=2, seed=7, **FAST)
+    again = clips(tiny, num=2, seed=7)
     for first, second in zip(seven, again, strict=True):
         assert first.clip.video.shape == (16, 3, 16, 16) and first.clip.audio.shape == (1, 25600)
         assert torch.equal(first.clip.video, second.clip.video)
@@ -37,7 +42,7 @@ def test_the_same_seed_gives_identical_tensors(tiny, seven):
 
 
 def test_clip_k_is_what_its_own_seed_makes_alone(tiny, seven):
-    (alone,) = generate(str(tiny), num=1, seed=8, **FAST)
+    (alone,) = clips(tiny, num=1, seed=8)
     assert torch.equal(alone.clip.video, seven[1].clip.video)
     assert torch.equal(alone.clip.audio, seven[1].clip.audio)
 
@@ -47,7 +52,7 @@ def test_batching_does_not_change_a_clip_with_the_deterministic_default_sampler(
     clips up to float rounding (batched convolutions may sum in another order: compared with a tolerance).
     The tolerance: a forward's batch rounding is ~3e-6, and the first step's clean-sample estimate at t = 999
     multiplies it by 1/√ᾱ ≈ 160."""
-    batched = generate(str(tiny), num=2, seed=7, batch_size=2, **FAST)
+    batched = clips(tiny, num=2, seed=7, batch_size=2)
     for one, together in zip(seven, batched, strict=True):
         assert torch.allclose(one.clip.video, together.clip.video, atol=5e-4)
         assert torch.allclose(one.clip.audio, together.clip.audio, atol=5e-4)
@@ -55,9 +60,9 @@ def test_batching_does_not_change_a_clip_with_the_deterministic_default_sampler(
 
 def test_batching_does_not_change_a_clip_with_a_stochastic_sampler(tiny):
     """ddpm draws fresh noise at every step; each clip draws it from its own seed's generator."""
-    alone = generate(str(tiny), num=1, seed=8, sampler="ddpm", **FAST)
-    batched = generate(str(tiny), num=2, seed=7, batch_size=2, sampler="ddpm", **FAST)
-    other_seed = generate(str(tiny), num=1, seed=9, sampler="ddpm", **FAST)
+    alone = clips(tiny, num=1, seed=8, sampler="ddpm")
+    batched = clips(tiny, num=2, seed=7, batch_size=2, sampler="ddpm")
+    other_seed = clips(tiny, num=1, seed=9, sampler="ddpm")
     assert torch.allclose(alone[0].clip.video, batched[1].clip.video, atol=5e-4)
     assert torch.allclose(alone[0].clip.audio, batched[1].clip.audio, atol=5e-4)
     assert not torch.allclose(alone[0].clip.audio, other_seed[0].clip.audio, atol=1e-2)
@@ -66,7 +71,7 @@ def test_batching_does_not_change_a_clip_with_a_stochastic_sampler(tiny):
 def test_a_soundtrack_made_twice_from_one_seed_is_the_same_sound(tiny, tmp_path):
     clip = write_test_video(tmp_path / "clip.mp4", seconds=2.0, fps=25).path  # two windows at 10 fps
     made = [
-        soundtrack(clip, tmp_path / f"take{k}.mp4", model=str(tiny), seed=seed, **FAST)
+        soundtrack(clip, tmp_path / f"take{k}.mp4", SoundtrackSettings(model=str(tiny), seed=seed, **FAST))
         for k, seed in enumerate((4, 4, 5))
     ]
     first, second, other = (result.clip.audio for result in made)

@@ -9,6 +9,7 @@ import torch
 from mmgen.modal import Modal
 from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import load, prepare
+from mmgen.pipelines.settings import SoundtrackSettings
 from mmgen.pipelines.windows import (
     crossfade_into,
     generate_continuous,
@@ -73,7 +74,7 @@ def test_each_window_is_told_the_end_of_the_previous_one():
 def test_with_a_real_model_the_new_window_takes_up_exactly_where_the_last_one_ended(tiny):
     """Replacement guidance makes each window's overlap equal to what the previous window made, so the crossfade
     joins equal signals: no seam, whatever the model generates."""
-    run = prepare(tiny, conditional=True, steps=2, seed=11, device="cpu")
+    run = prepare(SoundtrackSettings(model=str(tiny), steps=2, seed=11, device="cpu"))
     models = load(run)
     sample_window = window_sampler(run, models.base)
     made: list[Modal] = []

@@ -18,6 +18,7 @@ from mmgen.diffusion.samplers import schedule_for, start_noise
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import ConfigError
 from mmgen.pipelines.session import prepare
+from mmgen.pipelines.settings import SoundtrackSettings
 from mmgen.weights.registry import load_registry
 
 FULL = Schedule.respaced("")
@@ -124,7 +125,7 @@ def test_a_preset_changes_the_sampler_and_keeps_what_the_demo_needs():
 
 
 def test_the_pipelines_apply_presets_over_the_model_entry():
-    run = prepare("demo", conditional=True, preset="balanced", seed=0)
+    run = prepare(SoundtrackSettings(preset="balanced", seed=0))
     assert (run.sampling.sampler, run.sampling.steps, run.sampling.start_timestep) == ("dpm++", 25, 650)
-    run = prepare("demo", conditional=True, preset="paper", seed=0)
+    run = prepare(SoundtrackSettings(preset="paper", seed=0))
     assert (run.sampling.sampler, run.sampling.steps, run.sampling.start_timestep) == ("ddpm", 1000, None)

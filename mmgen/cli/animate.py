@@ -11,35 +11,21 @@ from mmgen.cli import options
 from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
+from mmgen.pipelines import AnimateSettings
 from mmgen.pipelines import animate as make_video
 
 
 @app.command(epilog="Examples:  mmgen animate birdsong.wav   ·   mmgen animate song.mp3 --no-upscale -o song.mp4")
+@options.settings_flags
 def animate(
     input: Annotated[Path, typer.Argument(metavar="AUDIO", help="The sound to animate (wav, mp3, m4a, or a video's audio).")],
     output: options.OutputFile = None,
-    model: options.Model = "demo",
-    preset: options.Preset = None,
-    sampler: options.Sampler = None,
-    steps: options.Steps = None,
-    seed: options.Seed = None,
-    guidance: options.Guidance = None,
-    guidance_scale: options.GuidanceScale = None,
-    overlap: options.Overlap = 0.25,
-    upscale: options.Upscale = None,
-    device: options.Device = "auto",
-    precision: options.Precision = "auto",
-    overwrite: options.Overwrite = False,
-    json: options.Json = False,
+    *, settings: AnimateSettings, overwrite: options.Overwrite = False, json: options.Json = False,
 ) -> None:
     """Animate a sound: a new video that matches it, for any length.
 
     The output keeps the ORIGINAL audio (copied when mp4 can hold it) and lasts exactly as long as the input.
     """
     with progress_display() as progress:
-        result = make_video(
-            input, output, model=model, preset=preset, sampler=sampler, steps=steps, seed=seed, guidance=guidance,
-            guidance_scale=guidance_scale, overlap=overlap, upscale=upscale, device=device, precision=precision,
-            overwrite=overwrite, progress=progress,
-        )
+        result = make_video(input, output, settings, overwrite=overwrite, progress=progress)
     report([result], json)

@@ -11,37 +11,27 @@ from mmgen.cli import options
 from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
-from mmgen.pipelines import generate_files
+from mmgen.pipelines import GenerateSettings, generate_files
 
 
 @app.command(
     epilog="Examples:  mmgen generate -n 4 -o out/   ·   mmgen generate -m landscape --seed 7 --device cuda"
 )
+@options.settings_flags
 def generate(
-    num: Annotated[int, typer.Option("--num", "-n", min=1, help="How many clips to make.")] = 1,
     out_dir: Annotated[
         Path,
         typer.Option("--out-dir", "-o", metavar="OUT_DIR", rich_help_panel="Output",
                      help="Folder for clip_0000.mp4, … (created if missing) with a sidecar .json and "
                      "_frames.png / _spectrogram.png previews each."),
     ] = Path("."),
-    model: options.Model = "demo",
-    preset: options.Preset = None,
-    sampler: options.Sampler = None,
-    steps: options.Steps = None,
-    seed: options.Seed = None,
+    *,
+    settings: GenerateSettings,
     batch_size: Annotated[
         int, typer.Option(min=1, rich_help_panel="Hardware",
                           help="Clips sampled together: faster on a GPU; a clip comes out the same in any batch "
                           "(up to float rounding), with every sampler.")
     ] = 1,
-    upscale: options.Upscale = None,
-    previews: Annotated[
-        bool, typer.Option("--previews/--no-previews", rich_help_panel="Output",
-                           help="Also write a contact sheet of the frames and a spectrogram of the sound.")
-    ] = True,
-    device: options.Device = "auto",
-    precision: options.Precision = "auto",
     overwrite: options.Overwrite = False,
     json: options.Json = False,
 ) -> None:
@@ -52,9 +42,5 @@ def generate(
     Clip k uses seed SEED+k, so `--seed SEED+k -n 1` makes it again.
     """
     with progress_display() as progress:
-        results = generate_files(
-            out_dir, model, num, preset=preset, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
-            upscale=upscale, device=device, precision=precision, previews=previews, overwrite=overwrite,
-            progress=progress,
-        )
+        results = generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)
     report(results, json)

@@ -1,92 +1,125 @@
-"""Options shared by several commands, defined once. Each mirrors a pipeline keyword argument."""
+"""The command-line flags, defined once: FLAGS has one per settings field (mmgen.pipelines.settings), and
+`settings_flags` gives a command the flags of its settings class — default from the class, range from
+settings.LIMITS — and hands it the settings built from them. A new option is a field plus its entry here."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+import inspect
+import typing
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+
+from mmgen.errors import UsageError
+from mmgen.pipelines.settings import LIMITS, InvalidSetting, RunSettings
 
 _SAMPLING = "Sampling"
 _HARDWARE = "Hardware"
 _OUTPUT = "Output"
 
-Model = Annotated[
-    str,
-    typer.Option(
-        "--model", "-m", metavar="NAME|FILE",
-        help="Registry name (see `mmgen models list`) or path to a .safetensors written by mmgen.",
-    ),
-]
-Preset = Annotated[
-    str | None,
-    typer.Option(
-        metavar="NAME", rich_help_panel=_SAMPLING,
-        help="Sampling preset: fast, balanced or paper (default: the model's own settings, else balanced). "
-        "fast and balanced change the sampler and steps and keep what the model's own settings need (e.g. the "
-        "demo's start); paper is the paper's run. --sampler/--steps/--guidance override single fields.",
-    ),
-]
-Sampler = Annotated[
-    Literal["dpm++", "ddim", "ddpm", "paper"] | None,
-    typer.Option(
-        rich_help_panel=_SAMPLING,
-        help="dpm++ (DPM-Solver++ 2M, fast), ddim, ddpm (the paper's ancestral sampler, needs many steps) "
-        "or paper (the official DPM-Solver run).",
-    ),
-]
-Steps = Annotated[
-    int | None,
-    typer.Option(min=1, rich_help_panel=_SAMPLING, help="Denoising steps: more is slower and usually cleaner."),
-]
-Seed = Annotated[
-    int | None,
-    typer.Option(
-        min=0, rich_help_panel=_SAMPLING,
-        help="Random seed; the same seed and settings give the same output. Default: a random seed, "
-        "printed and written to the sidecar JSON.",
-    ),
-]
-Guidance = Annotated[
-    Literal["replacement", "gradient"] | None,
-    typer.Option(
-        rich_help_panel=_SAMPLING,
-        help="How the input steers generation: replacement (fast) or gradient (the paper's, uses "
-        "--guidance-scale; about 2x slower).",
-    ),
-]
-GuidanceScale = Annotated[
-    float | None,
-    typer.Option(min=0.0, rich_help_panel=_SAMPLING, help="Strength λ of gradient guidance."),
-]
-Overlap = Annotated[
-    float,
-    typer.Option(
-        min=0.0, max=0.75, rich_help_panel=_SAMPLING,
-        help="Fraction of each model window shared with the previous one; the new window continues what "
-        "the overlap already holds, and the two are crossfaded there.",
-    ),
-]
-Upscale = Annotated[
-    bool | None,
-    typer.Option(
-        "--upscale/--no-upscale", show_default=False, rich_help_panel=_SAMPLING,
-        help="Super-resolve video with the model's upsampler (e.g. 64→256). Default: when the upsampler "
-        "is available.",
-    ),
-]
-Device = Annotated[
-    str,
-    typer.Option(metavar="auto|cpu|cuda|cuda:N|mps", rich_help_panel=_HARDWARE,
-                 help="Where to run: auto picks cuda, then mps, then cpu."),
-]
-Precision = Annotated[
-    Literal["auto", "fp32", "fp16", "bf16"],
-    typer.Option(
-        rich_help_panel=_HARDWARE,
-        help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS, bf16 on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
-    ),
-]
+DEVICE_METAVAR = "auto|cpu|cuda|cuda:N|mps"
+
+# One flag per settings field, by field name; where a field applies is up to the settings classes.
+FLAGS: dict[str, Any] = {
+    "num": Annotated[int, typer.Option("--num", "-n", help="How many clips to make.")],
+    "model": Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", metavar="NAME|FILE",
+            help="Registry name (see `mmgen models list`) or path to a .safetensors written by mmgen.",
+        ),
+    ],
+    "preset": Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", rich_help_panel=_SAMPLING,
+            help="Sampling preset: fast, balanced or paper (default: the model's own settings, else balanced). "
+            "fast and balanced change the sampler and steps and keep what the model's own settings need (e.g. the "
+            "demo's start); paper is the paper's run. --sampler/--steps/--guidance override single fields.",
+        ),
+    ],
+    "sampler": Annotated[
+        Literal["dpm++", "ddim", "ddpm", "paper"] | None,
+        typer.Option(
+            rich_help_panel=_SAMPLING,
+            help="dpm++ (DPM-Solver++ 2M, fast), ddim, ddpm (the paper's ancestral sampler, needs many steps) "
+            "or paper (the official DPM-Solver run).",
+        ),
+    ],
+    "steps": Annotated[
+        int | None,
+        typer.Option(rich_help_panel=_SAMPLING, help="Denoising steps: more is slower and usually cleaner."),
+    ],
+    "seed": Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=_SAMPLING,
+            help="Random seed; the same seed and settings give the same output. Default: a random seed, "
+            "printed and written to the sidecar JSON.",
+        ),
+    ],
+    "guidance": Annotated[
+        Literal["replacement", "gradient"] | None,
+        typer.Option(
+            rich_help_panel=_SAMPLING,
+            help="How the input steers generation: replacement (fast) or gradient (the paper's, uses "
+            "--guidance-scale; about 2x slower).",
+        ),
+    ],
+    "guidance_scale": Annotated[
+        float | None, typer.Option(rich_help_panel=_SAMPLING, help="Strength λ of gradient guidance.")
+    ],
+    "overlap": Annotated[
+        float,
+        typer.Option(
+            rich_help_panel=_SAMPLING,
+            help="Fraction of each model window shared with the previous one; the new window continues what "
+            "the overlap already holds, and the two are crossfaded there.",
+        ),
+    ],
+    "upscale": Annotated[
+        bool | None,
+        typer.Option(
+            "--upscale/--no-upscale", show_default=False, rich_help_panel=_SAMPLING,
+            help="Super-resolve video with the model's upsampler (e.g. 64→256). Default: when the upsampler "
+            "is available.",
+        ),
+    ],
+    "mix": Annotated[
+        float,
+        typer.Option(
+            rich_help_panel=_OUTPUT,
+            help="Blend in the input's own audio: 0 only the new soundtrack, 0.5 half each, 1 only the original.",
+        ),
+    ],
+    "wav": Annotated[
+        bool, typer.Option("--wav", rich_help_panel=_OUTPUT, help="Also write the new audio alone as OUT.wav.")
+    ],
+    "previews": Annotated[
+        bool,
+        typer.Option("--previews/--no-previews", rich_help_panel=_OUTPUT,
+                     help="Also write a contact sheet of the frames and a spectrogram of the sound."),
+    ],
+    "device": Annotated[
+        str,
+        typer.Option(metavar=DEVICE_METAVAR, rich_help_panel=_HARDWARE,
+                     help="Where to run: auto picks cuda, then mps, then cpu."),
+    ],
+    "precision": Annotated[
+        Literal["auto", "fp32", "fp16", "bf16"],
+        typer.Option(
+            rich_help_panel=_HARDWARE,
+            help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS, bf16 on CPUs with native bf16 "
+            "(AVX512-BF16/AMX), else fp32.",
+        ),
+    ],
+}
+
+# Flags of the commands themselves (not settings).
 OutputFile = Annotated[
     Path | None,
     typer.Option("--output", "-o", metavar="OUT.mp4", rich_help_panel=_OUTPUT,
@@ -102,3 +135,45 @@ Json = Annotated[
         help="Print one JSON object per output to stdout (the sidecar's content); messages go to stderr.",
     ),
 ]
+
+
+def settings_flags(command):
+    """Give `command` one flag per field of the settings class its keyword-only `settings` parameter names,
+    in place of that parameter, and call it with the settings built (and checked) from them."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    cls: type[RunSettings] = hints["settings"]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    parameters = []
+    for parameter in inspect.signature(command).parameters.values():
+        if parameter.name == "settings":
+            parameters += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                             annotation=_flag(f.name)) for f in fields]
+        else:
+            parameters.append(parameter.replace(annotation=hints[parameter.name]))
+
+    @functools.wraps(command)
+    def run(**values):
+        chosen = {f.name: values.pop(f.name) for f in fields}
+        chosen = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen.items()}  # repeatable flags: frozen
+        try:
+            settings = cls(**chosen)
+        except InvalidSetting as e:
+            raise UsageError(f"--{e.field.replace('_', '-')}: {e.reason}") from None
+        return command(settings=settings, **values)
+
+    run.__signature__ = inspect.Signature(parameters)
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
+
+
+def _flag(name: str) -> Any:
+    """FLAGS[name] with the range of settings.LIMITS (shown in --help, refused by the parser)."""
+    flag = FLAGS[name]
+    limit = LIMITS.get(name)
+    if limit is None:
+        return flag
+    kind, info = typing.get_args(flag)
+    info = copy.copy(info)
+    # a bound past any float's exact range (the seed's int64) would only clutter --help; settings still refuse it
+    info.min, info.max = limit.low, limit.high if limit.high < 2**53 else None
+    return Annotated[kind, info]

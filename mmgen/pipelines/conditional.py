@@ -19,6 +19,7 @@ from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.sampling import upscale as upscale_video
 from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import Models, Run, load, prepare
+from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
 OTHER = {"video": "audio", "audio": "video"}
@@ -70,29 +71,30 @@ def make_matching(
 
 
 def run_conditional(
-    given: str,
     input: str | Path,
-    paths: OutputPaths,
+    output: Path,
     write: Writer,
+    settings: MatchingSettings,
     *,
-    model: str,
-    overlap: float,
-    overwrite: bool,
-    mix: float | None = None,
+    overwrite: bool = False,
     progress: ProgressFn = quiet,
-    **settings,
+    mix: float | None = None,
 ) -> Result:
-    """Check everything, load the model, make the other modality for `input`, write it with `write`."""
+    """Check everything, load the model, make the other modality for `input`, write it to `output` (and the
+    files `settings` add beside it) with `write`. `mix` is recorded in the sidecar."""
     source_path = Path(input)
+    given = settings.given
     seconds = check_input(source_path, given)
-    if mix:
-        check_input(source_path, "audio")
+    for stream in settings.streams():
+        if stream != given:
+            check_input(source_path, stream)
+    paths = settings.outputs(output)
     outputs.check_outputs([paths], overwrite)
-    run = prepare(model, conditional=True, **settings)
+    run = prepare(settings)
     models = load(run)
     started = time.perf_counter()
     source = read_input(source_path, given, models)
-    clip, windows = make_matching(run, models, source, given, seconds, overlap, progress)
+    clip, windows = make_matching(run, models, source, given, seconds, settings.overlap, progress)
     provenance = Provenance.of(
         run,
         models,
@@ -100,7 +102,7 @@ def run_conditional(
         time.perf_counter() - started,
         guidance=run.sampling.guidance,
         guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
-        overlap=overlap,
+        overlap=settings.overlap,
         windows=windows,
         input=str(source_path),
         mix=mix,

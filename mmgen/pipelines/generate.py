@@ -12,6 +12,7 @@ from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
 from mmgen.pipelines.session import Models, Run, load, prepare
+from mmgen.pipelines.settings import GenerateSettings
 
 
 def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progress: ProgressFn = quiet
@@ -37,54 +38,31 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         progress(ProgressEvent("clips", first + len(seeds), num))
 
 
-def generate(
-    model: str = "demo",
-    num: int = 1,
-    *,
-    preset: str | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    batch_size: int = 1,
-    upscale: bool | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    progress: ProgressFn = quiet,
-) -> list[Result]:
-    """Generate `num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
-    run = prepare(model, conditional=False, preset=preset, sampler=sampler, steps=steps, seed=seed,
-                  upscale=upscale, device=device, precision=precision)
-    return list(iter_generate(run, load(run), num, batch_size, progress))
+def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int = 1, progress: ProgressFn = quiet
+             ) -> list[Result]:
+    """Generate `settings.num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
+    run = prepare(settings)
+    return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
 
 def generate_files(
     out_dir: str | Path = ".",
-    model: str = "demo",
-    num: int = 1,
+    settings: GenerateSettings = GenerateSettings(),
     *,
-    preset: str | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
     batch_size: int = 1,
-    upscale: bool | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    previews: bool = True,
     overwrite: bool = False,
     progress: ProgressFn = quiet,
 ) -> list[Result]:
-    """Generate `num` clips into OUT_DIR/clip_0000.mp4 … with a sidecar .json each (and _frames.png /
+    """Generate `settings.num` clips into OUT_DIR/clip_0000.mp4 … with a sidecar .json each (and _frames.png /
     _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
-    if num < 1 or batch_size < 1:
-        raise ValueError("num and batch_size must be at least 1")
-    paths = outputs.clip_outputs(Path(out_dir), num, previews=previews)
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     outputs.check_outputs(paths, overwrite)
-    run = prepare(model, conditional=False, preset=preset, sampler=sampler, steps=steps, seed=seed,
-                  upscale=upscale, device=device, precision=precision)
+    run = prepare(settings)
     models = load(run)
     results = []
-    for result, where in zip(iter_generate(run, models, num, batch_size, progress), paths, strict=True):
+    for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
         results.append(write_generated(result, where, overwrite))
     return results
 

@@ -47,11 +47,6 @@ def default_output(input: str | Path, command: str) -> Path:
     return input.with_name(f"{input.stem}_{command}.mp4")
 
 
-def clip_outputs(out_dir: Path, count: int, *, previews: bool = True) -> list[OutputPaths]:
-    """OUT_DIR/clip_0000.mp4 … for `count` generated clips."""
-    return [beside(out_dir / f"{CLIP_STEM.format(k)}.mp4", previews=previews) for k in range(count)]
-
-
 def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
     """Refuse now — before any model loads — if any output could not be written or exists already.
     A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""

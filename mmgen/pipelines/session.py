@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.load import availability, is_path
@@ -40,40 +41,23 @@ class Models:
     upsampler: LoadedModel | None
 
 
-def prepare(
-    model: str | Path,
-    *,
-    conditional: bool,
-    preset: str | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    guidance: str | None = None,
-    guidance_scale: float | None = None,
-    seed: int | None = None,
-    upscale: bool | None = False,
-    device: str = "auto",
-    precision: str = "auto",
-) -> Run:
-    """Validate a pipeline call's settings; nothing heavy is loaded. `upscale` None means: when available."""
-    compute = select_compute(device, precision)
-    name = str(model)
+def prepare(settings: RunSettings) -> Run:
+    """Resolve and check a run's settings; nothing heavy is loaded. A soundtrack or animate run samples with the
+    model's conditional settings."""
+    compute = select_compute(settings.device, settings.precision)
+    name = str(settings.model)  # a Path is welcome from Python
     entry = _check_model(name)
     own = entry.sampling if entry else None  # a registry entry's settings; a model file has none
-    base = load_sampling_preset(preset, over=own) if preset else own
+    base = load_sampling_preset(settings.preset, over=own) if settings.preset else own
     base = base or load_sampling_preset(DEFAULT_PRESET)
-    if conditional:
+    if settings.conditional:
         base = base.for_conditional()
-    overrides = dict(sampler=sampler, steps=steps, guidance=guidance, guidance_scale=guidance_scale)
     try:
-        sampling = dataclasses.replace(
-            base, conditional=None, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        sampling = dataclasses.replace(base, conditional=None, **settings.sampling_overrides())
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
-    if seed is not None and not 0 <= seed < 2**63:
-        raise UsageError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, upscale))
+    seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
+    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, settings.upscaling()))
 
 
 def _check_model(name: str):

@@ -48,9 +48,10 @@ class Window:
 
 
 def plan_windows(total_frames: int, clip_frames: int, overlap: float) -> list[Window]:
-    """Windows of `clip_frames` covering `total_frames`, each sharing round(overlap·F) frames with the last."""
+    """Windows of `clip_frames` covering `total_frames`, each sharing round(overlap·F) frames with the last.
+    Any overlap in [0, 1) tiles; the user's limit is the tighter one in settings.LIMITS."""
     if not 0.0 <= overlap < 1.0:
-        raise UsageError(f"--overlap must be in [0, 1), got {overlap}")
+        raise ValueError(f"windows cannot tile with overlap {overlap}: it must be in [0, 1)")
     shared = min(round(overlap * clip_frames), clip_frames - 1)
     hop = clip_frames - shared
     count = 1 + max(0, math.ceil((total_frames - clip_frames) / hop))

@@ -64,19 +64,25 @@ def _collective_device() -> torch.device:
     )
 
 
-def start(device_type: str) -> Processes:
-    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …),
-    with NCCL for CUDA and gloo otherwise; a plain `mmgen finetune` is a job of one."""
+def described() -> Processes:
+    """This process's place in the torchrun job the environment describes (RANK, WORLD_SIZE, LOCAL_RANK), before
+    joining it; a plain command is a job of one."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Processes()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    return Processes(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(device_type: str) -> Processes:
+    """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …),
+    with NCCL for CUDA and gloo otherwise; a plain `mmgen finetune` is a job of one."""
+    here = described()
+    if here.distributed and not dist.is_initialized():
         if device_type == "cuda":
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(here.local_rank)
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(minutes=30))
-    return Processes(rank=rank, world_size=world_size, local_rank=local_rank)
+    return here
 
 
 def stop(processes: Processes) -> None:

@@ -18,12 +18,13 @@ from typing import Literal
 
 from mmgen.errors import MmgenError
 from mmgen.pipelines.animate import animate
-from mmgen.pipelines.batch_manifest import Manifest, Record
-from mmgen.pipelines.batch_plan import Job, Plan
+from mmgen.pipelines.batch.manifest import Manifest, Record
+from mmgen.pipelines.batch.plan import Job, Plan
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
 from mmgen.pipelines.session import keep_loaded, load
 from mmgen.pipelines.soundtrack import soundtrack
+from mmgen.runtime import processes
 
 Ending = Literal["done", "skipped", "failed", "not run"]
 
@@ -34,6 +35,17 @@ class Share:
 
     rank: int = 0
     world_size: int = 1
+
+    @classmethod
+    def here(cls) -> Share:
+        """This process's share: its rank's under torchrun (from the environment), else the whole batch."""
+        place = processes.described()
+        return cls(place.rank, place.world_size)
+
+    @property
+    def is_main(self) -> bool:
+        """The process that reports the whole batch."""
+        return self.rank == 0
 
     def of(self, jobs: tuple[Job, ...] | list[Job]) -> list[Job]:
         return [job for job in jobs if (job.number - 1) % self.world_size == self.rank]
@@ -91,6 +103,25 @@ def run_plan(
     return [outcomes[job.number] for job in mine]
 
 
+def run_batch(
+    plan: Plan,
+    *,
+    fail_fast: bool = False,
+    overwrite: bool = False,
+    progress: ProgressFn = quiet,
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Run the plan as one process of the torchrun job the environment describes (or alone): join the job, run
+    this process's share (run_plan), and return every process's outcomes, in job order."""
+    joined = processes.start(plan.jobs[0].run.compute.device.type if plan.jobs else "cpu")
+    try:
+        mine = run_plan(plan, share=Share(joined.rank, joined.world_size), fail_fast=fail_fast,
+                        overwrite=overwrite, progress=progress, on_outcome=on_outcome)
+        return sorted((o for part in joined.gather(mine) for o in part), key=lambda o: o.number)
+    finally:
+        processes.stop(joined)
+
+
 def _by_model(jobs: list[Job]) -> list[list[Job]]:
     """Jobs grouped by the models they load and where, groups in order of first appearance."""
     groups: dict[tuple, list[Job]] = {}
@@ -136,28 +167,9 @@ def _generate(job: Job, replace: bool, progress: ProgressFn) -> None:
     write_generated(result, job.files, overwrite=replace)
 
 
-def _matching_settings(job: Job) -> dict:
-    """The keyword arguments soundtrack/animate share, from the job's validated options."""
-    o = job.options
-    return dict(
-        model=job.run.model, preset=o.preset, sampler=o.sampler, steps=o.steps, seed=job.seed,
-        guidance=o.guidance, guidance_scale=o.guidance_scale, overlap=o.overlap,
-        device=str(job.run.compute.device), precision=job.run.compute.precision,
-    )
+def _matching(job: Job, replace: bool, progress: ProgressFn) -> None:
+    MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress)
 
 
-def _soundtrack(job: Job, replace: bool, progress: ProgressFn) -> None:
-    soundtrack(job.input, job.files.mp4, mix=job.options.mix, wav=bool(job.options.wav), overwrite=replace,
-               progress=progress, **_matching_settings(job))
-
-
-def _animate(job: Job, replace: bool, progress: ProgressFn) -> None:
-    animate(job.input, job.files.mp4, upscale=job.options.upscale, overwrite=replace, progress=progress,
-            **_matching_settings(job))
-
-
-RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], None]] = {
-    "generate": _generate,
-    "soundtrack": _soundtrack,
-    "animate": _animate,
-}
+MATCHING = {"soundtrack": soundtrack, "animate": animate}
+RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], None]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}

@@ -2,7 +2,7 @@
 each with the line it is on — a user fixing a 300-job file should not have to run it once per typo.
 
     output_dir: out              # optional; default "outputs" (relative paths: to the YAML's folder)
-    defaults: {steps: 25, ...}   # any job option, plus the batch-wide device and precision
+    defaults: {steps: 25, ...}   # any job option (pipelines/settings.py), plus the batch-wide device and precision
     jobs:
       - kind: generate           # generate | soundtrack | animate
         name: intro              # optional output name (a relative path without ".."; "{stem}" for globs)
@@ -20,71 +20,29 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import yaml
 
 from mmgen.config import from_dict
 from mmgen.errors import ConfigError
+from mmgen.pipelines.settings import KINDS as SETTINGS
 
-Kind = Literal["generate", "soundtrack", "animate"]
-KINDS: tuple[str, ...] = get_args(Kind)
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+KINDS: tuple[str, ...] = tuple(SETTINGS)  # generate, soundtrack, animate
 DEFAULT_OUTPUT_DIR = "outputs"
-
-_COMMON = ("model", "preset", "sampler", "steps", "seed")
-_MATCHING = ("guidance", "guidance_scale", "overlap")
+BATCH_WIDE = ("device", "precision")  # one device for the whole batch, so each model loads once
+# A job's options are its kind's settings fields (pipelines/settings.py), less the batch-wide ones.
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "generate": (*_COMMON, "num", "upscale", "previews"),
-    "soundtrack": (*_COMMON, *_MATCHING, "mix", "wav"),
-    "animate": (*_COMMON, *_MATCHING, "upscale"),
+    kind: tuple(name for name in _fields(SETTINGS[kind]) if name not in BATCH_WIDE) for kind in KINDS
 }
+DEFAULT_KEYS = tuple(dict.fromkeys(name for cls in SETTINGS.values() for name in _fields(cls)))
 JOB_KEYS = ("kind", "name", "input", "inputs")
 TOP_KEYS = ("output_dir", "defaults", "jobs")
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """Every option a job can set, as the matching `mmgen generate/soundtrack/animate` flag; None = not set
-    here (the defaults', then the command's own default apply)."""
-
-    model: str | None = None  # registry name or .safetensors path (relative: to the YAML's folder)
-    preset: str | None = None
-    sampler: Literal["dpm++", "ddim", "ddpm", "paper"] | None = None
-    steps: int | None = None
-    seed: int | None = None  # generate: clip k of the job uses seed + k
-    guidance: Literal["replacement", "gradient"] | None = None
-    guidance_scale: float | None = None
-    overlap: float | None = None
-    mix: float | None = None
-    wav: bool | None = None
-    upscale: bool | None = None
-    previews: bool | None = None
-    num: int | None = None  # generate: how many clips
-
-    def __post_init__(self):
-        ranges = {"steps": (1, 1000), "seed": (0, 2**63 - 1), "num": (1, 100_000), "mix": (0.0, 1.0),
-                  "overlap": (0.0, 0.75), "guidance_scale": (0.0, float("inf"))}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if value is not None and not low <= value <= high:
-                raise ValueError(f"{name}: must be between {low} and {high}, got {value}")
-
-    def over(self, base: JobOptions) -> JobOptions:
-        """These options, with `base`'s filling whatever is not set here."""
-        mine = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        return dataclasses.replace(base, **mine)
-
-    def only(self, names: tuple[str, ...]) -> JobOptions:
-        """A copy keeping just the options in `names` (the ones a job's kind has)."""
-        return JobOptions(**{name: getattr(self, name) for name in names})
-
-
-@dataclass(frozen=True)
-class DefaultOptions(JobOptions):
-    """`defaults:` may also set where the whole batch runs (one device, so each model loads once)."""
-
-    device: str | None = None
-    precision: Literal["auto", "fp32", "fp16", "bf16"] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +51,8 @@ class JobSpec:
 
     index: int  # 1-based position under jobs:
     line: int
-    kind: Kind
-    options: JobOptions
+    kind: str
+    options: Mapping[str, Any]  # the settings the job sets itself, each checked
     name: str | None = None
     input: Path | None = None  # resolved against the YAML's folder
     inputs: str | None = None  # a glob pattern as written (relative ones match from the YAML's folder)
@@ -108,9 +66,7 @@ class JobSpec:
 class BatchFile:
     path: Path
     output_dir: Path
-    defaults: JobOptions
-    device: str | None
-    precision: str | None
+    defaults: Mapping[str, Any]  # the settings `defaults:` sets (each checked), device and precision included
     jobs: tuple[JobSpec, ...]
     default_lines: Mapping[str, int]
 
@@ -197,7 +153,11 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
     if not isinstance(raw_defaults, dict):
         problems.append(Problem(lines.get(("defaults",)), "defaults: expected a mapping of job options"))
         raw_defaults = {}
-    defaults = _options(DefaultOptions, raw_defaults, ("defaults",), lines, problems, "defaults")
+    for key in [k for k in raw_defaults if k not in DEFAULT_KEYS]:
+        problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: unknown key {key!r} "
+                                f"(allowed: {', '.join(DEFAULT_KEYS)})"))
+    known = {k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}
+    defaults = _checked(known, ("defaults",), lines, problems, "defaults")
     default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
 
     raw_jobs = data.get("jobs")
@@ -209,8 +169,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             job = _job(i, raw, folder, lines, problems)
             if job is not None:
                 jobs.append(job)
-    base = JobOptions(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(JobOptions)})
-    return BatchFile(path, output_dir, base, defaults.device, defaults.precision, tuple(jobs), default_lines)
+    return BatchFile(path, output_dir, defaults, tuple(jobs), default_lines)
 
 
 def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list[Problem]) -> JobSpec | None:
@@ -236,21 +195,21 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
             users = [k for k, names in KIND_OPTIONS.items() if key in names]
             problems.append(Problem(key_lines[str(key)], f"{where}: {key!r} is not an option of {kind} jobs "
                                     f"(it is one of {' and '.join(users)})"))
-        elif key in ("device", "precision"):
+        elif key in BATCH_WIDE:
             problems.append(Problem(key_lines[str(key)], f"{where}: {key} is set for the whole batch "
                                     f"(under defaults:, or --{key})"))
         else:
             problems.append(Problem(key_lines[str(key)], f"{where}: unknown key {key!r} "
                                     f"(allowed: {', '.join((*JOB_KEYS, *allowed))})"))
-    parsed = _options(JobOptions, options, ("jobs", i), lines, problems, where)
+    parsed = _checked(options, ("jobs", i), lines, problems, where)
 
     name = _string(raw, "name", where, key_lines, problems)
     input = _string(raw, "input", where, key_lines, problems)
     inputs = _string(raw, "inputs", where, key_lines, problems)
-    if kind == "generate" and (input is not None or inputs is not None):
+    if not SETTINGS[kind].conditional and (input is not None or inputs is not None):
         key = "input" if input is not None else "inputs"
         problems.append(Problem(key_lines[key], f"{where}: generate jobs take no {key} (they start from noise)"))
-    elif kind != "generate" and (input is None) == (inputs is None):
+    elif SETTINGS[kind].conditional and (input is None) == (inputs is None):
         says = "both `input:` and `inputs:`" if input is not None else "no `input:` (a file) or `inputs:` (a glob)"
         problems.append(Problem(line, f"{where}: give exactly one input; found {says}"))
     return JobSpec(
@@ -275,14 +234,14 @@ def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems
     return value
 
 
-def _options(cls, raw: dict, path: tuple, lines: dict[tuple, int], problems: list[Problem], where: str):
-    """`cls` from `raw`, one key at a time, so that every bad key is reported (a bad one is left unset)."""
+def _checked(raw: dict, path: tuple, lines: dict[tuple, int], problems: list[Problem], where: str) -> dict:
+    """The settings in `raw` that are valid, one key at a time through the settings class that has it (so that
+    every bad key is reported, and a bad one is left unset), as that class converts them (e.g. 1 → 1.0)."""
     good = {}
     for key, value in raw.items():
+        cls = next(cls for cls in SETTINGS.values() if key in _fields(cls))
         try:
-            from_dict(cls, {key: value}, where)
+            good[key] = getattr(from_dict(cls, {key: value}, where), key)
         except ConfigError as e:
             problems.append(Problem(lines.get((*path, str(key)), lines.get(path)), str(e)))
-        else:
-            good[key] = value
-    return from_dict(cls, good, where)
+    return good

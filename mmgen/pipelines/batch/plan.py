@@ -20,22 +20,24 @@ import torch
 
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, ModelNotFound, UsageError
-from mmgen.pipelines.batch_manifest import Manifest, Record
-from mmgen.pipelines.batch_schema import (
+from mmgen.pipelines.batch.manifest import Manifest, Record
+from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
     BatchFile,
     BatchInvalid,
-    JobOptions,
     JobSpec,
     Problem,
     read_batch_file,
 )
 from mmgen.pipelines.conditional import check_input
-from mmgen.pipelines.outputs import OutputPaths, beside
+from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.session import Run, prepare
+from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RunSettings
+from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
-from mmgen.weights import ModelCache, availability, fetch_plan, load_registry, sha256_file
+from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
+from mmgen.weights.identity import model_sha256
 from mmgen.weights.load import is_path
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
@@ -47,10 +49,8 @@ STATUS_TEXT = {
     "failed": "failed before: retry",
     "damaged": "outputs changed: redo",
 }
-# What a job's kind gets when neither the job nor `defaults:` sets an option (the commands' own defaults).
-COMMAND_DEFAULTS = JobOptions(model="demo", num=1, overlap=0.25, mix=0.0, wav=False, previews=True)
-GIVEN = {"soundtrack": "video", "animate": "audio"}  # the modality a conditional job's input provides
-_NOT_HASHED = ("model", "seed", "num")  # the model counts by its sha256, the seed per clip, num not at all
+# The model counts by its sha256, the seed per clip and the precision as chosen; num and the device not at all.
+_NOT_HASHED = ("model", "seed", "num", "device", "precision")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class Job:
     spec: JobSpec
     input: Path | None
     output: str  # the mp4, relative to the output folder (posix): the manifest key
-    options: JobOptions  # effective options of this kind, seed resolved
-    run: Run  # validated settings, the job's seed included
+    settings: RunSettings  # of the job's kind: the job's own over `defaults:` over the command's, seed resolved
+    run: Run  # the settings resolved and checked (session.prepare), the job's seed included
     files: OutputPaths
     hash: str
 
@@ -103,18 +103,19 @@ def plan_batch(
     device: str | None = None,
     precision: str | None = None,
     overwrite: bool = False,
-    local_rank: int = 0,
+    local_rank: int | None = None,
 ) -> Plan:
     """Read and check the whole batch file; BatchInvalid lists every problem with its line. `device` and
     `precision` (the command's flags) override `defaults:`; `overwrite` lets jobs replace files this batch
-    did not write. Under torchrun, `local_rank` picks this process's GPU for device auto or cuda."""
+    did not write. Under torchrun, this process's GPU (`local_rank`, by default the environment's) is the
+    one device auto or cuda means."""
     problems: list[Problem] = []
     batch = read_batch_file(path, problems, Path(output_dir) if output_dir is not None else None)
     planner = _Planner(batch, problems)
-    device = device or batch.device or "auto"
+    device = device or batch.defaults.get("device") or "auto"
     if device in ("auto", "cuda") and torch.cuda.is_available():
-        device = f"cuda:{local_rank}"
-    jobs = planner.jobs(device, precision or batch.precision or "auto")
+        device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
+    jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
     _check_unique(jobs, problems)
     manifest = Manifest(batch.output_dir)
     records = manifest.latest()
@@ -134,7 +135,7 @@ class _Planner:
         self.problems = problems
         self.registry = load_registry()
         self.cache = ModelCache()
-        self._runs: dict[tuple, Run | UsageError] = {}
+        self._runs: dict[RunSettings, Run | UsageError] = {}
         self._model_sha256: dict[str, str] = {}
 
     def problem(self, line: int | None, message: str) -> None:
@@ -149,50 +150,58 @@ class _Planner:
             return []
         jobs: list[Job] = []
         for spec in self.batch.jobs:
-            options = self._effective(spec)
-            for input, stem, seed in self._targets(spec, options):
-                run = self._run(spec, options, seed, device, precision)
-                if run is None:
-                    continue
+            settings = self._settings(spec, device, precision)
+            run = self._run(spec, settings) if settings is not None else None
+            if run is None:
+                continue
+            for input, stem, chosen in self._targets(spec, settings):
                 output = f"{stem}.mp4"
-                # options hold only their kind's fields: previews is None unless generate, wav unless soundtrack
-                files = beside(self.batch.output_dir / output, previews=bool(options.previews),
-                               wav=bool(options.wav))
-                options_here = dataclasses.replace(options, seed=seed)
-                job_hash = self._hash(spec, input, options_here, run)
-                jobs.append(Job(len(jobs) + 1, spec, input, output, options_here, run, files, job_hash))
+                job_run = dataclasses.replace(run, seed=chosen.seed)
+                job_hash = self._hash(spec, input, chosen, job_run)
+                jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
+                                chosen.outputs(self.batch.output_dir / output), job_hash))
         return jobs
 
-    def _effective(self, spec: JobSpec) -> JobOptions:
+    def _settings(self, spec: JobSpec, device: str, precision: str) -> RunSettings | None:
+        """The job's settings: its own options over the `defaults:` its kind has, over the command's defaults."""
         names = KIND_OPTIONS[spec.kind]
-        options = spec.options.over(self.batch.defaults.only(names)).over(COMMAND_DEFAULTS.only(names))
-        if is_path(options.model) and not Path(options.model).is_absolute():
-            options = dataclasses.replace(options, model=str(self.folder / options.model))
-        return options
+        values = {k: v for k, v in self.batch.defaults.items() if k in names} | dict(spec.options)
+        model = values.get("model")
+        if model is not None and is_path(model) and not Path(model).is_absolute():
+            values["model"] = str(self.folder / model)
+        try:
+            return KINDS[spec.kind](**values, device=device, precision=precision)
+        except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
+            self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
+            return None
 
-    def _targets(self, spec: JobSpec, options: JobOptions) -> list[tuple[Path | None, str, int]]:
-        """(input, output stem, seed) of every output the job makes."""
+    def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
+        """(input, output stem, settings with the seed resolved) of every output the job makes."""
         name = self._checked_name(spec)
-        if spec.kind == "generate":
-            stem = name or f"generate_{spec.index}"
-            first = options.seed if options.seed is not None else _seed_for(stem)
-            if options.num == 1:
-                return [(None, stem, first)]
-            return [(None, f"{stem}_{k:04d}", first + k) for k in range(options.num)]
+        if isinstance(settings, GenerateSettings):  # `num` outputs, from seeds seed, seed + 1, ...
+            stem = name or f"{spec.kind}_{spec.index}"
+            first = settings.seed if settings.seed is not None else _seed_for(stem)
+            stems = [stem] if settings.num == 1 else [f"{stem}_{k:04d}" for k in range(settings.num)]
+            return [(None, s, dataclasses.replace(settings, num=1, seed=first + k)) for k, s in enumerate(stems)]
         targets = []
-        for input in self._inputs(spec, options):
+        for input in self._inputs(spec, settings):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
-            targets.append((input, stem, options.seed if options.seed is not None else _seed_for(stem)))
+            seed = settings.seed if settings.seed is not None else _seed_for(stem)
+            targets.append((input, stem, dataclasses.replace(settings, seed=seed)))
         return targets
 
     def _checked_name(self, spec: JobSpec) -> str | None:
-        """The job's output name without ".mp4", or None; names must stay inside the output folder."""
+        """The job's output name without ".mp4", or None; names must be file names inside the output folder."""
         if spec.name is None:
             return None
         name = spec.name.removesuffix(".mp4")
         line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
         parts = PurePosixPath(name.replace("\\", "/")).parts
-        if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        if "\x00" in name:
+            self.problem(line, f"{where} must not hold a NUL character")
+        elif name.endswith(("/", "\\")):
+            self.problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)")
+        elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
             self.problem(line, f"{where} must be relative to the output folder, not an absolute path")
         elif ".." in parts:
             self.problem(line, f"{where} must stay inside the output folder (no '..')")
@@ -206,7 +215,7 @@ class _Planner:
                 return name
         return None
 
-    def _inputs(self, spec: JobSpec, options: JobOptions) -> list[Path]:
+    def _inputs(self, spec: JobSpec, settings: MatchingSettings) -> list[Path]:
         if spec.input is not None:
             if not spec.input.is_file():
                 self.problem(spec.line_of("input"), f"job {spec.index} ({spec.kind}): input: {spec.input} does not exist")
@@ -227,28 +236,21 @@ class _Planner:
             return []
         usable = []
         for path in candidates:
-            needed = [GIVEN[spec.kind], *(["audio"] if options.mix else [])]
             try:
-                for modality in needed:
-                    check_input(path, modality)
+                for stream in settings.streams():
+                    check_input(path, stream)
             except MediaError as e:
                 self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
             else:
                 usable.append(path)
         return usable
 
-    def _run(self, spec: JobSpec, options: JobOptions, seed: int, device: str, precision: str) -> Run | None:
-        """The validated settings (prepare) of a job; shared by every job with the same settings."""
-        conditional = spec.kind != "generate"
-        settings = dict(
-            model=options.model, conditional=conditional, preset=options.preset, sampler=options.sampler,
-            steps=options.steps, guidance=options.guidance, guidance_scale=options.guidance_scale,
-            upscale=options.upscale if spec.kind != "soundtrack" else False, device=device, precision=precision,
-        )
-        key = tuple(settings.items())
+    def _run(self, spec: JobSpec, settings: RunSettings) -> Run | None:
+        """The checked settings (session.prepare) of a job, seed aside; shared by every job with the same ones."""
+        key = dataclasses.replace(settings, seed=None)
         if key not in self._runs:
             try:
-                self._runs[key] = prepare(seed=0, **settings)
+                self._runs[key] = prepare(key)
             except UsageError as e:
                 self._runs[key] = e
         run = self._runs[key]
@@ -259,9 +261,9 @@ class _Planner:
                 line = spec.line_of("model") if isinstance(run, ModelNotFound) else spec.line
                 self.problem(line, f"job {spec.index} ({spec.kind}): {run}")
             return None
-        return dataclasses.replace(run, seed=seed)
+        return run
 
-    def _hash(self, spec: JobSpec, input: Path | None, options: JobOptions, run: Run) -> str:
+    def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> str:
         """What decides a job's output: change any of it and a re-run redoes the job."""
         described = None
         if input is not None:
@@ -270,7 +272,7 @@ class _Planner:
         payload = {
             "kind": spec.kind,
             "input": described,
-            "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in _NOT_HASHED},
+            "options": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_HASHED},
             "sampling": to_dict(run.sampling),
             "model_sha256": self.model_sha256(run.model),
             "upsampler_sha256": self.model_sha256(run.upsampler) if run.upsampler else None,
@@ -280,22 +282,8 @@ class _Planner:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def model_sha256(self, name: str) -> str:
-        """The model's identity without loading or downloading it: the file's sha256 for a path, else the
-        one the registry names, the cache recorded, or the bundled file has."""
         if name not in self._model_sha256:
-            entry = self.registry.entries.get(name)
-            record = None if is_path(name) else self.cache.record(name)
-            if is_path(name):
-                sha256 = sha256_file(Path(name))
-            elif entry is not None and entry.weights.sha256:
-                sha256 = entry.weights.sha256
-            elif record is not None:
-                sha256 = record.sha256
-            elif entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
-                sha256 = sha256_file(entry.weights.bundled_path)
-            else:
-                sha256 = f"unknown:{name}"
-            self._model_sha256[name] = sha256
+            self._model_sha256[name] = model_sha256(name, self.registry, self.cache)
         return self._model_sha256[name]
 
     def downloads(self, jobs: list[Job]) -> tuple[Download, ...]:

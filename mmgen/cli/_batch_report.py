@@ -1,0 +1,77 @@
+"""How `mmgen batch` shows a batch: the dry-run table of jobs and downloads, a line per finished job, and the
+summary table at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mmgen.cli.app import debug_enabled
+from mmgen.pipelines.batch import STATUS_TEXT, Outcome, Plan
+
+FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
+_STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
+
+
+def stdout() -> Console:
+    """The dry-run table is the command's output: stdout, wide enough for paths when piped."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
+    if outcome.ending == "skipped":
+        return
+    style = _STYLE[outcome.ending]
+    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number} ({outcome.kind}) {outcome.output}"
+    if outcome.ending == "done":
+        line += f" [dim]{outcome.seconds:.1f} s[/]"
+    console.print(line + (f": {outcome.error}" if outcome.error else ""), markup=True, soft_wrap=True)
+    if outcome.traceback and debug_enabled():
+        console.print(outcome.traceback, markup=False, soft_wrap=True)
+
+
+def show_plan(plan: Plan, console: Console) -> None:
+    """The expanded jobs, what each will do, and the model downloads the batch needs."""
+    table = Table(title=f"{plan.batch.path} → {plan.output_dir}", title_justify="left")
+    for column in ("#", "line", "kind", "input", "output", "model", "sampling", "seed", "status"):
+        table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left")
+    for job in plan.jobs:
+        sampling = job.run.sampling
+        table.add_row(
+            str(job.number), str(job.spec.line), job.kind, job.input.name if job.input else "—", job.output,
+            Path(job.run.model).name, f"{sampling.sampler} · {sampling.steps} steps", str(job.seed),
+            STATUS_TEXT[plan.status[job.number]],
+        )
+    console.print(table)
+    if plan.downloads:
+        downloads = Table(title="Models to download first", title_justify="left")
+        for column in ("model", "size", "from"):
+            downloads.add_column(column)
+        for d in plan.downloads:
+            downloads.add_row(d.name, f"{d.size / 1e6:.0f} MB" if d.size else "?", d.url)
+        console.print(downloads)
+    else:
+        console.print("No model downloads needed.")
+    todo = len(plan.todo())
+    console.print(f"{len(plan.jobs)} jobs: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
+
+
+def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
+    """A table of how each job ended (only the unfinished ones for a long batch) and the totals."""
+    rows = outcomes if len(outcomes) <= FULL_TABLE_ROWS else [o for o in outcomes if o.ending in ("failed", "not run")]
+    if rows:
+        errors = any(o.error for o in rows)
+        table = Table(title="Batch summary", title_justify="left")
+        for column in ("#", "kind", "output", "result", "time", *(["error"] if errors else [])):
+            table.add_column(column, justify="right" if column in ("#", "time") else "left")
+        for o in rows:
+            table.add_row(str(o.number), o.kind, o.output, f"[{_STYLE[o.ending]}]{o.ending}[/]",
+                          f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "",
+                          *([o.error or ""] if errors else []))
+        console.print(table)
+    counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
+    console.print(f"{len(outcomes)} jobs: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
+                  + f" · outputs in {plan.output_dir}")

@@ -1,0 +1,130 @@
+"""An option means the same wherever it is written: each value below is refused (or taken) alike as a command
+flag and as a batch job's key, with exit 2 and one line naming the option, before any model loads.
+
+The table runs through the real command line in this process (`mmgen.cli.run`, fast); the end-to-end cases at
+the bottom run the `mmgen` command in a subprocess."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from media_factory import write_test_video
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
+
+from mmgen.cli import run
+from mmgen.pipelines import InvalidSetting, SoundtrackSettings
+
+# (kind, option, as a flag, as YAML, refused?)
+CASES = [
+    ("soundtrack", "overlap", "0.8", "0.8", True),
+    ("soundtrack", "overlap", "-0.1", "-0.1", True),
+    ("soundtrack", "overlap", "0.75", "0.75", False),
+    ("soundtrack", "steps", "0", "0", True),
+    ("soundtrack", "steps", "1001", "1001", True),
+    ("soundtrack", "steps", "1000", "1000", False),
+    ("soundtrack", "guidance_scale", "nan", ".nan", True),
+    ("soundtrack", "guidance_scale", "inf", ".inf", True),
+    ("soundtrack", "guidance_scale", "-1", "-1", True),
+    ("soundtrack", "guidance_scale", "0", "0", False),
+    ("soundtrack", "mix", "1.5", "1.5", True),
+    ("soundtrack", "mix", "nan", ".nan", True),
+    ("soundtrack", "mix", "1", "1", False),
+    ("soundtrack", "seed", "-1", "-1", True),
+    ("soundtrack", "seed", str(2**63), str(2**63), True),
+    ("soundtrack", "seed", "0", "0", False),
+    ("animate", "overlap", "0.9", "0.9", True),
+    ("generate", "num", "0", "0", True),
+    ("generate", "steps", "0", "0", True),
+]
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny model and a clip, with mmgen's cache and config kept inside."""
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    save_tiny_model(tmp_path / "tiny.safetensors")
+    write_test_video(tmp_path / "clip.mp4", size=(32, 32))
+    return tmp_path
+
+
+def mmgen(capsys: pytest.CaptureFixture, *args) -> tuple[int, str]:
+    code = run([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kind", "option", "flag_value", "yaml_value", "refused"), CASES,
+                         ids=[f"{c[0]}-{c[1]}={c[2]}" for c in CASES])
+def test_an_option_has_the_same_limits_as_a_flag_and_in_a_batch_file(
+    folder: Path, capsys: pytest.CaptureFixture, kind, option, flag_value, yaml_value, refused
+):
+    flag = "--" + option.replace("_", "-")
+    missing = folder / "missing.mp4"  # a value that is taken gets as far as reading the input
+    target = ["-o", folder / "out"] if kind == "generate" else [missing]  # (no taken generate case: it would run)
+    code, said = mmgen(capsys, kind, *target, "-m", folder / "tiny.safetensors", f"{flag}={flag_value}")
+    assert code == 2
+    assert (flag in said) == refused, said
+    assert said.count("\n") == 1 and "Traceback" not in said
+    if not refused:
+        assert "missing.mp4" in said
+
+    jobs = folder / "jobs.yaml"
+    job_input = "" if kind == "generate" else "    input: clip.mp4\n"
+    jobs.write_text(f"defaults: {{model: tiny.safetensors}}\njobs:\n  - kind: {kind}\n{job_input}"
+                    f"    {option}: {yaml_value}\n")
+    code, said = mmgen(capsys, "batch", jobs, "--dry-run")
+    option_line = 5 if job_input else 4
+    if refused:
+        assert code == 2, said
+        first = said.splitlines()[0]
+        assert first.startswith(f"{jobs}:{option_line}: ") and f"{option}:" in first, said
+    else:
+        assert code == 0, said
+    assert not (folder / "out").exists() and not (folder / "outputs").exists()
+
+
+@pytest.mark.parametrize(("option", "yaml_value", "refused"),
+                         [(c[1], c[3], c[4]) for c in CASES if c[0] == "soundtrack"])
+def test_the_python_api_takes_and_refuses_the_same_values(option, yaml_value, refused):
+    value = yaml.safe_load(yaml_value)
+    if refused:
+        with pytest.raises(InvalidSetting, match=f"^{option}: "):
+            SoundtrackSettings(**{option: value})
+    else:
+        assert getattr(SoundtrackSettings(**{option: value}), option) == value
+
+
+def test_guidance_scale_inf_is_refused_before_any_work(tmp_path: Path):
+    """#12: exit 2 with one line, not a failure after the first window."""
+    env = mmgen_env(tmp_path)
+    model = save_tiny_model(tmp_path / "tiny.safetensors")
+    clip = write_test_video(tmp_path / "clip.mp4", size=(32, 32)).path
+    done = run_mmgen("soundtrack", clip, "-m", model, "--guidance", "gradient", "--guidance-scale", "inf", env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "mmgen: error: --guidance-scale: must be a finite number, got inf\n"
+    assert not (tmp_path / "clip_soundtrack.mp4").exists()
+
+
+def test_batch_names_with_a_nul_or_ending_in_a_slash_are_refused(tmp_path: Path):
+    save_tiny_model(tmp_path / "tiny.safetensors")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(textwrap.dedent("""
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+            name: "take\\0one"
+          - kind: generate
+            name: scored/
+        """).lstrip())
+    done = run_mmgen("batch", jobs, env=mmgen_env(tmp_path))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"{jobs}:4: job 1 (generate): name: 'take\\x00one' must not hold a NUL character"
+    assert lines[1].startswith(f"{jobs}:6: job 2 (generate): name: 'scored/' names a folder")
+    assert lines[2] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
+    assert len(lines) == 3 and not (tmp_path / "outputs").exists()

@@ -41,7 +41,7 @@ OVERLAP = 0.25  # the command's default
 
 def measure(model_file: str, clip: str, out: str, steps: int, precision: str) -> dict:
     """One soundtrack run in this process: wall seconds, model calls, and the seconds those calls took."""
-    from mmgen.pipelines.soundtrack import soundtrack
+    from mmgen.pipelines import SoundtrackSettings, soundtrack
 
     calls, inside = [], []
     forward = MMUNet.forward
@@ -55,8 +55,9 @@ def measure(model_file: str, clip: str, out: str, steps: int, precision: str) ->
 
     MMUNet.forward = counted
     start = time.perf_counter()
-    soundtrack(clip, out, model=model_file, sampler="dpm++", steps=steps, seed=0, precision=precision,
-               device="cpu", overwrite=True)  # fmt: skip
+    settings = SoundtrackSettings(model=model_file, sampler="dpm++", steps=steps, seed=0, precision=precision,
+                                  device="cpu")
+    soundtrack(clip, out, settings, overwrite=True)
     wall = time.perf_counter() - start
     return {"precision": precision_name(precision), "wall_s": wall, "calls": len(calls),
             "model_s": sum(inside), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip

@@ -119,7 +119,9 @@ def video_to_audio(model: str, folder: Path, count: int, setting: Setting, seed:
     with counter.counting():
         for i, label in enumerate(labels):
             out = workdir / f"{setting.label.replace(':', '-')}_{i:05d}.mp4"
-            settings = SoundtrackSettings(model=model, seed=seed + i, **setting.options(conditional=True))
+            # the model's own sound (its rate and level) is what is scored, not a delivered one
+            settings = SoundtrackSettings(model=model, seed=seed + i, loudness="off", sample_rate="model",
+                                          **setting.options(conditional=True))
             result = soundtrack(folder / label.file, out, settings, overwrite=True)
             audio.append(read_audio(result.files["mp4"], config.sample_rate))  # (1, L): what a user's file holds
             out.unlink()

@@ -102,7 +102,7 @@ def output_folder_below_a_locked_one(folder, model):
 
 
 def output_without_a_movie_suffix(folder, model):
-    return ["soundtrack", clip(folder), "-o", folder / "scored", "-m", model], "the output must be an .mp4"
+    return ["soundtrack", clip(folder), "-o", folder / "scored", "-m", model], "the output must be a .mp4"
 
 
 def existing_output(folder, model):

@@ -25,11 +25,12 @@ CLIP_FILES = ("{}.mp4", "{}.json", "{}_frames.png", "{}_spectrogram.png")
 
 @pytest.fixture(scope="module")
 def two_clips(tiny, tmp_path_factory):
-    """`mmgen generate -n 2 --seed 7 --json` into out/: (folder, the finished process)."""
+    """`mmgen generate -n 2 --seed 7 --json` into out/, the sound as the model made it (the tiny model's
+    16 kHz, at its own level): (folder, the finished process)."""
     root = tmp_path_factory.mktemp("generate")
     done = run_mmgen(
         "generate", "-m", tiny, "-n", "2", "--steps", "2", "--seed", "7", "-o", root / "out", "--json",
-        env=mmgen_env(root),
+        "--sample-rate", "model", "--loudness", "off", env=mmgen_env(root),
     )
     assert done.returncode == 0, done.stderr
     return root / "out", done
@@ -92,7 +93,7 @@ def test_json_prints_one_object_per_clip_on_stdout_and_messages_on_stderr(two_cl
 def test_the_seed_in_a_sidecar_makes_that_clip_again(two_clips, tiny, tmp_path):
     out, _ = two_clips
     done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--seed", "8", "-o", tmp_path / "again",
-                     env=mmgen_env(tmp_path))
+                     "--sample-rate", "model", "--loudness", "off", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     again = tmp_path / "again" / "clip_0000.mp4"
     assert f"wrote {again}" in done.stderr and done.stdout == ""  # without --json: human lines on stderr

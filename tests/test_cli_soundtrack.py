@@ -25,13 +25,13 @@ def amplitude_at(audio: np.ndarray, hz: int) -> float:
 
 @pytest.fixture(scope="module")
 def scored(tiny, tmp_path_factory):
-    """A 7.3 s 30 fps 320×240 clip with a quiet 440 Hz tone and a click, scored with `--mix 0.5 --wav --json`.
-    Returns (the input clip, the finished process)."""
+    """A 7.3 s 30 fps 320×240 clip with a quiet 440 Hz tone and a click, scored with `--mix 0.5 --wav --json`,
+    the sound as the model made it (`--sample-rate model --loudness off`, so --mix blends raw levels). Returns (the input clip, the finished process)."""
     root = tmp_path_factory.mktemp("soundtrack")
     clip = write_test_video(root / "my_clip.mp4", seconds=7.3, fps=30, size=(240, 320), click_at=CLICK_AT)
     done = run_mmgen(
         "soundtrack", clip.path, "-m", tiny, "--steps", "2", "--seed", "3", "--mix", "0.5", "--wav", "--json",
-        env=mmgen_env(root),
+        "--sample-rate", "model", "--loudness", "off", env=mmgen_env(root),
     )
     assert done.returncode == 0, done.stderr
     return clip, done
@@ -89,7 +89,7 @@ def test_a_clip_shorter_than_one_window_is_padded_and_trimmed_back(tiny, tmp_pat
     out = tmp_path / "scored" / "blink.mp4"
     out.parent.mkdir()
     done = run_mmgen("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "2", "--wav",
-                     env=mmgen_env(tmp_path))
+                     "--sample-rate", "model", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert packets(out, "video") == packets(clip.path, "video")
     assert audio_stream_seconds(out) == pytest.approx(0.7, abs=0.05)

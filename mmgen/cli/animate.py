@@ -24,7 +24,8 @@ def animate(
 ) -> None:
     """Animate a sound: a new video that matches it, for any length.
 
-    The output keeps the ORIGINAL audio (copied when mp4 can hold it) and lasts exactly as long as the input.
+    The output keeps the ORIGINAL audio (copied when the container can hold it) and lasts exactly as long as the
+    input; --loudness/--sample-rate re-encode it at that loudness and rate instead.
     """
     with progress_display() as progress:
         result = make_video(input, output, settings, overwrite=overwrite, progress=progress)

@@ -104,6 +104,31 @@ FLAGS: dict[str, Any] = {
         typer.Option("--previews/--no-previews", rich_help_panel=_OUTPUT,
                      help="Also write a contact sheet of the frames and a spectrogram of the sound."),
     ],
+    "loudness": Annotated[
+        float | None,
+        typer.Option(
+            metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float),
+            help="Integrated loudness of the delivered sound (EBU R128), true peak at most -1 dBTP; off keeps the "
+            "level as made (animate: the input's own sound, copied, unless a loudness or rate is given).",
+        ),
+    ],
+    "sample_rate": Annotated[
+        int | None,
+        typer.Option(
+            metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int),
+            help="Sample rate of the delivered sound (the WAV and the audio track); model keeps the model's own.",
+        ),
+    ],
+    "ranges": Annotated[
+        list[str],
+        typer.Option("--range", metavar="A:B", show_default=False,
+                     help="Seconds to regenerate, e.g. 2:3.5 (repeat the flag for several ranges)."),
+    ],
+    "video": Annotated[
+        bool,
+        typer.Option("--video/--audio", help="Regenerate the picture (clips at the model's frame size, i.e. mmgen's "
+                     "own) or the sound (the default; any clip)."),
+    ],
     "device": Annotated[
         str,
         typer.Option(metavar=DEVICE_METAVAR, rich_help_panel=_HARDWARE,
@@ -135,6 +160,16 @@ Json = Annotated[
         help="Print one JSON object per output to stdout (the sidecar's content); messages go to stderr.",
     ),
 ]
+
+
+def _word(text: str, word: str, kind: type) -> Any:
+    """A delivery flag's value: a number, or its word for "as made" ("off", "model")."""
+    if text.strip().lower() == word:
+        return word
+    try:
+        return kind(text)
+    except ValueError:
+        raise typer.BadParameter(f"expected a number or {word!r}, got {text!r}") from None
 
 
 def settings_flags(command):

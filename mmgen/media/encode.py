@@ -1,4 +1,5 @@
-"""Write clips: an mp4 (H.264 yuv420p + AAC, what every player and editor opens) or a 16-bit PCM wav.
+"""Write clips: an mp4 (H.264 yuv420p + AAC, what every player and editor opens; .mov/.mkv alike, .webm as VP9 +
+Opus) or a 16-bit PCM wav.
 
 Outputs are atomic (mmgen.files): a failure leaves no file behind, and an existing file is never replaced
 unless `overwrite` is set.
@@ -12,9 +13,10 @@ import av
 import torch
 
 from mmgen.files import atomic_output
+from mmgen.media.containers import container_for
 from mmgen.media.tracks import (
-    add_aac,
-    add_h264,
+    add_audio,
+    add_video,
     audio_frames,
     encoded,
     frame_rate,
@@ -42,14 +44,16 @@ def write_mp4(
         raise ValueError("write_mp4 needs video, audio or both")
     check_video(video)
     check_audio(audio)
+    into = container_for(path)
     with atomic_output(path, overwrite) as temp, open_output(temp, path) as container:
         tracks = []
         if video is not None:
             height, width = (n + n % 2 for n in video.shape[-2:])
-            stream = add_h264(container, frame_rate(fps), width, height, crf)
+            stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf)
             tracks.append(encoded(stream, video_frames(video)))
         if audio is not None:
-            tracks.append(encoded(add_aac(container, sample_rate), audio_frames(audio, sample_rate)))
+            stream = add_audio(container, into.audio_encoder, sample_rate)
+            tracks.append(encoded(stream, audio_frames(audio, sample_rate)))
         mux(container, *tracks)
 
 

@@ -21,9 +21,11 @@ import torch.nn.functional as F
 
 from mmgen.errors import MediaError
 
-# Codecs whose packets go into an mp4 unchanged and play in common players; anything else is re-encoded.
-MP4_COPYABLE = {"video": {"h264", "hevc", "av1", "vp9", "mpeg4"}, "audio": {"aac", "mp3"}}
 AAC_BIT_RATE = 128_000
+OPUS_BIT_RATE = 96_000
+# Constant-quality settings of the picture encoders, per encoder: the crf a caller gives goes in as is for
+# x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting.
+VIDEO_OPTIONS = {"libx264": {}, "libvpx-vp9": {"b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}}
 AUDIO_CHUNK = 4096  # samples per frame handed to the AAC encoder (it re-frames to 1024 itself)
 Track = Iterator[av.Packet]
 
@@ -48,32 +50,38 @@ def pad_to_even(video: torch.Tensor) -> torch.Tensor:
     return F.pad(video.float(), (0, w % 2, 0, h % 2), mode="replicate")
 
 
-def add_h264(
+def add_video(
     container: av.container.OutputContainer,
+    encoder: str,
     rate: Fraction,
     width: int,
     height: int,
     crf: int,
     time_base: Fraction | None = None,
 ) -> av.video.stream.VideoStream:
-    """An H.264 yuv420p stream; frames will carry pts in `time_base` (default 1/rate)."""
-    stream = container.add_stream("libx264", rate=rate)
+    """A yuv420p picture stream ("libx264", or "libvpx-vp9" for WebM) at constant quality `crf`; frames will
+    carry pts in `time_base` (default 1/rate)."""
+    stream = container.add_stream(encoder, rate=rate)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.codec_context.time_base = time_base or 1 / rate
-    stream.options = {"crf": str(crf)}
+    stream.options = {"crf": str(crf), **VIDEO_OPTIONS.get(encoder, {})}
     return stream
 
 
-def add_aac(
-    container: av.container.OutputContainer, sample_rate: int, channels: int = 1
+def add_audio(
+    container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int = 1
 ) -> av.audio.stream.AudioStream:
-    """An AAC stream, mono or stereo (more source channels are downmixed to stereo as they are encoded)."""
-    rates = av.Codec("aac", "w").audio_rates
-    if sample_rate not in rates:
-        raise MediaError(f"AAC cannot store {sample_rate} Hz audio", hint=f"use one of {sorted(rates)} Hz")
-    stream = container.add_stream("aac", rate=sample_rate, layout="mono" if channels == 1 else "stereo")
-    stream.format = "fltp"  # the encoder's only format; PyAV converts whatever frames it is given
-    stream.bit_rate = AAC_BIT_RATE
+    """An AAC or Opus ("libopus", for WebM) stream, mono or stereo (more source channels are downmixed to
+    stereo as they are encoded)."""
+    codec = av.Codec(encoder, "w")
+    rates = codec.audio_rates
+    if rates and sample_rate not in rates:
+        raise MediaError(f"{codec.name} cannot store {sample_rate} Hz audio",
+                         hint=f"use --sample-rate with one of {sorted(rates)} Hz")
+    stream = container.add_stream(encoder, rate=sample_rate, layout="mono" if channels == 1 else "stereo")
+    formats = [f.name for f in codec.audio_formats or ()]
+    stream.format = next((f for f in ("fltp", "flt") if f in formats), formats[0])  # PyAV converts the frames
+    stream.bit_rate = AAC_BIT_RATE if encoder == "aac" else OPUS_BIT_RATE
     return stream
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmgen.media import replace_video
+from mmgen.media import probe, read_audio, replace_video, write_mp4
+from mmgen.media.delivery import deliver
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import run_conditional
@@ -18,11 +19,18 @@ def animate(
     *, overwrite: bool = False, progress: ProgressFn = quiet,
 ) -> Result:
     """Write OUTPUT (default INPUT_animate.mp4): generated video as long as the input's audio, with that
-    audio stream (copied when mp4 can hold it). Returns the result with its sidecar written."""
+    audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
+    sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written."""
 
-    def write(result: Result, source: Path, paths: OutputPaths) -> None:
-        clip = result.clip
-        replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
+    def write(result: Result, source: Path, paths: OutputPaths) -> dict | None:
+        clip, delivery = result.clip, settings.delivery()
+        if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
+            replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
+            return None
+        rate = delivery.sample_rate or probe(source).sample_rate
+        delivered = deliver(read_audio(source, rate), rate, delivery)
+        write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
+        return {"delivery": delivered.to_json()}
 
     output = Path(output) if output else outputs.default_output(input, "animate")
     return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress)

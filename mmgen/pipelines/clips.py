@@ -53,6 +53,8 @@ class Provenance:
     input: str | None = None
     mix: float | None = None
     model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
+    retake: dict | None = None  # retake: {"modality": "audio" | "video", "ranges": [[start_s, end_s], ...]}
+    delivery: dict | None = None  # delivered sound: sample rate, loudness target, LUFS before/after, true peak
     mmgen_version: str = __version__
 
     @classmethod

@@ -3,6 +3,7 @@ for any length. Which modality is given is data (`given`), never a branch."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
 OTHER = {"video": "audio", "audio": "video"}
-# Writes the result's files from the input (which keeps its own stream of the given modality).
-Writer = Callable[[Result, Path, OutputPaths], None]
+# Writes the result's files from the input (which keeps its own stream of the given modality); returns
+# what to add to the sidecar (e.g. how the sound was delivered).
+Writer = Callable[[Result, Path, OutputPaths], "dict | None"]
 
 
 def check_input(path: Path, given: str) -> float:
@@ -108,5 +110,6 @@ def run_conditional(
         mix=mix,
     )
     result = Result(clip, provenance)
-    write(result, source_path, paths)
+    extra = write(result, source_path, paths) or {}
+    result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
     return outputs.finish(result, paths, overwrite)

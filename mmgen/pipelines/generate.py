@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
+from mmgen.media.delivery import Delivery, deliver
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
@@ -63,15 +65,20 @@ def generate_files(
     models = load(run)
     results = []
     for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
-        results.append(write_generated(result, where, overwrite))
+        results.append(write_generated(result, where, overwrite, settings.delivery()))
     return results
 
 
-def write_generated(result: Result, where: outputs.OutputPaths, overwrite: bool = False) -> Result:
-    """Write a generated clip: the mp4, the previews `where` names (if any), then its sidecar."""
+def write_generated(
+    result: Result, where: outputs.OutputPaths, overwrite: bool = False, delivery: Delivery = Delivery()
+) -> Result:
+    """Write a generated clip: the mp4 (its sound as `delivery` says), the previews `where` names (if any, of the
+    model's own sound), then its sidecar."""
     outputs.ensure_folder(where)
     clip = result.clip
-    write_mp4(where.mp4, clip.video, clip.audio, clip.fps, clip.sample_rate, overwrite=overwrite)
+    delivered = deliver(clip.audio, clip.sample_rate, delivery)
+    write_mp4(where.mp4, clip.video, delivered.audio, clip.fps, delivered.sample_rate, overwrite=overwrite)
+    result = dataclasses.replace(result, provenance=dataclasses.replace(result.provenance, delivery=delivered.to_json()))
     if "frames_png" in where.files:
         contact_sheet_png(where.files["frames_png"], clip.video, overwrite=overwrite)
         spectrogram_png(where.files["spectrogram_png"], clip.audio, clip.sample_rate, overwrite=overwrite)

@@ -13,10 +13,11 @@ from pathlib import Path
 from mmgen.errors import MediaError, UsageError
 from mmgen.files import atomic_output, check_writable
 from mmgen.media import probe
+from mmgen.media.containers import SUFFIXES, default_suffix
 from mmgen.pipelines.clips import Result
 
 CLIP_STEM = "clip_{:04d}"
-MOVIE_SUFFIXES = (".mp4", ".mov")  # what the muxing code (stream copy rules, faststart) is written and tested for
+MOVIE_SUFFIXES = SUFFIXES  # the containers mmgen.media.containers writes
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,14 @@ def beside(mp4: Path, *, previews: bool = False, wav: bool = False) -> OutputPat
 
 
 def default_output(input: str | Path, command: str) -> Path:
-    """INPUT_<command>.mp4 next to the input (soundtrack, animate)."""
+    """INPUT_<command>.mp4 next to the input (soundtrack, animate, retake) — or INPUT_<command>.webm/.mov/.mkv
+    when mp4 cannot carry the input's video as is (media.containers.default_suffix)."""
     input = Path(input)
-    return input.with_name(f"{input.stem}_{command}.mp4")
+    try:
+        codec = probe(input).video_codec
+    except MediaError:
+        codec = None  # the pipeline's own input check reports what is wrong with it
+    return input.with_name(f"{input.stem}_{command}{default_suffix(input, codec)}")
 
 
 def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
@@ -52,7 +58,7 @@ def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
     A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
     for paths in outputs:
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
-            raise UsageError(f"cannot write {paths.mp4}: the output must be an {' or '.join(MOVIE_SUFFIXES)} file",
+            raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
         for path in paths.files.values():
             folder = path.parent

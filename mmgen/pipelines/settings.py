@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from mmgen.errors import UsageError
+from mmgen.media.delivery import Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
 
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
@@ -62,6 +63,10 @@ LIMITS: dict[str, Limit] = {
     "overlap": Limit(0.0, 0.75),  # a window must bring new frames: at most 3/4 of it is the previous one's
     "mix": Limit(0.0, 1.0),
 }
+# Delivery settings also take a word ("off", "model"), so their number ranges apply to numbers only.
+DELIVERY_LIMITS = {"loudness": Limit(-70.0, 0.0), "sample_rate": Limit(8000, 96000)}
+Loudness = float | Literal["off", False] | None  # LUFS; "off" (a bare `off` in YAML reads as false) or None: as made
+SampleRate = int | Literal["model"] | None  # Hz; "model" or None: the model's own rate
 
 
 @dataclass(frozen=True)
@@ -76,13 +81,23 @@ class RunSettings:
     seed: int | None = None  # None: a random one, recorded in the sidecar
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: Precision = "auto"
+    loudness: Loudness = -16.0  # integrated loudness of the delivered sound (EBU R128), true peak ≤ −1 dBTP
+    sample_rate: SampleRate = 48_000  # of the delivered sound (WAV and audio track)
 
     conditional: ClassVar[bool] = False  # a known modality (the user's file) steers sampling
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
             if field.name in LIMITS:
-                LIMITS[field.name].check(field.name, getattr(self, field.name))
+                LIMITS[field.name].check(field.name, value)
+            elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
+                DELIVERY_LIMITS[field.name].check(field.name, value)
+
+    def delivery(self) -> Delivery:
+        """How the sound is handed over: the loudness target and sample rate, None where kept as made."""
+        loudness = self.loudness if isinstance(self.loudness, int | float) and self.loudness is not False else None
+        return Delivery(loudness, self.sample_rate if isinstance(self.sample_rate, int) else None)
 
     def sampling_overrides(self) -> dict:
         """The SamplingConfig fields these settings set over the model's or preset's (the ones not None)."""
@@ -153,6 +168,8 @@ class AnimateSettings(MatchingSettings):
     """`mmgen animate`: new video for a sound."""
 
     upscale: bool | None = None
+    loudness: Loudness = None  # the input's own sound is copied as it is unless a loudness or rate is asked for
+    sample_rate: SampleRate = None
 
     given: ClassVar[str] = "audio"
 
@@ -160,8 +177,28 @@ class AnimateSettings(MatchingSettings):
         return self.upscale
 
 
+@dataclass(frozen=True)
+class RetakeSettings(MatchingSettings):
+    """`mmgen retake`: one modality of a clip made again within time ranges, the rest kept."""
+
+    ranges: tuple[str, ...] = ()  # "A:B" in seconds; at least one
+    video: bool = False  # remake the picture (clips at the model's frame size) instead of the sound
+    wav: bool = False  # also write the sound alone as OUT.wav (a sound retake)
+
+    @property
+    def modality(self) -> str:
+        return "video" if self.video else "audio"
+
+    def streams(self) -> tuple[str, ...]:
+        return ("video", "audio")
+
+    def outputs(self, mp4: Path) -> OutputPaths:
+        return beside(mp4, wav=self.wav and not self.video)
+
+
 KINDS: dict[str, type[RunSettings]] = {
     "generate": GenerateSettings,
     "soundtrack": SoundtrackSettings,
     "animate": AnimateSettings,
+    "retake": RetakeSettings,
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmgen.media import replace_audio, write_wav
+from mmgen.media import read_audio, replace_audio, write_wav
+from mmgen.media.delivery import deliver
+from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import run_conditional
@@ -20,13 +22,18 @@ def soundtrack(
 ) -> Result:
     """Write OUTPUT (default INPUT_soundtrack.mp4): the input's video stream plus generated audio lasting
     exactly as long, blended with the input's own audio by `settings.mix` (0: only the new audio). With
-    `settings.wav` also the new audio (before mixing) as OUTPUT.wav. Returns the result with its sidecar written."""
+    `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
+    loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
 
-    def write(result: Result, source: Path, paths: OutputPaths) -> None:
-        clip = result.clip
-        replace_audio(source, clip.audio, clip.sample_rate, paths.mp4, mix=settings.mix, overwrite=overwrite)
-        if settings.wav:
-            write_wav(paths.files["wav"], clip.audio, clip.sample_rate, overwrite=overwrite)
+    def write(result: Result, source: Path, paths: OutputPaths) -> dict:
+        clip, seconds, delivery, mix = result.clip, video_end(source), settings.delivery(), settings.mix
+        own = read_audio(source, delivery.rate(clip.sample_rate)) if mix else None
+        delivered = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds, own=own, mix=mix)
+        replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+        if settings.wav:  # the new sound alone
+            alone = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds) if mix else delivered
+            write_wav(paths.files["wav"], alone.audio, alone.sample_rate, overwrite=overwrite)
+        return {"delivery": delivered.to_json()}
 
     output = Path(output) if output else outputs.default_output(input, "soundtrack")
     return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress, mix=settings.mix)

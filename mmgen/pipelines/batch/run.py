@@ -22,6 +22,7 @@ from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
+from mmgen.pipelines.retake import retake
 from mmgen.pipelines.session import keep_loaded, load
 from mmgen.pipelines.soundtrack import soundtrack
 from mmgen.runtime import processes
@@ -164,12 +165,12 @@ def _remove_leftovers(job: Job) -> None:
 
 def _generate(job: Job, replace: bool, progress: ProgressFn) -> None:
     (result,) = iter_generate(job.run, load(job.run), 1, progress=progress)
-    write_generated(result, job.files, overwrite=replace)
+    write_generated(result, job.files, overwrite=replace, delivery=job.settings.delivery())
 
 
 def _matching(job: Job, replace: bool, progress: ProgressFn) -> None:
     MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress)
 
 
-MATCHING = {"soundtrack": soundtrack, "animate": animate}
+MATCHING = {"soundtrack": soundtrack, "animate": animate, "retake": retake}
 RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], None]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}

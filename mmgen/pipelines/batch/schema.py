@@ -4,7 +4,7 @@ each with the line it is on — a user fixing a 300-job file should not have to 
     output_dir: out              # optional; default "outputs" (relative paths: to the YAML's folder)
     defaults: {steps: 25, ...}   # any job option (pipelines/settings.py), plus the batch-wide device and precision
     jobs:
-      - kind: generate           # generate | soundtrack | animate
+      - kind: generate           # generate | soundtrack | animate | retake
         name: intro              # optional output name (a relative path without ".."; "{stem}" for globs)
         num: 2                   # options override the defaults
       - kind: soundtrack
@@ -33,7 +33,7 @@ def _fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
-KINDS: tuple[str, ...] = tuple(SETTINGS)  # generate, soundtrack, animate
+KINDS: tuple[str, ...] = tuple(SETTINGS)  # generate, soundtrack, animate, retake
 DEFAULT_OUTPUT_DIR = "outputs"
 BATCH_WIDE = ("device", "precision")  # one device for the whole batch, so each model loads once
 # A job's options are its kind's settings fields (pipelines/settings.py), less the batch-wide ones.

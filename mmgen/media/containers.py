@@ -1,0 +1,66 @@
+"""Which container an output is, what it can carry untouched, and what it encodes new tracks with.
+
+A user's VP8 WebM or ProRes MOV keeps its picture byte for byte when the output is a container that can hold
+it: the output's suffix names the container (`-o out.webm`, `.mkv`, `.mov`, `.mp4`), and by default an output
+follows its input's container whenever mp4 cannot carry the input's video (`default_suffix`). Only when the
+chosen container cannot carry a stream is that stream re-encoded (with a warning, see remux).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Container:
+    """An output format: the codecs whose packets it takes as they are, and the encoders for new tracks."""
+
+    name: str  # as messages say it: "mp4", "webm", ...
+    video_copy: frozenset[str]
+    audio_copy: frozenset[str]
+    video_encoder: str  # for generated or re-encoded pictures
+    audio_encoder: str  # for generated or re-encoded sound
+
+    def copies(self, kind: str, codec: str) -> bool:
+        return codec in (self.video_copy if kind == "video" else self.audio_copy)
+
+
+_MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
+CONTAINERS = {
+    ".mp4": Container("mp4", _MP4_VIDEO, frozenset({"aac", "mp3"}), "libx264", "aac"),
+    ".mov": Container("mov", _MP4_VIDEO | {"prores", "mjpeg"}, frozenset({"aac", "mp3", "alac", "pcm_s16le"}),
+                      "libx264", "aac"),
+    ".mkv": Container("mkv", _MP4_VIDEO | {"vp8", "prores", "mjpeg", "theora", "mpeg2video"},
+                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "pcm_s16le"}), "libx264", "aac"),
+    ".webm": Container("webm", frozenset({"vp8", "vp9", "av1"}), frozenset({"opus", "vorbis"}),
+                       "libvpx-vp9", "libopus"),
+}
+SUFFIXES = tuple(CONTAINERS)
+
+
+def container_for(path: str | os.PathLike) -> Container:
+    """The container an output path names by its suffix; a UsageError for any other suffix."""
+    path = Path(path)
+    container = CONTAINERS.get(path.suffix.lower())
+    if container is None:
+        raise UsageError(f"cannot write {path}: the output must be a {', '.join(SUFFIXES)} file",
+                         hint=f"e.g. -o {path.with_suffix('.mp4')}")
+    return container
+
+
+def default_suffix(input: str | os.PathLike, video_codec: str | None) -> str:
+    """".mp4", unless mp4 cannot carry the input's video as is: then the input's own container if it is one we
+    write (a VP8 .webm stays .webm), else mkv (which carries nearly anything)."""
+    if video_codec is None or CONTAINERS[".mp4"].copies("video", video_codec):
+        return ".mp4"
+    own = CONTAINERS.get(Path(input).suffix.lower())
+    return Path(input).suffix.lower() if own and own.copies("video", video_codec) else ".mkv"
+
+
+def holders(kind: str, codec: str) -> list[str]:
+    """The suffixes of the containers that carry a `kind` stream of `codec` as is."""
+    return [suffix for suffix, container in CONTAINERS.items() if container.copies(kind, codec)]

@@ -1,0 +1,151 @@
+"""Retake: regenerate one modality of a clip between A and B seconds (several ranges allowed), conditioned on
+the other modality everywhere and on the same modality outside the ranges, so the new part joins its
+surroundings (retake_windows.py). Outside the ranges the output is the input: an audio retake keeps the
+input's samples exactly (at the delivered rate) and copies the picture's packets; a video retake keeps the
+input's frames and copies the sound's packets."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmgen.errors import MediaError, UsageError
+from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video, write_wav
+from mmgen.media.delivery import Delivery, deliver
+from mmgen.media.resample import resample
+from mmgen.pipelines import outputs
+from mmgen.pipelines.clips import Clip, Provenance, Result
+from mmgen.pipelines.conditional import OTHER
+from mmgen.pipelines.events import ProgressFn, quiet
+from mmgen.pipelines.retake_windows import regenerate, seam_weights
+from mmgen.pipelines.sampling import window_sampler
+from mmgen.pipelines.session import load, prepare
+from mmgen.pipelines.settings import RetakeSettings
+from mmgen.pipelines.windows import tracks_for
+
+SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
+
+
+@dataclass(frozen=True, order=True)
+class TimeRange:
+    """[start, end) in seconds of the input's timeline."""
+
+    start: float
+    end: float
+
+    @classmethod
+    def parse(cls, text: str) -> TimeRange:
+        """"A:B" in seconds, e.g. "2:3.5"."""
+        try:
+            a, b = (float(part) for part in str(text).split(":"))
+        except ValueError:
+            raise UsageError(f"--range takes A:B in seconds (e.g. 2:3.5), got {text!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b):
+            raise UsageError(f"--range {text}: need 0 <= A < B")
+        return cls(a, b)
+
+    def __str__(self) -> str:
+        return f"{self.start:g}:{self.end:g}"
+
+
+def check_ranges(ranges: Sequence[TimeRange | str], seconds: float, path: Path) -> list[TimeRange]:
+    """The ranges sorted, overlapping ones merged; each must end within the clip's `seconds`."""
+    parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
+    if not parsed:
+        raise UsageError("retake needs at least one --range A:B")
+    merged: list[TimeRange] = []
+    for r in parsed:
+        if r.end > seconds + 1e-6:
+            raise UsageError(f"--range {r}: {path} lasts only {seconds:.3f} s")
+        if merged and r.start <= merged[-1].end:
+            r = TimeRange(merged[-1].start, max(r.end, merged[-1].end))
+            merged.pop()
+        merged.append(r)
+    return merged
+
+
+def elements(r: TimeRange, per_second: float) -> tuple[int, int]:
+    """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade)."""
+    return math.floor(r.start * per_second + 1e-6), math.ceil(r.end * per_second - 1e-6)
+
+
+def retake(
+    input: str | Path,
+    output: str | Path | None,
+    settings: RetakeSettings,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn = quiet,
+) -> Result:
+    """Write OUTPUT (default INPUT_retake.mp4, or the input's container when mp4 cannot carry its picture):
+    the input with `settings.modality` remade inside `settings.ranges` ("A:B" seconds, or TimeRanges)."""
+    modality, delivery = settings.modality, settings.delivery()
+    source = Path(input)
+    info = probe(source)
+    for kind in OTHER:
+        if not getattr(info, f"has_{kind}"):
+            raise MediaError(f"cannot retake {source}: it has no {kind} stream (a retake keeps one and remakes "
+                             "the other within the ranges)")
+    seconds = (info.audio_duration if modality == "audio" else info.video_duration) or info.duration
+    spans = check_ranges(settings.ranges, seconds, source)
+    out = Path(output) if output else outputs.default_output(source, "retake")
+    if out.resolve() == source.resolve():
+        raise UsageError(f"the output {out} is the input", hint="name another file with -o")
+    paths = settings.outputs(out)
+    outputs.check_outputs([paths], overwrite)
+    run = prepare(settings)
+    models = load(run)
+    config = models.base.config
+    size = tuple(config.video_size[2:])
+    if modality == "video" and (info.height, info.width) != size:
+        raise UsageError(f"retake --video needs a clip at the model's frame size {size[1]}x{size[0]} (mmgen's own "
+                         f"outputs); {source} is {info.width}x{info.height}", hint="retake its --audio instead")
+    started = time.perf_counter()
+    tracks = tracks_for(config.frames, config.audio_length)
+    clip = {"video": read_video(source, config.fps, size)[None], "audio": read_audio(source, config.sample_rate)[None]}
+    per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
+    seam = max(2, round(SEAM_SECONDS * per_second))
+    made, windows = regenerate(
+        window_sampler(run, models.base, progress), {OTHER[modality]: clip[OTHER[modality]]}, modality,
+        clip[modality], [elements(r, per_second) for r in spans], tracks, config.frames,
+        round(settings.overlap * config.frames), seam, progress,
+    )
+    clip[modality] = made.clamp(-1, 1)
+    result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
+    delivered = None
+    if modality == "audio":
+        delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
+        replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+        if "wav" in paths.files:
+            write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
+    else:
+        replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite)
+    provenance = Provenance.of(
+        run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
+        guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
+        windows=windows, input=str(source),
+        retake={"modality": modality, "ranges": [[r.start, r.end] for r in spans]},
+        delivery=delivered.to_json() if delivered else None,
+    )
+    return outputs.finish(Result(result_clip, provenance), paths, overwrite)
+
+
+def _deliver_audio(source: Path, made: torch.Tensor, model_rate: int, spans: list[TimeRange], delivery: Delivery):
+    """The input's own sound at the delivered rate, with the remade ranges (resampled) faded in over the seams;
+    then brought to the loudness target like every output."""
+    rate = delivery.rate(model_rate)
+    own = read_audio(source, rate)  # (1, L)
+    new = resample(made, model_rate, rate)
+    new = torch.nn.functional.pad(new, (0, max(0, own.shape[-1] - new.shape[-1])))[:, : own.shape[-1]]
+    known = torch.ones(own.shape[-1], dtype=torch.bool)
+    for r in spans:
+        a, b = elements(r, rate)
+        known[a:b] = False
+    weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
+    sound = own + weight * (new - own)
+    return deliver(sound, rate, Delivery(delivery.loudness, rate))

@@ -1,0 +1,73 @@
+"""What every command hands over as sound: 48 kHz in the WAV and the audio track alike, lasting exactly as long as
+the video, at −16 LUFS with true peaks under −1 dBTP — measured by FFmpeg's EBU R128 meter, not mmgen's — unless
+`--sample-rate model --loudness off` asks for the model's own sound."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+from loudness_meter import ebur128
+from media_factory import decode_audio, packets, write_test_audio, write_test_video
+from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.media import probe
+
+RATE = 48000
+
+
+def wav_samples(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].codec_context.sample_rate == RATE
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]) / 32768
+
+
+def aac_seconds(path) -> float:
+    """How long the audio track plays: its decoded samples, priming dropped, as a player counts them."""
+    sound, rate = decode_audio(path)
+    assert rate == RATE
+    return sound.shape[1] / rate
+
+
+def test_a_soundtrack_is_delivered_at_48k_and_minus_16_lufs_exactly_as_long_as_the_video(tiny, tmp_path):
+    clip = write_test_video(tmp_path / "walk.mp4", seconds=3.3, fps=30, size=(120, 160))
+    out = tmp_path / "walk_scored.mp4"
+    done = run_mmgen("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "2", "--wav", "--json",
+                     env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+    wav = wav_samples(out.with_suffix(".wav"))
+    assert len(wav) == round(3.3 * RATE)  # to the sample
+    lufs, peak = ebur128(wav, RATE)
+    assert lufs == pytest.approx(-16.0, abs=0.5) and peak <= -1.0
+    assert packets(out, "video") == packets(clip.path, "video")
+    assert probe(out).sample_rate == RATE
+    assert 3.3 <= aac_seconds(out) <= 3.3 + 1024 / RATE  # the decoder also gives the last AAC frame's padding
+    assert ebur128(decode_audio(out)[0][0], RATE)[0] == pytest.approx(-16.0, abs=0.5)
+    record = json.loads(done.stdout)
+    assert record["delivery"]["sample_rate"] == RATE and record["delivery"]["lufs_after"] == pytest.approx(-16, abs=0.1)
+    assert record["delivery"]["lufs_before"] != record["delivery"]["lufs_after"]
+
+
+def test_generated_clips_are_delivered_at_48k_and_minus_16_lufs(tiny, tmp_path):
+    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--seed", "1", "-o", tmp_path / "out", "--json",
+                     "--no-previews", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    mp4 = tmp_path / "out" / "clip_0000.mp4"
+    assert probe(mp4).sample_rate == RATE
+    assert 1.6 <= aac_seconds(mp4) <= 1.6 + 1024 / RATE  # the tiny model's clip: 16 frames at 10 fps
+    assert ebur128(decode_audio(mp4)[0][0], RATE)[0] == pytest.approx(-16.0, abs=0.5)
+    assert json.loads(done.stdout)["delivery"]["loudness_target"] == -16.0
+
+
+def test_an_animation_copies_the_sound_unless_asked_to_deliver_it(tiny, tmp_path):
+    song = write_test_audio(tmp_path / "song.m4a", seconds=2.0, sample_rate=44100)
+    kept, loud = tmp_path / "kept.mp4", tmp_path / "loud.mp4"
+    for out, extra in ((kept, []), (loud, ["--loudness", "-16", "--sample-rate", "48000"])):
+        done = run_mmgen("animate", song.path, "-o", out, "-m", tiny, "--steps", "2", *extra, env=mmgen_env(tmp_path))
+        assert done.returncode == 0, done.stderr
+    assert packets(kept, "audio") == packets(song.path, "audio")[: len(packets(kept, "audio"))]
+    assert probe(loud).sample_rate == RATE
+    assert ebur128(decode_audio(loud)[0][0], RATE)[0] == pytest.approx(-16.0, abs=0.5)

@@ -1,0 +1,166 @@
+"""`mmgen retake`: a creator who likes a clip except for two seconds regenerates just those, and everything
+outside them stays as it was — the sound sample for sample, the picture's packets byte for byte.
+
+Clips of the demo model's flash-and-tone world (16×16 at 10 fps, 8 kHz, like mmgen's own outputs) and a 7 s
+user clip (320×240 H.264, 44.1 kHz stereo AAC) are written with PyAV here; the retaken sound is compared with
+the input decoded by PyAV, and scored against the world's flashes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+import torch
+from loudness_meter import ebur128
+from media_factory import decode_audio, decode_frames, packets, write_test_video
+from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.data.synthetic import WorldConfig, read_labels, write_dataset
+from mmgen.data.world_metrics import EventCounts, detect_bursts
+from mmgen.media import read_audio
+
+RATE, FPS = 8000, 10  # the demo model's
+WORLD = WorldConfig(frames=60, size=16, sample_rate=RATE, fps=FPS, min_events=6, max_events=10)  # 6 s clips
+RANGE = (2.0, 4.0)
+CLIPS = 3
+
+
+def s16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as a 16-bit WAV stores them (FFmpeg: round(x · 32768), saturated)."""
+    return np.clip(np.rint(samples.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+
+
+def wav_samples(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+
+
+def decoded_at(path, rate: int) -> np.ndarray:
+    """The first audio stream as mmgen reads an input: mono at `rate` (the retake starts from these samples)."""
+    return read_audio(path, rate)[0].numpy()
+
+
+def no_click(sound: np.ndarray, seams: list[int], width: int) -> bool:
+    """The largest sample-to-sample jump within `width` of each seam is within the clip's own 99th percentile."""
+    jumps = np.abs(np.diff(sound.astype(np.float64)))
+    ceiling = np.percentile(jumps, 99)
+    return all(jumps[max(0, s - width) : s + width].max() <= ceiling for s in seams)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    write_dataset(folder / "clips", WORLD, CLIPS, 11)
+    return folder, read_labels(folder / "clips")
+
+
+@pytest.fixture(scope="module")
+def world_retakes(world):
+    """Each world clip with its sound retaken between 2 and 4 s, at the model's rate and level."""
+    folder, labels = world
+    env = mmgen_env(folder)
+    results = []
+    for k, label in enumerate(labels):
+        source, out = folder / "clips" / label.file, folder / f"retake_{k}.mp4"
+        done = run_mmgen("retake", source, "--range", f"{RANGE[0]}:{RANGE[1]}", "--seed", str(k), "--wav",
+                         "--loudness", "off", "--sample-rate", "model", "-o", out, "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        results.append((label, source, out, json.loads(done.stdout)))
+    return results
+
+
+def test_outside_the_range_the_sound_is_the_inputs_and_the_picture_its_packets(world_retakes):
+    a, b = (round(t * RATE) for t in RANGE)
+    for _, source, out, record in world_retakes:
+        assert packets(out, "video") == packets(source, "video")
+        before, after = decoded_at(source, RATE), wav_samples(out.with_suffix(".wav"))
+        assert len(after) == len(before)
+        assert np.array_equal(after[:a], s16(before[:a])) and np.array_equal(after[b:], s16(before[b:]))
+        assert np.abs(after[a:b].astype(np.int32) - s16(before[a:b])).max() > 1000  # inside: new sound
+        assert record["retake"] == {"modality": "audio", "ranges": [list(RANGE)]}
+        assert record["delivery"]["sample_rate"] == RATE and record["delivery"]["loudness_target"] is None
+        assert record["sample_rate"] == RATE and isinstance(record["seed"], int)
+
+
+def test_the_seams_do_not_click(world_retakes):
+    for _, _, out, _ in world_retakes:
+        sound = wav_samples(out.with_suffix(".wav")) / 32768
+        assert no_click(sound, [round(t * RATE) for t in RANGE], width=round(0.03 * RATE))
+
+
+def test_the_retaken_range_still_puts_a_tone_on_every_flash_there(world_retakes):
+    first, last = (round(t * FPS) for t in RANGE)
+    counts = EventCounts.of([], [])
+    for label, _, out, _ in world_retakes:
+        sound = decoded_at(out, RATE)[round(RANGE[0] * RATE) : round(RANGE[1] * RATE)]
+        found = [b.frame for b in detect_bursts(torch.from_numpy(sound)[None], RATE, FPS, last - first)]
+        counts = counts + EventCounts.of(found, [f - first for f in label.event_frames if first <= f < last])
+    assert counts.f1 >= 0.85
+
+
+@pytest.fixture(scope="module")
+def user_clip(tmp_path_factory):
+    """7 s of someone's phone video: 320×240 H.264 at 30 fps, stereo AAC at 44.1 kHz."""
+    folder = tmp_path_factory.mktemp("user")
+    return write_test_video(folder / "holiday.mp4", seconds=7.0, fps=30, size=(240, 320), channels=2,
+                            sample_rate=44100).path
+
+
+def test_a_user_clips_sound_retake_keeps_its_picture_and_the_rest_of_its_sound(user_clip, tmp_path):
+    out = tmp_path / "mended.mp4"
+    done = run_mmgen("retake", user_clip, "--range", "1:1.5", "--range", "5:5.4", "--seed", "3", "--wav",
+                     "--loudness", "off", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+    assert packets(out, "video") == packets(user_clip, "video")
+    rate = 48000
+    before, after = decoded_at(user_clip, rate), wav_samples(out.with_suffix(".wav"))
+    assert len(after) == len(before)
+    edges = [0, *(round(t * rate) for t in (1, 1.5, 5, 5.4)), len(before)]
+    for k, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+        same = np.array_equal(after[a:b], s16(before[a:b]))
+        assert same == (k % 2 == 0), f"part {k}"
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.sample_rate == rate
+
+
+def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
+    out = tmp_path / "mended.mp4"
+    done = run_mmgen("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert "retake --video needs a clip at the model's frame size 16x16" in done.stderr
+    assert "holiday.mp4 is 320x240" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(world, tmp_path):
+    folder, labels = world
+    source, out = folder / "clips" / labels[0].file, tmp_path / "mended.mp4"
+    done = run_mmgen("retake", source, "--range", "1:1.5", "--video", "--seed", "2", "-o", out,
+                     env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+    assert packets(out, "audio") == packets(source, "audio")
+    before, after = decode_frames(source).astype(int), decode_frames(out).astype(int)
+    assert before.shape == after.shape
+    change = np.abs(after - before).mean(axis=(1, 2, 3))  # per frame, 0..255
+    assert change[:10].max() < 5 and change[15:].max() < 5  # re-encoded, otherwise the same
+    assert change[10:15].max() > 10
+
+
+def test_a_retake_is_delivered_at_minus_16_lufs_and_48k_by_default(world, tmp_path):
+    folder, labels = world
+    out = tmp_path / "loud.mp4"
+    done = run_mmgen("retake", folder / "clips" / labels[1].file, "--range", "3:3.5", "--wav", "-o", out,
+                     "--json", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["sample_rate"] == 48000 and record["delivery"]["loudness_target"] == -16.0
+    wav = wav_samples(out.with_suffix(".wav")) / 32768
+    lufs, peak = ebur128(wav, 48000)
+    assert lufs == pytest.approx(-16.0, abs=0.5) and peak <= -1.0
+    sound, rate = decode_audio(out)
+    assert rate == 48000 and ebur128(sound[0], 48000)[0] == pytest.approx(-16.0, abs=0.5)

@@ -1,0 +1,104 @@
+"""Delivered sound: at the rate editors expect, at the loudness target, never clipping — measured here by FFmpeg's
+own EBU R128 meter, not by the pyloudnorm meter mmgen normalises with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from loudness_meter import ebur128
+
+from mmgen.data.synthetic import WorldConfig, render_batch
+from mmgen.errors import UsageError
+from mmgen.media.delivery import Delivery, deliver
+from mmgen.media.loudness import integrated_loudness
+from mmgen.media.resample import resample
+
+
+def world_sound(clips: int, sample_rate: int) -> torch.Tensor:
+    """The demo world's soundtrack: silence with short, loud sine bursts (peaks ~19 dB over its loudness)."""
+    config = WorldConfig(frames=8, size=16, sample_rate=sample_rate)
+    return torch.cat([clip.audio for clip in render_batch(config, clips, seed=3)], dim=1)
+
+
+def tone(seconds: float, rate: int, hz: float = 440.0, amplitude: float = 0.05) -> torch.Tensor:
+    t = torch.arange(round(seconds * rate), dtype=torch.float64) / rate
+    return (amplitude * torch.sin(2 * torch.pi * hz * t)).float()[None]
+
+
+@pytest.mark.parametrize(
+    "name, sound, rate",
+    [
+        ("bursts, 6.4 s at 8 kHz", world_sound(8, 8000), 8000),
+        ("one 0.8 s clip at 8 kHz", world_sound(1, 8000), 8000),
+        ("quiet tone, 3 s at 16 kHz", tone(3.0, 16000), 16000),
+        ("0.25 s, shorter than a gating block", tone(0.25, 16000, amplitude=0.3), 16000),
+        ("full-scale noise, 2 s", torch.rand(1, 32000, generator=torch.Generator().manual_seed(0)) * 2 - 1, 16000),
+    ],
+)
+def test_delivered_sound_measures_minus_16_lufs_under_minus_1_dbtp(name, sound, rate):
+    delivered = deliver(sound, rate, Delivery())
+
+    assert delivered.sample_rate == 48000
+    assert delivered.audio.shape[-1] == round(sound.shape[-1] * 48000 / rate)
+    samples = delivered.audio.numpy().reshape(-1)
+    assert np.abs(samples).max() < 1.0  # never clipped
+    if sound.shape[-1] / rate >= 0.4:  # ebur128 gives nothing for less than one gating block
+        lufs, peak = ebur128(samples, 48000)
+        assert lufs == pytest.approx(-16.0, abs=0.5), name
+        assert peak <= -1.0, name
+    else:  # the short sound is measured looped to one block: looped, FFmpeg's meter agrees
+        lufs, _ = ebur128(np.tile(samples, 3), 48000)
+        assert lufs == pytest.approx(-16.0, abs=0.5), name
+    report = delivered.to_json()
+    assert report["lufs_after"] == pytest.approx(-16.0, abs=0.1) and report["true_peak_dbtp"] <= -1.0
+    assert report["lufs_before"] == pytest.approx(integrated_loudness(resample(sound, rate, 48000), 48000), abs=0.01)
+
+
+def test_loudness_off_and_the_model_rate_leave_the_samples_as_the_model_made_them():
+    sound = world_sound(2, 8000)
+    delivered = deliver(sound, 8000, Delivery.parse("off", "model"))
+    assert delivered.sample_rate == 8000
+    assert torch.equal(delivered.audio, sound)
+    assert delivered.to_json()["loudness_target"] is None
+
+
+def test_silence_stays_silent():
+    delivered = deliver(torch.zeros(1, 8000), 8000, Delivery())
+    assert not delivered.audio.any()
+    assert delivered.to_json()["lufs_before"] is None and delivered.to_json()["lufs_after"] is None
+
+
+def test_resampling_to_48k_keeps_the_pitch_the_timing_and_the_exact_length():
+    rate, seconds = 8000, 1.6
+    sound = tone(seconds, rate, hz=500.0, amplitude=0.2)
+    sound[0, 4000] = 0.9  # a click at 0.5 s
+    up = resample(sound, rate, 48000)
+    assert up.shape == (1, round(seconds * 48000))
+    assert int(up.abs().argmax()) == pytest.approx(24000, abs=2)
+    spectrum = torch.fft.rfft(up[0, -48000:])  # the last second, after the click: 1 Hz per bin
+    assert int(spectrum.abs().argmax()) == 500
+    for odd in (44100, 22050, 11025):
+        assert resample(sound, rate, odd).shape == (1, round(seconds * odd))
+
+
+def test_the_video_length_sets_the_delivered_length_to_the_sample():
+    delivered = deliver(world_sound(1, 8000), 8000, Delivery(), seconds=1.3)
+    assert delivered.audio.shape == (1, 1.3 * 48000)
+
+
+def test_mix_blends_equally_loud_sounds():
+    rate = 16000
+    new, own = tone(4.0, rate, 1000.0, amplitude=0.01), tone(4.0, 48000, 300.0, amplitude=0.5)
+    mixed = deliver(new, rate, Delivery(), own=own, mix=0.5).audio[0]
+    spectrum = torch.fft.rfft(mixed).abs() / (mixed.shape[0] / 2)
+    bins = {hz: int(hz * 4) for hz in (1000, 300)}  # 4 s: 0.25 Hz per bin
+    # both brought to -16 LUFS first, so half of each is about as strong (within K-weighting's tilt)
+    assert float(spectrum[bins[1000]]) == pytest.approx(float(spectrum[bins[300]]), rel=0.25)
+    assert ebur128(mixed.numpy(), 48000)[0] == pytest.approx(-16.0, abs=0.5)
+
+
+@pytest.mark.parametrize("loudness, rate", [("loud", "48000"), ("-16", "fast"), ("3", "48000"), ("-16", "100")])
+def test_bad_delivery_words_are_usage_errors(loudness, rate):
+    with pytest.raises(UsageError):
+        Delivery.parse(loudness, rate)

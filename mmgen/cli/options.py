@@ -164,6 +164,8 @@ Json = Annotated[
 
 def _word(text: str, word: str, kind: type) -> Any:
     """A delivery flag's value: a number, or its word for "as made" ("off", "model")."""
+    if not isinstance(text, str):  # the default, already a value
+        return text
     if text.strip().lower() == word:
         return word
     try:

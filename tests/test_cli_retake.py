@@ -164,3 +164,26 @@ def test_a_retake_is_delivered_at_minus_16_lufs_and_48k_by_default(world, tmp_pa
     assert lufs == pytest.approx(-16.0, abs=0.5) and peak <= -1.0
     sound, rate = decode_audio(out)
     assert rate == 48000 and ebur128(sound[0], 48000)[0] == pytest.approx(-16.0, abs=0.5)
+
+
+def test_a_batch_file_retakes_clips_as_a_job_kind(tiny, tmp_path):
+    clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16)).path  # the tiny model's size
+    (tmp_path / "jobs.yaml").write_text(
+        f"defaults: {{model: {tiny}, steps: 2, device: cpu}}\n"
+        "jobs:\n"
+        "  - kind: retake\n"
+        "    input: take.mp4\n"
+        "    ranges: ['0.5:1.2']\n"
+        "    loudness: off\n"
+        "    sample_rate: model\n"
+        "    seed: 5\n"
+    )
+    done = run_mmgen("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    (out,) = (tmp_path / "out").glob("*.mp4")
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["retake"] == {"modality": "audio", "ranges": [[0.5, 1.2]]} and record["seed"] == 5
+    assert packets(out, "video") == packets(clip, "video")
+    before, after = decoded_at(clip, 16000), decoded_at(out, 16000)
+    assert np.abs(after[:7000] - before[:7000]).max() < 0.05  # outside the range: the input (through AAC)
+    assert np.abs(after[8000:19000] - before[8000:19000]).max() > 0.1  # inside: new sound

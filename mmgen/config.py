@@ -1,6 +1,7 @@
 """Frozen dataclasses parsed from YAML once, at the edge, with strict keys and types.
 
-`from_dict(Cls, data, where)` turns a mapping into `Cls`, rejecting unknown keys, missing required fields and
+All YAML is read through `compose_yaml`/`load_yaml` here (safe loading; duplicate keys, oversized files and
+alias bombs refused up front). `from_dict(Cls, data, where)` turns a mapping into `Cls`, rejecting unknown keys, missing required fields and
 wrong types with a ConfigError that names `where` (a file, or file:line) and the dotted field path.
 Supported field types: bool, int, float, str, Path, Literal, Optional/unions with None, tuple[T, ...],
 tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
@@ -25,22 +26,94 @@ _MISSING = object()
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
+MAX_YAML_VALUES = 1_000_000  # values once aliases are expanded: a "billion laughs" file is refused before use
+
+
 def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file with safe_load; errors name the file (and line, where YAML knows it)."""
+    """Read a YAML file as safe_load would, through `compose_yaml`'s checks."""
+    return compose_yaml(path)[0]
+
+
+def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """The one way mmgen reads YAML (configs, registry entries, presets, batch files): safe_load's data plus
+    its node tree (for line numbers). Refused with a ConfigError naming the file (and line) before anything
+    is built from it: a file over MAX_YAML_BYTES, a key given twice in one mapping (YAML would silently keep
+    the last), and aliases that expand to more than MAX_YAML_VALUES values or into themselves — counted on the
+    node graph, where an alias is one shared node, so the check itself takes memory linear in the file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: too big for a YAML config ({path.stat().st_size:,} bytes; "
+                              f"at most {MAX_YAML_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(node, path)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Walk the node graph once (each shared node once), checking for duplicate keys and counting how many
+    values the document holds with every alias expanded."""
+    sizes: dict[int, int] = {}  # id(node) → values under it, aliases expanded
+    on_path: set[int] = set()  # the nodes being walked: meeting one again is an alias loop
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, walked = stack.pop()
+        key = id(node)
+        if walked:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_VALUES:
+                raise ConfigError(f"{path}: holds more than {MAX_YAML_VALUES:,} values once its aliases (*name) "
+                                  "are expanded; refusing to read it")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: invalid YAML: an alias refers to a value that "
+                              "contains it (an endless loop)")
+        on_path.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, path)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_unique_keys(node: yaml.MappingNode, path: Path) -> None:
+    """A key given twice in one mapping is an error naming both lines (merged `<<:` keys may be overridden)."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line, ident = key.start_mark.line + 1, (key.tag, key.value)
+        if ident in first:
+            raise ConfigError(f"{path}:{line}: key {key.value!r} is given twice (lines {first[ident]} and {line}); "
+                              "keep one")
+        first[ident] = line
 
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:

@@ -5,19 +5,21 @@ Writers work on a temporary file beside the target (same directory, so `os.repla
 one filesystem; same extension, so muxers infer the format; a unique name, so two writers never share one),
 which is fsync-ed and then renamed, and the folder is fsync-ed after the rename so the new name survives a
 power loss too. `check_writable` lets a command refuse early, before minutes of sampling, when the output
-cannot be written.
+cannot be written, and `check_output_target` when it is a symbolic-link loop or one of the command's inputs
+(the input is never changed, whatever --overwrite says).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmgen.errors import MediaError, OutputExists
+from mmgen.errors import MediaError, OutputExists, UsageError
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -36,6 +38,29 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MediaError(f"cannot write {target}: directory {folder} is not writable")
     return target
+
+
+def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Raise now if `path` can never be an output: a symbolic link (or a folder on its way) that loops, or the
+    same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError(f"cannot write {path}: it (or a folder on its way) is a symbolic link loop") from None
+    for source in inputs:
+        if same_file(path, source):
+            raise UsageError(f"cannot write {path}: it is the input {source}",
+                             hint="an output never replaces an input")
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True if `a` and `b` name one file: the same device and inode where both exist (so hard links and
+    symlinks count), else the same path once symlinks are resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def temporary_name(target: Path) -> Path:

@@ -146,6 +146,65 @@ def not_a_model_file(folder, model):
     return ["generate", "-o", folder, "-m", folder / "weights.safetensors"], "weights.safetensors"
 
 
+def output_is_the_input(folder, model):
+    """--overwrite never lets an output replace its own input."""
+    source = clip(folder)
+    return ["soundtrack", source, "-o", source, "--overwrite", "-m", model], "clip.mp4: it is the input"
+
+
+def output_is_a_symlink_to_the_input(folder, model):
+    source = clip(folder)
+    (folder / "edit.mp4").symlink_to(source.name)
+    return (["soundtrack", source, "-o", folder / "edit.mp4", "--overwrite", "-m", model],
+            f"edit.mp4: it is the input {source}")
+
+
+def output_is_a_hard_link_to_the_input(folder, model):
+    song = write_test_audio(folder / "song.m4a", seconds=1.0).path
+    os.link(song, folder / "song_video.mp4")  # the same bytes under a name that looks like an output
+    return (["animate", song, "-o", folder / "song_video.mp4", "--overwrite", "-m", model],
+            f"song_video.mp4: it is the input {song}")
+
+
+def output_is_a_symlink_loop(folder, model):
+    (folder / "loop.mp4").symlink_to("loop.mp4")
+    return ["soundtrack", clip(folder), "-o", folder / "loop.mp4", "-m", model], "loop.mp4: it (or a folder on its "
+
+
+def output_folder_is_a_symlink_loop(folder, model):
+    (folder / "out").symlink_to("out")
+    return ["generate", "-o", folder / "out" / "clips", "-m", model], "is a symbolic link loop"
+
+
+def batch_file_with_a_duplicated_key(folder, model):
+    (folder / "jobs.yaml").write_text(f"defaults:\n  model: {model}\n  steps: 2\n  steps: 20\n"
+                                      "jobs:\n  - kind: generate\n")
+    return ["batch", folder / "jobs.yaml"], "jobs.yaml:4: key 'steps' is given twice (lines 3 and 4)"
+
+
+def config_with_a_duplicated_key(folder, model):
+    (folder / "recipe.yaml").write_text("lr: 0.001\nsteps: 10\nlr: 0.1\n")
+    return (["finetune", folder, "--config", folder / "recipe.yaml", "-o", folder / "run"],
+            "recipe.yaml:3: key 'lr' is given twice (lines 1 and 3)")
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """"Billion laughs": each level a list of nine aliases of the one before — 9**9 values once expanded."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9)}]" for k in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def batch_file_alias_bomb(folder, model):
+    (folder / "jobs.yaml").write_text(_alias_bomb() + "jobs:\n  - kind: generate\n    seed: *l8\n")
+    return ["batch", folder / "jobs.yaml"], "values once its aliases (*name) are expanded"
+
+
+def config_alias_bomb(folder, model):
+    (folder / "recipe.yaml").write_text(_alias_bomb() + "loss_weights: *l8\n")
+    return ["finetune", folder, "--config", folder / "recipe.yaml", "-o", folder / "run"], "values once its aliases"
+
+
 def _unwritable_folder(folder: Path) -> Path:
     """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
     bits do not stop — sysfs, which refuses new files to everyone."""
@@ -164,7 +223,10 @@ CASES: list[Case] = [
     video_only_for_animate, video_with_no_frames, truncated_camera_mp4, truncated_faststart_mp4,
     unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_locked_one,
     output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
-    mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file,
+    mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
+    output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
+    output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
+    batch_file_alias_bomb, config_alias_bomb,
 ]
 
 

@@ -1,15 +1,17 @@
 """The `mmgen` command. Subcommands live one per module; this file registers them and maps errors to
-exit codes in one place: 0 ok, 2 bad usage or input (one line, no traceback), 1 anything else."""
+exit codes in one place: 0 done, 1 a failed job or anything unexpected, 2 bad usage or input (one line, no
+traceback), 130 interrupted (Ctrl-C), never 0.
+
+Importing this package costs nothing (the standard library only): typer, torch and the subcommands load inside
+`run`, so a Ctrl-C while they load is an interruption like any other, not a traceback.
+"""
 
 from __future__ import annotations
 
 import sys
 import traceback
 
-import typer
-
-from mmgen.cli.app import app, debug_enabled
-from mmgen.errors import MmgenError
+INTERRUPTED = 130  # the shell's code for "stopped by SIGINT"
 
 
 def _register() -> None:
@@ -30,34 +32,52 @@ def _error(message: str) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding)."""
-    _register()
     try:
-        app(args=argv, prog_name="mmgen", standalone_mode=False)
-    except MmgenError as e:
-        if debug_enabled():
-            traceback.print_exc()
-        _error(str(e))
-        return e.exit_code
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        _error("aborted")
-        return 130
-    except typer.TyperException as e:  # typer ≥0.28 vendors click: its usage errors
-        # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
-        if debug_enabled():
-            traceback.print_exc()
-        _error(e.format_message().replace("\n", " "))
-        return 2
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
-    except Exception as e:  # anything unexpected: exit 1, still one line unless --debug
-        if debug_enabled():
-            traceback.print_exc()
-        _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
-        return 1
-    return 0
+        return _run(argv)
+    except KeyboardInterrupt:  # while importing, or outside any command
+        print("mmgen: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(argv: list[str] | None) -> int:
+    from mmgen.cli._interrupted import finished_outputs, say_interrupted
+    from mmgen.cli.app import app, debug_enabled, hide_library_warnings
+
+    hide_library_warnings()
+    _register()
+    import typer
+
+    from mmgen.errors import MmgenError
+
+    with finished_outputs() as finished:
+        try:
+            # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
+            # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
+            code = app(args=argv, prog_name="mmgen", standalone_mode=False)
+        except MmgenError as e:
+            if debug_enabled():
+                traceback.print_exc()
+            _error(str(e))
+            return e.exit_code
+        except typer.Abort:
+            code = INTERRUPTED
+        except typer.TyperException as e:  # typer ≥0.28 vendors click: its usage errors
+            # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
+            if debug_enabled():
+                traceback.print_exc()
+            _error(e.format_message().replace("\n", " "))
+            return 2
+        except KeyboardInterrupt:
+            code = INTERRUPTED
+        except Exception as e:  # anything unexpected: exit 1, still one line unless --debug
+            if debug_enabled():
+                traceback.print_exc()
+            _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
+            return 1
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED:
+        say_interrupted(finished)
+    return code
 
 
 def main() -> None:

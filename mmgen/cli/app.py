@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import warnings
+from contextvars import ContextVar
 
 import typer
 
@@ -15,14 +17,29 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
+
 
 def debug_enabled() -> bool:
     return os.environ.get("MMGEN_DEBUG", "") not in ("", "0")
 
 
+def hide_library_warnings() -> None:
+    """Python warnings (torch's UserWarnings, deprecations, ...) are for developers: without --debug they do not
+    reach the user's terminal, where mmgen's own one-line errors and progress are all that should appear."""
+    if debug_enabled():
+        warnings.resetwarnings()
+    else:
+        warnings.simplefilter("ignore")
+
+
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors (or set MMGEN_DEBUG=1)."),
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library warnings on errors "
+                               "(or set MMGEN_DEBUG=1)."),
 ) -> None:
     if debug:
         os.environ["MMGEN_DEBUG"] = "1"
+        hide_library_warnings()
+    invoked.set(ctx.invoked_subcommand)

@@ -15,7 +15,7 @@ from mmgen.cli._batch_report import say, show_plan, show_summary, stdout
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
-from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, Share, plan_batch, run_batch
+from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, Outcome, Share, plan_batch, run_batch
 from mmgen.pipelines.events import quiet
 
 
@@ -73,13 +73,28 @@ def batch(
     done_before = sum(plan.status[job.number] == "done" for job in mine)
     if done_before:
         console.print(f"{prefix}{done_before} of {len(mine)} jobs already done: skipped")
-    with progress_display(console) as progress:
-        outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
-                             progress=progress if console.is_terminal else quiet,
-                             on_outcome=lambda outcome: say(console, prefix, outcome, len(mine)))
+    reported: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        reported.append(outcome)
+        say(console, prefix, outcome, len(mine))
+
+    try:
+        with progress_display(console) as progress:
+            outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
+                                 progress=progress if console.is_terminal else quiet, on_outcome=on_outcome)
+    except KeyboardInterrupt:  # Ctrl-C: still say what finished (this process's share), then exit 130
+        show_summary(_so_far(mine, reported, share.rank), plan, console)
+        raise
     if share.is_main:
         show_summary(outcomes, plan, console)
     failed = [o for o in outcomes if o.ending == "failed"]
     if failed:
         raise MmgenError(f"{len(failed)} of {len(outcomes)} jobs failed (errors above and in "
                          f"{plan.output_dir / MANIFEST_NAME}); run the same command again to retry them")
+
+
+def _so_far(mine: list, reported: list[Outcome], rank: int) -> list[Outcome]:
+    """How an interrupted run left its jobs: the outcomes it reported, every other job "not run"."""
+    ended = {o.number: o for o in reported}
+    return [ended.get(job.number) or Outcome(job.number, job.kind, job.output, "not run", rank=rank) for job in mine]

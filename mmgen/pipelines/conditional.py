@@ -91,7 +91,7 @@ def run_conditional(
         if stream != given:
             check_input(source_path, stream)
     paths = settings.outputs(output)
-    outputs.check_outputs([paths], overwrite)
+    outputs.check_outputs([paths], overwrite, inputs=[source_path])
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()

@@ -7,16 +7,20 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import MediaError, UsageError
-from mmgen.files import atomic_output, check_writable
+from mmgen.files import atomic_output, check_output_target, check_writable
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
 from mmgen.pipelines.clips import Result
 
 CLIP_STEM = "clip_{:04d}"
+_finished: ContextVar[list[Path] | None] = ContextVar("finished_outputs", default=None)
 MOVIE_SUFFIXES = SUFFIXES  # the containers mmgen.media.containers writes
 
 
@@ -53,10 +57,13 @@ def default_output(input: str | Path, command: str) -> Path:
     return input.with_name(f"{input.stem}_{command}{default_suffix(input, codec)}")
 
 
-def check_outputs(outputs: list[OutputPaths], overwrite: bool) -> None:
-    """Refuse now — before any model loads — if any output could not be written or exists already.
-    A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
+def check_outputs(outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse now — before any model loads — if any output could not be written, exists already, or is one of
+    the `inputs` (whatever `overwrite` says). A missing output folder is fine if it can be created
+    (ensure_folder makes it when writing starts)."""
     for paths in outputs:
+        for path in paths.files.values():
+            check_output_target(path, inputs)
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
             raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
@@ -113,6 +120,18 @@ def describe(mp4: Path) -> dict:
     }
 
 
+@contextmanager
+def recording() -> Iterator[list[Path]]:
+    """Collect the mp4 of every output `finish`ed inside the block (so an interrupted command can say what it
+    kept)."""
+    finished: list[Path] = []
+    token = _finished.set(finished)
+    try:
+        yield finished
+    finally:
+        _finished.reset(token)
+
+
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     """Record the written files in the result and write its sidecar JSON (last, so a sidecar means a
     complete output)."""
@@ -121,4 +140,6 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    if (finished := _finished.get()) is not None:
+        finished.append(paths.mp4)
     return result

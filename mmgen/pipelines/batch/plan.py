@@ -20,6 +20,7 @@ import torch
 
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, ModelNotFound, UsageError
+from mmgen.files import check_output_target
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
@@ -116,7 +117,7 @@ def plan_batch(
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
-    _check_unique(jobs, problems)
+    _check_unique(_check_targets(jobs, problems), problems)
     manifest = Manifest(batch.output_dir)
     records = manifest.latest()
     status = {job.number: _status(job, records.get(job.output), manifest, problems, overwrite) for job in jobs}
@@ -307,6 +308,22 @@ def _seed_for(stem: str) -> int:
     """A job's seed when none is given: fixed by its output name, so a re-run makes the same clip and two
     jobs do not make the same one."""
     return int.from_bytes(hashlib.sha256(stem.encode()).digest()[:4], "big") >> 1
+
+
+def _check_targets(jobs: list[Job], problems: list[Problem]) -> list[Job]:
+    """The jobs whose files can be outputs: none is a symlink loop or a file any job reads (an output never
+    replaces an input)."""
+    inputs = sorted({job.input for job in jobs if job.input is not None})
+    fine = []
+    for job in jobs:
+        try:
+            for path in job.files.files.values():
+                check_output_target(path, inputs)
+        except UsageError as e:
+            problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
+        else:
+            fine.append(job)
+    return fine
 
 
 def _check_unique(jobs: list[Job], problems: list[Problem]) -> None:

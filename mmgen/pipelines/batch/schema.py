@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mmgen.config import from_dict
+from mmgen.config import compose_yaml, from_dict
 from mmgen.errors import ConfigError
 from mmgen.pipelines.settings import KINDS as SETTINGS
 
@@ -96,23 +96,7 @@ class BatchInvalid(ConfigError):
 def compose(path: Path) -> tuple[Any, dict[tuple, int]]:
     """The YAML's data, and the line of every mapping key and list item by its path, e.g. ("jobs", 2, "mix").
     A syntax error stops here (nothing after it can be read reliably)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
-    finally:
-        loader.dispose()
+    data, node = compose_yaml(path)
     lines: dict[tuple, int] = {}
     if node is not None:
         _locate(node, (), lines)

@@ -1,0 +1,35 @@
+"""What a command stopped by Ctrl-C says: one line naming what it kept. Outputs are written atomically and
+their sidecar last, so every output is either finished and kept, or not there at all."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mmgen.cli.app import invoked
+from mmgen.pipelines.outputs import recording
+
+WRITERS = ("generate", "soundtrack", "animate", "batch")  # commands whose outputs `recording` sees
+LISTED = 3  # outputs named in the line; more are counted
+
+
+@contextmanager
+def finished_outputs() -> Iterator[list[Path]]:
+    """The mp4 of every output finished while the block runs."""
+    with recording() as finished:
+        yield finished
+
+
+def say_interrupted(finished: list[Path]) -> None:
+    print(f"mmgen: {interrupted_line(invoked.get(), finished)}", file=sys.stderr, flush=True)
+
+
+def interrupted_line(command: str | None, finished: list[Path]) -> str:
+    if finished:
+        names = ", ".join(map(str, finished[:LISTED])) + (f" and {len(finished) - LISTED} more"
+                                                          if len(finished) > LISTED else "")
+        count = "the finished output" if len(finished) == 1 else f"the {len(finished)} finished outputs"
+        return f"interrupted; kept {count}: {names}"
+    return "interrupted; nothing written" if command in WRITERS else "interrupted"

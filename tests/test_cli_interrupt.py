@@ -1,0 +1,145 @@
+"""Ctrl-C is never a success: a command stopped by SIGINT exits 130 with one line saying what it kept, no
+traceback — a batch first prints its summary of what finished — and leaves nothing half-written.
+
+Each test starts the real `mmgen` command, waits until it is really working (a progress line on stderr),
+then sends SIGINT the way a terminal does.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import textwrap
+from pathlib import Path
+
+from finetune_clips import write_clip_folder, write_recipe
+from media_factory import write_test_audio, write_test_video
+from mmgen_cli import mmgen_command, mmgen_env
+
+FAST = ("--steps", "2")
+
+
+def interrupt_when(args: list, env: dict, started: str, timeout: float = 600) -> tuple[int, str]:
+    """Run `mmgen ARGS`, send SIGINT once a stderr line starts with `started`; (exit code, all of stderr)."""
+    process = subprocess.Popen(mmgen_command(*args), env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith(started):
+            process.send_signal(signal.SIGINT)
+            break
+    else:
+        process.wait()
+        raise AssertionError(f"it ended before {started!r}:\n{''.join(seen)}")
+    rest = process.stderr.read()
+    return process.wait(timeout=timeout), "".join(seen) + rest
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def assert_interrupted(code: int, stderr: str, says: str) -> None:
+    assert code == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1] == f"mmgen: {says}", stderr
+
+
+def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    clip = write_test_video(folder / "holiday.mp4", seconds=6.0).path  # 5 windows of the tiny model
+    before = files_in(folder)
+
+    code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")
+
+    assert_interrupted(code, stderr, "interrupted; nothing written")
+    assert files_in(folder) == before
+
+
+def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    song = write_test_audio(folder / "song.m4a", seconds=6.0).path
+    before = files_in(folder)
+
+    code, stderr = interrupt_when(["animate", song, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")
+
+    assert_interrupted(code, stderr, "interrupted; nothing written")
+    assert files_in(folder) == before
+
+
+def test_ctrl_c_during_generate_keeps_the_clips_already_finished(tiny, tmp_path):
+    out = tmp_path / "out"
+
+    code, stderr = interrupt_when(["generate", "-n", "20", "-o", out, "-m", tiny, "--no-previews", *FAST],
+                                  mmgen_env(tmp_path), "clips: 1/20")
+
+    kept = sorted(p.name for p in out.glob("*.mp4"))
+    assert kept and kept[0] == "clip_0000.mp4" and len(kept) < 20
+    assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *(k.replace(".mp4", ".json") for k in kept)])
+    assert code == 130 and "Traceback" not in stderr, stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("mmgen: interrupted; kept the ") and str(out / "clip_0000.mp4") in last, stderr
+
+
+def test_ctrl_c_during_a_batch_prints_its_summary_then_exits_130(tiny, tmp_path):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {tiny}, steps: 2, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: first, seed: 1}}
+          - {{kind: generate, name: second, seed: 2, num: 30}}
+        """))
+
+    code, stderr = interrupt_when(["batch", jobs, "-o", tmp_path / "out"], mmgen_env(tmp_path), "done job 1 ")
+
+    assert "Batch summary" in stderr and "not run" in stderr
+    summary = [line for line in stderr.splitlines() if line.startswith("31 jobs: ")]
+    assert summary and "done" in summary[0] and "not run" in summary[0], stderr
+    assert (tmp_path / "out" / "first.mp4").is_file() and (tmp_path / "out" / "first.json").is_file()
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1].startswith("mmgen: interrupted; kept the ")
+    assert str(tmp_path / "out" / "first.mp4") in stderr.splitlines()[-1]
+
+
+def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=2, seconds=1.2)
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    args = ["finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "run", "--steps", "100000",
+            "--batch-size", "64", "--save-every", "100000"]
+    process = subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("step 1/"):
+            process.send_signal(signal.SIGINT)  # the first: "save after this step"
+        if "Ctrl-C again to abort" in line:
+            process.send_signal(signal.SIGINT)  # the second: abort now
+            break
+    rest = process.stderr.read()
+    code, stderr = process.wait(timeout=120), "".join(seen) + rest
+
+    assert_interrupted(code, stderr, "interrupted")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_ctrl_c_while_mmgen_starts_up_is_one_line(tmp_path):
+    """SIGINT while the command is still importing (before any subcommand runs): no traceback either."""
+    process = subprocess.Popen(mmgen_command("models", "list"), env=mmgen_env(tmp_path, PYTHONVERBOSE="1"),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in process.stderr:  # -v import lines: interrupt while torch is being imported
+        seen.append(line)
+        if line.startswith("import 'torch"):
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    code = process.wait(timeout=120)
+    stderr = "".join(seen) + rest
+    assert code == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
+    assert "\nmmgen: interrupted\n" in stderr, stderr[-2000:]

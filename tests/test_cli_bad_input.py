@@ -8,6 +8,7 @@ folder's files (hidden ones included) before and after.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -188,6 +189,13 @@ def config_with_a_duplicated_key(folder, model):
             "recipe.yaml:3: key 'lr' is given twice (lines 1 and 3)")
 
 
+def raw_pickle_checkpoint(folder, model):
+    """A plain-pickle .pt: torch warns about its pickle protocol before refusing it; the user sees one line."""
+    (folder / "weights.pt").write_bytes(pickle.dumps({"weights": 1}, protocol=4))
+    return (["models", "import", folder / "weights.pt", "--name", "mine", "--arch", "mm-unet"],
+            "weights.pt: refused to load")
+
+
 def _alias_bomb(levels: int = 9) -> str:
     """"Billion laughs": each level a list of nine aliases of the one before — 9**9 values once expanded."""
     lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
@@ -226,7 +234,7 @@ CASES: list[Case] = [
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
-    batch_file_alias_bomb, config_alias_bomb,
+    batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint,
 ]
 
 
@@ -252,3 +260,15 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case: Case, tiny
     assert "Traceback" not in done.stderr + done.stdout and done.stdout == ""
     assert tree(folder) == before  # no output, no temporary file or new folder; the user's files untouched
     assert list(scratch.iterdir()) == []
+
+
+def test_library_warnings_reach_the_terminal_only_with_debug(tmp_path):
+    (tmp_path / "weights.pt").write_bytes(pickle.dumps({"weights": 1}, protocol=4))
+    args = ["models", "import", tmp_path / "weights.pt", "--name", "mine", "--arch", "mm-unet"]
+
+    quiet = run_mmgen(*args, env=mmgen_env(tmp_path))
+    debug = run_mmgen("--debug", *args, env=mmgen_env(tmp_path))
+
+    assert quiet.returncode == debug.returncode == 2
+    assert "UserWarning" not in quiet.stderr and quiet.stderr.count("\n") == 1, quiet.stderr
+    assert "UserWarning: Detected pickle protocol 4" in debug.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from media_factory import (
 
 from mmgen.errors import MediaError, OutputExists
 from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video
+from mmgen.media.containers import CONTAINERS
 
 RATE = 16000
 
@@ -91,6 +94,27 @@ def test_new_pictures_over_an_aac_track_copy_its_packets(tmp_path):
     assert info.audio_duration == pytest.approx(2.0, abs=1024 / RATE)
     assert flash_frame(read_video(out, 10, (64, 64))) == 7
     assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.7, abs=0.005)
+
+
+def test_new_pictures_over_an_mp3_copy_its_packets(tmp_path):
+    source = write_test_audio(tmp_path / "song.mp3", seconds=3.0, click_at=0.7)
+    out = tmp_path / "animated.mp4"
+    replace_video(source.path, torch.zeros(20, 3, 32, 32), 10, out)
+
+    kept, original = [[data for _, data in packets(f, "audio")] for f in (out, source.path)]
+    assert probe(out).audio_codec == "mp3"
+    assert kept == original[: len(kept)] and len(kept) >= len(original) // 2
+    assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.7, abs=0.005)
+
+
+def test_the_readme_names_exactly_the_audio_codecs_animate_copies():
+    """README: "(AAC and MP3 are copied packet for packet, ...)" — the same set as the code's."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Animate a sound", 1)[1].split("\n#", 1)[0]
+    named = re.search(r"\(([^()]*?) (?:is|are) copied", section)
+    assert named, section
+    codecs = {word.lower() for word in re.findall(r"[A-Z][A-Z0-9]+", named.group(1))}
+    assert codecs == CONTAINERS[".mp4"].audio_copy
 
 
 def test_new_pictures_over_a_wav_re_encode_it_in_time(tmp_path):

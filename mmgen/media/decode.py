@@ -3,6 +3,14 @@ fixed sample rate, both measured from the same time origin so they stay in sync.
 
 Frames are chosen by timestamp, not by counting: output frame k is the source frame on screen at time
 start + k/fps. That is right for variable-frame-rate phone clips and for any source/target rate ratio.
+
+A file's timestamps and header durations are claims; what bounds the work is what is decoded. Both readers
+stream the file: each frame is resized to the model's size as it is decoded (full-resolution frames never
+accumulate), and no buffer is sized from a claimed duration. A frame on screen, or a gap in the sound, longer
+than MAX_GAP seconds is not believed: the file is refused (MediaError, exit 2) as soon as that frame is met,
+before anything is allocated for it. So peak memory is the model-size frames (3·H·W float32 each, about twice
+that while they are stacked) or samples of the input's real length, never of what its header claims, and a
+file cannot claim more than MAX_GAP seconds per frame or packet it really holds.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from mmgen.media.probe import cannot_read, display_rotation, first_stream, open_
 FITS = ("crop", "pad")
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
+MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
 
 
 def read_video(
@@ -47,7 +56,8 @@ def read_video(
         t0 = origin(container) + start
         _seek(container, stream, t0)
         frames, last, image = [], None, None
-        for frame in _frames_shown_at(container.decode(stream), t0, fps, duration, float(stream.time_base)):
+        shown = _frames_shown_at(container.decode(stream), t0, fps, duration, float(stream.time_base), path)
+        for frame in shown:
             if frame is not last:  # a frame shown for several targets is converted once
                 last, image = frame, fit_image(_upright(frame), size, fit)
             frames.append(image)
@@ -78,7 +88,7 @@ def read_audio(
         resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # keeps the source's channels
         decoded = container.decode(stream)
         until = None if duration is None else t0 + duration
-        pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate))
+        pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path))
         length = max((offset + len(samples) for offset, samples in pieces), default=0)
         declared_end = _declared_end(container, stream)
     if declared_end is not None:  # drop the encoder's padding after the last real sample
@@ -141,11 +151,17 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: f
 
 
 def _frames_shown_at(
-    frames: Iterator[av.VideoFrame], t0: float, fps: float, duration: float | None, tick: float
+    frames: Iterator[av.VideoFrame],
+    t0: float,
+    fps: float,
+    duration: float | None,
+    tick: float,
+    path: str | os.PathLike,
 ) -> Iterator[av.VideoFrame]:
     """Yield, for k = 0, 1, ..., the frame on screen at t0 + k/fps, while that time is inside the source and
     before t0 + duration; before the first frame, the first frame. Timestamps are rounded to ticks, so a frame
-    stamped up to half a tick (at most 1 ms) after a target counts as on screen there."""
+    stamped up to half a tick (at most 1 ms) after a target counts as on screen there. A frame that would
+    stay on screen longer than MAX_GAP is refused before it is repeated."""
     eps = min(tick / 2, 1e-3)
     count = math.inf if duration is None else math.ceil(duration * fps - 1e-6)
     k, shown, end = 0, None, -math.inf
@@ -154,6 +170,7 @@ def _frames_shown_at(
             continue
         t = float(frame.pts * frame.time_base)
         before = shown if shown is not None else frame
+        _check_gap(path, "video", t0 + k / fps, min(t - eps, t0 + count / fps))
         while k < count and t0 + k / fps < t - eps:
             yield before
             k += 1
@@ -162,9 +179,20 @@ def _frames_shown_at(
         shown = frame
         step = float(frame.duration * frame.time_base) if frame.duration else 1 / fps
         end = max(end, t + step)
+    _check_gap(path, "video", t0 + k / fps, min(end - eps, t0 + count / fps))
     while shown is not None and k < count and t0 + k / fps < end - eps:
         yield shown
         k += 1
+
+
+def _check_gap(path: str | os.PathLike, kind: str, start: float, end: float) -> None:
+    """Refuse a file whose timestamps leave `start`..`end` (seconds) without a new video frame or a sound packet
+    for longer than MAX_GAP: a claim no real recording makes, and one that would cost work without data."""
+    if end - start > MAX_GAP:
+        raise cannot_read(
+            path, f"its {kind} timestamps jump from {start:.2f} s to {end:.2f} s with nothing in between "
+            f"(more than {MAX_GAP:g} s): the file claims a duration its data does not have"
+        )
 
 
 def _check_complete(
@@ -204,13 +232,17 @@ def _resampled(
     yield from resampler.resample(None)
 
 
-def _placed(frames: Iterator[av.AudioFrame], t0: float, sample_rate: int) -> Iterator[tuple[int, np.ndarray]]:
+def _placed(
+    frames: Iterator[av.AudioFrame], t0: float, sample_rate: int, path: str | os.PathLike
+) -> Iterator[tuple[int, np.ndarray]]:
     """(offset in samples from t0, mono samples) for each frame, placed by its timestamp; a frame without
-    one follows the previous frame."""
+    one follows the previous frame. A gap of more than MAX_GAP before a frame is refused."""
     position = None
     for frame in frames:
         if frame.pts is not None:
+            heard = max(position or 0, 0)  # where the sound so far ends
             position = round((float(frame.pts * frame.time_base) - t0) * sample_rate)
+            _check_gap(path, "audio", heard / sample_rate + t0, position / sample_rate + t0)
         elif position is None:
             position = 0
         samples = frame.to_ndarray().mean(axis=0)  # (channels, n) → (n,)

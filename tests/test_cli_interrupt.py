@@ -109,7 +109,7 @@ def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
     write_clip_folder(data, good=2, seconds=1.2)
     recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
     args = ["finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "run", "--steps", "100000",
-            "--batch-size", "64", "--save-every", "100000"]
+            "--batch-size", "16", "--save-every", "100000"]
     process = subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen = []

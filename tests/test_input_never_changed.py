@@ -13,6 +13,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.errors import UsageError
 from mmgen.pipelines import soundtrack
+from mmgen.pipelines.settings import SoundtrackSettings
 
 
 def test_a_batch_job_that_would_write_over_its_own_input_is_a_problem_with_its_line(tiny, tmp_path):
@@ -64,5 +65,5 @@ def test_the_python_api_refuses_too(tiny, tmp_path, link):
         os.link(source, output)
 
     with pytest.raises(UsageError, match="it is the input"):
-        soundtrack(source, output, model=str(tiny), steps=2, overwrite=True)
+        soundtrack(source, output, SoundtrackSettings(model=str(tiny), steps=2), overwrite=True)
     assert source.read_bytes() == original

@@ -94,10 +94,8 @@ def retake(
     seconds = (info.audio_duration if modality == "audio" else info.video_duration) or info.duration
     spans = check_ranges(settings.ranges, seconds, source)
     out = Path(output) if output else outputs.default_output(source, "retake")
-    if out.resolve() == source.resolve():
-        raise UsageError(f"the output {out} is the input", hint="name another file with -o")
     paths = settings.outputs(out)
-    outputs.check_outputs([paths], overwrite)
+    outputs.check_outputs([paths], overwrite, inputs=[source])
     run = prepare(settings)
     models = load(run)
     config = models.base.config

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from mmgen.adapters.file import Adapter, read_adapter
+from mmgen.adapters.file import Adapter
 from mmgen.errors import UsageError
 
 
@@ -70,6 +69,8 @@ def merge_adapters(model: nn.Module, adapters: list[tuple[Adapter, float]]) -> N
                 w += (weight * adapter.delta(layer)).view(w.shape).to(w.dtype)
 
 
-def read_uses(uses: list[AdapterUse], resolve=lambda source: Path(source)) -> list[tuple[Adapter, float]]:
-    """Read every adapter a run names; `resolve` maps a registered adapter's name to its file."""
-    return [(read_adapter(resolve(use.source)), use.weight) for use in uses]
+def read_uses(uses: tuple[AdapterUse, ...] | list[AdapterUse]) -> list[tuple[Adapter, float]]:
+    """Read and verify every adapter a run names (files or registered names), with its weight."""
+    from mmgen.adapters.store import resolve
+
+    return [(resolve(use.source), use.weight) for use in uses]

@@ -8,6 +8,8 @@ Examples:
     mmgen models pull landscape --url https://mirror.example/Landscape.pt --sha256 HEX
     mmgen models import ~/Downloads/Landscape.pt --name landscape
     mmgen models import tiny.pt --name tiny --arch mm-unet --config tiny.yaml --dtype fp16
+    mmgen models import runs/style/adapter.safetensors --name my-style     (an adapter: --adapter my-style)
+    mmgen models import runs/style/adapter.safetensors --name styled --merge   (its base with it merged in)
     mmgen models verify
 """
 
@@ -58,12 +60,15 @@ def _bytes(n: int | None, approximate: bool = False) -> str:
 def list_models(as_json: JsonOption = False) -> None:
     """Show every known model: architecture, size, where its weights stand, their sha256 (registered, or
     recorded on first download) and what `pull` would fetch."""
+    from mmgen.adapters.store import records
     from mmgen.weights.catalog import catalog
 
-    rows = catalog()
+    rows, adapters = catalog(), records()
     if as_json:
         for row in rows:
             _emit(row.as_dict())
+        for adapter in adapters:
+            _emit(adapter.as_dict())
         return
     table = Table(title="mmgen models")
     for column in ("name", "arch", "size", "status", "sha256", "pull fetches", "description"):
@@ -74,6 +79,14 @@ def list_models(as_json: JsonOption = False) -> None:
             row.fetch or "", row.description,
         )
     Console(stderr=True).print(table)
+    if adapters:
+        table = Table(title="adapters (use with --adapter NAME[:WEIGHT])")
+        for column in ("name", "base", "rank", "targets", "size", "sha256"):
+            table.add_column(column, overflow="fold")
+        for a in adapters:
+            table.add_row(a.name, f"{a.base} ({_short(a.base_sha256)})", str(a.rank), a.targets, _bytes(a.size),
+                          _short(a.sha256))
+        Console(stderr=True).print(table)
 
 
 def _short(sha256: str | None) -> str:
@@ -124,7 +137,11 @@ def pull(
 
 @models_app.command("import")
 def import_model(
-    file: Annotated[Path, typer.Argument(help="Checkpoint to import: an official .pt or a .safetensors.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint to import: an official .pt, a .safetensors, or a LoRA adapter "
+                       "(RUN/adapter.safetensors of `mmgen finetune --lora`)."),
+    ],
     name: Annotated[str, typer.Option("--name", "-n", help="Name to use it by, e.g. landscape.")],
     arch: Annotated[
         Literal["mm-unet", "sr-unet"] | None,
@@ -140,20 +157,43 @@ def import_model(
         Literal["fp32", "fp16"], typer.Option(help="Stored precision: fp32, or fp16 to halve the disk size.")
     ] = "fp32",
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a model of that name already in the cache.")
+        bool, typer.Option(help="Replace a model (or adapter) of that name already in the cache.")
+    ] = False,
+    merge: Annotated[
+        bool,
+        typer.Option("--merge", help="For an adapter: cache its base model with the adapter merged in, as a plain "
+                     "model NAME, instead of registering the adapter."),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors."""
+    """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors;
+    register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
+    from mmgen.adapters import is_adapter_file
+    from mmgen.adapters.store import import_merged, register
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 
-    arch_config = None
-    if config is not None:
-        if arch is None:
-            raise UsageError("--config needs --arch (the architecture those fields belong to)")
-        arch_config = config_for(arch, load_yaml(config), str(config))
-    record = import_weights(file, name, arch=arch, config=arch_config, dtype=dtype, overwrite=overwrite)
+    if is_adapter_file(file):
+        if arch is not None or config is not None:
+            raise UsageError(f"{file} is an adapter: its base model fixes the architecture (drop --arch/--config)")
+        if not merge:
+            adapter = register(file, name, overwrite=overwrite)
+            if as_json:
+                _emit(adapter.as_dict())
+            else:
+                _say(f"registered adapter {name!r} for {adapter.base} (rank {adapter.rank}, {_bytes(adapter.size)}, "
+                     f"sha256 {adapter.sha256}); use it with --adapter {name}")
+            return
+        record = import_merged(file, name, overwrite=overwrite)
+    elif merge:
+        raise UsageError(f"--merge is for adapters; {file} is not one")
+    else:
+        arch_config = None
+        if config is not None:
+            if arch is None:
+                raise UsageError("--config needs --arch (the architecture those fields belong to)")
+            arch_config = config_for(arch, load_yaml(config), str(config))
+        record = import_weights(file, name, arch=arch, config=arch_config, dtype=dtype, overwrite=overwrite)
     if as_json:
         _emit(to_dict(record))
     else:
@@ -171,12 +211,13 @@ def rm(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete a model (and any partial download) from the cache."""
+    """Delete a model (and any partial download) or a registered adapter from the cache."""
+    from mmgen.adapters import store
     from mmgen.weights import ModelCache
     from mmgen.weights.trust import forget as forget_trust
 
     cache = ModelCache()
-    removed = cache.remove(name)
+    removed = cache.remove(name) | store.remove(name)
     forgotten = forget and forget_trust(cache.root, name)
     if not removed and not forgotten:
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")

@@ -1,0 +1,120 @@
+"""Registered adapters: `mmgen models import RUN/adapter.safetensors --name my-style` keeps a verified copy in
+the cache (<cache>/adapters/NAME/), so `--adapter my-style[:WEIGHT]` works from anywhere and `models list`
+shows it with the base model it belongs to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mmgen.adapters.file import Adapter, read_adapter
+from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
+from mmgen.files import atomic_path, write_text
+from mmgen.weights.cache import cache_root
+from mmgen.weights.checkpoint import sha256_file
+from mmgen.weights.registry import NAME_PATTERN
+
+FILE = "adapter.safetensors"
+RECORD = "adapter.json"
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    name: str
+    base: str
+    base_sha256: str
+    rank: int
+    alpha: float
+    targets: str
+    sha256: str  # of the adapter file
+    size: int
+    source: str
+    imported_at: str
+
+    def as_dict(self) -> dict:
+        return {"kind": "adapter", **asdict(self)}
+
+
+def root() -> Path:
+    return cache_root() / "adapters"
+
+
+def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRecord:
+    """Verify `file` as an adapter and keep a copy of it under `name`."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise UsageError(f"invalid adapter name {name!r}: use letters, digits and . _ + - only")
+    adapter = read_adapter(file)
+    folder = root() / name
+    if (folder / RECORD).is_file() and not overwrite:
+        raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / FILE) as tmp:
+        shutil.copyfile(adapter.path, tmp)
+    record = AdapterRecord(
+        name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha, adapter.spec.targets,
+        adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
+    return record
+
+
+def records() -> list[AdapterRecord]:
+    """Every registered adapter, by name."""
+    found = []
+    for path in sorted(root().glob(f"*/{RECORD}")):
+        found.append(AdapterRecord(**json.loads(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def remove(name: str) -> bool:
+    folder = root() / name
+    if not (folder / RECORD).is_file():
+        return False
+    shutil.rmtree(folder)
+    return True
+
+
+def resolve(source: str) -> Adapter:
+    """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
+    path = Path(source)
+    if path.is_file():
+        return read_adapter(path)
+    folder = root() / source
+    if not (folder / RECORD).is_file():
+        raise UsageError(
+            f"--adapter {source}: no such file or registered adapter",
+            hint="give a RUN/adapter.safetensors path, or register one with `mmgen models import FILE --name NAME`",
+        )
+    record = AdapterRecord(**json.loads((folder / RECORD).read_text(encoding="utf-8")))
+    actual = sha256_file(folder / FILE)
+    if actual != record.sha256:
+        raise ChecksumMismatch(
+            f"adapter {source}: {folder / FILE} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
+            hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
+        )
+    return read_adapter(folder / FILE)
+
+
+def import_merged(file: str | Path, name: str, overwrite: bool = False):
+    """`models import ADAPTER --name NAME --merge`: the adapter's base with the adapter merged in, cached as
+    the plain model NAME (one file, no --adapter needed)."""
+    import tempfile
+
+    from mmgen.adapters.apply import check_fits, merge_adapters
+    from mmgen.weights import import_weights, load_model, save_model
+
+    adapter = read_adapter(file)
+    base = load_model(adapter.base.name)
+    check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)
+    merge_adapters(base.model, [(adapter, 1.0)])
+    root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root(), prefix=".merge-") as tmp:
+        merged = Path(tmp) / f"{name}.safetensors"
+        metadata = {"source": "mmgen models import --merge", "base": adapter.base.name,
+                    "base_sha256": adapter.base.sha256, "merged_adapter_sha256": adapter.sha256}
+        save_model(merged, base.model, base.arch, base.config, metadata)
+        return import_weights(merged, name, overwrite=overwrite)

@@ -76,3 +76,58 @@ def test_merge_is_for_adapters_only(adapter_file, tmp_path):
     base, _ = adapter_file
     result = run_mmgen("models", "import", base, "--name", "x", "--merge", env=mmgen_env(tmp_path))
     assert result.returncode == 2 and "--merge is for adapters" in result.stderr
+
+
+def decoded(mp4: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from mmgen.media import read_audio, read_video
+
+    return read_video(mp4, 10.0, (16, 16)), read_audio(mp4, 16000)
+
+
+def test_generating_with_an_adapter_equals_the_merged_model_and_the_sidecar_says_so(adapter_file, tmp_path):
+    base, path = adapter_file
+    env = mmgen_env(tmp_path)
+    assert run_mmgen("models", "import", path, "--name", "styled", "--merge", env=env).returncode == 0
+    common = ["--seed", 5, "--steps", 2, "--no-previews", "--precision", "fp32", "--json"]
+    adapted = run_mmgen("generate", "-m", base, "--adapter", path, "-o", tmp_path / "a", *common, env=env)
+    merged = run_mmgen("generate", "-m", "styled", "-o", tmp_path / "m", *common, env=env)
+    plain = run_mmgen("generate", "-m", base, "-o", tmp_path / "p", *common, env=env)
+    assert adapted.returncode == merged.returncode == plain.returncode == 0, adapted.stderr + merged.stderr
+    sidecar = json.loads(adapted.stdout)
+    assert sidecar["adapters"] == [{"file": str(path), "sha256": sha256_file(path), "weight": 1.0}]
+    assert sidecar["model_sha256"] == sha256_file(base)
+    ours, theirs, without = (decoded(tmp_path / d / "clip_0000.mp4") for d in ("a", "m", "p"))
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert not torch.equal(ours[1], without[1])  # the adapter changed the sound
+
+
+def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_path):
+    base, path = adapter_file
+    env = mmgen_env(tmp_path)
+    foreign = run_mmgen("generate", "-m", "demo", "--adapter", path, "-o", tmp_path / "x", env=env)
+    assert foreign.returncode == 2
+    assert f"was trained on {base}" in foreign.stderr and "not on demo" in foreign.stderr
+    changed = tmp_path / "changed.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10
+    changed.write_bytes(bytes(data))
+    tampered = run_mmgen("generate", "-m", base, "--adapter", changed, "-o", tmp_path / "y", env=env)
+    assert tampered.returncode == 2 and "changed or damaged" in tampered.stderr
+    as_model = run_mmgen("generate", "-m", path, "-o", tmp_path / "z", env=env)
+    assert as_model.returncode == 2 and "is a LoRA adapter, not a model" in as_model.stderr
+    for result in (foreign, tampered, as_model):
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / d).exists() for d in "xyz")
+
+
+def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path):
+    base, path = adapter_file
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        f"defaults: {{model: {base}, steps: 2, seed: 1, precision: fp32}}\n"
+        f"jobs:\n  - kind: generate\n    name: styled\n    adapter: ['{path}:0.5']\n"
+    )
+    result = run_mmgen("batch", jobs, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (sidecar,) = (tmp_path / "out").rglob("styled*.json")
+    assert json.loads(sidecar.read_text())["adapters"][0]["weight"] == 0.5

@@ -129,6 +129,14 @@ FLAGS: dict[str, Any] = {
         typer.Option("--video/--audio", help="Regenerate the picture (clips at the model's frame size, i.e. mmgen's "
                      "own) or the sound (the default; any clip)."),
     ],
+    "adapter": Annotated[
+        list[str],
+        typer.Option(
+            "--adapter", metavar="FILE[:WEIGHT]", rich_help_panel=_SAMPLING, show_default=False,
+            help="A LoRA adapter (RUN/adapter.safetensors of `mmgen finetune --lora`, or a name registered with "
+            "`mmgen models import`) merged into the model, times WEIGHT (default 1). Repeat to stack several.",
+        ),
+    ],
     "device": Annotated[
         str,
         typer.Option(metavar=DEVICE_METAVAR, rich_help_panel=_HARDWARE,

@@ -55,6 +55,7 @@ class Provenance:
     model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
     retake: dict | None = None  # retake: {"modality": "audio" | "video", "ranges": [[start_s, end_s], ...]}
     delivery: dict | None = None  # delivered sound: sample rate, loudness target, LUFS before/after, true peak
+    adapters: list[dict] | None = None  # LoRA adapters merged into the model: file, sha256, weight each
     mmgen_version: str = __version__
 
     @classmethod
@@ -76,6 +77,7 @@ class Provenance:
             wall_time_s=round(seconds, 3),
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
+            adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w} for a, w in models.adapters] or None,
             **fields,
         )
 

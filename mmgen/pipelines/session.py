@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
 from mmgen.pipelines.settings import RunSettings
@@ -33,12 +34,14 @@ class Run:
     sampling: SamplingConfig  # with the conditional settings already chosen for soundtrack/animate
     seed: int
     upsampler: str | None  # registry name of the SR model to run, None: no upscaling
+    adapters: tuple[AdapterUse, ...] = ()  # merged into the base model when it loads
 
 
 @dataclass
 class Models:
-    base: LoadedModel
+    base: LoadedModel  # with the run's adapters merged into its weights
     upsampler: LoadedModel | None
+    adapters: tuple[tuple[Adapter, float], ...] = ()
 
 
 def prepare(settings: RunSettings) -> Run:
@@ -57,7 +60,9 @@ def prepare(settings: RunSettings) -> Run:
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
-    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, settings.upscaling()))
+    adapters = settings.adapters()
+    read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads
+    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, settings.upscaling()), adapters)
 
 
 def _check_model(name: str):
@@ -66,6 +71,9 @@ def _check_model(name: str):
         path = Path(name)
         if not path.is_file():
             raise ModelNotFound(f"{path}: no such model file")
+        if is_adapter_file(path):
+            raise UsageError(f"{path} is a LoRA adapter, not a model",
+                             hint=f"use it with --adapter {path} and -m the model it was trained on")
         header = read_header(path)
         if header is not None and header.arch != "mm-unet":
             raise UsageError(f"{path} is an {header.arch} model; this command needs an mm-unet")
@@ -105,14 +113,18 @@ def load(run: Run) -> Models:
     """Load the run's model (and upsampler) onto its device, in fp32 (lower precision is autocast).
     Inside `keep_loaded()`, a model already loaded there is handed out again instead."""
     kept = _KEPT.get()
-    key = (run.model, run.upsampler, run.compute.device)
+    key = (run.model, run.upsampler, run.compute.device, run.adapters)
     if kept is not None and key in kept:
         return kept[key]
     base = load_model(run.model, run.compute.device)
     if base.arch != "mm-unet":
         raise ConfigError(f"{run.model} is an {base.arch} model; this command needs an mm-unet")
+    adapters = tuple(read_uses(run.adapters))
+    for adapter, _ in adapters:
+        check_fits(adapter, base.model, run.model, base.sha256, base.arch)
+    merge_adapters(base.model, list(adapters))
     upsampler = load_model(run.upsampler, run.compute.device) if run.upsampler else None
-    models = Models(base, upsampler)
+    models = Models(base, upsampler, adapters)
     if kept is not None:
         kept[key] = models
     return models

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from mmgen.adapters.apply import AdapterUse
 from mmgen.errors import UsageError
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
@@ -83,6 +84,7 @@ class RunSettings:
     precision: Precision = "auto"
     loudness: Loudness = -16.0  # integrated loudness of the delivered sound (EBU R128), true peak ≤ −1 dBTP
     sample_rate: SampleRate = 48_000  # of the delivered sound (WAV and audio track)
+    adapter: str | tuple[str, ...] = ()  # LoRA adapters merged into the model: FILE-or-NAME[:WEIGHT] each
 
     conditional: ClassVar[bool] = False  # a known modality (the user's file) steers sampling
 
@@ -93,6 +95,16 @@ class RunSettings:
                 LIMITS[field.name].check(field.name, value)
             elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
                 DELIVERY_LIMITS[field.name].check(field.name, value)
+        if isinstance(self.adapter, str):  # one adapter, as a batch file may write it
+            object.__setattr__(self, "adapter", (self.adapter,))
+        try:
+            self.adapters()
+        except UsageError as e:
+            raise InvalidSetting("adapter", e.message.split(": ", 1)[-1]) from None
+
+    def adapters(self) -> tuple[AdapterUse, ...]:
+        """The adapters to merge into the model, each with its weight (1 unless FILE:WEIGHT says otherwise)."""
+        return tuple(AdapterUse.parse(text) for text in self.adapter)
 
     def delivery(self) -> Delivery:
         """How the sound is handed over: the loudness target and sample rate, None where kept as made."""

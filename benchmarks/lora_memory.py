@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--targets", default="attention+conv")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="also measure both with activations recomputed in the backward pass")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
 
@@ -69,18 +71,25 @@ def main(argv: list[str] | None = None) -> dict:
         common = ["-m", "mmgen", "finetune", str(data), "--from", str(model), "--steps", str(a.steps),
                   "--batch-size", "1", "--device", "cpu", "--precision", "fp32", "--save-every", "0",
                   "--sample-every", "0", "--probe-every", "0", "--cache-dir", str(tmp / "clip-cache")]
-        for label, extra in (("full", []), (f"lora rank {a.rank}", ["--lora", str(a.rank), "--lora-targets", a.targets])):
+        lora = ["--lora", str(a.rank), "--lora-targets", a.targets]
+        variants = [("full", []), (f"lora rank {a.rank}", lora)]
+        if a.gradient_checkpointing:
+            ckpt = ["--gradient-checkpointing"]
+            variants += [("full + checkpointing", ckpt), (f"lora rank {a.rank} + checkpointing", lora + ckpt)]
+        for label, extra in variants:
             run = tmp / label.replace(" ", "-")
             peak, seconds = peak_rss_mib([sys.executable, *common, "-o", str(run), *extra], env)
-            written = run / ("adapter.safetensors" if extra else "model.safetensors")
+            written = run / ("adapter.safetensors" if "--lora" in extra else "model.safetensors")
             report["runs"][label] = {"peak_rss_mib": round(peak), "seconds": round(seconds, 1),
                                      "writes": written.name, "file_mib": round(written.stat().st_size / 2**20, 2)}
             print(f"{label}: peak RSS {peak:,.0f} MiB, {seconds:.0f} s, writes {written.name} "
                   f"({written.stat().st_size / 2**20:,.1f} MiB)", flush=True)
-    full, lora = report["runs"].values()
-    report["lora_vs_full_peak"] = lora["peak_rss_mib"] / full["peak_rss_mib"]
+    runs = list(report["runs"].values())
     print(f"trainable: full {total:,} · LoRA {trainable:,} ({100 * trainable / total:.2f} %)")
-    print(f"peak RSS LoRA / full: {report['lora_vs_full_peak']:.2f}")
+    for full, adapted in zip(runs[::2], runs[1::2], strict=True):
+        ratio = adapted["peak_rss_mib"] / full["peak_rss_mib"]
+        report.setdefault("lora_vs_full_peak", []).append(round(ratio, 3))
+        print(f"peak RSS LoRA / full: {ratio:.2f}")
     if a.json:
         a.json.write_text(json.dumps(report, indent=2) + "\n")
     return report

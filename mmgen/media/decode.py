@@ -8,9 +8,10 @@ A file's timestamps and header durations are claims; what bounds the work is wha
 stream the file: each frame is resized to the model's size as it is decoded (full-resolution frames never
 accumulate), and no buffer is sized from a claimed duration. A frame on screen, or a gap in the sound, longer
 than MAX_GAP seconds is not believed: the file is refused (MediaError, exit 2) as soon as that frame is met,
-before anything is allocated for it. So peak memory is the model-size frames (3·H·W float32 each, about twice
+before anything is allocated for it. So what is kept is the model-size frames (3·H·W float32 each, about twice
 that while they are stacked) or samples of the input's real length, never of what its header claims, and a
-file cannot claim more than MAX_GAP seconds per frame or packet it really holds.
+file cannot claim more than MAX_GAP seconds per frame or packet it really holds. (Measured: the process's peak
+RSS still grows by 28-390 MB over a 3-minute 640×360 read, from heap fragmentation by the full-size temporaries.)
 """
 
 from __future__ import annotations

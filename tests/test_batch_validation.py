@@ -92,6 +92,18 @@ def test_output_names_must_stay_inside_the_output_folder(folder: Path):
     assert not (folder / "outputs").exists() and not (folder.parent / "escaped.mp4").exists()
 
 
+def test_an_output_name_through_a_symlink_loop_is_a_problem_with_its_line(folder: Path):
+    (folder / "outputs").mkdir()
+    (folder / "outputs" / "loop").symlink_to(folder / "outputs" / "loop")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+            name: loop/clip
+        """)
+    assert "'loop/clip' leads into a symlink loop" in problems_of(jobs)[4]
+
+
 def test_a_good_file_expands_to_one_job_per_output(folder: Path):
     write_test_video(folder / "clips" / "city.mp4", size=(32, 32))
     jobs = write_jobs(folder, """

@@ -209,8 +209,13 @@ class _Planner:
         elif spec.inputs is not None and "{stem}" not in name:
             self.problem(line, f"{where} must contain {{stem}} (the input's name), since `inputs:` is a glob")
         else:
-            target = (self.batch.output_dir / f"{name}.mp4").resolve()
-            if not target.is_relative_to(self.batch.output_dir.resolve()):
+            try:
+                target = (self.batch.output_dir / f"{name}.mp4").resolve()
+                inside = target.is_relative_to(self.batch.output_dir.resolve())
+            except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+                self.problem(line, f"{where} leads into a symlink loop")
+                return None
+            if not inside:
                 self.problem(line, f"{where} leads outside the output folder")
             else:
                 return name

@@ -116,6 +116,20 @@ def _check_unique_keys(node: yaml.MappingNode, path: Path) -> None:
         first[ident] = line
 
 
+def read_record(cls: type[T], path: Path, what: str, hint: str) -> T | None:
+    """A dataclass kept as a JSON file (a cache or trust record): None when there is none, a ConfigError naming
+    the file and `hint` when it cannot be read."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable {what} ({e})", hint=hint) from None
+    return from_dict(cls, data, str(path))
+
+
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass `cls` from a mapping, strictly. `where` prefixes every error message."""
     return _convert(cls, data, where, "")

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mmgen.adapters.file import Adapter, read_adapter
+from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, write_text
 from mmgen.weights.cache import cache_root
@@ -64,10 +65,11 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
 
 def records() -> list[AdapterRecord]:
     """Every registered adapter, by name."""
-    found = []
-    for path in sorted(root().glob(f"*/{RECORD}")):
-        found.append(AdapterRecord(**json.loads(path.read_text(encoding="utf-8"))))
-    return found
+    return [_record(path.parent.name) for path in sorted(root().glob(f"*/{RECORD}"))]
+
+
+def _record(name: str) -> AdapterRecord | None:
+    return read_record(AdapterRecord, root() / name / RECORD, "adapter record", f"run `mmgen models rm {name}`")
 
 
 def remove(name: str) -> bool:
@@ -89,7 +91,7 @@ def resolve(source: str) -> Adapter:
             f"--adapter {source}: no such file or registered adapter",
             hint="give a RUN/adapter.safetensors path, or register one with `mmgen models import FILE --name NAME`",
         )
-    record = AdapterRecord(**json.loads((folder / RECORD).read_text(encoding="utf-8")))
+    record = _record(source)
     actual = sha256_file(folder / FILE)
     if actual != record.sha256:
         raise ChecksumMismatch(

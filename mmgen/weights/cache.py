@@ -29,8 +29,8 @@ from typing import Any
 import filelock
 import platformdirs
 
-from mmgen.config import from_dict, to_dict
-from mmgen.errors import ChecksumMismatch, ConfigError
+from mmgen.config import read_record, to_dict
+from mmgen.errors import ChecksumMismatch
 from mmgen.files import write_text
 
 
@@ -96,18 +96,8 @@ class ModelCache:
 
     def record(self, name: str) -> CacheRecord | None:
         """The record of a complete cached model, or None."""
-        path = self.record_path(name)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(
-                f"{path}: unreadable cache record ({e})", hint=f"run `mmgen models rm {name}`"
-            ) from None
-        if not self.weights_path(name).is_file():
-            return None
-        return from_dict(CacheRecord, data, str(path))
+        record = read_record(CacheRecord, self.record_path(name), "cache record", f"run `mmgen models rm {name}`")
+        return record if record is not None and self.weights_path(name).is_file() else None
 
     def write_record(self, record: CacheRecord) -> None:
         """Commit a model: its weights file must already be in place."""

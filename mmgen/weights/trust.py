@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mmgen.config import from_dict, to_dict
-from mmgen.errors import ChecksumMismatch, ConfigError
+from mmgen.config import read_record, to_dict
+from mmgen.errors import ChecksumMismatch
 from mmgen.files import write_text
 
 
@@ -35,16 +35,7 @@ def trust_path(root: Path, name: str) -> Path:
 
 
 def trusted(root: Path, name: str) -> TrustRecord | None:
-    path = trust_path(root, name)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(
-            f"{path}: unreadable trust record ({e})", hint=f"run `mmgen models rm {name} --forget`"
-        ) from None
-    return from_dict(TrustRecord, data, str(path))
+    return read_record(TrustRecord, trust_path(root, name), "trust record", f"run `mmgen models rm {name} --forget`")
 
 
 def check_trusted(root: Path, name: str, sha256: str, size: int | None, what: str) -> TrustRecord | None:

@@ -32,7 +32,7 @@ def test_a_failure_mid_write_leaves_neither_output_nor_temporary(tmp_path):
 
 def test_a_clip_that_cannot_be_encoded_leaves_nothing_behind(tmp_path):
     video, audio = torch.zeros(4, 3, 16, 16), torch.zeros(1, 4000)
-    with pytest.raises(MediaError, match="AAC cannot store 12345 Hz"):
+    with pytest.raises(MediaError, match="(?i)AAC cannot store 12345 Hz"):
         write_mp4(tmp_path / "clip.mp4", video, audio, 10, 12345)
     with pytest.raises(ValueError, match="NaN"):
         write_mp4(tmp_path / "clip.mp4", video, audio * float("nan"), 10, 16000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,12 @@ from safetensors.torch import load_file
 from tiny_model import save_tiny_model
 
 OFFICIAL = Path(__file__).parent / "fixtures" / "official"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share the cores: one thread each, and for the mmgen processes they start (two 2-thread torch
+    # processes side by side spin-wait each other into a ~10x slowdown).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -61,6 +61,9 @@ class SamplingConfig:
         return Condition(known=known, mask=mask, mode=self.guidance, scale=self.guidance_scale, noise=noise)
 
 
+DEFAULT_PRESET = "balanced"  # for a model with no sampling settings of its own (a model file, a new import)
+
+
 def sampling_presets() -> list[str]:
     """Names of the shipped sampling presets."""
     return sorted(p.stem for p in (preset_dir() / "sampling").glob("*.yaml"))

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
+from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.load import availability, is_path
 
-DEFAULT_PRESET = "balanced"  # when neither --preset nor the model's registry entry says otherwise
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
 

@@ -17,12 +17,11 @@ import av
 import torch
 
 from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
+from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import UsageError
 from mmgen.runtime.device import Compute
 from mmgen.weights import load_registry
 from mmgen.weights.load import is_path
-
-DEFAULT_PRESET = "balanced"  # what `mmgen generate` uses for a model without its own settings
 
 
 def check_previewable(sample_rate: int) -> None:

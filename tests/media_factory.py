@@ -155,6 +155,25 @@ def write_test_video(
     )
 
 
+def write_long_video(path: str | Path, seconds: float, fps: float = 10, size: tuple[int, int] = (240, 320)) -> Path:
+    """A video-only H.264 clip of pattern frames, encoded fast and streamed to the file as it is made, so minutes
+    of it cost neither memory nor much time (one thread, `ultrafast`)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        stream.codec_context.thread_count = 1
+        first = pattern_frame(0, size)
+        for k in range(round(seconds * fps)):
+            first[..., 2] = frame_level(k)  # only the blue level changes from frame to frame
+            frame = av.VideoFrame.from_ndarray(first, format="rgb24")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return Path(path)
+
+
 def write_test_audio(
     path: str | Path,
     seconds: float = 1.6,

@@ -17,9 +17,11 @@ from media_factory import (
 )
 
 from mmgen.media import probe, read_audio, read_video
-from mmgen.media.decode import rotate_upright
+from mmgen.media.fitting import rotate_upright
 
-LEVEL_TOLERANCE = 3.0  # blue levels are 8 apart; lossy coding moves a flat channel by ~1
+# Blue levels are 8 apart, so 3.5 still tells neighbours apart. Lossy 4:2:0 coding of a small picture moves a
+# flat channel by 1-3 levels; FFmpeg's chroma interpolation (mmgen.media.fitting) lands a frame up to ~3.1 off.
+LEVEL_TOLERANCE = 3.5
 
 
 def expected_levels(source_frames: list[int]) -> np.ndarray:

@@ -5,13 +5,18 @@ Frames are chosen by timestamp, not by counting: output frame k is the source fr
 start + k/fps. That is right for variable-frame-rate phone clips and for any source/target rate ratio.
 
 A file's timestamps and header durations are claims; what bounds the work is what is decoded. Both readers
-stream the file: each frame is resized to the model's size as it is decoded (full-resolution frames never
-accumulate), and no buffer is sized from a claimed duration. A frame on screen, or a gap in the sound, longer
+stream the file, and no buffer is sized from a claimed duration. A frame on screen, or a gap in the sound, longer
 than MAX_GAP seconds is not believed: the file is refused (MediaError, exit 2) as soon as that frame is met,
-before anything is allocated for it. So what is kept is the model-size frames (3·H·W float32 each, about twice
-that while they are stacked) or samples of the input's real length, never of what its header claims, and a
-file cannot claim more than MAX_GAP seconds per frame or packet it really holds. (Measured: the process's peak
-RSS still grows by 28-390 MB over a 3-minute 640×360 read, from heap fragmentation by the full-size temporaries.)
+before anything is allocated for it; so a file cannot claim more than MAX_GAP seconds per frame or packet it
+really holds.
+
+Memory bound: each picture is fitted to the model's size inside FFmpeg as it is decoded (mmgen.media.fitting),
+so only model-size frames ever reach Python. read_video's peak RSS growth is 5·T·3·H·W bytes for the T frames
+it returns (uint8 frames while decoding, then the float32 (T, 3, H, W) tensor: 1.25× the result), plus a
+constant that does not grow with the input's length: the decoder's few pictures in flight at the source's size
+(about 15 MB for 720p on 2 cores, more with more decoding threads). Measured on a 10-minute 640×360 30 fps
+clip read at 10 fps, 64×64: 353 MiB for a 281 MiB result (tests/test_media_memory.py checks 5 bytes/pixel).
+read_audio keeps the samples of the input's real length.
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ from collections.abc import Iterator
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from mmgen.media.probe import cannot_read, display_rotation, first_stream, open_input, origin
+from mmgen.media.fitting import FrameFitter
+from mmgen.media.probe import cannot_read, first_stream, open_input, origin
 
-FITS = ("crop", "pad")
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
@@ -44,13 +48,10 @@ def read_video(
     """Frames of `path` from `start` for `duration` seconds (to the end if None), resampled to `fps` and
     `size` = (height, width). Returns (T, 3, H, W) float in [-1, 1].
 
-    The picture is turned upright (display rotation), then fitted to the target aspect by `fit`: "crop" takes
-    the centre, "pad" letterboxes with black as the official training data was prepared; then resized bicubic
-    with antialiasing (the official pipeline resizes bicubic).
+    The picture is fitted to the target aspect by `fit` ("crop" the centre, or "pad" with black), resized
+    bicubic with antialiasing and turned upright inside FFmpeg (mmgen.media.fitting), as each frame is decoded.
     """
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
-    size = (int(size[0]), int(size[1]))
+    fitter = FrameFitter((int(size[0]), int(size[1])), fit)
     with open_input(path) as container:
         stream = first_stream(container, "video", path)
         stream.thread_type = "AUTO"
@@ -60,8 +61,8 @@ def read_video(
         shown = _frames_shown_at(container.decode(stream), t0, fps, duration, float(stream.time_base), path)
         for frame in shown:
             if frame is not last:  # a frame shown for several targets is converted once
-                last, image = frame, fit_image(_upright(frame), size, fit)
-            frames.append(image)
+                last, image = frame, fitter(frame)
+            frames.append(image)  # (3, H, W) uint8
         end = t0 + (duration if duration is not None else math.inf)
         _check_complete(
             path, "video", len(frames) / fps, _declared_end(container, stream), t0, end, 1.5 / fps
@@ -70,7 +71,10 @@ def read_video(
         raise cannot_read(
             path, f"no video frames from {start:g} s on" if start else "the video has no frames"
         )
-    return torch.stack(frames)  # (T, 3, H, W)
+    video = torch.empty(len(frames), *frames[0].shape)  # (T, 3, H, W) float32, filled without a uint8 stack
+    for k, image in enumerate(frames):
+        video[k] = image
+    return video.div_(127.5).sub_(1)
 
 
 def read_audio(
@@ -106,42 +110,6 @@ def read_audio(
         if lo < hi:
             audio[lo:hi] = samples[lo - offset : hi - offset]
     return torch.from_numpy(audio).clamp(-1, 1)[None]  # (1, L)
-
-
-def fit_image(image: torch.Tensor, size: tuple[int, int], fit: str = "crop") -> torch.Tensor:
-    """(3, h, w) uint8 → (3, H, W) float [-1, 1] at `size` = (H, W): centre-crop ("crop") or letterbox ("pad",
-    black bars centred, the extra pixel of an odd margin at the bottom/right) to the target aspect, then resize."""
-    height, width = size
-    _, h, w = image.shape
-    if fit == "crop":
-        if w * height > h * width:  # too wide: keep the middle columns
-            keep = round(h * width / height)
-            image = image[:, :, (w - keep) // 2 : (w - keep) // 2 + keep]
-        else:
-            keep = round(w * height / width)
-            image = image[:, (h - keep) // 2 : (h - keep) // 2 + keep, :]
-        inner = size
-    else:
-        scale = min(height / h, width / w)
-        inner = (max(1, round(h * scale)), max(1, round(w * scale)))
-    pixels = image.float()[None] / 127.5 - 1  # (1, 3, h, w)
-    if pixels.shape[-2:] != inner:
-        pixels = F.interpolate(pixels, size=inner, mode="bicubic", antialias=True, align_corners=False)
-    pixels = pixels.clamp(-1, 1)[0]
-    if inner == size:
-        return pixels
-    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
-    return F.pad(pixels, (left, width - inner[1] - left, top, height - inner[0] - top), value=-1.0)
-
-
-def rotate_upright(image: torch.Tensor, rotation: int) -> torch.Tensor:
-    """Turn a (..., H, W) image by `rotation` degrees counter-clockwise (0/90/180/270), as a player would."""
-    return torch.rot90(image, k=rotation // 90, dims=(-2, -1))
-
-
-def _upright(frame: av.VideoFrame) -> torch.Tensor:
-    image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)  # (3, h, w) uint8
-    return rotate_upright(image, display_rotation(frame.rotation))
 
 
 def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: float) -> None:

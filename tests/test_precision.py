@@ -8,12 +8,15 @@ import pytest
 import torch
 from conftest import OFFICIAL
 from safetensors.torch import load_file
-from test_mmunet import micro_inputs, micro_model, tiny_model
+from test_mmunet import micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
 
 from mmgen.models.layers import group_norm
+from mmgen.models.storage import autocast_tensors, store_for_compute
 from mmgen.runtime import device as runtime_device
 from mmgen.runtime.device import memory_budget, select_compute, select_precision
+from mmgen.weights import load_model
+from mmgen.weights.checkpoint import save_model
 
 CPU = torch.device("cpu")
 
@@ -70,6 +73,40 @@ def test_bf16_stays_within_3_percent_of_fp32_on_the_official_fixtures(official_w
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = sr(sr_io["x"], sr_io["timesteps"], low_res=sr_io["low_res"])
     assert relative_error(out, sr_io["out"]) < 0.03
+
+
+def test_weights_kept_in_bf16_give_exactly_what_autocast_gives_with_fp32_weights(official_weights):
+    """Inference keeps the conv and linear weights in the compute dtype (half the memory, no cast copies):
+    autocast rounds exactly those to bf16 at every call, so the outputs are bitwise the same."""
+    io = load_file(OFFICIAL / "tiny_mmunet_io.safetensors")
+    inputs = (io["video"], io["audio"], io["timesteps"])
+    sr_io = load_file(OFFICIAL / "tiny_sr_io.safetensors")
+    for model, run in (
+        (tiny_model(official_weights), lambda m: m(*inputs, shift=1)),
+        (load_tiny(), lambda m: (m(sr_io["x"], sr_io["timesteps"], low_res=sr_io["low_res"]),)),
+    ):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            want = run(model)
+            kept = store_for_compute(model, torch.bfloat16)
+            got = run(kept)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        dtypes = {name: p.dtype for name, p in kept.named_parameters()}
+        assert {dtypes[name] for name in autocast_tensors(kept)} == {torch.bfloat16}
+        assert {d for name, d in dtypes.items() if "norm" in name.lower()} == {torch.float32}
+
+
+def test_a_model_loads_its_weights_in_the_dtype_it_runs_in(tmp_path, official_weights):
+    """load_model(compute=bf16) reads each tensor straight into its kept dtype; fp32 (training) keeps all."""
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny_model(official_weights), "mm-unet", tiny_config())
+    for compute in (torch.float32, torch.bfloat16):
+        model = load_model(path, compute=compute).model
+        lowered = autocast_tensors(model)
+        assert len(lowered) > 50
+        for name, tensor in model.state_dict().items():
+            assert tensor.dtype == (compute if name in lowered else torch.float32), name
+            assert torch.equal(tensor, official_weights[name].to(tensor.dtype))
 
 
 def test_training_steps_under_bf16_autocast_lower_the_loss():

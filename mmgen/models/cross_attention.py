@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgen.modal import Modal
+from mmgen.models.layers import add_residual
 from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d, mix_channels
 
 
@@ -125,6 +126,6 @@ class CrossModalAttention(nn.Module):
         )
         out_video = out_video.transpose(1, 2).unflatten(3, (h, w))  # (B, F, C, H, W)
         return {
-            "video": video + self.video_proj_out(out_video),
-            "audio": audio + self.audio_proj_out(out_audio),
+            "video": add_residual(video, self.video_proj_out(out_video)),
+            "audio": add_residual(audio, self.audio_proj_out(out_audio)),
         }

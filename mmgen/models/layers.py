@@ -66,6 +66,24 @@ class GroupNorm32(nn.GroupNorm):
         return group_norm(x, self)
 
 
+class NormSiLU(nn.SiLU):
+    """The SiLU right after a norm: it owns the norm's fresh output, so without autograd it works in place
+    (no new activation-sized tensor per block, less memory and one pass less); with autograd, nn.SiLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
+def add_residual(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """x + update, where `update` is a layer's fresh output that nobody else holds: without autograd the sum
+    is written into it (one activation-sized tensor less at each block's peak) when it has the sum's shape
+    and dtype already."""
+    fits = update.shape == torch.broadcast_shapes(x.shape, update.shape)
+    if not torch.is_grad_enabled() and fits and torch.result_type(x, update) == update.dtype:
+        return update.add_(x)
+    return x + update
+
+
 def channel_axis(x: torch.Tensor) -> int:
     """Channels sit at dim 2 of a video (B, F, C, H, W) and at dim 1 of everything else (N, C, …)."""
     return 2 if x.dim() == 5 else 1

@@ -18,7 +18,8 @@ from mmgen.modal import Modal
 from mmgen.models.attention_ops import qkv_attention
 from mmgen.models.layers import (
     GroupNorm32,
-    _linear,
+    NormSiLU,
+    add_residual,
     channel_axis,
     channels_back,
     channels_to_end,
@@ -83,21 +84,13 @@ class VideoConv2d1d(nn.Module):
         return self._temporal(y.unflatten(0, x.shape[:2]))
 
     def _temporal(self, y: torch.Tensor) -> torch.Tensor:
-        """The frame conv on frames (B, F, C, H, W) → (B, F, C', H, W), as one matmul of all k taps over every
-        channels-last pixel and shifted sums along F: twice as fast on CPU as a Conv1d over B·H·W sequences of
-        F frames, and no permute to pixel-major and back (the official computation)."""
+        """The frame conv on frames (B, F, C, H, W) → (B, F, C', H, W), as a (k, 1) Conv2d over (B, C, F, H·W):
+        for channels-last frames that is a channels-last image of the same memory, so no permute to
+        pixel-major sequences and back (the official Conv1d) and no copies (2-5× faster in bf16)."""
         conv = self.video_conv_temporal
-        k, frames = conv.kernel_size[0], y.shape[1]
-        weight = conv.weight.permute(2, 0, 1).reshape(k * conv.out_channels, conv.in_channels)  # (k·C', C)
-        taps = _linear(channels_to_end(y), weight).unflatten(-1, (k, conv.out_channels))  # (B,F,H,W,k,C')
-        out = taps[..., k // 2, :] + conv.bias.to(taps.dtype)
-        for j in range(k):
-            offset = j - k // 2  # out[f] += W_j · y[f + offset], zero beyond the clip's ends
-            if 0 < offset < frames:
-                out[:, : frames - offset] += taps[:, offset:, ..., j, :]
-            elif 0 < -offset < frames:
-                out[:, -offset:] += taps[:, : frames + offset, ..., j, :]
-        return channels_back(out, y)
+        image = y.flatten(3).transpose(1, 2)  # (B, C, F, H·W)
+        out = F.conv2d(image, conv.weight.unsqueeze(-1), conv.bias, padding=(conv.padding[0], 0))
+        return out.transpose(1, 2).unflatten(3, y.shape[-2:])
 
 
 class VideoConv3d(nn.Module):
@@ -183,7 +176,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = mix_channels(self.norm(x), self.qkv.weight, self.qkv.bias)
-        return x + mix_channels(self.attention(qkv, self.num_heads), self.proj_out.weight, self.proj_out.bias)
+        return add_residual(
+            x, mix_channels(self.attention(qkv, self.num_heads), self.proj_out.weight, self.proj_out.bias)
+        )
 
 
 class ResBlock(nn.Module):
@@ -209,10 +204,10 @@ class ResBlock(nn.Module):
         self.resample = resample
         self.use_scale_shift_norm = use_scale_shift_norm
         self.video_in_layers = nn.Sequential(
-            ModalNorm(channels), nn.SiLU(), VideoConv2d1d(channels, out_channels)
+            ModalNorm(channels), NormSiLU(), VideoConv2d1d(channels, out_channels)
         )
         self.audio_in_layers = nn.Sequential(
-            ModalNorm(channels), nn.SiLU(), AudioConv(channels, out_channels, 3, dilation)
+            ModalNorm(channels), NormSiLU(), AudioConv(channels, out_channels, 3, dilation)
         )
         emb_out = 2 * out_channels if use_scale_shift_norm else out_channels
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, emb_out))
@@ -235,7 +230,7 @@ class ResBlock(nn.Module):
     def _out_layers(channels: int, dropout: float, conv: nn.Module) -> nn.Sequential:
         for p in conv.parameters():
             nn.init.zeros_(p)
-        return nn.Sequential(ModalNorm(channels), nn.SiLU(), nn.Dropout(dropout), conv)
+        return nn.Sequential(ModalNorm(channels), NormSiLU(), nn.Dropout(dropout), conv)
 
     def forward(self, x: Modal, cond: Conditioning) -> Modal:
         out = {m: self._residual(m, t, cond.emb[m]) for m, t in x.items()}
@@ -253,12 +248,12 @@ class ResBlock(nn.Module):
         out_norm, *out_rest = branch(self, modality, "out_layers")
         if self.use_scale_shift_norm:
             scale, shift = e.chunk(2, dim=channel_axis(h))
-            h = out_norm(h) * (1 + scale) + shift
+            h = torch.addcmul(shift, out_norm(h), 1 + scale)  # one pass, one rounding
         else:
             h = out_norm(h + e)
         for layer in out_rest:
             h = layer(h)
-        return branch(self, modality, "skip_connection")(x) + h
+        return add_residual(branch(self, modality, "skip_connection")(x), h)
 
     def _video_attention(self, video: torch.Tensor) -> torch.Tensor:
         """Spatial attention per frame, then temporal attention per pixel, on token-major copies of

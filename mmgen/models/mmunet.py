@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from mmgen.modal import each
 from mmgen.models.config import MMUNetConfig
 from mmgen.models.cross_attention import CrossModalAttention
-from mmgen.models.layers import channels_last, timestep_embedding
+from mmgen.models.layers import NormSiLU, channels_last, timestep_embedding
 from mmgen.models.mm_layers import (
     AudioConv,
     BlockSequence,
@@ -120,9 +120,9 @@ class MMUNet(nn.Module):
                     ds //= 2
                 self.output_blocks.append(BlockSequence(*blocks))
 
-        self.audio_out = nn.Sequential(ModalNorm(ch), nn.SiLU(), AudioConv(ch, config.audio_out_channels, 3))
+        self.audio_out = nn.Sequential(ModalNorm(ch), NormSiLU(), AudioConv(ch, config.audio_out_channels, 3))
         self.video_out = nn.Sequential(
-            ModalNorm(ch), nn.SiLU(), VideoConv3d(ch, config.video_out_channels, 3)
+            ModalNorm(ch), NormSiLU(), VideoConv3d(ch, config.video_out_channels, 3)
         )
         for p in (*self.audio_out[2].parameters(), *self.video_out[2].parameters()):
             nn.init.zeros_(p)
@@ -154,8 +154,7 @@ class MMUNet(nn.Module):
         cond = Conditioning(
             emb={"video": emb_video, "audio": emb_audio}, shifts=self._draw_shifts(shift, generator)
         )
-        dtype = self.time_embed[0].weight.dtype
-        x = {"video": channels_last(video.to(dtype)), "audio": channels_last(audio.to(dtype))}
+        x = {"video": channels_last(video.float()), "audio": channels_last(audio.float())}
 
         skips = []
         for block in self.input_blocks:

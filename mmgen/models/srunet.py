@@ -19,7 +19,14 @@ from torch.utils.checkpoint import checkpoint
 
 from mmgen.models.attention_ops import qkv_attention
 from mmgen.models.config import SRUNetConfig
-from mmgen.models.layers import GroupNorm32, channels_last, mix_channels, timestep_embedding
+from mmgen.models.layers import (
+    GroupNorm32,
+    NormSiLU,
+    add_residual,
+    channels_last,
+    mix_channels,
+    timestep_embedding,
+)
 from mmgen.runtime.device import memory_budget
 
 Resample = Literal["up", "down"] | None
@@ -58,14 +65,14 @@ class ResBlock(nn.Module):
         self.resample = resample
         self.scale_shift = scale_shift
         self.in_layers = nn.Sequential(
-            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            GroupNorm32(channels), NormSiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
         )
         self.emb_layers = nn.Sequential(
             nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if scale_shift else out_channels)
         )
         self.out_layers = nn.Sequential(
             GroupNorm32(out_channels),
-            nn.SiLU(),
+            NormSiLU(),
             nn.Dropout(dropout),
             _zeroed(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
@@ -81,10 +88,10 @@ class ResBlock(nn.Module):
         out_norm, out_rest = self.out_layers[0], self.out_layers[1:]
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
-            h = out_rest(out_norm(h) * (1 + scale) + shift)
+            h = out_rest(torch.addcmul(shift, out_norm(h), 1 + scale))
         else:
             h = self.out_layers(h + e)
-        return self.skip_connection(x) + h
+        return add_residual(self.skip_connection(x), h)
 
 
 class AttentionBlock(nn.Module):
@@ -102,7 +109,9 @@ class AttentionBlock(nn.Module):
         tokens = x.reshape(n, c, height * width)  # (N, C, T): token-major (a view) for channels-last x
         qkv = mix_channels(self.norm(tokens), self.qkv.weight, self.qkv.bias)  # (N, 3C, T)
         h = qkv_attention(qkv, self.num_heads, legacy_order=True)
-        return (tokens + mix_channels(h, self.proj_out.weight, self.proj_out.bias)).reshape(n, c, height, width)
+        return add_residual(tokens, mix_channels(h, self.proj_out.weight, self.proj_out.bias)).reshape(
+            n, c, height, width
+        )
 
 
 class EmbedSequential(nn.Sequential):
@@ -180,7 +189,7 @@ class SRUNet(nn.Module):
                 self.output_blocks.append(EmbedSequential(*layers))
 
         self.out = nn.Sequential(
-            GroupNorm32(ch), nn.SiLU(), _zeroed(nn.Conv2d(ch, config.out_channels, 3, padding=1))
+            GroupNorm32(ch), NormSiLU(), _zeroed(nn.Conv2d(ch, config.out_channels, 3, padding=1))
         )
 
     def _run(self, block: EmbedSequential, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

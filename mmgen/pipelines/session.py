@@ -12,10 +12,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.models.storage import store_for_compute
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
@@ -110,20 +113,24 @@ def _choose_upsampler(name: str, entry, upscale: bool | None) -> str | None:
 
 
 def load(run: Run) -> Models:
-    """Load the run's model (and upsampler) onto its device, in fp32 (lower precision is autocast).
-    Inside `keep_loaded()`, a model already loaded there is handed out again instead."""
+    """Load the run's model (and upsampler) onto its device, its conv and linear weights in the run's compute
+    dtype (models/storage.py: what autocast would round them to anyway). Adapters are merged into float32
+    weights first, so each merged weight is rounded once. Inside `keep_loaded()`, a model already loaded
+    there is handed out again instead."""
     kept = _KEPT.get()
-    key = (run.model, run.upsampler, run.compute.device, run.adapters)
+    compute = run.compute
+    key = (run.model, run.upsampler, compute.device, compute.dtype, run.adapters)
     if kept is not None and key in kept:
         return kept[key]
-    base = load_model(run.model, run.compute.device)
+    base = load_model(run.model, compute.device, torch.float32 if run.adapters else compute.dtype)
     if base.arch != "mm-unet":
         raise ConfigError(f"{run.model} is an {base.arch} model; this command needs an mm-unet")
     adapters = tuple(read_uses(run.adapters))
     for adapter, _ in adapters:
         check_fits(adapter, base.model, run.model, base.sha256, base.arch)
     merge_adapters(base.model, list(adapters))
-    upsampler = load_model(run.upsampler, run.compute.device) if run.upsampler else None
+    store_for_compute(base.model, compute.dtype)
+    upsampler = load_model(run.upsampler, compute.device, compute.dtype) if run.upsampler else None
     models = Models(base, upsampler, adapters)
     if kept is not None:
         kept[key] = models

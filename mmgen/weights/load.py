@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
+import safetensors
 import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.models import build_model, config_for
+from mmgen.models.storage import autocast_tensors, storage_dtype
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import read_header, sha256_file
@@ -70,13 +71,14 @@ def is_path(name_or_path: str | Path) -> bool:
 def load_model(
     name_or_path: str | Path,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    compute: torch.dtype = torch.float32,
     *,
     download: bool = True,
     quiet: bool = False,
 ) -> LoadedModel:
     """Load a model by registry name or safetensors path, strictly (every key and shape must fit).
-    Weights are cast to `dtype` (default float32) and moved to `device`; the model is in eval mode."""
+    On `device`, in eval mode; `compute` is the dtype it will run in (autocast's): the weights autocast
+    computes in it are kept in it (models/storage.py), the rest in float32."""
     if is_path(name_or_path):
         path, entry, name, record = Path(name_or_path), None, str(name_or_path), None
         if not path.is_file():
@@ -94,7 +96,7 @@ def load_model(
             hint="reinstall mmgen",
         )
     target = _describe(path, entry)
-    model = _instantiate(path, target, torch.device(device), dtype or torch.float32)
+    model = _instantiate(path, target, torch.device(device), compute)
     source_sha256 = record.source_sha256 if record is not None else None
     return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256)
 
@@ -128,12 +130,20 @@ def _describe(path: Path, entry: ModelEntry | None) -> Target:
     raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {sidecar.name}")
 
 
-def _instantiate(path: Path, target: Target, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """Build on the meta device (no memory, no init work) and adopt the loaded tensors as parameters."""
-    state = safetensors.torch.load_file(str(path), device="cpu")
+def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:
+    """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters one at a
+    time, each cast to the dtype it is kept in for `compute` (models/storage.py) as it is read, so loading
+    never holds the file's copy and the model's at once."""
     model = build_model(target.arch, target.config, device="meta")
-    check_state_dict(state, {k: v.shape for k, v in model.state_dict().items()}, str(path))
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    lowered = autocast_tensors(model)
+    with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
+        shapes = {k: torch.empty(file.get_slice(k).get_shape(), device="meta") for k in file.keys()}  # noqa: SIM118
+        check_state_dict(shapes, {k: v.shape for k, v in model.state_dict().items()}, str(path))
+        state = {}
+        for name in shapes:
+            tensor = file.get_tensor(name)  # a view of the mapped file: copied, or it would keep it all mapped
+            dtype = storage_dtype(name, lowered, compute) if tensor.is_floating_point() else tensor.dtype
+            state[name] = tensor.to(device, dtype, copy=True)
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if left:  # a non-persistent buffer would stay on meta: the architecture must build it lazily instead

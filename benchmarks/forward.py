@@ -161,11 +161,16 @@ def machine_rates() -> dict[str, float]:
 
 
 def save_random(arch: str, folder: str) -> str:
-    """The random model of `arch` as an mmgen .safetensors (fp32), for the fast paths to load."""
-    model = random_model(ARCHS[arch])
+    """The random model of `arch` as an mmgen .safetensors (fp32), for the fast paths to load. Written by a
+    child process: a child's ru_maxrss starts from its parent's RSS at fork, so this one must stay small."""
     file = str(Path(folder) / f"{arch}-random.safetensors")
-    save_model(file, model, ARCHS[arch], model.config)
+    subprocess.run([sys.executable, __file__, "--save-random", arch, "--out", file], check=True)
     return file
+
+
+def _write_random(arch: str, file: str) -> None:
+    model = random_model(ARCHS[arch])
+    save_model(file, model, ARCHS[arch], model.config)
 
 
 def run_in_subprocess(path: str, args, out_file: str | None, weights: str) -> dict:
@@ -217,7 +222,10 @@ def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed MM-UNet forwards per path (after a warm-up); the best counts"
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed MM-UNet forwards per path (after a warm-up); the best counts",
     )
     parser.add_argument("--sr-repeats", type=int, default=1, help="timed SR forwards per path")
     parser.add_argument("--sr-frames", type=int, default=16, help="frames per SR forward (one clip: 16)")
@@ -228,10 +236,14 @@ def main() -> None:
     parser.add_argument("--path", choices=KNOWN, help=argparse.SUPPRESS)  # one path, in a child process
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--save-random", choices=ARCHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if min(args.repeats, args.sr_repeats, args.threads, args.sr_frames) < 1:
         parser.error("--repeats, --sr-repeats, --sr-frames and --threads must be at least 1")
     torch.set_num_threads(args.threads)
+    if args.save_random:
+        _write_random(args.save_random, args.out)
+        return
     if args.path:
         print(json.dumps(measure_path(args.path, args.repeats, args.sr_frames, args.out, args.weights)))
         return

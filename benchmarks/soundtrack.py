@@ -35,7 +35,11 @@ from mmgen.pipelines.windows import plan_windows  # noqa: E402
 
 # calls per window of each sampling setting for a soundtrack (replacement guidance costs one call per step;
 # the paper's gradient guidance one forward and one backward, ≈3 forwards, per step)
-SETTINGS = {"fast (dpm++ 15)": 15, "default (dpm++ 25)": 25, "paper (ddpm 1000 + gradient guidance)": 3 * 1000}
+SETTINGS = {
+    "--preset fast (dpm++ 15)": 15,
+    "default (25: ddim for the paper's models, dpm++ for a file)": 25,
+    "paper (ddpm 1000 + gradient guidance)": 3 * 1000,
+}
 OVERLAP = 0.25  # the command's default
 
 
@@ -55,8 +59,9 @@ def measure(model_file: str, clip: str, out: str, steps: int, precision: str) ->
 
     MMUNet.forward = counted
     start = time.perf_counter()
-    settings = SoundtrackSettings(model=model_file, sampler="dpm++", steps=steps, seed=0, precision=precision,
-                                  device="cpu")
+    settings = SoundtrackSettings(
+        model=model_file, sampler="dpm++", steps=steps, seed=0, precision=precision, device="cpu"
+    )
     soundtrack(clip, out, settings, overwrite=True)
     wall = time.perf_counter() - start
     return {"precision": precision_name(precision), "wall_s": wall, "calls": len(calls),
@@ -107,7 +112,9 @@ def main() -> None:
         per_call = r["model_s"] / r["calls"]
         print(f"{r['precision']:<10} {r['wall_s']:>8.1f} {r['wall_s'] / args.seconds:>14.1f} {r['calls']:>6} "
               f"{per_call:>11.2f} {r['wall_s'] - r['model_s']:>7.1f} {r['peak_rss_mib']:>13.0f}")  # fmt: skip
-    print(f"A 10 s soundtrack ({windows_10s} windows) per sampling setting, compute seconds (per video second):")
+    print(
+        f"A 10 s soundtrack ({windows_10s} windows) per sampling setting, compute seconds (per video second):"
+    )
     for setting, calls in SETTINGS.items():
         cells = []
         for r in results.values():

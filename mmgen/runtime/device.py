@@ -1,7 +1,8 @@
 """Where and in what precision a pipeline runs: `--device auto` picks cuda > mps > cpu, `--precision auto`
 picks bf16 (else fp16) on CUDA, fp16 on MPS, and on the CPU bf16 where it computes bf16 natively
 (AVX512-BF16 or AMX: 2-15× the fp32 conv rate), fp32 elsewhere or when MMGEN_CPU_BF16=0.
-Weights stay fp32; lower precision is autocast (norms, softmax and the sampler stay fp32)."""
+Lower precision is autocast (norms, softmax and the sampler stay fp32); for inference the conv and linear
+weights autocast rounds are kept in its dtype from the start (models/storage.py), training keeps fp32 weights."""
 
 from __future__ import annotations
 

@@ -146,6 +146,10 @@ RESAMPLE = {
 }
 
 
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class InitialBlock(nn.Module):
     """`input_blocks.0.0`: lifts pixels and samples to `channels` features."""
 
@@ -241,9 +245,8 @@ class ResBlock(nn.Module):
         return out
 
     def _residual(self, modality: str, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = branch(self, modality, "in_layers")(x)
-        if self.resample:
-            h, x = RESAMPLE[self.resample][modality](h), RESAMPLE[self.resample][modality](x)
+        resample = RESAMPLE[self.resample][modality] if self.resample else _unchanged
+        h = resample(branch(self, modality, "in_layers")(x))
         e = per_channel(self.emb_layers(emb).to(h.dtype), h)
         out_norm, *out_rest = branch(self, modality, "out_layers")
         if self.use_scale_shift_norm:
@@ -253,7 +256,8 @@ class ResBlock(nn.Module):
             h = out_norm(h + e)
         for layer in out_rest:
             h = layer(h)
-        return add_residual(branch(self, modality, "skip_connection")(x), h)
+        # x resampled only now: an upsampled copy held through the block would be its largest tensor
+        return add_residual(branch(self, modality, "skip_connection")(resample(x)), h)
 
     def _video_attention(self, video: torch.Tensor) -> torch.Tensor:
         """Spatial attention per frame, then temporal attention per pixel, on token-major copies of

@@ -83,7 +83,6 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         norm_act, conv = self.in_layers[:-1], self.in_layers[-1]
         h = conv(_resample(norm_act(x), self.resample))  # (N, C', H', W')
-        x = _resample(x, self.resample)
         e = self.emb_layers(emb).to(h.dtype)[..., None, None]  # (N, 2C' or C', 1, 1)
         out_norm, out_rest = self.out_layers[0], self.out_layers[1:]
         if self.scale_shift:
@@ -91,7 +90,7 @@ class ResBlock(nn.Module):
             h = out_rest(torch.addcmul(shift, out_norm(h), 1 + scale))
         else:
             h = self.out_layers(h + e)
-        return add_residual(self.skip_connection(x), h)
+        return add_residual(self.skip_connection(_resample(x, self.resample)), h)  # resampled late: less held
 
 
 class AttentionBlock(nn.Module):

@@ -131,9 +131,10 @@ def _describe(path: Path, entry: ModelEntry | None) -> Target:
 
 
 def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:
-    """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters one at a
-    time, each cast to the dtype it is kept in for `compute` (models/storage.py) as it is read, so loading
-    never holds the file's copy and the model's at once."""
+    """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters, each
+    copied out of the file's memory map straight into the dtype it is kept in for `compute`
+    (models/storage.py): no full-precision state dict is built first. The map's pages stay resident until
+    the file closes, so loading peaks at the file's size plus the kept weights."""
     model = build_model(target.arch, target.config, device="meta")
     lowered = autocast_tensors(model)
     with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:

@@ -32,11 +32,8 @@ def storage_dtype(name: str, autocast: set[str], compute: torch.dtype) -> torch.
 
 def store_for_compute(model: nn.Module, compute: torch.dtype) -> nn.Module:
     """Cast `model`'s conv and linear weights to `compute` in place (the rest stays float32)."""
-    if compute == torch.float32:
-        return model
+    lowered = autocast_tensors(model)
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, AUTOCAST_LAYERS):
-                for param in module.parameters(recurse=False):
-                    param.data = param.data.to(compute)
+        for name, param in model.named_parameters():
+            param.data = param.data.to(storage_dtype(name, lowered, compute))
     return model

@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,11 +35,15 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import mmgen  # noqa: F401  (first, as the mmgen command loads it: it turns on huge pages before torch loads)
+
+# isort: split
 import torch
 from torch.utils import flop_counter
 
 from mmgen.models import build_model
 from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
+from mmgen.runtime.memory import release_freed_memory
 from mmgen.weights import load_model
 from mmgen.weights.checkpoint import save_model
 
@@ -110,16 +116,22 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
             return model(*args, generator=torch.Generator().manual_seed(0))
         return model(*args)
 
-    seconds = []
+    seconds, conv_rates = [], []
     with torch.no_grad(), swap(model), autocast:
         if arch == "sr":  # warm up on one frame: the official 16-frame forward takes minutes
             model(*(a[:1] for a in args))
         else:
             forward()
+        if how == "fast":  # as the sampler does after every step
+            release_freed_memory()
         for _ in range(repeats):
+            if how == "fast":  # the machine's bf16 conv rate right now (see report)
+                conv_rates.append(conv_rate(torch.bfloat16))
             start = time.perf_counter()
             out = forward()
             seconds.append(time.perf_counter() - start)
+            if how == "fast":  # as the sampler does after every step
+                release_freed_memory()
         peak = _peak_rss_mib()
         flops = None
         if how == "fast" and dtype == torch.float32:
@@ -129,7 +141,7 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
     if out_file:
         torch.save(out if isinstance(out, tuple) else (out,), out_file)
     return {"path": path, "precision": precision_name(precision), "seconds": seconds,
-            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops}  # fmt: skip
+            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops, "conv_bf16": conv_rates}  # fmt: skip
 
 
 def _rate(fn, *args, flops: float, repeats: int = 5) -> float:
@@ -142,21 +154,25 @@ def _rate(fn, *args, flops: float, repeats: int = 5) -> float:
     return flops / min(seconds) / 1e9
 
 
+def conv_rate(dtype: torch.dtype, channels_last: bool = True) -> float:
+    """GFLOP/s of the 3×3 conv CONV in `dtype`."""
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(dtype)
+    x = torch.randn(CONV, dtype=dtype)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        return _rate(conv, x, flops=2 * math.prod(CONV) * 128 * 9)
+
+
 def machine_rates() -> dict[str, float]:
     """GFLOP/s of a 2048² matmul and of the 3×3 conv CONV, per dtype and layout."""
     rates = {}
     n = MATMUL_SIZE
-    conv_flops = 2 * math.prod(CONV) * 128 * 9
-    with torch.no_grad():
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            rates[f"matmul {name}"] = _rate(torch.mm, a, b, flops=2 * n**3)
-            conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(dtype)
-            x = torch.randn(CONV, dtype=dtype)
-            rates[f"conv {name}"] = _rate(conv, x, flops=conv_flops)
-            channels_last = torch.channels_last
-            conv, x = conv.to(memory_format=channels_last), x.contiguous(memory_format=channels_last)
-            rates[f"conv {name} channels-last"] = _rate(conv, x, flops=conv_flops)
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        rates[f"matmul {name}"] = _rate(torch.mm, a, b, flops=2 * n**3)
+        rates[f"conv {name}"] = conv_rate(dtype, channels_last=False)
+        rates[f"conv {name} channels-last"] = conv_rate(dtype)
     return rates
 
 
@@ -178,7 +194,9 @@ def run_in_subprocess(path: str, args, out_file: str | None, weights: str) -> di
                else args.repeats), "--threads", str(args.threads), "--sr-frames", str(args.sr_frames)]  # fmt: skip
     if out_file:
         command += ["--out", out_file]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # The official code runs with PyTorch's defaults (4 KB pages); mmgen's paths as the mmgen command runs them.
+    env = {**os.environ, **({"THP_MEM_ALLOC_ENABLE": "0"} if path.split(":")[1] != "fast" else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"the {path} path failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -196,15 +214,21 @@ def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, 
           f"native bf16: {'yes' if cpu_native_bf16() else 'no'}, --precision auto → {precision_name('auto')}")  # fmt: skip
     print("machine rates (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
     print(f"{'path':<20} {'prec':>5} {'best s':>9} {'runs s':>18} {'peak RSS MiB':>13} {'GFLOP/s':>8} "
-          f"{'of best':>8} {'of bf16 conv':>13}")  # fmt: skip
+          f"{'of best':>8} {'of bf16 conv':>13} {'conv GF/s':>10}")  # fmt: skip
     for path, r in results.items():
         arch = path[:2]
         flops = results.get(f"{arch}:fast:fp32", {}).get("flops")
         runs = " ".join(f"{s:.2f}" for s in r["seconds"])
         gflops = flops / 1e9 / r["best_s"] if flops else float("nan")
+        # Of the machine's bf16 conv rate measured right before each forward, in the same process: this shared
+        # machine's speed drifts by up to 2.5× within minutes (the conv rate at the run's start is printed
+        # above), so only a rate taken under the same conditions makes a fraction. The median forward/rate pair.
+        pairs = [flops / 1e9 / s / c for s, c in zip(r["seconds"], r["conv_bf16"], strict=True)] if flops and r["conv_bf16"] else []
+        of_conv = statistics.median(pairs) if pairs else gflops / rates["conv bf16 channels-last"]
+        then = f"{statistics.median(r['conv_bf16']):.0f}" if r["conv_bf16"] else "-"
         print(f"{path:<20} {r['precision']:>5} {r['best_s']:>9.2f} {runs:>18} {r['peak_rss_mib']:>13.0f} "
               f"{gflops:>8.0f} {gflops / best[r['precision'] if r['precision'] in best else 'fp32']:>8.0%} "
-              f"{gflops / rates['conv bf16 channels-last']:>13.0%}")  # fmt: skip
+              f"{of_conv:>13.0%} {then:>10}")  # fmt: skip
     for arch, name in (("mm", "MM-UNet"), ("sr", f"SR U-Net ({args.sr_frames} frames)")):
         official = results.get(f"{arch}:official:fp32")
         for fast in (f"{arch}:fast:auto", f"{arch}:fast:fp32"):

@@ -40,15 +40,26 @@ from mmgen.models.mm_layers import (
 from mmgen.models.srunet import AttentionBlock
 
 
-def official_norm(self: ModalNorm, x: torch.Tensor) -> torch.Tensor:
+def scale_shift(y: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The ResBlocks' use_scale_shift_norm after the norm: out_norm(h) * (1 + scale) + shift, with the
+    (B, C) emb_layers output cast to h's dtype and broadcast along the channel axis."""
+    if modulation is None:
+        return y
+    shape = [y.shape[0]] + [1] * (y.dim() - 1)
+    shape[channel_axis(y)] = y.shape[channel_axis(y)]
+    scale, shift = (t.to(y.dtype).view(shape) for t in modulation)
+    return y * (1 + scale) + shift
+
+
+def official_norm(self: ModalNorm, x: torch.Tensor, modulation=None) -> torch.Tensor:
     """GroupNorm32: a video (B, F, C, H, W) is permuted to (B, C, F, H, W) (statistics over all frames),
-    normalised in float32 and permuted back. Like the official check, a 5-D input whose dim 1 already has
-    C entries (F == C) is not permuted."""
+    normalised in float32 and permuted back; then the scale-shift. Like the official check, a 5-D input whose
+    dim 1 already has C entries (F == C) is not permuted."""
     norm = self.GroupNorm
     permute = x.dim() == 5 and x.shape[1] != norm.num_channels
     y = x.permute(0, 2, 1, 3, 4) if permute else x
     y = F.group_norm(y.float(), norm.num_groups, norm.weight, norm.bias, norm.eps).to(x.dtype)
-    return y.permute(0, 2, 1, 3, 4) if permute else y
+    return scale_shift(y.permute(0, 2, 1, 3, 4) if permute else y, modulation)
 
 
 def official_conv2d1d(self: VideoConv2d1d, x: torch.Tensor) -> torch.Tensor:
@@ -143,9 +154,11 @@ def official_computation(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
-def official_group_norm(self: GroupNorm32, x: torch.Tensor) -> torch.Tensor:
-    """guided-diffusion's GroupNorm32: torch's GroupNorm on the input cast to float32, cast back."""
-    return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+def official_group_norm(self: GroupNorm32, x: torch.Tensor, modulation=None) -> torch.Tensor:
+    """guided-diffusion's GroupNorm32: torch's GroupNorm on the input cast to float32, cast back; then the
+    scale-shift."""
+    y = F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+    return scale_shift(y, modulation)
 
 
 def official_legacy_attention(qkv: torch.Tensor, num_heads: int) -> torch.Tensor:

@@ -4,13 +4,19 @@ the channels-last layout, and the SR U-Net's frame chunks change nothing but mem
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import OFFICIAL
 from safetensors.torch import load_file
 from test_mmunet import micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
+from tiny_model import TINY_FIELDS
 
+from mmgen.models import build_model
+from mmgen.models.config import MMUNetConfig
 from mmgen.models.layers import group_norm
 from mmgen.models.storage import autocast_tensors, store_for_compute
 from mmgen.runtime import device as runtime_device
@@ -194,3 +200,32 @@ def test_memory_budget_reads_its_override(monkeypatch):
     assert memory_budget(CPU) == 512 * 2**20
     monkeypatch.delenv("MMGEN_MAX_MEMORY")
     assert 0 < memory_budget(CPU)
+
+
+LOAD_PROBE = """
+import sys
+import torch
+import mmgen.weights.load as load
+
+def status(key):  # KiB
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+
+load.READ_CHUNK = 8 << 20
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+before = status("VmRSS:")
+model = load.load_model(sys.argv[1], compute=torch.bfloat16).model
+kept = sum(t.nbytes for t in model.state_dict().values())
+print((status("VmHWM:") - before) * 1024, kept)
+"""
+
+
+def test_loading_holds_the_kept_weights_and_one_chunk_of_the_file_not_all_of_it(tmp_path):
+    """A 100 MB float32 model loaded for bf16 keeps ~52 MB; mapping the whole file while copying out of it
+    would add its 100 MB on top; read a chunk at a time, loading grows by the kept weights plus one chunk."""
+    path = tmp_path / "wide.safetensors"
+    config = MMUNetConfig(**{**TINY_FIELDS, "model_channels": 128})
+    save_model(path, build_model("mm-unet", config), "mm-unet", config)
+    done = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path)], capture_output=True, text=True, check=True)
+    grown, kept = map(int, done.stdout.split())
+    assert path.stat().st_size > 100 << 20 and kept < 0.55 * path.stat().st_size
+    assert grown <= kept + (8 << 20) + (24 << 20), (grown >> 20, kept >> 20)

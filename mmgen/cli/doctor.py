@@ -20,7 +20,7 @@ from rich.table import Table
 from mmgen import __version__
 from mmgen.cli.app import app
 from mmgen.errors import MmgenError
-from mmgen.runtime.device import cpu_native_bf16, select_compute
+from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
 from mmgen.weights import cache_root
 from mmgen.weights.catalog import catalog
 
@@ -53,7 +53,8 @@ def _devices() -> dict[str, Any]:
     mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     auto = select_compute("auto", "auto")
     return {
-        "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_native_bf16()},
+        "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_native_bf16(),
+                "huge_pages": huge_pages()},
         "cuda": cuda,
         "mps": mps,
         "auto": auto.describe(),
@@ -104,7 +105,7 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {ok if c['ok'] else bad} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
     devices = report["devices"]
     console.print("[bold]Devices[/]")
-    console.print(f"  cpu    {devices['cpu']['cores']} cores, torch uses {devices['cpu']['torch_threads']} threads, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}")  # noqa: E501
+    console.print(f"  cpu    {devices['cpu']['cores']} cores, torch uses {devices['cpu']['torch_threads']} threads, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
     for gpu in devices["cuda"]:
         console.print(f"  cuda:{gpu['index']} {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['capability']}")
     if not devices["cuda"]:

@@ -14,6 +14,7 @@ import torch
 
 from mmgen.diffusion.guidance import Condition, Guide, StepFn
 from mmgen.modal import Modal, each
+from mmgen.runtime.memory import release_freed_memory
 
 # Receives {"i": step number from 0, "total": steps, "t": model timestep, "x": state after the step,
 # "x0": the step's prediction of the clean sample}.
@@ -49,6 +50,7 @@ def run_steps(
             levels, last = (step.alpha_bar, step.alpha_bar_next), i == len(steps) - 1
             x, x0 = guide.step(step_fn, x, i, prev_x0, levels, last)
         prev_x0 = each(torch.Tensor.detach, x0)
+        release_freed_memory()  # or the heap's fragments make every step's peak a little higher
         if callback is not None:
             callback({"i": i, "total": len(steps), "t": step.t, "x": x, "x0": x0})
     return x if guide is None else guide.finish(x)

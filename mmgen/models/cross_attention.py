@@ -4,14 +4,12 @@ Frame i's video tokens attend to the audio of `window` frames starting at frame 
 (⌊L/F⌋ tokens, the last chunk taking the remainder) attends to the video of frames i + shift … i + shift +
 window − 1; windows wrap around circularly. Spec: official-checkpoints.md §3.4.
 
-The fast path computes all frames' windows in one SDPA call per direction: keys/values are gathered with
-index tables built once per (F, L, window) and offset by the shift. tests/oracle_attention.py holds a
+The fast path computes all frames' windows in one SDPA call per direction, the keys/values of every window
+being views into one copy of the tokens in window order (circular_windows). tests/oracle_attention.py holds a
 loop-per-frame reference written straight from the spec's formulas.
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
@@ -22,15 +20,14 @@ from mmgen.models.layers import add_residual
 from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d, mix_channels
 
 
-@functools.lru_cache(maxsize=64)
-def _window_tables(frames: int, length: int, window: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Unshifted windows: the audio tokens seen by each frame (F, window·apf) and the frames seen by each
-    audio chunk (F, window)."""
-    per_frame = length // frames
-    frame = torch.arange(frames, device=device)[:, None]
-    audio_index = (frame * per_frame + torch.arange(window * per_frame, device=device)) % length
-    frame_index = (frame + torch.arange(window, device=device)) % frames
-    return audio_index, frame_index
+def circular_windows(tokens: torch.Tensor, start: int, count: int, size: int, step: int) -> torch.Tensor:
+    """Windows over axis 1 of `tokens` (B, N, …) that wrap around: (B, count, size, …), window i holding tokens
+    (start + i·step + k) mod N for k < size. One copy of the (count − 1)·step + size tokens the windows span, in
+    order from `start`, of which the windows are overlapping views: the gathered keys of all windows would be
+    `size/step` times bigger (the window: up to 16× in the released model)."""
+    span = (count - 1) * step + size
+    order = (start + torch.arange(span, device=tokens.device)) % tokens.shape[1]
+    return tokens.index_select(1, order).unfold(1, size, step).movedim(-1, 2)
 
 
 def rs_mma(
@@ -46,10 +43,6 @@ def rs_mma(
     per_frame = length // frames
     if per_frame == 0:
         raise ValueError(f"RS-MMA needs at least one audio token per frame (L={length}, F={frames})")
-    audio_index, frame_index = _window_tables(frames, length, window, qkv_video.device)
-    audio_index = (audio_index + shift * per_frame) % length
-    frame_index = (frame_index + shift) % frames
-
     # Token-major, with unit stride on ch as SDPA's fused kernels need (copied unless already so):
     # (B, F, HW, heads, ch) and (B, L, heads, ch)
     qv, kv, vv = _unit_stride(qkv_video.reshape(b, 3, num_heads, ch, frames, hw).permute(1, 0, 4, 5, 2, 3))
@@ -60,13 +53,15 @@ def rs_mma(
         return t.flatten(0, 1).transpose(1, 2)
 
     # Video queries of frame i against the audio of its window: keys (B, F, window·apf, heads, ch).
-    video_out = F.scaled_dot_product_attention(
-        heads_first(qv), heads_first(ka[:, audio_index]), heads_first(va[:, audio_index])
-    )  # (B·F, heads, HW, ch)
+    def audio_window(t: torch.Tensor) -> torch.Tensor:
+        return heads_first(circular_windows(t, shift * per_frame, frames, window * per_frame, per_frame))
+
+    video_out = F.scaled_dot_product_attention(heads_first(qv), audio_window(ka), audio_window(va))
+    # (B·F, heads, HW, ch)
 
     # Audio chunk i against the video of its window: keys (B, F, window·HW, heads, ch).
     def video_window(t: torch.Tensor) -> torch.Tensor:
-        return heads_first(t[:, frame_index].flatten(2, 3))
+        return heads_first(circular_windows(t, shift, frames, window, 1).flatten(2, 3))
 
     kw, vw = video_window(kv), video_window(vv)
     main = frames * per_frame

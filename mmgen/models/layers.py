@@ -34,25 +34,44 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
-def group_norm(x: torch.Tensor, norm: nn.GroupNorm, channel_dim: int = 1) -> torch.Tensor:
+def group_norm(
+    x: torch.Tensor,
+    norm: nn.GroupNorm,
+    channel_dim: int = 1,
+    modulation: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """`norm` over x's channel axis `channel_dim`, statistics per sample and group of channels over every
     other axis, computed in float32 (with autocast off) and returned in x's dtype; a channels-first
-    (N, C, …) or channels-last x keeps its layout, any other comes back channels-last.
+    (N, C, …) or channels-last x keeps its layout, any other comes back channels-last. `modulation` (scale,
+    shift), each (N, C): the timestep's y·(1 + scale) + shift after the norm.
 
     A channels-last input is handed to torch's GroupNorm as the channels-last 4-D view (B, C, N, 1) of
     itself, so nothing is copied or permuted (a video (B, F, C, H, W) is normalised over all its frames at
     once, as the official permute to (B, C, F, H, W) does). On CPU a bf16 input goes in as it is: the kernel
-    computes in float32 and only rounds its output (4× faster than casting the input to float32 first)."""
+    computes in float32 and only rounds its output (4× faster than casting the input to float32 first). For
+    one sample the modulation is a per-channel affine like the norm's own, so the two are folded into one
+    (float32, no pass over the activations of its own)."""
     groups, channels = norm.num_groups, x.shape[channel_dim]
+    weight, bias, late = norm.weight, norm.bias, modulation
+    if modulation is not None and x.shape[0] == 1:
+        factor, shift = 1 + modulation[0][0].float(), modulation[1][0].float()
+        weight, bias, late = weight * factor, torch.addcmul(shift, bias, factor), None
     mixed_ok = x.dtype == torch.float32 or (x.device.type == "cpu" and x.dtype == torch.bfloat16)
     xin = x if mixed_ok else x.float()
     with torch.autocast(device_type=x.device.type, enabled=False):
         if channel_dim == 1 and xin.is_contiguous():
-            return F.group_norm(xin, groups, norm.weight, norm.bias, norm.eps).to(x.dtype)
-        tokens = xin.movedim(channel_dim, -1)  # a view when x is channels-last
-        rows = tokens.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)  # (B, C, N, 1) channels-last
-        y = F.group_norm(rows, groups, norm.weight, norm.bias, norm.eps)
-        return y.permute(0, 2, 3, 1).reshape(tokens.shape).movedim(-1, channel_dim).to(x.dtype)
+            y = F.group_norm(xin, groups, weight, bias, norm.eps).to(x.dtype)
+        else:
+            tokens = xin.movedim(channel_dim, -1)  # a view when x is channels-last
+            rows = tokens.reshape(x.shape[0], -1, 1, channels).permute(0, 3, 1, 2)  # (B, C, N, 1) channels-last
+            y = F.group_norm(rows, groups, weight, bias, norm.eps)
+            y = y.permute(0, 2, 3, 1).reshape(tokens.shape).movedim(-1, channel_dim).to(x.dtype)
+    if late is not None:  # several samples, each its own modulation: one pass, one rounding
+        shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        shape[channel_dim] = channels
+        scale, shift = (t.to(y.dtype).view(shape) for t in late)
+        y = torch.addcmul(shift, y, 1 + scale)
+    return y
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -62,8 +81,8 @@ class GroupNorm32(nn.GroupNorm):
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__(32, channels, eps=eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return group_norm(x, self)
+    def forward(self, x: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return group_norm(x, self, modulation=modulation)
 
 
 class NormSiLU(nn.SiLU):

@@ -60,8 +60,8 @@ class ModalNorm(nn.Module):
         super().__init__()
         self.GroupNorm = GroupNorm32(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return group_norm(x, self.GroupNorm, channel_axis(x))
+    def forward(self, x: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return group_norm(x, self.GroupNorm, channel_axis(x), modulation)
 
 
 def cat_channels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -247,13 +247,12 @@ class ResBlock(nn.Module):
     def _residual(self, modality: str, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         resample = RESAMPLE[self.resample][modality] if self.resample else _unchanged
         h = resample(branch(self, modality, "in_layers")(x))
-        e = per_channel(self.emb_layers(emb).to(h.dtype), h)
+        e = self.emb_layers(emb)  # (B, 2C') or (B, C')
         out_norm, *out_rest = branch(self, modality, "out_layers")
         if self.use_scale_shift_norm:
-            scale, shift = e.chunk(2, dim=channel_axis(h))
-            h = torch.addcmul(shift, out_norm(h), 1 + scale)  # one pass, one rounding
+            h = out_norm(h, e.chunk(2, dim=1))
         else:
-            h = out_norm(h + e)
+            h = out_norm(h + per_channel(e.to(h.dtype), h))
         for layer in out_rest:
             h = layer(h)
         # x resampled only now: an upsampled copy held through the block would be its largest tensor

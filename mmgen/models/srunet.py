@@ -83,13 +83,12 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         norm_act, conv = self.in_layers[:-1], self.in_layers[-1]
         h = conv(_resample(norm_act(x), self.resample))  # (N, C', H', W')
-        e = self.emb_layers(emb).to(h.dtype)[..., None, None]  # (N, 2C' or C', 1, 1)
+        e = self.emb_layers(emb)  # (N, 2C' or C')
         out_norm, out_rest = self.out_layers[0], self.out_layers[1:]
         if self.scale_shift:
-            scale, shift = e.chunk(2, dim=1)
-            h = out_rest(torch.addcmul(shift, out_norm(h), 1 + scale))
+            h = out_rest(out_norm(h, e.chunk(2, dim=1)))
         else:
-            h = self.out_layers(h + e)
+            h = self.out_layers(h + e.to(h.dtype)[..., None, None])
         return add_residual(self.skip_connection(_resample(x, self.resample)), h)  # resampled late: less held
 
 

@@ -103,6 +103,24 @@ def cpu_native_bf16() -> bool:
     return bool(_cpu_flags() & set(CPU_BF16_FLAGS))
 
 
+THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; mmgen/__init__.py turns it on before torch loads
+THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"  # Linux: "always [madvise] never"
+
+
+def huge_pages() -> str:
+    """Whether this process's large CPU tensors sit in transparent huge pages: "on", or "off (why)"."""
+    if os.environ.get(THP_SWITCH, "0").strip() in ("", "0"):
+        return f"off ({THP_SWITCH}=0)"
+    try:
+        with open(THP_MODE) as mode:
+            chosen = re.search(r"\[(\w+)\]", mode.read())
+    except OSError:
+        return "off (no transparent huge pages on this system)"
+    if chosen is None or chosen.group(1) == "never":
+        return "off (the kernel's transparent huge pages are set to never)"
+    return "on"
+
+
 def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """Parse --precision for `device`. bf16 keeps fp32's range (no overflow in attention logits), so
     it is preferred over fp16 on CUDA wherever the GPU supports it, and used on CPUs with native bf16."""

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import OFFICIAL
 from safetensors.torch import load_file
 from test_mmunet import micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
 from tiny_model import TINY_FIELDS
 
-from mmgen.models import build_model
+from mmgen.models import build_model, layers
 from mmgen.models.config import MMUNetConfig
 from mmgen.models.layers import group_norm
 from mmgen.models.storage import autocast_tensors, store_for_compute
@@ -229,3 +230,21 @@ def test_loading_holds_the_kept_weights_and_one_chunk_of_the_file_not_all_of_it(
     grown, kept = map(int, done.stdout.split())
     assert path.stat().st_size > 100 << 20 and kept < 0.55 * path.stat().st_size
     assert grown <= kept + (8 << 20) + (24 << 20), (grown >> 20, kept >> 20)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 64, 64, 128), (1, 256, 1600)])
+def test_projections_under_bf16_autocast_are_bitwise_those_of_torch_linear(shape):
+    """Inference runs the 1×1 projections through oneDNN's matmul with the bias fused in; it must give exactly
+    what torch's own linear gives under autocast, and training (gradients) must still flow through them."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g).to(torch.bfloat16)
+    conv = torch.nn.Conv2d(shape[-1], 3 * shape[-1], 1)
+    weight, bias = conv.weight.detach().to(torch.bfloat16), conv.bias.detach()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = layers._linear(x, weight.flatten(1), bias)
+        torch_linear = F.linear(x, weight.flatten(1), bias)
+    assert torch.equal(ours, torch_linear)
+    trained = conv.weight.flatten(1).detach().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layers._linear(x, trained, bias).float().square().mean().backward()
+    assert trained.grad is not None and trained.grad.abs().sum() > 0

@@ -128,4 +128,20 @@ def mix_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear over the last axis as one 2-D matmul: F.linear on a strided N-D input falls back to a batched
     matmul against a copy of the weight per batch entry; this copies the input at most."""
-    return F.linear(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])
+    rows = x.reshape(-1, x.shape[-1])
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else rows.dtype
+    if _fused_bias_linear and rows.is_cpu and dtype == torch.bfloat16 and bias is not None and not (
+        torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)
+    ):
+        out = _fused_bias_linear(rows.to(dtype), weight.to(dtype), bias.to(dtype), "none", [], "")
+    else:
+        out = F.linear(rows, weight, bias)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+# oneDNN's matmul with the bias added inside it (the op torch.compile lowers a CPU linear to): a bf16 addmm
+# first copies the bias into every output row and then accumulates onto it, one more pass over the output;
+# 1.2–3× faster for the U-Nets' projections, bitwise the same result. Inference only (it has no backward).
+_fused_bias_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+if not torch.backends.mkldnn.is_available():
+    _fused_bias_linear = None

@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import mmgen  # noqa: F401  (first, as the mmgen command loads it: it turns on huge pages before torch loads)
+
+# isort: split
 import torch
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,9 @@ channels-last layout the fast path keeps its images and frames in."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -130,18 +132,28 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     matmul against a copy of the weight per batch entry; this copies the input at most."""
     rows = x.reshape(-1, x.shape[-1])
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else rows.dtype
-    if _fused_bias_linear and rows.is_cpu and dtype == torch.bfloat16 and bias is not None and not (
-        torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)
-    ):
-        out = _fused_bias_linear(rows.to(dtype), weight.to(dtype), bias.to(dtype), "none", [], "")
+    fused = rows.is_cpu and dtype == torch.bfloat16 and bias is not None and _fused_bias_linear() is not None
+    if fused and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)):
+        out = _fused_bias_linear()(rows.to(dtype), weight.to(dtype), bias.to(dtype), "none", [], "")
     else:
         out = F.linear(rows, weight, bias)
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
-# oneDNN's matmul with the bias added inside it (the op torch.compile lowers a CPU linear to): a bf16 addmm
-# first copies the bias into every output row and then accumulates onto it, one more pass over the output;
-# 1.2–3× faster for the U-Nets' projections, bitwise the same result. Inference only (it has no backward).
-_fused_bias_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-if not torch.backends.mkldnn.is_available():
-    _fused_bias_linear = None
+@functools.cache
+def _fused_bias_linear() -> Callable | None:
+    """oneDNN's matmul with the bias added inside it (the op torch.compile lowers a CPU linear to), if this
+    torch has it and it gives what F.linear gives. A bf16 addmm first copies the bias into every output row and
+    then accumulates onto it, one more pass over the output: this is 1.2–3× faster for the U-Nets' projections,
+    with bitwise the same result. Inference only (it has no backward)."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return None
+    x, weight, bias = (torch.linspace(-1, 1, n, dtype=torch.bfloat16).view(shape) for n, shape in
+                       ((24, (4, 6)), (18, (3, 6)), (3, (3,))))  # fmt: skip
+    try:
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            same = torch.equal(op(x, weight, bias, "none", [], ""), F.linear(x, weight, bias))
+    except RuntimeError:  # a build or CPU whose oneDNN has no bf16 matmul
+        return None
+    return op if same else None

@@ -109,8 +109,9 @@ THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"  # Linux: "always [madv
 
 def huge_pages() -> str:
     """Whether this process's large CPU tensors sit in transparent huge pages: "on", or "off (why)"."""
-    if os.environ.get(THP_SWITCH, "0").strip() in ("", "0"):
-        return f"off ({THP_SWITCH}=0)"
+    value = os.environ.get(THP_SWITCH, "0").strip()
+    if value != "1":  # PyTorch's one value for on
+        return f"off ({THP_SWITCH}={value or 0})"
     try:
         with open(THP_MODE) as mode:
             chosen = re.search(r"\[(\w+)\]", mode.read())

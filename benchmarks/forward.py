@@ -122,16 +122,13 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
             model(*(a[:1] for a in args))
         else:
             forward()
-        if how == "fast":  # as the sampler does after every step
-            release_freed_memory()
         for _ in range(repeats):
-            if how == "fast":  # the machine's bf16 conv rate right now (see report)
+            if how == "fast":  # freed memory back, as the sampler does after every step; the conv rate now
+                release_freed_memory()
                 conv_rates.append(conv_rate(torch.bfloat16))
             start = time.perf_counter()
             out = forward()
             seconds.append(time.perf_counter() - start)
-            if how == "fast":  # as the sampler does after every step
-                release_freed_memory()
         peak = _peak_rss_mib()
         flops = None
         if how == "fast" and dtype == torch.float32:

@@ -26,7 +26,7 @@ from torch import nn
 from mmgen.modal import Modal
 from mmgen.models import mm_layers, mmunet, srunet
 from mmgen.models.cross_attention import CrossModalAttention
-from mmgen.models.layers import GroupNorm32
+from mmgen.models.layers import GroupNorm32, per_channel
 from mmgen.models.mm_layers import (
     AudioConv,
     Conditioning,
@@ -45,9 +45,7 @@ def scale_shift(y: torch.Tensor, modulation: tuple[torch.Tensor, torch.Tensor] |
     (B, C) emb_layers output cast to h's dtype and broadcast along the channel axis."""
     if modulation is None:
         return y
-    shape = [y.shape[0]] + [1] * (y.dim() - 1)
-    shape[channel_axis(y)] = y.shape[channel_axis(y)]
-    scale, shift = (t.to(y.dtype).view(shape) for t in modulation)
+    scale, shift = (per_channel(t.to(y.dtype), y) for t in modulation)
     return y * (1 + scale) + shift
 
 

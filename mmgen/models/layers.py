@@ -69,9 +69,7 @@ def group_norm(
             y = F.group_norm(rows, groups, weight, bias, norm.eps)
             y = y.permute(0, 2, 3, 1).reshape(tokens.shape).movedim(-1, channel_dim).to(x.dtype)
     if late is not None:  # several samples, each its own modulation: one pass, one rounding
-        shape = [x.shape[0]] + [1] * (x.dim() - 1)
-        shape[channel_dim] = channels
-        scale, shift = (t.to(y.dtype).view(shape) for t in late)
+        scale, shift = (per_channel(t.to(y.dtype), y, channel_dim) for t in late)
         y = torch.addcmul(shift, y, 1 + scale)
     return y
 
@@ -110,6 +108,13 @@ def channel_axis(x: torch.Tensor) -> int:
     return 2 if x.dim() == 5 else 1
 
 
+def per_channel(values: torch.Tensor, like: torch.Tensor, channel_dim: int | None = None) -> torch.Tensor:
+    """(B, C) values shaped to broadcast along the channel axis of `like` (by default channel_axis(like))."""
+    shape = [values.shape[0]] + [1] * (like.dim() - 1)
+    shape[channel_axis(like) if channel_dim is None else channel_dim] = values.shape[1]
+    return values.view(shape)
+
+
 def channels_to_end(x: torch.Tensor) -> torch.Tensor:
     """(…, C, *spatial) → (…, *spatial, C): a view without copying for the channels-last layout, for the
     matmuls that mix channels per pixel or token."""
@@ -132,9 +137,9 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     matmul against a copy of the weight per batch entry; this copies the input at most."""
     rows = x.reshape(-1, x.shape[-1])
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else rows.dtype
-    fused = rows.is_cpu and dtype == torch.bfloat16 and bias is not None and _fused_bias_linear() is not None
+    fused = rows.is_cpu and dtype == torch.bfloat16 and bias is not None and _fused_bias_linear()
     if fused and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)):
-        out = _fused_bias_linear()(rows.to(dtype), weight.to(dtype), bias.to(dtype), "none", [], "")
+        out = fused(rows.to(dtype), weight.to(dtype), bias.to(dtype), "none", [], "")
     else:
         out = F.linear(rows, weight, bias)
     return out.view(*x.shape[:-1], weight.shape[0])

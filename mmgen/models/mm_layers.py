@@ -25,6 +25,7 @@ from mmgen.models.layers import (
     channels_to_end,
     group_norm,
     mix_channels,
+    per_channel,
 )
 
 
@@ -41,13 +42,6 @@ class Conditioning:
 def branch(owner: nn.Module, modality: str, part: str) -> nn.Module:
     """The official per-modality submodule `{modality}_{part}` of `owner` (e.g. `video_in_layers`)."""
     return getattr(owner, f"{modality}_{part}")
-
-
-def per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B, C) values shaped to broadcast along the channel axis of `like`."""
-    shape = [values.shape[0]] + [1] * (like.dim() - 1)
-    shape[channel_axis(like)] = values.shape[1]
-    return values.view(shape)
 
 
 class ModalNorm(nn.Module):

@@ -39,6 +39,7 @@ import mmgen  # noqa: F401  (first, as the mmgen command loads it: it turns on h
 
 # isort: split
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 
 from mmgen.models import build_model
@@ -54,6 +55,14 @@ ARCHS = {"mm": "mm-unet", "sr": "sr-unet"}
 KNOWN = (*MM_PATHS, "mm:reference:fp32", "mm:official:auto", *SR_PATHS, "sr:official:auto")
 MATMUL_SIZE = 2048
 CONV = (16, 128, 64, 64)  # 3×3 conv 128→128 over 16 frames of 64²: the MM-UNet's commonest convolution
+# What a profiled op counts as, by a piece of its name (the first class that matches; the rest is "other").
+OP_CLASSES = (
+    ("convolution", ("convolution",)),
+    ("attention", ("scaled_dot_product", "attention", "softmax", "bmm")),
+    ("projection", ("linear", "addmm", "aten::mm")),
+    ("norm", ("norm",)),
+    ("activation", ("silu", "sigmoid")),
+)
 
 
 @flop_counter.register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
@@ -130,15 +139,37 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
             out = forward()
             seconds.append(time.perf_counter() - start)
         peak = _peak_rss_mib()
-        flops = None
-        if how == "fast" and dtype == torch.float32:
+        flops, by_op = None, None
+        if how == "fast":
             with flop_counter.FlopCounterMode(display=False) as counter:
                 model(*args) if arch == "sr" else forward()
-            flops = counter.get_total_flops()
+            flops = counter.get_total_flops() if dtype == torch.float32 else None
+            conv_flops = counter.get_flop_counts()["Global"].get(torch.ops.aten.convolution, 0)
+            by_op = time_by_op(forward, dtype, conv_flops)
     if out_file:
         torch.save(out if isinstance(out, tuple) else (out,), out_file)
     return {"path": path, "precision": precision_name(precision), "seconds": seconds,
-            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops, "conv_bf16": conv_rates}  # fmt: skip
+            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops, "conv_bf16": conv_rates,
+            "by_op": by_op}  # fmt: skip
+
+
+def time_by_op(forward, dtype: torch.dtype, conv_flops: int) -> dict:
+    """Where one more forward's time goes: seconds per class of op (OP_CLASSES; torch.profiler's self time of
+    every op, which adds up to the forward), and the rate of its convolutions next to this machine's conv rate
+    in the same dtype measured just before it: is the forward slow in its convolutions or around them?"""
+    release_freed_memory()
+    machine = conv_rate(dtype)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        forward()
+    seconds = dict.fromkeys([name for name, _ in OP_CLASSES] + ["other"], 0.0)
+    for event in prof.key_averages():
+        kind = next((name for name, pieces in OP_CLASSES if any(p in event.key for p in pieces)), "other")
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    return {
+        "seconds": seconds,
+        "conv_gflops": conv_flops / 1e9 / seconds["convolution"],
+        "conv_rate": machine,
+    }
 
 
 def _rate(fn, *args, flops: float, repeats: int = 5) -> float:
@@ -220,7 +251,11 @@ def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, 
         # Of the machine's bf16 conv rate measured right before each forward, in the same process: this shared
         # machine's speed drifts by up to 2.5× within minutes (the conv rate at the run's start is printed
         # above), so only a rate taken under the same conditions makes a fraction. The median forward/rate pair.
-        pairs = [flops / 1e9 / s / c for s, c in zip(r["seconds"], r["conv_bf16"], strict=True)] if flops and r["conv_bf16"] else []
+        pairs = (
+            [flops / 1e9 / s / c for s, c in zip(r["seconds"], r["conv_bf16"], strict=True)]
+            if flops and r["conv_bf16"]
+            else []
+        )
         of_conv = statistics.median(pairs) if pairs else gflops / rates["conv bf16 channels-last"]
         then = f"{statistics.median(r['conv_bf16']):.0f}" if r["conv_bf16"] else "-"
         print(f"{path:<20} {r['precision']:>5} {r['best_s']:>9.2f} {runs:>18} {r['peak_rss_mib']:>13.0f} "
@@ -236,6 +271,15 @@ def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, 
         flops = results.get(f"{arch}:fast:fp32", {}).get("flops")
         if flops:
             print(f"{name}: {flops / 1e9:.0f} GFLOP per forward (torch.utils.flop_counter)")
+    for path, r in results.items():
+        if r.get("by_op"):
+            seconds, total = r["by_op"]["seconds"], sum(r["by_op"]["seconds"].values())
+            conv, machine = r["by_op"]["conv_gflops"], r["by_op"]["conv_rate"]
+            shares = ", ".join(f"{kind} {s / total:.0%}" for kind, s in seconds.items())
+            print(
+                f"{path}: one profiled forward, {total:.2f} s: {shares}; its convolutions ran at {conv:.0f} "
+                f"GFLOP/s = {conv / machine:.0%} of the {r['precision']} conv rate measured just before ({machine:.0f})"
+            )
     for arch, errs in errors.items():
         print(f"{arch}: bf16 vs fp32 max difference / fp32 max-abs: " + ", ".join(f"{e:.2%}" for e in errs))
 

@@ -92,6 +92,7 @@ def test_weights_kept_in_bf16_give_exactly_what_autocast_gives_with_fp32_weights
         (tiny_model(official_weights), lambda m: m(*inputs, shift=1)),
         (load_tiny(), lambda m: (m(sr_io["x"], sr_io["timesteps"], low_res=sr_io["low_res"]),)),
     ):
+        model = store_for_compute(model, torch.float32)  # the layout inference keeps, in full precision
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             want = run(model)
             kept = store_for_compute(model, torch.bfloat16)
@@ -138,24 +139,45 @@ def test_training_steps_under_bf16_autocast_lower_the_loss():
     assert losses[-1] < 0.9 * losses[0]
 
 
-def test_every_video_layer_keeps_the_channels_last_layout():
-    """No layer hands the next a channels-first video: a copy back to that layout costs more than the
-    layer (and the convolutions would reorder their input)."""
-    model = micro_model()
+@pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
+def test_every_layer_of_a_model_kept_for_inference_hands_on_channels_last(compute):
+    """No layer hands the next a channels-first video or audio: a copy back to that layout costs more than
+    the layer (and the convolutions would reorder their input). The audio's first convolution sees one
+    channel, a layout either way: its output follows its weight's, which inference keeps channels-last."""
+    model = store_for_compute(micro_model(), compute)
     seen = []
 
     def record(module, args, output):
-        videos = output["video"] if isinstance(output, dict) else output
-        if isinstance(videos, torch.Tensor) and videos.dim() == 5:
-            seen.append((type(module).__name__, videos.movedim(2, -1).is_contiguous()))
+        for modality, x in output.items() if isinstance(output, dict) else [("video", output)]:
+            if isinstance(x, torch.Tensor) and x.dim() == (5 if modality == "video" else 3):
+                seen.append((type(module).__name__, modality, layers.channels_to_end(x).is_contiguous()))
 
     for module in model.modules():
         if module is not model and type(module).__module__.startswith("mmgen."):
             module.register_forward_hook(record)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
         model(*micro_inputs(), shift=1)
-    assert len(seen) > 20
-    assert [name for name, channels_last in seen if not channels_last] == []
+    assert {modality for _, modality, _ in seen} == {"video", "audio"} and len(seen) > 40
+    assert [(name, modality) for name, modality, channels_last in seen if not channels_last] == []
+
+
+@pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
+def test_no_forward_copies_a_convolution_weight(compute):
+    """Inference keeps every convolution weight in the layout the convolutions run it in: stored as the
+    file has it, torch would copy each weight into that layout at every call of every step."""
+    model = store_for_compute(micro_model(), compute)
+    def squeezed(shape):  # a Conv1d weight runs as a (k, 1) or (1, k) Conv2d weight
+        return tuple(size for size in shape if size != 1)
+
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    weight_shapes = {squeezed(m.weight.shape) for m in model.modules() if isinstance(m, convs)}
+    with torch.no_grad(), torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+            model(*micro_inputs(), shift=1)
+    copied = [e.input_shapes[0] for e in prof.events() if e.name == "aten::copy_" and e.input_shapes]
+    convolved = [e for e in prof.events() if "convolution" in e.name]
+    assert convolved, "the forward ran no convolution"
+    assert [shape for shape in copied if squeezed(shape) in weight_shapes] == []
 
 
 def test_group_norm_is_the_same_in_either_layout():

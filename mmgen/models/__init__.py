@@ -12,6 +12,7 @@ from mmgen.errors import ConfigError
 from mmgen.models.config import MMUNetConfig, SRUNetConfig
 from mmgen.models.mmunet import MMUNet
 from mmgen.models.srunet import SRUNet
+from mmgen.models.storage import channels_last_weights
 
 # name → (config dataclass, model class)
 ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
@@ -33,11 +34,12 @@ def model_class(arch: str) -> type[torch.nn.Module]:
 
 def build_model(arch: str, config=None, device: torch.device | str | None = None) -> torch.nn.Module:
     """Instantiate `arch` with `config` (a dataclass, a field dict, or None for the released config).
-    With device="meta" no memory is allocated: use it to read key names and shapes."""
+    With device="meta" no memory is allocated: use it to read key names and shapes. Its convolution weights
+    are laid out channels-last, as a loaded model's are (models/storage.py)."""
     if not isinstance(config, (MMUNetConfig, SRUNetConfig)):
         config = config_for(arch, config)
     with torch.device(device or "cpu"):
-        return model_class(arch)(config)
+        return channels_last_weights(model_class(arch)(config))
 
 
 __all__ = ["ARCHITECTURES", "MMUNetConfig", "SRUNetConfig", "build_model", "config_for", "model_class"]

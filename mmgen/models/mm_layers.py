@@ -22,6 +22,7 @@ from mmgen.models.layers import (
     add_residual,
     channel_axis,
     channels_back,
+    channels_last,
     channels_to_end,
     group_norm,
     mix_channels,
@@ -145,7 +146,9 @@ def _unchanged(x: torch.Tensor) -> torch.Tensor:
 
 
 class InitialBlock(nn.Module):
-    """`input_blocks.0.0`: lifts pixels and samples to `channels` features."""
+    """`input_blocks.0.0`: lifts pixels and samples to `channels` features, handed on channels-last like every
+    layer's output (a single-channel input is both layouts at once, and torch's convolution then returns
+    channels-first: the mono audio's)."""
 
     def __init__(self, video_channels: int, audio_channels: int, channels: int):
         super().__init__()
@@ -153,7 +156,7 @@ class InitialBlock(nn.Module):
         self.audio_conv = AudioConv(audio_channels, channels, 3)
 
     def forward(self, x: Modal, cond: Conditioning) -> Modal:
-        return {m: branch(self, m, "conv")(t) for m, t in x.items()}
+        return {m: channels_last(branch(self, m, "conv")(t)) for m, t in x.items()}
 
 
 class SelfAttention(nn.Module):

@@ -35,7 +35,7 @@ def parameters_digest(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, p in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(p.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -19,7 +19,7 @@ import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.models import build_model, config_for
-from mmgen.models.storage import autocast_tensors, storage_dtype
+from mmgen.models.storage import Storage
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import read_header, sha256_file
@@ -147,12 +147,12 @@ def _chunks(sizes: dict[str, int], limit: int) -> list[list[str]]:
 
 def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:
     """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters, each
-    copied out of the file's memory map straight into the dtype it is kept in for `compute`
+    copied out of the file's memory map straight into the dtype and layout it is kept in for `compute`
     (models/storage.py): no full-precision state dict is built first. A mapped page stays in this process's
     memory until the map closes, so the file is mapped afresh for every READ_CHUNK bytes of tensors: loading
     peaks at the kept weights plus one chunk, not plus the whole file (535 MB for the paper's models)."""
     model = build_model(target.arch, target.config, device="meta")
-    lowered = autocast_tensors(model)
+    storage = Storage.of(model, compute)
     with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
         shapes = {k: torch.empty(file.get_slice(k).get_shape(), device="meta") for k in file.keys()}  # noqa: SIM118
     check_state_dict(shapes, {k: v.shape for k, v in model.state_dict().items()}, str(path))
@@ -161,8 +161,7 @@ def _instantiate(path: Path, target: Target, device: torch.device, compute: torc
         with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
             for name in names:
                 tensor = file.get_tensor(name)  # a view of the map: copied, or it would keep the map open
-                dtype = storage_dtype(name, lowered, compute) if tensor.is_floating_point() else tensor.dtype
-                state[name] = tensor.to(device, dtype, copy=True)
+                state[name] = storage.keep(name, tensor, device, copy=True)
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if left:  # a non-persistent buffer would stay on meta: the architecture must build it lazily instead

@@ -23,6 +23,7 @@ from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.load import availability, is_path
+from mmgen.weights.own_sampling import own_sampling
 
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
@@ -53,7 +54,7 @@ def prepare(settings: RunSettings) -> Run:
     compute = select_compute(settings.device, settings.precision)
     name = str(settings.model)  # a Path is welcome from Python
     entry = _check_model(name)
-    own = entry.sampling if entry else None  # a registry entry's settings; a model file has none
+    own = own_sampling(name)  # its registry entry's, or those its weights file carries
     base = load_sampling_preset(settings.preset, over=own) if settings.preset else own
     base = base or load_sampling_preset(DEFAULT_PRESET)
     if settings.conditional:

@@ -2,10 +2,11 @@
 same seed, so successive previews show how the model changes rather than how the noise does.
 
 A preview is sampled exactly as `mmgen generate` samples the same weights: through the one clip-sampling entry
-point (mmgen.diffusion.clips), with the model's own sampling settings (a registry model's entry, else the
-default preset) and the run's --sample-sampler/--sample-steps over them. So
-`mmgen generate -m RUN/checkpoints/step-N/ema.safetensors --seed SEED --sampler S --steps K` (plus the model's
-own settings, for a registry model) makes the preview of step N again.
+point (mmgen.diffusion.clips), with the own sampling settings of the model the run starts from (else the
+default preset) and the run's --sample-sampler/--sample-steps over them. Every weights file of the run carries
+those settings (weights/own_sampling), so
+`mmgen generate -m RUN/checkpoints/step-N/ema.safetensors --seed SEED --sampler S --steps K` makes the preview
+of step N again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import UsageError
 from mmgen.runtime.device import Compute
-from mmgen.weights import load_registry
-from mmgen.weights.load import is_path
+from mmgen.weights.own_sampling import own_sampling
 
 
 def check_previewable(sample_rate: int) -> None:
@@ -36,10 +36,9 @@ def check_previewable(sample_rate: int) -> None:
 
 
 def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConfig:
-    """The settings previews sample with: the settings of the model the run starts from (its registry entry's,
-    when `init` names one; else the default preset), with `sampler` and `steps` laid over them."""
-    entry = load_registry().entries.get(init) if init is not None and not is_path(init) else None
-    own = entry.sampling if entry is not None else load_sampling_preset(DEFAULT_PRESET)
+    """The settings previews sample with: the settings of the model the run starts from (weights/own_sampling;
+    the default preset when it has none), with `sampler` and `steps` laid over them."""
+    own = (own_sampling(init) if init is not None else None) or load_sampling_preset(DEFAULT_PRESET)
     try:
         return dataclasses.replace(own, conditional=None, sampler=sampler, steps=steps)
     except ValueError as e:

@@ -70,6 +70,7 @@ class CacheRecord:
     imported_at: str  # ISO 8601, UTC
     mmgen_version: str
     stamp: FileStamp | None = None  # of model.safetensors when last hashed (None: hash at the next load)
+    sampling: dict[str, Any] | None = None  # the sampling settings the imported file carried (own_sampling)
 
 
 class ModelCache:

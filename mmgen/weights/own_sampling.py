@@ -2,8 +2,9 @@
 
 A registry entry states them (presets/models/*.yaml). A weights file made from a model — a fine-tune, an adapter
 merged into its base — carries the settings of the model it came from in its metadata (key "sampling", JSON),
-and importing such a file into the cache copies them into its cache record, so the demo fine-tuned on a user's clips still samples the way the demo must
-(from t = 650 and its data's mean, audio kept at zero mean) rather than with the default preset.
+and importing such a file into the cache copies them into its cache record. So the demo fine-tuned on a user's
+clips still samples the way the demo must (from t = 650 and its data's mean, audio kept at zero mean) rather
+than with the default preset.
 """
 
 from __future__ import annotations

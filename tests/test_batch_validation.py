@@ -131,6 +131,29 @@ def test_a_good_file_expands_to_one_job_per_output(folder: Path):
     assert set(plan.status.values()) == {"new"} and plan.downloads == ()
 
 
+def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(folder: Path):
+    """beach.mp4 lasts 1.6 s: a retake of 1–3 s is reported at its job's line by `--dry-run`, not after the
+    batch has loaded a model and made the jobs before it."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: retake
+            input: clips/beach.mp4
+            ranges: ["0.5:1.0"]
+            name: fine
+          - kind: retake
+            input: clips/beach.mp4
+            ranges: ["0.2:0.4", "1.0:3.0"]
+            name: too-long
+        """)
+    result = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{jobs}:9: ") and "--range 1:3" in lines[0] and "lasts only 1.6" in lines[0]
+    assert lines[-1] == f"mmgen: error: {jobs}: 1 problem found, nothing was run"
+    assert not (folder / "outputs").exists()
+
+
 def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}

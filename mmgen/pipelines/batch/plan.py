@@ -32,8 +32,9 @@ from mmgen.pipelines.batch.schema import (
 )
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.retake import check_ranges
 from mmgen.pipelines.session import Run, prepare
-from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RunSettings
+from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
@@ -243,12 +244,17 @@ class _Planner:
         usable = []
         for path in candidates:
             try:
-                for stream in settings.streams():
-                    check_input(path, stream)
+                seconds = {stream: check_input(path, stream) for stream in settings.streams()}
             except MediaError as e:
                 self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
-            else:
-                usable.append(path)
+                continue
+            if isinstance(settings, RetakeSettings):  # each range inside what the input lasts
+                try:
+                    check_ranges(settings.ranges, seconds[settings.modality], path)
+                except UsageError as e:
+                    self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
+                    continue
+            usable.append(path)
         return usable
 
     def _run(self, spec: JobSpec, settings: RunSettings) -> Run | None:

@@ -92,7 +92,6 @@ def test_weights_kept_in_bf16_give_exactly_what_autocast_gives_with_fp32_weights
         (tiny_model(official_weights), lambda m: m(*inputs, shift=1)),
         (load_tiny(), lambda m: (m(sr_io["x"], sr_io["timesteps"], low_res=sr_io["low_res"]),)),
     ):
-        model = store_for_compute(model, torch.float32)  # the layout inference keeps, in full precision
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             want = run(model)
             kept = store_for_compute(model, torch.bfloat16)

@@ -3,6 +3,7 @@ cached mmgen model that reproduces the official forward; bad files are refused w
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -208,3 +209,16 @@ def test_mmgen_files_carry_their_own_config(tmp_path, env):
 
 def kwargs_for(config: SRUNetConfig) -> dict:
     return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def test_importing_the_same_checkpoint_again_gives_the_same_model_identity(tmp_path, env, official_state):
+    """A model's sha256 is its identity in sidecars and batch records: re-importing (or re-pulling) the same
+    checkpoint must not give it a new one (safetensors writes its metadata in a random order)."""
+    checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
+    config = MMUNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tiny_mmunet_fields().items()})
+    digests = {
+        import_weights(checkpoint, "tiny", arch="mm-unet", config=config, overwrite=True).sha256 for _ in range(3)
+    }
+
+    assert len(digests) == 1
+    assert digests == {hashlib.sha256(load_model("tiny").path.read_bytes()).hexdigest()}

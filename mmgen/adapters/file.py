@@ -20,6 +20,7 @@ from mmgen.adapters.lora import LoraSpec, adapter_state
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights.checkpoint import sha256_file
+from mmgen.weights.safetensors_file import save_safetensors
 
 FORMAT = "mmgen-adapter/1"
 
@@ -85,7 +86,7 @@ def save_adapter(
     }
     path = Path(path)
     with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        save_safetensors(tensors, tmp, metadata)
     return sha256_file(path)
 
 

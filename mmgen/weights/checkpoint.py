@@ -21,6 +21,7 @@ from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import UsageError, WeightsMismatch
 from mmgen.files import atomic_path
+from mmgen.weights.safetensors_file import save_safetensors
 
 FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
 _CHUNK = 1 << 20
@@ -131,7 +132,7 @@ def save_model(
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
+        save_safetensors(tensors, tmp, metadata)
         digest = sha256_file(tmp)
     return digest
 

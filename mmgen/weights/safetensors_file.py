@@ -1,0 +1,38 @@
+"""Writing safetensors files whose bytes depend only on what they hold: safetensors (0.8) writes the
+`__metadata__` map in a hash map's random order (safetensors issue #584), so saving the same model twice gave
+two files with two sha256s, and a model re-imported or re-pulled got a new identity (its sidecars and batch
+records no longer matched it). The metadata keys are put in sorted order after the library has written the
+file; the header keeps its length (the same entries, serialised as serde_json serialises them), so the tensor
+data is not moved."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+_HEADER_LENGTH = struct.Struct("<Q")
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """`safetensors.torch.save_file`, then the header's metadata put in canonical order, in place."""
+    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    _sort_metadata(path)
+
+
+def _sort_metadata(path: Path) -> None:
+    with open(path, "r+b") as f:
+        (length,) = _HEADER_LENGTH.unpack(f.read(_HEADER_LENGTH.size))
+        header = json.loads(f.read(length))
+        if "__metadata__" not in header:
+            return
+        canonical = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+        # serde_json's compact form: no spaces; non-ASCII kept as UTF-8; the same escapes as Python's json.
+        text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > length:  # cannot happen for the same entries; never move the data to get there
+            raise AssertionError(f"{path}: canonical safetensors header is longer than the written one")
+        f.seek(_HEADER_LENGTH.size)
+        f.write(text.ljust(length))  # the library pads with spaces to keep the data 8-byte aligned

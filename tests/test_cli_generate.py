@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from media_factory import audio_stream_seconds, decode_audio, decode_frames, packets, stream_kinds
 from mmgen_cli import mmgen_env, run_mmgen
-from tiny_model import save_tiny_model, save_tiny_upsampler
+from tiny_model import register_tiny_with_upsampler
 
 import mmgen
 from mmgen.runtime.device import select_compute
@@ -123,17 +123,7 @@ def test_a_missing_bundled_model_is_one_line_naming_the_file_and_what_to_do(tmp_
 
 def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path):
     """A registry entry with `upsampler:` (here user presets pointing at local files): --upscale runs it."""
-    base = save_tiny_model(tmp_path / "tiny.safetensors")
-    sr = save_tiny_upsampler(tmp_path / "tiny_sr.safetensors")
-    models = tmp_path / "presets" / "models"
-    models.mkdir(parents=True)
-    entries = {"tiny": ("mm-unet", base, "upsampler: tiny-sr\n"), "tiny-sr": ("sr-unet", sr, "")}
-    for name, (arch, path, extra) in entries.items():
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        models.joinpath(f"{name}.yaml").write_text(
-            f"arch: {arch}\nweights: {{urls: ['{path.as_uri()}'], sha256: {digest}}}\n{extra}"
-            "sampling: {sampler: ddim, steps: 2}\n"
-        )
+    register_tiny_with_upsampler(tmp_path)
     done = run_mmgen("generate", "-m", "tiny", "--steps", "2", "--seed", "1", "--upscale", "-o", tmp_path / "out",
                      "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr

@@ -100,12 +100,14 @@ def test_a_run_stopped_by_ctrl_c_then_killed_ends_with_the_weights_of_a_run_that
     assert reference.returncode == 0, reference.stderr
     assert [c.step for c in list_checkpoints(straight / "checkpoints")] == [4, 6, 8]  # the newest 3 are kept
 
-    # Ctrl-C after step 2: the step in progress finishes, a checkpoint is saved, and it exits 0 saying how to go on.
+    # Ctrl-C after step 2: the step in progress finishes, a checkpoint is saved, and it says how to go on — but
+    # it exits 130, not 0: the run is not done (a script's `mmgen finetune ... && mmgen generate` stops here).
     run_dir = tmp_path / "stopped"
     process = start_and_wait_for_step(finetune_args(data, recipe, run_dir), env, 2)
     process.send_signal(signal.SIGINT)
     rest = process.stderr.read()
-    assert process.wait(timeout=120) == 0, rest
+    assert process.wait(timeout=120) == 130, rest
+    assert rest.splitlines()[-1] == "mmgen: interrupted", rest
     stopped = latest_checkpoint(run_dir / "checkpoints")
     assert 2 <= stopped.step < STEPS
     assert f"stopped at step {stopped.step}/{STEPS}; checkpoint saved" in rest

@@ -9,6 +9,7 @@ random weights, so the samples depend on the inputs, the seed and the RS-MMA shi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -72,3 +73,18 @@ def save_tiny_upsampler(path: Path, seed: int = 0) -> Path:
     model = _random_model("sr-unet", config, seed)
     save_model(path, model, "sr-unet", config, {"source": "tests/tiny_model.py"})
     return path
+
+
+def register_tiny_with_upsampler(root: Path) -> None:
+    """User presets under `root`/presets/models (mmgen_env(root)'s): `tiny`, whose entry names `upsampler:
+    tiny-sr`, and `tiny-sr` — the way the paper's `landscape` names `landscape-sr` — both downloadable from local
+    files, sha256-checked."""
+    models = root / "presets" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    base, sr = save_tiny_model(root / "tiny.safetensors"), save_tiny_upsampler(root / "tiny_sr.safetensors")
+    for name, arch, path, extra in [("tiny", "mm-unet", base, "upsampler: tiny-sr\n"), ("tiny-sr", "sr-unet", sr, "")]:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        models.joinpath(f"{name}.yaml").write_text(
+            f"arch: {arch}\nweights: {{urls: ['{path.as_uri()}'], sha256: {digest}}}\n{extra}"
+            "sampling: {sampler: ddim, steps: 2}\n"
+        )

@@ -108,7 +108,7 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
 
     from mmgen.adapters.apply import check_fits, merge_adapters
     from mmgen.weights import import_weights, load_model, save_model
-    from mmgen.weights.own_sampling import own_sampling, sampling_metadata
+    from mmgen.weights.lineage import own_lineage
 
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
@@ -119,6 +119,6 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
         merged = Path(tmp) / f"{name}.safetensors"
         metadata = {"source": "mmgen models import --merge", "base": adapter.base.name,
                     "base_sha256": adapter.base.sha256, "merged_adapter_sha256": adapter.sha256,
-                    **sampling_metadata(own_sampling(adapter.base.name))}
+                    **own_lineage(adapter.base.name).metadata()}
         save_model(merged, base.model, base.arch, base.config, metadata)
         return import_weights(merged, name, overwrite=overwrite)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from mmgen.cli import INTERRUPTED
 from mmgen.cli._finetune_display import display, report
 from mmgen.cli.app import app
 from mmgen.errors import UsageError
@@ -154,7 +155,7 @@ def finetune(
     """Fine-tune a model (or train one from scratch) on your own clips.
 
     Every file is cut into model-length clips, decoded once into a cache, and trained on with the paper's
-    objective. Ctrl-C saves a checkpoint and prints the command that resumes. The result,
+    objective. Ctrl-C saves a checkpoint, prints the command that resumes and exits 130. The result,
     RUN_DIR/model.safetensors, works with `mmgen generate -m RUN_DIR/model.safetensors`.
     """
     from mmgen.train import finetune as run_finetune
@@ -174,3 +175,5 @@ def finetune(
     with display() as on_event:
         result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
     report(result, config, data_dir)
+    if result.interrupted:  # saved, but not done: a script's `finetune && generate` must not go on
+        raise typer.Exit(INTERRUPTED)

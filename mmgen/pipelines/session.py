@@ -22,8 +22,8 @@ from mmgen.models.storage import store_for_compute
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
+from mmgen.weights.lineage import own_lineage
 from mmgen.weights.load import availability, is_path
-from mmgen.weights.own_sampling import own_sampling
 
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
@@ -53,9 +53,9 @@ def prepare(settings: RunSettings) -> Run:
     model's conditional settings."""
     compute = select_compute(settings.device, settings.precision)
     name = str(settings.model)  # a Path is welcome from Python
-    entry = _check_model(name)
-    own = own_sampling(name)  # its registry entry's, or those its weights file carries
-    base = load_sampling_preset(settings.preset, over=own) if settings.preset else own
+    _check_model(name)
+    own = own_lineage(name)  # its registry entry's, or what the model it was made from passed on
+    base = load_sampling_preset(settings.preset, over=own.sampling) if settings.preset else own.sampling
     base = base or load_sampling_preset(DEFAULT_PRESET)
     if settings.conditional:
         base = base.for_conditional()
@@ -66,11 +66,11 @@ def prepare(settings: RunSettings) -> Run:
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
     read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads
-    return Run(name, compute, sampling, seed, _choose_upsampler(name, entry, settings.upscaling()), adapters)
+    return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters)
 
 
-def _check_model(name: str):
-    """The registry entry (None for a file) after checking the weights can be had and are an mm-unet."""
+def _check_model(name: str) -> None:
+    """Check that the weights can be had and are an mm-unet."""
     if is_path(name):
         path = Path(name)
         if not path.is_file():
@@ -81,7 +81,7 @@ def _check_model(name: str):
         header = read_header(path)
         if header is not None and header.arch != "mm-unet":
             raise UsageError(f"{path} is an {header.arch} model; this command needs an mm-unet")
-        return None
+        return
     registry, cache = load_registry(), ModelCache()
     entry = registry.entries.get(name)
     if entry is None and cache.record(name) is None:
@@ -91,13 +91,11 @@ def _check_model(name: str):
     arch = entry.arch if entry else cache.record(name).arch
     if arch != "mm-unet":
         raise UsageError(f"{name} is an {arch} model; this command needs an mm-unet (see `mmgen models list`)")
-    return entry
 
 
-def _choose_upsampler(name: str, entry, upscale: bool | None) -> str | None:
+def _choose_upsampler(name: str, upsampler: str | None, upscale: bool | None) -> str | None:
     if upscale is False:
         return None
-    upsampler = entry.upsampler if entry else None
     if upsampler is None:
         if upscale:
             raise UsageError(f"--upscale: model {name} names no upsampler", hint="run without --upscale")

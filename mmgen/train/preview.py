@@ -4,7 +4,7 @@ same seed, so successive previews show how the model changes rather than how the
 A preview is sampled exactly as `mmgen generate` samples the same weights: through the one clip-sampling entry
 point (mmgen.diffusion.clips), with the own sampling settings of the model the run starts from (else the
 default preset) and the run's --sample-sampler/--sample-steps over them. Every weights file of the run carries
-those settings (weights/own_sampling), so
+those settings (weights/lineage), so
 `mmgen generate -m RUN/checkpoints/step-N/ema.safetensors --seed SEED --sampler S --steps K` makes the preview
 of step N again.
 """
@@ -21,7 +21,7 @@ from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import UsageError
 from mmgen.runtime.device import Compute
-from mmgen.weights.own_sampling import own_sampling
+from mmgen.weights.lineage import own_lineage
 
 
 def check_previewable(sample_rate: int) -> None:
@@ -36,9 +36,9 @@ def check_previewable(sample_rate: int) -> None:
 
 
 def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConfig:
-    """The settings previews sample with: the settings of the model the run starts from (weights/own_sampling;
+    """The settings previews sample with: the settings of the model the run starts from (weights/lineage;
     the default preset when it has none), with `sampler` and `steps` laid over them."""
-    own = (own_sampling(init) if init is not None else None) or load_sampling_preset(DEFAULT_PRESET)
+    own = (own_lineage(init).sampling if init is not None else None) or load_sampling_preset(DEFAULT_PRESET)
     try:
         return dataclasses.replace(own, conditional=None, sampler=sampler, steps=steps)
     except ValueError as e:

@@ -12,11 +12,10 @@ import torch
 from mmgen.adapters import BaseModel, LoraSpec, attach, load_adapter_state, save_adapter
 from mmgen.adapters.file import Adapter
 from mmgen.config import to_dict
-from mmgen.diffusion import SamplingConfig
 from mmgen.errors import UsageError
 from mmgen.models.config import MMUNetConfig
 from mmgen.weights import LoadedModel, save_model
-from mmgen.weights.own_sampling import sampling_metadata
+from mmgen.weights.lineage import Lineage
 
 ARCH = "mm-unet"
 
@@ -26,7 +25,7 @@ class RunWeights:
     model_config: MMUNetConfig
     lora: LoraSpec | None = None
     base: BaseModel | None = None  # with `lora`: the frozen model the adapters are trained on
-    sampling: SamplingConfig | None = None  # the settings of the model a fine-tune starts from, carried on
+    lineage: Lineage = Lineage()  # the sampling settings and upsampler of the model a fine-tune starts from
 
     @property
     def final_name(self) -> str:
@@ -37,7 +36,7 @@ class RunWeights:
         """Write `module`'s weights (its adapters only, for a LoRA run); returns the file's sha256."""
         if self.lora:
             return save_adapter(path, module, self.lora, self.base, metadata)
-        return save_model(path, module, ARCH, self.model_config, {**metadata, **sampling_metadata(self.sampling)})
+        return save_model(path, module, ARCH, self.model_config, {**metadata, **self.lineage.metadata()})
 
     def load_into(self, module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         """Put a checkpoint's weights (as read from one of its files) into `module`."""

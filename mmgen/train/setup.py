@@ -30,7 +30,7 @@ from mmgen.train.runlog import RunLog
 from mmgen.train.state import TrainingState
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.cache import cache_root
-from mmgen.weights.own_sampling import file_sampling, own_sampling
+from mmgen.weights.lineage import file_lineage, own_lineage
 
 
 @dataclass
@@ -178,11 +178,11 @@ def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.n
         if not isinstance(resumable.raw, LoadedModel):
             raise UsageError("this run trains LoRA adapters: resume it with its own --lora settings")
         loaded = resumable.raw
-        files = RunWeights(loaded.config, sampling=file_sampling(loaded.path))
+        files = RunWeights(loaded.config, lineage=file_lineage(loaded.path))
         return loaded.model, files, f"resuming at step {resumable.checkpoint.step}"
     if config.init is not None:
         loaded = _load_base(config.init)
-        return loaded.model, RunWeights(loaded.config, sampling=own_sampling(config.init)), f"fine-tuning {config.init}"
+        return loaded.model, RunWeights(loaded.config, lineage=own_lineage(config.init)), f"fine-tuning {config.init}"
     spec = config.model
     model_config = config_for(spec.arch, spec.config, "model.config")
     return build_model(spec.arch, model_config), RunWeights(model_config), f"training a new {spec.arch} from scratch"

@@ -70,7 +70,8 @@ class CacheRecord:
     imported_at: str  # ISO 8601, UTC
     mmgen_version: str
     stamp: FileStamp | None = None  # of model.safetensors when last hashed (None: hash at the next load)
-    sampling: dict[str, Any] | None = None  # the sampling settings the imported file carried (own_sampling)
+    sampling: dict[str, Any] | None = None  # the sampling settings the imported file carried (weights/lineage)
+    upsampler: str | None = None  # the upsampler the imported file named (weights/lineage)
 
 
 class ModelCache:

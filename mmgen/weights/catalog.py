@@ -65,7 +65,10 @@ def catalog() -> list[Row]:
         )
         if entry is None:
             rows.append(
-                Row(name, record.arch, status, size, estimated, f"imported from {record.source}", None, sha256, None)
+                Row(
+                    name, record.arch, status, size, estimated, f"imported from {record.source}", record.upsampler,
+                    sha256, None,
+                )
             )
         else:
             rows.append(

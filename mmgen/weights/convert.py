@@ -19,7 +19,7 @@ from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache
 from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model, sha256_file
-from mmgen.weights.own_sampling import file_sampling, sampling_metadata
+from mmgen.weights.lineage import Lineage, file_lineage
 from mmgen.weights.registry import NAME_PATTERN, ModelEntry, load_registry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -105,9 +105,9 @@ def install(
     folder = cache.folder(name)
     folder.mkdir(parents=True, exist_ok=True)
     weights = cache.weights_path(name)
-    # A file made by mmgen from another model (a fine-tune, a merge) keeps that model's sampling settings.
-    sampling = file_sampling(file) if header is not None else None
-    metadata = {"name": name, "source": source, "source_sha256": source_sha256, **sampling_metadata(sampling)}
+    # A file made by mmgen from another model (a fine-tune, a merge) keeps that model's settings and upsampler.
+    lineage = file_lineage(file) if header is not None else Lineage()
+    metadata = {"name": name, "source": source, "source_sha256": source_sha256, **lineage.metadata()}
     digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
     record = CacheRecord(
         name=name,
@@ -122,7 +122,8 @@ def install(
         imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         mmgen_version=__version__,
         stamp=FileStamp.of(weights),
-        sampling=to_dict(sampling) if sampling is not None else None,
+        sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
+        upsampler=lineage.upsampler,
     )
     cache.write_record(record)
     return record

@@ -1,6 +1,7 @@
 """A creator fine-tunes the demo on their own clips, or merges a LoRA adapter into it: the model that comes out
 samples the way the demo does — from t = 650 and its data's mean, with fresh noise at every step — because the
-demo's own sampling settings travel in every weights file made from it, by path and once imported by name."""
+demo's own sampling settings travel in every weights file made from it, by path and once imported by name; and a
+model with an upsampler passes that on the same way."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 import torch
 from finetune_clips import write_clip_folder
 from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import register_tiny_with_upsampler
 
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.cli import run
 from mmgen.weights import load_model, load_registry
-from mmgen.weights.own_sampling import own_sampling
+from mmgen.weights.catalog import catalog
+from mmgen.weights.lineage import Lineage, own_lineage
 
 DEMO = load_registry().get("demo").sampling
 
@@ -51,7 +54,7 @@ def test_the_fine_tuned_demo_generates_with_the_demos_own_settings(tuned, tmp_pa
     checkpoint_files = sorted((run_dir / "checkpoints").glob("*/*.safetensors"))
     assert len(checkpoint_files) == 2  # raw and EMA weights: a preview is regenerated from the EMA file
     for weights in [run_dir / "model.safetensors", *checkpoint_files]:
-        assert own_sampling(weights) == DEMO, weights
+        assert own_lineage(weights).sampling == DEMO, weights
 
 
 def test_imported_by_name_the_fine_tune_keeps_them(tuned, monkeypatch):
@@ -59,7 +62,7 @@ def test_imported_by_name_the_fine_tune_keeps_them(tuned, monkeypatch):
     for key, value in env.items():  # the import runs in this process, into the run's cache
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(run_dir / "model.safetensors"), "--name", "my-demo"]) == 0
-    assert own_sampling("my-demo") == DEMO
+    assert own_lineage("my-demo").sampling == DEMO
 
 
 def test_an_adapter_merged_into_the_demo_samples_like_the_demo(tmp_path, monkeypatch):
@@ -79,10 +82,41 @@ def test_an_adapter_merged_into_the_demo_samples_like_the_demo(tmp_path, monkeyp
     for key, value in mmgen_env(tmp_path).items():  # the merge runs in this process, into this test's cache
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(adapter), "--name", "demo-styled", "--merge"]) == 0
-    assert own_sampling("demo-styled") == DEMO
+    assert own_lineage("demo-styled").sampling == DEMO
 
 
 def test_a_model_trained_from_scratch_has_no_settings_of_its_own(tmp_path):
     from tiny_model import save_tiny_model
 
-    assert own_sampling(save_tiny_model(tmp_path / "tiny.safetensors")) is None
+    assert own_lineage(save_tiny_model(tmp_path / "tiny.safetensors")) == Lineage()
+
+
+def test_a_model_fine_tuned_from_one_with_an_upsampler_is_upscaled_by_it(tmp_path, monkeypatch):
+    """As `landscape` fine-tuned on a user's clips is still upscaled 64→256 by `landscape-sr`: the fine-tune of
+    `tiny` (whose entry names `tiny-sr`) makes 32×32 video with --upscale, and by default once `tiny-sr` is cached,
+    by path and imported by name."""
+    register_tiny_with_upsampler(tmp_path)
+    write_clip_folder(tmp_path / "clips", good=2, seconds=2.0)
+    env = mmgen_env(tmp_path, OMP_NUM_THREADS="1")
+    tuned = run_mmgen(
+        "finetune", tmp_path / "clips", "--from", "tiny", "-o", tmp_path / "run", "--steps", 1, "--batch-size", 2,
+        "--sample-every", 0, env=env, timeout=300,
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+
+    made = run_mmgen(
+        "generate", "-m", tmp_path / "run" / "model.safetensors", "--steps", 2, "--seed", 1, "--upscale",
+        "--json", "-o", tmp_path / "out", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    record = json.loads(made.stdout)
+    assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)
+
+    for key, value in env.items():  # the import runs in this process, into the test's cache
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(tmp_path / "run" / "model.safetensors"), "--name", "my-tiny"]) == 0
+    assert own_lineage("my-tiny").upsampler == "tiny-sr"
+    assert next(row for row in catalog() if row.name == "my-tiny").upsampler == "tiny-sr"  # `models list --json`
+    by_name = run_mmgen("generate", "-m", "my-tiny", "--steps", 2, "--json", "-o", tmp_path / "again", env=env)
+    assert by_name.returncode == 0, by_name.stderr
+    assert (json.loads(by_name.stdout)["upsampler"], json.loads(by_name.stdout)["width"]) == ("tiny-sr", 32)

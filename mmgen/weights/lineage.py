@@ -1,0 +1,74 @@
+"""What a model passes on to the models made from it: its sampling settings and its upsampler.
+
+A registry entry states them (presets/models/*.yaml: `sampling`, `upsampler`). A weights file made from a model —
+a fine-tune and its checkpoints, an adapter merged into its base — carries them in its metadata ("sampling", as
+JSON; "upsampler", a model name), and importing such a file into the cache copies them into its cache record.
+So the demo fine-tuned on a user's clips still samples the way the demo must (from t = 650 and its data's mean,
+audio kept at zero mean) rather than with the default preset, and `landscape` fine-tuned on a user's clips is
+still upscaled by `landscape-sr`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.config import from_dict, to_dict
+from mmgen.diffusion.sampling_config import SamplingConfig
+from mmgen.errors import ConfigError
+from mmgen.weights.cache import ModelCache
+from mmgen.weights.checkpoint import read_header
+from mmgen.weights.registry import load_registry
+
+SAMPLING, UPSAMPLER = "sampling", "upsampler"  # metadata keys
+
+
+@dataclass(frozen=True)
+class Lineage:
+    sampling: SamplingConfig | None = None  # None: the default preset
+    upsampler: str | None = None  # registry name of the SR model that upscales its video; None: none
+
+    def metadata(self) -> dict[str, str]:
+        """The metadata entries of a weights file made from a model with this lineage."""
+        entries = {UPSAMPLER: self.upsampler} if self.upsampler is not None else {}
+        if self.sampling is not None:
+            entries[SAMPLING] = json.dumps(to_dict(self.sampling))
+        return entries
+
+
+def file_lineage(path: Path) -> Lineage:
+    """What an mmgen weights file's metadata carries (nothing, for a file without it)."""
+    header = read_header(path)
+    metadata = header.metadata if header is not None else {}
+    return Lineage(_sampling(metadata.get(SAMPLING), f"{path}: metadata {SAMPLING}"), metadata.get(UPSAMPLER))
+
+
+def own_lineage(name_or_path: str | Path) -> Lineage:
+    """A model's own: its registry entry's, else its weights file's (a path) or its cache record's (a model
+    imported without a registry entry)."""
+    from mmgen.weights.load import is_path  # here: load imports convert, which imports this module
+
+    if is_path(name_or_path):
+        return file_lineage(Path(name_or_path))
+    name = str(name_or_path)
+    entry = load_registry().entries.get(name)
+    if entry is not None:
+        return Lineage(entry.sampling, entry.upsampler)
+    cache = ModelCache()
+    record = cache.record(name)  # the import's record, not the file: that is checked only as it loads
+    if record is None:
+        return Lineage()
+    where = f"{cache.record_path(name)}: sampling"
+    sampling = from_dict(SamplingConfig, record.sampling, where) if record.sampling is not None else None
+    return Lineage(sampling, record.upsampler)
+
+
+def _sampling(text: str | None, where: str) -> SamplingConfig | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{where} is not valid JSON") from None
+    return from_dict(SamplingConfig, data, where)

@@ -108,10 +108,12 @@ def write_test_video(
     click_at: float | None = None,
     rotation: int = 0,
     frame_times: list[float] | None = None,
+    pixel_aspect: Fraction | None = None,
 ) -> WrittenClip:
     """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
     variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
-    frames. `rotation` stores a display matrix (counter-clockwise degrees)."""
+    frames. `rotation` stores a display matrix (counter-clockwise degrees); `pixel_aspect` a sample aspect ratio
+    (anamorphic pixels: shown that many times as wide as tall)."""
     path = Path(path)
     times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
     frames = (
@@ -132,6 +134,8 @@ def write_test_video(
         video_stream.options = ENCODER_OPTIONS.get(video_stream.codec_context.name, {})
         if rotation:
             video_stream.set_display_rotation(rotation)
+        if pixel_aspect is not None:
+            video_stream.codec_context.sample_aspect_ratio = pixel_aspect
         if sound is not None:
             audio_stream = container.add_stream(
                 audio_codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"),

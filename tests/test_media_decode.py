@@ -3,6 +3,8 @@ mono audio at the model's rate with events where they happened."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,25 @@ def test_a_wide_picture_is_centre_cropped_or_letterboxed(long_clip):
     # Pad keeps the whole width (red 0..255) and puts 8 black rows above and below the 48 picture rows.
     assert red(padded)[20:40, 0].mean() < 6 and red(padded)[20:40, -1].mean() > 249
     assert (padded[:, :8] == -1).all() and (padded[:, -8:] == -1).all() and (padded[:, 8:56] > -1).any()
+
+
+def test_an_anamorphic_clip_is_fitted_as_it_is_shown(tmp_path):
+    """DV, DVD and HDV store pictures in pixels that are not square. A 48×64 picture of pixels shown 3/4 as wide as
+    tall looks square: a square model frame keeps all of it (cropping the stored pixels would cut a quarter off).
+    A 48×48 picture of pixels shown 4/3 as wide looks 64 wide: padded, it is letterboxed as a 48×64 one is."""
+    red = lambda image: (image[0] + 1) * 127.5  # noqa: E731  (the red ramp runs 0..255 across the stored width)
+    dv = write_test_video(tmp_path / "dv.mp4", seconds=0.3, size=(48, 64), pixel_aspect=Fraction(3, 4), audio=False)
+    square = read_video(dv.path, fps=10, size=(32, 32))[0]
+    assert red(square)[:, 0].mean() < 12 and red(square)[:, -1].mean() > 243
+
+    hdv = write_test_video(
+        tmp_path / "hdv.mp4", seconds=0.3, size=(48, 48), pixel_aspect=Fraction(4, 3), audio=False
+    )
+    padded = read_video(hdv.path, fps=10, size=(64, 64), fit="pad")[0]
+    picture_rows = (padded > -1).any(dim=0).any(dim=1)
+    assert picture_rows.tolist() == [False] * 8 + [True] * 48 + [False] * 8
+    cropped = read_video(hdv.path, fps=10, size=(48, 64))[0]  # shown 48×64: nothing to crop
+    assert red(cropped)[:, 0].mean() < 12 and red(cropped)[:, -1].mean() > 243
 
 
 def test_stereo_audio_becomes_mono_keeping_both_channels(long_clip):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,7 @@ from media_factory import (
 from mmgen.errors import MediaError, OutputExists
 from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video
 from mmgen.media.containers import CONTAINERS
+from mmgen.media.probe import pixel_aspect
 
 RATE = 16000
 
@@ -78,6 +81,17 @@ def test_a_video_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path, caplog):
     assert (info.video_codec, info.frames, info.fps) == ("h264", 25, 25.0)
     assert flash_frame(read_video(out, 25, (32, 32))) == 12
     assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.48, abs=0.005)
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp4", "h264"), (".mov", "prores")])
+def test_an_anamorphic_picture_keeps_its_shape_copied_or_re_encoded(tmp_path, suffix, codec):
+    """A DV-shaped 48×64 picture of pixels shown 8/9 as wide: the soundtracked file is shown the same shape."""
+    source = write_test_video(tmp_path / f"dv{suffix}", seconds=0.5, fps=25, size=(48, 64), codec=codec,
+                              pixel_aspect=Fraction(8, 9))  # fmt: skip
+    out = tmp_path / "out.mp4"
+    replace_audio(source.path, tone(0.5, 440), RATE, out)
+    with av.open(str(out)) as container:
+        assert pixel_aspect(container.streams.video[0]) == Fraction(8, 9)
 
 
 def test_new_pictures_over_an_aac_track_copy_its_packets(tmp_path):

@@ -31,7 +31,7 @@ from mmgen.files import atomic_path
 from mmgen.modal import Modal
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
-CACHE_FORMAT = 2  # bump when the shard layout or the decoding changes: old shards are then ignored
+CACHE_FORMAT = 3  # bump when the shard layout or the decoding changes: old shards are then ignored
 
 
 @dataclass(frozen=True)

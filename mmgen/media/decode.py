@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mmgen.media.fitting import FrameFitter
-from mmgen.media.probe import cannot_read, first_stream, open_input, origin
+from mmgen.media.probe import cannot_read, first_stream, open_input, origin, pixel_aspect
 
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
@@ -49,11 +49,12 @@ def read_video(
     `size` = (height, width). Returns (T, 3, H, W) float in [-1, 1].
 
     The picture is fitted to the target aspect by `fit` ("crop" the centre, or "pad" with black), resized
-    bicubic with antialiasing and turned upright inside FFmpeg (mmgen.media.fitting), as each frame is decoded.
+    bicubic with antialiasing and turned upright inside FFmpeg (mmgen.media.fitting), as each frame is decoded;
+    anamorphic pictures (non-square pixels) are fitted as they are shown.
     """
-    fitter = FrameFitter((int(size[0]), int(size[1])), fit)
     with open_input(path) as container:
         stream = first_stream(container, "video", path)
+        fitter = FrameFitter((int(size[0]), int(size[1])), fit, pixel_aspect(stream))
         stream.thread_type = "AUTO"
         t0 = origin(container) + start
         _seek(container, stream, t0)

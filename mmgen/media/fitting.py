@@ -2,7 +2,8 @@
 torch array: only model-size frames cross into Python, whatever the source's resolution (a 4K phone clip costs
 the same Python memory per frame as a 64×64 one).
 
-The picture is fitted to the target aspect, upright, by `fit`: "crop" takes the centre, "pad" letterboxes with
+The picture is fitted to the target aspect as it is shown — its pixels' aspect ratio (anamorphic DV, DVD, HDV)
+and display rotation applied — by `fit`: "crop" takes the centre, "pad" letterboxes with
 black as the official training data was prepared (bars centred, the extra pixel of an odd margin at the
 bottom/right). FFmpeg's crop filter cuts the stored picture, and swscale resizes it and converts it to RGB in
 one pass: bicubic with B=0, C=0.5 (Keys' cubic with a = -0.5, the kernel of PIL and of torch's antialiased
@@ -40,33 +41,38 @@ class Fitting:
     scaled: tuple[int, int]
 
 
-def plan_fitting(stored: tuple[int, int], rotation: int, size: tuple[int, int], fit: str) -> Fitting:
-    """The Fitting of a stored (height, width) picture shown turned by `rotation` into `size` = (H, W)."""
+def plan_fitting(
+    stored: tuple[int, int], rotation: int, size: tuple[int, int], fit: str, pixel_aspect: Fraction = Fraction(1)
+) -> Fitting:
+    """The Fitting of a stored (height, width) picture, whose pixels are shown `pixel_aspect` times as wide as
+    tall and which is shown turned by `rotation`, into `size` = (H, W) of square pixels."""
     h, w = stored
+    shown_w = w * pixel_aspect  # the stored picture's width as shown, in units of its rows
     height, width = size[::-1] if rotation % 180 else size  # the target, seen in the stored orientation
     x, y, keep_w, keep_h = 0, 0, w, h
     if fit == "crop":
-        if w * height > h * width:  # too wide: keep the middle columns
-            keep_w = round(h * width / height)
+        if shown_w * height > h * width:  # too wide: keep the middle columns
+            keep_w = max(1, min(w, round(h * width / height / pixel_aspect)))
             x = (w - keep_w) // 2
         else:
-            keep_h = round(w * height / width)
+            keep_h = max(1, min(h, round(shown_w * height / width)))
             y = (h - keep_h) // 2
         scaled = (height, width)
     else:
-        scale = min(height / h, width / w)
-        scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
+        scale = min(height / h, width / shown_w)
+        scaled = (max(1, min(height, round(h * scale))), max(1, min(width, round(shown_w * scale))))
     return Fitting((x, y, keep_w, keep_h), scaled)
 
 
 class FrameFitter:
-    """Decoded frames → model frames (3, H, W) uint8 at `size` = (H, W). Keeps one filter graph, rebuilt if the
+    """Decoded frames → model frames (3, H, W) uint8 at `size` = (H, W), from a stream whose pixels are shown
+    `pixel_aspect` times as wide as tall (media.probe.pixel_aspect). Keeps one filter graph, rebuilt if the
     stream changes its picture size, format or rotation mid-way."""
 
-    def __init__(self, size: tuple[int, int], fit: str = "crop"):
+    def __init__(self, size: tuple[int, int], fit: str = "crop", pixel_aspect: Fraction = Fraction(1)):
         if fit not in FITS:
             raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
-        self.size, self.fit = size, fit
+        self.size, self.fit, self.pixel_aspect = size, fit, pixel_aspect
         self._key: tuple | None = None
         self._graph: av.filter.Graph | None = None
 
@@ -74,7 +80,7 @@ class FrameFitter:
         rotation = display_rotation(frame.rotation)
         key = (frame.width, frame.height, frame.format.name, rotation)
         if key != self._key:
-            fitting = plan_fitting((frame.height, frame.width), rotation, self.size, self.fit)
+            fitting = plan_fitting((frame.height, frame.width), rotation, self.size, self.fit, self.pixel_aspect)
             self._graph, self._key = _graph(frame, fitting), key
         self._graph.push(frame)
         image = torch.from_numpy(self._graph.pull().to_ndarray(format="rgb24")).permute(2, 0, 1)  # (3, h, w)

@@ -10,11 +10,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from mmgen.errors import MediaError
+
+MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,18 @@ def origin(container: av.container.InputContainer) -> float:
     """Seconds of the timeline's zero: the container's start time (MPEG-TS clips rarely start at 0). Reads and
     remuxes measure time from here, the way players do, so audio and video stay in step."""
     return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:
+    """How wide a stored pixel is shown, over how tall (the sample aspect ratio): 1 for square pixels, 8:9 or
+    32:27 for DV/DVD, 4:3 for HDV's 1440-wide 16:9 pictures. The container's value first, then the codec's, as
+    FFmpeg and players choose; 1 when neither says, or when one claims a ratio beyond MAX_PIXEL_ASPECT (no real
+    format stretches a pixel that far, and honouring it would keep a sliver of the picture)."""
+    for claimed in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if claimed:  # None or 0/1: not said
+            ratio = Fraction(claimed)
+            return ratio if 1 / MAX_PIXEL_ASPECT <= ratio <= MAX_PIXEL_ASPECT else Fraction(1)
+    return Fraction(1)
 
 
 def display_rotation(degrees: float | None) -> int:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from mmgen.files import atomic_output, check_writable
 from mmgen.media.containers import Container, container_for, holders
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
-from mmgen.media.probe import codec_name, first_stream, open_input, origin, probe
+from mmgen.media.probe import codec_name, first_stream, open_input, origin, pixel_aspect, probe
 from mmgen.media.tracks import (
     Track,
     add_audio,
@@ -137,6 +137,7 @@ def _kept(
                         time_base=stream.time_base)
         if rotation:
             out.set_display_rotation(rotation)
+        out.codec_context.sample_aspect_ratio = pixel_aspect(stream)  # an anamorphic picture stays as wide
     return encoded(out, decoded(source, stream, shift, until))
 
 

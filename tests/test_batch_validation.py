@@ -154,6 +154,23 @@ def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(
     assert not (folder / "outputs").exists()
 
 
+def test_a_picture_retake_of_a_clip_not_at_the_models_frame_size_is_found_before_anything_runs(folder: Path):
+    """A video retake remakes frames in place, so its clip must be at the model's frame size: beach.mp4 is 32×32,
+    the tiny model makes 16×16. Found while planning (the model's config is read from its file, not loaded)."""
+    write_test_video(folder / "clips" / "small.mp4", size=(16, 16))
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.6"], video: true}
+        jobs:
+          - kind: retake
+            input: clips/small.mp4
+          - kind: retake
+            input: clips/beach.mp4
+        """)
+    problems = problems_of(jobs)
+    assert list(problems) == [6]
+    assert "model's frame size 16x16" in problems[6] and "beach.mp4 is 32x32" in problems[6]
+
+
 def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}

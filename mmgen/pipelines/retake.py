@@ -11,11 +11,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from mmgen.errors import MediaError, UsageError
-from mmgen.media import probe, read_audio, read_video, replace_audio, replace_video, write_wav
+from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.delivery import Delivery, deliver
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
@@ -27,6 +28,7 @@ from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
+from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
 
@@ -69,6 +71,16 @@ def check_ranges(ranges: Sequence[TimeRange | str], seconds: float, path: Path) 
     return merged
 
 
+def check_frame_size(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
+    """A video retake remakes frames in place: the clip must be at the model's frame size (None: not known yet)."""
+    if settings.modality != "video" or config is None:
+        return
+    height, width = config.video_size[2:]
+    if (info.height, info.width) != (height, width):
+        raise UsageError(f"retake --video needs a clip at the model's frame size {width}x{height} (mmgen's own "
+                         f"outputs); {info.path} is {info.width}x{info.height}", hint="retake its --audio instead")
+
+
 def elements(r: TimeRange, per_second: float) -> tuple[int, int]:
     """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade)."""
     return math.floor(r.start * per_second + 1e-6), math.ceil(r.end * per_second - 1e-6)
@@ -97,12 +109,11 @@ def retake(
     paths = settings.outputs(out)
     outputs.check_outputs([paths], overwrite, inputs=[source])
     run = prepare(settings)
+    check_frame_size(settings, info, known_config(run.model))  # before loading, when the config is known
     models = load(run)
     config = models.base.config
+    check_frame_size(settings, info, config)
     size = tuple(config.video_size[2:])
-    if modality == "video" and (info.height, info.width) != size:
-        raise UsageError(f"retake --video needs a clip at the model's frame size {size[1]}x{size[0]} (mmgen's own "
-                         f"outputs); {source} is {info.width}x{info.height}", hint="retake its --audio instead")
     started = time.perf_counter()
     tracks = tracks_for(config.frames, config.audio_length)
     clip = {"video": read_video(source, config.fps, size)[None], "audio": read_audio(source, config.sample_rate)[None]}

@@ -41,10 +41,6 @@ class LoadedModel:
     entry: ModelEntry | None  # None for a path or a model imported without a registry entry
     source_sha256: str | None = None  # of the file it was converted from (e.g. the official Landscape.pt)
 
-    @property
-    def upsampler(self) -> str | None:
-        return self.entry.upsampler if self.entry else None
-
 
 def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) -> Path:
     """Path of a registry/cached model's safetensors; fetches it first when `download` allows."""
@@ -99,6 +95,25 @@ def load_model(
     model = _instantiate(path, target, torch.device(device), compute)
     source_sha256 = record.source_sha256 if record is not None else None
     return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256)
+
+
+def known_config(name_or_path: str | Path) -> Any | None:
+    """A model's architecture config without loading or fetching it: from a file's own metadata (a path, or a
+    bundled file), a cached model's record, or its registry entry; None when only weights that are not here
+    would say (a registry model not pulled yet whose entry states no config, or no such model)."""
+    if is_path(name_or_path):
+        path = Path(name_or_path)
+        return _describe(path, None).config if path.is_file() else None
+    name = str(name_or_path)
+    entry, cache = load_registry().entries.get(name), ModelCache()
+    record = cache.record(name)
+    if record is not None:
+        return config_for(record.arch, record.config, f"{cache.record_path(name)}: config")
+    if entry is not None and entry.config is not None:
+        return entry.config
+    if entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
+        return _describe(entry.weights.bundled_path, entry).config
+    return None
 
 
 def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> CacheRecord:

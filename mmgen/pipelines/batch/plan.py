@@ -14,13 +14,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from mmgen.config import to_dict
-from mmgen.errors import MediaError, ModelNotFound, UsageError
+from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.files import check_output_target
+from mmgen.media import probe
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
@@ -32,7 +33,7 @@ from mmgen.pipelines.batch.schema import (
 )
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths
-from mmgen.pipelines.retake import check_ranges
+from mmgen.pipelines.retake import check_frame_size, check_ranges
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime import processes
@@ -40,7 +41,7 @@ from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
 from mmgen.weights.identity import model_sha256
-from mmgen.weights.load import is_path
+from mmgen.weights.load import is_path, known_config
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
 STATUS_TEXT = {
@@ -139,6 +140,7 @@ class _Planner:
         self.cache = ModelCache()
         self._runs: dict[RunSettings, Run | UsageError] = {}
         self._model_sha256: dict[str, str] = {}
+        self._configs: dict[str, Any] = {}
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -254,6 +256,11 @@ class _Planner:
                 except UsageError as e:
                     self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
                     continue
+                try:  # a video retake: the clip at the model's frame size
+                    check_frame_size(settings, probe(path), self.config(str(settings.model)))
+                except UsageError as e:
+                    self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
+                    continue
             usable.append(path)
         return usable
 
@@ -292,6 +299,16 @@ class _Planner:
             "precision": run.compute.precision,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def config(self, model: str) -> Any | None:
+        """The model's config if known without loading it (weights/load.known_config); a model that cannot
+        be read is the job's run to report."""
+        if model not in self._configs:
+            try:
+                self._configs[model] = known_config(model)
+            except MmgenError:
+                self._configs[model] = None
+        return self._configs[model]
 
     def model_sha256(self, name: str) -> str:
         if name not in self._model_sha256:

@@ -31,11 +31,11 @@ def test_windows_cover_the_input_and_share_the_overlap():
 
 
 def test_the_crossfade_is_linear_from_the_old_window_to_the_new():
-    old = torch.zeros(1, 1, 2 * PER_FRAME)
+    out = torch.zeros(1, 1, (1 + FRAMES) * PER_FRAME)  # the whole output: one window so far, at frame 0
+    out[..., :PER_FRAME] = 0.25
     new = torch.ones(1, 1, FRAMES * PER_FRAME)
-    out = crossfade_into(old, new, TRACKS["audio"], start=1, overlap=1)
-    assert out.shape[-1] == (1 + FRAMES) * PER_FRAME
-    assert torch.equal(out[..., :PER_FRAME], old[..., :PER_FRAME])  # before the overlap: untouched
+    crossfade_into(out, new, TRACKS["audio"], start=1, overlap=1)
+    assert (out[..., :PER_FRAME] == 0.25).all()  # before the overlap: untouched
     fade = out[0, 0, PER_FRAME : 2 * PER_FRAME]
     assert torch.allclose(fade, (torch.arange(PER_FRAME) + 0.5) / PER_FRAME)  # 0 → 1 across the overlap
     assert torch.equal(out[..., 2 * PER_FRAME :], new[..., PER_FRAME:])  # after it: the new window

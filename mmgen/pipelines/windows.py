@@ -74,21 +74,27 @@ def cut(x: torch.Tensor, track: Track, start: int, frames: int) -> torch.Tensor:
     return padded.reshape(*moved.shape[:-1], -1).movedim(-1, track.axis)
 
 
-def crossfade_into(out: torch.Tensor, new: torch.Tensor, track: Track, start: int, overlap: int) -> torch.Tensor:
-    """`out` (holding everything up to the previous window) extended by window `new` placed at `start`:
-    linear fade from old to new over the first `overlap` frames, then `new` alone."""
+def crossfade_into(out: torch.Tensor, new: torch.Tensor, track: Track, start: int, overlap: int) -> None:
+    """Write window `new` into `out` (the whole output, holding everything up to the previous window) at
+    `start`, in place: a linear fade from what is there to `new` over the first `overlap` frames, then `new`
+    alone. In place, so stitching N windows copies each once (re-concatenating the output grew as N²)."""
     fade = overlap * track.per_frame
-    begin = start * track.per_frame
-    keep = out.narrow(track.axis, 0, begin + fade)  # everything made so far up to the end of the overlap
+    target = out.narrow(track.axis, start * track.per_frame, new.shape[track.axis])
     if fade:
         shape = [1] * new.dim()
         shape[track.axis] = fade
         weight = ((torch.arange(fade, dtype=new.dtype) + 0.5) / fade).reshape(shape)  # 0 → 1 across the overlap
-        old = keep.narrow(track.axis, begin, fade)
-        blended = old + weight * (new.narrow(track.axis, 0, fade) - old)
-        keep = torch.cat([keep.narrow(track.axis, 0, begin), blended], dim=track.axis)
-    rest = new.narrow(track.axis, fade, new.shape[track.axis] - fade)
-    return torch.cat([keep, rest], dim=track.axis)
+        old = target.narrow(track.axis, 0, fade)
+        old.add_(weight * (new.narrow(track.axis, 0, fade) - old))
+    rest = new.shape[track.axis] - fade
+    target.narrow(track.axis, fade, rest).copy_(new.narrow(track.axis, fade, rest))
+
+
+def stretched(shape: torch.Size, track: Track, frames: int) -> list[int]:
+    """`shape` with its time axis `frames` long."""
+    longer = list(shape)
+    longer[track.axis] = frames * track.per_frame
+    return longer
 
 
 def overlap_mask(like: torch.Tensor, track: Track, overlap: int) -> torch.Tensor:
@@ -116,10 +122,10 @@ def generate_continuous(
 ) -> torch.Tensor:
     """Make modality `make` for the long batched input `source` (one key, the other modality), window by
     window. Returns `make` covering the windows' frames (≥ total_frames; the caller trims). Each window's
-    sample is moved to the CPU and stitched there."""
+    sample is moved to the CPU and stitched there, into one tensor allocated once."""
     (given,) = source
     plan = plan_windows(total_frames, clip_frames, overlap)
-    out: torch.Tensor | None = None
+    out: torch.Tensor | None = None  # allocated at the first window's shape, as long as all windows
     for k, window in enumerate(plan):
         progress(ProgressEvent("windows", k, len(plan)))
         known = {given: cut(source[given], tracks[given], window.start, clip_frames)}
@@ -129,7 +135,9 @@ def generate_continuous(
             known[make] = _place(previous, tracks[make], clip_frames)
             masks[make] = overlap_mask(known[make], tracks[make], window.overlap)
         new = sample_window(known, masks)[make].float().cpu()
-        out = new if out is None else crossfade_into(out, new, tracks[make], window.start, window.overlap)
+        if out is None:
+            out = new.new_empty(stretched(new.shape, tracks[make], plan[-1].start + clip_frames))
+        crossfade_into(out, new, tracks[make], window.start, window.overlap)
     progress(ProgressEvent("windows", len(plan), len(plan)))
     return out
 

@@ -208,3 +208,25 @@ def test_a_sample_rate_the_previews_cannot_store_is_refused_before_training(trai
         "[7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000] Hz)"
     )
     assert not run_dir.exists()
+
+
+def test_a_run_folder_inside_the_data_folder_is_not_training_data(tmp_path):
+    """`mmgen finetune my_clips/ -o my_clips/run` puts the run's previews (clips with sound) inside the data
+    folder: neither that run resumed nor a later run over the folder trains on them."""
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=2, seconds=2.0)  # 4 video files: 2 good, 1 corrupt, 1 without sound
+    env = mmgen_env(tmp_path, OMP_NUM_THREADS="1")
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    options = ("--steps", 1, "--batch-size", 2, "--sample-every", 1)
+    first = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", data / "run", *options, env=env)
+    assert first.returncode == 0, first.stderr
+    assert (data / "run" / "samples" / "step-0000001.mp4").is_file()
+
+    resumed = run_mmgen("finetune", data, "-o", data / "run", "--resume", "--steps", 2, env=env)
+    later = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "later", *options, env=env)
+
+    assert resumed.returncode == 0 and later.returncode == 0, resumed.stderr + later.stderr
+    assert f"note: left out {data / 'run'}: this run's own folder" in resumed.stderr
+    assert f"note: left out {data / 'run'}: an mmgen finetune run's folder" in later.stderr
+    for run in (first, resumed, later):
+        assert "from 2 of 4 files" in run.stderr, run.stderr

@@ -96,6 +96,8 @@ def display() -> Iterator[EventFn | None]:
             elif event.kind == "data":
                 report = event.data
                 console.print(f"data: {report.summary()}")
+                for folder in report.left_out:
+                    console.print(f"note: left out {folder.path}: {folder.reason}", markup=False, highlight=False)
                 for skipped in report.skipped:
                     console.print(
                         f"warning: skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,23 +66,38 @@ class ClipFormat:
         return round(frame * self.sample_rate / self.fps)
 
 
-def scan_media(root: Path) -> list[Path]:
-    """Video files under `root`, recursively, in a stable (sorted) order; hidden files and folders skipped."""
-    if not root.is_dir():
-        raise MediaError(f"{root}: not a folder", "give the folder that holds your video clips")
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in VIDEO_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-
-
 @dataclass(frozen=True)
 class Skipped:
     path: Path
     reason: str
+
+
+def scan_media(
+    root: Path, leave_out: Callable[[Path], str | None] = lambda folder: None
+) -> tuple[list[Path], list[Skipped]]:
+    """Video files under `root`, recursively, in a stable (sorted) order, hidden files and folders skipped; and
+    the folders left out because `leave_out` gave a reason (their files are not looked at)."""
+    if not root.is_dir():
+        raise MediaError(f"{root}: not a folder", "give the folder that holds your video clips")
+    found, left_out = [], []
+    for folder, subfolders, names in os.walk(root):  # symbolic links to folders are not followed (no loops)
+        here = Path(folder)
+        kept = []
+        for name in sorted(subfolders):
+            reason = None if name.startswith(".") else leave_out(here / name)
+            if reason is not None:
+                left_out.append(Skipped(here / name, reason))
+            elif not name.startswith("."):
+                kept.append(name)
+        subfolders[:] = kept
+        found += [
+            here / name
+            for name in names
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in VIDEO_SUFFIXES
+            and (here / name).is_file()
+        ]
+    return sorted(found), left_out
 
 
 @dataclass
@@ -92,7 +108,8 @@ class ScanReport:
     decoded: int = 0  # files decoded in this call
     reused: int = 0  # files (usable or skipped) answered from the cache without decoding
     clips: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # files that yield no clip
+    left_out: list[Skipped] = field(default_factory=list)  # folders not scanned (mmgen's own run folders)
 
     def summary(self) -> str:
         return (
@@ -227,12 +244,14 @@ def build_clip_dataset(
     *,
     stride: int | None = None,
     progress: ProgressFn | None = None,
+    leave_out: Callable[[Path], str | None] = lambda folder: None,
 ) -> tuple[ClipDataset, ScanReport]:
-    """Scan `root`, decode what the cache does not know yet, and index every clip (start frames 0, stride,
-    2·stride, … of each file; default stride = the clip length). MediaError if no file yields a clip."""
+    """Scan `root` (but not the folders `leave_out` names a reason for), decode what the cache does not know
+    yet, and index every clip (start frames 0, stride, 2·stride, … of each file; default stride = the clip
+    length). MediaError if no file yields a clip."""
     stride = stride or fmt.frames
-    files = scan_media(root)
-    report = ScanReport(files=len(files))
+    files, left_out = scan_media(root, leave_out)
+    report = ScanReport(files=len(files), left_out=left_out)
     cache = ClipCache(cache_dir, fmt)
     clips: list[tuple[Path, int]] = []
     for done, path in enumerate(files):

@@ -3,6 +3,7 @@ resume), the network, the preview settings, the decoded clips, the probe batch a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def prepare(
         config.cache_dir or cache_root() / "clips",
         stride=config.stride,
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
+        leave_out=_run_folders(run_dir),
     )
     on_event(TrainEvent("data", report.files, report.files, data=report))
     schedule = Schedule.respaced("")
@@ -116,6 +118,7 @@ def prepare(
                 reused=report.reused,
                 train_clips=len(train_indices),
                 skipped=[{"file": str(s.path), "reason": s.reason} for s in report.skipped],
+                left_out=[{"folder": str(s.path), "reason": s.reason} for s in report.left_out],
             )
     parameters = sum(p.numel() for p in model.parameters())
     if files.lora:
@@ -214,8 +217,29 @@ def _split(
     return train, AVProbe(batch, config.probe_timesteps, config.seed, schedule)
 
 
+RUN_HEADER = "# mmgen finetune "  # how every run folder's config.yaml begins
+
+
+def _run_folders(run_dir: Path) -> Callable[[Path], str | None]:
+    """Why a folder inside the data folder is not training data: it is this run's folder, or another run's —
+    their previews are a model's own output (`finetune my_clips/ -o my_clips/run` is a natural layout)."""
+    this = run_dir.resolve()
+
+    def reason(folder: Path) -> str | None:
+        if folder.resolve() == this:
+            return "this run's own folder (its previews are the model's output, not training data)"
+        config = folder / "config.yaml"
+        if config.is_file():
+            with open(config, encoding="utf-8", errors="replace") as f:
+                if f.readline(len(RUN_HEADER)) == RUN_HEADER:
+                    return "an mmgen finetune run's folder (its previews are a model's output, not training data)"
+        return None
+
+    return reason
+
+
 def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
-    header = f"# mmgen finetune {data_dir}: every setting of this run (read back by --resume)\n"
+    header = f"{RUN_HEADER}{data_dir}: every setting of this run (read back by --resume)\n"
     write_text(run_dir / "config.yaml", header + text)

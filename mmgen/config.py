@@ -43,10 +43,11 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     node graph, where an alias is one shared node, so the check itself takes memory linear in the file."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_YAML_BYTES:
-            raise ConfigError(f"{path}: too big for a YAML config ({path.stat().st_size:,} bytes; "
-                              f"at most {MAX_YAML_BYTES:,})")
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # read to the limit, never further: /dev/zero or a pipe has no size to check
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: too big for a YAML config (more than {MAX_YAML_BYTES:,} bytes)")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:

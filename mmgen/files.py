@@ -40,6 +40,19 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return target
 
 
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """Raise now (MediaError) if `path` cannot be a folder a command writes into: it, or the nearest part of it
+    that exists, is a file. Returns the path as a Path."""
+    folder = Path(path)
+    existing = folder
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "it is a file" if existing == folder else f"{existing} is a file"
+        raise MediaError(f"cannot write into {folder}: {what}, not a folder")
+    return folder
+
+
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Raise now if `path` can never be an output: a symbolic link (or a folder on its way) that loops, or the
     same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""

@@ -213,6 +213,32 @@ def config_alias_bomb(folder, model):
     return ["finetune", folder, "--config", folder / "recipe.yaml", "-o", folder / "run"], "values once its aliases"
 
 
+def batch_file_that_never_ends(folder, model):
+    """/dev/zero has no size to check: reading stops at the limit (it filled the machine's memory before)."""
+    return ["batch", "/dev/zero", "--dry-run"], "/dev/zero: too big for a YAML config"
+
+
+def config_that_never_ends(folder, model):
+    return ["finetune", folder, "--config", "/dev/zero", "-o", folder / "run"], "/dev/zero: too big for a YAML config"
+
+
+def batch_output_folder_is_a_file(folder, model):
+    (folder / "jobs.yaml").write_text(f"defaults: {{model: {model}, steps: 2}}\njobs:\n  - kind: generate\n")
+    taken = clip(folder, "taken.mp4")
+    return ["batch", folder / "jobs.yaml", "-o", taken], "taken.mp4: it is a file, not a folder"
+
+
+def finetune_run_folder_is_a_file(folder, model):
+    taken = clip(folder, "taken.mp4")
+    return ["finetune", folder, "-o", taken / "run"], "taken.mp4 is a file, not a folder"
+
+
+def seeds_past_the_last_one(folder, model):
+    """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
+    return (["generate", "-m", model, "--seed", 2**63 - 1, "-n", 2, "-o", folder / "out", *FAST],
+            "seed + num - 1 must be at most")
+
+
 def _unwritable_folder(folder: Path) -> Path:
     """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
     bits do not stop — sysfs, which refuses new files to everyone."""
@@ -234,7 +260,8 @@ CASES: list[Case] = [
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
-    batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint,
+    batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint, batch_file_that_never_ends,
+    config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
 ]
 
 

@@ -70,6 +70,19 @@ def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path):
     assert files_in(folder) == before
 
 
+def test_ctrl_c_during_a_retake_exits_130_and_writes_nothing(tiny, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    clip = write_test_video(folder / "holiday.mp4", seconds=6.0).path
+    before = files_in(folder)
+
+    code, stderr = interrupt_when(["retake", clip, "--range", "0.5:5.5", "-m", tiny, *FAST], mmgen_env(tmp_path),
+                                  "windows: 1/")  # fmt: skip
+
+    assert_interrupted(code, stderr, "interrupted; nothing written")
+    assert files_in(folder) == before
+
+
 def test_ctrl_c_during_generate_keeps_the_clips_already_finished(tiny, tmp_path):
     out = tmp_path / "out"
 

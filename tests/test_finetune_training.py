@@ -228,5 +228,5 @@ def test_a_run_folder_inside_the_data_folder_is_not_training_data(tmp_path):
     assert resumed.returncode == 0 and later.returncode == 0, resumed.stderr + later.stderr
     assert f"note: left out {data / 'run'}: this run's own folder" in resumed.stderr
     assert f"note: left out {data / 'run'}: an mmgen finetune run's folder" in later.stderr
-    for run in (first, resumed, later):
-        assert "from 2 of 4 files" in run.stderr, run.stderr
+    for done in (first, resumed, later):
+        assert "from 2 of 4 files" in done.stderr, done.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import fields
 from pathlib import Path
 
@@ -222,3 +224,6 @@ def test_importing_the_same_checkpoint_again_gives_the_same_model_identity(tmp_p
 
     assert len(digests) == 1
     assert digests == {hashlib.sha256(load_model("tiny").path.read_bytes()).hexdigest()}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(load_model("tiny").path.stat().st_mode) == 0o666 & ~umask  # like any file of the user's

@@ -11,7 +11,7 @@ from pathlib import Path
 from mmgen.cli.app import invoked
 from mmgen.pipelines.outputs import recording
 
-WRITERS = ("generate", "soundtrack", "animate", "batch")  # commands whose outputs `recording` sees
+WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose outputs `recording` sees
 LISTED = 3  # outputs named in the line; more are counted
 
 

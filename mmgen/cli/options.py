@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import inspect
 import typing
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -154,9 +153,11 @@ FLAGS: dict[str, Any] = {
 
 # Flags of the commands themselves (not settings).
 OutputFile = Annotated[
-    Path | None,
+    str | None,  # a str, not a Path: a Path would drop the trailing slash that makes a new name a folder
     typer.Option("--output", "-o", metavar="OUT.mp4", rich_help_panel=_OUTPUT,
-                 help="Output file. Default: next to the input, named INPUT_<command>.mp4."),
+                 help="Output file (.mp4, .mov, .mkv or .webm), or a folder (an existing one, or a name "
+                      "ending in /) to write INPUT_<command>.mp4 into. Default: next to the input, named "
+                      "INPUT_<command>.mp4."),
 ]
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", rich_help_panel=_OUTPUT, help="Replace existing output files instead of stopping.")

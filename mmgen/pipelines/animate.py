@@ -32,5 +32,5 @@ def animate(
         write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
         return {"delivery": delivered.to_json()}
 
-    output = Path(output) if output else outputs.default_output(input, "animate")
+    output = outputs.output_for(input, output, "animate")
     return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress)

@@ -57,6 +57,16 @@ def default_output(input: str | Path, command: str) -> Path:
     return input.with_name(f"{input.stem}_{command}{default_suffix(input, codec)}")
 
 
+def output_for(input: str | Path, output: str | Path | None, command: str) -> Path:
+    """Where a command with one input file writes: `output` as given, or inside it under the default name when
+    it is a folder (an existing one, or a name ending in a slash), or the default name next to the input."""
+    if output is None:
+        return default_output(input, command)
+    if Path(output).is_dir() or str(output).endswith(("/", os.sep)):
+        return Path(output) / default_output(input, command).name
+    return Path(output)
+
+
 def check_outputs(outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[Path] = ()) -> None:
     """Refuse now — before any model loads — if any output could not be written, exists already, or is one of
     the `inputs` (whatever `overwrite` says). A missing output folder is fine if it can be created

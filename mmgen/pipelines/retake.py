@@ -105,7 +105,7 @@ def retake(
                              "the other within the ranges)")
     seconds = (info.audio_duration if modality == "audio" else info.video_duration) or info.duration
     spans = check_ranges(settings.ranges, seconds, source)
-    out = Path(output) if output else outputs.default_output(source, "retake")
+    out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
     outputs.check_outputs([paths], overwrite, inputs=[source])
     run = prepare(settings)
@@ -127,6 +127,7 @@ def retake(
     clip[modality] = made.clamp(-1, 1)
     result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None
+    outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
     if modality == "audio":
         delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
         replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)

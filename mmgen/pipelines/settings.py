@@ -132,6 +132,12 @@ class GenerateSettings(RunSettings):
     upscale: bool | None = None
     previews: bool = True  # also a contact sheet of the frames and a spectrogram of the sound
 
+    def __post_init__(self):
+        super().__post_init__()
+        last = LIMITS["seed"].high
+        if self.seed is not None and self.seed + self.num - 1 > last:  # the sidecar's seed must make its clip again
+            raise InvalidSetting("seed", f"with num {self.num}, seed + num - 1 must be at most {last}, got {self.seed}")
+
     def upscaling(self) -> bool | None:
         return self.upscale
 

@@ -35,5 +35,5 @@ def soundtrack(
             write_wav(paths.files["wav"], alone.audio, alone.sample_rate, overwrite=overwrite)
         return {"delivery": delivered.to_json()}
 
-    output = Path(output) if output else outputs.default_output(input, "soundtrack")
+    output = outputs.output_for(input, output, "soundtrack")
     return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress, mix=settings.mix)

@@ -15,7 +15,7 @@ from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dat
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
-from mmgen.files import write_text
+from mmgen.files import check_output_folder, write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute
@@ -143,6 +143,7 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
     """Refuse to mix two runs in one folder; load the checkpoint to resume (the newest that loads; damaged
     newer ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
+    check_output_folder(run_dir)
     if resume:
         found, damaged = resume_from(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):

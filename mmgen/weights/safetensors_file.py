@@ -3,11 +3,14 @@
 two files with two sha256s, and a model re-imported or re-pulled got a new identity (its sidecars and batch
 records no longer matched it). The metadata keys are put in sorted order after the library has written the
 file; the header keeps its length (the same entries, serialised as serde_json serialises them), so the tensor
-data is not moved."""
+data is not moved. And the library creates its file readable by its owner only (0600): the file gets the mode any
+other file of the user's gets (0666 less the umask), as mmgen's clips and sidecars do."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -21,6 +24,14 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
     """`safetensors.torch.save_file`, then the header's metadata put in canonical order, in place."""
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
     _sort_metadata(path)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _sort_metadata(path: Path) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.files import check_output_target
+from mmgen.files import check_output_folder, check_output_target
 from mmgen.media import probe
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
@@ -114,6 +114,7 @@ def plan_batch(
     one device auto or cuda means."""
     problems: list[Problem] = []
     batch = read_batch_file(path, problems, Path(output_dir) if output_dir is not None else None)
+    check_output_folder(batch.output_dir)
     planner = _Planner(batch, problems)
     device = device or batch.defaults.get("device") or "auto"
     if device in ("auto", "cuda") and torch.cuda.is_available():

@@ -147,7 +147,8 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
     raw_jobs = data.get("jobs")
     jobs = []
     if not isinstance(raw_jobs, list) or not raw_jobs:
-        problems.append(Problem(lines.get(("jobs",)), "jobs: expected a list of jobs (each with a `kind`)"))
+        said = "the list is empty: give at least one job" if raw_jobs == [] else "expected a list of jobs"
+        problems.append(Problem(lines.get(("jobs",)), f"jobs: {said} (each with a `kind`)"))
     else:
         for i, raw in enumerate(raw_jobs):
             job = _job(i, raw, folder, lines, problems)

@@ -213,6 +213,10 @@ def config_alias_bomb(folder, model):
     return ["finetune", folder, "--config", folder / "recipe.yaml", "-o", folder / "run"], "values once its aliases"
 
 
+def a_device_as_the_video(folder, model):
+    return ["soundtrack", "/dev/zero", "-m", model, "-o", folder / "out.mp4"], "/dev/zero: it is not a regular file"
+
+
 def batch_file_that_never_ends(folder, model):
     """/dev/zero has no size to check: reading stops at the limit (it filled the machine's memory before)."""
     return ["batch", "/dev/zero", "--dry-run"], "/dev/zero: too big for a YAML config"
@@ -260,7 +264,7 @@ CASES: list[Case] = [
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
-    batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint, batch_file_that_never_ends,
+    batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint, a_device_as_the_video, batch_file_that_never_ends,
     config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
 ]
 

@@ -54,6 +54,8 @@ def open_input(path: str | os.PathLike) -> Iterator[av.container.InputContainer]
         raise cannot_read(source, "no such file")
     if source.is_dir():
         raise cannot_read(source, "it is a directory")
+    if not source.is_file():
+        raise cannot_read(source, "it is not a regular file (a device, pipe or socket)")
     if source.stat().st_size == 0:
         raise cannot_read(source, "the file is empty")
     try:

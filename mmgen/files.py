@@ -24,12 +24,13 @@ from mmgen.errors import MediaError, OutputExists, UsageError
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Raise now if `path` cannot become an output: OutputExists (unless `overwrite`), or MediaError when
-    its directory is missing, not a directory, or not writable. Returns the path as a Path."""
+    its directory is missing, not a directory, or not writable. Returns the path as a Path. A symbolic link
+    at `path`, even one to nothing, exists: replacing it needs `overwrite` like any file."""
     target = Path(path)
     folder = target.parent
     if target.is_dir():
         raise MediaError(f"cannot write {target}: it is a directory")
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:
         raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
     if folder.exists() and not folder.is_dir():
         raise MediaError(f"cannot write {target}: {folder} is a file, not a directory")
@@ -152,5 +153,5 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     target = check_writable(path, overwrite)
     with atomic_path(target) as temp:
         yield temp
-        if target.exists() and not overwrite:  # appeared while we were writing
+        if os.path.lexists(target) and not overwrite:  # appeared while we were writing
             raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")

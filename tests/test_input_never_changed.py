@@ -1,19 +1,27 @@
-"""The input is never changed: an output that is the input file — by name, through a symlink or a hard link —
-is refused with exit 2 before anything runs, whatever --overwrite says. Each story ends by checking the
-user's file still holds its original bytes."""
+"""The input is never changed: an output that is an input file — the media, the batch file, a model or adapter
+file or the sidecar .json beside it; by name, through a symlink or a hard link — is refused with exit 2 before
+anything runs, whatever --overwrite says. Each story ends by checking the user's file still holds its original
+bytes."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 from media_factory import write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
+from safetensors.torch import save_file
+from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
 
+from mmgen.adapters import BaseModel, LoraSpec, attach, save_adapter
 from mmgen.errors import UsageError
 from mmgen.pipelines import soundtrack
 from mmgen.pipelines.settings import SoundtrackSettings
+from mmgen.weights import load_model, sha256_file
 
 
 def test_a_batch_job_that_would_write_over_its_own_input_is_a_problem_with_its_line(tiny, tmp_path):
@@ -67,3 +75,131 @@ def test_the_python_api_refuses_too(tiny, tmp_path, link):
     with pytest.raises(UsageError, match="it is the input"):
         soundtrack(source, output, SoundtrackSettings(model=str(tiny), steps=2), overwrite=True)
     assert source.read_bytes() == original
+
+
+def test_a_batch_job_never_writes_over_the_batch_file_itself(tiny, tmp_path):
+    out = tmp_path / "o5"
+    out.mkdir()
+    jobs = out / "j5.json"  # the job's sidecar would be o5/j5.json: the batch file
+    text = json.dumps({"defaults": {"model": str(tiny), "steps": 2},
+                       "jobs": [{"kind": "generate", "name": "j5", "seed": 1, "previews": False}]})
+    jobs.write_text(text)
+
+    for flags in ([], ["--overwrite"]):
+        done = run_mmgen("batch", jobs, "-o", out, *flags, env=mmgen_env(tmp_path))
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"{jobs}:1: job 1 (generate): cannot write {jobs}: it is the batch file (an output never replaces an input)",
+            f"mmgen: error: {jobs}: 1 problem found, nothing was run",
+        ]  # and never "pass --overwrite", which would destroy it
+        assert jobs.read_text() == text and sorted(p.name for p in out.iterdir()) == ["j5.json"]
+
+
+def test_a_batch_file_named_like_the_manifest_of_its_output_folder_is_refused(tiny, tmp_path):
+    out = tmp_path / "o6"
+    out.mkdir()
+    jobs = out / "batch-manifest.jsonl"  # the batch would append its records to it
+    text = json.dumps({"defaults": {"model": str(tiny), "steps": 2}, "jobs": [{"kind": "generate", "name": "j6"}]})
+    jobs.write_text(text)
+
+    done = run_mmgen("batch", jobs, "-o", out, env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"mmgen: error: cannot use {jobs} as the batch file: it is batch-manifest.jsonl, which the batch writes in "
+        f"{out} (move the batch file, or choose another -o)"]
+    assert jobs.read_text() == text and sorted(p.name for p in out.iterdir()) == ["batch-manifest.jsonl"]
+
+
+def save_model_with_sidecar_config(path: Path) -> Path:
+    """The tiny model as bare tensors, its architecture in the sidecar `path.json` (weights/load.py reads it)."""
+    save_file({k: v.contiguous() for k, v in tiny_mmunet().state_dict().items()}, path)
+    path.with_suffix(".json").write_text(json.dumps({"arch": "mm-unet", "config": TINY_FIELDS}))
+    return path
+
+
+@pytest.mark.parametrize("command", ["generate", "soundtrack", "animate", "retake"])
+def test_an_output_never_replaces_the_models_sidecar_config(tmp_path, command):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = save_model_with_sidecar_config(folder / "clip_0000.safetensors")
+    config = model.with_suffix(".json")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
+    args = {"generate": ["generate", "-o", folder],  # writes clip_0000.mp4 and clip_0000.json there
+            "soundtrack": ["soundtrack", source, "-o", folder / "clip_0000.mp4"],
+            "animate": ["animate", source, "-o", folder / "clip_0000.mp4"],
+            "retake": ["retake", source, "--range", "0:0.5", "-o", folder / "clip_0000.mp4"]}[command]
+
+    done = run_mmgen(*args, "-m", model, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"mmgen: error: cannot write {config}: it is the input {config} "
+                                   "(an output never replaces an input)")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_an_output_never_replaces_the_model_file_whatever_it_is_called(tiny, tmp_path):
+    folder = tmp_path / "mm"
+    folder.mkdir()
+    model = folder / "clip_0000.mp4"  # a model file with an output's name
+    model.write_bytes(tiny.read_bytes())
+
+    done = run_mmgen("generate", "-m", model, "-o", folder, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert f"cannot write {model}: it is the input {model}" in done.stderr
+    assert model.read_bytes() == tiny.read_bytes()
+
+
+def test_an_output_never_replaces_an_adapter_or_its_sidecar(tiny, tmp_path):
+    run = tmp_path / "lr"
+    run.mkdir()
+    adapter = run / "adapter.safetensors"
+    model = load_model(tiny).model
+    attach(model, LoraSpec(4, 4.0, "attention"))
+    save_adapter(adapter, model, LoraSpec(4, 4.0, "attention"),
+                 BaseModel(str(tiny), sha256_file(tiny), "mm-unet", dataclasses.asdict(tiny_config())))
+    notes = run / "adapter.json"
+    notes.write_text('{"rank": 4}\n')
+    source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
+
+    done = run_mmgen("soundtrack", source, "-m", tiny, "--adapter", adapter, "-o", run / "adapter.mp4",
+                     "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert f"cannot write {notes}: it is the input {notes}" in done.stderr
+    assert notes.read_text() == '{"rank": 4}\n' and not (run / "adapter.mp4").exists()
+
+
+def test_a_batch_job_never_replaces_its_models_sidecar_config(tmp_path):
+    model = save_model_with_sidecar_config(tmp_path / "m.safetensors")
+    config = model.with_suffix(".json")
+    before = config.read_bytes()
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("output_dir: .\ndefaults: {model: m.safetensors, steps: 2}\njobs:\n  - {kind: generate, name: m}\n")
+
+    done = run_mmgen("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[0] == (
+        f"{jobs}:4: job 1 (generate): cannot write {config}: it is the input {config} "
+        "(an output never replaces an input)")
+    assert config.read_bytes() == before and not (tmp_path / "m.mp4").exists()
+
+
+def test_a_symlink_to_nothing_at_an_output_name_is_an_existing_output(tiny, tmp_path):
+    source = write_test_video(tmp_path / "f.mp4", size=(16, 16)).path
+    link = tmp_path / "dl.mp4"
+    link.symlink_to("nowhere.mp4")
+
+    done = run_mmgen("soundtrack", source, "-m", tiny, "--steps", "2", "-o", link, env=mmgen_env(tmp_path))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"mmgen: error: {link} already exists (pass --overwrite to replace it)"
+    assert link.is_symlink() and os.readlink(link) == "nowhere.mp4"
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"output_dir: .\ndefaults: {{model: {tiny}}}\njobs:\n  - {{kind: generate, name: dl}}\n")
+    planned = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
+    assert planned.returncode == 2 and f"{link} exists and was not written by this batch" in planned.stderr

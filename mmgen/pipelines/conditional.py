@@ -19,7 +19,7 @@ from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.sampling import upscale as upscale_video
 from mmgen.pipelines.sampling import window_sampler
-from mmgen.pipelines.session import Models, Run, load, prepare
+from mmgen.pipelines.session import Models, Run, input_files, load, prepare
 from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
@@ -91,7 +91,7 @@ def run_conditional(
         if stream != given:
             check_input(source_path, stream)
     paths = settings.outputs(output)
-    outputs.check_outputs([paths], overwrite, inputs=[source_path])
+    outputs.check_outputs([paths], overwrite, inputs=[source_path, *input_files(settings)])
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()

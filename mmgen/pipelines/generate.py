@@ -13,7 +13,7 @@ from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
-from mmgen.pipelines.session import Models, Run, load, prepare
+from mmgen.pipelines.session import Models, Run, input_files, load, prepare
 from mmgen.pipelines.settings import GenerateSettings
 
 
@@ -60,7 +60,7 @@ def generate_files(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
-    outputs.check_outputs(paths, overwrite)
+    outputs.check_outputs(paths, overwrite, inputs=input_files(settings))
     run = prepare(settings)
     models = load(run)
     results = []

@@ -25,7 +25,7 @@ from mmgen.pipelines.conditional import OTHER
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.retake_windows import regenerate, seam_weights
 from mmgen.pipelines.sampling import window_sampler
-from mmgen.pipelines.session import load, prepare
+from mmgen.pipelines.session import input_files, load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
 from mmgen.weights.load import known_config
@@ -107,7 +107,7 @@ def retake(
     spans = check_ranges(settings.ranges, seconds, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
-    outputs.check_outputs([paths], overwrite, inputs=[source])
+    outputs.check_outputs([paths], overwrite, inputs=[source, *input_files(settings)])
     run = prepare(settings)
     check_frame_size(settings, info, known_config(run.model))  # before loading, when the config is known
     models = load(run)

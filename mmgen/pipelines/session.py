@@ -69,6 +69,14 @@ def prepare(settings: RunSettings) -> Run:
     return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters)
 
 
+def input_files(settings: RunSettings) -> tuple[Path, ...]:
+    """The files a run reads besides its media: the model and every adapter given by path, each with the
+    sidecar .json beside it if there is one (a model's config may live there). Outputs never replace them."""
+    given = [Path(settings.model)] if is_path(settings.model) else []
+    given += [Path(use.source) for use in settings.adapters() if Path(use.source).is_file()]
+    return (*given, *(path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()))
+
+
 def _check_model(name: str) -> None:
     """Check that the weights can be had and are an mm-unet."""
     if is_path(name):

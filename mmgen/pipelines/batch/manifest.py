@@ -62,6 +62,7 @@ class Manifest:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST_NAME
+        self.lock = self.folder / LOCK_NAME
 
     def latest(self) -> dict[str, Record]:
         """The last record of every output."""
@@ -83,7 +84,7 @@ class Manifest:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
-        with filelock.FileLock(str(self.folder / LOCK_NAME)):
+        with filelock.FileLock(str(self.lock)):
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()

@@ -121,11 +121,12 @@ def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_pa
 
 
 def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path):
+    """Named relative to the batch file's folder, as the model is, whatever folder the batch runs from."""
     base, path = adapter_file
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(
-        f"defaults: {{model: {base}, steps: 2, seed: 1, precision: fp32}}\n"
-        f"jobs:\n  - kind: generate\n    name: styled\n    adapter: ['{path}:0.5']\n"
+        f"defaults: {{model: {base.name}, steps: 2, seed: 1, precision: fp32}}\n"
+        f"jobs:\n  - kind: generate\n    name: styled\n    adapter: ['{path.name}:0.5']\n"
     )
     result = run_mmgen("batch", jobs, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
     assert result.returncode == 0, result.stderr

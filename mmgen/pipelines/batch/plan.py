@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.files import check_output_folder, check_output_target, same_file
@@ -178,11 +179,25 @@ class _Planner:
         model = values.get("model")
         if model is not None and is_path(model) and not Path(model).is_absolute():
             values["model"] = str(self.folder / model)
+        adapters = values.get("adapter")
+        if adapters:  # files named relative to the batch file, as `model:` is
+            values["adapter"] = tuple(map(self._from_batch_folder, (adapters,) if isinstance(adapters, str) else adapters))
         try:
             return KINDS[spec.kind](**values, device=device, precision=precision)
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
             self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
             return None
+
+    def _from_batch_folder(self, adapter: str) -> str:
+        """An `adapter:` value (FILE[:WEIGHT] or a registered name) with a relative FILE made relative to the
+        batch file's folder."""
+        try:
+            use = AdapterUse.parse(adapter)
+        except UsageError:
+            return adapter  # the settings say what is wrong with it
+        if not is_path(use.source) or Path(use.source).is_absolute():
+            return adapter
+        return f"{self.folder / use.source}:{use.weight!r}"
 
     def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
         """(input, output stem, settings with the seed resolved) of every output the job makes."""

@@ -7,13 +7,17 @@ folder's files (hidden ones included) before and after.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors
+import safetensors.torch
 import torch
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
@@ -196,6 +200,73 @@ def raw_pickle_checkpoint(folder, model):
             "weights.pt: refused to load")
 
 
+def model_cut_short(folder, model):
+    """A model file whose copy stopped half way."""
+    whole = Path(model).read_bytes()
+    (folder / "cut.safetensors").write_bytes(whole[: len(whole) // 2])
+    return (["generate", "-o", folder / "clips", "-m", folder / "cut.safetensors", *FAST],
+            "cut.safetensors: damaged, or not a safetensors file")
+
+
+def model_header_with_a_wrong_shape(folder, model):
+    liar = _with_header(model, folder / "liar.safetensors", shape=lambda s: [s[0] // 2, *s[1:]])
+    return ["soundtrack", clip(folder), "-m", liar, *FAST], "liar.safetensors: damaged, or not a safetensors file"
+
+
+def model_header_with_a_wrong_length(folder, model):
+    liar = _with_header(model, folder / "liar.safetensors", data_offsets=lambda o: [o[0], o[1] - 4])
+    return (["finetune", folder, "--from", liar, "-o", folder / "run"],
+            "liar.safetensors: damaged, or not a safetensors file")
+
+
+def model_header_with_a_wrong_offset(folder, model):
+    liar = _with_header(model, folder / "liar.safetensors", data_offsets=lambda o: [o[0] - 4, o[1] - 4])
+    return (["models", "import", liar, "--name", "mine"], "liar.safetensors: damaged, or not a safetensors file")
+
+
+def model_cut_short_for_import(folder, model):
+    whole = Path(model).read_bytes()
+    (folder / "cut.safetensors").write_bytes(whole[: len(whole) // 2])
+    return ["models", "import", folder / "cut.safetensors", "--name", "mine"], "cut.safetensors: damaged"
+
+
+def model_with_a_nan_weight(folder, model):
+    """One weight flipped to NaN (a bad disk, a bad copy): sampling it would give a NaN video minutes later."""
+    bad = _with_one_value(model, folder / "nan.safetensors", float("nan"))
+    return (["generate", "-o", folder / "clips", "-m", bad, *FAST],
+            "nan.safetensors: damaged: its weights hold NaN or Inf values")
+
+
+def model_with_an_inf_weight_for_import(folder, model):
+    bad = _with_one_value(model, folder / "inf.safetensors", float("inf"))
+    return ["models", "import", bad, "--name", "mine"], "inf.safetensors: damaged: its weights hold NaN or Inf"
+
+
+def _with_header(model: Path, target: Path, **changes: Callable[[list], list]) -> Path:
+    """A copy of `model` whose header says something else about its last tensor (its shape or where its bytes
+    are); the data stays as it is."""
+    data = Path(model).read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    last = max((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"])
+    header[last].update({key: change(header[last][key]) for key, change in changes.items()})
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= length  # every change above keeps the header as short
+    target.write_bytes(data[:8] + text.ljust(length) + data[8 + length :])
+    return target
+
+
+def _with_one_value(model: Path, target: Path, value: float) -> Path:
+    """A copy of `model` with one value of its middle float tensor replaced by `value`."""
+    tensors = safetensors.torch.load_file(str(model))
+    with safetensors.safe_open(str(model), framework="pt") as f:
+        metadata = f.metadata()
+    floats = sorted(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[floats[len(floats) // 2]].view(-1)[0] = value
+    safetensors.torch.save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
 def _alias_bomb(levels: int = 9) -> str:
     """"Billion laughs": each level a list of nine aliases of the one before — 9**9 values once expanded."""
     lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
@@ -266,6 +337,9 @@ CASES: list[Case] = [
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
     batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint, a_device_as_the_video, batch_file_that_never_ends,
     config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
+    model_cut_short, model_header_with_a_wrong_shape, model_header_with_a_wrong_length,
+    model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
+    model_with_an_inf_weight_for_import,
 ]
 
 

@@ -227,3 +227,24 @@ def test_importing_the_same_checkpoint_again_gives_the_same_model_identity(tmp_p
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE(load_model("tiny").path.stat().st_mode) == 0o666 & ~umask  # like any file of the user's
+
+
+def test_a_cached_model_is_never_imported_over_itself(tmp_path, env, tiny):
+    """An input is never an output: importing a model's own cached file under its name (here to convert it
+    to fp16 in place) is refused, however the file is named, and the cached model is left as it was."""
+    assert run_mmgen("models", "import", tiny, "--name", "mygood", env=env).returncode == 0
+    cached = ModelCache().weights_path("mygood")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(cached)
+    before = {p.name: p.read_bytes() for p in cached.parent.iterdir()}
+
+    for same in (cached, link):
+        done = run_mmgen("models", "import", same, "--name", "mygood", "--overwrite", "--dtype", "fp16", env=env)
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"mmgen: error: {same}: it is already the cached model 'mygood'")
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in cached.parent.iterdir()} == before
+    copy = run_mmgen("models", "import", cached, "--name", "mygood-fp16", "--dtype", "fp16", env=env)
+    assert copy.returncode == 0, copy.stderr  # under another name it is a new, converted model
+    assert load_model("mygood-fp16").sha256 != load_model("mygood").sha256

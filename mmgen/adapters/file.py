@@ -20,7 +20,7 @@ from mmgen.adapters.lora import LoraSpec, adapter_state
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights.checkpoint import sha256_file
-from mmgen.weights.safetensors_file import save_safetensors
+from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 FORMAT = "mmgen-adapter/1"
 
@@ -105,12 +105,9 @@ def read_adapter(path: str | Path) -> Adapter:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"adapter {path}: no such file")
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except Exception as e:
-        raise UsageError(f"adapter {path}: not a readable safetensors file ({e.__class__.__name__})") from None
+    with open_safetensors(path) as f:
+        metadata = f.metadata() or {}
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     if metadata.get("format") != FORMAT:
         raise UsageError(f"{path} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
                          hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")

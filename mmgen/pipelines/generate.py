@@ -64,8 +64,9 @@ def generate_files(
     run = prepare(settings)
     models = load(run)
     results = []
-    for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
-        results.append(write_generated(result, where, overwrite, settings.delivery()))
+    with outputs.new_folders_removed_on_failure(paths):
+        for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
+            results.append(write_generated(result, where, overwrite, settings.delivery()))
     return results
 
 

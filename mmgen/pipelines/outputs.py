@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +113,26 @@ def _creatable(folder: Path) -> bool:
 
 def ensure_folder(paths: OutputPaths) -> None:
     paths.mp4.parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> Iterator[None]:
+    """The output folders that do not exist yet (ensure_folder creates them as writing starts) are removed
+    again if the block fails while they are still empty: a run that wrote nothing leaves nothing behind. A
+    folder that existed before, or holds a finished output, stays."""
+    new: set[Path] = set()
+    for paths in outputs:
+        folder = paths.mp4.parent
+        while not folder.exists() and folder.parent != folder:
+            new.add(folder)
+            folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(new, key=lambda f: len(f.parts), reverse=True):  # the deepest first
+            with suppress(OSError):  # not empty, or already gone
+                folder.rmdir()
+        raise
 
 
 def describe(mp4: Path) -> dict:

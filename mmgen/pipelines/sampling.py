@@ -13,6 +13,7 @@ from mmgen.diffusion import SamplingConfig, initial_noise, sample, srunet_denois
 from mmgen.diffusion import clips as clip_sampling
 from mmgen.diffusion.clips import clip_generators
 from mmgen.diffusion.samplers import Generators
+from mmgen.errors import MmgenError
 from mmgen.modal import Modal, each
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.session import Run
@@ -47,14 +48,14 @@ def sample_clips(
     progress: ProgressFn = quiet,
 ) -> Modal:
     """Run the sampler from x_T (CPU) on the run's device; `known`/`mask` make it conditional. Returns the
-    samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L)."""
+    samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L); MmgenError if they are not finite."""
     device = run.compute.device
     condition = None
     if known:
         known = each(lambda v: v.to(device), known)
         mask = each(lambda v: v.to(device), mask) if mask else None
         condition = run.sampling.condition(known, mask)
-    return clip_sampling.sample_clips(
+    samples = clip_sampling.sample_clips(
         model.model,
         run.sampling,
         run.compute,
@@ -63,6 +64,19 @@ def sample_clips(
         condition=condition,
         callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"])),
     )
+    return finite(samples, run, model)
+
+
+def finite(samples: Modal, run: Run, model: LoadedModel) -> Modal:
+    """`samples` if they hold no NaN or Inf. A model that overflows while sampling (weights too large for the
+    precision, a diverged fine-tune) is reported here, as a failed run, before anything is written."""
+    for name, x in samples.items():
+        if not torch.isfinite(x).all():
+            hint = ("try --precision fp32" if run.compute.dtype != torch.float32
+                    else "the model cannot be sampled with these settings")
+            raise MmgenError(f"{model.name}: sampling gave NaN or Inf values in the {name}: the model overflowed",
+                             hint=hint)
+    return samples
 
 
 def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -> SampleWindow:
@@ -101,4 +115,4 @@ def upscale(
             pieces.append(result["image"].float().cpu())  # (N, 3, H, W)
             progress(ProgressEvent("upscale", b * frames + min(start + SR_CHUNK, frames), batch * frames))
         out.append(torch.cat(pieces))
-    return torch.stack(out)  # (B, T, 3, H, W)
+    return finite({"video": torch.stack(out)}, run, sr)["video"]  # (B, T, 3, H, W)

@@ -15,6 +15,7 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
+from mmgen.files import same_file
 from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache
@@ -150,6 +151,9 @@ def import_weights(
         raise UsageError(f"invalid model name {name!r}: use letters, digits and . _ + - only")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
+        raise UsageError(f"{file}: it is already the cached model {name!r}",
+                         hint="import it under another name to make a converted copy")
     registry = load_registry()
     entry = registry.entries.get(name)
     target = _target(name, entry, arch, config, file)

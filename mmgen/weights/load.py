@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors
 import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
@@ -22,10 +21,11 @@ from mmgen.models import build_model, config_for
 from mmgen.models.storage import Storage
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
-from mmgen.weights.checkpoint import read_header, sha256_file
+from mmgen.weights.checkpoint import check_finite, read_header, sha256_file
 from mmgen.weights.convert import Target, check_state_dict
 from mmgen.weights.pull import availability, pull, repair_hint
 from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
+from mmgen.weights.safetensors_file import open_safetensors
 
 
 @dataclass
@@ -165,17 +165,18 @@ def _instantiate(path: Path, target: Target, device: torch.device, compute: torc
     copied out of the file's memory map straight into the dtype and layout it is kept in for `compute`
     (models/storage.py): no full-precision state dict is built first. A mapped page stays in this process's
     memory until the map closes, so the file is mapped afresh for every READ_CHUNK bytes of tensors: loading
-    peaks at the kept weights plus one chunk, not plus the whole file (535 MB for the paper's models)."""
+    peaks at the kept weights plus one chunk, not plus the whole file (535 MB for the paper's models). A tensor
+    holding NaN or Inf is refused as it is read (checkpoint.check_finite)."""
     model = build_model(target.arch, target.config, device="meta")
     storage = Storage.of(model, compute)
-    with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
+    with open_safetensors(path) as file:
         shapes = {k: torch.empty(file.get_slice(k).get_shape(), device="meta") for k in file.keys()}  # noqa: SIM118
     check_state_dict(shapes, {k: v.shape for k, v in model.state_dict().items()}, str(path))
     state = {}
     for names in _chunks({k: t.nbytes for k, t in shapes.items()}, READ_CHUNK):
-        with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
+        with open_safetensors(path) as file:
             for name in names:
-                tensor = file.get_tensor(name)  # a view of the map: copied, or it would keep the map open
+                tensor = check_finite(path, name, file.get_tensor(name))  # a view of the map: copied below
                 state[name] = storage.keep(name, tensor, device, copy=True)
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]

@@ -1,10 +1,16 @@
-"""Writing safetensors files whose bytes depend only on what they hold: safetensors (0.8) writes the
-`__metadata__` map in a hash map's random order (safetensors issue #584), so saving the same model twice gave
-two files with two sha256s, and a model re-imported or re-pulled got a new identity (its sidecars and batch
-records no longer matched it). The metadata keys are put in sorted order after the library has written the
-file; the header keeps its length (the same entries, serialised as serde_json serialises them), so the tensor
-data is not moved. And the library creates its file readable by its owner only (0600): the file gets the mode any
-other file of the user's gets (0666 less the umask), as mmgen's clips and sidecars do."""
+"""Reading and writing safetensors files.
+
+Reading: the library's errors for a damaged file (cut short, or a header whose shapes, lengths or offsets do not
+fit the data) name neither the file nor what is wrong with it; `open_safetensors` makes them one UsageError that
+does, for every weights and adapter file mmgen opens.
+
+Writing: bytes that depend only on what the file holds. safetensors (0.8) writes the `__metadata__` map in a hash
+map's random order (safetensors issue #584), so saving the same model twice gave two files with two sha256s, and
+a model re-imported or re-pulled got a new identity (its sidecars and batch records no longer matched it). The
+metadata keys are put in sorted order after the library has written the file; the header keeps its length (the
+same entries, serialised as serde_json serialises them), so the tensor data is not moved. And the library creates
+its file readable by its owner only (0600): the file gets the mode any other file of the user's gets (0666 less
+the umask), as mmgen's clips and sidecars do."""
 
 from __future__ import annotations
 
@@ -12,12 +18,31 @@ import functools
 import json
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 
+from mmgen.errors import UsageError
+
 _HEADER_LENGTH = struct.Struct("<Q")
+
+
+@contextmanager
+def open_safetensors(path: Path) -> Iterator[Any]:
+    """`safetensors.safe_open` on the CPU; a library error while it is open (reading the header, or a tensor)
+    becomes a UsageError naming the file as damaged."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
+            yield f
+    except safetensors.SafetensorError as e:
+        reason = str(e).removeprefix("Error while deserializing header: ")
+        raise UsageError(f"{path}: damaged, or not a safetensors file ({reason})",
+                         hint="get the file again") from None
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:

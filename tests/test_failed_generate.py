@@ -1,0 +1,91 @@
+"""A generate run that fails says why in one line and leaves behind nothing it made: a model whose weights are
+finite but overflow while sampling fails before any file or folder is written, and a run that fails while
+writing its first clip takes back the output folder it created — a folder that was there stays, and so do
+the clips finished before the failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from pathlib import Path
+
+import pytest
+from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import tiny_config, tiny_mmunet
+
+from mmgen.pipelines import GenerateSettings, generate_files
+from mmgen.weights.checkpoint import save_model
+
+generate_pipeline = importlib.import_module("mmgen.pipelines.generate")  # the package exports a function of that name
+
+FAST = {"steps": 2, "device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def overflowing(tmp_path_factory) -> Path:
+    """The tiny model with every weight ×1e30: no NaN or Inf in the file, but its activations overflow."""
+    state = {k: v * 1e30 if v.is_floating_point() else v for k, v in tiny_mmunet().state_dict().items()}
+    path = tmp_path_factory.mktemp("model") / "overflowing.safetensors"
+    save_model(path, state, "mm-unet", tiny_config())
+    return path
+
+
+@pytest.mark.parametrize("folder_was_there", [False, True], ids=["new folder", "existing folder"])
+def test_a_model_that_overflows_while_sampling_is_one_line_and_writes_nothing(overflowing, tmp_path, folder_was_there):
+    out = tmp_path / "clips"
+    if folder_was_there:
+        out.mkdir()
+
+    done = run_mmgen("generate", "-m", overflowing, "-o", out, "--steps", "2", "--precision", "fp32",
+                     env=mmgen_env(tmp_path))
+
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"mmgen: error: {overflowing}: sampling gave NaN or Inf values in the ")
+    assert "ValueError" not in done.stderr
+    assert out.is_dir() == folder_was_there and (not folder_was_there or list(out.iterdir()) == [])
+
+
+def _disk_full_at_write(monkeypatch, failing_write: int) -> None:
+    """The disk fills up as the `failing_write`-th mp4 (from 1) is written."""
+    write_mp4, writes = generate_pipeline.write_mp4, []
+
+    def write_until_full(path, *args, **kwargs):
+        writes.append(path)
+        if len(writes) == failing_write:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_mp4(path, *args, **kwargs)
+
+    monkeypatch.setattr(generate_pipeline, "write_mp4", write_until_full)
+
+
+def test_a_run_that_fails_writing_its_first_clip_takes_back_the_folders_it_made(tiny, tmp_path, monkeypatch):
+    _disk_full_at_write(monkeypatch, 1)
+    out = tmp_path / "renders" / "today"
+
+    with pytest.raises(OSError, match="No space left"):
+        generate_files(out, GenerateSettings(model=str(tiny), num=2, **FAST))
+
+    assert list(tmp_path.iterdir()) == []  # neither renders/ nor renders/today/ is left
+
+
+def test_a_folder_that_was_there_stays(tiny, tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    _disk_full_at_write(monkeypatch, 1)
+
+    with pytest.raises(OSError, match="No space left"):
+        generate_files(tmp_path / "mine", GenerateSettings(model=str(tiny), **FAST))
+
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_the_clips_finished_before_a_failure_stay_in_the_folder_the_run_made(tiny, tmp_path, monkeypatch):
+    _disk_full_at_write(monkeypatch, 2)
+
+    with pytest.raises(OSError, match="No space left"):
+        generate_files(tmp_path / "new", GenerateSettings(model=str(tiny), num=2, **FAST))
+
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+        "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png", "clip_0000_spectrogram.png"
+    ]

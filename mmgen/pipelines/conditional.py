@@ -110,7 +110,8 @@ def run_conditional(
         mix=mix,
     )
     result = Result(clip, provenance)
-    outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
-    extra = write(result, source_path, paths) or {}
-    result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
-    return outputs.finish(result, paths, overwrite)
+    with outputs.new_folders_removed_on_failure([paths]):
+        outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
+        extra = write(result, source_path, paths) or {}
+        result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
+        return outputs.finish(result, paths, overwrite)

@@ -127,22 +127,23 @@ def retake(
     clip[modality] = made.clamp(-1, 1)
     result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None
-    outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
-    if modality == "audio":
-        delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
-        replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
-        if "wav" in paths.files:
-            write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
-    else:
-        replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite)
-    provenance = Provenance.of(
-        run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
-        guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
-        windows=windows, input=str(source),
-        retake={"modality": modality, "ranges": [[r.start, r.end] for r in spans]},
-        delivery=delivered.to_json() if delivered else None,
-    )
-    return outputs.finish(Result(result_clip, provenance), paths, overwrite)
+    with outputs.new_folders_removed_on_failure([paths]):
+        outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
+        if modality == "audio":
+            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
+            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+            if "wav" in paths.files:
+                write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
+        else:
+            replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite)
+        provenance = Provenance.of(
+            run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
+            guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
+            windows=windows, input=str(source),
+            retake={"modality": modality, "ranges": [[r.start, r.end] for r in spans]},
+            delivery=delivered.to_json() if delivered else None,
+        )
+        return outputs.finish(Result(result_clip, provenance), paths, overwrite)
 
 
 def _deliver_audio(source: Path, made: torch.Tensor, model_rate: int, spans: list[TimeRange], delivery: Delivery):

@@ -1,7 +1,7 @@
-"""A generate run that fails says why in one line and leaves behind nothing it made: a model whose weights are
-finite but overflow while sampling fails before any file or folder is written, and a run that fails while
-writing its first clip takes back the output folder it created — a folder that was there stays, and so do
-the clips finished before the failure.
+"""A run that fails says why in one line and leaves behind nothing it made: a model whose weights are finite but
+overflow while sampling fails before any file or folder is written, and a run that fails while writing its
+first output takes back the output folder it created — a folder that was there stays, and so do the clips
+finished before the failure.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import importlib
 from pathlib import Path
 
 import pytest
+from media_factory import write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import tiny_config, tiny_mmunet
 
-from mmgen.pipelines import GenerateSettings, generate_files
+from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.weights.checkpoint import save_model
 
-generate_pipeline = importlib.import_module("mmgen.pipelines.generate")  # the package exports a function of that name
+# The package exports functions of these names: the modules themselves, to patch what they write with.
+generate_pipeline = importlib.import_module("mmgen.pipelines.generate")
+soundtrack_pipeline = importlib.import_module("mmgen.pipelines.soundtrack")
 
 FAST = {"steps": 2, "device": "cpu", "precision": "fp32"}
 
@@ -47,17 +50,17 @@ def test_a_model_that_overflows_while_sampling_is_one_line_and_writes_nothing(ov
     assert out.is_dir() == folder_was_there and (not folder_was_there or list(out.iterdir()) == [])
 
 
-def _disk_full_at_write(monkeypatch, failing_write: int) -> None:
-    """The disk fills up as the `failing_write`-th mp4 (from 1) is written."""
-    write_mp4, writes = generate_pipeline.write_mp4, []
+def _disk_full_at_write(monkeypatch, failing_write: int, module=generate_pipeline, writer="write_mp4") -> None:
+    """The disk fills up as `module`'s `writer` writes its `failing_write`-th file (from 1)."""
+    write, writes = getattr(module, writer), []
 
-    def write_until_full(path, *args, **kwargs):
-        writes.append(path)
+    def write_until_full(*args, **kwargs):
+        writes.append(args)
         if len(writes) == failing_write:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        write_mp4(path, *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(*args, **kwargs)
 
-    monkeypatch.setattr(generate_pipeline, "write_mp4", write_until_full)
+    monkeypatch.setattr(module, writer, write_until_full)
 
 
 def test_a_run_that_fails_writing_its_first_clip_takes_back_the_folders_it_made(tiny, tmp_path, monkeypatch):
@@ -89,3 +92,13 @@ def test_the_clips_finished_before_a_failure_stay_in_the_folder_the_run_made(tin
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
         "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png", "clip_0000_spectrogram.png"
     ]
+
+
+def test_a_soundtrack_that_fails_writing_takes_back_the_folder_it_made(tiny, tmp_path, monkeypatch):
+    video = write_test_video(tmp_path / "holiday.mp4", seconds=1.0).path
+    _disk_full_at_write(monkeypatch, 1, soundtrack_pipeline, "replace_audio")
+
+    with pytest.raises(OSError, match="No space left"):
+        soundtrack(video, f"{tmp_path / 'scored'}/", SoundtrackSettings(model=str(tiny), **FAST))
+
+    assert [p.name for p in tmp_path.iterdir()] == ["holiday.mp4"]

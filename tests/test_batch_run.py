@@ -7,6 +7,7 @@ byte for byte."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from tiny_model import save_tiny_model
 from mmgen.media import probe
 from mmgen.pipelines import session
 from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_plan
+from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.weights import sha256_file
 
 SIX_JOBS = """
@@ -244,3 +246,18 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path):
     assert f"mmgen: error: 1 of 1 jobs failed (errors above and in {out / MANIFEST_NAME})" in result.stderr
     assert "Traceback" not in result.stderr
     assert [r["state"] for r in records(out)] == ["started", "failed"]
+
+
+def test_a_hand_edited_manifest_keeps_its_good_records_and_skips_the_rest(tmp_path: Path):
+    """Lines a kill tore, an editor mangled or another tool wrote are not this batch's records: re-running the
+    batch skips them (it crashed on a JSON list, a record with a list of files, or bytes that are not UTF-8)."""
+    manifest = Manifest(tmp_path)
+    good = Record("a.mp4", "done", "h1", 1, "generate", 7,
+                  files={"mp4": FileRecord("a.mp4", 10, "0" * 64)})  # fmt: skip
+    manifest.append(good)
+    with open(manifest.path, "ab") as f:
+        f.write(b'[1, 2]\n{"state": "done", "job": 2, "hash": 5, "files": []}\n\xff\xfe\n{"output": 5}\n')
+        f.write(b'{"output": "b.mp4", "state": "done", "hash": "h2", "job": 2, "kind": "generate", "seed": 1,'
+                b' "files": {"mp4": {"path": 7, "size": 1, "sha256": "x"}}}\n{"output": "c.mp4", "sta')
+
+    assert {k: dataclasses.replace(r, at="") for k, r in manifest.latest().items()} == {"a.mp4": good}

@@ -308,6 +308,11 @@ def finetune_run_folder_is_a_file(folder, model):
     return ["finetune", folder, "-o", taken / "run"], "taken.mp4 is a file, not a folder"
 
 
+def clip_cache_folder_is_a_file(folder, model):
+    taken = clip(folder, "taken.mp4")
+    return ["finetune", folder, "--cache-dir", taken, "-o", folder / "run"], "taken.mp4: it is a file, not a folder"
+
+
 def seeds_past_the_last_one(folder, model):
     """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
     return (["generate", "-m", model, "--seed", 2**63 - 1, "-n", 2, "-o", folder / "out", *FAST],
@@ -339,7 +344,7 @@ CASES: list[Case] = [
     config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
     model_cut_short, model_header_with_a_wrong_shape, model_header_with_a_wrong_length,
     model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
-    model_with_an_inf_weight_for_import,
+    model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file,
 ]
 
 

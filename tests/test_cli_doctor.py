@@ -56,3 +56,17 @@ def test_doctor_json_is_one_object_for_scripts(machine):
     models = {row["name"]: row for row in report["models"]}
     assert (models["tiny"]["arch"], models["tiny"]["status"]) == ("mm-unet", "cached")
     assert all(codec["ok"] for codec in report["codecs"] if codec["mode"] == "encode")
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
+    """MMGEN_CACHE set to a file: commands that cache stop at once with exit 2 (they failed with an OS error
+    after reading their inputs), and doctor shows the problem instead of "(not created yet)"."""
+    (tmp_path / "cache-file").write_text("not a folder")
+    env = mmgen_env(tmp_path, MMGEN_CACHE=str(tmp_path / "cache-file"))
+    model = save_tiny_model(tmp_path / "tiny.safetensors")
+    imported = run_mmgen("models", "import", model, "--name", "tiny", env=env)
+    assert imported.returncode == 2 and imported.stderr.count("\n") == 1, imported.stderr
+    assert "cache-file: it is a file, not a folder" in imported.stderr
+    doctor = run_mmgen("doctor", "--json", env=env)
+    assert doctor.returncode == 0, doctor.stderr
+    assert "it is a file, not a folder" in json.loads(doctor.stdout)["cache"]["problem"]

@@ -108,3 +108,12 @@ def test_a_folder_without_usable_clips_is_an_error_naming_it(tmp_path):
 def test_the_clip_format_must_span_the_same_time_in_video_and_audio():
     with pytest.raises(ConfigError, match="does not span its video"):
         ClipFormat(frames=4, fps=10.0, height=16, width=16, sample_rate=4000, samples=3200)
+
+
+def test_a_file_name_that_is_not_utf8_is_decoded_like_any_other(tmp_path):
+    """Camera cards and old archives hold names in Latin-1: one such file once stopped the whole run."""
+    write_clip(tmp_path / "clips" / "a.mp4", ["red"], 1.0)
+    latin1 = os.path.join(os.fsencode(tmp_path / "clips"), b"caf\xe9.mp4")
+    os.rename(os.fsencode(tmp_path / "clips" / "a.mp4"), latin1)
+    dataset, report = build_clip_dataset(tmp_path / "clips", TINY_FORMAT, tmp_path / "cache")
+    assert (report.files, report.skipped, report.decoded) == (1, [], 1) and len(dataset) > 0

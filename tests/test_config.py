@@ -44,3 +44,15 @@ def test_valid_mapping_round_trips():
 def test_bad_fields_are_named(data, message):
     with pytest.raises(ConfigError, match="^models/x.yaml: " + message.replace("(", r"\(")):
         from_dict(Entry, data, "models/x.yaml")
+
+
+def test_a_relative_from_file_is_kept_absolute_so_resume_works_from_any_folder(tmp_path, monkeypatch):
+    """`finetune clips -o run --from base/model.safetensors`, later `cd elsewhere; finetune ../clips -o ../run
+    --resume`: the run's config.yaml must name the base wherever the command runs (a LoRA run needs it)."""
+    from mmgen.train.config import run_config
+
+    monkeypatch.chdir(tmp_path)
+    assert run_config(tmp_path / "run", flags={"init": "base/model.safetensors"}).init == str(
+        tmp_path / "base" / "model.safetensors"
+    )
+    assert run_config(tmp_path / "run", flags={"init": "demo"}).init == "demo"  # a registry name stays a name

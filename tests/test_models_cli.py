@@ -154,6 +154,23 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     assert "unknown model 'mine'" in capsys.readouterr().err
 
 
+def test_rm_takes_model_names_only_and_never_deletes_outside_the_cache(tmp_path, monkeypatch, capsys):
+    """`models rm ../../my-run` (or an absolute path) once deleted the model files of any folder it named."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    run_folder = tmp_path / "my-run"
+    run_folder.mkdir()
+    save_tiny_model(run_folder / "model.safetensors")
+    (run_folder / "model.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in run_folder.iterdir()}
+
+    for name in ("../../my-run", str(run_folder), "../models/x"):
+        assert run(["models", "rm", name]) == 2
+        assert f"invalid model name {name!r}" in capsys.readouterr().err
+
+    assert {p.name: p.read_bytes() for p in run_folder.iterdir()} == before
+
+
 def test_pull_says_how_to_get_a_model_that_needs_import(tmp_path, monkeypatch, capsys):
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)

@@ -73,6 +73,8 @@ def _record(name: str) -> AdapterRecord | None:
 
 
 def remove(name: str) -> bool:
+    if not NAME_PATTERN.fullmatch(name):  # a path or "..": never deletes outside the store
+        return False
     folder = root() / name
     if not (folder / RECORD).is_file():
         return False

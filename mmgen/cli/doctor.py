@@ -69,7 +69,11 @@ def _free_bytes(folder: Path) -> int:
 
 def facts() -> dict[str, Any]:
     """Everything doctor reports, as plain JSON-able values."""
-    root = cache_root()
+    try:
+        root = cache_root()
+        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)}
+    except MmgenError as e:  # said in the report, with everything else
+        cache = {"path": os.environ.get("MMGEN_CACHE", ""), "exists": False, "free_gib": 0.0, "problem": str(e)}
     try:
         models = [row.as_dict() for row in catalog()]
         models_error = None
@@ -88,7 +92,7 @@ def facts() -> dict[str, Any]:
         "codecs": [{"codec": n, "mode": "encode" if m == "w" else "decode", "use": use, "ok": _codec(n, m)}
                    for n, m, use in CODECS],
         "devices": _devices(),
-        "cache": {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)},
+        "cache": cache,
         "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
         "models": models,
         **({"models_error": models_error} if models_error else {}),
@@ -114,7 +118,10 @@ def _show(report: dict[str, Any], console: Console) -> None:
     console.print(f"  --device auto → {devices['auto']}")
     cache = report["cache"]
     console.print("[bold]Cache[/]")
-    console.print(f"  {cache['path']} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
+    if "problem" in cache:
+        console.print(f"  {bad} {cache['problem']}", highlight=False)
+    else:
+        console.print(f"  {cache['path']} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
     for name, value in report["environment"].items():
         console.print(f"  {name}={value}")
     console.print("[bold]Models[/]")

@@ -160,7 +160,9 @@ class ClipCache:
                     skip, lambda tmp: tmp.write_text(json.dumps({"source": str(path), "reason": reason}))
                 )
                 return None, reason, True
-            metadata = {"source": str(path.resolve()), "fps": str(self.fmt.fps)}
+            # A file name that is not UTF-8 (bytes Python keeps as surrogates) is written with replacement marks.
+            source = str(path.resolve()).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            metadata = {"source": source, "fps": str(self.fmt.fps)}
             _write_atomic(
                 shard,
                 lambda tmp: safetensors.torch.save_file({"video": video, "audio": audio}, str(tmp), metadata),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from mmgen.adapters.lora import LoraSpec
 from mmgen.config import from_dict, load_yaml
 from mmgen.errors import ConfigError, UsageError
+from mmgen.weights.load import is_path
 
 DEFAULT_MODEL = "demo"
 
@@ -206,6 +207,8 @@ def run_config(
         raise UsageError("--from and --scratch exclude each other")
     if resume and (scratch or "init" in flags):
         raise UsageError("--resume continues the run's own model; drop --from/--scratch")
+    if "init" in flags and is_path(flags["init"]):  # config.yaml keeps it: --resume may run from another folder
+        flags["init"] = str(Path(flags["init"]).absolute())
     layers = []
     if resume:
         if not (run_dir / "config.yaml").is_file():

@@ -87,7 +87,7 @@ def prepare(
     dataset, report = build_clip_dataset(
         data_dir,
         ClipFormat.of_model(model_config),
-        config.cache_dir or cache_root() / "clips",
+        check_output_folder(config.cache_dir or cache_root() / "clips"),
         stride=config.stride,
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
         leave_out=_run_folders(run_dir),

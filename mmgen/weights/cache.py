@@ -30,12 +30,22 @@ import filelock
 import platformdirs
 
 from mmgen.config import read_record, to_dict
-from mmgen.errors import ChecksumMismatch
+from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import write_text
+from mmgen.weights.registry import NAME_PATTERN
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
+    """MMGEN_CACHE, else the platform's cache folder; ConfigError (exit 2) when it, or a folder on its way, is a
+    file: every command that caches would fail on it with an OS error, after reading its inputs."""
+    root = Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
+    existing = root
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "it is a file" if existing == root else f"{existing} is a file"
+        raise ConfigError(f"cache folder {root}: {where}, not a folder", hint="set MMGEN_CACHE to a folder")
+    return root
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,9 @@ class ModelCache:
         self.root = Path(root) if root is not None else cache_root()
 
     def folder(self, name: str) -> Path:
+        """The model's folder; a name that is not a model name (a path, "..") never reaches the filesystem."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise UsageError(f"invalid model name {name!r}: use letters, digits and . _ + - only")
         return self.root / "models" / name
 
     def weights_path(self, name: str) -> Path:

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import filelock
 
@@ -51,9 +51,22 @@ class Record:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {})}
 
     @classmethod
-    def from_json(cls, data: dict) -> Record:
-        files = {k: FileRecord(**v) for k, v in data.get("files", {}).items()}
-        return cls(**{**data, "files": files})
+    def from_json(cls, data: Any) -> Record:
+        """ValueError for anything but a record as `to_json` writes it (a hand-edited or foreign line)."""
+        if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
+            raise ValueError("not a record")
+        files = {}
+        for key, value in data.get("files", {}).items():
+            if not isinstance(value, dict):
+                raise ValueError("not a file record")
+            files[key] = FileRecord(**value)
+            if not (isinstance(files[key].path, str) and isinstance(files[key].size, int)
+                    and isinstance(files[key].sha256, str)):
+                raise ValueError("not a file record")
+        record = cls(**{**data, "files": files})
+        if not all(isinstance(v, str) for v in (record.output, record.state, record.hash, record.kind)):
+            raise ValueError("not a record")
+        return record
 
 
 class Manifest:
@@ -68,13 +81,13 @@ class Manifest:
         """The last record of every output."""
         records: dict[str, Record] = {}
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return records
         for line in text.splitlines():
             try:
                 record = Record.from_json(json.loads(line))
-            except (json.JSONDecodeError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
                 continue  # a line torn by a kill, or not ours
             records[record.output] = record
         return records

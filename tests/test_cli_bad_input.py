@@ -313,6 +313,19 @@ def clip_cache_folder_is_a_file(folder, model):
     return ["finetune", folder, "--cache-dir", taken, "-o", folder / "run"], "taken.mp4: it is a file, not a folder"
 
 
+def a_recipe_for_a_model_no_machine_could_build(folder, model):
+    """A typo'd width asked torch for 40 PB (exit 1, an allocator error); a medium one would swap for minutes."""
+    (folder / "recipe.yaml").write_text("model: {arch: mm-unet, config: {model_channels: 100000000}}\n")
+    return (["finetune", folder, "--scratch", "--config", folder / "recipe.yaml", "-o", folder / "run"],
+            "model_channels × the largest channel_mult must be at most 4096")
+
+
+def a_recipe_whose_heads_do_not_fit_its_widths(folder, model):
+    (folder / "recipe.yaml").write_text("model: {arch: mm-unet, config: {model_channels: 96, num_head_channels: 64}}\n")
+    return (["finetune", folder, "--scratch", "--config", folder / "recipe.yaml", "-o", folder / "run"],
+            "cannot build an mm-unet from this config: num_head_channels=64 must divide the")
+
+
 def seeds_past_the_last_one(folder, model):
     """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
     return (["generate", "-m", model, "--seed", 2**63 - 1, "-n", 2, "-o", folder / "out", *FAST],
@@ -344,7 +357,8 @@ CASES: list[Case] = [
     config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
     model_cut_short, model_header_with_a_wrong_shape, model_header_with_a_wrong_length,
     model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
-    model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file,
+    model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file, a_recipe_for_a_model_no_machine_could_build,
+    a_recipe_whose_heads_do_not_fit_its_widths,
 ]
 
 

@@ -38,8 +38,11 @@ def build_model(arch: str, config=None, device: torch.device | str | None = None
     are laid out channels-last, as a loaded model's are (models/storage.py)."""
     if not isinstance(config, (MMUNetConfig, SRUNetConfig)):
         config = config_for(arch, config)
-    with torch.device(device or "cpu"):
-        return channels_last_weights(model_class(arch)(config))
+    try:
+        with torch.device(device or "cpu"):
+            return channels_last_weights(model_class(arch)(config))
+    except ValueError as e:  # a config its layers cannot be built from (e.g. heads that do not divide a width)
+        raise ConfigError(f"cannot build an {arch} from this config: {e}") from None
 
 
 __all__ = ["ARCHITECTURES", "MMUNetConfig", "SRUNetConfig", "build_model", "config_for", "model_class"]

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_CHANNELS = 4096  # the widest layer mmgen builds: 8× the paper's (512, 768); wider is a typo, not a model
+
+
+def check_size(config) -> None:
+    """Refuse a width no machine could build (model_channels: 100000000 asked for 40 PB), before any memory is
+    allocated for it."""
+    if not config.channel_mult or min(config.channel_mult) < 1 or config.model_channels < 32:
+        raise ValueError("model_channels must be at least 32 and every channel_mult at least 1")
+    if config.model_channels * max(config.channel_mult) > MAX_CHANNELS:
+        raise ValueError(f"model_channels × the largest channel_mult must be at most {MAX_CHANNELS}, got "
+                         f"{config.model_channels} × {max(config.channel_mult)}")
+
 
 @dataclass(frozen=True)
 class MMUNetConfig:
@@ -41,6 +53,9 @@ class MMUNetConfig:
             raise ValueError("audio length must be divisible by 4 per downsampling level")
         if self.model_channels % 32:
             raise ValueError("model_channels must be a multiple of 32 (GroupNorm groups)")
+        check_size(self)
+        if self.num_head_channels < 1 or self.num_heads < 1:
+            raise ValueError("num_heads and num_head_channels must be at least 1")
 
     @property
     def frames(self) -> int:
@@ -78,6 +93,9 @@ class SRUNetConfig:
     def __post_init__(self):
         if self.model_channels % 32:
             raise ValueError("model_channels must be a multiple of 32 (GroupNorm groups)")
+        check_size(self)
+        if self.num_heads < 1 and self.num_head_channels < 1:
+            raise ValueError("num_heads or num_head_channels must be at least 1")
         down = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % down:
             raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")

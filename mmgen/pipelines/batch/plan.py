@@ -11,7 +11,6 @@ import dataclasses
 import glob
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -22,9 +21,9 @@ import torch
 from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.files import check_output_folder, check_output_target, same_file
+from mmgen.files import check_output_folder
 from mmgen.media import probe
-from mmgen.pipelines.batch.manifest import Manifest, Record
+from mmgen.pipelines.batch.manifest import Manifest
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
     BatchFile,
@@ -33,10 +32,11 @@ from mmgen.pipelines.batch.schema import (
     Problem,
     read_batch_file,
 )
+from mmgen.pipelines.batch.targets import check_not_manifest, check_targets, check_unique, status_of
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.retake import check_frame_size, check_ranges
-from mmgen.pipelines.session import Run, input_files, prepare
+from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
@@ -122,13 +122,13 @@ def plan_batch(
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
     manifest = Manifest(batch.output_dir)
-    _check_not_manifest(batch.path, manifest)
+    check_not_manifest(batch.path, manifest)
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
-    fine = _check_targets(jobs, batch.path, problems)
-    _check_unique(fine, problems)
+    fine = check_targets(jobs, batch.path, problems)
+    check_unique(fine, problems)
     records = manifest.latest()
     # Only the jobs whose outputs may be written: one that would replace an input gets no "pass --overwrite" hint.
-    status = {job.number: _status(job, records.get(job.output), manifest, problems, overwrite) for job in fine}
+    status = {job.number: status_of(job, records.get(job.output), manifest, problems, overwrite) for job in fine}
     downloads = planner.downloads(jobs)
     if problems:
         raise BatchInvalid(batch.path, problems)
@@ -356,59 +356,3 @@ def _seed_for(stem: str) -> int:
     """A job's seed when none is given: fixed by its output name, so a re-run makes the same clip and two
     jobs do not make the same one."""
     return int.from_bytes(hashlib.sha256(stem.encode()).digest()[:4], "big") >> 1
-
-
-def _check_not_manifest(batch_file: Path, manifest: Manifest) -> None:
-    """The batch appends to the output folder's manifest (under its lock file): neither may be the batch file."""
-    for path in (manifest.path, manifest.lock):
-        if same_file(batch_file, path):
-            raise UsageError(f"cannot use {batch_file} as the batch file: it is {path.name}, which the batch "
-                             f"writes in {manifest.folder}", hint="move the batch file, or choose another -o")
-
-
-def _check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem]) -> list[Job]:
-    """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
-    a job's input, model or adapter (an output never replaces an input)."""
-    inputs = sorted({*(job.input for job in jobs if job.input is not None),
-                     *(path for job in jobs for path in input_files(job.settings))})
-    fine = []
-    for job in jobs:
-        try:
-            for path in job.files.files.values():
-                if same_file(path, batch_file):
-                    raise UsageError(f"cannot write {path}: it is the batch file", hint="an output never replaces an input")
-                check_output_target(path, inputs)
-        except UsageError as e:
-            problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
-        else:
-            fine.append(job)
-    return fine
-
-
-def _check_unique(jobs: list[Job], problems: list[Problem]) -> None:
-    """No two jobs may write the same file (sidecars and previews included)."""
-    owners: dict[Path, Job] = {}
-    for job in jobs:
-        for path in job.files.files.values():
-            first = owners.setdefault(path.resolve(), job)
-            if first is not job:
-                problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {path.name} is also "
-                                        f"written by job {first.spec.index} (line {first.spec.line}); give a "
-                                        "different `name`"))
-                break
-
-
-def _status(job: Job, record: Record | None, manifest: Manifest, problems: list[Problem], overwrite: bool
-            ) -> Status:
-    """Where the job stands in the manifest; a file in its way that the batch did not write is a problem."""
-    if record is None:
-        existing = [p for p in job.files.files.values() if os.path.lexists(p)]
-        if existing and not overwrite:
-            problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {existing[0]} exists and "
-                                    "was not written by this batch (pass --overwrite to replace it)"))
-        return "new"
-    if record.state == "done":
-        if record.hash != job.hash:
-            return "changed"
-        return "done" if manifest.intact(record) else "damaged"
-    return "incomplete" if record.state == "started" else "failed"

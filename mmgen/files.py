@@ -12,6 +12,7 @@ cannot be written, and `check_output_target` when it is a symbolic-link loop or 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import uuid
@@ -155,3 +156,11 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         yield temp
         if os.path.lexists(target) and not overwrite:  # appeared while we were writing
             raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

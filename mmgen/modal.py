@@ -7,11 +7,12 @@ twice for video and audio. A single-modality model (the SR U-Net) is just a one-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-Modal = dict[str, torch.Tensor]
+Modal = dict[str, "torch.Tensor"]  # a string: what names modalities should not have to import torch
 MODALITIES = ("video", "audio")  # of the coupled model, in the official draw order
 
 

@@ -22,11 +22,11 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
+from mmgen.files import sha256_file
 from mmgen.media import probe
 from mmgen.pipelines import session
 from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_plan
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
-from mmgen.weights import sha256_file
 
 SIX_JOBS = """
     defaults:

@@ -19,9 +19,9 @@ from mmgen_cli import mmgen_env, run_mmgen
 from safetensors.torch import load_file
 
 from mmgen.cli import run
+from mmgen.files import sha256_file
 from mmgen.media import probe, read_audio, read_video
 from mmgen.train.runlog import read_log
-from mmgen.weights import sha256_file
 
 STEPS = 20
 # Stated margin: after 20 steps (batch 4, lr 2e-3, from random weights) the mean loss of steps 16–20 is below

@@ -19,9 +19,10 @@ from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
 
 from mmgen.adapters import BaseModel, LoraSpec, attach, save_adapter
 from mmgen.errors import UsageError
+from mmgen.files import sha256_file
 from mmgen.pipelines import soundtrack
 from mmgen.pipelines.settings import SoundtrackSettings
-from mmgen.weights import load_model, sha256_file
+from mmgen.weights import load_model
 
 
 def test_a_batch_job_that_would_write_over_its_own_input_is_a_problem_with_its_line(tiny, tmp_path):

@@ -21,7 +21,8 @@ from mmgen.adapters import (
     read_adapter,
     save_adapter,
 )
-from mmgen.weights import ModelCache, load_model, sha256_file
+from mmgen.files import sha256_file
+from mmgen.weights import ModelCache, load_model
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from safetensors.torch import load_file
 
 from mmgen.adapters import read_adapter
+from mmgen.files import sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.train.checkpoint import latest_checkpoint
-from mmgen.weights import save_model, sha256_file
+from mmgen.weights import save_model
 
 STEPS = 6
 

@@ -10,7 +10,8 @@ from loudness_meter import ebur128
 
 from mmgen.data.synthetic import WorldConfig, render_batch
 from mmgen.errors import UsageError
-from mmgen.media.delivery import Delivery, deliver
+from mmgen.media.deliver import deliver
+from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import integrated_loudness
 from mmgen.media.resample import resample
 

@@ -1,35 +1,19 @@
 """LoRA adapters: train small on top of a frozen model (`finetune --lora`), share one file, stack several
 with weights on any run (`--adapter FILE[:WEIGHT]`)."""
 
-from mmgen.adapters.apply import AdapterUse, check_fits, merge_adapters, read_uses
-from mmgen.adapters.file import Adapter, BaseModel, is_adapter_file, read_adapter, save_adapter
-from mmgen.adapters.lora import (
-    TARGETS,
-    LoraSpec,
-    adapter_parameters,
-    adapter_state,
-    attach,
-    detach_adapters,
-    load_adapter_state,
-    target_modules,
-)
+import lazy_loader
 
-__all__ = [
-    "TARGETS",
-    "Adapter",
-    "AdapterUse",
-    "BaseModel",
-    "LoraSpec",
-    "adapter_parameters",
-    "adapter_state",
-    "attach",
-    "check_fits",
-    "detach_adapters",
-    "is_adapter_file",
-    "load_adapter_state",
-    "merge_adapters",
-    "read_adapter",
-    "read_uses",
-    "save_adapter",
-    "target_modules",
-]
+# Attributes load on first use (lazy_loader): `mmgen --help` or a mistyped flag should not wait seconds for
+# torch, PyAV and scipy to import.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "apply": ["check_fits", "merge_adapters", "read_uses"],
+        "use": ["AdapterUse"],
+        "file": ["Adapter", "BaseModel", "is_adapter_file", "read_adapter", "save_adapter"],
+        "lora": [
+            "adapter_parameters", "adapter_state", "attach", "detach_adapters", "load_adapter_state", "target_modules",
+        ],
+        "spec": ["TARGETS", "LoraSpec"],
+    },
+)

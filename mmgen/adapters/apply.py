@@ -6,38 +6,13 @@ two merged models. Merging once at load time costs nothing per denoising step.""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from mmgen.adapters.file import Adapter
+from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
-
-
-@dataclass(frozen=True)
-class AdapterUse:
-    """One `--adapter` value: an adapter file (or a registered adapter's name) and its weight."""
-
-    source: str
-    weight: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> AdapterUse:
-        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name."""
-        source, sep, tail = text.rpartition(":")
-        if sep and source:
-            try:
-                weight = float(tail)
-            except ValueError:
-                return cls(text)
-            if not math.isfinite(weight):
-                raise UsageError(f"--adapter {text}: the weight must be a finite number")
-            return cls(source, weight)
-        return cls(text)
-
-    def describe(self) -> str:
-        return f"{self.source}:{self.weight:g}"
 
 
 def check_fits(adapter: Adapter, model: nn.Module, name: str, sha256: str, arch: str) -> None:

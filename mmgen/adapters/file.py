@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from mmgen import __version__
-from mmgen.adapters.lora import LoraSpec, adapter_state
+from mmgen.adapters.lora import adapter_state
+from mmgen.adapters.spec import LoraSpec
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
-from mmgen.files import atomic_path
-from mmgen.weights.checkpoint import sha256_file
+from mmgen.files import atomic_path, sha256_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 FORMAT = "mmgen-adapter/1"

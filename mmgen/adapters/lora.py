@@ -14,17 +14,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from mmgen.adapters.spec import TARGETS, LoraSpec, Targets
 from mmgen.errors import UsageError
-
-Targets = Literal["attention", "attention+conv", "all"]
-TARGETS: tuple[Targets, ...] = ("attention", "attention+conv", "all")
 
 # Which layers each `--lora-targets` choice adapts, by the official module names (official-checkpoints.md):
 # attention = self-attention q/k/v and output projections and RS-MMA's q/k/v and output projections;
@@ -70,23 +66,6 @@ class LowRankDelta(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight + self.delta().view(weight.shape).to(weight.dtype)
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """How an adapter is shaped: what the run's `--lora/--lora-alpha/--lora-targets` chose."""
-
-    rank: int
-    alpha: float
-    targets: Targets = "attention+conv"
-
-    def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise UsageError(f"--lora: the rank must be at least 1, got {self.rank}")
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise UsageError(f"--lora-alpha must be a positive number, got {self.alpha}")
-        if self.targets not in TARGETS:
-            raise UsageError(f"--lora-targets: {self.targets!r} is not one of {', '.join(TARGETS)}")
 
 
 def attach(model: nn.Module, spec: LoraSpec) -> list[nn.Parameter]:

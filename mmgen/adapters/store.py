@@ -13,9 +13,8 @@ from pathlib import Path
 from mmgen.adapters.file import Adapter, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
-from mmgen.files import atomic_path, write_text
+from mmgen.files import atomic_path, sha256_file, write_text
 from mmgen.weights.cache import cache_root
-from mmgen.weights.checkpoint import sha256_file
 from mmgen.weights.registry import NAME_PATTERN
 
 FILE = "adapter.safetensors"

@@ -4,12 +4,15 @@ summary table at the end."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.pipelines.batch import STATUS_TEXT, Outcome, Plan
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.batch import Outcome, Plan
 
 FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
 _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
@@ -38,6 +41,8 @@ def show_plan(plan: Plan, console: Console) -> None:
     table = Table(title=f"{plan.batch.path} → {plan.output_dir}", title_justify="left")
     for column in ("#", "line", "kind", "input", "output", "model", "sampling", "seed", "status"):
         table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left")
+    from mmgen.pipelines.batch import STATUS_TEXT
+
     for job in plan.jobs:
         sampling = job.run.sampling
         table.add_row(

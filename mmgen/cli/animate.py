@@ -12,7 +12,6 @@ from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.pipelines import AnimateSettings
-from mmgen.pipelines import animate as make_video
 
 
 @app.command(epilog="Examples:  mmgen animate birdsong.wav   ·   mmgen animate song.mp3 --no-upscale -o song.mp4")
@@ -27,6 +26,8 @@ def animate(
     The output keeps the ORIGINAL audio (copied when the container can hold it) and lasts exactly as long as the
     input; --loudness/--sample-rate re-encode it at that loudness and rate instead.
     """
+    from mmgen.pipelines.animate import animate as make_video
+
     with progress_display() as progress:
         result = make_video(input, output, settings, overwrite=overwrite, progress=progress)
     report([result], json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -15,8 +15,11 @@ from mmgen.cli._batch_report import say, show_plan, show_summary, stdout
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
-from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, Outcome, Share, plan_batch, run_batch
+from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.batch import Outcome
 
 
 @app.command(
@@ -56,6 +59,8 @@ def batch(
 
     Re-running skips jobs that are done and intact, and redoes changed or interrupted ones.
     """
+    from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
+
     share = Share.here()
     console = Console(stderr=True, highlight=False)
     try:
@@ -96,5 +101,7 @@ def batch(
 
 def _so_far(mine: list, reported: list[Outcome], rank: int) -> list[Outcome]:
     """How an interrupted run left its jobs: the outcomes it reported, every other job "not run"."""
+    from mmgen.pipelines.batch import Outcome
+
     ended = {o.number: o for o in reported}
     return [ended.get(job.number) or Outcome(job.number, job.kind, job.output, "not run", rank=rank) for job in mine]

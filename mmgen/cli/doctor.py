@@ -4,99 +4,14 @@ their sha256, what `pull` would fetch) — so a bug report or a "why is it slow?
 from __future__ import annotations
 
 import json as json_module
-import os
-import platform
-import shutil
-from pathlib import Path
 from typing import Annotated, Any
 
-import av
-import numpy
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmgen import __version__
 from mmgen.cli.app import app
 from mmgen.errors import MmgenError
-from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
-from mmgen.weights import cache_root
-from mmgen.weights.catalog import catalog
-
-# (codec, direction, what mmgen needs it for); the first two are required to write any output.
-CODECS = [
-    ("libx264", "w", "H.264 video out"),
-    ("aac", "w", "AAC audio out"),
-    ("h264", "r", "H.264 video in"),
-    ("aac", "r", "AAC audio in"),
-    ("png", "w", "previews"),
-]
-REQUIRED = {("libx264", "w"), ("aac", "w")}
-ENVIRONMENT = ("MMGEN_CACHE", "MMGEN_PRESETS", "MMGEN_OFFLINE", "MMGEN_DEBUG")
-
-
-def _codec(name: str, mode: str) -> bool:
-    try:
-        av.Codec(name, mode)
-    except Exception:  # PyAV raises UnknownCodecError (a ValueError) or an FFmpeg error
-        return False
-    return True
-
-
-def _devices() -> dict[str, Any]:
-    cuda = []
-    for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        props = torch.cuda.get_device_properties(index)
-        cuda.append({"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                     "capability": f"{props.major}.{props.minor}"})
-    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    auto = select_compute("auto", "auto")
-    return {
-        "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_native_bf16(),
-                "huge_pages": huge_pages()},
-        "cuda": cuda,
-        "mps": mps,
-        "auto": auto.describe(),
-    }
-
-
-def _free_bytes(folder: Path) -> int:
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
-
-
-def facts() -> dict[str, Any]:
-    """Everything doctor reports, as plain JSON-able values."""
-    try:
-        root = cache_root()
-        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)}
-    except MmgenError as e:  # said in the report, with everything else
-        cache = {"path": os.environ.get("MMGEN_CACHE", ""), "exists": False, "free_gib": 0.0, "problem": str(e)}
-    try:
-        models = [row.as_dict() for row in catalog()]
-        models_error = None
-    except MmgenError as e:  # a broken user registry file must not hide everything else
-        models, models_error = [], str(e)
-    return {
-        "versions": {
-            "mmgen": __version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "av": av.__version__,
-            "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
-            "numpy": numpy.__version__,
-            "platform": platform.platform(),
-        },
-        "codecs": [{"codec": n, "mode": "encode" if m == "w" else "decode", "use": use, "ok": _codec(n, m)}
-                   for n, m, use in CODECS],
-        "devices": _devices(),
-        "cache": cache,
-        "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
-        "models": models,
-        **({"models_error": models_error} if models_error else {}),
-    }
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -146,6 +61,8 @@ def doctor(
 
     Exits 1 if an encoder mmgen needs to write mp4 files is missing.
     """
+    from mmgen.cli._facts import REQUIRED, facts
+
     report = facts()
     if json:
         print(json_module.dumps(report, indent=2))

@@ -11,7 +11,7 @@ from mmgen.cli import options
 from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
-from mmgen.pipelines import GenerateSettings, generate_files
+from mmgen.pipelines.settings import GenerateSettings
 
 
 @app.command(
@@ -41,6 +41,8 @@ def generate(
 
     Clip k uses seed SEED+k, so `--seed SEED+k -n 1` makes it again.
     """
+    from mmgen.pipelines.generate import generate_files
+
     with progress_display() as progress:
         results = generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)
     report(results, json)

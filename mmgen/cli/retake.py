@@ -11,7 +11,6 @@ from mmgen.cli import options
 from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
-from mmgen.pipelines.retake import retake as make_retake
 from mmgen.pipelines.settings import RetakeSettings
 
 
@@ -28,6 +27,8 @@ def retake(
     Outside the ranges the output is the input: its sound sample for sample (at the delivered rate) and its
     picture's packets copied for a sound retake; its frames and its sound's packets for a picture retake.
     """
+    from mmgen.pipelines.retake import retake as make_retake
+
     with progress_display() as progress:
         result = make_retake(input, output, settings, overwrite=overwrite, progress=progress)
     report([result], json)

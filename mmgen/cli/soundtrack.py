@@ -12,7 +12,6 @@ from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.pipelines import SoundtrackSettings
-from mmgen.pipelines import soundtrack as make_soundtrack
 
 
 @app.command(epilog="Examples:  mmgen soundtrack my_clip.mp4   ·   mmgen soundtrack talk.mov --mix 0.3 --wav -o out.mp4")
@@ -26,6 +25,8 @@ def soundtrack(
 
     The output keeps the ORIGINAL video stream (copied, not re-encoded) and lasts exactly as long as the input.
     """
+    from mmgen.pipelines.soundtrack import soundtrack as make_soundtrack
+
     with progress_display() as progress:
         result = make_soundtrack(input, output, settings, overwrite=overwrite, progress=progress)
     report([result], json)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mmgen.config import from_dict, load_yaml, to_dict
-from mmgen.diffusion.guidance import Condition
 from mmgen.errors import ConfigError
 from mmgen.modal import MODALITIES, Modal
 from mmgen.presets import preset_dir
+
+if TYPE_CHECKING:
+    from mmgen.diffusion.guidance import Condition
 
 # The released conditional scripts use λ = 3 in fp16, where the loss is scaled by 2**20 and never
 # unscaled (see guidance.Guide.step), so their effective scale on our plain loss is 3·2**20.
@@ -58,6 +60,8 @@ class SamplingConfig:
 
     def condition(self, known: Modal, mask: Modal | None = None, noise: Modal | None = None) -> Condition:
         """A Condition on `known` with this config's guidance mode and scale."""
+        from mmgen.diffusion.guidance import Condition  # imports torch, which reading a config does not need
+
         return Condition(known=known, mask=mask, mode=self.guidance, scale=self.guidance_scale, noise=noise)
 
 

@@ -18,13 +18,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pyloudnorm
 import torch
-from scipy.signal import resample_poly
 
+from mmgen.media.delivery import DEFAULT_TARGET
 from mmgen.media.filters import filter_audio
 
-DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
 TRUE_PEAK_CEILING = -1.0  # dBTP (EBU R128 allows −1 for lossy delivery)
 BLOCK_SECONDS = 0.4  # BS.1770 gating block
 OVERSAMPLE = 4  # true-peak oversampling (BS.1770-4 Annex 2)
@@ -54,12 +52,16 @@ def integrated_loudness(audio: torch.Tensor | np.ndarray, sample_rate: int) -> f
     block = math.ceil(BLOCK_SECONDS * sample_rate)
     if len(samples) < block:
         samples = np.tile(samples, math.ceil(block / len(samples)))
+    import pyloudnorm  # imports scipy.signal: ~1.5 s that a command which measures no loudness should not pay
+
     value = float(pyloudnorm.Meter(sample_rate, block_size=BLOCK_SECONDS).integrated_loudness(samples))
     return value if math.isfinite(value) else None
 
 
 def true_peak(audio: torch.Tensor | np.ndarray) -> float:
     """True peak in dBTP: the largest magnitude of the 4× oversampled signal (−inf for silence)."""
+    from scipy.signal import resample_poly
+
     peak = float(np.abs(resample_poly(_mono64(audio), OVERSAMPLE, 1)).max(initial=0.0))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 

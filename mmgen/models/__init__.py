@@ -1,48 +1,13 @@
 """Architectures by registry name: `mm-unet` (coupled video/audio U-Net) and `sr-unet` (per-frame 64→256
 super-resolution)."""
 
-from __future__ import annotations
+import lazy_loader
 
-from typing import Any
-
-import torch
-
-from mmgen.config import from_dict
-from mmgen.errors import ConfigError
-from mmgen.models.config import MMUNetConfig, SRUNetConfig
-from mmgen.models.mmunet import MMUNet
-from mmgen.models.srunet import SRUNet
-from mmgen.models.storage import channels_last_weights
-
-# name → (config dataclass, model class)
-ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
-    "mm-unet": (MMUNetConfig, MMUNet),
-    "sr-unet": (SRUNetConfig, SRUNet),
-}
-
-
-def config_for(arch: str, fields: dict[str, Any] | None = None, where: str = "config"):
-    """The config dataclass of `arch` built strictly from `fields` (None: the released config)."""
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"{where}: unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
-    return from_dict(ARCHITECTURES[arch][0], fields or {}, where)
-
-
-def model_class(arch: str) -> type[torch.nn.Module]:
-    return ARCHITECTURES[arch][1]
-
-
-def build_model(arch: str, config=None, device: torch.device | str | None = None) -> torch.nn.Module:
-    """Instantiate `arch` with `config` (a dataclass, a field dict, or None for the released config).
-    With device="meta" no memory is allocated: use it to read key names and shapes. Its convolution weights
-    are laid out channels-last, as a loaded model's are (models/storage.py)."""
-    if not isinstance(config, (MMUNetConfig, SRUNetConfig)):
-        config = config_for(arch, config)
-    try:
-        with torch.device(device or "cpu"):
-            return channels_last_weights(model_class(arch)(config))
-    except ValueError as e:  # a config its layers cannot be built from (e.g. heads that do not divide a width)
-        raise ConfigError(f"cannot build an {arch} from this config: {e}") from None
-
-
-__all__ = ["ARCHITECTURES", "MMUNetConfig", "SRUNetConfig", "build_model", "config_for", "model_class"]
+# Attributes load on first use (lazy_loader): a config is read without importing torch and the model classes.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["CONFIGS", "MMUNetConfig", "SRUNetConfig", "config_for"],
+        "architectures": ["ARCHITECTURES", "build_model", "model_class"],
+    },
+)

@@ -4,6 +4,10 @@ field names follow the official constructor arguments so a released config reads
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from mmgen.config import from_dict
+from mmgen.errors import ConfigError
 
 MAX_CHANNELS = 4096  # the widest layer mmgen builds: 8× the paper's (512, 768); wider is a typo, not a model
 
@@ -99,3 +103,14 @@ class SRUNetConfig:
         down = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % down:
             raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")
+
+
+# name → config dataclass (mmgen.models.architectures pairs each with its model class)
+CONFIGS: dict[str, type] = {"mm-unet": MMUNetConfig, "sr-unet": SRUNetConfig}
+
+
+def config_for(arch: str, fields: dict[str, Any] | None = None, where: str = "config"):
+    """The config dataclass of `arch` built strictly from `fields` (None: the released config)."""
+    if arch not in CONFIGS:
+        raise ConfigError(f"{where}: unknown architecture {arch!r} (known: {', '.join(CONFIGS)})")
+    return from_dict(CONFIGS[arch], fields or {}, where)

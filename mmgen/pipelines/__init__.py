@@ -5,37 +5,20 @@ is a thin shell over them). Each validates cheaply first, then loads the model, 
     soundtrack("clip.mp4", "scored.mp4", SoundtrackSettings(seed=7, mix=0.3))
 """
 
-from mmgen.pipelines.animate import animate
-from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.events import ProgressEvent, ProgressFn
-from mmgen.pipelines.generate import generate, generate_files
-from mmgen.pipelines.settings import (
-    AnimateSettings,
-    GenerateSettings,
-    InvalidSetting,
-    MatchingSettings,
-    RunSettings,
-    SoundtrackSettings,
-)
-from mmgen.pipelines.soundtrack import soundtrack
-from mmgen.runtime.device import Compute, select_compute
+import lazy_loader
 
-__all__ = [
-    "AnimateSettings",
-    "Clip",
-    "Compute",
-    "GenerateSettings",
-    "InvalidSetting",
-    "MatchingSettings",
-    "ProgressEvent",
-    "ProgressFn",
-    "Provenance",
-    "Result",
-    "RunSettings",
-    "SoundtrackSettings",
-    "animate",
-    "generate",
-    "generate_files",
-    "select_compute",
-    "soundtrack",
-]
+# Attributes load on first use (lazy_loader): `mmgen --help` or a mistyped flag should not wait seconds for
+# torch, PyAV and scipy to import.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "animate": ["animate"],
+        "clips": ["Clip", "Provenance", "Result"],
+        "events": ["ProgressEvent", "ProgressFn"],
+        "generate": ["generate", "generate_files"],
+        "settings": [
+            "AnimateSettings", "GenerateSettings", "InvalidSetting", "MatchingSettings", "RunSettings", "SoundtrackSettings",
+        ],
+        "soundtrack": ["soundtrack"],
+    },
+)

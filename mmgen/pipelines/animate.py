@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmgen.media import probe, read_audio, replace_video, write_mp4
-from mmgen.media.delivery import deliver
+from mmgen.media.deliver import deliver
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import run_conditional

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from mmgen import __version__
 
 if TYPE_CHECKING:
+    import torch
+
     from mmgen.pipelines.session import Models, Run
 
 

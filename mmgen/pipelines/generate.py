@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
-from mmgen.media.delivery import Delivery, deliver
+from mmgen.media.deliver import deliver
+from mmgen.media.delivery import Delivery
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet

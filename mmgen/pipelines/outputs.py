@@ -12,12 +12,15 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmgen.errors import MediaError, UsageError
 from mmgen.files import atomic_output, check_output_target, check_writable
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
-from mmgen.pipelines.clips import Result
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.clips import Result
 
 CLIP_STEM = "clip_{:04d}"
 _finished: ContextVar[list[Path] | None] = ContextVar("finished_outputs", default=None)

@@ -17,7 +17,8 @@ import torch
 
 from mmgen.errors import MediaError, UsageError
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
-from mmgen.media.delivery import Delivery, deliver
+from mmgen.media.deliver import deliver
+from mmgen.media.delivery import Delivery
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -109,10 +110,12 @@ def retake(
     paths = settings.outputs(out)
     outputs.check_outputs([paths], overwrite, inputs=[source, *input_files(settings)])
     run = prepare(settings)
-    check_frame_size(settings, info, known_config(run.model))  # before loading, when the config is known
+    known = known_config(run.model)
+    check_frame_size(settings, info, known)  # before loading, when the config is known without it
     models = load(run)
     config = models.base.config
-    check_frame_size(settings, info, config)
+    if known is None:
+        check_frame_size(settings, info, config)
     size = tuple(config.video_size[2:])
     started = time.perf_counter()
     tracks = tracks_for(config.frames, config.audio_length)

@@ -23,7 +23,8 @@ from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.lineage import own_lineage
-from mmgen.weights.load import availability, is_path
+from mmgen.weights.load import availability
+from mmgen.weights.registry import is_path
 
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mmgen.adapters.apply import AdapterUse
+from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmgen.media import read_audio, replace_audio, write_wav
-from mmgen.media.delivery import deliver
+from mmgen.media.deliver import deliver
 from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result

@@ -1,8 +1,15 @@
 """Fine-tuning (and training from scratch) of the MM-UNet on a folder of clips: `mmgen finetune`."""
 
-from mmgen.train.config import FinetuneConfig, resolve_config, run_config
-from mmgen.train.divergence import TrainingDiverged
-from mmgen.train.events import TrainEvent
-from mmgen.train.trainer import FinetuneResult, finetune
+import lazy_loader
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "TrainEvent", "TrainingDiverged", "finetune", "resolve_config", "run_config"]
+# Attributes load on first use (lazy_loader): `mmgen --help` or a mistyped flag should not wait seconds for
+# torch, PyAV and scipy to import.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": ["FinetuneConfig", "resolve_config", "run_config"],
+        "divergence": ["TrainingDiverged"],
+        "events": ["TrainEvent"],
+        "trainer": ["FinetuneResult", "finetune"],
+    },
+)

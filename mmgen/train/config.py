@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mmgen.adapters.lora import LoraSpec
+from mmgen.adapters.spec import LoraSpec
 from mmgen.config import from_dict, load_yaml
 from mmgen.errors import ConfigError, UsageError
-from mmgen.weights.load import is_path
+from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
 

@@ -31,7 +31,7 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
-from mmgen.files import write_text
+from mmgen.files import sha256_file, write_text
 from mmgen.weights.registry import NAME_PATTERN
 
 
@@ -123,8 +123,6 @@ class ModelCache:
         """`record` once its weights file is shown to hold the recorded bytes: the size always, the full sha256
         only when the file's stamp moved since it was last hashed (then the new stamp is recorded). A damaged
         file raises ChecksumMismatch with `hint` (how to replace it)."""
-        from mmgen.weights.checkpoint import sha256_file  # imports torch; the cache itself does not need it
-
         path = self.weights_path(name)
         stamp = FileStamp.of(path)
         if stamp == record.stamp:

@@ -12,10 +12,10 @@ from typing import Any
 
 from mmgen.config import to_dict
 from mmgen.errors import ModelNotFound
+from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
 from mmgen.weights.cache import FileStamp, ModelCache
-from mmgen.weights.checkpoint import sha256_file
 from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import load_registry, unknown_model
 

@@ -4,7 +4,6 @@ so a file is self-describing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import struct
@@ -17,20 +16,11 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import UsageError, WeightsMismatch
-from mmgen.files import atomic_path
+from mmgen.files import atomic_path, sha256_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
-_CHUNK = 1 << 20
 _MAX_HEADER = 100_000_000  # bytes: the largest header the safetensors library reads
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_safetensors(path: Path) -> bool:

@@ -15,13 +15,13 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
-from mmgen.files import same_file
+from mmgen.files import same_file, sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache
-from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model, sha256_file
+from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model
 from mmgen.weights.lineage import Lineage, file_lineage
-from mmgen.weights.registry import NAME_PATTERN, ModelEntry, load_registry
+from mmgen.weights.registry import ModelEntry, load_registry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 _LISTED = 8  # keys named per kind of mismatch before "... and N more"
@@ -147,8 +147,6 @@ def import_weights(
     file, cache = Path(file), cache or ModelCache()
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
-    if not NAME_PATTERN.fullmatch(name):
-        raise UsageError(f"invalid model name {name!r}: use letters, digits and . _ + - only")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not

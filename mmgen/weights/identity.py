@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmgen.files import sha256_file
 from mmgen.weights.cache import ModelCache
-from mmgen.weights.checkpoint import sha256_file
-from mmgen.weights.load import is_path
-from mmgen.weights.registry import Registry
+from mmgen.weights.registry import Registry, is_path
 
 
 def model_sha256(name: str, registry: Registry, cache: ModelCache) -> str:

@@ -19,7 +19,7 @@ from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.errors import ConfigError
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.checkpoint import read_header
-from mmgen.weights.registry import load_registry
+from mmgen.weights.registry import is_path, load_registry
 
 SAMPLING, UPSAMPLER = "sampling", "upsampler"  # metadata keys
 
@@ -47,8 +47,6 @@ def file_lineage(path: Path) -> Lineage:
 def own_lineage(name_or_path: str | Path) -> Lineage:
     """A model's own: its registry entry's, else its weights file's (a path) or its cache record's (a model
     imported without a registry entry)."""
-    from mmgen.weights.load import is_path  # here: load imports convert, which imports this module
-
     if is_path(name_or_path):
         return file_lineage(Path(name_or_path))
     name = str(name_or_path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,15 @@ from typing import Any
 import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
+from mmgen.files import sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.models.storage import Storage
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
-from mmgen.weights.checkpoint import check_finite, read_header, sha256_file
+from mmgen.weights.checkpoint import check_finite, read_header
 from mmgen.weights.convert import Target, check_state_dict
 from mmgen.weights.pull import availability, pull, repair_hint
-from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
+from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
 from mmgen.weights.safetensors_file import open_safetensors
 
 
@@ -56,12 +56,6 @@ def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) ->
             f"{name}: weights are not available locally ({state})", hint=f"run `mmgen models pull {name}`"
         )
     return entry.weights.bundled_path if state == "bundled" else cache.weights_path(name)
-
-
-def is_path(name_or_path: str | Path) -> bool:
-    """`-m` takes a registry name or a path; anything with a folder separator or a .safetensors suffix is a path."""
-    text = str(name_or_path)
-    return isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.endswith(".safetensors")
 
 
 def load_model(

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
+from mmgen.files import sha256_file
 from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache
-from mmgen.weights.checkpoint import sha256_file
 from mmgen.weights.convert import Target, install
 from mmgen.weights.download import download, offline
 from mmgen.weights.registry import ModelEntry, Registry, load_registry, unknown_model

@@ -35,6 +35,12 @@ _DRIVE_ID = re.compile(r"[-\w]{10,}")
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+def is_path(name_or_path: str | Path) -> bool:
+    """`-m` takes a registry name or a path; anything with a folder separator or a .safetensors suffix is a path."""
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.endswith(".safetensors")
+
+
 @dataclass(frozen=True)
 class DriveFile:
     """A file by name in a public Google Drive folder: how the paper's checkpoints are published (no direct URL,

@@ -9,23 +9,16 @@ The modules: schema (the file), plan (jobs, checks, content hashes), manifest (w
 and the split between processes).
 """
 
-from mmgen.pipelines.batch.manifest import MANIFEST_NAME, Manifest
-from mmgen.pipelines.batch.plan import STATUS_TEXT, Download, Job, Plan, plan_batch
-from mmgen.pipelines.batch.run import Outcome, Share, run_batch, run_plan
-from mmgen.pipelines.batch.schema import BatchInvalid, Problem
+import lazy_loader
 
-__all__ = [
-    "MANIFEST_NAME",
-    "STATUS_TEXT",
-    "BatchInvalid",
-    "Download",
-    "Job",
-    "Manifest",
-    "Outcome",
-    "Plan",
-    "Problem",
-    "Share",
-    "plan_batch",
-    "run_batch",
-    "run_plan",
-]
+# Attributes load on first use (lazy_loader): `mmgen --help` or a mistyped flag should not wait seconds for
+# torch, PyAV and scipy to import.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "manifest": ["MANIFEST_NAME", "Manifest"],
+        "plan": ["STATUS_TEXT", "Download", "Job", "Plan", "plan_batch"],
+        "run": ["Outcome", "Share", "run_batch", "run_plan"],
+        "schema": ["BatchInvalid", "Problem"],
+    },
+)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import filelock
 
-from mmgen.weights import sha256_file
+from mmgen.files import sha256_file
 
 MANIFEST_NAME = "batch-manifest.jsonl"
 LOCK_NAME = ".batch-manifest.lock"

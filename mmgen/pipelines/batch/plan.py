@@ -43,7 +43,8 @@ from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
 from mmgen.weights.identity import model_sha256
-from mmgen.weights.load import is_path, known_config
+from mmgen.weights.load import known_config
+from mmgen.weights.registry import is_path
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
 STATUS_TEXT = {

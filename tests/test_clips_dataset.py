@@ -117,3 +117,29 @@ def test_a_file_name_that_is_not_utf8_is_decoded_like_any_other(tmp_path):
     os.rename(os.fsencode(tmp_path / "clips" / "a.mp4"), latin1)
     dataset, report = build_clip_dataset(tmp_path / "clips", TINY_FORMAT, tmp_path / "cache")
     assert (report.files, report.skipped, report.decoded) == (1, [], 1) and len(dataset) > 0
+
+
+def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(tmp_path, capsys):
+    """A camera dump of empty .mp4s: each is tried once, remembered in one file (no per-file lock or record
+    left in the cache), and the terminal names a few and counts the rest."""
+    from mmgen.cli._finetune_display import SKIPS_SHOWN, display
+    from mmgen.train.events import TrainEvent
+
+    root, cache = tmp_path / "dump", tmp_path / "cache"
+    write_clip(root / "good.mp4", ["red"], 1.0)
+    for i in range(40):
+        (root / f"empty_{i:02d}.mp4").write_bytes(b"")
+    _, report = build_clip_dataset(root, TINY_FORMAT, cache)
+    assert (report.files, report.decoded, len(report.skipped)) == (41, 41, 40)
+    assert sorted(p.suffix for p in cache.iterdir()) == [".jsonl", ".safetensors"]
+
+    _, again = build_clip_dataset(root, TINY_FORMAT, cache)
+    assert (again.decoded, again.reused, len(again.skipped)) == (0, 41, 40)
+    assert {s.reason for s in again.skipped} == {s.reason for s in report.skipped}
+
+    with display() as show:
+        show(TrainEvent("data", 41, 41, data=report))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"data: {report.summary()}" and "40 skipped" in lines[0]
+    assert [line.startswith("warning: skipped ") for line in lines[1:]] == [True] * SKIPS_SHOWN + [False]
+    assert lines[-1] == f"warning: … and {40 - SKIPS_SHOWN} more files skipped (the run's log.jsonl lists each)"

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for 
     from mmgen.train.events import EventFn
 
 
+SKIPS_SHOWN = 5  # skipped files named one per line; a folder of thousands of broken files gets a count after them
+
+
 def main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -98,10 +101,14 @@ def display() -> Iterator[EventFn | None]:
                 console.print(f"data: {report.summary()}")
                 for folder in report.left_out:
                     console.print(f"note: left out {folder.path}: {folder.reason}", markup=False, highlight=False)
-                for skipped in report.skipped:
+                for skipped in report.skipped[:SKIPS_SHOWN]:
                     console.print(
                         f"warning: skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False
                     )
+                if len(report.skipped) > SKIPS_SHOWN:
+                    more = len(report.skipped) - SKIPS_SHOWN
+                    console.print(f"warning: … and {more:,} more files skipped (the run's log.jsonl lists each)",
+                                  markup=False, highlight=False)
             elif event.kind == "start":
                 console.print(event.message, markup=False, highlight=False)
                 bar("training", event.step, event.total)

@@ -6,7 +6,8 @@ rate, frame size and sample rate, and stored whole as a cache shard: uint8 frame
 three decode settings. Clips are then cut from the shard on the fly — frames [s, s+F) and the audio samples that
 span the same time — so the clip length and stride can change without decoding again, and later epochs,
 resumed runs and new runs over the same folder read only the cache. Files that cannot be used (unreadable, no
-video or no audio track) are remembered in the cache too, so they are not retried either.
+video or no audio track) are remembered in the cache too — one line each in one `skipped.jsonl`, so a folder of
+thousands of broken files costs one small file, not thousands — and are not retried either.
 
 Memory: a file is decoded whole at model size before it is stored (an hour at 10 fps and 64×64 is ~0.4 GB as
 uint8); reading clips afterwards memory-maps the shard.
@@ -33,6 +34,7 @@ from mmgen.modal import Modal
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 CACHE_FORMAT = 3  # bump when the shard layout or the decoding changes: old shards are then ignored
+SKIPPED = "skipped.jsonl"  # files that yield no clip: one JSON line each (key, source, reason)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class ClipCache:
     def __init__(self, root: Path, fmt: ClipFormat):
         self.root = root
         self.fmt = fmt
+        self._skips: dict[str, str] = {}  # key → why the file yields no clip, as read from SKIPPED so far
+        self._skips_read = 0  # bytes of SKIPPED read
 
     def key(self, path: Path) -> str:
         stat = path.stat()
@@ -141,41 +145,75 @@ class ClipCache:
 
     def lookup(self, path: Path) -> tuple[Path | None, str | None, bool]:
         """(shard, skip reason, decoded now): exactly one of shard and reason is set. Decodes and stores the
-        file if the cache has no answer for it yet; a file lock keeps concurrent runs from doing it twice."""
+        file if the cache has no answer for it yet. A file lock keeps concurrent runs from doing it twice; it is
+        removed afterwards (thousands of files must not leave thousands of locks). A run that took the lock of a
+        removed file may then decode alongside another: both write the same shard atomically, so the worst case
+        is one file decoded twice."""
         key = self.key(path)
-        shard, skip = self.root / f"{key}.safetensors", self.root / f"{key}.skip.json"
-        answer = self._cached(shard, skip)
+        shard = self.root / f"{key}.safetensors"
+        answer = self._cached(key, shard, fresh=False)
         if answer is not None:
             return *answer, False
         self.root.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(str(self.root / f"{key}.lock")):
-            answer = self._cached(shard, skip)
-            if answer is not None:
-                return *answer, False
-            try:
-                video, audio = self._decode(path)
-            except (MediaError, av.FFmpegError) as e:
-                reason = _reason(e, path)
-                _write_atomic(
-                    skip, lambda tmp: tmp.write_text(json.dumps({"source": str(path), "reason": reason}))
-                )
-                return None, reason, True
-            # A file name that is not UTF-8 (bytes Python keeps as surrogates) is written with replacement marks.
-            source = str(path.resolve()).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            metadata = {"source": source, "fps": str(self.fmt.fps)}
-            _write_atomic(
-                shard,
-                lambda tmp: safetensors.torch.save_file({"video": video, "audio": audio}, str(tmp), metadata),
-            )
+        lock = self.root / f"{key}.lock"
+        try:
+            with filelock.FileLock(str(lock)):
+                return self._decode_once(path, key, shard)
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def _decode_once(self, path: Path, key: str, shard: Path) -> tuple[Path | None, str | None, bool]:
+        answer = self._cached(key, shard, fresh=True)  # another run may have answered while this one waited
+        if answer is not None:
+            return *answer, False
+        try:
+            video, audio = self._decode(path)
+        except (MediaError, av.FFmpegError) as e:
+            reason = _reason(e, path)
+            self._remember_skip(key, path, reason)
+            return None, reason, True
+        # A file name that is not UTF-8 (bytes Python keeps as surrogates) is written with replacement marks.
+        metadata = {"source": _printable(path.resolve()), "fps": str(self.fmt.fps)}
+        _write_atomic(
+            shard,
+            lambda tmp: safetensors.torch.save_file({"video": video, "audio": audio}, str(tmp), metadata),
+        )
         return shard, None, True
 
-    @staticmethod
-    def _cached(shard: Path, skip: Path) -> tuple[Path | None, str | None] | None:
+    def _cached(self, key: str, shard: Path, fresh: bool) -> tuple[Path | None, str | None] | None:
+        """The cache's answer for `key`, if it has one; `fresh` reads the skip lines other runs appended since."""
         if shard.is_file():
             return shard, None
-        if skip.is_file():
-            return None, json.loads(skip.read_text())["reason"]
-        return None
+        if fresh or not self._skips_read:
+            self._read_skips()
+        reason = self._skips.get(key)
+        return None if reason is None else (None, reason)
+
+    def _read_skips(self) -> None:
+        """Read SKIPPED's complete lines past what was read before (a line cut short by a killed run is ignored)."""
+        try:
+            with open(self.root / SKIPPED, "rb") as f:
+                f.seek(self._skips_read)
+                new = f.read()
+        except FileNotFoundError:
+            return
+        complete = new[: new.rfind(b"\n") + 1]
+        self._skips_read += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                record = json.loads(line)
+                self._skips[str(record["key"])] = str(record["reason"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+
+    def _remember_skip(self, key: str, path: Path, reason: str) -> None:
+        """Append one line to SKIPPED: a single small write with O_APPEND, so concurrent runs never interleave."""
+        line = json.dumps({"key": key, "source": _printable(path), "reason": reason[:500]}) + "\n"
+        fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
     def _decode(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole file at the model's fps / size / rate: uint8 (T, 3, H, W) and int16 (1, round(T·rate/fps))."""
@@ -201,6 +239,10 @@ def _reason(error: Exception, path: Path) -> str:
     message = getattr(error, "message", None) or str(error)
     prefix = f"cannot read {path}: "
     return "unreadable: " + message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _printable(path: Path) -> str:
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:

@@ -144,6 +144,32 @@ def test_adapter_options_parse_file_and_weight(text, source, weight):
     assert AdapterUse.parse(text) == AdapterUse(source, weight)
 
 
+@pytest.mark.parametrize("text", ["style.safetensors:1e38", "style.safetensors:-101", "style.safetensors:inf"])
+def test_an_absurd_adapter_weight_is_refused_before_it_can_overflow(text):
+    with pytest.raises(UsageError) as refused:
+        AdapterUse.parse(text)
+    assert refused.value.message == f"--adapter {text}: the weight must be a number from -100 to 100"
+    assert AdapterUse.parse("style.safetensors:-100").weight == -100.0
+
+
+def test_nan_from_a_run_with_adapters_points_at_their_weights():
+    from types import SimpleNamespace
+
+    from mmgen.diffusion import SamplingConfig
+    from mmgen.pipelines.sampling import finite
+    from mmgen.pipelines.session import Run
+    from mmgen.runtime.device import Compute
+
+    nan = {"video": torch.tensor([float("nan")]), "audio": torch.zeros(1)}
+    cpu = Compute(torch.device("cpu"), torch.float32)
+    adapted = Run("tiny", cpu, SamplingConfig(), 0, None, (AdapterUse.parse("style.safetensors:50"),))
+    with pytest.raises(Exception, match=r"the model overflowed \(check the adapter weights \(style.safetensors:50\)\)$"):
+        finite(nan, adapted, SimpleNamespace(name="tiny"))
+    bf16 = Run("tiny", Compute(torch.device("cpu"), torch.bfloat16), SamplingConfig(), 0, None)
+    with pytest.raises(Exception, match=r"overflowed \(try --precision fp32\)$"):
+        finite(nan, bf16, SimpleNamespace(name="tiny"))
+
+
 def test_rank_8_adapters_hold_under_5_percent_of_the_released_model():
     model = build_model("mm-unet", None, device="meta")
     total = sum(p.numel() for p in model.parameters())

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from mmgen.errors import UsageError
 
 
+# An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
+# 1e38 the merged weights overflow. Weights beyond this are refused rather than sampled into NaN.
+MAX_WEIGHT = 100.0
+
+
 @dataclass(frozen=True)
 class AdapterUse:
     """One `--adapter` value: an adapter file (or a registered adapter's name) and its weight."""
@@ -25,8 +30,9 @@ class AdapterUse:
                 weight = float(tail)
             except ValueError:
                 return cls(text)
-            if not math.isfinite(weight):
-                raise UsageError(f"--adapter {text}: the weight must be a finite number")
+            if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+                raise UsageError(f"--adapter {text}: the weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}",
+                                 hint="1 applies the adapter as trained; 0.5 half of it; -1 takes it away")
             return cls(source, weight)
         return cls(text)
 

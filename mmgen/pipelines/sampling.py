@@ -72,8 +72,12 @@ def finite(samples: Modal, run: Run, model: LoadedModel) -> Modal:
     precision, a diverged fine-tune) is reported here, as a failed run, before anything is written."""
     for name, x in samples.items():
         if not torch.isfinite(x).all():
-            hint = ("try --precision fp32" if run.compute.dtype != torch.float32
-                    else "the model cannot be sampled with these settings")
+            fixes = []
+            if run.adapters:  # an adapter's weight multiplies its change to every adapted layer
+                fixes.append(f"check the adapter weights ({', '.join(use.describe() for use in run.adapters)})")
+            if run.compute.dtype != torch.float32:
+                fixes.append("try --precision fp32")
+            hint = "; ".join(fixes) or "the model cannot be sampled with these settings"
             raise MmgenError(f"{model.name}: sampling gave NaN or Inf values in the {name}: the model overflowed",
                              hint=hint)
     return samples

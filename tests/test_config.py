@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 
 from mmgen.config import from_dict, to_dict
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, UsageError
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,35 @@ def test_a_relative_from_file_is_kept_absolute_so_resume_works_from_any_folder(t
     from mmgen.train.config import run_config
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "model.safetensors").touch()
     assert run_config(tmp_path / "run", flags={"init": "base/model.safetensors"}).init == str(
         tmp_path / "base" / "model.safetensors"
     )
     assert run_config(tmp_path / "run", flags={"init": "demo"}).init == "demo"  # a registry name stays a name
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("device: banana", "device: 'banana' is not a device"),
+        ("init: bogus", "init: unknown model 'bogus'"),
+        ("init: missing/model.safetensors", "init: missing/model.safetensors: no such model file"),
+        ("{model: {config: {model_channels: -3}}}", "model.config: model_channels"),
+    ],
+)
+def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_path, monkeypatch, setting, message):
+    """Settings only the machine can judge (a device, a model to start from) are checked where the layers are
+    merged, so the error names the file and key it came from — and the flag when it came from the command line."""
+    from mmgen.train.config import run_config
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(setting + "\n")
+    with pytest.raises(UsageError) as error:
+        run_config(tmp_path / "run", config_file=recipe, scratch=setting.startswith("{model"))
+    assert error.value.message.startswith(f"{recipe}: {message}"), error.value.message
+    with pytest.raises(UsageError, match="^--device: 'banana' is not a device"):
+        run_config(tmp_path / "run", config_file=recipe, flags={"device": "banana"})
+    with pytest.raises(UsageError, match="^--from: unknown model 'bogus'"):
+        run_config(tmp_path / "run", flags={"init": "bogus"})

@@ -8,11 +8,13 @@ import subprocess
 
 import pytest
 import torch
+import yaml
 from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from safetensors.torch import load_file
 
 from mmgen.adapters import read_adapter
+from mmgen.errors import UsageError
 from mmgen.files import sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.train.checkpoint import latest_checkpoint
@@ -118,3 +120,61 @@ def test_lora_options_that_cannot_train_are_refused_before_any_work(setup, tmp_p
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def fake_run(run_dir, settings: dict, checkpoint_metadata: dict):
+    """A run folder as far as --resume reads it before loading anything: config.yaml and a checkpoint whose
+    weights file says what it holds."""
+    from safetensors.torch import save_file
+
+    checkpoint = run_dir / "checkpoints" / "step-0000002"
+    checkpoint.mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(checkpoint / "model.safetensors"), checkpoint_metadata)
+    (checkpoint / "ema.safetensors").write_bytes(b"")
+    (checkpoint / "state.pt").write_bytes(b"")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"init": str(checkpoint / "model.safetensors"), **settings}))
+    return checkpoint / "model.safetensors"
+
+
+ADAPTER_METADATA = {"format": "mmgen-adapter/1", "rank": "4", "alpha": "4.0", "targets": "attention+conv"}
+
+
+def test_resuming_with_other_lora_settings_names_where_they_came_from_and_the_checkpoint(tmp_path):
+    from mmgen.train.config import run_config
+
+    # lora_rank typed into a whole-model run's config.yaml: the file and key are blamed, not a --lora nobody gave.
+    whole = tmp_path / "whole"
+    weights = fake_run(whole, {"lora_rank": 4}, {"step": "2"})
+    with pytest.raises(UsageError) as error:
+        run_config(whole, resume=True)
+    assert str(error.value) == (
+        f"{whole / 'config.yaml'}: lora_rank: 4 asks for LoRA adapters, but this run fine-tunes the whole model "
+        f"({weights} holds no adapters) (remove lora_rank from {whole / 'config.yaml'})"
+    )
+
+    # A LoRA run resumed with another rank or targets: the flag, the run's own value and its file.
+    lora = tmp_path / "lora"
+    weights = fake_run(lora, {"lora_rank": 4}, ADAPTER_METADATA)
+    assert run_config(lora, resume=True).lora.rank == 4
+    with pytest.raises(UsageError, match=f"^--lora 8, but this run's adapters \\({weights}\\) have lora_rank 4"):
+        run_config(lora, resume=True, flags={"lora_rank": 8})
+    with pytest.raises(UsageError, match=f"^--lora-targets all, but this run's adapters \\({weights}\\) have "):
+        run_config(lora, resume=True, flags={"lora_targets": "all"})
+    (lora / "config.yaml").write_text((lora / "config.yaml").read_text().replace("lora_rank: 4", "lora_rank: null"))
+    with pytest.raises(UsageError, match=f"^{lora / 'config.yaml'}: lora_rank is not set, but this run trains rank-4"):
+        run_config(lora, resume=True)
+
+
+def test_adapter_tensors_that_do_not_fit_on_resume_name_their_file(tmp_path):
+    from mmgen.adapters import BaseModel, LoraSpec
+    from mmgen.adapters.file import Adapter
+    from mmgen.train.run_weights import lora_weights
+    from mmgen.weights import LoadedModel
+
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    base = LoadedModel("base", "mm-unet", config, build_model("mm-unet", config), "a" * 64, tmp_path / "b", None, None)
+    saved = tmp_path / "step-0000002" / "model.safetensors"
+    spec = LoraSpec(4, 4.0, "attention")
+    resumed = Adapter(saved, spec, BaseModel("base", "a" * 64, "mm-unet", {}), {"x.lora_A": torch.zeros(1)}, "", "")
+    with pytest.raises(UsageError, match=f"^{saved}: adapter tensors do not fit"):
+        lora_weights(base, spec, "base", resumed)

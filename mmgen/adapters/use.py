@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from mmgen.errors import UsageError
 
-
 # An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
 # 1e38 the merged weights overflow. Weights beyond this are refused rather than sampled into NaN.
 MAX_WEIGHT = 100.0

@@ -55,8 +55,9 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """Parse --device and check the device exists here (UsageError naming what is missing)."""
+def select_device(name: str = "auto", option: str = "--device") -> torch.device:
+    """Parse --device and check the device exists here (UsageError naming what is missing). `option` is how
+    the message names the setting (a config file says `FILE: device`)."""
     name = name.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -66,16 +67,16 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise UsageError("--device mps: Apple MPS is not available on this machine", "try --device auto")
+            raise UsageError(f"{option} mps: Apple MPS is not available on this machine", "try --device auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
-        raise UsageError(f"--device: {name!r} is not a device (choose from {', '.join(DEVICES)})")
+        raise UsageError(f"{option}: {name!r} is not a device (choose from {', '.join(DEVICES)})")
     if not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available", "try --device auto or --device cpu")
+        raise UsageError(f"{option} {name}: CUDA is not available", "try --device auto or --device cpu")
     index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
-        raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) found")
+        raise UsageError(f"{option} {name}: only {torch.cuda.device_count()} CUDA device(s) found")
     return torch.device("cuda", index)
 
 

@@ -27,7 +27,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from mmgen.adapters import Adapter, is_adapter_file, read_adapter
+from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
+from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.errors import MmgenError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
@@ -78,6 +79,21 @@ def list_checkpoints(folder: Path) -> list[Checkpoint]:
 def latest_checkpoint(folder: Path) -> Checkpoint | None:
     found = list_checkpoints(folder)
     return found[-1] if found else None
+
+
+def trained_lora(run_dir: Path) -> tuple[Checkpoint, LoraSpec | None] | None:
+    """What a run trains, from the header of its newest checkpoint that has a readable one: LoRA adapters (their
+    spec) or the whole model (None). None when there is no such checkpoint. Reads no tensors."""
+    for checkpoint in reversed(list_checkpoints(run_dir / "checkpoints")):
+        try:
+            with safetensors.safe_open(str(checkpoint.raw_weights), framework="pt") as f:
+                metadata = f.metadata() or {}
+            if metadata.get("format") != ADAPTER_FORMAT:
+                return checkpoint, None
+            return checkpoint, LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
+        except (OSError, ValueError, KeyError, safetensors.SafetensorError, MmgenError):
+            continue
+    return None
 
 
 def save_checkpoint(

@@ -11,13 +11,14 @@ so a YAML file is checked exactly as a flag is.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import from_dict, load_yaml
-from mmgen.errors import ConfigError, UsageError
+from mmgen.errors import ConfigError, ModelNotFound, UsageError
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -167,6 +168,41 @@ class FinetuneConfig:
         return self.loss_weights.get(modality, 1.0)
 
 
+COMMAND_LINE = "command line"  # the layer of flags given now
+_FLAGS = {"init": "--from", "lora_rank": "--lora", "model": "--scratch"}  # options not named after their field
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a merged setting came from, as an error names it: a key in a YAML file, or a flag (also for a
+    default, which only a flag can change)."""
+
+    key: str
+    file: str | None = None
+
+    @classmethod
+    def of(cls, key: str, layers: list[tuple[str, dict[str, Any]]]) -> Setting:
+        where = next((where for where, data in reversed(layers) if key in data), COMMAND_LINE)
+        return cls(key, None if where == COMMAND_LINE else where)
+
+    @property
+    def flag(self) -> str:
+        return _FLAGS.get(self.key, "--" + self.key.replace("_", "-"))
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}" if self.file else self.flag
+
+    def given(self, value: Any) -> str:
+        """`FILE: key: value` or `--flag value`."""
+        return f"{self} {value}" if self.file is None else f"{self}: {value}"
+
+    def dropped(self, keep: Any = None) -> str:
+        """How to take the setting back: drop the flag, or remove the key (or give it `keep`) in the file."""
+        if self.file is None:
+            return f"drop {self.flag}"
+        return f"remove {self.key} from {self.file}" if keep is None else f"set {self.key}: {keep} in {self.file}"
+
+
 def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = False) -> FinetuneConfig:
     """Merge (where, mapping) layers into one config. `scratch` means --scratch was given: the result must
     then name an architecture. With neither init nor model, the default model is fine-tuned."""
@@ -216,8 +252,64 @@ def run_config(
         layers.append(load_layer(run_dir / "config.yaml"))
     if config_file is not None:
         layers.append(load_layer(config_file))
-    layers.append(("command line", flags))
-    return resolve_config(layers, scratch=scratch)
+    layers.append((COMMAND_LINE, flags))
+    config = resolve_config(layers, scratch=scratch)
+    check_here(config, lambda key: Setting.of(key, layers))
+    if resume:
+        check_same_training(run_dir, config, lambda key: Setting.of(key, layers))
+    return config
+
+
+def check_here(config: FinetuneConfig, setting: Callable[[str], Setting]) -> None:
+    """What only this machine can judge — the device exists, the model to start from is known, the architecture
+    builds — checked as the layers are merged, so that an error names the file (and key) or the flag a value
+    came from, as from_dict's per-layer checks do."""
+    from mmgen.models import config_for
+    from mmgen.runtime.device import select_device
+
+    select_device(config.device, option=str(setting("device")))
+    if config.init is not None:
+        _check_model_known(config.init, setting("init"))
+    if config.model is not None:
+        config_for(config.model.arch, config.model.config, f"{setting('model')}.config")
+
+
+def _check_model_known(name: str, setting: Setting) -> None:
+    from mmgen.weights.cache import ModelCache
+    from mmgen.weights.registry import load_registry, unknown_model
+
+    if is_path(name):
+        if not Path(name).is_file():
+            raise ModelNotFound(f"{setting}: {name}: no such model file")
+        return
+    registry, cache = load_registry(), ModelCache()
+    if name not in registry and cache.record(name) is None:
+        error = unknown_model(name, sorted({*registry.names(), *cache.names()}))
+        raise ModelNotFound(f"{setting}: {error.message}", error.hint)
+
+
+def check_same_training(run_dir: Path, config: FinetuneConfig, setting: Callable[[str], Setting]) -> None:
+    """A resumed run goes on training what it trained: the whole model, or LoRA adapters of the same rank, alpha
+    and targets (its newest checkpoint says which). An error names the setting that asks otherwise and the file."""
+    from mmgen.train.checkpoint import trained_lora
+
+    found = trained_lora(run_dir)
+    if found is None or found[1] == config.lora:
+        return
+    checkpoint, trained = found
+    weights, asked = checkpoint.raw_weights, config.lora
+    if trained is None:
+        lora = setting("lora_rank")
+        raise UsageError(f"{lora.given(config.lora_rank)} asks for LoRA adapters, but this run fine-tunes the whole "
+                         f"model ({weights} holds no adapters)", hint=lora.dropped())
+    if asked is None:
+        raise UsageError(f"{setting('lora_rank')} is not set, but this run trains rank-{trained.rank} LoRA adapters "
+                         f"({weights})", hint=f"resume with --lora {trained.rank}")
+    for key, was, now in (("lora_rank", trained.rank, asked.rank), ("lora_alpha", trained.alpha, asked.alpha),
+                          ("lora_targets", trained.targets, asked.targets)):
+        if was != now:
+            raise UsageError(f"{setting(key).given(now)}, but this run's adapters ({weights}) have {key} {was}",
+                             hint=setting(key).dropped(keep=was))
 
 
 def parse_loss_weights(text: str) -> dict[str, float]:

@@ -60,5 +60,8 @@ def lora_weights(base: LoadedModel, spec: LoraSpec, name: str, resumed: Adapter 
         )
     attach(base.model, spec)
     if resumed is not None:
-        load_adapter_state(base.model, resumed.tensors)
+        try:
+            load_adapter_state(base.model, resumed.tensors)
+        except UsageError as e:
+            raise UsageError(f"{resumed.path}: {e.message}", hint="resume with the run's own --lora settings") from None
     return RunWeights(base.config, spec, BaseModel(name, base.sha256, ARCH, to_dict(base.config)))

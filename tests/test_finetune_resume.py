@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from finetune_clips import TRAIN_MODEL, one_thread, write_clip_folder, write_recipe
+from finetune_clips import TRAIN_MODEL, one_thread, write_clip, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from safetensors.torch import load_file
 
@@ -219,3 +221,33 @@ def test_a_preview_is_rewritten_when_a_resumed_run_redoes_its_step(tmp_path):
         write_preview(preview, model, cpu, preview_sampling(None, "ddim", 2), seed=0)
     info = probe(preview)
     assert info.has_video and info.has_audio
+
+
+def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
+    """`finetune DATA --resume` with DATA another folder than the run's: other clips would quietly make one run
+    of two trainings, so it is refused naming both folders; the same files moved elsewhere resume as before."""
+    from mmgen.errors import UsageError
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    run_dir = tmp_path / "run"
+    with one_thread():
+        finetune(data, run_dir, config)
+        other = tmp_path / "other"
+        write_clip(other / "mine.mp4", ["red"], 0.6)
+        with pytest.raises(UsageError) as refused:
+            finetune(other, run_dir, config, resume=True)
+        assert refused.value.exit_code == 2
+        assert str(refused.value) == (f"{other}: this run was trained on other clips, in {data.resolve()} "
+                                      f"(resume with {data.resolve()}; to train on {other}, start a new run (another -o))")
+
+        moved = tmp_path / "moved"
+        shutil.copytree(data, moved)
+        notes = []
+        result = finetune(moved, run_dir, replace(config, steps=2), resume=True,
+                          on_event=lambda e: notes.append(e.message) if e.kind == "note" else None)
+    assert result.step == 2
+    assert f"note: {moved} holds the same files as {data.resolve()}, where this run started; going on" in notes

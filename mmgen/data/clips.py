@@ -102,6 +102,15 @@ def scan_media(
     return sorted(found), left_out
 
 
+def folder_fingerprint(root: Path, files: list[Path]) -> str:
+    """What a folder of clips holds — its video files' paths below it and their sizes — to tell the same clips in a
+    moved folder from other clips (a resumed run compares them)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{_printable(path.relative_to(root))}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:20]
+
+
 @dataclass
 class ScanReport:
     """What building the dataset found: counts for the terminal and the run log."""

@@ -54,3 +54,19 @@ def _step_of(line: str) -> int:
 def read_log(path: Path) -> list[dict[str, Any]]:
     """All events of a run's log (for tests and tools)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def first_event(path: Path, event: str) -> dict[str, Any] | None:
+    """The first `event` line of a run's log (None if there is none); lines that do not read are passed over."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        try:
+            found = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(found, dict) and found.get("event") == event:
+            return found
+    return None

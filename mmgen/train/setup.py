@@ -11,7 +11,14 @@ import torch
 import yaml
 
 from mmgen.config import to_dict
-from mmgen.data.clips import ClipDataset, ClipFormat, ScanReport, build_clip_dataset
+from mmgen.data.clips import (
+    ClipDataset,
+    ClipFormat,
+    ScanReport,
+    build_clip_dataset,
+    folder_fingerprint,
+    scan_media,
+)
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
@@ -27,7 +34,7 @@ from mmgen.train.order import BatchOrder
 from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
 from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
-from mmgen.train.runlog import RunLog
+from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.cache import cache_root
@@ -78,6 +85,9 @@ def prepare(
     on_event: EventFn,
 ) -> Setup:
     resumable = _check_run_dir(run_dir, resume, processes, on_event)
+    fingerprint = folder_fingerprint(data_dir, scan_media(data_dir, _run_folders(run_dir))[0])
+    if resumable is not None:
+        _check_same_data(run_dir, data_dir, fingerprint, on_event)
     model, files, origin = _model(config, resumable)
     model_config = files.model_config
     preview = None
@@ -112,6 +122,8 @@ def prepare(
             log.write(
                 "data",
                 0,
+                folder=str(data_dir.resolve()),
+                fingerprint=fingerprint,
                 files=report.files,
                 clips=report.clips,
                 decoded=report.decoded,
@@ -166,6 +178,23 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
             )
     processes.barrier()
     return found
+
+
+def _check_same_data(run_dir: Path, data_dir: Path, fingerprint: str, on_event: EventFn) -> None:
+    """A run resumes on the clips it started with: the folder its log records, or a folder holding the same files
+    (moved or renamed). Other clips would quietly make one run of two trainings; that is a new run."""
+    started = first_event(run_dir / "log.jsonl", "data") or {}
+    folder = started.get("folder")
+    if folder is None or Path(folder) == data_dir.resolve():
+        return  # the same folder (new files in it are welcome), or a run logged before folders were recorded
+    if started.get("fingerprint") == fingerprint:
+        on_event(TrainEvent("note", message=f"note: {data_dir} holds the same files as {folder}, where this run "
+                                            "started; going on"))
+        return
+    raise UsageError(
+        f"{data_dir}: this run was trained on other clips, in {folder}",
+        hint=f"resume with {folder}; to train on {data_dir}, start a new run (another -o)",
+    )
 
 
 def _model(config: FinetuneConfig, resumable: Resumable | None) -> tuple[torch.nn.Module, RunWeights, str]:

@@ -5,7 +5,9 @@ Layers, later ones winning: the run's own config.yaml (on --resume), a --config 
 result is what RUN/config.yaml records. `init` (--from) and `model` (--scratch) exclude each other: a layer
 that sets one clears the other from earlier layers, so `--from demo` overrides a recipe file's `model:` section.
 Settings that can never train (a learning rate that is not a positive finite number, say) are refused here,
-so a YAML file is checked exactly as a flag is.
+so a YAML file is checked exactly as a flag is. So are the settings only this machine can judge (the device,
+the model to start from) and, on --resume, what the run trains: on the merged result, with each error naming the
+file and key, or the flag, that the value came from (`Setting`).
 """
 
 from __future__ import annotations

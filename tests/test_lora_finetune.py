@@ -152,6 +152,11 @@ def test_resuming_with_other_lora_settings_names_where_they_came_from_and_the_ch
         f"({weights} holds no adapters) (remove lora_rank from {whole / 'config.yaml'})"
     )
 
+    # A whole-model run's checkpoint holds its weights: the model it started from may be gone.
+    gone = tmp_path / "gone" / "base.safetensors"
+    fake_run(tmp_path / "whole2", {"init": str(gone)}, {"step": "2"})
+    assert run_config(tmp_path / "whole2", resume=True).init == str(gone)
+
     # A LoRA run resumed with another rank or targets: the flag, the run's own value and its file.
     lora = tmp_path / "lora"
     weights = fake_run(lora, {"lora_rank": 4}, ADAPTER_METADATA)

@@ -256,21 +256,22 @@ def run_config(
         layers.append(load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
-    check_here(config, lambda key: Setting.of(key, layers))
+    check_here(config, lambda key: Setting.of(key, layers), resume)
     if resume:
         check_same_training(run_dir, config, lambda key: Setting.of(key, layers))
     return config
 
 
-def check_here(config: FinetuneConfig, setting: Callable[[str], Setting]) -> None:
+def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume: bool = False) -> None:
     """What only this machine can judge — the device exists, the model to start from is known, the architecture
     builds — checked as the layers are merged, so that an error names the file (and key) or the flag a value
-    came from, as from_dict's per-layer checks do."""
+    came from, as from_dict's per-layer checks do. A resumed whole-model run needs no `init` (its checkpoint
+    holds the weights); a LoRA run does (its base)."""
     from mmgen.models import config_for
     from mmgen.runtime.device import select_device
 
     select_device(config.device, option=str(setting("device")))
-    if config.init is not None:
+    if config.init is not None and (not resume or config.lora is not None):
         _check_model_known(config.init, setting("init"))
     if config.model is not None:
         config_for(config.model.arch, config.model.config, f"{setting('model')}.config")

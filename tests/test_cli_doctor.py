@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import pytest
@@ -11,6 +12,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
 import mmgen
+from mmgen.cli import run
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +72,23 @@ def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     doctor = run_mmgen("doctor", "--json", env=env)
     assert doctor.returncode == 0, doctor.stderr
     assert "it is a file, not a folder" in json.loads(doctor.stdout)["cache"]["problem"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, where no folder can be created")
+def test_a_cache_folder_that_cannot_be_written_is_one_line_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    """Permission bits do not stop root, so the unwritable place here is /proc: an import stops with one line
+    (it once failed at its first write, exit 1), `models list` still works, doctor says what is wrong — and
+    none of them creates anything there."""
+    for key, value in mmgen_env(tmp_path, MMGEN_CACHE="/proc/mmgen-cache").items():
+        monkeypatch.setenv(key, value)
+
+    assert run(["models", "import", str(tiny), "--name", "tiny"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mmgen: error: cache folder /proc/mmgen-cache cannot be written (it would be created "
+                           "in /proc): ")
+    assert run(["models", "list", "--json"]) == 0
+    capsys.readouterr()
+    assert run(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cache"]["problem"].startswith("cache folder /proc/mmgen-cache cannot be written")
+    assert not Path("/proc/mmgen-cache").exists()

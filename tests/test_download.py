@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 import random
+import signal
 import subprocess
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from http_server import SOCKETS_NONE, FileServer, offline_mmgen_command
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model, tiny_config
 
+from mmgen.cli import run
 from mmgen.errors import ConfigError
 from mmgen.models.config import SRUNetConfig
 from mmgen.weights import load_model, load_registry
@@ -292,3 +295,28 @@ def test_without_a_terminal_progress_is_a_few_plain_lines(tmp_path, server, offi
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"mmgen: downloading {NAME}: {len(official_pt) / 1e6:.1f} MB"
     assert 3 <= len(lines) <= 6 and "100%" in lines[-1]
+
+
+def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_resumes_it(tmp_path, server, official_pt, monkeypatch):
+    url = server.add("/tiny.pt", official_pt, delay=0.1)  # ~2 s of transfer: time to press Ctrl-C
+    register(tmp_path, [url], official_pt)
+    process = subprocess.Popen(mmgen_command("models", "pull", NAME), env=mmgen_env(tmp_path), text=True,
+                               stderr=subprocess.PIPE)
+    seen = [process.stderr.readline()]  # the first progress line: the transfer has begun
+    assert seen[0].startswith(f"mmgen: downloading {NAME}: "), seen
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    code, stderr = process.wait(timeout=60), "".join(seen) + process.stderr.read()
+
+    part = tmp_path / "cache" / "models" / NAME / f"{hashlib.sha256(official_pt).hexdigest()}.part"
+    kept = part.stat().st_size
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1].startswith(f"mmgen: interrupted; kept the partial download of {NAME} (")
+    assert stderr.splitlines()[-1].endswith(f") in {part}: `mmgen models pull {NAME}` resumes it")
+    assert 0 < kept < len(official_pt) and part.read_bytes() == official_pt[:kept]
+
+    server.files["/tiny.pt"].delay = 0.0
+    use_env(monkeypatch, tmp_path)
+    assert run(["models", "pull", NAME, "--quiet"]) == 0
+    assert server.requests[-1].range == f"bytes={kept}-"  # only the rest was fetched
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]

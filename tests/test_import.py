@@ -152,6 +152,22 @@ def test_missing_and_misshaped_keys_are_listed(tmp_path, env, official_state, ca
     assert ModelCache().record("bad") is None
 
 
+def test_a_failed_import_leaves_the_cache_as_it_was(tmp_path, env, tiny):
+    """No empty models/NAME/ folder holding only a lock; a model already there keeps every byte and stamp."""
+    wrong = save_official_style({"x": torch.zeros(3)}, tmp_path / "wrong.pt")
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_mmunet_fields()))
+    wrong_import = ["models", "import", str(wrong), "--arch", "mm-unet", "--config", str(config_file), "-n"]
+    assert run([*wrong_import, "fresh"]) == 2
+    assert list((tmp_path / "cache").rglob("*fresh*")) == []
+
+    assert run(["models", "import", str(tiny), "-n", "kept"]) == 0
+    folder = ModelCache().folder("kept")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    assert run([*wrong_import, "kept", "--overwrite"]) == 2
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
+
+
 def test_a_checkpoint_for_another_config_is_refused_with_a_short_list(tmp_path, env, official_state):
     checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
     with pytest.raises(WeightsMismatch, match=r"wrong shape: .*\.\.\. and \d+ more") as error:

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
 
 from mmgen.adapters import BaseModel, LoraSpec, attach, save_adapter
+from mmgen.cli import run
 from mmgen.errors import UsageError
 from mmgen.files import sha256_file
 from mmgen.pipelines import soundtrack
@@ -204,3 +205,29 @@ def test_a_symlink_to_nothing_at_an_output_name_is_an_existing_output(tiny, tmp_
     jobs.write_text(f"output_dir: .\ndefaults: {{model: {tiny}}}\njobs:\n  - {{kind: generate, name: dl}}\n")
     planned = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
     assert planned.returncode == 2 and f"{link} exists and was not written by this batch" in planned.stderr
+
+
+def test_an_output_never_replaces_the_cache_record_of_a_model_or_adapter_given_by_name(tiny, tmp_path, monkeypatch,
+                                                                                       capsys):
+    """`-o <cache>/models/NAME/model.mp4 --overwrite` once wrote its sidecar over the cached model's record."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    model = load_model(tiny).model
+    attach(model, LoraSpec(4, 4.0, "attention"))
+    adapter = tmp_path / "adapter.safetensors"
+    save_adapter(adapter, model, LoraSpec(4, 4.0, "attention"),
+                 BaseModel(str(tiny), sha256_file(tiny), "mm-unet", dataclasses.asdict(tiny_config())))
+    assert run(["models", "import", str(tiny), "--name", "mine"]) == 0
+    assert run(["models", "import", str(adapter), "--name", "style"]) == 0
+    cache = tmp_path / "cache"
+    before = {p: p.read_bytes() for p in cache.rglob("*.json")}
+    source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
+    capsys.readouterr()
+
+    for output, record in ((cache / "models" / "mine" / "model.mp4", cache / "models" / "mine" / "model.json"),
+                           (cache / "adapters" / "style" / "adapter.mp4", cache / "adapters" / "style" / "adapter.json")):
+        assert run(["soundtrack", str(source), "-m", "mine", "--adapter", "style", "-o", str(output), "--overwrite"]) == 2
+        assert capsys.readouterr().err.strip() == (f"mmgen: error: cannot write {record}: it is the input {record} "
+                                                   "(an output never replaces an input)")
+        assert not output.exists()
+    assert {p: p.read_bytes() for p in cache.rglob("*.json")} == before

@@ -21,6 +21,7 @@ from mmgen.adapters import (
     read_adapter,
     save_adapter,
 )
+from mmgen.cli import run
 from mmgen.files import sha256_file
 from mmgen.weights import ModelCache, load_model
 
@@ -133,3 +134,57 @@ def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path):
     assert result.returncode == 0, result.stderr
     (sidecar,) = (tmp_path / "out").rglob("styled*.json")
     assert json.loads(sidecar.read_text())["adapters"][0]["weight"] == 0.5
+
+
+def test_verify_rehashes_registered_adapters_too(adapter_file, tmp_path, monkeypatch, capsys):
+    """A registered copy damaged on disk is found by `models verify` (all, or by its name), not only when used."""
+    _, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(path), "--name", "my-style"]) == 0
+    copy = tmp_path / "cache" / "adapters" / "my-style" / "adapter.safetensors"
+    capsys.readouterr()
+    assert run(["models", "verify", "my-style"]) == 0
+    assert capsys.readouterr().err == f"my-style: ok ({copy})\n"
+
+    data = bytearray(copy.read_bytes())
+    data[-5] ^= 0x10
+    copy.write_bytes(bytes(data))
+    for args in (["models", "verify"], ["models", "verify", "my-style"]):  # every file, or the one named
+        assert run(args) == 2
+        err = capsys.readouterr().err
+        assert f"my-style: corrupt: expected {sha256_file(path)}, got {sha256_file(copy)}" in err
+        assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter(s) fail verification: my-style")
+    copy.unlink()
+    assert run(["models", "verify", "my-style", "--json"]) == 2
+    verdict = json.loads(capsys.readouterr().out)
+    assert (verdict["kind"], verdict["verdict"], verdict["path"]) == ("adapter", "missing", str(copy))
+
+
+def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, monkeypatch, capsys):
+    """`models rm NAME` once removed a model and an adapter of one name at once, and `models info` of an adapter
+    said "unknown model"."""
+    base, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(base), "--name", "base"]) == 0
+    assert run(["models", "import", str(path), "--name", "my-style"]) == 0
+    capsys.readouterr()
+
+    for taken, says in (("base", "'base' is already the name of a cached model"),
+                        ("demo", "'demo' is already the name of a model in the registry")):
+        assert run(["models", "import", str(path), "--name", taken, "--overwrite"]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"mmgen: error: {says}; an adapter needs a name of its own")
+    for args in (["models", "import", str(base), "--name", "my-style"],
+                 ["models", "import", str(path), "--name", "my-style", "--merge"]):
+        assert run(args) == 2
+        assert "'my-style' is already the name of a registered adapter" in capsys.readouterr().err
+
+    assert run(["models", "info", "my-style", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["kind"], shown["base"], shown["sha256"]) == ("adapter", str(base), sha256_file(path))
+    assert run(["models", "rm", "my-style"]) == 0
+    assert "removed adapter my-style" in capsys.readouterr().err
+    assert ModelCache().record("base") is not None  # the model is untouched
+    assert not (tmp_path / "cache" / "adapters" / "my-style").exists()

@@ -1,6 +1,7 @@
 """Registered adapters: `mmgen models import RUN/adapter.safetensors --name my-style` keeps a verified copy in
-the cache (<cache>/adapters/NAME/), so `--adapter my-style[:WEIGHT]` works from anywhere and `models list`
-shows it with the base model it belongs to."""
+the cache (<cache>/adapters/NAME/), so `--adapter my-style[:WEIGHT]` works from anywhere, `models list`
+shows it with the base model it belongs to and `models verify` re-hashes it. A name is a model's or an
+adapter's, never both: `models info/rm NAME` must know which one is meant."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from mmgen.adapters.file import Adapter, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
-from mmgen.weights.cache import cache_root
-from mmgen.weights.registry import NAME_PATTERN
+from mmgen.weights.cache import ModelCache, cache_root, check_writable
+from mmgen.weights.catalog import Verdict, check_file
+from mmgen.weights.registry import NAME_PATTERN, load_registry
 
 FILE = "adapter.safetensors"
 RECORD = "adapter.json"
@@ -46,6 +48,8 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     """Verify `file` as an adapter and keep a copy of it under `name`."""
     if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"invalid adapter name {name!r}: use letters, digits and . _ + - only")
+    _check_not_a_model(name)
+    check_writable(cache_root())
     adapter = read_adapter(file)
     folder = root() / name
     if (folder / RECORD).is_file() and not overwrite:
@@ -62,6 +66,31 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     return record
 
 
+def _check_not_a_model(name: str) -> None:
+    if name in load_registry():
+        where, hint = "a model in the registry", "register the adapter under another --name"
+    elif ModelCache().record(name) is not None:
+        where, hint = "a cached model", f"use another --name, or remove the model first: mmgen models rm {name}"
+    else:
+        return
+    raise UsageError(f"{name!r} is already the name of {where}; an adapter needs a name of its own", hint=hint)
+
+
+def check_not_an_adapter(name: str) -> None:
+    """UsageError unless a model may take `name`: it is not a registered adapter's."""
+    if registered_file(name) is not None:
+        raise UsageError(
+            f"{name!r} is already the name of a registered adapter; a model needs a name of its own",
+            hint=f"import it under another --name, or remove the adapter first: mmgen models rm {name}",
+        )
+
+
+def registered_file(name: str) -> Path | None:
+    """The registered copy behind `--adapter NAME`, if NAME is a registered adapter."""
+    folder = root() / name
+    return folder / FILE if NAME_PATTERN.fullmatch(name) and (folder / RECORD).is_file() else None
+
+
 def records() -> list[AdapterRecord]:
     """Every registered adapter, by name."""
     return [_record(path.parent.name) for path in sorted(root().glob(f"*/{RECORD}"))]
@@ -69,6 +98,17 @@ def records() -> list[AdapterRecord]:
 
 def _record(name: str) -> AdapterRecord | None:
     return read_record(AdapterRecord, root() / name / RECORD, "adapter record", f"run `mmgen models rm {name}`")
+
+
+def find(name: str) -> AdapterRecord | None:
+    """The record of the registered adapter `name`, or None."""
+    return _record(name) if registered_file(name) is not None else None
+
+
+def verify(name: str | None = None) -> list[Verdict]:
+    """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
+    chosen = [r for r in records() if name in (None, r.name)]
+    return [check_file(r.name, root() / r.name / FILE, r.sha256, kind="adapter") for r in chosen]
 
 
 def remove(name: str) -> bool:
@@ -111,6 +151,8 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
     from mmgen.weights import import_weights, load_model, save_model
     from mmgen.weights.lineage import own_lineage
 
+    check_not_an_adapter(name)
+    check_writable(cache_root())
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
     check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)

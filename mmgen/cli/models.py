@@ -121,14 +121,23 @@ def pull(
 ) -> None:
     """Download (and convert) a model's weights into the cache, resuming an interrupted download; a cached
     file that changed on disk is fetched again."""
+    from mmgen.cli._interrupted import left_behind
     from mmgen.weights import pull as pull_weights
+    from mmgen.weights.pull import kept_download
 
     if (name is None) == (not all_official):
         raise UsageError("give a model NAME or --all-official (not both)")
     if all_official and url is not None:
         raise UsageError("--url names one model's file: use it with NAME, not --all-official")
     for model in official_models() if all_official else [name]:
-        pulled = pull_weights(model, quiet=quiet, repair=True, url=url, sha256=sha256)
+        try:
+            pulled = pull_weights(model, quiet=quiet, repair=True, url=url, sha256=sha256)
+        except KeyboardInterrupt:
+            part = kept_download(model)
+            left_behind(f"nothing of {model} was downloaded" if part is None else
+                        f"kept the partial download of {model} ({_bytes(part.stat().st_size)}) in {part}: "
+                        f"`mmgen models pull {model}` resumes it")
+            raise
         if as_json:
             _emit({"name": model, "path": str(pulled.path), "fetched": pulled.fetched})
         elif not quiet:
@@ -169,7 +178,7 @@ def import_model(
     """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors;
     register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
     from mmgen.adapters import is_adapter_file
-    from mmgen.adapters.store import import_merged, register
+    from mmgen.adapters.store import check_not_an_adapter, import_merged, register
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 
@@ -188,6 +197,7 @@ def import_model(
     elif merge:
         raise UsageError(f"--merge is for adapters; {file} is not one")
     else:
+        check_not_an_adapter(name)
         arch_config = None
         if config is not None:
             if arch is None:
@@ -217,47 +227,64 @@ def rm(
     from mmgen.weights.trust import forget as forget_trust
 
     cache = ModelCache()
-    removed = cache.remove(name) | store.remove(name)
+    adapter = store.registered_file(name)
+    if adapter is not None and cache.folder(name).is_dir():  # registered before names were kept apart
+        raise UsageError(f"{name!r} names both a cached model and a registered adapter; nothing removed",
+                         hint=f"delete the one you mean by hand: {cache.folder(name)} or {adapter.parent}")
+    removed = store.remove(name) if adapter is not None else cache.remove(name)
     forgotten = forget and forget_trust(cache.root, name)
     if not removed and not forgotten:
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
     if as_json:
         _emit({"name": name, "removed": removed, "forgot_sha256": forgotten})
     else:
-        _say(f"removed {name} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
+        what = f"adapter {name}" if adapter is not None else name
+        _say(f"removed {what} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
 
 
 @models_app.command()
 def verify(
     name: Annotated[
-        str | None, typer.Argument(help="Model to check; all cached and bundled models if omitted.")
+        str | None,
+        typer.Argument(help="Model or adapter to check; all cached and bundled models and registered adapters if "
+                       "omitted."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-hash weights files and compare them with their recorded sha256."""
+    """Re-hash weights files and registered adapters and compare them with their recorded sha256."""
+    from mmgen.adapters import store
     from mmgen.weights.catalog import verify_models
 
-    results = verify_models(name)
+    if name is None:
+        results = verify_models() + store.verify()
+    else:
+        results = store.verify(name) if store.registered_file(name) is not None else verify_models(name)
     if not results and not as_json:
-        _say("nothing to verify: no models are cached, and no bundled weights file is present")
+        _say("nothing to verify: no models are cached, no bundled weights file is present and no adapter is "
+             "registered")
     for result in results:
         if as_json:
             _emit(result.as_dict())
         else:
             _say(f"{result.name}: {result.verdict} ({result.path})")
-    bad = [r.name for r in results if not r.ok]
+    bad = [r for r in results if not r.ok]
     if bad:
+        counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
+                              if (n := sum(r.kind == kind for r in bad)))
+        again = " (an adapter: mmgen models import FILE --name NAME --overwrite)" if "adapter" in counts else ""
         raise ChecksumMismatch(
-            f"{len(bad)} model(s) fail verification: {', '.join(bad)}", hint="pull or import them again"
+            f"{counts} fail verification: {', '.join(r.name for r in bad)}", hint=f"pull or import them again{again}"
         )
 
 
 @models_app.command()
 def info(name: NameArgument, as_json: JsonOption = False) -> None:
-    """Everything known about one model: registry entry, cache record, weights file."""
+    """Everything known about one model (registry entry, cache record, weights file) or registered adapter."""
+    from mmgen.adapters import store
     from mmgen.weights.catalog import describe
 
-    details = describe(name)
+    adapter = store.find(name)
+    details = {**adapter.as_dict(), "path": str(store.registered_file(name))} if adapter else describe(name)
     if as_json:
         _emit(details)
         return

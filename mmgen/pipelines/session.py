@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
+from mmgen.adapters.store import registered_file
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
@@ -23,8 +24,8 @@ from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.lineage import own_lineage
-from mmgen.weights.load import availability
-from mmgen.weights.registry import is_path
+from mmgen.weights.load import availability, stored_weights
+from mmgen.weights.registry import NAME_PATTERN, is_path
 
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
@@ -71,10 +72,18 @@ def prepare(settings: RunSettings) -> Run:
 
 
 def input_files(settings: RunSettings) -> tuple[Path, ...]:
-    """The files a run reads besides its media: the model and every adapter given by path, each with the
-    sidecar .json beside it if there is one (a model's config may live there). Outputs never replace them."""
-    given = [Path(settings.model)] if is_path(settings.model) else []
-    given += [Path(use.source) for use in settings.adapters() if Path(use.source).is_file()]
+    """The files a run reads besides its media: the model, its upsampler and every adapter — a file given by path,
+    or the file behind a name (bundled, cached, registered) — each with the sidecar .json beside it if there is
+    one (a model's config may live there; a cached model's or adapter's record does). Outputs never replace
+    them."""
+    model = str(settings.model)
+    if is_path(model):
+        given = [Path(model)]
+    else:
+        given = stored_weights(model, own_lineage(model).upsampler if NAME_PATTERN.fullmatch(model) else None)
+    adapters = [Path(use.source) if Path(use.source).is_file() else registered_file(use.source)
+                for use in settings.adapters()]
+    given += [path for path in adapters if path is not None]
     return (*given, *(path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()))
 
 

@@ -6,7 +6,8 @@ Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmg
     models/<name>/model.json          CacheRecord; written last, so a model counts as cached only once complete
     models/<name>/<sha256>.part       an interrupted download, resumed by the next pull (from Google Drive:
                                       <file id>.part, complete but unchecked, and gdown's <file id>.part*.part)
-    models/<name>/.lock               held while downloading or converting into this folder
+    models/<name>/.lock               held while downloading or converting into this folder; a folder left with
+                                      nothing else goes with it, so a failed import leaves no trace
     trust/<name>.json                 the sha256 and size first seen for a file with no published checksum
                                       (mmgen.weights.trust); kept by `models rm`
 
@@ -20,8 +21,9 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +41,35 @@ def cache_root() -> Path:
     """MMGEN_CACHE, else the platform's cache folder; ConfigError (exit 2) when it, or a folder on its way, is a
     file: every command that caches would fail on it with an OS error, after reading its inputs."""
     root = Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
-    existing = root
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = _nearest_existing(root)
     if not existing.is_dir():
         where = "it is a file" if existing == root else f"{existing} is a file"
         raise ConfigError(f"cache folder {root}: {where}, not a folder", hint="set MMGEN_CACHE to a folder")
     return root
+
+
+def check_writable(root: Path) -> None:
+    """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
+    said before a command that caches does any work, not as an OS error at its first write. Creates no folder;
+    it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""
+    existing = _nearest_existing(root)
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".mmgen-check-"):
+            pass
+    except OSError as e:
+        where = "" if existing == root else f" (it would be created in {existing})"
+        raise _unwritable(root, e, where) from None
+
+
+def _unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
+    return ConfigError(f"cache folder {folder} cannot be written{where}: {error.strerror or error}",
+                       hint="set MMGEN_CACHE to a folder you can write to")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 @dataclass(frozen=True)
@@ -158,15 +182,41 @@ class ModelCache:
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Exclusive access to one model's folder across processes; says so when it has to wait."""
-        self.folder(name).mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.folder(name) / ".lock"))
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            print(f"mmgen: waiting for another mmgen process working on {name!r} ...", file=sys.stderr)
-            lock.acquire()
+        """Exclusive access to one model's folder across processes; says so when it has to wait. A folder that
+        holds nothing else when the work is done (a failed import, a removed model) is deleted with its lock."""
+        folder = self.folder(name)
+        lock = _acquire(folder, name)
         try:
             yield
         finally:
+            with suppress(OSError):  # best effort (a system that cannot delete an open file keeps it)
+                if [p.name for p in folder.iterdir()] == [".lock"]:
+                    (folder / ".lock").unlink()
+                    folder.rmdir()
             lock.release()
+
+
+def _acquire(folder: Path, name: str) -> filelock.BaseFileLock:
+    """The held lock of `folder`, made if missing. Taken again when its holder deleted the folder as it left."""
+    said = False
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(folder, e) from None
+        lock = filelock.FileLock(str(folder / ".lock"))
+        try:
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                if not said:
+                    print(f"mmgen: waiting for another mmgen process working on {name!r} ...", file=sys.stderr)
+                    said = True
+                lock.acquire()
+        except FileNotFoundError:  # the folder went away while we waited
+            continue
+        except OSError as e:
+            raise _unwritable(folder, e) from None
+        if (folder / ".lock").exists():
+            return lock
+        lock.release()  # we hold the lock file its last holder deleted

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class Verdict:
     verdict: str  # "ok", "ok (no sha256 registered)", "missing", or "corrupt: expected ..., got ..."
     expected: str | None
     actual: str | None
+    kind: str = "model"  # or "adapter" (mmgen.adapters.store)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,27 +112,29 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     verdicts = []
     for n in names:
         if n in bundled:
-            verdicts.append(_check(n, bundled[n].bundled_path, bundled[n].sha256))
+            verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
             continue
         record = cache.record(n)
-        verdict = _check(n, cache.weights_path(n), record.sha256)
-        if verdict.ok:  # hashed just now: the next load need not hash it again
-            cache.write_record(dataclasses.replace(record, stamp=FileStamp.of(cache.weights_path(n))))
+        verdict = check_file(n, cache.weights_path(n), record.sha256)
+        if verdict.ok:  # hashed just now: the next load need not hash it again (a read-only cache: it will)
+            with suppress(OSError):
+                cache.write_record(dataclasses.replace(record, stamp=FileStamp.of(cache.weights_path(n))))
         verdicts.append(verdict)
     return verdicts
 
 
-def _check(name: str, path: Path, expected: str | None) -> Verdict:
+def check_file(name: str, path: Path, expected: str | None, kind: str = "model") -> Verdict:
+    """Re-hash one weights file against the sha256 recorded for it."""
     if not path.is_file():
-        return Verdict(name, str(path), False, "missing", expected, None)
+        return Verdict(name, str(path), False, "missing", expected, None, kind)
     actual = sha256_file(path)
     if expected is None:
-        return Verdict(name, str(path), True, "ok (no sha256 registered)", None, actual)
+        return Verdict(name, str(path), True, "ok (no sha256 registered)", None, actual, kind)
     if actual != expected:
         return Verdict(
-            name, str(path), False, f"corrupt: expected {expected}, got {actual}", expected, actual
+            name, str(path), False, f"corrupt: expected {expected}, got {actual}", expected, actual, kind
         )
-    return Verdict(name, str(path), True, "ok", expected, actual)
+    return Verdict(name, str(path), True, "ok", expected, actual, kind)
 
 
 def describe(name: str) -> dict[str, Any]:

@@ -245,11 +245,13 @@ def _copy_local(url: str, part: _Part, progress: ByteProgress) -> None:
     source = Path(url2pathname(urlsplit(url).path))
     if not source.is_file():
         raise _Unavailable("no such file")
-    part.reset()
     total = source.stat().st_size
-    _check_space(part.path, total)
-    progress.start(0, total)
+    if part.size > total:
+        part.reset()
+    _check_space(part.path, total - part.size)
+    progress.start(part.size, total)
     with open(source, "rb") as src, open(part.path, "ab") as dst:
+        src.seek(part.size)  # the rest of an interrupted copy (the sha256 checks the whole)
         while chunk := src.read(_CHUNK):
             dst.write(chunk)
             part.update(chunk)

@@ -24,7 +24,7 @@ from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import check_finite, read_header
 from mmgen.weights.convert import Target, check_state_dict
 from mmgen.weights.pull import availability, pull, repair_hint
-from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
+from mmgen.weights.registry import NAME_PATTERN, ModelEntry, is_path, load_registry, unknown_model
 from mmgen.weights.safetensors_file import open_safetensors
 
 
@@ -56,6 +56,18 @@ def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) ->
             f"{name}: weights are not available locally ({state})", hint=f"run `mmgen models pull {name}`"
         )
     return entry.weights.bundled_path if state == "bundled" else cache.weights_path(name)
+
+
+def stored_weights(*names: str | None) -> list[Path]:
+    """The files these model names' weights are read from while they are here — bundled, or in the cache (even
+    half imported). Nothing is fetched or checked; a name that is not here (or None) adds nothing."""
+    registry, cache, found = load_registry(), ModelCache(), []
+    for name in filter(None, names):
+        if NAME_PATTERN.fullmatch(name):
+            entry = registry.entries.get(name)
+            bundled = entry is not None and entry.weights.bundled
+            found.append(entry.weights.bundled_path if bundled else cache.weights_path(name))
+    return [path for path in found if path.is_file()]
 
 
 def load_model(

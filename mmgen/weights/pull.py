@@ -13,10 +13,10 @@ from typing import Literal
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
 from mmgen.files import sha256_file
 from mmgen.weights import drive, trust
-from mmgen.weights.cache import CacheRecord, ModelCache
+from mmgen.weights.cache import CacheRecord, ModelCache, check_writable
 from mmgen.weights.convert import Target, install
 from mmgen.weights.download import download, offline
-from mmgen.weights.registry import ModelEntry, Registry, load_registry, unknown_model
+from mmgen.weights.registry import NAME_PATTERN, ModelEntry, Registry, load_registry, unknown_model
 from mmgen.weights.urls import check_url
 
 Availability = Literal["bundled", "bundled (missing)", "cached", "downloadable", "needs import"]
@@ -54,6 +54,16 @@ def repair_hint(name: str, entry: ModelEntry | None) -> str:
     if entry is not None and not entry.needs_import:
         return f"run `mmgen models verify` to check every model, then `mmgen models pull {name}` to fetch it again"
     return f"run `mmgen models verify`, then `mmgen models import FILE --name {name} --overwrite` to replace it"
+
+
+def kept_download(name: str, cache: ModelCache | None = None) -> Path | None:
+    """The partial download an interrupted pull of `name` left in the cache; the next pull resumes it (an HTTP
+    Range request, the rest of a file:// copy, or gdown's resume of its temporary)."""
+    if not NAME_PATTERN.fullmatch(name):
+        return None
+    folder = (cache or ModelCache()).folder(name)
+    parts = sorted(folder.glob("*.part"), key=lambda p: p.stat().st_size) if folder.is_dir() else []
+    return parts[-1] if parts else None
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ def pull(
             f"{name}: weights are not in the cache ({cache.folder(name)}) and MMGEN_OFFLINE=1 forbids downloading",
             hint=f"fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {name}`",
         )
+    check_writable(cache.root)
     with cache.lock(name):
         if _intact(cache, name, entry, repair):  # another process finished it while we waited
             return Pulled(cache.weights_path(name), fetched=False)

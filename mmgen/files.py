@@ -7,6 +7,10 @@ which is fsync-ed and then renamed, and the folder is fsync-ed after the rename 
 power loss too. `check_writable` lets a command refuse early, before minutes of sampling, when the output
 cannot be written, and `check_output_target` when it is a symbolic-link loop or one of the command's inputs
 (the input is never changed, whatever --overwrite says).
+
+A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
+once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
+the files of one output appear together: if writing one fails, the others it committed are removed again.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
 
 from mmgen.errors import MediaError, OutputExists, UsageError
+
+DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
+TEMP_EXTRA = len(".") + len(".01234567.partial")  # what temporary_name adds to the target's name
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}  # the output's disk failed
+_commits: ContextVar[list[tuple[Path, int, int]] | None] = ContextVar("committed_outputs", default=None)
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -29,6 +39,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     at `path`, even one to nothing, exists: replacing it needs `overwrite` like any file."""
     target = Path(path)
     folder = target.parent
+    check_name_length(target)
     if target.is_dir():
         raise MediaError(f"cannot write {target}: it is a directory")
     if os.path.lexists(target) and not overwrite:
@@ -55,9 +66,29 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the filesystem of `folder`, or of where it will be created, allows."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not a POSIX system, or the filesystem does not say
+        return DEFAULT_NAME_MAX
+
+
+def check_name_length(path: Path) -> None:
+    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows."""
+    size, limit = len(os.fsencode(path.name)), name_max(path.parent)
+    if size > limit:
+        raise UsageError(f"cannot write {path}: its name is {size} bytes, longer than the {limit} the "
+                         "filesystem allows", hint="choose a shorter name with -o")
+
+
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
-    """Raise now if `path` can never be an output: a symbolic link (or a folder on its way) that loops, or the
-    same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""
+    """Raise now if `path` can never be an output: a name too long for its filesystem, a symbolic link (or a
+    folder on its way) that loops, or the same file as one of `inputs` — through symlinks, hard links or another
+    spelling of the name."""
+    check_name_length(Path(path))
     try:
         os.stat(path)
     except OSError as e:
@@ -80,8 +111,13 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
-    would let two concurrent writers corrupt each other's file)."""
-    return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+    would let two concurrent writers corrupt each other's file). The stem is shortened where needed, so the
+    name fits whenever the target's does."""
+    room = name_max(target.parent) - TEMP_EXTRA - len(os.fsencode(target.suffix))
+    stem = target.stem
+    while len(os.fsencode(stem)) > max(room, 0):
+        stem = stem[:-1]
+    return target.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
 
 
 def fsync_path(path: Path) -> None:
@@ -112,10 +148,28 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _commit(temp: Path, target: Path, replace: bool) -> None:
+    """Rename `temp` to `target`; unless `replace`, never over an existing `target` (OutputExists)."""
+    if replace:
+        os.replace(temp, target)
+        return
+    try:
+        os.link(temp, target)  # atomic, and fails if the name was taken meanwhile
+    except FileExistsError:
+        raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it") from None
+    except OSError:  # a filesystem without hard links: check, then rename
+        if os.path.lexists(target):
+            raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it") from None
+        os.replace(temp, target)
+    else:
+        temp.unlink()
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of `path` (an empty folder when `folder`); on normal exit it is fsync-ed and
-    replaces `path` (a previous folder of that name is removed first), on any exception it is deleted.
+    replaces `path` (a previous folder of that name is removed first; a file only if `replace`, else
+    OutputExists), on any exception it is deleted.
 
     with atomic_path(run / "config.yaml") as tmp:
         tmp.write_text(text)
@@ -131,8 +185,11 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
         fsync_path(temp)
         if folder and target.is_dir():
             shutil.rmtree(target)
-        os.replace(temp, target)
+        _commit(temp, target, replace or folder)
         _fsync(target.parent)
+        if (commits := _commits.get()) is not None:
+            info = os.lstat(target)
+            commits.append((target, info.st_dev, info.st_ino))
     finally:
         _remove(temp)
 
@@ -146,16 +203,36 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 @contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A user-facing output: refused up front if it exists (unless `overwrite`) or cannot be written, then
-    written through `atomic_path`.
-
-    with atomic_output("clip.mp4") as tmp:
-        write_everything_to(tmp)
+    written through `atomic_path`, and never over a file that appeared meanwhile (unless `overwrite`).
+    A failing disk (full, quota, read-only) is reported as a MediaError naming `path`.
     """
     target = check_writable(path, overwrite)
-    with atomic_path(target) as temp:
-        yield temp
-        if os.path.lexists(target) and not overwrite:  # appeared while we were writing
-            raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
+    try:
+        with atomic_path(target, replace=overwrite) as temp:
+            yield temp
+    except OSError as e:
+        if e.errno not in STORAGE_ERRORS:
+            raise
+        raise MediaError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+@contextmanager
+def kept_together() -> Iterator[None]:
+    """The files committed inside the block appear together or not at all: if the block fails, each one it
+    committed is removed again (unless another writer has replaced it since)."""
+    commits: list[tuple[Path, int, int]] = []
+    token = _commits.set(commits)
+    try:
+        yield
+    except BaseException:
+        for target, device, inode in commits:
+            with suppress(OSError):
+                info = os.lstat(target)
+                if (info.st_dev, info.st_ino) == (device, inode):
+                    target.unlink()
+        raise
+    finally:
+        _commits.reset(token)
 
 
 def sha256_file(path: Path) -> str:

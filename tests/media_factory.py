@@ -207,15 +207,16 @@ def write_test_wav(
 
 
 def _layout(channels: int) -> str:
-    return {1: "mono", 2: "stereo"}[channels]
+    return {1: "mono", 2: "stereo", 8: "7.1"}[channels]
 
 
 def _encode_audio(stream, sound: np.ndarray, sample_rate: int) -> list[av.Packet]:
-    """Encode (C, L) float samples in 1024-sample frames with explicit pts, so AAC priming is recorded."""
+    """Encode (C, L) float samples in 1024-sample frames with explicit pts, so AAC priming is recorded. Frames
+    are packed (interleaved): PyAV 18's planar frames crash on 8 channels."""
     packets = []
     for start in range(0, sound.shape[1], 1024):
-        chunk = np.ascontiguousarray(sound[:, start : start + 1024])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=_layout(sound.shape[0]))
+        chunk = np.ascontiguousarray(sound[:, start : start + 1024].T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout=_layout(sound.shape[0]))
         frame.sample_rate = sample_rate
         frame.pts = start
         frame.time_base = Fraction(1, sample_rate)

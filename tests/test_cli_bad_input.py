@@ -332,6 +332,18 @@ def seeds_past_the_last_one(folder, model):
             "seed + num - 1 must be at most")
 
 
+def output_name_too_long(folder, model):
+    """One byte over the usual 255-byte limit: refused before any work, not after all of the sampling."""
+    return (["soundtrack", clip(folder), "-m", model, "-o", folder / f"{'a' * 252}.mp4", *FAST],
+            "its name is 256 bytes, longer than the 255 the filesystem allows")
+
+
+def default_output_name_too_long(folder, model):
+    """A legal input name whose INPUT_soundtrack.mp4 is not."""
+    return (["soundtrack", clip(folder, f"{'b' * 245}.mp4"), "-m", model, *FAST],
+            "_soundtrack.mp4: its name is 260 bytes")
+
+
 def _unwritable_folder(folder: Path) -> Path:
     """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
     bits do not stop — sysfs, which refuses new files to everyone."""
@@ -358,7 +370,7 @@ CASES: list[Case] = [
     model_cut_short, model_header_with_a_wrong_shape, model_header_with_a_wrong_length,
     model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
     model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file, a_recipe_for_a_model_no_machine_could_build,
-    a_recipe_whose_heads_do_not_fit_its_widths,
+    a_recipe_whose_heads_do_not_fit_its_widths, output_name_too_long, default_output_name_too_long,
 ]
 
 

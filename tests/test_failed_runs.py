@@ -15,6 +15,7 @@ from media_factory import write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import tiny_config, tiny_mmunet
 
+from mmgen.errors import MediaError
 from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.weights.checkpoint import save_model
 
@@ -89,6 +90,28 @@ def test_the_clips_finished_before_a_failure_stay_in_the_folder_the_run_made(tin
     with pytest.raises(OSError, match="No space left"):
         generate_files(tmp_path / "new", GenerateSettings(model=str(tiny), num=2, **FAST))
 
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+        "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png", "clip_0000_spectrogram.png"
+    ]
+
+
+def test_a_clip_whose_sidecar_cannot_be_written_is_taken_back_whole(tiny, tmp_path, monkeypatch):
+    """The disk fills up as clip 2's sidecar is written: its mp4 and previews go too (a complete-looking mp4
+    without a sidecar would make a rerun say "already exists"), and the error names the file."""
+    write_text, sidecars = Path.write_text, []
+
+    def full_at_the_second_sidecar(self, *args, **kwargs):
+        if self.name.endswith(".partial.json"):
+            sidecars.append(self)
+            if len(sidecars) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_the_second_sidecar)
+    with pytest.raises(MediaError, match=r"^cannot write .*clip_0001\.json: No space left on device$") as caught:
+        generate_files(tmp_path / "new", GenerateSettings(model=str(tiny), num=2, **FAST))
+
+    assert caught.value.exit_code == 2
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
         "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png", "clip_0000_spectrogram.png"
     ]

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from mmgen.errors import MediaError, OutputExists
+from mmgen import files
+from mmgen.errors import MediaError, OutputExists, UsageError
 from mmgen.files import atomic_output, check_writable
 from mmgen.media import write_mp4
 
@@ -50,6 +51,53 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(tmp_path):
     write_mp4(target, torch.zeros(2, 3, 16, 16), None, 10, 16000, overwrite=True)
     assert target.read_bytes()[4:8] == b"ftyp"
     assert os.listdir(tmp_path) == ["clip.mp4"]
+
+
+def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path):
+    """The temporary file beside it gets a shortened stem, so it fits wherever the target's name fits."""
+    target = tmp_path / f"{'a' * 251}.mp4"  # 255 bytes
+    with atomic_output(target) as temp:
+        assert len(temp.name) <= 255 and temp.suffix == ".mp4"
+        temp.write_bytes(b"clip")
+    assert os.listdir(tmp_path) == [target.name]
+
+
+def test_a_name_longer_than_the_filesystem_allows_is_refused_before_any_work(tmp_path):
+    with pytest.raises(UsageError, match="its name is 256 bytes, longer than the 255") as caught:
+        check_writable(tmp_path / f"{'é' * 126}.mp4")  # 126 two-byte letters: bytes count, not letters
+    assert caught.value.exit_code == 2
+
+
+def test_of_two_runs_writing_one_name_the_later_stops_instead_of_replacing(tmp_path, monkeypatch):
+    """Both passed the "exists?" check before sampling; the other run commits just before this one does."""
+    target, flush = tmp_path / "clip.mp4", files.fsync_path
+
+    def other_run_commits_first(path):
+        flush(path)
+        target.write_bytes(b"the other run's clip")
+
+    monkeypatch.setattr(files, "fsync_path", other_run_commits_first)
+    with pytest.raises(OutputExists, match="clip.mp4 already exists"), atomic_output(target) as temp:
+        temp.write_bytes(b"this run's clip")
+    assert target.read_bytes() == b"the other run's clip"
+    assert os.listdir(tmp_path) == ["clip.mp4"]
+
+
+def test_without_hard_links_a_new_output_is_still_written_and_an_existing_one_kept(tmp_path, monkeypatch):
+    def no_hard_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    target = tmp_path / "clip.json"
+    with atomic_output(target) as temp:
+        temp.write_text("{}")
+    assert target.read_text() == "{}" and os.listdir(tmp_path) == ["clip.json"]
+
+    late, flush = tmp_path / "late.json", files.fsync_path
+    monkeypatch.setattr(files, "fsync_path", lambda path: (flush(path), late.write_text("theirs")))
+    with pytest.raises(OutputExists), atomic_output(late) as temp:  # another run commits just before this one
+        temp.write_text("{}")
+    assert late.read_text() == "theirs" and sorted(os.listdir(tmp_path)) == ["clip.json", "late.json"]
 
 
 def test_unwritable_places_are_refused_before_any_work(tmp_path):

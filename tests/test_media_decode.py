@@ -3,12 +3,15 @@ mono audio at the model's rate with events where they happened."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
 from media_factory import (
+    TONE_AMPLITUDE,
     blue_levels,
     click_time,
     encoder_available,
@@ -17,6 +20,7 @@ from media_factory import (
     write_test_audio,
     write_test_video,
 )
+from mmgen_cli import mmgen_env
 
 from mmgen.media import probe, read_audio, read_video
 from mmgen.media.fitting import rotate_upright
@@ -151,6 +155,24 @@ def test_stereo_audio_becomes_mono_keeping_both_channels(long_clip):
     spectrum = torch.fft.rfft(audio).abs() / (len(audio) / 2)  # 1 Hz bins, amplitude scale
     assert spectrum[440] == pytest.approx(0.05, rel=0.15)
     assert spectrum[880] == pytest.approx(0.05, rel=0.15)
+
+
+def test_7_1_audio_becomes_mono_keeping_all_eight_channels(tmp_path):
+    """Channel c carries 440·(c+1) Hz. Read in a subprocess: PyAV's planar 8-channel path segfaulted."""
+    write_test_audio(tmp_path / "surround.wav", seconds=1.0, sample_rate=8000, channels=8, codec="pcm_s16le")
+    script = (
+        "import sys, numpy; from mmgen.media import read_audio; "
+        "numpy.save(sys.argv[2], read_audio(sys.argv[1], 16000)[0].numpy())"
+    )
+    out = tmp_path / "mono.npy"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "surround.wav"), str(out)],
+                          env=mmgen_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    audio = torch.from_numpy(np.load(out))
+    assert audio.shape == (16000,)
+    spectrum = torch.fft.rfft(audio).abs() / (len(audio) / 2)  # 1 Hz bins, amplitude scale
+    for c in range(8):
+        assert spectrum[440 * (c + 1)] == pytest.approx(TONE_AMPLITUDE / 8, rel=0.15)
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,9 @@ def read_audio(
         stream = first_stream(container, "audio", path)
         t0 = origin(container) + start
         _seek(container, stream, t0)
-        resampler = av.AudioResampler(format="fltp", rate=sample_rate)  # keeps the source's channels
+        # Packed "flt" keeps the source's channels interleaved in one plane: PyAV's planar to_ndarray crashes
+        # (segfault) on 8-channel (7.1) frames, and the packed path gives the same numbers for any count.
+        resampler = av.AudioResampler(format="flt", rate=sample_rate)
         decoded = container.decode(stream)
         until = None if duration is None else t0 + duration
         pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path))
@@ -215,6 +217,7 @@ def _placed(
             _check_gap(path, "audio", heard / sample_rate + t0, position / sample_rate + t0)
         elif position is None:
             position = 0
-        samples = frame.to_ndarray().mean(axis=0)  # (channels, n) → (n,)
+        channels = len(frame.layout.channels)
+        samples = frame.to_ndarray().reshape(-1, channels).mean(axis=1)  # interleaved (n·channels,) → (n,)
         yield position, samples
         position += len(samples)

@@ -65,7 +65,7 @@ def output_for(input: str | Path, output: str | Path | None, command: str) -> Pa
     it is a folder (an existing one, or a name ending in a slash), or the default name next to the input."""
     if output is None:
         return default_output(input, command)
-    if Path(output).is_dir() or str(output).endswith(("/", os.sep)):
+    if os.path.isdir(output) or str(output).endswith(("/", os.sep)):  # False, not an error, for a too-long name
         return Path(output) / default_output(input, command).name
     return Path(output)
 

@@ -269,3 +269,17 @@ def test_projections_under_bf16_autocast_are_bitwise_those_of_torch_linear(shape
     with torch.autocast("cpu", dtype=torch.bfloat16):
         layers._linear(x, trained, bias).float().square().mean().backward()
     assert trained.grad is not None and trained.grad.abs().sum() > 0
+
+
+def test_auto_trains_a_narrow_model_in_fp32_on_a_bf16_cpu(monkeypatch):
+    """The demo (width 32) trains faster in fp32 even on a CPU with bf16; the paper's width in bf16 there."""
+    from mmgen.models import config_for
+    from mmgen.train.setup import training_precision
+
+    monkeypatch.setattr(runtime_device, "_cpu_flags", lambda: {"amx_bf16", "amx_tile"})
+    monkeypatch.delenv(runtime_device.CPU_BF16_ENV, raising=False)
+    demo, paper = load_model("demo").config, config_for("mm-unet")
+    assert demo.model_channels < 128 <= paper.model_channels
+    assert training_precision(CPU, "auto", demo) == torch.float32
+    assert training_precision(CPU, "auto", paper) == torch.bfloat16
+    assert training_precision(CPU, "bf16", demo) == torch.bfloat16  # an explicit choice always wins

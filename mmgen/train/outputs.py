@@ -50,7 +50,7 @@ class RunOutputs:
             self.on_event(TrainEvent("note", step, message=f"step {step}: av_gap {values['av_gap']:+.5f}"))
         if preview and self.main:
             path = self.setup.run_dir / "samples" / f"step-{step:07d}.mp4"
-            write_preview(path, self.state.ema.module, self.setup.compute, self.setup.preview, config.seed)
+            write_preview(path, self.state.ema.module, self.setup.preview_compute, self.setup.preview, config.seed)
             self.setup.log.write("sample", step, path=str(path.relative_to(self.setup.run_dir)))
             self.on_event(TrainEvent("note", step, message=f"step {step}: preview {path}"))
         if save:

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mmgen.data.clips import ScanReport
 from mmgen.modal import Modal, each
 from mmgen.runtime import processes as distributed
-from mmgen.runtime.device import Compute, select_device, select_precision
+from mmgen.runtime.device import select_device
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.divergence import DivergenceWatch
 from mmgen.train.events import EventFn, TrainEvent, ignore
@@ -62,19 +62,11 @@ def finetune(
     try:
         if processes.distributed and device.type == "cuda":
             device = torch.device("cuda", processes.local_rank)
-        compute = Compute(device, _training_precision(device, config.precision))
         events = on_event if on_event is not None and processes.is_main else ignore
-        setup = prepare(Path(data_dir), Path(run_dir), config, compute, processes, resume, events)
+        setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events)
         return _train(setup, events)
     finally:
         distributed.stop(processes)
-
-
-def _training_precision(device: torch.device, name: str) -> torch.dtype:
-    """As for sampling, except that MPS trains in fp32 (fp16 training there needs loss scaling we don't test)."""
-    if name == "auto" and device.type == "mps":
-        return torch.float32
-    return select_precision(device, name)
 
 
 def learning_rate(config: FinetuneConfig, step: int) -> float:

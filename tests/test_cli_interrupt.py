@@ -7,6 +7,7 @@ then sends SIGINT the way a terminal does.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import textwrap
@@ -156,3 +157,27 @@ def test_ctrl_c_while_mmgen_starts_up_is_one_line(tmp_path):
     assert code == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
     assert "\nmmgen: interrupted\n" in stderr, stderr[-2000:]
+
+
+def test_a_reader_that_stops_reading_is_exit_141_with_one_line_and_the_clips_stay(tiny, tmp_path):
+    """`mmgen generate --json | head -1` where head is gone before the JSON comes: not a silent exit 1."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(mmgen_command("generate", "-m", tiny, "-n", 2, *FAST, "-o", out, "--json"),
+                               env=mmgen_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader leaves at once
+    stderr = process.stderr.read()
+    assert process.wait(timeout=600) == 141, stderr
+    assert stderr.strip().splitlines()[-1] == ("mmgen: error: stdout was closed by the program reading it "
+                                               "(broken pipe); the files written are complete")
+    assert "Traceback" not in stderr
+    assert {p.name for p in out.glob("*.mp4")} == {"clip_0000.mp4", "clip_0001.mp4"}
+
+
+def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(mmgen_command("generate", "-m", tiny, *FAST, "-o", out, "--json"), env=mmgen_env(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("mmgen: error: Invalid value for '--json': standard output is closed: there is "
+                                   "nowhere to print the JSON")
+    assert not out.exists()

@@ -12,6 +12,7 @@ import sys
 import traceback
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT"
+BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
 
 
 def _register() -> None:
@@ -49,11 +50,18 @@ def _run(argv: list[str] | None) -> int:
 
     from mmgen.errors import MmgenError
 
+    stdout = sys.stdout
     with finished_outputs() as finished:
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
             code = app(args=argv, prog_name="mmgen", standalone_mode=False)
+        except SystemExit:
+            if sys.stdout is stdout:
+                raise
+            # click's answer to EPIPE: it swaps in a stdout that swallows writes, then exits 1 without a word
+            _error("stdout was closed by the program reading it (broken pipe); the files written are complete")
+            return BROKEN_PIPE
         except MmgenError as e:
             if debug_enabled():
                 traceback.print_exc()

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import functools
 import inspect
+import sys
 import typing
 from typing import Annotated, Any, Literal
 
@@ -162,10 +163,17 @@ OutputFile = Annotated[
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", rich_help_panel=_OUTPUT, help="Replace existing output files instead of stopping.")
 ]
+def _stdout_open(wanted: bool) -> bool:
+    """--json with stdout closed (`>&-`) would do all the work and print its JSON nowhere."""
+    if wanted and sys.stdout is None:
+        raise typer.BadParameter("standard output is closed: there is nowhere to print the JSON")
+    return wanted
+
+
 Json = Annotated[
     bool,
     typer.Option(
-        "--json", rich_help_panel=_OUTPUT,
+        "--json", rich_help_panel=_OUTPUT, callback=_stdout_open,
         help="Print one JSON object per output to stdout (the sidecar's content); messages go to stderr.",
     ),
 ]

@@ -176,7 +176,7 @@ def test_a_reader_that_stops_reading_is_exit_141_with_one_line_and_the_clips_sta
 def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(mmgen_command("generate", "-m", tiny, *FAST, "-o", out, "--json"), env=mmgen_env(tmp_path),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+                          capture_output=True, text=True, preexec_fn=lambda: os.close(1))
     assert done.returncode == 2
     assert done.stderr.strip() == ("mmgen: error: Invalid value for '--json': standard output is closed: there is "
                                    "nowhere to print the JSON")

@@ -47,6 +47,11 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if folder.exists() and not folder.is_dir():
         raise MediaError(f"cannot write {target}: {folder} is a file, not a directory")
     if not folder.is_dir():
+        existing = folder
+        while not os.path.lexists(existing) and existing.parent != existing:
+            existing = existing.parent
+        if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
+            raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
         raise MediaError(f"cannot write {target}: directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MediaError(f"cannot write {target}: directory {folder} is not writable")

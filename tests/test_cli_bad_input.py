@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import safetensors
@@ -55,6 +56,15 @@ def random_bytes_named_mp4(folder, model):
 def audio_only_for_soundtrack(folder, model):
     song = write_test_audio(folder / "song.m4a", seconds=1.0).path
     return ["soundtrack", song, "-m", model], "song.m4a: it has no video stream"
+
+
+def a_still_image_for_soundtrack(folder, model):
+    with av.open(str(folder / "cover.png"), "w") as image:
+        stream = image.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        for packet in [*stream.encode(av.VideoFrame(32, 32, "rgb24")), *stream.encode()]:
+            image.mux(packet)
+    return ["soundtrack", folder / "cover.png", "-m", model], "cover.png: it is a still image (png), not a video"
 
 
 def video_only_for_animate(folder, model):
@@ -359,7 +369,8 @@ def _unwritable_folder(folder: Path) -> Path:
 
 CASES: list[Case] = [
     missing_file, a_directory, empty_file, random_bytes_named_mp4, audio_only_for_soundtrack,
-    video_only_for_animate, video_with_no_frames, truncated_camera_mp4, truncated_faststart_mp4,
+    a_still_image_for_soundtrack, video_only_for_animate, video_with_no_frames, truncated_camera_mp4,
+    truncated_faststart_mp4,
     unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_locked_one,
     output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,

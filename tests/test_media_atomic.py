@@ -117,3 +117,14 @@ def test_a_read_only_directory_is_refused(tmp_path):
             check_writable(locked / "clip.mp4")
     finally:
         locked.chmod(0o700)
+
+
+def test_a_new_folder_under_one_that_cannot_be_written_says_so(tmp_path, monkeypatch):
+    """A read-only mount (which stops root too): the folder to create is not merely missing."""
+    locked = tmp_path / "mounted"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(files.os, "access",
+                        lambda p, mode: False if os.fspath(p) == os.fspath(locked) else real_access(p, mode))
+    with pytest.raises(MediaError, match=f"directory {locked / 'out'} cannot be created, {locked} is not writable"):
+        check_writable(locked / "out" / "clip.mp4")

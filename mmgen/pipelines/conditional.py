@@ -25,6 +25,7 @@ from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
 OTHER = {"video": "audio", "audio": "video"}
+STILL_CODECS = {"png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm", "qoi"}
 # Writes the result's files from the input (which keeps its own stream of the given modality); returns
 # what to add to the sidecar (e.g. how the sound was delivered).
 Writer = Callable[[Result, Path, OutputPaths], "dict | None"]
@@ -37,6 +38,8 @@ def check_input(path: Path, given: str) -> float:
         raise MediaError(f"cannot read {path}: it has no {given} stream")
     duration = info.video_duration if given == "video" else info.audio_duration
     duration = info.duration if duration is None else duration
+    if given == "video" and (info.frames or 0) <= 1 and info.video_codec in STILL_CODECS:
+        raise MediaError(f"cannot read {path}: it is a still image ({info.video_codec}), not a video")
     if duration <= 0 or (given == "video" and info.frames == 0):
         raise MediaError(f"cannot read {path}: its {given} stream is empty")
     return duration

@@ -47,9 +47,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if folder.exists() and not folder.is_dir():
         raise MediaError(f"cannot write {target}: {folder} is a file, not a directory")
     if not folder.is_dir():
-        existing = folder
-        while not os.path.lexists(existing) and existing.parent != existing:
-            existing = existing.parent
+        existing = nearest_existing(folder)
         if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
             raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
         raise MediaError(f"cannot write {target}: directory {folder} does not exist")
@@ -62,21 +60,25 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     """Raise now (MediaError) if `path` cannot be a folder a command writes into: it, or the nearest part of it
     that exists, is a file. Returns the path as a Path."""
     folder = Path(path)
-    existing = folder
-    while not os.path.lexists(existing) and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if existing.exists() and not existing.is_dir():
         what = "it is a file" if existing == folder else f"{existing} is a file"
         raise MediaError(f"cannot write into {folder}: {what}, not a folder")
     return folder
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` if anything is there (a dangling symlink too), else its nearest ancestor that is: where creating
+    it would start."""
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
 def name_max(folder: Path) -> int:
     """The longest file name (in bytes) the filesystem of `folder`, or of where it will be created, allows."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        return os.pathconf(nearest_existing(folder), "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # not a POSIX system, or the filesystem does not say
         return DEFAULT_NAME_MAX
 

@@ -15,6 +15,7 @@ import torch
 
 from mmgen import __version__
 from mmgen.errors import MmgenError
+from mmgen.files import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
 from mmgen.weights.cache import cache_root, check_writable
 from mmgen.weights.catalog import catalog
@@ -57,9 +58,7 @@ def _devices() -> dict[str, Any]:
 
 
 def _free_bytes(folder: Path) -> int:
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return shutil.disk_usage(nearest_existing(folder)).free
 
 
 def facts() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen.errors import MediaError, UsageError
-from mmgen.files import atomic_output, check_output_target, check_writable
+from mmgen.files import atomic_output, check_output_target, check_writable, nearest_existing
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
 
@@ -84,7 +84,7 @@ def check_outputs(outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[
             folder = path.parent
             if folder.exists() or not _creatable(folder):
                 check_writable(path, overwrite)
-    for folder in {_nearest_existing(paths.mp4.parent) for paths in outputs}:
+    for folder in {nearest_existing(paths.mp4.parent) for paths in outputs}:
         _try_writing(folder)  # the folder itself, or where it will be created
     mp4s = [p.mp4.resolve() for p in outputs]
     if len(set(mp4s)) != len(mp4s):
@@ -101,16 +101,9 @@ def _try_writing(folder: Path) -> None:
         raise MediaError(f"cannot write to {folder}: {e.strerror or e}") from None
 
 
-def _nearest_existing(folder: Path) -> Path:
-    """`folder` if it exists, else its nearest existing ancestor (where creating it starts)."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return folder
-
-
 def _creatable(folder: Path) -> bool:
     """True if `folder` does not exist but its nearest existing ancestor is a writable directory."""
-    ancestor = _nearest_existing(folder)
+    ancestor = nearest_existing(folder)
     return not folder.exists() and ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK)
 
 

@@ -33,7 +33,7 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
-from mmgen.files import sha256_file, write_text
+from mmgen.files import nearest_existing, sha256_file, write_text
 from mmgen.weights.registry import NAME_PATTERN
 
 
@@ -41,7 +41,7 @@ def cache_root() -> Path:
     """MMGEN_CACHE, else the platform's cache folder; ConfigError (exit 2) when it, or a folder on its way, is a
     file: every command that caches would fail on it with an OS error, after reading its inputs."""
     root = Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
-    existing = _nearest_existing(root)
+    existing = nearest_existing(root)
     if not existing.is_dir():
         where = "it is a file" if existing == root else f"{existing} is a file"
         raise ConfigError(f"cache folder {root}: {where}, not a folder", hint="set MMGEN_CACHE to a folder")
@@ -52,7 +52,7 @@ def check_writable(root: Path) -> None:
     """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
     said before a command that caches does any work, not as an OS error at its first write. Creates no folder;
     it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""
-    existing = _nearest_existing(root)
+    existing = nearest_existing(root)
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".mmgen-check-"):
             pass
@@ -64,12 +64,6 @@ def check_writable(root: Path) -> None:
 def _unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
     return ConfigError(f"cache folder {folder} cannot be written{where}: {error.strerror or error}",
                        hint="set MMGEN_CACHE to a folder you can write to")
-
-
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
 
 
 @dataclass(frozen=True)

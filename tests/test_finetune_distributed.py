@@ -117,7 +117,7 @@ def test_ctrl_c_stops_the_job_with_a_checkpoint_and_the_printed_torchrun_command
     assert not (run_dir / "model.safetensors").exists()
     (command,) = [line.split("resume with:", 1)[1] for line in rest.splitlines() if "resume with:" in line]
     argv = shlex.split(command)
-    assert argv[:4] == ["torchrun", "--standalone", "--nproc_per_node", "2"] and argv[-1] == "--resume"
+    assert argv[:4] == ["torchrun", "--standalone", "--nproc_per_node", "2"] and argv[-1] == "--resume", rest
 
     resumed = subprocess.run([*TORCHRUN, *argv[1:]], env=job.env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

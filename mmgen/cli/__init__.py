@@ -28,7 +28,9 @@ def _register() -> None:
 
 
 def _error(message: str) -> None:
-    print(f"mmgen: error: {message}", file=sys.stderr)
+    from mmgen.terminal import say
+
+    say(f"mmgen: error: {message}")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from mmgen.terminal import say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
     from mmgen.train import FinetuneConfig, FinetuneResult, TrainEvent
@@ -39,16 +40,16 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
         return
     run_dir = result.run_dir
     if result.interrupted:
-        _say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
+        say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
         where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
-        _say(f"resume with:  {_launcher()} finetune {where} --resume")
+        say(f"resume with:  {_launcher()} finetune {where} --resume")
     else:
         if config.lora is not None:
-            _say(f"done: {result.step} steps; adapter {result.model_path}")
-            _say(f"try:  mmgen generate -m {shlex.quote(config.init)} --adapter {shlex.quote(str(result.model_path))}")
+            say(f"done: {result.step} steps; adapter {result.model_path}")
+            say(f"try:  mmgen generate -m {shlex.quote(config.init)} --adapter {shlex.quote(str(result.model_path))}")
         else:
-            _say(f"done: {result.step} steps; model {result.model_path}")
-            _say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
+            say(f"done: {result.step} steps; model {result.model_path}")
+            say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 
 def _launcher() -> str:
@@ -64,9 +65,6 @@ def _launcher() -> str:
         return f"torchrun --standalone --nproc_per_node {per_node} -m mmgen"
     return f"torchrun --nnodes {world // per_node} --nproc_per_node {per_node} <rendezvous options> -m mmgen"
 
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @contextmanager

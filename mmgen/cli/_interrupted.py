@@ -4,7 +4,6 @@ something else (a partial download) says so with `left_behind`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from mmgen.cli.app import invoked
 from mmgen.pipelines.outputs import recording
+from mmgen.terminal import say
 
 WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose outputs `recording` sees
 LISTED = 3  # outputs named in the line; more are counted
@@ -32,7 +32,7 @@ def left_behind(what: str) -> None:
 
 
 def say_interrupted(finished: list[Path]) -> None:
-    print(f"mmgen: {interrupted_line(invoked.get(), finished)}", file=sys.stderr, flush=True)
+    say(f"mmgen: {interrupted_line(invoked.get(), finished)}")
 
 
 def interrupted_line(command: str | None, finished: list[Path]) -> str:

@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +26,7 @@ from rich.table import Table
 from mmgen.cli.app import app
 from mmgen.config import load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
+from mmgen.terminal import say
 
 models_app = typer.Typer(
     name="models",
@@ -42,9 +42,6 @@ NameArgument = Annotated[str, typer.Argument(help="Registry name of the model (s
 def _emit(obj: dict[str, Any]) -> None:
     print(json.dumps(obj), flush=True)
 
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _bytes(n: int | None, approximate: bool = False) -> str:
@@ -141,7 +138,7 @@ def pull(
         if as_json:
             _emit({"name": model, "path": str(pulled.path), "fetched": pulled.fetched})
         elif not quiet:
-            _say(f"{model}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
+            say(f"{model}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
 
 
 @models_app.command("import")
@@ -190,7 +187,7 @@ def import_model(
             if as_json:
                 _emit(adapter.as_dict())
             else:
-                _say(f"registered adapter {name!r} for {adapter.base} (rank {adapter.rank}, {_bytes(adapter.size)}, "
+                say(f"registered adapter {name!r} for {adapter.base} (rank {adapter.rank}, {_bytes(adapter.size)}, "
                      f"sha256 {adapter.sha256}); use it with --adapter {name}")
             return
         record = import_merged(file, name, overwrite=overwrite)
@@ -207,7 +204,7 @@ def import_model(
     if as_json:
         _emit(to_dict(record))
     else:
-        _say(
+        say(
             f"imported {file} as {name!r} ({record.arch}, {record.dtype}, {_bytes(record.size)}, sha256 {record.sha256})"
         )
 
@@ -239,7 +236,7 @@ def rm(
         _emit({"name": name, "removed": removed, "forgot_sha256": forgotten})
     else:
         what = f"adapter {name}" if adapter is not None else name
-        _say(f"removed {what} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
+        say(f"removed {what} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
 
 
 @models_app.command()
@@ -260,13 +257,13 @@ def verify(
     else:
         results = store.verify(name) if store.registered_file(name) is not None else verify_models(name)
     if not results and not as_json:
-        _say("nothing to verify: no models are cached, no bundled weights file is present and no adapter is "
+        say("nothing to verify: no models are cached, no bundled weights file is present and no adapter is "
              "registered")
     for result in results:
         if as_json:
             _emit(result.as_dict())
         else:
-            _say(f"{result.name}: {result.verdict} ({result.path})")
+            say(f"{result.name}: {result.verdict} ({result.path})")
     bad = [r for r in results if not r.ok]
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
@@ -290,4 +287,4 @@ def info(name: NameArgument, as_json: JsonOption = False) -> None:
         return
     for key, value in details.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-        _say(f"{key:>14}: {shown}")
+        say(f"{key:>14}: {shown}")

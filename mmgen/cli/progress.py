@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
+from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
 
@@ -36,4 +36,4 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
 
 def _plain_lines(event: ProgressEvent) -> None:
     if event.task in ("clips", "windows") and event.done > 0:
-        print(f"{_LABELS[event.task]}: {event.done}/{event.total}", file=sys.stderr, flush=True)
+        say(f"{_LABELS[event.task]}: {event.done}/{event.total}")

@@ -4,9 +4,10 @@ training loop reads at the end of its current step; a second Ctrl-C aborts at on
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from types import FrameType
+
+from mmgen.terminal import say
 
 
 class StopRequest:
@@ -34,8 +35,4 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print(
-            "\nmmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)",
-            file=sys.stderr,
-            flush=True,
-        )
+        say("\nmmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")

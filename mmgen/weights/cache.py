@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -34,6 +33,7 @@ import platformdirs
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import nearest_existing, sha256_file, write_text
+from mmgen.terminal import say
 from mmgen.weights.registry import NAME_PATTERN
 
 
@@ -204,7 +204,7 @@ def _acquire(folder: Path, name: str) -> filelock.BaseFileLock:
                 lock.acquire(timeout=0)
             except filelock.Timeout:
                 if not said:
-                    print(f"mmgen: waiting for another mmgen process working on {name!r} ...", file=sys.stderr)
+                    say(f"mmgen: waiting for another mmgen process working on {name!r} ...")
                     said = True
                 lock.acquire()
         except FileNotFoundError:  # the folder went away while we waited

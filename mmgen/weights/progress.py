@@ -16,6 +16,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mmgen.terminal import say
+
 _PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end)
 
 
@@ -85,7 +87,7 @@ class ByteProgress:
         if self._bar is not None:
             self._bar.console.print(message)
         else:
-            print(f"mmgen: {message}", file=sys.stderr, flush=True)
+            say(f"mmgen: {message}")
 
 
 def _mb(n: float | None) -> str:

@@ -15,7 +15,7 @@ from mmgen.adapters.file import Adapter, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
-from mmgen.weights.cache import ModelCache, cache_root, check_writable
+from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable
 from mmgen.weights.catalog import Verdict, check_file
 from mmgen.weights.registry import NAME_PATTERN, load_registry
 
@@ -49,7 +49,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"invalid adapter name {name!r}: use letters, digits and . _ + - only")
     _check_not_a_model(name)
-    check_writable(cache_root())
+    check_cache_writable(cache_root())
     adapter = read_adapter(file)
     folder = root() / name
     if (folder / RECORD).is_file() and not overwrite:
@@ -152,7 +152,7 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
     from mmgen.weights.lineage import own_lineage
 
     check_not_an_adapter(name)
-    check_writable(cache_root())
+    check_cache_writable(cache_root())
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
     check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)

@@ -17,7 +17,7 @@ from mmgen import __version__
 from mmgen.errors import MmgenError
 from mmgen.files import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
-from mmgen.weights.cache import cache_root, check_writable
+from mmgen.weights.cache import cache_root, check_cache_writable
 from mmgen.weights.catalog import catalog
 
 # (codec, direction, what mmgen needs it for); the first two are required to write any output.
@@ -65,7 +65,7 @@ def facts() -> dict[str, Any]:
     """Everything doctor reports, as plain JSON-able values."""
     try:
         root = cache_root()
-        check_writable(root)
+        check_cache_writable(root)
         cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)}
     except MmgenError as e:  # said in the report, with everything else
         cache = {"path": os.environ.get("MMGEN_CACHE", ""), "exists": False, "free_gib": 0.0, "problem": str(e)}

@@ -43,7 +43,6 @@ def _emit(obj: dict[str, Any]) -> None:
     print(json.dumps(obj), flush=True)
 
 
-
 def _bytes(n: int | None, approximate: bool = False) -> str:
     if n is None:
         return "?"

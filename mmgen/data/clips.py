@@ -298,12 +298,13 @@ def build_clip_dataset(
     stride: int | None = None,
     progress: ProgressFn | None = None,
     leave_out: Callable[[Path], str | None] = lambda folder: None,
+    scanned: tuple[list[Path], list[Skipped]] | None = None,
 ) -> tuple[ClipDataset, ScanReport]:
-    """Scan `root` (but not the folders `leave_out` names a reason for), decode what the cache does not know
-    yet, and index every clip (start frames 0, stride, 2·stride, … of each file; default stride = the clip
-    length). MediaError if no file yields a clip."""
+    """Scan `root` (but not the folders `leave_out` names a reason for) unless `scanned` is scan_media's answer
+    already, decode what the cache does not know yet, and index every clip (start frames 0, stride, 2·stride, …
+    of each file; default stride = the clip length). MediaError if no file yields a clip."""
     stride = stride or fmt.frames
-    files, left_out = scan_media(root, leave_out)
+    files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
     report = ScanReport(files=len(files), left_out=left_out)
     cache = ClipCache(cache_dir, fmt)
     clips: list[tuple[Path, int]] = []

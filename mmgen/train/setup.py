@@ -103,7 +103,8 @@ def prepare(
     on_event: EventFn,
 ) -> Setup:
     resumable = _check_run_dir(run_dir, resume, processes, on_event)
-    fingerprint = folder_fingerprint(data_dir, scan_media(data_dir, _run_folders(run_dir))[0])
+    scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
+    fingerprint = folder_fingerprint(data_dir, scan[0])
     if resumable is not None:
         _check_same_data(run_dir, data_dir, fingerprint, on_event)
     model, files, origin = _model(config, resumable)
@@ -119,7 +120,7 @@ def prepare(
         check_output_folder(config.cache_dir or cache_root() / "clips"),
         stride=config.stride,
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
-        leave_out=_run_folders(run_dir),
+        scanned=scan,
     )
     on_event(TrainEvent("data", report.files, report.files, data=report))
     schedule = Schedule.respaced("")

@@ -48,7 +48,7 @@ def cache_root() -> Path:
     return root
 
 
-def check_writable(root: Path) -> None:
+def check_cache_writable(root: Path) -> None:
     """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
     said before a command that caches does any work, not as an OS error at its first write. Creates no folder;
     it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""

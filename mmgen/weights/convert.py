@@ -18,7 +18,7 @@ from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMism
 from mmgen.files import same_file, sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.weights import trust
-from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_writable
+from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model
 from mmgen.weights.lineage import Lineage, file_lineage
 from mmgen.weights.registry import ModelEntry, load_registry
@@ -149,7 +149,7 @@ def import_weights(
         raise UsageError(f"{file}: no such file")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    check_writable(cache.root)
+    check_cache_writable(cache.root)
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
         raise UsageError(f"{file}: it is already the cached model {name!r}",
                          hint="import it under another name to make a converted copy")

@@ -13,7 +13,7 @@ from typing import Literal
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
 from mmgen.files import sha256_file
 from mmgen.weights import drive, trust
-from mmgen.weights.cache import CacheRecord, ModelCache, check_writable
+from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
 from mmgen.weights.convert import Target, install
 from mmgen.weights.download import download, offline
 from mmgen.weights.registry import NAME_PATTERN, ModelEntry, Registry, load_registry, unknown_model
@@ -121,7 +121,7 @@ def pull(
             f"{name}: weights are not in the cache ({cache.folder(name)}) and MMGEN_OFFLINE=1 forbids downloading",
             hint=f"fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {name}`",
         )
-    check_writable(cache.root)
+    check_cache_writable(cache.root)
     with cache.lock(name):
         if _intact(cache, name, entry, repair):  # another process finished it while we waited
             return Pulled(cache.weights_path(name), fetched=False)

@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "use": ["AdapterUse"],
         "file": ["Adapter", "BaseModel", "is_adapter_file", "read_adapter", "save_adapter"],
         "lora": [
-            "adapter_parameters", "adapter_state", "attach", "detach_adapters", "load_adapter_state", "target_modules",
+            "adapter_parameters", "adapter_state", "attach", "load_adapter_state", "target_modules",
         ],
         "spec": ["TARGETS", "LoraSpec"],
     },

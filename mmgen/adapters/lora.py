@@ -113,10 +113,3 @@ def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> No
             if tuple(tensors[key].shape) != tuple(p.shape):
                 raise UsageError(f"adapter tensor {key}: shape {tuple(tensors[key].shape)}, expected {tuple(p.shape)}")
             p.copy_(tensors[key])
-
-
-def detach_adapters(model: nn.Module, merge: bool) -> None:
-    """Remove every adapter; with `merge` their deltas stay in the weights (W ← W + ΔW), else W is restored."""
-    for module in list(model.modules()):
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=merge)

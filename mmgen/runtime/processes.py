@@ -47,14 +47,6 @@ class Processes:
         dist.all_gather_object(out, obj)
         return out
 
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's `obj` on every process."""
-        if not self.distributed:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
 
 def _collective_device() -> torch.device:
     return (

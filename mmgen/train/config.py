@@ -166,9 +166,6 @@ class FinetuneConfig:
     def probe_interval(self) -> int:
         return self.sample_every if self.probe_every is None else self.probe_every
 
-    def loss_weight(self, modality: str) -> float:
-        return self.loss_weights.get(modality, 1.0)
-
 
 COMMAND_LINE = "command line"  # the layer of flags given now
 _FLAGS = {"init": "--from", "lora_rank": "--lora", "model": "--scratch"}  # options not named after their field

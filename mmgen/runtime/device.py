@@ -104,7 +104,7 @@ def cpu_native_bf16() -> bool:
     return bool(_cpu_flags() & set(CPU_BF16_FLAGS))
 
 
-THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; mmgen/__init__.py turns it on before torch loads
+THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; the mmgen command turns it on (mmgen.cli.use_huge_pages)
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"  # Linux: "always [madvise] never"
 
 

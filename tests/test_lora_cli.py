@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,10 +23,12 @@ from mmgen.adapters import (
     merge_adapters,
     read_adapter,
     save_adapter,
+    store,
 )
 from mmgen.cli import run
+from mmgen.errors import UsageError
 from mmgen.files import sha256_file
-from mmgen.weights import ModelCache, load_model
+from mmgen.weights import ModelCache, import_weights, load_model
 
 
 @pytest.fixture
@@ -180,6 +185,9 @@ def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, mo
                  ["models", "import", str(path), "--name", "my-style", "--merge"]):
         assert run(args) == 2
         assert "'my-style' is already the name of a registered adapter" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="'my-style' is already the name of a registered adapter"):
+        import_weights(base, "my-style")  # the Python API, as the command
+    assert not (tmp_path / "cache" / "models" / "my-style").exists()
 
     assert run(["models", "info", "my-style", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -188,3 +196,94 @@ def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, mo
     assert "removed adapter my-style" in capsys.readouterr().err
     assert ModelCache().record("base") is not None  # the model is untouched
     assert not (tmp_path / "cache" / "adapters" / "my-style").exists()
+
+
+def test_a_registry_entry_that_takes_an_adapters_name_leaves_both_usable(adapter_file, tmp_path, monkeypatch, capsys):
+    """A registry entry (a newer mmgen, a preset folder) under the name the user gave an adapter: `-m NAME` is the
+    model, `--adapter NAME` the adapter, `models list` shows both, and `models rm/info` ask which one is meant."""
+    base, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(path), "--name", "my-style"]) == 0
+    entries = tmp_path / "presets" / "models"
+    entries.mkdir(parents=True)
+    (entries / "my-style.yaml").write_text(
+        f"arch: mm-unet\nweights: {{urls: ['{base.as_uri()}'], sha256: {sha256_file(base)}, format: safetensors}}\n")
+    import_weights(base, "my-style")  # the registry's name is the registry's (as `models pull` would fetch it)
+    capsys.readouterr()
+
+    assert run(["models", "list"]) == 0
+    assert "my-style is both a model and an adapter: -m my-style runs the model" in capsys.readouterr().err
+    assert run(["models", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["kind"] for r in rows if r["name"] == "my-style") == ["adapter", "model"]
+    assert load_model("my-style").sha256 == ModelCache().record("my-style").sha256
+    assert store.resolve("my-style").sha256 == sha256_file(path)
+
+    for command in ("rm", "info", "verify"):
+        assert run(["models", command, "my-style"]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line == ("mmgen: error: 'my-style' names both a model (in the registry) and a registered adapter "
+                        f"(say which: mmgen models {command} my-style --model, or --adapter)")
+    assert run(["models", "info", "my-style", "--adapter", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "adapter"
+    assert run(["models", "rm", "my-style", "--adapter", "--forget"]) == 2  # a model's recorded sha256: not ambiguous
+    assert "--forget drops a model's recorded sha256; an adapter has none" in capsys.readouterr().err
+    assert run(["models", "rm", "my-style", "--adapter"]) == 0
+    assert "removed adapter my-style" in capsys.readouterr().err
+    assert store.find("my-style") is None and ModelCache().record("my-style") is not None
+    assert run(["models", "rm", "my-style"]) == 0  # one of them left: no question
+    assert ModelCache().record("my-style") is None
+
+
+@contextmanager
+def read_only(folder: Path):
+    """`folder` and all under it unchangeable while inside: its folders' write bits off, or — for root, whom they
+    do not stop — a read-only bind mount of it (where mounting is allowed)."""
+    if os.geteuid() != 0:
+        folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+        for f in folders:
+            f.chmod(0o555)
+        try:
+            yield
+        finally:
+            for f in folders:
+                f.chmod(0o755)
+        return
+    if subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode != 0:
+        pytest.skip("running as root where mounting is not allowed: no folder can be made read-only")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def test_a_read_only_cache_removes_and_imports_nothing_and_says_which_folder(adapter_file, tmp_path, monkeypatch,
+                                                                             capsys):
+    base, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(path), "--name", "my-style"]) == 0
+    assert run(["models", "import", str(base), "--name", "base"]) == 0
+    cache = tmp_path / "cache"
+    before = sorted(cache.rglob("*"))
+    capsys.readouterr()
+
+    with read_only(cache):
+        for args, says in (
+            (["rm", "my-style"], f"cannot remove adapter 'my-style': the cache folder {cache}/adapters/my-style "
+                                 "cannot be changed: "),
+            (["rm", "base"], f"cannot remove model 'base': the cache folder {cache}/models/base cannot be changed: "),
+            (["import", str(base), "--name", "other"], f"cache folder {cache} cannot be written: "),
+            (["import", str(path), "--name", "other"], f"cache folder {cache} cannot be written: "),
+        ):
+            assert run(["models", *args]) == 2, args
+            [line] = capsys.readouterr().err.strip().splitlines()
+            assert line.startswith(f"mmgen: error: {says}"), line
+    with read_only(cache / "adapters"):  # in a cache that is otherwise writable
+        assert run(["models", "import", str(path), "--name", "other"]) == 2
+        assert (f"mmgen: error: cache folder {cache}/adapters/other cannot be written (it would be created in "
+                f"{cache}/adapters): ") in capsys.readouterr().err
+
+    assert sorted(cache.rglob("*")) == before

@@ -15,7 +15,7 @@ from mmgen.adapters.file import Adapter, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
-from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable
+from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import Verdict, check_file
 from mmgen.weights.registry import NAME_PATTERN, load_registry
 
@@ -40,8 +40,9 @@ class AdapterRecord:
         return {"kind": "adapter", **asdict(self)}
 
 
-def root() -> Path:
-    return cache_root() / "adapters"
+def root(cache_dir: Path | None = None) -> Path:
+    """Where adapters are registered: in the cache folder `cache_dir` (default: the one in use)."""
+    return (cache_dir or cache_root()) / "adapters"
 
 
 def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRecord:
@@ -49,9 +50,10 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"invalid adapter name {name!r}: use letters, digits and . _ + - only")
     _check_not_a_model(name)
-    check_cache_writable(cache_root())
-    adapter = read_adapter(file)
     folder = root() / name
+    check_cache_writable(cache_root())
+    check_cache_writable(folder)  # a read-only adapters/ in a writable cache
+    adapter = read_adapter(file)
     if (folder / RECORD).is_file() and not overwrite:
         raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,18 +78,18 @@ def _check_not_a_model(name: str) -> None:
     raise UsageError(f"{name!r} is already the name of {where}; an adapter needs a name of its own", hint=hint)
 
 
-def check_not_an_adapter(name: str) -> None:
-    """UsageError unless a model may take `name`: it is not a registered adapter's."""
-    if registered_file(name) is not None:
+def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
+    """UsageError unless a model may take `name`: it is not a registered adapter's (in cache folder `cache_dir`)."""
+    if registered_file(name, cache_dir) is not None:
         raise UsageError(
             f"{name!r} is already the name of a registered adapter; a model needs a name of its own",
-            hint=f"import it under another --name, or remove the adapter first: mmgen models rm {name}",
+            hint=f"import it under another --name, or remove the adapter first: mmgen models rm {name} --adapter",
         )
 
 
-def registered_file(name: str) -> Path | None:
-    """The registered copy behind `--adapter NAME`, if NAME is a registered adapter."""
-    folder = root() / name
+def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
+    """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
+    folder = root(cache_dir) / name
     return folder / FILE if NAME_PATTERN.fullmatch(name) and (folder / RECORD).is_file() else None
 
 
@@ -117,6 +119,7 @@ def remove(name: str) -> bool:
     folder = root() / name
     if not (folder / RECORD).is_file():
         return False
+    check_removable(folder, f"adapter {name!r}")
     shutil.rmtree(folder)
     return True
 
@@ -151,14 +154,13 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
     from mmgen.weights import import_weights, load_model, save_model
     from mmgen.weights.lineage import own_lineage
 
-    check_not_an_adapter(name)
     check_cache_writable(cache_root())
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
     check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)
     merge_adapters(base.model, [(adapter, 1.0)])
-    root().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root(), prefix=".merge-") as tmp:
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_root(), prefix=".merge-") as tmp:
         merged = Path(tmp) / f"{name}.safetensors"
         metadata = {"source": "mmgen models import --merge", "base": adapter.base.name,
                     "base_sha256": adapter.base.sha256, "merged_adapter_sha256": adapter.sha256,

@@ -36,7 +36,9 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per result to stdout.")]
-NameArgument = Annotated[str, typer.Argument(help="Registry name of the model (see `mmgen models list`).")]
+NameArgument = Annotated[str, typer.Argument(help="Name of the model or adapter (see `mmgen models list`).")]
+AdapterFlag = Annotated[bool, typer.Option("--adapter", help="NAME is the registered adapter (a model has it too)")]
+ModelFlag = Annotated[bool, typer.Option("--model", help="NAME is the model (a registered adapter has it too)")]
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -83,6 +85,32 @@ def list_models(as_json: JsonOption = False) -> None:
             table.add_row(a.name, f"{a.base} ({_short(a.base_sha256)})", str(a.rank), a.targets, _bytes(a.size),
                           _short(a.sha256))
         Console(stderr=True).print(table)
+    for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
+        say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
+            f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
+
+
+def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
+    """Whether NAME means the registered adapter: said by --adapter/--model, else whichever of the two exists.
+    Both can: a registry entry that came after the user registered an adapter under its name (a new mmgen, a
+    preset folder) — then `-m NAME` is the model and `--adapter NAME` the adapter, and a command given only
+    NAME asks which rather than guess."""
+    from mmgen.adapters import store
+    from mmgen.weights import ModelCache, load_registry
+
+    if adapter and model:
+        raise UsageError("give --adapter or --model, not both")
+    registered = store.registered_file(name) is not None
+    if adapter and not registered:
+        raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
+    if adapter or model or not registered:
+        return adapter
+    in_registry = name in load_registry()
+    if in_registry or ModelCache().folder(name).is_dir():
+        where = "in the registry" if in_registry else "in the cache"
+        raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
+                         hint=f"say which: mmgen models {command} {name} --model, or --adapter")
+    return True
 
 
 def _short(sha256: str | None) -> str:
@@ -174,7 +202,7 @@ def import_model(
     """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors;
     register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
     from mmgen.adapters import is_adapter_file
-    from mmgen.adapters.store import check_not_an_adapter, import_merged, register
+    from mmgen.adapters.store import import_merged, register
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 
@@ -193,7 +221,6 @@ def import_model(
     elif merge:
         raise UsageError(f"--merge is for adapters; {file} is not one")
     else:
-        check_not_an_adapter(name)
         arch_config = None
         if config is not None:
             if arch is None:
@@ -215,26 +242,31 @@ def rm(
         bool,
         typer.Option(help="Also forget the sha256 recorded on its first download, so the next pull trusts anew."),
     ] = False,
+    adapter: AdapterFlag = False,
+    model: ModelFlag = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete a model (and any partial download) or a registered adapter from the cache."""
     from mmgen.adapters import store
     from mmgen.weights import ModelCache
+    from mmgen.weights.trust import check_forgettable
     from mmgen.weights.trust import forget as forget_trust
 
+    if forget and adapter:
+        raise UsageError("--forget drops a model's recorded sha256; an adapter has none")
     cache = ModelCache()
-    adapter = store.registered_file(name)
-    if adapter is not None and cache.folder(name).is_dir():  # registered before names were kept apart
-        raise UsageError(f"{name!r} names both a cached model and a registered adapter; nothing removed",
-                         hint=f"delete the one you mean by hand: {cache.folder(name)} or {adapter.parent}")
-    removed = store.remove(name) if adapter is not None else cache.remove(name)
+    is_adapter = _is_adapter(name, adapter, model or forget, "rm")
+    if forget:  # before the model goes: a read-only cache keeps both
+        check_forgettable(cache.root, name)
+    removed = store.remove(name) if is_adapter else cache.remove(name)
     forgotten = forget and forget_trust(cache.root, name)
     if not removed and not forgotten:
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
     if as_json:
-        _emit({"name": name, "removed": removed, "forgot_sha256": forgotten})
+        _emit({"name": name, "kind": "adapter" if is_adapter else "model", "removed": removed,
+               "forgot_sha256": forgotten})
     else:
-        what = f"adapter {name}" if adapter is not None else name
+        what = f"adapter {name}" if is_adapter else name
         say(f"removed {what} from {cache.root}" + (" and forgot its recorded sha256" if forgotten else ""))
 
 
@@ -245,16 +277,21 @@ def verify(
         typer.Argument(help="Model or adapter to check; all cached and bundled models and registered adapters if "
                        "omitted."),
     ] = None,
+    adapter: AdapterFlag = False,
+    model: ModelFlag = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-hash weights files and registered adapters and compare them with their recorded sha256."""
+    """Re-hash weights files and registered adapters and compare them with their recorded sha256 (without NAME,
+    --model or --adapter checks only those)."""
     from mmgen.adapters import store
     from mmgen.weights.catalog import verify_models
 
-    if name is None:
-        results = verify_models() + store.verify()
+    if name is None:  # --model/--adapter: only those
+        if adapter and model:
+            raise UsageError("give --adapter or --model, not both")
+        results = ([] if adapter else verify_models()) + ([] if model else store.verify())
     else:
-        results = store.verify(name) if store.registered_file(name) is not None else verify_models(name)
+        results = store.verify(name) if _is_adapter(name, adapter, model, "verify") else verify_models(name)
     if not results and not as_json:
         say("nothing to verify: no models are cached, no bundled weights file is present and no adapter is "
              "registered")
@@ -274,13 +311,17 @@ def verify(
 
 
 @models_app.command()
-def info(name: NameArgument, as_json: JsonOption = False) -> None:
+def info(
+    name: NameArgument, adapter: AdapterFlag = False, model: ModelFlag = False, as_json: JsonOption = False
+) -> None:
     """Everything known about one model (registry entry, cache record, weights file) or registered adapter."""
     from mmgen.adapters import store
     from mmgen.weights.catalog import describe
 
-    adapter = store.find(name)
-    details = {**adapter.as_dict(), "path": str(store.registered_file(name))} if adapter else describe(name)
+    if _is_adapter(name, adapter, model, "info"):
+        details = {**store.find(name).as_dict(), "path": str(store.registered_file(name))}
+    else:
+        details = describe(name)
     if as_json:
         _emit(details)
         return

@@ -54,11 +54,31 @@ def check_cache_writable(root: Path) -> None:
     it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""
     existing = nearest_existing(root)
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".mmgen-check-"):
-            pass
+        _try_a_file(existing)
     except OSError as e:
         where = "" if existing == root else f" (it would be created in {existing})"
         raise _unwritable(root, e, where) from None
+
+
+def check_removable(path: Path, what: str) -> None:
+    """ConfigError (exit 2) unless `path` — a file, or a folder of files — can be deleted: the folders it is
+    deleted from must take changes. Said before the first deletion, so a read-only cache (a read-only mount, a
+    folder without write permission) keeps `what` whole instead of losing part of it to an OS error."""
+    for folder in (path, path.parent) if path.is_dir() else (path.parent,):
+        try:
+            _try_a_file(folder)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot remove {what}: the cache folder {folder} cannot be changed: {e.strerror or e}",
+                hint="make it writable, or remount it read-write, and run this again",
+            ) from None
+
+
+def _try_a_file(folder: Path) -> None:
+    """OSError unless a file can be made (and deleted) in `folder`: permission bits do not tell root, a read-only
+    mount or /proc apart."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
+        pass
 
 
 def _unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
@@ -165,6 +185,7 @@ class ModelCache:
         folder = self.folder(name)
         if not folder.is_dir():
             return False
+        check_removable(folder, f"model {name!r}")
         with self.lock(name):
             found = False
             # The record goes first: without it a half-deleted model no longer counts as cached.

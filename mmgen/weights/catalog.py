@@ -34,7 +34,7 @@ class Row:
     fetch: str | None  # what `pull` would download (None: nothing to download)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": "model", **asdict(self)}  # beside `models list`'s adapters (kind "adapter")
 
 
 @functools.cache

@@ -143,18 +143,23 @@ def import_weights(
     """`mmgen models import`: a hand-downloaded official checkpoint (or an mmgen/plain safetensors) becomes
     the cached model `name`. Under a registry name, the entry says what the file must be (and its sha256,
     if it names one); otherwise `arch` + `config` (a config dataclass; None: the released one) do, or else the
-    file's own mmgen metadata."""
+    file's own mmgen metadata. Any other name a registered adapter holds is refused (UsageError): `models
+    info/rm NAME` must know which one is meant."""
     file, cache = Path(file), cache or ModelCache()
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     check_cache_writable(cache.root)
+    check_cache_writable(cache.folder(name))  # a read-only models/ in a writable cache: said before any hashing
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
         raise UsageError(f"{file}: it is already the cached model {name!r}",
                          hint="import it under another name to make a converted copy")
-    registry = load_registry()
-    entry = registry.entries.get(name)
+    entry = load_registry().entries.get(name)
+    if entry is None:  # a registry name is the registry's, whatever else holds it; any other is the user's pick
+        from mmgen.adapters.store import check_not_an_adapter  # here: the adapter store imports this module
+
+        check_not_an_adapter(name, cache.root)
     target = _target(name, entry, arch, config, file)
     source_sha256 = sha256_file(file)
     if entry is not None and entry.weights.sha256 and entry.weights.sha256 != source_sha256:

@@ -16,6 +16,7 @@ from pathlib import Path
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch
 from mmgen.files import write_text
+from mmgen.weights.cache import check_removable
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,19 @@ def trust(root: Path, name: str, file: str, sha256: str, size: int, source: str)
     return record
 
 
+def check_forgettable(root: Path, name: str) -> None:
+    """ConfigError (exit 2) if `name` has a trust record that cannot be deleted (a read-only cache): for a command
+    that also removes other things to ask before it removes any of them."""
+    path = trust_path(root, name)
+    if path.is_file():
+        check_removable(path, f"the sha256 recorded for {name!r}")
+
+
 def forget(root: Path, name: str) -> bool:
     """Drop the trust record; True if there was one."""
     path = trust_path(root, name)
     if not path.is_file():
         return False
+    check_forgettable(root, name)
     path.unlink()
     return True

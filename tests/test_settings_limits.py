@@ -23,15 +23,19 @@ CASES = [
     ("soundtrack", "overlap", "0.8", "0.8", True),
     ("soundtrack", "overlap", "-0.1", "-0.1", True),
     ("soundtrack", "overlap", "0.75", "0.75", False),
+    ("soundtrack", "overlap", "nan", ".nan", True),
+    ("soundtrack", "overlap", "-inf", "-.inf", True),
     ("soundtrack", "steps", "0", "0", True),
     ("soundtrack", "steps", "1001", "1001", True),
     ("soundtrack", "steps", "1000", "1000", False),
     ("soundtrack", "guidance_scale", "nan", ".nan", True),
     ("soundtrack", "guidance_scale", "inf", ".inf", True),
+    ("soundtrack", "guidance_scale", "-inf", "-.inf", True),
     ("soundtrack", "guidance_scale", "-1", "-1", True),
     ("soundtrack", "guidance_scale", "0", "0", False),
     ("soundtrack", "mix", "1.5", "1.5", True),
     ("soundtrack", "mix", "nan", ".nan", True),
+    ("soundtrack", "mix", "inf", ".inf", True),
     ("soundtrack", "mix", "1", "1", False),
     ("soundtrack", "seed", "-1", "-1", True),
     ("soundtrack", "seed", str(2**63), str(2**63), True),
@@ -42,6 +46,7 @@ CASES = [
     ("soundtrack", "sample_rate", "100", "100", True),
     ("soundtrack", "sample_rate", "model", "model", False),
     ("animate", "overlap", "0.9", "0.9", True),
+    ("animate", "overlap", "nan", ".nan", True),
     ("generate", "num", "0", "0", True),
     ("generate", "steps", "0", "0", True),
 ]
@@ -77,6 +82,7 @@ def test_an_option_has_the_same_limits_as_a_flag_and_in_a_batch_file(
     assert said.count("\n") == 1 and "Traceback" not in said
     if not refused:
         assert "missing.mp4" in said
+    flag_reason = said.strip().partition(f"{flag}: ")[2]
 
     jobs = folder / "jobs.yaml"
     job_input = "" if kind == "generate" else "    input: clip.mp4\n"
@@ -88,6 +94,7 @@ def test_an_option_has_the_same_limits_as_a_flag_and_in_a_batch_file(
         assert code == 2, said
         first = said.splitlines()[0]
         assert first.startswith(f"{jobs}:{option_line}: ") and f"{option}:" in first, said
+        assert flag_reason and first.endswith(f"{option}: {flag_reason}"), (flag_reason, first)  # nan: "not finite"
     else:
         assert code == 0, said
     assert not (folder / "out").exists() and not (folder / "outputs").exists()

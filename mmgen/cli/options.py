@@ -230,4 +230,17 @@ def _flag(name: str) -> Any:
     info = copy.copy(info)
     # a bound past any float's exact range (the seed's int64) would only clutter --help; settings still refuse it
     info.min, info.max = limit.low, limit.high if limit.high < 2**53 else None
+    # The bounds are for --help only: with a parser typer leaves the range to the settings, whose check says why a
+    # value is refused (typer's own would call nan "more than 0.75"), in the same words as a batch file's key.
+    info.parser = functools.partial(_number, int if int in typing.get_args(kind) + (kind,) else float)
     return Annotated[kind, info]
+
+
+def _number(kind: type, text: str) -> Any:
+    """A ranged flag's value as `kind`, unchecked: settings.LIMITS refuses what is out of range or not finite."""
+    if not isinstance(text, str):  # the default, already a value
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise typer.BadParameter(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None

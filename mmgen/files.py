@@ -11,6 +11,7 @@ cannot be written, and `check_output_target` when it is a symbolic-link loop or 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
 the files of one output appear together: if writing one fails, the others it committed are removed again.
+`sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import MediaError, OutputExists, UsageError
+import filelock
+
+from mmgen.errors import MediaError, MmgenError, OutputExists, UsageError
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
 TEMP_EXTRA = len(".") + len(".01234567.partial")  # what temporary_name adds to the target's name
@@ -240,6 +243,22 @@ def kept_together() -> Iterator[None]:
         raise
     finally:
         _commits.reset(token)
+
+
+@contextmanager
+def sole_holder(lock_file: Path, busy: MmgenError) -> Iterator[None]:
+    """Hold the OS lock of `lock_file` (flock, through filelock) for the block, or raise `busy` at once if another
+    process holds it. The kernel lets go when the holder exits, however it exits (Ctrl-C, kill -9), so the lock
+    is never left stale; the empty file stays, and its presence means nothing."""
+    lock = filelock.FileLock(str(lock_file))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise busy from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def sha256_file(path: Path) -> str:

@@ -22,10 +22,12 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
+from mmgen.cli import run
 from mmgen.files import sha256_file
 from mmgen.media import probe
 from mmgen.pipelines import session
-from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_plan
+from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_batch, run_plan
+from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 
 SIX_JOBS = """
@@ -261,3 +263,50 @@ def test_a_hand_edited_manifest_keeps_its_good_records_and_skips_the_rest(tmp_pa
                 b' "files": {"mp4": {"path": 7, "size": 1, "sha256": "x"}}}\n{"output": "c.mp4", "sta')
 
     assert {k: dataclasses.replace(r, at="") for k, r in manifest.latest().items()} == {"a.mp4": good}
+
+
+
+def two_generate_jobs(workspace: Path, monkeypatch: pytest.MonkeyPatch, out: str) -> Path:
+    """A batch file of two quick jobs into workspace/`out`, for runs in this process."""
+    for name, value in env_for(workspace).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    jobs = workspace / f"{out}.yaml"
+    jobs.write_text(f"output_dir: {out}\ndefaults: {{model: models/tiny.safetensors, steps: 2, device: cpu}}\n"
+                    "jobs:\n  - kind: generate\n    num: 2\n    previews: false\n")
+    return jobs
+
+
+def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """Two shells, one output folder: while the first batch runs its first job, a second one is told the folder
+    is in use (exit 2, one line) and writes nothing; the first ends as if alone (it used to see its own jobs
+    fail as "exists")."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "shared")
+    out = workspace / "shared"
+    second = []
+
+    def first_job_running(job, replace, progress):
+        monkeypatch.setitem(batch_run.RUNNERS, "generate", generate)  # the second batch and the next job: as usual
+        capsys.readouterr()
+        second.append((run(["batch", str(jobs)]), capsys.readouterr().err, records(out)))
+        generate(job, replace, progress)
+
+    generate = batch_run.RUNNERS["generate"]
+    monkeypatch.setitem(batch_run.RUNNERS, "generate", first_job_running)
+    assert run(["batch", str(jobs)]) == 0, capsys.readouterr().err
+    (code, said, manifest_then), = second
+    assert (code, said) == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for "
+                               "it to end, or choose another -o)\n")
+    assert records(out)[:1] == manifest_then  # only the first batch's "started" of job 1, then its own records
+    assert [(r["job"], r["state"]) for r in records(out)] == [(1, "started"), (1, "done"), (2, "started"), (2, "done")]
+
+
+def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    """The second shell's batch was checked while the first one still held the folder; by the time it gets the
+    folder (free again once a batch ends), the first has done every job."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "raced")
+    early = plan_batch(jobs)
+    assert [o.ending for o in run_batch(plan_batch(jobs))] == ["done", "done"]
+    assert [o.ending for o in run_batch(early)] == ["skipped", "skipped"]

@@ -19,7 +19,7 @@ from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
 
 if TYPE_CHECKING:
-    from mmgen.pipelines.batch import Outcome
+    from mmgen.pipelines.batch import Outcome, Plan
 
 
 @app.command(
@@ -75,10 +75,12 @@ def batch(
         return
     prefix = f"rank {share.rank}: " if share.world_size > 1 else ""
     mine = share.of(plan.jobs)
-    done_before = sum(plan.status[job.number] == "done" for job in mine)
-    if done_before:
-        console.print(f"{prefix}{done_before} of {len(mine)} jobs already done: skipped")
     reported: list[Outcome] = []
+
+    def on_start(current: Plan) -> None:  # the output folder is this run's now: what is done cannot change
+        done_before = sum(current.status[job.number] == "done" for job in mine)
+        if done_before:
+            console.print(f"{prefix}{done_before} of {len(mine)} jobs already done: skipped")
 
     def on_outcome(outcome: Outcome) -> None:
         reported.append(outcome)
@@ -87,7 +89,8 @@ def batch(
     try:
         with progress_display(console) as progress:
             outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
-                                 progress=progress if console.is_terminal else quiet, on_outcome=on_outcome)
+                                 progress=progress if console.is_terminal else quiet, on_start=on_start,
+                                 on_outcome=on_outcome)
     except KeyboardInterrupt:  # Ctrl-C: still say what finished (this process's share), then exit 130
         show_summary(_so_far(mine, reported, share.rank), plan, console)
         raise

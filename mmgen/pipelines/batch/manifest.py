@@ -23,6 +23,7 @@ from mmgen.files import sha256_file
 
 MANIFEST_NAME = "batch-manifest.jsonl"
 LOCK_NAME = ".batch-manifest.lock"
+RUN_LOCK_NAME = ".batch-running.lock"  # held by the one batch writing into the folder (batch.run)
 
 State = Literal["started", "done", "failed"]
 
@@ -76,6 +77,7 @@ class Manifest:
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST_NAME
         self.lock = self.folder / LOCK_NAME
+        self.run_lock = self.folder / RUN_LOCK_NAME
 
     def latest(self) -> dict[str, Record]:
         """The last record of every output."""

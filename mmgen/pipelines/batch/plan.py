@@ -23,7 +23,7 @@ from mmgen.config import to_dict
 from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.files import check_output_folder
 from mmgen.media import probe
-from mmgen.pipelines.batch.manifest import Manifest
+from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
     BatchFile,
@@ -97,6 +97,7 @@ class Plan:
     jobs: tuple[Job, ...]
     status: Mapping[int, Status]  # by job number
     downloads: tuple[Download, ...]
+    records: Mapping[str, Record] = dataclasses.field(default_factory=dict)  # the manifest's, when planned
 
     def todo(self) -> list[Job]:
         return [job for job in self.jobs if self.status[job.number] != "done"]
@@ -133,7 +134,20 @@ def plan_batch(
     downloads = planner.downloads(jobs)
     if problems:
         raise BatchInvalid(batch.path, problems)
-    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads)
+    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records)
+
+
+def replanned(plan: Plan, overwrite: bool = False) -> Plan:
+    """`plan` with the status of each job whose manifest record changed since planning read again (a batch that
+    was writing into the folder then may have finished or started it). Run it holding the folder's lock."""
+    manifest = Manifest(plan.output_dir)
+    records = manifest.latest()
+    status = dict(plan.status)
+    for job in plan.jobs:
+        record = records.get(job.output)
+        if record != plan.records.get(job.output):  # a file in its way now fails the job as "exists" when it ends
+            status[job.number] = status_of(job, record, manifest, [], overwrite)
+    return dataclasses.replace(plan, status=status, records=records)
 
 
 class _Planner:

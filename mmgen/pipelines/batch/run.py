@@ -4,6 +4,10 @@ recorded in the manifest as it starts and ends, a failing job recorded and the r
 Under torchrun, rank r of N takes the jobs numbered r+1, r+1+N, … of the whole plan — a split that follows
 from the batch file alone, so every rank agrees on it without talking, and a re-run gives each job to the
 same rank. Each rank then skips its own finished jobs.
+
+One batch at a time writes into an output folder: a second one (another shell, another torchrun job) would
+find the first one's jobs half-done and fail them as "exists". run_batch holds the folder's lock (rank 0, for
+all its processes) from before it reads what is done until its last job ends.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ import dataclasses
 import glob
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from mmgen.errors import MmgenError
+from mmgen.errors import MmgenError, UsageError
+from mmgen.files import sole_holder
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
-from mmgen.pipelines.batch.plan import Job, Plan
+from mmgen.pipelines.batch.plan import Job, Plan, replanned
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
 from mmgen.pipelines.retake import retake
@@ -110,17 +117,43 @@ def run_batch(
     fail_fast: bool = False,
     overwrite: bool = False,
     progress: ProgressFn = quiet,
+    on_start: Callable[[Plan], None] = lambda plan: None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
-    """Run the plan as one process of the torchrun job the environment describes (or alone): join the job, run
-    this process's share (run_plan), and return every process's outcomes, in job order."""
+    """Run the plan as one process of the torchrun job the environment describes (or alone): join the job, take
+    the output folder (UsageError if another batch is writing into it), read again what is done (`on_start`
+    gets the plan as it now stands), run this process's share (run_plan), and return every process's outcomes,
+    in job order."""
     joined = processes.start(plan.jobs[0].run.compute.device.type if plan.jobs else "cpu")
     try:
-        mine = run_plan(plan, share=Share(joined.rank, joined.world_size), fail_fast=fail_fast,
-                        overwrite=overwrite, progress=progress, on_outcome=on_outcome)
-        return sorted((o for part in joined.gather(mine) for o in part), key=lambda o: o.number)
+        with _only_batch_in(plan.output_dir, joined):
+            plan = replanned(plan, overwrite)  # a batch that held the folder until now may have done jobs
+            on_start(plan)
+            mine = run_plan(plan, share=Share(joined.rank, joined.world_size), fail_fast=fail_fast,
+                            overwrite=overwrite, progress=progress, on_outcome=on_outcome)
+            return sorted((o for part in joined.gather(mine) for o in part), key=lambda o: o.number)
     finally:
         processes.stop(joined)
+
+
+@contextmanager
+def _only_batch_in(folder: Path, joined: processes.Processes) -> Iterator[None]:
+    """Hold `folder`'s batch lock for the block: rank 0 takes it and tells the others whether it could."""
+    with ExitStack() as held:
+        problem = None
+        if joined.is_main:
+            busy = UsageError(f"{folder} is in use: another mmgen batch is writing into it",
+                              hint="wait for it to end, or choose another -o")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                held.enter_context(sole_holder(Manifest(folder).run_lock, busy))
+            except OSError as e:
+                problem = f"cannot write into {folder}: {e.strerror or e}"
+            except UsageError as e:
+                problem = str(e)
+        if problem := joined.broadcast(problem):
+            raise UsageError(problem)
+        yield
 
 
 def _by_model(jobs: list[Job]) -> list[list[Job]]:

@@ -10,7 +10,8 @@ cannot be written, and `check_output_target` when it is a symbolic-link loop or 
 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
-the files of one output appear together: if writing one fails, the others it committed are removed again.
+the files of one output appear together: if writing one fails, the others it committed are taken back again, and
+the files they replaced (--overwrite), kept aside under hidden names until then, are put back.
 `sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder).
 """
 
@@ -24,6 +25,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
@@ -33,7 +35,35 @@ from mmgen.errors import MediaError, MmgenError, OutputExists, UsageError
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
 TEMP_EXTRA = len(".") + len(".01234567.partial")  # what temporary_name adds to the target's name
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}  # the output's disk failed
-_commits: ContextVar[list[tuple[Path, int, int]] | None] = ContextVar("committed_outputs", default=None)
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """A file committed inside `kept_together`, by identity, and the file it replaced, kept aside until the block
+    ends."""
+
+    target: Path
+    device: int
+    inode: int
+    replaced: Path | None  # a hidden hard link to (or copy of) what was at `target` before
+
+    def undo(self) -> None:
+        """Put back what was at `target` (or remove it, if nothing was), unless another writer replaced it since."""
+        with suppress(OSError):
+            info = os.lstat(self.target)
+            if (info.st_dev, info.st_ino) == (self.device, self.inode):
+                if self.replaced is None:
+                    self.target.unlink()
+                else:
+                    os.replace(self.replaced, self.target)
+        self.forget()
+
+    def forget(self) -> None:
+        if self.replaced is not None:
+            self.replaced.unlink(missing_ok=True)
+
+
+_commits: ContextVar[list[_Commit] | None] = ContextVar("committed_outputs", default=None)
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -195,13 +225,33 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
         fsync_path(temp)
         if folder and target.is_dir():
             shutil.rmtree(target)
-        _commit(temp, target, replace or folder)
+        commits = _commits.get()
+        replaced = _kept_aside(target) if commits is not None and replace and not folder else None
+        try:
+            _commit(temp, target, replace or folder)
+        except BaseException:
+            if replaced is not None:
+                replaced.unlink(missing_ok=True)
+            raise
         _fsync(target.parent)
-        if (commits := _commits.get()) is not None:
+        if commits is not None:
             info = os.lstat(target)
-            commits.append((target, info.st_dev, info.st_ino))
+            commits.append(_Commit(target, info.st_dev, info.st_ino, replaced))
     finally:
         _remove(temp)
+
+
+def _kept_aside(target: Path) -> Path | None:
+    """A hidden second name for the file at `target`, about to be replaced (None if there is none), so that
+    `kept_together` can put it back."""
+    if not os.path.lexists(target):
+        return None
+    aside = temporary_name(target)
+    try:
+        os.link(target, aside, follow_symlinks=False)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(target, aside, follow_symlinks=False)
+    return aside
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -229,18 +279,19 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
 @contextmanager
 def kept_together() -> Iterator[None]:
     """The files committed inside the block appear together or not at all: if the block fails, each one it
-    committed is removed again (unless another writer has replaced it since)."""
-    commits: list[tuple[Path, int, int]] = []
+    committed is taken back, last first, and a file it replaced is put back (unless another writer has replaced
+    it since). So with --overwrite, a clip's new files replace its old ones all together, or none of them do."""
+    commits: list[_Commit] = []
     token = _commits.set(commits)
     try:
         yield
     except BaseException:
-        for target, device, inode in commits:
-            with suppress(OSError):
-                info = os.lstat(target)
-                if (info.st_dev, info.st_ino) == (device, inode):
-                    target.unlink()
+        for commit in reversed(commits):
+            commit.undo()
         raise
+    else:
+        for commit in commits:
+            commit.forget()
     finally:
         _commits.reset(token)
 

@@ -117,6 +117,27 @@ def test_a_clip_whose_sidecar_cannot_be_written_is_taken_back_whole(tiny, tmp_pa
     ]
 
 
+def test_an_overwrite_whose_sidecar_cannot_be_written_leaves_the_old_clip_as_it_was(tiny, tmp_path, monkeypatch):
+    """--overwrite, and the disk fills up as the new sidecar is written, after the new mp4 and previews replaced
+    the old ones: the old mp4, previews and sidecar are all back, byte for byte, and nothing else is left (the old
+    sidecar was left describing an mp4 that was gone)."""
+    out = tmp_path / "clips"
+    generate_files(out, GenerateSettings(model=str(tiny), seed=1, **FAST))
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_text = Path.write_text
+
+    def full_at_the_sidecar(self, *args, **kwargs):
+        if self.name.endswith(".partial.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "write_text", full_at_the_sidecar)
+        with pytest.raises(MediaError, match=r"^cannot write .*clip_0000\.json: No space left on device$"):
+            generate_files(out, GenerateSettings(model=str(tiny), seed=2, **FAST), overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old
+
+
 def test_a_soundtrack_that_fails_writing_takes_back_the_folder_it_made(tiny, tmp_path, monkeypatch):
     video = write_test_video(tmp_path / "holiday.mp4", seconds=1.0).path
     _disk_full_at_write(monkeypatch, 1, soundtrack_pipeline, "replace_audio")

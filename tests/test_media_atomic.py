@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -83,10 +84,11 @@ def test_of_two_runs_writing_one_name_the_later_stops_instead_of_replacing(tmp_p
     assert os.listdir(tmp_path) == ["clip.mp4"]
 
 
-def test_without_hard_links_a_new_output_is_still_written_and_an_existing_one_kept(tmp_path, monkeypatch):
-    def no_hard_links(source, target):
-        raise PermissionError(1, "Operation not permitted")
+def no_hard_links(*args, **kwargs):
+    raise PermissionError(1, "Operation not permitted")
 
+
+def test_without_hard_links_a_new_output_is_still_written_and_an_existing_one_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", no_hard_links)
     target = tmp_path / "clip.json"
     with atomic_output(target) as temp:
@@ -98,6 +100,33 @@ def test_without_hard_links_a_new_output_is_still_written_and_an_existing_one_ke
     with pytest.raises(OutputExists), atomic_output(late) as temp:  # another run commits just before this one
         temp.write_text("{}")
     assert late.read_text() == "theirs" and sorted(os.listdir(tmp_path)) == ["clip.json", "late.json"]
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard links", "no hard links"])
+def test_overwritten_files_kept_together_are_all_back_when_a_later_one_fails(tmp_path, monkeypatch, hard_links):
+    """--overwrite: a clip's new mp4 replaced the old one, then its sidecar cannot be written. The old pair is
+    back; an overwrite that succeeds replaces both and keeps nothing aside."""
+    mp4, sidecar = tmp_path / "clip.mp4", tmp_path / "clip.json"
+    mp4.write_bytes(b"old clip")
+    sidecar.write_text("old sidecar")
+    if not hard_links:
+        monkeypatch.setattr(os, "link", no_hard_links)
+
+    with pytest.raises(MediaError, match="clip.json: No space left"), files.kept_together():
+        with atomic_output(mp4, overwrite=True) as temp:
+            temp.write_bytes(b"new clip")
+        assert mp4.read_bytes() == b"new clip"
+        with atomic_output(sidecar, overwrite=True):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert (mp4.read_bytes(), sidecar.read_text()) == (b"old clip", "old sidecar")
+    assert sorted(os.listdir(tmp_path)) == ["clip.json", "clip.mp4"]
+
+    with files.kept_together():
+        for path in (mp4, sidecar):
+            with atomic_output(path, overwrite=True) as temp:
+                temp.write_text(f"new {path.suffix}")
+    assert (mp4.read_text(), sidecar.read_text()) == ("new .mp4", "new .json")
+    assert sorted(os.listdir(tmp_path)) == ["clip.json", "clip.mp4"]
 
 
 def test_unwritable_places_are_refused_before_any_work(tmp_path):

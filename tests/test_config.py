@@ -1,6 +1,7 @@
 """Configs parse strictly: a typo or a wrong type names the file and the field."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -60,12 +61,33 @@ def test_a_relative_from_file_is_kept_absolute_so_resume_works_from_any_folder(t
     assert run_config(tmp_path / "run", flags={"init": "demo"}).init == "demo"  # a registry name stays a name
 
 
+def test_relative_paths_in_a_config_file_are_read_from_its_folder(tmp_path, monkeypatch):
+    """A recipe kept beside its base model (`init: base.safetensors`), used from another folder: the paths in it
+    mean what they mean where the file is, as in a batch file; a flag's are read from the current folder."""
+    from mmgen.train.config import run_config
+
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.safetensors").touch()
+    recipe = tmp_path / "recipes" / "style.yaml"
+    recipe.write_text("init: base.safetensors\ncache_dir: ../clip-cache\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    config = run_config(tmp_path / "run", config_file=Path("../recipes/style.yaml"))
+    assert config.init == str(tmp_path / "recipes" / "base.safetensors")
+    assert config.cache_dir == tmp_path / "recipes" / ".." / "clip-cache"
+    flagged = run_config(tmp_path / "run", config_file=recipe, flags={"cache_dir": "cache"})
+    assert flagged.cache_dir == tmp_path / "elsewhere" / "cache"
+    recipe.write_text("init: demo\n")
+    assert run_config(tmp_path / "run", config_file=recipe).init == "demo"  # a registry name stays a name
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ("device: banana", "device: 'banana' is not a device"),
         ("init: bogus", "init: unknown model 'bogus'"),
-        ("init: missing/model.safetensors", "init: missing/model.safetensors: no such model file"),
+        ("init: missing/model.safetensors", "init: {folder}/missing/model.safetensors: no such model file"),
         ("{model: {config: {model_channels: -3}}}", "model.config: model_channels"),
     ],
 )
@@ -79,7 +101,7 @@ def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_pat
     recipe.write_text(setting + "\n")
     with pytest.raises(UsageError) as error:
         run_config(tmp_path / "run", config_file=recipe, scratch=setting.startswith("{model"))
-    assert error.value.message.startswith(f"{recipe}: {message}"), error.value.message
+    assert error.value.message.startswith(f"{recipe}: {message.format(folder=tmp_path)}"), error.value.message
     with pytest.raises(UsageError, match="^--device: 'banana' is not a device"):
         run_config(tmp_path / "run", config_file=recipe, flags={"device": "banana"})
     with pytest.raises(UsageError, match="^--from: unknown model 'bogus'"):

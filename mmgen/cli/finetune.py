@@ -47,7 +47,8 @@ def finetune(
     config_file: Annotated[
         Path | None,
         typer.Option("--config", metavar="FILE.yaml", rich_help_panel=_MODEL,
-                     help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it."),
+                     help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it. "
+                     "Relative paths in it (init, cache_dir) are read from its folder."),
     ] = None,
     lora_rank: Annotated[
         int | None,

@@ -7,7 +7,9 @@ that sets one clears the other from earlier layers, so `--from demo` overrides a
 Settings that can never train (a learning rate that is not a positive finite number, say) are refused here,
 so a YAML file is checked exactly as a flag is. So are the settings only this machine can judge (the device,
 the model to start from) and, on --resume, what the run trains: on the merged result, with each error naming the
-file and key, or the flag, that the value came from (`Setting`).
+file and key, or the flag, that the value came from (`Setting`). A relative path in a YAML file (`init:`,
+`cache_dir:`) is read from that file's folder, one given as a flag from the current folder; both are recorded
+absolute, so a run resumes from any folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from mmgen.errors import ConfigError, ModelNotFound, UsageError
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
+# The settings that name a file or folder, each with the test of whether a value does (`init` may be a model name).
+PATH_KEYS: dict[str, Callable[[str], bool]] = {"init": is_path, "cache_dir": lambda value: True}
 
 
 @dataclass(frozen=True)
@@ -242,8 +246,7 @@ def run_config(
         raise UsageError("--from and --scratch exclude each other")
     if resume and (scratch or "init" in flags):
         raise UsageError("--resume continues the run's own model; drop --from/--scratch")
-    if "init" in flags and is_path(flags["init"]):  # config.yaml keeps it: --resume may run from another folder
-        flags["init"] = str(Path(flags["init"]).absolute())
+    flags = _absolute_paths(flags, Path.cwd())  # config.yaml keeps them: --resume may run from another folder
     layers = []
     if resume:
         if not (run_dir / "config.yaml").is_file():
@@ -325,6 +328,15 @@ def parse_loss_weights(text: str) -> dict[str, float]:
 
 
 def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
-    """One YAML file as a layer; an empty file is an empty layer."""
+    """One YAML file as a layer, its relative paths read from its folder; an empty file is an empty layer."""
     data = load_yaml(path)
-    return str(path), {} if data is None else data
+    return str(path), {} if data is None else _absolute_paths(data, Path(path).parent.resolve())
+
+
+def _absolute_paths(layer: Any, folder: Path) -> Any:
+    """`layer` with the relative paths of its PATH_KEYS read from `folder`, absolute (what is not a mapping or
+    not a string is left for from_dict to refuse)."""
+    if not isinstance(layer, dict):
+        return layer
+    return {key: str(folder / value) if key in PATH_KEYS and isinstance(value, str) and PATH_KEYS[key](value)
+            else value for key, value in layer.items()}

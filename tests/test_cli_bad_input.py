@@ -126,11 +126,11 @@ def existing_output(folder, model):
 
 
 def zero_steps(folder, model):
-    return ["soundtrack", clip(folder), "-m", model, "--steps", "0"], "'--steps'"
+    return ["soundtrack", clip(folder), "-m", model, "--steps", "0"], "--steps: must be between 1 and 1000, got 0"
 
 
 def too_many_steps(folder, model):
-    return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "'--steps'"
+    return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "--steps: must be between 1 and 1000, got 5000"
 
 
 def unknown_device(folder, model):
@@ -144,7 +144,7 @@ def missing_cuda(folder, model):
 
 
 def mix_out_of_range(folder, model):
-    return ["soundtrack", clip(folder), "-m", model, "--mix", "1.5"], "'--mix'"
+    return ["soundtrack", clip(folder), "-m", model, "--mix", "1.5"], "--mix: must be between 0.0 and 1.0, got 1.5"
 
 
 def mix_without_own_audio(folder, model):

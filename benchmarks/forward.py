@@ -35,13 +35,11 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import mmgen  # noqa: F401  (first, as the mmgen command loads it: it turns on huge pages before torch loads)
-
-# isort: split
 import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 
+from mmgen.cli import use_huge_pages
 from mmgen.models import build_model
 from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
 from mmgen.runtime.memory import release_freed_memory
@@ -285,6 +283,7 @@ def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, 
 
 
 def main() -> None:
+    use_huge_pages()  # the mmgen command's setting, inherited by the child processes that measure
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--repeats",

@@ -22,9 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import mmgen  # noqa: F401  (first, as the mmgen command loads it: it turns on huge pages before torch loads)
-
-# isort: split
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +30,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from forward import precision_name, random_model  # noqa: E402
 
+from mmgen.cli import use_huge_pages  # noqa: E402
 from mmgen.models.mmunet import MMUNet  # noqa: E402
 from mmgen.pipelines.windows import plan_windows  # noqa: E402
 
@@ -72,6 +70,7 @@ def measure(model_file: str, clip: str, out: str, steps: int, precision: str) ->
 
 
 def main() -> None:
+    use_huge_pages()  # the mmgen command's setting, inherited by the child processes that measure
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.2, help="length of the input clip (2 windows at 3.2 s)")
     p.add_argument("--steps", type=int, default=2, help="sampler steps per window (few: the run stays short)")

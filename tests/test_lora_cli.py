@@ -181,6 +181,12 @@ def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, mo
         assert run(["models", "import", str(path), "--name", taken, "--overwrite"]) == 2
         [line] = capsys.readouterr().err.strip().splitlines()
         assert line.startswith(f"mmgen: error: {says}; an adapter needs a name of its own")
+    import mmgen.weights
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the name is refused before the base model loads")
+
+    monkeypatch.setattr(mmgen.weights, "load_model", no_load)
     for args in (["models", "import", str(base), "--name", "my-style"],
                  ["models", "import", str(path), "--name", "my-style", "--merge"]):
         assert run(args) == 2

@@ -152,9 +152,11 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
 
     from mmgen.adapters.apply import check_fits, merge_adapters
     from mmgen.weights import import_weights, load_model, save_model
+    from mmgen.weights.convert import check_model_name
     from mmgen.weights.lineage import own_lineage
 
     check_cache_writable(cache_root())
+    check_model_name(name, cache_root())  # before the base loads (the paper's: seconds), as import_weights will
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
     check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)

@@ -130,6 +130,15 @@ def install(
     return record
 
 
+def check_model_name(name: str, cache_dir: Path) -> None:
+    """UsageError unless a model may be cached as `name`: a registry name is the registry's, whatever else holds it;
+    any other is the user's pick and must not be a registered adapter's."""
+    if name not in load_registry().entries:
+        from mmgen.adapters.store import check_not_an_adapter  # here: the adapter store imports this module
+
+        check_not_an_adapter(name, cache_dir)
+
+
 def import_weights(
     file: str | Path,
     name: str,
@@ -155,11 +164,8 @@ def import_weights(
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
         raise UsageError(f"{file}: it is already the cached model {name!r}",
                          hint="import it under another name to make a converted copy")
+    check_model_name(name, cache.root)
     entry = load_registry().entries.get(name)
-    if entry is None:  # a registry name is the registry's, whatever else holds it; any other is the user's pick
-        from mmgen.adapters.store import check_not_an_adapter  # here: the adapter store imports this module
-
-        check_not_an_adapter(name, cache.root)
     target = _target(name, entry, arch, config, file)
     source_sha256 = sha256_file(file)
     if entry is not None and entry.weights.sha256 and entry.weights.sha256 != source_sha256:

@@ -14,7 +14,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen import files
 from mmgen.models import build_model, config_for
-from mmgen.train.checkpoint import list_checkpoints, save_checkpoint
+from mmgen.train.checkpoint import Checkpoint, list_checkpoints, save_checkpoint, set_aside
 from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
 
@@ -107,3 +107,15 @@ def test_a_checkpoint_reaches_the_disk_before_it_becomes_visible(tmp_path, monke
     assert {"model.safetensors", "ema.safetensors", "state.pt"} <= synced_before
     assert any(name.startswith(".step-0000007.") for name in synced_before)  # the folder itself
     assert ("fsync", str(folder)) in events[rename:]
+
+
+def test_a_step_damaged_twice_keeps_both_damaged_copies(tmp_path):
+    """Step N damaged, resumed, damaged again (another full disk): the first copy set aside stays, as evidence."""
+    folders = tmp_path / "checkpoints"
+    for damage in ("truncated", "zero bytes"):
+        step = folders / "step-0000002"
+        step.mkdir(parents=True)
+        (step / "model.safetensors").write_text(damage)
+        set_aside(Checkpoint(step, 2))
+    kept = {p.name: (p / "model.safetensors").read_text() for p in folders.iterdir()}
+    assert kept == {"step-0000002.damaged": "truncated", "step-0000002.damaged-2": "zero bytes"}

@@ -15,6 +15,7 @@ newest one that loads is used, and the damaged one is set aside as step-N.damage
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import re
 import shutil
@@ -187,8 +188,14 @@ def resume_from(run_dir: Path) -> tuple[Resumable, list[tuple[Checkpoint, str]]]
 
 
 def set_aside(checkpoint: Checkpoint) -> Path:
-    """Rename a damaged checkpoint out of the way (step-N.damaged), so the resumed run can save step N again."""
+    """Rename a damaged checkpoint out of the way (step-N.damaged), so the resumed run can save step N again. One
+    set aside before keeps its name: the second is step-N.damaged-2, and so on (they are evidence, never deleted)."""
     target = checkpoint.path.with_name(checkpoint.path.name + ".damaged")
-    shutil.rmtree(target, ignore_errors=True)
-    checkpoint.path.rename(target)
-    return target
+    for n in itertools.count(2):
+        try:
+            checkpoint.path.rename(target)  # an existing non-empty folder refuses the rename
+            return target
+        except OSError as e:
+            if not target.exists():
+                raise UsageError(f"cannot set the damaged checkpoint {checkpoint.path} aside: {e.strerror}") from None
+            target = checkpoint.path.with_name(f"{checkpoint.path.name}.damaged-{n}")

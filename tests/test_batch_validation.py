@@ -145,12 +145,18 @@ def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(
             input: clips/beach.mp4
             ranges: ["0.2:0.4", "1.0:3.0"]
             name: too-long
+          - kind: retake
+            input: clips/short-picture.mp4
+            ranges: ["1.0:1.2"]
+            name: past-the-picture
         """)
+    write_test_video(folder / "clips" / "short-picture.mp4", seconds=0.8, audio_seconds=1.6)
     result = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{jobs}:9: ") and "--range 1:3" in lines[0] and "lasts only 1.6" in lines[0]
-    assert lines[-1] == f"mmgen: error: {jobs}: 1 problem found, nothing was run"
+    assert lines[1].startswith(f"{jobs}:13: ") and "past the end of" in lines[1] and "picture (0.800 s)" in lines[1]
+    assert lines[-1] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
     assert not (folder / "outputs").exists()
 
 

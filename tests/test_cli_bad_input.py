@@ -354,6 +354,19 @@ def default_output_name_too_long(folder, model):
             "_soundtrack.mp4: its name is 260 bytes")
 
 
+def sound_retake_past_the_end_of_the_picture(folder, model):
+    """The sound outlasts the picture: a sound retake is conditioned on the picture all through its range."""
+    longer_sound = clip(folder, audio_seconds=1.5)
+    return (["retake", longer_sound, "--range", "1.1:1.4", "-m", model, *FAST],
+            "clip.mp4's picture (1.000 s), which its sound is remade to match")
+
+
+def picture_retake_past_the_end_of_the_sound(folder, model):
+    shorter_sound = clip(folder, audio_seconds=0.5)
+    return (["retake", shorter_sound, "--video", "--range", "0.6:0.8", "-m", model, *FAST],
+            "clip.mp4's sound (0.500 s), which its picture is remade to match")
+
+
 def _unwritable_folder(folder: Path) -> Path:
     """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
     bits do not stop — sysfs, which refuses new files to everyone."""
@@ -382,6 +395,7 @@ CASES: list[Case] = [
     model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
     model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file, a_recipe_for_a_model_no_machine_could_build,
     a_recipe_whose_heads_do_not_fit_its_widths, output_name_too_long, default_output_name_too_long,
+    sound_retake_past_the_end_of_the_picture, picture_retake_past_the_end_of_the_sound,
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from mmgen.pipelines.windows import tracks_for
 from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
+NOUNS = {"video": "picture", "audio": "sound"}
 
 
 @dataclass(frozen=True, order=True)
@@ -57,20 +58,33 @@ class TimeRange:
         return f"{self.start:g}:{self.end:g}"
 
 
-def check_ranges(ranges: Sequence[TimeRange | str], seconds: float, path: Path) -> list[TimeRange]:
-    """The ranges sorted, overlapping ones merged; each must end within the clip's `seconds`."""
+def check_ranges(
+    ranges: Sequence[TimeRange | str], seconds: Mapping[str, float], modality: str, path: Path
+) -> list[TimeRange]:
+    """The ranges sorted, overlapping ones merged. Each must end within what the remade stream lasts
+    (`seconds[modality]`) and within the other stream, which conditions the remade one everywhere in the range
+    (the two may differ in length)."""
     parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
     if not parsed:
         raise UsageError("retake needs at least one --range A:B")
+    other = OTHER[modality]
     merged: list[TimeRange] = []
     for r in parsed:
-        if r.end > seconds + 1e-6:
-            raise UsageError(f"--range {r}: {path} lasts only {seconds:.3f} s")
+        if r.end > seconds[modality] + 1e-6:
+            raise UsageError(f"--range {r}: {path} lasts only {seconds[modality]:.3f} s")
+        if r.end > seconds[other] + 1e-6:
+            raise UsageError(f"--range {r} is past the end of {path}'s {NOUNS[other]} ({seconds[other]:.3f} s), "
+                             f"which its {NOUNS[modality]} is remade to match")
         if merged and r.start <= merged[-1].end:
             r = TimeRange(merged[-1].start, max(r.end, merged[-1].end))
             merged.pop()
         merged.append(r)
     return merged
+
+
+def stream_seconds(info: MediaInfo) -> dict[str, float]:
+    """How long each stream lasts (the container's duration where a stream's own is not known)."""
+    return {kind: getattr(info, f"{kind}_duration") or info.duration for kind in ("video", "audio")}
 
 
 def check_frame_size(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
@@ -105,8 +119,7 @@ def retake(
         if not getattr(info, f"has_{kind}"):
             raise MediaError(f"cannot retake {source}: it has no {kind} stream (a retake keeps one and remakes "
                              "the other within the ranges)")
-    seconds = (info.audio_duration if modality == "audio" else info.video_duration) or info.duration
-    spans = check_ranges(settings.ranges, seconds, source)
+    spans = check_ranges(settings.ranges, stream_seconds(info), modality, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
     outputs.check_outputs([paths], overwrite, inputs=[source, *input_files(settings)])

@@ -287,7 +287,7 @@ class _Planner:
                 continue
             if isinstance(settings, RetakeSettings):  # each range inside what the input lasts
                 try:
-                    check_ranges(settings.ranges, seconds[settings.modality], path)
+                    check_ranges(settings.ranges, seconds, settings.modality, path)
                 except UsageError as e:
                     self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
                     continue

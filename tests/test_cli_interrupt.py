@@ -1,5 +1,6 @@
 """Ctrl-C is never a success: a command stopped by SIGINT exits 130 with one line saying what it kept, no
-traceback — a batch first prints its summary of what finished — and leaves nothing half-written.
+traceback — a batch first prints its summary of what finished — and leaves nothing half-written. SIGTERM
+(`docker stop`, a cluster's preemption) and SIGHUP do the same, exiting 143 and 129.
 
 Each test starts the real `mmgen` command, waits until it is really working (a progress line on stderr),
 then sends SIGINT the way a terminal does.
@@ -10,9 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from finetune_clips import write_clip_folder, write_recipe
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env
@@ -20,15 +23,16 @@ from mmgen_cli import mmgen_command, mmgen_env
 FAST = ("--steps", "2")
 
 
-def interrupt_when(args: list, env: dict, started: str, timeout: float = 600) -> tuple[int, str]:
-    """Run `mmgen ARGS`, send SIGINT once a stderr line starts with `started`; (exit code, all of stderr)."""
+def interrupt_when(args: list, env: dict, started: str, timeout: float = 600,
+                   sig: int = signal.SIGINT) -> tuple[int, str]:
+    """Run `mmgen ARGS`, send `sig` once a stderr line starts with `started`; (exit code, all of stderr)."""
     process = subprocess.Popen(mmgen_command(*args), env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                text=True)
     seen = []
     for line in process.stderr:
         seen.append(line)
         if line.startswith(started):
-            process.send_signal(signal.SIGINT)
+            process.send_signal(sig)
             break
     else:
         process.wait()
@@ -59,6 +63,20 @@ def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path)
     assert files_in(folder) == before
 
 
+def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    clip = write_test_video(folder / "holiday.mp4", seconds=6.0).path
+    before = files_in(folder)
+
+    code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/",
+                                  sig=signal.SIGHUP)
+
+    assert code == 129 and "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1] == "mmgen: interrupted (SIGHUP); nothing written", stderr
+    assert files_in(folder) == before
+
+
 def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
@@ -84,18 +102,58 @@ def test_ctrl_c_during_a_retake_exits_130_and_writes_nothing(tiny, tmp_path):
     assert files_in(folder) == before
 
 
-def test_ctrl_c_during_generate_keeps_the_clips_already_finished(tiny, tmp_path):
+@pytest.mark.parametrize(("sig", "code", "says"), [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "interrupted (SIGTERM)")])
+def test_ctrl_c_or_sigterm_during_generate_keeps_the_clips_already_finished(tiny, tmp_path, sig, code, says):
     out = tmp_path / "out"
 
-    code, stderr = interrupt_when(["generate", "-n", "20", "-o", out, "-m", tiny, "--no-previews", *FAST],
-                                  mmgen_env(tmp_path), "clips: 1/20")
+    exit_code, stderr = interrupt_when(["generate", "-n", "20", "-o", out, "-m", tiny, "--no-previews", *FAST],
+                                       mmgen_env(tmp_path), "clips: 1/20", sig=sig)
 
     kept = sorted(p.name for p in out.glob("*.mp4"))
     assert kept and kept[0] == "clip_0000.mp4" and len(kept) < 20
     assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *(k.replace(".mp4", ".json") for k in kept)])
-    assert code == 130 and "Traceback" not in stderr, stderr
+    assert exit_code == code and "Traceback" not in stderr, stderr
     last = stderr.splitlines()[-1]
-    assert last.startswith("mmgen: interrupted; kept the ") and str(out / "clip_0000.mp4") in last, stderr
+    assert last.startswith(f"mmgen: {says}; kept the ") and str(out / "clip_0000.mp4") in last, stderr
+
+
+# Runs `mmgen ARGS` as `mmgen` does, sending itself SIGINT once the command has ended: `returned` right after,
+# `shutdown` from an atexit handler — as if Ctrl-C came while torch's own atexit handlers run.
+STOP_AFTER_THE_COMMAND = """
+import atexit, os, signal, sys, time
+import mmgen.cli as cli
+
+command, when = cli.run, sys.argv.pop(1)
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # where Python runs the handler
+
+def run_then_ctrl_c(argv=None):
+    code = command(argv)
+    ctrl_c() if when == "returned" else atexit.register(ctrl_c)
+    return code
+
+cli.run = run_then_ctrl_c
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("when", ["returned", "shutdown"])
+def test_ctrl_c_after_the_outputs_are_written_is_130_not_a_traceback_or_0(tiny, tmp_path, when):
+    out = tmp_path / "out"
+    script = tmp_path / "stop_after.py"
+    script.write_text(STOP_AFTER_THE_COMMAND)
+
+    done = subprocess.run([sys.executable, script, when, "generate", "-n", "1", "-o", out, "-m", tiny,
+                           "--no-previews", "--steps", "1"], env=mmgen_env(tmp_path), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == f"mmgen: interrupted; kept the finished output: {out / 'clip_0000.mp4'}"
+    assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
 
 
 def test_ctrl_c_during_a_batch_prints_its_summary_then_exits_130(tiny, tmp_path):

@@ -1,6 +1,6 @@
 """The `mmgen` command. Subcommands live one per module; this file registers them and maps errors to
 exit codes in one place: 0 done, 1 a failed job or anything unexpected, 2 bad usage or input (one line, no
-traceback), 130 interrupted (Ctrl-C), never 0.
+traceback), 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP: mmgen.runtime.stop_signals), never 0.
 
 Importing this package costs nothing (the standard library only): typer, torch and the subcommands load inside
 `run`, so a Ctrl-C while they load is an interruption like any other, not a traceback.
@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-INTERRUPTED = 130  # the shell's code for "stopped by SIGINT"
+INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
 
 
@@ -35,17 +35,23 @@ def _error(message: str) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the command line and return its exit code (for tests and embedding)."""
+    """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
+    SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
+    from mmgen.runtime.stop_signals import stop_code, stop_name, stops_interrupt
+
     try:
-        return _run(argv)
+        with stops_interrupt():
+            return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
-        print("mmgen: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        code = stop_code()
+        print(f"mmgen: interrupted{stop_name(code)}", file=sys.stderr)
+        return code
 
 
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import app, debug_enabled, hide_library_warnings
+    from mmgen.runtime.stop_signals import is_stop_code, stop_code
 
     hide_library_warnings()
     _register()
@@ -54,7 +60,7 @@ def _run(argv: list[str] | None) -> int:
     from mmgen.errors import MmgenError
 
     stdout = sys.stdout
-    with finished_outputs() as finished:
+    with finished_outputs():
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
@@ -70,8 +76,8 @@ def _run(argv: list[str] | None) -> int:
                 traceback.print_exc()
             _error(str(e))
             return e.exit_code
-        except typer.Abort:
-            code = INTERRUPTED
+        except typer.Abort:  # click's answer to a KeyboardInterrupt inside a command
+            code = stop_code()
         except typer.TyperException as e:  # typer ≥0.28 vendors click: its usage errors
             # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
             if debug_enabled():
@@ -79,23 +85,36 @@ def _run(argv: list[str] | None) -> int:
             _error(e.format_message().replace("\n", " "))
             return 2
         except KeyboardInterrupt:
-            code = INTERRUPTED
+            code = stop_code()
         except Exception as e:  # anything unexpected: exit 1, still one line unless --debug
             if debug_enabled():
                 traceback.print_exc()
             _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
             return 1
     code = code if isinstance(code, int) else 0
-    if code == INTERRUPTED:
-        say_interrupted(finished)
+    if code == INTERRUPTED:  # typer's Exit(130) for a KeyboardInterrupt: the stop that raised it
+        code = stop_code()
+    if is_stop_code(code):
+        say_interrupted(code)
     return code
 
 
 def main() -> None:
     """Console-script entry point (`mmgen`, `python -m mmgen`): the process is mmgen's own, so it may set what
-    PyTorch reads from the environment before torch loads — which a library import must not do to its host."""
+    PyTorch reads from the environment before torch loads — which a library import must not do to its host —
+    and own its signals through interpreter shutdown: a stop after the command ended is then recorded, never a
+    traceback from an atexit handler, and makes its exit 0 the stop's code (stop_signals.own_process)."""
     use_huge_pages()
-    sys.exit(run())
+    from mmgen.runtime.stop_signals import final_code, own_process
+
+    own_process(_say_stopped)
+    sys.exit(final_code(run(), _say_stopped))
+
+
+def _say_stopped(code: int) -> None:
+    from mmgen.cli._interrupted import say_interrupted
+
+    say_interrupted(code)
 
 
 def use_huge_pages() -> None:

@@ -1,4 +1,4 @@
-"""What a command stopped by Ctrl-C says: one line naming what it kept. Outputs are written atomically and
+"""What a command stopped by Ctrl-C (or SIGTERM, SIGHUP) says: one line naming what it kept. Outputs are written atomically and
 their sidecar last, so every output is either finished and kept, or not there at all; a command that keeps
 something else (a partial download) says so with `left_behind`."""
 
@@ -11,18 +11,22 @@ from pathlib import Path
 
 from mmgen.cli.app import invoked
 from mmgen.pipelines.outputs import recording
+from mmgen.runtime.stop_signals import stop_name
 from mmgen.terminal import say
 
 WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose outputs `recording` sees
 LISTED = 3  # outputs named in the line; more are counted
 _left: ContextVar[str | None] = ContextVar("interrupted_left_behind", default=None)
+_finished: list[Path] = []  # of the last command: a stop during shutdown still names them
 
 
 @contextmanager
 def finished_outputs() -> Iterator[list[Path]]:
     """The mp4 of every output finished while the block runs."""
+    global _finished
     _left.set(None)
     with recording() as finished:
+        _finished = finished
         yield finished
 
 
@@ -31,16 +35,18 @@ def left_behind(what: str) -> None:
     _left.set(what)
 
 
-def say_interrupted(finished: list[Path]) -> None:
-    say(f"mmgen: {interrupted_line(invoked.get(), finished)}")
+def say_interrupted(code: int) -> None:
+    """The line of the last command, stopped with exit `code` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    say(f"mmgen: {interrupted_line(invoked.get(), _finished, stop_name(code))}")
 
 
-def interrupted_line(command: str | None, finished: list[Path]) -> str:
+def interrupted_line(command: str | None, finished: list[Path], by: str = "") -> str:
+    """`by`: which signal, when not Ctrl-C (" (SIGTERM)")."""
     if _left.get() is not None:
-        return f"interrupted; {_left.get()}"
+        return f"interrupted{by}; {_left.get()}"
     if finished:
         names = ", ".join(map(str, finished[:LISTED])) + (f" and {len(finished) - LISTED} more"
                                                           if len(finished) > LISTED else "")
         count = "the finished output" if len(finished) == 1 else f"the {len(finished)} finished outputs"
-        return f"interrupted; kept {count}: {names}"
-    return "interrupted; nothing written" if command in WRITERS else "interrupted"
+        return f"interrupted{by}; kept {count}: {names}"
+    return f"interrupted{by}; nothing written" if command in WRITERS else f"interrupted{by}"

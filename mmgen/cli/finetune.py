@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from mmgen.cli import INTERRUPTED
 from mmgen.cli._finetune_display import display, report
 from mmgen.cli.app import app
 from mmgen.errors import UsageError
@@ -159,6 +158,7 @@ def finetune(
     objective. Ctrl-C saves a checkpoint, prints the command that resumes and exits 130. The result,
     RUN_DIR/model.safetensors, works with `mmgen generate -m RUN_DIR/model.safetensors`.
     """
+    from mmgen.runtime.stop_signals import stop_code
     from mmgen.train import finetune as run_finetune
     from mmgen.train.config import run_config
 
@@ -177,4 +177,4 @@ def finetune(
         result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
     report(result, config, data_dir)
     if result.interrupted:  # saved, but not done: a script's `finetune && generate` must not go on
-        raise typer.Exit(INTERRUPTED)
+        raise typer.Exit(stop_code())  # 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP

@@ -1,5 +1,7 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training mean "save and stop": the first one only raises a flag that the
-training loop reads at the end of its current step; a second Ctrl-C aborts at once."""
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP during training mean "save and stop": the first one only raises a flag that
+the training loop reads at the end of its current step, and sets the exit code (mmgen.runtime.stop_signals); a
+second Ctrl-C aborts at once. A second SIGTERM does not: a scheduler's SIGTERM can reach a torchrun worker twice
+(directly and forwarded by torchrun), and the checkpoint is what it is asking for."""
 
 from __future__ import annotations
 
@@ -7,14 +9,13 @@ import signal
 import threading
 from types import FrameType
 
+from mmgen.runtime.stop_signals import STOPS, record
 from mmgen.terminal import say
 
 
 class StopRequest:
-    """A flag set by SIGINT/SIGTERM while the `with` block runs (main thread only; elsewhere it just never
-    fires). Previous handlers are restored on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    """A flag set by a stop signal while the `with` block runs (main thread only; elsewhere it just never fires;
+    a signal the shell ignores, e.g. under nohup, stays ignored). Previous handlers are restored on exit."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -22,8 +23,9 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+            for sig in STOPS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -32,7 +34,10 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.requested:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.requested = True
+        record(signum)
         say("\nmmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")

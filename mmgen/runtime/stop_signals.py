@@ -1,0 +1,114 @@
+"""SIGINT (Ctrl-C), SIGTERM (`kill`, `docker stop`, a cluster's preemption) and SIGHUP (the terminal went away)
+all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
+three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
+
+Before and after the command a stop is only recorded, never raised: one that comes while the interpreter shuts
+down (torch's atexit handlers take a while) cannot print a traceback or leave an exit 0 — it turns a finished
+command's 0 into the stop's code, with the same one-line message (the outputs are complete). A signal that the
+shell ignores for us (`nohup`, a background job's SIGINT) stays ignored. Standard library only: `mmgen` installs
+this before torch loads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_received: list[int] = []  # every stop signal, in order
+_answered = 0  # how many of them the command's exit code already answers for
+_raising = False  # inside `stops_interrupt`: a stop raises KeyboardInterrupt
+_exit_code: int | None = None  # what `final_code` decided for the process
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    if _raising:
+        raise KeyboardInterrupt
+
+
+def record(signum: int) -> None:
+    """A stop that another handler took (training's "save after this step"): it still sets the exit code."""
+    _received.append(signum)
+
+
+def stop_code() -> int:
+    """The exit code of a command stopped just now: 128 + the first stop signal (130 for a KeyboardInterrupt
+    raised without one, e.g. by a test)."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
+
+
+def is_stop_code(code: object) -> bool:
+    return code in {128 + sig for sig in STOPS}
+
+
+def stop_name(code: int) -> str:
+    """"" for Ctrl-C, which needs no naming; " (SIGTERM)" for the others."""
+    return "" if code == 128 + signal.SIGINT else f" ({signal.Signals(code - 128).name})"
+
+
+def _install() -> dict[int, object]:
+    """Our handler for every stop signal not ignored; the handlers it replaced."""
+    return {sig: signal.signal(sig, _on_stop) for sig in STOPS if signal.getsignal(sig) is not signal.SIG_IGN}
+
+
+@contextmanager
+def stops_interrupt() -> Iterator[None]:
+    """While the block runs, a stop signal raises KeyboardInterrupt; the previous handlers come back after.
+    Only the main thread receives signals: elsewhere this does nothing."""
+    global _raising, _answered
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = _install()
+    _received.clear()
+    _answered = 0
+    try:
+        _raising = True
+        yield
+    finally:
+        _answered = len(_received)  # first: a stop after this line but before the next is raised, so answered
+        _raising = False
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def own_process(say_stopped: Callable[[int], None]) -> None:
+    """For the `mmgen` process itself, before torch loads: stops are recorded from now on, and an atexit handler
+    registered now — so it runs after those registered later, torch's included — turns an exit 0 into the code
+    of a stop that came during shutdown, calling `say_stopped(code)` to say so. Stops after it are ignored."""
+    _install()
+    atexit.register(_at_exit, say_stopped)
+
+
+def final_code(code: int, say_stopped: Callable[[int], None]) -> int:
+    """The process's exit code for a command that ended with `code`: a stop since it ended turns 0 into the
+    stop's code (said with `say_stopped`); any other code stands (a failure says more than "stopped")."""
+    global _answered, _exit_code
+    late = _received[_answered:]
+    _answered = len(_received)
+    if code == 0 and late:
+        code = 128 + late[0]
+        say_stopped(code)
+    _exit_code = code
+    return code
+
+
+def _at_exit(say_stopped: Callable[[int], None]) -> None:
+    for sig in STOPS:
+        if signal.getsignal(sig) is _on_stop:
+            signal.signal(sig, signal.SIG_IGN)
+    if _exit_code is None:  # the process is not exiting through `final_code`
+        return
+    decided = _exit_code
+    code = final_code(decided, say_stopped)
+    if code != decided:  # sys.exit's code is already on its way out: only _exit can still change it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

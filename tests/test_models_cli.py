@@ -171,6 +171,24 @@ def test_rm_takes_model_names_only_and_never_deletes_outside_the_cache(tmp_path,
     assert {p.name: p.read_bytes() for p in run_folder.iterdir()} == before
 
 
+def test_a_name_too_long_for_a_folder_is_one_line_exit_2_in_every_command(tmp_path, monkeypatch, capsys):
+    """A name becomes a folder in the cache: 300 bytes was an OSError (File name too long, exit 1) everywhere."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    weights = save_tiny_model(tmp_path / "tiny.safetensors")
+    long = "x" * 300
+    for args in (["models", "import", weights, "--name", long], ["models", "rm", long], ["models", "info", long],
+                 ["models", "verify", long], ["models", "pull", long], ["generate", "-m", long],
+                 ["generate", "--adapter", long], ["generate", "--adapter", f"{long}:0.5"]):
+        assert run([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("mmgen: error: ") and "name too long (300 bytes, at most 200)" in err, (args, err)
+    assert not (tmp_path / "cache" / "models").exists() or not any((tmp_path / "cache" / "models").iterdir())
+
+    assert run(["models", "import", str(weights), "--name", "x" * 200]) == 0  # the longest name there may be
+    assert (ModelCache().weights_path("x" * 200)).is_file()
+
+
 def test_pull_says_how_to_get_a_model_that_needs_import(tmp_path, monkeypatch, capsys):
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)

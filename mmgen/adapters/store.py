@@ -17,7 +17,8 @@ from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import Verdict, check_file
-from mmgen.weights.registry import NAME_PATTERN, load_registry
+from mmgen.weights.names import check_name, is_name
+from mmgen.weights.registry import load_registry
 
 FILE = "adapter.safetensors"
 RECORD = "adapter.json"
@@ -47,8 +48,7 @@ def root(cache_dir: Path | None = None) -> Path:
 
 def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRecord:
     """Verify `file` as an adapter and keep a copy of it under `name`."""
-    if not NAME_PATTERN.fullmatch(name):
-        raise UsageError(f"invalid adapter name {name!r}: use letters, digits and . _ + - only")
+    check_name(name, "adapter")
     _check_not_a_model(name)
     folder = root() / name
     check_cache_writable(cache_root())
@@ -90,7 +90,7 @@ def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
     folder = root(cache_dir) / name
-    return folder / FILE if NAME_PATTERN.fullmatch(name) and (folder / RECORD).is_file() else None
+    return folder / FILE if is_name(name) and (folder / RECORD).is_file() else None
 
 
 def records() -> list[AdapterRecord]:
@@ -114,7 +114,7 @@ def verify(name: str | None = None) -> list[Verdict]:
 
 
 def remove(name: str) -> bool:
-    if not NAME_PATTERN.fullmatch(name):  # a path or "..": never deletes outside the store
+    if not is_name(name):  # a path or "..": never deletes outside the store
         return False
     folder = root() / name
     if not (folder / RECORD).is_file():

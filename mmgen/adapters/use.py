@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from mmgen.errors import UsageError
+from mmgen.weights.names import check_name_length, is_path
 
 # An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
 # 1e38 the merged weights overflow. Weights beyond this are refused rather than sampled into NaN.
@@ -28,12 +29,18 @@ class AdapterUse:
             try:
                 weight = float(tail)
             except ValueError:
-                return cls(text)
+                return cls._checked(text)
             if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
                 raise UsageError(f"--adapter {text}: the weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}",
                                  hint="1 applies the adapter as trained; 0.5 half of it; -1 takes it away")
-            return cls(source, weight)
-        return cls(text)
+            return cls._checked(source, weight)
+        return cls._checked(text)
+
+    @classmethod
+    def _checked(cls, source: str, weight: float = 1.0) -> AdapterUse:
+        if not is_path(source):  # a registered adapter's name (or a file here): never longer than a name may be
+            check_name_length(source, "adapter")
+        return cls(source, weight)
 
     def describe(self) -> str:
         return f"{self.source}:{self.weight:g}"

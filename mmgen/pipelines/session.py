@@ -25,7 +25,7 @@ from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
 from mmgen.weights.lineage import own_lineage
 from mmgen.weights.load import availability, stored_weights
-from mmgen.weights.registry import NAME_PATTERN, is_path
+from mmgen.weights.names import is_name, is_path
 
 LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
@@ -80,7 +80,7 @@ def input_files(settings: RunSettings) -> tuple[Path, ...]:
     if is_path(model):
         given = [Path(model)]
     else:
-        given = stored_weights(model, own_lineage(model).upsampler if NAME_PATTERN.fullmatch(model) else None)
+        given = stored_weights(model, own_lineage(model).upsampler if is_name(model) else None)
     adapters = [Path(use.source) if Path(use.source).is_file() else registered_file(use.source)
                 for use in settings.adapters()]
     given += [path for path in adapters if path is not None]

@@ -31,10 +31,10 @@ import filelock
 import platformdirs
 
 from mmgen.config import read_record, to_dict
-from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
+from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import nearest_existing, sha256_file, write_text
 from mmgen.terminal import say
-from mmgen.weights.registry import NAME_PATTERN
+from mmgen.weights.names import check_name
 
 
 def cache_root() -> Path:
@@ -130,8 +130,7 @@ class ModelCache:
 
     def folder(self, name: str) -> Path:
         """The model's folder; a name that is not a model name (a path, "..") never reaches the filesystem."""
-        if not NAME_PATTERN.fullmatch(name):
-            raise UsageError(f"invalid model name {name!r}: use letters, digits and . _ + - only")
+        check_name(name, "model")
         return self.root / "models" / name
 
     def weights_path(self, name: str) -> Path:

@@ -23,8 +23,9 @@ from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import check_finite, read_header
 from mmgen.weights.convert import Target, check_state_dict
+from mmgen.weights.names import is_name
 from mmgen.weights.pull import availability, pull, repair_hint
-from mmgen.weights.registry import NAME_PATTERN, ModelEntry, is_path, load_registry, unknown_model
+from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
 from mmgen.weights.safetensors_file import open_safetensors
 
 
@@ -63,7 +64,7 @@ def stored_weights(*names: str | None) -> list[Path]:
     half imported). Nothing is fetched or checked; a name that is not here (or None) adds nothing."""
     registry, cache, found = load_registry(), ModelCache(), []
     for name in filter(None, names):
-        if NAME_PATTERN.fullmatch(name):
+        if is_name(name):
             entry = registry.entries.get(name)
             bundled = entry is not None and entry.weights.bundled
             found.append(entry.weights.bundled_path if bundled else cache.weights_path(name))

@@ -16,7 +16,8 @@ from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
 from mmgen.weights.convert import Target, install
 from mmgen.weights.download import download, offline
-from mmgen.weights.registry import NAME_PATTERN, ModelEntry, Registry, load_registry, unknown_model
+from mmgen.weights.names import is_name
+from mmgen.weights.registry import ModelEntry, Registry, load_registry, unknown_model
 from mmgen.weights.urls import check_url
 
 Availability = Literal["bundled", "bundled (missing)", "cached", "downloadable", "needs import"]
@@ -59,7 +60,7 @@ def repair_hint(name: str, entry: ModelEntry | None) -> str:
 def kept_download(name: str, cache: ModelCache | None = None) -> Path | None:
     """The partial download an interrupted pull of `name` left in the cache; the next pull resumes it (an HTTP
     Range request, the rest of a file:// copy, or gdown's resume of its temporary)."""
-    if not NAME_PATTERN.fullmatch(name):
+    if not is_name(name):
         return None
     folder = (cache or ModelCache()).folder(name)
     parts = sorted(folder.glob("*.part"), key=lambda p: p.stat().st_size) if folder.is_dir() else []

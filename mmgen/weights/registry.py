@@ -24,21 +24,15 @@ from mmgen.diffusion.sampling_config import SamplingConfig, load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound
 from mmgen.models import config_for
 from mmgen.presets import preset_dir
+from mmgen.weights.names import is_name, is_path  # noqa: F401 (is_path: imported from here too)
 from mmgen.weights.urls import check_url
 
 Arch = Literal["mm-unet", "sr-unet"]
 WeightsFormat = Literal["safetensors", "pt"]
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DRIVE_ID = re.compile(r"[-\w]{10,}")
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def is_path(name_or_path: str | Path) -> bool:
-    """`-m` takes a registry name or a path; anything with a folder separator or a .safetensors suffix is a path."""
-    text = str(name_or_path)
-    return isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.endswith(".safetensors")
 
 
 @dataclass(frozen=True)
@@ -165,8 +159,8 @@ def load_registry() -> Registry:
     files: dict[str, Path] = {}
     for folder in registry_dirs():
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            if not NAME_PATTERN.fullmatch(path.stem):
-                raise ConfigError(f"{path}: model names use letters, digits and . _ + - only")
+            if not is_name(path.stem):
+                raise ConfigError(f"{path}: model names use letters, digits and . _ + - only, at most 200 bytes")
             data = load_yaml(path)
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: expected a mapping of entry fields")

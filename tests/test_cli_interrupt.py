@@ -9,6 +9,7 @@ then sends SIGINT the way a terminal does.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import pytest
 from finetune_clips import write_clip_folder, write_recipe
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env
+
+from mmgen.train.checkpoint import latest_checkpoint
 
 FAST = ("--steps", "2")
 
@@ -45,8 +48,8 @@ def files_in(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-def assert_interrupted(code: int, stderr: str, says: str) -> None:
-    assert code == 130, stderr
+def assert_interrupted(code: int, stderr: str, says: str, expected: int = 130) -> None:
+    assert code == expected, stderr
     assert "Traceback" not in stderr, stderr
     assert stderr.splitlines()[-1] == f"mmgen: {says}", stderr
 
@@ -72,8 +75,7 @@ def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, 
     code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/",
                                   sig=signal.SIGHUP)
 
-    assert code == 129 and "Traceback" not in stderr, stderr
-    assert stderr.splitlines()[-1] == "mmgen: interrupted (SIGHUP); nothing written", stderr
+    assert_interrupted(code, stderr, "interrupted (SIGHUP); nothing written", expected=129)
     assert files_in(folder) == before
 
 
@@ -197,6 +199,35 @@ def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
 
     assert_interrupted(code, stderr, "interrupted")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_sigterm_stops_finetune_like_ctrl_c_saving_a_checkpoint_to_resume_and_exits_143(tmp_path):
+    """A cluster's preemption or `docker stop`: the step finishes, a checkpoint is saved, the resume command is
+    printed; a second SIGTERM (torchrun forwarding the scheduler's) does not abort the save."""
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=2, seconds=1.2)
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    run_dir = tmp_path / "run"
+    args = ["finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", "100000",
+            "--batch-size", "16", "--save-every", "100000"]
+    process = subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("step 1/"):
+            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    code, stderr = process.wait(timeout=120), "".join(seen) + rest
+
+    assert_interrupted(code, stderr, "interrupted (SIGTERM)", expected=143)
+    saved = latest_checkpoint(run_dir / "checkpoints")
+    assert saved is not None and saved.step >= 1
+    (resume,) = [line.split("resume with:", 1)[1] for line in stderr.splitlines() if "resume with:" in line]
+    assert shlex.split(resume)[-1] == "--resume"
+    assert not (run_dir / "model.safetensors").exists()
 
 
 def test_ctrl_c_while_mmgen_starts_up_is_one_line(tmp_path):

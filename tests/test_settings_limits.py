@@ -43,6 +43,9 @@ CASES = [
     ("soundtrack", "loudness", "3", "3", True),
     ("soundtrack", "loudness", "off", "off", False),
     ("soundtrack", "loudness", "-23", "-23", False),
+    ("soundtrack", "loudness", "0", "0", False),  # the range's ends are taken, and delivered (was refused late)
+    ("soundtrack", "loudness", "-71", "-71", True),
+    ("soundtrack", "sample_rate", "96000", "96000", False),
     ("soundtrack", "sample_rate", "100", "100", True),
     ("soundtrack", "sample_rate", "model", "model", False),
     ("animate", "overlap", "0.9", "0.9", True),
@@ -108,7 +111,9 @@ def test_the_python_api_takes_and_refuses_the_same_values(option, yaml_value, re
         with pytest.raises(InvalidSetting, match=f"^{option}: "):
             SoundtrackSettings(**{option: value})
     else:
-        assert getattr(SoundtrackSettings(**{option: value}), option) == value
+        settings = SoundtrackSettings(**{option: value})
+        assert getattr(settings, option) == value
+        settings.delivery()  # what the settings take, the sound's delivery takes too: no refusal after the work
 
 
 def test_guidance_scale_inf_is_refused_before_any_work(tmp_path: Path):

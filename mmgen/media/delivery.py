@@ -9,8 +9,10 @@ from mmgen.errors import UsageError
 
 DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
 DEFAULT_SAMPLE_RATE = 48_000  # what video editors and players expect
-RATES = (8_000, 96_000)  # the range accepted for --sample-rate
-LOUDNESS_RANGE = (-70.0, 0.0)  # LUFS accepted for --loudness (−70 is BS.1770's absolute gate)
+# The closed ranges of --sample-rate and --loudness, the one place for them: the run settings check them before
+# any work (mmgen.pipelines.settings.DELIVERY_LIMITS), so the check here only guards the Python API.
+RATES = (8_000, 96_000)
+LOUDNESS_RANGE = (-70.0, 0.0)  # LUFS (−70 is BS.1770's absolute gate; 0 is as loud as the −1 dBTP peak allows)
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Delivery:
     sample_rate: int | None = DEFAULT_SAMPLE_RATE
 
     def __post_init__(self) -> None:
-        if self.loudness is not None and not LOUDNESS_RANGE[0] <= self.loudness < LOUDNESS_RANGE[1]:
+        if self.loudness is not None and not LOUDNESS_RANGE[0] <= self.loudness <= LOUDNESS_RANGE[1]:
             raise UsageError(f"--loudness must be between {LOUDNESS_RANGE[0]:g} and {LOUDNESS_RANGE[1]:g} LUFS "
                              f"(or off), got {self.loudness:g}")
         if self.sample_rate is not None and not RATES[0] <= self.sample_rate <= RATES[1]:

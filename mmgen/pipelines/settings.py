@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 
 from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
-from mmgen.media.delivery import Delivery
+from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
 
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
@@ -65,7 +65,7 @@ LIMITS: dict[str, Limit] = {
     "mix": Limit(0.0, 1.0),
 }
 # Delivery settings also take a word ("off", "model"), so their number ranges apply to numbers only.
-DELIVERY_LIMITS = {"loudness": Limit(-70.0, 0.0), "sample_rate": Limit(8000, 96000)}
+DELIVERY_LIMITS = {"loudness": Limit(*LOUDNESS_RANGE), "sample_rate": Limit(*RATES)}
 Loudness = float | Literal["off", False] | None  # LUFS; "off" (a bare `off` in YAML reads as false) or None: as made
 SampleRate = int | Literal["model"] | None  # Hz; "model" or None: the model's own rate
 

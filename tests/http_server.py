@@ -11,7 +11,9 @@ Faults (per file): `drop_at` closes the connection once the response reaches tha
 first `drop_times` responses); `corrupt_at` flips the byte at that offset in every response; `fail_status`
 answers the first `fail_times` requests with that status; `delay` sleeps per 64 KiB chunk (to keep a
 transfer going while another process starts); `ranges=False` ignores Range headers; `redirect_to` answers
-every request with a 302 to that URL; `headers` are sent with every 200/206 answer (e.g. Content-Type).
+every request with a 302 to that URL; `headers` are sent with every 200/206 answer (e.g. Content-Type);
+`length` is the Content-Length sent instead of the true one (None: none at all, the body ends when the
+connection closes); `trailing` more bytes (zeros) follow the data, or stop sooner if the client hangs up.
 Unknown paths get 404.
 
 The other half of "no network" is `offline_mmgen_command(...)`: the real `mmgen` under an audit hook that
@@ -62,6 +64,8 @@ class Served:
     ranges: bool = True
     redirect_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    length: int | None | str = "true"
+    trailing: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 start = int(match[1])
                 end = min(int(match[2]) + 1, len(data)) if match[2] else len(data)
             self.send_response(status)
-            self.send_header("Content-Length", str(end - start))
+            length = end - start if served.length == "true" else served.length
+            if length is not None:
+                self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes" if served.ranges else "none")
             for name, value in served.headers.items():
                 self.send_header(name, value)
@@ -192,6 +198,11 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 offset = stop
                 if served.delay:
                     time.sleep(served.delay)
+            for _ in range(0, served.trailing, _CHUNK):
+                try:
+                    self.wfile.write(bytes(_CHUNK))
+                except OSError:  # the client hung up
+                    return
             if drop is not None:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)  # mid-body: the client sees a broken transfer

@@ -53,12 +53,12 @@ def server():
         yield s
 
 
-def register(tmp_path: Path, urls: list[str], data: bytes, name: str = NAME) -> None:
-    """A user registry entry (in $MMGEN_PRESETS) for the tiny SR model at `urls`."""
+def register(tmp_path: Path, urls: list[str], data: bytes, name: str = NAME, **weights) -> None:
+    """A user registry entry (in $MMGEN_PRESETS) for the tiny SR model at `urls` (`weights`: more of its fields)."""
     entry = {
         "arch": "sr-unet",
         "config": tiny_sr_fields(),
-        "weights": {"urls": urls, "sha256": hashlib.sha256(data).hexdigest(), "format": "pt"},
+        "weights": {"urls": urls, "sha256": hashlib.sha256(data).hexdigest(), "format": "pt", **weights},
     }
     folder = tmp_path / "presets" / "models"
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,6 +127,42 @@ def test_one_corrupted_byte_fails_the_checksum_and_leaves_nothing(tmp_path, serv
     assert hashlib.sha256(official_pt).hexdigest() in result.stderr  # expected
     assert hashlib.sha256(corrupted).hexdigest() in result.stderr  # actual
     assert cache_files(tmp_path) == []  # no cache entry, no .part
+
+
+def test_a_server_that_never_stops_sending_is_cut_off_at_the_registered_size(tmp_path, server, official_pt,
+                                                                             monkeypatch, capsys):
+    """No Content-Length and zeros without end (1 GB here): the download stops past the entry's `size`, not at a
+    full disk.
+    What arrived is garbage and deleted; a later pull starts afresh (from the next URL here)."""
+    size = len(official_pt)
+    endless = server.add("/endless.pt", bytes(size // 2), length=None, trailing=2**30)
+    register(tmp_path, [endless, server.add("/tiny.pt", official_pt)], official_pt, size=size)
+    server.files["/tiny.pt"].fail_status, server.files["/tiny.pt"].fail_times = 404, 1
+    use_env(monkeypatch, tmp_path)
+
+    assert run(["models", "pull", NAME]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("mmgen: error: ") and f"{endless}: sent more than the {size} bytes the file has" in err
+    assert cache_files(tmp_path) == []
+
+    assert run(["models", "pull", NAME]) == 0  # the mirror that serves the file
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_a_content_length_the_registry_contradicts_does_not_stop_the_download(tmp_path, server, official_pt,
+                                                                              monkeypatch, capsys):
+    """A header claiming 10 TB: the entry's `size` is believed (the file comes, read no further than that);
+    without one, the disk-space check believes the header and refuses, exit 2."""
+    url = server.add("/tiny.pt", official_pt, length=10**13)
+    register(tmp_path, [url], official_pt, size=len(official_pt))
+    use_env(monkeypatch, tmp_path)
+    assert run(["models", "pull", NAME]) == 0, capsys.readouterr().err
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+    register(tmp_path, [url], official_pt, name="tiny-sr-unsized")
+    assert run(["models", "pull", "tiny-sr-unsized"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("mmgen: error: not enough disk space in ") and "need 10000000 MB" in err
 
 
 def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):

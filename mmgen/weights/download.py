@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
-from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound
+from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound, UsageError
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.urls import check_url
 
@@ -76,6 +76,10 @@ class _GaveUp(Exception):
     """Transient failures outlasted the retries."""
 
 
+class _TooLarge(Exception):
+    """The URL sent more bytes than the file has: not the file (an endless stream would fill the disk)."""
+
+
 class _Part:
     """The `.part` file and a running sha256 of its bytes, so a resume hashes the old prefix only once."""
 
@@ -103,11 +107,14 @@ def download(
     sha256: str,
     *,
     label: str,
+    size: int | None = None,
     policy: RetryPolicy | None = None,
     quiet: bool = False,
 ) -> Path:
-    """Fetch the file with this sha256 from the first URL that serves it into `part` (resuming what is there)
-    and return `part`. A wrong checksum deletes `part` and raises ChecksumMismatch naming both hashes."""
+    """Fetch the file with this sha256 (and `size` bytes, when the registry knows it) from the first URL that
+    serves it into `part` (resuming what is there) and return `part`. No more than the file's size is taken —
+    `size`, else what the server says: a URL that sends more, like one whose bytes have the wrong checksum,
+    has its part deleted; if no URL serves the file, ChecksumMismatch names what each sent."""
     policy = policy or RetryPolicy.from_env()
     part.parent.mkdir(parents=True, exist_ok=True)
     unavailable, transient, mismatches = [], [], []
@@ -117,8 +124,15 @@ def download(
                 unavailable.append(f"{url} (not fetched: MMGEN_OFFLINE=1)")
                 continue
             state = _Part(part)
+            if size is not None and state.size > size:  # left by a URL that sent too much: garbage
+                state.reset()
             try:
-                _fetch(url, state, policy, progress)
+                _fetch(url, state, size, policy, progress)
+            except _TooLarge as e:
+                part.unlink(missing_ok=True)
+                mismatches.append(f"{url}: {e}")
+                progress.note(f"{url} sent more than the file has; deleted the download")
+                continue
             except _Unavailable as e:
                 unavailable.append(f"{url} ({e})")
                 continue
@@ -144,9 +158,9 @@ def download(
     raise ModelNotFound(f"{label}: weights not available from {'; '.join(unavailable)}")
 
 
-def _fetch(url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress) -> None:
+def _fetch(url: str, part: _Part, size: int | None, policy: RetryPolicy, progress: ByteProgress) -> None:
     if urlsplit(url).scheme == "file":
-        _copy_local(url, part, progress)
+        _copy_local(url, part, size, progress)
         return
     # Imported here, not at the top: importing urllib3 opens a socket (its IPv6 probe binds ::1), and a
     # command that never downloads (MMGEN_OFFLINE=1, cached or bundled models) opens none at all.
@@ -160,7 +174,7 @@ def _fetch(url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress) -
                 progress.note(f"{url}: {reason}; retry {attempt}/{policy.retries} in {delay:g} s")
                 time.sleep(delay)
             try:
-                _http_once(session, url, part, policy, progress)
+                _http_once(session, url, part, size, policy, progress)
                 return
             except _Retry as e:
                 reason = str(e)
@@ -168,9 +182,10 @@ def _fetch(url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress) -
 
 
 def _http_once(
-    session: requests.Session, url: str, part: _Part, policy: RetryPolicy, progress: ByteProgress
+    session: requests.Session, url: str, part: _Part, size: int | None, policy: RetryPolicy, progress: ByteProgress
 ) -> None:
-    """One request, appending to the part file; resumes with a Range request when it already holds bytes."""
+    """One request, appending to the part file; resumes with a Range request when it already holds bytes. Reads
+    no further than the file's size: the registry's `size`, trusted over the server's word, else the server's."""
     import requests  # already loaded by _fetch; see there why not at the top
 
     headers = {"Accept-Encoding": "identity"}  # byte offsets must mean file offsets
@@ -185,19 +200,32 @@ def _http_once(
                 raise _Retry(f"HTTP {status} {response.reason}")
             if status >= 400:
                 raise _Unavailable(f"HTTP {status} {response.reason}")
-            total = _expected_total(response, part)
+            said = _expected_total(response, part)
+            total = size if size is not None else said
             if total is not None:
                 _check_space(part.path, total - part.size)
             progress.start(part.size, total)
+            # A body shorter than its Content-Length is judged below (part.size != total), keeping what came;
+            # urllib3 would raise and drop the last chunk, which is all of the file when the length lies.
+            response.raw.enforce_content_length = False
             with open(part.path, "ab") as f:
                 for chunk in response.iter_content(_CHUNK):
-                    f.write(chunk)
-                    part.update(chunk)
-                    progress.advance(len(chunk))
+                    _append(f, part, chunk, total, progress)
+                    if part.size == total and said != total:  # all of it: what a wrong length promises is not read
+                        break
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
         raise _Retry(f"connection lost after {part.size} bytes ({e.__class__.__name__})") from None
     if total is not None and part.size != total:
         raise _Retry(f"connection closed at byte {part.size} of {total}")
+
+
+def _append(f, part: _Part, chunk: bytes, total: int | None, progress: ByteProgress) -> None:
+    """Write `chunk` to the part file, unless it takes the part past the file's `total` bytes (_TooLarge)."""
+    if total is not None and part.size + len(chunk) > total:
+        raise _TooLarge(f"sent more than the {total} bytes the file has")
+    f.write(chunk)
+    part.update(chunk)
+    progress.advance(len(chunk))
 
 
 def _get(session: requests.Session, url: str, headers: dict[str, str], timeout: float) -> requests.Response:
@@ -236,16 +264,18 @@ def _expected_total(response: requests.Response, part: _Part) -> int | None:
 def _check_space(path: Path, needed: int) -> None:
     free = shutil.disk_usage(path.parent).free
     if needed > free:
-        raise MmgenError(
+        raise UsageError(
             f"not enough disk space in {path.parent}: need {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free"
         )
 
 
-def _copy_local(url: str, part: _Part, progress: ByteProgress) -> None:
+def _copy_local(url: str, part: _Part, size: int | None, progress: ByteProgress) -> None:
     source = Path(url2pathname(urlsplit(url).path))
     if not source.is_file():
         raise _Unavailable("no such file")
     total = source.stat().st_size
+    if size is not None and total > size:
+        raise _TooLarge(f"is {total} bytes, more than the {size} the file has")
     if part.size > total:
         part.reset()
     _check_space(part.path, total - part.size)
@@ -253,6 +283,4 @@ def _copy_local(url: str, part: _Part, progress: ByteProgress) -> None:
     with open(source, "rb") as src, open(part.path, "ab") as dst:
         src.seek(part.size)  # the rest of an interrupted copy (the sha256 checks the whole)
         while chunk := src.read(_CHUNK):
-            dst.write(chunk)
-            part.update(chunk)
-            progress.advance(len(chunk))
+            _append(dst, part, chunk, total, progress)

@@ -154,7 +154,8 @@ def _target(entry: ModelEntry) -> Target | None:
 
 def _from_urls(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> None:
     sha256 = entry.weights.sha256
-    part = download(entry.weights.urls, cache.part_path(name, sha256), sha256, label=name, quiet=quiet)
+    part = download(entry.weights.urls, cache.part_path(name, sha256), sha256, label=name, size=entry.weights.size,
+                    quiet=quiet)
     install(cache, name, part, _target(entry), source=entry.weights.urls[0], source_sha256=sha256)
     part.unlink()
 

@@ -12,7 +12,8 @@ A new output is committed with a hard link, which fails if the name exists: of t
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
 the files of one output appear together: if writing one fails, the others it committed are taken back again, and
 the files they replaced (--overwrite), kept aside under hidden names until then, are put back.
-`sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder).
+`sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder), and
+`file_lock` is the one way mmgen makes a lock file: filelock waits forever for one it cannot create.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import errno
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -98,6 +100,27 @@ def check_output_folder(path: str | os.PathLike) -> Path:
         what = "it is a file" if existing == folder else f"{existing} is a file"
         raise MediaError(f"cannot write into {folder}: {what}, not a folder")
     return folder
+
+
+def check_writable_folder(path: str | os.PathLike, hint: str | None = None) -> Path:
+    """As `check_output_folder`, and MediaError too unless a file can be made in `path`, or where it would be
+    created: said before a command's work, not as an OS error at its first write. Creates no folder."""
+    folder = check_output_folder(path)
+    existing = nearest_existing(folder)
+    try:
+        try_a_file(existing)
+    except OSError as e:
+        where = "" if existing == folder else f" (it would be created in {existing})"
+        why = "it takes no new files" if e.errno == errno.ENOENT else e.strerror or e  # /proc: "no such file"
+        raise MediaError(f"cannot write into {folder}{where}: {why}", hint=hint) from None
+    return folder
+
+
+def try_a_file(folder: Path) -> None:
+    """OSError unless a file can be made (and deleted) in `folder`: permission bits do not tell root, a read-only
+    mount or /proc apart."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
+        pass
 
 
 def nearest_existing(path: Path) -> Path:
@@ -300,8 +323,8 @@ def kept_together() -> Iterator[None]:
 def sole_holder(lock_file: Path, busy: MmgenError) -> Iterator[None]:
     """Hold the OS lock of `lock_file` (flock, through filelock) for the block, or raise `busy` at once if another
     process holds it. The kernel lets go when the holder exits, however it exits (Ctrl-C, kill -9), so the lock
-    is never left stale; the empty file stays, and its presence means nothing."""
-    lock = filelock.FileLock(str(lock_file))
+    is never left stale; the empty file stays, and its presence means nothing. OSError if it cannot be made."""
+    lock = file_lock(lock_file)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
@@ -310,6 +333,13 @@ def sole_holder(lock_file: Path, busy: MmgenError) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def file_lock(lock_file: Path) -> filelock.BaseFileLock:
+    """The filelock of `lock_file`, or OSError now if the file cannot be made or opened for writing (a read-only
+    folder, /proc): filelock takes that for a lock another process holds and waits for it forever."""
+    os.close(os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644))
+    return filelock.FileLock(str(lock_file))
 
 
 def sha256_file(path: Path) -> str:

@@ -323,6 +323,27 @@ def clip_cache_folder_is_a_file(folder, model):
     return ["finetune", folder, "--cache-dir", taken, "-o", folder / "run"], "taken.mp4: it is a file, not a folder"
 
 
+def finetune_run_folder_cannot_be_written(folder, model):
+    """Said before the clips are decoded, not as an OS error (exit 1) when the run writes its config."""
+    clip(folder)
+    locked = _unwritable_folder(folder)
+    return ["finetune", folder, "-o", locked / "run"], f"cannot write into {locked / 'run'} (it would be created in"
+
+
+def clip_cache_folder_cannot_be_created(folder, model):
+    clip(folder)
+    locked = _unwritable_folder(folder)
+    return (["finetune", folder, "--cache-dir", locked / "clips", "-o", folder / "run"],
+            f"cannot write into {locked / 'clips'} (it would be created in")
+
+
+def batch_output_folder_cannot_be_written(folder, model):
+    """No other batch holds it: the lock file that keeps one out cannot be made, and the line says so."""
+    (folder / "jobs.yaml").write_text(f"defaults: {{model: {model}, steps: 2}}\njobs:\n  - kind: generate\n")
+    locked = _folder_that_takes_no_files(folder)
+    return ["batch", folder / "jobs.yaml", "-o", locked], f"cannot write into {locked}: "
+
+
 def a_recipe_for_a_model_no_machine_could_build(folder, model):
     """A typo'd width asked torch for 40 PB (exit 1, an allocator error); a medium one would swap for minutes."""
     (folder / "recipe.yaml").write_text("model: {arch: mm-unet, config: {model_channels: 100000000}}\n")
@@ -380,6 +401,12 @@ def _unwritable_folder(folder: Path) -> Path:
     pytest.skip("running as root without sysfs: no folder here is unwritable")
 
 
+def _folder_that_takes_no_files(folder: Path) -> Path:
+    """/proc/1: it refuses new files to everyone, root too, with "no such file" — which filelock takes for a lock
+    file its holder just removed, and so tries again, forever. Elsewhere, a folder no one may create files in."""
+    return Path("/proc/1") if Path("/proc/1").is_dir() else _unwritable_folder(folder)
+
+
 CASES: list[Case] = [
     missing_file, a_directory, empty_file, random_bytes_named_mp4, audio_only_for_soundtrack,
     a_still_image_for_soundtrack, video_only_for_animate, video_with_no_frames, truncated_camera_mp4,
@@ -396,6 +423,7 @@ CASES: list[Case] = [
     model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file, a_recipe_for_a_model_no_machine_could_build,
     a_recipe_whose_heads_do_not_fit_its_widths, output_name_too_long, default_output_name_too_long,
     sound_retake_past_the_end_of_the_picture, picture_retake_past_the_end_of_the_sound,
+    finetune_run_folder_cannot_be_written, clip_cache_folder_cannot_be_created, batch_output_folder_cannot_be_written,
 ]
 
 
@@ -421,6 +449,22 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case: Case, tiny
     assert "Traceback" not in done.stderr + done.stdout and done.stdout == ""
     assert tree(folder) == before  # no output, no temporary file or new folder; the user's files untouched
     assert list(scratch.iterdir()) == []
+
+
+def test_a_clip_cache_folder_that_takes_no_files_is_refused_not_waited_on(tmp_path):
+    """The folder exists, so nothing fails until the lock file of the first clip: filelock took that for a lock
+    another process holds, and finetune waited for it forever."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    clip(folder)
+    locked = _folder_that_takes_no_files(folder)
+
+    done = run_mmgen("finetune", folder, "--cache-dir", locked, "-o", folder / "run", "--steps", "1",
+                     env=mmgen_env(tmp_path), timeout=120)
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"mmgen: error: cannot write into {locked}: ") and done.stderr.count("\n") == 1
+    assert not (folder / "run").exists()
 
 
 def test_library_warnings_reach_the_terminal_only_with_debug(tmp_path):

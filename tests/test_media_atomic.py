@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from pathlib import Path
 
 import pytest
 import torch
 
 from mmgen import files
-from mmgen.errors import MediaError, OutputExists, UsageError
+from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError
 from mmgen.files import atomic_output, check_writable
 from mmgen.media import write_mp4
+from mmgen.weights.cache import ModelCache
 
 
 def test_a_finished_write_moves_into_place_and_leaves_no_temporary(tmp_path):
@@ -157,3 +160,32 @@ def test_a_new_folder_under_one_that_cannot_be_written_says_so(tmp_path, monkeyp
                         lambda p, mode: False if os.fspath(p) == os.fspath(locked) else real_access(p, mode))
     with pytest.raises(MediaError, match=f"directory {locked / 'out'} cannot be created, {locked} is not writable"):
         check_writable(locked / "out" / "clip.mp4")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/1"), reason="needs /proc, whose folders take no new files")
+def test_a_lock_where_no_file_can_be_made_fails_at_once_instead_of_waiting_forever(monkeypatch):
+    """/proc/1 refuses a new file with "no such file", which filelock takes for a lock file that its holder just
+    removed: it tried again, forever. Each lock mmgen takes says instead that the folder cannot be written."""
+    monkeypatch.setattr(ModelCache, "folder", lambda self, name: Path("/proc/1"))
+    takers = {
+        "model cache": lambda: ModelCache(Path("/proc")).lock("demo"),
+        "batch folder": lambda: files.sole_holder(Path("/proc/1/.batch-running.lock"), UsageError("in use")),
+    }
+    outcomes = {}
+
+    def take_each():
+        for name, take in takers.items():
+            try:
+                with take():
+                    outcomes[name] = "held"
+            except Exception as e:  # what each one says is checked below
+                outcomes[name] = e
+
+    taking = threading.Thread(target=take_each, daemon=True)  # on the old code it never came back
+    taking.start()
+    taking.join(timeout=30)
+
+    assert not taking.is_alive(), f"still waiting after {outcomes}"
+    assert isinstance(outcomes["model cache"], ConfigError)
+    assert "cache folder /proc/1 cannot be written" in str(outcomes["model cache"])
+    assert isinstance(outcomes["batch folder"], FileNotFoundError)  # batch says "cannot write into": test_cli_bad_input

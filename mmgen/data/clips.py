@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import filelock
 import safetensors
 import safetensors.torch
 import torch
 
 from mmgen.errors import ConfigError, MediaError
-from mmgen.files import atomic_path
+from mmgen.files import atomic_path, file_lock
 from mmgen.modal import Modal
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -163,10 +162,14 @@ class ClipCache:
         answer = self._cached(key, shard, fresh=False)
         if answer is not None:
             return *answer, False
-        self.root.mkdir(parents=True, exist_ok=True)
         lock = self.root / f"{key}.lock"
         try:
-            with filelock.FileLock(str(lock)):
+            self.root.mkdir(parents=True, exist_ok=True)
+            held = file_lock(lock)
+        except OSError as e:
+            raise MediaError(f"cannot write into the clip cache {self.root}: {e.strerror or e}") from None
+        try:
+            with held:
                 return self._decode_once(path, key, shard)
         finally:
             lock.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen.errors import MediaError, UsageError
-from mmgen.files import atomic_output, check_output_target, check_writable, nearest_existing
+from mmgen.files import atomic_output, check_output_target, check_writable, nearest_existing, try_a_file
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
 
@@ -95,8 +94,7 @@ def _try_writing(folder: Path) -> None:
     """Create and delete a file in `folder`: permission bits do not tell root, or anyone on a read-only
     mount, whether a write will succeed."""
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
-            pass
+        try_a_file(folder)
     except OSError as e:
         raise MediaError(f"cannot write to {folder}: {e.strerror or e}") from None
 

@@ -22,7 +22,7 @@ from mmgen.data.clips import (
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
-from mmgen.files import check_output_folder, write_text
+from mmgen.files import check_writable_folder, write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute, select_precision
@@ -102,6 +102,8 @@ def prepare(
     resume: bool,
     on_event: EventFn,
 ) -> Setup:
+    cache_dir = check_writable_folder(config.cache_dir or cache_root() / "clips",
+                                      hint="choose another --cache-dir, or set MMGEN_CACHE")
     resumable = _check_run_dir(run_dir, resume, processes, on_event)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])
@@ -117,7 +119,7 @@ def prepare(
     dataset, report = build_clip_dataset(
         data_dir,
         ClipFormat.of_model(model_config),
-        check_output_folder(config.cache_dir or cache_root() / "clips"),
+        cache_dir,
         stride=config.stride,
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
         scanned=scan,
@@ -175,7 +177,7 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
     """Refuse to mix two runs in one folder; load the checkpoint to resume (the newest that loads; damaged
     newer ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
-    check_output_folder(run_dir)
+    check_writable_folder(run_dir, hint="choose another -o")
     if resume:
         found, damaged = resume_from(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import nearest_existing, sha256_file, write_text
+from mmgen.files import file_lock, nearest_existing, sha256_file, try_a_file, write_text
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -54,7 +53,7 @@ def check_cache_writable(root: Path) -> None:
     it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""
     existing = nearest_existing(root)
     try:
-        _try_a_file(existing)
+        try_a_file(existing)
     except OSError as e:
         where = "" if existing == root else f" (it would be created in {existing})"
         raise _unwritable(root, e, where) from None
@@ -66,19 +65,12 @@ def check_removable(path: Path, what: str) -> None:
     folder without write permission) keeps `what` whole instead of losing part of it to an OS error."""
     for folder in (path, path.parent) if path.is_dir() else (path.parent,):
         try:
-            _try_a_file(folder)
+            try_a_file(folder)
         except OSError as e:
             raise ConfigError(
                 f"cannot remove {what}: the cache folder {folder} cannot be changed: {e.strerror or e}",
                 hint="make it writable, or remount it read-write, and run this again",
             ) from None
-
-
-def _try_a_file(folder: Path) -> None:
-    """OSError unless a file can be made (and deleted) in `folder`: permission bits do not tell root, a read-only
-    mount or /proc apart."""
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
-        pass
 
 
 def _unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
@@ -218,7 +210,14 @@ def _acquire(folder: Path, name: str) -> filelock.BaseFileLock:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise _unwritable(folder, e) from None
-        lock = filelock.FileLock(str(folder / ".lock"))
+        try:
+            lock = file_lock(folder / ".lock")  # OSError, not an endless wait, where it cannot be made
+        except FileNotFoundError as e:
+            if folder.is_dir():  # it is there, and takes no files (/proc)
+                raise _unwritable(folder, e) from None
+            continue  # the last holder deleted it as it left
+        except OSError as e:
+            raise _unwritable(folder, e) from None
         try:
             try:
                 lock.acquire(timeout=0)

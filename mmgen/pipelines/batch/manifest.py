@@ -17,9 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import filelock
-
-from mmgen.files import sha256_file
+from mmgen.files import file_lock, sha256_file
 
 MANIFEST_NAME = "batch-manifest.jsonl"
 LOCK_NAME = ".batch-manifest.lock"
@@ -99,7 +97,7 @@ class Manifest:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
-        with filelock.FileLock(str(self.lock)):
+        with file_lock(self.lock):
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()

@@ -165,6 +165,20 @@ def test_a_content_length_the_registry_contradicts_does_not_stop_the_download(tm
     assert err.startswith("mmgen: error: not enough disk space in ") and "need 10000000 MB" in err
 
 
+def test_a_mirror_given_with_url_is_checked_against_the_registered_sha256(tmp_path, server, official_pt, monkeypatch,
+                                                                          capsys):
+    """`models pull NAME --url MIRROR` of an entry with a sha256 needs no --sha256: the registry's applies."""
+    register(tmp_path, [server.base_url + "/gone/tiny.pt"], official_pt)
+    altered = bytearray(official_pt)
+    altered[1000] ^= 0xFF
+    use_env(monkeypatch, tmp_path)
+
+    assert run(["models", "pull", NAME, "--url", server.add("/bad-mirror/tiny.pt", bytes(altered))]) == 2
+    assert hashlib.sha256(official_pt).hexdigest() in capsys.readouterr().err  # what it must be
+    assert run(["models", "pull", NAME, "--url", server.add("/mirror/tiny.pt", official_pt)]) == 0
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
 def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):
     url = server.base_url + "/nowhere/tiny.pt"
     register(tmp_path, [url], official_pt)

@@ -179,7 +179,8 @@ def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) ->
 
 
 def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256: str | None) -> ModelEntry:
-    """The entry with its weights at `url`: checked against `sha256`, else the sha256 trusted on first use."""
+    """The entry with its weights at `url`: checked against `sha256`, else the registry's, else the sha256 trusted
+    on first use."""
     try:
         check_url(url)
     except ValueError as e:
@@ -187,14 +188,16 @@ def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256:
     if entry.weights.bundled:
         raise UsageError(f"{name!r} is bundled with mmgen; --url does not apply")
     known = trust.trusted(cache.root, name)
-    sha256 = sha256 or (known.sha256 if known else None)
+    sha256 = sha256 or entry.weights.sha256 or (known.sha256 if known else None)
     if sha256 is None:
         raise UsageError(
             f"--url needs --sha256 for {name!r}: no sha256 is registered or was recorded on first use",
             hint="ask whoever hosts the mirror for the file's sha256",
         )
+    sha256 = sha256.lower()
+    size = entry.weights.size if sha256 == entry.weights.sha256 else None  # the registry's size is its file's
     try:
-        weights = dataclasses.replace(entry.weights, urls=(url,), sha256=sha256.lower(), drive=None)
+        weights = dataclasses.replace(entry.weights, urls=(url,), sha256=sha256, size=size, drive=None)
     except ValueError as e:
         raise UsageError(f"--sha256: {e}") from None
     return dataclasses.replace(entry, weights=weights)

@@ -26,7 +26,7 @@ from mmgen.cli import run
 from mmgen.files import sha256_file
 from mmgen.media import probe
 from mmgen.pipelines import session
-from mmgen.pipelines.batch import MANIFEST_NAME, plan_batch, run_batch, run_plan
+from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch, run_batch, run_plan
 from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 
@@ -163,10 +163,16 @@ def test_a_changed_input_or_option_redoes_only_its_job(workspace: Path, uninterr
     stat, content = clip.stat(), output.read_bytes()
     try:
         clip.touch()
-        output.write_bytes(content[:-10])  # damaged
-        plan = plan_batch(workspace / "jobs.yaml", out)
+        output.write_bytes(content[:-10])  # damaged: not as the batch wrote it, so replaced only with --overwrite
+        with pytest.raises(BatchInvalid) as refused:
+            plan_batch(workspace / "jobs.yaml", out)
+        (problem,) = refused.value.problems
+        assert "sunset.mp4 exists and was changed since this batch wrote it" in problem.message
+        plan = plan_batch(workspace / "jobs.yaml", out, overwrite=True)
         assert {job.output: plan.status[job.number] for job in plan.todo()} == {
             "sunset.mp4": "damaged", "clip1_soundtrack.mp4": "changed"}
+        output.unlink()  # gone: redone without --overwrite
+        assert plan_batch(workspace / "jobs.yaml", out).status[2] == "damaged"
     finally:  # the other tests compare against this run
         os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         output.write_bytes(content)

@@ -4,6 +4,8 @@ The tiny test model is used by path (its header is all validation reads); no tes
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +15,9 @@ from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
+from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
+from mmgen.weights import registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +94,26 @@ def test_output_names_must_stay_inside_the_output_folder(folder: Path):
     assert "'/tmp/absolute' must be relative to the output folder" in problems[6]
     assert "must stay inside the output folder" in problems[8]
     assert not (folder / "outputs").exists() and not (folder.parent / "escaped.mp4").exists()
+
+
+def test_output_names_must_be_visible_file_names(folder: Path):
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: "."}
+          - {kind: generate, name: ".mp4"}
+          - {kind: generate, name: "take\\r"}
+          - {kind: generate, name: "two\\nlines"}
+          - {kind: generate, name: ".cache/take"}
+          - {kind: generate, name: "scored/take"}
+        """)
+    problems = problems_of(jobs)  # exit 2 from `mmgen batch`, every problem listed
+    assert "name: '.' must name a visible file" in problems[3]
+    assert "name: '.mp4' must name a visible file" in problems[4]
+    assert "'take\\r' must not hold control characters" in problems[5]
+    assert "'two\\nlines' must not hold control characters" in problems[6]
+    assert "'.cache/take' must name a visible file" in problems[7]
+    assert len(problems) == 5  # a folder in the name is fine
 
 
 def test_an_output_name_through_a_symlink_loop_is_a_problem_with_its_line(folder: Path):
@@ -222,6 +246,81 @@ def test_files_the_batch_did_not_write_are_not_replaced_without_overwrite(folder
     (folder / "outputs" / "mine.json").write_text("{}")
     assert "mine.json exists and was not written by this batch" in problems_of(jobs)[3]
     assert plan_batch(jobs, overwrite=True).status[1] == "new"
+
+
+def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
+    """The manifest's record of what this batch file wrote (size, sha256) decides: a changed job may replace its
+    own earlier output, but not once the user edited it, nor another batch file's output."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: g, steps: 2}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (out / "g.mp4").write_bytes(b"the batch's clip")
+    (job,) = plan_batch(jobs, overwrite=True).jobs  # recorded as `mmgen batch` does when the job ends
+    manifest.append(Record("g.mp4", "done", job.hash, 1, "generate", job.seed, batch=str(jobs.resolve()),
+                           files=manifest.describe_files({"mp4": out / "g.mp4"})))
+    assert plan_batch(jobs).status[1] == "done"
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status[1] == "changed"  # its own output, as written: redone without --overwrite
+
+    (out / "g.mp4").write_bytes(b"the user's edit")
+    assert "g.mp4 exists and was changed since this batch wrote it (pass --overwrite" in problems_of(jobs)[3]
+    assert plan_batch(jobs, overwrite=True).status[1] == "changed"
+    (out / "g.mp4").write_bytes(b"the batch's clip")
+    other = folder / "other.yaml"
+    other.write_text(jobs.read_text())  # the same job, from another batch file
+    assert "g.mp4 exists and was not written by this batch (pass --overwrite" in problems_of(other)[3]
+
+
+def test_a_file_left_by_an_interrupted_run_of_the_job_may_be_replaced(folder: Path):
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: g}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (out / "g.json").write_text("{}")  # there before the run started
+    (job,) = plan_batch(jobs, overwrite=True).jobs
+    manifest.append(Record("g.mp4", "started", job.hash, 1, "generate", job.seed, batch=str(jobs.resolve())))
+    (out / "g.mp4").write_bytes(b"written, then killed before its done record")
+    os.utime(out / "g.json", ns=(0, 0))
+    assert "g.json exists and was not written by this batch" in problems_of(jobs)[3]
+    (out / "g.json").unlink()
+    assert plan_batch(jobs).status[1] == "incomplete"
+
+
+def test_planning_reads_the_registry_a_few_times_not_once_per_job(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    reads = []
+    original = registry.load_registry
+
+    def counted():
+        reads.append(1)
+        return original()
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "load_registry", None) is original:
+            monkeypatch.setattr(module, "load_registry", counted)
+    jobs = write_jobs(folder, """
+        jobs:
+          - {kind: generate, name: x, num: 400, steps: 1, model: demo}
+        """)
+    assert len(plan_batch(jobs).jobs) == 400
+    assert 1 <= len(reads) <= 10
+
+
+def test_files_in_the_output_folder_are_never_inputs_and_the_message_says_so(folder: Path):
+    (folder / "b7").mkdir()
+    write_test_video(folder / "b7" / "a.mp4", size=(32, 32))
+    jobs = folder / "b7" / "j.yaml"
+    jobs.write_text('output_dir: .\ndefaults: {model: ../tiny.safetensors}\njobs:\n'
+                    '  - {kind: soundtrack, inputs: "*.mp4"}\n')
+    assert problems_of(jobs)[4] == (
+        f"job 1 (soundtrack): inputs: no file outside the output folder {folder / 'b7'} matches *.mp4: 1 match is "
+        "in the output folder, and files there are never taken as inputs")
 
 
 def test_models_to_download_are_listed_and_refused_offline(folder: Path, monkeypatch: pytest.MonkeyPatch):

@@ -141,7 +141,7 @@ def test_batch_names_with_a_nul_or_ending_in_a_slash_are_refused(tmp_path: Path)
     done = run_mmgen("batch", jobs, env=mmgen_env(tmp_path))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == f"{jobs}:4: job 1 (generate): name: 'take\\x00one' must not hold a NUL character"
+    assert lines[0] == f"{jobs}:4: job 1 (generate): name: 'take\\x00one' must not hold control characters (a newline, tab, NUL, ...)"
     assert lines[1].startswith(f"{jobs}:6: job 2 (generate): name: 'scored/' names a folder")
     assert lines[2] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
     assert len(lines) == 3 and not (tmp_path / "outputs").exists()

@@ -45,6 +45,7 @@ class Record:
     at: str = ""  # UTC, ISO 8601
     files: dict[str, FileRecord] = dataclasses.field(default_factory=dict)  # "mp4", "json", ... when done
     error: str | None = None  # when failed
+    batch: str | None = None  # the batch file that ran the job (resolved); None in manifests older than it
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {})}
@@ -79,17 +80,20 @@ class Manifest:
 
     def latest(self) -> dict[str, Record]:
         """The last record of every output."""
-        records: dict[str, Record] = {}
+        return {record.output: record for record in self.history()}
+
+    def history(self) -> list[Record]:
+        """Every readable record, oldest first."""
+        records: list[Record] = []
         try:
             text = self.path.read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return records
         for line in text.splitlines():
             try:
-                record = Record.from_json(json.loads(line))
+                records.append(Record.from_json(json.loads(line)))
             except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
                 continue  # a line torn by a kill, or not ours
-            records[record.output] = record
         return records
 
     def append(self, record: Record) -> None:
@@ -106,7 +110,7 @@ class Manifest:
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:
         """What a finished job wrote, for its "done" record."""
         return {
-            key: FileRecord(self._relative(path), path.stat().st_size, sha256_file(path))
+            key: FileRecord(self.relative(path), path.stat().st_size, sha256_file(path))
             for key, path in files.items()
             if path.is_file()
         }
@@ -122,5 +126,5 @@ class Manifest:
                 return False
         return bool(record.files)
 
-    def _relative(self, path: Path) -> str:
+    def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.folder.resolve()).as_posix()

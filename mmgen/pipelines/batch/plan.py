@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -32,7 +33,13 @@ from mmgen.pipelines.batch.schema import (
     Problem,
     read_batch_file,
 )
-from mmgen.pipelines.batch.targets import check_not_manifest, check_targets, check_unique, status_of
+from mmgen.pipelines.batch.targets import (
+    Written,
+    check_not_manifest,
+    check_targets,
+    check_unique,
+    status_of,
+)
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.retake import check_frame_size, check_ranges
@@ -128,9 +135,10 @@ def plan_batch(
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
     fine = check_targets(jobs, batch.path, problems)
     check_unique(fine, problems)
-    records = manifest.latest()
+    written = Written(manifest, batch.path)
+    records = written.latest
     # Only the jobs whose outputs may be written: one that would replace an input gets no "pass --overwrite" hint.
-    status = {job.number: status_of(job, records.get(job.output), manifest, problems, overwrite) for job in fine}
+    status = {job.number: status_of(job, records.get(job.output), written, problems, overwrite) for job in fine}
     downloads = planner.downloads(jobs)
     if problems:
         raise BatchInvalid(batch.path, problems)
@@ -140,13 +148,16 @@ def plan_batch(
 def replanned(plan: Plan, overwrite: bool = False) -> Plan:
     """`plan` with the status of each job whose manifest record changed since planning read again (a batch that
     was writing into the folder then may have finished or started it). Run it holding the folder's lock."""
-    manifest = Manifest(plan.output_dir)
-    records = manifest.latest()
+    written = Written(Manifest(plan.output_dir), plan.batch.path)
+    records = written.latest
     status = dict(plan.status)
     for job in plan.jobs:
         record = records.get(job.output)
-        if record != plan.records.get(job.output):  # a file in its way now fails the job as "exists" when it ends
-            status[job.number] = status_of(job, record, manifest, [], overwrite)
+        if record != plan.records.get(job.output):
+            in_the_way: list[Problem] = []
+            status[job.number] = status_of(job, record, written, in_the_way, overwrite)
+            if in_the_way:  # run as new, the job fails as "exists" when it ends
+                status[job.number] = "new"
     return dataclasses.replace(plan, status=status, records=records)
 
 
@@ -236,10 +247,14 @@ class _Planner:
         name = spec.name.removesuffix(".mp4")
         line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
         parts = PurePosixPath(name.replace("\\", "/")).parts
-        if "\x00" in name:
-            self.problem(line, f"{where} must not hold a NUL character")
+        *folders, file_name = re.split(r"[/\\]", name)
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            self.problem(line, f"{where} must not hold control characters (a newline, tab, NUL, ...)")
         elif name.endswith(("/", "\\")):
             self.problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)")
+        elif not file_name.strip() or file_name.startswith(".") or any(
+                f.startswith(".") and f not in (".", "..") for f in folders):
+            self.problem(line, f"{where} must name a visible file: not blank, no part starting with '.'")
         elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
             self.problem(line, f"{where} must be relative to the output folder, not an absolute path")
         elif ".." in parts:
@@ -269,13 +284,16 @@ class _Planner:
             out = self.batch.output_dir.resolve()
             # root_dir, not folder / pattern: the folder's own name may hold glob characters such as "["
             matches = glob.glob(spec.inputs, root_dir=self.folder, recursive=True)
-            candidates = [self.folder / p for p in sorted(matches)]
+            files = [self.folder / p for p in sorted(matches) if (self.folder / p).is_file()]
             # a batch never eats its own outputs (a glob over a folder that holds the output folder)
-            candidates = [p for p in candidates if p.is_file() and not p.resolve().is_relative_to(out)]
+            candidates = [p for p in files if not p.resolve().is_relative_to(out)]
             line = spec.line_of("inputs")
             if not candidates:
-                self.problem(line, f"job {spec.index} ({spec.kind}): inputs: no file matches {spec.inputs} "
-                             f"(in {self.folder})")
+                skipped = (f"{len(files)} match{'es are' if len(files) > 1 else ' is'} in the output folder, "
+                           "and files there are never taken as inputs")
+                self.problem(line, f"job {spec.index} ({spec.kind}): inputs: "
+                             + (f"no file outside the output folder {out} matches {spec.inputs}: {skipped}" if files
+                                else f"no file matches {spec.inputs} (in {self.folder})"))
         else:
             return []
         usable = []

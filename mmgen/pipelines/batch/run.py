@@ -84,7 +84,7 @@ def run_plan(
 ) -> list[Outcome]:
     """Run this share's unfinished jobs, grouped by model; returns one outcome per job of the share, in job
     order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it)."""
-    manifest = Manifest(plan.output_dir)
+    manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
     mine = share.of(plan.jobs)
     outcomes: dict[int, Outcome] = {}
     progress(ProgressEvent("jobs", 0, len(mine)))
@@ -105,7 +105,7 @@ def run_plan(
                     finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
                     continue
                 replace = overwrite or plan.status[job.number] != "new"
-                outcome = _run_job(job, manifest, share.rank, replace, progress)
+                outcome = _run_job(job, manifest, share.rank, batch_file, replace, progress)
                 finish(outcome)
                 stopped = fail_fast and outcome.ending == "failed"
     return [outcomes[job.number] for job in mine]
@@ -164,10 +164,10 @@ def _by_model(jobs: list[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-def _run_job(job: Job, manifest: Manifest, rank: int, replace: bool, progress: ProgressFn) -> Outcome:
+def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, progress: ProgressFn) -> Outcome:
     """Run one job between a "started" and a "done"/"failed" record. Its files are written atomically by the
     pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes."""
-    record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank)
+    record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank, batch=batch_file)
     manifest.append(record)
     started = time.perf_counter()
     try:

@@ -1,16 +1,17 @@
 """Where a batch's jobs write, checked before any work: never over the batch file, its manifest or any file a job
-reads (an output never replaces an input), never two jobs into one file, and never over a file this batch did not
-write unless --overwrite; and where each job stands in the manifest."""
+reads (an output never replaces an input), never two jobs into one file, and never over a file this batch file did
+not write, or that changed since it did, unless --overwrite; and where each job stands in the manifest."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
-from mmgen.files import check_output_target, same_file
-from mmgen.pipelines.batch.manifest import Manifest, Record
+from mmgen.files import check_output_target, same_file, sha256_file
+from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import Problem
 from mmgen.pipelines.session import input_files
 
@@ -29,20 +30,60 @@ def check_not_manifest(batch_file: Path, manifest: Manifest) -> None:
 def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem]) -> list[Job]:
     """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
     a job's input, model or adapter (an output never replaces an input)."""
-    inputs = sorted({*(job.input for job in jobs if job.input is not None),
-                     *(path for job in jobs for path in input_files(job.settings))})
+    read = _ReadFiles(batch_file, [*(job.input for job in jobs if job.input is not None), *_model_files(jobs)])
     fine = []
     for job in jobs:
         try:
             for path in job.files.files.values():
-                if same_file(path, batch_file):
-                    raise UsageError(f"cannot write {path}: it is the batch file", hint="an output never replaces an input")
-                check_output_target(path, inputs)
+                check_output_target(path)
+                read.check(path)
         except UsageError as e:
             problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
         else:
             fine.append(job)
     return fine
+
+
+def _model_files(jobs: list[Job]) -> set[Path]:
+    """The model and adapter files of all jobs, looked up once per distinct model and adapters (a lookup reads
+    the registry)."""
+    seen: dict[tuple, tuple[Path, ...]] = {}
+    for job in jobs:
+        key = (job.settings.model, job.settings.adapter)
+        if key not in seen:
+            seen[key] = input_files(job.settings)
+    return {path for paths in seen.values() for path in paths}
+
+
+class _ReadFiles:
+    """The files jobs read, for telling whether an output is one of them as mmgen.files.same_file would — the
+    same inode where both exist, else the same resolved path — with one lookup per output, not one per input."""
+
+    def __init__(self, batch_file: Path, paths: list[Path]):
+        self.by_inode: dict[tuple[int, int], str] = {}  # what each file is, in words
+        self.by_path: dict[str, str] = {}  # every one by its resolved path
+        self.missing: dict[str, str] = {}  # those that do not exist
+        named = [(batch_file, "the batch file"), *((path, f"the input {path}") for path in sorted(set(paths)))]
+        for path, what in named:
+            real = os.path.realpath(path)
+            self.by_path.setdefault(real, what)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                self.missing.setdefault(real, what)
+            else:
+                self.by_inode.setdefault((stat.st_dev, stat.st_ino), what)
+
+    def check(self, output: Path) -> None:
+        real = os.path.realpath(output)
+        try:
+            stat = os.stat(output)
+        except OSError:
+            source = self.by_path.get(real)
+        else:
+            source = self.by_inode.get((stat.st_dev, stat.st_ino)) or self.missing.get(real)
+        if source is not None:
+            raise UsageError(f"cannot write {output}: it is {source}", hint="an output never replaces an input")
 
 
 def check_unique(jobs: list[Job], problems: list[Problem]) -> None:
@@ -58,17 +99,74 @@ def check_unique(jobs: list[Job], problems: list[Problem]) -> None:
                 break
 
 
-def status_of(job: Job, record: Record | None, manifest: Manifest, problems: list[Problem], overwrite: bool
-            ) -> Status:
-    """Where the job stands in the manifest; a file in its way that the batch did not write is a problem."""
+def status_of(job: Job, record: Record | None, written: Written, problems: list[Problem], overwrite: bool
+              ) -> Status:
+    """Where the job stands in the manifest; a file in its way that the batch did not write, or that changed since
+    it did, is a problem unless `overwrite`."""
+    status = _status(job, record, written.manifest)
+    if status != "done" and not overwrite and (why := written.in_the_way(job, record)):
+        problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {why}"))
+    return status
+
+
+def _status(job: Job, record: Record | None, manifest: Manifest) -> Status:
     if record is None:
-        existing = [p for p in job.files.files.values() if os.path.lexists(p)]
-        if existing and not overwrite:
-            problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {existing[0]} exists and "
-                                    "was not written by this batch (pass --overwrite to replace it)"))
         return "new"
     if record.state == "done":
         if record.hash != job.hash:
             return "changed"
         return "done" if manifest.intact(record) else "damaged"
     return "incomplete" if record.state == "started" else "failed"
+
+
+class Written:
+    """What the manifest says a batch file wrote into its folder: a file a job may replace is one the manifest
+    recorded as that batch file's, as it is now (size and sha256), or one the job's own stopped run left."""
+
+    def __init__(self, manifest: Manifest, batch_file: Path):
+        self.manifest = manifest
+        self.batch = str(batch_file.resolve())
+        self.latest: dict[str, Record] = {}  # by output
+        self.files: dict[str, FileRecord] = {}  # by path, as this batch's last "done" record of it left it
+        self.started: dict[str, Record] = {}  # by output, its last "started" record
+        for record in manifest.history():
+            self.latest[record.output] = record
+            if record.state == "started":
+                self.started[record.output] = record
+            elif record.state == "done":
+                for file in record.files.values():
+                    if record.batch in (None, self.batch):  # None: a manifest older than the batch field
+                        self.files[file.path] = file
+                    else:
+                        self.files.pop(file.path, None)
+
+    def in_the_way(self, job: Job, record: Record | None) -> str | None:
+        """Why an existing file of the job must not be replaced without --overwrite, or None."""
+        for path in job.files.files.values():
+            if os.path.lexists(path) and (why := self._why(path, job.output, record)):
+                return f"{path} exists and {why} (pass --overwrite to replace it)"
+        return None
+
+    def _why(self, path: Path, output: str, record: Record | None) -> str | None:
+        try:
+            stat, key = path.lstat(), self.manifest.relative(path)
+        except (OSError, ValueError):
+            return "was not written by this batch"
+        if path.is_symlink():  # the batch never writes one
+            return "was not written by this batch"
+        known = self.files.get(key)
+        if known is not None and stat.st_size == known.size and sha256_file(path) == known.sha256:
+            return None
+        started = self.started.get(output)
+        if (record is not None and record.state != "done" and started is not None
+                and started.batch in (None, self.batch) and stat.st_mtime_ns >= _ns(started.at)):
+            return None  # written by the job's last run, stopped or failed before it could record it as done
+        return "was changed since this batch wrote it" if known is not None else "was not written by this batch"
+
+
+def _ns(at: str) -> int:
+    """A record's time in nanoseconds (a little early, as files are stamped by a coarser clock)."""
+    try:
+        return int(datetime.fromisoformat(at).timestamp() * 1e9) - 10_000_000
+    except ValueError:
+        return 2**63

@@ -10,6 +10,7 @@ tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -147,6 +148,28 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """json.dumps of what people and other programs read (sidecars, --json): a file name that is not UTF-8,
+    which Python holds as lone surrogates that strict JSON parsers refuse, is written with its odd bytes as
+    \\xNN text instead."""
+    return json.dumps(_unicode(value), **options)
+
+
+def _unicode(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_unicode(k): _unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unicode(v) for v in value]
+    return value
 
 
 def _fail(where: str, field: str, msg: str) -> typing.NoReturn:

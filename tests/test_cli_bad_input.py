@@ -360,7 +360,7 @@ def a_recipe_whose_heads_do_not_fit_its_widths(folder, model):
 def seeds_past_the_last_one(folder, model):
     """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
     return (["generate", "-m", model, "--seed", 2**63 - 1, "-n", 2, "-o", folder / "out", *FAST],
-            "seed + num - 1 must be at most")
+            f"seed + num - 1 must be at most {2**63 - 1}, got {2**63}")
 
 
 def output_name_too_long(folder, model):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import av
 import numpy as np
@@ -88,6 +89,18 @@ def test_json_prints_one_object_per_clip_on_stdout_and_messages_on_stderr(two_cl
     lines = done.stdout.splitlines()
     assert [json.loads(line) for line in lines] == [sidecar(out, "clip_0000"), sidecar(out, "clip_0001")]
     assert "seed 7..8" in done.stderr and "{" not in done.stderr
+
+
+def test_a_folder_name_that_is_not_utf8_is_written_as_escapes_strict_json_parsers_read(tiny, tmp_path):
+    """Linux allows any bytes in a name; Python holds the odd ones as lone surrogates (\\udcff), which strict
+    JSON parsers (not Python's) refuse. The sidecar and --json write the byte as the text \\xff instead."""
+    out = tmp_path / os.fsdecode(b"takes-\xff")
+    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--no-previews", "-o", out, "--json",
+                     env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = (out / "clip_0000.json").read_bytes().decode("utf-8")
+    for text in (done.stdout, written):
+        assert "\\ud" not in text and json.loads(text)["mp4"] == f"{tmp_path}/takes-\\xff/clip_0000.mp4"
 
 
 def test_the_seed_in_a_sidecar_makes_that_clip_again(two_clips, tiny, tmp_path):

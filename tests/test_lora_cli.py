@@ -72,6 +72,9 @@ def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file
     cached = load_model(ModelCache(root=Path(env["MMGEN_CACHE"])).weights_path("styled")).model
     for (name, a), (_, b) in zip(expected.state_dict().items(), cached.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+    rows = [json.loads(line) for line in run_mmgen("models", "list", "--json", env=env).stdout.splitlines()]
+    styled = next(r for r in rows if r["name"] == "styled")  # not the temporary file the merge was written to
+    assert styled["description"] == f"merged from {path.resolve()} and its base {base}"
 
     removed = run_mmgen("models", "rm", "my-style", env=env)
     assert removed.returncode == 0, removed.stderr

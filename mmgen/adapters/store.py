@@ -152,6 +152,7 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
 
     from mmgen.adapters.apply import check_fits, merge_adapters
     from mmgen.weights import import_weights, load_model, save_model
+    from mmgen.weights.cache import MERGED_FROM
     from mmgen.weights.convert import check_model_name
     from mmgen.weights.lineage import own_lineage
 
@@ -168,4 +169,5 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
                     "base_sha256": adapter.base.sha256, "merged_adapter_sha256": adapter.sha256,
                     **own_lineage(adapter.base.name).metadata()}
         save_model(merged, base.model, base.arch, base.config, metadata)
-        return import_weights(merged, name, overwrite=overwrite)
+        origin = f"{MERGED_FROM}{Path(file).resolve()} and its base {adapter.base.name}"
+        return import_weights(merged, name, overwrite=overwrite, source=origin)

@@ -3,10 +3,9 @@ human line per output on stderr (stdout stays clean for pipes)."""
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 
+from mmgen.config import json_text
 from mmgen.pipelines import Result
 
 
@@ -15,7 +14,7 @@ def report(results: list[Result], as_json: bool, console: Console | None = None)
     for result in results:
         record = result.to_json()
         if as_json:
-            print(json.dumps(record), flush=True)
+            print(json_text(record), flush=True)
         else:
             console.print(f"[bold green]wrote[/] {record['mp4']}  [dim]{describe(record)}[/]")
     if results:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import app
-from mmgen.config import load_yaml, to_dict
+from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.terminal import say
 
@@ -42,7 +42,7 @@ ModelFlag = Annotated[bool, typer.Option("--model", help="NAME is the model (a r
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj), flush=True)
+    print(json_text(obj), flush=True)
 
 
 def _bytes(n: int | None, approximate: bool = False) -> str:

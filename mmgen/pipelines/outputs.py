@@ -4,7 +4,6 @@ wav. Every name is checked before sampling starts, and every file is written ato
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmgen.config import json_text
 from mmgen.errors import MediaError, UsageError
 from mmgen.files import atomic_output, check_output_target, check_writable, nearest_existing, try_a_file
 from mmgen.media import probe
@@ -163,7 +163,7 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
         raise MediaError(f"cannot write {paths.mp4}: nothing was written")
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
-        temp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
     if (finished := _finished.get()) is not None:
         finished.append(paths.mp4)
     return result

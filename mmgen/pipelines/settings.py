@@ -136,7 +136,8 @@ class GenerateSettings(RunSettings):
         super().__post_init__()
         last = LIMITS["seed"].high
         if self.seed is not None and self.seed + self.num - 1 > last:  # the sidecar's seed must make its clip again
-            raise InvalidSetting("seed", f"with num {self.num}, seed + num - 1 must be at most {last}, got {self.seed}")
+            raise InvalidSetting("seed", f"with num {self.num}, seed + num - 1 must be at most {last}, "
+                                         f"got {self.seed + self.num - 1}")
 
     def upscaling(self) -> bool | None:
         return self.upscale

@@ -4,14 +4,13 @@ from weights that are no longer finite: the divergence watch is read first (dive
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mmgen.config import to_dict
+from mmgen.config import json_text, to_dict
 from mmgen.files import atomic_output
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import latest_checkpoint
@@ -87,7 +86,7 @@ class RunOutputs:
             if state.files.lora:
                 sidecar["lora"] = {**to_dict(state.files.lora), "base": to_dict(state.files.base)}
             with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
-                tmp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+                tmp.write_text(json_text(sidecar, indent=2) + "\n", encoding="utf-8")
             setup.log.write("done", state.step, model=path.name, sha256=sha256, process_digests=digests)
         self.processes.barrier()
         return path

@@ -94,6 +94,9 @@ class FileStamp:
         return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
+MERGED_FROM = "merged from "  # the start of a record's source for a model made by `models import --merge`
+
+
 @dataclass(frozen=True)
 class CacheRecord:
     """Provenance of one cached model."""
@@ -104,7 +107,7 @@ class CacheRecord:
     sha256: str  # of model.safetensors: what `verify` re-hashes
     size: int  # bytes of model.safetensors
     dtype: str  # float32 or float16
-    source: str  # the URL downloaded, or the path imported
+    source: str  # the URL downloaded, the path imported, or MERGED_FROM and what was merged
     source_sha256: str  # of the original file (what a registry entry's weights.sha256 names)
     source_format: str  # pt or safetensors
     imported_at: str  # ISO 8601, UTC

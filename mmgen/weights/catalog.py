@@ -16,7 +16,7 @@ from mmgen.errors import ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
-from mmgen.weights.cache import FileStamp, ModelCache
+from mmgen.weights.cache import MERGED_FROM, CacheRecord, FileStamp, ModelCache
 from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import load_registry, unknown_model
 
@@ -67,7 +67,7 @@ def catalog() -> list[Row]:
         if entry is None:
             rows.append(
                 Row(
-                    name, record.arch, status, size, estimated, f"imported from {record.source}", record.upsampler,
+                    name, record.arch, status, size, estimated, _origin(record), record.upsampler,
                     sha256, None,
                 )
             )
@@ -165,3 +165,8 @@ def describe(name: str) -> dict[str, Any]:
         details["path"] = str(entry.weights.bundled_path)
     return details
 
+
+
+def _origin(record: CacheRecord) -> str:
+    """Where a cached model without a registry entry came from, for `models list`."""
+    return record.source if record.source.startswith(MERGED_FROM) else f"imported from {record.source}"

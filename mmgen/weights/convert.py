@@ -148,12 +148,14 @@ def import_weights(
     dtype: str = "fp32",
     overwrite: bool = False,
     cache: ModelCache | None = None,
+    source: str | None = None,
 ) -> CacheRecord:
     """`mmgen models import`: a hand-downloaded official checkpoint (or an mmgen/plain safetensors) becomes
     the cached model `name`. Under a registry name, the entry says what the file must be (and its sha256,
     if it names one); otherwise `arch` + `config` (a config dataclass; None: the released one) do, or else the
     file's own mmgen metadata. Any other name a registered adapter holds is refused (UsageError): `models
-    info/rm NAME` must know which one is meant."""
+    info/rm NAME` must know which one is meant. `source` is what the record says the file came from (default:
+    its path)."""
     file, cache = Path(file), cache or ModelCache()
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
@@ -186,7 +188,7 @@ def import_weights(
             name,
             file,
             target,
-            source=str(file.resolve()),
+            source=source or str(file.resolve()),
             source_sha256=source_sha256,
             dtype=DTYPES[dtype],
         )

@@ -76,6 +76,15 @@ class Request:
     status: int  # what the server answered
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-body (a capped or interrupted download) is part of the story, not an error to
+    print a traceback for; anything else still is."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FileServer:
     """Threaded HTTP/1.0 server on an ephemeral port; use as a context manager."""
 
@@ -83,7 +92,7 @@ class FileServer:
         self.files: dict[str, Served] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

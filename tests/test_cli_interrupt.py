@@ -178,14 +178,20 @@ def test_ctrl_c_during_a_batch_prints_its_summary_then_exits_130(tiny, tmp_path)
     assert str(tmp_path / "out" / "first.mp4") in stderr.splitlines()[-1]
 
 
-def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
+def start_endless_training(tmp_path: Path) -> subprocess.Popen:
+    """A from-scratch finetune of two clips into tmp_path/run that would run for 100000 steps, logging every step
+    on its stderr (a pipe), saving no checkpoint unless stopped."""
     data = tmp_path / "clips"
     write_clip_folder(data, good=2, seconds=1.2)
     recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
     args = ["finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "run", "--steps", "100000",
             "--batch-size", "16", "--save-every", "100000"]
-    process = subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
+def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
+    process = start_endless_training(tmp_path)
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -204,14 +210,8 @@ def test_a_second_ctrl_c_aborts_finetune_with_130(tmp_path):
 def test_sigterm_stops_finetune_like_ctrl_c_saving_a_checkpoint_to_resume_and_exits_143(tmp_path):
     """A cluster's preemption or `docker stop`: the step finishes, a checkpoint is saved, the resume command is
     printed; a second SIGTERM (torchrun forwarding the scheduler's) does not abort the save."""
-    data = tmp_path / "clips"
-    write_clip_folder(data, good=2, seconds=1.2)
-    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
     run_dir = tmp_path / "run"
-    args = ["finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", "100000",
-            "--batch-size", "16", "--save-every", "100000"]
-    process = subprocess.Popen(mmgen_command(*args), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    process = start_endless_training(tmp_path)
     seen = []
     for line in process.stderr:
         seen.append(line)

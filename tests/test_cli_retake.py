@@ -136,6 +136,17 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_p
     assert not out.exists()
 
 
+def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
+    """Outside the ranges the picture is the input's own frames: a 25 fps clip (or a variable-rate one) would
+    come out resampled to the demo's 10 fps."""
+    clip = write_test_video(tmp_path / "fast.mp4", seconds=1.2, fps=25, size=(16, 16))
+    done = run_mmgen("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "retake --video needs a clip at the model's frame rate 10 fps" in done.stderr
+    assert "fast.mp4 runs at 25 fps" in done.stderr
+    assert not (tmp_path / "fast_retake.mp4").exists()
+
+
 def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(world, tmp_path):
     folder, labels = world
     source, out = folder / "clips" / labels[0].file, tmp_path / "mended.mp4"

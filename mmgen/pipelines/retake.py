@@ -87,14 +87,19 @@ def stream_seconds(info: MediaInfo) -> dict[str, float]:
     return {kind: getattr(info, f"{kind}_duration") or info.duration for kind in ("video", "audio")}
 
 
-def check_frame_size(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
-    """A video retake remakes frames in place: the clip must be at the model's frame size (None: not known yet)."""
+def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
+    """A video retake remakes frames in place, and outside the ranges the output is the input's own frames: the
+    clip must be at the model's frame size and frame rate, as mmgen's own outputs are (None: not known yet). A
+    clip at another rate (or a variable one, whose average is another) would come out resampled to the model's."""
     if settings.modality != "video" or config is None:
         return
     height, width = config.video_size[2:]
     if (info.height, info.width) != (height, width):
         raise UsageError(f"retake --video needs a clip at the model's frame size {width}x{height} (mmgen's own "
                          f"outputs); {info.path} is {info.width}x{info.height}", hint="retake its --audio instead")
+    if info.fps is not None and abs(info.fps - config.fps) > 0.01 * config.fps:
+        raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
+                         f"outputs); {info.path} runs at {info.fps:.3g} fps", hint="retake its --audio instead")
 
 
 def elements(r: TimeRange, per_second: float) -> tuple[int, int]:
@@ -125,11 +130,11 @@ def retake(
     outputs.check_outputs([paths], overwrite, inputs=[source, *input_files(settings)])
     run = prepare(settings)
     known = known_config(run.model)
-    check_frame_size(settings, info, known)  # before loading, when the config is known without it
+    check_frames(settings, info, known)  # before loading, when the config is known without it
     models = load(run)
     config = models.base.config
     if known is None:
-        check_frame_size(settings, info, config)
+        check_frames(settings, info, config)
     size = tuple(config.video_size[2:])
     started = time.perf_counter()
     tracks = tracks_for(config.frames, config.audio_length)

@@ -42,7 +42,7 @@ from mmgen.pipelines.batch.targets import (
 )
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths
-from mmgen.pipelines.retake import check_frame_size, check_ranges
+from mmgen.pipelines.retake import check_frames, check_ranges
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime import processes
@@ -310,7 +310,7 @@ class _Planner:
                     self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
                     continue
                 try:  # a video retake: the clip at the model's frame size
-                    check_frame_size(settings, probe(path), self.config(str(settings.model)))
+                    check_frames(settings, probe(path), self.config(str(settings.model)))
                 except UsageError as e:
                     self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
                     continue

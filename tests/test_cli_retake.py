@@ -139,7 +139,7 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_p
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
     """Outside the ranges the picture is the input's own frames: a 25 fps clip (or a variable-rate one) would
     come out resampled to the demo's 10 fps."""
-    clip = write_test_video(tmp_path / "fast.mp4", seconds=1.2, fps=25, size=(16, 16))
+    clip = write_test_video(tmp_path / "fast.mp4", seconds=1.2, fps=25, size=(16, 16)).path
     done = run_mmgen("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "retake --video needs a clip at the model's frame rate 10 fps" in done.stderr

@@ -106,14 +106,22 @@ def check_writable_folder(path: str | os.PathLike, hint: str | None = None) -> P
     """As `check_output_folder`, and MediaError too unless a file can be made in `path`, or where it would be
     created: said before a command's work, not as an OS error at its first write. Creates no folder."""
     folder = check_output_folder(path)
+    if refused := refusal_to_create(folder):
+        where, e = refused
+        why = "it takes no new files" if e.errno == errno.ENOENT else e.strerror or e  # /proc: "no such file"
+        raise MediaError(f"cannot write into {folder}{where}: {why}", hint=hint)
+    return folder
+
+
+def refusal_to_create(folder: Path) -> tuple[str, OSError] | None:
+    """Why no file can be made in `folder`, or where it would be created (None: one can): where that is, as
+    " (it would be created in …)" or "", and the OSError the try met. Creates no folder."""
     existing = nearest_existing(folder)
     try:
         try_a_file(existing)
     except OSError as e:
-        where = "" if existing == folder else f" (it would be created in {existing})"
-        why = "it takes no new files" if e.errno == errno.ENOENT else e.strerror or e  # /proc: "no such file"
-        raise MediaError(f"cannot write into {folder}{where}: {why}", hint=hint) from None
-    return folder
+        return ("" if existing == folder else f" (it would be created in {existing})"), e
+    return None
 
 
 def try_a_file(folder: Path) -> None:

@@ -31,7 +31,7 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import file_lock, nearest_existing, sha256_file, try_a_file, write_text
+from mmgen.files import file_lock, nearest_existing, refusal_to_create, sha256_file, try_a_file, write_text
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -51,12 +51,9 @@ def check_cache_writable(root: Path) -> None:
     """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
     said before a command that caches does any work, not as an OS error at its first write. Creates no folder;
     it tries a file, as permission bits do not tell root, a read-only mount or /proc apart."""
-    existing = nearest_existing(root)
-    try:
-        try_a_file(existing)
-    except OSError as e:
-        where = "" if existing == root else f" (it would be created in {existing})"
-        raise _unwritable(root, e, where) from None
+    if refused := refusal_to_create(root):
+        where, e = refused
+        raise _unwritable(root, e, where)
 
 
 def check_removable(path: Path, what: str) -> None:

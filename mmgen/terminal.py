@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+WIDTH_WHEN_PIPED = 400  # columns: wider than any table of mmgen's, so piped rows are not folded
+WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, URLs) too
 
 
 def say(line: str) -> None:
@@ -10,3 +17,27 @@ def say(line: str) -> None:
     apart, and the lines of parallel processes (torchrun's workers) then mix mid-line."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def table_console(stderr: bool = True) -> Console:
+    """Where tables go: a terminal at its own width; a pipe or a file as wide as the table, where rich would
+    fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=WIDTH_WHEN_PIPED)
+
+
+def size_text(n: int | None, approximate: bool = False) -> str:
+    """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~"."""
+    if n is None:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{'~' if approximate else ''}{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def short_hash(sha256: str | None) -> str:
+    """The first 12 hex digits of a sha256, enough to tell files apart at a glance."""
+    return f"{sha256[:12]}…" if sha256 else ""

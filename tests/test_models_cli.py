@@ -4,6 +4,7 @@ model's status is, re-hash and remove cached weights, and find the bundled demo 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,8 +18,10 @@ import torch
 import yaml
 from http_server import SOCKETS_NONE, offline_mmgen_command
 from mmgen_cli import REPO, mmgen_env, run_mmgen
+from rich.console import Console
 from tiny_model import TINY_FIELDS, TINY_SR_FIELDS, save_tiny_model, tiny_mmunet
 
+import mmgen.cli.models
 from mmgen.cli import run
 from mmgen.models import build_model
 from mmgen.models.config import SRUNetConfig
@@ -100,7 +103,7 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     )
     assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
 
-    result = run_mmgen("models", "list", env={**mmgen_env(tmp_path), "COLUMNS": "200"})
+    result = run_mmgen("models", "list", env=mmgen_env(tmp_path))  # piped: every cell whole, on one line
 
     assert result.returncode == 0, result.stderr
     rows = {cells[0]: cells[1:] for cells in table_rows(result.stderr)}
@@ -109,10 +112,27 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     assert rows["hosted"][0] == "mm-unet" and rows["hosted"][2] == "downloadable"
     # fp32 size of the released config; no sha256 yet (none is published: recorded at the first pull)
     assert rows["landscape"][:4] == ["mm-unet", "~534.7 MB", "downloadable", ""]
-    assert rows["landscape"][4].startswith("Landscape.pt from")
+    assert rows["landscape"][4] == "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p"
     assert rows["landscape-sr"][:4] == ["sr-unet", "~1.2 GB", "downloadable", ""]
     assert rows["mine"][3] == ModelCache().record("mine").source_sha256[:12] + "…"
     assert rows["demo"][2] == ("bundled" if DEMO_ASSET.is_file() else "bundled (missing)")
+
+
+def test_models_list_fits_a_narrow_terminal_without_breaking_names(tmp_path, monkeypatch, capsys):
+    """An 80-column terminal gets the columns that fit, each name and status whole, and where the rest is."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    terminal = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+    monkeypatch.setattr(mmgen.cli.models, "table_console", lambda: terminal)
+
+    assert run(["models", "list"]) == 0
+
+    lines = terminal.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = {cells[0]: cells[1:4] for cells in table_rows("\n".join(lines)) if cells[0]}
+    assert rows["landscape-sr"] == ["sr-unet", "~1.2 GB", "downloadable"]
+    assert rows["demo"][:2] == ["mm-unet", "3.2 MB"]
+    assert "`mmgen models info NAME`" in capsys.readouterr().err
 
 
 def table_rows(text: str) -> list[list[str]]:

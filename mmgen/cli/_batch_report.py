@@ -6,22 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mmgen.pipelines.batch import Outcome, Plan
 
 FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
 _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
-
-
-def stdout() -> Console:
-    """The dry-run table is the command's output: stdout, wide enough for paths when piped."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=200)
 
 
 def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 
 from mmgen.cli import options
-from mmgen.cli._batch_report import say, show_plan, show_summary, stdout
+from mmgen.cli._batch_report import say, show_plan, show_summary
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
+from mmgen.terminal import table_console
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch import Outcome, Plan
@@ -71,7 +72,7 @@ def batch(
         raise
     if dry_run:
         if share.is_main:
-            show_plan(plan, stdout())
+            show_plan(plan, table_console(stderr=False))  # the dry run's output
         return
     prefix = f"rank {share.rank}: " if share.world_size > 1 else ""
     mine = share.of(plan.jobs)

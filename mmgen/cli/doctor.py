@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.errors import MmgenError
+from mmgen.terminal import short_hash, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -43,13 +44,14 @@ def _show(report: dict[str, Any], console: Console) -> None:
     if "models_error" in report:
         console.print(f"  {bad} {report['models_error']}")
     table = Table(box=None, padding=(0, 2), show_edge=False)
-    for column in ("name", "arch", "status", "size", "sha256", "pull fetches"):
-        table.add_column(column)
+    for column in ("name", "arch", "status", "size", "sha256"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("pull fetches", overflow="fold")
     for row in report["models"]:
-        size = "" if row["size"] is None else f"{'~' if row['size_estimated'] else ''}{row['size'] / 2**20:.0f} MB"
+        size = "" if row["size"] is None else size_text(row["size"], row["size_estimated"])
         style = "green" if row["status"] in ("bundled", "cached") else "dim"
-        sha256 = f"{row['sha256'][:12]}…" if row["sha256"] else ""
-        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, sha256, row["fetch"] or "")
+        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, short_hash(row["sha256"]),
+                      row["fetch"] or "")
     console.print(table)
 
 
@@ -67,7 +69,7 @@ def doctor(
     if json:
         print(json_module.dumps(report, indent=2))
     else:
-        _show(report, Console(stderr=False, highlight=False))
+        _show(report, table_console(stderr=False))
     missing = [f"{c['codec']} ({c['use']})" for c in report["codecs"]
                if not c["ok"] and (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
     if missing:

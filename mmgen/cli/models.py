@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
-from mmgen.terminal import say
+from mmgen.terminal import WIDE_TABLE, say, short_hash, size_text, table_console
 
 models_app = typer.Typer(
     name="models",
@@ -45,15 +44,6 @@ def _emit(obj: dict[str, Any]) -> None:
     print(json_text(obj), flush=True)
 
 
-def _bytes(n: int | None, approximate: bool = False) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{'~' if approximate else ''}{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 @models_app.command("list")
 def list_models(as_json: JsonOption = False) -> None:
     """Show every known model: architecture, size, where its weights stand, their sha256 (registered, or
@@ -68,23 +58,28 @@ def list_models(as_json: JsonOption = False) -> None:
         for adapter in adapters:
             _emit(adapter.as_dict())
         return
-    table = Table(title="mmgen models")
-    for column in ("name", "arch", "size", "status", "sha256", "pull fetches", "description"):
+    console = table_console()
+    wide = console.width >= WIDE_TABLE
+    table = Table(title="mmgen models", title_justify="left")
+    for column in ("name", "arch", "size", "status", *(("sha256",) if wide else ())):
+        table.add_column(column, no_wrap=True)  # short: never broken up
+    for column in (*(("pull fetches",) if wide else ()), "description"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
-            row.name, row.arch, _bytes(row.size, row.size_estimated), row.status, _short(row.sha256),
-            row.fetch or "", row.description,
-        )
-    Console(stderr=True).print(table)
+        cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
+        more = (short_hash(row.sha256), row.fetch or "") if wide else ()
+        table.add_row(*cells, *more, row.description)
+    console.print(table)
+    if not wide:
+        say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`, or a wider terminal")
     if adapters:
-        table = Table(title="adapters (use with --adapter NAME[:WEIGHT])")
+        table = Table(title="adapters (use with --adapter NAME[:WEIGHT])", title_justify="left")
         for column in ("name", "base", "rank", "targets", "size", "sha256"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", no_wrap=column in ("rank", "size", "sha256"))
         for a in adapters:
-            table.add_row(a.name, f"{a.base} ({_short(a.base_sha256)})", str(a.rank), a.targets, _bytes(a.size),
-                          _short(a.sha256))
-        Console(stderr=True).print(table)
+            table.add_row(a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
+                          short_hash(a.sha256))
+        console.print(table)
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
@@ -111,10 +106,6 @@ def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
         raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
                          hint=f"say which: mmgen models {command} {name} --model, or --adapter")
     return True
-
-
-def _short(sha256: str | None) -> str:
-    return f"{sha256[:12]}…" if sha256 else ""
 
 
 def official_models() -> list[str]:
@@ -159,7 +150,7 @@ def pull(
         except KeyboardInterrupt:
             part = kept_download(model)
             left_behind(f"nothing of {model} was downloaded" if part is None else
-                        f"kept the partial download of {model} ({_bytes(part.stat().st_size)}) in {part}: "
+                        f"kept the partial download of {model} ({size_text(part.stat().st_size)}) in {part}: "
                         f"`mmgen models pull {model}` resumes it")
             raise
         if as_json:
@@ -214,7 +205,7 @@ def import_model(
             if as_json:
                 _emit(adapter.as_dict())
             else:
-                say(f"registered adapter {name!r} for {adapter.base} (rank {adapter.rank}, {_bytes(adapter.size)}, "
+                say(f"registered adapter {name!r} for {adapter.base} (rank {adapter.rank}, {size_text(adapter.size)}, "
                      f"sha256 {adapter.sha256}); use it with --adapter {name}")
             return
         record = import_merged(file, name, overwrite=overwrite)
@@ -231,7 +222,7 @@ def import_model(
         _emit(to_dict(record))
     else:
         say(
-            f"imported {file} as {name!r} ({record.arch}, {record.dtype}, {_bytes(record.size)}, sha256 {record.sha256})"
+            f"imported {file} as {name!r} ({record.arch}, {record.dtype}, {size_text(record.size)}, sha256 {record.sha256})"
         )
 
 

@@ -14,9 +14,17 @@ WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, U
 
 def say(line: str) -> None:
     """`line` and its newline in one write: with stderr unbuffered (PYTHONUNBUFFERED), print() writes them
-    apart, and the lines of parallel processes (torchrun's workers) then mix mid-line."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    apart, and the lines of parallel processes (torchrun's workers) then mix mid-line. With stderr closed
+    (`2>&-`: sys.stderr is None) or gone, the line is dropped: never sent to stdout, as print(file=None) would,
+    and never an error of its own that would change the exit status."""
+    stream = sys.stderr
+    if stream is None or stream.closed:
+        return
+    try:
+        stream.write(line + "\n")
+        stream.flush()
+    except OSError:  # the reader went away (EPIPE) or the descriptor was closed under us (EBADF)
+        pass
 
 
 def table_console(stderr: bool = True) -> Console:

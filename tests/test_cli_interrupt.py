@@ -270,3 +270,31 @@ def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
     assert done.stderr.strip() == ("mmgen: error: Invalid value for '--json': standard output is closed: there is "
                                    "nowhere to print the JSON")
     assert not out.exists()
+
+
+def test_the_startup_interrupt_line_goes_where_every_line_goes_and_never_to_stdout(monkeypatch, capsys):
+    """Ctrl-C before a command starts: its line is written as every other (mmgen.terminal.say), in one write;
+    with stderr closed (`2>&-`) it is dropped — not printed into stdout, where `--json` readers parse lines."""
+    import mmgen.cli
+
+    def stopped(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mmgen.cli, "_run", stopped)
+    assert mmgen.cli.run(["models", "list"]) == 130
+    assert capsys.readouterr() == ("", "mmgen: interrupted\n")
+
+    monkeypatch.setattr(sys, "stderr", None)
+    assert mmgen.cli.run(["models", "list"]) == 130
+    assert capsys.readouterr().out == ""
+
+
+def test_with_stderr_closed_an_error_keeps_its_exit_status(tmp_path, monkeypatch, capsys):
+    """`mmgen models info nosuch 2>&-`: still exit 2 (the line has nowhere to go), not 1 from failing to say it."""
+    from mmgen.cli import run
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "stderr", None)
+    assert run(["models", "info", "nosuch"]) == 2
+    assert capsys.readouterr().out == ""

@@ -43,8 +43,10 @@ def run(argv: list[str] | None = None) -> int:
         with stops_interrupt():
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
+        from mmgen.terminal import say
+
         code = stop_code()
-        print(f"mmgen: interrupted{stop_name(code)}", file=sys.stderr)
+        say(f"mmgen: interrupted{stop_name(code)}")
         return code
 
 

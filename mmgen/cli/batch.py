@@ -3,7 +3,6 @@ the processes of `torchrun --nproc_per_node N -m mmgen batch ...`."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -17,6 +16,7 @@ from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
+from mmgen.terminal import say as say_line
 from mmgen.terminal import table_console
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def batch(
         plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
     except BatchInvalid as e:
         if share.is_main:
-            print("\n".join(e.lines()), file=sys.stderr)
+            say_line("\n".join(e.lines()))
         raise
     if dry_run:
         if share.is_main:

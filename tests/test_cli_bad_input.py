@@ -477,3 +477,28 @@ def test_library_warnings_reach_the_terminal_only_with_debug(tmp_path):
     assert quiet.returncode == debug.returncode == 2
     assert "UserWarning" not in quiet.stderr and quiet.stderr.count("\n") == 1, quiet.stderr
     assert "UserWarning: Detected pickle protocol 4" in debug.stderr
+
+
+def test_a_path_too_long_for_any_filesystem_is_one_line_exit_2_wherever_it_is_given(tmp_path, monkeypatch, capsys):
+    """300-byte names given as a path: the OS's "File name too long" was an unexpected error (exit 1) for every
+    one of them. -m and --adapter say which they were before anything is read; a path anywhere else is named."""
+    from mmgen.cli import run
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    long = "x" * 300
+    cases = {
+        ("generate", "--adapter", f"./{long}"): "--adapter: adapter path too long (a name in it is 300 bytes, at most 255)",
+        ("generate", "--adapter", f"{long}.safetensors:0.5"): "adapter path too long (a name in it is 312 bytes",
+        ("generate", "-m", f"./{long}"): "--model: model path too long (a name in it is 300 bytes, at most 255)",
+        ("generate", "-m", f"{tmp_path}/{long}.safetensors"): "model path too long (a name in it is 312 bytes",
+        ("finetune", str(tmp_path), "--config", f"./{long}.yaml"): f"{long}.yaml: file name too long",
+        ("batch", f"{long}.yaml"): f"{long}.yaml: file name too long",
+        ("soundtrack", f"{long}.mp4"): f"{long}.mp4: file name too long",
+    }
+    for args, says in cases.items():
+        assert run(list(args)) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("mmgen: error: ") and err.count("\n") == 1 and says in err, (args, err)
+    assert not [p for p in tmp_path.rglob("*") if long in p.name]  # nothing made under those names

@@ -296,3 +296,26 @@ def test_a_read_only_cache_removes_and_imports_nothing_and_says_which_folder(ada
                 f"{cache}/adapters): ") in capsys.readouterr().err
 
     assert sorted(cache.rglob("*")) == before
+
+
+def test_a_bare_adapter_name_is_the_registered_one_never_a_file_in_the_current_folder(adapter_file, tmp_path,
+                                                                                      monkeypatch):
+    """`--adapter my-style` with a stray file `my-style` where the command runs: the registered adapter is used,
+    as `-m NAME` is the registry's; the file is `./my-style`, and a bare name that is no adapter's says so."""
+    _, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    store.register(path, "my-style")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "my-style").write_bytes(b"not an adapter")
+    (here / "other").write_bytes(path.read_bytes())
+
+    assert store.resolve("my-style").path == store.root() / "my-style" / store.FILE
+    with pytest.raises(UsageError, match=r"my-style: damaged, or not a safetensors file"):
+        store.resolve("./my-style")
+    assert store.resolve("./other").sha256 == sha256_file(path)
+    with pytest.raises(UsageError, match=r"--adapter other: no registered adapter of that name; to use the file "
+                                         r"other in this folder, give it as \./other"):
+        store.resolve("other")

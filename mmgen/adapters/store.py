@@ -17,7 +17,7 @@ from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import Verdict, check_file
-from mmgen.weights.names import check_name, is_name
+from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
 
 FILE = "adapter.safetensors"
@@ -87,6 +87,13 @@ def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
         )
 
 
+def file_of(source: str) -> Path | None:
+    """The file an `--adapter` value names, by the rule `-m` follows (weights.names.is_path): a path — with a
+    folder separator, or ending in .safetensors — is that file; anything else is a registered adapter's name
+    (None if there is none), never a file of that name in the current folder."""
+    return Path(source) if is_path(source) else registered_file(source)
+
+
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
     folder = root(cache_dir) / name
@@ -126,14 +133,16 @@ def remove(name: str) -> bool:
 
 def resolve(source: str) -> Adapter:
     """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
-    path = Path(source)
-    if path.is_file():
-        return read_adapter(path)
+    if is_path(source):
+        return read_adapter(source)
     folder = root() / source
     if not (folder / RECORD).is_file():
+        here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (file_of)
         raise UsageError(
-            f"--adapter {source}: no such file or registered adapter",
-            hint="give a RUN/adapter.safetensors path, or register one with `mmgen models import FILE --name NAME`",
+            f"--adapter {source}: no registered adapter of that name"
+            + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""),
+            hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
+            "register one with `mmgen models import FILE --name NAME`",
         )
     record = _record(source)
     actual = sha256_file(folder / FILE)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from mmgen.errors import UsageError
-from mmgen.weights.names import check_name_length, is_path
+from mmgen.weights.names import check_reference
 
 # An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
 # 1e38 the merged weights overflow. Weights beyond this are refused rather than sampled into NaN.
@@ -38,8 +38,7 @@ class AdapterUse:
 
     @classmethod
     def _checked(cls, source: str, weight: float = 1.0) -> AdapterUse:
-        if not is_path(source):  # a registered adapter's name (or a file here): never longer than a name may be
-            check_name_length(source, "adapter")
+        check_reference(source, "adapter")
         return cls(source, weight)
 
     def describe(self) -> str:

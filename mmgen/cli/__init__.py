@@ -8,6 +8,7 @@ Importing this package costs nothing (the standard library only): typer, torch a
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -91,6 +92,9 @@ def _run(argv: list[str] | None) -> int:
         except Exception as e:  # anything unexpected: exit 1, still one line unless --debug
             if debug_enabled():
                 traceback.print_exc()
+            if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
+                _error(f"{e.filename}: file name too long (the filesystem takes at most 255 bytes per name)")
+                return 2
             _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
             return 1
     code = code if isinstance(code, int) else 0

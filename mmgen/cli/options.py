@@ -30,7 +30,8 @@ FLAGS: dict[str, Any] = {
         str,
         typer.Option(
             "--model", "-m", metavar="NAME|FILE",
-            help="Registry name (see `mmgen models list`) or path to a .safetensors written by mmgen.",
+            help="Registry name (see `mmgen models list`) or path to a .safetensors written by mmgen. A value with a / "
+            "or ending in .safetensors is a path (./NAME for a file here); anything else a name.",
         ),
     ],
     "preset": Annotated[
@@ -134,7 +135,9 @@ FLAGS: dict[str, Any] = {
         typer.Option(
             "--adapter", metavar="FILE[:WEIGHT]", rich_help_panel=_SAMPLING, show_default=False,
             help="A LoRA adapter (RUN/adapter.safetensors of `mmgen finetune --lora`, or a name registered with "
-            "`mmgen models import`) merged into the model, times WEIGHT (default 1). Repeat to stack several.",
+            "`mmgen models import`) merged into the model, times WEIGHT (default 1). Repeat to stack several. As "
+            "for -m, a value with a / or ending in .safetensors is a file (./NAME for one here), anything else a "
+            "registered name.",
         ),
     ],
     "device": Annotated[

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
-from mmgen.adapters.store import registered_file
+from mmgen.adapters.store import file_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
@@ -81,9 +81,8 @@ def input_files(settings: RunSettings) -> tuple[Path, ...]:
         given = [Path(model)]
     else:
         given = stored_weights(model, own_lineage(model).upsampler if is_name(model) else None)
-    adapters = [Path(use.source) if Path(use.source).is_file() else registered_file(use.source)
-                for use in settings.adapters()]
-    given += [path for path in adapters if path is not None]
+    adapters = [file_of(use.source) for use in settings.adapters()]
+    given += [path for path in adapters if path is not None and path.is_file()]
     return (*given, *(path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()))
 
 

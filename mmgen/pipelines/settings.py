@@ -22,6 +22,7 @@ from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
+from mmgen.weights.names import check_reference
 
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
 Guidance = Literal["replacement", "gradient"]
@@ -95,6 +96,10 @@ class RunSettings:
                 LIMITS[field.name].check(field.name, value)
             elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
                 DELIVERY_LIMITS[field.name].check(field.name, value)
+        try:
+            check_reference(str(self.model), "model")
+        except UsageError as e:
+            raise InvalidSetting("model", e.message) from None
         if isinstance(self.adapter, str):  # one adapter, as a batch file may write it
             object.__setattr__(self, "adapter", (self.adapter,))
         try:

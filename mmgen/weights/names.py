@@ -14,6 +14,9 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 # Bytes (a name is ASCII): well under the 255 a file name may have, leaving room for what is added to it
 # (NAME.yaml, NAME.safetensors, a temporary's prefix).
 NAME_MAX = 200
+# Bytes in one file or folder name, and in a whole path: what Linux (ext4, XFS, btrfs), macOS (APFS) and Windows
+# (NTFS) allow; a longer path is refused by the OS at its first use (ENAMETOOLONG).
+PART_MAX, PATH_MAX = 255, 4095
 
 
 def is_path(name_or_path: str | Path) -> bool:
@@ -27,6 +30,19 @@ def check_name_length(name: str, kind: str = "model") -> None:
     size = len(os.fsencode(name))
     if size > NAME_MAX:
         raise UsageError(f"{kind} name too long ({size} bytes, at most {NAME_MAX})")
+
+
+def check_reference(value: str, kind: str = "model") -> None:
+    """UsageError unless `value` — what -m or --adapter (`kind`) was given — can be looked up: a name no longer
+    than a name may be, or a path no filesystem refuses for its length (said here in one line, not by the OS)."""
+    if not is_path(value):
+        check_name_length(value, kind)
+        return
+    longest = max((len(os.fsencode(part)) for part in Path(value).parts), default=0)
+    if longest > PART_MAX:
+        raise UsageError(f"{kind} path too long (a name in it is {longest} bytes, at most {PART_MAX})")
+    if len(os.fsencode(value)) > PATH_MAX:
+        raise UsageError(f"{kind} path too long ({len(os.fsencode(value))} bytes, at most {PATH_MAX})")
 
 
 def check_name(name: str, kind: str = "model") -> None:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -146,6 +147,38 @@ def test_a_server_that_never_stops_sending_is_cut_off_at_the_registered_size(tmp
     assert cache_files(tmp_path) == []
 
     assert run(["models", "pull", NAME]) == 0  # the mirror that serves the file
+    assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_a_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the_disk(tmp_path, server, official_pt,
+                                                                                  monkeypatch, capsys):
+    """No `size:` in the entry and no Content-Length: the download stops at MAX_UNSIZED (16 GB; 2 MB here), or
+    sooner where the cache's disk would keep less than 1 GB free — exit 2 naming the URL, nothing left behind. A
+    file of unknown size under the cap comes as any other."""
+    endless = server.add("/endless.pt", official_pt, length=None, trailing=2**30)
+    register(tmp_path, [endless], official_pt)
+    use_env(monkeypatch, tmp_path)
+    monkeypatch.setattr("mmgen.weights.download.MAX_UNSIZED", 2 * 10**6)
+
+    assert run(["models", "pull", NAME]) == 2
+    [err] = capsys.readouterr().err.splitlines()[-1:]
+    assert err.startswith(f"mmgen: error: {NAME}: {endless}: sent more than 2.0 MB without stating its size, the "
+                          "most mmgen takes of a file of unknown size; nothing was kept"), err
+    assert cache_files(tmp_path) == []
+
+    real = shutil.disk_usage
+    monkeypatch.setattr("shutil.disk_usage", lambda path: real(path)._replace(free=10**9 + 500_000))
+    assert run(["models", "pull", NAME]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert f"{endless}: sent more than 500.0 kB without stating its size: more would leave less than 1.0 GB free " \
+           f"in {tmp_path / 'cache'}" in err, err
+    assert cache_files(tmp_path) == []
+
+    monkeypatch.undo()
+    use_env(monkeypatch, tmp_path)
+    monkeypatch.setattr("mmgen.weights.download.MAX_UNSIZED", 2 * 10**6)
+    register(tmp_path, [server.add("/unsized.pt", official_pt, length=None)], official_pt)
+    assert run(["models", "pull", NAME]) == 0
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
 
 

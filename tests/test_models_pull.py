@@ -165,6 +165,32 @@ def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server):
     assert (trusted["sha256"], trusted["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
 
 
+def test_a_drive_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the_disk(tmp_path, server, monkeypatch,
+                                                                                        capsys):
+    """Drive (gdown) sending a file without a Content-Length and without end: stopped at MAX_UNSIZED (16 GB; here
+    twice the file), exit 2 naming the file and folder, gdown's temporary deleted. In process, for speed."""
+    import requests
+    from drive_standin import redirect
+
+    from mmgen.cli import run
+    from mmgen.terminal import size_text
+
+    tiny_entry(tmp_path)
+    data = tiny_checkpoint()
+    DriveStandIn(server).put("Landscape.pt", data, length=None, trailing=2**30)
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(requests.Session, "request", requests.Session.request)  # undone after the test
+    redirect(server.base_url)
+    monkeypatch.setattr("mmgen.weights.download.MAX_UNSIZED", 2 * len(data))
+
+    assert run(["models", "pull", "landscape", "-q"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"mmgen: error: landscape: Landscape.pt from https://drive.google.com/drive/folders/{FOLDER} "
+                           f"sent more than {size_text(2 * len(data))} without stating its size"), line
+    assert cached(tmp_path) == []
+
+
 def released_sr_checkpoint() -> bytes:
     """The released SR upsampler's exact key list at its released shapes (311 M parameters) in a few bytes:
     every tensor a zero-stride view of one element."""

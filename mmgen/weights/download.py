@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound, UsageError
+from mmgen.terminal import size_text
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.urls import check_url
 
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 _CHUNK = 1 << 16  # bytes per read: a dropped connection loses at most the chunk in flight
 _MAX_REDIRECTS = 5
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# A file whose size nobody states — no `size:` in its registry entry, no Content-Length from the server — is taken
+# up to MAX_UNSIZED bytes (13× the largest released model, a 1.2 GB upsampler), and never so far that the cache's
+# disk would keep less than FREE_MARGIN free: an endless or broken stream stops there, not at a full disk.
+MAX_UNSIZED = 16 * 10**9
+FREE_MARGIN = 10**9
 
 
 def offline() -> bool:
@@ -76,8 +82,40 @@ class _GaveUp(Exception):
     """Transient failures outlasted the retries."""
 
 
-class _TooLarge(Exception):
-    """The URL sent more bytes than the file has: not the file (an endless stream would fill the disk)."""
+class TooLarge(Exception):
+    """The URL sent more bytes than the file has (`stated`: not the file), or than a file of unknown size may
+    take (an endless stream would fill the disk)."""
+
+    def __init__(self, message: str, stated: bool = True):
+        super().__init__(message)
+        self.stated = stated
+
+
+@dataclass(frozen=True)
+class Cap:
+    """The most bytes a download may hold, and what a server that sends more is told."""
+
+    limit: int
+    why: str
+    stated: bool = True  # the file's own size: more is not the file; else a bound on a size nobody stated
+
+    @classmethod
+    def of(cls, total: int | None, folder: Path, have: int = 0) -> Cap:
+        """The file's `total` bytes when known; else MAX_UNSIZED, or less where the disk of `folder` (which has
+        `have` bytes of this download already) would keep under FREE_MARGIN free."""
+        if total is not None:
+            return cls(total, f"the {total} bytes the file has")
+        room = have + shutil.disk_usage(folder).free - FREE_MARGIN
+        if room < MAX_UNSIZED:
+            return cls(max(room, 0), f"{size_text(max(room, 0))} without stating its size: more would leave less "
+                       f"than {size_text(FREE_MARGIN)} free in {folder}", stated=False)
+        return cls(MAX_UNSIZED, f"{size_text(MAX_UNSIZED)} without stating its size, the most mmgen takes of a file "
+                   "of unknown size", stated=False)
+
+    def check(self, size: int) -> None:
+        """TooLarge if a download of `size` bytes is past the cap."""
+        if size > self.limit:
+            raise TooLarge(f"sent more than {self.why}", self.stated)
 
 
 class _Part:
@@ -117,7 +155,7 @@ def download(
     has its part deleted; if no URL serves the file, ChecksumMismatch names what each sent."""
     policy = policy or RetryPolicy.from_env()
     part.parent.mkdir(parents=True, exist_ok=True)
-    unavailable, transient, mismatches = [], [], []
+    unavailable, transient, mismatches, unsized = [], [], [], []
     with ByteProgress(f"downloading {label}", quiet) as progress:
         for url in urls:
             if offline() and urlsplit(url).scheme != "file":
@@ -128,10 +166,10 @@ def download(
                 state.reset()
             try:
                 _fetch(url, state, size, policy, progress)
-            except _TooLarge as e:
+            except TooLarge as e:
                 part.unlink(missing_ok=True)
-                mismatches.append(f"{url}: {e}")
-                progress.note(f"{url} sent more than the file has; deleted the download")
+                (mismatches if e.stated else unsized).append(f"{url}: {e}")
+                progress.note(f"{url} {e}; deleted the download")
                 continue
             except _Unavailable as e:
                 unavailable.append(f"{url} ({e})")
@@ -149,6 +187,12 @@ def download(
         raise ChecksumMismatch(
             f"{label}: the downloaded file is not the one the registry names ({'; '.join(mismatches)})",
             hint="nothing was cached; the mirror may be corrupt or the entry's sha256 wrong",
+        )
+    if unsized:
+        raise UsageError(
+            f"{label}: {'; '.join(unsized)}; nothing was kept",
+            hint="free some space in the cache, or, if the file really is that large, give its registry entry "
+            "`size:` (bytes)",
         )
     if transient:
         raise MmgenError(
@@ -204,13 +248,14 @@ def _http_once(
             total = size if size is not None else said
             if total is not None:
                 _check_space(part.path, total - part.size)
+            cap = Cap.of(total, part.path.parent, part.size)
             progress.start(part.size, total)
             # A body shorter than its Content-Length is judged below (part.size != total), keeping what came;
             # urllib3 would raise and drop the last chunk, which is all of the file when the length lies.
             response.raw.enforce_content_length = False
             with open(part.path, "ab") as f:
                 for chunk in response.iter_content(_CHUNK):
-                    _append(f, part, chunk, total, progress)
+                    _append(f, part, chunk, cap, progress)
                     if part.size == total and said != total:  # all of it: what a wrong length promises is not read
                         break
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
@@ -219,10 +264,9 @@ def _http_once(
         raise _Retry(f"connection closed at byte {part.size} of {total}")
 
 
-def _append(f, part: _Part, chunk: bytes, total: int | None, progress: ByteProgress) -> None:
-    """Write `chunk` to the part file, unless it takes the part past the file's `total` bytes (_TooLarge)."""
-    if total is not None and part.size + len(chunk) > total:
-        raise _TooLarge(f"sent more than the {total} bytes the file has")
+def _append(f, part: _Part, chunk: bytes, cap: Cap, progress: ByteProgress) -> None:
+    """Write `chunk` to the part file, unless it takes the part past its cap (TooLarge)."""
+    cap.check(part.size + len(chunk))
     f.write(chunk)
     part.update(chunk)
     progress.advance(len(chunk))
@@ -275,12 +319,13 @@ def _copy_local(url: str, part: _Part, size: int | None, progress: ByteProgress)
         raise _Unavailable("no such file")
     total = source.stat().st_size
     if size is not None and total > size:
-        raise _TooLarge(f"is {total} bytes, more than the {size} the file has")
+        raise TooLarge(f"is {total} bytes, more than the {size} the file has")
     if part.size > total:
         part.reset()
     _check_space(part.path, total - part.size)
     progress.start(part.size, total)
+    cap = Cap.of(total, part.path.parent)
     with open(source, "rb") as src, open(part.path, "ab") as dst:
         src.seek(part.size)  # the rest of an interrupted copy (the sha256 checks the whole)
         while chunk := src.read(_CHUNK):
-            _append(dst, part, chunk, total, progress)
+            _append(dst, part, chunk, cap, progress)

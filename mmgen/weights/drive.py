@@ -9,10 +9,11 @@ decides whether the bytes are any good — the caller checks and converts them.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from mmgen.errors import MmgenError, ModelNotFound, UsageError
-from mmgen.weights.download import RetryPolicy, offline
+from mmgen.weights.download import Cap, RetryPolicy, TooLarge, offline
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.registry import DriveFile
 
@@ -28,8 +29,10 @@ def by_hand(drive: DriveFile, name: str) -> str:
     )
 
 
-def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False) -> Path:
-    """Download `drive.file` into `part` (resuming gdown's temporary beside it) and return `part`."""
+def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size: int | None = None) -> Path:
+    """Download `drive.file` into `part` (resuming gdown's temporary beside it) and return `part`. No more than
+    `size` bytes (the size trusted on first use, when known) are taken, else no more than download.Cap allows a
+    file of unknown size: past it the transfer stops and its temporary is deleted."""
     if offline():  # before importing gdown: importing requests/urllib3 already opens a socket
         raise ModelNotFound(
             f"{name}: weights are not in the cache and MMGEN_OFFLINE=1 forbids downloading",
@@ -42,7 +45,13 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False) -> Pa
     try:
         file_id = _file_id(drive, name, policy)
         part.parent.mkdir(parents=True, exist_ok=True)
+        cap = Cap.of(size, part.parent, sum(p.stat().st_size for p in _partials(part)))
         with ByteProgress(f"downloading {name} ({drive.file} from Google Drive)", quiet) as progress:
+
+            def capped(done: int, total: int | None) -> None:
+                cap.check(done)
+                progress.to(done, total)
+
             gdown.download(
                 id=file_id,
                 output=str(part),
@@ -51,8 +60,16 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False) -> Pa
                 use_cookies=False,  # never read or write ~/.cache/gdown/cookies.txt
                 timeout=policy.timeout,
                 retries=policy.retries,
-                progress=progress.to,
+                progress=capped,
             )
+    except TooLarge as e:
+        for partial in _partials(part):
+            partial.unlink(missing_ok=True)
+        raise UsageError(
+            f"{name}: {drive.file} from {drive.folder_url} {e}; deleted the download",
+            hint="free some space in the cache" if not e.stated else "nothing was cached; if the authors replaced "
+            f"the file on purpose, `mmgen models rm {name} --forget` trusts the next one",
+        ) from None
     except gdown.exceptions.FileURLRetrievalError as e:
         raise _refused(drive, name, str(e)) from None
     except (gdown.exceptions.DownloadError, requests.RequestException) as e:
@@ -68,6 +85,11 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False) -> Pa
             hint=f"try again later, or {by_hand(drive, name)}",
         )
     return part
+
+
+def _partials(part: Path) -> list[Path]:
+    """gdown's temporaries for `part`: its name, 8 random characters, `.part`."""
+    return list(part.parent.glob(f"{glob.escape(part.name)}{'?' * 8}.part"))
 
 
 def _file_id(drive: DriveFile, name: str, policy: RetryPolicy) -> str:

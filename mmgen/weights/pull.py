@@ -166,7 +166,8 @@ def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) ->
     source = entry.weights.drive
     part = cache.folder(name) / f"{source.file}.part"
     if not part.is_file():
-        drive.fetch(source, part, name=name, quiet=quiet)
+        known = trust.trusted(cache.root, name)  # the first file's size: a file that sends more is not it
+        drive.fetch(source, part, name=name, quiet=quiet, size=known.size if known is not None else None)
     try:
         sha256, size = sha256_file(part), part.stat().st_size
         trust.check_trusted(cache.root, name, sha256, size, f"the {source.file} Google Drive serves now")
@@ -195,7 +196,10 @@ def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256:
             hint="ask whoever hosts the mirror for the file's sha256",
         )
     sha256 = sha256.lower()
-    size = entry.weights.size if sha256 == entry.weights.sha256 else None  # the registry's size is its file's
+    # The registry's size is its file's, the trusted size the first file's: with either, no more is taken.
+    size = entry.weights.size if sha256 == entry.weights.sha256 else None
+    if size is None and known is not None and known.sha256 == sha256:
+        size = known.size
     try:
         weights = dataclasses.replace(entry.weights, urls=(url,), sha256=sha256, size=size, drive=None)
     except ValueError as e:

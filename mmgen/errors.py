@@ -7,6 +7,9 @@ class MmgenError(Exception):
     """Anything mmgen reports to a user as one line. Exit code 1 unless a subclass says otherwise."""
 
     exit_code = 1
+    # Raised alike by every process of a torchrun job — about what they share (the batch file, the output folder):
+    # only rank 0 says it, as a single process would, instead of one line per process.
+    every_process = False
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

@@ -309,6 +309,43 @@ def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
     assert [(r["job"], r["state"]) for r in records(out)] == [(1, "started"), (1, "done"), (2, "started"), (2, "done")]
 
 
+def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_exits_2(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """`torchrun --nproc_per_node 2 -m mmgen batch` into a folder another batch holds: rank 0 finds it in use and
+    tells the others; it said so once per process. Each rank is run here in this process, its place in the job
+    given by the environment and its one collective (gather) played by a stand-in."""
+    from mmgen.files import sole_holder
+    from mmgen.runtime import processes
+
+    jobs = two_generate_jobs(workspace, monkeypatch, "ranked")
+    out = workspace / "ranked"
+    out.mkdir(exist_ok=True)
+    rank_0_said = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Joined(processes.Processes):
+        def gather(self, obj):  # what all_gather_object returns on every rank: rank 0's word first
+            if self.rank == 0:
+                rank_0_said.append(obj)
+            return [obj if self.rank == 0 else rank_0_said[0], None]
+
+    monkeypatch.setattr(processes, "start", lambda device_type: dataclasses.replace(Joined(), **vars(processes.described())))
+    monkeypatch.setattr(processes, "stop", lambda joined: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with sole_holder(Manifest(out).run_lock, RuntimeError("the test's own lock")):  # another batch is writing
+        capsys.readouterr()
+        said = {}
+        for rank in (0, 1):
+            monkeypatch.setenv("RANK", str(rank))
+            monkeypatch.setenv("LOCAL_RANK", str(rank))
+            said[rank] = (run(["batch", str(jobs)]), capsys.readouterr().err)
+    assert said[0] == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for it to "
+                          "end, or choose another -o)\n")
+    assert said[1] == (2, "")
+    assert not (out / MANIFEST_NAME).exists()
+
+
 def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     """The second shell's batch was checked while the first one still held the folder; by the time it gets the
     folder (free again once a batch ends), the first has done every job."""

@@ -35,6 +35,13 @@ def _error(message: str) -> None:
     say(f"mmgen: error: {message}")
 
 
+def _rank() -> int:
+    """This process's rank in the torchrun job the environment describes (0: the main one, or no torchrun)."""
+    from mmgen.runtime.processes import described
+
+    return described().rank
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
@@ -77,7 +84,8 @@ def _run(argv: list[str] | None) -> int:
         except MmgenError as e:
             if debug_enabled():
                 traceback.print_exc()
-            _error(str(e))
+            if not (e.every_process and _rank() != 0):
+                _error(str(e))
             return e.exit_code
         except typer.Abort:  # click's answer to a KeyboardInterrupt inside a command
             code = stop_code()

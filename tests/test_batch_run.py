@@ -353,3 +353,27 @@ def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: 
     early = plan_batch(jobs)
     assert [o.ending for o in run_batch(plan_batch(jobs))] == ["done", "done"]
     assert [o.ending for o in run_batch(early)] == ["skipped", "skipped"]
+
+
+def test_a_long_batch_stopped_early_sums_up_its_unrun_jobs_in_a_row_each_run(workspace: Path):
+    """Ctrl-C at job 4 of 100,000: the summary printed 99,997 "not run" rows (a minute of drawing). Jobs not run
+    one after another are one row; a failed job keeps its own, with its error; a torchrun rank's share (every
+    2nd job) is one row too."""
+    from rich.console import Console
+
+    from mmgen.cli._batch_report import show_summary
+    from mmgen.pipelines.batch import Outcome
+
+    plan = plan_batch(workspace / "jobs.yaml", workspace / "summary")
+    ran = [Outcome(n, "generate", f"c{n}.mp4", "done", 0.5) for n in (1, 2)]
+    ran.append(Outcome(3, "generate", "c3.mp4", "failed", 0.1, "no more disk space"))
+    ran += [Outcome(n, "generate", f"c{n}.mp4", "not run") for n in range(4, 100_001)]
+    ran += [Outcome(n, "soundtrack", f"s{n}.mp4", "not run") for n in range(100_002, 100_010, 2)]
+    console = Console(record=True, width=200)
+    show_summary(ran, plan, console)
+    rows = [line for line in console.export_text().splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows] == [
+        ["3", "generate", "c3.mp4", "failed", "0.1 s", "no more disk space"],
+        ["4–100000", "generate", "c4.mp4 … c100000.mp4", "not run", "", ""],
+        ["100002–100008", "soundtrack", "s100002.mp4 … s100008.mp4", "not run", "", ""],
+    ]

@@ -351,3 +351,31 @@ def test_the_shipped_example_is_a_valid_batch_file():
     batch = read_batch_file(REPO / "presets" / "batch-example.yaml", problems)
     assert problems == []
     assert [job.kind for job in batch.jobs] == ["generate", "generate", "soundtrack", "animate"]
+
+
+def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture):
+    """`num: 100000` spent minutes planning: a few system calls for each of its 400,000 files. Now a folder is
+    listed once, and 6,000 files cost the calls of a handful; the dry run shows the job as one row, not a table
+    rich takes minutes to draw."""
+    from mmgen.cli import run
+
+    jobs = write_jobs(folder, """
+        jobs:
+          - {kind: generate, name: x, num: 1500, steps: 1, model: tiny.safetensors}
+          - {kind: generate, name: hero, steps: 1, model: tiny.safetensors}
+        """)
+    calls = []
+    for name in ("stat", "lstat"):
+        original = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, original=original, **k: calls.append(a) or original(*a, **k))
+    plan = plan_batch(jobs)
+    assert len(plan.jobs) == 1501 and len({file for job in plan.jobs for file in job.files.files.values()}) == 6004
+    assert len(calls) < 300, len(calls)  # it was 5 a file: 30,000
+    monkeypatch.undo()
+
+    assert run(["batch", str(jobs), "--dry-run"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("│ to run │")]
+    assert len(rows) == 2 and rows[0].split("│")[1:6] == [" 1–1500 ", "    2 ", " generate ", " —     ",
+                                                          " x_0000.mp4 … x_1499.mp4 "], rows
+    assert rows[1].split("│")[1].strip() == "1501" and " hero.mp4 " in rows[1]

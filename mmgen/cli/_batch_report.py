@@ -13,7 +13,7 @@ from mmgen.cli.app import debug_enabled
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mmgen.pipelines.batch import Outcome, Plan
+    from mmgen.pipelines.batch import Job, Outcome, Plan
 
 FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
 _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
@@ -38,12 +38,14 @@ def show_plan(plan: Plan, console: Console) -> None:
         table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left")
     from mmgen.pipelines.batch import STATUS_TEXT
 
-    for job in plan.jobs:
-        sampling = job.run.sampling
+    for jobs in _runs(plan):
+        first, last = jobs[0], jobs[-1]
+        sampling = first.run.sampling
         table.add_row(
-            str(job.number), str(job.spec.line), job.kind, job.input.name if job.input else "—", job.output,
-            Path(job.run.model).name, f"{sampling.sampler} · {sampling.steps} steps", str(job.seed),
-            STATUS_TEXT[plan.status[job.number]],
+            _span(first.number, last.number, "–"), str(first.spec.line), first.kind,
+            _span(first.input.name, last.input.name) if first.input else "—", _span(first.output, last.output),
+            Path(first.run.model).name, f"{sampling.sampler} · {sampling.steps} steps", _span(first.seed, last.seed),
+            STATUS_TEXT[plan.status[first.number]],
         )
     console.print(table)
     if plan.downloads:
@@ -59,16 +61,52 @@ def show_plan(plan: Plan, console: Console) -> None:
     console.print(f"{len(plan.jobs)} jobs: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
 
 
+def _runs(plan: Plan) -> list[list[Job]]:
+    """The dry run's rows: each job, or in a long batch (over FULL_TABLE_ROWS jobs) each run of consecutive jobs
+    of one batch entry in one state — 100,000 clips of one job are one row, not a table rich takes minutes to draw."""
+    if len(plan.jobs) <= FULL_TABLE_ROWS:
+        return [[job] for job in plan.jobs]
+    runs: list[list[Job]] = []
+    for job in plan.jobs:
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.spec is job.spec and plan.status[last.number] == plan.status[job.number]:
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
+
+
+def _not_run_together(outcomes: list[Outcome]) -> list[list[Outcome]]:
+    """A long batch's summary rows: each failed job, and each run of consecutive jobs of one kind not run (a batch
+    of 100,000 stopped early is a few rows)."""
+    rows: list[list[Outcome]] = []
+    for o in outcomes:
+        row = rows[-1] if rows else None
+        if row and o.ending == row[-1].ending == "not run" and o.kind == row[-1].kind and (
+                len(row) == 1 or o.number - row[-1].number == row[1].number - row[0].number):  # a rank's: every Nth
+            row.append(o)
+        else:
+            rows.append([o])
+    return rows
+
+
+def _span(first: object, last: object, between: str = " … ") -> str:
+    return str(first) if first == last else f"{first}{between}{last}"
+
+
 def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
     """A table of how each job ended (only the unfinished ones for a long batch) and the totals."""
-    rows = outcomes if len(outcomes) <= FULL_TABLE_ROWS else [o for o in outcomes if o.ending in ("failed", "not run")]
+    rows = ([[o] for o in outcomes] if len(outcomes) <= FULL_TABLE_ROWS
+            else _not_run_together([o for o in outcomes if o.ending in ("failed", "not run")]))
     if rows:
-        errors = any(o.error for o in rows)
+        errors = any(o.error for o, *_ in rows)
         table = Table(title="Batch summary", title_justify="left")
         for column in ("#", "kind", "output", "result", "time", *(["error"] if errors else [])):
             table.add_column(column, justify="right" if column in ("#", "time") else "left")
-        for o in rows:
-            table.add_row(str(o.number), o.kind, o.output, f"[{_STYLE[o.ending]}]{o.ending}[/]",
+        for o, *more in rows:
+            last = more[-1] if more else o
+            table.add_row(_span(o.number, last.number, "–"), o.kind, _span(o.output, last.output),
+                          f"[{_STYLE[o.ending]}]{o.ending}[/]",
                           f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "",
                           *([o.error or ""] if errors else []))
         console.print(table)

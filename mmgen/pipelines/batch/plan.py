@@ -11,10 +11,9 @@ import dataclasses
 import glob
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -34,10 +33,12 @@ from mmgen.pipelines.batch.schema import (
     read_batch_file,
 )
 from mmgen.pipelines.batch.targets import (
+    Places,
     Written,
     check_not_manifest,
     check_targets,
     check_unique,
+    output_name,
     status_of,
 )
 from mmgen.pipelines.conditional import check_input
@@ -133,9 +134,10 @@ def plan_batch(
     manifest = Manifest(batch.output_dir)
     check_not_manifest(batch.path, manifest)
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
-    fine = check_targets(jobs, batch.path, problems)
-    check_unique(fine, problems)
-    written = Written(manifest, batch.path)
+    places = Places()
+    fine = check_targets(jobs, batch.path, problems, places)
+    check_unique(fine, problems, places)
+    written = Written(manifest, batch.path, places)
     records = written.latest
     # Only the jobs whose outputs may be written: one that would replace an input gets no "pass --overwrite" hint.
     status = {job.number: status_of(job, records.get(job.output), written, problems, overwrite) for job in fine}
@@ -173,6 +175,7 @@ class _Planner:
         self._runs: dict[RunSettings, Run | UsageError] = {}
         self._model_sha256: dict[str, str] = {}
         self._configs: dict[str, Any] = {}
+        self._hashed: dict[tuple, dict] = {}  # the hash's payload but the seed, of the job and input in hand
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -192,7 +195,7 @@ class _Planner:
                 continue
             for input, stem, chosen in self._targets(spec, settings):
                 output = f"{stem}.mp4"
-                job_run = dataclasses.replace(run, seed=chosen.seed)
+                job_run = _reseeded(run, chosen.seed)
                 job_hash = self._hash(spec, input, chosen, job_run)
                 jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
                                 chosen.outputs(self.batch.output_dir / output), job_hash))
@@ -227,52 +230,19 @@ class _Planner:
 
     def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
         """(input, output stem, settings with the seed resolved) of every output the job makes."""
-        name = self._checked_name(spec)
+        name = output_name(spec, self.batch.output_dir, self.problems)
         if isinstance(settings, GenerateSettings):  # `num` outputs, from seeds seed, seed + 1, ...
             stem = name or f"{spec.kind}_{spec.index}"
             first = settings.seed if settings.seed is not None else _seed_for(stem)
             stems = [stem] if settings.num == 1 else [f"{stem}_{k:04d}" for k in range(settings.num)]
-            return [(None, s, dataclasses.replace(settings, num=1, seed=first + k)) for k, s in enumerate(stems)]
+            one = dataclasses.replace(settings, num=1, seed=first)  # checked once; each clip's seed is within it
+            return [(None, s, _reseeded(one, first + k)) for k, s in enumerate(stems)]
         targets = []
         for input in self._inputs(spec, settings):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
             seed = settings.seed if settings.seed is not None else _seed_for(stem)
             targets.append((input, stem, dataclasses.replace(settings, seed=seed)))
         return targets
-
-    def _checked_name(self, spec: JobSpec) -> str | None:
-        """The job's output name without ".mp4", or None; names must be file names inside the output folder."""
-        if spec.name is None:
-            return None
-        name = spec.name.removesuffix(".mp4")
-        line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        *folders, file_name = re.split(r"[/\\]", name)
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
-            self.problem(line, f"{where} must not hold control characters (a newline, tab, NUL, ...)")
-        elif name.endswith(("/", "\\")):
-            self.problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)")
-        elif not file_name.strip() or file_name.startswith(".") or any(
-                f.startswith(".") and f not in (".", "..") for f in folders):
-            self.problem(line, f"{where} must name a visible file: not blank, no part starting with '.'")
-        elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
-            self.problem(line, f"{where} must be relative to the output folder, not an absolute path")
-        elif ".." in parts:
-            self.problem(line, f"{where} must stay inside the output folder (no '..')")
-        elif spec.inputs is not None and "{stem}" not in name:
-            self.problem(line, f"{where} must contain {{stem}} (the input's name), since `inputs:` is a glob")
-        else:
-            try:
-                target = (self.batch.output_dir / f"{name}.mp4").resolve()
-                inside = target.is_relative_to(self.batch.output_dir.resolve())
-            except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
-                self.problem(line, f"{where} leads into a symlink loop")
-                return None
-            if not inside:
-                self.problem(line, f"{where} leads outside the output folder")
-            else:
-                return name
-        return None
 
     def _inputs(self, spec: JobSpec, settings: MatchingSettings) -> list[Path]:
         if spec.input is not None:
@@ -336,22 +306,28 @@ class _Planner:
         return run
 
     def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> str:
-        """What decides a job's output: change any of it and a re-run redoes the job."""
+        """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
+        same for every output of one job and input, so it is worked out once for them."""
+        key = (spec.index, input)
+        if key not in self._hashed:
+            self._hashed = {key: self._hashed_but_seed(spec, input, settings, run)}
+        payload = {**self._hashed[key], "seed": run.seed}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> dict:
         described = None
         if input is not None:
             stat = input.stat()
             described = {"path": str(input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        payload = {
+        return {
             "kind": spec.kind,
             "input": described,
             "options": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_HASHED},
             "sampling": to_dict(run.sampling),
             "model_sha256": self.model_sha256(run.model),
             "upsampler_sha256": self.model_sha256(run.upsampler) if run.upsampler else None,
-            "seed": run.seed,
             "precision": run.compute.precision,
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def config(self, model: str) -> Any | None:
         """The model's config if known without loading it (weights/load.known_config); a model that cannot
@@ -371,10 +347,14 @@ class _Planner:
     def downloads(self, jobs: list[Job]) -> tuple[Download, ...]:
         """Models to fetch before the jobs can run; under MMGEN_OFFLINE=1 each one is a problem."""
         needed: dict[str, Download] = {}
+        here: set[str] = set()  # models found on this machine (asked once each, not once per job)
         for job in jobs:
             for name in filter(None, (job.run.model, job.run.upsampler)):
+                if name in needed or name in here:
+                    continue
                 entry = self.registry.entries.get(name)
-                if name in needed or is_path(name) or availability(name, entry, self.cache) != "downloadable":
+                if is_path(name) or availability(name, entry, self.cache) != "downloadable":
+                    here.add(name)
                     continue
                 source = fetch_plan(entry)  # a URL, or a file in a Google Drive folder
                 needed[name] = Download(name, source, entry.weights.size)
@@ -383,6 +363,15 @@ class _Planner:
                     self.problem(line, f"model {name} must be downloaded, but MMGEN_OFFLINE=1 forbids it "
                                  f"(import it with `mmgen models import FILE --name {name}`)")
         return tuple(needed.values())
+
+
+def _reseeded(settings, seed: int):
+    """`settings` (RunSettings or Run) with another seed, without checking every value again as
+    dataclasses.replace would: 100,000 clips of one job differ in nothing else, and their seeds were checked
+    with the job's (seed + num - 1 within its limit)."""
+    copied = object.__new__(type(settings))
+    copied.__dict__.update(settings.__dict__, seed=seed)
+    return copied
 
 
 def _seed_for(stem: str) -> int:

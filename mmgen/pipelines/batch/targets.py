@@ -1,18 +1,23 @@
-"""Where a batch's jobs write, checked before any work: never over the batch file, its manifest or any file a job
-reads (an output never replaces an input), never two jobs into one file, and never over a file this batch file did
-not write, or that changed since it did, unless --overwrite; and where each job stands in the manifest."""
+"""Where a batch's jobs write, checked before any work: a job's `name:` is a file inside the output folder; no
+output goes over the batch file, its manifest or any file a job reads (an output never replaces an input), no two
+jobs into one file, and none over a file this batch file did not write, or that changed since it did, unless
+--overwrite; and where each job stands in the manifest."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import unicodedata
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
-from mmgen.files import check_output_target, same_file, sha256_file
+from mmgen.files import check_output_target, name_max, same_file, sha256_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
-from mmgen.pipelines.batch.schema import Problem
+from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.session import input_files
 
 if TYPE_CHECKING:
@@ -27,7 +32,95 @@ def check_not_manifest(batch_file: Path, manifest: Manifest) -> None:
                              f"writes in {manifest.folder}", hint="move the batch file, or choose another -o")
 
 
-def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem]) -> list[Job]:
+class Places:
+    """What planning asks the filesystem about each output file — whether something is there, its real path, how
+    long its name may be — answered from one listing per folder: a batch of 100,000 clips writes 400,000 files
+    into a few folders, and a few system calls per file were most of its planning time. A file that is there, in
+    a folder that is not plainly one, or with a name too long, is checked one by one as before."""
+
+    def __init__(self):
+        self._folders: dict[str, _Folder] = {}
+        self._seen: dict[str, str | None] = {}  # by output path: its real path if plain, else None
+
+    def absent(self, path: Path) -> str | None:
+        """The real path of `path` if nothing is there (not even a dangling symlink), in a folder that resolves
+        without error, under a name its filesystem takes — so no more is to be checked one by one; else None."""
+        text = str(path)
+        if text not in self._seen:
+            parent, name = os.path.split(text)
+            if parent not in self._folders:
+                self._folders[parent] = _Folder(Path(parent))
+            folder = self._folders[parent]
+            plain = folder.listed and not folder.holds(name) and len(os.fsencode(name)) <= folder.name_max
+            self._seen[text] = os.path.join(folder.real, name) if plain else None
+        return self._seen[text]
+
+    def exists(self, path: Path) -> bool:
+        """os.path.lexists(path), from the listing where the file is plainly not there."""
+        return self.absent(path) is None and os.path.lexists(path)
+
+    def real(self, path: Path) -> str:
+        """os.path.realpath(path), without a system call where the file is plainly not there."""
+        return self.absent(path) or os.path.realpath(path)
+
+
+class _Folder:
+    def __init__(self, path: Path):
+        self.real = os.path.realpath(path)
+        self.name_max = name_max(path)
+        self.names: set[str] = set()  # as _loose: a case-insensitive filesystem's "Clip.mp4" is "clip.mp4" too
+        try:
+            self.listed = S_ISDIR(os.stat(path).st_mode)
+            if self.listed:
+                self.names = set(map(_loose, os.listdir(path)))
+        except OSError as e:  # a folder still to be made holds nothing; a symlink loop on the way, a file where
+            self.listed = e.errno == errno.ENOENT  # the folder would be, an unreadable folder: file by file
+
+    def holds(self, name: str) -> bool:
+        """Whether something may be at `name` (a near-match counts: the file-by-file check decides)."""
+        return _loose(name) in self.names
+
+
+def _loose(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str | None:
+    """The job's output name without ".mp4", or None; names must be file names inside the output folder."""
+    if spec.name is None:
+        return None
+    name = spec.name.removesuffix(".mp4")
+    line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    *folders, file_name = re.split(r"[/\\]", name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problems.append(Problem(line, f"{where} must not hold control characters (a newline, tab, NUL, ...)"))
+    elif name.endswith(("/", "\\")):
+        problems.append(Problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)"))
+    elif not file_name.strip() or file_name.startswith(".") or any(
+            f.startswith(".") and f not in (".", "..") for f in folders):
+        problems.append(Problem(line, f"{where} must name a visible file: not blank, no part starting with '.'"))
+    elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        problems.append(Problem(line, f"{where} must be relative to the output folder, not an absolute path"))
+    elif ".." in parts:
+        problems.append(Problem(line, f"{where} must stay inside the output folder (no '..')"))
+    elif spec.inputs is not None and "{stem}" not in name:
+        problems.append(Problem(line, f"{where} must contain {{stem}} (the input's name), since `inputs:` is a glob"))
+    else:
+        try:
+            target = (output_dir / f"{name}.mp4").resolve()
+            inside = target.is_relative_to(output_dir.resolve())
+        except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+            problems.append(Problem(line, f"{where} leads into a symlink loop"))
+            return None
+        if not inside:
+            problems.append(Problem(line, f"{where} leads outside the output folder"))
+        else:
+            return name
+    return None
+
+
+def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], places: Places) -> list[Job]:
     """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
     a job's input, model or adapter (an output never replaces an input)."""
     read = _ReadFiles(batch_file, [*(job.input for job in jobs if job.input is not None), *_model_files(jobs)])
@@ -35,8 +128,11 @@ def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem]) ->
     for job in jobs:
         try:
             for path in job.files.files.values():
-                check_output_target(path)
-                read.check(path)
+                if (real := places.absent(path)) is not None:  # nothing there: only its real path can be an input's
+                    read.check_absent(real)
+                else:
+                    check_output_target(path)
+                    read.check(path)
         except UsageError as e:
             problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
         else:
@@ -82,16 +178,24 @@ class _ReadFiles:
             source = self.by_path.get(real)
         else:
             source = self.by_inode.get((stat.st_dev, stat.st_ino)) or self.missing.get(real)
-        if source is not None:
-            raise UsageError(f"cannot write {output}: it is {source}", hint="an output never replaces an input")
+        _refuse(output, source)
+
+    def check_absent(self, real: str) -> None:
+        """`check` of an output that is not there, by its real path."""
+        _refuse(real, self.by_path.get(real))
 
 
-def check_unique(jobs: list[Job], problems: list[Problem]) -> None:
+def _refuse(output: Path | str, source: str | None) -> None:
+    if source is not None:
+        raise UsageError(f"cannot write {output}: it is {source}", hint="an output never replaces an input")
+
+
+def check_unique(jobs: list[Job], problems: list[Problem], places: Places) -> None:
     """No two jobs may write the same file (sidecars and previews included)."""
-    owners: dict[Path, Job] = {}
+    owners: dict[str, Job] = {}
     for job in jobs:
         for path in job.files.files.values():
-            first = owners.setdefault(path.resolve(), job)
+            first = owners.setdefault(places.real(path), job)
             if first is not job:
                 problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {path.name} is also "
                                         f"written by job {first.spec.index} (line {first.spec.line}); give a "
@@ -123,8 +227,9 @@ class Written:
     """What the manifest says a batch file wrote into its folder: a file a job may replace is one the manifest
     recorded as that batch file's, as it is now (size and sha256), or one the job's own stopped run left."""
 
-    def __init__(self, manifest: Manifest, batch_file: Path):
+    def __init__(self, manifest: Manifest, batch_file: Path, places: Places | None = None):
         self.manifest = manifest
+        self.places = places or Places()
         self.batch = str(batch_file.resolve())
         self.latest: dict[str, Record] = {}  # by output
         self.files: dict[str, FileRecord] = {}  # by path, as this batch's last "done" record of it left it
@@ -143,7 +248,7 @@ class Written:
     def in_the_way(self, job: Job, record: Record | None) -> str | None:
         """Why an existing file of the job must not be replaced without --overwrite, or None."""
         for path in job.files.files.values():
-            if os.path.lexists(path) and (why := self._why(path, job.output, record)):
+            if self.places.exists(path) and (why := self._why(path, job.output, record)):
                 return f"{path} exists and {why} (pass --overwrite to replace it)"
         return None
 

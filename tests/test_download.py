@@ -387,11 +387,13 @@ def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_resumes_it(tmp_path
                                stderr=subprocess.PIPE)
     seen = [process.stderr.readline()]  # the first progress line: the transfer has begun
     assert seen[0].startswith(f"mmgen: downloading {NAME}: "), seen
-    time.sleep(0.2)
+    part = tmp_path / "cache" / "models" / NAME / f"{hashlib.sha256(official_pt).hexdigest()}.part"
+    waited = time.monotonic()  # until the first bytes are on disk, however loaded the machine is
+    while not (part.is_file() and part.stat().st_size) and time.monotonic() - waited < 30:
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     code, stderr = process.wait(timeout=60), "".join(seen) + process.stderr.read()
 
-    part = tmp_path / "cache" / "models" / NAME / f"{hashlib.sha256(official_pt).hexdigest()}.part"
     kept = part.stat().st_size
     assert code == 130 and "Traceback" not in stderr, stderr
     assert stderr.splitlines()[-1].startswith(f"mmgen: interrupted; kept the partial download of {NAME} (")

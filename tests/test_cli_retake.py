@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 from loudness_meter import ebur128
-from media_factory import decode_audio, decode_frames, packets, write_test_video
+from media_factory import audio_stream_seconds, decode_audio, decode_frames, packets, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.data.synthetic import WorldConfig, read_labels, write_dataset
 from mmgen.data.world_metrics import EventCounts, detect_bursts
-from mmgen.media import read_audio
+from mmgen.media import probe, read_audio
+from mmgen.pipelines.retake import retake
+from mmgen.pipelines.settings import RetakeSettings
 
 RATE, FPS = 8000, 10  # the demo model's
 WORLD = WorldConfig(frames=60, size=16, sample_rate=RATE, fps=FPS, min_events=6, max_events=10)  # 6 s clips
@@ -198,3 +200,23 @@ def test_a_batch_file_retakes_clips_as_a_job_kind(tiny, tmp_path):
     before, after = decoded_at(clip, 16000), decoded_at(out, 16000)
     assert np.abs(after[:7000] - before[:7000]).max() < 0.05  # outside the range: the input (through AAC)
     assert np.abs(after[8000:19000] - before[8000:19000]).max() > 0.1  # inside: new sound
+
+
+@pytest.mark.parametrize("modality", ["audio", "video"])
+def test_a_clip_whose_sound_outlasts_its_picture_keeps_all_of_its_sound(tiny, tmp_path, modality):
+    """3 s of sound under 2 s of picture: the retake's output has both as they were (the sound was cut at the
+    picture's end, and the report said 2.00 s while the --wav beside it lasted 3 s)."""
+    clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16), audio_seconds=3.0).path
+    settings = RetakeSettings(model=str(tiny), steps=2, device="cpu", seed=4, ranges=("0.5:1",),
+                              video=modality == "video", wav=True, loudness="off", sample_rate="model")
+    result = retake(clip, tmp_path / "mended.mp4", settings)
+
+    out = result.files["mp4"]
+    kept = "video" if modality == "audio" else "audio"
+    assert packets(out, kept) == packets(clip, kept)
+    assert result.media["duration_s"] == pytest.approx(3.0, abs=0.01)  # what the report says
+    assert audio_stream_seconds(out) == pytest.approx(3.0, abs=0.01) and probe(out).video_duration == 2.0
+    if modality == "audio":
+        assert len(wav_samples(out.with_suffix(".wav"))) == 3 * 16000  # the tiny model's rate
+        before, after = decoded_at(clip, 16000), decoded_at(out, 16000)
+        assert np.abs(after[36000:46000] - before[36000:46000]).max() < 0.05  # past the picture: the input's

@@ -4,7 +4,9 @@ mmgen.media.containers: a VP8 WebM into a WebM, H.264 into mp4/mov/mkv), re-enco
 
 replace_audio (soundtrack) and replace_video (animate) are the same operation with the roles swapped: keep
 one stream of the source, encode the other from a tensor, mux both on the source's timeline (shifted so the
-source's start is 0, which is where the new track starts too).
+source's start is 0, which is where the new track starts too). By default the two tracks end together: the new
+sound fits the kept picture, the kept sound is cut at the new picture's end. `end_together=False` keeps each
+track's own length instead (a retake: the input's two streams may differ in length, and stay as they were).
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ def replace_audio(
     out_path: str | os.PathLike,
     *,
     overwrite: bool = False,
+    end_together: bool = True,
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
-    as AAC (Opus in WebM), trimmed or padded with silence to the video's duration."""
+    as AAC (Opus in WebM), trimmed or padded with silence to the video's duration (as it is, unless
+    `end_together`)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
-    soundtrack = fit_length(audio.detach().float(), round(video_end(src_video_path) * sample_rate))
+    soundtrack = audio.detach().float()
+    if end_together:
+        soundtrack = fit_length(soundtrack, round(video_end(src_video_path) * sample_rate))
 
     def new_audio(container: av.container.OutputContainer) -> Track:
         stream = add_audio(container, into.audio_encoder, sample_rate)
@@ -70,10 +76,11 @@ def replace_video(
     *,
     crf: int = DEFAULT_CRF,
     overwrite: bool = False,
+    end_together: bool = True,
 ) -> None:
     """Write `out_path`: `video` (T, 3, H, W) as H.264 (VP9 in WebM) at `fps` + the source's audio stream (copied
     when the container holds it, else re-encoded to AAC or Opus), cut at the video's end (to the packet, ~20-60 ms,
-    when copied)."""
+    when copied) if `end_together`, else whole."""
     check_video(video)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
@@ -83,7 +90,8 @@ def replace_video(
         stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf)
         return encoded(stream, video_frames(video))
 
-    _remux(src_audio_path, "audio", new_video, video.shape[0] / fps, out_path, overwrite)
+    until = video.shape[0] / fps if end_together else math.inf
+    _remux(src_audio_path, "audio", new_video, until, out_path, overwrite)
 
 
 def _remux(

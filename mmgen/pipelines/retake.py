@@ -153,11 +153,12 @@ def retake(
         outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
         if modality == "audio":
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
-            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
+                          end_together=False)  # the input's sound as long as it was, whatever its picture lasts
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
         else:
-            replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite)
+            replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False)
         provenance = Provenance.of(
             run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
             guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,

@@ -41,19 +41,21 @@ STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROF
 
 @dataclass(frozen=True)
 class _Commit:
-    """A file committed inside `kept_together`, by identity, and the file it replaced, kept aside until the block
-    ends."""
+    """A file committed (or removed: no inode) inside `kept_together`, by identity, and the file it replaced, kept
+    aside until the block ends."""
 
     target: Path
-    device: int
-    inode: int
+    device: int | None
+    inode: int | None
     replaced: Path | None  # a hidden hard link to (or copy of) what was at `target` before
 
     def undo(self) -> None:
         """Put back what was at `target` (or remove it, if nothing was), unless another writer replaced it since."""
         with suppress(OSError):
-            info = os.lstat(self.target)
-            if (info.st_dev, info.st_ino) == (self.device, self.inode):
+            if self.inode is None:  # removed: back, unless a file took its name since
+                if not os.path.lexists(self.target):
+                    os.replace(self.replaced, self.target)
+            elif _identity(self.target) == (self.device, self.inode):
                 if self.replaced is None:
                     self.target.unlink()
                 else:
@@ -63,6 +65,11 @@ class _Commit:
     def forget(self) -> None:
         if self.replaced is not None:
             self.replaced.unlink(missing_ok=True)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.lstat(path)
+    return info.st_dev, info.st_ino
 
 
 _commits: ContextVar[list[_Commit] | None] = ContextVar("committed_outputs", default=None)
@@ -266,8 +273,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             raise
         _fsync(target.parent)
         if commits is not None:
-            info = os.lstat(target)
-            commits.append(_Commit(target, info.st_dev, info.st_ino, replaced))
+            commits.append(_Commit(target, *_identity(target), replaced))
     finally:
         _remove(temp)
 
@@ -283,6 +289,21 @@ def _kept_aside(target: Path) -> Path | None:
     except OSError:  # a filesystem without hard links
         shutil.copy2(target, aside, follow_symlinks=False)
     return aside
+
+
+def retire(path: Path) -> None:
+    """Remove the file at `path` (an output's file that a replacing run does not write again); inside
+    `kept_together` it is only moved aside until the block ends, and comes back if the block fails."""
+    commits = _commits.get()
+    if commits is None:
+        path.unlink(missing_ok=True)
+        return
+    aside = temporary_name(path)
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    commits.append(_Commit(path, None, None, aside))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -18,6 +18,7 @@ from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import register_tiny_with_upsampler
 
 import mmgen
+from mmgen.pipelines import GenerateSettings, generate_files
 from mmgen.runtime.device import select_compute
 
 AAC_FRAME = 1024 / 16000  # seconds of one AAC frame at 16 kHz: the tolerance on audio length
@@ -159,3 +160,20 @@ def test_the_demo_sidecar_records_its_stochastic_sampler_and_its_seed_makes_the_
     remade, original = tmp_path / "again" / "clip_0000.mp4", tmp_path / "two" / "clip_0001.mp4"
     assert np.array_equal(decode_frames(remade), decode_frames(original))
     assert np.array_equal(decode_audio(remade)[0], decode_audio(original)[0])
+
+
+def test_an_overwrite_without_previews_takes_the_old_clips_previews_away_but_never_a_users_file(tiny, tmp_path):
+    """Previews of a clip that is gone would show the wrong clip. Only what the replaced sidecar says mmgen wrote,
+    as mmgen wrote it, goes: a preview the user changed since stays."""
+    fast = {"model": str(tiny), "steps": 2, "device": "cpu"}
+    out = tmp_path / "out"
+    generate_files(out, GenerateSettings(seed=1, **fast))
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.format("clip_0000") for f in CLIP_FILES)
+    drawn = out / "clip_0000_frames.png"
+    drawn.write_bytes(b"my own drawing")
+    later = (out / "clip_0000.json").stat().st_mtime + 1
+    os.utime(drawn, (later, later))
+
+    generate_files(out, GenerateSettings(seed=2, previews=False, **fast), overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png"]
+    assert drawn.read_bytes() == b"my own drawing" and sidecar(out, "clip_0000")["seed"] == 2

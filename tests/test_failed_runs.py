@@ -117,10 +117,12 @@ def test_a_clip_whose_sidecar_cannot_be_written_is_taken_back_whole(tiny, tmp_pa
     ]
 
 
-def test_an_overwrite_whose_sidecar_cannot_be_written_leaves_the_old_clip_as_it_was(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("previews", [True, False], ids=["previews", "no previews"])
+def test_an_overwrite_whose_sidecar_cannot_be_written_leaves_the_old_clip_as_it_was(tiny, tmp_path, monkeypatch,
+                                                                                    previews):
     """--overwrite, and the disk fills up as the new sidecar is written, after the new mp4 and previews replaced
-    the old ones: the old mp4, previews and sidecar are all back, byte for byte, and nothing else is left (the old
-    sidecar was left describing an mp4 that was gone)."""
+    the old ones (or, with --no-previews, the old previews were taken away): the old mp4, previews and sidecar are
+    all back, byte for byte, and nothing else is left (the old sidecar was left describing an mp4 that was gone)."""
     out = tmp_path / "clips"
     generate_files(out, GenerateSettings(model=str(tiny), seed=1, **FAST))
     old = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -134,7 +136,8 @@ def test_an_overwrite_whose_sidecar_cannot_be_written_leaves_the_old_clip_as_it_
     with monkeypatch.context() as patched:
         patched.setattr(Path, "write_text", full_at_the_sidecar)
         with pytest.raises(MediaError, match=r"^cannot write .*clip_0000\.json: No space left on device$"):
-            generate_files(out, GenerateSettings(model=str(tiny), seed=2, **FAST), overwrite=True)
+            generate_files(out, GenerateSettings(model=str(tiny), seed=2, previews=previews, **FAST),
+                           overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old
 
 

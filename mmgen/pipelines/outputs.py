@@ -4,7 +4,9 @@ wav. Every name is checked before sampling starts, and every file is written ato
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -14,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from mmgen.config import json_text
 from mmgen.errors import MediaError, UsageError
-from mmgen.files import atomic_output, check_output_target, check_writable, nearest_existing, try_a_file
+from mmgen.files import (
+    atomic_output,
+    check_output_target,
+    check_writable,
+    nearest_existing,
+    retire,
+    try_a_file,
+)
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
 
@@ -158,12 +167,39 @@ def recording() -> Iterator[list[Path]]:
 
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     """Record the written files in the result and write its sidecar JSON (last, so a sidecar means a
-    complete output)."""
+    complete output); with `overwrite`, the files of the output it replaces that it does not write again go."""
     if not paths.mp4.is_file():
         raise MediaError(f"cannot write {paths.mp4}: nothing was written")
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
+    if overwrite:
+        retire_stale_companions(paths)
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
     if (finished := _finished.get()) is not None:
         finished.append(paths.mp4)
     return result
+
+
+def retire_stale_companions(paths: OutputPaths) -> None:
+    """Remove the files that the run whose output `paths` replaces wrote beside it and this run does not write
+    again (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that
+    run's sidecar (still the old one: it is replaced last) records under this mp4's name, at the names `beside`
+    gives, as regular files not changed since that sidecar was written — never a file mmgen did not write.
+    Through files.retire, so when the run fails they come back with the rest of the old output."""
+    sidecar = paths.files["json"]
+    try:
+        old, written = json.loads(sidecar.read_bytes()), sidecar.stat().st_mtime_ns
+    except (OSError, ValueError):
+        return
+    if not isinstance(old, dict) or Path(str(old.get("mp4"))).name != paths.mp4.name:
+        return
+    for key, path in beside(paths.mp4, previews=True, wav=True).files.items():
+        recorded = old.get(key)
+        if key in paths.files or not isinstance(recorded, str) or Path(recorded).name != path.name:
+            continue
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mtime_ns <= written:
+            retire(path)

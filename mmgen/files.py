@@ -23,7 +23,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -32,10 +31,10 @@ from pathlib import Path
 
 import filelock
 
+from mmgen import temporaries
 from mmgen.errors import MediaError, MmgenError, OutputExists, UsageError
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
-TEMP_EXTRA = len(".") + len(".01234567.partial")  # what temporary_name adds to the target's name
 STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}  # the output's disk failed
 
 
@@ -189,13 +188,15 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
-    would let two concurrent writers corrupt each other's file). The stem is shortened where needed, so the
-    name fits whenever the target's does."""
-    room = name_max(target.parent) - TEMP_EXTRA - len(os.fsencode(target.suffix))
+    would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a
+    later run can tell it left behind (mmgen.temporaries). The stem is shortened where needed, so the name fits
+    whenever the target's does."""
+    middle = f".{temporaries.tag()}.partial"
+    room = name_max(target.parent) - len(".") - len(middle) - len(os.fsencode(target.suffix))
     stem = target.stem
     while len(os.fsencode(stem)) > max(room, 0):
         stem = stem[:-1]
-    return target.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+    return target.with_name(f".{stem}{middle}{target.suffix}")
 
 
 def fsync_path(path: Path) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from media_factory import write_test_video
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import REPO, mmgen_env, run_mmgen
 from tiny_model import tiny_config, tiny_mmunet
 
 from mmgen.errors import MediaError
@@ -149,3 +152,38 @@ def test_a_soundtrack_that_fails_writing_takes_back_the_folder_it_made(tiny, tmp
         soundtrack(video, f"{tmp_path / 'scored'}/", SoundtrackSettings(model=str(tiny), **FAST))
 
     assert [p.name for p in tmp_path.iterdir()] == ["holiday.mp4"]
+
+
+WRITER = """
+import sys
+from mmgen.files import atomic_output
+with atomic_output(sys.argv[1]) as temp:
+    temp.write_bytes(b"a clip")
+    print(temp.name, flush=True)
+    sys.stdin.read()  # writing, until told to finish
+"""
+
+
+def test_a_run_killed_while_writing_leaves_a_temporary_that_the_next_run_there_removes(tiny, tmp_path):
+    """kill -9 (or the OOM killer) gives a run no chance to clean up: its temporary stays beside the outputs. The
+    next run writing into that folder removes it, but not the temporary of a run still writing there."""
+    out = tmp_path / "clips"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    killed, writing = (subprocess.Popen([sys.executable, "-c", WRITER, out / name], env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE) for name in ("a.mp4", "b.mp4"))
+    left, busy = (out / process.stdout.readline().decode().strip() for process in (killed, writing))
+    killed.kill()
+    killed.wait()
+    assert left.is_file() and busy.is_file()
+    elsewhere = out / left.name.replace(left.name.split(".")[2][:8], "00000000")  # another machine's process
+    elsewhere.write_bytes(b"")
+
+    generate_files(out, GenerateSettings(model=str(tiny), **FAST))
+    assert not left.exists() and busy.is_file() and elsewhere.is_file()
+    elsewhere.unlink()
+
+    writing.communicate(b"")
+    assert writing.returncode == 0 and (out / "b.mp4").read_bytes() == b"a clip"
+    assert sorted(os.listdir(out)) == ["b.mp4", "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png",
+                                       "clip_0000_spectrogram.png"]

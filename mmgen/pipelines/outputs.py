@@ -26,6 +26,7 @@ from mmgen.files import (
 )
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
+from mmgen.temporaries import remove_leftovers
 
 if TYPE_CHECKING:
     from mmgen.pipelines.clips import Result
@@ -115,7 +116,10 @@ def _creatable(folder: Path) -> bool:
 
 
 def ensure_folder(paths: OutputPaths) -> None:
+    """Make the output's folder (check_outputs found it creatable) and, as the command starts writing there,
+    remove the temporaries a killed run left in it (mmgen.temporaries: never those of a run still writing)."""
     paths.mp4.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(paths.mp4.parent)
 
 
 @contextmanager

@@ -1,0 +1,72 @@
+"""Who made a temporary file, and the clean-up of those a killed run left behind.
+
+mmgen writes every file through a temporary beside its target (mmgen.files.temporary_name), named
+`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`: PID is the writing process, OWNER (a hash of the host name and the PID
+namespace) says which process table that PID belongs to, XXXXXXXX makes the name unique per file. A process that
+ends normally, fails or is interrupted removes its temporaries; one killed outright (kill -9, the OOM killer, a
+power cut) cannot, and `remove_leftovers` removes them when the next command writes into that folder.
+
+The rule: a temporary is a leftover when its OWNER is this process's own and no process with its PID is alive.
+So a running mmgen's temporaries (its files being written, the old files it keeps aside until its new ones are
+all in place) are never touched: its PID is alive. One on another machine or in another container sharing the
+folder has another OWNER, so its PID says nothing here and its files are left alone (its own next run cleans
+them up). A reused PID only keeps a leftover longer. No lock and no extra file is needed, and the temporary
+stays in its target's folder, where os.replace is an atomic rename (a temporary folder elsewhere could be on
+another filesystem).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import socket
+import uuid
+from contextlib import suppress
+from pathlib import Path
+
+LEFTOVER = re.compile(r"\..*\.(?P<owner>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,8})-[0-9a-f]{8}\.partial(\.[^.]*)?")
+
+
+def tag() -> str:
+    """OWNER-PID-XXXXXXXX for a new temporary of this process."""
+    return f"{owner()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@functools.cache
+def owner() -> str:
+    """This process's process table: its host name and PID namespace (Linux; the host name alone elsewhere)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` runs here (True where that cannot be told)."""
+    if os.name != "posix" or pid == os.getpid():  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process (EPERM)
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files in `folder` that a killed mmgen process left (the module's rule); what cannot be
+    listed or removed stays."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        found = LEFTOVER.fullmatch(entry.name)
+        if found and found["owner"] == owner() and not alive(int(found["pid"])):
+            with suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)

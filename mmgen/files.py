@@ -11,7 +11,9 @@ cannot be written, and `check_output_target` when it is a symbolic-link loop or 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
 the files of one output appear together: if writing one fails, the others it committed are taken back again, and
-the files they replaced (--overwrite), kept aside under hidden names until then, are put back.
+the files they replaced (--overwrite), kept aside under hidden names until then, are put back; a file `retire`
+removes inside the block is kept aside the same way. A temporary's name says which process made it, so a later
+run can remove what a killed one left (mmgen.temporaries).
 `sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder), and
 `file_lock` is the one way mmgen makes a lock file: filelock waits forever for one it cannot create.
 """

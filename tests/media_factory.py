@@ -110,12 +110,13 @@ def write_test_video(
     frame_times: list[float] | None = None,
     pixel_aspect: Fraction | None = None,
     audio_seconds: float | None = None,
+    time_base: Fraction | None = None,
 ) -> WrittenClip:
     """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
     variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
     frames. `rotation` stores a display matrix (counter-clockwise degrees); `pixel_aspect` a sample aspect ratio
     (anamorphic pixels: shown that many times as wide as tall). `audio_seconds` makes the sound last longer or
-    shorter than the picture."""
+    shorter than the picture. `time_base` sets the encoder's clock (frame times are rounded to it)."""
     path = Path(path)
     times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
     frames = (
@@ -126,7 +127,8 @@ def write_test_video(
     if flash_at is not None:
         frames[round(flash_at * fps)] = 255
     sound = pattern_audio(seconds if audio_seconds is None else audio_seconds, sample_rate, tone_hz, channels, click_at) if audio else None
-    time_base = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
+    if time_base is None:
+        time_base = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
 
     with av.open(str(path), "w") as container:
         video_stream = container.add_stream(VIDEO_ENCODERS.get(codec, codec), rate=1 / time_base)

@@ -111,12 +111,14 @@ def write_test_video(
     pixel_aspect: Fraction | None = None,
     audio_seconds: float | None = None,
     time_base: Fraction | None = None,
+    samples: np.ndarray | None = None,
 ) -> WrittenClip:
     """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
     variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
     frames. `rotation` stores a display matrix (counter-clockwise degrees); `pixel_aspect` a sample aspect ratio
     (anamorphic pixels: shown that many times as wide as tall). `audio_seconds` makes the sound last longer or
-    shorter than the picture. `time_base` sets the encoder's clock (frame times are rounded to it)."""
+    shorter than the picture. `time_base` sets the encoder's clock (frame times are rounded to it). `samples`
+    (C, L) float are written as the sound instead of the tone (e.g. with NaN in them, as a `pcm_f32le` track)."""
     path = Path(path)
     times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
     frames = (
@@ -127,6 +129,8 @@ def write_test_video(
     if flash_at is not None:
         frames[round(flash_at * fps)] = 255
     sound = pattern_audio(seconds if audio_seconds is None else audio_seconds, sample_rate, tone_hz, channels, click_at) if audio else None
+    if samples is not None:
+        sound, channels = samples, samples.shape[0]
     if time_base is None:
         time_base = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
 
@@ -163,6 +167,29 @@ def write_test_video(
     )
 
 
+def write_many_streams(path: str | Path, videos: int, audios: int, seconds: float = 0.5) -> Path:
+    """A clip with several video and audio streams (as a film with a second angle and commentary): pattern frames
+    at 10 fps, 16×16, in each video stream, and in audio stream s a tone of 440·(s+1) Hz, 16 kHz."""
+    with av.open(str(path), "w") as container:
+        pictures = [container.add_stream("libx264", rate=10) for _ in range(videos)]
+        for stream in pictures:
+            stream.height = stream.width = 16
+            stream.pix_fmt = "yuv420p"
+        sounds = [container.add_stream("aac", rate=16000, layout="mono") for _ in range(audios)]
+        packets = []
+        for stream in pictures:
+            for k in range(round(seconds * 10)):
+                frame = av.VideoFrame.from_ndarray(pattern_frame(k, (16, 16)), format="rgb24")
+                frame.pts = k
+                packets += stream.encode(frame)
+            packets += stream.encode(None)
+        for s, stream in enumerate(sounds):
+            packets += _encode_audio(stream, pattern_audio(seconds, 16000, 440.0 * (s + 1)), 16000)
+        container.start_encoding()
+        container.mux(sorted(packets, key=lambda p: p.dts * p.time_base))
+    return Path(path)
+
+
 def write_long_video(path: str | Path, seconds: float, fps: float = 10, size: tuple[int, int] = (240, 320)) -> Path:
     """A video-only H.264 clip of pattern frames, encoded fast and streamed to the file as it is made, so minutes
     of it cost neither memory nor much time (one thread, `ultrafast`)."""
@@ -191,13 +218,15 @@ def write_test_audio(
     channels: int = 1,
     click_at: float | None = None,
     codec: str | None = None,
+    samples: np.ndarray | None = None,
 ) -> WrittenClip:
-    """An audio-only file (wav, m4a/mp4 AAC, mp3, flac, webm opus: by suffix unless `codec` is given)."""
+    """An audio-only file (wav, m4a/mp4 AAC, mp3, flac, webm opus: by suffix unless `codec` is given); `samples`
+    (C, L) float instead of the tone (e.g. a float wav, codec "pcm_f32le", holding NaN)."""
     path = Path(path)
-    sound = pattern_audio(seconds, sample_rate, tone_hz, channels, click_at)
+    sound = pattern_audio(seconds, sample_rate, tone_hz, channels, click_at) if samples is None else samples
     with av.open(str(path), "w") as container:
         stream = container.add_stream(
-            codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"), rate=sample_rate, layout=_layout(channels)
+            codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"), rate=sample_rate, layout=_layout(sound.shape[0])
         )
         container.mux(_encode_audio(stream, sound, sample_rate))
     return WrittenClip(path, None, sample_rate, None, sound, None)
@@ -211,7 +240,7 @@ def write_test_wav(
 
 
 def _layout(channels: int) -> str:
-    return {1: "mono", 2: "stereo", 8: "7.1"}[channels]
+    return {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
 
 
 def _encode_audio(stream, sound: np.ndarray, sample_rate: int) -> list[av.Packet]:

@@ -15,11 +15,16 @@ from media_factory import (
     decode_audio,
     decode_frames,
     packets,
+    pattern_audio,
     stream_kinds,
     write_test_audio,
     write_test_wav,
 )
 from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.errors import MediaError
+from mmgen.pipelines import animate
+from mmgen.pipelines.settings import AnimateSettings
 
 RATE = 16000
 CLICK_AT = 1.25
@@ -78,3 +83,22 @@ def test_aac_audio_is_copied_packet_for_packet(tiny, tmp_path):
     source = [payload for _, payload in packets(voice.path, "audio")]
     assert copied == source[: len(copied)] and len(copied) >= len(source) - 1
     assert decode_frames(out).shape[0] == 10
+
+
+def test_a_float_wav_holding_nan_is_refused_naming_it(tiny, tmp_path):
+    """It was blamed on the model: "sampling gave NaN or Inf values in the video ... (try --precision fp32)"."""
+    sound = pattern_audio(0.5, RATE)
+    sound[:, 3000:3100] = np.nan
+    nan = write_test_audio(tmp_path / "nan.wav", codec="pcm_f32le", samples=sound).path
+    done = run_mmgen("animate", nan, "-m", tiny, "--steps", "2", "-o", f"{tmp_path / 'an'}/", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {nan}: its audio holds NaN or Inf samples\n")
+    assert not (tmp_path / "an").exists()
+
+
+def test_a_float_wav_far_too_loud_to_be_sound_is_refused_naming_it(tiny, tmp_path):
+    """Samples of 1e30 were clipped for the model, then failed the AAC encoder: "cannot write an/loud_animate.mp4"."""
+    loud = write_test_audio(tmp_path / "loud.wav", codec="pcm_f32le", samples=pattern_audio(0.5, RATE) * 1e31).path
+    settings = AnimateSettings(model=str(tiny), steps=2, device="cpu")
+    with pytest.raises(MediaError, match=f"cannot read {loud}: its audio peaks at .600 dBFS"):
+        animate(loud, tmp_path / "an" / "loud.mp4", settings)
+    assert not (tmp_path / "an").exists()

@@ -15,11 +15,19 @@ import numpy as np
 import pytest
 import torch
 from loudness_meter import ebur128
-from media_factory import audio_stream_seconds, decode_audio, decode_frames, packets, write_test_video
+from media_factory import (
+    audio_stream_seconds,
+    decode_audio,
+    decode_frames,
+    packets,
+    pattern_audio,
+    write_test_video,
+)
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.data.synthetic import WorldConfig, read_labels, write_dataset
 from mmgen.data.world_metrics import EventCounts, detect_bursts
+from mmgen.errors import MediaError
 from mmgen.media import probe, read_audio
 from mmgen.pipelines.retake import retake
 from mmgen.pipelines.settings import RetakeSettings
@@ -220,3 +228,15 @@ def test_a_clip_whose_sound_outlasts_its_picture_keeps_all_of_its_sound(tiny, tm
         assert len(wav_samples(out.with_suffix(".wav"))) == 3 * 16000  # the tiny model's rate
         before, after = decoded_at(clip, 16000), decoded_at(out, 16000)
         assert np.abs(after[36000:46000] - before[36000:46000]).max() < 0.05  # past the picture: the input's
+
+
+def test_a_clip_whose_sound_holds_nan_is_refused_naming_it(tiny, tmp_path):
+    """It was blamed on the model: "sampling gave NaN or Inf values ... (try --precision fp32)"."""
+    sound = pattern_audio(0.5, 16000)
+    sound[:, 3000:3100] = np.nan
+    clip = write_test_video(tmp_path / "nanaudio.mkv", seconds=0.5, size=(16, 16), audio_codec="pcm_f32le",
+                            samples=sound).path
+    settings = RetakeSettings(model=str(tiny), steps=2, device="cpu", ranges=("0.2:0.4",))
+    with pytest.raises(MediaError, match=f"cannot read {clip}: its audio holds NaN or Inf samples"):
+        retake(clip, tmp_path / "rt" / "mended.mkv", settings)
+    assert not (tmp_path / "rt").exists()

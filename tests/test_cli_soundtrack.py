@@ -7,12 +7,24 @@ The real `mmgen` command runs in a subprocess on a tiny random model (2 steps): 
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from media_factory import audio_stream_seconds, decode_audio, packets, stream_kinds, write_test_video
+from media_factory import (
+    audio_stream_seconds,
+    decode_audio,
+    packets,
+    pattern_audio,
+    stream_kinds,
+    write_test_video,
+)
 from mmgen_cli import mmgen_env, run_mmgen
+
+from mmgen.errors import MediaError
+from mmgen.pipelines import soundtrack
+from mmgen.pipelines.settings import SoundtrackSettings
 
 RATE = 16000
 AAC_FRAME = 1024 / RATE
@@ -109,3 +121,27 @@ def test_a_folder_as_output_gets_the_default_name_inside_it(tiny, tmp_path):
         assert done.returncode == 0, done.stderr
         out = Path(folder) / "blink_soundtrack.mp4"
         assert packets(out, "video") == packets(clip.path, "video") and out.with_suffix(".json").is_file()
+
+
+def test_a_variable_frame_rate_clip_gets_a_soundtrack_as_long_as_its_picture(tiny, tmp_path):
+    """Frames at 0, 1, 2, 10, 11, 40, 41, 42 thirtieths of a second and 1.5 s of sound; one packet claims 0.97 s
+    (libx264's decode-order gaps), which made a 2.33 s soundtrack for a 1.43 s picture."""
+    clip = write_test_video(tmp_path / "vfr.mp4", size=(16, 16), frame_times=[t / 30 for t in (0, 1, 2, 10, 11, 40, 41, 42)],
+                            time_base=Fraction(1, 30), audio_seconds=1.5)
+    settings = SoundtrackSettings(model=str(tiny), steps=2, device="cpu", sample_rate="model", wav=True)
+    result = soundtrack(clip.path, tmp_path / "so" / "vfr.mp4", settings)
+    assert result.media["duration_s"] == pytest.approx(43 / 30, abs=0.01)
+    assert audio_stream_seconds(result.files["mp4"]) == pytest.approx(43 / 30, abs=0.01)
+    assert decode_audio(result.files["wav"])[0].shape == (1, round(43 / 30 * RATE))
+
+
+def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip(tiny, tmp_path):
+    """It failed with "ValueError: audio contains NaN or Inf values", exit 1, naming no file."""
+    sound = pattern_audio(0.5, RATE)
+    sound[:, 3000:3100] = np.nan
+    clip = write_test_video(tmp_path / "nanaudio.mkv", seconds=0.5, size=(16, 16), audio_codec="pcm_f32le",
+                            samples=sound).path
+    settings = SoundtrackSettings(model=str(tiny), steps=2, device="cpu", mix=0.5)
+    with pytest.raises(MediaError, match=f"cannot read {clip}: its audio holds NaN or Inf samples"):
+        soundtrack(clip, tmp_path / "so" / "nanaudio.mkv", settings)
+    assert not (tmp_path / "so").exists()

@@ -3,10 +3,13 @@ mono audio at the model's rate with events where they happened."""
 
 from __future__ import annotations
 
+import logging
+import re
 import subprocess
 import sys
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -16,14 +19,18 @@ from media_factory import (
     click_time,
     encoder_available,
     frame_level,
+    pattern_audio,
     pattern_frame,
+    write_many_streams,
     write_test_audio,
     write_test_video,
 )
 from mmgen_cli import mmgen_env
 
+from mmgen.errors import MediaError
 from mmgen.media import probe, read_audio, read_video
 from mmgen.media.fitting import rotate_upright
+from mmgen.media.remux import video_end
 
 # Blue levels are 8 apart, so 3.5 still tells neighbours apart. Lossy 4:2:0 coding of a small picture moves a
 # flat channel by 1-3 levels; FFmpeg's chroma interpolation (mmgen.media.fitting) lands a frame up to ~3.1 off.
@@ -65,6 +72,23 @@ def test_a_variable_frame_rate_clip_shows_the_frame_on_screen_at_each_tick(tmp_p
     shown = [max(i for i, t in enumerate(times) if t <= k / 10 + 1e-9) for k in range(len(video))]
     assert len(video) == 16
     assert shown == [0, 1, 1, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5]
+    np.testing.assert_allclose(blue_levels(video), expected_levels(shown), atol=LEVEL_TOLERANCE)
+
+
+def test_a_variable_frame_rate_clip_ends_one_frame_after_its_last_frame_whatever_its_packets_claim(tmp_path):
+    """libx264 through PyAV into an mp4 stores decode-order gaps as packet durations: here the frame at 40/30 s
+    claims 0.97 s. The clip still ends 1/30 s after its last frame at 42/30 s (its soundtrack was 2.33 s long)."""
+    ticks = [0, 1, 2, 10, 11, 40, 41, 42]
+    clip = write_test_video(tmp_path / "vfr.mp4", size=(16, 16), frame_times=[t / 30 for t in ticks],
+                            time_base=Fraction(1, 30), audio_seconds=1.5)
+    with av.open(str(clip.path)) as container:
+        stream = container.streams.video[0]
+        claims = [float(p.duration * stream.time_base) for p in container.demux(stream) if p.size]
+    assert max(claims) > 0.9  # the lie is in the file
+    assert video_end(clip.path) == pytest.approx(43 / 30, abs=1e-3)
+    video = read_video(clip.path, fps=10, size=(16, 16))
+    assert len(video) == 15  # 0, 0.1, ..., 1.4 s
+    shown = [max(i for i, t in enumerate(ticks) if t / 30 <= k / 10 + 1e-9) for k in range(15)]
     np.testing.assert_allclose(blue_levels(video), expected_levels(shown), atol=LEVEL_TOLERANCE)
 
 
@@ -187,3 +211,60 @@ def test_audio_is_resampled_without_moving_events(tmp_path, name, rate):
     later = read_audio(clip.path, 16000, start=0.5, duration=1.0)
     assert later.shape == (1, 16000)
     assert click_time(later, 16000) == pytest.approx(0.2, abs=0.005)
+
+
+def spoiled(value: float, seconds: float = 0.5) -> np.ndarray:
+    """A quiet tone with 100 samples set to `value`."""
+    sound = pattern_audio(seconds, 16000)
+    sound[:, 3000:3100] = value
+    return sound
+
+
+@pytest.mark.parametrize(
+    ("name", "samples", "reason"),
+    [
+        ("nan.wav", spoiled(np.nan), "its audio holds NaN or Inf samples"),
+        ("inf.wav", spoiled(np.inf), "its audio holds NaN or Inf samples"),
+        ("loud.wav", pattern_audio(0.5, 16000) * 1e31, "its audio peaks at +600 dBFS"),
+        ("nanaudio.mkv", spoiled(np.nan), "its audio holds NaN or Inf samples"),
+    ],
+)
+def test_float_audio_no_sound_has_is_refused_naming_the_file(tmp_path, name, samples, reason):
+    """NaN, Inf or 1e30 in a float track were blamed on the model ("sampling gave NaN") or the output ("cannot
+    write out.mp4"); they are found where they are decoded, at any rate."""
+    path = tmp_path / name
+    if name.endswith(".wav"):
+        write_test_audio(path, codec="pcm_f32le", samples=samples)
+    else:
+        write_test_video(path, seconds=0.5, size=(16, 16), audio_codec="pcm_f32le", samples=samples)
+    for rate in (16000, 48000):
+        with pytest.raises(MediaError, match=re.escape(f"cannot read {path}: {reason}")):
+            read_audio(path, rate)
+
+
+def test_float_audio_a_little_past_full_scale_is_clipped_with_a_note(tmp_path, caplog):
+    path = tmp_path / "hot.wav"
+    write_test_audio(path, seconds=0.5, codec="pcm_f32le", samples=pattern_audio(0.5, 16000) * 40)  # peak 4
+    with caplog.at_level(logging.WARNING):
+        audio = read_audio(path, 16000)
+    assert audio.abs().max() == 1
+    assert f"{path}: its audio peaks at +12.0 dBFS, above full scale; decoded, it is clipped" in caplog.text
+
+
+def test_a_file_with_several_streams_says_which_one_is_read(tmp_path, caplog):
+    """2 video and 2 audio streams (the second audio stream an octave up): the first of each is read, and said;
+    6 channels mixed to mono are said too."""
+    path = write_many_streams(tmp_path / "angles.mkv", videos=2, audios=2)
+    surround = write_test_audio(tmp_path / "surround.wav", seconds=0.5, channels=6, codec="pcm_s16le").path
+    with caplog.at_level(logging.WARNING):
+        read_video(path, fps=10, size=(16, 16))
+        audio = read_audio(path, 16000)[0, :8000]
+        read_audio(surround, 16000)
+        read_audio(path, 16000)
+    spectrum = torch.fft.rfft(audio).abs() / (len(audio) / 2)  # 2 Hz bins
+    assert spectrum[220] > 0.05 and spectrum[440] < 0.01  # 440 Hz: stream 0
+    assert caplog.messages == [
+        f"{path}: using video stream 0 of 2; the others are left out",
+        f"{path}: using audio stream 0 of 2; the others are left out",
+        f"{surround}: its 6-channel audio is mixed to mono",
+    ]  # each once

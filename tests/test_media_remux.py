@@ -70,6 +70,15 @@ def test_a_new_soundtrack_lines_up_with_the_picture(tmp_path):
     assert click_time(read_audio(out, RATE), RATE) == pytest.approx(0.7, abs=0.005)
 
 
+def test_surround_sound_re_encoded_for_an_mp4_says_it_is_mixed_to_stereo(tmp_path, caplog):
+    surround = write_test_audio(tmp_path / "surround.wav", seconds=0.5, channels=6, codec="pcm_s16le").path
+    with caplog.at_level(logging.WARNING, logger="mmgen.media"):
+        replace_video(surround, torch.zeros(5, 3, 16, 16), 10, tmp_path / "out.mp4")
+    assert ("surround.wav: pcm_s16le audio cannot go into mp4 as is; re-encoding it (a .mov or .mkv output would "
+            "keep it); its 6 channels are mixed to stereo") in caplog.text
+    assert probe(tmp_path / "out.mp4").audio_channels == 2
+
+
 def test_a_video_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path, caplog):
     source = write_test_video(tmp_path / "edit.mov", seconds=1.0, fps=25, codec="prores", flash_at=0.48)
     out = tmp_path / "out.mp4"

@@ -23,18 +23,31 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 import numpy as np
 import torch
 
 from mmgen.media.fitting import FrameFitter
-from mmgen.media.probe import cannot_read, first_stream, open_input, origin, pixel_aspect
+from mmgen.media.probe import (
+    cannot_read,
+    first_stream,
+    last_frame_end,
+    note,
+    open_input,
+    origin,
+    pixel_aspect,
+)
 
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
+# Float audio may go a little past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a
+# damaged file or integer samples stored as floats, and AAC cannot even encode it. Between HOT_PEAK (+6 dBFS, more
+# than any decoder's overshoot) and this, the sound is read clipped, with a note.
+MAX_PEAK = 1000.0
+HOT_PEAK = 2.0
 
 
 def read_video(
@@ -59,7 +72,8 @@ def read_video(
         t0 = origin(container) + start
         _seek(container, stream, t0)
         frames, last, image = [], None, None
-        shown = _frames_shown_at(container.decode(stream), t0, fps, duration, float(stream.time_base), path)
+        shown = _frames_shown_at(container.decode(stream), t0, fps, duration, path,
+                                 lambda t, claimed: last_frame_end(container, stream, t, claimed))
         for frame in shown:
             if frame is not last:  # a frame shown for several targets is converted once
                 last, image = frame, fitter(frame)
@@ -85,10 +99,14 @@ def read_audio(
     (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence.
 
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
-    side of a stereo recording should still be heard.
+    side of a stereo recording should still be heard. Float samples that are NaN, Inf or beyond MAX_PEAK refuse the
+    file (MediaError naming it) as they are decoded; the sound is clipped to ±1, with a note past HOT_PEAK.
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
+        channels = stream.codec_context.channels
+        if channels > 2:
+            note(f"{path}: its {channels}-channel audio is mixed to mono")
         t0 = origin(container) + start
         _seek(container, stream, t0)
         # Packed "flt" keeps the source's channels interleaved in one plane: PyAV's planar to_ndarray crashes
@@ -112,6 +130,10 @@ def read_audio(
         lo, hi = max(offset, 0), min(offset + len(samples), length)
         if lo < hi:
             audio[lo:hi] = samples[lo - offset : hi - offset]
+    peak = float(np.abs(audio).max())
+    if peak > HOT_PEAK:
+        note(f"{path}: its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
+             "clipped to full scale")
     return torch.from_numpy(audio).clamp(-1, 1)[None]  # (1, L)
 
 
@@ -127,20 +149,21 @@ def _frames_shown_at(
     t0: float,
     fps: float,
     duration: float | None,
-    tick: float,
     path: str | os.PathLike,
+    last_end: Callable[[float, float], float],
 ) -> Iterator[av.VideoFrame]:
     """Yield, for k = 0, 1, ..., the frame on screen at t0 + k/fps, while that time is inside the source and
     before t0 + duration; before the first frame, the first frame. Timestamps are rounded to ticks, so a frame
-    stamped up to half a tick (at most 1 ms) after a target counts as on screen there. A frame that would
+    stamped up to half a tick (at most 1 ms) after a target counts as on screen there. The source ends where
+    `last_end`(start, claimed duration) of its latest frame says (probe.last_frame_end). A frame that would
     stay on screen longer than MAX_GAP is refused before it is repeated."""
-    eps = min(tick / 2, 1e-3)
     count = math.inf if duration is None else math.ceil(duration * fps - 1e-6)
-    k, shown, end = 0, None, -math.inf
+    k, shown, latest, claimed, eps = 0, None, -math.inf, 0.0, 1e-3
     for frame in frames:
         if frame.pts is None:
             continue
         t = float(frame.pts * frame.time_base)
+        eps = min(float(frame.time_base) / 2, 1e-3)
         before = shown if shown is not None else frame
         _check_gap(path, "video", t0 + k / fps, min(t - eps, t0 + count / fps))
         while k < count and t0 + k / fps < t - eps:
@@ -149,8 +172,9 @@ def _frames_shown_at(
         if k >= count:
             return
         shown = frame
-        step = float(frame.duration * frame.time_base) if frame.duration else 1 / fps
-        end = max(end, t + step)
+        if t >= latest:
+            latest, claimed = t, float(frame.duration * frame.time_base) if frame.duration else 0.0
+    end = last_end(latest, claimed) if shown is not None else -math.inf
     _check_gap(path, "video", t0 + k / fps, min(end - eps, t0 + count / fps))
     while shown is not None and k < count and t0 + k / fps < end - eps:
         yield shown
@@ -164,6 +188,19 @@ def _check_gap(path: str | os.PathLike, kind: str, start: float, end: float) -> 
         raise cannot_read(
             path, f"its {kind} timestamps jump from {start:.2f} s to {end:.2f} s with nothing in between "
             f"(more than {MAX_GAP:g} s): the file claims a duration its data does not have"
+        )
+
+
+def _check_samples(path: str | os.PathLike, samples: np.ndarray) -> None:
+    """Refuse float audio no sound has (NaN, Inf, beyond MAX_PEAK) where it is decoded, naming the file, so
+    the model (NaN in, NaN out) or an encoder is not blamed for it later."""
+    peak = np.abs(samples).max(initial=0.0)  # NaN if any sample is NaN
+    if not np.isfinite(peak):
+        raise cannot_read(path, "its audio holds NaN or Inf samples")
+    if peak > MAX_PEAK:
+        raise cannot_read(
+            path, f"its audio peaks at {20 * math.log10(peak):+.0f} dBFS ({peak:.3g} times full scale), which no "
+            "sound does: float samples belong within about ±1 (integer samples stored as floats?)"
         )
 
 
@@ -218,6 +255,8 @@ def _placed(
         elif position is None:
             position = 0
         channels = len(frame.layout.channels)
-        samples = frame.to_ndarray().reshape(-1, channels).mean(axis=1)  # interleaved (n·channels,) → (n,)
+        interleaved = frame.to_ndarray()  # (n·channels,)
+        _check_samples(path, interleaved)
+        samples = interleaved.reshape(-1, channels).mean(axis=1)  # (n,)
         yield position, samples
         position += len(samples)

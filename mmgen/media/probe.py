@@ -6,6 +6,7 @@ that fails half-way through decoding — becomes one MediaError line naming the 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import av
 
 from mmgen.errors import MediaError
 
+log = logging.getLogger(__name__)
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
 
 
@@ -40,6 +42,16 @@ class MediaInfo:
     video_duration: float | None = None
     audio_duration: float | None = None
     audio_channels: int | None = None
+
+
+_noted: set[str] = set()
+
+
+def note(line: str) -> None:
+    """Tell the user `line` (stderr, as a warning) once per process: one command reads a file several times."""
+    if line not in _noted:
+        _noted.add(line)
+        log.warning(line)
 
 
 def cannot_read(path: str | os.PathLike, reason: str) -> MediaError:
@@ -70,10 +82,13 @@ def open_input(path: str | os.PathLike) -> Iterator[av.container.InputContainer]
 def first_stream(
     container: av.container.InputContainer, kind: str, path: str | os.PathLike
 ) -> av.stream.Stream:
-    """The file's first "video" or "audio" stream; MediaError naming `path` if it has none."""
+    """The file's first "video" or "audio" stream (every read and copy of the file uses this one, and says so
+    when there are more); MediaError naming `path` if it has none."""
     streams = container.streams.video if kind == "video" else container.streams.audio
     if not streams:
         raise cannot_read(path, f"it has no {kind} stream")
+    if len(streams) > 1:
+        note(f"{path}: using {kind} stream 0 of {len(streams)}; the others are left out")
     return decodable(streams[0], path)
 
 
@@ -92,6 +107,30 @@ def stream_duration(container: av.container.InputContainer, stream: av.stream.St
     if container.duration:
         return container.duration / av.time_base
     return None
+
+
+def header_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Seconds on the file's timeline where the stream's header (else the container's) says it ends; None if
+    neither says."""
+    if stream.duration:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    if container.duration:
+        return ((container.start_time or 0) + container.duration) / av.time_base
+    return None
+
+
+def last_frame_end(
+    container: av.container.InputContainer, stream: av.stream.Stream, start: float, claimed: float
+) -> float:
+    """Seconds at which a video stream's last frame, on screen from `start`, is gone: after the `claimed`
+    duration of its packet (one frame at the stream's rate if it claims none), never past the end the header
+    declares when that is after `start`. Only the last frame's claim counts: an MP4 packet's duration is a gap in
+    decode order, so with B-frames a frame in the middle of a variable-rate clip can claim a second it is not
+    shown for."""
+    rate = stream.guessed_rate or stream.average_rate
+    end = start + (claimed if claimed > 0 else 1 / float(rate) if rate else 0.0)
+    declared = header_end(container, stream)
+    return min(end, declared) if declared is not None and declared > start else end
 
 
 def codec_name(stream: av.stream.Stream) -> str:
@@ -128,7 +167,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         fields: dict = {}
         durations = []
         if container.streams.video:
-            video = decodable(container.streams.video[0], path)
+            video = decodable(container.streams.video[0], path)  # first_stream's (which says when there are more)
             context = video.codec_context
             rate = video.average_rate or video.guessed_rate or video.base_rate
             rotation = _first_frame_rotation(container, video)

@@ -23,7 +23,15 @@ import torch.nn.functional as F
 from mmgen.files import atomic_output, check_writable
 from mmgen.media.containers import Container, container_for, holders
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
-from mmgen.media.probe import codec_name, first_stream, open_input, origin, pixel_aspect, probe
+from mmgen.media.probe import (
+    codec_name,
+    first_stream,
+    last_frame_end,
+    open_input,
+    origin,
+    pixel_aspect,
+    probe,
+)
 from mmgen.media.tracks import (
     Track,
     add_audio,
@@ -133,8 +141,10 @@ def _kept(
         out.codec_context.codec_tag = "hvc1" if codec == "hevc" and into.name in ("mp4", "mov") else "\0\0\0\0"
         return copied(source, stream, out, shift, until)
     keepers = holders(stream.type, codec)
-    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s", source.name, codec, stream.type, into.name,
-                f" (a {' or '.join(keepers)} output would keep it)" if keepers else "")
+    channels = stream.codec_context.channels if stream.type == "audio" else 0
+    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s", source.name, codec, stream.type, into.name,
+                f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
+                f"; its {channels} channels are mixed to stereo" if channels > 2 else "")
     if stream.type == "audio":
         context = stream.codec_context
         out = add_audio(container, into.audio_encoder, context.sample_rate, context.channels)
@@ -150,14 +160,18 @@ def _kept(
 
 
 def video_end(path: str | os.PathLike) -> float:
-    """Seconds from the file's start to the end of its video stream, from packet timestamps (exact, and cheap:
-    nothing is decoded) — how long a soundtrack for it must last."""
+    """Seconds from the file's start to the end of its video stream: where its last frame (by timestamp) leaves
+    the screen (probe.last_frame_end), read from packets (cheap: nothing is decoded) — how long a soundtrack for it
+    must last."""
     with open_input(path) as source:
-        stream, end = first_stream(source, "video", path), 0.0
+        stream, last = first_stream(source, "video", path), None
         for packet in source.demux(stream):
-            if packet.pts is not None and packet.size:
-                end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
-        return end - origin(source)
+            if packet.pts is not None and packet.size and (last is None or packet.pts >= last.pts):
+                last = packet
+        if last is None:
+            return 0.0
+        start = float(last.pts * stream.time_base)
+        return last_frame_end(source, stream, start, float((last.duration or 0) * stream.time_base)) - origin(source)
 
 
 def fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 import yaml
-from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
+from finetune_clips import TRAIN_MODEL, one_thread, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from safetensors.torch import load_file
 
@@ -17,7 +17,9 @@ from mmgen.adapters import read_adapter
 from mmgen.errors import UsageError
 from mmgen.files import sha256_file
 from mmgen.models import build_model, config_for
+from mmgen.train import finetune
 from mmgen.train.checkpoint import latest_checkpoint
+from mmgen.train.config import resolve_config
 from mmgen.weights import save_model
 
 STEPS = 6
@@ -103,6 +105,21 @@ def test_resuming_a_lora_run_over_a_changed_base_names_both(setup, tmp_path):
     assert resumed.returncode == 2
     assert f"this LoRA run was trained on {moved} (sha256 {sha256_file(base)[:12]}" in resumed.stderr
     assert f"now has sha256 {sha256_file(moved)[:12]}" in resumed.stderr
+
+
+@pytest.mark.parametrize("lora_rank", [None, 2], ids=["full fine-tune", "lora on convs"])
+def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
+    """Batch 1 (what the README's memory table measures) takes torch's fallback CPU convolution for small frames,
+    whose backward once failed on the frame conv's weight ("slow_conv2d: grad_weight must be contiguous")."""
+    data, base, _, _ = setup
+    config = resolve_config([("test", {
+        "init": str(base), "steps": 1, "batch_size": 1, "precision": "fp32", "sample_every": 0, "probe_every": 0,
+        "lora_rank": lora_rank, "cache_dir": str(tmp_path / "cache")})])  # fmt: skip
+    with one_thread():
+        result = finetune(data, tmp_path / "run", config)
+    assert result.step == 1
+    written = "adapter.safetensors" if lora_rank else "model.safetensors"
+    assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "run" / written).values())
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The official computation (tests/official_computation.py) reproduces the official outputs, the fast path
-equals it, and leaving it puts the fast path back."""
+equals it — in its outputs and, for training, in its gradients — and leaving it puts the fast path back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from test_mmunet import micro_inputs, micro_model, tiny_model
 from test_srunet import load_tiny
 
+from mmgen.adapters.lora import attach
+from mmgen.adapters.spec import LoraSpec
 from mmgen.models import mm_layers
 from mmgen.models.layers import GroupNorm32
 
@@ -68,3 +70,35 @@ def test_the_official_sr_computation_reproduces_the_fixture_and_the_fast_path_eq
     torch.testing.assert_close(fast, official, atol=1e-4, rtol=1e-4)
     assert not [m for m in sr.modules() if "forward" in vars(m)] and sr.frames_per_call is None
     assert torch.equal(fast, after)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full fine-tune", "lora on convs"])
+def test_one_sample_trains_with_the_gradients_of_the_official_computation(lora):
+    """Batch 1 is where the fast path differs most (the timestep's modulation folded into the norm; torch's
+    fallback convolution for small inputs, which once failed on the frame conv's weight view: "slow_conv2d:
+    grad_weight must be contiguous"). Its gradients must be the official computation's, for every weight a full
+    fine-tune trains and for every adapter a LoRA run on the convolutions trains."""
+    model = micro_model().train()
+    if lora:
+        attach(model, LoraSpec(rank=2, alpha=2.0, targets="attention+conv"))
+        with torch.no_grad():  # B starts at zero; drawn, every adapter's A and B get a gradient
+            for name, p in model.named_parameters():
+                if name.endswith("lora_B"):
+                    p.normal_(0.0, 0.05)
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    video, audio, _ = micro_inputs(batch=1)
+    timesteps = torch.tensor([400])
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        out_video, out_audio = model(video, audio, timesteps, shift=[1, 0, 2, 1, 0, 3])
+        (out_video.square().mean() + out_audio.square().mean()).backward()
+        return {name: p.grad for name, p in trained.items()}
+
+    fast = gradients()
+    with official_computation(model):
+        official = gradients()
+    assert any("video_conv_temporal" in name for name in trained)  # the frame conv trains (its weight or adapter)
+    for name, grad in fast.items():
+        assert grad is not None and official[name] is not None, name
+        torch.testing.assert_close(grad, official[name], atol=1e-5, rtol=1e-4, msg=name)

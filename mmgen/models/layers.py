@@ -36,6 +36,15 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
+def kernel_2d(weight: torch.Tensor, unit_dim: int) -> torch.Tensor:
+    """A 1-D conv weight (C', C, k) as the 2-D conv weight of the same memory with a size-1 kernel axis at
+    `unit_dim` (2: (C', C, 1, k); 3: (C', C, k, 1)), strided as the layout it has: a channels-last weight
+    stays channels-last to torch's layout guess. A plain unsqueeze(3) gives the new axis stride 1, which reads
+    as "not channels-last" beside a channels-last input; where torch then takes its fallback CPU convolution
+    (fp32, one sample, small frames), its backward fails ("slow_conv2d: grad_weight must be contiguous")."""
+    return weight.movedim(1, -1).unsqueeze(unit_dim - 1).movedim(-1, 1)
+
+
 def group_norm(
     x: torch.Tensor,
     norm: nn.GroupNorm,

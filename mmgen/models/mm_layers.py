@@ -25,6 +25,7 @@ from mmgen.models.layers import (
     channels_last,
     channels_to_end,
     group_norm,
+    kernel_2d,
     mix_channels,
     per_channel,
 )
@@ -84,7 +85,7 @@ class VideoConv2d1d(nn.Module):
         pixel-major sequences and back (the official Conv1d) and no copies (2-5× faster in bf16)."""
         conv = self.video_conv_temporal
         image = y.flatten(3).transpose(1, 2)  # (B, C, F, H·W)
-        out = F.conv2d(image, conv.weight.unsqueeze(-1), conv.bias, padding=(conv.padding[0], 0))
+        out = F.conv2d(image, kernel_2d(conv.weight, 3), conv.bias, padding=(conv.padding[0], 0))
         return out.transpose(1, 2).unflatten(3, y.shape[-2:])
 
 
@@ -118,7 +119,7 @@ class AudioConv(nn.Module):
         if conv.kernel_size == (1,):
             return mix_channels(x, conv.weight, conv.bias)
         y = F.conv2d(
-            x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+            x.unsqueeze(2), kernel_2d(conv.weight, 2), conv.bias,
             padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]),
         )  # fmt: skip
         return y.squeeze(2)

@@ -251,3 +251,80 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
                           on_event=lambda e: notes.append(e.message) if e.kind == "note" else None)
     assert result.step == 2
     assert f"note: {moved} holds the same files as {data.resolve()}, where this run started; going on" in notes
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folder(setup, tmp_path, monkeypatch, capsys):
+    """A crash at the first step leaves the run's config.yaml and log.jsonl: nothing to resume, and nothing a new
+    start may not write again. The errors say so and what to do; anything else in the folder is named, never
+    deleted; the command the --resume error gives starts the run again, with a log of its own."""
+    from mmgen.errors import OutputExists, UsageError
+    from mmgen.train import finetune, trainer
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    run_dir = tmp_path / "run"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a kernel failed")
+
+    with one_thread():
+        with monkeypatch.context() as patched:
+            patched.setattr(trainer, "diffusion_loss", crash)  # the first step fails
+            with pytest.raises(RuntimeError, match="a kernel failed"):
+                finetune(data, run_dir, config)
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "log.jsonl"]
+
+        with pytest.raises(UsageError) as resumed:
+            finetune(data, run_dir, config, resume=True)
+        again = f"mmgen finetune {data} -o {run_dir} --config {run_dir / 'config.yaml'}"
+        assert str(resumed.value) == (f"{run_dir}: no complete checkpoint to resume from: the run stopped before its "
+                                      f"first one (start it again with its own settings: {again}; its config.yaml "
+                                      "and log.jsonl are replaced)")
+
+        (run_dir / "samples").mkdir()
+        (run_dir / "samples" / "step-0000001.mp4").write_bytes(b"a preview")
+        (run_dir / "notes.txt").write_text("mine")
+        with pytest.raises(OutputExists) as refused:
+            finetune(data, run_dir, config)
+        assert str(refused.value) == (f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint "
+                                      f"(to start it again here, first delete {run_dir / 'notes.txt'} {run_dir / 'samples'}/;"
+                                      " or choose another -o)")
+        assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "samples" / "step-0000001.mp4").exists()
+
+        (run_dir / "notes.txt").unlink()
+        shutil.rmtree(run_dir / "samples")
+        capsys.readouterr()
+        assert run(again.split()[1:]) == 0
+    assert f"note: {run_dir}: the run here stopped before its first checkpoint; starting again" in capsys.readouterr().err
+    assert [e["event"] for e in read_log(run_dir / "log.jsonl")] == ["data", "train", "checkpoint", "done"]
+    assert (run_dir / "model.safetensors").is_file()
+
+
+def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):
+    """A run still before its first checkpoint looks like a failed one on disk; the lock it holds on its folder
+    tells them apart, so a second run neither replaces its files nor trains beside it."""
+    from mmgen.errors import UsageError
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+    from mmgen.train.run_folder import RUN_HEADER, RunFolderLock
+
+    data, recipe, _ = setup
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(f"{RUN_HEADER}{data}: every setting of this run\n{recipe.read_text()}")
+    (run_dir / "log.jsonl").write_text('{"event": "data", "step": 0}\n')
+    before = {p.name: p.read_text() for p in run_dir.iterdir()}
+    training = RunFolderLock(run_dir)
+    training.take()
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2})], scratch=True)
+    try:
+        for resume in (False, True):
+            with pytest.raises(UsageError) as refused:
+                finetune(data, run_dir, config, resume=resume)
+            assert str(refused.value) == (f"{run_dir} is in use: another mmgen finetune is training in it "
+                                          "(wait for it to end, or choose another -o)")
+    finally:
+        training.release()
+    assert {p.name: p.read_text() for p in run_dir.iterdir()} == before

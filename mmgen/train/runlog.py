@@ -20,6 +20,10 @@ class RunLog:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(_finite({"event": event, "step": step, **fields}), allow_nan=False) + "\n")
 
+    def clear(self) -> None:
+        """Start the log afresh (a new run in a folder whose earlier run stopped before its first checkpoint)."""
+        self.path.unlink(missing_ok=True)
+
     def rewind(self, step: int) -> None:
         """Drop lines logged after `step` (a run killed after its last checkpoint), so a resumed run's log
         reads as one uninterrupted history. Written to a temporary file, then swapped in."""

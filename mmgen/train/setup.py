@@ -33,6 +33,7 @@ from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.order import BatchOrder
 from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
+from mmgen.train.run_folder import RUN_HEADER, RunFolderLock, failed_start, is_run_folder
 from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
@@ -101,10 +102,11 @@ def prepare(
     processes: Processes,
     resume: bool,
     on_event: EventFn,
+    lock: RunFolderLock,
 ) -> Setup:
     cache_dir = check_writable_folder(config.cache_dir or cache_root() / "clips",
                                       hint="choose another --cache-dir, or set MMGEN_CACHE")
-    resumable = _check_run_dir(run_dir, resume, processes, on_event)
+    resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])
     if resumable is not None:
@@ -140,7 +142,9 @@ def prepare(
             log.rewind(state.step)
     if processes.is_main:
         _write_config(run_dir, data_dir, config)
+        lock.take()  # a new folder: held from now on
         if resumable is None:
+            log.clear()  # a failed start's log, if any: this run's history starts here
             log.write(
                 "data",
                 0,
@@ -173,19 +177,30 @@ def prepare(
     )  # fmt: skip
 
 
-def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: EventFn) -> Resumable | None:
-    """Refuse to mix two runs in one folder; load the checkpoint to resume (the newest that loads; damaged
-    newer ones are reported and set aside). Cheap, before any decoding."""
+def _check_run_dir(
+    run_dir: Path, data_dir: Path, resume: bool, processes: Processes, on_event: EventFn, lock: RunFolderLock
+) -> Resumable | None:
+    """Refuse to mix two runs in one folder (one training in it now, or a finished or resumable one); let a new
+    run replace what a run that stopped before its first checkpoint left; load the checkpoint to resume (the
+    newest that loads; damaged newer ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
     check_writable_folder(run_dir, hint="choose another -o")
+    _hold(lock, processes)
+    has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
+    failed = failed_start(run_dir, has_checkpoint) if run_dir.is_dir() else None
+    if resume and failed is not None:
+        why = "" if failed.others else ": the run stopped before its first one"
+        raise UsageError(f"{run_dir}: no complete checkpoint to resume from{why}", failed.hint(data_dir, resume=True))
     if resume:
         found, damaged = resume_from(run_dir)
+    elif failed is not None and failed.others:
+        raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
+                           failed.hint(data_dir, resume=False))
+    elif failed is not None:
+        on_event(TrainEvent("note", message=f"note: {run_dir}: the run here stopped before its first checkpoint; "
+                                            "starting again (its config.yaml and log.jsonl are replaced)"))
     elif run_dir.exists() and any(run_dir.iterdir()):
-        hint = (
-            "add --resume to continue it"
-            if latest_checkpoint(run_dir / "checkpoints")
-            else "choose another -o or empty it"
-        )
+        hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
         raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
     processes.barrier()  # every process has looked before rank 0 moves or writes anything
     if processes.is_main:
@@ -200,6 +215,20 @@ def _check_run_dir(run_dir: Path, resume: bool, processes: Processes, on_event: 
             )
     processes.barrier()
     return found
+
+
+def _hold(lock: RunFolderLock, processes: Processes) -> None:
+    """Rank 0 takes the run folder's lock; every process raises if it could not (rank 0 says it)."""
+    problem = None
+    if processes.is_main:
+        try:
+            lock.take()
+        except UsageError as e:
+            problem = str(e)
+    if problem := processes.gather(problem)[0]:
+        refused = UsageError(problem)
+        refused.every_process = True
+        raise refused
 
 
 def _check_same_data(run_dir: Path, data_dir: Path, fingerprint: str, on_event: EventFn) -> None:
@@ -269,9 +298,6 @@ def _split(
     return train, AVProbe(batch, config.probe_timesteps, config.seed, schedule)
 
 
-RUN_HEADER = "# mmgen finetune "  # how every run folder's config.yaml begins
-
-
 def _run_folders(run_dir: Path) -> Callable[[Path], str | None]:
     """Why a folder inside the data folder is not training data: it is this run's folder, or another run's —
     their previews are a model's own output (`finetune my_clips/ -o my_clips/run` is a natural layout)."""
@@ -280,11 +306,8 @@ def _run_folders(run_dir: Path) -> Callable[[Path], str | None]:
     def reason(folder: Path) -> str | None:
         if folder.resolve() == this:
             return "this run's own folder (its previews are the model's output, not training data)"
-        config = folder / "config.yaml"
-        if config.is_file():
-            with open(config, encoding="utf-8", errors="replace") as f:
-                if f.readline(len(RUN_HEADER)) == RUN_HEADER:
-                    return "an mmgen finetune run's folder (its previews are a model's output, not training data)"
+        if is_run_folder(folder):
+            return "an mmgen finetune run's folder (its previews are a model's output, not training data)"
         return None
 
     return reason

@@ -31,6 +31,7 @@ from mmgen.train.events import EventFn, TrainEvent, ignore
 from mmgen.train.interrupt import StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
+from mmgen.train.run_folder import RunFolderLock
 from mmgen.train.setup import Setup, prepare
 from mmgen.train.state import parameters_digest
 
@@ -59,13 +60,15 @@ def finetune(
     Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite."""
     device = select_device(config.device)
     processes = distributed.start(device.type)
+    lock = RunFolderLock(Path(run_dir))
     try:
         if processes.distributed and device.type == "cuda":
             device = torch.device("cuda", processes.local_rank)
         events = on_event if on_event is not None and processes.is_main else ignore
-        setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events)
+        setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
         return _train(setup, events)
     finally:
+        lock.release()
         distributed.stop(processes)
 
 

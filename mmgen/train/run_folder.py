@@ -1,0 +1,107 @@
+"""What a run folder holds before a run starts in it. Two runs never share one folder, but a run that failed
+before its first checkpoint (a crash at step 1, a divergence, a kill during the first save) is no dead end:
+what it left is only its own config.yaml and log.jsonl, which a new start writes again. Anything else there —
+previews, a checkpoint folder with something in it, a file of the user's — is named, never deleted. A run
+holds its folder (RunFolderLock) from its first look to its end, so a run still before its first checkpoint is
+never taken for a failed one."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.errors import UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not guarded against a second one
+    fcntl = None
+
+RUN_HEADER = "# mmgen finetune "  # how every run folder's config.yaml begins
+REWRITTEN = ("config.yaml", "log.jsonl")  # what a new start writes again
+_PARTIAL = re.compile(r"\.step-.*\.partial")  # a checkpoint being written (train.checkpoint.save_checkpoint)
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds an mmgen finetune run (its config.yaml begins with RUN_HEADER)."""
+    try:
+        with open(folder / "config.yaml", encoding="utf-8", errors="replace") as f:
+            return f.readline(len(RUN_HEADER)) == RUN_HEADER
+    except OSError:  # none, or not a readable file
+        return False
+
+
+@dataclass(frozen=True)
+class FailedStart:
+    """A run folder whose run stopped before its first checkpoint. `others`: what else is in it (full paths,
+    folders ending in /, quoted for a shell); a new start replaces config.yaml and log.jsonl only when there is nothing else."""
+
+    run_dir: Path
+    others: tuple[str, ...]
+
+    def hint(self, data_dir: Path, resume: bool) -> str:
+        """What the user can do: start the run again (with --resume: with its own settings, which a start
+        without --resume reads only through --config), naming what to delete first, if anything."""
+        again = "start it again here"
+        if resume:
+            run, config = (shlex.quote(str(p)) for p in (self.run_dir, self.run_dir / "config.yaml"))
+            again = f"start it again with its own settings: mmgen finetune {shlex.quote(str(data_dir))} -o {run} --config {config}"
+        if self.others:
+            return f"to {again}, first delete {' '.join(self.others)}; or choose another -o"
+        return f"{again}; its config.yaml and log.jsonl are replaced"
+
+
+def failed_start(run_dir: Path, has_checkpoint: bool) -> FailedStart | None:
+    """The run folder as a failed start, or None when it is none (no mmgen run in it, or a checkpoint to
+    resume from: `has_checkpoint`). An empty folder, and a checkpoints/ holding only the half-written
+    `.step-*.partial` of a killed first save (the next save removes it), count as nothing."""
+    if has_checkpoint or not is_run_folder(run_dir):
+        return None
+    others = []
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name in REWRITTEN and entry.is_file():
+            continue
+        if entry.is_dir() and not entry.is_symlink() and _holds_nothing(entry):
+            continue
+        others.append(shlex.quote(f"{entry}/" if entry.is_dir() else str(entry)))
+    return FailedStart(run_dir, tuple(others))
+
+
+def _holds_nothing(folder: Path) -> bool:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    if folder.name == "checkpoints":
+        return all(entry.is_dir() and _PARTIAL.fullmatch(entry.name) for entry in entries)
+    return not entries
+
+
+class RunFolderLock:
+    """The OS lock (flock) a training run holds on its run folder itself: no file is added to the folder, and
+    the kernel lets go however the run ends (an error, Ctrl-C, kill -9). Taken as soon as the folder exists."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._fd: int | None = None
+
+    def take(self) -> None:
+        """Hold the folder (no-op when held, or while it does not exist yet); UsageError if a run holds it."""
+        if self._fd is not None or fcntl is None or not self.run_dir.is_dir():
+            return
+        fd = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"{self.run_dir} is in use: another mmgen finetune is training in it",
+                             hint="wait for it to end, or choose another -o") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

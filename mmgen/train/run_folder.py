@@ -99,6 +99,9 @@ class RunFolderLock:
             os.close(fd)
             raise UsageError(f"{self.run_dir} is in use: another mmgen finetune is training in it",
                              hint="wait for it to end, or choose another -o") from None
+        except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded
+            os.close(fd)
+            return
         self._fd = fd
 
     def release(self) -> None:

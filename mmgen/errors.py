@@ -20,6 +20,11 @@ class MmgenError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class StorageError(MmgenError):
+    """The disk failed under a write (full, over quota, file too large, an I/O error), or an output folder was
+    replaced while the command ran: not the user's input, so exit code 1 (mmgen.files.write_failure)."""
+
+
 class UsageError(MmgenError):
     """Bad usage or bad input: exit code 2."""
 

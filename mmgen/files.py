@@ -34,10 +34,10 @@ from pathlib import Path
 import filelock
 
 from mmgen import temporaries
-from mmgen.errors import MediaError, MmgenError, OutputExists, UsageError
+from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError, UsageError
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
-STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}  # the output's disk failed
+DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,10 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise MediaError(f"cannot write {target}: it is a directory")
     if os.path.lexists(target) and not overwrite:
         raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
-    if folder.exists() and not folder.is_dir():
-        raise MediaError(f"cannot write {target}: {folder} is a file, not a directory")
+    existing = nearest_existing(folder)
+    if existing.exists() and not existing.is_dir():  # the folder, or one it would be made in
+        raise MediaError(f"cannot write {target}: {existing} is a file, not a directory")
     if not folder.is_dir():
-        existing = nearest_existing(folder)
         if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
             raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
         raise MediaError(f"cannot write {target}: directory {folder} does not exist")
@@ -319,16 +319,28 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A user-facing output: refused up front if it exists (unless `overwrite`) or cannot be written, then
     written through `atomic_path`, and never over a file that appeared meanwhile (unless `overwrite`).
-    A failing disk (full, quota, read-only) is reported as a MediaError naming `path`.
+    A failing disk (full, quota, read-only) is one line naming `path` (write_failure).
     """
     target = check_writable(path, overwrite)
     try:
         with atomic_path(target, replace=overwrite) as temp:
             yield temp
     except OSError as e:
-        if e.errno not in STORAGE_ERRORS:
+        if (failure := write_failure(target, e)) is e:
             raise
-        raise MediaError(f"cannot write {target}: {e.strerror or e}") from None
+        raise failure from None
+
+
+def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
+    """The one line for an OSError met while writing `target`, with its exit code decided here for every writer:
+    a failing disk (full, over quota, file too large, I/O error) is the machine's trouble, exit 1 (StorageError);
+    a read-only filesystem is the place the user chose, exit 2 (MediaError); anything else is `error` itself."""
+    if error.errno in DISK_FAILURES:
+        return StorageError(f"cannot write {target}: {error.strerror or error}",
+                            hint="free some space, or raise the file size limit, and run it again")
+    if error.errno == errno.EROFS:
+        return MediaError(f"cannot write {target}: {error.strerror or error}")
+    return error
 
 
 @contextmanager

@@ -111,6 +111,13 @@ def output_folder_is_a_file(folder, model):
     return ["generate", "-o", folder / "notes.txt", "-m", model], "notes.txt is a file, not a directory"
 
 
+def output_folder_below_a_file(folder, model):
+    """-o notes.txt/clips: the folder cannot be made because notes.txt is a file — not "does not exist"."""
+    (folder / "notes.txt").write_text("not a folder")
+    return (["generate", "-o", folder / "notes.txt" / "clips", "-m", model],
+            "notes.txt is a file, not a directory")
+
+
 def output_folder_below_a_locked_one(folder, model):
     locked = _unwritable_folder(folder)
     return ["generate", "-o", locked / "new", "-m", model], f"cannot write to {locked}"
@@ -388,6 +395,12 @@ def picture_retake_past_the_end_of_the_sound(folder, model):
             "clip.mp4's sound (0.500 s), which its picture is remade to match")
 
 
+def retake_with_both_video_and_audio(folder, model):
+    """--video and --audio together: refused, not the last one silently winning."""
+    return (["retake", clip(folder), "--video", "--audio", "--range", "0.2:0.4", "-m", model, *FAST],
+            "give --video or --audio, not both")
+
+
 def _unwritable_folder(folder: Path) -> Path:
     """A folder no one may create files in: a read-only one we make, or — when we are root, whom permission
     bits do not stop — sysfs, which refuses new files to everyone."""
@@ -411,7 +424,8 @@ CASES: list[Case] = [
     missing_file, a_directory, empty_file, random_bytes_named_mp4, audio_only_for_soundtrack,
     a_still_image_for_soundtrack, video_only_for_animate, video_with_no_frames, truncated_camera_mp4,
     truncated_faststart_mp4,
-    unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_locked_one,
+    unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_file,
+    output_folder_below_a_locked_one, retake_with_both_video_and_audio,
     output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,

@@ -18,7 +18,7 @@ from media_factory import write_test_video
 from mmgen_cli import REPO, mmgen_env, run_mmgen
 from tiny_model import tiny_config, tiny_mmunet
 
-from mmgen.errors import MediaError
+from mmgen.errors import StorageError
 from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.weights.checkpoint import save_model
 
@@ -98,23 +98,26 @@ def test_the_clips_finished_before_a_failure_stay_in_the_folder_the_run_made(tin
     ]
 
 
-def test_a_clip_whose_sidecar_cannot_be_written_is_taken_back_whole(tiny, tmp_path, monkeypatch):
-    """The disk fills up as clip 2's sidecar is written: its mp4 and previews go too (a complete-looking mp4
-    without a sidecar would make a rerun say "already exists"), and the error names the file."""
+@pytest.mark.parametrize("failure", [(errno.ENOSPC, "No space left on device"), (errno.EFBIG, "File too large")],
+                         ids=["disk full", "file size limit"])
+def test_a_clip_whose_sidecar_cannot_be_written_is_taken_back_whole(tiny, tmp_path, monkeypatch, failure):
+    """The disk fills up (or `ulimit -f` is reached) as clip 2's sidecar is written: its mp4 and previews go too (a
+    complete-looking mp4 without a sidecar would make a rerun say "already exists"), and the error names the file.
+    Exit 1: the machine failed, not the user's input."""
     write_text, sidecars = Path.write_text, []
 
     def full_at_the_second_sidecar(self, *args, **kwargs):
         if self.name.endswith(".partial.json"):
             sidecars.append(self)
             if len(sidecars) == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise OSError(*failure)
         return write_text(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", full_at_the_second_sidecar)
-    with pytest.raises(MediaError, match=r"^cannot write .*clip_0001\.json: No space left on device$") as caught:
+    with pytest.raises(StorageError, match=rf"^cannot write .*clip_0001\.json: {failure[1]} \(free some") as caught:
         generate_files(tmp_path / "new", GenerateSettings(model=str(tiny), num=2, **FAST))
 
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
         "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png", "clip_0000_spectrogram.png"
     ]
@@ -138,7 +141,7 @@ def test_an_overwrite_whose_sidecar_cannot_be_written_leaves_the_old_clip_as_it_
 
     with monkeypatch.context() as patched:
         patched.setattr(Path, "write_text", full_at_the_sidecar)
-        with pytest.raises(MediaError, match=r"^cannot write .*clip_0000\.json: No space left on device$"):
+        with pytest.raises(StorageError, match=r"^cannot write .*clip_0000\.json: No space left on device"):
             generate_files(out, GenerateSettings(model=str(tiny), seed=2, previews=previews, **FAST),
                            overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old
@@ -187,3 +190,29 @@ def test_a_run_killed_while_writing_leaves_a_temporary_that_the_next_run_there_r
     assert writing.returncode == 0 and (out / "b.mp4").read_bytes() == b"a clip"
     assert sorted(os.listdir(out)) == ["b.mp4", "clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png",
                                        "clip_0000_spectrogram.png"]
+
+
+def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny, tmp_path, monkeypatch):
+    """After clip 1, someone deletes the output folder and puts a file of its name there: clip 2 cannot be
+    written. One line naming the folder, exit 1 (it changed under the run; it was fine when the run began), and
+    nothing of clip 2 anywhere — not a FileExistsError."""
+    out = tmp_path / "outdel"
+    write, clips = generate_pipeline.write_generated, []
+
+    def replace_the_folder_after_the_first_clip(*args, **kwargs):
+        if clips:
+            for p in out.iterdir():
+                p.unlink()
+            out.rmdir()
+            out.write_text("x")
+        clips.append(write(*args, **kwargs))
+        return clips[-1]
+
+    monkeypatch.setattr(generate_pipeline, "write_generated", replace_the_folder_after_the_first_clip)
+    with pytest.raises(StorageError, match=f"^cannot write {out}/clip_0001.mp4: {out} is a file now, not a folder"
+                       ) as caught:
+        generate_files(out, GenerateSettings(model=str(tiny), num=2, **FAST))
+
+    assert caught.value.exit_code == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["outdel"] and out.read_text() == "x"
+

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmgen import files
-from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError
+from mmgen.errors import ConfigError, MediaError, OutputExists, StorageError, UsageError
 from mmgen.files import atomic_output, check_writable
 from mmgen.media import write_mp4
 from mmgen.weights.cache import ModelCache
@@ -115,7 +115,7 @@ def test_overwritten_files_kept_together_are_all_back_when_a_later_one_fails(tmp
     if not hard_links:
         monkeypatch.setattr(os, "link", no_hard_links)
 
-    with pytest.raises(MediaError, match="clip.json: No space left"), files.kept_together():
+    with pytest.raises(StorageError, match="clip.json: No space left"), files.kept_together():
         with atomic_output(mp4, overwrite=True) as temp:
             temp.write_bytes(b"new clip")
         assert mp4.read_bytes() == b"new clip"

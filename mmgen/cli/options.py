@@ -127,8 +127,8 @@ FLAGS: dict[str, Any] = {
     ],
     "video": Annotated[
         bool,
-        typer.Option("--video/--audio", help="Regenerate the picture (clips at the model's frame size, i.e. mmgen's "
-                     "own) or the sound (the default; any clip)."),
+        typer.Option("--video", help="Regenerate the picture (clips at the model's frame size, i.e. mmgen's own) "
+                     "instead of the sound."),
     ],
     "adapter": Annotated[
         list[str],

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgen.errors import MediaError
+from mmgen.files import write_failure
 
 AAC_BIT_RATE = 128_000
 OPUS_BIT_RATE = 96_000
@@ -174,4 +175,6 @@ def open_output(temp: Path, target: Path) -> Iterator[av.container.OutputContain
         with av.open(str(temp), "w", options=options) as container:
             yield container
     except av.error.FFmpegError as e:
+        if isinstance(e, OSError) and (failure := write_failure(target, e)) is not e:
+            raise failure from e
         raise MediaError(f"cannot write {target}: {e.strerror or e}") from e

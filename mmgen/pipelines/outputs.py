@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen.config import json_text
-from mmgen.errors import MediaError, UsageError
+from mmgen.errors import MediaError, StorageError, UsageError
 from mmgen.files import (
     atomic_output,
     check_output_target,
@@ -23,6 +23,7 @@ from mmgen.files import (
     nearest_existing,
     retire,
     try_a_file,
+    write_failure,
 )
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
@@ -117,9 +118,18 @@ def _creatable(folder: Path) -> bool:
 
 def ensure_folder(paths: OutputPaths) -> None:
     """Make the output's folder (check_outputs found it creatable) and, as the command starts writing there,
-    remove the temporaries a killed run left in it (mmgen.temporaries: never those of a run still writing)."""
-    paths.mp4.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(paths.mp4.parent)
+    remove the temporaries a killed run left in it (mmgen.temporaries: never those of a run still writing). A file
+    where the folder must be came there while the command ran: StorageError (exit 1) naming it, not an OSError."""
+    folder = paths.mp4.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        existing = nearest_existing(folder)
+        if existing.exists() and not existing.is_dir():
+            raise StorageError(f"cannot write {paths.mp4}: {existing} is a file now, not a folder (it was replaced "
+                               "while mmgen ran)", hint="move it away and run the command again") from None
+        raise write_failure(paths.mp4, e) from None
+    remove_leftovers(folder)
 
 
 @contextmanager

@@ -49,3 +49,9 @@ def size_text(n: int | None, approximate: bool = False) -> str:
 def short_hash(sha256: str | None) -> str:
     """The first 12 hex digits of a sha256, enough to tell files apart at a glance."""
     return f"{sha256[:12]}…" if sha256 else ""
+
+
+def hashes_text(sha256: str | None, source_sha256: str | None) -> str:
+    """A model's sha256 for a table cell: its weights file's, and on a line of its own, labelled, the file's it was
+    (or would be) converted from."""
+    return "\n".join(filter(None, [short_hash(sha256), source_sha256 and f"source {short_hash(source_sha256)}"]))

@@ -264,3 +264,42 @@ def test_a_cached_model_is_never_imported_over_itself(tmp_path, env, tiny):
     copy = run_mmgen("models", "import", cached, "--name", "mygood-fp16", "--dtype", "fp16", env=env)
     assert copy.returncode == 0, copy.stderr  # under another name it is a new, converted model
     assert load_model("mygood-fp16").sha256 != load_model("mygood").sha256
+
+
+def test_one_sha256_names_an_imported_model_and_its_adapters_follow_the_same_weights(tmp_path, env, capsys):
+    """The demo ships as float16; `models import` widens it to float32 and says so. The import's sha256 is that of
+    the file it loads — in `models list`, `verify`, sidecars and adapter refusals alike — with the file it came
+    from shown apart, as "source". An adapter trained on the float16 file applies to its float32 import (and the
+    other way round): the same weights, in another container. One for a model narrowed to float16 is refused,
+    naming the sha256 that `models list` shows."""
+    from tiny_model import tiny_config, tiny_mmunet
+
+    from mmgen.adapters import BaseModel, LoraSpec, attach, check_fits, read_adapter, save_adapter
+    from mmgen.weights.catalog import catalog
+
+    half = tmp_path / "half.safetensors"
+    save_model(half, tiny_mmunet(), "mm-unet", tiny_config(), dtype=torch.float16)
+    full = tmp_path / "full.safetensors"
+    save_model(full, tiny_mmunet(), "mm-unet", tiny_config())
+    assert run(["models", "import", str(half), "--name", "wide"]) == 0
+    assert "(mm-unet, float32, widened from float16: the same weights, " in capsys.readouterr().err
+    import_weights(full, "narrow", dtype="fp16")
+
+    rows = {row.name: row for row in catalog()}
+    wide, narrow = load_model("wide"), load_model("narrow")
+    source = hashlib.sha256(half.read_bytes()).hexdigest()
+    assert (rows["wide"].sha256, rows["wide"].source_sha256) == (wide.sha256, source)
+    assert rows["narrow"].sha256 == narrow.sha256 != rows["narrow"].source_sha256
+
+    def adapter_on(model, name: str) -> Path:
+        network, spec, path = tiny_mmunet(), LoraSpec(2, 2.0, "attention"), tmp_path / f"on_{name}.safetensors"
+        attach(network, spec)
+        save_adapter(path, network, spec, BaseModel.of(model, name))
+        return path
+
+    on_half, on_wide = read_adapter(adapter_on(load_model(half), "half")), read_adapter(adapter_on(wide, "wide"))
+    check_fits(on_half, wide.model, "wide", BaseModel.of(wide))
+    check_fits(on_wide, load_model(half).model, "half", BaseModel.of(load_model(half)))
+    refused = rf"trained on half .*, not on narrow \(sha256 {rows['narrow'].sha256[:12]}…\)"
+    with pytest.raises(UsageError, match=refused):
+        check_fits(on_half, narrow.model, "narrow", BaseModel.of(narrow))

@@ -31,6 +31,11 @@ def base_identity() -> BaseModel:
     return BaseModel("tiny", BASE_SHA, "mm-unet", dataclasses.asdict(tiny_config()))
 
 
+def model_as(name: str, sha256: str = BASE_SHA, arch: str = "mm-unet") -> BaseModel:
+    """What check_fits is told about the model an adapter is applied to."""
+    return BaseModel(name, sha256, arch, dataclasses.asdict(tiny_config()))
+
+
 def inputs(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     config = tiny_config()
@@ -81,7 +86,7 @@ def test_base_plus_adapter_file_equals_the_model_it_was_trained_into(tmp_path):
 
     fresh = tiny_mmunet()
     adapter = read_adapter(path)
-    check_fits(adapter, fresh, "tiny", BASE_SHA, "mm-unet")
+    check_fits(adapter, fresh, "tiny", model_as("tiny"))
     merge_adapters(fresh, [(adapter, 1.0)])
     assert close(forward(fresh), expected)
 
@@ -114,16 +119,16 @@ def test_an_adapter_file_that_was_changed_is_refused(tmp_path):
 def test_an_adapter_for_other_weights_names_both_models(tmp_path):
     _, path = write_adapter(tmp_path, "style", seed=1)
     with pytest.raises(UsageError, match=r"trained on tiny \(sha256 bbbbbbbbbbbb….*not on demo \(sha256 cccc"):
-        check_fits(read_adapter(path), tiny_mmunet(), "demo", "c" * 64, "mm-unet")
+        check_fits(read_adapter(path), tiny_mmunet(), "demo", model_as("demo", "c" * 64))
     with pytest.raises(UsageError, match="is for an mm-unet model; up is an sr-unet"):
-        check_fits(read_adapter(path), tiny_mmunet(), "up", BASE_SHA, "sr-unet")
+        check_fits(read_adapter(path), tiny_mmunet(), "up", model_as("up", arch="sr-unet"))
 
 
 def test_an_adapter_for_another_shape_of_model_is_refused(tmp_path):
     _, path = write_adapter(tmp_path, "style", seed=1)
     wider = build_model("mm-unet", dataclasses.replace(tiny_config(), model_channels=64))
     with pytest.raises(UsageError, match="does not fit"):
-        check_fits(read_adapter(path), wider, "tiny", BASE_SHA, "mm-unet")
+        check_fits(read_adapter(path), wider, "tiny", model_as("tiny"))
 
 
 def test_a_file_that_is_not_an_adapter_is_one_clear_error(tmp_path):

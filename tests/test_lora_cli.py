@@ -153,7 +153,7 @@ def test_verify_rehashes_registered_adapters_too(adapter_file, tmp_path, monkeyp
     copy = tmp_path / "cache" / "adapters" / "my-style" / "adapter.safetensors"
     capsys.readouterr()
     assert run(["models", "verify", "my-style"]) == 0
-    assert capsys.readouterr().err == f"my-style: ok ({copy})\n"
+    assert capsys.readouterr().err == f"my-style: ok, sha256 {sha256_file(copy)} ({copy})\n"
 
     data = bytearray(copy.read_bytes())
     data[-5] ^= 0x10

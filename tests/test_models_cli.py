@@ -23,6 +23,7 @@ from tiny_model import TINY_FIELDS, TINY_SR_FIELDS, save_tiny_model, tiny_mmunet
 
 import mmgen.cli.models
 from mmgen.cli import run
+from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.models.config import SRUNetConfig
 from mmgen.weights import ModelCache, checkpoint, load_model, load_registry
@@ -114,7 +115,11 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     assert rows["landscape"][:4] == ["mm-unet", "~534.7 MB", "downloadable", ""]
     assert rows["landscape"][4] == "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p"
     assert rows["landscape-sr"][:4] == ["sr-unet", "~1.2 GB", "downloadable", ""]
-    assert rows["mine"][3] == ModelCache().record("mine").source_sha256[:12] + "…"
+    # the sha256 of the file mmgen loads (what verify, sidecars and adapters name), the imported file's below it
+    lines = table_rows(result.stderr)
+    below_mine = lines[[cells[0] for cells in lines].index("mine") + 1]
+    assert rows["mine"][3] == ModelCache().record("mine").sha256[:12] + "…"
+    assert below_mine[0] == "" and below_mine[4] == f"source {ModelCache().record('mine').source_sha256[:12]}…"
     assert rows["demo"][2] == ("bundled" if DEMO_ASSET.is_file() else "bundled (missing)")
 
 
@@ -172,6 +177,30 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     assert "mine: nothing in the cache" in capsys.readouterr().err
     assert run(["models", "verify", "mine"]) == 2
     assert "unknown model 'mine'" in capsys.readouterr().err
+
+
+def test_a_damaged_cache_record_is_one_row_saying_so_and_the_rest_still_list(tmp_path, monkeypatch, capsys):
+    """One model.json cut short must not take `models list`, `verify` or `doctor` down with it: that model's row
+    says it is damaged and how to clear it; every other model is listed (and verified) as before."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
+    ModelCache().record_path("broken").parent.mkdir(parents=True)
+    ModelCache().record_path("broken").write_text('{"name": "bro')
+    capsys.readouterr()
+
+    assert run(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["broken"]["status"] == "damaged" and "run `mmgen models rm broken`" in rows["broken"]["description"]
+    assert rows["mine"]["status"] == "cached" and rows["demo"]["status"].startswith("bundled")
+    assert run(["models", "verify", "--model"]) == 2
+    said = capsys.readouterr().err
+    assert "broken: damaged: " in said and "mine: ok, sha256 " in said
+    assert run(["doctor"]) == 0
+    assert "✗ broken: " in capsys.readouterr().out
+
+    assert run(["models", "rm", "broken"]) == 0 and run(["models", "list", "--json"]) == 0
+    assert "broken" not in capsys.readouterr().out
 
 
 def test_rm_takes_model_names_only_and_never_deletes_outside_the_cache(tmp_path, monkeypatch, capsys):
@@ -274,7 +303,7 @@ def test_the_shipped_demo_model_verifies_against_its_registered_sha256(tmp_path,
     assert load_registry().get("demo").weights.sha256 is not None, "add the asset's sha256 to demo.yaml"
 
     assert run(["models", "verify", "demo"]) == 0
-    assert capsys.readouterr().err.startswith(f"demo: ok ({DEMO_ASSET})")
+    assert capsys.readouterr().err.startswith(f"demo: ok, sha256 {sha256_file(DEMO_ASSET)} ({DEMO_ASSET})")
 
 
 def test_a_cached_file_is_hashed_again_only_when_its_stamp_moved(tmp_path, monkeypatch, capsys):

@@ -10,20 +10,22 @@ import math
 import torch
 from torch import nn
 
-from mmgen.adapters.file import Adapter
+from mmgen.adapters.file import Adapter, BaseModel
 from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
 
 
-def check_fits(adapter: Adapter, model: nn.Module, name: str, sha256: str, arch: str) -> None:
-    """Refuse an adapter trained on other weights or another architecture, naming both sides."""
-    if adapter.base.arch != arch:
+def check_fits(adapter: Adapter, model: nn.Module, name: str, base: BaseModel) -> None:
+    """Refuse an adapter trained on other weights or another architecture, naming both sides by the sha256
+    `mmgen models list` shows. Weights are the same when the files are, or when one was converted from the other
+    (or both from one file) without changing a value: `models import` of the demo as float32 is still the demo."""
+    if adapter.base.arch != base.arch:
         raise UsageError(
-            f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {arch} model")
-    if adapter.base.sha256 != sha256:
+            f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {base.arch} model")
+    if not adapter.base.identities() & base.identities():
         raise UsageError(
             f"adapter {adapter.path} was trained on {adapter.base.name} (sha256 {adapter.base.sha256[:12]}…), "
-            f"not on {name} (sha256 {sha256[:12]}…)",
+            f"not on {name} (sha256 {base.sha256[:12]}…): other weights",
             hint=f"use it with -m {adapter.base.name}, or train an adapter on {name}",
         )
     modules = dict(model.named_modules())

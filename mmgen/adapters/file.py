@@ -1,6 +1,6 @@
 """Adapter files: `adapter.safetensors` holds each adapted layer's A and B and, in its metadata, the spec
-(rank, alpha, targets), the base model it was trained on (registry name, sha256 of its weights file,
-architecture and config) and a digest of its own tensors — so a file damaged or edited after it was written
+(rank, alpha, targets), the base model it was trained on (registry name, sha256 of its weights file — and of
+the file that file was converted from without changing a value, when it was — architecture and config) and a digest of its own tensors — so a file damaged or edited after it was written
 is refused, even when it is passed around by hand with no registry entry to check it against."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import safetensors
 import safetensors.torch
@@ -18,9 +19,13 @@ from torch import nn
 from mmgen import __version__
 from mmgen.adapters.lora import adapter_state
 from mmgen.adapters.spec import LoraSpec
+from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
+
+if TYPE_CHECKING:
+    from mmgen.weights.load import LoadedModel
 
 FORMAT = "mmgen-adapter/1"
 
@@ -33,6 +38,16 @@ class BaseModel:
     sha256: str
     arch: str
     config: dict
+    same_weights_as: str | None = None  # the file the base was converted from without changing a value (if so)
+
+    @classmethod
+    def of(cls, model: LoadedModel, name: str | None = None) -> BaseModel:
+        """A loaded model, as an adapter trained on it records it (`name`: the name it was asked by)."""
+        return cls(name or model.name, model.sha256, model.arch, to_dict(model.config), model.same_weights_as)
+
+    def identities(self) -> set[str]:
+        """The sha256 of every file holding exactly these weights that mmgen knows of."""
+        return {self.sha256, self.same_weights_as} - {None}
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ def save_adapter(
         "targets": spec.targets,
         "base": base.name,
         "base_sha256": base.sha256,
+        **({"base_same_weights_as": base.same_weights_as} if base.same_weights_as else {}),
         "arch": base.arch,
         "base_config": json.dumps(base.config, sort_keys=True),
         "tensors_sha256": tensors_digest(tensors),
@@ -114,7 +130,7 @@ def read_adapter(path: str | Path) -> Adapter:
     try:
         spec = LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
         base = BaseModel(metadata["base"], metadata["base_sha256"], metadata["arch"],
-                         json.loads(metadata["base_config"]))
+                         json.loads(metadata["base_config"]), metadata.get("base_same_weights_as"))
         expected = metadata["tensors_sha256"]
     except (KeyError, ValueError) as e:
         raise ConfigError(f"adapter {path}: damaged metadata ({e})") from None

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mmgen.adapters.file import Adapter, read_adapter
+from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
 from mmgen.files import atomic_path, sha256_file, write_text
@@ -169,7 +169,7 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
     check_model_name(name, cache_root())  # before the base loads (the paper's: seconds), as import_weights will
     adapter = read_adapter(file)
     base = load_model(adapter.base.name)
-    check_fits(adapter, base.model, adapter.base.name, base.sha256, base.arch)
+    check_fits(adapter, base.model, adapter.base.name, BaseModel.of(base))
     merge_adapters(base.model, [(adapter, 1.0)])
     cache_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root(), prefix=".merge-") as tmp:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.errors import MmgenError
-from mmgen.terminal import short_hash, size_text, table_console
+from mmgen.terminal import hashes_text, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -49,10 +49,13 @@ def _show(report: dict[str, Any], console: Console) -> None:
     table.add_column("pull fetches", overflow="fold")
     for row in report["models"]:
         size = "" if row["size"] is None else size_text(row["size"], row["size_estimated"])
-        style = "green" if row["status"] in ("bundled", "cached") else "dim"
-        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, short_hash(row["sha256"]),
+        style = {"bundled": "green", "cached": "green", "damaged": "red"}.get(row["status"], "dim")
+        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, hashes_text(row["sha256"], row["source_sha256"]),
                       row["fetch"] or "")
     console.print(table)
+    for row in report["models"]:
+        if row["status"] == "damaged":
+            console.print(f"  {bad} {row['name']}: {row['description']}", highlight=False)
 
 
 @app.command()

@@ -25,7 +25,7 @@ from rich.table import Table
 from mmgen.cli.app import app
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
-from mmgen.terminal import WIDE_TABLE, say, short_hash, size_text, table_console
+from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, size_text, table_console
 
 models_app = typer.Typer(
     name="models",
@@ -46,8 +46,8 @@ def _emit(obj: dict[str, Any]) -> None:
 
 @models_app.command("list")
 def list_models(as_json: JsonOption = False) -> None:
-    """Show every known model: architecture, size, where its weights stand, their sha256 (registered, or
-    recorded on first download) and what `pull` would fetch."""
+    """Show every known model: architecture, size, where its weights stand, the sha256 of the weights file mmgen
+    loads (and of the file it came from, labelled "source") and what `pull` would fetch."""
     from mmgen.adapters.store import records
     from mmgen.weights.catalog import catalog
 
@@ -67,7 +67,7 @@ def list_models(as_json: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
-        more = (short_hash(row.sha256), row.fetch or "") if wide else ()
+        more = (hashes_text(row.sha256, row.source_sha256), row.fetch or "") if wide else ()
         table.add_row(*cells, *more, row.description)
     console.print(table)
     if not wide:
@@ -221,9 +221,17 @@ def import_model(
     if as_json:
         _emit(to_dict(record))
     else:
-        say(
-            f"imported {file} as {name!r} ({record.arch}, {record.dtype}, {size_text(record.size)}, sha256 {record.sha256})"
-        )
+        say(f"imported {file} as {name!r} ({record.arch}, {_stored_as(record)}, {size_text(record.size)}, "
+            f"sha256 {record.sha256}; source sha256 {record.source_sha256})")
+
+
+def _stored_as(record) -> str:
+    """The stored dtype, and how it came from the source's: "float32, widened from float16: the same weights"."""
+    if record.source_dtypes in (None, record.dtype):
+        return record.dtype
+    how = "widened" if record.same_weights_as_source else "narrowed"
+    same = "the same weights" if record.same_weights_as_source else "values rounded"
+    return f"{record.dtype}, {how} from {record.source_dtypes}: {same}"
 
 
 @models_app.command()
@@ -290,7 +298,8 @@ def verify(
         if as_json:
             _emit(result.as_dict())
         else:
-            say(f"{result.name}: {result.verdict} ({result.path})")
+            sha = f", sha256 {result.actual}" if result.ok else ""
+            say(f"{result.name}: {result.verdict}{sha} ({result.path})")
     bad = [r for r in results if not r.ok]
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")

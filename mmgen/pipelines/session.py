@@ -14,7 +14,15 @@ from pathlib import Path
 
 import torch
 
-from mmgen.adapters import Adapter, AdapterUse, check_fits, is_adapter_file, merge_adapters, read_uses
+from mmgen.adapters import (
+    Adapter,
+    AdapterUse,
+    BaseModel,
+    check_fits,
+    is_adapter_file,
+    merge_adapters,
+    read_uses,
+)
 from mmgen.adapters.store import file_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
@@ -143,7 +151,7 @@ def load(run: Run) -> Models:
         raise ConfigError(f"{run.model} is an {base.arch} model; this command needs an mm-unet")
     adapters = tuple(read_uses(run.adapters))
     for adapter, _ in adapters:
-        check_fits(adapter, base.model, run.model, base.sha256, base.arch)
+        check_fits(adapter, base.model, run.model, BaseModel.of(base))
     merge_adapters(base.model, list(adapters))
     store_for_compute(base.model, compute.dtype)
     upsampler = load_model(run.upsampler, compute.device, compute.dtype) if run.upsampler else None

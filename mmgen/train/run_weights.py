@@ -11,7 +11,6 @@ import torch
 
 from mmgen.adapters import BaseModel, LoraSpec, attach, load_adapter_state, save_adapter
 from mmgen.adapters.file import Adapter
-from mmgen.config import to_dict
 from mmgen.errors import UsageError
 from mmgen.models.config import MMUNetConfig
 from mmgen.weights import LoadedModel, save_model
@@ -52,7 +51,7 @@ def lora_weights(base: LoadedModel, spec: LoraSpec, name: str, resumed: Adapter 
     base it started from."""
     if isinstance(resumed, LoadedModel):
         raise UsageError("this run fine-tunes the whole model: resume it without --lora")
-    if resumed is not None and resumed.base.sha256 != base.sha256:
+    if resumed is not None and not resumed.base.identities() & BaseModel.of(base, name).identities():
         raise UsageError(
             f"this LoRA run was trained on {resumed.base.name} (sha256 {resumed.base.sha256[:12]}…), but "
             f"{name} now has sha256 {base.sha256[:12]}…",
@@ -64,4 +63,4 @@ def lora_weights(base: LoadedModel, spec: LoraSpec, name: str, resumed: Adapter 
             load_adapter_state(base.model, resumed.tensors)
         except UsageError as e:
             raise UsageError(f"{resumed.path}: {e.message}", hint="resume with the run's own --lora settings") from None
-    return RunWeights(base.config, spec, BaseModel(name, base.sha256, ARCH, to_dict(base.config)))
+    return RunWeights(base.config, spec, BaseModel.of(base, name))

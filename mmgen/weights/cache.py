@@ -112,6 +112,15 @@ class CacheRecord:
     stamp: FileStamp | None = None  # of model.safetensors when last hashed (None: hash at the next load)
     sampling: dict[str, Any] | None = None  # the sampling settings the imported file carried (weights/lineage)
     upsampler: str | None = None  # the upsampler the imported file named (weights/lineage)
+    source_dtypes: str | None = None  # the floating dtypes the source file held, e.g. "float16" (None: not recorded)
+
+    @property
+    def same_weights_as_source(self) -> bool:
+        """Whether model.safetensors holds exactly the source file's values: stored as they were, or widened
+        (float16/bfloat16 → float32), never narrowed. Then what was made for the source (an adapter trained on
+        it) fits this model too, although the two files, their containers and their sha256 differ."""
+        exact = {"float32": {"float32", "float16", "bfloat16"}, "float16": {"float16"}}.get(self.dtype, set())
+        return self.source_dtypes is not None and set(self.source_dtypes.split(", ")) <= exact
 
 
 class ModelCache:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mmgen.config import to_dict
-from mmgen.errors import ModelNotFound
+from mmgen.errors import MmgenError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, FileStamp, ModelCache
 from mmgen.weights.pull import availability, fetch_plan
-from mmgen.weights.registry import load_registry, unknown_model
+from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
 
 
 @dataclass(frozen=True)
@@ -30,55 +30,67 @@ class Row:
     size_estimated: bool
     description: str
     upsampler: str | None
-    sha256: str | None  # of the source file: registered, else recorded on first use, else of the import
+    sha256: str | None  # of the weights file mmgen loads (bundled or cached): what verify, sidecars, adapters name
     fetch: str | None  # what `pull` would download (None: nothing to download)
+    source_sha256: str | None = None  # of the file it is (or would be) converted from, where that is another
+    # file: imported, downloaded, registered, or trusted on first use
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": "model", **asdict(self)}  # beside `models list`'s adapters (kind "adapter")
+
+
+def catalog() -> list[Row]:
+    """A row per model the registry or the cache knows; a model whose cache record cannot be read is a row saying
+    so (status "damaged", with what to do), not the end of the listing."""
+    registry, cache = load_registry(), ModelCache()
+    rows = []
+    for name in sorted({*registry.names(), *cache.names()}):
+        entry = registry.entries.get(name)
+        try:
+            rows.append(_row(name, entry, cache))
+        except MmgenError as e:
+            rows.append(Row(name, entry.arch if entry is not None else "?", DAMAGED, None, False, str(e),
+                            None, None, None))
+    return rows
+
+
+DAMAGED = "damaged"  # the status of a model whose cache record cannot be read
+
+
+def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:
+    record = cache.record(name)
+    status = availability(name, entry, cache)
+    size, estimated = None, False
+    if status == "cached":
+        size = record.size
+    elif status == "bundled":
+        size = entry.weights.bundled_path.stat().st_size
+    elif entry.weights.size is not None:
+        size = entry.weights.size
+    elif entry.config is not None:
+        size, estimated = _fp32_bytes(entry.arch, entry.config), True
+    trusted = trust.trusted(cache.root, name)
+    sha256 = record.sha256 if status == "cached" else _bundled_sha256(entry) if status == "bundled" else None
+    source = (
+        (record.source_sha256 if record is not None else None)
+        or (entry.weights.sha256 if entry is not None else None)
+        or (trusted.sha256 if trusted is not None else None)
+    )
+    source = source if source != sha256 else None
+    if entry is None:
+        return Row(name, record.arch, status, size, estimated, _origin(record), record.upsampler, sha256, None, source)
+    return Row(name, entry.arch, status, size, estimated, entry.description, entry.upsampler, sha256,
+               None if status in ("bundled", "cached") else fetch_plan(entry), source)
+
+
+def _bundled_sha256(entry: ModelEntry) -> str:
+    return entry.weights.sha256 or sha256_file(entry.weights.bundled_path)
 
 
 @functools.cache
 def _fp32_bytes(arch: str, config: Any) -> int:
     """Size the weights will have as fp32 safetensors (parameters × 4; the header is negligible)."""
     return 4 * sum(p.numel() for p in build_model(arch, config, device="meta").parameters())
-
-
-def catalog() -> list[Row]:
-    registry, cache = load_registry(), ModelCache()
-    rows = []
-    for name in sorted({*registry.names(), *cache.names()}):
-        entry, record = registry.entries.get(name), cache.record(name)
-        status = availability(name, entry, cache)
-        size, estimated = None, False
-        if status == "cached":
-            size = record.size
-        elif status == "bundled":
-            size = entry.weights.bundled_path.stat().st_size
-        elif entry.weights.size is not None:
-            size = entry.weights.size
-        elif entry.config is not None:
-            size, estimated = _fp32_bytes(entry.arch, entry.config), True
-        trusted = trust.trusted(cache.root, name)
-        sha256 = (
-            (entry.weights.sha256 if entry is not None else None)
-            or (trusted.sha256 if trusted is not None else None)
-            or (record.source_sha256 if record is not None else None)
-        )
-        if entry is None:
-            rows.append(
-                Row(
-                    name, record.arch, status, size, estimated, _origin(record), record.upsampler,
-                    sha256, None,
-                )
-            )
-        else:
-            rows.append(
-                Row(
-                    name, entry.arch, status, size, estimated, entry.description, entry.upsampler, sha256,
-                    None if status in ("bundled", "cached") else fetch_plan(entry),
-                )
-            )
-    return rows
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
     if name is None:
         names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or cache.record(name) is not None:
+    elif name in bundled or name in cache.names():
         names = [name]
     elif name in registry:
         raise ModelNotFound(
@@ -114,7 +126,14 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
             continue
-        record = cache.record(n)
+        try:
+            record = cache.record(n)
+        except MmgenError as e:  # said as this model's verdict; the others are still checked
+            verdicts.append(Verdict(n, str(cache.record_path(n)), False, f"{DAMAGED}: {e}", None, None))
+            continue
+        if record is None:  # its record, but no weights file: "missing"
+            verdicts.append(check_file(n, cache.weights_path(n), None))
+            continue
         verdict = check_file(n, cache.weights_path(n), record.sha256)
         if verdict.ok:  # hashed just now: the next load need not hash it again (a read-only cache: it will)
             with suppress(OSError):
@@ -143,7 +162,9 @@ def describe(name: str) -> dict[str, Any]:
     entry, record = registry.entries.get(name), cache.record(name)
     if entry is None and record is None:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
-    details: dict[str, Any] = {"name": name, "status": availability(name, entry, cache)}
+    row = _row(name, entry, cache)
+    details: dict[str, Any] = {"name": name, "status": row.status, "sha256": row.sha256,
+                               **({"source_sha256": row.source_sha256} if row.source_sha256 else {})}
     if entry is not None:
         details.update(to_dict(entry))
         details["config"] = to_dict(entry.config) if entry.config is not None else "(from the weights file)"

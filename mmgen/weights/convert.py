@@ -125,6 +125,8 @@ def install(
         stamp=FileStamp.of(weights),
         sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
         upsampler=lineage.upsampler,
+        source_dtypes=", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()
+                                        if t.is_floating_point()})),
     )
     cache.write_record(record)
     return record

@@ -41,6 +41,7 @@ class LoadedModel:
     path: Path
     entry: ModelEntry | None  # None for a path or a model imported without a registry entry
     source_sha256: str | None = None  # of the file it was converted from (e.g. the official Landscape.pt)
+    same_weights_as: str | None = None  # source_sha256, when this file holds exactly its values (CacheRecord)
 
 
 def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) -> Path:
@@ -101,7 +102,8 @@ def load_model(
     target = _describe(path, entry)
     model = _instantiate(path, target, torch.device(device), compute)
     source_sha256 = record.source_sha256 if record is not None else None
-    return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256)
+    same = source_sha256 if record is not None and record.same_weights_as_source else None
+    return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256, same)
 
 
 def known_config(name_or_path: str | Path) -> Any | None:

@@ -35,10 +35,13 @@ def test_doctor_lists_versions_devices_cache_and_models(machine):
         assert any(line.split() == [name, version] for line in report.splitlines()), f"{name} {version}"
     assert "cpu" in report and f"--device auto → {'cuda:0' if torch.cuda.is_available() else 'cpu'}" in report
     assert str(cache) in report
-    tiny = next(line.split() for line in report.splitlines() if line.strip().startswith("tiny "))
+    lines = report.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("tiny "))
+    tiny, below = lines[at].split(), lines[at + 1].split()
     assert tiny[:3] == ["tiny", "mm-unet", "cached"]
-    source_sha256 = json.loads((cache / "models" / "tiny" / "model.json").read_text())["source_sha256"]
-    assert f"{source_sha256[:12]}…" in tiny  # its recorded sha256
+    record = json.loads((cache / "models" / "tiny" / "model.json").read_text())
+    assert f"{record['sha256'][:12]}…" in tiny  # its weights file's, as `models list` and `verify` show it
+    assert below == ["source", f"{record['source_sha256'][:12]}…"]  # the file it was imported from, labelled
     # An official model not pulled yet: what `mmgen models pull landscape` would fetch.
     landscape = next(line for line in report.splitlines() if line.strip().startswith("landscape "))
     assert "downloadable" in landscape

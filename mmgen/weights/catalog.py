@@ -113,7 +113,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
     if name is None:
         names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or name in cache.names():
+    elif name in bundled or cache.record_path(name).is_file():  # a damaged record too: said as its verdict
         names = [name]
     elif name in registry:
         raise ModelNotFound(

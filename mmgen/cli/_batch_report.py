@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
+from mmgen.terminal import size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,7 +54,7 @@ def show_plan(plan: Plan, console: Console) -> None:
         for column in ("model", "size", "from"):
             downloads.add_column(column)
         for d in plan.downloads:
-            downloads.add_row(d.name, f"{d.size / 1e6:.0f} MB" if d.size else "?", d.url)
+            downloads.add_row(d.name, size_text(d.size), d.url)
         console.print(downloads)
     else:
         console.print("No model downloads needed.")

@@ -33,6 +33,7 @@ from mmgen.media.fitting import FrameFitter
 from mmgen.media.probe import (
     cannot_read,
     first_stream,
+    header_end,
     last_frame_end,
     note,
     open_input,
@@ -227,7 +228,7 @@ def _declared_end(container: av.container.InputContainer, stream: av.stream.Stre
     the decoder still outputs the padding that fills the last AAC frame; other formats only estimate it."""
     if "mp4" not in container.format.name or not stream.duration:
         return None
-    return float((stream.start_time or 0) + stream.duration) * float(stream.time_base)
+    return header_end(container, stream)
 
 
 def _resampled(

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from mmgen.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -46,6 +48,14 @@ class Processes:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def refuse_with_main(self, problem: str | None) -> None:
+        """Raise rank 0's `problem` (what only it checked: a lock it took) as a UsageError on every process, said
+        by rank 0 alone (MmgenError.every_process), so a torchrun job stops as one process would."""
+        if problem := self.gather(problem)[0]:
+            refused = UsageError(problem)
+            refused.every_process = True
+            raise refused
 
 
 def _collective_device() -> torch.device:

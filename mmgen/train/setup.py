@@ -225,10 +225,7 @@ def _hold(lock: RunFolderLock, processes: Processes) -> None:
             lock.take()
         except UsageError as e:
             problem = str(e)
-    if problem := processes.gather(problem)[0]:
-        refused = UsageError(problem)
-        refused.every_process = True
-        raise refused
+    processes.refuse_with_main(problem)
 
 
 def _check_same_data(run_dir: Path, data_dir: Path, fingerprint: str, on_event: EventFn) -> None:

@@ -151,10 +151,7 @@ def _only_batch_in(folder: Path, joined: processes.Processes) -> Iterator[None]:
                 problem = f"cannot write into {folder}: {e.strerror or e}"
             except UsageError as e:
                 problem = str(e)
-        if problem := joined.gather(problem)[0]:  # rank 0's word, on every process; rank 0 says it
-            refused = UsageError(problem)
-            refused.every_process = True
-            raise refused
+        joined.refuse_with_main(problem)
         yield
 
 

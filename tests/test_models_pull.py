@@ -110,7 +110,10 @@ def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_pa
     assert (trusted["file"], trusted["sha256"], trusted["size"]) == ("Landscape.pt", sha256, len(first_bytes))
     listed = mmgen(server, tmp_path, "models", "list", "--json")
     row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["landscape"]
-    assert (row["status"], row["sha256"], row["fetch"]) == ("cached", sha256, None)
+    # Named by the weights file mmgen loads, and by the .pt it came from (what was trusted), labelled source.
+    weights = tmp_path / "cache" / "models" / "landscape" / "model.safetensors"
+    assert (row["status"], row["source_sha256"], row["fetch"]) == ("cached", sha256, None)
+    assert row["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
     # The sidecar of a clip made with it names the file first pulled.
     out = tmp_path / "out"
@@ -302,7 +305,9 @@ def test_pull_all_official_fetches_the_four_and_doctor_shows_them(tmp_path, serv
         assert (before[name]["status"], before[name]["sha256"]) == ("downloadable", None)
         assert before[name]["fetch"] == f"{file} from https://drive.google.com/drive/folders/{FOLDER}"
         assert (after[name]["status"], after[name]["fetch"]) == ("cached", None)
-        assert after[name]["sha256"] == info(server, tmp_path, name)["trusted_on_first_use"]["sha256"]
+        assert after[name]["source_sha256"] == info(server, tmp_path, name)["trusted_on_first_use"]["sha256"]
+        weights = tmp_path / "cache" / "models" / name / "model.safetensors"
+        assert after[name]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert mmgen(server, tmp_path, "models", "pull").returncode == 2  # a name or --all-official is required
 
 

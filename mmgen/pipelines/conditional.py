@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from mmgen.errors import MediaError
-from mmgen.files import kept_together
 from mmgen.media import probe, read_audio, read_video
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -114,8 +113,7 @@ def run_conditional(
         mix=mix,
     )
     result = Result(clip, provenance)
-    with outputs.new_folders_removed_on_failure([paths]), kept_together():  # all of the files, or none
-        outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
+    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite):  # all, or none
         extra = write(result, source_path, paths) or {}
         result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
         return outputs.finish(result, paths, overwrite)

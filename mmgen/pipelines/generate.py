@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmgen.files import kept_together
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
@@ -77,10 +76,9 @@ def write_generated(
 ) -> Result:
     """Write a generated clip: the mp4 (its sound as `delivery` says), the previews `where` names (if any, of the
     model's own sound), then its sidecar: all of them, or none if one cannot be written."""
-    outputs.ensure_folder(where)
     clip = result.clip
     delivered = deliver(clip.audio, clip.sample_rate, delivery)
-    with kept_together():
+    with outputs.writing(where, overwrite):
         write_mp4(where.mp4, clip.video, delivered.audio, clip.fps, delivered.sample_rate, overwrite=overwrite)
         result = dataclasses.replace(
             result, provenance=dataclasses.replace(result.provenance, delivery=delivered.to_json())

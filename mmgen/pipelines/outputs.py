@@ -20,6 +20,7 @@ from mmgen.files import (
     atomic_output,
     check_output_target,
     check_writable,
+    kept_together,
     nearest_existing,
     retire,
     try_a_file,
@@ -179,14 +180,31 @@ def recording() -> Iterator[list[Path]]:
         _finished.reset(token)
 
 
+@contextmanager
+def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
+    """The block that writes one output's files (ending with `finish`): all of them appear, or none do
+    (files.kept_together), in its folder (ensure_folder).
+
+    A sidecar means a complete output, so it is the last file to appear — and, with `overwrite`, the old one is the
+    first to go (kept aside until the block ends, and back if it fails): a kill -9 at any moment, which no undo
+    survives, leaves either the old output whole, or files without a sidecar — never a new mp4 beside the old
+    sidecar that describes another clip. The next command there removes what the killed one kept aside
+    (mmgen.temporaries), and a batch redoes the job; what is left is refused as "exists" without --overwrite.
+    The old output's files this run does not write again go first too (retire_stale_companions)."""
+    with kept_together():
+        ensure_folder(paths)
+        if overwrite:
+            retire_stale_companions(paths)
+            retire(paths.files["json"])
+        yield
+
+
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     """Record the written files in the result and write its sidecar JSON (last, so a sidecar means a
-    complete output); with `overwrite`, the files of the output it replaces that it does not write again go."""
+    complete output), inside `writing`."""
     if not paths.mp4.is_file():
         raise MediaError(f"cannot write {paths.mp4}: nothing was written")
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
-    if overwrite:
-        retire_stale_companions(paths)
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
     if (finished := _finished.get()) is not None:
@@ -197,7 +215,7 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
 def retire_stale_companions(paths: OutputPaths) -> None:
     """Remove the files that the run whose output `paths` replaces wrote beside it and this run does not write
     again (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that
-    run's sidecar (still the old one: it is replaced last) records under this mp4's name, at the names `beside`
+    run's sidecar (still there: `writing` retires it right after) records under this mp4's name, at the names `beside`
     gives, as regular files not changed since that sidecar was written — never a file mmgen did not write.
     Through files.retire, so when the run fails they come back with the rest of the old output."""
     sidecar = paths.files["json"]

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from mmgen.errors import MediaError, UsageError
-from mmgen.files import kept_together
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
@@ -149,8 +148,7 @@ def retake(
     clip[modality] = made.clamp(-1, 1)
     result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None
-    with outputs.new_folders_removed_on_failure([paths]), kept_together():  # all of the files, or none
-        outputs.ensure_folder(paths)  # a new -o folder (checked creatable before any work)
+    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite):  # all, or none
         if modality == "audio":
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,

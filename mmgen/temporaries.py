@@ -13,6 +13,11 @@ folder has another OWNER, so its PID says nothing here and its files are left al
 them up). A reused PID only keeps a leftover longer. No lock and no extra file is needed, and the temporary
 stays in its target's folder, where os.replace is an atomic rename (a temporary folder elsewhere could be on
 another filesystem).
+
+Temporaries named before OWNER-PID was in the name (`.STEM.XXXXXXXX.partial.EXT`, mmgen until 2026-11-30) do not
+say who wrote them: nothing tells a killed run's from a running one's (an older mmgen still writing, here or on
+another machine; its file kept aside may be years old), so they are left alone. A batch removes its jobs' own
+when it redoes them, holding its folder's lock (pipelines/batch/run.py).
 """
 
 from __future__ import annotations

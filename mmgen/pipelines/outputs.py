@@ -185,17 +185,18 @@ def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
     """The block that writes one output's files (ending with `finish`): all of them appear, or none do
     (files.kept_together), in its folder (ensure_folder).
 
-    A sidecar means a complete output, so it is the last file to appear — and, with `overwrite`, the old one is the
-    first to go (kept aside until the block ends, and back if it fails): a kill -9 at any moment, which no undo
-    survives, leaves either the old output whole, or files without a sidecar — never a new mp4 beside the old
-    sidecar that describes another clip. The next command there removes what the killed one kept aside
-    (mmgen.temporaries), and a batch redoes the job; what is left is refused as "exists" without --overwrite.
-    The old output's files this run does not write again go first too (retire_stale_companions)."""
+    A sidecar means a complete output, so it is the last file to appear — and, with `overwrite`, the old one is
+    the first to go (kept aside until the block ends, and back if the block fails), then the old files this run
+    does not write again (stale_companions). A kill -9, which no undo survives, so leaves the old output whole,
+    or files without a sidecar — never a new mp4 beside an old sidecar that describes another clip, nor an old
+    sidecar naming previews that are gone. The next command there removes what the killed one kept aside
+    (mmgen.temporaries); a batch redoes the job; the mp4 left is refused as "exists" without --overwrite."""
     with kept_together():
         ensure_folder(paths)
         if overwrite:
-            retire_stale_companions(paths)
-            retire(paths.files["json"])
+            stale = stale_companions(paths)
+            for path in [paths.files["json"], *stale]:
+                retire(path)
         yield
 
 
@@ -212,19 +213,19 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     return result
 
 
-def retire_stale_companions(paths: OutputPaths) -> None:
-    """Remove the files that the run whose output `paths` replaces wrote beside it and this run does not write
-    again (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that
-    run's sidecar (still there: `writing` retires it right after) records under this mp4's name, at the names `beside`
-    gives, as regular files not changed since that sidecar was written — never a file mmgen did not write.
-    Through files.retire, so when the run fails they come back with the rest of the old output."""
+def stale_companions(paths: OutputPaths) -> list[Path]:
+    """The files that the run whose output `paths` replaces wrote beside it and this run does not write again
+    (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that run's
+    sidecar records under this mp4's name, at the names `beside` gives, as regular files not changed since that
+    sidecar was written — never a file mmgen did not write."""
     sidecar = paths.files["json"]
     try:
         old, written = json.loads(sidecar.read_bytes()), sidecar.stat().st_mtime_ns
     except (OSError, ValueError):
-        return
+        return []
     if not isinstance(old, dict) or Path(str(old.get("mp4"))).name != paths.mp4.name:
-        return
+        return []
+    stale = []
     for key, path in beside(paths.mp4, previews=True, wav=True).files.items():
         recorded = old.get(key)
         if key in paths.files or not isinstance(recorded, str) or Path(recorded).name != path.name:
@@ -234,4 +235,5 @@ def retire_stale_companions(paths: OutputPaths) -> None:
         except OSError:
             continue
         if stat.S_ISREG(info.st_mode) and info.st_mtime_ns <= written:
-            retire(path)
+            stale.append(path)
+    return stale

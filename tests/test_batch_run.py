@@ -22,6 +22,7 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
+from mmgen import files
 from mmgen.cli import run
 from mmgen.files import sha256_file
 from mmgen.media import probe
@@ -281,6 +282,33 @@ def two_generate_jobs(workspace: Path, monkeypatch: pytest.MonkeyPatch, out: str
     jobs.write_text(f"output_dir: {out}\ndefaults: {{model: models/tiny.safetensors, steps: 2, device: cpu}}\n"
                     "jobs:\n  - kind: generate\n    num: 2\n    previews: false\n")
     return jobs
+
+
+def test_a_finished_batch_is_checked_without_reading_its_outputs_and_an_edit_is_still_seen(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Re-running a finished batch of thousands of clips must not read them all again: each file's stamp (size,
+    mtime, inode), recorded with its sha256, says it is as written. An edit that keeps the size still moves the
+    mtime: that one file is read and found changed, and its job is redone."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "stamped")
+    assert run(["batch", str(jobs)]) == 0
+    read = []  # the outputs that files.sha256_file opens (the model, a path, is hashed at every plan)
+
+    def counted(path, *args):
+        if Path(path).name.startswith("generate_"):
+            read.append(Path(path).name)
+        return open(path, *args)
+
+    monkeypatch.setattr(files, "open", counted, raising=False)
+    assert set(plan_batch(jobs).status.values()) == {"done"}
+    assert read == []
+
+    output = workspace / "stamped" / "generate_1_0001.mp4"
+    content = output.read_bytes()
+    output.write_bytes(content[:100] + bytes([content[100] ^ 1]) + content[101:])  # one bit, same size
+    plan = plan_batch(jobs, overwrite=True)
+    assert {job.output: plan.status[job.number] for job in plan.todo()} == {"generate_1_0001.mp4": "damaged"}
+    assert read == ["generate_1_0001.mp4"]
 
 
 def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(

@@ -14,10 +14,13 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
+from mmgen.files import sha256_file
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
-from mmgen.weights import registry
+from mmgen.weights import ModelCache, registry
+from mmgen.weights.convert import import_weights
+from mmgen.weights.identity import model_sha256s
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -273,6 +276,35 @@ def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     other = folder / "other.yaml"
     other.write_text(jobs.read_text())  # the same job, from another batch file
     assert "g.mp4 exists and was not written by this batch (pass --overwrite" in problems_of(other)[3]
+
+
+def test_a_batch_names_a_model_by_its_weights_file_and_jobs_done_under_its_registry_sha256_stay_done(folder: Path):
+    """A batch names a model as the rest of mmgen does: by the sha256 of the weights file it loads, not by the
+    registry's sha256 of the file that is made from (batches did until 2026-12-01, and still must for a model not
+    fetched yet, which has no weights file). A job recorded done under the registry's sha256 — by an older mmgen,
+    or planned before the model was fetched — stays done once the model is here; a changed job is still redone."""
+    tiny = folder / "tiny.safetensors"
+    (folder / "presets" / "models").mkdir(parents=True)
+    (folder / "presets" / "models" / "mine.yaml").write_text(
+        f"arch: mm-unet\nweights:\n  urls: [{tiny.as_uri()}]\n  sha256: {sha256_file(tiny)}\n")
+    jobs = write_jobs(folder, """
+        jobs:
+          - {kind: generate, name: g, model: mine, steps: 2}
+        """)
+    (before,) = plan_batch(jobs).jobs  # not fetched yet: named by the registry's sha256
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (out / "g.mp4").write_bytes(b"the batch's clip")  # recorded as `mmgen batch` does when the job ends
+    manifest.append(Record("g.mp4", "done", before.hash, 1, "generate", before.seed, batch=str(jobs.resolve()),
+                           files=manifest.describe_files({"mp4": out / "g.mp4"})))
+    cached = import_weights(tiny, "mine")  # as `mmgen models pull mine` would leave it
+    assert cached.sha256 != cached.source_sha256 == sha256_file(tiny)
+
+    assert model_sha256s("mine", registry.load_registry(), ModelCache()) == (cached.sha256, cached.source_sha256)
+    plan = plan_batch(jobs)
+    assert plan.jobs[0].hash != before.hash and plan.status[1] == "done"
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status[1] == "changed"
 
 
 def test_a_file_left_by_an_interrupted_run_of_the_job_may_be_replaced(folder: Path):

@@ -32,6 +32,7 @@ import platformdirs
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import file_lock, nearest_existing, refusal_to_create, sha256_file, try_a_file, write_text
+from mmgen.stamps import FileStamp
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -73,22 +74,6 @@ def check_removable(path: Path, what: str) -> None:
 def _unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
     return ConfigError(f"cache folder {folder} cannot be written{where}: {error.strerror or error}",
                        hint="set MMGEN_CACHE to a folder you can write to")
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """What the filesystem says about a file without reading it: while these hold, its bytes are the ones
-    hashed (anything that rewrites or replaces the file moves the mtime or the inode)."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-    device: int
-
-    @classmethod
-    def of(cls, path: Path) -> FileStamp:
-        st = path.stat()
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
 
 MERGED_FROM = "merged from "  # the start of a record's source for a model made by `models import --merge`

@@ -7,20 +7,33 @@ from pathlib import Path
 
 from mmgen.files import sha256_file
 from mmgen.weights.cache import ModelCache
+from mmgen.weights.pull import cached_record
 from mmgen.weights.registry import Registry, is_path
 
 
 def model_sha256(name: str, registry: Registry, cache: ModelCache) -> str:
-    """The file's sha256 for a path; else the one the registry names, the cache recorded, or the bundled file
-    has; else "unknown:NAME" (a model that must still be imported)."""
+    """The sha256 of the weights file a name or path loads — how mmgen names a model everywhere (`models list`,
+    sidecars, adapters) — found as weights/load does: a path's own, the bundled file's, the cached model's. A model
+    not fetched yet has no such file: the registry's sha256 of the file it will be made from stands for it; else
+    "unknown:NAME" (a model that must still be imported)."""
     if is_path(name):
         return sha256_file(Path(name))
     entry = registry.entries.get(name)
-    if entry is not None and entry.weights.sha256:
-        return entry.weights.sha256
-    record = cache.record(name)
+    if entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
+        return entry.weights.sha256 or sha256_file(entry.weights.bundled_path)
+    record = cached_record(cache, name, entry)
     if record is not None:
         return record.sha256
-    if entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
-        return sha256_file(entry.weights.bundled_path)
+    if entry is not None and entry.weights.sha256:
+        return entry.weights.sha256
     return f"unknown:{name}"
+
+
+def model_sha256s(name: str, registry: Registry, cache: ModelCache) -> tuple[str, ...]:
+    """`model_sha256`, then the other sha256 a batch may have recorded for the same model: its registry entry's
+    (of the file it is made from), which batches named a fetched model by until 2026-12-01, and name it by still
+    while it is not fetched — so the jobs done then stay done once the model is here."""
+    current = model_sha256(name, registry, cache)
+    entry = None if is_path(name) else registry.entries.get(name)
+    former = entry.weights.sha256 if entry is not None else None
+    return (current,) if former in (None, current) else (current, former)

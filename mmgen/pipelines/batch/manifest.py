@@ -2,9 +2,11 @@
 skips finished work and redoes changed or interrupted jobs.
 
 OUT_DIR/batch-manifest.jsonl is an append-only log, one JSON record per line: "started" before a job writes
-anything, then "done" (with the size and sha256 of every file it wrote) or "failed". The last record of an
+anything, then "done" (with the size, sha256 and stamp of every file it wrote) or "failed". The last record of an
 output wins. Appends happen under a file lock and are flushed to disk, so several writers (torchrun ranks,
 or two shells) can share one manifest; a record torn by a kill is an unreadable last line, and is ignored.
+A re-run checks that a done job's files are still as written by their stamps (mmgen.stamps), reading only a file
+whose stamp moved.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from mmgen.files import file_lock, sha256_file
+from mmgen.files import file_lock
+from mmgen.stamps import FileStamp, hashed, unchanged
 
 MANIFEST_NAME = "batch-manifest.jsonl"
 LOCK_NAME = ".batch-manifest.lock"
@@ -31,6 +34,7 @@ class FileRecord:
     path: str  # relative to the output folder
     size: int
     sha256: str
+    stamp: FileStamp | None = None  # when it was hashed (None: in manifests older than stamps, or it moved meanwhile)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ class Record:
         for key, value in data.get("files", {}).items():
             if not isinstance(value, dict):
                 raise ValueError("not a file record")
-            files[key] = FileRecord(**value)
+            stamp = value.get("stamp")
+            if stamp is not None and not (isinstance(stamp, dict) and all(isinstance(v, int) for v in stamp.values())):
+                raise ValueError("not a file stamp")
+            files[key] = FileRecord(**{**value, "stamp": stamp and FileStamp(**stamp)})
             if not (isinstance(files[key].path, str) and isinstance(files[key].size, int)
                     and isinstance(files[key].sha256, str)):
                 raise ValueError("not a file record")
@@ -109,22 +116,23 @@ class Manifest:
 
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:
         """What a finished job wrote, for its "done" record."""
-        return {
-            key: FileRecord(self.relative(path), path.stat().st_size, sha256_file(path))
-            for key, path in files.items()
-            if path.is_file()
-        }
+        described = {}
+        for key, path in files.items():
+            if path.is_file():
+                sha256, stamp = hashed(path)
+                described[key] = FileRecord(self.relative(path), path.stat().st_size, sha256, stamp)
+        return described
 
     def intact(self, record: Record) -> bool:
         """True if every file a "done" record lists is still there, with its recorded size and content."""
-        for file in record.files.values():
-            path = self.folder / file.path
-            try:
-                if path.stat().st_size != file.size or sha256_file(path) != file.sha256:
-                    return False
-            except OSError:
-                return False
-        return bool(record.files)
+        return bool(record.files) and all(self.unchanged(file) for file in record.files.values())
+
+    def unchanged(self, file: FileRecord) -> bool:
+        """True if the file is there as recorded: its size and sha256, read only when its stamp moved."""
+        try:
+            return unchanged(self.folder / file.path, file.size, file.sha256, file.stamp)
+        except OSError:
+            return False
 
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.folder.resolve()).as_posix()

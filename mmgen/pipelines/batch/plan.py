@@ -50,7 +50,7 @@ from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
-from mmgen.weights.identity import model_sha256
+from mmgen.weights.identity import model_sha256s
 from mmgen.weights.load import known_config
 from mmgen.weights.registry import is_path
 
@@ -79,10 +79,17 @@ class Job:
     run: Run  # the settings resolved and checked (session.prepare), the job's seed included
     files: OutputPaths
     hash: str
+    former: tuple[dict, ...] = dataclasses.field(default=(), compare=False, repr=False)  # _Planner._hash
 
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    def hashed_as(self, recorded: str) -> bool:
+        """Whether a record's content hash is this job's: its own, or as an older mmgen hashed it, naming the
+        models by other sha256s (weights.identity.model_sha256s) — worked out only for a record that is not."""
+        return recorded == self.hash or any(_digest({**payload, "seed": self.seed}) == recorded
+                                            for payload in self.former)
 
     @property
     def seed(self) -> int:
@@ -173,7 +180,7 @@ class _Planner:
         self.registry = load_registry()
         self.cache = ModelCache()
         self._runs: dict[RunSettings, Run | UsageError] = {}
-        self._model_sha256: dict[str, str] = {}
+        self._model_sha256s: dict[str, tuple[str, ...]] = {}
         self._configs: dict[str, Any] = {}
         self._hashed: dict[tuple, dict] = {}  # the hash's payload but the seed, of the job and input in hand
 
@@ -196,9 +203,9 @@ class _Planner:
             for input, stem, chosen in self._targets(spec, settings):
                 output = f"{stem}.mp4"
                 job_run = _reseeded(run, chosen.seed)
-                job_hash = self._hash(spec, input, chosen, job_run)
+                job_hash, former = self._hash(spec, input, chosen, job_run)
                 jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
-                                chosen.outputs(self.batch.output_dir / output), job_hash))
+                                chosen.outputs(self.batch.output_dir / output), job_hash, former))
         return jobs
 
     def _settings(self, spec: JobSpec, device: str, precision: str) -> RunSettings | None:
@@ -305,29 +312,32 @@ class _Planner:
             return None
         return run
 
-    def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> str:
+    def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> tuple[str, tuple]:
         """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
-        same for every output of one job and input, so it is worked out once for them."""
+        same for every output of one job and input, so it is worked out once for them. Also the payloads (but the
+        seed) older mmgen versions hashed for it (Job.hashed_as)."""
         key = (spec.index, input)
         if key not in self._hashed:
             self._hashed = {key: self._hashed_but_seed(spec, input, settings, run)}
-        payload = {**self._hashed[key], "seed": run.seed}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        payload, *former = self._hashed[key]
+        return _digest({**payload, "seed": run.seed}), tuple(former)
 
-    def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> dict:
+    def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> list[dict]:
+        """The payload, then its variants naming the models as an older mmgen did."""
         described = None
         if input is not None:
             stat = input.stat()
             described = {"path": str(input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        return {
+        payload = {
             "kind": spec.kind,
             "input": described,
             "options": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_HASHED},
             "sampling": to_dict(run.sampling),
-            "model_sha256": self.model_sha256(run.model),
-            "upsampler_sha256": self.model_sha256(run.upsampler) if run.upsampler else None,
             "precision": run.compute.precision,
         }
+        upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
+        return [{**payload, "model_sha256": model, "upsampler_sha256": upsampler}
+                for model in self.model_sha256s(run.model) for upsampler in upsamplers]
 
     def config(self, model: str) -> Any | None:
         """The model's config if known without loading it (weights/load.known_config); a model that cannot
@@ -339,10 +349,10 @@ class _Planner:
                 self._configs[model] = None
         return self._configs[model]
 
-    def model_sha256(self, name: str) -> str:
-        if name not in self._model_sha256:
-            self._model_sha256[name] = model_sha256(name, self.registry, self.cache)
-        return self._model_sha256[name]
+    def model_sha256s(self, name: str) -> tuple[str, ...]:
+        if name not in self._model_sha256s:
+            self._model_sha256s[name] = model_sha256s(name, self.registry, self.cache)
+        return self._model_sha256s[name]
 
     def downloads(self, jobs: list[Job]) -> tuple[Download, ...]:
         """Models to fetch before the jobs can run; under MMGEN_OFFLINE=1 each one is a problem."""
@@ -363,6 +373,10 @@ class _Planner:
                     self.problem(line, f"model {name} must be downloaded, but MMGEN_OFFLINE=1 forbids it "
                                  f"(import it with `mmgen models import FILE --name {name}`)")
         return tuple(needed.values())
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _reseeded(settings, seed: int):

@@ -15,7 +15,7 @@ from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
-from mmgen.files import check_output_target, name_max, same_file, sha256_file
+from mmgen.files import check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.session import input_files
@@ -217,7 +217,7 @@ def _status(job: Job, record: Record | None, manifest: Manifest) -> Status:
     if record is None:
         return "new"
     if record.state == "done":
-        if record.hash != job.hash:
+        if not job.hashed_as(record.hash):
             return "changed"
         return "done" if manifest.intact(record) else "damaged"
     return "incomplete" if record.state == "started" else "failed"
@@ -260,7 +260,7 @@ class Written:
         if path.is_symlink():  # the batch never writes one
             return "was not written by this batch"
         known = self.files.get(key)
-        if known is not None and stat.st_size == known.size and sha256_file(path) == known.sha256:
+        if known is not None and self.manifest.unchanged(known):
             return None
         started = self.started.get(output)
         if (record is not None and record.state != "done" and started is not None

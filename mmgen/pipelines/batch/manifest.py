@@ -66,7 +66,7 @@ class Record:
             stamp = value.get("stamp")
             if stamp is not None and not (isinstance(stamp, dict) and all(isinstance(v, int) for v in stamp.values())):
                 raise ValueError("not a file stamp")
-            files[key] = FileRecord(**{**value, "stamp": stamp and FileStamp(**stamp)})
+            files[key] = FileRecord(**{**value, "stamp": None if stamp is None else FileStamp(**stamp)})
             if not (isinstance(files[key].path, str) and isinstance(files[key].size, int)
                     and isinstance(files[key].sha256, str)):
                 raise ValueError("not a file record")

@@ -182,7 +182,7 @@ class _Planner:
         self._runs: dict[RunSettings, Run | UsageError] = {}
         self._model_sha256s: dict[str, tuple[str, ...]] = {}
         self._configs: dict[str, Any] = {}
-        self._hashed: dict[tuple, dict] = {}  # the hash's payload but the seed, of the job and input in hand
+        self._hashed: dict[tuple, list[dict]] = {}  # the hash's payloads but the seed, of the job and input in hand
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))

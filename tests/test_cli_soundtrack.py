@@ -135,13 +135,16 @@ def test_a_variable_frame_rate_clip_gets_a_soundtrack_as_long_as_its_picture(tin
     assert decode_audio(result.files["wav"])[0].shape == (1, round(43 / 30 * RATE))
 
 
-def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip(tiny, tmp_path):
-    """It failed with "ValueError: audio contains NaN or Inf values", exit 1, naming no file."""
+def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip_before_any_sampling(tiny, tmp_path):
+    """It failed with "ValueError: audio contains NaN or Inf values", exit 1, naming no file; then it was refused
+    only after the whole sampling run, which the user waited for in vain."""
     sound = pattern_audio(0.5, RATE)
     sound[:, 3000:3100] = np.nan
     clip = write_test_video(tmp_path / "nanaudio.mkv", seconds=0.5, size=(16, 16), audio_codec="pcm_f32le",
                             samples=sound).path
     settings = SoundtrackSettings(model=str(tiny), steps=2, device="cpu", mix=0.5)
+    reported = []
     with pytest.raises(MediaError, match=f"cannot read {clip}: its audio holds NaN or Inf samples"):
-        soundtrack(clip, tmp_path / "so" / "nanaudio.mkv", settings)
+        soundtrack(clip, tmp_path / "so" / "nanaudio.mkv", settings, progress=reported.append)
+    assert reported == []  # not one sampling step or window was spent on it
     assert not (tmp_path / "so").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -143,3 +144,26 @@ def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(t
     assert lines[0] == f"data: {report.summary()}" and "40 skipped" in lines[0]
     assert [line.startswith("warning: skipped ") for line in lines[1:]] == [True] * SKIPS_SHOWN + [False]
     assert lines[-1] == f"warning: … and {40 - SKIPS_SHOWN} more files skipped (the run's log.jsonl lists each)"
+
+
+def test_a_folder_of_surround_clips_gets_one_note_per_kind_not_one_per_file(tmp_path, capsys, caplog):
+    """A note per file ("its 6-channel audio is mixed to mono") crowded the decoding bar of a folder of them."""
+    from media_factory import write_many_streams, write_test_video
+
+    from mmgen.cli._finetune_display import display
+    from mmgen.train.events import TrainEvent
+
+    root = tmp_path / "concert"
+    root.mkdir()
+    for name in ("a", "b", "c", "d"):
+        write_test_video(root / f"{name}.mp4", seconds=0.5, size=(16, 16), channels=6)
+    write_many_streams(root / "two angles.mkv", videos=2, audios=1)
+    with caplog.at_level(logging.WARNING):
+        _, report = build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache")
+    assert caplog.messages == []
+    with display() as show:
+        show(TrainEvent("data", 5, 5, data=report))
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "note: 4 files: surround audio mixed to mono (a.mp4, b.mp4, c.mp4 and 1 more)",
+        "note: 1 file: extra video streams left out (stream 0 used) (two angles.mkv)",
+    ]

@@ -213,6 +213,25 @@ def test_audio_is_resampled_without_moving_events(tmp_path, name, rate):
     assert click_time(later, 16000) == pytest.approx(0.2, abs=0.005)
 
 
+def test_aac_reads_the_same_from_mkv_as_from_mp4(tmp_path):
+    """The same AAC frames in both containers. From the mkv they read 960 samples (20 ms) long: the encoder's
+    padding of the last frame was trimmed only for mp4, and frames were placed at their millisecond timestamps, 16
+    samples apart from where the previous one ended. The honest bound on a length is the containers' clock, 1 ms
+    (48 samples here): an MP4 edit list (movie timescale) and a Matroska track's DURATION tag both count ms; the
+    priming (1024 samples) is dropped exactly in both, so the samples read are the same ones."""
+    n = 40000  # 0.8333 s at 48 kHz: not a whole number of milliseconds, nor of 1024-sample AAC frames
+    read = {}
+    for suffix in (".mp4", ".mkv"):
+        clip = write_test_audio(tmp_path / f"tone{suffix}", n / 48000, 48000, codec="aac", click_at=0.5)
+        assert probe(clip.path).audio_duration == pytest.approx(n / 48000, abs=0.001)
+        for rate in (48000, 16000):
+            read[suffix, rate] = read_audio(clip.path, rate)[0].numpy()
+            assert len(read[suffix, rate]) == pytest.approx(n * rate / 48000, abs=rate / 1000)
+            assert click_time(torch.from_numpy(read[suffix, rate])[None], rate) == pytest.approx(0.5, abs=0.002)
+    for rate in (48000, 16000):
+        np.testing.assert_array_equal(read[".mkv", rate], read[".mp4", rate])
+
+
 def spoiled(value: float, seconds: float = 0.5) -> np.ndarray:
     """A quiet tone with 100 samples set to `value`."""
     sound = pattern_audio(seconds, 16000)

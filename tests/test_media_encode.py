@@ -13,6 +13,7 @@ from mmgen.media import (
     probe,
     read_audio,
     read_video,
+    replace_audio,
     spectrogram_png,
     write_mp4,
     write_wav,
@@ -66,6 +67,21 @@ def test_sound_and_picture_stay_in_sync_through_an_mp4(tmp_path):
     # Reading from a later start measures from there.
     assert click_time(read_audio(path, RATE, start=0.25), RATE) == pytest.approx(0.45, abs=0.005)
     assert flash_frame(read_video(path, FPS, (64, 64), start=0.4, duration=0.8)) == 3
+
+
+@pytest.mark.parametrize("rate, samples", [(48000, 40000), (44100, 77777)])
+def test_sound_reads_back_as_long_as_it_was_written_to_the_sample(tmp_path, rate, samples):
+    """An mp4 counted its movie time in milliseconds, so its edit list ended the sound up to half a millisecond
+    off: 40000 samples at 48 kHz read back as 39984, 77777 at 44.1 kHz as 77748 (a retake's unchanged sound
+    came back that far from the input's). Written new (write_mp4) and under a kept picture (replace_audio)."""
+    tone = torch.from_numpy(pattern_audio(samples / rate, rate))
+    picture = torch.zeros(5, 3, 16, 16)
+    write_mp4(tmp_path / "new.mp4", picture, tone, FPS, rate)
+    replace_audio(tmp_path / "new.mp4", tone[:, : samples - 1000], rate, tmp_path / "kept.mp4", end_together=False)
+    assert read_audio(tmp_path / "new.mp4", rate).shape == (1, samples)
+    assert read_audio(tmp_path / "kept.mp4", rate).shape == (1, samples - 1000)
+    assert probe(tmp_path / "new.mp4").audio_duration == pytest.approx(samples / rate, abs=0.5 / rate)
+    assert read_video(tmp_path / "kept.mp4", FPS, (16, 16)).shape[0] == 5
 
 
 def test_audio_alone_and_odd_sized_video_alone_are_written(tmp_path):

@@ -99,6 +99,8 @@ def display() -> Iterator[EventFn | None]:
                 console.print(f"data: {report.summary()}")
                 for folder in report.left_out:
                     console.print(f"note: left out {folder.path}: {folder.reason}", markup=False, highlight=False)
+                for line in report.notes:
+                    console.print(f"note: {line}", markup=False, highlight=False)
                 for skipped in report.skipped[:SKIPS_SHOWN]:
                     console.print(
                         f"warning: skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False

@@ -29,6 +29,7 @@ import torch
 
 from mmgen.errors import ConfigError, MediaError
 from mmgen.files import atomic_path, file_lock
+from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -120,6 +121,7 @@ class ScanReport:
     clips: int = 0
     skipped: list[Skipped] = field(default_factory=list)  # files that yield no clip
     left_out: list[Skipped] = field(default_factory=list)  # folders not scanned (mmgen's own run folders)
+    notes: list[str] = field(default_factory=list)  # a line per kind of decoding note, naming a few files each
 
     def summary(self) -> str:
         return (
@@ -246,6 +248,23 @@ class ClipCache:
         return video_u8.contiguous(), audio_i16.contiguous()
 
 
+def _index(
+    cache: ClipCache, path: Path, fmt: ClipFormat, stride: int, clips: list[tuple[Path, int]], report: ScanReport
+) -> None:
+    """Add the clips of `path` (decoded now, or from the cache) to `clips`, and what happened to `report`."""
+    shard, reason, decoded = cache.lookup(path)
+    report.decoded += decoded
+    report.reused += not decoded
+    if shard is not None:
+        with safetensors.safe_open(str(shard), framework="pt") as stored:
+            frames = stored.get_slice("video").get_shape()[0]
+        if frames < fmt.frames:
+            reason = f"shorter than one clip ({frames / fmt.fps:.2f} s < {fmt.frames / fmt.fps:.2f} s)"
+        clips.extend((shard, start) for start in range(0, frames - fmt.frames + 1, stride))
+    if reason is not None:
+        report.skipped.append(Skipped(path, reason))
+
+
 def _reason(error: Exception, path: Path) -> str:
     """A skip reason without the path (the report prints the path beside it)."""
     message = getattr(error, "message", None) or str(error)
@@ -311,20 +330,11 @@ def build_clip_dataset(
     report = ScanReport(files=len(files), left_out=left_out)
     cache = ClipCache(cache_dir, fmt)
     clips: list[tuple[Path, int]] = []
-    for done, path in enumerate(files):
-        if progress is not None:
-            progress(done, len(files), path)
-        shard, reason, decoded = cache.lookup(path)
-        report.decoded += decoded
-        report.reused += not decoded
-        if shard is not None:
-            with safetensors.safe_open(str(shard), framework="pt") as stored:
-                frames = stored.get_slice("video").get_shape()[0]
-            if frames < fmt.frames:
-                reason = f"shorter than one clip ({frames / fmt.fps:.2f} s < {fmt.frames / fmt.fps:.2f} s)"
-            clips.extend((shard, start) for start in range(0, frames - fmt.frames + 1, stride))
-        if reason is not None:
-            report.skipped.append(Skipped(path, reason))
+    with gathered_notes(root) as report.notes:  # said once for the folder, not once per file
+        for done, path in enumerate(files):
+            if progress is not None:
+                progress(done, len(files), path)
+            _index(cache, path, fmt, stride, clips, report)
     if progress is not None:
         progress(len(files), len(files), root)
     report.clips = len(clips)

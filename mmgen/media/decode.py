@@ -30,15 +30,16 @@ import numpy as np
 import torch
 
 from mmgen.media.fitting import FrameFitter
+from mmgen.media.notes import note
 from mmgen.media.probe import (
     cannot_read,
     first_stream,
     header_end,
     last_frame_end,
-    note,
     open_input,
     origin,
     pixel_aspect,
+    tagged_length,
 )
 
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
@@ -107,7 +108,7 @@ def read_audio(
         stream = first_stream(container, "audio", path)
         channels = stream.codec_context.channels
         if channels > 2:
-            note(f"{path}: its {channels}-channel audio is mixed to mono")
+            note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start
         _seek(container, stream, t0)
         # Packed "flt" keeps the source's channels interleaved in one plane: PyAV's planar to_ndarray crashes
@@ -115,7 +116,9 @@ def read_audio(
         resampler = av.AudioResampler(format="flt", rate=sample_rate)
         decoded = container.decode(stream)
         until = None if duration is None else t0 + duration
-        pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path))
+        # A frame's timestamp is rounded to the stream's clock (1 ms in Matroska/WebM: 48 samples at 48 kHz).
+        jitter = sample_rate * float(stream.time_base or 0) + 1
+        pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter))
         length = max((offset + len(samples) for offset, samples in pieces), default=0)
         declared_end = _declared_end(container, stream)
     if declared_end is not None:  # drop the encoder's padding after the last real sample
@@ -133,8 +136,8 @@ def read_audio(
             audio[lo:hi] = samples[lo - offset : hi - offset]
     peak = float(np.abs(audio).max())
     if peak > HOT_PEAK:
-        note(f"{path}: its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
-             "clipped to full scale")
+        note(path, f"its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
+             "clipped to full scale", "audio above full scale, clipped to it")
     return torch.from_numpy(audio).clamp(-1, 1)[None]  # (1, L)
 
 
@@ -224,11 +227,13 @@ def _check_complete(
 
 
 def _declared_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Where an MP4/MOV says the stream ends (seconds). Its sample tables and edit list are exact there, and
-    the decoder still outputs the padding that fills the last AAC frame; other formats only estimate it."""
-    if "mp4" not in container.format.name or not stream.duration:
-        return None
-    return header_end(container, stream)
+    """Where the file says the stream ends (seconds), where the stream itself says it: an MP4/MOV's sample tables
+    and edit list (exact), a Matroska/WebM track's DURATION tag (to its clock's tick: probe.tagged_length). The
+    decoder still outputs the padding that fills the last AAC frame, which this end drops. Other formats, and a
+    container-wide duration (the longest stream's), only estimate it."""
+    if ("mp4" in container.format.name and stream.duration) or tagged_length(container, stream) is not None:
+        return header_end(container, stream)
+    return None
 
 
 def _resampled(
@@ -243,15 +248,19 @@ def _resampled(
 
 
 def _placed(
-    frames: Iterator[av.AudioFrame], t0: float, sample_rate: int, path: str | os.PathLike
+    frames: Iterator[av.AudioFrame], t0: float, sample_rate: int, path: str | os.PathLike, jitter: float
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(offset in samples from t0, mono samples) for each frame, placed by its timestamp; a frame without
-    one follows the previous frame. A gap of more than MAX_GAP before a frame is refused."""
+    """(offset in samples from t0, mono samples) for each frame, placed by its timestamp; a frame without one,
+    or stamped within `jitter` samples (its clock's rounding) of where the previous frame ends, follows that
+    frame, so rounded timestamps leave neither gaps nor overlaps. A gap of more than MAX_GAP before a frame is
+    refused."""
     position = None
     for frame in frames:
         if frame.pts is not None:
             heard = max(position or 0, 0)  # where the sound so far ends
-            position = round((float(frame.pts * frame.time_base) - t0) * sample_rate)
+            stamped = round((float(frame.pts * frame.time_base) - t0) * sample_rate)
+            if position is None or abs(stamped - position) > jitter:
+                position = stamped
             _check_gap(path, "audio", heard / sample_rate + t0, position / sample_rate + t0)
         elif position is None:
             position = 0

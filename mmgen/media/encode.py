@@ -45,7 +45,8 @@ def write_mp4(
     check_video(video)
     check_audio(audio)
     into = container_for(path)
-    with atomic_output(path, overwrite) as temp, open_output(temp, path) as container:
+    rate = sample_rate if audio is not None else None
+    with atomic_output(path, overwrite) as temp, open_output(temp, path, rate) as container:
         tracks = []
         if video is not None:
             height, width = (n + n % 2 for n in video.shape[-2:])

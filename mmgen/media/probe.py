@@ -6,8 +6,9 @@ that fails half-way through decoding — becomes one MediaError line naming the 
 
 from __future__ import annotations
 
-import logging
+import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from pathlib import Path
 import av
 
 from mmgen.errors import MediaError
+from mmgen.media.notes import note
 
-log = logging.getLogger(__name__)
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
 
 
@@ -42,16 +43,6 @@ class MediaInfo:
     video_duration: float | None = None
     audio_duration: float | None = None
     audio_channels: int | None = None
-
-
-_noted: set[str] = set()
-
-
-def note(line: str) -> None:
-    """Tell the user `line` (stderr, as a warning) once per process: one command reads a file several times."""
-    if line not in _noted:
-        _noted.add(line)
-        log.warning(line)
 
 
 def cannot_read(path: str | os.PathLike, reason: str) -> MediaError:
@@ -88,7 +79,8 @@ def first_stream(
     if not streams:
         raise cannot_read(path, f"it has no {kind} stream")
     if len(streams) > 1:
-        note(f"{path}: using {kind} stream 0 of {len(streams)}; the others are left out")
+        note(path, f"using {kind} stream 0 of {len(streams)}; the others are left out",
+             f"extra {kind} streams left out (stream 0 used)")
     return decodable(streams[0], path)
 
 
@@ -101,9 +93,13 @@ def decodable(stream: av.stream.Stream, path: str | os.PathLike) -> av.stream.St
 
 
 def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds the stream lasts: its own header duration, else the container's (Matroska/WebM keep only that)."""
+    """Seconds the stream lasts: its own header duration (MP4/MOV), else its Matroska/WebM DURATION tag
+    (tagged_length), else the container's."""
     if stream.duration:
         return float(stream.duration * stream.time_base)
+    tagged = tagged_length(container, stream)
+    if tagged is not None:
+        return tagged
     if container.duration:
         return container.duration / av.time_base
     return None
@@ -114,9 +110,32 @@ def header_end(container: av.container.InputContainer, stream: av.stream.Stream)
     neither says."""
     if stream.duration:
         return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    tagged = tagged_length(container, stream)
+    if tagged is not None:
+        return float((stream.start_time or 0) * stream.time_base) + tagged
     if container.duration:
         return ((container.start_time or 0) + container.duration) / av.time_base
     return None
+
+
+def tagged_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Seconds a Matroska/WebM track lasts by its DURATION tag (FFmpeg and mkvmerge write one per track; mkvmerge's
+    reads "DURATION-eng"), to the track's clock tick (1 ms by default); None when it has none. The tag counts the
+    encoder's priming (AAC's 1024 samples, Opus's pre-skip: the codec delay), which the decoder drops, so that is
+    taken off, rounded onto the track's clock as the demuxer rounds it (to nearest, halves up)."""
+    if "matroska" not in container.format.name:
+        return None
+    text = next((v for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"), "")
+    parts = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", text.strip())
+    if parts is None:
+        return None
+    hours, minutes, seconds = parts.groups()
+    length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    context = stream.codec_context
+    if stream.type == "audio" and context.delay > 0 and context.sample_rate:
+        tick = stream.time_base
+        length -= float(math.floor(Fraction(context.delay, context.sample_rate) / tick + Fraction(1, 2)) * tick)
+    return length if length > 0 else None
 
 
 def last_frame_end(

@@ -73,7 +73,7 @@ def replace_audio(
         stream = add_audio(container, into.audio_encoder, sample_rate)
         return encoded(stream, audio_frames(soundtrack, sample_rate))
 
-    _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite)
+    _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, sample_rate)
 
 
 def replace_video(
@@ -109,12 +109,15 @@ def _remux(
     until: float,
     out_path: str | os.PathLike,
     overwrite: bool,
+    sample_rate: int | None = None,
 ) -> None:
-    """Mux the source's first `keep` stream (up to `until` seconds) with the track `new_track` builds."""
+    """Mux the source's first `keep` stream (up to `until` seconds) with the track `new_track` builds (sound at
+    `sample_rate`, when it is the new one)."""
     rotation, into = probe(src).rotation, container_for(out_path)
     with open_input(src) as source:
         stream = first_stream(source, keep, src)
-        with atomic_output(out_path, overwrite) as temp, open_output(temp, out_path) as container:
+        rate = stream.codec_context.sample_rate if keep == "audio" else sample_rate
+        with atomic_output(out_path, overwrite) as temp, open_output(temp, out_path, rate) as container:
             other = "audio" if keep == "video" else "video"
             build = {
                 keep: lambda: _kept(source, stream, container, into, until, rotation),

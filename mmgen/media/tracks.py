@@ -167,10 +167,14 @@ def _decode_time(packet: av.Packet) -> float:
 
 
 @contextmanager
-def open_output(temp: Path, target: Path) -> Iterator[av.container.OutputContainer]:
+def open_output(temp: Path, target: Path, sample_rate: int | None = None) -> Iterator[av.container.OutputContainer]:
     """An output container on the temporary file `temp`; FFmpeg errors become a MediaError naming `target`.
-    MP4s are written "faststart" (index first) so browsers can play them while downloading."""
-    options = {"movflags": "+faststart"} if temp.suffix.lower() in (".mp4", ".m4a", ".mov") else {}
+    MP4s are written "faststart" (index first) so browsers can play them while downloading. An MP4 holding sound
+    at `sample_rate` counts its movie time (edit lists: where the sound ends) in samples, not the default
+    milliseconds, so the sound read back is as long as written to the sample (at 48 kHz it was up to 24 off)."""
+    options = {}
+    if temp.suffix.lower() in (".mp4", ".m4a", ".mov"):
+        options = {"movflags": "+faststart", **({"movie_timescale": str(sample_rate)} if sample_rate else {})}
     try:
         with av.open(str(temp), "w", options=options) as container:
             yield container

@@ -8,7 +8,7 @@ from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.deliver import deliver
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
-from mmgen.pipelines.conditional import run_conditional
+from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.settings import AnimateSettings
@@ -22,15 +22,18 @@ def animate(
     audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
     sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written."""
 
-    def write(result: Result, source: Path, paths: OutputPaths) -> dict | None:
-        clip, delivery = result.clip, settings.delivery()
-        if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
-            replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
-            return None
-        rate = delivery.sample_rate or probe(source).sample_rate
-        delivered = deliver(read_audio(source, rate), rate, delivery)
-        write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
-        return {"delivery": delivered.to_json()}
+    def writer_for(source: Path, model_rate: int) -> Writer:
+        def write(result: Result, paths: OutputPaths) -> dict | None:
+            clip, delivery = result.clip, settings.delivery()
+            if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
+                replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
+                return None
+            rate = delivery.sample_rate or probe(source).sample_rate
+            delivered = deliver(read_audio(source, rate), rate, delivery)
+            write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
+            return {"delivery": delivered.to_json()}
+
+        return write
 
     output = outputs.output_for(input, output, "animate")
-    return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress)
+    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress)

@@ -27,7 +27,10 @@ OTHER = {"video": "audio", "audio": "video"}
 STILL_CODECS = {"png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm", "qoi"}
 # Writes the result's files from the input (which keeps its own stream of the given modality); returns
 # what to add to the sidecar (e.g. how the sound was delivered).
-Writer = Callable[[Result, Path, OutputPaths], "dict | None"]
+Writer = Callable[[Result, OutputPaths], "dict | None"]
+# Makes the Writer for an input once the model's sample rate is known, before any sampling: what it reads from
+# the input (the sound to mix in) is read, and so checked, before the wait, not after it.
+WriterFor = Callable[[Path, int], Writer]
 
 
 def check_input(path: Path, given: str) -> float:
@@ -78,7 +81,7 @@ def make_matching(
 def run_conditional(
     input: str | Path,
     output: Path,
-    write: Writer,
+    writer_for: WriterFor,
     settings: MatchingSettings,
     *,
     overwrite: bool = False,
@@ -86,7 +89,7 @@ def run_conditional(
     mix: float | None = None,
 ) -> Result:
     """Check everything, load the model, make the other modality for `input`, write it to `output` (and the
-    files `settings` add beside it) with `write`. `mix` is recorded in the sidecar."""
+    files `settings` add beside it) with the writer `writer_for` makes. `mix` is recorded in the sidecar."""
     source_path = Path(input)
     given = settings.given
     seconds = check_input(source_path, given)
@@ -99,6 +102,7 @@ def run_conditional(
     models = load(run)
     started = time.perf_counter()
     source = read_input(source_path, given, models)
+    write = writer_for(source_path, models.base.config.sample_rate)
     clip, windows = make_matching(run, models, source, given, seconds, settings.overlap, progress)
     provenance = Provenance.of(
         run,
@@ -114,6 +118,6 @@ def run_conditional(
     )
     result = Result(clip, provenance)
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite):  # all, or none
-        extra = write(result, source_path, paths) or {}
+        extra = write(result, paths) or {}
         result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
         return outputs.finish(result, paths, overwrite)

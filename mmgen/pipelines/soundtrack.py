@@ -10,7 +10,7 @@ from mmgen.media.deliver import deliver
 from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
-from mmgen.pipelines.conditional import run_conditional
+from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.settings import SoundtrackSettings
@@ -25,15 +25,21 @@ def soundtrack(
     `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
     loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
 
-    def write(result: Result, source: Path, paths: OutputPaths) -> dict:
-        clip, seconds, delivery, mix = result.clip, video_end(source), settings.delivery(), settings.mix
-        own = read_audio(source, delivery.rate(clip.sample_rate)) if mix else None
-        delivered = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds, own=own, mix=mix)
-        replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
-        if settings.wav:  # the new sound alone
-            alone = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds) if mix else delivered
-            write_wav(paths.files["wav"], alone.audio, alone.sample_rate, overwrite=overwrite)
-        return {"delivery": delivered.to_json()}
+    delivery, mix = settings.delivery(), settings.mix
+
+    def writer_for(source: Path, model_rate: int) -> Writer:
+        own = read_audio(source, delivery.rate(model_rate)) if mix else None  # refused here if unusable
+
+        def write(result: Result, paths: OutputPaths) -> dict:
+            clip, seconds = result.clip, video_end(source)
+            delivered = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds, own=own, mix=mix)
+            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+            if settings.wav:  # the new sound alone
+                alone = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds) if mix else delivered
+                write_wav(paths.files["wav"], alone.audio, alone.sample_rate, overwrite=overwrite)
+            return {"delivery": delivered.to_json()}
+
+        return write
 
     output = outputs.output_for(input, output, "soundtrack")
-    return run_conditional(input, output, write, settings, overwrite=overwrite, progress=progress, mix=settings.mix)
+    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix)

@@ -1,0 +1,63 @@
+"""Notes about an input file that the user should hear of but that stop nothing (surround mixed to mono, extra
+streams left out, sound above full scale): one line per file for a command that reads one file, one line per
+kind of note for a command that reads a folder of them (finetune), where a line per file would crowd the display.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
+
+_said: set[str] = set()
+_gathered: dict[str, list[str]] | None = None  # while gathering: what is noted → the files it was noted of
+
+
+def note(path: str | os.PathLike, line: str, about: str) -> None:
+    """Tell the user "`path`: `line`" (stderr, as a warning) once per process: one command reads a file several
+    times. While `gathered_notes` is open, the file is listed under `about` (what the note says of any file,
+    e.g. "surround audio mixed to mono") instead, to be said once for all of them."""
+    if _gathered is not None:
+        files = _gathered.setdefault(about, [])
+        if os.fspath(path) not in files:
+            files.append(os.fspath(path))
+        return
+    said = f"{os.fspath(path)}: {line}"
+    if said not in _said:
+        _said.add(said)
+        log.warning(said)
+
+
+@contextmanager
+def gathered_notes(root: Path | None = None) -> Iterator[list[str]]:
+    """Gather the notes of the files read inside the block; the list it gives is filled, on leaving, with one
+    line per kind of note: "3 files: surround audio mixed to mono (a.mp4, b.mp4, c.mp4)", with names relative
+    to `root` and at most NAMES_SHOWN of them ("… and 9 more")."""
+    global _gathered
+    outer, _gathered = _gathered, {}
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        gathered, _gathered = _gathered, outer
+        lines += [_summary(about, files, root) for about, files in gathered.items()]
+
+
+def _summary(about: str, files: list[str], root: Path | None) -> str:
+    names = [_name(f, root) for f in files[:NAMES_SHOWN]]
+    more = len(files) - len(names)
+    listed = ", ".join(names) + (f" and {more:,} more" if more else "")
+    return f"{len(files):,} file{'s' if len(files) != 1 else ''}: {about} ({listed})"
+
+
+def _name(file: str, root: Path | None) -> str:
+    """The file's path below `root` (else as given), printable even when the name is not UTF-8."""
+    path = Path(file)
+    if root is not None and path.is_relative_to(root):
+        path = path.relative_to(root)
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")

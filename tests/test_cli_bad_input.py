@@ -516,3 +516,16 @@ def test_a_path_too_long_for_any_filesystem_is_one_line_exit_2_wherever_it_is_gi
         err = capsys.readouterr().err
         assert err.startswith("mmgen: error: ") and err.count("\n") == 1 and says in err, (args, err)
     assert not [p for p in tmp_path.rglob("*") if long in p.name]  # nothing made under those names
+
+
+def test_a_folder_with_no_name_part_as_the_input_is_a_directory_not_an_internal_error(tmp_path, monkeypatch, capsys):
+    """`.` and `/` have no name to make INPUT_soundtrack.mp4 from: that was a ValueError, exit 1."""
+    from mmgen.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    for args in [("soundtrack", ".", "-o", "out/"), ("soundtrack", "/"), ("animate", "."),
+                 ("retake", "/", "--range", "0:1")]:
+        assert run(list(args)) == 2, args
+        err = capsys.readouterr().err
+        assert err == f"mmgen: error: cannot read {args[1]}: it is a directory\n", (args, err)

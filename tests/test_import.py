@@ -303,3 +303,23 @@ def test_one_sha256_names_an_imported_model_and_its_adapters_follow_the_same_wei
     refused = rf"trained on half .*, not on narrow \(sha256 {rows['narrow'].sha256[:12]}…\)"
     with pytest.raises(UsageError, match=refused):
         check_fits(on_half, narrow.model, "narrow", BaseModel.of(narrow))
+
+
+def test_a_file_whose_safetensors_header_cannot_be_read_is_damaged_whatever_its_length_says(tmp_path, env, capsys):
+    """Text named .safetensors (its "header length" is ~8e18 bytes), a length of 2**62 before a '{', and one longer
+    than the file: each is the one "damaged" line, exit 2 — with --arch or without, and never "--arch is required"
+    for a file that is not readable weights at all. The library's own error was exit 1."""
+    import struct
+
+    text = tmp_path / "text.safetensors"
+    text.write_text("hello world")
+    huge, over = tmp_path / "huge.bin", tmp_path / "over.safetensors"
+    huge.write_bytes(struct.pack("<Q", 2**62) + b"{}" + b" " * 64)
+    over.write_bytes(struct.pack("<Q", 10**6) + b"{}")
+    for file in (text, huge, over):
+        for arch in (["--arch", "mm-unet"], []):
+            assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, (file, arch)
+            err = capsys.readouterr().err
+            assert err.startswith(f"mmgen: error: {file}: damaged, or not a safetensors file ("), err
+            assert err.count("\n") == 1
+    assert ModelCache().record("x") is None

@@ -16,7 +16,7 @@ from tiny_model import register_tiny_with_upsampler
 
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.cli import run
-from mmgen.weights import load_model, load_registry
+from mmgen.weights import ModelCache, load_model, load_registry
 from mmgen.weights.catalog import catalog
 from mmgen.weights.lineage import Lineage, own_lineage
 
@@ -83,6 +83,25 @@ def test_an_adapter_merged_into_the_demo_samples_like_the_demo(tmp_path, monkeyp
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(adapter), "--name", "demo-styled", "--merge"]) == 0
     assert own_lineage("demo-styled").sampling == DEMO
+
+
+def test_a_copy_of_the_demo_imported_under_a_new_name_samples_like_the_demo_and_says_so(tmp_path, monkeypatch, capsys):
+    """The demo's file holds no sampling settings (its registry entry states them): a renamed copy sampled with the
+    default preset (dpm++, from pure noise). Known by its sha256, it takes the demo's — and so does a re-import of
+    that import's cached file, which was converted from the demo's."""
+    import shutil
+
+    copy = tmp_path / "d.safetensors"
+    shutil.copyfile(load_registry().get("demo").weights.bundled_path, copy)
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    assert run(["models", "import", str(copy), "--name", "d1"]) == 0
+    assert capsys.readouterr().err.rstrip().endswith("; the weights of 'demo': it samples as 'demo' does")
+    assert own_lineage("d1").sampling == DEMO
+    assert run(["models", "import", str(ModelCache().weights_path("d1")), "--name", "d2"]) == 0
+    assert "the weights of 'demo'" in capsys.readouterr().err
+    assert own_lineage("d2").sampling == DEMO
 
 
 def test_a_model_trained_from_scratch_has_no_settings_of_its_own(tmp_path):

@@ -221,8 +221,10 @@ def import_model(
     if as_json:
         _emit(to_dict(record))
     else:
+        copy_of = f"; the weights of {record.lineage_of!r}: it samples as {record.lineage_of!r} does" \
+            if record.lineage_of else ""
         say(f"imported {file} as {name!r} ({record.arch}, {_stored_as(record)}, {size_text(record.size)}, "
-            f"sha256 {record.sha256}; source sha256 {record.source_sha256})")
+            f"sha256 {record.sha256}; source sha256 {record.source_sha256}){copy_of}")
 
 
 def _stored_as(record) -> str:

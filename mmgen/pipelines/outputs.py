@@ -62,8 +62,11 @@ def beside(mp4: Path, *, previews: bool = False, wav: bool = False) -> OutputPat
 
 def default_output(input: str | Path, command: str) -> Path:
     """INPUT_<command>.mp4 next to the input (soundtrack, animate, retake) — or INPUT_<command>.webm/.mov/.mkv
-    when mp4 cannot carry the input's video as is (media.containers.default_suffix)."""
+    when mp4 cannot carry the input's video as is (media.containers.default_suffix). A folder is refused here,
+    before its name is taken: `.` and `/` have none."""
     input = Path(input)
+    if input.is_dir():
+        raise MediaError(f"cannot read {input}: it is a directory")  # as media.probe.open_input says it
     try:
         codec = probe(input).video_codec
     except MediaError:

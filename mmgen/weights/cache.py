@@ -98,6 +98,7 @@ class CacheRecord:
     sampling: dict[str, Any] | None = None  # the sampling settings the imported file carried (weights/lineage)
     upsampler: str | None = None  # the upsampler the imported file named (weights/lineage)
     source_dtypes: str | None = None  # the floating dtypes the source file held, e.g. "float16" (None: not recorded)
+    lineage_of: str | None = None  # the registered model whose weights these are, and whose sampling/upsampler it took
 
     @property
     def same_weights_as_source(self) -> bool:

@@ -20,7 +20,7 @@ from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model
-from mmgen.weights.lineage import Lineage, file_lineage
+from mmgen.weights.lineage import Lineage, file_lineage, registered_copy
 from mmgen.weights.registry import ModelEntry, load_registry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -108,6 +108,10 @@ def install(
     weights = cache.weights_path(name)
     # A file made by mmgen from another model (a fine-tune, a merge) keeps that model's settings and upsampler.
     lineage = file_lineage(file) if header is not None else Lineage()
+    converted_from = header.metadata.get("source_sha256") if header is not None else None
+    copy_of = registered_copy({source_sha256, converted_from} - {None}, name)
+    if copy_of is not None:  # a registered model's weights under a new name: they sample as that model does
+        lineage = copy_of[1]
     metadata = {"name": name, "source": source, "source_sha256": source_sha256, **lineage.metadata()}
     digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
     record = CacheRecord(
@@ -125,6 +129,7 @@ def install(
         stamp=FileStamp.of(weights),
         sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
         upsampler=lineage.upsampler,
+        lineage_of=copy_of[0] if copy_of is not None else None,
         source_dtypes=", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()
                                         if t.is_floating_point()})),
     )

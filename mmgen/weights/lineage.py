@@ -5,7 +5,8 @@ a fine-tune and its checkpoints, an adapter merged into its base — carries the
 JSON; "upsampler", a model name), and importing such a file into the cache copies them into its cache record.
 So the demo fine-tuned on a user's clips still samples the way the demo must (from t = 650 and its data's mean,
 audio kept at zero mean) rather than with the default preset, and `landscape` fine-tuned on a user's clips is
-still upscaled by `landscape-sr`.
+still upscaled by `landscape-sr`. A file that holds a registered model's weights — a copy of its file, or the cached
+file converted from it — takes that model's own lineage when imported under a new name (`registered_copy`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def file_lineage(path: Path) -> Lineage:
     header = read_header(path)
     metadata = header.metadata if header is not None else {}
     return Lineage(_sampling(metadata.get(SAMPLING), f"{path}: metadata {SAMPLING}"), metadata.get(UPSAMPLER))
+
+
+def registered_copy(sha256s: set[str], name: str) -> tuple[str, Lineage] | None:
+    """The registered model other than `name` whose weights file has one of `sha256s` (the file's own, and the one
+    it was converted from), with that entry's lineage; None if there is none. A renamed copy of the demo then
+    samples as the demo does, not with the default preset."""
+    for other, entry in load_registry().entries.items():
+        if other != name and entry.weights.sha256 in sha256s:
+            return other, Lineage(entry.sampling, entry.upsampler)
+    return None
 
 
 def own_lineage(name_or_path: str | Path) -> Lineage:

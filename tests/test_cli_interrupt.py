@@ -272,6 +272,41 @@ def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
     assert not out.exists()
 
 
+def test_a_command_that_only_prints_claims_no_files_when_its_reader_goes(tmp_path, monkeypatch, capsys):
+    """`mmgen models list --json | head -c1`: the broken-pipe line spoke of "the files written", and it wrote none."""
+    import errno
+    import io
+
+    from mmgen.cli import run
+
+    class GoneReader(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "stdout", GoneReader())
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # click wraps both; put them back after
+    assert run(["models", "list", "--json"]) == 141
+    assert capsys.readouterr().err == "mmgen: error: stdout was closed by the program reading it (broken pipe)\n"
+
+
+def test_doctor_with_stdout_closed_is_refused_as_json_is(tmp_path, monkeypatch, capsys):
+    """`mmgen doctor >&-` printed its report nowhere and exited 0; now it is refused as `generate --json >&-` is,
+    and so is `models list --json >&-`."""
+    from mmgen.cli import run
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "stdout", None)  # what Python makes of a closed descriptor 1
+    for args, says in [(["doctor"], "the report"), (["doctor", "--json"], "the report"),
+                       (["models", "list", "--json"], "the JSON")]:
+        assert run(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("mmgen: error: ") and err.endswith(f"standard output is closed: there is nowhere to "
+                                                                 f"print {says}\n"), err
+
+
 def test_the_startup_interrupt_line_goes_where_every_line_goes_and_never_to_stdout(monkeypatch, capsys):
     """Ctrl-C before a command starts: its line is written as every other (mmgen.terminal.say), in one write;
     with stderr closed (`2>&-`) it is dropped — not printed into stdout, where `--json` readers parse lines."""

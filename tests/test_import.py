@@ -323,3 +323,16 @@ def test_a_file_whose_safetensors_header_cannot_be_read_is_damaged_whatever_its_
             assert err.startswith(f"mmgen: error: {file}: damaged, or not a safetensors file ("), err
             assert err.count("\n") == 1
     assert ModelCache().record("x") is None
+
+
+def test_an_import_of_what_is_not_a_file_says_what_it_is(tmp_path, env, capsys):
+    """A folder, a device and a symlink loop were all "no such file"; the words are those the media commands use."""
+    loop = tmp_path / "loop.safetensors"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    cases = {".": "it is a directory", str(tmp_path): "it is a directory", str(loop): "it is a symlink loop",
+             "/dev/zero": "it is not a regular file (a device, pipe or socket)",
+             str(tmp_path / "gone.pt"): "no such file"}
+    for file, says in cases.items():
+        assert run(["models", "import", file, "--name", "x", "--arch", "mm-unet"]) == 2, file
+        assert capsys.readouterr().err == f"mmgen: error: {file}: {says}\n"

@@ -22,6 +22,7 @@ from mmgen.adapters.spec import LoraSpec
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
+from mmgen.input_files import why_not_a_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 if TYPE_CHECKING:
@@ -119,8 +120,8 @@ def read_adapter(path: str | Path) -> Adapter:
     """Read and verify an adapter file: a clear UsageError when it is not one, ChecksumMismatch when its
     tensors are not the ones it was written with."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"adapter {path}: no such file")
+    if why := why_not_a_file(path):
+        raise UsageError(f"adapter {path}: {why}")
     with open_safetensors(path) as f:
         metadata = f.metadata() or {}
         tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)

@@ -59,7 +59,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    from mmgen.cli._interrupted import finished_outputs, say_interrupted
+    from mmgen.cli._interrupted import broken_pipe_line, finished_outputs, say_interrupted
     from mmgen.cli.app import app, debug_enabled, hide_library_warnings
     from mmgen.runtime.stop_signals import is_stop_code, stop_code
 
@@ -79,7 +79,7 @@ def _run(argv: list[str] | None) -> int:
             if sys.stdout is stdout:
                 raise
             # click's answer to EPIPE: it swaps in a stdout that swallows writes, then exits 1 without a word
-            _error("stdout was closed by the program reading it (broken pipe); the files written are complete")
+            _error(broken_pipe_line())
             return BROKEN_PIPE
         except MmgenError as e:
             if debug_enabled():

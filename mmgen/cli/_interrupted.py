@@ -35,6 +35,14 @@ def left_behind(what: str) -> None:
     _left.set(what)
 
 
+def broken_pipe_line() -> str:
+    """What a command whose stdout's reader went away says: a command that writes files adds that those it wrote
+    are complete (each is written whole or not at all); one that only prints (`models list --json | head -c1`)
+    wrote none."""
+    line = "stdout was closed by the program reading it (broken pipe)"
+    return f"{line}; the files written are complete" if invoked.get() in (*WRITERS, "finetune") else line
+
+
 def say_interrupted(code: int) -> None:
     """The line of the last command, stopped with exit `code` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
     say(f"mmgen: {interrupted_line(invoked.get(), _finished, stop_name(code))}")

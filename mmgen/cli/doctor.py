@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import app
-from mmgen.errors import MmgenError
+from mmgen.cli.options import closed_stdout
+from mmgen.errors import MmgenError, UsageError
 from mmgen.terminal import hashes_text, size_text, table_console
 
 
@@ -68,6 +69,8 @@ def doctor(
     """
     from mmgen.cli._facts import REQUIRED, facts
 
+    if why := closed_stdout("the report"):  # the report goes to stdout, --json or not
+        raise UsageError(why)
     report = facts()
     if json:
         print(json_module.dumps(report, indent=2))

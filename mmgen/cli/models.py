@@ -23,6 +23,7 @@ import typer
 from rich.table import Table
 
 from mmgen.cli.app import app
+from mmgen.cli.options import stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, size_text, table_console
@@ -34,7 +35,7 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object per result to stdout.")]
+JsonOption = Annotated[bool, typer.Option("--json", callback=stdout_open, help="Print one JSON object per result to stdout.")]
 NameArgument = Annotated[str, typer.Argument(help="Name of the model or adapter (see `mmgen models list`).")]
 AdapterFlag = Annotated[bool, typer.Option("--adapter", help="NAME is the registered adapter (a model has it too)")]
 ModelFlag = Annotated[bool, typer.Option("--model", help="NAME is the model (a registered adapter has it too)")]

@@ -166,17 +166,23 @@ OutputFile = Annotated[
 Overwrite = Annotated[
     bool, typer.Option("--overwrite", rich_help_panel=_OUTPUT, help="Replace existing output files instead of stopping.")
 ]
-def _stdout_open(wanted: bool) -> bool:
-    """--json with stdout closed (`>&-`) would do all the work and print its JSON nowhere."""
-    if wanted and sys.stdout is None:
-        raise typer.BadParameter("standard output is closed: there is nowhere to print the JSON")
+def closed_stdout(what: str) -> str | None:
+    """Why a command that prints `what` on stdout must not start: stdout is closed (`>&-`), and it would do all its
+    work and print it nowhere. None while stdout is open."""
+    return f"standard output is closed: there is nowhere to print {what}" if sys.stdout is None else None
+
+
+def stdout_open(wanted: bool) -> bool:
+    """--json's check (a typer callback): refused with stdout closed."""
+    if wanted and (why := closed_stdout("the JSON")):
+        raise typer.BadParameter(why)
     return wanted
 
 
 Json = Annotated[
     bool,
     typer.Option(
-        "--json", rich_help_panel=_OUTPUT, callback=_stdout_open,
+        "--json", rich_help_panel=_OUTPUT, callback=stdout_open,
         help="Print one JSON object per output to stdout (the sidecar's content); messages go to stderr.",
     ),
 ]

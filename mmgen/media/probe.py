@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 
 from mmgen.errors import MediaError
+from mmgen.input_files import why_not_a_file
 from mmgen.media.notes import note
 
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
@@ -53,12 +54,8 @@ def cannot_read(path: str | os.PathLike, reason: str) -> MediaError:
 def open_input(path: str | os.PathLike) -> Iterator[av.container.InputContainer]:
     """Open `path` for reading; any PyAV/FFmpeg error inside the block becomes a MediaError naming it."""
     source = Path(path)
-    if not source.exists():
-        raise cannot_read(source, "no such file")
-    if source.is_dir():
-        raise cannot_read(source, "it is a directory")
-    if not source.is_file():
-        raise cannot_read(source, "it is not a regular file (a device, pipe or socket)")
+    if why := why_not_a_file(source):
+        raise cannot_read(source, why)
     if source.stat().st_size == 0:
         raise cannot_read(source, "the file is empty")
     try:

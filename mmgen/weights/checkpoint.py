@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import UsageError, WeightsMismatch
 from mmgen.files import atomic_path, sha256_file
+from mmgen.input_files import why_not_a_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
@@ -73,8 +73,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A flat name → tensor mapping from a safetensors file or a torch checkpoint. Pickles are opened with
     weights_only=True: anything but tensors and plain containers is refused, never executed."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    if why := why_not_a_file(path):
+        raise UsageError(f"{path}: {why}")
     if is_safetensors(path):
         with open_safetensors(path) as f:
             return {name: check_finite(path, name, f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118

@@ -16,6 +16,7 @@ from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
 from mmgen.files import same_file, sha256_file
+from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
@@ -164,8 +165,8 @@ def import_weights(
     info/rm NAME` must know which one is meant. `source` is what the record says the file came from (default:
     its path)."""
     file, cache = Path(file), cache or ModelCache()
-    if not file.is_file():
-        raise UsageError(f"{file}: no such file")
+    if why := why_not_a_file(file):
+        raise UsageError(f"{file}: {why}")
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     check_cache_writable(cache.root)

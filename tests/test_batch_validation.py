@@ -231,11 +231,34 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     assert "must contain {stem}" in problems[7]
     assert "device is set for the whole batch" in problems[10]
     assert "'remix' is not one of generate, soundtrack, animate" in problems[11]
-    assert "same.mp4 is also written by job 5 (line 12)" in problems[14]
+    assert "same.mp4 is written by jobs 5 (line 12), 6 (line 14); give each a different `name`" in problems[14]
     assert "give exactly one input" in problems[16]
-    assert "drums_animate.mp4 is also written by job 3 (line 8)" in problems[17]  # default names collide too
+    assert "drums_animate.mp4 is written by jobs 3 (line 8), 8 (line 17)" in problems[17]  # default names collide too
     assert "overlap: must be between 0.0 and 0.75, got 0.9" in problems[19]
     assert len(problems) == 8
+
+
+def test_many_jobs_writing_one_file_are_one_line_and_names_one_disk_holds_as_one_are_refused(folder: Path):
+    """1,000 jobs named `same` were 999 lines "same.mp4 is also written by job 1". And `Clip` and `clip` passed,
+    although a macOS or Windows disk holds the two as one file (so does é written as one character or two)."""
+    many = "".join("  - {kind: generate, name: same}\n" for _ in range(1000))
+    problems = problems_of(write_jobs(folder, f"defaults: {{model: tiny.safetensors}}\njobs:\n{many}"))
+    assert problems == {4: "same.mp4 is written by jobs 1 (line 3), 2 (line 4), 3 (line 5) … and 997 more; give "
+                           "each a different `name`"}
+
+    problems = problems_of(write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: Clip}
+          - {kind: generate, name: clip}
+          - {kind: generate, name: "caf\u00e9"}
+          - {kind: generate, name: "cafe\u0301"}
+        """))
+    assert problems == {
+        4: "Clip.mp4 and clip.mp4 differ only in case or Unicode form (one file on a macOS or Windows disk), written "
+           "by jobs 1 (line 3), 2 (line 4); give each a different `name`",
+        6: "caf\u00e9.mp4 and cafe\u0301.mp4 differ only in case or Unicode form (one file on a macOS or Windows disk), "
+           "written by jobs 3 (line 5), 4 (line 6); give each a different `name`"}
 
 
 def test_files_the_batch_did_not_write_are_not_replaced_without_overwrite(folder: Path):

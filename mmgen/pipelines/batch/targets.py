@@ -23,6 +23,8 @@ from mmgen.pipelines.session import input_files
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job, Status
 
+_JOBS_LISTED = 3  # jobs named in a collision's line; more are counted
+
 
 def check_not_manifest(batch_file: Path, manifest: Manifest) -> None:
     """The batch appends to the output folder's manifest (under its lock file): neither may be the batch file."""
@@ -191,16 +193,29 @@ def _refuse(output: Path | str, source: str | None) -> None:
 
 
 def check_unique(jobs: list[Job], problems: list[Problem], places: Places) -> None:
-    """No two jobs may write the same file (sidecars and previews included)."""
-    owners: dict[str, Job] = {}
+    """No two jobs may write the same file (sidecars and previews included), nor two files whose names differ only
+    in case or Unicode form: a macOS or Windows disk holds them as one. One problem per file, naming its jobs (10,000
+    jobs named `same` are one line, not 9,999), on the line of the first job that collides."""
+    writers: dict[str, list[tuple[Job, Path]]] = {}
     for job in jobs:
         for path in job.files.files.values():
-            first = owners.setdefault(places.real(path), job)
-            if first is not job:
-                problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {path.name} is also "
-                                        f"written by job {first.spec.index} (line {first.spec.line}); give a "
-                                        "different `name`"))
-                break
+            writers.setdefault(_loose(places.real(path)), []).append((job, path))
+    told: set[int] = set()  # jobs already named: a job's sidecar collides wherever its mp4 does
+    for group in writers.values():
+        if len(group) > 1 and not {job.number for job, _ in group} <= told:
+            told |= {job.number for job, _ in group}
+            problems.append(Problem(group[1][0].spec.line, _collision(group)))
+
+
+def _collision(group: list[tuple[Job, Path]]) -> str:
+    names = list(dict.fromkeys(path.name for _, path in group))
+    specs = list(dict.fromkeys((job.spec.index, job.spec.line) for job, _ in group))  # a glob's jobs share one
+    listed = ", ".join(f"{index} (line {line})" for index, line in specs[:_JOBS_LISTED])
+    more = f" … and {len(specs) - _JOBS_LISTED:,} more" if len(specs) > _JOBS_LISTED else ""
+    by = f"jobs {listed}{more}" if len(specs) > 1 else f"job {listed}, for more than one of its inputs"
+    what = (f"{names[0]} is" if len(names) == 1 else
+            f"{' and '.join(names)} differ only in case or Unicode form (one file on a macOS or Windows disk),")
+    return f"{what} written by {by}; give each a different `name`"
 
 
 def status_of(job: Job, record: Record | None, written: Written, problems: list[Problem], overwrite: bool

@@ -27,6 +27,20 @@ def say(line: str) -> None:
         pass
 
 
+def path_text(path: object) -> str:
+    """A path (or a name) as a message line shows it: a character that would split the line or drive the terminal —
+    a newline, tab, ESC, any other control or unprintable one — as its escape (\\n, \\x1b), and a byte that is not
+    UTF-8 as \\xNN, as the sidecars write it. Linux allows all of them in a file name; one output stays one line."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte: escaped below like any unprintable one
+        pass
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def table_console(stderr: bool = True) -> Console:
     """Where tables go: a terminal at its own width; a pipe or a file as wide as the table, where rich would
     fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole."""

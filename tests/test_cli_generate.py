@@ -106,11 +106,13 @@ def test_a_folder_name_that_is_not_utf8_is_written_as_escapes_strict_json_parser
 
 def test_the_seed_in_a_sidecar_makes_that_clip_again(two_clips, tiny, tmp_path):
     out, _ = two_clips
-    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--seed", "8", "-o", tmp_path / "again",
+    folder = tmp_path / "again\n[red]"  # Linux allows a newline (and rich's markup) in a name
+    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--seed", "8", "-o", folder,
                      "--sample-rate", "model", "--loudness", "off", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    again = tmp_path / "again" / "clip_0000.mp4"
-    assert f"wrote {again}" in done.stderr and done.stdout == ""  # without --json: human lines on stderr
+    again = folder / "clip_0000.mp4"
+    assert f"\nwrote {tmp_path}/again\\n[red]/clip_0000.mp4  1.60 s" in done.stderr  # one line, escaped
+    assert done.stdout == ""  # without --json: human lines on stderr
     same, other = out / "clip_0001.mp4", out / "clip_0000.mp4"  # seed 8, seed 7
     assert np.array_equal(decode_frames(again), decode_frames(same))
     assert np.array_equal(decode_audio(again)[0], decode_audio(same)[0])

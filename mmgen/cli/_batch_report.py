@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.terminal import size_text
+from mmgen.terminal import path_text, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,7 +25,7 @@ def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
     if outcome.ending == "skipped":
         return
     style = _STYLE[outcome.ending]
-    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number} ({outcome.kind}) {outcome.output}"
+    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number} ({outcome.kind}) {escape(path_text(outcome.output))}"
     if outcome.ending == "done":
         line += f" [dim]{outcome.seconds:.1f} s[/]"
     console.print(line + (f": {outcome.error}" if outcome.error else ""), markup=True, soft_wrap=True)

@@ -4,9 +4,11 @@ human line per output on stderr (stdout stays clean for pipes)."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from mmgen.config import json_text
 from mmgen.pipelines import Result
+from mmgen.terminal import path_text
 
 
 def report(results: list[Result], as_json: bool, console: Console | None = None) -> None:
@@ -16,13 +18,13 @@ def report(results: list[Result], as_json: bool, console: Console | None = None)
         if as_json:
             print(json_text(record), flush=True)
         else:
-            console.print(f"[bold green]wrote[/] {record['mp4']}  [dim]{describe(record)}[/]")
+            console.print(f"[bold green]wrote[/] {escape(path_text(record['mp4']))}  [dim]{describe(record)}[/]")
     if results:
         first = results[0].provenance
         seeds = sorted({r.provenance.seed for r in results})
         seed = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}..{seeds[-1]}"
         console.print(
-            f"[dim]model {first.model} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
+            f"[dim]model {escape(path_text(first.model))} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
             f"{sum(r.provenance.wall_time_s for r in results):.1f} s[/]"
         )
 

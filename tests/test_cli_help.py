@@ -54,13 +54,11 @@ def test_help_shows_each_option_with_its_explanation(name, tmp_path):
         assert first_words in text, f"help of {param.name} missing from `mmgen {name} --help`"
 
 
-def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
-    """The defaults shown are the training config's own, and rich markup does not swallow them."""
-    from mmgen.train import FinetuneConfig
-
-    done = run_mmgen("finetune", "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
+def option_blocks(command: str, tmp_path) -> dict[str, str]:
+    """Each option's rows in `mmgen COMMAND --help`, from its flag to the next flag, by flag."""
+    done = run_mmgen(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
-    blocks: dict[str, str] = {}  # each option's rows, from its flag to the next flag
+    blocks: dict[str, str] = {}
     flag = None
     for line in done.stdout.splitlines():
         words = line.strip("│╭╰─ ").split()
@@ -68,6 +66,30 @@ def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
             flag = words[0]
         if flag is not None:
             blocks[flag] = blocks.get(flag, "") + " " + " ".join(words)
+    return blocks
+
+
+def test_the_sampling_options_say_their_default_is_the_models_own(tmp_path):
+    """--steps showed no default: it is not one number but whatever the model's sampling settings say."""
+    blocks = option_blocks("soundtrack", tmp_path)
+    for flag in ("--sampler", "--steps", "--guidance", "--guidance-scale"):
+        assert "[default: (the model's settings)]" in blocks[flag], blocks[flag]
+
+
+def test_version_prints_the_installed_packages_version(capsys):
+    from importlib.metadata import version
+
+    from mmgen.cli import run
+
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out == f"mmgen {version('mmgen')}\n"
+
+
+def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
+    """The defaults shown are the training config's own, and rich markup does not swallow them."""
+    from mmgen.train import FinetuneConfig
+
+    blocks = option_blocks("finetune", tmp_path)
     config = FinetuneConfig()
     shown = {
         "--steps": config.steps, "--batch-size": config.batch_size, "--lr": config.lr, "--warmup": config.warmup,

@@ -28,6 +28,7 @@ def heavy_modules_after(argv: list[str], tmp_path) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize("argv, code", [
     (["--help"], 0),
+    (["--version"], 0),
     (["generate", "--help"], 0),
     (["finetune", "--help"], 0),
     (["generate", "--steps", "0"], 2),

@@ -33,11 +33,28 @@ def hide_library_warnings() -> None:
         warnings.simplefilter("ignore")
 
 
+def _version(wanted: bool) -> None:
+    """`mmgen --version`: the installed package's version (its metadata, as pip knows it), then exit 0."""
+    if wanted:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from mmgen import __version__
+
+        try:
+            installed = version("mmgen")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = __version__
+        print(f"mmgen {installed}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library warnings on errors "
                                "(or set MMGEN_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print mmgen's version and exit."),
 ) -> None:
     if debug:
         os.environ["MMGEN_DEBUG"] = "1"

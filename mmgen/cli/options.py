@@ -20,6 +20,7 @@ from mmgen.pipelines.settings import LIMITS, InvalidSetting, RunSettings
 _SAMPLING = "Sampling"
 _HARDWARE = "Hardware"
 _OUTPUT = "Output"
+MODELS_OWN = "the model's settings"  # --help's default for a field the model's sampling settings (or --preset) give
 
 DEVICE_METAVAR = "auto|cpu|cuda|cuda:N|mps"
 
@@ -46,14 +47,15 @@ FLAGS: dict[str, Any] = {
     "sampler": Annotated[
         Literal["dpm++", "ddim", "ddpm", "paper"] | None,
         typer.Option(
-            rich_help_panel=_SAMPLING,
+            rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
             help="dpm++ (DPM-Solver++ 2M, fast), ddim, ddpm (the paper's ancestral sampler, needs many steps) "
             "or paper (the official DPM-Solver run).",
         ),
     ],
     "steps": Annotated[
         int | None,
-        typer.Option(rich_help_panel=_SAMPLING, help="Denoising steps: more is slower and usually cleaner."),
+        typer.Option(rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
+                     help="Denoising steps: more is slower and usually cleaner."),
     ],
     "seed": Annotated[
         int | None,
@@ -66,13 +68,14 @@ FLAGS: dict[str, Any] = {
     "guidance": Annotated[
         Literal["replacement", "gradient"] | None,
         typer.Option(
-            rich_help_panel=_SAMPLING,
+            rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
             help="How the input steers generation: replacement (fast) or gradient (the paper's, uses "
             "--guidance-scale; about 2x slower).",
         ),
     ],
     "guidance_scale": Annotated[
-        float | None, typer.Option(rich_help_panel=_SAMPLING, help="Strength λ of gradient guidance.")
+        float | None,
+        typer.Option(rich_help_panel=_SAMPLING, show_default=MODELS_OWN, help="Strength λ of gradient guidance."),
     ],
     "overlap": Annotated[
         float,

@@ -8,16 +8,17 @@ import os
 import stat
 
 
-def why_not_a_file(path: str | os.PathLike) -> str | None:
+def why_not_a_file(path: str | os.PathLike, missing: str = "no such file") -> str | None:
     """None for a regular file (or a symlink to one); otherwise what it is instead, as a phrase to follow the
-    path. An OS error other than a missing or looping path (e.g. a name too long) is raised as it is."""
+    path (`missing` where there is nothing). An OS error other than a missing or looping path (e.g. a name too
+    long) is raised as it is."""
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
         if e.errno == errno.ELOOP:
             return "it is a symlink loop"
         if e.errno in (errno.ENOENT, errno.ENOTDIR):  # a dangling symlink too: there is no file behind it
-            return "no such file"
+            return missing
         raise
     if stat.S_ISDIR(mode):
         return "it is a directory"

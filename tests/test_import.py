@@ -336,3 +336,7 @@ def test_an_import_of_what_is_not_a_file_says_what_it_is(tmp_path, env, capsys):
     for file, says in cases.items():
         assert run(["models", "import", file, "--name", "x", "--arch", "mm-unet"]) == 2, file
         assert capsys.readouterr().err == f"mmgen: error: {file}: {says}\n"
+    for file, says in [(str(loop), "it is a symlink loop"), ("/dev/zero", "it is not a regular file (a device, pipe"),
+                       (str(tmp_path / "gone.safetensors"), "no such model file")]:  # as a model to sample with
+        assert run(["generate", "-m", file, "-o", str(tmp_path / "out")]) == 2, file
+        assert capsys.readouterr().err.startswith(f"mmgen: error: {file}: {says}")

@@ -27,6 +27,7 @@ from mmgen.adapters.store import file_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.input_files import why_not_a_file
 from mmgen.models.storage import store_for_compute
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
@@ -98,8 +99,8 @@ def _check_model(name: str) -> None:
     """Check that the weights can be had and are an mm-unet."""
     if is_path(name):
         path = Path(name)
-        if not path.is_file():
-            raise ModelNotFound(f"{path}: no such model file")
+        if why := why_not_a_file(path, missing="no such model file"):
+            raise ModelNotFound(f"{path}: {why}")
         if is_adapter_file(path):
             raise UsageError(f"{path} is a LoRA adapter, not a model",
                              hint=f"use it with --adapter {path} and -m the model it was trained on")

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import from_dict, load_yaml
 from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.input_files import why_not_a_file
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -282,8 +283,8 @@ def _check_model_known(name: str, setting: Setting) -> None:
     from mmgen.weights.registry import load_registry, unknown_model
 
     if is_path(name):
-        if not Path(name).is_file():
-            raise ModelNotFound(f"{setting}: {name}: no such model file")
+        if why := why_not_a_file(name, missing="no such model file"):
+            raise ModelNotFound(f"{setting}: {name}: {why}")
         return
     registry, cache = load_registry(), ModelCache()
     if name not in registry and cache.record(name) is None:

@@ -17,6 +17,7 @@ import torch
 
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.files import sha256_file
+from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.models.storage import Storage
 from mmgen.weights import trust
@@ -85,8 +86,8 @@ def load_model(
     computes in it are kept in it (models/storage.py), the rest in float32."""
     if is_path(name_or_path):
         path, entry, name, record = Path(name_or_path), None, str(name_or_path), None
-        if not path.is_file():
-            raise ModelNotFound(f"{path}: no such model file")
+        if why := why_not_a_file(path, missing="no such model file"):
+            raise ModelNotFound(f"{path}: {why}")
     else:
         name = str(name_or_path)
         path = resolve_weights(name, download=download, quiet=quiet)

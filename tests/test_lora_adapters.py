@@ -79,6 +79,19 @@ def test_a_new_adapter_changes_nothing_and_only_adapters_train():
     assert {id(p) for p in trainable} == {id(p) for p in params}
 
 
+@pytest.mark.parametrize("targets", ["attention", "all"])
+def test_a_rank_above_every_adapted_layers_width_is_refused_before_any_adapter_is_made(targets):
+    """`--lora 1000000` once allocated 22 GB and got killed: a rank above min(fan-in, fan-out) of the widest
+    adapted layer adds nothing. The bound is that widest layer's, so `all` (a 1-channel audio output) still
+    takes the same ranks as `attention`; at the bound the adapters attach."""
+    model = tiny_mmunet()
+    widest = max(min(m.weight.shape[0], m.weight[0].numel()) for m in target_modules(model, targets).values())
+    with pytest.raises(UsageError, match=rf"^--lora {widest + 1} is more than the largest useful rank {widest} "):
+        attach(model, LoraSpec(widest + 1, 1.0, targets))
+    assert not any(p.requires_grad is False for p in model.parameters())  # untouched: nothing frozen or attached
+    assert attach(model, LoraSpec(widest, 1.0, targets))
+
+
 def test_base_plus_adapter_file_equals_the_model_it_was_trained_into(tmp_path):
     adapted, path = write_adapter(tmp_path, "style", seed=1)
     expected = forward(adapted)  # the parametrized model, as training sees it

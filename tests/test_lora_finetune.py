@@ -129,6 +129,9 @@ def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
         (["--lora", "4", "--lora-alpha", "nan"], "must be a positive number"),
         (["--lora", "4", "--lora-alpha", "-1"], "must be a positive number"),
         (["--lora", "4", "--lora-targets", "everything"], "--lora-targets"),
+        # Above the widest adapted layer's min(fan-in, fan-out) (64 here): refused before allocating adapters
+        # (`--lora 1000000` once took 22 GB). --steps 1 keeps a run that is not refused short.
+        (["--lora", "65", "--steps", "1", "--sample-every", "0"], "--lora 65 is more than the largest useful rank 64 "),
     ],
 )
 def test_lora_options_that_cannot_train_are_refused_before_any_work(setup, tmp_path, extra, message):

@@ -50,6 +50,26 @@ def target_modules(model: nn.Module, targets: Targets) -> dict[str, nn.Module]:
     }
 
 
+def useful_rank(weight: torch.Tensor) -> int:
+    """The largest rank a delta of `weight` can have: min(fan-out, fan-in). A higher rank adds nothing."""
+    return min(weight.shape[0], math.prod(weight.shape[1:]))
+
+
+def check_rank(spec: LoraSpec, layers: dict[str, nn.Module]) -> None:
+    """Refuse a rank above every adapted layer's useful rank, before its adapters are allocated (rank × fan-in
+    floats each: `--lora 1000000` on the demo asked for 22 GB). The bound is the largest useful rank over the
+    layers, not the smallest: one rank serves every layer (an adapter file has one), and with
+    `--lora-targets all` the demo's audio output convolution (1 channel) would otherwise allow only rank 1. A
+    layer narrower than the rank just carries directions it cannot use."""
+    largest = max(useful_rank(module.weight) for module in layers.values())
+    if spec.rank > largest:
+        raise UsageError(
+            f"--lora {spec.rank} is more than the largest useful rank {largest} of this model for --lora-targets "
+            f"{spec.targets} (its widest adapted layer's min(fan-in, fan-out))",
+            hint=f"choose --lora {largest} or less",
+        )
+
+
 class LowRankDelta(nn.Module):
     """The parametrization W ↦ W + scale · (B @ A).view_as(W). B starts at zero, so a new adapter is a no-op."""
 
@@ -71,11 +91,12 @@ class LowRankDelta(nn.Module):
 def attach(model: nn.Module, spec: LoraSpec) -> list[nn.Parameter]:
     """Freeze every weight of `model` and give each targeted layer a trainable adapter; returns the adapter
     parameters (what the optimizer trains). The model's forward is unchanged until the adapters move."""
-    for p in model.parameters():
-        p.requires_grad_(False)
     layers = target_modules(model, spec.targets)
     if not layers:
         raise UsageError(f"--lora-targets {spec.targets}: the model has no such layers")
+    check_rank(spec, layers)
+    for p in model.parameters():
+        p.requires_grad_(False)
     for module in layers.values():
         parametrize.register_parametrization(module, "weight", LowRankDelta(module.weight, spec.rank, spec.alpha))
     return [p for _, p in adapter_parameters(model)]

@@ -39,14 +39,16 @@ def finished(tmp_path_factory):
 
 
 def damage(path: Path, how: str) -> None:
-    if how == "zero bytes":
+    if how == "missing":  # a step folder copied or pruned by hand
+        path.unlink()
+    elif how == "zero bytes":
         path.write_bytes(b"")
     else:  # cut off half-way
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 @pytest.mark.parametrize(
-    ("file", "how"), [("model.safetensors", "zero bytes"), ("state.pt", "truncated")]
+    ("file", "how"), [("model.safetensors", "zero bytes"), ("state.pt", "truncated"), ("state.pt", "missing")]
 )
 def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_before(finished, tmp_path, file, how):
     data, original, env = finished
@@ -58,13 +60,16 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_bef
     resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", STEPS + 1, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     (warning,) = [line for line in resumed.stderr.splitlines() if "does not load" in line]
-    assert warning.startswith(f"warning: checkpoint {newest} does not load ({file}: ")
+    why = f"({file} is missing)" if how == "missing" else f"({file}: "
+    assert warning.startswith(f"warning: checkpoint {newest} does not load {why}")
     assert warning.endswith(f"set aside as step-{STEPS:07d}.damaged, resuming from step 1")
     assert "resuming at step 1" in resumed.stderr
     assert f"done: {STEPS + 1} steps" in resumed.stderr
     # Steps 2 and 3 were trained again and saved; the damaged folder is kept aside for the curious.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "step-0000001", "step-0000002", "step-0000002.damaged", "step-0000003"]
     assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1, 2, 3]
-    assert (run_dir / "checkpoints" / f"step-{STEPS:07d}.damaged" / file).is_file()
+    assert (run_dir / "checkpoints" / f"step-{STEPS:07d}.damaged" / file).is_file() == (how != "missing")
     assert [e["step"] for e in read_log(run_dir / "log.jsonl") if e["event"] == "train"] == [1, 2, 3]
 
 

@@ -9,8 +9,8 @@ exactly as if it had never stopped.
 A checkpoint is built in a hidden temporary folder next to the others and renamed into place in one step,
 so a step-N folder is always complete: a run killed mid-save leaves at most a stray temporary, which the
 next save removes. Every file and the folder are fsync-ed before the rename (mmgen.files), so this holds after
-a power loss too. A checkpoint damaged later anyway (a truncated copy, a full disk) is skipped on resume: the
-newest one that loads is used, and the damaged one is set aside as step-N.damaged.
+a power loss too. A checkpoint damaged later anyway (a truncated copy, a full disk, a file deleted) is skipped on
+resume: the newest one that loads is used, and the damaged one is set aside as step-N.damaged.
 """
 
 from __future__ import annotations
@@ -65,16 +65,25 @@ class Checkpoint:
         return safetensors.torch.load_file(str(self.ema_weights), device="cpu")
 
 
-def list_checkpoints(folder: Path) -> list[Checkpoint]:
-    """Complete checkpoints in `folder`, oldest first."""
+def step_folders(folder: Path) -> list[Checkpoint]:
+    """Every step-N folder in `folder`, complete or not, oldest first."""
     if not folder.is_dir():
         return []
     found = []
     for path in folder.iterdir():
         match = _NAME.fullmatch(path.name)
-        if match and path.is_dir() and all((path / f).is_file() for f in FILES):
+        if match and path.is_dir():
             found.append(Checkpoint(path, int(match.group(1))))
     return sorted(found, key=lambda c: c.step)
+
+
+def missing_files(checkpoint: Checkpoint) -> list[str]:
+    return [f for f in FILES if not (checkpoint.path / f).is_file()]
+
+
+def list_checkpoints(folder: Path) -> list[Checkpoint]:
+    """Complete checkpoints in `folder`, oldest first."""
+    return [c for c in step_folders(folder) if not missing_files(c)]
 
 
 def latest_checkpoint(folder: Path) -> Checkpoint | None:
@@ -144,7 +153,7 @@ class Resumable:
 
 
 class DamagedCheckpoint(Exception):
-    """A checkpoint folder whose files exist but do not load (truncated, zero bytes, not what they claim)."""
+    """A checkpoint folder whose files do not load (missing, truncated, zero bytes, not what they claim)."""
 
 
 # What loading a damaged file raises: safetensors' header errors, torch.load's zip reader (RuntimeError),
@@ -156,7 +165,10 @@ _LOAD_ERRORS = (
 
 
 def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
-    """Read every file of `checkpoint` into memory (CPU); DamagedCheckpoint naming the file that does not load."""
+    """Read every file of `checkpoint` into memory (CPU); DamagedCheckpoint naming the file that does not load
+    or is missing (a step folder copied or pruned by hand)."""
+    if missing := missing_files(checkpoint):
+        raise DamagedCheckpoint(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
     parts: dict[str, Any] = {}
     for name, read in (
         ("model.safetensors", lambda: _read_raw(checkpoint.raw_weights)),
@@ -176,10 +188,10 @@ def _read_raw(path: Path) -> LoadedModel | Adapter:
 
 
 def resume_from(run_dir: Path) -> tuple[Resumable, list[tuple[Checkpoint, str]]]:
-    """The newest checkpoint of a run that loads, and the newer ones that do not, each with the reason.
-    A UsageError when none loads."""
+    """The newest checkpoint of a run that loads, and the newer step folders that do not (a file damaged or
+    missing), each with the reason. A UsageError when none loads."""
     damaged: list[tuple[Checkpoint, str]] = []
-    for checkpoint in reversed(list_checkpoints(run_dir / "checkpoints")):
+    for checkpoint in reversed(step_folders(run_dir / "checkpoints")):
         try:
             return load_checkpoint(checkpoint), damaged
         except DamagedCheckpoint as e:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_clip, write_clip_folder
 
-from mmgen.data.clips import ClipFormat, build_clip_dataset, scan_media
+from mmgen.data.clips import ClipFormat, build_clip_dataset, folder_fingerprint, scan_media
 from mmgen.errors import ConfigError, MediaError
 
 
@@ -118,6 +118,19 @@ def test_a_file_name_that_is_not_utf8_is_decoded_like_any_other(tmp_path):
     os.rename(os.fsencode(tmp_path / "clips" / "a.mp4"), latin1)
     dataset, report = build_clip_dataset(tmp_path / "clips", TINY_FORMAT, tmp_path / "cache")
     assert (report.files, report.skipped, report.decoded) == (1, [], 1) and len(dataset) > 0
+
+
+def test_a_broken_symbolic_link_is_a_skipped_file_named_with_where_it_pointed(tmp_path):
+    """A clip moved away from under its link was passed over without a word, unlike every other unusable file."""
+    write_clip(tmp_path / "clips" / "a.mp4", ["red"], 1.0)
+    (tmp_path / "clips" / "gone.mp4").symlink_to(tmp_path / "elsewhere" / "gone.mp4")
+    scanned = scan_media(tmp_path / "clips")
+    assert folder_fingerprint(tmp_path / "clips", scanned[0])  # the link is listed without being read
+    dataset, report = build_clip_dataset(tmp_path / "clips", TINY_FORMAT, tmp_path / "cache", scanned=scanned)
+    assert (report.files, report.decoded, len(dataset) > 0) == (2, 1, True)
+    [(name, reason)] = [(s.path.name, s.reason) for s in report.skipped]
+    assert (name, reason) == ("gone.mp4", f"a broken symbolic link (to {tmp_path / 'elsewhere' / 'gone.mp4'}, "
+                                          "which does not exist)")
 
 
 def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(tmp_path, capsys):

@@ -405,3 +405,16 @@ def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_resumes_it(tmp_path
     assert run(["models", "pull", NAME, "--quiet"]) == 0
     assert server.requests[-1].range == f"bytes={kept}-"  # only the rest was fetched
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_a_resumed_downloads_rate_counts_only_the_bytes_fetched_now(monkeypatch, capsys):
+    """Resumed at 5 of 10 MB, 2.5 MB fetched in 1 s: 2.5 MB/s, not 7.5 (the bytes already on disk are not speed)."""
+    from mmgen.weights import progress
+
+    clock = iter([100.0, 101.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    with progress.ByteProgress("downloading x") as bar:
+        bar.start(5_000_000, 10_000_000)
+        bar.advance(2_500_000)
+    assert capsys.readouterr().err.splitlines() == [
+        "mmgen: downloading x: 10.0 MB, resuming at 5.0 MB", "mmgen: downloading x:  75% (7.5 MB, 2.5 MB/s)"]

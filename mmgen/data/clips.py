@@ -97,7 +97,7 @@ def scan_media(
             for name in names
             if not name.startswith(".")
             and Path(name).suffix.lower() in VIDEO_SUFFIXES
-            and (here / name).is_file()
+            and ((here / name).is_file() or _dangling(here / name))  # a broken link is reported as skipped
         ]
     return sorted(found), left_out
 
@@ -107,7 +107,8 @@ def folder_fingerprint(root: Path, files: list[Path]) -> str:
     moved folder from other clips (a resumed run compares them)."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{_printable(path.relative_to(root))}\0{path.stat().st_size}\n".encode())
+        size = -1 if _dangling(path) else path.stat().st_size
+        digest.update(f"{_printable(path.relative_to(root))}\0{size}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -252,6 +253,9 @@ def _index(
     cache: ClipCache, path: Path, fmt: ClipFormat, stride: int, clips: list[tuple[Path, int]], report: ScanReport
 ) -> None:
     """Add the clips of `path` (decoded now, or from the cache) to `clips`, and what happened to `report`."""
+    if _dangling(path):
+        report.skipped.append(Skipped(path, f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"))
+        return
     shard, reason, decoded = cache.lookup(path)
     report.decoded += decoded
     report.reused += not decoded
@@ -263,6 +267,11 @@ def _index(
         clips.extend((shard, start) for start in range(0, frames - fmt.frames + 1, stride))
     if reason is not None:
         report.skipped.append(Skipped(path, reason))
+
+
+def _dangling(path: Path) -> bool:
+    """A symbolic link to nothing: not a clip, but named as a skipped file rather than passed over silently."""
+    return path.is_symlink() and not path.exists()
 
 
 def _reason(error: Exception, path: Path) -> str:

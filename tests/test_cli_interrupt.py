@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,68 @@ def test_with_stderr_closed_an_error_keeps_its_exit_status(tmp_path, monkeypatch
     monkeypatch.setattr(sys, "stderr", None)
     assert run(["models", "info", "nosuch"]) == 2
     assert capsys.readouterr().out == ""
+
+
+def stop_inside(sig: int, then: str):
+    """A stand-in for work that a stop lands in: it signals this process, and the KeyboardInterrupt the signal raises
+    is then lost the ways a library loses it — `error`: a module whose import it cut short fails as it loads again
+    (numpy's "module 'numpy._core' has no attribute '_multiarray_umath'"); `swallowed`: a bare `except:` eats it."""
+
+    def work(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            if then == "error":
+                raise AttributeError("module 'numpy._core' has no attribute '_multiarray_umath'") from None
+            return []
+        raise AssertionError("the stop signal never came")
+
+    return work
+
+
+@pytest.mark.parametrize("where", ["command", "startup"])
+@pytest.mark.parametrize(("sig", "then", "code", "says"), [
+    (signal.SIGINT, "error", 130, "interrupted"),
+    (signal.SIGTERM, "error", 143, "interrupted (SIGTERM)"),
+    (signal.SIGINT, "swallowed", 130, "interrupted"),
+])  # fmt: skip
+def test_once_a_stop_came_whatever_ends_the_command_it_exits_as_stopped(tmp_path, monkeypatch, capsys, where, sig,
+                                                                        then, code, says):
+    """Ctrl-C in `generate`'s first seconds landed in the lazy `import pyloudnorm` (scipy) and exited 1 with
+    "AttributeError: module 'numpy._core' …" or a RecursionError; a stop swallowed on the way must not exit 0."""
+    import mmgen.cli
+    import mmgen.weights.catalog
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    if where == "command":
+        monkeypatch.setattr(mmgen.weights.catalog, "catalog", stop_inside(sig, then))
+    else:  # while the subcommands are imported
+        monkeypatch.setattr(mmgen.cli, "_register", stop_inside(sig, then))
+
+    assert mmgen.cli.run(["models", "list"]) == code
+    assert capsys.readouterr().err.splitlines()[-1] == f"mmgen: {says}"
+
+
+def test_a_stop_while_the_first_batch_is_built_ends_finetune_at_once(tmp_path, monkeypatch, capsys):
+    """`finetune --batch-size 9999999` on a big machine builds its first batch for long: the first SIGTERM said
+    "stopping after this step to save a checkpoint" and waited for a step that was far off. Before the first step
+    there is nothing new to save: the stop ends the run at once, exit 143."""
+    import mmgen.cli
+    from mmgen.train.order import BatchOrder
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    write_clip_folder(tmp_path / "clips", good=1, seconds=0.4)
+    recipe = write_recipe(tmp_path / "recipe.yaml", sample_every=0)
+    monkeypatch.setattr(BatchOrder, "global_batch", stop_inside(signal.SIGTERM, "waited"))
+
+    code = mmgen.cli.run(["finetune", str(tmp_path / "clips"), "--scratch", "--config", str(recipe), "-o",
+                          str(tmp_path / "run"), "--steps", "1"])
+
+    stderr = capsys.readouterr().err
+    assert code == 143, stderr
+    assert stderr.splitlines()[-1] == "mmgen: interrupted (SIGTERM)"
+    assert "stopping after this step" not in stderr
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints") is None

@@ -106,3 +106,57 @@ def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_pat
         run_config(tmp_path / "run", config_file=recipe, flags={"device": "banana"})
     with pytest.raises(UsageError, match="^--from: unknown model 'bogus'"):
         run_config(tmp_path / "run", flags={"init": "bogus"})
+
+
+def finetune(args: list, tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """`mmgen finetune ARGS` in-process, isolated from the user's cache: (exit code, its last stderr line)."""
+    from mmgen_cli import mmgen_env
+
+    from mmgen.cli import run
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    code = run(["finetune", *map(str, args)])
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("flag", "key", "value", "says"),
+    [
+        ("--batch-size", "batch_size", 0, "must be at least 1, got 0"),
+        ("--save-every", "save_every", -1, "must be at least 0, got -1"),
+        ("--seed", "seed", -1, "must be between 0 and 9223372036854775807, got -1"),
+    ],
+)
+def test_a_finetune_number_out_of_range_is_worded_as_every_commands_are(tmp_path, monkeypatch, capsys, flag, key,
+                                                                        value, says):
+    """`--batch-size 0` says what `generate --steps 0` says ("--steps: must be between 1 and 1000, got 0"), not a
+    parser's "Input should be greater than or equal to 1"; a config file's key the same, naming the file."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"{key}: {value}\n")
+
+    assert finetune([tmp_path, flag, value, "-o", tmp_path / "run"], tmp_path, monkeypatch, capsys) == (
+        2, f"mmgen: error: {flag}: {says}")
+    assert finetune([tmp_path, "--config", recipe, "-o", tmp_path / "run"], tmp_path, monkeypatch, capsys) == (
+        2, f"mmgen: error: {recipe}: {key}: {says}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_too_big_for_the_machines_memory_is_refused_before_the_run_folder_is_written(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """`finetune clips/ --batch-size 99999999999` used to build its first batch's index list until memory ran out,
+    deaf to SIGTERM, after writing the run folder. A batch larger than the clips repeats them (each copy with its
+    own noise), so the clips do not bound it; a batch whose clips alone would not fit in memory is refused."""
+    from finetune_clips import write_clip
+
+    write_clip(tmp_path / "clips" / "clip.mp4", ["red"], 2.0)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("batch_size: 99999999999\n")
+
+    for given in (["--batch-size", 99999999999], ["--config", recipe]):
+        code, line = finetune([tmp_path / "clips", "--from", "demo", "-o", tmp_path / "run", "--steps", 1, *given],
+                              tmp_path, monkeypatch, capsys)
+        setting = "--batch-size 99999999999" if given[0] == "--batch-size" else f"{recipe}: batch_size: 99999999999"
+        assert code == 2 and line.startswith(f"mmgen: error: {setting}: one batch of this model's clips takes "), line
+        assert "more than this machine has" in line
+        assert not (tmp_path / "run").exists()

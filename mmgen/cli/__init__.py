@@ -45,29 +45,31 @@ def _rank() -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
-    from mmgen.runtime.stop_signals import stop_code, stop_name, stops_interrupt
+    from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
 
     try:
         with stops_interrupt():
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
-        from mmgen.terminal import say
+        pass
+    except Exception:  # a module whose import a stop cut short, failing as it loads again
+        if not stopped():
+            raise
+    from mmgen.terminal import say
 
-        code = stop_code()
-        say(f"mmgen: interrupted{stop_name(code)}")
-        return code
+    code = stop_code()
+    say(f"mmgen: interrupted{stop_name(code)}")
+    return code
 
 
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import broken_pipe_line, finished_outputs, say_interrupted
     from mmgen.cli.app import app, debug_enabled, hide_library_warnings
-    from mmgen.runtime.stop_signals import is_stop_code, stop_code
+    from mmgen.runtime.stop_signals import is_stop_code, stop_code, stopped
 
     hide_library_warnings()
     _register()
     import typer
-
-    from mmgen.errors import MmgenError
 
     stdout = sys.stdout
     with finished_outputs():
@@ -81,36 +83,40 @@ def _run(argv: list[str] | None) -> int:
             # click's answer to EPIPE: it swaps in a stdout that swallows writes, then exits 1 without a word
             _error(broken_pipe_line())
             return BROKEN_PIPE
-        except MmgenError as e:
-            if debug_enabled():
-                traceback.print_exc()
-            if not (e.every_process and _rank() != 0):
-                _error(str(e))
-            return e.exit_code
-        except typer.Abort:  # click's answer to a KeyboardInterrupt inside a command
+        except (KeyboardInterrupt, typer.Abort):  # Abort: click's answer to a KeyboardInterrupt inside a command
             code = stop_code()
-        except typer.TyperException as e:  # typer ≥0.28 vendors click: its usage errors
-            # (BadParameter, NoSuchOption, ...) derive from TyperException; bad usage exits 2 per DESIGN §8
+        except Exception as e:
             if debug_enabled():
                 traceback.print_exc()
-            _error(e.format_message().replace("\n", " "))
-            return 2
-        except KeyboardInterrupt:
-            code = stop_code()
-        except Exception as e:  # anything unexpected: exit 1, still one line unless --debug
-            if debug_enabled():
-                traceback.print_exc()
-            if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
-                _error(f"{e.filename}: file name too long (the filesystem takes at most 255 bytes per name)")
-                return 2
-            _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
-            return 1
+            if not stopped():
+                return _failed(e)
+            code = stop_code()  # whatever a stop broke on its way out (stop_signals.stopped)
     code = code if isinstance(code, int) else 0
-    if code == INTERRUPTED:  # typer's Exit(130) for a KeyboardInterrupt: the stop that raised it
-        code = stop_code()
+    if code == INTERRUPTED or (code == 0 and stopped()):  # typer's Exit(130) for a KeyboardInterrupt, or a stop
+        code = stop_code()  # that a library swallowed (a bare `except:` around an import): never 0
     if is_stop_code(code):
         say_interrupted(code)
     return code
+
+
+def _failed(e: Exception) -> int:
+    """Say why a command failed, in one line; its exit code: 2 bad usage or input, 1 anything unexpected."""
+    import typer
+
+    from mmgen.errors import MmgenError
+
+    if isinstance(e, MmgenError):
+        if not (e.every_process and _rank() != 0):
+            _error(str(e))
+        return e.exit_code
+    if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
+        _error(e.format_message().replace("\n", " "))  # NoSuchOption, ...) derive from TyperException; exit 2
+        return 2
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
+        _error(f"{e.filename}: file name too long (the filesystem takes at most 255 bytes per name)")
+        return 2
+    _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
+    return 1
 
 
 def main() -> None:

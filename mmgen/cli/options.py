@@ -248,6 +248,12 @@ def _flag(name: str) -> Any:
     return Annotated[kind, info]
 
 
+def whole_number(text: str) -> Any:
+    """The parser of a ranged whole-number flag whose range a config checks (the finetune options): typer's
+    own check would word it otherwise ("Input should be greater than or equal to 1")."""
+    return _number(int, text)
+
+
 def _number(kind: type, text: str) -> Any:
     """A ranged flag's value as `kind`, unchecked: settings.LIMITS refuses what is out of range or not finite."""
     if not isinstance(text, str):  # the default, already a value

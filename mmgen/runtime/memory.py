@@ -1,4 +1,5 @@
-"""Handing memory freed by torch back to the system between sampling steps.
+"""The machine's memory: how much there is, and handing memory freed by torch back to the system between
+sampling steps.
 
 glibc keeps freed blocks in its heap for reuse; the activations of a U-Net come in many sizes, the kept pieces
 fragment, and a process's peak creeps up from step to step (measured on the released MM-UNet's bf16 CPU
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from collections.abc import Callable
 
 
@@ -29,3 +31,11 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM this machine has; None where the system does not say (Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -38,6 +38,13 @@ def record(signum: int) -> None:
     _received.append(signum)
 
 
+def stopped() -> bool:
+    """Whether a stop signal came since the command began. A stop can land anywhere — inside an import, which
+    leaves a half-loaded module that then fails with an error of its own (AttributeError, RecursionError) — so
+    once one came, whatever exception ends the command is the stop's doing: it exits with `stop_code`."""
+    return bool(_received)
+
+
 def stop_code() -> int:
     """The exit code of a command stopped just now: 128 + the first stop signal (130 for a KeyboardInterrupt
     raised without one, e.g. by a test)."""

@@ -22,11 +22,21 @@ from typing import Any, Literal
 
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import from_dict, load_yaml
-from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.errors import ConfigError, MmgenError, ModelNotFound, UsageError
 from mmgen.input_files import why_not_a_file
+from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
+# The ranges of the whole-number settings, checked (and worded) as a command's are (pipelines.settings.LIMITS):
+# in a YAML file `FILE: key: must be at least 1, got 0`, as a flag `--flag: must be at least 1, got 0`.
+LIMITS: dict[str, Limit] = {
+    **{name: Limit(1) for name in ("steps", "batch_size", "sample_steps", "probe_clips", "log_every", "stride",
+                                   "lora_rank")},
+    **{name: Limit(0) for name in ("warmup", "save_every", "sample_every", "keep_checkpoints", "num_workers",
+                                   "probe_every")},
+    "seed": Limit(0, 2**63 - 1),
+}
 # The settings that name a file or folder, each with the test of whether a value does (`init` may be a model name).
 PATH_KEYS: dict[str, Callable[[str], bool]] = {"init": is_path, "cache_dir": lambda value: True}
 
@@ -98,33 +108,12 @@ class FinetuneConfig:
             raise ValueError(
                 "set either init (a model to fine-tune) or model (an architecture to train from scratch)"
             )
-        positive = {
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "sample_steps": self.sample_steps,
-            "probe_clips": self.probe_clips,
-            "log_every": self.log_every,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        non_negative = {
-            "warmup": self.warmup,
-            "save_every": self.save_every,
-            "sample_every": self.sample_every,
-            "keep_checkpoints": self.keep_checkpoints,
-            "num_workers": self.num_workers,
-            "probe_every": self.probe_every or 0,
-        }
-        for name, value in non_negative.items():
-            if value < 0:
-                raise ValueError(f"{name} must not be negative, got {value}")
+        for name, limit in LIMITS.items():
+            limit.check(name, getattr(self, name))
         if self.lora_rank is not None and self.model is not None:
             raise ValueError("lora_rank: LoRA adapts an existing model (--from), not one trained from scratch")
         if self.lora_rank is not None:
             self.lora  # noqa: B018 (checks rank, alpha and targets)
-        if self.stride is not None and self.stride < 1:
-            raise ValueError(f"stride must be at least 1 frame, got {self.stride}")
         numbers = {
             "lr": self.lr,
             "weight_decay": self.weight_decay,
@@ -214,6 +203,8 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     for where, data in layers:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        if where == COMMAND_LINE:
+            _check_flags(data)
         from_dict(FinetuneConfig, data, where)  # errors name this layer's source
         if "init" in data and "model" not in data:
             merged.pop("model", None)
@@ -230,6 +221,16 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     elif merged.get("init") is None and merged.get("model") is None:
         merged["init"] = DEFAULT_MODEL
     return from_dict(FinetuneConfig, merged, " + ".join(where for where, _ in layers) or "finetune config")
+
+
+def _check_flags(flags: dict[str, Any]) -> None:
+    """The ranged flags given, each error naming its flag as every command's do (cli.options)."""
+    for key, value in flags.items():
+        if key in LIMITS and isinstance(value, int):
+            try:
+                LIMITS[key].check(key, value)
+            except InvalidSetting as e:
+                raise UsageError(f"{Setting(key).flag}: {e.reason}") from None
 
 
 def run_config(
@@ -274,8 +275,36 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
     select_device(config.device, option=str(setting("device")))
     if config.init is not None and (not resume or config.lora is not None):
         _check_model_known(config.init, setting("init"))
+    model_config = None
     if config.model is not None:
-        config_for(config.model.arch, config.model.config, f"{setting('model')}.config")
+        model_config = config_for(config.model.arch, config.model.config, f"{setting('model')}.config")
+    elif config.init is not None:
+        from mmgen.weights.load import known_config
+
+        try:
+            model_config = known_config(config.init)
+        except MmgenError:  # a file that does not describe a model: loading it says so, with its hint
+            pass
+    if model_config is not None:
+        _check_batch_fits(config.batch_size, model_config, setting("batch_size"))
+
+
+def _check_batch_fits(batch_size: int, model_config: Any, setting: Setting) -> None:
+    """A batch larger than the training clips repeats them (mmgen.train.order), each copy with its own noise, so
+    the clips do not bound it; this machine's memory does. A process's share of a batch is collated as float32
+    clips: one that could never fit in RAM is refused now, before any decoding or writing."""
+    from mmgen.runtime.memory import physical_memory
+    from mmgen.runtime.processes import described
+    from mmgen.terminal import size_text
+
+    memory, processes = physical_memory(), described().world_size
+    clip = 4 * (math.prod(model_config.video_size) + math.prod(model_config.audio_size))
+    needed = batch_size // processes * clip
+    if memory is not None and needed > memory:
+        raise UsageError(f"{setting.given(batch_size)}: one batch of this model's clips takes {size_text(needed)} "
+                         f"of memory, more than this machine has ({size_text(memory)})",
+                         hint=f"choose a smaller batch: {memory // clip * processes} of these clips fill the memory "
+                         "before the model needs any")
 
 
 def _check_model_known(name: str, setting: Setting) -> None:

@@ -1,7 +1,9 @@
 """Ctrl-C (SIGINT), SIGTERM and SIGHUP during training mean "save and stop": the first one only raises a flag that
 the training loop reads at the end of its current step, and sets the exit code (mmgen.runtime.stop_signals); a
 second Ctrl-C aborts at once. A second SIGTERM does not: a scheduler's SIGTERM can reach a torchrun worker twice
-(directly and forwarded by torchrun), and the checkpoint is what it is asking for."""
+(directly and forwarded by torchrun), and the checkpoint is what it is asking for. Before the run's first step
+has finished there is nothing new to save, so a stop aborts at once: waiting could take long (building a huge
+batch, the first step of a big model) and would save what the run folder already holds."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.stepped = False  # a step has finished since the run started: from then on a stop saves first
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopRequest:
@@ -34,6 +37,9 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stepped:
+            record(signum)
+            raise KeyboardInterrupt
         if self.requested:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt

@@ -47,16 +47,14 @@ class BatchOrder:
         return step * self.batch_size / len(self.indices)
 
     def global_batch(self, step: int) -> list[int]:
-        """The dataset indices all processes together train on at `step`."""
+        """The dataset indices all processes together train on at `step`: stream positions [s·B, (s+1)·B), cut
+        from the orders of the epochs they span as tensors — one list of B indices in the end, whatever B."""
         n = len(self.indices)
-        position = step * self.batch_size
-        batch: list[int] = []
-        while len(batch) < self.batch_size:
-            epoch, offset = divmod(position, n)
-            take = min(self.batch_size - len(batch), n - offset)
-            batch.extend(self.epoch_order(epoch)[offset : offset + take].tolist())
-            position += take
-        return batch
+        start = step * self.batch_size
+        first, last = start // n, (start + self.batch_size - 1) // n
+        stream = torch.cat([self.epoch_order(epoch) for epoch in range(first, last + 1)])
+        offset = start - first * n
+        return stream[offset : offset + self.batch_size].tolist()
 
     def batch(self, step: int) -> list[int]:
         """This process's share of the global batch at `step`."""

@@ -114,6 +114,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
                 )
             lr = learning_rate(config, state.step)
             grad_norm = state.update(loss, lr)
+            stop.stepped = True
             watch.observe(state.step, loss, grad_norm)
             outputs.meter.add(
                 {"loss": loss.detach(), "loss_video": parts["video"], "loss_audio": parts["audio"],

@@ -58,7 +58,7 @@ def assert_interrupted(code: int, stderr: str, says: str, expected: int = 130) -
 def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
-    clip = write_test_video(folder / "holiday.mp4", seconds=6.0).path  # 5 windows of the tiny model
+    clip = write_test_video(folder / "holiday.mp4", seconds=30.0).path  # 25 windows of the tiny model: the stop lands long before the end
     before = files_in(folder)
 
     code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")
@@ -70,7 +70,7 @@ def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path)
 def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
-    clip = write_test_video(folder / "holiday.mp4", seconds=6.0).path
+    clip = write_test_video(folder / "holiday.mp4", seconds=30.0).path
     before = files_in(folder)
 
     code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/",
@@ -83,7 +83,7 @@ def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, 
 def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
-    song = write_test_audio(folder / "song.m4a", seconds=6.0).path
+    song = write_test_audio(folder / "song.m4a", seconds=30.0).path
     before = files_in(folder)
 
     code, stderr = interrupt_when(["animate", song, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")

@@ -54,7 +54,7 @@ def size_text(n: int | None, approximate: bool = False) -> str:
     """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~"."""
     if n is None:
         return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{'~' if approximate else ''}{n / scale:.1f} {unit}"
     return f"{n} B"

@@ -21,6 +21,7 @@ import pytest
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
+from two_ranks import run_as_two_ranks
 
 from mmgen import files
 from mmgen.cli import run
@@ -342,33 +343,15 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ):
     """`torchrun --nproc_per_node 2 -m mmgen batch` into a folder another batch holds: rank 0 finds it in use and
-    tells the others; it said so once per process. Each rank is run here in this process, its place in the job
-    given by the environment and its one collective (gather) played by a stand-in."""
+    tells the others; it said so once per process. The ranks are played in this process
+    (tests/two_ranks.py)."""
     from mmgen.files import sole_holder
-    from mmgen.runtime import processes
 
     jobs = two_generate_jobs(workspace, monkeypatch, "ranked")
     out = workspace / "ranked"
     out.mkdir(exist_ok=True)
-    rank_0_said = []
-
-    @dataclasses.dataclass(frozen=True)
-    class Joined(processes.Processes):
-        def gather(self, obj):  # what all_gather_object returns on every rank: rank 0's word first
-            if self.rank == 0:
-                rank_0_said.append(obj)
-            return [obj if self.rank == 0 else rank_0_said[0], None]
-
-    monkeypatch.setattr(processes, "start", lambda device_type: dataclasses.replace(Joined(), **vars(processes.described())))
-    monkeypatch.setattr(processes, "stop", lambda joined: None)
-    monkeypatch.setenv("WORLD_SIZE", "2")
     with sole_holder(Manifest(out).run_lock, RuntimeError("the test's own lock")):  # another batch is writing
-        capsys.readouterr()
-        said = {}
-        for rank in (0, 1):
-            monkeypatch.setenv("RANK", str(rank))
-            monkeypatch.setenv("LOCAL_RANK", str(rank))
-            said[rank] = (run(["batch", str(jobs)]), capsys.readouterr().err)
+        said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]))
     assert said[0] == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for it to "
                           "end, or choose another -o)\n")
     assert said[1] == (2, "")

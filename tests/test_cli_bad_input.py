@@ -140,6 +140,11 @@ def too_many_steps(folder, model):
     return ["generate", "-o", folder, "-m", model, "--steps", "5000"], "--steps: must be between 1 and 1000, got 5000"
 
 
+def zero_batch_size(folder, model):
+    """Worded as every range is, not as typer's pydantic-style "Input should be greater than or equal to 1"."""
+    return ["generate", "-o", folder, "-m", model, "--batch-size", "0"], "--batch-size: must be at least 1, got 0"
+
+
 def unknown_device(folder, model):
     return ["generate", "-o", folder, "-m", model, "--device", "tpu"], "--device: 'tpu' is not a device"
 
@@ -426,7 +431,7 @@ CASES: list[Case] = [
     truncated_faststart_mp4,
     unsupported_codec, unwritable_output_folder, output_folder_is_a_file, output_folder_below_a_file,
     output_folder_below_a_locked_one, retake_with_both_video_and_audio,
-    output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, unknown_device, missing_cuda,
+    output_without_a_movie_suffix, existing_output, zero_steps, too_many_steps, zero_batch_size, unknown_device, missing_cuda,
     mix_out_of_range, mix_without_own_audio, unknown_model, not_a_model_file, output_is_the_input,
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,

@@ -158,5 +158,5 @@ def test_a_batch_too_big_for_the_machines_memory_is_refused_before_the_run_folde
                               tmp_path, monkeypatch, capsys)
         setting = "--batch-size 99999999999" if given[0] == "--batch-size" else f"{recipe}: batch_size: 99999999999"
         assert code == 2 and line.startswith(f"mmgen: error: {setting}: one batch of this model's clips takes "), line
-        assert "more than this machine has" in line
+        assert "takes 5.0 PB of memory, more than this machine has" in line  # not "5017600.0 GB"
         assert not (tmp_path / "run").exists()

@@ -22,6 +22,7 @@ import torch
 from finetune_clips import TRAIN_MODEL, one_thread, write_clip, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from safetensors.torch import load_file
+from two_ranks import run_as_two_ranks
 
 from mmgen.cli import run
 from mmgen.media import probe
@@ -334,12 +335,8 @@ def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_ex
     setup, tmp_path, monkeypatch, capsys
 ):
     """`torchrun --nproc_per_node 2 -m mmgen finetune` into a run folder another finetune trains in: rank 0 finds
-    it locked and tells the other; each exits 2, rank 0 alone says why, and nothing in the folder changes. Each
-    rank is run here in this process, its place given by the environment and its one collective (gather) played
-    by a stand-in: a real torchrun job takes tens of seconds to start (tests/test_finetune_distributed.py)."""
-    import dataclasses
-
-    from mmgen.runtime import processes
+    it locked and tells the other; each exits 2, rank 0 alone says why, and nothing in the folder changes. The
+    ranks are played in this process (tests/two_ranks.py)."""
     from mmgen.train.run_folder import RunFolderLock
 
     data, recipe, _ = setup
@@ -347,27 +344,10 @@ def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_ex
     run_dir.mkdir()
     (run_dir / "log.jsonl").write_text('{"event": "data", "step": 0}\n')
     before = {p.name: p.read_text() for p in run_dir.iterdir()}
-    rank_0_said = []
-
-    @dataclasses.dataclass(frozen=True)
-    class Joined(processes.Processes):
-        def gather(self, obj):  # what all_gather_object returns on every rank: rank 0's word first
-            if self.rank == 0:
-                rank_0_said.append(obj)
-            return [obj if self.rank == 0 else rank_0_said[0], None]
-
-    monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
-    monkeypatch.setattr(processes, "stop", lambda joined: None)
-    monkeypatch.setenv("WORLD_SIZE", "2")
     training = RunFolderLock(run_dir)  # another finetune is training in the folder
     training.take()
     try:
-        capsys.readouterr()
-        said = {}
-        for rank in (0, 1):
-            monkeypatch.setenv("RANK", str(rank))
-            monkeypatch.setenv("LOCAL_RANK", str(rank))
-            said[rank] = (run([str(a) for a in finetune_args(data, recipe, run_dir)]), capsys.readouterr().err)
+        said = run_as_two_ranks(monkeypatch, capsys, lambda: run([str(a) for a in finetune_args(data, recipe, run_dir)]))
     finally:
         training.release()
     assert said[0] == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune is training in it (wait for "

@@ -11,7 +11,7 @@ from mmgen.cli import options
 from mmgen.cli._results import report
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
-from mmgen.pipelines.settings import GenerateSettings
+from mmgen.pipelines.settings import GenerateSettings, Limit
 
 
 @app.command(
@@ -28,7 +28,7 @@ def generate(
     *,
     settings: GenerateSettings,
     batch_size: Annotated[
-        int, typer.Option(min=1, rich_help_panel="Hardware",
+        int, typer.Option(min=1, parser=options.whole_number, rich_help_panel="Hardware",
                           help="Clips sampled together: faster on a GPU; a clip comes out the same in any batch "
                           "(up to float rounding), with every sampler.")
     ] = 1,
@@ -43,6 +43,7 @@ def generate(
     """
     from mmgen.pipelines.generate import generate_files
 
+    Limit(1).check("--batch-size", batch_size)  # in every command's words (typer's are pydantic's)
     with progress_display() as progress:
         results = generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)
     report(results, json)

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mmgen.terminal import path_text
+
 log = logging.getLogger(__name__)
 NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
 
@@ -56,8 +58,8 @@ def _summary(about: str, files: list[str], root: Path | None) -> str:
 
 
 def _name(file: str, root: Path | None) -> str:
-    """The file's path below `root` (else as given), printable even when the name is not UTF-8."""
+    """The file's path below `root` (else as given), shown as every message shows a path (terminal.path_text)."""
     path = Path(file)
     if root is not None and path.is_relative_to(root):
         path = path.relative_to(root)
-    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return path_text(path)

@@ -249,8 +249,8 @@ def _flag(name: str) -> Any:
 
 
 def whole_number(text: str) -> Any:
-    """The parser of a ranged whole-number flag whose range a config checks (the finetune options): typer's
-    own check would word it otherwise ("Input should be greater than or equal to 1")."""
+    """The parser of a ranged whole-number flag whose range is checked after parsing (finetune's config, generate's
+    --batch-size), in every command's words: typer's own check says "Input should be greater than or equal to 1"."""
     return _number(int, text)
 
 

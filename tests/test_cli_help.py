@@ -85,6 +85,18 @@ def test_version_prints_the_installed_packages_version(capsys):
     assert capsys.readouterr().out == f"mmgen {version('mmgen')}\n"
 
 
+def test_version_with_stdout_closed_is_refused_as_every_printing_command_is(monkeypatch, capsys):
+    """`mmgen --version >&-` printed nowhere and exited 0; `doctor >&-` and `--json >&-` are exit 2 with one line."""
+    import sys
+
+    from mmgen.cli import run
+
+    monkeypatch.setattr(sys, "stdout", None)  # what Python makes of a closed descriptor 1
+    assert run(["--version"]) == 2
+    assert capsys.readouterr().err == ("mmgen: error: standard output is closed: there is nowhere to print "
+                                       "the version\n")
+
+
 def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
     """The defaults shown are the training config's own, and rich markup does not swallow them."""
     from mmgen.train import FinetuneConfig

@@ -34,11 +34,17 @@ def hide_library_warnings() -> None:
 
 
 def _version(wanted: bool) -> None:
-    """`mmgen --version`: the installed package's version (its metadata, as pip knows it), then exit 0."""
+    """`mmgen --version`: the installed package's version (its metadata, as pip knows it), then exit 0; refused
+    (exit 2) with stdout closed, as every command that only prints is."""
     if wanted:
         from importlib.metadata import PackageNotFoundError, version
 
         from mmgen import __version__
+        from mmgen.cli.options import closed_stdout
+        from mmgen.errors import UsageError
+
+        if why := closed_stdout("the version"):
+            raise UsageError(why)
 
         try:
             installed = version("mmgen")

@@ -53,6 +53,7 @@ def test_doctor_json_is_one_object_for_scripts(machine):
     env, cache = machine
     done = run_mmgen("doctor", "--json", env=env)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1 and done.stdout.endswith("\n"), done.stdout  # one line, as every --json
     report = json.loads(done.stdout)
     assert report["versions"]["torch"] == torch.__version__ and report["versions"]["av"] == av.__version__
     assert report["devices"]["cpu"]["cores"] >= 1

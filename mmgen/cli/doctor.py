@@ -3,7 +3,6 @@ their sha256, what `pull` would fetch) — so a bug report or a "why is it slow?
 
 from __future__ import annotations
 
-import json as json_module
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout
+from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
 from mmgen.terminal import hashes_text, size_text, table_console
 
@@ -61,7 +61,9 @@ def _show(report: dict[str, Any], console: Console) -> None:
 
 @app.command()
 def doctor(
-    json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object, on one line, to stdout.")
+    ] = False,
 ) -> None:
     """Check this machine: mmgen/torch/PyAV versions, codecs, devices, cache folder and the models present.
 
@@ -73,7 +75,7 @@ def doctor(
         raise UsageError(why)
     report = facts()
     if json:
-        print(json_module.dumps(report, indent=2))
+        print(json_text(report), flush=True)  # one line, as every --json output is
     else:
         _show(report, table_console(stderr=False))
     missing = [f"{c['codec']} ({c['use']})" for c in report["codecs"]

@@ -13,6 +13,7 @@ from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen import files
+from mmgen.cli import run
 from mmgen.models import build_model, config_for
 from mmgen.train.checkpoint import Checkpoint, list_checkpoints, save_checkpoint, set_aside
 from mmgen.train.run_weights import RunWeights
@@ -73,17 +74,34 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_bef
     assert [e["step"] for e in read_log(run_dir / "log.jsonl") if e["event"] == "train"] == [1, 2, 3]
 
 
-def test_resume_with_no_checkpoint_that_loads_is_a_one_line_error(finished, tmp_path):
+@pytest.mark.parametrize("how", ["zero bytes", "missing"])
+def test_resume_with_no_checkpoint_that_loads_says_they_are_damaged_and_set_aside(finished, tmp_path, monkeypatch,
+                                                                                  capsys, how):
+    """Every checkpoint damaged: each is named with its reason and set aside (kept), and the error says so and how
+    to start again. With a file missing it said "no complete checkpoint", as for a run that never saved one."""
     data, original, env = finished
     run_dir = tmp_path / "run"
     shutil.copytree(original, run_dir)
     for checkpoint in list_checkpoints(run_dir / "checkpoints"):
-        damage(checkpoint.path / "state.pt", "zero bytes")
-    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", env=env, timeout=120)
-    assert resumed.returncode == 2
-    assert resumed.stderr.strip() == (
-        f"mmgen: error: {run_dir}: no complete checkpoint to resume from (2 damaged: none loads) "
-        "(start a new run without --resume, or point -o at the run folder)"
+        damage(checkpoint.path / "state.pt", how)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert run(["finetune", str(data), "-o", str(run_dir), "--resume"]) == 2
+    *warnings, error = capsys.readouterr().err.strip().splitlines()
+    why = "state.pt is missing" if how == "missing" else "state.pt: "
+    assert [line.split(" does not load ")[0] for line in warnings] == [
+        f"warning: checkpoint {run_dir / 'checkpoints' / f'step-{step:07d}'}" for step in (2, 1)]
+    assert all(f"does not load ({why}" in line for line in warnings), warnings
+    assert warnings[0].endswith("; set aside as step-0000002.damaged"), warnings
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001.damaged",
+                                                                           "step-0000002.damaged"]
+    others = " ".join(f"{p}/" if p.is_dir() else str(p) for p in sorted(run_dir.iterdir())
+                      if p.name not in ("config.yaml", "log.jsonl"))
+    assert error == (
+        f"mmgen: error: {run_dir}: nothing to resume: all 2 of its checkpoints are damaged (the warnings above say "
+        f"why); set aside in {run_dir / 'checkpoints'} as step-0000001.damaged, step-0000002.damaged (to start it "
+        f"again with its own settings: mmgen finetune {data} -o {run_dir} --config {run_dir / 'config.yaml'}, first "
+        f"delete {others}; or choose another -o)"
     )
 
 

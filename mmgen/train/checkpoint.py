@@ -134,10 +134,10 @@ def save_checkpoint(
     return Checkpoint(final, step)
 
 
-def _nothing_to_resume(run_dir: Path, damaged: int = 0) -> UsageError:
-    why = f" ({damaged} damaged: none loads)" if damaged else ""
+def nothing_to_resume(run_dir: Path) -> UsageError:
+    """--resume in a folder with no step folder at all (and no run that stopped before its first one)."""
     return UsageError(
-        f"{run_dir}: no complete checkpoint to resume from{why}",
+        f"{run_dir}: no complete checkpoint to resume from",
         "start a new run without --resume, or point -o at the run folder",
     )
 
@@ -187,16 +187,16 @@ def _read_raw(path: Path) -> LoadedModel | Adapter:
     return read_adapter(path) if is_adapter_file(path) else load_model(path)
 
 
-def resume_from(run_dir: Path) -> tuple[Resumable, list[tuple[Checkpoint, str]]]:
-    """The newest checkpoint of a run that loads, and the newer step folders that do not (a file damaged or
-    missing), each with the reason. A UsageError when none loads."""
+def resume_from(run_dir: Path) -> tuple[Resumable | None, list[tuple[Checkpoint, str]]]:
+    """The newest checkpoint of a run that loads (None when none does), and the newer step folders that do not
+    (a file damaged or missing), each with the reason."""
     damaged: list[tuple[Checkpoint, str]] = []
     for checkpoint in reversed(step_folders(run_dir / "checkpoints")):
         try:
             return load_checkpoint(checkpoint), damaged
         except DamagedCheckpoint as e:
             damaged.append((checkpoint, str(e)))
-    raise _nothing_to_resume(run_dir, len(damaged))
+    return None, damaged
 
 
 def set_aside(checkpoint: Checkpoint) -> Path:

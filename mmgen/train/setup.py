@@ -27,7 +27,14 @@ from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
-from mmgen.train.checkpoint import Resumable, latest_checkpoint, resume_from, set_aside
+from mmgen.train.checkpoint import (
+    Resumable,
+    latest_checkpoint,
+    nothing_to_resume,
+    resume_from,
+    set_aside,
+    step_folders,
+)
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.order import BatchOrder
@@ -177,6 +184,9 @@ def prepare(
     )  # fmt: skip
 
 
+_LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)
+
+
 def _check_run_dir(
     run_dir: Path, data_dir: Path, resume: bool, processes: Processes, on_event: EventFn, lock: RunFolderLock
 ) -> Resumable | None:
@@ -188,11 +198,15 @@ def _check_run_dir(
     _hold(lock, processes)
     has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
     failed = failed_start(run_dir, has_checkpoint) if run_dir.is_dir() else None
-    if resume and failed is not None:
+    # A step folder appears only whole (save_checkpoint): one with a file missing was damaged after the run saved
+    # it, so a run that has one did not stop before its first checkpoint.
+    if resume and failed is not None and not step_folders(run_dir / "checkpoints"):
         why = "" if failed.others else ": the run stopped before its first one"
         raise UsageError(f"{run_dir}: no complete checkpoint to resume from{why}", failed.hint(data_dir, resume=True))
     if resume:
         found, damaged = resume_from(run_dir)
+        if found is None and not damaged:
+            raise nothing_to_resume(run_dir)
     elif failed is not None and failed.others:
         raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
                            failed.hint(data_dir, resume=False))
@@ -203,18 +217,36 @@ def _check_run_dir(
         hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
         raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
     processes.barrier()  # every process has looked before rank 0 moves or writes anything
+    problem = None
     if processes.is_main:
+        aside = []
         for checkpoint, reason in damaged:
-            aside = set_aside(checkpoint)
+            aside.append(set_aside(checkpoint).name)
+            then = f", resuming from step {found.checkpoint.step}" if found else ""
             on_event(
                 TrainEvent(
                     "note",
                     message=f"warning: checkpoint {checkpoint.path} does not load ({reason}); set aside as "
-                    f"{aside.name}, resuming from step {found.checkpoint.step}",
+                    f"{aside[-1]}{then}",
                 )
             )
+        if found is None and damaged:
+            problem = _all_damaged(run_dir, data_dir, sorted(aside))
     processes.barrier()
+    if found is None and damaged:  # every process found none that loads; rank 0 has set them aside
+        processes.refuse_with_main(problem)
     return found
+
+
+def _all_damaged(run_dir: Path, data_dir: Path, aside: list[str]) -> str:
+    """Why --resume stops where no checkpoint loads, once they are set aside (kept as evidence, never deleted),
+    and how to start the run again: the folder now holds what a run that never saved leaves."""
+    which = "its one checkpoint is" if len(aside) == 1 else f"all {len(aside)} of its checkpoints are"
+    listed = ", ".join(aside[:_LISTED]) + (f" and {len(aside) - _LISTED} more" if len(aside) > _LISTED else "")
+    failed = failed_start(run_dir, has_checkpoint=False)
+    hint = failed.hint(data_dir, resume=True) if failed else "start a new run in another folder (-o)"
+    return str(UsageError(f"{run_dir}: nothing to resume: {which} damaged (the warnings above say why); set "
+                          f"aside in {run_dir / 'checkpoints'} as {listed}", hint))
 
 
 def _hold(lock: RunFolderLock, processes: Processes) -> None:

@@ -1,19 +1,21 @@
 """Whether a file is still the one hashed, told without reading it where the filesystem can say so.
 
-Hashing a finished batch's outputs, or a cached model, at every check would read gigabytes to learn nothing. So
-beside a file's sha256 goes its stamp — size, mtime, inode and device, as git's index and make trust them: what
-rewrites a file moves its mtime (or its size), what replaces it brings another inode. While the stamp holds, the
-bytes are the ones hashed; once it moved, the file is hashed again. Like git's, a stamp cannot see a same-size
+Hashing a finished batch's outputs, a cached model, or a model file a batch names by path, at every check would
+read gigabytes to learn nothing. So beside a file's sha256 goes its stamp — size, mtime, inode and device, as git's
+index and make trust them: what rewrites a file moves its mtime (or its size), what replaces it brings another
+inode. While the stamp holds, the bytes are the ones hashed; once it moved, the file is hashed again. Like git's, a stamp cannot see a same-size
 edit made after the file was hashed but within the clock tick of its last write before (milliseconds: mmgen hashes
 what it has just written), nor one whose mtime was set back by hand.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.files import sha256_file
+from mmgen.files import file_lock, sha256_file, write_text
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,57 @@ def unchanged(path: Path, size: int, sha256: str, stamp: FileStamp | None) -> bo
     if now.size != size:
         return False
     return now == stamp or sha256_file(path) == sha256
+
+
+class HashMemo:
+    """The sha256s of files mmgen reads but does not keep (a model given as a path), each beside the stamp it was
+    hashed at, in one JSON file: a file whose stamp still holds is not read again — a batch of a 2 GB model given
+    by path no longer hashes it at every plan. A memo that cannot be read counts as empty, and one that cannot be
+    written is not kept: it only saves time, never decides anything a hash would not."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = path.with_name(f".{path.name}.lock")
+
+    def sha256(self, file: Path) -> str:
+        """The file's sha256: remembered while its stamp holds, else read (and remembered if it held still)."""
+        key = str(file.resolve())
+        known = self._read().get(key)
+        if known is not None and FileStamp.of(file) == known[1]:
+            return known[0]
+        sha256, stamp = hashed(file)
+        if stamp is not None:
+            self._remember(key, sha256, stamp)
+        return sha256
+
+    def _read(self) -> dict[str, tuple[str, FileStamp]]:
+        try:
+            entries = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):  # none yet, unreadable, or not JSON
+            return {}
+        known = {}
+        for key, entry in entries.items() if isinstance(entries, dict) else ():
+            try:
+                known[key] = (str(entry["sha256"]), FileStamp(**entry["stamp"]))
+            except (TypeError, KeyError):  # an entry not as _remember writes it
+                continue
+        return known
+
+    def _remember(self, key: str, sha256: str, stamp: FileStamp) -> None:
+        """Add one file, under a lock (torchrun ranks plan together), dropping files that moved or are gone."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(self.lock):
+                known = {k: v for k, v in self._read().items() if _still(Path(k), v[1])}
+                known[key] = (sha256, stamp)
+                entries = {k: {"sha256": s, "stamp": dataclasses.asdict(t)} for k, (s, t) in sorted(known.items())}
+                write_text(self.path, json.dumps(entries, indent=1) + "\n")
+        except OSError:  # a read-only cache: the file is only hashed again next time
+            pass
+
+
+def _still(path: Path, stamp: FileStamp) -> bool:
+    try:
+        return FileStamp.of(path) == stamp
+    except OSError:
+        return False

@@ -31,6 +31,8 @@ from mmgen.pipelines import session
 from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch, run_batch, run_plan
 from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
+from mmgen.weights import ModelCache, load_registry
+from mmgen.weights.identity import model_sha256s
 
 SIX_JOBS = """
     defaults:
@@ -294,7 +296,7 @@ def test_a_finished_batch_is_checked_without_reading_its_outputs_and_an_edit_is_
     jobs = two_generate_jobs(workspace, monkeypatch, "stamped")
     jobs.write_text(jobs.read_text().replace("num: 2", "num: 1"))
     assert run(["batch", str(jobs)]) == 0
-    read = []  # the outputs that files.sha256_file opens (the model, a path, is hashed at every plan)
+    read = []  # the outputs that files.sha256_file opens
 
     def counted(path, *args):
         if Path(path).name.startswith("generate_"):
@@ -311,6 +313,58 @@ def test_a_finished_batch_is_checked_without_reading_its_outputs_and_an_edit_is_
     plan = plan_batch(jobs, overwrite=True)
     assert {job.output: plan.status[job.number] for job in plan.todo()} == {"generate_1.mp4": "damaged"}
     assert read == ["generate_1.mp4"]
+
+
+def test_a_model_given_by_path_is_read_once_while_it_stays_as_it_is(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    """A batch names a model file by its sha256, and read the whole file (gigabytes for the paper's) at every plan.
+    Its stamp, kept with the sha256 in the cache (mmgen.stamps.HashMemo), now says it is unchanged; a file whose
+    stamp moved (here only its mtime) is read again, once."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "model_by_path")
+    model = workspace / "models" / "tiny.safetensors"
+    first = plan_batch(jobs)  # hashes the model, unless an earlier plan here has already
+    sha256 = sha256_file(model)
+    read = []
+
+    def counted(path, *args):
+        if Path(path).name == model.name:
+            read.append(Path(path).name)
+        return open(path, *args)
+
+    monkeypatch.setattr(files, "open", counted, raising=False)
+    again = plan_batch(jobs)
+    assert read == []
+    assert [job.hash for job in again.jobs] == [job.hash for job in first.jobs]
+    assert model_sha256s(str(model), load_registry(), ModelCache()) == (sha256,)
+    assert read == []
+
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        touched = plan_batch(jobs)
+        plan_batch(jobs)
+    finally:
+        os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert read == [model.name]  # the touched file, once
+    assert [job.hash for job in touched.jobs] == [job.hash for job in first.jobs]  # the same bytes
+
+
+def test_a_remembered_sha256_holds_only_while_its_stamp_does_and_a_broken_memo_costs_only_time(tmp_path: Path):
+    """An edit of the same size moves the mtime: the file is read again. A memo that is not JSON, or one that cannot
+    be written (its folder is a file), gives the same sha256s; it only saves reading."""
+    from mmgen.stamps import HashMemo
+
+    file, where = tmp_path / "weights.bin", tmp_path / "memo.json"
+    file.write_bytes(b"a" * 64)
+    memo = HashMemo(where)
+    assert memo.sha256(file) == sha256_file(file) and str(file) in json.loads(where.read_text())
+    stat = file.stat()
+    file.write_bytes(b"b" * 64)
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a later write would (not the same tick)
+    assert memo.sha256(file) == sha256_file(file)
+    where.write_text("not JSON")
+    assert memo.sha256(file) == sha256_file(file) and str(file) in json.loads(where.read_text())
+    (tmp_path / "a-file").write_text("")
+    assert HashMemo(tmp_path / "a-file" / "memo.json").sha256(file) == sha256_file(file)
 
 
 def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(

@@ -10,6 +10,8 @@ Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmg
                                       nothing else goes with it, so a failed import leaves no trace
     trust/<name>.json                 the sha256 and size first seen for a file with no published checksum
                                       (mmgen.weights.trust); kept by `models rm`
+    file-hashes.json                  the sha256 and stamp of each model file given by path that was hashed
+                                      (mmgen.stamps.HashMemo), so an unchanged one is not read again
 
 A cached file is checked every time it is loaded, cheaply: its size, and its stamp (mtime, inode, device) as
 recorded when it was written or last hashed; only when the stamp changed is it hashed again in full.
@@ -32,7 +34,7 @@ import platformdirs
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import file_lock, nearest_existing, refusal_to_create, sha256_file, try_a_file, write_text
-from mmgen.stamps import FileStamp
+from mmgen.stamps import FileStamp, HashMemo
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -128,6 +130,10 @@ class ModelCache:
 
     def part_path(self, name: str, sha256: str) -> Path:
         return self.folder(name) / f"{sha256}.part"
+
+    def file_sha256(self, path: Path) -> str:
+        """The sha256 of a file outside the cache (a model given by path), read only when its stamp moved."""
+        return HashMemo(self.root / "file-hashes.json").sha256(path)
 
     def names(self) -> list[str]:
         models = self.root / "models"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmgen.files import sha256_file
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.pull import cached_record
 from mmgen.weights.registry import Registry, is_path
@@ -17,10 +16,10 @@ def model_sha256(name: str, registry: Registry, cache: ModelCache) -> str:
     not fetched yet has no such file: the registry's sha256 of the file it will be made from stands for it; else
     "unknown:NAME" (a model that must still be imported)."""
     if is_path(name):
-        return sha256_file(Path(name))
+        return cache.file_sha256(Path(name))  # hashed once while the file stays as it is (mmgen.stamps)
     entry = registry.entries.get(name)
     if entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
-        return entry.weights.sha256 or sha256_file(entry.weights.bundled_path)
+        return entry.weights.sha256 or cache.file_sha256(entry.weights.bundled_path)
     record = cached_record(cache, name, entry)
     if record is not None:
         return record.sha256

@@ -40,7 +40,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 
 from mmgen.cli import use_huge_pages
-from mmgen.models import build_model
+from mmgen.models import attention_ops, build_model
 from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
 from mmgen.runtime.memory import release_freed_memory
 from mmgen.weights import load_model
@@ -151,6 +151,19 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
             "by_op": by_op}  # fmt: skip
 
 
+def op_class(name: str) -> str:
+    return next((kind for kind, pieces in OP_CLASSES if any(p in name for p in pieces)), "other")
+
+
+def _inside_chunked_attention(event) -> bool:
+    """The matmuls and softmaxes of mmgen's chunked bf16 attention are attention, not projections."""
+    while event is not None:
+        if event.name == attention_ops.PROFILER_NAME:
+            return True
+        event = event.cpu_parent
+    return False
+
+
 def time_by_op(forward, dtype: torch.dtype, conv_flops: int) -> dict:
     """Where one more forward's time goes: seconds per class of op (OP_CLASSES; torch.profiler's self time of
     every op, which adds up to the forward), and the rate of its convolutions next to this machine's conv rate
@@ -160,8 +173,8 @@ def time_by_op(forward, dtype: torch.dtype, conv_flops: int) -> dict:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         forward()
     seconds = dict.fromkeys([name for name, _ in OP_CLASSES] + ["other"], 0.0)
-    for event in prof.key_averages():
-        kind = next((name for name, pieces in OP_CLASSES if any(p in event.key for p in pieces)), "other")
+    for event in prof.events():
+        kind = "attention" if _inside_chunked_attention(event) else op_class(event.name)
         seconds[kind] += event.self_cpu_time_total / 1e6
     return {
         "seconds": seconds,

@@ -16,7 +16,7 @@ from test_mmunet import micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
 from tiny_model import TINY_FIELDS
 
-from mmgen.models import build_model, layers
+from mmgen.models import attention_ops, build_model, layers
 from mmgen.models.config import MMUNetConfig
 from mmgen.models.layers import group_norm
 from mmgen.models.storage import autocast_tensors, store_for_compute
@@ -43,7 +43,7 @@ CPU = torch.device("cpu")
     ],
 )
 def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, flags, env, expected):
-    monkeypatch.setattr(runtime_device, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(runtime_device, "cpu_flags", lambda: flags)
     if env is None:
         monkeypatch.delenv(runtime_device.CPU_BF16_ENV, raising=False)
     else:
@@ -56,7 +56,7 @@ def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, fl
 
 def test_this_machines_cpu_flags_are_read():
     """torch's probe and /proc/cpuinfo agree on what this CPU has (at least one of them answers)."""
-    flags = runtime_device._cpu_flags()
+    flags = runtime_device.cpu_flags()
     assert flags and ("avx2" in flags or "sse2" in flags or "neon" in flags or "asimd" in flags)
 
 
@@ -64,7 +64,10 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.float() - want).abs().max() / want.abs().max()).item()
 
 
-def test_bf16_stays_within_3_percent_of_fp32_on_the_official_fixtures(official_weights):
+@pytest.mark.parametrize("chunked_attention", [False, True], ids=["sdpa", "chunked attention"])
+def test_bf16_stays_within_3_percent_of_fp32_on_the_official_fixtures(official_weights, monkeypatch, chunked_attention):
+    """On either attention path bf16 takes (attention_ops: SDPA with AMX, the chunks with AVX512-BF16 only)."""
+    monkeypatch.setattr(attention_ops, "_cpu_without_amx", lambda: chunked_attention)
     io = load_file(OFFICIAL / "tiny_mmunet_io.safetensors")
     model = tiny_model(official_weights)
     inputs = (io["video"], io["audio"], io["timesteps"])
@@ -276,7 +279,7 @@ def test_auto_trains_a_narrow_model_in_fp32_on_a_bf16_cpu(monkeypatch):
     from mmgen.models import config_for
     from mmgen.train.setup import training_precision
 
-    monkeypatch.setattr(runtime_device, "_cpu_flags", lambda: {"amx_bf16", "amx_tile"})
+    monkeypatch.setattr(runtime_device, "cpu_flags", lambda: {"amx_bf16", "amx_tile"})
     monkeypatch.delenv(runtime_device.CPU_BF16_ENV, raising=False)
     demo, paper = load_model("demo").config, config_for("mm-unet")
     assert demo.model_channels < 128 <= paper.model_channels

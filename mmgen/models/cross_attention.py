@@ -12,10 +12,10 @@ loop-per-frame reference written straight from the spec's formulas.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmgen.modal import Modal
+from mmgen.models.attention_ops import attention
 from mmgen.models.layers import add_residual
 from mmgen.models.mm_layers import AudioConv, Conditioning, ModalNorm, VideoConv3d, mix_channels
 
@@ -56,7 +56,7 @@ def rs_mma(
     def audio_window(t: torch.Tensor) -> torch.Tensor:
         return heads_first(circular_windows(t, shift * per_frame, frames, window * per_frame, per_frame))
 
-    video_out = F.scaled_dot_product_attention(heads_first(qv), audio_window(ka), audio_window(va))
+    video_out = attention(heads_first(qv), audio_window(ka), audio_window(va))
     # (B·F, heads, HW, ch)
 
     # Audio chunk i against the video of its window: keys (B, F, window·HW, heads, ch).
@@ -65,13 +65,13 @@ def rs_mma(
 
     kw, vw = video_window(kv), video_window(vv)
     main = frames * per_frame
-    audio_out = F.scaled_dot_product_attention(
+    audio_out = attention(
         heads_first(qa[:, :main].unflatten(1, (frames, per_frame))), kw, vw
     )  # (B·F, heads, apf, ch)
     audio_out = audio_out.unflatten(0, (b, frames)).transpose(2, 3).reshape(b, main, num_heads * ch)
     if main < length:  # the tail tokens belong to the last chunk and share its window
         last = frames - 1
-        tail = F.scaled_dot_product_attention(
+        tail = attention(
             qa[:, main:].transpose(1, 2), kw[last::frames], vw[last::frames]
         )  # (B, heads, L - F·apf, ch)
         audio_out = torch.cat([audio_out, tail.transpose(1, 2).reshape(b, length - main, -1)], dim=1)

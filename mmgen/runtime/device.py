@@ -80,7 +80,7 @@ def select_device(name: str = "auto", option: str = "--device") -> torch.device:
     return torch.device("cuda", index)
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
     """The CPU's feature flags: torch's own probe, else /proc/cpuinfo (Linux), else none."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is not None:
@@ -101,7 +101,7 @@ def cpu_native_bf16() -> bool:
     forced = os.environ.get(CPU_BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    return bool(_cpu_flags() & set(CPU_BF16_FLAGS))
+    return bool(cpu_flags() & set(CPU_BF16_FLAGS))
 
 
 THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; the mmgen command turns it on (mmgen.cli.use_huge_pages)

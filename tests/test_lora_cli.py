@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_here import run_here
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model, tiny_config
 
@@ -47,38 +48,45 @@ def adapter_file(tmp_path):
     return base, path
 
 
-def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file, tmp_path):
-    base, path = adapter_file
+@pytest.fixture
+def mmgen(tmp_path):
+    """`mmgen ARGS` run in this process (tests/cli_here.py), with its cache, config and presets under tmp_path: the
+    commands' exit codes and output are the point here, not a new process for each (~3 s apiece)."""
     env = mmgen_env(tmp_path)
-    registered = run_mmgen("models", "import", path, "--name", "my-style", "--json", env=env)
+    return lambda *args: run_here(*args, env=env)
+
+
+def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file, tmp_path, mmgen):
+    base, path = adapter_file
+    registered = mmgen("models", "import", path, "--name", "my-style", "--json")
     assert registered.returncode == 0, registered.stderr
     record = json.loads(registered.stdout)
     assert record["kind"] == "adapter" and record["base"] == str(base) and record["rank"] == 4
     assert record["sha256"] == sha256_file(path)
 
-    listed = run_mmgen("models", "list", "--json", env=env)
+    listed = mmgen("models", "list", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["name"] for r in rows if r.get("kind") == "adapter"] == ["my-style"]
-    shown = run_mmgen("models", "list", env=env).stderr
+    shown = mmgen("models", "list").stderr
     assert "my-style" in shown and "adapters" in shown
 
-    again = run_mmgen("models", "import", path, "--name", "my-style", env=env)
+    again = mmgen("models", "import", path, "--name", "my-style")
     assert again.returncode == 2 and "already registered" in again.stderr
 
-    merged = run_mmgen("models", "import", path, "--name", "styled", "--merge", env=env)
+    merged = mmgen("models", "import", path, "--name", "styled", "--merge")
     assert merged.returncode == 0, merged.stderr
     expected = load_model(base).model
     merge_adapters(expected, [(read_adapter(path), 1.0)])
-    cached = load_model(ModelCache(root=Path(env["MMGEN_CACHE"])).weights_path("styled")).model
+    cached = load_model(ModelCache(root=tmp_path / "cache").weights_path("styled")).model
     for (name, a), (_, b) in zip(expected.state_dict().items(), cached.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
-    rows = [json.loads(line) for line in run_mmgen("models", "list", "--json", env=env).stdout.splitlines()]
+    rows = [json.loads(line) for line in mmgen("models", "list", "--json").stdout.splitlines()]
     styled = next(r for r in rows if r["name"] == "styled")  # not the temporary file the merge was written to
     assert styled["description"] == f"merged from {path.resolve()} and its base {base}"
 
-    removed = run_mmgen("models", "rm", "my-style", env=env)
+    removed = mmgen("models", "rm", "my-style")
     assert removed.returncode == 0, removed.stderr
-    listed = run_mmgen("models", "list", "--json", env=env)
+    listed = mmgen("models", "list", "--json")
     assert not [line for line in listed.stdout.splitlines() if '"kind": "adapter"' in line]
 
 
@@ -94,14 +102,13 @@ def decoded(mp4: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return read_video(mp4, 10.0, (16, 16)), read_audio(mp4, 16000)
 
 
-def test_generating_with_an_adapter_equals_the_merged_model_and_the_sidecar_says_so(adapter_file, tmp_path):
+def test_generating_with_an_adapter_equals_the_merged_model_and_the_sidecar_says_so(adapter_file, tmp_path, mmgen):
     base, path = adapter_file
-    env = mmgen_env(tmp_path)
-    assert run_mmgen("models", "import", path, "--name", "styled", "--merge", env=env).returncode == 0
+    assert mmgen("models", "import", path, "--name", "styled", "--merge").returncode == 0
     common = ["--seed", 5, "--steps", 2, "--no-previews", "--precision", "fp32", "--json"]
-    adapted = run_mmgen("generate", "-m", base, "--adapter", path, "-o", tmp_path / "a", *common, env=env)
-    merged = run_mmgen("generate", "-m", "styled", "-o", tmp_path / "m", *common, env=env)
-    plain = run_mmgen("generate", "-m", base, "-o", tmp_path / "p", *common, env=env)
+    adapted = mmgen("generate", "-m", base, "--adapter", path, "-o", tmp_path / "a", *common)
+    merged = mmgen("generate", "-m", "styled", "-o", tmp_path / "m", *common)
+    plain = mmgen("generate", "-m", base, "-o", tmp_path / "p", *common)
     assert adapted.returncode == merged.returncode == plain.returncode == 0, adapted.stderr + merged.stderr
     sidecar = json.loads(adapted.stdout)
     assert sidecar["adapters"] == [{"file": str(path), "sha256": sha256_file(path), "weight": 1.0}]
@@ -111,19 +118,18 @@ def test_generating_with_an_adapter_equals_the_merged_model_and_the_sidecar_says
     assert not torch.equal(ours[1], without[1])  # the adapter changed the sound
 
 
-def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_path):
+def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_path, mmgen):
     base, path = adapter_file
-    env = mmgen_env(tmp_path)
-    foreign = run_mmgen("generate", "-m", "demo", "--adapter", path, "-o", tmp_path / "x", env=env)
+    foreign = mmgen("generate", "-m", "demo", "--adapter", path, "-o", tmp_path / "x")
     assert foreign.returncode == 2
     assert f"was trained on {base}" in foreign.stderr and "not on demo" in foreign.stderr
     changed = tmp_path / "changed.safetensors"
     data = bytearray(path.read_bytes())
     data[-5] ^= 0x10
     changed.write_bytes(bytes(data))
-    tampered = run_mmgen("generate", "-m", base, "--adapter", changed, "-o", tmp_path / "y", env=env)
+    tampered = mmgen("generate", "-m", base, "--adapter", changed, "-o", tmp_path / "y")
     assert tampered.returncode == 2 and "changed or damaged" in tampered.stderr
-    as_model = run_mmgen("generate", "-m", path, "-o", tmp_path / "z", env=env)
+    as_model = mmgen("generate", "-m", path, "-o", tmp_path / "z")
     assert as_model.returncode == 2 and "is a LoRA adapter, not a model" in as_model.stderr
     for result in (foreign, tampered, as_model):
         assert len(result.stderr.strip().splitlines()) == 1

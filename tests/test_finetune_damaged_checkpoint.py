@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 
 from mmgen import files
 from mmgen.cli import run
@@ -31,9 +32,9 @@ def finished(tmp_path_factory):
     env = mmgen_env(base, OMP_NUM_THREADS="1")
     recipe = write_recipe(base / "recipe.yaml", log_every=1, sample_every=0, probe_every=0)
     run_dir = base / "run"
-    done = run_mmgen(
+    done = run_here(
         "finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", STEPS, "--batch-size", 2,
-        "--lr", 1e-3, "--save-every", 1, env=env, timeout=300,
+        "--lr", 1e-3, "--save-every", 1, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return data, run_dir, env
@@ -58,7 +59,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_bef
     newest = run_dir / "checkpoints" / f"step-{STEPS:07d}"
     damage(newest / file, how)
 
-    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", STEPS + 1, env=env, timeout=300)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", STEPS + 1, env=env)
     assert resumed.returncode == 0, resumed.stderr
     (warning,) = [line for line in resumed.stderr.splitlines() if "does not load" in line]
     why = f"({file} is missing)" if how == "missing" else f"({file}: "

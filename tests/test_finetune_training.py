@@ -2,8 +2,9 @@
 teach anything are skipped and reported, a second run reuses the decoded clips, and the result is a model that
 `mmgen generate` and `mmgen models import` take like any other.
 
-Every run is the real command in a subprocess on one CPU thread (OMP_NUM_THREADS=1: the test machine is shared,
-and one thread is both faster there and bitwise reproducible).
+Every run is the real command, run in this process (tests/cli_here.py: a new process for each would cost ~3 s and
+prove nothing more here) on one CPU thread (the test machine is shared, and one thread is both faster there and
+bitwise reproducible).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from safetensors.torch import load_file
 
 from mmgen.cli import run
@@ -54,10 +56,10 @@ def trained(tmp_path_factory) -> Run:
         base / "recipe.yaml", log_every=5, ema_decay=0.9, sample_sampler="ddpm", sample_steps=3, probe_timesteps=[300]
     )
     run_dir = base / "runs" / "colours"
-    result = run_mmgen(
+    result = run_here(
         "finetune", data, "--scratch", "--config", recipe, "-o", run_dir,
         "--steps", STEPS, "--batch-size", 4, "--lr", 2e-3, "--save-every", 10, "--sample-every", 10,
-        env=env, timeout=300,
+        env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return Run(data, run_dir, env, result.stderr)
@@ -122,10 +124,10 @@ def test_a_second_run_over_the_same_folder_decodes_nothing(trained, tmp_path):
     cache = Path(trained.env["MMGEN_CACHE"]) / "clips"
     shards = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
-    result = run_mmgen(
+    result = run_here(
         "finetune", trained.data, "--scratch", "--config", recipe, "-o", tmp_path / "again",
         "--steps", 1, "--batch-size", 2, "--sample-every", 0,
-        env=trained.env, timeout=120,
+        env=trained.env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "(0 decoded, 6 from the clip cache, 2 skipped)" in result.stderr
@@ -137,7 +139,7 @@ def test_a_second_run_over_the_same_folder_decodes_nothing(trained, tmp_path):
 def test_the_result_generates_and_imports_by_name(trained, tmp_path, monkeypatch):
     model = trained.run_dir / "model.safetensors"
     generate = ("--steps", 2, "--seed", 3, "--no-previews", "--json")
-    by_path = run_mmgen("generate", "-m", model, "-o", tmp_path / "by-path", *generate, env=trained.env)
+    by_path = run_here("generate", "-m", model, "-o", tmp_path / "by-path", *generate, env=trained.env)
     assert by_path.returncode == 0, by_path.stderr
     clip = tmp_path / "by-path" / "clip_0000.mp4"
     assert read_video(clip, 10.0, (8, 8)).shape == (2, 3, 8, 8)
@@ -145,7 +147,7 @@ def test_the_result_generates_and_imports_by_name(trained, tmp_path, monkeypatch
     for key, value in trained.env.items():  # the import runs in this process, into the runs' cache
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(model), "--name", "my-colours"]) == 0
-    by_name = run_mmgen(
+    by_name = run_here(
         "generate", "-m", "my-colours", "-o", tmp_path / "by-name", *generate, env=trained.env
     )
     assert by_name.returncode == 0, by_name.stderr
@@ -163,7 +165,7 @@ def test_a_preview_is_the_clip_mmgen_generate_makes_from_the_same_weights_seed_a
     # model trained from scratch has no settings of its own).
     weights = trained.run_dir / "checkpoints" / "step-0000010" / "ema.safetensors"
     out = tmp_path / "generated"
-    done = run_mmgen(
+    done = run_here(
         "generate", "-m", weights, "--seed", 0, "--sampler", "ddpm", "--steps", 3, "--no-previews", "-o", out,
         "--loudness", "off", "--sample-rate", "model", env=trained.env,
     )  # fmt: skip  (a preview is the model's own sound: its rate and level, not a delivered one)
@@ -218,12 +220,12 @@ def test_a_run_folder_inside_the_data_folder_is_not_training_data(tmp_path):
     env = mmgen_env(tmp_path, OMP_NUM_THREADS="1")
     recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
     options = ("--steps", 1, "--batch-size", 2, "--sample-every", 1)
-    first = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", data / "run", *options, env=env)
+    first = run_here("finetune", data, "--scratch", "--config", recipe, "-o", data / "run", *options, env=env)
     assert first.returncode == 0, first.stderr
     assert (data / "run" / "samples" / "step-0000001.mp4").is_file()
 
-    resumed = run_mmgen("finetune", data, "-o", data / "run", "--resume", "--steps", 2, env=env)
-    later = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "later", *options, env=env)
+    resumed = run_here("finetune", data, "-o", data / "run", "--resume", "--steps", 2, env=env)
+    later = run_here("finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "later", *options, env=env)
 
     assert resumed.returncode == 0 and later.returncode == 0, resumed.stderr + later.stderr
     assert f"note: left out {data / 'run'}: this run's own folder" in resumed.stderr

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, one_thread, write_clip, write_clip_folder, write_recipe
-from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from mmgen_cli import mmgen_command, mmgen_env
 from safetensors.torch import load_file
 from two_ranks import run_as_two_ranks
 
@@ -99,7 +100,7 @@ def test_a_run_stopped_by_ctrl_c_then_killed_ends_with_the_weights_of_a_run_that
 ):
     data, recipe, env = setup
     straight = tmp_path / "straight"
-    reference = run_mmgen(*finetune_args(data, recipe, straight), env=env, timeout=300)
+    reference = run_here(*finetune_args(data, recipe, straight), env=env)  # in this process: tests/cli_here.py
     assert reference.returncode == 0, reference.stderr
     assert [c.step for c in list_checkpoints(straight / "checkpoints")] == [4, 6, 8]  # the newest 3 are kept
 
@@ -127,7 +128,7 @@ def test_a_run_stopped_by_ctrl_c_then_killed_ends_with_the_weights_of_a_run_that
     survivor = latest_checkpoint(run_dir / "checkpoints")
     assert 4 <= survivor.step < STEPS
 
-    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", env=env, timeout=300)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming at step {survivor.step}" in resumed.stderr
     assert_same_weights(run_dir, straight)

@@ -9,8 +9,9 @@ import subprocess
 import pytest
 import torch
 import yaml
+from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, one_thread, write_clip_folder, write_recipe
-from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from mmgen_cli import mmgen_command, mmgen_env
 from safetensors.torch import load_file
 
 from mmgen.adapters import read_adapter
@@ -58,7 +59,7 @@ def lora_args(data, base, recipe, run_dir) -> list:
 def test_a_lora_run_writes_a_small_adapter_for_its_base_and_resumes_bitwise(setup, tmp_path):
     data, base, recipe, env = setup
     straight = tmp_path / "straight"
-    done = run_mmgen(*lora_args(data, base, recipe, straight), env=env, timeout=300)
+    done = run_here(*lora_args(data, base, recipe, straight), env=env)  # in this process: tests/cli_here.py
     assert done.returncode == 0, done.stderr
     assert "rank-4 LoRA adapters" in done.stderr and f"--adapter {straight / 'adapter.safetensors'}" in done.stderr
     assert not (straight / "model.safetensors").exists()
@@ -80,7 +81,7 @@ def test_a_lora_run_writes_a_small_adapter_for_its_base_and_resumes_bitwise(setu
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
     assert latest_checkpoint(run_dir / "checkpoints").step < STEPS
-    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", env=env, timeout=300)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step" in resumed.stderr
 
@@ -98,10 +99,10 @@ def test_resuming_a_lora_run_over_a_changed_base_names_both(setup, tmp_path):
     run_dir = tmp_path / "run"
     args = lora_args(data, moved, recipe, run_dir)
     args[args.index("--steps") + 1] = 2
-    assert run_mmgen(*args, env=env, timeout=300).returncode == 0
+    assert run_here(*args, env=env).returncode == 0
     config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
     save_model(moved, trained_looking(config, seed=1), "mm-unet", config)  # other weights, same name
-    resumed = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", 4, env=env, timeout=300)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", 4, env=env)
     assert resumed.returncode == 2
     assert f"this LoRA run was trained on {moved} (sha256 {sha256_file(base)[:12]}" in resumed.stderr
     assert f"now has sha256 {sha256_file(moved)[:12]}" in resumed.stderr
@@ -136,7 +137,7 @@ def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
 )
 def test_lora_options_that_cannot_train_are_refused_before_any_work(setup, tmp_path, extra, message):
     data, base, recipe, env = setup
-    result = run_mmgen("finetune", data, "--from", base, "-o", tmp_path / "run", *extra, env=env, timeout=120)
+    result = run_here("finetune", data, "--from", base, "-o", tmp_path / "run", *extra, env=env)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()

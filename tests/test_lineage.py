@@ -10,8 +10,9 @@ import json
 
 import pytest
 import torch
+from cli_here import run_here
 from finetune_clips import write_clip_folder
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from tiny_model import register_tiny_with_upsampler
 
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
@@ -30,11 +31,11 @@ def tuned(tmp_path_factory):
     write_clip_folder(base / "clips", good=2, seconds=2.0)
     env = mmgen_env(base, OMP_NUM_THREADS="1")
     run_dir = base / "run"
-    result = run_mmgen(
+    done = run_here(
         "finetune", base / "clips", "--from", "demo", "-o", run_dir, "--steps", 1, "--batch-size", 2,
-        "--save-every", 1, "--sample-every", 0, env=env, timeout=300,
+        "--save-every", 1, "--sample-every", 0, env=env,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert done.returncode == 0, done.stderr
     return run_dir, env
 
 
@@ -46,7 +47,7 @@ def sampled_with(result) -> tuple:
 
 def test_the_fine_tuned_demo_generates_with_the_demos_own_settings(tuned, tmp_path):
     run_dir, env = tuned
-    made = run_mmgen(
+    made = run_here(
         "generate", "-m", run_dir / "model.safetensors", "--steps", 2, "--seed", 1, "--no-previews", "--json",
         "-o", tmp_path / "out", env=env,
     )  # fmt: skip
@@ -117,25 +118,29 @@ def test_a_model_fine_tuned_from_one_with_an_upsampler_is_upscaled_by_it(tmp_pat
     register_tiny_with_upsampler(tmp_path)
     write_clip_folder(tmp_path / "clips", good=2, seconds=2.0)
     env = mmgen_env(tmp_path, OMP_NUM_THREADS="1")
-    tuned = run_mmgen(
+
+    def mmgen(*args):  # in this process (tests/cli_here.py)
+        return run_here(*args, env=env)
+
+    tuned = mmgen(
         "finetune", tmp_path / "clips", "--from", "tiny", "-o", tmp_path / "run", "--steps", 1, "--batch-size", 2,
-        "--sample-every", 0, env=env, timeout=300,
+        "--sample-every", 0,
     )  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
 
-    made = run_mmgen(
+    made = mmgen(
         "generate", "-m", tmp_path / "run" / "model.safetensors", "--steps", 2, "--seed", 1, "--upscale",
-        "--json", "-o", tmp_path / "out", env=env,
+        "--json", "-o", tmp_path / "out",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     record = json.loads(made.stdout)
     assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)
 
-    for key, value in env.items():  # the import runs in this process, into the test's cache
+    assert mmgen("models", "import", tmp_path / "run" / "model.safetensors", "--name", "my-tiny").returncode == 0
+    for key, value in env.items():  # for catalog() below, as `models list` reads it
         monkeypatch.setenv(key, value)
-    assert run(["models", "import", str(tmp_path / "run" / "model.safetensors"), "--name", "my-tiny"]) == 0
     assert own_lineage("my-tiny").upsampler == "tiny-sr"
     assert next(row for row in catalog() if row.name == "my-tiny").upsampler == "tiny-sr"  # `models list --json`
-    by_name = run_mmgen("generate", "-m", "my-tiny", "--steps", 2, "--json", "-o", tmp_path / "again", env=env)
+    by_name = mmgen("generate", "-m", "my-tiny", "--steps", 2, "--json", "-o", tmp_path / "again")
     assert by_name.returncode == 0, by_name.stderr
     assert (json.loads(by_name.stdout)["upsampler"], json.loads(by_name.stdout)["width"]) == ("tiny-sr", 32)

@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from cli_here import run_here
 from loudness_meter import ebur128
 from media_factory import (
     audio_stream_seconds,
@@ -69,14 +70,15 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def world_retakes(world):
-    """Each world clip with its sound retaken between 2 and 4 s, at the model's rate and level."""
+    """Each world clip with its sound retaken between 2 and 4 s, at the model's rate and level (`mmgen retake`, in
+    this process: tests/cli_here.py)."""
     folder, labels = world
     env = mmgen_env(folder)
     results = []
     for k, label in enumerate(labels):
         source, out = folder / "clips" / label.file, folder / f"retake_{k}.mp4"
-        done = run_mmgen("retake", source, "--range", f"{RANGE[0]}:{RANGE[1]}", "--seed", str(k), "--wav",
-                         "--loudness", "off", "--sample-rate", "model", "-o", out, "--json", env=env)
+        done = run_here("retake", source, "--range", f"{RANGE[0]}:{RANGE[1]}", "--seed", str(k), "--wav",
+                        "--loudness", "off", "--sample-rate", "model", "-o", out, "--json", env=env)
         assert done.returncode == 0, done.stderr
         results.append((label, source, out, json.loads(done.stdout)))
     return results

@@ -325,6 +325,30 @@ def test_a_file_whose_safetensors_header_cannot_be_read_is_damaged_whatever_its_
     assert ModelCache().record("x") is None
 
 
+def test_a_file_that_cannot_be_a_torch_checkpoint_is_damaged_before_any_talk_of_arch(tmp_path, env, capsys):
+    """Text, random bytes or nothing named .pt: not a zip archive (torch.save) nor a pickle (its legacy format), told
+    from the first bytes, exit 2 with or without --arch. Without it the import asked for --arch, which no value
+    could answer; with it, text was `KeyError: 101` (exit 1) and random bytes "holds Python objects"."""
+    text, noise, empty = tmp_path / "text.pt", tmp_path / "noise.pt", tmp_path / "empty.pt"
+    text.write_text("hello world, these are not weights\n")
+    noise.write_bytes(b"\x13" + os.urandom(4095))
+    empty.write_bytes(b"")
+    for file, why in ((text, "it begins with b'hello wo': neither a zip archive nor a pickle"),
+                      (noise, "it begins with b'\\x13"), (empty, "it is empty")):
+        for arch in ([], ["--arch", "mm-unet"]):
+            assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, (file, arch)
+            err = capsys.readouterr().err
+            assert err.startswith(f"mmgen: error: {file}: damaged, or not a PyTorch checkpoint ({why}"), err
+            assert err.count("\n") == 1
+    # What torch.save writes, zip or legacy, still gets as far as asking which architecture it is.
+    for legacy in (False, True):
+        saved = tmp_path / f"saved-{legacy}.pt"
+        torch.save({"w": torch.ones(2)}, saved, _use_new_zipfile_serialization=not legacy)
+        assert run(["models", "import", str(saved), "--name", "x"]) == 2
+        assert capsys.readouterr().err == f"mmgen: error: --arch is required to import {saved} as the new model 'x'\n"
+    assert ModelCache().record("x") is None
+
+
 def test_an_import_of_what_is_not_a_file_says_what_it_is(tmp_path, env, capsys):
     """A folder, a device and a symlink loop were all "no such file"; the words are those the media commands use."""
     loop = tmp_path / "loop.safetensors"

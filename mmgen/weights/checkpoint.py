@@ -33,6 +33,25 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
+# How every file torch.load(weights_only=True) reads begins: torch.save's zip archive, or its legacy format, a
+# pickle of protocol 2 or later (protocols 0 and 1, never torch.save's default, are refused by weights_only).
+_TORCH_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def not_a_torch_checkpoint(path: Path) -> str | None:
+    """Why `path` cannot be a torch.save file, told from its first bytes without unpickling anything; None when it
+    may be one (a damaged zip or pickle is then for torch.load to find)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_TORCH_STARTS):
+        return None
+    return "it is empty" if not head else f"it begins with {head!r}: neither a zip archive nor a pickle"
+
+
+def damaged_torch_checkpoint(path: Path, why: str) -> UsageError:
+    return UsageError(f"{path}: damaged, or not a PyTorch checkpoint ({why})", hint="get the file again")
+
+
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` (the weights file's `name`) if it holds no NaN or Inf. A trained model never does: such a file
     was damaged (or saved from a diverged run), and is refused as it loads rather than found out minutes
@@ -78,6 +97,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if is_safetensors(path):
         with open_safetensors(path) as f:
             return {name: check_finite(path, name, f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118
+    if why := not_a_torch_checkpoint(path):  # text or random bytes: torch.load said "KeyError: 101", exit 1
+        raise damaged_torch_checkpoint(path, why)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

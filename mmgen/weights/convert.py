@@ -20,7 +20,14 @@ from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
-from mmgen.weights.checkpoint import is_safetensors, read_header, read_state_dict, save_model
+from mmgen.weights.checkpoint import (
+    damaged_torch_checkpoint,
+    is_safetensors,
+    not_a_torch_checkpoint,
+    read_header,
+    read_state_dict,
+    save_model,
+)
 from mmgen.weights.lineage import Lineage, file_lineage, registered_copy
 from mmgen.weights.registry import ModelEntry, load_registry
 
@@ -219,7 +226,10 @@ def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, 
             return None
         return Target(entry.arch, entry.config, entry.weights.parameters)
     if arch is None:
-        if config is not None or read_header(file) is None:
+        header = read_header(file)  # a damaged safetensors says so here
+        if header is None and not is_safetensors(file) and (why := not_a_torch_checkpoint(file)):
+            raise damaged_torch_checkpoint(file, why)  # not weights at all: no --arch would make it any
+        if config is not None or header is None:
             raise UsageError(f"--arch is required to import {file} as the new model {name!r}")
         return None
     return Target(arch, config if config is not None else config_for(arch))

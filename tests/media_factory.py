@@ -308,6 +308,20 @@ def decode_frames(path: str | Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])])
 
 
+# How far two H.264 encodes of bitwise the same frames may decode apart, as a mean over every pixel and channel in
+# 8-bit levels. libx264's macroblock-tree rate control (mbtree, on in its defaults) reads heap memory it has not
+# written, so now and then a frame is coded differently (measured on the demo's 8 frames of 16×16, the heap filled
+# with other data before each encode: 11 encodes in 800 with mbtree on, none in 400 with it off; the odd ones decode
+# 0.6 and 1.7 levels off on average, 21 at most). Another seed is far off: 19.9 levels between the demo's clips of
+# seeds 7 and 8, 95 between the tiny test model's.
+ENCODE_LEVELS = 3.0
+
+
+def frame_difference(a: str | Path, b: str | Path) -> float:
+    """Mean absolute difference of two files' decoded frames, in 8-bit levels (compare with ENCODE_LEVELS)."""
+    return float(np.abs(decode_frames(a).astype(np.int16) - decode_frames(b)).mean())
+
+
 def audio_stream_seconds(path: str | Path) -> float:
     """How long the container says the first audio stream plays (an mp4 edit list's duration, priming excluded)."""
     with av.open(str(path)) as container:

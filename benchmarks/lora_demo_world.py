@@ -60,20 +60,25 @@ def _recipe(folder: Path) -> Path:
     return path
 
 
-def score(held_out: Path, world: WorldConfig, adapter: Path | None, workdir: Path, seed: int = 0) -> dict:
-    """Video-to-audio scores by the changed world's mapping: on the colours whose pitch moved, on the others."""
+def score(held_out: Path, world: WorldConfig, adapter: Path | None, workdir: Path, seed: int = 0,
+          groups: tuple[str, ...] = ("changed", "unchanged")) -> dict:
+    """Video-to-audio scores by the changed world's mapping: on the colours whose pitch moved, on the others.
+    `groups` chooses which of the two are scored (clip i has seed + i either way, so a clip's sound is the same)."""
     labels = read_labels(held_out)
     adapters = (str(adapter),) if adapter else ()
-    audio = []
+    moved = {c for c, p in world.pitch_hz.items() if p != WorldConfig().pitch_hz[c]}
+    group_of = ["changed" if label.colour in moved else "unchanged" for label in labels]
+    audio = {}
     for i, label in enumerate(labels):
+        if group_of[i] not in groups:
+            continue
         settings = SoundtrackSettings(seed=seed + i, loudness="off", sample_rate="model", adapter=adapters)
         result = soundtrack(held_out / label.file, workdir / f"v2a_{i:04d}.mp4", settings, overwrite=True)
-        audio.append(read_audio(result.files["mp4"], world.sample_rate))
-    length = min(a.shape[-1] for a in audio)
-    moved = {c for c, p in world.pitch_hz.items() if p != WorldConfig().pitch_hz[c]}
+        audio[i] = read_audio(result.files["mp4"], world.sample_rate)
+    length = min(a.shape[-1] for a in audio.values())
     report = {}
-    for group, keep in (("changed", lambda c: c in moved), ("unchanged", lambda c: c not in moved)):
-        chosen = [i for i, label in enumerate(labels) if keep(label.colour)]
+    for group in groups:
+        chosen = [i for i in audio if group_of[i] == group]
         scores = score_video_to_audio([audio[i][:, :length] for i in chosen], [labels[i] for i in chosen],
                                       sample_rate=world.sample_rate, fps=world.fps, pitch_hz=world.pitch_hz)
         report[group] = {k: round(v, 3) if isinstance(v, float) else v for k, v in scores.items()}

@@ -3,7 +3,10 @@ adapter trained for a few CPU steps with `mmgen finetune --lora` makes the demo 
 colours, where the base demo plays the old ones — and it still gets the unchanged colours right.
 
 A small version of benchmarks/lora_demo_world.py (README: "LoRA adapters" has the full run): 64 training clips,
-60 steps, 12 held-out clips; the margins are looser than the full run's (which scores 1.0 on both groups)."""
+40 steps at lr 1e-2, 12 held-out clips (7 of the changed colours, 5 of the others); the margins are looser than the
+full run's (which scores 1.0 on both groups). Measured 2026-12-01 on these clips: the adapted demo scores 1.0 on
+both groups (and event F1 1.0) with training seeds 0, 1 and 2; 30 steps reached only 0.67 on the changed colours;
+60 steps at lr 5e-3 (this test before) also scored 1.0, in 1.5× the training time."""
 
 from __future__ import annotations
 
@@ -36,12 +39,13 @@ def test_a_rank_8_adapter_teaches_the_demo_a_swapped_colour_to_pitch_rule(tmp_pa
     write_dataset(tmp_path / "train", world, 64, seed=11)
     write_dataset(tmp_path / "held-out", world, 12, seed=2)
     env = {**mmgen_env(tmp_path), "OMP_NUM_THREADS": "1"}
-    adapter = bench.train_adapter(tmp_path / "train", tmp_path / "run", steps=60, rank=8, lr=5e-3, batch_size=8,
+    adapter = bench.train_adapter(tmp_path / "train", tmp_path / "run", steps=40, rank=8, lr=1e-2, batch_size=8,
                                   env=env)
     with keep_loaded():
-        base = bench.score(tmp_path / "held-out", world, None, tmp_path)
+        # The base on the changed colours only: that it plays their old pitches is all that is asserted of it.
+        base = bench.score(tmp_path / "held-out", world, None, tmp_path, groups=("changed",))
         adapted = bench.score(tmp_path / "held-out", world, adapter, tmp_path)
-    assert base["changed"]["n"] >= 3 and base["unchanged"]["n"] >= 3
+    assert adapted["changed"]["n"] >= 3 and adapted["unchanged"]["n"] >= 3
     assert base["changed"]["pitch_accuracy"] <= 0.2  # the demo plays red and blue at their old pitches
     assert adapted["changed"]["pitch_accuracy"] >= 0.7  # the adapted demo follows the new mapping
     assert adapted["unchanged"]["pitch_accuracy"] >= 0.7  # ... and still knows green and yellow

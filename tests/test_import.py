@@ -64,27 +64,17 @@ def official_state() -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(OFFICIAL / "tiny_mmunet.safetensors")
 
 
-def test_official_checkpoint_imports_and_reproduces_the_official_forward(tmp_path, env, official_state):
+def test_official_checkpoint_imports_and_reproduces_the_official_forward(tmp_path, env, official_state, capsys):
     checkpoint = save_official_style(official_state, tmp_path / "Tiny.pt")
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(tiny_mmunet_fields()))
 
-    result = run_mmgen(
-        "models",
-        "import",
-        checkpoint,
-        "--name",
-        "tiny",
-        "--arch",
-        "mm-unet",
-        "--config",
-        config_file,
-        "--json",
-        env=env,
-    )
+    code = run(["models", "import", str(checkpoint), "--name", "tiny", "--arch", "mm-unet", "--config",
+                str(config_file), "--json"])
 
-    assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    record = json.loads(said.out)
     assert record["source_format"] == "pt" and record["dtype"] == "float32"
     loaded = load_model("tiny")
     assert loaded.config == MMUNetConfig(
@@ -245,24 +235,26 @@ def test_importing_the_same_checkpoint_again_gives_the_same_model_identity(tmp_p
     assert stat.S_IMODE(load_model("tiny").path.stat().st_mode) == 0o666 & ~umask  # like any file of the user's
 
 
-def test_a_cached_model_is_never_imported_over_itself(tmp_path, env, tiny):
+def test_a_cached_model_is_never_imported_over_itself(tmp_path, env, tiny, capsys):
     """An input is never an output: importing a model's own cached file under its name (here to convert it
     to fp16 in place) is refused, however the file is named, and the cached model is left as it was."""
-    assert run_mmgen("models", "import", tiny, "--name", "mygood", env=env).returncode == 0
+    assert run(["models", "import", str(tiny), "--name", "mygood"]) == 0
     cached = ModelCache().weights_path("mygood")
     link = tmp_path / "link.safetensors"
     link.symlink_to(cached)
     before = {p.name: p.read_bytes() for p in cached.parent.iterdir()}
 
     for same in (cached, link):
-        done = run_mmgen("models", "import", same, "--name", "mygood", "--overwrite", "--dtype", "fp16", env=env)
+        capsys.readouterr()
+        code = run(["models", "import", str(same), "--name", "mygood", "--overwrite", "--dtype", "fp16"])
 
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.startswith(f"mmgen: error: {same}: it is already the cached model 'mygood'")
-        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith(f"mmgen: error: {same}: it is already the cached model 'mygood'")
+        assert err.count("\n") == 1 and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in cached.parent.iterdir()} == before
-    copy = run_mmgen("models", "import", cached, "--name", "mygood-fp16", "--dtype", "fp16", env=env)
-    assert copy.returncode == 0, copy.stderr  # under another name it is a new, converted model
+    assert run(["models", "import", str(cached), "--name", "mygood-fp16", "--dtype", "fp16"]) == 0, \
+        capsys.readouterr().err  # under another name it is a new, converted model
     assert load_model("mygood-fp16").sha256 != load_model("mygood").sha256
 
 

@@ -75,6 +75,20 @@ def mmgen(server: FileServer, tmp_path: Path, *args: str, **env: str) -> subproc
     )
 
 
+@pytest.fixture
+def in_process(server, tmp_path, monkeypatch, capsys):
+    """`mmgen ARGS` inside this process (tests/in_process.py) with the stand-in Drive: for the steps of a story
+    whose subject is not the process (a listing, info, rm, a repeat pull); the real command runs where a test's
+    promise is its exit code and stderr."""
+    import requests
+    from drive_standin import redirect
+    from in_process import mmgen_in_process
+
+    monkeypatch.setattr(requests.Session, "request", requests.Session.request)  # undone after the test
+    redirect(server.base_url)
+    return lambda *args, **env: mmgen_in_process(monkeypatch, capsys, tmp_path, *args, **env)
+
+
 def cached(tmp_path: Path, name: str = "landscape") -> list[str]:
     """Everything under the cache for `name` but its lock: model files, partial downloads, trust record."""
     root = tmp_path / "cache"
@@ -83,20 +97,20 @@ def cached(tmp_path: Path, name: str = "landscape") -> list[str]:
     return sorted(p.name for p in found)
 
 
-def info(server: FileServer, tmp_path: Path, name: str = "landscape") -> dict:
-    result = mmgen(server, tmp_path, "models", "info", name, "--json")
+def info(in_process, name: str = "landscape") -> dict:
+    result = in_process("models", "info", name, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_path, server):
+def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_path, server, in_process):
     tiny_entry(tmp_path)
     drive = DriveStandIn(server)
     first_bytes = tiny_checkpoint(seed=1)
     drive.put("Landscape.pt", first_bytes)
     sha256 = hashlib.sha256(first_bytes).hexdigest()
 
-    listed = mmgen(server, tmp_path, "models", "list", "--json")
+    listed = in_process("models", "list", "--json")
     row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["landscape"]
     assert (row["status"], row["sha256"]) == ("downloadable", None)
     assert row["fetch"] == "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p"
@@ -106,9 +120,9 @@ def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_pa
     assert first.returncode == 0, first.stderr
     assert "landscape: downloaded to" in first.stderr
     assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]  # no partial file left
-    trusted = info(server, tmp_path)["trusted_on_first_use"]
+    trusted = info(in_process)["trusted_on_first_use"]
     assert (trusted["file"], trusted["sha256"], trusted["size"]) == ("Landscape.pt", sha256, len(first_bytes))
-    listed = mmgen(server, tmp_path, "models", "list", "--json")
+    listed = in_process("models", "list", "--json")
     row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["landscape"]
     # Named by the weights file mmgen loads, and by the .pt it came from (what was trusted), labelled source.
     weights = tmp_path / "cache" / "models" / "landscape" / "model.safetensors"
@@ -117,16 +131,13 @@ def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_pa
 
     # The sidecar of a clip made with it names the file first pulled.
     out = tmp_path / "out"
-    generated = subprocess.run(
-        drive_mmgen_command(server, "generate", "-m", "landscape", "--sampler", "ddim", "--steps", "1",
-                            "--no-upscale", "--no-previews", "-o", out, "--json"),
-        env=mmgen_env(tmp_path), capture_output=True, text=True, timeout=TIMEOUT_S,
-    )
+    generated = in_process("generate", "-m", "landscape", "--sampler", "ddim", "--steps", "1", "--no-upscale",
+                     "--no-previews", "-o", out, "--json")
     assert generated.returncode == 0, generated.stderr
     assert json.loads(generated.stdout)["model_source_sha256"] == sha256
 
     # The authors' file changes (or someone serves another one): after `rm`, a pull of it is refused.
-    assert mmgen(server, tmp_path, "models", "rm", "landscape").returncode == 0
+    assert in_process("models", "rm", "landscape").returncode == 0
     drive.put("Landscape.pt", tiny_checkpoint(seed=2))
     refused = mmgen(server, tmp_path, "models", "pull", "landscape")
 
@@ -138,13 +149,13 @@ def test_first_pull_records_what_it_trusted_and_a_changed_file_is_refused(tmp_pa
     assert cached(tmp_path) == ["landscape.json"]  # only the record of the first file
 
     # Told to forget it, the next pull trusts the new file.
-    assert mmgen(server, tmp_path, "models", "rm", "landscape", "--forget").returncode == 0
-    again = mmgen(server, tmp_path, "models", "pull", "landscape", "-q")
+    assert in_process("models", "rm", "landscape", "--forget").returncode == 0
+    again = in_process("models", "pull", "landscape", "-q")
     assert again.returncode == 0, again.stderr
-    assert info(server, tmp_path)["trusted_on_first_use"]["sha256"] != sha256
+    assert info(in_process)["trusted_on_first_use"]["sha256"] != sha256
 
 
-def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server):
+def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server, in_process):
     tiny_entry(tmp_path)
     drive = DriveStandIn(server)
     data = tiny_checkpoint()
@@ -159,36 +170,29 @@ def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server):
     kept = (tmp_path / "cache" / "models" / "landscape" / part).stat().st_size
     assert 0 < kept <= drop
 
-    second = mmgen(server, tmp_path, "models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
+    second = in_process("models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
 
     assert second.returncode == 0, second.stderr
     assert f"bytes={kept}-" in [r.range for r in drive.downloads("Landscape.pt")]  # asked only for the rest
     assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
-    trusted = info(server, tmp_path)["trusted_on_first_use"]
+    trusted = info(in_process)["trusted_on_first_use"]
     assert (trusted["sha256"], trusted["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
 
 
-def test_a_drive_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the_disk(tmp_path, server, monkeypatch,
-                                                                                        capsys):
+def test_a_drive_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the_disk(tmp_path, server, in_process,
+                                                                                        monkeypatch):
     """Drive (gdown) sending a file without a Content-Length and without end: stopped at MAX_UNSIZED (16 GB; here
     twice the file), exit 2 naming the file and folder, gdown's temporary deleted. In process, for speed."""
-    import requests
-    from drive_standin import redirect
-
-    from mmgen.cli import run
     from mmgen.terminal import size_text
 
     tiny_entry(tmp_path)
     data = tiny_checkpoint()
     DriveStandIn(server).put("Landscape.pt", data, length=None, trailing=2**30)
-    for key, value in mmgen_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(requests.Session, "request", requests.Session.request)  # undone after the test
-    redirect(server.base_url)
     monkeypatch.setattr("mmgen.weights.download.MAX_UNSIZED", 2 * len(data))
 
-    assert run(["models", "pull", "landscape", "-q"]) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
+    result = in_process("models", "pull", "landscape", "-q")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"mmgen: error: landscape: Landscape.pt from https://drive.google.com/drive/folders/{FOLDER} "
                            f"sent more than {size_text(2 * len(data))} without stating its size"), line
     assert cached(tmp_path) == []
@@ -289,32 +293,32 @@ OFFICIAL = {"aist++": "AIST++.pt", "aist++-sr": "AIST++_SR.pt", "landscape": "La
             "landscape-sr": "Landscape_SR.pt"}
 
 
-def test_pull_all_official_fetches_the_four_and_doctor_shows_them(tmp_path, server):
+def test_pull_all_official_fetches_the_four_and_doctor_shows_them(tmp_path, server, in_process):
     drive = DriveStandIn(server)
     for name, file in OFFICIAL.items():
         tiny_entry(tmp_path, name)
         drive.put(file, tiny_checkpoint(arch="sr-unet" if name.endswith("-sr") else "mm-unet"))
-    before = {m["name"]: m for m in json.loads(mmgen(server, tmp_path, "doctor", "--json").stdout)["models"]}
+    before = {m["name"]: m for m in json.loads(in_process("doctor", "--json").stdout)["models"]}
 
     result = mmgen(server, tmp_path, "models", "pull", "--all-official", "--json")
 
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == list(OFFICIAL)
-    after = {m["name"]: m for m in json.loads(mmgen(server, tmp_path, "doctor", "--json").stdout)["models"]}
+    after = {m["name"]: m for m in json.loads(in_process("doctor", "--json").stdout)["models"]}
     for name, file in OFFICIAL.items():
         assert (before[name]["status"], before[name]["sha256"]) == ("downloadable", None)
         assert before[name]["fetch"] == f"{file} from https://drive.google.com/drive/folders/{FOLDER}"
         assert (after[name]["status"], after[name]["fetch"]) == ("cached", None)
-        assert after[name]["source_sha256"] == info(server, tmp_path, name)["trusted_on_first_use"]["sha256"]
+        assert after[name]["source_sha256"] == info(in_process, name)["trusted_on_first_use"]["sha256"]
         weights = tmp_path / "cache" / "models" / name / "model.safetensors"
         assert after[name]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert mmgen(server, tmp_path, "models", "pull").returncode == 2  # a name or --all-official is required
+    assert in_process("models", "pull").returncode == 2  # a name or --all-official is required
 
 
-def test_a_cached_model_damaged_on_disk_is_refused_and_pull_fetches_it_again(tmp_path, server):
+def test_a_cached_model_damaged_on_disk_is_refused_and_pull_fetches_it_again(tmp_path, server, in_process):
     tiny_entry(tmp_path)
     DriveStandIn(server).put("Landscape.pt", tiny_checkpoint())
-    assert mmgen(server, tmp_path, "models", "pull", "landscape", "-q").returncode == 0
+    assert in_process("models", "pull", "landscape", "-q").returncode == 0
     weights = tmp_path / "cache" / "models" / "landscape" / "model.safetensors"
     record = json.loads(weights.with_name("model.json").read_text())
     recorded = record["sha256"]
@@ -332,11 +336,11 @@ def test_a_cached_model_damaged_on_disk_is_refused_and_pull_fetches_it_again(tmp
     assert "run `mmgen models verify` to check every model, then `mmgen models pull landscape`" in line
     assert not (tmp_path / "out").exists()
 
-    repaired = mmgen(server, tmp_path, "models", "pull", "landscape", "--json")
+    repaired = in_process("models", "pull", "landscape", "--json")
 
     assert repaired.returncode == 0, repaired.stderr
     assert json.loads(repaired.stdout)["fetched"] is True
     again = json.loads(weights.with_name("model.json").read_text())
     assert again["source_sha256"] == record["source_sha256"]  # the same Landscape.pt, converted afresh
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == again["sha256"]
-    assert mmgen(server, tmp_path, "models", "verify", "landscape").returncode == 0
+    assert in_process("models", "verify", "landscape").returncode == 0

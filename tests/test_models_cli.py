@@ -53,7 +53,7 @@ def official_style_checkpoint(path: Path, model: torch.nn.Module) -> Path:
     return path
 
 
-def test_landscape_downloaded_by_hand_is_imported_and_generates_offline(tmp_path):
+def test_landscape_downloaded_by_hand_is_imported_and_generates_offline(tmp_path, monkeypatch, capsys):
     stand_in_entry(tmp_path, "landscape", TINY_FIELDS)
     # The official SR sampling is DDIM 25; 2 steps keep the test short.
     stand_in_entry(tmp_path, "landscape-sr", TINY_SR_FIELDS, sampling={"sampler": "ddim", "steps": 2})
@@ -62,15 +62,14 @@ def test_landscape_downloaded_by_hand_is_imported_and_generates_offline(tmp_path
         tmp_path / "Landscape_SR.pt", build_model("sr-unet", SRUNetConfig(**TINY_SR_FIELDS))
     )
     env = mmgen_env(tmp_path, MMGEN_OFFLINE="1")
+    for key, value in env.items():  # the imports in this process (for speed); the offline generate in its own
+        monkeypatch.setenv(key, value)
 
-    imported = run_mmgen("models", "import", landscape, "--name", "landscape", env=env)
-    assert imported.returncode == 0, imported.stderr
-    assert "imported" in imported.stderr and "'landscape' (mm-unet, float32" in imported.stderr
-    imported_sr = run_mmgen(
-        "models", "import", landscape_sr, "--name", "landscape-sr", "--dtype", "fp16", "--json", env=env
-    )
-    assert imported_sr.returncode == 0, imported_sr.stderr
-    assert json.loads(imported_sr.stdout)["dtype"] == "float16"
+    assert run(["models", "import", str(landscape), "--name", "landscape"]) == 0
+    said = capsys.readouterr().err
+    assert "imported" in said and "'landscape' (mm-unet, float32" in said
+    assert run(["models", "import", str(landscape_sr), "--name", "landscape-sr", "--dtype", "fp16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "float16"
 
     out = tmp_path / "out"
     generated = subprocess.run(
@@ -170,8 +169,8 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["status"], info["cached"]["sha256"], info["path"]) == ("cached", record.sha256, str(weights))
 
-    removed = run_mmgen("models", "rm", "mine", env=env)
-    assert removed.returncode == 0 and "removed mine" in removed.stderr
+    assert run(["models", "rm", "mine"]) == 0
+    assert "removed mine" in capsys.readouterr().err
     assert not weights.exists() and ModelCache().record("mine") is None
     assert run(["models", "rm", "mine"]) == 2
     assert "mine: nothing in the cache" in capsys.readouterr().err

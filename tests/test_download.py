@@ -92,12 +92,10 @@ def test_dropped_connection_resumes_with_range_on_the_next_pull(tmp_path, server
     kept = part.stat().st_size  # what arrived before the drop, less at most the chunk in flight
     assert 0 < kept <= drop and part.read_bytes() == official_pt[:kept]
 
-    second = run_mmgen("models", "pull", NAME, env=env)
-    assert second.returncode == 0, second.stderr
+    use_env(monkeypatch, tmp_path, MMGEN_DOWNLOAD_RETRIES="0")  # the next pull in this process, for speed
+    assert run(["models", "pull", NAME]) == 0
     assert [(r.range, r.status) for r in server.requests] == [(None, 200), (f"bytes={kept}-", 206)]
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
-    monkeypatch.setenv("MMGEN_CACHE", env["MMGEN_CACHE"])
-    monkeypatch.setenv("MMGEN_PRESETS", env["MMGEN_PRESETS"])
     assert [v.verdict for v in verify_models(NAME)] == ["ok"]
 
 
@@ -306,11 +304,9 @@ def test_a_user_hosted_fine_tune_is_three_lines_of_yaml(tmp_path, server, monkey
         f"base: demo\nweights: {{urls: [{url}], sha256: {hashlib.sha256(fine_tune).hexdigest()}}}\n"
     )
 
-    result = run_mmgen("models", "pull", "mine", env=mmgen_env(tmp_path))
+    use_env(monkeypatch, tmp_path)
 
-    assert result.returncode == 0, result.stderr
-    for key, value in mmgen_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
+    assert run(["models", "pull", "mine", "--quiet"]) == 0
     loaded = load_model("mine")  # the architecture comes from the file's own metadata
     assert (loaded.arch, loaded.config, loaded.entry.sampling) == (
         "mm-unet",
@@ -389,7 +385,7 @@ def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_resumes_it(tmp_path
     assert seen[0].startswith(f"mmgen: downloading {NAME}: "), seen
     part = tmp_path / "cache" / "models" / NAME / f"{hashlib.sha256(official_pt).hexdigest()}.part"
     waited = time.monotonic()  # until the first bytes are on disk, however loaded the machine is
-    while not (part.is_file() and part.stat().st_size) and time.monotonic() - waited < 30:
+    while not (part.is_file() and part.stat().st_size) and time.monotonic() - waited < 300:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     code, stderr = process.wait(timeout=60), "".join(seen) + process.stderr.read()

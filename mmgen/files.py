@@ -257,28 +257,29 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     """
     target = Path(path)
     temp = temporary_name(target)
-    if folder:
-        temp.mkdir()
-    try:
-        yield temp
-        if not temp.exists():
-            raise MediaError(f"cannot write {target}: nothing was written")
-        fsync_path(temp)
-        if folder and target.is_dir():
-            shutil.rmtree(target)
-        commits = _commits.get()
-        replaced = _kept_aside(target) if commits is not None and replace and not folder else None
+    with writing(target):  # a failing disk is one line naming `target`, not the temporary
+        if folder:
+            temp.mkdir()
         try:
-            _commit(temp, target, replace or folder)
-        except BaseException:
-            if replaced is not None:
-                replaced.unlink(missing_ok=True)
-            raise
-        _fsync(target.parent)
-        if commits is not None:
-            commits.append(_Commit(target, *_identity(target), replaced))
-    finally:
-        _remove(temp)
+            yield temp
+            if not temp.exists():
+                raise MediaError(f"cannot write {target}: nothing was written")
+            fsync_path(temp)
+            if folder and target.is_dir():
+                shutil.rmtree(target)
+            commits = _commits.get()
+            replaced = _kept_aside(target) if commits is not None and replace and not folder else None
+            try:
+                _commit(temp, target, replace or folder)
+            except BaseException:
+                if replaced is not None:
+                    replaced.unlink(missing_ok=True)
+                raise
+            _fsync(target.parent)
+            if commits is not None:
+                commits.append(_Commit(target, *_identity(target), replaced))
+        finally:
+            _remove(temp)
 
 
 def _kept_aside(target: Path) -> Path | None:
@@ -322,13 +323,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     A failing disk (full, quota, read-only) is one line naming `path` (write_failure).
     """
     target = check_writable(path, overwrite)
-    try:
-        with atomic_path(target, replace=overwrite) as temp:
-            yield temp
-    except OSError as e:
-        if (failure := write_failure(target, e)) is e:
-            raise
-        raise failure from None
+    with atomic_path(target, replace=overwrite) as temp:
+        yield temp
 
 
 def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
@@ -341,6 +337,18 @@ def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
     if error.errno == errno.EROFS:
         return MediaError(f"cannot write {target}: {error.strerror or error}")
     return error
+
+
+@contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """An OSError of the block is a failure to write `target`: a failing disk or a read-only filesystem is one
+    line naming it (write_failure), not the bare OS error — for every file mmgen writes or appends to."""
+    try:
+        yield
+    except OSError as e:
+        if (failure := write_failure(Path(target), e)) is e:
+            raise
+        raise failure from None
 
 
 @contextmanager

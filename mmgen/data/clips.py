@@ -24,13 +24,13 @@ from pathlib import Path
 
 import av
 import safetensors
-import safetensors.torch
 import torch
 
 from mmgen.errors import ConfigError, MediaError
-from mmgen.files import atomic_path, file_lock
+from mmgen.files import atomic_path, file_lock, writing
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
+from mmgen.weights.safetensors_file import save_file
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 CACHE_FORMAT = 3  # bump when the shard layout or the decoding changes: old shards are then ignored
@@ -191,7 +191,7 @@ class ClipCache:
         metadata = {"source": _printable(path.resolve()), "fps": str(self.fmt.fps)}
         _write_atomic(
             shard,
-            lambda tmp: safetensors.torch.save_file({"video": video, "audio": audio}, str(tmp), metadata),
+            lambda tmp: save_file({"video": video, "audio": audio}, tmp, metadata),
         )
         return shard, None, True
 
@@ -224,11 +224,12 @@ class ClipCache:
     def _remember_skip(self, key: str, path: Path, reason: str) -> None:
         """Append one line to SKIPPED: a single small write with O_APPEND, so concurrent runs never interleave."""
         line = json.dumps({"key": key, "source": _printable(path), "reason": reason[:500]}) + "\n"
-        fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        with writing(self.root / SKIPPED):
+            fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
 
     def _decode(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole file at the model's fps / size / rate: uint8 (T, 3, H, W) and int16 (1, round(T·rate/fps))."""

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmgen.files import write_text
+from mmgen.files import write_text, writing
 
 
 class RunLog:
@@ -17,8 +17,9 @@ class RunLog:
         self.path = path
 
     def write(self, event: str, step: int, **fields: Any) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(_finite({"event": event, "step": step, **fields}), allow_nan=False) + "\n")
+        line = json.dumps(_finite({"event": event, "step": step, **fields}), allow_nan=False) + "\n"
+        with writing(self.path), open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
 
     def clear(self) -> None:
         """Start the log afresh (a new run in a folder whose earlier run stopped before its first checkpoint)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ import torch
 from mmgen.errors import UsageError
 
 _HEADER_LENGTH = struct.Struct("<Q")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how the library (Rust's io::Error) ends an I/O failure
 
 
 @contextmanager
@@ -46,10 +48,23 @@ def open_safetensors(path: Path) -> Iterator[Any]:
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """`safetensors.torch.save_file`, then the header's metadata put in canonical order, in place."""
-    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    """`save_file`, then the header's metadata put in canonical order, in place."""
+    save_file(tensors, path, metadata)
     _sort_metadata(path)
     os.chmod(path, 0o666 & ~_umask())
+
+
+def save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """`safetensors.torch.save_file`, a failing write raised as the OSError it is (the library reports a full disk
+    as a SafetensorError, "I/O error: No space left on device (os error 28)"), so that the writer's
+    mmgen.files.writing names the file."""
+    try:
+        safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    except safetensors.SafetensorError as e:
+        if found := _OS_ERROR.search(str(e)):
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code), str(path)) from e
+        raise
 
 
 @functools.cache

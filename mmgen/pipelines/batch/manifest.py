@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from mmgen.files import file_lock
+from mmgen.files import file_lock, writing
 from mmgen.stamps import FileStamp, hashed, unchanged
 
 MANIFEST_NAME = "batch-manifest.jsonl"
@@ -108,11 +109,20 @@ class Manifest:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
-        with file_lock(self.lock):
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+        with writing(self.path), file_lock(self.lock):
+            size = self.path.stat().st_size if self.path.exists() else None
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError:  # a full disk: no torn line, and no empty manifest this append made
+                with suppress(OSError):
+                    if size is None:
+                        self.path.unlink()
+                    else:
+                        os.truncate(self.path, size)
+                raise
 
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:
         """What a finished job wrote, for its "done" record."""

@@ -1,0 +1,93 @@
+"""A full disk under any file mmgen writes is one line naming that file (StorageError, exit 1), and leaves no
+half-written file: checkpoints, the model cache, the clip cache, the run log, the batch manifest."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+
+from mmgen.data import clips
+from mmgen.errors import StorageError
+from mmgen.pipelines.batch.manifest import Manifest, Record
+from mmgen.train.checkpoint import save_checkpoint
+from mmgen.train.runlog import RunLog
+from mmgen.weights.checkpoint import save_model
+
+# What safetensors 0.8 raises when the disk fills under save_file: not an OSError.
+LIBRARY_FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+@pytest.fixture
+def full_safetensors(monkeypatch):
+    def full(*args, **kwargs):
+        raise safetensors.SafetensorError(LIBRARY_FULL)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+
+
+def test_a_model_saved_on_a_full_disk_is_one_line_naming_it(tmp_path, full_safetensors):
+    """`models import` into the cache, or any weights file mmgen writes."""
+    target = tmp_path / "cache" / "y.safetensors"
+    with pytest.raises(StorageError, match=f"cannot write {target}: No space left on device") as raised:
+        save_model(target, {"w": torch.zeros(2)}, "mmdiff", {})
+    assert raised.value.exit_code == 1 and "free some space" in str(raised.value)
+    assert os.listdir(target.parent) == []
+
+
+def test_a_checkpoint_saved_on_a_full_disk_is_one_line_naming_it_and_leaves_no_half_checkpoint(tmp_path, full_safetensors):
+    model = torch.nn.Linear(2, 2)
+
+    def write(path, module, metadata):
+        save_model(path, module, "mmdiff", {}, metadata)
+
+    with pytest.raises(StorageError, match=r"cannot write .*step-0*1\b.*: No space left on device"):
+        save_checkpoint(tmp_path / "checkpoints", 1, model=model, ema=model, write=write, state={}, keep=2)
+    assert os.listdir(tmp_path / "checkpoints") == []
+
+
+def test_a_clip_cache_shard_written_on_a_full_disk_is_one_line_naming_it(tmp_path, full_safetensors):
+    shard = tmp_path / "shard.safetensors"
+    with pytest.raises(StorageError, match=f"cannot write {shard}: No space left"):
+        clips._write_atomic(shard, lambda tmp: clips.save_file({"v": torch.zeros(1)}, tmp, {}))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux): every write to it is ENOSPC")
+def test_the_run_log_on_a_full_disk_is_one_line_naming_it():
+    with pytest.raises(StorageError, match="cannot write /dev/full: No space left on device"):
+        RunLog(Path("/dev/full")).write("train", 1, loss=0.5)
+
+
+def _full_at_fsync(monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def _record(output: str) -> Record:
+    return Record(output=output, state="started", hash="h", job=0, kind="generate", seed=1)
+
+
+def test_a_batch_manifest_that_cannot_be_written_is_one_line_naming_it_and_not_left_empty(tmp_path, monkeypatch):
+    manifest = Manifest(tmp_path)
+    _full_at_fsync(monkeypatch)
+    with pytest.raises(StorageError, match=f"cannot write {manifest.path}: No space left on device"):
+        manifest.append(_record("a.mp4"))
+    assert not manifest.path.exists()
+
+
+def test_a_batch_manifest_record_cut_by_a_full_disk_is_taken_back(tmp_path, monkeypatch):
+    manifest = Manifest(tmp_path)
+    manifest.append(_record("a.mp4"))
+    before = manifest.path.read_bytes()
+    _full_at_fsync(monkeypatch)
+    with pytest.raises(StorageError):
+        manifest.append(_record("b.mp4"))
+    assert manifest.path.read_bytes() == before

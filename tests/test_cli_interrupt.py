@@ -301,7 +301,8 @@ def test_doctor_with_stdout_closed_is_refused_as_json_is(tmp_path, monkeypatch, 
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sys, "stdout", None)  # what Python makes of a closed descriptor 1
     for args, says in [(["doctor"], "the report"), (["doctor", "--json"], "the report"),
-                       (["models", "list", "--json"], "the JSON")]:
+                       (["models", "list", "--json"], "the JSON"), (["models", "list"], "the table"),
+                       (["models", "info", "demo"], "the details"), (["models", "verify", "demo"], "the verdicts")]:
         assert run(args) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("mmgen: error: ") and err.endswith(f"standard output is closed: there is nowhere to "

@@ -67,7 +67,7 @@ def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file
     listed = mmgen("models", "list", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [r["name"] for r in rows if r.get("kind") == "adapter"] == ["my-style"]
-    shown = mmgen("models", "list").stderr
+    shown = mmgen("models", "list").stdout
     assert "my-style" in shown and "adapters" in shown
 
     again = mmgen("models", "import", path, "--name", "my-style")
@@ -159,15 +159,15 @@ def test_verify_rehashes_registered_adapters_too(adapter_file, tmp_path, monkeyp
     copy = tmp_path / "cache" / "adapters" / "my-style" / "adapter.safetensors"
     capsys.readouterr()
     assert run(["models", "verify", "my-style"]) == 0
-    assert capsys.readouterr().err == f"my-style: ok, sha256 {sha256_file(copy)} ({copy})\n"
+    assert capsys.readouterr().out == f"my-style: ok, sha256 {sha256_file(copy)} ({copy})\n"
 
     data = bytearray(copy.read_bytes())
     data[-5] ^= 0x10
     copy.write_bytes(bytes(data))
     for args in (["models", "verify"], ["models", "verify", "my-style"]):  # every file, or the one named
         assert run(args) == 2
-        err = capsys.readouterr().err
-        assert f"my-style: corrupt: expected {sha256_file(path)}, got {sha256_file(copy)}" in err
+        out, err = capsys.readouterr()
+        assert f"my-style: corrupt: expected {sha256_file(path)}, got {sha256_file(copy)}" in out
         assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter(s) fail verification: my-style")
     copy.unlink()
     assert run(["models", "verify", "my-style", "--json"]) == 2

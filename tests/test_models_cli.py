@@ -106,7 +106,8 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     result = run_mmgen("models", "list", env=mmgen_env(tmp_path))  # piped: every cell whole, on one line
 
     assert result.returncode == 0, result.stderr
-    rows = {cells[0]: cells[1:] for cells in table_rows(result.stderr)}
+    assert table_rows(result.stderr) == []  # the table is the result: on stdout, for `| grep`
+    rows = {cells[0]: cells[1:] for cells in table_rows(result.stdout)}
     size = ModelCache().record("mine").size
     assert rows["mine"][:3] == ["mm-unet", f"{size / 1e6:.1f} MB", "cached"]
     assert rows["hosted"][0] == "mm-unet" and rows["hosted"][2] == "downloadable"
@@ -115,7 +116,7 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     assert rows["landscape"][4] == "Landscape.pt from https://drive.google.com/drive/folders/1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p"
     assert rows["landscape-sr"][:4] == ["sr-unet", "~1.2 GB", "downloadable", ""]
     # the sha256 of the file mmgen loads (what verify, sidecars and adapters name), the imported file's below it
-    lines = table_rows(result.stderr)
+    lines = table_rows(result.stdout)
     below_mine = lines[[cells[0] for cells in lines].index("mine") + 1]
     assert rows["mine"][3] == ModelCache().record("mine").sha256[:12] + "…"
     assert below_mine[0] == "" and below_mine[4] == f"source {ModelCache().record('mine').source_sha256[:12]}…"
@@ -127,7 +128,7 @@ def test_models_list_fits_a_narrow_terminal_without_breaking_names(tmp_path, mon
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     terminal = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
-    monkeypatch.setattr(mmgen.cli.models, "table_console", lambda: terminal)
+    monkeypatch.setattr(mmgen.cli.models, "table_console", lambda stderr: terminal)
 
     assert run(["models", "list"]) == 0
 
@@ -154,7 +155,7 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
     assert run(["models", "verify", "mine"]) == 0
-    assert "mine: ok" in capsys.readouterr().err
+    assert "mine: ok" in capsys.readouterr().out
     record = ModelCache().record("mine")
     weights = ModelCache().weights_path("mine")
 
@@ -162,7 +163,7 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     verified = run_mmgen("models", "verify", env=env)
 
     assert verified.returncode == 2
-    assert f"mine: corrupt: expected {record.sha256}, got " in verified.stderr
+    assert f"mine: corrupt: expected {record.sha256}, got " in verified.stdout
     assert verified.stderr.splitlines()[-1].startswith("mmgen: error: 1 model(s) fail verification: mine")
 
     assert run(["models", "info", "mine", "--json"]) == 0
@@ -193,7 +194,7 @@ def test_a_damaged_cache_record_is_one_row_saying_so_and_the_rest_still_list(tmp
     assert rows["broken"]["status"] == "damaged" and "run `mmgen models rm broken`" in rows["broken"]["description"]
     assert rows["mine"]["status"] == "cached" and rows["demo"]["status"].startswith("bundled")
     assert run(["models", "verify", "--model"]) == 2
-    said = capsys.readouterr().err
+    said = capsys.readouterr().out  # the verdicts: stdout
     assert "broken: damaged: " in said and "mine: ok, sha256 " in said
     assert run(["doctor"]) == 0
     assert "✗ broken: " in capsys.readouterr().out
@@ -302,7 +303,7 @@ def test_the_shipped_demo_model_verifies_against_its_registered_sha256(tmp_path,
     assert load_registry().get("demo").weights.sha256 is not None, "add the asset's sha256 to demo.yaml"
 
     assert run(["models", "verify", "demo"]) == 0
-    assert capsys.readouterr().err.startswith(f"demo: ok, sha256 {sha256_file(DEMO_ASSET)} ({DEMO_ASSET})")
+    assert capsys.readouterr().out.startswith(f"demo: ok, sha256 {sha256_file(DEMO_ASSET)} ({DEMO_ASSET})")
 
 
 def test_a_cached_file_is_hashed_again_only_when_its_stamp_moved(tmp_path, monkeypatch, capsys):

@@ -23,7 +23,7 @@ import typer
 from rich.table import Table
 
 from mmgen.cli.app import app
-from mmgen.cli.options import stdout_open
+from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, size_text, table_console
@@ -59,7 +59,9 @@ def list_models(as_json: JsonOption = False) -> None:
         for adapter in adapters:
             _emit(adapter.as_dict())
         return
-    console = table_console()
+    if why := closed_stdout("the table"):  # the table is the result: stdout, as doctor's report
+        raise UsageError(why)
+    console = table_console(stderr=False)
     wide = console.width >= WIDE_TABLE
     table = Table(title="mmgen models", title_justify="left")
     for column in ("name", "arch", "size", "status", *(("sha256",) if wide else ())):
@@ -294,6 +296,8 @@ def verify(
         results = ([] if adapter else verify_models()) + ([] if model else store.verify())
     else:
         results = store.verify(name) if _is_adapter(name, adapter, model, "verify") else verify_models(name)
+    if not as_json and (why := closed_stdout("the verdicts")):
+        raise UsageError(why)
     if not results and not as_json:
         say("nothing to verify: no models are cached, no bundled weights file is present and no adapter is "
              "registered")
@@ -302,7 +306,7 @@ def verify(
             _emit(result.as_dict())
         else:
             sha = f", sha256 {result.actual}" if result.ok else ""
-            say(f"{result.name}: {result.verdict}{sha} ({result.path})")
+            print(f"{result.name}: {result.verdict}{sha} ({result.path})", flush=True)  # the result: stdout
     bad = [r for r in results if not r.ok]
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
@@ -321,6 +325,8 @@ def info(
     from mmgen.adapters import store
     from mmgen.weights.catalog import describe
 
+    if not as_json and (why := closed_stdout("the details")):
+        raise UsageError(why)
     if _is_adapter(name, adapter, model, "info"):
         details = {**store.find(name).as_dict(), "path": str(store.registered_file(name))}
     else:
@@ -330,4 +336,4 @@ def info(
         return
     for key, value in details.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-        say(f"{key:>14}: {shown}")
+        print(f"{key:>14}: {shown}", flush=True)  # the result: stdout

@@ -292,6 +292,20 @@ def test_a_command_that_only_prints_claims_no_files_when_its_reader_goes(tmp_pat
     assert capsys.readouterr().err == "mmgen: error: stdout was closed by the program reading it (broken pipe)\n"
 
 
+def test_help_whose_reader_has_gone_is_the_broken_pipe_line_and_141(tmp_path):
+    """`mmgen generate --help | head -1`: rich, printing the help, met EPIPE and exited 1 without a word."""
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader has gone before the first line: every write is EPIPE
+    try:
+        done = subprocess.run(mmgen_command("generate", "--help"), env=mmgen_env(tmp_path), stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141
+    assert done.stderr.startswith("mmgen: error: stdout was closed by the program reading it (broken pipe)")
+    assert len(done.stderr.splitlines()) == 1, done.stderr  # no traceback, no "Exception ignored"
+
+
 def test_doctor_with_stdout_closed_is_refused_as_json_is(tmp_path, monkeypatch, capsys):
     """`mmgen doctor >&-` printed its report nowhere and exited 0; now it is refused as `generate --json >&-` is,
     and so is `models list --json >&-`."""

@@ -77,10 +77,11 @@ def _run(argv: list[str] | None) -> int:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
             code = app(args=argv, prog_name="mmgen", standalone_mode=False)
-        except SystemExit:
-            if sys.stdout is stdout:
+        except SystemExit as e:
+            if sys.stdout is stdout and not isinstance(e.__context__, BrokenPipeError):
                 raise
-            # click's answer to EPIPE: it swaps in a stdout that swallows writes, then exits 1 without a word
+            # The answers to EPIPE, each an exit 1 without a word: click's swaps in a stdout that swallows writes;
+            # rich's (printing --help) points stdout's descriptor at /dev/null.
             _error(broken_pipe_line())
             return BROKEN_PIPE
         except (KeyboardInterrupt, typer.Abort):  # Abort: click's answer to a KeyboardInterrupt inside a command

@@ -515,6 +515,8 @@ def test_a_path_too_long_for_any_filesystem_is_one_line_exit_2_wherever_it_is_gi
         ("finetune", str(tmp_path), "--config", f"./{long}.yaml"): f"{long}.yaml: file name too long",
         ("batch", f"{long}.yaml"): f"{long}.yaml: file name too long",
         ("soundtrack", f"{long}.mp4"): f"{long}.mp4: file name too long",
+        # every name in it fits, the whole is over PATH_MAX: not "file name too long … 255 bytes per name"
+        ("soundtrack", "/".join(["y" * 200] * 21) + ".mp4"): "path too long (4224 bytes; the system takes at most 4095",
     }
     for args, says in cases.items():
         assert run(list(args)) == 2, args

@@ -114,10 +114,20 @@ def _failed(e: Exception) -> int:
         _error(e.format_message().replace("\n", " "))  # NoSuchOption, ...) derive from TyperException; exit 2
         return 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
-        _error(f"{e.filename}: file name too long (the filesystem takes at most 255 bytes per name)")
+        _error(f"{e.filename}: {_too_long(e.filename)}")
         return 2
     _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
     return 1
+
+
+def _too_long(filename: object) -> str:
+    """Why the OS said ENAMETOOLONG of `filename`: one name in it over 255 bytes, or the whole path over PATH_MAX."""
+    from mmgen.weights.names import PART_MAX, PATH_MAX
+
+    encoded = os.fsencode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else b""
+    if len(encoded) > PATH_MAX and max(map(len, encoded.split(b"/"))) <= PART_MAX:
+        return f"path too long ({len(encoded)} bytes; the system takes at most {PATH_MAX} in a path)"
+    return f"file name too long (the filesystem takes at most {PART_MAX} bytes per name)"
 
 
 def main() -> None:

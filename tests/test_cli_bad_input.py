@@ -536,3 +536,38 @@ def test_a_folder_with_no_name_part_as_the_input_is_a_directory_not_an_internal_
         assert run(list(args)) == 2, args
         err = capsys.readouterr().err
         assert err == f"mmgen: error: cannot read {args[1]}: it is a directory\n", (args, err)
+
+
+def test_an_environment_variable_with_a_value_that_means_nothing_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """`MMGEN_OFFLINE=maybe` and `MMGEN_DEBUG=banana` were taken for on, `MMGEN_MAX_MEMORY=banana` was found only
+    by the upsampler after all of the sampling, and MMGEN_PRESETS naming a file was passed over: each is refused
+    before any command starts, naming the variable and what it takes."""
+    from mmgen.cli import run
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    a_file = tmp_path / "presets.yaml"
+    a_file.write_text("")
+    cases = {
+        ("MMGEN_OFFLINE", "maybe"): "MMGEN_OFFLINE='maybe': takes 1 (on) or 0 (off)",
+        ("MMGEN_DEBUG", "banana"): "MMGEN_DEBUG='banana': takes 1 (on) or 0 (off)",
+        ("MMGEN_CPU_BF16", "2"): "MMGEN_CPU_BF16='2': takes 1 (on) or 0 (off)",
+        ("MMGEN_MAX_MEMORY", "banana"): "MMGEN_MAX_MEMORY='banana': takes a size, e.g. 6G or 512M",
+        ("MMGEN_PRESETS", str(a_file)): f"MMGEN_PRESETS={a_file}: {a_file} is a file; it takes a folder",
+    }
+    for (name, value), says in cases.items():
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            assert run(["models", "list", "--json"]) == 2, name
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("mmgen: error: ") and err.count("\n") == 1 and says in err, (name, err)
+
+    # what they take: 1/0 and their words; a presets folder not made yet holds no entries; --debug overrides
+    for name, value in [("MMGEN_OFFLINE", "off"), ("MMGEN_DEBUG", "0"), ("MMGEN_MAX_MEMORY", "512M"),
+                        ("MMGEN_PRESETS", str(tmp_path / "not-yet"))]:
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            assert run(["models", "list", "--json"]) == 0, name
+    monkeypatch.setenv("MMGEN_DEBUG", "banana")
+    assert run(["--debug", "models", "list", "--json"]) == 0
+    capsys.readouterr()

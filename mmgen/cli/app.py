@@ -21,7 +21,15 @@ invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the sub
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("MMGEN_DEBUG", "") not in ("", "0")
+    """--debug or MMGEN_DEBUG=1. Never an error itself (it is asked while one is being reported): a value that
+    means nothing is off here, and refused by the root callback (mmgen.environment.check)."""
+    from mmgen import environment
+    from mmgen.errors import UsageError
+
+    try:
+        return bool(environment.flag(environment.DEBUG))
+    except UsageError:
+        return False
 
 
 def hide_library_warnings() -> None:
@@ -62,7 +70,10 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print mmgen's version and exit."),
 ) -> None:
+    from mmgen import environment
+
     if debug:
         os.environ["MMGEN_DEBUG"] = "1"
         hide_library_warnings()
     invoked.set(ctx.invoked_subcommand)
+    environment.check()

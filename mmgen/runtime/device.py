@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
+from mmgen import environment
 from mmgen.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CPU_BF16_ENV = "MMGEN_CPU_BF16"  # "0": `--precision auto` stays fp32 on the CPU; "1": bf16 even if not native
+CPU_BF16_ENV = environment.CPU_BF16  # "0": `--precision auto` stays fp32 on the CPU; "1": bf16 even if not native
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # the instructions that compute bf16 products natively
-MAX_MEMORY_ENV = "MMGEN_MAX_MEMORY"  # the activation memory budget (memory_budget), e.g. "6G"
+MAX_MEMORY_ENV = environment.MAX_MEMORY  # the activation memory budget (memory_budget), e.g. "6G"
 CPU_BUDGET = 2 * 2**30
 
 
@@ -98,9 +99,8 @@ def cpu_flags() -> set[str]:
 def cpu_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16). Without them oneDNN emulates
     bf16 and it is slower than fp32. MMGEN_CPU_BF16=0/1 overrides the detection."""
-    forced = os.environ.get(CPU_BF16_ENV, "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    if (forced := environment.flag(CPU_BF16_ENV)) is not None:
+        return forced
     return bool(cpu_flags() & set(CPU_BF16_FLAGS))
 
 
@@ -142,12 +142,8 @@ def memory_budget(device: torch.device) -> int:
     """Bytes a model may use for activations on `device`: MMGEN_MAX_MEMORY (e.g. "6G", "512M", bytes) if
     set, else half of the free memory on a GPU, and on the CPU half of MemAvailable but at most 2 GiB: there
     one frame's convolutions already keep every core busy, so batching more frames costs memory, not time."""
-    forced = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    if forced:
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", forced, re.IGNORECASE)
-        if match is None:
-            raise UsageError(f"{MAX_MEMORY_ENV}={forced!r} is not a size (e.g. 6G, 512M)")
-        return int(float(match.group(1)) * 1024 ** "_KMGT".index(match.group(2).upper() or "_"))
+    if (forced := environment.memory_limit()) is not None:
+        return forced
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 2
     try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
+from mmgen import environment
 from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound, UsageError
 from mmgen.terminal import size_text
 from mmgen.weights.progress import ByteProgress
@@ -38,7 +39,7 @@ FREE_MARGIN = 10**9
 
 def offline() -> bool:
     """MMGEN_OFFLINE=1: never open a socket (file:// URLs and the cache still work)."""
-    return os.environ.get("MMGEN_OFFLINE", "") not in ("", "0")
+    return bool(environment.flag(environment.OFFLINE))
 
 
 @dataclass(frozen=True)

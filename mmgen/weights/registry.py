@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import platformdirs
 
+from mmgen import environment
 from mmgen.config import from_dict, load_yaml, to_dict
 from mmgen.diffusion.sampling_config import SamplingConfig, load_sampling_preset, sampling_presets
 from mmgen.errors import ConfigError, ModelNotFound
@@ -147,8 +147,8 @@ def unknown_model(name: str, known: list[str]) -> ModelNotFound:
 def registry_dirs() -> list[Path]:
     """Folders searched for `<name>.yaml`, lowest priority first (environment read when called)."""
     dirs = [preset_dir() / "models"]
-    if os.environ.get("MMGEN_PRESETS"):
-        dirs.append(Path(os.environ["MMGEN_PRESETS"]) / "models")
+    if (presets := environment.presets_folder()) is not None:
+        dirs.append(presets / "models")
     dirs.append(Path(platformdirs.user_config_dir("mmgen")) / "models")
     return dirs
 

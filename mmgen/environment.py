@@ -1,0 +1,63 @@
+"""mmgen's environment variables, read in one place: a value that means nothing is a UsageError (exit 2) naming
+the variable and what it takes — `MMGEN_OFFLINE=maybe` was taken for on, `MMGEN_DEBUG=banana` likewise, and
+`MMGEN_MAX_MEMORY=banana` was found only by the upsampler, after the whole sampling run. `check` reads them all
+before a command starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mmgen.errors import UsageError
+
+OFFLINE, DEBUG, PRESETS, MAX_MEMORY, CPU_BF16 = (
+    "MMGEN_OFFLINE", "MMGEN_DEBUG", "MMGEN_PRESETS", "MMGEN_MAX_MEMORY", "MMGEN_CPU_BF16",
+)  # fmt: skip
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", re.IGNORECASE)
+
+
+def flag(name: str) -> bool | None:
+    """The switch `name`: 1 or 0 (or true/false, yes/no, on/off, in any case); None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return _FLAGS[value.lower()]
+    except KeyError:
+        raise UsageError(f"{name}={value!r}: takes 1 (on) or 0 (off)") from None
+
+
+def memory_limit() -> int | None:
+    """MMGEN_MAX_MEMORY in bytes ("6G", "512M", "1.5GiB", a number of bytes); None when unset or empty."""
+    value = os.environ.get(MAX_MEMORY, "").strip()
+    if not value:
+        return None
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise UsageError(f"{MAX_MEMORY}={value!r}: takes a size, e.g. 6G or 512M (bytes, or K, M, G, T)")
+    return int(float(match.group(1)) * 1024 ** "_KMGT".index(match.group(2).upper() or "_"))
+
+
+def presets_folder() -> Path | None:
+    """MMGEN_PRESETS, the folder whose models/ holds the user's registry entries; None when unset. A folder not
+    made yet holds no entries (as the user config folder's models/ before the first one is written); a file where
+    the folder should be is refused."""
+    value = os.environ.get(PRESETS, "")
+    if not value:
+        return None
+    folder = Path(value)
+    for path in (folder, folder / "models"):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{PRESETS}={value}: {path} is a file; it takes a folder (registry entries in its "
+                             "models/ folder)")
+    return folder
+
+
+def check() -> None:
+    """UsageError for the first of mmgen's variables whose value means nothing: said before any work."""
+    for name in (OFFLINE, DEBUG, CPU_BF16):
+        flag(name)
+    memory_limit()
+    presets_folder()

@@ -74,6 +74,16 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 _commits: ContextVar[list[_Commit] | None] = ContextVar("committed_outputs", default=None)
+# (temporary, target) of each `atomic_path(folder=True)` being written: a file inside is named by where it will be
+_folders: ContextVar[tuple[tuple[Path, Path], ...]] = ContextVar("folders_written", default=())
+
+
+def _final_name(path: Path) -> Path:
+    """`path`, or where it will be once the temporary folder it is in is committed (a checkpoint's file)."""
+    for temp, target in reversed(_folders.get()):
+        if path.is_relative_to(temp):
+            return target / path.relative_to(temp)
+    return path
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -260,6 +270,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     with writing(target):  # a failing disk is one line naming `target`, not the temporary
         if folder:
             temp.mkdir()
+        token = _folders.set((*_folders.get(), (temp, target))) if folder else None
         try:
             yield temp
             if not temp.exists():
@@ -279,6 +290,8 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             if commits is not None:
                 commits.append(_Commit(target, *_identity(target), replaced))
         finally:
+            if token is not None:
+                _folders.reset(token)
             _remove(temp)
 
 
@@ -331,6 +344,7 @@ def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
     """The one line for an OSError met while writing `target`, with its exit code decided here for every writer:
     a failing disk (full, over quota, file too large, I/O error) is the machine's trouble, exit 1 (StorageError);
     a read-only filesystem is the place the user chose, exit 2 (MediaError); anything else is `error` itself."""
+    target = _final_name(target)
     if error.errno in DISK_FAILURES:
         return StorageError(f"cannot write {target}: {error.strerror or error}",
                             hint="free some space, or raise the file size limit, and run it again")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,10 +56,23 @@ def assert_interrupted(code: int, stderr: str, says: str, expected: int = 130) -
     assert stderr.splitlines()[-1] == f"mmgen: {says}", stderr
 
 
-def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path):
+@pytest.fixture(scope="module")
+def thirty_seconds(tmp_path_factory) -> dict[str, Path]:
+    """A 30 s clip and a 30 s song, written once for the tests that stop them: 25 windows of the tiny model, so
+    the stop lands long before the end however loaded the machine is. Each test works on its own copy."""
+    folder = tmp_path_factory.mktemp("thirty_seconds")
+    return {"holiday.mp4": write_test_video(folder / "holiday.mp4", seconds=30.0).path,
+            "song.m4a": write_test_audio(folder / "song.m4a", seconds=30.0).path}
+
+
+def copy_of(inputs: dict[str, Path], name: str, folder: Path) -> Path:
+    return Path(shutil.copy2(inputs[name], folder / name))
+
+
+def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path, thirty_seconds):
     folder = tmp_path / "work"
     folder.mkdir()
-    clip = write_test_video(folder / "holiday.mp4", seconds=30.0).path  # 25 windows of the tiny model: the stop lands long before the end
+    clip = copy_of(thirty_seconds, "holiday.mp4", folder)
     before = files_in(folder)
 
     code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")
@@ -67,10 +81,10 @@ def test_ctrl_c_during_a_soundtrack_exits_130_and_writes_nothing(tiny, tmp_path)
     assert files_in(folder) == before
 
 
-def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, tmp_path):
+def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, tmp_path, thirty_seconds):
     folder = tmp_path / "work"
     folder.mkdir()
-    clip = write_test_video(folder / "holiday.mp4", seconds=30.0).path
+    clip = copy_of(thirty_seconds, "holiday.mp4", folder)
     before = files_in(folder)
 
     code, stderr = interrupt_when(["soundtrack", clip, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/",
@@ -80,10 +94,10 @@ def test_a_closed_terminal_sighup_stops_a_soundtrack_like_ctrl_c_with_129(tiny, 
     assert files_in(folder) == before
 
 
-def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path):
+def test_ctrl_c_during_animate_exits_130_and_writes_nothing(tiny, tmp_path, thirty_seconds):
     folder = tmp_path / "work"
     folder.mkdir()
-    song = write_test_audio(folder / "song.m4a", seconds=30.0).path
+    song = copy_of(thirty_seconds, "song.m4a", folder)
     before = files_in(folder)
 
     code, stderr = interrupt_when(["animate", song, "-m", tiny, *FAST], mmgen_env(tmp_path), "windows: 1/")

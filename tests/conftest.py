@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # processes side by side spin-wait each other into a ~10x slowdown).
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+
+# A shell starts a background job (`pytest &`, nohup) with SIGINT (SIGHUP) ignored, and a process inherits an ignored
+# signal: the commands the interrupt tests start would then shrug off their Ctrl-C (as mmgen rightly does under nohup).
+for _signal, _handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                          (signal.SIGHUP, signal.SIG_DFL)):
+    if signal.getsignal(_signal) is signal.SIG_IGN:
+        signal.signal(_signal, _handler)
 
 
 def pytest_collection_modifyitems(items):

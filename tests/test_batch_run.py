@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from in_process import mmgen_in_process
+from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
@@ -131,8 +130,8 @@ def test_six_jobs_run_end_to_end_with_sidecars_and_manifest(workspace: Path, uni
             assert sha256_file(out / file["path"]) == file["sha256"]
 
 
-def test_a_killed_batch_resumes_without_redoing_finished_jobs(workspace: Path, uninterrupted, monkeypatch, capsys):
-    """Killed for real (SIGKILL, a subprocess); resumed in this process (tests/in_process.py), on one thread as
+def test_a_killed_batch_resumes_without_redoing_finished_jobs(workspace: Path, uninterrupted):
+    """Killed for real (SIGKILL, a subprocess); resumed in this process (tests/cli_here.py), on one thread as
     every run here, for speed: what the resume skips and makes is the point."""
     out = workspace / "resumed"
     env = env_for(workspace)
@@ -152,12 +151,7 @@ def test_a_killed_batch_resumes_without_redoing_finished_jobs(workspace: Path, u
     stamps = {f["path"]: (out / f["path"]).stat().st_mtime_ns for r in done_before.values() for f in r["files"].values()}
     count_before = len(records(out))
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = mmgen_in_process(monkeypatch, capsys, workspace, "batch", workspace / "jobs.yaml", "-o", out)
-    finally:
-        torch.set_num_threads(threads)
+    result = run_here("batch", workspace / "jobs.yaml", "-o", out, env=env)
     assert result.returncode == 0, result.stderr
     assert f"{len(done_before)} of 6 jobs already done: skipped" in result.stderr
     assert {path: (out / path).stat().st_mtime_ns for path in stamps} == stamps

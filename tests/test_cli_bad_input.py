@@ -559,8 +559,10 @@ def test_an_environment_variable_with_a_value_that_means_nothing_is_one_line_exi
         with monkeypatch.context() as env:
             env.setenv(name, value)
             assert run(["models", "list", "--json"]) == 2, name
-        out, err = capsys.readouterr()
-        assert out == "" and err.startswith("mmgen: error: ") and err.count("\n") == 1 and says in err, (name, err)
+            out, err = capsys.readouterr()
+            assert out == "" and err.startswith("mmgen: error: ") and err.count("\n") == 1 and says in err, (name, err)
+            assert run(["generate", "--help"]) == 0, name  # help still answers: it runs nothing the variable sets
+            assert "--seed" in capsys.readouterr().out
 
     # what they take: 1/0 and their words; a presets folder not made yet holds no entries; --debug overrides
     for name, value in [("MMGEN_OFFLINE", "off"), ("MMGEN_DEBUG", "0"), ("MMGEN_MAX_MEMORY", "512M"),

@@ -1,7 +1,7 @@
 """What every command hands over as sound: 48 kHz in the WAV and the audio track alike, lasting exactly as long as
 the video, at −16 LUFS with true peaks under −1 dBTP — measured by FFmpeg's EBU R128 meter, not mmgen's — unless
 `--sample-rate model --loudness off` asks for the model's own sound. The soundtrack runs the real command; the
-others run in this process (tests/in_process.py), the files they make being the point."""
+others run in this process (tests/cli_here.py), the files they make being the point."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import av
 import numpy as np
 import pytest
-from in_process import mmgen_in_process
+from cli_here import run_here
 from loudness_meter import ebur128
 from media_factory import decode_audio, packets, write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
@@ -53,9 +53,9 @@ def test_a_soundtrack_is_delivered_at_48k_and_minus_16_lufs_exactly_as_long_as_t
     assert record["delivery"]["lufs_before"] != record["delivery"]["lufs_after"]
 
 
-def test_generated_clips_are_delivered_at_48k_and_minus_16_lufs(tiny, tmp_path, monkeypatch, capsys):
-    done = mmgen_in_process(monkeypatch, capsys, tmp_path, "generate", "-m", tiny, "--steps", "2", "--seed", "1",
-                            "-o", tmp_path / "out", "--json", "--no-previews")  # what is made is the point
+def test_generated_clips_are_delivered_at_48k_and_minus_16_lufs(tiny, tmp_path):
+    done = run_here("generate", "-m", tiny, "--steps", "2", "--seed", "1", "-o", tmp_path / "out", "--json",
+                    "--no-previews", env=mmgen_env(tmp_path))  # in this process: what is made is the point
     assert done.returncode == 0, done.stderr
     mp4 = tmp_path / "out" / "clip_0000.mp4"
     assert probe(mp4).sample_rate == RATE
@@ -64,12 +64,11 @@ def test_generated_clips_are_delivered_at_48k_and_minus_16_lufs(tiny, tmp_path, 
     assert json.loads(done.stdout)["delivery"]["loudness_target"] == -16.0
 
 
-def test_an_animation_copies_the_sound_unless_asked_to_deliver_it(tiny, tmp_path, monkeypatch, capsys):
+def test_an_animation_copies_the_sound_unless_asked_to_deliver_it(tiny, tmp_path):
     song = write_test_audio(tmp_path / "song.m4a", seconds=2.0, sample_rate=44100)
     kept, loud = tmp_path / "kept.mp4", tmp_path / "loud.mp4"
     for out, extra in ((kept, []), (loud, ["--loudness", "-16", "--sample-rate", "48000"])):
-        done = mmgen_in_process(monkeypatch, capsys, tmp_path, "animate", song.path, "-o", out, "-m", tiny,
-                                "--steps", "2", *extra)
+        done = run_here("animate", song.path, "-o", out, "-m", tiny, "--steps", "2", *extra, env=mmgen_env(tmp_path))
         assert done.returncode == 0, done.stderr
     assert packets(kept, "audio") == packets(song.path, "audio")[: len(packets(kept, "audio"))]
     assert probe(loud).sample_rate == RATE

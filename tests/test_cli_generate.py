@@ -14,7 +14,7 @@ import os
 import av
 import numpy as np
 import pytest
-from in_process import mmgen_in_process
+from cli_here import run_here
 from media_factory import (
     ENCODE_LEVELS,
     audio_stream_seconds,
@@ -145,12 +145,12 @@ def test_a_missing_bundled_model_is_one_line_naming_the_file_and_what_to_do(tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path, monkeypatch, capsys):
+def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path):
     """A registry entry with `upsampler:` (here user presets pointing at local files): --upscale runs it. In this
-    process (tests/in_process.py): the frames made are the point."""
+    process (tests/cli_here.py): the frames made are the point."""
     register_tiny_with_upsampler(tmp_path)
-    done = mmgen_in_process(monkeypatch, capsys, tmp_path, "generate", "-m", "tiny", "--steps", "2", "--seed", "1",
-                            "--upscale", "-o", tmp_path / "out", "--json")
+    done = run_here("generate", "-m", "tiny", "--steps", "2", "--seed", "1", "--upscale", "-o", tmp_path / "out",
+                    "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from in_process import mmgen_in_process
+from cli_here import run_here
 from media_factory import (
     audio_stream_seconds,
     decode_audio,
@@ -113,14 +113,13 @@ def test_a_clip_shorter_than_one_window_is_padded_and_trimmed_back(tiny, tmp_pat
     assert f"wrote {out}" in done.stderr and "0.70 s" in done.stderr
 
 
-def test_a_folder_as_output_gets_the_default_name_inside_it(tiny, tmp_path, monkeypatch, capsys):
+def test_a_folder_as_output_gets_the_default_name_inside_it(tiny, tmp_path):
     """`-o scored/` (an existing folder, or a new one spelled with a trailing slash): INPUT_soundtrack.mp4 in it.
-    In this process (tests/in_process.py): the name is the point, not the process."""
+    In this process (tests/cli_here.py): the name is the point, not the process."""
     clip = write_test_video(tmp_path / "blink.mp4", seconds=0.7, fps=30)
     (tmp_path / "scored").mkdir()
     for folder in (tmp_path / "scored", f"{tmp_path / 'new'}/"):
-        done = mmgen_in_process(monkeypatch, capsys, tmp_path, "soundtrack", clip.path, "-o", folder, "-m", tiny,
-                                "--steps", "1")
+        done = run_here("soundtrack", clip.path, "-o", folder, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
         assert done.returncode == 0, done.stderr
         out = Path(folder) / "blink_soundtrack.mp4"
         assert packets(out, "video") == packets(clip.path, "video") and out.with_suffix(".json").is_file()

@@ -76,17 +76,17 @@ def mmgen(server: FileServer, tmp_path: Path, *args: str, **env: str) -> subproc
 
 
 @pytest.fixture
-def in_process(server, tmp_path, monkeypatch, capsys):
-    """`mmgen ARGS` inside this process (tests/in_process.py) with the stand-in Drive: for the steps of a story
+def in_process(server, tmp_path, monkeypatch):
+    """`mmgen ARGS` inside this process (tests/cli_here.py) with the stand-in Drive: for the steps of a story
     whose subject is not the process (a listing, info, rm, a repeat pull); the real command runs where a test's
     promise is its exit code and stderr."""
     import requests
+    from cli_here import run_here
     from drive_standin import redirect
-    from in_process import mmgen_in_process
 
     monkeypatch.setattr(requests.Session, "request", requests.Session.request)  # undone after the test
     redirect(server.base_url)
-    return lambda *args, **env: mmgen_in_process(monkeypatch, capsys, tmp_path, *args, **env)
+    return lambda *args, **env: run_here(*args, env=mmgen_env(tmp_path, **env))
 
 
 def cached(tmp_path: Path, name: str = "landscape") -> list[str]:

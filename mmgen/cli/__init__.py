@@ -64,7 +64,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import broken_pipe_line, finished_outputs, say_interrupted
-    from mmgen.cli.app import app, debug_enabled, hide_library_warnings
+    from mmgen.cli.app import app, arguments, debug_enabled, hide_library_warnings
     from mmgen.runtime.stop_signals import is_stop_code, stop_code, stopped
 
     hide_library_warnings()
@@ -72,6 +72,7 @@ def _run(argv: list[str] | None) -> int:
     import typer
 
     stdout = sys.stdout
+    arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))
     with finished_outputs():
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it

@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 
 invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
+arguments: ContextVar[tuple[str, ...]] = ContextVar("arguments", default=())  # the command line after `mmgen`
 
 
 def debug_enabled() -> bool:
@@ -75,5 +76,7 @@ def _root(
     if debug:
         os.environ["MMGEN_DEBUG"] = "1"
         hide_library_warnings()
-    invoked.set(ctx.invoked_subcommand)
-    environment.check()
+    shows_help = "--help" in arguments.get()  # `mmgen CMD --help` prints and runs nothing: no command, no settings
+    invoked.set(None if shows_help else ctx.invoked_subcommand)
+    if not shows_help:
+        environment.check()

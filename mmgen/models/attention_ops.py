@@ -49,22 +49,22 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     batch, heads, length, ch = q.shape
     keys = k.shape[-2]
     out = q.new_empty(batch, length, heads, ch).transpose(1, 2)
-    scaled = q * ch**-0.5  # a power of two for ch = 64, so exact in bf16
+    scale = ch**-0.5
     # the profiler's name for the block's matmuls and softmaxes (benchmarks/forward.py counts them as attention)
     with torch.profiler.record_function(PROFILER_NAME), torch.autocast(q.device.type, enabled=False):
         if length * keys * heads < LOGITS_PER_CHUNK:  # short sequences: several batch entries per call
             per = LOGITS_PER_CHUNK // (length * keys * heads)
             for b in range(0, batch, per):
-                logits = torch.matmul(scaled[b : b + per], k[b : b + per].transpose(-1, -2))
+                logits = torch.matmul(q[b : b + per] * scale, k[b : b + per].transpose(-1, -2))
                 out[b : b + per] = torch.matmul(torch.softmax(logits, dim=-1), v[b : b + per])
             return out
-        rows = max(1, LOGITS_PER_CHUNK // keys)
-        for b in range(batch):  # 2-D slices, which mm reads in their strided layout (bmm/matmul would copy)
+        rows, zero = max(1, LOGITS_PER_CHUNK // keys), q.new_zeros(())
+        for b in range(batch):  # 2-D slices, which mm reads and writes in their strided layout (bmm would copy)
             for h in range(heads):
                 keys_t = k[b, h].t()
                 for r in range(0, length, rows):
-                    logits = torch.mm(scaled[b, h, r : r + rows], keys_t)
-                    out[b, h, r : r + rows] = torch.mm(torch.softmax(logits, dim=-1), v[b, h])
+                    logits = torch.addmm(zero, q[b, h, r : r + rows], keys_t, beta=0, alpha=scale)
+                    torch.mm(torch.softmax(logits, dim=-1), v[b, h], out=out[b, h, r : r + rows])
     return out
 
 

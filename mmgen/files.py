@@ -4,9 +4,7 @@ renames into place.
 Writers work on a temporary file beside the target (same directory, so `os.replace` is an atomic rename on
 one filesystem; same extension, so muxers infer the format; a unique name, so two writers never share one),
 which is fsync-ed and then renamed, and the folder is fsync-ed after the rename so the new name survives a
-power loss too. `check_writable` lets a command refuse early, before minutes of sampling, when the output
-cannot be written, and `check_output_target` when it is a symbolic-link loop or one of the command's inputs
-(the input is never changed, whatever --overwrite says).
+power loss too. (Whether a path may become an output at all is asked earlier: mmgen.output_checks.)
 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
@@ -24,8 +22,7 @@ import errno
 import hashlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,9 +31,9 @@ from pathlib import Path
 import filelock
 
 from mmgen import temporaries
-from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError, UsageError
+from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError
+from mmgen.output_checks import check_writable, name_max
 
-DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 
 
@@ -84,118 +81,6 @@ def _final_name(path: Path) -> Path:
         if path.is_relative_to(temp):
             return target / path.relative_to(temp)
     return path
-
-
-def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Raise now if `path` cannot become an output: OutputExists (unless `overwrite`), or MediaError when
-    its directory is missing, not a directory, or not writable. Returns the path as a Path. A symbolic link
-    at `path`, even one to nothing, exists: replacing it needs `overwrite` like any file."""
-    target = Path(path)
-    folder = target.parent
-    check_name_length(target)
-    if target.is_dir():
-        raise MediaError(f"cannot write {target}: it is a directory")
-    if os.path.lexists(target) and not overwrite:
-        raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
-    existing = nearest_existing(folder)
-    if existing.exists() and not existing.is_dir():  # the folder, or one it would be made in
-        raise MediaError(f"cannot write {target}: {existing} is a file, not a directory")
-    if not folder.is_dir():
-        if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
-            raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
-        raise MediaError(f"cannot write {target}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MediaError(f"cannot write {target}: directory {folder} is not writable")
-    return target
-
-
-def check_output_folder(path: str | os.PathLike) -> Path:
-    """Raise now (MediaError) if `path` cannot be a folder a command writes into: it, or the nearest part of it
-    that exists, is a file. Returns the path as a Path."""
-    folder = Path(path)
-    existing = nearest_existing(folder)
-    if existing.exists() and not existing.is_dir():
-        what = "it is a file" if existing == folder else f"{existing} is a file"
-        raise MediaError(f"cannot write into {folder}: {what}, not a folder")
-    return folder
-
-
-def check_writable_folder(path: str | os.PathLike, hint: str | None = None) -> Path:
-    """As `check_output_folder`, and MediaError too unless a file can be made in `path`, or where it would be
-    created: said before a command's work, not as an OS error at its first write. Creates no folder."""
-    folder = check_output_folder(path)
-    if refused := refusal_to_create(folder):
-        where, e = refused
-        why = "it takes no new files" if e.errno == errno.ENOENT else e.strerror or e  # /proc: "no such file"
-        raise MediaError(f"cannot write into {folder}{where}: {why}", hint=hint)
-    return folder
-
-
-def refusal_to_create(folder: Path) -> tuple[str, OSError] | None:
-    """Why no file can be made in `folder`, or where it would be created (None: one can): where that is, as
-    " (it would be created in …)" or "", and the OSError the try met. Creates no folder."""
-    existing = nearest_existing(folder)
-    try:
-        try_a_file(existing)
-    except OSError as e:
-        return ("" if existing == folder else f" (it would be created in {existing})"), e
-    return None
-
-
-def try_a_file(folder: Path) -> None:
-    """OSError unless a file can be made (and deleted) in `folder`: permission bits do not tell root, a read-only
-    mount or /proc apart."""
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".mmgen-check-"):
-        pass
-
-
-def nearest_existing(path: Path) -> Path:
-    """`path` if anything is there (a dangling symlink too), else its nearest ancestor that is: where creating
-    it would start."""
-    while not os.path.lexists(path) and path.parent != path:
-        path = path.parent
-    return path
-
-
-def name_max(folder: Path) -> int:
-    """The longest file name (in bytes) the filesystem of `folder`, or of where it will be created, allows."""
-    try:
-        return os.pathconf(nearest_existing(folder), "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # not a POSIX system, or the filesystem does not say
-        return DEFAULT_NAME_MAX
-
-
-def check_name_length(path: Path) -> None:
-    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows."""
-    size, limit = len(os.fsencode(path.name)), name_max(path.parent)
-    if size > limit:
-        raise UsageError(f"cannot write {path}: its name is {size} bytes, longer than the {limit} the "
-                         "filesystem allows", hint="choose a shorter name with -o")
-
-
-def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
-    """Raise now if `path` can never be an output: a name too long for its filesystem, a symbolic link (or a
-    folder on its way) that loops, or the same file as one of `inputs` — through symlinks, hard links or another
-    spelling of the name."""
-    check_name_length(Path(path))
-    try:
-        os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise MediaError(f"cannot write {path}: it (or a folder on its way) is a symbolic link loop") from None
-    for source in inputs:
-        if same_file(path, source):
-            raise UsageError(f"cannot write {path}: it is the input {source}",
-                             hint="an output never replaces an input")
-
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """True if `a` and `b` name one file: the same device and inode where both exist (so hard links and
-    symlinks count), else the same path once symlinks are resolved."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def temporary_name(target: Path) -> Path:

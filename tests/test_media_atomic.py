@@ -12,8 +12,9 @@ import torch
 
 from mmgen import files
 from mmgen.errors import ConfigError, MediaError, OutputExists, StorageError, UsageError
-from mmgen.files import atomic_output, check_writable
+from mmgen.files import atomic_output
 from mmgen.media import write_mp4
+from mmgen.output_checks import check_writable
 from mmgen.weights.cache import ModelCache
 
 

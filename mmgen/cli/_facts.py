@@ -15,7 +15,7 @@ import torch
 
 from mmgen import __version__
 from mmgen.errors import MmgenError
-from mmgen.files import nearest_existing
+from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
 from mmgen.weights.cache import cache_root, check_cache_writable
 from mmgen.weights.catalog import catalog

@@ -20,7 +20,7 @@ import av
 import torch
 import torch.nn.functional as F
 
-from mmgen.files import atomic_output, check_writable
+from mmgen.files import atomic_output
 from mmgen.media.containers import Container, container_for, holders
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.probe import (
@@ -45,6 +45,7 @@ from mmgen.media.tracks import (
     open_output,
     video_frames,
 )
+from mmgen.output_checks import check_writable
 
 log = logging.getLogger(__name__)
 KINDS = ("video", "audio")  # output stream order

@@ -16,18 +16,10 @@ from typing import TYPE_CHECKING
 
 from mmgen.config import json_text
 from mmgen.errors import MediaError, StorageError, UsageError
-from mmgen.files import (
-    atomic_output,
-    check_output_target,
-    check_writable,
-    kept_together,
-    nearest_existing,
-    retire,
-    try_a_file,
-    write_failure,
-)
+from mmgen.files import atomic_output, kept_together, retire, write_failure
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
+from mmgen.output_checks import check_output_target, check_writable, nearest_existing, try_a_file
 from mmgen.temporaries import remove_leftovers
 
 if TYPE_CHECKING:

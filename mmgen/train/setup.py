@@ -22,9 +22,10 @@ from mmgen.data.clips import (
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
 from mmgen.errors import OutputExists, UsageError
-from mmgen.files import check_writable_folder, write_text
+from mmgen.files import write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
+from mmgen.output_checks import check_writable_folder
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import (

@@ -33,7 +33,8 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import file_lock, nearest_existing, refusal_to_create, sha256_file, try_a_file, write_text
+from mmgen.files import file_lock, sha256_file, write_text
+from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
 from mmgen.terminal import say
 from mmgen.weights.names import check_name

@@ -15,9 +15,10 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
-from mmgen.files import same_file, sha256_file
+from mmgen.files import sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
+from mmgen.output_checks import same_file
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import (

@@ -21,8 +21,8 @@ import torch
 from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.files import check_output_folder
 from mmgen.media import probe
+from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,

@@ -15,7 +15,7 @@ from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
-from mmgen.files import check_output_target, name_max, same_file
+from mmgen.output_checks import check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.session import input_files
@@ -154,7 +154,7 @@ def _model_files(jobs: list[Job]) -> set[Path]:
 
 
 class _ReadFiles:
-    """The files jobs read, for telling whether an output is one of them as mmgen.files.same_file would — the
+    """The files jobs read, for telling whether an output is one of them as mmgen.output_checks.same_file would — the
     same inode where both exist, else the same resolved path — with one lookup per output, not one per input."""
 
     def __init__(self, batch_file: Path, paths: list[Path]):

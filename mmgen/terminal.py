@@ -50,6 +50,12 @@ def table_console(stderr: bool = True) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=WIDTH_WHEN_PIPED)
 
 
+def listed(names: list[str], limit: int) -> str:
+    """The first `limit` names, and how many more: "a, b, c and 4 more"."""
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more:,} more" if more > 0 else "")
+
+
 def size_text(n: int | None, approximate: bool = False) -> str:
     """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~"."""
     if n is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from mmgen.cli.app import invoked
 from mmgen.pipelines.outputs import recording
 from mmgen.runtime.stop_signals import stop_name
-from mmgen.terminal import path_text, say
+from mmgen.terminal import listed, path_text, say
 
 WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose outputs `recording` sees
 LISTED = 3  # outputs named in the line; more are counted
@@ -53,8 +53,7 @@ def interrupted_line(command: str | None, finished: list[Path], by: str = "") ->
     if _left.get() is not None:
         return f"interrupted{by}; {_left.get()}"
     if finished:
-        names = ", ".join(map(path_text, finished[:LISTED])) + (f" and {len(finished) - LISTED} more"
-                                                          if len(finished) > LISTED else "")
+        names = listed([path_text(f) for f in finished], LISTED)
         count = "the finished output" if len(finished) == 1 else f"the {len(finished)} finished outputs"
         return f"interrupted{by}; kept {count}: {names}"
     return f"interrupted{by}; nothing written" if command in WRITERS else f"interrupted{by}"

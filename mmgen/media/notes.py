@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmgen.terminal import path_text
+from mmgen.terminal import listed, path_text
 
 log = logging.getLogger(__name__)
 NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
@@ -51,10 +51,8 @@ def gathered_notes(root: Path | None = None) -> Iterator[list[str]]:
 
 
 def _summary(about: str, files: list[str], root: Path | None) -> str:
-    names = [_name(f, root) for f in files[:NAMES_SHOWN]]
-    more = len(files) - len(names)
-    listed = ", ".join(names) + (f" and {more:,} more" if more else "")
-    return f"{len(files):,} file{'s' if len(files) != 1 else ''}: {about} ({listed})"
+    names = listed([_name(f, root) for f in files], NAMES_SHOWN)
+    return f"{len(files):,} file{'s' if len(files) != 1 else ''}: {about} ({names})"
 
 
 def _name(file: str, root: Path | None) -> str:

@@ -28,6 +28,7 @@ from mmgen.models.config import MMUNetConfig
 from mmgen.output_checks import check_writable_folder
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
+from mmgen.terminal import listed
 from mmgen.train.checkpoint import (
     Resumable,
     latest_checkpoint,
@@ -243,11 +244,10 @@ def _all_damaged(run_dir: Path, data_dir: Path, aside: list[str]) -> str:
     """Why --resume stops where no checkpoint loads, once they are set aside (kept as evidence, never deleted),
     and how to start the run again: the folder now holds what a run that never saved leaves."""
     which = "its one checkpoint is" if len(aside) == 1 else f"all {len(aside)} of its checkpoints are"
-    listed = ", ".join(aside[:_LISTED]) + (f" and {len(aside) - _LISTED} more" if len(aside) > _LISTED else "")
     failed = failed_start(run_dir, has_checkpoint=False)
     hint = failed.hint(data_dir, resume=True) if failed else "start a new run in another folder (-o)"
     return str(UsageError(f"{run_dir}: nothing to resume: {which} damaged (the warnings above say why); set "
-                          f"aside in {run_dir / 'checkpoints'} as {listed}", hint))
+                          f"aside in {run_dir / 'checkpoints'} as {listed(aside, _LISTED)}", hint))
 
 
 def _hold(lock: RunFolderLock, processes: Processes) -> None:

@@ -99,6 +99,31 @@ def test_output_names_must_stay_inside_the_output_folder(folder: Path):
     assert not (folder / "outputs").exists() and not (folder.parent / "escaped.mp4").exists()
 
 
+def test_a_name_whose_folder_is_a_file_or_a_stem_of_dots_is_refused_while_planning(folder: Path):
+    """`name: c/b` where c is a file in the output folder, and `x.json/y` beside a job `x` (which writes x.json),
+    failed only when they ran (FileExistsError, exit 1); an input named `...mp4` (stem "..") under `{stem}/z`
+    wrote outside the output folder. All three are problems of the file now, with their lines."""
+    (folder / "outputs").mkdir()
+    (folder / "outputs" / "c").write_text("mine")
+    (folder / "clips" / "...mp4").write_bytes((folder / "clips" / "beach.mp4").read_bytes())
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: c/b}
+          - {kind: generate, name: x}
+          - {kind: generate, name: x.json/y}
+          - {kind: soundtrack, input: clips/...mp4, name: "{stem}/z"}
+          - {kind: generate, name: fine/sub/take}
+        """)
+    problems = problems_of(jobs)
+    assert problems[3].endswith(f"job 1 (generate): cannot write into {folder / 'outputs' / 'c'}: it is a file, not a folder")
+    assert problems[5] == (f"job 3 (generate): name: 'x.json/y' needs a folder {folder / 'outputs' / 'x.json'} where "
+                           "job 2 (line 4) writes a file; give one of them another `name`")
+    assert "name: '{stem}/z' leads outside the output folder" in problems[6] and "(../z.mp4)" in problems[6]
+    assert set(problems) == {3, 5, 6}  # a name's folders are fine where nothing is in the way
+    assert {p.name for p in (folder / "outputs").iterdir()} == {"c"} and not (folder / "z.mp4").exists()
+
+
 def test_output_names_must_be_visible_file_names(folder: Path):
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}

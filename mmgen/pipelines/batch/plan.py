@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import torch
@@ -247,6 +247,10 @@ class _Planner:
         targets = []
         for input in self._inputs(spec, settings):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
+            if ".." in PurePosixPath(stem.replace("\\", "/")).parts:  # an input named "...mp4": its stem is ".."
+                self.problem(spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r} leads "
+                             f"outside the output folder for the input {input} ({stem}.mp4)")
+                continue
             seed = settings.seed if settings.seed is not None else _seed_for(stem)
             targets.append((input, stem, dataclasses.replace(settings, seed=seed)))
         return targets

@@ -15,7 +15,7 @@ from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
-from mmgen.output_checks import check_output_target, name_max, same_file
+from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.session import input_files
@@ -126,9 +126,11 @@ def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], pl
     """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
     a job's input, model or adapter (an output never replaces an input)."""
     read = _ReadFiles(batch_file, [*(job.input for job in jobs if job.input is not None), *_model_files(jobs)])
+    folders: dict[Path, UsageError | None] = {}  # a job's folder (its name's folders), checked once for all its jobs
     fine = []
     for job in jobs:
         try:
+            _check_folder(job.files.mp4.parent, folders)
             for path in job.files.files.values():
                 if (real := places.absent(path)) is not None:  # nothing there: only its real path can be an input's
                     read.check_absent(real)
@@ -140,6 +142,19 @@ def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], pl
         else:
             fine.append(job)
     return fine
+
+
+def _check_folder(folder: Path, checked: dict[Path, UsageError | None]) -> None:
+    """Raise (MediaError) if `folder`, or a folder it would be made in, is a file: a `name: a/b` where `a` is a
+    file in the output folder is refused while planning, not failed as FileExistsError when its job runs."""
+    if folder not in checked:
+        try:
+            check_output_folder(folder)
+            checked[folder] = None
+        except UsageError as e:
+            checked[folder] = e
+    if (refused := checked[folder]) is not None:
+        raise refused
 
 
 def _model_files(jobs: list[Job]) -> set[Path]:
@@ -205,6 +220,24 @@ def check_unique(jobs: list[Job], problems: list[Problem], places: Places) -> No
         if len(group) > 1 and not {job.number for job, _ in group} <= told:
             told |= {job.number for job, _ in group}
             problems.append(Problem(group[1][0].spec.line, _collision(group)))
+    _check_folders_are_not_files(jobs, writers, problems, places)
+
+
+def _check_folders_are_not_files(jobs: list[Job], writers: dict[str, list[tuple[Job, Path]]],
+                                 problems: list[Problem], places: Places) -> None:
+    """No job's name may put a folder where another job writes a file (`name: x.json/y` beside a job `x`): one
+    of the two would fail when it ran. One problem per folder, on the line of the job that needs it."""
+    seen: set[str] = set()  # each folder a job writes into, and those above it
+    for job in jobs:
+        folder = os.path.dirname(places.real(job.files.mp4))
+        while folder not in seen and os.path.dirname(folder) != folder:
+            seen.add(folder)
+            if _loose(folder) in writers:
+                (writer, path), *_ = writers[_loose(folder)]
+                problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): name: {job.spec.name!r} "
+                                        f"needs a folder {path} where job {writer.spec.index} (line "
+                                        f"{writer.spec.line}) writes a file; give one of them another `name`"))
+            folder = os.path.dirname(folder)
 
 
 def _collision(group: list[tuple[Job, Path]]) -> str:

@@ -52,6 +52,10 @@ SR_PATHS = ("sr:fast:fp32", "sr:fast:auto", "sr:official:fp32")
 ARCHS = {"mm": "mm-unet", "sr": "sr-unet"}
 KNOWN = (*MM_PATHS, "mm:reference:fp32", "mm:official:auto", *SR_PATHS, "sr:official:auto")
 MATMUL_SIZE = 2048
+# The dtype this CPU computes fastest in, whose conv rate every forward is held against ("the best applicable
+# rate"): bf16 where it is native; elsewhere oneDNN emulates bf16, slower than fp32 (a bf16 conv rate then takes
+# minutes to measure and means nothing).
+BEST = "bf16" if cpu_native_bf16() else "fp32"
 CONV = (16, 128, 64, 64)  # 3×3 conv 128→128 over 16 frames of 64²: the MM-UNet's commonest convolution
 # What a profiled op counts as, by a piece of its name (the first class that matches; the rest is "other").
 OP_CLASSES = (
@@ -132,7 +136,7 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
         for _ in range(repeats):
             if how == "fast":  # freed memory back, as the sampler does after every step; the conv rate now
                 release_freed_memory()
-                conv_rates.append(conv_rate(torch.bfloat16))
+                conv_rates.append(conv_rate(PRECISIONS[BEST]))
             start = time.perf_counter()
             out = forward()
             seconds.append(time.perf_counter() - start)
@@ -147,7 +151,7 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
     if out_file:
         torch.save(out if isinstance(out, tuple) else (out,), out_file)
     return {"path": path, "precision": precision_name(precision), "seconds": seconds,
-            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops, "conv_bf16": conv_rates,
+            "best_s": min(seconds), "peak_rss_mib": peak, "flops": flops, "conv_best": conv_rates,
             "by_op": by_op}  # fmt: skip
 
 
@@ -204,10 +208,10 @@ def conv_rate(dtype: torch.dtype, channels_last: bool = True) -> float:
 
 
 def machine_rates() -> dict[str, float]:
-    """GFLOP/s of a 2048² matmul and of the 3×3 conv CONV, per dtype and layout."""
+    """GFLOP/s of a 2048² matmul and of the 3×3 conv CONV, per dtype (bf16 only where native) and layout."""
     rates = {}
     n = MATMUL_SIZE
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[: 2 if BEST == "bf16" else 1]:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         rates[f"matmul {name}"] = _rate(torch.mm, a, b, flops=2 * n**3)
         rates[f"conv {name}"] = conv_rate(dtype, channels_last=False)
@@ -248,29 +252,29 @@ def max_error(outputs: dict[str, tuple[torch.Tensor, ...]], fp32: str, other: st
 
 
 def report(results: dict[str, dict], rates: dict[str, float], errors: dict[str, list[float]], args) -> None:
-    best = {p: max(v for k, v in rates.items() if p in k) for p in ("fp32", "bf16")}
+    best = {p: max(v for k, v in rates.items() if p in k) for p in ("fp32", "bf16") if f"matmul {p}" in rates}
     print(f"Forward passes, released configs, batch 1, CPU, {args.threads} threads (torch {torch.__version__}); "
           f"native bf16: {'yes' if cpu_native_bf16() else 'no'}, --precision auto → {precision_name('auto')}")  # fmt: skip
     print("machine rates (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
     print(f"{'path':<20} {'prec':>5} {'best s':>9} {'runs s':>18} {'peak RSS MiB':>13} {'GFLOP/s':>8} "
-          f"{'of best':>8} {'of bf16 conv':>13} {'conv GF/s':>10}")  # fmt: skip
+          f"{'of best':>8} {'of ' + BEST + ' conv':>13} {'conv GF/s':>10}")  # fmt: skip
     for path, r in results.items():
         arch = path[:2]
         flops = results.get(f"{arch}:fast:fp32", {}).get("flops")
         runs = " ".join(f"{s:.2f}" for s in r["seconds"])
         gflops = flops / 1e9 / r["best_s"] if flops else float("nan")
-        # Of the machine's bf16 conv rate measured right before each forward, in the same process: this shared
+        # Of the machine's BEST conv rate measured right before each forward, in the same process: this shared
         # machine's speed drifts by up to 2.5× within minutes (the conv rate at the run's start is printed
         # above), so only a rate taken under the same conditions makes a fraction. The median forward/rate pair.
         pairs = (
-            [flops / 1e9 / s / c for s, c in zip(r["seconds"], r["conv_bf16"], strict=True)]
-            if flops and r["conv_bf16"]
+            [flops / 1e9 / s / c for s, c in zip(r["seconds"], r["conv_best"], strict=True)]
+            if flops and r["conv_best"]
             else []
         )
-        of_conv = statistics.median(pairs) if pairs else gflops / rates["conv bf16 channels-last"]
-        then = f"{statistics.median(r['conv_bf16']):.0f}" if r["conv_bf16"] else "-"
+        of_conv = statistics.median(pairs) if pairs else gflops / rates[f"conv {BEST} channels-last"]
+        then = f"{statistics.median(r['conv_best']):.0f}" if r["conv_best"] else "-"
         print(f"{path:<20} {r['precision']:>5} {r['best_s']:>9.2f} {runs:>18} {r['peak_rss_mib']:>13.0f} "
-              f"{gflops:>8.0f} {gflops / best[r['precision'] if r['precision'] in best else 'fp32']:>8.0%} "
+              f"{gflops:>8.0f} {gflops / best.get(r['precision'], best['fp32']):>8.0%} "
               f"{of_conv:>13.0%} {then:>10}")  # fmt: skip
     for arch, name in (("mm", "MM-UNet"), ("sr", f"SR U-Net ({args.sr_frames} frames)")):
         official = results.get(f"{arch}:official:fp32")
@@ -325,6 +329,8 @@ def main() -> None:
         print(json.dumps(measure_path(args.path, args.repeats, args.sr_frames, args.out, args.weights)))
         return
     paths = args.paths.split(",") if args.paths else [*MM_PATHS, *([] if args.no_sr else SR_PATHS)]
+    if not args.paths and precision_name("auto") == "fp32":  # auto is fp32 here: its paths would run twice
+        paths = [p for p in paths if not p.endswith(":auto")]
     if unknown := [p for p in paths if p not in KNOWN]:
         parser.error(f"--paths: unknown {', '.join(unknown)}")
     rates = machine_rates()

@@ -96,6 +96,9 @@ def main() -> None:
         clip = str(Path(tmp) / "clip.mp4")
         write_test_video(clip, seconds=args.seconds, fps=config.fps, size=tuple(config.video_size[2:]))
         for precision in args.precisions.split(","):
+            if precision_name(precision) in {r["precision"] for r in results.values()}:
+                print(f"--precisions: {precision} is {precision_name(precision)} on this CPU, measured already")
+                continue
             command = [sys.executable, __file__, "--steps", str(args.steps), "--threads", str(args.threads),
                        "--child", model_file, clip, str(Path(tmp) / f"out_{precision}.mp4"), precision]  # fmt: skip
             done = subprocess.run(command, capture_output=True, text=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import pytest
 import torch
+from cli_here import run_here
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
@@ -96,3 +97,35 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_exit_2(tiny, tmp_path
     report = json.loads(capsys.readouterr().out)
     assert report["cache"]["problem"].startswith("cache folder /proc/mmgen-cache cannot be written")
     assert not Path("/proc/mmgen-cache").exists()
+
+
+def test_doctor_reports_each_environment_variable_that_means_nothing_where_other_commands_refuse_to_start(tmp_path):
+    """doctor is where a user goes to find out what is wrong: a variable whose value means nothing is a ✗ line in
+    its report (and in --json) and exit 2 — it was refused like every other command, so doctor said nothing else."""
+    a_file = tmp_path / "presets.yaml"
+    a_file.write_text("")
+    env = mmgen_env(tmp_path, MMGEN_OFFLINE="maybe", MMGEN_CPU_BF16="2", MMGEN_PRESETS=str(a_file))
+    says = {"MMGEN_OFFLINE": "MMGEN_OFFLINE='maybe': takes 1 (on) or 0 (off)",
+            "MMGEN_CPU_BF16": "MMGEN_CPU_BF16='2': takes 1 (on) or 0 (off)",
+            "MMGEN_PRESETS": f"MMGEN_PRESETS={a_file}: {a_file} is a file; it takes a folder"}
+
+    done = run_here("doctor", env=env)
+    assert done.returncode == 2, done.stderr
+    for name, line in says.items():
+        assert any(row.strip().startswith(f"✗ {line}") for row in done.stdout.splitlines()), (name, done.stdout)
+    assert "--device auto → " in done.stdout and any(row.split()[:1] == ["demo"] for row in done.stdout.splitlines())
+    assert done.stderr == ("mmgen: error: 3 environment variables hold values that mean nothing: MMGEN_OFFLINE, "
+                           "MMGEN_CPU_BF16, MMGEN_PRESETS (the report above says what each takes; every other mmgen "
+                           "command refuses to start with them)\n")
+
+    report = run_here("doctor", "--json", env=env)
+    assert report.returncode == 2
+    problems = json.loads(report.stdout)["environment_problems"]
+    assert list(problems) == list(says) and all(problems[n].startswith(line) for n, line in says.items()), problems
+
+    alone = run_here("doctor", "--json", env={**env, "MMGEN_CPU_BF16": "1", "MMGEN_PRESETS": str(tmp_path / "p")})
+    assert alone.returncode == 2 and alone.stderr == (f"mmgen: error: {says['MMGEN_OFFLINE']} (every other mmgen "
+                                                      "command refuses to start with it)\n")
+    refused = run_here("models", "list", "--json", env=env)
+    assert refused.returncode == 2 and refused.stdout == "" and refused.stderr.startswith(f"mmgen: error: {says['MMGEN_OFFLINE']}")
+    assert run_here("doctor", "--json", env=mmgen_env(tmp_path)).returncode == 0

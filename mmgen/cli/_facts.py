@@ -13,7 +13,7 @@ import av
 import numpy
 import torch
 
-from mmgen import __version__
+from mmgen import __version__, environment
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
@@ -29,7 +29,8 @@ CODECS = [
     ("png", "w", "previews"),
 ]
 REQUIRED = {("libx264", "w"), ("aac", "w")}
-ENVIRONMENT = ("MMGEN_CACHE", "MMGEN_PRESETS", "MMGEN_OFFLINE", "MMGEN_DEBUG")
+ENVIRONMENT = ("MMGEN_CACHE", environment.PRESETS, environment.OFFLINE, environment.DEBUG, environment.MAX_MEMORY,
+               environment.CPU_BF16)
 
 
 def _codec(name: str, mode: str) -> bool:
@@ -62,7 +63,15 @@ def _free_bytes(folder: Path) -> int:
 
 
 def facts() -> dict[str, Any]:
-    """Everything doctor reports, as plain JSON-able values."""
+    """Everything doctor reports, as plain JSON-able values. An mmgen variable whose value means nothing is listed
+    under "environment_problems" (what every other command is refused with), and the rest is read as if it were
+    unset."""
+    problems = {name: str(e) for name, e in environment.problems().items()}
+    with environment.as_unset():
+        return {**_facts(), **({"environment_problems": problems} if problems else {})}
+
+
+def _facts() -> dict[str, Any]:
     try:
         root = cache_root()
         check_cache_writable(root)

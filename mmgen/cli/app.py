@@ -19,18 +19,18 @@ app = typer.Typer(
 
 invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
 arguments: ContextVar[tuple[str, ...]] = ContextVar("arguments", default=())  # the command line after `mmgen`
+# What runs with an environment variable whose value means nothing: doctor, where a user goes to find out what is
+# wrong, reports each one (mmgen.environment.problems); every other command is refused before it starts.
+REPORTS_ENVIRONMENT = frozenset({"doctor"})
 
 
 def debug_enabled() -> bool:
     """--debug or MMGEN_DEBUG=1. Never an error itself (it is asked while one is being reported): a value that
     means nothing is off here, and refused by the root callback (mmgen.environment.check)."""
     from mmgen import environment
-    from mmgen.errors import UsageError
 
-    try:
+    with environment.as_unset():
         return bool(environment.flag(environment.DEBUG))
-    except UsageError:
-        return False
 
 
 def hide_library_warnings() -> None:
@@ -78,5 +78,5 @@ def _root(
         hide_library_warnings()
     shows_help = "--help" in arguments.get()  # `mmgen CMD --help` prints and runs nothing: no command, no settings
     invoked.set(None if shows_help else ctx.invoked_subcommand)
-    if not shows_help:
+    if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()

@@ -40,7 +40,9 @@ def _show(report: dict[str, Any], console: Console) -> None:
     else:
         console.print(f"  {cache['path']} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
     for name, value in report["environment"].items():
-        console.print(f"  {name}={value}")
+        console.print(f"  {name}={value}", highlight=False)
+    for problem in report.get("environment_problems", {}).values():
+        console.print(f"  {bad} {problem}", highlight=False)
     console.print("[bold]Models[/]")
     if "models_error" in report:
         console.print(f"  {bad} {report['models_error']}")
@@ -67,7 +69,8 @@ def doctor(
 ) -> None:
     """Check this machine: mmgen/torch/PyAV versions, codecs, devices, cache folder and the models present.
 
-    Exits 1 if an encoder mmgen needs to write mp4 files is missing.
+    Exits 2 if an mmgen environment variable holds a value that means nothing (every other command refuses to
+    start then), 1 if an encoder mmgen needs to write mp4 files is missing.
     """
     from mmgen.cli._facts import REQUIRED, facts
 
@@ -78,8 +81,18 @@ def doctor(
         print(json_text(report), flush=True)  # one line, as every --json output is
     else:
         _show(report, table_console(stderr=False))
+    if problems := report.get("environment_problems"):
+        raise _environment_problem(problems)
     missing = [f"{c['codec']} ({c['use']})" for c in report["codecs"]
                if not c["ok"] and (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
     if missing:
         raise MmgenError(f"PyAV lacks encoders mmgen needs: {', '.join(missing)}",
                          hint="install PyAV wheels from PyPI (`pip install av`), which bundle them")
+
+
+def _environment_problem(problems: dict[str, str]) -> UsageError:
+    """doctor's closing line for the variables that stop every other command: the one's own line, or their names."""
+    if len(problems) == 1:
+        return UsageError(next(iter(problems.values())), hint="every other mmgen command refuses to start with it")
+    return UsageError(f"{len(problems)} environment variables hold values that mean nothing: {', '.join(problems)}",
+                      hint="the report above says what each takes; every other mmgen command refuses to start with them")

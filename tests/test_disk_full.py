@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,36 @@ def test_a_clip_cache_shard_written_on_a_full_disk_is_one_line_naming_it(tmp_pat
     with pytest.raises(StorageError, match=f"cannot write {shard}: No space left"):
         clips._write_atomic(shard, lambda tmp: clips.save_file({"v": torch.zeros(1)}, tmp, {}))
     assert os.listdir(tmp_path) == []
+
+
+@contextmanager
+def file_size_limit(size: int):
+    """Writes past `size` bytes fail with EFBIG in this process (RLIMIT_FSIZE, its SIGXFSZ ignored), as they
+    would on a full disk — for libraries that write through their own code, not a patched Python call."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_checkpoint_whose_training_state_meets_a_full_disk_is_one_line_naming_it(tmp_path):
+    """torch.save says a failed write as a RuntimeError without an errno ("unexpected pos 704 vs 598"): state.pt
+    was `RuntimeError: [enforce fail at inline_container.cc:672] …`, exit 1, no file named."""
+    model = torch.nn.Linear(2, 2)
+
+    def write(path, module, metadata):
+        save_model(path, module, "mmdiff", {}, metadata)
+
+    final = tmp_path / "checkpoints" / "step-0000001" / "state.pt"
+    with file_size_limit(64 * 1024), pytest.raises(StorageError) as raised:  # the weights fit; the state does not
+        save_checkpoint(tmp_path / "checkpoints", 1, model=model, ema=model, write=write,
+                        state={"step": 1, "moments": torch.zeros(100_000)}, keep=2)
+    assert str(raised.value).startswith(f"cannot write {final}: File too large (free some space")
+    assert raised.value.exit_code == 1 and os.listdir(tmp_path / "checkpoints") == []
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux): every write to it is ENOSPC")

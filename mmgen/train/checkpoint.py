@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import safetensors
 import safetensors.torch
@@ -31,7 +31,7 @@ import torch
 from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.errors import MmgenError, UsageError
-from mmgen.files import atomic_path
+from mmgen.files import atomic_path, writing
 from mmgen.weights import LoadedModel, load_model
 
 _NAME = re.compile(r"step-(\d+)")
@@ -128,10 +128,42 @@ def save_checkpoint(
             metadata = {"step": str(step)}
             write(tmp / "model.safetensors", model, {**metadata, "weights": "raw"})
             write(tmp / "ema.safetensors", ema, {**metadata, "weights": "ema"})
-            torch.save(state, tmp / "state.pt")
+            save_state(state, tmp / "state.pt")
     for old in list_checkpoints(folder)[: -max(keep, 1)]:
         shutil.rmtree(old.path, ignore_errors=True)
     return Checkpoint(final, step)
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """`torch.save`, a failing write raised as the OSError it is: torch reports a full disk as a RuntimeError
+    without an errno ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), so the file is
+    written through a Python file whose failed write is kept, and a failing disk is the one line naming `path`
+    (mmgen.files.writing)."""
+    with writing(path), open(path, "wb") as file:
+        recorded = _FailedWrite(file)
+        try:
+            torch.save(state, recorded)
+        except RuntimeError:
+            if recorded.failure is None:
+                raise
+            raise recorded.failure from None
+
+
+class _FailedWrite:
+    """A binary file for torch.save that keeps the OSError of a write that failed."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.failure = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.failure = self.failure or e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def nothing_to_resume(run_dir: Path) -> UsageError:

@@ -216,10 +216,11 @@ def config_with_a_duplicated_key(folder, model):
 
 
 def raw_pickle_checkpoint(folder, model):
-    """A plain-pickle .pt: torch warns about its pickle protocol before refusing it; the user sees one line."""
+    """A plain-pickle .pt (protocol 4, not torch.save's default): torch warns about its pickle protocol before
+    refusing it; the user sees one line."""
     (folder / "weights.pt").write_bytes(pickle.dumps({"weights": 1}, protocol=4))
     return (["models", "import", folder / "weights.pt", "--name", "mine", "--arch", "mm-unet"],
-            "weights.pt: refused to load")
+            "weights.pt: damaged, or not a PyTorch checkpoint (Unsupported operand 149)")
 
 
 def model_cut_short(folder, model):

@@ -341,6 +341,37 @@ def test_a_file_that_cannot_be_a_torch_checkpoint_is_damaged_before_any_talk_of_
     assert ModelCache().record("x") is None
 
 
+def test_a_zip_that_is_not_a_whole_torch_checkpoint_is_one_damaged_line(tmp_path, env, capsys):
+    """A torch.save zip cut short (its first 1000 bytes: a download that stopped), a zip holding no data.pkl, one
+    whose data.pkl is garbage and one whose tensor data is cut short: the one "damaged" line, exit 2, with or without
+    --arch. They were torch's RuntimeErrors (a paragraph on miniz, or "[enforce fail at inline_container.cc:180]"),
+    or garbage said to "hold Python objects", or "--arch is required"."""
+    import zipfile
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"w": torch.zeros(1000)}, whole)
+    cut, foreign, garbage, short_data = (tmp_path / f"{n}.pt" for n in ("cut", "foreign", "garbage", "short"))
+    cut.write_bytes(whole.read_bytes()[:1000])
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(garbage, "w") as bad, zipfile.ZipFile(short_data, "w") as short:
+        for name in source.namelist():
+            data = source.read(name)
+            bad.writestr(name, b"garbage garbage" if name.endswith("data.pkl") else data)
+            short.writestr(name, data[:20] if name.endswith("data/0") else data)
+    index = "a zip archive cut short or damaged: its index is missing or unreadable"
+    for file, why, archs in ((cut, index, ([], ["--arch", "mm-unet"])),
+                             (foreign, "a zip archive without the data.pkl that torch.save writes", ([], ["--arch", "mm-unet"])),
+                             (garbage, "Unsupported operand 103", (["--arch", "mm-unet"],)),
+                             (short_data, "record size (20 bytes) does not match expected size (4000 bytes", (["--arch", "mm-unet"],))):
+        for arch in archs:
+            assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, (file, arch)
+            err = capsys.readouterr().err
+            assert err.startswith(f"mmgen: error: {file}: damaged, or not a PyTorch checkpoint ({why}"), err
+            assert err.count("\n") == 1 and err.endswith(" (get the file again)\n"), err
+    assert ModelCache().record("x") is None
+
+
 def test_an_import_of_what_is_not_a_file_says_what_it_is(tmp_path, env, capsys):
     """A folder, a device and a symlink loop were all "no such file"; the words are those the media commands use."""
     loop = tmp_path / "loop.safetensors"

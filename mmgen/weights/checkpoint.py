@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,17 +41,51 @@ _TORCH_STARTS = (b"PK\x03\x04", b"\x80")
 
 
 def not_a_torch_checkpoint(path: Path) -> str | None:
-    """Why `path` cannot be a torch.save file, told from its first bytes without unpickling anything; None when it
-    may be one (a damaged zip or pickle is then for torch.load to find)."""
+    """Why `path` cannot be a torch.save file, told without unpickling anything — from its first bytes, and for a zip
+    archive from its index (read from its end: a file cut short has none); None when it may be one (a damaged
+    pickle is then for torch.load to find)."""
     with open(path, "rb") as f:
         head = f.read(8)
+    if head.startswith(_TORCH_STARTS[0]):
+        return _not_torch_zip(path)
     if head.startswith(_TORCH_STARTS):
         return None
     return "it is empty" if not head else f"it begins with {head!r}: neither a zip archive nor a pickle"
 
 
+def _not_torch_zip(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return "a zip archive cut short or damaged: its index is missing or unreadable"
+    if not any(name.endswith("/data.pkl") and name.count("/") == 1 for name in names):
+        return "a zip archive without the data.pkl that torch.save writes"
+    return None
+
+
 def damaged_torch_checkpoint(path: Path, why: str) -> UsageError:
     return UsageError(f"{path}: damaged, or not a PyTorch checkpoint ({why})", hint="get the file again")
+
+
+def _torch_load_failure(path: Path, error: Exception) -> UsageError:
+    """torch.load's error for `path` as one short line: Python objects that weights_only refuses (never executed),
+    or else a damaged file. torch's own messages run over several lines of advice (weights_only's) or carry an
+    "[enforce fail at inline_container.cc:…]" prefix and a paragraph on miniz; the first sentence of the part that
+    says what was found is kept."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # weights_only's unpickler: what it met comes after its advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    text = re.sub(r"^\s*\[enforce fail at [^\]]*\]\s*\.?", "", text).strip()
+    reason = re.split(r"\.(?:\s|$)", text.splitlines()[0] if text else "", maxsplit=1)[0].strip()
+    reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)[:160]
+    reason = reason or ("it ends too early" if isinstance(error, EOFError) else error.__class__.__name__)
+    if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
+        return UsageError(
+            f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
+            hint="mmgen only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source",
+        )
+    return damaged_torch_checkpoint(path, reason)
 
 
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -101,14 +137,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise damaged_torch_checkpoint(path, why)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).splitlines()[-1].strip() if str(e).strip() else "unsupported object"
-        raise UsageError(
-            f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
-            hint="mmgen only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UsageError(f"{path}: not a readable torch checkpoint ({e.__class__.__name__}: {e})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise _torch_load_failure(path, e) from None
     return {name: check_finite(path, name, t) for name, t in _flat_tensors(state, path).items()}
 
 

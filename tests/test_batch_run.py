@@ -243,10 +243,9 @@ def test_a_failing_job_is_recorded_and_the_others_go_on(workspace: Path, monkeyp
     assert [plan_batch(jobs).status[n] for n in (1, 2, 3)] == ["failed", "done", "done"]
 
 
-def test_the_command_exits_1_when_a_job_fails(workspace: Path):
+def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    """A file put where a job's folder goes after the batch was checked (planning refuses one there before)."""
     out = workspace / "blocked"
-    out.mkdir()
-    (out / "renders").write_text("a file where the job needs a folder")
     jobs = workspace / "blocked.yaml"
     jobs.write_text(textwrap.dedent("""
         output_dir: blocked
@@ -255,7 +254,14 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path):
           - kind: generate
             name: renders/take
         """).lstrip())
-    result = run_mmgen("batch", jobs, env=env_for(workspace))
+    real_replanned = batch_run.replanned
+
+    def blocked_while_starting(plan, *args):
+        (out / "renders").write_text("a file where the job needs a folder")
+        return real_replanned(plan, *args)
+
+    monkeypatch.setattr(batch_run, "replanned", blocked_while_starting)
+    result = run_here("batch", jobs, env=env_for(workspace))
     assert result.returncode == 1, result.stderr
     assert "failed job 1 (generate) renders/take.mp4: FileExistsError" in result.stderr
     assert f"mmgen: error: 1 of 1 jobs failed (errors above and in {out / MANIFEST_NAME})" in result.stderr

@@ -243,6 +243,56 @@ def test_a_failing_job_is_recorded_and_the_others_go_on(workspace: Path, monkeyp
     assert [plan_batch(jobs).status[n] for n in (1, 2, 3)] == ["failed", "done", "done"]
 
 
+def one_job(workspace: Path, folder: Path) -> Path:
+    jobs = folder / "jobs.yaml"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu}}
+        jobs:
+          - {{kind: generate, name: one, seed: 4, previews: false}}
+        """).lstrip())
+    return jobs
+
+
+def test_json_prints_a_line_per_job_on_stdout_as_generate_does_per_clip(workspace: Path, tmp_path: Path):
+    """`batch --json`: one object per job on stdout (a done job's carries its sidecar, as `generate --json`
+    prints it), the human lines on stderr; a re-run's line says skipped."""
+    jobs, out = one_job(workspace, tmp_path), tmp_path / "out"
+    first = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    assert first.returncode == 0, first.stderr
+    (line,) = first.stdout.splitlines()
+    record = json.loads(line)
+    assert record == {"job": 1, "kind": "generate", "output": "one.mp4", "result": "done",
+                      "seconds": record["seconds"], **json.loads((out / "one.json").read_text())}
+    assert record["mp4"] == str(out / "one.mp4") and record["seed"] == 4
+    assert "done job 1 (generate) one.mp4" in first.stderr and "{" not in first.stderr
+
+    again = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    assert again.returncode == 0, again.stderr
+    assert [json.loads(line) for line in again.stdout.splitlines()] == [
+        {"job": 1, "kind": "generate", "output": "one.mp4", "result": "skipped", "mp4": str(out / "one.mp4")}]
+
+
+def test_json_of_a_dry_run_is_a_line_per_job_and_with_stdout_closed_it_is_refused(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`batch --dry-run --json` prints what the table shows, a line per job; `batch --json >&-` is exit 2 before
+    anything is written, as `generate --json >&-` is."""
+    jobs, out = one_job(workspace, tmp_path), tmp_path / "out"
+    dry = run_here("batch", jobs, "-o", out, "--json", "--dry-run", env=env_for(workspace))
+    assert dry.returncode == 0, dry.stderr
+    (planned,) = map(json.loads, dry.stdout.splitlines())
+    assert planned == {"job": 1, "line": 3, "kind": "generate", "input": None, "output": "one.mp4",
+                       "mp4": str(out / "one.mp4"), "model": str(workspace / "models" / "tiny.safetensors"),
+                       "sampler": planned["sampler"], "steps": 2, "seed": 4, "status": "new"}
+    assert "1 jobs: 1 to run, 0 done (dry run: nothing was run)" in dry.stderr
+
+    monkeypatch.setattr("sys.stdout", None)  # `>&-`
+    for name, value in env_for(workspace).items():
+        monkeypatch.setenv(name, value)
+    assert run(["batch", str(jobs), "-o", str(out), "--json"]) == 2
+    assert capsys.readouterr().err.strip().endswith("standard output is closed: there is nowhere to print the JSON")
+    assert not out.exists()
+
+
 def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     """A file put where a job's folder goes after the batch was checked (planning refuses one there before)."""
     out = workspace / "blocked"

@@ -136,6 +136,30 @@ def test_a_second_run_over_the_same_folder_decodes_nothing(trained, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == shards  # nothing rewritten or added
 
 
+def test_json_prints_the_run_as_one_line_on_stdout_and_notes_stay_on_stderr(trained, tmp_path, monkeypatch, capsys):
+    """`finetune --json`, as generate's: one object on stdout (where the run is, the model it wrote, what the data
+    gave), the human lines on stderr; with stdout closed it is refused before anything is written (exit 2)."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    args = ["finetune", trained.data, "--scratch", "--config", recipe, "--steps", 1, "--batch-size", 2,
+            "--sample-every", 0, "--json"]
+    result = run_here(*args, "-o", tmp_path / "run", env=trained.env)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record == {
+        "run_dir": str(tmp_path / "run"), "step": 1, "steps": 1, "interrupted": False,
+        "model": str(tmp_path / "run" / "model.safetensors"), "checkpoints": str(tmp_path / "run" / "checkpoints"),
+        "data": {"clips": record["data"]["clips"], "files": 6, "decoded": 0, "reused": 6, "skipped": 2},
+    }
+    assert record["data"]["clips"] > 0 and (tmp_path / "run" / "model.safetensors").is_file()
+    assert "done: 1 steps" in result.stderr and "{" not in result.stderr
+
+    monkeypatch.setattr("sys.stdout", None)  # `>&-`
+    assert run([str(a) for a in args] + ["-o", str(tmp_path / "closed")]) == 2
+    assert capsys.readouterr().err.strip().endswith("standard output is closed: there is nowhere to print the JSON")
+    assert not (tmp_path / "closed").exists()
+
+
 def test_the_result_generates_and_imports_by_name(trained, tmp_path, monkeypatch):
     model = trained.run_dir / "model.safetensors"
     generate = ("--steps", 2, "--seed", 3, "--no-previews", "--json")

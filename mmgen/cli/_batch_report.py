@@ -33,6 +33,41 @@ def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
         console.print(outcome.traceback, markup=False, soft_wrap=True)
 
 
+def outcome_json(outcome: Outcome, plan: Plan) -> dict:
+    """`batch --json`'s line for one job: its number, kind, output and how it ended (and why it failed); a job done
+    in this run adds its output's sidecar object, as `generate --json` prints it."""
+    head = {"job": outcome.number, "kind": outcome.kind, "output": outcome.output, "result": outcome.ending}
+    if outcome.ending in ("done", "failed"):
+        head["seconds"] = round(outcome.seconds, 3)
+    if outcome.error:
+        head["error"] = outcome.error
+    return {**head, **(outcome.record or {"mp4": str(plan.output_dir / outcome.output)})}
+
+
+def job_json(job: Job, plan: Plan) -> dict:
+    """`batch --dry-run --json`'s line for one job: what the dry run's table shows of it."""
+    sampling = job.run.sampling
+    return {"job": job.number, "line": job.spec.line, "kind": job.kind,
+            "input": str(job.input) if job.input else None, "output": job.output, "mp4": str(job.files.mp4),
+            "model": job.run.model, "sampler": sampling.sampler, "steps": sampling.steps, "seed": job.seed,
+            "status": plan.status[job.number]}
+
+
+def show_downloads(plan: Plan, console: Console) -> None:
+    """The model downloads the batch needs, and how many of its jobs are to run."""
+    if plan.downloads:
+        downloads = Table(title="Models to download first", title_justify="left")
+        for column in ("model", "size", "from"):
+            downloads.add_column(column)
+        for d in plan.downloads:
+            downloads.add_row(d.name, size_text(d.size), d.url)
+        console.print(downloads)
+    else:
+        console.print("No model downloads needed.")
+    todo = len(plan.todo())
+    console.print(f"{len(plan.jobs)} jobs: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
+
+
 def show_plan(plan: Plan, console: Console) -> None:
     """The expanded jobs, what each will do, and the model downloads the batch needs."""
     table = Table(title=f"{plan.batch.path} → {plan.output_dir}", title_justify="left")
@@ -50,17 +85,7 @@ def show_plan(plan: Plan, console: Console) -> None:
             STATUS_TEXT[plan.status[first.number]],
         )
     console.print(table)
-    if plan.downloads:
-        downloads = Table(title="Models to download first", title_justify="left")
-        for column in ("model", "size", "from"):
-            downloads.add_column(column)
-        for d in plan.downloads:
-            downloads.add_row(d.name, size_text(d.size), d.url)
-        console.print(downloads)
-    else:
-        console.print("No model downloads needed.")
-    todo = len(plan.todo())
-    console.print(f"{len(plan.jobs)} jobs: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
+    show_downloads(plan, console)
 
 
 def _runs(plan: Plan) -> list[list[Job]]:

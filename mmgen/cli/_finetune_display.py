@@ -52,6 +52,22 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
             say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 
+def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> dict:
+    """`finetune --json`'s one line: where the run is, how far it got, what it wrote (the model, or the adapter
+    with --lora; null while unfinished), the command that resumes an interrupted one, and what the data gave."""
+    record: dict[str, Any] = {
+        "run_dir": str(result.run_dir), "step": result.step, "steps": config.steps, "interrupted": result.interrupted,
+        "adapter" if config.lora is not None else "model": str(result.model_path) if result.model_path else None,
+        "checkpoints": str(result.run_dir / "checkpoints"),
+    }
+    if result.interrupted:
+        record["resume"] = f"{_launcher()} finetune {shlex.quote(str(data_dir))} -o {shlex.quote(str(result.run_dir))} --resume"
+    data = result.data
+    record["data"] = {"clips": data.clips, "files": data.files, "decoded": data.decoded, "reused": data.reused,
+                      "skipped": len(data.skipped)}
+    return record
+
+
 def _launcher() -> str:
     """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
     its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:

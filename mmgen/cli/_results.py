@@ -1,5 +1,6 @@
-"""How the commands report what they wrote: one JSON object per output on stdout with --json, else a short
-human line per output on stderr (stdout stays clean for pipes)."""
+"""How the commands report what they wrote: one JSON object per output on stdout with --json (print_json: also
+batch's per job and finetune's per run), else a short human line per output on stderr (stdout stays clean for
+pipes)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def report(results: list[Result], as_json: bool, console: Console | None = None)
     for result in results:
         record = result.to_json()
         if as_json:
-            print(json_text(record), flush=True)
+            print_json(record)
         else:
             console.print(f"[bold green]wrote[/] {escape(path_text(record['mp4']))}  [dim]{describe(record)}[/]")
     if results:
@@ -27,6 +28,12 @@ def report(results: list[Result], as_json: bool, console: Console | None = None)
             f"[dim]model {escape(path_text(first.model))} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
             f"{sum(r.provenance.wall_time_s for r in results):.1f} s[/]"
         )
+
+
+def print_json(record: dict) -> None:
+    """One result as one line of JSON on stdout, flushed at once (a script reads each as it comes): what every
+    command's --json prints."""
+    print(json_text(record), flush=True)
 
 
 def describe(record: dict) -> str:

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from mmgen.cli import options
-from mmgen.cli._batch_report import say, show_plan, show_summary
+from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads, show_plan, show_summary
+from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
@@ -51,6 +52,12 @@ def batch(
         typer.Option(rich_help_panel="Hardware", help="Compute precision (overrides the file's defaults)."),
     ] = None,
     overwrite: options.Overwrite = False,
+    json: Annotated[
+        bool,
+        typer.Option("--json", rich_help_panel="Output", callback=options.stdout_open,
+                     help="Print one JSON object per job to stdout as it ends (job, kind, output, result, and a done "
+                     "job's sidecar content; with --dry-run, what the table shows); messages go to stderr."),
+    ] = False,
 ) -> None:
     """Run many generate / soundtrack / animate jobs from one YAML file.
 
@@ -71,7 +78,11 @@ def batch(
             say_line("\n".join(e.lines()))
         raise
     if dry_run:
-        if share.is_main:
+        if share.is_main and json:
+            for job in plan.jobs:
+                print_json(job_json(job, plan))
+            show_downloads(plan, console)
+        elif share.is_main:
             show_plan(plan, table_console(stderr=False))  # the dry run's output
         return
     prefix = f"rank {share.rank}: " if share.world_size > 1 else ""
@@ -86,6 +97,8 @@ def batch(
     def on_outcome(outcome: Outcome) -> None:
         reported.append(outcome)
         say(console, prefix, outcome, len(mine))
+        if json:  # each rank its own jobs, as they end: every job of the batch once
+            print_json(outcome_json(outcome, plan))
 
     try:
         with progress_display(console) as progress:

@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 
 import typer
 
-from mmgen.cli._finetune_display import display, report
+from mmgen.cli._finetune_display import display, main_process, report, result_json
+from mmgen.cli._results import print_json
 from mmgen.cli.app import app
-from mmgen.cli.options import whole_number
+from mmgen.cli.options import stdout_open, whole_number
 from mmgen.errors import UsageError
 from mmgen.train.config import FinetuneConfig, parse_loss_weights
 
@@ -152,6 +153,12 @@ def finetune(
         typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", rich_help_panel=_HARDWARE,
                      help="Recompute activations in the backward pass: less memory, ~30% slower."),
     ] = DEFAULT.gradient_checkpointing,
+    json: Annotated[
+        bool,
+        typer.Option("--json", rich_help_panel=_OUTPUT, callback=stdout_open,
+                     help="Print one JSON object to stdout when the run ends or stops (run folder, steps done, the "
+                     "model or adapter written, the command that resumes); messages go to stderr."),
+    ] = False,
 ) -> None:
     """Fine-tune a model (or train one from scratch) on your own clips.
 
@@ -177,5 +184,7 @@ def finetune(
     with display() as on_event:
         result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
     report(result, config, data_dir)
+    if json and main_process():
+        print_json(result_json(result, config, data_dir))
     if result.interrupted:  # saved, but not done: a script's `finetune && generate` must not go on
         raise typer.Exit(stop_code())  # 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP

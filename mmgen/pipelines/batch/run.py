@@ -27,6 +27,7 @@ from mmgen.files import sole_holder
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
+from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
 from mmgen.pipelines.retake import retake
@@ -71,6 +72,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None  # of an unexpected failure, for --debug
     rank: int = 0
+    record: dict | None = None  # a job done in this run: its output's sidecar object (Result.to_json)
 
 
 def run_plan(
@@ -173,7 +175,7 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
         if replace:
             _remove_leftovers(job)
-        RUNNERS[job.kind](job, replace, progress)
+        result = RUNNERS[job.kind](job, replace, progress)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
@@ -184,7 +186,8 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
                        None if expected else traceback.format_exc(), rank)
     files = manifest.describe_files(job.files.files)
     manifest.append(dataclasses.replace(record, state="done", files=files))
-    return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank)
+    return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank,
+                   record=result.to_json())
 
 
 def _remove_leftovers(job: Job) -> None:
@@ -195,14 +198,14 @@ def _remove_leftovers(job: Job) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _generate(job: Job, replace: bool, progress: ProgressFn) -> None:
+def _generate(job: Job, replace: bool, progress: ProgressFn) -> Result:
     (result,) = iter_generate(job.run, load(job.run), 1, progress=progress)
-    write_generated(result, job.files, overwrite=replace, delivery=job.settings.delivery())
+    return write_generated(result, job.files, overwrite=replace, delivery=job.settings.delivery())
 
 
-def _matching(job: Job, replace: bool, progress: ProgressFn) -> None:
-    MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress)
+def _matching(job: Job, replace: bool, progress: ProgressFn) -> Result:
+    return MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress)
 
 
 MATCHING = {"soundtrack": soundtrack, "animate": animate, "retake": retake}
-RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], None]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}
+RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], Result]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}

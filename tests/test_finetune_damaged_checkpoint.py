@@ -96,14 +96,41 @@ def test_resume_with_no_checkpoint_that_loads_says_they_are_damaged_and_set_asid
     assert warnings[0].endswith("; set aside as step-0000002.damaged"), warnings
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001.damaged",
                                                                            "step-0000002.damaged"]
-    others = " ".join(f"{p}/" if p.is_dir() else str(p) for p in sorted(run_dir.iterdir())
-                      if p.name not in ("config.yaml", "log.jsonl"))
+    # The run had finished: its model is never offered for deletion (the hint listed model.safetensors, model.json
+    # and the checkpoints just kept as evidence), and a new start goes to another folder.
     assert error == (
         f"mmgen: error: {run_dir}: nothing to resume: all 2 of its checkpoints are damaged (the warnings above say "
-        f"why); set aside in {run_dir / 'checkpoints'} as step-0000001.damaged, step-0000002.damaged (to start it "
-        f"again with its own settings: mmgen finetune {data} -o {run_dir} --config {run_dir / 'config.yaml'}, first "
-        f"delete {others}; or choose another -o)"
+        f"why); set aside in {run_dir / 'checkpoints'} as step-0000001.damaged, step-0000002.damaged (it holds the "
+        f"model of a finished run ({run_dir / 'model.json'} {run_dir / 'model.safetensors'}); to start it again with "
+        f"its own settings in another folder: mmgen finetune {data} -o NEW_FOLDER --config {run_dir / 'config.yaml'})"
     )
+    assert (run_dir / "model.safetensors").is_file()
+
+
+def test_checkpoints_set_aside_as_damaged_are_never_offered_for_deletion_nor_stand_in_a_new_starts_way(tmp_path):
+    """A run stopped before its end whose checkpoints were all set aside: the hint offers the same start again, in
+    its own folder, beside the kept evidence; what else is there (previews, a user's file) is named as before."""
+    from mmgen.train.run_folder import RUN_HEADER, failed_start
+
+    run_dir, data = tmp_path / "run", tmp_path / "clips"
+    (run_dir / "checkpoints" / "step-0000002.damaged").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step-0000002.damaged" / "state.pt").write_bytes(b"")
+    (run_dir / "checkpoints" / "step-0000001.damaged-2").mkdir()
+    (run_dir / "config.yaml").write_text(f"{RUN_HEADER}{data}: …\n")
+    (run_dir / "log.jsonl").write_text("")
+    failed = failed_start(run_dir, has_checkpoint=False)
+    assert failed.others == () and failed.set_aside == ("step-0000001.damaged-2", "step-0000002.damaged")
+    assert failed.hint(data, resume=True) == (f"start it again with its own settings: mmgen finetune {data} -o "
+                                              f"{run_dir} --config {run_dir / 'config.yaml'}; its config.yaml and "
+                                              "log.jsonl are replaced")
+    (run_dir / "samples").mkdir()
+    (run_dir / "samples" / "step-0000001.mp4").write_bytes(b"a preview")
+    assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
+        f"to start it again here, first delete {run_dir / 'samples'}/; or choose another -o")
+    (run_dir / "adapter.safetensors").write_bytes(b"the adapters of a finished LoRA run")
+    assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
+        f"it holds the model of a finished run ({run_dir / 'adapter.safetensors'}); to start it again, choose "
+        "another -o")
 
 
 def test_a_checkpoint_reaches_the_disk_before_it_becomes_visible(tmp_path, monkeypatch):

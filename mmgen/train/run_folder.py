@@ -1,7 +1,9 @@
 """What a run folder holds before a run starts in it. Two runs never share one folder, but a run that failed
 before its first checkpoint (a crash at step 1, a divergence, a kill during the first save) is no dead end:
-what it left is only its own config.yaml and log.jsonl, which a new start writes again. Anything else there —
-previews, a checkpoint folder with something in it, a file of the user's — is named, never deleted. A run
+what it left is only its own config.yaml and log.jsonl, which a new start writes again. Checkpoints that --resume
+found damaged and set aside (step-N.damaged: evidence, kept) do not stand in a new start's way. Anything else
+there — previews, a checkpoint folder with something in it, a file of the user's — is named, never deleted; and
+a finished run's final weights (all of its checkpoints damaged since) are never offered for deletion. A run
 holds its folder (RunFolderLock) from its first look to its end, so a run still before its first checkpoint is
 never taken for a failed one."""
 
@@ -23,6 +25,8 @@ except ImportError:  # Windows: no flock; runs there are not guarded against a s
 RUN_HEADER = "# mmgen finetune "  # how every run folder's config.yaml begins
 REWRITTEN = ("config.yaml", "log.jsonl")  # what a new start writes again
 _PARTIAL = re.compile(r"\.step-.*\.partial")  # a checkpoint being written (train.checkpoint.save_checkpoint)
+_SET_ASIDE = re.compile(r"step-\d+\.damaged(-\d+)?")  # a damaged checkpoint kept aside (train.checkpoint.set_aside)
+FINAL_WEIGHTS = ("model.safetensors", "adapter.safetensors")  # a finished run's (run_weights.final_name), + .json
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -36,19 +40,27 @@ def is_run_folder(folder: Path) -> bool:
 
 @dataclass(frozen=True)
 class FailedStart:
-    """A run folder whose run stopped before its first checkpoint. `others`: what else is in it (full paths,
-    folders ending in /, quoted for a shell); a new start replaces config.yaml and log.jsonl only when there is nothing else."""
+    """A run folder whose run has no checkpoint to resume: it stopped before its first one, or every one was found
+    damaged and set aside. `others`: what else is in it (full paths, folders ending in /, quoted for a shell); a new
+    start replaces config.yaml and log.jsonl only when there is nothing else. `finished`: the final weights of a
+    run that reached its end (`others` too), which no hint asks to delete. `set_aside`: its damaged checkpoints."""
 
     run_dir: Path
     others: tuple[str, ...]
+    finished: tuple[str, ...] = ()
+    set_aside: tuple[str, ...] = ()
 
     def hint(self, data_dir: Path, resume: bool) -> str:
         """What the user can do: start the run again (with --resume: with its own settings, which a start
-        without --resume reads only through --config), naming what to delete first, if anything."""
-        again = "start it again here"
+        without --resume reads only through --config), naming what to delete first, if anything — or, where the
+        folder holds a finished run's model, in another folder."""
+        again, elsewhere = "start it again here", "start it again, choose another -o"
         if resume:
-            run, config = (shlex.quote(str(p)) for p in (self.run_dir, self.run_dir / "config.yaml"))
-            again = f"start it again with its own settings: mmgen finetune {shlex.quote(str(data_dir))} -o {run} --config {config}"
+            data, run, config = (shlex.quote(str(p)) for p in (data_dir, self.run_dir, self.run_dir / "config.yaml"))
+            again = f"start it again with its own settings: mmgen finetune {data} -o {run} --config {config}"
+            elsewhere = f"start it again with its own settings in another folder: mmgen finetune {data} -o NEW_FOLDER --config {config}"
+        if self.finished:
+            return f"it holds the model of a finished run ({' '.join(self.finished)}); to {elsewhere}"
         if self.others:
             return f"to {again}, first delete {' '.join(self.others)}; or choose another -o"
         return f"{again}; its config.yaml and log.jsonl are replaced"
@@ -57,17 +69,23 @@ class FailedStart:
 def failed_start(run_dir: Path, has_checkpoint: bool) -> FailedStart | None:
     """The run folder as a failed start, or None when it is none (no mmgen run in it, or a checkpoint to
     resume from: `has_checkpoint`). An empty folder, and a checkpoints/ holding only the half-written
-    `.step-*.partial` of a killed first save (the next save removes it), count as nothing."""
+    `.step-*.partial` of a killed first save (the next save removes it) or checkpoints set aside as damaged,
+    count as nothing."""
     if has_checkpoint or not is_run_folder(run_dir):
         return None
-    others = []
+    others, finished = [], []
     for entry in sorted(run_dir.iterdir()):
         if entry.name in REWRITTEN and entry.is_file():
             continue
         if entry.is_dir() and not entry.is_symlink() and _holds_nothing(entry):
             continue
-        others.append(shlex.quote(f"{entry}/" if entry.is_dir() else str(entry)))
-    return FailedStart(run_dir, tuple(others))
+        named = shlex.quote(f"{entry}/" if entry.is_dir() else str(entry))
+        others.append(named)
+        if entry.with_suffix(".safetensors").name in FINAL_WEIGHTS and entry.is_file():
+            finished.append(named)
+    checkpoints = run_dir / "checkpoints"
+    set_aside = sorted(e.name for e in checkpoints.iterdir() if _SET_ASIDE.fullmatch(e.name)) if checkpoints.is_dir() else []
+    return FailedStart(run_dir, tuple(others), tuple(finished), tuple(set_aside))
 
 
 def _holds_nothing(folder: Path) -> bool:
@@ -76,7 +94,8 @@ def _holds_nothing(folder: Path) -> bool:
     except OSError:
         return False
     if folder.name == "checkpoints":
-        return all(entry.is_dir() and _PARTIAL.fullmatch(entry.name) for entry in entries)
+        return all(entry.is_dir() and (_PARTIAL.fullmatch(entry.name) or _SET_ASIDE.fullmatch(entry.name))
+                   for entry in entries)
     return not entries
 
 

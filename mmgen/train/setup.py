@@ -203,7 +203,7 @@ def _check_run_dir(
     # A step folder appears only whole (save_checkpoint): one with a file missing was damaged after the run saved
     # it, so a run that has one did not stop before its first checkpoint.
     if resume and failed is not None and not step_folders(run_dir / "checkpoints"):
-        why = "" if failed.others else ": the run stopped before its first one"
+        why = ": the run stopped before its first one" if not (failed.others or failed.set_aside) else ""
         raise UsageError(f"{run_dir}: no complete checkpoint to resume from{why}", failed.hint(data_dir, resume=True))
     if resume:
         found, damaged = resume_from(run_dir)
@@ -213,8 +213,10 @@ def _check_run_dir(
         raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
                            failed.hint(data_dir, resume=False))
     elif failed is not None:
-        on_event(TrainEvent("note", message=f"note: {run_dir}: the run here stopped before its first checkpoint; "
-                                            "starting again (its config.yaml and log.jsonl are replaced)"))
+        then = ("its checkpoints were set aside as damaged" if failed.set_aside
+                else "the run here stopped before its first checkpoint")
+        on_event(TrainEvent("note", message=f"note: {run_dir}: {then}; starting again (its config.yaml and log.jsonl "
+                                            "are replaced)"))
     elif run_dir.exists() and any(run_dir.iterdir()):
         hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
         raise OutputExists(f"{run_dir}: the run folder is not empty", hint)

@@ -15,6 +15,7 @@ from finetune_clips import write_clip_folder
 from mmgen_cli import mmgen_env
 from tiny_model import register_tiny_with_upsampler
 
+from mmgen import stamps
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.cli import run
 from mmgen.weights import ModelCache, load_model, load_registry
@@ -103,6 +104,57 @@ def test_a_copy_of_the_demo_imported_under_a_new_name_samples_like_the_demo_and_
     assert run(["models", "import", str(ModelCache().weights_path("d1")), "--name", "d2"]) == 0
     assert "the weights of 'demo'" in capsys.readouterr().err
     assert own_lineage("d2").sampling == DEMO
+
+
+def test_a_copy_of_the_demo_given_by_path_samples_like_the_demo_and_is_hashed_once(tmp_path, monkeypatch):
+    """`-m copy.safetensors` with the demo's file copied elsewhere sampled with the default preset (dpm++, from pure
+    noise) while `models import` of the same file took the demo's settings. Known by its sha256 the same way, it
+    samples as the demo does; that sha256 is kept with the file's stamp (the cache's file-hashes.json), so the next
+    run reads no byte of it to know it, and its sidecar names it."""
+    import shutil
+
+    demo_file = load_registry().get("demo").weights.bundled_path
+    copy = tmp_path / "elsewhere" / "copy.safetensors"
+    copy.parent.mkdir()
+    shutil.copyfile(demo_file, copy)
+    env = mmgen_env(tmp_path)
+    args = ("generate", "-m", copy, "--steps", 2, "--seed", 1, "--no-previews", "--json")
+    made = run_here(*args, "-o", tmp_path / "out", env=env)
+    assert sampled_with(made) == (DEMO.sampler, DEMO.eta, DEMO.start_timestep)
+    sha256 = load_registry().get("demo").weights.sha256
+    assert json.loads(made.stdout)["model_sha256"] == sha256
+    memo = json.loads((tmp_path / "cache" / "file-hashes.json").read_text())
+    assert memo[str(copy.resolve())]["sha256"] == sha256
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} hashed again")
+
+    monkeypatch.setattr(stamps, "sha256_file", no_hashing)  # its stamp holds: a second run reads no byte to hash
+    again = run_here(*args, "-o", tmp_path / "again", env=env)
+    assert sampled_with(again) == (DEMO.sampler, DEMO.eta, DEMO.start_timestep)
+    assert json.loads(again.stdout)["model_sha256"] == sha256
+
+
+def test_a_copy_of_a_cached_model_with_no_registered_sha256_is_known_by_path_and_on_import(tmp_path, monkeypatch):
+    """A model trusted on first use (the paper's landscape) has no sha256 in its entry: a copy of its cached file,
+    given by path or imported under a new name, is known by the cache record's sha256s instead."""
+    import shutil
+
+    from tiny_model import save_tiny_model
+
+    models = tmp_path / "presets" / "models"
+    models.mkdir(parents=True)
+    models.joinpath("hand.yaml").write_text(
+        "arch: mm-unet\nweights: {format: safetensors}\nsampling: {sampler: ddim, steps: 3, eta: 0.5}\n"
+    )
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "t.safetensors")), "--name", "hand"]) == 0
+    copy = tmp_path / "copy.safetensors"
+    shutil.copyfile(ModelCache().weights_path("hand"), copy)
+    assert own_lineage(copy).sampling == own_lineage("hand").sampling != Lineage().sampling
+    assert run(["models", "import", str(copy), "--name", "hand2"]) == 0
+    assert own_lineage("hand2").sampling == own_lineage("hand").sampling
 
 
 def test_a_model_trained_from_scratch_has_no_settings_of_its_own(tmp_path):

@@ -29,7 +29,7 @@ from mmgen.weights.checkpoint import (
     read_state_dict,
     save_model,
 )
-from mmgen.weights.lineage import Lineage, file_lineage, registered_copy
+from mmgen.weights.lineage import weights_lineage
 from mmgen.weights.registry import ModelEntry, load_registry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -116,11 +116,8 @@ def install(
     folder.mkdir(parents=True, exist_ok=True)
     weights = cache.weights_path(name)
     # A file made by mmgen from another model (a fine-tune, a merge) keeps that model's settings and upsampler.
-    lineage = file_lineage(file) if header is not None else Lineage()
-    converted_from = header.metadata.get("source_sha256") if header is not None else None
-    copy_of = registered_copy({source_sha256, converted_from} - {None}, name)
-    if copy_of is not None:  # a registered model's weights under a new name: they sample as that model does
-        lineage = copy_of[1]
+    # A registered model's weights under a new name sample as that model does.
+    lineage, copy_of = weights_lineage(file, source_sha256, name)
     metadata = {"name": name, "source": source, "source_sha256": source_sha256, **lineage.metadata()}
     digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
     record = CacheRecord(
@@ -138,7 +135,7 @@ def install(
         stamp=FileStamp.of(weights),
         sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
         upsampler=lineage.upsampler,
-        lineage_of=copy_of[0] if copy_of is not None else None,
+        lineage_of=copy_of,
         source_dtypes=", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()
                                         if t.is_floating_point()})),
     )

@@ -6,7 +6,7 @@ JSON; "upsampler", a model name), and importing such a file into the cache copie
 So the demo fine-tuned on a user's clips still samples the way the demo must (from t = 650 and its data's mean,
 audio kept at zero mean) rather than with the default preset, and `landscape` fine-tuned on a user's clips is
 still upscaled by `landscape-sr`. A file that holds a registered model's weights — a copy of its file, or the cached
-file converted from it — takes that model's own lineage when imported under a new name (`registered_copy`).
+file converted from it — takes that model's own lineage when imported under a new name, or given by path (`weights_lineage`).
 """
 
 from __future__ import annotations
@@ -45,26 +45,54 @@ def file_lineage(path: Path) -> Lineage:
     return Lineage(_sampling(metadata.get(SAMPLING), f"{path}: metadata {SAMPLING}"), metadata.get(UPSAMPLER))
 
 
-def registered_copy(sha256s: set[str], name: str) -> tuple[str, Lineage] | None:
+def registered_copy(sha256s: set[str], name: str | None = None) -> tuple[str, Lineage] | None:
     """The registered model other than `name` whose weights file has one of `sha256s` (the file's own, and the one
     it was converted from), with that entry's lineage; None if there is none. A renamed copy of the demo then
-    samples as the demo does, not with the default preset."""
+    samples as the demo does, not with the default preset. A registered model's file is the one its entry names
+    (the bundled file, a download's) and, once it is cached, the cached file and the file it came from (a model
+    trusted on first use has no sha256 in its entry)."""
+    cache = ModelCache()
     for other, entry in load_registry().entries.items():
-        if other != name and entry.weights.sha256 in sha256s:
+        if other == name:
+            continue
+        known = {entry.weights.sha256}
+        if not entry.weights.bundled:
+            try:
+                record = cache.record(other)
+            except (ConfigError, OSError):  # a damaged record names nothing; `models list` says what to do
+                record = None
+            if record is not None:
+                known |= {record.sha256, record.source_sha256}
+        if known & sha256s:
             return other, Lineage(entry.sampling, entry.upsampler)
     return None
 
 
+def weights_lineage(file: Path, sha256: str, name: str | None = None) -> tuple[Lineage, str | None]:
+    """What the weights file `file` (of `sha256`) passes on, and the registered model it is a copy of (None: none):
+    that model's lineage when it holds a registered model's weights — its own sha256 or, for an mmgen file, the one
+    it was converted from (its metadata's source_sha256) — else what its metadata carries. `models import` and a
+    model given by path (`-m copy.safetensors`) take it alike; `name` is the name it is imported under."""
+    header = read_header(file)
+    converted_from = header.metadata.get("source_sha256") if header is not None else None
+    copy_of = registered_copy({sha256, converted_from} - {None}, name)
+    if copy_of is not None:
+        return copy_of[1], copy_of[0]
+    return (file_lineage(file) if header is not None else Lineage()), None
+
+
 def own_lineage(name_or_path: str | Path) -> Lineage:
-    """A model's own: its registry entry's, else its weights file's (a path) or its cache record's (a model
-    imported without a registry entry)."""
+    """A model's own: its registry entry's, else its weights file's (a path: `weights_lineage`, so a copy of a
+    registered model's file samples as that model) or its cache record's (a model imported without a registry
+    entry)."""
+    cache = ModelCache()
     if is_path(name_or_path):
-        return file_lineage(Path(name_or_path))
+        path = Path(name_or_path)
+        return weights_lineage(path, cache.file_sha256(path))[0]  # hashed once while its stamp holds
     name = str(name_or_path)
     entry = load_registry().entries.get(name)
     if entry is not None:
         return Lineage(entry.sampling, entry.upsampler)
-    cache = ModelCache()
     record = cache.record(name)  # the import's record, not the file: that is checked only as it loads
     if record is None:
         return Lineage()

@@ -93,7 +93,12 @@ def load_model(
         path = resolve_weights(name, download=download, quiet=quiet)
         entry = load_registry().entries.get(name)
         record = _checked_record(ModelCache(), name, entry) if path.name == "model.safetensors" else None
-    sha256 = record.sha256 if record is not None else sha256_file(path)
+    if record is not None:
+        sha256 = record.sha256
+    elif entry is not None and entry.weights.bundled:
+        sha256 = sha256_file(path)  # checked against the entry below
+    else:  # a file given by path: hashed once while its stamp holds (its lineage was found by the same sha256)
+        sha256 = ModelCache().file_sha256(path)
     if entry is not None and entry.weights.bundled and entry.weights.sha256 not in (None, sha256):
         raise ChecksumMismatch(
             f"{name}: the bundled weights file {path} is damaged: expected sha256 {entry.weights.sha256}, "

@@ -173,6 +173,50 @@ def test_ctrl_c_after_the_outputs_are_written_is_130_not_a_traceback_or_0(tiny, 
     assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
 
 
+STOP_BEFORE_THE_COMMAND = """
+import os, signal, sys
+
+import mmgen.cli as cli
+import mmgen.runtime.stop_signals as stop_signals
+
+sig, when = getattr(signal, sys.argv[1]), sys.argv[2]
+sys.argv = ["mmgen", *sys.argv[3:]]
+
+
+def stop_then(call):
+    def stopped_first(*args):
+        os.kill(os.getpid(), sig)  # delivered before the next line: deterministic
+        return call(*args)
+    return stopped_first
+
+
+if when == "loading":  # handlers in place, the command not started yet
+    cli.run = stop_then(cli.run)
+else:  # before mmgen's handlers: Python's own raises KeyboardInterrupt
+    stop_signals.own_process = stop_then(stop_signals.own_process)
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(("sig", "when", "code", "says"), [
+    ("SIGTERM", "loading", 143, "interrupted (SIGTERM)"),
+    ("SIGINT", "loading", 130, "interrupted"),
+    ("SIGHUP", "loading", 129, "interrupted (SIGHUP)"),
+    ("SIGINT", "unhandled", 130, "interrupted"),
+])  # fmt: skip
+def test_a_stop_before_the_command_starts_is_not_lost(tmp_path, sig, when, code, says):
+    """A stop that came once `mmgen` had its handlers but before the command began was recorded, then forgotten as
+    the command began: it ran to exit 0. And a Ctrl-C before the handlers were in place is one line, not a
+    traceback. (Before mmgen's code runs at all — Python's own start-up — only Python can answer.)"""
+    script = tmp_path / "stop_before.py"
+    script.write_text(STOP_BEFORE_THE_COMMAND)
+    done = subprocess.run([sys.executable, script, sig, when, "--version"], env=mmgen_env(tmp_path),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == "", done.stderr
+    assert done.stderr.splitlines()[-1] == f"mmgen: {says}"
+
+
 def test_ctrl_c_during_a_batch_prints_its_summary_then_exits_130(tiny, tmp_path):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(textwrap.dedent(f"""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import traceback
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
@@ -89,6 +88,8 @@ def _run(argv: list[str] | None) -> int:
             code = stop_code()
         except Exception as e:
             if debug_enabled():
+                import traceback  # here: importing it is a few ms of the window before main() takes signals
+
                 traceback.print_exc()
             if not stopped():
                 return _failed(e)
@@ -136,10 +137,14 @@ def main() -> None:
     PyTorch reads from the environment before torch loads — which a library import must not do to its host —
     and own its signals through interpreter shutdown: a stop after the command ended is then recorded, never a
     traceback from an atexit handler, and makes its exit 0 the stop's code (stop_signals.own_process)."""
-    use_huge_pages()
-    from mmgen.runtime.stop_signals import final_code, own_process
+    try:  # first: a stop from here on is recorded, and stops the command as it begins (stops_interrupt)
+        from mmgen.runtime.stop_signals import final_code, own_process
 
-    own_process(_say_stopped)
+        own_process(_say_stopped)
+    except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
+        sys.stderr.write("mmgen: interrupted\n")
+        sys.exit(INTERRUPTED)
+    use_huge_pages()
     sys.exit(final_code(run(), _say_stopped))
 
 

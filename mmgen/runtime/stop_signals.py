@@ -2,7 +2,8 @@
 all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
 three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
 
-Before and after the command a stop is only recorded, never raised: one that comes while the interpreter shuts
+Before and after the command a stop is only recorded, never raised (one recorded before it stops it as it
+begins): one that comes while the interpreter shuts
 down (torch's atexit handlers take a while) cannot print a traceback or leave an exit 0 — it turns a finished
 command's 0 into the stop's code, with the same one-line message (the outputs are complete). A signal that the
 shell ignores for us (`nohup`, a background job's SIGINT) stays ignored. Standard library only: `mmgen` installs
@@ -68,16 +69,20 @@ def _install() -> dict[int, object]:
 @contextmanager
 def stops_interrupt() -> Iterator[None]:
     """While the block runs, a stop signal raises KeyboardInterrupt; the previous handlers come back after.
+    A stop that came before it and that nothing answered yet (`own_process` recorded it while the command was
+    still loading) raises as the block begins: the command it was meant for is stopped, never run to an exit 0.
     Only the main thread receives signals: elsewhere this does nothing."""
     global _raising, _answered
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = _install()
-    _received.clear()
+    del _received[:_answered]  # the stops earlier commands answered; those left are this command's
     _answered = 0
     try:
         _raising = True
+        if _received:
+            raise KeyboardInterrupt
         yield
     finally:
         _answered = len(_received)  # first: a stop after this line but before the next is raised, so answered

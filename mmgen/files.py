@@ -35,6 +35,7 @@ from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError
 from mmgen.output_checks import check_writable, name_max
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
+READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     """
     target = Path(path)
     temp = temporary_name(target)
-    with writing(target):  # a failing disk is one line naming `target`, not the temporary
+    with writing(target, temp):  # a failing disk is one line naming `target`, not the temporary (or an input read)
         if folder:
             temp.mkdir()
         token = _folders.set((*_folders.get(), (temp, target))) if folder else None
@@ -238,16 +239,69 @@ def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
     return error
 
 
+def read_failure(source: Path, error: OSError) -> MmgenError | OSError:
+    """The one line for an OSError met while reading the input `source`: an I/O error is the machine's trouble,
+    exit 1 (StorageError); anything else is `error` itself."""
+    if error.errno in READ_FAILURES:
+        return StorageError(f"cannot read {source}: {error.strerror or error}",
+                            hint="the disk holding it failed; copy it from a good one and run it again")
+    return error
+
+
 @contextmanager
-def writing(target: str | os.PathLike) -> Iterator[None]:
-    """An OSError of the block is a failure to write `target`: a failing disk or a read-only filesystem is one
-    line naming it (write_failure), not the bare OS error — for every file mmgen writes or appends to."""
+def writing(target: str | os.PathLike, *through: Path) -> Iterator[None]:
+    """An OSError of the block is a failure to write `target` (or the files written to make it, `through`: its
+    temporary, a file inside that, its lock): a failing disk or a read-only filesystem is one line naming it
+    (write_failure), not the bare OS error — for every file mmgen writes or appends to. Unless it names another
+    file, as a failure to read an input does (`open`, PyAV): then it is that input's (read_failure)."""
     try:
         yield
     except OSError as e:
-        if (failure := write_failure(Path(target), e)) is e:
+        if (failure := failure_writing(Path(target), e, *through)) is e:
             raise
         raise failure from None
+
+
+def failure_writing(target: Path, error: OSError, *through: Path) -> MmgenError | OSError:
+    """The one line for an OSError met while writing `target` (`writing`): an input's (read_failure) when it names
+    a file other than `target` and `through`, else `target`'s (write_failure)."""
+    source = _input_named(error, target, *through)
+    return read_failure(source, error) if source is not None else write_failure(target, error)
+
+
+@contextmanager
+def reading(source: str | os.PathLike) -> Iterator[None]:
+    """An OSError of the block is a failure to read the input `source` (read_failure), also inside an
+    `atomic_path` block, whose `writing` would otherwise take an error that names no file for its own."""
+    try:
+        yield
+    except OSError as e:
+        if (failure := read_failure(Path(source), e)) is e:
+            raise
+        raise failure from None
+
+
+def _input_named(error: OSError, *outputs: Path) -> Path | None:
+    """The file `error` names when it is not one of `outputs` (nor inside one) and the failure is one a read meets:
+    an input. None when the error is an output's, or names no file (a write to an open file, say)."""
+    if error.errno not in READ_FAILURES or error.filename is None:
+        return None
+    named = [Path(os.fsdecode(n)) for n in (error.filename, error.filename2) if isinstance(n, (str, bytes, os.PathLike))]
+    if not named or any(n.is_relative_to(o) for n in named for o in outputs):
+        return None  # e.g. a copy's source and its destination, both named: the write may be what failed
+    return _final_name(named[0])
+
+
+def copy_into(source: Path, temporary: Path) -> None:
+    """Copy the input `source` to `temporary` (an `atomic_path`'s): a failing read names `source` (reading), a
+    failing write is the temporary's target's."""
+    with open(source, "rb") as inputs, open(temporary, "wb") as output:
+        while True:
+            with reading(source):
+                chunk = inputs.read(1 << 20)
+            if not chunk:
+                return
+            output.write(chunk)
 
 
 @contextmanager

@@ -125,3 +125,35 @@ def test_a_batch_manifest_record_cut_by_a_full_disk_is_taken_back(tmp_path, monk
     with pytest.raises(StorageError):
         manifest.append(_record("b.mp4"))
     assert manifest.path.read_bytes() == before
+
+
+def test_a_failing_read_of_an_input_inside_an_atomic_write_names_the_input_not_the_output(tmp_path):
+    """An I/O error while reading an input as an output is written (a copy, a remux's source) said `cannot write
+    OUTPUT`; it names the input. A failure of the output's own writes (its temporary, a copy's destination) and a
+    full disk, which only a write meets, still name the output. /proc/self/mem at offset 0 is a real EIO on read."""
+    from mmgen.errors import StorageError as Storage
+    from mmgen.files import atomic_path, copy_into, reading
+
+    target, unreadable = tmp_path / "out.bin", Path("/proc/self/mem")
+    if not unreadable.exists():
+        pytest.skip("needs /proc/self/mem")
+    with pytest.raises(Storage, match=f"^cannot read {unreadable}: Input/output error \\(the disk holding it"):
+        with atomic_path(target) as tmp:
+            copy_into(unreadable, tmp)  # what `models import` does with an adapter file
+    with pytest.raises(Storage, match=f"^cannot read {unreadable}: Input/output error"):
+        with atomic_path(target) as tmp, open(unreadable, "rb") as source, reading(unreadable):
+            tmp.write_bytes(source.read(16))
+    source = tmp_path / "in.mp4"
+    import av.error
+
+    with pytest.raises(Storage, match=f"^cannot read {source}: Input/output error"):
+        with atomic_path(target):
+            av.error.err_check(-errno.EIO, str(source))  # what PyAV raises when reading a remux's source fails
+    for named in ("{tmp}", "{target}"):
+        with pytest.raises(Storage, match=f"^cannot write {target}: Input/output error"):
+            with atomic_path(target) as tmp:
+                raise OSError(errno.EIO, "Input/output error", named.format(tmp=tmp, target=target))
+    with pytest.raises(Storage, match=f"^cannot write {target}: No space left on device"):
+        with atomic_path(target) as tmp:  # shutil's sendfile copy names its source for a full disk too
+            raise OSError(errno.ENOSPC, "No space left on device", str(source))
+    assert os.listdir(tmp_path) == []

@@ -165,3 +165,28 @@ def test_swapping_needs_the_kept_track_and_respects_existing_outputs(long_clip, 
         replace_audio(long_clip.path, tone(1.0, 440), RATE, existing)
     assert existing.read_bytes() == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.mp4", "silent.mp4", "sound.wav"]
+
+
+def test_a_source_that_fails_to_read_while_it_is_copied_is_named_not_the_output(tmp_path, monkeypatch):
+    """An I/O error demuxing the source of a remux (a soundtrack's video, copied packet by packet into the new file)
+    said `cannot write OUT: Input/output error`; it is the source's, exit 1, and no output appears."""
+    import errno
+
+    from mmgen.errors import StorageError
+    from mmgen.media import remux
+
+    source = write_test_video(tmp_path / "clip.mp4", seconds=1.0, fps=10).path
+    out = tmp_path / "scored.mp4"
+    copied = remux.copied
+
+    def failing(container, *args):  # PyAV's own error for a failed read, naming the file, after a few packets
+        for n, packet in enumerate(copied(container, *args)):
+            if n == 3:
+                av.error.err_check(-errno.EIO, container.name)
+            yield packet
+
+    monkeypatch.setattr(remux, "copied", failing)
+    with pytest.raises(StorageError, match=f"^cannot read {source}: Input/output error") as raised:
+        replace_audio(source, tone(1.0, 440), RATE, out)
+    assert raised.value.exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

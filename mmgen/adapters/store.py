@@ -14,7 +14,7 @@ from pathlib import Path
 from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
-from mmgen.files import atomic_path, sha256_file, write_text
+from mmgen.files import atomic_path, copy_into, sha256_file, write_text
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
@@ -58,7 +58,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
         raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / FILE) as tmp:
-        shutil.copyfile(adapter.path, tmp)
+        copy_into(adapter.path, tmp)
     record = AdapterRecord(
         name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha, adapter.spec.targets,
         adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),

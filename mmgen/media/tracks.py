@@ -9,6 +9,7 @@ priming delay ends up in the mp4 edit list instead of delaying the sound by ~64 
 from __future__ import annotations
 
 import heapq
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgen.errors import MediaError
-from mmgen.files import write_failure
+from mmgen.files import failure_writing
 
 AAC_BIT_RATE = 128_000
 OPUS_BIT_RATE = 96_000
@@ -179,6 +180,8 @@ def open_output(temp: Path, target: Path, sample_rate: int | None = None) -> Ite
         with av.open(str(temp), "w", options=options) as container:
             yield container
     except av.error.FFmpegError as e:
-        if isinstance(e, OSError) and (failure := write_failure(target, e)) is not e:
+        if isinstance(e, OSError) and (failure := failure_writing(target, e, temp)) is not e:
             raise failure from e
+        if e.filename is not None and not Path(os.fsdecode(e.filename)).is_relative_to(temp):
+            raise  # the source's, read while the output is written (a remux): open_input names it
         raise MediaError(f"cannot write {target}: {e.strerror or e}") from e

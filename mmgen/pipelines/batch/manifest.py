@@ -109,7 +109,7 @@ class Manifest:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
-        with writing(self.path), file_lock(self.lock):
+        with writing(self.path, self.lock), file_lock(self.lock):
             size = self.path.stat().st_size if self.path.exists() else None
             try:
                 with open(self.path, "a", encoding="utf-8") as f:

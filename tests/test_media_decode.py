@@ -28,7 +28,7 @@ from media_factory import (
 from mmgen_cli import mmgen_env
 
 from mmgen.errors import MediaError
-from mmgen.media import probe, read_audio, read_video
+from mmgen.media import probe, read_audio, read_video, write_mp4
 from mmgen.media.fitting import rotate_upright
 from mmgen.media.remux import video_end
 
@@ -230,6 +230,19 @@ def test_aac_reads_the_same_from_mkv_as_from_mp4(tmp_path):
             assert click_time(torch.from_numpy(read[suffix, rate])[None], rate) == pytest.approx(0.5, abs=0.002)
     for rate in (48000, 16000):
         np.testing.assert_array_equal(read[".mkv", rate], read[".mp4", rate])
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+def test_opus_in_webm_below_48_khz_reads_as_long_as_it_was_written_and_in_step(tmp_path, rate):
+    """What `-o clip.webm --sample-rate 16000` writes: Opus encoded from 16 kHz. FFmpeg counts the Opus pre-skip (312
+    samples at 48 kHz) at the track's 16 kHz when it sets the stream's start, so the timeline began 13 ms late (8
+    kHz: 32 ms) and the sound read that much short, its events early. Read back, it is the length written, to the
+    sample, with the click where it was; probe agrees to the Matroska clock's 1 ms."""
+    write_mp4(tmp_path / "tone.webm", None, torch.from_numpy(pattern_audio(1.0, rate, click_at=0.5)), 10.0, rate)
+    audio = read_audio(tmp_path / "tone.webm", rate)
+    assert audio.shape == (1, rate)  # 1 s
+    assert click_time(audio, rate) == pytest.approx(0.5, abs=0.002)
+    assert probe(tmp_path / "tone.webm").audio_duration == pytest.approx(1.0, abs=0.0015)
 
 
 def spoiled(value: float, seconds: float = 0.5) -> np.ndarray:

@@ -21,6 +21,7 @@ from mmgen.errors import MediaError
 from mmgen.input_files import why_not_a_file
 from mmgen.media.notes import note
 
+OPUS_RATE = 48_000  # Opus decodes at 48 kHz, whatever rate it was encoded from
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
 
 
@@ -109,7 +110,7 @@ def header_end(container: av.container.InputContainer, stream: av.stream.Stream)
         return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
     tagged = tagged_length(container, stream)
     if tagged is not None:
-        return float((stream.start_time or 0) * stream.time_base) + tagged
+        return stream_start(container, stream) + tagged
     if container.duration:
         return ((container.start_time or 0) + container.duration) / av.time_base
     return None
@@ -156,8 +157,42 @@ def codec_name(stream: av.stream.Stream) -> str:
 
 def origin(container: av.container.InputContainer) -> float:
     """Seconds of the timeline's zero: the container's start time (MPEG-TS clips rarely start at 0). Reads and
-    remuxes measure time from here, the way players do, so audio and video stay in step."""
-    return container.start_time / av.time_base if container.start_time is not None else 0.0
+    remuxes measure time from here, the way players do, so audio and video stay in step. It is the earliest
+    stream's start, taken again from stream_start where FFmpeg put an Opus track's start late."""
+    if container.start_time is None:
+        return 0.0
+    if not any(_late_opus_start(container, stream) for stream in container.streams.audio):
+        return container.start_time / av.time_base
+    return min(stream_start(container, stream) for stream in container.streams if stream.start_time is not None)
+
+
+def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
+    """Seconds on the file's timeline where `stream` starts (0 where it does not say)."""
+    if stream.start_time is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base - _late_opus_start(container, stream))
+
+
+def _late_opus_start(container: av.container.InputContainer, stream: av.stream.Stream) -> Fraction:
+    """How late FFmpeg puts the start of an Opus track in Matroska/WebM that was encoded below 48 kHz (0 for any
+    other stream). Its start is the first packet's time plus the pre-skip (the codec delay, always counted in
+    Opus's 48 kHz samples), but FFmpeg counts those samples at the track's sampling frequency — the rate it was
+    encoded from, as FFmpeg's muxer records it and its OpusHead says — so a 16 kHz track started 13 ms late (8 kHz:
+    32 ms), and its sound was read that much short. The same rounding to the track's clock as FFmpeg's."""
+    context = stream.codec_context
+    head = bytes(context.extradata or b"")
+    if (stream.type != "audio" or context.name != "opus" or "matroska" not in container.format.name
+            or stream.start_time is None or context.delay <= 0 or len(head) < 16 or not head.startswith(b"OpusHead")):
+        return Fraction(0)
+    counted_at = int.from_bytes(head[12:16], "little")  # the OpusHead's input sample rate
+    if counted_at in (0, OPUS_RATE):
+        return Fraction(0)
+    tick = Fraction(stream.time_base)
+
+    def ticks(rate: int) -> int:  # av_rescale_q: to the nearest tick, halves up
+        return math.floor(Fraction(context.delay, rate) / tick + Fraction(1, 2))
+
+    return (ticks(counted_at) - ticks(OPUS_RATE)) * tick
 
 
 def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:

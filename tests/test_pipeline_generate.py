@@ -79,3 +79,11 @@ def test_a_soundtrack_made_twice_from_one_seed_is_the_same_sound(tiny, tmp_path)
     assert made[0].provenance.windows == 2
     assert torch.equal(first, second)
     assert not torch.allclose(first, other, atol=1e-3)
+
+
+def test_the_record_of_a_cpu_clip_names_the_thread_count_its_samples_need_again(seven):
+    """A different thread count splits the model's sums differently, so the same seed remakes the samples bitwise
+    only on as many threads: the sidecar says how many (`threads`: OMP_NUM_THREADS for the remake)."""
+    for clip in seven:
+        assert clip.provenance.threads == torch.get_num_threads()
+        assert clip.to_json()["threads"] == torch.get_num_threads()

@@ -42,6 +42,9 @@ class Provenance:
     device: str
     precision: str
     wall_time_s: float
+    # CPU runs: torch's thread count (OMP_NUM_THREADS), which splits the model's sums; the same seed remakes the
+    # samples bitwise only with the same count (the demo's differ by a level in a sixth of their pixels otherwise)
+    threads: int | None = None
     eta: float | None = None  # ddim only: 0 deterministic, > 0 fresh noise at every step
     start_timestep: int | None = None  # set when sampling starts below t = 999 (see SamplingConfig)
     guidance: str | None = None  # soundtrack/animate: "replacement" | "gradient"
@@ -62,6 +65,8 @@ class Provenance:
     def of(cls, run: Run, models: Models, seed: int, seconds: float, **fields) -> Provenance:
         """What every pipeline records: the model, the sampling settings that shape the result, the seed and the
         device, plus the pipeline's own `fields`."""
+        import torch
+
         sampling = run.sampling
         return cls(
             model=models.base.name,
@@ -75,6 +80,7 @@ class Provenance:
             device=run.compute.describe(),
             precision=run.compute.precision,
             wall_time_s=round(seconds, 3),
+            threads=torch.get_num_threads() if run.compute.device.type == "cpu" else None,
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
             adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w} for a, w in models.adapters] or None,

@@ -256,9 +256,10 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folder(setup, tmp_path, monkeypatch, capsys):
-    """A crash at the first step leaves the run's config.yaml and log.jsonl: nothing to resume, and nothing a new
-    start may not write again. The errors say so and what to do; anything else in the folder is named, never
-    deleted; the command the --resume error gives starts the run again, with a log of its own."""
+    """A crash at the first step in a folder that was there leaves the run's config.yaml and log.jsonl: nothing to
+    resume, and nothing a new start may not write again. The errors say so and what to do; anything else in the
+    folder is named, never deleted; the command the --resume error gives starts the run again, with a log of its
+    own. (A folder the failed run made itself is taken back: the test below.)"""
     from mmgen.errors import OutputExists, UsageError
     from mmgen.train import finetune, trainer
     from mmgen.train.config import resolve_config
@@ -267,6 +268,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folde
     config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
                                        "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
 
     def crash(*args, **kwargs):
         raise RuntimeError("a kernel failed")
@@ -302,6 +304,41 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folde
     assert f"note: {run_dir}: the run here stopped before its first checkpoint; starting again" in capsys.readouterr().err
     assert [e["event"] for e in read_log(run_dir / "log.jsonl")] == ["data", "train", "checkpoint", "done"]
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_takes_back_the_folders_it_made(setup, tmp_path, monkeypatch):
+    """As generate does: a run that fails before it has saved anything (here a crash at the first step) leaves no
+    run folder it made, nor the parents it made for it (`runs/`) — each failed try left a `runs/finetune-DATE/`
+    holding only a config.yaml and a log.jsonl. A file that is not the run's keeps its folder, untouched."""
+    from mmgen.train import finetune, trainer
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    run_dir = tmp_path / "runs" / "first"
+    left = []
+
+    def crash(*args, **kwargs):
+        left.append(sorted(p.name for p in run_dir.iterdir()))
+        raise RuntimeError("a kernel failed")
+
+    with one_thread(), monkeypatch.context() as patched:
+        patched.setattr(trainer, "diffusion_loss", crash)
+        with pytest.raises(RuntimeError, match="a kernel failed"):
+            finetune(data, run_dir, config)
+        assert left == [["config.yaml", "log.jsonl"]]  # what it had written when it failed
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no runs/ left, the clip cache kept
+
+        def crash_beside_a_note(*args, **kwargs):
+            (run_dir / "notes.txt").write_text("mine")
+            raise RuntimeError("a kernel failed")
+
+        patched.setattr(trainer, "diffusion_loss", crash_beside_a_note)
+        with pytest.raises(RuntimeError, match="a kernel failed"):
+            finetune(data, run_dir, config)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "log.jsonl", "notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "mine"
 
 
 def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):

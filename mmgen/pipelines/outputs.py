@@ -8,12 +8,13 @@ import json
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmgen import files
 from mmgen.config import json_text
 from mmgen.errors import MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire, write_failure
@@ -128,24 +129,11 @@ def ensure_folder(paths: OutputPaths) -> None:
     remove_leftovers(folder)
 
 
-@contextmanager
-def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> Iterator[None]:
-    """The output folders that do not exist yet (ensure_folder creates them as writing starts) are removed
-    again if the block fails while they are still empty: a run that wrote nothing leaves nothing behind. A
-    folder that existed before, or holds a finished output, stays."""
-    new: set[Path] = set()
-    for paths in outputs:
-        folder = paths.mp4.parent
-        while not folder.exists() and folder.parent != folder:
-            new.add(folder)
-            folder = folder.parent
-    try:
-        yield
-    except BaseException:
-        for folder in sorted(new, key=lambda f: len(f.parts), reverse=True):  # the deepest first
-            with suppress(OSError):  # not empty, or already gone
-                folder.rmdir()
-        raise
+def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> AbstractContextManager[None]:
+    """The output folders that do not exist yet (ensure_folder creates them as writing starts) are removed again if
+    the block fails while they are still empty (files.new_folders_removed_on_failure): a run that wrote nothing
+    leaves nothing behind. A folder that existed before, or holds a finished output, stays."""
+    return files.new_folders_removed_on_failure(paths.mp4.parent for paths in outputs)
 
 
 def describe(mp4: Path) -> dict:

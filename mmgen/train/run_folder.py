@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,24 @@ def failed_start(run_dir: Path, has_checkpoint: bool) -> FailedStart | None:
     return FailedStart(run_dir, tuple(others), tuple(finished), tuple(set_aside))
 
 
+def clear_failed_start(folder: Path) -> None:
+    """Remove what a run that failed before its first checkpoint left in `folder` — its config.yaml and log.jsonl,
+    its empty folders, a killed first save's `.step-*.partial` — when that is all there is (a failed start with
+    nothing else in it: no previews, no checkpoint set aside, no file of the user's); otherwise nothing. For a run
+    folder the failed command made itself (trainer.finetune): a new start writes those files again anyway."""
+    failed = failed_start(folder, has_checkpoint=False)
+    if failed is None or failed.others or failed.set_aside:
+        return
+    for entry in folder.iterdir():
+        if entry.name in REWRITTEN and entry.is_file() and not entry.is_symlink():
+            entry.unlink()
+        elif entry.is_dir() and not entry.is_symlink():
+            for partial in entry.iterdir():
+                if _PARTIAL.fullmatch(partial.name) and partial.is_dir() and not partial.is_symlink():
+                    shutil.rmtree(partial)
+            entry.rmdir()
+
+
 def _holds_nothing(folder: Path) -> bool:
     try:
         entries = list(folder.iterdir())
@@ -122,6 +141,10 @@ class RunFolderLock:
             os.close(fd)
             return
         self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is not None:

@@ -15,6 +15,7 @@ checkpointed (with the global torch RNG used by dropout), and optimizer and EMA 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from mmgen.data.clips import ScanReport
+from mmgen.files import new_folders_removed_on_failure
 from mmgen.modal import Modal, each
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
@@ -31,7 +33,7 @@ from mmgen.train.events import EventFn, TrainEvent, ignore
 from mmgen.train.interrupt import StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
-from mmgen.train.run_folder import RunFolderLock
+from mmgen.train.run_folder import RunFolderLock, clear_failed_start
 from mmgen.train.setup import Setup, prepare
 from mmgen.train.state import parameters_digest
 
@@ -61,12 +63,21 @@ def finetune(
     device = select_device(config.device)
     processes = distributed.start(device.type)
     lock = RunFolderLock(Path(run_dir))
+
+    def clear(folder: Path) -> None:  # only the run folder this run holds: never another run's, made meanwhile
+        if folder == Path(run_dir) and lock.held:
+            clear_failed_start(folder)
+
+    # A run that fails before its first checkpoint takes back the folders it made (rank 0 writes them): its own
+    # config.yaml and log.jsonl are no run to resume, and a new start writes them again. Never a folder that was there.
+    made = new_folders_removed_on_failure([Path(run_dir)], clear) if processes.is_main else nullcontext()
     try:
-        if processes.distributed and device.type == "cuda":
-            device = torch.device("cuda", processes.local_rank)
-        events = on_event if on_event is not None and processes.is_main else ignore
-        setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
-        return _train(setup, events)
+        with made:
+            if processes.distributed and device.type == "cuda":
+                device = torch.device("cuda", processes.local_rank)
+            events = on_event if on_event is not None and processes.is_main else ignore
+            setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
+            return _train(setup, events)
     finally:
         lock.release()
         distributed.stop(processes)

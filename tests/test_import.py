@@ -235,6 +235,24 @@ def test_importing_the_same_checkpoint_again_gives_the_same_model_identity(tmp_p
     assert stat.S_IMODE(load_model("tiny").path.stat().st_mode) == 0o666 & ~umask  # like any file of the user's
 
 
+def test_the_same_weights_under_two_names_are_one_file_with_one_sha256(tmp_path, env):
+    """The name and the path it was imported from went into the cached file's metadata, so the same file imported
+    as `a` and, from another folder, as `c` got two sha256s — two identities in `models list`, sidecars, batch
+    records and adapter checks for byte-identical weights. They are kept in the record only; what still tells two
+    files apart is what is in them (README, Models: a stored dtype, the file they were converted from)."""
+    from tiny_model import save_tiny_model
+
+    first = save_tiny_model(tmp_path / "one" / "tiny.safetensors")
+    second = tmp_path / "two" / "copy.safetensors"
+    second.parent.mkdir()
+    second.write_bytes(first.read_bytes())
+    records = [import_weights(first, "a"), import_weights(second, "c")]  # two names, two folders
+
+    assert [r.source for r in records] == [str(first), str(second)]  # the record still says which
+    assert load_model("a").sha256 == records[0].sha256 == records[1].sha256  # what list, verify, sidecars show
+    assert ModelCache().weights_path("a").read_bytes() == ModelCache().weights_path("c").read_bytes()
+
+
 def test_a_cached_model_is_never_imported_over_itself(tmp_path, env, tiny, capsys):
     """An input is never an output: importing a model's own cached file under its name (here to convert it
     to fp16 in place) is refused, however the file is named, and the cached model is left as it was."""

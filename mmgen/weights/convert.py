@@ -118,7 +118,9 @@ def install(
     # A file made by mmgen from another model (a fine-tune, a merge) keeps that model's settings and upsampler.
     # A registered model's weights under a new name sample as that model does.
     lineage, copy_of = weights_lineage(file, source_sha256, name)
-    metadata = {"name": name, "source": source, "source_sha256": source_sha256, **lineage.metadata()}
+    # The file holds what its weights are, not what they are called or where they were found (the record keeps
+    # those): the same weights imported under two names, or from two paths, are one file with one sha256.
+    metadata = {"source_sha256": source_sha256, **lineage.metadata()}
     digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
     record = CacheRecord(
         name=name,

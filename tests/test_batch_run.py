@@ -440,7 +440,7 @@ def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
         monkeypatch.setitem(batch_run.RUNNERS, "generate", generate)  # the second batch and the next job: as usual
         capsys.readouterr()
         second.append((run(["batch", str(jobs)]), capsys.readouterr().err, records(out)))
-        generate(job, replace, progress)
+        return generate(job, replace, progress)
 
     generate = batch_run.RUNNERS["generate"]
     monkeypatch.setitem(batch_run.RUNNERS, "generate", first_job_running)

@@ -118,8 +118,8 @@ def test_a_copy_of_the_demo_given_by_path_samples_like_the_demo_and_is_hashed_on
     copy.parent.mkdir()
     shutil.copyfile(demo_file, copy)
     env = mmgen_env(tmp_path)
-    args = ("generate", "-m", copy, "--steps", 2, "--seed", 1, "--no-previews", "--json")
-    made = run_here(*args, "-o", tmp_path / "out", env=env)
+    made = run_here("generate", "-m", copy, "--steps", 2, "--seed", 1, "--no-previews", "--json", "-o",
+                    tmp_path / "out", env=env)
     assert sampled_with(made) == (DEMO.sampler, DEMO.eta, DEMO.start_timestep)
     sha256 = load_registry().get("demo").weights.sha256
     assert json.loads(made.stdout)["model_sha256"] == sha256
@@ -129,10 +129,11 @@ def test_a_copy_of_the_demo_given_by_path_samples_like_the_demo_and_is_hashed_on
     def no_hashing(path):
         raise AssertionError(f"{path} hashed again")
 
-    monkeypatch.setattr(stamps, "sha256_file", no_hashing)  # its stamp holds: a second run reads no byte to hash
-    again = run_here(*args, "-o", tmp_path / "again", env=env)
-    assert sampled_with(again) == (DEMO.sampler, DEMO.eta, DEMO.start_timestep)
-    assert json.loads(again.stdout)["model_sha256"] == sha256
+    monkeypatch.setattr(stamps, "sha256_file", no_hashing)  # its stamp holds: the next run reads no byte to hash
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert own_lineage(copy).sampling == DEMO  # as the next run's settings are chosen
+    assert load_model(copy).sha256 == sha256  # as it loads, for its sidecar
 
 
 def test_a_copy_of_a_cached_model_with_no_registered_sha256_is_known_by_path_and_on_import(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ The real `mmgen` command runs in a subprocess on a tiny random model (tests/tiny
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 
@@ -190,3 +191,28 @@ def test_an_overwrite_without_previews_takes_the_old_clips_previews_away_but_nev
     generate_files(out, GenerateSettings(seed=2, previews=False, **fast), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4", "clip_0000_frames.png"]
     assert drawn.read_bytes() == b"my own drawing" and sidecar(out, "clip_0000")["seed"] == 2
+
+
+@pytest.mark.parametrize(("failure", "code"), [(KeyboardInterrupt(), 130),
+                                               (OSError(28, "No space left on device"), 1)])
+def test_json_lists_each_clip_as_it_is_kept_when_a_later_one_is_stopped_or_fails(tiny, tmp_path, monkeypatch,
+                                                                                failure, code):
+    """--json's line of a clip is printed as the clip is kept, not when the command ends: a Ctrl-C or a full disk
+    while clip_0001 is written still lists clip_0000, and only it: stdout names exactly the files there."""
+    generate = importlib.import_module("mmgen.pipelines.generate")  # the module (the package names its function so)
+    real, calls = generate.write_mp4, []
+
+    def write_mp4(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise failure
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "write_mp4", write_mp4)
+    out = tmp_path / "out"
+    done = run_here("generate", "-m", tiny, "-n", "3", "--steps", "2", "--seed", "1", "--no-previews", "--json",
+                    "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == code, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["mp4"] for r in records] == [str(out / "clip_0000.mp4")]
+    assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]

@@ -1,8 +1,11 @@
-"""How the commands report what they wrote: one JSON object per output on stdout with --json (print_json: also
-batch's per job and finetune's per run), else a short human line per output on stderr (stdout stays clean for
-pipes)."""
+"""How the commands report what they wrote: one JSON object per output on stdout with --json, printed as the output
+is kept (print_json: also batch's per job and finetune's per run), else a short human line per output on stderr
+(stdout stays clean for pipes)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,12 +15,33 @@ from mmgen.pipelines import Result
 from mmgen.terminal import path_text
 
 
-def report(results: list[Result], as_json: bool, console: Console | None = None) -> None:
+@contextmanager
+def reporting(as_json: bool) -> Iterator[list[Result]]:
+    """The outputs kept inside the block: with `as_json`, each one's line is printed as it is kept, so stdout lists
+    exactly the outputs that exist even when the command is stopped or fails after some (it prints nothing of an
+    output it takes back); the human lines and the summary come when the block ends."""
+    from mmgen.pipelines.outputs import on_kept
+
+    kept: list[Result] = []
+
+    def keep(result: Result) -> None:
+        kept.append(result)
+        if as_json:
+            print_json(result.to_json())
+
+    with on_kept(keep):
+        yield kept
+    report(kept, as_json, printed=True)
+
+
+def report(results: list[Result], as_json: bool, console: Console | None = None, printed: bool = False) -> None:
+    """`printed`: the JSON lines were printed as each output was kept (`reporting`)."""
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)  # a path is never broken up
     for result in results:
         record = result.to_json()
         if as_json:
-            print_json(record)
+            if not printed:
+                print_json(record)
         else:
             console.print(f"[bold green]wrote[/] {escape(path_text(record['mp4']))}  [dim]{describe(record)}[/]")
     if results:

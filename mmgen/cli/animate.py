@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mmgen.cli import options
-from mmgen.cli._results import report
+from mmgen.cli._results import reporting
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.pipelines import AnimateSettings
@@ -28,6 +28,5 @@ def animate(
     """
     from mmgen.pipelines.animate import animate as make_video
 
-    with progress_display() as progress:
-        result = make_video(input, output, settings, overwrite=overwrite, progress=progress)
-    report([result], json)
+    with reporting(json), progress_display() as progress:
+        make_video(input, output, settings, overwrite=overwrite, progress=progress)

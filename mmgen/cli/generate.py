@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mmgen.cli import options
-from mmgen.cli._results import report
+from mmgen.cli._results import reporting
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.pipelines.settings import GenerateSettings, Limit
@@ -44,6 +44,5 @@ def generate(
     from mmgen.pipelines.generate import generate_files
 
     Limit(1).check("--batch-size", batch_size)  # in every command's words (typer's are pydantic's)
-    with progress_display() as progress:
-        results = generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)
-    report(results, json)
+    with reporting(json), progress_display() as progress:  # each clip's --json line as it is kept
+        generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,7 +24,9 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
         yield _plain_lines
         return
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bars:
+    # rich sends what is printed to stdout while the bars show through their console (stderr): only a terminal's
+    # stdout may go there (printed above the bars, on the same screen); a pipe's --json lines stay on stdout.
+    with Progress(*columns, console=console, transient=True, redirect_stdout=_is_terminal(sys.stdout)) as bars:
         tasks: dict[str, TaskID] = {}
 
         def show(event: ProgressEvent) -> None:
@@ -32,6 +35,13 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
             bars.update(tasks[event.task], completed=event.done, total=event.total)
 
         yield show
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # closed
+        return False
 
 
 def _plain_lines(event: ProgressEvent) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mmgen.cli import options
-from mmgen.cli._results import report
+from mmgen.cli._results import reporting
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.errors import UsageError
@@ -33,6 +33,5 @@ def retake(
 
     if audio and settings.video:  # two flags, not --video/--audio: with a flag pair the last one would silently win
         raise UsageError("give --video or --audio, not both")
-    with progress_display() as progress:
-        result = make_retake(input, output, settings, overwrite=overwrite, progress=progress)
-    report([result], json)
+    with reporting(json), progress_display() as progress:
+        make_retake(input, output, settings, overwrite=overwrite, progress=progress)

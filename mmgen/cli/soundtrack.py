@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mmgen.cli import options
-from mmgen.cli._results import report
+from mmgen.cli._results import reporting
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
 from mmgen.pipelines import SoundtrackSettings
@@ -27,6 +27,5 @@ def soundtrack(
     """
     from mmgen.pipelines.soundtrack import soundtrack as make_soundtrack
 
-    with progress_display() as progress:
-        result = make_soundtrack(input, output, settings, overwrite=overwrite, progress=progress)
-    report([result], json)
+    with reporting(json), progress_display() as progress:
+        make_soundtrack(input, output, settings, overwrite=overwrite, progress=progress)

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 CLIP_STEM = "clip_{:04d}"
 _finished: ContextVar[list[Path] | None] = ContextVar("finished_outputs", default=None)
+_listeners: ContextVar[tuple[Callable[[Result], None], ...]] = ContextVar("kept_listeners", default=())
+_written: ContextVar[list[Result] | None] = ContextVar("written_output", default=None)  # of the `writing` block
 MOVIE_SUFFIXES = SUFFIXES  # the containers mmgen.media.containers writes
 
 
@@ -164,6 +166,25 @@ def recording() -> Iterator[list[Path]]:
 
 
 @contextmanager
+def on_kept(listener: Callable[[Result], None]) -> Iterator[None]:
+    """Call `listener` with each output's result as it is kept inside the block — once all its files are in place
+    for good (`writing` ended), not when the command ends: a command's --json streams its lines, so a run stopped
+    or failing later has still listed every output it keeps, and only those."""
+    token = _listeners.set((*_listeners.get(), listener))
+    try:
+        yield
+    finally:
+        _listeners.reset(token)
+
+
+def _kept(result: Result, paths: OutputPaths) -> None:
+    if (finished := _finished.get()) is not None:
+        finished.append(paths.mp4)
+    for listener in _listeners.get():
+        listener(result)
+
+
+@contextmanager
 def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
     """The block that writes one output's files (ending with `finish`): all of them appear, or none do
     (files.kept_together), in its folder (ensure_folder).
@@ -174,13 +195,20 @@ def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
     or files without a sidecar — never a new mp4 beside an old sidecar that describes another clip, nor an old
     sidecar naming previews that are gone. The next command there removes what the killed one kept aside
     (mmgen.temporaries); a batch redoes the job; the mp4 left is refused as "exists" without --overwrite."""
-    with kept_together():
-        ensure_folder(paths)
-        if overwrite:
-            stale = stale_companions(paths)
-            for path in [paths.files["json"], *stale]:
-                retire(path)
-        yield
+    written: list[Result] = []
+    token = _written.set(written)
+    try:
+        with kept_together():
+            ensure_folder(paths)
+            if overwrite:
+                stale = stale_companions(paths)
+                for path in [paths.files["json"], *stale]:
+                    retire(path)
+            yield
+    finally:
+        _written.reset(token)
+    for result in written:  # kept now: the block's files can no longer be taken back
+        _kept(result, paths)
 
 
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
@@ -191,8 +219,10 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    if (finished := _finished.get()) is not None:
-        finished.append(paths.mp4)
+    if (written := _written.get()) is not None:
+        written.append(result)  # kept when `writing` ends
+    else:
+        _kept(result, paths)
     return result
 
 

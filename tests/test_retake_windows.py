@@ -4,6 +4,9 @@ elements are known, and the seams are linear crossfades inside the ranges."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
 
 from mmgen.pipelines.retake_windows import regenerate, seam_weights
@@ -63,3 +66,35 @@ def test_seam_weights_ramp_inside_made_runs_next_to_known_elements():
     assert torch.allclose(seam_weights(known, 2), torch.tensor([0, 0, 0.25, 0.75, 1, 0.75, 0.25, 0]))
     at_edge = torch.tensor([0, 0, 0, 1], dtype=torch.bool)  # a run at the window's start has no ramp there
     assert torch.allclose(seam_weights(at_edge, 2), torch.tensor([1, 0.75, 0.25, 0]))
+
+
+def test_a_range_is_plain_ascii_seconds_and_says_what_is_wrong_with_it():
+    """float() also reads "1_0" as 10, Arabic-Indic digits as numbers and "inf": a range is digits 0-9 and a point."""
+    import pytest
+
+    from mmgen.errors import UsageError
+    from mmgen.pipelines.retake import TimeRange
+
+    assert TimeRange.parse("2:3.5") == TimeRange(2, 3.5) and TimeRange.parse(".5:1e1") == TimeRange(0.5, 10)
+    for text, says in [("0:inf", "0:inf: the end must be a finite number of seconds"),
+                       ("nan:1", "the start must be a finite number of seconds"),
+                       ("0:1e999", "the end must be a finite number"),
+                       ("1_0:2", "written with the digits 0-9 and a point (e.g. 2:3.5), got '1_0:2'"),
+                       ("\u0660:\u0660.\u0665", "written with the digits 0-9"),
+                       ("-1:2", "the start must be 0 or more seconds"),
+                       ("2:1", "the end must come after the start")]:
+        with pytest.raises(UsageError, match=re.escape(says)):
+            TimeRange.parse(text)
+
+
+def test_overlapping_ranges_are_refused_and_ranges_that_meet_are_one():
+    import pytest
+
+    from mmgen.errors import UsageError
+    from mmgen.pipelines.retake import TimeRange, check_ranges
+
+    seconds = {"audio": 9.0, "video": 9.0}
+    assert check_ranges(["2:3", "1:2"], seconds, "audio", Path("x.mp4")) == [TimeRange(1, 3)]
+    with pytest.raises(UsageError, match=re.escape("--range 0.2:0.4 and --range 0.3:0.5 overlap (give each second "
+                                                   "once: --range 0.2:0.5 for both)")):
+        check_ranges(["0.3:0.5", "0.2:0.4"], seconds, "audio", Path("x.mp4"))

@@ -126,7 +126,8 @@ FLAGS: dict[str, Any] = {
     "ranges": Annotated[
         list[str],
         typer.Option("--range", metavar="A:B", show_default=False,
-                     help="Seconds to regenerate, e.g. 2:3.5 (repeat the flag for several ranges)."),
+                     help="Seconds to regenerate, e.g. 2:3.5 (repeat the flag for several ranges: they may meet, "
+                     "2:3 and 3:4, but not overlap)."),
     ],
     "video": Annotated[
         bool,

@@ -7,6 +7,7 @@ input's frames and copies the sound's packets."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
 NOUNS = {"video": "picture", "audio": "sound"}
+_SECONDS = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)  # what a range's end reads
+
+
+def _not_finite(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, order=True)
@@ -44,13 +53,20 @@ class TimeRange:
 
     @classmethod
     def parse(cls, text: str) -> TimeRange:
-        """"A:B" in seconds, e.g. "2:3.5"."""
-        try:
-            a, b = (float(part) for part in str(text).split(":"))
-        except ValueError:
-            raise UsageError(f"--range takes A:B in seconds (e.g. 2:3.5), got {text!r}") from None
-        if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b):
-            raise UsageError(f"--range {text}: need 0 <= A < B")
+        """"A:B" in seconds, e.g. "2:3.5": plain ASCII decimals only (float() would also take "1_0", other
+        scripts' digits, "inf" and "nan")."""
+        parts = str(text).split(":")
+        if len(parts) == 2 and any(_not_finite(part) for part in parts):  # inf, nan, 1e999
+            which = "start" if _not_finite(parts[0]) else "end"
+            raise UsageError(f"--range {text}: the {which} must be a finite number of seconds")
+        if len(parts) != 2 or not all(_SECONDS.fullmatch(part.strip()) for part in parts):
+            raise UsageError(f"--range takes A:B in seconds, written with the digits 0-9 and a point (e.g. 2:3.5), "
+                             f"got {text!r}")
+        a, b = (float(part) for part in parts)
+        if a < 0:
+            raise UsageError(f"--range {text}: the start must be 0 or more seconds")
+        if not a < b:
+            raise UsageError(f"--range {text}: the end must come after the start")
         return cls(a, b)
 
     def __str__(self) -> str:
@@ -60,9 +76,10 @@ class TimeRange:
 def check_ranges(
     ranges: Sequence[TimeRange | str], seconds: Mapping[str, float], modality: str, path: Path
 ) -> list[TimeRange]:
-    """The ranges sorted, overlapping ones merged. Each must end within what the remade stream lasts
-    (`seconds[modality]`) and within the other stream, which conditions the remade one everywhere in the range
-    (the two may differ in length)."""
+    """The ranges sorted, ranges that meet (1:2, 2:3) joined; overlapping ones are refused (which of them a user
+    meant is not ours to guess, and a silent merge would remake seconds given twice as one range). Each must end
+    within what the remade stream lasts (`seconds[modality]`) and within the other stream, which conditions the
+    remade one everywhere in the range (the two may differ in length)."""
     parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
     if not parsed:
         raise UsageError("retake needs at least one --range A:B")
@@ -74,7 +91,10 @@ def check_ranges(
         if r.end > seconds[other] + 1e-6:
             raise UsageError(f"--range {r} is past the end of {path}'s {NOUNS[other]} ({seconds[other]:.3f} s), "
                              f"which its {NOUNS[modality]} is remade to match")
-        if merged and r.start <= merged[-1].end:
+        if merged and r.start < merged[-1].end:
+            raise UsageError(f"--range {merged[-1]} and --range {r} overlap", hint="give each second once: "
+                             f"--range {TimeRange(merged[-1].start, max(r.end, merged[-1].end))} for both")
+        if merged and r.start == merged[-1].end:
             r = TimeRange(merged[-1].start, max(r.end, merged[-1].end))
             merged.pop()
         merged.append(r)

@@ -309,11 +309,12 @@ def decode_frames(path: str | Path) -> np.ndarray:
 
 
 # How far two H.264 encodes of bitwise the same frames may decode apart, as a mean over every pixel and channel in
-# 8-bit levels. libx264's macroblock-tree rate control (mbtree, on in its defaults) reads heap memory it has not
-# written, so now and then a frame is coded differently (measured on the demo's 8 frames of 16×16, the heap filled
-# with other data before each encode: 11 encodes in 800 with mbtree on, none in 400 with it off; the odd ones decode
-# 0.6 and 1.7 levels off on average, 21 at most). Another seed is far off: 19.9 levels between the demo's clips of
-# seeds 7 and 8, 95 between the tiny test model's.
+# 8-bit levels. libx264's macroblock-tree rate control (mbtree, on in its defaults) reads a stack variable it has not
+# written (valgrind; only for pictures an odd number of macroblocks wide, as the demo's 16 px), so now and then a frame
+# is coded differently (measured on the demo's 8 frames of 16×16, the heap filled with other data before each
+# encode: 11 encodes in 800 with mbtree on, none in 400 with it off; the odd ones decode 0.6 and 1.7 levels off on
+# average, 21 at most). Another seed is far off: 19.9 levels between the demo's clips of seeds 7 and 8, 95 between
+# the tiny test model's.
 ENCODE_LEVELS = 3.0
 
 

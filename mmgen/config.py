@@ -53,7 +53,7 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -69,6 +69,31 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     finally:
         loader.dispose()
     return data, node
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load's loader, less two YAML 1.1 readings no mmgen file wants, which turned what a user wrote into
+    something else: `0:0.5` or `1:30` as base-60 numbers (0.5 and 90), and `2001-12-14` as a date. Both stay the
+    strings they look like (a time range, a name); a number field given one says it expected a number."""
+
+    def resolve(self, kind, value, implicit):
+        tag = super().resolve(kind, value, implicit)
+        if tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value):
+            return _STRING
+        return tag
+
+
+_STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def unquoted(value: Any) -> str:
+    """What YAML made of a value that was meant as a string, for the line refusing it: a number or true/false
+    read from unquoted text says so, and to quote it."""
+    if isinstance(value, (bool, int, float)):
+        what = "true/false" if isinstance(value, bool) else "a number"
+        return f"{value!r}, {what} (to mean the text, put it in quotes: \"{value}\")"
+    return repr(value)
 
 
 def _check_nodes(root: yaml.Node, path: Path) -> None:
@@ -256,7 +281,7 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            _fail(where, field, f"expected a string, got {value!r}")
+            _fail(where, field, f"expected a string, got {unquoted(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, Path)):

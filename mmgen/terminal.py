@@ -56,6 +56,11 @@ def listed(names: list[str], limit: int) -> str:
     return ", ".join(names[:limit]) + (f" and {more:,} more" if more > 0 else "")
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 job", "3 jobs": a count and its noun, in the plural unless one."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def size_text(n: int | None, approximate: bool = False) -> str:
     """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~"."""
     if n is None:

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
@@ -459,3 +460,43 @@ def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, mo
     assert len(rows) == 2 and rows[0].split("│")[1:6] == [" 1–1500 ", "    2 ", " generate ", " —     ",
                                                           " x_0000.mp4 … x_1499.mp4 "], rows
     assert rows[1].split("│")[1].strip() == "1501" and " hero.mp4 " in rows[1]
+
+
+def test_yaml_s_base_60_numbers_and_dates_stay_the_text_written_and_one_mistake_is_one_problem(folder: Path):
+    """YAML 1.1 reads `0:0.5` as the base-60 number 0.5 and `2001-12-14` as a date; mmgen's files want neither, so
+    they stay strings (a range, a name). A list under `inputs:` is one problem, not also "no input"; a number
+    given for a name says to quote it."""
+    jobs = write_jobs(folder, """
+        defaults:
+          model: tiny.safetensors
+        jobs:
+          - kind: retake
+            input: clips/beach.mp4
+            ranges: [0:0.5]
+          - kind: generate
+            name: 2001-12-14
+          - kind: retake
+            inputs: [clips/beach.mp4, clips/other.mp4]
+            ranges: ["0:0.5"]
+          - kind: generate
+            name: 2001
+        """)
+    spec = read_batch_file(jobs, problems := [])
+    assert spec.jobs[0].options["ranges"] == ("0:0.5",) and spec.jobs[1].name == "2001-12-14"
+    assert {p.line: p.message for p in problems} == {
+        10: "job 3 (retake): inputs: expected one glob pattern (e.g. clips/*.mp4), got a list; give a pattern that "
+            "matches the files, or a job with `input:` for each",
+        13: 'job 4 (generate): name: expected a non-empty string, got 2001, a number (to mean the text, put it in '
+            'quotes: "2001")',
+    }
+
+
+def test_one_job_is_one_job_in_the_dry_run_s_count(folder: Path):
+    jobs = write_jobs(folder, """
+        jobs:
+          - kind: generate
+            model: tiny.safetensors
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 0, result.stderr
+    assert "1 job: 1 to run, 0 done" in result.stdout + result.stderr

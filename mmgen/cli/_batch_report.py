@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.terminal import path_text, size_text
+from mmgen.terminal import counted, path_text, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,7 +65,7 @@ def show_downloads(plan: Plan, console: Console) -> None:
     else:
         console.print("No model downloads needed.")
     todo = len(plan.todo())
-    console.print(f"{len(plan.jobs)} jobs: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
+    console.print(f"{counted(len(plan.jobs), 'job')}: {todo} to run, {len(plan.jobs) - todo} done (dry run: nothing was run)")
 
 
 def show_plan(plan: Plan, console: Console) -> None:
@@ -138,5 +138,5 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
                           *([o.error or ""] if errors else []))
         console.print(table)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
-    console.print(f"{len(outcomes)} jobs: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
+    console.print(f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
                   + f" · outputs in {plan.output_dir}")

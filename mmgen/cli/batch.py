@@ -17,8 +17,8 @@ from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
+from mmgen.terminal import counted, table_console
 from mmgen.terminal import say as say_line
-from mmgen.terminal import table_console
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch import Outcome, Plan
@@ -92,7 +92,7 @@ def batch(
     def on_start(current: Plan) -> None:  # the output folder is this run's now: what is done cannot change
         done_before = sum(current.status[job.number] == "done" for job in mine)
         if done_before:
-            console.print(f"{prefix}{done_before} of {len(mine)} jobs already done: skipped")
+            console.print(f"{prefix}{done_before} of {counted(len(mine), 'job')} already done: skipped")
 
     def on_outcome(outcome: Outcome) -> None:
         reported.append(outcome)
@@ -112,7 +112,7 @@ def batch(
         show_summary(outcomes, plan, console)
     failed = [o for o in outcomes if o.ending == "failed"]
     if failed:
-        raise MmgenError(f"{len(failed)} of {len(outcomes)} jobs failed (errors above and in "
+        raise MmgenError(f"{len(failed)} of {counted(len(outcomes), 'job')} failed (errors above and in "
                          f"{plan.output_dir / MANIFEST_NAME}); run the same command again to retry them")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mmgen.config import compose_yaml, from_dict
+from mmgen.config import compose_yaml, from_dict, unquoted
 from mmgen.errors import ConfigError
 from mmgen.pipelines.settings import KINDS as SETTINGS
 
@@ -191,11 +191,12 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
     name = _string(raw, "name", where, key_lines, problems)
     input = _string(raw, "input", where, key_lines, problems)
     inputs = _string(raw, "inputs", where, key_lines, problems)
-    if not SETTINGS[kind].conditional and (input is not None or inputs is not None):
-        key = "input" if input is not None else "inputs"
+    given = {key: raw.get(key) is not None for key in ("input", "inputs")}  # given, even as something refused above
+    if not SETTINGS[kind].conditional and any(given.values()):
+        key = "input" if given["input"] else "inputs"
         problems.append(Problem(key_lines[key], f"{where}: generate jobs take no {key} (they start from noise)"))
-    elif SETTINGS[kind].conditional and (input is None) == (inputs is None):
-        says = "both `input:` and `inputs:`" if input is not None else "no `input:` (a file) or `inputs:` (a glob)"
+    elif SETTINGS[kind].conditional and given["input"] == given["inputs"]:
+        says = "both `input:` and `inputs:`" if given["input"] else "no `input:` (a file) or `inputs:` (a glob)"
         problems.append(Problem(line, f"{where}: give exactly one input; found {says}"))
     return JobSpec(
         index=i + 1,
@@ -213,8 +214,12 @@ def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems
     value = raw.get(key)
     if value is None:
         return None
+    if isinstance(value, list) and key == "inputs":
+        problems.append(Problem(key_lines[key], f"{where}: inputs: expected one glob pattern (e.g. clips/*.mp4), got "
+                                f"a list; give a pattern that matches the files, or a job with `input:` for each"))
+        return None
     if not isinstance(value, str) or not value.strip():
-        problems.append(Problem(key_lines[key], f"{where}: {key}: expected a non-empty string, got {value!r}"))
+        problems.append(Problem(key_lines[key], f"{where}: {key}: expected a non-empty string, got {unquoted(value)}"))
         return None
     return value
 

@@ -114,3 +114,28 @@ def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
     }  # fmt: skip
     for flag, default in shown.items():
         assert f"[default: {default}]" in blocks[flag], blocks[flag]
+
+
+def test_a_flag_shows_no_value_in_help(tmp_path):
+    """typer's rich help gave every flag a type, `--debug <bool>`, as if it took a value."""
+    from cli_here import run_here
+
+    for command in ([], ["generate"]):
+        done = run_here(*command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
+        assert done.returncode == 0, done.stderr
+        assert "<bool>" not in done.stdout, done.stdout
+    assert "<int range>" in done.stdout  # an option that takes a value still shows it
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    (["generate", "--steps", "1e3"], "--steps: expected an integer, got '1e3'"),
+    (["generate", "-n", "x"], "--num: expected an integer, got 'x'"),
+    (["generate", "--sampler", "x"], "--sampler: 'x' is not one of 'dpm++', 'ddim', 'ddpm', 'paper'"),
+])
+def test_a_value_an_option_cannot_take_is_refused_in_mmgen_s_words(tmp_path, given, says):
+    """As settings.LIMITS speak (`--batch-size: must be at least 1, got 0`), not typer's "Invalid value for '--steps':"."""
+    from cli_here import run_here
+
+    done = run_here(*given, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mmgen: error: {says}") and done.stderr.count("\n") == 1, done.stderr

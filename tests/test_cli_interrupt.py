@@ -326,8 +326,7 @@ def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
     done = subprocess.run(mmgen_command("generate", "-m", tiny, *FAST, "-o", out, "--json"), env=mmgen_env(tmp_path),
                           capture_output=True, text=True, preexec_fn=lambda: os.close(1))
     assert done.returncode == 2
-    assert done.stderr.strip() == ("mmgen: error: Invalid value for '--json': standard output is closed: there is "
-                                   "nowhere to print the JSON")
+    assert done.stderr.strip() == "mmgen: error: --json: standard output is closed: there is nowhere to print the JSON"
     assert not out.exists()
 
 

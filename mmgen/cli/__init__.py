@@ -112,6 +112,10 @@ def _failed(e: Exception) -> int:
         if not (e.every_process and _rank() != 0):
             _error(str(e))
         return e.exit_code
+    if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
+        message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal
+        _error(f"{name}: {message}")  # "--steps: expected an integer, got '1e3'", as settings.LIMITS speak
+        return 2
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
         _error(e.format_message().replace("\n", " "))  # NoSuchOption, ...) derive from TyperException; exit 2
         return 2
@@ -120,6 +124,15 @@ def _failed(e: Exception) -> int:
         return 2
     _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
     return 1
+
+
+def _option_name(param: object) -> str | None:
+    """How an option's refusal names it, as mmgen's own checks do: its long name (--num, not '--num' / '-n');
+    None for an argument, whose refusal keeps typer's words."""
+    if getattr(param, "param_type_name", None) != "option":
+        return None
+    names = list(getattr(param, "opts", ()))
+    return next((n for n in names if n.startswith("--")), names[0] if names else None)
 
 
 def _too_long(filename: object) -> str:

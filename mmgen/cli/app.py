@@ -17,6 +17,24 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+def _flags_show_no_value() -> None:
+    """--help shows no value for a flag: typer 0.29's rich help gives every option its type, so a flag read
+    `--debug <bool>`, as if it took one. Once, for every command (typer's own --help too)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "flags_show_none", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_show_none = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_value()
+
 invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
 arguments: ContextVar[tuple[str, ...]] = ContextVar("arguments", default=())  # the command line after `mmgen`
 # What runs with an environment variable whose value means nothing: doctor, where a user goes to find out what is

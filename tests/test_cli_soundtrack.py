@@ -45,7 +45,7 @@ def scored(tiny, tmp_path_factory):
     clip = write_test_video(root / "my_clip.mp4", seconds=7.3, fps=30, size=(240, 320), click_at=CLICK_AT)
     done = run_mmgen(
         "soundtrack", clip.path, "-m", tiny, "--steps", "2", "--seed", "3", "--mix", "0.5", "--wav", "--json",
-        "--sample-rate", "model", "--loudness", "off", env=mmgen_env(root),
+        "--sample-rate", "model", "--loudness", "off", env=mmgen_env(tmp_path_factory.mktemp("home")),
     )
     assert done.returncode == 0, done.stderr
     return clip, done

@@ -41,13 +41,33 @@ def path_text(path: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def plain_wanted() -> bool:
+    """NO_COLOR set (to anything but ""; no-color.org) or TERM=dumb: the person wants plain text on the terminal,
+    with no escape sequence at all — no colour, no bold, no cursor hidden and shown or moved by progress bars."""
+    import os
+
+    return os.environ.get("NO_COLOR", "") != "" or os.environ.get("TERM", "").strip().lower() == "dumb"
+
+
+def console(stderr: bool = True, **options) -> Console:
+    """A rich console, as every mmgen line, table and bar is drawn through: with NO_COLOR (or TERM=dumb) one that
+    writes no escape sequence (rich's own NO_COLOR drops colours but keeps bold and dim)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
+
+
+def draws(console: Console) -> bool:
+    """Whether progress may be bars redrawn in place on `console` (a terminal that wants more than plain text);
+    otherwise it is plain lines."""
+    return console.is_terminal and not plain_wanted()
+
+
 def table_console(stderr: bool = True) -> Console:
     """Where tables go: a terminal at its own width; a pipe or a file as wide as the table, where rich would
     fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
-    return console if console.is_terminal else Console(stderr=stderr, highlight=False, width=WIDTH_WHEN_PIPED)
+    shown = console(stderr, highlight=False)
+    return shown if shown.is_terminal else console(stderr, highlight=False, width=WIDTH_WHEN_PIPED)
 
 
 def listed(names: list[str], limit: int) -> str:

@@ -58,3 +58,45 @@ def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_p
     assert "clips: 1/2" not in text  # ... instead of the plain lines of a pipe
     assert "wrote " in text and "seed " in text  # and the summary stays on screen
     assert (tmp_path / "out" / "clip_0001.mp4").is_file()
+
+
+def on_a_terminal(monkeypatch, *args, env: dict[str, str]) -> tuple[int, bytes]:
+    """`mmgen ARGS` in this process with stdout and stderr on a pseudo-terminal: its exit code and what it drew."""
+    from mmgen.cli import run
+
+    controller, side = pty.openpty()
+    screen = open(side, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (closed below, once read)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("sys.stdout", screen)
+    monkeypatch.setattr("sys.stderr", screen)
+    try:
+        code = run([str(a) for a in args])
+    finally:
+        screen.flush()
+        monkeypatch.undo()
+        screen.close()
+    drawn = b""
+    while select.select([controller], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    return code, drawn
+
+
+def test_no_color_on_a_terminal_is_plain_text_without_one_escape_sequence(tmp_path, monkeypatch):
+    """NO_COLOR: an error drew the bars' cursor hide and show around its line, and tables their bold headers."""
+    env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
+    code, drawn = on_a_terminal(monkeypatch, "generate", "-m", "ghost", "-o", tmp_path / "out", env=env)
+    assert code == 2 and drawn == b"mmgen: error: unknown model 'ghost' (see `mmgen models list`)\r\n"
+
+
+def test_no_color_on_a_terminal_draws_tables_without_bold(tmp_path, monkeypatch):
+    env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
+    code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env)
+    assert code == 0 and b"demo" in drawn and b"\x1b" not in drawn, drawn

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mmgen import terminal
 from mmgen.terminal import say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
@@ -89,8 +89,8 @@ def display() -> Iterator[EventFn | None]:
     if not main_process():
         yield None
         return
-    console = Console(stderr=True, soft_wrap=True)  # a skipped file's path and reason stay on one line
-    fancy = console.is_terminal
+    console = terminal.console(soft_wrap=True)  # a skipped file's path and reason stay on one line
+    fancy = terminal.draws(console)
     columns = (
         TextColumn("{task.description:>9}"),
         BarColumn(),

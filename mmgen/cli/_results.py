@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape
 
+from mmgen import terminal
 from mmgen.config import json_text
 from mmgen.pipelines import Result
 from mmgen.terminal import path_text
@@ -36,7 +37,7 @@ def reporting(as_json: bool) -> Iterator[list[Result]]:
 
 def report(results: list[Result], as_json: bool, console: Console | None = None, printed: bool = False) -> None:
     """`printed`: the JSON lines were printed as each output was kept (`reporting`)."""
-    console = console or Console(stderr=True, highlight=False, soft_wrap=True)  # a path is never broken up
+    console = console or terminal.console(highlight=False, soft_wrap=True)  # a path is never broken up
     for result in results:
         record = result.to_json()
         if as_json:

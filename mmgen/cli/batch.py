@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
 
 from mmgen.cli import options
 from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads, show_plan, show_summary
@@ -17,6 +16,7 @@ from mmgen.cli.progress import progress_display
 from mmgen.errors import MmgenError
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.pipelines.events import quiet
+from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, table_console
 from mmgen.terminal import say as say_line
 
@@ -70,7 +70,7 @@ def batch(
     from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
 
     share = Share.here()
-    console = Console(stderr=True, highlight=False)
+    console = terminal_console(highlight=False)
     try:
         plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
     except BatchInvalid as e:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
 from mmgen.terminal import say
 
@@ -19,8 +20,8 @@ _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sam
 @contextmanager
 def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
     """Yield the callback a pipeline reports to; bars live for the duration of the `with` block."""
-    console = console or Console(stderr=True)
-    if not console.is_terminal:
+    console = console or terminal.console()
+    if not terminal.draws(console):  # a pipe, a file, or NO_COLOR: no bars, whose redrawing is escape sequences
         yield _plain_lines
         return
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

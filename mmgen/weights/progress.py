@@ -3,10 +3,8 @@ a few plain lines otherwise (logs and CI stay readable), nothing when quiet."""
 
 from __future__ import annotations
 
-import sys
 import time
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -16,6 +14,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mmgen import terminal
 from mmgen.terminal import say
 
 _PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end)
@@ -36,14 +35,15 @@ class ByteProgress:
         self._start_done = 0
 
     def __enter__(self) -> ByteProgress:
-        if not self.quiet and sys.stderr.isatty():
+        shown = terminal.console()
+        if not self.quiet and terminal.draws(shown):
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=shown,
                 transient=False,
             )
             self._bar.__enter__()

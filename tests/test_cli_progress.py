@@ -20,7 +20,9 @@ from mmgen.pipelines.events import ProgressEvent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, cursor moves and line clears
 
 
-def test_bars_show_each_task_with_its_count():
+def test_bars_show_each_task_with_its_count(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)  # which asks for plain lines, as TERM=dumb does
+    monkeypatch.setenv("TERM", "xterm")
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=80)
     with progress_display(console) as show:
@@ -38,6 +40,7 @@ def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_p
     controller, terminal = pty.openpty()
     command = mmgen_command("generate", "-m", tiny, "-n", "2", "--steps", "2", "-o", tmp_path / "out")
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)  # which asks for plain lines
     with subprocess.Popen(command, env=env, stdin=terminal, stdout=terminal, stderr=terminal) as process:
         os.close(terminal)
         screen, deadline = b"", time.monotonic() + TIMEOUT_S

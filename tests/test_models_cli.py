@@ -334,3 +334,21 @@ def test_a_cached_file_is_hashed_again_only_when_its_stamp_moved(tmp_path, monke
     [line] = result.stderr.strip().splitlines()
     assert f"mine: the cached weights file {weights} has changed on disk" in line
     assert "`mmgen models import FILE --name mine --overwrite`" in line
+
+
+@pytest.mark.parametrize("width", [12, 30, 60])
+def test_models_list_on_a_terminal_too_narrow_for_its_table_lists_a_model_a_line(tmp_path, monkeypatch, capsys, width):
+    """Rich squeezed the table into any width: at 30 columns every cell cut to 1-3 characters, at 12 an empty
+    frame. Below the table's narrowest readable drawing, each model is a line of its own, whole."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    terminal = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(mmgen.cli.models, "table_console", lambda stderr: terminal)
+
+    assert run(["models", "list"]) == 0
+
+    lines = terminal.file.getvalue().splitlines()
+    assert lines[0] == "mmgen models:" and not any("┃" in line or "…" in line for line in lines)
+    assert any(line.startswith("landscape-sr: sr-unet · ~1.2 GB · downloadable — Official") for line in lines)
+    demo = next(line for line in lines if line.startswith("demo: "))
+    assert demo.startswith("demo: mm-unet · 3.2 MB · ") and demo.endswith("works offline.")

@@ -68,24 +68,61 @@ def list_models(as_json: JsonOption = False) -> None:
         table.add_column(column, no_wrap=True)  # short: never broken up
     for column in (*(("pull fetches",) if wide else ()), "description"):
         table.add_column(column, overflow="fold")
+    entries = []
     for row in rows:
         cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
         more = (hashes_text(row.sha256, row.source_sha256), row.fetch or "") if wide else ()
         table.add_row(*cells, *more, row.description)
-    console.print(table)
+        entries.append((*cells, row.description))
+    shown_as_table = show_table(console, table, entries)
     if not wide:
-        say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`, or a wider terminal")
+        say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`"
+            + (", or a wider terminal" if shown_as_table else ""))
     if adapters:
         table = Table(title="adapters (use with --adapter NAME[:WEIGHT])", title_justify="left")
         for column in ("name", "base", "rank", "targets", "size", "sha256"):
             table.add_column(column, overflow="fold", no_wrap=column in ("rank", "size", "sha256"))
+        entries = []
         for a in adapters:
-            table.add_row(a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
-                          short_hash(a.sha256))
-        console.print(table)
+            cells = (a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
+                     short_hash(a.sha256))
+            table.add_row(*cells)
+            entries.append((cells[0], f"base {cells[1]}", f"rank {cells[2]}", *cells[3:]))
+        show_table(console, table, entries)
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
+
+
+def show_table(console, table: Table, entries: list[tuple[str, ...]]) -> bool:
+    """`table` where the terminal can hold it (its narrowest drawing, every short cell whole, fits); on a narrower
+    one — where rich would cut each cell to a few characters, or draw an empty frame — its title, then each entry
+    on a line of its own: "NAME: cell · cell · … — last cell" (the terminal wraps a long one). Whether it was the
+    table."""
+    if _narrowest(table) <= console.width:
+        console.print(table)
+        return True
+    console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
+    for name, *cells, last in entries:
+        line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return False
+
+
+FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole
+
+
+def _narrowest(table: Table) -> int:
+    """The fewest columns `table` can be drawn in and read: each unbroken (no_wrap) column as wide as its widest
+    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (a rule and a space each
+    side of each cell). Rich would squeeze it into any width, cutting every cell."""
+    from rich.cells import cell_len
+
+    def widest(column) -> int:
+        return max(cell_len(line) for cell in [column.header, *column.cells] for line in str(cell).splitlines() or [""])
+
+    return sum(widest(c) if c.no_wrap else min(widest(c), FOLDED_AT_LEAST) for c in table.columns) \
+        + 3 * len(table.columns) + 1
 
 
 def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:

@@ -103,3 +103,5 @@ def test_no_color_on_a_terminal_draws_tables_without_bold(tmp_path, monkeypatch)
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
     code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env)
     assert code == 0 and b"demo" in drawn and b"\x1b" not in drawn, drawn
+    code, drawn = on_a_terminal(monkeypatch, "generate", "--help", env=env)
+    assert code == 0 and b"--steps" in drawn and b"\x1b" not in drawn, drawn

@@ -69,6 +69,11 @@ def _run(argv: list[str] | None) -> int:
     hide_library_warnings()
     _register()
     import typer
+    from typer import rich_utils
+
+    from mmgen.terminal import plain_wanted
+
+    rich_utils.COLOR_SYSTEM = None if plain_wanted() else "auto"  # --help's console: NO_COLOR is no escape at all
 
     stdout = sys.stdout
     arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))

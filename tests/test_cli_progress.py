@@ -105,3 +105,17 @@ def test_no_color_on_a_terminal_draws_tables_without_bold(tmp_path, monkeypatch)
     assert code == 0 and b"demo" in drawn and b"\x1b" not in drawn, drawn
     code, drawn = on_a_terminal(monkeypatch, "generate", "--help", env=env)
     assert code == 0 and b"--steps" in drawn and b"\x1b" not in drawn, drawn
+
+
+def test_a_json_line_printed_while_the_bars_show_stays_on_stdout(monkeypatch, capsys):
+    """Rich sends stdout through the bars' console (stderr) while they show: `generate --json | jq` on a terminal
+    got its lines on the terminal instead, now that each is printed as its clip is kept."""
+    from mmgen.cli._results import print_json
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    screen = io.StringIO()
+    with progress_display(Console(file=screen, force_terminal=True, width=80)) as show:
+        show(ProgressEvent("clips", 0, 2))
+        print_json({"mp4": "clip_0000.mp4"})
+    assert capsys.readouterr().out == '{"mp4": "clip_0000.mp4"}\n' and "clip_0000" not in screen.getvalue()

@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from media_factory import write_test_video
+from media_factory import write_test_video, write_test_wav
+from cli_here import run_here
 from mmgen_cli import mmgen_env, run_mmgen
 from safetensors.torch import save_file
 from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
@@ -231,3 +232,20 @@ def test_an_output_never_replaces_the_cache_record_of_a_model_or_adapter_given_b
                                                    "(an output never replaces an input)")
         assert not output.exists()
     assert {p: p.read_bytes() for p in cache.rglob("*.json")} == before
+
+
+
+def test_overwrite_keeps_an_input_that_was_the_old_outputs_wav_companion(tiny, tmp_path):
+    """OUT.wav, written by an earlier run beside OUT.mp4 (its sidecar records it), animated into OUT.mp4 again with
+    --overwrite: the old sidecar's wav is this run's input, not a stale companion to remove before it is read."""
+    out = write_test_video(tmp_path / "out.mp4", seconds=1.0).path
+    sound = write_test_wav(tmp_path / "out.wav", seconds=1.0).path
+    out.with_suffix(".json").write_text(json.dumps({"mp4": str(out), "wav": str(sound)}))  # after the wav, as mmgen does
+    original = sound.read_bytes()
+
+    done = run_here("animate", sound, "-o", out, "--overwrite", "-m", tiny, "--steps", "2", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert sound.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["out.json", "out.mp4", "out.wav"]
+    assert "wav" not in json.loads(out.with_suffix(".json").read_text())

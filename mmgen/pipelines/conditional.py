@@ -97,7 +97,8 @@ def run_conditional(
         if stream != given:
             check_input(source_path, stream)
     paths = settings.outputs(output)
-    outputs.check_outputs([paths], overwrite, inputs=[source_path, *input_files(settings)])
+    inputs = [source_path, *input_files(settings)]
+    outputs.check_outputs([paths], overwrite, inputs=inputs)
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()
@@ -117,7 +118,7 @@ def run_conditional(
         mix=mix,
     )
     result = Result(clip, provenance)
-    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite):  # all, or none
+    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         extra = write(result, paths) or {}
         result = dataclasses.replace(result, provenance=dataclasses.replace(provenance, **extra))
         return outputs.finish(result, paths, overwrite)

@@ -20,7 +20,7 @@ from mmgen.errors import MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire, write_failure
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
-from mmgen.output_checks import check_output_target, check_writable, nearest_existing, try_a_file
+from mmgen.output_checks import check_output_target, check_writable, nearest_existing, same_file, try_a_file
 from mmgen.temporaries import remove_leftovers
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def _kept(result: Result, paths: OutputPaths) -> None:
 
 
 @contextmanager
-def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
+def writing(paths: OutputPaths, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[None]:
     """The block that writes one output's files (ending with `finish`): all of them appear, or none do
     (files.kept_together), in its folder (ensure_folder).
 
@@ -194,14 +194,16 @@ def writing(paths: OutputPaths, overwrite: bool) -> Iterator[None]:
     does not write again (stale_companions). A kill -9, which no undo survives, so leaves the old output whole,
     or files without a sidecar — never a new mp4 beside an old sidecar that describes another clip, nor an old
     sidecar naming previews that are gone. The next command there removes what the killed one kept aside
-    (mmgen.temporaries); a batch redoes the job; the mp4 left is refused as "exists" without --overwrite."""
+    (mmgen.temporaries); a batch redoes the job; the mp4 left is refused as "exists" without --overwrite.
+    A companion that is one of the run's `inputs` (the old run's OUT.wav animated into OUT.mp4) stays: an input is
+    never an output's file to remove."""
     written: list[Result] = []
     token = _written.set(written)
     try:
         with kept_together():
             ensure_folder(paths)
             if overwrite:
-                stale = stale_companions(paths)
+                stale = stale_companions(paths, inputs)
                 for path in [paths.files["json"], *stale]:
                     retire(path)
             yield
@@ -226,11 +228,11 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     return result
 
 
-def stale_companions(paths: OutputPaths) -> list[Path]:
+def stale_companions(paths: OutputPaths, inputs: Sequence[Path] = ()) -> list[Path]:
     """The files that the run whose output `paths` replaces wrote beside it and this run does not write again
     (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that run's
     sidecar records under this mp4's name, at the names `beside` gives, as regular files not changed since that
-    sidecar was written — never a file mmgen did not write."""
+    sidecar was written — never a file mmgen did not write, nor one of the run's `inputs`."""
     sidecar = paths.files["json"]
     try:
         old, written = json.loads(sidecar.read_bytes()), sidecar.stat().st_mtime_ns
@@ -247,6 +249,7 @@ def stale_companions(paths: OutputPaths) -> list[Path]:
             info = path.lstat()
         except OSError:
             continue
-        if stat.S_ISREG(info.st_mode) and info.st_mtime_ns <= written:
+        if stat.S_ISREG(info.st_mode) and info.st_mtime_ns <= written and not any(same_file(path, source)
+                                                                                  for source in inputs):
             stale.append(path)
     return stale

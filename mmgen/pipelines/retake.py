@@ -146,7 +146,8 @@ def retake(
     spans = check_ranges(settings.ranges, stream_seconds(info), modality, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
-    outputs.check_outputs([paths], overwrite, inputs=[source, *input_files(settings)])
+    inputs = [source, *input_files(settings)]
+    outputs.check_outputs([paths], overwrite, inputs=inputs)
     run = prepare(settings)
     known = known_config(run.model)
     check_frames(settings, info, known)  # before loading, when the config is known without it
@@ -168,7 +169,7 @@ def retake(
     clip[modality] = made.clamp(-1, 1)
     result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None
-    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite):  # all, or none
+    with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         if modality == "audio":
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,

@@ -105,8 +105,8 @@ def check_name_length(path: Path) -> None:
 
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Raise now if `path` can never be an output: a name too long for its filesystem, a symbolic link (or a
-    folder on its way) that loops, or the same file as one of `inputs` — through symlinks, hard links or another
-    spelling of the name."""
+    folder on its way) that loops, a place inside mmgen's own cache folders (weights.cache.part_of_cache), or the
+    same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""
     check_name_length(Path(path))
     try:
         os.stat(path)
@@ -117,6 +117,12 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
         if same_file(path, source):
             raise UsageError(f"cannot write {path}: it is the input {source}",
                              hint="an output never replaces an input")
+    # imported here: the cache module writes through mmgen.files, which asks this one
+    from mmgen.weights.cache import part_of_cache
+
+    if (own := part_of_cache(path)) is not None:
+        raise UsageError(f"cannot write {path}: it is inside mmgen's cache ({own})",
+                         hint="write outputs elsewhere; the cache holds mmgen's own models and records")
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from media_factory import write_test_video, write_test_wav
 from cli_here import run_here
+from media_factory import write_test_video, write_test_wav
 from mmgen_cli import mmgen_env, run_mmgen
 from safetensors.torch import save_file
 from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
@@ -210,7 +210,9 @@ def test_a_symlink_to_nothing_at_an_output_name_is_an_existing_output(tiny, tmp_
 
 def test_an_output_never_replaces_the_cache_record_of_a_model_or_adapter_given_by_name(tiny, tmp_path, monkeypatch,
                                                                                        capsys):
-    """`-o <cache>/models/NAME/model.mp4 --overwrite` once wrote its sidecar over the cached model's record."""
+    """`-o <cache>/models/NAME/model.mp4 --overwrite` once wrote its sidecar over the cached model's record, and
+    `-o <cache>/adapters/NAME/adapter.mp4` over an adapter's record where the command did not use it: an output is
+    never inside mmgen's own cache folders."""
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     model = load_model(tiny).model
@@ -225,14 +227,15 @@ def test_an_output_never_replaces_the_cache_record_of_a_model_or_adapter_given_b
     source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
     capsys.readouterr()
 
-    for output, record in ((cache / "models" / "mine" / "model.mp4", cache / "models" / "mine" / "model.json"),
-                           (cache / "adapters" / "style" / "adapter.mp4", cache / "adapters" / "style" / "adapter.json")):
-        assert run(["soundtrack", str(source), "-m", "mine", "--adapter", "style", "-o", str(output), "--overwrite"]) == 2
-        assert capsys.readouterr().err.strip() == (f"mmgen: error: cannot write {record}: it is the input {record} "
-                                                   "(an output never replaces an input)")
-        assert not output.exists()
+    for output, own in ((cache / "models" / "mine" / "model.mp4", cache / "models"),
+                        (cache / "adapters" / "style" / "adapter.mp4", cache / "adapters")):
+        for uses in (["-m", "mine", "--adapter", "style"], ["-m", str(tiny)]):  # its input, or not: the cache's
+            assert run(["soundtrack", str(source), *uses, "-o", str(output), "--overwrite"]) == 2
+            assert capsys.readouterr().err.strip() == (
+                f"mmgen: error: cannot write {output}: it is inside mmgen's cache ({own}) (write outputs elsewhere; "
+                "the cache holds mmgen's own models and records)")
+            assert not output.exists()
     assert {p: p.read_bytes() for p in cache.rglob("*.json")} == before
-
 
 
 def test_overwrite_keeps_an_input_that_was_the_old_outputs_wav_companion(tiny, tmp_path):

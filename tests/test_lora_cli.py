@@ -175,6 +175,35 @@ def test_verify_rehashes_registered_adapters_too(adapter_file, tmp_path, monkeyp
     assert (verdict["kind"], verdict["verdict"], verdict["path"]) == ("adapter", "missing", str(copy))
 
 
+
+def test_a_damaged_adapter_record_is_one_row_saying_so_and_the_rest_still_list(adapter_file, tmp_path, monkeypatch,
+                                                                               capsys):
+    """An adapter.json cut short must not take `models list`, `verify` or `doctor` down with it, as a damaged
+    model.json does not: its row says it is damaged and how to clear it; every other entry is listed and checked."""
+    _, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(path), "--name", "good"]) == 0
+    assert run(["models", "import", str(path), "--name", "myad"]) == 0
+    (tmp_path / "cache" / "adapters" / "myad" / "adapter.json").write_text('{"name": "myad", "rank": 4\n')
+    capsys.readouterr()
+
+    assert run(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["myad"]["status"] == "damaged" and "run `mmgen models rm myad`" in rows["myad"]["description"]
+    assert rows["good"]["base_sha256"] and rows["demo"]["status"].startswith("bundled")
+    assert run(["models", "list"]) == 0
+    assert "myad │ damaged: " in capsys.readouterr().out
+    assert run(["models", "verify"]) == 2
+    out, err = capsys.readouterr()
+    assert "myad: damaged: " in out and "good: ok, sha256 " in out and "demo: ok, sha256 " in out
+    assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter(s) fail verification: myad")
+    assert run(["doctor"]) == 0
+    assert "✗ adapter myad: " in capsys.readouterr().out
+
+    assert run(["models", "rm", "myad"]) == 0 and run(["models", "list", "--json"]) == 0
+    assert "myad" not in capsys.readouterr().out
+
 def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, monkeypatch, capsys):
     """`models rm NAME` once removed a model and an adapter of one name at once, and `models info` of an adapter
     said "unknown model"."""

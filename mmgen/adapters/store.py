@@ -13,10 +13,10 @@ from pathlib import Path
 
 from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
-from mmgen.errors import ChecksumMismatch, OutputExists, UsageError
+from mmgen.errors import ChecksumMismatch, MmgenError, OutputExists, UsageError
 from mmgen.files import atomic_path, copy_into, sha256_file, write_text
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
-from mmgen.weights.catalog import Verdict, check_file
+from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
 
@@ -39,6 +39,18 @@ class AdapterRecord:
 
     def as_dict(self) -> dict:
         return {"kind": "adapter", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class DamagedAdapter:
+    """A registered adapter whose record cannot be read: said as such (and how to clear it) where adapters are
+    listed or verified, not the end of the listing."""
+
+    name: str
+    problem: str  # the one line reading the record met, with its hint: `mmgen models rm NAME`
+
+    def as_dict(self) -> dict:
+        return {"kind": "adapter", "name": self.name, "status": DAMAGED, "description": self.problem}
 
 
 def root(cache_dir: Path | None = None) -> Path:
@@ -100,9 +112,17 @@ def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     return folder / FILE if is_name(name) and (folder / RECORD).is_file() else None
 
 
-def records() -> list[AdapterRecord]:
-    """Every registered adapter, by name."""
-    return [_record(path.parent.name) for path in sorted(root().glob(f"*/{RECORD}"))]
+def records() -> list[AdapterRecord | DamagedAdapter]:
+    """Every registered adapter, by name: its record, or what is wrong with it (a record cut short or not an
+    adapter's) — one damaged record never hides the others."""
+    found = []
+    for path in sorted(root().glob(f"*/{RECORD}")):
+        try:
+            found.append(_record(path.parent.name))
+        except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
+            name = path.parent.name
+            found.append(DamagedAdapter(name, str(e) if e.hint else f"{e} (run `mmgen models rm {name}`)"))
+    return found
 
 
 def _record(name: str) -> AdapterRecord | None:
@@ -117,7 +137,9 @@ def find(name: str) -> AdapterRecord | None:
 def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
-    return [check_file(r.name, root() / r.name / FILE, r.sha256, kind="adapter") for r in chosen]
+    return [Verdict(r.name, str(root() / r.name / RECORD), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
+            if isinstance(r, DamagedAdapter) else check_file(r.name, root() / r.name / FILE, r.sha256, kind="adapter")
+            for r in chosen]
 
 
 def remove(name: str) -> bool:

@@ -14,6 +14,7 @@ import numpy
 import torch
 
 from mmgen import __version__, environment
+from mmgen.adapters.store import DamagedAdapter, records
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
@@ -83,6 +84,10 @@ def _facts() -> dict[str, Any]:
         models_error = None
     except MmgenError as e:  # a broken user registry file must not hide everything else
         models, models_error = [], str(e)
+    try:
+        damaged_adapters = [a.as_dict() for a in records() if isinstance(a, DamagedAdapter)]
+    except MmgenError:  # the cache folder's own trouble: said under "cache"
+        damaged_adapters = []
     return {
         "versions": {
             "mmgen": __version__,
@@ -100,4 +105,5 @@ def _facts() -> dict[str, Any]:
         "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
         "models": models,
         **({"models_error": models_error} if models_error else {}),
+        **({"damaged_adapters": damaged_adapters} if damaged_adapters else {}),
     }

@@ -59,6 +59,8 @@ def _show(report: dict[str, Any], console: Console) -> None:
     for row in report["models"]:
         if row["status"] == "damaged":
             console.print(f"  {bad} {row['name']}: {row['description']}", highlight=False)
+    for adapter in report.get("damaged_adapters", []):  # the registered adapters are `models list`'s; a damaged one is said
+        console.print(f"  {bad} adapter {adapter['name']}: {adapter['description']}", highlight=False)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mmgen.cli.app import app
@@ -49,8 +50,8 @@ def _emit(obj: dict[str, Any]) -> None:
 def list_models(as_json: JsonOption = False) -> None:
     """Show every known model: architecture, size, where its weights stand, the sha256 of the weights file mmgen
     loads (and of the file it came from, labelled "source") and what `pull` would fetch."""
-    from mmgen.adapters.store import records
-    from mmgen.weights.catalog import catalog
+    from mmgen.adapters.store import DamagedAdapter, records
+    from mmgen.weights.catalog import DAMAGED, catalog
 
     rows, adapters = catalog(), records()
     if as_json:
@@ -84,6 +85,10 @@ def list_models(as_json: JsonOption = False) -> None:
             table.add_column(column, overflow="fold", no_wrap=column in ("rank", "size", "sha256"))
         entries = []
         for a in adapters:
+            if isinstance(a, DamagedAdapter):  # one row saying so, as a damaged model's
+                table.add_row(a.name, f"{DAMAGED}: {escape(a.problem)}", "", "", "", "")
+                entries.append((a.name, f"{DAMAGED}: {a.problem}", ""))
+                continue
             cells = (a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
                      short_hash(a.sha256))
             table.add_row(*cells)

@@ -51,6 +51,24 @@ def cache_root() -> Path:
     return root
 
 
+OWN = ("models", "adapters", "trust", "clips", "file-hashes.json")  # what mmgen keeps in the cache folder
+
+
+def part_of_cache(path: str | os.PathLike) -> Path | None:
+    """The folder (or file) of mmgen's own in the cache that `path` is, or is inside — through symlinks, or
+    another spelling of the name — or None: an output there would replace a model's or adapter's record (OUT.json)
+    or files mmgen manages. A cache folder that cannot be one is no such place."""
+    try:
+        root = cache_root()
+    except ConfigError:
+        return None
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    for name in OWN:
+        if real == base / name or real.is_relative_to(base / name):
+            return root / name
+    return None
+
+
 def check_cache_writable(root: Path) -> None:
     """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
     said before a command that caches does any work, not as an OS error at its first write. Creates no folder;

@@ -283,7 +283,7 @@ def test_json_of_a_dry_run_is_a_line_per_job_and_with_stdout_closed_it_is_refuse
     assert planned == {"job": 1, "line": 3, "kind": "generate", "input": None, "output": "one.mp4",
                        "mp4": str(out / "one.mp4"), "model": str(workspace / "models" / "tiny.safetensors"),
                        "sampler": planned["sampler"], "steps": 2, "seed": 4, "status": "new"}
-    assert "1 jobs: 1 to run, 0 done (dry run: nothing was run)" in dry.stderr
+    assert "1 job: 1 to run, 0 done (dry run: nothing was run)" in dry.stderr
 
     monkeypatch.setattr("sys.stdout", None)  # `>&-`
     for name, value in env_for(workspace).items():
@@ -314,7 +314,7 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pyte
     result = run_here("batch", jobs, env=env_for(workspace))
     assert result.returncode == 1, result.stderr
     assert "failed job 1 (generate) renders/take.mp4: FileExistsError" in result.stderr
-    assert f"mmgen: error: 1 of 1 jobs failed (errors above and in {out / MANIFEST_NAME})" in result.stderr
+    assert f"mmgen: error: 1 of 1 job failed (errors above and in {out / MANIFEST_NAME})" in result.stderr
     assert "Traceback" not in result.stderr
     assert [r["state"] for r in records(out)] == ["started", "failed"]
 

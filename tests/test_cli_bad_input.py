@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import struct
+import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 import safetensors
 import safetensors.torch
 import torch
+from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
 
@@ -574,3 +576,46 @@ def test_an_environment_variable_with_a_value_that_means_nothing_is_one_line_exi
     monkeypatch.setenv("MMGEN_DEBUG", "banana")
     assert run(["--debug", "models", "list", "--json"]) == 0
     capsys.readouterr()
+
+
+def _two_frames_at_a_million_fps(folder: Path) -> Path:
+    with av.open(str(folder / "flash.mp4"), "w") as movie:
+        stream = movie.add_stream("libx264", rate=1_000_000)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        for frame in [av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")] * 2:
+            movie.mux(stream.encode(frame))
+        movie.mux(stream.encode())
+    return folder / "flash.mp4"
+
+
+def _pcm_wav(path: Path, sample_rate: int, samples: int) -> Path:
+    with wave.open(str(path), "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(sample_rate)
+        sound.writeframes(b"\x00\x10" * samples)
+    return path
+
+
+@pytest.mark.parametrize("command, make, says", [
+    ("soundtrack", _two_frames_at_a_million_fps,
+     "flash.mp4: its video lasts 0.002 ms, too short to hold any sound (mmgen needs 10 ms or more)"),
+    ("animate", lambda folder: _pcm_wav(folder / "blip.wav", 192_000, 1),
+     "blip.wav: its audio lasts 0.00521 ms, too short to hold any sound (mmgen needs 10 ms or more)"),
+    ("animate", lambda folder: _pcm_wav(folder / "slow.wav", 1, 20),
+     "slow.wav: its audio is sampled at 1 Hz, out of range (mmgen reads sound sampled at 4,000 Hz or more)"),
+], ids=["a clip of 2 microseconds", "one sample at 192 kHz", "20 samples at 1 Hz"])
+def test_an_input_too_short_for_any_sound_or_at_an_absurd_rate_is_said_so_before_any_work(command, make, says, tiny,
+                                                                                          tmp_path):
+    """Such an input was a ValueError (exit 1) after all the sampling — `audio must be (1, L) with L > 0` — or
+    said to have an "empty" stream: what is wrong with it is its length, or its sample rate."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    source = make(folder)
+    before = tree(folder)
+
+    done = run_here(command, source, "-m", tiny, *FAST, env=mmgen_env(tmp_path))
+
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {folder / says}\n")
+    assert tree(folder) == before

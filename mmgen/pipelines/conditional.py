@@ -24,6 +24,11 @@ from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
 OTHER = {"video": "audio", "audio": "video"}
+# The shortest input (either stream) and the lowest sound sample rate read: below them the sound, at the model's rate
+# or the delivered one, would be empty (a clip of 2 frames at 1,000,000 fps) or cut short (libswresample gives
+# nothing of a few samples at a time, or of a sound at a few Hz), met after all the sampling as a ValueError.
+MIN_SECONDS = 0.01
+MIN_INPUT_RATE = 4_000  # Hz
 STILL_CODECS = {"png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm", "qoi"}
 # Writes the result's files from the input (which keeps its own stream of the given modality); returns
 # what to add to the sidecar (e.g. how the sound was delivered).
@@ -38,12 +43,18 @@ def check_input(path: Path, given: str) -> float:
     info = probe(path)
     if not getattr(info, f"has_{given}"):
         raise MediaError(f"cannot read {path}: it has no {given} stream")
+    if given == "audio" and info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
+        raise MediaError(f"cannot read {path}: its audio is sampled at {info.sample_rate:,} Hz, out of range (mmgen "
+                         f"reads sound sampled at {MIN_INPUT_RATE:,} Hz or more)")
     duration = info.video_duration if given == "video" else info.audio_duration
     duration = info.duration if duration is None else duration
     if given == "video" and (info.frames or 0) <= 1 and info.video_codec in STILL_CODECS:
         raise MediaError(f"cannot read {path}: it is a still image ({info.video_codec}), not a video")
     if duration <= 0 or (given == "video" and info.frames == 0):
         raise MediaError(f"cannot read {path}: its {given} stream is empty")
+    if duration < MIN_SECONDS:
+        raise MediaError(f"cannot read {path}: its {given} lasts {duration * 1000:.3g} ms, too short to hold any sound "
+                         f"(mmgen needs {MIN_SECONDS * 1000:g} ms or more)")
     return duration
 
 

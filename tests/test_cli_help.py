@@ -139,3 +139,15 @@ def test_a_value_an_option_cannot_take_is_refused_in_mmgen_s_words(tmp_path, giv
     done = run_here(*given, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
     assert done.returncode == 2
     assert done.stderr.startswith(f"mmgen: error: {says}") and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize("group", [[], ["models"]], ids=["mmgen", "mmgen models"])
+def test_a_group_without_its_command_prints_its_help_and_no_empty_error_line(group, capsys):
+    """`mmgen` or `mmgen models` alone: the help on stdout and exit 2, as click and typer give a missing command —
+    it was followed by `mmgen: error: ` with nothing after it."""
+    from mmgen.cli import run
+
+    assert run(group) == 2
+    out, err = capsys.readouterr()
+    assert f"Usage: mmgen {' '.join(group)}".replace("  ", " ") in out and "COMMAND [ARGS]" in out
+    assert err == ""

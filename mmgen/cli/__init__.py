@@ -121,6 +121,8 @@ def _failed(e: Exception) -> int:
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal
         _error(f"{name}: {message}")  # "--steps: expected an integer, got '1e3'", as settings.LIMITS speak
         return 2
+    if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
+        return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
         _error(e.format_message().replace("\n", " "))  # NoSuchOption, ...) derive from TyperException; exit 2
         return 2

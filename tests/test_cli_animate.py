@@ -36,7 +36,7 @@ def animated(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("animate")
     sound = write_test_wav(root / "sound.wav", seconds=3.1, click_at=CLICK_AT)
     done = run_mmgen("animate", sound.path, "-m", tiny, "--steps", "2", "--seed", "5", "--json",
-                     env=mmgen_env(root))
+                     env=mmgen_env(tmp_path_factory.mktemp("home")))
     assert done.returncode == 0, done.stderr
     return sound, done
 

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -33,6 +33,7 @@ import filelock
 from mmgen import temporaries
 from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError
 from mmgen.output_checks import check_writable, name_max
+from mmgen.runtime.stop_signals import stops_held
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
@@ -71,7 +72,15 @@ def _identity(path: Path) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-_commits: ContextVar[list[_Commit] | None] = ContextVar("committed_outputs", default=None)
+@dataclass
+class _Group:
+    """What a `kept_together` block committed so far, and what to do once all of it is kept (`when_kept`)."""
+
+    commits: list[_Commit] = field(default_factory=list)
+    kept: list[Callable[[], object]] = field(default_factory=list)
+
+
+_group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=None)
 # (temporary, target) of each `atomic_path(folder=True)` being written: a file inside is named by where it will be
 _folders: ContextVar[tuple[tuple[Path, Path], ...]] = ContextVar("folders_written", default=())
 
@@ -164,17 +173,21 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             fsync_path(temp)
             if folder and target.is_dir():
                 shutil.rmtree(target)
-            commits = _commits.get()
-            replaced = _kept_aside(target) if commits is not None and replace and not folder else None
-            try:
-                _commit(temp, target, replace or folder)
-            except BaseException:
-                if replaced is not None:
-                    replaced.unlink(missing_ok=True)
-                raise
+            group = _group.get()
+            with stops_held():  # the rename and its undo's record are one step: a stop comes before or after both
+                undo = None
+                if group is not None:  # recorded first: the rename keeps the temporary's inode, the undo's mark
+                    replaced = _kept_aside(target) if replace and not folder else None
+                    undo = _Commit(target, *_identity(temp), replaced)
+                    group.commits.append(undo)
+                try:
+                    _commit(temp, target, replace or folder)
+                except BaseException:  # before the rename (the name was taken) or after it (the temporary stayed)
+                    if undo is not None:
+                        group.commits.remove(undo)
+                        undo.undo()
+                    raise
             _fsync(target.parent)
-            if commits is not None:
-                commits.append(_Commit(target, *_identity(target), replaced))
         finally:
             if token is not None:
                 _folders.reset(token)
@@ -197,16 +210,17 @@ def _kept_aside(target: Path) -> Path | None:
 def retire(path: Path) -> None:
     """Remove the file at `path` (an output's file that a replacing run does not write again); inside
     `kept_together` it is only moved aside until the block ends, and comes back if the block fails."""
-    commits = _commits.get()
-    if commits is None:
+    group = _group.get()
+    if group is None:
         path.unlink(missing_ok=True)
         return
     aside = temporary_name(path)
-    try:
-        os.replace(path, aside)
-    except FileNotFoundError:
-        return
-    commits.append(_Commit(path, None, None, aside))
+    with stops_held():
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return
+        group.commits.append(_Commit(path, None, None, aside))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -308,20 +322,44 @@ def copy_into(source: Path, temporary: Path) -> None:
 def kept_together() -> Iterator[None]:
     """The files committed inside the block appear together or not at all: if the block fails, each one it
     committed is taken back, last first, and a file it replaced is put back (unless another writer has replaced
-    it since). So with --overwrite, a clip's new files replace its old ones all together, or none of them do."""
-    commits: list[_Commit] = []
-    token = _commits.set(commits)
+    it since). So with --overwrite, a clip's new files replace its old ones all together, or none of them do.
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP) cannot split this: each commit and the record of its undo are one step
+    (stops_held), and so is the end of the block, where the files are kept and `when_kept` callbacks run. A stop
+    before that end takes every file back; one after it finds them all kept. Inside another `kept_together`, what
+    the block committed becomes the outer block's, kept or taken back with it."""
+    outer = _group.get()
+    group = _Group()
+    token = _group.set(group)
     try:
         yield
+        with stops_held():
+            kept, group.commits = group.commits, []  # kept: a stop raised as the hold ends takes none of them back
+            if outer is not None:
+                outer.commits.extend(kept)
+                outer.kept.extend(group.kept)
+            else:
+                for commit in kept:
+                    with suppress(OSError):
+                        commit.forget()
+                for callback in group.kept:
+                    callback()
     except BaseException:
-        for commit in reversed(commits):
+        for commit in reversed(group.commits):
             commit.undo()
         raise
-    else:
-        for commit in commits:
-            commit.forget()
     finally:
-        _commits.reset(token)
+        _group.reset(token)
+
+
+def when_kept(callback: Callable[[], object]) -> None:
+    """Call `callback` once the files committed so far are kept: at the end of the `kept_together` block (the
+    outermost one), in the same step as keeping them, so that a stop cannot come between; at once outside one."""
+    group = _group.get()
+    if group is None:
+        callback()
+    else:
+        group.kept.append(callback)
 
 
 @contextmanager

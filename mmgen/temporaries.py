@@ -62,16 +62,26 @@ def alive(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(folder: Path) -> None:
-    """Delete the temporary files in `folder` that a killed mmgen process left (the module's rule); what cannot be
-    listed or removed stays."""
+def leftovers(folder: Path) -> list[Path]:
+    """The temporary files in `folder` that a killed mmgen process left (the module's rule): files it was writing,
+    and the old files it kept aside (mmgen.files.kept_together), by name."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        return
-    for entry in entries:
-        found = LEFTOVER.fullmatch(entry.name)
-        if found and found["owner"] == owner() and not alive(int(found["pid"])):
-            with suppress(OSError):
-                if entry.is_file(follow_symlinks=False):
-                    os.unlink(entry.path)
+        return []
+    found = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        named = LEFTOVER.fullmatch(entry.name)
+        with suppress(OSError):
+            if named and named["owner"] == owner() and not alive(int(named["pid"])) and entry.is_file(
+                    follow_symlinks=False):
+                found.append(Path(entry.path))
+    return found
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete the temporary files in `folder` that a killed mmgen process left (`leftovers`); what cannot be
+    removed stays."""
+    for path in leftovers(folder):
+        with suppress(OSError):
+            path.unlink()

@@ -204,3 +204,35 @@ def test_adapter_tensors_that_do_not_fit_on_resume_name_their_file(tmp_path):
     resumed = Adapter(saved, spec, BaseModel("base", "a" * 64, "mm-unet", {}), {"x.lora_A": torch.zeros(1)}, "", "")
     with pytest.raises(UsageError, match=f"^{saved}: adapter tensors do not fit"):
         lora_weights(base, spec, "base", resumed)
+
+
+def test_a_stop_as_the_adapter_lands_leaves_no_adapter_without_its_json_and_says_how_to_resume(setup, tmp_path,
+                                                                                              monkeypatch):
+    """A stop right after RUN/adapter.safetensors appeared left it without adapter.json, and the line named no way
+    on. Now the adapter is taken back, the checkpoints stay, and the line says the command that resumes."""
+    import os
+
+    from mmgen import files
+
+    data, base, recipe, env = setup
+    run_dir = tmp_path / "run"
+    args = ["finetune", data, "--from", base, "--lora", 4, "--config", recipe, "-o", run_dir, "--steps", 1,
+            "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, "--precision", "fp32"]
+    commit = files._commit
+
+    def commit_then_stop(temp, target, replace):
+        commit(temp, target, replace)
+        if target.name == "adapter.safetensors":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(files, "_commit", commit_then_stop)
+    stopped = run_here(*args, env=env)
+
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == (f"mmgen: interrupted; kept the checkpoints in {run_dir}/checkpoints: "
+                                               f"`mmgen finetune {data} -o {run_dir} --resume` resumes the run")
+    assert not (run_dir / "adapter.safetensors").exists() and not (run_dir / "adapter.json").exists()
+    monkeypatch.setattr(files, "_commit", commit)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_adapter(run_dir / "adapter.safetensors").spec.rank == 4 and (run_dir / "adapter.json").is_file()

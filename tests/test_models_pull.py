@@ -344,3 +344,52 @@ def test_a_cached_model_damaged_on_disk_is_refused_and_pull_fetches_it_again(tmp
     assert again["source_sha256"] == record["source_sha256"]  # the same Landscape.pt, converted afresh
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == again["sha256"]
     assert in_process("models", "verify", "landscape").returncode == 0
+
+
+@pytest.mark.parametrize("when", ["weights landed", "all kept"])
+def test_a_stop_as_pulled_weights_land_keeps_the_download_or_the_model_and_says_which(tmp_path, server, in_process,
+                                                                                     monkeypatch, when):
+    """SIGTERM right after model.safetensors appeared left it beside the .part, with no record, while the line said
+    "kept the partial download … resumes it". Now a stop before the model is all in place keeps the download alone
+    (the next pull resumes it, no byte fetched again); one after it keeps the model, and says so."""
+    import os
+    import signal
+
+    from mmgen import files
+
+    tiny_entry(tmp_path)
+    drive = DriveStandIn(server)
+    drive.put("Landscape.pt", tiny_checkpoint())
+    commit, forget = files._commit, files._Commit.forget
+
+    def commit_then_stop(temp, target, replace):
+        commit(temp, target, replace)
+        if target.name == "model.safetensors":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def forget_then_stop(undo):
+        forget(undo)
+        if undo.target.suffix == ".part":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    if when == "weights landed":
+        monkeypatch.setattr(files, "_commit", commit_then_stop)
+    else:
+        monkeypatch.setattr(files._Commit, "forget", forget_then_stop)
+    stopped = in_process("models", "pull", "landscape")
+
+    assert stopped.returncode == 143, stopped.stderr
+    last = stopped.stderr.splitlines()[-1]
+    folder = tmp_path / "cache" / "models" / "landscape"
+    if when == "all kept":
+        assert last == f"mmgen: interrupted (SIGTERM); landscape was downloaded to {folder / 'model.safetensors'}"
+        assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
+        return
+    assert last.startswith("mmgen: interrupted (SIGTERM); kept the partial download of landscape")
+    [part] = cached(tmp_path)
+    assert part.endswith(".part") and not any(p.name.startswith(".") for p in folder.iterdir() if p.name != ".lock")
+    monkeypatch.setattr(files, "_commit", commit)
+    again = in_process("models", "pull", "landscape")
+    assert again.returncode == 0, again.stderr
+    assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
+    assert len(drive.downloads("Landscape.pt")) == 1  # the kept file was the whole of it: not fetched again

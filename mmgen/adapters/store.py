@@ -14,7 +14,7 @@ from pathlib import Path
 from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, MmgenError, OutputExists, UsageError
-from mmgen.files import atomic_path, copy_into, sha256_file, write_text
+from mmgen.files import atomic_path, copy_into, kept_together, retire, sha256_file, write_text
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
@@ -69,14 +69,16 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     if (folder / RECORD).is_file() and not overwrite:
         raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / FILE) as tmp:
-        copy_into(adapter.path, tmp)
-    record = AdapterRecord(
-        name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha, adapter.spec.targets,
-        adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )  # fmt: skip
-    write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
+    with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
+        retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
+        with atomic_path(folder / FILE) as tmp:
+            copy_into(adapter.path, tmp)
+        record = AdapterRecord(
+            name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha, adapter.spec.targets,
+            adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )  # fmt: skip
+        write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
     return record
 
 

@@ -52,6 +52,17 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
             say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 
+def resumable(run_dir: Path, data_dir: Path) -> str | None:
+    """What a run stopped without saving (a stop while it wrote its result) keeps, and the command that resumes
+    it from there; None when it has no checkpoint yet."""
+    from mmgen.train.checkpoint import latest_checkpoint
+
+    if latest_checkpoint(run_dir / "checkpoints") is None:
+        return None
+    where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
+    return f"kept the checkpoints in {run_dir}/checkpoints: `{_launcher()} finetune {where} --resume` resumes the run"
+
+
 def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> dict:
     """`finetune --json`'s one line: where the run is, how far it got, what it wrote (the model, or the adapter
     with --lora; null while unfinished), the command that resumes an interrupted one, and what the data gave."""

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from mmgen.cli._finetune_display import display, main_process, report, result_json
+from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import stdout_open, whole_number
@@ -166,6 +166,7 @@ def finetune(
     objective. Ctrl-C saves a checkpoint, prints the command that resumes and exits 130. The result,
     RUN_DIR/model.safetensors, works with `mmgen generate -m RUN_DIR/model.safetensors`.
     """
+    from mmgen.cli._interrupted import left_behind
     from mmgen.runtime.stop_signals import stop_code
     from mmgen.train import finetune as run_finetune
     from mmgen.train.config import run_config
@@ -182,7 +183,12 @@ def finetune(
         given["loss_weights"] = parse_loss_weights(given["loss_weights"])
     config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given)
     with display() as on_event:
-        result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
+        try:
+            result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
+        except KeyboardInterrupt:  # a stop outside the loop's "save, then stop" (while writing the result, say)
+            if main_process() and (line := resumable(run_dir, data_dir)) is not None:
+                left_behind(line)
+            raise
     report(result, config, data_dir)
     if json and main_process():
         print_json(result_json(result, config, data_dir))

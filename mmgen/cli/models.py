@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from rich.table import Table
 from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
-from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
+from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
 from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, size_text, table_console
 
 models_app = typer.Typer(
@@ -182,21 +183,33 @@ def pull(
     """Download (and convert) a model's weights into the cache, resuming an interrupted download; a cached
     file that changed on disk is fetched again."""
     from mmgen.cli._interrupted import left_behind
+    from mmgen.weights import ModelCache
     from mmgen.weights import pull as pull_weights
+    from mmgen.weights.names import is_name
     from mmgen.weights.pull import kept_download
+
+    def cached_now(model: str) -> object:
+        """The cache's record of `model` (None: not cached), to tell whether a stopped pull cached it."""
+        with suppress(MmgenError):
+            return ModelCache().record(model) if is_name(model) else None
+        return None
 
     if (name is None) == (not all_official):
         raise UsageError("give a model NAME or --all-official (not both)")
     if all_official and url is not None:
         raise UsageError("--url names one model's file: use it with NAME, not --all-official")
     for model in official_models() if all_official else [name]:
+        before = cached_now(model)
         try:
             pulled = pull_weights(model, quiet=quiet, repair=True, url=url, sha256=sha256)
         except KeyboardInterrupt:
             part = kept_download(model)
-            left_behind(f"nothing of {model} was downloaded" if part is None else
-                        f"kept the partial download of {model} ({size_text(part.stat().st_size)}) in {part}: "
-                        f"`mmgen models pull {model}` resumes it")
+            if (now := cached_now(model)) is not None and now != before:  # the stop came just after it was cached
+                left_behind(f"{model} was downloaded to {ModelCache().weights_path(model)}")
+            else:
+                left_behind(f"nothing of {model} was downloaded" if part is None else
+                            f"kept the partial download of {model} ({size_text(part.stat().st_size)}) in {part}: "
+                            f"`mmgen models pull {model}` resumes it")
             raise
         if as_json:
             _emit({"name": model, "path": str(pulled.path), "fetched": pulled.fetched})

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 CLIP_STEM = "clip_{:04d}"
 _finished: ContextVar[list[Path] | None] = ContextVar("finished_outputs", default=None)
 _listeners: ContextVar[tuple[Callable[[Result], None], ...]] = ContextVar("kept_listeners", default=())
-_written: ContextVar[list[Result] | None] = ContextVar("written_output", default=None)  # of the `writing` block
 MOVIE_SUFFIXES = SUFFIXES  # the containers mmgen.media.containers writes
 
 
@@ -197,20 +196,13 @@ def writing(paths: OutputPaths, overwrite: bool, inputs: Sequence[Path] = ()) ->
     (mmgen.temporaries); a batch redoes the job; the mp4 left is refused as "exists" without --overwrite.
     A companion that is one of the run's `inputs` (the old run's OUT.wav animated into OUT.mp4) stays: an input is
     never an output's file to remove."""
-    written: list[Result] = []
-    token = _written.set(written)
-    try:
-        with kept_together():
-            ensure_folder(paths)
-            if overwrite:
-                stale = stale_companions(paths, inputs)
-                for path in [paths.files["json"], *stale]:
-                    retire(path)
-            yield
-    finally:
-        _written.reset(token)
-    for result in written:  # kept now: the block's files can no longer be taken back
-        _kept(result, paths)
+    with kept_together():
+        ensure_folder(paths)
+        if overwrite:
+            stale = stale_companions(paths, inputs)
+            for path in [paths.files["json"], *stale]:
+                retire(path)
+        yield
 
 
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
@@ -221,10 +213,7 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    if (written := _written.get()) is not None:
-        written.append(result)  # kept when `writing` ends
-    else:
-        _kept(result, paths)
+    files.when_kept(lambda: _kept(result, paths))  # once all of it is kept (`writing` ends), in that step
     return result
 
 

@@ -1,6 +1,7 @@
 """SIGINT (Ctrl-C), SIGTERM (`kill`, `docker stop`, a cluster's preemption) and SIGHUP (the terminal went away)
 all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
 three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
+For the few milliseconds in which an output's files are put in place together (`stops_held`), a stop waits.
 
 Before and after the command a stop is only recorded, never raised (one recorded before it stops it as it
 begins): one that comes while the interpreter shuts
@@ -26,12 +27,51 @@ _received: list[int] = []  # every stop signal, in order
 _answered = 0  # how many of them the command's exit code already answers for
 _raising = False  # inside `stops_interrupt`: a stop raises KeyboardInterrupt
 _exit_code: int | None = None  # what `final_code` decided for the process
+_held = 0  # inside `stops_held` (nested): a stop is only recorded, and raised as the outermost hold ends
+_deferred = False  # a stop came while held
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
+    global _deferred
     _received.append(signum)
     if _raising:
+        if _held:
+            _deferred = True
+            return
         raise KeyboardInterrupt
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """A stop that comes while the block runs waits for it to end, then raises KeyboardInterrupt there (if the
+    block ended without an exception of its own; else that one goes on, and `stopped()` says what it means).
+    For the few milliseconds in which several renames must all happen or none (mmgen.files.kept_together): a
+    stop lands before them or after, never between. Only the main thread receives signals: elsewhere this does
+    nothing."""
+    global _held, _deferred
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if not _held:
+        _deferred = False  # (a stop from here to the next line raises at once: nothing is held yet)
+    _held += 1
+    try:
+        yield
+    except BaseException:
+        _release()
+        raise
+    if _release() and _raising:
+        raise KeyboardInterrupt
+
+
+def _release() -> bool:
+    """End one hold; whether it was the outermost one and a stop came during it."""
+    global _held, _deferred
+    _held -= 1  # first: a stop from here on raises at once (one before it was deferred, and is read next)
+    if _held or not _deferred:
+        return False
+    _deferred = False
+    return True
 
 
 def record(signum: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from mmgen.config import json_text, to_dict
-from mmgen.files import atomic_output
+from mmgen.files import atomic_output, kept_together, retire
 from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.divergence import DivergenceWatch, TrainingDiverged
@@ -81,12 +81,14 @@ class RunOutputs:
                 "processes": self.processes.world_size,
             }
             metadata = {"source": "mmgen finetune", "weights": "ema", "training": training}
-            sha256 = state.files.write(path, state.weights()["ema"], metadata)
-            sidecar = {"arch": ARCH, "config": to_dict(setup.model_config), "sha256": sha256, "training": training}
-            if state.files.lora:
-                sidecar["lora"] = {**to_dict(state.files.lora), "base": to_dict(state.files.base)}
-            with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
-                tmp.write_text(json_text(sidecar, indent=2) + "\n", encoding="utf-8")
+            with kept_together():  # the weights and their json: all new, or as they were (a stop cannot split them)
+                retire(path.with_suffix(".json"))  # first: a kill -9 leaves no old json beside new weights
+                sha256 = state.files.write(path, state.weights()["ema"], metadata)
+                sidecar = {"arch": ARCH, "config": to_dict(setup.model_config), "sha256": sha256, "training": training}
+                if state.files.lora:
+                    sidecar["lora"] = {**to_dict(state.files.lora), "base": to_dict(state.files.base)}
+                with atomic_output(path.with_suffix(".json"), overwrite=True) as tmp:
+                    tmp.write_text(json_text(sidecar, indent=2) + "\n", encoding="utf-8")
             setup.log.write("done", state.step, model=path.name, sha256=sha256, process_digests=digests)
         self.processes.barrier()
         return path

@@ -4,6 +4,8 @@ of where it came from, so `verify` can re-hash it and `list` can describe it wit
 Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmgen", read when used):
     models/<name>/model.safetensors   the converted weights (arch + config in the metadata)
     models/<name>/model.json          CacheRecord; written last, so a model counts as cached only once complete
+                                      (a replaced one's goes first; a replacement killed half way is taken
+                                      back by the next command that locks the folder: `ModelCache.lock`)
     models/<name>/<sha256>.part       an interrupted download, resumed by the next pull (from Google Drive:
                                       <file id>.part, complete but unchecked, and gdown's <file id>.part*.part)
     models/<name>/.lock               held while downloading or converting into this folder; a folder left with
@@ -36,6 +38,7 @@ from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import file_lock, sha256_file, write_text
 from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
+from mmgen.temporaries import leftovers, remove_leftovers
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -206,6 +209,32 @@ class ModelCache:
                     found = True
         return found
 
+    def _recover(self, name: str) -> None:
+        """Put back the model that a replacement killed half way (kill -9, a power cut) took away: the record goes
+        first (mmgen.weights.convert.install), so such a folder has none, only the old one kept aside by the dead
+        process. The old model comes back when its weights are there too — still in place, or kept aside — as its
+        record says: the same file (its stamp), or the same size and sha256. Else it stays gone (the new weights
+        without a record are not a model). The caller holds the lock."""
+        if os.path.lexists(self.record_path(name)):
+            return
+        left = leftovers(self.folder(name))
+        records = [p for p in left if p.name.startswith(".model.") and p.suffix == ".json"]
+        weights = [self.weights_path(name), *(p for p in left if p.name.startswith(".model.")
+                                              and p.suffix == ".safetensors")]
+        for kept in records:
+            try:
+                record = read_record(CacheRecord, kept, "cache record", "")
+            except ConfigError:
+                continue
+            for candidate in weights:
+                if _holds(candidate, record):
+                    with suppress(OSError):
+                        if candidate != self.weights_path(name):
+                            os.replace(candidate, self.weights_path(name))
+                        os.replace(kept, self.record_path(name))
+                        say(f"mmgen: {name}: put back the model a killed `mmgen` was replacing")
+                        return
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Exclusive access to one model's folder across processes; says so when it has to wait. A folder that
@@ -213,6 +242,8 @@ class ModelCache:
         folder = self.folder(name)
         lock = _acquire(folder, name)
         try:
+            self._recover(name)
+            remove_leftovers(folder)
             yield
         finally:
             with suppress(OSError):  # best effort (a system that cannot delete an open file keeps it)
@@ -220,6 +251,18 @@ class ModelCache:
                     (folder / ".lock").unlink()
                     folder.rmdir()
             lock.release()
+
+
+def _holds(path: Path, record: CacheRecord) -> bool:
+    """Whether `path` is the weights file `record` describes: its very file (the stamp it recorded), or one of
+    the same size and sha256."""
+    try:
+        stamp = FileStamp.of(path)
+        if not path.is_file() or stamp.size != record.size:
+            return False
+        return stamp == record.stamp or sha256_file(path) == record.sha256
+    except OSError:
+        return False
 
 
 def _acquire(folder: Path, name: str) -> filelock.BaseFileLock:

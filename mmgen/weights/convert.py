@@ -15,7 +15,7 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
-from mmgen.files import sha256_file
+from mmgen.files import kept_together, retire, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.output_checks import same_file
@@ -121,27 +121,29 @@ def install(
     # The file holds what its weights are, not what they are called or where they were found (the record keeps
     # those): the same weights imported under two names, or from two paths, are one file with one sha256.
     metadata = {"source_sha256": source_sha256, **lineage.metadata()}
-    digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
-    record = CacheRecord(
-        name=name,
-        arch=target.arch,
-        config=to_dict(target.config),
-        sha256=digest,
-        size=weights.stat().st_size,
-        dtype=str(dtype).removeprefix("torch."),
-        source=source,
-        source_sha256=source_sha256,
-        source_format="safetensors" if is_safetensors(file) else "pt",
-        imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        mmgen_version=__version__,
-        stamp=FileStamp.of(weights),
-        sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
-        upsampler=lineage.upsampler,
-        lineage_of=copy_of,
-        source_dtypes=", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()
-                                        if t.is_floating_point()})),
-    )
-    cache.write_record(record)
+    with kept_together():  # the weights and their record: all new, or all as they were (a stop cannot split them)
+        retire(cache.record_path(name))  # first: a kill -9 leaves no old record beside new weights
+        digest = save_model(weights, state, target.arch, target.config, metadata, dtype=dtype)
+        record = CacheRecord(
+            name=name,
+            arch=target.arch,
+            config=to_dict(target.config),
+            sha256=digest,
+            size=weights.stat().st_size,
+            dtype=str(dtype).removeprefix("torch."),
+            source=source,
+            source_sha256=source_sha256,
+            source_format="safetensors" if is_safetensors(file) else "pt",
+            imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            mmgen_version=__version__,
+            stamp=FileStamp.of(weights),
+            sampling=to_dict(lineage.sampling) if lineage.sampling is not None else None,
+            upsampler=lineage.upsampler,
+            lineage_of=copy_of,
+            source_dtypes=", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in state.values()
+                                            if t.is_floating_point()})),
+        )
+        cache.write_record(record)
     return record
 
 
@@ -198,17 +200,18 @@ def import_weights(
     with cache.lock(name):
         if cache.record(name) is not None and not overwrite:
             raise OutputExists(f"{name!r} is already in the cache", hint="pass --overwrite to replace it")
-        record = install(
-            cache,
-            name,
-            file,
-            target,
-            source=source or str(file.resolve()),
-            source_sha256=source_sha256,
-            dtype=DTYPES[dtype],
-        )
-        if on_trust:  # the file a user fetched by hand is the first one seen, as a download would be
-            trust.trust(cache.root, name, entry.weights.drive.file, source_sha256, size, str(file.resolve()))
+        with kept_together():  # the model and the trust it adds: a stop keeps both or neither
+            record = install(
+                cache,
+                name,
+                file,
+                target,
+                source=source or str(file.resolve()),
+                source_sha256=source_sha256,
+                dtype=DTYPES[dtype],
+            )
+            if on_trust:  # the file a user fetched by hand is the first one seen, as a download would be
+                trust.trust(cache.root, name, entry.weights.drive.file, source_sha256, size, str(file.resolve()))
     return record
 
 

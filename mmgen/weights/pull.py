@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
-from mmgen.files import sha256_file
+from mmgen.files import kept_together, retire, sha256_file
 from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
 from mmgen.weights.convert import Target, install
@@ -156,8 +156,9 @@ def _from_urls(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> 
     sha256 = entry.weights.sha256
     part = download(entry.weights.urls, cache.part_path(name, sha256), sha256, label=name, size=entry.weights.size,
                     quiet=quiet)
-    install(cache, name, part, _target(entry), source=entry.weights.urls[0], source_sha256=sha256)
-    part.unlink()
+    with kept_together():  # a stop keeps the model (the download gone) or the download (nothing cached)
+        install(cache, name, part, _target(entry), source=entry.weights.urls[0], source_sha256=sha256)
+        retire(part)
 
 
 def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> None:
@@ -171,12 +172,13 @@ def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) ->
     try:
         sha256, size = sha256_file(part), part.stat().st_size
         trust.check_trusted(cache.root, name, sha256, size, f"the {source.file} Google Drive serves now")
-        install(cache, name, part, _target(entry), source=source.folder_url, source_sha256=sha256)
-        trust.trust(cache.root, name, source.file, sha256, size, source.folder_url)
+        with kept_together():  # a stop keeps the model and its trust (the download gone), or the download alone
+            install(cache, name, part, _target(entry), source=source.folder_url, source_sha256=sha256)
+            trust.trust(cache.root, name, source.file, sha256, size, source.folder_url)
+            retire(part)
     except MmgenError:  # not the file, or not the one first seen: nothing of it is kept
         part.unlink(missing_ok=True)
         raise
-    part.unlink()
 
 
 def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256: str | None) -> ModelEntry:

@@ -1,0 +1,263 @@
+"""A stop signal (Ctrl-C, SIGTERM, SIGHUP) that lands while the files of one output are committed — between a
+rename that makes a file visible and the record of how to take it back — cannot split them: the stop comes
+before the commit (the old files whole, or nothing new) or after it (the new files whole, and said). Each test
+sends the signal to its own process at that exact point (right after the rename of one file), so none is a
+race; one runs it in a real process, to see the exit code and the line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from cli_here import run_here
+from mmgen_cli import mmgen_env
+from tiny_model import save_tiny_model, tiny_config
+
+from mmgen import files
+from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
+from mmgen.errors import OutputExists
+from mmgen.files import atomic_output, kept_together, sha256_file
+from mmgen.runtime.stop_signals import stops_interrupt
+from mmgen.weights import load_model
+
+
+def stop_right_after(monkeypatch, name: str, sig: int = signal.SIGTERM) -> list[Path]:
+    """Send `sig` to this process right after the file `name` is renamed into place (files._commit) — the moment
+    the probe caught with a watcher process, here without a race. The paths it was sent after, returned."""
+    commit, sent = files._commit, []
+
+    def commit_then_stop(temp: Path, target: Path, replace: bool) -> None:
+        commit(temp, target, replace)
+        if target.name == name and not sent:
+            sent.append(target)
+            os.kill(os.getpid(), sig)  # its handler runs before the next line
+
+    monkeypatch.setattr(files, "_commit", commit_then_stop)
+    return sent
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "new"])
+def test_a_stop_as_the_last_file_lands_leaves_the_old_files_or_none(tmp_path, monkeypatch, overwrite):
+    """The sidecar's rename was done, its undo not yet recorded: the stop's KeyboardInterrupt took the others back
+    but left the new sidecar (beside the old mp4, or alone)."""
+    mp4, sidecar = tmp_path / "clip.mp4", tmp_path / "clip.json"
+    if overwrite:
+        mp4.write_bytes(b"old clip")
+        sidecar.write_text("old sidecar")
+    before = listing(tmp_path)
+    sent = stop_right_after(monkeypatch, "clip.json")
+
+    with pytest.raises(KeyboardInterrupt), stops_interrupt(), kept_together():
+        for path in (mp4, sidecar):
+            with atomic_output(path, overwrite=overwrite) as temp:
+                temp.write_text(f"new {path.suffix}")
+
+    assert sent == [sidecar]
+    assert listing(tmp_path) == before  # the hidden names it kept aside are gone too
+
+
+def test_a_stop_as_the_files_are_kept_keeps_all_of_them_and_says_so(tmp_path, monkeypatch):
+    """A stop while the block ends — the files kept, what they replaced let go — comes after the commit: the new
+    files all stay, and what was to happen once they are kept (naming them in the interrupted line) happened."""
+    mp4, sidecar = tmp_path / "clip.mp4", tmp_path / "clip.json"
+    mp4.write_bytes(b"old clip")
+    sidecar.write_text("old sidecar")
+    forget, kept = files._Commit.forget, []
+
+    def forget_then_stop(commit):
+        forget(commit)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(files._Commit, "forget", forget_then_stop)
+    with pytest.raises(KeyboardInterrupt), stops_interrupt(), kept_together():
+        for path in (mp4, sidecar):
+            with atomic_output(path, overwrite=True) as temp:
+                temp.write_text(f"new {path.suffix}")
+        files.when_kept(lambda: kept.append(mp4))
+
+    assert listing(tmp_path) == {"clip.json": b"new .json", "clip.mp4": b"new .mp4"}
+    assert kept == [mp4]
+
+
+def test_a_commit_that_fails_after_its_rename_keeps_what_it_replaced(tmp_path, monkeypatch):
+    """Any failure right after the rename (not only a stop) is taken back with the file it replaced put back —
+    not the kept-aside copy deleted, the old file lost."""
+    mp4 = tmp_path / "clip.mp4"
+    mp4.write_bytes(b"old clip")
+    commit = files._commit
+
+    def commit_then_fail(temp, target, replace):
+        commit(temp, target, replace)
+        raise OutputExists("raced")
+
+    monkeypatch.setattr(files, "_commit", commit_then_fail)
+    with pytest.raises(OutputExists), kept_together():
+        with atomic_output(mp4, overwrite=True) as temp:
+            temp.write_bytes(b"new clip")
+    assert listing(tmp_path) == {"clip.mp4": b"old clip"}
+
+
+def test_a_nested_group_is_kept_or_taken_back_with_the_outer_one(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+    with pytest.raises(RuntimeError), kept_together():
+        with kept_together():
+            files.write_text(a, "new a")
+        files.write_text(b, "new b")
+        raise RuntimeError
+    assert listing(tmp_path) == {"a.txt": b"old a"}
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "new"])
+def test_a_stop_as_a_clips_sidecar_lands_leaves_the_old_clip_or_nothing_and_says_so(tiny, tmp_path, monkeypatch,
+                                                                                   overwrite):
+    """`generate` stopped right after clip_0000.json appeared: it said "nothing written" and left that sidecar —
+    alone, or (--overwrite) beside the old mp4 and previews it does not describe."""
+    env, out = mmgen_env(tmp_path), tmp_path / "out"
+    args = ("generate", "-n", "1", "-m", tiny, "--steps", "1", "--seed", "1", "-o", out)
+    if overwrite:
+        assert run_here(*args, env=env).returncode == 0
+    before = listing(out) if overwrite else None
+    stop_right_after(monkeypatch, "clip_0000.json", signal.SIGINT)
+
+    stopped = run_here(*args, "--seed", "2", *(["--overwrite"] if overwrite else []), env=env)
+
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == "mmgen: interrupted; nothing written"
+    if overwrite:
+        assert listing(out) == before  # mp4, json and previews: the first run's, nothing kept aside
+    else:
+        assert not out.exists()
+
+
+def test_a_stop_as_imported_weights_land_keeps_the_model_that_was_cached(tmp_path, monkeypatch):
+    """`models import --overwrite --dtype fp16` stopped right after the new weights appeared: exit 143 with the
+    fp16 weights beside the old fp32 record, so `models verify` called the model corrupt and generate refused."""
+    env, source = mmgen_env(tmp_path), save_tiny_model(tmp_path / "m.safetensors")
+    assert run_here("models", "import", source, "--name", "mx", env=env).returncode == 0
+    folder = tmp_path / "cache" / "models" / "mx"
+    before = listing(folder)
+    stop_right_after(monkeypatch, "model.safetensors")
+
+    stopped = run_here("models", "import", source, "--name", "mx", "--overwrite", "--dtype", "fp16", env=env)
+
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == "mmgen: interrupted (SIGTERM)"
+    assert listing(folder) == before
+    monkeypatch.undo()
+    verified = run_here("models", "verify", "mx", env=env)
+    assert verified.returncode == 0 and "mx: ok" in verified.stdout + verified.stderr
+
+
+@pytest.fixture
+def adapter_file(tmp_path) -> Path:
+    base = save_tiny_model(tmp_path / "base.safetensors")
+    model = load_model(base).model
+    attach(model, LoraSpec(4, 4.0, "attention"))
+    with torch.no_grad():
+        for _, p in adapter_parameters(model):
+            p.fill_(0.01)
+    identity = BaseModel(str(base), sha256_file(base), "mm-unet", dataclasses.asdict(tiny_config()))
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(path, model, LoraSpec(4, 4.0, "attention"), identity)
+    return path
+
+
+def test_a_stop_as_an_adapter_is_registered_leaves_no_file_without_its_record(adapter_file, tmp_path, monkeypatch):
+    """It left adapters/NAME/adapter.safetensors without adapter.json: `models info NAME` said unknown, and the
+    file stayed."""
+    env = mmgen_env(tmp_path)
+    stop_right_after(monkeypatch, "adapter.safetensors", signal.SIGINT)
+
+    stopped = run_here("models", "import", adapter_file, "--name", "style", env=env)
+
+    assert stopped.returncode == 130, stopped.stderr
+    folder = tmp_path / "cache" / "adapters" / "style"
+    assert not folder.exists() or listing(folder) == {}
+    monkeypatch.undo()
+    again = run_here("models", "import", adapter_file, "--name", "style", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["sha256"] == sha256_file(adapter_file)
+
+
+STOP_AFTER_A_RENAME = """
+import os, signal, sys
+import mmgen.cli as cli
+from mmgen import files
+
+name, sig = sys.argv.pop(1), getattr(signal, sys.argv.pop(1))
+commit = files._commit
+
+def commit_then_stop(temp, target, replace):
+    commit(temp, target, replace)
+    if target.name == name:
+        os.kill(os.getpid(), sig)
+
+files._commit = commit_then_stop
+cli.main()
+"""
+
+
+def test_sigterm_as_a_models_weights_land_exits_143_with_the_model_as_it_was(tmp_path):
+    """The real process: mmgen's handlers, its exit code and its line, the cache left as it was."""
+    env, source = mmgen_env(tmp_path), save_tiny_model(tmp_path / "m.safetensors")
+    assert run_here("models", "import", source, "--name", "mx", env=env).returncode == 0
+    folder = tmp_path / "cache" / "models" / "mx"
+    before = listing(folder)
+
+    done = import_stopped(tmp_path, "SIGTERM", source, env)
+
+    assert done.returncode == 143, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.splitlines()[-1] == "mmgen: interrupted (SIGTERM)"
+    assert listing(folder) == before
+
+
+def test_after_a_kill_9_as_a_models_weights_land_the_next_command_puts_the_old_model_back(tmp_path):
+    """kill -9 can take nothing back: the new weights stay, without a record (the old one went first), beside the
+    old files kept aside. The next command that locks the model's folder puts the old model back, whole."""
+    env, source = mmgen_env(tmp_path), save_tiny_model(tmp_path / "m.safetensors")
+    assert run_here("models", "import", source, "--name", "mx", env=env).returncode == 0
+    folder = tmp_path / "cache" / "models" / "mx"
+    before = listing(folder)
+
+    killed = import_stopped(tmp_path, "SIGKILL", source, env)
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "model.json" not in listing(folder)  # never the old record beside the new weights
+    again = run_here("models", "import", source, "--name", "mx", env=env)
+    assert again.returncode == 2 and "'mx' is already in the cache" in again.stderr, again.stderr
+    assert listing(folder) == before  # the old weights and record, nothing left aside
+    verified = run_here("models", "verify", "mx", env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def import_stopped(tmp_path: Path, sig: str, source: Path, env: dict) -> subprocess.CompletedProcess:
+    """`mmgen models import --overwrite --dtype fp16`, sent `sig` by itself right after its new weights land."""
+    script = tmp_path / "stop_after.py"
+    script.write_text(STOP_AFTER_A_RENAME)
+    return subprocess.run([sys.executable, script, "model.safetensors", sig, "models", "import", source, "--name",
+                           "mx", "--overwrite", "--dtype", "fp16"], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_a_stop_as_a_batch_jobs_sidecar_lands_leaves_no_lone_sidecar(tiny, tmp_path, monkeypatch):
+    """`batch` stopped right after out/x.json appeared left only that sidecar, saying nothing was written."""
+    jobs, out = tmp_path / "jobs.yaml", tmp_path / "out"
+    jobs.write_text(f"jobs:\n  - {{kind: generate, name: x, num: 1, steps: 1, previews: false, model: '{tiny}'}}\n")
+    stop_right_after(monkeypatch, "x.json", signal.SIGINT)
+
+    stopped = run_here("batch", jobs, "-o", out, env=mmgen_env(tmp_path))
+
+    assert stopped.returncode == 130, stopped.stderr
+    assert not [p.name for p in out.glob("x*")] and not [p.name for p in out.glob(".x*")], stopped.stderr

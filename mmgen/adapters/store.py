@@ -15,6 +15,7 @@ from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, MmgenError, OutputExists, UsageError
 from mmgen.files import atomic_path, copy_into, kept_together, retire, sha256_file, write_text
+from mmgen.temporaries import remove_leftovers
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
@@ -69,6 +70,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     if (folder / RECORD).is_file() and not overwrite:
         raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
     folder.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)  # what a registration killed outright (kill -9) left: its temporaries, files kept aside
     with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
         retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
         with atomic_path(folder / FILE) as tmp:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import OFFICIAL
 from safetensors.torch import load_file
-from test_mmunet import micro_inputs, micro_model, tiny_config, tiny_model
+from test_mmunet import MICRO, micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
 from tiny_model import TINY_FIELDS
 
@@ -187,6 +187,28 @@ def test_no_forward_copies_a_convolution_weight(compute):
     convolved = [e for e in prof.events() if "convolution" in e.name]
     assert convolved, "the forward ran no convolution"
     assert [shape for shape in copied if squeezed(shape) in weight_shapes] == []
+
+
+def test_a_built_model_and_its_weights_loaded_from_a_file_are_laid_out_alike_and_train_alike(tmp_path):
+    """Every weight has the same strides, size-1 axes included, whether the model was built (a run from scratch)
+    or loaded from a file (a resumed run, --from): torch reads a convolution's layout from the strides, and the
+    first audio convolution's weight (one input channel) sets the layout of every audio activation after it. In
+    another layout the gradients round otherwise (on an AVX2 CPU: a resumed run was not bitwise the run that
+    never stopped), so the gradients must be bitwise the same too."""
+    built = micro_model()
+    save_model(tmp_path / "micro.safetensors", built, "mm-unet", MICRO)
+    loaded = load_model(tmp_path / "micro.safetensors").model
+
+    def strides(model):
+        return {name: p.stride() for name, p in model.named_parameters()}
+
+    assert strides(loaded) == strides(built)
+    gradients = []
+    for model in (built, loaded):
+        video, audio = model.eval()(*micro_inputs(), shift=1)
+        (video.square().sum() + audio.square().sum()).backward()
+        gradients.append({name: p.grad for name, p in model.named_parameters()})
+    assert [name for name, g in gradients[0].items() if not torch.equal(g, gradients[1][name])] == []
 
 
 def test_group_norm_is_the_same_in_either_layout():

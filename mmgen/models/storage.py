@@ -84,10 +84,29 @@ def _parameters_of(model: nn.Module, layers: tuple[type[nn.Module], ...]) -> set
 def _channels_last(
     weight: torch.Tensor, dtype: torch.dtype | None = None, device: torch.device | None = None, copy: bool = False
 ) -> torch.Tensor:
-    """A conv weight (C', C, *kernel) stored as (C', *kernel, C), shape unchanged, in one copy (or none)."""
+    """A conv weight (C', C, *kernel) stored as (C', *kernel, C), shape unchanged, in one copy (or none).
+    The strides are always exactly those of that layout, size-1 axes included: a built weight that is already
+    laid out so (a 1×1 kernel, one input channel) but strided otherwise along a size-1 axis is copied too. Torch
+    reads a convolution's layout from the strides, size-1 axes included, and hands its output on in the layout it
+    guessed (the audio's first convolution, one input channel, sets the layout of every audio activation after
+    it); the weight gradients then sum in another order (on an AVX2 CPU in fp32). A model built from scratch and
+    the same weights loaded from a file (or resumed from a checkpoint) must compute, and train, bitwise alike."""
     inner = weight.movedim(1, -1)
     dtype = weight.dtype if dtype is None else dtype
     device = weight.device if device is None else torch.device(device)
-    if not copy and inner.is_contiguous() and inner.dtype == dtype and inner.device == device:
+    laid_out = weight.stride() == channels_last_strides(weight.shape)
+    if not copy and laid_out and inner.dtype == dtype and inner.device == device:
         return weight
     return torch.empty(inner.shape, dtype=dtype, device=device).copy_(inner).movedim(-1, 1)
+
+
+def channels_last_strides(shape: torch.Size | tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a conv weight of `shape` (C', C, *kernel) stored as (C', *kernel, C), as a fresh tensor
+    of that layout has them (size-1 axes included)."""
+    inner = (shape[0], *shape[2:], shape[1])
+    strides, size = [], 1
+    for n in reversed(inner):
+        strides.append(size)
+        size *= max(n, 1)
+    strides.reverse()
+    return (strides[0], strides[-1], *strides[1:-1])

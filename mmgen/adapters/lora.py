@@ -85,7 +85,15 @@ class LowRankDelta(nn.Module):
         return (self.lora_B @ self.lora_A) * self.scale  # (fan_out, fan_in)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight + self.delta().view(weight.shape).to(weight.dtype)
+        """The sum keeps the weight's strides, size-1 axes included: a conv weight is kept with exactly the
+        channels-last ones (models.storage) and torch picks a convolution's kernel, and its output's layout, from
+        them, so a new adapter changes nothing, bitwise. (An elementwise op would hand back normalised strides on
+        the size-1 axes of a 1×1 kernel; there they address the same elements.)"""
+        delta = self.delta().view(weight.shape).to(weight.dtype)
+        if delta.stride() != weight.stride():
+            delta = torch.empty_like(weight).copy_(delta)  # in the weight's memory order
+        out = weight + delta
+        return out if out.stride() == weight.stride() else out.as_strided(weight.shape, weight.stride())
 
 
 def attach(model: nn.Module, spec: LoraSpec) -> list[nn.Parameter]:

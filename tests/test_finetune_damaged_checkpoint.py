@@ -16,7 +16,7 @@ from mmgen_cli import mmgen_env
 from mmgen import files
 from mmgen.cli import run
 from mmgen.models import build_model, config_for
-from mmgen.train.checkpoint import Checkpoint, list_checkpoints, save_checkpoint, set_aside
+from mmgen.train.checkpoint import Checkpoint, list_checkpoints, resume_from, save_checkpoint, set_aside
 from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
 
@@ -170,3 +170,19 @@ def test_a_step_damaged_twice_keeps_both_damaged_copies(tmp_path):
         set_aside(Checkpoint(step, 2))
     kept = {p.name: (p / "model.safetensors").read_text() for p in folders.iterdir()}
     assert kept == {"step-0000002.damaged": "truncated", "step-0000002.damaged-2": "zero bytes"}
+
+
+@pytest.mark.parametrize(("damage_state", "why"), [
+    (lambda data: data[: len(data) // 2], "PytorchStreamReader failed reading zip archive: failed finding central directory"),
+    (lambda data: b"\x80\x02garbage", "Unsupported operand 103"),
+], ids=["cut short", "a garbage pickle"])
+def test_a_damaged_state_pt_is_said_in_the_few_words_models_import_uses(tmp_path, damage_state, why):
+    """The warning quoted torch.load's message cut at 200 characters: a paragraph on miniz, or weights_only's advice
+    on PyTorch 2.6, that never reached what was found. It is the short reason `models import` gives."""
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    model = build_model("mm-unet", config)
+    saved = save_checkpoint(tmp_path / "checkpoints", 1, model=model, ema=model, write=RunWeights(config).write,
+                            state={"step": 1}, keep=1)
+    state = saved.path / "state.pt"
+    state.write_bytes(damage_state(state.read_bytes()))
+    assert resume_from(tmp_path) == (None, [(saved, f"state.pt: {why}")])

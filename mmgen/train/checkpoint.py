@@ -33,6 +33,7 @@ from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.errors import MmgenError, UsageError
 from mmgen.files import atomic_path, writing
 from mmgen.weights import LoadedModel, load_model
+from mmgen.weights.checkpoint import torch_load_reason
 
 _NAME = re.compile(r"step-(\d+)")
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -210,8 +211,11 @@ def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
         try:
             parts[name] = read()
         except _LOAD_ERRORS as e:
-            reason = " ".join(str(e).split()) or e.__class__.__name__
-            raise DamagedCheckpoint(f"{name}: {reason[:200]}") from None
+            if name == "state.pt":  # torch.load's message runs over a paragraph of advice: what it found, in brief
+                reason = torch_load_reason(e)
+            else:
+                reason = (" ".join(str(e).split()) or e.__class__.__name__)[:200]
+            raise DamagedCheckpoint(f"{name}: {reason}") from None
     return Resumable(checkpoint, parts["model.safetensors"], parts["ema.safetensors"], parts["state.pt"])
 
 

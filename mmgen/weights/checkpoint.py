@@ -68,18 +68,23 @@ def damaged_torch_checkpoint(path: Path, why: str) -> UsageError:
     return UsageError(f"{path}: damaged, or not a PyTorch checkpoint ({why})", hint="get the file again")
 
 
-def _torch_load_failure(path: Path, error: Exception) -> UsageError:
-    """torch.load's error for `path` as one short line: Python objects that weights_only refuses (never executed),
-    or else a damaged file. torch's own messages run over several lines of advice (weights_only's) or carry an
-    "[enforce fail at inline_container.cc:…]" prefix and a paragraph on miniz; the first sentence of the part that
-    says what was found is kept."""
+def torch_load_reason(error: Exception) -> str:
+    """torch.load's error in a few words. torch's own messages run over several lines of advice (weights_only's)
+    or carry an "[enforce fail at inline_container.cc:…]" prefix and a paragraph on miniz; the first sentence of
+    the part that says what was found is kept."""
     text = str(error)
     if "WeightsUnpickler error:" in text:  # weights_only's unpickler: what it met comes after its advice
         text = text.split("WeightsUnpickler error:", 1)[1]
     text = re.sub(r"^\s*\[enforce fail at [^\]]*\]\s*\.?", "", text).strip()
     reason = re.split(r"\.(?:\s|$)", text.splitlines()[0] if text else "", maxsplit=1)[0].strip()
     reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)[:160]
-    reason = reason or ("it ends too early" if isinstance(error, EOFError) else error.__class__.__name__)
+    return reason or ("it ends too early" if isinstance(error, EOFError) else error.__class__.__name__)
+
+
+def _torch_load_failure(path: Path, error: Exception) -> UsageError:
+    """torch.load's error for `path` as one short line: Python objects that weights_only refuses (never executed),
+    or else a damaged file."""
+    reason = torch_load_reason(error)
     if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
         return UsageError(
             f"{path}: refused to load: it holds Python objects other than tensors ({reason})",

@@ -619,3 +619,25 @@ def test_an_input_too_short_for_any_sound_or_at_an_absurd_rate_is_said_so_before
 
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {folder / says}\n")
     assert tree(folder) == before
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda folder: write_test_video(folder / "slow.mkv", seconds=0.5, size=(16, 16), sample_rate=2_000,
+                                     audio_codec="pcm_s16le").path,
+     "slow.mkv: its audio is sampled at 2,000 Hz, out of range (mmgen reads sound sampled at 4,000 Hz or more)"),
+    (lambda folder: write_test_video(folder / "blip.mkv", seconds=0.5, size=(16, 16), audio_seconds=0.005,
+                                     audio_codec="pcm_s16le").path,
+     "blip.mkv: its audio lasts 5 ms, too short to hold any sound (mmgen needs 10 ms or more)"),
+], ids=["a sound at 2 kHz", "a sound of 5 ms"])
+def test_retake_holds_its_input_to_the_limits_soundtrack_and_animate_do(make, says, tiny, tmp_path):
+    """retake took a sound sampled below 4 kHz, or one too short to hold any, and went through all the sampling
+    (exit 0) where soundtrack and animate refuse it: it is their one line, exit 2, before any work."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    source = make(folder)
+    before = tree(folder)
+
+    done = run_here("retake", source, "--range", "0:0.004", "-m", tiny, *FAST, env=mmgen_env(tmp_path))
+
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {folder / says}\n")
+    assert tree(folder) == before

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mmgen.errors import MediaError
-from mmgen.media import probe, read_audio, read_video
+from mmgen.media import MediaInfo, probe, read_audio, read_video
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressFn, quiet
@@ -43,19 +43,29 @@ def check_input(path: Path, given: str) -> float:
     info = probe(path)
     if not getattr(info, f"has_{given}"):
         raise MediaError(f"cannot read {path}: it has no {given} stream")
-    if given == "audio" and info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
-        raise MediaError(f"cannot read {path}: its audio is sampled at {info.sample_rate:,} Hz, out of range (mmgen "
-                         f"reads sound sampled at {MIN_INPUT_RATE:,} Hz or more)")
+    check_rate(info, given)
     duration = info.video_duration if given == "video" else info.audio_duration
     duration = info.duration if duration is None else duration
     if given == "video" and (info.frames or 0) <= 1 and info.video_codec in STILL_CODECS:
         raise MediaError(f"cannot read {path}: it is a still image ({info.video_codec}), not a video")
     if duration <= 0 or (given == "video" and info.frames == 0):
         raise MediaError(f"cannot read {path}: its {given} stream is empty")
-    if duration < MIN_SECONDS:
-        raise MediaError(f"cannot read {path}: its {given} lasts {duration * 1000:.3g} ms, too short to hold any sound "
-                         f"(mmgen needs {MIN_SECONDS * 1000:g} ms or more)")
+    check_length(info, given, duration)
     return duration
+
+
+def check_rate(info: MediaInfo, given: str) -> None:
+    """An input's sound (`given` "audio") sampled below MIN_INPUT_RATE is refused before any work."""
+    if given == "audio" and info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
+        raise MediaError(f"cannot read {info.path}: its audio is sampled at {info.sample_rate:,} Hz, out of range "
+                         f"(mmgen reads sound sampled at {MIN_INPUT_RATE:,} Hz or more)")
+
+
+def check_length(info: MediaInfo, given: str, duration: float) -> None:
+    """An input whose `given` stream lasts `duration` s, under MIN_SECONDS, is refused before any work."""
+    if duration < MIN_SECONDS:
+        raise MediaError(f"cannot read {info.path}: its {given} lasts {duration * 1000:.3g} ms, too short to hold any "
+                         f"sound (mmgen needs {MIN_SECONDS * 1000:g} ms or more)")
 
 
 def read_input(path: Path, given: str, models: Models) -> torch.Tensor:

@@ -23,7 +23,7 @@ from mmgen.media.delivery import Delivery
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.conditional import OTHER
+from mmgen.pipelines.conditional import OTHER, check_length, check_rate
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.retake_windows import regenerate, seam_weights
 from mmgen.pipelines.sampling import window_sampler
@@ -143,7 +143,11 @@ def retake(
         if not getattr(info, f"has_{kind}"):
             raise MediaError(f"cannot retake {source}: it has no {kind} stream (a retake keeps one and remakes "
                              "the other within the ranges)")
-    spans = check_ranges(settings.ranges, stream_seconds(info), modality, source)
+    seconds = stream_seconds(info)
+    for kind in OTHER:  # the limits soundtrack and animate hold their inputs to, before any work
+        check_rate(info, kind)
+        check_length(info, kind, seconds[kind])
+    spans = check_ranges(settings.ranges, seconds, modality, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
     inputs = [source, *input_files(settings)]

@@ -22,7 +22,7 @@ class MmgenError(Exception):
 
 class StorageError(MmgenError):
     """The disk failed under a write (full, over quota, file too large, an I/O error), or an output folder was
-    replaced while the command ran: not the user's input, so exit code 1 (mmgen.files.write_failure)."""
+    replaced while the command ran: not the user's input, so exit code 1 (mmgen.disk_failures.write_failure)."""
 
 
 class UsageError(MmgenError):

@@ -11,19 +11,19 @@ once, the later one stops (OutputExists) instead of silently replacing the other
 the files of one output appear together: if writing one fails, the others it committed are taken back again, and
 the files they replaced (--overwrite), kept aside under hidden names until then, are put back; a file `retire`
 removes inside the block is kept aside the same way. A temporary's name says which process made it, so a later
-run can remove what a killed one left (mmgen.temporaries).
+run can remove what a killed one left (mmgen.temporaries). What a failing write (or an input's failing read) is
+said as, and whose trouble it is, is mmgen.disk_failures'.
 `sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder), and
 `file_lock` is the one way mmgen makes a lock file: filelock waits forever for one it cannot create.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +31,10 @@ from pathlib import Path
 import filelock
 
 from mmgen import temporaries
-from mmgen.errors import MediaError, MmgenError, OutputExists, StorageError
+from mmgen.disk_failures import named_as, reading, writing
+from mmgen.errors import MediaError, MmgenError, OutputExists
 from mmgen.output_checks import check_writable, name_max
 from mmgen.runtime.stop_signals import stops_held
-
-DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
-READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
 
 
 @dataclass(frozen=True)
@@ -81,18 +79,6 @@ class _Group:
 
 
 _group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=None)
-# (temporary, target) of each `atomic_path(folder=True)` being written: a file inside is named by where it will be
-_folders: ContextVar[tuple[tuple[Path, Path], ...]] = ContextVar("folders_written", default=())
-
-
-def _final_name(path: Path) -> Path:
-    """`path`, or where it will be once the temporary folder it is in is committed (a checkpoint's file)."""
-    for temp, target in reversed(_folders.get()):
-        if path.is_relative_to(temp):
-            return target / path.relative_to(temp)
-    return path
-
-
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
     would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a
@@ -162,10 +148,10 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     """
     target = Path(path)
     temp = temporary_name(target)
-    with writing(target, temp):  # a failing disk is one line naming `target`, not the temporary (or an input read)
+    naming = named_as(temp, target) if folder else nullcontext()  # a file inside: named by where it will be
+    with writing(target, temp), naming:  # a failing disk: one line naming `target`, not the temporary (nor an input)
         if folder:
             temp.mkdir()
-        token = _folders.set((*_folders.get(), (temp, target))) if folder else None
         try:
             yield temp
             if not temp.exists():
@@ -189,8 +175,6 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
                     raise
             _fsync(target.parent)
         finally:
-            if token is not None:
-                _folders.reset(token)
             _remove(temp)
 
 
@@ -233,77 +217,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A user-facing output: refused up front if it exists (unless `overwrite`) or cannot be written, then
     written through `atomic_path`, and never over a file that appeared meanwhile (unless `overwrite`).
-    A failing disk (full, quota, read-only) is one line naming `path` (write_failure).
+    A failing disk (full, quota, read-only) is one line naming `path` (mmgen.disk_failures).
     """
     target = check_writable(path, overwrite)
     with atomic_path(target, replace=overwrite) as temp:
         yield temp
-
-
-def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
-    """The one line for an OSError met while writing `target`, with its exit code decided here for every writer:
-    a failing disk (full, over quota, file too large, I/O error) is the machine's trouble, exit 1 (StorageError);
-    a read-only filesystem is the place the user chose, exit 2 (MediaError); anything else is `error` itself."""
-    target = _final_name(target)
-    if error.errno in DISK_FAILURES:
-        return StorageError(f"cannot write {target}: {error.strerror or error}",
-                            hint="free some space, or raise the file size limit, and run it again")
-    if error.errno == errno.EROFS:
-        return MediaError(f"cannot write {target}: {error.strerror or error}")
-    return error
-
-
-def read_failure(source: Path, error: OSError) -> MmgenError | OSError:
-    """The one line for an OSError met while reading the input `source`: an I/O error is the machine's trouble,
-    exit 1 (StorageError); anything else is `error` itself."""
-    if error.errno in READ_FAILURES:
-        return StorageError(f"cannot read {source}: {error.strerror or error}",
-                            hint="the disk holding it failed; copy it from a good one and run it again")
-    return error
-
-
-@contextmanager
-def writing(target: str | os.PathLike, *through: Path) -> Iterator[None]:
-    """An OSError of the block is a failure to write `target` (or the files written to make it, `through`: its
-    temporary, a file inside that, its lock): a failing disk or a read-only filesystem is one line naming it
-    (write_failure), not the bare OS error — for every file mmgen writes or appends to. Unless it names another
-    file, as a failure to read an input does (`open`, PyAV): then it is that input's (read_failure)."""
-    try:
-        yield
-    except OSError as e:
-        if (failure := failure_writing(Path(target), e, *through)) is e:
-            raise
-        raise failure from None
-
-
-def failure_writing(target: Path, error: OSError, *through: Path) -> MmgenError | OSError:
-    """The one line for an OSError met while writing `target` (`writing`): an input's (read_failure) when it names
-    a file other than `target` and `through`, else `target`'s (write_failure)."""
-    source = _input_named(error, target, *through)
-    return read_failure(source, error) if source is not None else write_failure(target, error)
-
-
-@contextmanager
-def reading(source: str | os.PathLike) -> Iterator[None]:
-    """An OSError of the block is a failure to read the input `source` (read_failure), also inside an
-    `atomic_path` block, whose `writing` would otherwise take an error that names no file for its own."""
-    try:
-        yield
-    except OSError as e:
-        if (failure := read_failure(Path(source), e)) is e:
-            raise
-        raise failure from None
-
-
-def _input_named(error: OSError, *outputs: Path) -> Path | None:
-    """The file `error` names when it is not one of `outputs` (nor inside one) and the failure is one a read meets:
-    an input. None when the error is an output's, or names no file (a write to an open file, say)."""
-    if error.errno not in READ_FAILURES or error.filename is None:
-        return None
-    named = [Path(os.fsdecode(n)) for n in (error.filename, error.filename2) if isinstance(n, (str, bytes, os.PathLike))]
-    if not named or any(n.is_relative_to(o) for n in named for o in outputs):
-        return None  # e.g. a copy's source and its destination, both named: the write may be what failed
-    return _final_name(named[0])
 
 
 def copy_into(source: Path, temporary: Path) -> None:

@@ -131,8 +131,9 @@ def test_a_failing_read_of_an_input_inside_an_atomic_write_names_the_input_not_t
     """An I/O error while reading an input as an output is written (a copy, a remux's source) said `cannot write
     OUTPUT`; it names the input. A failure of the output's own writes (its temporary, a copy's destination) and a
     full disk, which only a write meets, still name the output. /proc/self/mem at offset 0 is a real EIO on read."""
+    from mmgen.disk_failures import reading
     from mmgen.errors import StorageError as Storage
-    from mmgen.files import atomic_path, copy_into, reading
+    from mmgen.files import atomic_path, copy_into
 
     target, unreadable = tmp_path / "out.bin", Path("/proc/self/mem")
     if not unreadable.exists():

@@ -26,8 +26,9 @@ import av
 import safetensors
 import torch
 
+from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, MediaError
-from mmgen.files import atomic_path, file_lock, writing
+from mmgen.files import atomic_path, file_lock
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
 from mmgen.weights.safetensors_file import save_file

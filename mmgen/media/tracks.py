@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
-from mmgen.files import failure_writing
 
 AAC_BIT_RATE = 128_000
 OPUS_BIT_RATE = 96_000

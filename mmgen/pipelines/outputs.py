@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from mmgen import files
 from mmgen.config import json_text
+from mmgen.disk_failures import write_failure
 from mmgen.errors import MediaError, StorageError, UsageError
-from mmgen.files import atomic_output, kept_together, retire, write_failure
+from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, default_suffix
 from mmgen.output_checks import check_output_target, check_writable, nearest_existing, same_file, try_a_file

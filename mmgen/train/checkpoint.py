@@ -30,8 +30,9 @@ import torch
 
 from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
+from mmgen.disk_failures import writing
 from mmgen.errors import MmgenError, UsageError
-from mmgen.files import atomic_path, writing
+from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import torch_load_reason
 
@@ -139,7 +140,7 @@ def save_state(state: dict[str, Any], path: Path) -> None:
     """`torch.save`, a failing write raised as the OSError it is: torch reports a full disk as a RuntimeError
     without an errno ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), so the file is
     written through a Python file whose failed write is kept, and a failing disk is the one line naming `path`
-    (mmgen.files.writing)."""
+    (mmgen.disk_failures.writing)."""
     with writing(path), open(path, "wb") as file:
         recorded = _FailedWrite(file)
         try:

@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmgen.files import write_text, writing
+from mmgen.disk_failures import writing
+from mmgen.files import write_text
 
 
 class RunLog:

@@ -57,7 +57,7 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
 def save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """`safetensors.torch.save_file`, a failing write raised as the OSError it is (the library reports a full disk
     as a SafetensorError, "I/O error: No space left on device (os error 28)"), so that the writer's
-    mmgen.files.writing names the file."""
+    mmgen.disk_failures.writing names the file."""
     try:
         safetensors.torch.save_file(tensors, str(path), metadata=metadata)
     except safetensors.SafetensorError as e:

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from mmgen.files import file_lock, writing
+from mmgen.disk_failures import writing
+from mmgen.files import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
 MANIFEST_NAME = "batch-manifest.jsonl"

@@ -52,17 +52,24 @@ class _Commit:
         with suppress(OSError):
             if self.inode is None:  # removed: back, unless a file took its name since
                 if not os.path.lexists(self.target):
-                    os.replace(self.replaced, self.target)
+                    put_back(self.replaced, self.target)
             elif _identity(self.target) == (self.device, self.inode):
                 if self.replaced is None:
                     self.target.unlink()
                 else:
-                    os.replace(self.replaced, self.target)
+                    put_back(self.replaced, self.target)
         self.forget()
 
     def forget(self) -> None:
         if self.replaced is not None:
             self.replaced.unlink(missing_ok=True)
+
+
+def put_back(kept: Path, target: Path) -> None:
+    """Rename the file `kept` aside (by a `kept_together` block that failed, or by a process that died in one) back
+    to `target`, over whatever is there, for good (the folder is fsync-ed)."""
+    os.replace(kept, target)
+    _fsync(target.parent)
 
 
 def _identity(path: Path) -> tuple[int, int]:

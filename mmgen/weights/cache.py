@@ -35,7 +35,7 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import file_lock, sha256_file, write_text
+from mmgen.files import file_lock, put_back, sha256_file, write_text
 from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
 from mmgen.temporaries import leftovers, remove_leftovers
@@ -230,8 +230,8 @@ class ModelCache:
                 if _holds(candidate, record):
                     with suppress(OSError):
                         if candidate != self.weights_path(name):
-                            os.replace(candidate, self.weights_path(name))
-                        os.replace(kept, self.record_path(name))
+                            put_back(candidate, self.weights_path(name))
+                        put_back(kept, self.record_path(name))
                         say(f"mmgen: {name}: put back the model a killed `mmgen` was replacing")
                         return
 

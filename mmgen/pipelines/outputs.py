@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from mmgen.pipelines.clips import Result
 
 CLIP_STEM = "clip_{:04d}"
-_finished: ContextVar[list[Path] | None] = ContextVar("finished_outputs", default=None)
 _listeners: ContextVar[tuple[Callable[[Result], None], ...]] = ContextVar("kept_listeners", default=())
 MOVIE_SUFFIXES = SUFFIXES  # the containers mmgen.media.containers writes
 
@@ -155,14 +154,10 @@ def describe(mp4: Path) -> dict:
 
 @contextmanager
 def recording() -> Iterator[list[Path]]:
-    """Collect the mp4 of every output `finish`ed inside the block (so an interrupted command can say what it
-    kept)."""
+    """Collect the mp4 of every output kept inside the block (so an interrupted command can say what it kept)."""
     finished: list[Path] = []
-    token = _finished.set(finished)
-    try:
+    with on_kept(lambda result: finished.append(result.files["mp4"])):
         yield finished
-    finally:
-        _finished.reset(token)
 
 
 @contextmanager
@@ -177,9 +172,7 @@ def on_kept(listener: Callable[[Result], None]) -> Iterator[None]:
         _listeners.reset(token)
 
 
-def _kept(result: Result, paths: OutputPaths) -> None:
-    if (finished := _finished.get()) is not None:
-        finished.append(paths.mp4)
+def _kept(result: Result) -> None:
     for listener in _listeners.get():
         listener(result)
 
@@ -214,7 +207,7 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    files.when_kept(lambda: _kept(result, paths))  # once all of it is kept (`writing` ends), in that step
+    files.when_kept(lambda: _kept(result))  # once all of it is kept (`writing` ends), in that step
     return result
 
 

@@ -250,36 +250,55 @@ def kept_together() -> Iterator[None]:
     it since). So with --overwrite, a clip's new files replace its old ones all together, or none of them do.
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP) cannot split this: each commit and the record of its undo are one step
-    (stops_held), and so is the end of the block, where the files are kept and `when_kept` callbacks run. A stop
-    before that end takes every file back; one after it finds them all kept. Inside another `kept_together`, what
-    the block committed becomes the outer block's, kept or taken back with it."""
+    (stops_held), and so is the end of the block, where the files are kept. A stop before that end takes every file
+    back; one after it finds them all kept, and the `when_kept` callbacks run all the same, each of them, after the
+    hold: a stop waits for no callback (a --json line printed to a pipe nobody reads). Inside another
+    `kept_together`, what the block committed becomes the outer block's, kept or taken back with it."""
     outer = _group.get()
     group = _Group()
     token = _group.set(group)
+    due: list[Callable[[], object]] = []
     try:
-        yield
-        with stops_held():
-            kept, group.commits = group.commits, []  # kept: a stop raised as the hold ends takes none of them back
-            if outer is not None:
-                outer.commits.extend(kept)
-                outer.kept.extend(group.kept)
-            else:
-                for commit in kept:
-                    with suppress(OSError):
-                        commit.forget()
-                for callback in group.kept:
-                    callback()
-    except BaseException:
-        for commit in reversed(group.commits):
-            commit.undo()
-        raise
-    finally:
-        _group.reset(token)
+        try:
+            yield
+            with stops_held():
+                kept, group.commits = group.commits, []  # kept: a stop raised as the hold ends takes none back
+                if outer is not None:
+                    outer.commits.extend(kept)
+                    outer.kept.extend(group.kept)
+                else:
+                    for commit in kept:
+                        with suppress(OSError):
+                            commit.forget()
+                    due = group.kept
+        except BaseException:
+            for commit in reversed(group.commits):
+                commit.undo()
+            raise
+        finally:
+            _group.reset(token)
+    finally:  # also when a stop came as the hold ended: the files are kept, and that stop goes on after
+        raised = _call_each(due)
+    if raised is not None:
+        raise raised
+
+
+def _call_each(callbacks: list[Callable[[], object]]) -> BaseException | None:
+    """Call every one of `callbacks`, even after one raised (a stop while it printed: what the others do for the
+    kept files still happens); the first exception raised, once all have run."""
+    raised = None
+    for callback in callbacks:
+        try:
+            callback()
+        except BaseException as e:
+            raised = raised or e
+    return raised
 
 
 def when_kept(callback: Callable[[], object]) -> None:
     """Call `callback` once the files committed so far are kept: at the end of the `kept_together` block (the
-    outermost one), in the same step as keeping them, so that a stop cannot come between; at once outside one."""
+    outermost one), right after the step that keeps them — and even if a stop came during that step; at once
+    outside one."""
     group = _group.get()
     if group is None:
         callback()

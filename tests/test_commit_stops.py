@@ -90,6 +90,25 @@ def test_a_stop_as_the_files_are_kept_keeps_all_of_them_and_says_so(tmp_path, mo
     assert kept == [mp4]
 
 
+def test_a_stop_waits_for_no_callback_of_the_kept_files_and_each_one_still_runs(tmp_path):
+    """A --json line was printed while stops were held: to a pipe nobody read, Ctrl-C waited for the reader. The
+    callbacks run after the hold, so a stop interrupts the one it lands in, and the others (naming the kept file
+    in the interrupted line) run all the same."""
+    clip, reached, named = tmp_path / "clip.mp4", [], []
+
+    def print_line():
+        os.kill(os.getpid(), signal.SIGINT)  # raises here, in the callback, unless stops are held
+        reached.append("the end of the line")
+
+    with pytest.raises(KeyboardInterrupt), stops_interrupt(), kept_together():
+        files.write_text(clip, "new clip")
+        files.when_kept(print_line)
+        files.when_kept(lambda: named.append(clip))
+
+    assert reached == [] and named == [clip]
+    assert listing(tmp_path) == {"clip.mp4": b"new clip"}
+
+
 def test_a_commit_that_fails_after_its_rename_keeps_what_it_replaced(tmp_path, monkeypatch):
     """Any failure right after the rename (not only a stop) is taken back with the file it replaced put back —
     not the kept-aside copy deleted, the old file lost."""

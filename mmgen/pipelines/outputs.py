@@ -4,6 +4,7 @@ wav. Every name is checked before sampling starts, and every file is written ato
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import stat
@@ -172,11 +173,6 @@ def on_kept(listener: Callable[[Result], None]) -> Iterator[None]:
         _listeners.reset(token)
 
 
-def _kept(result: Result) -> None:
-    for listener in _listeners.get():
-        listener(result)
-
-
 @contextmanager
 def writing(paths: OutputPaths, overwrite: bool, inputs: Sequence[Path] = ()) -> Iterator[None]:
     """The block that writes one output's files (ending with `finish`): all of them appear, or none do
@@ -207,7 +203,8 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     result = dataclasses.replace(result, files=dict(paths.files), media=describe(paths.mp4))
     with atomic_output(paths.files["json"], overwrite) as temp:
         temp.write_text(json_text(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    files.when_kept(lambda: _kept(result))  # once all of it is kept (`writing` ends), in that step
+    for listener in _listeners.get():  # once all of it is kept (`writing` ends); each one even if another is stopped
+        files.when_kept(functools.partial(listener, result))
     return result
 
 

@@ -3,16 +3,19 @@
 Each read runs in its own Python process, which reads a one-second clip first (so codec and filter set-up are
 paid before measuring) and then reports how far its peak RSS rose while reading the clip under test. A clip four
 times longer may cost only its extra model-size frames: 5 bytes a pixel (the uint8 frame while decoding, then the
-float32 tensor returned), however large the source pictures are.
+float32 tensor returned), however large the source pictures are. A long sound is held about once while it is read.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 
-from media_factory import write_long_video
+from media_factory import write_long_video, write_test_audio
 from mmgen_cli import mmgen_env
+
+from mmgen.media import read_audio
 
 FPS = 10
 SOURCE = (240, 320)  # (height, width), 7.5× the model frame's pixels
@@ -55,3 +58,20 @@ def test_a_clip_four_times_longer_costs_only_its_extra_frames_at_model_size(tmp_
     assert (short_frames, long_frames) == (200, 800)
     assert long_growth - short_growth <= (long_frames - short_frames) * frame_bytes + SLACK, (short_growth, long_growth)
     assert long_growth <= long_frames * frame_bytes + SET_UP, long_growth
+
+
+def test_a_long_sound_is_held_once_while_it_is_read(tmp_path):
+    """read_audio writes each decoded frame into one buffer grown in place: what Python and numpy hold at the peak
+    (tracemalloc counts numpy's buffers) is the sound about once, not a list of its frames plus their join (3×)."""
+    path = write_test_audio(tmp_path / "long.wav", seconds=30, sample_rate=48000, channels=2, codec="pcm_s16le").path
+    read_audio(path, 48000)  # codec and resampler set up before measuring
+    tracemalloc.start()
+    try:
+        audio = read_audio(path, 48000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    size = audio.numel() * audio.element_size()
+    assert audio.shape == (1, 30 * 48000)
+    assert peak <= 1.25 * size + (256 << 10), (peak, size)

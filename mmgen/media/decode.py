@@ -16,14 +16,14 @@ it returns (uint8 frames while decoding, then the float32 (T, 3, H, W) tensor: 1
 constant that does not grow with the input's length: the decoder's few pictures in flight at the source's size
 (about 15 MB for 720p on 2 cores, more with more decoding threads). Measured on a 10-minute 640×360 30 fps
 clip read at 10 fps, 64×64: 353 MiB for a 281 MiB result (tests/test_media_memory.py checks 5 bytes/pixel).
-read_audio keeps the samples of the input's real length.
+read_audio holds the samples of the input's real length about once (one buffer grown in place, _joined).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -118,9 +118,9 @@ def read_audio(
         until = None if duration is None else t0 + duration
         # A frame's timestamp is rounded to the stream's clock (1 ms in Matroska/WebM: 48 samples at 48 kHz).
         jitter = sample_rate * float(stream.time_base or 0) + 1
-        pieces = list(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter))
-        length = max((offset + len(samples) for offset, samples in pieces), default=0)
+        audio = _joined(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter))
         declared_end = _declared_end(container, stream)
+    length = len(audio)
     if declared_end is not None:  # drop the encoder's padding after the last real sample
         length = min(length, round((declared_end - t0) * sample_rate))
         end = t0 + (duration if duration is not None else math.inf)
@@ -129,16 +129,12 @@ def read_audio(
         length = min(length, round(duration * sample_rate))
     if length <= 0:
         raise cannot_read(path, f"no audio from {start:g} s on" if start else "the audio stream is empty")
-    audio = np.zeros(length, np.float32)
-    for offset, samples in pieces:
-        lo, hi = max(offset, 0), min(offset + len(samples), length)
-        if lo < hi:
-            audio[lo:hi] = samples[lo - offset : hi - offset]
-    peak = float(np.abs(audio).max())
+    audio.resize(length, refcheck=False)  # in place: no view of it exists yet
+    peak = max(float(audio.max()), -float(audio.min()))
     if peak > HOT_PEAK:
         note(path, f"its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
              "clipped to full scale", "audio above full scale, clipped to it")
-    return torch.from_numpy(audio).clamp(-1, 1)[None]  # (1, L)
+    return torch.from_numpy(audio).clamp_(-1, 1)[None]  # (1, L)
 
 
 def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: float) -> None:
@@ -245,6 +241,23 @@ def _resampled(
             break
         yield from resampler.resample(frame)
     yield from resampler.resample(None)
+
+
+def _joined(pieces: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The (offset, samples) pieces written into one buffer as they come, a later piece over an earlier one where
+    they overlap; where none reaches is silence, and what lies before offset 0 is dropped. The buffer grows in
+    place by an eighth at a time (ndarray.resize: realloc, which for a large block remaps its pages rather than
+    copying them), so the sound is held about once: not as a list of frames and then their concatenation."""
+    audio, end = np.zeros(0, np.float32), 0
+    for offset, samples in pieces:
+        lo, hi = max(offset, 0), offset + len(samples)
+        if hi > len(audio):  # new entries are zeros: silence until a piece lands there
+            audio.resize(max(hi, len(audio) + len(audio) // 8), refcheck=False)  # no view of it is kept
+        if lo < hi:
+            audio[lo:hi] = samples[lo - offset :]
+        end = max(end, hi)
+    audio.resize(end, refcheck=False)
+    return audio
 
 
 def _placed(

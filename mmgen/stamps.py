@@ -1,11 +1,12 @@
 """Whether a file is still the one hashed, told without reading it where the filesystem can say so.
 
 Hashing a finished batch's outputs, a cached model, or a model file a batch names by path, at every check would
-read gigabytes to learn nothing. So beside a file's sha256 goes its stamp — size, mtime, inode and device, as git's
-index and make trust them: what rewrites a file moves its mtime (or its size), what replaces it brings another
-inode. While the stamp holds, the bytes are the ones hashed; once it moved, the file is hashed again. Like git's, a stamp cannot see a same-size
-edit made after the file was hashed but within the clock tick of its last write before (milliseconds: mmgen hashes
-what it has just written), nor one whose mtime was set back by hand.
+read gigabytes to learn nothing. So beside a file's sha256 goes its stamp — size, mtime, ctime, inode and device, as
+git's index and make trust them: what rewrites a file moves its mtime (or its size), what replaces it brings another
+inode, and what sets its mtime back by hand (`os.utime`, `touch -d`) moves its ctime, which no call can set. While
+the stamp holds, the bytes are the ones hashed; once it moved (a rename, chmod or new hard link moves the ctime
+too), the file is hashed again. Like git's, a stamp cannot see a same-size edit made after the file was hashed but
+within the clock tick of its last write before (milliseconds: mmgen hashes what it has just written).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class FileStamp:
     mtime_ns: int
     inode: int
     device: int
+    ctime_ns: int | None = None  # None in stamps recorded before it was: they never hold, so the file is hashed again
 
     @classmethod
     def of(cls, path: Path) -> FileStamp:
         st = path.stat()
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
 
 def hashed(path: Path) -> tuple[str, FileStamp | None]:

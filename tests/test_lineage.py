@@ -136,6 +136,32 @@ def test_a_copy_of_the_demo_given_by_path_samples_like_the_demo_and_is_hashed_on
     assert load_model(copy).sha256 == sha256  # as it loads, for its sidecar
 
 
+def test_a_copy_edited_in_place_with_its_mtime_set_back_is_hashed_again(tmp_path, monkeypatch):
+    """The memo's stamp held size, mtime and inode: a same-size edit whose mtime was set back (`os.utime`, `touch -d`)
+    kept the demo's sha256 and settings for other bytes. Its ctime, which no call sets back, moved: read again."""
+    import hashlib
+    import os
+    import shutil
+    import time
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    copy = tmp_path / "copy.safetensors"
+    shutil.copyfile(load_registry().get("demo").weights.bundled_path, copy)
+    assert own_lineage(copy).sampling == DEMO  # known by its sha256, now in the memo with its stamp
+    stat = copy.stat()
+    time.sleep(0.05)  # past the clock tick of the copy's last change
+    data = bytearray(copy.read_bytes())
+    data[-2] ^= 1  # the last fp16 weight's lowest mantissa bit
+    copy.write_bytes(data)
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (copy.stat().st_size, copy.stat().st_mtime_ns, copy.stat().st_ino) == (
+        stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+    assert own_lineage(copy).sampling != DEMO  # no longer taken for the demo
+    assert load_model(copy).sha256 == hashlib.sha256(data).hexdigest()  # what its sidecar names
+
+
 def test_a_copy_of_a_cached_model_with_no_registered_sha256_is_known_by_path_and_on_import(tmp_path, monkeypatch):
     """A model trusted on first use (the paper's landscape) has no sha256 in its entry: a copy of its cached file,
     given by path or imported under a new name, is known by the cache record's sha256s instead."""

@@ -15,7 +15,7 @@ Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmg
     file-hashes.json                  the sha256 and stamp of each model file given by path that was hashed
                                       (mmgen.stamps.HashMemo), so an unchanged one is not read again
 
-A cached file is checked every time it is loaded, cheaply: its size, and its stamp (mtime, inode, device) as
+A cached file is checked every time it is loaded, cheaply: its size, and its stamp (mtime, ctime, inode, device) as
 recorded when it was written or last hashed; only when the stamp changed is it hashed again in full.
 """
 

@@ -341,6 +341,37 @@ def test_a_run_that_fails_before_its_first_checkpoint_takes_back_the_folders_it_
     assert (run_dir / "notes.txt").read_text() == "mine"
 
 
+def test_a_failed_run_takes_back_a_clip_cache_folder_it_made_that_holds_no_clip(tmp_path, monkeypatch):
+    """A failed run's new --cache-dir (and the parents it made for it) goes with its run folder when it holds no
+    decoded clip: no file was usable (its skip records only), or the run failed decoding its first file. A cache
+    folder that was there keeps its records, and one holding decoded clips stays for the next try (the test above)."""
+    from mmgen.data.clips import ClipCache
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.mp4").write_text("hello")  # no usable clip: a skip record in the cache
+    env = mmgen_env(tmp_path)
+
+    def finetune(cache: Path) -> int:
+        return run_here("finetune", data, "-o", tmp_path / "runs" / "r", "--cache-dir", cache, env=env).returncode
+
+    assert finetune(tmp_path / "fresh" / "clips") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no fresh/, no runs/
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert finetune(kept) == 2
+    assert sorted(p.name for p in kept.iterdir()) == ["skipped.jsonl"]
+    (data / "a.mp4").unlink()
+    write_clip(data / "b.mp4", ["red"], 1.0)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("a decoder failed")
+
+    monkeypatch.setattr(ClipCache, "_decode", crash)
+    assert finetune(tmp_path / "fresh" / "clips") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept"]
+
+
 def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):
     """A run still before its first checkpoint looks like a failed one on disk; the lock it holds on its folder
     tells them apart, so a second run neither replaces its files nor trains beside it."""

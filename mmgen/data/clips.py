@@ -287,6 +287,15 @@ def _printable(path: Path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def clear_skips_only(folder: Path) -> None:
+    """Remove the skip records (SKIPPED) from the clip cache `folder` when they are all it holds — no decoded clip,
+    nor anything else: for a cache folder a failed run made itself (trainer.finetune), which then leaves none
+    behind. A new run writes them again; decoded clips stay, for the next try."""
+    records = folder / SKIPPED
+    if [entry.name for entry in folder.iterdir()] == [SKIPPED] and records.is_file() and not records.is_symlink():
+        records.unlink()
+
+
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     with atomic_path(path) as tmp:
         write(tmp)

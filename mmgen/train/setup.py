@@ -113,8 +113,7 @@ def prepare(
     on_event: EventFn,
     lock: RunFolderLock,
 ) -> Setup:
-    cache_dir = check_writable_folder(config.cache_dir or cache_root() / "clips",
-                                      hint="choose another --cache-dir, or set MMGEN_CACHE")
+    cache_dir = check_writable_folder(clip_cache(config), hint="choose another --cache-dir, or set MMGEN_CACHE")
     resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])
@@ -184,6 +183,11 @@ def prepare(
         data_dir, run_dir, config, compute, processes, state, model_config, dataset, report, train_indices,
         probe, preview, schedule, log, Compute(device, select_precision(device, config.precision)),
     )  # fmt: skip
+
+
+def clip_cache(config: FinetuneConfig) -> Path:
+    """The folder of the run's decoded clips: --cache-dir, else the mmgen cache's `clips`."""
+    return config.cache_dir or cache_root() / "clips"
 
 
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)

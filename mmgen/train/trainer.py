@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mmgen.data.clips import ScanReport
+from mmgen.data.clips import ScanReport, clear_skips_only
 from mmgen.files import new_folders_removed_on_failure
 from mmgen.modal import Modal, each
 from mmgen.runtime import processes as distributed
@@ -34,7 +34,7 @@ from mmgen.train.interrupt import StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
 from mmgen.train.run_folder import RunFolderLock, clear_failed_start
-from mmgen.train.setup import Setup, prepare
+from mmgen.train.setup import Setup, clip_cache, prepare
 from mmgen.train.state import parameters_digest
 
 __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]
@@ -67,11 +67,15 @@ def finetune(
     def clear(folder: Path) -> None:  # only the run folder this run holds: never another run's, made meanwhile
         if folder == Path(run_dir) and lock.held:
             clear_failed_start(folder)
+        elif folder == cache:
+            clear_skips_only(folder)
 
-    # A run that fails before its first checkpoint takes back the folders it made (rank 0 writes them): its own
-    # config.yaml and log.jsonl are no run to resume, and a new start writes them again. Never a folder that was there.
-    made = new_folders_removed_on_failure([Path(run_dir)], clear) if processes.is_main else nullcontext()
     try:
+        # A run that fails before its first checkpoint takes back the folders it made (rank 0 writes them): its own
+        # config.yaml and log.jsonl are no run to resume, and a new start writes them again; so is a clip cache
+        # holding no decoded clip (its skip records are written again). Never a folder that was there.
+        cache = clip_cache(config)
+        made = new_folders_removed_on_failure([Path(run_dir), cache], clear) if processes.is_main else nullcontext()
         with made:
             if processes.distributed and device.type == "cuda":
                 device = torch.device("cuda", processes.local_rank)

@@ -7,6 +7,7 @@ are functions of the step, and the checkpoint holds the optimizer, EMA and every
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
@@ -370,6 +371,47 @@ def test_a_failed_run_takes_back_a_clip_cache_folder_it_made_that_holds_no_clip(
     monkeypatch.setattr(ClipCache, "_decode", crash)
     assert finetune(tmp_path / "fresh" / "clips") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "kept"]
+
+
+def test_a_stop_whose_checkpoint_cannot_be_saved_says_so_in_its_last_line(setup, tmp_path, monkeypatch):
+    """A stop said "stopping after this step to save a checkpoint"; when that save then failed (a full disk), its
+    own line showed only with --debug, and the last line was a bare "interrupted": as if it had saved. It still
+    exits with the stop's code, and its one line says the checkpoint was not saved, why, and what there is to
+    resume from (the step-1 checkpoint saved before the stop)."""
+    from mmgen.train import checkpoint, trainer
+
+    data, recipe, env = setup
+    run_dir = tmp_path / "run"
+    loss, saves = trainer.diffusion_loss, []
+
+    steps = []
+
+    def stop_in_the_second_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss(*args, **kwargs)
+
+    def full_from_the_second_save(state, file):
+        saves.append(file)
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(state, file)
+
+    save = torch.save
+    monkeypatch.setattr(trainer, "diffusion_loss", stop_in_the_second_step)
+    monkeypatch.setattr(checkpoint.torch, "save", full_from_the_second_save)
+    result = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                      "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, env=env)
+    assert result.returncode == 143, result.stderr
+    assert "stopping after this step to save a checkpoint" in result.stderr
+    resume = f"`mmgen finetune {shlex.quote(str(data))} -o {run_dir} --resume` resumes the run"
+    assert result.stderr.splitlines()[-1] == (
+        f"mmgen: interrupted (SIGTERM); no checkpoint saved at step 2: cannot write "
+        f"{run_dir}/checkpoints/step-0000002/state.pt: No space left on device (free some space, or raise the file "
+        f"size limit, and run it again); kept the checkpoints in {run_dir}/checkpoints: {resume}"
+    )
+    assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1]
 
 
 def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):

@@ -170,6 +170,7 @@ def finetune(
     from mmgen.runtime.stop_signals import stop_code
     from mmgen.train import finetune as run_finetune
     from mmgen.train.config import run_config
+    from mmgen.train.interrupt import CheckpointNotSaved
 
     if resume and output is None:
         raise UsageError("--resume needs -o RUN_DIR: the run to continue")
@@ -188,6 +189,10 @@ def finetune(
         except KeyboardInterrupt:  # a stop outside the loop's "save, then stop" (while writing the result, say)
             if main_process() and (line := resumable(run_dir, data_dir)) is not None:
                 left_behind(line)
+            raise
+        except CheckpointNotSaved as e:  # the stop's line says it (exit 130/143/129), and what there is to resume
+            if main_process():
+                left_behind("; ".join(filter(None, [str(e), resumable(run_dir, data_dir)])))
             raise
     report(result, config, data_dir)
     if json and main_process():

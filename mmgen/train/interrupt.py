@@ -11,8 +11,19 @@ import signal
 import threading
 from types import FrameType
 
+from mmgen.errors import MmgenError
 from mmgen.runtime.stop_signals import STOPS, record
 from mmgen.terminal import say
+
+
+class CheckpointNotSaved(MmgenError):
+    """A stop asked for a checkpoint ("stopping after this step to save a checkpoint") and the run ended without
+    one: what failed instead, in its own words (a full disk's line, say). The command still exits with the stop's
+    code; its last line says this, correcting the promise."""
+
+    def __init__(self, step: int, cause: Exception):
+        why = str(cause) if isinstance(cause, MmgenError) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"no checkpoint saved at step {step}: {why}")
 
 
 class StopRequest:

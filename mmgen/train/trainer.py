@@ -15,7 +15,8 @@ checkpointed (with the global torch RNG used by dropout), and optimizer and EMA 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,12 @@ from mmgen.runtime.device import select_device
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.divergence import DivergenceWatch
 from mmgen.train.events import EventFn, TrainEvent, ignore
-from mmgen.train.interrupt import StopRequest
+from mmgen.train.interrupt import CheckpointNotSaved, StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
 from mmgen.train.run_folder import RunFolderLock, clear_failed_start
 from mmgen.train.setup import Setup, clip_cache, prepare
-from mmgen.train.state import parameters_digest
+from mmgen.train.state import TrainingState, parameters_digest
 
 __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]
 
@@ -109,7 +110,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
     outputs = RunOutputs(setup, on_event)
     watch = DivergenceWatch(compute.device, gradients_may_overflow=state.scaler.is_enabled())
     start, interrupted = state.step, False
-    with StopRequest() as stop:
+    with StopRequest() as stop, _saved_as_asked(stop, state):
         batches = iter(setup.loader(start))
         while state.step < config.steps:
             x0 = _clips(next(batches), config.flip, state.streams.generator, compute.device)
@@ -145,6 +146,18 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
         outputs.save(watch)
     model_path = None if interrupted else outputs.finish(watch)
     return FinetuneResult(setup.run_dir, state.step, interrupted, model_path, setup.report)
+
+
+@contextmanager
+def _saved_as_asked(stop: StopRequest, state: TrainingState) -> Iterator[None]:
+    """A failure once a stop has asked for a checkpoint (in the step it waits for, or in saving) is the checkpoint
+    the stop was promised not being saved (CheckpointNotSaved), said as such, not passed over as the stop's doing."""
+    try:
+        yield
+    except Exception as e:
+        if stop.requested:
+            raise CheckpointNotSaved(state.step, e) from e
+        raise
 
 
 def _clips(batch: Modal, flip: bool, generator: torch.Generator, device: torch.device) -> Modal:

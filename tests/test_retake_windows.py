@@ -69,20 +69,21 @@ def test_seam_weights_ramp_inside_made_runs_next_to_known_elements():
 
 
 def test_a_range_is_plain_ascii_seconds_and_says_what_is_wrong_with_it():
-    """float() also reads "1_0" as 10, Arabic-Indic digits as numbers and "inf": a range is digits 0-9 and a point."""
+    """float() also reads "1_0" as 10, Arabic-Indic digits as numbers, "inf", signs, spaces and exponents: a range
+    is what its error says, the digits 0-9 and a point, nothing else."""
     import pytest
 
     from mmgen.errors import UsageError
     from mmgen.pipelines.retake import TimeRange
 
-    assert TimeRange.parse("2:3.5") == TimeRange(2, 3.5) and TimeRange.parse(".5:1e1") == TimeRange(0.5, 10)
-    for text, says in [("0:inf", "0:inf: the end must be a finite number of seconds"),
-                       ("nan:1", "the start must be a finite number of seconds"),
-                       ("0:1e999", "the end must be a finite number"),
-                       ("1_0:2", "written with the digits 0-9 and a point (e.g. 2:3.5), got '1_0:2'"),
-                       ("\u0660:\u0660.\u0665", "written with the digits 0-9"),
-                       ("-1:2", "the start must be 0 or more seconds"),
-                       ("2:1", "the end must come after the start")]:
+    assert TimeRange.parse("2:3.5") == TimeRange(2, 3.5) and TimeRange.parse(".5:10.") == TimeRange(0.5, 10)
+    for text in ["0:inf", "nan:1", "0:1e999", "1_0:2", "\u0660:\u0660.\u0665", "-1:2", "+0:1", "-0:1", " 0:1",
+                 "0: 1", "0:1\n", "0:1e-1", "0:1E1", "0x1:2", "0:.", ":1", "1:2:3"]:
+        with pytest.raises(UsageError, match=re.escape(f"written with the digits 0-9 and a point (e.g. 2:3.5), "
+                                                       f"got {text!r}")):
+            TimeRange.parse(text)
+    for text, says in [("0:" + "9" * 400, "the end must be a finite number of seconds"),
+                       ("2:1", "the end must come after the start"), ("1:1.0", "the end must come after the start")]:
         with pytest.raises(UsageError, match=re.escape(says)):
             TimeRange.parse(text)
 

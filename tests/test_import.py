@@ -3,7 +3,9 @@ cached mmgen model that reproduces the official forward; bad files are refused w
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import stat
@@ -405,3 +407,50 @@ def test_an_import_of_what_is_not_a_file_says_what_it_is(tmp_path, env, capsys):
                        (str(tmp_path / "gone.safetensors"), "no such model file")]:  # as a model to sample with
         assert run(["generate", "-m", file, "-o", str(tmp_path / "out")]) == 2, file
         assert capsys.readouterr().err.startswith(f"mmgen: error: {file}: {says}")
+
+
+class _BadSector(io.FileIO):
+    """A file whose bytes from `bad` on cannot be read: the disk fails under them (EIO), as a dying one does."""
+
+    def __init__(self, path, bad: int):
+        super().__init__(path, "rb")
+        self.bad = bad
+
+    def _check(self, size: int) -> None:
+        if self.tell() + size > self.bad:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def read(self, size=-1):
+        self._check(size if size is not None and size >= 0 else self.bad + 1)
+        return super().read(size)
+
+    def readinto(self, buffer):
+        self._check(len(buffer))
+        return super().readinto(buffer)
+
+
+def test_a_checkpoint_on_a_failing_disk_is_the_machines_trouble_not_a_damaged_file(tmp_path, env, monkeypatch,
+                                                                                    capsys):
+    """An I/O error under a .pt being imported is `cannot read FILE: Input/output error`, exit 1 (the disk, not the
+    file: it may read well elsewhere), as for any input mmgen reads; torch.load's read met it and was said as
+    `damaged, or not a PyTorch checkpoint ([Errno 5] …)`, exit 2. Met while hashing the file, it was an `OSError`."""
+    import builtins
+
+    import torch.serialization
+
+    saved = tmp_path / "saved.pt"
+    torch.save({"w": torch.zeros(1000)}, saved)
+    expected = (f"mmgen: error: cannot read {saved}: Input/output error (the disk holding it failed; copy it from a "
+                "good one and run it again)\n")
+    with monkeypatch.context() as patched:  # the bytes fail only as torch.load reads them
+        patched.setattr(torch.serialization, "_open_file", lambda name, mode: torch.serialization._open_buffer_reader(
+            _BadSector(name, bad=100)))
+        assert run(["models", "import", str(saved), "--name", "x", "--arch", "mm-unet"]) == 1
+        assert capsys.readouterr().err == expected
+    opened = builtins.open
+    with monkeypatch.context() as patched:  # for every reader: hashing the file meets it first
+        patched.setattr(builtins, "open", lambda file, mode="r", *args, **kwargs: _BadSector(file, bad=100)
+                        if Path(file) == saved and mode == "rb" else opened(file, mode, *args, **kwargs))
+        assert run(["models", "import", str(saved), "--name", "x", "--arch", "mm-unet"]) == 1
+        assert capsys.readouterr().err == expected
+    assert ModelCache().record("x") is None

@@ -16,7 +16,8 @@ import torch
 
 from mmgen import __version__
 from mmgen.config import to_dict
-from mmgen.errors import UsageError, WeightsMismatch
+from mmgen.disk_failures import read_failure, reading
+from mmgen.errors import MmgenError, UsageError, WeightsMismatch
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
@@ -30,9 +31,13 @@ def is_safetensors(path: Path) -> bool:
     torch.load would hand to the library anyway) still counts, so that reading it says it is damaged."""
     if path.suffix.lower() == ".safetensors":
         return True
-    with open(path, "rb") as f:
-        head = f.read(9)
+    head = _first_bytes(path, 9)
     return len(head) == 9 and head[8:9] == b"{"
+
+
+def _first_bytes(path: Path, count: int) -> bytes:
+    with reading(path), open(path, "rb") as f:  # a failing disk: the machine's trouble (exit 1), not the file's
+        return f.read(count)
 
 
 # How every file torch.load(weights_only=True) reads begins: torch.save's zip archive, or its legacy format, a
@@ -44,8 +49,7 @@ def not_a_torch_checkpoint(path: Path) -> str | None:
     """Why `path` cannot be a torch.save file, told without unpickling anything — from its first bytes, and for a zip
     archive from its index (read from its end: a file cut short has none); None when it may be one (a damaged
     pickle is then for torch.load to find)."""
-    with open(path, "rb") as f:
-        head = f.read(8)
+    head = _first_bytes(path, 8)
     if head.startswith(_TORCH_STARTS[0]):
         return _not_torch_zip(path)
     if head.startswith(_TORCH_STARTS):
@@ -55,7 +59,7 @@ def not_a_torch_checkpoint(path: Path) -> str | None:
 
 def _not_torch_zip(path: Path) -> str | None:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with reading(path), zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, ValueError, EOFError):
         return "a zip archive cut short or damaged: its index is missing or unreadable"
@@ -81,9 +85,11 @@ def torch_load_reason(error: Exception) -> str:
     return reason or ("it ends too early" if isinstance(error, EOFError) else error.__class__.__name__)
 
 
-def _torch_load_failure(path: Path, error: Exception) -> UsageError:
-    """torch.load's error for `path` as one short line: Python objects that weights_only refuses (never executed),
-    or else a damaged file."""
+def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
+    """torch.load's error for `path` as one short line: the disk failing under it (read_failure: the machine's
+    trouble, exit 1), Python objects that weights_only refuses (never executed), or else a damaged file."""
+    if isinstance(error, OSError) and (failure := read_failure(path, error)) is not error:
+        return failure
     reason = torch_load_reason(error)
     if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
         return UsageError(

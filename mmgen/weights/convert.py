@@ -14,6 +14,7 @@ import torch
 
 from mmgen import __version__
 from mmgen.config import to_dict
+from mmgen.disk_failures import reading
 from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
 from mmgen.files import kept_together, retire, sha256_file
 from mmgen.input_files import why_not_a_file
@@ -186,7 +187,8 @@ def import_weights(
     check_model_name(name, cache.root)
     entry = load_registry().entries.get(name)
     target = _target(name, entry, arch, config, file)
-    source_sha256 = sha256_file(file)
+    with reading(file):
+        source_sha256 = sha256_file(file)
     if entry is not None and entry.weights.sha256 and entry.weights.sha256 != source_sha256:
         raise ChecksumMismatch(
             f"{file} is not the file registered as {name!r}: expected sha256 {entry.weights.sha256}, "

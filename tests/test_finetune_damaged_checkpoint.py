@@ -4,6 +4,8 @@ only ever appears complete: every file and its folder reach the disk before the 
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
 from pathlib import Path
@@ -186,3 +188,30 @@ def test_a_damaged_state_pt_is_said_in_the_few_words_models_import_uses(tmp_path
     state = saved.path / "state.pt"
     state.write_bytes(damage_state(state.read_bytes()))
     assert resume_from(tmp_path) == (None, [(saved, f"state.pt: {why}")])
+
+
+def test_a_checkpoint_on_a_failing_disk_is_not_set_aside_as_damaged(finished, tmp_path, monkeypatch):
+    """An I/O error reading the newest checkpoint's state.pt is the disk's trouble, exit 1, naming the file: the
+    checkpoint may be whole, so it stays where it is. It was "does not load ([Errno 5] …)", set aside as
+    step-N.damaged, and the run resumed from the one before, throwing away the steps since."""
+    import torch.serialization
+
+    data, original, env = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(original, run_dir)
+    newest = run_dir / "checkpoints" / f"step-{STEPS:07d}"
+
+    class BadSector(io.FileIO):
+        def read(self, size=-1):
+            raise OSError(errno.EIO, "Input/output error")
+
+        readinto = read
+
+    monkeypatch.setattr(torch.serialization, "_open_file",
+                        lambda name, mode: torch.serialization._open_buffer_reader(BadSector(name, "rb")))
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", STEPS + 1, env=env)
+    assert resumed.returncode == 1, resumed.stderr
+    assert resumed.stderr.splitlines()[-1] == (
+        f"mmgen: error: cannot read {newest / 'state.pt'}: Input/output error (the disk holding it failed; copy it "
+        "from a good one and run it again)")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]

@@ -30,8 +30,8 @@ import torch
 
 from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
-from mmgen.disk_failures import writing
-from mmgen.errors import MmgenError, UsageError
+from mmgen.disk_failures import read_failure, writing
+from mmgen.errors import MmgenError, StorageError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import torch_load_reason
@@ -211,7 +211,11 @@ def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
     ):
         try:
             parts[name] = read()
+        except StorageError:  # the disk failed under it (disk_failures.reading): the checkpoint may well be whole
+            raise
         except _LOAD_ERRORS as e:
+            if isinstance(e, OSError) and (failure := read_failure(checkpoint.path / name, e)) is not e:
+                raise failure from None  # likewise: a failing disk is no damaged checkpoint, never set aside
             if name == "state.pt":  # torch.load's message runs over a paragraph of advice: what it found, in brief
                 reason = torch_load_reason(e)
             else:

@@ -238,6 +238,29 @@ def test_an_output_never_replaces_the_cache_record_of_a_model_or_adapter_given_b
     assert {p: p.read_bytes() for p in cache.rglob("*.json")} == before
 
 
+def test_the_cache_folder_itself_is_no_output_folder_either(tmp_path):
+    """`-o $MMGEN_CACHE` (the cache's root, where file-hashes.json lives) was taken as an output folder, and a batch
+    planned its manifest there (or in `<cache>/models`) — only outputs inside `models/`, `adapters/`, … were refused.
+    Anywhere in the cache is the same one line, exit 2, before any work; nothing is written."""
+    env = mmgen_env(tmp_path)
+    cache = tmp_path / "cache"
+    (cache / "mine").mkdir(parents=True)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("jobs:\n  - {kind: generate, name: g}\n")
+    hint = "(write outputs elsewhere; the cache holds mmgen's own models and records)"
+    for args, output, own in (
+        (["generate", "--steps", "1", "-o", cache], cache / "clip_0000.mp4", cache),
+        (["generate", "--steps", "1", "-o", cache / "mine"], cache / "mine" / "clip_0000.mp4", cache),
+        (["batch", jobs, "--dry-run", "-o", cache], cache / "batch-manifest.jsonl", cache),
+        (["batch", jobs, "--dry-run", "-o", cache / "models"], cache / "models" / "batch-manifest.jsonl",
+         cache / "models"),
+    ):
+        refused = run_here(*args, env=env)
+        assert (refused.returncode, refused.stderr.strip()) == (
+            2, f"mmgen: error: cannot write {output}: it is inside mmgen's cache ({own}) {hint}")
+    assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")) == ["mine"]
+
+
 def test_overwrite_keeps_an_input_that_was_the_old_outputs_wav_companion(tiny, tmp_path):
     """OUT.wav, written by an earlier run beside OUT.mp4 (its sidecar records it), animated into OUT.mp4 again with
     --overwrite: the old sidecar's wav is this run's input, not a stale companion to remove before it is read."""

@@ -59,17 +59,17 @@ OWN = ("models", "adapters", "trust", "clips", "file-hashes.json")  # what mmgen
 
 def part_of_cache(path: str | os.PathLike) -> Path | None:
     """The folder (or file) of mmgen's own in the cache that `path` is, or is inside — through symlinks, or
-    another spelling of the name — or None: an output there would replace a model's or adapter's record (OUT.json)
-    or files mmgen manages. A cache folder that cannot be one is no such place."""
+    another spelling of the name — or the cache folder itself for any other place in it; None outside it: an output
+    there would replace a model's or adapter's record (OUT.json), the file-hashes memo, or files mmgen manages or
+    will. A cache folder that cannot be one is no such place."""
     try:
         root = cache_root()
     except ConfigError:
         return None
     real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    for name in OWN:
-        if real == base / name or real.is_relative_to(base / name):
-            return root / name
-    return None
+    if not real.is_relative_to(base):
+        return None
+    return next((root / name for name in OWN if real.is_relative_to(base / name)), root)
 
 
 def check_cache_writable(root: Path) -> None:

@@ -35,7 +35,7 @@ from mmgen.pipelines.batch.schema import (
 from mmgen.pipelines.batch.targets import (
     Places,
     Written,
-    check_not_manifest,
+    check_manifest,
     check_targets,
     check_unique,
     output_name,
@@ -139,7 +139,7 @@ def plan_batch(
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
     manifest = Manifest(batch.output_dir)
-    check_not_manifest(batch.path, manifest)
+    check_manifest(batch.path, manifest)
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
     places = Places()
     fine = check_targets(jobs, batch.path, problems, places)

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 _JOBS_LISTED = 3  # jobs named in a collision's line; more are counted
 
 
-def check_not_manifest(batch_file: Path, manifest: Manifest) -> None:
-    """The batch appends to the output folder's manifest (under its lock file): neither may be the batch file."""
+def check_manifest(batch_file: Path, manifest: Manifest) -> None:
+    """The batch appends to the output folder's manifest (under its lock file): an output as the jobs' files are
+    (never inside mmgen's cache, even in a dry run that writes nothing), and neither may be the batch file."""
+    check_output_target(manifest.path)
     for path in (manifest.path, manifest.lock):
         if same_file(batch_file, path):
             raise UsageError(f"cannot use {batch_file} as the batch file: it is {path.name}, which the batch "

@@ -261,6 +261,31 @@ def test_the_cache_folder_itself_is_no_output_folder_either(tmp_path):
     assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")) == ["mine"]
 
 
+def test_an_output_in_another_container_never_takes_the_sidecar_of_one_still_there(tiny, tmp_path):
+    """`-o out.mkv --overwrite` beside out.mp4 replaced out.json — out.mp4's sidecar, as both names' sidecar is
+    out.json. While out.mp4 is there it is a clash (exit 2, one line, with or without --overwrite), nothing
+    written; once it is gone, its old sidecar is an old output's, replaced with --overwrite as any is."""
+    out = write_test_video(tmp_path / "out.mp4", seconds=1.0).path
+    sound = write_test_wav(tmp_path / "sound.wav", seconds=1.0).path
+    sidecar = out.with_suffix(".json")
+    sidecar.write_text(json.dumps({"mp4": str(out)}))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    env = mmgen_env(tmp_path)
+    for overwrite in ([], ["--overwrite"]):
+        refused = run_here("animate", sound, "-o", tmp_path / "out.mkv", *overwrite, "-m", tiny, "--steps", "1",
+                           env=env)
+        assert (refused.returncode, refused.stderr.strip()) == (2, (
+            f"mmgen: error: cannot write {tmp_path / 'out.mkv'}: {sidecar} is the sidecar of {out}, and out.mkv's "
+            "would take its place (one name in two containers shares its sidecar, previews and wav) (choose another "
+            "name with -o, or move out.mp4 and its files away)"))
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+    from mmgen.pipelines.outputs import beside, check_not_anothers
+
+    out.unlink()  # its old sidecar is an old output's now
+    check_not_anothers(beside(tmp_path / "out.mkv"))
+
+
 def test_overwrite_keeps_an_input_that_was_the_old_outputs_wav_companion(tiny, tmp_path):
     """OUT.wav, written by an earlier run beside OUT.mp4 (its sidecar records it), animated into OUT.mp4 again with
     --overwrite: the old sidecar's wav is this run's input, not a stale companion to remove before it is read."""

@@ -89,6 +89,7 @@ def check_outputs(outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
             raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
+        check_not_anothers(paths)
         for path in paths.files.values():
             folder = path.parent
             if folder.exists() or not _creatable(folder):
@@ -208,17 +209,42 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
     return result
 
 
+def check_not_anothers(paths: OutputPaths) -> None:
+    """Refuse now (UsageError, whatever --overwrite says) an output whose sidecar name holds the sidecar of another
+    output that is still there: OUT.mkv and OUT.mp4 share the names `beside` gives (OUT.json, the previews,
+    OUT.wav), so writing one would replace the other's sidecar and companions with ones that describe another clip.
+    A sidecar whose movie is gone, or is this output's own (the output being replaced), is no one else's."""
+    owner = _old_sidecar(paths.files["json"])[1]
+    if owner is not None and owner.name != paths.mp4.name and os.path.lexists(owner):
+        raise UsageError(f"cannot write {paths.mp4}: {paths.files['json']} is the sidecar of {owner}, and "
+                         f"{paths.mp4.name}'s would take its place (one name in two containers shares its sidecar, "
+                         "previews and wav)", hint=f"choose another name with -o, or move {owner.name} and its files "
+                         "away")
+
+
+def _old_sidecar(sidecar: Path) -> tuple[dict, Path | None]:
+    """What the sidecar at `sidecar` holds, and the movie it describes (beside it, by the name it records); ({}, None)
+    where there is none, or not one mmgen writes."""
+    try:
+        old = json.loads(sidecar.read_bytes())
+    except (OSError, ValueError):
+        return {}, None
+    name = Path(old["mp4"]).name if isinstance(old, dict) and isinstance(old.get("mp4"), str) else ""
+    return (old, sidecar.with_name(name)) if name else ({}, None)
+
+
 def stale_companions(paths: OutputPaths, inputs: Sequence[Path] = ()) -> list[Path]:
     """The files that the run whose output `paths` replaces wrote beside it and this run does not write again
     (previews after --no-previews, a wav without --wav): they showed a clip that is gone. Only what that run's
     sidecar records under this mp4's name, at the names `beside` gives, as regular files not changed since that
     sidecar was written — never a file mmgen did not write, nor one of the run's `inputs`."""
     sidecar = paths.files["json"]
+    old, owner = _old_sidecar(sidecar)
     try:
-        old, written = json.loads(sidecar.read_bytes()), sidecar.stat().st_mtime_ns
-    except (OSError, ValueError):
+        written = sidecar.stat().st_mtime_ns
+    except OSError:
         return []
-    if not isinstance(old, dict) or Path(str(old.get("mp4"))).name != paths.mp4.name:
+    if owner is None or owner.name != paths.mp4.name:
         return []
     stale = []
     for key, path in beside(paths.mp4, previews=True, wav=True).files.items():

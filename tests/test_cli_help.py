@@ -124,7 +124,24 @@ def test_a_flag_shows_no_value_in_help(tmp_path):
         done = run_here(*command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
         assert done.returncode == 0, done.stderr
         assert "<bool>" not in done.stdout, done.stdout
-    assert "<int range>" in done.stdout  # an option that takes a value still shows it
+    assert "STEPS [1<=x<=1000]" in done.stdout  # an option that takes a value still shows it
+
+
+@pytest.mark.parametrize("name", ["generate", "soundtrack", "animate", "retake", "batch", "finetune"])
+def test_a_value_s_name_says_what_it_is_and_is_not_cut_at_80_columns(tmp_path, name):
+    """Numbers read `--steps <int range>`, `--seed <int range> [x>=0]`: what kind of value, not what it is; and in
+    animate's and generate's narrower Sampling panel `<dpm++|ddim|ddpm|paper>` was folded over two lines and words
+    of the help (`--sampler/--steps/--guida…`) cut short."""
+    import re
+
+    from cli_here import run_here
+
+    done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS="80", NO_COLOR="1"))
+    assert done.returncode == 0, done.stderr
+    assert not re.search(r"<(int|float) range>", done.stdout), done.stdout
+    rows = [line for line in done.stdout.splitlines() if "gradient-chec" not in line]  # a flag that long is cut
+    assert not [row for row in rows if re.search(r"\S…", row)], done.stdout
+    assert not [row for row in rows if re.search(r"<[^>\s]*\|[^>\s]*$", row.strip("│ "))], done.stdout  # <a|b> folded
 
 
 @pytest.mark.parametrize(("given", "says"), [

@@ -55,7 +55,7 @@ def finetune(
         int | None,
         typer.Option("--lora", metavar="RANK", min=1, parser=whole_number, rich_help_panel=_MODEL, show_default="off: the whole model",
                      help="Train low-rank adapters of this rank over the frozen --from model; the result is a small "
-                     "RUN_DIR/adapter.safetensors to use with --adapter."),
+                     "adapter.safetensors in RUN_DIR, to use with --adapter."),
     ] = None,
     lora_alpha: Annotated[
         float | None,
@@ -64,7 +64,7 @@ def finetune(
     ] = None,
     lora_targets: Annotated[
         Literal["attention", "attention+conv", "all"],
-        typer.Option("--lora-targets", rich_help_panel=_MODEL,
+        typer.Option("--lora-targets", metavar="LAYERS", rich_help_panel=_MODEL,
                      help="Layers that get adapters: attention (self- and cross-modal q/k/v and projections), "
                      "attention+conv (also the residual blocks' convolutions), or all weights."),
     ] = DEFAULT.lora_targets,
@@ -80,14 +80,14 @@ def finetune(
                      help="Continue the run in -o from its newest checkpoint (its settings, overridden by any "
                      "flags given now, e.g. a larger --steps)."),
     ] = False,
-    steps: Annotated[int, typer.Option(min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Optimizer steps in total.")
+    steps: Annotated[int, typer.Option(metavar="STEPS", min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Optimizer steps in total.")
                      ] = DEFAULT.steps,
     batch_size: Annotated[
-        int, typer.Option(min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Clips per step, over all processes.")
+        int, typer.Option(metavar="CLIPS", min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Clips per step, over all processes.")
     ] = DEFAULT.batch_size,
     lr: Annotated[float, typer.Option(rich_help_panel=_TRAINING, help="Peak learning rate (positive).")] = DEFAULT.lr,
     warmup: Annotated[
-        int, typer.Option(min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Steps of linear learning-rate warm-up.")
+        int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Steps of linear learning-rate warm-up.")
     ] = DEFAULT.warmup,
     ema_decay: Annotated[
         float,
@@ -109,11 +109,11 @@ def finetune(
                      help="shared: one noise level per clip (the paper); independent: the audio gets its own."),
     ] = DEFAULT.timesteps,
     seed: Annotated[
-        int, typer.Option(min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Seed for initialisation, data order and noise.")
+        int, typer.Option(metavar="SEED", min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Seed for initialisation, data order and noise.")
     ] = DEFAULT.seed,
     stride: Annotated[
         int | None,
-        typer.Option(min=1, parser=whole_number, rich_help_panel=_DATA, show_default="the clip length, no overlap",
+        typer.Option(metavar="FRAMES", min=1, parser=whole_number, rich_help_panel=_DATA, show_default="the clip length, no overlap",
                      help="Frames between the starts of consecutive clips cut from a file."),
     ] = None,
     flip: Annotated[
@@ -124,17 +124,17 @@ def finetune(
         typer.Option(metavar="DIR", rich_help_panel=_DATA, show_default="<mmgen cache>/clips",
                      help="Where decoded clips are kept."),
     ] = None,
-    num_workers: Annotated[int, typer.Option(min=0, parser=whole_number, rich_help_panel=_DATA, help="Data loader processes.")
+    num_workers: Annotated[int, typer.Option(metavar="N", min=0, parser=whole_number, rich_help_panel=_DATA, help="Data loader processes.")
                            ] = DEFAULT.num_workers,
     save_every: Annotated[
-        int, typer.Option(min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between checkpoints.")
+        int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between checkpoints.")
     ] = DEFAULT.save_every,
     sample_every: Annotated[
-        int, typer.Option(min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between preview clips in RUN/samples, 0 for none.")
+        int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between preview clips in RUN/samples, 0 for none.")
     ] = DEFAULT.sample_every,
     probe_every: Annotated[
         int | None,
-        typer.Option(min=0, parser=whole_number, rich_help_panel=_OUTPUT, show_default="as --sample-every",
+        typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, show_default="as --sample-every",
                      help="Steps between audio-visual probes (the av_gap in the log)."),
     ] = None,
     device: Annotated[

@@ -28,7 +28,7 @@ def generate(
     *,
     settings: GenerateSettings,
     batch_size: Annotated[
-        int, typer.Option(min=1, parser=options.whole_number, rich_help_panel="Hardware",
+        int, typer.Option(metavar="CLIPS", min=1, parser=options.whole_number, rich_help_panel="Hardware",
                           help="Clips sampled together: faster on a GPU; a clip comes out the same in any batch "
                           "(up to float rounding), with every sampler.")
     ] = 1,

@@ -26,7 +26,7 @@ DEVICE_METAVAR = "auto|cpu|cuda|cuda:N|mps"
 
 # One flag per settings field, by field name; where a field applies is up to the settings classes.
 FLAGS: dict[str, Any] = {
-    "num": Annotated[int, typer.Option("--num", "-n", help="How many clips to make.")],
+    "num": Annotated[int, typer.Option("--num", "-n", metavar="N", help="How many clips to make.")],
     "model": Annotated[
         str,
         typer.Option(
@@ -41,26 +41,26 @@ FLAGS: dict[str, Any] = {
             metavar="NAME", rich_help_panel=_SAMPLING,
             help="Sampling preset: fast, balanced or paper (default: the model's own settings, else balanced). "
             "fast and balanced change the sampler and steps and keep what the model's own settings need (e.g. the "
-            "demo's start); paper is the paper's run. --sampler/--steps/--guidance override single fields.",
+            "demo's start); paper is the paper's run. --sampler, --steps and --guidance override single fields.",
         ),
     ],
     "sampler": Annotated[
         Literal["dpm++", "ddim", "ddpm", "paper"] | None,
         typer.Option(
-            rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
+            metavar="SAMPLER", rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
             help="dpm++ (DPM-Solver++ 2M, fast), ddim, ddpm (the paper's ancestral sampler, needs many steps) "
             "or paper (the official DPM-Solver run).",
         ),
     ],
     "steps": Annotated[
         int | None,
-        typer.Option(rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
+        typer.Option(metavar="STEPS", rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
                      help="Denoising steps: more is slower and usually cleaner."),
     ],
     "seed": Annotated[
         int | None,
         typer.Option(
-            rich_help_panel=_SAMPLING,
+            metavar="SEED", rich_help_panel=_SAMPLING,
             help="Random seed; the same seed and settings give the same output. Default: a random seed, "
             "printed and written to the sidecar JSON.",
         ),
@@ -68,19 +68,20 @@ FLAGS: dict[str, Any] = {
     "guidance": Annotated[
         Literal["replacement", "gradient"] | None,
         typer.Option(
-            rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
+            metavar="MODE", rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
             help="How the input steers generation: replacement (fast) or gradient (the paper's, uses "
             "--guidance-scale; about 2x slower).",
         ),
     ],
     "guidance_scale": Annotated[
         float | None,
-        typer.Option(rich_help_panel=_SAMPLING, show_default=MODELS_OWN, help="Strength λ of gradient guidance."),
+        typer.Option(metavar="SCALE", rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
+                     help="Strength λ of gradient guidance."),
     ],
     "overlap": Annotated[
         float,
         typer.Option(
-            rich_help_panel=_SAMPLING,
+            metavar="FRACTION", rich_help_panel=_SAMPLING,
             help="Fraction of each model window shared with the previous one; the new window continues what "
             "the overlap already holds, and the two are crossfaded there.",
         ),
@@ -96,7 +97,7 @@ FLAGS: dict[str, Any] = {
     "mix": Annotated[
         float,
         typer.Option(
-            rich_help_panel=_OUTPUT,
+            metavar="FRACTION", rich_help_panel=_OUTPUT,
             help="Blend in the input's own audio: 0 only the new soundtrack, 0.5 half each, 1 only the original.",
         ),
     ],
@@ -138,10 +139,10 @@ FLAGS: dict[str, Any] = {
         list[str],
         typer.Option(
             "--adapter", metavar="FILE[:WEIGHT]", rich_help_panel=_SAMPLING, show_default=False,
-            help="A LoRA adapter (RUN/adapter.safetensors of `mmgen finetune --lora`, or a name registered with "
-            "`mmgen models import`) merged into the model, times WEIGHT (default 1). Repeat to stack several. As "
-            "for -m, a value with a / or ending in .safetensors is a file (./NAME for one here), anything else a "
-            "registered name.",
+            help="A LoRA adapter (the adapter.safetensors in the run folder of `mmgen finetune --lora`, or a name "
+            "registered with `mmgen models import`) merged into the model, times WEIGHT (default 1). Repeat to "
+            "stack several. As for -m, a value with a / or ending in .safetensors is a file (./NAME for one here), "
+            "anything else a registered name.",
         ),
     ],
     "device": Annotated[

@@ -4,9 +4,13 @@ so a file is self-describing."""
 
 from __future__ import annotations
 
+import io
 import json
+import mmap
 import pickle
+import pickletools
 import re
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,16 +91,60 @@ def torch_load_reason(error: Exception) -> str:
 
 def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
     """torch.load's error for `path` as one short line: the disk failing under it (read_failure: the machine's
-    trouble, exit 1), Python objects that weights_only refuses (never executed), or else a damaged file."""
+    trouble, exit 1); torch.save's pickle cut short or damaged (told by reading its instructions: a pickle cut
+    inside a class name names a class that is not there); Python objects that weights_only refuses (never
+    executed); a whole pickle whose instructions weights_only does not read (a newer pickle protocol); or else a
+    damaged file."""
     if isinstance(error, OSError) and (failure := read_failure(path, error)) is not error:
         return failure
     reason = torch_load_reason(error)
+    protocol, problem = _pickle_instructions(path)
+    if problem is not None:  # torch.save's pickle (protocol 2 or later), not whole: damaged, whatever torch met
+        return damaged_torch_checkpoint(path, problem if protocol >= 2 else reason)
     if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
         return UsageError(
             f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
             hint="mmgen only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source",
         )
+    if (refused := re.fullmatch(r"Unsupported operand (\d+)", reason)) and (
+        instruction := pickletools.code2op.get(chr(int(refused.group(1))))
+    ):
+        return UsageError(
+            f"{path}: saved with pickle protocol {protocol}, whose {instruction.name} instruction "
+            f"torch.load(weights_only=True) does not read (PyTorch {torch.__version__})",
+            hint="load it and save it again with torch.save's default pickle_protocol (2)",
+        )
     return damaged_torch_checkpoint(path, reason)
+
+
+_LEGACY_PICKLES = 5  # torch.save's legacy format: a magic number, its version, the system's sizes, the objects, the
+# keys of their storages (whose bytes follow)
+
+
+def _pickle_instructions(path: Path) -> tuple[int, str | None]:
+    """The protocol of the pickle torch.load reads in `path` (a zip archive's data.pkl; the legacy format's pickles
+    before the tensors' bytes), and why it is not whole (None: it is). Read instruction by instruction
+    (pickletools.genops), which builds and imports nothing; the legacy format through a memory map, not read in
+    full. Protocol: its PROTO's, or for a pickle without one (protocols 0 and 1), that of its newest instruction."""
+    with reading(path), open(path, "rb") as file:
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+                data = archive.read(name)
+            return _instructions(io.BytesIO(data), len(data), 1)
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return _instructions(mapped, len(mapped), _LEGACY_PICKLES)
+
+
+def _instructions(stream: Any, size: int, pickles: int) -> tuple[int, str | None]:
+    protocol = 0
+    try:
+        for _ in range(pickles):
+            for instruction, argument, _position in pickletools.genops(stream):
+                protocol = max(protocol, argument if instruction.name == "PROTO" else instruction.proto)
+    except ValueError as e:
+        return protocol, ("its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})")
+    return protocol, None
 
 
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -148,8 +196,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise damaged_torch_checkpoint(path, why)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise _torch_load_failure(path, e) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, struct.error) as e:
+        raise _torch_load_failure(path, e) from None  # (the last two: weights_only's unpickler on a pickle cut short)
     return {name: check_finite(path, name, t) for name, t in _flat_tensors(state, path).items()}
 
 

@@ -201,8 +201,17 @@ def _fail(where: str, field: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"{where}: {field + ': ' if field else ''}{msg}")
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def _expected(tp: Any) -> str:
+    """What a value of type `tp` looks like, for a line refusing another ("expected an integer or 'model'")."""
+    if get_origin(tp) is Literal:
+        words = [v for v in get_args(tp) if not isinstance(v, bool)] or list(get_args(tp))  # False: YAML's `off`
+        return " or ".join(map(repr, words))
+    if get_origin(tp) in (list, tuple):
+        return "a list"
+    if get_origin(tp) is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", Path: "a path"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
@@ -233,15 +242,15 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
             if type(None) in args:
                 return None
             _fail(where, field, "must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        arms = [arg for arg in args if arg is not type(None)]
+        if len(arms) == 1:  # optional: what the one type says (a nested field's own line), as when not optional
+            return _convert(arms[0], value, where, field)
+        for arg in arms:
             try:
                 return _convert(arg, value, where, field)
-            except ConfigError as e:
-                errors.append(str(e))
-        _fail(where, field, f"{value!r} is not a valid {' or '.join(_type_name(a) for a in args if a is not type(None))}")
+            except ConfigError:
+                continue
+        _fail(where, field, f"expected {' or '.join(_expected(arg) for arg in arms)}, got {value!r}")
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

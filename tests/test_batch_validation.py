@@ -69,7 +69,7 @@ def test_four_mistakes_are_all_reported_with_their_lines_and_nothing_runs(folder
     result = run_mmgen("batch", jobs, env=mmgen_env(folder, MMGEN_OFFLINE="1"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith(f"{jobs}:3: ") and "steps: 'two' is not a valid int" in lines[0]
+    assert lines[0].startswith(f"{jobs}:3: ") and "steps: expected an integer, got 'two'" in lines[0]
     assert lines[1].startswith(f"{jobs}:6: ") and "unknown key 'seeds'" in lines[1]
     assert lines[2].startswith(f"{jobs}:8: ") and "missing.mp4 does not exist" in lines[2]
     assert lines[3].startswith(f"{jobs}:11: ") and "landscape" in lines[3] and "mmgen models import" in lines[3]
@@ -488,6 +488,28 @@ def test_yaml_s_base_60_numbers_and_dates_stay_the_text_written_and_one_mistake_
             "matches the files, or a job with `input:` for each",
         13: 'job 4 (generate): name: expected a non-empty string, got 2001, a number (to mean the text, put it in '
             'quotes: "2001")',
+    }
+
+
+def test_text_in_a_number_field_says_the_field_and_what_it_takes(folder: Path):
+    """`steps: 1:30` (text: YAML's base-60 numbers are not read) said `'1:30' is not a valid int`, and a delivery field
+    `is not a valid float or Literal`: Python's type names. Each is one line naming its field and what it takes."""
+    jobs = write_jobs(folder, """
+        defaults:
+          model: tiny.safetensors
+        jobs:
+          - {kind: generate, steps: 1:30}
+          - {kind: generate, seed: 1:30}
+          - {kind: generate, loudness: 1:30}
+          - {kind: generate, sample_rate: 1:30}
+          - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1:30}
+        """)
+    assert problems_of(jobs) == {
+        4: "job 1 (generate): steps: expected an integer, got '1:30'",
+        5: "job 2 (generate): seed: expected an integer, got '1:30'",
+        6: "job 3 (generate): loudness: expected a number or 'off', got '1:30'",
+        7: "job 4 (generate): sample_rate: expected an integer or 'model', got '1:30'",
+        8: "job 5 (soundtrack): guidance_scale: expected a number, got '1:30'",
     }
 
 

@@ -122,7 +122,7 @@ def test_base_inherits_everything_then_overrides_deeply(dirs):
         ("arch: sr-unet\nconfig: {model_channels: 100}\n", "config: model_channels must be a multiple of 32"),
         ("arch: mm-unet\nweights: {urls: [https://x.org/a.pt]}\n", "weights: sha256 is required"),
         (f"arch: mm-unet\nweights: {{urls: [http://x.org/a], sha256: {SHA}}}\n", "weights: unsupported url"),
-        ("arch: mm-unet\nweights: {sha256: 123}\n", "weights.sha256: 123 is not a valid str"),
+        ("arch: mm-unet\nweights: {sha256: 123}\n", "weights.sha256: expected a string, got 123, a number"),
         ("arch: mm-unet\nweights: {size: 0}\n", "weights: size must be a positive number of bytes"),
         ("arch: mm-unet\nweights: {format: pt}\n", "config: required for format pt"),
         ("arch: mm-unet\nupsampler: demo\n", "upsampler: 'demo' is not an sr-unet entry"),

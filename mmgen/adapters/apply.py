@@ -37,13 +37,14 @@ def check_fits(adapter: Adapter, model: nn.Module, name: str, base: BaseModel) -
 
 
 def merge_adapters(model: nn.Module, adapters: list[tuple[Adapter, float]]) -> None:
-    """Add each adapter's delta, times its weight, to `model`'s weights in place (after `check_fits`)."""
+    """Add each adapter's delta, times its weight, to `model`'s weights in place (after `check_fits`). The
+    adapters are read onto the CPU; the model may sit on a GPU, so each delta goes to its weight's device."""
     modules = dict(model.named_modules())
     with torch.no_grad():
         for adapter, weight in adapters:
             for layer in adapter.layers():
                 w = modules[layer].weight
-                w += (weight * adapter.delta(layer)).view(w.shape).to(w.dtype)
+                w += (weight * adapter.delta(layer)).view(w.shape).to(w.device, w.dtype)
 
 
 def read_uses(uses: tuple[AdapterUse, ...] | list[AdapterUse]) -> list[tuple[Adapter, float]]:

@@ -3,6 +3,7 @@ channels-last layout the fast path keeps its images and frames in."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -34,6 +35,15 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 5:
         return channels_last(x.flatten(0, 1)).unflatten(0, x.shape[:2])
     return x.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `device_type`, for what must run in float32 inside an autocast region; nothing to
+    switch off where this torch has no autocast for that device: Apple MPS before torch 2.5, where even
+    `torch.autocast("mps", enabled=False)` raises ("unsupported scalarType"), and the meta device."""
+    if torch.amp.autocast_mode.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def kernel_2d(weight: torch.Tensor, unit_dim: int) -> torch.Tensor:
@@ -69,7 +79,7 @@ def group_norm(
         weight, bias, late = weight * factor, torch.addcmul(shift, bias, factor), None
     mixed_ok = x.dtype == torch.float32 or (x.device.type == "cpu" and x.dtype == torch.bfloat16)
     xin = x if mixed_ok else x.float()
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_off(x.device.type):
         if channel_dim == 1 and xin.is_contiguous():
             y = F.group_norm(xin, groups, weight, bias, norm.eps).to(x.dtype)
         else:

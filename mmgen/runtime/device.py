@@ -1,5 +1,5 @@
 """Where and in what precision a pipeline runs: `--device auto` picks cuda > mps > cpu, `--precision auto`
-picks bf16 (else fp16) on CUDA, fp16 on MPS, and on the CPU bf16 where it computes bf16 natively
+picks bf16 (else fp16) on CUDA, fp16 on MPS (fp32 with a torch before 2.5, which has no autocast there), and on the CPU bf16 where it computes bf16 natively
 (AVX512-BF16 or AMX: 2-15× the fp32 conv rate), fp32 elsewhere or when MMGEN_CPU_BF16=0.
 Lower precision is autocast (norms, softmax and the sampler stay fp32); for inference the conv and linear
 weights autocast rounds are kept in its dtype from the start (models/storage.py), training keeps fp32 weights."""
@@ -123,29 +123,45 @@ def huge_pages() -> str:
     return "on"
 
 
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU `device` computes bf16 in hardware: compute capability 8.0 (Ampere) or later, or any ROCm
+    GPU. torch.cuda.is_bf16_supported() also says yes on older GPUs (a T4, a V100), where bf16 only works
+    emulated, far slower than their fp16 tensor cores; it also asks the current device, not `device`."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_properties(device).major >= 8
+
+
 def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """Parse --precision for `device`. bf16 keeps fp32's range (no overflow in attention logits), so
-    it is preferred over fp16 on CUDA wherever the GPU supports it, and used on CPUs with native bf16."""
+    it is preferred over fp16 on CUDA wherever the GPU computes it natively, and used on CPUs with native bf16."""
     name = name.strip().lower()
     if name == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_native_bf16(device) else torch.float16
         if device.type == "mps":
-            return torch.float16
+            return torch.float16 if torch.amp.autocast_mode.is_autocast_available("mps") else torch.float32
         return torch.bfloat16 if cpu_native_bf16() else torch.float32
     if name not in PRECISIONS:
         raise UsageError(f"--precision: {name!r} is not one of auto, {', '.join(PRECISIONS)}")
+    if name != "fp32" and not torch.amp.autocast_mode.is_autocast_available(device.type):
+        raise UsageError(f"--precision {name}: torch {torch.__version__} has no autocast on {device.type} "
+                         "(Apple MPS has it from torch 2.5)", "use --precision fp32, or a newer torch")
     return PRECISIONS[name]
 
 
 def memory_budget(device: torch.device) -> int:
     """Bytes a model may use for activations on `device`: MMGEN_MAX_MEMORY (e.g. "6G", "512M", bytes) if
     set, else half of the free memory on a GPU, and on the CPU half of MemAvailable but at most 2 GiB: there
-    one frame's convolutions already keep every core busy, so batching more frames costs memory, not time."""
+    one frame's convolutions already keep every core busy, so batching more frames costs memory, not time.
+    A GPU's free memory counts what torch's caching allocator holds unused (reserved, not allocated): the
+    driver calls it taken, so by the driver's count alone the budget would halve after the first forward
+    (whose activations the allocator keeps), and later calls would run in smaller chunks than the first."""
     if (forced := environment.memory_limit()) is not None:
         return forced
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] // 2
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return (torch.cuda.mem_get_info(device)[0] + cached) // 2
     try:
         with open("/proc/meminfo") as meminfo:
             available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable"))

@@ -63,21 +63,33 @@ class Streams:
         for g in {id(self.generator): self.generator, id(self.noise): self.noise}.values():
             g.manual_seed(seed)
 
-    def state(self, device: torch.device) -> dict[str, torch.Tensor | None]:
+    def state(self, device: torch.device) -> dict[str, torch.Tensor | str | None]:
         return {
             "generator": self.generator.get_state(),
             "noise": None if self.noise is self.generator else self.noise.get_state(),
+            "noise_device": self.noise.device.type,
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }
 
-    def restore(self, saved: dict[str, torch.Tensor | None], device: torch.device) -> None:
+    def restore(self, saved: dict[str, torch.Tensor | str | None], device: torch.device, seed: int) -> str | None:
+        """Put the saved states back. A run resumed on another kind of device (a checkpoint written on a GPU,
+        resumed on the CPU, or the other way) cannot take the old noise stream: each kind's generator has its
+        own state (a CUDA state is refused by an MPS generator, "RNG state is wrong size"), so that stream
+        starts afresh from `seed` and the returned note says so."""
         self.generator.set_state(saved["generator"])
-        if self.noise is not self.generator and saved["noise"] is not None:
-            self.noise.set_state(saved["noise"])
         torch.set_rng_state(saved["torch"])
         if saved["cuda"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda"], device)
+        # checkpoints written before "noise_device" was saved: a separate noise state was the device's own
+        was = saved.get("noise_device") or (device.type if saved["noise"] is not None else "cpu")
+        if was == self.noise.device.type:
+            if self.noise is not self.generator:
+                self.noise.set_state(saved["noise"])
+            return None
+        if self.noise is not self.generator:
+            self.noise.manual_seed(seed)
+        return f"resumed on {self.noise.device.type} after training on {was}: the noise stream restarted"
 
 
 class TrainingState:
@@ -156,13 +168,15 @@ class TrainingState:
         state = resumable.state
         self.step = resumable.checkpoint.step
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved without fp16: a run resumed in fp16 starts its loss scale afresh
+            self.scaler.load_state_dict(state["scaler"])
         self.files.load_into(self.ema.module, resumable.ema)
         self.ema.n_averaged.fill_(state["ema_n_averaged"])
         rng, processes = state["rng"], self.processes
         if len(rng) == processes.world_size:
-            self.streams.restore(rng[processes.rank], self.compute.device)
-            return None
+            return self.streams.restore(
+                rng[processes.rank], self.compute.device, rank_seed(self.config.seed + self.step, processes.rank)
+            )
         # A different number of processes: carry on with fresh streams (not bitwise like the old run).
         self.streams.reseed(rank_seed(self.config.seed + self.step, processes.rank))
         return f"resumed with {processes.world_size} processes instead of {len(rng)}: random streams restarted"

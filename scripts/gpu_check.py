@@ -195,7 +195,8 @@ def _all(c: Checks, device) -> None:
         out = c.work / "st.mp4"
         c.mmgen("soundtrack", clip, "-o", out, "--seed", 3, "--wav")
         side = c.sidecar(out.with_suffix(".json"))
-        _require(side["device"].startswith("cuda:") and out.with_suffix(".wav").is_file(), "outputs")
+        _require(side["device"].startswith("cuda:"), f"sidecar: {side['device']}")
+        _require(out.with_suffix(".wav").is_file(), "no .wav written")
         return side["device"]
 
     c.run("soundtrack (replacement)", soundtrack)

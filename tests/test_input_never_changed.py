@@ -300,3 +300,31 @@ def test_overwrite_keeps_an_input_that_was_the_old_outputs_wav_companion(tiny, t
     assert sound.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["out.json", "out.mp4", "out.wav"]
     assert "wav" not in json.loads(out.with_suffix(".json").read_text())
+
+
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_overwrite_keeps_a_model_file_that_was_the_old_outputs_preview(tiny, tmp_path, command):
+    """A model file where an old output's preview was (`-m out/clip_0000_frames.png`, a companion that the old
+    sidecar records): generate --overwrite --no-previews, and a batch's generate job likewise, retired it as a stale
+    companion, then loaded the model from memory and left it gone — as soundtrack/animate never do with their
+    inputs. The model and adapter files count as inputs wherever outputs are checked."""
+    out = tmp_path / "out"
+    out.mkdir()
+    model = out / "clip_0000_frames.png"
+    model.write_bytes(tiny.read_bytes())
+    write_test_video(out / "clip_0000.mp4", seconds=1.0)
+    (out / "clip_0000.json").write_text(json.dumps({"mp4": str(out / "clip_0000.mp4"), "frames_png": str(model)}))
+    original = model.read_bytes()
+    if command == "generate":
+        args = ["generate", "-m", model, "-o", out, "--steps", 2, "--no-previews"]
+    else:
+        jobs = tmp_path / "jobs.yaml"
+        jobs.write_text(f"output_dir: out\ndefaults: {{model: {model}, steps: 2, previews: false}}\n"
+                        "jobs:\n  - {kind: generate, name: clip_0000}\n")
+        args = ["batch", jobs]
+
+    done = run_here(*args, "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert model.read_bytes() == original
+    assert "frames_png" not in json.loads((out / "clip_0000.json").read_text())

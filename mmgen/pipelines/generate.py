@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
@@ -61,24 +61,30 @@ def generate_files(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
-    outputs.check_outputs(paths, overwrite, inputs=input_files(settings))
+    inputs = input_files(settings)
+    outputs.check_outputs(paths, overwrite, inputs=inputs)
     run = prepare(settings)
     models = load(run)
     results = []
     with outputs.new_folders_removed_on_failure(paths):
         for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
-            results.append(write_generated(result, where, overwrite, settings.delivery()))
+            results.append(write_generated(result, where, overwrite, settings.delivery(), inputs))
     return results
 
 
 def write_generated(
-    result: Result, where: outputs.OutputPaths, overwrite: bool = False, delivery: Delivery = Delivery()
+    result: Result,
+    where: outputs.OutputPaths,
+    overwrite: bool = False,
+    delivery: Delivery = Delivery(),
+    inputs: Sequence[Path] = (),
 ) -> Result:
     """Write a generated clip: the mp4 (its sound as `delivery` says), the previews `where` names (if any, of the
-    model's own sound), then its sidecar: all of them, or none if one cannot be written."""
+    model's own sound), then its sidecar: all of them, or none if one cannot be written. `inputs`: the files the
+    run reads (its model, upsampler and adapters: session.input_files), never removed as an old output's files."""
     clip = result.clip
     delivered = deliver(clip.audio, clip.sample_rate, delivery)
-    with outputs.writing(where, overwrite):
+    with outputs.writing(where, overwrite, inputs):
         write_mp4(where.mp4, clip.video, delivered.audio, clip.fps, delivered.sample_rate, overwrite=overwrite)
         result = dataclasses.replace(
             result, provenance=dataclasses.replace(result.provenance, delivery=delivered.to_json())

@@ -31,7 +31,7 @@ from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
 from mmgen.pipelines.retake import retake
-from mmgen.pipelines.session import keep_loaded, load
+from mmgen.pipelines.session import input_files, keep_loaded, load
 from mmgen.pipelines.soundtrack import soundtrack
 from mmgen.runtime import processes
 
@@ -200,7 +200,7 @@ def _remove_leftovers(job: Job) -> None:
 
 def _generate(job: Job, replace: bool, progress: ProgressFn) -> Result:
     (result,) = iter_generate(job.run, load(job.run), 1, progress=progress)
-    return write_generated(result, job.files, overwrite=replace, delivery=job.settings.delivery())
+    return write_generated(result, job.files, replace, job.settings.delivery(), input_files(job.settings))
 
 
 def _matching(job: Job, replace: bool, progress: ProgressFn) -> Result:

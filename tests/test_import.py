@@ -481,6 +481,13 @@ def test_a_pickle_cut_inside_a_class_name_is_damaged_not_a_python_object(tmp_pat
         assert run(["models", "import", str(file), "--name", "x", "--arch", "mm-unet"]) == 2, file
         assert capsys.readouterr().err == (f"mmgen: error: {file}: damaged, or not a PyTorch checkpoint (its pickle is "
                                            "cut short) (get the file again)\n")
+    changed = tmp_path / "changed.pt"  # a byte of a class name changed: data.pkl fails its CRC-32
+    data = bytearray(zipped.read_bytes())
+    data[data.index(b"_rebuild_tensor") + 3] = ord("X")
+    changed.write_bytes(data)
+    assert run(["models", "import", str(changed), "--name", "x", "--arch", "mm-unet"]) == 2
+    assert capsys.readouterr().err == (f"mmgen: error: {changed}: damaged, or not a PyTorch checkpoint (Bad CRC-32 "
+                                       "for file 'zipped/data.pkl') (get the file again)\n")
     foreign = tmp_path / "foreign.pt"
     torch.save({"w": CreatesAFile(tmp_path / "ran")}, foreign, _use_new_zipfile_serialization=False)
     assert run(["models", "import", str(foreign), "--name", "x", "--arch", "mm-unet"]) == 2

@@ -98,9 +98,9 @@ def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
     if isinstance(error, OSError) and (failure := read_failure(path, error)) is not error:
         return failure
     reason = torch_load_reason(error)
-    protocol, problem = _pickle_instructions(path)
-    if problem is not None:  # torch.save's pickle (protocol 2 or later), not whole: damaged, whatever torch met
-        return damaged_torch_checkpoint(path, problem if protocol >= 2 else reason)
+    found = _read_pickle(path)
+    if not found.whole:  # damaged, whatever torch met: in torch.save's words where the pickle is one of its own
+        return damaged_torch_checkpoint(path, found.why or reason)
     if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
         return UsageError(
             f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
@@ -110,7 +110,7 @@ def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
         instruction := pickletools.code2op.get(chr(int(refused.group(1))))
     ):
         return UsageError(
-            f"{path}: saved with pickle protocol {protocol}, whose {instruction.name} instruction "
+            f"{path}: saved with pickle protocol {found.protocol}, whose {instruction.name} instruction "
             f"torch.load(weights_only=True) does not read (PyTorch {torch.__version__})",
             hint="load it and save it again with torch.save's default pickle_protocol (2)",
         )
@@ -121,30 +121,44 @@ _LEGACY_PICKLES = 5  # torch.save's legacy format: a magic number, its version, 
 # keys of their storages (whose bytes follow)
 
 
-def _pickle_instructions(path: Path) -> tuple[int, str | None]:
-    """The protocol of the pickle torch.load reads in `path` (a zip archive's data.pkl; the legacy format's pickles
-    before the tensors' bytes), and why it is not whole (None: it is). Read instruction by instruction
-    (pickletools.genops), which builds and imports nothing; the legacy format through a memory map, not read in
-    full. Protocol: its PROTO's, or for a pickle without one (protocols 0 and 1), that of its newest instruction."""
+@dataclass(frozen=True)
+class _Pickle:
+    """What reading a pickle's instructions found: its protocol (its PROTO's, or for a pickle without one —
+    protocols 0 and 1 — that of its newest instruction), whether it is whole, and if not, why in a few words when
+    it is torch.save's (None: torch's own finding says it better, e.g. of bytes that are no pickle at all)."""
+
+    protocol: int
+    whole: bool = True
+    why: str | None = None
+
+
+def _read_pickle(path: Path) -> _Pickle:
+    """The pickle torch.load reads in `path` (a zip archive's data.pkl; the legacy format's pickles before the
+    tensors' bytes), read instruction by instruction (pickletools.genops), which builds and imports nothing; the
+    legacy format through a memory map, not read in full."""
     with reading(path), open(path, "rb") as file:
         if zipfile.is_zipfile(file):
             with zipfile.ZipFile(file) as archive:
                 name = next(n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
-                data = archive.read(name)
+                try:
+                    data = archive.read(name)
+                except zipfile.BadZipFile as e:  # its bytes fail their CRC-32: changed since torch.save wrote them
+                    return _Pickle(0, whole=False, why=str(e))
             return _instructions(io.BytesIO(data), len(data), 1)
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             return _instructions(mapped, len(mapped), _LEGACY_PICKLES)
 
 
-def _instructions(stream: Any, size: int, pickles: int) -> tuple[int, str | None]:
+def _instructions(stream: Any, size: int, pickles: int) -> _Pickle:
     protocol = 0
     try:
         for _ in range(pickles):
             for instruction, argument, _position in pickletools.genops(stream):
                 protocol = max(protocol, argument if instruction.name == "PROTO" else instruction.proto)
     except ValueError as e:
-        return protocol, ("its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})")
-    return protocol, None
+        why = "its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})"
+        return _Pickle(protocol, whole=False, why=why if protocol >= 2 else None)  # torch.save writes PROTO 2 on
+    return _Pickle(protocol)
 
 
 def check_finite(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,10 @@ A new output is committed with a hard link, which fails if the name exists: of t
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
 the files of one output appear together: if writing one fails, the others it committed are taken back again, and
 the files they replaced (--overwrite), kept aside under hidden names until then, are put back; a file `retire`
-removes inside the block is kept aside the same way. A temporary's name says which process made it, so a later
+removes inside the block is kept aside the same way. For a file and the record describing it (a cached model), the old
+record goes first and the new one comes last: while it is gone, `last_kept` says where the old pair was kept aside (a
+replacement in flight, or one killed outright), so readers see the old state or the new one, and `put_back_kept`
+puts a killed replacement's back. A temporary's name says which process made it, so a later
 run can remove what a killed one left (mmgen.temporaries). What a failing write (or an input's failing read) is
 said as, and whose trouble it is, is mmgen.disk_failures'.
 `sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder), and
@@ -304,6 +307,39 @@ def when_kept(callback: Callable[[], object]) -> None:
         callback()
     else:
         group.kept.append(callback)
+
+
+def last_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> tuple[Path, Path] | None:
+    """Where the last state a commit group kept is — a `data` file and the `record` describing it, committed in one
+    `kept_together`, the old record retired first and the new one written last, so that a record at its name means
+    a complete state: `record` and `data` themselves while the record is there. While it is not, a replacement is
+    in flight, or was killed outright (kill -9) in between: then it is the record that replacement kept aside
+    (written, for a new one about to land) with the data that record describes (`holds(record, data)`: an OSError
+    is False) — still at `data`, or kept aside beside it by the same process. None: nothing is kept (never
+    committed, or removed). Nothing is changed: every reader sees the old state or the new one, never neither."""
+    for _ in range(2):  # the second time: the replacement ended as we looked (its kept-aside files gone)
+        if os.path.lexists(record):
+            return record, data
+        for kept, process in temporaries.named_after(record):
+            for candidate in [data, *(path for path, by in temporaries.named_after(data) if by == process)]:
+                with suppress(OSError):  # e.g. a kept-aside file its replacement let go of as we read it
+                    if holds(kept, candidate):
+                        return kept, candidate
+    return None
+
+
+def put_back_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> bool:
+    """Put the last kept state (`last_kept`) under its names again where a process killed half way through replacing
+    it (mmgen.temporaries.left_behind) left it aside; True if it did. The caller keeps other writers out (a lock),
+    and removes what else the killed process left afterwards (mmgen.temporaries.remove_leftovers)."""
+    found = last_kept(record, data, holds)
+    if found is None or found[0] == record or not temporaries.left_behind(found[0]):
+        return False
+    kept, candidate = found
+    if candidate != data:
+        put_back(candidate, data)
+    put_back(kept, record)
+    return True
 
 
 @contextmanager

@@ -71,12 +71,31 @@ def leftovers(folder: Path) -> list[Path]:
         return []
     found = []
     for entry in sorted(entries, key=lambda e: e.name):
-        named = LEFTOVER.fullmatch(entry.name)
         with suppress(OSError):
-            if named and named["owner"] == owner() and not alive(int(named["pid"])) and entry.is_file(
-                    follow_symlinks=False):
+            if left_behind(Path(entry.path)) and entry.is_file(follow_symlinks=False):
                 found.append(Path(entry.path))
     return found
+
+
+def left_behind(path: Path) -> bool:
+    """Whether `path` is named as a temporary of a killed mmgen process (the module's rule)."""
+    named = LEFTOVER.fullmatch(path.name)
+    return bool(named) and named["owner"] == owner() and not alive(int(named["pid"]))
+
+
+def named_after(target: Path) -> list[tuple[Path, str]]:
+    """The temporaries beside `target` named after it (mmgen.files.temporary_name) — being written, kept aside
+    (mmgen.files.kept_together) by a running process, or left by a killed one — each with the process that made it
+    (OWNER-PID), by name."""
+    pattern = re.compile(
+        re.escape(f".{target.stem}.") + r"(?P<process>[0-9a-f]{8}-[1-9][0-9]{0,8})-[0-9a-f]{8}"
+        + re.escape(f".partial{target.suffix}")
+    )
+    try:
+        names = sorted(os.listdir(target.parent))
+    except OSError:
+        return []
+    return [(target.parent / name, named["process"]) for name in names if (named := pattern.fullmatch(name))]
 
 
 def remove_leftovers(folder: Path) -> None:

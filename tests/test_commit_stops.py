@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,13 @@ from cli_here import run_here
 from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model, tiny_config
 
-from mmgen import files
+from mmgen import files, temporaries
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.errors import OutputExists
 from mmgen.files import atomic_output, kept_together, sha256_file
 from mmgen.runtime.stop_signals import stops_interrupt
 from mmgen.weights import load_model
+from mmgen.weights.cache import ModelCache
 
 
 def stop_right_after(monkeypatch, name: str, sig: int = signal.SIGTERM) -> list[Path]:
@@ -254,6 +256,8 @@ def test_after_a_kill_9_as_a_models_weights_land_the_next_command_puts_the_old_m
 
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert "model.json" not in listing(folder)  # never the old record beside the new weights
+    info = run_here("models", "info", "mx", "--json", env=env)  # a reader sees the old model (kept aside)
+    assert info.returncode == 0 and json.loads(info.stdout)["sha256"] == json.loads(before["model.json"])["sha256"]
     again = run_here("models", "import", source, "--name", "mx", env=env)
     assert again.returncode == 2 and "'mx' is already in the cache" in again.stderr, again.stderr
     assert listing(folder) == before  # the old weights and record, nothing left aside
@@ -268,6 +272,105 @@ def import_stopped(tmp_path: Path, sig: str, source: Path, env: dict) -> subproc
     return subprocess.run([sys.executable, script, "model.safetensors", sig, "models", "import", source, "--name",
                            "mx", "--overwrite", "--dtype", "fp16"], env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
+
+
+DEAD = 999_999_999  # a process id no process has: what a process killed outright looks like
+
+
+def killed_replacing(folder: Path, stem: str) -> dict[str, bytes]:
+    """Leave in `folder` what a replacement of STEM.safetensors and its record STEM.json killed (kill -9) right
+    after its new file landed leaves: the old record and file kept aside under the dead process's names, the new
+    file in place without a record. The folder's files, before."""
+    before = listing(folder)
+    aside = f"{temporaries.owner()}-{DEAD}"
+    os.replace(folder / f"{stem}.json", folder / f".{stem}.{aside}-{uuid.uuid4().hex[:8]}.partial.json")
+    os.link(folder / f"{stem}.safetensors", folder / f".{stem}.{aside}-{uuid.uuid4().hex[:8]}.partial.safetensors")
+    new = folder / f".{stem}.new"
+    new.write_bytes(b"new weights, never recorded")
+    os.replace(new, folder / f"{stem}.safetensors")
+    return before
+
+
+def test_a_model_whose_replacement_was_killed_is_seen_by_every_reader_until_it_is_put_back(tmp_path):
+    """Until the next import/pull/rm put it back, `models list/info/verify` and generate called it unknown. They
+    see it as it was kept (aside), and change nothing; the next command that locks its folder puts it back."""
+    env, source = mmgen_env(tmp_path), save_tiny_model(tmp_path / "m.safetensors")
+    imported = run_here("models", "import", source, "--name", "mx", "--json", env=env)
+    sha256 = json.loads(imported.stdout)["sha256"]
+    folder = tmp_path / "cache" / "models" / "mx"
+    before = killed_replacing(folder, "model")
+    left = listing(folder)
+
+    listed = run_here("models", "list", "--json", env=env)
+    assert any(row["name"] == "mx" and row["status"] == "cached" for row in map(json.loads, listed.stdout.splitlines()))
+    info = run_here("models", "info", "mx", "--json", env=env)
+    assert info.returncode == 0 and json.loads(info.stdout)["sha256"] == sha256, info.stderr
+    verified = run_here("models", "verify", "mx", env=env)
+    assert verified.returncode == 0 and "mx: ok" in verified.stdout + verified.stderr
+    with pytest.MonkeyPatch.context() as cache_in_use:
+        cache_in_use.setenv("MMGEN_CACHE", env["MMGEN_CACHE"])
+        assert load_model("mx").sha256 == sha256  # what generate -m mx samples with
+    assert listing(folder) == left  # a reader writes nothing
+
+    again = run_here("models", "import", source, "--name", "mx", env=env)
+    assert again.returncode == 2 and "'mx' is already in the cache" in again.stderr, again.stderr
+    assert listing(folder) == before
+
+
+def test_while_a_model_is_replaced_other_processes_see_the_old_one(tmp_path, monkeypatch):
+    """`models import --overwrite` retires the old record first: until its new one landed, the model was not cached
+    for everyone else. Looked at right after the new weights land (the record still gone), it is the old model."""
+    env, source = mmgen_env(tmp_path), save_tiny_model(tmp_path / "m.safetensors")
+    imported = run_here("models", "import", source, "--name", "mx", "--json", env=env)
+    sha256 = json.loads(imported.stdout)["sha256"]
+    commit, seen = files._commit, []
+
+    def commit_then_look(temp: Path, target: Path, replace: bool) -> None:
+        commit(temp, target, replace)
+        if target.name == "model.safetensors":
+            cache = ModelCache()
+            assert not cache.record_path("mx").exists()
+            seen.append((cache.names(), cache.record("mx").sha256, load_model("mx").sha256))
+
+    monkeypatch.setattr(files, "_commit", commit_then_look)
+    replaced = run_here("models", "import", source, "--name", "mx", "--overwrite", "--dtype", "fp16", env=env)
+
+    assert replaced.returncode == 0, replaced.stderr
+    assert seen == [(["mx"], sha256, sha256)]
+
+
+def test_an_adapter_whose_registration_was_killed_is_seen_then_put_back(adapter_file, tmp_path):
+    """A registration over an adapter killed outright left its new file without a record: the adapter read as
+    absent, and the next registration deleted the old files kept aside. Now it is seen, then put back."""
+    env = mmgen_env(tmp_path)
+    assert run_here("models", "import", adapter_file, "--name", "style", env=env).returncode == 0
+    folder = tmp_path / "cache" / "adapters" / "style"
+    before = killed_replacing(folder, "adapter")
+
+    info = run_here("models", "info", "style", "--json", env=env)
+    assert info.returncode == 0 and json.loads(info.stdout)["sha256"] == sha256_file(adapter_file), info.stderr
+    verified = run_here("models", "verify", "style", env=env)
+    assert verified.returncode == 0 and "style: ok" in verified.stdout + verified.stderr
+
+    again = run_here("models", "import", adapter_file, "--name", "style", env=env)
+    assert again.returncode == 2 and "already registered" in again.stderr, again.stderr
+    assert listing(folder) == before
+
+
+def test_a_runs_final_weights_whose_replacement_was_killed_are_put_back(tmp_path):
+    """A run killed as it wrote its final weights again (a resumed run) left new weights without their json; the
+    next finetune there puts the old pair back."""
+    run_dir, data = tmp_path / "run", tmp_path / "clips"
+    run_dir.mkdir()
+    data.mkdir()
+    (run_dir / "model.safetensors").write_bytes(b"the final weights")
+    (run_dir / "model.json").write_text(json.dumps({"sha256": sha256_file(run_dir / "model.safetensors")}))
+    before = killed_replacing(run_dir, "model")
+
+    refused = run_here("finetune", data, "-o", run_dir, env=mmgen_env(tmp_path))
+
+    assert refused.returncode == 2 and "not empty" in refused.stderr, refused.stderr
+    assert listing(run_dir) == before
 
 
 def test_a_stop_as_a_batch_jobs_sidecar_lands_leaves_no_lone_sidecar(tiny, tmp_path, monkeypatch):

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
-from mmgen.errors import ChecksumMismatch, MmgenError, OutputExists, UsageError
-from mmgen.files import atomic_path, copy_into, kept_together, retire, sha256_file, write_text
+from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, OutputExists, UsageError
+from mmgen.files import (
+    atomic_path,
+    copy_into,
+    kept_together,
+    last_kept,
+    put_back_kept,
+    retire,
+    sha256_file,
+    write_text,
+)
 from mmgen.temporaries import remove_leftovers
 from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
@@ -67,6 +77,8 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     check_cache_writable(cache_root())
     check_cache_writable(folder)  # a read-only adapters/ in a writable cache
     adapter = read_adapter(file)
+    with suppress(OSError):  # (another registration putting it back too)
+        put_back_kept(folder / RECORD, folder / FILE, _describes)  # what one killed half way (kill -9) took away
     if (folder / RECORD).is_file() and not overwrite:
         raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,25 +124,45 @@ def file_of(source: str) -> Path | None:
 
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
+    kept = _kept(name, cache_dir) if is_name(name) else None
+    return kept[1] if kept is not None else None
+
+
+def _kept(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | None:
+    """The record file and adapter file of the registered adapter `name` as last kept: its own, or while a
+    registration over it is in flight or was killed half way (put back by the next one), the old ones it kept aside
+    (files.last_kept)."""
     folder = root(cache_dir) / name
-    return folder / FILE if is_name(name) and (folder / RECORD).is_file() else None
+    return last_kept(folder / RECORD, folder / FILE, _describes)
+
+
+def _describes(record_file: Path, path: Path) -> bool:
+    """Whether the adapter record in `record_file` describes the file `path` (its size and sha256)."""
+    try:
+        record = read_record(AdapterRecord, record_file, "adapter record", "")
+    except ConfigError:
+        return False
+    return record is not None and path.stat().st_size == record.size and sha256_file(path) == record.sha256
 
 
 def records() -> list[AdapterRecord | DamagedAdapter]:
     """Every registered adapter, by name: its record, or what is wrong with it (a record cut short or not an
     adapter's) — one damaged record never hides the others."""
     found = []
-    for path in sorted(root().glob(f"*/{RECORD}")):
+    replaced = {p.parent.name for p in root().glob(f"*/.{Path(RECORD).stem}.*.partial.json")}  # or killed doing so
+    for name in sorted({p.parent.name for p in root().glob(f"*/{RECORD}")}
+                       | {name for name in replaced if _kept(name) is not None}):
         try:
-            found.append(_record(path.parent.name))
+            found.append(_record(name))
         except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
-            name = path.parent.name
             found.append(DamagedAdapter(name, str(e) if e.hint else f"{e} (run `mmgen models rm {name}`)"))
     return found
 
 
 def _record(name: str) -> AdapterRecord | None:
-    return read_record(AdapterRecord, root() / name / RECORD, "adapter record", f"run `mmgen models rm {name}`")
+    kept = _kept(name)
+    hint = f"run `mmgen models rm {name}`"
+    return read_record(AdapterRecord, kept[0], "adapter record", hint) if kept is not None else None
 
 
 def find(name: str) -> AdapterRecord | None:
@@ -142,7 +174,8 @@ def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
     return [Verdict(r.name, str(root() / r.name / RECORD), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
-            if isinstance(r, DamagedAdapter) else check_file(r.name, root() / r.name / FILE, r.sha256, kind="adapter")
+            if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or root() / r.name / FILE,
+                                                             r.sha256, kind="adapter")
             for r in chosen]
 
 
@@ -150,7 +183,7 @@ def remove(name: str) -> bool:
     if not is_name(name):  # a path or "..": never deletes outside the store
         return False
     folder = root() / name
-    if not (folder / RECORD).is_file():
+    if _kept(name) is None:
         return False
     check_removable(folder, f"adapter {name!r}")
     shutil.rmtree(folder)
@@ -161,8 +194,8 @@ def resolve(source: str) -> Adapter:
     """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
     if is_path(source):
         return read_adapter(source)
-    folder = root() / source
-    if not (folder / RECORD).is_file():
+    file = registered_file(source)
+    if file is None:
         here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (file_of)
         raise UsageError(
             f"--adapter {source}: no registered adapter of that name"
@@ -171,13 +204,13 @@ def resolve(source: str) -> Adapter:
             "register one with `mmgen models import FILE --name NAME`",
         )
     record = _record(source)
-    actual = sha256_file(folder / FILE)
+    actual = sha256_file(file)
     if actual != record.sha256:
         raise ChecksumMismatch(
-            f"adapter {source}: {folder / FILE} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
+            f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
             hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
         )
-    return read_adapter(folder / FILE)
+    return read_adapter(file)
 
 
 def import_merged(file: str | Path, name: str, overwrite: bool = False):

@@ -5,18 +5,23 @@ found damaged and set aside (step-N.damaged: evidence, kept) do not stand in a n
 there — previews, a checkpoint folder with something in it, a file of the user's — is named, never deleted; and
 a finished run's final weights (all of its checkpoints damaged since) are never offered for deletion. A run
 holds its folder (RunFolderLock) from its first look to its end, so a run still before its first checkpoint is
-never taken for a failed one."""
+never taken for a failed one. Its first look also puts back the final weights a run killed outright while replacing
+them left aside (put_back_final)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import UsageError
+from mmgen.files import put_back_kept, sha256_file
+from mmgen.temporaries import remove_leftovers
 
 try:
     import fcntl
@@ -28,6 +33,27 @@ REWRITTEN = ("config.yaml", "log.jsonl")  # what a new start writes again
 _PARTIAL = re.compile(r"\.step-.*\.partial")  # a checkpoint being written (train.checkpoint.save_checkpoint)
 _SET_ASIDE = re.compile(r"step-\d+\.damaged(-\d+)?")  # a damaged checkpoint kept aside (train.checkpoint.set_aside)
 FINAL_WEIGHTS = ("model.safetensors", "adapter.safetensors")  # a finished run's (run_weights.final_name), + .json
+
+
+def put_back_final(run_dir: Path) -> None:
+    """Put back the final weights and their json that a run killed outright (kill -9) while replacing them — a
+    resumed run reaching its end again — took away (files.put_back_kept): the folder holds the old pair or the new
+    one, never new weights without their json. Then what else the killed run left half written goes. For the run
+    holding the folder (RunFolderLock)."""
+    for name in FINAL_WEIGHTS:
+        weights = run_dir / name
+        with suppress(OSError):
+            put_back_kept(weights.with_suffix(".json"), weights, _describes)
+    remove_leftovers(run_dir)
+
+
+def _describes(sidecar: Path, weights: Path) -> bool:
+    """Whether the final weights' json `sidecar` describes the file `weights` (the sha256 it records)."""
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("sha256")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(recorded, str) and sha256_file(weights) == recorded
 
 
 def is_run_folder(folder: Path) -> bool:

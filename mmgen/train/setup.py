@@ -42,7 +42,7 @@ from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.order import BatchOrder
 from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
-from mmgen.train.run_folder import RUN_HEADER, RunFolderLock, failed_start, is_run_folder
+from mmgen.train.run_folder import RUN_HEADER, RunFolderLock, failed_start, is_run_folder, put_back_final
 from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
@@ -202,6 +202,8 @@ def _check_run_dir(
     found, damaged = None, []
     check_writable_folder(run_dir, hint="choose another -o")
     _hold(lock, processes)
+    if processes.is_main:
+        put_back_final(run_dir)
     has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
     failed = failed_start(run_dir, has_checkpoint) if run_dir.is_dir() else None
     # A step folder appears only whole (save_checkpoint): one with a file missing was damaged after the run saved

@@ -4,8 +4,10 @@ of where it came from, so `verify` can re-hash it and `list` can describe it wit
 Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmgen", read when used):
     models/<name>/model.safetensors   the converted weights (arch + config in the metadata)
     models/<name>/model.json          CacheRecord; written last, so a model counts as cached only once complete
-                                      (a replaced one's goes first; a replacement killed half way is taken
-                                      back by the next command that locks the folder: `ModelCache.lock`)
+                                      (a replaced one's goes first, kept aside until the new one is in place:
+                                      meanwhile every reader finds the old model through what was kept aside,
+                                      and a replacement killed half way is put back by the next command that
+                                      locks the folder: `ModelCache.lock`; files.last_kept)
     models/<name>/<sha256>.part       an interrupted download, resumed by the next pull (from Google Drive:
                                       <file id>.part, complete but unchecked, and gdown's <file id>.part*.part)
     models/<name>/.lock               held while downloading or converting into this folder; a folder left with
@@ -35,10 +37,10 @@ import platformdirs
 
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import file_lock, put_back, sha256_file, write_text
+from mmgen.files import file_lock, last_kept, put_back_kept, sha256_file, write_text
 from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
-from mmgen.temporaries import leftovers, remove_leftovers
+from mmgen.temporaries import remove_leftovers
 from mmgen.terminal import say
 from mmgen.weights.names import check_name
 
@@ -159,12 +161,30 @@ class ModelCache:
 
     def names(self) -> list[str]:
         models = self.root / "models"
-        return sorted(p.parent.name for p in models.glob("*/model.json")) if models.is_dir() else []
+        if not models.is_dir():
+            return []
+        replaced = {p.parent.name for p in models.glob("*/.model.*.partial.json")}  # in flight, or killed (kill -9)
+        return sorted({p.parent.name for p in models.glob("*/model.json")}
+                      | {name for name in replaced if self.kept_files(name) is not None})
+
+    def kept_files(self, name: str) -> tuple[Path, Path] | None:
+        """The record file and weights file of the model `name` as last kept: its own, or while a replacement is in
+        flight or was killed half way (not put back yet: `lock`), the old ones it kept aside (files.last_kept)."""
+        return last_kept(self.record_path(name), self.weights_path(name), _describes)
 
     def record(self, name: str) -> CacheRecord | None:
-        """The record of a complete cached model, or None."""
-        record = read_record(CacheRecord, self.record_path(name), "cache record", f"run `mmgen models rm {name}`")
-        return record if record is not None and self.weights_path(name).is_file() else None
+        """The record of a complete cached model (as last kept: `kept_files`), or None."""
+        kept = self.kept_files(name)
+        if kept is None:
+            return None
+        record = read_record(CacheRecord, kept[0], "cache record", f"run `mmgen models rm {name}`")
+        return record if record is not None and kept[1].is_file() else None
+
+    def weights_file(self, name: str) -> Path:
+        """Where the cached model's weights are read from: model.safetensors, or the old file a replacement in
+        flight, or one killed half way, kept aside (`kept_files`). (`weights_path` is where a model is written.)"""
+        kept = self.kept_files(name)
+        return kept[1] if kept is not None else self.weights_path(name)
 
     def write_record(self, record: CacheRecord) -> None:
         """Commit a model: its weights file must already be in place."""
@@ -175,7 +195,7 @@ class ModelCache:
         """`record` once its weights file is shown to hold the recorded bytes: the size always, the full sha256
         only when the file's stamp moved since it was last hashed (then the new stamp is recorded). A damaged
         file raises ChecksumMismatch with `hint` (how to replace it)."""
-        path = self.weights_path(name)
+        path = self.weights_file(name)
         stamp = FileStamp.of(path)
         if stamp == record.stamp:
             return record
@@ -187,11 +207,19 @@ class ModelCache:
                 f"{record.sha256})",
                 hint=hint,
             )
-        record = dataclasses.replace(record, stamp=stamp)
-        try:
-            self.write_record(record)
-        except OSError:  # a read-only cache: correct all the same, only hashed again next time
-            pass
+        return self.restamped(name, record)
+
+    def restamped(self, name: str, record: CacheRecord) -> CacheRecord:
+        """`record` with the stamp of its weights file, just hashed and found to hold it: kept in the model's record
+        too, so the next load need not hash it again — unless the cache is read-only, or the record is one a
+        replacement kept aside (its own record is the replacement's to write)."""
+        kept = self.kept_files(name)
+        if kept is None:
+            return record
+        record = dataclasses.replace(record, stamp=FileStamp.of(kept[1]))
+        if kept[0] == self.record_path(name):
+            with suppress(OSError):  # a read-only cache: correct all the same, only hashed again next time
+                self.write_record(record)
         return record
 
     def remove(self, name: str) -> bool:
@@ -210,30 +238,12 @@ class ModelCache:
         return found
 
     def _recover(self, name: str) -> None:
-        """Put back the model that a replacement killed half way (kill -9, a power cut) took away: the record goes
-        first (mmgen.weights.convert.install), so such a folder has none, only the old one kept aside by the dead
-        process. The old model comes back when its weights are there too — still in place, or kept aside — as its
-        record says: the same file (its stamp), or the same size and sha256. Else it stays gone (the new weights
-        without a record are not a model). The caller holds the lock."""
-        if os.path.lexists(self.record_path(name)):
-            return
-        left = leftovers(self.folder(name))
-        records = [p for p in left if p.name.startswith(".model.") and p.suffix == ".json"]
-        weights = [self.weights_path(name), *(p for p in left if p.name.startswith(".model.")
-                                              and p.suffix == ".safetensors")]
-        for kept in records:
-            try:
-                record = read_record(CacheRecord, kept, "cache record", "")
-            except ConfigError:
-                continue
-            for candidate in weights:
-                if _holds(candidate, record):
-                    with suppress(OSError):
-                        if candidate != self.weights_path(name):
-                            put_back(candidate, self.weights_path(name))
-                        put_back(kept, self.record_path(name))
-                        say(f"mmgen: {name}: put back the model a killed `mmgen` was replacing")
-                        return
+        """Put back the model that a replacement killed half way (kill -9, a power cut) took away — the model every
+        reader already finds (`kept_files`): the old record, kept aside by the dead process, with its weights, still in
+        place or kept aside. The new weights without a record are not a model. The caller holds the lock."""
+        with suppress(OSError):
+            if put_back_kept(self.record_path(name), self.weights_path(name), _describes):
+                say(f"mmgen: {name}: put back the model a killed `mmgen` was replacing")
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -253,16 +263,17 @@ class ModelCache:
             lock.release()
 
 
-def _holds(path: Path, record: CacheRecord) -> bool:
-    """Whether `path` is the weights file `record` describes: its very file (the stamp it recorded), or one of
-    the same size and sha256."""
+def _describes(record_file: Path, path: Path) -> bool:
+    """Whether the cache record in `record_file` describes the weights file `path`: its very file (the stamp it
+    recorded), or one of the same size and sha256. (OSError where either cannot be read.)"""
     try:
-        stamp = FileStamp.of(path)
-        if not path.is_file() or stamp.size != record.size:
-            return False
-        return stamp == record.stamp or sha256_file(path) == record.sha256
-    except OSError:
+        record = read_record(CacheRecord, record_file, "cache record", "")
+    except ConfigError:
         return False
+    stamp = FileStamp.of(path)
+    if record is None or not path.is_file() or stamp.size != record.size:
+        return False
+    return stamp == record.stamp or sha256_file(path) == record.sha256
 
 
 def _acquire(folder: Path, name: str) -> filelock.BaseFileLock:

@@ -4,7 +4,6 @@ recorded."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -16,7 +15,7 @@ from mmgen.errors import MmgenError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
-from mmgen.weights.cache import MERGED_FROM, CacheRecord, FileStamp, ModelCache
+from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache
 from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
 
@@ -113,7 +112,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
     if name is None:
         names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or cache.record_path(name).is_file():  # a damaged record too: said as its verdict
+    elif name in bundled or cache.kept_files(name) is not None:  # a damaged record too: said as its verdict
         names = [name]
     elif name in registry:
         raise ModelNotFound(
@@ -134,10 +133,10 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         if record is None:  # its record, but no weights file: "missing"
             verdicts.append(check_file(n, cache.weights_path(n), None))
             continue
-        verdict = check_file(n, cache.weights_path(n), record.sha256)
+        verdict = check_file(n, cache.weights_file(n), record.sha256)
         if verdict.ok:  # hashed just now: the next load need not hash it again (a read-only cache: it will)
             with suppress(OSError):
-                cache.write_record(dataclasses.replace(record, stamp=FileStamp.of(cache.weights_path(n))))
+                cache.restamped(n, record)
         verdicts.append(verdict)
     return verdicts
 
@@ -181,7 +180,7 @@ def describe(name: str) -> dict[str, Any]:
         details["trusted_on_first_use"] = to_dict(trusted)
     if record is not None:
         details["cached"] = to_dict(record)
-        details["path"] = str(cache.weights_path(name))
+        details["path"] = str(cache.weights_file(name))
     elif entry is not None and entry.weights.bundled:
         details["path"] = str(entry.weights.bundled_path)
     return details

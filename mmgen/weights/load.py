@@ -58,7 +58,7 @@ def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) ->
         raise ModelNotFound(
             f"{name}: weights are not available locally ({state})", hint=f"run `mmgen models pull {name}`"
         )
-    return entry.weights.bundled_path if state == "bundled" else cache.weights_path(name)
+    return entry.weights.bundled_path if state == "bundled" else cache.weights_file(name)
 
 
 def stored_weights(*names: str | None) -> list[Path]:
@@ -69,7 +69,7 @@ def stored_weights(*names: str | None) -> list[Path]:
         if is_name(name):
             entry = registry.entries.get(name)
             bundled = entry is not None and entry.weights.bundled
-            found.append(entry.weights.bundled_path if bundled else cache.weights_path(name))
+            found.append(entry.weights.bundled_path if bundled else cache.weights_file(name))
     return [path for path in found if path.is_file()]
 
 
@@ -92,7 +92,8 @@ def load_model(
         name = str(name_or_path)
         path = resolve_weights(name, download=download, quiet=quiet)
         entry = load_registry().entries.get(name)
-        record = _checked_record(ModelCache(), name, entry) if path.name == "model.safetensors" else None
+        cache = ModelCache()
+        record = _checked_record(cache, name, entry) if path.parent == cache.folder(name) else None
     if record is not None:
         sha256 = record.sha256
     elif entry is not None and entry.weights.bundled:

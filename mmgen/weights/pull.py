@@ -90,7 +90,7 @@ def pull(
     entry = registry.entries.get(name)
     if entry is None:
         if cache.record(name) is not None and url is None:
-            return Pulled(cache.weights_path(name), fetched=False)
+            return Pulled(cache.weights_file(name), fetched=False)
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
     if url is not None:
         entry = _mirrored(cache, name, entry, url, sha256)
@@ -105,7 +105,7 @@ def pull(
             )
         return Pulled(path, fetched=False)
     if _intact(cache, name, entry, repair):
-        return Pulled(cache.weights_path(name), fetched=False)
+        return Pulled(cache.weights_file(name), fetched=False)
     if entry.needs_import:
         raise ModelNotFound(
             f"{name}: weights are not in the cache and cannot be downloaded automatically",
@@ -125,7 +125,7 @@ def pull(
     check_cache_writable(cache.root)
     with cache.lock(name):
         if _intact(cache, name, entry, repair):  # another process finished it while we waited
-            return Pulled(cache.weights_path(name), fetched=False)
+            return Pulled(cache.weights_file(name), fetched=False)
         if urls:
             _from_urls(cache, name, entry, quiet)
         else:

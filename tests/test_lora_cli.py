@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_here import run_here
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model, tiny_config
 
 from mmgen.adapters import (
@@ -32,10 +32,12 @@ from mmgen.files import sha256_file
 from mmgen.weights import ModelCache, import_weights, load_model
 
 
-@pytest.fixture
-def adapter_file(tmp_path):
-    """A base model file and a rank-4 adapter trained on it (random adapter values stand in for training)."""
-    base = save_tiny_model(tmp_path / "base.safetensors")
+@pytest.fixture(scope="module")
+def adapter_file(tmp_path_factory):
+    """A base model file and a rank-4 adapter trained on it (random adapter values stand in for training), made
+    once for the module: tests only read them (each registers copies in its own cache)."""
+    folder = tmp_path_factory.mktemp("adapter")
+    base = save_tiny_model(folder / "base.safetensors")
     model = load_model(base).model
     attach(model, LoraSpec(4, 4.0, "attention"))
     g = torch.Generator().manual_seed(3)
@@ -43,7 +45,7 @@ def adapter_file(tmp_path):
         for _, p in adapter_parameters(model):
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
     identity = BaseModel(str(base), sha256_file(base), "mm-unet", dataclasses.asdict(tiny_config()))
-    path = tmp_path / "adapter.safetensors"
+    path = folder / "adapter.safetensors"
     save_adapter(path, model, LoraSpec(4, 4.0, "attention"), identity)
     return base, path
 
@@ -90,9 +92,9 @@ def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file
     assert not [line for line in listed.stdout.splitlines() if '"kind": "adapter"' in line]
 
 
-def test_merge_is_for_adapters_only(adapter_file, tmp_path):
+def test_merge_is_for_adapters_only(adapter_file, mmgen):
     base, _ = adapter_file
-    result = run_mmgen("models", "import", base, "--name", "x", "--merge", env=mmgen_env(tmp_path))
+    result = mmgen("models", "import", base, "--name", "x", "--merge")
     assert result.returncode == 2 and "--merge is for adapters" in result.stderr
 
 
@@ -136,15 +138,15 @@ def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_pa
     assert not any((tmp_path / d).exists() for d in "xyz")
 
 
-def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path):
+def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path, mmgen):
     """Named relative to the batch file's folder, as the model is, whatever folder the batch runs from."""
     base, path = adapter_file
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(
-        f"defaults: {{model: {base.name}, steps: 2, seed: 1, precision: fp32}}\n"
-        f"jobs:\n  - kind: generate\n    name: styled\n    adapter: ['{path.name}:0.5']\n"
+        f"defaults: {{model: ../{base.parent.name}/{base.name}, steps: 2, seed: 1, precision: fp32}}\n"
+        f"jobs:\n  - kind: generate\n    name: styled\n    adapter: ['../{path.parent.name}/{path.name}:0.5']\n"
     )
-    result = run_mmgen("batch", jobs, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    result = mmgen("batch", jobs, "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     (sidecar,) = (tmp_path / "out").rglob("styled*.json")
     assert json.loads(sidecar.read_text())["adapters"][0]["weight"] == 0.5

@@ -7,11 +7,9 @@ import io
 import os
 import pty
 import re
-import select
-import subprocess
-import time
+import threading
 
-from mmgen_cli import TIMEOUT_S, mmgen_command, mmgen_env
+from mmgen_cli import TIMEOUT_S, mmgen_env
 from rich.console import Console
 
 from mmgen.cli.progress import progress_display
@@ -36,27 +34,15 @@ def test_bars_show_each_task_with_its_count(monkeypatch):
     assert "clips: " not in drawn  # no plain lines on a terminal
 
 
-def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_path):
-    controller, terminal = pty.openpty()
-    command = mmgen_command("generate", "-m", tiny, "-n", "2", "--steps", "2", "-o", tmp_path / "out")
+def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_path, monkeypatch):
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm"}
     env.pop("NO_COLOR", None)  # which asks for plain lines
-    with subprocess.Popen(command, env=env, stdin=terminal, stdout=terminal, stderr=terminal) as process:
-        os.close(terminal)
-        screen, deadline = b"", time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not select.select([controller], [], [], 1.0)[0]:
-                continue
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal closed: the command exited
-                break
-            if not chunk:
-                break
-            screen += chunk
-        assert process.wait(timeout=60) == 0, screen.decode(errors="replace")
-    os.close(controller)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, screen = on_a_terminal(
+        monkeypatch, "generate", "-m", tiny, "-n", "2", "--steps", "2", "--no-previews", "-o", tmp_path / "out", env=env
+    )
     text = ANSI.sub("", screen.decode(errors="replace"))
+    assert code == 0, text
     assert "sampling" in text and "━" in text  # rich bars were drawn ...
     assert "clips: 1/2" not in text  # ... instead of the plain lines of a pipe
     assert "wrote " in text and "seed " in text  # and the summary stays on screen
@@ -64,11 +50,26 @@ def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_p
 
 
 def on_a_terminal(monkeypatch, *args, env: dict[str, str]) -> tuple[int, bytes]:
-    """`mmgen ARGS` in this process with stdout and stderr on a pseudo-terminal: its exit code and what it drew."""
+    """`mmgen ARGS` in this process with stdout and stderr on a pseudo-terminal: its exit code and what it drew,
+    read as it is drawn (a thread drains the terminal, so a command that draws more than its buffer holds goes on)."""
     from mmgen.cli import run
 
     controller, side = pty.openpty()
     screen = open(side, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (closed below, once read)
+    drawn: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all was read
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr("sys.stdout", screen)
@@ -79,17 +80,9 @@ def on_a_terminal(monkeypatch, *args, env: dict[str, str]) -> tuple[int, bytes]:
         screen.flush()
         monkeypatch.undo()
         screen.close()
-    drawn = b""
-    while select.select([controller], [], [], 0.2)[0]:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
+    reader.join(timeout=TIMEOUT_S)
     os.close(controller)
-    return code, drawn
+    return code, b"".join(drawn)
 
 
 def test_no_color_on_a_terminal_is_plain_text_without_one_escape_sequence(tmp_path, monkeypatch):

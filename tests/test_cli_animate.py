@@ -74,6 +74,42 @@ def test_sidecar_and_json_say_how_the_video_was_made(animated):
     assert (sidecar["frames"], sidecar["width"], sidecar["height"]) == (31, 16, 16)
 
 
+@pytest.mark.parametrize(("rate", "suffix", "stored", "decoded"), [(4000, ".mp4", 8000, 8000),
+                                                            (44100, ".webm", 48000, 48000)])
+def test_a_sound_at_a_rate_its_container_cannot_store_is_re_encoded_at_the_next_rate_up(tiny, tmp_path, caplog, rate,
+                                                                                    suffix, stored, decoded):
+    """A 4 kHz WAV passes the input limit, but AAC stores no 4 kHz (nor Opus 44.1 kHz): `animate` failed after all
+    the sampling (`aac cannot store 4000 Hz audio`). The kept sound is re-encoded at the nearest rate above that the
+    container stores — nothing of it lost, still on time — and the note says so."""
+    from cli_here import run_here
+
+    sound = write_test_wav(tmp_path / "low.wav", seconds=1.0, sample_rate=rate, tone_hz=300, click_at=0.4)
+    out = tmp_path / f"low{suffix}"
+    done = run_here("animate", sound.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert f"re-encoding it at {stored:,} Hz (the nearest rate {suffix[1:]} stores above its {rate:,})" in caplog.text
+    played, read_rate = decode_audio(out)
+    assert read_rate == decoded and 1.0 <= played.shape[1] / decoded <= 1.0 + 1024 / rate  # cut to the source's frame
+    assert np.abs(played[0]).argmax() / decoded == pytest.approx(0.4, abs=0.003)
+
+
+def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, tmp_path):
+    """`--sample-rate 10000` into an mp4 (or 44100 into a WebM) was refused by the encoder after all the sampling."""
+    from cli_here import run_here
+
+    sound = write_test_wav(tmp_path / "s.wav", seconds=1.0)
+    for out, rate, says in [(tmp_path / "a.mp4", 10000, "(aac in mp4) cannot be stored at 10,000 Hz (use one of "
+                                                         "8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100"),
+                            (tmp_path / "a.webm", 44100, "(opus in webm) cannot be stored at 44,100 Hz (use one of "
+                                                          "8000, 12000, 16000, 24000, 48000)")]:
+        refused = run_here("animate", sound.path, "-o", out, "--sample-rate", rate, "-m", tiny, env=mmgen_env(tmp_path))
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(f"mmgen: error: --sample-rate {rate}: {out}'s sound {says}")
+        assert len(refused.stderr.splitlines()) == 1 and "windows" not in refused.stderr  # before any sampling
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["s.wav"]
+
+
 def test_aac_audio_is_copied_packet_for_packet(tiny, tmp_path):
     voice = write_test_audio(tmp_path / "voice.m4a", seconds=1.0, click_at=0.4)
     out = tmp_path / "voice.mp4"

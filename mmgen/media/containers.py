@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import UsageError
+from mmgen.media.delivery import RATES
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,22 @@ class Container:
 
     def copies(self, kind: str, codec: str) -> bool:
         return codec in (self.video_copy if kind == "video" else self.audio_copy)
+
+    def audio_rates(self) -> tuple[int, ...]:
+        """The sample rates, within those mmgen delivers (delivery.RATES), that its sound encoder stores, lowest
+        first (AAC: 8000 … 96000; Opus: 8000, 12000, 16000, 24000, 48000)."""
+        import av  # here: choosing a container on the way to parsing the command line needs no codec library
+
+        stored = av.Codec(self.audio_encoder, "w").audio_rates or range(RATES[0], RATES[1] + 1)
+        return tuple(sorted(rate for rate in set(stored) if RATES[0] <= rate <= RATES[1]))
+
+    def audio_rate(self, rate: int) -> int:
+        """The rate its sound is stored at for sound made or read at `rate` that no one asked to change (a sound's
+        own rate, kept): `rate` if the encoder stores it, else the nearest rate above it that it does (resampling
+        up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz, a 44.1 kHz one into Opus at 48 kHz), else
+        its highest."""
+        rates = self.audio_rates()
+        return rate if rate in rates else next((r for r in rates if r > rate), rates[-1])
 
 
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})

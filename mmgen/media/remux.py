@@ -117,7 +117,11 @@ def _remux(
     rotation, into = probe(src).rotation, container_for(out_path)
     with open_input(src) as source:
         stream = first_stream(source, keep, src)
-        rate = stream.codec_context.sample_rate if keep == "audio" else sample_rate
+        if keep == "audio":  # the kept sound's rate: its own, or where it is re-encoded, one the encoder stores
+            rate = stream.codec_context.sample_rate
+            rate = rate if into.copies("audio", codec_name(stream)) else into.audio_rate(rate)
+        else:
+            rate = sample_rate
         with atomic_output(out_path, overwrite) as temp, open_output(temp, out_path, rate) as container:
             other = "audio" if keep == "video" else "video"
             build = {
@@ -145,13 +149,15 @@ def _kept(
         out.codec_context.codec_tag = "hvc1" if codec == "hevc" and into.name in ("mp4", "mov") else "\0\0\0\0"
         return copied(source, stream, out, shift, until)
     keepers = holders(stream.type, codec)
-    channels = stream.codec_context.channels if stream.type == "audio" else 0
-    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s", source.name, codec, stream.type, into.name,
+    audio = stream.type == "audio"
+    channels, rate = (stream.codec_context.channels, stream.codec_context.sample_rate) if audio else (0, 0)
+    stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
+    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s", source.name, codec, stream.type, into.name,
+                f" at {stored:,} Hz (the nearest rate {into.name} stores above its {rate:,})" if stored != rate else "",
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
                 f"; its {channels} channels are mixed to stereo" if channels > 2 else "")
-    if stream.type == "audio":
-        context = stream.codec_context
-        out = add_audio(container, into.audio_encoder, context.sample_rate, context.channels)
+    if audio:
+        out = add_audio(container, into.audio_encoder, stored, channels)
     else:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = (n - n % 2 for n in (stream.codec_context.width, stream.codec_context.height))

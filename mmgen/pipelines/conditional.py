@@ -119,7 +119,7 @@ def run_conditional(
             check_input(source_path, stream)
     paths = settings.outputs(output)
     inputs = [source_path, *input_files(settings)]
-    outputs.check_outputs([paths], overwrite, inputs=inputs)
+    outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()

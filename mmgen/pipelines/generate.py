@@ -62,7 +62,7 @@ def generate_files(
         raise ValueError("batch_size must be at least 1")
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     inputs = input_files(settings)
-    outputs.check_outputs(paths, overwrite, inputs=inputs)
+    outputs.check_outputs(paths, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     run = prepare(settings)
     models = load(run)
     results = []

@@ -21,7 +21,7 @@ from mmgen.disk_failures import write_failure
 from mmgen.errors import MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media import probe
-from mmgen.media.containers import SUFFIXES, default_suffix
+from mmgen.media.containers import SUFFIXES, container_for, default_suffix
 from mmgen.output_checks import check_output_target, check_writable, nearest_existing, same_file, try_a_file
 from mmgen.temporaries import remove_leftovers
 
@@ -79,16 +79,23 @@ def output_for(input: str | Path, output: str | Path | None, command: str) -> Pa
     return Path(output)
 
 
-def check_outputs(outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[Path] = ()) -> None:
-    """Refuse now — before any model loads — if any output could not be written, exists already, or is one of
-    the `inputs` (whatever `overwrite` says). A missing output folder is fine if it can be created
-    (ensure_folder makes it when writing starts)."""
+def check_outputs(
+    outputs: list[OutputPaths], overwrite: bool, inputs: Sequence[Path] = (), sample_rate: int | None = None
+) -> None:
+    """Refuse now — before any model loads — if any output could not be written, exists already, is one of
+    the `inputs` (whatever `overwrite` says), or is a container whose sound cannot be stored at the `sample_rate`
+    asked for. A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
     for paths in outputs:
         for path in paths.files.values():
             check_output_target(path, inputs)
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
             raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
+        into = container_for(paths.mp4)
+        if sample_rate is not None and sample_rate not in (rates := into.audio_rates()):
+            codec = into.audio_encoder.removeprefix("lib")
+            raise UsageError(f"--sample-rate {sample_rate}: {paths.mp4}'s sound ({codec} in {into.name}) cannot be "
+                             f"stored at {sample_rate:,} Hz", hint=f"use one of {', '.join(map(str, rates))}")
         check_not_anothers(paths)
         for path in paths.files.values():
             folder = path.parent

@@ -142,7 +142,7 @@ def retake(
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
     inputs = [source, *input_files(settings)]
-    outputs.check_outputs([paths], overwrite, inputs=inputs)
+    outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     run = prepare(settings)
     known = known_config(run.model)
     check_frames(settings, info, known)  # before loading, when the config is known without it

@@ -128,6 +128,11 @@ class RunSettings:
         """The files a run with these settings writes for the output `mp4`."""
         return beside(mp4)
 
+    def asked_rate(self) -> int | None:
+        """The sample rate the sound written is asked for (--sample-rate HZ); None where it keeps a rate of its own
+        (`model`, the input's) — which mmgen.media.containers fits to the container — or no sound is made."""
+        return self.delivery().sample_rate
+
 
 @dataclass(frozen=True)
 class GenerateSettings(RunSettings):
@@ -218,6 +223,9 @@ class RetakeSettings(MatchingSettings):
 
     def outputs(self, mp4: Path) -> OutputPaths:
         return beside(mp4, wav=self.wav and not self.video)
+
+    def asked_rate(self) -> int | None:
+        return None if self.video else super().asked_rate()  # a picture retake copies the sound as it is
 
 
 KINDS: dict[str, type[RunSettings]] = {

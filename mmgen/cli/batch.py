@@ -56,7 +56,8 @@ def batch(
         bool,
         typer.Option("--json", rich_help_panel="Output", callback=options.stdout_open,
                      help="Print one JSON object per job to stdout as it ends (job, kind, output, result, and a done "
-                     "job's sidecar content; with --dry-run, what the table shows); messages go to stderr."),
+                     "job's sidecar content; with --dry-run, each planned job and its status); messages go to "
+                     "stderr."),
     ] = False,
 ) -> None:
     """Run many generate / soundtrack / animate jobs from one YAML file.

@@ -222,7 +222,7 @@ def raw_pickle_checkpoint(folder, model):
     refusing it; the user sees one line."""
     (folder / "weights.pt").write_bytes(pickle.dumps({"weights": 1}, protocol=4))
     return (["models", "import", folder / "weights.pt", "--name", "mine", "--arch", "mm-unet"],
-            "weights.pt: damaged, or not a PyTorch checkpoint (Unsupported operand 149)")
+            "weights.pt: damaged, or not a PyTorch checkpoint (a pickle, but not one torch.save wrote)")
 
 
 def model_cut_short(folder, model):

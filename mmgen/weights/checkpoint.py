@@ -146,15 +146,22 @@ def _read_pickle(path: Path) -> _Pickle:
                     return _Pickle(0, whole=False, why=str(e))
             return _instructions(io.BytesIO(data), len(data), 1)
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return _instructions(mapped, len(mapped), _LEGACY_PICKLES)
+            return _instructions(mapped, len(mapped), _LEGACY_PICKLES, first=torch.serialization.MAGIC_NUMBER)
 
 
-def _instructions(stream: Any, size: int, pickles: int) -> _Pickle:
+def _instructions(stream: Any, size: int, pickles: int, first: int | None = None) -> _Pickle:
+    """`first`: the number the first pickle must be (the legacy format's magic number); a pickle that is
+    something else is no torch.save file at all (a plain pickle.dump), whatever follows it."""
     protocol = 0
     try:
-        for _ in range(pickles):
+        for index in range(pickles):
+            numbers = []
             for instruction, argument, _position in pickletools.genops(stream):
                 protocol = max(protocol, argument if instruction.name == "PROTO" else instruction.proto)
+                if instruction.name not in ("PROTO", "FRAME", "STOP"):
+                    numbers.append(argument if instruction.name.startswith(("LONG", "INT", "BININT")) else None)
+            if index == 0 and first is not None and numbers != [first]:
+                return _Pickle(protocol, whole=False, why="a pickle, but not one torch.save wrote")
     except ValueError as e:
         why = "its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})"
         return _Pickle(protocol, whole=False, why=why if protocol >= 2 else None)  # torch.save writes PROTO 2 on

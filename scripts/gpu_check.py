@@ -73,8 +73,11 @@ class Checks:
             argv += ["--device", device or self.device]
         return _run(argv, self.env, expect)
 
-    def sidecar(self, path: Path) -> dict:
-        return json.loads(path.read_text())
+    def ran_here(self, sidecar: Path) -> str:
+        """The `device` a command's sidecar records, which must be this check's GPU."""
+        device = json.loads(sidecar.read_text())["device"]
+        _require(device.startswith(f"{self.device} ("), f"sidecar: ran on {device}")
+        return device
 
 
 def _run(argv: list[str], env: dict[str, str], expect: int = 0) -> subprocess.CompletedProcess:
@@ -158,10 +161,10 @@ def _all(c: Checks, device) -> None:
         def check() -> str:
             out = c.work / f"gen-{precision}"
             c.mmgen("generate", "-n", 2, "--seed", 5, "--precision", precision, "-o", out, "--json")
-            side = c.sidecar(out / "clip_0001.json")
-            _require(side["device"].startswith("cuda:") and side["precision"] == precision, f"sidecar: {side['device']}")
+            device = c.ran_here(out / "clip_0001.json")
+            _require(device.endswith(f", {precision})"), f"sidecar: ran in {device}")
             _require((out / "clip_0001.mp4").stat().st_size > 0 and (out / "clip_0001_frames.png").is_file(), "files")
-            return side["device"]
+            return device
 
         return check
 
@@ -194,31 +197,29 @@ def _all(c: Checks, device) -> None:
     def soundtrack() -> str:
         out = c.work / "st.mp4"
         c.mmgen("soundtrack", clip, "-o", out, "--seed", 3, "--wav")
-        side = c.sidecar(out.with_suffix(".json"))
-        _require(side["device"].startswith("cuda:"), f"sidecar: {side['device']}")
         _require(out.with_suffix(".wav").is_file(), "no .wav written")
-        return side["device"]
+        return c.ran_here(out.with_suffix(".json"))
 
     c.run("soundtrack (replacement)", soundtrack)
 
     def soundtrack_gradient() -> str:
         out = c.work / "st-gradient.mp4"
         c.mmgen("soundtrack", clip, "-o", out, "--guidance", "gradient", "--precision", "fp16")
-        return c.sidecar(out.with_suffix(".json"))["device"]
+        return c.ran_here(out.with_suffix(".json"))
 
     c.run("soundtrack (gradient guidance, fp16)", soundtrack_gradient)
 
     def animate() -> str:
         out = c.work / "anim.mp4"
         c.mmgen("animate", c.work / "st.wav", "-o", out)
-        return c.sidecar(out.with_suffix(".json"))["device"]
+        return c.ran_here(out.with_suffix(".json"))
 
     c.run("animate", animate)
 
     def retake() -> str:
         out = c.work / "retake.mp4"
         c.mmgen("retake", c.work / "st.mp4", "--range", "0.2:0.5", "-o", out)
-        return c.sidecar(out.with_suffix(".json"))["device"]
+        return c.ran_here(out.with_suffix(".json"))
 
     c.run("retake", retake)
 
@@ -305,17 +306,18 @@ def _all(c: Checks, device) -> None:
             result = json.loads(done.stdout.strip().splitlines()[-1])
             _require(result["step"] == 6 and (run / "adapter.safetensors").is_file(), f"finetune said {result}")
             _require((run / "samples").is_dir() and any((run / "samples").iterdir()), "no preview written")
-            return f"6 steps, adapter written ({precision})"
+            _require(f"{c.device} (" in done.stderr, "the run did not say it trained on the GPU")
+            return f"6 steps, adapter and previews written ({precision})"
 
         return check
 
-    c.run(f"finetune --lora ({half_name})", lora(half_name))
+    c.run(f"finetune --lora (auto: {half_name})", lora("auto"))
     c.run("finetune --lora (fp16, loss scaler)", lora("fp16"))
 
     def adapter() -> str:
         out = c.work / "gen-adapter"
         c.mmgen("generate", "-n", 1, "--adapter", c.work / "lora-fp16" / "adapter.safetensors", "-o", out)
-        return c.sidecar(out / "clip_0000.json")["device"]
+        return c.ran_here(out / "clip_0000.json")
 
     c.run("generate --adapter (merged on the GPU)", adapter)
 
@@ -327,6 +329,8 @@ def _all(c: Checks, device) -> None:
         for steps, where, extra in ((4, None, []), (6, "cpu", []), (8, None, ["--precision", "fp16"])):
             done = c.mmgen("finetune", world, "-o", run, "--resume", "--steps", steps, *common, *extra, device=where)
             _require(json.loads(done.stdout.strip().splitlines()[-1])["step"] == steps, f"resume to {steps}")
+            moved = steps < 8  # cpu → gpu, gpu → cpu: the noise stream restarts, and the run says so
+            _require(("the noise stream restarted" in done.stderr) == moved, f"resume to {steps}: the note on noise")
             said.append(f"{'cpu' if where == 'cpu' else 'gpu'}{' fp16' if extra else ''}")
         _require((run / "model.safetensors").is_file(), "no model written")
         return "cpu → " + " → ".join(said)

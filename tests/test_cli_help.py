@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import typer
-from mmgen_cli import mmgen_env, run_mmgen
+from cli_here import run_here
+from mmgen_cli import mmgen_env
 
 from mmgen.cli import _register
 from mmgen.cli.app import app
@@ -44,7 +45,7 @@ def test_every_command_and_each_of_its_options_has_help(name):
 
 @pytest.mark.parametrize("name", ["generate", "soundtrack", "animate", "doctor", "finetune"])
 def test_help_shows_each_option_with_its_explanation(name, tmp_path):
-    done = run_mmgen(name, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
+    done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # rich wraps and pads; compare words
     for param in COMMANDS[name].params:
@@ -56,7 +57,7 @@ def test_help_shows_each_option_with_its_explanation(name, tmp_path):
 
 def option_blocks(command: str, tmp_path) -> dict[str, str]:
     """Each option's rows in `mmgen COMMAND --help`, from its flag to the next flag, by flag."""
-    done = run_mmgen(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
+    done = run_here(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
     blocks: dict[str, str] = {}
     flag = None

@@ -9,7 +9,7 @@ import av
 import pytest
 import torch
 from cli_here import run_here
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
 import mmgen
@@ -22,14 +22,14 @@ def machine(tmp_path_factory):
     root = tmp_path_factory.mktemp("doctor")
     env = mmgen_env(root)
     model = save_tiny_model(root / "tiny.safetensors")
-    imported = run_mmgen("models", "import", model, "--name", "tiny", env=env)
+    imported = run_here("models", "import", model, "--name", "tiny", env=env)
     assert imported.returncode == 0, imported.stderr
     return env, root / "cache"
 
 
 def test_doctor_lists_versions_devices_cache_and_models(machine):
     env, cache = machine
-    done = run_mmgen("doctor", env=env)  # piped: each model on one line, whole
+    done = run_here("doctor", env=env)  # piped: each model on one line, whole
     assert done.returncode == 0, done.stderr
     report = done.stdout
     for name, version in (("mmgen", mmgen.__version__), ("torch", torch.__version__), ("av", av.__version__)):
@@ -52,7 +52,7 @@ def test_doctor_lists_versions_devices_cache_and_models(machine):
 
 def test_doctor_json_is_one_object_for_scripts(machine):
     env, cache = machine
-    done = run_mmgen("doctor", "--json", env=env)
+    done = run_here("doctor", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") == 1 and done.stdout.endswith("\n"), done.stdout  # one line, as every --json
     report = json.loads(done.stdout)
@@ -71,10 +71,10 @@ def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     (tmp_path / "cache-file").write_text("not a folder")
     env = mmgen_env(tmp_path, MMGEN_CACHE=str(tmp_path / "cache-file"))
     model = save_tiny_model(tmp_path / "tiny.safetensors")
-    imported = run_mmgen("models", "import", model, "--name", "tiny", env=env)
+    imported = run_here("models", "import", model, "--name", "tiny", env=env)
     assert imported.returncode == 2 and imported.stderr.count("\n") == 1, imported.stderr
     assert "cache-file: it is a file, not a folder" in imported.stderr
-    doctor = run_mmgen("doctor", "--json", env=env)
+    doctor = run_here("doctor", "--json", env=env)
     assert doctor.returncode == 0, doctor.stderr
     assert "it is a file, not a folder" in json.loads(doctor.stdout)["cache"]["problem"]
 

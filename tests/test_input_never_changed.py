@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_here import run_here
 from media_factory import write_test_video, write_test_wav
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from safetensors.torch import save_file
 from tiny_model import TINY_FIELDS, tiny_config, tiny_mmunet
 
@@ -42,7 +42,7 @@ def test_a_batch_job_that_would_write_over_its_own_input_is_a_problem_with_its_l
             name: clip
         """))
 
-    done = run_mmgen("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
+    done = run_here("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -59,7 +59,7 @@ def test_a_batch_output_hard_linked_to_another_jobs_input_is_refused(tiny, tmp_p
     jobs.write_text(f"output_dir: .\ndefaults: {{model: {tiny}}}\njobs:\n"
                     "  - {kind: generate, name: scored}\n  - {kind: soundtrack, input: clip.mp4, name: other}\n")
 
-    done = run_mmgen("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
+    done = run_here("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert f"job 1 (generate): cannot write {tmp_path / 'scored.mp4'}: it is the input {source}" in done.stderr
@@ -89,7 +89,7 @@ def test_a_batch_job_never_writes_over_the_batch_file_itself(tiny, tmp_path):
     jobs.write_text(text)
 
     for flags in ([], ["--overwrite"]):
-        done = run_mmgen("batch", jobs, "-o", out, *flags, env=mmgen_env(tmp_path))
+        done = run_here("batch", jobs, "-o", out, *flags, env=mmgen_env(tmp_path))
 
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
@@ -106,7 +106,7 @@ def test_a_batch_file_named_like_the_manifest_of_its_output_folder_is_refused(ti
     text = json.dumps({"defaults": {"model": str(tiny), "steps": 2}, "jobs": [{"kind": "generate", "name": "j6"}]})
     jobs.write_text(text)
 
-    done = run_mmgen("batch", jobs, "-o", out, env=mmgen_env(tmp_path))
+    done = run_here("batch", jobs, "-o", out, env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
@@ -135,7 +135,7 @@ def test_an_output_never_replaces_the_models_sidecar_config(tmp_path, command):
             "animate": ["animate", source, "-o", folder / "clip_0000.mp4"],
             "retake": ["retake", source, "--range", "0:0.5", "-o", folder / "clip_0000.mp4"]}[command]
 
-    done = run_mmgen(*args, "-m", model, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
+    done = run_here(*args, "-m", model, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (f"mmgen: error: cannot write {config}: it is the input {config} "
@@ -149,7 +149,7 @@ def test_an_output_never_replaces_the_model_file_whatever_it_is_called(tiny, tmp
     model = folder / "clip_0000.mp4"  # a model file with an output's name
     model.write_bytes(tiny.read_bytes())
 
-    done = run_mmgen("generate", "-m", model, "-o", folder, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
+    done = run_here("generate", "-m", model, "-o", folder, "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert f"cannot write {model}: it is the input {model}" in done.stderr
@@ -168,7 +168,7 @@ def test_an_output_never_replaces_an_adapter_or_its_sidecar(tiny, tmp_path):
     notes.write_text('{"rank": 4}\n')
     source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
 
-    done = run_mmgen("soundtrack", source, "-m", tiny, "--adapter", adapter, "-o", run / "adapter.mp4",
+    done = run_here("soundtrack", source, "-m", tiny, "--adapter", adapter, "-o", run / "adapter.mp4",
                      "--steps", "2", "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
@@ -183,7 +183,7 @@ def test_a_batch_job_never_replaces_its_models_sidecar_config(tmp_path):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("output_dir: .\ndefaults: {model: m.safetensors, steps: 2}\njobs:\n  - {kind: generate, name: m}\n")
 
-    done = run_mmgen("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
+    done = run_here("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[0] == (
@@ -197,14 +197,14 @@ def test_a_symlink_to_nothing_at_an_output_name_is_an_existing_output(tiny, tmp_
     link = tmp_path / "dl.mp4"
     link.symlink_to("nowhere.mp4")
 
-    done = run_mmgen("soundtrack", source, "-m", tiny, "--steps", "2", "-o", link, env=mmgen_env(tmp_path))
+    done = run_here("soundtrack", source, "-m", tiny, "--steps", "2", "-o", link, env=mmgen_env(tmp_path))
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"mmgen: error: {link} already exists (pass --overwrite to replace it)"
     assert link.is_symlink() and os.readlink(link) == "nowhere.mp4"
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(f"output_dir: .\ndefaults: {{model: {tiny}}}\njobs:\n  - {{kind: generate, name: dl}}\n")
-    planned = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
+    planned = run_here("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
     assert planned.returncode == 2 and f"{link} exists and was not written by this batch" in planned.stderr
 
 

@@ -1,8 +1,9 @@
 """Everything a user can get wrong gets one line saying what and where — exit code 2, no traceback — and costs
 them nothing: no output, no half-written or temporary file is left behind.
 
-Each case builds its bad input in a fresh folder, runs the real `mmgen` command there, and compares the
-folder's files (hidden ones included) before and after.
+Each case builds its bad input in a fresh folder, runs the `mmgen` command there — in the test's process
+(tests/cli_here.py), with what libraries write to the process's own stdout and stderr caught too — and compares
+the folder's files (hidden ones included) before and after.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import pickle
 import struct
+import tempfile
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -455,20 +457,24 @@ def tree(folder: Path) -> dict[str, bytes | None]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
-def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case: Case, tiny, tmp_path):
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing_behind(case: Case, tiny, tmp_path, monkeypatch, capfd):
     folder = tmp_path / "work"
     folder.mkdir()
     scratch = tmp_path / "tmp"  # the run's temporary-files folder ($TMPDIR): must stay empty too
     scratch.mkdir()
     args, says = case(folder, tiny)
     before = tree(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # what $TMPDIR is to a new process (read once per process)
+    capfd.readouterr()
 
-    done = run_mmgen(*args, env=mmgen_env(tmp_path, TMPDIR=str(scratch)))
+    done = run_here(*args, env=mmgen_env(tmp_path, TMPDIR=str(scratch)))
+    leaked = capfd.readouterr()  # what a library wrote to the process's own stdout and stderr (FFmpeg's log)
 
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("mmgen: error: ") and done.stderr.count("\n") == 1, done.stderr
     assert says in done.stderr
     assert "Traceback" not in done.stderr + done.stdout and done.stdout == ""
+    assert leaked.out + leaked.err == "", leaked
     assert tree(folder) == before  # no output, no temporary file or new folder; the user's files untouched
     assert list(scratch.iterdir()) == []
 

@@ -24,7 +24,7 @@ from media_factory import (
     pattern_audio,
     write_test_video,
 )
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 
 from mmgen.data.synthetic import WorldConfig, read_labels, write_dataset
 from mmgen.data.world_metrics import EventCounts, detect_bursts
@@ -123,7 +123,7 @@ def user_clip(tmp_path_factory):
 
 def test_a_user_clips_sound_retake_keeps_its_picture_and_the_rest_of_its_sound(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
-    done = run_mmgen("retake", user_clip, "--range", "1:1.5", "--range", "5:5.4", "--seed", "3", "--wav",
+    done = run_here("retake", user_clip, "--range", "1:1.5", "--range", "5:5.4", "--seed", "3", "--wav",
                      "--loudness", "off", "-o", out, env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
 
@@ -152,7 +152,7 @@ def test_a_user_clips_sound_retake_keeps_its_picture_and_the_rest_of_its_sound(u
 
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
-    done = run_mmgen("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))
+    done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))
     assert done.returncode == 2
     assert "retake --video needs a clip at the model's frame size 16x16" in done.stderr
     assert "holiday.mp4 is 320x240" in done.stderr and "Traceback" not in done.stderr
@@ -163,7 +163,7 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
     """Outside the ranges the picture is the input's own frames: a 25 fps clip (or a variable-rate one) would
     come out resampled to the demo's 10 fps."""
     clip = write_test_video(tmp_path / "fast.mp4", seconds=1.2, fps=25, size=(16, 16)).path
-    done = run_mmgen("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
+    done = run_here("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "retake --video needs a clip at the model's frame rate 10 fps" in done.stderr
     assert "fast.mp4 runs at 25 fps" in done.stderr
@@ -173,7 +173,7 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
 def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(world, tmp_path):
     folder, labels = world
     source, out = folder / "clips" / labels[0].file, tmp_path / "mended.mp4"
-    done = run_mmgen("retake", source, "--range", "1:1.5", "--video", "--seed", "2", "-o", out,
+    done = run_here("retake", source, "--range", "1:1.5", "--video", "--seed", "2", "-o", out,
                      env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
 
@@ -188,7 +188,7 @@ def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(
 def test_a_retake_is_delivered_at_minus_16_lufs_and_48k_by_default(world, tmp_path):
     folder, labels = world
     out = tmp_path / "loud.mp4"
-    done = run_mmgen("retake", folder / "clips" / labels[1].file, "--range", "3:3.5", "--wav", "-o", out,
+    done = run_here("retake", folder / "clips" / labels[1].file, "--range", "3:3.5", "--wav", "-o", out,
                      "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
@@ -212,7 +212,7 @@ def test_a_batch_file_retakes_clips_as_a_job_kind(tiny, tmp_path):
         "    sample_rate: model\n"
         "    seed: 5\n"
     )
-    done = run_mmgen("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    done = run_here("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     (out,) = (tmp_path / "out").glob("*.mp4")
     record = json.loads(out.with_suffix(".json").read_text())

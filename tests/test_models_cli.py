@@ -16,6 +16,7 @@ import av
 import pytest
 import torch
 import yaml
+from cli_here import run_here
 from http_server import SOCKETS_NONE, offline_mmgen_command
 from mmgen_cli import REPO, mmgen_env, run_mmgen
 from rich.console import Console
@@ -103,7 +104,7 @@ def test_models_list_shows_architecture_size_and_status(tmp_path, monkeypatch):
     )
     assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
 
-    result = run_mmgen("models", "list", env=mmgen_env(tmp_path))  # piped: every cell whole, on one line
+    result = run_here("models", "list", env=mmgen_env(tmp_path))  # piped: every cell whole, on one line
 
     assert result.returncode == 0, result.stderr
     assert table_rows(result.stderr) == []  # the table is the result: on stdout, for `| grep`
@@ -160,7 +161,7 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     weights = ModelCache().weights_path("mine")
 
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")  # one byte changed on disk
-    verified = run_mmgen("models", "verify", env=env)
+    verified = run_here("models", "verify", env=env)
 
     assert verified.returncode == 2
     assert f"mine: corrupt: expected {record.sha256}, got " in verified.stdout
@@ -328,7 +329,7 @@ def test_a_cached_file_is_hashed_again_only_when_its_stamp_moved(tmp_path, monke
     assert cache.record("mine").stamp == FileStamp.of(weights)  # hashed once, stamp renewed
 
     weights.write_bytes(weights.read_bytes()[:-10])  # truncated: the size alone tells
-    result = run_mmgen("generate", "-m", "mine", "--steps", "1", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    result = run_here("generate", "-m", "mine", "--steps", "1", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
 
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()

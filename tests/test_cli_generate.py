@@ -2,7 +2,9 @@
 speaks to scripts, and a clip's seed makes that clip again (the same samples; the mp4 to within the H.264
 encoder's own wobble).
 
-The real `mmgen` command runs in a subprocess on a tiny random model (tests/tiny_model.py) with 2 steps.
+The real `mmgen` command runs in a subprocess on a tiny random model (tests/tiny_model.py) with 2 steps; the
+runs that make a clip again from its seed, or whose output alone is the point, run in the test's process
+(tests/cli_here.py), so a seed is still made again in another process than the one that first used it.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ def test_a_folder_name_that_is_not_utf8_is_written_as_escapes_strict_json_parser
     """Linux allows any bytes in a name; Python holds the odd ones as lone surrogates (\\udcff), which strict
     JSON parsers (not Python's) refuse. The sidecar and --json write the byte as the text \\xff instead."""
     out = tmp_path / os.fsdecode(b"takes-\xff")
-    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--no-previews", "-o", out, "--json",
-                     env=mmgen_env(tmp_path))
+    done = run_here("generate", "-m", tiny, "--steps", "2", "--no-previews", "-o", out, "--json",
+                    env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     written = (out / "clip_0000.json").read_bytes().decode("utf-8")
     for text in (done.stdout, written):
@@ -117,8 +119,8 @@ def test_a_folder_name_that_is_not_utf8_is_written_as_escapes_strict_json_parser
 def test_the_seed_in_a_sidecar_makes_that_clip_again(two_clips, tiny, tmp_path):
     out, _ = two_clips
     folder = tmp_path / "again\n[red]"  # Linux allows a newline (and rich's markup) in a name
-    done = run_mmgen("generate", "-m", tiny, "--steps", "2", "--seed", "8", "-o", folder,
-                     "--sample-rate", "model", "--loudness", "off", env=mmgen_env(tmp_path))
+    done = run_here("generate", "-m", tiny, "--steps", "2", "--seed", "8", "-o", folder,
+                    "--sample-rate", "model", "--loudness", "off", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     again = folder / "clip_0000.mp4"
     assert f"\nwrote {tmp_path}/again\\n[red]/clip_0000.mp4  1.60 s" in done.stderr  # one line, escaped
@@ -138,7 +140,7 @@ def test_a_missing_bundled_model_is_one_line_naming_the_file_and_what_to_do(tmp_
     (tmp_path / "presets" / "models" / "ghost.yaml").write_text(
         "arch: mm-unet\nweights: {bundled: ghost.safetensors, format: safetensors}\n"
     )
-    done = run_mmgen("generate", "-m", "ghost", "-o", tmp_path / "out", env=env)
+    done = run_here("generate", "-m", "ghost", "-o", tmp_path / "out", env=env)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "ghost.safetensors is missing" in done.stderr
@@ -168,7 +170,7 @@ def test_the_demo_sidecar_records_its_stochastic_sampler_and_its_seed_makes_the_
     second = json.loads(done.stdout.splitlines()[1])
     assert (second["model"], second["sampler"], second["steps"]) == ("demo", "ddim", 25)
     assert (second["eta"], second["start_timestep"], second["seed"]) == (1.0, 650, 8)
-    again = run_mmgen("generate", "--seed", str(second["seed"]), "-o", tmp_path / "again", env=env)
+    again = run_here("generate", "--seed", str(second["seed"]), "-o", tmp_path / "again", env=env)
     assert again.returncode == 0, again.stderr
     remade, original = tmp_path / "again" / "clip_0000.mp4", tmp_path / "two" / "clip_0001.mp4"
     assert frame_difference(remade, original) <= ENCODE_LEVELS

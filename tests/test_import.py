@@ -523,3 +523,33 @@ def test_a_checkpoint_saved_with_another_pickle_protocol_loads_as_torch_loads_it
         assert err == (f"mmgen: error: {file}: saved with pickle protocol {protocol}, whose FRAME instruction "
                        f"torch.load(weights_only=True) does not read (PyTorch {torch.__version__}) (load it and save "
                        "it again with torch.save's default pickle_protocol (2))\n")
+
+
+def _with_config(model: Path, target: Path, **changes) -> Path:
+    """A copy of the mmgen model file `model` whose metadata config has `changes` laid over it; the same weights."""
+    tensors = safetensors.torch.load_file(str(model))
+    with safetensors.safe_open(str(model), framework="pt") as f:
+        metadata = f.metadata()
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), **changes})
+    safetensors.torch.save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"video_size": [8, 3, 2048, 2048]}, "video_size (F, C, H, W) must be within (1..1024, 1..4, 1..1024, 1..1024)"),
+    ({"video_size": [100000, 3, 100000, 100000]}, "got [100000, 3, 100000, 100000]"),
+    ({"video_size": [1024, 3, 1024, 1024]}, "video_size F × C × H × W must be at most 16,777,216 values"),
+    ({"audio_size": [1, 64000000]}, "audio_size (C, L) must be within (1..4, 1..4,194,304), got [1, 64000000]"),
+])
+def test_a_config_for_clips_no_machine_could_sample_is_refused_at_import_and_at_load(tmp_path, env, tiny, capsys,
+                                                                                     changes, says):
+    """A model file's config decides the size of every sample drawn from it: video_size [8, 3, 2048, 2048] had
+    `generate` allocate 5.3 GB and fail with a RuntimeError (exit 1) naming no file, and [100000, 3, 100000, 100000]
+    was imported into the cache. Refused with the file's name, exit 2, before anything is allocated."""
+    bad = _with_config(tiny, tmp_path / "big.safetensors", **changes)
+    assert run(["models", "import", str(bad), "--name", "big"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mmgen: error: {bad}: metadata config: ") and says in err and err.count("\n") == 1, err
+    assert ModelCache().record("big") is None
+    with pytest.raises(ConfigError, match=f"{bad}: metadata config: "):
+        load_model(bad)  # what `generate -m FILE` loads

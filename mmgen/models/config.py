@@ -10,6 +10,14 @@ from mmgen.config import from_dict
 from mmgen.errors import ConfigError
 
 MAX_CHANNELS = 4096  # the widest layer mmgen builds: 8× the paper's (512, 768); wider is a typo, not a model
+# The largest clip a model may be made for, generous beside the paper's 16 × 3 × 64 × 64 video and 25,600 samples of
+# audio: each side and the whole, so that a config's sizes (which decide every sample's allocation) cannot ask for
+# gigabytes before anything is checked. An SR model's image side has the same bound.
+MAX_FRAMES = 1024
+MAX_MEDIA_CHANNELS = 4  # RGB(A) video; up to 4 audio channels
+MAX_SIDE = 1024  # video height, width; an SR model's image_size
+MAX_VIDEO_ELEMENTS = 2**24  # F × C × H × W: 64 frames of 3 × 256 × 256 fit, 4 frames of 3 × 2048 × 2048 do not
+MAX_AUDIO_LENGTH = 2**22  # samples: 87 s at 48 kHz
 
 
 def check_size(config) -> None:
@@ -20,6 +28,22 @@ def check_size(config) -> None:
     if config.model_channels * max(config.channel_mult) > MAX_CHANNELS:
         raise ValueError(f"model_channels × the largest channel_mult must be at most {MAX_CHANNELS}, got "
                          f"{config.model_channels} × {max(config.channel_mult)}")
+
+
+def check_clip(video_size: tuple[int, ...], audio_size: tuple[int, ...]) -> None:
+    """Refuse a clip shape no real model has (video_size [100000, 3, 100000, 100000] asked for 12 PB of noise), before
+    a sample of it is allocated."""
+    frames, channels, height, width = video_size
+    if not (1 <= frames <= MAX_FRAMES and 1 <= channels <= MAX_MEDIA_CHANNELS
+            and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(f"video_size (F, C, H, W) must be within (1..{MAX_FRAMES}, 1..{MAX_MEDIA_CHANNELS}, "
+                         f"1..{MAX_SIDE}, 1..{MAX_SIDE}), got {list(video_size)}")
+    if frames * channels * height * width > MAX_VIDEO_ELEMENTS:
+        raise ValueError(f"video_size F × C × H × W must be at most {MAX_VIDEO_ELEMENTS:,} values, got "
+                         f"{frames * channels * height * width:,} ({list(video_size)})")
+    if not (1 <= audio_size[0] <= MAX_MEDIA_CHANNELS and 1 <= audio_size[1] <= MAX_AUDIO_LENGTH):
+        raise ValueError(f"audio_size (C, L) must be within (1..{MAX_MEDIA_CHANNELS}, 1..{MAX_AUDIO_LENGTH:,}), "
+                         f"got {list(audio_size)}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +72,7 @@ class MMUNetConfig:
     def __post_init__(self):
         if len(self.cross_attention_resolutions) != len(self.cross_attention_windows):
             raise ValueError("cross_attention_resolutions and cross_attention_windows differ in length")
+        check_clip(self.video_size, self.audio_size)
         frames, _, height, width = self.video_size
         down = 2 ** (len(self.channel_mult) - 1)
         if height % down or width % down:
@@ -100,6 +125,9 @@ class SRUNetConfig:
         check_size(self)
         if self.num_heads < 1 and self.num_head_channels < 1:
             raise ValueError("num_heads or num_head_channels must be at least 1")
+        if not 1 <= self.small_size <= self.image_size <= MAX_SIDE:
+            raise ValueError(f"small_size and image_size must be within 1..{MAX_SIDE}, small_size the smaller, got "
+                             f"{self.small_size} and {self.image_size}")
         down = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % down:
             raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")

@@ -125,9 +125,9 @@ class SRUNetConfig:
         check_size(self)
         if self.num_heads < 1 and self.num_head_channels < 1:
             raise ValueError("num_heads or num_head_channels must be at least 1")
-        if not 1 <= self.small_size <= self.image_size <= MAX_SIDE:
-            raise ValueError(f"small_size and image_size must be within 1..{MAX_SIDE}, small_size the smaller, got "
-                             f"{self.small_size} and {self.image_size}")
+        if not (1 <= self.small_size <= MAX_SIDE and 1 <= self.image_size <= MAX_SIDE):
+            raise ValueError(f"small_size and image_size must be within 1..{MAX_SIDE}, got {self.small_size} and "
+                             f"{self.image_size}")
         down = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % down:
             raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")

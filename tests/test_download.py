@@ -18,6 +18,7 @@ import pytest
 import safetensors.torch
 import torch
 import yaml
+from cli_here import run_here
 from conftest import OFFICIAL, official_json
 from http_server import SOCKETS_NONE, FileServer, offline_mmgen_command
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
@@ -208,6 +209,23 @@ def test_a_mirror_given_with_url_is_checked_against_the_registered_sha256(tmp_pa
     assert hashlib.sha256(official_pt).hexdigest() in capsys.readouterr().err  # what it must be
     assert run(["models", "pull", NAME, "--url", server.add("/mirror/tiny.pt", official_pt)]) == 0
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_a_whole_download_that_is_refused_is_deleted_and_named_by_its_url(tmp_path, server, official_pt):
+    """A mirror's file that arrives whole (its sha256 matches) but is no checkpoint: exit 2 naming the model and the
+    URL, not the `.part`, which is deleted — it was complete, so the next pull fetches from the start, not resumes."""
+    register(tmp_path, [server.base_url + "/gone/tiny.pt"], official_pt)
+    junk = b"not a checkpoint at all" * 40
+    url = server.add("/short.pt", junk)
+    pull = ("models", "pull", NAME, "--url", url, "--sha256", hashlib.sha256(junk).hexdigest(), "--quiet")
+
+    for _ in range(2):
+        refused = run_here(*pull, env=mmgen_env(tmp_path))
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith(f"mmgen: error: {NAME} ({url}): damaged, or not a PyTorch checkpoint (")
+        assert ".part" not in refused.stderr
+        assert cache_files(tmp_path) == []
+    assert [r.range for r in server.requests] == [None, None]
 
 
 def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):

@@ -227,7 +227,7 @@ FAILURES = {
     ),
     "wrong architecture": (  # the shipped, released-size entry, served the upsampler's file
         lambda drive: drive.put("Landscape.pt", released_sr_checkpoint()),
-        "Landscape.pt.part does not fit the architecture: ",
+        "landscape (Landscape.pt from Google Drive) does not fit the architecture: ",
     ),
     "wrong parameter count": (
         lambda drive: drive.put("Landscape.pt", tiny_checkpoint()),

@@ -6,11 +6,13 @@ converted there. Every fetch happens under the model's cache lock, so two pulls 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
+from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.files import kept_together, retire, sha256_file
 from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
@@ -156,7 +158,8 @@ def _from_urls(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> 
     sha256 = entry.weights.sha256
     part = download(entry.weights.urls, cache.part_path(name, sha256), sha256, label=name, size=entry.weights.size,
                     quiet=quiet)
-    with kept_together():  # a stop keeps the model (the download gone) or the download (nothing cached)
+    with _refused_deleted(part, f"{name} ({entry.weights.urls[0]})"), kept_together():
+        # a stop keeps the model (the download gone) or the download (nothing cached)
         install(cache, name, part, _target(entry), source=entry.weights.urls[0], source_sha256=sha256)
         retire(part)
 
@@ -169,15 +172,27 @@ def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) ->
     if not part.is_file():
         known = trust.trusted(cache.root, name)  # the first file's size: a file that sends more is not it
         drive.fetch(source, part, name=name, quiet=quiet, size=known.size if known is not None else None)
-    try:
+    with _refused_deleted(part, f"{name} ({source.file} from Google Drive)"):
         sha256, size = sha256_file(part), part.stat().st_size
         trust.check_trusted(cache.root, name, sha256, size, f"the {source.file} Google Drive serves now")
         with kept_together():  # a stop keeps the model and its trust (the download gone), or the download alone
             install(cache, name, part, _target(entry), source=source.folder_url, source_sha256=sha256)
             trust.trust(cache.root, name, source.file, sha256, size, source.folder_url)
             retire(part)
-    except MmgenError:  # not the file, or not the one first seen: nothing of it is kept
+
+
+@contextmanager
+def _refused_deleted(part: Path, shown: str) -> Iterator[None]:
+    """Checking and installing a whole download: a file refused (UsageError: not a checkpoint, not the
+    architecture, not the file first trusted) is deleted — a `.part` is kept only for resuming a dropped
+    connection, and this one is complete — and the refusal names `shown`, what was asked for, not the `.part`.
+    A failure that is not the file's (a full disk, exit 1) keeps it for the next pull."""
+    try:
+        yield
+    except UsageError as e:
         part.unlink(missing_ok=True)
+        e.message = e.message.replace(str(part), shown)
+        e.args = (e.message,)
         raise
 
 

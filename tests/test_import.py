@@ -553,3 +553,33 @@ def test_a_config_for_clips_no_machine_could_sample_is_refused_at_import_and_at_
     assert ModelCache().record("big") is None
     with pytest.raises(ConfigError, match=f"{bad}: metadata config: "):
         load_model(bad)  # what `generate -m FILE` loads
+
+
+def test_a_zip_whose_entries_would_inflate_past_its_size_is_refused_before_torch_reads_it(tmp_path, env, capsys):
+    """A "zip bomb" .pt (19 MB, one deflated entry of 4 GiB) had torch.load inflate it all (4.5 GB) before anything
+    refused it. torch.save stores its entries as they are: an archive with an entry compressed, or with entries
+    claiming more bytes than the file holds, is not its file, told from the index before torch.load. Here small:
+    a deflated entry, and a stored one whose index claims 1 TB."""
+    import zipfile
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"w": torch.zeros(1000)}, whole)
+    deflated, lying = tmp_path / "deflated.pt", tmp_path / "lying.pt"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for name in source.namelist():
+            method = zipfile.ZIP_DEFLATED if "/data/" in name else zipfile.ZIP_STORED
+            bomb.writestr(name, source.read(name), compress_type=method)
+    data = bytearray(whole.read_bytes())
+    entries = [i for i in range(len(data)) if data[i : i + 4] == b"PK\x01\x02"]  # the central directory's
+    entry = next(i for i in entries if data[i + 46 : i + 46 + int.from_bytes(data[i + 28 : i + 30], "little")]
+                 .endswith(b"/data/0"))  # the tensor's bytes: its uncompressed size (offset 24) made 4 GB
+    data[entry + 24 : entry + 28] = (2**32 - 2).to_bytes(4, "little")
+    lying.write_bytes(data)
+    for file, why in ((deflated, "its entry whole/data/0 is compressed, which torch.save never does"),
+                      (lying, "a zip archive whose entries claim 4,294,")):
+        for arch in ([], ["--arch", "mm-unet"]):
+            assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, (file, arch)
+            err = capsys.readouterr().err
+            assert err.startswith(f"mmgen: error: {file}: damaged, or not a PyTorch checkpoint ({why}"), err
+            assert err.count("\n") == 1
+    assert ModelCache().record("x") is None

@@ -34,7 +34,7 @@ from mmgen.disk_failures import read_failure, writing
 from mmgen.errors import MmgenError, StorageError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
-from mmgen.weights.checkpoint import torch_load_reason
+from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
 
 _NAME = re.compile(r"step-(\d+)")
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -60,8 +60,12 @@ class Checkpoint:
         return self.path / "ema.safetensors"
 
     def load_state(self) -> dict[str, Any]:
-        """The training state, unpickled with weights_only=True (tensors and plain containers only)."""
-        return torch.load(self.path / "state.pt", map_location="cpu", weights_only=True)
+        """The training state, unpickled with weights_only=True (tensors and plain containers only), once it is
+        known to be torch.save's file (not_a_torch_checkpoint: e.g. no zip archive that inflates past its size)."""
+        path = self.path / "state.pt"
+        if why := not_a_torch_checkpoint(path):
+            raise ValueError(why)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     def load_ema(self) -> dict[str, torch.Tensor]:
         return safetensors.torch.load_file(str(self.ema_weights), device="cpu")

@@ -62,13 +62,20 @@ def not_a_torch_checkpoint(path: Path) -> str | None:
 
 
 def _not_torch_zip(path: Path) -> str | None:
+    """Told from the archive's index alone. torch.save stores its entries as they are, never compressed, so that
+    their bytes hold no more than the file does: an entry compressed, or sizes adding up to more than the file (a
+    "zip bomb": 19 MB that torch.load inflated to 4 GiB before anything refused it), is no torch.save file."""
     try:
         with reading(path), zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            entries = archive.infolist()
     except (zipfile.BadZipFile, ValueError, EOFError):
         return "a zip archive cut short or damaged: its index is missing or unreadable"
-    if not any(name.endswith("/data.pkl") and name.count("/") == 1 for name in names):
+    if not any(entry.filename.endswith("/data.pkl") and entry.filename.count("/") == 1 for entry in entries):
         return "a zip archive without the data.pkl that torch.save writes"
+    if compressed := [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]:
+        return f"its entry {compressed[0]} is compressed, which torch.save never does"
+    if (claimed := sum(entry.file_size for entry in entries)) > (size := path.stat().st_size):
+        return f"a zip archive whose entries claim {claimed:,} bytes, more than its {size:,}"
     return None
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import stat
+import struct
 from dataclasses import fields
 from pathlib import Path
 
@@ -583,3 +584,25 @@ def test_a_zip_whose_entries_would_inflate_past_its_size_is_refused_before_torch
             assert err.startswith(f"mmgen: error: {file}: damaged, or not a PyTorch checkpoint ({why}"), err
             assert err.count("\n") == 1
     assert ModelCache().record("x") is None
+
+
+def test_a_weight_whose_dtype_is_not_floating_point_is_refused_naming_it(tmp_path, env, tiny, capsys):
+    """One tensor's dtype changed F32 → I32 in the header (the same shape and bytes): `generate -m FILE` failed in
+    torch's load_state_dict, exit 1, with four lines ending "Only Tensors of floating point and complex dtype can
+    require gradients". One line naming the file and the tensor, exit 2, at import and at load."""
+    data = tiny.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    name = sorted(k for k in header if k != "__metadata__")[0]
+    assert header[name]["dtype"] == "F32"
+    header[name]["dtype"] = "I32"
+    text = json.dumps(header, separators=(",", ":")).encode()
+    bad = tmp_path / "ints.safetensors"
+    bad.write_bytes(data[:8] + text.ljust(length) + data[8 + length :])
+    says = (f"mmgen: error: {bad}: not a model's weights: {name} holds int32 values, where every weight is "
+            "floating-point (get the file again)\n")
+    assert run(["models", "import", str(bad), "--name", "ints"]) == 2
+    assert capsys.readouterr().err == says
+    assert run(["generate", "-m", str(bad), "--steps", "1", "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == says
+    assert ModelCache().record("ints") is None and not (tmp_path / "out").exists()

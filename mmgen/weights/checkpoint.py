@@ -175,13 +175,18 @@ def _instructions(stream: Any, size: int, pickles: int, first: int | None = None
     return _Pickle(protocol)
 
 
-def check_finite(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` (the weights file's `name`) if it holds no NaN or Inf. A trained model never does: such a file
-    was damaged (or saved from a diverged run), and is refused as it loads rather than found out minutes
-    later as a NaN video."""
+def check_weight(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` (the weights file's `name`) if it is floating-point and holds no NaN or Inf. Every weight of
+    mmgen's architectures is floating-point: integer or bool values (a dtype changed in a file's header) would
+    only fail as torch copies them into the model, in a paragraph naming no file. And a trained model never holds
+    NaN or Inf: such a file was damaged (or saved from a diverged run), and is refused as it loads rather than
+    found out minutes later as a NaN video."""
+    if not tensor.is_floating_point():
+        raise UsageError(f"{path}: not a model's weights: {name} holds {str(tensor.dtype).removeprefix('torch.')} "
+                         "values, where every weight is floating-point", hint="get the file again")
     # A finite sum proves every value finite, at a seventh of isfinite's cost (0.1 s for the paper's 134 M
     # weights on one thread); only a sum that overflowed or is NaN is looked at value by value.
-    if tensor.is_floating_point() and not torch.isfinite(tensor.sum()) and not torch.isfinite(tensor).all():
+    if not torch.isfinite(tensor.sum()) and not torch.isfinite(tensor).all():
         raise UsageError(f"{path}: damaged: its weights hold NaN or Inf values (first in {name})",
                          hint="get the file again")
     return tensor
@@ -219,14 +224,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"{path}: {why}")
     if is_safetensors(path):
         with open_safetensors(path) as f:
-            return {name: check_finite(path, name, f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118
+            return {name: check_weight(path, name, f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118
     if why := not_a_torch_checkpoint(path):  # text or random bytes: torch.load said "KeyError: 101", exit 1
         raise damaged_torch_checkpoint(path, why)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, struct.error) as e:
         raise _torch_load_failure(path, e) from None  # (the last two: weights_only's unpickler on a pickle cut short)
-    return {name: check_finite(path, name, t) for name, t in _flat_tensors(state, path).items()}
+    return {name: check_weight(path, name, t) for name, t in _flat_tensors(state, path).items()}
 
 
 def _flat_tensors(state: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from mmgen.models import build_model, config_for
 from mmgen.models.storage import Storage
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, ModelCache
-from mmgen.weights.checkpoint import check_finite, read_header
+from mmgen.weights.checkpoint import check_weight, read_header
 from mmgen.weights.convert import Target, check_state_dict
 from mmgen.weights.names import is_name
 from mmgen.weights.pull import availability, pull, repair_hint
@@ -182,7 +182,7 @@ def _instantiate(path: Path, target: Target, device: torch.device, compute: torc
     (models/storage.py): no full-precision state dict is built first. A mapped page stays in this process's
     memory until the map closes, so the file is mapped afresh for every READ_CHUNK bytes of tensors: loading
     peaks at the kept weights plus one chunk, not plus the whole file (535 MB for the paper's models). A tensor
-    holding NaN or Inf is refused as it is read (checkpoint.check_finite)."""
+    holding NaN or Inf is refused as it is read (checkpoint.check_weight)."""
     model = build_model(target.arch, target.config, device="meta")
     storage = Storage.of(model, compute)
     with open_safetensors(path) as file:
@@ -192,7 +192,7 @@ def _instantiate(path: Path, target: Target, device: torch.device, compute: torc
     for names in _chunks({k: t.nbytes for k, t in shapes.items()}, READ_CHUNK):
         with open_safetensors(path) as file:
             for name in names:
-                tensor = check_finite(path, name, file.get_tensor(name))  # a view of the map: copied below
+                tensor = check_weight(path, name, file.get_tensor(name))  # a view of the map: copied below
                 state[name] = storage.keep(name, tensor, device, copy=True)
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]

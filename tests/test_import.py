@@ -606,3 +606,31 @@ def test_a_weight_whose_dtype_is_not_floating_point_is_refused_naming_it(tmp_pat
     assert run(["generate", "-m", str(bad), "--steps", "1", "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == says
     assert ModelCache().record("ints") is None and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_pickle_naming_a_foreign_global_is_said_to_hold_python_objects_however_it_is_packed(tmp_path, env, capsys,
+                                                                                               protocol):
+    """A plain pickle.dump named .pt, a bare pickle calling os.system, and torch.save's zip with its data.pkl
+    swapped for one: each refused and never run, but said to be "a pickle, but not one torch.save wrote" or
+    "damaged (Weights only load failed)" — a file to fetch again — where it is one to distrust. Told from the
+    pickle's instructions (GLOBAL, or protocol 4's STACK_GLOBAL through the memo), nothing unpickled."""
+    import zipfile
+
+    payload = {"w": CreatesAFile(tmp_path / "ran")}
+    plain, zipped = tmp_path / "plain.pt", tmp_path / "zipped.pt"
+    plain.write_bytes(pickle.dumps(payload, protocol=protocol))
+    torch.save({"w": torch.zeros(2)}, zipped)
+    swapped = tmp_path / "swapped.pt"
+    with zipfile.ZipFile(zipped) as source, zipfile.ZipFile(swapped, "w") as evil:
+        for entry in source.infolist():
+            evil.writestr(entry, pickle.dumps(payload, protocol=protocol) if entry.filename.endswith("data.pkl")
+                          else source.read(entry))
+    bare = tmp_path / "bare.pt"  # GLOBAL written by hand: the module and name os.system lives under
+    bare.write_bytes(b"\x80\x02c" + os.system.__module__.encode() + b"\nsystem\nX\x04\x00\x00\x00true\x85R.")
+    for file, names in ((plain, "io.open"), (swapped, "io.open"), (bare, f"{os.system.__module__}.system")):
+        assert run(["models", "import", str(file), "--name", "x", "--arch", "mm-unet"]) == 2, file
+        assert capsys.readouterr().err == (
+            f"mmgen: error: {file}: refused to load: it holds Python objects other than tensors ({names}) (mmgen only "
+            "opens checkpoints with torch.load(weights_only=True); get the file from a trusted source)\n")
+    assert not (tmp_path / "ran").exists()

@@ -106,11 +106,12 @@ def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
         return failure
     reason = torch_load_reason(error)
     found = _read_pickle(path)
-    if not found.whole:  # damaged, whatever torch met: in torch.save's words where the pickle is one of its own
+    foreign = found.foreign  # first: a pickle naming os.system is to distrust, whether torch.save's or whole or not
+    if not foreign and not found.whole:  # damaged, whatever torch met: in torch.save's words where it is its own
         return damaged_torch_checkpoint(path, found.why or reason)
-    if isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global"):
+    if foreign or (isinstance(error, pickle.UnpicklingError) and reason.startswith("Unsupported global")):
         return UsageError(
-            f"{path}: refused to load: it holds Python objects other than tensors ({reason})",
+            f"{path}: refused to load: it holds Python objects other than tensors ({foreign or reason})",
             hint="mmgen only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source",
         )
     if (refused := re.fullmatch(r"Unsupported operand (\d+)", reason)) and (
@@ -132,11 +133,57 @@ _LEGACY_PICKLES = 5  # torch.save's legacy format: a magic number, its version, 
 class _Pickle:
     """What reading a pickle's instructions found: its protocol (its PROTO's, or for a pickle without one —
     protocols 0 and 1 — that of its newest instruction), whether it is whole, and if not, why in a few words when
-    it is torch.save's (None: torch's own finding says it better, e.g. of bytes that are no pickle at all)."""
+    it is torch.save's (None: torch's own finding says it better, e.g. of bytes that are no pickle at all); and the
+    first global it names that a state dict never holds (`posix.system`), if any."""
 
     protocol: int
     whole: bool = True
     why: str | None = None
+    foreign: str | None = None
+
+
+# The globals a state dict's pickle names: torch's own (its tensor and storage rebuilders, dtypes, devices),
+# collections.OrderedDict (what state_dict() returns) and _codecs.encode (protocol 2's bytes). Any other — a class
+# of the saver's, os.system — is a Python object, which weights_only refuses.
+_STATE_DICT_GLOBALS = ("collections.OrderedDict", "_codecs.encode")
+_STRINGS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
+
+
+def _is_foreign(name: str) -> bool:
+    return not (name.split(".", 1)[0] == "torch" or name in _STATE_DICT_GLOBALS)
+
+
+class _Globals:
+    """The globals a pickle names, read from its instructions as genops yields them: GLOBAL and INST carry theirs
+    ("module name"); STACK_GLOBAL (protocol 4) takes the two strings pushed before it, directly or from the memo.
+    Only strings are followed — enough to name every global, with nothing built."""
+
+    def __init__(self):
+        self.pushed: list[str | None] = []  # what each instruction pushed: a string, or None for anything else
+        self.memo: dict[int, str | None] = {}
+        self.foreign: str | None = None
+
+    def see(self, name: str, argument: Any) -> None:
+        if name in ("GLOBAL", "INST"):
+            self._named(argument.replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            module, attribute = self.pushed[-2:] if len(self.pushed) >= 2 else (None, None)
+            self._named(f"{module}.{attribute}" if module and attribute else "a global the pickle builds")
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = self.pushed[-1] if self.pushed else None
+        elif name in _MEMO_PUTS:
+            self.memo[argument] = self.pushed[-1] if self.pushed else None
+        elif name in _MEMO_GETS:
+            self.pushed.append(self.memo.get(argument))
+        elif name not in ("PROTO", "FRAME", "STOP"):
+            self.pushed.append(argument if name in _STRINGS and isinstance(argument, str) else None)
+
+    def _named(self, name: str) -> None:
+        self.pushed.append(None)
+        if self.foreign is None and _is_foreign(name):
+            self.foreign = name
 
 
 def _read_pickle(path: Path) -> _Pickle:
@@ -160,19 +207,23 @@ def _instructions(stream: Any, size: int, pickles: int, first: int | None = None
     """`first`: the number the first pickle must be (the legacy format's magic number); a pickle that is
     something else is no torch.save file at all (a plain pickle.dump), whatever follows it."""
     protocol = 0
+    names = _Globals()
     try:
         for index in range(pickles):
             numbers = []
             for instruction, argument, _position in pickletools.genops(stream):
                 protocol = max(protocol, argument if instruction.name == "PROTO" else instruction.proto)
+                names.see(instruction.name, argument)
                 if instruction.name not in ("PROTO", "FRAME", "STOP"):
                     numbers.append(argument if instruction.name.startswith(("LONG", "INT", "BININT")) else None)
             if index == 0 and first is not None and numbers != [first]:
-                return _Pickle(protocol, whole=False, why="a pickle, but not one torch.save wrote")
+                return _Pickle(protocol, whole=False, why="a pickle, but not one torch.save wrote",
+                               foreign=names.foreign)
     except ValueError as e:
         why = "its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})"
-        return _Pickle(protocol, whole=False, why=why if protocol >= 2 else None)  # torch.save writes PROTO 2 on
-    return _Pickle(protocol)
+        return _Pickle(protocol, whole=False, why=why if protocol >= 2 else None,  # torch.save writes PROTO 2 on
+                       foreign=names.foreign)
+    return _Pickle(protocol, foreign=names.foreign)
 
 
 def check_weight(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Pulling weights from a real local HTTP server: resume after a dropped connection, checksum failures,
-404s, retried 500s, two concurrent pulls, and offline mode — each through the real `mmgen` command."""
+404s, retried 500s, two concurrent pulls, and offline mode — each through the `mmgen` command: in the test's
+process (tests/cli_here.py) where what it does and says is the point, in processes of its own for two pulls at
+once, a Ctrl-C, and offline mode (no socket opened in the whole process)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import yaml
 from cli_here import run_here
 from conftest import OFFICIAL, official_json
 from http_server import SOCKETS_NONE, FileServer, offline_mmgen_command
-from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from mmgen_cli import mmgen_command, mmgen_env
 from tiny_model import save_tiny_model, tiny_config
 
 from mmgen.cli import run
@@ -85,7 +87,7 @@ def test_dropped_connection_resumes_with_range_on_the_next_pull(tmp_path, server
     register(tmp_path, [server.add("/tiny.pt", official_pt, drop_at=drop)], official_pt)
     env = mmgen_env(tmp_path, MMGEN_DOWNLOAD_RETRIES="0")
 
-    first = run_mmgen("models", "pull", NAME, env=env)
+    first = run_here("models", "pull", NAME, env=env)
     assert first.returncode == 1, first.stderr
     assert "run the same command again to resume" in first.stderr
     part = next((tmp_path / "cache").rglob("*.part"))
@@ -121,7 +123,7 @@ def test_one_corrupted_byte_fails_the_checksum_and_leaves_nothing(tmp_path, serv
     corrupted = bytearray(official_pt)
     corrupted[12345] ^= 0xFF
 
-    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+    result = run_here("models", "pull", NAME, env=mmgen_env(tmp_path))
 
     assert result.returncode == 2, result.stderr
     assert hashlib.sha256(official_pt).hexdigest() in result.stderr  # expected
@@ -232,7 +234,7 @@ def test_404_exits_2_naming_the_url(tmp_path, server, official_pt):
     url = server.base_url + "/nowhere/tiny.pt"
     register(tmp_path, [url], official_pt)
 
-    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+    result = run_here("models", "pull", NAME, env=mmgen_env(tmp_path))
 
     assert result.returncode == 2
     assert url in result.stderr and "404" in result.stderr
@@ -274,7 +276,7 @@ def test_a_redirect_to_plain_http_or_a_local_file_is_refused(
 def test_server_errors_are_retried_until_the_file_comes(tmp_path, server, official_pt):
     register(tmp_path, [server.add("/tiny.pt", official_pt, fail_status=500, fail_times=2)], official_pt)
 
-    result = run_mmgen("models", "pull", NAME, env=mmgen_env(tmp_path))
+    result = run_here("models", "pull", NAME, env=mmgen_env(tmp_path))
 
     assert result.returncode == 0, result.stderr
     assert [r.status for r in server.requests] == [500, 500, 200]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
 from mmgen.files import sha256_file
@@ -66,7 +66,7 @@ def test_four_mistakes_are_all_reported_with_their_lines_and_nothing_runs(folder
             model: landscape
         """)
     # Offline, so the landscape model (downloadable from Google Drive) cannot be had either.
-    result = run_mmgen("batch", jobs, env=mmgen_env(folder, MMGEN_OFFLINE="1"))
+    result = run_here("batch", jobs, env=mmgen_env(folder, MMGEN_OFFLINE="1"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{jobs}:3: ") and "steps: expected an integer, got 'two'" in lines[0]
@@ -204,7 +204,7 @@ def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(
             name: past-the-picture
         """)
     write_test_video(folder / "clips" / "short-picture.mp4", seconds=0.8, audio_seconds=1.6)
-    result = run_mmgen("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"{jobs}:9: ") and "--range 1:3" in lines[0] and "lasts only 1.6" in lines[0]

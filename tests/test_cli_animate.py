@@ -1,6 +1,7 @@
 """`mmgen animate sound.wav`: a sound of any length gets a picture, and keeps playing exactly as it was.
 
-The real `mmgen` command runs in a subprocess on a tiny random model (2 steps).
+The real `mmgen` command runs in a subprocess on a tiny random model (2 steps); the runs whose output alone is
+the point run in the test's process (tests/cli_here.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import av
 import numpy as np
 import pytest
+from cli_here import run_here
 from media_factory import (
     audio_stream_seconds,
     decode_audio,
@@ -113,7 +115,7 @@ def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, 
 def test_aac_audio_is_copied_packet_for_packet(tiny, tmp_path):
     voice = write_test_audio(tmp_path / "voice.m4a", seconds=1.0, click_at=0.4)
     out = tmp_path / "voice.mp4"
-    done = run_mmgen("animate", voice.path, "-o", out, "-m", tiny, "--steps", "2", env=mmgen_env(tmp_path))
+    done = run_here("animate", voice.path, "-o", out, "-m", tiny, "--steps", "2", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     copied = [payload for _, payload in packets(out, "audio")]
     source = [payload for _, payload in packets(voice.path, "audio")]
@@ -126,7 +128,7 @@ def test_a_float_wav_holding_nan_is_refused_naming_it(tiny, tmp_path):
     sound = pattern_audio(0.5, RATE)
     sound[:, 3000:3100] = np.nan
     nan = write_test_audio(tmp_path / "nan.wav", codec="pcm_f32le", samples=sound).path
-    done = run_mmgen("animate", nan, "-m", tiny, "--steps", "2", "-o", f"{tmp_path / 'an'}/", env=mmgen_env(tmp_path))
+    done = run_here("animate", nan, "-m", tiny, "--steps", "2", "-o", f"{tmp_path / 'an'}/", env=mmgen_env(tmp_path))
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {nan}: its audio holds NaN or Inf samples\n")
     assert not (tmp_path / "an").exists()
 

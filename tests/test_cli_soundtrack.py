@@ -1,6 +1,7 @@
 """`mmgen soundtrack my_clip.mp4`: a phone-sized clip of any length gets new sound under its untouched picture.
 
-The real `mmgen` command runs in a subprocess on a tiny random model (2 steps): what is checked is the plumbing
+The real `mmgen` command runs in a subprocess on a tiny random model (2 steps), and in the test's process
+(tests/cli_here.py) where its output alone is the point: what is checked is the plumbing
 — windows, lengths, copied packets, mixing, timing — not how good the sound is.
 """
 
@@ -102,8 +103,8 @@ def test_a_clip_shorter_than_one_window_is_padded_and_trimmed_back(tiny, tmp_pat
     clip = write_test_video(tmp_path / "blink.mp4", seconds=0.7, fps=30)
     out = tmp_path / "scored" / "blink.mp4"
     out.parent.mkdir()
-    done = run_mmgen("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "2", "--wav",
-                     "--sample-rate", "model", env=mmgen_env(tmp_path))
+    done = run_here("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "2", "--wav",
+                    "--sample-rate", "model", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert packets(out, "video") == packets(clip.path, "video")
     assert audio_stream_seconds(out) == pytest.approx(0.7, abs=0.05)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_here import run_here
 from media_factory import write_test_video
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
 from mmgen.cli import run
@@ -121,7 +122,7 @@ def test_guidance_scale_inf_is_refused_before_any_work(tmp_path: Path):
     env = mmgen_env(tmp_path)
     model = save_tiny_model(tmp_path / "tiny.safetensors")
     clip = write_test_video(tmp_path / "clip.mp4", size=(32, 32)).path
-    done = run_mmgen("soundtrack", clip, "-m", model, "--guidance", "gradient", "--guidance-scale", "inf", env=env)
+    done = run_here("soundtrack", clip, "-m", model, "--guidance", "gradient", "--guidance-scale", "inf", env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr == "mmgen: error: --guidance-scale: must be a finite number, got inf\n"
     assert not (tmp_path / "clip_soundtrack.mp4").exists()
@@ -138,7 +139,7 @@ def test_batch_names_with_a_nul_or_ending_in_a_slash_are_refused(tmp_path: Path)
           - kind: generate
             name: scored/
         """).lstrip())
-    done = run_mmgen("batch", jobs, env=mmgen_env(tmp_path))
+    done = run_here("batch", jobs, env=mmgen_env(tmp_path))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert lines[0] == f"{jobs}:4: job 1 (generate): name: 'take\\x00one' must not hold control characters (a newline, tab, NUL, ...)"

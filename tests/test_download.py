@@ -392,7 +392,7 @@ def test_without_a_terminal_progress_is_a_few_plain_lines(tmp_path, server, offi
         monkeypatch.setenv(key, value)
     assert pull(NAME).fetched
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == f"mmgen: downloading {NAME}: {len(official_pt) / 1e6:.1f} MB"
+    assert lines[0] == f"mmgen: downloading {NAME}: 0 B of {len(official_pt) / 1e6:.1f} MB"
     assert 3 <= len(lines) <= 6 and "100%" in lines[-1]
 
 
@@ -433,4 +433,20 @@ def test_a_resumed_downloads_rate_counts_only_the_bytes_fetched_now(monkeypatch,
         bar.start(5_000_000, 10_000_000)
         bar.advance(2_500_000)
     assert capsys.readouterr().err.splitlines() == [
-        "mmgen: downloading x: 10.0 MB, resuming at 5.0 MB", "mmgen: downloading x:  75% (7.5 MB, 2.5 MB/s)"]
+        "mmgen: downloading x: 5.0 MB of 10.0 MB, resuming", "mmgen: downloading x: 7.5 MB of 10.0 MB (75%, 2.5 MB/s)"]
+
+
+def test_a_slow_downloads_plain_lines_say_what_has_arrived_of_the_whole(monkeypatch, capsys):
+    """In a log, a download that crawls says what has arrived of what was announced at least every 30 s, not the
+    announced size alone until a quarter of it is there (1.4 MB of 560 MB)."""
+    from mmgen.weights import progress
+
+    clock = iter([100.0, 110.0, 131.0, 140.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    with progress.ByteProgress("downloading x") as bar:
+        bar.start(0, 560_000_000)
+        bar.advance(1_000)
+        bar.advance(1_399_000)
+        bar.advance(1_000)
+    assert capsys.readouterr().err.splitlines() == [
+        "mmgen: downloading x: 0 B of 560.0 MB", "mmgen: downloading x: 1.4 MB of 560.0 MB (0%, 45.2 kB/s)"]

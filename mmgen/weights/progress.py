@@ -1,5 +1,6 @@
-"""Byte progress for downloads and copies: a rich bar (bytes, rate, time left) when stderr is a terminal,
-a few plain lines otherwise (logs and CI stay readable), nothing when quiet."""
+"""Byte progress for downloads and copies: a rich bar (bytes arrived of the whole, rate, time left) when stderr
+is a terminal, a few plain lines otherwise (logs and CI stay readable), each saying what has arrived of the whole,
+nothing when quiet."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from rich.progress import (
 )
 
 from mmgen import terminal
-from mmgen.terminal import say
+from mmgen.terminal import say, size_text
 
-_PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end)
+_PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end),
+_PLAIN_SECONDS = 30.0  # and at least this often while bytes arrive: a slow download's log shows it moving
 
 
 class ByteProgress:
@@ -31,6 +33,7 @@ class ByteProgress:
         self._done = 0
         self._total: int | None = None
         self._next_report = 0.0
+        self._next_time = 0.0
         self._started = 0.0
         self._start_done = 0
 
@@ -62,17 +65,29 @@ class ByteProgress:
             self._bar.update(self._task, completed=done, total=total)
         elif not self.quiet:
             self._next_report = (done / total if total else 0.0) + _PLAIN_EVERY
-            resumed = f", resuming at {_mb(done)}" if done else ""
-            self.note(f"{self.label}: {_mb(total) if total else 'unknown size'}{resumed}")
+            self._next_time = self._started + _PLAIN_SECONDS
+            self.note(f"{self.label}: {self._arrived()}{', resuming' if done else ''}")
 
     def advance(self, n: int) -> None:
         self._done += n
         if self._bar is not None:
             self._bar.advance(self._task, n)
-        elif not self.quiet and self._total and self._done / self._total >= self._next_report:
-            self._next_report += _PLAIN_EVERY
-            rate = (self._done - self._start_done) / max(time.monotonic() - self._started, 1e-6)
-            self.note(f"{self.label}: {self._done / self._total:4.0%} ({_mb(self._done)}, {_mb(rate)}/s)")
+            return
+        if self.quiet:
+            return
+        now = time.monotonic()
+        quarter = bool(self._total) and self._done / self._total >= self._next_report
+        if quarter or now >= self._next_time:
+            while self._total and self._done / self._total >= self._next_report:
+                self._next_report += _PLAIN_EVERY
+            self._next_time = now + _PLAIN_SECONDS
+            rate = (self._done - self._start_done) / max(now - self._started, 1e-6)
+            share = f"{self._done / self._total:.0%}, " if self._total else ""
+            self.note(f"{self.label}: {self._arrived()} ({share}{size_text(round(rate))}/s)")
+
+    def _arrived(self) -> str:
+        """What has arrived of the whole: `1.4 MB of 560.0 MB` (never the announced size alone)."""
+        return f"{size_text(self._done)} of {size_text(self._total) if self._total else 'unknown size'}"
 
     def to(self, done: int, total: int | None) -> None:
         """Absolute progress, for libraries that report bytes so far (gdown's `progress` callback)."""
@@ -88,7 +103,3 @@ class ByteProgress:
             self._bar.console.print(message)
         else:
             say(f"mmgen: {message}")
-
-
-def _mb(n: float | None) -> str:
-    return f"{(n or 0) / 1e6:.1f} MB"

@@ -170,6 +170,18 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
     assert not (tmp_path / "fast_retake.mp4").exists()
 
 
+def test_a_picture_retake_of_a_variable_frame_rate_clip_says_the_rate_varies(tmp_path):
+    """A clip whose frames come 50 and 150 ms apart by turns has no frame rate to name: the average FFmpeg reads
+    (11 fps here) is not a rate it runs at, and at any average its frames would come out resampled."""
+    times = [sum(0.05 if k % 2 == 0 else 0.15 for k in range(n)) for n in range(16)]
+    clip = write_test_video(tmp_path / "phone.mp4", size=(16, 16), frame_times=times).path
+    done = run_here("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("phone.mp4's frame rate varies (frames 50 to 150 ms apart) (retake its "
+                                        "--audio instead)"), done.stderr
+    assert not (tmp_path / "phone_retake.mp4").exists()
+
+
 def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(world, tmp_path):
     folder, labels = world
     source, out = folder / "clips" / labels[0].file, tmp_path / "mended.mp4"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -210,6 +211,34 @@ def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:
 def display_rotation(degrees: float | None) -> int:
     """A display-matrix angle (counter-clockwise, -180..180) as one of 0, 90, 180, 270."""
     return int(round((degrees or 0) / 90)) % 4 * 90
+
+
+@dataclass(frozen=True)
+class FrameGaps:
+    """The shortest and longest time between one frame and the next on screen, in seconds, and the stream's clock
+    tick (a gap is only known to within one)."""
+
+    shortest: float
+    longest: float
+    tick: float
+
+    @property
+    def varies(self) -> bool:
+        """A variable frame rate: the gaps differ by more than the rounding of timestamps to the clock."""
+        return self.longest - self.shortest > 1.5 * self.tick
+
+
+def frame_gaps(path: str | os.PathLike) -> FrameGaps | None:
+    """How far apart the first video stream's frames are, from its packets' timestamps (demuxed, nothing decoded),
+    in presentation order; None with fewer than two frames."""
+    with open_input(path) as container:
+        stream = container.streams.video[0]
+        times = sorted({packet.pts for packet in container.demux(stream) if packet.pts is not None})
+        tick = stream.time_base
+    if len(times) < 2:
+        return None
+    gaps = [b - a for a, b in pairwise(times)]
+    return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick))
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:

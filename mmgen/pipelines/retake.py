@@ -20,6 +20,7 @@ from mmgen.errors import MediaError, UsageError
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
+from mmgen.media.probe import frame_gaps
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -99,17 +100,25 @@ def stream_seconds(info: MediaInfo) -> dict[str, float]:
 
 def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
     """A video retake remakes frames in place, and outside the ranges the output is the input's own frames: the
-    clip must be at the model's frame size and frame rate, as mmgen's own outputs are (None: not known yet). A
-    clip at another rate (or a variable one, whose average is another) would come out resampled to the model's."""
+    clip must be at the model's frame size and a steady frame rate, the model's, as mmgen's own outputs are (None:
+    not known yet). A clip at another rate, or a variable one (whatever its average), would come out resampled to
+    the model's."""
     if settings.modality != "video" or config is None:
         return
     height, width = config.video_size[2:]
     if (info.height, info.width) != (height, width):
         raise UsageError(f"retake --video needs a clip at the model's frame size {width}x{height} (mmgen's own "
                          f"outputs); {info.path} is {info.width}x{info.height}", hint="retake its --audio instead")
-    if info.fps is not None and abs(info.fps - config.fps) > 0.01 * config.fps:
-        raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
-                         f"outputs); {info.path} runs at {info.fps:.3g} fps", hint="retake its --audio instead")
+    gaps = frame_gaps(info.path)
+    if gaps is not None and gaps.varies:
+        found = (f"{info.path}'s frame rate varies (frames {gaps.shortest * 1000:.0f} to {gaps.longest * 1000:.0f} "
+                 "ms apart)")
+    elif info.fps is not None and abs(info.fps - config.fps) > 0.01 * config.fps:
+        found = f"{info.path} runs at {info.fps:.3g} fps"
+    else:
+        return
+    raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
+                     f"outputs); {found}", hint="retake its --audio instead")
 
 
 def elements(r: TimeRange, per_second: float) -> tuple[int, int]:

@@ -436,11 +436,11 @@ def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
     out = workspace / "shared"
     second = []
 
-    def first_job_running(job, replace, progress):
+    def first_job_running(job, replace, inputs, progress):
         monkeypatch.setitem(batch_run.RUNNERS, "generate", generate)  # the second batch and the next job: as usual
         capsys.readouterr()
         second.append((run(["batch", str(jobs)]), capsys.readouterr().err, records(out)))
-        return generate(job, replace, progress)
+        return generate(job, replace, inputs, progress)
 
     generate = batch_run.RUNNERS["generate"]
     monkeypatch.setitem(batch_run.RUNNERS, "generate", first_job_running)

@@ -328,3 +328,25 @@ def test_overwrite_keeps_a_model_file_that_was_the_old_outputs_preview(tiny, tmp
     assert done.returncode == 0, done.stderr
     assert model.read_bytes() == original
     assert "frames_png" not in json.loads((out / "clip_0000.json").read_text())
+
+
+def test_a_batch_keeps_one_jobs_input_that_is_another_jobs_stale_companion(tiny, tmp_path):
+    """Job 1 makes clip_0000 again without its wav (--overwrite), job 2 animates the old clip_0000.wav: that wav is
+    job 1's stale companion, but a batch's every input stays while any of its jobs writes — job 1 retired it before
+    job 2 read it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    write_test_video(out / "clip_0000.mp4", seconds=1.0)
+    sound = write_test_wav(out / "clip_0000.wav", seconds=1.0).path
+    (out / "clip_0000.json").write_text(json.dumps({"mp4": str(out / "clip_0000.mp4"), "wav": str(sound)}))
+    original = sound.read_bytes()
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"output_dir: out\ndefaults: {{model: {tiny}, steps: 1, previews: false}}\njobs:\n"
+                    "  - {kind: generate, name: clip_0000}\n  - {kind: animate, input: out/clip_0000.wav, name: dance}\n")
+
+    done = run_here("batch", jobs, "--overwrite", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert sound.read_bytes() == original
+    assert (out / "dance.mp4").is_file()
+    assert "wav" not in json.loads((out / "clip_0000.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mmgen.media import probe, read_audio, replace_video, write_mp4
@@ -17,7 +18,7 @@ from mmgen.pipelines.settings import AnimateSettings
 
 def animate(
     input: str | Path, output: str | Path | None = None, settings: AnimateSettings = AnimateSettings(),
-    *, overwrite: bool = False, progress: ProgressFn = quiet,
+    *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),
 ) -> Result:
     """Write OUTPUT (default INPUT_animate.mp4): generated video as long as the input's audio, with that
     audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
@@ -37,4 +38,4 @@ def animate(
         return write
 
     output = outputs.output_for(input, output, "animate")
-    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress)
+    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, inputs=inputs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -108,9 +108,11 @@ def run_conditional(
     overwrite: bool = False,
     progress: ProgressFn = quiet,
     mix: float | None = None,
+    inputs: Sequence[Path] = (),
 ) -> Result:
     """Check everything, load the model, make the other modality for `input`, write it to `output` (and the
-    files `settings` add beside it) with the writer `writer_for` makes. `mix` is recorded in the sidecar."""
+    files `settings` add beside it) with the writer `writer_for` makes. `mix` is recorded in the sidecar.
+    `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     source_path = Path(input)
     given = settings.given
     seconds = check_input(source_path, given)
@@ -118,7 +120,7 @@ def run_conditional(
         if stream != given:
             check_input(source_path, stream)
     paths = settings.outputs(output)
-    inputs = [source_path, *input_files(settings)]
+    inputs = [source_path, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     run = prepare(settings)
     models = load(run)

@@ -133,9 +133,11 @@ def retake(
     *,
     overwrite: bool = False,
     progress: ProgressFn = quiet,
+    inputs: Sequence[Path] = (),
 ) -> Result:
     """Write OUTPUT (default INPUT_retake.mp4, or the input's container when mp4 cannot carry its picture):
-    the input with `settings.modality` remade inside `settings.ranges` ("A:B" seconds, or TimeRanges)."""
+    the input with `settings.modality` remade inside `settings.ranges` ("A:B" seconds, or TimeRanges).
+    `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     modality, delivery = settings.modality, settings.delivery()
     source = Path(input)
     info = probe(source)
@@ -150,7 +152,7 @@ def retake(
     spans = check_ranges(settings.ranges, seconds, modality, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
-    inputs = [source, *input_files(settings)]
+    inputs = [source, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     run = prepare(settings)
     known = known_config(run.model)

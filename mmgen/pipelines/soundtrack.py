@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mmgen.media import read_audio, replace_audio, write_wav
@@ -18,7 +19,7 @@ from mmgen.pipelines.settings import SoundtrackSettings
 
 def soundtrack(
     input: str | Path, output: str | Path | None = None, settings: SoundtrackSettings = SoundtrackSettings(),
-    *, overwrite: bool = False, progress: ProgressFn = quiet,
+    *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),
 ) -> Result:
     """Write OUTPUT (default INPUT_soundtrack.mp4): the input's video stream plus generated audio lasting
     exactly as long, blended with the input's own audio by `settings.mix` (0: only the new audio). With
@@ -42,4 +43,5 @@ def soundtrack(
         return write
 
     output = outputs.output_for(input, output, "soundtrack")
-    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix)
+    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix,
+                           inputs=inputs)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from mmgen.files import sole_holder
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
+from mmgen.pipelines.batch.targets import files_read
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
@@ -88,6 +90,7 @@ def run_plan(
     order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it)."""
     manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
     mine = share.of(plan.jobs)
+    inputs = _inputs_in(plan.output_dir, plan.jobs)
     outcomes: dict[int, Outcome] = {}
     progress(ProgressEvent("jobs", 0, len(mine)))
 
@@ -107,7 +110,7 @@ def run_plan(
                     finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
                     continue
                 replace = overwrite or plan.status[job.number] != "new"
-                outcome = _run_job(job, manifest, share.rank, batch_file, replace, progress)
+                outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress)
                 finish(outcome)
                 stopped = fail_fast and outcome.ending == "failed"
     return [outcomes[job.number] for job in mine]
@@ -165,9 +168,20 @@ def _by_model(jobs: list[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, progress: ProgressFn) -> Outcome:
+def _inputs_in(output_dir: Path, jobs: Sequence[Job]) -> tuple[Path, ...]:
+    """The files any job of the batch reads (every process's jobs) that are in the output folder: each job's writing
+    keeps them, so one job never retires another's input as an old output's stale companion (job 1 remakes
+    clip_0000 without --wav while job 2 animates the old clip_0000.wav). Planning kept every output off every input;
+    an input elsewhere is no file beside an output, so each job compares its old files with these few."""
+    folder = Path(os.path.realpath(output_dir))
+    return tuple(path for path in dict.fromkeys(files_read(jobs)) if Path(os.path.realpath(path)).is_relative_to(folder))
+
+
+def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, inputs: Sequence[Path],
+             progress: ProgressFn) -> Outcome:
     """Run one job between a "started" and a "done"/"failed" record. Its files are written atomically by the
-    pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes."""
+    pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes. `inputs`: the
+    batch's inputs its writing keeps (_inputs_in)."""
     record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank, batch=batch_file)
     manifest.append(record)
     started = time.perf_counter()
@@ -175,7 +189,7 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
         if replace:
             _remove_leftovers(job)
-        result = RUNNERS[job.kind](job, replace, progress)
+        result = RUNNERS[job.kind](job, replace, inputs, progress)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
@@ -198,14 +212,15 @@ def _remove_leftovers(job: Job) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _generate(job: Job, replace: bool, progress: ProgressFn) -> Result:
+def _generate(job: Job, replace: bool, inputs: Sequence[Path], progress: ProgressFn) -> Result:
     (result,) = iter_generate(job.run, load(job.run), 1, progress=progress)
-    return write_generated(result, job.files, replace, job.settings.delivery(), input_files(job.settings))
+    return write_generated(result, job.files, replace, job.settings.delivery(), (*input_files(job.settings), *inputs))
 
 
-def _matching(job: Job, replace: bool, progress: ProgressFn) -> Result:
-    return MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress)
+def _matching(job: Job, replace: bool, inputs: Sequence[Path], progress: ProgressFn) -> Result:
+    return MATCHING[job.kind](job.input, job.files.mp4, job.settings, overwrite=replace, progress=progress,
+                              inputs=inputs)
 
 
 MATCHING = {"soundtrack": soundtrack, "animate": animate, "retake": retake}
-RUNNERS: dict[str, Callable[[Job, bool, ProgressFn], Result]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}
+RUNNERS: dict[str, Callable[[Job, bool, Sequence[Path], ProgressFn], Result]] = {"generate": _generate, **dict.fromkeys(MATCHING, _matching)}

@@ -9,6 +9,7 @@ import errno
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from stat import S_ISDIR
@@ -127,7 +128,7 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
 def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], places: Places) -> list[Job]:
     """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
     a job's input, model or adapter (an output never replaces an input)."""
-    read = _ReadFiles(batch_file, [*(job.input for job in jobs if job.input is not None), *_model_files(jobs)])
+    read = _ReadFiles(batch_file, files_read(jobs))
     folders: dict[Path, UsageError | None] = {}  # a job's folder (its name's folders), checked once for all its jobs
     fine = []
     for job in jobs:
@@ -159,7 +160,12 @@ def _check_folder(folder: Path, checked: dict[Path, UsageError | None]) -> None:
         raise refused
 
 
-def _model_files(jobs: list[Job]) -> set[Path]:
+def files_read(jobs: Sequence[Job]) -> list[Path]:
+    """Every file the jobs read: their inputs, models, upsamplers and adapters (and those files' sidecars)."""
+    return [*(job.input for job in jobs if job.input is not None), *_model_files(jobs)]
+
+
+def _model_files(jobs: Sequence[Job]) -> set[Path]:
     """The model and adapter files of all jobs, looked up once per distinct model and adapters (a lookup reads
     the registry)."""
     seen: dict[tuple, tuple[Path, ...]] = {}

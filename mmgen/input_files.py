@@ -7,6 +7,9 @@ import errno
 import os
 import stat
 
+# `-` is a file's name to mmgen, as to any path: inputs are seeked and read more than once, which a pipe cannot be.
+NOT_STDIN = "mmgen reads inputs from files, not from standard input: give the file's path"
+
 
 def why_not_a_file(path: str | os.PathLike, missing: str = "no such file") -> str | None:
     """None for a regular file (or a symlink to one); otherwise what it is instead, as a phrase to follow the
@@ -18,7 +21,7 @@ def why_not_a_file(path: str | os.PathLike, missing: str = "no such file") -> st
         if e.errno == errno.ELOOP:
             return "it is a symlink loop"
         if e.errno in (errno.ENOENT, errno.ENOTDIR):  # a dangling symlink too: there is no file behind it
-            return missing
+            return f"{missing} ({NOT_STDIN})" if os.fspath(path) == "-" else missing
         raise
     if stat.S_ISDIR(mode):
         return "it is a directory"

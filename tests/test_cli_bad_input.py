@@ -647,3 +647,15 @@ def test_retake_holds_its_input_to_the_limits_soundtrack_and_animate_do(make, sa
 
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {folder / says}\n")
     assert tree(folder) == before
+
+
+@pytest.mark.parametrize("command", ["soundtrack", "animate", "retake"])
+def test_a_dash_is_a_file_name_and_the_error_says_standard_input_is_not_read(command, tmp_path, monkeypatch):
+    """`mmgen soundtrack - < clip.mp4` reads no standard input (an input is seeked and read more than once): the
+    error says so, not only `no such file`, and --help says the input is a file's path."""
+    monkeypatch.chdir(tmp_path)
+    done = run_here(command, "-", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: cannot read -: no such file (mmgen reads inputs from "
+                                                 "files, not from standard input: give the file's path)\n")
+    helped = run_here(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200"))
+    assert "a path; `-` is not standard input." in helped.stdout

@@ -19,7 +19,7 @@ from mmgen.pipelines.settings import RetakeSettings
                     "mmgen retake clip.mp4 --range 0:1 --range 4:5 --video --seed 7 -o fixed.mp4")
 @options.settings_flags
 def retake(
-    input: Annotated[Path, typer.Argument(metavar="INPUT", help="The clip to mend: a video with sound.")],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="The clip to mend, a video file with sound: a path; `-` is not standard input.")],
     output: options.OutputFile = None,
     audio: Annotated[bool, typer.Option("--audio", help="Regenerate the sound (the default; any clip).")] = False,
     *, settings: RetakeSettings, overwrite: options.Overwrite = False, json: options.Json = False,

@@ -17,7 +17,7 @@ from mmgen.pipelines import SoundtrackSettings
 @app.command(epilog="Examples:  mmgen soundtrack my_clip.mp4   ·   mmgen soundtrack talk.mov --mix 0.3 --wav -o out.mp4")
 @options.settings_flags
 def soundtrack(
-    input: Annotated[Path, typer.Argument(metavar="INPUT", help="The video to score (any length, any format PyAV reads).")],
+    input: Annotated[Path, typer.Argument(metavar="INPUT", help="The video file to score (any length, any format PyAV reads): a path; `-` is not standard input.")],
     output: options.OutputFile = None,
     *, settings: SoundtrackSettings, overwrite: options.Overwrite = False, json: options.Json = False,
 ) -> None:

@@ -45,6 +45,7 @@ from mmgen.media.probe import (
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
+MAX_CHANNELS = 64  # the most audio channels libswresample (SWR_CH_MAX) mixes to mono; more is refused up front
 # Float audio may go a little past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a
 # damaged file or integer samples stored as floats, and AAC cannot even encode it. Between HOT_PEAK (+6 dBFS, more
 # than any decoder's overshoot) and this, the sound is read clipped, with a note.
@@ -101,12 +102,16 @@ def read_audio(
     (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence.
 
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
-    side of a stereo recording should still be heard. Float samples that are NaN, Inf or beyond MAX_PEAK refuse the
-    file (MediaError naming it) as they are decoded; the sound is clipped to ±1, with a note past HOT_PEAK.
+    side of a stereo recording should still be heard. More than MAX_CHANNELS channels, and float samples that are
+    NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it); the sound is clipped to ±1, with a note
+    past HOT_PEAK.
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
         channels = stream.codec_context.channels
+        if channels > MAX_CHANNELS:  # the resampler would stop at its first frame with "Invalid argument"
+            raise cannot_read(path, f"its audio has {channels} channels, more than the {MAX_CHANNELS} FFmpeg's "
+                              "resampler mixes to mono")
         if channels > 2:
             note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start

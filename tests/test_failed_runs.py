@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_here import run_here
 from media_factory import write_test_video
-from mmgen_cli import REPO, mmgen_env, run_mmgen
+from mmgen_cli import REPO, mmgen_env
 from tiny_model import tiny_config, tiny_mmunet
 
 from mmgen import files
@@ -46,7 +47,7 @@ def test_a_model_that_overflows_while_sampling_is_one_line_and_writes_nothing(ov
     if folder_was_there:
         out.mkdir()
 
-    done = run_mmgen("generate", "-m", overflowing, "-o", out, "--steps", "2", "--precision", "fp32",
+    done = run_here("generate", "-m", overflowing, "-o", out, "--steps", "2", "--precision", "fp32",
                      env=mmgen_env(tmp_path))
 
     assert done.returncode == 1, done.stderr

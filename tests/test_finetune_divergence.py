@@ -9,8 +9,9 @@ import math
 
 import pytest
 import torch
+from cli_here import run_here
 from finetune_clips import write_clip_folder, write_recipe
-from mmgen_cli import mmgen_env, run_mmgen
+from mmgen_cli import mmgen_env
 from safetensors.torch import load_file
 
 from mmgen.cli import run
@@ -39,9 +40,9 @@ def test_a_diverging_run_stops_with_exit_1_keeps_its_good_checkpoint_and_writes_
     run_dir = tmp_path / "run"
     # A learning rate of 1e30 is a number, so it is accepted; the first step throws the weights to ~1e30 and
     # the second step's loss is no longer a number.
-    done = run_mmgen(
+    done = run_here(
         "finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 5, "--batch-size", 2,
-        "--lr", 1e30, "--save-every", 1, env=env, timeout=300,
+        "--lr", 1e30, "--save-every", 1, env=env,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
@@ -69,7 +70,7 @@ def test_a_learning_rate_that_cannot_train_is_refused_before_any_work(clips, tmp
     data, env = clips
     recipe = write_recipe(tmp_path / "recipe.yaml")
     run_dir = tmp_path / "run"
-    done = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--lr", "inf", env=env)
+    done = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--lr", "inf", env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "mmgen: error: command line: lr must be a finite number, got inf"
     assert not run_dir.exists()

@@ -7,7 +7,8 @@ import dataclasses
 import json
 
 import pytest
-from mmgen_cli import mmgen_env, run_mmgen
+from cli_here import run_here
+from mmgen_cli import mmgen_env
 
 from mmgen.errors import ConfigError, ModelNotFound
 from mmgen.models.config import MMUNetConfig, SRUNetConfig
@@ -62,7 +63,7 @@ def test_models_list_shows_every_source_of_weights(dirs, tmp_path):
         f"base: demo\nweights: {{urls: [https://example.org/m.safetensors], sha256: {SHA}}}\n"
     )
 
-    result = run_mmgen("models", "list", "--json", env=mmgen_env(tmp_path))
+    result = run_here("models", "list", "--json", env=mmgen_env(tmp_path))
 
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}

@@ -6,6 +6,7 @@ the bottom run the `mmgen` command in a subprocess."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -34,6 +35,8 @@ CASES = [
     ("soundtrack", "guidance_scale", "-inf", "-.inf", True),
     ("soundtrack", "guidance_scale", "-1", "-1", True),
     ("soundtrack", "guidance_scale", "0", "0", False),
+    ("soundtrack", "guidance_scale", "1e30", "1.0e+30", True),  # was sampled, then "sampling gave NaN or Inf values"
+    ("soundtrack", "guidance_scale", "1e9", "1.0e+9", False),
     ("soundtrack", "mix", "1.5", "1.5", True),
     ("soundtrack", "mix", "nan", ".nan", True),
     ("soundtrack", "mix", "inf", ".inf", True),
@@ -146,3 +149,17 @@ def test_batch_names_with_a_nul_or_ending_in_a_slash_are_refused(tmp_path: Path)
     assert lines[1].startswith(f"{jobs}:6: job 2 (generate): name: 'scored/' names a folder")
     assert lines[2] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
     assert len(lines) == 3 and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("guidance_scale", 1e30, "guidance_scale must be between 0 and 1e+09, got 1e+30"),
+    ("guidance_scale", float("nan"), "guidance_scale must be between 0 and 1e+09, got nan"),
+    ("eta", 1.5, "eta must be between 0 and 1, got 1.5"),  # ddim stopped on √ of a negative number
+])
+def test_a_models_sampling_settings_have_the_flags_limits(field, value, says):
+    """A registry entry's or preset's `sampling:` is the same SamplingConfig: a value that can only blow up is
+    refused as it is read, as the flag is."""
+    from mmgen.diffusion.sampling_config import SamplingConfig
+
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        SamplingConfig(**{field: value})

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # The released conditional scripts use λ = 3 in fp16, where the loss is scaled by 2**20 and never
 # unscaled (see guidance.Guide.step), so their effective scale on our plain loss is 3·2**20.
 PAPER_GUIDANCE_SCALE = 3.0 * 2**20
+# λ's upper bound: about 300× the paper's. Far above it (1e30) a step only overflows, found out as NaN after sampling.
+MAX_GUIDANCE_SCALE = 1e9
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,10 @@ class SamplingConfig:
         unknown = sorted({*self.zero_mean, *self.start_mean} - set(MODALITIES))
         if unknown:
             raise ValueError(f"unknown modality {', '.join(map(repr, unknown))} (known: {', '.join(MODALITIES)})")
-        if self.eta < 0 or self.guidance_scale < 0:
-            raise ValueError("eta and guidance_scale must not be negative")
+        if not 0 <= self.eta <= 1:  # above 1 DDIM's noise outgrows the step: √ of a negative number
+            raise ValueError(f"eta must be between 0 and 1, got {self.eta}")
+        if not 0 <= self.guidance_scale <= MAX_GUIDANCE_SCALE:
+            raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE_SCALE:g}, got {self.guidance_scale}")
         if self.conditional is not None and self.conditional.conditional is not None:
             raise ValueError("conditional settings cannot nest another 'conditional'")
 

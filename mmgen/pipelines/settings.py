@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from mmgen.adapters.use import AdapterUse
+from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
 from mmgen.errors import UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
@@ -61,7 +62,7 @@ LIMITS: dict[str, Limit] = {
     "num": Limit(1, 100_000),
     "steps": Limit(1, 1000),
     "seed": Limit(0, 2**63 - 1),
-    "guidance_scale": Limit(0.0),
+    "guidance_scale": Limit(0.0, MAX_GUIDANCE_SCALE),
     "overlap": Limit(0.0, 0.75),  # a window must bring new frames: at most 3/4 of it is the previous one's
     "mix": Limit(0.0, 1.0),
 }

@@ -541,12 +541,16 @@ def _with_config(model: Path, target: Path, **changes) -> Path:
     ({"video_size": [100000, 3, 100000, 100000]}, "got [100000, 3, 100000, 100000]"),
     ({"video_size": [1024, 3, 1024, 1024]}, "video_size F × C × H × W must be at most 16,777,216 values"),
     ({"audio_size": [1, 64000000]}, "audio_size (C, L) must be within (1..4, 1..4,194,304), got [1, 64000000]"),
+    ({"cross_attention_windows": [1, 4, 10**9]}, "every cross_attention_windows must be between 1 and the 16 frames"),
+    ({"sample_rate": 2**31 - 1}, "sample_rate must be between 1,000 and 192,000 Hz, got 2147483647"),
+    ({"fps": 1e-6}, "fps must be between 1 and 240, got 1e-06"),
 ])
 def test_a_config_for_clips_no_machine_could_sample_is_refused_at_import_and_at_load(tmp_path, env, tiny, capsys,
                                                                                      changes, says):
     """A model file's config decides the size of every sample drawn from it: video_size [8, 3, 2048, 2048] had
     `generate` allocate 5.3 GB and fail with a RuntimeError (exit 1) naming no file, and [100000, 3, 100000, 100000]
-    was imported into the cache. Refused with the file's name, exit 2, before anything is allocated."""
+    was imported into the cache; windows of 10⁹ frames asked for 1.6 TB, a 2³¹ Hz rate a 2 GB resampling, and an fps
+    of 10⁻⁶ divided by zero. Refused with the file's name, exit 2, before anything is allocated."""
     bad = _with_config(tiny, tmp_path / "big.safetensors", **changes)
     assert run(["models", "import", str(bad), "--name", "big"]) == 2
     err = capsys.readouterr().err

@@ -18,6 +18,8 @@ MAX_MEDIA_CHANNELS = 4  # RGB(A) video; up to 4 audio channels
 MAX_SIDE = 1024  # video height, width; an SR model's image_size
 MAX_VIDEO_ELEMENTS = 2**24  # F × C × H × W: 64 frames of 3 × 256 × 256 fit, 4 frames of 3 × 2048 × 2048 do not
 MAX_AUDIO_LENGTH = 2**22  # samples: 87 s at 48 kHz
+FPS_RANGE = (1.0, 240.0)  # frames per second a model may be trained at
+SAMPLE_RATE_RANGE = (1_000, 192_000)  # Hz
 
 
 def check_size(config) -> None:
@@ -30,9 +32,11 @@ def check_size(config) -> None:
                          f"{config.model_channels} × {max(config.channel_mult)}")
 
 
-def check_clip(video_size: tuple[int, ...], audio_size: tuple[int, ...]) -> None:
-    """Refuse a clip shape no real model has (video_size [100000, 3, 100000, 100000] asked for 12 PB of noise), before
-    a sample of it is allocated."""
+def check_clip(config: MMUNetConfig) -> None:
+    """Refuse a clip no real model makes, before a sample of it is allocated: video_size [100000, 3, 100000, 100000]
+    asked for 12 PB of noise, cross-attention windows of 10⁹ frames for 1.6 TB, a sample_rate of 2³¹ Hz for a
+    resampler's 2 GB, and an fps of 10⁻⁶ divided by zero."""
+    video_size, audio_size = config.video_size, config.audio_size
     frames, channels, height, width = video_size
     if not (1 <= frames <= MAX_FRAMES and 1 <= channels <= MAX_MEDIA_CHANNELS
             and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
@@ -44,6 +48,14 @@ def check_clip(video_size: tuple[int, ...], audio_size: tuple[int, ...]) -> None
     if not (1 <= audio_size[0] <= MAX_MEDIA_CHANNELS and 1 <= audio_size[1] <= MAX_AUDIO_LENGTH):
         raise ValueError(f"audio_size (C, L) must be within (1..{MAX_MEDIA_CHANNELS}, 1..{MAX_AUDIO_LENGTH:,}), "
                          f"got {list(audio_size)}")
+    if not FPS_RANGE[0] <= config.fps <= FPS_RANGE[1]:  # NaN fails too
+        raise ValueError(f"fps must be between {FPS_RANGE[0]:g} and {FPS_RANGE[1]:g}, got {config.fps}")
+    if not SAMPLE_RATE_RANGE[0] <= config.sample_rate <= SAMPLE_RATE_RANGE[1]:
+        raise ValueError(f"sample_rate must be between {SAMPLE_RATE_RANGE[0]:,} and {SAMPLE_RATE_RANGE[1]:,} Hz, got "
+                         f"{config.sample_rate}")
+    if not all(1 <= window <= frames for window in config.cross_attention_windows):
+        raise ValueError(f"every cross_attention_windows must be between 1 and the {frames} frames, got "
+                         f"{list(config.cross_attention_windows)}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class MMUNetConfig:
     def __post_init__(self):
         if len(self.cross_attention_resolutions) != len(self.cross_attention_windows):
             raise ValueError("cross_attention_resolutions and cross_attention_windows differ in length")
-        check_clip(self.video_size, self.audio_size)
+        check_clip(self)
         frames, _, height, width = self.video_size
         down = 2 ** (len(self.channel_mult) - 1)
         if height % down or width % down:

@@ -260,7 +260,7 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     assert "same.mp4 is written by jobs 5 (line 12), 6 (line 14); give each a different `name`" in problems[14]
     assert "give exactly one input" in problems[16]
     assert "drums_animate.mp4 is written by jobs 3 (line 8), 8 (line 17)" in problems[17]  # default names collide too
-    assert "overlap: must be between 0.0 and 0.75, got 0.9" in problems[19]
+    assert "overlap: must be between 0 and 0.75, got 0.9" in problems[19]
     assert len(problems) == 8
 
 

@@ -160,7 +160,7 @@ def missing_cuda(folder, model):
 
 
 def mix_out_of_range(folder, model):
-    return ["soundtrack", clip(folder), "-m", model, "--mix", "1.5"], "--mix: must be between 0.0 and 1.0, got 1.5"
+    return ["soundtrack", clip(folder), "-m", model, "--mix", "1.5"], "--mix: must be between 0 and 1, got 1.5"
 
 
 def mix_without_own_audio(folder, model):

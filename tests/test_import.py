@@ -363,6 +363,24 @@ def test_a_file_that_cannot_be_a_torch_checkpoint_is_damaged_before_any_talk_of_
     assert ModelCache().record("x") is None
 
 
+def test_a_legacy_checkpoint_declaring_a_tensor_bigger_than_memory_says_so_not_the_check_torch_failed(
+    tmp_path, env, capsys
+):
+    """torch.save's legacy format declares each storage's size in its pickle; one claiming 2^40 floats makes
+    torch's allocator fail ("[enforce fail at alloc_cpu.cpp] err == 0. DefaultCPUAllocator: can't allocate
+    memory …"), which read as `(err == 0)`. Nothing is allocated: the claim is far past any machine's memory."""
+    saved = tmp_path / "lying.pt"
+    torch.save({"w": torch.ones(4)}, saved, _use_new_zipfile_serialization=False)
+    data = saved.read_bytes()
+    numel = data.index(b"K\x04", data.index(b"cpu"))  # BININT1 4: the storage's declared element count
+    saved.write_bytes(data[:numel] + b"\x8a\x06" + (2**40).to_bytes(6, "little") + data[numel + 2 :])  # LONG1 2^40
+
+    assert run(["models", "import", str(saved), "--name", "x", "--arch", "mm-unet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mmgen: error: {saved}: damaged, or not a PyTorch checkpoint ("), err
+    assert "err == 0" not in err and err.count("\n") == 1, err
+
+
 def test_a_zip_that_is_not_a_whole_torch_checkpoint_is_one_damaged_line(tmp_path, env, capsys):
     """A torch.save zip cut short (its first 1000 bytes: a download that stopped), a zip holding no data.pkl, one
     whose data.pkl is garbage and one whose tensor data is cut short: the one "damaged" line, exit 2, with or without

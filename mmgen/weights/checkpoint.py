@@ -85,12 +85,13 @@ def damaged_torch_checkpoint(path: Path, why: str) -> UsageError:
 
 def torch_load_reason(error: Exception) -> str:
     """torch.load's error in a few words. torch's own messages run over several lines of advice (weights_only's)
-    or carry an "[enforce fail at inline_container.cc:…]" prefix and a paragraph on miniz; the first sentence of
-    the part that says what was found is kept."""
+    or carry an "[enforce fail at inline_container.cc:…]" prefix (and the check that failed, as code) and a
+    paragraph on miniz; the first sentence of the part that says what was found is kept."""
     text = str(error)
     if "WeightsUnpickler error:" in text:  # weights_only's unpickler: what it met comes after its advice
         text = text.split("WeightsUnpickler error:", 1)[1]
     text = re.sub(r"^\s*\[enforce fail at [^\]]*\]\s*\.?", "", text).strip()
+    text = re.sub(r"^[\w\s.()]*(?:==|!=|<=|>=)[^.]*\.\s*", "", text)  # the failed check's code ("err == 0.")
     reason = re.split(r"\.(?:\s|$)", text.splitlines()[0] if text else "", maxsplit=1)[0].strip()
     reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)[:160]
     return reason or ("it ends too early" if isinstance(error, EOFError) else error.__class__.__name__)

@@ -10,8 +10,11 @@ tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import re
+import stat
 import types
 import typing
 from pathlib import Path
@@ -43,12 +46,10 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     the last), and aliases that expand to more than MAX_YAML_VALUES values or into themselves — counted on the
     node graph, where an alias is one shared node, so the check itself takes memory linear in the file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:  # read to the limit, never further: /dev/zero or a pipe has no size to check
-            raw = f.read(MAX_YAML_BYTES + 1)
-        if len(raw) > MAX_YAML_BYTES:
-            raise ConfigError(f"{path}: too big for a YAML config (more than {MAX_YAML_BYTES:,} bytes)")
-        text = raw.decode("utf-8")
+    try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
+        text = read_small_file(path, MAX_YAML_BYTES).decode("utf-8")
+    except NotASmallFile as e:
+        raise ConfigError(f"{path}: {e.problem.replace('too big', 'too big for a YAML config', 1)}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
@@ -143,18 +144,78 @@ def _check_unique_keys(node: yaml.MappingNode, path: Path) -> None:
         first[ident] = line
 
 
+MAX_RECORD_BYTES = 2**20  # a cache, adapter or trust record is a few kB: anything bigger is not one
+
+
 def read_record(cls: type[T], path: Path, what: str, hint: str) -> T | None:
     """A dataclass kept as a JSON file (a cache or trust record): None when there is none, a ConfigError naming
-    the file and `hint` when it cannot be read."""
-    import json
-
+    the file as damaged, with `hint`, when it is not one — read through `read_small_file` (a regular file, not a
+    link, at most MAX_RECORD_BYTES) and `parse_json`, so a record that is a link to /dev/zero, a pipe, a huge
+    file or JSON nested a million deep is that record's one line, never a hang or a crash."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_small_file(path, MAX_RECORD_BYTES, follow=False)
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable {what} ({e})", hint=hint) from None
-    return from_dict(cls, data, str(path))
+    except OSError as e:
+        raise ConfigError(f"{path}: unreadable {what} ({e.strerror or e})", hint=hint) from None
+    except NotASmallFile as e:
+        raise ConfigError(f"{path}: damaged {what}: {e.problem}", hint=hint) from None
+    return from_dict(cls, parse_json(raw, str(path), what, hint), str(path))
+
+
+class NotASmallFile(ConfigError):
+    """What `read_small_file` found instead of a small regular file (`problem`), as one line naming the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.problem = problem
+
+
+def read_small_file(path: str | os.PathLike, limit: int, follow: bool = True) -> bytes:
+    """The bytes of a small file mmgen reads whole (a record, a memo, a sidecar): opened without blocking (a named
+    pipe cannot hang it), then only a regular file of at most `limit` bytes is read, to the limit and never
+    further. Anything else is a ConfigError naming `path`; unless `follow`, a symlink is one too (a link in the
+    cache is no record of mmgen's). FileNotFoundError where there is nothing; other OS errors as they are."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NotASmallFile(path, "it is a symlink loop" if follow else "it is a symlink, not a file of mmgen's") from None
+        if e.errno == errno.ENXIO:  # a socket
+            raise NotASmallFile(path, "it is not a regular file (a device, pipe or socket)") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise NotASmallFile(path, "it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise NotASmallFile(path, "it is not a regular file (a device, pipe or socket)")
+        if info.st_size > limit:
+            raise NotASmallFile(path, f"too big ({info.st_size:,} bytes; at most {limit:,} expected)")
+        raw = b""
+        while len(raw) <= limit and (chunk := os.read(fd, limit + 1 - len(raw))):
+            raw += chunk
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise NotASmallFile(path, f"too big (more than {limit:,} bytes expected)")
+    return raw
+
+
+def parse_json(text: str | bytes, where: str, what: str = "file", hint: str | None = None) -> Any:
+    """The one way mmgen parses JSON that came from a file (a record, a weights file's metadata, a sidecar):
+    text that is not UTF-8, not JSON, or nested too deeply to parse (RecursionError) is a ConfigError naming
+    `where` as a damaged `what`, with `hint`."""
+    try:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError:
+        problem = "not UTF-8 text"
+    except RecursionError:
+        problem = "JSON nested too deeply"
+    except json.JSONDecodeError as e:
+        problem = f"not valid JSON: {e}"
+    raise ConfigError(f"{where}: damaged {what}: {problem}", hint=hint) from None
 
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:

@@ -385,8 +385,8 @@ def sole_holder(lock_file: Path, busy: MmgenError) -> Iterator[None]:
 def file_lock(lock_file: Path) -> filelock.BaseFileLock:
     """The filelock of `lock_file`, or OSError now if the file cannot be made or opened for writing (a read-only
     folder, /proc): filelock takes that for a lock another process holds and waits for it forever."""
-    os.close(os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644))
-    return filelock.FileLock(str(lock_file))
+    os.close(os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644))  # never through a
+    return filelock.FileLock(str(lock_file))  # symlink: filelock truncates the file it opens, it would be the link's
 
 
 def sha256_file(path: Path) -> str:

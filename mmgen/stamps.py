@@ -16,7 +16,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmgen.config import parse_json, read_small_file
+from mmgen.errors import ConfigError
 from mmgen.files import file_lock, sha256_file, write_text
+
+MAX_MEMO_BYTES = 64 * 2**20  # the memo of file-hashes: ~200 bytes a file, so some 300,000 files
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,8 @@ class HashMemo:
 
     def _read(self) -> dict[str, tuple[str, FileStamp]]:
         try:
-            entries = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):  # none yet, unreadable, or not JSON
+            entries = parse_json(read_small_file(self.path, MAX_MEMO_BYTES, follow=False), str(self.path))
+        except (OSError, ConfigError):  # none yet, unreadable, not a small file of its own, or not JSON
             return {}
         known = {}
         for key, entry in entries.items() if isinstance(entries, dict) else ():

@@ -316,12 +316,12 @@ def a_device_as_the_video(folder, model):
 
 
 def batch_file_that_never_ends(folder, model):
-    """/dev/zero has no size to check: reading stops at the limit (it filled the machine's memory before)."""
-    return ["batch", "/dev/zero", "--dry-run"], "/dev/zero: too big for a YAML config"
+    """/dev/zero has no size to check: it is refused unread (it filled the machine's memory before)."""
+    return ["batch", "/dev/zero", "--dry-run"], "/dev/zero: it is not a regular file"
 
 
 def config_that_never_ends(folder, model):
-    return ["finetune", folder, "--config", "/dev/zero", "-o", folder / "run"], "/dev/zero: too big for a YAML config"
+    return ["finetune", folder, "--config", "/dev/zero", "-o", folder / "run"], "/dev/zero: it is not a regular file"
 
 
 def batch_output_folder_is_a_file(folder, model):

@@ -19,7 +19,7 @@ from torch import nn
 from mmgen import __version__
 from mmgen.adapters.lora import adapter_state
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import to_dict
+from mmgen.config import parse_json, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
@@ -108,7 +108,10 @@ def save_adapter(
 
 
 def is_adapter_file(path: str | Path) -> bool:
-    """Whether `path` is a safetensors file whose metadata says it is an mmgen adapter."""
+    """Whether `path` is a safetensors file whose metadata says it is an mmgen adapter (never opened unless it is
+    a regular file: opening a named pipe would wait for a writer, deaf to Ctrl-C)."""
+    if why_not_a_file(path):
+        return False
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("format") == FORMAT
@@ -131,7 +134,8 @@ def read_adapter(path: str | Path) -> Adapter:
     try:
         spec = LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
         base = BaseModel(metadata["base"], metadata["base_sha256"], metadata["arch"],
-                         json.loads(metadata["base_config"]), metadata.get("base_same_weights_as"))
+                         parse_json(metadata["base_config"], f"adapter {path}", "metadata 'base_config'"),
+                         metadata.get("base_same_weights_as"))
         expected = metadata["tensors_sha256"]
     except (KeyError, ValueError) as e:
         raise ConfigError(f"adapter {path}: damaged metadata ({e})") from None

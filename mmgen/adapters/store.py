@@ -26,7 +26,7 @@ from mmgen.files import (
     write_text,
 )
 from mmgen.temporaries import remove_leftovers
-from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable
+from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable, own_path
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
@@ -66,14 +66,19 @@ class DamagedAdapter:
 
 def root(cache_dir: Path | None = None) -> Path:
     """Where adapters are registered: in the cache folder `cache_dir` (default: the one in use)."""
-    return (cache_dir or cache_root()) / "adapters"
+    return own_path(cache_dir or cache_root(), "adapters")
+
+
+def folder_of(name: str, cache_dir: Path | None = None) -> Path:
+    """The folder of the registered adapter `name` (DamagedEntry if it, or adapters/, is a symlink)."""
+    return own_path(cache_dir or cache_root(), "adapters", name)
 
 
 def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRecord:
     """Verify `file` as an adapter and keep a copy of it under `name`."""
     check_name(name, "adapter")
     _check_not_a_model(name)
-    folder = root() / name
+    folder = folder_of(name)
     check_cache_writable(cache_root())
     check_cache_writable(folder)  # a read-only adapters/ in a writable cache
     adapter = read_adapter(file)
@@ -132,7 +137,7 @@ def _kept(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | None:
     """The record file and adapter file of the registered adapter `name` as last kept: its own, or while a
     registration over it is in flight or was killed half way (put back by the next one), the old ones it kept aside
     (files.last_kept)."""
-    folder = root(cache_dir) / name
+    folder = folder_of(name, cache_dir)
     return last_kept(folder / RECORD, folder / FILE, _describes)
 
 
@@ -182,7 +187,7 @@ def verify(name: str | None = None) -> list[Verdict]:
 def remove(name: str) -> bool:
     if not is_name(name):  # a path or "..": never deletes outside the store
         return False
-    folder = root() / name
+    folder = folder_of(name)
     if _kept(name) is None:
         return False
     check_removable(folder, f"adapter {name!r}")

@@ -308,12 +308,21 @@ def rm(
     """Delete a model (and any partial download) or a registered adapter from the cache."""
     from mmgen.adapters import store
     from mmgen.weights import ModelCache
+    from mmgen.weights.cache import remove_entry_link
+    from mmgen.weights.names import check_name
     from mmgen.weights.trust import check_forgettable
     from mmgen.weights.trust import forget as forget_trust
 
     if forget and adapter:
         raise UsageError("--forget drops a model's recorded sha256; an adapter has none")
     cache = ModelCache()
+    check_name(name, "model")
+    if (link := remove_entry_link(cache.root, name)) is not None:  # a damaged entry: the link goes, never its files
+        if as_json:
+            _emit({"name": name, "kind": link.parent.name.removesuffix("s"), "removed": True, "forgot_sha256": False})
+        else:
+            say(f"removed the symlink {link} (what it points to is left alone)")
+        return
     is_adapter = _is_adapter(name, adapter, model or forget, "rm")
     if forget:  # before the model goes: a read-only cache keeps both
         check_forgettable(cache.root, name)

@@ -26,6 +26,7 @@ import av
 import safetensors
 import torch
 
+from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, MediaError
 from mmgen.files import atomic_path, file_lock
@@ -217,9 +218,9 @@ class ClipCache:
         self._skips_read += len(complete)
         for line in complete.decode("utf-8", "replace").splitlines():
             try:
-                record = json.loads(line)
+                record = parse_json(line, str(self.root / SKIPPED), "list of skipped clips")
                 self._skips[str(record["key"])] = str(record["reason"])
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ConfigError, KeyError, TypeError):
                 continue
 
     def _remember_skip(self, key: str, path: Path, reason: str) -> None:

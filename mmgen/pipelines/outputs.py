@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen import files
-from mmgen.config import json_text
+from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
 from mmgen.disk_failures import write_failure
-from mmgen.errors import MediaError, StorageError, UsageError
+from mmgen.errors import ConfigError, MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
@@ -233,8 +232,8 @@ def _old_sidecar(sidecar: Path) -> tuple[dict, Path | None]:
     """What the sidecar at `sidecar` holds, and the movie it describes (beside it, by the name it records); ({}, None)
     where there is none, or not one mmgen writes."""
     try:
-        old = json.loads(sidecar.read_bytes())
-    except (OSError, ValueError):
+        old = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar")
+    except (OSError, ConfigError):
         return {}, None
     name = Path(old["mp4"]).name if isinstance(old, dict) and isinstance(old.get("mp4"), str) else ""
     return (old, sidecar.with_name(name)) if name else ({}, None)

@@ -10,7 +10,6 @@ them left aside (put_back_final)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -19,7 +18,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import UsageError
+from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
+from mmgen.errors import ConfigError, UsageError
 from mmgen.files import put_back_kept, sha256_file
 from mmgen.temporaries import remove_leftovers
 
@@ -50,8 +50,8 @@ def put_back_final(run_dir: Path) -> None:
 def _describes(sidecar: Path, weights: Path) -> bool:
     """Whether the final weights' json `sidecar` describes the file `weights` (the sha256 it records)."""
     try:
-        recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("sha256")
-    except (ValueError, AttributeError):
+        recorded = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar").get("sha256")
+    except (OSError, ConfigError, AttributeError):
         return False
     return isinstance(recorded, str) and sha256_file(weights) == recorded
 

@@ -74,6 +74,44 @@ def part_of_cache(path: str | os.PathLike) -> Path | None:
     return next((root / name for name in OWN if real.is_relative_to(base / name)), root)
 
 
+class DamagedEntry(ConfigError):
+    """A folder of the cache's own (models/, models/NAME, adapters/NAME, trust/) that is a symlink: mmgen makes
+    none, and deleting or writing into one would reach files outside the cache. `link` is the symlink."""
+
+    def __init__(self, link: Path, hint: str):
+        super().__init__(f"{link}: damaged: a symlink (to {os.readlink(link)}), not a folder of mmgen's", hint=hint)
+        self.link = link
+
+
+def own_path(root: Path, *parts: str) -> Path:
+    """`root`/`parts`, the one way mmgen names a folder of its own inside the cache folder `root`: a DamagedEntry
+    (exit 2) if any of `parts` on the way is a symlink, so that nothing mmgen deletes, renames or writes there
+    (a model's files, an adapter's, the temporaries and locks beside them, trust records) is ever reached through
+    one. A link is only ever removed itself (`remove_entry_link`). The files inside are never followed either:
+    records are read without following links (config.read_record), and replacing or deleting one replaces or
+    deletes the link, never what it points to."""
+    path = root
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            entry = root / parts[0] / parts[1] if len(parts) > 1 and path != root / parts[0] else None
+            how = (f"remove the link: `mmgen models rm {entry.name}`" if entry is not None and path == entry
+                   else f"replace the link {path} with a folder")
+            raise DamagedEntry(path, how)
+    return path
+
+
+def remove_entry_link(root: Path, name: str) -> Path | None:
+    """Delete the symlink that stands where the model or adapter `name` would be (models/NAME, adapters/NAME;
+    `own_path`) — the link only, never what it points to; the link, or None if there was none."""
+    for kind in ("models", "adapters"):
+        folder = root / kind
+        if not folder.is_symlink() and (folder / name).is_symlink():
+            (folder / name).unlink()
+            return folder / name
+    return None
+
+
 def check_cache_writable(root: Path) -> None:
     """ConfigError (exit 2) unless files can be made in the cache folder `root`, or where it would be created:
     said before a command that caches does any work, not as an OS error at its first write. Creates no folder;
@@ -144,7 +182,7 @@ class ModelCache:
     def folder(self, name: str) -> Path:
         """The model's folder; a name that is not a model name (a path, "..") never reaches the filesystem."""
         check_name(name, "model")
-        return self.root / "models" / name
+        return own_path(self.root, "models", name)
 
     def weights_path(self, name: str) -> Path:
         return self.folder(name) / "model.safetensors"
@@ -177,8 +215,14 @@ class ModelCache:
         kept = self.kept_files(name)
         if kept is None:
             return None
-        record = read_record(CacheRecord, kept[0], "cache record", f"run `mmgen models rm {name}`")
-        return record if record is not None and kept[1].is_file() else None
+        hint = f"run `mmgen models rm {name}`"
+        record = read_record(CacheRecord, kept[0], "cache record", hint)
+        if record is None or not os.path.lexists(kept[1]):
+            return None
+        if kept[1].is_symlink() or not kept[1].is_file():  # /dev/zero, /etc/passwd: no weights file of mmgen's
+            what = "a symlink" if kept[1].is_symlink() else "not a regular file"
+            raise ConfigError(f"{kept[1]}: damaged cached weights file: {what}, not a file of mmgen's", hint=hint)
+        return record
 
     def weights_file(self, name: str) -> Path:
         """Where the cached model's weights are read from: model.safetensors, or the old file a replacement in

@@ -16,6 +16,7 @@ from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache
+from mmgen.weights.names import check_name
 from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
 
@@ -112,7 +113,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
     if name is None:
         names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or cache.kept_files(name) is not None:  # a damaged record too: said as its verdict
+    elif name in bundled or (check_name(name, "model") or name in cache.names()):  # a damaged one too: its verdict
         names = [name]
     elif name in registry:
         raise ModelNotFound(
@@ -128,7 +129,8 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         try:
             record = cache.record(n)
         except MmgenError as e:  # said as this model's verdict; the others are still checked
-            verdicts.append(Verdict(n, str(cache.record_path(n)), False, f"{DAMAGED}: {e}", None, None))
+            where = cache.root / "models" / n / "model.json"  # a path only: its folder may be what is damaged
+            verdicts.append(Verdict(n, str(where), False, f"{DAMAGED}: {e}", None, None))
             continue
         if record is None:  # its record, but no weights file: "missing"
             verdicts.append(check_file(n, cache.weights_path(n), None))

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mmgen import __version__
-from mmgen.config import to_dict
+from mmgen.config import parse_json, to_dict
 from mmgen.disk_failures import read_failure, reading
 from mmgen.errors import MmgenError, UsageError, WeightsMismatch
 from mmgen.files import atomic_path, sha256_file
@@ -261,10 +261,8 @@ def read_header(path: Path) -> Header | None:
         metadata = f.metadata() or {}
     if metadata.get("format") != FORMAT_TAG or "arch" not in metadata or "config" not in metadata:
         return None
-    try:
-        config = json.loads(metadata["config"])
-    except json.JSONDecodeError:
-        raise UsageError(f"{path}: its metadata 'config' is not valid JSON") from None
+    config = parse_json(metadata["config"], str(path), "weights file: its metadata 'config'",
+                        hint="get the file again")
     return Header(metadata["arch"], config, metadata)
 
 

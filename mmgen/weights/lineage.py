@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.config import from_dict, to_dict
+from mmgen.config import from_dict, parse_json, to_dict
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.errors import ConfigError
 from mmgen.weights.cache import ModelCache
@@ -104,8 +104,5 @@ def own_lineage(name_or_path: str | Path) -> Lineage:
 def _sampling(text: str | None, where: str) -> SamplingConfig | None:
     if text is None:
         return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError(f"{where} is not valid JSON") from None
+    data = parse_json(text, where, "sampling settings")
     return from_dict(SamplingConfig, data, where)

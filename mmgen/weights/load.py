@@ -8,13 +8,13 @@ metadata) or a safetensors with a sidecar `<stem>.json` holding {"arch": ..., "c
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
 from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.input_files import why_not_a_file
@@ -148,9 +148,9 @@ def _describe(path: Path, entry: ModelEntry | None) -> Target:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{sidecar}: invalid JSON ({e})") from None
+            data = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar")
+        except OSError as e:
+            raise ConfigError(f"{sidecar}: cannot read ({e.strerror or e})") from None
         # Lenient on purpose: a run folder's json may carry more than the architecture.
         if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
             raise ConfigError(f"{sidecar}: arch: required (mm-unet or sr-unet)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch
 from mmgen.files import write_text
-from mmgen.weights.cache import check_removable
+from mmgen.weights.cache import check_removable, own_path
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TrustRecord:
 
 
 def trust_path(root: Path, name: str) -> Path:
-    return root / "trust" / f"{name}.json"
+    return own_path(root, "trust") / f"{name}.json"
 
 
 def trusted(root: Path, name: str) -> TrustRecord | None:

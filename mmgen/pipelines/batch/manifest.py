@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from mmgen.config import parse_json
 from mmgen.disk_failures import writing
+from mmgen.errors import ConfigError
 from mmgen.files import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
@@ -100,8 +102,8 @@ class Manifest:
             return records
         for line in text.splitlines():
             try:
-                records.append(Record.from_json(json.loads(line)))
-            except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
+                records.append(Record.from_json(parse_json(line, str(self.path), "batch record")))
+            except (ConfigError, ValueError, TypeError, KeyError):
                 continue  # a line torn by a kill, or not ours
         return records
 

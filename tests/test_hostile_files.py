@@ -1,0 +1,215 @@
+"""Hostile files mmgen reads: a cache folder someone (or something) tampered with — a model's or adapter's folder
+that is a symlink to a folder elsewhere, records that are links to /dev/zero, pipes, folders, huge or nested a
+million deep — and weights files whose JSON is nested too deeply. mmgen deletes and writes nothing outside the
+cache through a link, reads no record without a limit, and says each such file is damaged (a row of `models
+list`, exit 2 for a command that needs it) — never a hang, a crash or exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from cli_here import run_here
+from mmgen_cli import REPO, mmgen_env
+
+DEMO = REPO / "mmgen" / "assets" / "demo.safetensors"
+
+
+def _victim(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    """A folder outside the cache holding what a model's folder holds, and an unrelated file of the user's."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "model.json").write_text('{"name": "d1"}')
+    (victim / "model.safetensors").write_bytes(b"not mine to delete")
+    (victim / "precious.part").write_text("keep")
+    (victim / "adapter.json").write_text("{}")
+    return victim, {p.name: p.read_bytes() for p in victim.iterdir()}
+
+
+def test_a_cache_entry_that_is_a_symlink_is_damaged_and_rm_removes_only_the_link(tmp_path):
+    """`models rm d1` with models/d1 a link to another folder deleted that folder's model files and every *.part
+    in it. The link is a damaged entry for every command; `rm` removes the link, never what it points to."""
+    env = mmgen_env(tmp_path)
+    cache = Path(env["MMGEN_CACHE"])
+    victim, before = _victim(tmp_path)
+    for kind in ("models", "adapters"):
+        (cache / kind).mkdir(parents=True)
+        (cache / kind / "d1").symlink_to(victim)
+
+    listed = run_here("models", "list", "--json", env=env)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert listed.returncode == 0
+    assert {(r["kind"], r["status"]) for r in rows if r["name"] == "d1"} == {("model", "damaged"),
+                                                                              ("adapter", "damaged")}
+    for args in (("models", "info", "d1", "--model"), ("models", "import", DEMO, "-n", "d1")):
+        refused = run_here(*args, env=env)
+        assert refused.returncode == 2 and "damaged: a symlink" in refused.stderr, refused.stderr
+
+    for _ in ("models", "adapters"):
+        removed = run_here("models", "rm", "d1", env=env)
+        assert removed.returncode == 0 and "removed the symlink" in removed.stderr, removed.stderr
+    assert not os.path.lexists(cache / "models" / "d1") and not os.path.lexists(cache / "adapters" / "d1")
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+
+
+def test_a_trust_folder_or_lock_file_that_is_a_symlink_is_never_written_through(tmp_path):
+    """trust/ a link: `rm --forget` deleted the record in the folder it points to. A model's .lock a link to a
+    file: the lock (filelock) truncated that file."""
+    env = mmgen_env(tmp_path)
+    cache = Path(env["MMGEN_CACHE"])
+    victim, before = _victim(tmp_path)
+    (victim / "d1.json").write_text("{}")
+    before["d1.json"] = b"{}"
+    cache.mkdir()
+    (cache / "trust").symlink_to(victim)
+    forget = run_here("models", "rm", "d1", "--forget", env=env)
+    assert forget.returncode == 2 and "trust: damaged: a symlink" in forget.stderr, forget.stderr
+
+    (cache / "models" / "d2").mkdir(parents=True)
+    (cache / "models" / "d2" / ".lock").symlink_to(victim / "precious.part")
+    run_here("models", "rm", "d2", env=env)
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _huge(path: Path) -> None:
+    path.write_bytes(b" " * 2**20 + b"{}")  # JSON, but more than a record can be
+
+
+def _linked(path: Path) -> None:
+    """A link to a record that would read well: mmgen keeps no links in its cache, and follows none there."""
+    (path.parent.parent / "elsewhere.json").write_text(json.dumps({"name": "d1"}))
+    path.symlink_to(path.parent.parent / "elsewhere.json")
+
+
+CASES = {
+    "link": _linked,
+    "dev-null": lambda path: path.symlink_to(os.devnull),
+    "fifo": _fifo,
+    "folder": lambda path: path.mkdir(),
+    "huge": _huge,
+    "deep": lambda path: path.write_text("[" * 100_000 + "]" * 100_000),
+    "not-utf8": lambda path: path.write_bytes(b'{"name": "\xff\xfe"}'),
+}
+
+
+@contextmanager
+def unblocked(fifo: Path, after: float = 5.0) -> Iterator[None]:
+    """A reader blocked opening `fifo` (as mmgen once was, for good, holding the GIL: no thread of ours could
+    run) gets a writer `after` seconds, from another process; it is killed once the block is done."""
+    writer = subprocess.Popen(["sh", "-c", f'sleep {after}; exec 3>"$0"', str(fifo)])
+    try:
+        yield
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("record", ["models/d1/model.json", "adapters/d1/adapter.json", "trust/demo.json"])
+def test_a_record_that_is_no_small_json_file_is_that_entry_damaged(tmp_path, record, case):
+    """model.json a link to /dev/zero grew `models list` to 7 GB and a MemoryError (exit 1); a pipe hung it for
+    good; JSON nested 100,000 deep was a RecursionError naming no file. Each is now that entry's damaged row."""
+    env = mmgen_env(tmp_path)
+    path = Path(env["MMGEN_CACHE"]) / record
+    path.parent.mkdir(parents=True)
+    if record.startswith("models/"):
+        (path.parent / "model.safetensors").write_bytes(b"x")
+    CASES[case](path)
+
+    started = time.monotonic()
+    with unblocked(path) if case == "fifo" else nullcontext():
+        listed = run_here("models", "list", "--json", env=env)
+    assert time.monotonic() - started < 4  # a pipe is not waited on
+    assert listed.returncode == 0, listed.stderr
+    name = "demo" if record.startswith("trust/") else "d1"
+    row = next(json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["name"] == name)
+    assert row["status"] == "damaged" and str(path) in row["description"], row
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/etc/passwd"])
+def test_cached_weights_that_are_a_symlink_are_damaged(tmp_path, target):
+    """model.safetensors a link to /dev/zero: `models list` crashed (AttributeError, exit 1); to /etc/passwd it
+    listed as cached."""
+    env = mmgen_env(tmp_path)
+    folder = Path(env["MMGEN_CACHE"]) / "models" / "d1"
+    folder.mkdir(parents=True)
+    size = os.stat(target).st_size
+    (folder / "model.json").write_text(json.dumps({
+        "name": "d1", "arch": "mm-unet", "config": {}, "sha256": "0" * 64, "size": size, "dtype": "float32",
+        "source": "x", "source_sha256": "0" * 64, "source_format": "safetensors", "imported_at": "2026-01-01",
+        "mmgen_version": "0"}))
+    (folder / "model.safetensors").symlink_to(target)
+    listed = run_here("models", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    row = next(json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["name"] == "d1")
+    assert row["status"] == "damaged" and "model.safetensors: damaged" in row["description"], row
+    doctor = run_here("doctor", env=env)
+    assert doctor.returncode == 0 and "✗ d1: " in doctor.stdout, doctor.stdout + doctor.stderr
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, nested deeper than any parser recurses
+
+
+def _weights_file(path: Path, metadata: dict[str, str]) -> Path:
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
+    return path
+
+
+DEEP_CASES = ["generate -m FILE", "models import FILE", "generate --adapter FILE", "models info", "models verify"]
+
+
+@pytest.mark.parametrize("case", DEEP_CASES)
+def test_json_nested_too_deeply_in_a_file_is_that_file_damaged(tmp_path, case):
+    """100,000 `[` in a weights file's metadata config, an adapter's base_config or a cache record was a
+    RecursionError naming no file (exit 1) in `generate -m FILE`, `models import`, `--adapter`, `info`, `verify`."""
+    env = mmgen_env(tmp_path)
+    weights = _weights_file(tmp_path / "deep.safetensors", {"format": "mmgen", "arch": "mm-unet", "config": DEEP})
+    adapter = _weights_file(tmp_path / "adapter.safetensors", {
+        "format": "mmgen-adapter/1", "rank": "4", "alpha": "4", "targets": "attention", "base": "demo",
+        "base_sha256": "0" * 64, "arch": "mm-unet", "base_config": DEEP, "tensors_sha256": "0" * 64})
+    record = Path(env["MMGEN_CACHE"]) / "models" / "d1" / "model.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(DEEP)
+    (record.parent / "model.safetensors").write_bytes(b"x")
+    args, named = {
+        "generate -m FILE": (("generate", "-m", weights, "--steps", "1", "-o", tmp_path / "o.mp4"), weights),
+        "models import FILE": (("models", "import", weights, "--name", "deep"), weights),
+        "generate --adapter FILE": (("generate", "--adapter", adapter, "--steps", "1", "-o", tmp_path / "o.mp4"),
+                                    adapter),
+        "models info": (("models", "info", "d1"), record),
+        "models verify": (("models", "verify", "d1"), record),
+    }[case]
+    said = run_here(*args, env=env)
+    assert said.returncode == 2, (args, said.stderr)
+    assert f"{named}: damaged" in said.stderr + said.stdout and "nested too deeply" in said.stderr + said.stdout, \
+        (args, said.stderr)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("args", [("models", "import", "FIFO", "--name", "rf"), ("batch", "FIFO", "--dry-run"),
+                                  ("finetune", "DATA", "--config", "FIFO", "-o", "RUN")])
+def test_a_named_pipe_given_as_an_input_file_is_refused_unopened(tmp_path, args):
+    """`models import fifo.safetensors` and `batch fifo.yaml` waited in open() for a writer that never came, deaf
+    to Ctrl-C and SIGTERM: every input file is checked as a regular file before it is opened."""
+    env = mmgen_env(tmp_path)
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    names = {"FIFO": fifo, "DATA": tmp_path, "RUN": tmp_path / "run"}
+    started = time.monotonic()
+    with unblocked(fifo):
+        said = run_here(*(names.get(a, a) for a in args), env=env)
+    assert time.monotonic() - started < 4  # not waited on
+    assert said.returncode == 2 and f"{fifo}: it is not a regular file" in said.stderr, said.stderr
+    assert not (tmp_path / "run").exists()

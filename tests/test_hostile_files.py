@@ -20,6 +20,8 @@ import torch
 from cli_here import run_here
 from mmgen_cli import REPO, mmgen_env
 
+from mmgen.train.runlog import first_event
+
 DEMO = REPO / "mmgen" / "assets" / "demo.safetensors"
 
 
@@ -213,3 +215,23 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_unopened(tmp_path, args)
     assert time.monotonic() - started < 4  # not waited on
     assert said.returncode == 2 and f"{fifo}: it is not a regular file" in said.stderr, said.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_clips_folder_of_the_cache_that_is_a_symlink_is_not_written_through(tmp_path):
+    """finetune keeps its decoded clips in the cache's clips/ (when no --cache-dir is given): a link there wrote
+    the shards (and removed leftovers) in the folder it points to."""
+    env = mmgen_env(tmp_path)
+    victim, before = _victim(tmp_path)
+    cache = Path(env["MMGEN_CACHE"])
+    cache.mkdir()
+    (cache / "clips").symlink_to(victim)
+    (tmp_path / "data").mkdir()
+    said = run_here("finetune", tmp_path / "data", "-o", tmp_path / "run", env=env)
+    assert said.returncode == 2 and "clips: damaged: a symlink" in said.stderr, said.stderr
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before and not (tmp_path / "run").exists()
+
+
+def test_a_run_log_line_nested_too_deeply_is_passed_over_as_a_torn_one(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(DEEP + "\n" + json.dumps({"event": "data", "clips": 3}) + "\n")
+    assert first_event(log, "data") == {"event": "data", "clips": 3}

@@ -9,7 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mmgen.config import parse_json
 from mmgen.disk_failures import writing
+from mmgen.errors import ConfigError
 from mmgen.files import write_text
 
 
@@ -52,8 +54,8 @@ def _finite(value: Any) -> Any:
 
 def _step_of(line: str) -> int:
     try:
-        return int(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return int(parse_json(line, "run log").get("step", 0))
+    except (ConfigError, AttributeError, TypeError, ValueError):
         return 1 << 62  # a half-written last line: drop it
 
 
@@ -70,8 +72,8 @@ def first_event(path: Path, event: str) -> dict[str, Any] | None:
         return None
     for line in lines:
         try:
-            found = json.loads(line)
-        except json.JSONDecodeError:
+            found = parse_json(line, str(path), "run log")
+        except ConfigError:
             continue
         if isinstance(found, dict) and found.get("event") == event:
             return found

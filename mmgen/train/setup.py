@@ -47,7 +47,7 @@ from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
 from mmgen.weights import LoadedModel, load_model
-from mmgen.weights.cache import cache_root
+from mmgen.weights.cache import cache_root, own_path
 from mmgen.weights.lineage import file_lineage, own_lineage
 
 
@@ -187,7 +187,7 @@ def prepare(
 
 def clip_cache(config: FinetuneConfig) -> Path:
     """The folder of the run's decoded clips: --cache-dir, else the mmgen cache's `clips`."""
-    return config.cache_dir or cache_root() / "clips"
+    return config.cache_dir or own_path(cache_root(), "clips")  # (a link there: DamagedEntry, never written through)
 
 
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)

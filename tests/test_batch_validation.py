@@ -522,3 +522,22 @@ def test_one_job_is_one_job_in_the_dry_run_s_count(folder: Path):
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 0, result.stderr
     assert "1 job: 1 to run, 0 done" in result.stdout + result.stderr
+
+
+def test_under_torchrun_cuda_in_any_case_is_this_process_gpu(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """`device: CUDA` (as --device reads it, any case) means this process's GPU under torchrun, as `cuda` does:
+    it kept every process on cuda:0. No GPU here: torch is told it has two."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for written in ("cuda", "CUDA", " Cuda "):
+        jobs = write_jobs(folder, f"""
+            defaults:
+              model: tiny.safetensors
+              device: "{written}"
+              precision: fp32
+            jobs:
+              - kind: generate
+            """)
+        assert plan_batch(jobs, local_rank=1).jobs[0].settings.device == "cuda:1", written

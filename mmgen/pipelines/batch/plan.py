@@ -135,7 +135,7 @@ def plan_batch(
     batch = read_batch_file(path, problems, Path(output_dir) if output_dir is not None else None)
     check_output_folder(batch.output_dir)
     planner = _Planner(batch, problems)
-    device = device or batch.defaults.get("device") or "auto"
+    device = (device or batch.defaults.get("device") or "auto").strip().lower()  # as --device reads it: CUDA is cuda
     if device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
     manifest = Manifest(batch.output_dir)

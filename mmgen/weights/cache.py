@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -276,7 +277,10 @@ class ModelCache:
             found = False
             # The record goes first: without it a half-deleted model no longer counts as cached.
             for path in [self.record_path(name), self.weights_path(name), *folder.glob("*.part")]:
-                if path.exists():
+                if path.is_dir() and not path.is_symlink():  # a damaged entry: a folder where a file belongs
+                    shutil.rmtree(path)
+                    found = True
+                elif path.exists() or path.is_symlink():  # a link (even one to nowhere) goes, never its target
                     path.unlink()
                     found = True
         return found

@@ -630,6 +630,19 @@ def test_a_weight_whose_dtype_is_not_floating_point_is_refused_naming_it(tmp_pat
     assert ModelCache().record("ints") is None and not (tmp_path / "out").exists()
 
 
+def test_an_extra_integer_entry_is_an_unexpected_key_not_a_damaged_weight(tmp_path, env, tiny, capsys):
+    """A training script's state dict with a step counter (or BatchNorm's num_batches_tracked) beside the weights:
+    the file is whole, it only holds one entry the architecture has none of. It was "not a model's weights: step
+    holds int64 values … (get the file again)", sending the user after a download that would change nothing."""
+    state = dict(safetensors.torch.load_file(tiny))
+    state["step"] = torch.tensor(1000)
+    extra = tmp_path / "with_step.safetensors"
+    safetensors.torch.save_file(state, extra, metadata=read_header(tiny).metadata)
+    assert run(["models", "import", str(extra), "--name", "stepped"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the architecture: 1 unexpected: step" in err and "get the file again" not in err, err
+
+
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_a_pickle_naming_a_foreign_global_is_said_to_hold_python_objects_however_it_is_packed(tmp_path, env, capsys,
                                                                                                protocol):

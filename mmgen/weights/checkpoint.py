@@ -268,20 +268,22 @@ def read_header(path: Path) -> Header | None:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A flat name → tensor mapping from a safetensors file or a torch checkpoint. Pickles are opened with
-    weights_only=True: anything but tensors and plain containers is refused, never executed."""
+    weights_only=True: anything but tensors and plain containers is refused, never executed. The tensors are
+    as the file holds them: check_weight them once their names are known to be the architecture's (an extra
+    entry, say a training step counter, is an unexpected key, not a damaged weight)."""
     path = Path(path)
     if why := why_not_a_file(path):
         raise UsageError(f"{path}: {why}")
     if is_safetensors(path):
         with open_safetensors(path) as f:
-            return {name: check_weight(path, name, f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118
+            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     if why := not_a_torch_checkpoint(path):  # text or random bytes: torch.load said "KeyError: 101", exit 1
         raise damaged_torch_checkpoint(path, why)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, IndexError, struct.error) as e:
         raise _torch_load_failure(path, e) from None  # (the last two: weights_only's unpickler on a pickle cut short)
-    return {name: check_weight(path, name, t) for name, t in _flat_tensors(state, path).items()}
+    return _flat_tensors(state, path)
 
 
 def _flat_tensors(state: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from mmgen.output_checks import same_file
 from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import (
+    check_weight,
     damaged_torch_checkpoint,
     is_safetensors,
     not_a_torch_checkpoint,
@@ -107,6 +108,7 @@ def install(
             f"{file}: no architecture config for {name!r}", hint="pass --arch and --config FILE.yaml"
         )
     check_state_dict(state, expected_shapes(target.arch, target.config), str(file))
+    state = {key: check_weight(file, key, tensor) for key, tensor in state.items()}
     count = sum(t.numel() for t in state.values())
     if target.parameters is not None and count != target.parameters:
         raise WeightsMismatch(

@@ -182,6 +182,16 @@ def test_a_picture_retake_of_a_variable_frame_rate_clip_says_the_rate_varies(tmp
     assert not (tmp_path / "phone_retake.mp4").exists()
 
 
+def test_a_steady_clip_whose_last_frame_is_written_short_is_at_its_frames_rate(tmp_path):
+    """Frames exactly 100 ms apart, as the demo model makes them, but the muxer wrote the last one's duration
+    short: FFmpeg's average says 10.7 fps, and the clip was refused as "runs at 10.7 fps". Its frames' own gaps
+    say 10 fps, which is the model's: the retake goes ahead."""
+    clip = write_test_video(tmp_path / "steady.mp4", size=(16, 16), frame_times=[k / 10 for k in range(16)]).path
+    done = run_here("retake", clip, "--range", "0.2:0.6", "--video", "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "steady_retake.mp4").exists()
+
+
 def test_a_picture_retake_remakes_frames_only_in_the_range_and_copies_the_sound(world, tmp_path):
     folder, labels = world
     source, out = folder / "clips" / labels[0].file, tmp_path / "mended.mp4"

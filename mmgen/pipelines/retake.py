@@ -110,13 +110,24 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         raise UsageError(f"retake --video needs a clip at the model's frame size {width}x{height} (mmgen's own "
                          f"outputs); {info.path} is {info.width}x{info.height}", hint="retake its --audio instead")
     gaps = frame_gaps(info.path)
+    # A steady clip's rate is its frames' own: FFmpeg's average also counts the last frame's duration, which a
+    # muxer may write short (a 10 fps clip read as 10.3 fps).
+    fps = 2 / (gaps.shortest + gaps.longest) if gaps is not None else info.fps
     if gaps is not None and gaps.varies:
         found = (f"{info.path}'s frame rate varies (frames {gaps.shortest * 1000:.0f} to {gaps.longest * 1000:.0f} "
                  "ms apart)")
-    elif info.fps is not None and abs(info.fps - config.fps) > 0.01 * config.fps:
-        found = f"{info.path} runs at {info.fps:.3g} fps"
+    elif fps is not None and abs(fps - config.fps) > 0.01 * config.fps:
+        found = f"{info.path} runs at {fps:.3g} fps"
     else:
         return
+    raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
+                     f"outputs); {found}", hint="retake its --audio instead")
+    # A steady clip's rate is its frames' own: FFmpeg's average also counts the last frame's duration, which a
+    # muxer may write short (a 10 fps clip read as 10.3 fps).
+    fps = 2 / (gaps.shortest + gaps.longest) if gaps is not None else info.fps
+    if fps is None or abs(fps - config.fps) <= 0.01 * config.fps:
+        return
+    found = f"{info.path} runs at {fps:.3g} fps"
     raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
                      f"outputs); {found}", hint="retake its --audio instead")
 

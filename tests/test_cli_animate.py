@@ -78,12 +78,15 @@ def test_sidecar_and_json_say_how_the_video_was_made(animated):
 
 
 @pytest.mark.parametrize(("rate", "suffix", "stored", "decoded"), [(4000, ".mp4", 8000, 8000),
-                                                            (44100, ".webm", 48000, 48000)])
+                                                            (44100, ".webm", 48000, 48000),
+                                                            (4000, ".webm", 48000, 48000)])
 def test_a_sound_at_a_rate_its_container_cannot_store_is_re_encoded_at_the_next_rate_up(tiny, tmp_path, caplog, rate,
                                                                                     suffix, stored, decoded):
     """A 4 kHz WAV passes the input limit, but AAC stores no 4 kHz (nor Opus 44.1 kHz): `animate` failed after all
     the sampling (`aac cannot store 4000 Hz audio`). The kept sound is re-encoded at the nearest rate above that the
-    container stores — nothing of it lost, still on time — and the note says so."""
+    container stores — nothing of it lost, still on time — and the note says so. Opus is decoded at 48 kHz from any
+    rate it was encoded at: a 4 kHz sound goes into a WebM at 48 kHz, not at the 8 kHz the note once said while
+    the summary and the sidecar said 48 kHz."""
     from cli_here import run_here
 
     sound = write_test_wav(tmp_path / "low.wav", seconds=1.0, sample_rate=rate, tone_hz=300, click_at=0.4)
@@ -91,7 +94,7 @@ def test_a_sound_at_a_rate_its_container_cannot_store_is_re_encoded_at_the_next_
     done = run_here("animate", sound.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
 
     assert done.returncode == 0, done.stderr
-    assert f"re-encoding it at {stored:,} Hz (the nearest rate {suffix[1:]} stores above its {rate:,})" in caplog.text
+    assert f"re-encoding it at {stored:,} Hz ({suffix[1:]} stores no {rate:,} Hz)" in caplog.text
     played, read_rate = decode_audio(out)
     assert read_rate == decoded and 1.0 <= played.shape[1] / decoded <= 1.0 + 1024 / rate  # cut to the source's frame
     assert np.abs(played[0]).argmax() / decoded == pytest.approx(0.4, abs=0.003)

@@ -15,6 +15,9 @@ from pathlib import Path
 from mmgen.errors import UsageError
 from mmgen.media.delivery import RATES
 
+# Encoders whose sound every decoder gives back at one rate, whatever rate it was encoded from.
+DECODED_AT = {"libopus": 48_000}
+
 
 @dataclass(frozen=True)
 class Container:
@@ -40,10 +43,15 @@ class Container:
     def audio_rate(self, rate: int) -> int:
         """The rate its sound is stored at for sound made or read at `rate` that no one asked to change (a sound's
         own rate, kept): `rate` if the encoder stores it, else the nearest rate above it that it does (resampling
-        up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz, a 44.1 kHz one into Opus at 48 kHz), else
-        its highest."""
+        up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz), else its highest. Opus is decoded at 48 kHz
+        from whichever rate it was encoded at, so a sound it cannot keep at its own rate goes in at 48 kHz: the rate
+        the note, the summary and the sidecar all then say."""
         rates = self.audio_rates()
-        return rate if rate in rates else next((r for r in rates if r > rate), rates[-1])
+        if rate in rates:
+            return rate
+        if self.audio_encoder in DECODED_AT:  # what every player decodes it at, so what the file says it holds
+            return DECODED_AT[self.audio_encoder]
+        return next((r for r in rates if r > rate), rates[-1])
 
 
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})

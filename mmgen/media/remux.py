@@ -153,7 +153,7 @@ def _kept(
     channels, rate = (stream.codec_context.channels, stream.codec_context.sample_rate) if audio else (0, 0)
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
     log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s", source.name, codec, stream.type, into.name,
-                f" at {stored:,} Hz (the nearest rate {into.name} stores above its {rate:,})" if stored != rate else "",
+                f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
                 f"; its {channels} channels are mixed to stereo" if channels > 2 else "")
     if audio:

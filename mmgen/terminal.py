@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 WIDTH_WHEN_PIPED = 400  # columns: wider than any table of mmgen's, so piped rows are not folded
 WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, URLs) too
@@ -68,6 +69,37 @@ def table_console(stderr: bool = True) -> Console:
     fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole."""
     shown = console(stderr, highlight=False)
     return shown if shown.is_terminal else console(stderr, highlight=False, width=WIDTH_WHEN_PIPED)
+
+
+def show_table(console: Console, table: Table, entries: list[tuple[str, ...]]) -> bool:
+    """`table` where the terminal can hold it (its narrowest drawing, every short cell whole, fits); on a narrower
+    one — where rich would cut each cell to a few characters, or draw an empty frame — its title, then each entry
+    on a line of its own: "NAME: cell · cell · … — last cell" (the terminal wraps a long one). Whether it was the
+    table."""
+    if _narrowest(table) <= console.width:
+        console.print(table)
+        return True
+    console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
+    for name, *cells, last in entries:
+        line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return False
+
+
+FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole
+
+
+def _narrowest(table: Table) -> int:
+    """The fewest columns `table` can be drawn in and read: each unbroken (no_wrap) column as wide as its widest
+    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (a rule and a space each
+    side of each cell). Rich would squeeze it into any width, cutting every cell."""
+    from rich.cells import cell_len
+
+    def widest(column) -> int:
+        return max(cell_len(line) for cell in [column.header, *column.cells] for line in str(cell).splitlines() or [""])
+
+    return sum(widest(c) if c.no_wrap else min(widest(c), FOLDED_AT_LEAST) for c in table.columns) \
+        + 3 * len(table.columns) + 1
 
 
 def listed(names: list[str], limit: int) -> str:

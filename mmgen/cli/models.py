@@ -28,7 +28,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
-from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, size_text, table_console
+from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, show_table, size_text, table_console
 
 models_app = typer.Typer(
     name="models",
@@ -98,37 +98,6 @@ def list_models(as_json: JsonOption = False) -> None:
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
-
-
-def show_table(console, table: Table, entries: list[tuple[str, ...]]) -> bool:
-    """`table` where the terminal can hold it (its narrowest drawing, every short cell whole, fits); on a narrower
-    one — where rich would cut each cell to a few characters, or draw an empty frame — its title, then each entry
-    on a line of its own: "NAME: cell · cell · … — last cell" (the terminal wraps a long one). Whether it was the
-    table."""
-    if _narrowest(table) <= console.width:
-        console.print(table)
-        return True
-    console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
-    for name, *cells, last in entries:
-        line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    return False
-
-
-FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole
-
-
-def _narrowest(table: Table) -> int:
-    """The fewest columns `table` can be drawn in and read: each unbroken (no_wrap) column as wide as its widest
-    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (a rule and a space each
-    side of each cell). Rich would squeeze it into any width, cutting every cell."""
-    from rich.cells import cell_len
-
-    def widest(column) -> int:
-        return max(cell_len(line) for cell in [column.header, *column.cells] for line in str(cell).splitlines() or [""])
-
-    return sum(widest(c) if c.no_wrap else min(widest(c), FOLDED_AT_LEAST) for c in table.columns) \
-        + 3 * len(table.columns) + 1
 
 
 def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:

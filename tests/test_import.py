@@ -544,6 +544,30 @@ def test_a_checkpoint_saved_with_another_pickle_protocol_loads_as_torch_loads_it
                        "it again with torch.save's default pickle_protocol (2))\n")
 
 
+@pytest.mark.parametrize("protocol", [0, 1])
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_checkpoint_saved_with_pickle_protocol_0_or_1_says_so_and_what_to_do(tmp_path, env, capsys, protocol,
+                                                                               zipped):
+    """`torch.save(sd, f, pickle_protocol=1, _use_new_zipfile_serialization=False)` writes its magic number as text
+    (no PROTO before it): it read as "neither a zip archive nor a pickle"; zipped, it asked for --arch first. Neither
+    is read by torch.load(weights_only=True); protocol 0 by no torch.load at all (its storages are named in text),
+    so the way out is to save the weights again, not to load them."""
+    file = tmp_path / "old.pt"
+    torch.save({"w": torch.zeros(4)}, file, pickle_protocol=protocol, _use_new_zipfile_serialization=zipped)
+    # The first instruction torch meets that it does not read: the legacy format's magic number (LONG), or in the
+    # archive the state dict (DICT) or a tensor's requires_grad (INT: protocols 0 and 1 have no True/False)
+    instruction = ("DICT" if protocol == 0 else "INT") if zipped else "LONG"
+    again = ("load it and save it again" if protocol else
+             "no torch.load reads protocol 0 back: save the weights again, from where they were made,")
+    for arch in ([], ["--arch", "mm-unet"]):
+        assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, arch
+        assert capsys.readouterr().err == (
+            f"mmgen: error: {file}: saved with pickle protocol {protocol}, whose {instruction} instruction "
+            f"torch.load(weights_only=True) does not read (PyTorch {torch.__version__}) ({again} with torch.save's "
+            "default pickle_protocol (2))\n")
+    assert ModelCache().record("x") is None
+
+
 def _with_config(model: Path, target: Path, **changes) -> Path:
     """A copy of the mmgen model file `model` whose metadata config has `changes` laid over it; the same weights."""
     tensors = safetensors.torch.load_file(str(model))
@@ -663,9 +687,13 @@ def test_a_pickle_naming_a_foreign_global_is_said_to_hold_python_objects_however
                           else source.read(entry))
     bare = tmp_path / "bare.pt"  # GLOBAL written by hand: the module and name os.system lives under
     bare.write_bytes(b"\x80\x02c" + os.system.__module__.encode() + b"\nsystem\nX\x04\x00\x00\x00true\x85R.")
-    for file, names in ((plain, "io.open"), (swapped, "io.open"), (bare, f"{os.system.__module__}.system")):
-        assert run(["models", "import", str(file), "--name", "x", "--arch", "mm-unet"]) == 2, file
-        assert capsys.readouterr().err == (
-            f"mmgen: error: {file}: refused to load: it holds Python objects other than tensors ({names}) (mmgen only "
-            "opens checkpoints with torch.load(weights_only=True); get the file from a trusted source)\n")
+    legacy = tmp_path / "legacy.pt"  # torch.save's own legacy format around the object
+    torch.save(payload, legacy, _use_new_zipfile_serialization=False)
+    for file, names in ((plain, "io.open"), (swapped, "io.open"), (bare, f"{os.system.__module__}.system"),
+                        (legacy, "io.open")):
+        for arch in (["--arch", "mm-unet"], []):  # without --arch it was "--arch is required", as if one would do
+            assert run(["models", "import", str(file), "--name", "x", *arch]) == 2, (file, arch)
+            assert capsys.readouterr().err == (
+                f"mmgen: error: {file}: refused to load: it holds Python objects other than tensors ({names}) (mmgen "
+                "only opens checkpoints with torch.load(weights_only=True); get the file from a trusted source)\n")
     assert not (tmp_path / "ran").exists()

@@ -44,21 +44,22 @@ def _first_bytes(path: Path, count: int) -> bytes:
         return f.read(count)
 
 
-# How every file torch.load(weights_only=True) reads begins: torch.save's zip archive, or its legacy format, a
-# pickle of protocol 2 or later (protocols 0 and 1, never torch.save's default, are refused by weights_only).
-_TORCH_STARTS = (b"PK\x03\x04", b"\x80")
+# How every file torch.save writes begins: its zip archive, or its legacy format, pickles of which the first is its
+# magic number: after protocol 2's PROTO, or — pickle_protocol 0 or 1, never its default — written out as text
+# (which torch.load(weights_only=True) does not read: said once torch.load has met it).
+_TORCH_STARTS = (b"PK\x03\x04", b"\x80", b"L%dL\n." % torch.serialization.MAGIC_NUMBER)
 
 
 def not_a_torch_checkpoint(path: Path) -> str | None:
     """Why `path` cannot be a torch.save file, told without unpickling anything — from its first bytes, and for a zip
     archive from its index (read from its end: a file cut short has none); None when it may be one (a damaged
     pickle is then for torch.load to find)."""
-    head = _first_bytes(path, 8)
+    head = _first_bytes(path, max(map(len, _TORCH_STARTS)))
     if head.startswith(_TORCH_STARTS[0]):
         return _not_torch_zip(path)
     if head.startswith(_TORCH_STARTS):
         return None
-    return "it is empty" if not head else f"it begins with {head!r}: neither a zip archive nor a pickle"
+    return "it is empty" if not head else f"it begins with {head[:8]!r}: neither a zip archive nor a pickle"
 
 
 def _not_torch_zip(path: Path) -> str | None:
@@ -118,10 +119,14 @@ def _torch_load_failure(path: Path, error: Exception) -> MmgenError:
     if (refused := re.fullmatch(r"Unsupported operand (\d+)", reason)) and (
         instruction := pickletools.code2op.get(chr(int(refused.group(1))))
     ):
+        # Protocol 0 names each storage by a tuple written out as text (PERSID), which torch.load asserts it reads
+        # back as a tuple ("saved_id must be a tuple, got str"): no torch.load reads it, weights_only or not.
+        again = ("load it and save it again" if found.protocol else
+                 "no torch.load reads protocol 0 back: save the weights again, from where they were made,")
         return UsageError(
             f"{path}: saved with pickle protocol {found.protocol}, whose {instruction.name} instruction "
             f"torch.load(weights_only=True) does not read (PyTorch {torch.__version__})",
-            hint="load it and save it again with torch.save's default pickle_protocol (2)",
+            hint=f"{again} with torch.save's default pickle_protocol (2)",
         )
     return damaged_torch_checkpoint(path, reason)
 
@@ -209,17 +214,18 @@ def _instructions(stream: Any, size: int, pickles: int, first: int | None = None
     something else is no torch.save file at all (a plain pickle.dump), whatever follows it."""
     protocol = 0
     names = _Globals()
+    numbers: list[int | None] | None = [] if first is not None else None  # the first pickle's values, for `first`
     try:
-        for index in range(pickles):
-            numbers = []
+        for _ in range(pickles):
             for instruction, argument, _position in pickletools.genops(stream):
                 protocol = max(protocol, argument if instruction.name == "PROTO" else instruction.proto)
                 names.see(instruction.name, argument)
-                if instruction.name not in ("PROTO", "FRAME", "STOP"):
+                if numbers is not None and instruction.name not in ("PROTO", "FRAME", "STOP"):
                     numbers.append(argument if instruction.name.startswith(("LONG", "INT", "BININT")) else None)
-            if index == 0 and first is not None and numbers != [first]:
+            if numbers is not None and numbers != [first]:
                 return _Pickle(protocol, whole=False, why="a pickle, but not one torch.save wrote",
                                foreign=names.foreign)
+            numbers = None  # the later pickles' values are the checkpoint's own: nothing to compare
     except ValueError as e:
         why = "its pickle is cut short" if stream.tell() >= size else f"its pickle is damaged ({e})"
         return _Pickle(protocol, whole=False, why=why if protocol >= 2 else None,  # torch.save writes PROTO 2 on

@@ -24,9 +24,7 @@ from mmgen.weights import trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import (
     check_weight,
-    damaged_torch_checkpoint,
     is_safetensors,
-    not_a_torch_checkpoint,
     read_header,
     read_state_dict,
     save_model,
@@ -234,8 +232,10 @@ def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, 
         return Target(entry.arch, entry.config, entry.weights.parameters)
     if arch is None:
         header = read_header(file)  # a damaged safetensors says so here
-        if header is None and not is_safetensors(file) and (why := not_a_torch_checkpoint(file)):
-            raise damaged_torch_checkpoint(file, why)  # not weights at all: no --arch would make it any
+        if header is None and not is_safetensors(file):
+            # A torch checkpoint's own trouble first — no weights at all, damaged, Python objects (refused unrun), a
+            # pickle protocol torch.load does not read — which no --arch would answer.
+            read_state_dict(file)
         if config is not None or header is None:
             raise UsageError(f"--arch is required to import {file} as the new model {name!r}")
         return None

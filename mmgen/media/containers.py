@@ -33,8 +33,12 @@ class Container:
         return codec in (self.video_copy if kind == "video" else self.audio_copy)
 
     def audio_rates(self) -> tuple[int, ...]:
-        """The sample rates, within those mmgen delivers (delivery.RATES), that its sound encoder stores, lowest
-        first (AAC: 8000 … 96000; Opus: 8000, 12000, 16000, 24000, 48000)."""
+        """The sample rates, within those mmgen delivers (delivery.RATES), that its sound is stored at — read back
+        at — lowest first (AAC: 8000 … 96000). Opus takes 8 to 48 kHz in, but every decoder gives it back at 48 kHz
+        (DECODED_AT), so 48000 is the one rate a WebM's sound is stored at: an explicit 8000 is refused as AAC's
+        10000 is, and a kept sound goes in at 48 kHz, so the note, the summary and the sidecar say one rate."""
+        if self.audio_encoder in DECODED_AT:
+            return (DECODED_AT[self.audio_encoder],)
         import av  # here: choosing a container on the way to parsing the command line needs no codec library
 
         stored = av.Codec(self.audio_encoder, "w").audio_rates or range(RATES[0], RATES[1] + 1)
@@ -42,16 +46,10 @@ class Container:
 
     def audio_rate(self, rate: int) -> int:
         """The rate its sound is stored at for sound made or read at `rate` that no one asked to change (a sound's
-        own rate, kept): `rate` if the encoder stores it, else the nearest rate above it that it does (resampling
-        up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz), else its highest. Opus is decoded at 48 kHz
-        from whichever rate it was encoded at, so a sound it cannot keep at its own rate goes in at 48 kHz: the rate
-        the note, the summary and the sidecar all then say."""
+        own rate, kept): `rate` if it is stored at that rate, else the nearest rate above it that it is (resampling
+        up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz), else its highest (Opus: 48 kHz)."""
         rates = self.audio_rates()
-        if rate in rates:
-            return rate
-        if self.audio_encoder in DECODED_AT:  # what every player decodes it at, so what the file says it holds
-            return DECODED_AT[self.audio_encoder]
-        return next((r for r in rates if r > rate), rates[-1])
+        return rate if rate in rates else next((r for r in rates if r > rate), rates[-1])
 
 
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})

@@ -94,7 +94,7 @@ def check_outputs(
         if sample_rate is not None and sample_rate not in (rates := into.audio_rates()):
             codec = into.audio_encoder.removeprefix("lib")
             raise UsageError(f"--sample-rate {sample_rate}: {paths.mp4}'s sound ({codec} in {into.name}) cannot be "
-                             f"stored at {sample_rate:,} Hz", hint=f"use one of {', '.join(map(str, rates))}")
+                             f"stored at {sample_rate:,} Hz", hint=f"use {'one of ' * (len(rates) > 1)}{', '.join(map(str, rates))}")
         check_not_anothers(paths)
         for path in paths.files.values():
             folder = path.parent

@@ -7,9 +7,12 @@ import dataclasses
 import json
 import os
 import subprocess
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import filelock
 import pytest
 import torch
 from cli_here import run_here
@@ -90,6 +93,31 @@ def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file
     assert removed.returncode == 0, removed.stderr
     listed = mmgen("models", "list", "--json")
     assert not [line for line in listed.stdout.splitlines() if '"kind": "adapter"' in line]
+
+
+def test_an_adapter_is_registered_only_while_no_other_process_holds_its_name(adapter_file, tmp_path, mmgen):
+    """A model's import holds its folder's lock; an adapter's registration took none, so two registrations of one
+    name at once could interleave their files. It waits for the holder, as an import does, then registers."""
+    _, path = adapter_file
+    folder = tmp_path / "cache" / "adapters" / "my-style"
+    folder.mkdir(parents=True)
+    held, released = threading.Event(), []
+
+    def another_holder() -> None:
+        with filelock.FileLock(str(folder / ".lock")):
+            held.set()
+            time.sleep(0.5)
+            released.append(time.time())
+
+    holder = threading.Thread(target=another_holder)
+    holder.start()
+    held.wait()
+    registered = mmgen("models", "import", path, "--name", "my-style")
+    holder.join()
+
+    assert registered.returncode == 0, registered.stderr
+    assert "mmgen: waiting for another mmgen process working on 'my-style' ..." in registered.stderr
+    assert (folder / "adapter.json").stat().st_mtime >= released[0]
 
 
 def test_merge_is_for_adapters_only(adapter_file, mmgen):

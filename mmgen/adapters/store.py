@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import suppress
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,13 +20,18 @@ from mmgen.files import (
     copy_into,
     kept_together,
     last_kept,
-    put_back_kept,
     retire,
     sha256_file,
     write_text,
 )
-from mmgen.temporaries import remove_leftovers
-from mmgen.weights.cache import ModelCache, cache_root, check_cache_writable, check_removable, own_path
+from mmgen.weights.cache import (
+    ModelCache,
+    cache_root,
+    check_cache_writable,
+    check_removable,
+    entry_lock,
+    own_path,
+)
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
@@ -82,23 +87,27 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     check_cache_writable(cache_root())
     check_cache_writable(folder)  # a read-only adapters/ in a writable cache
     adapter = read_adapter(file)
-    with suppress(OSError):  # (another registration putting it back too)
-        put_back_kept(folder / RECORD, folder / FILE, _describes)  # what one killed half way (kill -9) took away
-    if (folder / RECORD).is_file() and not overwrite:
-        raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(folder)  # what a registration killed outright (kill -9) left: its temporaries, files kept aside
-    with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
-        retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
-        with atomic_path(folder / FILE) as tmp:
-            copy_into(adapter.path, tmp)
-        record = AdapterRecord(
-            name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha, adapter.spec.targets,
-            adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
-            datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )  # fmt: skip
-        write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
+    with _locked(name):  # as a model's: one registration (or removal) of NAME at a time
+        if (folder / RECORD).is_file() and not overwrite:
+            raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
+        with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
+            retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
+            with atomic_path(folder / FILE) as tmp:
+                copy_into(adapter.path, tmp)
+            record = AdapterRecord(
+                name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha,
+                adapter.spec.targets, adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
+                datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )  # fmt: skip
+            write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
     return record
+
+
+def _locked(name: str) -> AbstractContextManager[None]:
+    """The registered adapter `name`'s folder held by this process alone (weights.cache.entry_lock, as a model's):
+    made if missing, what a registration killed half way (kill -9) took away put back, and what it left removed."""
+    folder = folder_of(name)
+    return entry_lock(folder, name, "adapter", (folder / RECORD, folder / FILE, _describes))
 
 
 def _check_not_a_model(name: str) -> None:
@@ -191,7 +200,8 @@ def remove(name: str) -> bool:
     if _kept(name) is None:
         return False
     check_removable(folder, f"adapter {name!r}")
-    shutil.rmtree(folder)
+    with _locked(name):  # never while it is being registered
+        shutil.rmtree(folder)
     return True
 
 

@@ -27,8 +27,8 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,30 +285,34 @@ class ModelCache:
                     found = True
         return found
 
-    def _recover(self, name: str) -> None:
-        """Put back the model that a replacement killed half way (kill -9, a power cut) took away — the model every
-        reader already finds (`kept_files`): the old record, kept aside by the dead process, with its weights, still in
-        place or kept aside. The new weights without a record are not a model. The caller holds the lock."""
-        with suppress(OSError):
-            if put_back_kept(self.record_path(name), self.weights_path(name), _describes):
-                say(f"mmgen: {name}: put back the model a killed `mmgen` was replacing")
+    def lock(self, name: str) -> AbstractContextManager[None]:
+        """Exclusive access to one model's folder across processes (`entry_lock`)."""
+        kept = (self.record_path(name), self.weights_path(name), _describes)
+        return entry_lock(self.folder(name), name, "model", kept)
 
-    @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """Exclusive access to one model's folder across processes; says so when it has to wait. A folder that
-        holds nothing else when the work is done (a failed import, a removed model) is deleted with its lock."""
-        folder = self.folder(name)
-        lock = _acquire(folder, name)
-        try:
-            self._recover(name)
-            remove_leftovers(folder)
-            yield
-        finally:
-            with suppress(OSError):  # best effort (a system that cannot delete an open file keeps it)
-                if [p.name for p in folder.iterdir()] == [".lock"]:
-                    (folder / ".lock").unlink()
-                    folder.rmdir()
-            lock.release()
+
+@contextmanager
+def entry_lock(folder: Path, name: str, what: str, kept: tuple[Path, Path, Callable[[Path, Path], bool]]
+               ) -> Iterator[None]:
+    """Exclusive access to the folder of one cache entry — `what` ("model", "adapter") `name` — across processes, for
+    everything that writes or removes its files; says so when it has to wait. Holding it, it first puts back the
+    entry a replacement killed half way (kill -9, a power cut) took away — `kept`: the record file, the data file and
+    whether a record describes a data file (files.put_back_kept), the entry every reader already finds
+    (files.last_kept) — and removes what else the dead process left. A folder that holds nothing else when the
+    work is done (a failed import, a removed entry) is deleted with its lock."""
+    lock = _acquire(folder, name)
+    try:
+        with suppress(OSError):
+            if put_back_kept(*kept):
+                say(f"mmgen: {name}: put back the {what} a killed `mmgen` was replacing")
+        remove_leftovers(folder)
+        yield
+    finally:
+        with suppress(OSError):  # best effort (a system that cannot delete an open file keeps it)
+            if [p.name for p in folder.iterdir()] == [".lock"]:
+                (folder / ".lock").unlink()
+                folder.rmdir()
+        lock.release()
 
 
 def _describes(record_file: Path, path: Path) -> bool:

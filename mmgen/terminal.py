@@ -113,14 +113,22 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+_SIZE_UNITS = (("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12))  # then PB
+
+
 def size_text(n: int | None, approximate: bool = False) -> str:
-    """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~"."""
+    """Bytes for people, in decimal units as disks and download pages count them; `approximate`: a "~". The unit is
+    the smallest in which the value, as shown (to a tenth), is under 1000: 999,960 bytes are "1.0 MB", not
+    "1000.0 kB"."""
     if n is None:
         return "?"
-    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{'~' if approximate else ''}{n / scale:.1f} {unit}"
-    return f"{n} B"
+    if n < 1000:
+        return f"{n} B"
+    tilde = "~" if approximate else ""
+    for unit, scale in _SIZE_UNITS:
+        if float(shown := f"{n / scale:.1f}") < 1000:
+            return f"{tilde}{shown} {unit}"
+    return f"{tilde}{n / 1e15:.1f} PB"  # the largest unit, however many
 
 
 def short_hash(sha256: str | None) -> str:

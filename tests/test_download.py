@@ -196,7 +196,7 @@ def test_a_content_length_the_registry_contradicts_does_not_stop_the_download(tm
     register(tmp_path, [url], official_pt, name="tiny-sr-unsized")
     assert run(["models", "pull", "tiny-sr-unsized"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith("mmgen: error: not enough disk space in ") and "need 10000000 MB" in err
+    assert err.startswith("mmgen: error: not enough disk space in ") and "need 10.0 TB, " in err
 
 
 def test_a_mirror_given_with_url_is_checked_against_the_registered_sha256(tmp_path, server, official_pt, monkeypatch,
@@ -421,6 +421,20 @@ def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_resumes_it(tmp_path
     assert run(["models", "pull", NAME, "--quiet"]) == 0
     assert server.requests[-1].range == f"bytes={kept}-"  # only the rest was fetched
     assert cache_files(tmp_path) == ["model.json", "model.safetensors"]
+
+
+def test_a_size_is_shown_in_the_unit_its_rounded_value_fits():
+    """Sizes (download progress and rates, `models list`, disk space) are shown to a tenth in the smallest unit where
+    that is under 1000: 999,950 bytes were "1000.0 kB", a unit too small, at every boundary up to PB."""
+    from mmgen.terminal import size_text
+
+    assert [size_text(n) for n in (0, 999, 1000)] == ["0 B", "999 B", "1.0 kB"]
+    for unit, scale, larger in (("kB", 10**3, "MB"), ("MB", 10**6, "GB"), ("GB", 10**9, "TB"), ("TB", 10**12, "PB")):
+        just_under = 1000 * scale - scale // 20 - 1  # 999.949… of the unit: shown as 999.9
+        assert size_text(just_under) == f"999.9 {unit}", unit
+        assert size_text(just_under + 1) == size_text(1000 * scale - 1) == f"1.0 {larger}", unit
+        assert size_text(1000 * scale, approximate=True) == f"~1.0 {larger}"
+    assert (size_text(10**18), size_text(None)) == ("1000.0 PB", "?")  # no larger unit
 
 
 def test_a_resumed_downloads_rate_counts_only_the_bytes_fetched_now(monkeypatch, capsys):

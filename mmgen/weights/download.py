@@ -310,7 +310,7 @@ def _check_space(path: Path, needed: int) -> None:
     free = shutil.disk_usage(path.parent).free
     if needed > free:
         raise UsageError(
-            f"not enough disk space in {path.parent}: need {needed / 1e6:.0f} MB, {free / 1e6:.0f} MB free"
+            f"not enough disk space in {path.parent}: need {size_text(needed)}, {size_text(free)} free"
         )
 
 

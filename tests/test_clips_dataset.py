@@ -9,7 +9,14 @@ import pytest
 import torch
 from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_clip, write_clip_folder
 
-from mmgen.data.clips import ClipFormat, build_clip_dataset, folder_fingerprint, scan_media
+from mmgen.data.clips import (
+    ClipCache,
+    ClipFormat,
+    build_clip_dataset,
+    clear_skips_only,
+    folder_fingerprint,
+    scan_media,
+)
 from mmgen.errors import ConfigError, MediaError
 
 
@@ -133,6 +140,30 @@ def test_a_broken_symbolic_link_is_a_skipped_file_named_with_where_it_pointed(tm
                                           "which does not exist)")
 
 
+def test_a_failed_run_takes_back_only_its_own_skip_records_from_a_clip_cache_it_shares(tmp_path):
+    """Two runs that both found the clip cache missing (so both made it, as far as each knows) write skip records
+    into it; one fails and takes the cache back when it holds nothing but records (trainer.finetune). It took the
+    other run's records with its own, and that run's broken files were decoded again by every later run. Now a
+    record names its run, and a failed run takes the records away only when every one is its own."""
+    root, cache = tmp_path / "dump", tmp_path / "cache"
+    broken = {run: root / run / "broken.mp4" for run in ("a", "b")}
+    for run, path in broken.items():
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        ClipCache(cache, TINY_FORMAT, run=f"run-{run}").lookup(path)  # decoded: a skip record
+
+    clear_skips_only(cache, "run-a")  # run a failed: run b's record stays, and so does a's beside it
+    later = ClipCache(cache, TINY_FORMAT)
+    assert [later.lookup(path)[1:] for path in broken.values()] == [("unreadable: the file is empty", False)] * 2
+    clear_skips_only(cache, "run-b")
+    assert sorted(p.name for p in cache.iterdir()) == ["skipped.jsonl", "skipped.lock"]
+
+    alone = tmp_path / "alone"  # one run's own records only: taken back, lock and all
+    ClipCache(alone, TINY_FORMAT, run="run-a").lookup(broken["a"])
+    clear_skips_only(alone, "run-a")
+    assert list(alone.iterdir()) == []
+
+
 def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(tmp_path, capsys):
     """A camera dump of empty .mp4s: each is tried once, remembered in one file (no per-file lock or record
     left in the cache), and the terminal names a few and counts the rest."""
@@ -145,7 +176,7 @@ def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(t
         (root / f"empty_{i:02d}.mp4").write_bytes(b"")
     _, report = build_clip_dataset(root, TINY_FORMAT, cache)
     assert (report.files, report.decoded, len(report.skipped)) == (41, 41, 40)
-    assert sorted(p.suffix for p in cache.iterdir()) == [".jsonl", ".safetensors"]
+    assert sorted(p.suffix for p in cache.iterdir()) == [".jsonl", ".lock", ".safetensors"]  # and SKIPPED's lock
 
     _, again = build_clip_dataset(root, TINY_FORMAT, cache)
     assert (again.decoded, again.reused, len(again.skipped)) == (0, 41, 40)

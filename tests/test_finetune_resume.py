@@ -361,7 +361,7 @@ def test_a_failed_run_takes_back_a_clip_cache_folder_it_made_that_holds_no_clip(
     kept = tmp_path / "kept"
     kept.mkdir()
     assert finetune(kept) == 2
-    assert sorted(p.name for p in kept.iterdir()) == ["skipped.jsonl"]
+    assert sorted(p.name for p in kept.iterdir()) == ["skipped.jsonl", "skipped.lock"]
     (data / "a.mp4").unlink()
     write_clip(data / "b.mp4", ["red"], 1.0)
 

@@ -7,7 +7,8 @@ three decode settings. Clips are then cut from the shard on the fly — frames [
 span the same time — so the clip length and stride can change without decoding again, and later epochs,
 resumed runs and new runs over the same folder read only the cache. Files that cannot be used (unreadable, no
 video or no audio track) are remembered in the cache too — one line each in one `skipped.jsonl`, so a folder of
-thousands of broken files costs one small file, not thousands — and are not retried either.
+thousands of broken files costs one small file, not thousands — and are not retried either. Each line names the run
+that wrote it: a failed run takes back only its own (clear_skips_only), never those of a run sharing the cache.
 
 Memory: a file is decoded whole at model size before it is stored (an hour at 10 fps and 64×64 is ~0.4 GB as
 uint8); reading clips afterwards memory-maps the shard.
@@ -36,7 +37,8 @@ from mmgen.weights.safetensors_file import save_file
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 CACHE_FORMAT = 3  # bump when the shard layout or the decoding changes: old shards are then ignored
-SKIPPED = "skipped.jsonl"  # files that yield no clip: one JSON line each (key, source, reason)
+SKIPPED = "skipped.jsonl"  # files that yield no clip: one JSON line each (key, source, reason, run)
+SKIPPED_LOCK = "skipped.lock"  # held to add to SKIPPED, or to take it away: kept, its presence means nothing
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,10 @@ class ScanReport:
 class ClipCache:
     """Decoded files by (path, mtime, size, fps, frame size, sample rate), shared by every run on the machine."""
 
-    def __init__(self, root: Path, fmt: ClipFormat):
+    def __init__(self, root: Path, fmt: ClipFormat, run: str = ""):
         self.root = root
         self.fmt = fmt
+        self.run = run  # who uses the cache (a run folder), named in the skip lines it writes
         self._skips: dict[str, str] = {}  # key → why the file yields no clip, as read from SKIPPED so far
         self._skips_read = 0  # bytes of SKIPPED read
 
@@ -224,9 +227,10 @@ class ClipCache:
                 continue
 
     def _remember_skip(self, key: str, path: Path, reason: str) -> None:
-        """Append one line to SKIPPED: a single small write with O_APPEND, so concurrent runs never interleave."""
-        line = json.dumps({"key": key, "source": _printable(path), "reason": reason[:500]}) + "\n"
-        with writing(self.root / SKIPPED):
+        """Append one line to SKIPPED: a single small write with O_APPEND, so concurrent runs never interleave; under
+        SKIPPED_LOCK, so that no run takes the file away (clear_skips_only) between reading it and this line."""
+        line = json.dumps({"key": key, "source": _printable(path), "reason": reason[:500], "run": self.run}) + "\n"
+        with writing(self.root / SKIPPED), file_lock(self.root / SKIPPED_LOCK):
             fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, line.encode("utf-8"))
@@ -288,13 +292,33 @@ def _printable(path: Path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def clear_skips_only(folder: Path) -> None:
-    """Remove the skip records (SKIPPED) from the clip cache `folder` when they are all it holds — no decoded clip,
-    nor anything else: for a cache folder a failed run made itself (trainer.finetune), which then leaves none
-    behind. A new run writes them again; decoded clips stay, for the next try."""
+def clear_skips_only(folder: Path, run: str) -> None:
+    """Remove the skip records (SKIPPED, and its lock) from the clip cache `folder` when they are all it holds — no
+    decoded clip, nor anything else — and every one is `run`'s: for a cache folder a failed run made itself
+    (trainer.finetune), which then leaves none behind. A new run writes them again; decoded clips stay, for the next
+    try; and so do the records of a run sharing the new folder (one that also found it missing), whole, under the
+    lock that adding a line takes."""
     records = folder / SKIPPED
-    if [entry.name for entry in folder.iterdir()] == [SKIPPED] and records.is_file() and not records.is_symlink():
-        records.unlink()
+
+    def only_records() -> bool:
+        return {entry.name for entry in folder.iterdir()} <= {SKIPPED, SKIPPED_LOCK} and records.is_file() \
+            and not records.is_symlink()
+
+    if not only_records():
+        return
+    with file_lock(folder / SKIPPED_LOCK):
+        if only_records() and all(_skip_run(line) == run for line in records.read_bytes().splitlines(keepends=True)):
+            records.unlink()
+            (folder / SKIPPED_LOCK).unlink()  # a run waiting for it appends to a new SKIPPED, which then stays
+
+
+def _skip_run(line: bytes) -> str | None:
+    """The run that wrote a SKIPPED line; None for a line cut short or unreadable (no run's to take back)."""
+    try:
+        record = parse_json(line, SKIPPED, "list of skipped clips") if line.endswith(b"\n") else None
+    except ConfigError:
+        return None
+    return record.get("run") if isinstance(record, dict) else None
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -342,14 +366,16 @@ def build_clip_dataset(
     progress: ProgressFn | None = None,
     leave_out: Callable[[Path], str | None] = lambda folder: None,
     scanned: tuple[list[Path], list[Skipped]] | None = None,
+    run: str = "",
 ) -> tuple[ClipDataset, ScanReport]:
     """Scan `root` (but not the folders `leave_out` names a reason for) unless `scanned` is scan_media's answer
     already, decode what the cache does not know yet, and index every clip (start frames 0, stride, 2·stride, …
-    of each file; default stride = the clip length). MediaError if no file yields a clip."""
+    of each file; default stride = the clip length). `run`: who decodes (its run folder), named in the skip records
+    it writes. MediaError if no file yields a clip."""
     stride = stride or fmt.frames
     files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
     report = ScanReport(files=len(files), left_out=left_out)
-    cache = ClipCache(cache_dir, fmt)
+    cache = ClipCache(cache_dir, fmt, run)
     clips: list[tuple[Path, int]] = []
     with gathered_notes(root) as report.notes:  # said once for the folder, not once per file
         for done, path in enumerate(files):

@@ -133,6 +133,7 @@ def prepare(
         stride=config.stride,
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
         scanned=scan,
+        run=clip_cache_user(run_dir),
     )
     on_event(TrainEvent("data", report.files, report.files, data=report))
     schedule = Schedule.respaced("")
@@ -188,6 +189,11 @@ def prepare(
 def clip_cache(config: FinetuneConfig) -> Path:
     """The folder of the run's decoded clips: --cache-dir, else the mmgen cache's `clips`."""
     return config.cache_dir or own_path(cache_root(), "clips")  # (a link there: DamagedEntry, never written through)
+
+
+def clip_cache_user(run_dir: Path) -> str:
+    """Who a run is to the clip cache, in the skip records it writes there: its run folder (every torchrun process's)."""
+    return str(Path(run_dir).resolve())
 
 
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)

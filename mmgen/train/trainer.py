@@ -35,7 +35,7 @@ from mmgen.train.interrupt import CheckpointNotSaved, StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
 from mmgen.train.run_folder import RunFolderLock, clear_failed_start
-from mmgen.train.setup import Setup, clip_cache, prepare
+from mmgen.train.setup import Setup, clip_cache, clip_cache_user, prepare
 from mmgen.train.state import TrainingState, parameters_digest
 
 __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]
@@ -69,7 +69,7 @@ def finetune(
         if folder == Path(run_dir) and lock.held:
             clear_failed_start(folder)
         elif folder == cache:
-            clear_skips_only(folder)
+            clear_skips_only(folder, clip_cache_user(run_dir))
 
     try:
         # A run that fails before its first checkpoint takes back the folders it made (rank 0 writes them): its own

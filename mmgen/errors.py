@@ -31,6 +31,27 @@ class UsageError(MmgenError):
     exit_code = 2
 
 
+class InvalidSetting(UsageError, ValueError):
+    """A setting that cannot be taken (exit 2): outside its limits, or refused by a check that needs more than its
+    value (an adapter not registered, a rate the output cannot store, a range past the clip's end). Its line names
+    the setting by its field, as a batch file or a config says it (`sample_rate 10000: …`); the command line says
+    the same line naming its flag (`said_as("--sample-rate")`): one error, each edge's words. A ValueError too, so
+    YAML parsing (mmgen.config) reports it with the file and line."""
+
+    def __init__(self, field: str, reason: str, value: object = None, hint: str | None = None):
+        self.field = field
+        self.reason = reason
+        self.value = value  # as given, where the reason is about it: `adapter 1: no registered adapter …`
+        super().__init__(self._named(field), hint)
+
+    def _named(self, name: str) -> str:
+        return f"{name}{'' if self.value is None else f' {self.value}'}: {self.reason}"
+
+    def said_as(self, name: str) -> str:
+        """The whole line (hint and all) naming the setting `name` (a flag) instead of its field."""
+        return str(MmgenError(self._named(name), self.hint))
+
+
 class ConfigError(UsageError):
     """A YAML/JSON config or a dataclass field is invalid; the message names the file and field."""
 

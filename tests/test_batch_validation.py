@@ -207,7 +207,7 @@ def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith(f"{jobs}:9: ") and "--range 1:3" in lines[0] and "lasts only 1.6" in lines[0]
+    assert lines[0].startswith(f"{jobs}:9: ") and ": ranges 1:3: " in lines[0] and "lasts only 1.6" in lines[0]
     assert lines[1].startswith(f"{jobs}:13: ") and "past the end of" in lines[1] and "picture (0.800 s)" in lines[1]
     assert lines[-1] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
     assert not (folder / "outputs").exists()
@@ -511,6 +511,50 @@ def test_text_in_a_number_field_says_the_field_and_what_it_takes(folder: Path):
         7: "job 4 (generate): sample_rate: expected an integer or 'model', got '1:30'",
         8: "job 5 (soundtrack): guidance_scale: expected a number, got '1:30'",
     }
+
+
+def test_a_sample_rate_an_mp4_cannot_store_is_found_while_planning(folder: Path):
+    """`sample_rate: 10000` (AAC stores no 10 kHz; `--sample-rate 10000 -o x.mp4` is refused up front) failed only
+    when its job ran, after the jobs before it had run. It is a problem of the file now, naming the job and its line
+    as the command line names its flag."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+          - kind: generate
+            name: odd
+            sample_rate: 10000
+        """)
+    result = run_here("batch", jobs, env=mmgen_env(folder))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{jobs}:6: job 2 (generate): sample_rate 10000: ") and "odd.mp4's sound (aac in mp4) " \
+        "cannot be stored at 10,000 Hz (use one of 8000, 11025," in lines[0]
+    assert lines[1] == f"mmgen: error: {jobs}: 1 problem found, nothing was run"
+    assert not (folder / "outputs").exists()
+
+
+def test_an_option_refused_beyond_its_value_is_named_by_its_key_not_its_flag(folder: Path):
+    """`adapter: 1:30` (no adapter registered as 1) said `--adapter 1: no registered adapter`, a flag no batch file
+    has; so did `ranges:` (`--range 1:3: … lasts only`) and a picture retake (`retake --video needs …`). A batch
+    says its key, the command line its flag: one error, each edge's words."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+            adapter: "1:30"
+          - kind: retake
+            input: clips/beach.mp4
+            ranges: ["0:1e-1"]
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{jobs}:4: job 1 (generate): adapter 1: no registered adapter of that name (")
+    assert lines[1].startswith(f"{jobs}:7: job 2 (retake): ranges: expected A:B in seconds")
+    assert "--" not in "".join(lines[:2]).replace("--name", "")  # the hint's `mmgen models import FILE --name NAME`
+    done = run_here("generate", "-m", folder / "tiny.safetensors", "--adapter", "1:30", env=mmgen_env(folder))
+    assert done.returncode == 2 and done.stderr.startswith("mmgen: error: --adapter 1: no registered adapter of")
 
 
 def test_one_job_is_one_job_in_the_dry_run_s_count(folder: Path):

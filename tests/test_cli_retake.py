@@ -154,7 +154,7 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_p
     out = tmp_path / "mended.mp4"
     done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))
     assert done.returncode == 2
-    assert "retake --video needs a clip at the model's frame size 16x16" in done.stderr
+    assert "--video: a picture retake needs a clip at the model's frame size 16x16" in done.stderr
     assert "holiday.mp4 is 320x240" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
 
@@ -165,7 +165,7 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
     clip = write_test_video(tmp_path / "fast.mp4", seconds=1.2, fps=25, size=(16, 16)).path
     done = run_here("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "retake --video needs a clip at the model's frame rate 10 fps" in done.stderr
+    assert "--video: a picture retake needs a clip at the model's frame rate 10 fps" in done.stderr
     assert "fast.mp4 runs at 25 fps" in done.stderr
     assert not (tmp_path / "fast_retake.mp4").exists()
 
@@ -178,7 +178,7 @@ def test_a_picture_retake_of_a_variable_frame_rate_clip_says_the_rate_varies(tmp
     done = run_here("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().endswith("phone.mp4's frame rate varies (frames 50 to 150 ms apart) (retake its "
-                                        "--audio instead)"), done.stderr
+                                        "sound instead)"), done.stderr
     assert not (tmp_path / "phone_retake.mp4").exists()
 
 

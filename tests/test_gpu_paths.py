@@ -50,7 +50,7 @@ def test_without_autocast_on_mps_auto_is_fp32_and_half_precision_is_refused(monk
     monkeypatch.setattr(torch.amp.autocast_mode, "is_autocast_available", lambda kind: kind != "mps" and available(kind))
     mps = torch.device("mps")
     assert select_precision(mps, "auto") == torch.float32
-    with pytest.raises(UsageError, match=r"^--precision fp16: torch .* has no autocast on mps"):
+    with pytest.raises(UsageError, match=r"^precision fp16: torch .* has no autocast on mps"):
         select_precision(mps, "fp16")
     assert select_precision(mps, "fp32") == torch.float32
     monkeypatch.setattr(torch.amp.autocast_mode, "is_autocast_available", available)

@@ -166,7 +166,7 @@ def test_adapter_options_parse_file_and_weight(text, source, weight):
 def test_an_absurd_adapter_weight_is_refused_before_it_can_overflow(text):
     with pytest.raises(UsageError) as refused:
         AdapterUse.parse(text)
-    assert refused.value.message == f"--adapter {text}: the weight must be a number from -100 to 100"
+    assert refused.value.message == f"adapter {text}: the weight must be a number from -100 to 100"
     assert AdapterUse.parse("style.safetensors:-100").weight == -100.0
 
 

@@ -381,6 +381,6 @@ def test_a_bare_adapter_name_is_the_registered_one_never_a_file_in_the_current_f
     with pytest.raises(UsageError, match=r"my-style: damaged, or not a safetensors file"):
         store.resolve("./my-style")
     assert store.resolve("./other").sha256 == sha256_file(path)
-    with pytest.raises(UsageError, match=r"--adapter other: no registered adapter of that name; to use the file "
+    with pytest.raises(UsageError, match=r"adapter other: no registered adapter of that name; to use the file "
                                          r"other in this folder, give it as \./other"):
         store.resolve("other")

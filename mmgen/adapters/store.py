@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
-from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, OutputExists, UsageError
+from mmgen.errors import ChecksumMismatch, ConfigError, InvalidSetting, MmgenError, OutputExists, UsageError
 from mmgen.files import (
     atomic_path,
     copy_into,
@@ -212,9 +212,9 @@ def resolve(source: str) -> Adapter:
     file = registered_file(source)
     if file is None:
         here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (file_of)
-        raise UsageError(
-            f"--adapter {source}: no registered adapter of that name"
-            + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""),
+        raise InvalidSetting(
+            "adapter", "no registered adapter of that name"
+            + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,
             hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
             "register one with `mmgen models import FILE --name NAME`",
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mmgen.errors import UsageError
+from mmgen.errors import InvalidSetting, UsageError
 from mmgen.weights.names import check_reference
 
 # An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
@@ -31,14 +31,17 @@ class AdapterUse:
             except ValueError:
                 return cls._checked(text)
             if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
-                raise UsageError(f"--adapter {text}: the weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}",
-                                 hint="1 applies the adapter as trained; 0.5 half of it; -1 takes it away")
+                raise InvalidSetting("adapter", f"the weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}",
+                                     text, hint="1 applies the adapter as trained; 0.5 half of it; -1 takes it away")
             return cls._checked(source, weight)
         return cls._checked(text)
 
     @classmethod
     def _checked(cls, source: str, weight: float = 1.0) -> AdapterUse:
-        check_reference(source, "adapter")
+        try:
+            check_reference(source, "adapter")
+        except UsageError as e:
+            raise InvalidSetting("adapter", e.message) from None
         return cls(source, weight)
 
     def describe(self) -> str:

@@ -111,11 +111,12 @@ def _failed(e: Exception) -> int:
     """Say why a command failed, in one line; its exit code: 2 bad usage or input, 1 anything unexpected."""
     import typer
 
-    from mmgen.errors import MmgenError
+    from mmgen.cli.options import flag_of
+    from mmgen.errors import InvalidSetting, MmgenError
 
     if isinstance(e, MmgenError):
         if not (e.every_process and _rank() != 0):
-            _error(str(e))
+            _error(e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else str(e))
         return e.exit_code
     if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal

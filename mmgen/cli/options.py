@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from mmgen.errors import UsageError
-from mmgen.pipelines.settings import LIMITS, InvalidSetting, RunSettings
+from mmgen.pipelines.settings import LIMITS, RunSettings
 
 _SAMPLING = "Sampling"
 _HARDWARE = "Hardware"
@@ -223,15 +222,19 @@ def settings_flags(command):
     def run(**values):
         chosen = {f.name: values.pop(f.name) for f in fields}
         chosen = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen.items()}  # repeatable flags: frozen
-        try:
-            settings = cls(**chosen)
-        except InvalidSetting as e:
-            raise UsageError(f"--{e.field.replace('_', '-')}: {e.reason}") from None
-        return command(settings=settings, **values)
+        return command(settings=cls(**chosen), **values)  # an InvalidSetting names its flag (flag_of) as it is said
 
     run.__signature__ = inspect.Signature(parameters)
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     return run
+
+
+def flag_of(field: str) -> str:
+    """The flag of a settings field as the command line's errors name it: its long name (`--range` for ranges,
+    `--upscale` for upscale's --upscale/--no-upscale); `--field-name` for a field without a flag here."""
+    info = typing.get_args(FLAGS[field])[1] if field in FLAGS else None
+    names = [name.split("/")[0] for name in getattr(info, "param_decls", None) or () if name.startswith("--")]
+    return names[0] if names else "--" + field.replace("_", "-")
 
 
 def _flag(name: str) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mmgen import files
 from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
 from mmgen.disk_failures import write_failure
-from mmgen.errors import ConfigError, MediaError, StorageError, UsageError
+from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
@@ -90,11 +90,7 @@ def check_outputs(
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
             raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
-        into = container_for(paths.mp4)
-        if sample_rate is not None and sample_rate not in (rates := into.audio_rates()):
-            codec = into.audio_encoder.removeprefix("lib")
-            raise UsageError(f"--sample-rate {sample_rate}: {paths.mp4}'s sound ({codec} in {into.name}) cannot be "
-                             f"stored at {sample_rate:,} Hz", hint=f"use {'one of ' * (len(rates) > 1)}{', '.join(map(str, rates))}")
+        check_rate_stored(paths.mp4, sample_rate)
         check_not_anothers(paths)
         for path in paths.files.values():
             folder = path.parent
@@ -105,6 +101,17 @@ def check_outputs(
     mp4s = [p.mp4.resolve() for p in outputs]
     if len(set(mp4s)) != len(mp4s):
         raise UsageError("two outputs would have the same name")
+
+
+def check_rate_stored(mp4: Path, sample_rate: int | None) -> None:
+    """Refuse a `sample_rate` asked for (None: a rate of the sound's own, fitted to the container) that the sound of
+    the container `mp4` names cannot be stored at: the commands' check before any work, and a batch's when planning."""
+    into = container_for(mp4)
+    if sample_rate is not None and sample_rate not in (rates := into.audio_rates()):
+        codec = into.audio_encoder.removeprefix("lib")
+        raise InvalidSetting("sample_rate", f"{mp4}'s sound ({codec} in {into.name}) cannot be stored at "
+                             f"{sample_rate:,} Hz", sample_rate,
+                             hint=f"use {'one of ' * (len(rates) > 1)}{', '.join(map(str, rates))}")
 
 
 def _try_writing(folder: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mmgen.errors import MediaError, UsageError
+from mmgen.errors import InvalidSetting, MediaError
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
@@ -51,14 +51,14 @@ class TimeRange:
         would also take signs, spaces, exponents, "1_0", other scripts' digits, "inf" and "nan")."""
         parts = str(text).split(":")
         if len(parts) != 2 or not all(_SECONDS.fullmatch(part) for part in parts):
-            raise UsageError(f"--range takes A:B in seconds, written with the digits 0-9 and a point (e.g. 2:3.5), "
-                             f"got {text!r}")
+            raise InvalidSetting("ranges", "expected A:B in seconds, written with the digits 0-9 and a point "
+                                 f"(e.g. 2:3.5), got {text!r}")
         a, b = (float(part) for part in parts)
         if not math.isfinite(b):  # 400 digits: past what a float holds
             which = "start" if not math.isfinite(a) else "end"
-            raise UsageError(f"--range {text}: the {which} must be a finite number of seconds")
+            raise InvalidSetting("ranges", f"the {which} must be a finite number of seconds", text)
         if not a < b:
-            raise UsageError(f"--range {text}: the end must come after the start")
+            raise InvalidSetting("ranges", "the end must come after the start", text)
         return cls(a, b)
 
     def __str__(self) -> str:
@@ -74,18 +74,18 @@ def check_ranges(
     remade one everywhere in the range (the two may differ in length)."""
     parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
     if not parsed:
-        raise UsageError("retake needs at least one --range A:B")
+        raise InvalidSetting("ranges", "retake needs at least one range A:B (in seconds)")
     other = OTHER[modality]
     merged: list[TimeRange] = []
     for r in parsed:
         if r.end > seconds[modality] + 1e-6:
-            raise UsageError(f"--range {r}: {path} lasts only {seconds[modality]:.3f} s")
+            raise InvalidSetting("ranges", f"{path} lasts only {seconds[modality]:.3f} s", r)
         if r.end > seconds[other] + 1e-6:
-            raise UsageError(f"--range {r} is past the end of {path}'s {NOUNS[other]} ({seconds[other]:.3f} s), "
-                             f"which its {NOUNS[modality]} is remade to match")
+            raise InvalidSetting("ranges", f"past the end of {path}'s {NOUNS[other]} ({seconds[other]:.3f} s), "
+                                 f"which its {NOUNS[modality]} is remade to match", r)
         if merged and r.start < merged[-1].end:
-            raise UsageError(f"--range {merged[-1]} and --range {r} overlap", hint="give each second once: "
-                             f"--range {TimeRange(merged[-1].start, max(r.end, merged[-1].end))} for both")
+            raise InvalidSetting("ranges", f"{merged[-1]} and {r} overlap", hint="give each second once: "
+                                 f"{TimeRange(merged[-1].start, max(r.end, merged[-1].end))} for both")
         if merged and r.start == merged[-1].end:
             r = TimeRange(merged[-1].start, max(r.end, merged[-1].end))
             merged.pop()
@@ -107,8 +107,9 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         return
     height, width = config.video_size[2:]
     if (info.height, info.width) != (height, width):
-        raise UsageError(f"retake --video needs a clip at the model's frame size {width}x{height} (mmgen's own "
-                         f"outputs); {info.path} is {info.width}x{info.height}", hint="retake its --audio instead")
+        raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame size {width}x{height} "
+                             f"(mmgen's own outputs); {info.path} is {info.width}x{info.height}",
+                             hint="retake its sound instead")
     gaps = frame_gaps(info.path)
     # A steady clip's rate is its frames' own: FFmpeg's average also counts the last frame's duration, which a
     # muxer may write short (a 10 fps clip read as 10.3 fps).
@@ -120,16 +121,8 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         found = f"{info.path} runs at {fps:.3g} fps"
     else:
         return
-    raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
-                     f"outputs); {found}", hint="retake its --audio instead")
-    # A steady clip's rate is its frames' own: FFmpeg's average also counts the last frame's duration, which a
-    # muxer may write short (a 10 fps clip read as 10.3 fps).
-    fps = 2 / (gaps.shortest + gaps.longest) if gaps is not None else info.fps
-    if fps is None or abs(fps - config.fps) <= 0.01 * config.fps:
-        return
-    found = f"{info.path} runs at {fps:.3g} fps"
-    raise UsageError(f"retake --video needs a clip at the model's frame rate {config.fps:g} fps (mmgen's own "
-                     f"outputs); {found}", hint="retake its --audio instead")
+    raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {config.fps:g} fps "
+                         f"(mmgen's own outputs); {found}", hint="retake its sound instead")
 
 
 def elements(r: TimeRange, per_second: float) -> tuple[int, int]:

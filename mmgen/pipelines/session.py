@@ -26,7 +26,7 @@ from mmgen.adapters import (
 from mmgen.adapters.store import file_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
-from mmgen.errors import ConfigError, ModelNotFound, UsageError
+from mmgen.errors import ConfigError, InvalidSetting, ModelNotFound, UsageError
 from mmgen.input_files import why_not_a_file
 from mmgen.models.storage import store_for_compute
 from mmgen.pipelines.settings import RunSettings
@@ -124,15 +124,15 @@ def _choose_upsampler(name: str, upsampler: str | None, upscale: bool | None) ->
         return None
     if upsampler is None:
         if upscale:
-            raise UsageError(f"--upscale: model {name} names no upsampler", hint="run without --upscale")
+            raise InvalidSetting("upscale", f"model {name} names no upsampler", hint="run without upscaling")
         return None
     state = availability(upsampler, load_registry().entries.get(upsampler), ModelCache())
     if state in LOCAL or (upscale and state == "downloadable"):
         return upsampler
     if upscale:
-        raise ModelNotFound(
-            f"--upscale: the upsampler {upsampler} of {name} is not available ({state})",
-            hint=f"import it with `mmgen models import FILE --name {upsampler}`, or run with --no-upscale",
+        raise InvalidSetting(
+            "upscale", f"the upsampler {upsampler} of {name} is not available ({state})",
+            hint=f"import it with `mmgen models import FILE --name {upsampler}`, or run without upscaling",
         )
     return None
 

@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 
 from mmgen.adapters.use import AdapterUse
 from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
-from mmgen.errors import UsageError
+from mmgen.errors import InvalidSetting, UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
 from mmgen.weights.names import check_reference
@@ -28,16 +28,6 @@ from mmgen.weights.names import check_reference
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
 Guidance = Literal["replacement", "gradient"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-
-
-class InvalidSetting(UsageError, ValueError):
-    """A setting outside its limits (exit 2). A ValueError too, so YAML parsing (mmgen.config) reports it with
-    the file and line; `field` lets the commands name their flag instead."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -109,10 +99,7 @@ class RunSettings:
             raise InvalidSetting("model", e.message) from None
         if isinstance(self.adapter, str):  # one adapter, as a batch file may write it
             object.__setattr__(self, "adapter", (self.adapter,))
-        try:
-            self.adapters()
-        except UsageError as e:
-            raise InvalidSetting("adapter", e.message.split(": ", 1)[-1]) from None
+        self.adapters()
 
     def adapters(self) -> tuple[AdapterUse, ...]:
         """The adapters to merge into the model, each with its weight (1 unless FILE:WEIGHT says otherwise)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from mmgen import environment
-from mmgen.errors import UsageError
+from mmgen.errors import InvalidSetting
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -56,9 +56,9 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def select_device(name: str = "auto", option: str = "--device") -> torch.device:
-    """Parse --device and check the device exists here (UsageError naming what is missing). `option` is how
-    the message names the setting (a config file says `FILE: device`)."""
+def select_device(name: str = "auto") -> torch.device:
+    """Parse a device setting and check the device exists here (InvalidSetting naming what is missing: each edge
+    names the setting its way, `--device cuda` on the command line, `device cuda` in a batch file)."""
     name = name.strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -68,16 +68,16 @@ def select_device(name: str = "auto", option: str = "--device") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise UsageError(f"{option} mps: Apple MPS is not available on this machine", "try --device auto")
+            raise InvalidSetting("device", "Apple MPS is not available on this machine", "mps", hint="try auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
-        raise UsageError(f"{option}: {name!r} is not a device (choose from {', '.join(DEVICES)})")
+        raise InvalidSetting("device", f"{name!r} is not a device (choose from {', '.join(DEVICES)})")
     if not torch.cuda.is_available():
-        raise UsageError(f"{option} {name}: CUDA is not available", "try --device auto or --device cpu")
+        raise InvalidSetting("device", "CUDA is not available", name, hint="try auto or cpu")
     index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
-        raise UsageError(f"{option} {name}: only {torch.cuda.device_count()} CUDA device(s) found")
+        raise InvalidSetting("device", f"only {torch.cuda.device_count()} CUDA device(s) found", name)
     return torch.device("cuda", index)
 
 
@@ -143,10 +143,10 @@ def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
             return torch.float16 if torch.amp.autocast_mode.is_autocast_available("mps") else torch.float32
         return torch.bfloat16 if cpu_native_bf16() else torch.float32
     if name not in PRECISIONS:
-        raise UsageError(f"--precision: {name!r} is not one of auto, {', '.join(PRECISIONS)}")
+        raise InvalidSetting("precision", f"{name!r} is not one of auto, {', '.join(PRECISIONS)}")
     if name != "fp32" and not torch.amp.autocast_mode.is_autocast_available(device.type):
-        raise UsageError(f"--precision {name}: torch {torch.__version__} has no autocast on {device.type} "
-                         "(Apple MPS has it from torch 2.5)", "use --precision fp32, or a newer torch")
+        raise InvalidSetting("precision", f"torch {torch.__version__} has no autocast on {device.type} (Apple MPS "
+                             "has it from torch 2.5)", name, hint="use fp32, or a newer torch")
     return PRECISIONS[name]
 
 

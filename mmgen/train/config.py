@@ -272,7 +272,10 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
     from mmgen.models import config_for
     from mmgen.runtime.device import select_device
 
-    select_device(config.device, option=str(setting("device")))
+    try:
+        select_device(config.device)
+    except InvalidSetting as e:
+        raise UsageError(e.said_as(str(setting("device")))) from None
     if config.init is not None and (not resume or config.lora is not None):
         _check_model_known(config.init, setting("init"))
     model_config = None

@@ -20,7 +20,7 @@ import torch
 
 from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
-from mmgen.errors import MediaError, MmgenError, ModelNotFound, UsageError
+from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.media import probe
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.manifest import Manifest, Record
@@ -42,7 +42,7 @@ from mmgen.pipelines.batch.targets import (
     status_of,
 )
 from mmgen.pipelines.conditional import check_input
-from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
 from mmgen.pipelines.retake import check_frames, check_ranges
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
@@ -200,7 +200,10 @@ class _Planner:
             run = self._run(spec, settings) if settings is not None else None
             if run is None:
                 continue
-            for input, stem, chosen in self._targets(spec, settings):
+            targets = self._targets(spec, settings)
+            if targets and not self._stored(spec, settings, self.batch.output_dir / f"{targets[0][1]}.mp4"):
+                continue
+            for input, stem, chosen in targets:
                 output = f"{stem}.mp4"
                 job_run = _reseeded(run, chosen.seed)
                 job_hash, former = self._hash(spec, input, chosen, job_run)
@@ -223,6 +226,17 @@ class _Planner:
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
             self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
             return None
+
+    def _stored(self, spec: JobSpec, settings: RunSettings, mp4: Path) -> bool:
+        """Whether the job's sound can be stored at the rate it asks for in its outputs (all mp4s: one checks them
+        all), as the commands check before any work; a problem naming the job where not."""
+        try:
+            check_rate_stored(mp4, settings.asked_rate())
+        except InvalidSetting as e:
+            line = spec.lines.get(e.field) or self.batch.default_lines.get(e.field) or spec.line
+            self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
+            return False
+        return True
 
     def _from_batch_folder(self, adapter: str) -> str:
         """An `adapter:` value (FILE[:WEIGHT] or a registered name) with a relative FILE made relative to the
@@ -311,7 +325,7 @@ class _Planner:
             if isinstance(run, ModelNotFound) and "model" not in spec.lines and "model" in self.batch.default_lines:
                 self.problem(self.batch.default_lines["model"], f"defaults: model: {run}")  # said once, not per job
             else:
-                line = spec.line_of("model") if isinstance(run, ModelNotFound) else spec.line
+                line = spec.line_of("model" if isinstance(run, ModelNotFound) else getattr(run, "field", ""))
                 self.problem(line, f"job {spec.index} ({spec.kind}): {run}")
             return None
         return run

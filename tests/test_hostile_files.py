@@ -62,6 +62,41 @@ def test_a_cache_entry_that_is_a_symlink_is_damaged_and_rm_removes_only_the_link
     assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
 
 
+def test_a_linked_adapters_folder_or_entry_is_a_damaged_row_and_the_rest_still_list(tmp_path):
+    """adapters/ a link, or an entry that is a link to a folder holding a record a replacement kept aside (or no
+    record at all): `models list` ended with exit 2 on the first of them. Each is one row saying it is damaged and
+    how to clear it, as a linked model folder is; everything else is listed, exit 0."""
+    victim, before = _victim(tmp_path)
+    (victim / "x").mkdir()
+    (victim / "x" / "adapter.json").write_text("{}")
+    linked_folder = mmgen_env(tmp_path / "one")
+    cache = Path(linked_folder["MMGEN_CACHE"])
+    cache.mkdir(parents=True)
+    (cache / "adapters").symlink_to(victim)
+    linked_entries = mmgen_env(tmp_path / "two")
+    cache = Path(linked_entries["MMGEN_CACHE"])
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for stem in ("model", "adapter"):  # what a replacement keeps aside while it runs
+        (aside / f".{stem}.0a1b2c3d-4242-0a1b2c3d.partial.json").write_text("{}")
+    for kind, entry in (("models", "m1"), ("adapters", "a1"), ("adapters", "a2")):
+        (cache / kind).mkdir(parents=True, exist_ok=True)
+        (cache / kind / entry).symlink_to(aside if entry != "a2" else tmp_path / "nowhere")
+
+    for env, damaged in ((linked_folder, {("adapter", "x"): "replace the link"}),
+                         (linked_entries, {("model", "m1"): "mmgen models rm m1", ("adapter", "a1"): "mmgen models rm a1",
+                                           ("adapter", "a2"): "mmgen models rm a2"})):
+        listed = run_here("models", "list", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        rows = {(row["kind"], row["name"]): row for row in map(json.loads, listed.stdout.splitlines())}
+        assert rows[("model", "demo")]["status"] == "bundled"
+        for key, hint in damaged.items():
+            assert rows[key]["status"] == "damaged" and "damaged: a symlink" in rows[key]["description"], rows[key]
+            assert hint in rows[key]["description"]
+        assert {key for key, row in rows.items() if row["status"] == "damaged"} == set(damaged)
+    assert {p.name: p.read_bytes() for p in victim.iterdir() if p.is_file()} == before
+
+
 def test_a_trust_folder_or_lock_file_that_is_a_symlink_is_never_written_through(tmp_path):
     """trust/ a link: `rm --forget` deleted the record in the folder it points to. A model's .lock a link to a
     file: the lock (filelock) truncated that file."""

@@ -377,7 +377,7 @@ def test_a_bare_adapter_name_is_the_registered_one_never_a_file_in_the_current_f
     (here / "my-style").write_bytes(b"not an adapter")
     (here / "other").write_bytes(path.read_bytes())
 
-    assert store.resolve("my-style").path == store.root() / "my-style" / store.FILE
+    assert store.resolve("my-style").path == store.folder_of("my-style") / store.FILE
     with pytest.raises(UsageError, match=r"my-style: damaged, or not a safetensors file"):
         store.resolve("./my-style")
     assert store.resolve("./other").sha256 == sha256_file(path)

@@ -30,6 +30,7 @@ from mmgen.weights.cache import (
     check_cache_writable,
     check_removable,
     entry_lock,
+    entry_names,
     own_path,
 )
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
@@ -67,11 +68,6 @@ class DamagedAdapter:
 
     def as_dict(self) -> dict:
         return {"kind": "adapter", "name": self.name, "status": DAMAGED, "description": self.problem}
-
-
-def root(cache_dir: Path | None = None) -> Path:
-    """Where adapters are registered: in the cache folder `cache_dir` (default: the one in use)."""
-    return own_path(cache_dir or cache_root(), "adapters")
 
 
 def folder_of(name: str, cache_dir: Path | None = None) -> Path:
@@ -163,9 +159,7 @@ def records() -> list[AdapterRecord | DamagedAdapter]:
     """Every registered adapter, by name: its record, or what is wrong with it (a record cut short or not an
     adapter's) — one damaged record never hides the others."""
     found = []
-    replaced = {p.parent.name for p in root().glob(f"*/.{Path(RECORD).stem}.*.partial.json")}  # or killed doing so
-    for name in sorted({p.parent.name for p in root().glob(f"*/{RECORD}")}
-                       | {name for name in replaced if _kept(name) is not None}):
+    for name in entry_names(cache_root(), "adapters", RECORD, _kept):
         try:
             found.append(_record(name))
         except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
@@ -187,8 +181,9 @@ def find(name: str) -> AdapterRecord | None:
 def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
-    return [Verdict(r.name, str(root() / r.name / RECORD), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
-            if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or root() / r.name / FILE,
+    where = cache_root() / "adapters"  # a path only: adapters/ may be what is damaged
+    return [Verdict(r.name, str(where / r.name / RECORD), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
+            if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
                                                              r.sha256, kind="adapter")
             for r in chosen]
 

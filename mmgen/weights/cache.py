@@ -43,7 +43,7 @@ from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
 from mmgen.temporaries import remove_leftovers
 from mmgen.terminal import say
-from mmgen.weights.names import check_name
+from mmgen.weights.names import check_name, is_name
 
 
 def cache_root() -> Path:
@@ -100,6 +100,28 @@ def own_path(root: Path, *parts: str) -> Path:
                    else f"replace the link {path} with a folder")
             raise DamagedEntry(path, how)
     return path
+
+
+def entry_names(root: Path, kind: str, record: str, kept: Callable[[str], object]) -> list[str]:
+    """The names of the entries in the cache folder `root`'s `kind` ("models", "adapters"): each folder holding its
+    `record` file, or a record a replacement kept aside (in flight, or killed outright) that `kept(name)` finds
+    (files.last_kept), and each entry that is a symlink. Found without judging them: a damaged one (a link, or in a
+    `kind` folder that is one: DamagedEntry) is named all the same, and reading it says what is wrong — one row of
+    `models list`, never the end of the listing."""
+    folder = root / kind
+    if not folder.is_dir():
+        return []
+    stem, suffix = os.path.splitext(record)
+    names = {p.parent.name for p in folder.glob(f"*/{record}")}
+    with suppress(OSError):  # a folder that cannot be listed: what glob found, as glob does
+        names |= {p.name for p in folder.iterdir() if p.is_symlink() and is_name(p.name)}
+    for name in {p.parent.name for p in folder.glob(f"*/.{stem}.*.partial{suffix}")} - names:
+        try:
+            if kept(name) is not None:
+                names.add(name)
+        except ConfigError:  # damaged: said where it is read
+            names.add(name)
+    return sorted(names)
 
 
 def remove_entry_link(root: Path, name: str) -> Path | None:
@@ -199,12 +221,7 @@ class ModelCache:
         return HashMemo(self.root / "file-hashes.json").sha256(path)
 
     def names(self) -> list[str]:
-        models = self.root / "models"
-        if not models.is_dir():
-            return []
-        replaced = {p.parent.name for p in models.glob("*/.model.*.partial.json")}  # in flight, or killed (kill -9)
-        return sorted({p.parent.name for p in models.glob("*/model.json")}
-                      | {name for name in replaced if self.kept_files(name) is not None})
+        return entry_names(self.root, "models", "model.json", self.kept_files)
 
     def kept_files(self, name: str) -> tuple[Path, Path] | None:
         """The record file and weights file of the model `name` as last kept: its own, or while a replacement is in

@@ -133,3 +133,99 @@ def test_the_true_peak_of_a_long_sound_takes_the_same_value_and_bounded_memory()
         tracemalloc.stop()
     whole = 8 * chunk * OVERSAMPLE * 8  # bytes of the longer sound oversampled at once, in float64
     assert peaks[8] < 1.2 * peaks[2] and peaks[8] < whole / 3
+
+
+def pyloudnorm_whole(samples: np.ndarray, rate: int) -> float:
+    """pyloudnorm's meter on the whole sound in float64, looped to one block when shorter (loudness.py's rule)."""
+    import pyloudnorm
+
+    samples = samples.astype(np.float64)
+    block = int(np.ceil(0.4 * rate))
+    if len(samples) < block:
+        samples = np.tile(samples, -(-block // len(samples)))
+    return float(pyloudnorm.Meter(rate, block_size=0.4).integrated_loudness(samples))
+
+
+def _noise(seconds: float, rate: int, scale: float = 0.1, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(round(seconds * rate)) * scale).astype(np.float32)
+
+
+def _loud_and_quiet(rate: int) -> np.ndarray:
+    sound = _noise(9.0, rate)
+    sound[: 3 * rate] *= 1e-3  # 60 dB down: under the relative gate
+    sound[5 * rate : 6 * rate] = 0.0  # under the absolute one
+    return sound
+
+
+@pytest.mark.parametrize(
+    "name, samples, rate",
+    [
+        ("noise over several chunks, 44.1 kHz block edges", _noise(7.3, 44100), 44100),
+        ("loud, 60 dB down and silent stretches (both gates)", _loud_and_quiet(48000), 48000),
+        ("the demo world's bursts", world_sound(8, 16000).numpy().reshape(-1), 16000),
+        ("0.25 s, shorter than a gating block", _noise(0.25, 16000, 0.3), 16000),
+        ("0.46 s: a last block cut short", _noise(0.46, 48000, 0.3), 48000),
+        ("silence", np.zeros(48000, np.float32), 48000),
+        ("under the -70 LUFS gate", _noise(1.0, 48000, 1e-5), 48000),
+    ],
+)
+def test_the_chunked_meter_is_pyloudnorms_on_the_whole_sound(name, samples, rate):
+    """integrated_loudness filters a chunk at a time and gates block energies (no whole-sound float64 copies):
+    it must read what pyloudnorm's meter reads on the whole sound at once — None where pyloudnorm says -inf."""
+    expected = pyloudnorm_whole(samples, rate)
+    measured = integrated_loudness(samples, rate)
+    if np.isfinite(expected):
+        assert measured == pytest.approx(expected, abs=1e-9), name
+    else:
+        assert measured is None, name
+
+
+def test_normalising_a_long_sound_takes_at_most_three_times_its_size():
+    """Delivery measured, gained and limited float64 copies of the whole sound: 8× its float32 size at its peak
+    (0.9 GB for 10 minutes at 48 kHz). Now one float32 copy is gained and limited in place and the meters read a
+    chunk at a time: at most 3× the sound's size plus one chunk's working set (the true-peak oversampling's)."""
+    import tracemalloc
+
+    from mmgen.media.loudness import PEAK_CHUNK, normalise, true_peak
+
+    rate = 48000
+    sound = _noise(16.0, rate, 0.01)
+    sound[:: rate // 2] = 0.9  # clicks 30 dB over the noise: at -16 LUFS they pass the ceiling, so it limits
+    sound = torch.from_numpy(sound)[None]
+    size = sound.numel() * 4
+
+    normalise(sound[:, :rate], rate)  # scipy and pyloudnorm imported before tracing: their modules are not the sound's
+    tracemalloc.start()
+    true_peak(np.zeros(PEAK_CHUNK, np.float32))
+    chunk = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    out, report = normalise(sound, rate)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert report.after == pytest.approx(-16.0, abs=0.1) and report.true_peak <= -1.0
+    assert report.before < -30  # the clicks did need the limiter (the gain alone would clip them)
+    assert peak <= 3 * size + chunk, f"{peak / size:.1f}× the sound's size"
+
+
+def test_filtering_in_place_gives_the_same_samples_and_refuses_a_chain_that_runs_ahead():
+    from mmgen.media.filters import filter_audio
+
+    sound = _noise(1.0, 16000, 0.5)
+    chain = [("alimiter", "limit=0.3:attack=1:release=20:level=0:latency=1")]
+    expected, _ = filter_audio(sound, 16000, chain)
+    in_place = sound.copy()
+    filter_audio(in_place, 16000, chain, out=in_place)
+    assert np.array_equal(in_place, expected)
+    with pytest.raises(RuntimeError, match="cannot filter in place"):  # 3× the samples: it would overwrite its input
+        filter_audio(in_place, 16000, [("aresample", "48000")], out=in_place)
+
+
+def test_mixing_leaves_the_callers_sounds_as_they_were():
+    """--mix blends the two normalised copies in place: never the caller's own tensors (silence is not gained,
+    but it is still a copy)."""
+    silent, own = torch.zeros(1, 48000), tone(1.0, 48000, amplitude=0.3)
+    kept = own.clone()
+    delivered = deliver(silent, 48000, Delivery(), own=own, mix=0.5)
+    assert not silent.any() and torch.equal(own, kept)
+    assert delivered.audio.abs().max() > 0

@@ -43,9 +43,11 @@ def deliver(
     before = integrated_loudness(sound, rate)
     if mix > 0 and own is not None:
         own = fit_length(own.float(), sound.shape[-1])
-        if delivery.loudness is not None:
-            sound, own = (normalise(x, rate, delivery.loudness)[0] for x in (sound, own))
-        sound = (1 - mix) * sound + mix * own
+        if delivery.loudness is None:
+            sound = (1 - mix) * sound + mix * own
+        else:  # each brought to the target in a copy of its own, one after the other, blended in place
+            sound = normalise(sound, rate, delivery.loudness)[0]
+            sound.mul_(1 - mix).add_(normalise(own, rate, delivery.loudness)[0], alpha=mix)
     if delivery.loudness is not None:
         sound, report = normalise(sound, rate, delivery.loudness)
         report = LoudnessReport(before, report.after, report.true_peak)

@@ -14,10 +14,15 @@ CHUNK = 4096  # samples per frame pushed into the graph
 
 
 def filter_audio(
-    samples: np.ndarray, sample_rate: int, chain: Sequence[tuple[str, str]]
+    samples: np.ndarray, sample_rate: int, chain: Sequence[tuple[str, str]], out: np.ndarray | None = None
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Mono float samples (L,) at `sample_rate` through `chain` of (filter, arguments), ending as mono float
-    32-bit. Returns every sample the chain gave, and the metadata of its last frame (e.g. ebur128's)."""
+    32-bit. Returns every sample the chain gave, and the metadata of its last frame (e.g. ebur128's).
+
+    Given `out` (float32, 1-D), the samples go into it instead, frame by frame, cut at its length, silence where
+    the chain gave fewer, and `out` is returned: no list of frames and no joined copy. `out` may be `samples`
+    itself (filtered in place) for a chain that gives no sample before the one at its place has been pushed (the
+    limiter, delay-compensated); one that ran ahead would overwrite what it has yet to read, and stops here."""
     graph = av.filter.Graph()
     node = graph.add_abuffer(format="flt", sample_rate=sample_rate, layout="mono", time_base=Fraction(1, sample_rate))
     for name, args in (*chain, ("aformat", "sample_fmts=flt:channel_layouts=mono")):
@@ -27,25 +32,39 @@ def filter_audio(
     sink = graph.add("abuffersink")
     node.link_to(sink)
     graph.configure()
-    out: list[np.ndarray] = []
+    flat = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+    in_place = out is not None and np.may_share_memory(out, flat)
+    pieces: list[np.ndarray] = []
     metadata: dict[str, str] = {}
+    pushed = written = 0
 
     def drain() -> None:
-        nonlocal metadata
+        nonlocal metadata, written
         while True:
             try:
                 frame = graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            out.append(frame.to_ndarray().reshape(-1))
+            piece = frame.to_ndarray().reshape(-1)
             metadata = dict(frame.metadata)
+            if out is None:
+                pieces.append(piece)
+                continue
+            piece = piece[: len(out) - written]
+            if in_place and written + len(piece) > pushed:
+                raise RuntimeError(f"{chain} gave samples ahead of its input: it cannot filter in place")
+            out[written : written + len(piece)] = piece
+            written += len(piece)
 
-    flat = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
     for start in range(0, len(flat), CHUNK):
         frame = av.AudioFrame.from_ndarray(flat[None, start : start + CHUNK], format="flt", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
         graph.push(frame)
+        pushed = start + frame.samples
         drain()
     graph.push(None)
     drain()
-    return (np.concatenate(out) if out else np.zeros(0, np.float32)), metadata
+    if out is not None:
+        out[written:] = 0.0
+        return out, metadata
+    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), metadata

@@ -7,6 +7,10 @@ target gain goes through FFmpeg's look-ahead limiter (alimiter, latency-compensa
 then is measured and gained again, a few rounds; whatever still peaks too high is scaled down to the ceiling
 (the loudness then falls short of the target, and the report says by how much).
 
+Memory: both meters read the sound a few seconds at a time, in float64 only there, and normalising gains and
+limits one float32 copy of it in place, so delivering a sound takes about twice its float32 size; whole-sound
+float64 copies took 8× (0.9 GB for 10 minutes at 48 kHz).
+
 Very short sound: BS.1770 gates 400 ms blocks, so audio shorter than one block (the model's clips are 0.8–1.6 s,
 but a user can cut less) is measured as if looped to fill one block — its mean-square power, which is all the
 loudness such a short sound has. Silence (below the −70 LUFS absolute gate) is left as it is.
@@ -27,10 +31,12 @@ TRUE_PEAK_CEILING = -1.0  # dBTP (EBU R128 allows −1 for lossy delivery)
 BLOCK_SECONDS = 0.4  # BS.1770 gating block
 OVERSAMPLE = 4  # true-peak oversampling (BS.1770-4 Annex 2)
 PEAK_CHUNK = 1 << 17  # samples oversampled at once (2.7 s at 48 kHz)
+MEASURE_CHUNK = 1 << 17  # samples K-weighted at once
 PEAK_CONTEXT = 64  # samples of context on each side of a chunk: more than the oversampling filter's reach (10)
 LIMITER_MARGIN_DB = 1.0  # the limiter works on sample peaks: aim this far under the ceiling for the ones between
 LIMITER = "attack=1:release=20:level=0:latency=1"  # fast, no auto make-up gain, delay compensated
 ROUNDS = 6
+ABSOLUTE_GATE = -70.0  # LUFS
 
 
 @dataclass(frozen=True)
@@ -47,17 +53,59 @@ class LoudnessReport:
 
 
 def integrated_loudness(audio: torch.Tensor | np.ndarray, sample_rate: int) -> float | None:
-    """BS.1770 integrated loudness of mono audio, in LUFS; None when it is silent (gated out entirely)."""
-    samples = _mono64(audio)
+    """BS.1770 integrated loudness of mono audio, in LUFS; None when it is silent (gated out entirely).
+
+    pyloudnorm's integrated loudness, not its copies: its Meter.integrated_loudness copies the whole sound in
+    float64 and filters it whole (4× the float32 size on top of our own float64 copy). Here its meter's own
+    K-weighting filters run MEASURE_CHUNK samples at a time with their state carried over (lfilter's zi: the same
+    filtered samples), each 400 ms block's energy is summed from the stretches between block edges, and the gates
+    are its gates on those energies — the same value (to ~1e-12 LU, summing order), in memory that does not grow
+    with the sound."""
+    samples = _flat(audio)
     if not samples.any():
         return None
     block = math.ceil(BLOCK_SECONDS * sample_rate)
     if len(samples) < block:
         samples = np.tile(samples, math.ceil(block / len(samples)))
-    import pyloudnorm  # imports scipy.signal: ~1.5 s that a command which measures no loudness should not pay
+    with np.errstate(divide="ignore"):
+        energies = _block_energies(samples, sample_rate)
+        loudness = -0.691 + 10.0 * np.log10(energies)  # each block's (BS.1770 eq. 4, mono: G = 1)
+        gated = energies[loudness >= ABSOLUTE_GATE]
+        if not len(gated):
+            return None
+        relative = -0.691 + 10.0 * np.log10(np.mean(gated)) - 10.0
+        gated = energies[(loudness > relative) & (loudness > ABSOLUTE_GATE)]  # pyloudnorm's second pass: > both
+        value = -0.691 + 10.0 * np.log10(np.mean(gated)) if len(gated) else -math.inf
+    return float(value) if math.isfinite(value) else None
 
-    value = float(pyloudnorm.Meter(sample_rate, block_size=BLOCK_SECONDS).integrated_loudness(samples))
-    return value if math.isfinite(value) else None
+
+def _block_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The mean-square K-weighted energy z_j of each gating block, at pyloudnorm's block edges (its float
+    arithmetic, so its int() truncations, exactly) and with its filters, a chunk at a time."""
+    import pyloudnorm  # imports scipy.signal: ~1.5 s that a command which measures no loudness should not pay
+    from scipy.signal import lfilter
+
+    meter = pyloudnorm.Meter(sample_rate, block_size=BLOCK_SECONDS)
+    stages = [(stage.b, stage.a, stage.passband_gain) for stage in meter._filters.values()]  # K-weighting's two
+    states = [np.zeros(max(len(b), len(a)) - 1) for b, a, _ in stages]
+    length, size, step = len(samples), meter.block_size, 1.0 - meter.overlap
+    count = int(np.round((length / sample_rate - size) / (size * step))) + 1
+    j = np.arange(count)
+    lower = (size * (j * step) * sample_rate).astype(np.int64)
+    upper = np.minimum((size * (j * step + 1) * sample_rate).astype(np.int64), length)
+    edges = np.unique(np.concatenate((lower, upper, [0, length])))  # the stretches between them: no block splits one
+    stretches = np.zeros(len(edges) - 1)
+    for start in range(0, length, MEASURE_CHUNK):
+        chunk = samples[start : start + MEASURE_CHUNK].astype(np.float64)
+        for k, (b, a, gain) in enumerate(stages):
+            filtered, states[k] = lfilter(b, a, chunk, zi=states[k])
+            chunk = gain * filtered
+        np.square(chunk, out=chunk)
+        first = int(np.searchsorted(edges, start, "right")) - 1
+        last = int(np.searchsorted(edges, start + len(chunk), "left"))
+        stretches[first:last] += np.add.reduceat(chunk, np.maximum(edges[first:last], start) - start)
+    ends = zip(np.searchsorted(edges, lower), np.searchsorted(edges, upper), strict=True)
+    return (1.0 / (size * sample_rate)) * np.array([stretches[a:b].sum() for a, b in ends])
 
 
 def true_peak(audio: torch.Tensor | np.ndarray) -> float:
@@ -69,44 +117,51 @@ def true_peak(audio: torch.Tensor | np.ndarray) -> float:
     at 48 kHz, in every delivery); a chunk takes ~4 MB."""
     from scipy.signal import resample_poly
 
-    samples, peak = _mono64(audio), 0.0
+    samples, peak = _flat(audio), 0.0
     for start in range(0, len(samples), PEAK_CHUNK):
         end = min(start + PEAK_CHUNK, len(samples))
         lo, hi = max(start - PEAK_CONTEXT, 0), min(end + PEAK_CONTEXT, len(samples))
-        oversampled = resample_poly(samples[lo:hi], OVERSAMPLE, 1)[(start - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE]
-        peak = max(peak, float(np.abs(oversampled).max(initial=0.0)))
+        oversampled = resample_poly(samples[lo:hi].astype(np.float64), OVERSAMPLE, 1)
+        oversampled = oversampled[(start - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE]
+        peak = max(peak, float(oversampled.max(initial=0.0)), -float(oversampled.min(initial=0.0)))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def normalise(
     audio: torch.Tensor, sample_rate: int, target: float = DEFAULT_TARGET, ceiling: float = TRUE_PEAK_CEILING
 ) -> tuple[torch.Tensor, LoudnessReport]:
-    """audio (1, L) brought to `target` LUFS with its true peak at most `ceiling` dBTP; same shape."""
-    before = integrated_loudness(audio, sample_rate)
-    if before is None:
-        return audio, LoudnessReport(None, None, None if not audio.any() else true_peak(audio))
-    samples = _mono64(audio)
+    """audio (1, L) brought to `target` LUFS with its true peak at most `ceiling` dBTP: a new float32 tensor of
+    its shape, the one copy made here, gained and limited in place (silence is copied as it is)."""
+    samples = np.array(_flat(audio), dtype=np.float32)
+    before = integrated_loudness(samples, sample_rate)
+    if before is None:  # silence, or below the absolute gate: as it is
+        peak = true_peak(samples) if samples.any() else None
+        return torch.from_numpy(samples).reshape(audio.shape), LoudnessReport(None, None, peak)
     loudness = before
     for _ in range(ROUNDS):
-        samples = samples * 10 ** ((target - loudness) / 20)
+        _gain(samples, target - loudness)
         if true_peak(samples) <= ceiling:
             break
         limit = 10 ** ((ceiling - LIMITER_MARGIN_DB) / 20)
-        limited, _ = filter_audio(samples, sample_rate, [("alimiter", f"limit={limit}:{LIMITER}")])
-        samples = _fit(limited.astype(np.float64), len(samples))
+        filter_audio(samples, sample_rate, [("alimiter", f"limit={limit}:{LIMITER}")], out=samples)
         loudness = integrated_loudness(samples, sample_rate) or loudness
     over = true_peak(samples) - ceiling
     if over > 0:
-        samples = samples * 10 ** (-over / 20)
-    out = torch.from_numpy(samples.astype(np.float32)).reshape(audio.shape)
+        _gain(samples, -over)
+    out = torch.from_numpy(samples).reshape(audio.shape)
     return out, LoudnessReport(before, integrated_loudness(out, sample_rate), true_peak(out))
 
 
-def _mono64(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+def _gain(samples: np.ndarray, db: float) -> None:
+    """float32 samples scaled by `db` in place, each product taken in float64 and rounded once (numpy's buffered
+    cast: a few thousand samples at a time, no copy of the sound)."""
+    np.multiply(samples, np.float64(10 ** (db / 20)), out=samples)
+
+
+def _flat(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The samples as one row, without a copy where they are float32 or float64 already (a tensor's own memory):
+    the meters take a chunk at a time to float64."""
     if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().double().numpy()
-    return np.asarray(audio, dtype=np.float64).reshape(-1)
-
-
-def _fit(samples: np.ndarray, length: int) -> np.ndarray:
-    return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
+        audio = audio.detach().cpu()
+        audio = (audio if audio.dtype in (torch.float32, torch.float64) else audio.float()).numpy()
+    return np.asarray(audio).reshape(-1)

@@ -4,6 +4,7 @@ soundtrack still ends exactly where its video does."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mmgen.media.filters import filter_audio
@@ -23,9 +24,7 @@ def resample(audio: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     if from_rate == to_rate:
         return audio
     length = resampled_length(audio.shape[-1], from_rate, to_rate)
-    samples, _ = filter_audio(audio.detach().float().reshape(-1).numpy(), from_rate,
-                              [("aresample", f"{to_rate}:{SWR_QUALITY}")])
-    out = torch.from_numpy(samples[:length].copy())
-    if out.numel() < length:  # swr gives round-down at the very end on some ratios: pad the last sample's worth
-        out = torch.nn.functional.pad(out, (0, length - out.numel()))
-    return out.reshape(1, length)
+    out = np.empty(length, np.float32)  # swr gives round-down at the very end on some ratios: filter_audio pads
+    filter_audio(audio.detach().float().reshape(-1).numpy(), from_rate, [("aresample", f"{to_rate}:{SWR_QUALITY}")],
+                 out=out)
+    return torch.from_numpy(out).reshape(1, length)

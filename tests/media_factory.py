@@ -11,6 +11,7 @@ with PyAV alone, so tests judge mmgen's outputs without going through mmgen's ow
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -237,6 +238,39 @@ def write_test_wav(
 ) -> WrittenClip:
     """A 16-bit PCM wav file; options as write_test_audio."""
     return write_test_audio(path, seconds, sample_rate, codec="pcm_s16le", **options)
+
+
+def write_pcm_wav(path: Path, channels: int, rate: int = 16000, samples: int = 1600) -> Path:
+    """A 16-bit PCM WAV of `channels` identical channels (a tone) and no channel layout, its header written by hand:
+    no encoder writes 255 channels."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate) * 32767).astype("<i2")
+    data = np.repeat(tone[:, None], channels, 1).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def write_wide_clip(path: Path, channels: int, seconds: float = 1.0, rate: int = 16000) -> Path:
+    """A Matroska clip (`path`: .mkv) of a 16×16 picture at 10 fps over write_pcm_wav's sound of `channels`
+    channels, its packets copied in: no PyAV encoder takes a layout of that many."""
+    sound = write_pcm_wav(path.with_name(f"{path.stem}-sound.wav"), channels, rate, round(seconds * rate))
+    picture = write_test_video(path.with_name(f"{path.stem}-picture.mp4"), seconds, size=(16, 16), audio=False).path
+    with av.open(str(picture)) as video, av.open(str(sound)) as audio, av.open(str(path), "w") as out:
+        streams = {video.streams.video[0]: out.add_stream_from_template(video.streams.video[0]),
+                   audio.streams.audio[0]: out.add_stream_from_template(audio.streams.audio[0])}
+        packets, sample = [], 0
+        for packet in (*video.demux(video.streams.video[0]), *audio.demux(audio.streams.audio[0])):
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio":  # the WAV demuxer's packets carry no dts
+                packet.pts = packet.dts = sample
+                sample += packet.size // (2 * channels)
+            packet.stream = streams[packet.stream]
+            packets.append(packet)
+        for packet in sorted(packets, key=lambda p: float((p.pts if p.dts is None else p.dts) * p.time_base)):
+            out.mux(packet)
+    return path
 
 
 def _layout(channels: int) -> str:

@@ -19,6 +19,7 @@ from media_factory import (
     packets,
     pattern_audio,
     stream_kinds,
+    write_pcm_wav,
     write_test_audio,
     write_test_wav,
 )
@@ -148,29 +149,16 @@ def test_a_float_wav_far_too_loud_to_be_sound_is_refused_naming_it(tiny, tmp_pat
     assert not (tmp_path / "an").exists()
 
 
-def _pcm_wav(path, channels: int, rate: int = RATE, samples: int = 1600):
-    """A 16-bit PCM WAV of `channels` identical channels (a tone), its header written by hand: no encoder writes
-    255 channels."""
-    import struct
-
-    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / rate) * 32767).astype("<i2")
-    data = np.repeat(tone[:, None], channels, 1).tobytes()
-    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return path
-
-
 def test_audio_with_more_channels_than_ffmpeg_mixes_is_refused_in_one_line(tiny, tmp_path):
     """A 255-channel WAV said "its 255-channel audio is mixed to mono", then "cannot read …: not a readable media
     file or damaged (Invalid argument)" (libswresample mixes at most 64). One line, before anything is mixed; 64
     channels still mix."""
     from cli_here import run_here
 
-    wide = _pcm_wav(tmp_path / "wide.wav", 255)
+    wide = write_pcm_wav(tmp_path / "wide.wav", 255)
     done = run_here("animate", wide, "-o", tmp_path / "a.mp4", "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {wide}: its audio has 255 channels, more "
                                                  "than the 64 FFmpeg's resampler mixes to mono\n")
     assert not (tmp_path / "a.mp4").exists()
-    mixed = read_audio(_pcm_wav(tmp_path / "64.wav", 64), RATE)
+    mixed = read_audio(write_pcm_wav(tmp_path / "64.wav", 64), RATE)
     assert mixed.shape == (1, 1600) and 0.29 < float(mixed.abs().max()) < 0.31

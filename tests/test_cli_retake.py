@@ -23,6 +23,7 @@ from media_factory import (
     packets,
     pattern_audio,
     write_test_video,
+    write_wide_clip,
 )
 from mmgen_cli import mmgen_env
 
@@ -263,6 +264,21 @@ def test_a_clip_whose_sound_outlasts_its_picture_keeps_all_of_its_sound(tiny, tm
         assert len(wav_samples(out.with_suffix(".wav"))) == 3 * 16000  # the tiny model's rate
         before, after = decoded_at(clip, 16000), decoded_at(out, 16000)
         assert np.abs(after[36000:46000] - before[36000:46000]).max() < 0.05  # past the picture: the input's
+
+
+@pytest.mark.parametrize("modality", [[], ["--video"]])
+def test_a_clip_whose_sound_has_more_channels_than_ffmpeg_mixes_is_refused_before_anything_is_written(
+    tiny, tmp_path, modality
+):
+    """A retake keeps the input's sound (--video), or its sound outside the ranges: 65 channels, which no remux
+    could mix for an mp4, are refused as the sound is read, in one line, before the remux is reached."""
+    wide = write_wide_clip(tmp_path / "wide.mkv", 65)
+    out = tmp_path / "rt" / "mended.mp4"
+    done = run_here("retake", wide, "--range", "0.2:0.6", *modality, "-m", tiny, "--steps", "1", "-o", out,
+                    env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {wide}: its audio has 65 channels, "
+                                                 "more than the 64 FFmpeg's resampler mixes to mono\n")
+    assert not (tmp_path / "rt").exists()
 
 
 def test_a_clip_whose_sound_holds_nan_is_refused_naming_it(tiny, tmp_path):

@@ -20,6 +20,7 @@ from media_factory import (
     pattern_frame,
     write_test_audio,
     write_test_video,
+    write_wide_clip,
 )
 
 from mmgen.errors import MediaError, OutputExists
@@ -77,6 +78,21 @@ def test_surround_sound_re_encoded_for_an_mp4_says_it_is_mixed_to_stereo(tmp_pat
     assert ("surround.wav: pcm_s16le audio cannot go into mp4 as is; re-encoding it (a .mov or .mkv output would "
             "keep it); its 6 channels are mixed to stereo") in caplog.text
     assert probe(tmp_path / "out.mp4").audio_channels == 2
+
+
+def test_kept_sound_of_more_channels_than_ffmpeg_mixes_is_copied_or_refused_naming_its_file(tmp_path):
+    """65 channels of PCM under new pictures: a .mkv keeps them byte for byte (nothing is mixed); an .mp4, which
+    must re-encode them to stereo, failed as "cannot write out.mp4: Invalid argument" — blaming the output — where
+    reading the same file for its sound says what is wrong with it. The pipelines read the sound first (animate,
+    retake, soundtrack --mix: refused there), so this is the remux functions' own promise."""
+    wide = write_wide_clip(tmp_path / "wide.mkv", 65)
+    replace_video(wide, torch.zeros(10, 3, 16, 16), 10, tmp_path / "kept.mkv")
+    assert packets(tmp_path / "kept.mkv", "audio") == packets(wide, "audio")
+    with pytest.raises(MediaError) as refused:
+        replace_video(wide, torch.zeros(10, 3, 16, 16), 10, tmp_path / "mixed.mp4")
+    assert str(refused.value) == (f"cannot read {wide}: its audio has 65 channels, more than the 64 FFmpeg's "
+                                  "resampler mixes to stereo")
+    assert not (tmp_path / "mixed.mp4").exists()
 
 
 def test_a_video_mp4_cannot_hold_is_re_encoded_with_a_warning(tmp_path, caplog):

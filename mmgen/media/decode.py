@@ -95,6 +95,17 @@ def read_video(
     return video.div_(127.5).sub_(1)
 
 
+def mixable_channels(path: str | os.PathLike, stream: av.audio.stream.AudioStream, into: str) -> int:
+    """How many channels `path`'s audio `stream` has, when FFmpeg's resampler can mix them `into` fewer (mono,
+    stereo); MediaError naming the file up front when there are more than MAX_CHANNELS: the resampler would stop at
+    its first frame with "Invalid argument"."""
+    channels = stream.codec_context.channels
+    if channels > MAX_CHANNELS:
+        raise cannot_read(path, f"its audio has {channels} channels, more than the {MAX_CHANNELS} FFmpeg's resampler "
+                          f"mixes to {into}")
+    return channels
+
+
 def read_audio(
     path: str | os.PathLike, sample_rate: int, start: float = 0.0, duration: float | None = None
 ) -> torch.Tensor:
@@ -108,10 +119,7 @@ def read_audio(
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
-        channels = stream.codec_context.channels
-        if channels > MAX_CHANNELS:  # the resampler would stop at its first frame with "Invalid argument"
-            raise cannot_read(path, f"its audio has {channels} channels, more than the {MAX_CHANNELS} FFmpeg's "
-                              "resampler mixes to mono")
+        channels = mixable_channels(path, stream, "mono")
         if channels > 2:
             note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start

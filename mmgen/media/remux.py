@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from mmgen.files import atomic_output
 from mmgen.media.containers import Container, container_for, holders
+from mmgen.media.decode import mixable_channels
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.probe import (
     codec_name,
@@ -150,7 +151,8 @@ def _kept(
         return copied(source, stream, out, shift, until)
     keepers = holders(stream.type, codec)
     audio = stream.type == "audio"
-    channels, rate = (stream.codec_context.channels, stream.codec_context.sample_rate) if audio else (0, 0)
+    channels, rate = (mixable_channels(source.name, stream, "stereo"), stream.codec_context.sample_rate) if audio \
+        else (0, 0)
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
     log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s", source.name, codec, stream.type, into.name,
                 f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",

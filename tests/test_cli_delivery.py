@@ -14,6 +14,7 @@ from cli_here import run_here
 from loudness_meter import ebur128
 from media_factory import decode_audio, packets, write_test_audio, write_test_video
 from mmgen_cli import mmgen_env, run_mmgen
+from tiny_model import save_tiny_model
 
 from mmgen.media import probe
 
@@ -73,3 +74,18 @@ def test_an_animation_copies_the_sound_unless_asked_to_deliver_it(tiny, tmp_path
     assert packets(kept, "audio") == packets(song.path, "audio")[: len(packets(kept, "audio"))]
     assert probe(loud).sample_rate == RATE
     assert ebur128(decode_audio(loud)[0][0], RATE)[0] == pytest.approx(-16.0, abs=0.5)
+
+
+def test_a_models_own_rate_the_output_cannot_store_goes_in_at_the_next_rate_up_as_a_kept_sound_does(tmp_path, caplog):
+    """`--sample-rate model` with a model made at 7 kHz (AAC stores no 7 kHz) failed after all the sampling (`aac
+    cannot store 7000 Hz audio`). `model` keeps a rate of the sound's own, as animate keeps its input's: where the
+    output cannot store it, the nearest rate above that it can (an explicit rate it cannot store is refused up
+    front instead), and a note says so; the file and the sidecar say that one rate."""
+    model = save_tiny_model(tmp_path / "odd.safetensors", sample_rate=7000, audio_size=(1, 11200))  # 1.6 s
+    done = run_here("generate", "-m", model, "--steps", "1", "--sample-rate", "model", "-o", tmp_path / "out",
+                    "--json", "--no-previews", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "the model's 7,000 Hz sound goes into clip_0000.mp4 at 8,000 Hz (aac in mp4 stores no 7,000 Hz)" in caplog.text
+    sidecar = json.loads(done.stdout)
+    assert sidecar["sample_rate"] == sidecar["delivery"]["sample_rate"] == 8000
+    assert decode_audio(tmp_path / "out" / "clip_0000.mp4")[1] == 8000

@@ -61,9 +61,11 @@ def _random_model(arch: str, config, seed: int) -> torch.nn.Module:
     return model.eval()
 
 
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
-    """Write the tiny model as an mmgen .safetensors (config in its metadata) and return the path."""
-    save_model(path, tiny_mmunet(seed), "mm-unet", tiny_config(), {"source": "tests/tiny_model.py"})
+def save_tiny_model(path: Path, seed: int = 0, **fields) -> Path:
+    """Write the tiny model as an mmgen .safetensors (config in its metadata) and return the path; `fields` replace
+    TINY_FIELDS' (e.g. another sample_rate with its audio_size)."""
+    config = MMUNetConfig(**{**TINY_FIELDS, **fields})
+    save_model(path, _random_model("mm-unet", config, seed), "mm-unet", config, {"source": "tests/tiny_model.py"})
     return path
 
 

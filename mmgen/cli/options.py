@@ -120,7 +120,9 @@ FLAGS: dict[str, Any] = {
         int | None,
         typer.Option(
             metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int),
-            help="Sample rate of the delivered sound (the WAV and the audio track); model keeps the model's own.",
+            help="Sample rate of the delivered sound (the WAV and the audio track), refused up front where the output "
+            "cannot store it; model keeps the model's own, or where the output cannot store that, the nearest rate "
+            "above that it can (a note says so).",
         ),
     ],
     "ranges": Annotated[

@@ -8,12 +8,16 @@ chosen container cannot carry a stream is that stream re-encoded (with a warning
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import UsageError
-from mmgen.media.delivery import RATES
+from mmgen.media.delivery import RATES, Delivery
+
+log = logging.getLogger(__name__)
 
 # Encoders whose sound every decoder gives back at one rate, whatever rate it was encoded from.
 DECODED_AT = {"libopus": 48_000}
@@ -73,6 +77,22 @@ def container_for(path: str | os.PathLike) -> Container:
         raise UsageError(f"cannot write {path}: the output must be a {', '.join(SUFFIXES)} file",
                          hint=f"e.g. -o {path.with_suffix('.mp4')}")
     return container
+
+
+def kept_rate(delivery: Delivery, out: str | os.PathLike, rate: int, whose: str) -> Delivery:
+    """`delivery` for a sound made or read at `rate` (`whose`: "the model's", "song.wav's") going into `out`: as it
+    is where it names a rate (--sample-rate HZ, which the commands refuse up front where `out` cannot store it);
+    else — `model`, or a sound kept as it is — at the rate `out`'s container stores it at (Container.audio_rate: its
+    own, or the nearest above that the container stores), with a note where that is not its own."""
+    if delivery.sample_rate is not None:
+        return delivery
+    into = container_for(out)
+    stored = into.audio_rate(rate)
+    if stored != rate:
+        codec = into.audio_encoder.removeprefix("lib")
+        log.warning("%s %s Hz sound goes into %s at %s Hz (%s in %s stores no %s Hz)", whose, f"{rate:,}",
+                    Path(out).name, f"{stored:,}", codec, into.name, f"{rate:,}")
+    return dataclasses.replace(delivery, sample_rate=stored)
 
 
 def default_suffix(input: str | os.PathLike, video_codec: str | None) -> str:

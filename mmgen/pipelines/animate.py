@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmgen.media import probe, read_audio, replace_video, write_mp4
-from mmgen.media.containers import container_for
+from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Result
@@ -30,7 +30,8 @@ def animate(
             if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
                 replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
                 return None
-            rate = delivery.sample_rate or container_for(paths.mp4).audio_rate(probe(source).sample_rate)
+            delivery = kept_rate(delivery, paths.mp4, probe(source).sample_rate, f"{source.name}'s")
+            rate = delivery.sample_rate
             delivered = deliver(read_audio(source, rate), rate, delivery)
             write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
             return {"delivery": delivered.to_json()}

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
+from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines import outputs
@@ -66,9 +67,11 @@ def generate_files(
     run = prepare(settings)
     models = load(run)
     results = []
+    # one rate for every clip (all mp4s), noted once where the mp4 cannot store the model's own (`model`)
+    delivery = kept_rate(settings.delivery(), paths[0].mp4, models.base.config.sample_rate, "the model's")
     with outputs.new_folders_removed_on_failure(paths):
         for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
-            results.append(write_generated(result, where, overwrite, settings.delivery(), inputs))
+            results.append(write_generated(result, where, overwrite, delivery, inputs))
     return results
 
 
@@ -83,7 +86,7 @@ def write_generated(
     model's own sound), then its sidecar: all of them, or none if one cannot be written. `inputs`: the files the
     run reads (its model, upsampler and adapters: session.input_files), never removed as an old output's files."""
     clip = result.clip
-    delivered = deliver(clip.audio, clip.sample_rate, delivery)
+    delivered = deliver(clip.audio, clip.sample_rate, kept_rate(delivery, where.mp4, clip.sample_rate, "the model's"))
     with outputs.writing(where, overwrite, inputs):
         write_mp4(where.mp4, clip.video, delivered.audio, clip.fps, delivered.sample_rate, overwrite=overwrite)
         result = dataclasses.replace(

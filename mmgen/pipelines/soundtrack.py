@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmgen.media import read_audio, replace_audio, write_wav
+from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
@@ -26,9 +27,11 @@ def soundtrack(
     `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
     loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
 
-    delivery, mix = settings.delivery(), settings.mix
+    mix = settings.mix
+    output = outputs.output_for(input, output, "soundtrack")
 
     def writer_for(source: Path, model_rate: int) -> Writer:
+        delivery = kept_rate(settings.delivery(), output, model_rate, "the model's")  # one rate, noted once
         own = read_audio(source, delivery.rate(model_rate)) if mix else None  # refused here if unusable
 
         def write(result: Result, paths: OutputPaths) -> dict:
@@ -42,6 +45,5 @@ def soundtrack(
 
         return write
 
-    output = outputs.output_for(input, output, "soundtrack")
     return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix,
                            inputs=inputs)

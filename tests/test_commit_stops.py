@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_here import run_here
+from media_factory import write_test_video
 from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model, tiny_config
 
@@ -25,6 +26,8 @@ from mmgen import files, temporaries
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.errors import OutputExists
 from mmgen.files import atomic_output, kept_together, sha256_file
+from mmgen.pipelines.session import input_files
+from mmgen.pipelines.settings import GenerateSettings
 from mmgen.runtime.stop_signals import stops_interrupt
 from mmgen.weights import load_model
 from mmgen.weights.cache import ModelCache
@@ -310,6 +313,8 @@ def test_a_model_whose_replacement_was_killed_is_seen_by_every_reader_until_it_i
     with pytest.MonkeyPatch.context() as cache_in_use:
         cache_in_use.setenv("MMGEN_CACHE", env["MMGEN_CACHE"])
         assert load_model("mx").sha256 == sha256  # what generate -m mx samples with
+        read = set(input_files(GenerateSettings(model="mx")))  # what no output of the run may replace
+        assert {*folder.glob(".model.*.partial.json"), *folder.glob(".model.*.partial.safetensors")} <= read
     assert listing(folder) == left  # a reader writes nothing
 
     again = run_here("models", "import", source, "--name", "mx", env=env)
@@ -371,6 +376,47 @@ def test_a_runs_final_weights_whose_replacement_was_killed_are_put_back(tmp_path
 
     assert refused.returncode == 2 and "not empty" in refused.stderr, refused.stderr
     assert listing(run_dir) == before
+
+
+def run_model_killed_replacing(run_dir: Path) -> tuple[Path, str]:
+    """A run folder whose run was killed as it wrote its final weights again (a resumed run reaching its end): new
+    weights in place without their json, the old pair kept aside under the dead process's names. The weights file,
+    and the sha256 of the old weights."""
+    run_dir.mkdir()
+    weights = save_tiny_model(run_dir / "model.safetensors", seed=1)
+    old = sha256_file(weights)
+    (run_dir / "model.json").write_text(json.dumps({"sha256": old}))
+    killed_replacing(run_dir, "model")
+    os.replace(save_tiny_model(run_dir.parent / "new.safetensors", seed=2), weights)  # new weights, never recorded
+    return weights, old
+
+
+def test_a_runs_model_given_by_path_whose_replacement_was_killed_is_the_one_it_kept(tmp_path):
+    """`generate -m RUN/model.safetensors` sampled the new weights such a run left (taken back by the next finetune
+    there). It reads the pair the run kept aside, as `-m NAME` reads a cached model's."""
+    weights, old = run_model_killed_replacing(tmp_path / "run")
+
+    done = run_here("generate", "-m", weights, "--steps", "1", "--no-previews", "-o", tmp_path / "out", "--json",
+                    env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model_sha256"] == old
+
+
+def test_an_output_never_takes_the_name_of_the_json_a_run_kept_aside(tmp_path):
+    """What a model is read from is an input, the json kept aside with it too: an output by its name (OUT.json
+    beside OUT.mp4) would have replaced the record of the weights read."""
+    weights, _ = run_model_killed_replacing(tmp_path / "run")
+    [kept] = weights.parent.glob(".model.*.partial.json")
+    before = {p.name: p.read_bytes() for p in weights.parent.iterdir()}
+    source = write_test_video(tmp_path / "v.mp4", size=(16, 16)).path
+
+    refused = run_here("soundtrack", source, "-m", weights, "--steps", "1", "-o", kept.with_suffix(".mp4"),
+                       "--overwrite", env=mmgen_env(tmp_path))
+
+    assert refused.returncode == 2, refused.stderr
+    assert f"cannot write {kept}: it is the input {kept}" in refused.stderr
+    assert {p.name: p.read_bytes() for p in weights.parent.iterdir()} == before
 
 
 def test_a_stop_as_a_batch_jobs_sidecar_lands_leaves_no_lone_sidecar(tiny, tmp_path, monkeypatch):

@@ -125,11 +125,15 @@ def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
         )
 
 
-def file_of(source: str) -> Path | None:
-    """The file an `--adapter` value names, by the rule `-m` follows (weights.names.is_path): a path — with a
-    folder separator, or ending in .safetensors — is that file; anything else is a registered adapter's name
-    (None if there is none), never a file of that name in the current folder."""
-    return Path(source) if is_path(source) else registered_file(source)
+def files_of(source: str) -> list[Path]:
+    """The files an `--adapter` value names, by the rule `-m` follows (weights.names.is_path): a path — with a
+    folder separator, or ending in .safetensors — is that file; anything else is a registered adapter's name, whose
+    file and record are those as last kept (`_kept`; none if there is no such adapter), never a file of that name in
+    the current folder."""
+    if is_path(source):
+        return [Path(source)]
+    kept = _kept(source) if is_name(source) else None
+    return [kept[1], kept[0]] if kept is not None else []
 
 
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
@@ -206,7 +210,7 @@ def resolve(source: str) -> Adapter:
         return read_adapter(source)
     file = registered_file(source)
     if file is None:
-        here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (file_of)
+        here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (files_of)
         raise InvalidSetting(
             "adapter", "no registered adapter of that name"
             + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,

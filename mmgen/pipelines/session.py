@@ -23,7 +23,7 @@ from mmgen.adapters import (
     merge_adapters,
     read_uses,
 )
-from mmgen.adapters.store import file_of
+from mmgen.adapters.store import files_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
 from mmgen.errors import ConfigError, InvalidSetting, ModelNotFound, UsageError
@@ -31,9 +31,9 @@ from mmgen.input_files import why_not_a_file
 from mmgen.models.storage import store_for_compute
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
-from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header
+from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header, sidecar
 from mmgen.weights.lineage import own_lineage
-from mmgen.weights.load import availability, stored_weights
+from mmgen.weights.load import availability, stored_files
 from mmgen.weights.names import is_name, is_path
 
 LOCAL = ("bundled", "cached")
@@ -87,12 +87,12 @@ def input_files(settings: RunSettings) -> tuple[Path, ...]:
     them."""
     model = str(settings.model)
     if is_path(model):
-        given = [Path(model)]
+        given = [Path(model), *filter(None, sidecar.kept_files(Path(model)))]  # and what is read for it
     else:
-        given = stored_weights(model, own_lineage(model).upsampler if is_name(model) else None)
-    adapters = [file_of(use.source) for use in settings.adapters()]
-    given += [path for path in adapters if path is not None and path.is_file()]
-    return (*given, *(path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()))
+        given = stored_files(model, own_lineage(model).upsampler if is_name(model) else None)
+    given += [path for use in settings.adapters() for path in files_of(use.source) if path.is_file()]
+    given += [path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()]
+    return tuple(dict.fromkeys(given))
 
 
 def _check_model(name: str) -> None:

@@ -18,10 +18,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
-from mmgen.errors import ConfigError, UsageError
-from mmgen.files import put_back_kept, sha256_file
+from mmgen.errors import UsageError
+from mmgen.files import put_back_kept
 from mmgen.temporaries import remove_leftovers
+from mmgen.weights import sidecar
 
 try:
     import fcntl
@@ -43,17 +43,8 @@ def put_back_final(run_dir: Path) -> None:
     for name in FINAL_WEIGHTS:
         weights = run_dir / name
         with suppress(OSError):
-            put_back_kept(weights.with_suffix(".json"), weights, _describes)
+            put_back_kept(sidecar.json_of(weights), weights, sidecar.describes)
     remove_leftovers(run_dir)
-
-
-def _describes(sidecar: Path, weights: Path) -> bool:
-    """Whether the final weights' json `sidecar` describes the file `weights` (the sha256 it records)."""
-    try:
-        recorded = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar").get("sha256")
-    except (OSError, ConfigError, AttributeError):
-        return False
-    return isinstance(recorded, str) and sha256_file(weights) == recorded
 
 
 def is_run_folder(folder: Path) -> bool:

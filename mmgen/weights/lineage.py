@@ -18,6 +18,7 @@ from pathlib import Path
 from mmgen.config import from_dict, parse_json, to_dict
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.errors import ConfigError
+from mmgen.weights import sidecar
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.checkpoint import read_header
 from mmgen.weights.registry import is_path, load_registry
@@ -87,7 +88,7 @@ def own_lineage(name_or_path: str | Path) -> Lineage:
     entry)."""
     cache = ModelCache()
     if is_path(name_or_path):
-        path = Path(name_or_path)
+        path = sidecar.kept_files(Path(name_or_path))[0]  # the file load_model reads for it
         return weights_lineage(path, cache.file_sha256(path))[0]  # hashed once while its stamp holds
     name = str(name_or_path)
     entry = load_registry().entries.get(name)

@@ -20,7 +20,7 @@ from mmgen.files import sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.models.storage import Storage
-from mmgen.weights import trust
+from mmgen.weights import sidecar, trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import check_weight, read_header
 from mmgen.weights.convert import Target, check_state_dict
@@ -61,15 +61,20 @@ def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) ->
     return entry.weights.bundled_path if state == "bundled" else cache.weights_file(name)
 
 
-def stored_weights(*names: str | None) -> list[Path]:
-    """The files these model names' weights are read from while they are here — bundled, or in the cache (even
-    half imported). Nothing is fetched or checked; a name that is not here (or None) adds nothing."""
+def stored_files(*names: str | None) -> list[Path]:
+    """The files these model names are read from while they are here — a bundled weights file, or a cached model's
+    weights and record as last kept (even half imported; while a replacement is in flight or was killed, the pair it
+    kept aside: ModelCache.kept_files). Nothing is fetched or checked; a name that is not here (or None) adds
+    nothing."""
     registry, cache, found = load_registry(), ModelCache(), []
     for name in filter(None, names):
         if is_name(name):
             entry = registry.entries.get(name)
-            bundled = entry is not None and entry.weights.bundled
-            found.append(entry.weights.bundled_path if bundled else cache.weights_file(name))
+            if entry is not None and entry.weights.bundled:
+                found.append(entry.weights.bundled_path)
+            else:
+                kept = cache.kept_files(name)
+                found += [kept[1], kept[0]] if kept is not None else [cache.weights_path(name)]
     return [path for path in found if path.is_file()]
 
 
@@ -84,10 +89,12 @@ def load_model(
     """Load a model by registry name or safetensors path, strictly (every key and shape must fit).
     On `device`, in eval mode; `compute` is the dtype it will run in (autocast's): the weights autocast
     computes in it are kept in it (models/storage.py), the rest in float32."""
+    json_file = None  # where a config the weights file does not carry may be: beside it (`_describe`)
     if is_path(name_or_path):
-        path, entry, name, record = Path(name_or_path), None, str(name_or_path), None
-        if why := why_not_a_file(path, missing="no such model file"):
-            raise ModelNotFound(f"{path}: {why}")
+        entry, name, record = None, str(name_or_path), None
+        if why := why_not_a_file(name_or_path, missing="no such model file"):
+            raise ModelNotFound(f"{name_or_path}: {why}")
+        path, json_file = sidecar.kept_files(Path(name_or_path))  # a run's replacing it: the weights it replaces
     else:
         name = str(name_or_path)
         path = resolve_weights(name, download=download, quiet=quiet)
@@ -106,7 +113,7 @@ def load_model(
             f"got {sha256}",
             hint="reinstall mmgen",
         )
-    target = _describe(path, entry)
+    target = _describe(path, entry, json_file)
     model = _instantiate(path, target, torch.device(device), compute)
     source_sha256 = record.source_sha256 if record is not None else None
     same = source_sha256 if record is not None and record.same_weights_as_source else None
@@ -118,8 +125,8 @@ def known_config(name_or_path: str | Path) -> Any | None:
     bundled file), a cached model's record, or its registry entry; None when only weights that are not here
     would say (a registry model not pulled yet whose entry states no config, or no such model)."""
     if is_path(name_or_path):
-        path = Path(name_or_path)
-        return _describe(path, None).config if path.is_file() else None
+        path, json_file = sidecar.kept_files(Path(name_or_path))
+        return _describe(path, None, json_file).config if path.is_file() else None
     name = str(name_or_path)
     entry, cache = load_registry().entries.get(name), ModelCache()
     record = cache.record(name)
@@ -140,25 +147,26 @@ def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> C
     return record
 
 
-def _describe(path: Path, entry: ModelEntry | None) -> Target:
-    """The architecture of a weights file: its own metadata first, then a sidecar json, then the entry."""
+def _describe(path: Path, entry: ModelEntry | None, json_file: Path | None = None) -> Target:
+    """The architecture of a weights file: its own metadata first, then its sidecar json (`json_file`, else the one
+    beside it), then the entry."""
     header = read_header(path)
     if header is not None:
         return Target(header.arch, config_for(header.arch, header.config, f"{path}: metadata config"))
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
+    json_file = json_file or sidecar.json_of(path)
+    if json_file.is_file():
         try:
-            data = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar")
+            data = parse_json(read_small_file(json_file, MAX_RECORD_BYTES), str(json_file), "sidecar")
         except OSError as e:
-            raise ConfigError(f"{sidecar}: cannot read ({e.strerror or e})") from None
+            raise ConfigError(f"{json_file}: cannot read ({e.strerror or e})") from None
         # Lenient on purpose: a run folder's json may carry more than the architecture.
         if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
-            raise ConfigError(f"{sidecar}: arch: required (mm-unet or sr-unet)")
-        config = config_for(data["arch"], data.get("config") or {}, f"{sidecar}: config")
+            raise ConfigError(f"{json_file}: arch: required (mm-unet or sr-unet)")
+        config = config_for(data["arch"], data.get("config") or {}, f"{json_file}: config")
         return Target(data["arch"], config)
     if entry is not None and entry.config is not None:
         return Target(entry.arch, entry.config)
-    raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {sidecar.name}")
+    raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {json_file.name}")
 
 
 READ_CHUNK = 64 << 20  # bytes of float32 tensors mapped at once while loading (a bf16 file: half as many)

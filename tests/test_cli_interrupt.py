@@ -8,6 +8,8 @@ then sends SIGINT the way a terminal does.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -365,6 +367,46 @@ def test_help_whose_reader_has_gone_is_the_broken_pipe_line_and_141(tmp_path):
     assert done.returncode == 141
     # help writes no files, so none are said to be complete; and no traceback, no "Exception ignored"
     assert done.stderr == "mmgen: error: stdout was closed by the program reading it (broken pipe)\n"
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe whose reader has read nothing yet and whose buffer is full: the next write to it waits."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, 4096)  # the smallest buffer: a page
+    os.set_blocking(writer, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(writer, b"x" * 512)
+    os.set_blocking(writer, True)
+    return reader, writer
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="needs Linux pipes and /proc/PID/wchan")
+def test_ctrl_c_while_json_waits_for_a_reader_that_stopped_reading_exits_130(tmp_path):
+    """`mmgen ... --json | reader`, the reader stalled and the pipe full: Ctrl-C stopped the print, then Python's
+    flush of stdout at exit waited for the same reader — with the stops ignored by then, so no Ctrl-C could end it.
+    What a stopped command had yet to print is dropped: exit 130 at once."""
+    reader, writer = full_pipe()
+    env = {key: value for key, value in mmgen_env(tmp_path).items() if key != "PYTHONUNBUFFERED"}  # a user's stdout
+    try:
+        process = subprocess.Popen(mmgen_command("models", "list", "--json"), env=env, stdout=writer,
+                                   stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writer)
+    try:
+        deadline = time.monotonic() + 300
+        while "pipe_write" not in Path(f"/proc/{process.pid}/wchan").read_text():  # its first line waits
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(reader)
+    assert code == 130
+    assert process.stderr.read() == "mmgen: interrupted\n"
 
 
 def test_doctor_with_stdout_closed_is_refused_as_json_is(tmp_path, monkeypatch, capsys):

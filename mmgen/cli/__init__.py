@@ -159,14 +159,17 @@ def main() -> None:
     and own its signals through interpreter shutdown: a stop after the command ended is then recorded, never a
     traceback from an atexit handler, and makes its exit 0 the stop's code (stop_signals.own_process)."""
     try:  # first: a stop from here on is recorded, and stops the command as it begins (stops_interrupt)
-        from mmgen.runtime.stop_signals import final_code, own_process
+        from mmgen.runtime.stop_signals import drop_unprinted, final_code, is_stop_code, own_process
 
         own_process(_say_stopped)
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
         sys.stderr.write("mmgen: interrupted\n")
         sys.exit(INTERRUPTED)
     use_huge_pages()
-    sys.exit(final_code(run(), _say_stopped))
+    code = final_code(run(), _say_stopped)
+    if is_stop_code(code):  # what it had yet to print waits for no reader (a --json line to a full pipe)
+        drop_unprinted()
+    sys.exit(code)
 
 
 def _say_stopped(code: int) -> None:

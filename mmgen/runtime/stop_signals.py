@@ -161,6 +161,23 @@ def _at_exit(say_stopped: Callable[[int], None]) -> None:
     decided = _exit_code
     code = final_code(decided, say_stopped)
     if code != decided:  # sys.exit's code is already on its way out: only _exit can still change it
-        sys.stdout.flush()
+        drop_unprinted()
         sys.stderr.flush()
         os._exit(code)
+
+
+def drop_unprinted() -> None:
+    """What a stopped command had yet to print on standard output goes nowhere: flushed at exit, it would wait for a
+    reader that stopped reading (`mmgen generate --json | reader`, the pipe full) — with the stops ignored by then,
+    so no second Ctrl-C could end that wait. Standard output's descriptor is pointed at /dev/null: every flush after
+    this one, the interpreter's last included, writes nothing and returns at once."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file's (closed, None, a stream of Python's)
+        pass
+    finally:
+        os.close(null)

@@ -49,6 +49,8 @@ def test_help_shows_each_option_with_its_explanation(name, tmp_path):
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # rich wraps and pads; compare words
     for param in COMMANDS[name].params:
+        if getattr(param, "hidden", False):  # a flag's older name, still taken (finetune's --gradient-checkpointing)
+            continue
         if isinstance(param, typer.core.TyperOption):
             assert param.opts[0] in text, f"{param.opts[0]} missing from `mmgen {name} --help`"
         first_words = " ".join(param.help.split()[:3])
@@ -110,7 +112,7 @@ def test_finetune_help_shows_the_default_of_every_setting(tmp_path):
         "--timesteps": config.timesteps, "--seed": config.seed, "--stride": "(the clip length, no overlap)",
         "--flip": "flip", "--num-workers": config.num_workers, "--save-every": config.save_every,
         "--sample-every": config.sample_every, "--probe-every": "(as --sample-every)", "--device": config.device,
-        "--precision": config.precision, "--gradient-checkpointing": "no-gradient-checkpointing",
+        "--precision": config.precision, "--recompute": "no-recompute",
         "--from": "(demo)",
     }  # fmt: skip
     for flag, default in shown.items():
@@ -132,7 +134,8 @@ def test_a_flag_shows_no_value_in_help(tmp_path):
 def test_a_value_s_name_says_what_it_is_and_is_not_cut_at_80_columns(tmp_path, name):
     """Numbers read `--steps <int range>`, `--seed <int range> [x>=0]`: what kind of value, not what it is; and in
     animate's and generate's narrower Sampling panel `<dpm++|ddim|ddpm|paper>` was folded over two lines and words
-    of the help (`--sampler/--steps/--guida…`) cut short."""
+    of the help (`--sampler/--steps/--guida…`) cut short; finetune's `--gradient-checkpointing/--no-gradient-checkpointing`
+    was `--gradient-check…  --no-gradient-c…`, its default `no-gradient-chec…`."""
     import re
 
     from cli_here import run_here
@@ -140,7 +143,7 @@ def test_a_value_s_name_says_what_it_is_and_is_not_cut_at_80_columns(tmp_path, n
     done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS="80", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
     assert not re.search(r"<(int|float) range>", done.stdout), done.stdout
-    rows = [line for line in done.stdout.splitlines() if "gradient-chec" not in line]  # a flag that long is cut
+    rows = done.stdout.splitlines()
     assert not [row for row in rows if re.search(r"\S…", row)], done.stdout
     assert not [row for row in rows if re.search(r"<[^>\s]*\|[^>\s]*$", row.strip("│ "))], done.stdout  # <a|b> folded
 
@@ -169,3 +172,25 @@ def test_a_group_without_its_command_prints_its_help_and_no_empty_error_line(gro
     out, err = capsys.readouterr()
     assert f"Usage: mmgen {' '.join(group)}".replace("  ", " ") in out and "COMMAND [ARGS]" in out
     assert err == ""
+
+
+def test_finetune_s_gradient_checkpointing_flags_are_still_taken_by_their_first_names(tmp_path, monkeypatch):
+    """`--recompute/--no-recompute` fit an 80-column --help; the names the flag had first still set it, over a
+    config file's `gradient_checkpointing` as any flag does (the training itself is not run: the config is the point)."""
+    import mmgen.train
+
+    chosen = []
+
+    def finetune(data_dir, run_dir, config, **options):
+        chosen.append(config.gradient_checkpointing)
+        raise KeyError("not trained here")
+
+    monkeypatch.setattr(mmgen.train, "finetune", finetune)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("gradient_checkpointing: true\n")
+    for flags in ([], ["--no-gradient-checkpointing"], ["--no-recompute"]):
+        run_here("finetune", tmp_path, "--from", "demo", "-o", tmp_path / "run", "--config", recipe, *flags,
+                 env=mmgen_env(tmp_path))
+    for flag in ("--gradient-checkpointing", "--recompute"):
+        run_here("finetune", tmp_path, "--from", "demo", "-o", tmp_path / "run", flag, env=mmgen_env(tmp_path))
+    assert chosen == [True, False, False, True, True]

@@ -150,9 +150,16 @@ def finetune(
     ] = DEFAULT.precision,
     gradient_checkpointing: Annotated[
         bool,
-        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", rich_help_panel=_HARDWARE,
-                     help="Recompute activations in the backward pass: less memory, ~30% slower."),
+        typer.Option("--recompute/--no-recompute", rich_help_panel=_HARDWARE,
+                     help="Gradient checkpointing: recompute activations in the backward pass, for less memory, "
+                     "~30% slower."),
     ] = DEFAULT.gradient_checkpointing,
+    # The flag's first names, still taken: too long for an 80-column --help (its table cut them short), so not shown.
+    gradient_checkpointing_named: Annotated[
+        bool | None,
+        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", hidden=True,
+                     help="--recompute/--no-recompute by the name it had first."),
+    ] = None,
     json: Annotated[
         bool,
         typer.Option("--json", rich_help_panel=_OUTPUT, callback=stdout_open,
@@ -180,6 +187,8 @@ def finetune(
         for name, value in ctx.params.items()
         if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
     }
+    if gradient_checkpointing_named is not None:
+        given["gradient_checkpointing"] = gradient_checkpointing_named
     if "loss_weights" in given:
         given["loss_weights"] = parse_loss_weights(given["loss_weights"])
     config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given)

@@ -162,7 +162,7 @@ class FinetuneConfig:
 
 
 COMMAND_LINE = "command line"  # the layer of flags given now
-_FLAGS = {"init": "--from", "lora_rank": "--lora", "model": "--scratch"}  # options not named after their field
+_FLAGS = {"init": "--from", "lora_rank": "--lora", "model": "--scratch", "gradient_checkpointing": "--recompute"}  # options not named after their field
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,20 @@ def test_a_sound_at_a_rate_its_container_cannot_store_is_re_encoded_at_the_next_
     assert done.returncode == 0, done.stderr
     assert f"re-encoding it at {stored:,} Hz ({suffix[1:]} stores no {rate:,} Hz)" in caplog.text
     played, read_rate = decode_audio(out)
-    assert read_rate == decoded and 1.0 <= played.shape[1] / decoded <= 1.0 + 1024 / rate  # cut to the source's frame
+    assert read_rate == decoded and 1.0 <= played.shape[1] / decoded <= 1.0 + 1024 / decoded  # an AAC frame's padding
     assert np.abs(played[0]).argmax() / decoded == pytest.approx(0.4, abs=0.003)
+
+
+def test_a_re_encoded_sound_ends_with_the_picture_not_with_its_last_decoded_frame(tiny, tmp_path):
+    """An AAC source decodes with its last frame whole, padding and all (up to 1023 samples past its end: 128 ms at
+    8 kHz); re-encoded into a WebM, that ran on 124 ms past a 0.9 s picture, more than a frame at 10 fps. The kept
+    sound is cut to the sample where the picture ends."""
+    voice = write_test_audio(tmp_path / "voice.m4a", seconds=0.9, sample_rate=8000, tone_hz=300)
+    out = tmp_path / "voice.webm"
+    done = run_here("animate", voice.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    played, rate = decode_audio(out)
+    assert decode_frames(out).shape[0] == 9 and played.shape[1] / rate == pytest.approx(0.9, abs=1 / rate)
 
 
 def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, tmp_path):

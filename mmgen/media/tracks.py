@@ -9,6 +9,7 @@ priming delay ends up in the mp4 edit list instead of delaying the sound by ~64 
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,19 +142,34 @@ def decoded(
     source: av.container.InputContainer, stream: av.stream.Stream, shift: float, until: float
 ) -> Iterator[av.frame.Frame]:
     """`stream`'s frames moved `shift` seconds earlier, up to `until` seconds, ready for an encoder: video keeps
-    its time base (variable frame rates survive), audio is re-stamped in 1/sample_rate like `audio_frames`."""
+    its time base (variable frame rates survive), audio is re-stamped in 1/sample_rate like `audio_frames` and cut
+    to the sample at `until` (a decoder's frames run up to ~128 ms past a sound's end: an AAC source's last frame
+    holds its padding, which an encoder would otherwise keep past the picture)."""
     ticks = round(shift / stream.time_base)
     for frame in source.decode(stream):
         if frame.pts is None or float((frame.pts - ticks) * stream.time_base) >= until:
             continue
         if isinstance(frame, av.AudioFrame):
-            frame.pts = round((frame.pts - ticks) * stream.time_base * frame.sample_rate)
-            frame.time_base = Fraction(1, frame.sample_rate)
+            frame = _cut(frame, round((frame.pts - ticks) * stream.time_base * frame.sample_rate), until)
         else:
             frame.pts -= ticks
             frame.time_base = stream.time_base
             frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose keyframes
         yield frame
+
+
+def _cut(frame: av.AudioFrame, start: int, until: float) -> av.AudioFrame:
+    """`frame`, whose first sample is sample `start` of the timeline, stamped so (time base 1/sample_rate) and
+    without its samples at or after `until` seconds."""
+    keep = frame.samples if until == math.inf else min(frame.samples, math.ceil(until * frame.sample_rate) - start)
+    if keep < frame.samples:
+        samples = frame.to_ndarray()  # (channels, n) planar, (1, n · channels) packed
+        per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, : keep * per_sample]),
+                                         format=frame.format.name, layout=frame.layout.name)
+        cut.sample_rate, frame = frame.sample_rate, cut
+    frame.pts, frame.time_base = start, Fraction(1, frame.sample_rate)
+    return frame
 
 
 def mux(container: av.container.OutputContainer, *tracks: Track) -> None:

@@ -429,3 +429,32 @@ def test_a_stop_as_a_batch_jobs_sidecar_lands_leaves_no_lone_sidecar(tiny, tmp_p
 
     assert stopped.returncode == 130, stopped.stderr
     assert not [p.name for p in out.glob("x*")] and not [p.name for p in out.glob(".x*")], stopped.stderr
+
+
+@pytest.mark.parametrize("given", ["path", "name"])
+def test_an_adapter_whose_replacement_was_killed_is_read_as_kept_and_named_by_its_own_path(adapter_file, tmp_path,
+                                                                                          given):
+    """A LoRA run's RUN/adapter.safetensors is written again with its json as a run's model is: `--adapter` by path
+    read the new file such a run left without its json (here not even an adapter), where `-m RUN/model.safetensors`
+    reads the pair kept aside. Read as last kept, by path as by name, the sidecar names the adapter as it is known,
+    never the hidden file kept aside that it was read from."""
+    env = mmgen_env(tmp_path)
+    if given == "path":
+        folder = tmp_path / "run"
+        folder.mkdir()
+        own = folder / "adapter.safetensors"
+        own.write_bytes(adapter_file.read_bytes())
+        (folder / "adapter.json").write_text(json.dumps({"sha256": sha256_file(own)}))
+        source = str(own)
+    else:
+        assert run_here("models", "import", adapter_file, "--name", "style", env=env).returncode == 0
+        folder, source = tmp_path / "cache" / "adapters" / "style", "style"
+        own = folder / "adapter.safetensors"
+    killed_replacing(folder, "adapter")
+
+    done = run_here("generate", "-m", tmp_path / "base.safetensors", "--adapter", source, "--steps", "1",
+                    "--no-previews", "-o", tmp_path / "out", "--json", env=env)
+
+    assert done.returncode == 0, done.stderr
+    [used] = json.loads(done.stdout)["adapters"]
+    assert used == {"file": str(own), "sha256": sha256_file(adapter_file), "weight": 1.0}

@@ -23,6 +23,7 @@ from mmgen.config import parse_json, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
+from mmgen.weights import sidecar
 from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
 
 if TYPE_CHECKING:
@@ -55,12 +56,13 @@ class BaseModel:
 class Adapter:
     """An adapter read from a file and verified."""
 
-    path: Path
+    path: Path  # the adapter file as given (a registered one's: adapters/NAME/adapter.safetensors)
     spec: LoraSpec
     base: BaseModel
     tensors: dict[str, torch.Tensor]  # "<module>.lora_A" (rank, fan_in), "<module>.lora_B" (fan_out, rank)
-    sha256: str  # of the file
+    sha256: str  # of the file read
     mmgen_version: str
+    read_from: Path | None = None  # the file read, where it is not `path`: what a replacement in flight kept aside
 
     def layers(self) -> list[str]:
         return sorted({key.rsplit(".", 1)[0] for key in self.tensors})
@@ -119,13 +121,18 @@ def is_adapter_file(path: str | Path) -> bool:
         return False
 
 
-def read_adapter(path: str | Path) -> Adapter:
-    """Read and verify an adapter file: a clear UsageError when it is not one, ChecksumMismatch when its
-    tensors are not the ones it was written with."""
+def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
+    """Read and verify the adapter file `path`: a clear UsageError when it is not one, ChecksumMismatch when its
+    tensors are not the ones it was written with. It is read as last kept, as a model by path is (weights.load):
+    while a LoRA run writes RUN/adapter.safetensors again with its json, or after one was killed doing so, from the
+    file the json it kept aside describes (weights.sidecar.kept_files) — or from `read_from`, where the caller found
+    that file itself (a registered adapter's, adapters.store). Either way the adapter is `path`: what errors and
+    sidecars name, never a hidden file kept aside."""
     path = Path(path)
     if why := why_not_a_file(path):
         raise UsageError(f"adapter {path}: {why}")
-    with open_safetensors(path) as f:
+    file = read_from or sidecar.kept_files(path)[0]
+    with open_safetensors(file) as f:
         metadata = f.metadata() or {}
         tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     if metadata.get("format") != FORMAT:
@@ -146,4 +153,5 @@ def read_adapter(path: str | Path) -> Adapter:
             f"(expected {expected[:12]}…, got {actual[:12]}…): the file was changed or damaged",
             hint="get the adapter file again",
         )
-    return Adapter(path, spec, base, tensors, sha256_file(path), metadata.get("mmgen_version", "?"))
+    return Adapter(path, spec, base, tensors, sha256_file(file), metadata.get("mmgen_version", "?"),
+                   None if file == path else file)

@@ -24,6 +24,7 @@ from mmgen.files import (
     sha256_file,
     write_text,
 )
+from mmgen.weights import sidecar
 from mmgen.weights.cache import (
     ModelCache,
     cache_root,
@@ -89,7 +90,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
         with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
             retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
             with atomic_path(folder / FILE) as tmp:
-                copy_into(adapter.path, tmp)
+                copy_into(adapter.read_from or adapter.path, tmp)  # the file read, as last kept
             record = AdapterRecord(
                 name, adapter.base.name, adapter.base.sha256, adapter.spec.rank, adapter.spec.alpha,
                 adapter.spec.targets, adapter.sha256, (folder / FILE).stat().st_size, str(Path(file).resolve()),
@@ -131,7 +132,7 @@ def files_of(source: str) -> list[Path]:
     file and record are those as last kept (`_kept`; none if there is no such adapter), never a file of that name in
     the current folder."""
     if is_path(source):
-        return [Path(source)]
+        return [Path(source), *filter(None, sidecar.kept_files(Path(source)))]  # and what is read for it
     kept = _kept(source) if is_name(source) else None
     return [kept[1], kept[0]] if kept is not None else []
 
@@ -224,7 +225,7 @@ def resolve(source: str) -> Adapter:
             f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
             hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
         )
-    return read_adapter(file)
+    return read_adapter(folder_of(source) / FILE, read_from=file)  # `file`: maybe what a registration kept aside
 
 
 def import_merged(file: str | Path, name: str, overwrite: bool = False):

@@ -22,7 +22,7 @@ from conftest import OFFICIAL, official_json
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.cli import run
-from mmgen.errors import ConfigError, UsageError, WeightsMismatch
+from mmgen.errors import ConfigError, StorageError, UsageError, WeightsMismatch
 from mmgen.models.config import MMUNetConfig, SRUNetConfig
 from mmgen.weights import ModelCache, import_weights, load_model, read_header, save_model
 
@@ -473,6 +473,31 @@ def test_a_checkpoint_on_a_failing_disk_is_the_machines_trouble_not_a_damaged_fi
                         if Path(file) == saved and mode == "rb" else opened(file, mode, *args, **kwargs))
         assert run(["models", "import", str(saved), "--name", "x", "--arch", "mm-unet"]) == 1
         assert capsys.readouterr().err == expected
+    assert ModelCache().record("x") is None
+
+
+def test_a_safetensors_on_a_failing_disk_is_a_line_not_a_sigbus(tmp_path, env, tiny, monkeypatch, capsys):
+    """An I/O error under a .safetensors' tensors, read through the library's memory map, was a SIGBUS: the process
+    killed without a line (exit -7). Read with plain reads, it is `cannot read FILE: Input/output error`, exit 1, as
+    for a .pt — at import and as a model is loaded. Here the bytes fail only as they are read into the tensors
+    (readinto; the file hashes well: a sector read once may fail the next time)."""
+    import builtins
+
+    class FailingTensors(io.FileIO):
+        def readinto(self, buffer):
+            raise OSError(errno.EIO, "Input/output error")
+
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(tiny.read_bytes())
+    opened = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda name, mode="r", *args, **kwargs: FailingTensors(name, "rb")
+                        if Path(name) == file and mode == "rb"
+                        else opened(name, mode, *args, **kwargs))
+    assert run(["models", "import", str(file), "--name", "x"]) == 1
+    assert capsys.readouterr().err == (f"mmgen: error: cannot read {file}: Input/output error (the disk holding it "
+                                       "failed; copy it from a good one and run it again)\n")
+    with pytest.raises(StorageError, match=f"cannot read {file}: Input/output error"):
+        load_model(file)
     assert ModelCache().record("x") is None
 
 

@@ -24,7 +24,7 @@ from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.weights import sidecar
-from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
+from mmgen.weights.safetensors_file import open_safetensors, read_tensors, save_safetensors
 
 if TYPE_CHECKING:
     from mmgen.weights.load import LoadedModel
@@ -134,7 +134,7 @@ def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
     file = read_from or sidecar.kept_files(path)[0]
     with open_safetensors(file) as f:
         metadata = f.metadata() or {}
-        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    tensors = dict(read_tensors(file))
     if metadata.get("format") != FORMAT:
         raise UsageError(f"{path} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
                          hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")

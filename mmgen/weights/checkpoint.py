@@ -24,7 +24,7 @@ from mmgen.disk_failures import read_failure, reading
 from mmgen.errors import MmgenError, UsageError, WeightsMismatch
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
-from mmgen.weights.safetensors_file import open_safetensors, save_safetensors
+from mmgen.weights.safetensors_file import open_safetensors, read_tensors, save_safetensors
 
 FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
 
@@ -281,8 +281,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if why := why_not_a_file(path):
         raise UsageError(f"{path}: {why}")
     if is_safetensors(path):
-        with open_safetensors(path) as f:
-            return {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+        return dict(read_tensors(path))
     if why := not_a_torch_checkpoint(path):  # text or random bytes: torch.load said "KeyError: 101", exit 1
         raise damaged_torch_checkpoint(path, why)
     try:
@@ -322,8 +321,9 @@ def save_model(
     Returns the sha256 of the written file."""
     path = Path(path)
     state = model.state_dict() if isinstance(model, torch.nn.Module) else model
-    # Official checkpoints hold views into a few big flat storages; safetensors needs one storage per tensor.
-    tensors = {name: _own_storage(t, dtype) for name, t in state.items()}
+    tensors, storages = {}, set()
+    for name, tensor in state.items():
+        tensors[name] = _own_storage(tensor, dtype, storages)
     metadata = {
         "format": FORMAT_TAG,
         "arch": arch,
@@ -339,7 +339,17 @@ def save_model(
     return digest
 
 
-def _own_storage(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """A CPU copy with its own storage; floating tensors cast to `dtype` when given."""
+def _own_storage(t: torch.Tensor, dtype: torch.dtype | None, storages: set[int]) -> torch.Tensor:
+    """`t` on the CPU, contiguous, with a storage of its own (floating tensors cast to `dtype` when given): copied
+    only when it is not so already. safetensors needs one storage per tensor, where official checkpoints hold views
+    into a few big flat storages (and a model may tie two names to one tensor); a tensor read from a file
+    (safetensors_file.read_tensors) or cast here is its storage's alone, and is not copied again. `storages`: those
+    of the tensors kept so far."""
     cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
-    return t.detach().to("cpu", cast).contiguous().clone()
+    t = t.detach().to("cpu", cast).contiguous()
+    storage = t.untyped_storage()
+    if t.storage_offset() or storage.nbytes() != t.nbytes or storage.data_ptr() in storages:
+        t = t.clone()
+    if t.nbytes:
+        storages.add(t.untyped_storage().data_ptr())
+    return t

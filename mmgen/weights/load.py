@@ -27,7 +27,7 @@ from mmgen.weights.convert import Target, check_state_dict
 from mmgen.weights.names import is_name
 from mmgen.weights.pull import availability, pull, repair_hint
 from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
-from mmgen.weights.safetensors_file import open_safetensors
+from mmgen.weights.safetensors_file import open_safetensors, read_tensors
 
 
 @dataclass
@@ -169,39 +169,18 @@ def _describe(path: Path, entry: ModelEntry | None, json_file: Path | None = Non
     raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {json_file.name}")
 
 
-READ_CHUNK = 64 << 20  # bytes of float32 tensors mapped at once while loading (a bf16 file: half as many)
-
-
-def _chunks(sizes: dict[str, int], limit: int) -> list[list[str]]:
-    """The names in order, in runs of at most `limit` bytes (a bigger tensor alone in its run)."""
-    runs, size = [[]], 0
-    for name, nbytes in sizes.items():
-        if runs[-1] and size + nbytes > limit:
-            runs.append([])
-            size = 0
-        runs[-1].append(name)
-        size += nbytes
-    return runs
-
-
 def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:
-    """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters, each
-    copied out of the file's memory map straight into the dtype and layout it is kept in for `compute`
-    (models/storage.py): no full-precision state dict is built first. A mapped page stays in this process's
-    memory until the map closes, so the file is mapped afresh for every READ_CHUNK bytes of tensors: loading
-    peaks at the kept weights plus one chunk, not plus the whole file (535 MB for the paper's models). A tensor
-    holding NaN or Inf is refused as it is read (checkpoint.check_weight)."""
+    """Build on the meta device (no memory, no init work) and adopt the file's tensors as parameters, each read
+    (safetensors_file.read_tensors: plain reads, no memory map) and put straight into the dtype and layout it is
+    kept in for `compute` (models/storage.py): no full-precision state dict is built first, so loading peaks at
+    the kept weights plus one tensor as read. A tensor holding NaN or Inf is refused as it is read
+    (checkpoint.check_weight)."""
     model = build_model(target.arch, target.config, device="meta")
     storage = Storage.of(model, compute)
     with open_safetensors(path) as file:
         shapes = {k: torch.empty(file.get_slice(k).get_shape(), device="meta") for k in file.keys()}  # noqa: SIM118
     check_state_dict(shapes, {k: v.shape for k, v in model.state_dict().items()}, str(path))
-    state = {}
-    for names in _chunks({k: t.nbytes for k, t in shapes.items()}, READ_CHUNK):
-        with open_safetensors(path) as file:
-            for name in names:
-                tensor = check_weight(path, name, file.get_tensor(name))  # a view of the map: copied below
-                state[name] = storage.keep(name, tensor, device, copy=True)
+    state = {name: storage.keep(name, check_weight(path, name, tensor), device) for name, tensor in read_tensors(path)}
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if left:  # a non-persistent buffer would stay on meta: the architecture must build it lazily instead

@@ -2,7 +2,8 @@
 
 Reading: the library's errors for a damaged file (cut short, or a header whose shapes, lengths or offsets do not
 fit the data) name neither the file nor what is wrong with it; `open_safetensors` makes them one UsageError that
-does, for every weights and adapter file mmgen opens.
+does, for every weights and adapter file mmgen opens. The tensors themselves are read with plain reads
+(`read_tensors`), not through the library's memory map, on which a failing disk is a SIGBUS.
 
 Writing: bytes that depend only on what the file holds. safetensors (0.8) writes the `__metadata__` map in a hash
 map's random order (safetensors issue #584), so saving the same model twice gave two files with two sha256s, and
@@ -28,6 +29,8 @@ import safetensors
 import safetensors.torch
 import torch
 
+from mmgen.config import parse_json
+from mmgen.disk_failures import reading
 from mmgen.errors import UsageError
 
 _HEADER_LENGTH = struct.Struct("<Q")
@@ -45,6 +48,52 @@ def open_safetensors(path: Path) -> Iterator[Any]:
         reason = str(e).removeprefix("Error while deserializing header: ")
         raise UsageError(f"{path}: damaged, or not a safetensors file ({reason})",
                          hint="get the file again") from None
+
+
+# The format's dtype names (the library's own table, safetensors.torch._TYPES, is private).
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+           "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64",
+           "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2": "float8_e5m2",
+           "F8_E5M2FNUZ": "float8_e5m2fnuz", "C64": "complex64"}
+
+
+def read_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of the safetensors file `path`, in the file's order, each read into a tensor of its own with
+    plain reads: its header read, and checked by the library (open_safetensors), then each tensor's bytes
+    `readinto` the tensor that holds them. No memory map: a disk failing under the file is an OSError as it is read
+    (mmgen.disk_failures.reading: "cannot read FILE", exit 1), where a mapped page that could not be read was a
+    SIGBUS that killed the process without a line; and no page of the file stays mapped beside the copies. (On a
+    little-endian machine, the format's byte order.)"""
+    with reading(path), open(path, "rb", buffering=0) as file:  # unbuffered: each tensor's bytes read straight in
+        head = file.read(_HEADER_LENGTH.size)
+        (length,) = _HEADER_LENGTH.unpack(head) if len(head) == _HEADER_LENGTH.size else (0,)
+        # Read plainly first (a failing disk: an OSError here), so that the library's map finds it in memory; a
+        # length past the file's end is for the library to refuse.
+        header = file.read(length) if length <= os.fstat(file.fileno()).st_size else b""
+        with open_safetensors(path):
+            pass  # the library's checks: entries, shapes and offsets that fit the file, else "damaged"
+        entries = sorted(((name, entry) for name, entry in parse_json(header, str(path)).items()
+                          if name != "__metadata__"), key=lambda item: item[1]["data_offsets"][0])
+        start = _HEADER_LENGTH.size + length
+        for name, entry in entries:
+            dtype = getattr(torch, _DTYPES.get(entry["dtype"], ""), None)
+            if not isinstance(dtype, torch.dtype):
+                raise UsageError(f"{path}: {name} holds {entry['dtype']} values, which mmgen does not read")
+            tensor = torch.empty(entry["shape"], dtype=dtype)
+            if tensor.nbytes:
+                file.seek(start + entry["data_offsets"][0])
+                _fill(file, tensor.view(-1).view(torch.uint8).numpy(), path)
+            yield name, tensor
+
+
+def _fill(file: Any, buffer: Any, path: Path) -> None:
+    """`buffer` filled from the file's position (readinto may return less than asked: read on where it stopped)."""
+    view, done = memoryview(buffer).cast("B"), 0
+    while done < len(view):
+        got = file.readinto(view[done:])
+        if not got:  # shorter than its header said when it was opened: changed since
+            raise UsageError(f"{path}: damaged, or not a safetensors file (it ends early)", hint="get the file again")
+        done += got
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ from mmgen.weights.cache import (
     entry_lock,
     entry_names,
     own_path,
+    unless_kind_damaged,
 )
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.names import check_name, is_name, is_path
@@ -110,7 +111,7 @@ def _locked(name: str) -> AbstractContextManager[None]:
 def _check_not_a_model(name: str) -> None:
     if name in load_registry():
         where, hint = "a model in the registry", "register the adapter under another --name"
-    elif ModelCache().record(name) is not None:
+    elif unless_kind_damaged(cache_root(), "models", lambda: ModelCache().record(name), None) is not None:
         where, hint = "a cached model", f"use another --name, or remove the model first: mmgen models rm {name}"
     else:
         return
@@ -118,8 +119,10 @@ def _check_not_a_model(name: str) -> None:
 
 
 def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
-    """UsageError unless a model may take `name`: it is not a registered adapter's (in cache folder `cache_dir`)."""
-    if registered_file(name, cache_dir) is not None:
+    """UsageError unless a model may take `name`: it is not a registered adapter's (in cache folder `cache_dir`; a
+    damaged adapters/ holds none that can be read)."""
+    root = cache_dir or cache_root()
+    if unless_kind_damaged(root, "adapters", lambda: registered_file(name, cache_dir), None) is not None:
         raise UsageError(
             f"{name!r} is already the name of a registered adapter; a model needs a name of its own",
             hint=f"import it under another --name, or remove the adapter first: mmgen models rm {name} --adapter",

@@ -104,23 +104,29 @@ def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
     """Whether NAME means the registered adapter: said by --adapter/--model, else whichever of the two exists.
     Both can: a registry entry that came after the user registered an adapter under its name (a new mmgen, a
     preset folder) — then `-m NAME` is the model and `--adapter NAME` the adapter, and a command given only
-    NAME asks which rather than guess."""
+    NAME asks which rather than guess. A damaged models/ or adapters/ folder (a symlink) holds nothing readable:
+    only a name that may be its kind's says so (weights.cache.unless_kind_damaged)."""
     from mmgen.adapters import store
     from mmgen.weights import ModelCache, load_registry
+    from mmgen.weights.cache import unless_kind_damaged
 
     if adapter and model:
         raise UsageError("give --adapter or --model, not both")
-    registered = store.registered_file(name) is not None
-    if adapter and not registered:
-        raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
-    if adapter or model or not registered:
-        return adapter
+    if model:
+        return False
+    if adapter:
+        if store.registered_file(name) is None:
+            raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
+        return True
+    cache = ModelCache()
     in_registry = name in load_registry()
-    if in_registry or ModelCache().folder(name).is_dir():
-        where = "in the registry" if in_registry else "in the cache"
-        raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
-                         hint=f"say which: mmgen models {command} {name} --model, or --adapter")
-    return True
+    if not in_registry and not unless_kind_damaged(cache.root, "models", lambda: cache.folder(name).is_dir(), False):
+        return store.registered_file(name) is not None  # an adapter's name, or nobody's (then: unknown model)
+    if unless_kind_damaged(cache.root, "adapters", lambda: store.registered_file(name), None) is None:
+        return False
+    where = "in the registry" if in_registry else "in the cache"
+    raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
+                     hint=f"say which: mmgen models {command} {name} --model, or --adapter")
 
 
 def official_models() -> list[str]:

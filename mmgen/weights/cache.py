@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 
@@ -100,6 +100,23 @@ def own_path(root: Path, *parts: str) -> Path:
                    else f"replace the link {path} with a folder")
             raise DamagedEntry(path, how)
     return path
+
+
+T = TypeVar("T")
+
+
+def unless_kind_damaged(root: Path, kind: str, look: Callable[[], T], otherwise: T) -> T:
+    """`look()` — a look among the entries of `kind` ("models", "adapters") in the cache folder `root`, made for the
+    other kind's sake (may a model take this name; does NAME mean the model or the adapter) — or `otherwise` where
+    the `kind` folder itself is damaged (a symlink: own_path's DamagedEntry). None of its entries can be read then;
+    that is for its own names to say (`--adapter NAME`, `models info NAME --adapter`), never the other kind's to
+    stop at. A damaged entry (`kind`/NAME a symlink) still says so: the name is taken."""
+    try:
+        return look()
+    except DamagedEntry as e:
+        if e.link != root / kind:
+            raise
+        return otherwise
 
 
 def entry_names(root: Path, kind: str, record: str, kept: Callable[[str], object]) -> list[str]:

@@ -84,7 +84,7 @@ def test_a_linked_adapters_folder_or_entry_is_a_damaged_row_and_the_rest_still_l
         (cache / kind).mkdir(parents=True, exist_ok=True)
         (cache / kind / entry).symlink_to(aside if entry != "a2" else tmp_path / "nowhere")
 
-    for env, damaged in ((linked_folder, {("adapter", "x"): "replace the link"}),
+    for env, damaged in ((linked_folder, {("adapter", "adapters/"): "replace the link"}),  # one row, not one per entry
                          (linked_entries, {("model", "m1"): "mmgen models rm m1", ("adapter", "a1"): "mmgen models rm a1",
                                            ("adapter", "a2"): "mmgen models rm a2"})):
         listed = run_here("models", "list", "--json", env=env)
@@ -326,3 +326,29 @@ def test_a_linked_models_folder_stops_only_model_names(tmp_path):
     refused = run_here("models", "info", "mine", env=env)
     assert refused.returncode == 2 and f"{cache / 'models'}: damaged: a symlink" in refused.stderr, refused.stderr
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+@pytest.mark.parametrize("target", ["empty", "nowhere"])
+@pytest.mark.parametrize("kind", ["models", "adapters"])
+def test_a_linked_models_or_adapters_folder_is_one_damaged_row_whatever_it_holds(tmp_path, kind, target):
+    """models/ or adapters/ a link to an empty folder, or to nowhere, had no row at all in `models list` (nor in
+    `doctor` or `verify`): only entries found through the link were damaged rows. The folder is one damaged row of its
+    own, named `kind`/, saying how to mend it, whatever the link points to; nothing is looked for through it."""
+    env = mmgen_env(tmp_path)
+    cache, kind_row = Path(env["MMGEN_CACHE"]), kind.removesuffix("s")
+    cache.mkdir()
+    if target == "empty":
+        (tmp_path / "elsewhere").mkdir()
+    (cache / kind).symlink_to(tmp_path / "elsewhere")
+    mend = f"replace the link {cache / kind} with a folder"
+
+    listed = run_here("models", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [r for r in map(json.loads, listed.stdout.splitlines()) if r["name"] == f"{kind}/"]
+    assert row["kind"] == kind_row and row["status"] == "damaged" and mend in row["description"], row
+    doctor = run_here("doctor", env=env)
+    assert doctor.returncode == 0, doctor.stderr
+    assert f"{kind}/: {cache / kind}: damaged: a symlink" in doctor.stdout, doctor.stdout
+    verified = run_here("models", "verify", env=env)
+    assert verified.returncode == 2 and f"{kind}/: damaged: {cache / kind}: damaged" in verified.stdout
+    assert f"{kind_row}(s) fail verification: {kind}/" in verified.stderr

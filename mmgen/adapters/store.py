@@ -30,6 +30,7 @@ from mmgen.weights.cache import (
     cache_root,
     check_cache_writable,
     check_removable,
+    damaged_folder,
     entry_lock,
     entry_names,
     own_path,
@@ -65,8 +66,9 @@ class DamagedAdapter:
     """A registered adapter whose record cannot be read: said as such (and how to clear it) where adapters are
     listed or verified, not the end of the listing."""
 
-    name: str
+    name: str  # the adapter's, or adapters/ where that folder is what is damaged (weights.cache.damaged_folder)
     problem: str  # the one line reading the record met, with its hint: `mmgen models rm NAME`
+    path: Path  # what is damaged: the record, or the folder
 
     def as_dict(self) -> dict:
         return {"kind": "adapter", "name": self.name, "status": DAMAGED, "description": self.problem}
@@ -166,12 +168,16 @@ def _describes(record_file: Path, path: Path) -> bool:
 def records() -> list[AdapterRecord | DamagedAdapter]:
     """Every registered adapter, by name: its record, or what is wrong with it (a record cut short or not an
     adapter's) — one damaged record never hides the others."""
-    found = []
-    for name in entry_names(cache_root(), "adapters", RECORD, _kept):
+    root = cache_root()
+    damaged = damaged_folder(root, "adapters")  # adapters/ a link: one row, whatever it holds
+    found: list[AdapterRecord | DamagedAdapter] = [] if damaged is None else [
+        DamagedAdapter("adapters/", str(damaged), damaged.link)]
+    for name in entry_names(root, "adapters", RECORD, _kept):
         try:
             found.append(_record(name))
         except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
-            found.append(DamagedAdapter(name, str(e) if e.hint else f"{e} (run `mmgen models rm {name}`)"))
+            problem = str(e) if e.hint else f"{e} (run `mmgen models rm {name}`)"
+            found.append(DamagedAdapter(name, problem, root / "adapters" / name / RECORD))  # a path only
     return found
 
 
@@ -189,8 +195,8 @@ def find(name: str) -> AdapterRecord | None:
 def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
-    where = cache_root() / "adapters"  # a path only: adapters/ may be what is damaged
-    return [Verdict(r.name, str(where / r.name / RECORD), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
+    where = cache_root() / "adapters"  # a path only
+    return [Verdict(r.name, str(r.path), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
             if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
                                                              r.sha256, kind="adapter")
             for r in chosen]

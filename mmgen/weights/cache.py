@@ -122,11 +122,12 @@ def unless_kind_damaged(root: Path, kind: str, look: Callable[[], T], otherwise:
 def entry_names(root: Path, kind: str, record: str, kept: Callable[[str], object]) -> list[str]:
     """The names of the entries in the cache folder `root`'s `kind` ("models", "adapters"): each folder holding its
     `record` file, or a record a replacement kept aside (in flight, or killed outright) that `kept(name)` finds
-    (files.last_kept), and each entry that is a symlink. Found without judging them: a damaged one (a link, or in a
-    `kind` folder that is one: DamagedEntry) is named all the same, and reading it says what is wrong — one row of
-    `models list`, never the end of the listing."""
+    (files.last_kept), and each entry that is a symlink. Found without judging them: a damaged one (a link:
+    DamagedEntry) is named all the same, and reading it says what is wrong — one row of `models list`, never the end
+    of the listing. Nothing is looked for in a `kind` folder that is itself a link: that is one damaged row of its own
+    (`damaged_folder`), whatever it points to."""
     folder = root / kind
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return []
     stem, suffix = os.path.splitext(record)
     names = {p.parent.name for p in folder.glob(f"*/{record}")}
@@ -139,6 +140,18 @@ def entry_names(root: Path, kind: str, record: str, kept: Callable[[str], object
         except ConfigError:  # damaged: said where it is read
             names.add(name)
     return sorted(names)
+
+
+def damaged_folder(root: Path, kind: str) -> DamagedEntry | None:
+    """The cache folder `root`'s `kind` folder ("models", "adapters") as damaged where it is a symlink — own_path's
+    DamagedEntry, saying what it points to and how to mend it — else None. Whether the link points to entries, to
+    none or nowhere (`entry_names` finds nothing there), it is one `damaged` row of `models list`, `models verify`
+    and `doctor`, named `kind`/ (no entry's name has a slash)."""
+    try:
+        own_path(root, kind)
+    except DamagedEntry as e:
+        return e
+    return None
 
 
 def remove_entry_link(root: Path, name: str) -> Path | None:

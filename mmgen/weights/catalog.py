@@ -15,7 +15,7 @@ from mmgen.errors import MmgenError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.weights import trust
-from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache
+from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache, damaged_folder
 from mmgen.weights.names import check_name
 from mmgen.weights.pull import availability, fetch_plan
 from mmgen.weights.registry import ModelEntry, load_registry, unknown_model
@@ -44,6 +44,8 @@ def catalog() -> list[Row]:
     so (status "damaged", with what to do), not the end of the listing."""
     registry, cache = load_registry(), ModelCache()
     rows = []
+    if (damaged := damaged_folder(cache.root, "models")) is not None:  # models/ a link: one row, whatever it holds
+        rows.append(Row("models/", "?", DAMAGED, None, False, str(damaged), None, None, None))
     for name in sorted({*registry.names(), *cache.names()}):
         entry = registry.entries.get(name)
         try:
@@ -121,7 +123,9 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         )
     else:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
-    verdicts = []
+    damaged = damaged_folder(cache.root, "models") if name is None else None  # models/ a link: one verdict
+    verdicts = [] if damaged is None else [Verdict("models/", str(damaged.link), False, f"{DAMAGED}: {damaged}",
+                                                   None, None)]
     for n in names:
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))

@@ -240,6 +240,42 @@ def write_test_wav(
     return write_test_audio(path, seconds, sample_rate, codec="pcm_s16le", **options)
 
 
+def write_late_streams(
+    path: str | Path,
+    video_start: float,
+    audio_start: float,
+    frames: int = 20,
+    audio_seconds: float = 2.0,
+    *,
+    fps: int = 10,
+    size: tuple[int, int] = (16, 16),
+    audio_codec: str = "aac",
+    sample_rate: int = 48000,
+) -> WrittenClip:
+    """A clip whose picture starts at `video_start` and sound at `audio_start` seconds on the file's timeline (a
+    camera's sound running before its picture, a delayed sound): `frames` H.264 frames at `fps` and a tone, each
+    stamped from its own start, in the container `path`'s suffix names."""
+    path = Path(path)
+    pictures = np.stack([pattern_frame(k, size) for k in range(frames)])
+    sound = pattern_audio(audio_seconds, sample_rate)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.height, video.width = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = Fraction(1, fps)
+        audio = container.add_stream(audio_codec, rate=sample_rate, layout="mono")
+        packets = []
+        for k, pixels in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = k + round(video_start * fps), Fraction(1, fps)
+            packets += video.encode(frame)
+        packets += video.encode(None)
+        packets += _encode_audio(audio, sound, sample_rate, round(audio_start * sample_rate))
+        container.start_encoding()
+        container.mux(sorted(packets, key=lambda p: p.dts * p.time_base))
+    return WrittenClip(path, fps, sample_rate, pictures, sound, [video_start + k / fps for k in range(frames)])
+
+
 def write_pcm_wav(path: Path, channels: int, rate: int = 16000, samples: int = 1600) -> Path:
     """A 16-bit PCM WAV of `channels` identical channels (a tone) and no channel layout, its header written by hand:
     no encoder writes 255 channels."""
@@ -277,15 +313,15 @@ def _layout(channels: int) -> str:
     return {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
 
 
-def _encode_audio(stream, sound: np.ndarray, sample_rate: int) -> list[av.Packet]:
-    """Encode (C, L) float samples in 1024-sample frames with explicit pts, so AAC priming is recorded. Frames
-    are packed (interleaved): PyAV 18's planar frames crash on 8 channels."""
+def _encode_audio(stream, sound: np.ndarray, sample_rate: int, first: int = 0) -> list[av.Packet]:
+    """Encode (C, L) float samples in 1024-sample frames with explicit pts (from sample `first`), so AAC priming is
+    recorded. Frames are packed (interleaved): PyAV 18's planar frames crash on 8 channels."""
     packets = []
     for start in range(0, sound.shape[1], 1024):
         chunk = np.ascontiguousarray(sound[:, start : start + 1024].T).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout=_layout(sound.shape[0]))
         frame.sample_rate = sample_rate
-        frame.pts = start
+        frame.pts = first + start
         frame.time_base = Fraction(1, sample_rate)
         packets += stream.encode(frame)
     return packets + stream.encode(None)

@@ -21,6 +21,7 @@ from media_factory import (
     frame_level,
     pattern_audio,
     pattern_frame,
+    write_late_streams,
     write_many_streams,
     write_test_audio,
     write_test_video,
@@ -300,3 +301,17 @@ def test_a_file_with_several_streams_says_which_one_is_read(tmp_path, caplog):
         f"{path}: using audio stream 0 of 2; the others are left out",
         f"{surround}: its 6-channel audio is mixed to mono",
     ]  # each once
+
+
+@pytest.mark.parametrize(("video_start", "audio_start"), [(3.5, 3.5), (0.0, 0.5)])
+def test_matroska_streams_starting_late_read_whole(tmp_path, video_start, audio_start):
+    """FFmpeg's Matroska muxer writes each track's DURATION tag as where the track ENDS on the file's timeline; it
+    was read as a length and added to the track's start, so a clip whose streams start after 0 was refused as cut
+    short ("its video stops at 4.50 s of 8.00 s")."""
+    clip = write_late_streams(tmp_path / "late.mkv", video_start, audio_start, frames=10, audio_seconds=1.0)
+    info = probe(clip.path)
+    assert info.video_duration == pytest.approx(1.0, abs=0.002)
+    assert info.audio_duration == pytest.approx(1.0, abs=0.002)
+    origin = min(video_start, audio_start)  # both are read from the earlier start
+    assert read_video(clip.path, 10, (16, 16)).shape[0] == 10 + round((video_start - origin) * 10)
+    assert read_audio(clip.path, 16000).shape[1] == pytest.approx(16000 * (1 + audio_start - origin), abs=16)

@@ -118,18 +118,22 @@ def header_end(container: av.container.InputContainer, stream: av.stream.Stream)
 
 
 def tagged_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds a Matroska/WebM track lasts by its DURATION tag (FFmpeg and mkvmerge write one per track; mkvmerge's
-    reads "DURATION-eng"), to the track's clock tick (1 ms by default); None when it has none. The tag counts the
-    encoder's priming (AAC's 1024 samples, Opus's pre-skip: the codec delay), which the decoder drops, so that is
-    taken off, rounded onto the track's clock as the demuxer rounds it (to nearest, halves up)."""
+    """Seconds a Matroska/WebM track lasts by its DURATION tag, to the track's clock tick (1 ms by default); None
+    when it has none. FFmpeg's muxer writes "DURATION" as the track's END on the file's timeline (its last packet's
+    time plus duration), so the track's start is taken off; mkvmerge's statistics tag ("DURATION-eng") is the
+    length itself (last end minus first time). Either counts the encoder's priming (AAC's 1024 samples, Opus's
+    pre-skip: the codec delay), which the decoder drops, so that is taken off too, rounded onto the track's clock
+    as the demuxer rounds it (to nearest, halves up)."""
     if "matroska" not in container.format.name:
         return None
-    text = next((v for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"), "")
+    key, text = next(((k, v) for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"), ("", ""))
     parts = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", text.strip())
     if parts is None:
         return None
     hours, minutes, seconds = parts.groups()
     length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if key.upper() == "DURATION":  # FFmpeg's: where the track ends
+        length -= stream_start(container, stream)
     context = stream.codec_context
     if stream.type == "audio" and context.delay > 0 and context.sample_rate:
         tick = stream.time_base

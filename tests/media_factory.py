@@ -27,7 +27,7 @@ VIDEO_ENCODERS = {
     "mpeg4": "mpeg4",
     "prores": "prores_ks",
 }
-PIXEL_FORMATS = {"prores_ks": "yuv422p10le"}
+PIXEL_FORMATS = {"prores_ks": "yuv422p10le", "png": "rgb24"}
 # Fast settings that keep B-frames (so reordering and edit lists are exercised); x265 is quiet.
 ENCODER_OPTIONS = {
     "libx264": {"preset": "veryfast"},

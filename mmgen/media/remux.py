@@ -38,12 +38,14 @@ from mmgen.media.tracks import (
     add_audio,
     add_video,
     audio_frames,
+    check_encodable,
     copied,
     decoded,
     encoded,
     frame_rate,
     mux,
     open_output,
+    picture_format,
     video_frames,
 )
 from mmgen.output_checks import check_writable
@@ -154,21 +156,42 @@ def _kept(
     channels, rate = (mixable_channels(source.name, stream, "stereo"), stream.codec_context.sample_rate) if audio \
         else (0, 0)
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
-    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s", source.name, codec, stream.type, into.name,
+    size = (stream.codec_context.width, stream.codec_context.height) if not audio else (2, 2)
+    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s%s", source.name, codec, stream.type, into.name,
                 f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
+                f" as {picture_format(*size)} to keep its odd {size[0]}×{size[1]} size (not every player plays it)"
+                if picture_format(*size) != "yuv420p" else "",
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
                 f"; its {channels} channels are mixed to stereo" if channels > 2 else "")
     if audio:
         out = add_audio(container, into.audio_encoder, stored, channels)
     else:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        width, height = (n - n % 2 for n in (stream.codec_context.width, stream.codec_context.height))
+        width, height = stream.codec_context.width, stream.codec_context.height  # its own size (picture_format)
         out = add_video(container, into.video_encoder, frame_rate(rate), width, height, DEFAULT_CRF,
                         time_base=stream.time_base)
         if rotation:
             out.set_display_rotation(rotation)
         out.codec_context.sample_aspect_ratio = pixel_aspect(stream)  # an anamorphic picture stays as wide
     return encoded(out, decoded(source, stream, shift, until))
+
+
+def check_kept(src: str | os.PathLike, keep: str, out_path: str | os.PathLike) -> None:
+    """Before any work: MediaError when the source's first `keep` stream cannot go into `out_path` — copied as is,
+    or re-encoded as _kept does it (a picture at its own size, which the encoder must take; sound of at most
+    MAX_CHANNELS channels)."""
+    into = container_for(out_path)
+    with open_input(src) as source:
+        stream = first_stream(source, keep, src)
+        codec = codec_name(stream)
+        if into.copies(keep, codec):
+            return
+        if keep == "audio":
+            mixable_channels(src, stream, "stereo")
+        else:
+            context = stream.codec_context
+            check_encodable(into.video_encoder, context.width, context.height,
+                            f"cannot write {out_path}: {src}'s {codec} picture must be re-encoded for {into.name}")
 
 
 def video_end(path: str | os.PathLike) -> float:

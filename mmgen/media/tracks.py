@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
+from mmgen.media.probe import cannot_read
 
 AAC_BIT_RATE = 128_000
 OPUS_BIT_RATE = 96_000
@@ -62,13 +62,34 @@ def add_video(
     crf: int,
     time_base: Fraction | None = None,
 ) -> av.video.stream.VideoStream:
-    """A yuv420p picture stream ("libx264", or "libvpx-vp9" for WebM) at constant quality `crf`; frames will
-    carry pts in `time_base` (default 1/rate)."""
+    """A picture stream ("libx264", or "libvpx-vp9" for WebM) of `width`×`height` in picture_format's pixel
+    format, at constant quality `crf`; frames will carry pts in `time_base` (default 1/rate)."""
     stream = container.add_stream(encoder, rate=rate)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.width, stream.height, stream.pix_fmt = width, height, picture_format(width, height)
     stream.codec_context.time_base = time_base or 1 / rate
     stream.options = {"crf": str(crf), **VIDEO_OPTIONS.get(encoder, {})}
     return stream
+
+
+def picture_format(width: int, height: int) -> str:
+    """The pixel format a `width`×`height` picture is encoded in: yuv420p, what every player plays, when both sides
+    are even; else yuv444p, which holds any size (4:2:0 halves the colour planes, so x264 refuses odd sizes) — a
+    re-encoded 1281×721 or 1×4000 picture keeps its size (H.264 4:4:4 plays in FFmpeg-based players, VLC, mpv;
+    not in QuickTime or browsers)."""
+    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+
+
+def check_encodable(encoder: str, width: int, height: int, why: str) -> None:
+    """Before any work: MediaError when `encoder` refuses a `width`×`height` picture (x264 and libvpx have their
+    largest sizes), found by opening the encoder as add_video sets it up. `why` begins the message ("cannot write
+    OUT: IN's png picture must be re-encoded for mov")."""
+    context = av.CodecContext.create(encoder, "w")
+    context.width, context.height, context.pix_fmt = width, height, picture_format(width, height)
+    context.time_base = Fraction(1, 25)
+    try:
+        context.open()
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{why}, and {encoder} cannot encode its {width}×{height} size ({e.strerror or e})") from e
 
 
 def add_audio(
@@ -126,7 +147,7 @@ def copied(
     """`stream`'s packets, bytes untouched, moved `shift` seconds earlier and retargeted to the output stream
     `into`; packets starting at or after `until` seconds (on the shifted timeline) are dropped."""
     ticks = round(shift / stream.time_base)
-    for packet in source.demux(stream):
+    for packet in _read(source, source.demux(stream)):
         if packet.size == 0 or packet.pts is None:  # demuxer's end-of-stream marker
             continue
         if float((packet.pts - ticks) * stream.time_base) >= until:
@@ -146,7 +167,7 @@ def decoded(
     to the sample at `until` (a decoder's frames run up to ~128 ms past a sound's end: an AAC source's last frame
     holds its padding, which an encoder would otherwise keep past the picture)."""
     ticks = round(shift / stream.time_base)
-    for frame in source.decode(stream):
+    for frame in _read(source, source.decode(stream)):
         if frame.pts is None or float((frame.pts - ticks) * stream.time_base) >= until:
             continue
         if isinstance(frame, av.AudioFrame):
@@ -156,6 +177,15 @@ def decoded(
             frame.time_base = stream.time_base
             frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose keyframes
         yield frame
+
+
+def _read(source: av.container.InputContainer, items: Iterator) -> Iterator:
+    """`items`, the packets or frames of `source` being read; an FFmpeg error while reading them names `source`
+    (open_output takes every other error inside it, an encoder's or the muxer's, for the output's)."""
+    try:
+        yield from items
+    except av.error.FFmpegError as e:
+        raise cannot_read(source.name, f"not a readable media file or damaged ({e.strerror or e})") from e
 
 
 def _cut(frame: av.AudioFrame, start: int, until: float) -> av.AudioFrame:
@@ -185,7 +215,8 @@ def _decode_time(packet: av.Packet) -> float:
 
 @contextmanager
 def open_output(temp: Path, target: Path, sample_rate: int | None = None) -> Iterator[av.container.OutputContainer]:
-    """An output container on the temporary file `temp`; FFmpeg errors become a MediaError naming `target`.
+    """An output container on the temporary file `temp`; FFmpeg errors (an encoder's, the muxer's) become a
+    MediaError naming `target` (a source read meanwhile names itself: copied, decoded).
     MP4s are written "faststart" (index first) so browsers can play them while downloading. An MP4 holding sound
     at `sample_rate` counts its movie time (edit lists: where the sound ends) in samples, not the default
     milliseconds, so the sound read back is as long as written to the sample (at 48 kHz it was up to 24 off)."""
@@ -198,6 +229,4 @@ def open_output(temp: Path, target: Path, sample_rate: int | None = None) -> Ite
     except av.error.FFmpegError as e:
         if isinstance(e, OSError) and (failure := failure_writing(target, e, temp)) is not e:
             raise failure from e
-        if e.filename is not None and not Path(os.fsdecode(e.filename)).is_relative_to(temp):
-            raise  # the source's, read while the output is written (a remux): open_input names it
         raise MediaError(f"cannot write {target}: {e.strerror or e}") from e

@@ -13,6 +13,7 @@ import torch
 
 from mmgen.errors import MediaError
 from mmgen.media import MediaInfo, probe, read_audio, read_video
+from mmgen.media.remux import check_kept
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressFn, quiet
@@ -122,6 +123,7 @@ def run_conditional(
     paths = settings.outputs(output)
     inputs = [source_path, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    check_kept(source_path, given, paths.mp4)
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()

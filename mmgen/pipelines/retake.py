@@ -22,6 +22,7 @@ from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.probe import frame_gaps
+from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -159,6 +160,7 @@ def retake(
     paths = settings.outputs(out)
     inputs = [source, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    check_kept(source, OTHER[modality], paths.mp4)
     run = prepare(settings)
     known = known_config(run.model)
     check_frames(settings, info, known)  # before loading, when the config is known without it

@@ -1,0 +1,56 @@
+"""A user's stream kept under a new one (soundtrack, animate, retake) that the output's container cannot copy is
+re-encoded as it is — a picture at its own size, sound of any channel count — or refused, in one line, before any
+sampling; an encoder's failure while writing names the output, never the input."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+from cli_here import run_here
+from media_factory import write_test_video
+from mmgen_cli import mmgen_env
+
+from mmgen.errors import MediaError
+from mmgen.media.tracks import add_video, encoded, open_output
+from mmgen.pipelines import soundtrack
+from mmgen.pipelines.settings import SoundtrackSettings
+
+
+def picture(path: Path) -> tuple[int, int, str]:
+    with av.open(str(path)) as container:
+        context = container.streams.video[0].codec_context
+        return context.width, context.height, context.pix_fmt
+
+
+@pytest.mark.parametrize("size", [(9, 15), (40, 1)])  # (height, width): odd sides; one pixel wide
+def test_a_png_picture_re_encoded_for_a_mov_keeps_its_own_size(tiny, tmp_path, size, caplog):
+    """A 15×9 PNG came out 14×8, silently; a 1×40 one sampled every window and then failed as 'cannot read IN'."""
+    clip = write_test_video(tmp_path / "still.mov", seconds=0.5, size=size, codec="png", audio=False).path
+    out = tmp_path / "out.mov"
+    done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert picture(out) == (size[1], size[0], "yuv444p")
+    assert f"as yuv444p to keep its odd {size[1]}×{size[0]} size" in caplog.text
+
+
+def test_a_picture_the_encoder_cannot_take_is_refused_before_any_sampling(tiny, tmp_path):
+    clip = write_test_video(tmp_path / "strip.mov", seconds=0.3, size=(2, 20000), codec="png", audio=False).path
+    reported = []
+    with pytest.raises(MediaError, match=f"cannot write {tmp_path / 'o.mp4'}: {clip}'s png picture must be "
+                                         "re-encoded for mp4, and libx264 cannot encode its 20000×2 size"):
+        soundtrack(clip, tmp_path / "o.mp4", SoundtrackSettings(model=str(tiny), steps=1, device="cpu"),
+                   progress=reported.append)
+    assert reported == []
+
+
+def test_an_encoders_failure_while_writing_names_the_output(tmp_path):
+    """An encoder's error carries its function's name as 'filename'; it was taken for the source's."""
+    out = tmp_path / "o.mp4"
+    frame = av.VideoFrame(2, 2, "yuv420p")
+    frame.pts = 0
+    with pytest.raises(MediaError, match=f"cannot write {out}"), open_output(out, out) as container:
+        stream = add_video(container, "libx264", Fraction(10), 0, 0, 18)
+        list(encoded(stream, iter([frame])))

@@ -8,9 +8,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from cli_here import run_here
-from media_factory import write_test_video
+from media_factory import decode_audio, write_test_video, write_wide_clip
 from mmgen_cli import mmgen_env
 
 from mmgen.errors import MediaError
@@ -54,3 +55,26 @@ def test_an_encoders_failure_while_writing_names_the_output(tmp_path):
     with pytest.raises(MediaError, match=f"cannot write {out}"), open_output(out, out) as container:
         stream = add_video(container, "libx264", Fraction(10), 0, 0, 18)
         list(encoded(stream, iter([frame])))
+
+
+def test_kept_sound_of_channels_in_no_layout_is_mixed_to_mono_for_an_mp4(tiny, tmp_path, caplog):
+    """9 channels with no layout (2nd-order ambisonics in a hand-written file): FFmpeg's mix to stereo failed with
+    `cannot write OUT.mp4: Invalid argument` after all the sampling. They are mixed to mono, their mean."""
+    clip = write_wide_clip(tmp_path / "ambi.mkv", 9)
+    out = tmp_path / "out.mp4"
+    done = run_here("retake", clip, "--video", "--range", "0.2:0.4", "-o", out, "-m", tiny, "--steps", "1",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    sound, rate = decode_audio(out)
+    assert sound.shape[0] == 1 and abs(np.abs(sound).max() - 0.3) < 0.03  # the tone each channel holds
+    assert "its 9 channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)" in caplog.text
+
+
+def test_a_retake_refuses_sound_of_too_many_channels_before_it_looks_for_the_model(tmp_path):
+    """65 channels were refused only as the sound was read, after the model had been loaded (a model that is not
+    there was reported first)."""
+    wide = write_wide_clip(tmp_path / "wide.mkv", 65)
+    done = run_here("retake", wide, "--range", "0.2:0.6", "-m", tmp_path / "absent.safetensors", "-o",
+                    tmp_path / "o.mp4", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {wide}: its audio has 65 channels, "
+                                                 "more than the 64 FFmpeg's resampler mixes to mono\n")

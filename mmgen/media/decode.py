@@ -106,6 +106,33 @@ def mixable_channels(path: str | os.PathLike, stream: av.audio.stream.AudioStrea
     return channels
 
 
+def mixes_to_stereo(stream: av.audio.stream.AudioStream) -> bool:
+    """Whether FFmpeg's resampler mixes `stream`'s channels to stereo (what an encoder given more than two does): it
+    does for any layout it knows, and for channels with none when their count has a usual layout (3, 6, 10, 16,
+    24 …), not for 9, 32 or 63 of them ("Invalid argument" at the first frame). Found by mixing a silent frame."""
+    silence = av.AudioFrame(format="flt", layout=stream.codec_context.layout, samples=1)
+    silence.sample_rate = stream.codec_context.sample_rate or 48_000
+    silence.planes[0].update(bytes(silence.planes[0].buffer_size))
+    try:
+        av.AudioResampler(format="flt", layout="stereo").resample(silence)
+    except av.error.FFmpegError:
+        return False
+    return True
+
+
+def mean_mixed(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """`frames` mixed to mono, each sample the mean of its channels (as read_audio mixes), keeping their pts,
+    time base and rate: for channels FFmpeg cannot mix to stereo (mixes_to_stereo)."""
+    resampler = None
+    for frame in frames:
+        resampler = resampler or av.AudioResampler(format="flt", rate=frame.sample_rate)  # packed floats, as they are
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in resampler.resample(frame)])
+        mono = samples.reshape(-1, len(frame.layout.channels)).mean(1, dtype=np.float32)
+        out = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono[None]), format="flt", layout="mono")
+        out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+        yield out
+
+
 def read_audio(
     path: str | os.PathLike, sample_rate: int, start: float = 0.0, duration: float | None = None
 ) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mmgen.files import atomic_output
 from mmgen.media.containers import Container, container_for, holders
-from mmgen.media.decode import mixable_channels
+from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.probe import (
     codec_name,
@@ -156,15 +156,20 @@ def _kept(
     channels, rate = (mixable_channels(source.name, stream, "stereo"), stream.codec_context.sample_rate) if audio \
         else (0, 0)
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
+    stereo = channels <= 2 or mixes_to_stereo(stream)  # else their mean, mono: FFmpeg has no rule for them
     size = (stream.codec_context.width, stream.codec_context.height) if not audio else (2, 2)
     log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s%s", source.name, codec, stream.type, into.name,
                 f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
                 f" as {picture_format(*size)} to keep its odd {size[0]}×{size[1]} size (not every player plays it)"
                 if picture_format(*size) != "yuv420p" else "",
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
-                f"; its {channels} channels are mixed to stereo" if channels > 2 else "")
+                f"; its {channels} channels are mixed to stereo" if channels > 2 and stereo else
+                f"; its {channels} channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)"
+                if not stereo else "")
+    frames = decoded(source, stream, shift, until)
     if audio:
-        out = add_audio(container, into.audio_encoder, stored, channels)
+        out = add_audio(container, into.audio_encoder, stored, channels if stereo else 1)
+        frames = frames if stereo else mean_mixed(frames)
     else:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = stream.codec_context.width, stream.codec_context.height  # its own size (picture_format)
@@ -173,7 +178,7 @@ def _kept(
         if rotation:
             out.set_display_rotation(rotation)
         out.codec_context.sample_aspect_ratio = pixel_aspect(stream)  # an anamorphic picture stays as wide
-    return encoded(out, decoded(source, stream, shift, until))
+    return encoded(out, frames)
 
 
 def check_kept(src: str | os.PathLike, keep: str, out_path: str | os.PathLike) -> None:

@@ -13,6 +13,7 @@ import torch
 
 from mmgen.errors import MediaError
 from mmgen.media import MediaInfo, probe, read_audio, read_video
+from mmgen.media.decode import MAX_CHANNELS
 from mmgen.media.remux import check_kept
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -44,7 +45,7 @@ def check_input(path: Path, given: str) -> float:
     info = probe(path)
     if not getattr(info, f"has_{given}"):
         raise MediaError(f"cannot read {path}: it has no {given} stream")
-    check_rate(info, given)
+    check_sound(info, given)
     duration = info.video_duration if given == "video" else info.audio_duration
     duration = info.duration if duration is None else duration
     if given == "video" and (info.frames or 0) <= 1 and info.video_codec in STILL_CODECS:
@@ -55,11 +56,17 @@ def check_input(path: Path, given: str) -> float:
     return duration
 
 
-def check_rate(info: MediaInfo, given: str) -> None:
-    """An input's sound (`given` "audio") sampled below MIN_INPUT_RATE is refused before any work."""
-    if given == "audio" and info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
+def check_sound(info: MediaInfo, given: str) -> None:
+    """An input's sound (`given` "audio") sampled below MIN_INPUT_RATE, or of more than MAX_CHANNELS channels (which
+    FFmpeg's resampler cannot mix to mono), is refused before any work."""
+    if given != "audio":
+        return
+    if info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
         raise MediaError(f"cannot read {info.path}: its audio is sampled at {info.sample_rate:,} Hz, out of range "
                          f"(mmgen reads sound sampled at {MIN_INPUT_RATE:,} Hz or more)")
+    if (info.audio_channels or 0) > MAX_CHANNELS:
+        raise MediaError(f"cannot read {info.path}: its audio has {info.audio_channels} channels, more than the "
+                         f"{MAX_CHANNELS} FFmpeg's resampler mixes to mono")
 
 
 def check_length(info: MediaInfo, given: str, duration: float) -> None:

@@ -26,7 +26,7 @@ from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.conditional import OTHER, check_length, check_rate
+from mmgen.pipelines.conditional import OTHER, check_length, check_sound
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.retake_windows import regenerate, seam_weights
 from mmgen.pipelines.sampling import window_sampler
@@ -153,7 +153,7 @@ def retake(
                              "the other within the ranges)")
     seconds = stream_seconds(info)
     for kind in OTHER:  # the limits soundtrack and animate hold their inputs to, before any work
-        check_rate(info, kind)
+        check_sound(info, kind)
         check_length(info, kind, seconds[kind])
     spans = check_ranges(settings.ranges, seconds, modality, source)
     out = outputs.output_for(source, output, "retake")

@@ -78,3 +78,21 @@ def test_a_retake_refuses_sound_of_too_many_channels_before_it_looks_for_the_mod
                     tmp_path / "o.mp4", env=mmgen_env(tmp_path))
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: cannot read {wide}: its audio has 65 channels, "
                                                  "more than the 64 FFmpeg's resampler mixes to mono\n")
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_a_pcm_sound_retaken_into_a_container_that_holds_pcm_stays_pcm_sample_exact_outside_the_range(
+    tiny, tmp_path, suffix
+):
+    """It came back as AAC: a full-scale tone differed by up to 0.997 outside the range."""
+    clip = write_test_video(tmp_path / "pcm.mkv", seconds=0.6, size=(16, 16), audio_codec="pcm_s16le",
+                            sample_rate=48000).path
+    out = tmp_path / f"out{suffix}"
+    done = run_here("retake", clip, "--range", "0.3:0.4", "-o", out, "--loudness", "off", "-m", tiny, "--steps",
+                    "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "pcm_s16le"
+    (before, _), (after, _) = decode_audio(clip), decode_audio(out)
+    outside = np.r_[0:12000, 21600:28800]  # 50 ms clear of the range's seams on each side
+    assert after.shape == before.shape and np.array_equal(after[:, outside], before[:, outside])

@@ -19,6 +19,9 @@ from mmgen.media.delivery import RATES, Delivery
 
 log = logging.getLogger(__name__)
 
+# Lossless sound codecs that PyAV encodes and a container here holds: a sound decoded from one and encoded again
+# keeps every sample.
+LOSSLESS_AUDIO = frozenset({"pcm_s16le", "flac", "alac"})
 # Encoders whose sound every decoder gives back at one rate, whatever rate it was encoded from.
 DECODED_AT = {"libopus": 48_000}
 
@@ -35,6 +38,12 @@ class Container:
 
     def copies(self, kind: str, codec: str) -> bool:
         return codec in (self.video_copy if kind == "video" else self.audio_copy)
+
+    def sound_encoder(self, own: str | None) -> str:
+        """The encoder for sound made from a source's own sound in codec `own` (a retake's): `own` itself when it is
+        lossless (LOSSLESS_AUDIO) and this container holds it — a 16-bit PCM sound retaken into a .mkv or .mov keeps
+        its samples outside the ranges exactly — else audio_encoder."""
+        return own if own in LOSSLESS_AUDIO and self.copies("audio", own) else self.audio_encoder
 
     def audio_rates(self) -> tuple[int, ...]:
         """The sample rates, within those mmgen delivers (delivery.RATES), that its sound is stored at — read back

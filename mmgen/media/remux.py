@@ -62,10 +62,11 @@ def replace_audio(
     *,
     overwrite: bool = False,
     end_together: bool = True,
+    encoder: str | None = None,
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
-    as AAC (Opus in WebM), trimmed or padded with silence to the video's duration (as it is, unless
-    `end_together`)."""
+    as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's), trimmed or padded with silence to
+    the video's duration (as it is, unless `end_together`)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
@@ -74,7 +75,7 @@ def replace_audio(
         soundtrack = fit_length(soundtrack, round(video_end(src_video_path) * sample_rate))
 
     def new_audio(container: av.container.OutputContainer) -> Track:
-        stream = add_audio(container, into.audio_encoder, sample_rate)
+        stream = add_audio(container, encoder or into.audio_encoder, sample_rate)
         return encoded(stream, audio_frames(soundtrack, sample_rate))
 
     _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, sample_rate)

@@ -24,8 +24,7 @@ from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
 from mmgen.media.probe import cannot_read
 
-AAC_BIT_RATE = 128_000
-OPUS_BIT_RATE = 96_000
+BIT_RATES = {"aac": 128_000, "libopus": 96_000}  # of the lossy sound encoders
 # Constant-quality settings of the picture encoders, per encoder: the crf a caller gives goes in as is for
 # x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting.
 VIDEO_OPTIONS = {"libx264": {}, "libvpx-vp9": {"b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}}
@@ -95,8 +94,8 @@ def check_encodable(encoder: str, width: int, height: int, why: str) -> None:
 def add_audio(
     container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int = 1
 ) -> av.audio.stream.AudioStream:
-    """An AAC or Opus ("libopus", for WebM) stream, mono or stereo (more source channels are downmixed to
-    stereo as they are encoded)."""
+    """An AAC or Opus ("libopus", for WebM) stream — or a lossless one (Container.sound_encoder: PCM, FLAC, ALAC) —
+    mono or stereo (more source channels are downmixed to stereo as they are encoded)."""
     codec = av.Codec(encoder, "w")
     rates = codec.audio_rates
     if rates and sample_rate not in rates:
@@ -105,7 +104,8 @@ def add_audio(
     stream = container.add_stream(encoder, rate=sample_rate, layout="mono" if channels == 1 else "stereo")
     formats = [f.name for f in codec.audio_formats or ()]
     stream.format = next((f for f in ("fltp", "flt") if f in formats), formats[0])  # PyAV converts the frames
-    stream.bit_rate = AAC_BIT_RATE if encoder == "aac" else OPUS_BIT_RATE
+    if encoder in BIT_RATES:  # a lossless encoder takes none
+        stream.bit_rate = BIT_RATES[encoder]
     return stream
 
 

@@ -18,7 +18,7 @@ import torch
 
 from mmgen.errors import InvalidSetting, MediaError
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
-from mmgen.media.containers import kept_rate
+from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.probe import frame_gaps
@@ -187,7 +187,8 @@ def retake(
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
-                          end_together=False)  # the input's sound as long as it was, whatever its picture lasts
+                          end_together=False,  # the input's sound as long as it was, whatever its picture lasts
+                          encoder=container_for(paths.mp4).sound_encoder(info.audio_codec))  # PCM stays PCM
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
         else:

@@ -659,3 +659,14 @@ def test_a_dash_is_a_file_name_and_the_error_says_standard_input_is_not_read(com
                                                  "files, not from standard input: give the file's path)\n")
     helped = run_here(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200"))
     assert "a path; `-` is not standard input." in helped.stdout
+
+
+@pytest.mark.parametrize("command", [["soundtrack"], ["animate"], ["retake", "--range", "0:1"]])
+def test_a_file_named_like_an_option_gets_a_hint_how_to_give_it(tmp_path, monkeypatch, command):
+    """`mmgen soundtrack -dash.mp4` said only `No such option: -d`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dash.mp4").write_bytes(b"")
+    done = run_here(*command, "-dash.mp4", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: No such option: -d (to use a file named -dash.mp4, "
+                                                 "write ./-dash.mp4 or put -- before it)\n")
+    assert run_here(*command, "-zzz.mp4", env=mmgen_env(tmp_path)).stderr == "mmgen: error: No such option: -z\n"

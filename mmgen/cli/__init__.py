@@ -125,13 +125,28 @@ def _failed(e: Exception) -> int:
     if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
-        _error(e.format_message().replace("\n", " "))  # NoSuchOption, ...) derive from TyperException; exit 2
-        return 2
+        _error(e.format_message().replace("\n", " ") + _dash_file_hint(e))  # NoSuchOption, ...) derive from
+        return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _error(f"{e.filename}: {_too_long(e.filename)}")
         return 2
     _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
     return 1
+
+
+def _dash_file_hint(e: Exception) -> str:
+    """For an unknown option that is the name of a file in the current folder (`mmgen soundtrack -clip.mp4`, read as
+    the options -c -l …): how to give that file; else nothing."""
+    from mmgen.cli.app import arguments
+
+    option = getattr(e, "option_name", None)
+    if type(e).__name__ != "NoSuchOption" or not option:
+        return ""
+    arguments_ = arguments.get()
+    given = arguments_[: arguments_.index("--")] if "--" in arguments_ else arguments_
+    named = next((arg for arg in given if arg.startswith("-") and len(arg) > 1 and os.path.lexists(arg)
+                  and (arg.startswith(option) or (not option.startswith("--") and option[1:] in arg))), None)
+    return f" (to use a file named {named}, write ./{named} or put -- before it)" if named else ""
 
 
 def _option_name(param: object) -> str | None:

@@ -396,13 +396,13 @@ def sound_retake_past_the_end_of_the_picture(folder, model):
     """The sound outlasts the picture: a sound retake is conditioned on the picture all through its range."""
     longer_sound = clip(folder, audio_seconds=1.5)
     return (["retake", longer_sound, "--range", "1.1:1.4", "-m", model, *FAST],
-            "clip.mp4's picture (1.000 s), which its sound is remade to match")
+            "clip.mp4's picture lasts only 1.000 s, and the sound is remade to match it")
 
 
 def picture_retake_past_the_end_of_the_sound(folder, model):
     shorter_sound = clip(folder, audio_seconds=0.5)
     return (["retake", shorter_sound, "--video", "--range", "0.6:0.8", "-m", model, *FAST],
-            "clip.mp4's sound (0.500 s), which its picture is remade to match")
+            "clip.mp4's sound lasts only 0.500 s, and the picture is remade to match it")
 
 
 def retake_with_both_video_and_audio(folder, model):

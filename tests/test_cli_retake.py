@@ -22,6 +22,7 @@ from media_factory import (
     decode_frames,
     packets,
     pattern_audio,
+    write_late_streams,
     write_test_video,
     write_wide_clip,
 )
@@ -291,3 +292,61 @@ def test_a_clip_whose_sound_holds_nan_is_refused_naming_it(tiny, tmp_path):
     with pytest.raises(MediaError, match=f"cannot read {clip}: its audio holds NaN or Inf samples"):
         retake(clip, tmp_path / "rt" / "mended.mkv", settings)
     assert not (tmp_path / "rt").exists()
+
+
+def frame_times(path) -> np.ndarray:
+    """Seconds each frame is shown at, on the file's timeline as players count it (from its earliest stream)."""
+    with av.open(str(path)) as container:
+        origin = container.start_time / av.time_base
+        return np.array([float(frame.pts * frame.time_base) - origin for frame in container.decode(video=0)])
+
+
+@pytest.mark.parametrize(("name", "video_start", "audio_start", "codec"),
+                         [("late.mov", 0.3, 0.0, "pcm_s16le"), ("cut.mp4", 3.5, 3.5, "aac")])
+def test_a_picture_retake_keeps_the_pictures_own_start_beside_its_sound(tmp_path, name, video_start, audio_start,
+                                                                         codec):
+    """A picture starting 0.3 s after its sound (a camera's), or 22 ms after it (a clip cut at 3.5 s: the AAC
+    sound's priming starts first): the picture was read from the sound's start, its first frame repeated over the
+    time it did not show (23 frames for 20) and every frame after put up to a frame late against the copied sound.
+    Outside the range the frames are the input's own: as many, at the same times beside the sound."""
+    clip = write_late_streams(tmp_path / name, video_start, audio_start, frames=20, audio_seconds=2.3,
+                              audio_codec=codec).path
+    out = tmp_path / f"mended{clip.suffix}"
+    done = run_here("retake", clip, "--video", "--range", "0.5:1.0", "--steps", "1", "--seed", "1", "-o", out,
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert [data for _, data in packets(out, "audio")] == [data for _, data in packets(clip, "audio")]
+    assert frame_times(clip)[0] > 0.02  # the sound comes first
+    assert len(frame_times(out)) == 20
+    assert np.abs(frame_times(out) - frame_times(clip)).max() < 0.0015
+    before, after = decode_frames(clip).astype(int), decode_frames(out).astype(int)
+    change = np.abs(after - before).mean(axis=(1, 2, 3))
+    assert change[:2].max() < 5 and change[-5:].max() < 5  # the input's frames, re-encoded
+
+
+def test_a_sound_retake_keeps_a_delayed_sound_where_it_starts(tmp_path):
+    """A sound starting 0.5 s into the picture came back from 0, 0.5 s of digital silence in front of it: it
+    starts where it did (to the AAC encoder's priming, which comes before it) and lasts as long as it did."""
+    clip = write_late_streams(tmp_path / "delayed.mp4", 0.0, 0.5, frames=20, audio_seconds=1.5).path
+    out = tmp_path / "mended.mp4"
+    done = run_here("retake", clip, "--range", "1:1.3", "--steps", "1", "--seed", "1", "-o", out,
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert packets(out, "video") == packets(clip, "video")
+    before, after = probe(clip), probe(out)
+    assert before.audio_start == pytest.approx(0.5 - 1056 / 48000, abs=0.001)
+    assert after.audio_start == pytest.approx(before.audio_start - 1024 / 48000, abs=0.001)
+    assert after.audio_start + after.audio_duration == pytest.approx(before.audio_start + before.audio_duration,
+                                                                     abs=0.002)
+
+
+def test_a_range_past_the_end_of_the_shorter_stream_names_it_and_the_flag(tmp_path):
+    """2 s of picture over 0.5 s of sound: the error said `--ranges 1:1.3: CLIP lasts only 0.500 s` (no such flag,
+    and the clip lasts 2 s)."""
+    clip = write_test_video(tmp_path / "short_sound.mp4", seconds=2.0, size=(16, 16), audio_seconds=0.5).path
+    done = run_here("retake", clip, "--range", "1.0:1.3", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: --range 1:1.3: {clip}'s sound lasts only 0.500 s\n")
+    done = run_here("retake", clip, "--video", "--range", "1.0:1.3", env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.endswith(f"--range 1:1.3: {clip}'s sound lasts only 0.500 s, and the picture is remade to "
+                                "match it\n"), done.stderr

@@ -94,7 +94,7 @@ def test_overlapping_ranges_are_refused_and_ranges_that_meet_are_one():
     from mmgen.errors import UsageError
     from mmgen.pipelines.retake import TimeRange, check_ranges
 
-    seconds = {"audio": 9.0, "video": 9.0}
+    seconds = {"audio": (0.0, 9.0), "video": (0.0, 9.0)}
     assert check_ranges(["2:3", "1:2"], seconds, "audio", Path("x.mp4")) == [TimeRange(1, 3)]
     with pytest.raises(UsageError, match=re.escape("ranges: 0.2:0.4 and 0.3:0.5 overlap (give each second "
                                                    "once: 0.2:0.5 for both)")):

@@ -235,7 +235,9 @@ def flag_of(field: str) -> str:
     """The flag of a settings field as the command line's errors name it: its long name (`--range` for ranges,
     `--upscale` for upscale's --upscale/--no-upscale); `--field-name` for a field without a flag here."""
     info = typing.get_args(FLAGS[field])[1] if field in FLAGS else None
-    names = [name.split("/")[0] for name in getattr(info, "param_decls", None) or () if name.startswith("--")]
+    # Inside Annotated, typer takes an Option's first name from where its default would go (`--range`).
+    said = (getattr(info, "default", None), *(getattr(info, "param_decls", None) or ()))
+    names = [name.split("/")[0] for name in said if isinstance(name, str) and name.startswith("--")]
     return names[0] if names else "--" + field.replace("_", "-")
 
 

@@ -46,6 +46,8 @@ class MediaInfo:
     video_duration: float | None = None
     audio_duration: float | None = None
     audio_channels: int | None = None
+    video_start: float = 0.0  # seconds from the file's timeline zero (origin: where reads begin) to the stream's start
+    audio_start: float = 0.0
 
 
 def cannot_read(path: str | os.PathLike, reason: str) -> MediaError:
@@ -264,6 +266,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 frames=video.frames or None,
                 rotation=rotation,
                 video_duration=stream_duration(container, video),
+                video_start=stream_start(container, video) - origin(container),
             )
             durations.append(fields["video_duration"])
         if container.streams.audio:
@@ -273,6 +276,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 sample_rate=audio.codec_context.sample_rate,
                 audio_channels=audio.codec_context.channels,
                 audio_duration=stream_duration(container, audio),
+                audio_start=stream_start(container, audio) - origin(container),
             )
             durations.append(fields["audio_duration"])
         known = [d for d in durations if d is not None]

@@ -42,6 +42,7 @@ from mmgen.media.tracks import (
     copied,
     decoded,
     encoded,
+    frame_clock,
     frame_rate,
     mux,
     open_output,
@@ -63,20 +64,22 @@ def replace_audio(
     overwrite: bool = False,
     end_together: bool = True,
     encoder: str | None = None,
+    start: float = 0.0,
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
-    as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's), trimmed or padded with silence to
-    the video's duration (as it is, unless `end_together`)."""
+    as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's) from `start` seconds on the source's
+    timeline (its origin: 0 in the output), trimmed or padded with silence to the video's end (as it is, unless
+    `end_together`)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
     soundtrack = audio.detach().float()
     if end_together:
-        soundtrack = fit_length(soundtrack, round(video_end(src_video_path) * sample_rate))
+        soundtrack = fit_length(soundtrack, round((video_end(src_video_path) - start) * sample_rate))
 
     def new_audio(container: av.container.OutputContainer) -> Track:
         stream = add_audio(container, encoder or into.audio_encoder, sample_rate)
-        return encoded(stream, audio_frames(soundtrack, sample_rate))
+        return encoded(stream, audio_frames(soundtrack, sample_rate, round(start * sample_rate)))
 
     _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, sample_rate)
 
@@ -90,20 +93,23 @@ def replace_video(
     crf: int = DEFAULT_CRF,
     overwrite: bool = False,
     end_together: bool = True,
+    start: float = 0.0,
 ) -> None:
-    """Write `out_path`: `video` (T, 3, H, W) as H.264 (VP9 in WebM) at `fps` + the source's audio stream (copied
-    when the container holds it, else re-encoded to AAC or Opus), cut at the video's end (to the packet, ~20-60 ms,
-    when copied) if `end_together`, else whole."""
+    """Write `out_path`: `video` (T, 3, H, W) as H.264 (VP9 in WebM) at `fps`, its first frame at `start` seconds on
+    the source's timeline (its origin: 0 in the output), + the source's audio stream (copied when the container
+    holds it, else re-encoded to AAC or Opus), cut at the video's end (to the packet, ~20-60 ms, when copied) if
+    `end_together`, else whole."""
     check_video(video)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
+    clock, first, step = frame_clock(frame_rate(fps), start)
 
     def new_video(container: av.container.OutputContainer) -> Track:
         height, width = (n + n % 2 for n in video.shape[-2:])
-        stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf)
-        return encoded(stream, video_frames(video))
+        stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf, time_base=clock)
+        return encoded(stream, video_frames(video, first, step))
 
-    until = video.shape[0] / fps if end_together else math.inf
+    until = start + video.shape[0] / fps if end_together else math.inf
     _remux(src_audio_path, "audio", new_video, until, out_path, overwrite)
 
 

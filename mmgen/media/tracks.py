@@ -109,23 +109,34 @@ def add_audio(
     return stream
 
 
-def video_frames(video: torch.Tensor) -> Iterator[av.VideoFrame]:
-    """(T, 3, H, W) [-1, 1] → rgb24 frames with pts k (time base 1/fps, set on the encoder)."""
+def frame_clock(rate: Fraction, start: float = 0.0) -> tuple[Fraction, int, int]:
+    """The clock of a picture at `rate` frames per second whose first frame is shown at `start` seconds: (time base,
+    first frame's pts, pts from one frame to the next). One tick a frame (1/rate) where `start` falls on a frame,
+    else a thousand (a start to a thousandth of a frame: a picture that began 22 ms after its sound)."""
+    frames = start * rate
+    if abs(frames - round(frames)) < 1e-6:
+        return 1 / rate, round(frames), 1
+    return 1 / (rate * 1000), round(frames * 1000), 1000
+
+
+def video_frames(video: torch.Tensor, first: int = 0, step: int = 1) -> Iterator[av.VideoFrame]:
+    """(T, 3, H, W) [-1, 1] → rgb24 frames with pts first + k·step (in the encoder's time base: frame_clock)."""
     for k, pixels in enumerate(to_uint8(pad_to_even(video))):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels.numpy()), format="rgb24")
-        frame.pts = k
+        frame.pts = first + k * step
         yield frame
 
 
-def audio_frames(audio: torch.Tensor, sample_rate: int) -> Iterator[av.AudioFrame]:
-    """(1, L) [-1, 1] → mono float frames with pts = first sample's index, time base 1/sample_rate."""
+def audio_frames(audio: torch.Tensor, sample_rate: int, first: int = 0) -> Iterator[av.AudioFrame]:
+    """(1, L) [-1, 1] → mono float frames with pts = first sample's index (from sample `first`), time base
+    1/sample_rate."""
     samples = audio.detach().float().clamp(-1, 1).reshape(1, -1).numpy()
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(samples[:, start : start + AUDIO_CHUNK]), format="fltp", layout="mono"
         )
         frame.sample_rate = sample_rate
-        frame.pts = start
+        frame.pts = first + start
         frame.time_base = Fraction(1, sample_rate)
         yield frame
 

@@ -68,23 +68,27 @@ class TimeRange:
 
 
 def check_ranges(
-    ranges: Sequence[TimeRange | str], seconds: Mapping[str, float], modality: str, path: Path
+    ranges: Sequence[TimeRange | str], spans: Mapping[str, tuple[float, float]], modality: str, path: Path
 ) -> list[TimeRange]:
     """The ranges sorted, ranges that meet (1:2, 2:3) joined; overlapping ones are refused (which of them a user
     meant is not ours to guess, and a silent merge would remake seconds given twice as one range). Each must end
-    within what the remade stream lasts (`seconds[modality]`) and within the other stream, which conditions the
-    remade one everywhere in the range (the two may differ in length)."""
+    within the remade stream (`spans[modality]`: where it starts and ends on the input's timeline, stream_spans) and
+    within the other stream, which conditions the remade one everywhere in the range (the two may differ in length
+    and start), and hold some of the remade stream."""
     parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
     if not parsed:
         raise InvalidSetting("ranges", "retake needs at least one range A:B (in seconds)")
     other = OTHER[modality]
     merged: list[TimeRange] = []
     for r in parsed:
-        if r.end > seconds[modality] + 1e-6:
-            raise InvalidSetting("ranges", f"{path} lasts only {seconds[modality]:.3f} s", r)
-        if r.end > seconds[other] + 1e-6:
-            raise InvalidSetting("ranges", f"past the end of {path}'s {NOUNS[other]} ({seconds[other]:.3f} s), "
-                                 f"which its {NOUNS[modality]} is remade to match", r)
+        for kind in (modality, other):
+            if r.end > spans[kind][1] + 1e-6:
+                lasts = (f"lasts only {spans[kind][1]:.3f} s" if spans[kind][0] < 1e-6
+                         else f"ends at {spans[kind][1]:.3f} s")
+                why = "" if kind == modality else f", and the {NOUNS[modality]} is remade to match it"
+                raise InvalidSetting("ranges", f"{path}'s {NOUNS[kind]} {lasts}{why}", r)
+        if r.end <= spans[modality][0] + 1e-6:
+            raise InvalidSetting("ranges", f"{path}'s {NOUNS[modality]} starts at {spans[modality][0]:.3f} s", r)
         if merged and r.start < merged[-1].end:
             raise InvalidSetting("ranges", f"{merged[-1]} and {r} overlap", hint="give each second once: "
                                  f"{TimeRange(merged[-1].start, max(r.end, merged[-1].end))} for both")
@@ -95,9 +99,15 @@ def check_ranges(
     return merged
 
 
-def stream_seconds(info: MediaInfo) -> dict[str, float]:
-    """How long each stream lasts (the container's duration where a stream's own is not known)."""
-    return {kind: getattr(info, f"{kind}_duration") or info.duration for kind in ("video", "audio")}
+def stream_spans(info: MediaInfo) -> dict[str, tuple[float, float]]:
+    """Where each stream starts and ends, in seconds on the input's timeline (from its origin, where the earlier
+    stream starts: 0 as players show it), each stream's own: a camera's sound may run before its picture, a sound
+    may be delayed (the container's duration where a stream's own is not known)."""
+    spans = {}
+    for kind in ("video", "audio"):
+        start = getattr(info, f"{kind}_start")
+        spans[kind] = (start, start + (getattr(info, f"{kind}_duration") or info.duration))
+    return spans
 
 
 def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
@@ -127,9 +137,10 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
                          f"(mmgen's own outputs); {found}", hint="retake its sound instead")
 
 
-def elements(r: TimeRange, per_second: float) -> tuple[int, int]:
-    """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade)."""
-    return math.floor(r.start * per_second + 1e-6), math.ceil(r.end * per_second - 1e-6)
+def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, int]:
+    """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade), counted from the
+    stream's first, at `start` seconds on the input's timeline (a at most 0 for a range from before it)."""
+    return (math.floor((r.start - start) * per_second + 1e-6), math.ceil((r.end - start) * per_second - 1e-6))
 
 
 def retake(
@@ -151,11 +162,11 @@ def retake(
         if not getattr(info, f"has_{kind}"):
             raise MediaError(f"cannot retake {source}: it has no {kind} stream (a retake keeps one and remakes "
                              "the other within the ranges)")
-    seconds = stream_seconds(info)
+    streams = stream_spans(info)
     for kind in OTHER:  # the limits soundtrack and animate hold their inputs to, before any work
         check_sound(info, kind)
-        check_length(info, kind, seconds[kind])
-    spans = check_ranges(settings.ranges, seconds, modality, source)
+        check_length(info, kind, streams[kind][1] - streams[kind][0])
+    spans = check_ranges(settings.ranges, streams, modality, source)
     out = outputs.output_for(source, output, "retake")
     paths = settings.outputs(out)
     inputs = [source, *input_files(settings), *inputs]
@@ -171,12 +182,16 @@ def retake(
     size = tuple(config.video_size[2:])
     started = time.perf_counter()
     tracks = tracks_for(config.frames, config.audio_length)
-    clip = {"video": read_video(source, config.fps, size)[None], "audio": read_audio(source, config.sample_rate)[None]}
+    # Both streams from where the remade one starts: it is remade in place on its own timing (its frames or samples
+    # as they were), with the other beside it in step as in the input; it goes back at that start.
+    start = streams[modality][0]
+    clip = {"video": read_video(source, config.fps, size, start=start)[None],
+            "audio": read_audio(source, config.sample_rate, start=start)[None]}
     per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
     seam = max(2, round(SEAM_SECONDS * per_second))
     made, windows = regenerate(
         window_sampler(run, models.base, progress), {OTHER[modality]: clip[OTHER[modality]]}, modality,
-        clip[modality], [elements(r, per_second) for r in spans], tracks, config.frames,
+        clip[modality], [elements(r, per_second, start) for r in spans], tracks, config.frames,
         round(settings.overlap * config.frames), seam, progress,
     )
     clip[modality] = made.clamp(-1, 1)
@@ -185,14 +200,15 @@ def retake(
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         if modality == "audio":
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
-            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, delivery)
+            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
-                          end_together=False,  # the input's sound as long as it was, whatever its picture lasts
+                          end_together=False, start=start,  # the input's sound where and as long as it was
                           encoder=container_for(paths.mp4).sound_encoder(info.audio_codec))  # PCM stays PCM
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
         else:
-            replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False)
+            replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
+                          start=start)
         provenance = Provenance.of(
             run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
             guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
@@ -203,17 +219,19 @@ def retake(
         return outputs.finish(Result(result_clip, provenance), paths, overwrite)
 
 
-def _deliver_audio(source: Path, made: torch.Tensor, model_rate: int, spans: list[TimeRange], delivery: Delivery):
-    """The input's own sound at the delivered rate, with the remade ranges (resampled) faded in over the seams;
-    then brought to the loudness target like every output."""
+def _deliver_audio(
+    source: Path, made: torch.Tensor, model_rate: int, spans: list[TimeRange], start: float, delivery: Delivery
+):
+    """The input's own sound (from its `start`) at the delivered rate, with the remade ranges (resampled) faded in
+    over the seams; then brought to the loudness target like every output."""
     rate = delivery.rate(model_rate)
-    own = read_audio(source, rate)  # (1, L)
+    own = read_audio(source, rate, start=start)  # (1, L)
     new = resample(made, model_rate, rate)
     new = torch.nn.functional.pad(new, (0, max(0, own.shape[-1] - new.shape[-1])))[:, : own.shape[-1]]
     known = torch.ones(own.shape[-1], dtype=torch.bool)
     for r in spans:
-        a, b = elements(r, rate)
-        known[a:b] = False
+        a, b = elements(r, rate, start)
+        known[max(a, 0):b] = False
     weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
     sound = own + weight * (new - own)
     return deliver(sound, rate, Delivery(delivery.loudness, rate))

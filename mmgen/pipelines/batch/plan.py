@@ -43,7 +43,7 @@ from mmgen.pipelines.batch.targets import (
 )
 from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
-from mmgen.pipelines.retake import check_frames, check_ranges
+from mmgen.pipelines.retake import check_frames, check_ranges, stream_spans
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime import processes
@@ -294,13 +294,14 @@ class _Planner:
         usable = []
         for path in candidates:
             try:
-                seconds = {stream: check_input(path, stream) for stream in settings.streams()}
+                for stream in settings.streams():
+                    check_input(path, stream)
             except MediaError as e:
                 self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
                 continue
             if isinstance(settings, RetakeSettings):  # each range inside what the input lasts
                 try:
-                    check_ranges(settings.ranges, seconds, settings.modality, path)
+                    check_ranges(settings.ranges, stream_spans(probe(path)), settings.modality, path)
                 except UsageError as e:
                     self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
                     continue

@@ -113,6 +113,16 @@ def test_a_re_encoded_sound_ends_with_the_picture_not_with_its_last_decoded_fram
     assert decode_frames(out).shape[0] == 9 and played.shape[1] / rate == pytest.approx(0.9, abs=1 / rate)
 
 
+def test_an_ogg_opus_sound_is_as_long_as_it_decodes(tiny, tmp_path):
+    """An Ogg Opus file's header counts the encoder's pre-skip (312 samples at 48 kHz), which the decoder drops:
+    1 s of sound (48,000 samples) made 11 frames, 1.1 s of picture. It makes 10, as the same sound in a WAV does."""
+    sound = write_test_audio(tmp_path / "voice.ogg", seconds=1.0, sample_rate=48000, codec="libopus")
+    out = tmp_path / "voice.mp4"
+    done = run_here("animate", sound.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert decode_frames(out).shape[0] == 10
+
+
 def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, tmp_path):
     """`--sample-rate 10000` into an mp4 (or 44100 into a WebM) was refused by the encoder after all the sampling.
     Opus takes 8 kHz in, but every player decodes it at 48 kHz: `--sample-rate 8000` into a WebM was taken, and its

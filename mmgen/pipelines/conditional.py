@@ -135,6 +135,8 @@ def run_conditional(
     models = load(run)
     started = time.perf_counter()
     source = read_input(source_path, given, models)
+    if given == "audio":  # as long as the sound decodes: a header may count samples the decoder drops (Ogg Opus's
+        seconds = source.shape[-1] / models.base.config.sample_rate  # pre-skip), or padding read_audio trims
     write = writer_for(source_path, models.base.config.sample_rate)
     clip, windows = make_matching(run, models, source, given, seconds, settings.overlap, progress)
     provenance = Provenance.of(

@@ -403,6 +403,20 @@ def test_a_runs_model_given_by_path_whose_replacement_was_killed_is_the_one_it_k
     assert json.loads(done.stdout)["model_sha256"] == old
 
 
+def test_a_runs_model_imported_by_path_while_its_replacement_was_killed_is_the_one_it_kept(tmp_path):
+    """`models import RUN/model.safetensors` cached the new weights such a run left, never recorded; it imports the
+    weights the run kept aside, as `generate -m RUN/model.safetensors` samples them, and the record names the path
+    given."""
+    weights, old = run_model_killed_replacing(tmp_path / "run")
+
+    done = run_here("models", "import", weights, "--name", "mine", "--json", env=mmgen_env(tmp_path))
+
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["source_sha256"] == old
+    assert record["source"] == str(weights.resolve())
+
+
 def test_an_output_never_takes_the_name_of_the_json_a_run_kept_aside(tmp_path):
     """What a model is read from is an input, the json kept aside with it too: an output by its name (OUT.json
     beside OUT.mp4) would have replaced the record of the weights read."""

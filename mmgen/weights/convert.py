@@ -20,7 +20,7 @@ from mmgen.files import kept_together, retire, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.output_checks import same_file
-from mmgen.weights import trust
+from mmgen.weights import sidecar, trust
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
 from mmgen.weights.checkpoint import (
     check_weight,
@@ -177,12 +177,13 @@ def import_weights(
     file, cache = Path(file), cache or ModelCache()
     if why := why_not_a_file(file):
         raise UsageError(f"{file}: {why}")
+    given, file = file, sidecar.kept_files(file)[0]  # a run's model being replaced: the weights it kept aside
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     check_cache_writable(cache.root)
     check_cache_writable(cache.folder(name))  # a read-only models/ in a writable cache: said before any hashing
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
-        raise UsageError(f"{file}: it is already the cached model {name!r}",
+        raise UsageError(f"{given}: it is already the cached model {name!r}",
                          hint="import it under another name to make a converted copy")
     check_model_name(name, cache.root)
     entry = load_registry().entries.get(name)
@@ -191,7 +192,7 @@ def import_weights(
         source_sha256 = sha256_file(file)
     if entry is not None and entry.weights.sha256 and entry.weights.sha256 != source_sha256:
         raise ChecksumMismatch(
-            f"{file} is not the file registered as {name!r}: expected sha256 {entry.weights.sha256}, "
+            f"{given} is not the file registered as {name!r}: expected sha256 {entry.weights.sha256}, "
             f"got {source_sha256}",
             hint="import it under another name",
         )
@@ -208,12 +209,12 @@ def import_weights(
                 name,
                 file,
                 target,
-                source=source or str(file.resolve()),
+                source=source or str(given.resolve()),
                 source_sha256=source_sha256,
                 dtype=DTYPES[dtype],
             )
             if on_trust:  # the file a user fetched by hand is the first one seen, as a download would be
-                trust.trust(cache.root, name, entry.weights.drive.file, source_sha256, size, str(file.resolve()))
+                trust.trust(cache.root, name, entry.weights.drive.file, source_sha256, size, str(given.resolve()))
     return record
 
 

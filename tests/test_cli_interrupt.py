@@ -517,3 +517,39 @@ def test_a_stop_while_the_first_batch_is_built_ends_finetune_at_once(tmp_path, m
     assert stderr.splitlines()[-1] == "mmgen: interrupted (SIGTERM)"
     assert "stopping after this step" not in stderr
     assert latest_checkpoint(tmp_path / "run" / "checkpoints") is None
+
+
+# Runs `mmgen models list` as `python -m mmgen` does (runpy), with a stop that lands while C code runs Python code
+# through the C API (PyRun_String, as pybind11's py::exec does while torch loads): CPython then remembers "a
+# KeyboardInterrupt went unhandled" and, unless told otherwise, ends the process by SIGINT, whatever sys.exit said.
+STOP_INSIDE_PYRUN_STRING = """
+import ctypes, signal, sys
+
+import mmgen.cli as cli
+
+sig = getattr(signal, sys.argv[1])
+sys.argv = ["mmgen", "models", "list"]
+
+
+def register():
+    scope = {}
+    code = f"import os; os.kill(os.getpid(), {int(sig)})".encode()
+    ctypes.pythonapi.PyRun_String(code, 257, ctypes.py_object(scope), ctypes.py_object(scope))  # 257: Py_file_input
+
+
+cli._register = register
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(("sig", "code", "says"), [("SIGTERM", 143, "interrupted (SIGTERM)"),
+                                                   ("SIGHUP", 129, "interrupted (SIGHUP)")])
+def test_the_exit_code_is_the_stops_even_where_python_saw_the_keyboardinterrupt_go_unhandled(tmp_path, sig, code,
+                                                                                             says):
+    """SIGTERM 2.5–3 s into `generate` (torch loading) said "interrupted (SIGTERM)" but exited 130 (3 runs in 45)."""
+    (tmp_path / "stop_in_pyrun.py").write_text(STOP_INSIDE_PYRUN_STRING)
+    done = subprocess.run([sys.executable, "-m", "stop_in_pyrun", sig], cwd=tmp_path, capture_output=True, text=True,
+                          env=mmgen_env(tmp_path, PYTHONPATH=f"{tmp_path}{os.pathsep}{mmgen_env(tmp_path)['PYTHONPATH']}"),
+                          timeout=600)  # fmt: skip
+    assert done.stderr.splitlines()[-1] == f"mmgen: {says}", done.stderr
+    assert done.returncode == code, done.stderr

@@ -160,7 +160,10 @@ def _at_exit(say_stopped: Callable[[int], None]) -> None:
         return
     decided = _exit_code
     code = final_code(decided, say_stopped)
-    if code != decided:  # sys.exit's code is already on its way out: only _exit can still change it
+    # sys.exit's code is already on its way out: only _exit can still change it. A stop's code is _exit-ed too:
+    # once a KeyboardInterrupt went through C code that ran Python code (PyRun_String, as pybind11's py::exec
+    # does while torch loads), CPython ends a `python -m` process by SIGINT after this — 130 for SIGTERM's 143.
+    if code != decided or is_stop_code(code):
         drop_unprinted()
         sys.stderr.flush()
         os._exit(code)

@@ -184,6 +184,26 @@ def test_a_good_file_expands_to_one_job_per_output(folder: Path):
     assert set(plan.status.values()) == {"new"} and plan.downloads == ()
 
 
+def test_a_picture_the_encoder_cannot_take_is_found_before_anything_runs(folder: Path):
+    """A 20000×2 PNG clip must be re-encoded for the job's mp4, which libx264 cannot do at that size: `--dry-run`
+    reports it at its job's line, as `mmgen soundtrack` refuses it before any sampling; the batch ran every job
+    before it first, and then failed."""
+    write_test_video(folder / "clips" / "strip.mov", seconds=0.3, size=(2, 20000), codec="png", audio=False)
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: soundtrack
+            input: clips/beach.mp4
+          - kind: soundtrack
+            input: clips/strip.mov
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 2, result.stderr
+    first, last = result.stderr.strip().splitlines()
+    assert first.startswith(f"{jobs}:6: job 2 (soundtrack): cannot write ") and "libx264 cannot encode" in first
+    assert last == f"mmgen: error: {jobs}: 1 problem found, nothing was run"
+
+
 def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(folder: Path):
     """beach.mp4 lasts 1.6 s: a retake of 1–3 s is reported at its job's line by `--dry-run`, not after the
     batch has loaded a model and made the jobs before it."""

@@ -169,6 +169,11 @@ class MatchingSettings(RunSettings):
         """The streams the input file must have."""
         return (self.given,)
 
+    @property
+    def kept(self) -> str:
+        """The input's stream the output keeps (copied, or re-encoded where its container cannot hold it)."""
+        return self.given
+
 
 @dataclass(frozen=True)
 class SoundtrackSettings(MatchingSettings):
@@ -211,6 +216,10 @@ class RetakeSettings(MatchingSettings):
     @property
     def modality(self) -> str:
         return "video" if self.video else "audio"
+
+    @property
+    def kept(self) -> str:
+        return "audio" if self.video else "video"
 
     def streams(self) -> tuple[str, ...]:
         return ("video", "audio")

@@ -22,6 +22,7 @@ from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.media import probe
+from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
@@ -264,6 +265,12 @@ class _Planner:
             if ".." in PurePosixPath(stem.replace("\\", "/")).parts:  # an input named "...mp4": its stem is ".."
                 self.problem(spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r} leads "
                              f"outside the output folder for the input {input} ({stem}.mp4)")
+                continue
+            try:  # its kept stream goes into the job's mp4, as the commands check before any work
+                check_kept(input, settings.kept, self.batch.output_dir / f"{stem}.mp4")
+            except MediaError as e:
+                self.problem(spec.line_of("input" if spec.input is not None else "inputs"),
+                             f"job {spec.index} ({spec.kind}): {e}")
                 continue
             seed = settings.seed if settings.seed is not None else _seed_for(stem)
             targets.append((input, stem, dataclasses.replace(settings, seed=seed)))

@@ -31,6 +31,7 @@ from mmgen_cli import mmgen_env
 from mmgen.errors import MediaError
 from mmgen.media import probe, read_audio, read_video, write_mp4
 from mmgen.media.fitting import rotate_upright
+from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import video_end
 
 # Blue levels are 8 apart, so 3.5 still tells neighbours apart. Lossy 4:2:0 coding of a small picture moves a
@@ -315,3 +316,20 @@ def test_matroska_streams_starting_late_read_whole(tmp_path, video_start, audio_
     origin = min(video_start, audio_start)  # both are read from the earlier start
     assert read_video(clip.path, 10, (16, 16)).shape[0] == 10 + round((video_start - origin) * 10)
     assert read_audio(clip.path, 16000).shape[1] == pytest.approx(16000 * (1 + audio_start - origin), abs=16)
+
+
+@pytest.mark.parametrize(
+    ("name", "times", "time_base", "rate"),
+    [
+        ("ms.mkv", [k / 30 for k in range(30)], None, 30),  # Matroska's 1 ms clock: 33 and 34 ms gaps (said 30.03)
+        ("ntsc.mkv", [k * 1001 / 30000 for k in range(30)], None, Fraction(30000, 1001)),
+        ("dropped.avi", [k / 30 for k in range(31) if k != 7], Fraction(1, 30), 30),  # a frame missing (said 29.03)
+    ],
+)
+def test_a_steady_clips_rate_is_the_one_its_frame_gaps_round_to(tmp_path, name, times, time_base, rate):
+    """The summary's and the sidecar's fps, and `retake --video`'s check, are the rational rate the frames' gaps round
+    to within the clock's precision (probe.steady_rate), not FFmpeg's average of frames over the duration."""
+    clip = write_test_video(tmp_path / name, size=(16, 16), frame_times=times, time_base=time_base,
+                            codec="mpeg4" if name.endswith(".avi") else "h264", audio=False)
+    assert probe(clip.path).fps == float(rate)
+    assert frame_gaps(clip.path).rate == rate

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 
 import av
@@ -221,12 +221,13 @@ def display_rotation(degrees: float | None) -> int:
 
 @dataclass(frozen=True)
 class FrameGaps:
-    """The shortest and longest time between one frame and the next on screen, in seconds, and the stream's clock
-    tick (a gap is only known to within one)."""
+    """The shortest and longest time between one frame and the next on screen, in seconds, the stream's clock
+    tick (a gap is only known to within one), and the rate the frames come at when it is steady (steady_rate)."""
 
     shortest: float
     longest: float
     tick: float
+    rate: Fraction | None = None
 
     @property
     def varies(self) -> bool:
@@ -234,17 +235,48 @@ class FrameGaps:
         return self.longest - self.shortest > 1.5 * self.tick
 
 
-def frame_gaps(path: str | os.PathLike) -> FrameGaps | None:
+def frame_gaps(path: str | os.PathLike, limit: int | None = None) -> FrameGaps | None:
     """How far apart the first video stream's frames are, from its packets' timestamps (demuxed, nothing decoded),
-    in presentation order; None with fewer than two frames."""
+    in presentation order — of its first `limit` packets, or all; None with fewer than two frames."""
     with open_input(path) as container:
         stream = container.streams.video[0]
-        times = sorted({packet.pts for packet in container.demux(stream) if packet.pts is not None})
-        tick = stream.time_base
+        packets = (packet.pts for packet in container.demux(stream) if packet.pts is not None)
+        times = sorted(set(islice(packets, limit)))
+        tick = Fraction(stream.time_base)
     if len(times) < 2:
         return None
     gaps = [b - a for a, b in pairwise(times)]
-    return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick))
+    return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick), steady_rate(times, tick))
+
+
+def steady_rate(times: list[int], tick: Fraction) -> Fraction | None:
+    """The rate of frames shown at `times` (increasing, in ticks of `tick` seconds) when they come steadily, a
+    frame now and then missing (a gap of two): the rational rate their gaps round to within the clock's precision —
+    30 for a Matroska clip's 33 and 34 ms gaps, 30000/1001 for gaps of 1001 ticks of 1/30000 s. Each timestamp is
+    rounded to the clock's precision — a tick, or as finely as one-frame gaps differ (a 1/16000 s clock holding
+    times rounded to 1 ms: 16 ticks) — so the span from the first frame to the last, K frames long, is known to
+    within that: of the rates in that window, a whole one, else an NTSC one (N·1000/1001), else the one of the
+    smallest denominator. None with fewer than two frames, or when more than one gap in ten is not one frame (a
+    variable rate: a phone's, frames 50 and 150 ms apart by turns)."""
+    if len(times) < 2:
+        return None
+    gaps = [b - a for a, b in pairwise(times)]
+    single = [g for g in gaps if g < 1.5 * min(gaps)]
+    if len(single) < 0.9 * len(gaps):
+        return None
+    precision = math.gcd(*(g - min(single) for g in single)) or 1  # ticks
+    period = Fraction(sum(single), len(single))  # ticks a frame, roughly
+    frames = sum(max(1, round(g / period)) for g in gaps)
+    span = times[-1] - times[0]
+    centre, low = Fraction(frames) / (span * tick), Fraction(frames) / ((span + precision) * tick)
+    high = Fraction(frames) / ((span - precision) * tick) if span > precision else centre * 2
+    ntsc = Fraction(1000, 1001)
+    candidates = [Fraction(round(centre)), round(centre / ntsc) * ntsc,
+                  *(Fraction(round(centre * d), d) for d in range(2, 1002))]
+    return next((rate for rate in candidates if rate > 0 and low <= rate <= high), centre.limit_denominator(1001))
+
+
+FRAMES_FOR_RATE = 300  # frames whose timestamps probe reads to name a clip's rate (10 s at 30 fps: 30 vs 29.97 at 1 ms)
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
@@ -255,7 +287,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
         if container.streams.video:
             video = decodable(container.streams.video[0], path)  # first_stream's (which says when there are more)
             context = video.codec_context
-            rate = video.average_rate or video.guessed_rate or video.base_rate
+            # A steady clip's rate is its frames' own (steady_rate); FFmpeg's average counts the last frame's
+            # duration, which a muxer may write short, and a clock's rounding (a Matroska clip's 1 ms: 30.03 fps).
+            gaps = frame_gaps(path, FRAMES_FOR_RATE)
+            rate = (gaps and gaps.rate) or video.average_rate or video.guessed_rate or video.base_rate
             rotation = _first_frame_rotation(container, video)
             width, height = context.width, context.height
             fields |= dict(

@@ -123,9 +123,9 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
                              f"(mmgen's own outputs); {info.path} is {info.width}x{info.height}",
                              hint="retake its sound instead")
     gaps = frame_gaps(info.path)
-    # A steady clip's rate is its frames' own: FFmpeg's average also counts the last frame's duration, which a
-    # muxer may write short (a 10 fps clip read as 10.3 fps).
-    fps = 2 / (gaps.shortest + gaps.longest) if gaps is not None else info.fps
+    # A steady clip's rate is its frames' own (probe.steady_rate, over all its frames here): FFmpeg's average also
+    # counts the last frame's duration, which a muxer may write short (a 10 fps clip read as 10.3 fps).
+    fps = float(gaps.rate) if gaps is not None and gaps.rate else info.fps
     if gaps is not None and gaps.varies:
         found = (f"{info.path}'s frame rate varies (frames {gaps.shortest * 1000:.0f} to {gaps.longest * 1000:.0f} "
                  "ms apart)")

@@ -502,3 +502,32 @@ def test_a_long_batch_stopped_early_sums_up_its_unrun_jobs_in_a_row_each_run(wor
         ["4–100000", "generate", "c4.mp4 … c100000.mp4", "not run", "", ""],
         ["100002–100008", "soundtrack", "s100002.mp4 … s100008.mp4", "not run", "", ""],
     ]
+
+
+def test_json_after_a_stop_has_a_not_run_line_for_each_job_not_run_as_fail_fast_does(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C in job 2 of 3: `--json` printed job 1's line and none for jobs 2 and 3 (the table said `not run`)."""
+    jobs, out = tmp_path / "jobs.yaml", tmp_path / "out"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 1, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: one, seed: 1}}
+          - {{kind: generate, name: two, seed: 2}}
+          - {{kind: generate, name: three, seed: 3}}
+        """).lstrip())
+    generate = batch_run.RUNNERS["generate"]
+
+    def ctrl_c_in_job_2(job, *args):
+        if job.number == 2:
+            raise KeyboardInterrupt
+        return generate(job, *args)
+
+    monkeypatch.setitem(batch_run.RUNNERS, "generate", ctrl_c_in_job_2)
+    result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    assert result.returncode == 130, result.stderr
+    assert [(line["job"], line["result"]) for line in map(json.loads, result.stdout.splitlines())] == [
+        (1, "done"), (2, "not run"), (3, "not run")]
+    assert [json.loads(line) for line in result.stdout.splitlines()][2] == {
+        "job": 3, "kind": "generate", "output": "three.mp4", "result": "not run", "mp4": str(out / "three.mp4")}
+    assert result.stderr.splitlines()[-1] == f"mmgen: interrupted; kept the finished output: {out / 'one.mp4'}"
+    assert "not run job" not in result.stderr and "not run" in result.stderr  # the summary's rows say them

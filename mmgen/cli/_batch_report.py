@@ -22,7 +22,9 @@ _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "y
 
 
 def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
-    if outcome.ending == "skipped":
+    """A job's line as it ends. None for a job skipped, or not run (after a stop or --fail-fast's failed job: the
+    summary right after lists those, a row per run of them — not 99,997 lines after a Ctrl-C at job 3)."""
+    if outcome.ending in ("skipped", "not run"):
         return
     style = _STYLE[outcome.ending]
     line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number} ({outcome.kind}) {escape(path_text(outcome.output))}"

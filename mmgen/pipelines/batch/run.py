@@ -87,7 +87,8 @@ def run_plan(
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
     """Run this share's unfinished jobs, grouped by model; returns one outcome per job of the share, in job
-    order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it)."""
+    order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it). A stop (Ctrl-C)
+    goes on once `on_outcome` was told of every job not run, as after --fail-fast's failed job."""
     manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
     mine = share.of(plan.jobs)
     inputs = _inputs_in(plan.output_dir, plan.jobs)
@@ -102,17 +103,26 @@ def run_plan(
     for job in mine:
         if plan.status[job.number] == "done":
             finish(Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank))
-    stopped = False
+    failed = False  # --fail-fast's failed job: the jobs after it are not run
+    stop: KeyboardInterrupt | None = None  # a stop: so are the one it cut short and those after, then it goes on
     for group in _by_model([job for job in mine if job.number not in outcomes]):
-        with keep_loaded():
-            for job in group:
-                if stopped:
-                    finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
-                    continue
-                replace = overwrite or plan.status[job.number] != "new"
-                outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress)
-                finish(outcome)
-                stopped = fail_fast and outcome.ending == "failed"
+        if not (failed or stop):
+            try:
+                with keep_loaded():
+                    for job in group:
+                        replace = overwrite or plan.status[job.number] != "new"
+                        outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress)
+                        finish(outcome)
+                        failed = fail_fast and outcome.ending == "failed"
+                        if failed:
+                            break
+            except KeyboardInterrupt as e:
+                stop = e
+        for job in group:  # each job not run said as one (on_outcome: its line, its --json line), in run order
+            if job.number not in outcomes:
+                finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
+    if stop is not None:
+        raise stop
     return [outcomes[job.number] for job in mine]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +28,58 @@ def say(line: str) -> None:
         stream.flush()
     except OSError:  # the reader went away (EPIPE) or the descriptor was closed under us (EBADF)
         pass
+
+
+class GuardedStream:
+    """sys.stdout or sys.stderr while a command runs (`guarded_streams`). A character the stream's encoding cannot
+    hold (`LC_ALL=C PYTHONIOENCODING=ascii`: "×", "✓") is written as its escape (\\xd7) instead of failing the
+    command. On stderr, a write the OS refuses (closed by `2>&-`, a full disk) is dropped: a run that did its work
+    does not fail because a message could not be shown. On stdout, where the result goes, it is raised, and kept in
+    `failed`: the command then ends as stdout's failure (mmgen.cli), whichever library was writing."""
+
+    def __init__(self, stream, drops_errors: bool) -> None:
+        self.stream = stream
+        self.drops_errors = drops_errors
+        self.failed: OSError | None = None
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._write, text)
+
+    def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    def _write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except UnicodeEncodeError:  # nothing was written: the text is encoded whole first
+            encoding = self.stream.encoding
+            return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def _guarded(self, call, *args):
+        try:
+            return call(*args)
+        except OSError as e:
+            if not self.drops_errors:
+                self.failed = e
+                raise
+            return len(args[0]) if args else None
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, closed, buffer: the stream's own
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def guarded_streams() -> Iterator[GuardedStream | None]:
+    """sys.stdout and sys.stderr as GuardedStreams while the block runs (each one that is open; None is left None,
+    as `closed_stdout` reads it); the guarded stdout, or None, is yielded. The streams are put back after."""
+    stdout, stderr = sys.stdout, sys.stderr
+    guarded_out = None if stdout is None else GuardedStream(stdout, drops_errors=False)
+    sys.stdout = guarded_out or stdout
+    sys.stderr = None if stderr is None else GuardedStream(stderr, drops_errors=True)
+    try:
+        yield guarded_out
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 def path_text(path: object) -> str:

@@ -14,6 +14,7 @@ import sys
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
+stdout_dropped = False  # standard output failed: main() drops what it had yet to print (no second failure at exit)
 
 
 def _register() -> None:
@@ -62,7 +63,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    from mmgen.cli._interrupted import broken_pipe_line, finished_outputs, say_interrupted
+    from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import app, arguments, debug_enabled, hide_library_warnings
     from mmgen.runtime.stop_signals import is_stop_code, stop_code, stopped
 
@@ -71,24 +72,23 @@ def _run(argv: list[str] | None) -> int:
     import typer
     from typer import rich_utils
 
-    from mmgen.terminal import plain_wanted
+    from mmgen.terminal import guarded_streams, plain_wanted
 
     rich_utils.COLOR_SYSTEM = None if plain_wanted() else "auto"  # --help's console: NO_COLOR is no escape at all
 
-    stdout = sys.stdout
     arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))
-    with finished_outputs():
+    with finished_outputs(), guarded_streams() as stdout:
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
             code = app(args=argv, prog_name="mmgen", standalone_mode=False)
-        except SystemExit as e:
-            if sys.stdout is stdout and not isinstance(e.__context__, BrokenPipeError):
+            if stdout is not None:
+                stdout.flush()  # what is still buffered fails here, as the command's failure, not at exit
+        except SystemExit:
+            # click's answer to EPIPE (and rich's, printing --help) is an exit 1 without a word
+            if stdout is None or stdout.failed is None:
                 raise
-            # The answers to EPIPE, each an exit 1 without a word: click's swaps in a stdout that swallows writes;
-            # rich's (printing --help) points stdout's descriptor at /dev/null.
-            _error(broken_pipe_line())
-            return BROKEN_PIPE
+            return _stdout_failed(stdout.failed)
         except (KeyboardInterrupt, typer.Abort):  # Abort: click's answer to a KeyboardInterrupt inside a command
             code = stop_code()
         except Exception as e:
@@ -96,6 +96,8 @@ def _run(argv: list[str] | None) -> int:
                 import traceback  # here: importing it is a few ms of the window before main() takes signals
 
                 traceback.print_exc()
+            if stdout is not None and stdout.failed is not None and not stopped():
+                return _stdout_failed(stdout.failed)
             if not stopped():
                 return _failed(e)
             code = stop_code()  # whatever a stop broke on its way out (stop_signals.stopped)
@@ -105,6 +107,23 @@ def _run(argv: list[str] | None) -> int:
     if is_stop_code(code):
         say_interrupted(code)
     return code
+
+
+def _stdout_failed(e: OSError) -> int:
+    """A command whose standard output could not be written (mmgen.terminal.GuardedStream). Its reader went away
+    (EPIPE): 141, as the shell's SIGPIPE; said only by a command that was doing work (`generate --json | head -1`:
+    the files written are complete); one that only prints (--help, `models list`) ends quietly, as `yes | head` does.
+    Anything else (a full disk, an I/O error): exit 1 and why. What it had yet to print is dropped at exit."""
+    from mmgen.cli._interrupted import broken_pipe_line
+
+    global stdout_dropped
+    stdout_dropped = True
+    if e.errno == errno.EPIPE:
+        if line := broken_pipe_line():
+            _error(line)
+        return BROKEN_PIPE
+    _error(f"cannot write to standard output: {e.strerror or e}")
+    return 1
 
 
 def _failed(e: Exception) -> int:
@@ -182,8 +201,8 @@ def main() -> None:
         sys.exit(INTERRUPTED)
     use_huge_pages()
     code = final_code(run(), _say_stopped)
-    if is_stop_code(code):  # what it had yet to print waits for no reader (a --json line to a full pipe)
-        drop_unprinted()
+    if is_stop_code(code) or stdout_dropped:  # what it had yet to print waits for no reader (a --json line to a full
+        drop_unprinted()  # pipe), nor fails again at exit (a full disk)
     sys.exit(code)
 
 

@@ -35,12 +35,13 @@ def left_behind(what: str) -> None:
     _left.set(what)
 
 
-def broken_pipe_line() -> str:
-    """What a command whose stdout's reader went away says: a command that writes files adds that those it wrote
-    are complete (each is written whole or not at all); one that only prints (`models list --json | head -c1`)
-    wrote none."""
-    line = "stdout was closed by the program reading it (broken pipe)"
-    return f"{line}; the files written are complete" if invoked.get() in (*WRITERS, "finetune") else line
+def broken_pipe_line() -> str | None:
+    """What a command that writes files says when its stdout's reader went away: that those it wrote are complete
+    (each is written whole or not at all). One that only prints (--help, `models list --json | head -c1`) says
+    nothing: the reader chose to stop reading."""
+    if invoked.get() in (*WRITERS, "finetune"):
+        return "stdout was closed by the program reading it (broken pipe); the files written are complete"
+    return None
 
 
 def say_interrupted(code: int) -> None:

@@ -1,0 +1,55 @@
+"""Standard output and error that cannot take what mmgen writes: an encoding without "×" or "✓", a full disk, a
+closed stderr. The result's stream failing fails the command, in one line; a message that cannot be shown does
+not."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+
+from cli_here import run_here
+from mmgen_cli import mmgen_env
+
+
+def ascii_stream() -> io.TextIOWrapper:
+    """A stream as LC_ALL=C PYTHONIOENCODING=ascii gives: strict ASCII."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="ascii", write_through=True)
+
+
+def test_an_ascii_stdout_gets_escapes_for_what_it_cannot_hold(tmp_path):
+    """`LC_ALL=C PYTHONIOENCODING=ascii mmgen models list`: exit 1 on the "×" of "64×64" (a UnicodeEncodeError and a
+    second line of rich's); doctor likewise on its "✓"."""
+    env = mmgen_env(tmp_path)
+    for command, shown in ((["models", "list"], "64\\xd764"), (["doctor"], "\\u2713")):
+        stdout = ascii_stream()
+        done = run_here(*command, env=env, stdout=stdout)
+        assert done.returncode == 0, done.stderr
+        assert shown in stdout.buffer.getvalue().decode("ascii")
+
+
+class Refusing(io.StringIO):
+    """A stream the OS refuses every write to with `code` (/dev/full: ENOSPC; a closed descriptor: EBADF)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def write(self, text: str) -> int:
+        raise OSError(self.code, os.strerror(self.code))
+
+
+def test_a_full_stdout_is_one_line_and_exit_1(tmp_path):
+    """`mmgen models list > /dev/full`: "OSError: [Errno 28] ... (run with --debug ...)", as if mmgen had a bug."""
+    done = run_here("models", "list", env=mmgen_env(tmp_path), stdout=Refusing(errno.ENOSPC))
+    assert done.returncode == 1
+    assert done.stderr == "mmgen: error: cannot write to standard output: No space left on device\n"
+
+
+def test_a_run_that_did_its_work_is_exit_0_with_stderr_closed(tiny, tmp_path):
+    """`mmgen generate ... 2>&-`: the clip was written, then "wrote ..." met EBADF and the run exited 1."""
+    out = tmp_path / "out"
+    done = run_here("generate", "-m", tiny, "-n", "1", "--steps", "1", "-o", out, env=mmgen_env(tmp_path),
+                    stderr=Refusing(errno.EBADF))
+    assert done.returncode == 0
+    assert (out / "clip_0000.mp4").is_file() and (out / "clip_0000.json").is_file()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mmgen.errors import UsageError
 
-OFFLINE, DEBUG, PRESETS, MAX_MEMORY, CPU_BF16 = (
-    "MMGEN_OFFLINE", "MMGEN_DEBUG", "MMGEN_PRESETS", "MMGEN_MAX_MEMORY", "MMGEN_CPU_BF16",
+OFFLINE, DEBUG, CACHE, PRESETS, MAX_MEMORY, CPU_BF16 = (
+    "MMGEN_OFFLINE", "MMGEN_DEBUG", "MMGEN_CACHE", "MMGEN_PRESETS", "MMGEN_MAX_MEMORY", "MMGEN_CPU_BF16",
 )  # fmt: skip
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", re.IGNORECASE)
@@ -62,19 +62,26 @@ def memory_limit() -> int | None:
     return int(float(match.group(1)) * 1024 ** "_KMGT".index(match.group(2).upper() or "_"))
 
 
+def folder(name: str) -> Path | None:
+    """The folder the variable `name` gives, as an absolute path; None when unset or empty. A leading `~` is the home
+    folder (a shell leaves it as it is inside quotes, and so do .env files and service managers: `MMGEN_CACHE='~/x'`
+    made a folder named `~` in the current one); a relative path is taken from the current folder, now."""
+    value = os.environ.get(name, "")
+    return Path(os.path.expanduser(value)).absolute() if value else None
+
+
 def presets_folder() -> Path | None:
     """MMGEN_PRESETS, the folder whose models/ holds the user's registry entries; None when unset. A folder not
     made yet holds no entries (as the user config folder's models/ before the first one is written); a file where
     the folder should be is refused."""
-    value = os.environ.get(PRESETS, "")
-    if not value:
+    given = folder(PRESETS)
+    if given is None:
         return None
-    folder = Path(value)
-    for path in (folder, folder / "models"):
+    for path in (given, given / "models"):
         if path.exists() and not path.is_dir():
-            return _meaningless(f"{PRESETS}={value}: {path} is a file; it takes a folder (registry entries in "
-                                "its models/ folder)")
-    return folder
+            return _meaningless(f"{PRESETS}={os.environ[PRESETS]}: {path} is a file; it takes a folder (registry "
+                                "entries in its models/ folder)")
+    return given
 
 
 def problems() -> dict[str, UsageError]:

@@ -129,3 +129,19 @@ def test_doctor_reports_each_environment_variable_that_means_nothing_where_other
     refused = run_here("models", "list", "--json", env=env)
     assert refused.returncode == 2 and refused.stdout == "" and refused.stderr.startswith(f"mmgen: error: {says['MMGEN_OFFLINE']}")
     assert run_here("doctor", "--json", env=mmgen_env(tmp_path)).returncode == 0
+
+
+def test_a_cache_folder_given_from_home_or_relative_is_the_absolute_folder_it_names(tiny, tmp_path, monkeypatch):
+    """MMGEN_CACHE='~/mmgen-cache' (quoted, so no shell expanded it) made a folder named `~` in the current folder,
+    and doctor showed `~/mmgen-cache`; a relative one was shown as given, whatever the folder doctor ran in."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for given, meant in (("~/mmgen-cache", home / "mmgen-cache"), ("rel/cache", work / "rel" / "cache")):
+        done = run_here("doctor", "--json", env=mmgen_env(tmp_path, MMGEN_CACHE=given, HOME=str(home)))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["cache"]["path"] == str(meant)
+    done = run_here("models", "import", tiny, "--name", "t1",
+                    env=mmgen_env(tmp_path, MMGEN_CACHE="~/mmgen-cache", HOME=str(home)))
+    assert done.returncode == 0, done.stderr
+    assert (home / "mmgen-cache" / "models").is_dir() and not (work / "~").exists()

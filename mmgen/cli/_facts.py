@@ -30,7 +30,7 @@ CODECS = [
     ("png", "w", "previews"),
 ]
 REQUIRED = {("libx264", "w"), ("aac", "w")}
-ENVIRONMENT = ("MMGEN_CACHE", environment.PRESETS, environment.OFFLINE, environment.DEBUG, environment.MAX_MEMORY,
+ENVIRONMENT = (environment.CACHE, environment.PRESETS, environment.OFFLINE, environment.DEBUG, environment.MAX_MEMORY,
                environment.CPU_BF16)
 
 
@@ -78,7 +78,7 @@ def _facts() -> dict[str, Any]:
         check_cache_writable(root)
         cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)}
     except MmgenError as e:  # said in the report, with everything else
-        cache = {"path": os.environ.get("MMGEN_CACHE", ""), "exists": False, "free_gib": 0.0, "problem": str(e)}
+        cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0, "problem": str(e)}
     try:
         models = [row.as_dict() for row in catalog()]
         models_error = None

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import platformdirs
 
+from mmgen import environment
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import last_kept, put_back_kept, sha256_file, write_text
@@ -49,7 +50,7 @@ from mmgen.weights.names import check_name, is_name
 def cache_root() -> Path:
     """MMGEN_CACHE, else the platform's cache folder; ConfigError (exit 2) when it, or a folder on its way, is a
     file: every command that caches would fail on it with an OS error, after reading its inputs."""
-    root = Path(os.environ.get("MMGEN_CACHE") or platformdirs.user_cache_dir("mmgen"))
+    root = environment.folder(environment.CACHE) or Path(platformdirs.user_cache_dir("mmgen"))
     existing = nearest_existing(root)
     if not existing.is_dir():
         where = "it is a file" if existing == root else f"{existing} is a file"

@@ -393,3 +393,31 @@ def test_a_stop_as_pulled_weights_land_keeps_the_download_or_the_model_and_says_
     assert again.returncode == 0, again.stderr
     assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
     assert len(drive.downloads("Landscape.pt")) == 1  # the kept file was the whole of it: not fetched again
+
+
+def test_a_stop_while_waiting_for_another_pull_claims_none_of_its_download(tmp_path, server, in_process, monkeypatch):
+    """Ctrl-C on a pull that only waited for another's lock said "kept the partial download of landscape (1.8 MB) in
+    …part: `mmgen models pull landscape` resumes it": that .part was the other process's."""
+    import os
+    import signal
+
+    from mmgen.weights import cache
+
+    tiny_entry(tmp_path)
+    folder = tmp_path / "cache" / "models" / "landscape"
+    folder.mkdir(parents=True)
+    (folder / "0123.part").write_bytes(b"x" * 1000)  # what the other process has downloaded so far
+
+    def held_by_another(fd, wait):
+        if not wait:
+            return False
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while it waits
+        raise AssertionError("the stop signal never came")
+
+    monkeypatch.setattr(cache, "_lock_descriptor", held_by_another)
+    stopped = in_process("models", "pull", "landscape")
+
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == ("mmgen: interrupted; it was still waiting for another mmgen process "
+                                               "pulling landscape: nothing downloaded by this one")
+    assert (folder / "0123.part").stat().st_size == 1000

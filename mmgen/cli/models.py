@@ -161,7 +161,7 @@ def pull(
     from mmgen.weights import ModelCache
     from mmgen.weights import pull as pull_weights
     from mmgen.weights.names import is_name
-    from mmgen.weights.pull import kept_download
+    from mmgen.weights.pull import StoppedWaiting, kept_download
 
     def cached_now(model: str) -> object:
         """The cache's record of `model` (None: not cached), to tell whether a stopped pull cached it."""
@@ -177,9 +177,12 @@ def pull(
         before = cached_now(model)
         try:
             pulled = pull_weights(model, quiet=quiet, repair=True, url=url, sha256=sha256)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             part = kept_download(model)
-            if (now := cached_now(model)) is not None and now != before:  # the stop came just after it was cached
+            if isinstance(stop, StoppedWaiting):  # a .part there is the other process's
+                left_behind(f"it was still waiting for another mmgen process pulling {model}: nothing downloaded by "
+                            f"this one")
+            elif (now := cached_now(model)) is not None and now != before:  # the stop came just after it was cached
                 left_behind(f"{model} was downloaded to {ModelCache().weights_path(model)}")
             else:
                 left_behind(f"nothing of {model} was downloaded" if part is None else

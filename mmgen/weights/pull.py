@@ -69,6 +69,12 @@ def kept_download(name: str, cache: ModelCache | None = None) -> Path | None:
     return parts[-1] if parts else None
 
 
+class StoppedWaiting(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM, SIGHUP) that came while this pull waited for another process's lock on the model: it
+    stops the command as any stop does, but what the model's folder holds (a `.part` being downloaded) is the other
+    process's, not this one's to say it kept."""
+
+
 @dataclass(frozen=True)
 class Pulled:
     path: Path
@@ -125,13 +131,20 @@ def pull(
             hint=f"fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {name}`",
         )
     check_cache_writable(cache.root)
-    with cache.lock(name):
-        if _intact(cache, name, entry, repair):  # another process finished it while we waited
-            return Pulled(cache.weights_file(name), fetched=False)
-        if urls:
-            _from_urls(cache, name, entry, quiet)
-        else:
-            _from_drive(cache, name, entry, quiet)
+    held = False
+    try:
+        with cache.lock(name):
+            held = True
+            if _intact(cache, name, entry, repair):  # another process finished it while we waited
+                return Pulled(cache.weights_file(name), fetched=False)
+            if urls:
+                _from_urls(cache, name, entry, quiet)
+            else:
+                _from_drive(cache, name, entry, quiet)
+    except KeyboardInterrupt:
+        if held:
+            raise
+        raise StoppedWaiting from None
     return Pulled(cache.weights_path(name), fetched=True)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -109,10 +111,14 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
     same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""
     check_name_length(Path(path))
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise MediaError(f"cannot write {path}: it (or a folder on its way) is a symbolic link loop") from None
+    else:
+        if kind := _not_a_file(path, mode):
+            raise UsageError(f"cannot write {path}: it is {kind}; an output is a regular file, written whole and "
+                             "then moved into place", hint="give -o a file's path or a folder")
     for source in inputs:
         if same_file(path, source):
             raise UsageError(f"cannot write {path}: it is the input {source}",
@@ -123,6 +129,29 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
     if (own := part_of_cache(path)) is not None:
         raise UsageError(f"cannot write {path}: it is inside mmgen's cache ({own})",
                          hint="write outputs elsewhere; the cache holds mmgen's own models and records")
+
+
+_DESCRIPTOR = re.compile(r"/(proc/(self|thread-self|\d+)|dev)/fd/\d+")  # /dev/stdout's target: /proc/self/fd/1
+
+
+def _not_a_file(path: str | os.PathLike, mode: int) -> str | None:
+    """What an existing `path` (its stat's `mode`) is when it can be no output: a device (/dev/null), a pipe, a
+    socket, or the name of a descriptor (/dev/stdout, /dev/fd/1: whatever stdout is, a regular file included);
+    None for a file or a folder (a folder is check_writable's to refuse)."""
+    link, hops = os.path.abspath(path), 0
+    while hops < 40:  # the kernel's own limit on links followed
+        if _DESCRIPTOR.fullmatch(link):
+            return "the name of an open file descriptor"
+        if not os.path.islink(link):
+            break
+        link, hops = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link))), hops + 1
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

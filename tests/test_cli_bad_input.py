@@ -670,3 +670,17 @@ def test_a_file_named_like_an_option_gets_a_hint_how_to_give_it(tmp_path, monkey
     assert (done.returncode, done.stderr) == (2, "mmgen: error: No such option: -d (to use a file named -dash.mp4, "
                                                  "write ./-dash.mp4 or put -- before it)\n")
     assert run_here(*command, "-zzz.mp4", env=mmgen_env(tmp_path)).stderr == "mmgen: error: No such option: -z\n"
+
+
+def test_an_output_that_is_a_device_or_a_pipe_is_refused_as_not_a_regular_file(tiny, tmp_path):
+    """`-o /dev/stdout` was refused for its suffix, with the hint `(e.g. -o /dev/stdout.mp4)`: a file in /dev. An
+    output is written whole and moved into place, so it is a regular file's path, never a device or a pipe."""
+    source = clip(tmp_path)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    kinds = (("/dev/null", "a device"), ("/dev/stdout", "the name of an open file descriptor"), (fifo, "a pipe"))
+    for output, kind in kinds:  # /dev/stdout whatever stdout is: pytest's is a regular file
+        done = run_here("soundtrack", source, "-m", tiny, *FAST, "-o", output, env=mmgen_env(tmp_path))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"mmgen: error: cannot write {output}: it is {kind};"), done.stderr
+        assert "an output is a regular file" in done.stderr and ".mp4)" not in done.stderr

@@ -379,3 +379,27 @@ def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_a
             os.close(another)
     finally:
         os.close(newcomer)
+
+
+@pytest.mark.parametrize("when", ["_checked_record", "_instantiate"])
+def test_a_model_removed_while_generate_reads_it_is_one_line_exit_1(tmp_path, monkeypatch, when):
+    """`models rm demo-copy` while `generate -m demo-copy` loaded it: `mmgen: error: FileNotFoundError: No such file
+    or directory: …/model.safetensors (run with --debug for the traceback)`."""
+    from mmgen.weights import load
+
+    env = mmgen_env(tmp_path)
+    imported = run_here("models", "import", save_tiny_model(tmp_path / "tiny.safetensors"), "-n", "mine", env=env)
+    assert imported.returncode == 0, imported.stderr
+    read = getattr(load, when)
+
+    def removed_first(*args, **kwargs):  # `models rm mine` in another process, just before this read
+        shutil.rmtree(tmp_path / "cache" / "models" / "mine")
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(load, when, removed_first)
+    out = tmp_path / "out"
+    done = run_here("generate", "-m", "mine", "-n", "1", "--steps", "1", "-o", out, env=env)
+
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == "mmgen: error: model mine was removed while in use (models rm?)"
+    assert not out.exists() or not any(out.iterdir())

@@ -7,7 +7,11 @@ metadata) or a safetensors with a sidecar `<stem>.json` holding {"arch": ..., "c
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from typing import Any
 import torch
 
 from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
-from mmgen.errors import ChecksumMismatch, ConfigError, ModelNotFound
+from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
@@ -91,7 +95,7 @@ def load_model(
     computes in it are kept in it (models/storage.py), the rest in float32."""
     json_file = None  # where a config the weights file does not carry may be: beside it (`_describe`)
     if is_path(name_or_path):
-        entry, name, record = None, str(name_or_path), None
+        entry, name = None, str(name_or_path)
         if why := why_not_a_file(name_or_path, missing="no such model file"):
             raise ModelNotFound(f"{name_or_path}: {why}")
         path, json_file = sidecar.kept_files(Path(name_or_path))  # a run's replacing it: the weights it replaces
@@ -99,8 +103,15 @@ def load_model(
         name = str(name_or_path)
         path = resolve_weights(name, download=download, quiet=quiet)
         entry = load_registry().entries.get(name)
-        cache = ModelCache()
-        record = _checked_record(cache, name, entry) if path.parent == cache.folder(name) else None
+    with _removed_while_read(name_or_path, path):
+        return _read(name, path, entry, json_file, is_path(name_or_path), torch.device(device), compute)
+
+
+def _read(name: str, path: Path, entry: ModelEntry | None, json_file: Path | None, by_path: bool,
+          device: torch.device, compute: torch.dtype) -> LoadedModel:
+    """`load_model` once it knows where the weights are: checked, described and read."""
+    cache = ModelCache()
+    record = None if by_path or path.parent != cache.folder(name) else _checked_record(cache, name, entry)
     if record is not None:
         sha256 = record.sha256
     elif entry is not None and entry.weights.bundled:
@@ -114,10 +125,25 @@ def load_model(
             hint="reinstall mmgen",
         )
     target = _describe(path, entry, json_file)
-    model = _instantiate(path, target, torch.device(device), compute)
+    model = _instantiate(path, target, device, compute)
     source_sha256 = record.source_sha256 if record is not None else None
     same = source_sha256 if record is not None and record.same_weights_as_source else None
     return LoadedModel(name, target.arch, target.config, model, sha256, path, entry, source_sha256, same)
+
+
+@contextmanager
+def _removed_while_read(name_or_path: str | Path, path: Path) -> Iterator[None]:
+    """While the weights at `path` are read: their file gone (`models rm` in another process, which waits for no
+    reader; a file given by path deleted) is said as that, exit 1, not as an unexpected FileNotFoundError (whose
+    filename safetensors does not set)."""
+    try:
+        yield
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise
+        if is_path(name_or_path):
+            raise MmgenError(f"{name_or_path}: the model file was removed while in use") from None
+        raise MmgenError(f"model {name_or_path} was removed while in use (models rm?)") from None
 
 
 def known_config(name_or_path: str | Path) -> Any | None:
@@ -142,7 +168,10 @@ def known_config(name_or_path: str | Path) -> Any | None:
 def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> CacheRecord:
     """The cache record of `name` once its weights file is checked against it (size and stamp, re-hashed when
     the stamp moved) and, for a file trusted on first use, the record against the trusted sha256."""
-    record = cache.checked(name, cache.record(name), repair_hint(name, entry))
+    record = cache.record(name)
+    if record is None:  # cached a moment ago (resolve_weights), gone now: `_removed_while_read` says so
+        raise FileNotFoundError(errno.ENOENT, "no cache record", str(cache.record_path(name)))
+    record = cache.checked(name, record, repair_hint(name, entry))
     trust.check_trusted(cache.root, name, record.source_sha256, None, "the file the cached model came from")
     return record
 

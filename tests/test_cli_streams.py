@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import subprocess
+import sys
 
 from cli_here import run_here
 from mmgen_cli import mmgen_env
@@ -53,3 +55,15 @@ def test_a_run_that_did_its_work_is_exit_0_with_stderr_closed(tiny, tmp_path):
                     stderr=Refusing(errno.EBADF))
     assert done.returncode == 0
     assert (out / "clip_0000.mp4").is_file() and (out / "clip_0000.json").is_file()
+
+
+def test_a_closed_stderr_never_becomes_a_file_mmgen_writes(tmp_path):
+    """With `2>&-`, the first file opened took descriptor 2: a message written there by FFmpeg, oneDNN or a child
+    process went into that file (an output being written). mmgen holds the closed stream open on /dev/null first."""
+    out = tmp_path / "out.bin"
+    code = ("import os, sys; from mmgen.cli import hold_standard_descriptors; hold_standard_descriptors(); "
+            f"fd = os.open({str(out)!r}, os.O_WRONLY | os.O_CREAT); os.write(fd, b'output'); "
+            "os.write(2, b'a library message'); os.close(fd)")
+    done = subprocess.run([sys.executable, "-c", code], preexec_fn=lambda: os.close(2), timeout=60)
+    assert done.returncode == 0
+    assert out.read_bytes() == b"output"

@@ -192,7 +192,8 @@ def main() -> None:
     PyTorch reads from the environment before torch loads — which a library import must not do to its host —
     and own its signals through interpreter shutdown: a stop after the command ended is then recorded, never a
     traceback from an atexit handler, and makes its exit 0 the stop's code (stop_signals.own_process)."""
-    try:  # first: a stop from here on is recorded, and stops the command as it begins (stops_interrupt)
+    hold_standard_descriptors()
+    try:  # a stop from here on is recorded, and stops the command as it begins (stops_interrupt)
         from mmgen.runtime.stop_signals import drop_unprinted, final_code, is_stop_code, own_process
 
         own_process(_say_stopped)
@@ -204,6 +205,19 @@ def main() -> None:
     if is_stop_code(code) or stdout_dropped:  # what it had yet to print waits for no reader (a --json line to a full
         drop_unprinted()  # pipe), nor fails again at exit (a full disk)
     sys.exit(code)
+
+
+def hold_standard_descriptors() -> None:
+    """A standard stream its caller closed (`2>&-`) is opened on /dev/null, before mmgen opens any file: else the
+    next file opened (an output being written) takes that number, and whatever writes to the stream — FFmpeg's or
+    oneDNN's own messages, a child process — writes into that file. (Python leaves sys.stderr None for it; so does
+    this: mmgen prints nothing to a stream its caller closed.)"""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            os.set_inheritable(held, True)
 
 
 def _say_stopped(code: int) -> None:

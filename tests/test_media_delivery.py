@@ -229,3 +229,34 @@ def test_mixing_leaves_the_callers_sounds_as_they_were():
     delivered = deliver(silent, 48000, Delivery(), own=own, mix=0.5)
     assert not silent.any() and torch.equal(own, kept)
     assert delivered.audio.abs().max() > 0
+
+
+def test_the_channels_of_a_sound_are_measured_together_as_pyloudnorms_meter_sums_them_and_gained_as_one():
+    """A retake keeps a stereo clip's channels: BS.1770 sums their weighted energies (pyloudnorm's multichannel
+    meter: 1 for stereo), so a loud left and a quiet right measure as one sound, and one gain keeps their balance;
+    in 5.1 the LFE counts for nothing and the surrounds 1.41 times (pyloudnorm's L R C Ls Rs, in FFmpeg's order)."""
+    import pyloudnorm
+
+    from mmgen.media.loudness import channel_weights, normalise, true_peak
+
+    rate = 16000
+    stereo = np.stack([_noise(3.0, rate, 0.2, seed=1), _noise(3.0, rate, 0.02, seed=2)])
+    meter = pyloudnorm.Meter(rate, block_size=0.4)
+    expected = meter.integrated_loudness(stereo.T.astype(np.float64))
+    assert integrated_loudness(stereo, rate, channel_weights("stereo")) == pytest.approx(expected, abs=1e-9)
+    assert integrated_loudness(stereo, rate) == pytest.approx(expected, abs=1e-9)
+
+    out, report = normalise(torch.from_numpy(stereo), rate, -23.0, weights=channel_weights("stereo"))
+    assert out.shape == (2, 3 * rate) and report.after == pytest.approx(-23.0, abs=0.05)
+    assert meter.integrated_loudness(out.numpy().T.astype(np.float64)) == pytest.approx(-23.0, abs=0.05)
+    gains = out.numpy().astype(np.float64) / stereo
+    assert np.allclose(gains, gains[0, 0], rtol=1e-6)  # one gain, both channels: the balance is kept
+    loud = stereo.copy()
+    loud[:, ::4000] = 0.9  # clicks the limiter takes down, in both channels at once
+    out, report = normalise(torch.from_numpy(loud), rate, -14.0)
+    assert report.after == pytest.approx(-14.0, abs=0.2) and true_peak(out) <= -1.0
+
+    surround = np.stack([_noise(3.0, rate, scale, seed=k) for k, scale in enumerate((0.1, 0.1, 0.05, 0.3, 0.08, 0.08))])
+    expected = meter.integrated_loudness(surround[[0, 1, 2, 4, 5]].T.astype(np.float64))  # no LFE
+    assert channel_weights("5.1") == (1.0, 1.0, 1.0, 0.0, 1.41, 1.41)
+    assert integrated_loudness(surround, rate, channel_weights("5.1")) == pytest.approx(expected, abs=1e-9)

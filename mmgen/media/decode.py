@@ -45,6 +45,7 @@ from mmgen.media.probe import (
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
+MAX_KEPT_CHANNELS = 8  # the most a retake keeps as they are (kept_layout); more are mixed to mono
 MAX_CHANNELS = 64  # the most audio channels libswresample (SWR_CH_MAX) mixes to mono; more is refused up front
 # Float audio may go a little past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a
 # damaged file or integer samples stored as floats, and AAC cannot even encode it. Between HOT_PEAK (+6 dBFS, more
@@ -133,11 +134,38 @@ def mean_mixed(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
         yield out
 
 
+def kept_layout(path: str | os.PathLike, encoder: str) -> str | None:
+    """The channel layout of `path`'s audio when its channels can be kept as they are (a retake's sound outside the
+    ranges): 1 to MAX_KEPT_CHANNELS channels in a layout FFmpeg names (mono, stereo, 5.1 …; of "N channels" in no
+    known order, only 1 or 2: mono, stereo) that `encoder` takes; None when not (the sound is then read mixed to
+    mono)."""
+    with open_input(path) as container:
+        layout = first_stream(container, "audio", path).codec_context.layout
+    count, name = len(layout.channels), layout.name
+    if name.endswith("channels"):  # no order stored (a Matroska or WAV PCM track's): 1 or 2 are mono or stereo
+        name = {1: "mono", 2: "stereo"}.get(count, name)
+    if not 1 <= count <= MAX_KEPT_CHANNELS or name.endswith("channels"):
+        return None
+    context = av.CodecContext.create(encoder, "w")
+    context.sample_rate, context.layout = 48_000, name
+    context.format = next(iter(av.Codec(encoder, "w").audio_formats or ()), None) or "flt"
+    try:
+        context.open()
+    except av.error.FFmpegError:
+        return None
+    return name
+
+
 def read_audio(
-    path: str | os.PathLike, sample_rate: int, start: float = 0.0, duration: float | None = None
+    path: str | os.PathLike,
+    sample_rate: int,
+    start: float = 0.0,
+    duration: float | None = None,
+    layout: str | None = None,
 ) -> torch.Tensor:
     """Audio of `path` from `start` for `duration` seconds (to the end if None), resampled to `sample_rate`
-    (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence.
+    (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence. Given
+    `layout` (its own, kept_layout's), its channels are kept instead: (C, L), in the layout's order.
 
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
     side of a stereo recording should still be heard. More than MAX_CHANNELS channels, and float samples that are
@@ -147,18 +175,19 @@ def read_audio(
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
         channels = mixable_channels(path, stream, "mono")
-        if channels > 2:
+        if channels > 2 and layout is None:
             note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start
         _seek(container, stream, t0)
         # Packed "flt" keeps the source's channels interleaved in one plane: PyAV's planar to_ndarray crashes
         # (segfault) on 8-channel (7.1) frames, and the packed path gives the same numbers for any count.
-        resampler = av.AudioResampler(format="flt", rate=sample_rate)
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)  # None: its own layout
         decoded = container.decode(stream)
         until = None if duration is None else t0 + duration
         # A frame's timestamp is rounded to the stream's clock (1 ms in Matroska/WebM: 48 samples at 48 kHz).
         jitter = sample_rate * float(stream.time_base or 0) + 1
-        audio = _joined(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter))
+        width = len(av.AudioLayout(layout).channels) if layout else 1  # channels returned
+        audio = _joined(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter, width), width)
         declared_end = _declared_end(container, stream)
     length = len(audio)
     if declared_end is not None:  # drop the encoder's padding after the last real sample
@@ -169,12 +198,14 @@ def read_audio(
         length = min(length, round(duration * sample_rate))
     if length <= 0:
         raise cannot_read(path, f"no audio from {start:g} s on" if start else "the audio stream is empty")
-    audio.resize(length, refcheck=False)  # in place: no view of it exists yet
+    audio.resize(length * width, refcheck=False)  # in place: no view of it exists yet
     peak = max(float(audio.max()), -float(audio.min()))
     if peak > HOT_PEAK:
         note(path, f"its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
              "clipped to full scale", "audio above full scale, clipped to it")
-    return torch.from_numpy(audio).clamp_(-1, 1)[None]  # (1, L)
+    if width == 1:
+        return torch.from_numpy(audio).clamp_(-1, 1)[None]  # (1, L)
+    return torch.from_numpy(audio.reshape(length, width).T.copy()).clamp_(-1, 1)  # (C, L) from interleaved
 
 
 def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: float) -> None:
@@ -283,30 +314,36 @@ def _resampled(
     yield from resampler.resample(None)
 
 
-def _joined(pieces: Iterable[tuple[int, np.ndarray]]) -> np.ndarray:
+def _joined(pieces: Iterable[tuple[int, np.ndarray]], width: int = 1) -> np.ndarray:
     """The (offset, samples) pieces written into one buffer as they come, a later piece over an earlier one where
     they overlap; where none reaches is silence, and what lies before offset 0 is dropped. The buffer grows in
     place by an eighth at a time (ndarray.resize: realloc, which for a large block remaps its pages rather than
-    copying them), so the sound is held about once: not as a list of frames and then their concatenation."""
+    copying them), so the sound is held about once: not as a list of frames and then their concatenation.
+    Samples of `width` channels come interleaved, offsets counted in samples of all of them: so is the buffer."""
     audio, end = np.zeros(0, np.float32), 0
     for offset, samples in pieces:
-        lo, hi = max(offset, 0), offset + len(samples)
+        lo, hi = max(offset, 0) * width, offset * width + len(samples)
         if hi > len(audio):  # new entries are zeros: silence until a piece lands there
             audio.resize(max(hi, len(audio) + len(audio) // 8), refcheck=False)  # no view of it is kept
         if lo < hi:
-            audio[lo:hi] = samples[lo - offset :]
+            audio[lo:hi] = samples[lo - offset * width :]
         end = max(end, hi)
     audio.resize(end, refcheck=False)
     return audio
 
 
 def _placed(
-    frames: Iterator[av.AudioFrame], t0: float, sample_rate: int, path: str | os.PathLike, jitter: float
+    frames: Iterator[av.AudioFrame],
+    t0: float,
+    sample_rate: int,
+    path: str | os.PathLike,
+    jitter: float,
+    width: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(offset in samples from t0, mono samples) for each frame, placed by its timestamp; a frame without one,
     or stamped within `jitter` samples (its clock's rounding) of where the previous frame ends, follows that
     frame, so rounded timestamps leave neither gaps nor overlaps. A gap of more than MAX_GAP before a frame is
-    refused."""
+    refused. `width` > 1: the frame's own channels, interleaved, instead of mono."""
     position = None
     for frame in frames:
         if frame.pts is not None:
@@ -318,8 +355,8 @@ def _placed(
         elif position is None:
             position = 0
         channels = len(frame.layout.channels)
-        interleaved = frame.to_ndarray()  # (n·channels,)
+        interleaved = frame.to_ndarray().reshape(-1)  # (n·channels,)
         _check_samples(path, interleaved)
-        samples = interleaved.reshape(-1, channels).mean(axis=1)  # (n,)
-        yield position, samples
+        samples = interleaved.reshape(-1, channels)
+        yield position, (samples.mean(axis=1) if width == 1 else interleaved)  # (n,) or (n·channels,)
         position += len(samples)

@@ -16,7 +16,7 @@ from mmgen.media.resample import resample
 
 @dataclass(frozen=True)
 class Delivered:
-    audio: torch.Tensor  # (1, L) at sample_rate
+    audio: torch.Tensor  # (1, L) at sample_rate ((C, L): a retake's of a sound with C channels)
     sample_rate: int
     loudness: LoudnessReport  # before: the model's sound; after: what was delivered
     target: float | None
@@ -33,14 +33,17 @@ def deliver(
     seconds: float | None = None,
     own: torch.Tensor | None = None,
     mix: float = 0.0,
+    weights: tuple[float, ...] | None = None,
 ) -> Delivered:
     """The model's audio (1, L) at `model_rate` as delivered: resampled, cut or padded to `seconds` when given,
-    blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target."""
+    blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target. Sound of
+    C channels (C, L) (a retake's, at the delivery rate) is measured and gained together, its channels weighted by
+    `weights` (loudness.channel_weights)."""
     rate = delivery.rate(model_rate)
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
         sound = fit_length(sound, round(seconds * rate))
-    before = integrated_loudness(sound, rate)
+    before = integrated_loudness(sound, rate, weights)
     if mix > 0 and own is not None:
         own = fit_length(own.float(), sound.shape[-1])
         if delivery.loudness is None:
@@ -49,9 +52,9 @@ def deliver(
             sound = normalise(sound, rate, delivery.loudness)[0]
             sound.mul_(1 - mix).add_(normalise(own, rate, delivery.loudness)[0], alpha=mix)
     if delivery.loudness is not None:
-        sound, report = normalise(sound, rate, delivery.loudness)
+        sound, report = normalise(sound, rate, delivery.loudness, weights=weights)
         report = LoudnessReport(before, report.after, report.true_peak)
     else:
         peak = true_peak(sound) if sound.any() else None
-        report = LoudnessReport(before, integrated_loudness(sound, rate), peak)
+        report = LoudnessReport(before, integrated_loudness(sound, rate, weights), peak)
     return Delivered(sound, rate, report, delivery.loudness)

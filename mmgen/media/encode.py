@@ -59,13 +59,13 @@ def write_mp4(
 
 
 def write_wav(
-    path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False
+    path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False, layout: str = "mono"
 ) -> None:
-    """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav."""
+    """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav — or (C, L) as one in `layout` (of C channels)."""
     check_audio(audio)
     with atomic_output(path, overwrite) as temp, av.open(str(temp), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
-        mux(container, encoded(stream, audio_frames(audio, sample_rate)))
+        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout=layout)
+        mux(container, encoded(stream, audio_frames(audio, sample_rate, layout=layout)))
 
 
 def check_video(video: torch.Tensor | None) -> None:
@@ -75,8 +75,8 @@ def check_video(video: torch.Tensor | None) -> None:
 
 
 def check_audio(audio: torch.Tensor | None) -> None:
-    if audio is not None and (audio.dim() != 2 or audio.shape[0] != 1 or audio.shape[1] == 0):
-        raise ValueError(f"audio must be (1, L) with L > 0, got {tuple(audio.shape)}")
+    if audio is not None and (audio.dim() != 2 or not 1 <= audio.shape[0] <= 8 or audio.shape[1] == 0):
+        raise ValueError(f"audio must be (C, L) with 1 ≤ C ≤ 8 (mono: C = 1) and L > 0, got {tuple(audio.shape)}")
     _check_finite("audio", audio)
 
 

@@ -14,18 +14,24 @@ CHUNK = 4096  # samples per frame pushed into the graph
 
 
 def filter_audio(
-    samples: np.ndarray, sample_rate: int, chain: Sequence[tuple[str, str]], out: np.ndarray | None = None
+    samples: np.ndarray,
+    sample_rate: int,
+    chain: Sequence[tuple[str, str]],
+    out: np.ndarray | None = None,
+    channels: int = 1,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """Mono float samples (L,) at `sample_rate` through `chain` of (filter, arguments), ending as mono float
-    32-bit. Returns every sample the chain gave, and the metadata of its last frame (e.g. ebur128's).
+    32-bit. Returns every sample the chain gave, and the metadata of its last frame (e.g. ebur128's). `channels` > 1:
+    the samples (and `out`) are that many channels interleaved (L·C,), filtered together (a linked limiter).
 
     Given `out` (float32, 1-D), the samples go into it instead, frame by frame, cut at its length, silence where
     the chain gave fewer, and `out` is returned: no list of frames and no joined copy. `out` may be `samples`
     itself (filtered in place) for a chain that gives no sample before the one at its place has been pushed (the
     limiter, delay-compensated); one that ran ahead would overwrite what it has yet to read, and stops here."""
+    layout = "mono" if channels == 1 else f"{channels}c"  # channels of no particular order: a filter's the same
     graph = av.filter.Graph()
-    node = graph.add_abuffer(format="flt", sample_rate=sample_rate, layout="mono", time_base=Fraction(1, sample_rate))
-    for name, args in (*chain, ("aformat", "sample_fmts=flt:channel_layouts=mono")):
+    node = graph.add_abuffer(format="flt", sample_rate=sample_rate, layout=layout, time_base=Fraction(1, sample_rate))
+    for name, args in (*chain, ("aformat", f"sample_fmts=flt:channel_layouts={layout}")):
         step = graph.add(name, args)
         node.link_to(step)
         node = step
@@ -56,11 +62,11 @@ def filter_audio(
             out[written : written + len(piece)] = piece
             written += len(piece)
 
-    for start in range(0, len(flat), CHUNK):
-        frame = av.AudioFrame.from_ndarray(flat[None, start : start + CHUNK], format="flt", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+    for start in range(0, len(flat), CHUNK * channels):
+        frame = av.AudioFrame.from_ndarray(flat[None, start : start + CHUNK * channels], format="flt", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start // channels, Fraction(1, sample_rate)
         graph.push(frame)
-        pushed = start + frame.samples
+        pushed = start + frame.samples * channels
         drain()
     graph.push(None)
     drain()

@@ -52,8 +52,24 @@ class LoudnessReport:
                 (("lufs_before", self.before), ("lufs_after", self.after), ("true_peak_dbtp", self.true_peak))}
 
 
-def integrated_loudness(audio: torch.Tensor | np.ndarray, sample_rate: int) -> float | None:
-    """BS.1770 integrated loudness of mono audio, in LUFS; None when it is silent (gated out entirely).
+def channel_weights(layout: str) -> tuple[float, ...]:
+    """BS.1770-4's weight G_i of each channel of `layout` in the loudness sum: 1.41 (+1.5 dB) for the surround pair
+    60-120° off centre (side left and right, or back left and right where there is no side pair: 5.1's), 0 for the
+    LFE, 1 for the others (1, 1 for stereo; pyloudnorm's weights, which it gives by position, L R C Ls Rs, where
+    FFmpeg's orders put the LFE fourth)."""
+    import av
+
+    names = [c.name for c in av.AudioLayout(layout).channels]
+    surround = ("SL", "SR") if "SL" in names else ("BL", "BR")
+    return tuple(0.0 if name.startswith("LFE") else 1.41 if name in surround else 1.0 for name in names)
+
+
+def integrated_loudness(
+    audio: torch.Tensor | np.ndarray, sample_rate: int, weights: tuple[float, ...] | None = None
+) -> float | None:
+    """BS.1770 integrated loudness of audio (L,), (1, L) or (C, L), in LUFS; None when it is silent (gated out
+    entirely). Channels are summed as pyloudnorm's meter sums them: each block's mean-square energy of each channel,
+    K-weighted, times its weight G_i (`weights`, channel_weights; 1 each when None), one loudness of all of them.
 
     pyloudnorm's integrated loudness, not its copies: its Meter.integrated_loudness copies the whole sound in
     float64 and filters it whole (4× the float32 size on top of our own float64 copy). Here its meter's own
@@ -61,15 +77,19 @@ def integrated_loudness(audio: torch.Tensor | np.ndarray, sample_rate: int) -> f
     filtered samples), each 400 ms block's energy is summed from the stretches between block edges, and the gates
     are its gates on those energies — the same value (to ~1e-12 LU, summing order), in memory that does not grow
     with the sound."""
-    samples = _flat(audio)
-    if not samples.any():
+    rows = _rows(audio)
+    if not rows.any():
         return None
     block = math.ceil(BLOCK_SECONDS * sample_rate)
-    if len(samples) < block:
-        samples = np.tile(samples, math.ceil(block / len(samples)))
+    if rows.shape[1] < block:
+        rows = np.tile(rows, (1, math.ceil(block / rows.shape[1])))
     with np.errstate(divide="ignore"):
-        energies = _block_energies(samples, sample_rate)
-        loudness = -0.691 + 10.0 * np.log10(energies)  # each block's (BS.1770 eq. 4, mono: G = 1)
+        energies = _block_energies(rows[0], sample_rate)
+        if weights is not None:
+            energies = weights[0] * energies
+        for k in range(1, len(rows)):  # G_i · z_ij summed over the channels (mono: z_j itself, G = 1)
+            energies += (weights[k] if weights is not None else 1.0) * _block_energies(rows[k], sample_rate)
+        loudness = -0.691 + 10.0 * np.log10(energies)  # each block's (BS.1770 eq. 4)
         gated = energies[loudness >= ABSOLUTE_GATE]
         if not len(gated):
             return None
@@ -117,39 +137,54 @@ def true_peak(audio: torch.Tensor | np.ndarray) -> float:
     at 48 kHz, in every delivery); a chunk takes ~4 MB."""
     from scipy.signal import resample_poly
 
-    samples, peak = _flat(audio), 0.0
-    for start in range(0, len(samples), PEAK_CHUNK):
-        end = min(start + PEAK_CHUNK, len(samples))
-        lo, hi = max(start - PEAK_CONTEXT, 0), min(end + PEAK_CONTEXT, len(samples))
-        oversampled = resample_poly(samples[lo:hi].astype(np.float64), OVERSAMPLE, 1)
-        oversampled = oversampled[(start - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE]
-        peak = max(peak, float(oversampled.max(initial=0.0)), -float(oversampled.min(initial=0.0)))
+    peak = 0.0
+    for samples in _rows(audio):  # the highest of any channel's
+        for start in range(0, len(samples), PEAK_CHUNK):
+            end = min(start + PEAK_CHUNK, len(samples))
+            lo, hi = max(start - PEAK_CONTEXT, 0), min(end + PEAK_CONTEXT, len(samples))
+            oversampled = resample_poly(samples[lo:hi].astype(np.float64), OVERSAMPLE, 1)
+            oversampled = oversampled[(start - lo) * OVERSAMPLE : (end - lo) * OVERSAMPLE]
+            peak = max(peak, float(oversampled.max(initial=0.0)), -float(oversampled.min(initial=0.0)))
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def normalise(
-    audio: torch.Tensor, sample_rate: int, target: float = DEFAULT_TARGET, ceiling: float = TRUE_PEAK_CEILING
+    audio: torch.Tensor,
+    sample_rate: int,
+    target: float = DEFAULT_TARGET,
+    ceiling: float = TRUE_PEAK_CEILING,
+    weights: tuple[float, ...] | None = None,
 ) -> tuple[torch.Tensor, LoudnessReport]:
-    """audio (1, L) brought to `target` LUFS with its true peak at most `ceiling` dBTP: a new float32 tensor of
-    its shape, the one copy made here, gained and limited in place (silence is copied as it is)."""
-    samples = np.array(_flat(audio), dtype=np.float32)
-    before = integrated_loudness(samples, sample_rate)
+    """audio (1, L) — or (C, L), its channels measured together (integrated_loudness's `weights`) and given one
+    gain, the limiter's linked across them — brought to `target` LUFS with its true peak at most `ceiling` dBTP: a
+    new float32 tensor of its shape, gained and limited in place in one interleaved copy (silence is copied as it
+    is)."""
+    channels = audio.shape[0] if audio.dim() == 2 else 1
+    frames = np.array(_rows(audio).T, dtype=np.float32, order="C")  # (L, C): the samples interleaved
+    samples, rows = frames.reshape(-1), frames.T  # the same memory, flat and as (C, L) rows (views)
+    before = integrated_loudness(rows, sample_rate, weights)
     if before is None:  # silence, or below the absolute gate: as it is
-        peak = true_peak(samples) if samples.any() else None
-        return torch.from_numpy(samples).reshape(audio.shape), LoudnessReport(None, None, peak)
+        peak = true_peak(rows) if samples.any() else None
+        return _shaped(rows, audio), LoudnessReport(None, None, peak)
     loudness = before
     for _ in range(ROUNDS):
         _gain(samples, target - loudness)
-        if true_peak(samples) <= ceiling:
+        if true_peak(rows) <= ceiling:
             break
         limit = 10 ** ((ceiling - LIMITER_MARGIN_DB) / 20)
-        filter_audio(samples, sample_rate, [("alimiter", f"limit={limit}:{LIMITER}")], out=samples)
-        loudness = integrated_loudness(samples, sample_rate) or loudness
-    over = true_peak(samples) - ceiling
+        filter_audio(samples, sample_rate, [("alimiter", f"limit={limit}:{LIMITER}")], out=samples,
+                     channels=channels)
+        loudness = integrated_loudness(rows, sample_rate, weights) or loudness
+    over = true_peak(rows) - ceiling
     if over > 0:
         _gain(samples, -over)
-    out = torch.from_numpy(samples).reshape(audio.shape)
-    return out, LoudnessReport(before, integrated_loudness(out, sample_rate), true_peak(out))
+    out = _shaped(rows, audio)
+    return out, LoudnessReport(before, integrated_loudness(out, sample_rate, weights), true_peak(out))
+
+
+def _shaped(rows: np.ndarray, audio: torch.Tensor) -> torch.Tensor:
+    """The (C, L) rows as a tensor of `audio`'s shape (a copy only for more than one channel: its rows laid out)."""
+    return torch.from_numpy(rows.reshape(-1) if len(rows) == 1 else np.ascontiguousarray(rows)).reshape(audio.shape)
 
 
 def _gain(samples: np.ndarray, db: float) -> None:
@@ -158,10 +193,11 @@ def _gain(samples: np.ndarray, db: float) -> None:
     np.multiply(samples, np.float64(10 ** (db / 20)), out=samples)
 
 
-def _flat(audio: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The samples as one row, without a copy where they are float32 or float64 already (a tensor's own memory):
-    the meters take a chunk at a time to float64."""
+def _rows(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The samples as (C, L) rows, one per channel ((L,) and (1, L): one), without a copy where they are float32
+    or float64 already (a tensor's own memory): the meters take a chunk at a time to float64."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu()
         audio = (audio if audio.dtype in (torch.float32, torch.float64) else audio.float()).numpy()
-    return np.asarray(audio).reshape(-1)
+    audio = np.asarray(audio)
+    return audio.reshape(len(audio), -1) if audio.ndim == 2 else audio.reshape(1, -1)

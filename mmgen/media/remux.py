@@ -65,11 +65,12 @@ def replace_audio(
     end_together: bool = True,
     encoder: str | None = None,
     start: float = 0.0,
+    layout: str = "mono",
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
     as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's) from `start` seconds on the source's
     timeline (its origin: 0 in the output), trimmed or padded with silence to the video's end (as it is, unless
-    `end_together`)."""
+    `end_together`); or `audio` (C, L) in `layout` (a retake's, the input's own)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
@@ -78,8 +79,8 @@ def replace_audio(
         soundtrack = fit_length(soundtrack, round((video_end(src_video_path) - start) * sample_rate))
 
     def new_audio(container: av.container.OutputContainer) -> Track:
-        stream = add_audio(container, encoder or into.audio_encoder, sample_rate)
-        return encoded(stream, audio_frames(soundtrack, sample_rate, round(start * sample_rate)))
+        stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout)
+        return encoded(stream, audio_frames(soundtrack, sample_rate, round(start * sample_rate), layout))
 
     _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, sample_rate)
 

@@ -24,7 +24,9 @@ from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
 from mmgen.media.probe import cannot_read
 
-BIT_RATES = {"aac": 128_000, "libopus": 96_000}  # of the lossy sound encoders
+# Of the lossy sound encoders, per channel: stereo AAC at 128 kb/s in all codes a kept tone at ~30 dB signal to noise
+# for its first second (the encoder's rate control settling), at 256 kb/s as a mono one at 128: ~55 dB.
+BIT_RATES = {"aac": 128_000, "libopus": 96_000}
 # Constant-quality settings of the picture encoders, per encoder: the crf a caller gives goes in as is for
 # x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting.
 VIDEO_OPTIONS = {"libx264": {}, "libvpx-vp9": {"b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}}
@@ -92,20 +94,22 @@ def check_encodable(encoder: str, width: int, height: int, why: str) -> None:
 
 
 def add_audio(
-    container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int = 1
+    container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int | str = 1
 ) -> av.audio.stream.AudioStream:
     """An AAC or Opus ("libopus", for WebM) stream — or a lossless one (Container.sound_encoder: PCM, FLAC, ALAC) —
-    mono or stereo (more source channels are downmixed to stereo as they are encoded)."""
+    mono or stereo (more source channels are downmixed to stereo as they are encoded), or in the layout `channels`
+    names (a kept sound's own: decode.kept_layout)."""
     codec = av.Codec(encoder, "w")
     rates = codec.audio_rates
     if rates and sample_rate not in rates:
         raise MediaError(f"{codec.name} cannot store {sample_rate} Hz audio",
                          hint=f"use --sample-rate with one of {sorted(rates)} Hz")
-    stream = container.add_stream(encoder, rate=sample_rate, layout="mono" if channels == 1 else "stereo")
+    layout = channels if isinstance(channels, str) else "mono" if channels == 1 else "stereo"
+    stream = container.add_stream(encoder, rate=sample_rate, layout=layout)
     formats = [f.name for f in codec.audio_formats or ()]
     stream.format = next((f for f in ("fltp", "flt") if f in formats), formats[0])  # PyAV converts the frames
     if encoder in BIT_RATES:  # a lossless encoder takes none
-        stream.bit_rate = BIT_RATES[encoder]
+        stream.bit_rate = BIT_RATES[encoder] * len(av.AudioLayout(layout).channels)
     return stream
 
 
@@ -127,13 +131,17 @@ def video_frames(video: torch.Tensor, first: int = 0, step: int = 1) -> Iterator
         yield frame
 
 
-def audio_frames(audio: torch.Tensor, sample_rate: int, first: int = 0) -> Iterator[av.AudioFrame]:
-    """(1, L) [-1, 1] → mono float frames with pts = first sample's index (from sample `first`), time base
-    1/sample_rate."""
-    samples = audio.detach().float().clamp(-1, 1).reshape(1, -1).numpy()
+def audio_frames(
+    audio: torch.Tensor, sample_rate: int, first: int = 0, layout: str = "mono"
+) -> Iterator[av.AudioFrame]:
+    """(C, L) [-1, 1] → float frames in `layout` (of C channels: mono for (1, L)) with pts = first sample's index
+    (from sample `first`), time base 1/sample_rate. Packed (interleaved): PyAV's planar frames crash on 8 channels."""
+    samples = audio.detach().float().clamp(-1, 1).numpy()
+    if len(av.AudioLayout(layout).channels) != samples.shape[0]:
+        raise ValueError(f"{samples.shape[0]} channels of audio cannot be {layout}")
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
         frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples[:, start : start + AUDIO_CHUNK]), format="fltp", layout="mono"
+            np.ascontiguousarray(samples[:, start : start + AUDIO_CHUNK].T).reshape(1, -1), format="flt", layout=layout
         )
         frame.sample_rate = sample_rate
         frame.pts = first + start

@@ -19,8 +19,10 @@ import torch
 from mmgen.errors import InvalidSetting, MediaError
 from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.containers import container_for, kept_rate
+from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
+from mmgen.media.loudness import channel_weights
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
@@ -185,8 +187,12 @@ def retake(
     # Both streams from where the remade one starts: it is remade in place on its own timing (its frames or samples
     # as they were), with the other beside it in step as in the input; it goes back at that start.
     start = streams[modality][0]
+    encoder = container_for(paths.mp4).sound_encoder(info.audio_codec)  # PCM stays PCM
+    # A sound retake keeps the input's channels where the encoder takes them (None: mixed to mono); the model hears
+    # their mix.
+    kept = kept_layout(source, encoder) if modality == "audio" else None
     clip = {"video": read_video(source, config.fps, size, start=start)[None],
-            "audio": read_audio(source, config.sample_rate, start=start)[None]}
+            "audio": read_audio(source, config.sample_rate, start=start, layout=kept).mean(0, keepdim=True)[None]}
     per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
     seam = max(2, round(SEAM_SECONDS * per_second))
     made, windows = regenerate(
@@ -200,12 +206,14 @@ def retake(
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         if modality == "audio":
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
-            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery)
+            layout = kept or "mono"
+            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
                           end_together=False, start=start,  # the input's sound where and as long as it was
-                          encoder=container_for(paths.mp4).sound_encoder(info.audio_codec))  # PCM stays PCM
+                          encoder=encoder, layout=layout)
             if "wav" in paths.files:
-                write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite)
+                write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite,
+                          layout=layout)
         else:
             replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
                           start=start)
@@ -220,12 +228,19 @@ def retake(
 
 
 def _deliver_audio(
-    source: Path, made: torch.Tensor, model_rate: int, spans: list[TimeRange], start: float, delivery: Delivery
+    source: Path,
+    made: torch.Tensor,
+    model_rate: int,
+    spans: list[TimeRange],
+    start: float,
+    delivery: Delivery,
+    layout: str | None,
 ):
-    """The input's own sound (from its `start`) at the delivered rate, with the remade ranges (resampled) faded in
-    over the seams; then brought to the loudness target like every output."""
+    """The input's own sound (from its `start`) at the delivered rate in `layout` (its own channels; None: mixed to
+    mono), with the remade ranges (resampled; the model's one channel in each) faded in over the seams, each channel
+    against its own sound; then brought to the loudness target like every output, its channels together."""
     rate = delivery.rate(model_rate)
-    own = read_audio(source, rate, start=start)  # (1, L)
+    own = read_audio(source, rate, start=start, layout=layout)  # (C, L)
     new = resample(made, model_rate, rate)
     new = torch.nn.functional.pad(new, (0, max(0, own.shape[-1] - new.shape[-1])))[:, : own.shape[-1]]
     known = torch.ones(own.shape[-1], dtype=torch.bool)
@@ -233,5 +248,5 @@ def _deliver_audio(
         a, b = elements(r, rate, start)
         known[max(a, 0):b] = False
     weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
-    sound = own + weight * (new - own)
-    return deliver(sound, rate, Delivery(delivery.loudness, rate))
+    sound = own + weight * (new - own)  # (C, L): the one remade channel against each of the input's
+    return deliver(sound, rate, Delivery(delivery.loudness, rate), weights=channel_weights(layout or "mono"))

@@ -37,7 +37,7 @@ from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
 from mmgen.errors import MediaError, MmgenError, OutputExists
 from mmgen.output_checks import check_writable, name_max
-from mmgen.runtime.stop_signals import stops_held
+from mmgen.runtime.stop_signals import check_stop, stops_held
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     with atomic_path(run / "config.yaml") as tmp:
         tmp.write_text(text)
     """
+    check_stop()  # a stop that a library swallowed: nothing is written after it (stop_signals)
     target = Path(path)
     temp = temporary_name(target)
     naming = named_as(temp, target) if folder else nullcontext()  # a file inside: named by where it will be
@@ -167,6 +168,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             if not temp.exists():
                 raise MediaError(f"cannot write {target}: nothing was written")
             fsync_path(temp)
+            check_stop()  # nor put in place
             if folder and target.is_dir():
                 shutil.rmtree(target)
             group = _group.get()

@@ -554,3 +554,52 @@ def test_the_exit_code_is_the_stops_even_where_python_saw_the_keyboardinterrupt_
                           timeout=600)  # fmt: skip
     assert done.stderr.splitlines()[-1] == f"mmgen: {says}", done.stderr
     assert done.returncode == code, done.stderr
+
+
+def after_a_swallowed_stop(sig: int, call):
+    """`call`, after a stop that Python swallowed: signalled inside a weakref callback, as when SIGHUP landed in
+    importlib's module-lock `cb` — "Exception ignored in: <function _get_module_lock.<locals>.cb …> …
+    KeyboardInterrupt", and `retake` ran to its end and wrote its output."""
+    import weakref
+
+    def swallowed_first(*args, **kwargs):
+        class Lock:
+            pass
+
+        lock = Lock()
+        ref = weakref.ref(lock, lambda _: signal.raise_signal(sig))  # the handler runs inside the callback
+        del lock
+        assert ref() is None
+        return call(*args, **kwargs)
+
+    return swallowed_first
+
+
+@pytest.mark.parametrize(("where", "sig", "code", "says"), [
+    ("startup", signal.SIGHUP, 129, "interrupted (SIGHUP)"),
+    ("loading", signal.SIGHUP, 129, "interrupted (SIGHUP); nothing written"),
+    ("loading", signal.SIGTERM, 143, "interrupted (SIGTERM); nothing written"),
+    ("writing", signal.SIGINT, 130, "interrupted; nothing written"),
+])  # fmt: skip
+def test_a_stop_that_python_swallowed_still_stops_the_command_before_it_writes(tiny, tmp_path, monkeypatch, where, sig,
+                                                                                code, says):
+    from cli_here import run_here
+
+    import mmgen.cli
+    import mmgen.media.encode
+    import mmgen.weights.load
+
+    if where == "startup":  # as torch and the subcommands are imported
+        monkeypatch.setattr(mmgen.cli, "_register", after_a_swallowed_stop(sig, mmgen.cli._register))
+    elif where == "loading":
+        monkeypatch.setattr(mmgen.weights.load, "_describe", after_a_swallowed_stop(sig, mmgen.weights.load._describe))
+    else:  # sampled, the clip about to be encoded
+        monkeypatch.setattr(mmgen.media.encode, "check_audio", after_a_swallowed_stop(sig, mmgen.media.encode.check_audio))
+    out = tmp_path / "out"
+    done = run_here("generate", "-m", tiny, "-n", "1", "--steps", "1", "--no-previews", "-o", out,
+                    env=mmgen_env(tmp_path))
+
+    assert done.returncode == code, done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == f"mmgen: {says}"
+    assert not out.exists() or list(out.iterdir()) == []

@@ -65,10 +65,11 @@ def run(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import app, arguments, debug_enabled, hide_library_warnings
-    from mmgen.runtime.stop_signals import is_stop_code, stop_code, stopped
+    from mmgen.runtime.stop_signals import check_stop, is_stop_code, stop_code, stopped
 
     hide_library_warnings()
     _register()
+    check_stop()  # torch and the rest imported: a stop that an import swallowed ends the command before it begins
     import typer
     from typer import rich_utils
 

@@ -15,6 +15,7 @@ import torch
 from mmgen.diffusion.guidance import Condition, Guide, StepFn
 from mmgen.modal import Modal, each
 from mmgen.runtime.memory import release_freed_memory
+from mmgen.runtime.stop_signals import check_stop
 
 # Receives {"i": step number from 0, "total": steps, "t": model timestep, "x": state after the step,
 # "x0": the step's prediction of the clean sample}.
@@ -44,6 +45,7 @@ def run_steps(
     guide = None if condition is None else Guide(condition, x_T)
     x, prev_x0 = x_T, None
     for i, step in enumerate(steps):
+        check_stop()  # a stop that a library swallowed ends the sampling here (stop_signals)
         if guide is None:
             x, x0 = step_fn(x, i, prev_x0)
         else:

@@ -2,6 +2,11 @@
 all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
 three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
 For the few milliseconds in which an output's files are put in place together (`stops_held`), a stop waits.
+Python swallows an exception raised where nothing can catch it — a weakref callback, importlib's module-lock `cb`
+("Exception ignored in: …") — and so does a library's bare `except:`: a stop raised there is lost, and the command
+would run on to its end. So the stop is recorded too, and `check_stop` raises it again at the next safe point (each
+sampling step, an output about to be written, the subcommands imported): the command still stops before it writes
+anything, and Python's "Exception ignored" traceback for it is never printed.
 
 Before and after the command a stop is only recorded, never raised (one recorded before it stops it as it
 begins): one that comes while the interpreter shuts
@@ -29,6 +34,7 @@ _raising = False  # inside `stops_interrupt`: a stop raises KeyboardInterrupt
 _exit_code: int | None = None  # what `final_code` decided for the process
 _held = 0  # inside `stops_held` (nested): a stop is only recorded, and raised as the outermost hold ends
 _deferred = False  # a stop came while held
+_raised = False  # a stop raised KeyboardInterrupt in this command: every `check_stop` from now on raises it again
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
@@ -38,7 +44,33 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
         if _held:
             _deferred = True
             return
+        _stop_now()
+
+
+def _stop_now() -> None:
+    global _raised
+    _raised = True
+    raise KeyboardInterrupt
+
+
+def check_stop() -> None:
+    """A safe point of a command: where a stop raised KeyboardInterrupt that went no further (swallowed by Python in
+    a weakref or module-lock callback, or by a library's bare `except:`), it is raised again here. Nothing happens
+    inside `stops_held`, outside a command, or off the main thread."""
+    if _raised and _raising and not _held and threading.current_thread() is threading.main_thread():
         raise KeyboardInterrupt
+
+
+def _unraisable(unraisable: object) -> None:
+    """sys.unraisablehook while a command runs: a stop's KeyboardInterrupt that Python could not raise (a weakref
+    callback's) is no traceback — the stop is recorded, and `check_stop` raises it again; anything else is said as
+    before."""
+    if isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt) and _received:
+        return
+    _previous_unraisable(unraisable)
+
+
+_previous_unraisable = sys.unraisablehook
 
 
 @contextmanager
@@ -61,7 +93,7 @@ def stops_held() -> Iterator[None]:
         _release()
         raise
     if _release() and _raising:
-        raise KeyboardInterrupt
+        _stop_now()
 
 
 def _release() -> bool:
@@ -112,23 +144,28 @@ def stops_interrupt() -> Iterator[None]:
     A stop that came before it and that nothing answered yet (`own_process` recorded it while the command was
     still loading) raises as the block begins: the command it was meant for is stopped, never run to an exit 0.
     Only the main thread receives signals: elsewhere this does nothing."""
-    global _raising, _answered
+    global _raising, _answered, _raised, _previous_unraisable
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = _install()
     del _received[:_answered]  # the stops earlier commands answered; those left are this command's
-    _answered = 0
+    _answered, _raised = 0, False
+    hook = sys.unraisablehook
+    if hook is not _unraisable:
+        _previous_unraisable = hook
+    sys.unraisablehook = _unraisable
     try:
         _raising = True
         if _received:
-            raise KeyboardInterrupt
+            _stop_now()
         yield
     finally:
         _answered = len(_received)  # first: a stop after this line but before the next is raised, so answered
         _raising = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
 
 
 def own_process(say_stopped: Callable[[int], None]) -> None:

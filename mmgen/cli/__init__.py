@@ -83,8 +83,8 @@ def _run(argv: list[str] | None) -> int:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
             code = app(args=argv, prog_name="mmgen", standalone_mode=False)
-            if stdout is not None:
-                stdout.flush()  # what is still buffered fails here, as the command's failure, not at exit
+            if stdout is not None and not stopped():  # what is still buffered fails here, as the command's failure,
+                stdout.flush()  # not at exit; a stopped one's goes nowhere (drop_unprinted), waiting on no reader
         except SystemExit:
             # click's answer to EPIPE (and rich's, printing --help) is an exit 1 without a word
             if stdout is None or stdout.failed is None:

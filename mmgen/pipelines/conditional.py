@@ -130,7 +130,7 @@ def run_conditional(
     paths = settings.outputs(output)
     inputs = [source_path, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
-    check_kept(source_path, given, paths.mp4)
+    check_kept(source_path, settings.kept, paths.mp4)
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()

@@ -173,7 +173,7 @@ def retake(
     paths = settings.outputs(out)
     inputs = [source, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
-    check_kept(source, OTHER[modality], paths.mp4)
+    check_kept(source, settings.kept, paths.mp4)
     run = prepare(settings)
     known = known_config(run.model)
     check_frames(settings, info, known)  # before loading, when the config is known without it

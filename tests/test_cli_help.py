@@ -194,3 +194,40 @@ def test_finetune_s_gradient_checkpointing_flags_are_still_taken_by_their_first_
     for flag in ("--gradient-checkpointing", "--recompute"):
         run_here("finetune", tmp_path, "--from", "demo", "-o", tmp_path / "run", flag, env=mmgen_env(tmp_path))
     assert chosen == [True, False, False, True, True]
+
+
+def test_finetune_s_config_takes_the_switch_s_name_as_its_key_and_refuses_it_given_both_ways(tmp_path, monkeypatch):
+    """`recompute: true` in a --config file sets what --recompute sets (as `gradient_checkpointing:` does); the two
+    names of the switch given both ways on one command line (`--recompute --no-gradient-checkpointing`) contradict
+    each other and are refused, exit 2, not won by the last; a flag's name given as a key that is no field's
+    (`lora: 8`) names the key that flag sets."""
+    import mmgen.train
+
+    chosen = []
+
+    def finetune(data_dir, run_dir, config, **options):
+        chosen.append(config.gradient_checkpointing)
+        raise KeyError("not trained here")
+
+    monkeypatch.setattr(mmgen.train, "finetune", finetune)
+    env = mmgen_env(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    args = ("finetune", tmp_path, "--from", "demo", "-o", tmp_path / "run", "--config", recipe)
+    recipe.write_text("recompute: true\n")
+    run_here(*args, env=env)
+    run_here(*args, "--no-recompute", env=env)
+    assert chosen == [True, False]
+    recipe.write_text("recompute: true\ngradient_checkpointing: false\n")
+    done = run_here(*args, env=env)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"mmgen: error: {recipe}: recompute and gradient_checkpointing are one setting: give one of them")
+    recipe.write_text("lora: 8\n")
+    done = run_here(*args, env=env)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"mmgen: error: {recipe}: unknown key 'lora': the key of --lora is 'lora_rank'")
+    recipe.write_text("")
+    for flags, said in ((["--recompute", "--no-gradient-checkpointing"], "--recompute and --no-gradient-checkpointing"),
+                        (["--gradient-checkpointing", "--no-recompute"], "--no-recompute and --gradient-checkpointing")):
+        done = run_here(*args, *flags, env=env)
+        assert (done.returncode, done.stderr.strip()) == (2, f"mmgen: error: {said} contradict each other: give one")
+    assert chosen == [True, False]

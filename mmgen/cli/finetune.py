@@ -187,7 +187,11 @@ def finetune(
         for name, value in ctx.params.items()
         if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
     }
-    if gradient_checkpointing_named is not None:
+    if gradient_checkpointing_named is not None:  # one switch by two names: given both ways, neither can win
+        if given.get("gradient_checkpointing", gradient_checkpointing_named) != gradient_checkpointing_named:
+            shown, named = (("--recompute", "--no-gradient-checkpointing") if gradient_checkpointing
+                            else ("--no-recompute", "--gradient-checkpointing"))
+            raise UsageError(f"{shown} and {named} contradict each other: give one")
         given["gradient_checkpointing"] = gradient_checkpointing_named
     if "loss_weights" in given:
         given["loss_weights"] = parse_loss_weights(given["loss_weights"])

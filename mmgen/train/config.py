@@ -163,6 +163,8 @@ class FinetuneConfig:
 
 COMMAND_LINE = "command line"  # the layer of flags given now
 _FLAGS = {"init": "--from", "lora_rank": "--lora", "model": "--scratch", "gradient_checkpointing": "--recompute"}  # options not named after their field
+# Keys a YAML file may give a field by: its flag's name (`recompute: true`, as --recompute), besides the field's own.
+KEY_ALIASES = {"recompute": "gradient_checkpointing"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
         if where == COMMAND_LINE:
             _check_flags(data)
+        else:
+            data = _keys_named(where, data)
         from_dict(FinetuneConfig, data, where)  # errors name this layer's source
         if "init" in data and "model" not in data:
             merged.pop("model", None)
@@ -221,6 +225,23 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     elif merged.get("init") is None and merged.get("model") is None:
         merged["init"] = DEFAULT_MODEL
     return from_dict(FinetuneConfig, merged, " + ".join(where for where, _ in layers) or "finetune config")
+
+
+def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A file's layer by field names: an alias key (KEY_ALIASES) taken as its field (refused beside it); a key
+    that is a flag's name but no field's (`lora:`, `from:`) refused with the key that flag sets."""
+    fields = FinetuneConfig.__dataclass_fields__
+    named = {}
+    for key, value in data.items():
+        field_name = KEY_ALIASES.get(key, key)
+        if field_name != key and field_name in data:
+            raise ConfigError(f"{where}: {key} and {field_name} are one setting: give one of them")
+        if key not in fields and field_name == key:
+            flag_of = {flag[2:]: name for name, flag in _FLAGS.items() if flag[2:] not in fields}
+            if str(key) in flag_of:
+                raise ConfigError(f"{where}: unknown key {key!r}: the key of --{key} is {flag_of[key]!r}")
+        named[field_name] = value
+    return named
 
 
 def _check_flags(flags: dict[str, Any]) -> None:

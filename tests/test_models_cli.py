@@ -29,7 +29,7 @@ from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.models.config import SRUNetConfig
 from mmgen.weights import ModelCache, checkpoint, load_model, load_registry
-from mmgen.weights import cache as cache_module
+from mmgen.weights import entry_lock as entry_lock_module
 from mmgen.weights.cache import FileStamp
 
 SHIPPED = REPO / "presets" / "models"
@@ -358,19 +358,19 @@ def test_models_list_on_a_terminal_too_narrow_for_its_table_lists_a_model_a_line
 
 
 def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path):
-    """The last holder of an entry's folder deletes the folder and its .lock as it leaves (weights.cache.entry_lock).
+    """The last holder of an entry's folder deletes the folder and its .lock as it leaves (weights.entry_lock).
     A process that had opened that .lock to wait on it then came to hold a file no longer there, while one arriving
     later made a new .lock and held that: both went on. Held, the file must be the one at the lock's name, or it is
     let go (and the lock taken again)."""
     folder = tmp_path / "models" / "m"
-    first = cache_module._acquire(folder, "m")
-    waiter = cache_module._open_lock(folder)  # opened the .lock, to wait on it
+    first = entry_lock_module._acquire(folder, "m")
+    waiter = entry_lock_module._open_lock(folder)  # opened the .lock, to wait on it
     (folder / ".lock").unlink()  # the first holder leaves, deleting the folder it leaves empty
     folder.rmdir()
     os.close(first)
-    newcomer = cache_module._acquire(folder, "m")  # a new .lock, held
+    newcomer = entry_lock_module._acquire(folder, "m")  # a new .lock, held
     try:
-        assert not cache_module._held(waiter, folder, waiting=lambda: None)
+        assert not entry_lock_module._held(waiter, folder, waiting=lambda: None)
         another = os.open(folder / ".lock", os.O_RDWR)
         try:
             with pytest.raises(BlockingIOError):  # the newcomer's still: nobody else holds it

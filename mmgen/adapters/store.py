@@ -31,12 +31,12 @@ from mmgen.weights.cache import (
     check_cache_writable,
     check_removable,
     damaged_folder,
-    entry_lock,
     entry_names,
     own_path,
     unless_kind_damaged,
 )
 from mmgen.weights.catalog import DAMAGED, Verdict, check_file
+from mmgen.weights.entry_lock import entry_lock
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
 
@@ -104,7 +104,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
 
 
 def _locked(name: str) -> AbstractContextManager[None]:
-    """The registered adapter `name`'s folder held by this process alone (weights.cache.entry_lock, as a model's):
+    """The registered adapter `name`'s folder held by this process alone (weights.entry_lock, as a model's):
     made if missing, what a registration killed half way (kill -9) took away put back, and what it left removed."""
     folder = folder_of(name)
     return entry_lock(folder, name, "adapter", (folder / RECORD, folder / FILE, _describes))

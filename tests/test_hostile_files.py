@@ -352,3 +352,22 @@ def test_a_linked_models_or_adapters_folder_is_one_damaged_row_whatever_it_holds
     verified = run_here("models", "verify", env=env)
     assert verified.returncode == 2 and f"{kind}/: damaged: {cache / kind}: damaged" in verified.stdout
     assert f"{kind_row}(s) fail verification: {kind}/" in verified.stderr
+
+
+def test_a_bundled_model_is_used_whatever_state_the_cache_is_in(tmp_path):
+    """models/ a link ended `generate -m demo` and `models info demo` in 'models: damaged: a symlink', though the
+    bundled demo is read from mmgen's own files, never the cache: both work; the damaged folder keeps its row."""
+    env = mmgen_env(tmp_path)
+    cache = Path(env["MMGEN_CACHE"])
+    cache.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (cache / "models").symlink_to(tmp_path / "elsewhere")
+
+    made = run_here("generate", "-m", "demo", "--steps", "1", "--seed", "1", "-o", tmp_path / "out", env=env)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "out" / "clip_0000.mp4").is_file()
+    info = run_here("models", "info", "demo", env=env)
+    assert info.returncode == 0, info.stderr
+    listed = run_here("models", "list", "--json", env=env)
+    assert [r["status"] for r in map(json.loads, listed.stdout.splitlines()) if r["name"] == "models/"] == ["damaged"]
+    assert not any((tmp_path / "elsewhere").iterdir())

@@ -60,7 +60,7 @@ DAMAGED = "damaged"  # the status of a model whose cache record cannot be read
 
 
 def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:
-    record = cache.record(name)
+    record = None if entry is not None and entry.weights.bundled else cache.record(name)  # never the cache's
     status = availability(name, entry, cache)
     size, estimated = None, False
     if status == "cached":
@@ -164,7 +164,8 @@ def check_file(name: str, path: Path, expected: str | None, kind: str = "model")
 def describe(name: str) -> dict[str, Any]:
     """Registry entry, cache record and status of one model, as plain data."""
     registry, cache = load_registry(), ModelCache()
-    entry, record = registry.entries.get(name), cache.record(name)
+    entry = registry.entries.get(name)
+    record = None if entry is not None and entry.weights.bundled else cache.record(name)  # never the cache's
     if entry is None and record is None:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
     row = _row(name, entry, cache)

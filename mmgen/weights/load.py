@@ -110,15 +110,15 @@ def load_model(
 def _read(name: str, path: Path, entry: ModelEntry | None, json_file: Path | None, by_path: bool,
           device: torch.device, compute: torch.dtype) -> LoadedModel:
     """`load_model` once it knows where the weights are: checked, described and read."""
-    cache = ModelCache()
-    record = None if by_path or path.parent != cache.folder(name) else _checked_record(cache, name, entry)
+    cache, bundled = ModelCache(), entry is not None and entry.weights.bundled  # bundled: never the cache's
+    record = None if by_path or bundled or path.parent != cache.folder(name) else _checked_record(cache, name, entry)
     if record is not None:
         sha256 = record.sha256
-    elif entry is not None and entry.weights.bundled:
+    elif bundled:
         sha256 = sha256_file(path)  # checked against the entry below
     else:  # a file given by path: hashed once while its stamp holds (its lineage was found by the same sha256)
         sha256 = ModelCache().file_sha256(path)
-    if entry is not None and entry.weights.bundled and entry.weights.sha256 not in (None, sha256):
+    if bundled and entry.weights.sha256 not in (None, sha256):
         raise ChecksumMismatch(
             f"{name}: the bundled weights file {path} is damaged: expected sha256 {entry.weights.sha256}, "
             f"got {sha256}",

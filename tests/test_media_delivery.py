@@ -260,3 +260,22 @@ def test_the_channels_of_a_sound_are_measured_together_as_pyloudnorms_meter_sums
     expected = meter.integrated_loudness(surround[[0, 1, 2, 4, 5]].T.astype(np.float64))  # no LFE
     assert channel_weights("5.1") == (1.0, 1.0, 1.0, 0.0, 1.41, 1.41)
     assert integrated_loudness(surround, rate, channel_weights("5.1")) == pytest.approx(expected, abs=1e-9)
+
+
+def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monkeypatch, caplog):
+    """`--loudness off` delivered the model's peaks above 1.0, clipped to full scale where they were written (a
+    16-bit file's ±32768) without a word; it is said once, with the way out, and never for normalised sound."""
+    import logging
+
+    import mmgen.media.notes as notes
+
+    monkeypatch.setattr(notes, "_said", set())
+    loud = tone(1.0, 16000, amplitude=1.2)
+    with caplog.at_level(logging.WARNING):
+        deliver(loud, 16000, Delivery(-16.0, None))
+        deliver(loud * 0.8, 16000, Delivery(None, None))
+        assert caplog.messages == []
+        deliver(loud, 16000, Delivery(None, None))
+        deliver(loud * 1.1, 16000, Delivery(None, None))
+    assert caplog.messages == ["the sound peaks at +1.6 dBFS and is clipped at full scale in the file written; "
+                               "--loudness -16 (the default) keeps it under -1 dBTP"]

@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from mmgen.media.delivery import Delivery
-from mmgen.media.loudness import LoudnessReport, integrated_loudness, normalise, true_peak
+from mmgen.media.delivery import DEFAULT_TARGET, Delivery
+from mmgen.media.loudness import TRUE_PEAK_CEILING, LoudnessReport, integrated_loudness, normalise, true_peak
+from mmgen.media.notes import said_once
 from mmgen.media.remux import fit_length
 from mmgen.media.resample import resample
 
@@ -57,4 +59,15 @@ def deliver(
     else:
         peak = true_peak(sound) if sound.any() else None
         report = LoudnessReport(before, integrated_loudness(sound, rate, weights), peak)
+        _clipped(sound)
     return Delivered(sound, rate, report, delivery.loudness)
+
+
+def _clipped(sound: torch.Tensor) -> None:
+    """Sound delivered at its own level (`--loudness off`) whose samples pass full scale is clipped where it is
+    written (tracks.audio_frames: every file holds [-1, 1], a 16-bit one no more): said once, with the way out."""
+    peak = float(sound.abs().max()) if sound.numel() else 0.0
+    if peak > 1.0:
+        said_once("clipped", f"the sound peaks at {20 * math.log10(peak):+.1f} dBFS and is clipped at full scale in "
+                  f"the file written; --loudness {DEFAULT_TARGET:g} (the default) keeps it under "
+                  f"{TRUE_PEAK_CEILING:g} dBTP")

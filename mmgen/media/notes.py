@@ -1,5 +1,5 @@
 """Notes about an input file that the user should hear of but that stop nothing (surround mixed to mono, extra
-streams left out, sound above full scale): one line per file for a command that reads one file, one line per
+streams left out, sound above full scale), and about what is written (`said_once`): one line per file for a command that reads one file, one line per
 kind of note for a command that reads a folder of them (finetune), where a line per file would crowd the display.
 """
 
@@ -33,6 +33,14 @@ def note(path: str | os.PathLike, line: str, about: str) -> None:
     if said not in _said:
         _said.add(said)
         log.warning(said)
+
+
+def said_once(about: str, line: str) -> None:
+    """Tell the user `line` (stderr, as a warning) the first time `about` is noted in this process: a note about
+    what a command writes, alike for each clip it writes (the sound clipped at full scale), said once."""
+    if about not in _said:
+        _said.add(about)
+        log.warning(line)
 
 
 @contextmanager

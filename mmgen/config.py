@@ -223,6 +223,12 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     return _convert(cls, data, where, "")
 
 
+def converted(tp: Any, value: Any, where: str, key: str) -> Any:
+    """One value as from_dict takes a field of type `tp`, an error naming it `where: key` (a key that is another
+    name of the field)."""
+    return _convert(tp, value, where, key)
+
+
 def to_dict(obj: Any) -> Any:
     """The inverse of from_dict: plain YAML/JSON-safe values (tuples become lists, Paths strings)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

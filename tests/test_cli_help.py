@@ -221,6 +221,9 @@ def test_finetune_s_config_takes_the_switch_s_name_as_its_key_and_refuses_it_giv
     done = run_here(*args, env=env)
     assert (done.returncode, done.stderr.strip()) == (
         2, f"mmgen: error: {recipe}: recompute and gradient_checkpointing are one setting: give one of them")
+    recipe.write_text("recompute: maybe\n")
+    done = run_here(*args, env=env)
+    assert (done.returncode, done.stderr.strip()) == (2, f"mmgen: error: {recipe}: recompute: expected true/false, got 'maybe'")
     recipe.write_text("lora: 8\n")
     done = run_here(*args, env=env)
     assert (done.returncode, done.stderr.strip()) == (

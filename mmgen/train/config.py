@@ -18,10 +18,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import from_dict, load_yaml
+from mmgen.config import converted, from_dict, load_yaml
 from mmgen.errors import ConfigError, MmgenError, ModelNotFound, UsageError
 from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting, Limit
@@ -236,6 +236,8 @@ def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
         field_name = KEY_ALIASES.get(key, key)
         if field_name != key and field_name in data:
             raise ConfigError(f"{where}: {key} and {field_name} are one setting: give one of them")
+        if field_name != key:  # its value checked under the key it was given by
+            value = converted(get_type_hints(FinetuneConfig)[field_name], value, where, key)
         if key not in fields and field_name == key:
             flag_of = {flag[2:]: name for name, flag in _FLAGS.items() if flag[2:] not in fields}
             if str(key) in flag_of:

@@ -8,7 +8,6 @@ the manifest to decide what still has to run. All problems are collected and rai
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,9 +20,9 @@ import torch
 from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media import probe
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
+from mmgen.pipelines.batch.inputs import job_inputs
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
@@ -42,11 +41,9 @@ from mmgen.pipelines.batch.targets import (
     output_name,
     status_of,
 )
-from mmgen.pipelines.conditional import check_input
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
-from mmgen.pipelines.retake import check_frames, check_ranges, stream_spans
 from mmgen.pipelines.session import Run, prepare
-from mmgen.pipelines.settings import KINDS, GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
+from mmgen.pipelines.settings import KINDS, GenerateSettings, RunSettings
 from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
@@ -260,7 +257,7 @@ class _Planner:
             one = dataclasses.replace(settings, num=1, seed=first)  # checked once; each clip's seed is within it
             return [(None, s, _reseeded(one, first + k)) for k, s in enumerate(stems)]
         targets = []
-        for input in self._inputs(spec, settings):
+        for input in job_inputs(spec, settings, self.folder, self.batch.output_dir, self.problem, self.config):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
             if ".." in PurePosixPath(stem.replace("\\", "/")).parts:  # an input named "...mp4": its stem is ".."
                 self.problem(spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r} leads "
@@ -275,50 +272,6 @@ class _Planner:
             seed = settings.seed if settings.seed is not None else _seed_for(stem)
             targets.append((input, stem, dataclasses.replace(settings, seed=seed)))
         return targets
-
-    def _inputs(self, spec: JobSpec, settings: MatchingSettings) -> list[Path]:
-        if spec.input is not None:
-            if not spec.input.is_file():
-                self.problem(spec.line_of("input"), f"job {spec.index} ({spec.kind}): input: {spec.input} does not exist")
-                return []
-            candidates, line = [spec.input], spec.line_of("input")
-        elif spec.inputs is not None:
-            out = self.batch.output_dir.resolve()
-            # root_dir, not folder / pattern: the folder's own name may hold glob characters such as "["
-            matches = glob.glob(spec.inputs, root_dir=self.folder, recursive=True)
-            files = [self.folder / p for p in sorted(matches) if (self.folder / p).is_file()]
-            # a batch never eats its own outputs (a glob over a folder that holds the output folder)
-            candidates = [p for p in files if not p.resolve().is_relative_to(out)]
-            line = spec.line_of("inputs")
-            if not candidates:
-                skipped = (f"{len(files)} match{'es are' if len(files) > 1 else ' is'} in the output folder, "
-                           "and files there are never taken as inputs")
-                self.problem(line, f"job {spec.index} ({spec.kind}): inputs: "
-                             + (f"no file outside the output folder {out} matches {spec.inputs}: {skipped}" if files
-                                else f"no file matches {spec.inputs} (in {self.folder})"))
-        else:
-            return []
-        usable = []
-        for path in candidates:
-            try:
-                for stream in settings.streams():
-                    check_input(path, stream)
-            except MediaError as e:
-                self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
-                continue
-            if isinstance(settings, RetakeSettings):  # each range inside what the input lasts
-                try:
-                    check_ranges(settings.ranges, stream_spans(probe(path)), settings.modality, path)
-                except UsageError as e:
-                    self.problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
-                    continue
-                try:  # a video retake: the clip at the model's frame size
-                    check_frames(settings, probe(path), self.config(str(settings.model)))
-                except UsageError as e:
-                    self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
-                    continue
-            usable.append(path)
-        return usable
 
     def _run(self, spec: JobSpec, settings: RunSettings) -> Run | None:
         """The checked settings (session.prepare) of a job, seed aside; shared by every job with the same ones."""

@@ -84,11 +84,8 @@ def integrated_loudness(
     if rows.shape[1] < block:
         rows = np.tile(rows, (1, math.ceil(block / rows.shape[1])))
     with np.errstate(divide="ignore"):
-        energies = _block_energies(rows[0], sample_rate)
-        if weights is not None:
-            energies = weights[0] * energies
-        for k in range(1, len(rows)):  # G_i · z_ij summed over the channels (mono: z_j itself, G = 1)
-            energies += (weights[k] if weights is not None else 1.0) * _block_energies(rows[k], sample_rate)
+        gains = weights or (1.0,) * len(rows)  # G_i · z_ij summed over the channels (mono: z_j itself, G = 1)
+        energies = sum(g * _block_energies(row, sample_rate) for g, row in zip(gains, rows, strict=True))
         loudness = -0.691 + 10.0 * np.log10(energies)  # each block's (BS.1770 eq. 4)
         gated = energies[loudness >= ABSOLUTE_GATE]
         if not len(gated):

@@ -31,7 +31,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
     existing = nearest_existing(folder)
     if existing.exists() and not existing.is_dir():  # the folder, or one it would be made in
-        raise MediaError(f"cannot write {target}: {existing} is a file, not a directory")
+        raise MediaError(f"cannot write {target}: {existing} is {kind_of(existing)}, not a directory")
     if not folder.is_dir():
         if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
             raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
@@ -43,12 +43,12 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
 
 def check_output_folder(path: str | os.PathLike) -> Path:
     """Raise now (MediaError) if `path` cannot be a folder a command writes into: it, or the nearest part of it
-    that exists, is a file. Returns the path as a Path."""
+    that exists, is a file (or a device, a pipe…). Returns the path as a Path."""
     folder = Path(path)
     existing = nearest_existing(folder)
     if existing.exists() and not existing.is_dir():
-        what = "it is a file" if existing == folder else f"{existing} is a file"
-        raise MediaError(f"cannot write into {folder}: {what}, not a folder")
+        what = "it" if existing == folder else existing
+        raise MediaError(f"cannot write into {folder}: {what} is {kind_of(existing)}, not a folder")
     return folder
 
 
@@ -152,6 +152,16 @@ def _not_a_file(path: str | os.PathLike, mode: int) -> str | None:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """What an existing `path` that is no folder is, named as a refusal names it: "a file" for a regular one, else
+    what _not_a_file says (a device, a pipe, the name of an open file descriptor…) — /dev/null is no file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # a symbolic link to nothing, or a loop of them
+        return "a symbolic link to no file"
+    return _not_a_file(path, mode) or "a file"
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -684,3 +684,21 @@ def test_an_output_that_is_a_device_or_a_pipe_is_refused_as_not_a_regular_file(t
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"mmgen: error: cannot write {output}: it is {kind};"), done.stderr
         assert "an output is a regular file" in done.stderr and ".mp4)" not in done.stderr
+
+
+def test_an_output_folder_that_is_a_device_or_a_pipe_is_named_what_it_is(tmp_path):
+    """`generate -o /dev/null` said "/dev/null is a file, not a directory": a folder's place taken by a device, a
+    pipe or a descriptor's name is named as the check of an output file names it — as is a cache folder's."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    kinds = (("/dev/null", "a device"), ("/dev/stdout", "the name of an open file descriptor"), (fifo, "a pipe"))
+    for output, kind in kinds:
+        done = run_here("generate", "-o", output, env=mmgen_env(tmp_path))
+        assert (done.returncode, done.stderr) == (
+            2, f"mmgen: error: cannot write {output}/clip_0000.mp4: {output} is {kind}, not a directory\n")
+    done = run_here("finetune", tmp_path, "-o", "/dev/null/run", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: cannot write into /dev/null/run: /dev/null is a device, "
+                                                 "not a folder\n")
+    done = run_here("models", "list", env=mmgen_env(tmp_path, MMGEN_CACHE="/dev/null"))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: cache folder /dev/null: it is a device, not a folder "
+                                                 "(set MMGEN_CACHE to a folder)\n")

@@ -21,7 +21,14 @@ from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, 
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
-from mmgen.output_checks import check_output_target, check_writable, nearest_existing, same_file, try_a_file
+from mmgen.output_checks import (
+    check_output_target,
+    check_writable,
+    kind_of,
+    nearest_existing,
+    same_file,
+    try_a_file,
+)
 from mmgen.temporaries import remove_leftovers
 
 if TYPE_CHECKING:
@@ -139,7 +146,7 @@ def ensure_folder(paths: OutputPaths) -> None:
     except OSError as e:
         existing = nearest_existing(folder)
         if existing.exists() and not existing.is_dir():
-            raise StorageError(f"cannot write {paths.mp4}: {existing} is a file now, not a folder (it was replaced "
+            raise StorageError(f"cannot write {paths.mp4}: {existing} is {kind_of(existing)} now, not a folder (it was replaced "
                                "while mmgen ran)", hint="move it away and run the command again") from None
         raise write_failure(paths.mp4, e) from None
     remove_leftovers(folder)

@@ -39,7 +39,7 @@ from mmgen import environment
 from mmgen.config import read_record, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import last_kept, sha256_file, write_text
-from mmgen.output_checks import nearest_existing, refusal_to_create, try_a_file
+from mmgen.output_checks import kind_of, nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
 from mmgen.weights.entry_lock import entry_lock, unwritable
 from mmgen.weights.names import check_name, is_name
@@ -47,12 +47,13 @@ from mmgen.weights.names import check_name, is_name
 
 def cache_root() -> Path:
     """MMGEN_CACHE, else the platform's cache folder; ConfigError (exit 2) when it, or a folder on its way, is a
-    file: every command that caches would fail on it with an OS error, after reading its inputs."""
+    file (or a device…): every command that caches would fail on it with an OS error, after reading its inputs."""
     root = environment.folder(environment.CACHE) or Path(platformdirs.user_cache_dir("mmgen"))
     existing = nearest_existing(root)
     if not existing.is_dir():
-        where = "it is a file" if existing == root else f"{existing} is a file"
-        raise ConfigError(f"cache folder {root}: {where}, not a folder", hint="set MMGEN_CACHE to a folder")
+        where = "it" if existing == root else existing
+        raise ConfigError(f"cache folder {root}: {where} is {kind_of(existing)}, not a folder",
+                          hint="set MMGEN_CACHE to a folder")
     return root
 
 

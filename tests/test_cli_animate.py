@@ -19,6 +19,7 @@ from media_factory import (
     packets,
     pattern_audio,
     stream_kinds,
+    write_late_streams,
     write_pcm_wav,
     write_test_audio,
     write_test_wav,
@@ -26,6 +27,7 @@ from media_factory import (
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.errors import MediaError
+from mmgen.media import probe
 from mmgen.media.decode import read_audio
 from mmgen.pipelines import animate
 from mmgen.pipelines.settings import AnimateSettings
@@ -121,6 +123,27 @@ def test_an_ogg_opus_sound_is_as_long_as_it_decodes(tiny, tmp_path):
     done = run_here("animate", sound.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert decode_frames(out).shape[0] == 10
+
+
+@pytest.mark.parametrize("delivery", [[], ["--loudness", "-20"]])
+def test_a_sound_that_starts_late_in_its_clip_starts_the_picture_and_sets_its_length(tiny, tmp_path, delivery):
+    """An mkv whose 1.5 s of sound starts 0.5 s into its 2 s picture: the sound was read from the file's zero, its
+    leading silence with it, and got 2.0 s of new picture (20 frames), the sound 0.5 s in. The input's picture is
+    left out, so the output is the sound as a player plays it, from its start: 15 frames, starting with it at 0;
+    copied, the sound's packets are the input's; delivered (--loudness), it has no silence in front."""
+    clip = write_late_streams(tmp_path / "late.mkv", 0.0, 0.5, frames=20, audio_seconds=1.5,
+                              audio_codec="pcm_s16le").path
+    out = tmp_path / "late_animate.mkv"
+    done = run_here("animate", clip, "-o", out, "-m", tiny, "--steps", "1", *delivery, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    info = probe(out)
+    assert (info.video_start, info.audio_start) == (0.0, 0.0) and decode_frames(out).shape[0] == 15
+    assert "1.50 s" in done.stderr
+    played, rate = decode_audio(out)
+    if not delivery:
+        assert [data for _, data in packets(out, "audio")] == [data for _, data in packets(clip, "audio")]
+    assert played.shape[1] / rate == pytest.approx(1.5, abs=0.03)
+    assert np.abs(played[:, 2400:4800]).max() > 0.05  # the tone, from 50 ms on (past an AAC encoder's ramp)
 
 
 def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, tmp_path):

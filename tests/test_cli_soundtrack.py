@@ -20,11 +20,13 @@ from media_factory import (
     packets,
     pattern_audio,
     stream_kinds,
+    write_late_streams,
     write_test_video,
 )
 from mmgen_cli import mmgen_env, run_mmgen
 
 from mmgen.errors import MediaError
+from mmgen.media import probe
 from mmgen.pipelines import soundtrack
 from mmgen.pipelines.settings import SoundtrackSettings
 
@@ -136,6 +138,22 @@ def test_a_variable_frame_rate_clip_gets_a_soundtrack_as_long_as_its_picture(tin
     assert result.media["duration_s"] == pytest.approx(43 / 30, abs=0.01)
     assert audio_stream_seconds(result.files["mp4"]) == pytest.approx(43 / 30, abs=0.01)
     assert decode_audio(result.files["wav"])[0].shape == (1, round(43 / 30 * RATE))
+
+
+def test_a_picture_that_starts_after_its_sound_gets_a_soundtrack_from_its_own_start(tiny, tmp_path):
+    """A camera's clip whose 2 s picture starts 0.3 s after its sound: the new sound was made from the file's zero,
+    over the picture's first frame repeated, and ran 2.3 s. The input's sound is left out (mixed in from the
+    picture's start with --mix), so the output is the picture as a player shows it: both start at 0, 2.0 s long."""
+    clip = write_late_streams(tmp_path / "late.mkv", 0.3, 0.0, frames=20, audio_seconds=2.3,
+                              audio_codec="pcm_s16le").path
+    out = tmp_path / "late_soundtrack.mkv"
+    done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", "--mix", "0.5",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert [data for _, data in packets(out, "video")] == [data for _, data in packets(clip, "video")]
+    info = probe(out)
+    assert (info.video_start, info.audio_start) == (0.0, 0.0)
+    assert info.audio_duration == pytest.approx(2.0, abs=0.025) and "2.00 s" in done.stderr
 
 
 def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip_before_any_sampling(tiny, tmp_path):

@@ -3,10 +3,12 @@ little as possible: its packets are copied byte for byte when the output's conta
 mmgen.media.containers: a VP8 WebM into a WebM, H.264 into mp4/mov/mkv), re-encoded otherwise, with a warning.
 
 replace_audio (soundtrack) and replace_video (animate) are the same operation with the roles swapped: keep
-one stream of the source, encode the other from a tensor, mux both on the source's timeline (shifted so the
-source's start is 0, which is where the new track starts too). By default the two tracks end together: the new
-sound fits the kept picture, the kept sound is cut at the new picture's end. `end_together=False` keeps each
-track's own length instead (a retake: the input's two streams may differ in length, and stay as they were).
+one stream of the source, encode the other from a tensor, mux both. By default the new track covers the kept one:
+the two start together, where the kept stream starts in the source (the output's 0: a sound delayed 0.5 s behind a
+picture that is not kept starts the output, and the new picture with it), and end together: the new sound fits the
+kept picture, the kept sound is cut at the new picture's end. `end_together=False` keeps the source's timeline and
+each track's own length instead (a retake: the input's two streams may differ in start and length, and stay as
+they were; the new track goes at `start` seconds on it).
 """
 
 from __future__ import annotations
@@ -69,20 +71,22 @@ def replace_audio(
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
     as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's) from `start` seconds on the source's
-    timeline (its origin: 0 in the output), trimmed or padded with silence to the video's end (as it is, unless
-    `end_together`); or `audio` (C, L) in `layout` (a retake's, the input's own)."""
+    timeline (from its origin). With `end_together`, `start` is where the picture starts (the output's 0) and the
+    sound is trimmed or padded with silence to the picture's end; else it is written as it is, on the source's
+    timeline; or `audio` (C, L) in `layout` (a retake's, the input's own)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
     soundtrack = audio.detach().float()
     if end_together:
         soundtrack = fit_length(soundtrack, round((video_end(src_video_path) - start) * sample_rate))
+    zero = start if end_together else 0.0
 
     def new_audio(container: av.container.OutputContainer) -> Track:
         stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout)
-        return encoded(stream, audio_frames(soundtrack, sample_rate, round(start * sample_rate), layout))
+        return encoded(stream, audio_frames(soundtrack, sample_rate, round((start - zero) * sample_rate), layout))
 
-    _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, sample_rate)
+    _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, zero, sample_rate)
 
 
 def replace_video(
@@ -97,21 +101,23 @@ def replace_video(
     start: float = 0.0,
 ) -> None:
     """Write `out_path`: `video` (T, 3, H, W) as H.264 (VP9 in WebM) at `fps`, its first frame at `start` seconds on
-    the source's timeline (its origin: 0 in the output), + the source's audio stream (copied when the container
-    holds it, else re-encoded to AAC or Opus), cut at the video's end (to the packet, ~20-60 ms, when copied) if
-    `end_together`, else whole."""
+    the source's timeline (from its origin), + the source's audio stream (copied when the container holds it, else
+    re-encoded to AAC or Opus). With `end_together`, `start` is where the sound starts (the output's 0) and the sound
+    is cut at the video's end (to the packet, ~20-60 ms, when copied); else both are written whole, on the source's
+    timeline."""
     check_video(video)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
-    clock, first, step = frame_clock(frame_rate(fps), start)
+    zero = start if end_together else 0.0
+    clock, first, step = frame_clock(frame_rate(fps), start - zero)
 
     def new_video(container: av.container.OutputContainer) -> Track:
         height, width = (n + n % 2 for n in video.shape[-2:])
         stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf, time_base=clock)
         return encoded(stream, video_frames(video, first, step))
 
-    until = start + video.shape[0] / fps if end_together else math.inf
-    _remux(src_audio_path, "audio", new_video, until, out_path, overwrite)
+    until = video.shape[0] / fps if end_together else math.inf
+    _remux(src_audio_path, "audio", new_video, until, out_path, overwrite, zero)
 
 
 def _remux(
@@ -121,9 +127,11 @@ def _remux(
     until: float,
     out_path: str | os.PathLike,
     overwrite: bool,
+    zero: float,
     sample_rate: int | None = None,
 ) -> None:
-    """Mux the source's first `keep` stream (up to `until` seconds) with the track `new_track` builds (sound at
+    """Mux the source's first `keep` stream, moved so that `zero` seconds on the source's timeline (from its origin)
+    is the output's 0, up to `until` seconds on the output's, with the track `new_track` builds (sound at
     `sample_rate`, when it is the new one)."""
     rotation, into = probe(src).rotation, container_for(out_path)
     with open_input(src) as source:
@@ -136,7 +144,7 @@ def _remux(
         with atomic_output(out_path, overwrite) as temp, open_output(temp, out_path, rate) as container:
             other = "audio" if keep == "video" else "video"
             build = {
-                keep: lambda: _kept(source, stream, container, into, until, rotation),
+                keep: lambda: _kept(source, stream, container, into, origin(source) + zero, until, rotation),
                 other: lambda: new_track(container),
             }
             mux(container, *(build[kind]() for kind in KINDS))  # streams are added in KINDS order
@@ -147,11 +155,12 @@ def _kept(
     stream: av.stream.Stream,
     container: av.container.OutputContainer,
     into: Container,
+    shift: float,
     until: float,
     rotation: int,
 ) -> Track:
-    """The source stream as an output track: its packets copied, or re-encoded when `into` cannot carry them."""
-    shift = origin(source)
+    """The source stream as an output track, moved `shift` seconds earlier (from the file's own zero): its packets
+    copied, or re-encoded when `into` cannot carry them."""
     codec = codec_name(stream)
     if into.copies(stream.type, codec):
         out = container.add_stream_from_template(stream)

@@ -20,19 +20,20 @@ def animate(
     input: str | Path, output: str | Path | None = None, settings: AnimateSettings = AnimateSettings(),
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),
 ) -> Result:
-    """Write OUTPUT (default INPUT_animate.mp4): generated video as long as the input's audio, with that
-    audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
+    """Write OUTPUT (default INPUT_animate.mp4): generated video as long as the input's audio and starting with it
+    (a picture in the input, which is left out, does not count: a sound that started 0.5 s into it starts the
+    output), with that audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
     sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written."""
 
-    def writer_for(source: Path, model_rate: int) -> Writer:
+    def writer_for(source: Path, model_rate: int, start: float) -> Writer:
         def write(result: Result, paths: OutputPaths) -> dict | None:
             clip, delivery = result.clip, settings.delivery()
             if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
-                replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite)
+                replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite, start=start)
                 return None
             delivery = kept_rate(delivery, paths.mp4, probe(source).sample_rate, f"{source.name}'s")
             rate = delivery.sample_rate
-            delivered = deliver(read_audio(source, rate), rate, delivery)
+            delivered = deliver(read_audio(source, rate, start=start), rate, delivery)
             write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
             return {"delivery": delivered.to_json()}
 

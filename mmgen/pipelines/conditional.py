@@ -36,12 +36,14 @@ STILL_CODECS = {"png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gi
 # what to add to the sidecar (e.g. how the sound was delivered).
 Writer = Callable[[Result, OutputPaths], "dict | None"]
 # Makes the Writer for an input once the model's sample rate is known, before any sampling: what it reads from
-# the input (the sound to mix in) is read, and so checked, before the wait, not after it.
-WriterFor = Callable[[Path, int], Writer]
+# the input (the sound to mix in) is read, and so checked, before the wait, not after it. Its third argument is where
+# the given stream starts on the input's timeline (seconds from its origin): the output's 0.
+WriterFor = Callable[[Path, int, float], Writer]
 
 
-def check_input(path: Path, given: str) -> float:
-    """Fail fast on an input without a usable `given` stream; returns that stream's duration in seconds."""
+def check_input(path: Path, given: str) -> tuple[float, float]:
+    """Fail fast on an input without a usable `given` stream; returns where that stream starts on the input's
+    timeline (seconds from its origin: a sound 0.5 s behind its picture starts at 0.5) and how long it lasts."""
     info = probe(path)
     if not getattr(info, f"has_{given}"):
         raise MediaError(f"cannot read {path}: it has no {given} stream")
@@ -53,7 +55,7 @@ def check_input(path: Path, given: str) -> float:
     if duration <= 0 or (given == "video" and info.frames == 0):
         raise MediaError(f"cannot read {path}: its {given} stream is empty")
     check_length(info, given, duration)
-    return duration
+    return getattr(info, f"{given}_start"), duration
 
 
 def check_sound(info: MediaInfo, given: str) -> None:
@@ -76,12 +78,13 @@ def check_length(info: MediaInfo, given: str, duration: float) -> None:
                          f"sound (mmgen needs {MIN_SECONDS * 1000:g} ms or more)")
 
 
-def read_input(path: Path, given: str, models: Models) -> torch.Tensor:
-    """The input at the model's rate (and frame size), batched: video (1, T, 3, H, W) or audio (1, 1, N)."""
+def read_input(path: Path, given: str, models: Models, start: float) -> torch.Tensor:
+    """The input's `given` stream from `start` (where it starts: check_input) at the model's rate (and frame size),
+    batched: video (1, T, 3, H, W) or audio (1, 1, N)."""
     config = models.base.config
     if given == "video":
-        return read_video(path, config.fps, tuple(config.video_size[2:]))[None]
-    return read_audio(path, config.sample_rate)[None]
+        return read_video(path, config.fps, tuple(config.video_size[2:]), start=start)[None]
+    return read_audio(path, config.sample_rate, start=start)[None]
 
 
 def make_matching(
@@ -120,10 +123,12 @@ def run_conditional(
 ) -> Result:
     """Check everything, load the model, make the other modality for `input`, write it to `output` (and the
     files `settings` add beside it) with the writer `writer_for` makes. `mix` is recorded in the sidecar.
+    The made stream covers the given one as a player plays it: from where the given stream starts (a sound delayed
+    behind a picture, a picture behind its sound), which is the output's 0, for as long as it lasts.
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     source_path = Path(input)
     given = settings.given
-    seconds = check_input(source_path, given)
+    start, seconds = check_input(source_path, given)
     for stream in settings.streams():
         if stream != given:
             check_input(source_path, stream)
@@ -134,10 +139,10 @@ def run_conditional(
     run = prepare(settings)
     models = load(run)
     started = time.perf_counter()
-    source = read_input(source_path, given, models)
+    source = read_input(source_path, given, models, start)
     if given == "audio":  # as long as the sound decodes: a header may count samples the decoder drops (Ogg Opus's
         seconds = source.shape[-1] / models.base.config.sample_rate  # pre-skip), or padding read_audio trims
-    write = writer_for(source_path, models.base.config.sample_rate)
+    write = writer_for(source_path, models.base.config.sample_rate, start)
     clip, windows = make_matching(run, models, source, given, seconds, settings.overlap, progress)
     provenance = Provenance.of(
         run,

@@ -23,21 +23,21 @@ def soundtrack(
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),
 ) -> Result:
     """Write OUTPUT (default INPUT_soundtrack.mp4): the input's video stream plus generated audio lasting
-    exactly as long, blended with the input's own audio by `settings.mix` (0: only the new audio). With
+    exactly as long, from the picture's start (the output's 0, whatever the input's sound did before it), blended with the input's own audio by `settings.mix` (0: only the new audio). With
     `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
     loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
 
     mix = settings.mix
     output = outputs.output_for(input, output, "soundtrack")
 
-    def writer_for(source: Path, model_rate: int) -> Writer:
+    def writer_for(source: Path, model_rate: int, start: float) -> Writer:
         delivery = kept_rate(settings.delivery(), output, model_rate, "the model's")  # one rate, noted once
-        own = read_audio(source, delivery.rate(model_rate)) if mix else None  # refused here if unusable
+        own = read_audio(source, delivery.rate(model_rate), start=start) if mix else None  # refused here if unusable
 
         def write(result: Result, paths: OutputPaths) -> dict:
-            clip, seconds = result.clip, video_end(source)
+            clip, seconds = result.clip, video_end(source) - start
             delivered = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds, own=own, mix=mix)
-            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite)
+            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite, start=start)
             if settings.wav:  # the new sound alone
                 alone = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds) if mix else delivered
                 write_wav(paths.files["wav"], alone.audio, alone.sample_rate, overwrite=overwrite)

@@ -251,14 +251,18 @@ def write_late_streams(
     size: tuple[int, int] = (16, 16),
     audio_codec: str = "aac",
     sample_rate: int = 48000,
+    mkvmerge_tags: bool = False,
 ) -> WrittenClip:
     """A clip whose picture starts at `video_start` and sound at `audio_start` seconds on the file's timeline (a
     camera's sound running before its picture, a delayed sound): `frames` H.264 frames at `fps` and a tone, each
-    stamped from its own start, in the container `path`'s suffix names."""
+    stamped from its own start, in the container `path`'s suffix names. `mkvmerge_tags` (Matroska): each track's
+    DURATION tag as mkvmerge writes it for a track in no language — plain "DURATION", holding the track's length
+    (last end minus first time), beside its statistics tags — and not FFmpeg's (where the track ends: the file is
+    written as a live stream, for which FFmpeg writes none)."""
     path = Path(path)
     pictures = np.stack([pattern_frame(k, size) for k in range(frames)])
     sound = pattern_audio(audio_seconds, sample_rate)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"live": "1"} if mkvmerge_tags else {}) as container:
         video = container.add_stream("libx264", rate=fps)
         video.height, video.width = size
         video.pix_fmt = "yuv420p"
@@ -271,6 +275,15 @@ def write_late_streams(
             packets += video.encode(frame)
         packets += video.encode(None)
         packets += _encode_audio(audio, sound, sample_rate, round(audio_start * sample_rate))
+        for stream in (video, audio) if mkvmerge_tags else ():
+            own = [p for p in packets if p.stream is stream]
+            # a frame's packet claims no duration before it is muxed: one tick of the picture's clock, one frame
+            length = float(max((p.pts + (p.duration or 1)) * p.time_base for p in own)
+                           - min(p.pts * p.time_base for p in own))
+            stream.metadata.update({"DURATION-und": f"{int(length // 3600):02d}:{int(length // 60 % 60):02d}:"
+                                                    f"{length % 60:012.9f}",  # read back as plain DURATION
+                                    "_STATISTICS_WRITING_APP": "mkvmerge v80.0 ('Roundabout') 64-bit",
+                                    "_STATISTICS_TAGS": "BPS DURATION NUMBER_OF_FRAMES NUMBER_OF_BYTES"})
         container.start_encoding()
         container.mux(sorted(packets, key=lambda p: p.dts * p.time_base))
     return WrittenClip(path, fps, sample_rate, pictures, sound, [video_start + k / fps for k in range(frames)])

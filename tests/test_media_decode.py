@@ -304,12 +304,18 @@ def test_a_file_with_several_streams_says_which_one_is_read(tmp_path, caplog):
     ]  # each once
 
 
+@pytest.mark.parametrize("mkvmerge", [False, True])
 @pytest.mark.parametrize(("video_start", "audio_start"), [(3.5, 3.5), (0.0, 0.5)])
-def test_matroska_streams_starting_late_read_whole(tmp_path, video_start, audio_start):
+def test_matroska_streams_starting_late_read_whole(tmp_path, video_start, audio_start, mkvmerge):
     """FFmpeg's Matroska muxer writes each track's DURATION tag as where the track ENDS on the file's timeline; it
     was read as a length and added to the track's start, so a clip whose streams start after 0 was refused as cut
-    short ("its video stops at 4.50 s of 8.00 s")."""
-    clip = write_late_streams(tmp_path / "late.mkv", video_start, audio_start, frames=10, audio_seconds=1.0)
+    short ("its video stops at 4.50 s of 8.00 s"). mkvmerge's tag of the same name (a track in no language) is the
+    length itself: it was read as an end, and the track came out short by its start (0.52 s of a 1 s sound)."""
+    clip = write_late_streams(tmp_path / "late.mkv", video_start, audio_start, frames=10, audio_seconds=1.0,
+                              mkvmerge_tags=mkvmerge)
+    with av.open(str(clip.path)) as container:  # the file holds the tags of the writer it imitates
+        assert [dict(s.metadata).get("_STATISTICS_WRITING_APP", "")[:8] for s in container.streams] == \
+            ["mkvmerge" if mkvmerge else ""] * 2 and "DURATION" in container.streams[0].metadata
     info = probe(clip.path)
     assert info.video_duration == pytest.approx(1.0, abs=0.002)
     assert info.audio_duration == pytest.approx(1.0, abs=0.002)

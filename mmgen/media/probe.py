@@ -6,6 +6,7 @@ that fails half-way through decoding — becomes one MediaError line naming the 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -121,26 +122,66 @@ def header_end(container: av.container.InputContainer, stream: av.stream.Stream)
 
 def tagged_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds a Matroska/WebM track lasts by its DURATION tag, to the track's clock tick (1 ms by default); None
-    when it has none. FFmpeg's muxer writes "DURATION" as the track's END on the file's timeline (its last packet's
-    time plus duration), so the track's start is taken off; mkvmerge's statistics tag ("DURATION-eng") is the
-    length itself (last end minus first time). Either counts the encoder's priming (AAC's 1024 samples, Opus's
-    pre-skip: the codec delay), which the decoder drops, so that is taken off too, rounded onto the track's clock
-    as the demuxer rounds it (to nearest, halves up)."""
+    when it has none. Writers differ on what the tag holds under one name: FFmpeg's muxer writes where the track
+    ENDS on the file's timeline (its last packet's time plus duration), mkvmerge's statistics the length itself
+    (last end minus first time) — "DURATION-eng" for an English track, but plain "DURATION", as FFmpeg's, for one in
+    no language ("und") — and a remux by either may carry the other's tags along. The two readings differ only for a
+    track that starts after the file's zero; for such a track the packets decide (_ends_at_tag): FFmpeg's reading
+    when the track stops at the tag's time, mkvmerge's when it runs on past it. A plain tag is preferred to one
+    with a language (FFmpeg writes its own plain, fresh, beside any it copied). Either counts the encoder's priming
+    (AAC's 1024 samples, Opus's pre-skip: the codec delay), which the decoder drops, so that is taken off too,
+    rounded onto the track's clock as the demuxer rounds it (to nearest, halves up)."""
     if "matroska" not in container.format.name:
         return None
-    key, text = next(((k, v) for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"), ("", ""))
+    tags = [(k, v) for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"]
+    text = next((v for k, v in sorted(tags, key=lambda kv: "-" in kv[0])), "")
     parts = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", text.strip())
     if parts is None:
         return None
     hours, minutes, seconds = parts.groups()
     length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    if key.upper() == "DURATION":  # FFmpeg's: where the track ends
-        length -= stream_start(container, stream)
+    start = stream_start(container, stream)
+    if start > float(stream.time_base) and _ends_at_tag(container.name, stream.index, length, start):
+        length -= start  # FFmpeg's: where the track ends
     context = stream.codec_context
     if stream.type == "audio" and context.delay > 0 and context.sample_rate:
         tick = stream.time_base
         length -= float(math.floor(Fraction(context.delay, context.sample_rate) / tick + Fraction(1, 2)) * tick)
     return length if length > 0 else None
+
+
+def _ends_at_tag(path: str, index: int, tagged: float, start: float) -> bool:
+    """Whether stream `index` of the Matroska file `path`, starting at `start` seconds, stops at `tagged` seconds on
+    the file's timeline (its DURATION tag is FFmpeg's end), rather than running on towards `start` + `tagged` (the
+    tag is a length, mkvmerge's): read from its packets around `tagged` (a seek, then packets up to a second past
+    the later reading); an unreadable file, or one whose data stops before either, takes the earlier end. Asked
+    once per file as it is (path, size, time written)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return True
+    return _ends_at(path, stat.st_size, stat.st_mtime_ns, index, tagged, start)
+
+
+@functools.lru_cache(maxsize=64)
+def _ends_at(path: str, size: int, written: int, index: int, tagged: float, start: float) -> bool:
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            stream = container.streams[index]
+            tick = float(stream.time_base)
+            container.seek(max(0, int((tagged - 1) / stream.time_base)), stream=stream, backward=True)
+            for packet in container.demux():
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                at = float(packet.pts * packet.time_base)
+                ends = at + float((packet.duration or 0) * packet.time_base)
+                if packet.stream.index == index and ends > tagged + 1.5 * tick:
+                    return False
+                if at > tagged + start + 1:
+                    return True
+    except av.error.FFmpegError:
+        return True
+    return True
 
 
 def last_frame_end(

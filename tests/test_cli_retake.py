@@ -219,6 +219,21 @@ def test_a_picture_retake_of_a_variable_frame_rate_clip_says_the_rate_varies(tmp
     assert not (tmp_path / "phone_retake.mp4").exists()
 
 
+def test_a_steady_clip_with_a_dropped_frame_is_retaken_with_the_frame_before_held_in_its_place(tmp_path, caplog):
+    """A phone's 10 fps clip on a 1 ms clock with the frame at 0.3 s dropped (gaps of 100 ms, one of 200) was refused
+    as "frame rate varies (frames 100 to 200 ms apart)". It is steady: the retake goes ahead, says where the frame is
+    missing, and the output is steady, the frame before held in its place as a player shows it."""
+    clip = write_test_video(tmp_path / "phone.mp4", size=(16, 16), frame_times=[k / 10 for k in range(16) if k != 3]).path
+    out = tmp_path / "mended.mp4"
+    done = run_here("retake", clip, "--range", "1:1.2", "--video", "--steps", "1", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"{clip}: a frame is missing at 0.300 s (a steady 10 fps otherwise)" in caplog.text
+    before, after = (frames.astype(int).mean(axis=(1, 2, 3)) for frames in (decode_frames(clip), decode_frames(out)))
+    assert len(after) == 16 and len(before) == 15
+    held = np.insert(before, 3, before[2])  # as a player shows the input: frame 2 on screen until 0.4 s
+    assert np.abs(after[:10] - held[:10]).max() < 2 and np.abs(after[12:] - held[12:]).max() < 2
+
+
 def test_a_steady_clip_whose_last_frame_is_written_short_is_at_its_frames_rate(tmp_path):
     """Frames exactly 100 ms apart, as the demo model makes them, but the muxer wrote the last one's duration
     short: FFmpeg's average says 10.7 fps, and the clip was refused as "runs at 10.7 fps". Its frames' own gaps

@@ -339,3 +339,13 @@ def test_a_steady_clips_rate_is_the_one_its_frame_gaps_round_to(tmp_path, name, 
                             codec="mpeg4" if name.endswith(".avi") else "h264", audio=False)
     assert probe(clip.path).fps == float(rate)
     assert frame_gaps(clip.path).rate == rate
+
+
+def test_a_frame_dropped_from_a_steady_clip_on_a_millisecond_clock_is_missing_not_a_varying_rate(tmp_path):
+    """30 fps in ms (0, 33, 67, 100, then 167: the frame at 133 dropped) read as frames 33 to 67 ms apart, a
+    variable rate; it is a steady 30 fps with a frame missing at 0.133 s."""
+    times = [k / 30 for k in range(30) if k != 4]
+    clip = write_test_video(tmp_path / "phone.mkv", size=(16, 16), frame_times=times, audio=False)
+    gaps = frame_gaps(clip.path)
+    assert not gaps.varies and gaps.rate == 30 and gaps.missing == pytest.approx((4 / 30,), abs=0.001)
+    assert (gaps.shortest, gaps.longest) == (0.033, 0.034)

@@ -263,12 +263,16 @@ def display_rotation(degrees: float | None) -> int:
 @dataclass(frozen=True)
 class FrameGaps:
     """The shortest and longest time between one frame and the next on screen, in seconds, the stream's clock
-    tick (a gap is only known to within one), and the rate the frames come at when it is steady (steady_rate)."""
+    tick (a gap is only known to within one), the rate the frames come at when it is steady (steady_rate), and
+    where a steady clip has frames missing (a phone's dropped frame: a gap of two frames, to within the clock's
+    rounding): seconds from its first frame at which a frame was due. The shortest and longest gaps are those
+    between frames that follow one another, not those over missing ones."""
 
     shortest: float
     longest: float
     tick: float
     rate: Fraction | None = None
+    missing: tuple[float, ...] = ()
 
     @property
     def varies(self) -> bool:
@@ -286,8 +290,15 @@ def frame_gaps(path: str | os.PathLike, limit: int | None = None) -> FrameGaps |
         tick = Fraction(stream.time_base)
     if len(times) < 2:
         return None
-    gaps = [b - a for a, b in pairwise(times)]
-    return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick), steady_rate(times, tick))
+    rate = steady_rate(times, tick)
+    gaps, missing = [b - a for a, b in pairwise(times)], []
+    if rate is not None:
+        period = 1 / (rate * tick)  # ticks a frame
+        lapses = {g for g in gaps if round(g / period) >= 2 and abs(g - round(g / period) * period) <= 1.5}
+        missing = [float((a - times[0]) * tick + k / rate) for a, b in pairwise(times) if b - a in lapses
+                   for k in range(1, round((b - a) / period))]
+        gaps = [g for g in gaps if g not in lapses] or gaps
+    return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick), rate, tuple(missing))
 
 
 def steady_rate(times: list[int], tick: Fraction) -> Fraction | None:

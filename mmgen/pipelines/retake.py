@@ -23,6 +23,7 @@ from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import channel_weights
+from mmgen.media.notes import note
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
@@ -35,6 +36,7 @@ from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import input_files, load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
+from mmgen.terminal import listed
 from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
@@ -116,7 +118,9 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
     """A video retake remakes frames in place, and outside the ranges the output is the input's own frames: the
     clip must be at the model's frame size and a steady frame rate, the model's, as mmgen's own outputs are (None:
     not known yet). A clip at another rate, or a variable one (whatever its average), would come out resampled to
-    the model's."""
+    the model's. A steady clip with a frame missing (a phone's dropped frame) is taken, with a note: the frame before
+    is held in the missing one's place, as a player shows it (read_video reads the frame on screen), and the output
+    is steady."""
     if settings.modality != "video" or config is None:
         return
     height, width = config.video_size[2:]
@@ -134,6 +138,11 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
     elif fps is not None and abs(fps - config.fps) > 0.01 * config.fps:
         found = f"{info.path} runs at {fps:.3g} fps"
     else:
+        if gaps is not None and gaps.missing:  # a dropped frame: its slot is read as players show it
+            times = listed([f"{info.video_start + t:.3f} s" for t in gaps.missing], 3)
+            some = "a frame is" if len(gaps.missing) == 1 else f"{len(gaps.missing)} frames are"
+            note(info.path, f"{some} missing at {times} (a steady {fps:g} fps otherwise): the frame before is held in "
+                 "its place, as players show it, or made anew inside a range", "frames missing, the one before held")
         return
     raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {config.fps:g} fps "
                          f"(mmgen's own outputs); {found}", hint="retake its sound instead")

@@ -375,14 +375,17 @@ def stream_kinds(path: str | Path) -> list[str]:
 
 def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """The first audio stream decoded as (C, L) float32 and its sample rate (the decoder's own rate and
-    channels; leading encoder priming is dropped as players drop it)."""
+    channels; leading encoder priming is dropped as players drop it). Through packed float, as mmgen reads sound:
+    PyAV 18's to_ndarray of a planar frame crashes (segfault) on 8 channels (7.1)."""
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
-        as_float = av.AudioResampler(format="fltp")  # any sample format → planar float, same rate and channels
-        frames = [out.to_ndarray() for frame in container.decode(stream) for out in as_float.resample(frame)]
-        frames += [out.to_ndarray() for out in as_float.resample(None)]
+        channels = stream.codec_context.channels
+        as_float = av.AudioResampler(format="flt")  # any sample format → packed float, same rate and channels
+        frames = [out.to_ndarray().reshape(-1)
+                  for frame in container.decode(stream) for out in as_float.resample(frame)]
+        frames += [out.to_ndarray().reshape(-1) for out in as_float.resample(None)]
         rate = stream.codec_context.sample_rate
-    return np.concatenate(frames, axis=1), rate  # (C, L)
+    return np.concatenate(frames).reshape(-1, channels).T.copy(), rate  # (C, L) from interleaved
 
 
 def decode_frames(path: str | Path) -> np.ndarray:

@@ -187,6 +187,28 @@ def test_a_stereo_pcm_clips_sound_retake_keeps_each_channels_samples_outside_the
     assert np.abs(inside[0] - inside[1]).max() <= 2 / 32768
 
 
+def test_a_7_1_flac_clips_sound_retake_keeps_all_eight_channels_outside_the_range(tiny, tmp_path):
+    """A 7.1 FLAC clip (a tone of its own in each channel) retaken into an mkv: all eight channels come back, in 7.1,
+    each the input's own sample for sample outside the range, the one new sound in each inside it. (Reading them
+    back with PyAV's planar floats crashed: media_factory.decode_audio reads packed ones.)"""
+    clip = write_test_video(tmp_path / "surround.mkv", seconds=1.6, size=(16, 16), channels=8, sample_rate=16000,
+                            audio_codec="flac").path
+    out = tmp_path / "mended.mkv"
+    done = run_here("retake", clip, "--range", "0.5:0.9", "-m", tiny, "--steps", "1", "--seed", "2",
+                    "--loudness", "off", "--sample-rate", "model", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+    (before, _), (after, rate) = decode_audio(clip), decode_audio(out)
+    assert rate == 16000 and after.shape == before.shape == (8, 25600)
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "7.1"
+    a, b = round(0.5 * rate), round(0.9 * rate)
+    assert np.array_equal(after[:, :a], before[:, :a]) and np.array_equal(after[:, b:], before[:, b:])
+    inside = after[:, a + 320 : b - 320]  # past the 20 ms seams
+    assert np.abs(inside - before[:, a + 320 : b - 320]).max() > 0.1
+    assert np.abs(inside - inside[0]).max() <= 2 / 32768
+
+
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
     done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))

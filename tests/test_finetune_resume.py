@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -224,6 +225,28 @@ def test_a_preview_is_rewritten_when_a_resumed_run_redoes_its_step(tmp_path):
         write_preview(preview, model, cpu, preview_sampling(None, "ddim", 2), seed=0)
     info = probe(preview)
     assert info.has_video and info.has_audio
+
+
+def test_a_preview_whose_sound_passes_full_scale_says_once_that_it_is_clipped(tmp_path, monkeypatch, caplog):
+    """A preview holds the model's sound at its own level; sampled without clamping each step's clean estimate (the
+    paper's setting, clip_denoised off), a young model's passes full scale many times over and was clipped where it
+    was written without a word. It is said once a run, as a delivery at its own level says it."""
+    import dataclasses
+    import logging
+
+    import mmgen.media.notes as notes
+
+    monkeypatch.setattr(notes, "_said", set())
+    model = build_model("mm-unet", config_for("mm-unet", TRAIN_MODEL["config"], "test"))
+    sampling = dataclasses.replace(preview_sampling(None, "ddim", 2), clip_denoised=False)
+    cpu = Compute(torch.device("cpu"), torch.float32)
+    with one_thread(), caplog.at_level(logging.WARNING):
+        for step in (2, 4):
+            write_preview(tmp_path / f"step-{step}.mp4", model, cpu, sampling, seed=0)
+    (said,) = caplog.messages
+    assert re.fullmatch(r"the sound peaks at \+\d+\.\d dBFS and is clipped at full scale in the file written; training "
+                        r"previews hold the model's sound at its own level", said), said
+    assert probe(tmp_path / "step-4.mp4").has_audio
 
 
 def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):

@@ -59,15 +59,15 @@ def deliver(
     else:
         peak = true_peak(sound) if sound.any() else None
         report = LoudnessReport(before, integrated_loudness(sound, rate, weights), peak)
-        _clipped(sound)
+        say_if_clipped(sound, f"--loudness {DEFAULT_TARGET:g} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
     return Delivered(sound, rate, report, delivery.loudness)
 
 
-def _clipped(sound: torch.Tensor) -> None:
-    """Sound delivered at its own level (`--loudness off`) whose samples pass full scale is clipped where it is
-    written (tracks.audio_frames: every file holds [-1, 1], a 16-bit one no more): said once, with the way out."""
-    peak = float(sound.abs().max()) if sound.numel() else 0.0
+def say_if_clipped(sound: torch.Tensor, why: str) -> None:
+    """Sound written at its own level (delivered with `--loudness off`, a training preview) whose samples pass full
+    scale is clipped where it is written (tracks.audio_frames: every file holds [-1, 1], a 16-bit one no more): said
+    once a process, whatever writes it, with `why` (the way out, or why it is at that level)."""
+    peak = float(sound.detach().abs().max()) if sound.numel() else 0.0
     if peak > 1.0:
         said_once("clipped", f"the sound peaks at {20 * math.log10(peak):+.1f} dBFS and is clipped at full scale in "
-                  f"the file written; --loudness {DEFAULT_TARGET:g} (the default) keeps it under "
-                  f"{TRUE_PEAK_CEILING:g} dBTP")
+                  f"the file written; {why}")

@@ -1,5 +1,5 @@
-"""Run mono audio through an FFmpeg filter chain (PyAV's filter graph): the resampler, the limiter and the
-EBU R128 meter mmgen uses are FFmpeg's own, kept and tested upstream, not re-written here."""
+"""Run audio (1 to 8 channels) through an FFmpeg filter chain (PyAV's filter graph): the resampler, the limiter and
+the EBU R128 meter mmgen uses are FFmpeg's own, kept and tested upstream, not re-written here."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ def filter_audio(
     out: np.ndarray | None = None,
     channels: int = 1,
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """Mono float samples (L,) at `sample_rate` through `chain` of (filter, arguments), ending as mono float
-    32-bit. Returns every sample the chain gave, and the metadata of its last frame (e.g. ebur128's). `channels` > 1:
-    the samples (and `out`) are that many channels interleaved (L·C,), filtered together (a linked limiter).
+    """Float samples of `channels` channels (1 to 8: mono (L,), or interleaved (L·C,)) at `sample_rate` through
+    `chain` of (filter, arguments), filtered together (a linked limiter), ending as float 32-bit in as many
+    channels, interleaved as they came. Returns every sample the chain gave, and the metadata of its last frame
+    (e.g. ebur128's).
 
     Given `out` (float32, 1-D), the samples go into it instead, frame by frame, cut at its length, silence where
     the chain gave fewer, and `out` is returned: no list of frames and no joined copy. `out` may be `samples`

@@ -47,12 +47,15 @@ def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConf
 
 @torch.no_grad()
 def write_preview(path: Path, model: torch.nn.Module, compute: Compute, sampling: SamplingConfig, seed: int) -> None:
-    """Sample one clip from `seed` with `sampling` and write it as an mp4 (H.264 + AAC)."""
+    """Sample one clip from `seed` with `sampling` and write it as an mp4 (H.264 + AAC), the sound at the model's own
+    level: clipped at full scale where it passes it, which is said once a run (as a delivery at its own level is)."""
     from mmgen.media import write_mp4
+    from mmgen.media.deliver import say_if_clipped
 
     clip = generate_clips(model, sampling, compute, [seed])
     config = model.config
     path.parent.mkdir(parents=True, exist_ok=True)
+    say_if_clipped(clip["audio"][0], "training previews hold the model's sound at its own level")
     # A resumed run redoes the steps after its newest checkpoint, previews included: rewrite them.
     write_mp4(
         path,

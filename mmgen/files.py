@@ -15,9 +15,7 @@ record goes first and the new one comes last: while it is gone, `last_kept` says
 replacement in flight, or one killed outright), so readers see the old state or the new one, and `put_back_kept`
 puts a killed replacement's back. A temporary's name says which process made it, so a later
 run can remove what a killed one left (mmgen.temporaries). What a failing write (or an input's failing read) is
-said as, and whose trouble it is, is mmgen.disk_failures'.
-`sole_holder` keeps a second process out of work that must have one at a time (a batch's output folder), and
-`file_lock` is the one way mmgen makes a lock file: filelock waits forever for one it cannot create.
+said as, and whose trouble it is, is mmgen.disk_failures'; lock files are mmgen.locks'.
 """
 
 from __future__ import annotations
@@ -31,11 +29,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import filelock
-
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
-from mmgen.errors import MediaError, MmgenError, OutputExists
+from mmgen.errors import MediaError, OutputExists
 from mmgen.output_checks import check_writable, name_max
 from mmgen.runtime.stop_signals import check_stop, stops_held
 
@@ -366,29 +362,6 @@ def new_folders_removed_on_failure(
                     clear(folder)
                 folder.rmdir()
         raise
-
-
-@contextmanager
-def sole_holder(lock_file: Path, busy: MmgenError) -> Iterator[None]:
-    """Hold the OS lock of `lock_file` (flock, through filelock) for the block, or raise `busy` at once if another
-    process holds it. The kernel lets go when the holder exits, however it exits (Ctrl-C, kill -9), so the lock
-    is never left stale; the empty file stays, and its presence means nothing. OSError if it cannot be made."""
-    lock = file_lock(lock_file)
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        raise busy from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def file_lock(lock_file: Path) -> filelock.BaseFileLock:
-    """The filelock of `lock_file`, or OSError now if the file cannot be made or opened for writing (a read-only
-    folder, /proc): filelock takes that for a lock another process holds and waits for it forever."""
-    os.close(os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644))  # never through a
-    return filelock.FileLock(str(lock_file))  # symlink: filelock truncates the file it opens, it would be the link's
 
 
 def sha256_file(path: Path) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from mmgen.config import parse_json, read_small_file
 from mmgen.errors import ConfigError
-from mmgen.files import file_lock, sha256_file, write_text
+from mmgen.files import sha256_file, write_text
+from mmgen.locks import file_lock
 
 MAX_MEMO_BYTES = 64 * 2**20  # the memo of file-hashes: ~200 bytes a file, so some 300,000 files
 

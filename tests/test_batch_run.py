@@ -458,7 +458,7 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     """`torchrun --nproc_per_node 2 -m mmgen batch` into a folder another batch holds: rank 0 finds it in use and
     tells the others; it said so once per process. The ranks are played in this process
     (tests/two_ranks.py)."""
-    from mmgen.files import sole_holder
+    from mmgen.locks import sole_holder
 
     jobs = two_generate_jobs(workspace, monkeypatch, "ranked")
     out = workspace / "ranked"

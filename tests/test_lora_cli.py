@@ -12,7 +12,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import filelock
 import pytest
 import torch
 from cli_here import run_here
@@ -32,6 +31,7 @@ from mmgen.adapters import (
 from mmgen.cli import run
 from mmgen.errors import UsageError
 from mmgen.files import sha256_file
+from mmgen.locks import file_lock
 from mmgen.weights import ModelCache, import_weights, load_model
 
 
@@ -104,7 +104,7 @@ def test_an_adapter_is_registered_only_while_no_other_process_holds_its_name(ada
     held, released = threading.Event(), []
 
     def another_holder() -> None:
-        with filelock.FileLock(str(folder / ".lock")):
+        with file_lock(folder / ".lock"):
             held.set()
             time.sleep(0.5)
             released.append(time.time())

@@ -13,6 +13,7 @@ import torch
 from mmgen import files
 from mmgen.errors import ConfigError, MediaError, OutputExists, StorageError, UsageError
 from mmgen.files import atomic_output
+from mmgen.locks import sole_holder
 from mmgen.media import write_mp4
 from mmgen.output_checks import check_writable
 from mmgen.weights.cache import ModelCache
@@ -170,7 +171,7 @@ def test_a_lock_where_no_file_can_be_made_fails_at_once_instead_of_waiting_forev
     monkeypatch.setattr(ModelCache, "folder", lambda self, name: Path("/proc/1"))
     takers = {
         "model cache": lambda: ModelCache(Path("/proc")).lock("demo"),
-        "batch folder": lambda: files.sole_holder(Path("/proc/1/.batch-running.lock"), UsageError("in use")),
+        "batch folder": lambda: sole_holder(Path("/proc/1/.batch-running.lock"), UsageError("in use")),
     }
     outcomes = {}
 

@@ -3,7 +3,6 @@ model's status is, re-hash and remove cached weights, and find the bundled demo 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -29,7 +28,6 @@ from mmgen.files import sha256_file
 from mmgen.models import build_model
 from mmgen.models.config import SRUNetConfig
 from mmgen.weights import ModelCache, checkpoint, load_model, load_registry
-from mmgen.weights import entry_lock as entry_lock_module
 from mmgen.weights.cache import FileStamp
 
 SHIPPED = REPO / "presets" / "models"
@@ -355,30 +353,6 @@ def test_models_list_on_a_terminal_too_narrow_for_its_table_lists_a_model_a_line
     assert any(line.startswith("landscape-sr: sr-unet · ~1.2 GB · downloadable — Official") for line in lines)
     demo = next(line for line in lines if line.startswith("demo: "))
     assert demo.startswith("demo: mm-unet · 3.2 MB · ") and demo.endswith("works offline.")
-
-
-def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path):
-    """The last holder of an entry's folder deletes the folder and its .lock as it leaves (weights.entry_lock).
-    A process that had opened that .lock to wait on it then came to hold a file no longer there, while one arriving
-    later made a new .lock and held that: both went on. Held, the file must be the one at the lock's name, or it is
-    let go (and the lock taken again)."""
-    folder = tmp_path / "models" / "m"
-    first = entry_lock_module._acquire(folder, "m")
-    waiter = entry_lock_module._open_lock(folder)  # opened the .lock, to wait on it
-    (folder / ".lock").unlink()  # the first holder leaves, deleting the folder it leaves empty
-    folder.rmdir()
-    os.close(first)
-    newcomer = entry_lock_module._acquire(folder, "m")  # a new .lock, held
-    try:
-        assert not entry_lock_module._held(waiter, folder, waiting=lambda: None)
-        another = os.open(folder / ".lock", os.O_RDWR)
-        try:
-            with pytest.raises(BlockingIOError):  # the newcomer's still: nobody else holds it
-                fcntl.flock(another, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(another)
-    finally:
-        os.close(newcomer)
 
 
 @pytest.mark.parametrize("when", ["_checked_record", "_instantiate"])

@@ -401,7 +401,7 @@ def test_a_stop_while_waiting_for_another_pull_claims_none_of_its_download(tmp_p
     import os
     import signal
 
-    from mmgen.weights import entry_lock
+    from mmgen import locks
 
     tiny_entry(tmp_path)
     folder = tmp_path / "cache" / "models" / "landscape"
@@ -414,7 +414,7 @@ def test_a_stop_while_waiting_for_another_pull_claims_none_of_its_download(tmp_p
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while it waits
         raise AssertionError("the stop signal never came")
 
-    monkeypatch.setattr(entry_lock, "_lock_descriptor", held_by_another)
+    monkeypatch.setattr(locks, "_lock_descriptor", held_by_another)
     stopped = in_process("models", "pull", "landscape")
 
     assert stopped.returncode == 130, stopped.stderr

@@ -30,7 +30,8 @@ import torch
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, MediaError
-from mmgen.files import atomic_path, file_lock
+from mmgen.files import atomic_path
+from mmgen.locks import acquire, file_lock
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
 from mmgen.weights.safetensors_file import save_file
@@ -161,26 +162,24 @@ class ClipCache:
 
     def lookup(self, path: Path) -> tuple[Path | None, str | None, bool]:
         """(shard, skip reason, decoded now): exactly one of shard and reason is set. Decodes and stores the
-        file if the cache has no answer for it yet. A file lock keeps concurrent runs from doing it twice; it is
-        removed afterwards (thousands of files must not leave thousands of locks). A run that took the lock of a
-        removed file may then decode alongside another: both write the same shard atomically, so the worst case
-        is one file decoded twice."""
+        file if the cache has no answer for it yet, under the file's lock (mmgen.locks), so that concurrent runs
+        never do it twice; the lock file is deleted as its holder leaves (thousands of files must not leave
+        thousands of locks)."""
         key = self.key(path)
         shard = self.root / f"{key}.safetensors"
         answer = self._cached(key, shard, fresh=False)
         if answer is not None:
             return *answer, False
-        lock = self.root / f"{key}.lock"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            held = file_lock(lock)
+            lock = acquire(self.root / f"{key}.lock")
         except OSError as e:
             raise MediaError(f"cannot write into the clip cache {self.root}: {e.strerror or e}") from None
         try:
-            with held:
-                return self._decode_once(path, key, shard)
+            return self._decode_once(path, key, shard)
         finally:
-            lock.unlink(missing_ok=True)
+            lock.remove()
+            lock.release()
 
     def _decode_once(self, path: Path, key: str, shard: Path) -> tuple[Path | None, str | None, bool]:
         answer = self._cached(key, shard, fresh=True)  # another run may have answered while this one waited
@@ -306,10 +305,10 @@ def clear_skips_only(folder: Path, run: str) -> None:
 
     if not only_records():
         return
-    with file_lock(folder / SKIPPED_LOCK):
+    with file_lock(folder / SKIPPED_LOCK) as lock:
         if only_records() and all(_skip_run(line) == run for line in records.read_bytes().splitlines(keepends=True)):
             records.unlink()
-            (folder / SKIPPED_LOCK).unlink()  # a run waiting for it appends to a new SKIPPED, which then stays
+            lock.remove()  # a run waiting for it appends to a new SKIPPED, which then stays
 
 
 def _skip_run(line: bytes) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError
-from mmgen.files import file_lock
+from mmgen.locks import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
 MANIFEST_NAME = "batch-manifest.jsonl"

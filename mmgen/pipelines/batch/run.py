@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from mmgen.errors import MmgenError, UsageError
-from mmgen.files import sole_holder
+from mmgen.locks import sole_holder
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned

@@ -1,0 +1,181 @@
+"""Lock files: the one way mmgen keeps other processes (and its own other threads) out of work that must have one
+holder at a time — a cache entry's folder (weights.entry_lock), the decoding of one clip, a batch's output folder, a
+record file being rewritten.
+
+A lock is the OS's lock on a lock file opened for that one hold (flock; Windows: msvcrt's lock of its first byte),
+so the kernel lets go when the holder closes it or exits, however it exits (Ctrl-C, kill -9): no lock is ever left
+stale. A holder may delete its lock file as it leaves (`Held.remove`, before letting go: thousands of clips must
+not leave thousands of lock files): a process waiting on that file then comes to hold a file no longer there, while
+one arriving later makes a new one and holds that — both would go on. So, once held, the file must still be the one
+at the lock's name (the same device and inode), else it is let go and the one there now is taken.
+
+A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), and one that cannot
+be made is an OSError at once, never a wait (/proc refuses a new file with "no such file", which looks like a lock
+file its holder just deleted).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmgen.errors import MmgenError
+
+WINDOWS = os.name == "nt"  # no flock there: msvcrt's lock, polled (tests set it to drive that branch with a fake)
+POLL_S = 0.1  # Windows: how long a waiter sleeps between tries
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held lock file: `fd` is its open descriptor, `path` its name."""
+
+    path: Path
+    fd: int
+
+    def remove(self) -> None:
+        """Delete the lock file while it is held, so no one comes to hold it after this holder (`_current`). Best
+        effort: Windows cannot delete an open file, so it stays there."""
+        with suppress(OSError):
+            self.path.unlink()
+
+    def release(self) -> None:
+        _let_go(self.fd)
+
+
+@contextmanager
+def file_lock(path: Path, waiting: Callable[[], object] = lambda: None, make_folder: bool = False
+              ) -> Iterator[Held]:
+    """Hold the lock of `path` for the block, waiting for its holder (after calling `waiting()` once) if another
+    has it; the lock file is made if missing (its folder too with `make_folder`). OSError at once where it cannot
+    be made or locked (a read-only folder, /proc)."""
+    held = acquire(path, waiting, make_folder)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+@contextmanager
+def sole_holder(path: Path, busy: MmgenError) -> Iterator[None]:
+    """Hold the lock of `path` for the block, or raise `busy` at once if another process holds it (a batch's output
+    folder). The empty lock file stays; its presence means nothing. OSError if it cannot be made."""
+    held = _take(path, waiting=None)
+    if held is None:
+        raise busy
+    try:
+        yield
+    finally:
+        held.release()
+
+
+def acquire(path: Path, waiting: Callable[[], object] = lambda: None, make_folder: bool = False) -> Held:
+    """The lock file `path`, held — made if missing (and its folder with `make_folder`) — until its `release()`;
+    if another holds it, `waiting()` and then wait for it. OSError at once where it cannot be made or locked."""
+    held = _take(path, waiting, make_folder)
+    assert held is not None  # it waited
+    return held
+
+
+def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = False) -> Held | None:
+    """As `acquire`, or None at once where another holds the lock and `waiting` is None."""
+    said = False
+    while True:
+        fd = _open(path, make_folder)
+        if fd is None:
+            continue
+        try:
+            if not _lock_descriptor(fd, wait=False):
+                if waiting is None:
+                    os.close(fd)
+                    return None
+                if not said:
+                    waiting()
+                    said = True
+                _lock_descriptor(fd, wait=True)
+        except BaseException:  # an OS error, or Ctrl-C while waiting
+            os.close(fd)
+            raise
+        if _current(fd, path):
+            return Held(path, fd)
+        _let_go(fd)  # its holder deleted it as it left: take the one there now
+
+
+def _open(path: Path, make_folder: bool) -> int | None:
+    """An open descriptor of the lock file `path`, made if missing (never through a symlink: ELOOP); None where its
+    folder (made here with `make_folder`) went away as it was opened — its last holder deleted it as it left."""
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileNotFoundError:
+        if make_folder and not path.parent.is_dir():
+            return None
+        raise  # the folder is there and takes no files (/proc): an endless wait otherwise
+
+
+def _let_go(fd: int) -> None:
+    """Close the held lock file `fd` (Windows: unlocked first, which closing it does only "eventually")."""
+    if WINDOWS:
+        with suppress(OSError):
+            _windows_call(fd, "LK_UNLCK")
+    os.close(fd)
+
+
+def _current(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not deleted, nor replaced by a newer lock file)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:  # no file there now (or its folder went)
+        return False
+
+
+def _lock_descriptor(fd: int, wait: bool) -> bool:
+    """Lock the whole open file `fd` for this open file alone, waiting for its holder if `wait`; False where
+    another holds it and `wait` is not set."""
+    if WINDOWS:
+        return _polled(lambda: _windows_try(fd), wait)
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _polled(attempt: Callable[[], bool], wait: bool) -> bool:
+    """`attempt()` until it takes the lock, POLL_S apart — Windows has no lock call that waits for as long as it
+    takes and lets Ctrl-C in — or once only unless `wait`: whether it took it."""
+    while not attempt():
+        if not wait:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def _windows_try(fd: int) -> bool:
+    """One try at msvcrt's lock of the first byte of `fd`: False where another holds it."""
+    try:
+        _windows_call(fd, "LK_NBLCK")
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EDEADLOCK):  # locked by another
+            return False
+        raise
+    return True
+
+
+def _windows_call(fd: int, mode: str) -> None:
+    """msvcrt.locking of the first byte of `fd` (`mode`: LK_NBLCK, LK_UNLCK) — the one OS call of the Windows
+    branch. Untested on real Windows: the suite runs on Linux, where tests put a fake msvcrt in its place (one holder
+    per file) to drive the polling, the waiting and the inode check above it. What only Windows can show is not
+    shown: that its lock works as the fake's does, and that a file open there cannot be deleted, so that `Held.remove`
+    leaves the lock file in place there (a clip cache keeps one per clip file) and the inode check never meets a
+    deleted one."""
+    import msvcrt
+
+    msvcrt.locking(fd, getattr(msvcrt, mode), 1)

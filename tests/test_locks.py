@@ -1,0 +1,179 @@
+"""mmgen.locks, the one lock of mmgen: one holder at a time, even where a holder deletes its lock file as it leaves
+(a cache entry's folder, the decoding of one clip) — on Linux's flock, and on Windows' msvcrt lock as a fake stands
+in for it here."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from finetune_clips import TINY_FORMAT
+
+from mmgen import locks
+from mmgen.data.clips import ClipCache
+
+
+def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path, monkeypatch):
+    """The last holder of an entry's folder deletes the folder and its .lock as it leaves (weights.entry_lock).
+    A process that had opened that .lock to wait on it then came to hold a file no longer there, while one arriving
+    later made a new .lock and held that: both went on. Held, the file must be the one at the lock's name, or it is
+    let go (and the lock taken again)."""
+    path = tmp_path / "models" / "m" / ".lock"
+    first = locks.acquire(path, make_folder=True)
+    waiter = os.open(path, os.O_RDWR)  # opened the .lock, to wait on it
+    first.remove()  # the first holder leaves, deleting the folder it leaves empty
+    path.parent.rmdir()
+    first.release()
+    newcomer = locks.acquire(path, make_folder=True)  # a new .lock, held
+    opened = [waiter]
+    real_open = locks._open
+    monkeypatch.setattr(locks, "_open", lambda *a: opened.pop() if opened else real_open(*a))
+    try:
+        assert locks._take(path, waiting=None) is None  # the deleted one let go, the newcomer's is held
+        assert not opened
+    finally:
+        newcomer.release()
+    assert locks._take(path, waiting=None) is not None
+
+
+def test_two_runs_never_decode_one_clip_at_once(tmp_path, monkeypatch):
+    """The clip cache's lock of a file was deleted after its holder let go: a run that waited on it then held that
+    deleted file while a run arriving later made a new one and held it, and both decoded the clip ("the worst case
+    is one file decoded twice"). A holder deletes the lock file while it holds it, and a waiter that comes to hold
+    a deleted one takes the one there now: one decoder at a time."""
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"not decoded here")
+    inside, most = [], []
+    entered = {name: threading.Event() for name in "abc"}
+    leave = {name: threading.Event() for name in "abc"}
+
+    def decode_once(self, path, key, shard):
+        me = threading.current_thread().name
+        inside.append(me)
+        most.append(len(inside))
+        entered[me].set()
+        leave[me].wait(10)
+        inside.remove(me)
+        return None, "unreadable", True
+
+    def slow_unlink(path, missing_ok=False):  # a holder descheduled as it deletes its lock file: the race, made sure
+        if path.suffix == ".lock":
+            time.sleep(0.3)
+        real_unlink(path, missing_ok=missing_ok)
+
+    real_unlink = Path.unlink
+    monkeypatch.setattr(ClipCache, "_decode_once", decode_once)
+    monkeypatch.setattr(Path, "unlink", slow_unlink)
+    runs = {name: threading.Thread(target=ClipCache(tmp_path / "clips", TINY_FORMAT).lookup, args=(source,),
+                                   name=name, daemon=True) for name in "abc"}
+    try:
+        runs["a"].start()
+        assert entered["a"].wait(10)
+        runs["b"].start()
+        assert not entered["b"].wait(0.3)  # b has opened a's lock file, and waits on it
+        leave["a"].set()
+        runs["a"].join(10)  # a has left, its lock file deleted
+        assert entered["b"].wait(10)
+        runs["c"].start()  # arrives while b decodes
+        assert not entered["c"].wait(0.5)
+        leave["b"].set()
+        assert entered["c"].wait(10)
+    finally:
+        for name in "abc":
+            leave[name].set()
+        for run in runs.values():
+            if run.is_alive() or run.ident is not None:
+                run.join(10)
+    assert max(most) == 1
+    assert not list((tmp_path / "clips").glob("*.lock"))  # no lock file left behind either
+
+
+class FakeMsvcrt:
+    """msvcrt's byte locks as Windows keeps them, for this process: a file (by inode) is locked by one open
+    descriptor at a time; a try while another holds it fails with EACCES, as msvcrt.locking's LK_NBLCK does."""
+
+    LK_UNLCK, LK_NBLCK = 0, 2
+
+    def __init__(self):
+        self.holders: dict[int, int] = {}  # inode → the descriptor holding it
+        self.tries = 0
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert nbytes == 1
+        inode = os.fstat(fd).st_ino
+        if mode == self.LK_UNLCK:
+            assert self.holders.pop(inode) == fd
+            return
+        self.tries += 1
+        if self.holders.setdefault(inode, fd) != fd:
+            raise OSError(errno.EACCES, "Permission denied")
+
+
+@pytest.fixture
+def windows(monkeypatch) -> FakeMsvcrt:
+    """mmgen.locks' Windows branch, its one OS call (msvcrt.locking) made to a fake."""
+    fake = FakeMsvcrt()
+    monkeypatch.setattr(locks, "WINDOWS", True)
+    monkeypatch.setattr(locks, "POLL_S", 0.01)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    return fake
+
+
+def _taken_in_a_thread(path: Path, said: list) -> tuple[threading.Thread, list]:
+    taken: list = []
+    waiter = threading.Thread(target=lambda: taken.append(locks.acquire(path, waiting=lambda: said.append("waiting"))),
+                              daemon=True)
+    waiter.start()
+    return waiter, taken
+
+
+def _until(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_on_windows_a_waiter_polls_until_the_holder_lets_go_and_a_busy_lock_is_said_at_once(windows, tmp_path):
+    """Windows has no flock: msvcrt's lock is tried again every POLL_S for as long as another holds it, the wait said
+    once; a lock that must not be waited for (a batch's output folder) is busy after one try."""
+    path = tmp_path / ".lock"
+    holder = locks.acquire(path)
+    tries = windows.tries
+    assert locks._take(path, waiting=None) is None and windows.tries == tries + 1
+    said: list = []
+    waiter, taken = _taken_in_a_thread(path, said)
+    _until(lambda: windows.tries >= tries + 5)  # polling
+    assert waiter.is_alive() and said == ["waiting"]
+    holder.release()
+    waiter.join(10)
+    assert not waiter.is_alive() and said == ["waiting"]
+    taken[0].release()
+    assert windows.holders == {}  # each holder unlocked its file as it let go
+
+
+def test_on_windows_a_waiter_that_comes_to_hold_a_deleted_lock_file_takes_the_one_there_now(windows, tmp_path):
+    """The inode check on the Windows branch: a waiter polling a lock file its holder deleted (as the fake lets it:
+    Windows itself refuses to delete an open file) gets that file once the holder lets go, lets it go again and
+    waits for the newer one a later process made and holds."""
+    path = tmp_path / ".lock"
+    holder = locks.acquire(path)
+    said: list = []
+    waiter, taken = _taken_in_a_thread(path, said)
+    _until(lambda: windows.tries >= 3)
+    holder.remove()
+    newcomer = locks.acquire(path)  # a new lock file, held
+    holder.release()
+    tries = windows.tries
+    _until(lambda: windows.tries >= tries + 5)  # the deleted one taken, let go, the new one polled
+    assert waiter.is_alive() and not taken
+    assert list(windows.holders.values()) == [newcomer.fd]  # the deleted file was unlocked as it was let go
+    newcomer.release()
+    waiter.join(10)
+    assert os.path.samestat(os.fstat(taken[0].fd), os.lstat(path)) and said == ["waiting"]
+    taken[0].release()

@@ -333,7 +333,8 @@ def test_a_linked_models_folder_stops_only_model_names(tmp_path):
 def test_a_linked_models_or_adapters_folder_is_one_damaged_row_whatever_it_holds(tmp_path, kind, target):
     """models/ or adapters/ a link to an empty folder, or to nowhere, had no row at all in `models list` (nor in
     `doctor` or `verify`): only entries found through the link were damaged rows. The folder is one damaged row of its
-    own, named `kind`/, saying how to mend it, whatever the link points to; nothing is looked for through it."""
+    own, named `kind`/, saying how to mend it, whatever the link points to; nothing is looked for through it. `verify`
+ended with the hint for a corrupt file, "pull or import them again": it says how to mend the link."""
     env = mmgen_env(tmp_path)
     cache, kind_row = Path(env["MMGEN_CACHE"]), kind.removesuffix("s")
     cache.mkdir()
@@ -351,7 +352,7 @@ def test_a_linked_models_or_adapters_folder_is_one_damaged_row_whatever_it_holds
     assert f"{kind}/: {cache / kind}: damaged: a symlink" in doctor.stdout, doctor.stdout
     verified = run_here("models", "verify", env=env)
     assert verified.returncode == 2 and f"{kind}/: damaged: {cache / kind}: damaged" in verified.stdout
-    assert f"{kind_row}(s) fail verification: {kind}/" in verified.stderr
+    assert verified.stderr.endswith(f"{kind_row}(s) fail verification: {kind}/ ({mend})\n"), verified.stderr
 
 
 def test_a_bundled_model_is_used_whatever_state_the_cache_is_in(tmp_path):

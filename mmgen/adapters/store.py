@@ -67,8 +67,9 @@ class DamagedAdapter:
     listed or verified, not the end of the listing."""
 
     name: str  # the adapter's, or adapters/ where that folder is what is damaged (weights.cache.damaged_folder)
-    problem: str  # the one line reading the record met, with its hint: `mmgen models rm NAME`
+    problem: str  # the one line reading the record met, with its hint
     path: Path  # what is damaged: the record, or the folder
+    mend: str  # the hint: `mmgen models rm NAME`, or how to mend a linked adapters/
 
     def as_dict(self) -> dict:
         return {"kind": "adapter", "name": self.name, "status": DAMAGED, "description": self.problem}
@@ -171,13 +172,14 @@ def records() -> list[AdapterRecord | DamagedAdapter]:
     root = cache_root()
     damaged = damaged_folder(root, "adapters")  # adapters/ a link: one row, whatever it holds
     found: list[AdapterRecord | DamagedAdapter] = [] if damaged is None else [
-        DamagedAdapter("adapters/", str(damaged), damaged.link)]
+        DamagedAdapter("adapters/", str(damaged), damaged.link, damaged.hint)]
     for name in entry_names(root, "adapters", RECORD, _kept):
         try:
             found.append(_record(name))
         except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
-            problem = str(e) if e.hint else f"{e} (run `mmgen models rm {name}`)"
-            found.append(DamagedAdapter(name, problem, root / "adapters" / name / RECORD))  # a path only
+            mend = e.hint or f"run `mmgen models rm {name}`"
+            problem = str(e) if e.hint else f"{e} ({mend})"
+            found.append(DamagedAdapter(name, problem, root / "adapters" / name / RECORD, mend))  # a path only
     return found
 
 
@@ -196,7 +198,7 @@ def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
     where = cache_root() / "adapters"  # a path only
-    return [Verdict(r.name, str(r.path), False, f"{DAMAGED}: {r.problem}", None, None, "adapter")
+    return [Verdict(r.name, str(r.path), False, f"{DAMAGED}: {r.problem}", None, None, "adapter", r.mend)
             if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
                                                              r.sha256, kind="adapter")
             for r in chosen]

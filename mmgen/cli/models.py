@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -29,6 +29,9 @@ from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound, UsageError
 from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, show_table, size_text, table_console
+
+if TYPE_CHECKING:
+    from mmgen.weights.catalog import Verdict
 
 models_app = typer.Typer(
     name="models",
@@ -353,10 +356,20 @@ def verify(
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
                               if (n := sum(r.kind == kind for r in bad)))
-        again = " (an adapter: mmgen models import FILE --name NAME --overwrite)" if "adapter" in counts else ""
-        raise ChecksumMismatch(
-            f"{counts} fail verification: {', '.join(r.name for r in bad)}", hint=f"pull or import them again{again}"
-        )
+        raise ChecksumMismatch(f"{counts} fail verification: {', '.join(r.name for r in bad)}", hint=_mend(bad))
+
+
+def _mend(bad: list[Verdict]) -> str:
+    """How to mend what failed verification: each damaged one as its own verdict says (a linked models/ or adapters/
+    is replaced with a folder, a linked or unreadable entry removed); the rest are pulled or imported again."""
+    ways = list(dict.fromkeys(r.mend for r in bad if r.mend))
+    again = [r for r in bad if not r.mend]
+    if again:
+        which = f"{', '.join(r.name for r in again)}: " if ways else ""
+        adapter = (" (an adapter: mmgen models import FILE --name NAME --overwrite)"
+                   if any(r.kind == "adapter" for r in again) else "")
+        ways.append(f"{which}pull or import {'them' if len(again) > 1 else 'it'} again{adapter}")
+    return "; ".join(ways)
 
 
 @models_app.command()

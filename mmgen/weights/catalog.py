@@ -104,9 +104,10 @@ class Verdict:
     expected: str | None
     actual: str | None
     kind: str = "model"  # or "adapter" (mmgen.adapters.store)
+    mend: str | None = None  # a damaged one's: how to mend it (its error's hint); else pulled or imported again
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "mend"}  # the verdict says it too
 
 
 def verify_models(name: str | None = None) -> list[Verdict]:
@@ -125,7 +126,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
     damaged = damaged_folder(cache.root, "models") if name is None else None  # models/ a link: one verdict
     verdicts = [] if damaged is None else [Verdict("models/", str(damaged.link), False, f"{DAMAGED}: {damaged}",
-                                                   None, None)]
+                                                   None, None, mend=damaged.hint)]
     for n in names:
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
@@ -134,7 +135,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             record = cache.record(n)
         except MmgenError as e:  # said as this model's verdict; the others are still checked
             where = cache.root / "models" / n / "model.json"  # a path only: its folder may be what is damaged
-            verdicts.append(Verdict(n, str(where), False, f"{DAMAGED}: {e}", None, None))
+            verdicts.append(Verdict(n, str(where), False, f"{DAMAGED}: {e}", None, None, mend=e.hint))
             continue
         if record is None:  # its record, but no weights file: "missing"
             verdicts.append(check_file(n, cache.weights_path(n), None))

@@ -279,3 +279,30 @@ def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monke
         deliver(loud * 1.1, 16000, Delivery(None, None))
     assert caplog.messages == ["the sound peaks at +1.6 dBFS and is clipped at full scale in the file written; "
                                "--loudness -16 (the default) keeps it under -1 dBTP"]
+
+
+def test_delivering_measures_each_sound_once(monkeypatch):
+    """deliver measured the model's sound, then normalise measured it again (twice the time on a long sound), and
+    --mix measured each normalised copy it then blended. Each sound is measured once: the model's, the input's own
+    and the blend of them before they are gained, and what is delivered (at its own level and unmixed: the model's
+    sound is what is delivered, measured once)."""
+    from mmgen.media import deliver as delivering
+    from mmgen.media import loudness
+
+    measured = []
+
+    def spy(audio, *args, **kwargs):
+        measured.append(audio.shape)
+        return real(audio, *args, **kwargs)
+
+    real = loudness.integrated_loudness
+    monkeypatch.setattr(loudness, "integrated_loudness", spy)
+    monkeypatch.setattr(delivering, "integrated_loudness", spy)
+    sound, own = tone(2.0, 8000), tone(2.0, 48000, hz=300.0, amplitude=0.2)  # quiet: no limiter, no re-measuring
+    for delivery, mix, times in ((Delivery(), 0.0, 2), (Delivery(), 0.5, 4), (Delivery.parse("off", "48000"), 0.0, 1),
+                                 (Delivery.parse("off", "48000"), 0.5, 2)):
+        measured.clear()
+        delivered = deliver(sound, 8000, delivery, own=own, mix=mix)
+        assert len(measured) == times, (delivery, mix, measured)
+        if delivery.loudness is not None:
+            assert delivered.loudness.after == pytest.approx(-16.0)

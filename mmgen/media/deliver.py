@@ -10,7 +10,14 @@ from dataclasses import dataclass
 import torch
 
 from mmgen.media.delivery import DEFAULT_TARGET, Delivery
-from mmgen.media.loudness import TRUE_PEAK_CEILING, LoudnessReport, integrated_loudness, normalise, true_peak
+from mmgen.media.loudness import (
+    TRUE_PEAK_CEILING,
+    LoudnessReport,
+    integrated_loudness,
+    level,
+    normalise,
+    true_peak,
+)
 from mmgen.media.notes import said_once
 from mmgen.media.remux import fit_length
 from mmgen.media.resample import resample
@@ -45,22 +52,24 @@ def deliver(
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
         sound = fit_length(sound, round(seconds * rate))
-    before = integrated_loudness(sound, rate, weights)
-    if mix > 0 and own is not None:
+    before = integrated_loudness(sound, rate, weights)  # measured once: normalising takes it from here
+    blend = mix > 0 and own is not None
+    if blend:
         own = fit_length(own.float(), sound.shape[-1])
-        if delivery.loudness is None:
+    if delivery.loudness is None:
+        if blend:
             sound = (1 - mix) * sound + mix * own
-        else:  # each brought to the target in a copy of its own, one after the other, blended in place
-            sound = normalise(sound, rate, delivery.loudness)[0]
-            sound.mul_(1 - mix).add_(normalise(own, rate, delivery.loudness)[0], alpha=mix)
-    if delivery.loudness is not None:
-        sound, report = normalise(sound, rate, delivery.loudness, weights=weights)
-        report = LoudnessReport(before, report.after, report.true_peak)
-    else:
         peak = true_peak(sound) if sound.any() else None
-        report = LoudnessReport(before, integrated_loudness(sound, rate, weights), peak)
+        report = LoudnessReport(before, integrated_loudness(sound, rate, weights) if blend else before, peak)
         say_if_clipped(sound, f"--loudness {DEFAULT_TARGET:g} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
-    return Delivered(sound, rate, report, delivery.loudness)
+        return Delivered(sound, rate, report, None)
+    if blend:  # each brought to the target in a copy of its own, blended into the first, which is normalised in place
+        sound = level(sound, rate, delivery.loudness, weights=weights, before=before)
+        sound.mul_(1 - mix).add_(level(own, rate, delivery.loudness), alpha=mix)
+        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, overwrite=True)
+    else:
+        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before)
+    return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness)
 
 
 def say_if_clipped(sound: torch.Tensor, why: str) -> None:

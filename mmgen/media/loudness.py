@@ -145,25 +145,57 @@ def true_peak(audio: torch.Tensor | np.ndarray) -> float:
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
+UNMEASURED = object()  # normalise's `before` when its caller has not measured the sound
+
+
 def normalise(
     audio: torch.Tensor,
     sample_rate: int,
     target: float = DEFAULT_TARGET,
     ceiling: float = TRUE_PEAK_CEILING,
     weights: tuple[float, ...] | None = None,
+    *,
+    before: float | None | object = UNMEASURED,
+    overwrite: bool = False,
 ) -> tuple[torch.Tensor, LoudnessReport]:
     """audio (1, L) — or (C, L), its channels measured together (integrated_loudness's `weights`) and given one
-    gain, the limiter's linked across them — brought to `target` LUFS with its true peak at most `ceiling` dBTP: a
-    new float32 tensor of its shape, gained and limited in place in one interleaved copy (silence is copied as it
-    is)."""
+    gain, the limiter's linked across them — brought to `target` LUFS with its true peak at most `ceiling` dBTP,
+    and what was done (measuring the result). See `level`."""
+    out, before = _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite)
+    if before is None:
+        return out, LoudnessReport(None, None, true_peak(out) if out.any() else None)
+    return out, LoudnessReport(before, integrated_loudness(out, sample_rate, weights), true_peak(out))
+
+
+def level(
+    audio: torch.Tensor,
+    sample_rate: int,
+    target: float = DEFAULT_TARGET,
+    ceiling: float = TRUE_PEAK_CEILING,
+    weights: tuple[float, ...] | None = None,
+    *,
+    before: float | None | object = UNMEASURED,
+    overwrite: bool = False,
+) -> torch.Tensor:
+    """`normalise`'s sound without its report (the result is not measured): a new float32 tensor of `audio`'s
+    shape, gained and limited in place in one interleaved copy (silence is copied as it is). `before`: the sound's
+    integrated loudness where the caller has measured it already (with these `weights`), so it is not measured
+    twice. `overwrite`: `audio` is the caller's to lose — mono float32 is then gained in its own memory, no copy."""
+    return _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite)[0]
+
+
+def _levelled(audio: torch.Tensor, sample_rate: int, target: float, ceiling: float,
+              weights: tuple[float, ...] | None, before: float | None | object, overwrite: bool
+              ) -> tuple[torch.Tensor, float | None]:
+    """`level`'s sound, and its loudness before (None: silence, left as it is)."""
     channels = audio.shape[0] if audio.dim() == 2 else 1
-    frames = np.array(_rows(audio).T, dtype=np.float32, order="C")  # (L, C): the samples interleaved
+    interleave = np.asarray if overwrite else np.array
+    frames = interleave(_rows(audio).T, dtype=np.float32, order="C")  # (L, C): the samples interleaved
     samples, rows = frames.reshape(-1), frames.T  # the same memory, flat and as (C, L) rows (views)
-    before = integrated_loudness(rows, sample_rate, weights)
-    if before is None:  # silence, or below the absolute gate: as it is
-        peak = true_peak(rows) if samples.any() else None
-        return _shaped(rows, audio), LoudnessReport(None, None, peak)
-    loudness = before
+    loudness = integrated_loudness(rows, sample_rate, weights) if before is UNMEASURED else before
+    if loudness is None:  # silence, or below the absolute gate: as it is
+        return _shaped(rows, audio), None
+    measured = loudness
     for _ in range(ROUNDS):
         _gain(samples, target - loudness)
         if true_peak(rows) <= ceiling:
@@ -175,8 +207,7 @@ def normalise(
     over = true_peak(rows) - ceiling
     if over > 0:
         _gain(samples, -over)
-    out = _shaped(rows, audio)
-    return out, LoudnessReport(before, integrated_loudness(out, sample_rate, weights), true_peak(out))
+    return _shaped(rows, audio), measured
 
 
 def _shaped(rows: np.ndarray, audio: torch.Tensor) -> torch.Tensor:

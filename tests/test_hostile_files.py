@@ -276,31 +276,8 @@ def test_a_run_log_line_nested_too_deeply_is_passed_over_as_a_torn_one(tmp_path)
     assert first_event(log, "data") == {"event": "data", "clips": 3}
 
 
-def test_a_linked_adapters_folder_stops_only_adapter_names(tmp_path):
-    """adapters/ a link: `models info/verify/rm NAME` and `models import FILE -n NAME` of a model ended in 'damaged'
-    (exit 2), as they asked whether NAME is an adapter. A model's name works; a name that may be an adapter's says
-    the adapters folder is damaged, and how to mend it."""
-    env = mmgen_env(tmp_path)
-    cache = Path(env["MMGEN_CACHE"])
-    assert run_here("models", "import", DEMO, "-n", "mine", env=env).returncode == 0
-    (tmp_path / "elsewhere").mkdir()
-    (cache / "adapters").symlink_to(tmp_path / "elsewhere")
-
-    for args in (("models", "info", "mine"), ("models", "verify", "mine"), ("models", "import", DEMO, "-n", "two"),
-                 ("models", "rm", "mine")):
-        done = run_here(*args, env=env)
-        assert done.returncode == 0, (args, done.stderr)
-    for args in (("models", "info", "style"), ("models", "rm", "style", "--adapter"), ("models", "verify", "style")):
-        refused = run_here(*args, env=env)
-        assert refused.returncode == 2, (args, refused.stderr)
-        assert f"{cache / 'adapters'}: damaged: a symlink" in refused.stderr
-        assert f"replace the link {cache / 'adapters'} with a folder" in refused.stderr
-    assert not any((tmp_path / "elsewhere").iterdir())
-
-
-def test_a_linked_models_folder_stops_only_model_names(tmp_path):
-    """Likewise models/ a link: `models info/verify/rm NAME` of a registered adapter, and registering one, asked
-    whether NAME is a cached model and ended in 'damaged'."""
+def _an_adapter(tmp_path: Path) -> Path:
+    """An adapter file for a tiny model of its own."""
     from tiny_model import save_tiny_model
 
     from mmgen.adapters import BaseModel, LoraSpec, attach, save_adapter
@@ -313,18 +290,31 @@ def test_a_linked_models_folder_stops_only_model_names(tmp_path):
     adapter = tmp_path / "adapter.safetensors"
     save_adapter(adapter, loaded.model, LoraSpec(4, 4.0, "attention"),
                  BaseModel(str(base), sha256_file(base), loaded.arch, dataclasses.asdict(loaded.config)))
+    return adapter
+
+
+@pytest.mark.parametrize("linked", ["models", "adapters"])
+def test_a_linked_models_or_adapters_folder_stops_only_its_own_names(tmp_path, linked):
+    """adapters/ a link: `models info/verify/rm NAME` and `models import FILE -n NAME` of a model ended in 'damaged'
+    (exit 2), as they asked whether NAME is an adapter; likewise models/ a link for an adapter's name. The other
+    kind's names work; a name that may be the linked kind's says that folder is damaged, and how to mend it."""
     env = mmgen_env(tmp_path)
     cache = Path(env["MMGEN_CACHE"])
-    assert run_here("models", "import", adapter, "-n", "style", env=env).returncode == 0
+    other = DEMO if linked == "adapters" else _an_adapter(tmp_path)  # an entry of the kind not linked
+    assert run_here("models", "import", other, "-n", "mine", env=env).returncode == 0
     (tmp_path / "elsewhere").mkdir()
-    (cache / "models").symlink_to(tmp_path / "elsewhere")
+    (cache / linked).symlink_to(tmp_path / "elsewhere")
 
-    for args in (("models", "info", "style"), ("models", "verify", "style"), ("models", "import", adapter, "-n", "two"),
-                 ("models", "rm", "style")):
+    for args in (("models", "info", "mine"), ("models", "verify", "mine"), ("models", "import", other, "-n", "two"),
+                 ("models", "rm", "mine")):
         done = run_here(*args, env=env)
         assert done.returncode == 0, (args, done.stderr)
-    refused = run_here("models", "info", "mine", env=env)
-    assert refused.returncode == 2 and f"{cache / 'models'}: damaged: a symlink" in refused.stderr, refused.stderr
+    flag = "--adapter" if linked == "adapters" else "--model"
+    for args in (("models", "info", "style"), ("models", "rm", "style", flag), ("models", "verify", "style")):
+        refused = run_here(*args, env=env)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert f"{cache / linked}: damaged: a symlink" in refused.stderr, (args, refused.stderr)
+        assert f"replace the link {cache / linked} with a folder" in refused.stderr, (args, refused.stderr)
     assert not any((tmp_path / "elsewhere").iterdir())
 
 

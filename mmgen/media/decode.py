@@ -41,6 +41,7 @@ from mmgen.media.probe import (
     pixel_aspect,
     tagged_length,
 )
+from mmgen.media.tracks import encoder_refusal
 
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
@@ -128,10 +129,16 @@ def mean_mixed(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
     for frame in frames:
         resampler = resampler or av.AudioResampler(format="flt", rate=frame.sample_rate)  # packed floats, as they are
         samples = np.concatenate([f.to_ndarray().reshape(-1) for f in resampler.resample(frame)])
-        mono = samples.reshape(-1, len(frame.layout.channels)).mean(1, dtype=np.float32)
+        mono = channel_mean(samples, len(frame.layout.channels))
         out = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono[None]), format="flt", layout="mono")
         out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
         yield out
+
+
+def channel_mean(interleaved: np.ndarray, channels: int) -> np.ndarray:
+    """Samples of `channels` channels, interleaved (n·channels,), mixed to mono (n,): each sample the mean of its
+    channels, in float32 — how mmgen mixes sound to mono wherever it does (read_audio, mean_mixed)."""
+    return interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
 def kept_layout(path: str | os.PathLike, encoder: str) -> str | None:
@@ -146,14 +153,8 @@ def kept_layout(path: str | os.PathLike, encoder: str) -> str | None:
         name = {1: "mono", 2: "stereo"}.get(count, name)
     if not 1 <= count <= MAX_KEPT_CHANNELS or name.endswith("channels"):
         return None
-    context = av.CodecContext.create(encoder, "w")
-    context.sample_rate, context.layout = 48_000, name
-    context.format = next(iter(av.Codec(encoder, "w").audio_formats or ()), None) or "flt"
-    try:
-        context.open()
-    except av.error.FFmpegError:
-        return None
-    return name
+    sample_format = next(iter(av.Codec(encoder, "w").audio_formats or ()), None) or "flt"
+    return None if encoder_refusal(encoder, sample_rate=48_000, layout=name, format=sample_format) else name
 
 
 def read_audio(
@@ -357,6 +358,5 @@ def _placed(
         channels = len(frame.layout.channels)
         interleaved = frame.to_ndarray().reshape(-1)  # (n·channels,)
         _check_samples(path, interleaved)
-        samples = interleaved.reshape(-1, channels)
-        yield position, (samples.mean(axis=1) if width == 1 else interleaved)  # (n,) or (n·channels,)
-        position += len(samples)
+        yield position, (channel_mean(interleaved, channels) if width == 1 else interleaved)  # (n,) or (n·channels,)
+        position += len(interleaved) // channels

@@ -84,13 +84,26 @@ def check_encodable(encoder: str, width: int, height: int, why: str) -> None:
     """Before any work: MediaError when `encoder` refuses a `width`×`height` picture (x264 and libvpx have their
     largest sizes), found by opening the encoder as add_video sets it up. `why` begins the message ("cannot write
     OUT: IN's png picture must be re-encoded for mov")."""
+    refused = encoder_refusal(encoder, width=width, height=height, pix_fmt=picture_format(width, height),
+                              time_base=Fraction(1, 25))
+    if refused is not None:
+        raise MediaError(f"{why}, and {encoder} cannot encode its {width}×{height} size "
+                         f"({refused.strerror or refused})") from refused
+
+
+def encoder_refusal(encoder: str, **settings: object) -> av.error.FFmpegError | None:
+    """Why `encoder` does not take `settings` (its codec context's: width, pix_fmt, layout, sample_rate, …, set in
+    the order given), as FFmpeg says opening it with them; None where it takes them. The one way mmgen asks an
+    encoder before any work whether it can write a picture's size (check_encodable) or a sound's channels
+    (decode.kept_layout)."""
     context = av.CodecContext.create(encoder, "w")
-    context.width, context.height, context.pix_fmt = width, height, picture_format(width, height)
-    context.time_base = Fraction(1, 25)
+    for name, value in settings.items():
+        setattr(context, name, value)
     try:
         context.open()
     except av.error.FFmpegError as e:
-        raise MediaError(f"{why}, and {encoder} cannot encode its {width}×{height} size ({e.strerror or e})") from e
+        return e
+    return None
 
 
 def add_audio(

@@ -114,9 +114,13 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     """Re-hash the cached models (and bundled files) — one, or all of them."""
     registry, cache = load_registry(), ModelCache()
     bundled = {n: e.weights for n, e in registry.entries.items() if e.weights.bundled}
+    if name is not None and name not in bundled:
+        check_name(name, "model")
+        if (linked := damaged_folder(cache.root, "models")) is not None:
+            raise linked  # no name in a linked models/ is read: it says so, as `models info NAME` does
     if name is None:
         names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or (check_name(name, "model") or name in cache.names()):  # a damaged one too: its verdict
+    elif name in bundled or name in cache.names():  # a damaged one too: its verdict
         names = [name]
     elif name in registry:
         raise ModelNotFound(

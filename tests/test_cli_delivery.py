@@ -5,6 +5,7 @@ others run in this process (tests/cli_here.py), the files they make being the po
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import av
@@ -89,3 +90,22 @@ def test_a_models_own_rate_the_output_cannot_store_goes_in_at_the_next_rate_up_a
     sidecar = json.loads(done.stdout)
     assert sidecar["sample_rate"] == sidecar["delivery"]["sample_rate"] == 8000
     assert decode_audio(tmp_path / "out" / "clip_0000.mp4")[1] == 8000
+
+
+def test_clips_whose_sound_clips_are_said_once_with_the_loudest_peak(tmp_path, monkeypatch, caplog):
+    """`generate -n 2 --loudness off` whose clips' sound passes full scale said so once, with the FIRST clip's peak;
+    it is said once, as the command ends, with the loudest clip's peak and how many files are clipped."""
+    generating = importlib.import_module("mmgen.pipelines.generate")  # the package names its function so
+
+    real, peaks = generating.deliver, iter([1.5, 3.0])
+
+    def louder(audio, *args, **kwargs):  # the model's sound brought to each peak in turn
+        return real(audio / audio.abs().max() * next(peaks), *args, **kwargs)
+
+    monkeypatch.setattr(generating, "deliver", louder)
+    done = run_here("generate", "-n", "2", "--steps", "1", "--loudness", "off", "--sample-rate", "model",
+                    "--no-previews", "-o", tmp_path / "out", env=mmgen_env(tmp_path))  # the demo model: small, quick
+    assert done.returncode == 0, done.stderr
+    clipped = [line for line in caplog.messages if "clipped at full scale" in line]  # a note: logged (stderr)
+    assert clipped == ["the sound peaks at up to +9.5 dBFS and is clipped at full scale in 2 of the files written; "
+                       "--loudness -16 (the default) keeps it under -1 dBTP"], caplog.messages

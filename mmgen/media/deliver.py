@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -75,8 +76,15 @@ def deliver(
 def say_if_clipped(sound: torch.Tensor, why: str) -> None:
     """Sound written at its own level (delivered with `--loudness off`, a training preview) whose samples pass full
     scale is clipped where it is written (tracks.audio_frames: every file holds [-1, 1], a 16-bit one no more): said
-    once a process, whatever writes it, with `why` (the way out, or why it is at that level)."""
+    once, whatever writes it, with the highest peak of a command's files (notes.held_back) and `why` (the way out,
+    or why it is at that level)."""
     peak = float(sound.detach().abs().max()) if sound.numel() else 0.0
     if peak > 1.0:
-        said_once("clipped", f"the sound peaks at {20 * math.log10(peak):+.1f} dBFS and is clipped at full scale in "
-                  f"the file written; {why}")
+        said_once("clipped", functools.partial(_clipping, why=why), 20 * math.log10(peak))
+
+
+def _clipping(peak_db: float, times: int, why: str) -> str:
+    """The clipping note for `times` files written, the loudest peaking at `peak_db` dBFS."""
+    where = "the file written" if times == 1 else f"{times} of the files written"
+    return (f"the sound peaks at {'up to ' if times > 1 else ''}{peak_db:+.1f} dBFS and is clipped at full scale in "
+            f"{where}; {why}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +18,8 @@ NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
 
 _said: set[str] = set()
 _gathered: dict[str, list[str]] | None = None  # while gathering: what is noted → the files it was noted of
+_held: dict[str, tuple[float, int, Callable[[float, int], str]]] | None = None  # while held back: what is noted →
+# (the highest value noted, how many times, its line)
 
 
 def note(path: str | os.PathLike, line: str, about: str) -> None:
@@ -35,12 +37,33 @@ def note(path: str | os.PathLike, line: str, about: str) -> None:
         log.warning(said)
 
 
-def said_once(about: str, line: str) -> None:
-    """Tell the user `line` (stderr, as a warning) the first time `about` is noted in this process: a note about
-    what a command writes, alike for each clip it writes (the sound clipped at full scale), said once."""
-    if about not in _said:
+def said_once(about: str, line: Callable[[float, int], str], worst: float) -> None:
+    """Tell the user `line(worst, 1)` (stderr, as a warning) the first time `about` is noted in this process: a note
+    about what a command writes, alike for each file it writes (the sound clipped at full scale), said once. While
+    `held_back` is open, it is said as the block ends instead, once for all the times it was noted there:
+    `line(the highest worst, times)`, of the line noted with it — the loudest clip's peak, not the first's."""
+    if _held is not None:
+        highest, times, said = _held.get(about, (worst, 0, line))
+        _held[about] = (worst, times + 1, line) if worst >= highest else (highest, times + 1, said)
+    elif about not in _said:
         _said.add(about)
-        log.warning(line)
+        log.warning(line(worst, 1))
+
+
+@contextmanager
+def held_back() -> Iterator[None]:
+    """Hold the `said_once` notes of the block (a command's: mmgen.cli) until it ends, however it ends, then say
+    each once, for all the files it was noted of (whether or not this process said it before: one command, one
+    note)."""
+    global _held
+    outer, _held = _held, {}
+    try:
+        yield
+    finally:
+        held, _held = _held, outer
+        for about, (worst, times, line) in held.items():
+            _said.add(about)
+            log.warning(line(worst, times))
 
 
 @contextmanager

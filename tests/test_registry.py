@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 from cli_here import run_here
@@ -171,3 +173,30 @@ def test_info_reports_entry_and_status(dirs, capsys):
     )
     assert run(["models", "info", "nothing-like-it"]) == 2
     assert "unknown model 'nothing-like-it'" in capsys.readouterr().err
+
+
+def test_the_registry_is_read_once_and_again_when_another_process_changes_its_files(dirs, monkeypatch):
+    """The registry was parsed at every call (17 ms each; `models list` calls it many times): it is read once per
+    process, and again when one of its files was added, replaced or removed — by another process too."""
+    from mmgen.weights import registry
+
+    presets, _ = dirs
+    reads = []
+    real = registry.load_yaml
+    monkeypatch.setattr(registry, "load_yaml", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(registry, "_read", None)  # as a new process starts
+    first = load_registry()
+    assert reads and load_registry() is first and len(reads) == len(set(reads))  # read once
+    mine = presets / "mine.yaml"
+
+    def another_process(code: str) -> None:
+        subprocess.run([sys.executable, "-c", f"import os, pathlib; mine = pathlib.Path({str(mine)!r}); {code}"],
+                       check=True)
+
+    another_process("mine.write_text('base: demo\\ndescription: one\\n')")
+    assert load_registry().get("mine").description == "one"
+    another_process("new = mine.with_suffix('.new'); new.write_text('base: demo\\ndescription: two\\n'); "
+                    "os.replace(new, mine)")  # as an editor saves it: the same size, a new file in its place
+    assert load_registry().get("mine").description == "two"
+    another_process("mine.unlink()")
+    assert "mine" not in load_registry()

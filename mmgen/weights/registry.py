@@ -24,6 +24,7 @@ from mmgen.diffusion.sampling_config import SamplingConfig, load_sampling_preset
 from mmgen.errors import ConfigError, ModelNotFound
 from mmgen.models import config_for
 from mmgen.presets import preset_dir
+from mmgen.stamps import FileStamp
 from mmgen.weights.names import is_name, is_path  # noqa: F401 (is_path: imported from here too)
 from mmgen.weights.urls import check_url
 
@@ -153,11 +154,44 @@ def registry_dirs() -> list[Path]:
     return dirs
 
 
+_read: tuple[tuple, Registry] | None = None  # the registry as last read, and what its files were then (_stamps)
+
+
 def load_registry() -> Registry:
-    """Read and validate every entry; any invalid file is a ConfigError naming it."""
+    """Every entry, validated; any invalid file is a ConfigError naming it. Read once per process, and again only
+    where its files have changed since (`_stamps`: one added, removed, replaced or edited, by this process or
+    another) — parsing them takes ~17 ms, and a command asks for the registry many times. The Registry returned is
+    shared: not to be changed."""
+    global _read
+    dirs = registry_dirs()
+    stamps = _stamps(dirs)
+    if _read is not None and _read[0] == stamps:
+        return _read[1]
+    registry = _parsed(dirs)
+    _read = (stamps, registry)
+    return registry
+
+
+def _stamps(dirs: list[Path]) -> tuple:
+    """What the registry is read from, told without reading it: each YAML file of `dirs` and of the sampling
+    presets, by path, with its stamp (stamps.FileStamp: size, mtime, ctime, inode), so a file added, removed,
+    replaced or edited is seen. (Like every stamp, not an edit that keeps the size within the clock tick of the
+    write before it.)"""
+    found = []
+    for folder in (*dirs, preset_dir() / "sampling"):
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            try:
+                found.append((path, FileStamp.of(path)))
+            except OSError:  # a link to nowhere: reading it says so
+                found.append((path, None))
+    return tuple(found)
+
+
+def _parsed(dirs: list[Path]) -> Registry:
+    """Every entry of the YAML files in `dirs` (later folders' entries replacing earlier ones), validated."""
     raw: dict[str, Any] = {}
     files: dict[str, Path] = {}
-    for folder in registry_dirs():
+    for folder in dirs:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             if not is_name(path.stem):
                 raise ConfigError(f"{path}: model names use letters, digits and . _ + - only, at most 200 bytes")

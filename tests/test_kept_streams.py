@@ -37,6 +37,62 @@ def test_a_png_picture_re_encoded_for_a_mov_keeps_its_own_size(tiny, tmp_path, s
     assert f"as yuv444p to keep its odd {size[1]}×{size[0]} size" in caplog.text
 
 
+def write_alpha_clip(path: Path, codec: str = "png", pix_fmt: str = "rgba", frames: int = 5) -> Path:
+    """A 16×16 picture at 10 fps whose frame k is red at opacity 40·k (an overlay fading in), in `codec`."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width = stream.height = 16
+        stream.pix_fmt, stream.codec_context.time_base = pix_fmt, Fraction(1, 10)
+        for k in range(frames):
+            pixels = np.zeros((16, 16, 4), np.uint8)
+            pixels[..., 0], pixels[..., 3] = 200, 40 * k
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgba")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def opacities(path: Path) -> list[float]:
+    """Each frame's mean alpha (0..255), decoded as players decode it (VP9's alpha: by libvpx, not FFmpeg's own)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        vp9 = stream.codec_context.name == "vp9"
+        decoder = av.CodecContext.create("libvpx-vp9", "r") if vp9 else stream.codec_context
+        frames = [frame for packet in container.demux(stream) for frame in decoder.decode(packet)]
+        return [float(frame.to_ndarray(format="rgba")[..., 3].mean()) for frame in frames]
+
+
+@pytest.mark.parametrize(("suffix", "kept"), [(".mov", "prores_ks, yuva444p10le"), (".webm", "libvpx-vp9, yuva420p"),
+                                              (".mkv", "prores_ks, yuva444p10le"), (".mp4", None)])
+def test_a_picture_with_an_alpha_channel_re_encoded_keeps_it_where_the_container_can(tiny, tmp_path, suffix, kept,
+                                                                                      caplog):
+    """A PNG overlay fading in (rgba) under a new soundtrack lost its alpha in every container, silently: it is kept
+    in ProRes 4444 (mov, mkv) or VP9 (WebM), frame for frame; an mp4 holds none, and the warning says it is dropped."""
+    clip = write_alpha_clip(tmp_path / "overlay.mov")
+    out = tmp_path / f"scored{suffix}"
+    done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    if kept:
+        assert f"its alpha channel is kept ({kept})" in caplog.text
+        assert opacities(out) == pytest.approx(opacities(clip), abs=1.5)
+    else:
+        assert "its alpha channel is dropped: mp4 holds none (a .mov or .mkv or .webm output keeps it)" in caplog.text
+        assert opacities(out) == [255.0] * 5
+
+
+def test_a_copied_vp9_picture_keeps_its_alpha_flag(tiny, tmp_path):
+    """A WebM's VP9 picture with alpha, copied packet for packet into a new WebM: the alpha travels in the packets, but
+    the track's AlphaMode flag, which tells players it is there, was left behind (shown opaque)."""
+    clip = write_alpha_clip(tmp_path / "overlay.webm", "libvpx-vp9", "yuva420p")
+    out = tmp_path / "scored.webm"
+    done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as container:
+        assert {k.lower(): v for k, v in container.streams.video[0].metadata.items()}.get("alpha_mode") == "1"
+    assert opacities(out) == opacities(clip)
+
+
 def test_a_picture_the_encoder_cannot_take_is_refused_before_any_sampling(tiny, tmp_path):
     clip = write_test_video(tmp_path / "strip.mov", seconds=0.3, size=(2, 20000), codec="png", audio=False).path
     reported = []

@@ -35,6 +35,7 @@ class Container:
     audio_copy: frozenset[str]
     video_encoder: str  # for generated or re-encoded pictures
     audio_encoder: str  # for generated or re-encoded sound
+    alpha_encoder: str | None = None  # for a re-encoded picture with an alpha channel, kept (None: it holds none)
 
     def copies(self, kind: str, codec: str) -> bool:
         return codec in (self.video_copy if kind == "video" else self.audio_copy)
@@ -69,11 +70,12 @@ _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
 CONTAINERS = {
     ".mp4": Container("mp4", _MP4_VIDEO, frozenset({"aac", "mp3"}), "libx264", "aac"),
     ".mov": Container("mov", _MP4_VIDEO | {"prores", "mjpeg"}, frozenset({"aac", "mp3", "alac", "pcm_s16le"}),
-                      "libx264", "aac"),
+                      "libx264", "aac", "prores_ks"),
     ".mkv": Container("mkv", _MP4_VIDEO | {"vp8", "prores", "mjpeg", "theora", "mpeg2video"},
-                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "pcm_s16le"}), "libx264", "aac"),
+                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "pcm_s16le"}), "libx264", "aac",
+                      "prores_ks"),
     ".webm": Container("webm", frozenset({"vp8", "vp9", "av1"}), frozenset({"opus", "vorbis"}),
-                       "libvpx-vp9", "libopus"),
+                       "libvpx-vp9", "libopus", "libvpx-vp9"),
 }
 SUFFIXES = tuple(CONTAINERS)
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgen.files import atomic_output
-from mmgen.media.containers import Container, container_for, holders
+from mmgen.media.containers import CONTAINERS, Container, container_for, holders
 from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.probe import (
@@ -46,6 +46,7 @@ from mmgen.media.tracks import (
     encoded,
     frame_clock,
     frame_rate,
+    has_alpha,
     mux,
     open_output,
     picture_format,
@@ -167,6 +168,8 @@ def _kept(
         # mp4 picks its own tag for the codec (the source's, e.g. AVI's "XVID", would be refused); for HEVC,
         # "hvc1" is the one Apple players accept.
         out.codec_context.codec_tag = "hvc1" if codec == "hevc" and into.name in ("mp4", "mov") else "\0\0\0\0"
+        if stream.metadata.get("alpha_mode") == "1":  # a VP8/VP9 picture's alpha, in its packets: Matroska's flag for
+            out.metadata["alpha_mode"] = "1"  # it (AlphaMode), without which players show the picture opaque
         return copied(source, stream, out, shift, until)
     keepers = holders(stream.type, codec)
     audio = stream.type == "audio"
@@ -175,14 +178,16 @@ def _kept(
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
     stereo = channels <= 2 or mixes_to_stereo(stream)  # else their mean, mono: FFmpeg has no rule for them
     size = (stream.codec_context.width, stream.codec_context.height) if not audio else (2, 2)
-    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s%s", source.name, codec, stream.type, into.name,
-                f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
-                f" as {picture_format(*size)} to keep its odd {size[0]}×{size[1]} size (not every player plays it)"
-                if picture_format(*size) != "yuv420p" else "",
+    encoder, alpha = picture_encoder(into, stream) if not audio else (into.audio_encoder, False)
+    layout = picture_format(*size, encoder, alpha) if not audio else "yuv420p"
+    log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s%s%s", source.name, codec, stream.type,
+                into.name, f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
+                f" as {layout} to keep its odd {size[0]}×{size[1]} size (not every player plays it)"
+                if layout == "yuv444p" else "",
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
                 f"; its {channels} channels are mixed to stereo" if channels > 2 and stereo else
                 f"; its {channels} channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)"
-                if not stereo else "")
+                if not stereo else "", _alpha_said(into, stream, encoder, layout) if not audio else "")
     frames = decoded(source, stream, shift, until)
     if audio:
         out = add_audio(container, into.audio_encoder, stored, channels if stereo else 1)
@@ -190,8 +195,8 @@ def _kept(
     else:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = stream.codec_context.width, stream.codec_context.height  # its own size (picture_format)
-        out = add_video(container, into.video_encoder, frame_rate(rate), width, height, DEFAULT_CRF,
-                        time_base=stream.time_base)
+        out = add_video(container, encoder, frame_rate(rate), width, height, DEFAULT_CRF, time_base=stream.time_base,
+                        alpha=alpha)
         if rotation:
             out.set_display_rotation(rotation)
         out.codec_context.sample_aspect_ratio = pixel_aspect(stream)  # an anamorphic picture stays as wide
@@ -211,9 +216,28 @@ def check_kept(src: str | os.PathLike, keep: str, out_path: str | os.PathLike) -
         if keep == "audio":
             mixable_channels(src, stream, "stereo")
         else:
-            context = stream.codec_context
-            check_encodable(into.video_encoder, context.width, context.height,
-                            f"cannot write {out_path}: {src}'s {codec} picture must be re-encoded for {into.name}")
+            context, (encoder, alpha) = stream.codec_context, picture_encoder(into, stream)
+            check_encodable(encoder, context.width, context.height,
+                            f"cannot write {out_path}: {src}'s {codec} picture must be re-encoded for {into.name}", alpha)
+
+
+def picture_encoder(into: Container, stream: av.video.stream.VideoStream) -> tuple[str, bool]:
+    """The encoder a kept picture is re-encoded with for `into`, and whether it keeps the picture's alpha channel (a
+    PNG's or QuickTime Animation's with one: Container.alpha_encoder, ProRes 4444 in mov and mkv, VP9 in WebM; mp4
+    holds none, and there it is dropped, with a word: _alpha_said)."""
+    if has_alpha(stream.codec_context.pix_fmt) and into.alpha_encoder is not None:
+        return into.alpha_encoder, True
+    return into.video_encoder, False
+
+
+def _alpha_said(into: Container, stream: av.video.stream.VideoStream, encoder: str, layout: str) -> str:
+    """What re-encoding does to a kept picture's alpha channel, for its warning ("" when it has none)."""
+    if not has_alpha(stream.codec_context.pix_fmt):
+        return ""
+    if into.alpha_encoder is not None:
+        return f"; its alpha channel is kept ({encoder}, {layout})"
+    keepers = [suffix for suffix, container in CONTAINERS.items() if container.alpha_encoder is not None]
+    return f"; its alpha channel is dropped: {into.name} holds none (a {' or '.join(keepers)} output keeps it)"
 
 
 def video_end(path: str | os.PathLike) -> float:

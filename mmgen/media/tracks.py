@@ -28,8 +28,12 @@ from mmgen.media.probe import cannot_read
 # for its first second (the encoder's rate control settling), at 256 kb/s as a mono one at 128: ~55 dB.
 BIT_RATES = {"aac": 128_000, "libopus": 96_000}
 # Constant-quality settings of the picture encoders, per encoder: the crf a caller gives goes in as is for
-# x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting.
+# x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting. ProRes has profiles,
+# not a crf: 4444, the one that holds an alpha channel (Container.alpha_encoder).
 VIDEO_OPTIONS = {"libx264": {}, "libvpx-vp9": {"b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}}
+PROFILES = {"prores_ks": {"profile": "4444"}}
+# The pixel format each encoder keeps an alpha channel in (a kept picture's: PNG's rgba, QuickTime Animation's argb).
+ALPHA_FORMATS = {"prores_ks": "yuva444p10le", "libvpx-vp9": "yuva420p"}
 AUDIO_CHUNK = 4096  # samples per frame handed to the AAC encoder (it re-frames to 1024 itself)
 Track = Iterator[av.Packet]
 
@@ -62,30 +66,44 @@ def add_video(
     height: int,
     crf: int,
     time_base: Fraction | None = None,
+    alpha: bool = False,
 ) -> av.video.stream.VideoStream:
-    """A picture stream ("libx264", or "libvpx-vp9" for WebM) of `width`×`height` in picture_format's pixel
-    format, at constant quality `crf`; frames will carry pts in `time_base` (default 1/rate)."""
+    """A picture stream ("libx264", or "libvpx-vp9" for WebM; with `alpha`, Container.alpha_encoder's) of
+    `width`×`height` in picture_format's pixel format, at constant quality `crf` (ProRes: its 4444 profile); frames
+    will carry pts in `time_base` (default 1/rate)."""
     stream = container.add_stream(encoder, rate=rate)
-    stream.width, stream.height, stream.pix_fmt = width, height, picture_format(width, height)
+    stream.width, stream.height, stream.pix_fmt = width, height, picture_format(width, height, encoder, alpha)
     stream.codec_context.time_base = time_base or 1 / rate
-    stream.options = {"crf": str(crf), **VIDEO_OPTIONS.get(encoder, {})}
+    stream.options = PROFILES.get(encoder) or {"crf": str(crf), **VIDEO_OPTIONS.get(encoder, {})}
     return stream
 
 
-def picture_format(width: int, height: int) -> str:
+def picture_format(width: int, height: int, encoder: str = "libx264", alpha: bool = False) -> str:
     """The pixel format a `width`×`height` picture is encoded in: yuv420p, what every player plays, when both sides
     are even; else yuv444p, which holds any size (4:2:0 halves the colour planes, so x264 refuses odd sizes) — a
     re-encoded 1281×721 or 1×4000 picture keeps its size (H.264 4:4:4 plays in FFmpeg-based players, VLC, mpv;
-    not in QuickTime or browsers)."""
+    not in QuickTime or browsers). A picture with an alpha channel, in the format its encoder keeps it in
+    (ALPHA_FORMATS)."""
+    if alpha:
+        return ALPHA_FORMATS[encoder]
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
 
-def check_encodable(encoder: str, width: int, height: int, why: str) -> None:
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether pictures in pixel format `pix_fmt` (a decoder's: "rgba", "argb", "yuva444p12le") carry an alpha
+    channel."""
+    try:
+        return any(component.is_alpha for component in av.VideoFormat(pix_fmt or "").components)
+    except ValueError:
+        return False
+
+
+def check_encodable(encoder: str, width: int, height: int, why: str, alpha: bool = False) -> None:
     """Before any work: MediaError when `encoder` refuses a `width`×`height` picture (x264 and libvpx have their
     largest sizes), found by opening the encoder as add_video sets it up. `why` begins the message ("cannot write
     OUT: IN's png picture must be re-encoded for mov")."""
-    refused = encoder_refusal(encoder, width=width, height=height, pix_fmt=picture_format(width, height),
-                              time_base=Fraction(1, 25))
+    refused = encoder_refusal(encoder, width=width, height=height, pix_fmt=picture_format(width, height, encoder, alpha),
+                              time_base=Fraction(1, 25), options=dict(PROFILES.get(encoder, {})))
     if refused is not None:
         raise MediaError(f"{why}, and {encoder} cannot encode its {width}×{height} size "
                          f"({refused.strerror or refused})") from refused

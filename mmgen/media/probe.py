@@ -292,7 +292,7 @@ def frame_gaps(path: str | os.PathLike, limit: int | None = None) -> FrameGaps |
         return None
     rate = steady_rate(times, tick)
     gaps, missing = [b - a for a, b in pairwise(times)], []
-    if rate is not None:
+    if rate:  # a rate of 0 (frames hours apart: a file's false claim) has no frames to miss
         period = 1 / (rate * tick)  # ticks a frame
         lapses = {g for g in gaps if round(g / period) >= 2 and abs(g - round(g / period) * period) <= 1.5}
         missing = [float((a - times[0]) * tick + k / rate) for a, b in pairwise(times) if b - a in lapses

@@ -605,3 +605,27 @@ def test_under_torchrun_cuda_in_any_case_is_this_process_gpu(folder: Path, monke
               - kind: generate
             """)
         assert plan_batch(jobs, local_rank=1).jobs[0].settings.device == "cuda:1", written
+
+
+def test_a_mistyped_key_or_kind_gets_the_nearest_one_and_generate_s_allowed_keys_are_its_own(folder: Path):
+    """The command line says `Did you mean --seed?` for --seeed; the batch file said only `unknown key 'seeed'`.
+    And generate's list of allowed keys offered `input, inputs`, which it then refuses."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, stepz: 2}
+        jobs:
+          - kind: generate
+            seeed: 3
+          - kind: soundtrack
+            input: clips/beach.mp4
+            guidance-scale: 2
+          - kind: generat
+          - kind: generate
+            out_dir: x
+        """)
+    problems = problems_of(jobs)
+    assert "defaults: unknown key 'stepz'; did you mean steps? (allowed: " in problems[1]
+    assert "unknown key 'seeed'; did you mean seed? (allowed: kind, name, model, " in problems[4]
+    assert "unknown key 'guidance-scale'; did you mean guidance_scale?" in problems[7]
+    assert "kind: 'generat' is not one of generate, soundtrack, animate, retake; did you mean generate?" in problems[8]
+    assert problems[10].endswith("unknown key 'out_dir' (allowed: kind, name, model, preset, sampler, steps, seed, "
+                                 "loudness, sample_rate, adapter, num, upscale, previews)")

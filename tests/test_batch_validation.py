@@ -629,3 +629,15 @@ def test_a_mistyped_key_or_kind_gets_the_nearest_one_and_generate_s_allowed_keys
     assert "kind: 'generat' is not one of generate, soundtrack, animate, retake; did you mean generate?" in problems[8]
     assert problems[10].endswith("unknown key 'out_dir' (allowed: kind, name, model, preset, sampler, steps, seed, "
                                  "loudness, sample_rate, adapter, num, upscale, previews)")
+
+
+def test_a_retake_job_takes_audio_as_retake_takes_audio_and_not_with_video(folder: Path):
+    """`retake --audio` is a flag of the command; the batch file refused `audio: true` as an unknown key."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: retake, input: clips/beach.mp4, ranges: ["0.2:0.4"], name: sound, audio: true}
+          - {kind: retake, input: clips/beach.mp4, ranges: ["0.2:0.4"], name: both, audio: true, video: true}
+        """)
+    assert problems_of(jobs) == {4: "job 2 (retake): video: a retake remakes the picture (video) or the sound "
+                                    "(audio), not both"}

@@ -408,7 +408,7 @@ def picture_retake_past_the_end_of_the_sound(folder, model):
 def retake_with_both_video_and_audio(folder, model):
     """--video and --audio together: refused, not the last one silently winning."""
     return (["retake", clip(folder), "--video", "--audio", "--range", "0.2:0.4", "-m", model, *FAST],
-            "give --video or --audio, not both")
+            "--video: a retake remakes the picture (video) or the sound (audio), not both")
 
 
 def _unwritable_folder(folder: Path) -> Path:

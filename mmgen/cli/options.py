@@ -136,6 +136,7 @@ FLAGS: dict[str, Any] = {
         typer.Option("--video", help="Regenerate the picture (clips at the model's frame size, i.e. mmgen's own) "
                      "instead of the sound."),
     ],
+    "audio": Annotated[bool, typer.Option("--audio", help="Regenerate the sound (the default; any clip).")],
     "adapter": Annotated[
         list[str],
         typer.Option(

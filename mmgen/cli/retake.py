@@ -11,7 +11,6 @@ from mmgen.cli import options
 from mmgen.cli._results import reporting
 from mmgen.cli.app import app
 from mmgen.cli.progress import progress_display
-from mmgen.errors import UsageError
 from mmgen.pipelines.settings import RetakeSettings
 
 
@@ -21,7 +20,6 @@ from mmgen.pipelines.settings import RetakeSettings
 def retake(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="The clip to mend, a video file with sound: a path; `-` is not standard input.")],
     output: options.OutputFile = None,
-    audio: Annotated[bool, typer.Option("--audio", help="Regenerate the sound (the default; any clip).")] = False,
     *, settings: RetakeSettings, overwrite: options.Overwrite = False, json: options.Json = False,
 ) -> None:
     """Regenerate one modality of a clip within time ranges, conditioned on everything around them.
@@ -31,7 +29,5 @@ def retake(
     """
     from mmgen.pipelines.retake import retake as make_retake
 
-    if audio and settings.video:  # two flags, not --video/--audio: with a flag pair the last one would silently win
-        raise UsageError("give --video or --audio, not both")
     with reporting(json), progress_display() as progress:
         make_retake(input, output, settings, overwrite=overwrite, progress=progress)

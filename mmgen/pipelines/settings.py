@@ -211,7 +211,13 @@ class RetakeSettings(MatchingSettings):
 
     ranges: tuple[str, ...] = ()  # "A:B" in seconds; at least one
     video: bool = False  # remake the picture (clips at the model's frame size) instead of the sound
+    audio: bool = False  # remake the sound: the default, said outright (--audio); refused together with video
     wav: bool = False  # also write the sound alone as OUT.wav (a sound retake)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.audio and self.video:  # two switches, not one video/audio pair: with a pair the last would win
+            raise InvalidSetting("video", "a retake remakes the picture (video) or the sound (audio), not both")
 
     @property
     def modality(self) -> str:

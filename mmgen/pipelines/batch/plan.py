@@ -62,7 +62,7 @@ STATUS_TEXT = {
     "damaged": "outputs changed: redo",
 }
 # The model counts by its sha256, the seed per clip and the precision as chosen; num and the device not at all.
-_NOT_HASHED = ("model", "seed", "num", "device", "precision")
+_NOT_HASHED = ("model", "seed", "num", "device", "precision", "audio")  # audio: said by video (False) already
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
-    from mmgen.cli.app import app, arguments, debug_enabled, hide_library_warnings
+    from mmgen.cli.app import arguments, command, debug_enabled, hide_library_warnings
     from mmgen.media.notes import held_back
     from mmgen.runtime.stop_signals import check_stop, is_stop_code, stop_code, stopped
 
@@ -84,7 +84,7 @@ def _run(argv: list[str] | None) -> int:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
             with held_back():  # a note alike for each file written: said once, as the command ends
-                code = app(args=argv, prog_name="mmgen", standalone_mode=False)
+                code = command()(args=argv, prog_name="mmgen", standalone_mode=False)
             if stdout is not None and not stopped():  # what is still buffered fails here, as the command's failure,
                 stdout.flush()  # not at exit; a stopped one's goes nowhere (drop_unprinted), waiting on no reader
         except SystemExit:
@@ -152,7 +152,9 @@ def _failed(e: Exception) -> int:
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _error(f"{e.filename}: {_too_long(e.filename)}")
         return 2
-    _error(f"{e.__class__.__name__}: {e} (run with --debug for the traceback)")
+    from mmgen.cli.app import debug_enabled
+
+    _error(f"{e.__class__.__name__}: {e}" + ("" if debug_enabled() else " (run with --debug for the traceback)"))
     return 1
 
 

@@ -1,4 +1,4 @@
-"""The Typer application every subcommand module registers on, and the global --debug switch."""
+"""The Typer application every subcommand module registers on, and the --debug switch every command takes."""
 
 from __future__ import annotations
 
@@ -81,20 +81,45 @@ def _version(wanted: bool) -> None:
         raise typer.Exit()
 
 
+def _debug(on: bool) -> None:
+    """The --debug switch, taken before the subcommand (`mmgen --debug generate`) or anywhere after it (`mmgen
+    generate … --debug`, `mmgen models list --debug`): the same option on every command (`command`)."""
+    if on:
+        os.environ["MMGEN_DEBUG"] = "1"  # and every process the command starts (torchrun's, a batch's)
+        hide_library_warnings()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library warnings on errors "
-                               "(or set MMGEN_DEBUG=1)."),
+    debug: bool = typer.Option(False, "--debug", callback=_debug, help="Show full tracebacks and library warnings on "
+                               "errors (or set MMGEN_DEBUG=1); taken before or after the command."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print mmgen's version and exit."),
 ) -> None:
     from mmgen import environment
 
-    if debug:
-        os.environ["MMGEN_DEBUG"] = "1"
-        hide_library_warnings()
     shows_help = "--help" in arguments.get()  # `mmgen CMD --help` prints and runs nothing: no command, no settings
     invoked.set(None if shows_help else ctx.invoked_subcommand)
     if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()
+
+
+def command():
+    """The `mmgen` command as click runs it, with the root's --debug on every subcommand too (not passed to it: the
+    switch acts as it is parsed), so the advice "run with --debug" holds wherever it is added."""
+    import copy
+
+    root = typer.main.get_command(app)
+    debug = next(param for param in root.params if param.name == "debug")
+
+    def give(group) -> None:
+        for sub in getattr(group, "commands", {}).values():
+            if not any(param.name == "debug" for param in sub.params):
+                switch = copy.copy(debug)
+                switch.expose_value = False
+                sub.params.append(switch)
+            give(sub)
+
+    give(root)
+    return root

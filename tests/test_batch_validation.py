@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import pytest
@@ -476,7 +477,7 @@ def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, mo
     monkeypatch.undo()
 
     assert run(["batch", str(jobs), "--dry-run"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("│ to run │")]
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("│ new: run │")]
     assert len(rows) == 2 and rows[0].split("│")[1:6] == [" 1–1500 ", "    2 ", " generate ", " —     ",
                                                           " x_0000.mp4 … x_1499.mp4 "], rows
     assert rows[1].split("│")[1].strip() == "1501" and " hero.mp4 " in rows[1]
@@ -641,3 +642,14 @@ def test_a_retake_job_takes_audio_as_retake_takes_audio_and_not_with_video(folde
         """)
     assert problems_of(jobs) == {4: "job 2 (retake): video: a retake remakes the picture (video) or the sound "
                                     "(audio), not both"}
+
+
+def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use():
+    """The table said `to run` and `interrupted: redo` where `--json` (and the README) say `new` and `incomplete`."""
+    from mmgen.pipelines.batch import STATUS_TEXT
+    from mmgen.pipelines.batch.plan import Status
+
+    assert set(STATUS_TEXT) == set(typing.get_args(Status))
+    assert all(text.split()[0].rstrip(":") == status for status, text in STATUS_TEXT.items()), STATUS_TEXT
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{status}`" in readme for status in STATUS_TEXT)

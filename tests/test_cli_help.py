@@ -234,3 +234,11 @@ def test_finetune_s_config_takes_the_switch_s_name_as_its_key_and_refuses_it_giv
         done = run_here(*args, *flags, env=env)
         assert (done.returncode, done.stderr.strip()) == (2, f"mmgen: error: {said} contradict each other: give one")
     assert chosen == [True, False]
+
+
+def test_batch_s_summary_names_every_kind_of_job_it_takes():
+    """It said `generate / soundtrack / animate jobs`, and a batch file takes `kind: retake` too."""
+    from mmgen.pipelines.batch.schema import KINDS
+
+    summary = COMMANDS["batch"].help.splitlines()[0]
+    assert all(kind in summary for kind in KINDS), summary

@@ -1,4 +1,4 @@
-"""`mmgen batch`: run a YAML file of generate/soundtrack/animate jobs — checked first, resumable, and split over
+"""`mmgen batch`: run a YAML file of generate/soundtrack/animate/retake jobs — checked first, resumable, and split over
 the processes of `torchrun --nproc_per_node N -m mmgen batch ...`."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def batch(
                      "stderr."),
     ] = False,
 ) -> None:
-    """Run many generate / soundtrack / animate jobs from one YAML file.
+    """Run many generate / soundtrack / animate / retake jobs from one YAML file.
 
     The whole file is checked first: every problem is reported with its line, and nothing runs.
 

@@ -53,13 +53,14 @@ from mmgen.weights.load import known_config
 from mmgen.weights.registry import is_path
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
+# The dry run's table says each status in --json's word (the README's), then what the run does with it.
 STATUS_TEXT = {
-    "new": "to run",
-    "done": "done (skip)",
+    "new": "new: run",
+    "done": "done: skip",
     "changed": "changed: redo",
-    "incomplete": "interrupted: redo",
-    "failed": "failed before: retry",
-    "damaged": "outputs changed: redo",
+    "incomplete": "incomplete (interrupted): redo",
+    "failed": "failed (before): retry",
+    "damaged": "damaged (outputs changed): redo",
 }
 # The model counts by its sha256, the seed per clip and the precision as chosen; num and the device not at all.
 _NOT_HASHED = ("model", "seed", "num", "device", "precision", "audio")  # audio: said by video (False) already

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,11 +19,12 @@ from mmgen.pipelines.settings import GenerateSettings, Limit
 @options.settings_flags
 def generate(
     out_dir: Annotated[
-        Path,
+        str,  # a str, not a Path: a Path would drop the trailing slash of `-o clip.mp4/`, a folder so named
         typer.Option("--out-dir", "-o", metavar="OUT_DIR", rich_help_panel="Output",
                      help="Folder for clip_0000.mp4, … (created if missing) with a sidecar .json and "
-                     "_frames.png / _spectrogram.png previews each."),
-    ] = Path("."),
+                     "_frames.png / _spectrogram.png previews each. A new name ending in .mp4 (a clip's) is refused: "
+                     "OUT.mp4/ makes a folder so named."),
+    ] = ".",
     *,
     settings: GenerateSettings,
     batch_size: Annotated[

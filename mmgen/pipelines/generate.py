@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from mmgen.errors import UsageError
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
@@ -61,6 +63,7 @@ def generate_files(
     _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    _check_folder_name(out_dir)
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     inputs = input_files(settings)
     outputs.check_outputs(paths, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
@@ -73,6 +76,19 @@ def generate_files(
         for result, where in zip(iter_generate(run, models, settings.num, batch_size, progress), paths, strict=True):
             results.append(write_generated(result, where, overwrite, delivery, inputs))
     return results
+
+
+def _check_folder_name(out_dir: str | Path) -> None:
+    """Refuse a new OUT_DIR named as a clip (`-o clip.mp4`): it became a folder `clip.mp4/` holding
+    clip_0000.mp4, without a word. An existing folder of that name, or one written with a trailing slash, is taken."""
+    text = str(out_dir)
+    folder = Path(text)
+    if folder.suffix.lower() in (*outputs.MOVIE_SUFFIXES, ".wav") and not text.endswith(("/", os.sep)) \
+            and not os.path.lexists(folder):
+        raise UsageError(
+            f"-o {text} names a file, and generate writes its clips into a folder",
+            hint=f"-o is a folder for generate, its clips named {outputs.CLIP_STEM.format(0)}.mp4 …; give "
+                 f"-o {folder.with_suffix('')}/, or -o {text}/ for a folder of that name")
 
 
 def write_generated(

@@ -264,7 +264,7 @@ def test_json_prints_a_line_per_job_on_stdout_as_generate_does_per_clip(workspac
     assert record == {"job": 1, "kind": "generate", "output": "one.mp4", "result": "done",
                       "seconds": record["seconds"], **json.loads((out / "one.json").read_text())}
     assert record["mp4"] == str(out / "one.mp4") and record["seed"] == 4
-    assert "done job 1 (generate) one.mp4" in first.stderr and "{" not in first.stderr
+    assert "done job 1/1 (generate) one.mp4" in first.stderr and "{" not in first.stderr
 
     again = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
     assert again.returncode == 0, again.stderr
@@ -313,7 +313,7 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pyte
     monkeypatch.setattr(batch_run, "replanned", blocked_while_starting)
     result = run_here("batch", jobs, env=env_for(workspace))
     assert result.returncode == 1, result.stderr
-    assert "failed job 1 (generate) renders/take.mp4: FileExistsError" in result.stderr
+    assert "failed job 1/1 (generate) renders/take.mp4: FileExistsError" in result.stderr
     assert f"mmgen: error: 1 of 1 job failed (errors above and in {out / MANIFEST_NAME})" in result.stderr
     assert "Traceback" not in result.stderr
     assert [r["state"] for r in records(out)] == ["started", "failed"]

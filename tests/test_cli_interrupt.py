@@ -229,7 +229,7 @@ def test_ctrl_c_during_a_batch_prints_its_summary_then_exits_130(tiny, tmp_path)
           - {{kind: generate, name: second, seed: 2, num: 30}}
         """))
 
-    code, stderr = interrupt_when(["batch", jobs, "-o", tmp_path / "out"], mmgen_env(tmp_path), "done job 1 ")
+    code, stderr = interrupt_when(["batch", jobs, "-o", tmp_path / "out"], mmgen_env(tmp_path), "done job 1/31 ")
 
     assert "Batch summary" in stderr and "not run" in stderr
     summary = [line for line in stderr.splitlines() if line.startswith("31 jobs: ")]

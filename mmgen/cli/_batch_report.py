@@ -22,12 +22,13 @@ _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "y
 
 
 def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
-    """A job's line as it ends. None for a job skipped, or not run (after a stop or --fail-fast's failed job: the
+    """A job's line as it ends, its number out of the batch's `total` jobs (as the plain `clips: 3/8` lines count).
+    None for a job skipped, or not run (after a stop or --fail-fast's failed job: the
     summary right after lists those, a row per run of them — not 99,997 lines after a Ctrl-C at job 3)."""
     if outcome.ending in ("skipped", "not run"):
         return
     style = _STYLE[outcome.ending]
-    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number} ({outcome.kind}) {escape(path_text(outcome.output))}"
+    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number}/{total} ({outcome.kind}) {escape(path_text(outcome.output))}"
     if outcome.ending == "done":
         line += f" [dim]{outcome.seconds:.1f} s[/]"
     console.print(line + (f": {outcome.error}" if outcome.error else ""), markup=True, soft_wrap=True)

@@ -97,7 +97,7 @@ def batch(
 
     def on_outcome(outcome: Outcome) -> None:
         reported.append(outcome)
-        say(console, prefix, outcome, len(mine))
+        say(console, prefix, outcome, len(plan.jobs))
         if json:  # each rank its own jobs, as they end: every job of the batch once
             print_json(outcome_json(outcome, plan))
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from cli_here import run_here
 from mmgen_cli import mmgen_env
 
 from mmgen.cli import _register
-from mmgen.cli.app import app
+from mmgen.cli.app import command as mmgen_command
 
 
 def commands() -> dict[str, object]:
-    """Every runnable command by its full name ("generate", "models import", ...), as click sees them."""
+    """Every runnable command by its full name ("generate", "models import", ...), as click runs them."""
     _register()
     found: dict[str, object] = {}
 
@@ -24,7 +26,7 @@ def commands() -> dict[str, object]:
         else:
             found[" ".join(path)] = command
 
-    walk(typer.main.get_command(app), ())
+    walk(mmgen_command(), ())
     return found
 
 
@@ -55,6 +57,42 @@ def test_help_shows_each_option_with_its_explanation(name, tmp_path):
             assert param.opts[0] in text, f"{param.opts[0]} missing from `mmgen {name} --help`"
         first_words = " ".join(param.help.split()[:3])
         assert first_words in text, f"help of {param.name} missing from `mmgen {name} --help`"
+
+
+OTHER_PROGRAMS = ("torchrun",)  # an example's flags before `mmgen` are its launcher's (torchrun --nproc_per_node 4)
+
+
+def _flags_named(text: str) -> list[tuple[str, str]]:
+    """Each `--flag` a help text names, with the command line it belongs to: what follows `mmgen` (or a launcher)
+    in its own example — a `quoted` one, or one of an epilog's examples between ·s — else "" (the command's own)."""
+    named = []
+    for found in re.finditer(r"(?<![\w-])--[a-z][\w-]*", text):
+        before = text[: found.start()]
+        example = before[before.rindex("`") + 1:] if before.count("`") % 2 else before.split("·")[-1] if "·" in text else ""
+        program = re.findall(rf"\b(?:mmgen|{'|'.join(OTHER_PROGRAMS)})\b[^-]*", example)
+        named.append((found.group(), program[-1].strip() if program else ""))
+    return named
+
+
+def test_every_flag_a_help_names_is_one_its_command_takes():
+    """`generate --help` said "--sampler, --steps and --guidance override single fields" of --preset: generate has no
+    --guidance (`No such option`). A flag named in a command's help is its own, or one of the command line quoted."""
+    root = mmgen_command()
+    by_name = {"": root, **COMMANDS}
+    texts = {"": [root.help]} | {name: [c.help, c.epilog, *(getattr(p, "help", "") for p in c.params)]
+                                 for name, c in COMMANDS.items()}
+    wrong = []
+    for name, helps in texts.items():
+        for text in filter(None, helps):
+            for flag, line in _flags_named(text):
+                if line.startswith(OTHER_PROGRAMS):
+                    continue
+                words = line.split()[1:] if line else name.split()
+                path = max((" ".join(words[:i]) for i in range(len(words) + 1) if " ".join(words[:i]) in by_name), key=len)
+                takes = {o for p in by_name[path].params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+                if flag not in takes:
+                    wrong.append(f"`mmgen {name} --help` names {flag}, which `mmgen {path}` does not take")
+    assert wrong == []
 
 
 def option_blocks(command: str, tmp_path) -> dict[str, str]:

@@ -55,7 +55,7 @@ def finetune(
         int | None,
         typer.Option("--lora", metavar="RANK", min=1, parser=whole_number, rich_help_panel=_MODEL, show_default="off: the whole model",
                      help="Train low-rank adapters of this rank over the frozen --from model; the result is a small "
-                     "adapter.safetensors in RUN_DIR, to use with --adapter."),
+                     "adapter.safetensors in RUN_DIR, to use with `mmgen generate --adapter` (soundtrack, animate, retake alike)."),
     ] = None,
     lora_alpha: Annotated[
         float | None,

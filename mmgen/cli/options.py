@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.pipelines.settings import LIMITS, RunSettings
 
 _SAMPLING = "Sampling"
@@ -40,7 +41,7 @@ FLAGS: dict[str, Any] = {
             metavar="NAME", rich_help_panel=_SAMPLING,
             help="Sampling preset: fast, balanced or paper (default: the model's own settings, else balanced). "
             "fast and balanced change the sampler and steps and keep what the model's own settings need (e.g. the "
-            "demo's start); paper is the paper's run. --sampler, --steps and --guidance override single fields.",
+            "demo's start); paper is the paper's run. {overrides} override single fields.",  # this command's flags
         ),
     ],
     "sampler": Annotated[
@@ -217,7 +218,7 @@ def settings_flags(command):
     for parameter in inspect.signature(command).parameters.values():
         if parameter.name == "settings":
             parameters += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                                             annotation=_flag(f.name)) for f in fields]
+                                             annotation=_flag(f.name, cls)) for f in fields]
         else:
             parameters.append(parameter.replace(annotation=hints[parameter.name]))
 
@@ -242,13 +243,26 @@ def flag_of(field: str) -> str:
     return names[0] if names else "--" + field.replace("_", "-")
 
 
-def _flag(name: str) -> Any:
-    """FLAGS[name] with the range of settings.LIMITS (shown in --help, refused by the parser)."""
+def _overrides(cls: type[RunSettings]) -> str:
+    """The flags of `cls` that set one field of the sampling settings over a preset's: "--sampler, --steps and
+    --guidance" where the command has them, as --preset's help names them."""
+    sampling = {f.name for f in dataclasses.fields(SamplingConfig)}
+    flags = [flag_of(f.name) for f in dataclasses.fields(cls) if f.init and f.name in sampling]
+    return " and ".join(filter(None, [", ".join(flags[:-1]), flags[-1]]))
+
+
+def _flag(name: str, cls: type[RunSettings]) -> Any:
+    """FLAGS[name] for the command of settings `cls`: its help naming that command's flags ({overrides}), with the
+    range of settings.LIMITS (shown in --help, refused by the parser)."""
     flag = FLAGS[name]
+    kind, info = typing.get_args(flag)
+    if "{overrides}" in (info.help or ""):
+        info = copy.copy(info)
+        info.help = info.help.format(overrides=_overrides(cls))
+        flag = Annotated[kind, info]
     limit = LIMITS.get(name)
     if limit is None:
         return flag
-    kind, info = typing.get_args(flag)
     info = copy.copy(info)
     # a bound past any float's exact range (the seed's int64) would only clutter --help; settings still refuse it
     info.min, info.max = limit.low, limit.high if limit.high < 2**53 else None

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -234,3 +235,17 @@ def test_an_out_dir_named_as_a_clip_is_refused_unless_it_is_a_folder_already_or_
     for folder in (f"{tmp_path / 'clip.mp4'}/", tmp_path / "made.mp4"):
         done = run_here("generate", "-m", missing, "-o", folder, env=env)
         assert done.returncode == 2 and "missing.safetensors" in done.stderr and "-o is a" not in done.stderr
+
+
+def readme_generate_sidecar() -> dict:
+    """The README's example sidecar of `clip_0000`."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return json.loads(readme.split("The sidecar of `clip_0000`")[1].split("```json")[1].split("```")[0])
+
+
+def test_the_readme_s_example_sidecar_has_every_key_a_generated_clip_s_has(two_clips):
+    """The README's example lacked `delivery`, which every generated clip's sidecar has."""
+    out, _ = two_clips
+    record, example = sidecar(out, "clip_0000"), readme_generate_sidecar()
+    assert set(record) - {"eta", "start_timestep"} <= set(example), set(record) - set(example)  # ddim's; tiny: dpm++
+    assert set(record["delivery"]) == set(example["delivery"])

@@ -169,3 +169,16 @@ def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip_before_any_
         soundtrack(clip, tmp_path / "so" / "nanaudio.mkv", settings, progress=reported.append)
     assert reported == []  # not one sampling step or window was spent on it
     assert not (tmp_path / "so").exists()
+
+
+def test_the_readme_names_every_key_of_a_soundtrack_s_sidecar(scored):
+    """The README's list of a soundtrack sidecar's keys lacked `wav`, which `--wav` adds."""
+    import re
+
+    from test_cli_generate import readme_generate_sidecar
+
+    clip, _ = scored
+    keys = set(json.loads(clip.path.with_name("my_clip_soundtrack.json").read_text()))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `my_clip_soundtrack.json` |"))
+    assert keys <= set(readme_generate_sidecar()) | set(re.findall(r"`(\w+)`", row)), keys

@@ -8,6 +8,7 @@ byte for byte."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from two_ranks import run_as_two_ranks
 
 from mmgen import files
 from mmgen.cli import run
+from mmgen.disk_failures import writing
 from mmgen.files import sha256_file
 from mmgen.media import probe
 from mmgen.pipelines import session
@@ -531,3 +533,34 @@ def test_json_after_a_stop_has_a_not_run_line_for_each_job_not_run_as_fail_fast_
         "job": 3, "kind": "generate", "output": "three.mp4", "result": "not run", "mp4": str(out / "three.mp4")}
     assert result.stderr.splitlines()[-1] == f"mmgen: interrupted; kept the finished output: {out / 'one.mp4'}"
     assert "not run job" not in result.stderr and "not run" in result.stderr  # the summary's rows say them
+
+
+def test_a_manifest_that_can_no_longer_be_written_ends_the_batch_as_a_stop_does(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The disk fills (or `ulimit -f` is reached) under the manifest at job 1's "done" record: the error's line and
+    exit 1 as before, after what a stop or --fail-fast says — job 1 failed with the disk's reason, job 2 not run
+    (their --json lines too), and the summary."""
+    jobs, out = tmp_path / "jobs.yaml", tmp_path / "out"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: take, num: 2, seed: 4}}
+        """).lstrip())
+    real_append, appends = Manifest.append, []
+
+    def filling(manifest: Manifest, record: Record) -> None:
+        appends.append(record)
+        if len(appends) < 2:
+            return real_append(manifest, record)
+        with writing(manifest.path, manifest.lock):
+            raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(Manifest, "append", filling)
+    result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    assert result.returncode == 1, result.stderr
+    disk = f"cannot write {out / MANIFEST_NAME}: File too large"
+    assert [(line["job"], line["result"], line.get("error")) for line in map(json.loads, result.stdout.splitlines())] == [
+        (1, "failed", f"{disk} (free some space, or raise the file size limit, and run it again)"), (2, "not run", None)]
+    assert "Batch summary" in result.stderr and "2 jobs: 1 failed, 1 not run" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {disk}") and "Traceback" not in result.stderr
+    assert [r["state"] for r in records(out)] == ["started"]  # the next run redoes it

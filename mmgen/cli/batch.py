@@ -106,8 +106,11 @@ def batch(
             outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
                                  progress=progress if console.is_terminal else quiet, on_start=on_start,
                                  on_outcome=on_outcome)
-    except KeyboardInterrupt:  # Ctrl-C: still say what finished (this process's share), then exit 130
-        show_summary(_so_far(mine, reported, share.rank), plan, console)
+    except (KeyboardInterrupt, MmgenError, OSError) as e:
+        # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be
+        # written: a full disk): still say what finished (this process's share), then the error's line
+        if isinstance(e, KeyboardInterrupt) or (reported and len(reported) == len(mine)):
+            show_summary(_so_far(mine, reported, share.rank), plan, console)
         raise
     if share.is_main:
         show_summary(outcomes, plan, console)

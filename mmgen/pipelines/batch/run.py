@@ -87,8 +87,9 @@ def run_plan(
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
     """Run this share's unfinished jobs, grouped by model; returns one outcome per job of the share, in job
-    order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it). A stop (Ctrl-C)
-    goes on once `on_outcome` was told of every job not run, as after --fail-fast's failed job."""
+    order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it). A stop (Ctrl-C),
+    or the manifest's failure to take a record (its error; the job it was for failed with it), goes on once
+    `on_outcome` was told of every job not run, as after --fail-fast's failed job."""
     manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
     mine = share.of(plan.jobs)
     inputs = _inputs_in(plan.output_dir, plan.jobs)
@@ -104,7 +105,9 @@ def run_plan(
         if plan.status[job.number] == "done":
             finish(Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank))
     failed = False  # --fail-fast's failed job: the jobs after it are not run
-    stop: KeyboardInterrupt | None = None  # a stop: so are the one it cut short and those after, then it goes on
+    # A stop, or a manifest that cannot be written (a full disk: no job could be recorded): so are the job it cut
+    # short (failed, when it is the manifest) and those after; then it goes on
+    stop: KeyboardInterrupt | MmgenError | OSError | None = None
     for group in _by_model([job for job in mine if job.number not in outcomes]):
         if not (failed or stop):
             try:
@@ -118,6 +121,9 @@ def run_plan(
                             break
             except KeyboardInterrupt as e:
                 stop = e
+            except Unrecorded as e:
+                finish(Outcome(job.number, job.kind, job.output, "failed", error=str(e.error), rank=share.rank))
+                stop = e.error
         for job in group:  # each job not run said as one (on_outcome: its line, its --json line), in run order
             if job.number not in outcomes:
                 finish(Outcome(job.number, job.kind, job.output, "not run", rank=share.rank))
@@ -187,13 +193,29 @@ def _inputs_in(output_dir: Path, jobs: Sequence[Job]) -> tuple[Path, ...]:
     return tuple(path for path in dict.fromkeys(files_read(jobs)) if Path(os.path.realpath(path)).is_relative_to(folder))
 
 
+class Unrecorded(Exception):
+    """A job's manifest record could not be written (`error`: a full disk, a file size limit): no later job could be
+    recorded either, so the batch ends there (run_plan)."""
+
+    def __init__(self, error: MmgenError | OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _record(manifest: Manifest, record: Record) -> None:
+    try:
+        manifest.append(record)
+    except (MmgenError, OSError) as e:
+        raise Unrecorded(e) from e
+
+
 def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, inputs: Sequence[Path],
              progress: ProgressFn) -> Outcome:
     """Run one job between a "started" and a "done"/"failed" record. Its files are written atomically by the
     pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes. `inputs`: the
     batch's inputs its writing keeps (_inputs_in)."""
     record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank, batch=batch_file)
-    manifest.append(record)
+    _record(manifest, record)
     started = time.perf_counter()
     try:
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
@@ -205,11 +227,11 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
     except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
         expected = isinstance(e, MmgenError)
         message = str(e) if expected else f"{e.__class__.__name__}: {e}"
-        manifest.append(dataclasses.replace(record, state="failed", error=message))
+        _record(manifest, dataclasses.replace(record, state="failed", error=message))
         return Outcome(job.number, job.kind, job.output, "failed", time.perf_counter() - started, message,
                        None if expected else traceback.format_exc(), rank)
     files = manifest.describe_files(job.files.files)
-    manifest.append(dataclasses.replace(record, state="done", files=files))
+    _record(manifest, dataclasses.replace(record, state="done", files=files))
     return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank,
                    record=result.to_json())
 

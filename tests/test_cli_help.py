@@ -280,3 +280,24 @@ def test_batch_s_summary_names_every_kind_of_job_it_takes():
 
     summary = COMMANDS["batch"].help.splitlines()[0]
     assert all(kind in summary for kind in KINDS), summary
+
+
+def _option_help(command: str, flag: str) -> str:
+    return next(p.help for p in COMMANDS[command].params if flag in getattr(p, "opts", ()))
+
+
+def test_help_says_each_number_s_range_and_what_0_means_where_typer_does_not():
+    """A probe read these --help lines and could not tell the seed's upper limit, what --save-every 0 and
+    --probe-every 0 do, what --ema-decay, --grad-clip and --lora-alpha take, or that finetune's auto precision keeps
+    a narrow model (the demo) in fp32 on a bf16 CPU, as the README says."""
+    for command in ("generate", "soundtrack", "animate", "retake", "finetune"):
+        assert "At most 2^63 - 1." in _option_help(command, "--seed"), command
+    assert "0 for none but the last" in _option_help("finetune", "--save-every")
+    assert "0 for none" in _option_help("finetune", "--probe-every")
+    assert "above 0" in _option_help("finetune", "--lr")
+    assert "at least 0 and below 1" in _option_help("finetune", "--ema-decay")
+    assert "at least 0" in _option_help("finetune", "--grad-clip")
+    assert "a positive number" in _option_help("finetune", "--lora-alpha")
+    assert "fp32 for narrower ones such as the demo" in _option_help("finetune", "--precision")
+    verify = COMMANDS["models verify"]
+    assert "only the models with --model, only the adapters with --adapter" in " ".join(verify.help.split())

@@ -16,9 +16,9 @@ import typer
 from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
-from mmgen.cli.options import stdout_open, whole_number
+from mmgen.cli.options import at_most, stdout_open, whole_number
 from mmgen.errors import UsageError
-from mmgen.train.config import FinetuneConfig, parse_loss_weights
+from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
 _MODEL, _TRAINING, _DATA, _OUTPUT, _HARDWARE = "Model", "Training", "Data", "Output", "Hardware"
 DEFAULT = FinetuneConfig()
@@ -60,7 +60,7 @@ def finetune(
     lora_alpha: Annotated[
         float | None,
         typer.Option("--lora-alpha", metavar="A", rich_help_panel=_MODEL, show_default="the rank",
-                     help="Adapter scale numerator: the adapters add (A / RANK) · B·A to each weight."),
+                     help="Adapter scale numerator, a positive number: the adapters add (A / RANK) · B·A to each weight."),
     ] = None,
     lora_targets: Annotated[
         Literal["attention", "attention+conv", "all"],
@@ -85,18 +85,18 @@ def finetune(
     batch_size: Annotated[
         int, typer.Option(metavar="CLIPS", min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Clips per step, over all processes.")
     ] = DEFAULT.batch_size,
-    lr: Annotated[float, typer.Option(rich_help_panel=_TRAINING, help="Peak learning rate (positive).")] = DEFAULT.lr,
+    lr: Annotated[float, typer.Option(rich_help_panel=_TRAINING, help="Peak learning rate (a number above 0).")] = DEFAULT.lr,
     warmup: Annotated[
         int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Steps of linear learning-rate warm-up.")
     ] = DEFAULT.warmup,
     ema_decay: Annotated[
         float,
         typer.Option(rich_help_panel=_TRAINING,
-                     help="Decay of the weights' moving average that becomes the final model (use ~0.999 for "
-                     "short runs)."),
+                     help="Decay of the weights' moving average that becomes the final model: at least 0 and below 1 "
+                     "(0 keeps the last step's weights; use ~0.999 for short runs)."),
     ] = DEFAULT.ema_decay,
     grad_clip: Annotated[
-        float, typer.Option(rich_help_panel=_TRAINING, help="Clip the gradient norm to this (0: no clipping).")
+        float, typer.Option(rich_help_panel=_TRAINING, help="Clip the gradient norm to this, at least 0 (0: no clipping).")
     ] = DEFAULT.grad_clip,
     loss_weights: Annotated[
         str,
@@ -109,7 +109,8 @@ def finetune(
                      help="shared: one noise level per clip (the paper); independent: the audio gets its own."),
     ] = DEFAULT.timesteps,
     seed: Annotated[
-        int, typer.Option(metavar="SEED", min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Seed for initialisation, data order and noise.")
+        int, typer.Option(metavar="SEED", min=0, parser=whole_number, rich_help_panel=_TRAINING,
+                          help=f"Seed for initialisation, data order and noise. {at_most(LIMITS['seed'].high)}")
     ] = DEFAULT.seed,
     stride: Annotated[
         int | None,
@@ -127,7 +128,7 @@ def finetune(
     num_workers: Annotated[int, typer.Option(metavar="N", min=0, parser=whole_number, rich_help_panel=_DATA, help="Data loader processes.")
                            ] = DEFAULT.num_workers,
     save_every: Annotated[
-        int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between checkpoints.")
+        int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between checkpoints, 0 for none but the last (at the end, or on a stop).")
     ] = DEFAULT.save_every,
     sample_every: Annotated[
         int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, help="Steps between preview clips in RUN/samples, 0 for none.")
@@ -135,7 +136,7 @@ def finetune(
     probe_every: Annotated[
         int | None,
         typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_OUTPUT, show_default="as --sample-every",
-                     help="Steps between audio-visual probes (the av_gap in the log)."),
+                     help="Steps between audio-visual probes (the av_gap in the log), 0 for none."),
     ] = None,
     device: Annotated[
         str,
@@ -145,8 +146,9 @@ def finetune(
     ] = DEFAULT.device,
     precision: Annotated[
         Literal["auto", "fp32", "fp16", "bf16"],
-        typer.Option(rich_help_panel=_HARDWARE, help="auto: bf16 (or fp16) autocast on CUDA, bf16 on CPUs that compute it natively, "
-                     "fp32 elsewhere."),
+        typer.Option(rich_help_panel=_HARDWARE, help="auto: bf16 (or fp16) autocast on CUDA; on CPUs that compute bf16 natively, bf16 for models "
+                     "of the paper's width (base width 128 and up) and fp32 for narrower ones such as the demo, "
+                     "which train faster in fp32; fp32 elsewhere."),
     ] = DEFAULT.precision,
     gradient_checkpointing: Annotated[
         bool,

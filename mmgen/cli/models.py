@@ -326,12 +326,16 @@ def verify(
         typer.Argument(help="Model or adapter to check; all cached and bundled models and registered adapters if "
                        "omitted."),
     ] = None,
-    adapter: AdapterFlag = False,
-    model: ModelFlag = False,
+    adapter: Annotated[bool, typer.Option("--adapter", help="NAME is the registered adapter (a model has it too); "
+                                          "without NAME, check only the adapters")] = False,
+    model: Annotated[bool, typer.Option("--model", help="NAME is the model (a registered adapter has it too); "
+                                        "without NAME, check only the models")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-hash weights files and registered adapters and compare them with their recorded sha256 (without NAME,
-    --model or --adapter checks only those)."""
+    """Re-hash weights files and registered adapters and compare them with their recorded sha256.
+
+    Without NAME, every cached and bundled model and registered adapter: only the models with --model, only the
+    adapters with --adapter."""
     from mmgen.adapters import store
     from mmgen.weights.catalog import verify_models
 

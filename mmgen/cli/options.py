@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import functools
 import inspect
+import math
 import sys
 import typing
 from typing import Annotated, Any, Literal
@@ -264,12 +265,22 @@ def _flag(name: str, cls: type[RunSettings]) -> Any:
     if limit is None:
         return flag
     info = copy.copy(info)
-    # a bound past any float's exact range (the seed's int64) would only clutter --help; settings still refuse it
+    # a bound past any float's exact range (the seed's int64) would clutter typer's [x>=0] range: the help says it
     info.min, info.max = limit.low, limit.high if limit.high < 2**53 else None
+    if info.max is None and not math.isinf(limit.high):
+        info.help = f"{info.help} {at_most(limit.high)}"
     # The bounds are for --help only: with a parser typer leaves the range to the settings, whose check says why a
     # value is refused (typer's own would call nan "more than 0.75"), in the same words as a batch file's key.
     info.parser = functools.partial(_number, int if int in typing.get_args(kind) + (kind,) else float)
     return Annotated[kind, info]
+
+
+def at_most(high: float) -> str:
+    """A whole-number flag's upper bound in its help, where typer's [x>=0] leaves it out: `At most 2^63 - 1.` for a
+    seed (its 19 digits would be cut short in a narrow panel)."""
+    high = int(high)
+    bits = (high + 1).bit_length() - 1
+    return f"At most 2^{bits} - 1." if high + 1 == 2**bits else f"At most {high}."
 
 
 def whole_number(text: str) -> Any:

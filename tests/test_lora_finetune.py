@@ -133,6 +133,10 @@ def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
         # Above the widest adapted layer's min(fan-in, fan-out) (64 here): refused before allocating adapters
         # (`--lora 1000000` once took 22 GB). --steps 1 keeps a run that is not refused short.
         (["--lora", "65", "--steps", "1", "--sample-every", "0"], "--lora 65 is more than the largest useful rank 64 "),
+        # Adapter settings without a rank once started a whole-model run and recorded them as if they applied.
+        (["--lora-alpha", "4", "--steps", "1", "--sample-every", "0"],
+         "--lora-alpha 4.0: means something only with --lora (lora_rank in a YAML file), and that is not set"),
+        (["--lora-targets", "all", "--steps", "1", "--sample-every", "0"], "--lora-targets all: means something only"),
     ],
 )
 def test_lora_options_that_cannot_train_are_refused_before_any_work(setup, tmp_path, extra, message):
@@ -141,6 +145,31 @@ def test_lora_options_that_cannot_train_are_refused_before_any_work(setup, tmp_p
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_lora_without_a_model_to_adapt_or_adapter_settings_without_a_rank_say_so_first(setup, tmp_path):
+    data, base, recipe, env = setup
+    # --scratch has no architecture here either: what LoRA needs is said first, as the README words the rule.
+    result = run_here("finetune", data, "--scratch", "--lora", 4, "-o", tmp_path / "run", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("mmgen: error: --lora 4: LoRA adapts an existing model, and --scratch trains a new "
+                                     "one (fine-tune with --from MODEL, or drop --lora)")
+    (tmp_path / "targets.yaml").write_text("lora_targets: attention\n")
+    result = run_here("finetune", data, "--from", base, "--config", tmp_path / "targets.yaml", "-o", tmp_path / "run",
+                      env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"mmgen: error: {tmp_path / 'targets.yaml'}: lora_targets: attention: "
+                                            "means something only with --lora")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_whole_model_run_recorded_with_its_unused_lora_settings_still_resumes(tmp_path):
+    from mmgen.train.config import run_config
+
+    # config.yaml as runs recorded it before adapter settings needed a rank (every run: lora_targets; some: alpha).
+    fake_run(tmp_path, {"lora_rank": None, "lora_alpha": 4.0, "lora_targets": "attention+conv"}, {"step": "2"})
+    config = run_config(tmp_path, resume=True)
+    assert (config.lora, config.lora_alpha, config.lora_targets) == (None, None, None)
 
 
 def fake_run(run_dir, settings: dict, checkpoint_metadata: dict):

@@ -63,11 +63,11 @@ def finetune(
                      help="Adapter scale numerator, a positive number: the adapters add (A / RANK) · B·A to each weight."),
     ] = None,
     lora_targets: Annotated[
-        Literal["attention", "attention+conv", "all"],
-        typer.Option("--lora-targets", metavar="LAYERS", rich_help_panel=_MODEL,
+        Literal["attention", "attention+conv", "all"] | None,
+        typer.Option("--lora-targets", metavar="LAYERS", rich_help_panel=_MODEL, show_default="attention+conv",
                      help="Layers that get adapters: attention (self- and cross-modal q/k/v and projections), "
                      "attention+conv (also the residual blocks' convolutions), or all weights."),
-    ] = DEFAULT.lora_targets,
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", metavar="RUN_DIR", rich_help_panel=_OUTPUT,

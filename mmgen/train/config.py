@@ -28,6 +28,10 @@ from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
+DEFAULT_LORA_TARGETS = "attention+conv"
+# Settings that mean something only beside another one: given without it they would be recorded and do nothing
+# (`--lora-alpha 4` without --lora once started a whole-model run), so the merged settings refuse them.
+NEEDS: dict[str, str] = {"lora_alpha": "lora_rank", "lora_targets": "lora_rank"}
 # The ranges of the whole-number settings, checked (and worded) as a command's are (pipelines.settings.LIMITS):
 # in a YAML file `FILE: key: must be at least 1, got 0`, as a flag `--flag: must be at least 1, got 0`.
 LIMITS: dict[str, Limit] = {
@@ -63,7 +67,7 @@ class FinetuneConfig:
     # LoRA (--lora RANK): train low-rank adapters over the frozen `init` model instead of the whole network
     lora_rank: int | None = None
     lora_alpha: float | None = None  # the adapters' scale is alpha / rank; None = rank (scale 1)
-    lora_targets: Literal["attention", "attention+conv", "all"] = "attention+conv"
+    lora_targets: Literal["attention", "attention+conv", "all"] | None = None  # None = attention+conv
 
     # Data
     stride: int | None = None  # frames between the starts of consecutive clips of a file; None = clip length
@@ -152,7 +156,7 @@ class FinetuneConfig:
             return None
         alpha = float(self.lora_rank if self.lora_alpha is None else self.lora_alpha)
         try:
-            return LoraSpec(self.lora_rank, alpha, self.lora_targets)
+            return LoraSpec(self.lora_rank, alpha, self.lora_targets or DEFAULT_LORA_TARGETS)
         except UsageError as e:
             raise ValueError(e.message) from None
 
@@ -215,6 +219,17 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
         if "model" in data and "init" not in data:
             merged.pop("init", None)
         merged.update(data)
+    def setting(key: str) -> Setting:
+        return Setting.of(key, layers)
+
+    if scratch and merged.get("lora_rank") is not None:  # before the architecture: LoRA has nothing to adapt here
+        raise UsageError(f"{setting('lora_rank').given(merged['lora_rank'])}: LoRA adapts an existing model, and "
+                         "--scratch trains a new one", hint=f"fine-tune with --from MODEL, or {setting('lora_rank').dropped()}")
+    for key, needed in NEEDS.items():
+        if merged.get(key) is not None and merged.get(needed) is None:
+            raise UsageError(f"{setting(key).given(merged[key])}: means something only with {Setting(needed).flag} "
+                             f"({needed} in a YAML file), and that is not set",
+                             hint=f"give {Setting(needed).flag}, or {setting(key).dropped()}")
     if scratch:
         merged["init"] = None
         if merged.get("model") is None:
@@ -276,7 +291,7 @@ def run_config(
     if resume:
         if not (run_dir / "config.yaml").is_file():
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
-        layers.append(load_layer(run_dir / "config.yaml"))
+        layers.append(_recorded_layer(run_dir / "config.yaml"))
     if config_file is not None:
         layers.append(load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
@@ -387,6 +402,15 @@ def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
     """One YAML file as a layer, its relative paths read from its folder; an empty file is an empty layer."""
     data = load_yaml(path)
     return str(path), {} if data is None else _absolute_paths(data, Path(path).parent.resolve())
+
+
+def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
+    """A run's own config.yaml as a layer. Runs recorded before NEEDS was checked hold settings that meant nothing
+    in them (every whole-model run's `lora_targets: attention+conv`): dropped, so that such a run resumes."""
+    where, data = load_layer(path)
+    if isinstance(data, dict):
+        data = {key: value for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
+    return where, data
 
 
 def _absolute_paths(layer: Any, folder: Path) -> Any:

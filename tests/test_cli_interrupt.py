@@ -603,3 +603,22 @@ def test_a_stop_that_python_swallowed_still_stops_the_command_before_it_writes(t
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.splitlines()[-1] == f"mmgen: {says}"
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(("sig", "then", "says"), [
+    (signal.SIGINT, "swallowed", "interrupted; nothing written"),
+    (signal.SIGTERM, "error", "interrupted (SIGTERM); nothing written"),
+])  # fmt: skip
+def test_a_command_that_writes_stopped_while_mmgen_loads_says_it_wrote_nothing(tmp_path, monkeypatch, capsys, sig,
+                                                                              then, says):
+    """`mmgen generate` stopped before its first clip, while its subcommands were imported, said only
+    `mmgen: interrupted`; every stop of a command that writes says what it kept, whenever it lands."""
+    import mmgen.cli
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(mmgen.cli, "_register", stop_inside(sig, then))
+
+    assert mmgen.cli.run(["generate", "-o", str(tmp_path / "out")]) == 128 + sig
+    assert capsys.readouterr().err.splitlines()[-1] == f"mmgen: {says}"
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,8 @@ import sys
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
 stdout_dropped = False  # standard output failed: main() drops what it had yet to print (no second failure at exit)
+WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose stop line says what they kept
+_began = False  # the command itself began (run): a stop from then on is said by its own line (say_interrupted)
 
 
 def _register() -> None:
@@ -27,6 +29,17 @@ def _register() -> None:
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_") and info.name not in ("app", "options"):
             importlib.import_module(f"mmgen.cli.{info.name}")
+
+
+def command_named(argv: list[str] | tuple[str, ...] | None) -> str | None:
+    """The command a command line names (its first word that is no option), before typer has parsed it."""
+    return next((str(a) for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith("-")), None)
+
+
+def nothing_kept(command: str | None, by: str = "") -> str:
+    """The stop line of a command that kept nothing: one that writes outputs says it wrote none, whenever the stop
+    landed (while mmgen loads, too); another says only that it was stopped. `by`: stop_signals.stop_name."""
+    return f"interrupted{by}; nothing written" if command in WRITERS else f"interrupted{by}"
 
 
 def _error(message: str) -> None:
@@ -47,6 +60,8 @@ def run(argv: list[str] | None = None) -> int:
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
 
+    global _began
+    _began = False
     try:
         with stops_interrupt():
             return _run(argv)
@@ -55,10 +70,13 @@ def run(argv: list[str] | None = None) -> int:
     except Exception:  # a module whose import a stop cut short, failing as it loads again
         if not stopped():
             raise
+    code = stop_code()
+    if _began:  # as the command ended: its own line, naming what it kept
+        _say_stopped(code)
+        return code
     from mmgen.terminal import say
 
-    code = stop_code()
-    say(f"mmgen: interrupted{stop_name(code)}")
+    say(f"mmgen: {nothing_kept(command_named(argv), stop_name(code))}")
     return code
 
 
@@ -79,6 +97,8 @@ def _run(argv: list[str] | None) -> int:
     rich_utils.COLOR_SYSTEM = None if plain_wanted() else "auto"  # --help's console: NO_COLOR is no escape at all
 
     arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))
+    global _began
+    _began = True
     with finished_outputs(), guarded_streams() as stdout:
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
@@ -203,7 +223,7 @@ def main() -> None:
 
         own_process(_say_stopped)
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
-        sys.stderr.write("mmgen: interrupted\n")
+        sys.stderr.write(f"mmgen: {nothing_kept(command_named(None))}\n")
         sys.exit(INTERRUPTED)
     use_huge_pages()
     code = final_code(run(), _say_stopped)

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.cli.app import invoked
+from mmgen.cli import WRITERS, command_named, nothing_kept  # WRITERS: commands whose outputs `recording` sees
+from mmgen.cli.app import arguments, invoked
 from mmgen.pipelines.outputs import recording
 from mmgen.runtime.stop_signals import stop_name
 from mmgen.terminal import listed, path_text, say
 
-WRITERS = ("generate", "soundtrack", "animate", "retake", "batch")  # commands whose outputs `recording` sees
 LISTED = 3  # outputs named in the line; more are counted
 _left: ContextVar[str | None] = ContextVar("interrupted_left_behind", default=None)
 _finished: list[Path] = []  # of the last command: a stop during shutdown still names them
@@ -57,4 +57,4 @@ def interrupted_line(command: str | None, finished: list[Path], by: str = "") ->
         names = listed([path_text(f) for f in finished], LISTED)
         count = "the finished output" if len(finished) == 1 else f"the {len(finished)} finished outputs"
         return f"interrupted{by}; kept {count}: {names}"
-    return f"interrupted{by}; nothing written" if command in WRITERS else f"interrupted{by}"
+    return nothing_kept(command or command_named(arguments.get()), by)  # None: stopped before typer parsed it

@@ -377,3 +377,12 @@ def test_a_model_removed_while_generate_reads_it_is_one_line_exit_1(tmp_path, mo
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines()[-1] == "mmgen: error: model mine was removed while in use (models rm?)"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_removing_the_bundled_demo_says_it_ships_with_mmgen(tmp_path: Path):
+    """`models rm demo` said `demo: nothing in the cache (…/models/demo)`, as if it had never been pulled."""
+    done = run_here("models", "rm", "demo", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "demo is bundled with mmgen: its weights are part of the package (" in done.stderr
+    assert "and cannot be removed" in done.stderr
+    assert (REPO / "mmgen" / "assets" / "demo.safetensors").is_file()

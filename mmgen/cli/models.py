@@ -103,6 +103,14 @@ def list_models(as_json: JsonOption = False) -> None:
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
 
 
+def _bundled_file(name: str) -> Path | None:
+    """The weights file a registry entry ships inside the package (the demo's), or None."""
+    from mmgen.weights import load_registry
+
+    registry = load_registry()
+    return registry.get(name).weights.bundled_path if name in registry else None
+
+
 def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
     """Whether NAME means the registered adapter: said by --adapter/--model, else whichever of the two exists.
     Both can: a registry entry that came after the user registered an adapter under its name (a new mmgen, a
@@ -310,6 +318,9 @@ def rm(
     removed = store.remove(name) if is_adapter else cache.remove(name)
     forgotten = forget and forget_trust(cache.root, name)
     if not removed and not forgotten:
+        if not is_adapter and (bundled := _bundled_file(name)) is not None:
+            raise UsageError(f"{name} is bundled with mmgen: its weights are part of the package ({bundled}), "
+                             "not the cache, and cannot be removed")
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
     if as_json:
         _emit({"name": name, "kind": "adapter" if is_adapter else "model", "removed": removed,

@@ -109,3 +109,19 @@ def test_settings_that_cannot_train_are_exit_2_from_a_flag_and_from_a_config_fil
     assert run(["finetune", str(data), "--scratch", "--config", str(bad), "-o", str(run_dir)]) == 2
     assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {message}"
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("keep_checkpoints", 0, "keep_checkpoints: must be at least 1, got 0"),  # one was kept all the same
+        ("probe_timesteps", [], "probe_timesteps: give at least one noise level (0..999); probe_every: 0 turns the "
+                                "probes off"),  # the probe averaged over none
+    ],
+)
+def test_settings_with_no_meaning_are_refused_with_their_key(clips, tmp_path, capsys, key, value, message):
+    data, _ = clips
+    bad = write_recipe(tmp_path / "bad.yaml", **{key: value})
+    assert run(["finetune", str(data), "--scratch", "--config", str(bad), "-o", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {message}"
+    assert not (tmp_path / "run").exists()

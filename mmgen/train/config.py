@@ -36,8 +36,8 @@ NEEDS: dict[str, str] = {"lora_alpha": "lora_rank", "lora_targets": "lora_rank"}
 # in a YAML file `FILE: key: must be at least 1, got 0`, as a flag `--flag: must be at least 1, got 0`.
 LIMITS: dict[str, Limit] = {
     **{name: Limit(1) for name in ("steps", "batch_size", "sample_steps", "probe_clips", "log_every", "stride",
-                                   "lora_rank")},
-    **{name: Limit(0) for name in ("warmup", "save_every", "sample_every", "keep_checkpoints", "num_workers",
+                                   "lora_rank", "keep_checkpoints")},  # the newest checkpoint is what --resume needs
+    **{name: Limit(0) for name in ("warmup", "save_every", "sample_every", "num_workers",
                                    "probe_every")},
     "seed": Limit(0, 2**63 - 1),
 }
@@ -99,7 +99,7 @@ class FinetuneConfig:
     # Outputs
     log_every: int = 10  # steps between log.jsonl lines
     save_every: int = 500  # steps between checkpoints (0: only at the end and on Ctrl-C)
-    keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
+    keep_checkpoints: int = 3  # newest checkpoints kept (at least 1); older ones are deleted
     sample_every: int = 500  # steps between preview clips in samples/ (0: never)
     sample_sampler: Literal["ddim", "ddpm", "dpm++"] = "ddim"
     sample_steps: int = 10
@@ -146,6 +146,9 @@ class FinetuneConfig:
             raise ValueError("loss_weights takes non-negative weights for 'video' and 'audio'")
         if not any(weights.get(k, 1.0) > 0 for k in ("video", "audio")):
             raise ValueError("loss_weights: at least one of 'video' and 'audio' must be positive")
+        if not self.probe_timesteps:
+            raise ValueError("probe_timesteps: give at least one noise level (0..999); probe_every: 0 turns the "
+                             "probes off")
         if any(not 0 <= t < 1000 for t in self.probe_timesteps):
             raise ValueError("probe_timesteps must lie in 0..999")
 

@@ -668,8 +668,22 @@ def test_a_file_named_like_an_option_gets_a_hint_how_to_give_it(tmp_path, monkey
     (tmp_path / "-dash.mp4").write_bytes(b"")
     done = run_here(*command, "-dash.mp4", env=mmgen_env(tmp_path))
     assert (done.returncode, done.stderr) == (2, "mmgen: error: No such option: -d (to use a file named -dash.mp4, "
-                                                 "write ./-dash.mp4 or put -- before it)\n")
+                                                 "write ./-dash.mp4, or put -- before it and the options before "
+                                                 "the --)\n")
     assert run_here(*command, "-zzz.mp4", env=mmgen_env(tmp_path)).stderr == "mmgen: error: No such option: -z\n"
+
+
+def test_an_unknown_command_says_where_a_command_of_that_name_or_adapters_are(tmp_path):
+    """`mmgen list` and `mmgen adapters` said only `No such command 'adapters'.`; typos keep typer's own hint."""
+    said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)) for args in ("list", "adapters", "models adapters",
+                                                                              "models lst")}
+    assert {args: done.returncode for args, done in said.items()} == dict.fromkeys(said, 2)
+    assert said["list"].stderr == "mmgen: error: No such command 'list'. Did you mean `mmgen models list`?\n"
+    for args in ("adapters", "models adapters"):
+        assert said[args].stderr.startswith("mmgen: error: No such command 'adapters'. LoRA adapters are kept with "
+                                            "the models: `mmgen models list` lists them, `mmgen models import FILE` "
+                                            "registers one"), said[args].stderr
+    assert said["models lst"].stderr == "mmgen: error: No such command 'lst'. Did you mean 'list'?\n"
 
 
 def test_an_output_that_is_a_device_or_a_pipe_is_refused_as_not_a_regular_file(tiny, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
@@ -167,7 +168,8 @@ def _failed(e: Exception) -> int:
     if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
-        _error(e.format_message().replace("\n", " ") + _dash_file_hint(e))  # NoSuchOption, ...) derive from
+        hint = _dash_file_hint(e) + _command_elsewhere_hint(e)  # NoSuchOption, NoSuchCommand, ...) derive from
+        _error(e.format_message().replace("\n", " ") + hint)
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _error(f"{e.filename}: {_too_long(e.filename)}")
@@ -190,7 +192,25 @@ def _dash_file_hint(e: Exception) -> str:
     given = arguments_[: arguments_.index("--")] if "--" in arguments_ else arguments_
     named = next((arg for arg in given if arg.startswith("-") and len(arg) > 1 and os.path.lexists(arg)
                   and (arg.startswith(option) or (not option.startswith("--") and option[1:] in arg))), None)
-    return f" (to use a file named {named}, write ./{named} or put -- before it)" if named else ""
+    return f" (to use a file named {named}, write ./{named}, or put -- before it and the options before the --)" \
+        if named else ""
+
+
+def _command_elsewhere_hint(e: Exception) -> str:
+    """For an unknown command: the group that has one of that name (`mmgen list` → `mmgen models list`), or for
+    `mmgen adapters`, where adapters are kept; else nothing. (typer says `No such command 'NAME'.` and no more.)"""
+    said = re.match(r"No such command '([^']+)'\.", getattr(e, "message", "") or "")
+    group = getattr(getattr(e, "ctx", None), "command", None)
+    if said is None or group is None:
+        return ""
+    name = said[1]
+    for group_name, sub in getattr(group, "commands", {}).items():
+        if name in (getattr(sub, "commands", None) or {}):
+            return f" Did you mean `{e.ctx.command_path} {group_name} {name}`?"  # in typer's words for a typo
+    if name in ("adapter", "adapters"):
+        return (" LoRA adapters are kept with the models: `mmgen models list` lists them, `mmgen models import FILE` "
+                "registers one, and `models info`, `verify` and `rm` take NAME --adapter.")
+    return ""
 
 
 def _option_name(param: object) -> str | None:

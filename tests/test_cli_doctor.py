@@ -145,3 +145,10 @@ def test_a_cache_folder_given_from_home_or_relative_is_the_absolute_folder_it_na
                     env=mmgen_env(tmp_path, MMGEN_CACHE="~/mmgen-cache", HOME=str(home)))
     assert done.returncode == 0, done.stderr
     assert (home / "mmgen-cache" / "models").is_dir() and not (work / "~").exists()
+
+
+def test_doctor_counts_one_thread_as_one(tmp_path):
+    """run_here runs on one torch thread, as OMP_NUM_THREADS=1 does; doctor said `torch uses 1 threads`."""
+    done = run_here("doctor", env=mmgen_env(tmp_path, COLUMNS="200"))
+    assert done.returncode == 0, done.stderr
+    assert "torch uses 1 thread, native bf16" in done.stdout, done.stdout

@@ -13,7 +13,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
-from mmgen.terminal import hashes_text, size_text, table_console
+from mmgen.terminal import counted, hashes_text, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -26,7 +26,7 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {ok if c['ok'] else bad} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
     devices = report["devices"]
     console.print("[bold]Devices[/]")
-    console.print(f"  cpu    {devices['cpu']['cores']} cores, torch uses {devices['cpu']['torch_threads']} threads, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
+    console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
     for gpu in devices["cuda"]:
         console.print(f"  cuda:{gpu['index']} {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['capability']}")
     if not devices["cuda"]:

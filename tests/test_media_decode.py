@@ -349,3 +349,32 @@ def test_a_frame_dropped_from_a_steady_clip_on_a_millisecond_clock_is_missing_no
     gaps = frame_gaps(clip.path)
     assert not gaps.varies and gaps.rate == 30 and gaps.missing == pytest.approx((4 / 30,), abs=0.001)
     assert (gaps.shortest, gaps.longest) == (0.033, 0.034)
+
+
+def test_a_long_aac_matroska_file_reads_whole_and_one_cut_short_is_still_refused(tmp_path):
+    """FFmpeg, probing a longer Matroska file only in part (its sound after 10 s of picture here), gives its AAC
+    track the segment's duration, which counts the encoder's 1024-sample priming (128 ms at 8 kHz): a whole 60 s
+    file was refused as `cut short: its audio stops at 60.03 s of 60.13 s` (a 20 s one read 768 samples of padding
+    too many). The track's DURATION tag, less the priming (probe.tagged_length), is its end."""
+    path = tmp_path / "long.mkv"
+    with av.open(str(path), "w") as container:  # written as the probe's file was: the picture, then the sound
+        video, audio = container.add_stream("mpeg4", rate=10), container.add_stream("aac", rate=8000)
+        video.width = video.height = 16
+        audio.layout = "mono"
+        for k in range(600):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(pattern_frame(k, (16, 16)), format="rgb24")))
+        container.mux(video.encode(None))
+        tone = (np.sin(np.arange(60 * 8000) * 0.3) / 2).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            sound = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 8000, start
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+    assert av.open(str(path)).streams.audio[0].duration  # the segment's: what the track's end was once taken from
+    assert read_audio(path, 8000).shape == (1, 60 * 8000)
+    assert probe(path).audio_duration == pytest.approx(60, abs=0.001)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 9 // 10])
+    with pytest.raises(MediaError, match=r"the file is cut short: its audio stops at 5\d\.\d\d s of 60\.00 s"):
+        read_audio(cut, 8000)

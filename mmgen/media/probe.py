@@ -95,13 +95,14 @@ def decodable(stream: av.stream.Stream, path: str | os.PathLike) -> av.stream.St
 
 
 def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds the stream lasts: its own header duration (MP4/MOV), else its Matroska/WebM DURATION tag
-    (tagged_length), else the container's."""
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
+    """Seconds the stream lasts: a Matroska/WebM track's DURATION tag (tagged_length), else its own header duration
+    (MP4/MOV), else the container's. A Matroska track's header holds no duration: FFmpeg, when it stops probing a
+    longer file early, gives the track the segment's (which counts AAC's priming), so the tag comes first."""
     tagged = tagged_length(container, stream)
     if tagged is not None:
         return tagged
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
     if container.duration:
         return container.duration / av.time_base
     return None
@@ -110,11 +111,11 @@ def stream_duration(container: av.container.InputContainer, stream: av.stream.St
 def header_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds on the file's timeline where the stream's header (else the container's) says it ends; None if
     neither says."""
-    if stream.duration:
-        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
-    tagged = tagged_length(container, stream)
+    tagged = tagged_length(container, stream)  # first, as stream_duration takes it
     if tagged is not None:
         return stream_start(container, stream) + tagged
+    if stream.duration:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
     if container.duration:
         return ((container.start_time or 0) + container.duration) / av.time_base
     return None

@@ -28,12 +28,14 @@ from two_ranks import run_as_two_ranks
 from mmgen import files
 from mmgen.cli import run
 from mmgen.disk_failures import writing
+from mmgen.errors import UsageError
 from mmgen.files import sha256_file
 from mmgen.media import probe
 from mmgen.pipelines import session
 from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch, run_batch, run_plan
 from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
+from mmgen.pipelines.batch.targets import Written
 from mmgen.weights import ModelCache, load_registry
 from mmgen.weights.identity import model_sha256s
 
@@ -564,3 +566,52 @@ def test_a_manifest_that_can_no_longer_be_written_ends_the_batch_as_a_stop_does(
     assert "Batch summary" in result.stderr and "2 jobs: 1 failed, 1 not run" in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {disk}") and "Traceback" not in result.stderr
     assert [r["state"] for r in records(out)] == ["started"]  # the next run redoes it
+
+
+def test_compacting_the_manifest_keeps_what_a_resume_reads_from_it(tmp_path: Path):
+    """Retries of a failing job grew the manifest by a record pair each; compacting keeps each output's last record
+    and last "started", and each file's last "done" record: what the next run reads from it is unchanged."""
+    manifest, batch_file = Manifest(tmp_path), tmp_path / "jobs.yaml"
+
+    def record(output: str, state: str, *files: str, batch: Path = batch_file) -> Record:
+        described = {name: FileRecord(name, 1, "0" * 64) for name in files}
+        return Record(output, state, "h", 1, "generate", 0, files=described, batch=str(batch.resolve()),
+                      error="it failed" if state == "failed" else None)
+
+    history = [record("a.mp4", "started"), record("a.mp4", "done", "a.mp4", "a.wav"),
+               *[record("a.mp4", state) for _ in range(50) for state in ("started", "failed")],
+               record("b.mp4", "started"), record("b.mp4", "done", "b.mp4"), record("b.mp4", "started"),
+               record("c.mp4", "started"), record("c.mp4", "done", "a.wav", batch=tmp_path / "other.yaml")]
+    for r in history:
+        manifest.append(r)
+    with open(manifest.path, "a") as f:
+        f.write('{"torn": ')
+    before = Written(manifest, batch_file)
+    latest = manifest.latest()
+
+    assert manifest.compact()
+    kept = manifest.history()
+    assert [(r.output, r.state) for r in kept] == [
+        ("a.mp4", "done"), ("a.mp4", "started"), ("a.mp4", "failed"), ("b.mp4", "done"), ("b.mp4", "started"),
+        ("c.mp4", "started"), ("c.mp4", "done")]
+    after = Written(manifest, batch_file)
+    assert (after.latest, after.files, after.started) == (before.latest, before.files, before.started)
+    assert manifest.latest() == latest and len(manifest.path.read_text().splitlines()) == len(kept)
+    assert not manifest.compact()  # nothing more to drop: left as it is
+
+
+def test_a_failed_jobs_record_keeps_its_error_not_the_advice_and_retries_do_not_grow_the_manifest(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    jobs, out = one_job(workspace, tmp_path), tmp_path / "out"
+
+    def failing(*args):
+        raise UsageError("it cannot be made", hint="a long piece of advice for the terminal")
+
+    monkeypatch.setitem(batch_run.RUNNERS, "generate", failing)
+    sizes = []
+    for _ in range(3):
+        result = run_here("batch", jobs, "-o", out, env=env_for(workspace))
+        assert result.returncode == 1 and "it cannot be made (a long piece of advice" in result.stderr, result.stderr
+        sizes.append(len(records(out)))
+    assert [(r["state"], r.get("error")) for r in records(out)] == [("started", None), ("failed", "it cannot be made")] * 2
+    assert sizes == [2, 4, 4]

@@ -6,7 +6,8 @@ anything, then "done" (with the size, sha256 and stamp of every file it wrote) o
 output wins. Appends happen under a file lock and are flushed to disk, so several writers (torchrun ranks,
 or two shells) can share one manifest; a record torn by a kill is an unreadable last line, and is ignored.
 A re-run checks that a done job's files are still as written by their stamps (mmgen.stamps), reading only a file
-whose stamp moved.
+whose stamp moved. A run first compacts the log (`compact`): it keeps only the records a reader still learns
+anything from, so retries of a failing job do not grow it without bound.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError
+from mmgen.files import write_text
 from mmgen.locks import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
@@ -95,12 +97,14 @@ class Manifest:
 
     def history(self) -> list[Record]:
         """Every readable record, oldest first."""
-        records: list[Record] = []
         try:
-            text = self.path.read_bytes().decode("utf-8", errors="replace")
+            return self._parsed(self.path.read_bytes().decode("utf-8", errors="replace").splitlines())
         except FileNotFoundError:
-            return records
-        for line in text.splitlines():
+            return []
+
+    def _parsed(self, lines: list[str]) -> list[Record]:
+        records: list[Record] = []
+        for line in lines:
             try:
                 records.append(Record.from_json(parse_json(line, str(self.path), "batch record")))
             except (ConfigError, ValueError, TypeError, KeyError):
@@ -126,6 +130,30 @@ class Manifest:
                     else:
                         os.truncate(self.path, size)
                 raise
+
+    def compact(self) -> bool:
+        """Rewrite the log (atomically, under its lock) with only the records that still say something: each output's
+        last record and last "started" one, and for each file the last "done" record listing it — what `latest`
+        and targets.Written read from it, unchanged. Torn and foreign lines go too. True if it was rewritten."""
+        with writing(self.path, self.lock), file_lock(self.lock):
+            try:
+                lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+            except FileNotFoundError:
+                return False
+            records = self._parsed(lines)
+            last: dict[tuple[str, str], int] = {}  # what each record is the last of → its place
+            for place, record in enumerate(records):
+                last[("output", record.output)] = place
+                if record.state == "started":
+                    last[("started", record.output)] = place
+                elif record.state == "done":
+                    for file in record.files.values():
+                        last[("file", file.path)] = place
+            kept = sorted(set(last.values()))
+            if len(kept) == len(lines):
+                return False
+            write_text(self.path, "".join(json.dumps(records[place].to_json(), sort_keys=True) + "\n" for place in kept))
+            return True
 
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:
         """What a finished job wrote, for its "done" record."""

@@ -18,7 +18,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -148,6 +148,9 @@ def run_batch(
     joined = processes.start(plan.jobs[0].run.compute.device.type if plan.jobs else "cpu")
     try:
         with _only_batch_in(plan.output_dir, joined):
+            if joined.is_main:  # before any record of this run: retries of a failing job do not grow it without bound
+                with suppress(MmgenError, OSError):  # a full disk: the log as it is still says everything
+                    Manifest(plan.output_dir).compact()
             plan = replanned(plan, overwrite)  # a batch that held the folder until now may have done jobs
             on_start(plan)
             mine = run_plan(plan, share=Share(joined.rank, joined.world_size), fail_fast=fail_fast,
@@ -227,7 +230,9 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
     except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
         expected = isinstance(e, MmgenError)
         message = str(e) if expected else f"{e.__class__.__name__}: {e}"
-        _record(manifest, dataclasses.replace(record, state="failed", error=message))
+        # the record keeps the error's line; its advice (hint) is for the terminal, not repeated on every retry
+        said = e.message if isinstance(e, MmgenError) else message
+        _record(manifest, dataclasses.replace(record, state="failed", error=said))
         return Outcome(job.number, job.kind, job.output, "failed", time.perf_counter() - started, message,
                        None if expected else traceback.format_exc(), rank)
     files = manifest.describe_files(job.files.files)

@@ -133,8 +133,9 @@ class Manifest:
 
     def compact(self) -> bool:
         """Rewrite the log (atomically, under its lock) with only the records that still say something: each output's
-        last record and last "started" one, and for each file the last "done" record listing it — what `latest`
-        and targets.Written read from it, unchanged. Torn and foreign lines go too. True if it was rewritten."""
+        last record, its last "started" one unless it ended done since (targets.Written reads a start only for a job
+        that is not done), and for each file the last "done" record listing it — what `latest` and targets.Written
+        read from it, unchanged. Torn and foreign lines go too. True if it was rewritten."""
         with writing(self.path, self.lock), file_lock(self.lock):
             try:
                 lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -149,6 +150,9 @@ class Manifest:
                 elif record.state == "done":
                     for file in record.files.values():
                         last[("file", file.path)] = place
+            for output in {record.output for record in records}:
+                if records[last[("output", output)]].state == "done":
+                    last.pop(("started", output), None)
             kept = sorted(set(last.values()))
             if len(kept) == len(lines):
                 return False

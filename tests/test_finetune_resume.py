@@ -8,6 +8,7 @@ are functions of the step, and the checkpoint holds the optimizer, EMA and every
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shlex
@@ -488,3 +489,50 @@ def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_ex
                           "it to end, or choose another -o)\n")
     assert said[1] == (2, "")
     assert {p.name: p.read_text() for p in run_dir.iterdir()} == before
+
+
+
+def test_a_run_resumed_between_two_log_lines_logs_the_mean_of_the_whole_interval(setup, tmp_path, monkeypatch):
+    """The log line after a resume averaged only the steps taken since it (step 3 of 1–3 here), so its loss differed
+    from an uninterrupted run's though the weights were the same: the interval's running sums are checkpointed."""
+    from mmgen.train import trainer
+
+    data, _, env = setup
+    recipe = write_recipe(tmp_path / "recipe.yaml", MODEL, **{**SETTINGS, "log_every": 3})
+    loss, losses = trainer.diffusion_loss, []
+
+    def stop_in_the_second_step(*args, **kwargs):
+        losses.append(loss(*args, **kwargs))
+        if len(losses) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses[-1]
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(trainer, "diffusion_loss", stop_in_the_second_step)
+    stopped = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                       "--batch-size", 2, "--save-every", 0, "--sample-every", 0, "--probe-every", 0, env=env)
+    assert stopped.returncode == 143, stopped.stderr
+    assert latest_checkpoint(run_dir / "checkpoints").step == 2
+    assert run_here("finetune", data, "-o", run_dir, "--resume", env=env).returncode == 0
+    (line,) = [line for line in read_log(run_dir / "log.jsonl") if line["event"] == "train"]
+    assert line["step"] == 3 and len(losses) == 3  # steps 1 and 2 before the stop, 3 after
+    steps = [(total.detach(), parts["video"], parts["audio"]) for total, parts in losses]
+    for key, values in zip(("loss", "loss_video", "loss_audio"), zip(*steps, strict=True), strict=True):
+        assert line[key] == pytest.approx(float(sum(values)) / 3, rel=1e-6), key
+
+
+def test_resuming_a_finished_run_says_so_and_writes_nothing(setup, tmp_path):
+    """--resume of a run done at its --steps retrained nothing but logged a second checkpoint and done, and wrote
+    model.safetensors again. It says the run is finished, exits 0 and leaves the folder as it was; --steps above
+    the run's end trains on."""
+    data, recipe, env = setup
+    run_dir = tmp_path / "run"
+    args = ["--steps", 1, "--batch-size", 2, "--save-every", 0, "--sample-every", 0, "--probe-every", 0]
+    assert run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, *args, env=env).returncode == 0
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run_dir.rglob("*") if path.is_file()}
+    again = run_here("finetune", data, "-o", run_dir, "--resume", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == (f"{run_dir}: the run is already finished at step 1 ({run_dir / 'model.safetensors'}); "
+                            "nothing to do (give --steps above 1 to train on)\n")
+    assert json.loads(again.stdout)["model"] == str(run_dir / "model.safetensors")
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run_dir.rglob("*") if path.is_file()} == before

@@ -39,7 +39,10 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
     if not main_process():
         return
     run_dir = result.run_dir
-    if result.interrupted:
+    if result.finished_before:
+        say(f"{run_dir}: the run is already finished at step {result.step} ({result.model_path}); nothing to do "
+            f"(give --steps above {result.step} to train on)")
+    elif result.interrupted:
         say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
         where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
         say(f"resume with:  {_launcher()} finetune {where} --resume")
@@ -73,9 +76,9 @@ def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) 
     }
     if result.interrupted:
         record["resume"] = f"{_launcher()} finetune {shlex.quote(str(data_dir))} -o {shlex.quote(str(result.run_dir))} --resume"
-    data = result.data
-    record["data"] = {"clips": data.clips, "files": data.files, "decoded": data.decoded, "reused": data.reused,
-                      "skipped": len(data.skipped)}
+    data = result.data  # None: a finished run resumed, nothing read
+    record["data"] = data and {"clips": data.clips, "files": data.files, "decoded": data.decoded,
+                               "reused": data.reused, "skipped": len(data.skipped)}
     return record
 
 

@@ -4,15 +4,10 @@ from weights that are no longer finite: the divergence watch is read first (dive
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
-
-import torch
 
 from mmgen.config import json_text, to_dict
 from mmgen.files import atomic_output, kept_together, retire
-from mmgen.runtime.processes import Processes
 from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.divergence import DivergenceWatch, TrainingDiverged
 from mmgen.train.events import EventFn, TrainEvent
@@ -26,7 +21,6 @@ class RunOutputs:
         self.setup, self.on_event = setup, on_event
         self.config, self.state, self.processes = setup.config, setup.state, setup.processes
         self.main = setup.processes.is_main
-        self.meter = Meter()
         resumed = latest_checkpoint(setup.run_dir / "checkpoints")
         self.last_checkpoint: Path | None = resumed.path if resumed is not None else None
         self._order = setup.order(0)
@@ -104,7 +98,7 @@ class RunOutputs:
             raise
 
     def _log_train(self) -> None:
-        values = self.meter.take(self.processes)
+        values = self.state.meter.take(self.processes)
         if self.main:
             step = self.state.step
             values["clips_per_s"] = values.pop("steps_per_s") * self.config.batch_size
@@ -112,28 +106,3 @@ class RunOutputs:
             self.setup.log.write("train", step, **values)
             self.on_event(TrainEvent("step", step, self.config.steps, values=values))
 
-
-class Meter:
-    """Running sums of a log interval's step values (kept as tensors: no device sync per step)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Any] = {}
-        self.count = 0
-        self.since = time.perf_counter()
-
-    def add(self, values: dict[str, Any]) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
-
-    def take(self, processes: Processes) -> dict[str, float]:
-        """Interval means (averaged over processes) plus steps/s; resets the meter."""
-        keys = sorted(self.sums)
-        means = torch.tensor([float(self.sums[k]) / self.count for k in keys], dtype=torch.float64)
-        means = torch.tensor(processes.gather(means.tolist()), dtype=torch.float64).mean(dim=0)
-        elapsed = time.perf_counter() - self.since
-        out = {k: float(v) for k, v in zip(keys, means.tolist(), strict=True)}
-        out["lr"] = float(self.sums["lr"]) / self.count
-        out["steps_per_s"] = self.count / elapsed if elapsed > 0 else 0.0
-        self.sums, self.count, self.since = {}, 0, time.perf_counter()
-        return out

@@ -21,6 +21,8 @@ from pathlib import Path
 from mmgen.errors import UsageError
 from mmgen.files import put_back_kept
 from mmgen.temporaries import remove_leftovers
+from mmgen.train.checkpoint import latest_checkpoint
+from mmgen.train.runlog import last_event
 from mmgen.weights import sidecar
 
 try:
@@ -45,6 +47,21 @@ def put_back_final(run_dir: Path) -> None:
         with suppress(OSError):
             put_back_kept(sidecar.json_of(weights), weights, sidecar.describes)
     remove_leftovers(run_dir)
+
+
+def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
+    """The step a finished run ended at when training it to `steps` leaves nothing to do: its newest checkpoint is
+    at or past `steps`, and its log's last `done` is that step's, with the final weights `final_name` and their json
+    still in the folder. None otherwise: a run with steps left trains on, and one stopped while writing its final
+    weights writes them again."""
+    newest = latest_checkpoint(run_dir / "checkpoints")
+    if newest is None or newest.step < steps:
+        return None
+    weights = run_dir / final_name
+    if not (weights.is_file() and sidecar.json_of(weights).is_file()):
+        return None
+    done = last_event(run_dir / "log.jsonl", "done")
+    return newest.step if done is not None and done.get("step") == newest.step else None
 
 
 def is_run_folder(folder: Path) -> bool:

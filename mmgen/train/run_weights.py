@@ -29,7 +29,11 @@ class RunWeights:
     @property
     def final_name(self) -> str:
         """What the finished run is: RUN/model.safetensors, or RUN/adapter.safetensors for a LoRA run."""
-        return "adapter.safetensors" if self.lora else "model.safetensors"
+        return self.final_name_of(self.lora)
+
+    @staticmethod
+    def final_name_of(lora: LoraSpec | None) -> str:
+        return "adapter.safetensors" if lora else "model.safetensors"
 
     def write(self, path: Path, module: torch.nn.Module, metadata: dict) -> str:
         """Write `module`'s weights (its adapters only, for a LoRA run); returns the file's sha256."""

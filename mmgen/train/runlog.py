@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,26 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def first_event(path: Path, event: str) -> dict[str, Any] | None:
     """The first `event` line of a run's log (None if there is none); lines that do not read are passed over."""
+    return next(_events(path, event), None)
+
+
+def last_event(path: Path, event: str) -> dict[str, Any] | None:
+    """The last `event` line of a run's log (None if there is none); lines that do not read are passed over."""
+    found = None
+    for found in _events(path, event):  # noqa: B007 (the last one is kept)
+        pass
+    return found
+
+
+def _events(path: Path, event: str) -> Iterator[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
-        return None
+        return
     for line in lines:
         try:
             found = parse_json(line, str(path), "run log")
         except ConfigError:
             continue
         if isinstance(found, dict) and found.get("event") == event:
-            return found
-    return None
+            yield found

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -92,6 +94,42 @@ class Streams:
         return f"resumed on {self.noise.device.type} after training on {was}: the noise stream restarted"
 
 
+class Meter:
+    """Running sums of a log interval's step values (kept as tensors: no device sync per step). They are part of
+    the training state: a run resumed between two log lines logs the same means as one that never stopped."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.count = 0  # steps in the interval
+        self.timed, self.since = 0, time.perf_counter()  # steps this process took since `since` (not resumed ones)
+
+    def add(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.timed += 1
+
+    def take(self, processes: Processes) -> dict[str, float]:
+        """Interval means (averaged over processes) plus steps/s; resets the meter."""
+        keys = sorted(self.sums)
+        means = torch.tensor([float(self.sums[k]) / self.count for k in keys], dtype=torch.float64)
+        means = torch.tensor(processes.gather(means.tolist()), dtype=torch.float64).mean(dim=0)
+        elapsed = time.perf_counter() - self.since
+        out = {k: float(v) for k, v in zip(keys, means.tolist(), strict=True)}
+        out["lr"] = float(self.sums["lr"]) / self.count
+        out["steps_per_s"] = self.timed / elapsed if elapsed > 0 else 0.0
+        self.sums, self.count, self.timed, self.since = {}, 0, 0, time.perf_counter()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in self.sums.items()},
+                "count": self.count}
+
+    def restore(self, saved: dict[str, Any], device: torch.device) -> None:
+        self.sums = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in saved["sums"].items()}
+        self.count = saved["count"]
+
+
 class TrainingState:
     """A network being trained (fp32 master weights on the compute device) and all that goes with it."""
 
@@ -113,6 +151,7 @@ class TrainingState:
         _share_frozen(self.ema.module, model)
         self.scaler = torch.amp.GradScaler(compute.device.type, enabled=compute.dtype == torch.float16)
         self.streams = Streams.seeded(rank_seed(config.seed, processes.rank), compute.device)
+        self.meter = Meter()  # the values of the steps since the last log line
 
     def update(self, loss: torch.Tensor, lr: float) -> torch.Tensor:
         """One optimizer step on `loss` at learning rate `lr`, then the EMA; returns the gradient norm (before
@@ -140,6 +179,7 @@ class TrainingState:
         """Checkpoint the state (every process takes part: each one's generators are gathered); rank 0 writes
         and gets the checkpoint, the others None."""
         rng = self.processes.gather(self.streams.state(self.compute.device))
+        meters = self.processes.gather(self.meter.state())
         saved = None
         if self.processes.is_main:
             state = {
@@ -148,6 +188,7 @@ class TrainingState:
                 "scaler": self.scaler.state_dict(),
                 "ema_n_averaged": int(self.ema.n_averaged),
                 "rng": rng,
+                "meters": meters,
             }
             weights = self.weights()
             saved = save_checkpoint(
@@ -173,6 +214,9 @@ class TrainingState:
         self.files.load_into(self.ema.module, resumable.ema)
         self.ema.n_averaged.fill_(state["ema_n_averaged"])
         rng, processes = state["rng"], self.processes
+        meters = state.get("meters")  # absent from checkpoints written before the meter was kept: start it afresh
+        if meters is not None and len(meters) == processes.world_size:
+            self.meter.restore(meters[processes.rank], self.compute.device)
         if len(rng) == processes.world_size:
             return self.streams.restore(
                 rng[processes.rank], self.compute.device, rank_seed(self.config.seed + self.step, processes.rank)

@@ -34,7 +34,8 @@ from mmgen.train.events import EventFn, TrainEvent, ignore
 from mmgen.train.interrupt import CheckpointNotSaved, StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
-from mmgen.train.run_folder import RunFolderLock, clear_failed_start
+from mmgen.train.run_folder import RunFolderLock, clear_failed_start, finished_at
+from mmgen.train.run_weights import RunWeights
 from mmgen.train.setup import Setup, clip_cache, clip_cache_user, prepare
 from mmgen.train.state import TrainingState, parameters_digest
 
@@ -47,7 +48,8 @@ class FinetuneResult:
     step: int  # steps completed
     interrupted: bool  # stopped by Ctrl-C/SIGTERM after saving a checkpoint
     model_path: Path | None  # RUN/model.safetensors once the run reached its last step
-    data: ScanReport
+    data: ScanReport | None  # None when a resumed run had already finished: nothing was read
+    finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
 
 
 def finetune(
@@ -60,7 +62,11 @@ def finetune(
 ) -> FinetuneResult:
     """Train per `config` on the clips under `data_dir`, writing the run to `run_dir`; with `resume`, continue
     from the run's newest checkpoint that loads. Under torchrun every process calls this; only rank 0 writes.
-    Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite."""
+    Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite. Resuming a run that has
+    already finished at `config.steps` (or past it) does nothing and writes nothing: a larger `steps` trains on."""
+    if resume and (step := finished_at(Path(run_dir), config.steps, RunWeights.final_name_of(config.lora))) is not None:
+        return FinetuneResult(Path(run_dir), step, False, Path(run_dir) / RunWeights.final_name_of(config.lora), None,
+                              finished_before=True)
     device = select_device(config.device)
     processes = distributed.start(device.type)
     lock = RunFolderLock(Path(run_dir))
@@ -132,7 +138,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
             grad_norm = state.update(loss, lr)
             stop.stepped = True
             watch.observe(state.step, loss, grad_norm)
-            outputs.meter.add(
+            state.meter.add(
                 {"loss": loss.detach(), "loss_video": parts["video"], "loss_audio": parts["audio"],
                  "grad_norm": grad_norm, "lr": lr}
             )  # fmt: skip

@@ -112,3 +112,23 @@ def test_a_json_line_printed_while_the_bars_show_stays_on_stdout(monkeypatch, ca
         show(ProgressEvent("clips", 0, 2))
         print_json({"mp4": "clip_0000.mp4"})
     assert capsys.readouterr().out == '{"mp4": "clip_0000.mp4"}\n' and "clip_0000" not in screen.getvalue()
+
+
+def test_the_training_bar_fits_80_columns_and_shows_the_loss_split_where_there_is_room(monkeypatch):
+    """At 80 columns the bar's loss text with its video and audio parts pushed rich to cut the times short
+    (`37/200 loss 0.0889 (video 0.0712, audio 0.0177) 0:00:… 0:02:32`): there it shows the loss alone."""
+    from mmgen.cli._finetune_display import display
+    from mmgen.train.events import TrainEvent
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    values = {"loss": 0.0889, "loss_video": 0.0712, "loss_audio": 0.0177, "clips_per_s": 1.0}
+    drawn = {}
+    for width in (80, 120):
+        screen = io.StringIO()
+        with display(Console(file=screen, force_terminal=True, width=width)) as show:
+            show(TrainEvent("start", 0, 20000, message="fine-tuning"))
+            show(TrainEvent("step", 12345, 20000, values=values))
+        drawn[width] = ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines()[-1]
+    assert "…" not in drawn[80] and re.search(r" 12345/20000 loss 0\.0889 \d+:\d\d:\d\d \S+$", drawn[80]), drawn[80]
+    assert " loss 0.0889 (video 0.0712, audio 0.0177) " in drawn[120] and "…" not in drawn[120]

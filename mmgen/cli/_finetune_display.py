@@ -3,6 +3,7 @@ ETA) on a terminal, plain lines at each log step otherwise; nothing on the other
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from collections.abc import Iterator
@@ -23,11 +24,16 @@ from mmgen import terminal
 from mmgen.terminal import say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
+    from rich.console import Console
+
     from mmgen.train import FinetuneConfig, FinetuneResult, TrainEvent
     from mmgen.train.events import EventFn
 
 
 SKIPS_SHOWN = 5  # skipped files named one per line; a folder of thousands of broken files gets a count after them
+# The training bar's line, but for its loss text: the label (9), the count, elapsed and remaining times (up to 8
+# each), the spaces between the six columns (5), and the least of a bar worth drawing.
+_BAR_LINE = 9 + 8 + 8 + 5 + 10
 
 
 def main_process() -> bool:
@@ -97,13 +103,22 @@ def _launcher() -> str:
 
 
 
+def loss_text(values: dict[str, float], room: float = math.inf) -> str:
+    """The loss of a log step, with its video and audio parts when `room` columns hold them (not at 80 columns:
+    rich then cut the bar's times short, `0:00:…`)."""
+    loss = f"loss {values['loss']:.4f}"
+    split = f"{loss} (video {values['loss_video']:.4f}, audio {values['loss_audio']:.4f})"
+    return split if len(split) <= room else loss
+
+
 @contextmanager
-def display() -> Iterator[EventFn | None]:
-    """The trainer's event callback (None on the other processes of a torchrun job)."""
+def display(console: Console | None = None) -> Iterator[EventFn | None]:
+    """The trainer's event callback (None on the other processes of a torchrun job), drawing on `console` (a new
+    one on stderr when None)."""
     if not main_process():
         yield None
         return
-    console = terminal.console(soft_wrap=True)  # a skipped file's path and reason stay on one line
+    console = console or terminal.console(soft_wrap=True)  # a skipped file's path and reason stay on one line
     fancy = terminal.draws(console)
     columns = (
         TextColumn("{task.description:>9}"),
@@ -144,11 +159,11 @@ def display() -> Iterator[EventFn | None]:
                 bar("training", event.step, event.total)
             elif event.kind == "step" and event.values:
                 v = event.values
-                info = f"loss {v['loss']:.4f} (video {v['loss_video']:.4f}, audio {v['loss_audio']:.4f})"
-                bar("training", event.step, event.total, info)
-                if not fancy:
+                count = len(f"{event.total}/{event.total}")
+                bar("training", event.step, event.total, loss_text(v, console.width - _BAR_LINE - count))
+                if not fancy:  # a line of its own: its full text
                     console.print(
-                        f"step {event.step}/{event.total}  {info}  {v['clips_per_s']:.1f} clips/s",
+                        f"step {event.step}/{event.total}  {loss_text(v)}  {v['clips_per_s']:.1f} clips/s",
                         highlight=False,
                     )
             elif event.kind == "step":

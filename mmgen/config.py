@@ -264,8 +264,8 @@ def _unicode(value: Any) -> Any:
     return value
 
 
-def _fail(where: str, field: str, msg: str) -> typing.NoReturn:
-    raise ConfigError(f"{where}: {field + ': ' if field else ''}{msg}")
+def _fail(where: str, field: str, msg: str, cause: Exception | None = None) -> typing.NoReturn:
+    raise ConfigError(f"{where}: {field + ': ' if field else ''}{msg}") from cause
 
 
 def _expected(tp: Any) -> str:
@@ -301,8 +301,8 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
                 _fail(where, sub, "required field is missing")
         try:
             return tp(**kwargs)
-        except (ValueError, TypeError) as e:  # __post_init__ validation
-            _fail(where, field, str(e))
+        except (ValueError, TypeError) as e:  # __post_init__ validation (an InvalidSetting: its cause, for its flag)
+            _fail(where, field, str(e), e)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None:

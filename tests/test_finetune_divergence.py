@@ -72,22 +72,24 @@ def test_a_learning_rate_that_cannot_train_is_refused_before_any_work(clips, tmp
     run_dir = tmp_path / "run"
     done = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--lr", "inf", env=env)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == "mmgen: error: command line: lr must be a finite number, got inf"
+    assert done.stderr.strip() == "mmgen: error: --lr: must be a finite number, got inf"
     assert not run_dir.exists()
 
 
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("lr", "0", "lr must be positive, got 0.0"),
-        ("lr", "-1e-4", "lr must be positive, got -0.0001"),
-        ("lr", "nan", "lr must be a finite number, got nan"),
-        ("lr", "-inf", "lr must be a finite number, got -inf"),
-        ("ema_decay", "nan", "ema_decay must be a finite number, got nan"),
-        ("ema_decay", "1", "ema_decay must be in [0, 1), got 1.0"),
-        ("grad_clip", "inf", "grad_clip must be a finite number, got inf"),
-        ("loss_weights", "video=0,audio=0", "loss_weights: at least one of 'video' and 'audio' must be positive"),
-        ("loss_weights", "video=nan", "loss_weights.video must be a finite number, got nan"),
+        ("lr", "0", "must be positive, got 0.0"),
+        ("lr", "-1e-4", "must be positive, got -0.0001"),
+        ("lr", "nan", "must be a finite number, got nan"),
+        ("lr", "-inf", "must be a finite number, got -inf"),
+        ("ema_decay", "nan", "must be a finite number, got nan"),
+        ("ema_decay", "1", "must be in [0, 1), got 1.0"),
+        ("grad_clip", "inf", "must be a finite number, got inf"),
+        ("grad_clip", "-1", "must not be negative, got -1.0"),
+        ("lora_alpha", "-1", "must be positive, got -1.0"),
+        ("loss_weights", "video=0,audio=0", "at least one of 'video' and 'audio' must be positive"),
+        ("loss_weights", "video=nan", "video must be a finite number, got nan"),
     ],
 )
 def test_settings_that_cannot_train_are_exit_2_from_a_flag_and_from_a_config_file(
@@ -98,17 +100,19 @@ def test_settings_that_cannot_train_are_exit_2_from_a_flag_and_from_a_config_fil
     recipe = write_recipe(tmp_path / "recipe.yaml")
     run_dir = tmp_path / "run"
     assert run(["finetune", str(data), "--scratch", "--config", str(recipe), "-o", str(run_dir), flag, value]) == 2
-    assert capsys.readouterr().err.strip() == f"mmgen: error: command line: {message}"
+    # named as it was given: by its flag on the command line (it said `command line: lr must be positive`) …
+    assert capsys.readouterr().err.strip() == f"mmgen: error: {flag}: {message}"
 
-    # The same setting in a recipe file is checked by the same rule.
+    # … and by its key in a recipe file, checked by the same rule.
     yaml_value = (
         dict(part.split("=") for part in value.split(",")) if setting == "loss_weights" else value
     )
     yaml_value = {k: float(v) for k, v in yaml_value.items()} if isinstance(yaml_value, dict) else float(yaml_value)
     bad = write_recipe(tmp_path / "bad.yaml", **{setting: yaml_value})
     assert run(["finetune", str(data), "--scratch", "--config", str(bad), "-o", str(run_dir)]) == 2
-    assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {message}"
+    assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {setting}: {message}"
     assert not run_dir.exists()
+
 
 
 @pytest.mark.parametrize(

@@ -127,8 +127,8 @@ def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
     ("extra", "message"),
     [
         (["--lora", "0"], "--lora"),
-        (["--lora", "4", "--lora-alpha", "nan"], "must be a positive number"),
-        (["--lora", "4", "--lora-alpha", "-1"], "must be a positive number"),
+        (["--lora", "4", "--lora-alpha", "nan"], "--lora-alpha: must be a finite number, got nan"),
+        (["--lora", "4", "--lora-alpha", "-1"], "--lora-alpha: must be positive, got -1.0"),
         (["--lora", "4", "--lora-targets", "everything"], "--lora-targets"),
         # Above the widest adapted layer's min(fan-in, fan-out) (64 here): refused before allocating adapters
         # (`--lora 1000000` once took 22 GB). --steps 1 keeps a run that is not refused short.

@@ -115,11 +115,10 @@ class FinetuneConfig:
         for name, limit in LIMITS.items():
             limit.check(name, getattr(self, name))
         if self.lora_rank is not None and self.model is not None:
-            raise ValueError("lora_rank: LoRA adapts an existing model (--from), not one trained from scratch")
-        if self.lora_rank is not None:
-            self.lora  # noqa: B018 (checks rank, alpha and targets)
+            raise InvalidSetting("lora_rank", "LoRA adapts an existing model (--from), not one trained from scratch")
         numbers = {
             "lr": self.lr,
+            "lora_alpha": self.lora_alpha,
             "weight_decay": self.weight_decay,
             "ema_decay": self.ema_decay,
             "grad_clip": self.grad_clip,
@@ -128,29 +127,34 @@ class FinetuneConfig:
             **{f"betas[{i}]": b for i, b in enumerate(self.betas)},
             **{f"loss_weights.{k}": w for k, w in self.loss_weights.items()},
         }
+        # Each refusal an InvalidSetting of its field: named by its key in a file, by its flag on the command line.
         for name, value in numbers.items():
             if value is not None and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        for name in ("lr", "min_snr_gamma", "x0_weight_cap"):
+                field_name, _, part = name.partition(".")
+                raise InvalidSetting(field_name.split("[")[0], f"{part + ' ' if part else ''}must be a finite number, "
+                                     f"got {value}")
+        for name in ("lr", "lora_alpha", "min_snr_gamma", "x0_weight_cap"):
             if numbers[name] is not None and numbers[name] <= 0:
-                raise ValueError(f"{name} must be positive, got {numbers[name]}")
+                raise InvalidSetting(name, f"must be positive, got {numbers[name]}")
         for name in ("weight_decay", "grad_clip"):
             if numbers[name] is not None and numbers[name] < 0:
-                raise ValueError(f"{name} must not be negative, got {numbers[name]}")
+                raise InvalidSetting(name, f"must not be negative, got {numbers[name]}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise InvalidSetting("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be in [0, 1), got {list(self.betas)}")
+            raise InvalidSetting("betas", f"must be in [0, 1), got {list(self.betas)}")
         weights = self.loss_weights
         if set(weights) - {"video", "audio"} or any(w < 0 for w in weights.values()):
-            raise ValueError("loss_weights takes non-negative weights for 'video' and 'audio'")
+            raise InvalidSetting("loss_weights", "takes non-negative weights for 'video' and 'audio'")
         if not any(weights.get(k, 1.0) > 0 for k in ("video", "audio")):
-            raise ValueError("loss_weights: at least one of 'video' and 'audio' must be positive")
+            raise InvalidSetting("loss_weights", "at least one of 'video' and 'audio' must be positive")
         if not self.probe_timesteps:
-            raise ValueError("probe_timesteps: give at least one noise level (0..999); probe_every: 0 turns the "
-                             "probes off")
+            raise InvalidSetting("probe_timesteps", "give at least one noise level (0..999); probe_every: 0 turns the "
+                                 "probes off")
         if any(not 0 <= t < 1000 for t in self.probe_timesteps):
-            raise ValueError("probe_timesteps must lie in 0..999")
+            raise InvalidSetting("probe_timesteps", "must lie in 0..999")
+        if self.lora_rank is not None:
+            self.lora  # noqa: B018 (checks rank, alpha and targets)
 
     @property
     def lora(self) -> LoraSpec | None:
@@ -212,11 +216,9 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     for where, data in layers:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-        if where == COMMAND_LINE:
-            _check_flags(data)
-        else:
+        if where != COMMAND_LINE:
             data = _keys_named(where, data)
-        from_dict(FinetuneConfig, data, where)  # errors name this layer's source
+        _config(data, where, [(where, data)])  # errors name this layer's source
         if "init" in data and "model" not in data:
             merged.pop("model", None)
         if "model" in data and "init" not in data:
@@ -242,7 +244,19 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
             )
     elif merged.get("init") is None and merged.get("model") is None:
         merged["init"] = DEFAULT_MODEL
-    return from_dict(FinetuneConfig, merged, " + ".join(where for where, _ in layers) or "finetune config")
+    return _config(merged, " + ".join(where for where, _ in layers) or "finetune config", layers)
+
+
+def _config(data: dict[str, Any], where: str, layers: list[tuple[str, dict[str, Any]]]) -> FinetuneConfig:
+    """from_dict of FinetuneConfig, a setting it refuses (InvalidSetting) named where it was given (Setting.of):
+    `--lr: must be positive, got 0.0` on the command line, `FILE: lr: must be positive, got 0.0` in a file."""
+    try:
+        return from_dict(FinetuneConfig, data, where)
+    except ConfigError as e:
+        refused = e.__cause__
+        if not isinstance(refused, InvalidSetting) or refused.field not in FinetuneConfig.__dataclass_fields__:
+            raise
+        raise ConfigError(refused.said_as(str(Setting.of(refused.field, layers)))) from None
 
 
 def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -262,16 +276,6 @@ def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{where}: unknown key {key!r}: the key of --{key} is {flag_of[key]!r}")
         named[field_name] = value
     return named
-
-
-def _check_flags(flags: dict[str, Any]) -> None:
-    """The ranged flags given, each error naming its flag as every command's do (cli.options)."""
-    for key, value in flags.items():
-        if key in LIMITS and isinstance(value, int):
-            try:
-                LIMITS[key].check(key, value)
-            except InvalidSetting as e:
-                raise UsageError(f"{Setting(key).flag}: {e.reason}") from None
 
 
 def run_config(

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -386,3 +387,26 @@ def test_removing_the_bundled_demo_says_it_ships_with_mmgen(tmp_path: Path):
     assert "demo is bundled with mmgen: its weights are part of the package (" in done.stderr
     assert "and cannot be removed" in done.stderr
     assert (REPO / "mmgen" / "assets" / "demo.safetensors").is_file()
+
+
+def test_models_list_reads_records_and_imports_no_torch(tmp_path: Path):
+    """`models list` with 30 models and 60 adapters took 4 s, nearly all of it importing torch: for the paper's
+    models' size (a model built on the meta device, to count its parameters) and with the modules a pull and an
+    adapter's loading use. Their registered parameter count gives the size, and those modules load where used."""
+    script = ("import sys; from mmgen.cli import run; code = run(['models', 'list', '--json']); "
+              "print(code, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], env=mmgen_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.splitlines()[-1] == "0 False", done.stderr
+    rows = {row["name"]: row for row in map(json.loads, done.stdout.splitlines()[:-1])}
+    assert rows["landscape"]["size"] == 4 * load_registry().entries["landscape"].weights.parameters
+    assert rows["landscape"]["size_estimated"] is True
+
+
+def test_a_registered_parameter_count_is_what_the_architecture_builds():
+    """The size `models list` gives a model not downloaded is 4 bytes × its registered parameter count: the count
+    its config builds."""
+    for entry in load_registry().entries.values():
+        if entry.weights.parameters is not None and entry.config is not None:
+            built = build_model(entry.arch, entry.config, device="meta")
+            assert sum(p.numel() for p in built.parameters()) == entry.weights.parameters, entry

@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mmgen.adapters.file import Adapter, BaseModel, read_adapter
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, ConfigError, InvalidSetting, MmgenError, OutputExists, UsageError
 from mmgen.files import (
@@ -39,6 +39,9 @@ from mmgen.weights.catalog import DAMAGED, Verdict, check_file
 from mmgen.weights.entry_lock import entry_lock
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
+
+if TYPE_CHECKING:
+    from mmgen.adapters.file import Adapter  # its module imports torch: loaded where an adapter is read
 
 FILE = "adapter.safetensors"
 RECORD = "adapter.json"
@@ -87,6 +90,8 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     folder = folder_of(name)
     check_cache_writable(cache_root())
     check_cache_writable(folder)  # a read-only adapters/ in a writable cache
+    from mmgen.adapters.file import read_adapter
+
     adapter = read_adapter(file)
     with _locked(name):  # as a model's: one registration (or removal) of NAME at a time
         if (folder / RECORD).is_file() and not overwrite:
@@ -218,6 +223,8 @@ def remove(name: str) -> bool:
 
 def resolve(source: str) -> Adapter:
     """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
+    from mmgen.adapters.file import read_adapter
+
     if is_path(source):
         return read_adapter(source)
     file = registered_file(source)
@@ -245,6 +252,7 @@ def import_merged(file: str | Path, name: str, overwrite: bool = False):
     import tempfile
 
     from mmgen.adapters.apply import check_fits, merge_adapters
+    from mmgen.adapters.file import BaseModel, read_adapter
     from mmgen.weights import import_weights, load_model, save_model
     from mmgen.weights.cache import MERGED_FROM
     from mmgen.weights.convert import check_model_name

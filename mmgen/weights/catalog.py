@@ -13,7 +13,6 @@ from typing import Any
 from mmgen.config import to_dict
 from mmgen.errors import MmgenError, ModelNotFound
 from mmgen.files import sha256_file
-from mmgen.models import build_model
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache, damaged_folder
 from mmgen.weights.names import check_name
@@ -69,6 +68,8 @@ def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:
         size = entry.weights.bundled_path.stat().st_size
     elif entry.weights.size is not None:
         size = entry.weights.size
+    elif entry.weights.parameters is not None:  # the released count (the official entries): no model to build
+        size, estimated = 4 * entry.weights.parameters, True
     elif entry.config is not None:
         size, estimated = _fp32_bytes(entry.arch, entry.config), True
     trusted = trust.trusted(cache.root, name)
@@ -91,7 +92,10 @@ def _bundled_sha256(entry: ModelEntry) -> str:
 
 @functools.cache
 def _fp32_bytes(arch: str, config: Any) -> int:
-    """Size the weights will have as fp32 safetensors (parameters × 4; the header is negligible)."""
+    """Size the weights will have as fp32 safetensors (parameters × 4; the header is negligible), counted on a model
+    built on the meta device (importing torch: only for an entry that does not say its parameter count)."""
+    from mmgen.models import build_model
+
     return 4 * sum(p.numel() for p in build_model(arch, config, device="meta").parameters())
 
 

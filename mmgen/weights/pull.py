@@ -16,7 +16,6 @@ from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.files import kept_together, retire, sha256_file
 from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
-from mmgen.weights.convert import Target, install
 from mmgen.weights.download import download, offline
 from mmgen.weights.names import is_name
 from mmgen.weights.registry import ModelEntry, Registry, load_registry, unknown_model
@@ -163,8 +162,13 @@ def _intact(cache: ModelCache, name: str, entry: ModelEntry, repair: bool) -> bo
     return True
 
 
-def _target(entry: ModelEntry) -> Target | None:
-    return Target(entry.arch, entry.config, entry.weights.parameters) if entry.config is not None else None
+def _install(cache: ModelCache, name: str, part: Path, entry: ModelEntry, source: str, source_sha256: str) -> None:
+    """Convert a checked download and cache it (mmgen.weights.convert, which imports torch: loaded by a pull only,
+    never by `models list`)."""
+    from mmgen.weights.convert import Target, install
+
+    target = Target(entry.arch, entry.config, entry.weights.parameters) if entry.config is not None else None
+    install(cache, name, part, target, source=source, source_sha256=source_sha256)
 
 
 def _from_urls(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> None:
@@ -173,7 +177,7 @@ def _from_urls(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) -> 
                     quiet=quiet)
     with _refused_deleted(part, f"{name} ({entry.weights.urls[0]})"), kept_together():
         # a stop keeps the model (the download gone) or the download (nothing cached)
-        install(cache, name, part, _target(entry), source=entry.weights.urls[0], source_sha256=sha256)
+        _install(cache, name, part, entry, source=entry.weights.urls[0], source_sha256=sha256)
         retire(part)
 
 
@@ -189,7 +193,7 @@ def _from_drive(cache: ModelCache, name: str, entry: ModelEntry, quiet: bool) ->
         sha256, size = sha256_file(part), part.stat().st_size
         trust.check_trusted(cache.root, name, sha256, size, f"the {source.file} Google Drive serves now")
         with kept_together():  # a stop keeps the model and its trust (the download gone), or the download alone
-            install(cache, name, part, _target(entry), source=source.folder_url, source_sha256=sha256)
+            _install(cache, name, part, entry, source=source.folder_url, source_sha256=sha256)
             trust.trust(cache.root, name, source.file, sha256, size, source.folder_url)
             retire(part)
 

@@ -57,6 +57,8 @@ CASES = [
     ("generate", "num", "0", "0", True),
     ("generate", "steps", "0", "0", True),
 ]
+# What an option means something only with, given beside it (as a flag, as a YAML line): a scale is gradient guidance's.
+WITH = {"guidance_scale": ("--guidance=gradient", "    guidance: gradient\n")}
 
 
 @pytest.fixture
@@ -83,7 +85,9 @@ def test_an_option_has_the_same_limits_as_a_flag_and_in_a_batch_file(
     flag = "--" + option.replace("_", "-")
     missing = folder / "missing.mp4"  # a value that is taken gets as far as reading the input
     target = ["-o", folder / "out"] if kind == "generate" else [missing]  # (no taken generate case: it would run)
-    code, said = mmgen(capsys, kind, *target, "-m", folder / "tiny.safetensors", f"{flag}={flag_value}")
+    with_flag, with_line = WITH.get(option, ("", ""))
+    code, said = mmgen(capsys, kind, *target, "-m", folder / "tiny.safetensors", f"{flag}={flag_value}",
+                       *filter(None, [with_flag]))
     assert code == 2
     assert (flag in said) == refused, said
     assert said.count("\n") == 1 and "Traceback" not in said
@@ -94,7 +98,7 @@ def test_an_option_has_the_same_limits_as_a_flag_and_in_a_batch_file(
     jobs = folder / "jobs.yaml"
     job_input = "" if kind == "generate" else "    input: clip.mp4\n"
     jobs.write_text(f"defaults: {{model: tiny.safetensors}}\njobs:\n  - kind: {kind}\n{job_input}"
-                    f"    {option}: {yaml_value}\n")
+                    f"    {option}: {yaml_value}\n{with_line}")
     code, said = mmgen(capsys, "batch", jobs, "--dry-run")
     option_line = 5 if job_input else 4
     if refused:
@@ -163,3 +167,22 @@ def test_a_models_sampling_settings_have_the_flags_limits(field, value, says):
 
     with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
         SamplingConfig(**{field: value})
+
+
+def test_a_guidance_scale_without_gradient_guidance_is_refused_not_ignored(folder: Path, capsys):
+    """`--guidance-scale` scales gradient guidance; with replacement guidance (asked for, or the model's own) it was
+    taken and did nothing. Refused as a flag and as a batch job's key, before any work."""
+    model = folder / "tiny.safetensors"
+    for asked, whose in ([], "the model's own setting"), (["--guidance", "replacement"], "as asked"):
+        code, said = mmgen(capsys, "soundtrack", folder / "clip.mp4", "-m", model, "--guidance-scale", 3, *asked,
+                           "-o", folder / "out.mp4")
+        assert code == 2
+        assert said == (f"mmgen: error: --guidance-scale 3.0: scales gradient guidance only, and this run guides by "
+                        f"replacement ({whose}) (ask for gradient guidance with it, or leave the scale out)\n")
+    jobs = folder / "jobs.yaml"
+    jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n  - kind: animate\n    input: clip.mp4\n"
+                    "    guidance_scale: 3\n")
+    code, said = mmgen(capsys, "batch", jobs, "--dry-run")
+    assert code == 2
+    assert said.splitlines()[0].startswith(f"{jobs}:5: job 1 (animate): guidance_scale 3.0: scales gradient guidance")
+    assert not list(folder.glob("out*"))

@@ -74,6 +74,12 @@ def prepare(settings: RunSettings) -> Run:
         sampling = dataclasses.replace(base, conditional=None, **settings.sampling_overrides())
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
+    given_scale = getattr(settings, "guidance_scale", None)  # a soundtrack's or animate's: the only ones guided
+    if given_scale is not None and sampling.guidance != "gradient":  # replacement guidance has no scale to take
+        whose = "as asked" if getattr(settings, "guidance", None) else "the model's own setting"
+        raise InvalidSetting("guidance_scale", f"scales gradient guidance only, and this run guides by "
+                             f"{sampling.guidance} ({whose})", given_scale,
+                             hint="ask for gradient guidance with it, or leave the scale out")
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
     read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads

@@ -19,6 +19,7 @@ from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model, tiny_config
 
 from mmgen.adapters import (
+    AdapterUse,
     BaseModel,
     LoraSpec,
     adapter_parameters,
@@ -384,3 +385,21 @@ def test_a_bare_adapter_name_is_the_registered_one_never_a_file_in_the_current_f
     with pytest.raises(UsageError, match=r"adapter other: no registered adapter of that name; to use the file "
                                          r"other in this folder, give it as \./other"):
         store.resolve("other")
+
+
+def test_a_weight_that_is_no_number_after_an_adapter_is_said_to_be_the_weight(adapter_file, tmp_path, monkeypatch, mmgen):
+    """`--adapter x.safetensors:abc` said `no registered adapter of that name` (`./x.safetensors:abc`: `no such file`):
+    the colon was taken as part of a name, though what comes before it is the adapter. A name with a colon that is
+    a file as a whole (`a:b.safetensors`) is still that file."""
+    _, path = adapter_file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.safetensors").write_bytes(path.read_bytes())
+    for given in ["x.safetensors:abc", "./x.safetensors:abc"]:
+        done = mmgen("generate", "--adapter", given, "-o", tmp_path / "out")
+        assert done.returncode == 2
+        assert done.stderr == (f"mmgen: error: --adapter {given}: weight 'abc' is not a number (FILE:WEIGHT or "
+                               "NAME:WEIGHT, e.g. x.safetensors:0.8)\n")
+    (tmp_path / "a:b.safetensors").write_bytes(path.read_bytes())
+    assert AdapterUse.parse("a:b.safetensors") == AdapterUse("a:b.safetensors")
+    assert AdapterUse.parse("./x.safetensors:0.5") == AdapterUse("./x.safetensors", 0.5)
+    assert not (tmp_path / "out").exists()

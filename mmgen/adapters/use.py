@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.weights.names import check_reference
@@ -23,12 +24,16 @@ class AdapterUse:
 
     @classmethod
     def parse(cls, text: str) -> AdapterUse:
-        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name."""
+        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name (`a:b.safetensors`), unless
+        only what comes before it is an adapter: then the tail is a weight that is no number (`x.safetensors:abc`)."""
         source, sep, tail = text.rpartition(":")
         if sep and source:
             try:
                 weight = float(tail)
             except ValueError:
+                if _found(source) and not _found(text):
+                    raise InvalidSetting("adapter", f"weight {tail!r} is not a number", text,
+                                         hint="FILE:WEIGHT or NAME:WEIGHT, e.g. x.safetensors:0.8") from None
                 return cls._checked(text)
             if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
                 raise InvalidSetting("adapter", f"the weight must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}",
@@ -46,3 +51,16 @@ class AdapterUse:
 
     def describe(self) -> str:
         return f"{self.source}:{self.weight:g}"
+
+
+def _found(source: str) -> bool:
+    """Whether `source` is an adapter to be had: a file there, or a registered adapter's name."""
+    from mmgen.weights.names import is_name, is_path
+
+    if is_path(source):
+        return Path(source).is_file()
+    if not is_name(source):
+        return False
+    from mmgen.adapters.store import registered_file
+
+    return registered_file(source) is not None

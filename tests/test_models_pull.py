@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -421,3 +422,52 @@ def test_a_stop_while_waiting_for_another_pull_claims_none_of_its_download(tmp_p
     assert stopped.stderr.splitlines()[-1] == ("mmgen: interrupted; it was still waiting for another mmgen process "
                                                "pulling landscape: nothing downloaded by this one")
     assert (folder / "0123.part").stat().st_size == 1000
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def no_network(tmp_path, monkeypatch):
+    """`mmgen ARGS` in this process where every connection is refused: the proxies point at a closed port."""
+    from cli_here import run_here
+
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    port = _closed_port()
+    proxy = f"http://127.0.0.1:{port}"
+    env = mmgen_env(tmp_path, http_proxy=proxy, https_proxy=proxy, MMGEN_DOWNLOAD_RETRIES="0")
+    return port, lambda *args: run_here(*args, env=env)
+
+
+def test_no_connection_to_drive_says_which_host_and_how_to_get_the_file_by_hand(tmp_path, no_network):
+    """It said `download … failed (HTTPSConnectionPool(…) Caused by ProxyError(…NewConnectionError(…)))` and `run the
+    same command again to resume where it stopped`, with nothing to resume."""
+    port, mmgen_here = no_network
+    tiny_entry(tmp_path)
+    done = mmgen_here("models", "pull", "landscape", "-q")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"mmgen: error: landscape: cannot reach 127.0.0.1:{port} (the proxy): connection refused (check the network "
+        "connection or proxy, or download Landscape.pt from https://drive.google.com/drive/folders/"
+        "1Mno4A3BUXELAdX4m650CJ1VfuMVlkz5p in a browser, then run `mmgen models import Landscape.pt --name landscape`)\n")
+    assert cached(tmp_path) == []
+
+
+def test_no_connection_to_a_url_says_which_host_and_how_to_get_the_file_by_hand(tmp_path, no_network):
+    port, mmgen_here = no_network
+    folder = tmp_path / "presets" / "models"
+    folder.mkdir(parents=True)
+    url = f"http://127.0.0.1:{_closed_port()}/mine.safetensors"
+    (folder / "mine.yaml").write_text(f"base: demo\nweights:\n  urls: [{url}]\n  sha256: {'a' * 64}\n")
+    done = mmgen_here("models", "pull", "mine", "-q")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"mmgen: error: mine: download failed: {url} (gave up after 1 try: cannot reach 127.0.0.1:{port} (the "
+        f"proxy): connection refused) (check the network connection, or fetch {url} on a connected machine, then "
+        "run `mmgen models import FILE --name mine`)\n")

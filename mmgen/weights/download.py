@@ -140,6 +140,30 @@ class _Part:
         self.digest, self.size = hashlib.sha256(), 0
 
 
+def unreachable(error: BaseException) -> str | None:
+    """`cannot reach HOST:PORT: connection refused` for a requests/urllib3 error whose connection never opened (refused,
+    no such host, no route, a proxy that is not there): one line, not urllib3's nested repr; None for anything else
+    (a transfer cut short, a timeout while reading)."""
+    from requests.exceptions import ProxyError as RequestsProxyError
+    from urllib3.exceptions import NewConnectionError, ProxyError
+
+    seen, todo, proxy = set(), [error], False
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        proxy = proxy or isinstance(e, ProxyError | RequestsProxyError)
+        if isinstance(e, NewConnectionError):
+            cause = e.__cause__ if isinstance(e.__cause__, OSError) else None
+            why = (cause.strerror or str(cause)) if cause is not None else "no connection"
+            where = f"{e.conn.host}:{e.conn.port}" if getattr(e, "conn", None) is not None else "the server"
+            return f"cannot reach {where}{' (the proxy)' if proxy else ''}: {why[:1].lower()}{why[1:]}"
+        todo += [x for x in (*e.args, getattr(e, "reason", None), e.__cause__, e.__context__)
+                 if isinstance(x, BaseException)]
+    return None
+
+
 def download(
     urls: tuple[str, ...] | list[str],
     part: Path,
@@ -198,9 +222,15 @@ def download(
     if transient:
         raise MmgenError(
             f"{label}: download failed: {'; '.join(transient + unavailable)}",
-            hint="run the same command again to resume where it stopped",
+            hint="run the same command again to resume where it stopped" if started(part) else "check the network "
+            f"connection, or fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {label}`",
         )
     raise ModelNotFound(f"{label}: weights not available from {'; '.join(unavailable)}")
+
+
+def started(*parts: Path) -> bool:
+    """Whether a download left bytes to resume from in any of `parts`."""
+    return any(p.is_file() and p.stat().st_size > 0 for p in parts)
 
 
 def _fetch(url: str, part: _Part, size: int | None, policy: RetryPolicy, progress: ByteProgress) -> None:
@@ -223,7 +253,8 @@ def _fetch(url: str, part: _Part, size: int | None, policy: RetryPolicy, progres
                 return
             except _Retry as e:
                 reason = str(e)
-    raise _GaveUp(f"gave up after {policy.retries + 1} tries: {reason}")
+    tries = policy.retries + 1
+    raise _GaveUp(f"gave up after {tries} {'try' if tries == 1 else 'tries'}: {reason}")
 
 
 def _http_once(
@@ -260,7 +291,7 @@ def _http_once(
                     if part.size == total and said != total:  # all of it: what a wrong length promises is not read
                         break
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-        raise _Retry(f"connection lost after {part.size} bytes ({e.__class__.__name__})") from None
+        raise _Retry(unreachable(e) or f"connection lost after {part.size} bytes ({e.__class__.__name__})") from None
     if total is not None and part.size != total:
         raise _Retry(f"connection closed at byte {part.size} of {total}")
 

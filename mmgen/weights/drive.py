@@ -13,7 +13,7 @@ import glob
 from pathlib import Path
 
 from mmgen.errors import MmgenError, ModelNotFound, UsageError
-from mmgen.weights.download import Cap, RetryPolicy, TooLarge, offline
+from mmgen.weights.download import Cap, RetryPolicy, TooLarge, offline, started, unreachable
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.registry import DriveFile
 
@@ -73,11 +73,15 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
     except gdown.exceptions.FileURLRetrievalError as e:
         raise _refused(drive, name, str(e)) from None
     except (gdown.exceptions.DownloadError, requests.RequestException) as e:
+        reason = unreachable(e)
+        resume = "run the same command again to resume where it stopped"
+        if reason is not None:  # no connection at all: nothing came, there is nothing to resume
+            raise MmgenError(f"{name}: {reason}", hint=resume if started(part, *_partials(part)) else
+                             f"check the network connection or proxy, or {by_hand(drive, name)}") from None
         reason = " ".join(str(e).split())
-        raise MmgenError(
-            f"{name}: download of {drive.file} from Google Drive failed ({reason})",
-            hint="run the same command again to resume where it stopped",
-        ) from None
+        raise MmgenError(f"{name}: download of {drive.file} from Google Drive failed ({reason})",
+                         hint=resume if started(part, *_partials(part)) else f"try again later, or {by_hand(drive, name)}",
+                         ) from None
     if _looks_like_html(part):
         part.unlink()
         raise UsageError(

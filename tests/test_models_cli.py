@@ -410,3 +410,28 @@ def test_a_registered_parameter_count_is_what_the_architecture_builds():
         if entry.weights.parameters is not None and entry.config is not None:
             built = build_model(entry.arch, entry.config, device="meta")
             assert sum(p.numel() for p in built.parameters()) == entry.weights.parameters, entry
+
+
+def test_a_checkpoint_downloaded_by_hand_given_to_m_says_how_to_import_it(tmp_path, monkeypatch):
+    """`-m Landscape.pt`, the file here, said `unknown model 'Landscape.pt' (did you mean landscape?)` — and `-m
+    landscape` then started a download; `-m pt/w.pt` said it had no architecture config, and nothing about import."""
+    monkeypatch.chdir(tmp_path)
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "Landscape.pt")
+    (tmp_path / "pt").mkdir()
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "pt" / "w.pt")
+    env = mmgen_env(tmp_path)
+
+    done = run_here("generate", "-m", "Landscape.pt", "-o", "out", env=env)
+    assert done.returncode == 2
+    assert done.stderr == ("mmgen: error: unknown model 'Landscape.pt' (Landscape.pt is a file here: import it with "
+                           "`mmgen models import Landscape.pt --name landscape`, then use -m landscape)\n")
+
+    for command in (["generate", "-m"], ["finetune", ".", "-o", "run", "--from"]):
+        done = run_here(*command, "pt/w.pt", env=env)
+        assert done.returncode == 2
+        line = done.stderr.removeprefix("mmgen: error: ")
+        assert line.endswith("pt/w.pt: no architecture config in its metadata and no sidecar w.json (to use a "
+                             "checkpoint mmgen did not write, such as an official .pt, import it: `mmgen models import "
+                             f"{line.split(': ')[0]} --name NAME`, adding --arch mm-unet or sr-unet for a model the "
+                             "registry does not know; then give NAME)\n"), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Landscape.pt", "cache", "pt"]

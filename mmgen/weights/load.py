@@ -195,7 +195,10 @@ def _describe(path: Path, entry: ModelEntry | None, json_file: Path | None = Non
         return Target(data["arch"], config)
     if entry is not None and entry.config is not None:
         return Target(entry.arch, entry.config)
-    raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {json_file.name}")
+    raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {json_file.name}",
+                      hint=f"to use a checkpoint mmgen did not write, such as an official .pt, import it: `mmgen "
+                      f"models import {path} --name NAME`, adding --arch mm-unet or sr-unet for a model the registry "
+                      "does not know; then give NAME")
 
 
 def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +141,14 @@ class Registry:
 
 
 def unknown_model(name: str, known: list[str]) -> ModelNotFound:
+    """No model of that name. A name that is a file in the current folder (`-m Landscape.pt`, a checkpoint downloaded
+    by hand) is a name all the same (a bare value is the registry's): the hint says how to use the file."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else "see `mmgen models list`"
+    if os.path.isfile(name):
+        hint = (f"{name} is a file here: import it with `mmgen models import {name} --name "
+                f"{close[0] if close else 'NAME'}`, then use -m {close[0] if close else 'NAME'}")
+    else:
+        hint = f"did you mean {' or '.join(close)}?" if close else "see `mmgen models list`"
     return ModelNotFound(f"unknown model {name!r}", hint=hint)
 
 

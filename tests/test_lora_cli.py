@@ -403,3 +403,8 @@ def test_a_weight_that_is_no_number_after_an_adapter_is_said_to_be_the_weight(ad
     assert AdapterUse.parse("a:b.safetensors") == AdapterUse("a:b.safetensors")
     assert AdapterUse.parse("./x.safetensors:0.5") == AdapterUse("./x.safetensors", 0.5)
     assert not (tmp_path / "out").exists()
+    for key, value in mmgen_env(tmp_path).items():  # a registered name's weight, alike
+        monkeypatch.setenv(key, value)
+    store.register(path, "my-style")
+    with pytest.raises(UsageError, match=r"^adapter my-style:abc: weight 'abc' is not a number"):
+        AdapterUse.parse("my-style:abc")

@@ -129,3 +129,24 @@ def test_settings_with_no_meaning_are_refused_with_their_key(clips, tmp_path, ca
     assert run(["finetune", str(data), "--scratch", "--config", str(bad), "-o", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == f"mmgen: error: {bad}: {message}"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_recorded_with_keep_checkpoints_0_resumes_as_keeping_the_newest(tmp_path):
+    """A run's own record always resumes: `keep_checkpoints: 0` (refused since) kept the newest checkpoint, and
+    reads back as 1. A new --config file that says 0 is still refused, naming it."""
+    from safetensors.torch import save_file
+
+    from mmgen.errors import UsageError
+    from mmgen.train.config import run_config
+
+    checkpoint = tmp_path / "checkpoints" / "step-0000002"
+    checkpoint.mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(checkpoint / "model.safetensors"), {"step": "2"})
+    (checkpoint / "ema.safetensors").write_bytes(b"")
+    (checkpoint / "state.pt").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text(f"init: {checkpoint / 'model.safetensors'}\nkeep_checkpoints: 0\n")
+    assert run_config(tmp_path, resume=True).keep_checkpoints == 1
+    new = write_recipe(tmp_path / "new.yaml", keep_checkpoints=0)
+    with pytest.raises(UsageError) as error:
+        run_config(tmp_path, resume=True, config_file=new)
+    assert str(error.value) == f"{new}: keep_checkpoints: must be at least 1, got 0"

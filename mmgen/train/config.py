@@ -411,12 +411,19 @@ def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
     return str(path), {} if data is None else _absolute_paths(data, Path(path).parent.resolve())
 
 
+# Values that runs recorded before LIMITS refused them, read back as what they did: `keep_checkpoints: 0` kept the
+# newest checkpoint all the same.
+RECORDED_AS: dict[str, dict[Any, Any]] = {"keep_checkpoints": {0: 1}}
+
+
 def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
-    """A run's own config.yaml as a layer. Runs recorded before NEEDS was checked hold settings that meant nothing
-    in them (every whole-model run's `lora_targets: attention+conv`): dropped, so that such a run resumes."""
+    """A run's own config.yaml as a layer. A run's record always resumes: runs recorded before NEEDS was checked
+    hold settings that meant nothing in them (every whole-model run's `lora_targets: attention+conv`): dropped;
+    values refused since (RECORDED_AS) are read as what they did. A new --config file or flag is still refused."""
     where, data = load_layer(path)
     if isinstance(data, dict):
-        data = {key: value for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
+        data = {key: RECORDED_AS.get(key, {}).get(value, value) if type(value) is int else value
+                for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
     return where, data
 
 

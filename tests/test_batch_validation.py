@@ -644,6 +644,28 @@ def test_a_retake_job_takes_audio_as_retake_takes_audio_and_not_with_video(folde
                                     "(audio), not both"}
 
 
+def test_a_retake_job_s_own_audio_or_video_wins_over_the_other_in_defaults(folder: Path):
+    """`defaults: {video: true}` and a job's `audio: true` was refused as `not both`: a job's own setting wins over
+    `defaults:`, as for every other key; only a job that says both at once is refused."""
+    write_test_video(folder / "clips" / "small.mp4", size=(16, 16))  # at the model's frame size: a picture retake
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.4"], video: true}
+        jobs:
+          - {kind: retake, input: clips/small.mp4, name: sound, audio: true}
+          - {kind: retake, input: clips/small.mp4, name: picture}
+          - {kind: retake, input: clips/small.mp4, name: still-picture, audio: false}
+        """)
+    assert [job.settings.modality for job in plan_batch(jobs).jobs] == ["audio", "video", "video"]
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.4"], audio: true}
+        jobs:
+          - {kind: retake, input: clips/small.mp4, name: picture, video: true}
+          - {kind: retake, input: clips/small.mp4, name: both, video: true, audio: true}
+        """)
+    assert problems_of(jobs) == {4: "job 2 (retake): video: a retake remakes the picture (video) or the sound "
+                                    "(audio), not both"}
+
+
 def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use():
     """The table said `to run` and `interrupted: redo` where `--json` (and the README) say `new` and `incomplete`."""
     from mmgen.pipelines.batch import STATUS_TEXT

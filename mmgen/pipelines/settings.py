@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from mmgen.adapters.use import AdapterUse
 from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
@@ -85,6 +86,15 @@ class RunSettings:
     adapter: str | tuple[str, ...] = ()  # LoRA adapters merged into the model: FILE-or-NAME[:WEIGHT] each
 
     conditional: ClassVar[bool] = False  # a known modality (the user's file) steers sampling
+    # Switches that make one choice between them (retake's video/audio): a layer that turns one on makes the choice,
+    # so the switches of the layers beneath it (a batch's `defaults:`) are dropped; one layer turning on two is refused.
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    @classmethod
+    def layered(cls, beneath: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings of `over` laid over those of `beneath` (a batch job's own over its `defaults:`)."""
+        chosen = {key for group in cls.one_of if any(over.get(key) for key in group) for key in group}
+        return {k: v for k, v in beneath.items() if k not in chosen} | dict(over)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -213,6 +223,8 @@ class RetakeSettings(MatchingSettings):
     video: bool = False  # remake the picture (clips at the model's frame size) instead of the sound
     audio: bool = False  # remake the sound: the default, said outright (--audio); refused together with video
     wav: bool = False  # also write the sound alone as OUT.wav (a sound retake)
+
+    one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("video", "audio"),)
 
     def __post_init__(self):
         super().__post_init__()

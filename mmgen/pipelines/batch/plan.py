@@ -213,7 +213,7 @@ class _Planner:
     def _settings(self, spec: JobSpec, device: str, precision: str) -> RunSettings | None:
         """The job's settings: its own options over the `defaults:` its kind has, over the command's defaults."""
         names = KIND_OPTIONS[spec.kind]
-        values = {k: v for k, v in self.batch.defaults.items() if k in names} | dict(spec.options)
+        values = KINDS[spec.kind].layered({k: v for k, v in self.batch.defaults.items() if k in names}, spec.options)
         model = values.get("model")
         if model is not None and is_path(model) and not Path(model).is_absolute():
             values["model"] = str(self.folder / model)

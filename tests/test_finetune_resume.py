@@ -265,8 +265,8 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
         finetune(data, run_dir, config)
         other = tmp_path / "other"
         write_clip(other / "mine.mp4", ["red"], 0.6)
-        with pytest.raises(UsageError) as refused:
-            finetune(other, run_dir, config, resume=True)
+        with pytest.raises(UsageError) as refused:  # steps to go: a finished run's --resume does nothing, reads nothing
+            finetune(other, run_dir, replace(config, steps=2), resume=True)
         assert refused.value.exit_code == 2
         assert str(refused.value) == (f"{other}: this run was trained on other clips, in {data.resolve()} "
                                       f"(resume with {data.resolve()}; to train on {other}, start a new run (another -o))")

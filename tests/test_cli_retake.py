@@ -339,6 +339,22 @@ def test_a_clip_whose_sound_outlasts_its_picture_keeps_all_of_its_sound(tiny, tm
         assert np.abs(after[36000:46000] - before[36000:46000]).max() < 0.05  # past the picture: the input's
 
 
+
+def test_a_picture_retake_into_webm_re_encodes_the_sound_to_its_own_end_not_the_aac_padding(tiny, tmp_path):
+    """A 2.0 s AAC sound can go into a WebM only re-encoded (to Opus): the AAC decoder's end padding (the last
+    frame's, to 1024 samples) passed through, and the sound came out 2.056 s. It is cut at the stream's declared
+    end: the output's sound lasts the input's, to one Opus frame (20 ms)."""
+    clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16), sample_rate=16000,
+                            audio_codec="aac").path
+    out = tmp_path / "mended.webm"
+    done = run_here("retake", clip, "--range", "0.5:1", "--video", "-m", tiny, "--steps", "1", "-o", out,
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert audio_stream_seconds(clip) == 2.0
+    sound, rate = decode_audio(out)
+    assert sound.shape[1] / rate == pytest.approx(2.0, abs=0.02)
+    assert probe(out).audio_duration == pytest.approx(2.0, abs=0.02)  # its DURATION tag, less Opus's pre-skip
+
 @pytest.mark.parametrize("modality", [[], ["--video"]])
 def test_a_clip_whose_sound_has_more_channels_than_ffmpeg_mixes_is_refused_before_anything_is_written(
     tiny, tmp_path, modality

@@ -33,13 +33,12 @@ from mmgen.media.fitting import FrameFitter
 from mmgen.media.notes import note
 from mmgen.media.probe import (
     cannot_read,
+    declared_end,
     first_stream,
-    header_end,
     last_frame_end,
     open_input,
     origin,
     pixel_aspect,
-    tagged_length,
 )
 from mmgen.media.tracks import encoder_refusal
 
@@ -85,7 +84,7 @@ def read_video(
             frames.append(image)  # (3, H, W) uint8
         end = t0 + (duration if duration is not None else math.inf)
         _check_complete(
-            path, "video", len(frames) / fps, _declared_end(container, stream), t0, end, 1.5 / fps
+            path, "video", len(frames) / fps, declared_end(container, stream), t0, end, 1.5 / fps
         )
     if not frames:
         raise cannot_read(
@@ -189,12 +188,12 @@ def read_audio(
         jitter = sample_rate * float(stream.time_base or 0) + 1
         width = len(av.AudioLayout(layout).channels) if layout else 1  # channels returned
         audio = _joined(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter, width), width)
-        declared_end = _declared_end(container, stream)
+        declared = declared_end(container, stream)
     length = len(audio)
-    if declared_end is not None:  # drop the encoder's padding after the last real sample
-        length = min(length, round((declared_end - t0) * sample_rate))
+    if declared is not None:  # drop the encoder's padding after the last real sample
+        length = min(length, round((declared - t0) * sample_rate))
         end = t0 + (duration if duration is not None else math.inf)
-        _check_complete(path, "audio", length / sample_rate, declared_end, t0, end, TRUNCATION_SLACK)
+        _check_complete(path, "audio", length / sample_rate, declared, t0, end, TRUNCATION_SLACK)
     if duration is not None:
         length = min(length, round(duration * sample_rate))
     if length <= 0:
@@ -292,16 +291,6 @@ def _check_complete(
     raise cannot_read(
         path, f"the file is cut short: its {kind} stops at {t0 + got:.2f} s of {declared_end:.2f} s"
     )
-
-
-def _declared_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Where the file says the stream ends (seconds), where the stream itself says it: an MP4/MOV's sample tables
-    and edit list (exact), a Matroska/WebM track's DURATION tag (to its clock's tick: probe.tagged_length). The
-    decoder still outputs the padding that fills the last AAC frame, which this end drops. Other formats, and a
-    container-wide duration (the longest stream's), only estimate it."""
-    if ("mp4" in container.format.name and stream.duration) or tagged_length(container, stream) is not None:
-        return header_end(container, stream)
-    return None
 
 
 def _resampled(

@@ -121,6 +121,16 @@ def header_end(container: av.container.InputContainer, stream: av.stream.Stream)
     return None
 
 
+def declared_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Where the file says the stream ends (seconds), where the stream itself says it: an MP4/MOV's sample tables
+    and edit list (exact), a Matroska/WebM track's DURATION tag (to its clock's tick: probe.tagged_length). The
+    decoder still outputs the padding that fills the last AAC frame, which this end drops. Other formats, and a
+    container-wide duration (the longest stream's), only estimate it."""
+    if ("mp4" in container.format.name and stream.duration) or tagged_length(container, stream) is not None:
+        return header_end(container, stream)
+    return None
+
+
 def tagged_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds a Matroska/WebM track lasts by its DURATION tag, to the track's clock tick (1 ms by default); None
     when it has none. Writers differ on what the tag holds under one name: FFmpeg's muxer writes where the track

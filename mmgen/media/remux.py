@@ -28,6 +28,7 @@ from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.probe import (
     codec_name,
+    declared_end,
     first_stream,
     last_frame_end,
     open_input,
@@ -188,6 +189,8 @@ def _kept(
                 f"; its {channels} channels are mixed to stereo" if channels > 2 and stereo else
                 f"; its {channels} channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)"
                 if not stereo else "", _alpha_said(into, stream, encoder, layout) if not audio else "")
+    if audio and (declared := declared_end(source, stream)) is not None:  # the decoder's end padding (AAC's) is
+        until = min(until, declared - shift)  # no sound: cut at the stream's own end, as read_audio does
     frames = decoded(source, stream, shift, until)
     if audio:
         out = add_audio(container, into.audio_encoder, stored, channels if stereo else 1)

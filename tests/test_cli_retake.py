@@ -209,6 +209,25 @@ def test_a_7_1_flac_clips_sound_retake_keeps_all_eight_channels_outside_the_rang
     assert np.abs(inside - inside[0]).max() <= 2 / 32768
 
 
+def test_a_7_1_pcm_mkv_is_retaken_twice_keeping_all_eight_channels_outside_the_ranges(tiny, tmp_path):
+    """Matroska stores no layout for PCM: mmgen's own 7.1 PCM retake read back as "8 channels", and a second retake
+    mixed it to mono. Channels with no layout are taken in FFmpeg's default one for their count (8: 7.1)."""
+    clip = write_test_video(tmp_path / "surround.mkv", seconds=1.6, size=(16, 16), channels=8, sample_rate=16000,
+                            audio_codec="pcm_s16le").path
+    with av.open(str(clip)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "8 channels"
+    env, once, twice = mmgen_env(tmp_path), tmp_path / "once.mkv", tmp_path / "twice.mkv"
+    args = ["-m", tiny, "--steps", "1", "--seed", "2", "--loudness", "off", "--sample-rate", "model"]
+    assert run_here("retake", clip, "--range", "0.2:0.4", *args, "-o", once, env=env).returncode == 0
+    done = run_here("retake", once, "--range", "1:1.2", *args, "-o", twice, env=env)
+    assert done.returncode == 0, done.stderr
+
+    (before, _), (after, rate) = decode_audio(clip), decode_audio(twice)
+    assert rate == 16000 and after.shape == before.shape == (8, 25600)
+    a, b, c, d = (round(t * rate) for t in (0.2, 0.4, 1.0, 1.2))
+    for outside in (slice(0, a), slice(b, c), slice(d, None)):
+        assert np.array_equal(after[:, outside], before[:, outside])
+
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
     done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))

@@ -142,16 +142,16 @@ def channel_mean(interleaved: np.ndarray, channels: int) -> np.ndarray:
 
 def kept_layout(path: str | os.PathLike, encoder: str) -> str | None:
     """The channel layout of `path`'s audio when its channels can be kept as they are (a retake's sound outside the
-    ranges): 1 to MAX_KEPT_CHANNELS channels in a layout FFmpeg names (mono, stereo, 5.1 …; of "N channels" in no
-    known order, only 1 or 2: mono, stereo) that `encoder` takes; None when not (the sound is then read mixed to
-    mono)."""
+    ranges): 1 to MAX_KEPT_CHANNELS channels in a layout FFmpeg names (mono, stereo, 5.1 …; "N channels" in no
+    known order are taken in FFmpeg's default layout for N, as `ffmpeg` and its resampler guess it: 8 are 7.1)
+    that `encoder` takes; None when not (the sound is then read mixed to mono)."""
     with open_input(path) as container:
         layout = first_stream(container, "audio", path).codec_context.layout
     count, name = len(layout.channels), layout.name
-    if name.endswith("channels"):  # no order stored (a Matroska or WAV PCM track's): 1 or 2 are mono or stereo
-        name = {1: "mono", 2: "stereo"}.get(count, name)
-    if not 1 <= count <= MAX_KEPT_CHANNELS or name.endswith("channels"):
+    if not 1 <= count <= MAX_KEPT_CHANNELS:
         return None
+    if name.endswith("channels"):  # no order stored (a Matroska or WAV PCM track's, mmgen's own 7.1 PCM .mkv too)
+        name = av.AudioLayout(f"{count}c").name  # "8c": FFmpeg's default for the count (av_channel_layout_default)
     sample_format = next(iter(av.Codec(encoder, "w").audio_formats or ()), None) or "flt"
     return None if encoder_refusal(encoder, sample_rate=48_000, layout=name, format=sample_format) else name
 

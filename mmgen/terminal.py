@@ -167,6 +167,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def rate_text(fps: float) -> str:
+    """A frame rate for people, to the thousandth without trailing zeros: 30000/1001 is "29.97", 24000/1001
+    "23.976", 10 "10" (`:.3g` rounds NTSC rates to the whole ones they are not, `:g` shows 29.97002997)."""
+    return f"{fps:.3f}".rstrip("0").rstrip(".")
+
+
 _SIZE_UNITS = (("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12))  # then PB
 
 

@@ -248,6 +248,16 @@ def test_a_picture_retake_needs_a_clip_at_the_models_frame_rate(tmp_path):
     assert not (tmp_path / "fast_retake.mp4").exists()
 
 
+@pytest.mark.parametrize("fps, shown", [(30000 / 1001, "29.97"), (24000 / 1001, "23.976")])
+def test_a_picture_retake_refusal_names_an_ntsc_rate_as_it_is(tmp_path, fps, shown):
+    """A 30000/1001 clip was refused as "runs at 30 fps" and a 24000/1001 one as "24 fps": rounded to rates they do
+    not run at, next to the model's 10 fps, as if that were the trouble. They are named 29.97 and 23.976."""
+    clip = write_test_video(tmp_path / "ntsc.mp4", seconds=1.2, fps=fps, size=(16, 16)).path
+    done = run_here("retake", clip, "--range", "0.2:0.6", "--video", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"ntsc.mp4 runs at {shown} fps (retake its sound instead)" in done.stderr, done.stderr
+
+
 def test_a_picture_retake_of_a_variable_frame_rate_clip_says_the_rate_varies(tmp_path):
     """A clip whose frames come 50 and 150 ms apart by turns has no frame rate to name: the average FFmpeg reads
     (11 fps here) is not a rate it runs at, and at any average its frames would come out resampled."""

@@ -13,7 +13,7 @@ from rich.markup import escape
 from mmgen import terminal
 from mmgen.config import json_text
 from mmgen.pipelines import Result
-from mmgen.terminal import path_text
+from mmgen.terminal import path_text, rate_text
 
 
 @contextmanager
@@ -65,7 +65,7 @@ def describe(record: dict) -> str:
     """e.g. "1.60 s · 64×64 @ 10 fps · 16 kHz audio"."""
     parts = [f"{record['duration_s']:.2f} s"]
     if record.get("width"):
-        parts.append(f"{record['width']}×{record['height']} @ {record['fps']:g} fps")
+        parts.append(f"{record['width']}×{record['height']} @ {rate_text(record['fps'])} fps")
     if record.get("sample_rate"):
         parts.append(f"{record['sample_rate'] / 1000:g} kHz audio")
     return " · ".join(parts)

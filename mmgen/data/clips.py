@@ -34,6 +34,7 @@ from mmgen.files import atomic_path
 from mmgen.locks import acquire, file_lock
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
+from mmgen.terminal import rate_text
 from mmgen.weights.safetensors_file import save_file
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -59,7 +60,7 @@ class ClipFormat:
             raise ConfigError(
                 f"the model's audio ({self.samples} samples at {self.sample_rate} Hz = "
                 f"{self.samples / self.sample_rate:.3f} s) does not span its video ({self.frames} frames at "
-                f"{self.fps:g} fps = {self.frames / self.fps:.3f} s): real clips cannot be cut for it"
+                f"{rate_text(self.fps)} fps = {self.frames / self.fps:.3f} s): real clips cannot be cut for it"
             )
 
     @classmethod

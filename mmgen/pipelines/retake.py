@@ -36,7 +36,7 @@ from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import input_files, load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
-from mmgen.terminal import listed
+from mmgen.terminal import listed, rate_text
 from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
@@ -136,15 +136,15 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         found = (f"{info.path}'s frame rate varies (frames {gaps.shortest * 1000:.0f} to {gaps.longest * 1000:.0f} "
                  "ms apart)")
     elif fps is not None and abs(fps - config.fps) > 0.01 * config.fps:
-        found = f"{info.path} runs at {fps:.3g} fps"
+        found = f"{info.path} runs at {rate_text(fps)} fps"
     else:
         if gaps is not None and gaps.missing:  # a dropped frame: its slot is read as players show it
             times = listed([f"{info.video_start + t:.3f} s" for t in gaps.missing], 3)
             some = "a frame is" if len(gaps.missing) == 1 else f"{len(gaps.missing)} frames are"
-            note(info.path, f"{some} missing at {times} (a steady {fps:g} fps otherwise): the frame before is held in "
+            note(info.path, f"{some} missing at {times} (a steady {rate_text(fps)} fps otherwise): the frame before is held in "
                  "its place, as players show it, or made anew inside a range", "frames missing, the one before held")
         return
-    raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {config.fps:g} fps "
+    raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {rate_text(config.fps)} fps "
                          f"(mmgen's own outputs); {found}", hint="retake its sound instead")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mmgen.terminal import number_text
+
 
 class MmgenError(Exception):
     """Anything mmgen reports to a user as one line. Exit code 1 unless a subclass says otherwise."""
@@ -45,7 +47,7 @@ class InvalidSetting(UsageError, ValueError):
         super().__init__(self._named(field), hint)
 
     def _named(self, name: str) -> str:
-        return f"{name}{'' if self.value is None else f' {self.value}'}: {self.reason}"
+        return f"{name}{'' if self.value is None else f' {number_text(self.value)}'}: {self.reason}"
 
     def said_as(self, name: str) -> str:
         """The whole line (hint and all) naming the setting `name` (a flag) instead of its field."""

@@ -167,6 +167,12 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def number_text(value: object) -> str:
+    """A setting's value as a person writes it: 2 and 1000000000, not 2.0 and 1000000000.0 (nor 1e+09) for a float
+    that is whole (a flag's float reads `--lora-alpha 2` as 2.0); anything else as str gives it."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def rate_text(fps: float) -> str:
     """A frame rate for people, to the thousandth without trailing zeros: 30000/1001 is "29.97", 24000/1001
     "23.976", 10 "10" (`:.3g` rounds NTSC rates to the whole ones they are not, `:g` shows 29.97002997)."""

@@ -128,14 +128,14 @@ def test_a_batch_of_one_clip_trains(setup, tmp_path, lora_rank):
     [
         (["--lora", "0"], "--lora"),
         (["--lora", "4", "--lora-alpha", "nan"], "--lora-alpha: must be a finite number, got nan"),
-        (["--lora", "4", "--lora-alpha", "-1"], "--lora-alpha: must be positive, got -1.0"),
+        (["--lora", "4", "--lora-alpha", "-1"], "--lora-alpha: must be positive, got -1"),
         (["--lora", "4", "--lora-targets", "everything"], "--lora-targets"),
         # Above the widest adapted layer's min(fan-in, fan-out) (64 here): refused before allocating adapters
         # (`--lora 1000000` once took 22 GB). --steps 1 keeps a run that is not refused short.
         (["--lora", "65", "--steps", "1", "--sample-every", "0"], "--lora 65 is more than the largest useful rank 64 "),
         # Adapter settings without a rank once started a whole-model run and recorded them as if they applied.
         (["--lora-alpha", "4", "--steps", "1", "--sample-every", "0"],
-         "--lora-alpha 4.0: means something only with --lora (lora_rank in a YAML file), and that is not set"),
+         "--lora-alpha 4: means something only with --lora (lora_rank in a YAML file), and that is not set"),
         (["--lora-targets", "all", "--steps", "1", "--sample-every", "0"], "--lora-targets all: means something only"),
     ],
 )
@@ -213,6 +213,9 @@ def test_resuming_with_other_lora_settings_names_where_they_came_from_and_the_ch
     assert run_config(lora, resume=True).lora.rank == 4
     with pytest.raises(UsageError, match=f"^--lora 8, but this run's adapters \\({weights}\\) have lora_rank 4"):
         run_config(lora, resume=True, flags={"lora_rank": 8})
+    # A float flag is echoed as typed (`--lora-alpha 2`, not 2.0), and the run's own value too (alpha "4.0" → 4).
+    with pytest.raises(UsageError, match=f"^--lora-alpha 2, but this run's adapters \\({weights}\\) have lora_alpha 4 "):
+        run_config(lora, resume=True, flags={"lora_alpha": 2.0})
     with pytest.raises(UsageError, match=f"^--lora-targets all, but this run's adapters \\({weights}\\) have "):
         run_config(lora, resume=True, flags={"lora_targets": "all"})
     (lora / "config.yaml").write_text((lora / "config.yaml").read_text().replace("lora_rank: 4", "lora_rank: null"))

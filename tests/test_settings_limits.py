@@ -177,12 +177,12 @@ def test_a_guidance_scale_without_gradient_guidance_is_refused_not_ignored(folde
         code, said = mmgen(capsys, "soundtrack", folder / "clip.mp4", "-m", model, "--guidance-scale", 3, *asked,
                            "-o", folder / "out.mp4")
         assert code == 2
-        assert said == (f"mmgen: error: --guidance-scale 3.0: scales gradient guidance only, and this run guides by "
+        assert said == (f"mmgen: error: --guidance-scale 3: scales gradient guidance only, and this run guides by "
                         f"replacement ({whose}) (ask for gradient guidance with it, or leave the scale out)\n")
     jobs = folder / "jobs.yaml"
     jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n  - kind: animate\n    input: clip.mp4\n"
                     "    guidance_scale: 3\n")
     code, said = mmgen(capsys, "batch", jobs, "--dry-run")
     assert code == 2
-    assert said.splitlines()[0].startswith(f"{jobs}:5: job 1 (animate): guidance_scale 3.0: scales gradient guidance")
+    assert said.splitlines()[0].startswith(f"{jobs}:5: job 1 (animate): guidance_scale 3: scales gradient guidance")
     assert not list(folder.glob("out*"))

@@ -24,6 +24,7 @@ from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
+from mmgen.terminal import number_text
 from mmgen.weights.names import check_reference
 
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
@@ -44,14 +45,9 @@ class Limit:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidSetting(field, f"must be a finite number, got {value}")
         if not self.low <= value <= self.high:
-            low, high = (_number_text(bound) for bound in (self.low, self.high))
+            low, high = (number_text(bound) for bound in (self.low, self.high))
             bound = f"at least {low}" if math.isinf(self.high) else f"between {low} and {high}"
-            raise InvalidSetting(field, f"must be {bound}, got {value}")
-
-
-def _number_text(value: float) -> str:
-    """A bound as a person writes it: 0 and 1000000000, not 0.0 and 1000000000.0 (nor 1e+09)."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            raise InvalidSetting(field, f"must be {bound}, got {number_text(value)}")
 
 
 # The one table of number limits: settings check it when built, and the command flags show and apply it.

@@ -25,6 +25,7 @@ from mmgen.config import converted, from_dict, load_yaml
 from mmgen.errors import ConfigError, MmgenError, ModelNotFound, UsageError
 from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting, Limit
+from mmgen.terminal import number_text
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -135,12 +136,12 @@ class FinetuneConfig:
                                      f"got {value}")
         for name in ("lr", "lora_alpha", "min_snr_gamma", "x0_weight_cap"):
             if numbers[name] is not None and numbers[name] <= 0:
-                raise InvalidSetting(name, f"must be positive, got {numbers[name]}")
+                raise InvalidSetting(name, f"must be positive, got {number_text(numbers[name])}")
         for name in ("weight_decay", "grad_clip"):
             if numbers[name] is not None and numbers[name] < 0:
-                raise InvalidSetting(name, f"must not be negative, got {numbers[name]}")
+                raise InvalidSetting(name, f"must not be negative, got {number_text(numbers[name])}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise InvalidSetting("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+            raise InvalidSetting("ema_decay", f"must be in [0, 1), got {number_text(self.ema_decay)}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise InvalidSetting("betas", f"must be in [0, 1), got {list(self.betas)}")
         weights = self.loss_weights
@@ -200,13 +201,13 @@ class Setting:
 
     def given(self, value: Any) -> str:
         """`FILE: key: value` or `--flag value`."""
-        return f"{self} {value}" if self.file is None else f"{self}: {value}"
+        return f"{self} {number_text(value)}" if self.file is None else f"{self}: {number_text(value)}"
 
     def dropped(self, keep: Any = None) -> str:
         """How to take the setting back: drop the flag, or remove the key (or give it `keep`) in the file."""
         if self.file is None:
             return f"drop {self.flag}"
-        return f"remove {self.key} from {self.file}" if keep is None else f"set {self.key}: {keep} in {self.file}"
+        return f"remove {self.key} from {self.file}" if keep is None else f"set {self.key}: {number_text(keep)} in {self.file}"
 
 
 def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = False) -> FinetuneConfig:
@@ -389,7 +390,7 @@ def check_same_training(run_dir: Path, config: FinetuneConfig, setting: Callable
     for key, was, now in (("lora_rank", trained.rank, asked.rank), ("lora_alpha", trained.alpha, asked.alpha),
                           ("lora_targets", trained.targets, asked.targets)):
         if was != now:
-            raise UsageError(f"{setting(key).given(now)}, but this run's adapters ({weights}) have {key} {was}",
+            raise UsageError(f"{setting(key).given(now)}, but this run's adapters ({weights}) have {key} {number_text(was)}",
                              hint=setting(key).dropped(keep=was))
 
 

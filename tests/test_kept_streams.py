@@ -37,15 +37,17 @@ def test_a_png_picture_re_encoded_for_a_mov_keeps_its_own_size(tiny, tmp_path, s
     assert f"as yuv444p to keep its odd {size[1]}×{size[0]} size" in caplog.text
 
 
-def write_alpha_clip(path: Path, codec: str = "png", pix_fmt: str = "rgba", frames: int = 5) -> Path:
-    """A 16×16 picture at 10 fps whose frame k is red at opacity 40·k (an overlay fading in), in `codec`."""
+def write_alpha_clip(path: Path, codec: str = "png", pix_fmt: str = "rgba", frames: int = 5,
+                     opaque: bool = False) -> Path:
+    """A 16×16 picture at 10 fps whose frame k is red at opacity 40·k (an overlay fading in), in `codec`;
+    `opaque`: every pixel opaque, in the same pixel format."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=10)
         stream.width = stream.height = 16
         stream.pix_fmt, stream.codec_context.time_base = pix_fmt, Fraction(1, 10)
         for k in range(frames):
             pixels = np.zeros((16, 16, 4), np.uint8)
-            pixels[..., 0], pixels[..., 3] = 200, 40 * k
+            pixels[..., 0], pixels[..., 3] = 200, 255 if opaque else 40 * k
             frame = av.VideoFrame.from_ndarray(pixels, format="rgba")
             frame.pts = k
             container.mux(stream.encode(frame))
@@ -79,6 +81,48 @@ def test_a_picture_with_an_alpha_channel_re_encoded_keeps_it_where_the_container
     else:
         assert "its alpha channel is dropped: mp4 holds none (a .mov or .mkv or .webm output keeps it)" in caplog.text
         assert opacities(out) == [255.0] * 5
+
+
+def write_gif(path: Path, transparent: bool) -> Path:
+    """A 16×16 GIF at 10 fps, 3 frames of orange; `transparent`: its top-left pixel shows through (FFmpeg's GIF
+    decoder gives bgra either way)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("gif", rate=10)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "pal8"
+        palette = np.zeros((256, 4), np.uint8)  # BGRA; entry 0 fully transparent
+        palette[1] = (0, 128, 255, 255)
+        for k in range(3):
+            index = np.ones((16, 16), np.uint8)
+            index[0, 0] = 0 if transparent else 1
+            frame = av.VideoFrame.from_ndarray((index, palette), format="pal8")
+            frame.pts = k
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("source", "suffix", "kept"), [("opaque.gif", ".mov", None), ("opaque.gif", ".mp4", None),
+                                                        ("opaque.mov", ".mov", None), ("clear.gif", ".mov", "prores")])
+def test_only_a_picture_that_shows_through_is_kept_with_alpha(tiny, tmp_path, source, suffix, kept, caplog):
+    """A pixel format that can carry alpha is not transparency: an opaque GIF (FFmpeg decodes every GIF as bgra) was
+    re-encoded as ProRes 4444 into a mov, and into an mp4 said "its alpha channel is dropped"; an opaque rgba PNG in a
+    mov went to ProRes too. They are H.264, with no word of alpha; a GIF with a transparent pixel keeps it."""
+    clip = tmp_path / source
+    if source.endswith(".gif"):
+        write_gif(clip, transparent=source == "clear.gif")
+    else:
+        write_alpha_clip(clip, opaque=True)
+    out = tmp_path / f"scored{suffix}"
+    done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as container:
+        encoder = container.streams.video[0].codec_context.name
+    if kept:
+        assert encoder == kept and "its alpha channel is kept (prores_ks" in caplog.text
+        assert max(opacities(out)) < 255  # the pixel that shows through, in each frame's mean
+    else:
+        assert encoder == "h264" and "alpha" not in caplog.text
 
 
 def test_a_copied_vp9_picture_keeps_its_alpha_flag(tiny, tmp_path):

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from itertools import islice
 
 import av
 import torch
@@ -179,7 +180,8 @@ def _kept(
     stored = into.audio_rate(rate) if audio else rate  # the encoder resamples the decoded frames to it
     stereo = channels <= 2 or mixes_to_stereo(stream)  # else their mean, mono: FFmpeg has no rule for them
     size = (stream.codec_context.width, stream.codec_context.height) if not audio else (2, 2)
-    encoder, alpha = picture_encoder(into, stream) if not audio else (into.audio_encoder, False)
+    transparent = not audio and shows_through(source.name, stream)
+    encoder, alpha = picture_encoder(into, transparent) if not audio else (into.audio_encoder, False)
     layout = picture_format(*size, encoder, alpha) if not audio else "yuv420p"
     log.warning("%s: %s %s cannot go into %s as is; re-encoding it%s%s%s%s%s", source.name, codec, stream.type,
                 into.name, f" at {stored:,} Hz ({into.name} stores no {rate:,} Hz)" if stored != rate else "",
@@ -188,7 +190,7 @@ def _kept(
                 f" (a {' or '.join(keepers)} output would keep it)" if keepers else "",
                 f"; its {channels} channels are mixed to stereo" if channels > 2 and stereo else
                 f"; its {channels} channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)"
-                if not stereo else "", _alpha_said(into, stream, encoder, layout) if not audio else "")
+                if not stereo else "", _alpha_said(into, transparent, encoder, layout) if not audio else "")
     if audio and (declared := declared_end(source, stream)) is not None:  # the decoder's end padding (AAC's) is
         until = min(until, declared - shift)  # no sound: cut at the stream's own end, as read_audio does
     frames = decoded(source, stream, shift, until)
@@ -219,23 +221,42 @@ def check_kept(src: str | os.PathLike, keep: str, out_path: str | os.PathLike) -
         if keep == "audio":
             mixable_channels(src, stream, "stereo")
         else:
-            context, (encoder, alpha) = stream.codec_context, picture_encoder(into, stream)
+            context, (encoder, alpha) = stream.codec_context, picture_encoder(into, shows_through(src, stream))
             check_encodable(encoder, context.width, context.height,
                             f"cannot write {out_path}: {src}'s {codec} picture must be re-encoded for {into.name}", alpha)
 
 
-def picture_encoder(into: Container, stream: av.video.stream.VideoStream) -> tuple[str, bool]:
+def picture_encoder(into: Container, transparent: bool) -> tuple[str, bool]:
     """The encoder a kept picture is re-encoded with for `into`, and whether it keeps the picture's alpha channel (a
-    PNG's or QuickTime Animation's with one: Container.alpha_encoder, ProRes 4444 in mov and mkv, VP9 in WebM; mp4
-    holds none, and there it is dropped, with a word: _alpha_said)."""
-    if has_alpha(stream.codec_context.pix_fmt) and into.alpha_encoder is not None:
+    `transparent` one, a PNG's or GIF's that shows through: Container.alpha_encoder, ProRes 4444 in mov and mkv, VP9
+    in WebM; mp4 holds none, and there it is dropped, with a word: _alpha_said)."""
+    if transparent and into.alpha_encoder is not None:
         return into.alpha_encoder, True
     return into.video_encoder, False
 
 
-def _alpha_said(into: Container, stream: av.video.stream.VideoStream, encoder: str, layout: str) -> str:
-    """What re-encoding does to a kept picture's alpha channel, for its warning ("" when it has none)."""
+ALPHA_FRAMES = 25  # the first frames of a kept picture whose alpha says whether it shows through
+
+
+def shows_through(path: str | os.PathLike, stream: av.video.stream.VideoStream) -> bool:
+    """Whether a picture has transparency: some pixel less than opaque in its first ALPHA_FRAMES frames. A pixel
+    format that could carry alpha is not enough: FFmpeg's GIF decoder gives bgra for every GIF, and a PNG or
+    QuickTime Animation picture may be rgba/argb with every pixel opaque; these are re-encoded as any picture is
+    (H.264 in mov), with no word of alpha. Approximate: only the first frames are read (in a file of its own, before
+    the encoder is chosen, not the whole picture twice), so a picture opaque at its start and transparent only
+    later is taken as opaque, its alpha dropped; a 12-bit alpha within 1/510 of opaque reads as opaque."""
     if not has_alpha(stream.codec_context.pix_fmt):
+        return False
+    with open_input(path) as source:
+        for frame in islice(source.decode(source.streams[stream.index]), ALPHA_FRAMES):
+            if frame.to_ndarray(format="rgba")[..., 3].min() < 255:
+                return True
+    return False
+
+
+def _alpha_said(into: Container, transparent: bool, encoder: str, layout: str) -> str:
+    """What re-encoding does to a kept picture's alpha channel, for its warning ("" when it has none)."""
+    if not transparent:
         return ""
     if into.alpha_encoder is not None:
         return f"; its alpha channel is kept ({encoder}, {layout})"

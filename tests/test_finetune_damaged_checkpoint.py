@@ -77,7 +77,27 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_continues_from_the_one_bef
     assert [e["step"] for e in read_log(run_dir / "log.jsonl") if e["event"] == "train"] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("how", ["zero bytes", "missing"])
+@pytest.mark.parametrize("how", ["zero bytes", "truncated"])
+def test_resume_of_a_finished_run_whose_last_checkpoint_is_damaged_trains_that_step_again(finished, tmp_path, how):
+    """A finished run's --resume does nothing only where its last checkpoint is whole: told without loading it, a
+    damaged one (ema.safetensors empty or cut short) was taken as the run finished, exit 0, and left in place."""
+    data, original, env = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(original, run_dir)
+    newest = run_dir / "checkpoints" / f"step-{STEPS:07d}"
+    damage(newest / "ema.safetensors", how)
+
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already finished" not in resumed.stderr
+    (warning,) = [line for line in resumed.stderr.splitlines() if "does not load" in line]
+    assert warning.startswith(f"warning: checkpoint {newest} does not load (ema.safetensors: "), warning
+    assert f"done: {STEPS} steps" in resumed.stderr
+    assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1, 2]
+    assert (run_dir / "checkpoints" / f"step-{STEPS:07d}.damaged").is_dir()
+
+
+@pytest.mark.parametrize("how", ["zero bytes", "truncated", "missing"])
 def test_resume_with_no_checkpoint_that_loads_says_they_are_damaged_and_set_aside(finished, tmp_path, monkeypatch,
                                                                                   capsys, how):
     """Every checkpoint damaged: each is named with its reason and set aside (kept), and the error says so and how

@@ -70,6 +70,21 @@ class Checkpoint:
     def load_ema(self) -> dict[str, torch.Tensor]:
         return safetensors.torch.load_file(str(self.ema_weights), device="cpu")
 
+    def unreadable(self) -> str | None:
+        """Why this checkpoint cannot load, told without reading a tensor or unpickling anything: a file missing or
+        empty, a weights file whose header does not cover it (cut short), a state.pt that is no torch.save file.
+        None when it may load (load_checkpoint reads it all and finds the rest)."""
+        if missing := missing_files(self):
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+        for weights in (self.raw_weights, self.ema_weights):
+            try:
+                with safetensors.safe_open(str(weights), framework="pt"):
+                    pass
+            except (OSError, safetensors.SafetensorError) as e:
+                return f"{weights.name}: {' '.join(str(e).split()) or e.__class__.__name__}"
+        why = not_a_torch_checkpoint(self.path / "state.pt")
+        return f"state.pt: {why}" if why else None
+
 
 def step_folders(folder: Path) -> list[Checkpoint]:
     """Every step-N folder in `folder`, complete or not, oldest first."""

@@ -51,11 +51,12 @@ def put_back_final(run_dir: Path) -> None:
 
 def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
     """The step a finished run ended at when training it to `steps` leaves nothing to do: its newest checkpoint is
-    at or past `steps`, and its log's last `done` is that step's, with the final weights `final_name` and their json
-    still in the folder. None otherwise: a run with steps left trains on, and one stopped while writing its final
-    weights writes them again."""
+    at or past `steps` and whole (Checkpoint.unreadable), and its log's last `done` is that step's, with the final
+    weights `final_name` and their json still in the folder. None otherwise: a run with steps left trains on, one
+    stopped while writing its final weights writes them again, and a damaged newest checkpoint is resumed past as
+    any resume does (set aside, said, and the run goes on from an older one, or refused where none loads)."""
     newest = latest_checkpoint(run_dir / "checkpoints")
-    if newest is None or newest.step < steps:
+    if newest is None or newest.step < steps or newest.unreadable():
         return None
     weights = run_dir / final_name
     if not (weights.is_file() and sidecar.json_of(weights).is_file()):

@@ -82,6 +82,19 @@ def failure_writing(target: Path, error: OSError, *through: Path) -> MmgenError 
 
 
 @contextmanager
+def if_writable() -> Iterator[None]:
+    """A write that only saves work later (a record's new stamp): where the disk takes none — an OSError, or the
+    one line `writing` made of it (a read-only cache, a full disk) — it is skipped, and nothing said."""
+    try:
+        yield
+    except OSError:
+        pass
+    except MmgenError as e:
+        if not isinstance(e.__context__, OSError):  # what `writing` raises, it raises from the OSError it met
+            raise
+
+
+@contextmanager
 def reading(source: str | os.PathLike) -> Iterator[None]:
     """An OSError of the block is a failure to read the input `source` (read_failure), also inside an
     `atomic_path` block, whose `writing` would otherwise take an error that names no file for its own."""

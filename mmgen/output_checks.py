@@ -52,14 +52,18 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     return folder
 
 
+def why_no_files(error: OSError) -> str:
+    """Why a folder took no new file, for its line: /proc's "no such file" is that it takes none."""
+    return "it takes no new files" if error.errno == errno.ENOENT else str(error.strerror or error)
+
+
 def check_writable_folder(path: str | os.PathLike, hint: str | None = None) -> Path:
     """As `check_output_folder`, and MediaError too unless a file can be made in `path`, or where it would be
     created: said before a command's work, not as an OS error at its first write. Creates no folder."""
     folder = check_output_folder(path)
     if refused := refusal_to_create(folder):
         where, e = refused
-        why = "it takes no new files" if e.errno == errno.ENOENT else e.strerror or e  # /proc: "no such file"
-        raise MediaError(f"cannot write into {folder}{where}: {why}", hint=hint)
+        raise MediaError(f"cannot write into {folder}{where}: {why_no_files(e)}", hint=hint)
     return folder
 
 

@@ -34,6 +34,7 @@ from mmgen.files import atomic_path
 from mmgen.locks import acquire, file_lock
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
+from mmgen.output_checks import why_no_files
 from mmgen.terminal import rate_text
 from mmgen.weights.safetensors_file import save_file
 
@@ -175,7 +176,8 @@ class ClipCache:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = acquire(self.root / f"{key}.lock")
         except OSError as e:
-            raise MediaError(f"cannot write into the clip cache {self.root}: {e.strerror or e}") from None
+            raise MediaError(f"cannot write into {self.root}: {why_no_files(e)} ({path} is not decoded in this clip "
+                             "cache yet)", hint="choose another --cache-dir, or set MMGEN_CACHE") from None
         try:
             return self._decode_once(path, key, shard)
         finally:

@@ -25,7 +25,7 @@ from mmgen.errors import OutputExists, UsageError
 from mmgen.files import write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
-from mmgen.output_checks import check_writable_folder
+from mmgen.output_checks import check_output_folder, check_writable_folder
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
 from mmgen.terminal import listed
@@ -113,7 +113,11 @@ def prepare(
     on_event: EventFn,
     lock: RunFolderLock,
 ) -> Setup:
-    cache_dir = check_writable_folder(clip_cache(config), hint="choose another --cache-dir, or set MMGEN_CACHE")
+    # A clip cache to be made must take files, said now; one that is there may hold every clip already, and is then
+    # only read (a read-only mount is fine): it must take files only where one is decoded anew (ClipCache.lookup).
+    cache_dir = clip_cache(config)
+    cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
+        check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
     resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])

@@ -37,6 +37,7 @@ import platformdirs
 
 from mmgen import environment
 from mmgen.config import read_record, to_dict
+from mmgen.disk_failures import if_writable
 from mmgen.errors import ChecksumMismatch, ConfigError
 from mmgen.files import last_kept, sha256_file, write_text
 from mmgen.output_checks import kind_of, nearest_existing, refusal_to_create, try_a_file
@@ -305,7 +306,7 @@ class ModelCache:
             return record
         record = dataclasses.replace(record, stamp=FileStamp.of(kept[1]))
         if kept[0] == self.record_path(name):
-            with suppress(OSError):  # a read-only cache: correct all the same, only hashed again next time
+            with if_writable():  # a read-only cache: correct all the same, only hashed again next time
                 self.write_record(record)
         return record
 

@@ -5,7 +5,6 @@ recorded."""
 from __future__ import annotations
 
 import functools
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +149,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             continue
         verdict = check_file(n, cache.weights_file(n), record.sha256)
         if verdict.ok:  # hashed just now: the next load need not hash it again (a read-only cache: it will)
-            with suppress(OSError):
-                cache.restamped(n, record)
+            cache.restamped(n, record)
         verdicts.append(verdict)
     return verdicts
 

@@ -6,8 +6,8 @@ result is what RUN/config.yaml records. `init` (--from) and `model` (--scratch) 
 that sets one clears the other from earlier layers, so `--from demo` overrides a recipe file's `model:` section.
 Settings that can never train (a learning rate that is not a positive finite number, say) are refused here,
 so a YAML file is checked exactly as a flag is. So are the settings only this machine can judge (the device,
-the model to start from) and, on --resume, what the run trains: on the merged result, with each error naming the
-file and key, or the flag, that the value came from (`Setting`). A relative path in a YAML file (`init:`,
+the model to start from) and, on --resume, what the run trains (mmgen.train.run_checks): on the merged result,
+with each error naming the file and key, or the flag, that the value came from (`Setting`). A relative path in a YAML file (`init:`,
 `cache_dir:`) is read from that file's folder, one given as a flag from the current folder; both are recorded
 absolute, so a run resumes from any folder.
 """
@@ -22,10 +22,10 @@ from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import converted, from_dict, load_yaml
-from mmgen.errors import ConfigError, MmgenError, ModelNotFound, UsageError
-from mmgen.input_files import why_not_a_file
+from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.terminal import number_text
+from mmgen.train.run_checks import check_here, check_same_training
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -308,90 +308,6 @@ def run_config(
     if resume:
         check_same_training(run_dir, config, lambda key: Setting.of(key, layers))
     return config
-
-
-def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume: bool = False) -> None:
-    """What only this machine can judge — the device exists, the model to start from is known, the architecture
-    builds — checked as the layers are merged, so that an error names the file (and key) or the flag a value
-    came from, as from_dict's per-layer checks do. A resumed whole-model run needs no `init` (its checkpoint
-    holds the weights); a LoRA run does (its base)."""
-    from mmgen.models import config_for
-    from mmgen.runtime.device import select_device
-
-    try:
-        select_device(config.device)
-    except InvalidSetting as e:
-        raise UsageError(e.said_as(str(setting("device")))) from None
-    if config.init is not None and (not resume or config.lora is not None):
-        _check_model_known(config.init, setting("init"))
-    model_config = None
-    if config.model is not None:
-        model_config = config_for(config.model.arch, config.model.config, f"{setting('model')}.config")
-    elif config.init is not None:
-        from mmgen.weights.load import known_config
-
-        try:
-            model_config = known_config(config.init)
-        except MmgenError:  # a file that does not describe a model: loading it says so, with its hint
-            pass
-    if model_config is not None:
-        _check_batch_fits(config.batch_size, model_config, setting("batch_size"))
-
-
-def _check_batch_fits(batch_size: int, model_config: Any, setting: Setting) -> None:
-    """A batch larger than the training clips repeats them (mmgen.train.order), each copy with its own noise, so
-    the clips do not bound it; this machine's memory does. A process's share of a batch is collated as float32
-    clips: one that could never fit in RAM is refused now, before any decoding or writing."""
-    from mmgen.runtime.memory import physical_memory
-    from mmgen.runtime.processes import described
-    from mmgen.terminal import size_text
-
-    memory, processes = physical_memory(), described().world_size
-    clip = 4 * (math.prod(model_config.video_size) + math.prod(model_config.audio_size))
-    needed = batch_size // processes * clip
-    if memory is not None and needed > memory:
-        raise UsageError(f"{setting.given(batch_size)}: one batch of this model's clips takes {size_text(needed)} "
-                         f"of memory, more than this machine has ({size_text(memory)})",
-                         hint=f"choose a smaller batch: {memory // clip * processes} of these clips fill the memory "
-                         "before the model needs any")
-
-
-def _check_model_known(name: str, setting: Setting) -> None:
-    from mmgen.weights.cache import ModelCache
-    from mmgen.weights.registry import load_registry, unknown_model
-
-    if is_path(name):
-        if why := why_not_a_file(name, missing="no such model file"):
-            raise ModelNotFound(f"{setting}: {name}: {why}")
-        return
-    registry, cache = load_registry(), ModelCache()
-    if name not in registry and cache.record(name) is None:
-        error = unknown_model(name, sorted({*registry.names(), *cache.names()}))
-        raise ModelNotFound(f"{setting}: {error.message}", error.hint)
-
-
-def check_same_training(run_dir: Path, config: FinetuneConfig, setting: Callable[[str], Setting]) -> None:
-    """A resumed run goes on training what it trained: the whole model, or LoRA adapters of the same rank, alpha
-    and targets (its newest checkpoint says which). An error names the setting that asks otherwise and the file."""
-    from mmgen.train.checkpoint import trained_lora
-
-    found = trained_lora(run_dir)
-    if found is None or found[1] == config.lora:
-        return
-    checkpoint, trained = found
-    weights, asked = checkpoint.raw_weights, config.lora
-    if trained is None:
-        lora = setting("lora_rank")
-        raise UsageError(f"{lora.given(config.lora_rank)} asks for LoRA adapters, but this run fine-tunes the whole "
-                         f"model ({weights} holds no adapters)", hint=lora.dropped())
-    if asked is None:
-        raise UsageError(f"{setting('lora_rank')} is not set, but this run trains rank-{trained.rank} LoRA adapters "
-                         f"({weights})", hint=f"resume with --lora {trained.rank}")
-    for key, was, now in (("lora_rank", trained.rank, asked.rank), ("lora_alpha", trained.alpha, asked.alpha),
-                          ("lora_targets", trained.targets, asked.targets)):
-        if was != now:
-            raise UsageError(f"{setting(key).given(now)}, but this run's adapters ({weights}) have {key} {number_text(was)}",
-                             hint=setting(key).dropped(keep=was))
 
 
 def parse_loss_weights(text: str) -> dict[str, float]:

@@ -150,3 +150,23 @@ def test_a_run_recorded_with_keep_checkpoints_0_resumes_as_keeping_the_newest(tm
     with pytest.raises(UsageError) as error:
         run_config(tmp_path, resume=True, config_file=new)
     assert str(error.value) == f"{new}: keep_checkpoints: must be at least 1, got 0"
+
+
+def test_another_runs_record_reused_with_config_is_read_as_resume_reads_it(tmp_path):
+    """`--config OLD_RUN/config.yaml` reuses a run's settings (README): a record from before today — every whole-model
+    run wrote `lora_targets: attention+conv` beside `lora_rank: null`, some `keep_checkpoints: 0` — is taken as
+    --resume takes it, not refused for settings the user never wrote. The same keys in a file of one's own still are."""
+    from mmgen.errors import UsageError
+    from mmgen.train.config import run_config
+    from mmgen.train.run_folder import RUN_HEADER
+
+    old_run = tmp_path / "old"
+    old_run.mkdir()
+    (old_run / "config.yaml").write_text(f"{RUN_HEADER}data: every setting of this run (read back by --resume)\n"
+                                         "init: demo\nlora_rank: null\nlora_alpha: null\nlora_targets: attention+conv\n"
+                                         "keep_checkpoints: 0\n")
+    config = run_config(tmp_path / "new", config_file=old_run / "config.yaml")
+    assert (config.lora, config.keep_checkpoints, config.init) == (None, 1, "demo")
+    own = write_recipe(tmp_path / "own.yaml", lora_targets="attention+conv")
+    with pytest.raises(UsageError, match="lora_targets: attention.conv: means something only with --lora"):
+        run_config(tmp_path / "new", config_file=own)

@@ -26,6 +26,7 @@ from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_same_training
+from mmgen.train.run_folder import is_run_record
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -300,8 +301,8 @@ def run_config(
         if not (run_dir / "config.yaml").is_file():
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
         layers.append(_recorded_layer(run_dir / "config.yaml"))
-    if config_file is not None:
-        layers.append(load_layer(config_file))
+    if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it
+        layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
     check_here(config, lambda key: Setting.of(key, layers), resume)
@@ -334,9 +335,10 @@ RECORDED_AS: dict[str, dict[Any, Any]] = {"keep_checkpoints": {0: 1}}
 
 
 def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
-    """A run's own config.yaml as a layer. A run's record always resumes: runs recorded before NEEDS was checked
-    hold settings that meant nothing in them (every whole-model run's `lora_targets: attention+conv`): dropped;
-    values refused since (RECORDED_AS) are read as what they did. A new --config file or flag is still refused."""
+    """A run's own config.yaml as a layer, resumed or reused (`--config RUN/config.yaml`). A run's record is always
+    taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
+    `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did. A new
+    --config file or flag is still refused."""
     where, data = load_layer(path)
     if isinstance(data, dict):
         data = {key: RECORDED_AS.get(key, {}).get(value, value) if type(value) is int else value

@@ -67,8 +67,13 @@ def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
 
 def is_run_folder(folder: Path) -> bool:
     """Whether `folder` holds an mmgen finetune run (its config.yaml begins with RUN_HEADER)."""
+    return is_run_record(folder / "config.yaml")
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether `path` is a run's own config.yaml, as a finetune run wrote it (it begins with RUN_HEADER)."""
     try:
-        with open(folder / "config.yaml", encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             return f.readline(len(RUN_HEADER)) == RUN_HEADER
     except OSError:  # none, or not a readable file
         return False

@@ -675,3 +675,27 @@ def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use(
     assert all(text.split()[0].rstrip(":") == status for status, text in STATUS_TEXT.items()), STATUS_TEXT
     readme = (REPO / "README.md").read_text()
     assert all(f"`{status}`" in readme for status in STATUS_TEXT)
+
+
+def test_a_guidance_scale_in_defaults_applies_where_it_means_something_and_is_no_error_elsewhere(folder: Path):
+    """`defaults: {guidance_scale: 3}` failed the whole plan for every soundtrack/animate job on `demo` (which guides
+    by replacement): a default applies to the jobs it means something for; only a job's own scale is refused."""
+    jobs = write_jobs(folder, """
+        defaults: {model: demo, steps: 2, guidance_scale: 3}
+        jobs:
+          - {kind: soundtrack, input: clips/beach.mp4, name: plain}
+          - {kind: soundtrack, input: clips/beach.mp4, name: gradient, guidance: gradient}
+        """)
+    plain, gradient = plan_batch(jobs).jobs
+    assert plain.settings.guidance_scale is None and plain.run.sampling.guidance == "replacement"
+    # hashed as well as mmgen hashed it when it ran such a job taking the scale and ignoring it: done, not changed
+    assert any(p["options"]["guidance_scale"] == p["sampling"]["guidance_scale"] == 3 for p in plain.former)
+    assert gradient.settings.guidance_scale == 3 and gradient.run.sampling.guidance_scale == 3
+    jobs = write_jobs(folder, """
+        defaults: {model: demo, steps: 2}
+        jobs:
+          - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 3}
+        """)
+    assert problems_of(jobs) == {3: "job 1 (soundtrack): guidance_scale 3: scales gradient guidance only, and this "
+                                    "run guides by replacement (the model's own setting) (ask for gradient guidance "
+                                    "with it, or leave the scale out)"}

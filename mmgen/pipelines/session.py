@@ -74,11 +74,10 @@ def prepare(settings: RunSettings) -> Run:
         sampling = dataclasses.replace(base, conditional=None, **settings.sampling_overrides())
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
-    given_scale = getattr(settings, "guidance_scale", None)  # a soundtrack's or animate's: the only ones guided
-    if given_scale is not None and sampling.guidance != "gradient":  # replacement guidance has no scale to take
+    for key in settings.unmeant(sampling.guidance):  # replacement guidance has no scale to take
         whose = "as asked" if getattr(settings, "guidance", None) else "the model's own setting"
-        raise InvalidSetting("guidance_scale", f"scales gradient guidance only, and this run guides by "
-                             f"{sampling.guidance} ({whose})", given_scale,
+        raise InvalidSetting(key, f"scales gradient guidance only, and this run guides by "
+                             f"{sampling.guidance} ({whose})", getattr(settings, key),
                              hint="ask for gradient guidance with it, or leave the scale out")
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()

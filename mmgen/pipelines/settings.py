@@ -85,6 +85,13 @@ class RunSettings:
     # Switches that make one choice between them (retake's video/audio): a layer that turns one on makes the choice,
     # so the switches of the layers beneath it (a batch's `defaults:`) are dropped; one layer turning on two is refused.
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # Settings that mean something only where the run guides by gradient (a scale): given for a run that guides
+    # by replacement, a job's own or a flag is refused (session.prepare); a batch's `defaults:` one is left out.
+    gradient_only: ClassVar[tuple[str, ...]] = ()
+
+    def unmeant(self, guidance: str) -> tuple[str, ...]:
+        """The settings given that a run guiding by `guidance` takes no notice of."""
+        return () if guidance == "gradient" else tuple(k for k in self.gradient_only if getattr(self, k) is not None)
 
     @classmethod
     def layered(cls, beneath: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,6 +172,7 @@ class MatchingSettings(RunSettings):
     overlap: float = 0.25  # fraction of each model window shared with the previous one
 
     conditional: ClassVar[bool] = True
+    gradient_only: ClassVar[tuple[str, ...]] = ("guidance_scale",)
     given: ClassVar[str]  # the modality the input file provides
 
     def sampling_overrides(self) -> dict:

@@ -182,6 +182,7 @@ class _Planner:
         self._model_sha256s: dict[str, tuple[str, ...]] = {}
         self._configs: dict[str, Any] = {}
         self._hashed: dict[tuple, list[dict]] = {}  # the hash's payloads but the seed, of the job and input in hand
+        self._left_out: dict[int, dict[str, Any]] = {}  # by job index: the `defaults:` values its run ignores (_meant)
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -221,10 +222,26 @@ class _Planner:
         if adapters:  # files named relative to the batch file, as `model:` is
             values["adapter"] = tuple(map(self._from_batch_folder, (adapters,) if isinstance(adapters, str) else adapters))
         try:
-            return KINDS[spec.kind](**values, device=device, precision=precision)
+            settings = KINDS[spec.kind](**values, device=device, precision=precision)
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
             self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
             return None
+        return self._meant(spec, settings, [k for k in settings.gradient_only if k not in spec.options])
+
+    def _meant(self, spec: JobSpec, settings: RunSettings, inherited: list[str]) -> RunSettings:
+        """`settings` less the `defaults:` values in `inherited` that its run takes no notice of (a guidance scale
+        where the run guides by replacement): a default applies to the jobs it means something for and is no error
+        for the others; a job's own such value stays, for session.prepare to refuse."""
+        given = [k for k in inherited if getattr(settings, k) is not None]
+        if not given:
+            return settings
+        bare = dataclasses.replace(settings, **dict.fromkeys(given))  # they decide nothing of the run's guidance
+        run = self._prepared(bare)
+        if isinstance(run, UsageError):
+            return settings  # the job's run reports what is wrong
+        unmeant = set(settings.unmeant(run.sampling.guidance))
+        self._left_out[spec.index] = {k: getattr(settings, k) for k in given if k in unmeant}
+        return dataclasses.replace(settings, **dict.fromkeys(self._left_out[spec.index]))
 
     def _stored(self, spec: JobSpec, settings: RunSettings, mp4: Path) -> bool:
         """Whether the job's sound can be stored at the rate it asks for in its outputs (all mp4s: one checks them
@@ -276,13 +293,7 @@ class _Planner:
 
     def _run(self, spec: JobSpec, settings: RunSettings) -> Run | None:
         """The checked settings (session.prepare) of a job, seed aside; shared by every job with the same ones."""
-        key = dataclasses.replace(settings, seed=None)
-        if key not in self._runs:
-            try:
-                self._runs[key] = prepare(key)
-            except UsageError as e:
-                self._runs[key] = e
-        run = self._runs[key]
+        run = self._prepared(settings)
         if isinstance(run, UsageError):
             if isinstance(run, ModelNotFound) and "model" not in spec.lines and "model" in self.batch.default_lines:
                 self.problem(self.batch.default_lines["model"], f"defaults: model: {run}")  # said once, not per job
@@ -291,6 +302,16 @@ class _Planner:
                 self.problem(line, f"job {spec.index} ({spec.kind}): {run}")
             return None
         return run
+
+    def _prepared(self, settings: RunSettings) -> Run | UsageError:
+        """session.prepare of the settings, seed aside, or what it refused them for; once for the same ones."""
+        key = dataclasses.replace(settings, seed=None)
+        if key not in self._runs:
+            try:
+                self._runs[key] = prepare(key)
+            except UsageError as e:
+                self._runs[key] = e
+        return self._runs[key]
 
     def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> tuple[str, tuple]:
         """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
@@ -303,7 +324,9 @@ class _Planner:
         return _digest({**payload, "seed": run.seed}), tuple(former)
 
     def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> list[dict]:
-        """The payload, then its variants naming the models as an older mmgen did."""
+        """The payload, then its variants naming the models as an older mmgen did, and, for a job whose run ignores
+        a `defaults:` value left out of its settings (_meant), taking that value into options and sampling as mmgen
+        did before 8f3d4e8 (it ran such a job and hashed what it ignored: that job is done, not changed)."""
         described = None
         if input is not None:
             stat = input.stat()
@@ -315,9 +338,14 @@ class _Planner:
             "sampling": to_dict(run.sampling),
             "precision": run.compute.precision,
         }
+        left_out = self._left_out.get(spec.index, {})
+        payloads = [payload]
+        if left_out:
+            payloads.append({**payload, "options": {**payload["options"], **left_out},
+                             "sampling": {**payload["sampling"], **left_out}})
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
-        return [{**payload, "model_sha256": model, "upsampler_sha256": upsampler}
-                for model in self.model_sha256s(run.model) for upsampler in upsamplers]
+        return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
+                for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]
 
     def config(self, model: str) -> Any | None:
         """The model's config if known without loading it (weights/load.known_config); a model that cannot

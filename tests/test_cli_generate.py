@@ -221,18 +221,21 @@ def test_json_lists_each_clip_as_it_is_kept_when_a_later_one_is_stopped_or_fails
     assert sorted(p.name for p in out.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
 
 
-def test_an_out_dir_named_as_a_clip_is_refused_unless_it_is_a_folder_already_or_ends_in_a_slash(tiny, tmp_path):
-    """`generate -o clip.mp4` made a folder `clip.mp4/` holding clip_0000.mp4, without a word."""
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.gif", "clip.avi", "clip.m4a", "clip.MP3", "clip.png"])
+def test_an_out_dir_named_as_a_media_file_is_refused_unless_it_is_a_folder_already_or_ends_in_a_slash(
+        tiny, tmp_path, name):
+    """`generate -o clip.mp4` made a folder `clip.mp4/` holding clip_0000.mp4, without a word; `clip.gif`, `.avi`,
+    `.m4a`, `.mp3` still did after .mp4/.mov/.mkv/.webm/.wav were refused: every media file's suffix is."""
     env = mmgen_env(tmp_path)
-    done = run_here("generate", "-m", tiny, "--steps", "1", "-o", tmp_path / "clip.mp4", env=env)
+    done = run_here("generate", "-m", tiny, "--steps", "1", "-o", tmp_path / name, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "names a file, and generate writes its clips into a folder (-o is a folder for generate, its clips " \
-           "named clip_0000.mp4 …; give -o " in done.stderr
-    assert not (tmp_path / "clip.mp4").exists()
+    assert f"-o {tmp_path / name} names a file, and generate writes its clips into a folder (-o is a folder for " \
+           f"generate, its clips named clip_0000.mp4 …; give -o {tmp_path / 'clip'}/, or -o " in done.stderr
+    assert not (tmp_path / name).exists()
     # Taken as a folder so named: the run goes on to its model (here missing, so nothing is sampled).
     missing = tmp_path / "missing.safetensors"
-    (tmp_path / "made.mp4").mkdir()
-    for folder in (f"{tmp_path / 'clip.mp4'}/", tmp_path / "made.mp4"):
+    (tmp_path / f"made{Path(name).suffix}").mkdir()
+    for folder in (f"{tmp_path / name}/", tmp_path / f"made{Path(name).suffix}"):
         done = run_here("generate", "-m", missing, "-o", folder, env=env)
         assert done.returncode == 2 and "missing.safetensors" in done.stderr and "-o is a" not in done.stderr
 

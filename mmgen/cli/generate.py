@@ -22,8 +22,8 @@ def generate(
         str,  # a str, not a Path: a Path would drop the trailing slash of `-o clip.mp4/`, a folder so named
         typer.Option("--out-dir", "-o", metavar="OUT_DIR", rich_help_panel="Output",
                      help="Folder for clip_0000.mp4, … (created if missing) with a sidecar .json and "
-                     "_frames.png / _spectrogram.png previews each. A new name ending in .mp4 (a clip's) is refused: "
-                     "OUT.mp4/ makes a folder so named."),
+                     "_frames.png / _spectrogram.png previews each. A new name ending as a media file's (.mp4, .gif, .wav, …) is "
+                     "refused: OUT.mp4/ makes a folder so named."),
     ] = ".",
     *,
     settings: GenerateSettings,

@@ -78,6 +78,11 @@ CONTAINERS = {
                        "libvpx-vp9", "libopus", "libvpx-vp9"),
 }
 SUFFIXES = tuple(CONTAINERS)
+# The suffixes of the media files mmgen writes and reads (a sound, a still, a GIF, other containers): a name ending
+# in one is a file's, never a new folder's (generate -o clip.gif).
+MEDIA_SUFFIXES = (*SUFFIXES, ".wav", ".gif", ".avi", ".m4v", ".ts", ".mts", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+                  ".m4a", ".mp3", ".aac", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".wma",
+                  ".png", ".apng", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def container_for(path: str | os.PathLike) -> Container:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mmgen.errors import UsageError
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
-from mmgen.media.containers import kept_rate
+from mmgen.media.containers import MEDIA_SUFFIXES, kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines import outputs
@@ -79,11 +79,11 @@ def generate_files(
 
 
 def _check_folder_name(out_dir: str | Path) -> None:
-    """Refuse a new OUT_DIR named as a clip (`-o clip.mp4`): it became a folder `clip.mp4/` holding
-    clip_0000.mp4, without a word. An existing folder of that name, or one written with a trailing slash, is taken."""
+    """Refuse a new OUT_DIR named as a media file (`-o clip.mp4`, `clip.gif`, `clip.m4a`): it became a folder
+    `clip.mp4/` holding clip_0000.mp4, without a word. An existing folder of that name, or one written with a trailing slash, is taken."""
     text = str(out_dir)
     folder = Path(text)
-    if folder.suffix.lower() in (*outputs.MOVIE_SUFFIXES, ".wav") and not text.endswith(("/", os.sep)) \
+    if folder.suffix.lower() in MEDIA_SUFFIXES and not text.endswith(("/", os.sep)) \
             and not os.path.lexists(folder):
         raise UsageError(
             f"-o {text} names a file, and generate writes its clips into a folder",

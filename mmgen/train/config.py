@@ -26,7 +26,6 @@ from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_same_training
-from mmgen.train.run_folder import is_run_record
 from mmgen.weights.registry import is_path
 
 DEFAULT_MODEL = "demo"
@@ -301,6 +300,8 @@ def run_config(
         if not (run_dir / "config.yaml").is_file():
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
         layers.append(_recorded_layer(run_dir / "config.yaml"))
+    from mmgen.train.run_folder import is_run_record  # (it imports torch, which --help does not load)
+
     if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it
         layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
     layers.append((COMMAND_LINE, flags))

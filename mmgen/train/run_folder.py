@@ -71,7 +71,10 @@ def is_run_folder(folder: Path) -> bool:
 
 
 def is_run_record(path: Path) -> bool:
-    """Whether `path` is a run's own config.yaml, as a finetune run wrote it (it begins with RUN_HEADER)."""
+    """Whether `path` is a run's own config.yaml, as a finetune run wrote it (it begins with RUN_HEADER). Only a
+    regular file is opened: a named pipe given as --config would wait in open() for a writer."""
+    if not path.is_file():
+        return False
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.readline(len(RUN_HEADER)) == RUN_HEADER

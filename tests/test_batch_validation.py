@@ -666,6 +666,22 @@ def test_a_retake_job_s_own_audio_or_video_wins_over_the_other_in_defaults(folde
                                     "(audio), not both"}
 
 
+def test_a_retake_default_of_both_video_and_audio_is_one_problem_at_defaults_not_one_per_job(folder: Path):
+    """`defaults: {video: true, audio: true}` was refused at every retake job's line (N identical problems), none at
+    the defaults that said it; a job's own pair is still refused at that job."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.4"], video: true, audio: true}
+        jobs:
+          - {kind: retake, input: clips/beach.mp4, name: one}
+          - {kind: retake, input: clips/beach.mp4, name: two}
+          - {kind: retake, input: clips/beach.mp4, name: three, video: true, audio: true}
+        """)
+    assert problems_of(jobs) == {
+        1: "defaults: video and audio: a retake remakes the picture (video) or the sound (audio), not both (give one "
+           "in defaults:, or each job its own)",
+        5: "job 3 (retake): video: a retake remakes the picture (video) or the sound (audio), not both"}
+
+
 def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use():
     """The table said `to run` and `interrupted: redo` where `--json` (and the README) say `new` and `incomplete`."""
     from mmgen.pipelines.batch import STATUS_TEXT

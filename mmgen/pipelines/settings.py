@@ -85,6 +85,7 @@ class RunSettings:
     # Switches that make one choice between them (retake's video/audio): a layer that turns one on makes the choice,
     # so the switches of the layers beneath it (a batch's `defaults:`) are dropped; one layer turning on two is refused.
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    one_choice: ClassVar[str] = ""  # why (check_choices' line)
     # Settings that mean something only where the run guides by gradient (a scale): given for a run that guides
     # by replacement, a job's own or a flag is refused (session.prepare); a batch's `defaults:` one is left out.
     gradient_only: ClassVar[tuple[str, ...]] = ()
@@ -98,6 +99,15 @@ class RunSettings:
         """The settings of `over` laid over those of `beneath` (a batch job's own over its `defaults:`)."""
         chosen = {key for group in cls.one_of if any(over.get(key) for key in group) for key in group}
         return {k: v for k, v in beneath.items() if k not in chosen} | dict(over)
+
+    @classmethod
+    def check_choices(cls, layer: Mapping[str, Any]) -> None:
+        """InvalidSetting (naming the first) where one layer — a job's own options, a batch's `defaults:`, the
+        flags — turns on two switches of one `one_of` group."""
+        for group in cls.one_of:
+            on = [key for key in group if layer.get(key)]
+            if len(on) > 1:
+                raise InvalidSetting(on[0], cls.one_choice)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -113,6 +123,7 @@ class RunSettings:
         if isinstance(self.adapter, str):  # one adapter, as a batch file may write it
             object.__setattr__(self, "adapter", (self.adapter,))
         self.adapters()
+        self.check_choices({key: getattr(self, key) for group in self.one_of for key in group})
 
     def adapters(self) -> tuple[AdapterUse, ...]:
         """The adapters to merge into the model, each with its weight (1 unless FILE:WEIGHT says otherwise)."""
@@ -228,12 +239,9 @@ class RetakeSettings(MatchingSettings):
     audio: bool = False  # remake the sound: the default, said outright (--audio); refused together with video
     wav: bool = False  # also write the sound alone as OUT.wav (a sound retake)
 
+    # two switches, not one video/audio pair: with a pair the last would win
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = (("video", "audio"),)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.audio and self.video:  # two switches, not one video/audio pair: with a pair the last would win
-            raise InvalidSetting("video", "a retake remakes the picture (video) or the sound (audio), not both")
+    one_choice: ClassVar[str] = "a retake remakes the picture (video) or the sound (audio), not both"
 
     @property
     def modality(self) -> str:

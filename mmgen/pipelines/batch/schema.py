@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from mmgen.config import compose_yaml, from_dict, unquoted
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, InvalidSetting
 from mmgen.pipelines.settings import KINDS as SETTINGS
 
 
@@ -141,7 +141,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
     for key in [k for k in raw_defaults if k not in DEFAULT_KEYS]:
         problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {_unknown(key, DEFAULT_KEYS)}"))
     known = {k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}
-    defaults = _checked(known, ("defaults",), lines, problems, "defaults")
+    defaults = _one_choice(_checked(known, ("defaults",), lines, problems, "defaults"), lines, problems)
     default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
 
     raw_jobs = data.get("jobs")
@@ -222,6 +222,21 @@ def _close(key: Any, known: tuple[str, ...]) -> str | None:
 def _unknown(key: Any, allowed: tuple[str, ...]) -> str:
     close = _close(key, allowed)
     return f"unknown key {key!r}{f'; did you mean {close}?' if close else ''} (allowed: {', '.join(allowed)})"
+
+
+def _one_choice(defaults: dict, lines: dict[tuple, int], problems: list[Problem]) -> dict:
+    """`defaults` less the switches of a choice it turns on more than one of (retake's `video:` and `audio:`),
+    refused once here: no job inherits them, so only a job turning on both itself is refused, at its line."""
+    for cls in SETTINGS.values():
+        try:
+            cls.check_choices(defaults)
+        except InvalidSetting as e:
+            group = next(group for group in cls.one_of if e.field in group)
+            on = [key for key in group if defaults.get(key)]
+            problems.append(Problem(lines.get(("defaults",)), f"defaults: {' and '.join(on)}: {e.reason} "
+                                    f"(give one in defaults:, or each job its own)"))
+            defaults = {k: v for k, v in defaults.items() if k not in group}
+    return defaults
 
 
 def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems: list[Problem]) -> str | None:

@@ -181,6 +181,30 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     assert "unknown model 'mine'" in capsys.readouterr().err
 
 
+def test_a_damaged_row_of_verify_says_its_path_and_damaged_once(tmp_path):
+    """A cache folder that is a symlink (models/ itself, a model's folder, an adapter's) is one verdict line saying
+    `damaged` once, naming the link once as its path: it read `models/: damaged: CACHE/models: damaged: a symlink …
+    (CACHE/models)`."""
+    env = mmgen_env(tmp_path)
+    cache, elsewhere = Path(env["MMGEN_CACHE"]), tmp_path / "elsewhere"
+    (elsewhere / "one").mkdir(parents=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "models").symlink_to(elsewhere)
+    verified = run_here("models", "verify", "--model", env=env)
+    assert verified.returncode == 2
+    [line] = [line for line in verified.stdout.splitlines() if line.startswith("models/")]
+    assert line == (f"models/: damaged: a symlink (to {elsewhere}), not a folder of mmgen's "
+                    f"(replace the link {cache / 'models'} with a folder) ({cache / 'models'})")
+    (cache / "models").unlink()
+    for kind in ("models", "adapters"):
+        (cache / kind).mkdir()
+        (cache / kind / "linked").symlink_to(elsewhere / "one")
+        verified = run_here("models", "verify", f"--{kind[:-1]}", env=env)
+        assert verified.returncode == 2
+        assert verified.stdout.splitlines()[-1] + "\n" == (f"linked: damaged: a symlink (to {elsewhere / 'one'}), not a folder of mmgen's "
+                                   f"(remove the link: `mmgen models rm linked`) ({cache / kind / 'linked'})\n")
+
+
 def test_a_damaged_cache_record_is_one_row_saying_so_and_the_rest_still_list(tmp_path, monkeypatch, capsys):
     """One model.json cut short must not take `models list`, `verify` or `doctor` down with it: that model's row
     says it is damaged and how to clear it; every other model is listed (and verified) as before."""

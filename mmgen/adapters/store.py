@@ -35,7 +35,7 @@ from mmgen.weights.cache import (
     own_path,
     unless_kind_damaged,
 )
-from mmgen.weights.catalog import DAMAGED, Verdict, check_file
+from mmgen.weights.catalog import DAMAGED, Verdict, check_file, damaged_verdict
 from mmgen.weights.entry_lock import entry_lock
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
@@ -203,8 +203,7 @@ def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
     where = cache_root() / "adapters"  # a path only
-    return [Verdict(r.name, str(r.path), False, f"{DAMAGED}: {r.problem}", None, None, "adapter", r.mend)
-            if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
+    return [damaged_verdict(r.name, r.problem, r.path, r.mend, "adapter") if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
                                                              r.sha256, kind="adapter")
             for r in chosen]
 

@@ -5,6 +5,8 @@ recorded."""
 from __future__ import annotations
 
 import functools
+import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,8 +134,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     else:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
     damaged = damaged_folder(cache.root, "models") if name is None else None  # models/ a link: one verdict
-    verdicts = [] if damaged is None else [Verdict("models/", str(damaged.link), False, f"{DAMAGED}: {damaged}",
-                                                   None, None, mend=damaged.hint)]
+    verdicts = [] if damaged is None else [damaged_verdict("models/", str(damaged), damaged.link, damaged.hint)]
     for n in names:
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
@@ -142,7 +143,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             record = cache.record(n)
         except MmgenError as e:  # said as this model's verdict; the others are still checked
             where = cache.root / "models" / n / "model.json"  # a path only: its folder may be what is damaged
-            verdicts.append(Verdict(n, str(where), False, f"{DAMAGED}: {e}", None, None, mend=e.hint))
+            verdicts.append(damaged_verdict(n, str(e), where, e.hint))
             continue
         if record is None:  # its record, but no weights file: "missing"
             verdicts.append(check_file(n, cache.weights_path(n), None))
@@ -152,6 +153,19 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             cache.restamped(n, record)
         verdicts.append(verdict)
     return verdicts
+
+
+def damaged_verdict(name: str, said: str, where: Path, mend: str | None, kind: str = "model") -> Verdict:
+    """The verdict on a model or adapter whose record or folder cannot be read, `said` being that error's line
+    ("PATH: damaged: what (hint)"), said once: the path it names is the verdict's path (else `where`) and the rest
+    follows one `damaged: `, not the verdict's own name, path and word again."""
+    path, what = str(where), said
+    for colon in re.finditer(": ", said):  # the first prefix that is a path there: a path may hold ": " too
+        if os.path.isabs(named := said[:colon.start()]) and os.path.lexists(named):
+            path, what = named, said[colon.end():]
+            break
+    what = what.removeprefix(f"{DAMAGED}: ").removeprefix(f"{DAMAGED} ")
+    return Verdict(name, path, False, f"{DAMAGED}: {what}", None, None, kind, mend)
 
 
 def check_file(name: str, path: Path, expected: str | None, kind: str = "model") -> Verdict:

@@ -1,7 +1,7 @@
 """Frozen dataclasses parsed from YAML once, at the edge, with strict keys and types.
 
 All YAML is read through `compose_yaml`/`load_yaml` here (safe loading; duplicate keys, oversized files and
-alias bombs refused up front). `from_dict(Cls, data, where)` turns a mapping into `Cls`, rejecting unknown keys, missing required fields and
+alias bombs refused up front). `from_dict(Cls, data, where)` turns a mapping into `Cls`, rejecting unknown keys (each with the nearest known one), missing required fields and
 wrong types with a ConfigError that names `where` (a file, or file:line) and the dotted field path.
 Supported field types: bool, int, float, str, Path, Literal, Optional/unions with None, tuple[T, ...],
 tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
@@ -10,6 +10,7 @@ tuple[T1, T2], list[T], dict[str, T] and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import errno
 import json
 import os
@@ -264,6 +265,23 @@ def _unicode(value: Any) -> Any:
     return value
 
 
+def nearest_key(key: Any, known: tuple[str, ...]) -> str | None:
+    """The known key nearest to a mistyped one (`seeed` → seed), a flag's spelling read as its key's (`--seed`,
+    `guidance-scale` → guidance_scale), as the command line's "Did you mean --seed?" offers it; None where none is
+    near."""
+    close = difflib.get_close_matches(str(key).lstrip("-").replace("-", "_"), known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_keys(keys: list[Any], allowed: tuple[str, ...]) -> str:
+    """The line refusing unknown `keys` of a YAML mapping, each with the allowed key it is nearest to."""
+    if len(keys) == 1:
+        close = nearest_key(keys[0], allowed)
+        return f"unknown key {keys[0]!r}{f'; did you mean {close}?' if close else ''} (allowed: {', '.join(allowed)})"
+    said = [f"{key!r}{f' (did you mean {close}?)' if (close := nearest_key(key, allowed)) else ''}" for key in keys]
+    return f"unknown keys {', '.join(said)} (allowed: {', '.join(allowed)})"
+
+
 def _fail(where: str, field: str, msg: str, cause: Exception | None = None) -> typing.NoReturn:
     raise ConfigError(f"{where}: {field + ': ' if field else ''}{msg}") from cause
 
@@ -290,8 +308,7 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         known = {f.name: f for f in dataclasses.fields(tp) if f.init}
         unknown = sorted(set(map(str, value)) - set(known))
         if unknown:
-            _fail(where, field, f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                  f"(allowed: {', '.join(known)})")
+            _fail(where, field, unknown_keys(unknown, tuple(known)))
         kwargs = {}
         for name, f in known.items():
             sub = f"{field}.{name}" if field else name

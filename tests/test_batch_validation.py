@@ -616,6 +616,7 @@ def test_a_mistyped_key_or_kind_gets_the_nearest_one_and_generate_s_allowed_keys
         jobs:
           - kind: generate
             seeed: 3
+            --num: 2
           - kind: soundtrack
             input: clips/beach.mp4
             guidance-scale: 2
@@ -626,9 +627,10 @@ def test_a_mistyped_key_or_kind_gets_the_nearest_one_and_generate_s_allowed_keys
     problems = problems_of(jobs)
     assert "defaults: unknown key 'stepz'; did you mean steps? (allowed: " in problems[1]
     assert "unknown key 'seeed'; did you mean seed? (allowed: kind, name, model, " in problems[4]
-    assert "unknown key 'guidance-scale'; did you mean guidance_scale?" in problems[7]
-    assert "kind: 'generat' is not one of generate, soundtrack, animate, retake; did you mean generate?" in problems[8]
-    assert problems[10].endswith("unknown key 'out_dir' (allowed: kind, name, model, preset, sampler, steps, seed, "
+    assert "unknown key '--num'; did you mean num? (allowed: kind, name, model, " in problems[5]  # a flag's spelling
+    assert "unknown key 'guidance-scale'; did you mean guidance_scale?" in problems[8]
+    assert "kind: 'generat' is not one of generate, soundtrack, animate, retake; did you mean generate?" in problems[9]
+    assert problems[11].endswith("unknown key 'out_dir' (allowed: kind, name, model, preset, sampler, steps, seed, "
                                  "loudness, sample_rate, adapter, num, upscale, previews)")
 
 

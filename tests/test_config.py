@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from cli_here import run_here
+from mmgen_cli import mmgen_env
 
 from mmgen.config import from_dict, to_dict
 from mmgen.errors import ConfigError, UsageError
@@ -160,3 +162,19 @@ def test_a_batch_too_big_for_the_machines_memory_is_refused_before_the_run_folde
         assert code == 2 and line.startswith(f"mmgen: error: {setting}: one batch of this model's clips takes "), line
         assert "takes 5.0 PB of memory, more than this machine has" in line  # not "5017600.0 GB"
         assert not (tmp_path / "run").exists()
+
+
+def test_a_finetune_config_s_unknown_keys_get_the_nearest_key_as_a_batch_file_s_do(tmp_path):
+    """A batch file said `unknown key 'seeed'; did you mean seed?`; `finetune --config` (and a registry entry, and
+    every YAML read into a dataclass) listed only the allowed keys, a flag's spelling (`--lr`, `batch-size`) too."""
+    recipe = tmp_path / "recipe.yaml"
+    args = ("finetune", tmp_path, "-o", tmp_path / "run", "--config", recipe)
+    recipe.write_text("batch-size: 2\n")
+    done = run_here(*args, env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mmgen: error: {recipe}: unknown key 'batch-size'; did you mean batch_size? "
+                                  "(allowed: init, model, "), done.stderr
+    recipe.write_text("--lr: 0.001\nstepz: 3\nflavour: 1\n")
+    done = run_here(*args, env=mmgen_env(tmp_path))
+    assert done.stderr.startswith(f"mmgen: error: {recipe}: unknown keys '--lr' (did you mean lr?), 'flavour', "
+                                  "'stepz' (did you mean steps?) (allowed: init, "), done.stderr

@@ -17,7 +17,6 @@ there is one parse and every key keeps its line.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mmgen.config import compose_yaml, from_dict, unquoted
+from mmgen.config import compose_yaml, from_dict, nearest_key, unknown_keys, unquoted
 from mmgen.errors import ConfigError, InvalidSetting
 from mmgen.pipelines.settings import KINDS as SETTINGS
 
@@ -125,7 +124,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         raise ConfigError(f"{path}: expected a mapping with `jobs:` (and optionally `defaults:`, `output_dir:`)")
     for key in data:
         if key not in TOP_KEYS:
-            problems.append(Problem(lines.get((str(key),)), _unknown(key, TOP_KEYS)))
+            problems.append(Problem(lines.get((str(key),)), unknown_keys([key], TOP_KEYS)))
 
     if output_dir is None:
         written = data.get("output_dir", DEFAULT_OUTPUT_DIR)
@@ -139,7 +138,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         problems.append(Problem(lines.get(("defaults",)), "defaults: expected a mapping of job options"))
         raw_defaults = {}
     for key in [k for k in raw_defaults if k not in DEFAULT_KEYS]:
-        problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {_unknown(key, DEFAULT_KEYS)}"))
+        problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {unknown_keys([key], DEFAULT_KEYS)}"))
     known = {k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}
     defaults = _one_choice(_checked(known, ("defaults",), lines, problems, "defaults"), lines, problems)
     default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
@@ -165,7 +164,7 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
     kind = raw.get("kind")
     if kind not in KINDS:
         message = "`kind` is missing" if kind is None else f"kind: {kind!r} is not one of {', '.join(KINDS)}"
-        if kind is not None and (close := _close(kind, KINDS)):
+        if kind is not None and (close := nearest_key(kind, KINDS)):
             message += f"; did you mean {close}?"
         problems.append(Problem(lines.get(("jobs", i, "kind"), line), f"{where}: {message}"))
         return None
@@ -187,7 +186,7 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
             problems.append(Problem(key_lines[str(key)], f"{where}: {key} is set for the whole batch "
                                     f"(under defaults:, or --{key})"))
         else:
-            problems.append(Problem(key_lines[str(key)], f"{where}: {_unknown(key, (*own_keys, *allowed))}"))
+            problems.append(Problem(key_lines[str(key)], f"{where}: {unknown_keys([key], (*own_keys, *allowed))}"))
     parsed = _checked(options, ("jobs", i), lines, problems, where)
 
     name = _string(raw, "name", where, key_lines, problems)
@@ -210,18 +209,6 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
         inputs=inputs,
         lines=key_lines,
     )
-
-
-def _close(key: Any, known: tuple[str, ...]) -> str | None:
-    """The known key nearest to a mistyped one (`seeed` → seed, `guidance-scale` → guidance_scale), as the command
-    line's "Did you mean --seed?" offers it; None where none is near."""
-    close = difflib.get_close_matches(str(key).replace("-", "_"), known, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _unknown(key: Any, allowed: tuple[str, ...]) -> str:
-    close = _close(key, allowed)
-    return f"unknown key {key!r}{f'; did you mean {close}?' if close else ''} (allowed: {', '.join(allowed)})"
 
 
 def _one_choice(defaults: dict, lines: dict[tuple, int], problems: list[Problem]) -> dict:

@@ -92,6 +92,30 @@ def test_a_models_own_rate_the_output_cannot_store_goes_in_at_the_next_rate_up_a
     assert decode_audio(tmp_path / "out" / "clip_0000.mp4")[1] == 8000
 
 
+@pytest.mark.parametrize("peaks", [(1.5, 3.0), (0.5, 1.0)])
+def test_the_models_sound_clamped_as_sampled_is_said_once_as_the_models(tmp_path, monkeypatch, caplog, peaks):
+    """The model's sound past full scale as sampled (no per-step clipping: the paper's preset) is clamped to ±1 as
+    the official code does, before delivery: that was said nowhere, even where `--loudness -16` then leaves the
+    file well under full scale. It is said once, as the command ends, with the loudest clip's peak and how many
+    clips, as the model's; a sound within ±1 is said nothing of."""
+    generating = importlib.import_module("mmgen.pipelines.generate")  # the package names its function so
+    real, peak = generating.sample_clips, iter(peaks)
+
+    def louder(*args, **kwargs):  # the model's sound brought to each peak in turn, as it leaves the sampler
+        out = real(*args, **kwargs)
+        return {**out, "audio": out["audio"] / out["audio"].abs().max() * next(peak)}
+
+    monkeypatch.setattr(generating, "sample_clips", louder)
+    done = run_here("generate", "-n", "2", "--steps", "1", "--no-previews", "-o", tmp_path / "out",
+                    env=mmgen_env(tmp_path))  # the demo model: small, quick; delivered at -16 LUFS
+    assert done.returncode == 0, done.stderr
+    clamped = [line for line in caplog.messages if "clamped" in line or "clipped" in line]
+    assert clamped == ([] if max(peaks) <= 1 else [
+        "the model's sound peaks at up to +9.5 dBFS as sampled and is clamped at full scale in 2 of the clips made, "
+        "before delivery, as the paper's code does; sampling that clips each step (clip_denoised: true, every "
+        "sampling preset but paper) keeps it within"]), caplog.messages
+
+
 def test_clips_whose_sound_clips_are_said_once_with_the_loudest_peak(tmp_path, monkeypatch, caplog):
     """`generate -n 2 --loudness off` whose clips' sound passes full scale said so once, with the FIRST clip's peak;
     it is said once, as the command ends, with the loudest clip's peak and how many files are clipped."""

@@ -78,9 +78,31 @@ def say_if_clipped(sound: torch.Tensor, why: str) -> None:
     scale is clipped where it is written (tracks.audio_frames: every file holds [-1, 1], a 16-bit one no more): said
     once, whatever writes it, with the highest peak of a command's files (notes.held_back) and `why` (the way out,
     or why it is at that level)."""
+    if (peak_db := _over_full_scale(sound)) is not None:
+        said_once("clipped", functools.partial(_clipping, why=why), peak_db)
+
+
+def say_if_clamped(sound: torch.Tensor) -> None:
+    """The model's sound as sampled, before delivery, whose samples pass full scale is clamped to [-1, 1] there
+    (pipelines.clips.Clip.sampled), as the official code does: said as the clipping note is (once, with the highest
+    peak of a command's clips), as the model's, not delivery's — sampling with no per-step clipping (the paper's)
+    overshoots, and no `--loudness` brings back what was cut."""
+    if (peak_db := _over_full_scale(sound)) is not None:
+        said_once("clamped", _clamping, peak_db)
+
+
+def _over_full_scale(sound: torch.Tensor) -> float | None:
+    """The peak of `sound` in dBFS where it passes full scale (±1), else None."""
     peak = float(sound.detach().abs().max()) if sound.numel() else 0.0
-    if peak > 1.0:
-        said_once("clipped", functools.partial(_clipping, why=why), 20 * math.log10(peak))
+    return 20 * math.log10(peak) if peak > 1.0 else None
+
+
+def _clamping(peak_db: float, times: int) -> str:
+    """The clamping note for `times` clips the model made, the loudest peaking at `peak_db` dBFS."""
+    where = "the clip made" if times == 1 else f"{times} of the clips made"
+    return (f"the model's sound peaks at {'up to ' if times > 1 else ''}{peak_db:+.1f} dBFS as sampled and is clamped "
+            f"at full scale in {where}, before delivery, as the paper's code does; sampling that clips each step "
+            f"(clip_denoised: true, every sampling preset but paper) keeps it within")
 
 
 def _clipping(peak_db: float, times: int, why: str) -> str:

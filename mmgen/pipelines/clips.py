@@ -29,6 +29,16 @@ class Clip:
         """Seconds of audio (the exact length; video covers the same span rounded to whole frames)."""
         return self.audio.shape[-1] / self.sample_rate
 
+    @classmethod
+    def sampled(cls, video: torch.Tensor, audio: torch.Tensor, fps: float, sample_rate: int) -> Clip:
+        """The clip the model made (generate, soundtrack, animate, retake), clamped to [-1, 1] as the official code
+        clamps its samples: a sound past full scale (sampling that clips no step, as the paper's) is said to be
+        clamped, once per command (media.deliver.say_if_clamped), before any delivery levels it."""
+        from mmgen.media.deliver import say_if_clamped
+
+        say_if_clamped(audio)
+        return cls(video.clamp(-1, 1), audio.clamp(-1, 1), fps, sample_rate)
+
 
 @dataclass(frozen=True)
 class Provenance:

@@ -106,7 +106,7 @@ def make_matching(
     pair = {k: v.narrow(tracks[k].axis, 0, min(lengths[k], v.shape[tracks[k].axis])) for k, v in pair.items()}
     if make == "video" and models.upsampler is not None:
         pair["video"] = upscale_video(run, models.upsampler, pair["video"], [run.seed], progress)
-    clip = Clip(pair["video"][0].clamp(-1, 1), pair["audio"][0].clamp(-1, 1), config.fps, config.sample_rate)
+    clip = Clip.sampled(pair["video"][0], pair["audio"][0], config.fps, config.sample_rate)
     return clip, len(plan_windows(total, frames, overlap))
 
 

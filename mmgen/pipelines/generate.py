@@ -39,7 +39,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
             video = upscale(run, models.upsampler, video, seeds, progress)
         seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
         for b, seed in enumerate(seeds):
-            clip = Clip(video[b].clamp(-1, 1), out["audio"][b].clamp(-1, 1), base.config.fps, base.config.sample_rate)
+            clip = Clip.sampled(video[b], out["audio"][b], base.config.fps, base.config.sample_rate)
             yield Result(clip, Provenance.of(run, models, seed, seconds))
         progress(ProgressEvent("clips", first + len(seeds), num))
 

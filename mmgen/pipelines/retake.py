@@ -209,8 +209,8 @@ def retake(
         clip[modality], [elements(r, per_second, start) for r in spans], tracks, config.frames,
         round(settings.overlap * config.frames), seam, progress,
     )
-    clip[modality] = made.clamp(-1, 1)
-    result_clip = Clip(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
+    clip[modality] = made
+    result_clip = Clip.sampled(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         if modality == "audio":

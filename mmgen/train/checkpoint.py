@@ -70,12 +70,18 @@ class Checkpoint:
     def load_ema(self) -> dict[str, torch.Tensor]:
         return safetensors.torch.load_file(str(self.ema_weights), device="cpu")
 
+    def missing(self) -> str | None:
+        """Which of its files are not there (a step folder copied or pruned by hand, a save killed half way), as the
+        reason it cannot load, said alike by `unreadable` and load_checkpoint; None when all are."""
+        gone = [f for f in FILES if not (self.path / f).is_file()]
+        return f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} missing" if gone else None
+
     def unreadable(self) -> str | None:
         """Why this checkpoint cannot load, told without reading a tensor or unpickling anything: a file missing or
         empty, a weights file whose header does not cover it (cut short), a state.pt that is no torch.save file.
         None when it may load (load_checkpoint reads it all and finds the rest)."""
-        if missing := missing_files(self):
-            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+        if missing := self.missing():
+            return missing
         for weights in (self.raw_weights, self.ema_weights):
             try:
                 with safetensors.safe_open(str(weights), framework="pt"):
@@ -98,13 +104,9 @@ def step_folders(folder: Path) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.step)
 
 
-def missing_files(checkpoint: Checkpoint) -> list[str]:
-    return [f for f in FILES if not (checkpoint.path / f).is_file()]
-
-
 def list_checkpoints(folder: Path) -> list[Checkpoint]:
     """Complete checkpoints in `folder`, oldest first."""
-    return [c for c in step_folders(folder) if not missing_files(c)]
+    return [c for c in step_folders(folder) if not c.missing()]
 
 
 def latest_checkpoint(folder: Path) -> Checkpoint | None:
@@ -142,7 +144,7 @@ def save_checkpoint(
     `write(path, module, metadata)` writes one weights file (a whole model, or a LoRA run's adapters)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
-    if not (final.is_dir() and all((final / f).is_file() for f in FILES)):
+    if not (final.is_dir() and not Checkpoint(final, step).missing()):
         for stray in folder.glob(".step-*.partial"):  # left by a killed run
             shutil.rmtree(stray, ignore_errors=True)
         with atomic_path(final, folder=True) as tmp:  # an incomplete folder by that name is replaced
@@ -220,8 +222,8 @@ _LOAD_ERRORS = (
 def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
     """Read every file of `checkpoint` into memory (CPU); DamagedCheckpoint naming the file that does not load
     or is missing (a step folder copied or pruned by hand)."""
-    if missing := missing_files(checkpoint):
-        raise DamagedCheckpoint(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
+    if missing := checkpoint.missing():  # as unreadable() says it
+        raise DamagedCheckpoint(missing)
     parts: dict[str, Any] = {}
     for name, read in (
         ("model.safetensors", lambda: _read_raw(checkpoint.raw_weights)),

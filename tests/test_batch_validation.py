@@ -684,6 +684,40 @@ def test_a_retake_default_of_both_video_and_audio_is_one_problem_at_defaults_not
         5: "job 3 (retake): video: a retake remakes the picture (video) or the sound (audio), not both"}
 
 
+def test_an_adapter_next_to_the_batch_file_is_read_from_there_whatever_the_current_folder(folder: Path, tmp_path_factory,
+                                                                                         monkeypatch: pytest.MonkeyPatch):
+    """`adapter: a.safetensors:abc` beside the batch file was parsed against the current folder before it was read from
+    the batch file's: run from elsewhere it was `no registered adapter of that name`, from the file's folder `weight
+    'abc' is not a number`. Relative paths are the batch file's folder's, as the README says, for every key."""
+    import torch
+
+    from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
+    from mmgen.weights import load_model
+
+    loaded = load_model(folder / "tiny.safetensors")
+    attach(loaded.model, LoraSpec(4, 4.0, "attention"))
+    with torch.no_grad():
+        for _, p in adapter_parameters(loaded.model):
+            p.fill_(0.01)
+    save_adapter(folder / "a.safetensors", loaded.model, LoraSpec(4, 4.0, "attention"), BaseModel.of(loaded))
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, adapter: a.safetensors}
+        jobs:
+          - {kind: generate, name: whole}
+          - {kind: generate, name: half, adapter: "a.safetensors:0.5"}
+        """)
+    assert [job.settings.adapter for job in plan_batch(jobs).jobs] == [
+        (f"{folder}/a.safetensors:1.0",), (f"{folder}/a.safetensors:0.5",)]
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, adapter: "a.safetensors:abc"}
+        """)
+    assert problems_of(jobs)[3].startswith(f"job 1 (generate): adapter {folder}/a.safetensors:abc: weight 'abc' is "
+                                           "not a number (")
+
+
 def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use():
     """The table said `to run` and `interrupted: redo` where `--json` (and the README) say `new` and `incomplete`."""
     from mmgen.pipelines.batch import STATUS_TEXT

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import torch
 
-from mmgen.adapters import AdapterUse
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.media.remux import check_kept
@@ -215,12 +214,6 @@ class _Planner:
         """The job's settings: its own options over the `defaults:` its kind has, over the command's defaults."""
         names = KIND_OPTIONS[spec.kind]
         values = KINDS[spec.kind].layered({k: v for k, v in self.batch.defaults.items() if k in names}, spec.options)
-        model = values.get("model")
-        if model is not None and is_path(model) and not Path(model).is_absolute():
-            values["model"] = str(self.folder / model)
-        adapters = values.get("adapter")
-        if adapters:  # files named relative to the batch file, as `model:` is
-            values["adapter"] = tuple(map(self._from_batch_folder, (adapters,) if isinstance(adapters, str) else adapters))
         try:
             settings = KINDS[spec.kind](**values, device=device, precision=precision)
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
@@ -253,17 +246,6 @@ class _Planner:
             self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
             return False
         return True
-
-    def _from_batch_folder(self, adapter: str) -> str:
-        """An `adapter:` value (FILE[:WEIGHT] or a registered name) with a relative FILE made relative to the
-        batch file's folder."""
-        try:
-            use = AdapterUse.parse(adapter)
-        except UsageError:
-            return adapter  # the settings say what is wrong with it
-        if not is_path(use.source) or Path(use.source).is_absolute():
-            return adapter
-        return f"{self.folder / use.source}:{use.weight!r}"
 
     def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
         """(input, output stem, settings with the seed resolved) of every output the job makes."""

@@ -24,9 +24,11 @@ from typing import Any
 
 import yaml
 
+from mmgen.adapters.use import AdapterUse
 from mmgen.config import compose_yaml, from_dict, nearest_key, unknown_keys, unquoted
-from mmgen.errors import ConfigError, InvalidSetting
+from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.pipelines.settings import KINDS as SETTINGS
+from mmgen.weights.names import is_path
 
 
 def _fields(cls: type) -> tuple[str, ...]:
@@ -139,7 +141,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         raw_defaults = {}
     for key in [k for k in raw_defaults if k not in DEFAULT_KEYS]:
         problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {unknown_keys([key], DEFAULT_KEYS)}"))
-    known = {k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}
+    known = _from_folder({k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}, folder)
     defaults = _one_choice(_checked(known, ("defaults",), lines, problems, "defaults"), lines, problems)
     default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
 
@@ -187,7 +189,7 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
                                     f"(under defaults:, or --{key})"))
         else:
             problems.append(Problem(key_lines[str(key)], f"{where}: {unknown_keys([key], (*own_keys, *allowed))}"))
-    parsed = _checked(options, ("jobs", i), lines, problems, where)
+    parsed = _checked(_from_folder(options, folder), ("jobs", i), lines, problems, where)
 
     name = _string(raw, "name", where, key_lines, problems)
     input = _string(raw, "input", where, key_lines, problems)
@@ -209,6 +211,36 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
         inputs=inputs,
         lines=key_lines,
     )
+
+
+def _from_folder(options: dict, folder: Path) -> dict:
+    """`options` with the files they name by relative path read from the batch file's `folder`, wherever the
+    command runs, as `input:`, `inputs:` and `output_dir:` are: a `.safetensors` model, and each adapter's FILE
+    of FILE[:WEIGHT] (a registered name stays a name). Done before any value is checked, so that what a value
+    means (is `x.safetensors:abc` a file, or a weight that is no number?) is decided by the files in `folder`."""
+    resolved = dict(options)
+    model = options.get("model")
+    if isinstance(model, str) and is_path(model) and not Path(model).is_absolute():
+        resolved["model"] = str(folder / model)
+    adapters = options.get("adapter")
+    if isinstance(adapters, str):
+        resolved["adapter"] = _adapter_from(adapters, folder)
+    elif isinstance(adapters, list):
+        resolved["adapter"] = [_adapter_from(a, folder) if isinstance(a, str) else a for a in adapters]
+    return resolved
+
+
+def _adapter_from(text: str, folder: Path) -> str:
+    """An `adapter:` value with a relative FILE read from `folder`: FILE:WEIGHT, as planning has hashed it."""
+    named = text.rpartition(":")[0]
+    if not any(is_path(part) and not Path(part).is_absolute() for part in (text, named) if part):
+        return text  # a registered adapter's name, or an absolute path
+    within = str(folder / text)
+    try:
+        use = AdapterUse.parse(within)
+    except UsageError:
+        return within  # the settings say what is wrong with it
+    return f"{use.source}:{use.weight!r}"
 
 
 def _one_choice(defaults: dict, lines: dict[tuple, int], problems: list[Problem]) -> dict:

@@ -97,7 +97,10 @@ def diffusion_loss(
     x0_weight_cap: float | None = None,
     shift_generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(weighted scalar loss to minimise, detached per-modality batch-mean MSEs for the log)."""
+    """(weighted scalar loss to minimise, its detached per-modality parts for the log and the bar). Each part is
+    the modality's term as it enters the loss (its weight × the Min-SNR/x0-weighted batch-mean MSE), so the parts
+    add up to the loss shown beside them; with the official objective (weights 1, no SNR weighting) a part is the
+    modality's plain eps-MSE."""
     x_t = noisy_inputs(x0, noising, schedule)
     t = noising.timesteps
     audio_t = None if t["audio"] is t["video"] else t["audio"]
@@ -105,8 +108,8 @@ def diffusion_loss(
         x_t["video"], x_t["audio"], t["video"], audio_timesteps=audio_t, generator=shift_generator
     )
     per_clip = each(eps_mse, {"video": video_eps, "audio": audio_eps}, noising.noise)
-    loss = sum(
-        weights.get(k, 1.0) * (snr_weight(t[k], schedule, min_snr_gamma, x0_weight_cap) * per_clip[k]).mean()
+    parts = {
+        k: weights.get(k, 1.0) * (snr_weight(t[k], schedule, min_snr_gamma, x0_weight_cap) * per_clip[k]).mean()
         for k in per_clip
-    )
-    return loss, {k: v.detach().mean() for k, v in per_clip.items()}
+    }
+    return sum(parts.values()), {k: v.detach() for k, v in parts.items()}

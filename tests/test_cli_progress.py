@@ -132,3 +132,39 @@ def test_the_training_bar_fits_80_columns_and_shows_the_loss_split_where_there_i
         drawn[width] = ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines()[-1]
     assert "…" not in drawn[80] and re.search(r" 12345/20000 loss 0\.0889 \d+:\d\d:\d\d \S+$", drawn[80]), drawn[80]
     assert " loss 0.0889 (video 0.0712, audio 0.0177) " in drawn[120] and "…" not in drawn[120]
+
+
+def test_plain_lines_say_the_time_left_as_the_bar_does_once_it_is_known(capsys):
+    """Piped, `windows: 2/4` had the count but no ETA, which the bar shows; and with rich's 30 s window a bar whose
+    items take longer (a batch job, a training log step) never had one either."""
+    from mmgen.cli.progress import PlainLines
+
+    now = [0.0]
+    show = PlainLines(clock=lambda: now[0])
+    for done, seconds in ((0, 0), (1, 40), (2, 80), (4, 160)):
+        now[0] = seconds
+        show(ProgressEvent("windows", done, 4))
+    assert capsys.readouterr().err.splitlines() == [  # none while one window gives no rate, nor once all are done
+        "windows: 1/4", "windows: 2/4, ETA 0:01:20", "windows: 4/4"]
+    for done, seconds in ((0, 200), (1, 250), (2, 300)):  # a count without a line (a batch's jobs): its job lines
+        now[0] = seconds                                    # say the ETA themselves
+        show.track(ProgressEvent("jobs", done, 3))
+    assert (show.eta_of("jobs"), show.eta_of("clips"), capsys.readouterr().err) == (", ETA 0:00:50", "", "")
+
+
+def test_the_plain_training_line_says_the_time_left(monkeypatch):
+    """`finetune` in a log: `step 20/100  loss …  clips/s` had no ETA, which its bar shows."""
+    from mmgen.cli._finetune_display import display
+    from mmgen.train.events import TrainEvent
+
+    now = [0.0]
+    screen = io.StringIO()
+    values = {"loss": 0.0889, "loss_video": 0.0712, "loss_audio": 0.0177, "clips_per_s": 1.0}
+    with display(Console(file=screen, force_terminal=False, width=120, get_time=lambda: now[0])) as show:
+        show(TrainEvent("start", 0, 100, message="fine-tuning"))
+        for step in (10, 20):
+            now[0] = step * 6.0  # 10 steps a minute
+            show(TrainEvent("step", step, 100, values=values))
+    lines = screen.getvalue().splitlines()
+    assert lines[-2].startswith("step 10/100  loss 0.0889") and "ETA" not in lines[-2]
+    assert lines[-1] == "step 20/100  loss 0.0889 (video 0.0712, audio 0.0177)  1.0 clips/s, ETA 0:08:00"

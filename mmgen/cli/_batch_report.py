@@ -21,8 +21,9 @@ FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
 _STYLE = {"done": "green", "skipped": "dim", "failed": "bold red", "not run": "yellow"}
 
 
-def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
-    """A job's line as it ends, its number out of the batch's `total` jobs (as the plain `clips: 3/8` lines count).
+def say(console: Console, prefix: str, outcome: Outcome, total: int, eta: str = "") -> None:
+    """A job's line as it ends, its number out of the batch's `total` jobs (as the plain `clips: 3/8` lines count);
+    a job done says the time left after it, `eta` (progress.eta's `, ETA 0:12:05`, where no bar shows it).
     None for a job skipped, or not run (after a stop or --fail-fast's failed job: the
     summary right after lists those, a row per run of them — not 99,997 lines after a Ctrl-C at job 3)."""
     if outcome.ending in ("skipped", "not run"):
@@ -30,7 +31,7 @@ def say(console: Console, prefix: str, outcome: Outcome, total: int) -> None:
     style = _STYLE[outcome.ending]
     line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number}/{total} ({outcome.kind}) {escape(path_text(outcome.output))}"
     if outcome.ending == "done":
-        line += f" [dim]{outcome.seconds:.1f} s[/]"
+        line += f" [dim]{outcome.seconds:.1f} s{eta}[/]"
     console.print(line + (f": {outcome.error}" if outcome.error else ""), markup=True, soft_wrap=True)
     if outcome.traceback and debug_enabled():
         console.print(outcome.traceback, markup=False, soft_wrap=True)

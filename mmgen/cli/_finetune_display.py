@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from mmgen import terminal
+from mmgen.cli.progress import SPEED_WINDOW, eta
 from mmgen.terminal import say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
@@ -128,7 +129,8 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, disable=not fancy) as bars:
+    with Progress(*columns, console=console, transient=False, disable=not fancy,
+                  speed_estimate_period=SPEED_WINDOW) as bars:  # without bars, it still counts: the plain ETA
         tasks: dict[str, Any] = {}
 
         def bar(name: str, done: int, total: int, info: str = "") -> None:
@@ -161,9 +163,10 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
                 v = event.values
                 count = len(f"{event.total}/{event.total}")
                 bar("training", event.step, event.total, loss_text(v, console.width - _BAR_LINE - count))
-                if not fancy:  # a line of its own: its full text
+                if not fancy:  # a line of its own: its full text, and the time left the bar would show
+                    left = eta(next(task for task in bars.tasks if task.id == tasks["training"]))
                     console.print(
-                        f"step {event.step}/{event.total}  {loss_text(v)}  {v['clips_per_s']:.1f} clips/s",
+                        f"step {event.step}/{event.total}  {loss_text(v)}  {v['clips_per_s']:.1f} clips/s{left}",
                         highlight=False,
                     )
             elif event.kind == "step":

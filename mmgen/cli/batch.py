@@ -12,10 +12,9 @@ from mmgen.cli import options
 from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads, show_plan, show_summary
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
-from mmgen.cli.progress import progress_display
+from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import MmgenError
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
-from mmgen.pipelines.events import quiet
 from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, table_console
 from mmgen.terminal import say as say_line
@@ -95,16 +94,19 @@ def batch(
         if done_before:
             console.print(f"{prefix}{done_before} of {counted(len(mine), 'job')} already done: skipped")
 
+    plain: PlainLines | None = None  # without bars: each job's line says the time left
+
     def on_outcome(outcome: Outcome) -> None:
         reported.append(outcome)
-        say(console, prefix, outcome, len(plan.jobs))
+        say(console, prefix, outcome, len(plan.jobs), plain.eta_of("jobs") if plain else "")
         if json:  # each rank its own jobs, as they end: every job of the batch once
             print_json(outcome_json(outcome, plan))
 
     try:
         with progress_display(console) as progress:
+            plain = progress if isinstance(progress, PlainLines) else None
             outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
-                                 progress=progress if console.is_terminal else quiet, on_start=on_start,
+                                 progress=progress if console.is_terminal else plain.track, on_start=on_start,
                                  on_outcome=on_outcome)
     except (KeyboardInterrupt, MmgenError, OSError) as e:
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be

@@ -96,10 +96,10 @@ def run_plan(
     outcomes: dict[int, Outcome] = {}
     progress(ProgressEvent("jobs", 0, len(mine)))
 
-    def finish(outcome: Outcome) -> None:
+    def finish(outcome: Outcome) -> None:  # counted, then said: its line may say the time left after it
         outcomes[outcome.number] = outcome
-        on_outcome(outcome)
         progress(ProgressEvent("jobs", len(outcomes), len(mine)))
+        on_outcome(outcome)
 
     for job in mine:
         if plan.status[job.number] == "done":

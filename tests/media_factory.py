@@ -113,13 +113,15 @@ def write_test_video(
     audio_seconds: float | None = None,
     time_base: Fraction | None = None,
     samples: np.ndarray | None = None,
+    sample_format: str | None = None,
 ) -> WrittenClip:
     """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
     variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
     frames. `rotation` stores a display matrix (counter-clockwise degrees); `pixel_aspect` a sample aspect ratio
     (anamorphic pixels: shown that many times as wide as tall). `audio_seconds` makes the sound last longer or
     shorter than the picture. `time_base` sets the encoder's clock (frame times are rounded to it). `samples`
-    (C, L) float are written as the sound instead of the tone (e.g. with NaN in them, as a `pcm_f32le` track)."""
+    (C, L) float are written as the sound instead of the tone (e.g. with NaN in them, as a `pcm_f32le` track).
+    `sample_format` is the sound encoder's (FLAC's "s32": a 24-bit FLAC)."""
     path = Path(path)
     times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
     frames = (
@@ -151,6 +153,8 @@ def write_test_video(
                 rate=sample_rate,
                 layout=_layout(channels),
             )
+            if sample_format is not None:
+                audio_stream.format = sample_format
         packets = []
         for k, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(frames[k], format="rgb24")

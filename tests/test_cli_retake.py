@@ -213,6 +213,26 @@ def test_a_7_1_clips_sound_retake_keeps_all_eight_channels_outside_the_range(tin
     assert np.abs(inside - inside[0]).max() <= 2 / 32768
 
 
+def test_a_24_bit_flac_sound_retake_keeps_its_24_bits_outside_the_range(tiny, tmp_path):
+    """A 24-bit FLAC sound retaken into an mkv stays FLAC of 24 bits, the input's own sample for sample outside the
+    range: it came out 16-bit (FLAC's encoder took its first sample format, s16), every kept sample rounded."""
+    clip = write_test_video(tmp_path / "take.mkv", seconds=1.6, size=(16, 16), sample_rate=16000,
+                            audio_codec="flac", sample_format="s32").path  # FFmpeg's flac: s32 is 24 bits
+    out = tmp_path / "mended.mkv"
+    done = run_here("retake", clip, "--range", "0.5:0.9", "-m", tiny, "--steps", "1", "--seed", "2",
+                    "--loudness", "off", "--sample-rate", "model", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+    (before, _), (after, rate) = decode_audio(clip), decode_audio(out)
+    assert np.any(before * 32768 != np.rint(before * 32768))  # the input has more than 16 bits to keep
+    for made in (clip, out):
+        with av.open(str(made)) as container:
+            assert container.streams.audio[0].codec_context.format.name == "s32"
+    a, b = round(0.5 * rate), round(0.9 * rate)
+    assert np.array_equal(after[:, :a], before[:, :a]) and np.array_equal(after[:, b:], before[:, b:])
+    assert np.abs(after[:, a + 320 : b - 320] - before[:, a + 320 : b - 320]).max() > 0.1  # past the seams: new
+
+
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
     done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))

@@ -47,6 +47,7 @@ class MediaInfo:
     video_duration: float | None = None
     audio_duration: float | None = None
     audio_channels: int | None = None
+    audio_bits: int | None = None  # bits a sample of its sound decodes to: 16, or 32 (24-bit FLAC or WAV; float)
     video_start: float = 0.0  # seconds from the file's timeline zero (origin: where reads begin) to the stream's start
     audio_start: float = 0.0
 
@@ -373,6 +374,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 audio_codec=codec_name(audio),
                 sample_rate=audio.codec_context.sample_rate,
                 audio_channels=audio.codec_context.channels,
+                audio_bits=audio.codec_context.format.bits if audio.codec_context.format else None,
                 audio_duration=stream_duration(container, audio),
                 audio_start=stream_start(container, audio) - origin(container),
             )

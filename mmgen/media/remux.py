@@ -71,12 +71,14 @@ def replace_audio(
     encoder: str | None = None,
     start: float = 0.0,
     layout: str = "mono",
+    bits: int | None = None,
 ) -> None:
     """Write `out_path`: the source's video stream (copied when the output's container holds it) + `audio` (1, L)
     as AAC (Opus in WebM; `encoder` if given, e.g. Container.sound_encoder's) from `start` seconds on the source's
     timeline (from its origin). With `end_together`, `start` is where the picture starts (the output's 0) and the
     sound is trimmed or padded with silence to the picture's end; else it is written as it is, on the source's
-    timeline; or `audio` (C, L) in `layout` (a retake's, the input's own)."""
+    timeline; or `audio` (C, L) in `layout` (a retake's, the input's own), at the input's depth `bits` where the
+    encoder stores it (tracks.sample_format)."""
     check_audio(audio)
     into = container_for(out_path)
     check_writable(out_path, overwrite)
@@ -86,7 +88,7 @@ def replace_audio(
     zero = start if end_together else 0.0
 
     def new_audio(container: av.container.OutputContainer) -> Track:
-        stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout)
+        stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout, bits)
         return encoded(stream, audio_frames(soundtrack, sample_rate, round((start - zero) * sample_rate), layout))
 
     _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, zero, sample_rate)
@@ -195,7 +197,8 @@ def _kept(
         until = min(until, declared - shift)  # no sound: cut at the stream's own end, as read_audio does
     frames = decoded(source, stream, shift, until)
     if audio:
-        out = add_audio(container, into.audio_encoder, stored, channels if stereo else 1)
+        out = add_audio(container, into.audio_encoder, stored, channels if stereo else 1,
+                        stream.codec_context.format.bits if stream.codec_context.format else None)
         frames = frames if stereo else mean_mixed(frames)
     else:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate

@@ -125,11 +125,13 @@ def encoder_refusal(encoder: str, **settings: object) -> av.error.FFmpegError | 
 
 
 def add_audio(
-    container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int | str = 1
+    container: av.container.OutputContainer, encoder: str, sample_rate: int, channels: int | str = 1,
+    bits: int | None = None,
 ) -> av.audio.stream.AudioStream:
     """An AAC or Opus ("libopus", for WebM) stream — or a lossless one (Container.sound_encoder: PCM, FLAC, ALAC) —
     mono or stereo (more source channels are downmixed to stereo as they are encoded), or in the layout `channels`
-    names (a kept sound's own: decode.kept_layout)."""
+    names (a kept sound's own: decode.kept_layout). `bits`: the sample depth of the file's sound it is made from
+    (MediaInfo.audio_bits), kept where the encoder stores it (sample_format)."""
     codec = av.Codec(encoder, "w")
     rates = codec.audio_rates
     if rates and sample_rate not in rates:
@@ -137,11 +139,23 @@ def add_audio(
                          hint=f"use --sample-rate with one of {sorted(rates)} Hz")
     layout = channels if isinstance(channels, str) else "mono" if channels == 1 else "stereo"
     stream = container.add_stream(encoder, rate=sample_rate, layout=layout)
-    formats = [f.name for f in codec.audio_formats or ()]
-    stream.format = next((f for f in ("fltp", "flt") if f in formats), formats[0])  # PyAV converts the frames
+    stream.format = sample_format(codec, bits)  # PyAV converts the frames
     if encoder in BIT_RATES:  # a lossless encoder takes none
         stream.bit_rate = BIT_RATES[encoder] * len(av.AudioLayout(layout).channels)
     return stream
+
+
+def sample_format(codec: av.Codec, bits: int | None) -> str:
+    """The sample format `codec` encodes in: float where it takes one (AAC, Opus); for sound from a file's of
+    `bits` bits a sample, the narrowest that holds them, else its widest — a 24-bit FLAC's sound (decoded as s32)
+    stays 24 bits in FLAC or ALAC (FFmpeg's encoders take s32 as 24 bits) and 16 bits stay 16 — else its first."""
+    formats = list(codec.audio_formats or ())
+    if floats := [f.name for f in formats if f.name in ("fltp", "flt")]:
+        return floats[0]
+    if bits is None:
+        return formats[0].name
+    holding = [f for f in formats if f.bits >= bits]
+    return (min(holding, key=lambda f: f.bits) if holding else max(formats, key=lambda f: f.bits)).name
 
 
 def frame_clock(rate: Fraction, start: float = 0.0) -> tuple[Fraction, int, int]:

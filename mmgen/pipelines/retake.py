@@ -219,7 +219,7 @@ def retake(
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
                           end_together=False, start=start,  # the input's sound where and as long as it was
-                          encoder=encoder, layout=layout)
+                          encoder=encoder, layout=layout, bits=info.audio_bits)
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite,
                           layout=layout)

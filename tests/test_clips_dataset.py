@@ -9,14 +9,8 @@ import pytest
 import torch
 from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_clip, write_clip_folder
 
-from mmgen.data.clips import (
-    ClipCache,
-    ClipFormat,
-    build_clip_dataset,
-    clear_skips_only,
-    folder_fingerprint,
-    scan_media,
-)
+from mmgen.data.clip_cache import ClipCache, clear_skips_only
+from mmgen.data.clips import ClipFormat, build_clip_dataset, folder_fingerprint, scan_media
 from mmgen.errors import ConfigError, MediaError
 
 

@@ -15,7 +15,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from mmgen.data import clips
+from mmgen.data import clip_cache
 from mmgen.errors import StorageError
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.train.checkpoint import save_checkpoint
@@ -58,7 +58,7 @@ def test_a_checkpoint_saved_on_a_full_disk_is_one_line_naming_it_and_leaves_no_h
 def test_a_clip_cache_shard_written_on_a_full_disk_is_one_line_naming_it(tmp_path, full_safetensors):
     shard = tmp_path / "shard.safetensors"
     with pytest.raises(StorageError, match=f"cannot write {shard}: No space left"):
-        clips._write_atomic(shard, lambda tmp: clips.save_file({"v": torch.zeros(1)}, tmp, {}))
+        clip_cache._write_atomic(shard, lambda tmp: clip_cache.save_file({"v": torch.zeros(1)}, tmp, {}))
     assert os.listdir(tmp_path) == []
 
 

@@ -370,7 +370,7 @@ def test_a_failed_run_takes_back_a_clip_cache_folder_it_made_that_holds_no_clip(
     """A failed run's new --cache-dir (and the parents it made for it) goes with its run folder when it holds no
     decoded clip: no file was usable (its skip records only), or the run failed decoding its first file. A cache
     folder that was there keeps its records, and one holding decoded clips stays for the next try (the test above)."""
-    from mmgen.data.clips import ClipCache
+    from mmgen.data.clip_cache import ClipCache
 
     data = tmp_path / "data"
     data.mkdir()

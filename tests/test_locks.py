@@ -15,7 +15,7 @@ import pytest
 from finetune_clips import TINY_FORMAT
 
 from mmgen import locks
-from mmgen.data.clips import ClipCache
+from mmgen.data.clip_cache import ClipCache
 
 
 def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from finetune_clips import write_clip, write_recipe
 from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
-import mmgen.data.clips
+import mmgen.data.clip_cache
 import mmgen.output_checks
 from mmgen.data.clips import ClipFormat, build_clip_dataset
 
@@ -50,7 +50,7 @@ def read_only_clip_cache(tmp_path: Path, monkeypatch) -> tuple[Path, Path, Calla
     data, cache, recipe = tmp_path / "data", tmp_path / "clips", write_recipe(tmp_path / "recipe.yaml")
     write_clip(data / "a.mp4", ["red"], 1.0)
     build_clip_dataset(data, ClipFormat(2, 10.0, 8, 8, 8000, 1600), cache)
-    try_a_file, acquire = mmgen.output_checks.try_a_file, mmgen.data.clips.acquire
+    try_a_file, acquire = mmgen.output_checks.try_a_file, mmgen.data.clip_cache.acquire
 
     def no_file_in_the_cache(folder):
         if Path(folder).is_relative_to(cache):
@@ -63,7 +63,7 @@ def read_only_clip_cache(tmp_path: Path, monkeypatch) -> tuple[Path, Path, Calla
         return acquire(path, *args, **kwargs)
 
     monkeypatch.setattr(mmgen.output_checks, "try_a_file", no_file_in_the_cache)
-    monkeypatch.setattr(mmgen.data.clips, "acquire", no_lock_in_the_cache)
+    monkeypatch.setattr(mmgen.data.clip_cache, "acquire", no_lock_in_the_cache)
 
     def finetune():
         return run_here("finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "run", "--cache-dir", cache,

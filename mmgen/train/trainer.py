@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mmgen.data.clips import ScanReport, clear_skips_only
+from mmgen.data.clip_cache import clear_skips_only
+from mmgen.data.clips import ScanReport
 from mmgen.files import new_folders_removed_on_failure
 from mmgen.modal import Modal, each
 from mmgen.runtime import processes as distributed

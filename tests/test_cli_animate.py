@@ -125,6 +125,18 @@ def test_an_ogg_opus_sound_is_as_long_as_it_decodes(tiny, tmp_path):
     assert decode_frames(out).shape[0] == 10
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_the_json_counts_the_frames_of_a_container_that_records_no_count(tiny, tmp_path, suffix):
+    """Matroska and WebM keep no per-stream frame count: --json and the sidecar said `"frames": null` for an .mkv
+    or .webm holding 10 frames (10 for an .mp4). The frames written are counted, in every container."""
+    sound = write_test_wav(tmp_path / "voice.wav", seconds=1.0)
+    out = tmp_path / f"voice{suffix}"
+    done = run_here("animate", sound.path, "-o", out, "-m", tiny, "--steps", "1", "--json", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["frames"] == json.loads(out.with_suffix(".json").read_text())["frames"] == 10
+    assert decode_frames(out).shape[0] == 10
+
+
 @pytest.mark.parametrize("delivery", [[], ["--loudness", "-20"]])
 def test_a_sound_that_starts_late_in_its_clip_starts_the_picture_and_sets_its_length(tiny, tmp_path, delivery):
     """An mkv whose 1.5 s of sound starts 0.5 s into its 2 s picture: the sound was read from the file's zero, its

@@ -313,6 +313,13 @@ def frame_gaps(path: str | os.PathLike, limit: int | None = None) -> FrameGaps |
     return FrameGaps(float(min(gaps) * tick), float(max(gaps) * tick), float(tick), rate, tuple(missing))
 
 
+def frame_count(path: str | os.PathLike) -> int:
+    """How many frames the first video stream holds, from its packets (demuxed, nothing decoded): what the file
+    holds in every container — Matroska and WebM record no per-stream count, which MediaInfo.frames reads."""
+    with open_input(path) as container:
+        return sum(packet.size > 0 for packet in container.demux(container.streams.video[0]))
+
+
 def steady_rate(times: list[int], tick: Fraction) -> Fraction | None:
     """The rate of frames shown at `times` (increasing, in ticks of `tick` seconds) when they come steadily, a
     frame now and then missing (a gap of two): the rational rate their gaps round to within the clock's precision —

@@ -160,14 +160,17 @@ def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> AbstractContex
 
 
 def describe(mp4: Path) -> dict:
-    """What a player will find in the written file (probed, not assumed)."""
+    """What a player will find in the written file (probed, not assumed; its frames counted, as not every container
+    records how many it holds)."""
+    from mmgen.media.probe import frame_count
+
     info = probe(mp4)
     return {
         "duration_s": round(info.duration, 4),
         "width": info.width,
         "height": info.height,
         "fps": info.fps,
-        "frames": info.frames,
+        "frames": frame_count(mp4) if info.has_video else None,
         "sample_rate": info.sample_rate,
         "video_codec": info.video_codec,
         "audio_codec": info.audio_codec,

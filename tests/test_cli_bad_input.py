@@ -584,6 +584,27 @@ def test_an_environment_variable_with_a_value_that_means_nothing_is_one_line_exi
     capsys.readouterr()
 
 
+def test_a_command_run_in_a_removed_folder_says_so_before_torch_cannot_load(tmp_path):
+    """`cd gone && rm -rf ../gone && mmgen doctor`: torch cannot load from a current folder that no longer exists,
+    and the command printed only oneMKL's `FATAL ERROR: Cannot load …/libtorch_cpu.so.` and exited 2. Every command
+    (doctor too) is refused in one line, exit 1, before it loads torch; --version (and --help) still answer (a real
+    process: the folder the shell left it in is the point)."""
+    import subprocess
+
+    from mmgen_cli import mmgen_command
+
+    gone = tmp_path / "gone"
+    for args, code in [(("generate", "--steps", "1", "-o", tmp_path / "out"), 1), (("--version",), 0)]:
+        gone.mkdir()
+        done = subprocess.run(["sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"', gone, *mmgen_command(*args)],
+                              env=mmgen_env(tmp_path), capture_output=True, text=True, timeout=300)
+        assert done.returncode == code, (args, done.stderr)
+        if code:
+            assert done.stderr == ("mmgen: error: the current folder no longer exists (cd to an existing folder)\n"), args
+            assert done.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
 def _two_frames_at_a_million_fps(folder: Path) -> Path:
     with av.open(str(folder / "flash.mp4"), "w") as movie:
         stream = movie.add_stream("libx264", rate=1_000_000)

@@ -101,8 +101,22 @@ def _root(
 
     shows_help = "--help" in arguments.get()  # `mmgen CMD --help` prints and runs nothing: no command, no settings
     invoked.set(None if shows_help else ctx.invoked_subcommand)
+    if not shows_help:
+        _check_working_folder()
     if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()
+
+
+def _check_working_folder() -> None:
+    """MmgenError (exit 1: no input of the command's is wrong) if the current folder was removed: torch cannot load
+    there (oneMKL's `FATAL ERROR: Cannot load libtorch_cpu.so`, exit 2, and nothing else said) and no relative path
+    means anything. Every command is refused before it imports torch — doctor too, which would die loading it."""
+    from mmgen.errors import MmgenError
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise MmgenError("the current folder no longer exists", hint="cd to an existing folder") from None
 
 
 def command():

@@ -751,3 +751,20 @@ def test_a_guidance_scale_in_defaults_applies_where_it_means_something_and_is_no
     assert problems_of(jobs) == {3: "job 1 (soundtrack): guidance_scale 3: scales gradient guidance only, and this "
                                     "run guides by replacement (the model's own setting) (ask for gradient guidance "
                                     "with it, or leave the scale out)"}
+
+
+def test_an_input_name_that_is_not_utf8_gets_a_seed_of_its_own_bytes(folder: Path):
+    """Linux allows any bytes in a name: a job without `seed:` takes its seed from its output's name, hashed as the
+    name's bytes (Python holds a byte that is not UTF-8 as a lone surrogate, which str.encode() refuses)."""
+    odd = folder / "clips" / os.fsdecode(b"\xfc.mp4")
+    (folder / "clips" / "beach.mp4").rename(odd)
+    write_test_video(folder / "clips" / os.fsdecode(b"\xfd.mp4"), size=(32, 32))
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: soundtrack
+            inputs: clips/*.mp4
+        """)
+    plan = plan_batch(jobs)
+    assert [os.fsencode(job.output) for job in plan.jobs] == [b"\xfc_soundtrack.mp4", b"\xfd_soundtrack.mp4"]
+    assert plan.jobs[0].seed != plan.jobs[1].seed and plan_batch(jobs).jobs[0].seed == plan.jobs[0].seed

@@ -380,5 +380,6 @@ def _reseeded(settings, seed: int):
 
 def _seed_for(stem: str) -> int:
     """A job's seed when none is given: fixed by its output name, so a re-run makes the same clip and two
-    jobs do not make the same one."""
-    return int.from_bytes(hashlib.sha256(stem.encode()).digest()[:4], "big") >> 1
+    jobs do not make the same one. Hashed as the name's bytes: a name that is not UTF-8 (Python holds its odd bytes as
+    lone surrogates, which plain encode() refuses) has its own seed, and a UTF-8 one the seed it always had."""
+    return int.from_bytes(hashlib.sha256(stem.encode("utf-8", "surrogateescape")).digest()[:4], "big") >> 1

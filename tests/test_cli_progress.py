@@ -34,6 +34,25 @@ def test_bars_show_each_task_with_its_count(monkeypatch):
     assert "clips: " not in drawn  # no plain lines on a terminal
 
 
+def test_a_narrow_terminal_drops_the_bar_then_the_label_never_cutting_a_number(monkeypatch):
+    """At 20 columns (`COLUMNS=20`) rich cut the count and the time left to `1…` and `0:…`: a row leaves out whole
+    columns instead — the bar first (30 columns: label, count, time), then the label (20: count and time)."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    rows = {}
+    for width in (20, 30):
+        screen = io.StringIO()
+        with progress_display(Console(file=screen, force_terminal=True, width=width)) as show:
+            show(ProgressEvent("clips", 0, 2))
+            for step in range(1, 13):
+                show(ProgressEvent("steps", step, 25))
+        drawn = ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines()
+        rows[width] = [re.sub(r"\d:\d\d:\d\d", "H:MM:SS", row).split() for row in drawn if row.strip()][-2:]
+    assert "…" not in str(rows) and "━" not in str(rows), rows
+    assert rows[30] == [["clips", "0/2", "-:--:--"], ["sampling", "12/25", "H:MM:SS"]], rows
+    assert rows[20] == [["0/2", "-:--:--"], ["12/25", "H:MM:SS"]], rows
+
+
 def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_path, monkeypatch):
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm"}
     env.pop("NO_COLOR", None)  # which asks for plain lines

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -22,6 +21,7 @@ from rich.progress import (
 
 from mmgen import terminal
 from mmgen.cli.progress import SPEED_WINDOW, eta
+from mmgen.progress_bars import FittingProgress
 from mmgen.terminal import say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
@@ -129,7 +129,7 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, disable=not fancy,
+    with FittingProgress(*columns, console=console, transient=False, disable=not fancy,
                   speed_estimate_period=SPEED_WINDOW) as bars:  # without bars, it still counts: the plain ETA
         tasks: dict[str, Any] = {}
 

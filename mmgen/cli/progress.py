@@ -21,6 +21,7 @@ from rich.progress import (
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
+from mmgen.progress_bars import FittingProgress
 from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
@@ -69,7 +70,7 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # rich sends what is printed to stdout while the bars show through their console (stderr): only a terminal's
     # stdout may go there (printed above the bars, on the same screen); a pipe's --json lines stay on stdout.
-    with Progress(*columns, console=console, transient=True, redirect_stdout=_is_terminal(sys.stdout),
+    with FittingProgress(*columns, console=console, transient=True, redirect_stdout=_is_terminal(sys.stdout),
                   speed_estimate_period=SPEED_WINDOW) as bars:
         tasks: dict[str, TaskID] = {}
 

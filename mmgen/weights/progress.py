@@ -9,13 +9,13 @@ import time
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    Progress,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
 from mmgen import terminal
+from mmgen.progress_bars import FittingProgress
 from mmgen.terminal import say, size_text
 
 _PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end),
@@ -28,7 +28,7 @@ class ByteProgress:
     def __init__(self, label: str, quiet: bool = False):
         self.label = label
         self.quiet = quiet
-        self._bar: Progress | None = None
+        self._bar: FittingProgress | None = None
         self._task = None
         self._done = 0
         self._total: int | None = None
@@ -40,7 +40,7 @@ class ByteProgress:
     def __enter__(self) -> ByteProgress:
         shown = terminal.console()
         if not self.quiet and terminal.draws(shown):
-            self._bar = Progress(
+            self._bar = FittingProgress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(),

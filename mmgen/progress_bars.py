@@ -1,0 +1,46 @@
+"""rich progress bars that fit the terminal: on a narrow one a row drops whole columns instead of cutting its
+numbers short (`2…`, `0:…` at 20 columns)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.measure import Measurement
+from rich.progress import BarColumn, Progress, ProgressColumn, Task
+from rich.table import Column, Table
+
+MIN_BAR = 10  # columns: a narrower bar says nothing its count does not
+
+
+class FittingProgress(Progress):
+    """A Progress whose rows show every column where the console is wide enough, and otherwise leave columns out
+    whole — the bar first, then the first column (the description) — so what is shown (a count, a time) is
+    never cut short. Only below the narrowest row (the counts and times alone) does rich cut it."""
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        rows = [[column.format(task=task) if isinstance(column, str) else column(task) for column in self.columns]
+                for task in tasks if task.visible]
+        columns = list(self.columns)
+        droppable = [c for c in columns if isinstance(c, BarColumn)] + columns[:1]
+        kept = list(range(len(columns)))
+        for column in droppable if rows else ():  # no rows: nothing to fit (nor a console yet, as Progress starts)
+            if self._width_needed([columns[i] for i in kept], [[row[i] for i in kept] for row in rows]) <= \
+                    self.console.width:
+                break
+            kept = [i for i in kept if columns[i] is not column] or kept
+        table = Table.grid(*(self._table_column(columns[i]) for i in kept), padding=(0, 1), expand=self.expand)
+        for row in rows:
+            table.add_row(*(row[i] for i in kept))
+        return table
+
+    def _width_needed(self, columns: list[str | ProgressColumn], rows: list[list]) -> int:
+        """Columns a row of these cells takes at its widest: each cell whole, a bar MIN_BAR, one between each."""
+        options = self.console.options
+        widths = [MIN_BAR if isinstance(column, BarColumn) else
+                  max((Measurement.get(self.console, options, row[i]).maximum for row in rows), default=0)
+                  for i, column in enumerate(columns)]
+        return sum(widths) + len(widths) - 1
+
+    @staticmethod
+    def _table_column(column: str | ProgressColumn) -> Column:
+        return Column(no_wrap=True) if isinstance(column, str) else column.get_table_column().copy()

@@ -32,6 +32,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     existing = nearest_existing(folder)
     if existing.exists() and not existing.is_dir():  # the folder, or one it would be made in
         raise MediaError(f"cannot write {target}: {existing} is {kind_of(existing)}, not a directory")
+    check_not_dangling(existing, f"cannot write {target}")
     if not folder.is_dir():
         if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):  # e.g. a read-only mount
             raise MediaError(f"cannot write {target}: directory {folder} cannot be created, {existing} is not writable")
@@ -49,7 +50,24 @@ def check_output_folder(path: str | os.PathLike) -> Path:
     if existing.exists() and not existing.is_dir():
         what = "it" if existing == folder else existing
         raise MediaError(f"cannot write into {folder}: {what} is {kind_of(existing)}, not a folder")
+    check_not_dangling(existing, f"cannot write into {folder}")
     return folder
+
+
+def check_not_dangling(existing: Path, refusal: str) -> None:
+    """MediaError (`refusal`: why it is said) when `existing` — the nearest part of an output's folder that is there
+    (nearest_existing) — is a symbolic link to nothing: a missing folder is created, but not through a link; the
+    link's own target is the user's to make (or a loop of links, which no one can)."""
+    if not os.path.islink(existing) or existing.exists():
+        return
+    try:
+        os.stat(existing)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError(f"{refusal}: {existing} is a symbolic link loop") from None
+    raise MediaError(f"{refusal}: {existing} is a symbolic link to {os.readlink(existing)}, a folder that does not "
+                     "exist", hint=f"mmgen creates a missing folder, but not where a link points: create "
+                     f"{os.readlink(existing)}, or write elsewhere")
 
 
 def why_no_files(error: OSError) -> str:

@@ -737,3 +737,16 @@ def test_an_output_folder_that_is_a_device_or_a_pipe_is_named_what_it_is(tmp_pat
     done = run_here("models", "list", env=mmgen_env(tmp_path, MMGEN_CACHE="/dev/null"))
     assert (done.returncode, done.stderr) == (2, "mmgen: error: cache folder /dev/null: it is a device, not a folder "
                                                  "(set MMGEN_CACHE to a folder)\n")
+
+
+def test_an_output_folder_that_is_a_link_to_a_missing_folder_is_said_to_be_one(tmp_path):
+    """A missing output folder is created, but not through a symbolic link to nothing: `generate -o lnk` said
+    "directory lnk does not exist", though lnk is there and --help says the folder is created if missing."""
+    (tmp_path / "lnk").symlink_to(tmp_path / "nowhere" / "deep")
+    for args in (("generate", "-o", tmp_path / "lnk"), ("generate", "-o", tmp_path / "lnk" / "sub"),
+                 ("finetune", tmp_path, "-o", tmp_path / "lnk" / "run")):
+        done = run_here(*args, env=mmgen_env(tmp_path))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert f"{tmp_path}/lnk is a symbolic link to {tmp_path}/nowhere/deep, a folder that does not exist (mmgen " \
+               "creates a missing folder, but not where a link points" in done.stderr, done.stderr
+    assert not (tmp_path / "nowhere").exists()

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import errno
 import json
+import numbers
 import os
 import re
 import stat
@@ -282,8 +283,18 @@ def unknown_keys(keys: list[Any], allowed: tuple[str, ...]) -> str:
     return f"unknown keys {', '.join(said)} (allowed: {', '.join(allowed)})"
 
 
+class FieldError(ConfigError):
+    """A value from_dict/converted cannot take, its line naming `where` and the dotted `field`; `reason` is the
+    line without them (what the settings classes say in their own InvalidSetting)."""
+
+    def __init__(self, where: str, field: str, reason: str):
+        super().__init__(f"{where}: {field + ': ' if field else ''}{reason}")
+        self.field = field
+        self.reason = reason
+
+
 def _fail(where: str, field: str, msg: str, cause: Exception | None = None) -> typing.NoReturn:
-    raise ConfigError(f"{where}: {field + ': ' if field else ''}{msg}") from cause
+    raise FieldError(where, field, msg) from cause
 
 
 def _expected(tp: Any) -> str:
@@ -362,22 +373,24 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         if not isinstance(value, bool):
             _fail(where, field, f"expected true/false, got {value!r}")
         return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+    if tp is int:  # a whole number, never a bool or a float (7.0 too: as the command line's flags refuse it)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             _fail(where, field, f"expected an integer, got {value!r}")
-        return value
+        return int(value)  # numpy's integers too, from Python
     if tp is float:
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string; users mean the number
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             _fail(where, field, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, os.PathLike) and isinstance(os.fspath(value), str):
+            return os.fspath(value)  # a pathlib.Path given from Python, for a field that names a file (a model)
         if not isinstance(value, str):
             _fail(where, field, f"expected a string, got {unquoted(value)}")
         return value
     if tp is Path:
-        if not isinstance(value, (str, Path)):
+        if not isinstance(value, (str, os.PathLike)):
             _fail(where, field, f"expected a path, got {value!r}")
         return Path(value)
     raise TypeError(f"from_dict cannot handle field type {tp!r}")

@@ -10,6 +10,7 @@ import re
 import textwrap
 from pathlib import Path
 
+import numpy
 import pytest
 import yaml
 from cli_here import run_here
@@ -18,7 +19,8 @@ from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
 from mmgen.cli import run
-from mmgen.pipelines import InvalidSetting, SoundtrackSettings
+from mmgen.pipelines import AnimateSettings, GenerateSettings, InvalidSetting, SoundtrackSettings
+from mmgen.pipelines.settings import RetakeSettings
 
 # (kind, option, as a flag, as YAML, refused?)
 CASES = [
@@ -186,3 +188,59 @@ def test_a_guidance_scale_without_gradient_guidance_is_refused_not_ignored(folde
     assert code == 2
     assert said.splitlines()[0].startswith(f"{jobs}:5: job 1 (animate): guidance_scale 3: scales gradient guidance")
     assert not list(folder.glob("out*"))
+
+
+# A value of the wrong type or no word of the field's, given from Python: refused as the settings are built,
+# naming the field, as a batch file's key is (same converter) — not taken as something else, or a TypeError later.
+WRONGLY_TYPED = [
+    (GenerateSettings, "sample_rate", 48e3, "expected an integer or 'model', got 48000.0"),  # was None: 8 kHz
+    (GenerateSettings, "sample_rate", 44100.0, "expected an integer or 'model', got 44100.0"),
+    (GenerateSettings, "sample_rate", "fast", "expected an integer or 'model', got 'fast'"),
+    (GenerateSettings, "loudness", "loud", "expected a number or 'off', got 'loud'"),  # was off
+    (GenerateSettings, "loudness", True, "expected a number or 'off', got True"),
+    (GenerateSettings, "previews", "no", "expected true/false, got 'no'"),  # was true
+    (GenerateSettings, "seed", True, "expected an integer, got True"),  # was seed 1
+    (GenerateSettings, "seed", "7", "expected an integer, got '7'"),  # was TypeError: '<=' not supported
+    (GenerateSettings, "seed", 7.5, "expected an integer, got 7.5"),
+    (GenerateSettings, "num", "2", "expected an integer, got '2'"),
+    (GenerateSettings, "num", 1.5, "expected an integer, got 1.5"),
+    (GenerateSettings, "steps", 2.5, "expected an integer, got 2.5"),
+    (GenerateSettings, "steps", "2", "expected an integer, got '2'"),
+    (GenerateSettings, "model", None, "expected a string, got None"),  # was 'None'
+    (GenerateSettings, "sampler", "bogus", "'bogus' is not one of 'dpm++', 'ddim', 'ddpm', 'paper'"),
+    (GenerateSettings, "precision", "fp8", "'fp8' is not one of 'auto', 'fp32', 'fp16', 'bf16'"),
+    (GenerateSettings, "upscale", "yes", "expected true/false, got 'yes'"),
+    (SoundtrackSettings, "mix", "0.3", "expected a number, got '0.3'"),
+    (SoundtrackSettings, "guidance", "foo", "'foo' is not one of 'replacement', 'gradient'"),
+    (SoundtrackSettings, "wav", 1, "expected true/false, got 1"),
+    (AnimateSettings, "overlap", None, "expected a number, got None"),
+    (AnimateSettings, "adapter", [1], "expected a string or a list, got [1]"),
+    (RetakeSettings, "ranges", "1:2", "expected a list, got str"),
+    (RetakeSettings, "video", "yes", "expected true/false, got 'yes'"),
+]
+
+
+@pytest.mark.parametrize(("cls", "field", "value", "reason"), WRONGLY_TYPED,
+                         ids=[f"{c[0].__name__}-{c[1]}={c[2]!r}" for c in WRONGLY_TYPED])
+def test_the_settings_refuse_a_wrongly_typed_value_as_they_are_built(cls, field, value, reason):
+    with pytest.raises(InvalidSetting) as refused:
+        cls(**{field: value})
+    assert (refused.value.field, refused.value.reason, refused.value.exit_code) == (field, reason, 2)
+    assert str(refused.value) == f"{field}: {reason}"
+
+
+def test_the_settings_take_the_lossless_forms_of_a_value_and_hold_the_fields_type():
+    settings = GenerateSettings(seed=numpy.int64(7), num=2, model=Path("clips/tiny.safetensors"), adapter=["a", "b"],
+                                loudness=-14, sample_rate="model")
+    assert (settings.seed, settings.model, settings.adapter, settings.loudness) == (
+        7, "clips/tiny.safetensors", ("a", "b"), -14.0)
+    assert type(settings.seed) is int and type(settings.loudness) is float
+    hash(settings)  # a list given for a repeatable option is held as a tuple: the settings stay hashable
+    assert SoundtrackSettings(mix=1, overlap=0, loudness="off").delivery().loudness is None
+    assert RetakeSettings(ranges=("1:2",), video=True).ranges == ("1:2",)
+    assert GenerateSettings(sample_rate=44100).delivery().sample_rate == 44100
+
+
+def test_a_flag_of_the_wrong_type_is_still_refused_in_the_flags_words(folder: Path, capsys):
+    code, said = mmgen(capsys, "generate", "-m", folder / "tiny.safetensors", "--seed", "7.5", "-o", folder / "o")
+    assert code == 2 and said == "mmgen: error: --seed: expected an integer, got '7.5'\n", said

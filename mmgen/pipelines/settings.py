@@ -8,18 +8,26 @@ Where a new option goes: a field on the class of the kinds it applies to (RunSet
 range in LIMITS if it is a number, and its flag in cli/options.FLAGS. Commands and batch files then have it.
 A check beyond a range goes in that class's __post_init__ (calling super's first), raising InvalidSetting;
 a repeatable option is a tuple field. Fields must stay hashable: a batch shares checked runs by their settings.
+
+Each field's value is checked against its annotation when built, by the same converter that reads a batch file's
+keys (mmgen.config.converted), so a settings object built from Python takes what a batch file takes and refuses
+the rest with InvalidSetting naming the field: a whole number for an int (never a bool, nor a float such as 7.0,
+as the flags refuse `--seed 7.0`); any number for a float; one of the words of a Literal; a list or tuple for a
+repeatable option (held as a tuple); a pathlib.Path for a file named by a str field (model, adapter).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_type_hints
 
 from mmgen.adapters.use import AdapterUse
+from mmgen.config import FieldError, converted
 from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
@@ -63,6 +71,12 @@ LIMITS: dict[str, Limit] = {
 DELIVERY_LIMITS = {"loudness": Limit(*LOUDNESS_RANGE), "sample_rate": Limit(*RATES)}
 Loudness = float | Literal["off", False] | None  # LUFS; "off" (a bare `off` in YAML reads as false) or None: as made
 SampleRate = int | Literal["model"] | None  # Hz; "model" or None: the model's own rate
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """The annotation of each field of settings class `cls`, resolved (the module's annotations are strings)."""
+    return get_type_hints(cls)
 
 
 @dataclass(frozen=True)
@@ -110,8 +124,13 @@ class RunSettings:
                 raise InvalidSetting(on[0], cls.one_choice)
 
     def __post_init__(self):
+        types = _field_types(type(self))
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+            try:  # the type (and words) its annotation gives, as a batch file's key is read: 1 → 1.0, a list → a tuple
+                value = converted(types[field.name], getattr(self, field.name), type(self).__name__, field.name)
+            except FieldError as e:
+                raise InvalidSetting(e.field, e.reason) from None
+            object.__setattr__(self, field.name, value)
             if field.name in LIMITS:
                 LIMITS[field.name].check(field.name, value)
             elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -522,6 +523,37 @@ def test_a_stop_while_the_first_batch_is_built_ends_finetune_at_once(tmp_path, m
     assert stderr.splitlines()[-1] == "mmgen: interrupted (SIGTERM)"
     assert "stopping after this step" not in stderr
     assert latest_checkpoint(tmp_path / "run" / "checkpoints") is None
+
+
+@pytest.mark.parametrize(("sig", "then", "code"), [(signal.SIGTERM, "raised", 143), (signal.SIGINT, "swallowed", 130)])
+def test_finetune_json_says_what_a_run_stopped_before_its_first_step_kept(tmp_path, monkeypatch, capsys, sig, then,
+                                                                          code):
+    """`finetune --json` stopped during its setup printed nothing, while --help promised one object "when the run
+    ends or stops" (a stop after a step printed it): its line says the run kept nothing — step 0, no checkpoints,
+    nothing to resume — with the stop's exit code (143 SIGTERM, 130 Ctrl-C) and last line, as after a step; also
+    where a library swallowed the stop and failed instead (stop_inside)."""
+    import mmgen.cli
+    from mmgen.train.order import BatchOrder
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    write_clip_folder(tmp_path / "clips", good=1, seconds=0.4)
+    recipe = write_recipe(tmp_path / "recipe.yaml", sample_every=0)
+
+    def stop(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        time.sleep(5)
+        raise AssertionError("the stop signal never came")
+
+    monkeypatch.setattr(BatchOrder, "global_batch", stop if then == "raised" else stop_inside(sig, then))
+    run_dir = tmp_path / "run"
+
+    assert mmgen.cli.run(["finetune", str(tmp_path / "clips"), "--scratch", "--config", str(recipe), "-o",
+                          str(run_dir), "--steps", "5", "--json"]) == code
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"run_dir": str(run_dir), "step": 0, "steps": 5, "interrupted": True, "model": None,
+                               "checkpoints": None, "resume": None, "data": None}
+    assert err.splitlines()[-1].startswith("mmgen: interrupted") and not run_dir.exists()
 
 
 # Runs `mmgen models list` as `python -m mmgen` does (runpy), with a stop that lands while C code runs Python code

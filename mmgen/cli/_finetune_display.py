@@ -89,6 +89,21 @@ def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) 
     return record
 
 
+def stopped_json(run_dir: Path, config: FinetuneConfig, data_dir: Path) -> dict:
+    """result_json's line for a run stopped outside the loop's "save, then stop" (before its first step has ended,
+    or while it wrote its result): what it keeps — the newest checkpoint's step, and the command that resumes from
+    it; or nothing (step 0, `checkpoints` and `resume` null: a new run's folder is taken back)."""
+    from mmgen.train.checkpoint import latest_checkpoint
+    from mmgen.train.trainer import FinetuneResult
+
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    stopped = FinetuneResult(run_dir, latest.step if latest else 0, interrupted=True, model_path=None, data=None)
+    record = result_json(stopped, config, data_dir)
+    if latest is None:
+        record |= {"checkpoints": None, "resume": None}
+    return record
+
+
 def _launcher() -> str:
     """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
     its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable
+from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable, stopped_json
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import at_most, stdout_open, whole_number
@@ -165,8 +165,9 @@ def finetune(
     json: Annotated[
         bool,
         typer.Option("--json", rich_help_panel=_OUTPUT, callback=stdout_open,
-                     help="Print one JSON object to stdout when the run ends or stops (run folder, steps done, the "
-                     "model or adapter written, the command that resumes); messages go to stderr."),
+                     help="Print one JSON object to stdout when the run ends or stops, whenever the stop comes (run "
+                     "folder, steps done, the model or adapter written, the command that resumes); messages go to "
+                     "stderr."),
     ] = False,
 ) -> None:
     """Fine-tune a model (or train one from scratch) on your own clips.
@@ -176,7 +177,7 @@ def finetune(
     RUN_DIR/model.safetensors, works with `mmgen generate -m RUN_DIR/model.safetensors`.
     """
     from mmgen.cli._interrupted import left_behind
-    from mmgen.runtime.stop_signals import stop_code
+    from mmgen.runtime.stop_signals import stop_code, stopped
     from mmgen.train import finetune as run_finetune
     from mmgen.train.config import run_config
     from mmgen.train.interrupt import CheckpointNotSaved
@@ -201,13 +202,16 @@ def finetune(
     with display() as on_event:
         try:
             result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
-        except KeyboardInterrupt:  # a stop outside the loop's "save, then stop" (while writing the result, say)
-            if main_process() and (line := resumable(run_dir, data_dir)) is not None:
-                left_behind(line)
-            raise
-        except CheckpointNotSaved as e:  # the stop's line says it (exit 130/143/129), and what there is to resume
-            if main_process():
-                left_behind("; ".join(filter(None, [str(e), resumable(run_dir, data_dir)])))
+        except (KeyboardInterrupt, Exception) as e:
+            # A stop outside the loop's "save, then stop" (before the first step has ended, while writing the result;
+            # or what a library made of it: stop_signals.stopped), or one whose checkpoint failed: its --json line all
+            # the same, saying what is kept; the exit code and last line are the stop's.
+            if main_process() and (isinstance(e, (KeyboardInterrupt, CheckpointNotSaved)) or stopped()):
+                if json:
+                    print_json(stopped_json(run_dir, config, data_dir))
+                why = str(e) if isinstance(e, CheckpointNotSaved) else None
+                if line := "; ".join(filter(None, [why, resumable(run_dir, data_dir)])):
+                    left_behind(line)
             raise
     report(result, config, data_dir)
     if json and main_process():

@@ -34,6 +34,7 @@ from mmgen.disk_failures import named_as, reading, writing
 from mmgen.errors import MediaError, OutputExists
 from mmgen.output_checks import check_writable, name_max
 from mmgen.runtime.stop_signals import check_stop, stops_held
+from mmgen.weights.names import PATH_MAX
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,12 @@ _group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=No
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
     would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a
-    later run can tell it left behind (mmgen.temporaries). The stem is shortened where needed, so the name fits
-    whenever the target's does."""
+    later run can tell it left behind (mmgen.temporaries). The stem is shortened where needed, so the name, and the
+    whole path, fit whenever the target's do (output_checks.check_name_length refuses a target whose folder leaves
+    no room for it)."""
     middle = f".{temporaries.tag()}.partial"
-    room = name_max(target.parent) - len(".") - len(middle) - len(os.fsencode(target.suffix))
+    folder = len(os.fsencode(target)) - len(os.fsencode(target.name))  # the folder as `target` spells it, and its /
+    room = min(name_max(target.parent), PATH_MAX - folder) - len(".") - len(middle) - len(os.fsencode(target.suffix))
     stem = target.stem
     while len(os.fsencode(stem)) > max(room, 0):
         stem = stem[:-1]

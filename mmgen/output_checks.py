@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mmgen.errors import MediaError, OutputExists, UsageError
+from mmgen.temporaries import added_bytes
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
 
@@ -120,11 +121,25 @@ def name_max(folder: Path) -> int:
 
 
 def check_name_length(path: Path) -> None:
-    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows."""
+    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows, or the whole path
+    longer than the system takes — its own, or its temporary's (mmgen.files.temporary_name, written first beside
+    it: its stem is shortened to fit, so only a folder too long for it with any stem is refused)."""
+    from mmgen.weights.names import PATH_MAX
+
     size, limit = len(os.fsencode(path.name)), name_max(path.parent)
     if size > limit:
         raise UsageError(f"cannot write {path}: its name is {size} bytes, longer than the {limit} the "
                          "filesystem allows", hint="choose a shorter name with -o")
+    whole = len(os.fsencode(path))
+    if whole > PATH_MAX:
+        raise UsageError(f"cannot write {path}: path too long ({whole} bytes; the system takes at most {PATH_MAX} "
+                         "in a path)", hint="choose a shorter path with -o")
+    folder = whole - size  # the folder as `path` spells it, and its /
+    if folder + added_bytes() + len(os.fsencode(path.suffix)) > PATH_MAX:
+        allowed = PATH_MAX - added_bytes() - len(os.fsencode(path.suffix))
+        raise UsageError(f"cannot write {path}: its folder's path is {folder} bytes, too long for the temporary the "
+                         f"file is written as first: the system takes at most {PATH_MAX} bytes in a path, which "
+                         f"leaves {allowed} for the folder", hint="choose a shorter path with -o")
 
 
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:

@@ -39,6 +39,12 @@ def tag() -> str:
     return f"{owner()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def added_bytes() -> int:
+    """How many bytes a temporary's name (mmgen.files.temporary_name) has beyond its target's stem and suffix: its
+    leading dot and `.OWNER-PID-XXXXXXXX.partial` (as long for every temporary of this process)."""
+    return len(".") + len(f".{tag()}.partial")
+
+
 @functools.cache
 def owner() -> str:
     """This process's process table: its host name and PID namespace (Linux; the host name alone elsewhere)."""

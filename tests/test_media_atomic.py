@@ -191,3 +191,33 @@ def test_a_lock_where_no_file_can_be_made_fails_at_once_instead_of_waiting_forev
     assert isinstance(outcomes["model cache"], ConfigError)
     assert "cache folder /proc/1 cannot be written" in str(outcomes["model cache"])
     assert isinstance(outcomes["batch folder"], FileNotFoundError)  # batch says "cannot write into": test_cli_bad_input
+
+
+def deep_folder(root: Path, length: int) -> Path:
+    """A folder below `root` whose path is `length` bytes (names of at most 200: every one fits a filesystem)."""
+    folder = root
+    while len(os.fsencode(folder)) < length:
+        folder /= "d" * min(200, length - len(os.fsencode(folder)) - 1)
+    folder.mkdir(parents=True)
+    assert len(os.fsencode(folder)) == length
+    return folder
+
+
+def test_an_output_whose_path_fits_is_written_though_its_temporarys_would_not(tmp_path):
+    """A 4095-byte output path is one the system takes; its temporary (`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`, ~30
+    bytes more) was refused as "path too long" — naming the temporary. Its stem is shortened to fit instead."""
+    output = deep_folder(tmp_path, 4000) / f"{'x' * 90}.txt"
+    assert len(os.fsencode(output)) == 4095
+    files.write_text(output, "kept")
+    assert output.read_text() == "kept" and os.listdir(output.parent) == [output.name]
+
+
+def test_a_folder_too_long_for_any_temporary_is_refused_naming_the_output(tmp_path):
+    """In a folder whose path leaves no room for the temporary, whatever its stem, the output is refused up front,
+    named as the user gave it, with the folder's room, not the temporary's path."""
+    output = deep_folder(tmp_path, 4080) / "a.mp4"
+    with pytest.raises(UsageError) as refused:
+        check_writable(output)
+    said = str(refused.value)
+    assert said.startswith(f"cannot write {output}: its folder's path is 4081 bytes, too long for the temporary the "
+                           "file is written as first: the system takes at most 4095 bytes in a path") and ".partial" not in said

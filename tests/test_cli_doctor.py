@@ -60,6 +60,8 @@ def test_doctor_json_is_one_object_for_scripts(machine):
     assert report["devices"]["cpu"]["cores"] >= 1
     assert len(report["devices"]["cuda"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     assert report["cache"]["path"] == str(cache)
+    free = report["cache"]["free_bytes"]  # in bytes, as every size of --json; beside the GiB the report shows
+    assert isinstance(free, int) and free > 0 and report["cache"]["free_gib"] == round(free / 2**30, 1)
     models = {row["name"]: row for row in report["models"]}
     assert (models["tiny"]["arch"], models["tiny"]["status"]) == ("mm-unet", "cached")
     assert all(codec["ok"] for codec in report["codecs"] if codec["mode"] == "encode")

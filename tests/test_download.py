@@ -348,6 +348,7 @@ def test_file_urls_work_offline_and_a_tampered_cache_fails_verify(tmp_path, offi
     assert run(["models", "pull", NAME, "--json"]) == 0
     pulled = json.loads(capsys.readouterr().out)
     assert pulled["fetched"] and Path(pulled["path"]).is_file()
+    assert pulled["kind"] == "model"  # as `models list` and `verify` name it
     assert run(["models", "pull", NAME]) == 0
     assert "already available" in capsys.readouterr().err
 

@@ -181,6 +181,19 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
     assert "unknown model 'mine'" in capsys.readouterr().err
 
 
+def test_every_models_json_object_names_the_kind_of_entry(tmp_path):
+    """`models list` and `verify` said `kind`, an adapter's `info` too, but a model's `info`, `pull` and `import`
+    did not: a script reading several had to guess. Each names it, beside the fields it had."""
+    env = mmgen_env(tmp_path)
+    said = {}
+    for args in (("models", "import", save_tiny_model(tmp_path / "tiny.safetensors"), "-n", "mine"),
+                 ("models", "info", "mine"), ("models", "pull", "demo")):
+        done = run_here(*args, "--json", env=env)
+        assert done.returncode == 0, (args, done.stderr)
+        said[args[1]] = [(row["name"], row["kind"]) for row in map(json.loads, done.stdout.splitlines())]
+    assert said == {"import": [("mine", "model")], "info": [("mine", "model")], "pull": [("demo", "model")]}
+
+
 def test_a_damaged_row_of_verify_says_its_path_and_damaged_once(tmp_path):
     """A cache folder that is a symlink (models/ itself, a model's folder, an adapter's) is one verdict line saying
     `damaged` once, naming the link once as its path: it read `models/: damaged: CACHE/models: damaged: a symlink …

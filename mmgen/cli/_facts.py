@@ -47,7 +47,7 @@ def _devices() -> dict[str, Any]:
     for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         props = torch.cuda.get_device_properties(index)
         cuda.append({"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                     "capability": f"{props.major}.{props.minor}"})
+                     "memory_bytes": props.total_memory, "capability": f"{props.major}.{props.minor}"})
     mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     auto = select_compute("auto", "auto")
     return {
@@ -76,9 +76,11 @@ def _facts() -> dict[str, Any]:
     try:
         root = cache_root()
         check_cache_writable(root)
-        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(_free_bytes(root) / 2**30, 1)}
+        free = _free_bytes(root)
+        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(free / 2**30, 1), "free_bytes": free}
     except MmgenError as e:  # said in the report, with everything else
-        cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0, "problem": str(e)}
+        cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0,
+                 "free_bytes": 0, "problem": str(e)}
     try:
         models = [row.as_dict() for row in catalog()]
         models_error = None

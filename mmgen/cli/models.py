@@ -161,7 +161,7 @@ def pull(
                             f"`mmgen models pull {model}` resumes it")
             raise
         if as_json:
-            emit({"name": model, "path": str(pulled.path), "fetched": pulled.fetched})
+            emit({"kind": "model", "name": model, "path": str(pulled.path), "fetched": pulled.fetched})
         elif not quiet:
             say(f"{model}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
 
@@ -226,7 +226,7 @@ def import_model(
             arch_config = config_for(arch, load_yaml(config), str(config))
         record = import_weights(file, name, arch=arch, config=arch_config, dtype=dtype, overwrite=overwrite)
     if as_json:
-        emit(to_dict(record))
+        emit({"kind": "model", **to_dict(record)})
     else:
         copy_of = f"; the weights of {record.lineage_of!r}: it samples as {record.lineage_of!r} does" \
             if record.lineage_of else ""

@@ -190,7 +190,7 @@ def describe(name: str) -> dict[str, Any]:
     if entry is None and record is None:
         raise unknown_model(name, sorted({*registry.names(), *cache.names()}))
     row = _row(name, entry, cache)
-    details: dict[str, Any] = {"name": name, "status": row.status, "sha256": row.sha256,
+    details: dict[str, Any] = {"kind": "model", "name": name, "status": row.status, "sha256": row.sha256,
                                **({"source_sha256": row.source_sha256} if row.source_sha256 else {})}
     if entry is not None:
         details.update(to_dict(entry))

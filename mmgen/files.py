@@ -350,7 +350,8 @@ def new_folders_removed_on_failure(
     """The `folders` that do not exist yet (and their parents that do not) are removed again if the block fails
     while they hold nothing worth keeping — they are empty, once `clear` (if given) has removed from each the files
     its command wrote there that are not worth keeping (and nothing else): a run that wrote nothing leaves nothing
-    behind. A folder that existed before stays whole, and so does one holding an output or anything else."""
+    behind. A folder that existed before stays whole, and so does one holding an output or anything else, or one
+    `clear` returns False for (another process has taken it meanwhile)."""
     new: set[Path] = set()
     for folder in folders:
         while not folder.exists() and folder.parent != folder:
@@ -361,8 +362,8 @@ def new_folders_removed_on_failure(
     except BaseException:
         for folder in sorted(new, key=lambda f: len(f.parts), reverse=True):  # the deepest first
             with suppress(OSError):  # not empty, or already gone
-                if clear is not None and folder.is_dir() and not folder.is_symlink():
-                    clear(folder)
+                if clear is not None and folder.is_dir() and not folder.is_symlink() and clear(folder) is False:
+                    continue
                 folder.rmdir()
         raise
 

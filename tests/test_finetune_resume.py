@@ -466,6 +466,51 @@ def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoi
     assert {p.name: p.read_text() for p in run_dir.iterdir()} == before
 
 
+def test_a_new_run_holds_its_folder_from_its_first_look_so_a_second_one_is_refused_before_decoding(
+    setup, tmp_path, monkeypatch
+):
+    """Two finetunes started into one new folder: the folder was locked only once the first had decoded its clips
+    and written config.yaml, so the second decoded the whole clips folder too, and wrote its own config.yaml over
+    the first's before it was refused. The run now makes and holds the folder at its first look; and the one
+    refused leaves the folder it found empty to the run that holds it (its clean-up removed it)."""
+    from mmgen.errors import UsageError
+    from mmgen.train import finetune, setup as run_setup
+    from mmgen.train.config import resolve_config
+    from mmgen.train.run_folder import RunFolderLock
+
+    data, _, _ = setup
+    run_dir = tmp_path / "new" / "run"
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2})], scratch=True)
+    held_while_decoding = []
+
+    def decoding(*args, **kwargs):  # a second run looking now finds the folder taken
+        with pytest.raises(UsageError, match="is in use"):
+            RunFolderLock(run_dir).take()
+        held_while_decoding.append(True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_setup, "build_clip_dataset", decoding)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(data, run_dir, config)
+    assert held_while_decoding and not run_dir.parent.exists()  # a run that wrote nothing leaves nothing
+    monkeypatch.undo()
+
+    other = RunFolderLock(run_dir)
+    hold = run_setup._hold
+
+    def another_run_takes_it_first(lock, processes):  # between this run's mkdir and its lock
+        other.take()
+        hold(lock, processes)
+
+    monkeypatch.setattr(run_setup, "_hold", another_run_takes_it_first)
+    try:
+        with pytest.raises(UsageError, match="is in use"):
+            finetune(data, run_dir, config)
+        assert run_dir.is_dir()  # still there for the run that holds it
+    finally:
+        other.release()
+
+
 def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_exits_2(
     setup, tmp_path, monkeypatch, capsys
 ):

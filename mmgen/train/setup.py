@@ -155,7 +155,6 @@ def prepare(
             log.rewind(state.step)
     if processes.is_main:
         _write_config(run_dir, data_dir, config)
-        lock.take()  # a new folder: held from now on
         if resumable is None:
             log.clear()  # a failed start's log, if any: this run's history starts here
             log.write(
@@ -211,6 +210,8 @@ def _check_run_dir(
     newest that loads; damaged newer ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
     check_writable_folder(run_dir, hint="choose another -o")
+    if processes.is_main:  # made now, so the run holds it from this first look (a second run is refused before decoding)
+        run_dir.mkdir(parents=True, exist_ok=True)
     _hold(lock, processes)
     if processes.is_main:
         put_back_final(run_dir)

@@ -72,11 +72,14 @@ def finetune(
     processes = distributed.start(device.type)
     lock = RunFolderLock(Path(run_dir))
 
-    def clear(folder: Path) -> None:  # only the run folder this run holds: never another run's, made meanwhile
-        if folder == Path(run_dir) and lock.held:
+    def clear(folder: Path) -> bool:  # only the run folder this run holds: never another run's, made meanwhile
+        if folder == Path(run_dir):
+            if not lock.held:
+                return False
             clear_failed_start(folder)
         elif folder == cache:
             clear_skips_only(folder, clip_cache_user(run_dir))
+        return True
 
     try:
         # A run that fails before its first checkpoint takes back the folders it made (rank 0 writes them): its own

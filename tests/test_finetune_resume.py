@@ -474,7 +474,8 @@ def test_a_new_run_holds_its_folder_from_its_first_look_so_a_second_one_is_refus
     the first's before it was refused. The run now makes and holds the folder at its first look; and the one
     refused leaves the folder it found empty to the run that holds it (its clean-up removed it)."""
     from mmgen.errors import UsageError
-    from mmgen.train import finetune, setup as run_setup
+    from mmgen.train import finetune
+    from mmgen.train import setup as run_setup
     from mmgen.train.config import resolve_config
     from mmgen.train.run_folder import RunFolderLock
 

@@ -17,14 +17,16 @@ WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, U
 
 def say(line: str) -> None:
     """`line` and its newline in one write: with stderr unbuffered (PYTHONUNBUFFERED), print() writes them
-    apart, and the lines of parallel processes (torchrun's workers) then mix mid-line. With stderr closed
+    apart, and the lines of parallel processes (torchrun's workers) then mix mid-line. One line, whatever it holds:
+    a file name's newline, ESC or byte that is not UTF-8 is written as its escape (path_text), so every error and
+    message said here — the CLI's error line is — names its files as the `wrote` lines do. With stderr closed
     (`2>&-`: sys.stderr is None) or gone, the line is dropped: never sent to stdout, as print(file=None) would,
     and never an error of its own that would change the exit status."""
     stream = sys.stderr
     if stream is None or stream.closed:
         return
     try:
-        stream.write(line + "\n")
+        stream.write(path_text(line) + "\n")
         stream.flush()
     except OSError:  # the reader went away (EPIPE) or the descriptor was closed under us (EBADF)
         pass
@@ -83,9 +85,10 @@ def guarded_streams() -> Iterator[GuardedStream | None]:
 
 
 def path_text(path: object) -> str:
-    """A path (or a name) as a message line shows it: a character that would split the line or drive the terminal —
-    a newline, tab, ESC, any other control or unprintable one — as its escape (\\n, \\x1b), and a byte that is not
-    UTF-8 as \\xNN, as the sidecars write it. Linux allows all of them in a file name; one output stays one line."""
+    """A path (or a name, or a whole line that holds some) as a message line shows it: a character that would split
+    the line or drive the terminal — a newline, tab, ESC, any other control or unprintable one — as its escape (\\n,
+    \\x1b), and a byte that is not UTF-8 as \\xNN. Linux allows all of them in a file name; one output stays one
+    line. Text shown so already stays as it is (a backslash is printable): a line may be shown twice over."""
     text = str(path)
     if text.isprintable():
         return text

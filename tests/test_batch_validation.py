@@ -768,3 +768,20 @@ def test_an_input_name_that_is_not_utf8_gets_a_seed_of_its_own_bytes(folder: Pat
     plan = plan_batch(jobs)
     assert [os.fsencode(job.output) for job in plan.jobs] == [b"\xfc_soundtrack.mp4", b"\xfd_soundtrack.mp4"]
     assert plan.jobs[0].seed != plan.jobs[1].seed and plan_batch(jobs).jobs[0].seed == plan.jobs[0].seed
+
+
+def test_the_dry_run_table_shows_names_with_control_characters_escaped_on_one_row(folder: Path):
+    """A name with ESC, a newline or rich's markup (`[red]`) is a cell of one row, as every message shows it
+    (terminal.path_text): the table showed it raw, and a newline made two rows of one job."""
+    (folder / "clips" / "beach.mp4").rename(folder / "clips" / "[red]e\x1b[2J\nx.mp4")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: soundtrack
+            inputs: clips/*.mp4
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder, COLUMNS="200"))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "soundtrack" in line)
+    assert "[red]e\\x1b[2J\\nx.mp4" in row and "[red]e\\x1b[2J\\nx_soundtrack.mp4" in row, result.stdout

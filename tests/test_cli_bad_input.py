@@ -9,6 +9,7 @@ the folder's files (hidden ones included) before and after.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import struct
@@ -750,3 +751,20 @@ def test_an_output_folder_that_is_a_link_to_a_missing_folder_is_said_to_be_one(t
         assert f"{tmp_path}/lnk is a symbolic link to {tmp_path}/nowhere/deep, a folder that does not exist (mmgen " \
                "creates a missing folder, but not where a link points" in done.stderr, done.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_error_or_a_note_naming_a_file_with_control_characters_is_one_line_without_them(tmp_path, caplog):
+    """Linux allows ESC, a newline, any byte in a name: an error line showed them raw (`e^[[2Jx.mp4`: the terminal
+    cleared its screen; a newline split the line in two), and a byte that is not UTF-8 as \\udcfe. Every line said
+    (mmgen.terminal.say, as the error line is) and every note shows them as the `wrote` lines do: \\x1b, \\n, \\xfe."""
+    from mmgen.media.notes import note
+
+    name = tmp_path / os.fsdecode(b"no\x1b[2J\nx\xfe.mp4")
+    for args in (("soundtrack", name), ("generate", "-o", name)):
+        done = run_here(*args, env=mmgen_env(tmp_path))
+        assert done.returncode == 2 and done.stderr.startswith("mmgen: error: "), done.stderr
+        assert done.stderr.count("\n") == 1 and "\x1b" not in done.stderr and "\\udc" not in done.stderr, done.stderr
+        assert "no\\x1b[2J\\nx\\xfe.mp4" in done.stderr, done.stderr
+    with caplog.at_level(logging.WARNING, logger="mmgen.media"):
+        note(name, "surround audio mixed to mono", "surround audio mixed to mono")
+    assert caplog.messages == [f"{tmp_path}/no\\x1b[2J\\nx\\xfe.mp4: surround audio mixed to mono"]

@@ -22,7 +22,7 @@ from rich.progress import (
 from mmgen import terminal
 from mmgen.cli.progress import SPEED_WINDOW, eta
 from mmgen.progress_bars import FittingProgress
-from mmgen.terminal import say
+from mmgen.terminal import path_text, say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
     from rich.console import Console
@@ -160,12 +160,13 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
                 report = event.data
                 console.print(f"data: {report.summary()}")
                 for folder in report.left_out:
-                    console.print(f"note: left out {folder.path}: {folder.reason}", markup=False, highlight=False)
+                    console.print(path_text(f"note: left out {folder.path}: {folder.reason}"), markup=False,
+                                  highlight=False)
                 for line in report.notes:
-                    console.print(f"note: {line}", markup=False, highlight=False)
+                    console.print(path_text(f"note: {line}"), markup=False, highlight=False)
                 for skipped in report.skipped[:SKIPS_SHOWN]:
                     console.print(
-                        f"warning: skipped {skipped.path}: {skipped.reason}", markup=False, highlight=False
+                        path_text(f"warning: skipped {skipped.path}: {skipped.reason}"), markup=False, highlight=False
                     )
                 if len(report.skipped) > SKIPS_SHOWN:
                     more = len(report.skipped) - SKIPS_SHOWN

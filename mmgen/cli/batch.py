@@ -75,7 +75,8 @@ def batch(
         plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
     except BatchInvalid as e:
         if share.is_main:
-            say_line("\n".join(e.lines()))
+            for line in e.lines():
+                say_line(line)
         raise
     if dry_run:
         if share.is_main and json:

@@ -9,15 +9,15 @@ chosen container cannot carry a stream is that stream re-encoded (with a warning
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import UsageError
 from mmgen.media.delivery import RATES, Delivery
+from mmgen.media.notes import logger
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 # Lossless sound codecs that PyAV encodes and a container here holds: a sound decoded from one and encoded again
 # keeps every sample.

@@ -13,9 +13,28 @@ from pathlib import Path
 
 from mmgen.terminal import listed, path_text
 
-log = logging.getLogger(__name__)
 NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
 
+
+
+class _OneLine(logging.Filter):
+    """A note as one line, its file names shown as every message shows them (terminal.path_text): a name's newline or
+    ESC escaped, a byte that is not UTF-8 as \\xNN."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = path_text(record.getMessage()), None
+        return True
+
+
+def logger(name: str) -> logging.Logger:
+    """The logger of a module of mmgen's that tells the user notes (stderr, as warnings): each one line (_OneLine)."""
+    named = logging.getLogger(name)
+    if not any(isinstance(f, _OneLine) for f in named.filters):
+        named.addFilter(_OneLine())
+    return named
+
+
+log = logger(__name__)
 _said: set[str] = set()
 _gathered: dict[str, list[str]] | None = None  # while gathering: what is noted → the files it was noted of
 _held: dict[str, tuple[float, int, Callable[[float, int], str]]] | None = None  # while held back: what is noted →

@@ -13,7 +13,6 @@ they were; the new track goes at `start` seconds on it).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from mmgen.files import atomic_output
 from mmgen.media.containers import CONTAINERS, Container, container_for, holders
 from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
+from mmgen.media.notes import logger
 from mmgen.media.probe import (
     codec_name,
     declared_end,
@@ -56,7 +56,7 @@ from mmgen.media.tracks import (
 )
 from mmgen.output_checks import check_writable
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 KINDS = ("video", "audio")  # output stream order
 
 

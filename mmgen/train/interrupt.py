@@ -57,4 +57,5 @@ class StopRequest:
             return
         self.requested = True
         record(signum)
-        say("\nmmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")
+        say("")  # below the bar's line
+        say("mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")

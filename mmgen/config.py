@@ -245,25 +245,12 @@ def to_dict(obj: Any) -> Any:
 
 
 def json_text(value: Any, **options: Any) -> str:
-    """json.dumps of what people and other programs read (sidecars, --json): a file name that is not UTF-8,
-    which Python holds as lone surrogates that strict JSON parsers refuse, is written with its odd bytes as
-    \\xNN text instead."""
-    return json.dumps(_unicode(value), **options)
-
-
-def _unicode(value: Any) -> Any:
-    if isinstance(value, str):
-        if value.isascii():
-            return value
-        try:
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that is no escaped byte
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_unicode(k): _unicode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unicode(v) for v in value]
-    return value
+    """json.dumps of what other programs read (sidecars, --json), in ASCII: a file name's byte that is not UTF-8,
+    which Python holds as a lone surrogate (surrogateescape), is written as that surrogate's escape — byte 0xff as
+    \\udcff — so the name comes back exact (`os.fsencode(json.loads(line)["mp4"])`) and never reads as another
+    file's: text \\xff would also be the name of a file literally called `\\xff`. Messages for people show such a
+    byte as \\xff (terminal.path_text); the README says the rule where it shows a sidecar."""
+    return json.dumps(value, **options)
 
 
 def nearest_key(key: Any, known: tuple[str, ...]) -> str | None:

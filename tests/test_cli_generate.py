@@ -105,16 +105,20 @@ def test_json_prints_one_object_per_clip_on_stdout_and_messages_on_stderr(two_cl
     assert "seed 7..8" in done.stderr and "{" not in done.stderr
 
 
-def test_a_folder_name_that_is_not_utf8_is_written_as_escapes_strict_json_parsers_read(tiny, tmp_path):
-    """Linux allows any bytes in a name; Python holds the odd ones as lone surrogates (\\udcff), which strict
-    JSON parsers (not Python's) refuse. The sidecar and --json write the byte as the text \\xff instead."""
+def test_a_folder_name_that_is_not_utf8_comes_back_exact_from_the_json(tiny, tmp_path):
+    """Linux allows any bytes in a name; Python holds the odd ones as lone surrogates. The sidecar and --json write
+    one as its escape (\\udcff), in ASCII: the name's bytes come back (os.fsencode), and it is not the name of a file
+    literally called `takes-\\xff`, as the text \\xff was."""
     out = tmp_path / os.fsdecode(b"takes-\xff")
+    (tmp_path / "takes-\\xff").mkdir()  # the other folder that text \\xff named
     done = run_here("generate", "-m", tiny, "--steps", "2", "--no-previews", "-o", out, "--json",
                     env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
-    written = (out / "clip_0000.json").read_bytes().decode("utf-8")
+    written = (out / "clip_0000.json").read_bytes().decode("ascii")
     for text in (done.stdout, written):
-        assert "\\ud" not in text and json.loads(text)["mp4"] == f"{tmp_path}/takes-\\xff/clip_0000.mp4"
+        assert text.isascii() and "takes-\\udcff" in text
+        mp4 = json.loads(text)["mp4"]
+        assert os.fsencode(mp4) == os.fsencode(tmp_path) + b"/takes-\xff/clip_0000.mp4" and os.path.isfile(mp4)
 
 
 def test_the_seed_in_a_sidecar_makes_that_clip_again(two_clips, tiny, tmp_path):

@@ -9,6 +9,7 @@ from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.pipelines import outputs
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
@@ -24,6 +25,8 @@ def animate(
     (a picture in the input, which is left out, does not count: a sound that started 0.5 s into it starts the
     output), with that audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
     sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written."""
+    check_arguments("animate", settings, AnimateSettings, paths={"input": input, "output": output}, overwrite=overwrite,
+                    progress=progress)
 
     def writer_for(source: Path, model_rate: int, start: float) -> Writer:
         def write(result: Result, paths: OutputPaths) -> dict | None:

@@ -14,6 +14,7 @@ from mmgen.media.containers import MEDIA_SUFFIXES, kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines import outputs
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
@@ -47,6 +48,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
 def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int = 1, progress: ProgressFn = quiet
              ) -> list[Result]:
     """Generate `settings.num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
+    check_arguments("generate", settings, GenerateSettings, batch_size=batch_size, progress=progress)
     run = prepare(settings)
     return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
@@ -61,8 +63,8 @@ def generate_files(
 ) -> list[Result]:
     """Generate `settings.num` clips into OUT_DIR/clip_0000.mp4 … with a sidecar .json each (and _frames.png /
     _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    check_arguments("generate_files", settings, GenerateSettings, paths={"out_dir": out_dir}, batch_size=batch_size,
+                    overwrite=overwrite, progress=progress)
     _check_folder_name(out_dir)
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     inputs = input_files(settings)

@@ -28,6 +28,7 @@ from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.conditional import OTHER, check_length, check_sound
 from mmgen.pipelines.events import ProgressFn, quiet
@@ -166,6 +167,8 @@ def retake(
     """Write OUTPUT (default INPUT_retake.mp4, or the input's container when mp4 cannot carry its picture):
     the input with `settings.modality` remade inside `settings.ranges` ("A:B" seconds, or TimeRanges).
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
+    check_arguments("retake", settings, RetakeSettings, paths={"input": input, "output": output}, overwrite=overwrite,
+                    progress=progress)
     modality, delivery = settings.modality, settings.delivery()
     source = Path(input)
     info = probe(source)

@@ -11,6 +11,7 @@ from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
@@ -26,6 +27,8 @@ def soundtrack(
     exactly as long, from the picture's start (the output's 0, whatever the input's sound did before it), blended with the input's own audio by `settings.mix` (0: only the new audio). With
     `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
     loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
+    check_arguments("soundtrack", settings, SoundtrackSettings, paths={"input": input, "output": output},
+                    overwrite=overwrite, progress=progress)
 
     mix = settings.mix
     output = outputs.output_for(input, output, "soundtrack")

@@ -1,0 +1,47 @@
+"""The arguments of the Python API's functions (generate, generate_files, soundtrack, animate, retake), checked
+as each is called by this one helper, before any work: one wrong is an InvalidArgument naming the function and
+the argument in one line (exit 2), not an AttributeError or a TypeError from deep inside the run. The settings
+check their own fields as they are built (pipelines.settings)."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+
+from mmgen.errors import InvalidArgument
+from mmgen.pipelines.settings import KINDS, RunSettings
+
+
+def check_arguments(function: str, settings: object, kind: type[RunSettings], *,
+                    paths: Mapping[str, object] = {}, optional: tuple[str, ...] = ("output",), batch_size: object = 1,
+                    overwrite: object = False, progress: object = None) -> None:
+    """Refuse what `function` cannot take: `settings` not of its class `kind`, a path of `paths` (name → value)
+    that is neither a str nor a path-like (None only for the `optional` ones: the output, named after the input), a `batch_size` that is no whole
+    number of at least 1, an `overwrite` that is no bool (`"no"` would replace files), a `progress` that is no
+    function."""
+
+    def refuse(argument: str, expected: str, value: object) -> None:
+        raise InvalidArgument(f"{function}(): {argument} must be {expected}, got {_said(value)}")
+
+    if not isinstance(settings, kind):
+        refuse("settings", f"a {kind.__name__}", settings)
+    for argument, value in paths.items():
+        if (value is not None or argument not in optional) and not (isinstance(value, str | os.PathLike) and isinstance(os.fspath(value), str)):
+            refuse(argument, "a path (a str or a pathlib.Path)", value)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        refuse("batch_size", "a whole number of at least 1", batch_size)
+    if not isinstance(overwrite, bool):
+        refuse("overwrite", "True or False", overwrite)
+    if progress is not None and not callable(progress):
+        refuse("progress", "a function taking a ProgressEvent", progress)
+
+
+def _said(value: object) -> str:
+    """A value refused, as the line says it: settings by their class (another command's, named), else its repr
+    cut short."""
+    if isinstance(value, RunSettings):
+        of = next((f" (the settings of {name})" for name, cls in KINDS.items() if type(value) is cls), "")
+        return f"{type(value).__name__}{of}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from mmgen.terminal import number_text
 
 
@@ -82,4 +85,33 @@ class WeightsMismatch(UsageError):
 
 
 class OutputExists(UsageError):
-    """An output would overwrite an existing file and --overwrite was not given."""
+    """An output would overwrite an existing file and --overwrite (overwrite=True) was not given. Unless it is
+    given a hint of its own, its hint says how to ask for that in its reader's words: `pass overwrite=True to
+    replace it` to a Python caller, `pass --overwrite …` while the command line runs (`command_line_words`)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.own_hint = hint
+        super().__init__(message, hint)
+
+    @property
+    def hint(self) -> str:
+        return self.own_hint or f"pass {'--overwrite' if _command_line else 'overwrite=True'} to replace it"
+
+    @hint.setter
+    def hint(self, value: str | None) -> None:
+        self.own_hint = value
+
+
+_command_line = False  # the command line is running (mmgen.cli): errors name a setting by its flag
+
+
+@contextmanager
+def command_line_words() -> Iterator[None]:
+    """While the command line runs, an error's hint names a setting as its flag (`--overwrite`), not as the Python
+    API's argument (`overwrite=True`)."""
+    global _command_line
+    outer, _command_line = _command_line, True
+    try:
+        yield
+    finally:
+        _command_line = outer

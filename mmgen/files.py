@@ -137,10 +137,10 @@ def _commit(temp: Path, target: Path, replace: bool) -> None:
     try:
         os.link(temp, target)  # atomic, and fails if the name was taken meanwhile
     except FileExistsError:
-        raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it") from None
+        raise OutputExists(f"{target} already exists") from None
     except OSError:  # a filesystem without hard links: check, then rename
         if os.path.lexists(target):
-            raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it") from None
+            raise OutputExists(f"{target} already exists") from None
         os.replace(temp, target)
     else:
         temp.unlink()

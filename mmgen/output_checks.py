@@ -29,7 +29,7 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if target.is_dir():
         raise MediaError(f"cannot write {target}: it is a directory")
     if os.path.lexists(target) and not overwrite:
-        raise OutputExists(f"{target} already exists", hint="pass --overwrite to replace it")
+        raise OutputExists(f"{target} already exists")
     existing = nearest_existing(folder)
     if existing.exists() and not existing.is_dir():  # the folder, or one it would be made in
         raise MediaError(f"cannot write {target}: {existing} is {kind_of(existing)}, not a directory")

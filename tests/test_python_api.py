@@ -3,11 +3,18 @@ called, in one line of mmgen's own errors, before any work."""
 
 from __future__ import annotations
 
+import io
+import re
+import subprocess
+import sys
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
+from cli_here import run_here
+from mmgen_cli import mmgen_env
 
-from mmgen.errors import InvalidArgument, UsageError
+from mmgen.errors import InvalidArgument, OutputExists, UsageError
 from mmgen.pipelines import (
     AnimateSettings,
     GenerateSettings,
@@ -54,3 +61,68 @@ def test_a_wrong_argument_is_refused_as_the_function_is_called(tmp_path: Path, c
     assert isinstance(refused.value, UsageError) and refused.value.exit_code == 2
     assert isinstance(refused.value, TypeError) and isinstance(refused.value, ValueError)  # as Python's own would be
     assert list(tmp_path.iterdir()) == []  # nothing read or written, no model loaded
+
+
+NOTE = "from mmgen.media.notes import note; note('x.mp4', 'its 6-channel audio is mixed to mono', 'surround')"
+
+
+def test_a_library_callers_notes_go_to_its_logging_setup_not_to_stderr():
+    """A pipeline never prints: with no logging set up, a note went to stderr through Python's last-resort handler
+    (the package's logger had no handler); now it goes nowhere unless the caller's logging takes it."""
+    quiet = subprocess.run([sys.executable, "-c", NOTE], capture_output=True, text=True, check=True)
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    logged = subprocess.run([sys.executable, "-c", f"import logging; logging.basicConfig(); {NOTE}"],
+                            capture_output=True, text=True, check=True)
+    assert logged.stderr == "WARNING:mmgen.media.notes:x.mp4: its 6-channel audio is mixed to mono\n"
+
+
+def test_the_command_line_says_the_notes_on_its_stderr_as_they_are():
+    from mmgen.cli import notes_on_stderr
+    from mmgen.media.notes import note
+
+    said = io.StringIO()
+    with redirect_stderr(said), notes_on_stderr():
+        note("y.mp4", "its 6-channel audio is mixed to mono", "surround")
+    note("z.mp4", "its 6-channel audio is mixed to mono", "surround")  # the command over: not on its stderr
+    assert said.getvalue() == "y.mp4: its 6-channel audio is mixed to mono\n"
+
+
+def test_the_readmes_python_api_paragraph_holds_true():
+    """Its settings build, the wrong values it names are refused as it says, and the names it gives exist."""
+    import mmgen.errors
+    import mmgen.pipelines
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("The Python API takes the same settings"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    wrong = paragraph[paragraph.index("a wrong value ("):paragraph.index("raises `mmgen.errors.InvalidSetting`")]
+    namespace = vars(mmgen.pipelines) | {name: getattr(mmgen.pipelines, name) for name in mmgen.pipelines.__all__}
+    examples = re.findall(r"\w+Settings\([^()]*(?:\([^()]*\)[^()]*)*\)", paragraph)
+    assert len(examples) == 6, examples
+    for example in examples:
+        if example in wrong:
+            with pytest.raises(mmgen.errors.InvalidSetting):
+                eval(example, namespace)
+        else:
+            assert isinstance(eval(example, namespace), mmgen.pipelines.RunSettings), example
+    for call in ("soundtrack(", "generate(", "animate(", "retake("):
+        assert call in paragraph and callable(getattr(mmgen.pipelines, call[:-1]))
+    named = re.findall(r"`mmgen\.errors\.(\w+)`", paragraph)
+    assert {"InvalidSetting", "InvalidArgument", "MmgenError", "UsageError", "OutputExists"} <= set(named)
+    assert all(issubclass(getattr(mmgen.errors, name), mmgen.errors.MmgenError) for name in named)
+
+
+def test_an_existing_output_is_refused_in_the_words_of_its_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The hint named the command line's flag to a Python caller, who has no flags: it names the argument there."""
+    (tmp_path / "clip_0000.mp4").write_bytes(b"mine")
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    with pytest.raises(OutputExists) as refused:
+        generate_files(tmp_path, GenerateSettings(previews=False))
+    assert str(refused.value) == f"{tmp_path / 'clip_0000.mp4'} already exists (pass overwrite=True to replace it)"
+    done = run_here("generate", "-o", tmp_path, "--no-previews", env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == f"mmgen: error: {tmp_path / 'clip_0000.mp4'} already exists (pass --overwrite to replace it)\n"
+    assert str(refused.value).endswith("(pass overwrite=True to replace it)")  # the same error, after the command
+    assert (tmp_path / "clip_0000.mp4").read_bytes() == b"mine"

@@ -95,7 +95,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     adapter = read_adapter(file)
     with _locked(name):  # as a model's: one registration (or removal) of NAME at a time
         if (folder / RECORD).is_file() and not overwrite:
-            raise OutputExists(f"adapter {name!r} is already registered", hint="pass --overwrite to replace it")
+            raise OutputExists(f"adapter {name!r} is already registered")
         with kept_together():  # the file and its record: all new, or all as they were (a stop cannot split them)
             retire(folder / RECORD)  # first: a kill -9 leaves no old record beside a new file
             with atomic_path(folder / FILE) as tmp:

@@ -8,10 +8,13 @@ Importing this package costs nothing (the standard library only): typer, torch a
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
@@ -43,6 +46,31 @@ def nothing_kept(command: str | None, by: str = "") -> str:
     return f"interrupted{by}; nothing written" if command in WRITERS else f"interrupted{by}"
 
 
+@contextlib.contextmanager
+def notes_on_stderr() -> Iterator[None]:
+    """While a command runs, mmgen's notes (warnings on the `mmgen` logger, mmgen.media.notes) are lines on its
+    stderr (the one of the moment: a test's own), as they are: the package gives a library caller's notes to its
+    logging setup only (a NullHandler), never to stderr."""
+    handler = _StderrLines(logging.WARNING)
+    logger = logging.getLogger("mmgen")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+class _StderrLines(logging.StreamHandler):
+    """A StreamHandler writing each message, as it is, to sys.stderr as it is when the message comes."""
+
+    def __init__(self, level: int):
+        logging.Handler.__init__(self, level)  # no stream of its own
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
 def _error(message: str) -> None:
     from mmgen.terminal import say
 
@@ -59,12 +87,13 @@ def _rank() -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
+    from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
 
     global _began
     _began = False
     try:
-        with stops_interrupt():
+        with stops_interrupt(), notes_on_stderr(), command_line_words():
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass

@@ -1,4 +1,4 @@
-"""The Python API: generate, soundtrack and animate as plain functions over typed settings (the `mmgen` command
+"""The Python API: generate, soundtrack, animate and retake as plain functions over typed settings (the `mmgen` command
 is a thin shell over them). Each validates cheaply first, then loads the model, samples, and writes atomically.
 
     from mmgen.pipelines import SoundtrackSettings, soundtrack
@@ -16,8 +16,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "clips": ["Clip", "Provenance", "Result"],
         "events": ["ProgressEvent", "ProgressFn"],
         "generate": ["generate", "generate_files"],
+        "retake": ["retake"],
         "settings": [
-            "AnimateSettings", "GenerateSettings", "InvalidSetting", "MatchingSettings", "RunSettings", "SoundtrackSettings",
+            "AnimateSettings", "GenerateSettings", "InvalidSetting", "MatchingSettings", "RetakeSettings", "RunSettings",
+            "SoundtrackSettings",
         ],
         "soundtrack": ["soundtrack"],
     },

@@ -165,7 +165,7 @@ def retake(
     inputs: Sequence[Path] = (),
 ) -> Result:
     """Write OUTPUT (default INPUT_retake.mp4, or the input's container when mp4 cannot carry its picture):
-    the input with `settings.modality` remade inside `settings.ranges` ("A:B" seconds, or TimeRanges).
+    the input with `settings.modality` remade inside `settings.ranges` ("A:B" in seconds, each a str).
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     check_arguments("retake", settings, RetakeSettings, paths={"input": input, "output": output}, overwrite=overwrite,
                     progress=progress)

@@ -202,7 +202,7 @@ def import_weights(
         trust.check_trusted(cache.root, name, source_sha256, size, str(file))
     with cache.lock(name):
         if cache.record(name) is not None and not overwrite:
-            raise OutputExists(f"{name!r} is already in the cache", hint="pass --overwrite to replace it")
+            raise OutputExists(f"{name!r} is already in the cache")
         with kept_together():  # the model and the trust it adds: a stop keeps both or neither
             record = install(
                 cache,

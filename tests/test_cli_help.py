@@ -301,3 +301,14 @@ def test_help_says_each_number_s_range_and_what_0_means_where_typer_does_not():
     assert "fp32 for narrower ones such as the demo" in _option_help("finetune", "--precision")
     verify = COMMANDS["models verify"]
     assert "only the models with --model, only the adapters with --adapter" in " ".join(verify.help.split())
+
+
+def test_a_group_lists_its_commands_each_in_one_paragraph_the_terminal_wraps(tmp_path):
+    """typer's rich help kept a docstring's line breaks in its group's list of commands: `mmgen models --help` broke
+    "the weights file mmgen⏎ loads" and "a cached⏎ file", whatever the terminal's width. Each is one paragraph."""
+    done = run_here("models", "--help", env=mmgen_env(tmp_path, COLUMNS="300", NO_COLOR="1"))
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    assert "the sha256 of the weights file mmgen loads (and of the file it came from" in rows["list"]
+    assert "a cached file that changed on disk is fetched again." in rows["pull"]
+    assert "as safetensors; register a LoRA adapter under a name" in rows["import"]

@@ -472,3 +472,21 @@ def test_a_checkpoint_downloaded_by_hand_given_to_m_says_how_to_import_it(tmp_pa
                              f"{line.split(': ')[0]} --name NAME`, adding --arch mm-unet or sr-unet for a model the "
                              "registry does not know; then give NAME)\n"), done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Landscape.pt", "cache", "pt"]
+
+
+def test_models_info_says_no_python_none_and_its_json_is_data(tmp_path):
+    """`models info demo` printed Python's `base: None` and `upsampler: None`; its --json said the weights' size
+    null (`models list --json` knows it: the bundled file's) and `config` as the prose "(from the weights file)". A
+    field with nothing to say is left out of the lines; in --json a config the weights file holds is null and the
+    size is `models list`'s."""
+    env = mmgen_env(tmp_path)
+    shown = run_here("models", "info", "demo", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "None" not in shown.stdout
+    assert "        config: (from the weights file)\n" in shown.stdout and "upsampler:" not in shown.stdout
+    info = json.loads(run_here("models", "info", "demo", "--json", env=env).stdout)
+    listed = [json.loads(line) for line in run_here("models", "list", "--json", env=env).stdout.splitlines()]
+    assert info["config"] is None and info["base"] is None and info["upsampler"] is None
+    assert info["weights"]["size"] == next(row["size"] for row in listed if row["name"] == "demo") > 0
+    landscape = json.loads(run_here("models", "info", "landscape", "--json", env=env).stdout)
+    assert landscape["config"]["model_channels"] == 128 and landscape["weights"]["size"] is None  # not estimated

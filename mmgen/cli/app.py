@@ -121,14 +121,21 @@ def _check_working_folder() -> None:
 
 def command():
     """The `mmgen` command as click runs it, with the root's --debug on every subcommand too (not passed to it: the
-    switch acts as it is parsed), so the advice "run with --debug" holds wherever it is added."""
+    switch acts as it is parsed), so the advice "run with --debug" holds wherever it is added; and each subcommand's
+    line in its group's list (`short_help`) as one paragraph that the terminal wraps: typer's rich help keeps the
+    line breaks of a docstring's first paragraph there (`mmgen models --help` broke "the weights file mmgen⏎ loads"),
+    though not on the command's own --help."""
     import copy
+    import inspect
 
     root = typer.main.get_command(app)
     debug = next(param for param in root.params if param.name == "debug")
 
     def give(group) -> None:
         for sub in getattr(group, "commands", {}).values():
+            first = inspect.cleandoc(sub.help or "").split("\n\n")[0]
+            if sub.short_help is None and not first.startswith("\b"):  # \b: a paragraph kept as written
+                sub.short_help = " ".join(first.split())
             if not any(param.name == "debug" for param in sub.params):
                 switch = copy.copy(debug)
                 switch.expose_value = False

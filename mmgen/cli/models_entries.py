@@ -22,6 +22,10 @@ from mmgen.cli.options import closed_stdout
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
 from mmgen.terminal import say
 
+# What `models info` says of a field whose --json value is null, where that means more than "none" (a field it
+# leaves out otherwise)
+UNSTATED = {"config": "(from the weights file)"}
+
 if TYPE_CHECKING:
     from mmgen.weights.catalog import Verdict
 
@@ -184,5 +188,7 @@ def info(
         emit(details)
         return
     for key, value in details.items():
-        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        if value is None and key not in UNSTATED:  # nothing to say: no base, no upsampler
+            continue
+        shown = UNSTATED[key] if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
         print(f"{key:>14}: {shown}", flush=True)  # the result: stdout

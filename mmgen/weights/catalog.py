@@ -193,8 +193,9 @@ def describe(name: str) -> dict[str, Any]:
     details: dict[str, Any] = {"kind": "model", "name": name, "status": row.status, "sha256": row.sha256,
                                **({"source_sha256": row.source_sha256} if row.source_sha256 else {})}
     if entry is not None:
-        details.update(to_dict(entry))
-        details["config"] = to_dict(entry.config) if entry.config is not None else "(from the weights file)"
+        details.update(to_dict(entry))  # config: None where the weights file's own metadata holds it
+        if details["weights"].get("size") is None and row.size is not None and not row.size_estimated:
+            details["weights"]["size"] = row.size  # the file's, as `models list` shows it (a bundled one's)
         details["registry_file"] = str(registry.files[name])
     if entry is not None and entry.needs_import and record is None:
         details["how_to_get"] = (

@@ -17,6 +17,7 @@ from mmgen_cli import mmgen_env
 
 from mmgen import files
 from mmgen.cli import run
+from mmgen.errors import StorageError
 from mmgen.models import build_model, config_for
 from mmgen.train.checkpoint import Checkpoint, list_checkpoints, resume_from, save_checkpoint, set_aside
 from mmgen.train.run_weights import RunWeights
@@ -248,3 +249,22 @@ def test_a_checkpoint_on_a_failing_disk_is_not_set_aside_as_damaged(finished, tm
         f"mmgen: error: cannot read {newest / 'state.pt'}: Input/output error (the disk holding it failed; copy it "
         "from a good one and run it again)")
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]
+
+
+def test_whether_a_checkpoint_loads_is_not_told_from_a_failing_disk(tmp_path, monkeypatch):
+    """Checkpoint.unreadable (does a finished run's --resume have nothing to do?) meets an I/O error opening a
+    weights file as load_checkpoint does: the disk's trouble (StorageError, exit 1, naming the file), not a reason the
+    checkpoint is damaged — it was "model.safetensors: Input/output error", taken as damage."""
+    import safetensors
+
+    folder = tmp_path / "step-0000002"
+    folder.mkdir()
+    for name in ("model.safetensors", "ema.safetensors", "state.pt"):
+        (folder / name).write_bytes(b"x")
+
+    def bad_sector(path, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(safetensors, "safe_open", bad_sector)
+    with pytest.raises(StorageError, match=f"cannot read {folder / 'model.safetensors'}: Input/output error"):
+        Checkpoint(folder, 2).unreadable()

@@ -79,7 +79,8 @@ class Checkpoint:
     def unreadable(self) -> str | None:
         """Why this checkpoint cannot load, told without reading a tensor or unpickling anything: a file missing or
         empty, a weights file whose header does not cover it (cut short), a state.pt that is no torch.save file.
-        None when it may load (load_checkpoint reads it all and finds the rest)."""
+        None when it may load (load_checkpoint reads it all and finds the rest). A failing disk is no reason: its
+        StorageError (read_failure) goes through, as load_checkpoint lets it."""
         if missing := self.missing():
             return missing
         for weights in (self.raw_weights, self.ema_weights):
@@ -87,6 +88,8 @@ class Checkpoint:
                 with safetensors.safe_open(str(weights), framework="pt"):
                     pass
             except (OSError, safetensors.SafetensorError) as e:
+                if isinstance(e, OSError) and (failure := read_failure(weights, e)) is not e:
+                    raise failure from None  # a failing disk is no damaged checkpoint, as load_checkpoint says it
                 return f"{weights.name}: {' '.join(str(e).split()) or e.__class__.__name__}"
         why = not_a_torch_checkpoint(self.path / "state.pt")
         return f"state.pt: {why}" if why else None

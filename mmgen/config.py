@@ -222,13 +222,14 @@ def parse_json(text: str | bytes, where: str, what: str = "file", hint: str | No
 
 def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     """Build dataclass `cls` from a mapping, strictly. `where` prefixes every error message."""
-    return _convert(cls, data, where, "")
+    return _convert(cls, data, where, "", text=True)
 
 
-def converted(tp: Any, value: Any, where: str, key: str) -> Any:
-    """One value as from_dict takes a field of type `tp`, an error naming it `where: key` (a key that is another
-    name of the field)."""
-    return _convert(tp, value, where, key)
+def converted(tp: Any, value: Any, where: str, key: str, *, text: bool = False) -> Any:
+    """One value as a field of type `tp` takes it, an error naming it `where: key` (a key that is another name of
+    the field). `text`: the value was read from a file's text, as from_dict's are, where YAML 1.1 leaves a number
+    in scientific notation without a dot (`5e-4`) a string, taken as the number; from Python a str is no number."""
+    return _convert(tp, value, where, key, text)
 
 
 def to_dict(obj: Any) -> Any:
@@ -297,7 +298,7 @@ def _expected(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
-def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
+def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -311,7 +312,7 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         for name, f in known.items():
             sub = f"{field}.{name}" if field else name
             if name in value:
-                kwargs[name] = _convert(hints[name], value[name], where, sub)
+                kwargs[name] = _convert(hints[name], value[name], where, sub, text)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 _fail(where, sub, "required field is missing")
         try:
@@ -326,10 +327,10 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
             _fail(where, field, "must not be null")
         arms = [arg for arg in args if arg is not type(None)]
         if len(arms) == 1:  # optional: what the one type says (a nested field's own line), as when not optional
-            return _convert(arms[0], value, where, field)
+            return _convert(arms[0], value, where, field, text)
         for arg in arms:
             try:
-                return _convert(arg, value, where, field)
+                return _convert(arg, value, where, field, text)
             except ConfigError:
                 continue
         _fail(where, field, f"expected {' or '.join(_expected(arg) for arg in arms)}, got {value!r}")
@@ -345,15 +346,15 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 _fail(where, field, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, where, f"{field}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+            return tuple(_convert(a, v, where, f"{field}[{i}]", text) for i, (a, v) in enumerate(zip(args, value, strict=True)))
         item = args[0] if args else Any
-        items = [_convert(item, v, where, f"{field}[{i}]") for i, v in enumerate(value)]
+        items = [_convert(item, v, where, f"{field}[{i}]", text) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             _fail(where, field, f"expected a mapping, got {type(value).__name__}")
         kt, vt = get_args(tp) or (Any, Any)
-        return {_convert(kt, k, where, field): _convert(vt, v, where, f"{field}.{k}") for k, v in value.items()}
+        return {_convert(kt, k, where, field, text): _convert(vt, v, where, f"{field}.{k}", text) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -365,7 +366,7 @@ def _convert(tp: Any, value: Any, where: str, field: str) -> Any:
             _fail(where, field, f"expected an integer, got {value!r}")
         return int(value)  # numpy's integers too, from Python
     if tp is float:
-        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        if text and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string; users mean the number
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             _fail(where, field, f"expected a number, got {value!r}")

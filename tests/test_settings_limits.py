@@ -211,6 +211,7 @@ WRONGLY_TYPED = [
     (GenerateSettings, "precision", "fp8", "'fp8' is not one of 'auto', 'fp32', 'fp16', 'bf16'"),
     (GenerateSettings, "upscale", "yes", "expected true/false, got 'yes'"),
     (SoundtrackSettings, "mix", "0.3", "expected a number, got '0.3'"),
+    (SoundtrackSettings, "guidance_scale", "3e6", "expected a number, got '3e6'"),  # was 3000000.0: YAML's leniency
     (SoundtrackSettings, "guidance", "foo", "'foo' is not one of 'replacement', 'gradient'"),
     (SoundtrackSettings, "wav", 1, "expected true/false, got 1"),
     (AnimateSettings, "overlap", None, "expected a number, got None"),
@@ -239,6 +240,18 @@ def test_the_settings_take_the_lossless_forms_of_a_value_and_hold_the_fields_typ
     assert SoundtrackSettings(mix=1, overlap=0, loudness="off").delivery().loudness is None
     assert RetakeSettings(ranges=("1:2",), video=True).ranges == ("1:2",)
     assert GenerateSettings(sample_rate=44100).delivery().sample_rate == 44100
+
+
+def test_a_batch_file_reads_scientific_notation_as_the_number_it_is_where_python_gives_text(folder: Path, capsys):
+    """YAML 1.1 leaves `5e-1` (no dot) a string; a batch file means the number, and gets it. A str given from Python
+    is text, refused as any other str for a number (it was read as one: only YAML's text is read so)."""
+    jobs = folder / "jobs.yaml"
+    jobs.write_text("jobs:\n  - kind: soundtrack\n    input: clip.mp4\n    model: tiny.safetensors\n"
+                    "    overlap: 5e-1\n    guidance: gradient\n    guidance_scale: 2e1\n")
+    code, said = mmgen(capsys, "batch", jobs, "--dry-run")
+    assert code == 0, said
+    with pytest.raises(InvalidSetting, match="^overlap: expected a number, got '5e-1'$"):
+        SoundtrackSettings(overlap="5e-1")
 
 
 def test_a_flag_of_the_wrong_type_is_still_refused_in_the_flags_words(folder: Path, capsys):

@@ -12,7 +12,7 @@ a repeatable option is a tuple field. Fields must stay hashable: a batch shares 
 Each field's value is checked against its annotation when built, by the same converter that reads a batch file's
 keys (mmgen.config.converted), so a settings object built from Python takes what a batch file takes and refuses
 the rest with InvalidSetting naming the field: a whole number for an int (never a bool, nor a float such as 7.0,
-as the flags refuse `--seed 7.0`); any number for a float; one of the words of a Literal; a list or tuple for a
+as the flags refuse `--seed 7.0`); any number for a float (a str never: `5e-4` read as a number is a YAML file's text's); one of the words of a Literal; a list or tuple for a
 repeatable option (held as a tuple); a pathlib.Path for a file named by a str field (model, adapter).
 """
 

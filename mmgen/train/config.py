@@ -270,7 +270,7 @@ def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
         if field_name != key and field_name in data:
             raise ConfigError(f"{where}: {key} and {field_name} are one setting: give one of them")
         if field_name != key:  # its value checked under the key it was given by
-            value = converted(get_type_hints(FinetuneConfig)[field_name], value, where, key)
+            value = converted(get_type_hints(FinetuneConfig)[field_name], value, where, key, text=True)
         if key not in fields and field_name == key:
             flag_of = {flag[2:]: name for name, flag in _FLAGS.items() if flag[2:] not in fields}
             if str(key) in flag_of:

@@ -78,7 +78,8 @@ def generate_clips(
     *,
     callback: Callback | None = None,
 ) -> Modal:
-    """New clips from noise, clip b from seed `seeds[b]` whatever the batch; eval mode for the call."""
+    """New clips from noise, clip b from seed `seeds[b]`: the same clip in any batch within float rounding (a batched
+    convolution rounds otherwise, not bitwise); eval mode for the call."""
     was_training = model.training
     model.eval()
     try:

@@ -24,7 +24,8 @@ from mmgen.pipelines.settings import GenerateSettings
 
 def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progress: ProgressFn = quiet
                   ) -> Iterator[Result]:
-    """Clips 0..num-1 of `run`, a batch at a time; clip k comes from seed run.seed + k whatever the batch."""
+    """Clips 0..num-1 of `run`, a batch at a time; clip k comes from seed run.seed + k, the same clip in any batch
+    within float rounding (a batched convolution rounds otherwise: ~1e-5, not bitwise)."""
     if num < 1 or batch_size < 1:
         raise ValueError("num and batch_size must be at least 1")
     base = models.base

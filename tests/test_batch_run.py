@@ -617,3 +617,33 @@ def test_a_failed_jobs_record_keeps_its_error_not_the_advice_and_retries_do_not_
         sizes.append(len(records(out)))
     assert [(r["state"], r.get("error")) for r in records(out)] == [("started", None), ("failed", "it cannot be made")] * 2
     assert sizes == [2, 4, 4]
+
+
+def test_the_time_left_of_a_resumed_batch_is_from_the_jobs_it_runs_not_those_done_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Three of six jobs done before: the first ETA of the resumed run counted them as three jobs done in no time
+    (`ETA 0:00:07` for two jobs of 10 s each left), as plain lines and the bar both estimate it."""
+    from mmgen.cli.progress import PlainLines
+
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    save_tiny_model(tmp_path / "tiny.safetensors")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n"
+                    + "".join(f"  - {{kind: generate, name: j{k}, seed: {k}}}\n" for k in range(6)))
+    plan = plan_batch(jobs)
+    plan = dataclasses.replace(plan, status={job.number: "done" if job.number <= 3 else "new" for job in plan.jobs})
+    now = [0.0]
+
+    def job_of_ten_seconds(job, *args):
+        now[0] += 10
+        return batch_run.Outcome(job.number, job.kind, job.output, "done")
+
+    monkeypatch.setattr(batch_run, "_run_job", job_of_ten_seconds)
+    plain = PlainLines(clock=lambda: now[0])
+    said = []
+    run_plan(plan, progress=plain.track, on_outcome=lambda outcome: said.append((outcome.ending, plain.eta_of("jobs"))))
+    assert said == [("skipped", ""), ("skipped", ""), ("skipped", ""),
+                    ("done", ", ETA 0:00:20"), ("done", ", ETA 0:00:10"), ("done", "")]

@@ -47,8 +47,8 @@ class PlainLines:
         self._ids: dict[str, TaskID] = {}
 
     def track(self, event: ProgressEvent) -> None:
-        if event.task not in self._ids:
-            self._ids[event.task] = self._tasks.add_task(event.task, total=event.total, completed=event.done)
+        if event.task not in self._ids:  # from 0, as a bar's: a task's first count (a batch's jobs done before this
+            self._ids[event.task] = self._tasks.add_task(event.task, total=event.total)  # run) is where its rate starts
         self._tasks.update(self._ids[event.task], completed=event.done, total=event.total)
 
     def eta_of(self, task: str) -> str:

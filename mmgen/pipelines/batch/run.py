@@ -94,7 +94,6 @@ def run_plan(
     mine = share.of(plan.jobs)
     inputs = _inputs_in(plan.output_dir, plan.jobs)
     outcomes: dict[int, Outcome] = {}
-    progress(ProgressEvent("jobs", 0, len(mine)))
 
     def finish(outcome: Outcome) -> None:  # counted, then said: its line may say the time left after it
         outcomes[outcome.number] = outcome
@@ -103,7 +102,12 @@ def run_plan(
 
     for job in mine:
         if plan.status[job.number] == "done":
-            finish(Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank))
+            outcomes[job.number] = Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank)
+    # This run starts past the jobs done before it, in one event: they are no part of its rate (the time left is the
+    # jobs it runs, at the pace it runs them), where counted one by one they were a burst of jobs done in no time.
+    progress(ProgressEvent("jobs", len(outcomes), len(mine)))
+    for outcome in list(outcomes.values()):
+        on_outcome(outcome)
     failed = False  # --fail-fast's failed job: the jobs after it are not run
     # A stop, or a manifest that cannot be written (a full disk: no job could be recorded): so are the job it cut
     # short (failed, when it is the manifest) and those after; then it goes on

@@ -6,10 +6,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.measure import Measurement
-from rich.progress import BarColumn, Progress, ProgressColumn, Task
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TimeRemainingColumn
 from rich.table import Column, Table
 
 MIN_BAR = 10  # columns: a narrower bar says nothing its count does not
+# How far back the time left is estimated from: the rate over the updates of the last SPEED_WINDOW seconds. rich's
+# default (30 s) left no estimate at all where one item takes longer (a batch job, a training log step).
+SPEED_WINDOW = 600.0
+
+
+def eta(task: Task) -> str:
+    """`, ETA H:MM:SS` — the time left of `task` as its bar's TimeRemainingColumn shows it — for a plain line (of
+    clips, jobs, training steps, a download's bytes); "" while it is unknown (fewer than two updates in SPEED_WINDOW,
+    no total) or the task is done."""
+    if task.finished or task.time_remaining is None:
+        return ""
+    return f", ETA {TimeRemainingColumn().render(task)}"
 
 
 class FittingProgress(Progress):

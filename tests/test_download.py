@@ -439,7 +439,8 @@ def test_a_size_is_shown_in_the_unit_its_rounded_value_fits():
 
 
 def test_a_resumed_downloads_rate_counts_only_the_bytes_fetched_now(monkeypatch, capsys):
-    """Resumed at 5 of 10 MB, 2.5 MB fetched in 1 s: 2.5 MB/s, not 7.5 (the bytes already on disk are not speed)."""
+    """Resumed at 5 of 10 MB, 2.5 MB fetched in 1 s: 2.5 MB/s, not 7.5 (the bytes already on disk are not speed), and
+    the time left at that rate, as the bar and every other plain line say it (it had none)."""
     from mmgen.weights import progress
 
     clock = iter([100.0, 101.0])
@@ -448,7 +449,7 @@ def test_a_resumed_downloads_rate_counts_only_the_bytes_fetched_now(monkeypatch,
         bar.start(5_000_000, 10_000_000)
         bar.advance(2_500_000)
     assert capsys.readouterr().err.splitlines() == [
-        "mmgen: downloading x: 5.0 MB of 10.0 MB, resuming", "mmgen: downloading x: 7.5 MB of 10.0 MB (75%, 2.5 MB/s)"]
+        "mmgen: downloading x: 5.0 MB of 10.0 MB, resuming", "mmgen: downloading x: 7.5 MB of 10.0 MB (75%, 2.5 MB/s, ETA 0:00:01)"]
 
 
 def test_a_slow_downloads_plain_lines_say_what_has_arrived_of_the_whole(monkeypatch, capsys):
@@ -464,4 +465,5 @@ def test_a_slow_downloads_plain_lines_say_what_has_arrived_of_the_whole(monkeypa
         bar.advance(1_399_000)
         bar.advance(1_000)
     assert capsys.readouterr().err.splitlines() == [
-        "mmgen: downloading x: 0 B of 560.0 MB", "mmgen: downloading x: 1.4 MB of 560.0 MB (0%, 45.2 kB/s)"]
+        "mmgen: downloading x: 0 B of 560.0 MB",
+        "mmgen: downloading x: 1.4 MB of 560.0 MB (0%, 45.2 kB/s, ETA 3:26:09)"]  # at that rate, from its start

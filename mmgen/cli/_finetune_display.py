@@ -20,8 +20,7 @@ from rich.progress import (
 )
 
 from mmgen import terminal
-from mmgen.cli.progress import SPEED_WINDOW, eta
-from mmgen.progress_bars import FittingProgress
+from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
 from mmgen.terminal import path_text, say
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`

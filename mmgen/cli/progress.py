@@ -13,7 +13,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -21,23 +20,10 @@ from rich.progress import (
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
-from mmgen.progress_bars import FittingProgress
+from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
 from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
-# How far back the time left is estimated from: the rate over the updates of the last SPEED_WINDOW seconds. rich's
-# default (30 s) left no estimate at all where one item takes longer (a batch job, a training log step).
-SPEED_WINDOW = 600.0
-
-
-def eta(task: Task) -> str:
-    """`, ETA H:MM:SS` — the time left of `task` as its bar's TimeRemainingColumn shows it — for a plain line;
-    "" while it is unknown (fewer than two updates in SPEED_WINDOW) or the task is done."""
-    if task.finished or task.time_remaining is None:
-        return ""
-    return f", ETA {TimeRemainingColumn().render(task)}"
-
-
 class PlainLines:
     """Progress without bars (a pipe, a file, NO_COLOR): a line per finished clip or window, with its ETA. `track`
     keeps the count of any task without a line (a batch says each job's line itself, with `eta_of("jobs")`)."""

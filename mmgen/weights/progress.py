@@ -1,6 +1,6 @@
 """Byte progress for downloads and copies: a rich bar (bytes arrived of the whole, rate, time left) when stderr
 is a terminal, a few plain lines otherwise (logs and CI stay readable), each saying what has arrived of the whole,
-nothing when quiet."""
+its rate and the time left as the bar says it (progress_bars.eta), nothing when quiet."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import time
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    Progress,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
 from mmgen import terminal
-from mmgen.progress_bars import FittingProgress
+from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
 from mmgen.terminal import say, size_text
 
 _PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end),
@@ -36,6 +37,11 @@ class ByteProgress:
         self._next_time = 0.0
         self._started = 0.0
         self._start_done = 0
+        # Without a bar, the bytes still count on a task of their own, for the time left the bar would show (eta),
+        # at the time advance() read last
+        self._now = 0.0
+        self._plain = Progress(disable=True, get_time=lambda: self._now, speed_estimate_period=SPEED_WINDOW)
+        self._counted = None
 
     def __enter__(self) -> ByteProgress:
         shown = terminal.console()
@@ -64,6 +70,13 @@ class ByteProgress:
         if self._bar is not None:
             self._bar.update(self._task, completed=done, total=total)
         elif not self.quiet:
+            self._now = self._started
+            if self._counted is not None:
+                self._plain.remove_task(self._counted)
+            # Counted one byte ahead (of a whole one byte larger): the start is the rate's first sample even at 0
+            # bytes, which rich keeps only for a count that grew — the time to the first bytes is part of the rate
+            self._counted = self._plain.add_task(self.label, total=None if total is None else total + 1)
+            self._plain.update(self._counted, completed=done + 1)
             self._next_report = (done / total if total else 0.0) + _PLAIN_EVERY
             self._next_time = self._started + _PLAIN_SECONDS
             self.note(f"{self.label}: {self._arrived()}{', resuming' if done else ''}")
@@ -75,7 +88,9 @@ class ByteProgress:
             return
         if self.quiet:
             return
-        now = time.monotonic()
+        now = self._now = time.monotonic()
+        if self._counted is not None:
+            self._plain.update(self._counted, completed=self._done + 1)
         quarter = bool(self._total) and self._done / self._total >= self._next_report
         if quarter or now >= self._next_time:
             while self._total and self._done / self._total >= self._next_report:
@@ -83,7 +98,8 @@ class ByteProgress:
             self._next_time = now + _PLAIN_SECONDS
             rate = (self._done - self._start_done) / max(now - self._started, 1e-6)
             share = f"{self._done / self._total:.0%}, " if self._total else ""
-            self.note(f"{self.label}: {self._arrived()} ({share}{size_text(round(rate))}/s)")
+            left = next((eta(task) for task in self._plain.tasks if task.id == self._counted), "")
+            self.note(f"{self.label}: {self._arrived()} ({share}{size_text(round(rate))}/s{left})")
 
     def _arrived(self) -> str:
         """What has arrived of the whole: `1.4 MB of 560.0 MB` (never the announced size alone)."""

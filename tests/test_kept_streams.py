@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 from cli_here import run_here
-from media_factory import decode_audio, write_test_video, write_wide_clip
+from media_factory import decode_audio, write_test_audio, write_test_video, write_wide_clip
 from mmgen_cli import mmgen_env
 
 from mmgen.errors import MediaError
@@ -196,3 +196,30 @@ def test_a_pcm_sound_retaken_into_a_container_that_holds_pcm_stays_pcm_sample_ex
     (before, _), (after, _) = decode_audio(clip), decode_audio(out)
     outside = np.r_[0:12000, 21600:28800]  # 50 ms clear of the range's seams on each side
     assert after.shape == before.shape and np.array_equal(after[:, outside], before[:, outside])
+
+
+def sound_samples(path: Path) -> tuple[str, np.ndarray]:
+    """The codec of `path`'s sound and its samples as they decode (s32 for 24-bit PCM: every bit)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return stream.codec_context.name, np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+@pytest.mark.parametrize("kept_by", ["animate", "retake"])
+def test_a_24_bit_pcm_sound_kept_in_a_mkv_or_mov_is_copied(tiny, tmp_path, suffix, kept_by):
+    """Both containers hold 24-bit PCM (pcm_s24le) as it is: a WAV's sound kept under a new picture (animate; a
+    picture's retake) was encoded to AAC, the only PCM they were said to take being 16-bit."""
+    if kept_by == "animate":
+        source = write_test_audio(tmp_path / "take.wav", seconds=1.6, codec="pcm_s24le").path
+        args = ["animate", source]
+    else:
+        source = write_test_video(tmp_path / "take.mkv", seconds=1.6, size=(16, 16), sample_rate=16000,
+                                  audio_codec="pcm_s24le").path
+        args = ["retake", source, "--video", "--range", "0.5:0.9"]
+    out = tmp_path / f"out{suffix}"
+    done = run_here(*args, "-m", tiny, "--steps", "1", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    (codec, before), (kept, after) = sound_samples(source), sound_samples(out)
+    assert (codec, kept) == ("pcm_s24le", "pcm_s24le")
+    assert np.array_equal(after, before)

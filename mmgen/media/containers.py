@@ -19,9 +19,12 @@ from mmgen.media.notes import logger
 
 log = logger(__name__)
 
+# PCM a .mov and a .mkv hold as it is, each depth muxed and read back sample for sample (FFmpeg: 16, 24, 32-bit
+# integers, 32-bit float): a WAV's sound kept in either is copied, not encoded to AAC.
+PCM = frozenset({"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le"})
 # Lossless sound codecs that PyAV encodes and a container here holds: a sound decoded from one and encoded again
 # keeps every sample.
-LOSSLESS_AUDIO = frozenset({"pcm_s16le", "flac", "alac"})
+LOSSLESS_AUDIO = PCM | {"flac", "alac"}
 # Encoders whose sound every decoder gives back at one rate, whatever rate it was encoded from.
 DECODED_AT = {"libopus": 48_000}
 
@@ -42,7 +45,7 @@ class Container:
 
     def sound_encoder(self, own: str | None) -> str:
         """The encoder for sound made from a source's own sound in codec `own` (a retake's): `own` itself when it is
-        lossless (LOSSLESS_AUDIO) and this container holds it — a 16-bit PCM sound retaken into a .mkv or .mov keeps
+        lossless (LOSSLESS_AUDIO) and this container holds it — a PCM sound (16 or 24-bit) retaken into a .mkv or .mov keeps
         its samples outside the ranges exactly — else audio_encoder."""
         return own if own in LOSSLESS_AUDIO and self.copies("audio", own) else self.audio_encoder
 
@@ -69,10 +72,10 @@ class Container:
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
 CONTAINERS = {
     ".mp4": Container("mp4", _MP4_VIDEO, frozenset({"aac", "mp3"}), "libx264", "aac"),
-    ".mov": Container("mov", _MP4_VIDEO | {"prores", "mjpeg"}, frozenset({"aac", "mp3", "alac", "pcm_s16le"}),
+    ".mov": Container("mov", _MP4_VIDEO | {"prores", "mjpeg"}, frozenset({"aac", "mp3", "alac"}) | PCM,
                       "libx264", "aac", "prores_ks"),
     ".mkv": Container("mkv", _MP4_VIDEO | {"vp8", "prores", "mjpeg", "theora", "mpeg2video"},
-                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "pcm_s16le"}), "libx264", "aac",
+                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3"}) | PCM, "libx264", "aac",
                       "prores_ks"),
     ".webm": Container("webm", frozenset({"vp8", "vp9", "av1"}), frozenset({"opus", "vorbis"}),
                        "libvpx-vp9", "libopus", "libvpx-vp9"),

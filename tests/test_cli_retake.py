@@ -215,21 +215,25 @@ def test_a_7_1_clips_sound_retake_keeps_all_eight_channels_outside_the_range(tin
 
 def test_a_24_bit_flac_sound_retake_keeps_its_24_bits_outside_the_range(tiny, tmp_path):
     """A 24-bit FLAC sound retaken into an mkv stays FLAC of 24 bits, the input's own sample for sample outside the
-    range: it came out 16-bit (FLAC's encoder took its first sample format, s16), every kept sample rounded."""
+    range: it came out 16-bit (FLAC's encoder took its first sample format, s16), every kept sample rounded. So
+    does its --wav, 24-bit PCM (it was 16-bit whatever the source)."""
     clip = write_test_video(tmp_path / "take.mkv", seconds=1.6, size=(16, 16), sample_rate=16000,
                             audio_codec="flac", sample_format="s32").path  # FFmpeg's flac: s32 is 24 bits
     out = tmp_path / "mended.mkv"
     done = run_here("retake", clip, "--range", "0.5:0.9", "-m", tiny, "--steps", "1", "--seed", "2",
-                    "--loudness", "off", "--sample-rate", "model", "-o", out, env=mmgen_env(tmp_path))
+                    "--loudness", "off", "--sample-rate", "model", "--wav", "-o", out, env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
+    wav = out.with_suffix(".wav")
 
-    (before, _), (after, rate) = decode_audio(clip), decode_audio(out)
+    (before, _), (after, rate), (alone, _) = decode_audio(clip), decode_audio(out), decode_audio(wav)
     assert np.any(before * 32768 != np.rint(before * 32768))  # the input has more than 16 bits to keep
-    for made in (clip, out):
+    for made, codec in ((clip, "flac"), (out, "flac"), (wav, "pcm_s24le")):
         with av.open(str(made)) as container:
-            assert container.streams.audio[0].codec_context.format.name == "s32"
+            context = container.streams.audio[0].codec_context
+            assert (context.name, context.format.name) == (codec, "s32")
     a, b = round(0.5 * rate), round(0.9 * rate)
-    assert np.array_equal(after[:, :a], before[:, :a]) and np.array_equal(after[:, b:], before[:, b:])
+    for sound in (after, alone):
+        assert np.array_equal(sound[:, :a], before[:, :a]) and np.array_equal(sound[:, b:], before[:, b:])
     assert np.abs(after[:, a + 320 : b - 320] - before[:, a + 320 : b - 320]).max() > 0.1  # past the seams: new
 
 

@@ -1,5 +1,5 @@
 """Write clips: an mp4 (H.264 yuv420p + AAC, what every player and editor opens; .mov/.mkv alike, .webm as VP9 +
-Opus) or a 16-bit PCM wav.
+Opus) or a PCM wav (16-bit; a retake's at its source's depth).
 
 Outputs are atomic (mmgen.files): a failure leaves no file behind, and an existing file is never replaced
 unless `overwrite` is set.
@@ -20,6 +20,7 @@ from mmgen.media.tracks import (
     audio_frames,
     encoded,
     frame_rate,
+    holding,
     mux,
     open_output,
     video_frames,
@@ -58,13 +59,20 @@ def write_mp4(
         mux(container, *tracks)
 
 
+WAV_PCM = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}  # a wav's encoder for each depth it is written at
+
+
 def write_wav(
-    path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False, layout: str = "mono"
+    path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False, layout: str = "mono",
+    bits: int | None = None,
 ) -> None:
-    """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav — or (C, L) as one in `layout` (of C channels)."""
+    """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav — or (C, L) as one in `layout` (of C channels). `bits`:
+    the depth of the file's sound it is made from (MediaInfo.audio_bits; a retake's), kept as the retake's own
+    encoder keeps it (tracks.holding): a 24-bit source's wav is 24-bit. The model's sound has none: 16-bit."""
     check_audio(audio)
+    encoder = WAV_PCM[holding(WAV_PCM, bits)] if bits is not None else WAV_PCM[16]
     with atomic_output(path, overwrite) as temp, av.open(str(temp), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=sample_rate, layout=layout)
+        stream = container.add_stream(encoder, rate=sample_rate, layout=layout)
         mux(container, encoded(stream, audio_frames(audio, sample_rate, layout=layout)))
 
 

@@ -47,7 +47,7 @@ class MediaInfo:
     video_duration: float | None = None
     audio_duration: float | None = None
     audio_channels: int | None = None
-    audio_bits: int | None = None  # bits a sample of its sound decodes to: 16, or 32 (24-bit FLAC or WAV; float)
+    audio_bits: int | None = None  # bits a sample of its lossless sound holds (sample_depth): 16, 24, 32; lossy: None
     video_start: float = 0.0  # seconds from the file's timeline zero (origin: where reads begin) to the stream's start
     audio_start: float = 0.0
 
@@ -213,6 +213,22 @@ def last_frame_end(
 def codec_name(stream: av.stream.Stream) -> str:
     """The format's name ("mp3"), not the decoder's ("mp3float")."""
     return stream.codec_context.codec.canonical_name
+
+
+def sample_depth(stream: av.stream.Stream) -> int | None:
+    """Bits a sample of a lossless sound holds: a PCM codec's own (pcm_s24le: 24), a FLAC's as its STREAMINFO says
+    (24 bits decode to 32-bit samples), else what its samples decode to (ALAC). None for a lossy codec's sound,
+    which holds no depth, or one that does not decode."""
+    context = stream.codec_context
+    if context.format is None or not context.codec.lossless:
+        return None
+    if pcm := re.fullmatch(r"pcm_[suf](\d+)(?:le|be)?", codec_name(stream)):
+        return int(pcm[1])
+    info = context.extradata or b""
+    info = info[8:] if info.startswith(b"fLaC") else info  # Matroska's: the file's header, then STREAMINFO's
+    if codec_name(stream) == "flac" and len(info) >= 34:
+        return ((info[12] & 1) << 4 | info[13] >> 4) + 1  # 5 bits: bits per sample - 1
+    return context.format.bits
 
 
 def origin(container: av.container.InputContainer) -> float:
@@ -381,7 +397,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 audio_codec=codec_name(audio),
                 sample_rate=audio.codec_context.sample_rate,
                 audio_channels=audio.codec_context.channels,
-                audio_bits=audio.codec_context.format.bits if audio.codec_context.format else None,
+                audio_bits=sample_depth(audio),
                 audio_duration=stream_duration(container, audio),
                 audio_start=stream_start(container, audio) - origin(container),
             )

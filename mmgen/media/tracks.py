@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -147,15 +147,23 @@ def add_audio(
 
 def sample_format(codec: av.Codec, bits: int | None) -> str:
     """The sample format `codec` encodes in: float where it takes one (AAC, Opus); for sound from a file's of
-    `bits` bits a sample, the narrowest that holds them, else its widest — a 24-bit FLAC's sound (decoded as s32)
-    stays 24 bits in FLAC or ALAC (FFmpeg's encoders take s32 as 24 bits) and 16 bits stay 16 — else its first."""
+    `bits` bits a sample, the narrowest that holds them, else its widest (`holding`) — a 24-bit FLAC's sound
+    (decoded as s32) stays 24 bits in FLAC or ALAC (FFmpeg's encoders take s32 as 24 bits) and 16 bits stay 16 —
+    else its first."""
     formats = list(codec.audio_formats or ())
     if floats := [f.name for f in formats if f.name in ("fltp", "flt")]:
         return floats[0]
     if bits is None:
         return formats[0].name
-    holding = [f for f in formats if f.bits >= bits]
-    return (min(holding, key=lambda f: f.bits) if holding else max(formats, key=lambda f: f.bits)).name
+    depth = holding([f.bits for f in formats], bits)
+    return next(f.name for f in formats if f.bits == depth)
+
+
+def holding(depths: Iterable[int], bits: int) -> int:
+    """Of the sample depths a writer offers, the one sound of `bits` bits a sample is kept at: the narrowest that
+    holds them, else the widest (sample_format's rule, and a --wav's)."""
+    depths = sorted(depths)
+    return next((depth for depth in depths if depth >= bits), depths[-1])
 
 
 def frame_clock(rate: Fraction, start: float = 0.0) -> tuple[Fraction, int, int]:

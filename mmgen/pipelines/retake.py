@@ -225,7 +225,7 @@ def retake(
                           encoder=encoder, layout=layout, bits=info.audio_bits)
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite,
-                          layout=layout)
+                          layout=layout, bits=info.audio_bits)  # at the input's depth, as the output's sound
         else:
             replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
                           start=start)

@@ -88,15 +88,28 @@ def path_text(path: object) -> str:
     """A path (or a name, or a whole line that holds some) as a message line shows it: a character that would split
     the line or drive the terminal — a newline, tab, ESC, any other control or unprintable one — as its escape (\\n,
     \\x1b), and a byte that is not UTF-8 as \\xNN. Linux allows all of them in a file name; one output stays one
-    line. Text shown so already stays as it is (a backslash is printable): a line may be shown twice over."""
+    line. The invisible joiners of ordinary writing (U+200C in Persian, U+200D inside emoji) stay as they are; the
+    bidirectional overrides, which reorder what is shown, do not. Text shown so already stays as it is (a backslash
+    is printable): a line may be shown twice over."""
     text = str(path)
-    if text.isprintable():
+    if all(map(_shown, text)):
         return text
     try:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte: escaped below like any unprintable one
         pass
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return "".join(c if _shown(c) else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _shown(c: str) -> bool:
+    """Whether a character is shown as itself: printable, or an invisible format character (Unicode's Cf: joiners,
+    the soft hyphen) that neither breaks the line nor reorders it."""
+    import unicodedata
+
+    return c.isprintable() or (unicodedata.category(c) == "Cf" and c not in _BIDI_CONTROLS)
 
 
 def plain_wanted() -> bool:

@@ -27,14 +27,14 @@ def picture(path: Path) -> tuple[int, int, str]:
 
 
 @pytest.mark.parametrize("size", [(9, 15), (40, 1)])  # (height, width): odd sides; one pixel wide
-def test_a_png_picture_re_encoded_for_a_mov_keeps_its_own_size(tiny, tmp_path, size, caplog):
+def test_a_png_picture_re_encoded_for_a_mov_keeps_its_own_size(tiny, tmp_path, size):
     """A 15×9 PNG came out 14×8, silently; a 1×40 one sampled every window and then failed as 'cannot read IN'."""
     clip = write_test_video(tmp_path / "still.mov", seconds=0.5, size=size, codec="png", audio=False).path
     out = tmp_path / "out.mov"
     done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert picture(out) == (size[1], size[0], "yuv444p")
-    assert f"as yuv444p to keep its odd {size[1]}×{size[0]} size" in caplog.text
+    assert f"as yuv444p to keep its odd {size[1]}×{size[0]} size" in done.stderr
 
 
 def write_alpha_clip(path: Path, codec: str = "png", pix_fmt: str = "rgba", frames: int = 5,
@@ -67,8 +67,7 @@ def opacities(path: Path) -> list[float]:
 
 @pytest.mark.parametrize(("suffix", "kept"), [(".mov", "prores_ks, yuva444p10le"), (".webm", "libvpx-vp9, yuva420p"),
                                               (".mkv", "prores_ks, yuva444p10le"), (".mp4", None)])
-def test_a_picture_with_an_alpha_channel_re_encoded_keeps_it_where_the_container_can(tiny, tmp_path, suffix, kept,
-                                                                                      caplog):
+def test_a_picture_with_an_alpha_channel_re_encoded_keeps_it_where_the_container_can(tiny, tmp_path, suffix, kept):
     """A PNG overlay fading in (rgba) under a new soundtrack lost its alpha in every container, silently: it is kept
     in ProRes 4444 (mov, mkv) or VP9 (WebM), frame for frame; an mp4 holds none, and the warning says it is dropped."""
     clip = write_alpha_clip(tmp_path / "overlay.mov")
@@ -76,10 +75,10 @@ def test_a_picture_with_an_alpha_channel_re_encoded_keeps_it_where_the_container
     done = run_here("soundtrack", clip, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     if kept:
-        assert f"its alpha channel is kept ({kept})" in caplog.text
+        assert f"its alpha channel is kept ({kept})" in done.stderr
         assert opacities(out) == pytest.approx(opacities(clip), abs=1.5)
     else:
-        assert "its alpha channel is dropped: mp4 holds none (a .mov or .mkv or .webm output keeps it)" in caplog.text
+        assert "its alpha channel is dropped: mp4 holds none (a .mov or .mkv or .webm output keeps it)" in done.stderr
         assert opacities(out) == [255.0] * 5
 
 
@@ -104,7 +103,7 @@ def write_gif(path: Path, transparent: bool) -> Path:
 
 @pytest.mark.parametrize(("source", "suffix", "kept"), [("opaque.gif", ".mov", None), ("opaque.gif", ".mp4", None),
                                                         ("opaque.mov", ".mov", None), ("clear.gif", ".mov", "prores")])
-def test_only_a_picture_that_shows_through_is_kept_with_alpha(tiny, tmp_path, source, suffix, kept, caplog):
+def test_only_a_picture_that_shows_through_is_kept_with_alpha(tiny, tmp_path, source, suffix, kept):
     """A pixel format that can carry alpha is not transparency: an opaque GIF (FFmpeg decodes every GIF as bgra) was
     re-encoded as ProRes 4444 into a mov, and into an mp4 said "its alpha channel is dropped"; an opaque rgba PNG in a
     mov went to ProRes too. They are H.264, with no word of alpha; a GIF with a transparent pixel keeps it."""
@@ -119,10 +118,10 @@ def test_only_a_picture_that_shows_through_is_kept_with_alpha(tiny, tmp_path, so
     with av.open(str(out)) as container:
         encoder = container.streams.video[0].codec_context.name
     if kept:
-        assert encoder == kept and "its alpha channel is kept (prores_ks" in caplog.text
+        assert encoder == kept and "its alpha channel is kept (prores_ks" in done.stderr
         assert max(opacities(out)) < 255  # the pixel that shows through, in each frame's mean
     else:
-        assert encoder == "h264" and "alpha" not in caplog.text
+        assert encoder == "h264" and "alpha" not in done.stderr
 
 
 def test_a_copied_vp9_picture_keeps_its_alpha_flag(tiny, tmp_path):
@@ -157,7 +156,7 @@ def test_an_encoders_failure_while_writing_names_the_output(tmp_path):
         list(encoded(stream, iter([frame])))
 
 
-def test_kept_sound_of_channels_in_no_layout_is_mixed_to_mono_for_an_mp4(tiny, tmp_path, caplog):
+def test_kept_sound_of_channels_in_no_layout_is_mixed_to_mono_for_an_mp4(tiny, tmp_path):
     """9 channels with no layout (2nd-order ambisonics in a hand-written file): FFmpeg's mix to stereo failed with
     `cannot write OUT.mp4: Invalid argument` after all the sampling. They are mixed to mono, their mean."""
     clip = write_wide_clip(tmp_path / "ambi.mkv", 9)
@@ -167,7 +166,7 @@ def test_kept_sound_of_channels_in_no_layout_is_mixed_to_mono_for_an_mp4(tiny, t
     assert done.returncode == 0, done.stderr
     sound, rate = decode_audio(out)
     assert sound.shape[0] == 1 and abs(np.abs(sound).max() - 0.3) < 0.03  # the tone each channel holds
-    assert "its 9 channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)" in caplog.text
+    assert "its 9 channels, in no layout FFmpeg mixes to stereo, are mixed to mono (their mean)" in done.stderr
 
 
 def test_a_retake_refuses_sound_of_too_many_channels_before_it_looks_for_the_model(tmp_path):

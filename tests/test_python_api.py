@@ -4,6 +4,7 @@ called, in one line of mmgen's own errors, before any work."""
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -76,15 +77,24 @@ def test_a_library_callers_notes_go_to_its_logging_setup_not_to_stderr():
     assert logged.stderr == "WARNING:mmgen.media.notes:x.mp4: its 6-channel audio is mixed to mono\n"
 
 
-def test_the_command_line_says_the_notes_on_its_stderr_as_they_are():
+def test_the_command_line_says_the_notes_on_its_stderr_as_they_are_and_only_there():
+    """A program embedding `mmgen.cli.run` that had set up logging got each note twice: the command's line and its
+    own logging's. The command's notes are its stderr lines alone; once it is over, the program's logging has them."""
     from mmgen.cli import notes_on_stderr
     from mmgen.media.notes import note
 
-    said = io.StringIO()
-    with redirect_stderr(said), notes_on_stderr():
-        note("y.mp4", "its 6-channel audio is mixed to mono", "surround")
-    note("z.mp4", "its 6-channel audio is mixed to mono", "surround")  # the command over: not on its stderr
+    said, logged = io.StringIO(), []
+    programs = logging.Handler(logging.WARNING)
+    programs.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger().addHandler(programs)
+    try:
+        with redirect_stderr(said), notes_on_stderr():
+            note("y.mp4", "its 6-channel audio is mixed to mono", "surround")
+        note("z.mp4", "its 6-channel audio is mixed to mono", "surround")  # the command over: not on its stderr
+    finally:
+        logging.getLogger().removeHandler(programs)
     assert said.getvalue() == "y.mp4: its 6-channel audio is mixed to mono\n"
+    assert logged == ["z.mp4: its 6-channel audio is mixed to mono"]
 
 
 def test_the_readmes_python_api_paragraph_holds_true():

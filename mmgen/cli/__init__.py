@@ -49,15 +49,18 @@ def nothing_kept(command: str | None, by: str = "") -> str:
 @contextlib.contextmanager
 def notes_on_stderr() -> Iterator[None]:
     """While a command runs, mmgen's notes (warnings on the `mmgen` logger, mmgen.media.notes) are lines on its
-    stderr (the one of the moment: a test's own), as they are: the package gives a library caller's notes to its
-    logging setup only (a NullHandler), never to stderr."""
+    stderr (the one of the moment: a test's own), as they are, and only there (a program embedding `run` that set
+    up logging got each twice): the package gives a library caller's notes to its logging setup only (a NullHandler),
+    never to stderr."""
     handler = _StderrLines(logging.WARNING)
     logger = logging.getLogger("mmgen")
     logger.addHandler(handler)
+    propagates, logger.propagate = logger.propagate, False  # said once: not again by a program's own logging setup
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.propagate = propagates
 
 
 class _StderrLines(logging.StreamHandler):

@@ -88,9 +88,9 @@ def path_text(path: object) -> str:
     """A path (or a name, or a whole line that holds some) as a message line shows it: a character that would split
     the line or drive the terminal — a newline, tab, ESC, any other control or unprintable one — as its escape (\\n,
     \\x1b), and a byte that is not UTF-8 as \\xNN. Linux allows all of them in a file name; one output stays one
-    line. The invisible joiners of ordinary writing (U+200C in Persian, U+200D inside emoji) stay as they are; the
-    bidirectional overrides, which reorder what is shown, do not. Text shown so already stays as it is (a backslash
-    is printable): a line may be shown twice over."""
+    line. Spaces of every width and the invisible joiners of ordinary writing (U+200C in Persian, U+200D inside
+    emoji) stay as they are; the bidirectional overrides, which reorder what is shown, do not. Text shown so
+    already stays as it is (a backslash is printable): a line may be shown twice over."""
     text = str(path)
     if all(map(_shown, text)):
         return text
@@ -105,11 +105,13 @@ _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u20
 
 
 def _shown(c: str) -> bool:
-    """Whether a character is shown as itself: printable, or an invisible format character (Unicode's Cf: joiners,
-    the soft hyphen) that neither breaks the line nor reorders it."""
+    """Whether a character is shown as itself: printable, a space of any width (Unicode's Zs: the ideographic
+    space of Japanese names, macOS's narrow no-break space in "10.00.00 AM"), or an invisible format character (Cf:
+    joiners, the soft hyphen) that neither breaks the line nor reorders it."""
     import unicodedata
 
-    return c.isprintable() or (unicodedata.category(c) == "Cf" and c not in _BIDI_CONTROLS)
+    return c.isprintable() or unicodedata.category(c) == "Zs" or (
+        unicodedata.category(c) == "Cf" and c not in _BIDI_CONTROLS)
 
 
 def plain_wanted() -> bool:

@@ -772,9 +772,11 @@ def test_an_error_or_a_note_naming_a_file_with_control_characters_is_one_line_wi
 
 def test_names_in_ordinary_writing_are_shown_as_typed_but_a_bidi_override_is_escaped(tmp_path):
     """Persian spells with the zero-width non-joiner, emoji families join with U+200D: both are invisible format
-    characters that neither split a line nor drive the terminal, and the error line showed them as \\u200c. The
+    characters that neither split a line nor drive the terminal, and the error line showed them as \\u200c (and
+    Japanese's ideographic space, macOS's narrow no-break space in screen recordings' names, as \\u3000). The
     right-to-left override (U+202E) reorders what is shown (`cod.exe` shown as `exe.doc`): still escaped."""
     for typed, shown in (("می\u200cخواهم.mp4", "می\u200cخواهم.mp4"), ("fam👨\u200d👩\u200d👧.mp4", "fam👨\u200d👩\u200d👧.mp4"),
+                         ("会議\u3000資料.mp4", "会議\u3000資料.mp4"), ("10.00.00\u202fAM.mov", "10.00.00\u202fAM.mov"),
                          ("a\u202egpj.mp4", "a\\u202egpj.mp4")):
         done = run_here("soundtrack", tmp_path / typed, env=mmgen_env(tmp_path))
         assert done.returncode == 2 and f"{tmp_path}/{shown}: no such file" in done.stderr, done.stderr

@@ -66,9 +66,11 @@ def check_not_dangling(existing: Path, refusal: str) -> None:
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise MediaError(f"{refusal}: {existing} is a symbolic link loop") from None
-    raise MediaError(f"{refusal}: {existing} is a symbolic link to {os.readlink(existing)}, a folder that does not "
-                     "exist", hint=f"mmgen creates a missing folder, but not where a link points: create "
-                     f"{os.readlink(existing)}, or write elsewhere")
+    target = os.readlink(existing)  # a relative one is from the link's folder, not the current one: the hint says
+    where = os.path.normpath(os.path.join(os.path.dirname(existing), target))  # the folder to make, as it is
+    raise MediaError(f"{refusal}: {existing} is a symbolic link to {target}, a folder that does not exist",
+                     hint=f"mmgen creates a missing folder, but not where a link points: create {where}, or write "
+                     "elsewhere")
 
 
 def why_no_files(error: OSError) -> str:

@@ -753,6 +753,18 @@ def test_an_output_folder_that_is_a_link_to_a_missing_folder_is_said_to_be_one(t
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_the_hint_for_a_relative_link_to_a_missing_folder_names_the_folder_it_points_to(tmp_path, monkeypatch):
+    """`sub/lnk -> ../outs` points to ./outs, but the hint said "create ../outs": made from here, the link stayed
+    dangling. The hint names the folder the link points to."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "lnk").symlink_to("../outs")
+    monkeypatch.chdir(tmp_path)
+    done = run_here("generate", "-o", "sub/lnk", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and "sub/lnk is a symbolic link to ../outs, a folder that does not exist (mmgen " \
+        "creates a missing folder, but not where a link points: create outs, or write elsewhere)" in done.stderr, \
+        done.stderr
+
+
 def test_an_error_or_a_note_naming_a_file_with_control_characters_is_one_line_without_them(tmp_path, caplog):
     """Linux allows ESC, a newline, any byte in a name: an error line showed them raw (`e^[[2Jx.mp4`: the terminal
     cleared its screen; a newline split the line in two), and a byte that is not UTF-8 as \\udcfe. Every line said

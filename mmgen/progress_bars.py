@@ -26,14 +26,19 @@ def eta(task: Task) -> str:
 
 class FittingProgress(Progress):
     """A Progress whose rows show every column where the console is wide enough, and otherwise leave columns out
-    whole — the bar first, then the first column (the description) — so what is shown (a count, a time) is
-    never cut short. Only below the narrowest row (the counts and times alone) does rich cut it."""
+    whole — the bar first, then the first column (the description), then the `optional` columns in their order
+    (a loss, the time taken) — so what is shown (a count, a time) is never cut short. Only below the narrowest row
+    (the counts and times alone) does rich cut it."""
+
+    def __init__(self, *columns: str | ProgressColumn, optional: Iterable[str | ProgressColumn] = (), **kwargs):
+        self._optional = list(optional)  # before Progress starts: it draws its (empty) table already
+        super().__init__(*columns, **kwargs)
 
     def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
         rows = [[column.format(task=task) if isinstance(column, str) else column(task) for column in self.columns]
                 for task in tasks if task.visible]
         columns = list(self.columns)
-        droppable = [c for c in columns if isinstance(c, BarColumn)] + columns[:1]
+        droppable = [c for c in columns if isinstance(c, BarColumn)] + columns[:1] + self._optional
         kept = list(range(len(columns)))
         for column in droppable if rows else ():  # no rows: nothing to fit (nor a console yet, as Progress starts)
             if self._width_needed([columns[i] for i in kept], [[row[i] for i in kept] for row in rows]) <= \

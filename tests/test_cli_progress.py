@@ -153,6 +153,29 @@ def test_the_training_bar_fits_80_columns_and_shows_the_loss_split_where_there_i
     assert " loss 0.0889 (video 0.0712, audio 0.0177) " in drawn[120] and "…" not in drawn[120]
 
 
+def test_a_narrow_terminal_drops_the_training_bars_loss_then_its_time_taken_never_cutting_a_number(monkeypatch):
+    """At 30 columns the training bar cut its count and times (` 120… loss 0.1234 0:00… -:--:…`): it leaves out
+    whole columns as the sampling bars do — after the bar and the label, the loss, then the time taken."""
+    from mmgen.cli._finetune_display import display
+    from mmgen.train.events import TrainEvent
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    values = {"loss": 0.1234, "loss_video": 0.1, "loss_audio": 0.0234, "clips_per_s": 1.0}
+    rows = {}
+    for width in (24, 30, 40):
+        screen = io.StringIO()
+        with display(Console(file=screen, force_terminal=True, width=width)) as show:
+            show(TrainEvent("start", 0, 1000, message="go"))
+            show(TrainEvent("step", 120, 1000, values=values))
+        last = ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines()[-1]
+        rows[width] = re.sub(r"\d:\d\d:\d\d", "H:MM:SS", last).split()
+    assert "…" not in str(rows), rows
+    assert rows[40] == ["120/1000", "loss", "0.1234", "H:MM:SS", "-:--:--"], rows
+    assert rows[30] == ["120/1000", "H:MM:SS", "-:--:--"], rows
+    assert rows[24] == ["120/1000", "-:--:--"], rows
+
+
 def test_plain_lines_say_the_time_left_as_the_bar_does_once_it_is_known(capsys):
     """Piped, `windows: 2/4` had the count but no ETA, which the bar shows; and with rich's 30 s window a bar whose
     items take longer (a batch job, a training log step) never had one either."""

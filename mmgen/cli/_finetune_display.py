@@ -135,16 +135,12 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
         return
     console = console or terminal.console(soft_wrap=True)  # a skipped file's path and reason stay on one line
     fancy = terminal.draws(console)
-    columns = (
-        TextColumn("{task.description:>9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with FittingProgress(*columns, console=console, transient=False, disable=not fancy,
-                  speed_estimate_period=SPEED_WINDOW) as bars:  # without bars, it still counts: the plain ETA
+    info, elapsed = TextColumn("{task.fields[info]}"), TimeElapsedColumn()
+    columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), info, elapsed,
+               TimeRemainingColumn())
+    # a narrow terminal leaves out the loss, then the time taken, before it would cut the count or the time left
+    with FittingProgress(*columns, optional=(info, elapsed), console=console, transient=False, disable=not fancy,
+                         speed_estimate_period=SPEED_WINDOW) as bars:  # without bars, it still counts: the plain ETA
         tasks: dict[str, Any] = {}
 
         def bar(name: str, done: int, total: int, info: str = "") -> None:

@@ -753,6 +753,22 @@ def test_an_output_folder_that_is_a_link_to_a_missing_folder_is_said_to_be_one(t
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_a_run_folder_inside_a_cache_is_refused(tmp_path):
+    """`finetune -o $MMGEN_CACHE/run_in` (or `…/clips/run_in`, among the clip cache's hashed files) was accepted: a
+    run folder is refused inside mmgen's cache or the run's clip cache (--cache-dir), also through a link."""
+    env, cache, clips = mmgen_env(tmp_path), tmp_path / "cache", tmp_path / "myclips"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(cache)
+    cases = ((cache / "run_in", [], cache), (cache / "clips" / "run_in", [], cache / "clips"),
+             (tmp_path / "link" / "run_in", [], cache), (clips / "run_in", ["--cache-dir", clips], clips))
+    for run_dir, options, named in cases:
+        done = run_here("finetune", tmp_path / "data", "-o", run_dir, *options, env=env)
+        assert (done.returncode, done.stderr) == (2, f"mmgen: error: {run_dir}: the run folder is inside a cache "
+                                                     f"({named}) (choose another -o, outside the cache; the cache "
+                                                     "holds mmgen's own files)\n"), done.stderr
+        assert not run_dir.exists()
+
+
 def test_the_hint_for_a_relative_link_to_a_missing_folder_names_the_folder_it_points_to(tmp_path, monkeypatch):
     """`sub/lnk -> ../outs` points to ./outs, but the hint said "create ../outs": made from here, the link stayed
     dangling. The hint names the folder the link points to."""

@@ -3,6 +3,7 @@ resume), the network, the preview settings, the decoded clips, the probe batch a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
 from mmgen.weights import LoadedModel, load_model
-from mmgen.weights.cache import cache_root, own_path
+from mmgen.weights.cache import cache_root, own_path, part_of_cache
 from mmgen.weights.lineage import file_lineage, own_lineage
 
 
@@ -118,7 +119,7 @@ def prepare(
     cache_dir = clip_cache(config)
     cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
         check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
-    resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
+    resumable = _check_run_dir(run_dir, data_dir, cache_dir, resume, processes, on_event, lock)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])
     if resumable is not None:
@@ -199,16 +200,29 @@ def clip_cache_user(run_dir: Path) -> str:
     return str(Path(run_dir).resolve())
 
 
+def _check_outside_caches(run_dir: Path, cache_dir: Path) -> None:
+    """UsageError when `run_dir` is, or is inside — through symlinks, or another spelling of the name — the run's
+    clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files."""
+    real = Path(os.path.realpath(run_dir))
+    cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
+    if cache is not None:
+        raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
+                         hint="choose another -o, outside the cache; the cache holds mmgen's own files")
+
+
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)
 
 
 def _check_run_dir(
-    run_dir: Path, data_dir: Path, resume: bool, processes: Processes, on_event: EventFn, lock: RunFolderLock
+    run_dir: Path, data_dir: Path, cache_dir: Path, resume: bool, processes: Processes, on_event: EventFn,
+    lock: RunFolderLock,
 ) -> Resumable | None:
-    """Refuse to mix two runs in one folder (one training in it now, or a finished or resumable one); let a new
-    run replace what a run that stopped before its first checkpoint left; load the checkpoint to resume (the
-    newest that loads; damaged newer ones are reported and set aside). Cheap, before any decoding."""
+    """Refuse a run folder inside a cache (`cache_dir`, the run's clip cache, or mmgen's); refuse to mix two runs
+    in one folder (one training in it now, or a finished or resumable one); let a new run replace what a run that
+    stopped before its first checkpoint left; load the checkpoint to resume (the newest that loads; damaged newer
+    ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
+    _check_outside_caches(run_dir, cache_dir)
     check_writable_folder(run_dir, hint="choose another -o")
     if processes.is_main:  # made now, so the run holds it from this first look (a second run is refused before decoding)
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -466,6 +466,28 @@ def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoi
     assert {p.name: p.read_text() for p in run_dir.iterdir()} == before
 
 
+def test_resume_into_a_folder_a_new_run_has_just_taken_says_it_is_in_use(tmp_path):
+    """`finetune RUN --resume` sent to a folder a new run holds before it wrote its config.yaml said "no config.yaml
+    here: not an mmgen finetune run folder": it says the folder is in use, as for a run further on."""
+    from mmgen.train.run_folder import RunFolderLock
+
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    run_dir.mkdir()
+    training = RunFolderLock(run_dir)
+    training.take()
+    try:
+        done = run_here("finetune", data, "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
+    finally:
+        training.release()
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune is "
+                                                 "training in it (wait for it to end, or choose another -o)\n")
+    assert list(run_dir.iterdir()) == []
+    free = run_here("finetune", data, "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
+    assert (free.returncode, free.stderr) == (2, f"mmgen: error: {run_dir}: no config.yaml here: not an mmgen "
+                                                 "finetune run folder\n")
+
+
 def test_a_new_run_holds_its_folder_from_its_first_look_so_a_second_one_is_refused_before_decoding(
     setup, tmp_path, monkeypatch
 ):

@@ -296,11 +296,13 @@ def run_config(
         raise UsageError("--resume continues the run's own model; drop --from/--scratch")
     flags = _absolute_paths(flags, Path.cwd())  # config.yaml keeps them: --resume may run from another folder
     layers = []
+    from mmgen.train.run_folder import RunFolderLock, is_run_record  # (not loaded by --help)
+
     if resume:
         if not (run_dir / "config.yaml").is_file():
+            RunFolderLock(run_dir).check_free()  # a new run took it, and has not written its config.yaml yet
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
         layers.append(_recorded_layer(run_dir / "config.yaml"))
-    from mmgen.train.run_folder import is_run_record  # (it imports torch, which --help does not load)
 
     if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it
         layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))

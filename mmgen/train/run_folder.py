@@ -21,7 +21,6 @@ from pathlib import Path
 from mmgen.errors import UsageError
 from mmgen.files import put_back_kept
 from mmgen.temporaries import remove_leftovers
-from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.runlog import last_event
 from mmgen.weights import sidecar
 
@@ -55,6 +54,9 @@ def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
     weights `final_name` and their json still in the folder. None otherwise: a run with steps left trains on, one
     stopped while writing its final weights writes them again, and a damaged newest checkpoint is resumed past as
     any resume does (set aside, said, and the run goes on from an older one, or refused where none loads)."""
+    # imported here: it imports torch, and the CLI's checks load this module
+    from mmgen.train.checkpoint import latest_checkpoint
+
     newest = latest_checkpoint(run_dir / "checkpoints")
     if newest is None or newest.step < steps or newest.unreadable():
         return None
@@ -184,6 +186,11 @@ class RunFolderLock:
             os.close(fd)
             return
         self._fd = fd
+
+    def check_free(self) -> None:
+        """UsageError (the "in use" line) if a run holds the folder now; nothing is kept held."""
+        self.take()
+        self.release()
 
     @property
     def held(self) -> bool:

@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -566,6 +567,34 @@ def test_a_manifest_that_can_no_longer_be_written_ends_the_batch_as_a_stop_does(
     assert "Batch summary" in result.stderr and "2 jobs: 1 failed, 1 not run" in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {disk}") and "Traceback" not in result.stderr
     assert [r["state"] for r in records(out)] == ["started"]  # the next run redoes it
+
+
+def test_an_output_folder_removed_while_the_batch_runs_ends_it_as_a_full_disk_does(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`rm -rf OUT` while a batch ran: it made OUT again, wrote the jobs still to do and a new manifest there, and
+    ended "2 jobs: 2 done", exit 0, though job 1's files had gone with the folder. The manifest knows the folder it
+    found: the batch ends at the next record, as at a full disk, naming what happened (exit 1)."""
+    jobs, out = tmp_path / "jobs.yaml", tmp_path / "out"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: take, num: 2, seed: 4}}
+        """).lstrip())
+    real_append = Manifest.append
+
+    def removing_after_job_1(manifest: Manifest, record: Record) -> None:
+        real_append(manifest, record)
+        if record.state == "done":
+            shutil.rmtree(manifest.folder)
+
+    monkeypatch.setattr(Manifest, "append", removing_after_job_1)
+    result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    assert result.returncode == 1, result.stderr
+    gone = f"cannot write {out / MANIFEST_NAME}: {out} was removed while the batch ran, with the outputs and records in it"
+    assert [(line["job"], line["result"]) for line in map(json.loads, result.stdout.splitlines())] == [
+        (1, "done"), (2, "failed")]
+    assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {gone}") and "Traceback" not in result.stderr
+    assert not out.exists()  # nothing written into a folder made again
 
 
 def test_compacting_the_manifest_keeps_what_a_resume_reads_from_it(tmp_path: Path):

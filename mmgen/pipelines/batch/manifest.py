@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, StorageError
 from mmgen.files import write_text
 from mmgen.locks import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
@@ -90,6 +90,7 @@ class Manifest:
         self.path = self.folder / MANIFEST_NAME
         self.lock = self.folder / LOCK_NAME
         self.run_lock = self.folder / RUN_LOCK_NAME
+        self._found = _identity(self.folder)  # the folder as this manifest found it (a batch's: made as it began)
 
     def latest(self) -> dict[str, Record]:
         """The last record of every output."""
@@ -112,8 +113,15 @@ class Manifest:
         return records
 
     def append(self, record: Record) -> None:
-        """Add one record, durably, whoever else is writing."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Add one record, durably, whoever else is writing. StorageError where the folder was removed (or
+        replaced) since this manifest found it: the outputs and records in it went with it, and a new manifest
+        there would let the batch end saying jobs were done whose files are gone."""
+        if self._found is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._found = _identity(self.folder)
+        elif _identity(self.folder) != self._found:
+            raise StorageError(f"cannot write {self.path}: {self.folder} was removed while the batch ran, with the "
+                               "outputs and records in it", hint="run the batch again: it redoes what went with it")
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
         with writing(self.path, self.lock), file_lock(self.lock):
@@ -181,3 +189,12 @@ class Manifest:
 
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.folder.resolve()).as_posix()
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """Which folder is at `folder` (device and inode), or None where none is."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

@@ -334,7 +334,7 @@ def test_matroska_streams_starting_late_read_whole(tmp_path, video_start, audio_
 )
 def test_a_steady_clips_rate_is_the_one_its_frame_gaps_round_to(tmp_path, name, times, time_base, rate):
     """The summary's and the sidecar's fps, and `retake --video`'s check, are the rational rate the frames' gaps round
-    to within the clock's precision (probe.steady_rate), not FFmpeg's average of frames over the duration."""
+    to within the clock's precision (frame_times.steady_rate), not FFmpeg's average of frames over the duration."""
     clip = write_test_video(tmp_path / name, size=(16, 16), frame_times=times, time_base=time_base,
                             codec="mpeg4" if name.endswith(".avi") else "h264", audio=False)
     assert probe(clip.path).fps == float(rate)

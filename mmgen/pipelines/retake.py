@@ -130,7 +130,7 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
                              f"(mmgen's own outputs); {info.path} is {info.width}x{info.height}",
                              hint="retake its sound instead")
     gaps = frame_gaps(info.path)
-    # A steady clip's rate is its frames' own (probe.steady_rate, over all its frames here): FFmpeg's average also
+    # A steady clip's rate is its frames' own (frame_times.steady_rate, over all its frames here): FFmpeg's average also
     # counts the last frame's duration, which a muxer may write short (a 10 fps clip read as 10.3 fps).
     fps = float(gaps.rate) if gaps is not None and gaps.rate else info.fps
     if gaps is not None and gaps.varies:

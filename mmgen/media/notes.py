@@ -16,7 +16,6 @@ from mmgen.terminal import listed, path_text
 NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
 
 
-
 class _OneLine(logging.Filter):
     """A note as one line, its file names shown as every message shows them (terminal.path_text): a name's newline or
     ESC escaped, a byte that is not UTF-8 as \\xNN."""

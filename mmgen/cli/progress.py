@@ -9,14 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
@@ -24,6 +17,8 @@ from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
 from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
+
+
 class PlainLines:
     """Progress without bars (a pipe, a file, NO_COLOR): a line per finished clip or window, with its ETA. `track`
     keeps the count of any task without a line (a batch says each job's line itself, with `eta_of("jobs")`)."""
@@ -57,7 +52,7 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
     # rich sends what is printed to stdout while the bars show through their console (stderr): only a terminal's
     # stdout may go there (printed above the bars, on the same screen); a pipe's --json lines stay on stdout.
     with FittingProgress(*columns, console=console, transient=True, redirect_stdout=_is_terminal(sys.stdout),
-                  speed_estimate_period=SPEED_WINDOW) as bars:
+                         speed_estimate_period=SPEED_WINDOW) as bars:
         tasks: dict[str, TaskID] = {}
 
         def show(event: ProgressEvent) -> None:

@@ -97,6 +97,20 @@ def test_the_command_line_says_the_notes_on_its_stderr_as_they_are_and_only_ther
     assert logged == ["z.mp4: its 6-channel audio is mixed to mono"]
 
 
+def test_each_call_says_its_own_notes(tiny, tmp_path, caplog):
+    """A note was said once per process: a program that animated a surround sound twice heard that it was mixed to
+    mono only the first time. Each call says its notes once, however many times it reads the file."""
+    from media_factory import write_test_audio
+
+    sound = write_test_audio(tmp_path / "surround.wav", seconds=0.5, channels=6, codec="pcm_s16le").path
+    settings = AnimateSettings(model=str(tiny), steps=1)
+    with caplog.at_level(logging.WARNING, logger="mmgen"):
+        for k in range(2):
+            animate(sound, tmp_path / f"out{k}.mp4", settings)
+    notes = [record.getMessage() for record in caplog.records if record.name == "mmgen.media.notes"]
+    assert notes == [f"{sound}: its 6-channel audio is mixed to mono"] * 2
+
+
 def test_the_readmes_python_api_paragraph_holds_true():
     """Its settings build, the wrong values it names are refused as it says, and the names it gives exist."""
     import mmgen.errors

@@ -116,7 +116,7 @@ def run(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import arguments, command, debug_enabled, hide_library_warnings
-    from mmgen.media.notes import held_back
+    from mmgen.media.notes import held_back, one_call
     from mmgen.runtime.stop_signals import check_stop, is_stop_code, stop_code, stopped
 
     hide_library_warnings()
@@ -136,7 +136,8 @@ def _run(argv: list[str] | None) -> int:
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.
-            with held_back():  # a note alike for each file written: said once, as the command ends
+            # each note said once in the command; one alike for each file written, as the command ends
+            with one_call(), held_back():
                 code = command()(args=argv, prog_name="mmgen", standalone_mode=False)
             if stdout is not None and not stopped():  # what is still buffered fails here, as the command's failure,
                 stdout.flush()  # not at exit; a stopped one's goes nowhere (drop_unprinted), waiting on no reader

@@ -1,15 +1,20 @@
 """Notes about an input file that the user should hear of but that stop nothing (surround mixed to mono, extra
 streams left out, sound above full scale), and about what is written (`said_once`): one line per file for a command that reads one file, one line per
 kind of note for a command that reads a folder of them (finetune), where a line per file would crowd the display.
+Each is said once per call (`one_call`: a command, a pipeline function's call, a batch), not once per process: a
+program that calls `soundtrack` twice on clips that each deserve a note hears it twice.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from mmgen.terminal import listed, path_text
 
@@ -34,45 +39,80 @@ def logger(name: str) -> logging.Logger:
 
 
 log = logger(__name__)
-_said: set[str] = set()
+_said: set[str] = set()  # what was said outside any call (a module's own function called from Python): once a process
+_call_said: ContextVar[set[str] | None] = ContextVar("mmgen_notes_said", default=None)  # what the open call said
 _gathered: dict[str, list[str]] | None = None  # while gathering: what is noted → the files it was noted of
 _held: dict[str, tuple[float, int, Callable[[float, int], str]]] | None = None  # while held back: what is noted →
 # (the highest value noted, how many times, its line)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextmanager
+def one_call() -> Iterator[None]:
+    """The block is one call: each note is said once in it (a command reads a file several times), and again in the
+    next call. A block inside another's is part of it (a batch's jobs, a command's pipeline call: one note)."""
+    if _call_said.get() is not None:
+        yield
+        return
+    token = _call_said.set(set())
+    try:
+        yield
+    finally:
+        _call_said.reset(token)
+
+
+def noted_once_per_call(function: Callable[P, R]) -> Callable[P, R]:
+    """`function`'s every call is `one_call`: a pipeline function of the Python API's."""
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_call():
+            return function(*args, **kwargs)
+
+    return call
+
+
+def _said_here() -> set[str]:
+    """What was said in the open call (one_call), else in this process outside any call."""
+    said = _call_said.get()
+    return _said if said is None else said
+
+
 def note(path: str | os.PathLike, line: str, about: str) -> None:
-    """Tell the user "`path`: `line`" (stderr, as a warning) once per process: one command reads a file several
-    times. While `gathered_notes` is open, the file is listed under `about` (what the note says of any file,
+    """Tell the user "`path`: `line`" (stderr, as a warning) once per call (one_call): one command reads a file
+    several times. While `gathered_notes` is open, the file is listed under `about` (what the note says of any file,
     e.g. "surround audio mixed to mono") instead, to be said once for all of them."""
     if _gathered is not None:
         files = _gathered.setdefault(about, [])
         if os.fspath(path) not in files:
             files.append(os.fspath(path))
         return
-    said = f"{os.fspath(path)}: {line}"
-    if said not in _said:
-        _said.add(said)
+    said, before = f"{os.fspath(path)}: {line}", _said_here()
+    if said not in before:
+        before.add(said)
         log.warning(said)
 
 
 def said_once(about: str, line: Callable[[float, int], str], worst: float) -> None:
-    """Tell the user `line(worst, 1)` (stderr, as a warning) the first time `about` is noted in this process: a note
+    """Tell the user `line(worst, 1)` (stderr, as a warning) the first time `about` is noted in this call: a note
     about what a command writes, alike for each file it writes (the sound clipped at full scale), said once. While
     `held_back` is open, it is said as the block ends instead, once for all the times it was noted there:
     `line(the highest worst, times)`, of the line noted with it — the loudest clip's peak, not the first's."""
     if _held is not None:
         highest, times, said = _held.get(about, (worst, 0, line))
         _held[about] = (worst, times + 1, line) if worst >= highest else (highest, times + 1, said)
-    elif about not in _said:
-        _said.add(about)
+    elif about not in (before := _said_here()):
+        before.add(about)
         log.warning(line(worst, 1))
 
 
 @contextmanager
 def held_back() -> Iterator[None]:
     """Hold the `said_once` notes of the block (a command's: mmgen.cli) until it ends, however it ends, then say
-    each once, for all the files it was noted of (whether or not this process said it before: one command, one
-    note)."""
+    each once, for all the files it was noted of (whether or not it was said before: one command, one note)."""
     global _held
     outer, _held = _held, {}
     try:
@@ -80,7 +120,7 @@ def held_back() -> Iterator[None]:
     finally:
         held, _held = _held, outer
         for about, (worst, times, line) in held.items():
-            _said.add(about)
+            _said_here().add(about)
             log.warning(line(worst, times))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
+from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
@@ -17,6 +18,7 @@ from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.settings import AnimateSettings
 
 
+@noted_once_per_call
 def animate(
     input: str | Path, output: str | Path | None = None, settings: AnimateSettings = AnimateSettings(),
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),

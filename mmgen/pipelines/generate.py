@@ -13,6 +13,7 @@ from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
 from mmgen.media.containers import MEDIA_SUFFIXES, kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
+from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -46,6 +47,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         progress(ProgressEvent("clips", first + len(seeds), num))
 
 
+@noted_once_per_call
 def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int = 1, progress: ProgressFn = quiet
              ) -> list[Result]:
     """Generate `settings.num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
@@ -54,6 +56,7 @@ def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int
     return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
 
+@noted_once_per_call
 def generate_files(
     out_dir: str | Path = ".",
     settings: GenerateSettings = GenerateSettings(),

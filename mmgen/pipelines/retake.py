@@ -23,7 +23,7 @@ from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import channel_weights
-from mmgen.media.notes import note
+from mmgen.media.notes import note, noted_once_per_call
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
@@ -155,6 +155,7 @@ def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, 
     return (math.floor((r.start - start) * per_second + 1e-6), math.ceil((r.end - start) * per_second - 1e-6))
 
 
+@noted_once_per_call
 def retake(
     input: str | Path,
     output: str | Path | None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from mmgen.media import read_audio, replace_audio, write_wav
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
+from mmgen.media.notes import noted_once_per_call
 from mmgen.media.remux import video_end
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
@@ -19,6 +20,7 @@ from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.settings import SoundtrackSettings
 
 
+@noted_once_per_call
 def soundtrack(
     input: str | Path, output: str | Path | None = None, settings: SoundtrackSettings = SoundtrackSettings(),
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),

@@ -25,6 +25,7 @@ from typing import Literal
 
 from mmgen.errors import MmgenError, UsageError
 from mmgen.locks import sole_holder
+from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
@@ -77,6 +78,7 @@ class Outcome:
     record: dict | None = None  # a job done in this run: its output's sidecar object (Result.to_json)
 
 
+@noted_once_per_call
 def run_plan(
     plan: Plan,
     *,
@@ -136,6 +138,7 @@ def run_plan(
     return [outcomes[job.number] for job in mine]
 
 
+@noted_once_per_call
 def run_batch(
     plan: Plan,
     *,

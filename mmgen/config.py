@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from mmgen.disk_failures import read_failure
 from mmgen.errors import ConfigError
 
 T = TypeVar("T")
@@ -159,6 +160,8 @@ def read_record(cls: type[T], path: Path, what: str, hint: str) -> T | None:
     except FileNotFoundError:
         return None
     except OSError as e:
+        if (failure := read_failure(path, e)) is not e:  # the machine's trouble (a failing disk, no permission)
+            raise failure from None
         raise ConfigError(f"{path}: unreadable {what} ({e.strerror or e})", hint=hint) from None
     except NotASmallFile as e:
         raise ConfigError(f"{path}: damaged {what}: {e.problem}", hint=hint) from None

@@ -16,6 +16,7 @@ from mmgen.errors import MediaError, MmgenError, StorageError
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
+DENIED = {errno.EACCES, errno.EPERM}  # a file's owner or mode keeps mmgen out: the machine's trouble, not the file's
 # (temporary, target) of each `atomic_path(folder=True)` being written: a file inside is named by where it will be
 _folders: ContextVar[tuple[tuple[Path, Path], ...]] = ContextVar("folders_written", default=())
 
@@ -52,11 +53,15 @@ def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
 
 
 def read_failure(source: Path, error: OSError) -> MmgenError | OSError:
-    """The one line for an OSError met while reading the input `source`: an I/O error is the machine's trouble,
-    exit 1 (StorageError); anything else is `error` itself."""
+    """The one line for an OSError met while reading the input `source`: an I/O error, or a permission the file's
+    owner or mode does not give, is the machine's trouble, exit 1 (StorageError) — never a reason to call the file
+    damaged (to be got again, or removed); anything else is `error` itself."""
     if error.errno in READ_FAILURES:
         return StorageError(f"cannot read {source}: {error.strerror or error}",
                             hint="the disk holding it failed; copy it from a good one and run it again")
+    if error.errno in DENIED:
+        return StorageError(f"cannot read {source}: permission denied",
+                            hint="the file is whole as far as mmgen knows: give this user read access to it")
     return error
 
 

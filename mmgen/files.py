@@ -370,7 +370,7 @@ def new_folders_removed_on_failure(
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with reading(path), open(path, "rb") as f:  # a failing disk, a file mmgen may not read: not a wrong sha256
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -61,3 +62,35 @@ def tiny(tmp_path_factory) -> Path:
 def official_weights() -> dict[str, torch.Tensor]:
     """The official tiny MM-UNet's weights (the golden fixtures' model), read once per run."""
     return load_file(OFFICIAL / "tiny_mmunet.safetensors")
+
+
+@pytest.fixture
+def unreadable(monkeypatch):
+    """`unreadable(*paths)`: files this user may not read, as the OS and safetensors say so to anyone but root (mode 000
+    does not stop root, whom the tests may run as): `open` and `os.open` raise EACCES, and safetensors says "No such file or
+    directory" (a FileNotFoundError with no errno), its words for any file it cannot open."""
+    import builtins
+
+    import safetensors
+    import safetensors.torch
+
+    denied: set[Path] = set()
+    safe_open = safetensors.safe_open
+
+    def refusing(opener):
+        def open_(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file) in denied:
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return opener(file, *args, **kwargs)
+        return open_
+
+    def safe_open_(file, *args, **kwargs):
+        if Path(file) in denied:
+            raise FileNotFoundError(f"No such file or directory: {file}")
+        return safe_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing(builtins.open))
+    monkeypatch.setattr(os, "open", refusing(os.open))
+    for module in (safetensors, safetensors.torch):
+        monkeypatch.setattr(module, "safe_open", safe_open_)
+    return lambda *paths: denied.update(Path(p) for p in paths)

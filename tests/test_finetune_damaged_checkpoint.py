@@ -251,6 +251,27 @@ def test_a_checkpoint_on_a_failing_disk_is_not_set_aside_as_damaged(finished, tm
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]
 
 
+@pytest.mark.parametrize(("file", "steps"), [("model.safetensors", STEPS + 1), ("ema.safetensors", STEPS + 1),
+                                             ("state.pt", STEPS + 1), ("ema.safetensors", STEPS)])
+def test_a_checkpoint_this_user_may_not_read_is_not_set_aside_as_damaged(finished, tmp_path, unreadable, file, steps):
+    """A checkpoint's file that this user may not read (EACCES: copied in by another user, mode 600) is the machine's
+    trouble, exit 1, `permission denied` naming it: the checkpoint is whole. It was "does not load ([Errno 13] …)" (or
+    safetensors' "No such file or directory"), set aside as step-N.damaged, and the run went on from the one before;
+    of a finished run (`--steps` reached: is its newest checkpoint whole?) likewise."""
+    data, original, env = finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(original, run_dir)
+    denied = run_dir / "checkpoints" / f"step-{STEPS:07d}" / file
+    unreadable(denied)
+    resumed = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", steps, env=env)
+    assert resumed.returncode == 1, resumed.stderr
+    assert resumed.stderr.splitlines()[-1] == (
+        f"mmgen: error: cannot read {denied}: permission denied (the file is whole as far as mmgen knows: give this "
+        "user read access to it)")
+    assert "damaged" not in resumed.stderr
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]
+
+
 def test_whether_a_checkpoint_loads_is_not_told_from_a_failing_disk(tmp_path, monkeypatch):
     """Checkpoint.unreadable (does a finished run's --resume have nothing to do?) meets an I/O error opening a
     weights file as load_checkpoint does: the disk's trouble (StorageError, exit 1, naming the file), not a reason the

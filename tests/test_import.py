@@ -501,6 +501,28 @@ def test_a_safetensors_on_a_failing_disk_is_a_line_not_a_sigbus(tmp_path, env, t
     assert ModelCache().record("x") is None
 
 
+def test_a_model_this_user_may_not_read_is_not_damaged(tmp_path, env, tiny, unreadable, capsys):
+    """A cached model whose weights or record this user may not read (EACCES) is `cannot read FILE: permission denied`,
+    exit 1, to `models verify` and to a load — the file is whole, for all mmgen knows. It was a bare `PermissionError`
+    line, and an unreadable record `damaged: unreadable cache record (Permission denied) (run mmgen models rm x)`,
+    exit 2: advice to remove good weights. A model file by path: safetensors' words were `No such file or directory`."""
+    assert run(["models", "import", str(tiny), "--name", "x"]) == 0
+    folder, own = Path(env["MMGEN_CACHE"]) / "models" / "x", tmp_path / "own.safetensors"
+    own.write_bytes(tiny.read_bytes())
+    capsys.readouterr()
+    hint = " (the file is whole as far as mmgen knows: give this user read access to it)\n"
+    unreadable(folder / "model.safetensors", own)
+    for args, denied in [(["models", "verify"], folder / "model.safetensors"),
+                         (["generate", "-m", "x", "-o", str(tmp_path / "out")], folder / "model.safetensors"),
+                         (["generate", "-m", str(own), "-o", str(tmp_path / "out")], own)]:
+        assert run(args) == 1, args
+        assert capsys.readouterr().err == f"mmgen: error: cannot read {denied}: permission denied{hint}", args
+    unreadable(folder / "model.json")
+    assert run(["models", "verify", "x"]) == 1
+    assert capsys.readouterr() == ("", f"mmgen: error: cannot read {folder / 'model.json'}: permission denied{hint}")
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "model.json", "model.safetensors"]
+
+
 def test_a_pickle_cut_inside_a_class_name_is_damaged_not_a_python_object(tmp_path, env, capsys):
     """A download cut inside a class name (`torch._utils._rebu`) left weights_only an unknown global to refuse, and
     mmgen said the file "holds Python objects other than tensors" (a file to distrust, not one to fetch again); cut

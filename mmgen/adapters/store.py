@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen.config import read_record
-from mmgen.errors import ChecksumMismatch, ConfigError, InvalidSetting, MmgenError, OutputExists, UsageError
+from mmgen.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    InvalidSetting,
+    MmgenError,
+    OutputExists,
+    StorageError,
+    UsageError,
+)
 from mmgen.files import (
     atomic_path,
     copy_into,
@@ -181,6 +189,8 @@ def records() -> list[AdapterRecord | DamagedAdapter]:
     for name in entry_names(root, "adapters", RECORD, _kept):
         try:
             found.append(_record(name))
+        except StorageError:  # the machine's trouble (a failing disk, no permission), not a damaged record
+            raise
         except MmgenError as e:  # ConfigError: unreadable JSON (with how to clear it), or not an adapter's record
             mend = e.hint or f"run `mmgen models rm {name}`"
             problem = str(e) if e.hint else f"{e} ({mend})"

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import safetensors
-import safetensors.torch
 import torch
 
 from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
@@ -35,6 +34,7 @@ from mmgen.errors import MmgenError, StorageError, UsageError
 from mmgen.files import atomic_path
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
+from mmgen.weights.safetensors_file import safe_open
 
 _NAME = re.compile(r"step-(\d+)")
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
@@ -68,7 +68,8 @@ class Checkpoint:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def load_ema(self) -> dict[str, torch.Tensor]:
-        return safetensors.torch.load_file(str(self.ema_weights), device="cpu")
+        with safe_open(self.ema_weights) as f:  # safetensors.torch.load_file, but a file not to be read says why
+            return {name: f.get_tensor(name) for name in f.keys()}
 
     def missing(self) -> str | None:
         """Which of its files are not there (a step folder copied or pruned by hand, a save killed half way), as the
@@ -85,7 +86,7 @@ class Checkpoint:
             return missing
         for weights in (self.raw_weights, self.ema_weights):
             try:
-                with safetensors.safe_open(str(weights), framework="pt"):
+                with safe_open(weights):
                     pass
             except (OSError, safetensors.SafetensorError) as e:
                 if isinstance(e, OSError) and (failure := read_failure(weights, e)) is not e:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgen.config import to_dict
-from mmgen.errors import MmgenError, ModelNotFound
+from mmgen.errors import MmgenError, ModelNotFound, StorageError
 from mmgen.files import sha256_file
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache, damaged_folder
@@ -141,6 +141,8 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             continue
         try:
             record = cache.record(n)
+        except StorageError:  # the machine's trouble (a failing disk, no permission): no verdict on the record
+            raise
         except MmgenError as e:  # said as this model's verdict; the others are still checked
             where = cache.root / "models" / n / "model.json"  # a path only: its folder may be what is damaged
             verdicts.append(damaged_verdict(n, str(e), where, e.hint))

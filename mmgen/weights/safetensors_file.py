@@ -37,12 +37,26 @@ _HEADER_LENGTH = struct.Struct("<Q")
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how the library (Rust's io::Error) ends an I/O failure
 
 
+def safe_open(path: Path) -> Any:
+    """`safetensors.safe_open` on the CPU, where a file that cannot be opened raises the OS's own error: the library
+    says "No such file or directory" of any (a FileNotFoundError with no errno), of one this user may not read too."""
+    try:
+        return safetensors.safe_open(str(path), framework="pt", device="cpu")
+    except FileNotFoundError as e:
+        if e.errno is None:
+            with open(path, "rb"):  # PermissionError, IsADirectoryError, ... (or it opens now: the library's error)
+                pass
+        raise
+
+
 @contextmanager
 def open_safetensors(path: Path) -> Iterator[Any]:
-    """`safetensors.safe_open` on the CPU; a library error while it is open (reading the header, or a tensor)
-    becomes a UsageError naming the file as damaged."""
+    """`safe_open`; a library error while it is open (reading the header, or a tensor) becomes a UsageError naming
+    the file as damaged, and a failure to open it at all the machine's trouble where it is (disk_failures.reading)."""
     try:
-        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
+        with reading(path):
+            opened = safe_open(path)
+        with opened as f:
             yield f
     except safetensors.SafetensorError as e:
         reason = str(e).removeprefix("Error while deserializing header: ")

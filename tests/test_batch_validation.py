@@ -274,7 +274,7 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
             overlap: 0.9
         """)
     problems = problems_of(jobs)
-    assert "'mix' is not an option of generate jobs (it is one of soundtrack)" in problems[4]
+    assert "'mix' is not an option of generate jobs (it belongs to soundtrack jobs)" in problems[4]
     assert "must contain {stem}" in problems[7]
     assert "device is set for the whole batch" in problems[10]
     assert "'remix' is not one of generate, soundtrack, animate" in problems[11]
@@ -283,6 +283,34 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     assert "drums_animate.mp4 is written by jobs 3 (line 8), 8 (line 17)" in problems[17]  # default names collide too
     assert "overlap: must be between 0 and 0.75, got 0.9" in problems[19]
     assert len(problems) == 8
+
+
+def test_a_key_written_as_a_flag_or_for_another_command_says_whose_it_is(tmp_path: Path):
+    """A job's key written as the command line's flag (`--range`, `guidance-scale`) of another kind's option, or a
+    finetune setting, was only "unknown key" with no hint of where it belongs."""
+    jobs = write_jobs(tmp_path, """
+        jobs:
+          - kind: generate
+            --mix: 0.3
+            guidance-scale: 2
+            --range: ["0:1"]
+            --video-only: true
+            lr: 0.001
+            --device: cpu
+        """)
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
+    where = f"{jobs}:" + "{}: job 1 (generate): "
+    assert done.returncode == 2 and done.stderr.splitlines()[:-1] == [
+        where.format(3) + "'--mix' is not an option of generate jobs (mix belongs to soundtrack jobs)",
+        where.format(4) + "'guidance-scale' is not an option of generate jobs (guidance_scale belongs to soundtrack, "
+                          "animate and retake jobs)",
+        where.format(5) + "'--range' is not an option of generate jobs (did you mean ranges? it belongs to retake jobs)",
+        where.format(6) + "'--video-only' is not an option of generate jobs (did you mean video? it belongs to retake "
+                          "jobs)",
+        where.format(7) + "'lr' is a setting of finetune, which a batch does not run (its jobs: generate, soundtrack, "
+                          "animate, retake)",
+        where.format(8) + "device is set for the whole batch (under defaults:, or --device)",
+    ], done.stderr
 
 
 def test_many_jobs_writing_one_file_are_one_line_and_names_one_disk_holds_as_one_are_refused(folder: Path):

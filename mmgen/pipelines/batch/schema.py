@@ -140,7 +140,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         problems.append(Problem(lines.get(("defaults",)), "defaults: expected a mapping of job options"))
         raw_defaults = {}
     for key in [k for k in raw_defaults if k not in DEFAULT_KEYS]:
-        problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {unknown_keys([key], DEFAULT_KEYS)}"))
+        problems.append(Problem(lines.get(("defaults", str(key))), f"defaults: {_not_an_option(key, None, DEFAULT_KEYS)}"))
     known = _from_folder({k: v for k, v in raw_defaults.items() if k in DEFAULT_KEYS}, folder)
     defaults = _one_choice(_checked(known, ("defaults",), lines, problems, "defaults"), lines, problems)
     default_lines = {str(k): lines.get(("defaults", str(k)), 0) for k in raw_defaults}
@@ -180,15 +180,8 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
             continue
         if key in allowed:
             options[key] = value
-        elif key in {name for names in KIND_OPTIONS.values() for name in names}:
-            users = [k for k, names in KIND_OPTIONS.items() if key in names]
-            problems.append(Problem(key_lines[str(key)], f"{where}: {key!r} is not an option of {kind} jobs "
-                                    f"(it is one of {' and '.join(users)})"))
-        elif key in BATCH_WIDE:
-            problems.append(Problem(key_lines[str(key)], f"{where}: {key} is set for the whole batch "
-                                    f"(under defaults:, or --{key})"))
         else:
-            problems.append(Problem(key_lines[str(key)], f"{where}: {unknown_keys([key], (*own_keys, *allowed))}"))
+            problems.append(Problem(key_lines[str(key)], f"{where}: {_not_an_option(key, kind, (*own_keys, *allowed))}"))
     parsed = _checked(_from_folder(options, folder), ("jobs", i), lines, problems, where)
 
     name = _string(raw, "name", where, key_lines, problems)
@@ -211,6 +204,38 @@ def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list
         inputs=inputs,
         lines=key_lines,
     )
+
+
+def _not_an_option(key: Any, kind: str | None, allowed: tuple[str, ...]) -> str:
+    """Why `key`, which is none of `allowed`, is refused in a `kind` job (None: under defaults:), read as the field
+    it names however it is spelled (`--guidance-scale`, `guidance-scale`: guidance_scale): a mistyped key offers the
+    allowed one nearest to it; another job kind's option, a batch-wide one or a finetune setting says whose it is."""
+    name = str(key).lstrip("-").replace("-", "_")
+    if name not in allowed:
+        if kind is not None and (users := _kinds_taking(name)):
+            return f"{key!r} is not an option of {kind} jobs ({'it' if name == key else name} belongs to {users})"
+        if kind is not None and name in BATCH_WIDE:
+            return f"{name} is set for the whole batch (under defaults:, or --{name})"
+        if name in _finetune_settings():
+            return f"{key!r} is a setting of finetune, which a batch does not run (its jobs: {', '.join(KINDS)})"
+    others = tuple(dict.fromkeys(o for names in KIND_OPTIONS.values() for o in names if o not in allowed))
+    if kind is not None and nearest_key(key, allowed) is None and (other := nearest_key(key, others)):
+        return f"{key!r} is not an option of {kind} jobs (did you mean {other}? it belongs to {_kinds_taking(other)})"
+    return unknown_keys([key], allowed)
+
+
+def _kinds_taking(name: str) -> str:
+    """The job kinds whose option `name` is: "soundtrack, animate and retake jobs"; "" where none."""
+    users = [kind for kind, names in KIND_OPTIONS.items() if name in names]
+    return f"{' and '.join((', '.join(users[:-1]), users[-1])) if len(users) > 1 else users[0]} jobs" if users else ""
+
+
+def _finetune_settings() -> tuple[str, ...]:
+    from mmgen.train.config import (
+        FinetuneConfig,  # here: only a batch file with a key it does not know reads it
+    )
+
+    return _fields(FinetuneConfig)
 
 
 def _from_folder(options: dict, folder: Path) -> dict:

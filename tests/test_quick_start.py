@@ -12,6 +12,8 @@ import types
 import pytest
 from mmgen_cli import mmgen_env
 
+from mmgen.train.run_folder import RunFolderLock
+
 HEAVY = ("torch", "scipy")
 PACKAGES = ["mmgen.adapters", "mmgen.diffusion", "mmgen.media", "mmgen.models", "mmgen.pipelines",
             "mmgen.pipelines.batch", "mmgen.runtime", "mmgen.train", "mmgen.weights"]
@@ -36,6 +38,22 @@ def heavy_modules_after(argv: list[str], tmp_path) -> tuple[int, list[str]]:
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_help_and_usage_errors_do_not_load_torch(argv, code, tmp_path):
     assert heavy_modules_after(argv, tmp_path) == (code, [])
+
+
+def test_a_refused_finetune_resume_does_not_load_torch(tmp_path):
+    """`finetune DATA -o RUN --resume` refused for what RUN is — missing, no run's config.yaml, a run training in it —
+    answers at once: it loaded torch (seconds) before it looked."""
+    data, empty, held = tmp_path / "clips", tmp_path / "empty", tmp_path / "held"
+    for folder in (data, empty, held):
+        folder.mkdir()
+    (held / "config.yaml").write_text("steps: 10\n")
+    lock = RunFolderLock(held)
+    lock.take()
+    try:
+        for run_dir in (tmp_path / "missing", empty, held):
+            assert heavy_modules_after(["finetune", str(data), "-o", str(run_dir), "--resume"], tmp_path) == (2, [])
+    finally:
+        lock.release()
 
 
 @pytest.mark.parametrize("package", PACKAGES)

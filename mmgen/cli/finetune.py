@@ -178,7 +178,6 @@ def finetune(
     """
     from mmgen.cli._interrupted import left_behind
     from mmgen.runtime.stop_signals import stop_code, stopped
-    from mmgen.train import finetune as run_finetune
     from mmgen.train.config import run_config
     from mmgen.train.interrupt import CheckpointNotSaved
 
@@ -199,6 +198,9 @@ def finetune(
     if "loss_weights" in given:
         given["loss_weights"] = parse_loss_weights(given["loss_weights"])
     config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given)
+    # torch loads here: a run refused above (--resume of no run, of a run in use; a config file's mistake) is at once
+    from mmgen.train import finetune as run_finetune
+
     with display() as on_event:
         try:
             result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)

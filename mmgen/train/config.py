@@ -298,9 +298,9 @@ def run_config(
     layers = []
     from mmgen.train.run_folder import RunFolderLock, is_run_record  # (not loaded by --help)
 
-    if resume:
+    if resume:  # what a refused --resume needs to know, known before torch loads (cli.finetune)
+        RunFolderLock(run_dir).check_free()  # a run trains in it (or a new one took it, its config.yaml not yet written)
         if not (run_dir / "config.yaml").is_file():
-            RunFolderLock(run_dir).check_free()  # a new run took it, and has not written its config.yaml yet
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
         layers.append(_recorded_layer(run_dir / "config.yaml"))
 

@@ -15,6 +15,7 @@ absolute, so a run resumes from any folder.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,7 +300,9 @@ def run_config(
     from mmgen.train.run_folder import RunFolderLock, is_run_record  # (not loaded by --help)
 
     if resume:  # what a refused --resume needs to know, known before torch loads (cli.finetune)
-        RunFolderLock(run_dir).check_free()  # a run trains in it (or a new one took it, its config.yaml not yet written)
+        if os.environ.get("RANK", "0") == "0":  # rank 0 (runtime.processes.described, which loads torch): the others'
+            # look may come after rank 0 took the folder for this very run (train.setup)
+            RunFolderLock(run_dir).check_free()  # a run trains in it (or a new one took it, no config.yaml yet)
         if not (run_dir / "config.yaml").is_file():
             raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
         layers.append(_recorded_layer(run_dir / "config.yaml"))

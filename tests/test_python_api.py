@@ -111,6 +111,20 @@ def test_each_call_says_its_own_notes(tiny, tmp_path, caplog):
     assert notes == [f"{sound}: its 6-channel audio is mixed to mono"] * 2
 
 
+def test_the_command_line_gives_a_program_that_embeds_it_its_warnings_filters_back(tmp_path):
+    """`mmgen.cli.run` hid libraries' warnings (warnings.simplefilter("ignore")) for the rest of the program that
+    embedded it; they are hidden while the command runs, and the program's own filters are back as it returns."""
+    import warnings
+
+    warnings.simplefilter("error", UserWarning)  # the program's own (pytest restores the filters after the test)
+    before = list(warnings.filters)
+    done = run_here("--version", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert warnings.filters == before
+    with pytest.raises(UserWarning):
+        warnings.warn("the program's own", UserWarning)
+
+
 def test_the_readmes_python_api_paragraph_holds_true():
     """Its settings build, the wrong values it names are refused as it says, and the names it gives exist."""
     import mmgen.errors

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
@@ -89,14 +90,15 @@ def _rank() -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
-    SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals)."""
+    SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals), and libraries' warnings are hidden (without --debug:
+    hide_library_warnings); a program embedding it has its own warnings filters back as it returns."""
     from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
 
     global _began
     _began = False
     try:
-        with stops_interrupt(), notes_on_stderr(), command_line_words():
+        with stops_interrupt(), notes_on_stderr(), command_line_words(), warnings.catch_warnings():
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass

@@ -122,7 +122,7 @@ def test_the_command_line_gives_a_program_that_embeds_it_its_warnings_filters_ba
     assert done.returncode == 0, done.stderr
     assert warnings.filters == before
     with pytest.raises(UserWarning):
-        warnings.warn("the program's own", UserWarning)
+        warnings.warn("the program's own", UserWarning, stacklevel=1)
 
 
 def test_the_readmes_python_api_paragraph_holds_true():

@@ -101,6 +101,15 @@ def path_text(path: object) -> str:
     return "".join(c if _shown(c) else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def markup_text(text: object) -> str:
+    """`text` (a path, a name, or a line naming some: an error) as a table cell or a line of rich markup shows it:
+    escaped as every message shows a path (path_text), and taken as text, not markup (`[red]take.mp4`). Every
+    value a rich table or console.print shows that mmgen did not write itself goes through here."""
+    from rich.markup import escape
+
+    return escape(path_text(text))
+
+
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
@@ -154,7 +163,7 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]]) -
     console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
     for name, *cells, last in entries:
         line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(path_text(line), markup=False, highlight=False, soft_wrap=True)
     return False
 
 

@@ -154,3 +154,21 @@ def test_doctor_counts_one_thread_as_one(tmp_path):
     done = run_here("doctor", env=mmgen_env(tmp_path, COLUMNS="200"))
     assert done.returncode == 0, done.stderr
     assert "torch uses 1 thread, native bf16" in done.stdout, done.stdout
+
+
+def test_a_cache_path_or_description_with_control_characters_is_shown_escaped(tmp_path):
+    """A cache path or a registry entry's description holding ESC, a newline or rich markup (`MMGEN_CACHE=$'…\\e[2J…'`)
+    is shown in `doctor`'s rows and `models list`'s cells as every message shows a path (terminal.path_text): `\\x1b`,
+    `\\n`, `[red]` as typed. It reached the terminal raw (an escape sequence run, a row split in two) and `[red]` was
+    taken as markup and dropped."""
+    env = {**mmgen_env(tmp_path), "MMGEN_CACHE": str(tmp_path / "a\x1b[2Jb\nc[red]x")}
+    (tmp_path / "presets" / "models").mkdir(parents=True)
+    (tmp_path / "presets" / "models" / "mine.yaml").write_text('base: demo\ndescription: "my\\e[2Jown\\n[red]model"\n')
+    shown = f"{tmp_path}/a\\x1b[2Jb\\nc[red]x"
+    done = run_here("doctor", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"  {shown} (not created yet) ·" in done.stdout and f"  MMGEN_CACHE={shown}\n" in done.stdout
+    listed = run_here("models", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "my\\x1b[2Jown\\n[red]model" in listed.stdout
+    assert "\x1b" not in done.stdout + listed.stdout

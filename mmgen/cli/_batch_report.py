@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.terminal import counted, path_text, size_text
+from mmgen.terminal import counted, markup_text, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,18 +28,12 @@ def say(console: Console, prefix: str, outcome: Outcome, total: int, eta: str = 
     if outcome.ending in ("skipped", "not run"):
         return
     style = _STYLE[outcome.ending]
-    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number}/{total} ({outcome.kind}) {shown(outcome.output)}"
+    line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number}/{total} ({outcome.kind}) {markup_text(outcome.output)}"
     if outcome.ending == "done":
         line += f" [dim]{outcome.seconds:.1f} s{eta}[/]"
-    console.print(line + (f": {shown(outcome.error)}" if outcome.error else ""), markup=True, soft_wrap=True)
+    console.print(line + (f": {markup_text(outcome.error)}" if outcome.error else ""), markup=True, soft_wrap=True)
     if outcome.traceback and debug_enabled():
         console.print(outcome.traceback, markup=False, soft_wrap=True)
-
-
-def shown(text: object) -> str:
-    """A file name (or a line naming some: a job's error) as a table cell or a line of markup shows it: escaped as
-    every message shows a path (terminal.path_text), and taken as text, not rich markup (`[red]take.mp4`)."""
-    return escape(path_text(text))
 
 
 def outcome_json(outcome: Outcome, plan: Plan) -> dict:
@@ -70,7 +63,7 @@ def show_downloads(plan: Plan, console: Console) -> None:
         for column in ("model", "size", "from"):
             downloads.add_column(column)
         for d in plan.downloads:
-            downloads.add_row(shown(d.name), size_text(d.size), shown(d.url))
+            downloads.add_row(markup_text(d.name), size_text(d.size), markup_text(d.url))
         console.print(downloads)
     else:
         console.print("No model downloads needed.")
@@ -80,7 +73,7 @@ def show_downloads(plan: Plan, console: Console) -> None:
 
 def show_plan(plan: Plan, console: Console) -> None:
     """The expanded jobs, what each will do, and the model downloads the batch needs."""
-    table = Table(title=f"{shown(plan.batch.path)} → {shown(plan.output_dir)}", title_justify="left")
+    table = Table(title=f"{markup_text(plan.batch.path)} → {markup_text(plan.output_dir)}", title_justify="left")
     for column in ("#", "line", "kind", "input", "output", "model", "sampling", "seed", "status"):
         table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left")
     from mmgen.pipelines.batch import STATUS_TEXT
@@ -90,8 +83,8 @@ def show_plan(plan: Plan, console: Console) -> None:
         sampling = first.run.sampling
         table.add_row(
             _span(first.number, last.number, "–"), str(first.spec.line), first.kind,
-            shown(_span(first.input.name, last.input.name)) if first.input else "—",
-            shown(_span(first.output, last.output)), shown(Path(first.run.model).name), f"{sampling.sampler} · {sampling.steps} steps", _span(first.seed, last.seed),
+            markup_text(_span(first.input.name, last.input.name)) if first.input else "—",
+            markup_text(_span(first.output, last.output)), markup_text(Path(first.run.model).name), f"{sampling.sampler} · {sampling.steps} steps", _span(first.seed, last.seed),
             STATUS_TEXT[plan.status[first.number]],
         )
     console.print(table)
@@ -142,11 +135,11 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
             table.add_column(column, justify="right" if column in ("#", "time") else "left")
         for o, *more in rows:
             last = more[-1] if more else o
-            table.add_row(_span(o.number, last.number, "–"), o.kind, shown(_span(o.output, last.output)),
+            table.add_row(_span(o.number, last.number, "–"), o.kind, markup_text(_span(o.output, last.output)),
                           f"[{_STYLE[o.ending]}]{o.ending}[/]",
                           f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "",
-                          *([shown(o.error or "")] if errors else []))
+                          *([markup_text(o.error or "")] if errors else []))
         console.print(table)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
     console.print(f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
-                  + f" · outputs in {shown(plan.output_dir)}")
+                  + f" · outputs in {markup_text(plan.output_dir)}")

@@ -168,7 +168,7 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
                     console.print(f"warning: … and {more:,} more files skipped (the run's log.jsonl lists each)",
                                   markup=False, highlight=False)
             elif event.kind == "start":
-                console.print(event.message, markup=False, highlight=False)
+                console.print(path_text(event.message), markup=False, highlight=False)
                 bar("training", event.step, event.total)
             elif event.kind == "step" and event.values:
                 v = event.values
@@ -183,6 +183,6 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
             elif event.kind == "step":
                 bar("training", event.step, event.total)
             elif event.kind == "note":
-                console.print(event.message, markup=False, highlight=False)
+                console.print(path_text(event.message), markup=False, highlight=False)
 
         yield show

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.markup import escape
 
 from mmgen import terminal
 from mmgen.config import json_text
 from mmgen.pipelines import Result
-from mmgen.terminal import path_text, rate_text
+from mmgen.terminal import markup_text, rate_text
 
 
 @contextmanager
@@ -44,13 +43,13 @@ def report(results: list[Result], as_json: bool, console: Console | None = None,
             if not printed:
                 print_json(record)
         else:
-            console.print(f"[bold green]wrote[/] {escape(path_text(record['mp4']))}  [dim]{describe(record)}[/]")
+            console.print(f"[bold green]wrote[/] {markup_text(record['mp4'])}  [dim]{describe(record)}[/]")
     if results:
         first = results[0].provenance
         seeds = sorted({r.provenance.seed for r in results})
         seed = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}..{seeds[-1]}"
         console.print(
-            f"[dim]model {escape(path_text(first.model))} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
+            f"[dim]model {markup_text(first.model)} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
             f"{sum(r.provenance.wall_time_s for r in results):.1f} s[/]"
         )
 

@@ -13,7 +13,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
-from mmgen.terminal import counted, hashes_text, size_text, table_console
+from mmgen.terminal import counted, hashes_text, markup_text, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -36,16 +36,16 @@ def _show(report: dict[str, Any], console: Console) -> None:
     cache = report["cache"]
     console.print("[bold]Cache[/]")
     if "problem" in cache:
-        console.print(f"  {bad} {cache['problem']}", highlight=False)
+        console.print(f"  {bad} {markup_text(cache['problem'])}", highlight=False)
     else:
-        console.print(f"  {cache['path']} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
+        console.print(f"  {markup_text(cache['path'])} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
     for name, value in report["environment"].items():
-        console.print(f"  {name}={value}", highlight=False)
+        console.print(f"  {name}={markup_text(value)}", highlight=False)
     for problem in report.get("environment_problems", {}).values():
-        console.print(f"  {bad} {problem}", highlight=False)
+        console.print(f"  {bad} {markup_text(problem)}", highlight=False)
     console.print("[bold]Models[/]")
     if "models_error" in report:
-        console.print(f"  {bad} {report['models_error']}")
+        console.print(f"  {bad} {markup_text(report['models_error'])}")
     table = Table(box=None, padding=(0, 2), show_edge=False)
     for column in ("name", "arch", "status", "size", "sha256"):
         table.add_column(column, no_wrap=True)
@@ -53,14 +53,15 @@ def _show(report: dict[str, Any], console: Console) -> None:
     for row in report["models"]:
         size = "" if row["size"] is None else size_text(row["size"], row["size_estimated"])
         style = {"bundled": "green", "cached": "green", "damaged": "red"}.get(row["status"], "dim")
-        table.add_row(row["name"], row["arch"], f"[{style}]{row['status']}[/]", size, hashes_text(row["sha256"], row["source_sha256"]),
-                      row["fetch"] or "")
+        table.add_row(markup_text(row["name"]), row["arch"], f"[{style}]{row['status']}[/]", size,
+                      hashes_text(row["sha256"], row["source_sha256"]), markup_text(row["fetch"] or ""))
     console.print(table)
     for row in report["models"]:
         if row["status"] == "damaged":
-            console.print(f"  {bad} {row['name']}: {row['description']}", highlight=False)
+            console.print(f"  {bad} {markup_text(row['name'])}: {markup_text(row['description'])}", highlight=False)
     for adapter in report.get("damaged_adapters", []):  # the registered adapters are `models list`'s; a damaged one is said
-        console.print(f"  {bad} adapter {adapter['name']}: {adapter['description']}", highlight=False)
+        console.print(f"  {bad} adapter {markup_text(adapter['name'])}: {markup_text(adapter['description'])}",
+                      highlight=False)
 
 
 @app.command()

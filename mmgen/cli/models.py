@@ -20,14 +20,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, load_yaml, to_dict
 from mmgen.errors import MmgenError, UsageError
-from mmgen.terminal import WIDE_TABLE, hashes_text, say, short_hash, show_table, size_text, table_console
+from mmgen.terminal import (
+    WIDE_TABLE,
+    hashes_text,
+    markup_text,
+    say,
+    short_hash,
+    show_table,
+    size_text,
+    table_console,
+)
 
 models_app = typer.Typer(
     name="models",
@@ -73,8 +81,8 @@ def list_models(as_json: JsonOption = False) -> None:
     entries = []
     for row in rows:
         cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
-        more = (hashes_text(row.sha256, row.source_sha256), row.fetch or "") if wide else ()
-        table.add_row(*cells, *more, row.description)
+        more = (hashes_text(row.sha256, row.source_sha256), markup_text(row.fetch or "")) if wide else ()
+        table.add_row(markup_text(row.name), *cells[1:], *more, markup_text(row.description))
         entries.append((*cells, row.description))
     shown_as_table = show_table(console, table, entries)
     if not wide:
@@ -87,12 +95,12 @@ def list_models(as_json: JsonOption = False) -> None:
         entries = []
         for a in adapters:
             if isinstance(a, DamagedAdapter):  # one row saying so, as a damaged model's
-                table.add_row(a.name, f"{DAMAGED}: {escape(a.problem)}", "", "", "", "")
+                table.add_row(markup_text(a.name), f"{DAMAGED}: {markup_text(a.problem)}", "", "", "", "")
                 entries.append((a.name, f"{DAMAGED}: {a.problem}", ""))
                 continue
             cells = (a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
                      short_hash(a.sha256))
-            table.add_row(*cells)
+            table.add_row(*map(markup_text, cells[:4]), *cells[4:])
             entries.append((cells[0], f"base {cells[1]}", f"rank {cells[2]}", *cells[3:]))
         show_table(console, table, entries)
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):

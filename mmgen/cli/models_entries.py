@@ -20,7 +20,7 @@ import typer
 from mmgen.cli.models import AdapterFlag, JsonOption, ModelFlag, NameArgument, emit, models_app
 from mmgen.cli.options import closed_stdout
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
-from mmgen.terminal import say
+from mmgen.terminal import path_text, say
 
 # What `models info` says of a field whose --json value is null, where that means more than "none" (a field it
 # leaves out otherwise)
@@ -149,7 +149,7 @@ def verify(
             emit(result.as_dict())
         else:
             sha = f", sha256 {result.actual}" if result.ok else ""
-            print(f"{result.name}: {result.verdict}{sha} ({result.path})", flush=True)  # the result: stdout
+            print(path_text(f"{result.name}: {result.verdict}{sha} ({result.path})"), flush=True)  # the result: stdout
     bad = [r for r in results if not r.ok]
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
@@ -191,4 +191,4 @@ def info(
         if value is None and key not in UNSTATED:  # nothing to say: no base, no upsampler
             continue
         shown = UNSTATED[key] if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
-        print(f"{key:>14}: {shown}", flush=True)  # the result: stdout
+        print(path_text(f"{key:>14}: {shown}"), flush=True)  # the result: stdout

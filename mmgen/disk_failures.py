@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import MediaError, MmgenError, StorageError
+from mmgen.errors import MediaError, MmgenError, StorageError, UsageError
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
@@ -49,7 +49,23 @@ def write_failure(target: Path, error: OSError) -> MmgenError | OSError:
                             hint="free some space, or raise the file size limit, and run it again")
     if error.errno == errno.EROFS:
         return MediaError(f"cannot write {target}: {error.strerror or error}")
+    if error.errno == errno.ENAMETOOLONG:  # said of `target`, never of the temporary (or a file inside one) it named
+        return _too_long(target)
     return error
+
+
+def _too_long(target: Path) -> MmgenError:
+    """Why `target`, or a temporary it is written through, has a name the system refuses (ENAMETOOLONG): in
+    check_name_length's words where they find it (the folder too long for a temporary beside it), else plainly."""
+    from mmgen.output_checks import check_name_length
+    from mmgen.weights.names import PATH_MAX
+
+    try:
+        check_name_length(target)
+    except UsageError as e:
+        return e
+    return UsageError(f"cannot write {target}: its path, with the temporaries it is written through, is longer than "
+                      f"the system takes ({PATH_MAX} bytes)", hint="choose a shorter path with -o")
 
 
 def read_failure(source: Path, error: OSError) -> MmgenError | OSError:

@@ -212,6 +212,21 @@ def test_an_output_whose_path_fits_is_written_though_its_temporarys_would_not(tm
     assert output.read_text() == "kept" and os.listdir(output.parent) == [output.name]
 
 
+@pytest.mark.parametrize(("length", "named"), [(4050, "step-0000001/model.safetensors"), (4070, "step-0000001")])
+def test_a_path_too_long_for_its_temporary_is_said_of_the_path_written_not_the_temporary(tmp_path, length, named):
+    """A folder written whole through a temporary folder (a finetune checkpoint's step-N, an adapter's files), where
+    the temporary's path — or a file's inside it — is over what the system takes: the error named the temporary
+    (`…/..c2ef8667-7068-19da085c.partial: file name too long`, `…/.step-0000001.….partial/..….partial.safetensors`),
+    names the user never gave. It names where the file or folder was to be, as an output's refusal does."""
+    folder = deep_folder(tmp_path, length)
+    with pytest.raises(UsageError) as refused:
+        with files.atomic_path(folder / "step-0000001", folder=True) as temporary:
+            files.write_text(temporary / "model.safetensors", "weights")
+    said = str(refused.value)
+    assert said.startswith(f"cannot write {folder / named}: its folder's path is ") and ".partial" not in said
+    assert os.listdir(folder) == []
+
+
 def test_a_folder_too_long_for_any_temporary_is_refused_naming_the_output(tmp_path):
     """In a folder whose path leaves no room for the temporary, whatever its stem, the output is refused up front,
     named as the user gave it, with the folder's room, not the temporary's path."""

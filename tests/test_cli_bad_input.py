@@ -769,6 +769,21 @@ def test_a_run_folder_inside_a_cache_is_refused(tmp_path):
         assert not run_dir.exists()
 
 
+def test_a_clip_cache_inside_the_run_folder_is_refused(tmp_path):
+    """`finetune -o RUN --cache-dir RUN/clips` (also through a link) was accepted: a new run
+    that fails removes its run folder, and the clip cache with it, and the run folder was listed and copied with a
+    cache inside. Refused as a run folder inside a cache is, before anything is made."""
+    env, run_dir = mmgen_env(tmp_path), tmp_path / "run"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path)
+    for cache in (run_dir / "clips", tmp_path / "link" / "run" / "clips"):
+        done = run_here("finetune", tmp_path / "data", "-o", run_dir, "--cache-dir", cache, env=env)
+        assert (done.returncode, done.stderr) == (2, f"mmgen: error: {cache}: the clip cache is inside the run folder "
+                                                     f"({run_dir}) (choose a --cache-dir outside the run folder (clips "
+                                                     "decoded once serve every run))\n"), done.stderr
+        assert not run_dir.exists()
+
+
 def test_the_hint_for_a_relative_link_to_a_missing_folder_names_the_folder_it_points_to(tmp_path, monkeypatch):
     """`sub/lnk -> ../outs` points to ./outs, but the hint said "create ../outs": made from here, the link stayed
     dangling. The hint names the folder the link points to."""

@@ -202,12 +202,17 @@ def clip_cache_user(run_dir: Path) -> str:
 
 def _check_outside_caches(run_dir: Path, cache_dir: Path) -> None:
     """UsageError when `run_dir` is, or is inside — through symlinks, or another spelling of the name — the run's
-    clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files."""
+    clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files. And the
+    other way round, when the clip cache is, or is inside, the run folder: a new run that fails removes its run
+    folder (the cache with it), and a run folder is listed and copied whole."""
     real = Path(os.path.realpath(run_dir))
     cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
     if cache is not None:
         raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
                          hint="choose another -o, outside the cache; the cache holds mmgen's own files")
+    if Path(os.path.realpath(cache_dir)).is_relative_to(real):
+        raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
+                         hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")
 
 
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)

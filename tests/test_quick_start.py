@@ -1,4 +1,4 @@
-"""`mmgen --help` and a mistyped flag answer at once: torch and scipy (3–5 s of imports on a laptop) load only
+"""`mmgen --help` and a mistyped flag answer at once: torch, scipy and PyAV (3–5 s of imports on a laptop) load only
 when a command does work that needs them. The packages' names still all resolve when asked for."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mmgen_cli import mmgen_env
 
 from mmgen.train.run_folder import RunFolderLock
 
-HEAVY = ("torch", "scipy")
+HEAVY = ("torch", "scipy", "av")
 PACKAGES = ["mmgen.adapters", "mmgen.diffusion", "mmgen.media", "mmgen.models", "mmgen.pipelines",
             "mmgen.pipelines.batch", "mmgen.runtime", "mmgen.train", "mmgen.weights"]
 

@@ -19,7 +19,6 @@ from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_fil
 from mmgen.disk_failures import write_failure
 from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError
 from mmgen.files import atomic_output, kept_together, retire
-from mmgen.media import probe
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
 from mmgen.output_checks import (
     check_output_target,
@@ -68,6 +67,8 @@ def default_output(input: str | Path, command: str) -> Path:
     input = Path(input)
     if input.is_dir():
         raise MediaError(f"cannot read {input}: it is a directory")  # as media.probe.open_input says it
+    from mmgen.media.probe import probe  # here: PyAV loads only for a command that reads or writes media
+
     try:
         codec = probe(input).video_codec
     except MediaError:
@@ -162,7 +163,7 @@ def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> AbstractContex
 def describe(mp4: Path) -> dict:
     """What a player will find in the written file (probed, not assumed; its frames counted, as not every container
     records how many it holds)."""
-    from mmgen.media.probe import frame_count
+    from mmgen.media.probe import frame_count, probe
 
     info = probe(mp4)
     return {

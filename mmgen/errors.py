@@ -30,6 +30,11 @@ class StorageError(MmgenError):
     replaced while the command ran: not the user's input, so exit code 1 (mmgen.disk_failures.write_failure)."""
 
 
+class FolderReplaced(StorageError):
+    """An output folder was replaced (moved away, a link put at its name) while the command wrote into it: it stops
+    before writing anything through that name (mmgen.files.same_folders)."""
+
+
 class UsageError(MmgenError):
     """Bad usage or bad input: exit code 2."""
 

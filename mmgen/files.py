@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
-from mmgen.errors import MediaError, OutputExists
+from mmgen.errors import FolderReplaced, MediaError, OutputExists
 from mmgen.output_checks import check_writable, name_max
 from mmgen.runtime.stop_signals import check_stop, stops_held
 from mmgen.weights.names import PATH_MAX
@@ -86,6 +86,62 @@ class _Group:
 
 
 _group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=None)
+# The output folders a command writes into, as it found them (`same_folders`): absolute path → device and inode
+_folders: ContextVar[dict[Path, tuple[int, int] | None] | None] = ContextVar("files_same_folders", default=None)
+
+
+@contextmanager
+def same_folders() -> Iterator[None]:
+    """Inside the block (a command), every output folder (`keep_folder`) stays the one found as the first output
+    went into it: a folder replaced meanwhile (moved away, a link to another folder put at its name) is a
+    FolderReplaced (exit 1) before anything more is written through its name — never a file written, or overwritten, in
+    whatever folder the name leads to now. A batch's manifest holds its folder to the same (batch.manifest)."""
+    token = _folders.set({})
+    try:
+        yield
+    finally:
+        _folders.reset(token)
+
+
+def keep_folder(folder: Path) -> None:
+    """Record `folder` (just made, or found) as an output folder of the `same_folders` block, the first time; check
+    that it is still the one recorded every later time."""
+    found = _folders.get()
+    if found is None:
+        return
+    key = Path(os.path.abspath(folder))
+    if key not in found:
+        found[key] = _folder_identity(key)
+    else:
+        check_folders(key / "-")
+
+
+def check_folders(target: Path) -> None:
+    """FolderReplaced if an output folder holding `target` (its own or one above it) is no longer the one recorded."""
+    found = _folders.get()
+    if not found:
+        return
+    for folder in Path(os.path.abspath(target)).parents:
+        if folder in found and _folder_identity(folder) != found[folder]:
+            raise FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
+                               hint="what was written before is in the folder that was there; nothing was "
+                                    "written into the one there now")
+
+
+def forget_folder(folder: Path) -> None:
+    """`folder` was removed by the command itself (it held nothing): a later one at its name is found anew."""
+    found = _folders.get()
+    if found is not None:
+        found.pop(Path(os.path.abspath(folder)), None)
+
+
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """Which folder `folder` leads to (links followed): its device and inode, or None where there is none."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
     would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a
@@ -157,6 +213,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
     """
     check_stop()  # a stop that a library swallowed: nothing is written after it (stop_signals)
     target = Path(path)
+    check_folders(target)  # not even a temporary in a folder put in an output folder's place
     temp = temporary_name(target)
     naming = named_as(temp, target) if folder else nullcontext()  # a file inside: named by where it will be
     with writing(target, temp), naming:  # a failing disk: one line naming `target`, not the temporary (nor an input)
@@ -168,6 +225,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
                 raise MediaError(f"cannot write {target}: nothing was written")
             fsync_path(temp)
             check_stop()  # nor put in place
+            check_folders(target)
             if folder and target.is_dir():
                 shutil.rmtree(target)
             group = _group.get()
@@ -365,6 +423,7 @@ def new_folders_removed_on_failure(
                 if clear is not None and folder.is_dir() and not folder.is_symlink() and clear(folder) is False:
                     continue
                 folder.rmdir()
+                forget_folder(folder)
         raise
 
 

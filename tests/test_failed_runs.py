@@ -222,6 +222,34 @@ def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny,
 
 
 
+def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_name(tiny, tmp_path, monkeypatch):
+    """`mv OUT OUT.old; ln -s VICTIM OUT` after clip 1 of `generate -n 3 --overwrite -o OUT`: clips 2 and 3 went into
+    VICTIM, over its files, exit 0. The folder found as the first clip went in is the one every later file must go
+    into: one line naming it, exit 1, VICTIM untouched, clip 1 kept in the folder it was written into."""
+    out, old, victim = tmp_path / "out", tmp_path / "out.old", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "clip_0001.mp4").write_text("precious")
+    write = generate_pipeline.write_generated
+
+    def swap_the_folder_after_the_first_clip(*args, **kwargs):
+        written = write(*args, **kwargs)
+        if not old.exists():
+            out.rename(old)
+            out.symlink_to(victim)
+        return written
+
+    monkeypatch.setattr(generate_pipeline, "write_generated", swap_the_folder_after_the_first_clip)
+    done = run_here("generate", "-m", tiny, "-n", "3", "--steps", "2", "--precision", "fp32", "--no-previews",
+                    "--overwrite", "-o", out, env=mmgen_env(tmp_path))
+
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"mmgen: error: {out} was replaced while mmgen wrote into it; "
+                                                   "stopped"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert [p.name for p in victim.iterdir()] == ["clip_0001.mp4"] and (victim / "clip_0001.mp4").read_text() == "precious"
+    assert sorted(p.name for p in old.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
+
+
 def test_an_overwrite_killed_before_its_sidecar_leaves_no_new_clip_beside_the_old_sidecar(tiny, tmp_path, monkeypatch):
     """--overwrite over a finished clip, killed (kill -9: nothing is undone) after its new mp4 is in place and before
     its new sidecar is: no sidecar describes the new mp4 as the old clip. The next command there refuses the mp4 as

@@ -150,6 +150,7 @@ def ensure_folder(paths: OutputPaths) -> None:
             raise StorageError(f"cannot write {paths.mp4}: {existing} is {kind_of(existing)} now, not a folder (it was replaced "
                                "while mmgen ran)", hint="move it away and run the command again") from None
         raise write_failure(paths.mp4, e) from None
+    files.keep_folder(folder)  # the folder found, before anything in it is removed: not one put in its place since
     remove_leftovers(folder)
 
 

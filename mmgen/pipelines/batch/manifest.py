@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import write_text
+from mmgen.files import check_folders, write_text
 from mmgen.locks import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
@@ -171,6 +171,7 @@ class Manifest:
         """What a finished job wrote, for its "done" record."""
         described = {}
         for key, path in files.items():
+            check_folders(path)  # its folder is still the one the job wrote into (files.same_folders)
             if path.is_file():
                 sha256, stamp = hashed(path)
                 described[key] = FileRecord(self.relative(path), path.stat().st_size, sha256, stamp)

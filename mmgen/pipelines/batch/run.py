@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mmgen.errors import MmgenError, UsageError
+from mmgen.errors import FolderReplaced, MmgenError, UsageError
 from mmgen.locks import sole_holder
 from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines.animate import animate
@@ -204,8 +204,9 @@ def _inputs_in(output_dir: Path, jobs: Sequence[Job]) -> tuple[Path, ...]:
 
 
 class Unrecorded(Exception):
-    """A job's manifest record could not be written (`error`: a full disk, a file size limit): no later job could be
-    recorded either, so the batch ends there (run_plan)."""
+    """A job's manifest record could not be written (`error`: a full disk, a file size limit), or a job's output
+    folder was replaced as it ran (FolderReplaced): no later job could be recorded, or written, either, so the batch
+    ends there (run_plan)."""
 
     def __init__(self, error: MmgenError | OSError):
         super().__init__(str(error))
@@ -232,6 +233,7 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         if replace:
             _remove_leftovers(job)
         result = RUNNERS[job.kind](job, replace, inputs, progress)
+        files = manifest.describe_files(job.files.files)  # a folder replaced since: the job failed, as its line says
     except KeyboardInterrupt:
         raise
     except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
@@ -240,9 +242,10 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         # the record keeps the error's line; its advice (hint) is for the terminal, not repeated on every retry
         said = e.message if isinstance(e, MmgenError) else message
         _record(manifest, dataclasses.replace(record, state="failed", error=said))
+        if isinstance(e, FolderReplaced):  # the next job's files would go there too: the batch ends, as at a full disk
+            raise Unrecorded(e) from e
         return Outcome(job.number, job.kind, job.output, "failed", time.perf_counter() - started, message,
                        None if expected else traceback.format_exc(), rank)
-    files = manifest.describe_files(job.files.files)
     _record(manifest, dataclasses.replace(record, state="done", files=files))
     return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank,
                    record=result.to_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
 
 WIDTH_WHEN_PIPED = 400  # columns: wider than any table of mmgen's, so piped rows are not folded
 WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, URLs) too
+LONGEST_VALUE = 500  # characters of a value (a run without spaces: a path, a name, a number) an error line shows
+LONGEST_LINE = 3000  # characters of a whole line, whatever its values hold (spaces too)
+_LONG_VALUE = re.compile(rf"\S{{{LONGEST_VALUE + 1},}}?(?=[:;,)]?(?:\s|$))")  # not the punctuation after it
 
 
 def say(line: str) -> None:
@@ -21,12 +25,13 @@ def say(line: str) -> None:
     a file name's newline, ESC or byte that is not UTF-8 is written as its escape (path_text), so every error and
     message said here — the CLI's error line is — names its files as the `wrote` lines do. With stderr closed
     (`2>&-`: sys.stderr is None) or gone, the line is dropped: never sent to stdout, as print(file=None) would,
-    and never an error of its own that would change the exit status."""
+    and never an error of its own that would change the exit status. A value too long to read (a 15 MB name from
+    a batch file) is shown shortened (`shortened`)."""
     stream = sys.stderr
     if stream is None or stream.closed:
         return
     try:
-        stream.write(path_text(line) + "\n")
+        stream.write(path_text(shortened(line)) + "\n")
         stream.flush()
     except OSError:  # the reader went away (EPIPE) or the descriptor was closed under us (EBADF)
         pass
@@ -82,6 +87,21 @@ def guarded_streams() -> Iterator[GuardedStream | None]:
         yield guarded_out
     finally:
         sys.stdout, sys.stderr = stdout, stderr
+
+
+def shortened(line: str) -> str:
+    """`line` with each value in it (a run without spaces: a path, a name, a number) over LONGEST_VALUE characters
+    shown as its start and its end around its full length — a path's end, its file name, stays visible — and the
+    whole over LONGEST_LINE shortened so: an error quoting a 15 MB name is one line still, not 15 MB of it."""
+    if len(line) <= LONGEST_VALUE:
+        return line
+    line = _LONG_VALUE.sub(lambda found: _cut(found[0], LONGEST_VALUE), line)
+    return _cut(line, LONGEST_LINE) if len(line) > LONGEST_LINE else line
+
+
+def _cut(text: str, room: int) -> str:
+    half = room // 2
+    return f"{text[:half]}…({len(text):,} characters)…{text[-half:]}"
 
 
 def path_text(path: object) -> str:

@@ -79,6 +79,23 @@ def test_four_mistakes_are_all_reported_with_their_lines_and_nothing_runs(folder
     assert not (folder / "outputs").exists()
 
 
+def test_a_huge_name_is_refused_in_a_line_that_shows_its_start_and_end_not_all_of_it(folder: Path):
+    """A 15 MB `name:` was refused with all 15 MB of it in the line (and a minute to say it). A value too long to read
+    is shown as its start and its end — the file name's end, its extension — around its full length."""
+    name = "x" * 200_000
+    jobs = write_jobs(folder, f"""
+        defaults: {{model: tiny.safetensors}}
+        jobs:
+          - {{kind: generate, name: {name}}}
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.splitlines()[0]
+    assert line.startswith(f"{jobs}:3: ") and len(line) < 1000, line[:1000]
+    assert f"…({len(str(folder / 'outputs' / name)) + len('.mp4'):,} characters)…xxx" in line
+    assert "xxx.mp4: its name is 200004 bytes, longer than the 255" in line
+
+
 def test_output_names_must_stay_inside_the_output_folder(folder: Path):
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.terminal import counted, markup_text, size_text
+from mmgen.terminal import counted, markup_text, shortened, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,7 +31,7 @@ def say(console: Console, prefix: str, outcome: Outcome, total: int, eta: str = 
     line = f"{prefix}[{style}]{outcome.ending}[/] job {outcome.number}/{total} ({outcome.kind}) {markup_text(outcome.output)}"
     if outcome.ending == "done":
         line += f" [dim]{outcome.seconds:.1f} s{eta}[/]"
-    console.print(line + (f": {markup_text(outcome.error)}" if outcome.error else ""), markup=True, soft_wrap=True)
+    console.print(line + (f": {markup_text(shortened(outcome.error))}" if outcome.error else ""), markup=True, soft_wrap=True)
     if outcome.traceback and debug_enabled():
         console.print(outcome.traceback, markup=False, soft_wrap=True)
 
@@ -138,7 +138,7 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
             table.add_row(_span(o.number, last.number, "–"), o.kind, markup_text(_span(o.output, last.output)),
                           f"[{_STYLE[o.ending]}]{o.ending}[/]",
                           f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "",
-                          *([markup_text(o.error or "")] if errors else []))
+                          *([markup_text(shortened(o.error or ""))] if errors else []))
         console.print(table)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
     console.print(f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)

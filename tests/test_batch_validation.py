@@ -422,6 +422,60 @@ def test_a_batch_names_a_model_by_its_weights_file_and_jobs_done_under_its_regis
     assert plan_batch(jobs).status[1] == "changed"
 
 
+def save_folder_adapter(folder: Path, path: Path, value: float) -> Path:
+    """An adapter on the folder's tiny model, every A and B entry `value` (what training made, standing in)."""
+    import torch
+
+    from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
+    from mmgen.weights import load_model
+
+    loaded = load_model(folder / "tiny.safetensors")
+    attach(loaded.model, LoraSpec(4, 4.0, "attention"))
+    with torch.no_grad():
+        for _, p in adapter_parameters(loaded.model):
+            p.fill_(value)
+    save_adapter(path, loaded.model, LoraSpec(4, 4.0, "attention"), BaseModel.of(loaded))
+    return path
+
+
+def test_a_job_done_with_an_adapter_is_redone_once_the_adapter_file_or_registered_name_holds_other_weights(
+        folder: Path):
+    """A batch named each adapter only by its path or name: after `finetune --resume` trained the file again, or
+    `models import --name N --overwrite` replaced a registered one, the job's old output stayed "done". An adapter
+    counts by its file's sha256 and its weight, as the model does; a job without adapters keeps the hash it had."""
+    from mmgen.adapters import store
+
+    plain = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, precision: fp32}
+        jobs:
+          - {kind: generate, name: g, steps: 2, seed: 1}
+        """)
+    assert plan_batch(plain).jobs[0].hash == "3901145a3e178303a9a80201392aec8d4cafb0f24d38baadaa5edb8b51d78de8"  # pinned
+    adapter = save_folder_adapter(folder, folder / "a.safetensors", 0.01)
+    store.register(adapter, "style")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, steps: 2}
+        jobs:
+          - {kind: generate, name: by_path, adapter: a.safetensors}
+          - {kind: generate, name: by_name, adapter: style}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    for job in plan_batch(jobs).jobs:  # recorded as `mmgen batch` does when the job ends
+        (out / job.output).write_bytes(b"the batch's clip")
+        manifest.append(Record(job.output, "done", job.hash, job.number, "generate", job.seed,
+                               batch=str(jobs.resolve()), files=manifest.describe_files({"mp4": out / job.output})))
+    assert plan_batch(jobs).status == {1: "done", 2: "done"}
+    save_folder_adapter(folder, adapter, 0.02)  # trained again, in place
+    assert plan_batch(jobs).status == {1: "changed", 2: "done"}
+    store.register(adapter, "style", overwrite=True)
+    assert plan_batch(jobs).status == {1: "changed", 2: "changed"}
+    jobs.write_text(jobs.read_text().replace("adapter: style", "adapter: 'style:0.5'"))
+    weighed = plan_batch(jobs).jobs[1].hash
+    jobs.write_text(jobs.read_text().replace("style:0.5", "style:1"))
+    assert plan_batch(jobs).jobs[1].hash != weighed
+
+
 def test_a_file_left_by_an_interrupted_run_of_the_job_may_be_replaced(folder: Path):
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}

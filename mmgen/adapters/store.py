@@ -156,6 +156,17 @@ def files_of(source: str) -> list[Path]:
     return [kept[1], kept[0]] if kept is not None else []
 
 
+def read_file(source: str) -> Path:
+    """The file an `--adapter` value is read from (after session.prepare found it): a path's as last kept
+    (file.read_adapter), a registered adapter's copy."""
+    if is_path(source):
+        return sidecar.kept_files(Path(source))[0]
+    file = registered_file(source)
+    if file is None:
+        resolve(source)  # raises: no registered adapter of that name
+    return file
+
+
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
     kept = _kept(name, cache_dir) if is_name(name) else None

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from mmgen.adapters.store import read_file
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.media.notes import noted_once_per_call
@@ -322,6 +323,10 @@ class _Planner:
             "sampling": to_dict(run.sampling),
             "precision": run.compute.precision,
         }
+        if run.adapters:  # each by its file's sha256, as the model is: a file trained again or re-imported is new
+            del payload["options"]["adapter"]
+            payload["adapters"] = [{"sha256": self.adapter_sha256(use.source), "weight": use.weight}
+                                   for use in run.adapters]
         left_out = self._left_out.get(spec.index, {})
         payloads = [payload]
         if left_out:
@@ -345,6 +350,11 @@ class _Planner:
         if name not in self._model_sha256s:
             self._model_sha256s[name] = model_sha256s(name, self.registry, self.cache)
         return self._model_sha256s[name]
+
+    def adapter_sha256(self, source: str) -> str:
+        """The sha256 of the file an `--adapter` value reads (adapters.store.read_file), hashed once while it
+        stays as it is, as a model given by path is (ModelCache.file_sha256)."""
+        return self.cache.file_sha256(read_file(source))
 
     def downloads(self, jobs: list[Job]) -> tuple[Download, ...]:
         """Models to fetch before the jobs can run; under MMGEN_OFFLINE=1 each one is a problem."""

@@ -12,6 +12,7 @@ from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_cl
 from mmgen.data.clip_cache import ClipCache, clear_skips_only
 from mmgen.data.clips import ClipFormat, build_clip_dataset, folder_fingerprint, scan_media
 from mmgen.errors import ConfigError, MediaError
+from mmgen.weights.safetensors_file import save_file
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,34 @@ def test_a_second_scan_decodes_nothing(folder, tmp_path):
     os.utime(files["good"][0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     _, third = build_clip_dataset(root, TINY_FORMAT, cache)
     assert third.decoded == 1 and third.reused == 5
+
+
+def test_a_damaged_clip_cache_entry_is_decoded_again_and_replaced_with_one_note(folder, tmp_path):
+    """The clip cache is a speed-up: a shard cut short (SafetensorError, exit 1, naming no file), a link to another
+    file (`header too large`), or one of other shapes (its source "shorter than one clip") is a miss — the file is
+    decoded again, the shard replaced, one note for all of them — and the file a link led to stays as it was."""
+    root, files = folder
+    cache = tmp_path / "cache"
+    _, first = build_clip_dataset(root, TINY_FORMAT, cache)
+    shard_of = {path: cache / f"{ClipCache(cache, TINY_FORMAT).key(path)}.safetensors" for path in files["good"]}
+    cut, linked, reshaped = (shard_of[path] for path in files["good"][:3])
+    os.truncate(cut, 5000)
+    elsewhere = tmp_path / "passwd"
+    elsewhere.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    linked.unlink()
+    linked.symlink_to(elsewhere)
+    save_file({"video": torch.zeros(2, 3, 16, 16, dtype=torch.uint8), "audio": torch.zeros(1, 1, dtype=torch.int16)},
+              reshaped, {})
+
+    dataset, again = build_clip_dataset(root, TINY_FORMAT, cache)
+
+    assert again.decoded == 3 and again.reused == 3 and again.clips == first.clips == len(dataset)
+    assert sorted(s.path.name for s in again.skipped) == ["broken.mp4", "silent.mov"]
+    (said,) = again.notes
+    assert said.startswith("3 files: clip-cache entry damaged, decoded again (")
+    assert all(str(path.relative_to(root)) in said for path in files["good"][:3]), said
+    assert not linked.is_symlink() and elsewhere.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert dataset[len(dataset) - 1]["video"].shape == (4, 3, 16, 16)
 
 
 def test_stride_cuts_overlapping_clips_from_the_same_cached_decode(folder, tmp_path):

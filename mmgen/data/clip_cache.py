@@ -6,6 +6,9 @@ of the file's absolute path, mtime, size and those three decode settings (and CA
 be used (unreadable, no video or no audio track) is one line of one `skipped.jsonl` — a folder of thousands of
 broken files costs one small file, not thousands — and is not retried either. Each line names the run that wrote
 it: a failed run takes back only its own (clear_skips_only), never those of a run sharing the cache.
+
+The cache is only a speed-up: a shard that is not one this cache writes (cut short, a link to another file, tensors
+of other shapes) is a miss — the file is decoded again and the shard replaced, with a note — never an error.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
+import safetensors
 import torch
 
 from mmgen.config import parse_json
@@ -25,6 +29,7 @@ from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, MediaError
 from mmgen.files import atomic_path
 from mmgen.locks import acquire, file_lock
+from mmgen.media.notes import note
 from mmgen.output_checks import why_no_files
 from mmgen.weights.safetensors_file import save_file
 
@@ -86,12 +91,18 @@ class ClipCache:
         answer = self._cached(key, shard, fresh=True)  # another run may have answered while this one waited
         if answer is not None:
             return *answer, False
+        damaged = os.path.lexists(shard)  # and not intact (_cached): replaced by this decoding
         try:
             video, audio = self._decode(path)
         except (MediaError, av.FFmpegError) as e:
             reason = _reason(e, path)
             self._remember_skip(key, path, reason)
+            if damaged:
+                with writing(shard):
+                    shard.unlink(missing_ok=True)
             return None, reason, True
+        if damaged:
+            note(path, f"its clip-cache entry {shard} was damaged: decoded again", "clip-cache entry damaged, decoded again")
         # A file name that is not UTF-8 (bytes Python keeps as surrogates) is written with replacement marks.
         metadata = {"source": printable(path.resolve()), "fps": str(self.fmt.fps)}
         _write_atomic(
@@ -102,7 +113,7 @@ class ClipCache:
 
     def _cached(self, key: str, shard: Path, fresh: bool) -> tuple[Path | None, str | None] | None:
         """The cache's answer for `key`, if it has one; `fresh` reads the skip lines other runs appended since."""
-        if shard.is_file():
+        if _intact(shard, self.fmt):
             return shard, None
         if fresh or not self._skips_read:
             self._read_skips()
@@ -154,6 +165,25 @@ class ClipCache:
         video_u8 = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         audio_i16 = (audio * 32767).round().clamp(-32768, 32767).to(torch.int16)
         return video_u8.contiguous(), audio_i16.contiguous()
+
+
+def _intact(shard: Path, fmt: ClipFormat) -> bool:
+    """True if `shard` is a shard as this cache writes them: a file of its own (not a link), whole, of uint8 video
+    (T, 3, H, W) at `fmt`'s frame size and int16 audio (1, round(T·rate/fps)). Only its header is read."""
+    if shard.is_symlink() or not shard.is_file():
+        return False
+    try:
+        with safetensors.safe_open(str(shard), framework="pt") as stored:
+            if sorted(stored.keys()) != ["audio", "video"]:
+                return False
+            video, audio = stored.get_slice("video"), stored.get_slice("audio")
+            shapes, types = (video.get_shape(), audio.get_shape()), (video.get_dtype(), audio.get_dtype())
+    except Exception:  # SafetensorError (cut short, not safetensors at all), OSError: whatever it is, not a shard
+        return False
+    if types != ("U8", "I16") or len(shapes[0]) != 4:
+        return False
+    frames = shapes[0][0]
+    return shapes == ([frames, 3, fmt.height, fmt.width], [1, fmt.audio_offset(frames)])
 
 
 def _reason(error: Exception, path: Path) -> str:

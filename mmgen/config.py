@@ -35,6 +35,7 @@ _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
 MAX_YAML_VALUES = 1_000_000  # values once aliases are expanded: a "billion laughs" file is refused before use
+MAX_NUMBER_CHARS = 1000  # an integer written longer than this is no setting (and past 4300 digits Python refuses it)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -47,7 +48,10 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     its node tree (for line numbers). Refused with a ConfigError naming the file (and line) before anything
     is built from it: a file over MAX_YAML_BYTES, a key given twice in one mapping (YAML would silently keep
     the last), and aliases that expand to more than MAX_YAML_VALUES values or into themselves — counted on the
-    node graph, where an alias is one shared node, so the check itself takes memory linear in the file."""
+    node graph, where an alias is one shared node, so the check itself takes memory linear in the file. The
+    nodes are counted as they are composed too (`_Loader.compose_node`), so a file of millions of plain values
+    is refused once past the limit, never built whole first; an integer written with more than
+    MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
     path = Path(path)
     try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
         text = read_small_file(path, MAX_YAML_BYTES).decode("utf-8")
@@ -70,6 +74,8 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except _TooManyValues:
+        raise ConfigError(f"{path}: holds more than {MAX_YAML_VALUES:,} values; refusing to read it") from None
     finally:
         loader.dispose()
     return data, node
@@ -85,6 +91,26 @@ class _Loader(yaml.SafeLoader):
         if tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value):
             return _STRING
         return tag
+
+    composed = 0  # nodes composed so far (an alias counts once here; _check_nodes counts them expanded)
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_YAML_VALUES:
+            raise _TooManyValues
+        return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_NUMBER_CHARS:  # past 4300 digits int() raises ValueError, advice for Python's users
+            raise yaml.constructor.ConstructorError(None, None, "a number too long", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+class _TooManyValues(Exception):
+    """More than MAX_YAML_VALUES nodes composed: the file is refused before the rest of it is read."""
 
 
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
@@ -210,7 +236,7 @@ def read_small_file(path: str | os.PathLike, limit: int, follow: bool = True) ->
 
 def parse_json(text: str | bytes, where: str, what: str = "file", hint: str | None = None) -> Any:
     """The one way mmgen parses JSON that came from a file (a record, a weights file's metadata, a sidecar):
-    text that is not UTF-8, not JSON, or nested too deeply to parse (RecursionError) is a ConfigError naming
+    text that is not UTF-8, not JSON, holding a number too long for int(), or nested too deeply to parse (RecursionError) is a ConfigError naming
     `where` as a damaged `what`, with `hint`."""
     try:
         return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
@@ -220,6 +246,8 @@ def parse_json(text: str | bytes, where: str, what: str = "file", hint: str | No
         problem = "JSON nested too deeply"
     except json.JSONDecodeError as e:
         problem = f"not valid JSON: {e}"
+    except ValueError:  # an integer past 4300 digits: int()'s words are advice for Python's users
+        problem = "a number too long"
     raise ConfigError(f"{where}: damaged {what}: {problem}", hint=hint) from None
 
 

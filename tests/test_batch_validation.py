@@ -16,6 +16,7 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
+from mmgen.errors import ConfigError
 from mmgen.files import sha256_file
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
@@ -884,3 +885,23 @@ def test_the_dry_run_table_shows_names_with_control_characters_escaped_on_one_ro
     assert "\x1b" not in result.stdout
     row = next(line for line in result.stdout.splitlines() if "soundtrack" in line)
     assert "[red]e\\x1b[2J\\nx.mp4" in row and "[red]e\\x1b[2J\\nx_soundtrack.mp4" in row, result.stdout
+
+
+def test_merge_keys_repeating_a_big_job_are_refused_before_planning(folder: Path):
+    """Ten `<<: *job` lines repeating a `num: 100000` job (300 bytes) asked planning for a million clips: 4.6 GB.
+    The clips all jobs ask for together are bounded, refused in one line naming the file before any planning."""
+    jobs = write_jobs(folder, """
+        jobs:
+          - &j {kind: generate, num: 60000, steps: 1, model: tiny.safetensors, name: a}
+          - {<<: *j, name: b}
+        """)
+    with pytest.raises(ConfigError, match=r"jobs\.yaml: its jobs ask for 120,000 clips; at most 100,000 in one batch"):
+        read_batch_file(jobs, [])
+    write_jobs(folder, """
+        defaults: {num: 50000}
+        jobs:
+          - {kind: generate, model: tiny.safetensors, name: a}
+          - {kind: generate, model: tiny.safetensors, name: b}
+        """)
+    problems = []
+    assert len(read_batch_file(jobs, problems).jobs) == 2 and problems == []  # 100,000 exactly is allowed

@@ -178,3 +178,31 @@ def test_a_finetune_config_s_unknown_keys_get_the_nearest_key_as_a_batch_file_s_
     done = run_here(*args, env=mmgen_env(tmp_path))
     assert done.stderr.startswith(f"mmgen: error: {recipe}: unknown keys '--lr' (did you mean lr?), 'flavour', "
                                   "'stepz' (did you mean steps?) (allowed: init, "), done.stderr
+
+
+def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_after(tmp_path, monkeypatch):
+    """A 16 MB flow list of 8 M integers was composed whole (2 GB, minutes) before the value limit was checked;
+    the nodes are now counted as they are composed, so the file is refused before its end is even read (here a
+    syntax error there is never reached)."""
+    from mmgen import config
+
+    monkeypatch.setattr(config, "MAX_YAML_VALUES", 1000)
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs: [" + "1," * 5000 + "1]\nbroken: [\n")
+    with pytest.raises(ConfigError, match=r"jobs\.yaml: holds more than 1,000 values; refusing"):
+        config.load_yaml(path)
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 5000, "!!int 0x" + "f" * 5000, "-" + "9" * 1001],
+                         ids=["decimal", "hexadecimal", "negative"])
+def test_a_number_too_long_in_yaml_or_json_is_refused_at_its_line_without_python_s_advice(tmp_path, number):
+    """int() refuses past 4300 digits with "use sys.set_int_max_str_digits()" (exit 1, no file named), and a long
+    hexadecimal one was read, to fail where it was printed: each is "a number too long" at its file and line."""
+    from mmgen.config import load_yaml, parse_json
+
+    path = tmp_path / "jobs.yaml"
+    path.write_text(f"output_dir: out\nseed: {number}\n")
+    with pytest.raises(ConfigError, match=r"jobs\.yaml:2: invalid YAML: a number too long$"):
+        load_yaml(path)
+    with pytest.raises(ConfigError, match=r"^meta: damaged config: a number too long$"):
+        parse_json('{"num_heads": ' + "9" * 5000 + "}", "meta", "config")

@@ -45,6 +45,7 @@ KIND_OPTIONS: dict[str, tuple[str, ...]] = {
 DEFAULT_KEYS = tuple(dict.fromkeys(name for cls in SETTINGS.values() for name in _fields(cls)))
 JOB_KEYS = ("kind", "name", "input", "inputs")
 TOP_KEYS = ("output_dir", "defaults", "jobs")
+MAX_BATCH_OUTPUTS = 100_000  # clips one batch file may ask for, all jobs together (one job's `num` at most)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,19 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             job = _job(i, raw, folder, lines, problems)
             if job is not None:
                 jobs.append(job)
+    _check_outputs(path, jobs, defaults)
     return BatchFile(path, output_dir, defaults, tuple(jobs), default_lines)
+
+
+def _check_outputs(path: Path, jobs: list[JobSpec], defaults: Mapping[str, Any]) -> None:
+    """Refuse, before anything is planned, a file whose jobs ask for more than MAX_BATCH_OUTPUTS clips together
+    (each generate job its `num`, each other job at least one): a few lines of merge keys (`<<: *job`) can repeat a
+    `num: 100000` job tens of times, and planning them took gigabytes."""
+    total = sum(job.options.get("num", defaults.get("num", 1)) if "num" in KIND_OPTIONS[job.kind] else 1
+                for job in jobs)
+    if total > MAX_BATCH_OUTPUTS:
+        raise ConfigError(f"{path}: its jobs ask for {total:,} clips; at most {MAX_BATCH_OUTPUTS:,} in one batch "
+                          "(split it into several files)")
 
 
 def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list[Problem]) -> JobSpec | None:

@@ -26,7 +26,7 @@ from mmgen import files, temporaries
 from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
 from mmgen.errors import OutputExists
 from mmgen.files import atomic_output, kept_together, sha256_file
-from mmgen.pipelines.session import input_files
+from mmgen.pipelines.preflight import input_files
 from mmgen.pipelines.settings import GenerateSettings
 from mmgen.runtime.stop_signals import stops_interrupt
 from mmgen.weights import load_model

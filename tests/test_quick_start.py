@@ -21,11 +21,16 @@ PACKAGES = ["mmgen.adapters", "mmgen.diffusion", "mmgen.media", "mmgen.models", 
 
 def heavy_modules_after(argv: list[str], tmp_path) -> tuple[int, list[str]]:
     """Run the command line in a fresh interpreter; its exit code and which heavy libraries it imported."""
+    return said_without(argv, tmp_path)[:2]
+
+
+def said_without(argv: list[str], tmp_path) -> tuple[int, list[str], str]:
+    """heavy_modules_after's exit code and heavy libraries, and what the command said on stderr."""
     script = ("import sys; from mmgen.cli import run; code = run(sys.argv[1:]); "
               f"print([m for m in {HEAVY!r} if m in sys.modules]); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", script, *argv], env=mmgen_env(tmp_path), capture_output=True,
                           text=True, timeout=300)
-    return done.returncode, eval(done.stdout.strip().splitlines()[-1])
+    return done.returncode, eval(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
 @pytest.mark.parametrize("argv, code", [
@@ -54,6 +59,38 @@ def test_a_refused_finetune_resume_does_not_load_torch(tmp_path):
             assert heavy_modules_after(["finetune", str(data), "-o", str(run_dir), "--resume"], tmp_path) == (2, [])
     finally:
         lock.release()
+
+
+# A refusal that needs no model: the command line (its paths under the test's folder, made by `made`) and what its
+# line says. The pipeline's own checks (pipelines.preflight) run before the pipeline, and torch, is imported.
+NEEDS_NO_MODEL = {
+    "soundtrack, no input": (["soundtrack", "{missing}.mp4"], "no such file"),
+    "animate, no input": (["animate", "{missing}.wav"], "no such file"),
+    "retake, no input": (["retake", "{missing}.mp4", "--range", "1:2"], "no such file"),
+    "batch, no file": (["batch", "{missing}.yaml"], "no such file"),
+    "soundtrack, output exists": (["soundtrack", "{clip}", "-o", "{afile}.mp4"], "already exists"),
+    "generate, unknown model": (["generate", "-m", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    "generate, no model file": (["generate", "-m", "{missing}.safetensors"], "no such model file"),
+    "generate, clip exists": (["generate", "-n", "1", "-o", "{done}"], "already exists"),
+    "generate, -o a file": (["generate", "-o", "{afile}.mp4/"], "is a file, not a directory"),
+}
+
+
+@pytest.mark.parametrize("case", NEEDS_NO_MODEL)
+def test_a_refusal_that_needs_no_model_does_not_load_torch(case, tmp_path):
+    """Said in a second, not after the seconds (and 200 MB) of importing torch: the input is missing, an output
+    exists, the model is not known or its file is not there."""
+    from media_factory import write_test_video
+
+    argv, words = NEEDS_NO_MODEL[case]
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "clip_0000.mp4").write_bytes(b"made before")
+    (tmp_path / "afile.mp4").write_bytes(b"a file")
+    places = {"missing": tmp_path / "missing", "clip": write_test_video(tmp_path / "clip.mp4", seconds=0.3).path,
+              "afile": tmp_path / "afile", "done": done}
+    code, heavy, said = said_without([a.format(**places) for a in argv], tmp_path)
+    assert (code, heavy) == (2, []) and words in said, said
 
 
 @pytest.mark.parametrize("package", PACKAGES)

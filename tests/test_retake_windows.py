@@ -74,7 +74,7 @@ def test_a_range_is_plain_ascii_seconds_and_says_what_is_wrong_with_it():
     import pytest
 
     from mmgen.errors import UsageError
-    from mmgen.pipelines.retake import TimeRange
+    from mmgen.pipelines.preflight import TimeRange
 
     assert TimeRange.parse("2:3.5") == TimeRange(2, 3.5) and TimeRange.parse(".5:10.") == TimeRange(0.5, 10)
     for text in ["0:inf", "nan:1", "0:1e999", "1_0:2", "\u0660:\u0660.\u0665", "-1:2", "+0:1", "-0:1", " 0:1",
@@ -92,7 +92,7 @@ def test_overlapping_ranges_are_refused_and_ranges_that_meet_are_one():
     import pytest
 
     from mmgen.errors import UsageError
-    from mmgen.pipelines.retake import TimeRange, check_ranges
+    from mmgen.pipelines.preflight import TimeRange, check_ranges
 
     seconds = {"audio": (0.0, 9.0), "video": (0.0, 9.0)}
     assert check_ranges(["2:3", "1:2"], seconds, "audio", Path("x.mp4")) == [TimeRange(1, 3)]

@@ -67,6 +67,11 @@ def batch(
 
     Re-running skips jobs that are done and intact, and redoes changed or interrupted ones.
     """
+    from mmgen.pipelines.batch.schema import read_batch_file
+
+    # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable or no
+    # YAML mapping is said at once (the problems of its jobs, each with its line, are the plan's to list)
+    read_batch_file(jobs_file, [], out_dir)
     from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
 
     share = Share.here()

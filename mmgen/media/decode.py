@@ -32,6 +32,7 @@ import torch
 from mmgen.media.fitting import FrameFitter
 from mmgen.media.notes import note
 from mmgen.media.probe import (
+    MAX_CHANNELS,
     cannot_read,
     declared_end,
     first_stream,
@@ -46,7 +47,6 @@ TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file co
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
 MAX_KEPT_CHANNELS = 8  # the most a retake keeps as they are (kept_layout); more are mixed to mono
-MAX_CHANNELS = 64  # the most audio channels libswresample (SWR_CH_MAX) mixes to mono; more is refused up front
 # Float audio may go a little past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a
 # damaged file or integer samples stored as floats, and AAC cannot even encode it. Between HOT_PEAK (+6 dBFS, more
 # than any decoder's overshoot) and this, the sound is read clipped, with a note.

@@ -26,6 +26,7 @@ from mmgen.media.notes import note
 
 OPUS_RATE = 48_000  # Opus decodes at 48 kHz, whatever rate it was encoded from
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
+MAX_CHANNELS = 64  # the most audio channels libswresample (SWR_CH_MAX) mixes to mono; more is refused up front
 
 
 @dataclass(frozen=True)

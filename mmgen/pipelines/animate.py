@@ -9,12 +9,12 @@ from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.notes import noted_once_per_call
-from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.preflight import check_matching
 from mmgen.pipelines.settings import AnimateSettings
 
 
@@ -44,5 +44,5 @@ def animate(
 
         return write
 
-    output = outputs.output_for(input, output, "animate")
-    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, inputs=inputs)
+    checked = check_matching("animate", input, output, settings, overwrite=overwrite, inputs=inputs)
+    return run_conditional(checked, writer_for, settings, overwrite=overwrite, progress=progress)

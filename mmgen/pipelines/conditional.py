@@ -6,32 +6,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from mmgen.errors import MediaError
-from mmgen.media import MediaInfo, probe, read_audio, read_video
-from mmgen.media.decode import MAX_CHANNELS
+from mmgen.media import read_audio, read_video
 from mmgen.media.remux import check_kept
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.preflight import OTHER, Matching
 from mmgen.pipelines.sampling import upscale as upscale_video
 from mmgen.pipelines.sampling import window_sampler
-from mmgen.pipelines.session import Models, Run, input_files, load, prepare
+from mmgen.pipelines.session import Models, Run, load, prepare
 from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
 
-OTHER = {"video": "audio", "audio": "video"}
-# The shortest input (either stream) and the lowest sound sample rate read: below them the sound, at the model's rate
-# or the delivered one, would be empty (a clip of 2 frames at 1,000,000 fps) or cut short (libswresample gives
-# nothing of a few samples at a time, or of a sound at a few Hz), met after all the sampling as a ValueError.
-MIN_SECONDS = 0.01
-MIN_INPUT_RATE = 4_000  # Hz
-STILL_CODECS = {"png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "ppm", "pgm", "qoi"}
 # Writes the result's files from the input (which keeps its own stream of the given modality); returns
 # what to add to the sidecar (e.g. how the sound was delivered).
 Writer = Callable[[Result, OutputPaths], "dict | None"]
@@ -39,43 +31,6 @@ Writer = Callable[[Result, OutputPaths], "dict | None"]
 # the input (the sound to mix in) is read, and so checked, before the wait, not after it. Its third argument is where
 # the given stream starts on the input's timeline (seconds from its origin): the output's 0.
 WriterFor = Callable[[Path, int, float], Writer]
-
-
-def check_input(path: Path, given: str) -> tuple[float, float]:
-    """Fail fast on an input without a usable `given` stream; returns where that stream starts on the input's
-    timeline (seconds from its origin: a sound 0.5 s behind its picture starts at 0.5) and how long it lasts."""
-    info = probe(path)
-    if not getattr(info, f"has_{given}"):
-        raise MediaError(f"cannot read {path}: it has no {given} stream")
-    check_sound(info, given)
-    duration = info.video_duration if given == "video" else info.audio_duration
-    duration = info.duration if duration is None else duration
-    if given == "video" and (info.frames or 0) <= 1 and info.video_codec in STILL_CODECS:
-        raise MediaError(f"cannot read {path}: it is a still image ({info.video_codec}), not a video")
-    if duration <= 0 or (given == "video" and info.frames == 0):
-        raise MediaError(f"cannot read {path}: its {given} stream is empty")
-    check_length(info, given, duration)
-    return getattr(info, f"{given}_start"), duration
-
-
-def check_sound(info: MediaInfo, given: str) -> None:
-    """An input's sound (`given` "audio") sampled below MIN_INPUT_RATE, or of more than MAX_CHANNELS channels (which
-    FFmpeg's resampler cannot mix to mono), is refused before any work."""
-    if given != "audio":
-        return
-    if info.sample_rate is not None and info.sample_rate < MIN_INPUT_RATE:
-        raise MediaError(f"cannot read {info.path}: its audio is sampled at {info.sample_rate:,} Hz, out of range "
-                         f"(mmgen reads sound sampled at {MIN_INPUT_RATE:,} Hz or more)")
-    if (info.audio_channels or 0) > MAX_CHANNELS:
-        raise MediaError(f"cannot read {info.path}: its audio has {info.audio_channels} channels, more than the "
-                         f"{MAX_CHANNELS} FFmpeg's resampler mixes to mono")
-
-
-def check_length(info: MediaInfo, given: str, duration: float) -> None:
-    """An input whose `given` stream lasts `duration` s, under MIN_SECONDS, is refused before any work."""
-    if duration < MIN_SECONDS:
-        raise MediaError(f"cannot read {info.path}: its {given} lasts {duration * 1000:.3g} ms, too short to hold any "
-                         f"sound (mmgen needs {MIN_SECONDS * 1000:g} ms or more)")
 
 
 def read_input(path: Path, given: str, models: Models, start: float) -> torch.Tensor:
@@ -111,30 +66,21 @@ def make_matching(
 
 
 def run_conditional(
-    input: str | Path,
-    output: Path,
+    checked: Matching,
     writer_for: WriterFor,
     settings: MatchingSettings,
     *,
     overwrite: bool = False,
     progress: ProgressFn = quiet,
     mix: float | None = None,
-    inputs: Sequence[Path] = (),
 ) -> Result:
-    """Check everything, load the model, make the other modality for `input`, write it to `output` (and the
-    files `settings` add beside it) with the writer `writer_for` makes. `mix` is recorded in the sidecar.
+    """Once `checked` (preflight.check_matching: the input, the outputs, the model), load the model, make the other
+    modality for the input, write it to the output (and the files `settings` add beside it) with the writer
+    `writer_for` makes. `mix` is recorded in the sidecar.
     The made stream covers the given one as a player plays it: from where the given stream starts (a sound delayed
-    behind a picture, a picture behind its sound), which is the output's 0, for as long as it lasts.
-    `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
-    source_path = Path(input)
-    given = settings.given
-    start, seconds = check_input(source_path, given)
-    for stream in settings.streams():
-        if stream != given:
-            check_input(source_path, stream)
-    paths = settings.outputs(output)
-    inputs = [source_path, *input_files(settings), *inputs]
-    outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    behind a picture, a picture behind its sound), which is the output's 0, for as long as it lasts."""
+    source_path, paths, inputs = checked.source, checked.paths, checked.inputs
+    given, start, seconds = settings.given, checked.start, checked.seconds
     check_kept(source_path, settings.kept, paths.mp4)
     run = prepare(settings)
     models = load(run)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mmgen.errors import UsageError
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
-from mmgen.media.containers import MEDIA_SUFFIXES, kept_rate
+from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.notes import noted_once_per_call
@@ -18,8 +16,9 @@ from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
+from mmgen.pipelines.preflight import check_generate
 from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
-from mmgen.pipelines.session import Models, Run, input_files, load, prepare
+from mmgen.pipelines.session import Models, Run, load, prepare
 from mmgen.pipelines.settings import GenerateSettings
 
 
@@ -69,10 +68,7 @@ def generate_files(
     _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
     check_arguments("generate_files", settings, GenerateSettings, paths={"out_dir": out_dir}, batch_size=batch_size,
                     overwrite=overwrite, progress=progress)
-    _check_folder_name(out_dir)
-    paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
-    inputs = input_files(settings)
-    outputs.check_outputs(paths, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    paths, inputs = check_generate(out_dir, settings, overwrite=overwrite)
     run = prepare(settings)
     models = load(run)
     results = []
@@ -84,19 +80,6 @@ def generate_files(
     return results
 
 
-def _check_folder_name(out_dir: str | Path) -> None:
-    """Refuse a new OUT_DIR named as a media file (`-o clip.mp4`, `clip.gif`, `clip.m4a`): it became a folder
-    `clip.mp4/` holding clip_0000.mp4, without a word. An existing folder of that name, or one written with a trailing slash, is taken."""
-    text = str(out_dir)
-    folder = Path(text)
-    if folder.suffix.lower() in MEDIA_SUFFIXES and not text.endswith(("/", os.sep)) \
-            and not os.path.lexists(folder):
-        raise UsageError(
-            f"-o {text} names a file, and generate writes its clips into a folder",
-            hint=f"-o is a folder for generate, its clips named {outputs.CLIP_STEM.format(0)}.mp4 …; give "
-                 f"-o {folder.with_suffix('')}/, or -o {text}/ for a folder of that name")
-
-
 def write_generated(
     result: Result,
     where: outputs.OutputPaths,
@@ -106,7 +89,7 @@ def write_generated(
 ) -> Result:
     """Write a generated clip: the mp4 (its sound as `delivery` says), the previews `where` names (if any, of the
     model's own sound), then its sidecar: all of them, or none if one cannot be written. `inputs`: the files the
-    run reads (its model, upsampler and adapters: session.input_files), never removed as an old output's files."""
+    run reads (its model, upsampler and adapters: preflight.input_files), never removed as an old output's files."""
     clip = result.clip
     delivered = deliver(clip.audio, clip.sample_rate, kept_rate(delivery, where.mp4, clip.sample_rate, "the model's"))
     with outputs.writing(where, overwrite, inputs):

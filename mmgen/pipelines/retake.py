@@ -7,17 +7,15 @@ input's frames and copies the sound's packets."""
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mmgen.errors import InvalidSetting, MediaError
-from mmgen.media import MediaInfo, probe, read_audio, read_video, replace_audio, replace_video, write_wav
+from mmgen.errors import InvalidSetting
+from mmgen.media import MediaInfo, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import deliver
@@ -30,91 +28,17 @@ from mmgen.media.resample import resample
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.conditional import OTHER, check_length, check_sound
 from mmgen.pipelines.events import ProgressFn, quiet
+from mmgen.pipelines.preflight import OTHER, TimeRange, check_retake
 from mmgen.pipelines.retake_windows import regenerate, seam_weights
 from mmgen.pipelines.sampling import window_sampler
-from mmgen.pipelines.session import input_files, load, prepare
+from mmgen.pipelines.session import load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
 from mmgen.terminal import listed, rate_text
 from mmgen.weights.load import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
-NOUNS = {"video": "picture", "audio": "sound"}
-_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)  # a range's end: digits 0-9 and a point, only
-
-
-@dataclass(frozen=True, order=True)
-class TimeRange:
-    """[start, end) in seconds of the input's timeline."""
-
-    start: float
-    end: float
-
-    @classmethod
-    def parse(cls, text: str) -> TimeRange:
-        """"A:B" in seconds, e.g. "2:3.5": the digits 0-9 and a point, nothing else — as the error says (float()
-        would also take signs, spaces, exponents, "1_0", other scripts' digits, "inf" and "nan")."""
-        parts = str(text).split(":")
-        if len(parts) != 2 or not all(_SECONDS.fullmatch(part) for part in parts):
-            raise InvalidSetting("ranges", "expected A:B in seconds, written with the digits 0-9 and a point "
-                                 f"(e.g. 2:3.5), got {text!r}")
-        a, b = (float(part) for part in parts)
-        if not math.isfinite(b):  # 400 digits: past what a float holds
-            which = "start" if not math.isfinite(a) else "end"
-            raise InvalidSetting("ranges", f"the {which} must be a finite number of seconds", text)
-        if not a < b:
-            raise InvalidSetting("ranges", "the end must come after the start", text)
-        return cls(a, b)
-
-    def __str__(self) -> str:
-        return f"{self.start:g}:{self.end:g}"
-
-
-def check_ranges(
-    ranges: Sequence[TimeRange | str], spans: Mapping[str, tuple[float, float]], modality: str, path: Path
-) -> list[TimeRange]:
-    """The ranges sorted, ranges that meet (1:2, 2:3) joined; overlapping ones are refused (which of them a user
-    meant is not ours to guess, and a silent merge would remake seconds given twice as one range). Each must end
-    within the remade stream (`spans[modality]`: where it starts and ends on the input's timeline, stream_spans) and
-    within the other stream, which conditions the remade one everywhere in the range (the two may differ in length
-    and start), and hold some of the remade stream."""
-    parsed = sorted(r if isinstance(r, TimeRange) else TimeRange.parse(r) for r in ranges)
-    if not parsed:
-        raise InvalidSetting("ranges", "retake needs at least one range A:B (in seconds)")
-    other = OTHER[modality]
-    merged: list[TimeRange] = []
-    for r in parsed:
-        for kind in (modality, other):
-            if r.end > spans[kind][1] + 1e-6:
-                lasts = (f"lasts only {spans[kind][1]:.3f} s" if spans[kind][0] < 1e-6
-                         else f"ends at {spans[kind][1]:.3f} s")
-                why = "" if kind == modality else f", and the {NOUNS[modality]} is remade to match it"
-                raise InvalidSetting("ranges", f"{path}'s {NOUNS[kind]} {lasts}{why}", r)
-        if r.end <= spans[modality][0] + 1e-6:
-            raise InvalidSetting("ranges", f"{path}'s {NOUNS[modality]} starts at {spans[modality][0]:.3f} s", r)
-        if merged and r.start < merged[-1].end:
-            raise InvalidSetting("ranges", f"{merged[-1]} and {r} overlap", hint="give each second once: "
-                                 f"{TimeRange(merged[-1].start, max(r.end, merged[-1].end))} for both")
-        if merged and r.start == merged[-1].end:
-            r = TimeRange(merged[-1].start, max(r.end, merged[-1].end))
-            merged.pop()
-        merged.append(r)
-    return merged
-
-
-def stream_spans(info: MediaInfo) -> dict[str, tuple[float, float]]:
-    """Where each stream starts and ends, in seconds on the input's timeline (from its origin, where the earlier
-    stream starts: 0 as players show it), each stream's own: a camera's sound may run before its picture, a sound
-    may be delayed (the container's duration where a stream's own is not known)."""
-    spans = {}
-    for kind in ("video", "audio"):
-        start = getattr(info, f"{kind}_start")
-        spans[kind] = (start, start + (getattr(info, f"{kind}_duration") or info.duration))
-    return spans
-
-
 def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
     """A video retake remakes frames in place, and outside the ranges the output is the input's own frames: the
     clip must be at the model's frame size and a steady frame rate, the model's, as mmgen's own outputs are (None:
@@ -171,21 +95,9 @@ def retake(
     check_arguments("retake", settings, RetakeSettings, paths={"input": input, "output": output}, overwrite=overwrite,
                     progress=progress)
     modality, delivery = settings.modality, settings.delivery()
-    source = Path(input)
-    info = probe(source)
-    for kind in OTHER:
-        if not getattr(info, f"has_{kind}"):
-            raise MediaError(f"cannot retake {source}: it has no {kind} stream (a retake keeps one and remakes "
-                             "the other within the ranges)")
-    streams = stream_spans(info)
-    for kind in OTHER:  # the limits soundtrack and animate hold their inputs to, before any work
-        check_sound(info, kind)
-        check_length(info, kind, streams[kind][1] - streams[kind][0])
-    spans = check_ranges(settings.ranges, streams, modality, source)
-    out = outputs.output_for(source, output, "retake")
-    paths = settings.outputs(out)
-    inputs = [source, *input_files(settings), *inputs]
-    outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    checked = check_retake(input, output, settings, overwrite=overwrite, inputs=inputs)
+    source, info, streams, spans, paths, inputs = (checked.source, checked.info, checked.streams, checked.spans,
+                                                   checked.paths, checked.inputs)
     check_kept(source, settings.kept, paths.mp4)
     run = prepare(settings)
     known = known_config(run.model)

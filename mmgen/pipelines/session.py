@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -19,24 +18,20 @@ from mmgen.adapters import (
     AdapterUse,
     BaseModel,
     check_fits,
-    is_adapter_file,
     merge_adapters,
     read_uses,
 )
-from mmgen.adapters.store import files_of
 from mmgen.diffusion import SamplingConfig, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
-from mmgen.errors import ConfigError, InvalidSetting, ModelNotFound, UsageError
-from mmgen.input_files import why_not_a_file
+from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.models.storage import store_for_compute
+from mmgen.pipelines.preflight import LOCAL, check_model
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
-from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry, pull, read_header, sidecar
+from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry
 from mmgen.weights.lineage import own_lineage
-from mmgen.weights.load import availability, stored_files
-from mmgen.weights.names import is_name, is_path
+from mmgen.weights.load import availability
 
-LOCAL = ("bundled", "cached")
 _KEPT: ContextVar[dict | None] = ContextVar("mmgen_kept_models", default=None)  # see keep_loaded
 
 
@@ -64,7 +59,7 @@ def prepare(settings: RunSettings) -> Run:
     model's conditional settings."""
     compute = select_compute(settings.device, settings.precision)
     name = str(settings.model)  # a Path is welcome from Python
-    _check_model(name)
+    check_model(name)
     own = own_lineage(name)  # its registry entry's, or what the model it was made from passed on
     base = load_sampling_preset(settings.preset, over=own.sampling) if settings.preset else own.sampling
     base = base or load_sampling_preset(DEFAULT_PRESET)
@@ -83,46 +78,6 @@ def prepare(settings: RunSettings) -> Run:
     adapters = settings.adapters()
     read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads
     return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters)
-
-
-def input_files(settings: RunSettings) -> tuple[Path, ...]:
-    """The files a run reads besides its media: the model, its upsampler and every adapter — a file given by path,
-    or the file behind a name (bundled, cached, registered) — each with the sidecar .json beside it if there is
-    one (a model's config may live there; a cached model's or adapter's record does), and, while a replacement of
-    one is in flight or was killed, the old file and record it kept aside, which are what is read (files.last_kept).
-    Outputs never replace them."""
-    model = str(settings.model)
-    if is_path(model):
-        given = [Path(model), *filter(None, sidecar.kept_files(Path(model)))]  # and what is read for it
-    else:
-        given = stored_files(model, own_lineage(model).upsampler if is_name(model) else None)
-    given += [path for use in settings.adapters() for path in files_of(use.source) if path.is_file()]
-    given += [path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()]
-    return tuple(dict.fromkeys(given))
-
-
-def _check_model(name: str) -> None:
-    """Check that the weights can be had and are an mm-unet."""
-    if is_path(name):
-        path = Path(name)
-        if why := why_not_a_file(path, missing="no such model file"):
-            raise ModelNotFound(f"{path}: {why}")
-        if is_adapter_file(path):
-            raise UsageError(f"{path} is a LoRA adapter, not a model",
-                             hint=f"use it with --adapter {path} and -m the model it was trained on")
-        header = read_header(path)
-        if header is not None and header.arch != "mm-unet":
-            raise UsageError(f"{path} is an {header.arch} model; this command needs an mm-unet")
-        return
-    registry, cache = load_registry(), ModelCache()
-    entry = registry.entries.get(name)
-    if entry is None and cache.record(name) is None:
-        registry.get(name)  # raises ModelNotFound with close matches
-    if availability(name, entry, cache) not in (*LOCAL, "downloadable"):
-        pull(name)  # raises the precise reason: bundled file missing, or how to import it
-    arch = entry.arch if entry else cache.record(name).arch
-    if arch != "mm-unet":
-        raise UsageError(f"{name} is an {arch} model; this command needs an mm-unet (see `mmgen models list`)")
 
 
 def _choose_upsampler(name: str, upsampler: str | None, upscale: bool | None) -> str | None:

@@ -11,12 +11,12 @@ from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.notes import noted_once_per_call
 from mmgen.media.remux import video_end
-from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
 from mmgen.pipelines.events import ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
+from mmgen.pipelines.preflight import check_matching
 from mmgen.pipelines.settings import SoundtrackSettings
 
 
@@ -33,7 +33,8 @@ def soundtrack(
                     overwrite=overwrite, progress=progress)
 
     mix = settings.mix
-    output = outputs.output_for(input, output, "soundtrack")
+    checked = check_matching("soundtrack", input, output, settings, overwrite=overwrite, inputs=inputs)
+    output = checked.output
 
     def writer_for(source: Path, model_rate: int, start: float) -> Writer:
         delivery = kept_rate(settings.delivery(), output, model_rate, "the model's")  # one rate, noted once
@@ -50,5 +51,4 @@ def soundtrack(
 
         return write
 
-    return run_conditional(input, output, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix,
-                           inputs=inputs)
+    return run_conditional(checked, writer_for, settings, overwrite=overwrite, progress=progress, mix=mix)

@@ -28,7 +28,6 @@ from mmgen.weights import sidecar, trust
 from mmgen.weights.cache import CacheRecord, ModelCache
 from mmgen.weights.checkpoint import check_weight, read_header
 from mmgen.weights.convert import Target, check_state_dict
-from mmgen.weights.names import is_name
 from mmgen.weights.pull import availability, pull, repair_hint
 from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
 from mmgen.weights.safetensors_file import open_safetensors, read_tensors
@@ -63,23 +62,6 @@ def resolve_weights(name: str, *, download: bool = True, quiet: bool = False) ->
             f"{name}: weights are not available locally ({state})", hint=f"run `mmgen models pull {name}`"
         )
     return entry.weights.bundled_path if state == "bundled" else cache.weights_file(name)
-
-
-def stored_files(*names: str | None) -> list[Path]:
-    """The files these model names are read from while they are here — a bundled weights file, or a cached model's
-    weights and record as last kept (even half imported; while a replacement is in flight or was killed, the pair it
-    kept aside: ModelCache.kept_files). Nothing is fetched or checked; a name that is not here (or None) adds
-    nothing."""
-    registry, cache, found = load_registry(), ModelCache(), []
-    for name in filter(None, names):
-        if is_name(name):
-            entry = registry.entries.get(name)
-            if entry is not None and entry.weights.bundled:
-                found.append(entry.weights.bundled_path)
-            else:
-                kept = cache.kept_files(name)
-                found += [kept[1], kept[0]] if kept is not None else [cache.weights_path(name)]
-    return [path for path in found if path.is_file()]
 
 
 def load_model(

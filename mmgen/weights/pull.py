@@ -240,3 +240,19 @@ def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256:
         raise UsageError(f"--sha256: {e}") from None
     return dataclasses.replace(entry, weights=weights)
 
+
+def stored_files(*names: str | None) -> list[Path]:
+    """The files these model names are read from while they are here — a bundled weights file, or a cached model's
+    weights and record as last kept (even half imported; while a replacement is in flight or was killed, the pair it
+    kept aside: ModelCache.kept_files). Nothing is fetched or checked; a name that is not here (or None) adds
+    nothing."""
+    registry, cache, found = load_registry(), ModelCache(), []
+    for name in filter(None, names):
+        if is_name(name):
+            entry = registry.entries.get(name)
+            if entry is not None and entry.weights.bundled:
+                found.append(entry.weights.bundled_path)
+            else:
+                kept = cache.kept_files(name)
+                found += [kept[1], kept[0]] if kept is not None else [cache.weights_path(name)]
+    return [path for path in found if path.is_file()]

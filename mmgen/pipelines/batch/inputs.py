@@ -11,8 +11,8 @@ from typing import Any
 from mmgen.errors import MediaError, UsageError
 from mmgen.media import probe
 from mmgen.pipelines.batch.schema import JobSpec
-from mmgen.pipelines.conditional import check_input
-from mmgen.pipelines.retake import check_frames, check_ranges, stream_spans
+from mmgen.pipelines.preflight import check_input, check_ranges, stream_spans
+from mmgen.pipelines.retake import check_frames
 from mmgen.pipelines.settings import MatchingSettings, RetakeSettings
 
 

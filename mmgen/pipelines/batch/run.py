@@ -33,8 +33,9 @@ from mmgen.pipelines.batch.targets import files_read
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
+from mmgen.pipelines.preflight import input_files
 from mmgen.pipelines.retake import retake
-from mmgen.pipelines.session import input_files, keep_loaded, load
+from mmgen.pipelines.session import keep_loaded, load
 from mmgen.pipelines.soundtrack import soundtrack
 from mmgen.runtime import processes
 

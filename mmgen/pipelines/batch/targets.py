@@ -19,7 +19,7 @@ from mmgen.errors import UsageError
 from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
-from mmgen.pipelines.session import input_files
+from mmgen.pipelines.preflight import input_files
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job, Status

@@ -61,7 +61,7 @@ def test_a_refused_finetune_resume_does_not_load_torch(tmp_path):
         lock.release()
 
 
-# A refusal that needs no model: the command line (its paths under the test's folder, made by `made`) and what its
+# A refusal that needs no model: the command line (its paths under the test's folder, made by the test) and what its
 # line says. The pipeline's own checks (pipelines.preflight) run before the pipeline, and torch, is imported.
 NEEDS_NO_MODEL = {
     "soundtrack, no input": (["soundtrack", "{missing}.mp4"], "no such file"),
@@ -72,7 +72,7 @@ NEEDS_NO_MODEL = {
     "generate, unknown model": (["generate", "-m", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     "generate, no model file": (["generate", "-m", "{missing}.safetensors"], "no such model file"),
     "generate, clip exists": (["generate", "-n", "1", "-o", "{done}"], "already exists"),
-    "generate, -o a file": (["generate", "-o", "{afile}.mp4/"], "is a file, not a directory"),
+    "generate, -o a file": (["generate", "-o", "{afile}"], "is a file, not a directory"),
 }
 
 
@@ -86,11 +86,12 @@ def test_a_refusal_that_needs_no_model_does_not_load_torch(case, tmp_path):
     done = tmp_path / "done"
     done.mkdir()
     (done / "clip_0000.mp4").write_bytes(b"made before")
-    (tmp_path / "afile.mp4").write_bytes(b"a file")
+    for name in ("afile", "afile.mp4"):
+        (tmp_path / name).write_bytes(b"a file")
     places = {"missing": tmp_path / "missing", "clip": write_test_video(tmp_path / "clip.mp4", seconds=0.3).path,
               "afile": tmp_path / "afile", "done": done}
     code, heavy, said = said_without([a.format(**places) for a in argv], tmp_path)
-    assert (code, heavy) == (2, []) and words in said, said
+    assert code == 2 and set(heavy) <= {"av"} and words in said, (heavy, said)  # PyAV may read the input
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -905,3 +905,38 @@ def test_merge_keys_repeating_a_big_job_are_refused_before_planning(folder: Path
         """)
     problems = []
     assert len(read_batch_file(jobs, problems).jobs) == 2 and problems == []  # 100,000 exactly is allowed
+
+
+def test_a_picture_retake_refuses_sound_delivery_settings_as_a_guidance_scale_is_refused(folder: Path):
+    """`retake --video` kept the input's sound as it is and silently took no notice of `--wav`, `--sample-rate`
+    and `--loudness` (no wav, the input's rate), while `--guidance-scale` on the same run was refused: each is
+    refused the same way, one line, exit 2, before any work; a batch's `defaults:` value is left out of the picture
+    retakes (done jobs stay done: hashed as before) and applies to the sound ones."""
+    clip = write_test_video(folder / "small.mp4", seconds=1.0, fps=10, size=(16, 16)).path  # the tiny model's
+    env = mmgen_env(folder)
+    for flag, value in (("--wav", None), ("--sample-rate", "44100"), ("--loudness", "-23")):
+        done = run_here("retake", clip, "--video", "--range", "0.2:0.5", "-m", folder / "tiny.safetensors",
+                        flag, *filter(None, [value]), "-o", folder / "rv.mp4", env=env)
+        assert done.returncode == 2 and done.stderr.startswith(f"mmgen: error: {flag}"), done.stderr
+        assert "a picture retake (video) keeps the input's sound as it is" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (folder / "rv.mp4").exists()
+
+
+def test_a_batch_picture_retake_refuses_its_own_sound_delivery_settings_and_leaves_out_the_defaults(folder: Path):
+    """The batch side of the test above: a job's own value is refused at its line, a `defaults:` one left out of
+    the picture retakes (done jobs stay done: hashed as before too) and applied to the sound ones."""
+    write_test_video(folder / "small.mp4", seconds=1.0, fps=10, size=(16, 16))  # the tiny model's
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.4"], wav: true, loudness: -23}
+        jobs:
+          - {kind: retake, input: small.mp4, name: picture, video: true}
+          - {kind: retake, input: small.mp4, name: sound}
+          - {kind: retake, input: small.mp4, name: own, video: true, sample_rate: 44100}
+        """)
+    assert problems_of(jobs) == {5: "job 3 (retake): sample_rate 44100: a picture retake (video) keeps the input's "
+                                    "sound as it is (leave it out, or retake the sound)"}
+    jobs.write_text(jobs.read_text().replace(", sample_rate: 44100", ""))
+    picture, sound, _ = plan_batch(jobs).jobs
+    assert (picture.settings.wav, picture.settings.loudness) == (False, -16.0)
+    assert (sound.settings.wav, sound.settings.loudness) == (True, -23.0)
+    assert any(p["options"]["wav"] is True and p["options"]["loudness"] == -23 for p in picture.former)

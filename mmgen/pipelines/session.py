@@ -69,11 +69,8 @@ def prepare(settings: RunSettings) -> Run:
         sampling = dataclasses.replace(base, conditional=None, **settings.sampling_overrides())
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
-    for key in settings.unmeant(sampling.guidance):  # replacement guidance has no scale to take
-        whose = "as asked" if getattr(settings, "guidance", None) else "the model's own setting"
-        raise InvalidSetting(key, f"scales gradient guidance only, and this run guides by "
-                             f"{sampling.guidance} ({whose})", getattr(settings, key),
-                             hint="ask for gradient guidance with it, or leave the scale out")
+    for key, (why, hint) in settings.unmeant(sampling.guidance).items():  # replacement guidance takes no scale
+        raise InvalidSetting(key, why, getattr(settings, key), hint=hint)
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
     read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads

@@ -79,6 +79,12 @@ def _field_types(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
+@functools.cache
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default of each field of settings class `cls`: a setting other than its default was given."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What every kind of run takes: the model, how to sample, the seed, where to run. None: the model's own
@@ -100,13 +106,24 @@ class RunSettings:
     # so the switches of the layers beneath it (a batch's `defaults:`) are dropped; one layer turning on two is refused.
     one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
     one_choice: ClassVar[str] = ""  # why (check_choices' line)
-    # Settings that mean something only where the run guides by gradient (a scale): given for a run that guides
-    # by replacement, a job's own or a flag is refused (session.prepare); a batch's `defaults:` one is left out.
+    # Settings that mean something only where the run guides by gradient (a scale), or only for some runs of the
+    # kind (`ignorable`): given (not their default) for a run that takes no notice of them, a job's own or a flag is
+    # refused (session.prepare); a batch's `defaults:` one is left out.
     gradient_only: ClassVar[tuple[str, ...]] = ()
+    ignorable: ClassVar[tuple[str, ...]] = ()
 
-    def unmeant(self, guidance: str) -> tuple[str, ...]:
-        """The settings given that a run guiding by `guidance` takes no notice of."""
-        return () if guidance == "gradient" else tuple(k for k in self.gradient_only if getattr(self, k) is not None)
+    def unmeant(self, guidance: str) -> dict[str, tuple[str, str]]:
+        """The settings given that a run guiding by `guidance` takes no notice of, each with why and a hint."""
+        whose = "as asked" if getattr(self, "guidance", None) else "the model's own setting"
+        unmeant = {} if guidance == "gradient" else dict.fromkeys(self.gradient_only, (
+            f"scales gradient guidance only, and this run guides by {guidance} ({whose})",
+            "ask for gradient guidance with it, or leave the scale out"))
+        unmeant |= self.ignored()
+        return {k: why for k, why in unmeant.items() if getattr(self, k) != _defaults(type(self))[k]}
+
+    def ignored(self) -> dict[str, tuple[str, str]]:
+        """The `ignorable` settings this run takes no notice of whatever its guidance, each with why and a hint."""
+        return {}
 
     @classmethod
     def layered(cls, beneath: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,6 +289,12 @@ class RetakeSettings(MatchingSettings):
 
     def streams(self) -> tuple[str, ...]:
         return ("video", "audio")
+
+    ignorable: ClassVar[tuple[str, ...]] = ("wav", "loudness", "sample_rate")
+
+    def ignored(self) -> dict[str, tuple[str, str]]:
+        why = ("a picture retake (video) keeps the input's sound as it is", "leave it out, or retake the sound")
+        return dict.fromkeys(self.ignorable, why) if self.video else {}
 
     def outputs(self, mp4: Path) -> OutputPaths:
         return beside(mp4, wav=self.wav and not self.video)

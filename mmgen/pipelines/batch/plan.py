@@ -222,22 +222,23 @@ class _Planner:
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
             self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
             return None
-        return self._meant(spec, settings, [k for k in settings.gradient_only if k not in spec.options])
+        refusable = (*settings.gradient_only, *settings.ignorable)
+        return self._meant(spec, settings, [k for k in refusable if k not in spec.options])
 
     def _meant(self, spec: JobSpec, settings: RunSettings, inherited: list[str]) -> RunSettings:
         """`settings` less the `defaults:` values in `inherited` that its run takes no notice of (a guidance scale
         where the run guides by replacement): a default applies to the jobs it means something for and is no error
         for the others; a job's own such value stays, for session.prepare to refuse."""
-        given = [k for k in inherited if getattr(settings, k) is not None]
+        defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+        given = [k for k in inherited if getattr(settings, k) != defaults[k]]
         if not given:
             return settings
-        bare = dataclasses.replace(settings, **dict.fromkeys(given))  # they decide nothing of the run's guidance
-        run = self._prepared(bare)
-        if isinstance(run, UsageError):
-            return settings  # the job's run reports what is wrong
-        unmeant = set(settings.unmeant(run.sampling.guidance))
+        bare = dataclasses.replace(settings, **{k: defaults[k] for k in given})  # they decide nothing of the guidance
+        run = self._prepared(bare)  # the job's run reports what is wrong with it; its guidance then is unknown, so
+        guidance = "gradient" if isinstance(run, UsageError) else run.sampling.guidance  # the scale is taken as meant
+        unmeant = settings.unmeant(guidance)
         self._left_out[spec.index] = {k: getattr(settings, k) for k in given if k in unmeant}
-        return dataclasses.replace(settings, **dict.fromkeys(self._left_out[spec.index]))
+        return dataclasses.replace(settings, **{k: defaults[k] for k in self._left_out[spec.index]})
 
     def _stored(self, spec: JobSpec, settings: RunSettings, mp4: Path) -> bool:
         """Whether the job's sound can be stored at the rate it asks for in its outputs (all mp4s: one checks them
@@ -330,8 +331,9 @@ class _Planner:
         left_out = self._left_out.get(spec.index, {})
         payloads = [payload]
         if left_out:
+            sampled = {k: v for k, v in left_out.items() if k in payload["sampling"]}  # a guidance scale
             payloads.append({**payload, "options": {**payload["options"], **left_out},
-                             "sampling": {**payload["sampling"], **left_out}})
+                             "sampling": {**payload["sampling"], **sampled}})
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
         return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
                 for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]

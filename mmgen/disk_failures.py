@@ -1,21 +1,24 @@
 """What an OSError met while mmgen writes an output (or reads an input to make one) means for the user: one line
 naming the file, and whose trouble it is — a failing disk is the machine's (exit 1, StorageError), a read-only
 filesystem the place the user chose (exit 2); anything else stays the OSError it is. A file written inside a
-temporary folder (a checkpoint's) is named by where it will be (`named_as`)."""
+temporary folder (a checkpoint's) is named by where it will be (`named_as`). And what any error that ran out of the
+machine's memory or open files means (`resource_failure`): one line saying so, exit 1."""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import MediaError, MmgenError, StorageError, UsageError
+from mmgen.errors import MediaError, MmgenError, ResourceError, StorageError, UsageError
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
+LIMITS = {errno.ENOMEM, errno.EMFILE, errno.ENFILE}  # the machine's memory, or the open files it allows: exit 1
 DENIED = {errno.EACCES, errno.EPERM}  # a file's owner or mode keeps mmgen out: the machine's trouble, not the file's
 # (temporary, target) of each `atomic_path(folder=True)` being written: a file inside is named by where it will be
 _folders: ContextVar[tuple[tuple[Path, Path], ...]] = ContextVar("folders_written", default=())
@@ -136,3 +139,62 @@ def _input_named(error: OSError, *outputs: Path) -> Path | None:
     if not named or any(n.is_relative_to(o) for n in named for o in outputs):
         return None  # e.g. a copy's source and its destination, both named: the write may be what failed
     return _final_name(named[0])
+
+
+MEMORY_HINT = "close other programs, or ask for less at once: fewer or shorter clips, a smaller --batch-size"
+# How libraries say an errno in a RuntimeError (torch's c10: "unable to open file <PATH> in read-only mode: Too many
+# open files (24)", "unable to mmap 512 bytes from file <PATH>: Cannot allocate memory (12)"): the file, if named
+_LIBRARY_ERRNO = re.compile(r"(?:<(?P<file>[^<>]+)>.*)?: (?P<strerror>[^:()]+) \((?P<errno>\d+)\)$", re.DOTALL)
+_CPU_ALLOCATOR = re.compile(r"DefaultCPUAllocator: (?:can't allocate memory|not enough memory): you tried to allocate (\d+) bytes")
+_NUMPY_ALLOCATION = re.compile(r"^Unable to allocate ([\d.]+ [KMGTP]i?B)")  # numpy's MemoryError (_ArrayMemoryError)
+_ACCELERATOR_ALLOCATION = re.compile(r"Tried to allocate ([\d.]+ [KMGTP]i?B)")  # torch.OutOfMemoryError (CUDA)
+# dlopen's words for a library it could not map into memory (ENOMEM), also inside the ImportError numpy raises for
+# its own (its "Original error was: …"); the same words ending in a reason (a noexec mount's "Operation not
+# permitted") are not about memory
+_UNMAPPED = re.compile(r"([^\s:/]+\.so[^\s:]*): failed to map segment from shared object(?!:)")
+
+
+def resource_failure(error: BaseException) -> ResourceError | None:
+    """The one line for an error that ran out of the machine's memory, or of the files a process may have open, by
+    its type and errno — a MemoryError, an OSError ENOMEM/EMFILE/ENFILE, torch's words for them in a RuntimeError,
+    a shared library that could not be mapped as it was imported — whatever raised it; None for any other error."""
+    if isinstance(error, MemoryError):
+        allocation = _NUMPY_ALLOCATION.search(str(error))
+        return _out_of_memory(f"allocating {allocation[1]}" if allocation else None)
+    if isinstance(error, OSError) and error.errno in LIMITS:
+        return _short_of(error.errno, error.filename)
+    if isinstance(error, RuntimeError):
+        text = str(error).strip()
+        if type(error).__name__ == "OutOfMemoryError":  # torch's, for a GPU's memory
+            allocation = _ACCELERATOR_ALLOCATION.search(text)
+            return ResourceError("the GPU ran out of memory" + (f" allocating {allocation[1]}" if allocation else ""),
+                                 hint=f"{MEMORY_HINT}, or --device cpu")
+        if allocation := _CPU_ALLOCATOR.search(text):
+            from mmgen.terminal import size_text
+
+            return _out_of_memory(f"allocating {size_text(int(allocation[1]))}")
+        said = _LIBRARY_ERRNO.search(text)
+        if said and int(said["errno"]) in LIMITS and said["strerror"] == os.strerror(int(said["errno"])):
+            return _short_of(int(said["errno"]), said["file"])
+    if isinstance(error, ImportError) and (library := _UNMAPPED.search(str(error))):
+        return _out_of_memory(f"loading {library[1]}")
+    return None
+
+
+def _out_of_memory(doing: str | None) -> ResourceError:
+    return ResourceError("out of memory" + (f" {doing}" if doing else ""), hint=MEMORY_HINT)
+
+
+def _short_of(number: int, filename: object) -> ResourceError:
+    """ENOMEM, EMFILE or ENFILE, met on `filename` (None: no file named)."""
+    named = f"cannot open {os.fsdecode(filename)}: " if isinstance(filename, (str, bytes, os.PathLike)) else ""
+    if number == errno.ENOMEM:
+        return _out_of_memory(f"reading {os.fsdecode(filename)}" if named else None)
+    if number == errno.EMFILE:
+        import resource  # Unix's: EMFILE is its error
+
+        allowed = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return ResourceError(f"{named}too many open files (this process may have {allowed} open at once)",
+                             hint="raise the limit with `ulimit -n 4096`, and run it again")
+    return ResourceError(f"{named}too many files open on this machine (the system's limit)",
+                         hint="close other programs, or raise the system's limit (fs.file-max), and run it again")

@@ -35,6 +35,11 @@ class FolderReplaced(StorageError):
     before writing anything through that name (mmgen.files.same_folders)."""
 
 
+class ResourceError(MmgenError):
+    """The machine ran short of what the command needed — memory, or files it may have open at once — not the user's
+    input: exit 1 (mmgen.disk_failures.resource_failure)."""
+
+
 class UsageError(MmgenError):
     """Bad usage or bad input: exit code 2."""
 

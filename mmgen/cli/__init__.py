@@ -190,12 +190,15 @@ def _failed(e: Exception) -> int:
     """Say why a command failed, in one line; its exit code: 2 bad usage or input, 1 anything unexpected."""
     import typer
 
+    from mmgen.cli._interrupted import failed_line
     from mmgen.cli.options import flag_of
+    from mmgen.disk_failures import resource_failure
     from mmgen.errors import InvalidSetting, MmgenError
 
+    e = resource_failure(e) or e  # the machine's memory or open files ran out, whatever raised it: one line
     if isinstance(e, MmgenError):
         if not (e.every_process and _rank() != 0):
-            _error(e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else str(e))
+            _error(e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else failed_line(e))
         return e.exit_code
     if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal

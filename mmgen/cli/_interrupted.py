@@ -1,6 +1,6 @@
-"""What a command stopped by Ctrl-C (or SIGTERM, SIGHUP) says: one line naming what it kept. Outputs are written atomically and
-their sidecar last, so every output is either finished and kept, or not there at all; a command that keeps
-something else (a partial download) says so with `left_behind`."""
+"""What a command stopped by Ctrl-C (or SIGTERM, SIGHUP), or by the machine (a full disk, no memory left), says: one
+line naming what it kept. Outputs are written atomically and their sidecar last, so every output is either finished
+and kept, or not there at all; a command that keeps something else (a partial download) says so with `left_behind`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mmgen.cli import WRITERS, command_named, nothing_kept  # WRITERS: commands whose outputs `recording` sees
 from mmgen.cli.app import arguments, invoked
+from mmgen.errors import MmgenError, ResourceError, StorageError
 from mmgen.pipelines.outputs import recording
 from mmgen.runtime.stop_signals import stop_name
 from mmgen.terminal import listed, path_text, say
@@ -54,7 +55,19 @@ def interrupted_line(command: str | None, finished: list[Path], by: str = "") ->
     if _left.get() is not None:
         return f"interrupted{by}; {_left.get()}"
     if finished:
-        names = listed([path_text(f) for f in finished], LISTED)
-        count = "the finished output" if len(finished) == 1 else f"the {len(finished)} finished outputs"
-        return f"interrupted{by}; kept {count}: {names}"
+        return f"interrupted{by}; {kept(finished)}"
     return nothing_kept(command or command_named(arguments.get()), by)  # None: stopped before typer parsed it
+
+
+def kept(finished: list[Path]) -> str:
+    """What a command stopped with `finished` outputs keeps, in the stop's line (or a failure's: failed_line)."""
+    names = listed([path_text(f) for f in finished], LISTED)
+    return f"kept {'the finished output' if len(finished) == 1 else f'the {len(finished)} finished outputs'}: {names}"
+
+
+def failed_line(error: MmgenError) -> str:
+    """The line of the last command, failed with `error`: where the machine stopped it (a full disk, no memory
+    left) after some outputs were finished, it says which it kept, as a stop's line does (they are whole)."""
+    if not isinstance(error, (StorageError, ResourceError)) or not _finished:
+        return str(error)
+    return str(MmgenError(f"{error.message}; {kept(_finished)}", error.hint))

@@ -156,6 +156,21 @@ def test_doctor_counts_one_thread_as_one(tmp_path):
     assert "torch uses 1 thread, native bf16" in done.stdout, done.stdout
 
 
+def test_doctor_flags_an_omp_num_threads_openmp_cannot_take(tmp_path):
+    """OMP_NUM_THREADS=0 (abc, -3): libgomp says `Invalid value` as torch loads and runs anyway on torch's own
+    count. doctor says so in one row, with the threads torch uses (run_here: 1), and still exits 0 — the variable
+    is not mmgen's to refuse."""
+    done = run_here("doctor", env=mmgen_env(tmp_path, OMP_NUM_THREADS="abc", COLUMNS="300"))
+    assert done.returncode == 0, done.stderr
+    assert ("  ! OMP_NUM_THREADS='abc': takes a whole number of threads, 1 or more; OpenMP ignores it (its `Invalid "
+            "value` lines), and torch uses 1 thread\n") in done.stdout, done.stdout
+    for value, flagged in (("0", True), ("-3", True), ("4,2", False)):
+        report = run_here("doctor", "--json", env=mmgen_env(tmp_path, OMP_NUM_THREADS=value))
+        assert report.returncode == 0, report.stderr
+        warnings = json.loads(report.stdout).get("environment_warnings", {})
+        assert list(warnings) == (["OMP_NUM_THREADS"] if flagged else []), (value, warnings)
+
+
 def test_a_cache_path_or_description_with_control_characters_is_shown_escaped(tmp_path):
     """A cache path or a registry entry's description holding ESC, a newline or rich markup (`MMGEN_CACHE=$'…\\e[2J…'`)
     is shown in `doctor`'s rows and `models list`'s cells as every message shows a path (terminal.path_text): `\\x1b`,

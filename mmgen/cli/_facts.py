@@ -18,6 +18,7 @@ from mmgen.adapters.store import DamagedAdapter, records
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
+from mmgen.terminal import counted
 from mmgen.weights.cache import cache_root, check_cache_writable
 from mmgen.weights.catalog import catalog
 
@@ -57,6 +58,17 @@ def _devices() -> dict[str, Any]:
         "mps": mps,
         "auto": auto.describe(),
     }
+
+
+def _thread_warnings(threads: int) -> dict[str, str]:
+    """OMP_NUM_THREADS set to what OpenMP cannot take (`0`, `abc`, `-3`, empty): it says `Invalid value` as torch
+    loads and runs on anyway, with torch's own choice of threads (`threads`). Not refused — it is not mmgen's
+    variable, and every command still runs — but said, with what torch uses instead."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    if value is None or all(part.strip().isdigit() and int(part) > 0 for part in value.split(",")):
+        return {}  # OpenMP's own form: a whole number of threads, 1 or more (a list of them, one per nesting level)
+    return {"OMP_NUM_THREADS": f"OMP_NUM_THREADS={value!r}: takes a whole number of threads, 1 or more; OpenMP "
+                               f"ignores it (its `Invalid value` lines), and torch uses {counted(threads, 'thread')}"}
 
 
 def _free_bytes(folder: Path) -> int:
@@ -105,6 +117,7 @@ def _facts() -> dict[str, Any]:
         "devices": _devices(),
         "cache": cache,
         "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
+        **({"environment_warnings": warnings} if (warnings := _thread_warnings(torch.get_num_threads())) else {}),
         "models": models,
         **({"models_error": models_error} if models_error else {}),
         **({"damaged_adapters": damaged_adapters} if damaged_adapters else {}),

@@ -43,6 +43,8 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {name}={markup_text(value)}", highlight=False)
     for problem in report.get("environment_problems", {}).values():
         console.print(f"  {bad} {markup_text(problem)}", highlight=False)
+    for warning in report.get("environment_warnings", {}).values():  # a variable not mmgen's: said, not refused
+        console.print(f"  [yellow]![/] {markup_text(warning)}", highlight=False)
     console.print("[bold]Models[/]")
     if "models_error" in report:
         console.print(f"  {bad} {markup_text(report['models_error'])}")

@@ -270,6 +270,48 @@ def model_with_an_inf_weight_for_import(folder, model):
     return ["models", "import", bad, "--name", "mine"], "inf.safetensors: damaged: its weights hold NaN or Inf"
 
 
+def _with_config(model: Path, target: Path, text: str | None = None, **changes) -> Path:
+    """A copy of `model` whose metadata config has `changes` (or is `text`); the weights stay as they are."""
+    tensors = safetensors.torch.load_file(str(model))
+    with safetensors.safe_open(str(model), framework="pt") as f:
+        metadata = f.metadata()
+    metadata["config"] = text or json.dumps({**json.loads(metadata["config"]), **changes})
+    safetensors.torch.save_file(tensors, str(target), metadata=metadata)
+    return target
+
+
+def model_whose_config_has_ten_million_res_blocks(folder, model):
+    """Each architecture field is bounded where the config is read: this one built layers until memory ran out."""
+    bad = _with_config(model, folder / "deep.safetensors", num_res_blocks=10**7)
+    return (["generate", "-o", folder / "clips", "-m", bad, *FAST],
+            "deep.safetensors: metadata config: num_res_blocks must be between 1 and 16, got 10000000")
+
+
+def model_whose_heads_do_not_divide_its_channels_for_import(folder, model):
+    """num_heads 1,000,000 was imported, then failed as a RuntimeError once sampling had begun."""
+    bad = _with_config(model, folder / "heads.safetensors", num_heads=10**6)
+    return (["models", "import", bad, "--name", "mine"],
+            "heads.safetensors: metadata config: num_heads must divide the channels of every attention layer (64), "
+            "got 1000000")
+
+
+def model_whose_dropout_is_nan(folder, model):
+    bad = _with_config(model, folder / "nan.safetensors", dropout=float("nan"))
+    return (["generate", "-o", folder / "clips", "-m", bad, *FAST],
+            "nan.safetensors: metadata config: dropout must be between 0 and 1, got nan")
+
+
+def model_whose_config_holds_a_number_too_long(folder, model):
+    bad = _with_config(model, folder / "long.safetensors", text='{"num_heads": ' + "9" * 5000 + "}")
+    return (["generate", "-o", folder / "clips", "-m", bad, *FAST],
+            "long.safetensors: damaged weights file: its metadata 'config': a number too long")
+
+
+def batch_file_with_a_seed_too_long(folder, model):
+    (folder / "jobs.yaml").write_text(f"jobs:\n  - kind: generate\n    seed: {'1' * 5000}\n")
+    return ["batch", folder / "jobs.yaml"], "jobs.yaml:3: invalid YAML: a number too long"
+
+
 def _with_header(model: Path, target: Path, **changes: Callable[[list], list]) -> Path:
     """A copy of `model` whose header says something else about its last tensor (its shape or where its bytes
     are); the data stays as it is."""
@@ -372,7 +414,7 @@ def a_recipe_for_a_model_no_machine_could_build(folder, model):
 def a_recipe_whose_heads_do_not_fit_its_widths(folder, model):
     (folder / "recipe.yaml").write_text("model: {arch: mm-unet, config: {model_channels: 96, num_head_channels: 64}}\n")
     return (["finetune", folder, "--scratch", "--config", folder / "recipe.yaml", "-o", folder / "run"],
-            "cannot build an mm-unet from this config: num_head_channels=64 must divide the")
+            "num_head_channels must divide the channels of every attention layer (192, 288, 384), got 64")
 
 
 def seeds_past_the_last_one(folder, model):
@@ -449,6 +491,8 @@ CASES: list[Case] = [
     a_recipe_whose_heads_do_not_fit_its_widths, output_name_too_long, default_output_name_too_long,
     sound_retake_past_the_end_of_the_picture, picture_retake_past_the_end_of_the_sound,
     finetune_run_folder_cannot_be_written, clip_cache_folder_cannot_be_created, batch_output_folder_cannot_be_written,
+    model_whose_config_has_ten_million_res_blocks, model_whose_heads_do_not_divide_its_channels_for_import,
+    model_whose_dropout_is_nan, model_whose_config_holds_a_number_too_long, batch_file_with_a_seed_too_long,
 ]
 
 

@@ -20,6 +20,8 @@ MAX_VIDEO_ELEMENTS = 2**24  # F × C × H × W: 64 frames of 3 × 256 × 256 fit
 MAX_AUDIO_LENGTH = 2**22  # samples: 87 s at 48 kHz
 FPS_RANGE = (1.0, 240.0)  # frames per second a model may be trained at
 SAMPLE_RATE_RANGE = (1_000, 192_000)  # Hz
+MAX_RES_BLOCKS = 16  # per level: the paper's models have 2; 10,000,000 built layers until memory ran out
+MAX_OUT_CHANNELS = 2 * MAX_MEDIA_CHANNELS  # an SR model predicts ε and a variance value per channel: 6 for RGB
 
 
 def check_size(config) -> None:
@@ -30,6 +32,24 @@ def check_size(config) -> None:
     if config.model_channels * max(config.channel_mult) > MAX_CHANNELS:
         raise ValueError(f"model_channels × the largest channel_mult must be at most {MAX_CHANNELS}, got "
                          f"{config.model_channels} × {max(config.channel_mult)}")
+
+
+def check_layers(config, attention: list[int], heads: dict[str, int], channels: dict[str, int]) -> None:
+    """Refuse a config whose layers no model has, before any is built: num_res_blocks 10,000,000 built layers until
+    memory ran out, num_heads 1,000,000 or a count not dividing an attention layer's channels failed only once
+    sampling had begun, dropout NaN or 5.0 once building. `attention`: the channels of every attention layer the
+    heads split; `heads`: the head counts given (-1: not used); `channels`: each input or output width given."""
+    if not 1 <= config.num_res_blocks <= MAX_RES_BLOCKS:
+        raise ValueError(f"num_res_blocks must be between 1 and {MAX_RES_BLOCKS}, got {config.num_res_blocks}")
+    if not 0.0 <= config.dropout <= 1.0:  # NaN fails too
+        raise ValueError(f"dropout must be between 0 and 1, got {config.dropout}")
+    for name, value in channels.items():
+        if not 1 <= value <= MAX_OUT_CHANNELS:
+            raise ValueError(f"{name} must be between 1 and {MAX_OUT_CHANNELS}, got {value}")
+    for name, value in heads.items():
+        if value != -1 and not all(1 <= value <= width and width % value == 0 for width in attention):
+            raise ValueError(f"{name} must divide the channels of every attention layer "
+                             f"({', '.join(map(str, sorted(set(attention))))}), got {value}")
 
 
 def check_clip(config: MMUNetConfig) -> None:
@@ -97,6 +117,13 @@ class MMUNetConfig:
         check_size(self)
         if self.num_head_channels < 1 or self.num_heads < 1:
             raise ValueError("num_heads and num_head_channels must be at least 1")
+        widths = [self.model_channels * mult for mult in self.channel_mult]
+        attended = set(self.video_attention_resolutions) | set(self.audio_attention_resolutions)
+        self_attention = [width for level, width in enumerate(widths) if 2**level in attended] + widths[-1:]
+        cross = [width for level, width in enumerate(widths) if 2**level in self.cross_attention_resolutions]
+        check_layers(self, self_attention, {"num_heads": self.num_heads},
+                     {"video_out_channels": self.video_out_channels, "audio_out_channels": self.audio_out_channels})
+        check_layers(self, cross, {"num_head_channels": self.num_head_channels}, {})
 
     @property
     def frames(self) -> int:
@@ -143,6 +170,12 @@ class SRUNetConfig:
         down = 2 ** (len(self.channel_mult) - 1)
         if self.image_size % down:
             raise ValueError(f"image_size must be divisible by {down} for {len(self.channel_mult)} levels")
+        widths = [self.model_channels * mult for mult in self.channel_mult]
+        attention = [width for level, width in enumerate(widths) if 2**level in self.attention_resolutions]
+        attention += widths[-1:]  # the middle block's
+        heads = ({"num_head_channels": self.num_head_channels} if self.num_head_channels != -1 else
+                 {"num_heads": self.num_heads, "num_heads_upsample": self.num_heads_upsample})
+        check_layers(self, attention, heads, {"in_channels": self.in_channels, "out_channels": self.out_channels})
 
 
 # name → config dataclass (mmgen.models.architectures pairs each with its model class)

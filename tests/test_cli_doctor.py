@@ -67,6 +67,27 @@ def test_doctor_json_is_one_object_for_scripts(machine):
     assert all(codec["ok"] for codec in report["codecs"] if codec["mode"] == "encode")
 
 
+def test_doctor_shows_what_the_cache_holds_models_adapters_and_clip_cache_apart(machine):
+    """The clip cache grows with every folder finetune decodes (an edited file: a second copy); doctor showed the
+    cache's free space, never its size. Now each part's, in bytes (--json) and for people."""
+    env, cache = machine
+    (cache / "clips").mkdir(exist_ok=True)
+    shard = cache / "clips" / "0123abcd.safetensors"
+    shard.write_bytes(b"x" * 123_456)
+    try:
+        report = run_here("doctor", "--json", env=env)
+        shown = run_here("doctor", env={**env, "COLUMNS": "300"})
+    finally:
+        shard.unlink()
+    assert report.returncode == 0 and shown.returncode == 0, report.stderr + shown.stderr
+    sizes = json.loads(report.stdout)["cache"]
+    models = sum(p.stat().st_size for p in (cache / "models").rglob("*") if p.is_file() and not p.is_symlink())
+    assert (sizes["models_bytes"], sizes["adapters_bytes"], sizes["clips_bytes"]) == (models, 0, 123_456)
+    assert models > 0
+    assert "  models " in shown.stdout and " · adapters 0 B · clip cache 123.5 kB (clips/: only a speed-up, safe to " \
+        "delete while no finetune runs)" in shown.stdout, shown.stdout
+
+
 def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     """MMGEN_CACHE set to a file: commands that cache stop at once with exit 2 (they failed with an OS error
     after reading their inputs), and doctor shows the problem instead of "(not created yet)"."""

@@ -71,6 +71,26 @@ def _thread_warnings(threads: int) -> dict[str, str]:
                                f"ignores it (its `Invalid value` lines), and torch uses {counted(threads, 'thread')}"}
 
 
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files under `folder` (links not followed); 0 for one not there. What cannot be read counts
+    nothing: a size is a fact to show, never a reason to fail."""
+    total, folders = 0, [folder]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(Path(entry.path))
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
 def _free_bytes(folder: Path) -> int:
     return shutil.disk_usage(nearest_existing(folder)).free
 
@@ -89,7 +109,9 @@ def _facts() -> dict[str, Any]:
         root = cache_root()
         check_cache_writable(root)
         free = _free_bytes(root)
-        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(free / 2**30, 1), "free_bytes": free}
+        cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(free / 2**30, 1), "free_bytes": free,
+                 # what it holds: the models, the adapters, and the clip cache (finetune's decoded clips: a speed-up)
+                 **{f"{part}_bytes": _folder_bytes(root / part) for part in ("models", "adapters", "clips")}}
     except MmgenError as e:  # said in the report, with everything else
         cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0,
                  "free_bytes": 0, "problem": str(e)}

@@ -39,6 +39,9 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {bad} {markup_text(cache['problem'])}", highlight=False)
     else:
         console.print(f"  {markup_text(cache['path'])} {'' if cache['exists'] else '[dim](not created yet)[/] '}· {cache['free_gib']} GiB free")
+        console.print(f"  models {size_text(cache['models_bytes'])} · adapters {size_text(cache['adapters_bytes'])} · "
+                      f"clip cache {size_text(cache['clips_bytes'])} [dim](clips/: only a speed-up, safe to delete "
+                      "while no finetune runs)[/]", highlight=False)
     for name, value in report["environment"].items():
         console.print(f"  {name}={markup_text(value)}", highlight=False)
     for problem in report.get("environment_problems", {}).values():

@@ -324,6 +324,23 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pyte
     assert [r["state"] for r in records(out)] == ["started", "failed"]
 
 
+def test_a_job_that_runs_out_of_memory_says_so_in_its_row_and_record(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+    """A MemoryError (empty: Python's own) in one job was `MemoryError: ` in the table and the manifest."""
+    out = workspace / "starved"
+    jobs = workspace / "starved.yaml"
+    jobs.write_text("output_dir: starved\ndefaults: {model: models/tiny.safetensors, steps: 2, device: cpu}\n"
+                    "jobs:\n  - kind: generate\n    name: take\n")
+
+    def out_of_memory(*args):
+        raise MemoryError()
+
+    monkeypatch.setattr(batch_run, "load", out_of_memory)
+    result = run_here("batch", jobs, env=env_for(workspace))
+    assert result.returncode == 1, result.stderr
+    assert "failed job 1/1 (generate) take.mp4: out of memory (close other programs" in result.stderr, result.stderr
+    assert [(r["state"], r.get("error")) for r in records(out)] == [("started", None), ("failed", "out of memory")]
+
+
 def test_a_hand_edited_manifest_keeps_its_good_records_and_skips_the_rest(tmp_path: Path):
     """Lines a kill tore, an editor mangled or another tool wrote are not this batch's records: re-running the
     batch skips them (it crashed on a JSON list, a record with a list of files, or bytes that are not UTF-8)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mmgen.disk_failures import resource_failure
 from mmgen.errors import FolderReplaced, MmgenError, UsageError
 from mmgen.locks import sole_holder
 from mmgen.media.notes import noted_once_per_call
@@ -237,7 +238,8 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         files = manifest.describe_files(job.files.files)  # a folder replaced since: the job failed, as its line says
     except KeyboardInterrupt:
         raise
-    except Exception as e:  # one bad job must not stop the batch: recorded, reported, the rest go on
+    except Exception as raised:  # one bad job must not stop the batch: recorded, reported, the rest go on
+        e = resource_failure(raised) or raised  # memory or open files ran out: in mmgen's words, as the CLI says it
         expected = isinstance(e, MmgenError)
         message = str(e) if expected else f"{e.__class__.__name__}: {e}"
         # the record keeps the error's line; its advice (hint) is for the terminal, not repeated on every retry

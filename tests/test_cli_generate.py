@@ -256,3 +256,24 @@ def test_the_readme_s_example_sidecar_has_every_key_a_generated_clip_s_has(two_c
     record, example = sidecar(out, "clip_0000"), readme_generate_sidecar()
     assert set(record) - {"eta", "start_timestep"} <= set(example), set(record) - set(example)  # ddim's; tiny: dpm++
     assert set(record["delivery"]) == set(example["delivery"])
+
+
+def test_a_sidecar_records_the_preset_and_the_sampling_fields_it_laid_over_the_models(tiny, tmp_path):
+    """`--preset paper` and `--sampler paper` made other clips from one seed (the preset clears a model's own
+    start_timestep, zero_mean and start_mean, as the demo's), but their sidecars differed only by a start_timestep
+    left out: each records the preset it was given and the model's own fields where they applied."""
+    (tmp_path / "presets" / "models").mkdir(parents=True)
+    (tmp_path / "presets" / "models" / "mine.yaml").write_text(
+        f"arch: mm-unet\nweights:\n  urls: [{tiny.as_uri()}]\n  sha256: {hashlib.sha256(tiny.read_bytes()).hexdigest()}\n"
+        "sampling: {sampler: ddim, steps: 2, start_timestep: 500, zero_mean: [audio], start_mean: {video: -0.5}}\n")
+    env = mmgen_env(tmp_path)
+    common = ["-m", "mine", "--sampler", "ddim", "--steps", "1", "--seed", "3", "--no-previews", "--json",
+              "--loudness", "off", "--sample-rate", "model"]
+    preset = run_here("generate", "--preset", "paper", "-o", tmp_path / "a", *common, env=env)
+    sampler = run_here("generate", "-o", tmp_path / "b", *common, env=env)
+    assert preset.returncode == sampler.returncode == 0, preset.stderr + sampler.stderr
+    preset, sampler = json.loads(preset.stdout), json.loads(sampler.stdout)
+    assert preset["preset"] == "paper" and not {"start_timestep", "zero_mean", "start_mean"} & set(preset)
+    assert "preset" not in sampler
+    assert (sampler["start_timestep"], sampler["zero_mean"], sampler["start_mean"]) == (500, ["audio"],
+                                                                                      {"video": -0.5})

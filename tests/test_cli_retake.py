@@ -476,3 +476,12 @@ def test_a_range_past_the_end_of_the_shorter_stream_names_it_and_the_flag(tmp_pa
     assert done.returncode == 2
     assert done.stderr.endswith(f"--range 1:1.3: {clip}'s sound lasts only 0.500 s, and the picture is remade to "
                                 "match it\n"), done.stderr
+
+
+def test_a_retake_records_the_overlap_of_its_windows_as_soundtrack_does(tiny, tmp_path):
+    """`--overlap` changes a retake's windows and bytes, but its sidecar and `--json` left it out."""
+    clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16)).path
+    done = run_here("retake", clip, "-m", tiny, "--range", "0.2:1.8", "--overlap", "0.5", "--steps", "1",
+                    "-o", tmp_path / "r.mp4", "--json", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["overlap"] == json.loads((tmp_path / "r.json").read_text())["overlap"] == 0.5

@@ -149,6 +149,18 @@ def test_generating_with_an_adapter_equals_the_merged_model_and_the_sidecar_says
     assert not torch.equal(ours[1], without[1])  # the adapter changed the sound
 
 
+def test_a_sidecar_names_a_registered_adapter_by_its_name_too(adapter_file, tmp_path, mmgen):
+    """An adapter used by registered name was recorded only by its copy's path in the cache and its sha256."""
+    base, path = adapter_file
+    assert mmgen("models", "import", path, "--name", "my-style").returncode == 0
+    named = mmgen("generate", "-m", base, "--adapter", "my-style:0.5", "-o", tmp_path / "n", "--steps", 1,
+                  "--no-previews", "--json")
+    assert named.returncode == 0, named.stderr
+    assert json.loads(named.stdout)["adapters"] == [{
+        "file": str(store.folder_of("my-style", tmp_path / "cache") / "adapter.safetensors"),
+        "sha256": sha256_file(path), "weight": 0.5, "name": "my-style"}]
+
+
 def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_path, mmgen):
     base, path = adapter_file
     foreign = mmgen("generate", "-m", "demo", "--adapter", path, "-o", tmp_path / "x")

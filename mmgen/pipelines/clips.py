@@ -55,11 +55,14 @@ class Provenance:
     # CPU runs: torch's thread count (OMP_NUM_THREADS), which splits the model's sums; the same seed remakes the
     # samples bitwise only with the same count (the demo's differ by a level in a sixth of their pixels otherwise)
     threads: int | None = None
+    preset: str | None = None  # --preset: the sampling preset laid over the model's own settings
     eta: float | None = None  # ddim only: 0 deterministic, > 0 fresh noise at every step
     start_timestep: int | None = None  # set when sampling starts below t = 999 (see SamplingConfig)
+    zero_mean: list[str] | None = None  # set when a modality's predicted clean sample is kept at zero mean
+    start_mean: dict[str, float] | None = None  # set when the start draw is shifted by the data's mean
     guidance: str | None = None  # soundtrack/animate: "replacement" | "gradient"
     guidance_scale: float | None = None
-    overlap: float | None = None  # soundtrack/animate: fraction of a window shared with the previous one
+    overlap: float | None = None  # soundtrack/animate/retake: fraction of a window shared with the previous one
     windows: int | None = None
     upscaled: bool = False
     upsampler: str | None = None
@@ -68,7 +71,7 @@ class Provenance:
     model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
     retake: dict | None = None  # retake: {"modality": "audio" | "video", "ranges": [[start_s, end_s], ...]}
     delivery: dict | None = None  # delivered sound: sample rate, loudness target, LUFS before/after, true peak
-    adapters: list[dict] | None = None  # LoRA adapters merged into the model: file, sha256, weight each
+    adapters: list[dict] | None = None  # LoRA adapters merged into the model: file, sha256, weight (and name) each
     mmgen_version: str = __version__
 
     @classmethod
@@ -77,6 +80,8 @@ class Provenance:
         device, plus the pipeline's own `fields`."""
         import torch
 
+        from mmgen.weights.names import is_path
+
         sampling = run.sampling
         return cls(
             model=models.base.name,
@@ -84,8 +89,11 @@ class Provenance:
             model_source_sha256=models.base.source_sha256,
             sampler=sampling.sampler,
             steps=sampling.steps,
+            preset=run.preset,
             eta=sampling.eta if sampling.sampler == "ddim" else None,
             start_timestep=sampling.start_timestep,
+            zero_mean=list(sampling.zero_mean) or None,
+            start_mean=dict(sampling.start_mean) or None,
             seed=seed,
             device=run.compute.describe(),
             precision=run.compute.precision,
@@ -93,9 +101,21 @@ class Provenance:
             threads=torch.get_num_threads() if run.compute.device.type == "cpu" else None,
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
-            adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w} for a, w in models.adapters] or None,
+            adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w,
+                       **({} if is_path(use.source) else {"name": use.source})}  # a registered adapter's
+                      for use, (a, w) in zip(run.adapters, models.adapters, strict=True)] or None,
             **fields,
         )
+
+    @classmethod
+    def matching(cls, run: Run, models: Models, seconds: float, overlap: float, windows: int, source: Path,
+                 **fields) -> Provenance:
+        """What a run that makes one modality to match a user's file (soundtrack, animate, retake) records beside
+        Provenance.of's: how it guided, the overlap and count of its windows, its input."""
+        gradient = run.sampling.guidance == "gradient"
+        return cls.of(run, models, run.seed, seconds, guidance=run.sampling.guidance,
+                      guidance_scale=run.sampling.guidance_scale if gradient else None, overlap=overlap,
+                      windows=windows, input=str(source), **fields)
 
     def to_json(self) -> dict:
         """The fields that apply; "model_sha256" and "guidance" always appear (null: a model file without a

@@ -90,18 +90,8 @@ def run_conditional(
         seconds = source.shape[-1] / models.base.config.sample_rate  # pre-skip), or padding read_audio trims
     write = writer_for(source_path, models.base.config.sample_rate, start)
     clip, windows = make_matching(run, models, source, given, seconds, settings.overlap, progress)
-    provenance = Provenance.of(
-        run,
-        models,
-        run.seed,
-        time.perf_counter() - started,
-        guidance=run.sampling.guidance,
-        guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
-        overlap=settings.overlap,
-        windows=windows,
-        input=str(source_path),
-        mix=mix,
-    )
+    provenance = Provenance.matching(run, models, time.perf_counter() - started, settings.overlap, windows,
+                                     source_path, mix=mix)
     result = Result(clip, provenance)
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         extra = write(result, paths) or {}

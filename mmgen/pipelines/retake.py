@@ -142,10 +142,8 @@ def retake(
         else:
             replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
                           start=start)
-        provenance = Provenance.of(
-            run, models, run.seed, time.perf_counter() - started, guidance=run.sampling.guidance,
-            guidance_scale=run.sampling.guidance_scale if run.sampling.guidance == "gradient" else None,
-            windows=windows, input=str(source),
+        provenance = Provenance.matching(
+            run, models, time.perf_counter() - started, settings.overlap, windows, source,
             retake={"modality": modality, "ranges": [[r.start, r.end] for r in spans]},
             delivery=delivered.to_json() if delivered else None,
         )

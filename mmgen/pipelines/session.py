@@ -45,6 +45,7 @@ class Run:
     seed: int
     upsampler: str | None  # registry name of the SR model to run, None: no upscaling
     adapters: tuple[AdapterUse, ...] = ()  # merged into the base model when it loads
+    preset: str | None = None  # the sampling preset laid over the model's own settings (`sampling` holds the result)
 
 
 @dataclass
@@ -74,7 +75,8 @@ def prepare(settings: RunSettings) -> Run:
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
     read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads
-    return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters)
+    return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters,
+               settings.preset)
 
 
 def _choose_upsampler(name: str, upsampler: str | None, upscale: bool | None) -> str | None:

@@ -616,7 +616,7 @@ def test_an_output_folder_removed_while_the_batch_runs_ends_it_as_a_full_disk_do
 
 def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_written_outside(
         workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """`name: sub/a`, and after job 1 `mv OUT/sub OUT/sub.old; ln -s VICTIM OUT/sub`: job 2's clip went into VICTIM,
+    """`name: sub/deep/a`, and after job 1 `mv OUT/sub OUT/sub.old; ln -s VICTIM OUT/sub`: job 2's clip went into VICTIM,
     then a ValueError (exit 1) and no summary. The subfolder found as job 1 wrote into it is the one every later
     job's files go into: the batch ends there, its summary said, then one line naming the folder (exit 1)."""
     jobs, out, victim = tmp_path / "jobs.yaml", tmp_path / "out", tmp_path / "victim"
@@ -624,7 +624,7 @@ def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_writt
     jobs.write_text(textwrap.dedent(f"""
         defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
         jobs:
-          - {{kind: generate, name: sub/a, num: 3, seed: 4}}
+          - {{kind: generate, name: sub/deep/a, num: 3, seed: 4}}
         """).lstrip())
     real_append = Manifest.append
 
@@ -639,11 +639,11 @@ def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_writt
     assert result.returncode == 1, result.stderr
     assert [(line["job"], line["result"]) for line in map(json.loads, result.stdout.splitlines())] == [
         (1, "done"), (2, "failed"), (3, "not run")]
-    replaced = f"{out / 'sub'} was replaced while mmgen wrote into it; stopped"
+    replaced = f"{out / 'sub' / 'deep'} was replaced while mmgen wrote into it; stopped"
     assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {replaced}"), result.stderr
     assert "Traceback" not in result.stderr and "ValueError" not in result.stderr
-    assert list(victim.iterdir()) == []
-    assert sorted(p.name for p in (out / "sub.old").iterdir()) == ["a_0000.json", "a_0000.mp4"]
+    assert list(victim.iterdir()) == []  # not even its folder `deep`
+    assert sorted(p.name for p in (out / "sub.old" / "deep").iterdir()) == ["a_0000.json", "a_0000.mp4"]
 
 
 def test_compacting_the_manifest_keeps_what_a_resume_reads_from_it(tmp_path: Path):

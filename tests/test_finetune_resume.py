@@ -438,6 +438,34 @@ def test_a_stop_whose_checkpoint_cannot_be_saved_says_so_in_its_last_line(setup,
     assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1]
 
 
+def test_a_run_folder_swapped_for_a_link_mid_run_stops_the_run_before_writing_through_it(setup, tmp_path, monkeypatch):
+    """`mv RUN RUN.old; ln -s ELSEWHERE RUN` after the first checkpoint: the run wrote its later checkpoints and its
+    model into ELSEWHERE. The folder it took is the one every file of the run goes into (files.same_folders): one
+    line naming it, exit 1, nothing written into ELSEWHERE, the first checkpoint kept where it was written."""
+    from mmgen.train import state
+
+    data, recipe, env = setup
+    run_dir, old, victim = tmp_path / "run", tmp_path / "run.old", tmp_path / "victim"
+    victim.mkdir()
+    save = state.save_checkpoint
+
+    def swap_after_the_first_save(*args, **kwargs):
+        saved = save(*args, **kwargs)
+        if not old.exists():
+            run_dir.rename(old)
+            run_dir.symlink_to(victim)
+        return saved
+
+    monkeypatch.setattr(state, "save_checkpoint", swap_after_the_first_save)
+    result = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                      "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, env=env)
+    assert result.returncode == 1, result.stderr
+    assert f"{run_dir} was replaced while mmgen wrote into it; stopped" in result.stderr.splitlines()[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(victim.iterdir()) == []
+    assert [c.step for c in list_checkpoints(old / "checkpoints")] == [1]
+
+
 def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):
     """A run still before its first checkpoint looks like a failed one on disk; the lock it holds on its folder
     tells them apart, so a second run neither replaces its files nor trains beside it."""

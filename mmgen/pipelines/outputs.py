@@ -142,6 +142,7 @@ def ensure_folder(paths: OutputPaths) -> None:
     remove the temporaries a killed run left in it (mmgen.temporaries: never those of a run still writing). A file
     where the folder must be came there while the command ran: StorageError (exit 1) naming it, not an OSError."""
     folder = paths.mp4.parent
+    files.check_folders(paths.mp4)  # an output folder it is in, replaced since: no folder made in what is there now
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

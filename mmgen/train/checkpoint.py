@@ -31,7 +31,7 @@ from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.disk_failures import read_failure, writing
 from mmgen.errors import MmgenError, StorageError, UsageError
-from mmgen.files import atomic_path
+from mmgen.files import atomic_path, check_folders
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
 from mmgen.weights.safetensors_file import safe_open
@@ -146,6 +146,7 @@ def save_checkpoint(
     """Write checkpoint `step` atomically and delete all but the newest `keep` (at least this one).
     A complete checkpoint of the same step already on disk is kept as it is: it holds the same state.
     `write(path, module, metadata)` writes one weights file (a whole model, or a LoRA run's adapters)."""
+    check_folders(folder / checkpoint_name(step))  # the run's folder is the one it took: nothing made or removed elsewhere
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
     if not (final.is_dir() and not Checkpoint(final, step).missing()):

@@ -25,6 +25,7 @@ from typing import Literal
 
 from mmgen.disk_failures import resource_failure
 from mmgen.errors import FolderReplaced, MmgenError, UsageError
+from mmgen.files import check_folders
 from mmgen.locks import sole_holder
 from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines.animate import animate
@@ -231,6 +232,7 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
     _record(manifest, record)
     started = time.perf_counter()
     try:
+        check_folders(job.files.mp4)  # not the folder an earlier job wrote into, replaced: nothing made or removed there
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
         if replace:
             _remove_leftovers(job)

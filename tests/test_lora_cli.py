@@ -420,3 +420,52 @@ def test_a_weight_that_is_no_number_after_an_adapter_is_said_to_be_the_weight(ad
     store.register(path, "my-style")
     with pytest.raises(UsageError, match=r"^adapter my-style:abc: weight 'abc' is not a number"):
         AdapterUse.parse("my-style:abc")
+
+
+def _rewritten(path: Path, target: Path, change, **metadata: str) -> Path:
+    """A copy of the adapter `path` with its tensors changed by `change` (a dict → a dict) and `metadata` set, its
+    digest made again: a file that is consistent, only not an adapter that fits."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from mmgen.adapters.file import tensors_digest
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {**f.metadata(), **metadata}
+    tensors = change(load_file(str(path)))
+    save_file(tensors, str(target), metadata={**meta, "tensors_sha256": tensors_digest(tensors)})
+    return target
+
+
+def _first_layer(tensors: dict) -> str:
+    return min(tensors).rsplit(".", 1)[0]
+
+
+def _set(tensors: dict, part: str, value) -> dict:
+    key = f"{_first_layer(tensors)}.{part}"
+    return {**tensors, key: value(tensors[key])}
+
+
+@pytest.mark.parametrize("change, metadata, says", [
+    (lambda t: _set(t, "lora_B", lambda b: torch.randn(b.shape[0], 7)), {}, "are not (rank, fan_in) and (fan_out, rank)"),
+    (lambda t: {k: v for k, v in t.items() if not k.endswith(".lora_B")}, {}, "has lora_A but no lora_B"),
+    (lambda t: {**t, "lora_A": t[min(t)].clone()}, {}, "tensor 'lora_A' is no layer's lora_A or lora_B"),
+    (lambda t: _set(t, "lora_A", lambda a: a.fill_(float("nan"))), {}, "holds NaN or Inf values"),
+    (lambda t: _set(t, "lora_A", lambda a: a.fill_(3e38)), {}, "would move a weight by up to"),
+    (lambda t: t, {"alpha": "1e300"}, "would move a weight by up to"),
+    (lambda t: t, {"rank": "9" * 5000}, "damaged metadata (rank: a number too long)"),
+    (lambda t: _set(t, "lora_A", lambda a: torch.zeros(a.shape[0], a.shape[1] + 1)), {}, "does not fit"),
+], ids=["rank-mismatch", "only-A", "no-layer", "nan", "huge", "alpha-huge", "rank-too-long", "wrong-fan-in"])
+def test_an_adapter_whose_layers_are_not_an_adapter_s_is_refused_at_import_and_at_use(adapter_file, tmp_path, mmgen,
+                                                                                     change, metadata, says):
+    """A rank mismatch or a missing lora_B failed as a RuntimeError or KeyError (exit 1), NaN or huge values as a
+    NaN video after sampling, and `models import` registered them all: each is one line, exit 2, naming the file
+    and (but for the metadata) the layer, before anything is written or registered."""
+    base, path = adapter_file
+    bad = _rewritten(path, tmp_path / "bad.safetensors", change, **metadata)
+    imported = mmgen("models", "import", bad, "--name", "bad")
+    assert imported.returncode == 2 and says in imported.stderr and "bad.safetensors" in imported.stderr, imported
+    assert imported.stderr.count("\n") == 1 and not (tmp_path / "cache" / "adapters" / "bad").exists()
+    used = mmgen("generate", "-m", base, "--adapter", bad, "--steps", "1", "-o", tmp_path / "out")
+    assert used.returncode == 2 and says in used.stderr and used.stderr.count("\n") == 1, used
+    assert not (tmp_path / "out").exists()

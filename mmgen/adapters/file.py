@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from torch import nn
 from mmgen import __version__
 from mmgen.adapters.lora import adapter_state
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import parse_json, to_dict
+from mmgen.config import MAX_NUMBER_CHARS, parse_json, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from mmgen.weights.load import LoadedModel
 
 FORMAT = "mmgen-adapter/1"
+PARTS = ("lora_A", "lora_B")  # each adapted layer's two tensors: A (rank, fan_in), B (fan_out, rank)
+# The most an adapter may move one weight (alpha × max|A| × max|B| bounds it): a trained one moves them by
+# hundredths; past this a float16 model overflows, and values of 3e38 gave a NaN video only after sampling.
+MAX_DELTA = 1e4
 
 
 @dataclass(frozen=True)
@@ -139,12 +144,15 @@ def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
         raise UsageError(f"{path} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
                          hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")
     try:
-        spec = LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
+        rank, alpha = _number(metadata, "rank", int), _number(metadata, "alpha", float)
+        if not (rank >= 1 and math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"rank {rank} and alpha {alpha}: a rank of at least 1 and a positive alpha expected")
+        spec = LoraSpec(rank, alpha, metadata["targets"])
         base = BaseModel(metadata["base"], metadata["base_sha256"], metadata["arch"],
                          parse_json(metadata["base_config"], f"adapter {path}", "metadata 'base_config'"),
                          metadata.get("base_same_weights_as"))
         expected = metadata["tensors_sha256"]
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, UsageError) as e:
         raise ConfigError(f"adapter {path}: damaged metadata ({e})") from None
     actual = tensors_digest(tensors)
     if actual != expected:
@@ -153,5 +161,55 @@ def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
             f"(expected {expected[:12]}…, got {actual[:12]}…): the file was changed or damaged",
             hint="get the adapter file again",
         )
+    check_tensors(path, tensors, spec)
     return Adapter(path, spec, base, tensors, sha256_file(file), metadata.get("mmgen_version", "?"),
                    None if file == path else file)
+
+
+def _number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -> int | float:
+    """An adapter's number `key` from its metadata: ValueError, in words for people, when it is none."""
+    text = metadata[key]
+    if len(text) > MAX_NUMBER_CHARS:  # int() past 4300 digits says only to call sys.set_int_max_str_digits()
+        raise ValueError(f"{key}: a number too long")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{key}: {text!r} is not a number") from None
+
+
+def check_tensors(path: Path, tensors: dict[str, torch.Tensor], spec: LoraSpec) -> None:
+    """Refuse, as the adapter is read (registered, used or merged), tensors that are no adapter's: a name that is
+    no layer's lora_A or lora_B, a layer with one of the two, shapes that are not (rank, fan_in) and (fan_out,
+    rank) at the metadata's rank, values that are not floating-point or not finite, or that with alpha would move
+    a weight by more than MAX_DELTA. Such a file failed as a KeyError or a shape error, or as a NaN video after
+    sampling; whether each layer fits the model is check_fits's, where the model is at hand."""
+    layers: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        layer, _, part = key.rpartition(".")
+        if not layer or part not in PARTS:
+            raise UsageError(f"adapter {path}: damaged: tensor {key!r} is no layer's lora_A or lora_B",
+                             hint="get the adapter file again")
+        layers.setdefault(layer, {})[part] = tensor
+    if not layers:
+        raise UsageError(f"adapter {path}: damaged: it holds no layers", hint="get the adapter file again")
+    for layer, parts in sorted(layers.items()):
+        if len(parts) != len(PARTS):
+            has, lacks = (p for p in (PARTS if "lora_A" in parts else PARTS[::-1]))
+            raise UsageError(f"adapter {path}: damaged: layer {layer} has {has} but no {lacks}",
+                             hint="get the adapter file again")
+        a, b = parts["lora_A"], parts["lora_B"]
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != spec.rank or b.shape[1] != spec.rank:
+            raise UsageError(f"adapter {path}: damaged: layer {layer}'s lora_A {tuple(a.shape)} and lora_B "
+                             f"{tuple(b.shape)} are not (rank, fan_in) and (fan_out, rank) at its rank {spec.rank}",
+                             hint="get the adapter file again")
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise UsageError(f"adapter {path}: damaged: layer {layer} holds {str(a.dtype).removeprefix('torch.')} "
+                             "values, where an adapter's are floating-point", hint="get the adapter file again")
+        largest = [t.abs().max().item() if t.numel() else 0.0 for t in (a, b)]
+        if not all(math.isfinite(x) for x in largest):
+            raise UsageError(f"adapter {path}: damaged: layer {layer} holds NaN or Inf values",
+                             hint="get the adapter file again")
+        if spec.alpha * largest[0] * largest[1] > MAX_DELTA:
+            raise UsageError(f"adapter {path}: layer {layer} would move a weight by up to "
+                             f"{spec.alpha * largest[0] * largest[1]:.3g} (alpha {spec.alpha:g}); an adapter moves "
+                             f"them by at most {MAX_DELTA:g}", hint="get the adapter file again")

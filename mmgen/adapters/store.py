@@ -101,6 +101,7 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
     from mmgen.adapters.file import read_adapter
 
     adapter = read_adapter(file)
+    _check_fits_its_base(adapter)
     with _locked(name):  # as a model's: one registration (or removal) of NAME at a time
         if (folder / RECORD).is_file() and not overwrite:
             raise OutputExists(f"adapter {name!r} is already registered")
@@ -115,6 +116,18 @@ def register(file: str | Path, name: str, overwrite: bool = False) -> AdapterRec
             )  # fmt: skip
             write_text(folder / RECORD, json.dumps(asdict(record), indent=1) + "\n")
     return record
+
+
+def _check_fits_its_base(adapter) -> None:
+    """Refuse an adapter whose layers do not fit the architecture its metadata names, checked on a model built on
+    the meta device from its base's config (no memory, no weights needed), as a run checks them on the model."""
+    from mmgen.adapters.apply import check_fits
+    from mmgen.models import build_model
+    from mmgen.models.config import config_for
+
+    base = adapter.base
+    config = config_for(base.arch, base.config, f"adapter {adapter.path}: metadata 'base_config'")
+    check_fits(adapter, build_model(base.arch, config, device="meta"), base.name, base)
 
 
 def _locked(name: str) -> AbstractContextManager[None]:

@@ -940,3 +940,26 @@ def test_a_batch_picture_retake_refuses_its_own_sound_delivery_settings_and_leav
     assert (picture.settings.wav, picture.settings.loudness) == (False, -16.0)
     assert (sound.settings.wav, sound.settings.loudness) == (True, -23.0)
     assert any(p["options"]["wav"] is True and p["options"]["loudness"] == -23 for p in picture.former)
+
+
+def test_an_adapter_trained_on_another_model_than_its_jobs_is_refused_while_planning(folder: Path):
+    """`adapter:` trained on one model, the job's `model:` another: `--dry-run` said `new: run`, the run made the
+    other jobs and failed this one as its model loaded (exit 1), while the command refused it at once (exit 2). The
+    plan refuses it, naming the job, before anything runs — by path and by a cached model's name alike."""
+    save_folder_adapter(folder, folder / "a.safetensors", 0.01)
+    save_tiny_model(folder / "other.safetensors", seed=1)
+    import_weights(folder / "other.safetensors", "other")
+    jobs = write_jobs(folder, """
+        defaults: {steps: 2, adapter: a.safetensors}
+        jobs:
+          - {kind: generate, name: ok, model: tiny.safetensors}
+          - {kind: generate, name: by_path, model: other.safetensors}
+          - {kind: generate, name: by_name, model: other}
+        """)
+    problems = problems_of(jobs)
+    assert sorted(problems) == [4, 5]
+    assert problems[4].startswith(f"job 2 (generate): adapter {folder}/a.safetensors was trained on "
+                                  f"{folder}/tiny.safetensors (sha256 {sha256_file(folder / 'tiny.safetensors')[:12]}…), "
+                                  f"not on {folder}/other.safetensors (sha256 ")
+    assert problems[5].startswith(f"job 3 (generate): adapter {folder}/a.safetensors was trained on ")
+    assert "not on other (sha256 " in problems[5]

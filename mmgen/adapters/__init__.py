@@ -8,7 +8,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "apply": ["check_fits", "merge_adapters", "read_uses"],
+        "apply": ["check_base", "check_fits", "merge_adapters", "read_uses"],
         "use": ["AdapterUse"],
         "file": ["Adapter", "BaseModel", "is_adapter_file", "read_adapter", "save_adapter"],
         "lora": [

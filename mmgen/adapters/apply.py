@@ -15,19 +15,25 @@ from mmgen.adapters.use import AdapterUse
 from mmgen.errors import UsageError
 
 
-def check_fits(adapter: Adapter, model: nn.Module, name: str, base: BaseModel) -> None:
-    """Refuse an adapter trained on other weights or another architecture, naming both sides by the sha256
+def check_base(adapter: Adapter, name: str, arch: str, sha256: str, identities: set[str]) -> None:
+    """Refuse an adapter trained on other weights or another architecture than the model `name` (an `arch` whose
+    weights file has `sha256`, and holds the weights of every file in `identities`), naming both sides by the sha256
     `mmgen models list` shows. Weights are the same when the files are, or when one was converted from the other
-    (or both from one file) without changing a value: `models import` of the demo as float32 is still the demo."""
-    if adapter.base.arch != base.arch:
-        raise UsageError(
-            f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {base.arch} model")
-    if not adapter.base.identities() & base.identities():
+    (or both from one file) without changing a value: `models import` of the demo as float32 is still the demo.
+    Checked before any model loads where the model is on this machine (session.prepare), and as it loads."""
+    if adapter.base.arch != arch:
+        raise UsageError(f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {arch} model")
+    if not adapter.base.identities() & identities:
         raise UsageError(
             f"adapter {adapter.path} was trained on {adapter.base.name} (sha256 {adapter.base.sha256[:12]}…), "
-            f"not on {name} (sha256 {base.sha256[:12]}…): other weights",
+            f"not on {name} (sha256 {sha256[:12]}…): other weights",
             hint=f"use it with -m {adapter.base.name}, or train an adapter on {name}",
         )
+
+
+def check_fits(adapter: Adapter, model: nn.Module, name: str, base: BaseModel) -> None:
+    """check_base against the loaded model, then every adapted layer against its weight's shape."""
+    check_base(adapter, name, base.arch, base.sha256, base.identities())
     modules = dict(model.named_modules())
     for layer in adapter.layers():
         weight = getattr(modules.get(layer), "weight", None)

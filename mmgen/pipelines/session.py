@@ -17,6 +17,7 @@ from mmgen.adapters import (
     Adapter,
     AdapterUse,
     BaseModel,
+    check_base,
     check_fits,
     merge_adapters,
     read_uses,
@@ -29,6 +30,7 @@ from mmgen.pipelines.preflight import LOCAL, check_model
 from mmgen.pipelines.settings import RunSettings
 from mmgen.runtime.device import Compute, select_compute
 from mmgen.weights import LoadedModel, ModelCache, load_model, load_registry
+from mmgen.weights.identity import local_identity
 from mmgen.weights.lineage import own_lineage
 from mmgen.weights.load import availability
 
@@ -74,9 +76,19 @@ def prepare(settings: RunSettings) -> Run:
         raise InvalidSetting(key, why, getattr(settings, key), hint=hint)
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
-    read_uses(adapters)  # a missing, damaged or foreign file fails now, before anything loads
+    _check_adapters(name, read_uses(adapters))  # a missing, damaged or foreign file fails now, before anything loads
     return Run(name, compute, sampling, seed, _choose_upsampler(name, own.upsampler, settings.upscaling()), adapters,
                settings.preset)
+
+
+def _check_adapters(name: str, adapters: list[tuple[Adapter, float]]) -> None:
+    """Refuse an adapter trained on other weights than the model `name`, where the model is on this machine (one
+    still to be fetched is checked as it loads): a batch refuses the job while planning, a command before loading."""
+    identity = local_identity(name, load_registry(), ModelCache()) if adapters else None
+    if identity is None:
+        return
+    for adapter, _ in adapters:
+        check_base(adapter, name, "mm-unet", *identity)  # check_model: the model is an mm-unet
 
 
 def _choose_upsampler(name: str, upsampler: str | None, upscale: bool | None) -> str | None:

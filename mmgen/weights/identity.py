@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmgen.weights import sidecar
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.pull import cached_record
 from mmgen.weights.registry import Registry, is_path
@@ -36,3 +37,22 @@ def model_sha256s(name: str, registry: Registry, cache: ModelCache) -> tuple[str
     entry = None if is_path(name) else registry.entries.get(name)
     former = entry.weights.sha256 if entry is not None else None
     return (current,) if former in (None, current) else (current, former)
+
+
+def local_identity(name: str, registry: Registry, cache: ModelCache) -> tuple[str, set[str]] | None:
+    """The sha256 a model on this machine loads with (LoadedModel.sha256) and that of every file holding exactly
+    its weights (LoadedModel.same_weights_as too), found as weights/load finds them, without loading it: what an
+    adapter's base must be (adapters.check_base). None for a model not here yet, whose file is not known."""
+    if is_path(name):
+        sha256 = cache.file_sha256(sidecar.kept_files(Path(name))[0])
+        return sha256, {sha256}
+    entry = registry.entries.get(name)
+    if entry is not None and entry.weights.bundled:
+        if not entry.weights.bundled_path.is_file():
+            return None
+        sha256 = entry.weights.sha256 or cache.file_sha256(entry.weights.bundled_path)
+        return sha256, {sha256}
+    record = cached_record(cache, name, entry)
+    if record is None:
+        return None
+    return record.sha256, {record.sha256, *([record.source_sha256] if record.same_weights_as_source else [])}

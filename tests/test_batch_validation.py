@@ -963,3 +963,23 @@ def test_an_adapter_trained_on_another_model_than_its_jobs_is_refused_while_plan
                                   f"not on {folder}/other.safetensors (sha256 ")
     assert problems[5].startswith(f"job 3 (generate): adapter {folder}/a.safetensors was trained on ")
     assert "not on other (sha256 " in problems[5]
+
+
+def test_a_name_ending_in_another_media_suffix_and_an_empty_adapter_name_are_refused_saying_so(folder: Path):
+    """`name: x.mkv` silently became x.mkv.mp4 (`generate -o x.mkv` is refused: it names a file); `adapter: ":0.5"`
+    said `no registered adapter of that name` of an empty name."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: x.mkv}
+          - {kind: soundtrack, input: clips/beach.mp4, name: "{stem}.WAV"}
+          - {kind: generate, name: take.v2}
+          - {kind: generate, name: y.mp4, adapter: ":0.5"}
+        """)
+    assert problems_of(jobs) == {
+        3: "job 1 (generate): name: 'x.mkv' ends in .mkv, but a batch writes every output as an mp4 (leave the suffix "
+           "out: name: x)",
+        4: "job 2 (soundtrack): name: '{stem}.WAV' ends in .WAV, but a batch writes every output as an mp4 (leave the "
+           "suffix out: name: {stem})",
+        6: "job 4 (generate): adapter :0.5: the adapter's file or name is empty (FILE[:WEIGHT] or NAME[:WEIGHT], e.g. "
+           "x.safetensors:0.8)"}

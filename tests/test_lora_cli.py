@@ -125,6 +125,8 @@ def test_merge_is_for_adapters_only(adapter_file, mmgen):
     base, _ = adapter_file
     result = mmgen("models", "import", base, "--name", "x", "--merge")
     assert result.returncode == 2 and "--merge is for adapters" in result.stderr
+    missing = mmgen("models", "import", "nosuch.safetensors", "--name", "x", "--merge")  # not "is not an adapter"
+    assert missing.returncode == 2 and missing.stderr == "mmgen: error: nosuch.safetensors: no such file\n"
 
 
 def decoded(mp4: Path) -> tuple[torch.Tensor, torch.Tensor]:

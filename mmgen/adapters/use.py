@@ -27,6 +27,9 @@ class AdapterUse:
         """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name (`a:b.safetensors`), unless
         only what comes before it is an adapter: then the tail is a weight that is no number (`x.safetensors:abc`)."""
         source, sep, tail = text.rpartition(":")
+        if not (source if sep and _number(tail) else text).strip():  # `--adapter :0.5`, `--adapter ""`
+            raise InvalidSetting("adapter", "the adapter's file or name is empty", text or None,
+                                 hint="FILE[:WEIGHT] or NAME[:WEIGHT], e.g. x.safetensors:0.8")
         if sep and source:
             try:
                 weight = float(tail)
@@ -51,6 +54,14 @@ class AdapterUse:
 
     def describe(self) -> str:
         return f"{self.source}:{self.weight:g}"
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _found(source: str) -> bool:

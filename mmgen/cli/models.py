@@ -209,9 +209,12 @@ def import_model(
     register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
     from mmgen.adapters import is_adapter_file
     from mmgen.adapters.store import import_merged, register
+    from mmgen.input_files import why_not_a_file
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 
+    if why := why_not_a_file(file):  # before what the file is: `--merge is for adapters` of a file not there
+        raise UsageError(f"{file}: {why}")
     if is_adapter_file(file):
         if arch is not None or config is not None:
             raise UsageError(f"{file} is an adapter: its base model fixes the architecture (drop --arch/--config)")

@@ -16,6 +16,7 @@ from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
+from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
@@ -109,6 +110,9 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
         problems.append(Problem(line, f"{where} must be relative to the output folder, not an absolute path"))
     elif ".." in parts:
         problems.append(Problem(line, f"{where} must stay inside the output folder (no '..')"))
+    elif (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:  # x.mkv would be x.mkv.mp4
+        problems.append(Problem(line, f"{where} ends in {suffix}, but a batch writes every output as an mp4 "
+                                      f"(leave the suffix out: name: {name.removesuffix(suffix)})"))
     elif spec.inputs is not None and "{stem}" not in name:
         problems.append(Problem(line, f"{where} must contain {{stem}} (the input's name), since `inputs:` is a glob"))
     else:

@@ -111,6 +111,23 @@ def test_each_call_says_its_own_notes(tiny, tmp_path, caplog):
     assert notes == [f"{sound}: its 6-channel audio is mixed to mono"] * 2
 
 
+def test_a_batch_planned_in_one_call_and_run_in_another_says_each_note_once(tiny, tmp_path, caplog):
+    """Planning a batch reads its inputs and so does running it: `plan_batch` then `run_batch`, two calls of one
+    batch's work, said which of a file's two pictures is read twice (the command line, one call, said it once)."""
+    from media_factory import write_many_streams
+
+    from mmgen.pipelines.batch import plan_batch, run_batch
+
+    write_many_streams(tmp_path / "angles.mp4", videos=2, audios=1)
+    batch = tmp_path / "batch.yaml"
+    batch.write_text(f"defaults:\n  model: {tiny}\n  steps: 1\njobs:\n  - kind: soundtrack\n    input: angles.mp4\n")
+    with caplog.at_level(logging.WARNING, logger="mmgen"):
+        outcomes = run_batch(plan_batch(batch, tmp_path / "out"))
+    assert [outcome.ending for outcome in outcomes] == ["done"]
+    notes = [record.getMessage() for record in caplog.records if record.name == "mmgen.media.notes"]
+    assert notes == [f"{tmp_path / 'angles.mp4'}: using video stream 0 of 2; the others are left out"]
+
+
 def test_the_command_line_gives_a_program_that_embeds_it_its_warnings_filters_back(tmp_path):
     """`mmgen.cli.run` hid libraries' warnings (warnings.simplefilter("ignore")) for the rest of the program that
     embedded it; they are hidden while the command runs, and the program's own filters are back as it returns."""

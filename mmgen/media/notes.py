@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from mmgen.terminal import listed, path_text
 
@@ -51,28 +51,42 @@ R = TypeVar("R")
 
 
 @contextmanager
-def one_call() -> Iterator[None]:
+def one_call(said: set[str] | None = None) -> Iterator[None]:
     """The block is one call: each note is said once in it (a command reads a file several times), and again in the
-    next call. A block inside another's is part of it (a batch's jobs, a command's pipeline call: one note)."""
+    next call. A block inside another's is part of it (a batch's jobs, a command's pipeline call: one note). `said`:
+    what an earlier call of the same work said (`said_in_call` then), which this one goes on from — a batch planned
+    in one call and run in another says each note once."""
     if _call_said.get() is not None:
         yield
         return
-    token = _call_said.set(set())
+    token = _call_said.set(set() if said is None else said)
     try:
         yield
     finally:
         _call_said.reset(token)
 
 
-def noted_once_per_call(function: Callable[P, R]) -> Callable[P, R]:
-    """`function`'s every call is `one_call`: a pipeline function of the Python API's."""
+def noted_once_per_call(
+    function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None,
+) -> Any:
+    """`function`'s every call is `one_call`: a pipeline function of the Python API's. `going_on_from(*args,
+    **kwargs)`: what an earlier call said that this one goes on from (a plan's, for the run of it)."""
+    if function is None:
+        return functools.partial(noted_once_per_call, going_on_from=going_on_from)
 
     @functools.wraps(function)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        with one_call():
+        with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)):
             return function(*args, **kwargs)
 
     return call
+
+
+def said_in_call() -> set[str]:
+    """The open call's notes said so far, which a later call may go on from (`one_call(said=)`); a new set outside
+    any call."""
+    said = _call_said.get()
+    return set() if said is None else said
 
 
 def _said_here() -> set[str]:

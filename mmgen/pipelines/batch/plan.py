@@ -20,7 +20,7 @@ import torch
 from mmgen.adapters.store import read_file
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media.notes import noted_once_per_call
+from mmgen.media.notes import noted_once_per_call, said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.inputs import job_inputs
@@ -113,6 +113,8 @@ class Plan:
     status: Mapping[int, Status]  # by job number
     downloads: tuple[Download, ...]
     records: Mapping[str, Record] = dataclasses.field(default_factory=dict)  # the manifest's, when planned
+    # the notes said while planning, which running the plan goes on from (one note for a batch's every job)
+    notes_said: set[str] = dataclasses.field(default_factory=set, compare=False, repr=False)
 
     def todo(self) -> list[Job]:
         return [job for job in self.jobs if self.status[job.number] != "done"]
@@ -152,7 +154,7 @@ def plan_batch(
     downloads = planner.downloads(jobs)
     if problems:
         raise BatchInvalid(batch.path, problems)
-    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records)
+    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records, said_in_call())
 
 
 def replanned(plan: Plan, overwrite: bool = False) -> Plan:

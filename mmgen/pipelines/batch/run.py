@@ -81,7 +81,7 @@ class Outcome:
     record: dict | None = None  # a job done in this run: its output's sidecar object (Result.to_json)
 
 
-@noted_once_per_call
+@noted_once_per_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
 def run_plan(
     plan: Plan,
     *,
@@ -141,7 +141,7 @@ def run_plan(
     return [outcomes[job.number] for job in mine]
 
 
-@noted_once_per_call
+@noted_once_per_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
 def run_batch(
     plan: Plan,
     *,

@@ -280,6 +280,25 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
     assert f"note: {moved} holds the same files as {data.resolve()}, where this run started; going on" in notes
 
 
+def test_a_run_recorded_with_its_clip_cache_inside_its_folder_resumes(setup, tmp_path):
+    """A new run's clip cache inside its run folder is refused (a failed new run removes its folder, the cache with
+    it), but runs started so before that was refused have it in their config.yaml: --resume refused them for a
+    flag their user never typed. A resumed run removes no folder; it goes on as recorded."""
+    from mmgen.errors import UsageError
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    run_dir = tmp_path / "run"
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(run_dir / "clips")})], scratch=True)
+    with one_thread():
+        with pytest.raises(UsageError, match="the clip cache is inside the run folder"):
+            finetune(data, run_dir, config)
+        finetune(data, run_dir, replace(config, cache_dir=tmp_path / "cache"))
+        assert finetune(data, run_dir, replace(config, steps=2), resume=True).step == 2
+
+
 def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folder(setup, tmp_path, monkeypatch, capsys):
     """A crash at the first step in a folder that was there leaves the run's config.yaml and log.jsonl: nothing to
     resume, and nothing a new start may not write again. The errors say so and what to do; anything else in the

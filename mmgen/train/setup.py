@@ -200,17 +200,18 @@ def clip_cache_user(run_dir: Path) -> str:
     return str(Path(run_dir).resolve())
 
 
-def _check_outside_caches(run_dir: Path, cache_dir: Path) -> None:
+def _check_outside_caches(run_dir: Path, cache_dir: Path, resume: bool) -> None:
     """UsageError when `run_dir` is, or is inside — through symlinks, or another spelling of the name — the run's
     clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files. And the
-    other way round, when the clip cache is, or is inside, the run folder: a new run that fails removes its run
-    folder (the cache with it), and a run folder is listed and copied whole."""
+    other way round, for a new run, when the clip cache is, or is inside, the run folder: a new run that fails
+    removes its run folder (the cache with it). A resumed run removes none, and one started so before this was
+    refused goes on as it was recorded."""
     real = Path(os.path.realpath(run_dir))
     cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
     if cache is not None:
         raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
                          hint="choose another -o, outside the cache; the cache holds mmgen's own files")
-    if Path(os.path.realpath(cache_dir)).is_relative_to(real):
+    if not resume and Path(os.path.realpath(cache_dir)).is_relative_to(real):
         raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
                          hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")
 
@@ -227,7 +228,7 @@ def _check_run_dir(
     stopped before its first checkpoint left; load the checkpoint to resume (the newest that loads; damaged newer
     ones are reported and set aside). Cheap, before any decoding."""
     found, damaged = None, []
-    _check_outside_caches(run_dir, cache_dir)
+    _check_outside_caches(run_dir, cache_dir, resume)
     check_writable_folder(run_dir, hint="choose another -o")
     if processes.is_main:  # made now, so the run holds it from this first look (a second run is refused before decoding)
         run_dir.mkdir(parents=True, exist_ok=True)

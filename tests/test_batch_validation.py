@@ -305,7 +305,8 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
 
 def test_a_key_written_as_a_flag_or_for_another_command_says_whose_it_is(tmp_path: Path):
     """A job's key written as the command line's flag (`--range`, `guidance-scale`) of another kind's option, or a
-    finetune setting, was only "unknown key" with no hint of where it belongs."""
+    finetune setting, was only "unknown key" with no hint of where it belongs. generate's own --batch-size is no
+    finetune setting to its user, and `mmgen batch`'s flags are the command's."""
     jobs = write_jobs(tmp_path, """
         jobs:
           - kind: generate
@@ -315,6 +316,8 @@ def test_a_key_written_as_a_flag_or_for_another_command_says_whose_it_is(tmp_pat
             --video-only: true
             lr: 0.001
             --device: cpu
+            --batch-size: 4
+            overwrite: true
         """)
     done = run_here("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
     where = f"{jobs}:" + "{}: job 1 (generate): "
@@ -328,6 +331,9 @@ def test_a_key_written_as_a_flag_or_for_another_command_says_whose_it_is(tmp_pat
         where.format(7) + "'lr' is a setting of finetune, which a batch does not run (its jobs: generate, soundtrack, "
                           "animate, retake)",
         where.format(8) + "device is set for the whole batch (under defaults:, or --device)",
+        where.format(9) + "'--batch-size' is generate's --batch-size, which a batch does not take: it samples a job's "
+                          "clips one at a time, and each comes out the same",
+        where.format(10) + "'overwrite' is a flag of `mmgen batch` (--overwrite), for the whole batch, not a key",
     ], done.stderr
 
 

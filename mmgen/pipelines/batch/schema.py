@@ -38,6 +38,7 @@ def _fields(cls: type) -> tuple[str, ...]:
 KINDS: tuple[str, ...] = tuple(SETTINGS)  # generate, soundtrack, animate, retake
 DEFAULT_OUTPUT_DIR = "outputs"
 BATCH_WIDE = ("device", "precision")  # one device for the whole batch, so each model loads once
+BATCH_FLAGS = ("overwrite", "fail_fast", "dry_run", "json")  # `mmgen batch`'s own flags, which no file sets
 # A job's options are its kind's settings fields (pipelines/settings.py), less the batch-wide ones.
 KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     kind: tuple(name for name in _fields(SETTINGS[kind]) if name not in BATCH_WIDE) for kind in KINDS
@@ -229,6 +230,11 @@ def _not_an_option(key: Any, kind: str | None, allowed: tuple[str, ...]) -> str:
             return f"{key!r} is not an option of {kind} jobs ({'it' if name == key else name} belongs to {users})"
         if kind is not None and name in BATCH_WIDE:
             return f"{name} is set for the whole batch (under defaults:, or --{name})"
+        if name in BATCH_FLAGS:
+            return f"{key!r} is a flag of `mmgen batch` (--{name.replace('_', '-')}), for the whole batch, not a key"
+        if name == "batch_size":  # generate's flag before finetune's setting: a batch's generate job is what is meant
+            return (f"{key!r} is generate's --batch-size, which a batch does not take: it samples a job's clips one at "
+                    "a time, and each comes out the same")
         if name in _finetune_settings():
             return f"{key!r} is a setting of finetune, which a batch does not run (its jobs: {', '.join(KINDS)})"
     others = tuple(dict.fromkeys(o for names in KIND_OPTIONS.values() for o in names if o not in allowed))

@@ -181,6 +181,21 @@ def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_pa
     assert not any((tmp_path / d).exists() for d in "xyz")
 
 
+def test_a_registered_adapter_whose_file_was_removed_is_said_to_be_missing(adapter_file, tmp_path, mmgen):
+    """Its file deleted by hand, `--adapter NAME` ended in "error: FileNotFoundError: …" (exit 1), an unexpected
+    error's line; `models verify` said "missing". Said so, with the two ways out, exit 2, before anything is made."""
+    base, path = adapter_file
+    assert mmgen("models", "import", path, "--name", "style").returncode == 0
+    file = tmp_path / "cache" / "adapters" / "style" / "adapter.safetensors"
+    file.unlink()
+    done = mmgen("generate", "-m", base, "--adapter", "style", "-o", tmp_path / "out")
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: --adapter style: registered, but its file is missing "
+                                                 f"({file}) (import it again (mmgen models import FILE --name style "
+                                                 "--overwrite), or forget it (mmgen models rm style))\n")
+    assert not (tmp_path / "out").exists()
+    assert mmgen("models", "rm", "style").returncode == 0
+
+
 def test_a_batch_job_takes_adapters_with_weights(adapter_file, tmp_path, mmgen):
     """Named relative to the batch file's folder, as the model is, whatever folder the batch runs from."""
     base, path = adapter_file

@@ -270,7 +270,14 @@ def resolve(source: str) -> Adapter:
             "register one with `mmgen models import FILE --name NAME`",
         )
     record = _record(source)
-    actual = sha256_file(file)
+    try:
+        actual = sha256_file(file)
+    except FileNotFoundError:  # removed by hand: said as `models verify` says it, not as an unexpected error
+        raise InvalidSetting(
+            "adapter", f"registered, but its file is missing ({file})", source,
+            hint=f"import it again (mmgen models import FILE --name {source} --overwrite), or forget it "
+            f"(mmgen models rm {source})",
+        ) from None
     if actual != record.sha256:
         raise ChecksumMismatch(
             f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",

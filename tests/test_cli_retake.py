@@ -362,8 +362,9 @@ def test_a_clip_whose_sound_outlasts_its_picture_keeps_all_of_its_sound(tiny, tm
     """3 s of sound under 2 s of picture: the retake's output has both as they were (the sound was cut at the
     picture's end, and the report said 2.00 s while the --wav beside it lasted 3 s)."""
     clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16), audio_seconds=3.0).path
-    settings = RetakeSettings(model=str(tiny), steps=2, device="cpu", seed=4, ranges=("0.5:1",),
-                              video=modality == "video", wav=True, loudness="off", sample_rate="model")
+    sound = {"wav": True, "loudness": "off", "sample_rate": "model"} if modality == "audio" else {}  # a picture
+    settings = RetakeSettings(model=str(tiny), steps=2, device="cpu", seed=4, ranges=("0.5:1",),  # retake: refused
+                              video=modality == "video", **sound)
     result = retake(clip, tmp_path / "mended.mp4", settings)
 
     out = result.files["mp4"]

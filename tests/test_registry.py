@@ -139,8 +139,10 @@ def test_base_inherits_everything_then_overrides_deeply(dirs):
 def test_schema_errors_name_the_file_and_field(dirs, text, message):
     presets, _ = dirs
     (presets / "mine.yaml").write_text(text)
+    registry = load_registry()  # one invalid entry is not the end of the registry: it refuses where it is used
+    assert "mine" in registry and "mine" not in registry.names() and "demo" in registry.names()
     with pytest.raises(ConfigError, match=f"^{presets / 'mine.yaml'}.*{message}".replace("+", r"\+")):
-        load_registry()
+        registry.get("mine")
 
 
 def test_an_inheritance_cycle_through_two_files_is_reported(dirs):
@@ -148,7 +150,28 @@ def test_an_inheritance_cycle_through_two_files_is_reported(dirs):
     (presets / "a.yaml").write_text("base: b\n")
     (presets / "b.yaml").write_text("base: a\n")
     with pytest.raises(ConfigError, match="inheritance cycle"):
-        load_registry()
+        load_registry().get("a")
+
+
+def test_one_broken_user_entry_refuses_where_it_is_used_and_nowhere_else(tmp_path):
+    """An invalid downloaded preset (`format: pt` without `config`) made every command exit 2, the bundled demo's
+    `generate` too: it is refused where it is named, listed as damaged, and everything else works."""
+    env = mmgen_env(tmp_path)
+    models = tmp_path / "presets" / "models"
+    models.mkdir(parents=True)
+    (models / "evil.yaml").write_text("arch: mm-unet\nweights: {format: pt}\n")
+    (models / "child.yaml").write_text("base: evil\n")
+    said = f"{models / 'evil.yaml'}: config: required for format pt"
+    for args, where in ((["models", "pull", "evil"], said), (["models", "info", "evil"], said),
+                        (["models", "info", "child"], "child.yaml: config: required for format pt")):
+        refused = run_here(*args, env=env)
+        assert refused.returncode == 2 and where in refused.stderr, args
+    listed = run_here("models", "list", "--json", env=env)
+    assert listed.returncode == 0
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert rows["evil"]["status"] == "damaged" and said in rows["evil"]["description"]
+    assert rows["demo"]["status"] == "bundled"
+    assert run_here("models", "info", "demo", env=env).returncode == 0  # as `generate` reads it (~10 s to run)
 
 
 def test_unknown_and_unimported_models_say_what_to_do(dirs, monkeypatch):

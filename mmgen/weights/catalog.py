@@ -40,15 +40,16 @@ class Row:
 
 
 def catalog() -> list[Row]:
-    """A row per model the registry or the cache knows; a model whose cache record cannot be read is a row saying
-    so (status "damaged", with what to do), not the end of the listing."""
+    """A row per model the registry or the cache knows; a model whose cache record cannot be read, or whose registry
+    entry is invalid, is a row saying so (status "damaged", with what to do), not the end of the listing."""
     registry, cache = load_registry(), ModelCache()
     rows = []
     if (damaged := damaged_folder(cache.root, "models")) is not None:  # models/ a link: one row, whatever it holds
         rows.append(Row("models/", "?", DAMAGED, None, False, str(damaged), None, None, None))
-    for name in sorted({*registry.names(), *cache.names()}):
-        entry = registry.entries.get(name)
-        try:
+    for name in sorted({*registry.names(), *registry.broken, *cache.names()}):
+        entry = None
+        try:  # a broken registry entry (an invalid file): a row saying why, as a damaged record is
+            entry = registry.entries.get(name)
             rows.append(_row(name, entry, cache))
         except MmgenError as e:
             rows.append(Row(name, entry.arch if entry is not None else "?", DAMAGED, None, False, str(e),
@@ -56,7 +57,7 @@ def catalog() -> list[Row]:
     return rows
 
 
-DAMAGED = "damaged"  # the status of a model whose cache record cannot be read
+DAMAGED = "damaged"  # the status of a model whose cache record cannot be read, or whose registry entry is invalid
 
 
 def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:

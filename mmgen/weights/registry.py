@@ -121,18 +121,47 @@ class ModelEntry:
         return self.source or f"the {self.weights.format} file from its publisher"
 
 
+class Entries(dict):
+    """The registry's valid entries by name, and its broken ones: a broken entry (its file invalid, or its base's,
+    or its upsampler not an sr-unet entry) is a name whose use raises its ConfigError, naming the file and field —
+    `entries.get(name)`, `entries[name]` — while it is known (`name in entries`) but not listed (iterating, items(),
+    len): one bad downloaded preset refuses only where it is used, and every other entry works."""
+
+    def __init__(self, valid: dict[str, ModelEntry], broken: dict[str, ConfigError]):
+        super().__init__(valid)
+        self.broken = broken
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or name in self.broken
+
+    def __getitem__(self, name: str) -> ModelEntry:
+        if name in self.broken:
+            raise self.broken[name].with_traceback(None)  # its traceback this use's only, not every use's
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+
 @dataclass(frozen=True)
 class Registry:
-    """All known entries by name, and the YAML file each came from."""
+    """All known entries by name (a broken one raising its error where it is used: Entries), and the YAML file each
+    came from."""
 
-    entries: dict[str, ModelEntry]
+    entries: Entries
     files: dict[str, Path]
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
 
     def names(self) -> list[str]:
+        """The valid entries' names (the broken ones: `broken`)."""
         return sorted(self.entries)
+
+    @property
+    def broken(self) -> dict[str, ConfigError]:
+        """Each broken entry's name, and the error its use raises."""
+        return self.entries.broken
 
     def get(self, name: str) -> ModelEntry:
         if name not in self.entries:
@@ -165,7 +194,8 @@ _read: tuple[tuple, Registry] | None = None  # the registry as last read, and wh
 
 
 def load_registry() -> Registry:
-    """Every entry, validated; any invalid file is a ConfigError naming it. Read once per process, and again only
+    """Every entry, validated; an invalid one is a ConfigError naming its file, raised where that entry is used
+    (Entries), not here. Read once per process, and again only
     where its files have changed since (`_stamps`: one added, removed, replaced or edited, by this process or
     another) — parsing them takes ~17 ms, and a command asks for the registry many times. The Registry returned is
     shared: not to be changed."""
@@ -195,23 +225,42 @@ def _stamps(dirs: list[Path]) -> tuple:
 
 
 def _parsed(dirs: list[Path]) -> Registry:
-    """Every entry of the YAML files in `dirs` (later folders' entries replacing earlier ones), validated."""
+    """Every entry of the YAML files in `dirs` (later folders' entries replacing earlier ones), validated; an
+    invalid one is kept as its error (Entries.broken), not the end of the registry."""
     raw: dict[str, Any] = {}
     files: dict[str, Path] = {}
+    broken: dict[str, ConfigError] = {}
     for folder in dirs:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            if not is_name(path.stem):
-                raise ConfigError(f"{path}: model names use letters, digits and . _ + - only, at most 200 bytes")
-            data = load_yaml(path)
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: expected a mapping of entry fields")
-            raw[path.stem], files[path.stem] = _expand_sampling(data, path), path
-    entries = {name: _parse(_merged(name, raw, files, ()), files[name]) for name in raw}
-    for name, entry in entries.items():
+            files[path.stem] = path
+            raw.pop(path.stem, None)
+            broken.pop(path.stem, None)
+            try:
+                raw[path.stem] = _read_file(path)
+            except ConfigError as e:
+                broken[path.stem] = e
+    entries: dict[str, ModelEntry] = {}
+    for name in raw:
+        try:
+            entries[name] = _parse(_merged(name, raw, files, (), broken), files[name])
+        except ConfigError as e:
+            broken[name] = e
+    for name, entry in list(entries.items()):
         upsampler = entries.get(entry.upsampler) if entry.upsampler else None
         if entry.upsampler and (upsampler is None or upsampler.arch != "sr-unet"):
-            raise ConfigError(f"{files[name]}: upsampler: {entry.upsampler!r} is not an sr-unet entry")
-    return Registry(entries, files)
+            broken[name] = ConfigError(f"{files[name]}: upsampler: {entry.upsampler!r} is not an sr-unet entry")
+            del entries[name]
+    return Registry(Entries(entries, broken), files)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """One registry file's fields, its `sampling:` preset expanded."""
+    if not is_name(path.stem):
+        raise ConfigError(f"{path}: model names use letters, digits and . _ + - only, at most 200 bytes")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of entry fields")
+    return _expand_sampling(data, path)
 
 
 def _expand_sampling(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -227,8 +276,9 @@ def _expand_sampling(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return {**data, "sampling": to_dict(load_sampling_preset(name))}
 
 
-def _merged(name: str, raw: dict[str, Any], files: dict[str, Path], seen: tuple[str, ...]) -> dict[str, Any]:
-    """The entry's fields with its `base` chain merged underneath."""
+def _merged(name: str, raw: dict[str, Any], files: dict[str, Path], seen: tuple[str, ...],
+            broken: dict[str, ConfigError]) -> dict[str, Any]:
+    """The entry's fields with its `base` chain merged underneath (a broken base: its error, named)."""
     data = raw[name]
     base = data.get("base")
     if base is None:
@@ -237,9 +287,11 @@ def _merged(name: str, raw: dict[str, Any], files: dict[str, Path], seen: tuple[
         raise ConfigError(f"{files[name]}: base: expected a model name, got {base!r}")
     if base in seen or base == name:
         raise ConfigError(f"{files[name]}: base: inheritance cycle {' -> '.join((*seen, name, base))}")
+    if base in broken:
+        raise ConfigError(f"{files[name]}: base: {base!r} is broken: {broken[base]}")
     if base not in raw:
         raise ConfigError(f"{files[name]}: base: {unknown_model(base, sorted(raw))}")
-    parent = {k: v for k, v in _merged(base, raw, files, (*seen, name)).items() if k != "base"}
+    parent = {k: v for k, v in _merged(base, raw, files, (*seen, name), broken).items() if k != "base"}
     if "weights" in data:
         parent.pop("weights", None)
     return _deep_merge(parent, data)

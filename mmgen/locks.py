@@ -111,7 +111,7 @@ def _open(path: Path, make_folder: bool) -> int | None:
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)  # the umask decides, as for every file mmgen makes
     except FileNotFoundError:
         if make_folder and not path.parent.is_dir():
             return None

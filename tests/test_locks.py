@@ -41,6 +41,19 @@ def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_a
     assert locks._take(path, waiting=None) is not None
 
 
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_a_lock_file_made_has_the_mode_the_umask_gives_every_file_mmgen_makes(tmp_path, umask):
+    """Lock files were made 0644 whatever the umask (a group-shared cache's umask 002: its outputs 0664, its locks
+    not group-writable): 0666 less the umask, as outputs, the cache and imported weights are."""
+    before = os.umask(umask)
+    try:
+        with locks.file_lock(tmp_path / "x.lock"):
+            pass
+    finally:
+        os.umask(before)
+    assert (tmp_path / "x.lock").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_two_runs_never_decode_one_clip_at_once(tmp_path, monkeypatch):
     """The clip cache's lock of a file was deleted after its holder let go: a run that waited on it then held that
     deleted file while a run arriving later made a new one and held it, and both decoded the clip ("the worst case

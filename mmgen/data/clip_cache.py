@@ -142,7 +142,7 @@ class ClipCache:
         SKIPPED_LOCK, so that no run takes the file away (clear_skips_only) between reading it and this line."""
         line = json.dumps({"key": key, "source": printable(path), "reason": reason[:500], "run": self.run}) + "\n"
         with writing(self.root / SKIPPED), file_lock(self.root / SKIPPED_LOCK):
-            fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.root / SKIPPED, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 os.write(fd, line.encode("utf-8"))
             finally:

@@ -739,6 +739,18 @@ def test_a_file_named_like_an_option_gets_a_hint_how_to_give_it(tmp_path, monkey
     assert run_here(*command, "-zzz.mp4", env=mmgen_env(tmp_path)).stderr == "mmgen: error: No such option: -z\n"
 
 
+def test_an_option_before_its_command_says_options_go_after_the_command(tmp_path):
+    """`mmgen --adapter style generate` said only `No such option: --adapter`."""
+    said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)).stderr for args in (
+        "--adapter style generate", "--adapter=style generate", "models --json list", "--adapter x", "--nothing generate")}
+    assert said["--adapter style generate"] == ("mmgen: error: No such option: --adapter (options go after the "
+                                                "command: mmgen generate --adapter …)\n")
+    assert said["--adapter=style generate"] == said["--adapter style generate"]
+    assert said["models --json list"].endswith("(options go after the command: mmgen models list --json …)\n")
+    assert "--adapter is an option of mmgen animate, mmgen generate, mmgen models info" in said["--adapter x"]
+    assert said["--nothing generate"] == "mmgen: error: No such option: --nothing\n"
+
+
 def test_an_unknown_command_says_where_a_command_of_that_name_or_adapters_are(tmp_path):
     """`mmgen list` and `mmgen adapters` said only `No such command 'adapters'.`; typos keep typer's own hint."""
     said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)) for args in ("list", "adapters", "models adapters",

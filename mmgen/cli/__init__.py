@@ -207,7 +207,8 @@ def _failed(e: Exception) -> int:
     if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
-        hint = _dash_file_hint(e) + _command_elsewhere_hint(e)  # NoSuchOption, NoSuchCommand, ...) derive from
+        hint = _dash_file_hint(e) + _command_elsewhere_hint(e) + _option_before_command_hint(e)  # NoSuchOption,
+        # NoSuchCommand, ...) derive from
         _error(e.format_message().replace("\n", " ") + hint)
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
@@ -250,6 +251,38 @@ def _command_elsewhere_hint(e: Exception) -> str:
         return (" LoRA adapters are kept with the models: `mmgen models list` lists them, `mmgen models import FILE` "
                 "registers one, and `models info`, `verify` and `rm` take NAME --adapter.")
     return ""
+
+
+def _option_before_command_hint(e: Exception) -> str:
+    """For an unknown option given before the command (`mmgen --adapter style generate`), when it is an option of
+    the command named after it — else of any command: that options go after the command; else nothing."""
+    from mmgen.cli.app import arguments
+
+    option, group = getattr(e, "option_name", None), getattr(getattr(e, "ctx", None), "command", None)
+    if type(e).__name__ != "NoSuchOption" or not option or not getattr(group, "commands", None):
+        return ""
+    argv, path, command = arguments.get(), [e.ctx.command_path], group  # (--adapter=style, -n3: given as one)
+    given = next((i for i, arg in enumerate(argv) if arg.startswith(option)), len(argv))
+    for arg in argv[given + 1:]:
+        if arg in (getattr(command, "commands", None) or {}):
+            path, command = [*path, arg], command.commands[arg]
+    if len(path) > 1 and _takes(command, option):
+        return f" (options go after the command: {' '.join(path)} {option} …)"
+    takers = [" ".join(names) for names, command in _leaves(group, [e.ctx.command_path]) if _takes(command, option)]
+    return f" (options go after the command: {option} is an option of {', '.join(takers)})" if takers else ""
+
+
+def _takes(command: object, option: str) -> bool:
+    return any(option in (*p.opts, *p.secondary_opts) for p in getattr(command, "params", ())
+               if getattr(p, "param_type_name", None) == "option")
+
+
+def _leaves(command: object, path: list[str]) -> list[tuple[list[str], object]]:
+    """Every command under a group, with its path of names (`models list`)."""
+    commands = getattr(command, "commands", None)
+    if not commands:
+        return [(path, command)]
+    return [leaf for name, sub in sorted(commands.items()) for leaf in _leaves(sub, [*path, name])]
 
 
 def _option_name(param: object) -> str | None:

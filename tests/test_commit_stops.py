@@ -471,7 +471,8 @@ def test_an_adapter_whose_replacement_was_killed_is_read_as_kept_and_named_by_it
 
     assert done.returncode == 0, done.stderr
     [used] = json.loads(done.stdout)["adapters"]
-    assert used == {"file": str(own), "sha256": sha256_file(adapter_file), "weight": 1.0}
+    assert used == {"file": str(own), "sha256": sha256_file(adapter_file), "weight": 1.0,
+                    **({"name": "style"} if given == "name" else {})}
     with pytest.MonkeyPatch.context() as cache_in_use:
         cache_in_use.setenv("MMGEN_CACHE", env["MMGEN_CACHE"])
         read = set(input_files(GenerateSettings(model=str(tmp_path / "base.safetensors"), adapter=source)))

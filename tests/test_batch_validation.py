@@ -924,7 +924,8 @@ def test_a_picture_retake_refuses_sound_delivery_settings_as_a_guidance_scale_is
         done = run_here("retake", clip, "--video", "--range", "0.2:0.5", "-m", folder / "tiny.safetensors",
                         flag, *filter(None, [value]), "-o", folder / "rv.mp4", env=env)
         assert done.returncode == 2 and done.stderr.startswith(f"mmgen: error: {flag}"), done.stderr
-        assert "a picture retake (video) keeps the input's sound as it is" in done.stderr
+        assert f"{flag}{f' {value}' if value else ''}: a picture retake (video) keeps the input's sound as it is" \
+            in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and not (folder / "rv.mp4").exists()
 
 

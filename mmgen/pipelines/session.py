@@ -73,7 +73,8 @@ def prepare(settings: RunSettings) -> Run:
     except ValueError as e:
         raise UsageError(f"sampling settings: {e}") from None
     for key, (why, hint) in settings.unmeant(sampling.guidance).items():  # replacement guidance takes no scale
-        raise InvalidSetting(key, why, getattr(settings, key), hint=hint)
+        value = getattr(settings, key)
+        raise InvalidSetting(key, why, None if isinstance(value, bool) else value, hint=hint)  # `--wav: …`
     seed = secrets.randbelow(2**31) if settings.seed is None else settings.seed
     adapters = settings.adapters()
     _check_adapters(name, read_uses(adapters))  # a missing, damaged or foreign file fails now, before anything loads

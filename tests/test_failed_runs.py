@@ -11,6 +11,7 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from mmgen_cli import REPO, mmgen_env
 from tiny_model import tiny_config, tiny_mmunet
 
 from mmgen import files
-from mmgen.errors import OutputExists, StorageError
+from mmgen.errors import FolderReplaced, OutputExists, StorageError
 from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.temporaries import remove_leftovers
 from mmgen.weights.checkpoint import save_model
@@ -212,8 +213,8 @@ def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny,
         return clips[-1]
 
     monkeypatch.setattr(generate_pipeline, "write_generated", replace_the_folder_after_the_first_clip)
-    with pytest.raises(StorageError, match=f"^cannot write {out}/clip_0001.mp4: {out} is a file now, not a folder"
-                       ) as caught:
+    with pytest.raises(StorageError, match=f"^{out} was replaced while mmgen wrote into it; stopped"
+                       ) as caught:  # (the API's call holds its folder as the command does: files.same_folders)
         generate_files(out, GenerateSettings(model=str(tiny), num=2, **FAST))
 
     assert caught.value.exit_code == 1
@@ -247,6 +248,39 @@ def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_n
                                                    "stopped"), done.stderr
     assert "Traceback" not in done.stderr
     assert [p.name for p in victim.iterdir()] == ["clip_0001.mp4"] and (victim / "clip_0001.mp4").read_text() == "precious"
+    assert sorted(p.name for p in old.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
+
+
+def test_the_python_api_stops_writing_through_an_output_folder_swapped_mid_call(tiny, tmp_path, monkeypatch):
+    """The folder check was the command line's only: `generate_files(OUT, …)` from Python wrote clip 2 into
+    the VICTIM a link at OUT's name led to. Each pipeline call, in any thread, holds its output folders as a command
+    does."""
+    out, old, victim = tmp_path / "out", tmp_path / "out.old", tmp_path / "victim"
+    victim.mkdir()
+    write = generate_pipeline.write_generated
+
+    def swap_the_folder_after_the_first_clip(*args, **kwargs):
+        written = write(*args, **kwargs)
+        if not old.exists():
+            out.rename(old)
+            out.symlink_to(victim)
+        return written
+
+    monkeypatch.setattr(generate_pipeline, "write_generated", swap_the_folder_after_the_first_clip)
+    raised = []
+
+    def call() -> None:  # in a thread of the caller's: no command's context around it
+        try:
+            generate_files(out, GenerateSettings(model=str(tiny), num=2, previews=False, **{**FAST, "steps": 1}))
+        except FolderReplaced as e:
+            raised.append(str(e).split(" (")[0])
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    assert raised == [f"{out} was replaced while mmgen wrote into it; stopped"]
+
+    assert list(victim.iterdir()) == []
     assert sorted(p.name for p in old.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
 
 

@@ -70,13 +70,17 @@ def noted_once_per_call(
     function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None,
 ) -> Any:
     """`function`'s every call is `one_call`: a pipeline function of the Python API's. `going_on_from(*args,
-    **kwargs)`: what an earlier call said that this one goes on from (a plan's, for the run of it)."""
+    **kwargs)`: what an earlier call said that this one goes on from (a plan's, for the run of it). Each call is
+    also one `files.same_folders` block, as a command is: an output folder replaced while the call writes into it
+    is FolderReplaced, from the API (any thread) as from the command line."""
     if function is None:
         return functools.partial(noted_once_per_call, going_on_from=going_on_from)
 
     @functools.wraps(function)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)):
+        from mmgen.files import same_folders
+
+        with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders():
             return function(*args, **kwargs)
 
     return call

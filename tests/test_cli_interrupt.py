@@ -296,20 +296,21 @@ def test_sigterm_stops_finetune_like_ctrl_c_saving_a_checkpoint_to_resume_and_ex
 def test_ctrl_c_while_mmgen_starts_up_is_one_line(tmp_path):
     """SIGINT while the command is still importing (before any subcommand runs): no traceback either. It waited
     for torch's import, which `models list` no longer makes (6cd878c): it then ran to its end, exit 0, and the test
-    said nothing of why. PyAV is a C extension every command imports as its subcommands register."""
+    said nothing of why. rich (its console, the bars) is imported by every command as its subcommands register,
+    after mmgen records stops (PyAV no longer is: it loads only for media)."""
     process = subprocess.Popen(mmgen_command("models", "list"), env=mmgen_env(tmp_path, PYTHONVERBOSE="1"),
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     seen, sent = [], False
-    for line in process.stderr:  # -v import lines: interrupt while PyAV is being imported
+    for line in process.stderr:  # -v import lines: interrupt while rich is being imported
         seen.append(line)
-        if line.startswith("import 'av."):
+        if line.startswith("import 'rich."):
             process.send_signal(signal.SIGINT)
             sent = True
             break
     rest = process.stderr.read()
     code = process.wait(timeout=120)
     stderr = "".join(seen) + rest
-    assert sent, "mmgen models list imported no PyAV module at startup: interrupt it while another loads"
+    assert sent, "mmgen models list imported no rich module at startup: interrupt it while another loads"
     assert code == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
     assert "\nmmgen: interrupted\n" in stderr, stderr[-2000:]

@@ -96,18 +96,26 @@ def test_an_adapter_is_registered_listed_merged_and_removed_by_name(adapter_file
     assert not [line for line in listed.stdout.splitlines() if '"kind": "adapter"' in line]
 
 
-def test_an_adapter_is_registered_only_while_no_other_process_holds_its_name(adapter_file, tmp_path, mmgen):
+def test_an_adapter_is_registered_only_while_no_other_process_holds_its_name(adapter_file, tmp_path, mmgen,
+                                                                             monkeypatch):
     """A model's import holds its folder's lock; an adapter's registration took none, so two registrations of one
-    name at once could interleave their files. It waits for the holder, as an import does, then registers."""
+    name at once could interleave their files. It waits for the holder, as an import does, then registers. (The
+    holder lets go once the registration says it waits: a fixed half second ran out before a slow machine's
+    registration reached the lock.)"""
+    import mmgen.weights.entry_lock as entry_lock
+
     _, path = adapter_file
     folder = tmp_path / "cache" / "adapters" / "my-style"
     folder.mkdir(parents=True)
-    held, released = threading.Event(), []
+    held, waiting, released = threading.Event(), threading.Event(), []
+    say = entry_lock.say
+    monkeypatch.setattr(entry_lock, "say", lambda line: (say(line), waiting.set()))
 
     def another_holder() -> None:
         with file_lock(folder / ".lock"):
             held.set()
-            time.sleep(0.5)
+            waiting.wait(timeout=120)
+            time.sleep(0.2)
             released.append(time.time())
 
     holder = threading.Thread(target=another_holder)

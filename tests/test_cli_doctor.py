@@ -99,7 +99,9 @@ def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     assert "cache-file: it is a file, not a folder" in imported.stderr
     doctor = run_here("doctor", "--json", env=env)
     assert doctor.returncode == 0, doctor.stderr
-    assert "it is a file, not a folder" in json.loads(doctor.stdout)["cache"]["problem"]
+    report = json.loads(doctor.stdout)
+    assert "it is a file, not a folder" in report["cache"]["problem"]
+    assert report["models_error"] == report["cache"]["problem"] and report["models"] == []  # the listing's cache
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, where no folder can be created")

@@ -118,7 +118,7 @@ def _facts() -> dict[str, Any]:
     try:
         models = [row.as_dict() for row in catalog()]
         models_error = None
-    except MmgenError as e:  # a broken user registry file must not hide everything else
+    except MmgenError as e:  # the cache folder unusable (a file: ModelCache): said, not the end of doctor
         models, models_error = [], str(e)
     try:
         damaged_adapters = [a.as_dict() for a in records() if isinstance(a, DamagedAdapter)]

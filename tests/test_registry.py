@@ -153,6 +153,24 @@ def test_an_inheritance_cycle_through_two_files_is_reported(dirs):
         load_registry().get("a")
 
 
+@pytest.mark.parametrize("child, base", [("a-child", "z-base"), ("z-child", "a-base")])
+@pytest.mark.parametrize("fault, field", [("weights: {format: pt}\n", "config: required for format pt"),
+                                          ("upsampler: demo\n", "upsampler: 'demo' is not an sr-unet entry")])
+def test_an_entry_on_a_broken_base_names_the_base_file_and_field_whatever_the_read_order(dirs, child, base, fault,
+                                                                                        field):
+    """A child read before its broken base merged the base's fields and was refused at its own file with the
+    inherited fault (`a-child.yaml: config: required…`); read after it, as "its base is broken". Both orders: the
+    latter, naming the base's file and field."""
+    presets, _ = dirs
+    (presets / f"{base}.yaml").write_text(f"arch: mm-unet\n{fault}")
+    (presets / f"{child}.yaml").write_text(f"base: {base}\n")
+    registry = load_registry()
+    with pytest.raises(ConfigError) as refused:
+        registry.get(child)
+    assert str(refused.value).startswith(f"{presets / child}.yaml: base: {base!r} is broken: {presets / base}.yaml: "
+                                         f"{field}")
+
+
 def test_one_broken_user_entry_refuses_where_it_is_used_and_nowhere_else(tmp_path):
     """An invalid downloaded preset (`format: pt` without `config`) made every command exit 2, the bundled demo's
     `generate` too: it is refused where it is named, listed as damaged, and everything else works."""
@@ -163,7 +181,7 @@ def test_one_broken_user_entry_refuses_where_it_is_used_and_nowhere_else(tmp_pat
     (models / "child.yaml").write_text("base: evil\n")
     said = f"{models / 'evil.yaml'}: config: required for format pt"
     for args, where in ((["models", "pull", "evil"], said), (["models", "info", "evil"], said),
-                        (["models", "info", "child"], "child.yaml: config: required for format pt")):
+                        (["models", "info", "child"], f"child.yaml: base: 'evil' is broken: {said}")):
         refused = run_here(*args, env=env)
         assert refused.returncode == 2 and where in refused.stderr, args
     listed = run_here("models", "list", "--json", env=env)

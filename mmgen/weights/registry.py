@@ -240,16 +240,28 @@ def _parsed(dirs: list[Path]) -> Registry:
             except ConfigError as e:
                 broken[path.stem] = e
     entries: dict[str, ModelEntry] = {}
-    for name in raw:
+
+    def resolve(name: str, seen: tuple[str, ...]) -> None:
+        """`name` valid or broken, its base and upsampler first: a fault is told at the entry whose file holds
+        it (a child: "its base is broken"), whatever order the files were read in."""
+        if name in entries or name in broken or name in seen or name not in raw:
+            return  # a cycle, or an unknown name: _merged and the upsampler check say so
+        for other in (raw[name].get("base"), raw[name].get("upsampler")):
+            if isinstance(other, str):
+                resolve(other, (*seen, name))
         try:
-            entries[name] = _parse(_merged(name, raw, files, (), broken), files[name])
+            entry = _parse(_merged(name, raw, files, (), broken), files[name])
         except ConfigError as e:
             broken[name] = e
-    for name, entry in list(entries.items()):
+            return
         upsampler = entries.get(entry.upsampler) if entry.upsampler else None
         if entry.upsampler and (upsampler is None or upsampler.arch != "sr-unet"):
             broken[name] = ConfigError(f"{files[name]}: upsampler: {entry.upsampler!r} is not an sr-unet entry")
-            del entries[name]
+        else:
+            entries[name] = entry
+
+    for name in raw:
+        resolve(name, ())
     return Registry(Entries(entries, broken), files)
 
 

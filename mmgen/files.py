@@ -32,7 +32,7 @@ from pathlib import Path
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
 from mmgen.errors import FolderReplaced, MediaError, OutputExists
-from mmgen.output_checks import check_writable, name_max
+from mmgen.output_checks import check_writable, kind_of, name_max
 from mmgen.runtime.stop_signals import check_stop, stops_held
 from mmgen.weights.names import PATH_MAX
 
@@ -127,9 +127,19 @@ def check_folders(target: Path) -> None:
         return
     for folder in Path(os.path.abspath(target)).parents:
         if folder in found and _folder_identity(folder) != found[folder]:
-            raise FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
-                               hint="what was written before is in the folder that was there; nothing was "
-                                    "written into the one there now")
+            raise _replaced(folder)
+
+
+def _replaced(folder: Path) -> FolderReplaced:
+    """The FolderReplaced for `folder`, saying what is at its name now: another folder, something else, nothing."""
+    if os.path.isdir(folder):
+        return FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
+                              hint="what was written before is in the folder that was there; nothing was "
+                                   "written into the one there now")
+    said = ("was removed while mmgen wrote into it" if not os.path.lexists(folder)
+            else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
+    return FolderReplaced(f"{folder} {said}; stopped",
+                          hint="what was written before went where that folder went; nothing more was written")
 
 
 def forget_folder(folder: Path) -> None:

@@ -213,7 +213,7 @@ def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny,
         return clips[-1]
 
     monkeypatch.setattr(generate_pipeline, "write_generated", replace_the_folder_after_the_first_clip)
-    with pytest.raises(StorageError, match=f"^{out} was replaced while mmgen wrote into it; stopped"
+    with pytest.raises(StorageError, match=fr"^{out} is a file now, not a folder \(replaced while mmgen wrote into it\); stopped"
                        ) as caught:  # (the API's call holds its folder as the command does: files.same_folders)
         generate_files(out, GenerateSettings(model=str(tiny), num=2, **FAST))
 
@@ -221,6 +221,27 @@ def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny,
     assert [p.name for p in tmp_path.iterdir()] == ["outdel"] and out.read_text() == "x"
 
 
+
+
+def test_an_output_folder_removed_or_made_a_file_says_which_and_another_folder_says_replaced(tmp_path):
+    """FolderReplaced says what is at the folder's name now: nothing ("was removed"), a file ("is a file now, not a
+    folder"), another folder ("was replaced") — it said "was replaced" for all three."""
+    out, other = tmp_path / "out", tmp_path / "other"
+    out.mkdir()
+    other.mkdir()  # made while `out` is there: other inodes (a freed one is reused at once)
+    (tmp_path / "file").write_text("x")
+    with files.same_folders():
+        files.keep_folder(out)
+        out.rmdir()
+        with pytest.raises(FolderReplaced, match=f"^{out} was removed while mmgen wrote into it; stopped"):
+            files.check_folders(out / "clip.mp4")
+        (tmp_path / "file").rename(out)
+        with pytest.raises(FolderReplaced, match=f"^{out} is a file now, not a folder"):
+            files.check_folders(out / "clip.mp4")
+        out.unlink()
+        other.rename(out)
+        with pytest.raises(FolderReplaced, match=f"^{out} was replaced while mmgen wrote into it; stopped"):
+            files.check_folders(out / "clip.mp4")
 
 
 def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_name(tiny, tmp_path, monkeypatch):

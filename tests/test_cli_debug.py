@@ -48,3 +48,30 @@ def test_without_debug_an_unexpected_error_is_one_line_that_says_how_to_see_more
     done = run_here("models", "list", "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 1
     assert done.stderr == "mmgen: error: RuntimeError: simulated internal bug (run with --debug for the traceback)\n"
+
+
+@pytest.mark.parametrize("error, says", [
+    (MemoryError(), "mmgen: error: out of memory (close other programs"),
+    (ImportError("libavcodec.so.61: cannot open shared object file"),
+     "mmgen: error: mmgen could not start: ImportError: libavcodec.so.61: cannot open shared object file"),
+])
+def test_a_failure_while_the_commands_load_is_one_line_exit_1(tmp_path, monkeypatch, error, says):
+    """A MemoryError or an ImportError while mmgen imported its subcommands (cli._register) came out of `run` as a
+    Python traceback: before the command's own error handling. It is one line as every failure is (the machine's
+    memory: disk_failures.resource_failure's words), exit 1 — and the traceback with --debug."""
+    import importlib
+
+    load = importlib.import_module
+
+    def failing(name, *args, **kwargs):
+        if name == "mmgen.cli.generate":
+            raise error
+        return load(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", failing)
+    done = run_here("models", "list", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(says), line
+    debug = run_here("models", "list", "--debug", env=mmgen_env(tmp_path))
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr

@@ -102,9 +102,9 @@ def run(argv: list[str] | None = None) -> int:
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass
-    except Exception:  # a module whose import a stop cut short, failing as it loads again
+    except Exception as e:  # mmgen could not start (or a module whose import a stop cut short, failing again)
         if not stopped():
-            raise
+            return _start_failed(e, argv)
     code = stop_code()
     if _began:  # as the command ended: its own line, naming what it kept
         _say_stopped(code)
@@ -113,6 +113,31 @@ def run(argv: list[str] | None = None) -> int:
 
     say(f"mmgen: {nothing_kept(command_named(argv), stop_name(code))}")
     return code
+
+
+def _start_failed(e: Exception, argv: list[str] | None) -> int:
+    """mmgen could not start: loading its commands (their modules, the libraries they import) failed before any
+    command ran — the machine out of memory, a broken install. One line as every failure (disk_failures.
+    resource_failure's for memory or open files), exit 1 (an MmgenError: its own); the traceback with --debug only.
+    Nothing here imports typer or a command's module again: they may be what failed."""
+    from mmgen import environment
+    from mmgen.disk_failures import resource_failure
+    from mmgen.errors import MmgenError
+
+    with environment.as_unset():
+        debug = "--debug" in (sys.argv[1:] if argv is None else map(str, argv)) or bool(
+            environment.flag(environment.DEBUG))
+    if debug:
+        import traceback
+
+        traceback.print_exception(e)
+    e = resource_failure(e) or e
+    if isinstance(e, MmgenError):
+        _error(str(e))
+        return e.exit_code
+    _error(f"mmgen could not start: {e.__class__.__name__}: {e}"
+           + ("" if debug else " (run with --debug for the traceback)"))
+    return 1
 
 
 def _run(argv: list[str] | None) -> int:

@@ -982,8 +982,9 @@ def test_a_name_ending_in_another_media_suffix_and_an_empty_adapter_name_are_ref
           - {kind: soundtrack, input: clips/beach.mp4, name: "{stem}.WAV"}
           - {kind: generate, name: take.v2}
           - {kind: generate, name: y.mp4, adapter: ":0.5"}
+          - {kind: generate, name: z.MP4}
         """)
-    assert problems_of(jobs) == {
+    assert problems_of(jobs) == {  # z.MP4 is z, as y.mp4 is y: it said "ends in .MP4, but a batch writes … an mp4"
         3: "job 1 (generate): name: 'x.mkv' ends in .mkv, but a batch writes every output as an mp4 (leave the suffix "
            "out: name: x)",
         4: "job 2 (soundtrack): name: '{stem}.WAV' ends in .WAV, but a batch writes every output as an mp4 (leave the "

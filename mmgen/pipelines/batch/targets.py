@@ -92,10 +92,11 @@ def _loose(name: str) -> str:
 
 
 def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str | None:
-    """The job's output name without ".mp4", or None; names must be file names inside the output folder."""
+    """The job's output name without ".mp4" (any case: `x.MP4` is x, as `generate -o x.MP4` is a file's name, like
+    x.mp4), or None; names must be file names inside the output folder."""
     if spec.name is None:
         return None
-    name = spec.name.removesuffix(".mp4")
+    name = spec.name[:-len(".mp4")] if spec.name.lower().endswith(".mp4") else spec.name
     line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
     parts = PurePosixPath(name.replace("\\", "/")).parts
     *folders, file_name = re.split(r"[/\\]", name)

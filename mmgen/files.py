@@ -131,12 +131,14 @@ def check_folders(target: Path) -> None:
 
 
 def _replaced(folder: Path) -> FolderReplaced:
-    """The FolderReplaced for `folder`, saying what is at its name now: another folder, something else, nothing."""
-    if os.path.isdir(folder):
+    """The FolderReplaced for `folder`, saying what is at its name now: another folder, something else, nothing (a
+    name leading through a link that may be what replaced a folder above it: "was replaced", as a folder)."""
+    gone = not os.path.lexists(folder)
+    if os.path.isdir(folder) or (gone and any(os.path.islink(above) for above in folder.parents)):
         return FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
                               hint="what was written before is in the folder that was there; nothing was "
                                    "written into the one there now")
-    said = ("was removed while mmgen wrote into it" if not os.path.lexists(folder)
+    said = ("was removed while mmgen wrote into it" if gone
             else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
     return FolderReplaced(f"{folder} {said}; stopped",
                           hint="what was written before went where that folder went; nothing more was written")

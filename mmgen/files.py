@@ -96,7 +96,7 @@ def same_folders() -> Iterator[None]:
     went into it: a folder replaced meanwhile (moved away, a link to another folder put at its name) is a
     FolderReplaced (exit 1) before anything more is written through its name — never a file written, or overwritten, in
     whatever folder the name leads to now. A batch's manifest holds its folder to the same (batch.manifest). A block
-    inside another's is part of it: the command's, and each pipeline call of the Python API's (notes.one_call)."""
+    inside another's is part of it: the command's, and each pipeline call of the Python API's (calls.pipeline_call)."""
     if _folders.get() is not None:
         yield
         return

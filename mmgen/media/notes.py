@@ -7,14 +7,12 @@ program that calls `soundtrack` twice on clips that each deserve a note hears it
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
 from mmgen.terminal import listed, path_text
 
@@ -46,10 +44,6 @@ _held: dict[str, tuple[float, int, Callable[[float, int], str]]] | None = None  
 # (the highest value noted, how many times, its line)
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
 @contextmanager
 def one_call(said: set[str] | None = None) -> Iterator[None]:
     """The block is one call: each note is said once in it (a command reads a file several times), and again in the
@@ -64,26 +58,6 @@ def one_call(said: set[str] | None = None) -> Iterator[None]:
         yield
     finally:
         _call_said.reset(token)
-
-
-def noted_once_per_call(
-    function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None,
-) -> Any:
-    """`function`'s every call is `one_call`: a pipeline function of the Python API's. `going_on_from(*args,
-    **kwargs)`: what an earlier call said that this one goes on from (a plan's, for the run of it). Each call is
-    also one `files.same_folders` block, as a command is: an output folder replaced while the call writes into it
-    is FolderReplaced, from the API (any thread) as from the command line."""
-    if function is None:
-        return functools.partial(noted_once_per_call, going_on_from=going_on_from)
-
-    @functools.wraps(function)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        from mmgen.files import same_folders
-
-        with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders():
-            return function(*args, **kwargs)
-
-    return call
 
 
 def said_in_call() -> set[str]:

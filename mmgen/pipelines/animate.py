@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmgen.calls import pipeline_call
 from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
-from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
@@ -18,7 +18,7 @@ from mmgen.pipelines.preflight import check_matching
 from mmgen.pipelines.settings import AnimateSettings
 
 
-@noted_once_per_call
+@pipeline_call
 def animate(
     input: str | Path, output: str | Path | None = None, settings: AnimateSettings = AnimateSettings(),
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),

@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from mmgen.calls import pipeline_call
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
-from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -46,7 +46,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         progress(ProgressEvent("clips", first + len(seeds), num))
 
 
-@noted_once_per_call
+@pipeline_call
 def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int = 1, progress: ProgressFn = quiet
              ) -> list[Result]:
     """Generate `settings.num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
@@ -55,7 +55,7 @@ def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int
     return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
 
-@noted_once_per_call
+@pipeline_call
 def generate_files(
     out_dir: str | Path = ".",
     settings: GenerateSettings = GenerateSettings(),

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting
 from mmgen.media import MediaInfo, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.containers import container_for, kept_rate
@@ -21,7 +22,7 @@ from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import channel_weights
-from mmgen.media.notes import note, noted_once_per_call
+from mmgen.media.notes import note
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
@@ -79,7 +80,7 @@ def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, 
     return (math.floor((r.start - start) * per_second + 1e-6), math.ceil((r.end - start) * per_second - 1e-6))
 
 
-@noted_once_per_call
+@pipeline_call
 def retake(
     input: str | Path,
     output: str | Path | None,

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmgen.calls import pipeline_call
 from mmgen.media import read_audio, replace_audio, write_wav
 from mmgen.media.containers import kept_rate
 from mmgen.media.deliver import deliver
-from mmgen.media.notes import noted_once_per_call
 from mmgen.media.remux import video_end
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
@@ -20,7 +20,7 @@ from mmgen.pipelines.preflight import check_matching
 from mmgen.pipelines.settings import SoundtrackSettings
 
 
-@noted_once_per_call
+@pipeline_call
 def soundtrack(
     input: str | Path, output: str | Path | None = None, settings: SoundtrackSettings = SoundtrackSettings(),
     *, overwrite: bool = False, progress: ProgressFn = quiet, inputs: Sequence[Path] = (),

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from mmgen.calls import pipeline_call
 from mmgen.data.clip_cache import clear_skips_only
 from mmgen.data.clips import ScanReport
 from mmgen.files import new_folders_removed_on_failure
-from mmgen.media.notes import noted_once_per_call
 from mmgen.modal import Modal, each
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
@@ -54,7 +54,7 @@ class FinetuneResult:
     finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
 
 
-@noted_once_per_call
+@pipeline_call
 def finetune(
     data_dir: Path,
     run_dir: Path,

@@ -18,9 +18,10 @@ from typing import Any, Literal
 import torch
 
 from mmgen.adapters.store import read_file
+from mmgen.calls import pipeline_call
 from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media.notes import noted_once_per_call, said_in_call
+from mmgen.media.notes import said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.inputs import job_inputs
@@ -120,7 +121,7 @@ class Plan:
         return [job for job in self.jobs if self.status[job.number] != "done"]
 
 
-@noted_once_per_call
+@pipeline_call
 def plan_batch(
     path: str | Path,
     output_dir: str | Path | None = None,

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
 from mmgen.errors import FolderReplaced, MmgenError, UsageError
 from mmgen.files import check_folders
 from mmgen.locks import sole_holder
-from mmgen.media.notes import noted_once_per_call
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
@@ -81,7 +81,7 @@ class Outcome:
     record: dict | None = None  # a job done in this run: its output's sidecar object (Result.to_json)
 
 
-@noted_once_per_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
+@pipeline_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
 def run_plan(
     plan: Plan,
     *,
@@ -141,7 +141,7 @@ def run_plan(
     return [outcomes[job.number] for job in mine]
 
 
-@noted_once_per_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
+@pipeline_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
 def run_batch(
     plan: Plan,
     *,

@@ -1,0 +1,32 @@
+"""One call of mmgen's work — a pipeline function a program calls, or a command (cli.run enters the same two
+blocks) — is what two promises hold over: each note is said once in it (media.notes.one_call), and every output
+folder stays the one it found (files.same_folders). A call made inside another is part of it: a batch's jobs, a
+command's pipeline call."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from mmgen.files import same_folders
+from mmgen.media.notes import one_call
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None
+                  ) -> Any:
+    """`function`'s every call is one call of mmgen's work: a pipeline function of the Python API's (any thread).
+    `going_on_from(*args, **kwargs)`: the notes an earlier call said that this one goes on from (a batch plan's,
+    for the run of it)."""
+    if function is None:
+        return functools.partial(pipeline_call, going_on_from=going_on_from)
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders():
+            return function(*args, **kwargs)
+
+    return call

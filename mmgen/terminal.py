@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 WIDTH_WHEN_PIPED = 400  # columns: wider than any table of mmgen's, so piped rows are not folded
 WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, URLs) too
-LONGEST_VALUE = 500  # characters of a value (a run without spaces: a path, a name, a number) an error line shows
-LONGEST_LINE = 3000  # characters of a whole line, whatever its values hold (spaces too)
+# characters of a value (a run without spaces: a path, a name, a number) an error line shows whole: any path the
+# system takes (Linux's PATH_MAX), so that one can be copied from the line
+LONGEST_VALUE = 4096
+LONGEST_LINE = 10_000  # characters of a whole line, whatever its values hold (spaces too): two such paths and words
 _LONG_VALUE = re.compile(rf"\S{{{LONGEST_VALUE + 1},}}?(?=[:;,)]?(?:\s|$))")  # not the punctuation after it
 
 

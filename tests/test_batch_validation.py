@@ -21,6 +21,7 @@ from mmgen.files import sha256_file
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
+from mmgen.terminal import LONGEST_VALUE
 from mmgen.weights import ModelCache, registry
 from mmgen.weights.convert import import_weights
 from mmgen.weights.identity import model_sha256s
@@ -92,7 +93,7 @@ def test_a_huge_name_is_refused_in_a_line_that_shows_its_start_and_end_not_all_o
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2, result.stderr
     line = result.stderr.splitlines()[0]
-    assert line.startswith(f"{jobs}:3: ") and len(line) < 1000, line[:1000]
+    assert line.startswith(f"{jobs}:3: ") and len(line) < 2 * LONGEST_VALUE, line[:1000]
     assert f"…({len(str(folder / 'outputs' / name)) + len('.mp4'):,} characters)…xxx" in line
     assert "xxx.mp4: its name is 200004 bytes, longer than the 255" in line
 

@@ -879,3 +879,11 @@ def test_names_in_ordinary_writing_are_shown_as_typed_but_a_bidi_override_is_esc
                          ("a\u202egpj.mp4", "a\\u202egpj.mp4")):
         done = run_here("soundtrack", tmp_path / typed, env=mmgen_env(tmp_path))
         assert done.returncode == 2 and f"{tmp_path}/{shown}: no such file" in done.stderr, done.stderr
+
+
+def test_a_long_but_real_path_in_an_error_line_is_shown_whole(tmp_path):
+    """Lines quoting a value over 500 characters cut it in the middle (…(610 characters)…), so a user could not copy
+    the path of the file that was missing: values are cut only past any path the system takes (PATH_MAX)."""
+    missing = tmp_path.joinpath(*["d" * 200] * 3, "clip.mp4")
+    done = run_here("soundtrack", missing, env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and str(missing) in done.stderr and "characters)…" not in done.stderr, done.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_here import run_here
+from folder_swaps import swapping_after_the_first
 from media_factory import write_test_video
 from mmgen_cli import REPO, mmgen_env
 from tiny_model import tiny_config, tiny_mmunet
@@ -251,16 +252,8 @@ def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_n
     out, old, victim = tmp_path / "out", tmp_path / "out.old", tmp_path / "victim"
     victim.mkdir()
     (victim / "clip_0001.mp4").write_text("precious")
-    write = generate_pipeline.write_generated
-
-    def swap_the_folder_after_the_first_clip(*args, **kwargs):
-        written = write(*args, **kwargs)
-        if not old.exists():
-            out.rename(old)
-            out.symlink_to(victim)
-        return written
-
-    monkeypatch.setattr(generate_pipeline, "write_generated", swap_the_folder_after_the_first_clip)
+    monkeypatch.setattr(generate_pipeline, "write_generated",
+                        swapping_after_the_first(generate_pipeline.write_generated, out, old, victim))
     done = run_here("generate", "-m", tiny, "-n", "3", "--steps", "2", "--precision", "fp32", "--no-previews",
                     "--overwrite", "-o", out, env=mmgen_env(tmp_path))
 
@@ -278,16 +271,8 @@ def test_the_python_api_stops_writing_through_an_output_folder_swapped_mid_call(
     does."""
     out, old, victim = tmp_path / "out", tmp_path / "out.old", tmp_path / "victim"
     victim.mkdir()
-    write = generate_pipeline.write_generated
-
-    def swap_the_folder_after_the_first_clip(*args, **kwargs):
-        written = write(*args, **kwargs)
-        if not old.exists():
-            out.rename(old)
-            out.symlink_to(victim)
-        return written
-
-    monkeypatch.setattr(generate_pipeline, "write_generated", swap_the_folder_after_the_first_clip)
+    monkeypatch.setattr(generate_pipeline, "write_generated",
+                        swapping_after_the_first(generate_pipeline.write_generated, out, old, victim))
     raised = []
 
     def call() -> None:  # in a thread of the caller's: no command's context around it

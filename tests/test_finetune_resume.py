@@ -24,6 +24,7 @@ import pytest
 import torch
 from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, one_thread, write_clip, write_clip_folder, write_recipe
+from folder_swaps import swapping_after_the_first
 from mmgen_cli import mmgen_command, mmgen_env
 from safetensors.torch import load_file
 from two_ranks import run_as_two_ranks
@@ -466,16 +467,7 @@ def test_a_run_folder_swapped_for_a_link_mid_run_stops_the_run_before_writing_th
     data, recipe, env = setup
     run_dir, old, victim = tmp_path / "run", tmp_path / "run.old", tmp_path / "victim"
     victim.mkdir()
-    save = state.save_checkpoint
-
-    def swap_after_the_first_save(*args, **kwargs):
-        saved = save(*args, **kwargs)
-        if not old.exists():
-            run_dir.rename(old)
-            run_dir.symlink_to(victim)
-        return saved
-
-    monkeypatch.setattr(state, "save_checkpoint", swap_after_the_first_save)
+    monkeypatch.setattr(state, "save_checkpoint", swapping_after_the_first(state.save_checkpoint, run_dir, old, victim))
     result = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
                       "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, env=env)
     assert result.returncode == 1, result.stderr

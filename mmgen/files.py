@@ -115,7 +115,7 @@ def keep_folder(folder: Path) -> None:
         return
     key = Path(os.path.abspath(folder))
     if key not in found:
-        found[key] = _folder_identity(key)
+        found[key] = folder_identity(key)
     else:
         check_folders(key / "-")
 
@@ -126,7 +126,7 @@ def check_folders(target: Path) -> None:
     if not found:
         return
     for folder in Path(os.path.abspath(target)).parents:
-        if folder in found and _folder_identity(folder) != found[folder]:
+        if folder in found and folder_identity(folder) != found[folder]:
             raise _replaced(folder)
 
 
@@ -151,7 +151,7 @@ def forget_folder(folder: Path) -> None:
         found.pop(Path(os.path.abspath(folder)), None)
 
 
-def _folder_identity(folder: Path) -> tuple[int, int] | None:
+def folder_identity(folder: Path) -> tuple[int, int] | None:
     """Which folder `folder` leads to (links followed): its device and inode, or None where there is none."""
     try:
         info = os.stat(folder)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import check_folders, write_text
+from mmgen.files import check_folders, folder_identity, write_text
 from mmgen.locks import file_lock
 from mmgen.stamps import FileStamp, hashed, unchanged
 
@@ -90,7 +90,7 @@ class Manifest:
         self.path = self.folder / MANIFEST_NAME
         self.lock = self.folder / LOCK_NAME
         self.run_lock = self.folder / RUN_LOCK_NAME
-        self._found = _identity(self.folder)  # the folder as this manifest found it (a batch's: made as it began)
+        self._found = folder_identity(self.folder)  # the folder as this manifest found it (a batch's: made as it began)
 
     def latest(self) -> dict[str, Record]:
         """The last record of every output."""
@@ -118,8 +118,8 @@ class Manifest:
         there would let the batch end saying jobs were done whose files are gone."""
         if self._found is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._found = _identity(self.folder)
-        elif _identity(self.folder) != self._found:
+            self._found = folder_identity(self.folder)
+        elif folder_identity(self.folder) != self._found:
             raise StorageError(f"cannot write {self.path}: {self.folder} was removed while the batch ran, with the "
                                "outputs and records in it", hint="run the batch again: it redoes what went with it")
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
@@ -190,12 +190,3 @@ class Manifest:
 
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.folder.resolve()).as_posix()
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    """Which folder is at `folder` (device and inode), or None where none is."""
-    try:
-        found = os.stat(folder)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino

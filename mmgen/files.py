@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
@@ -152,12 +153,14 @@ def forget_folder(folder: Path) -> None:
 
 
 def folder_identity(folder: Path) -> tuple[int, int] | None:
-    """Which folder `folder` leads to (links followed): its device and inode, or None where there is none."""
+    """Which folder `folder` leads to (links followed): its device and inode, or None where there is none — nothing,
+    or something else than a folder: a file put at a removed folder's name may be given its inode (tmpfs hands a
+    freed inode straight back), and is no folder of the same identity."""
     try:
         info = os.stat(folder)
     except OSError:
         return None
-    return info.st_dev, info.st_ino
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
     would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a

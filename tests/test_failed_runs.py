@@ -245,6 +245,17 @@ def test_an_output_folder_removed_or_made_a_file_says_which_and_another_folder_s
             files.check_folders(out / "clip.mp4")
 
 
+def test_a_file_given_a_removed_folders_inode_is_no_folder_of_its_identity(tmp_path):
+    """tmpfs gives a freed inode straight back: a folder removed and a file put at its name at once could share its
+    device and inode, and pass for it (the run then failed later, as "cannot write …"). Only a folder has a
+    folder's identity."""
+    folder, file = tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    file.write_text("x")
+    assert files.folder_identity(folder) == (folder.stat().st_dev, folder.stat().st_ino)
+    assert files.folder_identity(file) is None and files.folder_identity(tmp_path / "nothing") is None
+
+
 def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_name(tiny, tmp_path, monkeypatch):
     """`mv OUT OUT.old; ln -s VICTIM OUT` after clip 1 of `generate -n 3 --overwrite -o OUT`: clips 2 and 3 went into
     VICTIM, over its files, exit 0. The folder found as the first clip went in is the one every later file must go

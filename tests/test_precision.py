@@ -284,7 +284,9 @@ def test_loading_holds_the_kept_weights_and_one_tensor_of_the_file_not_all_of_it
     done = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path)], capture_output=True, text=True, check=True)
     grown, kept = map(int, done.stdout.split())
     assert path.stat().st_size > 100 << 20 and kept < 0.55 * path.stat().st_size and largest < 8 << 20
-    assert grown <= kept + largest + (24 << 20), (grown >> 20, kept >> 20)
+    # slack: the same load grows 65–82 MB from run to run here (the allocator's and the mapped file's pages), 40 MB
+    # over kept + largest at most; holding the whole file would add its 100 MB
+    assert grown <= kept + largest + (40 << 20), (grown >> 20, kept >> 20)
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 64, 64, 128), (1, 256, 1600)])

@@ -1,6 +1,6 @@
 """One call of mmgen's work — a pipeline function a program calls, or a command (cli.run enters the same two
 blocks) — is what two promises hold over: each note is said once in it (media.notes.one_call), and every output
-folder stays the one it found (files.same_folders). A call made inside another is part of it: a batch's jobs, a
+folder stays the one it found (output_folders.same_folders). A call made inside another is part of it: a batch's jobs, a
 command's pipeline call."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from mmgen.files import same_folders
 from mmgen.media.notes import one_call
+from mmgen.output_folders import same_folders
 
 P = ParamSpec("P")
 R = TypeVar("R")

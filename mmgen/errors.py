@@ -32,7 +32,7 @@ class StorageError(MmgenError):
 
 class FolderReplaced(StorageError):
     """An output folder was replaced (moved away, a link put at its name) while the command wrote into it: it stops
-    before writing anything through that name (mmgen.files.same_folders)."""
+    before writing anything through that name (mmgen.output_folders.same_folders)."""
 
 
 class ResourceError(MmgenError):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
@@ -32,8 +31,9 @@ from pathlib import Path
 
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
-from mmgen.errors import FolderReplaced, MediaError, OutputExists
-from mmgen.output_checks import check_writable, kind_of, name_max
+from mmgen.errors import MediaError, OutputExists
+from mmgen.output_checks import check_writable, name_max
+from mmgen.output_folders import check_folders, forget_folder
 from mmgen.runtime.stop_signals import check_stop, stops_held
 from mmgen.weights.names import PATH_MAX
 
@@ -87,80 +87,8 @@ class _Group:
 
 
 _group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=None)
-# The output folders a command writes into, as it found them (`same_folders`): absolute path → device and inode
-_folders: ContextVar[dict[Path, tuple[int, int] | None] | None] = ContextVar("files_same_folders", default=None)
 
 
-@contextmanager
-def same_folders() -> Iterator[None]:
-    """Inside the block (a command), every output folder (`keep_folder`) stays the one found as the first output
-    went into it: a folder replaced meanwhile (moved away, a link to another folder put at its name) is a
-    FolderReplaced (exit 1) before anything more is written through its name — never a file written, or overwritten, in
-    whatever folder the name leads to now. A batch's manifest holds its folder to the same (batch.manifest). A block
-    inside another's is part of it: the command's, and each pipeline call of the Python API's (calls.pipeline_call)."""
-    if _folders.get() is not None:
-        yield
-        return
-    token = _folders.set({})
-    try:
-        yield
-    finally:
-        _folders.reset(token)
-
-
-def keep_folder(folder: Path) -> None:
-    """Record `folder` (just made, or found) as an output folder of the `same_folders` block, the first time; check
-    that it is still the one recorded every later time."""
-    found = _folders.get()
-    if found is None:
-        return
-    key = Path(os.path.abspath(folder))
-    if key not in found:
-        found[key] = folder_identity(key)
-    else:
-        check_folders(key / "-")
-
-
-def check_folders(target: Path) -> None:
-    """FolderReplaced if an output folder holding `target` (its own or one above it) is no longer the one recorded."""
-    found = _folders.get()
-    if not found:
-        return
-    for folder in Path(os.path.abspath(target)).parents:
-        if folder in found and folder_identity(folder) != found[folder]:
-            raise _replaced(folder)
-
-
-def _replaced(folder: Path) -> FolderReplaced:
-    """The FolderReplaced for `folder`, saying what is at its name now: another folder, something else, nothing (a
-    name leading through a link that may be what replaced a folder above it: "was replaced", as a folder)."""
-    gone = not os.path.lexists(folder)
-    if os.path.isdir(folder) or (gone and any(os.path.islink(above) for above in folder.parents)):
-        return FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
-                              hint="what was written before is in the folder that was there; nothing was "
-                                   "written into the one there now")
-    said = ("was removed while mmgen wrote into it" if gone
-            else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
-    return FolderReplaced(f"{folder} {said}; stopped",
-                          hint="what was written before went where that folder went; nothing more was written")
-
-
-def forget_folder(folder: Path) -> None:
-    """`folder` was removed by the command itself (it held nothing): a later one at its name is found anew."""
-    found = _folders.get()
-    if found is not None:
-        found.pop(Path(os.path.abspath(folder)), None)
-
-
-def folder_identity(folder: Path) -> tuple[int, int] | None:
-    """Which folder `folder` leads to (links followed): its device and inode, or None where there is none — nothing,
-    or something else than a folder: a file put at a removed folder's name may be given its inode (tmpfs hands a
-    freed inode straight back), and is no folder of the same identity."""
-    try:
-        info = os.stat(folder)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
 def temporary_name(target: Path) -> Path:
     """A hidden, per-call unique sibling of `target` with the same extension (a shared temporary name
     would let two concurrent writers corrupt each other's file), naming the process that writes it, so that a

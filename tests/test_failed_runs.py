@@ -21,7 +21,7 @@ from media_factory import write_test_video
 from mmgen_cli import REPO, mmgen_env
 from tiny_model import tiny_config, tiny_mmunet
 
-from mmgen import files
+from mmgen import files, output_folders
 from mmgen.errors import FolderReplaced, OutputExists, StorageError
 from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.temporaries import remove_leftovers
@@ -215,7 +215,7 @@ def test_an_output_folder_replaced_by_a_file_mid_run_is_one_line_naming_it(tiny,
 
     monkeypatch.setattr(generate_pipeline, "write_generated", replace_the_folder_after_the_first_clip)
     with pytest.raises(StorageError, match=fr"^{out} is a file now, not a folder \(replaced while mmgen wrote into it\); stopped"
-                       ) as caught:  # (the API's call holds its folder as the command does: files.same_folders)
+                       ) as caught:  # (the API's call holds its folder as the command does: output_folders.same_folders)
         generate_files(out, GenerateSettings(model=str(tiny), num=2, **FAST))
 
     assert caught.value.exit_code == 1
@@ -231,18 +231,18 @@ def test_an_output_folder_removed_or_made_a_file_says_which_and_another_folder_s
     out.mkdir()
     other.mkdir()  # made while `out` is there: other inodes (a freed one is reused at once)
     (tmp_path / "file").write_text("x")
-    with files.same_folders():
-        files.keep_folder(out)
+    with output_folders.same_folders():
+        output_folders.keep_folder(out)
         out.rmdir()
         with pytest.raises(FolderReplaced, match=f"^{out} was removed while mmgen wrote into it; stopped"):
-            files.check_folders(out / "clip.mp4")
+            output_folders.check_folders(out / "clip.mp4")
         (tmp_path / "file").rename(out)
         with pytest.raises(FolderReplaced, match=f"^{out} is a file now, not a folder"):
-            files.check_folders(out / "clip.mp4")
+            output_folders.check_folders(out / "clip.mp4")
         out.unlink()
         other.rename(out)
         with pytest.raises(FolderReplaced, match=f"^{out} was replaced while mmgen wrote into it; stopped"):
-            files.check_folders(out / "clip.mp4")
+            output_folders.check_folders(out / "clip.mp4")
 
 
 def test_a_file_given_a_removed_folders_inode_is_no_folder_of_its_identity(tmp_path):
@@ -252,8 +252,8 @@ def test_a_file_given_a_removed_folders_inode_is_no_folder_of_its_identity(tmp_p
     folder, file = tmp_path / "folder", tmp_path / "file"
     folder.mkdir()
     file.write_text("x")
-    assert files.folder_identity(folder) == (folder.stat().st_dev, folder.stat().st_ino)
-    assert files.folder_identity(file) is None and files.folder_identity(tmp_path / "nothing") is None
+    assert output_folders.folder_identity(folder) == (folder.stat().st_dev, folder.stat().st_ino)
+    assert output_folders.folder_identity(file) is None and output_folders.folder_identity(tmp_path / "nothing") is None
 
 
 def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_name(tiny, tmp_path, monkeypatch):

@@ -460,7 +460,7 @@ def test_a_stop_whose_checkpoint_cannot_be_saved_says_so_in_its_last_line(setup,
 
 def test_a_run_folder_swapped_for_a_link_mid_run_stops_the_run_before_writing_through_it(setup, tmp_path, monkeypatch):
     """`mv RUN RUN.old; ln -s ELSEWHERE RUN` after the first checkpoint: the run wrote its later checkpoints and its
-    model into ELSEWHERE. The folder it took is the one every file of the run goes into (files.same_folders): one
+    model into ELSEWHERE. The folder it took is the one every file of the run goes into (output_folders.same_folders): one
     line naming it, exit 1, nothing written into ELSEWHERE, the first checkpoint kept where it was written."""
     from mmgen.train import state
 

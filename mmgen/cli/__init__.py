@@ -143,8 +143,8 @@ def _start_failed(e: Exception, argv: list[str] | None) -> int:
 def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import arguments, command, debug_enabled, hide_library_warnings
-    from mmgen.files import same_folders
     from mmgen.media.notes import held_back, one_call
+    from mmgen.output_folders import same_folders
     from mmgen.runtime.stop_signals import check_stop, is_stop_code, stop_code, stopped
 
     hide_library_warnings()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmgen import files
+from mmgen import files, output_folders
 from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
 from mmgen.disk_failures import write_failure
 from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError
@@ -142,7 +142,7 @@ def ensure_folder(paths: OutputPaths) -> None:
     remove the temporaries a killed run left in it (mmgen.temporaries: never those of a run still writing). A file
     where the folder must be came there while the command ran: StorageError (exit 1) naming it, not an OSError."""
     folder = paths.mp4.parent
-    files.check_folders(paths.mp4)  # an output folder it is in, replaced since: no folder made in what is there now
+    output_folders.check_folders(paths.mp4)  # an output folder it is in, replaced since: no folder made in what is there now
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -151,7 +151,7 @@ def ensure_folder(paths: OutputPaths) -> None:
             raise StorageError(f"cannot write {paths.mp4}: {existing} is {kind_of(existing)} now, not a folder (it was replaced "
                                "while mmgen ran)", hint="move it away and run the command again") from None
         raise write_failure(paths.mp4, e) from None
-    files.keep_folder(folder)  # the folder found, before anything in it is removed: not one put in its place since
+    output_folders.keep_folder(folder)  # the folder found, before anything in it is removed: not one put in its place since
     remove_leftovers(folder)
 
 

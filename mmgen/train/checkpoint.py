@@ -31,7 +31,8 @@ from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.disk_failures import read_failure, writing
 from mmgen.errors import MmgenError, StorageError, UsageError
-from mmgen.files import atomic_path, check_folders
+from mmgen.files import atomic_path
+from mmgen.output_folders import check_folders
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
 from mmgen.weights.safetensors_file import safe_open

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import UsageError
-from mmgen.files import keep_folder, put_back_kept
+from mmgen.files import put_back_kept
+from mmgen.output_folders import keep_folder
 from mmgen.temporaries import remove_leftovers
 from mmgen.train.runlog import last_event
 from mmgen.weights import sidecar
@@ -175,7 +176,7 @@ class RunFolderLock:
         """Hold the folder (no-op when held, or while it does not exist yet); UsageError if a run holds it."""
         if self._fd is not None or not self.run_dir.is_dir():
             return
-        keep_folder(self.run_dir)  # the folder every file of the run goes into (files.same_folders)
+        keep_folder(self.run_dir)  # the folder every file of the run goes into (output_folders.same_folders)
         if fcntl is None:
             return
         fd = os.open(self.run_dir, os.O_RDONLY)

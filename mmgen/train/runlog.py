@@ -13,7 +13,8 @@ from typing import Any
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError
-from mmgen.files import check_folders, write_text
+from mmgen.files import write_text
+from mmgen.output_folders import check_folders
 
 
 class RunLog:
@@ -22,7 +23,7 @@ class RunLog:
 
     def write(self, event: str, step: int, **fields: Any) -> None:
         line = json.dumps(_finite({"event": event, "step": step, **fields}), allow_nan=False) + "\n"
-        check_folders(self.path)  # appended in the run's folder as it was taken (files.same_folders)
+        check_folders(self.path)  # appended in the run's folder as it was taken (output_folders.same_folders)
         with writing(self.path), open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
 

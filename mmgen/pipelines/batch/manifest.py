@@ -24,8 +24,9 @@ from typing import Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import check_folders, folder_identity, write_text
+from mmgen.files import write_text
 from mmgen.locks import file_lock
+from mmgen.output_folders import check_folders, folder_identity
 from mmgen.stamps import FileStamp, hashed, unchanged
 
 MANIFEST_NAME = "batch-manifest.jsonl"
@@ -171,7 +172,7 @@ class Manifest:
         """What a finished job wrote, for its "done" record."""
         described = {}
         for key, path in files.items():
-            check_folders(path)  # its folder is still the one the job wrote into (files.same_folders)
+            check_folders(path)  # its folder is still the one the job wrote into (output_folders.same_folders)
             if path.is_file():
                 sha256, stamp = hashed(path)
                 described[key] = FileRecord(self.relative(path), path.stat().st_size, sha256, stamp)

@@ -26,8 +26,8 @@ from typing import Literal
 from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
 from mmgen.errors import FolderReplaced, MmgenError, UsageError
-from mmgen.files import check_folders
 from mmgen.locks import sole_holder
+from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned

@@ -51,7 +51,7 @@ class InvalidSetting(UsageError, ValueError):
     value (an adapter not registered, a rate the output cannot store, a range past the clip's end). Its line names
     the setting by its field, as a batch file or a config says it (`sample_rate 10000: …`); the command line says
     the same line naming its flag (`said_as("--sample-rate")`): one error, each edge's words. A ValueError too, so
-    YAML parsing (mmgen.config) reports it with the file and line."""
+    YAML parsing (mmgen.yaml_files) reports it with the file and line."""
 
     def __init__(self, field: str, reason: str, value: object = None, hint: str | None = None):
         self.field = field

@@ -184,13 +184,13 @@ def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_aft
     """A 16 MB flow list of 8 M integers was composed whole (2 GB, minutes) before the value limit was checked;
     the nodes are now counted as they are composed, so the file is refused before its end is even read (here a
     syntax error there is never reached)."""
-    from mmgen import config
+    from mmgen import yaml_files
 
-    monkeypatch.setattr(config, "MAX_YAML_VALUES", 1000)
+    monkeypatch.setattr(yaml_files, "MAX_YAML_VALUES", 1000)
     path = tmp_path / "jobs.yaml"
     path.write_text("jobs: [" + "1," * 5000 + "1]\nbroken: [\n")
     with pytest.raises(ConfigError, match=r"jobs\.yaml: holds more than 1,000 values; refusing"):
-        config.load_yaml(path)
+        yaml_files.load_yaml(path)
 
 
 @pytest.mark.parametrize("number", ["1" + "0" * 5000, "!!int 0x" + "f" * 5000, "-" + "9" * 1001],
@@ -198,7 +198,8 @@ def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_aft
 def test_a_number_too_long_in_yaml_or_json_is_refused_at_its_line_without_python_s_advice(tmp_path, number):
     """int() refuses past 4300 digits with "use sys.set_int_max_str_digits()" (exit 1, no file named), and a long
     hexadecimal one was read, to fail where it was printed: each is "a number too long" at its file and line."""
-    from mmgen.config import load_yaml, parse_json
+    from mmgen.config import parse_json
+    from mmgen.yaml_files import load_yaml
 
     path = tmp_path / "jobs.yaml"
     path.write_text(f"output_dir: out\nseed: {number}\n")

@@ -20,12 +20,13 @@ from torch import nn
 from mmgen import __version__
 from mmgen.adapters.lora import adapter_state
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import MAX_NUMBER_CHARS, parse_json, to_dict
+from mmgen.config import parse_json, to_dict
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.weights import sidecar
 from mmgen.weights.safetensors_file import open_safetensors, read_tensors, save_safetensors
+from mmgen.yaml_files import MAX_NUMBER_CHARS
 
 if TYPE_CHECKING:
     from mmgen.weights.load import LoadedModel

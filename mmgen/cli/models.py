@@ -24,7 +24,7 @@ from rich.table import Table
 
 from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
-from mmgen.config import json_text, load_yaml, to_dict
+from mmgen.config import json_text, to_dict
 from mmgen.errors import MmgenError, UsageError
 from mmgen.terminal import (
     WIDE_TABLE,
@@ -36,6 +36,7 @@ from mmgen.terminal import (
     size_text,
     table_console,
 )
+from mmgen.yaml_files import load_yaml
 
 models_app = typer.Typer(
     name="models",

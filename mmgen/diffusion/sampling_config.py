@@ -6,10 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from mmgen.config import from_dict, load_yaml, to_dict
+from mmgen.config import from_dict, to_dict
 from mmgen.errors import ConfigError
 from mmgen.modal import MODALITIES, Modal
 from mmgen.presets import preset_dir
+from mmgen.yaml_files import load_yaml
 
 if TYPE_CHECKING:
     from mmgen.diffusion.guidance import Condition

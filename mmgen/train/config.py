@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import converted, from_dict, load_yaml
+from mmgen.config import converted, from_dict
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_same_training
 from mmgen.weights.registry import is_path
+from mmgen.yaml_files import load_yaml
 
 DEFAULT_MODEL = "demo"
 DEFAULT_LORA_TARGETS = "attention+conv"

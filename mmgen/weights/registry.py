@@ -20,7 +20,7 @@ from typing import Any, Literal
 import platformdirs
 
 from mmgen import environment
-from mmgen.config import from_dict, load_yaml, to_dict
+from mmgen.config import from_dict, to_dict
 from mmgen.diffusion.sampling_config import SamplingConfig, load_sampling_preset, sampling_presets
 from mmgen.errors import ConfigError, ModelNotFound
 from mmgen.models import config_for
@@ -28,6 +28,7 @@ from mmgen.presets import preset_dir
 from mmgen.stamps import FileStamp
 from mmgen.weights.names import is_name, is_path  # noqa: F401 (is_path: imported from here too)
 from mmgen.weights.urls import check_url
+from mmgen.yaml_files import load_yaml
 
 Arch = Literal["mm-unet", "sr-unet"]
 WeightsFormat = Literal["safetensors", "pt"]

@@ -25,10 +25,11 @@ from typing import Any
 import yaml
 
 from mmgen.adapters.use import AdapterUse
-from mmgen.config import compose_yaml, from_dict, nearest_key, unknown_keys, unquoted
+from mmgen.config import from_dict, nearest_key, unknown_keys, unquoted
 from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.pipelines.settings import KINDS as SETTINGS
 from mmgen.weights.names import is_path
+from mmgen.yaml_files import compose_yaml
 
 
 def _fields(cls: type) -> tuple[str, ...]:

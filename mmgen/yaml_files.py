@@ -1,0 +1,148 @@
+"""Safe, bounded YAML: the one way mmgen reads a YAML file (a config, a registry entry, a preset, a batch file).
+
+yaml.safe_load alone builds no Python objects from tags, but keeps the last of a key given twice without a word,
+reads a file or an alias "billion laughs" of any size whole, reads `1:30` as 90 and `2001-12-14` as a date, and
+says little of where it failed. Here only a small regular file is read; a key given twice, a document too big
+and a number too long are refused before anything is built from them, each as one ConfigError naming the file
+and, where there is one, the line. Turning what was read into frozen dataclasses is mmgen.config's job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmgen.config import NotASmallFile, read_small_file
+from mmgen.errors import ConfigError
+
+MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
+MAX_YAML_VALUES = 1_000_000  # values once aliases are expanded: a "billion laughs" file is refused before use
+MAX_NUMBER_CHARS = 1000  # an integer written longer than this is no setting (and past 4300 digits Python refuses it)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file as safe_load would, through `compose_yaml`'s checks."""
+    return compose_yaml(path)[0]
+
+
+def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """The one way mmgen reads YAML (configs, registry entries, presets, batch files): safe_load's data plus
+    its node tree (for line numbers). Refused with a ConfigError naming the file (and line) before anything
+    is built from it: a file over MAX_YAML_BYTES, a key given twice in one mapping (YAML would silently keep
+    the last), and aliases that expand to more than MAX_YAML_VALUES values or into themselves — counted on the
+    node graph, where an alias is one shared node, so the check itself takes memory linear in the file. The
+    nodes are counted as they are composed too (`_Loader.compose_node`), so a file of millions of plain values
+    is refused once past the limit, never built whole first; an integer written with more than
+    MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
+    path = Path(path)
+    try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
+        text = read_small_file(path, MAX_YAML_BYTES).decode("utf-8")
+    except NotASmallFile as e:
+        raise ConfigError(f"{path}: {e.problem.replace('too big', 'too big for a YAML config', 1)}") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(node, path)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except _TooManyValues:
+        raise ConfigError(f"{path}: holds more than {MAX_YAML_VALUES:,} values; refusing to read it") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load's loader, less two YAML 1.1 readings no mmgen file wants, which turned what a user wrote into
+    something else: `0:0.5` or `1:30` as base-60 numbers (0.5 and 90), and `2001-12-14` as a date. Both stay the
+    strings they look like (a time range, a name); a number field given one says it expected a number."""
+
+    def resolve(self, kind, value, implicit):
+        tag = super().resolve(kind, value, implicit)
+        if tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value):
+            return _STRING
+        return tag
+
+    composed = 0  # nodes composed so far (an alias counts once here; _check_nodes counts them expanded)
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_YAML_VALUES:
+            raise _TooManyValues
+        return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_NUMBER_CHARS:  # past 4300 digits int() raises ValueError, advice for Python's users
+            raise yaml.constructor.ConstructorError(None, None, "a number too long", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+class _TooManyValues(Exception):
+    """More than MAX_YAML_VALUES nodes composed: the file is refused before the rest of it is read."""
+
+
+_STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Walk the node graph once (each shared node once), checking for duplicate keys and counting how many
+    values the document holds with every alias expanded."""
+    sizes: dict[int, int] = {}  # id(node) → values under it, aliases expanded
+    on_path: set[int] = set()  # the nodes being walked: meeting one again is an alias loop
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, walked = stack.pop()
+        key = id(node)
+        if walked:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_VALUES:
+                raise ConfigError(f"{path}: holds more than {MAX_YAML_VALUES:,} values once its aliases (*name) "
+                                  "are expanded; refusing to read it")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: invalid YAML: an alias refers to a value that "
+                              "contains it (an endless loop)")
+        on_path.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, path)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_unique_keys(node: yaml.MappingNode, path: Path) -> None:
+    """A key given twice in one mapping is an error naming both lines (merged `<<:` keys may be overridden)."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line, ident = key.start_mark.line + 1, (key.tag, key.value)
+        if ident in first:
+            raise ConfigError(f"{path}:{line}: key {key.value!r} is given twice (lines {first[ident]} and {line}); "
+                              "keep one")
+        first[ident] = line

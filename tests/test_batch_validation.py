@@ -4,6 +4,7 @@ The tiny test model is used by path (its header is all validation reads); no tes
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import textwrap
@@ -444,6 +445,16 @@ def save_folder_adapter(folder: Path, path: Path, value: float) -> Path:
             p.fill_(value)
     save_adapter(path, loaded.model, LoraSpec(4, 4.0, "attention"), BaseModel.of(loaded))
     return path
+
+
+def test_a_job_s_hash_is_the_sha256_of_its_payload_as_sorted_ascii_json():
+    """The manifest keeps each job's hash for the next run to compare (batch.job_hash): written any other way (keys
+    in another order, é as UTF-8, other separators) the same job would hash anew, and every done job be redone."""
+    from mmgen.pipelines.batch.job_hash import digest
+
+    written = b'{"input": null, "kind": "generate", "options": {"name": "\\u00e9t\\u00e9"}, "seed": 7}'
+    payload = {"seed": 7, "options": {"name": "été"}, "kind": "generate", "input": None}
+    assert digest(payload) == hashlib.sha256(written).hexdigest()
 
 
 def test_a_job_done_with_an_adapter_is_redone_once_the_adapter_file_or_registered_name_holds_other_weights(

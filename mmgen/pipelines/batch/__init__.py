@@ -5,8 +5,8 @@ process's outcomes gathered.
     plan = plan_batch("jobs.yaml")            # raises BatchInvalid listing every problem with its line
     outcomes = run_batch(plan, progress=print)
 
-The modules: schema (the file), plan (jobs, checks, content hashes), manifest (what is done), run (execution
-and the split between processes).
+The modules: schema (the file), plan (jobs and checks), job_hash (content hashes), manifest (what is done),
+run (execution and the split between processes).
 """
 
 import lazy_loader

@@ -48,7 +48,7 @@ class FileRecord:
 class Record:
     output: str  # the job's mp4, relative to the output folder: the key of its records
     state: State
-    hash: str  # the job's content hash (batch_plan.content_hash)
+    hash: str  # the job's content hash (job_hash.JobHasher.hash)
     job: int
     kind: str
     seed: int

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -17,14 +16,13 @@ from typing import Any, Literal
 
 import torch
 
-from mmgen.adapters.store import read_file
 from mmgen.calls import pipeline_call
-from mmgen.config import to_dict
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
 from mmgen.media.notes import said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.batch.inputs import job_inputs
+from mmgen.pipelines.batch.job_hash import JobHasher, digest
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import (
     KIND_OPTIONS,
@@ -50,7 +48,6 @@ from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
-from mmgen.weights.identity import model_sha256s
 from mmgen.weights.load import known_config
 from mmgen.weights.registry import is_path
 
@@ -64,8 +61,6 @@ STATUS_TEXT = {
     "failed": "failed (before): retry",
     "damaged": "damaged (outputs changed): redo",
 }
-# The model counts by its sha256, the seed per clip and the precision as chosen; num and the device not at all.
-_NOT_HASHED = ("model", "seed", "num", "device", "precision", "audio")  # audio: said by video (False) already
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ class Job:
     run: Run  # the settings resolved and checked (session.prepare), the job's seed included
     files: OutputPaths
     hash: str
-    former: tuple[dict, ...] = dataclasses.field(default=(), compare=False, repr=False)  # _Planner._hash
+    former: tuple[dict, ...] = dataclasses.field(default=(), compare=False, repr=False)  # JobHasher.hash
 
     @property
     def kind(self) -> str:
@@ -89,7 +84,7 @@ class Job:
     def hashed_as(self, recorded: str) -> bool:
         """Whether a record's content hash is this job's: its own, or as an older mmgen hashed it, naming the
         models by other sha256s (weights.identity.model_sha256s) — worked out only for a record that is not."""
-        return recorded == self.hash or any(_digest({**payload, "seed": self.seed}) == recorded
+        return recorded == self.hash or any(digest({**payload, "seed": self.seed}) == recorded
                                             for payload in self.former)
 
     @property
@@ -183,10 +178,9 @@ class _Planner:
         self.problems = problems
         self.registry = load_registry()
         self.cache = ModelCache()
+        self.hasher = JobHasher(self.registry, self.cache)
         self._runs: dict[RunSettings, Run | UsageError] = {}
-        self._model_sha256s: dict[str, tuple[str, ...]] = {}
         self._configs: dict[str, Any] = {}
-        self._hashed: dict[tuple, list[dict]] = {}  # the hash's payloads but the seed, of the job and input in hand
         self._left_out: dict[int, dict[str, Any]] = {}  # by job index: the `defaults:` values its run ignores (_meant)
 
     def problem(self, line: int | None, message: str) -> None:
@@ -211,7 +205,7 @@ class _Planner:
             for input, stem, chosen in targets:
                 output = f"{stem}.mp4"
                 job_run = _reseeded(run, chosen.seed)
-                job_hash, former = self._hash(spec, input, chosen, job_run)
+                job_hash, former = self.hasher.hash(spec, input, chosen, job_run, self._left_out.get(spec.index, {}))
                 jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
                                 chosen.outputs(self.batch.output_dir / output), job_hash, former))
         return jobs
@@ -302,45 +296,6 @@ class _Planner:
                 self._runs[key] = e
         return self._runs[key]
 
-    def _hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> tuple[str, tuple]:
-        """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
-        same for every output of one job and input, so it is worked out once for them. Also the payloads (but the
-        seed) older mmgen versions hashed for it (Job.hashed_as)."""
-        key = (spec.index, input)
-        if key not in self._hashed:
-            self._hashed = {key: self._hashed_but_seed(spec, input, settings, run)}
-        payload, *former = self._hashed[key]
-        return _digest({**payload, "seed": run.seed}), tuple(former)
-
-    def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run) -> list[dict]:
-        """The payload, then its variants naming the models as an older mmgen did, and, for a job whose run ignores
-        a `defaults:` value left out of its settings (_meant), taking that value into options and sampling as mmgen
-        did before 8f3d4e8 (it ran such a job and hashed what it ignored: that job is done, not changed)."""
-        described = None
-        if input is not None:
-            stat = input.stat()
-            described = {"path": str(input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        payload = {
-            "kind": spec.kind,
-            "input": described,
-            "options": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_HASHED},
-            "sampling": to_dict(run.sampling),
-            "precision": run.compute.precision,
-        }
-        if run.adapters:  # each by its file's sha256, as the model is: a file trained again or re-imported is new
-            del payload["options"]["adapter"]
-            payload["adapters"] = [{"sha256": self.adapter_sha256(use.source), "weight": use.weight}
-                                   for use in run.adapters]
-        left_out = self._left_out.get(spec.index, {})
-        payloads = [payload]
-        if left_out:
-            sampled = {k: v for k, v in left_out.items() if k in payload["sampling"]}  # a guidance scale
-            payloads.append({**payload, "options": {**payload["options"], **left_out},
-                             "sampling": {**payload["sampling"], **sampled}})
-        upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
-        return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
-                for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]
-
     def config(self, model: str) -> Any | None:
         """The model's config if known without loading it (weights/load.known_config); a model that cannot
         be read is the job's run to report."""
@@ -350,16 +305,6 @@ class _Planner:
             except MmgenError:
                 self._configs[model] = None
         return self._configs[model]
-
-    def model_sha256s(self, name: str) -> tuple[str, ...]:
-        if name not in self._model_sha256s:
-            self._model_sha256s[name] = model_sha256s(name, self.registry, self.cache)
-        return self._model_sha256s[name]
-
-    def adapter_sha256(self, source: str) -> str:
-        """The sha256 of the file an `--adapter` value reads (adapters.store.read_file), hashed once while it
-        stays as it is, as a model given by path is (ModelCache.file_sha256)."""
-        return self.cache.file_sha256(read_file(source))
 
     def downloads(self, jobs: list[Job]) -> tuple[Download, ...]:
         """Models to fetch before the jobs can run; under MMGEN_OFFLINE=1 each one is a problem."""
@@ -380,10 +325,6 @@ class _Planner:
                     self.problem(line, f"model {name} must be downloaded, but MMGEN_OFFLINE=1 forbids it "
                                  f"(import it with `mmgen models import FILE --name {name}`)")
         return tuple(needed.values())
-
-
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _reseeded(settings, seed: int):

@@ -1,0 +1,91 @@
+"""A batch job's content hash: what decides its output, so that a re-run skips a job that is done and redoes one
+whose file, model, adapter or settings changed since. The manifest keeps each job's hash; a hash once written
+must keep meaning the same output, so the payload of an older mmgen is worked out too (Job.hashed_as).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmgen.adapters.store import read_file
+from mmgen.config import to_dict
+from mmgen.weights.identity import model_sha256s
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.batch.schema import JobSpec
+    from mmgen.pipelines.session import Run
+    from mmgen.pipelines.settings import RunSettings
+    from mmgen.weights import ModelCache
+    from mmgen.weights.registry import Registry
+
+# The model counts by its sha256, the seed per clip and the precision as chosen; num and the device not at all.
+_NOT_HASHED = ("model", "seed", "num", "device", "precision", "audio")  # audio: said by video (False) already
+
+
+def digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class JobHasher:
+    """The content hashes of one batch's jobs, hashing each model and adapter file once however many jobs use it."""
+
+    def __init__(self, registry: Registry, cache: ModelCache):
+        self.registry = registry
+        self.cache = cache
+        self._model_sha256s: dict[str, tuple[str, ...]] = {}
+        self._hashed: dict[tuple, list[dict]] = {}  # the hash's payloads but the seed, of the job and input in hand
+
+    def hash(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run,
+             left_out: dict[str, Any]) -> tuple[str, tuple[dict, ...]]:
+        """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
+        same for every output of one job and input, so it is worked out once for them. Also the payloads (but the
+        seed) older mmgen versions hashed for it (Job.hashed_as). `left_out`: the `defaults:` values the job's run
+        ignores, left out of its settings (plan._Planner._meant)."""
+        key = (spec.index, input)
+        if key not in self._hashed:
+            self._hashed = {key: self._hashed_but_seed(spec, input, settings, run, left_out)}
+        payload, *former = self._hashed[key]
+        return digest({**payload, "seed": run.seed}), tuple(former)
+
+    def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run,
+                         left_out: dict[str, Any]) -> list[dict]:
+        """The payload, then its variants naming the models as an older mmgen did, and, for a job whose run ignores
+        a `defaults:` value left out of its settings, taking that value into options and sampling as mmgen did
+        before 8f3d4e8 (it ran such a job and hashed what it ignored: that job is done, not changed)."""
+        described = None
+        if input is not None:
+            stat = input.stat()
+            described = {"path": str(input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        payload = {
+            "kind": spec.kind,
+            "input": described,
+            "options": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _NOT_HASHED},
+            "sampling": to_dict(run.sampling),
+            "precision": run.compute.precision,
+        }
+        if run.adapters:  # each by its file's sha256, as the model is: a file trained again or re-imported is new
+            del payload["options"]["adapter"]
+            payload["adapters"] = [{"sha256": self.adapter_sha256(use.source), "weight": use.weight}
+                                   for use in run.adapters]
+        payloads = [payload]
+        if left_out:
+            sampled = {k: v for k, v in left_out.items() if k in payload["sampling"]}  # a guidance scale
+            payloads.append({**payload, "options": {**payload["options"], **left_out},
+                             "sampling": {**payload["sampling"], **sampled}})
+        upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
+        return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
+                for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]
+
+    def model_sha256s(self, name: str) -> tuple[str, ...]:
+        if name not in self._model_sha256s:
+            self._model_sha256s[name] = model_sha256s(name, self.registry, self.cache)
+        return self._model_sha256s[name]
+
+    def adapter_sha256(self, source: str) -> str:
+        """The sha256 of the file an `--adapter` value reads (adapters.store.read_file), hashed once while it
+        stays as it is, as a model given by path is (ModelCache.file_sha256)."""
+        return self.cache.file_sha256(read_file(source))

@@ -26,7 +26,7 @@ from finetune_clips import write_clip_folder, write_recipe
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env
 
-from mmgen.train.checkpoint import latest_checkpoint
+from mmgen.train.step_folders import latest_checkpoint
 
 FAST = ("--steps", "2")
 

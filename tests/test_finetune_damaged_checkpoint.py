@@ -19,7 +19,14 @@ from mmgen import files
 from mmgen.cli import run
 from mmgen.errors import StorageError
 from mmgen.models import build_model, config_for
-from mmgen.train.checkpoint import Checkpoint, list_checkpoints, resume_from, save_checkpoint, set_aside
+from mmgen.train.checkpoint import (
+    Checkpoint,
+    list_checkpoints,
+    resume_from,
+    save_checkpoint,
+    set_aside,
+    unreadable,
+)
 from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
 
@@ -288,4 +295,4 @@ def test_whether_a_checkpoint_loads_is_not_told_from_a_failing_disk(tmp_path, mo
 
     monkeypatch.setattr(safetensors, "safe_open", bad_sector)
     with pytest.raises(StorageError, match=f"cannot read {folder / 'model.safetensors'}: Input/output error"):
-        Checkpoint(folder, 2).unreadable()
+        unreadable(Checkpoint(folder, 2))

@@ -19,8 +19,8 @@ from mmgen_cli import mmgen_env
 from safetensors.torch import load_file
 
 from mmgen.models import build_model
-from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.runlog import read_log
+from mmgen.train.step_folders import latest_checkpoint
 from mmgen.train.trainer import parameters_digest
 from mmgen.weights import load_model
 

@@ -33,10 +33,11 @@ from mmgen.cli import run
 from mmgen.media import probe
 from mmgen.models import build_model, config_for
 from mmgen.runtime.device import Compute
-from mmgen.train.checkpoint import latest_checkpoint, list_checkpoints, resume_from, save_checkpoint
+from mmgen.train.checkpoint import list_checkpoints, resume_from, save_checkpoint
 from mmgen.train.preview import preview_sampling, write_preview
 from mmgen.train.run_weights import RunWeights
 from mmgen.train.runlog import read_log
+from mmgen.train.step_folders import latest_checkpoint
 
 STEPS = 8
 # Every source of run-to-run difference switched on: warm-up then cosine decay, EMA, random flips, dropout (the
@@ -149,6 +150,40 @@ def test_resume_without_a_checkpoint_is_a_one_line_error(setup, tmp_path, capsys
         f"mmgen: error: {tmp_path / 'run'}: no complete checkpoint to resume from "
         "(start a new run without --resume, or point -o at the run folder)"
     )
+
+
+def test_a_run_folder_that_cannot_take_the_run_is_refused_before_torch_loads(tmp_path):
+    """`finetune CLIPS -o FOLDER` into a folder of the user's, and --resume of a run that stopped before its first
+    checkpoint or has no step folder at all, were refused only once torch had loaded (seconds, hundreds of MB): the
+    refusal came from the run's own look at its folder. The command line asks the same first, in the same words;
+    the run's look stays the guard (the Python API's refusals: the test above)."""
+    from mmgen.train.run_folder import RUN_HEADER
+
+    clips, mine, stopped, bare = (tmp_path / name for name in ("clips", "mine", "stopped", "bare"))
+    for folder in (clips, mine, stopped, bare):
+        folder.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (stopped / "config.yaml").write_text(f"{RUN_HEADER}{clips}: every setting of this run\nsteps: 2\n")
+    (stopped / "log.jsonl").write_text("")
+    (bare / "config.yaml").write_text("steps: 2\n")  # settings written by hand: no run's record
+    script = ("import sys; from mmgen.cli import run\n"
+              "for args in sys.argv[1:]:\n"
+              "    print(run(args.split('|')), 'torch' in sys.modules, file=sys.stderr)")
+    asked = [f"finetune|{clips}|-o|{mine}", f"finetune|{clips}|-o|{stopped}|--resume",
+             f"finetune|{clips}|-o|{bare}|--resume"]
+    done = subprocess.run([sys.executable, "-c", script, *asked], env=mmgen_env(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    again = f"mmgen finetune {clips} -o {stopped} --config {stopped / 'config.yaml'}"
+    assert done.stderr.splitlines() == [
+        f"mmgen: error: {mine}: the run folder is not empty (choose another -o or empty it)",
+        "2 False",
+        f"mmgen: error: {stopped}: no complete checkpoint to resume from: the run stopped before its first one "
+        f"(start it again with its own settings: {again}; its config.yaml and log.jsonl are replaced)",
+        "2 False",
+        f"mmgen: error: {bare}: no complete checkpoint to resume from "
+        "(start a new run without --resume, or point -o at the run folder)",
+        "2 False",
+    ]
 
 
 # A save that is killed half-way: a child process writes checkpoint 2 with a state holding an object whose

@@ -19,8 +19,8 @@ from mmgen.errors import UsageError
 from mmgen.files import sha256_file
 from mmgen.models import build_model, config_for
 from mmgen.train import finetune
-from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.config import resolve_config
+from mmgen.train.step_folders import latest_checkpoint
 from mmgen.weights import save_model
 
 STEPS = 6

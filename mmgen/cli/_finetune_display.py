@@ -22,6 +22,7 @@ from rich.progress import (
 from mmgen import terminal
 from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
 from mmgen.terminal import path_text, say
+from mmgen.train.step_folders import latest_checkpoint
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
     from rich.console import Console
@@ -64,8 +65,6 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
 def resumable(run_dir: Path, data_dir: Path) -> str | None:
     """What a run stopped without saving (a stop while it wrote its result) keeps, and the command that resumes
     it from there; None when it has no checkpoint yet."""
-    from mmgen.train.checkpoint import latest_checkpoint
-
     if latest_checkpoint(run_dir / "checkpoints") is None:
         return None
     where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
@@ -92,7 +91,6 @@ def stopped_json(run_dir: Path, config: FinetuneConfig, data_dir: Path) -> dict:
     """result_json's line for a run stopped outside the loop's "save, then stop" (before its first step has ended,
     or while it wrote its result): what it keeps — the newest checkpoint's step, and the command that resumes from
     it; or nothing (step 0, `checkpoints` and `resume` null: a new run's folder is taken back)."""
-    from mmgen.train.checkpoint import latest_checkpoint
     from mmgen.train.trainer import FinetuneResult
 
     latest = latest_checkpoint(run_dir / "checkpoints")

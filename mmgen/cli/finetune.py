@@ -197,8 +197,9 @@ def finetune(
         given["gradient_checkpointing"] = gradient_checkpointing_named
     if "loss_weights" in given:
         given["loss_weights"] = parse_loss_weights(given["loss_weights"])
-    config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given)
-    # torch loads here: a run refused above (--resume of no run, of a run in use; a config file's mistake) is at once
+    config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given, data_dir=data_dir)
+    # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a config
+    # file's mistake) is at once
     from mmgen.train import finetune as run_finetune
 
     with display() as on_event:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,90 +32,43 @@ from mmgen.disk_failures import read_failure, writing
 from mmgen.errors import MmgenError, StorageError, UsageError
 from mmgen.files import atomic_path
 from mmgen.output_folders import check_folders
+from mmgen.train.step_folders import Checkpoint, checkpoint_name, list_checkpoints, step_folders
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
 from mmgen.weights.safetensors_file import safe_open
 
-_NAME = re.compile(r"step-(\d+)")
-FILES = ("model.safetensors", "ema.safetensors", "state.pt")
+
+def load_state(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The training state, unpickled with weights_only=True (tensors and plain containers only), once it is known
+    to be torch.save's file (not_a_torch_checkpoint: e.g. no zip archive that inflates past its size)."""
+    path = checkpoint.path / "state.pt"
+    if why := not_a_torch_checkpoint(path):
+        raise ValueError(why)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:07d}"
+def load_ema(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
+    with safe_open(checkpoint.ema_weights) as f:  # safetensors.torch.load_file, but a file not to be read says why
+        return {name: f.get_tensor(name) for name in f.keys()}
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A complete checkpoint on disk."""
-
-    path: Path
-    step: int
-
-    @property
-    def raw_weights(self) -> Path:
-        return self.path / "model.safetensors"
-
-    @property
-    def ema_weights(self) -> Path:
-        return self.path / "ema.safetensors"
-
-    def load_state(self) -> dict[str, Any]:
-        """The training state, unpickled with weights_only=True (tensors and plain containers only), once it is
-        known to be torch.save's file (not_a_torch_checkpoint: e.g. no zip archive that inflates past its size)."""
-        path = self.path / "state.pt"
-        if why := not_a_torch_checkpoint(path):
-            raise ValueError(why)
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    def load_ema(self) -> dict[str, torch.Tensor]:
-        with safe_open(self.ema_weights) as f:  # safetensors.torch.load_file, but a file not to be read says why
-            return {name: f.get_tensor(name) for name in f.keys()}
-
-    def missing(self) -> str | None:
-        """Which of its files are not there (a step folder copied or pruned by hand, a save killed half way), as the
-        reason it cannot load, said alike by `unreadable` and load_checkpoint; None when all are."""
-        gone = [f for f in FILES if not (self.path / f).is_file()]
-        return f"{', '.join(gone)} {'is' if len(gone) == 1 else 'are'} missing" if gone else None
-
-    def unreadable(self) -> str | None:
-        """Why this checkpoint cannot load, told without reading a tensor or unpickling anything: a file missing or
-        empty, a weights file whose header does not cover it (cut short), a state.pt that is no torch.save file.
-        None when it may load (load_checkpoint reads it all and finds the rest). A failing disk is no reason: its
-        StorageError (read_failure) goes through, as load_checkpoint lets it."""
-        if missing := self.missing():
-            return missing
-        for weights in (self.raw_weights, self.ema_weights):
-            try:
-                with safe_open(weights):
-                    pass
-            except (OSError, safetensors.SafetensorError) as e:
-                if isinstance(e, OSError) and (failure := read_failure(weights, e)) is not e:
-                    raise failure from None  # a failing disk is no damaged checkpoint, as load_checkpoint says it
-                return f"{weights.name}: {' '.join(str(e).split()) or e.__class__.__name__}"
-        why = not_a_torch_checkpoint(self.path / "state.pt")
-        return f"state.pt: {why}" if why else None
-
-
-def step_folders(folder: Path) -> list[Checkpoint]:
-    """Every step-N folder in `folder`, complete or not, oldest first."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        match = _NAME.fullmatch(path.name)
-        if match and path.is_dir():
-            found.append(Checkpoint(path, int(match.group(1))))
-    return sorted(found, key=lambda c: c.step)
-
-
-def list_checkpoints(folder: Path) -> list[Checkpoint]:
-    """Complete checkpoints in `folder`, oldest first."""
-    return [c for c in step_folders(folder) if not c.missing()]
-
-
-def latest_checkpoint(folder: Path) -> Checkpoint | None:
-    found = list_checkpoints(folder)
-    return found[-1] if found else None
+def unreadable(checkpoint: Checkpoint) -> str | None:
+    """Why `checkpoint` cannot load, told without reading a tensor or unpickling anything: a file missing or empty,
+    a weights file whose header does not cover it (cut short), a state.pt that is no torch.save file. None when it
+    may load (load_checkpoint reads it all and finds the rest). A failing disk is no reason: its StorageError
+    (read_failure) goes through, as load_checkpoint lets it."""
+    if missing := checkpoint.missing():
+        return missing
+    for weights in (checkpoint.raw_weights, checkpoint.ema_weights):
+        try:
+            with safe_open(weights):
+                pass
+        except (OSError, safetensors.SafetensorError) as e:
+            if isinstance(e, OSError) and (failure := read_failure(weights, e)) is not e:
+                raise failure from None  # a failing disk is no damaged checkpoint, as load_checkpoint says it
+            return f"{weights.name}: {' '.join(str(e).split()) or e.__class__.__name__}"
+    why = not_a_torch_checkpoint(checkpoint.path / "state.pt")
+    return f"state.pt: {why}" if why else None
 
 
 def trained_lora(run_dir: Path) -> tuple[Checkpoint, LoraSpec | None] | None:
@@ -195,14 +147,6 @@ class _FailedWrite:
         self.file.flush()
 
 
-def nothing_to_resume(run_dir: Path) -> UsageError:
-    """--resume in a folder with no step folder at all (and no run that stopped before its first one)."""
-    return UsageError(
-        f"{run_dir}: no complete checkpoint to resume from",
-        "start a new run without --resume, or point -o at the run folder",
-    )
-
-
 @dataclass(frozen=True)
 class Resumable:
     """A checkpoint read back whole: raw weights (with their architecture and config), EMA weights, state."""
@@ -233,8 +177,8 @@ def load_checkpoint(checkpoint: Checkpoint) -> Resumable:
     parts: dict[str, Any] = {}
     for name, read in (
         ("model.safetensors", lambda: _read_raw(checkpoint.raw_weights)),
-        ("ema.safetensors", checkpoint.load_ema),
-        ("state.pt", checkpoint.load_state),
+        ("ema.safetensors", lambda: load_ema(checkpoint)),
+        ("state.pt", lambda: load_state(checkpoint)),
     ):
         try:
             parts[name] = read()

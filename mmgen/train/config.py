@@ -26,7 +26,7 @@ from mmgen.config import converted, from_dict
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit
 from mmgen.terminal import number_text
-from mmgen.train.run_checks import check_here, check_same_training
+from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
 from mmgen.weights.registry import is_path
 from mmgen.yaml_files import load_yaml
 
@@ -288,9 +288,12 @@ def run_config(
     scratch: bool = False,
     config_file: Path | None = None,
     flags: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
 ) -> FinetuneConfig:
     """The settings of `mmgen finetune`: the run's own config.yaml when resuming it, then `config_file`, then
-    `flags` (the options given on the command line, by field name)."""
+    `flags` (the options given on the command line, by field name). Given the clips to train on, `data_dir` (the
+    command line), the run folder of a single process is judged too (run_checks.check_run_folder), first of what
+    only this machine can judge: before torch loads, for the device."""
     flags = {k: str(v) if isinstance(v, Path) else v for k, v in (flags or {}).items() if v is not None}
     if scratch and "init" in flags:
         raise UsageError("--from and --scratch exclude each other")
@@ -312,6 +315,8 @@ def run_config(
         layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
+    if data_dir is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # a torchrun job's processes look
+        check_run_folder(data_dir, run_dir, config, resume)  # together, rank 0 holding the folder (train.setup)
     check_here(config, lambda key: Setting.of(key, layers), resume)
     if resume:
         check_same_training(run_dir, config, lambda key: Setting.of(key, layers))

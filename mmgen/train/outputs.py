@@ -8,12 +8,12 @@ from pathlib import Path
 
 from mmgen.config import json_text, to_dict
 from mmgen.files import atomic_output, kept_together, retire
-from mmgen.train.checkpoint import latest_checkpoint
 from mmgen.train.divergence import DivergenceWatch, TrainingDiverged
 from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.preview import write_preview
 from mmgen.train.setup import ARCH, Setup
 from mmgen.train.state import parameters_digest
+from mmgen.train.step_folders import latest_checkpoint
 
 
 class RunOutputs:

@@ -1,10 +1,13 @@
 """The finetune settings only this machine and the run folder can judge — the device exists, the model to start
 from is known, a batch fits in memory, a resumed run goes on training what it trained — checked on the merged
-settings (mmgen.train.config.run_config), each error naming the file and key, or the flag, a value came from."""
+settings (mmgen.train.config.run_config), each error naming the file and key, or the flag, a value came from; and
+the run folder and clip cache themselves (check_run_folder, which loads no torch: the command line asks it before
+the device check does)."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,3 +104,62 @@ def check_same_training(run_dir: Path, config: FinetuneConfig, setting: Callable
         if was != now:
             raise UsageError(f"{setting(key).given(now)}, but this run's adapters ({weights}) have {key} {number_text(was)}",
                              hint=setting(key).dropped(keep=was))
+
+
+def check_run_folder(data_dir: Path, run_dir: Path, config: FinetuneConfig, resume: bool) -> None:
+    """What train.setup refuses of the run folder and clip cache, asked before torch loads, so that a run that
+    cannot start in `run_dir` (a folder in use, not empty, a --resume with nothing to resume from) is refused at
+    once, in the same words. The run asks again holding the folder (setup's check is the guard: another run may
+    start or end in it meanwhile). Left to that look: a --resume of a run with step folders (one finished is left
+    as it is, checked no further: trainer.finetune; which checkpoint loads is for torch to read), and a folder
+    that look changes first, putting back or removing what a killed process left there (run_folder.put_back_final)."""
+    from mmgen.temporaries import leftovers
+    from mmgen.train.run_folder import RunFolderLock, check_start
+    from mmgen.train.step_folders import step_folders
+
+    if resume and step_folders(run_dir / "checkpoints"):
+        return
+    check_run_places(run_dir, config, resume)
+    RunFolderLock(run_dir).check_free()
+    if not leftovers(run_dir):
+        check_start(run_dir, data_dir, resume)
+
+
+def check_run_places(run_dir: Path, config: FinetuneConfig, resume: bool) -> Path:
+    """The run's clip cache (returned) and its run folder can take files, and neither lies in the other or the run
+    folder in a cache (check_outside_caches). A clip cache to be made must take files, said now; one that is there
+    may hold every clip already, and is then only read (a read-only mount is fine): it must take files only where
+    one is decoded anew (ClipCache.lookup)."""
+    from mmgen.output_checks import check_output_folder, check_writable_folder
+
+    cache_dir = clip_cache(config)
+    cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
+        check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
+    check_outside_caches(run_dir, cache_dir, resume)
+    check_writable_folder(run_dir, hint="choose another -o")
+    return cache_dir
+
+
+def clip_cache(config: FinetuneConfig) -> Path:
+    """The folder of the run's decoded clips: --cache-dir, else the mmgen cache's `clips`."""
+    from mmgen.weights.cache import cache_root, own_path
+
+    return config.cache_dir or own_path(cache_root(), "clips")  # (a link there: DamagedEntry, never written through)
+
+
+def check_outside_caches(run_dir: Path, cache_dir: Path, resume: bool) -> None:
+    """UsageError when `run_dir` is, or is inside — through symlinks, or another spelling of the name — the run's
+    clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files. And the
+    other way round, for a new run, when the clip cache is, or is inside, the run folder: a new run that fails
+    removes its run folder (the cache with it). A resumed run removes none, and one started so before this was
+    refused goes on as it was recorded."""
+    from mmgen.weights.cache import part_of_cache
+
+    real = Path(os.path.realpath(run_dir))
+    cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
+    if cache is not None:
+        raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
+                         hint="choose another -o, outside the cache; the cache holds mmgen's own files")
+    if not resume and Path(os.path.realpath(cache_dir)).is_relative_to(real):
+        raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
+                         hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")

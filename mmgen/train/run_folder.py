@@ -18,11 +18,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import UsageError
+from mmgen.errors import OutputExists, UsageError
 from mmgen.files import put_back_kept
 from mmgen.output_folders import keep_folder
 from mmgen.temporaries import remove_leftovers
 from mmgen.train.runlog import last_event
+from mmgen.train.step_folders import latest_checkpoint, step_folders
 from mmgen.weights import sidecar
 
 try:
@@ -51,15 +52,15 @@ def put_back_final(run_dir: Path) -> None:
 
 def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
     """The step a finished run ended at when training it to `steps` leaves nothing to do: its newest checkpoint is
-    at or past `steps` and whole (Checkpoint.unreadable), and its log's last `done` is that step's, with the final
+    at or past `steps` and whole (checkpoint.unreadable), and its log's last `done` is that step's, with the final
     weights `final_name` and their json still in the folder. None otherwise: a run with steps left trains on, one
     stopped while writing its final weights writes them again, and a damaged newest checkpoint is resumed past as
     any resume does (set aside, said, and the run goes on from an older one, or refused where none loads)."""
     # imported here: it imports torch, and the CLI's checks load this module
-    from mmgen.train.checkpoint import latest_checkpoint
+    from mmgen.train.checkpoint import unreadable
 
     newest = latest_checkpoint(run_dir / "checkpoints")
-    if newest is None or newest.step < steps or newest.unreadable():
+    if newest is None or newest.step < steps or unreadable(newest):
         return None
     weights = run_dir / final_name
     if not (weights.is_file() and sidecar.json_of(weights).is_file()):
@@ -133,6 +134,39 @@ def failed_start(run_dir: Path, has_checkpoint: bool) -> FailedStart | None:
     checkpoints = run_dir / "checkpoints"
     set_aside = sorted(e.name for e in checkpoints.iterdir() if _SET_ASIDE.fullmatch(e.name)) if checkpoints.is_dir() else []
     return FailedStart(run_dir, tuple(others), tuple(finished), tuple(set_aside))
+
+
+def check_start(run_dir: Path, data_dir: Path, resume: bool) -> FailedStart | None:
+    """Whether a run may start in `run_dir` (with `resume`: go on from its checkpoints), told from what the folder
+    holds, reading no checkpoint: UsageError for --resume where there is no step folder to resume from; OutputExists
+    for a new run in a folder holding anything but what a failed start left, which is returned (a new start
+    replaces it; None: nothing to replace, or `resume`). Which of the step folders loads is for --resume to find."""
+    has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
+    failed = failed_start(run_dir, has_checkpoint) if run_dir.is_dir() else None
+    if resume:
+        # A step folder appears only whole (save_checkpoint): one with a file missing was damaged after the run saved
+        # it, so a run that has one did not stop before its first checkpoint.
+        if step_folders(run_dir / "checkpoints"):
+            return None
+        if failed is None:
+            raise nothing_to_resume(run_dir)
+        why = ": the run stopped before its first one" if not (failed.others or failed.set_aside) else ""
+        raise UsageError(f"{run_dir}: no complete checkpoint to resume from{why}", failed.hint(data_dir, resume=True))
+    if failed is not None and failed.others:
+        raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
+                           failed.hint(data_dir, resume=False))
+    if failed is None and run_dir.exists() and any(run_dir.iterdir()):
+        hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
+        raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
+    return failed
+
+
+def nothing_to_resume(run_dir: Path) -> UsageError:
+    """--resume in a folder with no step folder at all (and no run that stopped before its first one)."""
+    return UsageError(
+        f"{run_dir}: no complete checkpoint to resume from",
+        "start a new run without --resume, or point -o at the run folder",
+    )
 
 
 def clear_failed_start(folder: Path) -> None:

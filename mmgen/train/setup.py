@@ -3,7 +3,6 @@ resume), the network, the preview settings, the decoded clips, the probe batch a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,33 +21,32 @@ from mmgen.data.clips import (
 )
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
-from mmgen.errors import OutputExists, UsageError
+from mmgen.errors import UsageError
 from mmgen.files import write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
-from mmgen.output_checks import check_output_folder, check_writable_folder
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
 from mmgen.terminal import listed
-from mmgen.train.checkpoint import (
-    Resumable,
-    latest_checkpoint,
-    nothing_to_resume,
-    resume_from,
-    set_aside,
-    step_folders,
-)
+from mmgen.train.checkpoint import Resumable, resume_from, set_aside
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.order import BatchOrder
 from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
-from mmgen.train.run_folder import RUN_HEADER, RunFolderLock, failed_start, is_run_folder, put_back_final
+from mmgen.train.run_checks import check_run_places
+from mmgen.train.run_folder import (
+    RUN_HEADER,
+    RunFolderLock,
+    check_start,
+    failed_start,
+    is_run_folder,
+    put_back_final,
+)
 from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
 from mmgen.weights import LoadedModel, load_model
-from mmgen.weights.cache import cache_root, own_path, part_of_cache
 from mmgen.weights.lineage import file_lineage, own_lineage
 
 
@@ -114,12 +112,8 @@ def prepare(
     on_event: EventFn,
     lock: RunFolderLock,
 ) -> Setup:
-    # A clip cache to be made must take files, said now; one that is there may hold every clip already, and is then
-    # only read (a read-only mount is fine): it must take files only where one is decoded anew (ClipCache.lookup).
-    cache_dir = clip_cache(config)
-    cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
-        check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
-    resumable = _check_run_dir(run_dir, data_dir, cache_dir, resume, processes, on_event, lock)
+    cache_dir = check_run_places(run_dir, config, resume)
+    resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
     scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
     fingerprint = folder_fingerprint(data_dir, scan[0])
     if resumable is not None:
@@ -190,73 +184,36 @@ def prepare(
     )  # fmt: skip
 
 
-def clip_cache(config: FinetuneConfig) -> Path:
-    """The folder of the run's decoded clips: --cache-dir, else the mmgen cache's `clips`."""
-    return config.cache_dir or own_path(cache_root(), "clips")  # (a link there: DamagedEntry, never written through)
-
-
 def clip_cache_user(run_dir: Path) -> str:
     """Who a run is to the clip cache, in the skip records it writes there: its run folder (every torchrun process's)."""
     return str(Path(run_dir).resolve())
-
-
-def _check_outside_caches(run_dir: Path, cache_dir: Path, resume: bool) -> None:
-    """UsageError when `run_dir` is, or is inside — through symlinks, or another spelling of the name — the run's
-    clip cache `cache_dir` or mmgen's cache folder: a run folder there lay among the cache's hashed files. And the
-    other way round, for a new run, when the clip cache is, or is inside, the run folder: a new run that fails
-    removes its run folder (the cache with it). A resumed run removes none, and one started so before this was
-    refused goes on as it was recorded."""
-    real = Path(os.path.realpath(run_dir))
-    cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
-    if cache is not None:
-        raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
-                         hint="choose another -o, outside the cache; the cache holds mmgen's own files")
-    if not resume and Path(os.path.realpath(cache_dir)).is_relative_to(real):
-        raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
-                         hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")
 
 
 _LISTED = 3  # damaged checkpoints named in the error line (a run keeps 3 by default)
 
 
 def _check_run_dir(
-    run_dir: Path, data_dir: Path, cache_dir: Path, resume: bool, processes: Processes, on_event: EventFn,
-    lock: RunFolderLock,
+    run_dir: Path, data_dir: Path, resume: bool, processes: Processes, on_event: EventFn, lock: RunFolderLock,
 ) -> Resumable | None:
-    """Refuse a run folder inside a cache (`cache_dir`, the run's clip cache, or mmgen's); refuse to mix two runs
-    in one folder (one training in it now, or a finished or resumable one); let a new run replace what a run that
-    stopped before its first checkpoint left; load the checkpoint to resume (the newest that loads; damaged newer
-    ones are reported and set aside). Cheap, before any decoding."""
+    """Refuse to mix two runs in one folder (one training in it now, or a finished or resumable one); let a new run
+    replace what a run that stopped before its first checkpoint left; load the checkpoint to resume (the newest
+    that loads; damaged newer ones are reported and set aside). Cheap, before any decoding. The command line has
+    asked the same before torch loaded (run_checks.check_run_folder): asked again here, holding the folder, it
+    is the answer that counts (another run may have started or ended in it since)."""
     found, damaged = None, []
-    _check_outside_caches(run_dir, cache_dir, resume)
-    check_writable_folder(run_dir, hint="choose another -o")
     if processes.is_main:  # made now, so the run holds it from this first look (a second run is refused before decoding)
         run_dir.mkdir(parents=True, exist_ok=True)
     _hold(lock, processes)
     if processes.is_main:
         put_back_final(run_dir)
-    has_checkpoint = latest_checkpoint(run_dir / "checkpoints") is not None
-    failed = failed_start(run_dir, has_checkpoint) if run_dir.is_dir() else None
-    # A step folder appears only whole (save_checkpoint): one with a file missing was damaged after the run saved
-    # it, so a run that has one did not stop before its first checkpoint.
-    if resume and failed is not None and not step_folders(run_dir / "checkpoints"):
-        why = ": the run stopped before its first one" if not (failed.others or failed.set_aside) else ""
-        raise UsageError(f"{run_dir}: no complete checkpoint to resume from{why}", failed.hint(data_dir, resume=True))
+    failed = check_start(run_dir, data_dir, resume)
     if resume:
         found, damaged = resume_from(run_dir)
-        if found is None and not damaged:
-            raise nothing_to_resume(run_dir)
-    elif failed is not None and failed.others:
-        raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
-                           failed.hint(data_dir, resume=False))
     elif failed is not None:
         then = ("its checkpoints were set aside as damaged" if failed.set_aside
                 else "the run here stopped before its first checkpoint")
         on_event(TrainEvent("note", message=f"note: {run_dir}: {then}; starting again (its config.yaml and log.jsonl "
                                             "are replaced)"))
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
-        raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
     processes.barrier()  # every process has looked before rank 0 moves or writes anything
     problem = None
     if processes.is_main:

@@ -36,9 +36,10 @@ from mmgen.train.events import EventFn, TrainEvent, ignore
 from mmgen.train.interrupt import CheckpointNotSaved, StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
+from mmgen.train.run_checks import clip_cache
 from mmgen.train.run_folder import RunFolderLock, clear_failed_start, finished_at
 from mmgen.train.run_weights import RunWeights
-from mmgen.train.setup import Setup, clip_cache, clip_cache_user, prepare
+from mmgen.train.setup import Setup, clip_cache_user, prepare
 from mmgen.train.state import TrainingState, parameters_digest
 
 __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]

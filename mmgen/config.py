@@ -27,7 +27,6 @@ from mmgen.errors import ConfigError
 
 T = TypeVar("T")
 
-_MISSING = object()
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 

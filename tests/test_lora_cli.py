@@ -494,3 +494,23 @@ def test_an_adapter_whose_layers_are_not_an_adapter_s_is_refused_at_import_and_a
     used = mmgen("generate", "-m", base, "--adapter", bad, "--steps", "1", "-o", tmp_path / "out")
     assert used.returncode == 2 and says in used.stderr and used.stderr.count("\n") == 1, used
     assert not (tmp_path / "out").exists()
+
+
+def test_a_weight_given_to_import_is_said_to_be_given_at_use(adapter_file, mmgen):
+    """`models import x.safetensors:0.5 --merge` said `no such file`, true but no help: import takes no weight (a
+    merged model has the adapter as trained). Where the file without the `:WEIGHT` is there, the line says so and
+    how a weight is given: where the adapter is used."""
+    base, path = adapter_file
+    merged = mmgen("models", "import", f"{path}:0.5", "--name", "styled", "--merge")
+    assert merged.returncode == 2 and merged.stderr == (
+        f"mmgen: error: {path}:0.5: no such file; {path} is, and an import takes no weight: an adapter's weight is "
+        f"given where it is used (import {path} without --merge, then use it with --adapter styled:0.5; a merged "
+        "model holds the adapter at weight 1)\n")
+    registered = mmgen("models", "import", f"{path}:0.5", "--name", "styled")
+    assert registered.returncode == 2 and registered.stderr.endswith(
+        f"given where it is used (import {path}, then use it with --adapter styled:0.5)\n")
+    model = mmgen("models", "import", f"{base}:0.5", "--name", "mine")
+    assert model.returncode == 2 and model.stderr == (
+        f"mmgen: error: {base}:0.5: no such file; {base} is, and an import takes no weight (import {base})\n")
+    listed = mmgen("models", "list")
+    assert listed.returncode == 0 and "styled" not in listed.stdout and "mine" not in listed.stdout

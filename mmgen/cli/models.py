@@ -26,6 +26,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, to_dict
 from mmgen.errors import MmgenError, UsageError
+from mmgen.input_files import why_not_a_file
 from mmgen.terminal import (
     WIDE_TABLE,
     hashes_text,
@@ -210,12 +211,11 @@ def import_model(
     register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
     from mmgen.adapters import is_adapter_file
     from mmgen.adapters.store import import_merged, register
-    from mmgen.input_files import why_not_a_file
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 
     if why := why_not_a_file(file):  # before what the file is: `--merge is for adapters` of a file not there
-        raise UsageError(f"{file}: {why}")
+        raise _weight_given(file, name, merge) or UsageError(f"{file}: {why}")
     if is_adapter_file(file):
         if arch is not None or config is not None:
             raise UsageError(f"{file} is an adapter: its base model fixes the architecture (drop --arch/--config)")
@@ -244,6 +244,31 @@ def import_model(
             if record.lineage_of else ""
         say(f"imported {file} as {name!r} ({record.arch}, {_stored_as(record)}, {size_text(record.size)}, "
             f"sha256 {record.sha256}; source sha256 {record.source_sha256}){copy_of}")
+
+
+def _weight_given(file: Path, name: str, merge: bool) -> UsageError | None:
+    """The error for `models import FILE:WEIGHT` (as --adapter takes it) where FILE is there: an adapter's weight is
+    given where it is used, and an import takes none (--merge merges it as trained, at 1); None for any other name,
+    and where something is at the name (a folder: said as it is)."""
+    from mmgen.adapters import is_adapter_file
+    from mmgen.adapters.use import AdapterUse
+
+    if file.is_symlink() or file.exists():
+        return None
+    try:
+        use = AdapterUse.parse(str(file))
+    except UsageError:  # a weight out of range, an empty name: no FILE:WEIGHT this explains
+        return None
+    source = Path(use.source)
+    if use.source == str(file) or why_not_a_file(source):
+        return None
+    if not is_adapter_file(source):
+        return UsageError(f"{file}: no such file; {source} is, and an import takes no weight", hint=f"import {source}")
+    then = f"then use it with --adapter {name}:{use.weight:g}"
+    hint = f"import {source} without --merge, {then}; a merged model holds the adapter at weight 1" if merge \
+        else f"import {source}, {then}"
+    return UsageError(f"{file}: no such file; {source} is, and an import takes no weight: an adapter's weight is "
+                      "given where it is used", hint=hint)
 
 
 def _stored_as(record) -> str:

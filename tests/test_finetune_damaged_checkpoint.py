@@ -25,6 +25,7 @@ from mmgen.train.checkpoint import (
     resume_from,
     save_checkpoint,
     set_aside,
+    trained_lora,
     unreadable,
 )
 from mmgen.train.run_weights import RunWeights
@@ -279,8 +280,29 @@ def test_a_checkpoint_this_user_may_not_read_is_not_set_aside_as_damaged(finishe
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000001", "step-0000002"]
 
 
+def test_what_a_run_trains_is_not_told_from_a_failing_disk(tmp_path, monkeypatch):
+    """trained_lora (does --resume go on training what the run trained?) passes over a checkpoint whose header is
+    damaged, as resume does; but an I/O error opening it is the disk's trouble (StorageError, exit 1, naming the
+    file), not damage: it was passed over as damaged too, by an `except` that took every error, StorageError's
+    kind (MmgenError) included."""
+    import safetensors
+
+    folder = tmp_path / "checkpoints" / "step-0000002"
+    folder.mkdir(parents=True)
+    for name in ("model.safetensors", "ema.safetensors", "state.pt"):
+        (folder / name).write_bytes(b"x")
+    assert trained_lora(tmp_path) is None  # damaged: no header to tell from
+
+    def bad_sector(path, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(safetensors, "safe_open", bad_sector)
+    with pytest.raises(StorageError, match=f"cannot read {folder / 'model.safetensors'}: Input/output error"):
+        trained_lora(tmp_path)
+
+
 def test_whether_a_checkpoint_loads_is_not_told_from_a_failing_disk(tmp_path, monkeypatch):
-    """Checkpoint.unreadable (does a finished run's --resume have nothing to do?) meets an I/O error opening a
+    """checkpoint.unreadable (does a finished run's --resume have nothing to do?) meets an I/O error opening a
     weights file as load_checkpoint does: the disk's trouble (StorageError, exit 1, naming the file), not a reason the
     checkpoint is damaged — it was "model.safetensors: Input/output error", taken as damage."""
     import safetensors

@@ -73,15 +73,24 @@ def unreadable(checkpoint: Checkpoint) -> str | None:
 
 def trained_lora(run_dir: Path) -> tuple[Checkpoint, LoraSpec | None] | None:
     """What a run trains, from the header of its newest checkpoint that has a readable one: LoRA adapters (their
-    spec) or the whole model (None). None when there is no such checkpoint. Reads no tensors."""
+    spec) or the whole model (None). None when there is no such checkpoint. Reads no tensors. A checkpoint whose
+    header is damaged (cut short, no safetensors, an adapter's without its spec) is passed over, as resume_from
+    passes over it; a disk failing under it, or a permission this user lacks, is the machine's trouble, not damage
+    (read_failure: StorageError, exit 1), as load_checkpoint says it."""
     for checkpoint in reversed(list_checkpoints(run_dir / "checkpoints")):
+        weights = checkpoint.raw_weights
         try:
-            with safetensors.safe_open(str(checkpoint.raw_weights), framework="pt") as f:
+            with safe_open(weights) as f:
                 metadata = f.metadata() or {}
-            if metadata.get("format") != ADAPTER_FORMAT:
-                return checkpoint, None
+        except (OSError, safetensors.SafetensorError) as e:
+            if isinstance(e, OSError) and (failure := read_failure(weights, e)) is not e:
+                raise failure from None
+            continue  # damaged, or gone since it was listed
+        if metadata.get("format") != ADAPTER_FORMAT:
+            return checkpoint, None
+        try:
             return checkpoint, LoraSpec(int(metadata["rank"]), float(metadata["alpha"]), metadata["targets"])
-        except (OSError, ValueError, KeyError, safetensors.SafetensorError, MmgenError):
+        except (KeyError, ValueError, UsageError):  # no spec, or none an adapter can have
             continue
     return None
 

@@ -11,6 +11,7 @@ from mmgen_cli import mmgen_env
 
 from mmgen.cli import _register
 from mmgen.cli.app import command as mmgen_command
+from mmgen.cli.options import DEVICE_METAVAR
 
 
 def commands() -> dict[str, object]:
@@ -312,3 +313,26 @@ def test_a_group_lists_its_commands_each_in_one_paragraph_the_terminal_wraps(tmp
     assert "the sha256 of the weights file mmgen loads (and of the file it came from" in rows["list"]
     assert "a cached file that changed on disk is fetched again." in rows["pull"]
     assert "as safetensors; register a LoRA adapter under a name" in rows["import"]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_name_is_cut_in_a_narrow_terminal(tmp_path, name):
+    """At 40 columns typer's table cut every column short (`--na…`, `--lora-a…`, descriptions `lands…`), so a user
+    could not tell which flag was which: each option's names are whole, on a line of their own if need be."""
+    done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS="40", NO_COLOR="1"))
+    assert done.returncode == 0, done.stderr
+    assert not re.search(r"\S…", done.stdout), done.stdout  # cut short (generate's "clip_0000.mp4, …" is its own)
+    words = set(re.findall(r"[^\s│]+", done.stdout))
+    for param in COMMANDS[name].params:
+        if isinstance(param, typer.core.TyperOption) and not param.hidden:
+            for flag in param.opts + param.secondary_opts:
+                assert flag in words, f"{flag} not whole in `mmgen {name} --help`:\n{done.stdout}"
+
+
+@pytest.mark.parametrize(("name", "whole"), [
+    ("animate", "[0.0<=x<=1000000000.0]"), ("finetune", "<auto|fp32|fp16|bf16>"), ("finetune", DEVICE_METAVAR),
+])
+def test_a_range_or_a_choice_is_never_split_mid_word_at_80_columns(tmp_path, name, whole):
+    """typer folded a value's name over two lines where its column was narrower: `[0.0<=x<=100000000` / `0.0]`."""
+    done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="80", NO_COLOR="1"))
+    assert whole in done.stdout, done.stdout

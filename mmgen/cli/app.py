@@ -35,6 +35,64 @@ def _flags_show_no_value() -> None:
 
 _flags_show_no_value()
 
+
+def _help_tables_never_cut() -> None:
+    """--help's option and command tables (typer's rich help) never cut a name: rich shrinks every column of a table
+    too wide for the terminal, and cuts what no longer fits with `…` (`--lora-a…`, at 40 columns `--na…`), or folds
+    a value's name mid-word (`<auto|fp32|fp16|bf16` over `>`). Each column but the description's is kept as wide as
+    its longest word; where the terminal is too narrow for that beside a readable description, each option is its
+    names on a line of their own and its description below, wrapped. Once, for every table of every --help."""
+    import typer.rich_utils
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    if getattr(typer.rich_utils.Table, "never_cuts", False):
+        return
+
+    class HelpTable(Table):
+        never_cuts = True
+        narrowest_description = 24  # columns: below this a description beside its names reads a word a line
+
+        def _smallest(self, console, options) -> list[int]:
+            return [self._measure_column(console, options, column).minimum for column in self.columns]
+
+        def _fits(self, console, options) -> bool:
+            smallest = self._smallest(console, options)
+            described = max(smallest[-1], self.narrowest_description)
+            return sum(smallest[:-1]) + described + self._extra_width <= options.max_width
+
+        def _calculate_column_widths(self, console, options):
+            widths = super()._calculate_column_widths(console, options)
+            if len(widths) < 2:
+                return widths
+            smallest = self._smallest(console, options)
+            for index in range(len(widths) - 1):  # a name or a value's name: never narrower than its longest word
+                short = smallest[index] - widths[index]
+                if short > 0:
+                    widths[index] += short
+                    widths[-1] -= short
+            return widths
+
+        def __rich_console__(self, console, options):
+            if len(self.columns) < 2 or self._fits(console, options):
+                for column in self.columns:
+                    column.overflow = "fold"
+                yield from super().__rich_console__(console, options)
+                return
+            for row in range(self.row_count):  # too narrow for columns: names, then the description under them
+                cells = [column._cells[row] for column in self.columns]
+                names = Text(" ").join(cell if isinstance(cell, Text) else Text(str(cell)) for cell in cells[:-1]
+                                       if str(cell).strip())
+                names.overflow = "fold"
+                yield names
+                yield Padding(cells[-1], (0, 0, 0, 4))
+
+    typer.rich_utils.Table = HelpTable
+
+
+_help_tables_never_cut()
+
 invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
 arguments: ContextVar[tuple[str, ...]] = ContextVar("arguments", default=())  # the command line after `mmgen`
 # What runs with an environment variable whose value means nothing: doctor, where a user goes to find out what is

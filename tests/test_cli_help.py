@@ -336,3 +336,15 @@ def test_a_range_or_a_choice_is_never_split_mid_word_at_80_columns(tmp_path, nam
     """typer folded a value's name over two lines where its column was narrower: `[0.0<=x<=100000000` / `0.0]`."""
     done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="80", NO_COLOR="1"))
     assert whole in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_paragraph_of_a_command_s_description_is_one_the_terminal_wraps(tmp_path, name):
+    """The docstring's line breaks were kept after its first paragraph: at 80 columns animate's "lasts exactly as
+    long as the" ended a half-empty line, and "input; …" began the next."""
+    import inspect
+
+    done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS="400", NO_COLOR="1"))
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    for paragraph in inspect.cleandoc(COMMANDS[name].help or "").split("\n\n"):
+        assert " ".join(paragraph.split()) in lines, done.stdout

@@ -180,9 +180,10 @@ def _check_working_folder() -> None:
 def command():
     """The `mmgen` command as click runs it, with the root's --debug on every subcommand too (not passed to it: the
     switch acts as it is parsed), so the advice "run with --debug" holds wherever it is added; and each subcommand's
-    line in its group's list (`short_help`) as one paragraph that the terminal wraps: typer's rich help keeps the
-    line breaks of a docstring's first paragraph there (`mmgen models --help` broke "the weights file mmgen⏎ loads"),
-    though not on the command's own --help."""
+    line in its group's list (`short_help`) and each paragraph of its own --help as one paragraph that the terminal
+    wraps: typer's rich help keeps the line breaks of a docstring's first paragraph in the list (`mmgen models --help`
+    broke "the weights file mmgen⏎ loads") and of every later one on the command's --help (animate's "lasts exactly
+    as long as the⏎ input", a half-empty line at 80 columns)."""
     import copy
     import inspect
 
@@ -191,7 +192,8 @@ def command():
 
     def give(group) -> None:
         for sub in getattr(group, "commands", {}).values():
-            first = inspect.cleandoc(sub.help or "").split("\n\n")[0]
+            sub.help = _one_line_paragraphs(sub.help)
+            first = (sub.help or "").split("\n\n")[0]
             if sub.short_help is None and not first.startswith("\b"):  # \b: a paragraph kept as written
                 sub.short_help = " ".join(first.split())
             if not any(param.name == "debug" for param in sub.params):
@@ -202,3 +204,13 @@ def command():
 
     give(root)
     return root
+
+
+def _one_line_paragraphs(text: str | None) -> str | None:
+    """A docstring's paragraphs, each on one line for the terminal to wrap; one marked \\b is kept as written."""
+    if text is None:
+        return None
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)

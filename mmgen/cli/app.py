@@ -185,7 +185,6 @@ def command():
     broke "the weights file mmgen⏎ loads") and of every later one on the command's --help (animate's "lasts exactly
     as long as the⏎ input", a half-empty line at 80 columns)."""
     import copy
-    import inspect
 
     root = typer.main.get_command(app)
     debug = next(param for param in root.params if param.name == "debug")

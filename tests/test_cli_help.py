@@ -348,3 +348,14 @@ def test_each_paragraph_of_a_command_s_description_is_one_the_terminal_wraps(tmp
     lines = [line.strip() for line in done.stdout.splitlines()]
     for paragraph in inspect.cleandoc(COMMANDS[name].help or "").split("\n\n"):
         assert " ".join(paragraph.split()) in lines, done.stdout
+
+
+def test_animate_says_its_delivery_defaults_and_no_other_command_speaks_of_animate(tmp_path):
+    """animate keeps its input's own sound unless --loudness or --sample-rate is given: its --help showed no default
+    for either, while generate's, soundtrack's and retake's --loudness spoke of animate's."""
+    done = run_here("animate", "--help", env=mmgen_env(tmp_path, COLUMNS="300", NO_COLOR="1"))
+    assert "[default: (the input's own sound, copied as it is)]" in done.stdout, done.stdout
+    assert "[default: (the input's own rate, its sound copied as it is)]" in done.stdout, done.stdout
+    for name in ("generate", "soundtrack", "retake"):
+        done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="300", NO_COLOR="1"))
+        assert "animate" not in done.stdout, done.stdout

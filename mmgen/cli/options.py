@@ -115,7 +115,7 @@ FLAGS: dict[str, Any] = {
         typer.Option(
             metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float),
             help="Integrated loudness of the delivered sound (EBU R128), true peak at most -1 dBTP; off keeps the "
-            "level as made (animate: the input's own sound, copied, unless a loudness or rate is given).",
+            "level as made.",
         ),
     ],
     "sample_rate": Annotated[
@@ -162,6 +162,13 @@ FLAGS: dict[str, Any] = {
             "(AVX512-BF16/AMX), else fp32.",
         ),
     ],
+}
+
+# What a delivery flag's default of None is, where a command has one (animate keeps its input's own sound): shown as
+# that command's default in --help, where typer shows none for None.
+NONE_MEANS = {
+    "loudness": "the input's own sound, copied as it is",
+    "sample_rate": "the input's own rate, its sound copied as it is",
 }
 
 # Flags of the commands themselves (not settings).
@@ -253,10 +260,14 @@ def _overrides(cls: type[RunSettings]) -> str:
 
 
 def _flag(name: str, cls: type[RunSettings]) -> Any:
-    """FLAGS[name] for the command of settings `cls`: its help naming that command's flags ({overrides}), with the
-    range of settings.LIMITS (shown in --help, refused by the parser)."""
+    """FLAGS[name] for the command of settings `cls`: its help naming that command's flags ({overrides}), its default
+    said where it is None (NONE_MEANS), with the range of settings.LIMITS (shown in --help, refused by the parser)."""
     flag = FLAGS[name]
     kind, info = typing.get_args(flag)
+    if name in NONE_MEANS and {f.name: f.default for f in dataclasses.fields(cls)}[name] is None:
+        info = copy.copy(info)
+        info.show_default = NONE_MEANS[name]
+        flag = Annotated[kind, info]
     if "{overrides}" in (info.help or ""):
         info = copy.copy(info)
         info.help = info.help.format(overrides=_overrides(cls))

@@ -44,18 +44,37 @@ class GuardedStream:
     hold (`LC_ALL=C PYTHONIOENCODING=ascii`: "×", "✓") is written as its escape (\\xd7) instead of failing the
     command. On stderr, a write the OS refuses (closed by `2>&-`, a full disk) is dropped: a run that did its work
     does not fail because a message could not be shown. On stdout, where the result goes, it is raised, and kept in
-    `failed`: the command then ends as stdout's failure (mmgen.cli), whichever library was writing."""
+    `failed`: the command then ends as stdout's failure (mmgen.cli), whichever library was writing.
 
-    def __init__(self, stream, drops_errors: bool) -> None:
+    A `holds` stream (stdout into a pipe or a file) keeps what is printed, whatever flushes it (rich flushes each
+    print), until `release`: a command's whole output goes out in one write as it ends — all in the pipe before
+    `head -1` reads its line and goes, so `mmgen models list | head -1` exits 0 — unless a result a script reads
+    as it comes (`as_it_comes`) releases it sooner; from then on what is printed is written as it comes."""
+
+    def __init__(self, stream, drops_errors: bool, holds: bool = False) -> None:
         self.stream = stream
         self.drops_errors = drops_errors
         self.failed: OSError | None = None
+        self.held: list[str] | None = [] if holds else None
 
     def write(self, text: str) -> int:
+        if self.held is not None:
+            if not isinstance(text, str):  # a text stream's answer: click asks so (write(b"")) whether it is one
+                raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            self.held.append(text)
+            return len(text)
         return self._guarded(self._write, text)
 
     def flush(self) -> None:
-        self._guarded(self.stream.flush)
+        if self.held is None:
+            self._guarded(self.stream.flush)
+
+    def release(self) -> None:
+        """Write what is held, in one write, and flush; hold nothing from now on."""
+        held, self.held = self.held, None
+        if held:
+            self._guarded(self._write, "".join(held))
+        self.flush()
 
     def _write(self, text: str) -> int:
         try:
@@ -80,15 +99,33 @@ class GuardedStream:
 @contextmanager
 def guarded_streams() -> Iterator[GuardedStream | None]:
     """sys.stdout and sys.stderr as GuardedStreams while the block runs (each one that is open; None is left None,
-    as `closed_stdout` reads it); the guarded stdout, or None, is yielded. The streams are put back after."""
+    as `closed_stdout` reads it); the guarded stdout, or None, is yielded: one that holds what is printed when it is
+    no terminal (the caller releases it as the command ends). The streams are put back after."""
     stdout, stderr = sys.stdout, sys.stderr
-    guarded_out = None if stdout is None else GuardedStream(stdout, drops_errors=False)
+    guarded_out = None if stdout is None else GuardedStream(stdout, drops_errors=False, holds=not _is_tty(stdout))
     sys.stdout = guarded_out or stdout
     sys.stderr = None if stderr is None else GuardedStream(stderr, drops_errors=True)
     try:
         yield guarded_out
     finally:
         sys.stdout, sys.stderr = stdout, stderr
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, OSError):  # closed
+        return False
+
+
+def as_it_comes(line: str) -> None:
+    """`line` on stdout, written at once with all stdout held before it (GuardedStream): a result a script reads as
+    it comes (each clip written, each model pulled or verified), after which stdout holds nothing back."""
+    print(line)
+    if isinstance(sys.stdout, GuardedStream):
+        sys.stdout.release()
+    else:
+        sys.stdout.flush()
 
 
 def shortened(line: str) -> str:

@@ -67,3 +67,41 @@ def test_a_closed_stderr_never_becomes_a_file_mmgen_writes(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], preexec_fn=lambda: os.close(2), timeout=60)
     assert done.returncode == 0
     assert out.read_bytes() == b"output"
+
+
+class Writes(io.StringIO):
+    """A pipe's end as the OS sees it: each write() call kept apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        if text:
+            self.writes.append(text)
+        return super().write(text)
+
+
+def test_a_report_is_written_to_a_pipe_in_one_write(tmp_path):
+    """`mmgen models list | head -1` exited 141: rich flushed each print (and --json each line), so `head` had its
+    line and was gone before the rest came. The whole output is one write, as the command ends."""
+    env = mmgen_env(tmp_path)
+    for command in (["models", "list"], ["models", "list", "--json"], ["--help"], ["models"]):
+        stdout = Writes()
+        run_here(*command, env=env, stdout=stdout)
+        assert len(stdout.writes) == 1 and stdout.writes[0].count("\n") > 3, (command, stdout.writes[:3])
+
+
+def test_a_reader_that_takes_one_line_and_goes_leaves_a_short_output_exit_0(tmp_path):
+    """README: output that fits the pipe's buffer is all in it before the reader goes, so `mmgen models list --json |
+    head -1` exits 0 (it was 141 on every try)."""
+    env = mmgen_env(tmp_path)
+    for _ in range(2):
+        reader, writer = os.pipe()
+        process = subprocess.Popen([sys.executable, "-m", "mmgen", "models", "list", "--json"], env=env,
+                                   stdout=writer, stderr=subprocess.PIPE, text=True)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as pipe:
+            assert pipe.readline().startswith(b"{")  # head -1: one line, then gone
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+        process.stderr.close()

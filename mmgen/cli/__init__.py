@@ -167,8 +167,8 @@ def _run(argv: list[str] | None) -> int:
             # each note said once in the command; one alike for each file written, as the command ends
             with one_call(), held_back():
                 code = command()(args=argv, prog_name="mmgen", standalone_mode=False)
-            if stdout is not None and not stopped():  # what is still buffered fails here, as the command's failure,
-                stdout.flush()  # not at exit; a stopped one's goes nowhere (drop_unprinted), waiting on no reader
+            if stdout is not None and not stopped():  # what is still held or buffered: one write, whose failure is
+                stdout.release()  # the command's, not at exit; a stopped one's goes nowhere (drop_unprinted)
         except SystemExit:
             # click's answer to EPIPE (and rich's, printing --help) is an exit 1 without a word
             if stdout is None or stdout.failed is None:
@@ -184,6 +184,9 @@ def _run(argv: list[str] | None) -> int:
             if stdout is not None and stdout.failed is not None and not stopped():
                 return _stdout_failed(stdout.failed)
             if not stopped():
+                if stdout is not None:
+                    with contextlib.suppress(OSError):  # what it printed before it failed (the help `mmgen models`
+                        stdout.release()  # alone prints), then why it failed, whether or not that could be written
                 return _failed(e)
             code = stop_code()  # whatever a stop broke on its way out (stop_signals.stopped)
     code = code if isinstance(code, int) else 0

@@ -12,7 +12,7 @@ from rich.console import Console
 from mmgen import terminal
 from mmgen.config import json_text
 from mmgen.pipelines import Result
-from mmgen.terminal import markup_text, rate_text
+from mmgen.terminal import as_it_comes, markup_text, rate_text
 
 
 @contextmanager
@@ -55,9 +55,9 @@ def report(results: list[Result], as_json: bool, console: Console | None = None,
 
 
 def print_json(record: dict) -> None:
-    """One result as one line of JSON on stdout, flushed at once (a script reads each as it comes): what every
-    command's --json prints."""
-    print(json_text(record), flush=True)
+    """One result as one line of JSON on stdout, written at once (a script reads each as it comes): what every
+    command that works between its results prints with --json."""
+    as_it_comes(json_text(record))
 
 
 def describe(record: dict) -> str:

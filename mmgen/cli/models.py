@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout, stdout_open
 from mmgen.config import json_text, to_dict
@@ -53,8 +54,9 @@ ModelFlag = Annotated[bool, typer.Option("--model", help="NAME is the model (a r
 
 
 def emit(obj: dict[str, Any]) -> None:
-    """One `--json` object, a line of stdout (every models command's)."""
-    print(json_text(obj), flush=True)
+    """One `--json` object, a line of stdout, written with the rest of the command's output as it ends (a quick
+    command's: `list`, `info`); a result that comes after work (each model pulled, each verdict) is print_json's."""
+    print(json_text(obj))
 
 
 @models_app.command("list")
@@ -171,7 +173,7 @@ def pull(
                             f"`mmgen models pull {model}` resumes it")
             raise
         if as_json:
-            emit({"kind": "model", "name": model, "path": str(pulled.path), "fetched": pulled.fetched})
+            print_json({"kind": "model", "name": model, "path": str(pulled.path), "fetched": pulled.fetched})
         elif not quiet:
             say(f"{model}: {'downloaded to' if pulled.fetched else 'already available at'} {pulled.path}")
 

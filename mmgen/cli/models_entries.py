@@ -149,7 +149,7 @@ def verify(
             emit(result.as_dict())
         else:
             sha = f", sha256 {result.actual}" if result.ok else ""
-            print(path_text(f"{result.name}: {result.verdict}{sha} ({result.path})"), flush=True)  # the result: stdout
+            print(path_text(f"{result.name}: {result.verdict}{sha} ({result.path})"))  # the result: stdout
     bad = [r for r in results if not r.ok]
     if bad:
         counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")

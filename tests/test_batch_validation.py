@@ -1003,3 +1003,16 @@ def test_a_name_ending_in_another_media_suffix_and_an_empty_adapter_name_are_ref
            "suffix out: name: {stem})",
         6: "job 4 (generate): adapter :0.5: the adapter's file or name is empty (FILE[:WEIGHT] or NAME[:WEIGHT], e.g. "
            "x.safetensors:0.8)"}
+
+
+def test_the_readme_s_batch_example_sets_previews_to_what_is_not_their_default():
+    """The example's `previews: true  # _frames.png and _spectrogram.png next to each clip` read as the way to ask
+    for them, which every generate job writes anyway: it shows the key turning them off."""
+    import re
+
+    from mmgen.pipelines.settings import GenerateSettings
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    shown = re.findall(r"^\s+previews: (true|false)\b", readme, flags=re.M)
+    default = GenerateSettings.__dataclass_fields__["previews"].default
+    assert shown and all(value == str(not default).lower() for value in shown), shown

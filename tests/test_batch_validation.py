@@ -296,7 +296,7 @@ def test_options_are_checked_against_the_kind_and_the_whole_batch(folder: Path):
     problems = problems_of(jobs)
     assert "'mix' is not an option of generate jobs (it belongs to soundtrack jobs)" in problems[4]
     assert "must contain {stem}" in problems[7]
-    assert "device is set for the whole batch" in problems[10]
+    assert "'device' is set for the whole batch (device: under defaults:, or --device)" in problems[10]
     assert "'remix' is not one of generate, soundtrack, animate" in problems[11]
     assert "same.mp4 is written by jobs 5 (line 12), 6 (line 14); give each a different `name`" in problems[14]
     assert "give exactly one input" in problems[16]
@@ -332,7 +332,7 @@ def test_a_key_written_as_a_flag_or_for_another_command_says_whose_it_is(tmp_pat
                           "jobs)",
         where.format(7) + "'lr' is a setting of finetune, which a batch does not run (its jobs: generate, soundtrack, "
                           "animate, retake)",
-        where.format(8) + "device is set for the whole batch (under defaults:, or --device)",
+        where.format(8) + "'--device' is set for the whole batch (device: under defaults:, or --device)",  # as typed
         where.format(9) + "'--batch-size' is generate's --batch-size, which a batch does not take: it samples a job's "
                           "clips one at a time, and each comes out the same",
         where.format(10) + "'overwrite' is a flag of `mmgen batch` (--overwrite), for the whole batch, not a key",

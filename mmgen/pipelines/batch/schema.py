@@ -230,7 +230,7 @@ def _not_an_option(key: Any, kind: str | None, allowed: tuple[str, ...]) -> str:
         if kind is not None and (users := _kinds_taking(name)):
             return f"{key!r} is not an option of {kind} jobs ({'it' if name == key else name} belongs to {users})"
         if kind is not None and name in BATCH_WIDE:
-            return f"{name} is set for the whole batch (under defaults:, or --{name})"
+            return f"{key!r} is set for the whole batch ({name}: under defaults:, or --{name})"
         if name in BATCH_FLAGS:
             return f"{key!r} is a flag of `mmgen batch` (--{name.replace('_', '-')}), for the whole batch, not a key"
         if name == "batch_size":  # generate's flag before finetune's setting: a batch's generate job is what is meant

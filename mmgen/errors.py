@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from mmgen.terminal import number_text
 
@@ -32,7 +33,13 @@ class StorageError(MmgenError):
 
 class FolderReplaced(StorageError):
     """An output folder was replaced (moved away, a link put at its name) while the command wrote into it: it stops
-    before writing anything through that name (mmgen.output_folders.same_folders)."""
+    before writing anything through that name (mmgen.output_folders.same_folders). `folder`: the folder (absolute);
+    `went`: where the outputs finished in it are now ("went with it"), and `then` what the line says after naming
+    them (instead of the hint, which says where they went)."""
+
+    def __init__(self, message: str, hint: str, folder: Path, went: str, then: str):
+        super().__init__(message, hint)
+        self.folder, self.went, self.then = folder, went, then
 
 
 class ResourceError(MmgenError):

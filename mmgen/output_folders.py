@@ -11,12 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import NamedTuple
 
 from mmgen.errors import FolderReplaced
 from mmgen.output_checks import kind_of
 
-# The output folders a command writes into, as it found them (`same_folders`): absolute path → device and inode
-_folders: ContextVar[dict[Path, tuple[int, int] | None] | None] = ContextVar("files_same_folders", default=None)
+
+class _Found(NamedTuple):
+    identity: tuple[int, int] | None  # its device and inode as found (folder_identity)
+    named: Path  # as the command was given it (`od`): what its lines call it
+
+
+# The output folders a command writes into, as it found them (`same_folders`), by absolute path
+_folders: ContextVar[dict[Path, _Found] | None] = ContextVar("files_same_folders", default=None)
 
 
 @contextmanager
@@ -44,7 +51,7 @@ def keep_folder(folder: Path) -> None:
         return
     key = Path(os.path.abspath(folder))
     if key not in found:
-        found[key] = folder_identity(key)
+        found[key] = _Found(folder_identity(key), folder)
     else:
         check_folders(key / "-")
 
@@ -55,22 +62,27 @@ def check_folders(target: Path) -> None:
     if not found:
         return
     for folder in Path(os.path.abspath(target)).parents:
-        if folder in found and folder_identity(folder) != found[folder]:
-            raise _replaced(folder)
+        if folder in found and folder_identity(folder) != found[folder].identity:
+            raise _replaced(folder, found[folder].named)
 
 
-def _replaced(folder: Path) -> FolderReplaced:
-    """The FolderReplaced for `folder`, saying what is at its name now: another folder, something else, nothing (a
-    name leading through a link that may be what replaced a folder above it: "was replaced", as a folder)."""
+def _replaced(folder: Path, named: Path) -> FolderReplaced:
+    """The FolderReplaced for `folder` (absolute; `named` as the command was given it), saying what is at its name
+    now: another folder, something else, nothing (a name leading through a link that may be what replaced a folder
+    above it: "was replaced", as a folder)."""
     gone = not os.path.lexists(folder)
     if os.path.isdir(folder) or (gone and any(os.path.islink(above) for above in folder.parents)):
-        return FolderReplaced(f"{folder} was replaced while mmgen wrote into it; stopped",
+        return FolderReplaced(f"{named} was replaced while mmgen wrote into it; stopped",
                               hint="what was written before is in the folder that was there; nothing was "
-                                   "written into the one there now")
+                                   "written into the one there now", folder=folder,
+                              went="are in the folder that was there, not in the one there now",
+                              then="nothing was written into the one there now")
     said = ("was removed while mmgen wrote into it" if gone
             else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
-    return FolderReplaced(f"{folder} {said}; stopped",
-                          hint="what was written before went where that folder went; nothing more was written")
+    return FolderReplaced(f"{named} {said}; stopped",
+                          hint="what was written before went where that folder went; nothing more was written",
+                          folder=folder, went="went with it" if gone else "went with the folder that was there",
+                          then="nothing more was written")
 
 
 def forget_folder(folder: Path) -> None:

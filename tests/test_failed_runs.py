@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -274,6 +275,31 @@ def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_n
     assert "Traceback" not in done.stderr
     assert [p.name for p in victim.iterdir()] == ["clip_0001.mp4"] and (victim / "clip_0001.mp4").read_text() == "precious"
     assert sorted(p.name for p in old.iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
+
+
+def test_an_output_folder_removed_mid_run_is_named_as_typed_and_its_outputs_went_with_it(tiny, tmp_path, monkeypatch):
+    """`generate -o od`, od removed (or made a file) after its first clip: the line named od by its absolute path and
+    said it "kept the finished output: od/clip_0000.mp4", a file gone with the folder."""
+    monkeypatch.chdir(tmp_path)
+    write = generate_pipeline.write_generated
+    for then, went in ((lambda: None, "went with it"),
+                       (lambda: Path("od").write_text("x"), "went with the folder that was there")):
+        def removing(*args, then=then, **kwargs):
+            written = write(*args, **kwargs)
+            if Path("od").is_dir():
+                shutil.rmtree("od")
+                then()
+            return written
+
+        monkeypatch.setattr(generate_pipeline, "write_generated", removing)
+        done = run_here("generate", "-m", tiny, "-n", "2", "--steps", "1", "--precision", "fp32", "--no-previews",
+                        "-o", "od", env=mmgen_env(tmp_path))
+        assert done.returncode == 1, done.stderr
+        said = done.stderr.splitlines()[-1]
+        assert said.startswith("mmgen: error: od "), said
+        assert f"; the finished output in it {went}: od/clip_0000.mp4 (nothing more was written)" in said, said
+        assert "kept" not in said
+        Path("od").unlink(missing_ok=True)
 
 
 def test_the_python_api_stops_writing_through_an_output_folder_swapped_mid_call(tiny, tmp_path, monkeypatch):

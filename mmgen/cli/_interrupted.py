@@ -4,6 +4,7 @@ and kept, or not there at all; a command that keeps something else (a partial do
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from mmgen.cli import WRITERS, command_named, nothing_kept  # WRITERS: commands whose outputs `recording` sees
 from mmgen.cli.app import arguments, invoked
-from mmgen.errors import MmgenError, ResourceError, StorageError
+from mmgen.errors import FolderReplaced, MmgenError, ResourceError, StorageError
 from mmgen.pipelines.outputs import recording
 from mmgen.runtime.stop_signals import stop_name
 from mmgen.terminal import listed, path_text, say
@@ -70,4 +71,13 @@ def failed_line(error: MmgenError) -> str:
     left) after some outputs were finished, it says which it kept, as a stop's line does (they are whole)."""
     if not isinstance(error, (StorageError, ResourceError)) or not _finished:
         return str(error)
-    return str(MmgenError(f"{error.message}; {kept(_finished)}", error.hint))
+    if not isinstance(error, FolderReplaced):
+        return str(MmgenError(f"{error.message}; {kept(_finished)}", error.hint))
+    inside = [f for f in _finished if error.folder in Path(os.path.abspath(f)).parents]  # gone, or moved, with it
+    outside = [f for f in _finished if f not in inside]
+    if not inside:
+        return str(MmgenError(f"{error.message}; {kept(outside)}", error.hint))
+    names = listed([path_text(f) for f in inside], LISTED)
+    went = f"{'the finished output in it' if len(inside) == 1 else f'the {len(inside)} finished outputs in it'} " \
+           f"{error.went.replace('are ', 'is ', 1) if len(inside) == 1 else error.went}: {names}"
+    return str(MmgenError(f"{error.message}; {went}" + (f"; {kept(outside)}" if outside else ""), error.then))

@@ -10,6 +10,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TimeRemaini
 from rich.table import Column, Table
 
 MIN_BAR = 10  # columns: a narrower bar says nothing its count does not
+# Without a bar (a log, a pipe), a count says how far it has come at each quarter of its whole (its end too),
+PLAIN_EVERY = 0.25
+PLAIN_SECONDS = 30.0  # and at least this often while it moves: a slow one's log shows it moving
 # How far back the time left is estimated from: the rate over the updates of the last SPEED_WINDOW seconds. rich's
 # default (30 s) left no estimate at all where one item takes longer (a batch job, a training log step).
 SPEED_WINDOW = 600.0
@@ -61,3 +64,23 @@ class FittingProgress(Progress):
     @staticmethod
     def _table_column(column: str | ProgressColumn) -> Column:
         return Column(no_wrap=True) if isinstance(column, str) else column.get_table_column().copy()
+
+
+class PlainPace:
+    """When a plain progress line is due (PLAIN_EVERY, PLAIN_SECONDS): a few lines for a count however many items it
+    has (a download's bytes, a clip's windows), not one per item. `first`: the share of the whole from which a line
+    is due at once; `now`: the time it starts from, in the caller's clock."""
+
+    def __init__(self, first: float, now: float):
+        self._next_share = first
+        self._next_time = now + PLAIN_SECONDS
+
+    def due(self, share: float | None, now: float) -> bool:
+        """Whether a line is due now, at `share` of the whole (None: the whole is unknown, time alone decides)."""
+        quarter = share is not None and share >= self._next_share
+        if not (quarter or now >= self._next_time):
+            return False
+        while share is not None and share >= self._next_share:
+            self._next_share += PLAIN_EVERY
+        self._next_time = now + PLAIN_SECONDS
+        return True

@@ -210,3 +210,23 @@ def test_the_plain_training_line_says_the_time_left(monkeypatch):
     lines = screen.getvalue().splitlines()
     assert lines[-2].startswith("step 10/100  loss 0.0889") and "ETA" not in lines[-2]
     assert lines[-1] == "step 20/100  loss 0.0889 (video 0.0712, audio 0.0177)  1.0 clips/s, ETA 0:08:00"
+
+
+def test_plain_lines_are_a_few_however_many_windows_as_a_download_s_are(capsys):
+    """In a log, 12 windows were 12 lines (a long clip's filled it): the first, each quarter, the last, and one at
+    least every 30 s between them, as a download's plain lines are spaced (progress_bars.PlainPace)."""
+    from mmgen.cli.progress import PlainLines
+
+    now = [0.0]
+    show = PlainLines(clock=lambda: now[0])
+    for done in range(13):
+        now[0] = done * 2.0
+        show(ProgressEvent("windows", done, 12))
+    said = [line.split(",")[0] for line in capsys.readouterr().err.splitlines()]
+    assert said == ["windows: 1/12", "windows: 3/12", "windows: 6/12", "windows: 9/12", "windows: 12/12"]
+    for done in range(13):  # the next clip's windows, each 20 s: a line at least every 30 s as well
+        now[0] = 100.0 + done * 20.0
+        show(ProgressEvent("windows", done, 12))
+    said = [line.split(",")[0] for line in capsys.readouterr().err.splitlines()]
+    assert said == ["windows: 1/12", "windows: 3/12", "windows: 5/12", "windows: 6/12", "windows: 8/12",
+                    "windows: 9/12", "windows: 11/12", "windows: 12/12"]

@@ -1,5 +1,6 @@
-"""Pipeline progress on stderr: rich bars on a terminal, a plain line per finished clip/window otherwise
-(per-step lines would flood a log file), each with the time left the bar would show (`eta`)."""
+"""Pipeline progress on stderr: rich bars on a terminal, a few plain lines of finished clips/windows otherwise
+(the first, each quarter, the last, and every 30 s: progress_bars.PlainPace, as a download's; a line per window or
+step would flood a log file), each with the time left the bar would show (`eta`)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
-from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
+from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, PlainPace, eta
 from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
 
 
 class PlainLines:
-    """Progress without bars (a pipe, a file, NO_COLOR): a line per finished clip or window, with its ETA. `track`
-    keeps the count of any task without a line (a batch says each job's line itself, with `eta_of("jobs")`)."""
+    """Progress without bars (a pipe, a file, NO_COLOR): lines of finished clips or windows, with their ETA, as
+    PlainPace spaces them (12 windows: the 1st, 3rd, 6th, 9th and 12th). `track` keeps the count of any task without
+    a line (a batch says each job's line itself, with `eta_of("jobs")`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
         self._tasks = Progress(disable=True, get_time=clock, speed_estimate_period=SPEED_WINDOW)
         self._ids: dict[str, TaskID] = {}
+        self._paces: dict[str, tuple[int, PlainPace]] = {}  # a task's pace, by the count it was last at
 
     def track(self, event: ProgressEvent) -> None:
         if event.task not in self._ids:  # from 0, as a bar's: a task's first count (a batch's jobs done before this
@@ -37,7 +41,13 @@ class PlainLines:
 
     def __call__(self, event: ProgressEvent) -> None:
         self.track(event)
-        if event.task in ("clips", "windows") and event.done > 0:
+        if event.task not in ("clips", "windows"):
+            return
+        last, pace = self._paces.get(event.task, (event.done, None))
+        if pace is None or event.done < last:  # a count (re)starting: its first item's line is due at once
+            pace = PlainPace(0.0, self._clock())
+        self._paces[event.task] = (event.done, pace)
+        if event.done > 0 and pace.due(event.done / max(event.total, 1), self._clock()):
             say(f"{_LABELS[event.task]}: {event.done}/{event.total}{self.eta_of(event.task)}")
 
 

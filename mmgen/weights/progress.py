@@ -16,11 +16,8 @@ from rich.progress import (
 )
 
 from mmgen import terminal
-from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
+from mmgen.progress_bars import PLAIN_EVERY, SPEED_WINDOW, FittingProgress, PlainPace, eta
 from mmgen.terminal import say, size_text
-
-_PLAIN_EVERY = 0.25  # plain mode prints at each quarter of the file (and at the end),
-_PLAIN_SECONDS = 30.0  # and at least this often while bytes arrive: a slow download's log shows it moving
 
 
 class ByteProgress:
@@ -33,8 +30,7 @@ class ByteProgress:
         self._task = None
         self._done = 0
         self._total: int | None = None
-        self._next_report = 0.0
-        self._next_time = 0.0
+        self._pace = PlainPace(PLAIN_EVERY, 0.0)  # plain lines: after the start's, at each quarter and every 30 s
         self._started = 0.0
         self._start_done = 0
         # Without a bar, the bytes still count on a task of their own, for the time left the bar would show (eta),
@@ -77,8 +73,7 @@ class ByteProgress:
             # bytes, which rich keeps only for a count that grew — the time to the first bytes is part of the rate
             self._counted = self._plain.add_task(self.label, total=None if total is None else total + 1)
             self._plain.update(self._counted, completed=done + 1)
-            self._next_report = (done / total if total else 0.0) + _PLAIN_EVERY
-            self._next_time = self._started + _PLAIN_SECONDS
+            self._pace = PlainPace((done / total if total else 0.0) + PLAIN_EVERY, self._started)
             self.note(f"{self.label}: {self._arrived()}{', resuming' if done else ''}")
 
     def advance(self, n: int) -> None:
@@ -91,11 +86,7 @@ class ByteProgress:
         now = self._now = time.monotonic()
         if self._counted is not None:
             self._plain.update(self._counted, completed=self._done + 1)
-        quarter = bool(self._total) and self._done / self._total >= self._next_report
-        if quarter or now >= self._next_time:
-            while self._total and self._done / self._total >= self._next_report:
-                self._next_report += _PLAIN_EVERY
-            self._next_time = now + _PLAIN_SECONDS
+        if self._pace.due(self._done / self._total if self._total else None, now):
             rate = (self._done - self._start_done) / max(now - self._started, 1e-6)
             share = f"{self._done / self._total:.0%}, " if self._total else ""
             left = next((eta(task) for task in self._plain.tasks if task.id == self._counted), "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mmgen.config import from_dict, to_dict
@@ -78,6 +79,15 @@ def sampling_presets() -> list[str]:
     return sorted(p.stem for p in (preset_dir() / "sampling").glob("*.yaml"))
 
 
+def preset_file(name: str) -> Path:
+    """The file of the shipped sampling preset `name`; ConfigError naming the known ones where there is none (read
+    before any model loads: pipelines.preflight)."""
+    path = preset_dir() / "sampling" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown sampling preset {name!r} (known: {', '.join(sampling_presets())})")
+    return path
+
+
 def load_sampling_preset(name: str, over: SamplingConfig | None = None) -> SamplingConfig:
     """The shipped preset `name` (fast, balanced, paper), from the source tree or the installed wheel.
 
@@ -85,9 +95,7 @@ def load_sampling_preset(name: str, over: SamplingConfig | None = None) -> Sampl
     whatever the sampler stays: `fast` on the demo still starts at t = 650 from its data's mean, with dpm++ at
     15 steps. `paper` names every field the paper's runs use, so it is the paper's run on any model. The
     preset's `conditional` block is laid over its own top level the same way."""
-    path = preset_dir() / "sampling" / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown sampling preset {name!r} (known: {', '.join(sampling_presets())})")
+    path = preset_file(name)
     data = load_yaml(path) or {}
     if over is not None:
         data = {**to_dict(dataclasses.replace(over, conditional=None)), **data}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.adapters.store import files_of
+from mmgen.diffusion.sampling_config import preset_file
 from mmgen.errors import InvalidSetting, MediaError, ModelNotFound, UsageError
 from mmgen.input_files import why_not_a_file
 from mmgen.media.containers import MEDIA_SUFFIXES
@@ -136,7 +137,7 @@ def check_matching(command: str, input: str | Path, output: str | Path | None, s
     paths = settings.outputs(output)
     inputs = [source, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
-    check_model(str(settings.model))
+    check_sampling(settings)
     return Matching(source, output, paths, inputs, start, seconds)
 
 
@@ -171,7 +172,7 @@ def check_retake(input: str | Path, output: str | Path | None, settings: RetakeS
     paths = settings.outputs(outputs.output_for(source, output, "retake"))
     inputs = [source, *input_files(settings), *inputs]
     outputs.check_outputs([paths], overwrite, inputs=inputs, sample_rate=settings.asked_rate())
-    check_model(str(settings.model))
+    check_sampling(settings)
     return Retaking(source, info, streams, spans, paths, inputs)
 
 
@@ -183,7 +184,7 @@ def check_generate(out_dir: str | Path, settings: GenerateSettings, *, overwrite
     paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     inputs = input_files(settings)
     outputs.check_outputs(paths, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
-    check_model(str(settings.model))
+    check_sampling(settings)
     return paths, inputs
 
 
@@ -251,6 +252,13 @@ def input_files(settings: RunSettings) -> tuple[Path, ...]:
     given += [path for use in settings.adapters() for path in files_of(use.source) if path.is_file()]
     given += [path.with_suffix(".json") for path in given if path.with_suffix(".json").is_file()]
     return tuple(dict.fromkeys(given))
+
+
+def check_sampling(settings: RunSettings) -> None:
+    """The model a run samples with (check_model) and the sampling preset it lays over the model's settings."""
+    if settings.preset is not None:
+        preset_file(settings.preset)
+    check_model(str(settings.model))
 
 
 def check_model(name: str) -> None:

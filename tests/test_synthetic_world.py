@@ -170,3 +170,14 @@ def test_a_world_with_two_pitches_swapped_sounds_and_scores_by_its_own_mapping()
     assert old_world["pitch_accuracy"] == 0.0
     with pytest.raises(ConfigError, match="cannot swap"):
         SMALL.swap_pitches("red", "purple")
+
+
+def test_its_command_writes_progress_to_a_pipe_as_lines_on_stderr_and_no_carriage_returns(tmp_path, capsys):
+    """`python -m mmgen.data.synthetic … | cat` wrote `\\r1/3\\r2/3\\r3/3\\n` into the pipe: its progress is mmgen's
+    (cli.progress: plain lines on stderr where it is no terminal), its stdout only what it wrote."""
+    from mmgen.data.synthetic import _main
+
+    _main([str(tmp_path / "world"), "--n", "3", "--frames", "8", "--size", "16", "--sample-rate", "8000"])
+    said = capsys.readouterr()
+    assert said.out == f"wrote 3 clips and {tmp_path / 'world' / 'labels.jsonl'}\n"
+    assert "\r" not in said.err and said.err.splitlines()[0] == "clips: 1/3" and said.err.endswith("clips: 3/3\n")

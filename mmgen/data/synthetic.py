@@ -261,6 +261,9 @@ def read_labels(data_dir: str | Path) -> list[Label]:
 
 def _main(argv: list[str] | None = None) -> None:
     """Dev entry point until the `mmgen` CLI grows a command for it."""
+    from mmgen.cli.progress import progress_display
+    from mmgen.pipelines.events import ProgressEvent
+
     p = argparse.ArgumentParser(prog="python -m mmgen.data.synthetic", description=__doc__.splitlines()[0])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--n", type=int, default=500)
@@ -275,14 +278,13 @@ def _main(argv: list[str] | None = None) -> None:
         config = WorldConfig(frames=a.frames, size=a.size, sample_rate=a.sample_rate)
         if a.swap_pitches:
             config = config.swap_pitches(*a.swap_pitches.split(",", 1))
-        path = write_dataset(a.out_dir, config, a.n, a.seed, _print_progress, overwrite=a.overwrite)
+        # on stderr as every command's: a bar on a terminal, a few plain lines in a log or a pipe (no \r)
+        with progress_display() as progress:
+            path = write_dataset(a.out_dir, config, a.n, a.seed,
+                                 lambda done, total: progress(ProgressEvent("clips", done, total)), overwrite=a.overwrite)
     except MmgenError as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"\nwrote {a.n} clips and {path}")
-
-
-def _print_progress(done: int, total: int) -> None:
-    print(f"\r{done}/{total}", end="", flush=True)
+    print(f"wrote {a.n} clips and {path}")
 
 
 if __name__ == "__main__":

@@ -902,3 +902,10 @@ def test_an_unknown_sampling_preset_is_refused_before_torch_loads(tmp_path):
     assert done.stdout.splitlines()[-1] == "2 False", done.stderr
     assert done.stderr == "mmgen: error: unknown sampling preset 'turbo' (known: balanced, fast, paper)\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_model_file_is_named_as_given(tmp_path, monkeypatch):
+    """`generate -m ./nosuch.safetensors` said `nosuch.safetensors: no such model file`: the path as Path shows it."""
+    monkeypatch.chdir(tmp_path)
+    done = run_here("generate", "-m", "./nosuch.safetensors", "-o", "out", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: ./nosuch.safetensors: no such model file\n")

@@ -262,21 +262,22 @@ def check_sampling(settings: RunSettings) -> None:
 
 
 def check_model(name: str) -> None:
-    """Check that the weights can be had and are an mm-unet."""
+    """Check that the weights can be had and are an mm-unet. A file is named as given (`./x.safetensors`, not
+    Path's `x.safetensors`)."""
     if is_path(name):
         path = Path(name)
         if why := why_not_a_file(path, missing="no such model file"):
-            raise ModelNotFound(f"{path}: {why}")
+            raise ModelNotFound(f"{name}: {why}")
         # imported here: they import torch (safetensors' side of it), needed only for a file that is there
         from mmgen.adapters.file import is_adapter_file
         from mmgen.weights.checkpoint import read_header
 
         if is_adapter_file(path):
-            raise UsageError(f"{path} is a LoRA adapter, not a model",
-                             hint=f"use it with --adapter {path} and -m the model it was trained on")
+            raise UsageError(f"{name} is a LoRA adapter, not a model",
+                             hint=f"use it with --adapter {name} and -m the model it was trained on")
         header = read_header(path)
         if header is not None and header.arch != "mm-unet":
-            raise UsageError(f"{path} is an {header.arch} model; this command needs an mm-unet")
+            raise UsageError(f"{name} is an {header.arch} model; this command needs an mm-unet")
         return
     registry, cache = load_registry(), ModelCache()
     entry = registry.entries.get(name)

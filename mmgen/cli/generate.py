@@ -43,7 +43,7 @@ def generate(
     """
     from mmgen.pipelines.preflight import check_generate
 
-    Limit(1).check("--batch-size", batch_size)  # in every command's words (typer's are pydantic's)
+    Limit(1).check("batch_size", batch_size)  # said as --batch-size (cli._failed), in every command's words
     # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once
     check_generate(out_dir, settings, overwrite=overwrite)
     from mmgen.pipelines.generate import generate_files

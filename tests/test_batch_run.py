@@ -493,6 +493,21 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     assert not (out / MANIFEST_NAME).exists()
 
 
+def test_ranks_that_planned_different_jobs_all_refuse_said_once_and_run_nothing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """Each torchrun rank plans the batch file before they join: a file rewritten while they started gave the ranks
+    different jobs (both made x.mp4, y.mp4 was never made, "2 done", exit 0). Rank 1 read it otherwise here; every
+    rank refuses, said once by rank 0, before taking the folder (tests/two_ranks.py)."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "toggled")
+    out = workspace / "toggled"
+    said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]),
+                            rank_1_says=lambda word: "rank 1's plan")
+    assert said[0] == (2, f"mmgen: error: {jobs} changed while the processes started; run again\n")
+    assert said[1] == (2, "")
+    assert not out.exists()
+
+
 def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     """The second shell's batch was checked while the first one still held the folder; by the time it gets the
     folder (free again once a batch ends), the first has done every job."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,18 +14,24 @@ from mmgen.runtime import processes
 
 
 def run_as_two_ranks(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: Callable[[], int]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: Callable[[], int],
+    rank_1_says: Callable[[Any], Any] | None = None,
 ) -> dict[int, tuple[int, str]]:
     """{rank: (exit code, stderr)} of `command` run as rank 0 and then as rank 1 of a two-process job. The
-    stand-in gather hands rank 1 what rank 0 gathered, as all_gather_object does: rank 0's word first."""
+    stand-in gather hands each rank every rank's word, in rank order, as all_gather_object does: rank 0, played
+    first, hears rank 1 say what it said itself (or `rank_1_says` of it: rank 1 saw things otherwise); rank 1 hears
+    what rank 0 said at the same collective."""
     rank_0_said = []
+    rank_1_heard = iter(rank_0_said)
 
     @dataclasses.dataclass(frozen=True)
     class Joined(processes.Processes):
         def gather(self, obj):
             if self.rank == 0:
                 rank_0_said.append(obj)
-            return [obj if self.rank == 0 else rank_0_said[0], None]
+                return [obj, rank_1_says(obj) if rank_1_says else obj]
+            word = next(rank_1_heard)
+            return [word, rank_1_says(word) if rank_1_says else obj]
 
     monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
     monkeypatch.setattr(processes, "stop", lambda joined: None)

@@ -8,12 +8,18 @@ same rank. Each rank then skips its own finished jobs.
 One batch at a time writes into an output folder: a second one (another shell, another torchrun job) would
 find the first one's jobs half-done and fail them as "exists". run_batch holds the folder's lock (rank 0, for
 all its processes) from before it reads what is done until its last job ends.
+
+Each rank plans the batch file on its own, before the ranks join: a file changed while they started (saved again,
+a script rewriting it) could give them different plans — two ranks making one output, another output never made.
+Having joined, they compare their plans in one collective and run only one they all planned (_one_plan).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
+import json
 import os
 import time
 import traceback
@@ -157,6 +163,7 @@ def run_batch(
     in job order."""
     joined = processes.start(plan.jobs[0].run.compute.device.type if plan.jobs else "cpu")
     try:
+        _one_plan(plan, joined)
         with _only_batch_in(plan.output_dir, joined):
             if joined.is_main:  # before any record of this run: retries of a failing job do not grow it without bound
                 with suppress(MmgenError, OSError):  # a full disk: the log as it is still says everything
@@ -168,6 +175,19 @@ def run_batch(
             return sorted((o for part in joined.gather(mine) for o in part), key=lambda o: o.number)
     finally:
         processes.stop(joined)
+
+
+def _one_plan(plan: Plan, joined: processes.Processes) -> None:
+    """UsageError on every process, said by rank 0 alone, unless every process planned the same jobs (their outputs
+    and content hashes, in order, into one folder): what each read of the batch file was is compared in one
+    collective, before any of them takes the folder or runs a job."""
+    if not joined.distributed:
+        return
+    planned = json.dumps([str(plan.output_dir), [(job.number, job.output, job.hash) for job in plan.jobs]])
+    if len(set(joined.gather(hashlib.sha256(planned.encode()).hexdigest()))) > 1:
+        refused = UsageError(f"{plan.batch.path} changed while the processes started; run again")
+        refused.every_process = True
+        raise refused
 
 
 @contextmanager

@@ -164,6 +164,35 @@ def test_a_batch_too_big_for_the_machines_memory_is_refused_before_the_run_folde
         assert not (tmp_path / "run").exists()
 
 
+def test_under_torchrun_a_batch_the_processes_do_not_split_is_bad_input_said_once_before_any_decoding(
+    tmp_path, monkeypatch, capsys
+):
+    """`torchrun --nproc_per_node 3 -m mmgen finetune … --batch-size 4` decoded every clip, then each of the 3
+    processes printed `ValueError: batch size 4 does not split evenly over 3 processes` and exited 1. It is the
+    user's setting: refused as the settings are checked (the process count is the environment's), exit 2, said by
+    rank 0 alone; a --resume at another process count is refused alike, naming the run's config.yaml."""
+    from finetune_clips import write_clip
+
+    write_clip(tmp_path / "clips" / "clip.mp4", ["red"], 2.0)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    for rank, said in ((0, "mmgen: error: --batch-size 4 does not split evenly over 3 processes (give a batch size "
+                           "that is a multiple of 3, or run a number of processes that divides 4)"), (1, None)):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        done = run_here("finetune", tmp_path / "clips", "--from", "demo", "-o", tmp_path / "run", "--steps", 1,
+                        "--batch-size", 4, env=mmgen_env(tmp_path))
+        assert (done.returncode, done.stderr) == (2, f"{said}\n" if said else "")
+        assert not (tmp_path / "run").exists()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("init: demo\nsteps: 1\nbatch_size: 4\n")
+    monkeypatch.setenv("RANK", "0")
+    done = run_here("finetune", tmp_path / "clips", "-o", run, "--resume", env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mmgen: error: {run / 'config.yaml'}: batch_size: 4 does not split evenly over "
+                                  "3 processes"), done.stderr
+
+
 def test_a_finetune_config_s_unknown_keys_get_the_nearest_key_as_a_batch_file_s_do(tmp_path):
     """A batch file said `unknown key 'seeed'; did you mean seed?`; `finetune --config` (and a registry entry, and
     every YAML read into a dataclass) listed only the allowed keys, a flag's spelling (`--lr`, `batch-size`) too."""

@@ -30,6 +30,7 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
     from mmgen.models import config_for
     from mmgen.runtime.device import select_device
 
+    _check_batch_splits(config.batch_size, setting("batch_size"))
     try:
         select_device(config.device)
     except InvalidSetting as e:
@@ -48,6 +49,21 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
             pass
     if model_config is not None:
         _check_batch_fits(config.batch_size, model_config, setting("batch_size"))
+
+
+def _check_batch_splits(batch_size: int, setting: Setting) -> None:
+    """Under torchrun each process trains on an equal share of every batch (mmgen.train.order): a batch the process
+    count does not divide — a new one, or a --resume at another count — is refused before any clip is decoded, by
+    every process alike, said once (rank 0)."""
+    from mmgen.runtime.processes import described
+
+    processes = described().world_size
+    if batch_size % processes:
+        refused = UsageError(f"{setting.given(batch_size)} does not split evenly over {processes} processes",
+                             hint=f"give a batch size that is a multiple of {processes}, or run a number of "
+                             f"processes that divides {batch_size}")
+        refused.every_process = True
+        raise refused
 
 
 def _check_batch_fits(batch_size: int, model_config: Any, setting: Setting) -> None:

@@ -206,9 +206,26 @@ def draws(console: Console) -> bool:
 
 def table_console(stderr: bool = True) -> Console:
     """Where tables go: a terminal at its own width; a pipe or a file as wide as the table, where rich would
-    fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole."""
+    fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole (a row
+    is a line: `mmgen models list | grep landscape`), and no line padded with spaces to that width (a title's)."""
     shown = console(stderr, highlight=False)
-    return shown if shown.is_terminal else console(stderr, highlight=False, width=WIDTH_WHEN_PIPED)
+    if shown.is_terminal:
+        return shown
+    return console(stderr, highlight=False, width=WIDTH_WHEN_PIPED, file=_Unpadded(shown.file))
+
+
+class _Unpadded:
+    """A stream whose lines are written without the spaces that end them (rich writes whole lines)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(re.sub(r" +(?=\n)", "", text))
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self.stream, name)
 
 
 def show_table(console: Console, table: Table, entries: list[tuple[str, ...]]) -> bool:

@@ -490,3 +490,14 @@ def test_models_info_says_no_python_none_and_its_json_is_data(tmp_path):
     assert info["weights"]["size"] == next(row["size"] for row in listed if row["name"] == "demo") > 0
     landscape = json.loads(run_here("models", "info", "landscape", "--json", env=env).stdout)
     assert landscape["config"]["model_channels"] == 128 and landscape["weights"]["size"] is None  # not estimated
+
+
+def test_the_table_piped_is_a_row_a_line_and_no_line_padded_with_spaces(tmp_path):
+    """Piped, the title `mmgen models` was padded with ~240 spaces to the table's width. Each row stays one line, as
+    wide as it needs (`mmgen models list | grep landscape` gets the row whole, its URL too)."""
+    done = run_here("models", "list", env=mmgen_env(tmp_path))
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0] == "mmgen models", done.stdout
+    assert not [line for line in lines if line.endswith(" ")], done.stdout
+    landscape = [line for line in lines if "│ landscape " in line]
+    assert len(landscape) == 1 and "https://drive.google.com/drive/folders/" in landscape[0], done.stdout

@@ -171,6 +171,16 @@ def test_a_sidecar_names_a_registered_adapter_by_its_name_too(adapter_file, tmp_
         "sha256": sha256_file(path), "weight": 0.5, "name": "my-style"}]
 
 
+def test_a_registered_adapter_that_does_not_belong_is_named_as_given(adapter_file, tmp_path, mmgen):
+    """`generate -m demo --adapter my-style` (trained on another model) named the copy in the cache
+    (`…/adapters/my-style/adapter.safetensors`), not `my-style` as typed."""
+    base, path = adapter_file
+    assert mmgen("models", "import", path, "--name", "my-style").returncode == 0
+    foreign = mmgen("generate", "-m", "demo", "--adapter", "my-style", "-o", tmp_path / "x")
+    assert foreign.returncode == 2
+    assert foreign.stderr.startswith(f"mmgen: error: adapter my-style was trained on {base} "), foreign.stderr
+
+
 def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_path, mmgen):
     base, path = adapter_file
     foreign = mmgen("generate", "-m", "demo", "--adapter", path, "-o", tmp_path / "x")

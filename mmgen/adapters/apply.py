@@ -22,10 +22,10 @@ def check_base(adapter: Adapter, name: str, arch: str, sha256: str, identities: 
     (or both from one file) without changing a value: `models import` of the demo as float32 is still the demo.
     Checked before any model loads where the model is on this machine (session.prepare), and as it loads."""
     if adapter.base.arch != arch:
-        raise UsageError(f"adapter {adapter.path} is for an {adapter.base.arch} model; {name} is an {arch} model")
+        raise UsageError(f"adapter {adapter.shown} is for an {adapter.base.arch} model; {name} is an {arch} model")
     if not adapter.base.identities() & identities:
         raise UsageError(
-            f"adapter {adapter.path} was trained on {adapter.base.name} (sha256 {adapter.base.sha256[:12]}…), "
+            f"adapter {adapter.shown} was trained on {adapter.base.name} (sha256 {adapter.base.sha256[:12]}…), "
             f"not on {name} (sha256 {sha256[:12]}…): other weights",
             hint=f"use it with -m {adapter.base.name}, or train an adapter on {name}",
         )
@@ -39,7 +39,7 @@ def check_fits(adapter: Adapter, model: nn.Module, name: str, base: BaseModel) -
         weight = getattr(modules.get(layer), "weight", None)
         a, b = adapter.tensors[f"{layer}.lora_A"], adapter.tensors[f"{layer}.lora_B"]
         if weight is None or (b.shape[0], a.shape[1]) != (weight.shape[0], math.prod(weight.shape[1:])):
-            raise UsageError(f"adapter {adapter.path}: layer {layer} does not fit {name}'s architecture")
+            raise UsageError(f"adapter {adapter.shown}: layer {layer} does not fit {name}'s architecture")
 
 
 def merge_adapters(model: nn.Module, adapters: list[tuple[Adapter, float]]) -> None:

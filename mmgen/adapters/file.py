@@ -69,6 +69,12 @@ class Adapter:
     sha256: str  # of the file read
     mmgen_version: str
     read_from: Path | None = None  # the file read, where it is not `path`: what a replacement in flight kept aside
+    named: str | None = None  # as the command named it (a registered adapter's name, a path as typed); None: `path`
+
+    @property
+    def shown(self) -> str:
+        """The adapter as the lines about using it name it: as it was given (`my-style`, `./x.safetensors`)."""
+        return self.named or str(self.path)
 
     def layers(self) -> list[str]:
         return sorted({key.rsplit(".", 1)[0] for key in self.tensors})
@@ -127,13 +133,15 @@ def is_adapter_file(path: str | Path) -> bool:
         return False
 
 
-def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
+def read_adapter(path: str | Path, read_from: Path | None = None, named: str | None = None) -> Adapter:
     """Read and verify the adapter file `path`: a clear UsageError when it is not one, ChecksumMismatch when its
     tensors are not the ones it was written with. It is read as last kept, as a model by path is (weights.load):
     while a LoRA run writes RUN/adapter.safetensors again with its json, or after one was killed doing so, from the
     file the json it kept aside describes (weights.sidecar.kept_files) — or from `read_from`, where the caller found
     that file itself (a registered adapter's, adapters.store). Either way the adapter is `path`: what errors and
-    sidecars name, never a hidden file kept aside."""
+    sidecars name, never a hidden file kept aside. `named`: how the command named it (Adapter.named), else `path`
+    as given."""
+    named = named or str(path)
     path = Path(path)
     if why := why_not_a_file(path):
         raise UsageError(f"adapter {path}: {why}")
@@ -164,7 +172,7 @@ def read_adapter(path: str | Path, read_from: Path | None = None) -> Adapter:
         )
     check_tensors(path, tensors, spec)
     return Adapter(path, spec, base, tensors, sha256_file(file), metadata.get("mmgen_version", "?"),
-                   None if file == path else file)
+                   None if file == path else file, named)
 
 
 def _number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -> int | float:

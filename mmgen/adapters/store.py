@@ -283,7 +283,8 @@ def resolve(source: str) -> Adapter:
             f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
             hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
         )
-    return read_adapter(folder_of(source) / FILE, read_from=file)  # `file`: maybe what a registration kept aside
+    return read_adapter(folder_of(source) / FILE, read_from=file, named=source)  # `file`: maybe what a
+    # registration kept aside
 
 
 def import_merged(file: str | Path, name: str, overwrite: bool = False):

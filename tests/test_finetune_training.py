@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_here import run_here
-from finetune_clips import TRAIN_MODEL, write_clip_folder, write_recipe
+from finetune_clips import TRAIN_MODEL, write_clip, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_env
 from safetensors.torch import load_file
 
@@ -152,7 +152,7 @@ def test_json_prints_the_run_as_one_line_on_stdout_and_notes_stay_on_stderr(trai
         "data": {"clips": record["data"]["clips"], "files": 6, "decoded": 0, "reused": 6, "skipped": 2},
     }
     assert record["data"]["clips"] > 0 and (tmp_path / "run" / "model.safetensors").is_file()
-    assert "done: 1 steps" in result.stderr and "{" not in result.stderr
+    assert "done: 1 step;" in result.stderr and "{" not in result.stderr
 
     monkeypatch.setattr("sys.stdout", None)  # `>&-`
     assert run([str(a) for a in args] + ["-o", str(tmp_path / "closed")]) == 2
@@ -256,3 +256,16 @@ def test_a_run_folder_inside_the_data_folder_is_not_training_data(tmp_path):
     assert f"note: left out {data / 'run'}: an mmgen finetune run's folder" in later.stderr
     for done in (first, resumed, later):
         assert "from 2 of 4 files" in done.stderr, done.stderr
+
+
+def test_a_run_on_one_clip_for_one_step_counts_them_in_the_singular(tmp_path):
+    """`1 training clips`, `done: 1 steps`: every count finetune prints agrees with its number."""
+    data = tmp_path / "clips"
+    write_clip(data / "one.mp4", ["red"], segment=0.2)  # one clip of the training model's 2 frames at 10 fps
+    recipe = write_recipe(tmp_path / "recipe.yaml")
+    done = run_here("finetune", data, "--scratch", "--config", recipe, "-o", tmp_path / "run", "--steps", 1,
+                    "--batch-size", 1, "--sample-every", 0, "--probe-every", 0, env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "1 clip from 1 of 1 file " in done.stderr
+    assert ", 1 training clip, " in done.stderr
+    assert "done: 1 step; model " in done.stderr

@@ -84,7 +84,7 @@ def show_plan(plan: Plan, console: Console) -> None:
         table.add_row(
             _span(first.number, last.number, "–"), str(first.spec.line), first.kind,
             markup_text(_span(first.input.name, last.input.name)) if first.input else "—",
-            markup_text(_span(first.output, last.output)), markup_text(Path(first.run.model).name), f"{sampling.sampler} · {sampling.steps} steps", _span(first.seed, last.seed),
+            markup_text(_span(first.output, last.output)), markup_text(Path(first.run.model).name), f"{sampling.sampler} · {counted(sampling.steps, 'step')}", _span(first.seed, last.seed),
             STATUS_TEXT[plan.status[first.number]],
         )
     console.print(table)

@@ -21,7 +21,7 @@ from rich.progress import (
 
 from mmgen import terminal
 from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
-from mmgen.terminal import path_text, say
+from mmgen.terminal import counted, path_text, say
 from mmgen.train.step_folders import latest_checkpoint
 
 if TYPE_CHECKING:  # the training code (torch) loads when a run starts, not for `mmgen --help`
@@ -55,10 +55,10 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
         say(f"resume with:  {_launcher()} finetune {where} --resume")
     else:
         if config.lora is not None:
-            say(f"done: {result.step} steps; adapter {result.model_path}")
+            say(f"done: {counted(result.step, 'step')}; adapter {result.model_path}")
             say(f"try:  mmgen generate -m {shlex.quote(config.init)} --adapter {shlex.quote(str(result.model_path))}")
         else:
-            say(f"done: {result.step} steps; model {result.model_path}")
+            say(f"done: {counted(result.step, 'step')}; model {result.model_path}")
             say(f"try:  mmgen generate -m {shlex.quote(str(result.model_path))}")
 
 

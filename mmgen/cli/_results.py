@@ -12,7 +12,7 @@ from rich.console import Console
 from mmgen import terminal
 from mmgen.config import json_text
 from mmgen.pipelines import Result
-from mmgen.terminal import as_it_comes, markup_text, rate_text
+from mmgen.terminal import as_it_comes, counted, markup_text, rate_text
 
 
 @contextmanager
@@ -49,7 +49,7 @@ def report(results: list[Result], as_json: bool, console: Console | None = None,
         seeds = sorted({r.provenance.seed for r in results})
         seed = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}..{seeds[-1]}"
         console.print(
-            f"[dim]model {markup_text(first.model)} · {first.sampler} {first.steps} steps · seed {seed} · {first.device} · "
+            f"[dim]model {markup_text(first.model)} · {first.sampler} {counted(first.steps, 'step')} · seed {seed} · {first.device} · "
             f"{sum(r.provenance.wall_time_s for r in results):.1f} s[/]"
         )
 

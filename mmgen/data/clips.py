@@ -25,7 +25,7 @@ from mmgen.data.clip_cache import ClipCache, printable
 from mmgen.errors import ConfigError, MediaError
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
-from mmgen.terminal import rate_text
+from mmgen.terminal import counted, rate_text
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
@@ -119,7 +119,7 @@ class ScanReport:
 
     def summary(self) -> str:
         return (
-            f"{self.clips} clips from {self.files - len(self.skipped)} of {self.files} files "
+            f"{counted(self.clips, 'clip')} from {self.files - len(self.skipped)} of {counted(self.files, 'file')} "
             f"({self.decoded} decoded, {self.reused} from the clip cache, {len(self.skipped)} skipped)"
         )
 

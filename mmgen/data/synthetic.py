@@ -263,6 +263,7 @@ def _main(argv: list[str] | None = None) -> None:
     """Dev entry point until the `mmgen` CLI grows a command for it."""
     from mmgen.cli.progress import progress_display
     from mmgen.pipelines.events import ProgressEvent
+    from mmgen.terminal import counted
 
     p = argparse.ArgumentParser(prog="python -m mmgen.data.synthetic", description=__doc__.splitlines()[0])
     p.add_argument("out_dir", type=Path)
@@ -284,7 +285,7 @@ def _main(argv: list[str] | None = None) -> None:
                                  lambda done, total: progress(ProgressEvent("clips", done, total)), overwrite=a.overwrite)
     except MmgenError as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"wrote {a.n} clips and {path}")
+    print(f"wrote {counted(a.n, 'clip')} and {path}")
 
 
 if __name__ == "__main__":

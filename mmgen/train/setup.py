@@ -27,7 +27,7 @@ from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
 from mmgen.runtime.device import Compute, select_precision
 from mmgen.runtime.processes import Processes
-from mmgen.terminal import listed
+from mmgen.terminal import counted, listed
 from mmgen.train.checkpoint import Resumable, resume_from, set_aside
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.events import EventFn, TrainEvent
@@ -174,7 +174,7 @@ def prepare(
             "start",
             state.step,
             config.steps,
-            message=f"{origin}, {parameters / 1e6:.2f} M parameters, {len(train_indices)} training clips, "
+            message=f"{origin}, {parameters / 1e6:.2f} M parameters, {counted(len(train_indices), 'training clip')}, "
             f"{compute.describe()}" + (f", {processes.world_size} processes" if processes.distributed else ""),
         )
     )

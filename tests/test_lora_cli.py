@@ -457,6 +457,19 @@ def test_a_weight_that_is_no_number_after_an_adapter_is_said_to_be_the_weight(ad
         AdapterUse.parse("my-style:abc")
 
 
+def test_a_weight_that_is_no_number_after_an_adapter_not_there_is_said_to_be_the_weight(tmp_path, monkeypatch, mmgen):
+    """`--adapter x.safetensors:abc` with no x.safetensors here said `no registered adapter of that name (a path ...
+    is a file…)`: what comes before the colon is written as an adapter is, and the whole is neither."""
+    monkeypatch.chdir(tmp_path)
+    for given in ["x.safetensors:abc", "./x.safetensors:abc", "my-style:abc"]:
+        done = mmgen("generate", "--adapter", given, "-o", tmp_path / "out")
+        assert done.returncode == 2
+        assert done.stderr == (f"mmgen: error: --adapter {given}: weight 'abc' is not a number (FILE:WEIGHT or "
+                               "NAME:WEIGHT, e.g. x.safetensors:0.8)\n")
+    assert AdapterUse.parse("a:b.safetensors") == AdapterUse("a:b.safetensors")  # a file's name, as a whole
+    assert AdapterUse.parse("dir/a:b/c.safetensors") == AdapterUse("dir/a:b/c.safetensors")
+
+
 def _rewritten(path: Path, target: Path, change, **metadata: str) -> Path:
     """A copy of the adapter `path` with its tensors changed by `change` (a dict → a dict) and `metadata` set, its
     digest made again: a file that is consistent, only not an adapter that fits."""

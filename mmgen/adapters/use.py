@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import InvalidSetting, UsageError
-from mmgen.weights.names import check_reference
+from mmgen.weights.names import check_reference, is_name, is_path
 
 # An adapter is a small change to weights: at 1 it is what training made, past a few times that it is noise, and at
 # 1e38 the merged weights overflow. Weights beyond this are refused rather than sampled into NaN.
@@ -24,8 +24,10 @@ class AdapterUse:
 
     @classmethod
     def parse(cls, text: str) -> AdapterUse:
-        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name (`a:b.safetensors`), unless
-        only what comes before it is an adapter: then the tail is a weight that is no number (`x.safetensors:abc`)."""
+        """FILE[:WEIGHT]; a colon whose tail is not a number belongs to the file name (`a:b.safetensors`, a file
+        as a whole), unless what comes before it is the adapter (`x.safetensors:abc`, `my-style:abc`): one that is
+        there, or, where neither is, one written as a file or name is (not the whole: it ends in .safetensors). Then
+        the tail is a weight that is no number."""
         source, sep, tail = text.rpartition(":")
         if not (source if sep and _number(tail) else text).strip():  # `--adapter :0.5`, `--adapter ""`
             raise InvalidSetting("adapter", "the adapter's file or name is empty", text or None,
@@ -34,7 +36,7 @@ class AdapterUse:
             try:
                 weight = float(tail)
             except ValueError:
-                if _found(source) and not _found(text):
+                if not _found(text) and (_found(source) or (_reference(source) and not is_path(tail))):
                     raise InvalidSetting("adapter", f"weight {tail!r} is not a number", text,
                                          hint="FILE:WEIGHT or NAME:WEIGHT, e.g. x.safetensors:0.8") from None
                 return cls._checked(text)
@@ -64,10 +66,13 @@ def _number(text: str) -> bool:
     return True
 
 
+def _reference(source: str) -> bool:
+    """Whether `source` is written as an adapter is: a path (weights.names.is_path) or a name."""
+    return is_path(source) or is_name(source)
+
+
 def _found(source: str) -> bool:
     """Whether `source` is an adapter to be had: a file there, or a registered adapter's name."""
-    from mmgen.weights.names import is_name, is_path
-
     if is_path(source):
         return Path(source).is_file()
     if not is_name(source):

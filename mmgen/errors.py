@@ -14,7 +14,8 @@ class MmgenError(Exception):
 
     exit_code = 1
     # Raised alike by every process of a torchrun job — about what they share (the batch file, the output folder):
-    # only rank 0 says it, as a single process would, instead of one line per process.
+    # only rank 0 says it, as a single process would, instead of one line per process (mmgen.cli._failed).
+    # Set on one error, or on any raised in a block (`alike_in_every_process`).
     every_process = False
 
     def __init__(self, message: str, hint: str | None = None):
@@ -132,3 +133,14 @@ def command_line_words() -> Iterator[None]:
         yield
     finally:
         _command_line = outer
+
+
+@contextmanager
+def alike_in_every_process() -> Iterator[None]:
+    """An MmgenError raised in the block is about what every process of a torchrun job checks alike (the batch file
+    each one plans, the run folder and the clips each one looks at): marked `every_process`, said once (rank 0)."""
+    try:
+        yield
+    except MmgenError as e:
+        e.every_process = True
+        raise

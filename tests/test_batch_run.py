@@ -508,6 +508,36 @@ def test_ranks_that_planned_different_jobs_all_refuse_said_once_and_run_nothing(
     assert not out.exists()
 
 
+def test_under_torchrun_a_batch_file_s_problems_and_failed_jobs_are_said_once_by_rank_0(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """Every rank plans the batch file, and every rank gathers every job's outcome: `JOBS: 1 problem found, nothing
+    was run` and `1 of 1 job failed (…)` were said once per rank. Rank 0 alone says them (tests/two_ranks.py)."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "said_once")
+    jobs.write_text(jobs.read_text().replace("num: 2", "num: 2\n    stepz: 3"))
+    said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]))
+    assert said[0][0] == 2 and said[0][1].endswith(f"mmgen: error: {jobs}: 1 problem found, nothing was run\n")
+    assert said[1] == (2, "")
+
+    out = workspace / "said_once"
+    jobs.write_text(f"output_dir: {out.name}\ndefaults: {{model: models/tiny.safetensors, steps: 2, device: cpu}}\n"
+                    "jobs:\n  - {kind: generate, name: renders/take}\n")
+    real_replanned = batch_run.replanned
+
+    def blocked_while_starting(plan, *args):  # a file where the job's folder goes: job 1 (rank 0's) fails
+        out.mkdir(exist_ok=True)
+        (out / "renders").write_text("a file where the job needs a folder")
+        return real_replanned(plan, *args)
+
+    monkeypatch.setattr(batch_run, "replanned", blocked_while_starting)
+    said = run_as_two_ranks(monkeypatch, capsys,  # each rank plans with the folder free, as they do together
+                            lambda: (out / "renders").unlink(missing_ok=True) or run(["batch", str(jobs)]),
+                            rank_1_says=lambda word: [] if isinstance(word, list) else word)  # no job of its own
+    failed = f"mmgen: error: 1 of 1 job failed (errors above and in {out / MANIFEST_NAME})"
+    assert said[0][0] == 1 and said[0][1].count(failed) == 1, said[0][1]
+    assert said[1] == (1, "")
+
+
 def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     """The second shell's batch was checked while the first one still held the folder; by the time it gets the
     folder (free again once a batch ends), the first has done every job."""

@@ -9,6 +9,7 @@ then sends SIGINT the way a terminal does.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import json
 import os
@@ -659,3 +660,30 @@ def test_a_command_that_writes_stopped_while_mmgen_loads_says_it_wrote_nothing(t
     assert mmgen.cli.run(["generate", "-o", str(tmp_path / "out")]) == 128 + sig
     assert capsys.readouterr().err.splitlines()[-1] == f"mmgen: {says}"
     assert not (tmp_path / "out").exists()
+
+
+def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatch, capsys):
+    """A stop reaches every rank of `torchrun … finetune`: each said `stopping after this step to save a checkpoint`,
+    then `interrupted` (rank 1's naming nothing; rank 0's saying how to resume). Rank 0 alone says them; a rank that
+    names outputs of its own (a batch's share it finished) still says its line."""
+    from mmgen.cli import _interrupted
+    from mmgen.train import interrupt
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(signal, "signal", lambda *args: signal.SIG_DFL)  # the test's own handlers stay
+    monkeypatch.setattr(interrupt, "record", lambda signum: None)  # no stop of the test's own process
+    monkeypatch.setattr(_interrupted, "_finished", [])
+    monkeypatch.setattr(_interrupted, "invoked", contextvars.ContextVar("invoked", default="finetune"))
+    said = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        with interrupt.StopRequest() as stop:
+            stop.stepped = True
+            stop._handle(signal.SIGINT, None)
+        _interrupted.say_interrupted(130)
+        said[rank] = capsys.readouterr().err
+    assert "mmgen: stopping after this step to save a checkpoint" in said[0] and "mmgen: interrupted" in said[0]
+    assert said[1] == ""
+    monkeypatch.setattr(_interrupted, "_finished", [Path("out/x.mp4")])
+    _interrupted.say_interrupted(130)
+    assert capsys.readouterr().err == "mmgen: interrupted; kept the finished output: out/x.mp4\n"

@@ -634,6 +634,26 @@ def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_ex
 
 
 
+def test_under_torchrun_what_every_rank_finds_of_the_run_folder_and_the_clips_is_said_once(
+    setup, tmp_path, monkeypatch, capsys
+):
+    """Each rank looks at the run folder and the clips itself, and each said what it found: `the run folder is not
+    empty` and `not a folder` twice under `--nproc_per_node 2`. Rank 0 alone says it; every rank exits 2."""
+    data, recipe, _ = setup
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    said = run_as_two_ranks(monkeypatch, capsys, lambda: run([str(a) for a in finetune_args(data, recipe, run_dir)]))
+    assert said[0] == (2, f"mmgen: error: {run_dir}: the run folder is not empty (choose another -o or empty it)\n")
+    assert said[1] == (2, "")
+    nope = tmp_path / "nope"
+    nope.write_text("no clips")
+    said = run_as_two_ranks(monkeypatch, capsys,
+                            lambda: run([str(a) for a in finetune_args(nope, recipe, tmp_path / "fresh")]))
+    assert said[0] == (2, f"mmgen: error: {nope}: not a folder (give the folder that holds your video clips)\n")
+    assert said[1] == (2, "")
+
+
 def test_a_run_resumed_between_two_log_lines_logs_the_mean_of_the_whole_interval(setup, tmp_path, monkeypatch):
     """The log line after a resume averaged only the steps taken since it (step 3 of 1–3 here), so its loss differed
     from an uninterrupted run's though the weights were the same: the interval's running sums are checkpointed."""

@@ -47,7 +47,13 @@ def broken_pipe_line() -> str | None:
 
 
 def say_interrupted(code: int) -> None:
-    """The line of the last command, stopped with exit `code` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    """The line of the last command, stopped with exit `code` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Under torchrun
+    every process is stopped: one that names nothing of its own (no output it finished, nothing it leaves behind —
+    finetune's ranks but 0) leaves the line to rank 0, as a shared error is (MmgenError.every_process)."""
+    from mmgen.cli import _rank
+
+    if _rank() != 0 and _left.get() is None and not _finished:
+        return
     say(f"mmgen: {interrupted_line(invoked.get(), _finished, stop_name(code))}")
 
 

@@ -13,7 +13,7 @@ from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads,
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.progress import PlainLines, progress_display
-from mmgen.errors import MmgenError
+from mmgen.errors import MmgenError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, table_console
@@ -69,20 +69,22 @@ def batch(
     """
     from mmgen.pipelines.batch.schema import read_batch_file
 
-    # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable or no
-    # YAML mapping is said at once (the problems of its jobs, each with its line, are the plan's to list)
-    read_batch_file(jobs_file, [], out_dir)
-    from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
+    # Under torchrun every process plans the one batch file, before they join: its problems are said once (rank 0).
+    with alike_in_every_process():
+        # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable
+        # or no YAML mapping is said at once (the problems of its jobs, each with its line, are the plan's to list)
+        read_batch_file(jobs_file, [], out_dir)
+        from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
 
-    share = Share.here()
-    console = terminal_console(highlight=False)
-    try:
-        plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
-    except BatchInvalid as e:
-        if share.is_main:
-            for line in e.lines():
-                say_line(line)
-        raise
+        share = Share.here()
+        console = terminal_console(highlight=False)
+        try:
+            plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
+        except BatchInvalid as e:
+            if share.is_main:
+                for line in e.lines():
+                    say_line(line)
+            raise
     if dry_run:
         if share.is_main and json:
             for job in plan.jobs:
@@ -124,8 +126,10 @@ def batch(
         show_summary(outcomes, plan, console)
     failed = [o for o in outcomes if o.ending == "failed"]
     if failed:
-        raise MmgenError(f"{len(failed)} of {counted(len(outcomes), 'job')} failed (errors above and in "
-                         f"{plan.output_dir / MANIFEST_NAME}); run the same command again to retry them")
+        error = MmgenError(f"{len(failed)} of {counted(len(outcomes), 'job')} failed (errors above and in "
+                           f"{plan.output_dir / MANIFEST_NAME}); run the same command again to retry them")
+        error.every_process = True  # every process has every outcome (run_batch gathers them): said once
+        raise error
 
 
 def _so_far(mine: list, reported: list[Outcome], rank: int) -> list[Outcome]:

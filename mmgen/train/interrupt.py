@@ -12,6 +12,7 @@ import threading
 from types import FrameType
 
 from mmgen.errors import MmgenError
+from mmgen.runtime import processes
 from mmgen.runtime.stop_signals import STOPS, record
 from mmgen.terminal import say
 
@@ -31,6 +32,8 @@ class StopRequest:
     a signal the shell ignores, e.g. under nohup, stays ignored). Previous handlers are restored on exit."""
 
     def __init__(self) -> None:
+        # says that it will save: under torchrun rank 0 alone, as every process is stopped and saves together
+        self.says = processes.described().is_main
         self.requested = False
         self.stepped = False  # a step has finished since the run started: from then on a stop saves first
         self._previous: dict[int, object] = {}
@@ -57,5 +60,6 @@ class StopRequest:
             return
         self.requested = True
         record(signum)
-        say("")  # below the bar's line
-        say("mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")
+        if self.says:
+            say("")  # below the bar's line
+            say("mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")

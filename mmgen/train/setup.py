@@ -21,7 +21,7 @@ from mmgen.data.clips import (
 )
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, alike_in_every_process
 from mmgen.files import write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
@@ -112,12 +112,13 @@ def prepare(
     on_event: EventFn,
     lock: RunFolderLock,
 ) -> Setup:
-    cache_dir = check_run_places(run_dir, config, resume)
-    resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
-    scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
-    fingerprint = folder_fingerprint(data_dir, scan[0])
-    if resumable is not None:
-        _check_same_data(run_dir, data_dir, fingerprint, on_event)
+    with alike_in_every_process():  # every process looks at the one run folder and the one folder of clips
+        cache_dir = check_run_places(run_dir, config, resume)
+        resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
+        scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
+        fingerprint = folder_fingerprint(data_dir, scan[0])
+        if resumable is not None:
+            _check_same_data(run_dir, data_dir, fingerprint, on_event)
     model, files, origin = _model(config, resumable)
     model_config = files.model_config
     compute = Compute(device, training_precision(device, config.precision, model_config))

@@ -562,6 +562,19 @@ def test_resume_into_a_folder_a_new_run_has_just_taken_says_it_is_in_use(tmp_pat
                                                  "finetune run folder\n")
 
 
+def test_resume_of_a_folder_that_is_not_there_says_so(tmp_path, monkeypatch):
+    """`finetune DATA -o nosuchrun --resume` said "nosuchrun: no config.yaml here: not an mmgen finetune run folder"
+    of a folder that does not exist (and of a file)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    for run_dir, said in (("nosuchrun", "nosuchrun: no such folder"), ("a.mp4", "a.mp4 is a file, not a run folder")):
+        done = run_here("finetune", "data", "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
+        assert (done.returncode, done.stderr) == (2, f"mmgen: error: {said} (--resume continues the run in the "
+                                                     "folder -o names)\n")
+    assert not (tmp_path / "nosuchrun").exists()
+
+
 def test_a_new_run_holds_its_folder_from_its_first_look_so_a_second_one_is_refused_before_decoding(
     setup, tmp_path, monkeypatch
 ):

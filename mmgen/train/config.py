@@ -281,6 +281,19 @@ def _keys_named(where: str, data: dict[str, Any]) -> dict[str, Any]:
     return named
 
 
+def _no_run(run_dir: Path) -> UsageError:
+    """Why `finetune -o RUN_DIR --resume` finds no run to resume (no config.yaml there): no folder at all, something
+    else than a folder, or a folder of something else."""
+    if not os.path.lexists(run_dir):
+        return UsageError(f"{run_dir}: no such folder", hint="--resume continues the run in the folder -o names")
+    if not run_dir.is_dir():
+        from mmgen.output_checks import kind_of
+
+        return UsageError(f"{run_dir} is {kind_of(run_dir)}, not a run folder",
+                          hint="--resume continues the run in the folder -o names")
+    return UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
+
+
 def run_config(
     run_dir: Path,
     *,
@@ -308,7 +321,7 @@ def run_config(
             # look may come after rank 0 took the folder for this very run (train.setup)
             RunFolderLock(run_dir).check_free()  # a run trains in it (or a new one took it, no config.yaml yet)
         if not (run_dir / "config.yaml").is_file():
-            raise UsageError(f"{run_dir}: no config.yaml here: not an mmgen finetune run folder")
+            raise _no_run(run_dir)
         layers.append(_recorded_layer(run_dir / "config.yaml"))
 
     if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import textwrap
 import typing
@@ -17,12 +18,13 @@ from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, UsageError
 from mmgen.files import sha256_file
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
 from mmgen.terminal import LONGEST_VALUE
+from mmgen.train.preview import preview_sampling
 from mmgen.weights import ModelCache, registry
 from mmgen.weights.convert import import_weights
 from mmgen.weights.identity import model_sha256s
@@ -1016,3 +1018,20 @@ def test_the_readme_s_batch_example_sets_previews_to_what_is_not_their_default()
     shown = re.findall(r"^\s+previews: (true|false)\b", readme, flags=re.M)
     default = GenerateSettings.__dataclass_fields__["previews"].default
     assert shown and all(value == str(not default).lower() for value in shown), shown
+
+
+def test_more_steps_than_the_model_starts_from_are_refused_as_steps_in_the_users_words(folder: Path):
+    """The demo samples from timestep 650 down, so it takes at most 650 steps: `--steps 651` (within the 1000 --help
+    shows) said `sampling settings: start_timestep must be between steps (651) and 999, got 650`."""
+    why = "model demo takes at most 650 steps (it samples from timestep 650 down: start_timestep in its sampling settings)"
+    flag = run_here("generate", "--steps", 651, "-o", folder / "out", env=mmgen_env(folder))
+    assert (flag.returncode, flag.stderr) == (2, f"mmgen: error: --steps 651: {why}\n")
+    jobs = write_jobs(folder, """
+        jobs:
+          - kind: generate
+            name: a
+            steps: 651
+        """)
+    assert problems_of(jobs) == {4: f"job 1 (generate): steps 651: {why}"}
+    with pytest.raises(UsageError, match=f"^sample_steps 700: {re.escape(why)}$"):
+        preview_sampling("demo", "ddim", 700)  # finetune's previews of a demo fine-tune: its config's key

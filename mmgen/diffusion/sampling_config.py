@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mmgen.config import from_dict, to_dict
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, InvalidSetting
 from mmgen.modal import MODALITIES, Modal
 from mmgen.presets import preset_dir
 from mmgen.yaml_files import load_yaml
@@ -59,6 +59,18 @@ class SamplingConfig:
             raise ValueError(f"guidance_scale must be between 0 and {MAX_GUIDANCE_SCALE:g}, got {self.guidance_scale}")
         if self.conditional is not None and self.conditional.conditional is not None:
             raise ValueError("conditional settings cannot nest another 'conditional'")
+
+    @property
+    def most_steps(self) -> int:
+        """The most steps these settings can take: a run starting at timestep t (start_timestep) takes at most t."""
+        return 1000 if self.start_timestep is None else self.start_timestep
+
+    def check_steps(self, steps: int | None, field: str, model: str) -> None:
+        """InvalidSetting naming `field` (steps, a preview's sample_steps) where `steps` is more than `model`, sampled
+        with these settings, can take, in the user's words: not the start_timestep the config would refuse."""
+        if steps is not None and steps > self.most_steps:
+            raise InvalidSetting(field, f"model {model} takes at most {self.most_steps} steps (it samples from timestep "
+                                        f"{self.most_steps} down: start_timestep in its sampling settings)", steps)
 
     def for_conditional(self) -> SamplingConfig:
         """The settings for a job with a known modality."""

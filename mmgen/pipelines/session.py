@@ -68,6 +68,7 @@ def prepare(settings: RunSettings) -> Run:
     base = base or load_sampling_preset(DEFAULT_PRESET)
     if settings.conditional:
         base = base.for_conditional()
+    base.check_steps(settings.steps, "steps", name)
     try:
         sampling = dataclasses.replace(base, conditional=None, **settings.sampling_overrides())
     except ValueError as e:

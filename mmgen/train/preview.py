@@ -19,7 +19,7 @@ import torch
 
 from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
-from mmgen.errors import UsageError
+from mmgen.errors import InvalidSetting, UsageError
 from mmgen.runtime.device import Compute
 from mmgen.weights.lineage import own_lineage
 
@@ -40,7 +40,11 @@ def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConf
     the default preset when it has none), with `sampler` and `steps` laid over them."""
     own = (own_lineage(init).sampling if init is not None else None) or load_sampling_preset(DEFAULT_PRESET)
     try:
+        if init is not None:
+            own.check_steps(steps, "sample_steps", init)
         return dataclasses.replace(own, conditional=None, sampler=sampler, steps=steps)
+    except InvalidSetting as e:  # named as its config key: finetune has no flag for it
+        raise UsageError(str(e)) from None
     except ValueError as e:
         raise UsageError(f"preview sampling settings (--sample-steps): {e}") from None
 

@@ -27,7 +27,19 @@ from mmgen.errors import ConfigError
 
 T = TypeVar("T")
 
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# How a number is written to mmgen, the same on the command line and in a YAML file: the ASCII digits 0-9 with a
+# sign or not; a float's also with a point and an exponent, or inf/nan (which the settings refuse as not finite).
+# int() and float() alone would also take " 5", "1_000", full-width and other scripts' digits; YAML 1.1 would read
+# 0x10, 0b101, 017 (octal) and 1:30 (base 60) as numbers.
+WHOLE_NUMBER = re.compile(r"[-+]?[0-9]+")
+NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_number(text: str, kind: type[int] | type[float]) -> Any:
+    """`text` as `kind` (int or float) where it is written as WHOLE_NUMBER or NUMBER says; ValueError otherwise."""
+    if not (WHOLE_NUMBER if kind is int else NUMBER).fullmatch(text):
+        raise ValueError(f"not a plain decimal {kind.__name__}: {text!r}")
+    return kind(text)
 
 
 def unquoted(value: Any) -> str:
@@ -263,8 +275,8 @@ def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
             _fail(where, field, f"expected an integer, got {value!r}")
         return int(value)  # numpy's integers too, from Python
     if tp is float:
-        if text and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string; users mean the number
+        if text and isinstance(value, str) and NUMBER.fullmatch(value):
+            return float(value)  # YAML 1.1 reads 5e-4 (no dot), -.5 and inf as text: the flag's forms are numbers
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             _fail(where, field, f"expected a number, got {value!r}")
         return float(value)

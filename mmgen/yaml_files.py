@@ -9,12 +9,13 @@ and, where there is one, the line. Turning what was read into frozen dataclasses
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mmgen.config import NotASmallFile, read_small_file
+from mmgen.config import NUMBER, WHOLE_NUMBER, NotASmallFile, read_small_file
 from mmgen.errors import ConfigError
 
 MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
@@ -66,13 +67,18 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
 
 
 class _Loader(yaml.SafeLoader):
-    """safe_load's loader, less two YAML 1.1 readings no mmgen file wants, which turned what a user wrote into
-    something else: `0:0.5` or `1:30` as base-60 numbers (0.5 and 90), and `2001-12-14` as a date. Both stay the
-    strings they look like (a time range, a name); a number field given one says it expected a number."""
+    """safe_load's loader, less the YAML 1.1 readings no mmgen file wants, which turned what a user wrote into
+    something else: a number in another form than the command line's flags take (mmgen.config.NUMBER): `0x10`,
+    `0b101`, `017` (octal: 15), `1_000`, `1:30` (base 60: 90); and `2001-12-14` as a date. They stay the strings
+    they look like (a time range, a name), so a number field given one refuses it as its flag does; a whole number
+    is read in decimal (`017` as 17, as `--seed 017`), and YAML's own `.inf` and `.nan` stay floats."""
 
     def resolve(self, kind, value, implicit):
         tag = super().resolve(kind, value, implicit)
-        if tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value):
+        if kind is yaml.ScalarNode and implicit[0] and WHOLE_NUMBER.fullmatch(value):
+            return _INT  # `019` too, which YAML 1.1 reads as text (an octal number gone wrong)
+        if tag == _TIMESTAMP or tag == _INT or (tag == _FLOAT and not (NUMBER.fullmatch(value)
+                                                                       or _NOT_FINITE.fullmatch(value))):
             return _STRING
         return tag
 
@@ -87,7 +93,9 @@ class _Loader(yaml.SafeLoader):
     def construct_yaml_int(self, node):
         if len(node.value) > MAX_NUMBER_CHARS:  # past 4300 digits int() raises ValueError, advice for Python's users
             raise yaml.constructor.ConstructorError(None, None, "a number too long", node.start_mark)
-        return super().construct_yaml_int(node)
+        if WHOLE_NUMBER.fullmatch(node.value):  # in decimal: YAML 1.1 reads 017 as octal
+            return int(node.value)
+        return super().construct_yaml_int(node)  # tagged `!!int 0x10`: as asked
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
@@ -98,7 +106,8 @@ class _TooManyValues(Exception):
 
 
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
-_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_NOT_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # YAML's own words for them
 
 
 def _check_nodes(root: yaml.Node, path: Path) -> None:

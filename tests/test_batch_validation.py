@@ -654,6 +654,44 @@ def test_text_in_a_number_field_says_the_field_and_what_it_takes(folder: Path):
     }
 
 
+def test_a_number_is_read_in_the_forms_its_flag_takes_and_yaml_1_1_s_other_forms_are_refused_as_the_flag_does(
+        folder: Path):
+    """YAML 1.1 read `seed: 0x10` as 16, `0b101` as 5, `1_000` as 1000 and `017` as 15 (octal), where `--seed` takes
+    decimal digits only ("a value the flag refuses is refused in the file too"): each other form is the text it is,
+    refused by its field; a decimal one is read in decimal, and -.5 and 5e-4 are numbers, as for the flags."""
+    jobs = write_jobs(folder, """
+        defaults:
+          model: tiny.safetensors
+        jobs:
+          - {kind: generate, seed: 0x10}
+          - {kind: generate, steps: 0b101}
+          - {kind: generate, num: 0x2}
+          - {kind: generate, sample_rate: 0xbb80}
+          - {kind: generate, loudness: -0x10}
+          - {kind: generate, seed: 1_000}
+          - {kind: generate, seed: 0o17}
+          - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1_0.5}
+        """)
+    assert problems_of(jobs) == {
+        4: "job 1 (generate): seed: expected an integer, got '0x10'",
+        5: "job 2 (generate): steps: expected an integer, got '0b101'",
+        6: "job 3 (generate): num: expected an integer, got '0x2'",
+        7: "job 4 (generate): sample_rate: expected an integer or 'model', got '0xbb80'",
+        8: "job 5 (generate): loudness: expected a number or 'off', got '-0x10'",
+        9: "job 6 (generate): seed: expected an integer, got '1_000'",
+        10: "job 7 (generate): seed: expected an integer, got '0o17'",
+        11: "job 8 (soundtrack): guidance_scale: expected a number, got '1_0.5'",
+    }
+    jobs = write_jobs(folder, """
+        jobs:
+          - {kind: generate, seed: 017, steps: +5, loudness: -.5}
+          - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 5e-4}
+        """)
+    spec = read_batch_file(jobs, problems := [])
+    assert not problems and spec.jobs[0].options == {"seed": 17, "steps": 5, "loudness": -0.5}
+    assert spec.jobs[1].options["guidance_scale"] == 5e-4
+
+
 def test_a_sample_rate_an_mp4_cannot_store_is_found_while_planning(folder: Path):
     """`sample_rate: 10000` (AAC stores no 10 kHz; `--sample-rate 10000 -o x.mp4` is refused up front) failed only
     when its job ran, after the jobs before it had run. It is a problem of the file now, naming the job and its line

@@ -302,6 +302,25 @@ def test_an_output_folder_removed_mid_run_is_named_as_typed_and_its_outputs_went
         Path("od").unlink(missing_ok=True)
 
 
+def test_an_output_folder_removed_while_an_output_is_finished_says_so(tiny, tmp_path, monkeypatch):
+    """od removed between a clip's mp4 and its sidecar: `cannot read od/clip_0000.mp4: no such file` (reading it
+    back), or a FileNotFoundError and --debug's hint (its sidecar's temporary) — not that the folder went."""
+    monkeypatch.chdir(tmp_path)
+    outputs_module = importlib.import_module("mmgen.pipelines.outputs")
+    describe = outputs_module.describe
+
+    def removing_first(path):
+        shutil.rmtree("od")
+        return describe(path)
+
+    monkeypatch.setattr(outputs_module, "describe", removing_first)
+    done = run_here("generate", "-m", tiny, "-n", "1", "--steps", "1", "--precision", "fp32", "--no-previews",
+                    "-o", "od", env=mmgen_env(tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == ("mmgen: error: od was removed while mmgen wrote into it; stopped (what was "
+                                            "written before went where that folder went; nothing more was written)")
+
+
 def test_the_python_api_stops_writing_through_an_output_folder_swapped_mid_call(tiny, tmp_path, monkeypatch):
     """The folder check was the command line's only: `generate_files(OUT, …)` from Python wrote clip 2 into
     the VICTIM a link at OUT's name led to. Each pipeline call, in any thread, holds its output folders as a command

@@ -219,7 +219,11 @@ def writing(paths: OutputPaths, overwrite: bool, inputs: Sequence[Path] = ()) ->
             stale = stale_companions(paths, inputs)
             for path in [paths.files["json"], *stale]:
                 retire(path)
-        yield
+        try:
+            yield
+        except Exception:  # a file it wrote, or read back, was not there: its folder was removed or replaced under it,
+            output_folders.check_folders(paths.mp4)  # which is the failure to say (FolderReplaced), not the OSError
+            raise
 
 
 def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:

@@ -422,8 +422,15 @@ def a_recipe_whose_heads_do_not_fit_its_widths(folder, model):
 
 def seeds_past_the_last_one(folder, model):
     """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
-    return (["generate", "-m", model, "--seed", 2**63 - 1, "-n", 2, "-o", folder / "out", *FAST],
-            f"seed + num - 1 must be at most {2**63 - 1}, got {2**63}")
+    return (["generate", "-m", model, "--seed", 2**32 - 1, "-n", 2, "-o", folder / "out", *FAST],
+            f"seed + num - 1 must be at most {2**32 - 1}, got {2**32}")
+
+
+def seed_past_32_bits(folder, model):
+    """torch's generator keeps a seed's low 32 bits: seed 2^32 + 7 made seed 7's clip, which the refusal names."""
+    return (["generate", "-m", model, "--seed", 2**32 + 7, "-o", folder / "out", *FAST],
+            "--seed: must be between 0 and 4294967295, got 4294967303 (seed 7 makes what it made before: "
+            "the random generator keeps only a seed's low 32 bits)")
 
 
 def output_name_too_long(folder, model):
@@ -487,7 +494,7 @@ CASES: list[Case] = [
     output_is_a_symlink_to_the_input, output_is_a_hard_link_to_the_input, output_is_a_symlink_loop,
     output_folder_is_a_symlink_loop, batch_file_with_a_duplicated_key, config_with_a_duplicated_key,
     batch_file_alias_bomb, config_alias_bomb, raw_pickle_checkpoint, a_device_as_the_video, batch_file_that_never_ends,
-    config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one,
+    config_that_never_ends, batch_output_folder_is_a_file, finetune_run_folder_is_a_file, seeds_past_the_last_one, seed_past_32_bits,
     model_cut_short, model_header_with_a_wrong_shape, model_header_with_a_wrong_length,
     model_header_with_a_wrong_offset, model_cut_short_for_import, model_with_a_nan_weight,
     model_with_an_inf_weight_for_import, clip_cache_folder_is_a_file, a_recipe_for_a_model_no_machine_could_build,

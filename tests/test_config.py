@@ -127,7 +127,7 @@ def finetune(args: list, tmp_path: Path, monkeypatch, capsys) -> tuple[int, str]
     [
         ("--batch-size", "batch_size", 0, "must be at least 1, got 0"),
         ("--save-every", "save_every", -1, "must be at least 0, got -1"),
-        ("--seed", "seed", -1, "must be between 0 and 9223372036854775807, got -1"),
+        ("--seed", "seed", -1, "must be between 0 and 4294967295, got -1"),
     ],
 )
 def test_a_finetune_number_out_of_range_is_worded_as_every_commands_are(tmp_path, monkeypatch, capsys, flag, key,

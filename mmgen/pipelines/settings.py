@@ -58,11 +58,30 @@ class Limit:
             raise InvalidSetting(field, f"must be {bound}, got {number_text(value)}")
 
 
+SEED_BITS = 32  # torch's CPU generator (mt19937) keeps a seed's low 32 bits: seeds 2^32 apart made the same clip
+
+
+@dataclass(frozen=True)
+class SeedLimit(Limit):
+    """The range of a seed, 0 to 2^32 - 1: every seed a generator tells apart. A larger one is refused, naming the
+    seed in range that makes what it made (its low 32 bits), rather than taken as a different seed it is not."""
+
+    low: float = 0
+    high: float = 2**SEED_BITS - 1
+
+    def check(self, field: str, value: float | None) -> None:
+        if isinstance(value, int) and value > self.high:
+            raise InvalidSetting(field, f"must be between 0 and {self.high}, got {value}",
+                                 hint=f"seed {value % 2**SEED_BITS} makes what it made before: the random generator keeps only a "
+                                      f"seed's low {SEED_BITS} bits")
+        super().check(field, value)
+
+
 # The one table of number limits: settings check it when built, and the command flags show and apply it.
 LIMITS: dict[str, Limit] = {
     "num": Limit(1, 100_000),
     "steps": Limit(1, 1000),
-    "seed": Limit(0, 2**63 - 1),
+    "seed": SeedLimit(),
     "guidance_scale": Limit(0.0, MAX_GUIDANCE_SCALE),
     "overlap": Limit(0.0, 0.75),  # a window must bring new frames: at most 3/4 of it is the previous one's
     "mix": Limit(0.0, 1.0),

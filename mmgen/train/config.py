@@ -24,7 +24,7 @@ from typing import Any, Literal, get_type_hints
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import converted, from_dict
 from mmgen.errors import ConfigError, UsageError
-from mmgen.pipelines.settings import InvalidSetting, Limit
+from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
 from mmgen.weights.registry import is_path
@@ -42,7 +42,7 @@ LIMITS: dict[str, Limit] = {
                                    "lora_rank", "keep_checkpoints")},  # the newest checkpoint is what --resume needs
     **{name: Limit(0) for name in ("warmup", "save_every", "sample_every", "num_workers",
                                    "probe_every")},
-    "seed": Limit(0, 2**63 - 1),
+    "seed": SeedLimit(),
 }
 # The settings that name a file or folder, each with the test of whether a value does (`init` may be a model name).
 PATH_KEYS: dict[str, Callable[[str], bool]] = {"init": is_path, "cache_dir": lambda value: True}

@@ -272,8 +272,10 @@ def counted(n: int, noun: str) -> str:
 
 def number_text(value: object) -> str:
     """A setting's value as a person writes it: 2 and 1000000000, not 2.0 and 1000000000.0 (nor 1e+09) for a float
-    that is whole (a flag's float reads `--lora-alpha 2` as 2.0); anything else as str gives it."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    that is whole (a flag's float reads `--lora-alpha 2` as 2.0) and written in full by str (below 1e16); anything
+    else as str gives it: 1e+308, not the 309 digits of int(1e308)."""
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e16
+    return str(int(value)) if whole else str(value)
 
 
 def rate_text(fps: float) -> str:

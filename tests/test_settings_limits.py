@@ -259,3 +259,18 @@ def test_a_batch_file_reads_scientific_notation_as_the_number_it_is_where_python
 def test_a_flag_of_the_wrong_type_is_still_refused_in_the_flags_words(folder: Path, capsys):
     code, said = mmgen(capsys, "generate", "-m", folder / "tiny.safetensors", "--seed", "7.5", "-o", folder / "o")
     assert code == 2 and said == "mmgen: error: --seed: expected an integer, got '7.5'\n", said
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--loudness", "1e308", "must be between -70 and 0, got 1e+308"),
+    ("--overlap", "-1e20", "must be between 0 and 0.75, got -1e+20"),
+    ("--guidance-scale", "1e308", "must be between 0 and 1000000000, got 1e+308"),
+    ("--mix", "1e15", "must be between 0 and 1, got 1000000000000000"),
+])
+def test_a_huge_number_out_of_range_is_echoed_as_a_number_not_hundreds_of_digits(folder: Path, capsys, flag, value,
+                                                                                  says):
+    """A whole float was echoed as int() writes it: `--loudness 1e308` said "got 1000000000000000010979…" (309
+    digits). Past what str writes in full it is echoed as str writes it."""
+    code, said = mmgen(capsys, "soundtrack", folder / "clip.mp4", "-m", folder / "tiny.safetensors", "--guidance",
+                       "gradient", flag, value)
+    assert code == 2 and said == f"mmgen: error: {flag}: {says}\n", said

@@ -56,6 +56,8 @@ def test_batching_does_not_change_a_clip_with_the_deterministic_default_sampler(
     for one, together in zip(seven, batched, strict=True):
         assert torch.allclose(one.clip.video, together.clip.video, atol=5e-4)
         assert torch.allclose(one.clip.audio, together.clip.audio, atol=5e-4)
+        # up to rounding only, which the sound's encoder can make audible: the sidecar says which batch size made it
+        assert (one.provenance.to_json()["batch_size"], together.provenance.to_json()["batch_size"]) == (1, 2)
 
 
 def test_batching_does_not_change_a_clip_with_a_stochastic_sampler(tiny):

@@ -29,8 +29,9 @@ def generate(
     settings: GenerateSettings,
     batch_size: Annotated[
         int, typer.Option(metavar="CLIPS", min=1, parser=options.whole_number, rich_help_panel="Hardware",
-                          help="Clips sampled together: faster on a GPU; a clip comes out the same in any batch "
-                          "(up to float rounding), with every sampler.")
+                          help="Clips sampled together: faster on a GPU. A batch size rounds the sums differently, and the "
+                          "sound's encoder can make that heard: a clip is remade exactly from its seed at the batch "
+                          "size its sidecar records.")
     ] = 1,
     overwrite: options.Overwrite = False,
     json: options.Json = False,

@@ -55,6 +55,9 @@ class Provenance:
     # CPU runs: torch's thread count (OMP_NUM_THREADS), which splits the model's sums; the same seed remakes the
     # samples bitwise only with the same count (the demo's differ by a level in a sixth of their pixels otherwise)
     threads: int | None = None
+    # generate: clips sampled together (a batch job's: 1). A batched convolution rounds otherwise, and the sound's
+    # encoder can make an audible difference of that: the same seed remakes a clip exactly only at the same size
+    batch_size: int | None = None
     preset: str | None = None  # --preset: the sampling preset laid over the model's own settings
     eta: float | None = None  # ddim only: 0 deterministic, > 0 fresh noise at every step
     start_timestep: int | None = None  # set when sampling starts below t = 999 (see SamplingConfig)

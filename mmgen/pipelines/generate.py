@@ -25,7 +25,8 @@ from mmgen.pipelines.settings import GenerateSettings
 def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progress: ProgressFn = quiet
                   ) -> Iterator[Result]:
     """Clips 0..num-1 of `run`, a batch at a time; clip k comes from seed run.seed + k, the same clip in any batch
-    within float rounding (a batched convolution rounds otherwise: ~1e-5, not bitwise)."""
+    within float rounding (a batched convolution rounds otherwise: ~1e-5, not bitwise; the sound's encoder can make
+    that audible), so the sidecar records `batch_size` beside the seed."""
     if num < 1 or batch_size < 1:
         raise ValueError("num and batch_size must be at least 1")
     base = models.base
@@ -42,7 +43,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
         for b, seed in enumerate(seeds):
             clip = Clip.sampled(video[b], out["audio"][b], base.config.fps, base.config.sample_rate)
-            yield Result(clip, Provenance.of(run, models, seed, seconds))
+            yield Result(clip, Provenance.of(run, models, seed, seconds, batch_size=batch_size))
         progress(ProgressEvent("clips", first + len(seeds), num))
 
 

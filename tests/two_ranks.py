@@ -38,7 +38,8 @@ def run_as_two_ranks(
 
     monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
     monkeypatch.setattr(processes, "stop", lambda joined: None)
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in (("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):  # as torchrun
+        monkeypatch.setenv(name, value)
     capsys.readouterr()
     said = {}
     for rank in (0, 1):

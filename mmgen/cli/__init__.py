@@ -83,9 +83,9 @@ def _error(message: str) -> None:
 
 def _rank() -> int:
     """This process's rank in the torchrun job the environment describes (0: the main one, or no torchrun)."""
-    from mmgen.runtime.processes import described
+    from mmgen.runtime.torchrun import rank
 
-    return described().rank
+    return rank()
 
 
 def run(argv: list[str] | None = None) -> int:

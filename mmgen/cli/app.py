@@ -8,6 +8,8 @@ from contextvars import ContextVar
 
 import typer
 
+from mmgen.runtime import torchrun
+
 app = typer.Typer(
     name="mmgen",
     help="Generate video with matching sound, give your clips a soundtrack, and fine-tune MM-Diffusion.",
@@ -161,6 +163,7 @@ def _root(
     invoked.set(None if shows_help else ctx.invoked_subcommand)
     if not shows_help:
         _check_working_folder()
+        torchrun.check(ctx.invoked_subcommand)  # before torch loads: a bad job, or a command run once per process
     if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()
 

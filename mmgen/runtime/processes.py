@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from mmgen.errors import UsageError
+from mmgen.runtime import torchrun
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,8 @@ def _collective_device() -> torch.device:
 
 def described() -> Processes:
     """This process's place in the torchrun job the environment describes (RANK, WORLD_SIZE, LOCAL_RANK), before
-    joining it; a plain command is a job of one."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Processes()
-    return Processes(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    joining it; a plain command is a job of one. UsageError for a bad one (torchrun.place)."""
+    return Processes(*torchrun.place())
 
 
 def start(device_type: str) -> Processes:

@@ -1,0 +1,66 @@
+"""The torchrun job the environment describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), read and
+checked before anything loads: standard library only, so a bad one is refused (exit 2) before torch loads, and
+a command that runs as one process is refused under torchrun before it does its work once per process.
+mmgen.runtime.processes joins the job this describes."""
+
+from __future__ import annotations
+
+import os
+
+from mmgen.errors import UsageError
+
+SPLIT = ("batch", "finetune")  # the commands that split their work over a torchrun job's processes
+_SET_BY_TORCHRUN = ("set by torchrun (`torchrun --nproc_per_node N -m mmgen batch|finetune …`); "
+                    "unset WORLD_SIZE to run one process")
+
+
+def place() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process in the job the environment describes; (0, 1, 0) without one
+    (WORLD_SIZE unset, empty or 1). UsageError naming what is missing or wrong when WORLD_SIZE says several
+    processes: RANK and LOCAL_RANK integers, RANK below WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (where the
+    processes meet) — else torch failed with a KeyError or ValueError of its own, or waited for ever."""
+    size = _integer("WORLD_SIZE", "1")
+    if size < 1:
+        raise UsageError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r}: takes a number of processes, 1 or more; "
+                         f"it is {_SET_BY_TORCHRUN}")
+    if size == 1:
+        return 0, 1, 0
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()]
+    if missing:
+        raise UsageError(f"WORLD_SIZE={size} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+                         f"set: the variables of a torchrun job are {_SET_BY_TORCHRUN}")
+    rank, local_rank = _integer("RANK", "0"), _integer("LOCAL_RANK", "0")
+    _integer("MASTER_PORT", "0")
+    if not 0 <= rank < size or local_rank < 0:
+        wrong = f"RANK={rank}" if not 0 <= rank < size else f"LOCAL_RANK={local_rank}"
+        raise UsageError(f"{wrong} with WORLD_SIZE={size}: a rank is from 0 to {size - 1}; the variables of a "
+                         f"torchrun job are {_SET_BY_TORCHRUN}")
+    return rank, size, local_rank
+
+
+def _integer(name: str, unset: str) -> int:
+    value = os.environ.get(name, "").strip() or unset
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name}={os.environ[name]!r}: takes an integer; it is {_SET_BY_TORCHRUN}") from None
+
+
+def rank() -> int:
+    """This process's rank (0 without torchrun, or where the environment says none that makes sense)."""
+    try:
+        return place()[0]
+    except UsageError:
+        return 0
+
+
+def check(command: str | None) -> None:
+    """UsageError, said by rank 0 alone, for a command that runs as one process (all but batch and finetune) in a
+    job of several (torchrun --nproc_per_node 2): each process would do the whole work again and write the same
+    files at once; and for a bad job environment (`place`), for every command."""
+    size = place()[1]
+    if size > 1 and command not in SPLIT:
+        refused = UsageError(f"{command} runs as one process, not under torchrun (WORLD_SIZE={size}): only "
+                             f"{' and '.join(SPLIT)} split their work over several processes")
+        refused.every_process = True
+        raise refused

@@ -1,0 +1,67 @@
+"""The torchrun job the environment describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is checked
+before torch loads: a bad one is refused in one line (exit 2), and a command that runs as one process is refused
+under torchrun, said by rank 0 alone — else every process did the whole work and wrote the same files at once.
+Joining the job: a process that waits for the others says so, and a stop ends that wait (mmgen.runtime.processes)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from cli_here import run_here
+from mmgen_cli import mmgen_env
+
+JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _job(monkeypatch: pytest.MonkeyPatch, **given: str) -> None:
+    for name in JOB:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(("given", "said"), [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "RANK=2 with WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two': takes an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "x", "MASTER_ADDR": "h", "MASTER_PORT": "1"},
+     "LOCAL_RANK='x': takes an integer"),
+])
+def test_a_bad_job_environment_is_one_line_before_torch_loads(tmp_path, monkeypatch, given, said):
+    """`WORLD_SIZE=2 mmgen batch …` failed with `KeyError: 'RANK'`, and without MASTER_ADDR with torch's own
+    ValueError, both exit 1: now one line naming the variables and who sets them, exit 2, nothing written."""
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n")
+    _job(monkeypatch, **given)
+    loaded = "torch" in sys.modules
+    result = run_here("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    assert result.returncode == 2, result
+    assert result.stderr.startswith(f"mmgen: error: {said}") and result.stderr.count("\n") == 1, result.stderr
+    assert "set by torchrun" in result.stderr
+    assert not (tmp_path / "out").exists()
+    if not loaded:  # (a test before this one in the same process may have loaded it)
+        assert "torch" not in sys.modules
+
+
+@pytest.mark.parametrize("command", [["generate", "-m", "demo", "--steps", "2", "-o"], ["models", "list"], ["doctor"]])
+def test_a_command_of_one_process_is_refused_under_torchrun_by_rank_0_alone(tmp_path, monkeypatch, command):
+    """`torchrun --nproc_per_node 2 -m mmgen generate …` ran the whole command in each process: the same file written
+    twice at once (one failed "already exists"). Refused, exit 2 on every rank, said once (rank 0)."""
+    args = [*command, tmp_path / "out"] if command[-1] == "-o" else command
+    said = {}
+    for rank in (0, 1):
+        _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+             MASTER_PORT="29500")
+        said[rank] = run_here(*args, env=mmgen_env(tmp_path))
+    assert [said[r].returncode for r in (0, 1)] == [2, 2], said
+    assert said[0].stderr == (f"mmgen: error: {command[0]} runs as one process, not under torchrun (WORLD_SIZE=2): "
+                              "only batch and finetune split their work over several processes\n"), said[0].stderr
+    assert said[1].stderr == "" and said[0].stdout == said[1].stdout == ""
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_a_job_of_one_is_a_plain_run(tmp_path, monkeypatch):
+    """WORLD_SIZE=1 (`torchrun --nproc_per_node 1`) runs every command as it is."""
+    _job(monkeypatch, WORLD_SIZE="1")
+    assert run_here("models", "list", env=mmgen_env(tmp_path)).returncode == 0

@@ -3,7 +3,6 @@ operations the trainer needs. Only rank 0 writes files; everything here is a no-
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from cli_here import run_here
 from media_factory import (
     ENCODE_LEVELS,
@@ -153,16 +154,32 @@ def test_a_missing_bundled_model_is_one_line_naming_the_file_and_what_to_do(tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path):
+def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path, monkeypatch):
     """A registry entry with `upsampler:` (here user presets pointing at local files): --upscale runs it. In this
-    process (tests/cli_here.py): the frames made are the point."""
+    process (tests/cli_here.py): the frames made are the point, and the upsampler's start noise. That was drawn from
+    a generator seeded seed + 2^40, which torch's takes as seed (it keeps a seed's low 32 bits): the clip's own x_T
+    video again, reshaped — the same numbers for two tensors. It continues the clip's own generator now."""
+    from mmgen.pipelines import sampling
+
     register_tiny_with_upsampler(tmp_path)
+    starts = []
+
+    def recording(denoiser, x_T, *args, **kwargs):
+        starts.append(x_T["image"][0].flatten().cpu())
+        return real(denoiser, x_T, *args, **kwargs)
+
+    real = sampling.sample
+    monkeypatch.setattr(sampling, "sample", recording)
     done = run_here("generate", "-m", "tiny", "--steps", "2", "--seed", "1", "--upscale", "-o", tmp_path / "out",
                     "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)
     assert decode_frames(tmp_path / "out" / "clip_0000.mp4").shape == (16, 32, 32, 3)  # 16×16 → 32×32
+    image = starts[0]
+    clip_start = torch.randn(2 * image.numel(), generator=torch.Generator().manual_seed(1))  # its x_T's first numbers
+    assert not torch.equal(image, clip_start[: image.numel()])
+    assert image.std() == pytest.approx(1, abs=0.1)  # standard noise still
 
 
 def test_the_demo_sidecar_records_its_stochastic_sampler_and_its_seed_makes_the_clip_again(tmp_path):
@@ -277,3 +294,4 @@ def test_a_sidecar_records_the_preset_and_the_sampling_fields_it_laid_over_the_m
     assert "preset" not in sampler
     assert (sampler["start_timestep"], sampler["zero_mean"], sampler["start_mean"]) == (500, ["audio"],
                                                                                       {"video": -0.5})
+

@@ -8,7 +8,8 @@ Randomness, so that a seed means the same thing everywhere:
   cannot come from per-clip generators: they come from a fixed pseudo-random stream (SHIFT_SEED) restarted
   for every sampling call. They still vary over blocks and steps, which is what RS-MMA needs at inference;
 - the per-step noise of the stochastic samplers (ddpm, ddim with eta > 0) comes from the same per-clip
-  generators, after x_T: a clip is the same in any batch with every sampler.
+  generators, after x_T: a clip is the same in any batch with every sampler;
+- the upsampler's noise (pipelines.sampling.upscale) continues the same per-clip generators after sampling.
 """
 
 from __future__ import annotations

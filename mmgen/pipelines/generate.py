@@ -39,7 +39,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         out = sample_clips(run, base, x_T, generator=generators, progress=progress)
         video = out["video"]  # (B, F, 3, H, W)
         if models.upsampler is not None:
-            video = upscale(run, models.upsampler, video, seeds, progress)
+            video = upscale(run, models.upsampler, video, generators, progress)
         seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
         for b, seed in enumerate(seeds):
             clip = Clip.sampled(video[b], out["audio"][b], base.config.fps, base.config.sample_rate)

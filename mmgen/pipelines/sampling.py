@@ -23,7 +23,6 @@ from mmgen.weights import LoadedModel
 __all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "window_sampler"]
 
 SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
-SR_STREAM = 1 << 40  # offset of a clip's upsampler seed: an independent stream from its x_T
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
 
 
@@ -96,19 +95,21 @@ def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -
 
 
 def upscale(
-    run: Run, sr: LoadedModel, video: torch.Tensor, seeds: Sequence[int], progress: ProgressFn = quiet
+    run: Run, sr: LoadedModel, video: torch.Tensor, generators: Sequence[torch.Generator], progress: ProgressFn = quiet
 ) -> torch.Tensor:
     """Super-resolve every frame of video (B, T, 3, h, w) → (B, T, 3, H, W), as the official sampler does
     (official-checkpoints.md §7): low_res = the float sample, x_T one noise image per video repeated over its
-    frames, each frame denoised independently — in chunks of one model clip's frames to bound memory."""
+    frames, each frame denoised independently — in chunks of one model clip's frames to bound memory.
+    `generators`: each clip's own, after its sampling drew from it: the upsampler's noise continues the clip's
+    stream, so it is none of the numbers of its x_T or its steps' noise (a generator seeded seed + 2^40 drew
+    exactly its x_T's video again, reshaped: torch keeps a seed's low 32 bits)."""
     config = sr.config
     batch, frames, _, h, w = video.shape
     size = (h * config.image_size // config.small_size, w * config.image_size // config.small_size)
     settings = sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
     device = run.compute.device
     out = []
-    for b, seed in enumerate(seeds):
-        generator = torch.Generator().manual_seed(seed + SR_STREAM)
+    for b, generator in enumerate(generators):
         image_noise = torch.randn((1, 3, *size), generator=generator)
         pieces = []
         for start in range(0, frames, SR_CHUNK):

@@ -5,11 +5,16 @@ Joining the job: a process that waits for the others says so, and a stop ends th
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from cli_here import run_here
-from mmgen_cli import mmgen_env
+from mmgen_cli import mmgen_command, mmgen_env
 
 JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -65,3 +70,34 @@ def test_a_job_of_one_is_a_plain_run(tmp_path, monkeypatch):
     """WORLD_SIZE=1 (`torchrun --nproc_per_node 1`) runs every command as it is."""
     _job(monkeypatch, WORLD_SIZE="1")
     assert run_here("models", "list", env=mmgen_env(tmp_path)).returncode == 0
+
+
+def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path):
+    """A plain `mmgen batch` with a stale WORLD_SIZE=2 RANK=0 MASTER_ADDR MASTER_PORT in its environment waited in
+    torch's rendezvous for a second process that never came: silently, for 30 minutes, and neither SIGTERM nor
+    Ctrl-C ended it (only kill -9). It says what it waits for, and a stop ends it: 143 for SIGTERM (130 for Ctrl-C,
+    the same way: stop_signals), nothing written."""
+    stop = signal.SIGTERM
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n    steps: 2\n")
+    with socket.socket() as s:  # a free port (taken by no one else between here and the rendezvous, as a rule)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in mmgen_env(tmp_path).items() if not k.startswith(("TORCHELASTIC", *JOB))}
+    env.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(mmgen_command("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out"), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    hung = threading.Timer(20, process.kill)  # (torch's own wait is 30 minutes, deaf to the stop)
+    hung.start()
+    try:
+        first = process.stderr.readline()
+        assert first == (f"mmgen: waiting for 2 processes to join (WORLD_SIZE=2, RANK=0, at 127.0.0.1:{port}); "
+                         "Ctrl-C to stop\n"), first
+        time.sleep(0.2)  # (the main thread back in its wait)
+        process.send_signal(stop)
+        _, said = process.communicate(timeout=20)
+    finally:
+        hung.cancel()
+        process.kill()
+    assert process.returncode == 128 + stop, said
+    assert said.splitlines()[-1].startswith("mmgen: interrupted") and said.endswith("nothing written\n"), said
+    assert not (tmp_path / "out").exists()

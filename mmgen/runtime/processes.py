@@ -3,6 +3,8 @@ operations the trainer needs. Only rank 0 writes files; everything here is a no-
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -80,8 +82,50 @@ def start(device_type: str) -> Processes:
         if device_type == "cuda":
             torch.cuda.set_device(here.local_rank)
         backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        timeout = timedelta(minutes=30)
+        store = _rendezvous(here, timeout)
+        dist.init_process_group(backend, store=store, rank=here.rank, world_size=here.world_size, timeout=timeout)
     return here
+
+
+def _say_waiting_after_s() -> float:
+    """How long a process waits for the others before it says so: half a second when launched by hand (WORLD_SIZE
+    set in the environment: a stale one waits for processes that never come); under torchrun, whose processes
+    start together and reach the rendezvous seconds apart, only a longer wait (another node still starting)."""
+    return 10.0 if os.environ.get("TORCHELASTIC_RUN_ID") else 0.5
+
+
+def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:
+    """The job's store once all its processes have reached it: torch's env:// rendezvous, as init_process_group
+    makes it itself, but waited for on a thread of its own. torch waits in C++ (up to `timeout`), where the main
+    thread never runs a signal's Python handler: a plain command with a stale WORLD_SIZE in its environment hung
+    silently, and neither Ctrl-C nor SIGTERM ended it. Here the main thread waits, says what for
+    (_say_waiting_after_s), and a stop ends the wait as any other (KeyboardInterrupt: exit 130, 143, nothing
+    written); the waiting thread is left behind, a daemon."""
+    met: list[Any] = []
+
+    def meet() -> None:
+        try:
+            met.append(next(dist.rendezvous("env://", here.rank, here.world_size, timeout=timeout)))
+        except BaseException as e:  # handed to the main thread
+            met.append(e)
+
+    thread = threading.Thread(target=meet, name="mmgen-rendezvous", daemon=True)
+    thread.start()
+    thread.join(_say_waiting_after_s())
+    if thread.is_alive():
+        from mmgen.terminal import say
+
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        say(f"mmgen: waiting for {here.world_size} processes to join (WORLD_SIZE={here.world_size}, "
+            f"RANK={here.rank}, at {where}); Ctrl-C to stop")
+        while thread.is_alive():
+            thread.join(0.5)
+    if isinstance(met[0], BaseException):
+        raise met[0]
+    store = met[0][0]
+    store.set_timeout(timeout)
+    return store
 
 
 def stop(processes: Processes) -> None:

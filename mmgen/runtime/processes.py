@@ -125,7 +125,7 @@ def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:
         raise met[0]
     store = met[0][0]
     store.set_timeout(timeout)
-    return store
+    return dist.PrefixStore("default_pg", store)  # as torch keys its own: the store may be torchrun's, shared
 
 
 def stop(processes: Processes) -> None:

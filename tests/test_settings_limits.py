@@ -274,3 +274,31 @@ def test_a_huge_number_out_of_range_is_echoed_as_a_number_not_hundreds_of_digits
     code, said = mmgen(capsys, "soundtrack", folder / "clip.mp4", "-m", folder / "tiny.safetensors", "--guidance",
                        "gradient", flag, value)
     assert code == 2 and said == f"mmgen: error: {flag}: {says}\n", said
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--seed", "1_000"], "--seed: expected an integer, got '1_000'"),
+    (["--seed", " 5"], "--seed: expected an integer, got ' 5'"),
+    (["--seed", "\uff10"], "--seed: expected an integer, got '\uff10'"),  # full-width 0
+    (["--num", "\u0665"], "--num: expected an integer, got '\u0665'"),  # Arabic-Indic 5
+    (["--steps", "0x10"], "--steps: expected an integer, got '0x10'"),
+    (["--loudness", "-1_6"], "--loudness: expected a number or 'off', got '-1_6'"),
+    (["--sample-rate", "48000.0"], "--sample-rate: expected a whole number (Hz) or 'model', got '48000.0'"),
+    (["--sample-rate", "nan"], "--sample-rate: expected a whole number (Hz) or 'model', got 'nan'"),
+    (["--adapter", "style.safetensors:1_0"], "--adapter style.safetensors:1_0: weight '1_0' is not a number "
+                                              "(FILE:WEIGHT or NAME:WEIGHT, e.g. x.safetensors:0.8)"),
+])
+def test_a_number_flag_takes_the_digits_0_9_only_as_a_batch_file_and_range_do(folder: Path, capsys, args, says):
+    """int() and float() took `--seed 1_000`, " 5", full-width and Arabic-Indic digits, where --range and a batch file
+    refuse them: every number flag takes one form (mmgen.config.NUMBER)."""
+    (folder / "style.safetensors").write_bytes(b"")
+    code, said = mmgen(capsys, "generate", "-m", folder / "tiny.safetensors", "-o", folder / "o", *args)
+    assert code == 2 and said == f"mmgen: error: {says}\n", said
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "0x10"), ("--lr", " 1e-4"), ("--lora-alpha", "1_0"),
+                                             ("--ema-decay", "\u0660.9"), ("--grad-clip", "1,5")])
+def test_finetune_s_number_flags_say_what_they_expected_in_mmgen_s_words(folder: Path, capsys, flag, value):
+    """`finetune --lr 0x10` said typer's "Input should be a valid number, unable to parse string as a number"."""
+    code, said = mmgen(capsys, "finetune", folder / "missing", "--lora", "4", flag, value)  # taken: no data, no run
+    assert code == 2 and said == f"mmgen: error: {flag}: expected a number, got {value!r}\n", said

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmgen.config import NUMBER, parse_number
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.weights.names import check_reference, is_name, is_path
 
@@ -34,7 +35,7 @@ class AdapterUse:
                                  hint="FILE[:WEIGHT] or NAME[:WEIGHT], e.g. x.safetensors:0.8")
         if sep and source:
             try:
-                weight = float(tail)
+                weight = parse_number(tail, float)  # as every number flag takes it: not " 1", "1_0", "١"
             except ValueError:
                 if not _found(text) and (_found(source) or (_reference(source) and not is_path(tail))):
                     raise InvalidSetting("adapter", f"weight {tail!r} is not a number", text,
@@ -59,11 +60,7 @@ class AdapterUse:
 
 
 def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return NUMBER.fullmatch(text) is not None
 
 
 def _reference(source: str) -> bool:

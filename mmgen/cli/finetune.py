@@ -16,7 +16,7 @@ import typer
 from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable, stopped_json
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
-from mmgen.cli.options import at_most, stdout_open, whole_number
+from mmgen.cli.options import a_number, at_most, stdout_open, whole_number
 from mmgen.errors import UsageError
 from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
@@ -59,7 +59,7 @@ def finetune(
     ] = None,
     lora_alpha: Annotated[
         float | None,
-        typer.Option("--lora-alpha", metavar="A", rich_help_panel=_MODEL, show_default="the rank",
+        typer.Option("--lora-alpha", metavar="A", parser=a_number, rich_help_panel=_MODEL, show_default="the rank",
                      help="Adapter scale numerator, a positive number: the adapters add (A / RANK) · B·A to each weight."),
     ] = None,
     lora_targets: Annotated[
@@ -85,18 +85,18 @@ def finetune(
     batch_size: Annotated[
         int, typer.Option(metavar="CLIPS", min=1, parser=whole_number, rich_help_panel=_TRAINING, help="Clips per step, over all processes.")
     ] = DEFAULT.batch_size,
-    lr: Annotated[float, typer.Option(rich_help_panel=_TRAINING, help="Peak learning rate (a number above 0).")] = DEFAULT.lr,
+    lr: Annotated[float, typer.Option(parser=a_number, rich_help_panel=_TRAINING, help="Peak learning rate (a number above 0).")] = DEFAULT.lr,
     warmup: Annotated[
         int, typer.Option(metavar="STEPS", min=0, parser=whole_number, rich_help_panel=_TRAINING, help="Steps of linear learning-rate warm-up.")
     ] = DEFAULT.warmup,
     ema_decay: Annotated[
         float,
-        typer.Option(rich_help_panel=_TRAINING,
+        typer.Option(parser=a_number, rich_help_panel=_TRAINING,
                      help="Decay of the weights' moving average that becomes the final model: at least 0 and below 1 "
                      "(0 keeps the last step's weights; use ~0.999 for short runs)."),
     ] = DEFAULT.ema_decay,
     grad_clip: Annotated[
-        float, typer.Option(rich_help_panel=_TRAINING, help="Clip the gradient norm to this, at least 0 (0: no clipping).")
+        float, typer.Option(parser=a_number, rich_help_panel=_TRAINING, help="Clip the gradient norm to this, at least 0 (0: no clipping).")
     ] = DEFAULT.grad_clip,
     loss_weights: Annotated[
         str,

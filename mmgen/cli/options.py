@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from mmgen.config import parse_number
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.pipelines.settings import LIMITS, RunSettings
 
@@ -113,7 +114,7 @@ FLAGS: dict[str, Any] = {
     "loudness": Annotated[
         float | None,
         typer.Option(
-            metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float),
+            metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float, "a number"),
             help="Integrated loudness of the delivered sound (EBU R128), true peak at most -1 dBTP; off keeps the "
             "level as made.",
         ),
@@ -121,7 +122,7 @@ FLAGS: dict[str, Any] = {
     "sample_rate": Annotated[
         int | None,
         typer.Option(
-            metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int),
+            metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int, "a whole number (Hz)"),
             help="Sample rate of the delivered sound (the WAV and the audio track), refused up front where the output "
             "cannot store it; model keeps the model's own, or where the output cannot store that, the nearest rate "
             "above that it can (a note says so).",
@@ -204,16 +205,16 @@ Json = Annotated[
 ]
 
 
-def _word(text: str, word: str, kind: type) -> Any:
-    """A delivery flag's value: a number, or its word for "as made" ("off", "model")."""
+def _word(text: str, word: str, kind: type, what: str) -> Any:
+    """A delivery flag's value: a number (`what`, as the error says it), or its word for "as made" ("off", "model")."""
     if not isinstance(text, str):  # the default, already a value
         return text
     if text.strip().lower() == word:
         return word
     try:
-        return kind(text)
+        return parse_number(text, kind)
     except ValueError:
-        raise typer.BadParameter(f"expected a number or {word!r}, got {text!r}") from None
+        raise typer.BadParameter(f"expected {what} or {word!r}, got {text!r}") from None
 
 
 def settings_flags(command):
@@ -300,11 +301,18 @@ def whole_number(text: str) -> Any:
     return _number(int, text)
 
 
+def a_number(text: str) -> Any:
+    """The parser of a float flag whose range is checked after parsing (finetune's --lr, --lora-alpha), in every
+    command's words: typer's own says "Input should be a valid number, unable to parse string as a number"."""
+    return _number(float, text)
+
+
 def _number(kind: type, text: str) -> Any:
-    """A ranged flag's value as `kind`, unchecked: settings.LIMITS refuses what is out of range or not finite."""
+    """A ranged flag's value as `kind`, unchecked: settings.LIMITS refuses what is out of range or not finite. Written
+    as mmgen.config.NUMBER says, as in a YAML file: int() and float() alone take " 5", "1_000", "٥" too."""
     if not isinstance(text, str):  # the default, already a value
         return text
     try:
-        return kind(text)
+        return parse_number(text, kind)
     except ValueError:
         raise typer.BadParameter(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import converted, from_dict
+from mmgen.config import converted, from_dict, parse_number
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit
 from mmgen.terminal import number_text
@@ -342,7 +342,7 @@ def parse_loss_weights(text: str) -> dict[str, float]:
     for part in text.split(","):
         name, _, value = part.partition("=")
         try:
-            weights[name.strip()] = float(value)
+            weights[name.strip()] = parse_number(value, float)
         except ValueError:
             raise UsageError(f"--loss-weights: {part!r} is not NAME=NUMBER (e.g. video=1,audio=2)") from None
     return weights

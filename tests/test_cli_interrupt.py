@@ -26,6 +26,7 @@ import pytest
 from finetune_clips import write_clip_folder, write_recipe
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env
+from two_ranks import in_a_torchrun_job
 
 from mmgen.train.step_folders import latest_checkpoint
 
@@ -669,7 +670,7 @@ def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatc
     from mmgen.cli import _interrupted
     from mmgen.train import interrupt
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    in_a_torchrun_job(monkeypatch, 2)
     monkeypatch.setattr(signal, "signal", lambda *args: signal.SIG_DFL)  # the test's own handlers stay
     monkeypatch.setattr(interrupt, "record", lambda signum: None)  # no stop of the test's own process
     monkeypatch.setattr(_interrupted, "_finished", [])

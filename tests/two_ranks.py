@@ -13,6 +13,12 @@ import pytest
 from mmgen.runtime import processes
 
 
+def in_a_torchrun_job(monkeypatch: pytest.MonkeyPatch, processes_: int) -> None:
+    """The environment torchrun gives its processes (WORLD_SIZE, where they meet); each test sets RANK."""
+    for name, value in (("WORLD_SIZE", str(processes_)), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+
+
 def run_as_two_ranks(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: Callable[[], int],
     rank_1_says: Callable[[Any], Any] | None = None,
@@ -38,8 +44,7 @@ def run_as_two_ranks(
 
     monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
     monkeypatch.setattr(processes, "stop", lambda joined: None)
-    for name, value in (("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):  # as torchrun
-        monkeypatch.setenv(name, value)
+    in_a_torchrun_job(monkeypatch, 2)
     capsys.readouterr()
     said = {}
     for rank in (0, 1):

@@ -12,7 +12,7 @@ import threading
 from types import FrameType
 
 from mmgen.errors import MmgenError
-from mmgen.runtime import processes
+from mmgen.runtime import torchrun
 from mmgen.runtime.stop_signals import STOPS, record
 from mmgen.terminal import say
 
@@ -33,7 +33,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         # says that it will save: under torchrun rank 0 alone, as every process is stopped and saves together
-        self.says = processes.described().is_main
+        self.says = torchrun.rank() == 0  # torch-free: the CLI imports this before it loads torch
         self.requested = False
         self.stepped = False  # a step has finished since the run started: from then on a stop saves first
         self._previous: dict[int, object] = {}

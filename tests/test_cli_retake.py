@@ -467,16 +467,19 @@ def test_a_sound_retake_keeps_a_delayed_sound_where_it_starts(tmp_path):
                                                                      abs=0.002)
 
 
-def test_a_range_past_the_end_of_the_shorter_stream_names_it_and_the_flag(tmp_path):
+def test_a_range_past_the_end_of_the_shorter_stream_names_it_and_the_flag_as_typed(tmp_path):
     """2 s of picture over 0.5 s of sound: the error said `--ranges 1:1.3: CLIP lasts only 0.500 s` (no such flag,
-    and the clip lasts 2 s)."""
+    and the clip lasts 2 s). The range is named as typed: `0:99999999999999999999999999` was `0:1e+26`."""
     clip = write_test_video(tmp_path / "short_sound.mp4", seconds=2.0, size=(16, 16), audio_seconds=0.5).path
     done = run_here("retake", clip, "--range", "1.0:1.3", env=mmgen_env(tmp_path))
-    assert (done.returncode, done.stderr) == (2, f"mmgen: error: --range 1:1.3: {clip}'s sound lasts only 0.500 s\n")
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: --range 1.0:1.3: {clip}'s sound lasts only 0.500 s\n")
     done = run_here("retake", clip, "--video", "--range", "1.0:1.3", env=mmgen_env(tmp_path))
     assert done.returncode == 2
-    assert done.stderr.endswith(f"--range 1:1.3: {clip}'s sound lasts only 0.500 s, and the picture is remade to "
+    assert done.stderr.endswith(f"--range 1.0:1.3: {clip}'s sound lasts only 0.500 s, and the picture is remade to "
                                 "match it\n"), done.stderr
+    far = "0:" + "9" * 26
+    done = run_here("retake", clip, "--range", far, env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: --range {far}: {clip}'s sound lasts only 0.500 s\n")
 
 
 def test_a_retake_records_the_overlap_of_its_windows_as_soundtrack_does(tiny, tmp_path):

@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmgen.adapters.store import files_of
@@ -46,6 +46,7 @@ class TimeRange:
 
     start: float
     end: float
+    typed: str = field(default="", compare=False)  # as the user wrote it, for the lines that name it
 
     @classmethod
     def parse(cls, text: str) -> TimeRange:
@@ -61,10 +62,11 @@ class TimeRange:
             raise InvalidSetting("ranges", f"the {which} must be a finite number of seconds", text)
         if not a < b:
             raise InvalidSetting("ranges", "the end must come after the start", text)
-        return cls(a, b)
+        return cls(a, b, str(text))
 
     def __str__(self) -> str:
-        return f"{self.start:g}:{self.end:g}"
+        """As typed (`0:99999999999999999999999999`, not `0:1e+26`); a range made here (two joined) as `:g` writes it."""
+        return self.typed or f"{self.start:g}:{self.end:g}"
 
 
 def check_ranges(

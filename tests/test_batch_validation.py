@@ -250,7 +250,7 @@ def test_a_retake_range_past_the_end_of_its_input_is_found_before_anything_runs(
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith(f"{jobs}:9: ") and ": ranges 1:3: " in lines[0] and "lasts only 1.6" in lines[0]
+    assert lines[0].startswith(f"{jobs}:9: ") and ": ranges 1.0:3.0: " in lines[0] and "lasts only 1.6" in lines[0]
     assert lines[1].startswith(f"{jobs}:13: ") and "picture lasts only 0.800 s, and the sound is remade" in lines[1]
     assert lines[-1] == f"mmgen: error: {jobs}: 2 problems found, nothing was run"
     assert not (folder / "outputs").exists()

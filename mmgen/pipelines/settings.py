@@ -32,6 +32,7 @@ from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
+from mmgen.runtime.device_names import check_device_name
 from mmgen.terminal import number_text
 from mmgen.weights.names import check_reference
 
@@ -171,6 +172,7 @@ class RunSettings:
                 LIMITS[field.name].check(field.name, value)
             elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
                 DELIVERY_LIMITS[field.name].check(field.name, value)
+        check_device_name(self.device)  # before the output checks: a cheap word, refused at once for any -n
         try:
             check_reference(str(self.model), "model")
         except UsageError as e:

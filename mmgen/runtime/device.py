@@ -15,8 +15,8 @@ import torch
 
 from mmgen import environment
 from mmgen.errors import InvalidSetting
+from mmgen.runtime.device_names import check_device_name
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CPU_BF16_ENV = environment.CPU_BF16  # "0": `--precision auto` stays fp32 on the CPU; "1": bf16 even if not native
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # the instructions that compute bf16 products natively
@@ -59,7 +59,7 @@ def _mps_available() -> bool:
 def select_device(name: str = "auto") -> torch.device:
     """Parse a device setting and check the device exists here (InvalidSetting naming what is missing: each edge
     names the setting its way, `--device cuda` on the command line, `device cuda` in a batch file)."""
-    name = name.strip().lower()
+    name = check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", 0)
@@ -71,8 +71,6 @@ def select_device(name: str = "auto") -> torch.device:
             raise InvalidSetting("device", "Apple MPS is not available on this machine", "mps", hint="try auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
-    if match is None:
-        raise InvalidSetting("device", f"{name!r} is not a device (choose from {', '.join(DEVICES)})")
     if not torch.cuda.is_available():
         raise InvalidSetting("device", "CUDA is not available", name, hint="try auto or cpu")
     index = int(match.group(1) or 0)
@@ -135,7 +133,7 @@ def cuda_native_bf16(device: torch.device) -> bool:
 def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """Parse --precision for `device`. bf16 keeps fp32's range (no overflow in attention logits), so
     it is preferred over fp16 on CUDA wherever the GPU computes it natively, and used on CPUs with native bf16."""
-    name = name.strip().lower()
+    name = check_device_name(name)
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if cuda_native_bf16(device) else torch.float16

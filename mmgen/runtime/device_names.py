@@ -1,0 +1,20 @@
+"""The words of `--device` (a batch file's `device:`), checked without torch: a run's settings refuse a word that
+is no device when built, before any other check (`generate -n 100000 --device bogus` checked its 400,000 output
+files first). Whether the device is there is mmgen.runtime.device's to say, once torch is imported."""
+
+from __future__ import annotations
+
+import re
+
+from mmgen.errors import InvalidSetting
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?", re.ASCII)
+
+
+def check_device_name(name: str) -> str:
+    """`name` as the device setting reads it (stripped, lower case); InvalidSetting where it is none of DEVICES."""
+    name = name.strip().lower()
+    if _DEVICE.fullmatch(name) is None:
+        raise InvalidSetting("device", f"{name!r} is not a device (choose from {', '.join(DEVICES)})")
+    return name

@@ -51,6 +51,8 @@ def _help_tables_never_cut() -> None:
 
     if getattr(typer.rich_utils.Table, "never_cuts", False):
         return
+    if not all(hasattr(Table, name) for name in ("_measure_column", "_calculate_column_widths", "_extra_width")):
+        return  # a rich whose table is built otherwise (these are its internals): its own layout, not a failing --help
 
     class HelpTable(Table):
         never_cuts = True

@@ -42,6 +42,27 @@ def parse_number(text: str, kind: type[int] | type[float]) -> Any:
     return kind(text)
 
 
+class OlderNumber(str):
+    """A plain scalar of a YAML file that mmgen before 2026-12 read (as YAML 1.1 does) as a number other than its
+    decimal reading, or that has none: `017` (octal 15), `0x10`, `0b101`, `1_000`, `1:00` (base 60), `1_000.5`.
+    It stays the text it is (a string field takes it as written, a time range, a name), and a number field refuses
+    it, saying what older versions read it as and what to write (`refusal`): a changed meaning is never silent."""
+
+    older: int | float  # what YAML 1.1 read it as
+
+    def __new__(cls, text: str, older: int | float) -> OlderNumber:
+        self = super().__new__(cls, text)
+        self.older = older
+        return self
+
+    def refusal(self) -> str:
+        said = f"mmgen before 2026-12 read it as {self.older!r}"
+        if WHOLE_NUMBER.fullmatch(self):  # 017: octal to YAML 1.1, 17 as the flags read it
+            return (f"{self}: a leading zero is ambiguous ({said.replace('as ', 'as octal ', 1)}); write {self.older!r}, "
+                    f"or {int(self)!r}")
+        return f"{self}: not a plain decimal number ({said}); write {self.older!r}"
+
+
 def unquoted(value: Any) -> str:
     """What YAML made of a value that was meant as a string, for the line refusing it: a number or true/false
     read from unquoted text says so, and to quote it."""
@@ -242,6 +263,8 @@ def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
                 return _convert(arg, value, where, field, text)
             except ConfigError:
                 continue
+        if isinstance(value, OlderNumber) and {int, float} & set(arms):
+            _fail(where, field, value.refusal())
         _fail(where, field, f"expected {' or '.join(_expected(arg) for arg in arms)}, got {value!r}")
     if origin is Literal:
         allowed = get_args(tp)
@@ -264,6 +287,10 @@ def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
             _fail(where, field, f"expected a mapping, got {type(value).__name__}")
         kt, vt = get_args(tp) or (Any, Any)
         return {_convert(kt, k, where, field, text): _convert(vt, v, where, f"{field}.{k}", text) for k, v in value.items()}
+    if isinstance(value, OlderNumber):  # a number field refuses it, other fields take its text, as written
+        if tp in (int, float):
+            _fail(where, field, value.refusal())
+        value = str(value)
     if tp is Any:
         return value
     if tp is bool:

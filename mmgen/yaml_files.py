@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mmgen.config import NUMBER, WHOLE_NUMBER, NotASmallFile, read_small_file
+from mmgen.config import NUMBER, WHOLE_NUMBER, NotASmallFile, OlderNumber, parse_number, read_small_file
 from mmgen.errors import ConfigError
 
 MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
@@ -75,12 +75,31 @@ class _Loader(yaml.SafeLoader):
 
     def resolve(self, kind, value, implicit):
         tag = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and implicit[0] and self._older_number(tag, value) is not None:
+            return _OLDER  # read otherwise before (017 as octal 15, 1_000 as 1000): refused by a number field
         if kind is yaml.ScalarNode and implicit[0] and WHOLE_NUMBER.fullmatch(value):
             return _INT  # `019` too, which YAML 1.1 reads as text (an octal number gone wrong)
         if tag == _TIMESTAMP or tag == _INT or (tag == _FLOAT and not (NUMBER.fullmatch(value)
                                                                        or _NOT_FINITE.fullmatch(value))):
             return _STRING
         return tag
+
+    def _older_number(self, tag: str, value: str) -> int | float | None:
+        """What YAML 1.1 (and so mmgen before 2026-12) read plain `value` as, where that is a number other than
+        its decimal reading (parse_number's), or it has none; None otherwise (`.inf` and `.nan` stay YAML's)."""
+        if tag not in (_INT, _FLOAT) or len(value) > MAX_NUMBER_CHARS or _NOT_FINITE.fullmatch(value):
+            return None
+        older = (super().construct_yaml_int if tag == _INT else super().construct_yaml_float)(
+            yaml.ScalarNode(tag, value))
+        try:
+            decimal = parse_number(value, int if tag == _INT else float)
+        except ValueError:
+            return older
+        return None if decimal == older else older
+
+    def construct_older_number(self, node):
+        return OlderNumber(node.value, self._older_number(super().resolve(yaml.ScalarNode, node.value, (True, False)),
+                                                          node.value))
 
     composed = 0  # nodes composed so far (an alias counts once here; _check_nodes counts them expanded)
 
@@ -99,6 +118,7 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:mmgen,2026:older-number", _Loader.construct_older_number)
 
 
 class _TooManyValues(Exception):
@@ -107,6 +127,7 @@ class _TooManyValues(Exception):
 
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_OLDER = "tag:mmgen,2026:older-number"  # a plain scalar YAML 1.1 read as another number (config.OlderNumber)
 _NOT_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # YAML's own words for them
 
 

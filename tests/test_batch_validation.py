@@ -646,11 +646,13 @@ def test_text_in_a_number_field_says_the_field_and_what_it_takes(folder: Path):
           - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1:30}
         """)
     assert problems_of(jobs) == {
-        4: "job 1 (generate): steps: expected an integer, got '1:30'",
-        5: "job 2 (generate): seed: expected an integer, got '1:30'",
-        6: "job 3 (generate): loudness: expected a number or 'off', got '1:30'",
-        7: "job 4 (generate): sample_rate: expected an integer or 'model', got '1:30'",
-        8: "job 5 (soundtrack): guidance_scale: expected a number, got '1:30'",
+        4: "job 1 (generate): steps: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
+        5: "job 2 (generate): seed: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
+        6: "job 3 (generate): loudness: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
+        7: "job 4 (generate): sample_rate: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); "
+           "write 90",
+        8: "job 5 (soundtrack): guidance_scale: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); "
+           "write 90",
     }
 
 
@@ -658,7 +660,9 @@ def test_a_number_is_read_in_the_forms_its_flag_takes_and_yaml_1_1_s_other_forms
         folder: Path):
     """YAML 1.1 read `seed: 0x10` as 16, `0b101` as 5, `1_000` as 1000 and `017` as 15 (octal), where `--seed` takes
     decimal digits only ("a value the flag refuses is refused in the file too"): each other form is the text it is,
-    refused by its field; a decimal one is read in decimal, and -.5 and 5e-4 are numbers, as for the flags."""
+    refused by its field, saying what mmgen before 2026-12 read it as (a changed meaning is never silent: `017` as
+    17 redid a finished job of seed 15); a decimal one is read in decimal, and -.5 and 5e-4 are numbers, as for the
+    flags."""
     jobs = write_jobs(folder, """
         defaults:
           model: tiny.safetensors
@@ -671,24 +675,32 @@ def test_a_number_is_read_in_the_forms_its_flag_takes_and_yaml_1_1_s_other_forms
           - {kind: generate, seed: 1_000}
           - {kind: generate, seed: 0o17}
           - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1_0.5}
+          - {kind: generate, seed: 017}
+          - {kind: generate, seed: -017}
         """)
+    older = "not a plain decimal number (mmgen before 2026-12 read it as"
     assert problems_of(jobs) == {
-        4: "job 1 (generate): seed: expected an integer, got '0x10'",
-        5: "job 2 (generate): steps: expected an integer, got '0b101'",
-        6: "job 3 (generate): num: expected an integer, got '0x2'",
-        7: "job 4 (generate): sample_rate: expected an integer or 'model', got '0xbb80'",
-        8: "job 5 (generate): loudness: expected a number or 'off', got '-0x10'",
-        9: "job 6 (generate): seed: expected an integer, got '1_000'",
-        10: "job 7 (generate): seed: expected an integer, got '0o17'",
-        11: "job 8 (soundtrack): guidance_scale: expected a number, got '1_0.5'",
+        4: f"job 1 (generate): seed: 0x10: {older} 16); write 16",
+        5: f"job 2 (generate): steps: 0b101: {older} 5); write 5",
+        6: f"job 3 (generate): num: 0x2: {older} 2); write 2",
+        7: f"job 4 (generate): sample_rate: 0xbb80: {older} 48000); write 48000",
+        8: f"job 5 (generate): loudness: -0x10: {older} -16); write -16",
+        9: f"job 6 (generate): seed: 1_000: {older} 1000); write 1000",
+        10: "job 7 (generate): seed: expected an integer, got '0o17'",  # text to YAML 1.1 too
+        11: f"job 8 (soundtrack): guidance_scale: 1_0.5: {older} 10.5); write 10.5",
+        12: "job 9 (generate): seed: 017: a leading zero is ambiguous (mmgen before 2026-12 read it as octal 15); "
+            "write 15, or 17",
+        13: "job 10 (generate): seed: -017: a leading zero is ambiguous (mmgen before 2026-12 read it as octal -15); "
+            "write -15, or -17",
     }
     jobs = write_jobs(folder, """
         jobs:
-          - {kind: generate, seed: 017, steps: +5, loudness: -.5}
+          - {kind: generate, seed: 007, steps: +5, loudness: -.5, name: 0x10}
           - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 5e-4}
         """)
     spec = read_batch_file(jobs, problems := [])
-    assert not problems and spec.jobs[0].options == {"seed": 17, "steps": 5, "loudness": -0.5}
+    assert not problems and spec.jobs[0].options == {"seed": 7, "steps": 5, "loudness": -0.5}
+    assert spec.jobs[0].name == "0x10"  # a text field takes it as written
     assert spec.jobs[1].options["guidance_scale"] == 5e-4
 
 

@@ -11,6 +11,7 @@ from two_ranks import in_a_torchrun_job
 
 from mmgen.config import from_dict, to_dict
 from mmgen.errors import ConfigError, UsageError
+from mmgen.yaml_files import load_yaml
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,25 @@ def test_a_finetune_config_s_unknown_keys_get_the_nearest_key_as_a_batch_file_s_
     done = run_here(*args, env=mmgen_env(tmp_path))
     assert done.stderr.startswith(f"mmgen: error: {recipe}: unknown keys '--lr' (did you mean lr?), 'flavour', "
                                   "'stepz' (did you mean steps?) (allowed: init, "), done.stderr
+
+
+def test_a_finetune_config_s_number_that_older_versions_read_otherwise_says_what_to_write(tmp_path):
+    """`steps: 1_000` was refused as `expected an integer, got '1_000'` and `seed: 017` read as 17, where mmgen before
+    2026-12 read them (YAML 1.1) as 1000 and octal 15: each says what it was read as and what to write, as in a
+    batch file (one mechanism: yaml_files marks the scalar, the field's conversion refuses it)."""
+    recipe = tmp_path / "recipe.yaml"
+    args = ("finetune", tmp_path, "-o", tmp_path / "run", "--config", recipe)
+    for written, said in (("steps: 1_000", "steps: 1_000: not a plain decimal number (mmgen before 2026-12 read it "
+                                           "as 1000); write 1000"),
+                          ("seed: 017", "seed: 017: a leading zero is ambiguous (mmgen before 2026-12 read it as "
+                                        "octal 15); write 15, or 17"),
+                          ("lr: 1_0.5e4", "lr: expected a number, got '1_0.5e4'")):  # text to YAML 1.1 too
+        recipe.write_text(written + "\n")
+        done = run_here(*args, env=mmgen_env(tmp_path))
+        assert (done.returncode, done.stderr) == (2, f"mmgen: error: {recipe}: {said}\n")
+    for written, read in (("lr: .inf", float("inf")), ("steps: 007", 7), ("steps: 1:00", "1:00")):
+        (tmp_path / "plain.yaml").write_text(written + "\n")
+        assert load_yaml(tmp_path / "plain.yaml")[written.split(":")[0]] == read
 
 
 def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_after(tmp_path, monkeypatch):

@@ -306,3 +306,23 @@ def test_delivering_measures_each_sound_once(monkeypatch):
         assert len(measured) == times, (delivery, mix, measured)
         if delivery.loudness is not None:
             assert delivered.loudness.after == pytest.approx(-16.0)
+
+
+@pytest.mark.parametrize(("loudness", "rate", "says"), [
+    ("-1_6", "48000", "--loudness: expected a number or 'off', got '-1_6'"),
+    (" -5", "48000", "--loudness: expected a number or 'off', got ' -5'"),
+    (True, "48000", "--loudness: expected a number or 'off', got True"),
+    ("-16", "48_000", "--sample-rate: expected an integer or 'model', got '48_000'"),
+    ("-16", "\u0664\u0668\u0660\u0660\u0660", "--sample-rate: expected an integer or 'model', got "
+                                                "'\u0664\u0668\u0660\u0660\u0660'"),
+    ("-16", "48000.0", "--sample-rate: expected an integer or 'model', got '48000.0'"),
+    ("-16", 48000.0, "--sample-rate: expected an integer or 'model', got 48000.0"),
+])
+def test_delivery_parse_refuses_what_the_flags_refuse_in_their_words(loudness, rate, says):
+    """Delivery.parse took int()'s and float()'s forms (`48_000`, ' -5', Arabic-Indic digits, 48000.0) where the
+    flags refuse them (config.parse_number): one parser, one line for each."""
+    with pytest.raises(UsageError) as refused:
+        Delivery.parse(loudness, rate)
+    assert str(refused.value) == says
+    assert Delivery.parse("OFF", "48000") == Delivery(None, 48000)
+    assert Delivery.parse(-14, 44100) == Delivery(-14.0, 44100)

@@ -283,8 +283,8 @@ def test_a_huge_number_out_of_range_is_echoed_as_a_number_not_hundreds_of_digits
     (["--num", "\u0665"], "--num: expected an integer, got '\u0665'"),  # Arabic-Indic 5
     (["--steps", "0x10"], "--steps: expected an integer, got '0x10'"),
     (["--loudness", "-1_6"], "--loudness: expected a number or 'off', got '-1_6'"),
-    (["--sample-rate", "48000.0"], "--sample-rate: expected a whole number (Hz) or 'model', got '48000.0'"),
-    (["--sample-rate", "nan"], "--sample-rate: expected a whole number (Hz) or 'model', got 'nan'"),
+    (["--sample-rate", "48000.0"], "--sample-rate: expected an integer or 'model', got '48000.0'"),
+    (["--sample-rate", "nan"], "--sample-rate: expected an integer or 'model', got 'nan'"),
     (["--adapter", "style.safetensors:1_0"], "--adapter style.safetensors:1_0: weight '1_0' is not a number "
                                               "(FILE:WEIGHT or NAME:WEIGHT, e.g. x.safetensors:0.8)"),
 ])

@@ -17,6 +17,7 @@ import typer
 
 from mmgen.config import parse_number
 from mmgen.diffusion.sampling_config import SamplingConfig
+from mmgen.media.delivery import word_value
 from mmgen.pipelines.settings import LIMITS, RunSettings
 
 _SAMPLING = "Sampling"
@@ -114,7 +115,7 @@ FLAGS: dict[str, Any] = {
     "loudness": Annotated[
         float | None,
         typer.Option(
-            metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float, "a number"),
+            metavar="LUFS|off", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "off", float),
             help="Integrated loudness of the delivered sound (EBU R128), true peak at most -1 dBTP; off keeps the "
             "level as made.",
         ),
@@ -122,7 +123,7 @@ FLAGS: dict[str, Any] = {
     "sample_rate": Annotated[
         int | None,
         typer.Option(
-            metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int, "a whole number (Hz)"),
+            metavar="HZ|model", rich_help_panel=_OUTPUT, parser=lambda text: _word(text, "model", int),
             help="Sample rate of the delivered sound (the WAV and the audio track), refused up front where the output "
             "cannot store it; model keeps the model's own, or where the output cannot store that, the nearest rate "
             "above that it can (a note says so).",
@@ -205,16 +206,14 @@ Json = Annotated[
 ]
 
 
-def _word(text: str, word: str, kind: type, what: str) -> Any:
-    """A delivery flag's value: a number (`what`, as the error says it), or its word for "as made" ("off", "model")."""
+def _word(text: str, word: str, kind: type) -> Any:
+    """A delivery flag's value: a number, or its word for "as made" ("off", "model"), as delivery.word_value takes it."""
     if not isinstance(text, str):  # the default, already a value
         return text
-    if text.strip().lower() == word:
-        return word
     try:
-        return parse_number(text, kind)
-    except ValueError:
-        raise typer.BadParameter(f"expected {what} or {word!r}, got {text!r}") from None
+        return word_value(text, word, kind)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def settings_flags(command):

@@ -3,8 +3,11 @@ model's own rate and level. Plain values, checked when made; mmgen.media.deliver
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
+from mmgen.config import _expected, parse_number
 from mmgen.errors import UsageError
 
 DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
@@ -43,9 +46,25 @@ class Delivery:
 def _word(value, word: str, kind: type, flag: str, default):
     if value is None:
         return default
-    if isinstance(value, str) and value.strip().lower() == word:
-        return None
     try:
+        taken = word_value(value, word, kind)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None
+    return None if taken == word else taken
+
+
+def word_value(value: Any, word: str, kind: type[int] | type[float]) -> Any:
+    """A delivery flag's value (`--sample-rate`, `--loudness`) as the flag, a batch file and Delivery.parse take it:
+    its `word` for "as made" ("model", "off"; returned as written in lower case), a number written as every number
+    flag takes it (config.parse_number), or from Python a number of `kind` (a whole one for an int: not 48000.0, nor
+    a bool). ValueError otherwise, in the words a batch file's key is refused in ("expected an integer or 'model'")."""
+    if isinstance(value, str):
+        if value.strip().lower() == word:
+            return word
+        try:
+            return parse_number(value, kind)
+        except ValueError:
+            pass
+    elif not isinstance(value, bool) and isinstance(value, numbers.Integral if kind is int else numbers.Real):
         return kind(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} takes a number or '{word}', got {value!r}") from None
+    raise ValueError(f"expected {_expected(kind)} or {word!r}, got {value!r}")

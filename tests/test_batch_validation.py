@@ -404,6 +404,30 @@ def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     assert "g.mp4 exists and was not written by this batch (pass --overwrite" in problems_of(other)[3]
 
 
+def test_a_job_done_with_a_seed_past_32_bits_is_done_under_the_seed_its_refusal_names(folder: Path):
+    """mmgen before 2026-12 ran `seed: 9223372036854775806`; now it is refused with `seed 4294967294 makes what it
+    made before` (torch keeps a seed's low 32 bits), and a file following that hint marked the job `changed`, its
+    manifest hash being the big seed's: identical clips were made again. A record of a seed 2^32 or more that is
+    the job's seed in its low 32 bits is the job done; any other seed is still a changed one."""
+    from mmgen.pipelines.batch.job_hash import digest
+
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: g, steps: 2, num: 2, seed: 4294967294}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    for job, recorded in zip(plan_batch(jobs).jobs, (9223372036854775806, 2**33 + 1), strict=True):
+        (out / job.output).write_bytes(b"the batch's clip")  # as mmgen before 2026-12 recorded the big seed's job
+        manifest.append(Record(job.output, "done", digest({**job.payloads[0], "seed": recorded}), job.number,
+                               "generate", recorded, batch=str(jobs.resolve()),
+                               files=manifest.describe_files({"mp4": out / job.output})))
+    assert plan_batch(jobs).status == {1: "done", 2: "changed"}  # 2^33 + 1 is seed 1, not 4294967295
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status == {1: "changed", 2: "changed"}
+
+
 def test_a_batch_names_a_model_by_its_weights_file_and_jobs_done_under_its_registry_sha256_stay_done(folder: Path):
     """A batch names a model as the rest of mmgen does: by the sha256 of the weights file it loads, not by the
     registry's sha256 of the file that is made from (batches did until 2026-12-01, and still must for a model not
@@ -911,7 +935,7 @@ def test_a_guidance_scale_in_defaults_applies_where_it_means_something_and_is_no
     plain, gradient = plan_batch(jobs).jobs
     assert plain.settings.guidance_scale is None and plain.run.sampling.guidance == "replacement"
     # hashed as well as mmgen hashed it when it ran such a job taking the scale and ignoring it: done, not changed
-    assert any(p["options"]["guidance_scale"] == p["sampling"]["guidance_scale"] == 3 for p in plain.former)
+    assert any(p["options"]["guidance_scale"] == p["sampling"]["guidance_scale"] == 3 for p in plain.payloads)
     assert gradient.settings.guidance_scale == 3 and gradient.run.sampling.guidance_scale == 3
     jobs = write_jobs(folder, """
         defaults: {model: demo, steps: 2}
@@ -1010,7 +1034,7 @@ def test_a_batch_picture_retake_refuses_its_own_sound_delivery_settings_and_leav
     picture, sound, _ = plan_batch(jobs).jobs
     assert (picture.settings.wav, picture.settings.loudness) == (False, -16.0)
     assert (sound.settings.wav, sound.settings.loudness) == (True, -23.0)
-    assert any(p["options"]["wav"] is True and p["options"]["loudness"] == -23 for p in picture.former)
+    assert any(p["options"]["wav"] is True and p["options"]["loudness"] == -23 for p in picture.payloads)
 
 
 def test_an_adapter_trained_on_another_model_than_its_jobs_is_refused_while_planning(folder: Path):

@@ -43,13 +43,13 @@ class JobHasher:
              left_out: dict[str, Any]) -> tuple[str, tuple[dict, ...]]:
         """What decides a job's output: change any of it and a re-run redoes the job. All but the seed is the
         same for every output of one job and input, so it is worked out once for them. Also the payloads (but the
-        seed) older mmgen versions hashed for it (Job.hashed_as). `left_out`: the `defaults:` values the job's run
-        ignores, left out of its settings (plan._Planner._meant)."""
+        seed): its own, then those older mmgen versions hashed for it (Job.hashed_as). `left_out`: the `defaults:`
+        values the job's run ignores, left out of its settings (plan._Planner._meant)."""
         key = (spec.index, input)
         if key not in self._hashed:
             self._hashed = {key: self._hashed_but_seed(spec, input, settings, run, left_out)}
-        payload, *former = self._hashed[key]
-        return digest({**payload, "seed": run.seed}), tuple(former)
+        payloads = self._hashed[key]
+        return digest({**payloads[0], "seed": run.seed}), tuple(payloads)
 
     def _hashed_but_seed(self, spec: JobSpec, input: Path | None, settings: RunSettings, run: Run,
                          left_out: dict[str, Any]) -> list[dict]:

@@ -43,7 +43,7 @@ from mmgen.pipelines.batch.targets import (
 )
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
 from mmgen.pipelines.session import Run, prepare
-from mmgen.pipelines.settings import KINDS, GenerateSettings, RunSettings
+from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings
 from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
@@ -75,17 +75,22 @@ class Job:
     run: Run  # the settings resolved and checked (session.prepare), the job's seed included
     files: OutputPaths
     hash: str
-    former: tuple[dict, ...] = dataclasses.field(default=(), compare=False, repr=False)  # JobHasher.hash
+    payloads: tuple[dict, ...] = dataclasses.field(default=(), compare=False, repr=False)  # JobHasher.hash
 
     @property
     def kind(self) -> str:
         return self.spec.kind
 
-    def hashed_as(self, recorded: str) -> bool:
+    def hashed_as(self, recorded: str, seed: int | None = None) -> bool:
         """Whether a record's content hash is this job's: its own, or as an older mmgen hashed it, naming the
-        models by other sha256s (weights.identity.model_sha256s) — worked out only for a record that is not."""
-        return recorded == self.hash or any(digest({**payload, "seed": self.seed}) == recorded
-                                            for payload in self.former)
+        models by other sha256s (weights.identity.model_sha256s) — worked out only for a record that is not. A
+        record's `seed` of 2^32 or more, this job's seed in its low 32 bits, is the same job too: mmgen before
+        2026-12 took it, and torch's generator kept only those bits, so it made what this seed makes (the job
+        of a file that follows the refusal's hint, `seed 4294967294 makes what it made before`, is done)."""
+        older = seed is not None and seed >= 2**SEED_BITS and seed % 2**SEED_BITS == self.seed
+        seeds = [self.seed, seed] if older else [self.seed]
+        return recorded == self.hash or any(digest({**payload, "seed": each}) == recorded
+                                            for payload in self.payloads for each in seeds)
 
     @property
     def seed(self) -> int:
@@ -205,9 +210,9 @@ class _Planner:
             for input, stem, chosen in targets:
                 output = f"{stem}.mp4"
                 job_run = _reseeded(run, chosen.seed)
-                job_hash, former = self.hasher.hash(spec, input, chosen, job_run, self._left_out.get(spec.index, {}))
+                job_hash, payloads = self.hasher.hash(spec, input, chosen, job_run, self._left_out.get(spec.index, {}))
                 jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
-                                chosen.outputs(self.batch.output_dir / output), job_hash, former))
+                                chosen.outputs(self.batch.output_dir / output), job_hash, payloads))
         return jobs
 
     def _settings(self, spec: JobSpec, device: str, precision: str) -> RunSettings | None:

@@ -278,7 +278,7 @@ def _status(job: Job, record: Record | None, manifest: Manifest) -> Status:
     if record is None:
         return "new"
     if record.state == "done":
-        if not job.hashed_as(record.hash):
+        if not job.hashed_as(record.hash, record.seed):
             return "changed"
         return "done" if manifest.intact(record) else "damaged"
     return "incomplete" if record.state == "started" else "failed"

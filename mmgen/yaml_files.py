@@ -101,6 +101,30 @@ class _Loader(yaml.SafeLoader):
         return OlderNumber(node.value, self._older_number(super().resolve(yaml.ScalarNode, node.value, (True, False)),
                                                           node.value))
 
+    anchor_names: dict[int, str] = {}  # id(node) → the name of the anchor it was given (&name)
+
+    def compose_document(self):
+        self.get_event()  # as yaml's Composer.compose_document, keeping the anchors' names for merged_from
+        node = self.compose_node(None, None)
+        self.get_event()
+        self.anchor_names = {id(anchored): name for name, anchored in self.anchors.items()}
+        self.anchors = {}
+        return node
+
+    def flatten_mapping(self, node):
+        """yaml's merge of `<<: *name` keys into `node`, noting on it which keys came from which anchor
+        (`merged_from`: id(key node) → "<<: *name"), so that a problem with a merged value can say so."""
+        sources = [value for key, value in node.value if key.tag == _MERGE]
+        super().flatten_mapping(node)
+        if not sources:
+            return
+        merged = {}
+        for source in sources:
+            for each in reversed(source.value) if isinstance(source, yaml.SequenceNode) else [source]:  # 1st wins
+                name = self.anchor_names.get(id(each))
+                merged.update({id(key): f"<<: *{name}" if name else "<<" for key, _ in each.value})
+        node.merged_from = merged
+
     composed = 0  # nodes composed so far (an alias counts once here; _check_nodes counts them expanded)
 
     def compose_node(self, parent, index):
@@ -127,6 +151,7 @@ class _TooManyValues(Exception):
 
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
 _OLDER = "tag:mmgen,2026:older-number"  # a plain scalar YAML 1.1 read as another number (config.OlderNumber)
 _NOT_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # YAML's own words for them
 

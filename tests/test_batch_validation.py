@@ -404,6 +404,32 @@ def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     assert "g.mp4 exists and was not written by this batch (pass --overwrite" in problems_of(other)[3]
 
 
+def test_a_merged_job_s_problem_is_at_its_own_line_and_one_from_the_anchor_says_so(folder: Path):
+    """With `<<: *gen` a job's own `seed: -1` was reported at the anchor's `seed:` line (yaml's merge puts the anchor's
+    keys first, and the first line of a key was kept): its own key is at its own line; a value the anchor gave is at
+    the job's line, saying where it came from."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - &gen
+            kind: generate
+            steps: 2
+            seed: -5
+          - <<: *gen
+            seed: -1
+            name: b
+          - <<: [*gen]
+            name: c
+            steps: -3
+        """)
+    assert problems_of(jobs) == {
+        6: "job 1 (generate): seed: must be between 0 and 4294967295, got -5",
+        8: "job 2 (generate): seed: must be between 0 and 4294967295, got -1",
+        10: "job 3 (generate): seed (from <<: *gen, line 6): must be between 0 and 4294967295, got -5",
+        12: "job 3 (generate): steps: must be between 1 and 1000, got -3",
+    }
+
+
 def test_a_job_done_with_a_seed_past_32_bits_is_done_under_the_seed_its_refusal_names(folder: Path):
     """mmgen before 2026-12 ran `seed: 9223372036854775806`; now it is refused with `seed 4294967294 makes what it
     made before` (torch keeps a seed's low 32 bits), and a file following that hint marked the job `changed`, its

@@ -98,21 +98,44 @@ class BatchInvalid(ConfigError):
         return [p.describe(self.path) for p in self.problems]
 
 
-def compose(path: Path) -> tuple[Any, dict[tuple, int]]:
-    """The YAML's data, and the line of every mapping key and list item by its path, e.g. ("jobs", 2, "mix").
-    A syntax error stops here (nothing after it can be read reliably)."""
+class Lines(dict):
+    """The line of every mapping key and list item by its path, e.g. ("jobs", 2, "mix"); a key a `<<: *name`
+    merged in is at its mapping's line (the job's), and `merged` says where it came from ("<<: *gen, line 6")."""
+
+    def __init__(self):
+        super().__init__()
+        self.merged: dict[tuple, str] = {}
+
+    def said(self, path: tuple, message: str, where: str) -> str:
+        """`message` (`where: KEY…`) about the key at `path`, saying where a merged key came from."""
+        key, origin = str(path[-1]), self.merged.get(path)
+        if origin is None or not message.startswith(f"{where}: {key}"):
+            return message
+        return f"{where}: {key} (from {origin}){message[len(f'{where}: {key}'):]}"
+
+
+def compose(path: Path) -> tuple[Any, Lines]:
+    """The YAML's data, and the line of every mapping key and list item by its path (Lines). A syntax error stops
+    here (nothing after it can be read reliably)."""
     data, node = compose_yaml(path)
-    lines: dict[tuple, int] = {}
+    lines = Lines()
     if node is not None:
         _locate(node, (), lines)
     return data, lines
 
 
-def _locate(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+def _locate(node: yaml.Node, path: tuple, lines: Lines) -> None:
     if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            lines.setdefault((*path, key.value), key.start_mark.line + 1)
-            _locate(value, (*path, key.value), lines)
+        merged = getattr(node, "merged_from", {})  # yaml_files._Loader.flatten_mapping: merged keys come first
+        for key, value in node.value:  # the last of a key is its value, as in the data
+            at = (*path, key.value)
+            if id(key) in merged:
+                lines[at] = node.start_mark.line + 1
+                lines.merged[at] = f"{merged[id(key)]}, line {key.start_mark.line + 1}"
+            else:
+                lines[at] = key.start_mark.line + 1
+                lines.merged.pop(at, None)
+            _locate(value, at, lines)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
@@ -173,7 +196,7 @@ def _check_outputs(path: Path, jobs: list[JobSpec], defaults: Mapping[str, Any])
                           "(split it into several files)")
 
 
-def _job(i: int, raw: Any, folder: Path, lines: dict[tuple, int], problems: list[Problem]) -> JobSpec | None:
+def _job(i: int, raw: Any, folder: Path, lines: Lines, problems: list[Problem]) -> JobSpec | None:
     where, line = f"job {i + 1}", lines.get(("jobs", i))
     if not isinstance(raw, dict):
         problems.append(Problem(line, f"{where}: expected a mapping with a `kind`, got {raw!r}"))
@@ -288,7 +311,7 @@ def _adapter_from(text: str, folder: Path) -> str:
     return f"{use.source}:{use.weight!r}"
 
 
-def _one_choice(defaults: dict, lines: dict[tuple, int], problems: list[Problem]) -> dict:
+def _one_choice(defaults: dict, lines: Lines, problems: list[Problem]) -> dict:
     """`defaults` less the switches of a choice it turns on more than one of (retake's `video:` and `audio:`),
     refused once here: no job inherits them, so only a job turning on both itself is refused, at its line."""
     for cls in SETTINGS.values():
@@ -317,7 +340,7 @@ def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems
     return value
 
 
-def _checked(raw: dict, path: tuple, lines: dict[tuple, int], problems: list[Problem], where: str) -> dict:
+def _checked(raw: dict, path: tuple, lines: Lines, problems: list[Problem], where: str) -> dict:
     """The settings in `raw` that are valid, one key at a time through the settings class that has it (so that
     every bad key is reported, and a bad one is left unset), as that class converts them (e.g. 1 → 1.0)."""
     good = {}
@@ -326,5 +349,6 @@ def _checked(raw: dict, path: tuple, lines: dict[tuple, int], problems: list[Pro
         try:
             good[key] = getattr(from_dict(cls, {key: value}, where), key)
         except ConfigError as e:
-            problems.append(Problem(lines.get((*path, str(key)), lines.get(path)), str(e)))
+            problems.append(Problem(lines.get((*path, str(key)), lines.get(path)),
+                                    lines.said((*path, str(key)), str(e), where)))
     return good

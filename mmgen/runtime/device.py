@@ -133,7 +133,7 @@ def cuda_native_bf16(device: torch.device) -> bool:
 def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """Parse --precision for `device`. bf16 keeps fp32's range (no overflow in attention logits), so
     it is preferred over fp16 on CUDA wherever the GPU computes it natively, and used on CPUs with native bf16."""
-    name = check_device_name(name)
+    name = name.strip().lower()
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if cuda_native_bf16(device) else torch.float16

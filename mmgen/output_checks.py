@@ -10,10 +10,11 @@ import os
 import re
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from mmgen.errors import MediaError, OutputExists, UsageError
+from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError
 from mmgen.temporaries import added_bytes
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
@@ -122,13 +123,14 @@ def name_max(folder: Path) -> int:
         return DEFAULT_NAME_MAX
 
 
-def check_name_length(path: Path) -> None:
-    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows, or the whole path
-    longer than the system takes — its own, or its temporary's (mmgen.files.temporary_name, written first beside
-    it: its stem is shortened to fit, so only a folder too long for it with any stem is refused)."""
+def check_name_length(path: Path, limit: int | None = None) -> None:
+    """Raise now (UsageError) if the file name of `path` is longer than its filesystem allows (`limit`: name_max of
+    its folder, where already known), or the whole path longer than the system takes — its own, or its temporary's
+    (mmgen.files.temporary_name, written first beside it: its stem is shortened to fit, so only a folder too long
+    for it with any stem is refused)."""
     from mmgen.weights.names import PATH_MAX
 
-    size, limit = len(os.fsencode(path.name)), name_max(path.parent)
+    size, limit = len(os.fsencode(path.name)), name_max(path.parent) if limit is None else limit
     if size > limit:
         raise UsageError(f"cannot write {path}: its name is {size} bytes, longer than the {limit} the "
                          "filesystem allows", hint="choose a shorter name with -o")
@@ -168,6 +170,75 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
     if (own := part_of_cache(path)) is not None:
         raise UsageError(f"cannot write {path}: it is inside mmgen's cache ({own})",
                          hint="write outputs elsewhere; the cache holds mmgen's own models and records")
+
+
+class NewNames:
+    """Which planned outputs are plainly new names, told per folder rather than per file (`generate -n 100000`
+    checked each clip's files one by one: a stat, a symlink resolution, a name-length lookup and a cache check per
+    file, ~1.6 ms each). Once one output in a folder has passed every per-file check (`passed`), another name there
+    is new where it is not among what one listing of the folder found — compared caselessly, so a case-insensitive
+    filesystem's `CLIP.MP4` is no new name — is not one of the `inputs` nor mmgen's cache through the folder's
+    resolved path, and fits its filesystem (check_name_length, with the folder's limit). Such a name needs none of
+    check_output_target's or check_writable's per-file checks: they would find nothing there. Any other name is
+    checked as before, one by one, and refused in the same words."""
+
+    def __init__(self, inputs: Iterable[str | os.PathLike] = ()):
+        self._inputs = {os.path.realpath(p) for p in inputs}
+        self._passed: set[Path] = set()
+        self._folders: dict[Path, tuple[str, set[str], int] | None] = {}  # facts, taken when first asked for
+        self._told: dict[Path, bool] = {}  # each name's answer, once its folder passed
+
+    def passed(self, path: Path) -> None:
+        """`path` passed every check of an output: other names in its folder may be told new."""
+        self._passed.add(path.parent)
+
+    def __contains__(self, path: Path) -> bool:
+        if (known := self._told.get(path)) is not None:
+            return known
+        if path.parent not in self._passed or path.name in ("", ".", ".."):
+            return False  # not told: its folder may pass later
+        facts = self._facts(path.parent)
+        new = facts is not None and _caseless(path.name) not in facts[1] \
+            and os.path.join(facts[0], path.name) not in self._inputs
+        if new:
+            try:
+                check_name_length(path, facts[2])
+            except UsageError:
+                new = False  # checked one by one, which says why
+        self._told[path] = new
+        return new
+
+    def resolved(self, path: Path) -> Path:
+        """`path` with its symbolic links resolved (Path.resolve): a new name's from its folder's, resolved once."""
+        return Path(self._folders[path.parent][0], path.name) if self._told.get(path) else path.resolve()
+
+    def _facts(self, folder: Path) -> tuple[str, set[str], int] | None:
+        """`folder` resolved, the names in it (caseless), its filesystem's longest name: taken once. None for a
+        folder whose names cannot be listed, or whose resolved path holds mmgen's cache: its names are checked one
+        by one."""
+        if folder not in self._folders:
+            real = os.path.realpath(folder)
+            try:
+                names = set(map(_caseless, os.listdir(folder))) if os.path.isdir(folder) else set()
+            except OSError:
+                names = None
+            self._folders[folder] = None if names is None or _holds_cache(real) else (real, names, name_max(folder))
+        return self._folders[folder]
+
+
+def _caseless(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _holds_cache(real: str) -> bool:
+    """Whether mmgen's cache folder is in the resolved folder `real` (or `real` in it): a name there may be the cache's."""
+    from mmgen.weights.cache import cache_root  # here: as part_of_cache, in check_output_target
+
+    try:
+        root = os.path.realpath(cache_root())
+    except ConfigError:
+        return False
+    return os.path.dirname(root) == real or Path(real).is_relative_to(root)
 
 
 _DESCRIPTOR = re.compile(r"/(proc/(self|thread-self|\d+)|dev)/fd/\d+")  # /dev/stdout's target: /proc/self/fd/1

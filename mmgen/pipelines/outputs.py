@@ -21,6 +21,7 @@ from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, 
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
 from mmgen.output_checks import (
+    NewNames,
     check_output_target,
     check_writable,
     kind_of,
@@ -92,21 +93,26 @@ def check_outputs(
     """Refuse now — before any model loads — if any output could not be written, exists already, is one of
     the `inputs` (whatever `overwrite` says), or is a container whose sound cannot be stored at the `sample_rate`
     asked for. A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
+    new = NewNames(inputs)  # an output in a folder already checked, whose name is not there: no per-file checks
     for paths in outputs:
         for path in paths.files.values():
-            check_output_target(path, inputs)
+            if path not in new:
+                check_output_target(path, inputs)
         if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
             raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
                              hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
         check_rate_stored(paths.mp4, sample_rate)
-        check_not_anothers(paths)
+        if paths.files["json"] not in new:  # a sidecar not there is no one's
+            check_not_anothers(paths)
         for path in paths.files.values():
             folder = path.parent
-            if folder.exists() or not _creatable(folder):
+            if path not in new and (folder.exists() or not _creatable(folder)):
                 check_writable(path, overwrite)
-    for folder in {nearest_existing(paths.mp4.parent) for paths in outputs}:
+        for path in paths.files.values():
+            new.passed(path)
+    for folder in {nearest_existing(parent) for parent in {paths.mp4.parent for paths in outputs}}:
         _try_writing(folder)  # the folder itself, or where it will be created
-    mp4s = [p.mp4.resolve() for p in outputs]
+    mp4s = [new.resolved(p.mp4) for p in outputs]
     if len(set(mp4s)) != len(mp4s):
         raise UsageError("two outputs would have the same name")
 

@@ -49,7 +49,7 @@ def test_a_bad_job_environment_is_one_line_before_torch_loads(tmp_path, monkeypa
         assert "torch" not in sys.modules
 
 
-@pytest.mark.parametrize("command", [["generate", "-m", "demo", "--steps", "2", "-o"], ["models", "list"], ["doctor"]])
+@pytest.mark.parametrize("command", [["generate", "-m", "demo", "--steps", "2", "-o"], ["soundtrack", "x.mp4", "-o"]])
 def test_a_command_of_one_process_is_refused_under_torchrun_by_rank_0_alone(tmp_path, monkeypatch, command):
     """`torchrun --nproc_per_node 2 -m mmgen generate …` ran the whole command in each process: the same file written
     twice at once (one failed "already exists"). Refused, exit 2 on every rank, said once (rank 0)."""
@@ -64,6 +64,17 @@ def test_a_command_of_one_process_is_refused_under_torchrun_by_rank_0_alone(tmp_
                               "only batch and finetune split their work over several processes\n"), said[0].stderr
     assert said[1].stderr == "" and said[0].stdout == said[1].stdout == ""
     assert not list(tmp_path.glob("out*"))
+
+
+@pytest.mark.parametrize("environment", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
+                                                                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}])
+def test_models_and_doctor_run_in_any_process_whatever_the_job_environment(tmp_path, monkeypatch, environment):
+    """A WORLD_SIZE left over (or a torchrun worker's script listing models) refused `mmgen doctor` — where a user
+    goes to find out what is wrong — and `mmgen models list`: they read, or write the cache under its locks."""
+    _job(monkeypatch, **environment)
+    for command in (["models", "list"], ["doctor"]):
+        done = run_here(*command, env=mmgen_env(tmp_path))
+        assert done.returncode == 0 and "demo" in done.stdout and "torchrun" not in done.stderr, (command, done)
 
 
 def test_a_job_of_one_is_a_plain_run(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import os
 from mmgen.errors import UsageError
 
 SPLIT = ("batch", "finetune")  # the commands that split their work over a torchrun job's processes
+ONE_PROCESS = ("generate", "soundtrack", "animate", "retake")  # media made by one process: refused under torchrun
 _SET_BY_TORCHRUN = ("set by torchrun (`torchrun --nproc_per_node N -m mmgen batch|finetune …`); "
                     "unset WORLD_SIZE to run one process")
 
@@ -55,11 +56,15 @@ def rank() -> int:
 
 
 def check(command: str | None) -> None:
-    """UsageError, said by rank 0 alone, for a command that runs as one process (all but batch and finetune) in a
-    job of several (torchrun --nproc_per_node 2): each process would do the whole work again and write the same
-    files at once; and for a bad job environment (`place`), for every command."""
+    """UsageError, said by rank 0 alone, for a command that makes media as one process (ONE_PROCESS) in a job of
+    several (torchrun --nproc_per_node 2): each process would do the whole work again and write the same files at
+    once; and for a bad job environment (`place`), for those and the commands that join the job (SPLIT). `models`
+    and `doctor` run as they are: they read, or write the cache under its locks, alike from any process (a
+    worker's script may list or pull models; doctor is where a user looks when the environment is wrong)."""
+    if command not in SPLIT and command not in ONE_PROCESS:
+        return
     size = place()[1]
-    if size > 1 and command not in SPLIT:
+    if size > 1 and command in ONE_PROCESS:
         refused = UsageError(f"{command} runs as one process, not under torchrun (WORLD_SIZE={size}): only "
                              f"{' and '.join(SPLIT)} split their work over several processes")
         refused.every_process = True

@@ -131,9 +131,10 @@ def test_settings_with_no_meaning_are_refused_with_their_key(clips, tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_recorded_with_keep_checkpoints_0_resumes_as_keeping_the_newest(tmp_path):
+def test_a_run_recorded_with_values_refused_since_resumes_as_what_they_did(tmp_path):
     """A run's own record always resumes: `keep_checkpoints: 0` (refused since) kept the newest checkpoint, and
-    reads back as 1. A new --config file that says 0 is still refused, naming it."""
+    reads back as 1; `seed: 5000000000` (seeds past 2^32 - 1 refused since) seeded with its low 32 bits, and reads
+    back as 705032704. A new --config file that says 0 is still refused, naming it."""
     from safetensors.torch import save_file
 
     from mmgen.errors import UsageError
@@ -144,8 +145,10 @@ def test_a_run_recorded_with_keep_checkpoints_0_resumes_as_keeping_the_newest(tm
     save_file({"x": torch.zeros(1)}, str(checkpoint / "model.safetensors"), {"step": "2"})
     (checkpoint / "ema.safetensors").write_bytes(b"")
     (checkpoint / "state.pt").write_bytes(b"")
-    (tmp_path / "config.yaml").write_text(f"init: {checkpoint / 'model.safetensors'}\nkeep_checkpoints: 0\n")
-    assert run_config(tmp_path, resume=True).keep_checkpoints == 1
+    (tmp_path / "config.yaml").write_text(f"init: {checkpoint / 'model.safetensors'}\nkeep_checkpoints: 0\n"
+                                          "seed: 5000000000\n")
+    resumed = run_config(tmp_path, resume=True)
+    assert (resumed.keep_checkpoints, resumed.seed) == (1, 5000000000 % 2**32)
     new = write_recipe(tmp_path / "new.yaml", keep_checkpoints=0)
     with pytest.raises(UsageError) as error:
         run_config(tmp_path, resume=True, config_file=new)

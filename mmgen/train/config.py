@@ -24,7 +24,7 @@ from typing import Any, Literal, get_type_hints
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import converted, from_dict, parse_number
 from mmgen.errors import ConfigError, UsageError
-from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit
+from mmgen.pipelines.settings import SEED_BITS, InvalidSetting, Limit, SeedLimit
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
 from mmgen.weights.registry import is_path
@@ -355,8 +355,11 @@ def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 # Values that runs recorded before LIMITS refused them, read back as what they did: `keep_checkpoints: 0` kept the
-# newest checkpoint all the same.
-RECORDED_AS: dict[str, dict[Any, Any]] = {"keep_checkpoints": {0: 1}}
+# newest checkpoint all the same; a seed past 2^32 - 1 seeded its generators with its low 32 bits.
+RECORDED_AS: dict[str, Callable[[int], int]] = {
+    "keep_checkpoints": lambda kept: kept or 1,
+    "seed": lambda seed: seed % 2**SEED_BITS if seed > 0 else seed,
+}
 
 
 def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
@@ -366,7 +369,7 @@ def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
     --config file or flag is still refused."""
     where, data = load_layer(path)
     if isinstance(data, dict):
-        data = {key: RECORDED_AS.get(key, {}).get(value, value) if type(value) is int else value
+        data = {key: RECORDED_AS[key](value) if key in RECORDED_AS and type(value) is int else value
                 for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
     return where, data
 

@@ -25,6 +25,7 @@ from mmgen.adapters.spec import LoraSpec
 from mmgen.config import converted, from_dict, parse_number
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import SEED_BITS, InvalidSetting, Limit, SeedLimit
+from mmgen.runtime import torchrun
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
 from mmgen.weights.registry import is_path
@@ -317,7 +318,7 @@ def run_config(
     from mmgen.train.run_folder import RunFolderLock, is_run_record  # (not loaded by --help)
 
     if resume:  # what a refused --resume needs to know, known before torch loads (cli.finetune)
-        if os.environ.get("RANK", "0") == "0":  # rank 0 (runtime.processes.described, which loads torch): the others'
+        if torchrun.rank() == 0:  # rank 0 (runtime.processes.described, which loads torch): the others'
             # look may come after rank 0 took the folder for this very run (train.setup)
             RunFolderLock(run_dir).check_free()  # a run trains in it (or a new one took it, no config.yaml yet)
         if not (run_dir / "config.yaml").is_file():
@@ -328,7 +329,7 @@ def run_config(
         layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
-    if data_dir is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # a torchrun job's processes look
+    if data_dir is not None and torchrun.place()[1] == 1:  # a torchrun job's processes look
         check_run_folder(data_dir, run_dir, config, resume)  # together, rank 0 holding the folder (train.setup)
     check_here(config, lambda key: Setting.of(key, layers), resume)
     if resume:

@@ -36,10 +36,19 @@ NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(in
 
 
 def parse_number(text: str, kind: type[int] | type[float]) -> Any:
-    """`text` as `kind` (int or float) where it is written as WHOLE_NUMBER or NUMBER says; ValueError otherwise."""
+    """`text` as `kind` (int or float) where it is written as WHOLE_NUMBER or NUMBER says; ValueError otherwise
+    (NumberTooLong for a whole number of more digits than int() takes)."""
     if not (WHOLE_NUMBER if kind is int else NUMBER).fullmatch(text):
         raise ValueError(f"not a plain decimal {kind.__name__}: {text!r}")
-    return kind(text)
+    try:
+        return kind(text)
+    except ValueError:  # written as a number: past int()'s digit limit (4300, sys.get_int_max_str_digits)
+        raise NumberTooLong("a number too long") from None
+
+
+class NumberTooLong(ValueError):
+    """parse_number's refusal of a whole number too long for int(), in the words a YAML file's is refused in
+    (yaml_files): a flag or batch key passes it on as it is, not as "expected an integer" (it is one)."""
 
 
 class OlderNumber(str):

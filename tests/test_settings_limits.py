@@ -296,6 +296,14 @@ def test_a_number_flag_takes_the_digits_0_9_only_as_a_batch_file_and_range_do(fo
     assert code == 2 and said == f"mmgen: error: {says}\n", said
 
 
+@pytest.mark.parametrize("flag", ["--steps", "--sample-rate"])
+def test_a_whole_number_too_long_for_int_is_refused_as_one_not_as_no_integer(folder: Path, capsys, flag):
+    """5,000 nines: int() refuses more than 4,300 digits (ValueError), which was said as "expected an integer" (it is
+    one); a YAML file's is refused as "a number too long", and so is a flag's (config.parse_number)."""
+    code, said = mmgen(capsys, "generate", "-m", folder / "tiny.safetensors", "-o", folder / "o", flag, "9" * 5000)
+    assert code == 2 and said == f"mmgen: error: {flag}: a number too long\n", said
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--lr", "0x10"), ("--lr", " 1e-4"), ("--lora-alpha", "1_0"),
                                              ("--ema-decay", "\u0660.9"), ("--grad-clip", "1,5")])
 def test_finetune_s_number_flags_say_what_they_expected_in_mmgen_s_words(folder: Path, capsys, flag, value):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from mmgen.config import parse_number
+from mmgen.config import NumberTooLong, parse_number
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.media.delivery import word_value
 from mmgen.pipelines.settings import LIMITS, RunSettings
@@ -313,5 +313,7 @@ def _number(kind: type, text: str) -> Any:
         return text
     try:
         return parse_number(text, kind)
+    except NumberTooLong as e:
+        raise typer.BadParameter(str(e)) from None
     except ValueError:
         raise typer.BadParameter(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None

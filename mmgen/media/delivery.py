@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from mmgen.config import _expected, parse_number
+from mmgen.config import NumberTooLong, _expected, parse_number
 from mmgen.errors import UsageError
 
 DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
@@ -63,6 +63,8 @@ def word_value(value: Any, word: str, kind: type[int] | type[float]) -> Any:
             return word
         try:
             return parse_number(value, kind)
+        except NumberTooLong:
+            raise
         except ValueError:
             pass
     elif not isinstance(value, bool) and isinstance(value, numbers.Integral if kind is int else numbers.Real):

@@ -36,13 +36,22 @@ LEFTOVER = re.compile(r"\..*\.(?P<owner>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,8})-[0
 
 def tag() -> str:
     """OWNER-PID-XXXXXXXX for a new temporary of this process."""
-    return f"{owner()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return _tag(uuid.uuid4().hex[:_UNIQUE])
+
+
+def _tag(unique: str) -> str:
+    return f"{owner()}-{os.getpid()}-{unique}"
+
+
+_UNIQUE = 8  # hex digits of XXXXXXXX
 
 
 def added_bytes() -> int:
     """How many bytes a temporary's name (mmgen.files.temporary_name) has beyond its target's stem and suffix: its
-    leading dot and `.OWNER-PID-XXXXXXXX.partial` (as long for every temporary of this process)."""
-    return len(".") + len(f".{tag()}.partial")
+    leading dot and `.OWNER-PID-XXXXXXXX.partial` (as long for every temporary of this process). No uuid4 is made
+    for it (output_checks asks once per planned file: 20,000 of them); the PID is read each time, a forked
+    process's own."""
+    return len(".") + len(f".{_tag('0' * _UNIQUE)}.partial")
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from media_factory import write_test_video
 from mmgen_cli import REPO, mmgen_env
 from tiny_model import tiny_config, tiny_mmunet
 
-from mmgen import files, output_folders
+from mmgen import files, output_folders, temporaries
 from mmgen.errors import FolderReplaced, OutputExists, StorageError
 from mmgen.pipelines import GenerateSettings, SoundtrackSettings, generate_files, soundtrack
 from mmgen.temporaries import remove_leftovers
@@ -171,6 +171,19 @@ with atomic_output(sys.argv[1]) as temp:
     print(temp.name, flush=True)
     sys.stdin.read()  # writing, until told to finish
 """
+
+
+def test_the_bytes_a_temporary_adds_are_its_name_s_and_cost_no_uuid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """temporaries.added_bytes, asked for each planned output (output_checks.check_name_length: 20,000 for `generate
+    -n 20000`), made a uuid4 each time to measure a name whose length never changes in a process."""
+    made = files.temporary_name(tmp_path / "clip.mp4").name
+    assert temporaries.added_bytes() == len(os.fsencode(made)) - len(b"clip.mp4")
+
+    def no_uuid():
+        raise AssertionError("uuid4 made to measure a name")
+
+    monkeypatch.setattr(temporaries.uuid, "uuid4", no_uuid)
+    assert temporaries.added_bytes() == len(os.fsencode(made)) - len(b"clip.mp4")
 
 
 def test_a_run_killed_while_writing_leaves_a_temporary_that_the_next_run_there_removes(tiny, tmp_path):

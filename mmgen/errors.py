@@ -142,5 +142,6 @@ def alike_in_every_process() -> Iterator[None]:
     try:
         yield
     except MmgenError as e:
-        e.every_process = True
+        if "every_process" not in vars(e):  # one marked as its process's own stays so (processes.gpu)
+            e.every_process = True
         raise

@@ -828,6 +828,33 @@ def test_under_torchrun_cuda_in_any_case_is_this_process_gpu(folder: Path, monke
         assert plan_batch(jobs, local_rank=1).jobs[0].settings.device == "cuda:1", written
 
 
+@pytest.mark.parametrize(("rank", "says"), [
+    (0, None),
+    (2, "mmgen: error: LOCAL_RANK=2, but this machine has 2 GPUs (cuda:0 to cuda:1): a torchrun job takes one "
+        "process per GPU (torchrun --nproc_per_node 2 or fewer)\n"),
+])
+def test_under_torchrun_a_process_with_no_gpu_of_its_own_says_so_itself(folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       rank, says):
+    """`torchrun --nproc_per_node 4` on a machine with 2 GPUs: ranks 2 and 3 failed planning on cuda:2 and cuda:3,
+    refused as the batch file's problem, which rank 0 alone says (it planned fine): no process said why."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, precision: fp32}
+        jobs:
+          - kind: generate
+        """)
+    job = {"WORLD_SIZE": "4", "RANK": str(rank), "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29500"}
+    result = run_here("batch", jobs, "--dry-run", "--json", env=mmgen_env(folder, **job))
+    if rank == 0:  # its GPU is there: it plans, as it did
+        assert result.returncode == 0 and "error" not in result.stderr, result.stderr
+    else:
+        assert (result.returncode, result.stderr) == (2, says), result.stderr
+
+
 def test_a_mistyped_key_or_kind_gets_the_nearest_one_and_generate_s_allowed_keys_are_its_own(folder: Path):
     """The command line says `Did you mean --seed?` for --seeed; the batch file said only `unknown key 'seeed'`.
     And generate's list of allowed keys offered `input, inputs`, which it then refuses."""

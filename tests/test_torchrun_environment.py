@@ -112,3 +112,20 @@ def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path):
     assert process.returncode == 128 + stop, said
     assert said.splitlines()[-1].startswith("mmgen: interrupted") and said.endswith("nothing written\n"), said
     assert not (tmp_path / "out").exists()
+
+
+def test_finetune_s_process_with_no_gpu_of_its_own_says_so_itself_before_joining(monkeypatch):
+    """`torchrun --nproc_per_node 4` on a machine with 2 GPUs: rank 3 failed in torch.cuda.set_device(3); now it
+    says why, as its own line (each process that meets it says it; rank 0's GPU is there)."""
+    import torch
+
+    from mmgen.errors import UsageError
+    from mmgen.runtime import processes
+
+    for name, value in {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "3", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(UsageError, match=r"^LOCAL_RANK=3, but this machine has 2 GPUs .*--nproc_per_node 2 or") as e:
+        processes.start("cuda")
+    assert not e.value.every_process

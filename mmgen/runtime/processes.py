@@ -68,6 +68,20 @@ def _collective_device() -> torch.device:
     )
 
 
+def gpu(local_rank: int) -> torch.device:
+    """This process's GPU in a torchrun job: cuda:LOCAL_RANK, one process per GPU of its machine. UsageError (exit 2)
+    when the machine has no such GPU (`--nproc_per_node 4` on a machine with 2): said by each process that meets
+    it, as its own, where the others' GPUs are there (rank 0's is: a line said by rank 0 alone was said by none)."""
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        refused = UsageError(f"LOCAL_RANK={local_rank}, but this machine has {count} GPU{'' if count == 1 else 's'} "
+                             f"(cuda:0 to cuda:{count - 1}): a torchrun job takes one process per GPU",
+                             hint=f"torchrun --nproc_per_node {count} or fewer")
+        refused.every_process = False  # its own, even where raised among what every process checks alike
+        raise refused
+    return torch.device("cuda", local_rank)
+
+
 def described() -> Processes:
     """This process's place in the torchrun job the environment describes (RANK, WORLD_SIZE, LOCAL_RANK), before
     joining it; a plain command is a job of one. UsageError for a bad one (torchrun.place)."""
@@ -80,7 +94,7 @@ def start(device_type: str) -> Processes:
     here = described()
     if here.distributed and not dist.is_initialized():
         if device_type == "cuda":
-            torch.cuda.set_device(here.local_rank)
+            torch.cuda.set_device(gpu(here.local_rank))
         backend = "nccl" if device_type == "cuda" else "gloo"
         timeout = timedelta(minutes=30)
         store = _rendezvous(here, timeout)

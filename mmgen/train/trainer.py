@@ -92,7 +92,7 @@ def finetune(
         made = new_folders_removed_on_failure([Path(run_dir), cache], clear) if processes.is_main else nullcontext()
         with made:
             if processes.distributed and device.type == "cuda":
-                device = torch.device("cuda", processes.local_rank)
+                device = distributed.gpu(processes.local_rank)
             events = on_event if on_event is not None and processes.is_main else ignore
             setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
             return _train(setup, events)

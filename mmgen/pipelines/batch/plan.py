@@ -141,7 +141,7 @@ def plan_batch(
     planner = _Planner(batch, problems)
     device = (device or batch.defaults.get("device") or "auto").strip().lower()  # as --device reads it: CUDA is cuda
     if device in ("auto", "cuda") and torch.cuda.is_available():
-        device = f"cuda:{processes.described().local_rank if local_rank is None else local_rank}"
+        device = str(processes.gpu(processes.described().local_rank if local_rank is None else local_rank))
     manifest = Manifest(batch.output_dir)
     check_manifest(batch.path, manifest)
     jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")

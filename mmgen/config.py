@@ -224,7 +224,7 @@ def _fail(where: str, field: str, msg: str, cause: Exception | None = None) -> t
     raise FieldError(where, field, msg) from cause
 
 
-def _expected(tp: Any) -> str:
+def kind_text(tp: Any) -> str:
     """What a value of type `tp` looks like, for a line refusing another ("expected an integer or 'model'")."""
     if get_origin(tp) is Literal:
         words = [v for v in get_args(tp) if not isinstance(v, bool)] or list(get_args(tp))  # False: YAML's `off`
@@ -274,7 +274,7 @@ def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
                 continue
         if isinstance(value, OlderNumber) and {int, float} & set(arms):
             _fail(where, field, value.refusal())
-        _fail(where, field, f"expected {' or '.join(_expected(arg) for arg in arms)}, got {value!r}")
+        _fail(where, field, f"expected {' or '.join(kind_text(arg) for arg in arms)}, got {value!r}")
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

@@ -54,8 +54,9 @@ ModelFlag = Annotated[bool, typer.Option("--model", help="NAME is the model (a r
 
 
 def emit(obj: dict[str, Any]) -> None:
-    """One `--json` object, a line of stdout, written with the rest of the command's output as it ends (a quick
-    command's: `list`, `info`); a result that comes after work (each model pulled, each verdict) is print_json's."""
+    """One `--json` object, a line of stdout, written with the rest of the command's output as it ends (`list`,
+    `info`, `verify`'s verdicts, all known at once); a result that comes after work (each model pulled) is
+    print_json's."""
     print(json_text(obj))
 
 

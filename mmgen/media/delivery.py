@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from mmgen.config import NumberTooLong, _expected, parse_number
+from mmgen.config import NumberTooLong, kind_text, parse_number
 from mmgen.errors import UsageError
 
 DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
@@ -69,4 +69,4 @@ def word_value(value: Any, word: str, kind: type[int] | type[float]) -> Any:
             pass
     elif not isinstance(value, bool) and isinstance(value, numbers.Integral if kind is int else numbers.Real):
         return kind(value)
-    raise ValueError(f"expected {_expected(kind)} or {word!r}, got {value!r}")
+    raise ValueError(f"expected {kind_text(kind)} or {word!r}, got {value!r}")

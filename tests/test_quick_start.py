@@ -45,6 +45,17 @@ def test_help_and_usage_errors_do_not_load_torch(argv, code, tmp_path):
     assert heavy_modules_after(argv, tmp_path) == (code, [])
 
 
+def test_a_command_that_shows_no_help_does_not_load_typer_s_help(tmp_path):
+    """typer's rich help module (~90 ms to import) is set up as the first --help renders (mmgen.cli.app): every
+    command paid for it as it started."""
+    script = ("import sys; from mmgen.cli import run; code = run(sys.argv[1:]); "
+              "print('typer.rich_utils' in sys.modules); sys.exit(code)")
+    for argv, loads in ((["--version"], False), (["models", "list"], False), (["models", "--help"], True)):
+        done = subprocess.run([sys.executable, "-c", script, *argv], env=mmgen_env(tmp_path), capture_output=True,
+                              text=True, timeout=300)
+        assert (done.returncode, done.stdout.strip().splitlines()[-1]) == (0, str(loads)), (argv, done.stderr)
+
+
 def test_a_refused_finetune_resume_does_not_load_torch(tmp_path):
     """`finetune DATA -o RUN --resume` refused for what RUN is — missing, no run's config.yaml, a run training in it —
     answers at once: it loaded torch (seconds) before it looked."""

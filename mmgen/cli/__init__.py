@@ -151,11 +151,8 @@ def _run(argv: list[str] | None) -> int:
     _register()
     check_stop()  # torch and the rest imported: a stop that an import swallowed ends the command before it begins
     import typer
-    from typer import rich_utils
 
-    from mmgen.terminal import guarded_streams, plain_wanted
-
-    rich_utils.COLOR_SYSTEM = None if plain_wanted() else "auto"  # --help's console: NO_COLOR is no escape at all
+    from mmgen.terminal import guarded_streams
 
     arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))
     global _began

@@ -95,7 +95,30 @@ def _help_tables_never_cut() -> None:
     typer.rich_utils.Table = HelpTable
 
 
-_help_tables_never_cut()
+
+def _help_set_up_on_first_use() -> None:
+    """typer's rich help, set up as the first --help is rendered: its tables never cut a name (_help_tables_never_cut)
+    and NO_COLOR is no escape at all (its console's COLOR_SYSTEM). Its module takes ~90 ms to import, which a
+    command that shows no help (`models list`, `generate`, a refusal) need not pay as it starts."""
+    import typer.core
+
+    def set_up() -> None:
+        import typer.rich_utils
+
+        from mmgen.terminal import plain_wanted
+
+        typer.rich_utils.COLOR_SYSTEM = None if plain_wanted() else "auto"
+        _help_tables_never_cut()
+
+    for command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
+        def format_help(self, ctx, formatter, shown=command_class.format_help):
+            set_up()
+            return shown(self, ctx, formatter)
+
+        command_class.format_help = format_help
+
+
+_help_set_up_on_first_use()
 
 invoked: ContextVar[str | None] = ContextVar("invoked", default=None)  # the subcommand being run
 arguments: ContextVar[tuple[str, ...]] = ContextVar("arguments", default=())  # the command line after `mmgen`

@@ -62,6 +62,12 @@ class Limit:
 SEED_BITS = 32  # torch's CPU generator (mt19937) keeps a seed's low 32 bits: seeds 2^32 apart made the same clip
 
 
+def seed_taken(seed: int) -> int:
+    """The seed a generator takes of `seed`: its low SEED_BITS bits (what a seed past the range made, before it was
+    refused)."""
+    return seed % 2**SEED_BITS
+
+
 @dataclass(frozen=True)
 class SeedLimit(Limit):
     """The range of a seed, 0 to 2^32 - 1: every seed a generator tells apart. A larger one is refused, naming the
@@ -73,7 +79,7 @@ class SeedLimit(Limit):
     def check(self, field: str, value: float | None) -> None:
         if isinstance(value, int) and value > self.high:
             raise InvalidSetting(field, f"must be between 0 and {self.high}, got {value}",
-                                 hint=f"seed {value % 2**SEED_BITS} makes what it made before: the random generator keeps only a "
+                                 hint=f"seed {seed_taken(value)} makes what it made before: the random generator keeps only a "
                                       f"seed's low {SEED_BITS} bits")
         super().check(field, value)
 

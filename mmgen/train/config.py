@@ -24,7 +24,7 @@ from typing import Any, Literal, get_type_hints
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import converted, from_dict, parse_number
 from mmgen.errors import ConfigError, UsageError
-from mmgen.pipelines.settings import SEED_BITS, InvalidSetting, Limit, SeedLimit
+from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit, seed_taken
 from mmgen.runtime import torchrun
 from mmgen.terminal import number_text
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
@@ -359,7 +359,7 @@ def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
 # newest checkpoint all the same; a seed past 2^32 - 1 seeded its generators with its low 32 bits.
 RECORDED_AS: dict[str, Callable[[int], int]] = {
     "keep_checkpoints": lambda kept: kept or 1,
-    "seed": lambda seed: seed % 2**SEED_BITS if seed > 0 else seed,
+    "seed": lambda seed: seed_taken(seed) if seed > 0 else seed,
 }
 
 

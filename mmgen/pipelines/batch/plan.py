@@ -43,7 +43,7 @@ from mmgen.pipelines.batch.targets import (
 )
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
 from mmgen.pipelines.session import Run, prepare
-from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings
+from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings, seed_taken
 from mmgen.runtime import processes
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
@@ -87,7 +87,7 @@ class Job:
         record's `seed` of 2^32 or more, this job's seed in its low 32 bits, is the same job too: mmgen before
         2026-12 took it, and torch's generator kept only those bits, so it made what this seed makes (the job
         of a file that follows the refusal's hint, `seed 4294967294 makes what it made before`, is done)."""
-        older = seed is not None and seed >= 2**SEED_BITS and seed % 2**SEED_BITS == self.seed
+        older = seed is not None and seed >= 2**SEED_BITS and seed_taken(seed) == self.seed
         seeds = [self.seed, seed] if older else [self.seed]
         return recorded == self.hash or any(digest({**payload, "seed": each}) == recorded
                                             for payload in self.payloads for each in seeds)

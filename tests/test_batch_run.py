@@ -538,6 +538,29 @@ def test_under_torchrun_a_batch_file_s_problems_and_failed_jobs_are_said_once_by
     assert said[1] == (1, "")
 
 
+def test_under_torchrun_a_stopped_batch_s_summaries_say_whose_jobs_they_are(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """Ctrl-C stops every process of `torchrun --nproc_per_node 2 -m mmgen batch`, and each sums up its own share
+    of the jobs (rank 0 cannot hear the others' counts: a collective could wait for ever on a rank the stop has
+    not reached): two tables titled "Batch summary", read as one said twice. Each says whose jobs it counts
+    (tests/two_ranks.py)."""
+    jobs = two_generate_jobs(workspace, monkeypatch, "stopped_ranks")
+
+    def ctrl_c(job, *args):  # in each rank's first job
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(batch_run.RUNNERS, "generate", ctrl_c)
+    said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]))
+    out = workspace / "stopped_ranks"
+    for rank in (0, 1):
+        code, stderr = said[rank]
+        assert code == 130, stderr
+        assert f"Batch summary of rank {rank}'s jobs" in stderr, stderr
+        assert f"rank {rank}: 1 job: 1 not run · outputs in {out}" in " ".join(stderr.split()), stderr
+    assert said[0][1].endswith("mmgen: interrupted; nothing written\n") and "interrupted" not in said[1][1]
+
+
 def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     """The second shell's batch was checked while the first one still held the folder; by the time it gets the
     folder (free again once a batch ends), the first has done every job."""

@@ -66,6 +66,30 @@ def test_a_command_of_one_process_is_refused_under_torchrun_by_rank_0_alone(tmp_
     assert not list(tmp_path.glob("out*"))
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["batch", "jobs.yaml", "--nope"], "No such option: --nope"),
+    (["batch", "jobs.yaml", "--precision", "xx"], "--precision: 'xx' is not one of 'auto', 'fp32', 'fp16', 'bf16'."),
+    (["bach", "jobs.yaml"], "No such command 'bach'. Did you mean 'batch'?"),
+    (["finetune", "clips", "--steps", "0"], "--steps: must be at least 1, got 0"),
+])
+def test_a_mistake_in_the_command_line_under_torchrun_is_said_by_rank_0_alone(tmp_path, monkeypatch, args, said):
+    """`torchrun --nproc_per_node 2 -m mmgen batch jobs.yaml --nope`: every process parsed the one command line, and
+    each said `No such option: --nope`. Rank 0 says it; every rank exits 2. (`models` and `doctor` run as they are in
+    any process, a worker script's own line: each says its own.)"""
+    (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n")
+    monkeypatch.chdir(tmp_path)
+    result = {}
+    for rank in (0, 1):
+        _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+             MASTER_PORT="29500")
+        result[rank] = run_here(*args, env=mmgen_env(tmp_path))
+    assert [result[r].returncode for r in (0, 1)] == [2, 2], result
+    assert result[0].stderr == f"mmgen: error: {said}\n" and result[1].stderr == "", result
+    assert not (tmp_path / "runs").exists()
+    own = run_here("models", "list", "--nope", env=mmgen_env(tmp_path))  # rank 1's
+    assert (own.returncode, own.stderr) == (2, "mmgen: error: No such option: --nope\n")
+
+
 @pytest.mark.parametrize("environment", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
                                                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}])
 def test_models_and_doctor_run_in_any_process_whatever_the_job_environment(tmp_path, monkeypatch, environment):

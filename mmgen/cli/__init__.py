@@ -227,14 +227,14 @@ def _failed(e: Exception) -> int:
         return e.exit_code
     if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal
-        _error(f"{name}: {message}")  # "--steps: expected an integer, got '1e3'", as settings.LIMITS speak
+        _command_line_error(f"{name}: {message}")  # "--steps: expected an integer, got '1e3'", as LIMITS speak
         return 2
     if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
         hint = _dash_file_hint(e) + _command_elsewhere_hint(e) + _option_before_command_hint(e)  # NoSuchOption,
         # NoSuchCommand, ...) derive from
-        _error(e.format_message().replace("\n", " ") + hint)
+        _command_line_error(e.format_message().replace("\n", " ") + hint)
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _error(f"{e.filename}: {_too_long(e.filename)}")
@@ -243,6 +243,16 @@ def _failed(e: Exception) -> int:
 
     _error(f"{e.__class__.__name__}: {e}" + ("" if debug_enabled() else " (run with --debug for the traceback)"))
     return 1
+
+
+def _command_line_error(message: str) -> None:
+    """A refusal of the command line itself (typer's and click's usage errors): under torchrun said by rank 0 alone,
+    as every process parsed the same line (torchrun.says_command_line_errors)."""
+    from mmgen.cli.app import arguments
+    from mmgen.runtime.torchrun import says_command_line_errors
+
+    if says_command_line_errors(command_named(arguments.get())):
+        _error(message)
 
 
 def _dash_file_hint(e: Exception) -> str:

@@ -124,13 +124,15 @@ def _span(first: object, last: object, between: str = " … ") -> str:
     return str(first) if first == last else f"{first}{between}{last}"
 
 
-def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
-    """A table of how each job ended (only the unfinished ones for a long batch) and the totals."""
+def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: str = "") -> None:
+    """A table of how each job ended (only the unfinished ones for a long batch) and the totals. `whose`: the process
+    ("rank 1") whose share of the jobs these are, where each process of a torchrun job sums up its own (a stop):
+    said in the title and the totals, so the summaries read as one per process, not as one said twice."""
     rows = ([[o] for o in outcomes] if len(outcomes) <= FULL_TABLE_ROWS
             else _not_run_together([o for o in outcomes if o.ending in ("failed", "not run")]))
     if rows:
         errors = any(o.error for o, *_ in rows)
-        table = Table(title="Batch summary", title_justify="left")
+        table = Table(title=f"Batch summary of {whose}'s jobs" if whose else "Batch summary", title_justify="left")
         for column in ("#", "kind", "output", "result", "time", *(["error"] if errors else [])):
             table.add_column(column, justify="right" if column in ("#", "time") else "left")
         for o, *more in rows:
@@ -141,5 +143,5 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console) -> None:
                           *([markup_text(shortened(o.error or ""))] if errors else []))
         console.print(table)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
-    console.print(f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
-                  + f" · outputs in {markup_text(plan.output_dir)}")
+    totals = f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
+    console.print(f"{whose}: {totals}" if whose else totals, f"· outputs in {markup_text(plan.output_dir)}")

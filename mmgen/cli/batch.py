@@ -93,7 +93,8 @@ def batch(
         elif share.is_main:
             show_plan(plan, table_console(stderr=False))  # the dry run's output
         return
-    prefix = f"rank {share.rank}: " if share.world_size > 1 else ""
+    whose = f"rank {share.rank}" if share.world_size > 1 else ""  # under torchrun, the process a line is of
+    prefix = f"{whose}: " if whose else ""
     mine = share.of(plan.jobs)
     reported: list[Outcome] = []
 
@@ -120,7 +121,7 @@ def batch(
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be
         # written: a full disk): still say what finished (this process's share), then the error's line
         if isinstance(e, KeyboardInterrupt) or (reported and len(reported) == len(mine)):
-            show_summary(_so_far(mine, reported, share.rank), plan, console)
+            show_summary(_so_far(mine, reported, share.rank), plan, console, whose)
         raise
     if share.is_main:
         show_summary(outcomes, plan, console)

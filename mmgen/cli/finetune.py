@@ -17,7 +17,7 @@ from mmgen.cli._finetune_display import display, main_process, report, result_js
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import a_number, at_most, stdout_open, whole_number
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, alike_in_every_process
 from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
 _MODEL, _TRAINING, _DATA, _OUTPUT, _HARDWARE = "Model", "Training", "Data", "Output", "Hardware"
@@ -181,23 +181,25 @@ def finetune(
     from mmgen.train.config import run_config
     from mmgen.train.interrupt import CheckpointNotSaved
 
-    if resume and output is None:
-        raise UsageError("--resume needs -o RUN_DIR: the run to continue")
-    run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    given = {
-        name: value
-        for name, value in ctx.params.items()
-        if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
-    }
-    if gradient_checkpointing_named is not None:  # one switch by two names: given both ways, neither can win
-        if given.get("gradient_checkpointing", gradient_checkpointing_named) != gradient_checkpointing_named:
-            shown, named = (("--recompute", "--no-gradient-checkpointing") if gradient_checkpointing
-                            else ("--no-recompute", "--gradient-checkpointing"))
-            raise UsageError(f"{shown} and {named} contradict each other: give one")
-        given["gradient_checkpointing"] = gradient_checkpointing_named
-    if "loss_weights" in given:
-        given["loss_weights"] = parse_loss_weights(given["loss_weights"])
-    config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given, data_dir=data_dir)
+    # Under torchrun every process reads the one command line and config file: their refusals are said once (rank 0)
+    with alike_in_every_process():
+        if resume and output is None:
+            raise UsageError("--resume needs -o RUN_DIR: the run to continue")
+        run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+        given = {
+            name: value
+            for name, value in ctx.params.items()
+            if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
+        }
+        if gradient_checkpointing_named is not None:  # one switch by two names: given both ways, neither can win
+            if given.get("gradient_checkpointing", gradient_checkpointing_named) != gradient_checkpointing_named:
+                shown, named = (("--recompute", "--no-gradient-checkpointing") if gradient_checkpointing
+                                else ("--no-recompute", "--gradient-checkpointing"))
+                raise UsageError(f"{shown} and {named} contradict each other: give one")
+            given["gradient_checkpointing"] = gradient_checkpointing_named
+        if "loss_weights" in given:
+            given["loss_weights"] = parse_loss_weights(given["loss_weights"])
+        config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given, data_dir=data_dir)
     # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a config
     # file's mistake) is at once
     from mmgen.train import finetune as run_finetune

@@ -11,6 +11,7 @@ from mmgen.errors import UsageError
 
 SPLIT = ("batch", "finetune")  # the commands that split their work over a torchrun job's processes
 ONE_PROCESS = ("generate", "soundtrack", "animate", "retake")  # media made by one process: refused under torchrun
+ANY_PROCESS = ("models", "doctor")  # run as they are in any process of a job (check)
 _SET_BY_TORCHRUN = ("set by torchrun (`torchrun --nproc_per_node N -m mmgen batch|finetune …`); "
                     "unset WORLD_SIZE to run one process")
 
@@ -53,6 +54,14 @@ def rank() -> int:
         return place()[0]
     except UsageError:
         return 0
+
+
+def says_command_line_errors(command: str | None) -> bool:
+    """Whether this process says a refusal of its command line (an unknown option, a bad value): every process of a
+    torchrun job parses the one command line torchrun gave them all, so rank 0 alone says it (the others exit 2 in
+    silence), not once per process. A command that runs in any process (ANY_PROCESS: a worker's script may run
+    `mmgen models pull` on a line of its own) says its own."""
+    return command in ANY_PROCESS or rank() == 0
 
 
 def check(command: str | None) -> None:

@@ -12,6 +12,7 @@ import stat
 import tempfile
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError
@@ -178,52 +179,71 @@ class NewNames:
     file, ~1.6 ms each). Once one output in a folder has passed every per-file check (`passed`), another name there
     is new where it is not among what one listing of the folder found — compared caselessly, so a case-insensitive
     filesystem's `CLIP.MP4` is no new name — is not one of the `inputs` nor mmgen's cache through the folder's
-    resolved path, and fits its filesystem (check_name_length, with the folder's limit). Such a name needs none of
-    check_output_target's or check_writable's per-file checks: they would find nothing there. Any other name is
-    checked as before, one by one, and refused in the same words."""
+    resolved path, and fits its filesystem: check_name_length's rules, reduced once per folder to one longest name
+    (`_Folder.longest`). Such a name needs none of check_output_target's or check_writable's per-file checks: they
+    would find nothing there. Any other name is checked as before, one by one, and refused in the same words.
+    Names are handled as strings, folder by folder: 20,000 clips' 80,000 files are told in a fraction of a second."""
 
     def __init__(self, inputs: Iterable[str | os.PathLike] = ()):
         self._inputs = {os.path.realpath(p) for p in inputs}
-        self._passed: set[Path] = set()
-        self._folders: dict[Path, tuple[str, set[str], int] | None] = {}  # facts, taken when first asked for
-        self._told: dict[Path, bool] = {}  # each name's answer, once its folder passed
+        self._passed: set[str] = set()  # folders, as the paths spell them (with their separator: _folder)
+        self._folders: dict[str, _Folder | None] = {}  # their facts, taken when first asked for
 
-    def passed(self, path: Path) -> None:
-        """`path` passed every check of an output: other names in its folder may be told new."""
-        self._passed.add(path.parent)
+    def passed(self, paths: Iterable[Path]) -> None:
+        """`paths` passed every check of an output: other names in their folders may be told new."""
+        self._passed.update(_folder(path) for path in paths)
 
-    def __contains__(self, path: Path) -> bool:
-        if (known := self._told.get(path)) is not None:
-            return known
-        if path.parent not in self._passed or path.name in ("", ".", ".."):
-            return False  # not told: its folder may pass later
-        facts = self._facts(path.parent)
-        new = facts is not None and _caseless(path.name) not in facts[1] \
-            and os.path.join(facts[0], path.name) not in self._inputs
-        if new:
-            try:
-                check_name_length(path, facts[2])
-            except UsageError:
-                new = False  # checked one by one, which says why
-        self._told[path] = new
-        return new
-
-    def resolved(self, path: Path) -> Path:
-        """`path` with its symbolic links resolved (Path.resolve): a new name's from its folder's, resolved once."""
-        return Path(self._folders[path.parent][0], path.name) if self._told.get(path) else path.resolve()
-
-    def _facts(self, folder: Path) -> tuple[str, set[str], int] | None:
-        """`folder` resolved, the names in it (caseless), its filesystem's longest name: taken once. None for a
-        folder whose names cannot be listed, or whose resolved path holds mmgen's cache: its names are checked one
-        by one."""
+    def resolved(self, path: Path) -> str | None:
+        """`path` with its folder's symbolic links resolved, where it is plainly a new name (its folder's resolved
+        once); None where it is to be checked one by one."""
+        folder, name = _folder(path), path.name
+        if folder not in self._passed or name in ("", ".", ".."):
+            return None  # not told: its folder may pass later
         if folder not in self._folders:
-            real = os.path.realpath(folder)
-            try:
-                names = set(map(_caseless, os.listdir(folder))) if os.path.isdir(folder) else set()
-            except OSError:
-                names = None
-            self._folders[folder] = None if names is None or _holds_cache(real) else (real, names, name_max(folder))
-        return self._folders[folder]
+            self._folders[folder] = _Folder.of(folder)
+        if (facts := self._folders[folder]) is None:
+            return None
+        size = len(name) if name.isascii() else len(os.fsencode(name))
+        real = facts.real + name
+        if size > facts.longest or _caseless(name) in facts.names or real in self._inputs:
+            return None
+        return real
+
+
+def _folder(path: Path) -> str:
+    """The folder of `path` as its spelling has it, with the separator before its name ("" in the current folder):
+    one string for every path in it, cut from the path's own text rather than made as a Path."""
+    text = str(path)
+    return text[: len(text) - len(path.name)]
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """What NewNames takes once of a folder that passed: its resolved path (with a separator to add a name to), the
+    names in it (caseless), and the longest name (bytes) a file in it may have under check_name_length's rules."""
+
+    real: str
+    names: frozenset[str]
+    longest: int
+
+    @classmethod
+    def of(cls, folder: str) -> _Folder | None:
+        """The facts of `folder` (as _folder spells it). None for a folder whose names cannot be listed, or whose
+        resolved path holds mmgen's cache: its names are checked one by one."""
+        from mmgen.weights.names import PATH_MAX
+
+        where = folder or os.curdir
+        real = os.path.realpath(where)
+        try:
+            names = frozenset(map(_caseless, os.listdir(where))) if os.path.isdir(where) else frozenset()
+        except OSError:
+            return None
+        if _holds_cache(real):
+            return None
+        # a name's suffix is part of it, so a name that fits beside the folder and a temporary's added bytes meets
+        # all three rules (the name, the whole path, the temporary's); a longer one is told by check_name_length
+        room = PATH_MAX - len(os.fsencode(folder)) - added_bytes()
+        return cls(os.path.join(real, ""), names, min(name_max(Path(where)), room))
 
 
 def _caseless(name: str) -> str:

@@ -345,3 +345,39 @@ def test_many_outputs_are_checked_per_folder_and_a_name_already_there_one_by_one
     (tmp_path / "link").symlink_to(tmp_path)
     with pytest.raises(UsageError, match=f"^cannot write {re.escape(str(tmp_path / 'clip_0900.json'))}: it is the input "):
         outputs.check_outputs(plan(tmp_path), False, inputs=[model, tmp_path / "link" / "clip_0900.json"])
+
+
+def test_a_checked_folder_tells_its_names_lengths_from_one_bound_and_a_longer_name_is_refused_as_before(
+        tmp_path, monkeypatch):
+    """`generate -n 20000 -o DIR` spent ~2.5 s in its output checks, twice: each of the 80,000 names was measured
+    for its filesystem on its own (check_name_length: its folder's, its suffix's and its own bytes, through Paths)
+    and each clip's container asked the codec library for its rates. The longest name a folder takes is worked out
+    once, with its listing; only the first clip's files are checked on their own, and a name past that bound is
+    checked on its own and refused in check_name_length's words."""
+    import re
+
+    from mmgen import output_checks
+    from mmgen.errors import UsageError
+    from mmgen.pipelines import outputs
+    from mmgen.weights.names import PATH_MAX
+
+    measured = []
+    measure = output_checks.check_name_length
+    monkeypatch.setattr(output_checks, "check_name_length", lambda path, limit=None: measured.append(path.name)
+                        or measure(path, limit))
+    outputs.check_outputs([outputs.beside(tmp_path / "new" / f"{outputs.CLIP_STEM.format(k)}.mp4")
+                           for k in range(1000)], False)
+    assert set(measured) == {"clip_0000.mp4", "clip_0000.json"}
+
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX")
+    too_long = tmp_path / f"{'b' * (longest - 3)}.mp4"
+    with pytest.raises(UsageError, match=f"^cannot write {re.escape(str(too_long))}: its name is {longest + 1} bytes, "
+                       f"longer than the {longest} the filesystem allows "):
+        outputs.check_outputs([outputs.beside(tmp_path / "a.mp4"), outputs.beside(too_long)], False)
+    deep = tmp_path
+    while len(os.fsencode(deep)) < PATH_MAX - 150:  # a folder to be made, each name in it short enough
+        deep /= "d" * 100
+    past = deep / f"{'b' * 200}.mp4"  # the first clip's names fit in the folder; this whole path does not
+    with pytest.raises(UsageError, match=f"^cannot write {re.escape(str(past))}: path too long "
+                       f"\\({len(os.fsencode(past))} bytes; the system takes at most {PATH_MAX} in a path\\) "):
+        outputs.check_outputs([outputs.beside(deep / "a.mp4"), outputs.beside(past)], False)

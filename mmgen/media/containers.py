@@ -9,6 +9,7 @@ chosen container cannot carry a stream is that stream re-encoded (with a warning
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,7 @@ class Container:
         at — lowest first (AAC: 8000 … 96000). Opus takes 8 to 48 kHz in, but every decoder gives it back at 48 kHz
         (DECODED_AT), so 48000 is the one rate a WebM's sound is stored at: an explicit 8000 is refused as AAC's
         10000 is, and a kept sound goes in at 48 kHz, so the note, the summary and the sidecar say one rate."""
-        if self.audio_encoder in DECODED_AT:
-            return (DECODED_AT[self.audio_encoder],)
-        import av  # here: choosing a container on the way to parsing the command line needs no codec library
-
-        stored = av.Codec(self.audio_encoder, "w").audio_rates or range(RATES[0], RATES[1] + 1)
-        return tuple(sorted(rate for rate in set(stored) if RATES[0] <= rate <= RATES[1]))
+        return _stored_rates(self.audio_encoder)
 
     def audio_rate(self, rate: int) -> int:
         """The rate its sound is stored at for sound made or read at `rate` that no one asked to change (a sound's
@@ -67,6 +63,18 @@ class Container:
         up keeps every frequency: a 4 kHz WAV goes into AAC at 8 kHz), else its highest (Opus: 48 kHz)."""
         rates = self.audio_rates()
         return rate if rate in rates else next((r for r in rates if r > rate), rates[-1])
+
+
+@functools.cache
+def _stored_rates(encoder: str) -> tuple[int, ...]:
+    """Container.audio_rates of a container whose sound `encoder` makes: asked once per planned output (a
+    generate of 20,000 clips), looked up in the codec library once."""
+    if encoder in DECODED_AT:
+        return (DECODED_AT[encoder],)
+    import av  # here: choosing a container on the way to parsing the command line needs no codec library
+
+    stored = av.Codec(encoder, "w").audio_rates or range(RATES[0], RATES[1] + 1)
+    return tuple(sorted(rate for rate in set(stored) if RATES[0] <= rate <= RATES[1]))
 
 
 _MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})

@@ -94,26 +94,31 @@ def check_outputs(
     the `inputs` (whatever `overwrite` says), or is a container whose sound cannot be stored at the `sample_rate`
     asked for. A missing output folder is fine if it can be created (ensure_folder makes it when writing starts)."""
     new = NewNames(inputs)  # an output in a folder already checked, whose name is not there: no per-file checks
+    mp4s: list[str | None] = []  # each output's mp4, resolved, where it is plainly a new name
+    containers: set[str] = set()  # the mp4s' suffixes checked
     for paths in outputs:
-        for path in paths.files.values():
-            if path not in new:
+        told = {key: new.resolved(path) for key, path in paths.files.items()}  # None: checked one by one
+        for key, path in paths.files.items():
+            if told[key] is None:
                 check_output_target(path, inputs)
-        if paths.mp4.suffix.lower() not in MOVIE_SUFFIXES:
-            raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
-                             hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
-        check_rate_stored(paths.mp4, sample_rate)
-        if paths.files["json"] not in new:  # a sidecar not there is no one's
+        if (suffix := paths.mp4.suffix) not in containers:  # what a container is asked is asked of its suffix once
+            if suffix.lower() not in MOVIE_SUFFIXES:
+                raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
+                                 hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
+            check_rate_stored(paths.mp4, sample_rate)
+            containers.add(suffix)
+        if told["json"] is None:  # a sidecar not there is no one's
             check_not_anothers(paths)
-        for path in paths.files.values():
-            folder = path.parent
-            if path not in new and (folder.exists() or not _creatable(folder)):
+        for key, path in paths.files.items():
+            if told[key] is None and (path.parent.exists() or not _creatable(path.parent)):
                 check_writable(path, overwrite)
-        for path in paths.files.values():
-            new.passed(path)
-    for folder in {nearest_existing(parent) for parent in {paths.mp4.parent for paths in outputs}}:
+        if None in told.values():  # a name told new is in a folder that passed already
+            new.passed(paths.files.values())
+        mp4s.append(told["mp4"])
+    for folder in {nearest_existing(Path(parent)) for parent in {os.path.dirname(paths.mp4) for paths in outputs}}:
         _try_writing(folder)  # the folder itself, or where it will be created
-    mp4s = [new.resolved(p.mp4) for p in outputs]
-    if len(set(mp4s)) != len(mp4s):
+    resolved = [real or str(paths.mp4.resolve()) for real, paths in zip(mp4s, outputs, strict=True)]
+    if len(set(resolved)) != len(resolved):
         raise UsageError("two outputs would have the same name")
 
 

@@ -361,3 +361,29 @@ def test_animate_says_its_delivery_defaults_and_no_other_command_speaks_of_anima
     for name in ("generate", "soundtrack", "retake"):
         done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="300", NO_COLOR="1"))
         assert "animate" not in done.stdout, done.stdout
+
+
+def _panel_layouts(help_text: str) -> dict[str, str]:
+    """Each panel of a --help by its title: "stacked" where an option's description is under its names (a line of
+    the panel starts 4 columns in), else "columns"."""
+    layouts, title, rows = {}, None, []
+    for line in help_text.splitlines():
+        if opened := re.match(r"^╭─ (.*?) ─", line):
+            title, rows = opened[1], []
+        elif line.startswith("╰") and title:
+            layouts[title] = "stacked" if any(re.match(r"^│ {5}\S", row) for row in rows) else "columns"
+        else:
+            rows.append(line)
+    return layouts
+
+
+@pytest.mark.parametrize("name", ["", "models", *sorted(COMMANDS)])
+def test_every_panel_of_a_command_s_help_is_laid_out_alike(tmp_path, name):
+    """At 80 columns animate's Sampling panel, finetune's Hardware panel and `models import`'s Options were each an
+    option's names over its description, between panels of columns: each table chose alone. A command's panels
+    now share one layout, stacked if any one of them is too wide for columns."""
+    for width in ("80", "100"):
+        done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS=width, NO_COLOR="1"))
+        layouts = _panel_layouts(done.stdout)
+        assert done.returncode == 0 and layouts, done
+        assert len(set(layouts.values())) == 1, (width, layouts, done.stdout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 import typer
@@ -43,7 +45,9 @@ def _help_tables_never_cut() -> None:
     too wide for the terminal, and cuts what no longer fits with `…` (`--lora-a…`, at 40 columns `--na…`), or folds
     a value's name mid-word (`<auto|fp32|fp16|bf16` over `>`). Each column but the description's is kept as wide as
     its longest word; where the terminal is too narrow for that beside a readable description, each option is its
-    names on a line of their own and its description below, wrapped. Once, for every table of every --help."""
+    names on a line of their own and its description below, wrapped — in every panel of that --help alike, if any
+    one of its tables is too wide (`_panels_laid_out_alike`): else animate's Sampling panel alone was stacked at 80
+    columns between panels of columns. Once, for every table of every --help."""
     import typer.rich_utils
     from rich.padding import Padding
     from rich.table import Table
@@ -57,6 +61,12 @@ def _help_tables_never_cut() -> None:
     class HelpTable(Table):
         never_cuts = True
         narrowest_description = 24  # columns: below this a description beside its names reads a word a line
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.panels = _help_tables.get()  # the tables of the --help being printed, this one among them
+            if self.panels is not None:
+                self.panels.append(self)
 
         def _smallest(self, console, options) -> list[int]:
             return [self._measure_column(console, options, column).minimum for column in self.columns]
@@ -78,8 +88,12 @@ def _help_tables_never_cut() -> None:
                     widths[-1] -= short
             return widths
 
+        def _laid_out_in_columns(self, console, options) -> bool:
+            """Whether every table of its --help fits as columns (each panel is as wide as the others)."""
+            return all(len(table.columns) < 2 or table._fits(console, options) for table in self.panels or [self])
+
         def __rich_console__(self, console, options):
-            if len(self.columns) < 2 or self._fits(console, options):
+            if len(self.columns) < 2 or self._laid_out_in_columns(console, options):
                 for column in self.columns:
                     column.overflow = "fold"
                 yield from super().__rich_console__(console, options)
@@ -113,9 +127,38 @@ def _help_set_up_on_first_use() -> None:
     for command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
         def format_help(self, ctx, formatter, shown=command_class.format_help):
             set_up()
-            return shown(self, ctx, formatter)
+            with _panels_laid_out_alike():
+                return shown(self, ctx, formatter)
 
         command_class.format_help = format_help
+
+
+_help_tables: ContextVar[list | None] = ContextVar("help_tables", default=None)  # of the --help being printed
+
+
+@contextmanager
+def _panels_laid_out_alike() -> Iterator[None]:
+    """A --help whose panels are laid out alike: typer prints each panel as it builds it, so each table chose its
+    layout alone (_help_tables_never_cut). Its console here holds what is printed until the last panel is built,
+    then prints it all: each table, drawn then, knows every other of its --help (HelpTable.panels)."""
+    import typer.rich_utils
+
+    made = typer.rich_utils._get_rich_console
+    held: list[tuple[object, tuple, dict]] = []
+
+    def holding(stderr: bool = False):
+        console = made(stderr)
+        console.print = lambda *objects, printing=console.print, **options: held.append((printing, objects, options))
+        return console
+
+    typer.rich_utils._get_rich_console, tables = holding, _help_tables.set([])
+    try:
+        yield
+    finally:
+        typer.rich_utils._get_rich_console = made
+        _help_tables.reset(tables)
+    for printing, objects, options in held:
+        printing(*objects, **options)
 
 
 _help_set_up_on_first_use()

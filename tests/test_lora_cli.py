@@ -537,3 +537,38 @@ def test_a_weight_given_to_import_is_said_to_be_given_at_use(adapter_file, mmgen
         f"mmgen: error: {base}:0.5: no such file; {base} is, and an import takes no weight (import {base})\n")
     listed = mmgen("models", "list")
     assert listed.returncode == 0 and "styled" not in listed.stdout and "mine" not in listed.stdout
+
+
+@pytest.mark.parametrize("change, metadata, says", [
+    (lambda t: t, {"rank": "many"}, "damaged metadata (rank: 'many' is not a number)"),
+    (lambda t: _set(t, "lora_A", lambda a: a.fill_(float("nan"))), {}, "damaged: layer "),
+    ("digest", {}, "its tensors do not match the digest it was written with "),
+], ids=["metadata", "layers", "digest"])
+def test_a_registered_adapter_refused_as_it_is_read_is_named_as_typed_with_its_file_beside(
+        adapter_file, tmp_path, mmgen, change, metadata, says):
+    """`--adapter style`, its registered copy damaged while its record still vouches for it (an edited record, or a
+    copy an older mmgen took in): the line named only the copy in the cache (`adapter /…/adapters/style/adapter.safetensors:
+    damaged metadata …`), not what the user typed. It names `adapter style` first, the file as the detail, as a cached
+    model's damaged file is said."""
+    base, path = adapter_file
+    assert mmgen("models", "import", path, "--name", "style").returncode == 0
+    file = tmp_path / "cache" / "adapters" / "style" / "adapter.safetensors"
+    if change == "digest":  # its tensors changed, its metadata (the digest in it) as it was written
+        from safetensors.torch import load_file, save_file
+
+        save_file(_set(load_file(str(path)), "lora_A", lambda a: a * 2), str(file), metadata=_metadata(path))
+    else:
+        _rewritten(path, file, change, **metadata)
+    record = file.with_name("adapter.json")
+    record.write_text(json.dumps({**json.loads(record.read_text()), "sha256": sha256_file(file)}))
+    done = mmgen("generate", "-m", base, "--adapter", "style", "--steps", "1", "-o", tmp_path / "out")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"mmgen: error: adapter style (its registered file {file}): {says}"), done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()

@@ -140,17 +140,20 @@ def read_adapter(path: str | Path, read_from: Path | None = None, named: str | N
     file the json it kept aside describes (weights.sidecar.kept_files) — or from `read_from`, where the caller found
     that file itself (a registered adapter's, adapters.store). Either way the adapter is `path`: what errors and
     sidecars name, never a hidden file kept aside. `named`: how the command named it (Adapter.named), else `path`
-    as given."""
+    as given. Its refusals name it `named` too, with the file as the detail where that is another name
+    (`adapter style (its registered file …/adapters/style/adapter.safetensors): damaged metadata …`), as a cached
+    model's damaged file is said under the model's name."""
     named = named or str(path)
     path = Path(path)
+    about = f"adapter {named}" if Path(named) == path else f"adapter {named} (its registered file {path})"
     if why := why_not_a_file(path):
-        raise UsageError(f"adapter {path}: {why}")
+        raise UsageError(f"{about}: {why}")
     file = read_from or sidecar.kept_files(path)[0]
     with open_safetensors(file) as f:
         metadata = f.metadata() or {}
     tensors = dict(read_tensors(file))
     if metadata.get("format") != FORMAT:
-        raise UsageError(f"{path} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
+        raise UsageError(f"{about} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
                          hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")
     try:
         rank, alpha = _number(metadata, "rank", int), _number(metadata, "alpha", float)
@@ -158,19 +161,19 @@ def read_adapter(path: str | Path, read_from: Path | None = None, named: str | N
             raise ValueError(f"rank {rank} and alpha {alpha}: a rank of at least 1 and a positive alpha expected")
         spec = LoraSpec(rank, alpha, metadata["targets"])
         base = BaseModel(metadata["base"], metadata["base_sha256"], metadata["arch"],
-                         parse_json(metadata["base_config"], f"adapter {path}", "metadata 'base_config'"),
+                         parse_json(metadata["base_config"], about, "metadata 'base_config'"),
                          metadata.get("base_same_weights_as"))
         expected = metadata["tensors_sha256"]
     except (KeyError, ValueError, UsageError) as e:
-        raise ConfigError(f"adapter {path}: damaged metadata ({e})") from None
+        raise ConfigError(f"{about}: damaged metadata ({e})") from None
     actual = tensors_digest(tensors)
     if actual != expected:
         raise ChecksumMismatch(
-            f"adapter {path}: its tensors do not match the digest it was written with "
+            f"{about}: its tensors do not match the digest it was written with "
             f"(expected {expected[:12]}…, got {actual[:12]}…): the file was changed or damaged",
             hint="get the adapter file again",
         )
-    check_tensors(path, tensors, spec)
+    check_tensors(about, tensors, spec)
     return Adapter(path, spec, base, tensors, sha256_file(file), metadata.get("mmgen_version", "?"),
                    None if file == path else file, named)
 
@@ -186,39 +189,40 @@ def _number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -
         raise ValueError(f"{key}: {text!r} is not a number") from None
 
 
-def check_tensors(path: Path, tensors: dict[str, torch.Tensor], spec: LoraSpec) -> None:
+def check_tensors(about: str, tensors: dict[str, torch.Tensor], spec: LoraSpec) -> None:
     """Refuse, as the adapter is read (registered, used or merged), tensors that are no adapter's: a name that is
     no layer's lora_A or lora_B, a layer with one of the two, shapes that are not (rank, fan_in) and (fan_out,
     rank) at the metadata's rank, values that are not floating-point or not finite, or that with alpha would move
     a weight by more than MAX_DELTA. Such a file failed as a KeyError or a shape error, or as a NaN video after
-    sampling; whether each layer fits the model is check_fits's, where the model is at hand."""
+    sampling; whether each layer fits the model is check_fits's, where the model is at hand. `about`: the adapter as
+    its refusals name it (read_adapter)."""
     layers: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         layer, _, part = key.rpartition(".")
         if not layer or part not in PARTS:
-            raise UsageError(f"adapter {path}: damaged: tensor {key!r} is no layer's lora_A or lora_B",
+            raise UsageError(f"{about}: damaged: tensor {key!r} is no layer's lora_A or lora_B",
                              hint="get the adapter file again")
         layers.setdefault(layer, {})[part] = tensor
     if not layers:
-        raise UsageError(f"adapter {path}: damaged: it holds no layers", hint="get the adapter file again")
+        raise UsageError(f"{about}: damaged: it holds no layers", hint="get the adapter file again")
     for layer, parts in sorted(layers.items()):
         if len(parts) != len(PARTS):
             has, lacks = (p for p in (PARTS if "lora_A" in parts else PARTS[::-1]))
-            raise UsageError(f"adapter {path}: damaged: layer {layer} has {has} but no {lacks}",
+            raise UsageError(f"{about}: damaged: layer {layer} has {has} but no {lacks}",
                              hint="get the adapter file again")
         a, b = parts["lora_A"], parts["lora_B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != spec.rank or b.shape[1] != spec.rank:
-            raise UsageError(f"adapter {path}: damaged: layer {layer}'s lora_A {tuple(a.shape)} and lora_B "
+            raise UsageError(f"{about}: damaged: layer {layer}'s lora_A {tuple(a.shape)} and lora_B "
                              f"{tuple(b.shape)} are not (rank, fan_in) and (fan_out, rank) at its rank {spec.rank}",
                              hint="get the adapter file again")
         if not (a.is_floating_point() and b.is_floating_point()):
-            raise UsageError(f"adapter {path}: damaged: layer {layer} holds {str(a.dtype).removeprefix('torch.')} "
+            raise UsageError(f"{about}: damaged: layer {layer} holds {str(a.dtype).removeprefix('torch.')} "
                              "values, where an adapter's are floating-point", hint="get the adapter file again")
         largest = [t.abs().max().item() if t.numel() else 0.0 for t in (a, b)]
         if not all(math.isfinite(x) for x in largest):
-            raise UsageError(f"adapter {path}: damaged: layer {layer} holds NaN or Inf values",
+            raise UsageError(f"{about}: damaged: layer {layer} holds NaN or Inf values",
                              hint="get the adapter file again")
         if spec.alpha * largest[0] * largest[1] > MAX_DELTA:
-            raise UsageError(f"adapter {path}: layer {layer} would move a weight by up to "
+            raise UsageError(f"{about}: layer {layer} would move a weight by up to "
                              f"{spec.alpha * largest[0] * largest[1]:.3g} (alpha {spec.alpha:g}); an adapter moves "
                              f"them by at most {MAX_DELTA:g}", hint="get the adapter file again")

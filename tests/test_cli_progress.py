@@ -212,6 +212,30 @@ def test_the_plain_training_line_says_the_time_left(monkeypatch):
     assert lines[-1] == "step 20/100  loss 0.0889 (video 0.0712, audio 0.0177)  1.0 clips/s, ETA 0:08:00"
 
 
+def test_plain_training_lines_are_a_few_however_many_log_steps_and_every_note_is_said(monkeypatch):
+    """`finetune` in a log printed a line at every log step (`log_every: 1` over 100,000 steps: 100,000 lines), where
+    the other commands' plain progress says a few (progress_bars.PlainPace): the first, each quarter, the last, and
+    every 30 s. A note (a probe's av_gap, a preview written) is still said each time; log.jsonl has every step."""
+    from mmgen.cli._finetune_display import display
+    from mmgen.train.events import TrainEvent
+
+    now = [0.0]
+    screen = io.StringIO()
+    values = {"loss": 0.5, "loss_video": 0.25, "loss_audio": 0.25, "clips_per_s": 100.0}
+    with display(Console(file=screen, force_terminal=False, width=120, get_time=lambda: now[0])) as show:
+        show(TrainEvent("start", 0, 1000, message="fine-tuning"))
+        for step in range(1, 1001):
+            now[0] = step * 0.01 + 5.0 * min(max(step - 400, 0), 10)  # steps 401-410 take 5 s each
+            show(TrainEvent("step", step, 1000, values=values))
+            if step % 300 == 0:
+                show(TrainEvent("note", step, message=f"step {step}: av_gap +0.01000"))
+    steps = [line.split("  ")[0] for line in screen.getvalue().splitlines() if line.startswith("step ")]
+    assert steps == ["step 1/1000", "step 250/1000", "step 300: av_gap +0.01000",
+                     "step 406/1000",  # 30 s after step 250's line
+                     "step 500/1000", "step 600: av_gap +0.01000", "step 750/1000", "step 900: av_gap +0.01000",
+                     "step 1000/1000"]
+
+
 def test_plain_lines_are_a_few_however_many_windows_as_a_download_s_are(capsys):
     """In a log, 12 windows were 12 lines (a long clip's filled it): the first, each quarter, the last, and one at
     least every 30 s between them, as a download's plain lines are spaced (progress_bars.PlainPace)."""

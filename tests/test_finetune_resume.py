@@ -70,14 +70,15 @@ def finetune_args(data: Path, recipe: Path, run_dir: Path) -> list:
 
 
 def start_and_wait_for_step(args: list, env: dict, step: int) -> subprocess.Popen:
-    """Start `mmgen finetune` and return once it has printed that `step` is done (one line per step)."""
+    """Start `mmgen finetune` and return once it has printed that `step`, or a later one, is done (its plain lines
+    are a few of the log steps: the first, each quarter, every 30 s)."""
     process = subprocess.Popen(
         mmgen_command(*args), env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     seen = []
     for line in process.stderr:
         seen.append(line)
-        if line.startswith(f"step {step}/{STEPS} "):
+        if (done := re.match(rf"step (\d+)/{STEPS} ", line)) and int(done[1]) >= step:
             return process
     process.wait()
     raise AssertionError(f"the run ended before step {step}:\n{''.join(seen)}")

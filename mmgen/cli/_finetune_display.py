@@ -1,5 +1,7 @@
 """What `mmgen finetune` shows while it trains and when it ends: rich bars (decoding, then steps with loss and
-ETA) on a terminal, plain lines at each log step otherwise; nothing on the other processes of a torchrun job."""
+ETA) on a terminal, otherwise a few plain lines of log steps (the first, each quarter, the last, and every 30 s:
+progress_bars.PlainPace, as the other commands' plain progress; every log step is in the run's log.jsonl) with every
+note (a probe's av_gap, a preview written); nothing on the other processes of a torchrun job."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from rich.progress import (
 )
 
 from mmgen import terminal
-from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, eta
+from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, PlainPace, eta
 from mmgen.terminal import counted, path_text, say
 from mmgen.train.step_folders import latest_checkpoint
 
@@ -140,6 +142,7 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
     with FittingProgress(*columns, optional=(info, elapsed), console=console, transient=False, disable=not fancy,
                          speed_estimate_period=SPEED_WINDOW) as bars:  # without bars, it still counts: the plain ETA
         tasks: dict[str, Any] = {}
+        pace = PlainPace(0.0, bars.get_time())  # the plain step lines': the first due at once
 
         def bar(name: str, done: int, total: int, info: str = "") -> None:
             if name not in tasks:
@@ -172,7 +175,8 @@ def display(console: Console | None = None) -> Iterator[EventFn | None]:
                 v = event.values
                 count = len(f"{event.total}/{event.total}")
                 bar("training", event.step, event.total, loss_text(v, console.width - _BAR_LINE - count))
-                if not fancy:  # a line of its own: its full text, and the time left the bar would show
+                if not fancy and pace.due(event.step / max(event.total, 1), bars.get_time()):
+                    # a line of its own: its full text, and the time left the bar would show
                     left = eta(next(task for task in bars.tasks if task.id == tasks["training"]))
                     console.print(
                         f"step {event.step}/{event.total}  {loss_text(v)}  {v['clips_per_s']:.1f} clips/s{left}",

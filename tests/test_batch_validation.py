@@ -430,6 +430,39 @@ def test_a_merged_job_s_problem_is_at_its_own_line_and_one_from_the_anchor_says_
     }
 
 
+def test_a_rule_between_settings_says_which_one_a_merge_gave_as_a_single_setting_s_check_does(folder: Path):
+    """The `(from <<: *anchor, line N)` note was in the checks of one value alone: a rule between settings (a range
+    past the clip's end, a guidance scale without gradient guidance, a seed too large for the clips asked for) named
+    a setting the anchor gave as though the job had written it, at the job's line. Said as a single setting's check
+    says it."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - &cut
+            kind: retake
+            input: clips/beach.mp4
+            ranges: ["0.2:9"]
+          - <<: *cut
+            name: again
+          - &scored
+            kind: soundtrack
+            input: clips/beach.mp4
+            guidance_scale: 2.0
+          - <<: *scored
+            guidance: replacement
+          - &many
+            kind: generate
+            seed: 4294967290
+          - <<: *many
+            num: 10
+        """)
+    problems = problems_of(jobs)
+    assert problems[6].startswith("job 1 (retake): ranges 0.2:9: "), problems  # the anchor's own job: its own line
+    assert problems[7].startswith("job 2 (retake): ranges (from <<: *cut, line 6) 0.2:9: "), problems
+    assert problems[13].startswith("job 4 (soundtrack): guidance_scale (from <<: *scored, line 12) 2: "), problems
+    assert problems[18].startswith("job 6 (generate): seed (from <<: *many, line 17): with num 10, "), problems
+
+
 def test_a_job_done_with_a_seed_past_32_bits_is_done_under_the_seed_its_refusal_names(folder: Path):
     """mmgen before 2026-12 ran `seed: 9223372036854775806`; now it is refused with `seed 4294967294 makes what it
     made before` (torch keeps a seed's low 32 bits), and a file following that hint marked the job `changed`, its

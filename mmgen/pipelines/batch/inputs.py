@@ -56,7 +56,7 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
             try:
                 check_ranges(settings.ranges, stream_spans(info), settings.modality, path)
             except UsageError as e:
-                problem(spec.line_of("ranges"), f"job {spec.index} ({spec.kind}): {e}")
+                problem(spec.line_of("ranges"), spec.told(e, "ranges"))
                 continue
             try:  # a video retake: the clip at the model's frame size
                 check_frames(settings, info, config(str(settings.model)))

@@ -222,7 +222,7 @@ class _Planner:
         try:
             settings = KINDS[spec.kind](**values, device=device, precision=precision)
         except ValueError as e:  # each value was checked alone; a rule between two of them can still fail here
-            self.problem(spec.line, f"job {spec.index} ({spec.kind}): {e}")
+            self.problem(spec.line, spec.told(e))
             return None
         refusable = (*settings.gradient_only, *settings.ignorable)
         return self._meant(spec, settings, [k for k in refusable if k not in spec.options])
@@ -249,7 +249,7 @@ class _Planner:
             check_rate_stored(mp4, settings.asked_rate())
         except InvalidSetting as e:
             line = spec.lines.get(e.field) or self.batch.default_lines.get(e.field) or spec.line
-            self.problem(line, f"job {spec.index} ({spec.kind}): {e}")
+            self.problem(line, spec.told(e))
             return False
         return True
 
@@ -286,8 +286,8 @@ class _Planner:
             if isinstance(run, ModelNotFound) and "model" not in spec.lines and "model" in self.batch.default_lines:
                 self.problem(self.batch.default_lines["model"], f"defaults: model: {run}")  # said once, not per job
             else:
-                line = spec.line_of("model" if isinstance(run, ModelNotFound) else getattr(run, "field", ""))
-                self.problem(line, f"job {spec.index} ({spec.kind}): {run}")
+                field = "model" if isinstance(run, ModelNotFound) else getattr(run, "field", "")
+                self.problem(spec.line_of(field), spec.told(run, field))
             return None
         return run
 

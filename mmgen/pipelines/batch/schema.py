@@ -62,9 +62,17 @@ class JobSpec:
     input: Path | None = None  # resolved against the YAML's folder
     inputs: str | None = None  # a glob pattern as written (relative ones match from the YAML's folder)
     lines: Mapping[str, int] = dataclasses.field(default_factory=dict)  # line of each key, for later problems
+    merged: Mapping[str, str] = dataclasses.field(default_factory=dict)  # where a key a `<<:` merged came from
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.line)
+
+    def told(self, error: Exception, field: str | None = None) -> str:
+        """`job N (kind): ERROR`, a problem found once its settings are taken together (a rule between two of them, a
+        range past its input's end): the setting it names (`field`, else an InvalidSetting's) said, where a `<<:`
+        merge gave it, as a single setting's check says it (Lines.said: `seed (from <<: *gen, line 6): …`)."""
+        where, key = f"job {self.index} ({self.kind})", field or getattr(error, "field", None)
+        return from_anchor(f"{where}: {error}", where, str(key), self.merged.get(key))
 
 
 @dataclass(frozen=True)
@@ -108,10 +116,15 @@ class Lines(dict):
 
     def said(self, path: tuple, message: str, where: str) -> str:
         """`message` (`where: KEY…`) about the key at `path`, saying where a merged key came from."""
-        key, origin = str(path[-1]), self.merged.get(path)
-        if origin is None or not message.startswith(f"{where}: {key}"):
-            return message
-        return f"{where}: {key} (from {origin}){message[len(f'{where}: {key}'):]}"
+        return from_anchor(message, where, str(path[-1]), self.merged.get(path))
+
+
+def from_anchor(message: str, where: str, key: str, origin: str | None) -> str:
+    """`message` (`where: KEY…`) about `key`, saying where it came from when a `<<:` merge gave it (`origin`:
+    "<<: *gen, line 6"): `where: KEY (from <<: *gen, line 6)…`."""
+    if origin is None or not message.startswith(f"{where}: {key}"):
+        return message
+    return f"{where}: {key} (from {origin}){message[len(f'{where}: {key}'):]}"
 
 
 def compose(path: Path) -> tuple[Any, Lines]:
@@ -241,6 +254,7 @@ def _job(i: int, raw: Any, folder: Path, lines: Lines, problems: list[Problem]) 
         input=folder / input if input is not None else None,
         inputs=inputs,
         lines=key_lines,
+        merged={str(k): lines.merged[at] for k in raw if (at := ("jobs", i, str(k))) in lines.merged},
     )
 
 

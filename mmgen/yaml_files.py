@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from mmgen.config import NUMBER, WHOLE_NUMBER, NotASmallFile, OlderNumber, parse_number, read_small_file
 from mmgen.errors import ConfigError
 
-MAX_YAML_BYTES = 16 * 2**20  # a config or batch file is a few kB: anything this big is a mistake (or an attack)
+MAX_YAML_BYTES = 4 * 2**20  # a config is a few kB, a batch of 5,000 jobs ~0.5 MB: anything this big is a mistake
+MAX_YAML_NODES = 200_000  # values as written (an alias once): reading takes time by the value, ~17 µs each here
+# (~60 µs without libyaml), so this bounds a hostile file to seconds; a batch of 5,000 jobs holds ~100,000
 MAX_YAML_VALUES = 1_000_000  # values once aliases are expanded: a "billion laughs" file is refused before use
 MAX_NUMBER_CHARS = 1000  # an integer written longer than this is no setting (and past 4300 digits Python refuses it)
 
@@ -34,9 +39,9 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     is built from it: a file over MAX_YAML_BYTES, a key given twice in one mapping (YAML would silently keep
     the last), and aliases that expand to more than MAX_YAML_VALUES values or into themselves — counted on the
     node graph, where an alias is one shared node, so the check itself takes memory linear in the file. The
-    nodes are counted as they are composed too (`_Loader.compose_node`), so a file of millions of plain values
-    is refused once past the limit, never built whole first; an integer written with more than
-    MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
+    nodes are counted as they are composed too (`_Loader.compose_node`), so a file of more than MAX_YAML_NODES
+    values is refused once past the limit, never read whole first (a hostile one took ~110 s); an integer written
+    with more than MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
     path = Path(path)
     try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
         text = read_small_file(path, MAX_YAML_BYTES).decode("utf-8")
@@ -46,7 +51,7 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    loader = _Loader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -56,11 +61,14 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if problem == _NO_TOKEN and mark is not None:  # libyaml's words, less the character PyYAML's named
+            problem = f"found character {text.splitlines()[mark.line][mark.column]!r} that cannot start any token"
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except _TooManyValues:
-        raise ConfigError(f"{path}: holds more than {MAX_YAML_VALUES:,} values; refusing to read it") from None
+        raise ConfigError(f"{path}: holds more than {MAX_YAML_NODES:,} values; refusing to read it (a batch of "
+                          "5,000 jobs holds ~100,000)") from None
     finally:
         loader.dispose()
     return data, node
@@ -129,7 +137,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         self.composed += 1
-        if self.composed > MAX_YAML_VALUES:
+        if self.composed > MAX_YAML_NODES:
             raise _TooManyValues
         return super().compose_node(parent, index)
 
@@ -146,9 +154,35 @@ _Loader.add_constructor("tag:mmgen,2026:older-number", _Loader.construct_older_n
 
 
 class _TooManyValues(Exception):
-    """More than MAX_YAML_VALUES nodes composed: the file is refused before the rest of it is read."""
+    """More than MAX_YAML_NODES nodes composed: the file is refused before the rest of it is read."""
 
 
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # a PyYAML built without libyaml: _Loader reads it all, ~3× slower by the value
+    CParser = None
+
+if CParser is not None:
+    class _CLoader(CParser, _Loader):
+        """_Loader reading the file's events through libyaml's parser (C): PyYAML's own scanner and parser, in
+        Python, took ~40 µs a value and ~0.5 s a MB of text — most of the time spent reading. Composing, resolving
+        and constructing stay _Loader's (Python, as safe_load does them): the same checks, numbers and marks."""
+
+        check_node, get_node, get_single_node = Composer.check_node, Composer.get_node, Composer.get_single_node
+
+        def __init__(self, text: str):
+            CParser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+        def dispose(self) -> None:
+            CParser.dispose(self)
+
+_LOADER = _Loader if CParser is None else _CLoader
+
+
+_NO_TOKEN = "found character that cannot start any token"
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"

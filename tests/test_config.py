@@ -236,11 +236,34 @@ def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_aft
     syntax error there is never reached)."""
     from mmgen import yaml_files
 
-    monkeypatch.setattr(yaml_files, "MAX_YAML_VALUES", 1000)
+    monkeypatch.setattr(yaml_files, "MAX_YAML_NODES", 1000)
     path = tmp_path / "jobs.yaml"
     path.write_text("jobs: [" + "1," * 5000 + "1]\nbroken: [\n")
     with pytest.raises(ConfigError, match=r"jobs\.yaml: holds more than 1,000 values; refusing"):
         yaml_files.load_yaml(path)
+
+
+def test_a_job_file_of_more_values_than_a_batch_needs_is_refused_in_a_line_before_it_is_read_whole(tmp_path):
+    """A job file of ~10^6 values (within the old bounds: 16 MB, 10^6 values) took ~110 s of parsing before anything
+    was said. Reading is by the value now (libyaml's parser; 200,000 values at most, a batch of 5,000 jobs holds
+    ~100,000): a hostile file is refused in one line naming the file and the limit, exit 2."""
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: &x {seed: 1}\njobs: [" + "*x, " * 200_001 + "*x]\n")
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr == (f"mmgen: error: {jobs}: holds more than 200,000 values; refusing to read it (a batch of "
+                           "5,000 jobs holds ~100,000)\n")
+
+
+def test_a_job_file_of_5000_jobs_is_read(tmp_path):
+    """What a creator's biggest batch file holds is well within the bounds (and is read in about a second)."""
+    from mmgen.yaml_files import compose_yaml
+
+    job = "  - {kind: soundtrack, input: clips/take_%d.mp4, name: scored/take_%d, seed: %d, mix: 0.2, steps: 25}\n"
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: {model: demo, device: cpu}\njobs:\n" + "".join(job % (n, n, n) for n in range(5000)))
+    data, _ = compose_yaml(jobs)
+    assert len(data["jobs"]) == 5000 and data["jobs"][-1]["seed"] == 4999
 
 
 @pytest.mark.parametrize("number", ["1" + "0" * 5000, "!!int 0x" + "f" * 5000, "-" + "9" * 1001],

@@ -105,3 +105,26 @@ def test_a_reader_that_takes_one_line_and_goes_leaves_a_short_output_exit_0(tmp_
             assert pipe.readline().startswith(b"{")  # head -1: one line, then gone
         assert process.wait(timeout=60) == 0, process.stderr.read()
         process.stderr.close()
+
+
+def test_a_stop_while_a_report_is_printed_to_a_pipe_says_nothing_was_written_there(tmp_path, monkeypatch):
+    """`mmgen doctor | cat` (or `> report.txt`) holds the report to write it in one write as it ends; Ctrl-C while it
+    was printed dropped what was held (exit 130) with the line `mmgen: interrupted`, as if an empty report were the
+    whole one. The line says nothing was written to standard output."""
+    import signal
+
+    from rich.console import Console
+
+    printed, real_print = [], Console.print
+
+    def print_then_stop(console, *objects, **options):
+        real_print(console, *objects, **options)
+        printed.append(objects)
+        if len(printed) == 2:  # the report's first lines held: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Console, "print", print_then_stop)
+    stdout = Writes()
+    done = run_here("doctor", env=mmgen_env(tmp_path), stdout=stdout)
+    assert done.returncode == 130 and stdout.writes == [], (done, stdout.writes)
+    assert done.stderr == "mmgen: interrupted; nothing written to standard output\n"

@@ -189,8 +189,8 @@ def _run(argv: list[str] | None) -> int:
     code = code if isinstance(code, int) else 0
     if code == INTERRUPTED or (code == 0 and stopped()):  # typer's Exit(130) for a KeyboardInterrupt, or a stop
         code = stop_code()  # that a library swallowed (a bare `except:` around an import): never 0
-    if is_stop_code(code):
-        say_interrupted(code)
+    if is_stop_code(code):  # what stdout still holds goes nowhere (drop_unprinted): said so
+        say_interrupted(code, unprinted=stdout is not None and bool(stdout.held))
     return code
 
 

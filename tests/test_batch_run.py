@@ -558,7 +558,7 @@ def test_under_torchrun_a_stopped_batch_s_summaries_say_whose_jobs_they_are(
         assert code == 130, stderr
         assert f"Batch summary of rank {rank}'s jobs" in stderr, stderr
         assert f"rank {rank}: 1 job: 1 not run · outputs in {out}" in " ".join(stderr.split()), stderr
-    assert said[0][1].endswith("mmgen: interrupted; nothing written\n") and "interrupted" not in said[1][1]
+    assert said[0][1].endswith("mmgen: rank 0: interrupted; nothing written\n") and "interrupted" not in said[1][1]
 
 
 def test_a_batch_planned_while_another_wrote_skips_what_that_one_did(workspace: Path, monkeypatch: pytest.MonkeyPatch):

@@ -19,6 +19,7 @@ from mmgen.terminal import listed, path_text, say
 
 LISTED = 3  # outputs named in the line; more are counted
 _left: ContextVar[str | None] = ContextVar("interrupted_left_behind", default=None)
+_whose: ContextVar[str] = ContextVar("interrupted_whose", default="")  # speaks_for's: "rank 1", or "" for the command
 _finished: list[Path] = []  # of the last command: a stop during shutdown still names them
 
 
@@ -27,6 +28,7 @@ def finished_outputs() -> Iterator[list[Path]]:
     """The mp4 of every output finished while the block runs."""
     global _finished
     _left.set(None)
+    _whose.set("")
     with recording() as finished:
         _finished = finished
         yield finished
@@ -35,6 +37,12 @@ def finished_outputs() -> Iterator[list[Path]]:
 def left_behind(what: str) -> None:
     """What the running command, stopped by Ctrl-C just now, leaves behind: its line says this instead."""
     _left.set(what)
+
+
+def speaks_for(whose: str) -> None:
+    """The process ("rank 1") whose own share of the work the running command's stop line speaks for, where each
+    process of a torchrun job has its own (a batch's jobs): the line says so, as its summary does."""
+    _whose.set(whose)
 
 
 def broken_pipe_line() -> str | None:
@@ -58,6 +66,7 @@ def say_interrupted(code: int, unprinted: bool = False) -> None:
     if _rank() != 0 and _left.get() is None and not _finished:
         return
     line = interrupted_line(invoked.get(), _finished, stop_name(code))
+    line = f"{_whose.get()}: {line}" if _whose.get() else line
     say(f"mmgen: {line}; nothing written to standard output" if unprinted else f"mmgen: {line}")
 
 

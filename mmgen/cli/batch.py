@@ -10,6 +10,7 @@ import typer
 
 from mmgen.cli import options
 from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads, show_plan, show_summary
+from mmgen.cli._interrupted import speaks_for
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.progress import PlainLines, progress_display
@@ -95,6 +96,7 @@ def batch(
         return
     whose = f"rank {share.rank}" if share.world_size > 1 else ""  # under torchrun, the process a line is of
     prefix = f"{whose}: " if whose else ""
+    speaks_for(whose)
     mine = share.of(plan.jobs)
     reported: list[Outcome] = []
 

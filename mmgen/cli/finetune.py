@@ -185,6 +185,7 @@ def finetune(
     with alike_in_every_process():
         if resume and output is None:
             raise UsageError("--resume needs -o RUN_DIR: the run to continue")
+        # (each process names its own from its clock; a torchrun job's is rank 0's: train.trainer.finetune)
         run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
         given = {
             name: value

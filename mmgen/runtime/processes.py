@@ -51,10 +51,15 @@ class Processes:
         dist.all_gather_object(out, obj)
         return out
 
+    def as_main(self, value: Any) -> Any:
+        """Rank 0's `value` on every process: what the job decides once, where each process would decide on its own
+        (a default run folder named from each one's clock)."""
+        return self.gather(value)[0]
+
     def refuse_with_main(self, problem: str | None) -> None:
         """Raise rank 0's `problem` (what only it checked: a lock it took) as a UsageError on every process, said
         by rank 0 alone (MmgenError.every_process), so a torchrun job stops as one process would."""
-        if problem := self.gather(problem)[0]:
+        if problem := self.as_main(problem):
             refused = UsageError(problem)
             refused.every_process = True
             raise refused

@@ -73,7 +73,10 @@ def finetune(
                               finished_before=True)
     device = select_device(config.device)
     processes = distributed.start(device.type)
-    lock = RunFolderLock(Path(run_dir))
+    # One run folder for the job: rank 0's (a plain `finetune` names one from the clock, and a torchrun job's
+    # processes start seconds apart; a rank with a name of its own wrote it in the clip cache's skip records)
+    run_dir = Path(processes.as_main(str(run_dir)))
+    lock = RunFolderLock(run_dir)
 
     def clear(folder: Path) -> bool:  # only the run folder this run holds: never another run's, made meanwhile
         if folder == Path(run_dir):

@@ -90,6 +90,23 @@ def test_a_mistake_in_the_command_line_under_torchrun_is_said_by_rank_0_alone(tm
     assert (own.returncode, own.stderr) == (2, "mmgen: error: No such option: --nope\n")
 
 
+@pytest.mark.parametrize(("args", "code"), [([], 2), (["batch", "--help"], 0), (["--help"], 0)])
+def test_the_help_under_torchrun_is_printed_by_rank_0_alone(tmp_path, monkeypatch, args, code):
+    """`torchrun --nproc_per_node 2 -m mmgen` (no command) printed the whole help once per process, one after the
+    other (and so did --help): every process parsed the one command line. Rank 0 prints it; the exit codes stay.
+    (`models --help` is any process's own, as the models commands are.)"""
+    result = {}
+    for rank in (0, 1):
+        _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+             MASTER_PORT="29500")
+        result[rank] = run_here(*args, env=mmgen_env(tmp_path))
+    assert [result[r].returncode for r in (0, 1)] == [code, code], result
+    assert "Usage: mmgen" in result[0].stdout and result[0].stderr == "", result[0]
+    assert result[1].stdout in ("", "\n") and result[1].stderr == "", result[1]  # (--help: click's line end after it)
+    own = run_here("models", "--help", env=mmgen_env(tmp_path))  # rank 1's
+    assert own.returncode == 0 and "Usage: mmgen models" in own.stdout, own
+
+
 @pytest.mark.parametrize("environment", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
                                                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}])
 def test_models_and_doctor_run_in_any_process_whatever_the_job_environment(tmp_path, monkeypatch, environment):

@@ -126,11 +126,21 @@ def _help_set_up_on_first_use() -> None:
 
     for command_class in (typer.core.TyperCommand, typer.core.TyperGroup):
         def format_help(self, ctx, formatter, shown=command_class.format_help):
+            if not _shows_help():
+                return None
             set_up()
             with _panels_laid_out_alike():
                 return shown(self, ctx, formatter)
 
         command_class.format_help = format_help
+
+
+def _shows_help() -> bool:
+    """Whether this process prints a help (--help, or `mmgen` alone): every process of a torchrun job parsed the one
+    command line, so rank 0 alone prints it, as it alone says the line's mistakes (torchrun.says_command_line_errors)."""
+    from mmgen.cli import command_named
+
+    return torchrun.says_command_line_errors(command_named(arguments.get()))
 
 
 _help_tables: ContextVar[list | None] = ContextVar("help_tables", default=None)  # of the --help being printed

@@ -151,7 +151,7 @@ def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path):
         hung.cancel()
         process.kill()
     assert process.returncode == 128 + stop, said
-    assert said.splitlines()[-1].startswith("mmgen: interrupted") and said.endswith("nothing written\n"), said
+    assert said.splitlines()[-1].startswith("mmgen: rank 0: interrupted") and said.endswith("nothing written\n"), said
     assert not (tmp_path / "out").exists()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
+import functools
 import json
 import numbers
 import os
@@ -237,13 +238,19 @@ def kind_text(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """A dataclass's field types and its fields set by __init__, by name: read once per class (get_type_hints
+    evaluates every annotation; a batch of 10,000 jobs asked it for each job's settings, ~40% of its planning)."""
+    return get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             _fail(where, field, f"expected a mapping, got {type(value).__name__}")
-        hints = get_type_hints(tp)
-        known = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        hints, known = _fields_of(tp)
         unknown = sorted(set(map(str, value)) - set(known))
         if unknown:
             _fail(where, field, unknown_keys(unknown, tuple(known)))

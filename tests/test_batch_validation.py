@@ -1195,3 +1195,25 @@ def test_more_steps_than_the_model_starts_from_are_refused_as_steps_in_the_users
     assert problems_of(jobs) == {4: f"job 1 (generate): steps 651: {why}"}
     with pytest.raises(UsageError, match=f"^sample_steps 700: {re.escape(why)}$"):
         preview_sampling("demo", "ddim", 700)  # finetune's previews of a demo fine-tune: its config's key
+
+
+def test_a_dry_run_reads_the_batch_file_once_and_its_problems_still_count(folder: Path, monkeypatch):
+    """The command line reads the file before torch loads (a bad file refused at once), then planned it by reading
+    it again: twice the YAML and every job's checks (a batch of 10,000 jobs: seconds). The plan takes that read,
+    with the problems it found."""
+    from mmgen.pipelines.batch import schema
+
+    composed = []
+    monkeypatch.setattr(schema, "compose", lambda path, read=schema.compose: composed.append(path) or read(path))
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, steps: 2}
+        jobs:
+          - {kind: generate, num: 2, seed: 5}
+        """)
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 0 and len(composed) == 1, (composed, result)
+    assert "generate_1_0001.mp4" in result.stdout and "new: run" in result.stdout, result.stdout
+    jobs.write_text(jobs.read_text() + "  - {kind: generate, seeds: 3}\n")
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert len(composed) == 2 and result.returncode == 2, result
+    assert result.stderr.startswith(f"{jobs}:4: ") and "unknown key 'seeds'" in result.stderr, result.stderr

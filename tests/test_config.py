@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_type_hints
 
 import pytest
 from cli_here import run_here
@@ -280,3 +280,23 @@ def test_a_number_too_long_in_yaml_or_json_is_refused_at_its_line_without_python
         load_yaml(path)
     with pytest.raises(ConfigError, match=r"^meta: damaged config: a number too long$"):
         parse_json('{"num_heads": ' + "9" * 5000 + "}", "meta", "config")
+
+
+def test_a_dataclass_s_field_types_are_read_once_for_every_value_built_from_it(monkeypatch):
+    """from_dict evaluated every annotation of the class (typing.get_type_hints) for each value it built: for a
+    batch of 10,000 jobs, ~40% of its planning. Once per class; a bad value is refused as before."""
+    import mmgen.config as config_module
+
+    asked = []
+    monkeypatch.setattr(config_module, "get_type_hints", lambda cls, read=get_type_hints: asked.append(cls) or read(cls))
+    config_module._fields_of.cache_clear()
+
+    @dataclass(frozen=True)
+    class Take:
+        steps: int = 1
+        name: str = ""
+
+    assert [from_dict(Take, {"steps": k}) for k in (1, 2, 3)] == [Take(1), Take(2), Take(3)]
+    assert asked == [Take]
+    with pytest.raises(ConfigError, match=r"^take: steps: expected an integer"):
+        from_dict(Take, {"steps": "two"}, "take")

@@ -74,13 +74,13 @@ def batch(
     with alike_in_every_process():
         # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable
         # or no YAML mapping is said at once (the problems of its jobs, each with its line, are the plan's to list)
-        read_batch_file(jobs_file, [], out_dir)
+        batch_file = read_batch_file(jobs_file, [], out_dir)
         from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
 
         share = Share.here()
         console = terminal_console(highlight=False)
         try:
-            plan = plan_batch(jobs_file, out_dir, device=device, precision=precision, overwrite=overwrite)
+            plan = plan_batch(batch_file, device=device, precision=precision, overwrite=overwrite)  # read once
         except BatchInvalid as e:
             if share.is_main:
                 for line in e.lines():

@@ -123,7 +123,7 @@ class Plan:
 
 @pipeline_call
 def plan_batch(
-    path: str | Path,
+    path: str | Path | BatchFile,
     output_dir: str | Path | None = None,
     *,
     device: str | None = None,
@@ -134,9 +134,14 @@ def plan_batch(
     """Read and check the whole batch file; BatchInvalid lists every problem with its line. `device` and
     `precision` (the command's flags) override `defaults:`; `overwrite` lets jobs replace files this batch
     did not write. Under torchrun, this process's GPU (`local_rank`, by default the environment's) is the
-    one device auto or cuda means."""
-    problems: list[Problem] = []
-    batch = read_batch_file(path, problems, Path(output_dir) if output_dir is not None else None)
+    one device auto or cuda means. `path` may be the file read already (read_batch_file, with the `output_dir`
+    it was read for): not read again (the command line reads it before torch loads; a batch of 10,000 jobs reads in
+    seconds)."""
+    if isinstance(path, BatchFile):
+        batch, problems = path, list(path.problems)
+    else:
+        problems = []
+        batch = read_batch_file(path, problems, Path(output_dir) if output_dir is not None else None)
     check_output_folder(batch.output_dir)
     planner = _Planner(batch, problems)
     device = (device or batch.defaults.get("device") or "auto").strip().lower()  # as --device reads it: CUDA is cuda

@@ -82,6 +82,7 @@ class BatchFile:
     defaults: Mapping[str, Any]  # the settings `defaults:` sets (each checked), device and precision included
     jobs: tuple[JobSpec, ...]
     default_lines: Mapping[str, int]
+    problems: tuple[Problem, ...] = ()  # what reading it found wrong (read_batch_file)
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,8 @@ def _locate(node: yaml.Node, path: tuple, lines: Lines) -> None:
 
 def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path | None = None) -> BatchFile:
     """Parse the batch file, appending every problem found to `problems`; the result holds what parsed.
-    `output_dir` (the command's -o) overrides the file's own."""
-    path = Path(path)
+    `output_dir` (the command's -o) overrides the file's own. The result's `problems` are those this read found."""
+    path, before = Path(path), len(problems)
     data, lines = compose(path)
     folder = path.resolve().parent
     if not isinstance(data, dict):
@@ -195,7 +196,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             if job is not None:
                 jobs.append(job)
     _check_outputs(path, jobs, defaults)
-    return BatchFile(path, output_dir, defaults, tuple(jobs), default_lines)
+    return BatchFile(path, output_dir, defaults, tuple(jobs), default_lines, tuple(problems[before:]))
 
 
 def _check_outputs(path: Path, jobs: list[JobSpec], defaults: Mapping[str, Any]) -> None:

@@ -377,6 +377,42 @@ def test_files_the_batch_did_not_write_are_not_replaced_without_overwrite(folder
     assert plan_batch(jobs, overwrite=True).status[1] == "new"
 
 
+def test_the_batch_api_refuses_a_wrong_argument_before_any_work_and_overwrite_no_replaces_nothing(folder: Path):
+    """`overwrite="no"` (a truthy str) was taken as True: plan_batch and run_batch replaced the user's own
+    outputs/mine.mp4 and said the job was done. plan_batch(5), run_batch(None), run_batch("jobs.yaml") and
+    run_batch(plan, progress=5) were a TypeError or an AttributeError from inside."""
+    from mmgen.errors import InvalidArgument
+    from mmgen.pipelines.batch import run_batch
+
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, steps: 1, previews: false}
+        jobs:
+          - kind: generate
+            name: mine
+        """)
+    (folder / "outputs").mkdir()
+    mine = folder / "outputs" / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    plan = plan_batch(jobs, overwrite=True)
+    for call, says in [
+        (lambda: plan_batch(jobs, overwrite="no"), "plan_batch(): overwrite must be True or False, got 'no'"),
+        (lambda: run_batch(plan, overwrite="no"), "run_batch(): overwrite must be True or False, got 'no'"),
+        (lambda: plan_batch(5), "plan_batch(): path must be a path (a str or a pathlib.Path), got 5"),
+        (lambda: plan_batch(jobs, device=5), "plan_batch(): device must be a str or None, got 5"),
+        (lambda: run_batch(None), "run_batch(): plan must be a Plan, got None"),
+        (lambda: run_batch(str(jobs)), f"run_batch(): plan must be a Plan, got {str(jobs)!r}"),
+        (lambda: run_batch(plan, progress=5), "run_batch(): progress must be a function taking a ProgressEvent, got 5"),
+        (lambda: run_batch(plan, progress=None), "run_batch(): progress must be a function taking a ProgressEvent, got None"),
+        (lambda: run_batch(plan, fail_fast=1), "run_batch(): fail_fast must be True or False, got 1"),
+        (lambda: run_batch(plan, on_outcome="x"), "run_batch(): on_outcome must be a function, got 'x'"),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            call()
+        assert str(refused.value) == says
+    assert mine.read_bytes() == b"my own video"
+    assert sorted(p.name for p in (folder / "outputs").iterdir()) == ["mine.mp4"]  # no manifest, no lock: no work
+
+
 def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     """The manifest's record of what this batch file wrote (size, sha256) decides: a changed job may replace its
     own earlier output, but not once the user edited it, nor another batch file's output."""

@@ -49,6 +49,10 @@ CALLS = [
      "generate_files(): out_dir must be a path (a str or a pathlib.Path), got GenerateSettings (the settings of generate)"),
     (lambda d: generate_files(d / "out", GenerateSettings(), batch_size=True),
      "generate_files(): batch_size must be a whole number of at least 1, got True"),
+    (lambda d: generate(GenerateSettings(), progress=None),
+     "generate(): progress must be a function taking a ProgressEvent, got None"),
+    (lambda d: soundtrack(d / "clip.mp4", d / "o.mp4", SoundtrackSettings(), progress=None),
+     "soundtrack(): progress must be a function taking a ProgressEvent, got None"),
 ]
 
 
@@ -62,6 +66,18 @@ def test_a_wrong_argument_is_refused_as_the_function_is_called(tmp_path: Path, c
     assert isinstance(refused.value, UsageError) and refused.value.exit_code == 2
     assert isinstance(refused.value, TypeError) and isinstance(refused.value, ValueError)  # as Python's own would be
     assert list(tmp_path.iterdir()) == []  # nothing read or written, no model loaded
+
+
+def test_a_numpy_batch_size_is_taken_as_the_whole_number_it_is(tiny):
+    """batch_size=numpy.int64(1) passed the check and was kept as it was given: the result's provenance held a numpy
+    integer, which json.dumps (the sidecar) refuses after all the sampling."""
+    import json
+
+    import numpy as np
+
+    [result] = generate(GenerateSettings(model=str(tiny), steps=1, seed=1), batch_size=np.int64(1))
+    assert type(result.provenance.batch_size) is int
+    assert json.loads(json.dumps(result.to_json()))["batch_size"] == 1
 
 
 NOTE = "from mmgen.media.notes import note; note('x.mp4', 'its 6-channel audio is mixed to mono', 'surround')"

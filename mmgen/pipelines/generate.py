@@ -51,7 +51,7 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
 def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int = 1, progress: ProgressFn = quiet
              ) -> list[Result]:
     """Generate `settings.num` clips in memory (nothing is written). Clip k is reproducible from seed + k."""
-    check_arguments("generate", settings, GenerateSettings, batch_size=batch_size, progress=progress)
+    batch_size = check_arguments("generate", settings, GenerateSettings, batch_size=batch_size, progress=progress)
     run = prepare(settings)
     return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
@@ -67,8 +67,8 @@ def generate_files(
 ) -> list[Result]:
     """Generate `settings.num` clips into OUT_DIR/clip_0000.mp4 … with a sidecar .json each (and _frames.png /
     _spectrogram.png previews). Every name is checked first; each clip is written as soon as it is made."""
-    check_arguments("generate_files", settings, GenerateSettings, paths={"out_dir": out_dir}, batch_size=batch_size,
-                    overwrite=overwrite, progress=progress)
+    batch_size = check_arguments("generate_files", settings, GenerateSettings, paths={"out_dir": out_dir},
+                                 batch_size=batch_size, overwrite=overwrite, progress=progress)
     paths, inputs = check_generate(out_dir, settings, overwrite=overwrite)
     run = prepare(settings)
     models = load(run)

@@ -21,6 +21,7 @@ from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, 
 from mmgen.media.notes import said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.batch.inputs import job_inputs
 from mmgen.pipelines.batch.job_hash import JobHasher, digest
 from mmgen.pipelines.batch.manifest import Manifest, Record
@@ -137,6 +138,9 @@ def plan_batch(
     one device auto or cuda means. `path` may be the file read already (read_batch_file, with the `output_dir`
     it was read for): not read again (the command line reads it before torch loads; a batch of 10,000 jobs reads in
     seconds)."""
+    read = {} if isinstance(path, BatchFile) else {"path": path}
+    check_arguments("plan_batch", paths=read | {"output_dir": output_dir}, optional=("output_dir",),
+                    overwrite=overwrite, words={"device": device, "precision": precision})
     if isinstance(path, BatchFile):
         batch, problems = path, list(path.problems)
     else:

@@ -35,6 +35,7 @@ from mmgen.errors import FolderReplaced, MmgenError, UsageError
 from mmgen.locks import sole_holder
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
 from mmgen.pipelines.batch.targets import files_read
@@ -147,7 +148,7 @@ def run_plan(
     return [outcomes[job.number] for job in mine]
 
 
-@pipeline_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
+@pipeline_call(going_on_from=lambda plan=None, *_, **__: getattr(plan, "notes_said", None))  # checked in the call
 def run_batch(
     plan: Plan,
     *,
@@ -161,6 +162,8 @@ def run_batch(
     the output folder (UsageError if another batch is writing into it), read again what is done (`on_start`
     gets the plan as it now stands), run this process's share (run_plan), and return every process's outcomes,
     in job order."""
+    check_arguments("run_batch", instances={"plan": (plan, Plan)}, switches={"fail_fast": fail_fast},
+                    overwrite=overwrite, progress=progress, functions={"on_start": on_start, "on_outcome": on_outcome})
     joined = processes.start(plan.jobs[0].run.compute.device.type if plan.jobs else "cpu")
     try:
         _one_plan(plan, joined)

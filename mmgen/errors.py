@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from mmgen.terminal import number_text
@@ -114,26 +115,34 @@ class OutputExists(UsageError):
 
     @property
     def hint(self) -> str:
-        return self.own_hint or f"pass {'--overwrite' if _command_line else 'overwrite=True'} to replace it"
+        return self.own_hint or f"pass {in_callers_words('--overwrite', 'overwrite=True')} to replace it"
 
     @hint.setter
     def hint(self, value: str | None) -> None:
         self.own_hint = value
 
 
-_command_line = False  # the command line is running (mmgen.cli): errors name a setting by its flag
+# The command line is running (mmgen.cli.run) in this context: errors name a setting by its flag. Per call, not per
+# process: a command line run in one thread leaves a Python caller's words in another as they were (a new thread
+# starts with this unset, as the Python API's own callers are).
+_command_line: ContextVar[bool] = ContextVar("mmgen_command_line", default=False)
 
 
 @contextmanager
 def command_line_words() -> Iterator[None]:
     """While the command line runs, an error's hint names a setting as its flag (`--overwrite`), not as the Python
     API's argument (`overwrite=True`)."""
-    global _command_line
-    outer, _command_line = _command_line, True
+    token = _command_line.set(True)
     try:
         yield
     finally:
-        _command_line = outer
+        _command_line.reset(token)
+
+
+def in_callers_words(flag: str, argument: str) -> str:
+    """A setting as its caller wrote it: `flag` while the command line runs (`--dtype`), else the Python argument or
+    field (`dtype`)."""
+    return flag if _command_line.get() else argument
 
 
 @contextmanager

@@ -197,3 +197,57 @@ def test_an_existing_output_is_refused_in_the_words_of_its_caller(tmp_path: Path
     assert done.stderr == f"mmgen: error: {tmp_path / 'clip_0000.mp4'} already exists (pass --overwrite to replace it)\n"
     assert str(refused.value).endswith("(pass overwrite=True to replace it)")  # the same error, after the command
     assert (tmp_path / "clip_0000.mp4").read_bytes() == b"mine"
+
+
+def test_a_python_callers_errors_name_its_arguments_and_the_command_lines_its_flags(tmp_path, monkeypatch):
+    """Errors met from Python named the command line's flags (`--dtype must be one of …`, `--lora-targets: …`),
+    which a Python caller never wrote: each names the argument or field there, and the flag only while the command
+    line runs (errors.command_line_words)."""
+    import mmgen
+    from mmgen.adapters.spec import LoraSpec
+    from mmgen.errors import command_line_words
+    from mmgen.media.delivery import Delivery
+    from mmgen.weights import import_weights
+
+    monkeypatch.setenv("MMGEN_CACHE", str(tmp_path / "cache"))
+    demo = Path(mmgen.__file__).parent / "assets" / "demo.safetensors"
+    calls = [(lambda: import_weights(demo, "mine", dtype="fp64"), "dtype must be one of", "--dtype must be one of"),
+             (lambda: LoraSpec(2, 1.0, "bogus"), "lora_targets: 'bogus' is not one of",
+              "--lora-targets: 'bogus' is not one of"),
+             (lambda: LoraSpec(2, -1.0), "lora_alpha must be", "--lora-alpha must be"),
+             (lambda: Delivery(sample_rate=5), "sample_rate must be between", "--sample-rate must be between")]
+    for call, python, command_line in calls:
+        with pytest.raises(UsageError) as refused:
+            call()
+        assert str(refused.value).startswith(python), str(refused.value)
+        with command_line_words(), pytest.raises(UsageError) as refused:
+            call()
+        assert str(refused.value).startswith(command_line), str(refused.value)
+
+
+def test_a_command_line_running_in_another_thread_leaves_a_python_callers_words_alone(tmp_path):
+    """Which words an error speaks was one global of the process: a command line run in one thread (mmgen.cli.run
+    embedded in a program) turned a Python call's errors in another thread to flags (`pass --overwrite …`). It is
+    the call's own now (a context variable): the command line's thread alone speaks in flags."""
+    import threading
+
+    from mmgen.errors import command_line_words
+
+    inside, done = threading.Event(), threading.Event()
+    said = []
+
+    def command_line() -> None:
+        with command_line_words():
+            said.append(OutputExists("clip.mp4: exists").hint)
+            inside.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=command_line)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert OutputExists("clip.mp4: exists").hint == "pass overwrite=True to replace it"
+    finally:
+        done.set()
+        thread.join()
+    assert said == ["pass --overwrite to replace it"]

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from mmgen.adapters.spec import TARGETS, LoraSpec, Targets
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, in_callers_words
 
 # Which layers each `--lora-targets` choice adapts, by the official module names (official-checkpoints.md):
 # attention = self-attention q/k/v and output projections and RS-MMA's q/k/v and output projections;
@@ -42,7 +42,8 @@ def selects(targets: Targets, name: str) -> bool:
 def target_modules(model: nn.Module, targets: Targets) -> dict[str, nn.Module]:
     """The layers `targets` names in `model`, by module name (only layers with a weight of ≥ 2 dims)."""
     if targets not in TARGETS:
-        raise UsageError(f"--lora-targets: {targets!r} is not one of {', '.join(TARGETS)}")
+        named = in_callers_words("--lora-targets", "lora_targets")
+        raise UsageError(f"{named}: {targets!r} is not one of {', '.join(TARGETS)}")
     return {
         name: module
         for name, module in model.named_modules()
@@ -63,10 +64,11 @@ def check_rank(spec: LoraSpec, layers: dict[str, nn.Module]) -> None:
     layer narrower than the rank just carries directions it cannot use."""
     largest = max(useful_rank(module.weight) for module in layers.values())
     if spec.rank > largest:
+        rank, targets = in_callers_words("--lora", "lora_rank"), in_callers_words("--lora-targets", "lora_targets")
         raise UsageError(
-            f"--lora {spec.rank} is more than the largest useful rank {largest} of this model for --lora-targets "
+            f"{rank} {spec.rank} is more than the largest useful rank {largest} of this model for {targets} "
             f"{spec.targets} (its widest adapted layer's min(fan-in, fan-out))",
-            hint=f"choose --lora {largest} or less",
+            hint=f"choose {rank} {largest} or less",
         )
 
 
@@ -101,7 +103,8 @@ def attach(model: nn.Module, spec: LoraSpec) -> list[nn.Parameter]:
     parameters (what the optimizer trains). The model's forward is unchanged until the adapters move."""
     layers = target_modules(model, spec.targets)
     if not layers:
-        raise UsageError(f"--lora-targets {spec.targets}: the model has no such layers")
+        named = in_callers_words("--lora-targets", "lora_targets")
+        raise UsageError(f"{named} {spec.targets}: the model has no such layers")
     check_rank(spec, layers)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, in_callers_words
 
 Targets = Literal["attention", "attention+conv", "all"]
 TARGETS: tuple[Targets, ...] = ("attention", "attention+conv", "all")
@@ -23,8 +23,10 @@ class LoraSpec:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise UsageError(f"--lora: the rank must be at least 1, got {self.rank}")
+            raise UsageError(f"{in_callers_words('--lora', 'lora_rank')}: the rank must be at least 1, got {self.rank}")
         if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise UsageError(f"--lora-alpha must be a positive number, got {self.alpha}")
+            raise UsageError(f"{in_callers_words('--lora-alpha', 'lora_alpha')} must be a positive number, "
+                             f"got {self.alpha}")
         if self.targets not in TARGETS:
-            raise UsageError(f"--lora-targets: {self.targets!r} is not one of {', '.join(TARGETS)}")
+            raise UsageError(f"{in_callers_words('--lora-targets', 'lora_targets')}: {self.targets!r} is not one of "
+                             f"{', '.join(TARGETS)}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmgen.config import NumberTooLong, kind_text, parse_number
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, in_callers_words
 
 DEFAULT_TARGET = -16.0  # LUFS: the common streaming / podcast delivery level
 DEFAULT_SAMPLE_RATE = 48_000  # what video editors and players expect
@@ -27,11 +27,11 @@ class Delivery:
 
     def __post_init__(self) -> None:
         if self.loudness is not None and not LOUDNESS_RANGE[0] <= self.loudness <= LOUDNESS_RANGE[1]:
-            raise UsageError(f"--loudness must be between {LOUDNESS_RANGE[0]:g} and {LOUDNESS_RANGE[1]:g} LUFS "
-                             f"(or off), got {self.loudness:g}")
+            raise UsageError(f"{in_callers_words('--loudness', 'loudness')} must be between {LOUDNESS_RANGE[0]:g} "
+                             f"and {LOUDNESS_RANGE[1]:g} LUFS (or off), got {self.loudness:g}")
         if self.sample_rate is not None and not RATES[0] <= self.sample_rate <= RATES[1]:
-            raise UsageError(f"--sample-rate must be between {RATES[0]} and {RATES[1]} Hz (or model), "
-                             f"got {self.sample_rate}")
+            raise UsageError(f"{in_callers_words('--sample-rate', 'sample_rate')} must be between {RATES[0]} and "
+                             f"{RATES[1]} Hz (or model), got {self.sample_rate}")
 
     @classmethod
     def parse(cls, loudness: str | float | None, sample_rate: str | int | None) -> Delivery:

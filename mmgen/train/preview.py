@@ -19,7 +19,7 @@ import torch
 
 from mmgen.diffusion import SamplingConfig, generate_clips, load_sampling_preset
 from mmgen.diffusion.sampling_config import DEFAULT_PRESET
-from mmgen.errors import InvalidSetting, UsageError
+from mmgen.errors import InvalidSetting, UsageError, in_callers_words
 from mmgen.runtime.device import Compute
 from mmgen.weights.lineage import own_lineage
 
@@ -46,7 +46,8 @@ def preview_sampling(init: str | None, sampler: str, steps: int) -> SamplingConf
     except InvalidSetting as e:  # named as its config key: finetune has no flag for it
         raise UsageError(str(e)) from None
     except ValueError as e:
-        raise UsageError(f"preview sampling settings (--sample-steps): {e}") from None
+        named = in_callers_words("--sample-steps", "sample_steps")
+        raise UsageError(f"preview sampling settings ({named}): {e}") from None
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import torch
 from mmgen import __version__
 from mmgen.config import to_dict
 from mmgen.disk_failures import reading
-from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch
+from mmgen.errors import ChecksumMismatch, OutputExists, UsageError, WeightsMismatch, in_callers_words
 from mmgen.files import kept_together, retire, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
@@ -179,7 +179,7 @@ def import_weights(
         raise UsageError(f"{file}: {why}")
     given, file = file, sidecar.kept_files(file)[0]  # a run's model being replaced: the weights it kept aside
     if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise UsageError(f"{in_callers_words('--dtype', 'dtype')} must be one of {', '.join(DTYPES)}, got {dtype!r}")
     check_cache_writable(cache.root)
     check_cache_writable(cache.folder(name))  # a read-only models/ in a writable cache: said before any hashing
     if same_file(file, cache.weights_path(name)):  # an input is never an output, --overwrite or not
@@ -238,6 +238,7 @@ def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, 
             # pickle protocol torch.load does not read — which no --arch would answer.
             read_state_dict(file)
         if config is not None or header is None:
-            raise UsageError(f"--arch is required to import {file} as the new model {name!r}")
+            raise UsageError(f"{in_callers_words('--arch', 'arch')} is required to import {file} as the new model "
+                             f"{name!r}")
         return None
     return Target(arch, config if config is not None else config_for(arch))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
+from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError, in_callers_words
 from mmgen.files import kept_together, retire, sha256_file
 from mmgen.weights import drive, trust
 from mmgen.weights.cache import CacheRecord, ModelCache, check_cache_writable
@@ -102,7 +102,8 @@ def pull(
     if url is not None:
         entry = _mirrored(cache, name, entry, url, sha256)
     elif sha256 is not None:
-        raise UsageError("--sha256 goes with --url (the file at that URL must have it)")
+        raise UsageError(f"{in_callers_words('--sha256', 'sha256')} goes with {in_callers_words('--url', 'url')} "
+                         "(the file at that URL must have it)")
     if entry.weights.bundled:
         path = entry.weights.bundled_path
         if not path.is_file():
@@ -219,14 +220,15 @@ def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256:
     try:
         check_url(url)
     except ValueError as e:
-        raise UsageError(f"--url: {e}") from None
+        raise UsageError(f"{in_callers_words('--url', 'url')}: {e}") from None
     if entry.weights.bundled:
-        raise UsageError(f"{name!r} is bundled with mmgen; --url does not apply")
+        raise UsageError(f"{name!r} is bundled with mmgen; {in_callers_words('--url', 'url')} does not apply")
     known = trust.trusted(cache.root, name)
     sha256 = sha256 or entry.weights.sha256 or (known.sha256 if known else None)
     if sha256 is None:
         raise UsageError(
-            f"--url needs --sha256 for {name!r}: no sha256 is registered or was recorded on first use",
+            f"{in_callers_words('--url', 'url')} needs {in_callers_words('--sha256', 'sha256')} for {name!r}: "
+            "no sha256 is registered or was recorded on first use",
             hint="ask whoever hosts the mirror for the file's sha256",
         )
     sha256 = sha256.lower()
@@ -237,7 +239,7 @@ def _mirrored(cache: ModelCache, name: str, entry: ModelEntry, url: str, sha256:
     try:
         weights = dataclasses.replace(entry.weights, urls=(url,), sha256=sha256, size=size, drive=None)
     except ValueError as e:
-        raise UsageError(f"--sha256: {e}") from None
+        raise UsageError(f"{in_callers_words('--sha256', 'sha256')}: {e}") from None
     return dataclasses.replace(entry, weights=weights)
 
 

@@ -86,7 +86,7 @@ def test_a_rank_above_every_adapted_layers_width_is_refused_before_any_adapter_i
     takes the same ranks as `attention`; at the bound the adapters attach."""
     model = tiny_mmunet()
     widest = max(min(m.weight.shape[0], m.weight[0].numel()) for m in target_modules(model, targets).values())
-    with pytest.raises(UsageError, match=rf"^--lora {widest + 1} is more than the largest useful rank {widest} "):
+    with pytest.raises(UsageError, match=rf"^lora_rank {widest + 1} is more than the largest useful rank {widest} "):
         attach(model, LoraSpec(widest + 1, 1.0, targets))
     assert not any(p.requires_grad is False for p in model.parameters())  # untouched: nothing frozen or attached
     assert attach(model, LoraSpec(widest, 1.0, targets))

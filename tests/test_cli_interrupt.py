@@ -690,3 +690,24 @@ def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatc
     monkeypatch.setattr(_interrupted, "_finished", [Path("out/x.mp4")])
     _interrupted.say_interrupted(130)
     assert capsys.readouterr().err == "mmgen: interrupted; kept the finished output: out/x.mp4\n"
+
+
+def test_a_stop_that_ended_a_python_finetune_does_not_stop_the_next_command_of_the_process(tmp_path, capsys):
+    """A Python program's finetune stopped by one Ctrl-C returns `interrupted=True`; the stop it recorded (for the
+    command line's exit code) was left for the process, so the program's next `mmgen.cli.run([...])` was stopped as
+    it began: 130 at once, `mmgen: interrupted`. The call that took the stop answers it."""
+    from cli_here import run_here
+
+    from mmgen.train import interrupt
+
+    with interrupt.StopRequest() as stop:  # as finetune's training loop holds it, its first step done
+        stop.stepped = True
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, to this process
+        for _ in range(100):
+            if stop.requested:
+                break
+            time.sleep(0.01)
+    assert stop.requested
+    capsys.readouterr()
+    listed = run_here("models", "list", env=mmgen_env(tmp_path))
+    assert (listed.returncode, listed.stderr) == (0, "")

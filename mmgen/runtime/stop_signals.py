@@ -111,6 +111,15 @@ def record(signum: int) -> None:
     _received.append(signum)
 
 
+def answered_by_the_call() -> None:
+    """The stops `record`ed so far are answered by the call that took them, when it runs outside a command (a
+    Python program's `finetune`, stopped, returns `interrupted=True`): the next command of the process is not stopped
+    by them as it begins (stops_interrupt). Inside a command, its exit code answers them."""
+    global _answered
+    if not _raising:
+        _answered = len(_received)
+
+
 def stopped() -> bool:
     """Whether a stop signal came since the command began. A stop can land anywhere — inside an import, which
     leaves a half-loaded module that then fails with an error of its own (AttributeError, RecursionError) — so

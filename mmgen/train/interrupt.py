@@ -13,7 +13,7 @@ from types import FrameType
 
 from mmgen.errors import MmgenError
 from mmgen.runtime import torchrun
-from mmgen.runtime.stop_signals import STOPS, record
+from mmgen.runtime.stop_signals import STOPS, answered_by_the_call, record
 from mmgen.terminal import say
 
 
@@ -49,6 +49,7 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        answered_by_the_call()  # the stops it recorded are this run's (from Python: its `interrupted`), no later call's
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.stepped:

@@ -95,6 +95,61 @@ def test_a_stop_as_the_files_are_kept_keeps_all_of_them_and_says_so(tmp_path, mo
     assert kept == [mp4]
 
 
+def test_a_python_callers_ctrl_c_as_the_files_are_kept_keeps_them_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """From the Python API (no command's handler installed: Python's own raises KeyboardInterrupt), a Ctrl-C while
+    the replaced files' hidden copies were let go raised at once and left them behind (`.clip.mp4.….partial.…`).
+    The hold defers the caller's handler itself: the files are all kept, nothing hidden is left, the
+    KeyboardInterrupt comes as the hold ends, and the caller's handler is its own again."""
+    mp4, sidecar = tmp_path / "clip.mp4", tmp_path / "clip.json"
+    mp4.write_bytes(b"old clip")
+    sidecar.write_text("old sidecar")
+    forget = files._Commit.forget
+
+    def forget_then_stop(commit):
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, as the first hidden copy is let go
+        forget(commit)
+
+    monkeypatch.setattr(files._Commit, "forget", forget_then_stop)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt), kept_together():
+        for path in (mp4, sidecar):
+            with atomic_output(path, overwrite=True) as temp:
+                temp.write_text(f"new {path.suffix}")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.mp4"]
+    assert listing(tmp_path) == {"clip.json": b"new .json", "clip.mp4": b"new .mp4"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_stop_held_for_a_python_caller_goes_to_its_own_handler_after_the_hold(tmp_path, monkeypatch):
+    """A caller's own SIGTERM handler is deferred as Python's SIGINT one is: it gets the signal once the files are
+    in place, not in their midst, and is the handler again afterwards."""
+    mp4, sidecar = tmp_path / "clip.mp4", tmp_path / "clip.json"
+    mp4.write_bytes(b"old clip")
+    sidecar.write_text("old sidecar")
+    forget, got = files._Commit.forget, []
+
+    def forget_then_stop(commit):
+        os.kill(os.getpid(), signal.SIGTERM)
+        forget(commit)
+
+    def callers(signum, frame):
+        got.append((signum, sorted(p.name for p in tmp_path.iterdir())))
+
+    monkeypatch.setattr(files._Commit, "forget", forget_then_stop)
+    previous = signal.signal(signal.SIGTERM, callers)
+    try:
+        with kept_together():
+            for path in (mp4, sidecar):
+                with atomic_output(path, overwrite=True) as temp:
+                    temp.write_text(f"new {path.suffix}")
+        assert signal.getsignal(signal.SIGTERM) is callers
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert got == [(signal.SIGTERM, ["clip.json", "clip.mp4"])]  # once, with no hidden copy left
+    assert listing(tmp_path) == {"clip.json": b"new .json", "clip.mp4": b"new .mp4"}
+
+
 def test_a_stop_waits_for_no_callback_of_the_kept_files_and_each_one_still_runs(tmp_path):
     """A --json line was printed while stops were held: to a pipe nobody read, Ctrl-C waited for the reader. The
     callbacks run after the hold, so a stop interrupts the one it lands in, and the others (naming the kept file

@@ -78,12 +78,16 @@ def stops_held() -> Iterator[None]:
     """A stop that comes while the block runs waits for it to end, then raises KeyboardInterrupt there (if the
     block ended without an exception of its own; else that one goes on, and `stopped()` says what it means).
     For the few milliseconds in which several renames must all happen or none (mmgen.files.kept_together): a
-    stop lands before them or after, never between. Only the main thread receives signals: elsewhere this does
-    nothing."""
+    stop lands before them or after, never between. Outside a command (a Python caller of mmgen's API, whose
+    handlers are its own or Python's) the outermost hold defers the caller's handlers itself: a stop is kept
+    until the block ends, the caller's handlers come back, and the stop is then given to them (Python's own
+    raises KeyboardInterrupt there; a SIGTERM left to its default ends the process, with the files in place).
+    Only the main thread receives signals: elsewhere this does nothing."""
     global _held, _deferred
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    callers = None if _held else _defer_callers_stops()
     if not _held:
         _deferred = False  # (a stop from here to the next line raises at once: nothing is held yet)
     _held += 1
@@ -91,9 +95,41 @@ def stops_held() -> Iterator[None]:
         yield
     except BaseException:
         _release()
+        _give_back(callers)  # a stop it kept raises here, the block's own exception as its context
         raise
-    if _release() and _raising:
+    deferred = _release()
+    _give_back(callers)
+    if deferred and _raising:
         _stop_now()
+
+
+def _defer_callers_stops() -> tuple[dict[int, object], list[int]]:
+    """Outside a command, each stop signal's handler that is the caller's (or Python's) replaced by one that only
+    keeps the signal: the handlers replaced, and the list the signals that come are kept in. A signal ignored, one
+    with our own handler (a command runs, or the `mmgen` process records stops: `_on_stop` defers them already)
+    or with a handler not set from Python is left as it is."""
+    came: list[int] = []
+
+    def keep(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
+    replaced = {}
+    for sig in STOPS:
+        handler = signal.getsignal(sig)
+        if handler is not None and handler is not signal.SIG_IGN and handler is not _on_stop:
+            replaced[sig] = signal.signal(sig, keep)
+    return replaced, came
+
+
+def _give_back(callers: tuple[dict[int, object], list[int]] | None) -> None:
+    """The caller's handlers back (`_defer_callers_stops`), then each stop kept meanwhile sent again, to them."""
+    if callers is None:
+        return
+    replaced, came = callers
+    for sig, handler in replaced.items():
+        signal.signal(sig, handler)
+    for sig in dict.fromkeys(came):
+        signal.raise_signal(sig)  # its handler runs before this returns: Python's SIGINT one raises KeyboardInterrupt
 
 
 def _release() -> bool:

@@ -248,6 +248,8 @@ def _fields_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]
 def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and isinstance(value, tp):  # built already (from Python), and checked as it was
+            return value
         if not isinstance(value, dict):
             _fail(where, field, f"expected a mapping, got {type(value).__name__}")
         hints, known = _fields_of(tp)

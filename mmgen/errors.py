@@ -78,7 +78,7 @@ class InvalidSetting(UsageError, ValueError):
 
 class InvalidArgument(UsageError, TypeError, ValueError):
     """A Python API function (mmgen.pipelines: generate, soundtrack, animate, retake, plan_batch,
-    run_batch) called with an argument it
+    run_batch; mmgen.train.finetune) called with an argument it
     cannot take — settings of another kind, an input that is no path, a batch size under 1 — refused as it is called
     (pipelines.arguments), in one line naming the function and the argument, not an AttributeError from deep inside
     the run. Exit 2; a TypeError and a ValueError too, as Python's own would be."""

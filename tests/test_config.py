@@ -300,3 +300,58 @@ def test_a_dataclass_s_field_types_are_read_once_for_every_value_built_from_it(m
     assert asked == [Take]
     with pytest.raises(ConfigError, match=r"^take: steps: expected an integer"):
         from_dict(Take, {"steps": "two"}, "take")
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ({"steps": 2.5}, "steps: expected an integer, got 2.5"),  # trained 3 steps and recorded `steps: 2.5`
+    ({"batch_size": True}, "batch_size: expected an integer, got True"),
+    ({"lr": "1e-4"}, "lr: expected a number, got '1e-4'"),  # a TypeError comparing it
+    ({"init": "demo", "model": "ArchitectureSpec"}, "model: set either init (a model to fine-tune) or model (an "
+                                                   "architecture to train from scratch)"),  # a plain ValueError
+    ({"lora_rank": 2, "lora_targets": "bogus"}, "lora_targets: 'bogus' is not one of 'attention', 'attention+conv', "
+                                                "'all'"),
+    ({"betas": (0.9, "0.99")}, "betas[1]: expected a number, got '0.99'"),
+], ids=lambda value: str(value)[:30])
+def test_a_finetune_config_built_from_python_is_checked_as_the_settings_classes_are(given, says):
+    """FinetuneConfig took a value of any type from Python: a YAML file's or a flag's was checked (from_dict), one
+    built in a program was not."""
+    from mmgen.errors import InvalidSetting
+    from mmgen.train.config import ArchitectureSpec, FinetuneConfig
+
+    given = {key: ArchitectureSpec() if value == "ArchitectureSpec" else value for key, value in given.items()}
+    with pytest.raises(InvalidSetting) as refused:
+        FinetuneConfig(**given)
+    assert str(refused.value) == says
+
+
+def test_a_finetune_config_takes_what_a_yaml_file_gives_as_the_fields_types():
+    import numpy as np
+
+    from mmgen.train.config import ArchitectureSpec, FinetuneConfig
+
+    config = FinetuneConfig(init=Path("base.safetensors"), steps=np.int64(3), betas=[0.5, 0], probe_timesteps=[1, 2])
+    assert (config.init, config.steps, config.betas, config.probe_timesteps) == ("base.safetensors", 3, (0.5, 0.0), (1, 2))
+    assert type(config.steps) is int
+    assert FinetuneConfig(model=ArchitectureSpec()).model == ArchitectureSpec()
+
+
+def test_finetune_refuses_a_wrong_argument_before_any_work(tmp_path):
+    """finetune(5, …) was a TypeError, config=None or a dict an AttributeError, on_event=5 a TypeError after the
+    work had begun."""
+    from mmgen.errors import InvalidArgument
+    from mmgen.train import finetune
+    from mmgen.train.config import FinetuneConfig
+
+    config = FinetuneConfig(steps=1)
+    for args, options, says in [
+        ((5, tmp_path / "run", config), {}, "data_dir must be a path (a str or a pathlib.Path), got 5"),
+        ((tmp_path, None, config), {}, "run_dir must be a path (a str or a pathlib.Path), got None"),
+        ((tmp_path, tmp_path / "run", None), {}, "config must be a FinetuneConfig, got None"),
+        ((tmp_path, tmp_path / "run", {"steps": 1}), {}, "config must be a FinetuneConfig, got {'steps': 1}"),
+        ((tmp_path, tmp_path / "run", config), {"on_event": 5}, "on_event must be a function, got 5"),
+        ((tmp_path, tmp_path / "run", config), {"resume": "no"}, "resume must be True or False, got 'no'"),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            finetune(*args, **options)
+        assert str(refused.value) == f"finetune(): {says}"
+    assert list(tmp_path.iterdir()) == []

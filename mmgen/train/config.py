@@ -14,6 +14,7 @@ absolute, so a run resumes from any folder.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import converted, from_dict, parse_number
+from mmgen.config import FieldError, converted, from_dict, parse_number
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit, seed_taken
 from mmgen.runtime import torchrun
@@ -112,9 +113,17 @@ class FinetuneConfig:
     probe_clips: int = 8  # clips in the fixed probe batch (held out of training when the data allows)
 
     def __post_init__(self):
+        types = _field_types()
+        for name in self.__dataclass_fields__:
+            try:  # the type (and words) its annotation gives, as a YAML key is read (and a command's settings are
+                # checked, pipelines.settings): 2.5 or True is no number of steps, '1e-4' no learning rate
+                value = converted(types[name], getattr(self, name), type(self).__name__, name)
+            except FieldError as e:
+                raise InvalidSetting(e.field, e.reason) from None
+            object.__setattr__(self, name, value)
         if self.init is not None and self.model is not None:
-            raise ValueError(
-                "set either init (a model to fine-tune) or model (an architecture to train from scratch)"
+            raise InvalidSetting(
+                "model", "set either init (a model to fine-tune) or model (an architecture to train from scratch)"
             )
         for name, limit in LIMITS.items():
             limit.check(name, getattr(self, name))
@@ -174,6 +183,12 @@ class FinetuneConfig:
     @property
     def probe_interval(self) -> int:
         return self.sample_every if self.probe_every is None else self.probe_every
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """FinetuneConfig's field annotations, resolved (the module's annotations are strings), read once."""
+    return get_type_hints(FinetuneConfig)
 
 
 COMMAND_LINE = "command line"  # the layer of flags given now

@@ -28,6 +28,7 @@ from mmgen.data.clip_cache import clear_skips_only
 from mmgen.data.clips import ScanReport
 from mmgen.files import new_folders_removed_on_failure
 from mmgen.modal import Modal, each
+from mmgen.pipelines.arguments import check_arguments
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
 from mmgen.train.config import FinetuneConfig
@@ -68,6 +69,8 @@ def finetune(
     from the run's newest checkpoint that loads. Under torchrun every process calls this; only rank 0 writes.
     Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite. Resuming a run that has
     already finished at `config.steps` (or past it) does nothing and writes nothing: a larger `steps` trains on."""
+    check_arguments("finetune", paths={"data_dir": data_dir, "run_dir": run_dir}, instances={"config": (config, FinetuneConfig)},
+                    switches={"resume": resume}, functions={} if on_event is None else {"on_event": on_event})
     if resume and (step := finished_at(Path(run_dir), config.steps, RunWeights.final_name_of(config.lora))) is not None:
         return FinetuneResult(Path(run_dir), step, False, Path(run_dir) / RunWeights.final_name_of(config.lora), None,
                               finished_before=True)

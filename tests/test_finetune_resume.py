@@ -712,3 +712,43 @@ def test_resuming_a_finished_run_says_so_and_writes_nothing(setup, tmp_path):
                             "nothing to do (give --steps above 1 to train on)\n")
     assert json.loads(again.stdout)["model"] == str(run_dir / "model.safetensors")
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_ctrl_c_in_a_python_finetune_saves_the_step_then_raises_keyboard_interrupt(setup, tmp_path, capsys):
+    """From Python, the first Ctrl-C saved a checkpoint and `finetune` returned as if nothing had stopped it (the
+    program went on to its next line), having printed `mmgen: stopping after this step…` on stderr from library
+    code. The command line's graceful stop is the command line's: a Python caller gets the finished step's
+    checkpoint, then the KeyboardInterrupt its Ctrl-C means; nothing is printed (the line is logged)."""
+    import logging
+
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 3, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "save_every": 0, "log_every": 1,
+                                       "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    run_dir, logged = tmp_path / "run", []
+
+    def ctrl_c_after_step_1(event):
+        if event.kind == "step" and event.step == 1 and not logged:
+            logged.append("sent")
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, to this process
+
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger = logging.getLogger("mmgen.train.interrupt")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with one_thread(), pytest.raises(KeyboardInterrupt):
+            finetune(data, run_dir, config, on_event=ctrl_c_after_step_1)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert latest_checkpoint(run_dir / "checkpoints").step == 1
+    assert not (run_dir / "model.safetensors").exists()
+    assert capsys.readouterr().err == ""
+    assert logged == ["sent", "stopping after this step to save a checkpoint"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -113,12 +113,14 @@ def _defer_callers_stops() -> tuple[dict[int, object], list[int]]:
     def keep(signum: int, frame: FrameType | None) -> None:
         came.append(signum)
 
-    replaced = {}
-    for sig in STOPS:
-        handler = signal.getsignal(sig)
-        if handler is not None and handler is not signal.SIG_IGN and handler is not _on_stop:
-            replaced[sig] = signal.signal(sig, keep)
-    return replaced, came
+    return {sig: signal.signal(sig, keep) for sig in STOPS if callers_own(signal.getsignal(sig))}, came
+
+
+def callers_own(handler: object) -> bool:
+    """Whether a stop signal's `handler` (as signal.getsignal gives it) is a Python caller's own or Python's (its
+    default: SIGINT raises KeyboardInterrupt, SIGTERM ends the process) — mmgen called from Python, outside a
+    command — rather than a command's (`_on_stop`), ignored, or set outside Python (None)."""
+    return handler is not None and handler is not signal.SIG_IGN and handler is not _on_stop
 
 
 def _give_back(callers: tuple[dict[int, object], list[int]] | None) -> None:

@@ -1,20 +1,25 @@
 """Ctrl-C (SIGINT), SIGTERM and SIGHUP during training mean "save and stop": the first one only raises a flag that
 the training loop reads at the end of its current step, and sets the exit code (mmgen.runtime.stop_signals); a
-second Ctrl-C aborts at once. A second SIGTERM does not: a scheduler's SIGTERM can reach a torchrun worker twice
+second Ctrl-C aborts at once. Called from Python (outside a command) the stop is the program's: once the step's
+checkpoint is saved it is given to the program's own handler (Python's: KeyboardInterrupt), nothing is printed, and
+the line the command says is logged instead (INFO, on the `mmgen.train.interrupt` logger). A second SIGTERM does not: a scheduler's SIGTERM can reach a torchrun worker twice
 (directly and forwarded by torchrun), and the checkpoint is what it is asking for. Before the run's first step
 has finished there is nothing new to save, so a stop aborts at once: waiting could take long (building a huge
 batch, the first step of a big model) and would save what the run folder already holds."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType
 
 from mmgen.errors import MmgenError
 from mmgen.runtime import torchrun
-from mmgen.runtime.stop_signals import STOPS, answered_by_the_call, record
+from mmgen.runtime.stop_signals import STOPS, answered_by_the_call, callers_own, record
 from mmgen.terminal import say
+
+_log = logging.getLogger(__name__)
 
 
 class CheckpointNotSaved(MmgenError):
@@ -37,6 +42,7 @@ class StopRequest:
         self.requested = False
         self.stepped = False  # a step has finished since the run started: from then on a stop saves first
         self._previous: dict[int, object] = {}
+        self._callers: list[int] = []  # the stops that asked for a checkpoint and are a Python caller's to answer
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -51,6 +57,14 @@ class StopRequest:
         self._previous.clear()
         answered_by_the_call()  # the stops it recorded are this run's (from Python: its `interrupted`), no later call's
 
+    def pass_on(self) -> None:
+        """Once the run has saved what the stop asked for (the step's checkpoint, or at the last step the model), a
+        Python caller's stop goes on to its own handler, back in place since the block ended: Python's SIGINT one
+        raises KeyboardInterrupt here, a SIGTERM left to its default ends the process. Inside a command, nothing:
+        the command answers its stops (its exit code)."""
+        for sig in self._callers:
+            signal.raise_signal(sig)  # the handler runs before this returns
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.stepped:
             record(signum)
@@ -61,6 +75,9 @@ class StopRequest:
             return
         self.requested = True
         record(signum)
-        if self.says:
+        if callers_own(self._previous.get(signum)):
+            self._callers.append(signum)
+            _log.info("stopping after this step to save a checkpoint")
+        elif self.says:
             say("")  # below the bar's line
             say("mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")

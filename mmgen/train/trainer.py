@@ -50,7 +50,7 @@ __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate
 class FinetuneResult:
     run_dir: Path
     step: int  # steps completed
-    interrupted: bool  # stopped by Ctrl-C/SIGTERM after saving a checkpoint
+    interrupted: bool  # stopped by Ctrl-C/SIGTERM after saving a checkpoint (from Python: by a handler of the program's own)
     model_path: Path | None  # RUN/model.safetensors once the run reached its last step
     data: ScanReport | None  # None when a resumed run had already finished: nothing was read
     finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
@@ -68,7 +68,9 @@ def finetune(
     """Train per `config` on the clips under `data_dir`, writing the run to `run_dir`; with `resume`, continue
     from the run's newest checkpoint that loads. Under torchrun every process calls this; only rank 0 writes.
     Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite. Resuming a run that has
-    already finished at `config.steps` (or past it) does nothing and writes nothing: a larger `steps` trains on."""
+    already finished at `config.steps` (or past it) does nothing and writes nothing: a larger `steps` trains on.
+    A stop signal (Ctrl-C) once a step has finished saves that step's checkpoint, then goes on to the program's own
+    handler: Python's raises KeyboardInterrupt here (the command line instead says how to resume and exits 130)."""
     check_arguments("finetune", paths={"data_dir": data_dir, "run_dir": run_dir}, instances={"config": (config, FinetuneConfig)},
                     switches={"resume": resume}, functions={} if on_event is None else {"on_event": on_event})
     if resume and (step := finished_at(Path(run_dir), config.steps, RunWeights.final_name_of(config.lora))) is not None:
@@ -164,6 +166,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
     if start >= config.steps:  # nothing left to train: make sure the last checkpoint exists
         outputs.save(watch)
     model_path = None if interrupted else outputs.finish(watch)
+    stop.pass_on()  # from Python, a stop is the program's to answer (KeyboardInterrupt), now that all is saved
     return FinetuneResult(setup.run_dir, state.step, interrupted, model_path, setup.report)
 
 

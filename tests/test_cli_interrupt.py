@@ -673,7 +673,10 @@ def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatc
     from mmgen.train import interrupt
 
     in_a_torchrun_job(monkeypatch, 2)
-    monkeypatch.setattr(signal, "signal", lambda *args: signal.SIG_DFL)  # the test's own handlers stay
+    from mmgen.runtime import stop_signals
+
+    # the test's own handlers stay; what StopRequest replaces is the command's (mmgen.cli.run's), not a caller's
+    monkeypatch.setattr(signal, "signal", lambda *args: stop_signals._on_stop)
     monkeypatch.setattr(interrupt, "record", lambda signum: None)  # no stop of the test's own process
     monkeypatch.setattr(_interrupted, "_finished", [])
     monkeypatch.setattr(_interrupted, "invoked", contextvars.ContextVar("invoked", default="finetune"))

@@ -752,3 +752,20 @@ def test_a_ctrl_c_in_a_python_finetune_saves_the_step_then_raises_keyboard_inter
     assert capsys.readouterr().err == ""
     assert logged == ["sent", "stopping after this step to save a checkpoint"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_python_finetunes_on_event_gets_one_step_event_a_step(setup, tmp_path):
+    """`on_event` got two "step" events for each log step (one with no values, then one with them): one a step
+    now, with the logged values on a log step."""
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 3, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "log_every": 2, "cache_dir": str(tmp_path / "cache")})],
+                            scratch=True)
+    steps = []
+    with one_thread():
+        finetune(data, tmp_path / "run", config,
+                 on_event=lambda e: steps.append((e.step, sorted(e.values)[:1])) if e.kind == "step" else None)
+    assert steps == [(1, []), (2, ["clips_per_s"]), (3, ["clips_per_s"])]

@@ -305,6 +305,7 @@ def test_an_installed_wheel_finds_its_presets_and_the_bundled_demo(tmp_path, mon
     wheel = tmp_path / "dist" / hatchling.build_wheel(str(tmp_path / "dist"))
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip does with a pure-Python wheel
+    assert (site / "mmgen" / "py.typed").is_file()  # type checkers read the installed package's hints (PEP 561)
     monkeypatch.chdir(tmp_path)  # nowhere near a source checkout
     env = {**mmgen_env(tmp_path), "PYTHONPATH": str(site)}
 

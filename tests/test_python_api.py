@@ -251,3 +251,14 @@ def test_a_command_line_running_in_another_thread_leaves_a_python_callers_words_
         done.set()
         thread.join()
     assert said == ["pass --overwrite to replace it"]
+
+
+def test_the_python_apis_errors_are_exported_beside_its_functions():
+    """`mmgen.pipelines` exported InvalidSetting but not InvalidArgument, which its functions raise as they are
+    called (README): both are there, as mmgen.errors has them."""
+    import mmgen.errors
+    import mmgen.pipelines
+
+    assert mmgen.pipelines.InvalidArgument is mmgen.errors.InvalidArgument
+    assert mmgen.pipelines.InvalidSetting is mmgen.errors.InvalidSetting
+    assert {"InvalidArgument", "InvalidSetting"} <= set(mmgen.pipelines.__all__)

@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "animate": ["animate"],
+        "arguments": ["InvalidArgument"],
         "clips": ["Clip", "Provenance", "Result"],
         "events": ["ProgressEvent", "ProgressFn"],
         "generate": ["generate", "generate_files"],

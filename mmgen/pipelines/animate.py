@@ -26,7 +26,8 @@ def animate(
     """Write OUTPUT (default INPUT_animate.mp4): generated video as long as the input's audio and starting with it
     (a picture in the input, which is left out, does not count: a sound that started 0.5 s into it starts the
     output), with that audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
-    sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written."""
+    sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written.
+    `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     check_arguments("animate", settings, AnimateSettings, paths={"input": input, "output": output}, overwrite=overwrite,
                     progress=progress)
 

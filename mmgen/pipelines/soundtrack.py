@@ -28,7 +28,8 @@ def soundtrack(
     """Write OUTPUT (default INPUT_soundtrack.mp4): the input's video stream plus generated audio lasting
     exactly as long, from the picture's start (the output's 0, whatever the input's sound did before it), blended with the input's own audio by `settings.mix` (0: only the new audio). With
     `settings.wav` also the new audio (before mixing) as OUTPUT.wav; the sound at `settings.delivery()`'s rate and
-    loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written."""
+    loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written.
+    `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     check_arguments("soundtrack", settings, SoundtrackSettings, paths={"input": input, "output": output},
                     overwrite=overwrite, progress=progress)
 

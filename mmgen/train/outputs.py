@@ -4,6 +4,7 @@ from weights that are no longer finite: the divergence watch is read first (dive
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mmgen.config import json_text, to_dict
@@ -25,18 +26,22 @@ class RunOutputs:
         self.last_checkpoint: Path | None = resumed.path if resumed is not None else None
         self._order = setup.order(0)
 
-    def after_step(self, watch: DivergenceWatch, *, save: bool) -> None:
-        """The outputs due after the step just taken; `save` forces a checkpoint (a stop was requested)."""
+    def after_step(self, watch: DivergenceWatch, stopping: Callable[[], bool]) -> bool:
+        """The outputs due after the step just taken, and its one "step" event (with the logged values on a log
+        step, rank 0's); whether the run stops here: `stopping()` (a stop was requested, asked once the event is
+        out) before the last step, which forces a checkpoint."""
         config, step = self.config, self.state.step
         log = step % config.log_every == 0 or step == config.steps
         probe = self.setup.probe is not None and config.probe_interval and step % config.probe_interval == 0
         preview = self.setup.preview is not None and step % config.sample_every == 0
-        save = save or step == config.steps or bool(config.save_every and step % config.save_every == 0)
-        if not (log or probe or preview or save):
-            return
-        self._check(watch)
-        if log:
-            self._log_train()
+        checked = bool(log or probe or preview)
+        if checked:
+            self._check(watch)
+        self.on_event(TrainEvent("step", step, config.steps, values=self._log_train() if log else {}))
+        stopped = stopping() and step < config.steps
+        save = stopped or step == config.steps or bool(config.save_every and step % config.save_every == 0)
+        if save and not checked:
+            self._check(watch)
         if probe and self.main:
             values = self.setup.probe.measure(self.state.model, self.setup.compute)
             self.setup.log.write("probe", step, **values)
@@ -48,6 +53,7 @@ class RunOutputs:
             self.on_event(TrainEvent("note", step, message=f"step {step}: preview {path}"))
         if save:
             self.save(watch)
+        return stopped
 
     def save(self, watch: DivergenceWatch) -> None:
         """A checkpoint of the state, once it is known to be finite."""
@@ -97,12 +103,15 @@ class RunOutputs:
                 self.setup.log.write("diverged", step, message=e.message)
             raise
 
-    def _log_train(self) -> None:
+    def _log_train(self) -> dict[str, float]:
+        """The step's training values, written to the log (rank 0; the others, which take part in averaging them,
+        get none)."""
         values = self.state.meter.take(self.processes)
-        if self.main:
-            step = self.state.step
-            values["clips_per_s"] = values.pop("steps_per_s") * self.config.batch_size
-            values["epoch"] = round(self._order.epoch_at(step), 4)
-            self.setup.log.write("train", step, **values)
-            self.on_event(TrainEvent("step", step, self.config.steps, values=values))
+        if not self.main:
+            return {}
+        step = self.state.step
+        values["clips_per_s"] = values.pop("steps_per_s") * self.config.batch_size
+        values["epoch"] = round(self._order.epoch_at(step), 4)
+        self.setup.log.write("train", step, **values)
+        return values
 

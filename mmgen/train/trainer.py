@@ -58,8 +58,8 @@ class FinetuneResult:
 
 @pipeline_call
 def finetune(
-    data_dir: Path,
-    run_dir: Path,
+    data_dir: str | Path,
+    run_dir: str | Path,
     config: FinetuneConfig,
     *,
     resume: bool = False,
@@ -157,9 +157,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
                 {"loss": loss.detach(), "loss_video": parts["video"], "loss_audio": parts["audio"],
                  "grad_norm": grad_norm, "lr": lr}
             )  # fmt: skip
-            on_event(TrainEvent("step", state.step, config.steps))
-            interrupted = processes.any(stop.requested) and state.step < config.steps
-            outputs.after_step(watch, save=interrupted)
+            interrupted = outputs.after_step(watch, lambda: processes.any(stop.requested))
             if interrupted:
                 break
         del batches

@@ -387,3 +387,17 @@ def test_every_panel_of_a_command_s_help_is_laid_out_alike(tmp_path, name):
         layouts = _panel_layouts(done.stdout)
         assert done.returncode == 0 and layouts, done
         assert len(set(layouts.values())) == 1, (width, layouts, done.stdout)
+
+
+def test_help_with_stdout_closed_is_refused_as_version_is(monkeypatch, capsys):
+    """`mmgen --help >&-` and `mmgen generate --help >&-` printed nowhere and exited 0; --version and every other
+    command that only prints are exit 2 with one line."""
+    import sys
+
+    from mmgen.cli import run
+
+    monkeypatch.setattr(sys, "stdout", None)  # what Python makes of a closed descriptor 1
+    for args in (["--help"], ["generate", "--help"], ["models", "--help"]):
+        assert run(args) == 2, args
+        assert capsys.readouterr().err == ("mmgen: error: standard output is closed: there is nowhere to print "
+                                           "the help\n"), args

@@ -128,6 +128,11 @@ def _help_set_up_on_first_use() -> None:
         def format_help(self, ctx, formatter, shown=command_class.format_help):
             if not _shows_help():
                 return None
+            from mmgen.cli.options import closed_stdout
+            from mmgen.errors import UsageError
+
+            if why := closed_stdout("the help"):  # as --version and every command that only prints
+                raise UsageError(why)
             set_up()
             with _panels_laid_out_alike():
                 return shown(self, ctx, formatter)

@@ -210,3 +210,25 @@ def test_a_cache_path_or_description_with_control_characters_is_shown_escaped(tm
     assert listed.returncode == 0, listed.stderr
     assert "my\\x1b[2Jown\\n[red]model" in listed.stdout
     assert "\x1b" not in done.stdout + listed.stdout
+
+
+def test_each_codec_row_says_in_a_word_whether_it_is_there_and_the_closing_line_names_every_missing_one(
+        tmp_path, monkeypatch):
+    """A codec row said present or missing only by its ✓/✗ (and colour): read aloud, or in an ASCII log as \\u2713,
+    both read alike; a missing png encoder was never named in words. Each row has its word, and the closing line
+    names every missing codec — the ones every mp4 needs (exit 1) and the rest."""
+    import mmgen.cli._facts as facts
+
+    real = facts._codec
+    monkeypatch.setattr(facts, "_codec", lambda name, mode: name != "png" and real(name, mode))
+    done = run_here("doctor", env=mmgen_env(tmp_path))
+    rows = {line.split()[2]: line.split()[:2] for line in done.stdout.splitlines()
+            if line.strip()[:1] in "✓✗" and len(line.split()) > 3 and line.split()[3] in ("encode", "decode")}
+    assert rows["png"] == ["✗", "missing"] and rows["libx264"] == ["✓", "ok"], done.stdout
+    assert done.returncode == 0, done.stderr  # previews: only what uses them stops
+    assert "png encoder (previews)" in done.stderr, done.stderr
+    monkeypatch.setattr(facts, "_codec", lambda name, mode: name not in ("png", "libx264") and real(name, mode))
+    done = run_here("doctor", env=mmgen_env(tmp_path))
+    assert done.returncode == 1
+    err = done.stderr.strip()
+    assert err.startswith("mmgen: error: PyAV lacks") and "libx264 encoder" in err and "png encoder" in err, err

@@ -13,7 +13,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
-from mmgen.terminal import counted, hashes_text, markup_text, size_text, table_console
+from mmgen.terminal import counted, hashes_text, markup_text, say, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -23,7 +23,9 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {name:<18} {version}")
     console.print("[bold]Codecs[/]")
     for c in report["codecs"]:
-        console.print(f"  {ok if c['ok'] else bad} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
+        # the word beside the mark: what the row says without colour or the glyph (a screen reader, an ASCII log)
+        state = f"{ok} ok     " if c["ok"] else f"{bad} [red]missing[/]"
+        console.print(f"  {state} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
     devices = report["devices"]
     console.print("[bold]Devices[/]")
     console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
@@ -91,11 +93,22 @@ def doctor(
         _show(report, table_console(stderr=False))
     if problems := report.get("environment_problems"):
         raise _environment_problem(problems)
-    missing = [f"{c['codec']} ({c['use']})" for c in report["codecs"]
-               if not c["ok"] and (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
-    if missing:
-        raise MmgenError(f"PyAV lacks encoders mmgen needs: {', '.join(missing)}",
-                         hint="install PyAV wheels from PyPI (`pip install av`), which bundle them")
+    lacking = [c for c in report["codecs"] if not c["ok"]]
+    required = [c for c in lacking if (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
+    if not lacking:
+        return
+    others = [_codec_named(c) for c in lacking if c not in required]
+    also = f"; it also lacks {', '.join(others)}, which only what uses it needs" if others and required else ""
+    hint = "install PyAV wheels from PyPI (`pip install av`), which bundle them"
+    if required:
+        raise MmgenError(f"PyAV lacks what mmgen needs to write any mp4: {', '.join(map(_codec_named, required))}{also}", hint=hint)
+    say(f"mmgen: PyAV lacks {', '.join(others)}: only what uses {'it' if len(others) == 1 else 'them'} stops "
+        f"({hint})")
+
+
+def _codec_named(codec: dict[str, Any]) -> str:
+    """A codec row of the report as doctor's closing line names it: `png encoder (previews)`."""
+    return f"{codec['codec']} {codec['mode']}r ({codec['use']})"
 
 
 def _environment_problem(problems: dict[str, str]) -> UsageError:

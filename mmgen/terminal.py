@@ -228,18 +228,19 @@ class _Unpadded:
         return getattr(self.stream, name)
 
 
-def show_table(console: Console, table: Table, entries: list[tuple[str, ...]]) -> bool:
+def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], indent: str = "") -> bool:
     """`table` where the terminal can hold it (its narrowest drawing, every short cell whole, fits); on a narrower
-    one — where rich would cut each cell to a few characters, or draw an empty frame — its title, then each entry
-    on a line of its own: "NAME: cell · cell · … — last cell" (the terminal wraps a long one). Whether it was the
-    table."""
+    one — where rich would cut each cell to a few characters, or draw an empty frame — its title (if it has one),
+    then each entry on a line of its own, after `indent`: "NAME: cell · cell · … — last cell" (the terminal wraps a
+    long one). Whether it was the table."""
     if _narrowest(table) <= console.width:
         console.print(table)
         return True
-    console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
+    if table.title:
+        console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
     for name, *cells, last in entries:
         line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
-        console.print(path_text(line), markup=False, highlight=False, soft_wrap=True)
+        console.print(indent + path_text(line), markup=False, highlight=False, soft_wrap=True)
     return False
 
 
@@ -248,15 +249,20 @@ FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; 
 
 def _narrowest(table: Table) -> int:
     """The fewest columns `table` can be drawn in and read: each unbroken (no_wrap) column as wide as its widest
-    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (a rule and a space each
-    side of each cell). Rich would squeeze it into any width, cutting every cell."""
+    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (the rules, where it has a box,
+    and each cell's padding). Rich would squeeze it into any width, cutting every cell."""
     from rich.cells import cell_len
+    from rich.text import Text
 
     def widest(column) -> int:
-        return max(cell_len(line) for cell in [column.header, *column.cells] for line in str(cell).splitlines() or [""])
+        return max(cell_len(line) for cell in [column.header, *column.cells]
+                   for line in (cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain)
+                   .splitlines() or [""])
 
-    return sum(widest(c) if c.no_wrap else min(widest(c), FOLDED_AT_LEAST) for c in table.columns) \
-        + 3 * len(table.columns) + 1
+    _, right, _, left = table.padding
+    padding = (left + right) * len(table.columns) - (0 if table.pad_edge else left + right)
+    rules = (len(table.columns) - 1 + (2 if table.show_edge else 0)) if table.box else 0
+    return sum(widest(c) if c.no_wrap else min(widest(c), FOLDED_AT_LEAST) for c in table.columns) + padding + rules
 
 
 def listed(names: list[str], limit: int) -> str:

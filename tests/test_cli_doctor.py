@@ -232,3 +232,25 @@ def test_each_codec_row_says_in_a_word_whether_it_is_there_and_the_closing_line_
     assert done.returncode == 1
     err = done.stderr.strip()
     assert err.startswith("mmgen: error: PyAV lacks") and "libx264 encoder" in err and "png encoder" in err, err
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_doctor_on_a_terminal_too_narrow_for_its_models_table_lists_a_model_a_line(machine, monkeypatch, width):
+    """At 80 columns rich folded the 'pull fetches' column to 3 characters a line (155 lines for five models); at
+    40 it cut the names to `aist…` and `land…`. As `models list` does, a terminal too narrow for the table gets
+    each model on a line of its own, whole."""
+    import io
+
+    from rich.console import Console
+
+    env, _ = machine
+    terminal = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(mmgen.cli.doctor, "table_console", lambda stderr: terminal)
+
+    assert run_here("doctor", env=env).returncode == 0
+
+    models = terminal.file.getvalue().split("Models\n", 1)[1].splitlines()
+    assert not any("land…" in line or "aist…" in line for line in models), models
+    assert any(line.startswith("  landscape-sr: sr-unet · downloadable · ~1.2 GB — Landscape_SR.pt from https://")
+               for line in models), models
+    assert any(line.startswith("  tiny: ") for line in models) and len(models) < 20, models

@@ -13,7 +13,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
-from mmgen.terminal import counted, hashes_text, markup_text, say, size_text, table_console
+from mmgen.terminal import counted, hashes_text, markup_text, say, show_table, size_text, table_console
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -57,12 +57,15 @@ def _show(report: dict[str, Any], console: Console) -> None:
     for column in ("name", "arch", "status", "size", "sha256"):
         table.add_column(column, no_wrap=True)
     table.add_column("pull fetches", overflow="fold")
+    entries = []
     for row in report["models"]:
         size = "" if row["size"] is None else size_text(row["size"], row["size_estimated"])
         style = {"bundled": "green", "cached": "green", "damaged": "red"}.get(row["status"], "dim")
         table.add_row(markup_text(row["name"]), row["arch"], f"[{style}]{row['status']}[/]", size,
                       hashes_text(row["sha256"], row["source_sha256"]), markup_text(row["fetch"] or ""))
-    console.print(table)
+        entries.append((row["name"], row["arch"], row["status"], size,
+                        hashes_text(row["sha256"], row["source_sha256"]).replace("\n", " · "), row["fetch"] or ""))
+    show_table(console, table, entries, indent="  ")  # a model a line where the terminal is too narrow for the table
     for row in report["models"]:
         if row["status"] == "damaged":
             console.print(f"  {bad} {markup_text(row['name'])}: {markup_text(row['description'])}", highlight=False)

@@ -33,6 +33,7 @@ T = TypeVar("T")
 # int() and float() alone would also take " 5", "1_000", full-width and other scripts' digits; YAML 1.1 would read
 # 0x10, 0b101, 017 (octal) and 1:30 (base 60) as numbers.
 WHOLE_NUMBER = re.compile(r"[-+]?[0-9]+")
+LEADING_ZERO = re.compile(r"[-+]?0[0-9]+")  # 017: a whole number YAML 1.1 read as octal
 NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.IGNORECASE)
 
 
@@ -53,7 +54,7 @@ class NumberTooLong(ValueError):
 
 
 class OlderNumber(str):
-    """A plain scalar of a YAML file that mmgen before 2026-12 read (as YAML 1.1 does) as a number other than its
+    """A plain scalar of a YAML file that older mmgen versions read (as YAML 1.1 does) as a number other than its
     decimal reading, or that has none: `017` (octal 15), `0x10`, `0b101`, `1_000`, `1:00` (base 60), `1_000.5`.
     It stays the text it is (a string field takes it as written, a time range, a name), and a number field refuses
     it, saying what older versions read it as and what to write (`refusal`): a changed meaning is never silent."""
@@ -66,10 +67,11 @@ class OlderNumber(str):
         return self
 
     def refusal(self) -> str:
-        said = f"mmgen before 2026-12 read it as {self.older!r}"
-        if WHOLE_NUMBER.fullmatch(self):  # 017: octal to YAML 1.1, 17 as the flags read it
+        said = f"older mmgen versions read it as {self.older!r}"
+        digits = self.replace("_", "")
+        if LEADING_ZERO.fullmatch(digits) and int(digits) != self.older:  # 017, 0_17: octal to YAML 1.1, 17 decimal
             return (f"{self}: a leading zero is ambiguous ({said.replace('as ', 'as octal ', 1)}); write {self.older!r}, "
-                    f"or {int(self)!r}")
+                    f"or {int(digits)!r}")
         return f"{self}: not a plain decimal number ({said}); write {self.older!r}"
 
 

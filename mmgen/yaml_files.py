@@ -93,7 +93,7 @@ class _Loader(yaml.SafeLoader):
         return tag
 
     def _older_number(self, tag: str, value: str) -> int | float | None:
-        """What YAML 1.1 (and so mmgen before 2026-12) read plain `value` as, where that is a number other than
+        """What YAML 1.1 (and so older mmgen versions) read plain `value` as, where that is a number other than
         its decimal reading (parse_number's), or it has none; None otherwise (`.inf` and `.nan` stay YAML's)."""
         if tag not in (_INT, _FLOAT) or len(value) > MAX_NUMBER_CHARS or _NOT_FINITE.fullmatch(value):
             return None

@@ -765,12 +765,12 @@ def test_text_in_a_number_field_says_the_field_and_what_it_takes(folder: Path):
           - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1:30}
         """)
     assert problems_of(jobs) == {
-        4: "job 1 (generate): steps: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
-        5: "job 2 (generate): seed: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
-        6: "job 3 (generate): loudness: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); write 90",
-        7: "job 4 (generate): sample_rate: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); "
+        4: "job 1 (generate): steps: 1:30: not a plain decimal number (older mmgen versions read it as 90); write 90",
+        5: "job 2 (generate): seed: 1:30: not a plain decimal number (older mmgen versions read it as 90); write 90",
+        6: "job 3 (generate): loudness: 1:30: not a plain decimal number (older mmgen versions read it as 90); write 90",
+        7: "job 4 (generate): sample_rate: 1:30: not a plain decimal number (older mmgen versions read it as 90); "
            "write 90",
-        8: "job 5 (soundtrack): guidance_scale: 1:30: not a plain decimal number (mmgen before 2026-12 read it as 90); "
+        8: "job 5 (soundtrack): guidance_scale: 1:30: not a plain decimal number (older mmgen versions read it as 90); "
            "write 90",
     }
 
@@ -796,8 +796,11 @@ def test_a_number_is_read_in_the_forms_its_flag_takes_and_yaml_1_1_s_other_forms
           - {kind: soundtrack, input: clips/beach.mp4, guidance_scale: 1_0.5}
           - {kind: generate, seed: 017}
           - {kind: generate, seed: -017}
+          - {kind: generate, seed: 0_17}
+          - {kind: generate, steps: 0_25}
+          - {kind: generate, seed: 0_0}
         """)
-    older = "not a plain decimal number (mmgen before 2026-12 read it as"
+    older = "not a plain decimal number (older mmgen versions read it as"
     assert problems_of(jobs) == {
         4: f"job 1 (generate): seed: 0x10: {older} 16); write 16",
         5: f"job 2 (generate): steps: 0b101: {older} 5); write 5",
@@ -807,10 +810,15 @@ def test_a_number_is_read_in_the_forms_its_flag_takes_and_yaml_1_1_s_other_forms
         9: f"job 6 (generate): seed: 1_000: {older} 1000); write 1000",
         10: "job 7 (generate): seed: expected an integer, got '0o17'",  # text to YAML 1.1 too
         11: f"job 8 (soundtrack): guidance_scale: 1_0.5: {older} 10.5); write 10.5",
-        12: "job 9 (generate): seed: 017: a leading zero is ambiguous (mmgen before 2026-12 read it as octal 15); "
+        12: "job 9 (generate): seed: 017: a leading zero is ambiguous (older mmgen versions read it as octal 15); "
             "write 15, or 17",
-        13: "job 10 (generate): seed: -017: a leading zero is ambiguous (mmgen before 2026-12 read it as octal -15); "
+        13: "job 10 (generate): seed: -017: a leading zero is ambiguous (older mmgen versions read it as octal -15); "
             "write -15, or -17",
+        14: "job 11 (generate): seed: 0_17: a leading zero is ambiguous (older mmgen versions read it as octal 15); "
+            "write 15, or 17",  # a leading zero all the same
+        15: "job 12 (generate): steps: 0_25: a leading zero is ambiguous (older mmgen versions read it as octal 21); "
+            "write 21, or 25",
+        16: f"job 13 (generate): seed: 0_0: {older} 0); write 0",  # one reading: nothing ambiguous
     }
     jobs = write_jobs(folder, """
         jobs:

@@ -217,9 +217,9 @@ def test_a_finetune_config_s_number_that_older_versions_read_otherwise_says_what
     batch file (one mechanism: yaml_files marks the scalar, the field's conversion refuses it)."""
     recipe = tmp_path / "recipe.yaml"
     args = ("finetune", tmp_path, "-o", tmp_path / "run", "--config", recipe)
-    for written, said in (("steps: 1_000", "steps: 1_000: not a plain decimal number (mmgen before 2026-12 read it "
+    for written, said in (("steps: 1_000", "steps: 1_000: not a plain decimal number (older mmgen versions read it "
                                            "as 1000); write 1000"),
-                          ("seed: 017", "seed: 017: a leading zero is ambiguous (mmgen before 2026-12 read it as "
+                          ("seed: 017", "seed: 017: a leading zero is ambiguous (older mmgen versions read it as "
                                         "octal 15); write 15, or 17"),
                           ("lr: 1_0.5e4", "lr: expected a number, got '1_0.5e4'")):  # text to YAML 1.1 too
         recipe.write_text(written + "\n")

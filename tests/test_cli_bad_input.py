@@ -423,7 +423,9 @@ def a_recipe_whose_heads_do_not_fit_its_widths(folder, model):
 def seeds_past_the_last_one(folder, model):
     """Clip k takes seed + k: the last clip's seed must still be one --seed takes, to make it again."""
     return (["generate", "-m", model, "--seed", 2**32 - 1, "-n", 2, "-o", folder / "out", *FAST],
-            f"seed + num - 1 must be at most {2**32 - 1}, got {2**32}")
+            f"seed + num - 1 must be at most {2**32 - 1}, got {2**32} (split it: seed {2**32 - 1} with num 1, and "
+            f"seed 0 with num 1, make the clips older versions made, whose seeds wrapped to 0; or lower the seed to "
+            f"at most {2**32 - 2})")
 
 
 def seed_past_32_bits(folder, model):

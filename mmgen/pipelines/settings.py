@@ -227,8 +227,12 @@ class GenerateSettings(RunSettings):
         super().__post_init__()
         last = LIMITS["seed"].high
         if self.seed is not None and self.seed + self.num - 1 > last:  # the sidecar's seed must make its clip again
+            past = self.seed + self.num - 1 - last  # older versions wrapped these clips' seeds to 0, 1, …
             raise InvalidSetting("seed", f"with num {self.num}, seed + num - 1 must be at most {last}, "
-                                         f"got {self.seed + self.num - 1}")
+                                         f"got {self.seed + self.num - 1} (split it: seed {self.seed} with num "
+                                         f"{last - self.seed + 1}, and seed 0 with num {past}, make the clips older "
+                                         f"versions made, whose seeds wrapped to 0; or lower the seed to at most "
+                                         f"{last - self.num + 1})")
 
     def upscaling(self) -> bool | None:
         return self.upscale

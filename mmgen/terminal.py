@@ -198,10 +198,21 @@ def console(stderr: bool = True, **options) -> Console:
     return Console(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
 
 
+def on_terminal(console: Console) -> bool:
+    """Whether `console` writes to a terminal: its stream's own isatty (or the force_terminal it was made with: a
+    test's screen), not rich's is_terminal, which FORCE_COLOR (and TTY_COMPATIBLE=1) turn on for a pipe or a file.
+    Those add colour only: a log still gets plain lines, never bars redrawn in place, and a table as wide as it
+    needs, not an 80-column terminal's."""
+    forced = getattr(console, "_force_terminal", None)
+    if forced is not None:
+        return forced
+    return _is_tty(console.file)
+
+
 def draws(console: Console) -> bool:
     """Whether progress may be bars redrawn in place on `console` (a terminal that wants more than plain text);
     otherwise it is plain lines."""
-    return console.is_terminal and not plain_wanted()
+    return on_terminal(console) and not plain_wanted()
 
 
 def table_console(stderr: bool = True) -> Console:
@@ -209,7 +220,7 @@ def table_console(stderr: bool = True) -> Console:
     fold every cell to 80 columns and break the names, hashes and URLs a script or a bug report needs whole (a row
     is a line: `mmgen models list | grep landscape`), and no line padded with spaces to that width (a title's)."""
     shown = console(stderr, highlight=False)
-    if shown.is_terminal:
+    if on_terminal(shown):
         return shown
     return console(stderr, highlight=False, width=WIDTH_WHEN_PIPED, file=_Unpadded(shown.file))
 
@@ -221,7 +232,7 @@ class _Unpadded:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        self.stream.write(re.sub(r" +(?=\n)", "", text))
+        self.stream.write(re.sub(r" +((?:\x1b\[[0-9;]*m)*)(?=\n)", r"\1", text))  # before a colour's end too
         return len(text)
 
     def __getattr__(self, name: str):  # flush, isatty, fileno, encoding: the stream's own

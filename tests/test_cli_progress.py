@@ -254,3 +254,34 @@ def test_plain_lines_are_a_few_however_many_windows_as_a_download_s_are(capsys):
     said = [line.split(",")[0] for line in capsys.readouterr().err.splitlines()]
     assert said == ["windows: 1/12", "windows: 3/12", "windows: 5/12", "windows: 6/12", "windows: 8/12",
                     "windows: 9/12", "windows: 11/12", "windows: 12/12"]
+
+
+def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatch):
+    """FORCE_COLOR=1 with stderr to a log drew live bars there (carriage returns, cursor moves, the cursor hidden:
+    rich's is_terminal, which FORCE_COLOR turns on), and a piped table was laid out for 80 columns with the 'wider
+    terminal' hint. A pipe or a file gets plain lines and whole tables, coloured."""
+    import sys
+
+    from cli_here import run_here
+
+    from mmgen.terminal import WIDTH_WHEN_PIPED, table_console
+
+    for name in ("NO_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    with progress_display() as show:
+        show(ProgressEvent("clips", 0, 2))
+        show(ProgressEvent("steps", 1, 25))
+        show(ProgressEvent("clips", 1, 2))
+    said = log.getvalue()
+    assert "clips: 1/2" in said and "\r" not in said and "━" not in said, said
+    assert all(code.endswith("m") for code in ANSI.findall(said)), said  # colours only: no cursor control
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert table_console(stderr=False).width == WIDTH_WHEN_PIPED
+    monkeypatch.undo()
+    listed = run_here("models", "list", env={**mmgen_env(tmp_path), "FORCE_COLOR": "1", "TERM": "xterm"})
+    assert listed.returncode == 0 and "wider terminal" not in listed.stderr and "sha256" in listed.stdout, listed
+    assert not any(line.endswith(" ") for line in ANSI.sub("", listed.stdout).splitlines()), listed.stdout

@@ -17,7 +17,7 @@ from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import MmgenError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.terminal import console as terminal_console
-from mmgen.terminal import counted, table_console
+from mmgen.terminal import counted, on_terminal, table_console
 from mmgen.terminal import say as say_line
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def batch(
         with progress_display(console) as progress:
             plain = progress if isinstance(progress, PlainLines) else None
             outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
-                                 progress=progress if console.is_terminal else plain.track, on_start=on_start,
+                                 progress=progress if on_terminal(console) else plain.track, on_start=on_start,
                                  on_outcome=on_outcome)
     except (KeyboardInterrupt, MmgenError, OSError) as e:
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be

@@ -1204,11 +1204,31 @@ def test_a_name_ending_in_another_media_suffix_and_an_empty_adapter_name_are_ref
         """)
     assert problems_of(jobs) == {  # z.MP4 is z, as y.mp4 is y: it said "ends in .MP4, but a batch writes … an mp4"
         3: "job 1 (generate): name: 'x.mkv' ends in .mkv, but a batch writes every output as an mp4 (leave the suffix "
-           "out: name: x)",
+           "out: name: x; or name: x.mkv.mp4, the output older versions wrote for it, to keep theirs)",
         4: "job 2 (soundtrack): name: '{stem}.WAV' ends in .WAV, but a batch writes every output as an mp4 (leave the "
-           "suffix out: name: {stem})",
+           "suffix out: name: {stem}; or name: {stem}.WAV.mp4, the output older versions wrote for it, to keep theirs)",
         6: "job 4 (generate): adapter :0.5: the adapter's file or name is empty (FILE[:WEIGHT] or NAME[:WEIGHT], e.g. "
            "x.safetensors:0.8)"}
+
+
+def test_a_name_ending_in_mp4_after_another_media_suffix_is_taken_and_an_older_batch_s_output_stays_done(
+        folder: Path):
+    """Older versions took `name: x.mkv` and wrote (and recorded) out/x.mkv.mp4; today `x.mkv` is refused, and
+    `name: x.mkv.mp4` was refused too, as `'x.mkv.mp4' ends in .mkv`. Only a name whose last suffix is a media
+    suffix other than .mp4 is refused: x.mkv.mp4 is the output x.mkv.mp4, and the older batch's record of it is done."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: x.mkv.mp4, steps: 2}
+        """)
+    (job,) = plan_batch(jobs).jobs  # not refused
+    assert job.output == "x.mkv.mp4"
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (out / job.output).write_bytes(b"the older batch's clip")
+    manifest.append(Record(job.output, "done", job.hash, job.number, "generate", job.seed,
+                           batch=str(jobs.resolve()), files=manifest.describe_files({"mp4": out / job.output})))
+    assert plan_batch(jobs).status == {1: "done"}
 
 
 def test_the_readme_s_batch_example_sets_previews_to_what_is_not_their_default():

@@ -111,9 +111,11 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
         problems.append(Problem(line, f"{where} must be relative to the output folder, not an absolute path"))
     elif ".." in parts:
         problems.append(Problem(line, f"{where} must stay inside the output folder (no '..')"))
-    elif (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:  # x.mkv would be x.mkv.mp4
+    elif name == spec.name and (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:
+        # x.mkv would be x.mkv.mp4 (its last suffix is not .mp4); x.mkv.mp4 ends in .mp4 and is taken as written
         problems.append(Problem(line, f"{where} ends in {suffix}, but a batch writes every output as an mp4 "
-                                      f"(leave the suffix out: name: {name.removesuffix(suffix)})"))
+                                      f"(leave the suffix out: name: {name.removesuffix(suffix)}; or name: "
+                                      f"{name}.mp4, the output older versions wrote for it, to keep theirs)"))
     elif spec.inputs is not None and "{stem}" not in name:
         problems.append(Problem(line, f"{where} must contain {{stem}} (the input's name), since `inputs:` is a glob"))
     else:

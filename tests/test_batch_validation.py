@@ -1167,6 +1167,32 @@ def test_a_batch_picture_retake_refuses_its_own_sound_delivery_settings_and_leav
     assert any(p["options"]["wav"] is True and p["options"]["loudness"] == -23 for p in picture.payloads)
 
 
+def test_an_older_picture_retake_done_with_its_own_wav_is_done_once_the_file_leaves_it_out(folder: Path):
+    """Older versions ran a picture retake's own `wav: true` (ignoring it) and hashed it; today it is refused with
+    `leave it out`, and following that redid the job (a new hash), though the output is the same. That older record
+    is this job done (as with `wav: true` in `defaults:`); the job's own hash is as it was, and a sound retake's
+    `wav: true` still decides its outputs."""
+    from mmgen.pipelines.batch.job_hash import digest
+
+    write_test_video(folder / "small.mp4", seconds=1.0, fps=10, size=(16, 16))  # the tiny model's
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, ranges: ["0.2:0.4"]}
+        jobs:
+          - {kind: retake, input: small.mp4, name: picture, video: true, seed: 4}
+          - {kind: retake, input: small.mp4, name: sound, seed: 4}
+        """)
+    picture, sound = plan_batch(jobs).jobs
+    assert picture.hash == digest({**picture.payloads[0], "seed": 4})  # unchanged: records made today still match
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    for job in (picture, sound):
+        (out / job.output).write_bytes(b"the older batch's clip")
+        older = {**job.payloads[0], "options": {**job.payloads[0]["options"], "wav": True}, "seed": 4}  # `wav: true`
+        manifest.append(Record(job.output, "done", digest(older), job.number, "retake", 4, batch=str(jobs.resolve()),
+                               files=manifest.describe_files({"mp4": out / job.output})))
+    assert plan_batch(jobs).status == {1: "done", 2: "changed"}
+
+
 def test_an_adapter_trained_on_another_model_than_its_jobs_is_refused_while_planning(folder: Path):
     """`adapter:` trained on one model, the job's `model:` another: `--dry-run` said `new: run`, the run made the
     other jobs and failed this one as its model loaded (exit 1), while the command refused it at once (exit 2). The

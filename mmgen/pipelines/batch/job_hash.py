@@ -76,6 +76,12 @@ class JobHasher:
             sampled = {k: v for k, v in left_out.items() if k in payload["sampling"]}  # a guidance scale
             payloads.append({**payload, "options": {**payload["options"], **left_out},
                              "sampling": {**payload["sampling"], **sampled}})
+        # A switch the run takes no notice of (a picture retake's `wav`), as older mmgen hashed a job's own one: it
+        # ran `wav: true` and made what it makes without, so that record is this job done (the refusal's hint is to
+        # leave it out). Hashed as a variant only: the job's own hash, and every other job's, stay as they were.
+        switched = {k: not v for k in settings.ignored() if isinstance(v := getattr(settings, k), bool)}
+        if switched:
+            payloads += [{**each, "options": {**each["options"], **switched}} for each in payloads]
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
         return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
                 for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]

@@ -248,7 +248,7 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], i
         console.print(table)
         return True
     if table.title:
-        console.print(f"{table.title}:", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{table.title}:", highlight=False, soft_wrap=True)  # markup, as the table draws its title
     for name, *cells, last in entries:
         line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
         console.print(indent + path_text(line), markup=False, highlight=False, soft_wrap=True)

@@ -793,3 +793,39 @@ def test_the_time_left_of_a_resumed_batch_is_from_the_jobs_it_runs_not_those_don
     run_plan(plan, progress=plain.track, on_outcome=lambda outcome: said.append((outcome.ending, plain.eta_of("jobs"))))
     assert said == [("skipped", ""), ("skipped", ""), ("skipped", ""),
                     ("done", ", ETA 0:00:20"), ("done", ", ETA 0:00:10"), ("done", "")]
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_the_dry_run_and_the_summary_on_a_narrow_terminal_list_a_job_a_line_with_every_name_whole(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch, width: int):
+    """At 80 columns rich cut the dry run's output names, kinds and statuses mid-word (`soundtr…`, `scored…`,
+    `new:` / `run` folded), at 40 every cell to a character or two, and the summary's the same (`gener…`,
+    `skipp…`). A terminal too narrow for the table gets a job a line, each name, kind and status whole."""
+    import io
+
+    from rich.console import Console
+
+    import mmgen.cli.batch
+    from mmgen.cli._batch_report import show_summary
+    from mmgen.pipelines.batch import Outcome
+
+    terminal = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(mmgen.cli.batch, "table_console", lambda stderr: terminal)
+    done = run_here("batch", workspace / "jobs.yaml", "--dry-run", "-o", workspace / "narrow", env=env_for(workspace))
+    assert done.returncode == 0, done.stderr
+    lines = terminal.file.getvalue().splitlines()
+    assert "#3 clip0_soundtrack.mp4: soundtrack · input clip0.mp4 · tiny.safetensors · " in "\n".join(lines), lines
+    assert "#6 dance.mp4: animate · input beat.m4a · " in "\n".join(lines), lines
+    assert not any("…" in line or "┃" in line for line in lines), lines
+
+    plan = plan_batch(workspace / "jobs.yaml", workspace / "narrow")
+    outcomes = [Outcome(1, "generate", "sunrise.mp4", "done", 0.5),
+                Outcome(2, "soundtrack", "clip0_soundtrack.mp4", "failed", 0.1, "no more disk space"),
+                Outcome(3, "animate", "dance.mp4", "skipped")]
+    terminal = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    show_summary(outcomes, plan, terminal)
+    shown = terminal.file.getvalue()
+    assert all(o.output in shown for o in outcomes) and "…" not in shown, shown  # at 80 columns: the table, whole
+    assert width == 80 or shown.splitlines()[:4] == ["Batch summary:", "#1 sunrise.mp4: generate · done · 0.5 s",
+                         "#2 clip0_soundtrack.mp4: soundtrack · failed · 0.1 s — no more disk space",
+                         "#3 dance.mp4: animate · skipped"], shown

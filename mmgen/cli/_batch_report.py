@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
-from mmgen.terminal import counted, markup_text, shortened, size_text
+from mmgen.terminal import counted, markup_text, shortened, show_table, size_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,10 +61,10 @@ def show_downloads(plan: Plan, console: Console) -> None:
     if plan.downloads:
         downloads = Table(title="Models to download first", title_justify="left")
         for column in ("model", "size", "from"):
-            downloads.add_column(column)
+            downloads.add_column(column, no_wrap=True)  # names and URLs whole: a line each where they do not fit
         for d in plan.downloads:
             downloads.add_row(markup_text(d.name), size_text(d.size), markup_text(d.url))
-        console.print(downloads)
+        show_table(console, downloads, [(d.name, size_text(d.size), d.url) for d in plan.downloads])
     else:
         console.print("No model downloads needed.")
     todo = len(plan.todo())
@@ -75,9 +75,10 @@ def show_plan(plan: Plan, console: Console) -> None:
     """The expanded jobs, what each will do, and the model downloads the batch needs."""
     table = Table(title=f"{markup_text(plan.batch.path)} → {markup_text(plan.output_dir)}", title_justify="left")
     for column in ("#", "line", "kind", "input", "output", "model", "sampling", "seed", "status"):
-        table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left")
+        table.add_column(column, justify="right" if column in ("#", "line", "seed") else "left", no_wrap=True)
     from mmgen.pipelines.batch import STATUS_TEXT
 
+    entries = []  # a job a line, each cell whole, where the terminal is too narrow for the table
     for jobs in _runs(plan):
         first, last = jobs[0], jobs[-1]
         sampling = first.run.sampling
@@ -87,7 +88,11 @@ def show_plan(plan: Plan, console: Console) -> None:
             markup_text(_span(first.output, last.output)), markup_text(Path(first.run.model).name), f"{sampling.sampler} · {counted(sampling.steps, 'step')}", _span(first.seed, last.seed),
             STATUS_TEXT[plan.status[first.number]],
         )
-    console.print(table)
+        entries.append((f"#{_span(first.number, last.number, '–')} {_span(first.output, last.output)}", first.kind,
+                        first.input and f"input {_span(first.input.name, last.input.name)}", Path(first.run.model).name,
+                        f"{sampling.sampler} · {counted(sampling.steps, 'step')}", f"seed {_span(first.seed, last.seed)}",
+                        f"line {first.spec.line}", STATUS_TEXT[plan.status[first.number]]))
+    show_table(console, table, entries)
     show_downloads(plan, console)
 
 
@@ -134,14 +139,18 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: s
         errors = any(o.error for o, *_ in rows)
         table = Table(title=f"Batch summary of {whose}'s jobs" if whose else "Batch summary", title_justify="left")
         for column in ("#", "kind", "output", "result", "time", *(["error"] if errors else [])):
-            table.add_column(column, justify="right" if column in ("#", "time") else "left")
+            table.add_column(column, justify="right" if column in ("#", "time") else "left",
+                             **({"overflow": "fold"} if column == "error" else {"no_wrap": True}))
+        entries = []  # a job a line, each cell whole, where the terminal is too narrow for the table
         for o, *more in rows:
             last = more[-1] if more else o
             table.add_row(_span(o.number, last.number, "–"), o.kind, markup_text(_span(o.output, last.output)),
                           f"[{_STYLE[o.ending]}]{o.ending}[/]",
                           f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "",
                           *([markup_text(shortened(o.error or ""))] if errors else []))
-        console.print(table)
+            entries.append((f"#{_span(o.number, last.number, '–')} {_span(o.output, last.output)}", o.kind, o.ending,
+                            f"{o.seconds:.1f} s" if o.ending in ("done", "failed") else "", shortened(o.error or "")))
+        show_table(console, table, entries)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
     totals = f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
     console.print(f"{whose}: {totals}" if whose else totals, f"· outputs in {markup_text(plan.output_dir)}")

@@ -9,6 +9,7 @@ and, where there is one, the line. Turning what was read into frozen dataclasses
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,25 @@ class _Loader(yaml.SafeLoader):
             return int(node.value)
         return super().construct_yaml_int(node)  # tagged `!!int 0x10`: as asked
 
+    def construct_yaml_str(self, node):
+        """A string as the command line's arguments are read: text this system's locale cannot encode (`ü` under
+        LC_ALL=C, where Python names files in ASCII) stands for its UTF-8 bytes, as the file's are — each byte
+        past ASCII a lone surrogate (surrogateescape), as in sys.argv — so a batch's `input: ünï.mp4` names the
+        file `mmgen soundtrack ünï.mp4` does; it was a name no file could have ("does not exist"). Under a UTF-8
+        locale every string is as written."""
+        text = super().construct_yaml_str(node)
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError:
+            try:
+                return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:  # a lone surrogate (`"\\ud800"`) that is no escaped byte: as written
+                return text
+        return text
+
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:str", _Loader.construct_yaml_str)
 _Loader.add_constructor("tag:mmgen,2026:older-number", _Loader.construct_older_number)
 
 

@@ -355,3 +355,25 @@ def test_finetune_refuses_a_wrong_argument_before_any_work(tmp_path):
             finetune(*args, **options)
         assert str(refused.value) == f"finetune(): {says}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_yaml_name_this_locale_cannot_encode_names_the_file_the_command_line_would(tmp_path):
+    """Under a locale that is not UTF-8 (LC_ALL=C, PYTHONUTF8=0: Python names files in ASCII), a batch's
+    `input: ünï.mp4` was reported as 'does not exist' while `mmgen soundtrack ünï.mp4` found it: the YAML's text
+    was a name no file could have. It stands for its UTF-8 bytes, as an argument's do."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "\u00fcn\u00ef\u2014.mp4").write_bytes(b"x")
+    (tmp_path / "b.yaml").write_text("input: \u00fcn\u00ef\u2014.mp4\nplain: clip.mp4\n", encoding="utf-8")
+    script = ("import sys; from pathlib import Path; from mmgen.yaml_files import load_yaml; "
+              "data = load_yaml('b.yaml'); "
+              "print(sys.getfilesystemencoding(), Path(data['input']).is_file(), data['plain'] == 'clip.mp4')")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    encoding, found, plain = done.stdout.split()
+    assert encoding == "ascii" and found == "True" and plain == "True", done.stdout

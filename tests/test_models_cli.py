@@ -218,6 +218,25 @@ def test_a_damaged_row_of_verify_says_its_path_and_damaged_once(tmp_path):
                                    f"(remove the link: `mmgen models rm linked`) ({cache / kind / 'linked'})\n")
 
 
+def test_verify_says_an_invalid_registry_entry_is_damaged_as_list_and_doctor_do(tmp_path):
+    """A preset file an older version took (`steps: 0_25`, octal 21 to it) and today's refuses was left out of
+    `models verify` (exit 0), while `models list` and `doctor` said it was damaged: it is a damaged verdict, with
+    its reason, failing the verification as a damaged model does (by name too)."""
+    env = mmgen_env(tmp_path)
+    entry = yaml.safe_load((SHIPPED / "demo.yaml").read_text(encoding="utf-8"))
+    entry["sampling"] = {**entry.get("sampling", {}), "steps": "STEPS"}
+    preset = tmp_path / "presets" / "models" / "mydemo.yaml"
+    preset.parent.mkdir(parents=True)
+    preset.write_text(yaml.safe_dump(entry).replace("STEPS", "0_25"), encoding="utf-8")
+    for args in (("models", "verify"), ("models", "verify", "mydemo")):
+        verified = run_here(*args, env=env)
+        assert verified.returncode == 2, verified.stderr
+        [line] = [line for line in verified.stdout.splitlines() if line.startswith("mydemo: ")]
+        assert line.startswith("mydemo: damaged: ") and "0_25: a leading zero is ambiguous" in line, line
+        assert line.endswith(f"({preset})")
+        assert verified.stderr.startswith("mmgen: error: 1 model(s) fail verification: mydemo"), verified.stderr
+
+
 def test_a_damaged_cache_record_is_one_row_saying_so_and_the_rest_still_list(tmp_path, monkeypatch, capsys):
     """One model.json cut short must not take `models list`, `verify` or `doctor` down with it: that model's row
     says it is damaged and how to clear it; every other model is listed (and verified) as before."""

@@ -124,9 +124,10 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         check_name(name, "model")
         if (linked := damaged_folder(cache.root, "models")) is not None:
             raise linked  # no name in a linked models/ is read: it says so, as `models info NAME` does
+    broken = registry.broken  # an invalid registry entry (a preset file): a damaged verdict, as `models list` says
     if name is None:
-        names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file())})
-    elif name in bundled or name in cache.names():  # a damaged one too: its verdict
+        names = sorted({*cache.names(), *(n for n, w in bundled.items() if w.bundled_path.is_file()), *broken})
+    elif name in bundled or name in cache.names() or name in broken:  # a damaged one too: its verdict
         names = [name]
     elif name in registry:
         raise ModelNotFound(
@@ -137,6 +138,10 @@ def verify_models(name: str | None = None) -> list[Verdict]:
     damaged = damaged_folder(cache.root, "models") if name is None else None  # models/ a link: one verdict
     verdicts = [] if damaged is None else [damaged_verdict("models/", str(damaged), damaged.link, damaged.hint)]
     for n in names:
+        if n in broken:
+            error, where = broken[n], registry.files.get(n, Path(n))
+            verdicts.append(damaged_verdict(n, str(error), where, error.hint or f"correct or remove {where}"))
+            continue
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
             continue

@@ -22,9 +22,10 @@ from yaml.resolver import Resolver
 from mmgen.config import NUMBER, WHOLE_NUMBER, NotASmallFile, OlderNumber, parse_number, read_small_file
 from mmgen.errors import ConfigError
 
-MAX_YAML_BYTES = 4 * 2**20  # a config is a few kB, a batch of 5,000 jobs ~0.5 MB: anything this big is a mistake
-MAX_YAML_NODES = 200_000  # values as written (an alias once): reading takes time by the value, ~17 µs each here
-# (~60 µs without libyaml), so this bounds a hostile file to seconds; a batch of 5,000 jobs holds ~100,000
+MAX_YAML_BYTES = 16 * 2**20  # a config is a few kB, a batch of 5,000 jobs ~0.5 MB: anything this big is a mistake
+MAX_YAML_NODES = 1_000_000  # values as written (an alias once): reading takes time by the value, ~20 µs each here
+# (~100 µs without libyaml), so a hostile file takes ~20 s at worst (it took ~110 s before libyaml); a batch of
+# 5,000 jobs holds ~100,000, and 20,000-job files, which older versions read, are read
 MAX_YAML_VALUES = 1_000_000  # values once aliases are expanded: a "billion laughs" file is refused before use
 MAX_NUMBER_CHARS = 1000  # an integer written longer than this is no setting (and past 4300 digits Python refuses it)
 
@@ -59,17 +60,12 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
             _check_nodes(node, path)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        if problem == _NO_TOKEN and mark is not None:  # libyaml's words, less the character PyYAML's named
-            problem = f"found character {text.splitlines()[mark.line][mark.column]!r} that cannot start any token"
-        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{path}{_syntax_error(e, text)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except _TooManyValues:
-        raise ConfigError(f"{path}: holds more than {MAX_YAML_NODES:,} values; refusing to read it (a batch of "
-                          "5,000 jobs holds ~100,000)") from None
+        raise ConfigError(f"{path}: holds more than {MAX_YAML_NODES:,} values; refusing to read it (a job holds "
+                          "~10-20: split it into several files)") from None
     finally:
         loader.dispose()
     return data, node
@@ -200,7 +196,42 @@ if CParser is not None:
 _LOADER = _Loader if CParser is None else _CLoader
 
 
-_NO_TOKEN = "found character that cannot start any token"
+_REREAD_CHARS = 2**20  # PyYAML's own reader re-reads a file up to a syntax error this far in (~1 s at most)
+
+
+def _syntax_error(error: yaml.YAMLError, text: str) -> str:
+    """`:LINE: invalid YAML: PROBLEM` in PyYAML's own words where it can: libyaml's drop details PyYAML gave
+    (`found unknown escape character 'q'`, which token was expected, which character cannot start a token), so a
+    syntax error libyaml found is read again, up to its line, by PyYAML's reader, scanner and parser (Python:
+    slow by the value, so only within _REREAD_CHARS). libyaml's words stay where PyYAML finds nothing there."""
+    if _LOADER is not _Loader and not isinstance(error, yaml.constructor.ConstructorError):
+        mark = getattr(error, "problem_mark", None)  # none on a reader error: PyYAML's reader checks the whole text
+        upto = text if mark is None else "".join(text.splitlines(keepends=True)[:mark.line + 1])
+        if len(upto) <= _REREAD_CHARS:
+            error = _pyyaml_error(upto) or error
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None and isinstance(error, yaml.reader.ReaderError):  # said by the character: its line from that
+        return f":{text[:error.position].count(chr(10)) + 1}: invalid YAML: {problem}"
+    return f"{f':{mark.line + 1}' if mark is not None else ''}: invalid YAML: {problem}"
+
+
+def _pyyaml_error(text: str) -> yaml.YAMLError | None:
+    """The syntax error PyYAML's own (Python) reader, scanner and parser find in `text`, if any."""
+    try:
+        loader = _Loader(text)
+        try:
+            while loader.get_event() is not None:
+                pass
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        return e
+    except (UnicodeError, RecursionError):  # what PyYAML's reader cannot take (a lone surrogate): libyaml's words
+        pass
+    return None
+
+
 _STRING, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"

@@ -243,16 +243,41 @@ def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_aft
         yaml_files.load_yaml(path)
 
 
-def test_a_job_file_of_more_values_than_a_batch_needs_is_refused_in_a_line_before_it_is_read_whole(tmp_path):
-    """A job file of ~10^6 values (within the old bounds: 16 MB, 10^6 values) took ~110 s of parsing before anything
-    was said. Reading is by the value now (libyaml's parser; 200,000 values at most, a batch of 5,000 jobs holds
-    ~100,000): a hostile file is refused in one line naming the file and the limit, exit 2."""
+def test_a_job_file_of_more_values_than_a_batch_needs_is_refused_in_a_line_before_it_is_read_whole(
+        tmp_path, monkeypatch):
+    """A job file of ~10^6 values took ~110 s of parsing before anything was said (~20 s now, by libyaml's parser).
+    One past the limit is refused in one line naming the file, the limit and the way on, exit 2 (the limit is
+    lowered here: 10^6 values take seconds). A 4 MB limit and 200,000 values refused 20,000-job files older
+    versions read: the limits are the old ones, the reading faster."""
+    from mmgen import yaml_files
+
+    assert (yaml_files.MAX_YAML_NODES, yaml_files.MAX_YAML_BYTES) == (1_000_000, 16 * 2**20)
+    monkeypatch.setattr(yaml_files, "MAX_YAML_NODES", 2000)
     jobs = tmp_path / "jobs.yaml"
-    jobs.write_text("defaults: &x {seed: 1}\njobs: [" + "*x, " * 200_001 + "*x]\n")
+    jobs.write_text("defaults: &x {seed: 1}\njobs: [" + "*x, " * 2001 + "*x]\n")
     done = run_here("batch", jobs, "--dry-run", env=mmgen_env(tmp_path))
     assert (done.returncode, done.stdout) == (2, ""), done
-    assert done.stderr == (f"mmgen: error: {jobs}: holds more than 200,000 values; refusing to read it (a batch of "
-                           "5,000 jobs holds ~100,000)\n")
+    assert done.stderr == (f"mmgen: error: {jobs}: holds more than 2,000 values; refusing to read it (a job holds "
+                           "~10-20: split it into several files)\n")
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('jobs:\n  - name: "a\\qb"\n', ":2: invalid YAML: found unknown escape character 'q'"),
+    ("\ufeffoutput_dir: @out\n", ":1: invalid YAML: found character '@' that cannot start any token"),
+    ("a: 1\nb: [1,\n  2\n", ":4: invalid YAML: expected ',' or ']', but got '<stream end>'"),
+    ("a: 1\nb: x\x07\n", ":2: invalid YAML: unacceptable character #x0007: special characters are not allowed"),
+], ids=["escape", "bom", "unclosed", "control"])
+def test_a_syntax_error_is_said_in_pyyaml_s_words_at_its_line(tmp_path, text, said):
+    """libyaml's parser reads the files (fast) but words errors with less (`found unknown escape character`, no
+    character; a BOM shifted the column it named a character by; a control character was a ReaderError, exit 1):
+    an error it finds is read again by PyYAML's own parser up to its line, and said as older versions said it."""
+    from mmgen.yaml_files import load_yaml
+
+    path = tmp_path / "jobs.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_yaml(path)
+    assert str(refused.value) == f"{path}{said}"
 
 
 def test_a_job_file_of_5000_jobs_is_read(tmp_path):

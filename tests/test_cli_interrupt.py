@@ -329,7 +329,7 @@ def test_a_reader_that_stops_reading_is_exit_141_with_one_line_and_the_clips_sta
     stderr = process.stderr.read()
     assert process.wait(timeout=600) == 141, stderr
     assert stderr.strip().splitlines()[-1] == ("mmgen: error: stdout was closed by the program reading it "
-                                               "(broken pipe); the files written are complete")
+                                               f"(broken pipe); kept the finished output: {out / 'clip_0000.mp4'}")
     assert "Traceback" not in stderr
     assert {p.name for p in out.glob("clip_0001*")} == set() and (out / "clip_0000.json").is_file()
     assert {p.name for p in out.glob("*.mp4")} == {"clip_0000.mp4"}

@@ -128,3 +128,14 @@ def test_a_stop_while_a_report_is_printed_to_a_pipe_says_nothing_was_written_the
     done = run_here("doctor", env=mmgen_env(tmp_path), stdout=stdout)
     assert done.returncode == 130 and stdout.writes == [], (done, stdout.writes)
     assert done.stderr == "mmgen: interrupted; nothing written to standard output\n"
+
+
+def test_a_stdout_that_fails_after_a_clip_names_the_clips_kept_as_a_stop_does(tiny, tmp_path):
+    """`generate --json > /dev/full` said only 'cannot write to standard output', naming no file; a Ctrl-C's line
+    lists the outputs kept, and so does this (a broken pipe's: test_cli_interrupt)."""
+    out = tmp_path / "out"
+    done = run_here("generate", "-m", tiny, "-n", "1", "--steps", "1", "-o", out, "--json",
+                    env=mmgen_env(tmp_path), stdout=Refusing(errno.ENOSPC))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == ("mmgen: error: cannot write to standard output: No space left on "
+                                                    f"device; kept the finished output: {out / 'clip_0000.mp4'}")

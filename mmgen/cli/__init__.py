@@ -197,18 +197,16 @@ def _run(argv: list[str] | None) -> int:
 def _stdout_failed(e: OSError) -> int:
     """A command whose standard output could not be written (mmgen.terminal.GuardedStream). Its reader went away
     (EPIPE): 141, as the shell's SIGPIPE; said only by a command that was doing work (`generate --json | head -1`:
-    the files written are complete); one that only prints (--help, `models list`) ends quietly, as `yes | head` does.
+    naming the outputs it kept, as a stop does); one that only prints (--help, `models list`) ends quietly, as `yes |
+    head` does.
     Anything else (a full disk, an I/O error): exit 1 and why. What it had yet to print is dropped at exit."""
-    from mmgen.cli._interrupted import broken_pipe_line
+    from mmgen.cli._interrupted import stdout_failed_line
 
     global stdout_dropped
     stdout_dropped = True
-    if e.errno == errno.EPIPE:
-        if line := broken_pipe_line():
-            _error(line)
-        return BROKEN_PIPE
-    _error(f"cannot write to standard output: {e.strerror or e}")
-    return 1
+    if line := stdout_failed_line(e):
+        _error(line)
+    return BROKEN_PIPE if e.errno == errno.EPIPE else 1
 
 
 def _failed(e: Exception) -> int:

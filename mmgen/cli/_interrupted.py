@@ -4,6 +4,7 @@ and kept, or not there at all; a command that keeps something else (a partial do
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,13 +46,20 @@ def speaks_for(whose: str) -> None:
     _whose.set(whose)
 
 
-def broken_pipe_line() -> str | None:
-    """What a command that writes files says when its stdout's reader went away: that those it wrote are complete
-    (each is written whole or not at all). One that only prints (--help, `models list --json | head -c1`) says
-    nothing: the reader chose to stop reading."""
-    if invoked.get() in (*WRITERS, "finetune"):
-        return "stdout was closed by the program reading it (broken pipe); the files written are complete"
-    return None
+def stdout_failed_line(e: OSError) -> str | None:
+    """What a command says when its standard output could not be written (mmgen.terminal.GuardedStream): its reader
+    went away (EPIPE), or the OS refused the write (a full disk: /dev/full). One that writes files names those it
+    kept, as a stop's line does (each is written whole or not at all); one that only prints (--help,
+    `models list --json | head -c1`) says nothing of a reader that chose to stop reading, and why it could not
+    write otherwise."""
+    writes = invoked.get() in (*WRITERS, "finetune")
+    if e.errno == errno.EPIPE:
+        if not writes:
+            return None
+        return "stdout was closed by the program reading it (broken pipe); " + (
+            kept(_finished) if _finished else "the files written are complete")
+    return f"cannot write to standard output: {e.strerror or e}" + (f"; {kept(_finished)}" if writes and _finished
+                                                                     else "")
 
 
 def say_interrupted(code: int, unprinted: bool = False) -> None:

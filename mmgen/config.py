@@ -213,6 +213,15 @@ def unknown_keys(keys: list[Any], allowed: tuple[str, ...]) -> str:
     return f"unknown keys {', '.join(said)} (allowed: {', '.join(allowed)})"
 
 
+class ConfigProblems(ConfigError):
+    """Several values of one file refused at once, each its own line (`problems`: `FILE: key: why`, as a batch
+    file's problems are listed), so that one run of the command says them all; its own line counts them."""
+
+    def __init__(self, where: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{where}: {len(problems)} problems found, nothing was run")
+
+
 class FieldError(ConfigError):
     """A value from_dict/converted cannot take, its line naming `where` and the dotted `field`; `reason` is the
     line without them (what the settings classes say in their own InvalidSetting)."""

@@ -230,6 +230,23 @@ def test_a_finetune_config_s_number_that_older_versions_read_otherwise_says_what
         assert load_yaml(tmp_path / "plain.yaml")[written.split(":")[0]] == read
 
 
+def test_a_finetune_config_s_problems_are_all_said_at_once_as_a_batch_file_s_are(tmp_path):
+    """`finetune --config` said only its first problem (`steps: 1_000`; fix it, run again, meet `seed: 017`); a
+    batch file lists them all. Each refused value (and unknown key) is its own line, then the count, exit 2; a
+    single problem is still the one error line."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("steps: 1_000\nseed: 017\nlr: 0x1\nstepz: 3\n")
+    done = run_here("finetune", tmp_path, "-o", tmp_path / "run", "--config", recipe, env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"{recipe}: unknown key 'stepz'; did you mean steps? (allowed: init, ")
+    assert lines[1:] == [
+        f"{recipe}: steps: 1_000: not a plain decimal number (older mmgen versions read it as 1000); write 1000",
+        f"{recipe}: seed: 017: a leading zero is ambiguous (older mmgen versions read it as octal 15); write 15, or 17",
+        f"{recipe}: lr: 0x1: not a plain decimal number (older mmgen versions read it as 1); write 1",
+        f"mmgen: error: {recipe}: 4 problems found, nothing was run"]
+
+
 def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_after(tmp_path, monkeypatch):
     """A 16 MB flow list of 8 M integers was composed whole (2 GB, minutes) before the value limit was checked;
     the nodes are now counted as they are composed, so the file is refused before its end is even read (here a

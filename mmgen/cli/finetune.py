@@ -17,7 +17,9 @@ from mmgen.cli._finetune_display import display, main_process, report, result_js
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import a_number, at_most, stdout_open, whole_number
+from mmgen.config import ConfigProblems
 from mmgen.errors import UsageError, alike_in_every_process
+from mmgen.terminal import say as say_line
 from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
 _MODEL, _TRAINING, _DATA, _OUTPUT, _HARDWARE = "Model", "Training", "Data", "Output", "Hardware"
@@ -200,7 +202,14 @@ def finetune(
             given["gradient_checkpointing"] = gradient_checkpointing_named
         if "loss_weights" in given:
             given["loss_weights"] = parse_loss_weights(given["loss_weights"])
-        config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given, data_dir=data_dir)
+        try:
+            config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given,
+                                data_dir=data_dir)
+        except ConfigProblems as e:  # a file's several refused values: one line each, then the error's own
+            if main_process():
+                for line in e.problems:
+                    say_line(line)
+            raise
     # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a config
     # file's mistake) is at once
     from mmgen.train import finetune as run_finetune

@@ -18,12 +18,12 @@ import functools
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 from mmgen.adapters.spec import LoraSpec
-from mmgen.config import FieldError, converted, from_dict, parse_number
+from mmgen.config import ConfigProblems, FieldError, converted, from_dict, parse_number, unknown_keys
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit, seed_taken
 from mmgen.runtime import torchrun
@@ -237,6 +237,7 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
         if where != COMMAND_LINE:
             data = _keys_named(where, data)
+            _every_field(data, where)
         _config(data, where, [(where, data)])  # errors name this layer's source
         if "init" in data and "model" not in data:
             merged.pop("model", None)
@@ -264,6 +265,24 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
     elif merged.get("init") is None and merged.get("model") is None:
         merged["init"] = DEFAULT_MODEL
     return _config(merged, " + ".join(where for where, _ in layers) or "finetune config", layers)
+
+
+def _every_field(data: dict[str, Any], where: str) -> None:
+    """A file's values that their fields refuse, each taken alone: more than one is ConfigProblems, every one of
+    them said at once (`steps: 1_000`, `seed: 017` and `lr: 0x1` in one file: three lines, as a batch file's
+    problems are), not the first alone; one is said as from_dict says it (_config)."""
+    hints = get_type_hints(FinetuneConfig)
+    known = tuple(f.name for f in fields(FinetuneConfig) if f.init)
+    unknown = sorted({str(key) for key in data} - set(known))
+    problems = [f"{where}: {unknown_keys(unknown, known)}"] if unknown else []  # as from_dict says them
+    for key, value in data.items():
+        if key in hints:
+            try:
+                converted(hints[key], value, where, key, text=True)
+            except ConfigError as e:
+                problems.append(str(e))
+    if len(problems) > 1:
+        raise ConfigProblems(where, problems)
 
 
 def _config(data: dict[str, Any], where: str, layers: list[tuple[str, dict[str, Any]]]) -> FinetuneConfig:

@@ -5,6 +5,9 @@ Joining the job: a process that waits for the others says so, and a stop ends th
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -170,3 +173,44 @@ def test_finetune_s_process_with_no_gpu_of_its_own_says_so_itself_before_joining
     with pytest.raises(UsageError, match=r"^LOCAL_RANK=3, but this machine has 2 GPUs .*--nproc_per_node 2 or") as e:
         processes.start("cuda")
     assert not e.value.every_process
+
+
+_ORPHAN = """
+import os, signal, sys, time
+from mmgen.runtime import torchrun
+signal.signal(signal.SIGTERM, lambda *_: (print("SIGTERM", flush=True), os._exit(0)))
+torchrun.follow_launcher(0.05)
+print("started", os.getpid(), flush=True)
+time.sleep(20)
+print("still running", flush=True)
+"""
+
+
+@pytest.mark.parametrize("torchrun_s", [True, False])
+def test_a_torchrun_process_whose_launcher_was_killed_stops(tmp_path, torchrun_s):
+    """`kill -9` of the torchrun launcher left both workers training as orphans (torchrun starts them in sessions of
+    their own: no signal reached them), holding the run folder's lock. A process torchrun started now sends itself
+    SIGTERM once its parent is gone: the ordinary stop (a checkpoint, exit 143). One not started by torchrun (a
+    shell's child, under nohup) is left alone."""
+    env = {k: v for k, v in mmgen_env(tmp_path).items() if not k.startswith(("TORCHELASTIC", *JOB))}
+    if torchrun_s:
+        env["TORCHELASTIC_RUN_ID"] = "none"
+    launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                                 f"subprocess.Popen([sys.executable, '-c', {_ORPHAN!r}]); time.sleep(20)"],
+                                env=env, stdout=subprocess.PIPE, text=True)
+    orphan = None
+    try:
+        started, orphan = launcher.stdout.readline().split()
+        assert started == "started"
+        launcher.kill()
+        launcher.wait()
+        if torchrun_s:
+            assert launcher.stdout.readline() == "SIGTERM\n"  # (the orphan holds the pipe open until then)
+        else:
+            ready, _, _ = select.select([launcher.stdout], [], [], 0.5)
+            assert not ready  # still running, as an orphan: not ours to stop
+    finally:
+        launcher.kill()
+        if orphan is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(orphan), signal.SIGKILL)

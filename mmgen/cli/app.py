@@ -247,6 +247,7 @@ def _root(
     if not shows_help:
         _check_working_folder()
         torchrun.check(ctx.invoked_subcommand)  # before torch loads: a bad job, or a command run once per process
+        torchrun.follow_launcher()  # a torchrun process whose launcher was killed stops (SIGTERM), not an orphan
     if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()
 

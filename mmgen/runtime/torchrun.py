@@ -6,6 +6,9 @@ mmgen.runtime.processes joins the job this describes."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
 from mmgen.errors import UsageError
 
@@ -62,6 +65,31 @@ def says_command_line_errors(command: str | None) -> bool:
     silence), not once per process. A command that runs in any process (ANY_PROCESS: a worker's script may run
     `mmgen models pull` on a line of its own) says its own."""
     return command in ANY_PROCESS or rank() == 0
+
+
+_following = False
+
+
+def follow_launcher(every_s: float = 0.5) -> None:
+    """A process torchrun started (TORCHELASTIC_RUN_ID set) stops as if sent SIGTERM once its launcher is gone:
+    torchrun starts its workers in sessions of their own, so a launcher killed outright (`kill -9`, the OOM
+    killer) passed nothing on, and its workers trained on as orphans, holding the run folder's lock. A daemon
+    thread watches the parent process (prctl's PR_SET_PDEATHSIG would fire on the death of the parent's *thread*
+    that started this one, and is Linux's alone); once this process has another parent it sends itself SIGTERM,
+    and the ordinary stop follows (finetune saves a checkpoint, exit 143). Elsewhere (no torchrun: a shell's
+    child, under nohup, may outlive its shell) nothing."""
+    global _following
+    if _following or not os.environ.get("TORCHELASTIC_RUN_ID"):
+        return
+    _following = True  # once a process (a Python program may run several commands)
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mmgen-follow-launcher", daemon=True).start()
 
 
 def check(command: str | None) -> None:

@@ -283,8 +283,8 @@ def listed(names: list[str], limit: int) -> str:
 
 
 def counted(n: int, noun: str) -> str:
-    """"1 job", "3 jobs": a count and its noun, in the plural unless one."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """"1 job", "3 jobs", "2 processes": a count and its noun, in the plural unless one."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
 
 
 def number_text(value: object) -> str:

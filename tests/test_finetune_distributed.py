@@ -174,3 +174,11 @@ def test_a_job_without_o_trains_in_one_run_folder_whenever_its_processes_start(t
     (run_dir,) = set((tmp_path / "runs").iterdir()) - set(others)
     assert (run_dir / "model.safetensors").is_file(), said
     assert all(sorted(p.name for p in folder.iterdir()) == ["notes.txt"] for folder in others)
+
+
+def test_a_run_resumed_with_other_processes_says_how_many_in_words():
+    """`resumed with 1 processes instead of 2`: the count and its noun as every other count (terminal.counted)."""
+    from mmgen.train.state import streams_restarted
+
+    assert streams_restarted(1, 2) == "resumed with 1 process instead of 2: random streams restarted"
+    assert streams_restarted(4, 2) == "resumed with 4 processes instead of 2: random streams restarted"

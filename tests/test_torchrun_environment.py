@@ -127,25 +127,27 @@ def test_a_job_of_one_is_a_plain_run(tmp_path, monkeypatch):
     assert run_here("models", "list", env=mmgen_env(tmp_path)).returncode == 0
 
 
-def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path):
+@pytest.mark.parametrize("rank", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path, rank):
     """A plain `mmgen batch` with a stale WORLD_SIZE=2 RANK=0 MASTER_ADDR MASTER_PORT in its environment waited in
     torch's rendezvous for a second process that never came: silently, for 30 minutes, and neither SIGTERM nor
     Ctrl-C ended it (only kill -9). It says what it waits for, and a stop ends it: 143 for SIGTERM (130 for Ctrl-C,
-    the same way: stop_signals), nothing written."""
+    the same way: stop_signals), nothing written. Rank 1 says its stop's line too (it was silent: in a job rank 0
+    says it for every process, but a process waiting to join is alone)."""
     stop = signal.SIGTERM
     (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n    steps: 2\n")
     with socket.socket() as s:  # a free port (taken by no one else between here and the rendezvous, as a rule)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in mmgen_env(tmp_path).items() if not k.startswith(("TORCHELASTIC", *JOB))}
-    env.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    env.update(WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     process = subprocess.Popen(mmgen_command("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out"), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     hung = threading.Timer(20, process.kill)  # (torch's own wait is 30 minutes, deaf to the stop)
     hung.start()
     try:
         first = process.stderr.readline()
-        assert first == (f"mmgen: waiting for 2 processes to join (WORLD_SIZE=2, RANK=0, at 127.0.0.1:{port}); "
+        assert first == (f"mmgen: waiting for 2 processes to join (WORLD_SIZE=2, RANK={rank}, at 127.0.0.1:{port}); "
                          "Ctrl-C to stop\n"), first
         time.sleep(0.2)  # (the main thread back in its wait)
         process.send_signal(stop)
@@ -154,7 +156,7 @@ def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path):
         hung.cancel()
         process.kill()
     assert process.returncode == 128 + stop, said
-    assert said.splitlines()[-1].startswith("mmgen: rank 0: interrupted") and said.endswith("nothing written\n"), said
+    assert said.splitlines()[-1].startswith(f"mmgen: rank {rank}: interrupted") and said.endswith("nothing written\n"), said
     assert not (tmp_path / "out").exists()
 
 

@@ -65,13 +65,15 @@ def stdout_failed_line(e: OSError) -> str | None:
 def say_interrupted(code: int, unprinted: bool = False) -> None:
     """The line of the last command, stopped with exit `code` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Under torchrun
     every process is stopped: one that names nothing of its own (no output it finished, nothing it leaves behind —
-    finetune's ranks but 0) leaves the line to rank 0, as a shared error is (MmgenError.every_process). `unprinted`:
+    finetune's ranks but 0) leaves the line to rank 0, as a shared error is (MmgenError.every_process) — unless it
+    was stopped waiting for the others to join (torchrun.waiting): then it is alone, and says its own. `unprinted`:
     standard output (a pipe, a file) held all the command printed, to write it in one write as it ended
     (terminal.GuardedStream), and the stop dropped it: the line says nothing was written there, so that an empty
     `mmgen models list > models.txt` is not taken for an empty list."""
     from mmgen.cli import _rank
+    from mmgen.runtime import torchrun
 
-    if _rank() != 0 and _left.get() is None and not _finished:
+    if _rank() != 0 and _left.get() is None and not _finished and not torchrun.waiting:
         return
     line = interrupted_line(invoked.get(), _finished, stop_name(code))
     line = f"{_whose.get()}: {line}" if _whose.get() else line

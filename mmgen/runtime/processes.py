@@ -138,8 +138,10 @@ def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         say(f"mmgen: waiting for {here.world_size} processes to join (WORLD_SIZE={here.world_size}, "
             f"RANK={here.rank}, at {where}); Ctrl-C to stop")
+        torchrun.waiting = True  # (left set by a stop: its line is this process's to say)
         while thread.is_alive():
             thread.join(0.5)
+        torchrun.waiting = False
     if isinstance(met[0], BaseException):
         raise met[0]
     store = met[0][0]

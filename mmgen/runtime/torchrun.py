@@ -68,6 +68,8 @@ def says_command_line_errors(command: str | None) -> bool:
 
 
 _following = False
+waiting = False  # this process said it waits for the others to join (processes._rendezvous) and has not joined yet:
+# alone, it says its own stop's line too (cli._interrupted), which in a job rank 0 says for every process
 
 
 def follow_launcher(every_s: float = 0.5) -> None:

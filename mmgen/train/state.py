@@ -22,6 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mmgen.runtime.device import Compute
 from mmgen.runtime.processes import Processes
+from mmgen.terminal import counted
 from mmgen.train.checkpoint import Checkpoint, Resumable, save_checkpoint
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.run_weights import RunWeights
@@ -223,7 +224,12 @@ class TrainingState:
             )
         # A different number of processes: carry on with fresh streams (not bitwise like the old run).
         self.streams.reseed(rank_seed(self.config.seed + self.step, processes.rank))
-        return f"resumed with {processes.world_size} processes instead of {len(rng)}: random streams restarted"
+        return streams_restarted(processes.world_size, len(rng))
+
+
+def streams_restarted(processes: int, saved: int) -> str:
+    """The note of a run resumed with `processes` processes from a checkpoint that `saved` processes wrote."""
+    return f"resumed with {counted(processes, 'process')} instead of {saved}: random streams restarted"
 
 
 def _share_frozen(average: torch.nn.Module, model: torch.nn.Module) -> None:

@@ -695,6 +695,32 @@ def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatc
     assert capsys.readouterr().err == "mmgen: interrupted; kept the finished output: out/x.mp4\n"
 
 
+@pytest.mark.parametrize("launcher", ["torchrun", "none"])
+def test_a_stop_says_a_second_ctrl_c_aborts_only_where_it_does(monkeypatch, capsys, launcher):
+    """`stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)` was said under
+    torchrun too, where it is untrue: torchrun passes a second Ctrl-C on as SIGTERM, which asks for the same
+    checkpoint. There the line says what is true, without the hint."""
+    from mmgen.runtime import stop_signals
+    from mmgen.train import interrupt
+
+    in_a_torchrun_job(monkeypatch, 2)
+    monkeypatch.setenv("RANK", "0")
+    if launcher == "torchrun":
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    else:
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(signal, "signal", lambda *args: stop_signals._on_stop)  # (the test's own handlers stay)
+    monkeypatch.setattr(interrupt, "record", lambda signum: None)  # no stop of the test's own process
+    with interrupt.StopRequest() as stop:
+        stop.stepped = True
+        stop._handle(signal.SIGINT, None)
+    said = capsys.readouterr().err.splitlines()[-1]
+    if launcher == "torchrun":
+        assert said == "mmgen: stopping after this step to save a checkpoint"
+    else:
+        assert said == "mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)"
+
+
 def test_a_stop_that_ended_a_python_finetune_does_not_stop_the_next_command_of_the_process(tmp_path, capsys):
     """A Python program's finetune stopped by one Ctrl-C returns `interrupted=True`; the stop it recorded (for the
     command line's exit code) was left for the process, so the program's next `mmgen.cli.run([...])` was stopped as

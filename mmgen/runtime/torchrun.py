@@ -67,6 +67,12 @@ def says_command_line_errors(command: str | None) -> bool:
     return command in ANY_PROCESS or rank() == 0
 
 
+def launched() -> bool:
+    """Whether torchrun started this process (its agent sets TORCHELASTIC_RUN_ID for its workers): its parent is the
+    launcher, which stands between the user's signals and it (Ctrl-C reaches torchrun alone, which passes it on)."""
+    return bool(os.environ.get("TORCHELASTIC_RUN_ID"))
+
+
 _following = False
 waiting = False  # this process said it waits for the others to join (processes._rendezvous) and has not joined yet:
 # alone, it says its own stop's line too (cli._interrupted), which in a job rank 0 says for every process
@@ -81,7 +87,7 @@ def follow_launcher(every_s: float = 0.5) -> None:
     and the ordinary stop follows (finetune saves a checkpoint, exit 143). Elsewhere (no torchrun: a shell's
     child, under nohup, may outlive its shell) nothing."""
     global _following
-    if _following or not os.environ.get("TORCHELASTIC_RUN_ID"):
+    if _following or not launched():
         return
     _following = True  # once a process (a Python program may run several commands)
     launcher = os.getppid()

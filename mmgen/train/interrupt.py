@@ -32,6 +32,13 @@ class CheckpointNotSaved(MmgenError):
         super().__init__(f"no checkpoint saved at step {step}: {why}")
 
 
+def _abort_hint() -> str:
+    """How to abort instead, said with the stop: a second Ctrl-C — but not under torchrun, which passes a second
+    Ctrl-C on as SIGTERM (asking again for the checkpoint coming), and whose workers stop for a checkpoint when it
+    is killed (torchrun.follow_launcher): only killing the workers themselves (SIGKILL) aborts there."""
+    return "" if torchrun.launched() else " (Ctrl-C again to abort without saving)"
+
+
 class StopRequest:
     """A flag set by a stop signal while the `with` block runs (main thread only; elsewhere it just never fires;
     a signal the shell ignores, e.g. under nohup, stays ignored). Previous handlers are restored on exit."""
@@ -80,4 +87,4 @@ class StopRequest:
             _log.info("stopping after this step to save a checkpoint")
         elif self.says:
             say("")  # below the bar's line
-            say("mmgen: stopping after this step to save a checkpoint (Ctrl-C again to abort without saving)")
+            say(f"mmgen: stopping after this step to save a checkpoint{_abort_hint()}")

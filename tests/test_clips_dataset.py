@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import threading
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from finetune_clips import COLOURS, PITCH_HZ, TINY_FORMAT, dominant_hz, write_cl
 from mmgen.data.clip_cache import ClipCache, clear_skips_only
 from mmgen.data.clips import ClipFormat, build_clip_dataset, folder_fingerprint, scan_media
 from mmgen.errors import ConfigError, MediaError
+from mmgen.runtime.processes import Processes
 from mmgen.weights.safetensors_file import save_file
 
 
@@ -67,6 +70,51 @@ def test_a_second_scan_decodes_nothing(folder, tmp_path):
     os.utime(files["good"][0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     _, third = build_clip_dataset(root, TINY_FORMAT, cache)
     assert third.decoded == 1 and third.reused == 5
+
+
+def test_the_processes_of_a_torchrun_job_share_the_decoding_and_report_the_jobs_counts(folder, tmp_path, monkeypatch):
+    """Two ranks (threads here, meeting at the job's gather as torchrun's processes do) over an empty cache: each
+    decodes its share — file i by rank i % 2 — and no file twice; each reports the job's counts and the same skips
+    (a rank counted only its own decodings, and a file the other rank had decoded as "from the clip cache")."""
+    root, _ = folder
+    cache = tmp_path / "cache"
+    decoded_by: dict[str, list[int]] = {}
+    decode = ClipCache._decode
+    rank_of = threading.local()
+
+    def counted_decode(self, path):
+        decoded_by.setdefault(path.name, []).append(rank_of.rank)
+        return decode(self, path)
+
+    monkeypatch.setattr(ClipCache, "_decode", counted_decode)
+    met = threading.Barrier(2, timeout=30)
+    words: list = [None, None]
+
+    @dataclasses.dataclass(frozen=True)
+    class Thread(Processes):
+        def gather(self, obj):
+            words[self.rank] = obj
+            met.wait()
+            heard = list(words)
+            met.wait()
+            return heard
+
+    reports = [None, None]
+
+    def rank(r: int) -> None:
+        rank_of.rank = r
+        reports[r] = build_clip_dataset(root, TINY_FORMAT, cache, processes=Thread(r, 2, r))[1]
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    files = scan_media(root)[0]
+    assert decoded_by == {path.name: [i % 2] for i, path in enumerate(files)}  # each once, by its rank
+    for report in reports:
+        assert (report.decoded, report.reused, report.clips) == (6, 0, 20)
+        assert {s.path.name for s in report.skipped} == {"broken.mp4", "silent.mov"}
 
 
 def test_a_damaged_clip_cache_entry_is_decoded_again_and_replaced_with_one_note(folder, tmp_path):

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import safetensors
 import torch
@@ -26,6 +27,9 @@ from mmgen.errors import ConfigError, MediaError
 from mmgen.media.notes import gathered_notes
 from mmgen.modal import Modal
 from mmgen.terminal import counted, rate_text
+
+if TYPE_CHECKING:
+    from mmgen.runtime.processes import Processes
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
@@ -126,14 +130,13 @@ class ScanReport:
 
 def _index(
     cache: ClipCache, path: Path, fmt: ClipFormat, stride: int, clips: list[tuple[Path, int]], report: ScanReport
-) -> None:
-    """Add the clips of `path` (decoded now, or from the cache) to `clips`, and what happened to `report`."""
+) -> bool:
+    """Add the clips of `path` (decoded now, or from the cache) to `clips`, and its skip to `report`; True if it
+    was decoded now."""
     if _dangling(path):
         report.skipped.append(Skipped(path, f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"))
-        return
+        return False
     shard, reason, decoded = cache.lookup(path)
-    report.decoded += decoded
-    report.reused += not decoded
     if shard is not None:
         with safetensors.safe_open(str(shard), framework="pt") as stored:
             frames = stored.get_slice("video").get_shape()[0]
@@ -142,6 +145,7 @@ def _index(
         clips.extend((shard, start) for start in range(0, frames - fmt.frames + 1, stride))
     if reason is not None:
         report.skipped.append(Skipped(path, reason))
+    return decoded
 
 
 def _dangling(path: Path) -> bool:
@@ -190,21 +194,38 @@ def build_clip_dataset(
     leave_out: Callable[[Path], str | None] = lambda folder: None,
     scanned: tuple[list[Path], list[Skipped]] | None = None,
     run: str = "",
+    processes: Processes | None = None,
 ) -> tuple[ClipDataset, ScanReport]:
     """Scan `root` (but not the folders `leave_out` names a reason for) unless `scanned` is scan_media's answer
     already, decode what the cache does not know yet, and index every clip (start frames 0, stride, 2·stride, …
     of each file; default stride = the clip length). `run`: who decodes (its run folder), named in the skip records
-    it writes. MediaError if no file yields a clip."""
+    it writes. MediaError if no file yields a clip.
+
+    `processes`: a torchrun job's, whose processes share the decoding — file i by rank i % world size — and meet
+    (a gather, which every process waits for) before each indexes every file from the cache; the report counts
+    the job's decoding, not one process's."""
     stride = stride or fmt.frames
     files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
     report = ScanReport(files=len(files), left_out=left_out)
     cache = ClipCache(cache_dir, fmt, run)
     clips: list[tuple[Path, int]] = []
+    decoded: set[int] = set()  # which files were decoded (by any process of the job)
+    sharing = processes is not None and processes.distributed
     with gathered_notes(root) as report.notes:  # said once for the folder, not once per file
-        for done, path in enumerate(files):
-            if progress is not None:
-                progress(done, len(files), path)
-            _index(cache, path, fmt, stride, clips, report)
+        if sharing:
+            for index in range(processes.rank, len(files), processes.world_size):
+                if progress is not None:
+                    progress(index, len(files), files[index])  # the job's progress, as far as this process knows
+                if not _dangling(files[index]) and cache.lookup(files[index])[2]:
+                    decoded.add(index)
+            decoded.update(*processes.gather(sorted(decoded)))  # every process has decoded its share
+        for index, path in enumerate(files):
+            if progress is not None and not sharing:
+                progress(index, len(files), path)
+            if _index(cache, path, fmt, stride, clips, report):
+                decoded.add(index)
+    dangling = sum(_dangling(path) for path in files)
+    report.decoded, report.reused = len(decoded), len(files) - dangling - len(decoded)
     if progress is not None:
         progress(len(files), len(files), root)
     report.clips = len(clips)

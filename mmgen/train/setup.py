@@ -134,6 +134,7 @@ def prepare(
         progress=lambda done, total, path: on_event(TrainEvent("data", done, total, message=path.name)),
         scanned=scan,
         run=clip_cache_user(run_dir),
+        processes=processes,
     )
     on_event(TrainEvent("data", report.files, report.files, data=report))
     schedule = Schedule.respaced("")

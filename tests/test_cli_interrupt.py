@@ -665,6 +665,24 @@ def test_a_command_that_writes_stopped_while_mmgen_loads_says_it_wrote_nothing(t
     assert not (tmp_path / "out").exists()
 
 
+def test_under_torchrun_a_stop_while_mmgen_loads_is_said_by_rank_0_alone(tmp_path, monkeypatch, capsys):
+    """Ctrl-C to torchrun as its workers start reaches each while mmgen loads: each said `mmgen: interrupted`. Every
+    process was stopped alike and began nothing of its own: rank 0 says it once, as a refused command line."""
+    import mmgen.cli
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    in_a_torchrun_job(monkeypatch, 2)
+    said = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        monkeypatch.setattr(mmgen.cli, "_register", stop_inside(signal.SIGINT, "swallowed"))
+        assert mmgen.cli.run(["finetune", str(tmp_path), "-o", str(tmp_path / "run"), "--json"]) == 130
+        said[rank] = capsys.readouterr()
+    assert said[0].err.splitlines() == ["mmgen: interrupted"] and said[1].err == ""
+
+
 def test_under_torchrun_finetune_s_stop_lines_are_said_once_by_rank_0(monkeypatch, capsys):
     """A stop reaches every rank of `torchrun … finetune`: each said `stopping after this step to save a checkpoint`,
     then `interrupted` (rank 1's naming nothing; rank 0's saying how to resume). Rank 0 alone says them; a rank that

@@ -109,10 +109,20 @@ def run(argv: list[str] | None = None) -> int:
     if _began:  # as the command ended: its own line, naming what it kept
         _say_stopped(code)
         return code
-    from mmgen.terminal import say
+    if says_early_stop(command_named(argv)):
+        from mmgen.terminal import say
 
-    say(f"mmgen: {nothing_kept(command_named(argv), stop_name(code))}")
+        say(f"mmgen: {nothing_kept(command_named(argv), stop_name(code))}")
     return code
+
+
+def says_early_stop(command: str | None) -> bool:
+    """Whether this process says a stop that came before its command began (while mmgen loads): under torchrun every
+    process is stopped alike and began nothing of its own, so rank 0 alone says it, as a refusal of the one command
+    line they all parse (torchrun.says_command_line_errors), not once per process."""
+    from mmgen.runtime.torchrun import says_command_line_errors
+
+    return says_command_line_errors(command)
 
 
 def _start_failed(e: Exception, argv: list[str] | None) -> int:
@@ -348,7 +358,8 @@ def main() -> None:
 
         own_process(_say_stopped)
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
-        sys.stderr.write(f"mmgen: {nothing_kept(command_named(None))}\n")
+        if says_early_stop(command_named(None)):
+            sys.stderr.write(f"mmgen: {nothing_kept(command_named(None))}\n")
         sys.exit(INTERRUPTED)
     use_huge_pages()
     code = final_code(run(), _say_stopped)

@@ -62,8 +62,9 @@ def rank() -> int:
 def says_command_line_errors(command: str | None) -> bool:
     """Whether this process says a refusal of its command line (an unknown option, a bad value): every process of a
     torchrun job parses the one command line torchrun gave them all, so rank 0 alone says it (the others exit 2 in
-    silence), not once per process. A command that runs in any process (ANY_PROCESS: a worker's script may run
-    `mmgen models pull` on a line of its own) says its own."""
+    silence), not once per process; so is a stop that lands before the command began (cli.says_early_stop). A
+    command that runs in any process (ANY_PROCESS: a worker's script may run `mmgen models pull` on a line of its
+    own) says its own."""
     return command in ANY_PROCESS or rank() == 0
 
 

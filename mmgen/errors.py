@@ -49,6 +49,11 @@ class ResourceError(MmgenError):
     input: exit 1 (mmgen.disk_failures.resource_failure)."""
 
 
+class PeerEnded(ResourceError):
+    """A collective operation of a torchrun job (a gradient's sum, a barrier) failed because another process of the job
+    ended — killed, or failed with its own line: exit 1 (mmgen.disk_failures.resource_failure)."""
+
+
 class UsageError(MmgenError):
     """Bad usage or bad input: exit code 2."""
 

@@ -494,6 +494,46 @@ def test_a_stop_whose_checkpoint_cannot_be_saved_says_so_in_its_last_line(setup,
     assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_collective_that_fails_as_another_process_ended_says_so_in_one_line(setup, tmp_path, monkeypatch, stopped):
+    """A torchrun worker killed: the others' next collective failed with gloo's raw text (`RuntimeError:
+    [/__w/pytorch/…/pair.cc:553] Connection closed by peer … GLHF! 🏖️`), said as rank 1's error — and in rank 0's
+    stop line (torchrun's SIGTERM) as `no checkpoint saved at step 2`, though step 2's was saved, whole. Now one
+    plain line, with the checkpoints kept; the stop line claims no missing checkpoint that is there."""
+    from mmgen.runtime.processes import Processes
+    from mmgen.train import trainer
+
+    data, recipe, env = setup
+    run_dir = tmp_path / "run"
+    loss, steps = trainer.diffusion_loss, []
+
+    def stop_in_the_second_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2 and stopped:
+            os.kill(os.getpid(), signal.SIGTERM)  # (torchrun's, to the processes left)
+        return loss(*args, **kwargs)
+
+    def peer_gone_after_the_second_save(self):  # the barrier after each checkpoint is written
+        if getattr(latest_checkpoint(run_dir / "checkpoints"), "step", None) == 2:
+            raise RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection "
+                               "closed by peer [127.0.0.1]:3511. This is typically caused by a remote worker "
+                               "crashing. Check the logs of the remote worker before reporting an error. GLHF! 🏖️")
+
+    monkeypatch.setattr(trainer, "diffusion_loss", stop_in_the_second_step)
+    monkeypatch.setattr(Processes, "barrier", peer_gone_after_the_second_save)
+    result = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                      "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, env=env)
+    resume = f"`mmgen finetune {shlex.quote(str(data))} -o {run_dir} --resume` resumes the run"
+    said = ("another process of the job ended (its own output says why); "
+            f"kept the checkpoints in {run_dir}/checkpoints: {resume}")
+    assert result.returncode == (143 if stopped else 1), result.stderr
+    assert result.stderr.splitlines()[-1] == (f"mmgen: interrupted (SIGTERM); {said}" if stopped
+                                              else f"mmgen: error: {said}")
+    assert "gloo" not in result.stderr
+    assert [c.step for c in list_checkpoints(run_dir / "checkpoints")] == [1, 2]
+
+
 def test_a_run_folder_swapped_for_a_link_mid_run_stops_the_run_before_writing_through_it(setup, tmp_path, monkeypatch):
     """`mv RUN RUN.old; ln -s ELSEWHERE RUN` after the first checkpoint: the run wrote its later checkpoints and its
     model into ELSEWHERE. The folder it took is the one every file of the run goes into (output_folders.same_folders): one

@@ -179,6 +179,8 @@ def finetune(
     RUN_DIR/model.safetensors, works with `mmgen generate -m RUN_DIR/model.safetensors`.
     """
     from mmgen.cli._interrupted import left_behind
+    from mmgen.disk_failures import resource_failure
+    from mmgen.errors import PeerEnded
     from mmgen.runtime.stop_signals import stop_code, stopped
     from mmgen.train.config import run_config
     from mmgen.train.interrupt import CheckpointNotSaved
@@ -218,15 +220,21 @@ def finetune(
         try:
             result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
         except (KeyboardInterrupt, Exception) as e:
+            # A collective that failed as another process of the job ended (torchrun's SIGTERM to the others then
+            # stops them): that, in one line, not gloo's or NCCL's text; with the checkpoints it kept.
+            failure = resource_failure(e) if isinstance(e, Exception) else None
+            peer = failure if isinstance(failure, PeerEnded) else None
             # A stop outside the loop's "save, then stop" (before the first step has ended, while writing the result;
             # or what a library made of it: stop_signals.stopped), or one whose checkpoint failed: its --json line all
             # the same, saying what is kept; the exit code and last line are the stop's.
             if main_process() and (isinstance(e, (KeyboardInterrupt, CheckpointNotSaved)) or stopped()):
                 if json:
                     print_json(stopped_json(run_dir, config, data_dir))
-                why = str(e) if isinstance(e, CheckpointNotSaved) else None
+                why = str(e) if isinstance(e, CheckpointNotSaved) else str(peer) if peer else None
                 if line := "; ".join(filter(None, [why, resumable(run_dir, data_dir)])):
                     left_behind(line)
+            elif peer is not None and (kept := resumable(run_dir, data_dir)):
+                raise PeerEnded(f"{peer}; {kept}") from e
             raise
     report(result, config, data_dir)
     if json and main_process():

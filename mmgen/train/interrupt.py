@@ -14,6 +14,7 @@ import signal
 import threading
 from types import FrameType
 
+from mmgen.disk_failures import resource_failure
 from mmgen.errors import MmgenError
 from mmgen.runtime import torchrun
 from mmgen.runtime.stop_signals import STOPS, answered_by_the_call, callers_own, record
@@ -28,6 +29,7 @@ class CheckpointNotSaved(MmgenError):
     code; its last line says this, correcting the promise."""
 
     def __init__(self, step: int, cause: Exception):
+        cause = resource_failure(cause) or cause  # the machine's words for it (memory, another process ended)
         why = str(cause) if isinstance(cause, MmgenError) else f"{type(cause).__name__}: {cause}"
         super().__init__(f"no checkpoint saved at step {step}: {why}")
 

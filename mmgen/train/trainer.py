@@ -42,6 +42,7 @@ from mmgen.train.run_folder import RunFolderLock, clear_failed_start, finished_a
 from mmgen.train.run_weights import RunWeights
 from mmgen.train.setup import Setup, clip_cache_user, prepare
 from mmgen.train.state import TrainingState, parameters_digest
+from mmgen.train.step_folders import latest_checkpoint
 
 __all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]
 
@@ -131,7 +132,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
     outputs = RunOutputs(setup, on_event)
     watch = DivergenceWatch(compute.device, gradients_may_overflow=state.scaler.is_enabled())
     start, interrupted = state.step, False
-    with StopRequest() as stop, _saved_as_asked(stop, state):
+    with StopRequest() as stop, _saved_as_asked(stop, state, setup.run_dir / "checkpoints"):
         batches = iter(setup.loader(start))
         while state.step < config.steps:
             x0 = _clips(next(batches), config.flip, state.streams.generator, compute.device)
@@ -169,13 +170,15 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
 
 
 @contextmanager
-def _saved_as_asked(stop: StopRequest, state: TrainingState) -> Iterator[None]:
+def _saved_as_asked(stop: StopRequest, state: TrainingState, checkpoints: Path) -> Iterator[None]:
     """A failure once a stop has asked for a checkpoint (in the step it waits for, or in saving) is the checkpoint
-    the stop was promised not being saved (CheckpointNotSaved), said as such, not passed over as the stop's doing."""
+    the stop was promised not being saved (CheckpointNotSaved), said as such, not passed over as the stop's doing —
+    unless that step's checkpoint is there, complete (the failure came after it: a collective once another process
+    of the job ended), when the failure goes on as it is."""
     try:
         yield
     except Exception as e:
-        if stop.requested:
+        if stop.requested and getattr(latest_checkpoint(checkpoints), "step", None) != state.step:
             raise CheckpointNotSaved(state.step, e) from e
         raise
 

@@ -561,6 +561,36 @@ def test_finetune_json_says_what_a_run_stopped_before_its_first_step_kept(tmp_pa
     assert err.splitlines()[-1].startswith("mmgen: interrupted") and not run_dir.exists()
 
 
+def test_finetune_json_comes_for_a_stop_while_torch_loads(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C as finetune's command line was read, while torch loads (seconds, in every torchrun worker): --json
+    printed nothing, though --help promises its line whenever the stop comes (once mmgen has read its settings)."""
+    import types
+
+    import mmgen.cli
+    import mmgen.train.trainer  # noqa: F401 (loaded: the stop's --json line reads FinetuneResult from it)
+
+    class Loading(types.ModuleType):  # `from mmgen.train import finetune` while the stop lands in it
+        def __getattr__(self, name):
+            if name != "finetune":
+                raise AttributeError(name)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+            raise AssertionError("the stop signal never came")
+
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    recipe = write_recipe(tmp_path / "recipe.yaml", sample_every=0)
+    monkeypatch.setitem(sys.modules, "mmgen.train", Loading("mmgen.train"))
+    run_dir = tmp_path / "run"
+
+    assert mmgen.cli.run(["finetune", str(tmp_path), "--scratch", "--config", str(recipe), "-o", str(run_dir),
+                          "--steps", "5", "--json"]) == 130
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"run_dir": str(run_dir), "step": 0, "steps": 5, "interrupted": True, "model": None,
+                               "checkpoints": None, "resume": None, "data": None}
+    assert err.splitlines()[-1] == "mmgen: interrupted" and not run_dir.exists()
+
+
 # Runs `mmgen models list` as `python -m mmgen` does (runpy), with a stop that lands while C code runs Python code
 # through the C API (PyRun_String, as pybind11's py::exec does while torch loads): CPython then remembers "a
 # KeyboardInterrupt went unhandled" and, unless told otherwise, ends the process by SIGINT, whatever sys.exit said.

@@ -167,9 +167,9 @@ def finetune(
     json: Annotated[
         bool,
         typer.Option("--json", rich_help_panel=_OUTPUT, callback=stdout_open,
-                     help="Print one JSON object to stdout when the run ends or stops, whenever the stop comes (run "
-                     "folder, steps done, the model or adapter written, the command that resumes); messages go to "
-                     "stderr."),
+                     help="Print one JSON object to stdout when the run ends or stops, whenever the stop comes once "
+                     "mmgen has read its settings (a stop while mmgen itself loads prints none): run folder, steps "
+                     "done, the model or adapter written, the command that resumes. Messages go to stderr."),
     ] = False,
 ) -> None:
     """Fine-tune a model (or train one from scratch) on your own clips.
@@ -212,12 +212,12 @@ def finetune(
                 for line in e.problems:
                     say_line(line)
             raise
-    # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a config
-    # file's mistake) is at once
-    from mmgen.train import finetune as run_finetune
-
     with display() as on_event:
         try:
+            # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a
+            # config file's mistake) is at once; a stop while it loads (seconds) is one before the first step
+            from mmgen.train import finetune as run_finetune
+
             result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
         except (KeyboardInterrupt, Exception) as e:
             # A collective that failed as another process of the job ended (torchrun's SIGTERM to the others then

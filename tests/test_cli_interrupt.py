@@ -703,6 +703,7 @@ def test_under_torchrun_a_stop_while_mmgen_loads_is_said_by_rank_0_alone(tmp_pat
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     in_a_torchrun_job(monkeypatch, 2)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # torchrun's workers (a job's variables left in a shell: each says)
     said = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))

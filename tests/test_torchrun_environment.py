@@ -19,7 +19,7 @@ import pytest
 from cli_here import run_here
 from mmgen_cli import mmgen_command, mmgen_env
 
-JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
 
 def _job(monkeypatch: pytest.MonkeyPatch, **given: str) -> None:
@@ -79,12 +79,15 @@ def test_a_mistake_in_the_command_line_under_torchrun_is_said_by_rank_0_alone(tm
     """`torchrun --nproc_per_node 2 -m mmgen batch jobs.yaml --nope`: every process parsed the one command line, and
     each said `No such option: --nope`. Rank 0 says it; every rank exits 2. (`models` and `doctor` run as they are in
     any process, a worker script's own line: each says its own.)"""
+    from mmgen.runtime import torchrun
+
     (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torchrun, "RANK_0_SAYS_WITHIN_S", 0.0)  # rank 1's wait for rank 0 to say it (played first)
     result = {}
     for rank in (0, 1):
         _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-             MASTER_PORT="29500")
+             MASTER_PORT="29500", TORCHELASTIC_RUN_ID="job")
         result[rank] = run_here(*args, env=mmgen_env(tmp_path))
     assert [result[r].returncode for r in (0, 1)] == [2, 2], result
     assert result[0].stderr == f"mmgen: error: {said}\n" and result[1].stderr == "", result
@@ -98,16 +101,56 @@ def test_the_help_under_torchrun_is_printed_by_rank_0_alone(tmp_path, monkeypatc
     """`torchrun --nproc_per_node 2 -m mmgen` (no command) printed the whole help once per process, one after the
     other (and so did --help): every process parsed the one command line. Rank 0 prints it; the exit codes stay.
     (`models --help` is any process's own, as the models commands are.)"""
+    from mmgen.runtime import torchrun
+
+    monkeypatch.setattr(torchrun, "RANK_0_SAYS_WITHIN_S", 0.0)
     result = {}
     for rank in (0, 1):
         _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-             MASTER_PORT="29500")
+             MASTER_PORT="29500", TORCHELASTIC_RUN_ID="job")
         result[rank] = run_here(*args, env=mmgen_env(tmp_path))
     assert [result[r].returncode for r in (0, 1)] == [code, code], result
     assert "Usage: mmgen" in result[0].stdout and result[0].stderr == "", result[0]
     assert result[1].stdout in ("", "\n") and result[1].stderr == "", result[1]  # (--help: click's line end after it)
     own = run_here("models", "--help", env=mmgen_env(tmp_path))  # rank 1's
     assert own.returncode == 0 and "Usage: mmgen models" in own.stdout, own
+
+
+def test_a_silent_rank_waits_for_rank_0_to_say_the_mistake_until_torchrun_stops_it(tmp_path, monkeypatch):
+    """`torchrun --nproc_per_node 2 -m mmgen finetune … --log-every 1`: rank 1 exited 2 at once, in silence, and
+    torchrun stopped rank 0 (SIGTERM) before it had said `No such option`: the user saw only `interrupted (SIGTERM)`
+    and torchrun's traceback. A silent rank waits until torchrun stops it (rank 0 has ended), then exits 2 in
+    silence still: no stop line of its own."""
+    from mmgen.runtime import torchrun
+
+    monkeypatch.setattr(torchrun, "RANK_0_SAYS_WITHIN_S", 60.0)
+    _job(monkeypatch, WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500",
+         TORCHELASTIC_RUN_ID="job")
+    stops, ended = [], threading.Event()
+
+    def torchrun_stops_the_rest() -> None:  # as rank 0 has ended, while rank 1 waits (if it does)
+        while not ended.wait(0.05):
+            if getattr(signal.getsignal(signal.SIGTERM), "__qualname__", "").endswith("leave_the_word_to_rank_0"
+                                                                                      ".<locals>.ended"):
+                stops.append("SIGTERM")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=torchrun_stops_the_rest, daemon=True).start()
+    done = run_here("batch", "jobs.yaml", "--nope", env=mmgen_env(tmp_path))
+    ended.set()
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", ""), done
+    assert stops == ["SIGTERM"]  # it was still waiting when torchrun stopped it
+
+
+def test_a_job_s_variables_left_in_a_shell_silence_no_mistake_and_no_help(tmp_path, monkeypatch):
+    """WORLD_SIZE=2 RANK=1 MASTER_ADDR/PORT left in a shell (or ranks started by hand, each in a terminal of its own):
+    no torchrun stands behind the process, and nobody else would say its mistakes or print its help."""
+    _job(monkeypatch, WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+    done = run_here("batch", "jobs.yaml", "--nope", env=mmgen_env(tmp_path))
+    assert (done.returncode, done.stderr) == (2, "mmgen: error: No such option: --nope\n"), done
+    shown = run_here("--help", env=mmgen_env(tmp_path))
+    assert shown.returncode == 0 and "Usage: mmgen" in shown.stdout, shown
 
 
 @pytest.mark.parametrize("environment", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",

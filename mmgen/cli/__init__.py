@@ -224,20 +224,26 @@ def _failed(e: Exception) -> int:
     import typer
 
     from mmgen.cli._interrupted import failed_line
+    from mmgen.cli.app import arguments
     from mmgen.cli.options import flag_of
     from mmgen.disk_failures import resource_failure
     from mmgen.errors import InvalidSetting, MmgenError
+    from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
 
     e = resource_failure(e) or e  # the machine's memory or open files ran out, whatever raised it: one line
     if isinstance(e, MmgenError):
         if not (e.every_process and _rank() != 0):
             _error(e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else failed_line(e))
+        else:
+            leave_the_word_to_rank_0()
         return e.exit_code
     if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal
         _command_line_error(f"{name}: {message}")  # "--steps: expected an integer, got '1e3'", as LIMITS speak
         return 2
     if type(e).__name__ == "NoArgsIsHelpError":  # `mmgen`, `mmgen models` alone: the help is printed (stdout), no
+        if not says_command_line_errors(command_named(arguments.get())):
+            leave_the_word_to_rank_0()  # rank 0 prints the help
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
         hint = _dash_file_hint(e) + _command_elsewhere_hint(e) + _option_before_command_hint(e)  # NoSuchOption,
@@ -257,10 +263,12 @@ def _command_line_error(message: str) -> None:
     """A refusal of the command line itself (typer's and click's usage errors): under torchrun said by rank 0 alone,
     as every process parsed the same line (torchrun.says_command_line_errors)."""
     from mmgen.cli.app import arguments
-    from mmgen.runtime.torchrun import says_command_line_errors
+    from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
 
     if says_command_line_errors(command_named(arguments.get())):
         _error(message)
+    else:
+        leave_the_word_to_rank_0()
 
 
 def _dash_file_hint(e: Exception) -> str:

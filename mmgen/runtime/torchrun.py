@@ -64,8 +64,37 @@ def says_command_line_errors(command: str | None) -> bool:
     torchrun job parses the one command line torchrun gave them all, so rank 0 alone says it (the others exit 2 in
     silence), not once per process; so is a stop that lands before the command began (cli.says_early_stop). A
     command that runs in any process (ANY_PROCESS: a worker's script may run `mmgen models pull` on a line of its
-    own) says its own."""
-    return command in ANY_PROCESS or rank() == 0
+    own) says its own. Processes not started by torchrun (a job's variables left in a shell, ranks started by hand,
+    each in a terminal of its own) each say their own: nobody else would."""
+    return command in ANY_PROCESS or not launched() or rank() == 0
+
+
+RANK_0_SAYS_WITHIN_S = 10.0
+
+
+def leave_the_word_to_rank_0() -> None:
+    """A torchrun worker that leaves to rank 0 a refusal all the job's processes meet alike waits, silent, before it
+    exits: torchrun stops a job's other workers (SIGTERM) as soon as one fails, and that came to rank 0 before it had
+    said the refusal (the user saw `interrupted (SIGTERM)` and torchrun's traceback, never what was wrong). It waits
+    until torchrun stops it (rank 0 has ended) or RANK_0_SAYS_WITHIN_S pass, then exits as it would have."""
+    if not launched() or rank() == 0 or threading.current_thread() is not threading.main_thread():
+        return
+
+    def ended(signum, frame) -> None:
+        raise _Ended
+
+    kept = {stop: signal.signal(stop, ended) for stop in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        time.sleep(RANK_0_SAYS_WITHIN_S)
+    except _Ended:
+        pass
+    finally:
+        for stop, handler in kept.items():
+            signal.signal(stop, handler)
+
+
+class _Ended(Exception):
+    """torchrun stopped a worker waiting for rank 0 to say a refusal: rank 0 has ended."""
 
 
 def launched() -> bool:

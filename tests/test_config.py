@@ -247,6 +247,20 @@ def test_a_finetune_config_s_problems_are_all_said_at_once_as_a_batch_file_s_are
         f"mmgen: error: {recipe}: 4 problems found, nothing was run"]
 
 
+def test_a_finetune_config_s_values_out_of_range_are_said_with_its_other_problems(tmp_path):
+    """Only a value of the wrong type was listed at once: `steps: 0` beside `lr: abc` said lr alone, then (fixed)
+    steps, then lora_rank. A value's range (LIMITS) and its own rules are checked with its type, every one said."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("steps: 0\nlr: abc\nlora_rank: 0\n")
+    done = run_here("finetune", tmp_path, "-o", tmp_path / "run", "--config", recipe, env=mmgen_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"{recipe}: steps: must be at least 1, got 0",
+        f"{recipe}: lr: expected a number, got 'abc'",
+        f"{recipe}: lora_rank: must be at least 1, got 0",
+        f"mmgen: error: {recipe}: 3 problems found, nothing was run"]
+
+
 def test_a_yaml_file_of_too_many_plain_values_is_refused_while_composing_not_after(tmp_path, monkeypatch):
     """A 16 MB flow list of 8 M integers was composed whole (2 GB, minutes) before the value limit was checked;
     the nodes are now counted as they are composed, so the file is refused before its end is even read (here a

@@ -268,17 +268,20 @@ def resolve_config(layers: list[tuple[str, dict[str, Any]]], *, scratch: bool = 
 
 
 def _every_field(data: dict[str, Any], where: str) -> None:
-    """A file's values that their fields refuse, each taken alone: more than one is ConfigProblems, every one of
-    them said at once (`steps: 1_000`, `seed: 017` and `lr: 0x1` in one file: three lines, as a batch file's
-    problems are), not the first alone; one is said as from_dict says it (_config)."""
+    """A file's values that their fields refuse, each taken alone (its type, its range: `steps: 1_000`, `steps: 0`,
+    `lr: abc`): more than one is ConfigProblems, every one of them said at once (three lines, as a batch file's
+    problems are), not the first alone; one is said as from_dict says it (_config). Rules between two settings
+    (`lora_rank` beside `model`) are the merged settings' (_config), the first one said."""
     hints = get_type_hints(FinetuneConfig)
     known = tuple(f.name for f in fields(FinetuneConfig) if f.init)
     unknown = sorted({str(key) for key in data} - set(known))
     problems = [f"{where}: {unknown_keys(unknown, known)}"] if unknown else []  # as from_dict says them
     for key, value in data.items():
         if key in hints:
-            try:
-                converted(hints[key], value, where, key, text=True)
+            try:  # its type, then its range and rules (LIMITS, __post_init__) with every other setting a default
+                FinetuneConfig(**{key: converted(hints[key], value, where, key, text=True)})
+            except InvalidSetting as e:
+                problems.append(e.said_as(f"{where}: {e.field}"))
             except ConfigError as e:
                 problems.append(str(e))
     if len(problems) > 1:

@@ -131,10 +131,11 @@ def test_settings_with_no_meaning_are_refused_with_their_key(clips, tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
-def test_a_run_recorded_with_values_refused_since_resumes_as_what_they_did(tmp_path):
+def test_a_run_recorded_with_values_refused_since_resumes_as_what_they_did(tmp_path, capsys):
     """A run's own record always resumes: `keep_checkpoints: 0` (refused since) kept the newest checkpoint, and
     reads back as 1; `seed: 5000000000` (seeds past 2^32 - 1 refused since) seeded with its low 32 bits, and reads
-    back as 705032704. A new --config file that says 0 is still refused, naming it."""
+    back as 705032704 — each said in a note (config.yaml is written again with it: it changed without a word). A
+    new --config file that says 0 is still refused, naming it."""
     from safetensors.torch import save_file
 
     from mmgen.errors import UsageError
@@ -149,6 +150,11 @@ def test_a_run_recorded_with_values_refused_since_resumes_as_what_they_did(tmp_p
                                           "seed: 5000000000\n")
     resumed = run_config(tmp_path, resume=True)
     assert (resumed.keep_checkpoints, resumed.seed) == (1, 5000000000 % 2**32)
+    record = tmp_path / "config.yaml"
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {record}: keep_checkpoints 0 is read as 1 (it kept the newest checkpoint; keep_checkpoints is at "
+        "least 1 now)",
+        f"note: {record}: seed 5000000000 is read as 705032704 (what its generators took; seeds are 0..4294967295 now)"]
     new = write_recipe(tmp_path / "new.yaml", keep_checkpoints=0)
     with pytest.raises(UsageError) as error:
         run_config(tmp_path, resume=True, config_file=new)

@@ -27,7 +27,7 @@ from mmgen.config import ConfigProblems, FieldError, converted, from_dict, parse
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit, seed_taken
 from mmgen.runtime import torchrun
-from mmgen.terminal import number_text
+from mmgen.terminal import number_text, say
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
 from mmgen.weights.registry import is_path
 from mmgen.yaml_files import load_yaml
@@ -392,23 +392,30 @@ def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
     return str(path), {} if data is None else _absolute_paths(data, Path(path).parent.resolve())
 
 
-# Values that runs recorded before LIMITS refused them, read back as what they did: `keep_checkpoints: 0` kept the
-# newest checkpoint all the same; a seed past 2^32 - 1 seeded its generators with its low 32 bits.
-RECORDED_AS: dict[str, Callable[[int], int]] = {
-    "keep_checkpoints": lambda kept: kept or 1,
-    "seed": lambda seed: seed_taken(seed) if seed > 0 else seed,
+# Values that runs recorded before LIMITS refused them, read back as what they did, each with why (said in a note:
+# the run's config.yaml is written again with the value read): `keep_checkpoints: 0` kept the newest checkpoint all
+# the same; a seed past 2^32 - 1 seeded its generators with its low 32 bits.
+RECORDED_AS: dict[str, tuple[Callable[[int], int], str]] = {
+    "keep_checkpoints": (lambda kept: kept or 1, "it kept the newest checkpoint; keep_checkpoints is at least 1 now"),
+    "seed": (lambda seed: seed_taken(seed) if seed > 0 else seed,
+             f"what its generators took; seeds are 0..{SeedLimit.high} now"),
 }
 
 
 def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
     """A run's own config.yaml as a layer, resumed or reused (`--config RUN/config.yaml`). A run's record is always
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
-    `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did. A new
-    --config file or flag is still refused."""
+    `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note
+    saying so (rank 0's). A new --config file or flag is still refused."""
     where, data = load_layer(path)
     if isinstance(data, dict):
-        data = {key: RECORDED_AS[key](value) if key in RECORDED_AS and type(value) is int else value
-                for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
+        data = {key: value for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
+        for key, (read_as, why) in RECORDED_AS.items():
+            value = data.get(key)
+            if type(value) is int and read_as(value) != value:
+                data[key] = read_as(value)
+                if torchrun.rank() == 0:
+                    say(f"note: {where}: {key} {value} is read as {data[key]} ({why})")
     return where, data
 
 

@@ -53,6 +53,12 @@ CALLS = [
      "generate(): progress must be a function taking a ProgressEvent, got None"),
     (lambda d: soundtrack(d / "clip.mp4", d / "o.mp4", SoundtrackSettings(), progress=None),
      "soundtrack(): progress must be a function taking a ProgressEvent, got None"),
+    (lambda d: soundtrack(d / "clip.mp4", d / "o.mp4", inputs=[5]),  # was a TypeError from inside the run
+     "soundtrack(): inputs must be a sequence of paths (each a str or a pathlib.Path), got [5]"),
+    (lambda d: animate(d / "a.wav", d / "o.mp4", AnimateSettings(), inputs="abc"),  # was taken as a, b and c
+     "animate(): inputs must be a sequence of paths (each a str or a pathlib.Path), got 'abc'"),
+    (lambda d: retake(d / "clip.mp4", None, RetakeSettings(ranges=("0:1",)), inputs=None),
+     "retake(): inputs must be a sequence of paths (each a str or a pathlib.Path), got None"),
 ]
 
 

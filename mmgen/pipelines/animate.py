@@ -28,8 +28,8 @@ def animate(
     output), with that audio stream (copied when the output's container can hold it) — or, when the settings name a loudness or a
     sample rate, that audio decoded, brought to them and re-encoded. Returns the result with its sidecar written.
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
-    check_arguments("animate", settings, AnimateSettings, paths={"input": input, "output": output}, overwrite=overwrite,
-                    progress=progress)
+    check_arguments("animate", settings, AnimateSettings, paths={"input": input, "output": output},
+                    path_lists={"inputs": inputs}, overwrite=overwrite, progress=progress)
 
     def writer_for(source: Path, model_rate: int, start: float) -> Writer:
         def write(result: Result, paths: OutputPaths) -> dict | None:

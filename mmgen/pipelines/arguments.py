@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mmgen.errors import InvalidArgument
 from mmgen.pipelines.events import quiet
@@ -18,10 +18,11 @@ def check_arguments(function: str, settings: object = None, kind: type | None = 
                     paths: Mapping[str, object] = {}, optional: tuple[str, ...] = ("output",), batch_size: object = 1,
                     overwrite: object = False, progress: object = quiet, instances: Mapping[str, tuple[object, type]] = {},
                     switches: Mapping[str, object] = {}, functions: Mapping[str, object] = {},
-                    words: Mapping[str, object] = {}) -> int:
+                    words: Mapping[str, object] = {}, path_lists: Mapping[str, object] = {}) -> int:
     """Refuse what `function` cannot take: `settings` not of its class `kind` (when it takes settings), a path of
     `paths` (name → value) that is neither a str nor a path-like (None only for the `optional` ones: the output,
-    named after the input), a `batch_size` that is no whole number of at least 1, an `overwrite` or one of
+    named after the input), one of `path_lists` that is no sequence of such paths (a str is one path, not a
+    sequence of them), a `batch_size` that is no whole number of at least 1, an `overwrite` or one of
     `switches` that is no bool (`"no"` would replace files), a `progress` or one of `functions` that is no function
     (None too: a function's default takes no notice), one of `instances` (name → (value, class)) not of its
     class, one of `words` neither a str nor None. Returns `batch_size` as a plain int (numpy's integers too:
@@ -38,6 +39,10 @@ def check_arguments(function: str, settings: object = None, kind: type | None = 
     for argument, value in paths.items():
         if (value is not None or argument not in optional) and not (isinstance(value, str | os.PathLike) and isinstance(os.fspath(value), str)):
             refuse(argument, "a path (a str or a pathlib.Path)", value)
+    for argument, value in path_lists.items():
+        if not isinstance(value, Sequence) or isinstance(value, str | bytes) or not all(
+                isinstance(path, str | os.PathLike) and isinstance(os.fspath(path), str) for path in value):
+            refuse(argument, "a sequence of paths (each a str or a pathlib.Path)", value)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         refuse("batch_size", "a whole number of at least 1", batch_size)
     for argument, value in {"overwrite": overwrite, **switches}.items():

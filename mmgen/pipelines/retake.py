@@ -93,8 +93,8 @@ def retake(
     """Write OUTPUT (default INPUT_retake.mp4, or the input's container when mp4 cannot carry its picture):
     the input with `settings.modality` remade inside `settings.ranges` ("A:B" in seconds, each a str).
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
-    check_arguments("retake", settings, RetakeSettings, paths={"input": input, "output": output}, overwrite=overwrite,
-                    progress=progress)
+    check_arguments("retake", settings, RetakeSettings, paths={"input": input, "output": output},
+                    path_lists={"inputs": inputs}, overwrite=overwrite, progress=progress)
     modality, delivery = settings.modality, settings.delivery()
     checked = check_retake(input, output, settings, overwrite=overwrite, inputs=inputs)
     source, info, streams, spans, paths, inputs = (checked.source, checked.info, checked.streams, checked.spans,

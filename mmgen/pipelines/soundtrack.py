@@ -31,7 +31,7 @@ def soundtrack(
     loudness (`mix` blends equally loud sounds). Returns the result with its sidecar written.
     `inputs`: more files read while it runs (a batch's other jobs'), kept like its own: never an output's file."""
     check_arguments("soundtrack", settings, SoundtrackSettings, paths={"input": input, "output": output},
-                    overwrite=overwrite, progress=progress)
+                    path_lists={"inputs": inputs}, overwrite=overwrite, progress=progress)
 
     mix = settings.mix
     checked = check_matching("soundtrack", input, output, settings, overwrite=overwrite, inputs=inputs)

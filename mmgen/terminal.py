@@ -202,11 +202,12 @@ def on_terminal(console: Console) -> bool:
     """Whether `console` writes to a terminal: its stream's own isatty (or the force_terminal it was made with: a
     test's screen), not rich's is_terminal, which FORCE_COLOR (and TTY_COMPATIBLE=1) turn on for a pipe or a file.
     Those add colour only: a log still gets plain lines, never bars redrawn in place, and a table as wide as it
-    needs, not an 80-column terminal's."""
+    needs, not an 80-column terminal's. A terminal rich will not draw on (TTY_COMPATIBLE=0, FORCE_COLOR= empty:
+    its is_terminal off) is none either: bars chosen there were never drawn, and no progress showed at all."""
     forced = getattr(console, "_force_terminal", None)
     if forced is not None:
         return forced
-    return _is_tty(console.file)
+    return _is_tty(console.file) and console.is_terminal
 
 
 def draws(console: Console) -> bool:

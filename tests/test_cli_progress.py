@@ -9,6 +9,7 @@ import pty
 import re
 import threading
 
+import pytest
 from mmgen_cli import TIMEOUT_S, mmgen_env
 from rich.console import Console
 
@@ -285,3 +286,27 @@ def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatc
     listed = run_here("models", "list", env={**mmgen_env(tmp_path), "FORCE_COLOR": "1", "TERM": "xterm"})
     assert listed.returncode == 0 and "wider terminal" not in listed.stderr and "sha256" in listed.stdout, listed
     assert not any(line.endswith(" ") for line in ANSI.sub("", listed.stdout).splitlines()), listed.stdout
+
+
+@pytest.mark.parametrize("environment", [{"TTY_COMPATIBLE": "0"}, {"FORCE_COLOR": ""}])
+def test_a_terminal_rich_will_not_draw_on_gets_plain_lines(monkeypatch, environment):
+    """TTY_COMPATIBLE=0 (or FORCE_COLOR set empty) on a real terminal: mmgen chose bars by the terminal's own isatty,
+    rich drew none (its is_terminal is off there), and no progress showed at all. Plain lines, as on a pipe."""
+    import sys
+
+    for name in ("NO_COLOR", "TTY_COMPATIBLE", "FORCE_COLOR", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    reader, writer = pty.openpty()
+    with os.fdopen(writer, "w", buffering=1) as screen:
+        monkeypatch.setattr(sys, "stderr", screen)
+        with progress_display() as show:
+            show(ProgressEvent("clips", 0, 2))
+            show(ProgressEvent("clips", 1, 2))
+            show(ProgressEvent("clips", 2, 2))
+        screen.flush()
+        said = os.read(reader, 65536).decode()
+    os.close(reader)
+    assert "clips: 1/2" in said and "clips: 2/2" in said and "\x1b[?25l" not in said, said

@@ -268,3 +268,32 @@ def test_the_python_apis_errors_are_exported_beside_its_functions():
     assert mmgen.pipelines.InvalidArgument is mmgen.errors.InvalidArgument
     assert mmgen.pipelines.InvalidSetting is mmgen.errors.InvalidSetting
     assert {"InvalidArgument", "InvalidSetting"} <= set(mmgen.pipelines.__all__)
+
+
+def test_two_threads_gathering_file_notes_at_once_each_get_their_own():
+    """A Python program building two clip datasets at once (threads; or a test's two ranks): the notes gathered for a
+    folder were one process-wide slot, so the thread that finished first took the other's notes and the other
+    failed (`'NoneType' object has no attribute 'items'`). Each thread gathers its own."""
+    import threading
+
+    from mmgen.media.notes import gathered_notes, note
+
+    both_in, first_out = threading.Barrier(2, timeout=10), threading.Event()
+    said: dict[str, list[str]] = {}
+
+    def gather(name: str, finishes_first: bool) -> None:
+        with gathered_notes() as lines:
+            note(f"{name}.mp4", "surround audio mixed to mono", "surround audio mixed to mono")
+            both_in.wait()
+            if not finishes_first:
+                first_out.wait(10)
+        if finishes_first:
+            first_out.set()
+        said[name] = lines
+
+    threads = [threading.Thread(target=gather, args=(name, name == "a")) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert said == {name: [f"1 file: surround audio mixed to mono ({name}.mp4)"] for name in ("a", "b")}

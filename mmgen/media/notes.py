@@ -39,7 +39,9 @@ def logger(name: str) -> logging.Logger:
 log = logger(__name__)
 _said: set[str] = set()  # what was said outside any call (a module's own function called from Python): once a process
 _call_said: ContextVar[set[str] | None] = ContextVar("mmgen_notes_said", default=None)  # what the open call said
-_gathered: dict[str, list[str]] | None = None  # while gathering: what is noted → the files it was noted of
+_gathered: ContextVar[dict[str, list[str]] | None] = ContextVar("mmgen_notes_gathered", default=None)  # while
+# gathering: what is noted → the files it was noted of (the gathering thread's own: two threads building clip datasets
+# at once — a Python program's, or a test's two ranks — each gather theirs)
 _held: dict[str, tuple[float, int, Callable[[float, int], str]]] | None = None  # while held back: what is noted →
 # (the highest value noted, how many times, its line)
 
@@ -77,8 +79,8 @@ def note(path: str | os.PathLike, line: str, about: str) -> None:
     """Tell the user "`path`: `line`" (stderr, as a warning) once per call (one_call): one command reads a file
     several times. While `gathered_notes` is open, the file is listed under `about` (what the note says of any file,
     e.g. "surround audio mixed to mono") instead, to be said once for all of them."""
-    if _gathered is not None:
-        files = _gathered.setdefault(about, [])
+    if (gathered := _gathered.get()) is not None:
+        files = gathered.setdefault(about, [])
         if os.fspath(path) not in files:
             files.append(os.fspath(path))
         return
@@ -121,13 +123,13 @@ def gathered_notes(root: Path | None = None) -> Iterator[list[str]]:
     """Gather the notes of the files read inside the block; the list it gives is filled, on leaving, with one
     line per kind of note: "3 files: surround audio mixed to mono (a.mp4, b.mp4, c.mp4)", with names relative
     to `root` and at most NAMES_SHOWN of them ("… and 9 more")."""
-    global _gathered
-    outer, _gathered = _gathered, {}
+    gathered: dict[str, list[str]] = {}
+    token = _gathered.set(gathered)
     lines: list[str] = []
     try:
         yield lines
     finally:
-        gathered, _gathered = _gathered, outer
+        _gathered.reset(token)
         lines += [_summary(about, files, root) for about, files in gathered.items()]
 
 

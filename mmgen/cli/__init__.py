@@ -12,7 +12,6 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -246,9 +245,9 @@ def _failed(e: Exception) -> int:
             leave_the_word_to_rank_0()  # rank 0 prints the help
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
-        hint = _dash_file_hint(e) + _command_elsewhere_hint(e) + _option_before_command_hint(e)  # NoSuchOption,
-        # NoSuchCommand, ...) derive from
-        _command_line_error(e.format_message().replace("\n", " ") + hint)
+        from mmgen.cli.usage_hints import usage_hint  # NoSuchOption, NoSuchCommand, ...) derive from
+
+        _command_line_error(e.format_message().replace("\n", " ") + usage_hint(e))
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _error(f"{e.filename}: {_too_long(e.filename)}")
@@ -269,71 +268,6 @@ def _command_line_error(message: str) -> None:
         _error(message)
     else:
         leave_the_word_to_rank_0()
-
-
-def _dash_file_hint(e: Exception) -> str:
-    """For an unknown option that is the name of a file in the current folder (`mmgen soundtrack -clip.mp4`, read as
-    the options -c -l …): how to give that file; else nothing."""
-    from mmgen.cli.app import arguments
-
-    option = getattr(e, "option_name", None)
-    if type(e).__name__ != "NoSuchOption" or not option:
-        return ""
-    arguments_ = arguments.get()
-    given = arguments_[: arguments_.index("--")] if "--" in arguments_ else arguments_
-    named = next((arg for arg in given if arg.startswith("-") and len(arg) > 1 and os.path.lexists(arg)
-                  and (arg.startswith(option) or (not option.startswith("--") and option[1:] in arg))), None)
-    return f" (to use a file named {named}, write ./{named}, or put -- before it and the options before the --)" \
-        if named else ""
-
-
-def _command_elsewhere_hint(e: Exception) -> str:
-    """For an unknown command: the group that has one of that name (`mmgen list` → `mmgen models list`), or for
-    `mmgen adapters`, where adapters are kept; else nothing. (typer says `No such command 'NAME'.` and no more.)"""
-    said = re.match(r"No such command '([^']+)'\.", getattr(e, "message", "") or "")
-    group = getattr(getattr(e, "ctx", None), "command", None)
-    if said is None or group is None:
-        return ""
-    name = said[1]
-    for group_name, sub in getattr(group, "commands", {}).items():
-        if name in (getattr(sub, "commands", None) or {}):
-            return f" Did you mean `{e.ctx.command_path} {group_name} {name}`?"  # in typer's words for a typo
-    if name in ("adapter", "adapters"):
-        return (" LoRA adapters are kept with the models: `mmgen models list` lists them, `mmgen models import FILE` "
-                "registers one, and `models info`, `verify` and `rm` take NAME --adapter.")
-    return ""
-
-
-def _option_before_command_hint(e: Exception) -> str:
-    """For an unknown option given before the command (`mmgen --adapter style generate`), when it is an option of
-    the command named after it — else of any command: that options go after the command; else nothing."""
-    from mmgen.cli.app import arguments
-
-    option, group = getattr(e, "option_name", None), getattr(getattr(e, "ctx", None), "command", None)
-    if type(e).__name__ != "NoSuchOption" or not option or not getattr(group, "commands", None):
-        return ""
-    argv, path, command = arguments.get(), [e.ctx.command_path], group  # (--adapter=style, -n3: given as one)
-    given = next((i for i, arg in enumerate(argv) if arg.startswith(option)), len(argv))
-    for arg in argv[given + 1:]:
-        if arg in (getattr(command, "commands", None) or {}):
-            path, command = [*path, arg], command.commands[arg]
-    if len(path) > 1 and _takes(command, option):
-        return f" (options go after the command: {' '.join(path)} {option} …)"
-    takers = [" ".join(names) for names, command in _leaves(group, [e.ctx.command_path]) if _takes(command, option)]
-    return f" (options go after the command: {option} is an option of {', '.join(takers)})" if takers else ""
-
-
-def _takes(command: object, option: str) -> bool:
-    return any(option in (*p.opts, *p.secondary_opts) for p in getattr(command, "params", ())
-               if getattr(p, "param_type_name", None) == "option")
-
-
-def _leaves(command: object, path: list[str]) -> list[tuple[list[str], object]]:
-    """Every command under a group, with its path of names (`models list`)."""
-    commands = getattr(command, "commands", None)
-    if not commands:
-        return [(path, command)]
-    return [leaf for name, sub in sorted(commands.items()) for leaf in _leaves(sub, [*path, name])]
 
 
 def _option_name(param: object) -> str | None:

@@ -54,7 +54,7 @@ def test_bad_fields_are_named(data, message):
 def test_a_relative_from_file_is_kept_absolute_so_resume_works_from_any_folder(tmp_path, monkeypatch):
     """`finetune clips -o run --from base/model.safetensors`, later `cd elsewhere; finetune ../clips -o ../run
     --resume`: the run's config.yaml must name the base wherever the command runs (a LoRA run needs it)."""
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "base").mkdir()
@@ -68,7 +68,7 @@ def test_a_relative_from_file_is_kept_absolute_so_resume_works_from_any_folder(t
 def test_relative_paths_in_a_config_file_are_read_from_its_folder(tmp_path, monkeypatch):
     """A recipe kept beside its base model (`init: base.safetensors`), used from another folder: the paths in it
     mean what they mean where the file is, as in a batch file; a flag's are read from the current folder."""
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "base.safetensors").touch()
@@ -98,7 +98,7 @@ def test_relative_paths_in_a_config_file_are_read_from_its_folder(tmp_path, monk
 def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_path, monkeypatch, setting, message):
     """Settings only the machine can judge (a device, a model to start from) are checked where the layers are
     merged, so the error names the file and key it came from — and the flag when it came from the command line."""
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "recipe.yaml"

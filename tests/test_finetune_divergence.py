@@ -139,7 +139,7 @@ def test_a_run_recorded_with_values_refused_since_resumes_as_what_they_did(tmp_p
     from safetensors.torch import save_file
 
     from mmgen.errors import UsageError
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     checkpoint = tmp_path / "checkpoints" / "step-0000002"
     checkpoint.mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_another_runs_record_reused_with_config_is_read_as_resume_reads_it(tmp_p
     run wrote `lora_targets: attention+conv` beside `lora_rank: null`, some `keep_checkpoints: 0` — is taken as
     --resume takes it, not refused for settings the user never wrote. The same keys in a file of one's own still are."""
     from mmgen.errors import UsageError
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
     from mmgen.train.run_folder import RUN_HEADER
 
     old_run = tmp_path / "old"

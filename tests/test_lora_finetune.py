@@ -164,7 +164,7 @@ def test_lora_without_a_model_to_adapt_or_adapter_settings_without_a_rank_say_so
 
 
 def test_a_whole_model_run_recorded_with_its_unused_lora_settings_still_resumes(tmp_path):
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     # config.yaml as runs recorded it before adapter settings needed a rank (every run: lora_targets; some: alpha).
     fake_run(tmp_path, {"lora_rank": None, "lora_alpha": 4.0, "lora_targets": "attention+conv"}, {"step": "2"})
@@ -190,7 +190,7 @@ ADAPTER_METADATA = {"format": "mmgen-adapter/1", "rank": "4", "alpha": "4.0", "t
 
 
 def test_resuming_with_other_lora_settings_names_where_they_came_from_and_the_checkpoint(tmp_path):
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
 
     # lora_rank typed into a whole-model run's config.yaml: the file and key are blamed, not a --lora nobody gave.
     whole = tmp_path / "whole"

@@ -182,7 +182,7 @@ def finetune(
     from mmgen.disk_failures import resource_failure
     from mmgen.errors import PeerEnded
     from mmgen.runtime.stop_signals import stop_code, stopped
-    from mmgen.train.config import run_config
+    from mmgen.train.config_layers import run_config
     from mmgen.train.interrupt import CheckpointNotSaved
 
     # Under torchrun every process reads the one command line and config file: their refusals are said once (rank 0)

@@ -111,7 +111,7 @@ def _say_waiting_after_s() -> float:
     """How long a process waits for the others before it says so: half a second when launched by hand (WORLD_SIZE
     set in the environment: a stale one waits for processes that never come); under torchrun, whose processes
     start together and reach the rendezvous seconds apart, only a longer wait (another node still starting)."""
-    return 10.0 if os.environ.get("TORCHELASTIC_RUN_ID") else 0.5
+    return 10.0 if torchrun.launched() else 0.5
 
 
 def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:

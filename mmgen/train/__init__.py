@@ -7,7 +7,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "config": ["FinetuneConfig", "resolve_config", "run_config"],
+        "config": ["FinetuneConfig", "resolve_config"],
+        "config_layers": ["run_config"],
         "divergence": ["TrainingDiverged"],
         "events": ["TrainEvent"],
         "trainer": ["FinetuneResult", "finetune"],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import pickle
 import threading
 
 import pytest
@@ -28,6 +30,42 @@ def colour_of(video: torch.Tensor) -> str:
     """The named colour nearest to a clip's mean pixel."""
     mean = ((video + 1) / 2).mean(dim=(0, 2, 3))
     return min(COLOURS, key=lambda name: float((mean - torch.tensor(COLOURS[name])).norm()))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Thread(Processes):
+    """A rank of a two-process torchrun job played by a thread: its gather meets the other's as
+    dist.all_gather_object does (each gets every rank's object, pickled and unpickled, in rank order)."""
+
+    met: threading.Barrier = None
+    words: list = None
+
+    def gather(self, obj):
+        self.words[self.rank] = pickle.dumps(obj)
+        self.met.wait()
+        heard = [pickle.loads(word) for word in self.words]
+        self.met.wait()
+        return heard
+
+
+def two_ranks(build, rank_of: threading.local | None = None) -> list:
+    """What `build(processes)` returns — or raises — in each rank of a two-process job (threads)."""
+    met, words, ended = threading.Barrier(2, timeout=10), [None, None], [None, None]
+
+    def rank(r: int) -> None:
+        if rank_of is not None:
+            rank_of.rank = r
+        try:
+            ended[r] = build(_Thread(r, 2, r, met, words))
+        except Exception as e:
+            ended[r] = e
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return ended
 
 
 def test_a_folder_becomes_clips_and_unusable_files_are_skipped_with_reasons(folder, tmp_path):
@@ -87,34 +125,33 @@ def test_the_processes_of_a_torchrun_job_share_the_decoding_and_report_the_jobs_
         return decode(self, path)
 
     monkeypatch.setattr(ClipCache, "_decode", counted_decode)
-    met = threading.Barrier(2, timeout=30)
-    words: list = [None, None]
-
-    @dataclasses.dataclass(frozen=True)
-    class Thread(Processes):
-        def gather(self, obj):
-            words[self.rank] = obj
-            met.wait()
-            heard = list(words)
-            met.wait()
-            return heard
-
-    reports = [None, None]
-
-    def rank(r: int) -> None:
-        rank_of.rank = r
-        reports[r] = build_clip_dataset(root, TINY_FORMAT, cache, processes=Thread(r, 2, r))[1]
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    reports = two_ranks(lambda r: build_clip_dataset(root, TINY_FORMAT, cache, processes=r)[1], rank_of)
     files = scan_media(root)[0]
     assert decoded_by == {path.name: [i % 2] for i, path in enumerate(files)}  # each once, by its rank
     for report in reports:
         assert (report.decoded, report.reused, report.clips) == (6, 0, 20)
         assert {s.path.name for s in report.skipped} == {"broken.mp4", "silent.mov"}
+
+
+def test_a_rank_that_fails_while_decoding_stops_every_rank_with_its_error(folder, tmp_path, monkeypatch):
+    """A rank whose decoding raised (a disk error, not a file to skip) left the others waiting at the job's gather
+    until torchrun stopped them: every rank now stops at the gather with that one error, to be said by rank 0
+    alone (every_process) and ended with its exit code."""
+    root, _ = folder
+    decode = ClipCache._decode
+    rank_of = threading.local()
+
+    def failing_decode(self, path):
+        if rank_of.rank == 1:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return decode(self, path)
+
+    monkeypatch.setattr(ClipCache, "_decode", failing_decode)
+    ended = two_ranks(lambda r: build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache", processes=r), rank_of)
+    failed = scan_media(root)[0][1]  # rank 1's first file
+    for error in ended:
+        assert isinstance(error, OSError) and (error.errno, error.filename) == (errno.EIO, str(failed)), ended
+        assert error.every_process
 
 
 def test_a_damaged_clip_cache_entry_is_decoded_again_and_replaced_with_one_note(folder, tmp_path):

@@ -6,6 +6,7 @@ Joining the job: a process that waits for the others says so, and a stop ends th
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -259,3 +260,24 @@ def test_a_torchrun_process_whose_launcher_was_killed_stops(tmp_path, torchrun_s
         if orphan is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(orphan), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize(("error", "code", "said"), [
+    (OSError(errno.EIO, "Input/output error", "clips/a.mp4"), 1,
+     "OSError: [Errno 5] Input/output error: 'clips/a.mp4' (run with --debug for the traceback)"),
+    (MemoryError(), 1, "out of memory"),
+])
+def test_an_error_one_rank_met_and_shared_is_said_by_rank_0_alone_with_its_exit_code(monkeypatch, capsys, rank,
+                                                                                       error, code, said):
+    """An error that one process of a job met and handed to every process (processes.gather_or_fail: a rank's share
+    of the clips failed to decode) ends every process alike: rank 0 says its line, the others are silent, all with
+    the exit code the failing process would have had — whatever the error (not only mmgen's own)."""
+    from mmgen.cli import _failed
+
+    _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+         MASTER_PORT="29500")
+    error.every_process = True
+    assert _failed(error) == code
+    err = capsys.readouterr().err
+    assert (said in err and err.count("\n") == 1) if rank == 0 else err == "", err

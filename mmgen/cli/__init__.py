@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
@@ -229,12 +229,11 @@ def _failed(e: Exception) -> int:
     from mmgen.errors import InvalidSetting, MmgenError
     from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
 
-    e = resource_failure(e) or e  # the machine's memory or open files ran out, whatever raised it: one line
+    if (resource := resource_failure(e)) is not None:  # the machine's memory or open files ran out, whatever raised
+        resource.every_process = getattr(e, "every_process", False)  # it: one line, said where e's would be
+        e = resource
     if isinstance(e, MmgenError):
-        if not (e.every_process and _rank() != 0):
-            _error(e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else failed_line(e))
-        else:
-            leave_the_word_to_rank_0()
+        _said_once(e, lambda: e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else failed_line(e))
         return e.exit_code
     if isinstance(e, typer.BadParameter) and type(e) is typer.BadParameter and (name := _option_name(e.param)):
         message = e.message.removeprefix("Value error, ")  # typer's words before a choice's refusal
@@ -250,12 +249,25 @@ def _failed(e: Exception) -> int:
         _command_line_error(e.format_message().replace("\n", " ") + usage_hint(e))
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
-        _error(f"{e.filename}: {_too_long(e.filename)}")
+        _said_once(e, lambda: f"{e.filename}: {_too_long(e.filename)}")
         return 2
     from mmgen.cli.app import debug_enabled
 
-    _error(f"{e.__class__.__name__}: {e}" + ("" if debug_enabled() else " (run with --debug for the traceback)"))
+    hint = "" if debug_enabled() else " (run with --debug for the traceback)"
+    _said_once(e, lambda: f"{e.__class__.__name__}: {e}{hint}")
     return 1
+
+
+def _said_once(e: Exception, line: Callable[[], str]) -> None:
+    """Say the line of the error a command failed with — but one that every process of a torchrun job met alike
+    (MmgenError.every_process; or any error one process met and shared, processes.gather_or_fail) is rank 0's alone
+    to say, as a single process would."""
+    from mmgen.runtime.torchrun import leave_the_word_to_rank_0
+
+    if getattr(e, "every_process", False) and _rank() != 0:
+        leave_the_word_to_rank_0()
+    else:
+        _error(line())
 
 
 def _command_line_error(message: str) -> None:

@@ -203,7 +203,8 @@ def build_clip_dataset(
 
     `processes`: a torchrun job's, whose processes share the decoding — file i by rank i % world size — and meet
     (a gather, which every process waits for) before each indexes every file from the cache; the report counts
-    the job's decoding, not one process's."""
+    the job's decoding, not one process's. A process whose share raised stops every process there with its error
+    (Processes.gather_or_fail)."""
     stride = stride or fmt.frames
     files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
     report = ScanReport(files=len(files), left_out=left_out)
@@ -213,12 +214,16 @@ def build_clip_dataset(
     sharing = processes is not None and processes.distributed
     with gathered_notes(root) as report.notes:  # said once for the folder, not once per file
         if sharing:
-            for index in range(processes.rank, len(files), processes.world_size):
-                if progress is not None:
-                    progress(index, len(files), files[index])  # the job's progress, as far as this process knows
-                if not _dangling(files[index]) and cache.lookup(files[index])[2]:
-                    decoded.add(index)
-            decoded.update(*processes.gather(sorted(decoded)))  # every process has decoded its share
+            failure = None
+            try:
+                for index in range(processes.rank, len(files), processes.world_size):
+                    if progress is not None:
+                        progress(index, len(files), files[index])  # the job's progress, as far as this process knows
+                    if not _dangling(files[index]) and cache.lookup(files[index])[2]:
+                        decoded.add(index)
+            except Exception as e:  # every process stops at the gather with it, not only this one
+                failure = e
+            decoded.update(*processes.gather_or_fail(sorted(decoded), failure))  # every process has decoded its share
         for index, path in enumerate(files):
             if progress is not None and not sharing:
                 progress(index, len(files), path)

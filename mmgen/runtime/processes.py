@@ -4,6 +4,7 @@ operations the trainer needs. Only rank 0 writes files; everything here is a no-
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from mmgen.errors import UsageError
+from mmgen.errors import MmgenError, UsageError
 from mmgen.runtime import torchrun
 
 
@@ -51,6 +52,20 @@ class Processes:
         dist.all_gather_object(out, obj)
         return out
 
+    def gather_or_fail(self, obj: Any, failure: Exception | None) -> list[Any]:
+        """Every process's `obj`, as gather gives them, where every process got its own; where any met `failure`
+        instead (its share of the work raised: a disk error), every process raises the first failure, in rank order,
+        marked `every_process`: said by rank 0 alone, every process ending with its exit code (mmgen.cli._failed).
+        A failure only raised in its own process left the others waiting at their next gather until torchrun
+        stopped them."""
+        heard = self.gather((obj, None if failure is None else _portable(failure)))
+        failing = [rank for rank, (_, failed) in enumerate(heard) if failed is not None]
+        if not failing:
+            return [got for got, _ in heard]
+        first = failure if failing[0] == self.rank else heard[failing[0]][1]  # its own: with its traceback (--debug)
+        first.every_process = True
+        raise first
+
     def as_main(self, value: Any) -> Any:
         """Rank 0's `value` on every process: what the job decides once, where each process would decide on its own
         (a default run folder named from each one's clock)."""
@@ -63,6 +78,20 @@ class Processes:
             refused = UsageError(problem)
             refused.every_process = True
             raise refused
+
+
+def _portable(error: Exception) -> Exception:
+    """`error` as another process can have it (pickled, as a gather sends it); one whose class cannot be made again
+    from its pickle (an __init__ of other arguments) as an MmgenError of the same line and exit code."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        if isinstance(error, MmgenError):
+            stand_in = MmgenError(error.message, error.hint)
+            stand_in.exit_code = error.exit_code
+            return stand_in
+        return MmgenError(f"{error.__class__.__name__}: {error}", "run with --debug for the traceback")
 
 
 def _collective_device() -> torch.device:

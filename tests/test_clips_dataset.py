@@ -154,6 +154,20 @@ def test_a_rank_that_fails_while_decoding_stops_every_rank_with_its_error(folder
         assert error.every_process
 
 
+def test_the_processes_of_a_torchrun_job_report_the_jobs_decoding_notes_each_once(tmp_path):
+    """Each rank notes what it decodes (surround mixed to mono); rank 0, which says the notes, said only its own
+    share's: every rank now has the job's notes, each file once, in the folder's order."""
+    from media_factory import write_test_video
+
+    root = tmp_path / "concert"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        write_test_video(root / f"{name}.mp4", seconds=0.4, size=(16, 16), channels=6)
+    reports = two_ranks(lambda r: build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache", processes=r)[1])
+    for report in reports:
+        assert report.notes == ["3 files: surround audio mixed to mono (a.mp4, b.mp4, c.mp4)"], reports
+
+
 def test_a_damaged_clip_cache_entry_is_decoded_again_and_replaced_with_one_note(folder, tmp_path):
     """The clip cache is a speed-up: a shard cut short (SafetensorError, exit 1, naming no file), a link to another
     file (`header too large`), or one of other shapes (its source "shorter than one clip") is a miss — the file is

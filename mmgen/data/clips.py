@@ -24,7 +24,7 @@ import torch
 
 from mmgen.data.clip_cache import ClipCache, printable
 from mmgen.errors import ConfigError, MediaError
-from mmgen.media.notes import gathered_notes
+from mmgen.media.notes import gather_in, gathered_notes, gathered_so_far
 from mmgen.modal import Modal
 from mmgen.terminal import counted, rate_text
 
@@ -203,7 +203,7 @@ def build_clip_dataset(
 
     `processes`: a torchrun job's, whose processes share the decoding — file i by rank i % world size — and meet
     (a gather, which every process waits for) before each indexes every file from the cache; the report counts
-    the job's decoding, not one process's. A process whose share raised stops every process there with its error
+    the job's decoding and notes, not one process's. A process whose share raised stops every process there with its error
     (Processes.gather_or_fail)."""
     stride = stride or fmt.frames
     files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
@@ -223,7 +223,9 @@ def build_clip_dataset(
                         decoded.add(index)
             except Exception as e:  # every process stops at the gather with it, not only this one
                 failure = e
-            decoded.update(*processes.gather_or_fail(sorted(decoded), failure))  # every process has decoded its share
+            heard = processes.gather_or_fail((sorted(decoded), gathered_so_far()), failure)  # all have decoded theirs
+            decoded.update(*(share for share, _ in heard))
+            gather_in([notes for _, notes in heard], files)  # the job's notes, not only this process's share's
         for index, path in enumerate(files):
             if progress is not None and not sharing:
                 progress(index, len(files), path)

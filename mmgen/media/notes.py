@@ -133,6 +133,31 @@ def gathered_notes(root: Path | None = None) -> Iterator[list[str]]:
         lines += [_summary(about, files, root) for about, files in gathered.items()]
 
 
+def gathered_so_far() -> dict[str, list[str]]:
+    """The notes gathered so far in the open gathered_notes block — what is noted → the files it was noted of — as
+    plain data another process can have (the processes of a torchrun job decoding a folder's clips, each a share)."""
+    return {about: list(files) for about, files in (_gathered.get() or {}).items()}
+
+
+def gather_in(every: list[dict[str, list[str]]], order: list[Path]) -> None:
+    """Make the open gathered_notes block's notes those of every process of a job (each one's gathered_so_far, its
+    own among them): each file once, listed in `order` (the folder's), and each kind of note where its first file
+    is, as one process reading the whole folder lists them."""
+    gathered = _gathered.get()
+    place = {os.fspath(path): i for i, path in enumerate(order)}
+
+    def where(file: str) -> int:
+        return place.get(file, len(place))
+
+    for notes in every:
+        for about, files in notes.items():
+            known = gathered.setdefault(about, [])
+            known += [file for file in files if file not in known]
+    ordered = sorted(gathered.items(), key=lambda kind: min(map(where, kind[1])))
+    gathered.clear()
+    gathered.update((about, sorted(files, key=where)) for about, files in ordered)
+
+
 def _summary(about: str, files: list[str], root: Path | None) -> str:
     names = listed([_name(f, root) for f in files], NAMES_SHOWN)
     return f"{len(files):,} file{'s' if len(files) != 1 else ''}: {about} ({names})"

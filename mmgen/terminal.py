@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,16 +35,53 @@ def say(line: str) -> None:
     if stream is None or stream.closed:
         return
     try:
-        stream.write(path_text(shortened(line)) + "\n")
+        stream.write(held_by(path_text(shortened(line)) + "\n", getattr(stream, "encoding", None)))
         stream.flush()
     except OSError:  # the reader went away (EPIPE) or the descriptor was closed under us (EBADF)
         pass
 
 
+# What an encoding without them (ASCII: `LC_ALL=C PYTHONIOENCODING=ascii`, `LANG=C` on an older Python) shows for
+# the characters mmgen's own lines are written with. The marks ✓ and ✗ stand beside words ("ok", "missing").
+ASCII_STAND_INS = {"×": "x", "·": "-", "→": "->", "…": "...", "—": "--", "–": "-", "≤": "<=", "≥": ">=", "±": "+/-",
+                   "✓": "+", "✗": "x"}
+
+
+def _stand_in(error: UnicodeError) -> tuple[str, int]:
+    """The codecs error handler `held_by` encodes with: a character the encoding cannot hold as its stand-in
+    (ASCII_STAND_INS), any other as the escapes of its UTF-8 bytes (é: \\xc3\\xa9, as path_text shows a byte that is
+    not UTF-8): a file name stays its bytes, which `$'...'` in a shell gives back — not a look-alike of it."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "".join(ASCII_STAND_INS.get(c) or _byte_escapes(c) for c in error.object[error.start:error.end]), error.end
+
+
+def _byte_escapes(c: str) -> str:
+    try:
+        return "".join(f"\\x{b:02x}" for b in c.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return c.encode("unicode_escape").decode("ascii")
+
+
+codecs.register_error("mmgen.stand_in", _stand_in)
+
+
+def held_by(text: str, encoding: str | None) -> str:
+    """`text` as a stream of `encoding` can take it: each character it cannot hold as its ASCII stand-in (×: x,
+    →: ->, …: ...) or, lacking one, its bytes' escapes (`_stand_in`). Every stream and console mmgen prints through
+    writes what it prints so (GuardedStream, `console`, `say`), instead of failing the command."""
+    if text.isascii() or not encoding or encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return text
+    try:
+        return text.encode(encoding, "mmgen.stand_in").decode(encoding)
+    except LookupError:  # an encoding Python does not know: the stream's own error
+        return text
+
+
 class GuardedStream:
     """sys.stdout or sys.stderr while a command runs (`guarded_streams`). A character the stream's encoding cannot
-    hold (`LC_ALL=C PYTHONIOENCODING=ascii`: "×", "✓") is written as its escape (\\xd7) instead of failing the
-    command. On stderr, a write the OS refuses (closed by `2>&-`, a full disk) is dropped: a run that did its work
+    hold (`LC_ALL=C PYTHONIOENCODING=ascii`: "×", "✓") is written as its ASCII stand-in ("x", `held_by`) instead of
+    failing the command. On stderr, a write the OS refuses (closed by `2>&-`, a full disk) is dropped: a run that did its work
     does not fail because a message could not be shown. On stdout, where the result goes, it is raised, and kept in
     `failed`: the command then ends as stdout's failure (mmgen.cli), whichever library was writing.
 
@@ -77,11 +116,8 @@ class GuardedStream:
         self.flush()
 
     def _write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except UnicodeEncodeError:  # nothing was written: the text is encoded whole first
-            encoding = self.stream.encoding
-            return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        # as the stream can hold it: not through the stream's own errors (Python's stderr: backslashreplace)
+        return self.stream.write(held_by(text, getattr(self.stream, "encoding", None)))
 
     def _guarded(self, call, *args):
         try:
@@ -192,10 +228,22 @@ def plain_wanted() -> bool:
 
 def console(stderr: bool = True, **options) -> Console:
     """A rich console, as every mmgen line, table and bar is drawn through: with NO_COLOR (or TERM=dumb) one that
-    writes no escape sequence (rich's own NO_COLOR drops colours but keeps bold and dim)."""
+    writes no escape sequence (rich's own NO_COLOR drops colours but keeps bold and dim). What it is given to show
+    is what its stream can hold (`held_by`) before it is measured: a table of "64→256" on an ASCII stream is laid
+    out around "64->256", and its columns line up."""
+    return _held_console()(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
+
+
+@cache
+def _held_console() -> type[Console]:
+    """rich's Console, given what its stream can hold (`held_by`) to measure and draw."""
     from rich.console import Console
 
-    return Console(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
+    class HeldConsole(Console):
+        def render_str(self, text: str, **options):
+            return super().render_str(held_by(text, self.encoding), **options)
+
+    return HeldConsole
 
 
 def on_terminal(console: Console) -> bool:
@@ -245,7 +293,7 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], i
     one — where rich would cut each cell to a few characters, or draw an empty frame — its title (if it has one),
     then each entry on a line of its own, after `indent`: "NAME: cell · cell · … — last cell" (the terminal wraps a
     long one). Whether it was the table."""
-    if _narrowest(table) <= console.width:
+    if _narrowest(table, console.encoding) <= console.width:
         console.print(table)
         return True
     if table.title:
@@ -259,17 +307,19 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], i
 FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole
 
 
-def _narrowest(table: Table) -> int:
+def _narrowest(table: Table, encoding: str) -> int:
     """The fewest columns `table` can be drawn in and read: each unbroken (no_wrap) column as wide as its widest
-    cell, each folded one as its longest cell up to FOLDED_AT_LEAST, plus the frame (the rules, where it has a box,
-    and each cell's padding). Rich would squeeze it into any width, cutting every cell."""
+    cell (as a stream of `encoding` holds it: `held_by`), each folded one as its longest cell up to FOLDED_AT_LEAST,
+    plus the frame (the rules, where it has a box, and each cell's padding). Rich would squeeze it into any width,
+    cutting every cell."""
     from rich.cells import cell_len
     from rich.text import Text
 
+    def shown(cell) -> str:
+        return held_by(cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain, encoding)
+
     def widest(column) -> int:
-        return max(cell_len(line) for cell in [column.header, *column.cells]
-                   for line in (cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain)
-                   .splitlines() or [""])
+        return max(cell_len(line) for cell in [column.header, *column.cells] for line in shown(cell).splitlines() or [""])
 
     _, right, _, left = table.padding
     padding = (left + right) * len(table.columns) - (0 if table.pad_edge else left + right)

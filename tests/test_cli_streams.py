@@ -19,15 +19,23 @@ def ascii_stream() -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(), encoding="ascii", write_through=True)
 
 
-def test_an_ascii_stdout_gets_escapes_for_what_it_cannot_hold(tmp_path):
+def test_an_ascii_stdout_gets_stand_ins_for_what_it_cannot_hold(tmp_path):
     """`LC_ALL=C PYTHONIOENCODING=ascii mmgen models list`: exit 1 on the "×" of "64×64" (a UnicodeEncodeError and a
-    second line of rich's); doctor likewise on its "✓"."""
+    second line of rich's); doctor likewise on its "✓". Then they came as escapes ("64\\xd764", "1f3e…" as
+    "1f3e2458ede0\\u2026"), a table's columns pushed out of line by each. Now as ASCII stand-ins, measured as the table
+    is laid out; a file name the user gave keeps its bytes (escaped), never a look-alike of them."""
     env = mmgen_env(tmp_path)
-    for command, shown in ((["models", "list"], "64\\xd764"), (["doctor"], "\\u2713")):
-        stdout = ascii_stream()
-        done = run_here(*command, env=env, stdout=stdout)
-        assert done.returncode == 0, done.stderr
-        assert shown in stdout.buffer.getvalue().decode("ascii")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: {model: demo}\njobs:\n  - {kind: generate, name: café}\n", encoding="utf-8")
+    for command, shown in ((["models", "list"], "64x64"), (["doctor"], "  + ok "),
+                           (["batch", jobs, "--dry-run", "-o", tmp_path / "out"], "caf\\xc3\\xa9.mp4 | demo  | ddim - 25")):
+        stdout, stderr = ascii_stream(), ascii_stream()
+        done = run_here(*command, env=env, stdout=stdout, stderr=stderr)
+        assert done.returncode == 0, stderr.buffer.getvalue()
+        said = stdout.buffer.getvalue().decode("ascii")
+        assert shown in said and "\\u" not in said and "\\xd7" not in said, said
+        framed = [line for line in said.splitlines() if line.startswith("|")]  # models list's and batch's table rows
+        assert len({len(line) for line in framed}) <= 1, said
 
 
 class Refusing(io.StringIO):

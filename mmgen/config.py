@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from mmgen.disk_failures import read_failure
-from mmgen.errors import ConfigError
+from mmgen.errors import ConfigError, InvalidSetting
 
 T = TypeVar("T")
 
@@ -277,6 +277,8 @@ def _convert(tp: Any, value: Any, where: str, field: str, text: bool) -> Any:
         try:
             return tp(**kwargs)
         except (ValueError, TypeError) as e:  # __post_init__ validation (an InvalidSetting: its cause, for its flag)
+            if field and isinstance(e, InvalidSetting) and e.field in known:  # a nested one's field by its dotted key
+                _fail(where, "", e.said_as(f"{field}.{e.field}"), e)  # (`model.config: …`), as an unknown key is
             _fail(where, field, str(e), e)
     if origin in (Union, types.UnionType):
         args = get_args(tp)

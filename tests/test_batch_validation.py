@@ -413,6 +413,49 @@ def test_the_batch_api_refuses_a_wrong_argument_before_any_work_and_overwrite_no
     assert sorted(p.name for p in (folder / "outputs").iterdir()) == ["mine.mp4"]  # no manifest, no lock: no work
 
 
+def test_run_plan_and_plan_batchs_local_rank_are_checked_before_any_work(folder: Path):
+    """run_plan (run_batch's per-process part, also public) checked nothing: run_plan("jobs.yaml") was an
+    AttributeError, run_plan(plan, overwrite="no") replaced the user's file; plan_batch(local_rank="0") was taken
+    (and used only where CUDA is); Share(2, 2) ran no job at all, Share(0, 0) was a ZeroDivisionError."""
+    from mmgen.errors import InvalidArgument, InvalidSetting
+    from mmgen.pipelines.batch import Share, run_plan
+
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, steps: 1, previews: false}
+        jobs:
+          - kind: generate
+            name: mine
+        """)
+    (folder / "outputs").mkdir()
+    mine = folder / "outputs" / "mine.mp4"
+    mine.write_bytes(b"my own video")
+    plan = plan_batch(jobs, overwrite=True)
+    for call, says in [
+        (lambda: run_plan("jobs.yaml"), "run_plan(): plan must be a Plan, got 'jobs.yaml'"),
+        (lambda: run_plan(plan, overwrite="no"), "run_plan(): overwrite must be True or False, got 'no'"),
+        (lambda: run_plan(plan, share=(0, 1)), "run_plan(): share must be a Share, got (0, 1)"),
+        (lambda: run_plan(plan, fail_fast=None), "run_plan(): fail_fast must be True or False, got None"),
+        (lambda: run_plan(plan, progress=None), "run_plan(): progress must be a function taking a ProgressEvent, got None"),
+        (lambda: run_plan(plan, on_outcome=1), "run_plan(): on_outcome must be a function, got 1"),
+        (lambda: plan_batch(jobs, local_rank="0"), "plan_batch(): local_rank must be None or a whole number of at "
+                                                   "least 0, got '0'"),
+        (lambda: plan_batch(jobs, local_rank=-1), "plan_batch(): local_rank must be None or a whole number of at "
+                                                  "least 0, got -1"),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            call()
+        assert str(refused.value) == says
+    for rank, world_size, says in [(2, 2, "rank: must be less than world_size (2), got 2"),
+                                   (0, 0, "world_size: must be a whole number of at least 1, got 0"),
+                                   ("0", 1, "rank: must be a whole number of at least 0, got '0'")]:
+        with pytest.raises(InvalidSetting) as refused:
+            Share(rank, world_size)
+        assert str(refused.value) == says
+    assert plan_batch(jobs, overwrite=True, local_rank=0).jobs == plan.jobs
+    assert mine.read_bytes() == b"my own video"
+    assert sorted(p.name for p in (folder / "outputs").iterdir()) == ["mine.mp4"]  # no manifest, no lock: no work
+
+
 def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     """The manifest's record of what this batch file wrote (size, sha256) decides: a changed job may replace its
     own earlier output, but not once the user edited it, nor another batch file's output."""

@@ -92,7 +92,6 @@ def test_relative_paths_in_a_config_file_are_read_from_its_folder(tmp_path, monk
         ("device: banana", "device: 'banana' is not a device"),
         ("init: bogus", "init: unknown model 'bogus'"),
         ("init: missing/model.safetensors", "init: {folder}/missing/model.safetensors: no such model file"),
-        ("{model: {config: {model_channels: -3}}}", "model.config: model_channels"),
     ],
 )
 def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_path, monkeypatch, setting, message):
@@ -104,7 +103,7 @@ def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_pat
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(setting + "\n")
     with pytest.raises(UsageError) as error:
-        run_config(tmp_path / "run", config_file=recipe, scratch=setting.startswith("{model"))
+        run_config(tmp_path / "run", config_file=recipe)
     assert error.value.message.startswith(f"{recipe}: {message.format(folder=tmp_path)}"), error.value.message
     with pytest.raises(UsageError, match="^--device: 'banana' is not a device"):
         run_config(tmp_path / "run", config_file=recipe, flags={"device": "banana"})
@@ -378,6 +377,35 @@ def test_a_finetune_config_built_from_python_is_checked_as_the_settings_classes_
     with pytest.raises(InvalidSetting) as refused:
         FinetuneConfig(**given)
     assert str(refused.value) == says
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ({"arch": "sr-unet"}, "arch: 'sr-unet' is not one of 'mm-unet'"),  # an AttributeError deep in the run
+    ({"config": "abc"}, "config: expected a mapping, got str"),
+    ({"config": {"bogus": 1}}, "config: unknown key 'bogus'"),  # said only once the run had begun
+    ({"config": {"model_channels": -3}}, "config: model_channels must be"),
+], ids=lambda value: str(value)[:30])
+def test_an_architecture_built_from_python_is_checked_as_it_is_built(given, says):
+    """ArchitectureSpec (finetune's --scratch model) took any value from Python; a YAML file's was checked."""
+    from mmgen.errors import InvalidSetting
+    from mmgen.train.config import ArchitectureSpec
+
+    with pytest.raises(InvalidSetting) as refused:
+        ArchitectureSpec(**given)
+    assert str(refused.value).startswith(says), str(refused.value)
+    assert ArchitectureSpec(config={"fps": 8.0}).config == {"fps": 8.0}
+
+
+def test_an_architecture_a_config_file_gives_is_refused_as_the_files_key(tmp_path, monkeypatch):
+    """The architecture's own check names the file and its dotted key, as before it was checked when built."""
+    from mmgen.train.config_layers import run_config
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("{model: {config: {model_channels: -3}}}\n")
+    with pytest.raises(UsageError) as error:
+        run_config(tmp_path / "run", config_file=recipe, scratch=True)
+    assert error.value.message.startswith(f"{recipe}: model.config: model_channels must be"), error.value.message
 
 
 def test_a_finetune_config_takes_what_a_yaml_file_gives_as_the_fields_types():

@@ -1,5 +1,5 @@
 """The arguments of the Python API's functions (generate, generate_files, soundtrack, animate, retake, plan_batch,
-run_batch, finetune), checked as each is called by this one helper, before any work: one wrong is an InvalidArgument naming the function and
+run_batch, run_plan, finetune), checked as each is called by this one helper, before any work: one wrong is an InvalidArgument naming the function and
 the argument in one line (exit 2), not an AttributeError or a TypeError from deep inside the run. The settings
 check their own fields as they are built (pipelines.settings)."""
 
@@ -18,14 +18,16 @@ def check_arguments(function: str, settings: object = None, kind: type | None = 
                     paths: Mapping[str, object] = {}, optional: tuple[str, ...] = ("output",), batch_size: object = 1,
                     overwrite: object = False, progress: object = quiet, instances: Mapping[str, tuple[object, type]] = {},
                     switches: Mapping[str, object] = {}, functions: Mapping[str, object] = {},
-                    words: Mapping[str, object] = {}, path_lists: Mapping[str, object] = {}) -> int:
+                    words: Mapping[str, object] = {}, path_lists: Mapping[str, object] = {},
+                    indices: Mapping[str, object] = {}) -> int:
     """Refuse what `function` cannot take: `settings` not of its class `kind` (when it takes settings), a path of
     `paths` (name → value) that is neither a str nor a path-like (None only for the `optional` ones: the output,
     named after the input), one of `path_lists` that is no sequence of such paths (a str is one path, not a
     sequence of them), a `batch_size` that is no whole number of at least 1, an `overwrite` or one of
     `switches` that is no bool (`"no"` would replace files), a `progress` or one of `functions` that is no function
     (None too: a function's default takes no notice), one of `instances` (name → (value, class)) not of its
-    class, one of `words` neither a str nor None. Returns `batch_size` as a plain int (numpy's integers too:
+    class, one of `words` neither a str nor None, one of `indices` (a GPU's `local_rank`) neither None nor a whole
+    number of at least 0. Returns `batch_size` as a plain int (numpy's integers too:
     provenance and sidecars hold it)."""
 
     def refuse(argument: str, expected: str, value: object) -> None:
@@ -56,6 +58,9 @@ def check_arguments(function: str, settings: object = None, kind: type | None = 
     for argument, value in words.items():
         if value is not None and not isinstance(value, str):
             refuse(argument, "a str or None", value)
+    for argument, value in indices.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+            refuse(argument, "None or a whole number of at least 0", value)
     return int(batch_size)
 
 

@@ -55,6 +55,17 @@ class ArchitectureSpec:
         default_factory=dict
     )  # MMUNetConfig fields; missing ones = released values
 
+    def __post_init__(self):
+        # Checked as it is built, from Python too (a FinetuneConfig is): `arch="sr-unet"` was an AttributeError deep
+        # in the run, a config field it refuses a line said only once the run had begun.
+        from mmgen.models.config import config_for
+
+        _typed_fields(self)
+        try:
+            config_for(self.arch, self.config, "config")
+        except FieldError as e:
+            raise InvalidSetting("config", f"{e.field}: {e.reason}" if e.field else e.reason) from None
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -109,14 +120,7 @@ class FinetuneConfig:
     probe_clips: int = 8  # clips in the fixed probe batch (held out of training when the data allows)
 
     def __post_init__(self):
-        types = _field_types()
-        for name in self.__dataclass_fields__:
-            try:  # the type (and words) its annotation gives, as a YAML key is read (and a command's settings are
-                # checked, pipelines.settings): 2.5 or True is no number of steps, '1e-4' no learning rate
-                value = converted(types[name], getattr(self, name), type(self).__name__, name)
-            except FieldError as e:
-                raise InvalidSetting(e.field, e.reason) from None
-            object.__setattr__(self, name, value)
+        _typed_fields(self)
         if self.init is not None and self.model is not None:
             raise InvalidSetting(
                 "model", "set either init (a model to fine-tune) or model (an architecture to train from scratch)"
@@ -181,10 +185,23 @@ class FinetuneConfig:
         return self.sample_every if self.probe_every is None else self.probe_every
 
 
+def _typed_fields(settings: FinetuneConfig | ArchitectureSpec) -> None:
+    """Each field of `settings` as the type (and words) its annotation gives, as a YAML key is read (and a command's
+    settings are checked, pipelines.settings): 2.5 or True is no number of steps, '1e-4' no learning rate; a value
+    it refuses is an InvalidSetting naming the field."""
+    types = _field_types(type(settings))
+    for name in settings.__dataclass_fields__:
+        try:
+            value = converted(types[name], getattr(settings, name), type(settings).__name__, name)
+        except FieldError as e:
+            raise InvalidSetting(e.field, e.reason) from None
+        object.__setattr__(settings, name, value)
+
+
 @functools.cache
-def _field_types() -> dict[str, Any]:
-    """FinetuneConfig's field annotations, resolved (the module's annotations are strings), read once."""
-    return get_type_hints(FinetuneConfig)
+def _field_types(cls: type) -> dict[str, Any]:
+    """A settings class's field annotations, resolved (the module's annotations are strings), read once."""
+    return get_type_hints(cls)
 
 
 COMMAND_LINE = "command line"  # the layer of flags given now

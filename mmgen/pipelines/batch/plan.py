@@ -140,7 +140,7 @@ def plan_batch(
     seconds)."""
     read = {} if isinstance(path, BatchFile) else {"path": path}
     check_arguments("plan_batch", paths=read | {"output_dir": output_dir}, optional=("output_dir",),
-                    overwrite=overwrite, words={"device": device, "precision": precision})
+                    overwrite=overwrite, words={"device": device, "precision": precision}, indices={"local_rank": local_rank})
     if isinstance(path, BatchFile):
         batch, problems = path, list(path.problems)
     else:

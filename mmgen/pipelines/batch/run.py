@@ -20,6 +20,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import numbers
 import os
 import time
 import traceback
@@ -31,7 +32,7 @@ from typing import Literal
 
 from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
-from mmgen.errors import FolderReplaced, MmgenError, UsageError
+from mmgen.errors import FolderReplaced, InvalidSetting, MmgenError, UsageError
 from mmgen.locks import sole_holder
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
@@ -57,6 +58,15 @@ class Share:
 
     rank: int = 0
     world_size: int = 1
+
+    def __post_init__(self):  # Share(2, 2) ran no job, Share(0, 0) was a ZeroDivisionError
+        for name in ("world_size", "rank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (name == "world_size"):
+                raise InvalidSetting(name, f"must be a whole number of at least {int(name == 'world_size')}, got "
+                                     f"{value!r}")
+        if self.rank >= self.world_size:
+            raise InvalidSetting("rank", f"must be less than world_size ({self.world_size}), got {self.rank}")
 
     @classmethod
     def here(cls) -> Share:
@@ -88,7 +98,7 @@ class Outcome:
     record: dict | None = None  # a job done in this run: its output's sidecar object (Result.to_json)
 
 
-@pipeline_call(going_on_from=lambda plan, *_, **__: plan.notes_said)
+@pipeline_call(going_on_from=lambda plan=None, *_, **__: getattr(plan, "notes_said", None))  # checked in the call
 def run_plan(
     plan: Plan,
     *,
@@ -102,6 +112,9 @@ def run_plan(
     order. `overwrite` lets a new job replace a file the batch did not write (plan_batch allowed it). A stop (Ctrl-C),
     or the manifest's failure to take a record (its error; the job it was for failed with it), goes on once
     `on_outcome` was told of every job not run, as after --fail-fast's failed job."""
+    check_arguments("run_plan", instances={"plan": (plan, Plan), "share": (share, Share)},
+                    switches={"fail_fast": fail_fast}, overwrite=overwrite, progress=progress,
+                    functions={"on_outcome": on_outcome})
     manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
     mine = share.of(plan.jobs)
     inputs = _inputs_in(plan.output_dir, plan.jobs)

@@ -231,7 +231,26 @@ def console(stderr: bool = True, **options) -> Console:
     writes no escape sequence (rich's own NO_COLOR drops colours but keeps bold and dim). What it is given to show
     is what its stream can hold (`held_by`) before it is measured: a table of "64→256" on an ASCII stream is laid
     out around "64->256", and its columns line up."""
-    return _held_console()(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
+    shown = _held_console()(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
+    if shown.is_dumb_terminal and "width" not in options:  # rich takes 80x25 there, whatever the window is
+        shown.size = _window_size(shown.file)
+    return shown
+
+
+def _window_size(stream) -> tuple[int, int]:
+    """The columns and lines of the terminal `stream` writes to, as rich finds them on any terminal but a dumb one
+    (TERM=dumb: Emacs's M-x shell, often 200 wide, which sets COLUMNS but not LINES): COLUMNS and LINES where set,
+    else the terminal's own size, else 80x25."""
+    import os
+
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):  # no descriptor (a test's stream), or none of a terminal's
+        columns = lines = 0
+    given = {name: os.environ.get(name, "") for name in ("COLUMNS", "LINES")}
+    columns = int(given["COLUMNS"]) if given["COLUMNS"].isdigit() else columns
+    lines = int(given["LINES"]) if given["LINES"].isdigit() else lines
+    return columns or 80, lines or 25
 
 
 @cache

@@ -3,10 +3,13 @@ checks those)."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pty
 import re
+import struct
+import termios
 import threading
 
 import pytest
@@ -69,12 +72,15 @@ def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_p
     assert (tmp_path / "out" / "clip_0001.mp4").is_file()
 
 
-def on_a_terminal(monkeypatch, *args, env: dict[str, str]) -> tuple[int, bytes]:
-    """`mmgen ARGS` in this process with stdout and stderr on a pseudo-terminal: its exit code and what it drew,
-    read as it is drawn (a thread drains the terminal, so a command that draws more than its buffer holds goes on)."""
+def on_a_terminal(monkeypatch, *args, env: dict[str, str], columns: int = 0) -> tuple[int, bytes]:
+    """`mmgen ARGS` in this process with stdout and stderr on a pseudo-terminal (`columns` wide, where given): its
+    exit code and what it drew, read as it is drawn (a thread drains the terminal, so a command that draws more than
+    its buffer holds goes on)."""
     from mmgen.cli import run
 
     controller, side = pty.openpty()
+    if columns:
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     screen = open(side, "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (closed below, once read)
     drawn: list[bytes] = []
 
@@ -110,6 +116,18 @@ def test_no_color_on_a_terminal_is_plain_text_without_one_escape_sequence(tmp_pa
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
     code, drawn = on_a_terminal(monkeypatch, "generate", "-m", "ghost", "-o", tmp_path / "out", env=env)
     assert code == 2 and drawn == b"mmgen: error: unknown model 'ghost' (see `mmgen models list`)\r\n"
+
+
+@pytest.mark.parametrize("told", ["the window", "COLUMNS"])
+def test_a_dumb_terminal_is_as_wide_as_its_window(tmp_path, monkeypatch, told):
+    """TERM=dumb (Emacs's M-x shell, often 200 wide): rich took 80 columns whatever the window was, and whatever
+    COLUMNS said (Emacs sets it) unless LINES was set too: a table fit for 150 columns was a model a line."""
+    for name in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+    env = {**mmgen_env(tmp_path), "TERM": "dumb", **({"COLUMNS": "150"} if told == "COLUMNS" else {})}
+    code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env, columns=150 if told == "the window" else 80)
+    lines = drawn.decode().splitlines()
+    assert code == 0 and any(line.startswith("│ demo ") and "1f3e2458ede0" in line for line in lines), drawn
 
 
 def test_no_color_on_a_terminal_draws_tables_without_bold(tmp_path, monkeypatch):

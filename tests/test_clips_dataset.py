@@ -96,10 +96,12 @@ def test_a_second_scan_decodes_nothing(folder, tmp_path):
     cache = tmp_path / "cache"
     _, first = build_clip_dataset(root, TINY_FORMAT, cache)
     shards = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert first.decoded == 6 and first.reused == 0
+    assert first.decoded == 4 and first.reused == 0  # broken.mp4 and silent.mov are skipped, not decoded too
+    assert first.summary() == "20 clips from 4 of 6 files (4 decoded, 0 from the clip cache, 2 skipped)"
 
     dataset, second = build_clip_dataset(root, TINY_FORMAT, cache)
-    assert second.decoded == 0 and second.reused == 6
+    assert second.decoded == 0 and second.reused == 4
+    assert second.summary() == "20 clips from 4 of 6 files (0 decoded, 4 from the clip cache, 2 skipped)"
     assert second.clips == first.clips and len(second.skipped) == 2
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == shards  # nothing rewritten
 
@@ -107,7 +109,7 @@ def test_a_second_scan_decodes_nothing(folder, tmp_path):
     stat = files["good"][0].stat()
     os.utime(files["good"][0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     _, third = build_clip_dataset(root, TINY_FORMAT, cache)
-    assert third.decoded == 1 and third.reused == 5
+    assert third.decoded == 1 and third.reused == 3
 
 
 def test_the_processes_of_a_torchrun_job_share_the_decoding_and_report_the_jobs_counts(folder, tmp_path, monkeypatch):
@@ -129,7 +131,7 @@ def test_the_processes_of_a_torchrun_job_share_the_decoding_and_report_the_jobs_
     files = scan_media(root)[0]
     assert decoded_by == {path.name: [i % 2] for i, path in enumerate(files)}  # each once, by its rank
     for report in reports:
-        assert (report.decoded, report.reused, report.clips) == (6, 0, 20)
+        assert (report.decoded, report.reused, report.clips) == (4, 0, 20)  # the skipped files not as decoded too
         assert {s.path.name for s in report.skipped} == {"broken.mp4", "silent.mov"}
 
 
@@ -187,7 +189,7 @@ def test_a_damaged_clip_cache_entry_is_decoded_again_and_replaced_with_one_note(
 
     dataset, again = build_clip_dataset(root, TINY_FORMAT, cache)
 
-    assert again.decoded == 3 and again.reused == 3 and again.clips == first.clips == len(dataset)
+    assert again.decoded == 3 and again.reused == 1 and again.clips == first.clips == len(dataset)
     assert sorted(s.path.name for s in again.skipped) == ["broken.mp4", "silent.mov"]
     (said,) = again.notes
     assert said.startswith("3 files: clip-cache entry damaged, decoded again (")
@@ -297,11 +299,11 @@ def test_thousands_of_broken_files_leave_one_skip_list_and_a_few_warning_lines(t
     for i in range(40):
         (root / f"empty_{i:02d}.mp4").write_bytes(b"")
     _, report = build_clip_dataset(root, TINY_FORMAT, cache)
-    assert (report.files, report.decoded, len(report.skipped)) == (41, 41, 40)
+    assert (report.files, report.decoded, len(report.skipped)) == (41, 1, 40)
     assert sorted(p.suffix for p in cache.iterdir()) == [".jsonl", ".lock", ".safetensors"]  # and SKIPPED's lock
 
     _, again = build_clip_dataset(root, TINY_FORMAT, cache)
-    assert (again.decoded, again.reused, len(again.skipped)) == (0, 41, 40)
+    assert (again.decoded, again.reused, len(again.skipped)) == (0, 1, 40)
     assert {s.reason for s in again.skipped} == {s.reason for s in report.skipped}
 
     with display() as show:

@@ -79,11 +79,11 @@ def test_a_tiny_model_from_scratch_lowers_its_loss(trained):
 
 def test_the_corrupt_and_the_video_only_file_are_reported_as_skipped(trained):
     # 4 good files of 2.0 s = 20 frames each → 10 clips of 2 frames each.
-    assert "data: 40 clips from 4 of 6 files (6 decoded, 0 from the clip cache, 2 skipped)" in trained.stderr
+    assert "data: 40 clips from 4 of 6 files (4 decoded, 0 from the clip cache, 2 skipped)" in trained.stderr
     assert f"warning: skipped {trained.data / 'broken.mp4'}: unreadable" in trained.stderr
     assert f"warning: skipped {trained.data / 'silent.mov'}: no audio track" in trained.stderr
     (data,) = trained.events("data")
-    assert (data["files"], data["clips"], data["decoded"], data["reused"]) == (6, 40, 6, 0)
+    assert (data["files"], data["clips"], data["decoded"], data["reused"]) == (6, 40, 4, 0)
     reasons = {Path(s["file"]).name: s["reason"] for s in data["skipped"]}
     assert set(reasons) == {"broken.mp4", "silent.mov"}
 
@@ -130,9 +130,9 @@ def test_a_second_run_over_the_same_folder_decodes_nothing(trained, tmp_path):
         env=trained.env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "(0 decoded, 6 from the clip cache, 2 skipped)" in result.stderr
+    assert "(0 decoded, 4 from the clip cache, 2 skipped)" in result.stderr
     (data,) = read_log(tmp_path / "again" / "log.jsonl")[:1]
-    assert (data["decoded"], data["reused"], len(data["skipped"])) == (0, 6, 2)
+    assert (data["decoded"], data["reused"], len(data["skipped"])) == (0, 4, 2)
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == shards  # nothing rewritten or added
 
 
@@ -149,7 +149,7 @@ def test_json_prints_the_run_as_one_line_on_stdout_and_notes_stay_on_stderr(trai
     assert record == {
         "run_dir": str(tmp_path / "run"), "step": 1, "steps": 1, "interrupted": False,
         "model": str(tmp_path / "run" / "model.safetensors"), "checkpoints": str(tmp_path / "run" / "checkpoints"),
-        "data": {"clips": record["data"]["clips"], "files": 6, "decoded": 0, "reused": 6, "skipped": 2},
+        "data": {"clips": record["data"]["clips"], "files": 6, "decoded": 0, "reused": 4, "skipped": 2},
     }
     assert record["data"]["clips"] > 0 and (tmp_path / "run" / "model.safetensors").is_file()
     assert "done: 1 step;" in result.stderr and "{" not in result.stderr

@@ -114,10 +114,10 @@ class ScanReport:
     """What building the dataset found: counts for the terminal and the run log."""
 
     files: int = 0
-    decoded: int = 0  # files decoded in this call
-    reused: int = 0  # files (usable or skipped) answered from the cache without decoding
+    decoded: int = 0  # usable files decoded in this call (by any process of the job)
+    reused: int = 0  # usable files answered from the cache without decoding
     clips: int = 0
-    skipped: list[Skipped] = field(default_factory=list)  # files that yield no clip
+    skipped: list[Skipped] = field(default_factory=list)  # files that yield no clip (decoded now or known already)
     left_out: list[Skipped] = field(default_factory=list)  # folders not scanned (mmgen's own run folders)
     notes: list[str] = field(default_factory=list)  # a line per kind of decoding note, naming a few files each
 
@@ -231,8 +231,11 @@ def build_clip_dataset(
                 progress(index, len(files), path)
             if _index(cache, path, fmt, stride, clips, report):
                 decoded.add(index)
-    dangling = sum(_dangling(path) for path in files)
-    report.decoded, report.reused = len(decoded), len(files) - dangling - len(decoded)
+    # Each file counted once: skipped (whether decoded now or answered by a skip record), else decoded now, else
+    # from the cache. A file decoded now that yields no clip (unreadable, too short) is a skipped one alone.
+    skipped = {s.path for s in report.skipped}
+    report.decoded = sum(files[index] not in skipped for index in decoded)
+    report.reused = len(files) - len(skipped) - report.decoded
     if progress is not None:
         progress(len(files), len(files), root)
     report.clips = len(clips)

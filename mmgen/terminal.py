@@ -138,7 +138,7 @@ def guarded_streams() -> Iterator[GuardedStream | None]:
     as `closed_stdout` reads it); the guarded stdout, or None, is yielded: one that holds what is printed when it is
     no terminal (the caller releases it as the command ends). The streams are put back after."""
     stdout, stderr = sys.stdout, sys.stderr
-    guarded_out = None if stdout is None else GuardedStream(stdout, drops_errors=False, holds=not _is_tty(stdout))
+    guarded_out = None if stdout is None else GuardedStream(stdout, drops_errors=False, holds=not is_tty(stdout))
     sys.stdout = guarded_out or stdout
     sys.stderr = None if stderr is None else GuardedStream(stderr, drops_errors=True)
     try:
@@ -147,9 +147,11 @@ def guarded_streams() -> Iterator[GuardedStream | None]:
         sys.stdout, sys.stderr = stdout, stderr
 
 
-def _is_tty(stream) -> bool:
+def is_tty(stream) -> bool:
+    """Whether `stream` is a terminal, by its own isatty: a closed stream, or none (sys.stdout of a process started
+    without one), is not."""
     try:
-        return stream.isatty()
+        return stream is not None and stream.isatty()
     except (ValueError, OSError):  # closed
         return False
 
@@ -274,7 +276,7 @@ def on_terminal(console: Console) -> bool:
     forced = getattr(console, "_force_terminal", None)
     if forced is not None:
         return forced
-    return _is_tty(console.file) and console.is_terminal
+    return is_tty(console.file) and console.is_terminal
 
 
 def draws(console: Console) -> bool:

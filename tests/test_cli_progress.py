@@ -152,6 +152,20 @@ def test_a_json_line_printed_while_the_bars_show_stays_on_stdout(monkeypatch, ca
     assert capsys.readouterr().out == '{"mp4": "clip_0000.mp4"}\n' and "clip_0000" not in screen.getvalue()
 
 
+def test_whether_a_stream_is_a_terminal_is_asked_one_way_everywhere():
+    """terminal.is_tty answers for the bars' stdout as for the console's stream and the held stdout (progress.py had
+    its own copy): by the stream's own isatty; none (a process started without stdout) or a closed one is no terminal."""
+    from mmgen import terminal
+
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as screen:
+        assert terminal.is_tty(screen)
+    os.close(leader)
+    closed = io.StringIO()
+    closed.close()
+    assert not any(terminal.is_tty(stream) for stream in (None, closed, io.StringIO(), screen))
+
+
 def test_the_training_bar_fits_80_columns_and_shows_the_loss_split_where_there_is_room(monkeypatch):
     """At 80 columns the bar's loss text with its video and audio parts pushed rich to cut the times short
     (`37/200 loss 0.0889 (video 0.0712, audio 0.0177) 0:00:… 0:02:32`): there it shows the loss alone."""

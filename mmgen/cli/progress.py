@@ -61,7 +61,7 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # rich sends what is printed to stdout while the bars show through their console (stderr): only a terminal's
     # stdout may go there (printed above the bars, on the same screen); a pipe's --json lines stay on stdout.
-    with FittingProgress(*columns, console=console, transient=True, redirect_stdout=_is_terminal(sys.stdout),
+    with FittingProgress(*columns, console=console, transient=True, redirect_stdout=terminal.is_tty(sys.stdout),
                          speed_estimate_period=SPEED_WINDOW) as bars:
         tasks: dict[str, TaskID] = {}
 
@@ -72,9 +72,3 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
 
         yield show
 
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream is not None and stream.isatty()
-    except (ValueError, OSError):  # closed
-        return False

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 WIDTH_WHEN_PIPED = 400  # columns: wider than any table of mmgen's, so piped rows are not folded
 WIDE_TABLE = 150  # columns from which a table shows its long columns (hashes, URLs) too
@@ -313,16 +314,29 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], i
     """`table` where the terminal can hold it (its narrowest drawing, every short cell whole, fits); on a narrower
     one — where rich would cut each cell to a few characters, or draw an empty frame — its title (if it has one),
     then each entry on a line of its own, after `indent`: "NAME: cell · cell · … — last cell" (the terminal wraps a
-    long one). Whether it was the table."""
+    long one), each part of it that is a cell of the table's row in that cell's style (a status's colour; plain
+    where the console has no colour). Whether it was the table."""
+    from rich.text import Text
+
     if _narrowest(table, console.encoding) <= console.width:
         console.print(table)
         return True
     if table.title:
         console.print(f"{table.title}:", highlight=False, soft_wrap=True)  # markup, as the table draws its title
-    for name, *cells, last in entries:
-        line = f"{name}: {' · '.join(filter(None, cells))}" + (f" — {last}" if last else "")
-        console.print(indent + path_text(line), markup=False, highlight=False, soft_wrap=True)
+    rows = list(zip(*(column.cells for column in table.columns), strict=True))
+    for number, (name, *cells, last) in enumerate(entries):
+        row = {shown.plain: shown for shown in map(_cell_text, rows[number] if number < len(rows) else ())}
+        parts = [row.get(path_text(part)) or Text(path_text(part)) for part in (name, *filter(None, cells), last)]
+        line = Text(indent) + parts[0] + ": " + Text(" · ").join(parts[1:-1]) + (Text(" — ") + parts[-1] if last else "")
+        console.print(line, highlight=False, soft_wrap=True)
     return False
+
+
+def _cell_text(cell: object) -> Text:
+    """A table cell (markup, or rich Text) as the Text it draws, styles and all."""
+    from rich.text import Text
+
+    return cell.copy() if isinstance(cell, Text) else Text.from_markup(str(cell))
 
 
 FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole

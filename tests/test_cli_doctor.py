@@ -254,3 +254,24 @@ def test_doctor_on_a_terminal_too_narrow_for_its_models_table_lists_a_model_a_li
     assert any(line.startswith("  landscape-sr: sr-unet · downloadable · ~1.2 GB — Landscape_SR.pt from https://")
                for line in models), models
     assert any(line.startswith("  tiny: ") for line in models) and len(models) < 20, models
+
+
+def test_a_model_a_line_keeps_the_status_colour_where_the_terminal_has_colour(machine, monkeypatch):
+    """On a narrow terminal with colour, the table's `bundled` was green and `downloadable` dim, and a model a line
+    said both in plain words: the same words, in the cells' colours now."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    env, _ = machine
+    terminal = Console(file=io.StringIO(), width=40, force_terminal=True, color_system="standard")
+    monkeypatch.setattr(mmgen.cli.doctor, "table_console", lambda stderr: terminal)
+    assert run_here("doctor", env=env).returncode == 0
+
+    models = terminal.file.getvalue().split("Models\x1b[0m\n", 1)[1].splitlines()
+    assert any(line.startswith("  demo: mm-unet · \x1b[32mbundled\x1b[0m · ") for line in models), models
+    assert any(line.startswith("  landscape-sr: sr-unet · \x1b[2mdownloadable\x1b[0m · ~1.2 GB — ")
+               for line in models), models
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in models]
+    assert any(line.startswith("  tiny: mm-unet · cached · ") for line in plain), plain

@@ -1,7 +1,8 @@
 """SIGINT (Ctrl-C), SIGTERM (`kill`, `docker stop`, a cluster's preemption) and SIGHUP (the terminal went away)
 all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
 three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
-For the few milliseconds in which an output's files are put in place together (`stops_held`), a stop waits.
+For the few milliseconds in which an output's files are put in place together (`stops_held`), a stop waits; so it
+does while torch loads (_held_import).
 Python swallows an exception raised where nothing can catch it — a weakref callback, importlib's module-lock `cb`
 ("Exception ignored in: …") — and so does a library's bare `except:`: a stop raised there is lost, and the command
 would run on to its end. So the stop is recorded too, and `check_stop` raises it again at the next safe point (each
@@ -19,6 +20,7 @@ this before torch loads.
 from __future__ import annotations
 
 import atexit
+import builtins
 import os
 import signal
 import sys
@@ -35,6 +37,9 @@ _exit_code: int | None = None  # what `final_code` decided for the process
 _held = 0  # inside `stops_held` (nested): a stop is only recorded, and raised as the outermost hold ends
 _deferred = False  # a stop came while held
 _raised = False  # a stop raised KeyboardInterrupt in this command: every `check_stop` from now on raises it again
+
+
+HELD_IMPORTS = ("torch",)  # libraries whose first import a stop waits for (_held_import)
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
@@ -101,6 +106,22 @@ def stops_held() -> Iterator[None]:
     _give_back(callers)
     if deferred and _raising:
         _stop_now()
+
+
+def _held_import(name: str, *args, **kwargs) -> object:
+    """builtins.__import__ while a command runs: the first import of a HELD_IMPORTS library runs inside `stops_held`,
+    so a stop that comes meanwhile raises as the import statement ends, the library loaded whole. torch starts in
+    C++ that calls back into Python (pybind11: torch.distributed's c10d init), and a KeyboardInterrupt raised in such
+    a callback went through C++ that does not catch it: `terminate called after throwing an instance of
+    'pybind11::error_already_set'`, the process aborted (exit 134, no line) — about one Ctrl-C in 30 while `mmgen
+    doctor` loads torch. (Not in the loader: a stop raised there would have the half-done import taken back.)"""
+    if name.partition(".")[0] not in HELD_IMPORTS or name.partition(".")[0] in sys.modules:
+        return _previous_import(name, *args, **kwargs)
+    with stops_held():
+        return _previous_import(name, *args, **kwargs)
+
+
+_previous_import = builtins.__import__
 
 
 def _defer_callers_stops() -> tuple[dict[int, object], list[int]]:
@@ -191,7 +212,7 @@ def stops_interrupt() -> Iterator[None]:
     A stop that came before it and that nothing answered yet (`own_process` recorded it while the command was
     still loading) raises as the block begins: the command it was meant for is stopped, never run to an exit 0.
     Only the main thread receives signals: elsewhere this does nothing."""
-    global _raising, _answered, _raised, _previous_unraisable
+    global _raising, _answered, _raised, _previous_unraisable, _previous_import
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -202,6 +223,10 @@ def stops_interrupt() -> Iterator[None]:
     if hook is not _unraisable:
         _previous_unraisable = hook
     sys.unraisablehook = _unraisable
+    importing = builtins.__import__
+    if importing is not _held_import:
+        _previous_import = importing
+    builtins.__import__ = _held_import
     try:
         _raising = True
         if _received:
@@ -213,6 +238,8 @@ def stops_interrupt() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.unraisablehook = hook
+        if builtins.__import__ is _held_import:  # (not a hook a program set meanwhile)
+            builtins.__import__ = importing
 
 
 def own_process(say_stopped: Callable[[int], None]) -> None:

@@ -218,7 +218,7 @@ class _Planner:
                 continue
             for input, stem, chosen in targets:
                 output = f"{stem}.mp4"
-                job_run = _reseeded(run, chosen.seed)
+                job_run = _copied(run, seed=chosen.seed)
                 job_hash, payloads = self.hasher.hash(spec, input, chosen, job_run, self._left_out.get(spec.index, {}))
                 jobs.append(Job(len(jobs) + 1, spec, input, output, chosen, job_run,
                                 chosen.outputs(self.batch.output_dir / output), job_hash, payloads))
@@ -269,8 +269,8 @@ class _Planner:
             stem = name or f"{spec.kind}_{spec.index}"
             first = settings.seed if settings.seed is not None else _seed_for(stem)
             stems = [stem] if settings.num == 1 else [f"{stem}_{k:04d}" for k in range(settings.num)]
-            one = dataclasses.replace(settings, num=1, seed=first)  # checked once; each clip's seed is within it
-            return [(None, s, _reseeded(one, first + k)) for k, s in enumerate(stems)]
+            one = _copied(settings, num=1, seed=first)  # checked once; each clip's seed is within it
+            return [(None, s, _copied(one, seed=first + k)) for k, s in enumerate(stems)]
         targets = []
         for input in job_inputs(spec, settings, self.folder, self.batch.output_dir, self.problem, self.config):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
@@ -285,7 +285,7 @@ class _Planner:
                              f"job {spec.index} ({spec.kind}): {e}")
                 continue
             seed = settings.seed if settings.seed is not None else _seed_for(stem)
-            targets.append((input, stem, dataclasses.replace(settings, seed=seed)))
+            targets.append((input, stem, _copied(settings, seed=seed)))
         return targets
 
     def _run(self, spec: JobSpec, settings: RunSettings) -> Run | None:
@@ -302,7 +302,7 @@ class _Planner:
 
     def _prepared(self, settings: RunSettings) -> Run | UsageError:
         """session.prepare of the settings, seed aside, or what it refused them for; once for the same ones."""
-        key = dataclasses.replace(settings, seed=None)
+        key = _copied(settings, seed=None)
         if key not in self._runs:
             try:
                 self._runs[key] = prepare(key)
@@ -341,12 +341,13 @@ class _Planner:
         return tuple(needed.values())
 
 
-def _reseeded(settings, seed: int):
-    """`settings` (RunSettings or Run) with another seed, without checking every value again as
-    dataclasses.replace would: 100,000 clips of one job differ in nothing else, and their seeds were checked
-    with the job's (seed + num - 1 within its limit)."""
+def _copied(settings, **changes):
+    """`settings` (RunSettings or Run) with `changes` that need no check, without checking every value again as
+    dataclasses.replace would (it builds the settings anew): another seed (the 100,000 clips of one job differ in
+    nothing else, and their seeds were checked with the job's: seed + num - 1 within its limit; one of _seed_for's,
+    within it too), none, or num 1: planning built each job's settings three times over."""
     copied = object.__new__(type(settings))
-    copied.__dict__.update(settings.__dict__, seed=seed)
+    copied.__dict__.update(settings.__dict__, **changes)
     return copied
 
 

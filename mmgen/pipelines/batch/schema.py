@@ -356,13 +356,24 @@ def _string(raw: dict, key: str, where: str, key_lines: dict[str, int], problems
 
 
 def _checked(raw: dict, path: tuple, lines: Lines, problems: list[Problem], where: str) -> dict:
-    """The settings in `raw` that are valid, one key at a time through the settings class that has it (so that
-    every bad key is reported, and a bad one is left unset), as that class converts them (e.g. 1 → 1.0)."""
+    """The settings in `raw` that are valid, each through the settings class that has it, as that class converts
+    them (e.g. 1 → 1.0): all of a class's keys in one object where they are all taken (a file of 10,000 jobs built
+    one for each key of every job), else one key at a time (so that every bad key is reported, and a bad one is
+    left unset). Each field is converted and checked on its own, so keys taken together are taken one by one."""
+    owner = {key: next(cls for cls in SETTINGS.values() if key in _fields(cls)) for key in raw}
+    built: dict[type, Any] = {}
+    for cls in dict.fromkeys(owner.values()):
+        try:
+            built[cls] = from_dict(cls, {k: v for k, v in raw.items() if owner[k] is cls}, where)
+        except ConfigError:
+            pass  # said key by key below
     good = {}
     for key, value in raw.items():
-        cls = next(cls for cls in SETTINGS.values() if key in _fields(cls))
+        if owner[key] in built:
+            good[key] = getattr(built[owner[key]], key)
+            continue
         try:
-            good[key] = getattr(from_dict(cls, {key: value}, where), key)
+            good[key] = getattr(from_dict(owner[key], {key: value}, where), key)
         except ConfigError as e:
             problems.append(Problem(lines.get((*path, str(key)), lines.get(path)),
                                     lines.said((*path, str(key)), str(e), where)))

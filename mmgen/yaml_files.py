@@ -9,6 +9,7 @@ and, where there is one, the line. Turning what was read into frozen dataclasses
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
@@ -46,12 +47,12 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     with more than MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
     path = Path(path)
     try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
-        text = read_small_file(path, MAX_YAML_BYTES).decode("utf-8")
+        text = _text(read_small_file(path, MAX_YAML_BYTES), path)
     except NotASmallFile as e:
         raise ConfigError(f"{path}: {e.problem.replace('too big', 'too big for a YAML config', 1)}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except (IsADirectoryError, PermissionError) as e:
         raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
     loader = _LOADER(text)
     try:
@@ -69,6 +70,19 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     finally:
         loader.dispose()
     return data, node
+
+
+def _text(data: bytes, path: Path) -> str:
+    """A YAML file's bytes as text: UTF-8, or UTF-16 where the file starts with its byte order mark, as YAML
+    allows (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one). Anything else is refused as what
+    it is not, at the line of its first byte UTF-8 cannot read (it was `cannot read (UnicodeDecodeError)`)."""
+    encoding = "UTF-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "UTF-8"
+    try:
+        return data.decode(encoding)  # Python's UTF-16 reads the byte order from the mark, and drops it
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1  # of the first byte that cannot be read
+        where = f"{path}:{line}" if encoding == "UTF-8" else str(path)
+        raise ConfigError(f"{where}: not {encoding} text; save it as UTF-8") from None
 
 
 class _Loader(yaml.SafeLoader):

@@ -1368,3 +1368,18 @@ def test_a_dry_run_reads_the_batch_file_once_and_its_problems_still_count(folder
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert len(composed) == 2 and result.returncode == 2, result
     assert result.stderr.startswith(f"{jobs}:4: ") and "unknown key 'seeds'" in result.stderr, result.stderr
+
+
+def test_a_batch_file_windows_powershell_wrote_in_utf16_is_read_and_one_in_another_encoding_says_so(folder: Path):
+    """Windows PowerShell 5's `>` writes UTF-16 LE with a byte order mark, which YAML allows: the batch file was
+    refused as `cannot read (UnicodeDecodeError)`. It is read now, and a file in no encoding YAML takes says what it
+    is not."""
+    text = "defaults: {model: tiny.safetensors}\r\njobs:\r\n  - {kind: generate, name: café}\r\n"
+    jobs = folder / "jobs.yaml"
+    for encoding in ("utf-16", "utf-16-be"):  # Python's utf-16 writes this machine's order with its mark
+        jobs.write_bytes(("\ufeff" if encoding == "utf-16-be" else "").encode(encoding) + text.encode(encoding))
+        assert [job.output for job in plan_batch(jobs).jobs] == ["café.mp4"]
+    jobs.write_bytes(text.encode("latin-1"))
+    result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert result.returncode == 2 and result.stderr == (
+        f"mmgen: error: {jobs}:3: not UTF-8 text; save it as UTF-8\n")

@@ -5,20 +5,22 @@ uninterrupted one does."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from finetune_clips import write_clip_folder, write_recipe
-from mmgen_cli import mmgen_command, mmgen_env
+from mmgen_cli import mmgen_env
 from safetensors.torch import load_file
+from two_ranks import run_as_two_ranks
 
 from mmgen.models import build_model
 from mmgen.train.runlog import read_log
@@ -134,46 +136,45 @@ def test_ctrl_c_stops_the_job_with_a_checkpoint_and_the_printed_torchrun_command
 
 
 
-@pytest.mark.slow
-def test_a_job_without_o_trains_in_one_run_folder_whenever_its_processes_start(tmp_path):
+def test_a_job_without_o_trains_in_one_run_folder_whenever_its_processes_start(tmp_path, monkeypatch, capsys):
     """Without -o each process named the run folder from its own clock (runs/finetune-DATE-TIME): the processes of
-    a job that started in different seconds looked at different folders (and rank 1 named a folder that never
-    existed in the clip cache's skip records). The job's folder is rank 0's. Launched by hand, rank 1 starts in a
-    later second, after rank 0 has named its folder; the folders named for the seconds after that are there, and
-    not empty: a process that looks at one of them refuses to start in it."""
+    a job that started in different seconds looked at different folders (a process whose name was taken by a
+    non-empty folder refused to start while the others trained; rank 1 named a folder that never existed in the clip
+    cache's skip records). The job's folder is rank 0's (Processes.as_main). The ranks are played in this process
+    (tests/two_ranks.py), rank 1's clock a minute later, up to where the run looks at its folder."""
+    import importlib
+
+    from mmgen.cli import run
+    from mmgen.errors import UsageError
+    from mmgen.train import trainer
+
     data = tmp_path / "clips"
     write_clip_folder(data, good=1, seconds=1.0)
     recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
-    with socket.socket() as s:  # a free port (taken by no one else between here and the rendezvous, as a rule)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in mmgen_env(tmp_path, OMP_NUM_THREADS="1").items()
-           if not k.startswith("TORCHELASTIC") and k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env.update(WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    command = mmgen_command("finetune", data, "--scratch", "--config", recipe, "--steps", "1", "--batch-size", "2",
-                            "--sample-every", "0", "--save-every", "0")
-    first = subprocess.Popen(command, env={**env, "RANK": "0", "LOCAL_RANK": "0"}, cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        waiting = first.stderr.readline()  # said after its folder is named, before torch's rendezvous ends
-        assert waiting.startswith("mmgen: waiting for 2 processes to join"), waiting
-        time.sleep(1.05 - time.time() % 1)  # into the next second
-        now = int(time.time())
-        others = [tmp_path / "runs" / time.strftime("finetune-%Y%m%d-%H%M%S", time.localtime(now + i))
-                  for i in range(600)]
-        for folder in others:
-            folder.mkdir(parents=True)
-            (folder / "notes.txt").write_text("another run's")
-        second = subprocess.run(command, env={**env, "RANK": "1", "LOCAL_RANK": "1"}, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=300)
-        assert second.returncode == 0, second.stderr
-        said = first.stderr.read()
-        assert first.wait(timeout=300) == 0, said
-    finally:
-        first.kill()
-    (run_dir,) = set((tmp_path / "runs").iterdir()) - set(others)
-    assert (run_dir / "model.safetensors").is_file(), said
-    assert all(sorted(p.name for p in folder.iterdir()) == ["notes.txt"] for folder in others)
+    monkeypatch.chdir(tmp_path)
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+
+    started = time.time()
+
+    def clock_name(rank: int, form: str = "finetune-%Y%m%d-%H%M%S") -> str:  # rank 1 started a minute later
+        return time.strftime(form, time.localtime(started + 60 * rank))
+
+    monkeypatch.setattr(importlib.import_module("mmgen.cli.finetune"), "time",
+                        SimpleNamespace(strftime=lambda form: clock_name(int(os.environ["RANK"]), form)))
+    looked_at = {}
+
+    def looks_at_its_folder(data_dir, run_dir, *args, **kwargs):  # (where training would begin)
+        looked_at[int(os.environ["RANK"])] = run_dir
+        raise UsageError("seen")
+
+    monkeypatch.setattr(trainer, "prepare", looks_at_its_folder)
+    said = run_as_two_ranks(monkeypatch, capsys, lambda: run(
+        ["finetune", str(data), "--scratch", "--config", str(recipe), "--steps", "1", "--sample-every", "0"]))
+    assert [said[rank][0] for rank in (0, 1)] == [2, 2], said
+    assert clock_name(1) != clock_name(0)
+    assert looked_at == {0: Path("runs") / clock_name(0), 1: Path("runs") / clock_name(0)}, said
 
 
 def test_a_run_resumed_with_other_processes_says_how_many_in_words():

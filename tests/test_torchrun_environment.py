@@ -18,7 +18,7 @@ import time
 
 import pytest
 from cli_here import run_here
-from mmgen_cli import mmgen_command, mmgen_env
+from mmgen_cli import mmgen_env
 
 JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
@@ -171,37 +171,60 @@ def test_a_job_of_one_is_a_plain_run(tmp_path, monkeypatch):
     assert run_here("models", "list", env=mmgen_env(tmp_path)).returncode == 0
 
 
-@pytest.mark.parametrize("rank", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path, rank):
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_process_waiting_for_its_job_says_so_and_a_stop_ends_it(tmp_path, monkeypatch, rank):
     """A plain `mmgen batch` with a stale WORLD_SIZE=2 RANK=0 MASTER_ADDR MASTER_PORT in its environment waited in
     torch's rendezvous for a second process that never came: silently, for 30 minutes, and neither SIGTERM nor
     Ctrl-C ended it (only kill -9). It says what it waits for, and a stop ends it: 143 for SIGTERM (130 for Ctrl-C,
     the same way: stop_signals), nothing written. Rank 1 says its stop's line too (it was silent: in a job rank 0
-    says it for every process, but a process waiting to join is alone)."""
+    says it for every process, but a process waiting to join is alone). Played in this process (one of its own took
+    ~4 s to start, 15 s under load): the SIGTERM is a real one, to this process; torch's wait, deaf to it, would
+    hold the main thread, so a watchdog ends the process instead of a hang. The test then plays the other rank, which
+    ends the rendezvous left waiting on its thread."""
+    import faulthandler
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from mmgen.runtime import torchrun
+
     stop = signal.SIGTERM
     (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n    steps: 2\n")
     with socket.socket() as s:  # a free port (taken by no one else between here and the rendezvous, as a rule)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in mmgen_env(tmp_path).items() if not k.startswith(("TORCHELASTIC", *JOB))}
-    env.update(WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-    process = subprocess.Popen(mmgen_command("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out"), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    hung = threading.Timer(20, process.kill)  # (torch's own wait is 30 minutes, deaf to the stop)
-    hung.start()
+    _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    monkeypatch.setattr(torchrun, "waiting", False)  # (a stop leaves it set: back as it was afterwards)
+    stopped = []
+
+    def stop_once_it_waits() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not torchrun.waiting:
+            time.sleep(0.02)
+        if torchrun.waiting:
+            time.sleep(0.2)  # (the main thread back in its wait)
+            stopped.append(stop)
+            os.kill(os.getpid(), stop)
+
+    stopper = threading.Thread(target=stop_once_it_waits, daemon=True)
+    stopper.start()
+    faulthandler.dump_traceback_later(60, exit=True)  # (torch's own wait is 30 minutes, deaf to the stop)
     try:
-        first = process.stderr.readline()
-        assert first == (f"mmgen: waiting for 2 processes to join (WORLD_SIZE=2, RANK={rank}, at 127.0.0.1:{port}); "
-                         "Ctrl-C to stop\n"), first
-        time.sleep(0.2)  # (the main thread back in its wait)
-        process.send_signal(stop)
-        _, said = process.communicate(timeout=20)
+        done = run_here("batch", tmp_path / "jobs.yaml", "-o", tmp_path / "out", env=mmgen_env(tmp_path))
     finally:
-        hung.cancel()
-        process.kill()
-    assert process.returncode == 128 + stop, said
+        faulthandler.cancel_dump_traceback_later()
+        stopper.join()
+        other = dist.TCPStore("127.0.0.1", port, 2, rank == 1, timeout=timedelta(seconds=20))  # the other rank
+        for waiting in [t for t in threading.enumerate() if t.name == "mmgen-rendezvous"]:
+            waiting.join(20)
+        del other
+    assert stopped == [stop] and done.returncode == 128 + stop, done
+    said = done.stderr
+    assert said.startswith(f"mmgen: waiting for 2 processes to join (WORLD_SIZE=2, RANK={rank}, at 127.0.0.1:{port}); "
+                           "Ctrl-C to stop\n"), said
     assert said.splitlines()[-1].startswith(f"mmgen: rank {rank}: interrupted") and said.endswith("nothing written\n"), said
     assert not (tmp_path / "out").exists()
+    assert not [t for t in threading.enumerate() if t.name == "mmgen-rendezvous" and t.is_alive()]  # met, and gone
 
 
 def test_finetune_s_process_with_no_gpu_of_its_own_says_so_itself_before_joining(monkeypatch):

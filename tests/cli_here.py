@@ -28,7 +28,6 @@ def run_here(*args, env: dict[str, str], stdout: TextIO | None = None,
     with pytest.MonkeyPatch.context() as monkeypatch:
         for key in [k for k in os.environ if k.startswith("MMGEN_") and k not in env]:
             monkeypatch.delenv(key)
-        monkeypatch.setenv("MMGEN_DEBUG", env.get("MMGEN_DEBUG", ""))  # --debug sets it: unset again afterwards
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         with one_thread(), redirect_stdout(out), redirect_stderr(err):

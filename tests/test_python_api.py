@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -162,6 +163,21 @@ def test_the_command_line_gives_a_program_that_embeds_it_its_warnings_filters_ba
     assert warnings.filters == before
     with pytest.raises(UserWarning):
         warnings.warn("the program's own", UserWarning, stacklevel=1)
+
+
+def test_the_command_line_gives_a_program_that_embeds_it_its_environment_back(tmp_path, monkeypatch):
+    """`mmgen.cli.run(["--debug", ...])` left MMGEN_DEBUG=1 in the program that embedded it (set for the processes
+    a command starts), so every later run printed a traceback with its one-line error; it is unset again."""
+    from mmgen.cli import run
+
+    monkeypatch.delenv("MMGEN_DEBUG", raising=False)
+    monkeypatch.setenv("MMGEN_CACHE", str(tmp_path / "cache"))
+    for argv, traceback in ((["--debug", "generate", "--steps", "x"], True), (["generate", "--steps", "x"], False)):
+        err = io.StringIO()
+        with redirect_stderr(err):
+            assert run(argv) == 2
+        assert ("Traceback" in err.getvalue()) is traceback, err.getvalue()
+        assert "MMGEN_DEBUG" not in os.environ
 
 
 def test_the_readmes_python_api_paragraph_holds_true():

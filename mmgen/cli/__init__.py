@@ -63,6 +63,20 @@ def notes_on_stderr() -> Iterator[None]:
         logger.propagate = propagates
 
 
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """mmgen's own environment variables (MMGEN_*) as they were before the block, whatever it set or unset: a
+    command may set one for what it starts (--debug's MMGEN_DEBUG=1, for torchrun's and a batch's processes), but a
+    program embedding `run` is not left with it (every later run printed tracebacks)."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("MMGEN_")}
+    try:
+        yield
+    finally:
+        for key in [key for key in os.environ if key.startswith("MMGEN_") and key not in before]:
+            del os.environ[key]
+        os.environ.update(before)
+
+
 class _StderrLines(logging.StreamHandler):
     """A StreamHandler writing each message, as it is, to sys.stderr as it is when the message comes."""
 
@@ -90,14 +104,16 @@ def _rank() -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals), and libraries' warnings are hidden (without --debug:
-    hide_library_warnings); a program embedding it has its own warnings filters back as it returns."""
+    hide_library_warnings); a program embedding it has its own warnings filters and mmgen's environment variables
+    back as it returns (--debug sets MMGEN_DEBUG for the processes the command starts: environment_kept)."""
     from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
 
     global _began
     _began = False
     try:
-        with stops_interrupt(), notes_on_stderr(), command_line_words(), warnings.catch_warnings():
+        with (stops_interrupt(), notes_on_stderr(), command_line_words(), warnings.catch_warnings(),
+              environment_kept()):
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass

@@ -1383,3 +1383,62 @@ def test_a_batch_file_windows_powershell_wrote_in_utf16_is_read_and_one_in_anoth
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert result.returncode == 2 and result.stderr == (
         f"mmgen: error: {jobs}:3: not UTF-8 text; save it as UTF-8\n")
+
+
+def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variable_gets_a_hint(
+        folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """No shell reads a batch file: `output_dir: ~/out` made a folder named `~` beside it (where `rm -rf ~` is a
+    disaster) and `input: ~/a.mp4` did not exist. A leading `~` is the home folder in every path the file names, as in
+    MMGEN_CACHE; `$HOME` is not expanded, and a path that names nothing through one says so."""
+    monkeypatch.setenv("HOME", str(folder))
+    (folder / "b").mkdir()
+    jobs = folder / "b" / "jobs.yaml"
+    jobs.write_text(textwrap.dedent("""
+        output_dir: ~/out
+        defaults: {model: ~/tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, input: ~/clips/beach.mp4, name: one}
+          - {kind: soundtrack, inputs: "~/clips/*.mp4", name: "all/{stem}"}
+        """))
+    plan = plan_batch(jobs)
+    assert plan.output_dir == folder / "out"
+    assert [job.input for job in plan.jobs] == [folder / "clips" / "beach.mp4"] * 2
+    assert {job.run.model for job in plan.jobs} == {str(folder / "tiny.safetensors")}
+    assert not (folder / "b" / "~").exists()
+    jobs.write_text(textwrap.dedent("""
+        defaults: {model: ~/tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, input: $HOME/clips/beach.mp4}
+          - {kind: generate, model: "${HOME}/tiny.safetensors"}
+        """).lstrip())
+    problems = problems_of(jobs)
+    assert problems[3].endswith("clips/beach.mp4 does not exist (environment variables are not expanded in batch "
+                                "files)")
+    assert problems[4].endswith("/tiny.safetensors: no such model file (environment variables are not expanded in "
+                                "batch files)")
+
+
+def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and_gets_a_hint_where_missing(
+        folder: Path):
+    """`input: C:\\clips\\a.mp4` was `…/C:\\clips\\a.mp4 does not exist`, glued onto the batch file's folder, with no
+    word of why; `output_dir: out\\win` and `name: sub\\x` made a folder and a file with a backslash in their names."""
+    hint = "(write paths with / ; \\ is not a folder separator here)"
+    jobs = write_jobs(folder, r"""
+        output_dir: out\win
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, input: C:\clips\beach.mp4}
+          - {kind: soundtrack, input: clips\beach.mp4, name: b}
+          - {kind: soundtrack, inputs: clips\*.mp4, name: "c/{stem}"}
+          - {kind: generate, name: sub\x}
+          - {kind: generate, model: D:/models/tiny.safetensors}
+          - {kind: generate, name: "dir /y"}
+        """)
+    problems = problems_of(jobs)
+    assert problems[1] == f"output_dir: 'out\\\\win': {hint[1:-1]}"
+    assert problems[4].endswith(f"input: {folder}/C:\\clips\\beach.mp4 does not exist {hint}")
+    assert problems[5].endswith(f"input: {folder}/clips\\beach.mp4 does not exist {hint}")
+    assert problems[6].endswith(f"no file matches clips\\*.mp4 (in {folder}) {hint}")
+    assert problems[7] == f"job 4 (generate): name: 'sub\\\\x': {hint[1:-1]}"
+    assert problems[8].endswith(f"{folder}/D:/models/tiny.safetensors: no such model file {hint}")
+    assert set(problems) == {1, 4, 5, 6, 7, 8}  # a space is no separator

@@ -14,6 +14,7 @@ from mmgen.pipelines.batch.schema import JobSpec
 from mmgen.pipelines.preflight import check_input, check_ranges, stream_spans
 from mmgen.pipelines.retake import check_frames
 from mmgen.pipelines.settings import MatchingSettings, RetakeSettings
+from mmgen.written_paths import missing_hint
 
 
 def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_dir: Path,
@@ -24,7 +25,8 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
     model's config if known without loading it). Each one that does not is a `problem` at its line."""
     if spec.input is not None:
         if not spec.input.is_file():
-            problem(spec.line_of("input"), f"job {spec.index} ({spec.kind}): input: {spec.input} does not exist")
+            problem(spec.line_of("input"), f"job {spec.index} ({spec.kind}): input: {spec.input} does not exist"
+                    + missing_hint(spec.input))
             return []
         candidates, line = [spec.input], spec.line_of("input")
     elif spec.inputs is not None:
@@ -40,7 +42,7 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
                        "and files there are never taken as inputs")
             problem(line, f"job {spec.index} ({spec.kind}): inputs: "
                     + (f"no file outside the output folder {out} matches {spec.inputs}: {skipped}" if files
-                       else f"no file matches {spec.inputs} (in {folder})"))
+                       else f"no file matches {spec.inputs} (in {folder}){missing_hint(folder / spec.inputs)}"))
     else:
         return []
     usable = []

@@ -51,6 +51,7 @@ from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
 from mmgen.weights.load import known_config
 from mmgen.weights.registry import is_path
+from mmgen.written_paths import missing_hint
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
 # The dry run's table says each status in --json's word (the README's), then what the run does with it.
@@ -292,11 +293,12 @@ class _Planner:
         """The checked settings (session.prepare) of a job, seed aside; shared by every job with the same ones."""
         run = self._prepared(settings)
         if isinstance(run, UsageError):
+            hint = _missing_file_hint(settings, str(run))
             if isinstance(run, ModelNotFound) and "model" not in spec.lines and "model" in self.batch.default_lines:
-                self.problem(self.batch.default_lines["model"], f"defaults: model: {run}")  # said once, not per job
+                self.problem(self.batch.default_lines["model"], f"defaults: model: {run}{hint}")  # said once
             else:
                 field = "model" if isinstance(run, ModelNotFound) else getattr(run, "field", "")
-                self.problem(spec.line_of(field), spec.told(run, field))
+                self.problem(spec.line_of(field), spec.told(run, field) + hint)
             return None
         return run
 
@@ -339,6 +341,14 @@ class _Planner:
                     self.problem(line, f"model {name} must be downloaded, but MMGEN_OFFLINE=1 forbids it "
                                  f"(import it with `mmgen models import FILE --name {name}`)")
         return tuple(needed.values())
+
+
+def _missing_file_hint(settings: RunSettings, message: str) -> str:
+    """written_paths.missing_hint for the model or adapter file the refusal `message` names (`C:\\m.safetensors: no
+    such model file`), if it names one; "" otherwise."""
+    named = (settings.model, *settings.adapter, *(text.rpartition(":")[0] for text in settings.adapter))
+    return next((hint for path in named if path and is_path(path) and path in message
+                 and (hint := missing_hint(path))), "")
 
 
 def _copied(settings, **changes):

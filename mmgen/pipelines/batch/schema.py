@@ -29,6 +29,7 @@ from mmgen.config import from_dict, nearest_key, unknown_keys, unquoted
 from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.pipelines.settings import KINDS as SETTINGS
 from mmgen.weights.names import is_path
+from mmgen.written_paths import WINDOWS_HINT, glob_in_folder, in_folder
 from mmgen.yaml_files import compose_yaml
 
 
@@ -59,8 +60,8 @@ class JobSpec:
     kind: str
     options: Mapping[str, Any]  # the settings the job sets itself, each checked
     name: str | None = None
-    input: Path | None = None  # resolved against the YAML's folder
-    inputs: str | None = None  # a glob pattern as written (relative ones match from the YAML's folder)
+    input: Path | None = None  # read from the YAML's folder (written_paths.in_folder)
+    inputs: str | None = None  # a glob pattern as written, `~` expanded (relative ones match from the YAML's folder)
     lines: Mapping[str, int] = dataclasses.field(default_factory=dict)  # line of each key, for later problems
     merged: Mapping[str, str] = dataclasses.field(default_factory=dict)  # where a key a `<<:` merged came from
 
@@ -173,7 +174,9 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         if not isinstance(written, str) or not written:
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}"))
             written = DEFAULT_OUTPUT_DIR
-        output_dir = folder / written
+        if "\\" in written:  # a folder mmgen makes is named as meant, or not at all
+            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {written!r}: {WINDOWS_HINT}"))
+        output_dir = in_folder(folder, written)
 
     raw_defaults = data.get("defaults") or {}
     if not isinstance(raw_defaults, dict):
@@ -252,8 +255,8 @@ def _job(i: int, raw: Any, folder: Path, lines: Lines, problems: list[Problem]) 
         kind=kind,
         options=parsed,
         name=name,
-        input=folder / input if input is not None else None,
-        inputs=inputs,
+        input=in_folder(folder, input) if input is not None else None,
+        inputs=glob_in_folder(inputs) if inputs is not None else None,
         lines=key_lines,
         merged={str(k): lines.merged[at] for k in raw if (at := ("jobs", i, str(k))) in lines.merged},
     )
@@ -297,14 +300,15 @@ def _finetune_settings() -> tuple[str, ...]:
 
 
 def _from_folder(options: dict, folder: Path) -> dict:
-    """`options` with the files they name by relative path read from the batch file's `folder`, wherever the
-    command runs, as `input:`, `inputs:` and `output_dir:` are: a `.safetensors` model, and each adapter's FILE
-    of FILE[:WEIGHT] (a registered name stays a name). Done before any value is checked, so that what a value
-    means (is `x.safetensors:abc` a file, or a weight that is no number?) is decided by the files in `folder`."""
+    """`options` with the files they name read as `input:`, `inputs:` and `output_dir:` are (written_paths.in_folder:
+    a relative path from the batch file's `folder`, wherever the command runs; `~` as the home folder): a
+    `.safetensors` model, and each adapter's FILE of FILE[:WEIGHT] (a registered name stays a name). Done before any
+    value is checked, so that what a value means (is `x.safetensors:abc` a file, or a weight that is no number?) is
+    decided by the files in `folder`."""
     resolved = dict(options)
     model = options.get("model")
     if isinstance(model, str) and is_path(model) and not Path(model).is_absolute():
-        resolved["model"] = str(folder / model)
+        resolved["model"] = str(in_folder(folder, model))
     adapters = options.get("adapter")
     if isinstance(adapters, str):
         resolved["adapter"] = _adapter_from(adapters, folder)
@@ -318,7 +322,7 @@ def _adapter_from(text: str, folder: Path) -> str:
     named = text.rpartition(":")[0]
     if not any(is_path(part) and not Path(part).is_absolute() for part in (text, named) if part):
         return text  # a registered adapter's name, or an absolute path
-    within = str(folder / text)
+    within = str(in_folder(folder, text))
     try:
         use = AdapterUse.parse(within)
     except UsageError:

@@ -21,6 +21,7 @@ from mmgen.output_checks import check_output_folder, check_output_target, name_m
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
+from mmgen.written_paths import WINDOWS_HINT
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job, Status
@@ -102,6 +103,8 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
     *folders, file_name = re.split(r"[/\\]", name)
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         problems.append(Problem(line, f"{where} must not hold control characters (a newline, tab, NUL, ...)"))
+    elif "\\" in name:  # a folder separator on Windows only: named as meant, or not at all (as output_dir:)
+        problems.append(Problem(line, f"{where}: {WINDOWS_HINT}"))
     elif name.endswith(("/", "\\")):
         problems.append(Problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)"))
     elif not file_name.strip() or file_name.startswith(".") or any(

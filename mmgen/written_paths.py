@@ -1,0 +1,54 @@
+"""Paths as a YAML file writes them (a batch file's inputs, output folder, models and adapters; a finetune config's),
+read as their writer means them though no shell reads the file — relative ones from the file's folder, a leading
+`~` or `~user` as that home folder, as MMGEN_CACHE's is (environment.py) — and, for one that names nothing, a hint
+where it is written as another system writes paths, or as a shell would expand it.
+
+`output_dir: ~/out` made a folder named `~` beside the batch file (where a later `rm -rf ~` is a disaster), and
+`input: C:\\clips\\a.mp4` was `…/C:\\clips\\a.mp4 does not exist`, glued onto the batch file's folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path, PurePath
+
+WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
+VARIABLES_HINT = "environment variables are not expanded in batch files"
+_DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
+_VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
+
+
+def in_folder(folder: Path, written: str) -> Path:
+    """The path `written` in a file in `folder` names: a leading `~`/`~user` is the home folder; a relative path is
+    `folder`'s; `$VAR` stays as written (a file is no shell script)."""
+    return folder / os.path.expanduser(written)
+
+
+def glob_in_folder(written: str) -> str:
+    """A glob pattern `written` in a file, with a leading `~`/`~user` as the home folder (its name escaped: a home
+    folder's own name may hold glob characters); relative patterns stay relative (they match from the file's folder)."""
+    head, sep, rest = written.partition("/")
+    home = os.path.expanduser(head)
+    return written if home == head else glob.escape(home) + sep + rest
+
+
+def is_windows_path(written: str) -> bool:
+    """Whether `written` holds a `\\` or starts with a drive (`C:`): a folder separator on Windows, not here."""
+    return "\\" in written or _DRIVE.match(written) is not None
+
+
+def missing_hint(path: str | os.PathLike) -> str:
+    """` (HINT)` for a `path` that names nothing, where the part of it past its last existing folder is written as
+    Windows writes paths (WINDOWS_HINT) or names an environment variable (VARIABLES_HINT); "" otherwise."""
+    path = Path(path)
+    if os.path.lexists(path):
+        return ""
+    there = path.parent
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    rest = str(PurePath(*path.parts[len(there.parts):]))  # what was written past what exists
+    if is_windows_path(rest):
+        return f" ({WINDOWS_HINT})"
+    return f" ({VARIABLES_HINT})" if _VARIABLE.search(rest) else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from itertools import pairwise
 
 import pytest
@@ -181,3 +182,19 @@ def test_its_command_writes_progress_to_a_pipe_as_lines_on_stderr_and_no_carriag
     said = capsys.readouterr()
     assert said.out == f"wrote 3 clips and {tmp_path / 'world' / 'labels.jsonl'}\n"
     assert "\r" not in said.err and said.err.splitlines()[0] == "clips: 1/3" and said.err.endswith("clips: 3/3\n")
+
+
+def test_its_command_takes_the_number_of_clips_as_n_and_says_what_each_option_is(tmp_path, capsys):
+    """The CHANGELOG's `python -m mmgen.data.synthetic -n 1` was refused (the option was `--n` alone, which still
+    works); and --help said nothing of --n, --seed, --frames, --size or --sample-rate."""
+    from mmgen.data.synthetic import _main
+
+    _main([str(tmp_path / "world"), "-n", "1", "--frames", "8", "--size", "16", "--sample-rate", "8000"])
+    assert capsys.readouterr().out == f"wrote 1 clip and {tmp_path / 'world' / 'labels.jsonl'}\n"
+    with pytest.raises(SystemExit):
+        _main(["--help"])
+    said = capsys.readouterr().out
+    entries = re.split(r"\n  (?=-)", said[said.index("options:"):])[1:]  # one per option: its flags, its text
+    described = {entry.split("  ")[0]: " ".join(entry[len(entry.split("  ")[0]):].split()) for entry in entries}
+    assert "-n N, --num N" in described
+    assert all(described.values()), described

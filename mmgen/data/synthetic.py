@@ -266,14 +266,19 @@ def _main(argv: list[str] | None = None) -> None:
     from mmgen.terminal import counted
 
     p = argparse.ArgumentParser(prog="python -m mmgen.data.synthetic", description=__doc__.splitlines()[0])
-    p.add_argument("out_dir", type=Path)
-    p.add_argument("--n", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=WorldConfig.frames)
-    p.add_argument("--size", type=int, default=WorldConfig.size)
-    p.add_argument("--sample-rate", type=int, default=WorldConfig.sample_rate)
+    p.add_argument("out_dir", type=Path, help="folder to write the clips, labels.jsonl and world.json into")
+    p.add_argument("-n", "--num", dest="n", type=int, default=500, help="how many clips to write (default: %(default)s)")
+    p.add_argument("--n", dest="n", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # its first spelling
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same clips "
+                   "(default: %(default)s)")
+    p.add_argument("--frames", type=int, default=WorldConfig.frames,
+                   help="frames per clip, at 10 fps (default: %(default)s)")
+    p.add_argument("--size", type=int, default=WorldConfig.size,
+                   help="frame height and width in pixels, even, 8 or more (default: %(default)s)")
+    p.add_argument("--sample-rate", type=int, default=WorldConfig.sample_rate,
+                   help="audio sample rate in Hz (default: %(default)s)")
     p.add_argument("--swap-pitches", metavar="A,B", help="two colours that sound at each other's pitch")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a dataset")
     a = p.parse_args(argv)
     try:
         config = WorldConfig(frames=a.frames, size=a.size, sample_rate=a.sample_rate)

@@ -5,8 +5,10 @@ The tiny test model is used by path (its header is all validation reads); no tes
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import sys
 import textwrap
 import typing
@@ -675,6 +677,66 @@ def test_a_file_left_by_an_interrupted_run_of_the_job_may_be_replaced(folder: Pa
     assert "g.json exists and was not written by this batch" in problems_of(jobs)[3]
     (out / "g.json").unlink()
     assert plan_batch(jobs).status[1] == "incomplete"
+
+
+def project(folder: Path) -> Path:
+    """A project folder inside `folder`: a clip, the batch file, its outputs in out/ (the model beside it)."""
+    root = folder / "project"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy2(folder / "clips" / "beach.mp4", root / "clips" / "beach.mp4")
+    write_jobs(root, """
+        output_dir: out
+        defaults: {model: ../tiny.safetensors, steps: 2}
+        jobs:
+          - {kind: soundtrack, input: clips/beach.mp4}
+          - {kind: generate, name: g}
+        """)
+    return root
+
+
+def test_a_finished_project_folder_renamed_or_copied_whole_is_done_where_it_lands(folder: Path):
+    """A job is what its input is (size, mtime), not where the project sits: an input inside the batch file's
+    folder is named from there, and a record names its batch file from the output folder. Renamed, or copied as
+    `cp -a` does, a finished batch is all done; it was `changed` (the input's path was hashed) and its outputs
+    `not written by this batch` (the batch file's path was recorded)."""
+    jobs = project(folder) / "jobs.yaml"
+    out, manifest = jobs.parent / "out", Manifest(jobs.parent / "out")
+    out.mkdir()
+    for job in plan_batch(jobs).jobs:  # recorded as `mmgen batch` does when the job ends
+        (out / job.output).write_bytes(f"the batch's {job.output}".encode())
+        manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed,
+                               batch=manifest.batch_named(jobs), files=manifest.describe_files({"mp4": out / job.output})))
+    renamed = folder / "renamed"
+    os.rename(jobs.parent, renamed)
+    shutil.copytree(renamed, folder / "copied", copy_function=shutil.copy2)  # sizes and mtimes kept, inodes new
+    for moved in (renamed, folder / "copied"):
+        result = run_here("batch", moved / "jobs.yaml", "--dry-run", "--json", env=mmgen_env(folder))
+        assert result.returncode == 0, result.stderr
+        assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["done", "done"], result.stdout
+    os.utime(renamed / "clips" / "beach.mp4", ns=(0, 0))  # the input itself changed: its job is redone
+    assert plan_batch(renamed / "jobs.yaml").status == {1: "changed", 2: "done"}
+
+
+def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where_nothing_moved(folder: Path):
+    """mmgen before 2026-12-02 hashed an input by its real path, and recorded its batch file's: those jobs stay done
+    in place (a hash variant), and their outputs stay the batch's own."""
+    from mmgen.pipelines.batch.job_hash import digest
+
+    jobs = project(folder) / "jobs.yaml"
+    out, manifest = jobs.parent / "out", Manifest(jobs.parent / "out")
+    out.mkdir()
+    real_input = str((jobs.parent / "clips" / "beach.mp4").resolve())
+    soundtrack, generate = plan_batch(jobs).jobs
+    assert soundtrack.payloads[0]["input"]["path"] == "clips/beach.mp4"
+    older = digest({**soundtrack.payloads[0], "input": {**soundtrack.payloads[0]["input"], "path": real_input},
+                    "seed": soundtrack.seed})
+    for job, recorded in ((soundtrack, older), (generate, generate.hash)):
+        (out / job.output).write_bytes(b"the batch's clip")
+        manifest.append(Record(job.output, "done", recorded, job.number, job.kind, job.seed,
+                               batch=str(jobs.resolve()), files=manifest.describe_files({"mp4": out / job.output})))
+    assert plan_batch(jobs).status == {1: "done", 2: "done"}
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status == {1: "changed", 2: "changed"}  # its own outputs: no --overwrite needed
 
 
 def test_planning_reads_the_registry_a_few_times_not_once_per_job(folder: Path, monkeypatch: pytest.MonkeyPatch):

@@ -31,9 +31,11 @@ def digest(payload: dict) -> str:
 
 
 class JobHasher:
-    """The content hashes of one batch's jobs, hashing each model and adapter file once however many jobs use it."""
+    """The content hashes of one batch's jobs, hashing each model and adapter file once however many jobs use it.
+    `folder`: the batch file's (resolved), which names the inputs inside it (a project moved whole keeps its jobs)."""
 
-    def __init__(self, registry: Registry, cache: ModelCache):
+    def __init__(self, registry: Registry, cache: ModelCache, folder: Path):
+        self.folder = folder
         self.registry = registry
         self.cache = cache
         self._model_sha256s: dict[str, tuple[str, ...]] = {}
@@ -56,10 +58,16 @@ class JobHasher:
         """The payload, then its variants naming the models as an older mmgen did, and, for a job whose run ignores
         a `defaults:` value left out of its settings, taking that value into options and sampling as mmgen did
         before 8f3d4e8 (it ran such a job and hashed what it ignored: that job is done, not changed)."""
-        described = None
+        described, located = None, []
         if input is not None:
-            stat = input.stat()
-            described = {"path": str(input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            stat, real = input.stat(), input.resolve()
+            # Inside the batch file's folder, by its path from there: renamed, moved or copied (`cp -a`) whole, a
+            # project's jobs are done still. mmgen before 2026-12-02 hashed its real path: a variant, so a job done
+            # then is done where nothing moved.
+            inside = real.is_relative_to(self.folder)
+            path = real.relative_to(self.folder).as_posix() if inside else str(real)
+            described = {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            located = [str(real)] if inside else []
         payload = {
             "kind": spec.kind,
             "input": described,
@@ -82,6 +90,7 @@ class JobHasher:
         switched = {k: not v for k in settings.ignored() if isinstance(v := getattr(settings, k), bool)}
         if switched:
             payloads += [{**each, "options": {**each["options"], **switched}} for each in payloads]
+        payloads += [{**each, "input": {**each["input"], "path": path}} for path in located for each in payloads]
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
         return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
                 for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]

@@ -56,7 +56,7 @@ class Record:
     at: str = ""  # UTC, ISO 8601
     files: dict[str, FileRecord] = dataclasses.field(default_factory=dict)  # "mp4", "json", ... when done
     error: str | None = None  # when failed
-    batch: str | None = None  # the batch file that ran the job (resolved); None in manifests older than it
+    batch: str | None = None  # the batch file that ran the job (Manifest.batch_named); None in manifests older than it
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, {})}
@@ -188,6 +188,19 @@ class Manifest:
             return unchanged(self.folder / file.path, file.size, file.sha256, file.stamp)
         except OSError:
             return False
+
+    def batch_named(self, batch_file: Path) -> str:
+        """How a record names the batch file that ran its job: relative to this folder where the folder is inside
+        the batch file's (a project folder renamed, moved or copied whole still names it), else by its real path."""
+        real, folder = batch_file.resolve(), self.folder.resolve()
+        if folder.is_relative_to(real.parent):
+            return Path(os.path.relpath(real, folder)).as_posix()
+        return str(real)
+
+    def ran_by(self, record: Record, batch_file: Path) -> bool:
+        """Whether `batch_file` ran the record's job: named as `batch_named` names it, or by its real path as mmgen
+        named it before 2026-12-02 (None: in manifests older than the batch field)."""
+        return record.batch in (None, str(batch_file.resolve()), self.batch_named(batch_file))
 
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.folder.resolve()).as_posix()

@@ -115,7 +115,8 @@ def run_plan(
     check_arguments("run_plan", instances={"plan": (plan, Plan), "share": (share, Share)},
                     switches={"fail_fast": fail_fast}, overwrite=overwrite, progress=progress,
                     functions={"on_outcome": on_outcome})
-    manifest, batch_file = Manifest(plan.output_dir), str(plan.batch.path.resolve())
+    manifest = Manifest(plan.output_dir)
+    batch_file = manifest.batch_named(plan.batch.path)
     mine = share.of(plan.jobs)
     inputs = _inputs_in(plan.output_dir, plan.jobs)
     outcomes: dict[int, Outcome] = {}

@@ -296,7 +296,7 @@ class Written:
     def __init__(self, manifest: Manifest, batch_file: Path, places: Places | None = None):
         self.manifest = manifest
         self.places = places or Places()
-        self.batch = str(batch_file.resolve())
+        self.batch_file = batch_file
         self.latest: dict[str, Record] = {}  # by output
         self.files: dict[str, FileRecord] = {}  # by path, as this batch's last "done" record of it left it
         self.started: dict[str, Record] = {}  # by output, its last "started" record
@@ -306,7 +306,7 @@ class Written:
                 self.started[record.output] = record
             elif record.state == "done":
                 for file in record.files.values():
-                    if record.batch in (None, self.batch):  # None: a manifest older than the batch field
+                    if manifest.ran_by(record, batch_file):
                         self.files[file.path] = file
                     else:
                         self.files.pop(file.path, None)
@@ -330,7 +330,7 @@ class Written:
             return None
         started = self.started.get(output)
         if (record is not None and record.state != "done" and started is not None
-                and started.batch in (None, self.batch) and stat.st_mtime_ns >= _ns(started.at)):
+                and self.manifest.ran_by(started, self.batch_file) and stat.st_mtime_ns >= _ns(started.at)):
             return None  # written by the job's last run, stopped or failed before it could record it as done
         return "was changed since this batch wrote it" if known is not None else "was not written by this batch"
 

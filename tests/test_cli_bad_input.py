@@ -763,6 +763,17 @@ def test_an_option_before_its_command_says_options_go_after_the_command(tmp_path
     assert said["--nothing generate"] == "mmgen: error: No such option: --nothing\n"
 
 
+def test_an_unknown_option_is_suggested_only_options_close_to_it(tmp_path):
+    """`generate --guidance gradient` said `(Possible options: --loudness)`, a suggestion that leads nowhere (click's
+    cut-off); a typo still gets the option it most likely meant, and that one alone (`--seeds`: not `--steps`)."""
+    said = {args: run_here("generate", *args.split(), env=mmgen_env(tmp_path)).stderr for args in (
+        "--guidance gradient", "--seeds 3", "--modle demo", "--json-out")}
+    assert said == {"--guidance gradient": "mmgen: error: No such option: --guidance\n",
+                    "--seeds 3": "mmgen: error: No such option: --seeds (Possible options: --seed)\n",
+                    "--modle demo": "mmgen: error: No such option: --modle (Possible options: --model)\n",
+                    "--json-out": "mmgen: error: No such option: --json-out (Possible options: --json)\n"}
+
+
 def test_an_unknown_command_says_where_a_command_of_that_name_or_adapters_are(tmp_path):
     """`mmgen list` and `mmgen adapters` said only `No such command 'adapters'.`; typos keep typer's own hint."""
     said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)) for args in ("list", "adapters", "models adapters",

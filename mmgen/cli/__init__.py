@@ -260,9 +260,9 @@ def _failed(e: Exception) -> int:
             leave_the_word_to_rank_0()  # rank 0 prints the help
         return 2  # error line to say (its message is empty); exit 2, as click ≥8.2 and typer give a command missing
     if isinstance(e, typer.TyperException):  # typer ≥0.28 vendors click: its usage errors (BadParameter,
-        from mmgen.cli.usage_hints import usage_hint  # NoSuchOption, NoSuchCommand, ...) derive from
+        from mmgen.cli.usage_hints import refusal  # NoSuchOption, NoSuchCommand, ...) derive from
 
-        _command_line_error(e.format_message().replace("\n", " ") + usage_hint(e))
+        _command_line_error(refusal(e))
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
         _said_once(e, lambda: f"{e.filename}: {_too_long(e.filename)}")

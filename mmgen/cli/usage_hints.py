@@ -8,6 +8,28 @@ import os
 import re
 
 
+def refusal(e: Exception) -> str:
+    """The line for typer's usage error `e`: typer's words, the options it suggests only the close ones
+    (close_options), then the hint (usage_hint)."""
+    if type(e).__name__ == "NoSuchOption" and getattr(e, "possibilities", None):
+        e.possibilities = close_options(e.option_name, e.possibilities)
+    return e.format_message().replace("\n", " ") + usage_hint(e)
+
+
+def close_options(given: str, options: list[str]) -> list[str]:
+    """The options of `options` (click's suggestions for the unknown option `given`) that are a likely typo of it:
+    their names, without the dashes, alike by difflib's ratio (≥ 0.75: `--seeds` → `--seed`, not `--steps`), or one
+    the start of the other (`--out` → `--output`). click's own cut-off (0.6, on the names with their dashes, which
+    match) suggested `--loudness` for `--guidance`, which leads nowhere."""
+    import difflib
+
+    def close(a: str, b: str) -> bool:
+        shorter, longer = sorted((a, b), key=len)
+        return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75 or (len(shorter) >= 3 and longer.startswith(shorter))
+
+    return [option for option in options if close(given.lstrip("-"), option.lstrip("-"))]
+
+
 def usage_hint(e: Exception) -> str:
     """The hint for typer's usage error `e` (" (to use a file named …)", " Did you mean …?"), or nothing."""
     return _dash_file(e) + _command_elsewhere(e) + _option_before_command(e)

@@ -1504,3 +1504,47 @@ def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and
     assert problems[7] == f"job 4 (generate): name: 'sub\\\\x': {hint[1:-1]}"
     assert problems[8].endswith(f"{folder}/D:/models/tiny.safetensors: no such model file {hint}")
     assert set(problems) == {1, 4, 5, 6, 7, 8}  # a space is no separator
+
+
+def test_a_name_windows_cannot_store_is_a_note_and_a_drive_or_a_name_too_long_is_refused_in_a_batch_s_words(
+        folder: Path):
+    """Names a Windows disk cannot hold (`CON`, `q?`) were taken without a word while case twins were refused for
+    Windows' sake: each is a note now (not refused: older batch files used them). `a:b` was refused as `an absolute
+    path` (it reads as drive A:), and a name too long said `choose a shorter name with -o`, a batch's folder."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, previews: false}
+        jobs:
+          - {kind: generate, name: CON}
+          - {kind: generate, name: nul.mp4}
+          - {kind: generate, name: dir/aux.json}
+          - {kind: generate, name: "12:30 take"}
+          - {kind: generate, name: 'lt<gt>|"q?"'}
+          - {kind: generate, name: "trail./x"}
+          - {kind: generate, name: "trail."}
+          - {kind: generate, name: fine}
+        """)
+    done = run_here("batch", jobs, "--dry-run", "--json", env=mmgen_env(folder))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 8
+    why = "cannot be stored on a Windows disk"
+    assert done.stderr.splitlines() == [
+        f"{jobs}:3: note: job 1 (generate): name: 'CON' {why} (CON is a device name on Windows, whatever its suffix)",
+        f"{jobs}:4: note: job 2 (generate): name: 'nul.mp4' {why} (nul is a device name on Windows, whatever its "
+        "suffix)",
+        f"{jobs}:5: note: job 3 (generate): name: 'dir/aux.json' {why} (aux is a device name on Windows, whatever "
+        "its suffix)",
+        f"{jobs}:6: note: job 4 (generate): name: '12:30 take' {why} (':' is not allowed in a Windows file name)",
+        f"{jobs}:7: note: job 5 (generate): name: 'lt<gt>|\"q?\"' {why} ('<' '>' '|' '\"' '?' are not allowed in a "
+        "Windows file name)",
+        f"{jobs}:8: note: job 6 (generate): name: 'trail./x' {why} (Windows drops the trailing dot of the folder "
+        "'trail.')",
+        "No model downloads needed.", "8 jobs: 8 to run, 0 done (dry run: nothing was run)"]  # trail..mp4: fine
+    jobs = write_jobs(folder, f"""
+        defaults: {{model: tiny.safetensors}}
+        jobs:
+          - {{kind: generate, name: "a:b"}}
+          - {{kind: generate, name: {"y" * 300}}}
+        """)
+    problems = problems_of(jobs)
+    assert problems[3] == "job 1 (generate): name: 'a:b' reads as drive A: on Windows (a name is relative to the output folder)"
+    assert problems[4].endswith("longer than the 255 the filesystem allows (choose a shorter name with the job's `name:`)")

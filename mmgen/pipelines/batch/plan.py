@@ -18,7 +18,7 @@ import torch
 
 from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media.notes import said_in_call
+from mmgen.media.notes import note, said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.arguments import check_arguments
@@ -41,11 +41,12 @@ from mmgen.pipelines.batch.targets import (
     check_unique,
     output_name,
     status_of,
+    windows_note,
 )
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings, seed_taken
-from mmgen.runtime import processes
+from mmgen.runtime import processes, torchrun
 from mmgen.runtime.device import select_compute
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
@@ -266,6 +267,9 @@ class _Planner:
     def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
         """(input, output stem, settings with the seed resolved) of every output the job makes."""
         name = output_name(spec, self.batch.output_dir, self.problems)
+        if name is not None and (why := windows_note(name)) and torchrun.rank() == 0:
+            note(f"{self.batch.path}:{spec.line_of('name')}", f"note: job {spec.index} ({spec.kind}): name: "
+                 f"{spec.name!r} cannot be stored on a Windows disk ({why})", "a name Windows cannot store")
         if isinstance(settings, GenerateSettings):  # `num` outputs, from seeds seed, seed + 1, ...
             stem = name or f"{spec.kind}_{spec.index}"
             first = settings.seed if settings.seed is not None else _seed_for(stem)

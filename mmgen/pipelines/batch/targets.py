@@ -11,17 +11,23 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
 from mmgen.errors import UsageError
 from mmgen.media.containers import MEDIA_SUFFIXES
-from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
+from mmgen.output_checks import (
+    check_output_folder,
+    check_output_target,
+    name_max,
+    outputs_named_with,
+    same_file,
+)
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
-from mmgen.written_paths import WINDOWS_HINT
+from mmgen.written_paths import WINDOWS_HINT, is_windows_path
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job, Status
@@ -110,8 +116,11 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
     elif not file_name.strip() or file_name.startswith(".") or any(
             f.startswith(".") and f not in (".", "..") for f in folders):
         problems.append(Problem(line, f"{where} must name a visible file: not blank, no part starting with '.'"))
-    elif PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+    elif PurePosixPath(name).is_absolute():
         problems.append(Problem(line, f"{where} must be relative to the output folder, not an absolute path"))
+    elif is_windows_path(name):  # `a:b`; `12:30 take` is a name (a file Windows cannot store: windows_note)
+        problems.append(Problem(line, f"{where} reads as drive {name[0].upper()}: on Windows (a name is relative to "
+                                      "the output folder)"))
     elif ".." in parts:
         problems.append(Problem(line, f"{where} must stay inside the output folder (no '..')"))
     elif name == spec.name and (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:
@@ -135,25 +144,46 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
     return None
 
 
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10))}
+_NOT_ON_WINDOWS = '<>:"|?*'  # characters no Windows file name holds (and `\\`, refused in a name)
+
+
+def windows_note(name: str) -> str | None:
+    """Why a Windows disk cannot hold the files of the output name `name` (output_name's, without ".mp4"), or None:
+    a device name (`CON`, `nul.json`: any suffix), a character Windows refuses, a folder ending in `.` or a space
+    (Windows drops it). Said as a note, not refused: such a name is fine here, and older batch files used them."""
+    *folders, file_name = name.split("/")
+    refused = "".join(dict.fromkeys(c for c in name if c in _NOT_ON_WINDOWS))
+    if refused:
+        return f"{' '.join(map(repr, refused))} {'is' if len(refused) == 1 else 'are'} not allowed in a Windows file name"
+    if device := next((part for part in (*folders, file_name) if part.split(".")[0].rstrip(" ").upper()
+                       in _WINDOWS_DEVICES), None):
+        return f"{device.split('.')[0]} is a device name on Windows, whatever its suffix"
+    if folder := next((f for f in folders if f.endswith((".", " "))), None):
+        return f"Windows drops the trailing {'dot' if folder.endswith('.') else 'space'} of the folder {folder!r}"
+    return None
+
+
 def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], places: Places) -> list[Job]:
     """The jobs whose files can be outputs: none is a symlink loop or a file any job reads — the batch file,
     a job's input, model or adapter (an output never replaces an input)."""
     read = _ReadFiles(batch_file, files_read(jobs))
     folders: dict[Path, UsageError | None] = {}  # a job's folder (its name's folders), checked once for all its jobs
     fine = []
-    for job in jobs:
-        try:
-            _check_folder(job.files.mp4.parent, folders)
-            for path in job.files.files.values():
-                if (real := places.absent(path)) is not None:  # nothing there: only its real path can be an input's
-                    read.check_absent(real)
-                else:
-                    check_output_target(path)
-                    read.check(path)
-        except UsageError as e:
-            problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
-        else:
-            fine.append(job)
+    with outputs_named_with("the job's `name:`"):  # in a batch, -o is the folder its names are in
+        for job in jobs:
+            try:
+                _check_folder(job.files.mp4.parent, folders)
+                for path in job.files.files.values():
+                    if (real := places.absent(path)) is not None:  # nothing there: only its real path can be an input's
+                        read.check_absent(real)
+                    else:
+                        check_output_target(path)
+                        read.check(path)
+            except UsageError as e:
+                problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {e}"))
+            else:
+                fine.append(job)
     return fine
 
 

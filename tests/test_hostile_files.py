@@ -345,7 +345,7 @@ ended with the hint for a corrupt file, "pull or import them again": it says how
     verified = run_here("models", "verify", env=env)
     assert verified.returncode == 2
     assert f"{kind}/: damaged: a symlink (to {tmp_path / 'elsewhere'}), not a folder" in verified.stdout
-    assert verified.stderr.endswith(f"{kind_row}(s) fail verification: {kind}/ ({mend})\n"), verified.stderr
+    assert verified.stderr.endswith(f"{kind_row} fails verification: {kind}/ ({mend})\n"), verified.stderr
 
 
 def test_a_bundled_model_is_used_whatever_state_the_cache_is_in(tmp_path):

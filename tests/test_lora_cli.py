@@ -246,7 +246,7 @@ def test_verify_rehashes_registered_adapters_too(adapter_file, tmp_path, monkeyp
         assert run(args) == 2
         out, err = capsys.readouterr()
         assert f"my-style: corrupt: expected {sha256_file(path)}, got {sha256_file(copy)}" in out
-        assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter(s) fail verification: my-style")
+        assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter fails verification: my-style")
     copy.unlink()
     assert run(["models", "verify", "my-style", "--json"]) == 2
     verdict = json.loads(capsys.readouterr().out)
@@ -275,7 +275,7 @@ def test_a_damaged_adapter_record_is_one_row_saying_so_and_the_rest_still_list(a
     assert run(["models", "verify"]) == 2
     out, err = capsys.readouterr()
     assert "myad: damaged: " in out and "good: ok, sha256 " in out and "demo: ok, sha256 " in out
-    assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter(s) fail verification: myad")
+    assert err.splitlines()[-1].startswith("mmgen: error: 1 adapter fails verification: myad")
     assert run(["doctor"]) == 0
     assert "✗ adapter myad: " in capsys.readouterr().out
 

@@ -166,7 +166,7 @@ def test_verify_rehashes_and_rm_removes(tmp_path, monkeypatch, capsys):
 
     assert verified.returncode == 2
     assert f"mine: corrupt: expected {record.sha256}, got " in verified.stdout
-    assert verified.stderr.splitlines()[-1].startswith("mmgen: error: 1 model(s) fail verification: mine")
+    assert verified.stderr.splitlines()[-1].startswith("mmgen: error: 1 model fails verification: mine")
 
     assert run(["models", "info", "mine", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -234,7 +234,7 @@ def test_verify_says_an_invalid_registry_entry_is_damaged_as_list_and_doctor_do(
         [line] = [line for line in verified.stdout.splitlines() if line.startswith("mydemo: ")]
         assert line.startswith("mydemo: damaged: ") and "0_25: a leading zero is ambiguous" in line, line
         assert line.endswith(f"({preset})")
-        assert verified.stderr.startswith("mmgen: error: 1 model(s) fail verification: mydemo"), verified.stderr
+        assert verified.stderr.startswith("mmgen: error: 1 model fails verification: mydemo"), verified.stderr
 
 
 def test_a_damaged_cache_record_is_one_row_saying_so_and_the_rest_still_list(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,7 @@ import typer
 from mmgen.cli.models import AdapterFlag, JsonOption, ModelFlag, NameArgument, emit, models_app
 from mmgen.cli.options import closed_stdout
 from mmgen.errors import ChecksumMismatch, ModelNotFound, UsageError
-from mmgen.terminal import path_text, say
+from mmgen.terminal import counted, path_text, say
 
 # What `models info` says of a field whose --json value is null, where that means more than "none" (a field it
 # leaves out otherwise)
@@ -152,9 +152,9 @@ def verify(
             print(path_text(f"{result.name}: {result.verdict}{sha} ({result.path})"))  # the result: stdout
     bad = [r for r in results if not r.ok]
     if bad:
-        counts = " and ".join(f"{n} {kind}(s)" for kind in ("model", "adapter")
-                              if (n := sum(r.kind == kind for r in bad)))
-        raise ChecksumMismatch(f"{counts} fail verification: {', '.join(r.name for r in bad)}", hint=_mend(bad))
+        counts = " and ".join(counted(n, kind) for kind in ("model", "adapter") if (n := sum(r.kind == kind for r in bad)))
+        fail = "fails" if len(bad) == 1 else "fail"  # "1 model fails", "1 model and 1 adapter fail"
+        raise ChecksumMismatch(f"{counts} {fail} verification: {', '.join(r.name for r in bad)}", hint=_mend(bad))
 
 
 def _mend(bad: list[Verdict]) -> str:

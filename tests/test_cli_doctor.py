@@ -90,7 +90,9 @@ def test_doctor_shows_what_the_cache_holds_models_adapters_and_clip_cache_apart(
 
 def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     """MMGEN_CACHE set to a file: commands that cache stop at once with exit 2 (they failed with an OS error
-    after reading their inputs), and doctor shows the problem instead of "(not created yet)"."""
+    after reading their inputs), and doctor shows the problem instead of "(not created yet)" — once, under Cache
+    (it was said again under Models, over an empty table): the registry's models are listed all the same, with
+    what is known without the cache (the bundled demo, the released ones to download)."""
     (tmp_path / "cache-file").write_text("not a folder")
     env = mmgen_env(tmp_path, MMGEN_CACHE=str(tmp_path / "cache-file"))
     model = save_tiny_model(tmp_path / "tiny.safetensors")
@@ -101,7 +103,15 @@ def test_a_cache_folder_that_is_a_file_is_one_line_and_doctor_says_so(tmp_path):
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)
     assert "it is a file, not a folder" in report["cache"]["problem"]
-    assert report["models_error"] == report["cache"]["problem"] and report["models"] == []  # the listing's cache
+    assert "models_error" not in report
+    statuses = {row["name"]: row["status"] for row in report["models"]}
+    assert statuses["demo"] == "bundled" and statuses["landscape"] == "downloadable", statuses
+    shown = run_here("doctor", env=env | {"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("it is a file, not a folder") == 1, shown.stdout
+    models = shown.stdout[shown.stdout.index("\nModels\n"):].splitlines()
+    for row in (["aist++", "mm-unet", "downloadable"], ["demo", "mm-unet", "bundled"]):
+        assert any(line.split()[:3] == row for line in models), models
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, where no folder can be created")

@@ -105,6 +105,7 @@ def facts() -> dict[str, Any]:
 
 
 def _facts() -> dict[str, Any]:
+    root = None
     try:
         root = cache_root()
         check_cache_writable(root)
@@ -115,10 +116,10 @@ def _facts() -> dict[str, Any]:
     except MmgenError as e:  # said in the report, with everything else
         cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0,
                  "free_bytes": 0, "problem": str(e)}
-    try:
-        models = [row.as_dict() for row in catalog()]
+    try:  # a cache folder that cannot be one (a file on its way): said above, once; the registry's models listed
+        models = [row.as_dict() for row in catalog(without_cache=root is None)]  # (one read-only is read as ever)
         models_error = None
-    except MmgenError as e:  # the cache folder unusable (a file: ModelCache): said, not the end of doctor
+    except MmgenError as e:  # said, not the end of doctor
         models, models_error = [], str(e)
     try:
         damaged_adapters = [a.as_dict() for a in records() if isinstance(a, DamagedAdapter)]

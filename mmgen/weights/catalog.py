@@ -39,14 +39,16 @@ class Row:
         return {"kind": "model", **asdict(self)}  # beside `models list`'s adapters (kind "adapter")
 
 
-def catalog() -> list[Row]:
+def catalog(*, without_cache: bool = False) -> list[Row]:
     """A row per model the registry or the cache knows; a model whose cache record cannot be read, or whose registry
-    entry is invalid, is a row saying so (status "damaged", with what to do), not the end of the listing."""
-    registry, cache = load_registry(), ModelCache()
+    entry is invalid, is a row saying so (status "damaged", with what to do), not the end of the listing.
+    `without_cache`: the registry's models alone, with what is known without the cache folder (doctor's, where that
+    folder cannot be one — a file on its way, said once, under its Cache): none cached, the bundled ones bundled."""
+    registry, cache = load_registry(), None if without_cache else ModelCache()
     rows = []
-    if (damaged := damaged_folder(cache.root, "models")) is not None:  # models/ a link: one row, whatever it holds
-        rows.append(Row("models/", "?", DAMAGED, None, False, str(damaged), None, None, None))
-    for name in sorted({*registry.names(), *registry.broken, *cache.names()}):
+    if cache is not None and (damaged := damaged_folder(cache.root, "models")) is not None:  # models/ a link: one
+        rows.append(Row("models/", "?", DAMAGED, None, False, str(damaged), None, None, None))  # row, whatever it holds
+    for name in sorted({*registry.names(), *registry.broken, *(cache.names() if cache is not None else ())}):
         entry = None
         try:  # a broken registry entry (an invalid file): a row saying why, as a damaged record is
             entry = registry.entries.get(name)
@@ -60,8 +62,10 @@ def catalog() -> list[Row]:
 DAMAGED = "damaged"  # the status of a model whose cache record cannot be read, or whose registry entry is invalid
 
 
-def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:
-    record = None if entry is not None and entry.weights.bundled else cache.record(name)  # never the cache's
+def _row(name: str, entry: ModelEntry | None, cache: ModelCache | None) -> Row:
+    """`cache`: None where there is none to look in (catalog's without_cache): `entry` is the registry's then."""
+    bundled = entry is not None and entry.weights.bundled
+    record = None if bundled or cache is None else cache.record(name)  # a bundled one's: never the cache's
     status = availability(name, entry, cache)
     size, estimated = None, False
     if status == "cached":
@@ -74,7 +78,7 @@ def _row(name: str, entry: ModelEntry | None, cache: ModelCache) -> Row:
         size, estimated = 4 * entry.weights.parameters, True
     elif entry.config is not None:
         size, estimated = _fp32_bytes(entry.arch, entry.config), True
-    trusted = trust.trusted(cache.root, name)
+    trusted = trust.trusted(cache.root, name) if cache is not None else None
     sha256 = record.sha256 if status == "cached" else _bundled_sha256(entry) if status == "bundled" else None
     source = (
         (record.source_sha256 if record is not None else None)
@@ -212,7 +216,7 @@ def describe(name: str) -> dict[str, Any]:
         )
     elif entry is not None and record is None and fetch_plan(entry):
         details["pull_fetches"] = fetch_plan(entry)
-    trusted = trust.trusted(cache.root, name)
+    trusted = trust.trusted(cache.root, name) if cache is not None else None
     if trusted is not None:
         details["trusted_on_first_use"] = to_dict(trusted)
     if record is not None:

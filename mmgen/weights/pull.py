@@ -24,11 +24,12 @@ from mmgen.weights.urls import check_url
 Availability = Literal["bundled", "bundled (missing)", "cached", "downloadable", "needs import"]
 
 
-def availability(name: str, entry: ModelEntry | None, cache: ModelCache) -> Availability:
-    """Where a model's weights stand right now, without touching the network."""
+def availability(name: str, entry: ModelEntry | None, cache: ModelCache | None) -> Availability:
+    """Where a model's weights stand right now, without touching the network. `cache` None: no cache folder to look
+    in (doctor's, where it cannot be one: catalog's without_cache)."""
     if entry is not None and entry.weights.bundled:
         return "bundled" if entry.weights.bundled_path.is_file() else "bundled (missing)"
-    if cached_record(cache, name, entry) is not None:
+    if cache is not None and cached_record(cache, name, entry) is not None:
         return "cached"
     return "needs import" if entry is None or entry.needs_import else "downloadable"
 

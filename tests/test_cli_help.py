@@ -7,7 +7,7 @@ import re
 import pytest
 import typer
 from cli_here import run_here
-from mmgen_cli import mmgen_env
+from mmgen_cli import REPO, mmgen_env
 
 from mmgen.cli import _register
 from mmgen.cli.app import command as mmgen_command
@@ -287,14 +287,26 @@ def _option_help(command: str, flag: str) -> str:
     return next(p.help for p in COMMANDS[command].params if flag in getattr(p, "opts", ()))
 
 
+def test_help_says_what_precision_and_wav_do_as_the_code_and_readme_do():
+    """--precision said `fp16 on MPS` where the README (and the code: no autocast there) has fp32 with a torch before
+    2.5; retake's --wav said `the new audio alone`, where its wav is the whole retaken sound."""
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert "on Apple MPS it is fp16, or fp32 with a torch before 2.5" in readme
+    for command in ("generate", "soundtrack", "animate", "retake"):
+        assert "fp16 on MPS (fp32 with a torch before 2.5)" in _option_help(command, "--precision"), command
+    for command in ("soundtrack", "retake"):
+        wav = _option_help(command, "--wav")
+        assert "soundtrack's new audio (before any mix" in wav and "retake's whole sound" in wav, wav
+
+
 def test_help_says_each_number_s_range_and_what_0_means_where_typer_does_not():
     """A probe read these --help lines and could not tell the seed's upper limit, what --save-every 0 and
     --probe-every 0 do, what --ema-decay, --grad-clip and --lora-alpha take, or that finetune's auto precision keeps
     a narrow model (the demo) in fp32 on a bf16 CPU, as the README says."""
     for command in ("generate", "soundtrack", "animate", "retake", "finetune"):
         seed = next(p for p in COMMANDS[command].params if "--seed" in getattr(p, "opts", ()))
-        # all a generator keeps: [0<=x<=4294967295] in the panel, or (finetune's) "At most 2^32 - 1." in its help
-        assert seed.max == 2**32 - 1 or "At most 2^32 - 1." in seed.help, command
+        # all a generator keeps, as one range type on every command: [0<=x<=4294967295] (finetune's was [x>=0])
+        assert (seed.min, seed.max) == (0, 2**32 - 1), command
     assert "0 for none but the last" in _option_help("finetune", "--save-every")
     assert "0 for none" in _option_help("finetune", "--probe-every")
     assert "above 0" in _option_help("finetune", "--lr")

@@ -200,6 +200,11 @@ def test_the_readmes_python_api_paragraph_holds_true():
             assert isinstance(eval(example, namespace), mmgen.pipelines.RunSettings), example
     for call in ("soundtrack(", "generate(", "animate(", "retake("):
         assert call in paragraph and callable(getattr(mmgen.pipelines, call[:-1]))
+    assert "`plan_batch`, `run_batch` — from `mmgen.pipelines` too" in paragraph  # not only from mmgen.pipelines.batch
+    import mmgen.pipelines.batch
+
+    for name in ("plan_batch", "run_batch"):
+        assert name in mmgen.pipelines.__all__ and getattr(mmgen.pipelines, name) is getattr(mmgen.pipelines.batch, name)
     named = re.findall(r"`mmgen\.errors\.(\w+)`", paragraph)
     assert {"InvalidSetting", "InvalidArgument", "MmgenError", "UsageError", "OutputExists"} <= set(named)
     assert all(issubclass(getattr(mmgen.errors, name), mmgen.errors.MmgenError) for name in named)

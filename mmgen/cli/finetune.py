@@ -16,7 +16,7 @@ import typer
 from mmgen.cli._finetune_display import display, main_process, report, result_json, resumable, stopped_json
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
-from mmgen.cli.options import a_number, at_most, stdout_open, whole_number
+from mmgen.cli.options import a_number, stdout_open, whole_number
 from mmgen.config import ConfigProblems
 from mmgen.errors import UsageError, alike_in_every_process
 from mmgen.terminal import say as say_line
@@ -111,8 +111,8 @@ def finetune(
                      help="shared: one noise level per clip (the paper); independent: the audio gets its own."),
     ] = DEFAULT.timesteps,
     seed: Annotated[
-        int, typer.Option(metavar="SEED", min=0, parser=whole_number, rich_help_panel=_TRAINING,
-                          help=f"Seed for initialisation, data order and noise. {at_most(LIMITS['seed'].high)}")
+        int, typer.Option(metavar="SEED", min=int(LIMITS["seed"].low), max=int(LIMITS["seed"].high), parser=whole_number,
+                          rich_help_panel=_TRAINING, help="Seed for initialisation, data order and noise.")
     ] = DEFAULT.seed,
     stride: Annotated[
         int | None,

@@ -105,7 +105,9 @@ FLAGS: dict[str, Any] = {
         ),
     ],
     "wav": Annotated[
-        bool, typer.Option("--wav", rich_help_panel=_OUTPUT, help="Also write the new audio alone as OUT.wav.")
+        bool, typer.Option("--wav", rich_help_panel=_OUTPUT, help="Also write the sound alone as OUT.wav: soundtrack's "
+                           "new audio (before any mix with the input's own), retake's whole sound (the retaken ranges and "
+                           "the rest).")
     ],
     "previews": Annotated[
         bool,
@@ -160,8 +162,8 @@ FLAGS: dict[str, Any] = {
         Literal["auto", "fp32", "fp16", "bf16"],
         typer.Option(
             rich_help_panel=_HARDWARE,
-            help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS, bf16 on CPUs with native bf16 "
-            "(AVX512-BF16/AMX), else fp32.",
+            help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS (fp32 with a torch before 2.5), bf16 "
+            "on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
         ),
     ],
 }

@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "animate": ["animate"],
         "arguments": ["InvalidArgument"],
+        "batch": ["plan_batch", "run_batch"],
         "clips": ["Clip", "Provenance", "Result"],
         "events": ["ProgressEvent", "ProgressFn"],
         "generate": ["generate", "generate_files"],

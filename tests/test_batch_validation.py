@@ -739,6 +739,46 @@ def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where
     assert plan_batch(jobs).status == {1: "changed", 2: "changed"}  # its own outputs: no --overwrite needed
 
 
+def test_outputs_whose_names_a_disk_turned_to_another_unicode_form_are_the_job_s_never_written_beside(folder: Path):
+    """A trip through a macOS HFS+ disk leaves `café.mp4` spelled NFD (e + a combining accent): the job's files are
+    there, under another spelling of its name. As recorded they are the job done; else the job is refused, naming
+    that spelling, --overwrite or not: it wrote the NFC file beside them (`damaged`), a pair that is one file on a
+    macOS or Windows disk."""
+    import unicodedata
+
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: "caf\\u00e9", steps: 2, previews: false}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (job,) = plan_batch(jobs).jobs  # recorded as `mmgen batch` does when the job ends
+    for path in job.files.files.values():
+        path.write_bytes(f"the batch's {path.suffix}".encode())
+    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
+                           files=manifest.describe_files(job.files.files)))
+    for path in job.files.files.values():
+        path.rename(path.with_name(unicodedata.normalize("NFD", path.name)))
+    nfd = out / unicodedata.normalize("NFD", "café.mp4")
+    assert {p.name for p in out.iterdir() if p.suffix in (".mp4", ".json")} == {nfd.name, nfd.with_suffix(".json").name}
+    listed = sorted(n for n in os.listdir(out) if not n.startswith("."))
+    result = run_here("batch", jobs, "--json", env=mmgen_env(folder))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"] == "skipped"
+    assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == listed  # nothing written beside them
+
+    nfd.write_bytes(b"edited since")
+    for overwrite in (False, True):
+        with pytest.raises(BatchInvalid) as refused:
+            plan_batch(jobs, overwrite=overwrite)
+        (problem,) = refused.value.problems
+        assert f"{nfd} is there: {job.output!r} in another Unicode form (NFD)" in problem.message, problem.message
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))  # changed: refused too
+    assert "in another Unicode form (NFD)" in problems_of(jobs)[3]
+    assert not (out / "café.mp4").exists()
+
+
 def test_planning_reads_the_registry_a_few_times_not_once_per_job(folder: Path, monkeypatch: pytest.MonkeyPatch):
     reads = []
     original = registry.load_registry

@@ -19,7 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
@@ -28,6 +28,9 @@ from mmgen.files import write_text
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.stamps import FileStamp, hashed, unchanged
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MANIFEST_NAME = "batch-manifest.jsonl"
 LOCK_NAME = ".batch-manifest.lock"
@@ -178,14 +181,16 @@ class Manifest:
                 described[key] = FileRecord(self.relative(path), path.stat().st_size, sha256, stamp)
         return described
 
-    def intact(self, record: Record) -> bool:
-        """True if every file a "done" record lists is still there, with its recorded size and content."""
-        return bool(record.files) and all(self.unchanged(file) for file in record.files.values())
+    def intact(self, record: Record, at: Mapping[str, str] | None = None) -> bool:
+        """True if every file a "done" record lists is still there, with its recorded size and content. `at`: where a
+        file is instead, by its recorded path (its name in another Unicode form: targets.Places.spelled)."""
+        at = at or {}
+        return bool(record.files) and all(self.unchanged(file, at.get(file.path)) for file in record.files.values())
 
-    def unchanged(self, file: FileRecord) -> bool:
-        """True if the file is there as recorded: its size and sha256, read only when its stamp moved."""
+    def unchanged(self, file: FileRecord, at: str | None = None) -> bool:
+        """True if the file is there as recorded (or at `at`): its size and sha256, read only when its stamp moved."""
         try:
-            return unchanged(self.folder / file.path, file.size, file.sha256, file.stamp)
+            return unchanged(self.folder / (at or file.path), file.size, file.sha256, file.stamp)
         except OSError:
             return False
 

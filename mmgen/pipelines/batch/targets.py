@@ -10,6 +10,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
@@ -76,12 +77,23 @@ class Places:
         """os.path.realpath(path), without a system call where the file is plainly not there."""
         return self.absent(path) or os.path.realpath(path)
 
+    def spelled(self, path: Path) -> Path | None:
+        """The file in `path`'s folder whose name is `path`'s in another Unicode form (NFC `café`, NFD `café`: what
+        a trip through a macOS HFS+ disk leaves), where `path` itself is not there; None otherwise. A macOS or
+        Windows disk holds the two names as one file."""
+        if self.absent(path) is not None or os.path.lexists(path):  # plainly absent, or there as spelled
+            return None
+        parent, name = os.path.split(str(path))
+        spelled = self._folders[parent].spelled(name)
+        return Path(parent, spelled) if spelled is not None else None
+
 
 class _Folder:
     def __init__(self, path: Path):
         self.real = os.path.realpath(path)
         self.name_max = name_max(path)
         self.names: set[str] = set()  # as _loose: a case-insensitive filesystem's "Clip.mp4" is "clip.mp4" too
+        self._forms: dict[str, list[str]] | None = None  # the names by their NFC form, when asked (spelled)
         try:
             self.listed = S_ISDIR(os.stat(path).st_mode)
             if self.listed:
@@ -92,6 +104,16 @@ class _Folder:
     def holds(self, name: str) -> bool:
         """Whether something may be at `name` (a near-match counts: the file-by-file check decides)."""
         return _loose(name) in self.names
+
+    def spelled(self, name: str) -> str | None:
+        """A name listed that is `name` in another Unicode form (the names by their NFC form, listed the first time
+        it is asked: only where a near-match is)."""
+        if self._forms is None:
+            self._forms = {}
+            with suppress(OSError):
+                for each in sorted(os.listdir(self.real)):
+                    self._forms.setdefault(unicodedata.normalize("NFC", each), []).append(each)
+        return next((each for each in self._forms.get(unicodedata.normalize("NFC", name), ()) if each != name), None)
 
 
 def _loose(name: str) -> str:
@@ -303,19 +325,31 @@ def status_of(job: Job, record: Record | None, written: Written, problems: list[
               ) -> Status:
     """Where the job stands in the manifest; a file in its way that the batch did not write, or that changed since
     it did, is a problem unless `overwrite`."""
-    status = _status(job, record, written.manifest)
-    if status != "done" and not overwrite and (why := written.in_the_way(job, record)):
+    spelled = written.spelled(job)
+    status = _status(job, record, written.manifest, spelled)
+    if status != "done" and spelled:  # replaced or not, its file would be a second one beside it: never
+        path, there = next(iter(spelled.values()))
+        problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {there} is there: {path.name!r} "
+                                f"in another Unicode form ({_form(there.name)}), one file with it on a macOS or "
+                                f"Windows disk, which this job would write beside it; rename it to the job's "
+                                f"spelling ({_form(path.name)}) to keep it as the job's, or remove it"))
+    elif status != "done" and not overwrite and (why := written.in_the_way(job, record)):
         problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {why}"))
     return status
 
 
-def _status(job: Job, record: Record | None, manifest: Manifest) -> Status:
+def _form(name: str) -> str:
+    return next((form for form in ("NFC", "NFD") if unicodedata.is_normalized(form, name)), "mixed forms")
+
+
+def _status(job: Job, record: Record | None, manifest: Manifest, spelled: dict[str, tuple[Path, Path]]) -> Status:
     if record is None:
         return "new"
     if record.state == "done":
         if not job.hashed_as(record.hash, record.seed):
             return "changed"
-        return "done" if manifest.intact(record) else "damaged"
+        at = {key: manifest.relative(there) for key, (_, there) in spelled.items()}
+        return "done" if manifest.intact(record, at) else "damaged"
     return "incomplete" if record.state == "started" else "failed"
 
 
@@ -340,6 +374,15 @@ class Written:
                         self.files[file.path] = file
                     else:
                         self.files.pop(file.path, None)
+
+    def spelled(self, job: Job) -> dict[str, tuple[Path, Path]]:
+        """The job's files that are not there as spelled but under another Unicode form of their names (Places.spelled),
+        by their manifest path: (the job's path, the one there)."""
+        found = {}
+        for path in job.files.files.values():
+            if (there := self.places.spelled(path)) is not None:
+                found[self.manifest.relative(path)] = (path, there)
+        return found
 
     def in_the_way(self, job: Job, record: Record | None) -> str | None:
         """Why an existing file of the job must not be replaced without --overwrite, or None."""

@@ -320,13 +320,15 @@ def test_two_threads_gathering_file_notes_at_once_each_get_their_own():
     assert said == {name: [f"1 file: surround audio mixed to mono ({name}.mp4)"] for name in ("a", "b")}
 
 
-def _interrupt_as_it_returns(code):
-    """A trace function that raises KeyboardInterrupt as the first call of `code` returns: a Ctrl-C landing in the
-    window CPython's `with` has between a context manager's __enter__ and its block, where no __exit__ follows."""
+def _interrupt_as_it_returns(code, called_from=None):
+    """A trace function that raises KeyboardInterrupt as the first call of `code` (from `called_from`'s, if given)
+    returns: a Ctrl-C landing in the window CPython's `with` has between a context manager's __enter__ and its
+    block, where no __exit__ follows."""
     fired = []
 
     def tracer(frame, event, arg):
-        if event == "call" and frame.f_code is code and not fired:
+        if (event == "call" and frame.f_code is code and not fired
+                and (called_from is None or frame.f_back.f_code is called_from)):
             def local(frame, event, arg):
                 if event == "return" and not fired:
                     fired.append(frame)
@@ -354,27 +356,49 @@ def test_a_ctrl_c_as_grad_mode_is_switched_off_leaves_the_callers_grad_mode_on(t
     assert (torch.ones(2, requires_grad=True) * 2).sum().requires_grad
 
 
-def test_a_ctrl_c_as_the_meta_device_is_pushed_leaves_the_callers_default_device_and_later_calls_alone(
-        tiny, monkeypatch):
-    """A Ctrl-C landing as build_model's `with torch.device("meta")` had pushed its mode left it on torch's
-    function-mode stack: every tensor made later in the process was on meta, and every later call failed with
-    "TypeError: can't convert meta device type tensor to numpy". The call gives back the stack it found."""
+def test_a_ctrl_c_as_the_meta_device_is_pushed_leaves_the_callers_default_device_and_later_calls_alone(tiny):
+    """A Ctrl-C landing as build_model's device mode had been pushed (`with torch.device("meta")`, now on_device)
+    left it on torch's function-mode stack: every tensor made later in the process was on meta, and every later
+    call failed with "TypeError: can't convert meta device type tensor to numpy". The call gives back the stack it
+    found."""
     import torch
-    from torch.overrides import _get_current_function_mode_stack, _push_mode
-    from torch.utils._device import DeviceContext
+    from torch.overrides import _get_current_function_mode_stack
 
-    from mmgen.models import architectures
+    from mmgen.runtime.torch_state import on_device
 
-    def interrupted(model):  # the state the Ctrl-C leaves: one more device mode pushed, and no __exit__ to pop it
-        _push_mode(DeviceContext(torch.device("meta")))
-        raise KeyboardInterrupt
-
+    tracer, fired = _interrupt_as_it_returns(on_device.__enter__.__code__)
     settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
-    with monkeypatch.context() as patch:
-        patch.setattr(architectures, "channels_last_weights", interrupted)
+    sys.settrace(tracer)
+    try:
         with pytest.raises(KeyboardInterrupt):
             generate(settings)
+    finally:
+        sys.settrace(None)
+    assert fired and fired[0].f_locals["self"].mode.device.type == "meta"
     assert _get_current_function_mode_stack() == []
     assert torch.ones(1).device.type == "cpu" and torch.get_default_device().type == "cpu"
+    [result] = generate(settings)  # and the next call works
+    assert result.clip.video.shape[0] > 0
+
+
+def test_a_ctrl_c_as_torch_takes_the_device_mode_off_for_a_moment_is_a_keyboardinterrupt(tiny):
+    """A Ctrl-C inside torch's `_pop_mode_temporarily` (a layer's init under build_model's device mode), after it
+    took the mode off and before its `try` puts it back, made the `with torch.device` exit pop an empty stack: the
+    caller got `RuntimeError: trying to pop from empty mode stack` in place of its KeyboardInterrupt (probe 46)."""
+    import torch
+    import torch.overrides
+    from torch.overrides import _get_current_function_mode_stack
+
+    temporarily = torch.overrides._pop_mode_temporarily.__wrapped__.__code__
+    tracer, fired = _interrupt_as_it_returns(torch.overrides._pop_mode.__code__, called_from=temporarily)
+    settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate(settings)
+    finally:
+        sys.settrace(None)
+    assert fired
+    assert _get_current_function_mode_stack() == [] and torch.ones(1).device.type == "cpu"
     [result] = generate(settings)  # and the next call works
     assert result.clip.video.shape[0] > 0

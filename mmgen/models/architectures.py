@@ -9,6 +9,7 @@ from mmgen.models.config import MMUNetConfig, SRUNetConfig, config_for
 from mmgen.models.mmunet import MMUNet
 from mmgen.models.srunet import SRUNet
 from mmgen.models.storage import channels_last_weights
+from mmgen.runtime.torch_state import on_device
 
 # name → (config dataclass, model class)
 ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
@@ -28,7 +29,7 @@ def build_model(arch: str, config=None, device: torch.device | str | None = None
     if not isinstance(config, (MMUNetConfig, SRUNetConfig)):
         config = config_for(arch, config)
     try:
-        with torch.device(device or "cpu"):
+        with on_device(device or "cpu"):  # not torch.device: its exit pops blindly (runtime.torch_state)
             return channels_last_weights(model_class(arch)(config))
     except ValueError as e:  # a config its layers cannot be built from (e.g. heads that do not divide a width)
         raise ConfigError(f"cannot build an {arch} from this config: {e}") from None

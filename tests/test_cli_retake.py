@@ -32,6 +32,7 @@ from mmgen.data.synthetic import WorldConfig, read_labels, write_dataset
 from mmgen.data.world_metrics import EventCounts, detect_bursts
 from mmgen.errors import MediaError
 from mmgen.media import probe, read_audio
+from mmgen.media.loudness import integrated_loudness, true_peak
 from mmgen.pipelines.retake import retake
 from mmgen.pipelines.settings import RetakeSettings
 
@@ -237,6 +238,44 @@ def test_a_24_bit_flac_sound_retake_keeps_its_24_bits_outside_the_range(tiny, tm
     assert np.abs(after[:, a + 320 : b - 320] - before[:, a + 320 : b - 320]).max() > 0.1  # past the seams: new
 
 
+@pytest.mark.parametrize("burst, target", [(0.0, -20), (0.95, -5)])
+def test_a_sound_retake_gives_the_input_one_gain_outside_the_ranges(tiny, tmp_path, burst, target):
+    """A sound retake brought to a loudness: outside the ranges the sound is the input's times one gain (to 1 LSB),
+    the sidecar's LUFS before and after differ by that gain and are the output's. A quiet tone reaches −20 (the tiny
+    model's new sound, near full scale, peaks high between its samples: −16 would pass −1 dBTP); one with a burst
+    near full scale outside the ranges, to −5, keeps its shape — FFmpeg's limiter flattened the burst, and gained the rest up more than the sidecar said
+    (+13 dB for +4.9) — stays under −1 dBTP, and falls short of −5, said once."""
+    rate = 16000
+    t = np.arange(round(1.6 * rate)) / rate
+    tone = 0.02 * np.sin(2 * np.pi * 440 * t)
+    tone[round(1.1 * rate) : round(1.12 * rate)] *= burst / 0.02 if burst else 1  # 20 ms, outside both ranges
+    clip = write_test_video(tmp_path / "take.mkv", seconds=1.6, size=(16, 16), audio_codec="pcm_s16le",
+                            samples=tone[None].astype(np.float32)).path
+    out = tmp_path / "mended.mkv"
+    done = run_here("retake", clip, "--range", "0.3:0.35", "--range", "0.7:0.75", "-m", tiny, "--steps", "1",
+                    "--seed", "2", "--sample-rate", "model", "--loudness", str(target), "--wav", "-o", out, "--json",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    delivery = json.loads(done.stdout)["delivery"]
+
+    (before,), after = decode_audio(clip)[0], wav_samples(out.with_suffix(".wav")) / 32768
+    assert np.array_equal(s16(decode_audio(out)[0][0]), s16(after))
+    outside = np.ones(len(before), dtype=bool)
+    outside[round(0.3 * rate) : round(0.35 * rate)] = outside[round(0.7 * rate) : round(0.75 * rate)] = False
+    gain = np.dot(after[outside], before[outside]) / np.dot(before[outside], before[outside])
+    assert np.abs(after[outside] - gain * before[outside]).max() <= 1.01 / 32768  # one gain, to 1 LSB
+    lufs, peak = integrated_loudness(after, rate), true_peak(after)
+    assert delivery["lufs_after"] == pytest.approx(lufs, abs=0.01)
+    assert delivery["true_peak_dbtp"] == pytest.approx(peak, abs=0.01) and peak <= -1.0 + 1e-3  # 16-bit rounding
+    assert delivery["lufs_after"] - delivery["lufs_before"] == pytest.approx(20 * np.log10(gain), abs=0.02)
+    assert ebur128(after, rate)[0] == pytest.approx(lufs, abs=0.2)  # FFmpeg's meter too
+    if burst:
+        assert peak == pytest.approx(-1.0, abs=0.01) and lufs < target - 0.5
+        assert done.stderr.count(f"LUFS, {target - lufs:.1f} LU short of --loudness {target}: it is given one gain") == 1
+    else:
+        assert lufs == pytest.approx(target, abs=0.01) and "short of" not in done.stderr
+
+
 def test_a_picture_retake_needs_a_clip_at_the_models_frame_size(user_clip, tmp_path):
     out = tmp_path / "mended.mp4"
     done = run_here("retake", user_clip, "--range", "1:2", "--video", "-o", out, env=mmgen_env(tmp_path))
@@ -326,12 +365,16 @@ def test_a_retake_is_delivered_at_minus_16_lufs_and_48k_by_default(world, tmp_pa
                      "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
-    assert record["sample_rate"] == 48000 and record["delivery"]["loudness_target"] == -16.0
+    delivery = record["delivery"]
+    assert record["sample_rate"] == 48000 and delivery["loudness_target"] == -16.0
+    # One gain (the input's sound kept outside the range): −16, or as near as the true peak's −1 dBTP lets it, said.
+    reached = delivery["lufs_after"]
+    assert reached == -16.0 or (delivery["true_peak_dbtp"] == -1.0 and "short of --loudness -16" in done.stderr)
     wav = wav_samples(out.with_suffix(".wav")) / 32768
     lufs, peak = ebur128(wav, 48000)
-    assert lufs == pytest.approx(-16.0, abs=0.5) and peak <= -1.0
+    assert lufs == pytest.approx(reached, abs=0.5) and peak <= -1.0
     sound, rate = decode_audio(out)
-    assert rate == 48000 and ebur128(sound[0], 48000)[0] == pytest.approx(-16.0, abs=0.5)
+    assert rate == 48000 and ebur128(sound[0], 48000)[0] == pytest.approx(reached, abs=0.5)
 
 
 def test_a_batch_file_retakes_clips_as_a_job_kind(tiny, tmp_path):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mmgen.errors import in_callers_words
 from mmgen.media.delivery import DEFAULT_TARGET, Delivery
 from mmgen.media.loudness import (
     TRUE_PEAK_CEILING,
@@ -22,6 +23,9 @@ from mmgen.media.loudness import (
 from mmgen.media.notes import said_once
 from mmgen.media.remux import fit_length
 from mmgen.media.resample import resample
+
+SHORT_LU = 0.05  # a one-gain sound this far under its target or more is said to be short of it (the sidecar rounds
+# to 0.01)
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,13 @@ def deliver(
     own: torch.Tensor | None = None,
     mix: float = 0.0,
     weights: tuple[float, ...] | None = None,
+    limit: bool = True,
 ) -> Delivered:
     """The model's audio (1, L) at `model_rate` as delivered: resampled, cut or padded to `seconds` when given,
     blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target. Sound of
     C channels (C, L) (a retake's, at the delivery rate) is measured and gained together, its channels weighted by
-    `weights` (loudness.channel_weights)."""
+    `weights` (loudness.channel_weights). `limit`: False gives the sound one gain (loudness.level's), which may leave
+    it short of the target: said once (`say_if_short`)."""
     rate = delivery.rate(model_rate)
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
@@ -69,7 +75,9 @@ def deliver(
         sound.mul_(1 - mix).add_(level(own, rate, delivery.loudness), alpha=mix)
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, overwrite=True)
     else:
-        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before)
+        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit)
+        if not limit:
+            say_if_short(report.after, delivery.loudness)
     return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness)
 
 
@@ -80,6 +88,14 @@ def say_if_clipped(sound: torch.Tensor, why: str) -> None:
     or why it is at that level)."""
     if (peak_db := _over_full_scale(sound)) is not None:
         said_once("clipped", functools.partial(_clipping, why=why), peak_db)
+
+
+def say_if_short(reached: float | None, target: float) -> None:
+    """Sound given one gain (a retake's) whose true peak stopped it short of the `target` LUFS (by SHORT_LU or
+    more), said once per command with the largest shortfall and how many files fell short."""
+    if reached is not None and (short := target - reached) >= SHORT_LU:
+        flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}")
+        said_once("short", functools.partial(_short, flag=flag, reached=reached), short)
 
 
 def say_if_clamped(sound: torch.Tensor) -> None:
@@ -95,6 +111,15 @@ def _over_full_scale(sound: torch.Tensor) -> float | None:
     """The peak of `sound` in dBFS where it passes full scale (±1), else None."""
     peak = float(sound.detach().abs().max()) if sound.numel() else 0.0
     return 20 * math.log10(peak) if peak > 1.0 else None
+
+
+def _short(short: float, times: int, flag: str, reached: float) -> str:
+    """The short-of-target note for `times` files given one gain, the furthest `short` LU under their target (`flag`,
+    reaching `reached` LUFS, when it is the only one)."""
+    what = (f"is brought to {reached:.1f} LUFS, {short:.1f} LU short of {flag}" if times == 1
+            else f"falls up to {short:.1f} LU short of its loudness target in {times} of the files written")
+    return (f"the sound {what}: it is given one gain, keeping the input's sound as it was outside the ranges, and "
+            f"more would lift its true peak past {TRUE_PEAK_CEILING:g} dBTP")
 
 
 def _clamping(peak_db: float, times: int) -> str:

@@ -5,7 +5,9 @@ Measuring is pyloudnorm's BS.1770 meter (K-weighting, 400 ms blocks, absolute an
 the BS.1770-4 Annex 2 method (4× polyphase oversampling, scipy). Sound whose peaks would pass the ceiling at the
 target gain goes through FFmpeg's look-ahead limiter (alimiter, latency-compensated, so nothing moves in time),
 then is measured and gained again, a few rounds; whatever still peaks too high is scaled down to the ceiling
-(the loudness then falls short of the target, and the report says by how much).
+(the loudness then falls short of the target, and the report says by how much). Sound that must keep its shape (a
+retake's: outside its ranges the input's own, sample for sample) is given one gain instead (`limit=False`): the
+target's, or less where its true peak would pass the ceiling (short of the target, as the report says).
 
 Memory: both meters read the sound a few seconds at a time, in float64 only there, and normalising gains and
 limits one float32 copy of it in place, so delivering a sound takes about twice its float32 size; whole-sound
@@ -157,11 +159,12 @@ def normalise(
     *,
     before: float | None | object = UNMEASURED,
     overwrite: bool = False,
+    limit: bool = True,
 ) -> tuple[torch.Tensor, LoudnessReport]:
     """audio (1, L) — or (C, L), its channels measured together (integrated_loudness's `weights`) and given one
     gain, the limiter's linked across them — brought to `target` LUFS with its true peak at most `ceiling` dBTP,
     and what was done (measuring the result). See `level`."""
-    out, before = _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite)
+    out, before = _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite, limit)
     if before is None:
         return out, LoudnessReport(None, None, true_peak(out) if out.any() else None)
     return out, LoudnessReport(before, integrated_loudness(out, sample_rate, weights), true_peak(out))
@@ -176,16 +179,20 @@ def level(
     *,
     before: float | None | object = UNMEASURED,
     overwrite: bool = False,
+    limit: bool = True,
 ) -> torch.Tensor:
     """`normalise`'s sound without its report (the result is not measured): a new float32 tensor of `audio`'s
     shape, gained and limited in place in one interleaved copy (silence is copied as it is). `before`: the sound's
     integrated loudness where the caller has measured it already (with these `weights`), so it is not measured
-    twice. `overwrite`: `audio` is the caller's to lose — mono float32 is then gained in its own memory, no copy."""
-    return _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite)[0]
+    twice. `overwrite`: `audio` is the caller's to lose — mono float32 is then gained in its own memory, no copy.
+    `limit`: peaks that the target's gain would lift past the ceiling go through the limiter; False: the sound keeps
+    its shape, one gain over all of it — the target's, or the one that brings its true peak to the ceiling where
+    that is less (the sound is then quieter than the target)."""
+    return _levelled(audio, sample_rate, target, ceiling, weights, before, overwrite, limit)[0]
 
 
 def _levelled(audio: torch.Tensor, sample_rate: int, target: float, ceiling: float,
-              weights: tuple[float, ...] | None, before: float | None | object, overwrite: bool
+              weights: tuple[float, ...] | None, before: float | None | object, overwrite: bool, limit: bool = True
               ) -> tuple[torch.Tensor, float | None]:
     """`level`'s sound, and its loudness before (None: silence, left as it is)."""
     channels = audio.shape[0] if audio.dim() == 2 else 1
@@ -196,6 +203,9 @@ def _levelled(audio: torch.Tensor, sample_rate: int, target: float, ceiling: flo
     if loudness is None:  # silence, or below the absolute gate: as it is
         return _shaped(rows, audio), None
     measured = loudness
+    if not limit:  # one gain: the target's, at most the one that brings the true peak to the ceiling
+        _gain(samples, min(target - loudness, ceiling - true_peak(rows)))
+        return _shaped(rows, audio), measured
     for _ in range(ROUNDS):
         _gain(samples, target - loudness)
         if true_peak(rows) <= ceiling:

@@ -162,7 +162,8 @@ def _deliver_audio(
 ):
     """The input's own sound (from its `start`) at the delivered rate in `layout` (its own channels; None: mixed to
     mono), with the remade ranges (resampled; the model's one channel in each) faded in over the seams, each channel
-    against its own sound; then brought to the loudness target like every output, its channels together."""
+    against its own sound; then brought to the loudness target with one gain, its channels together — so outside the
+    ranges it is the input's, only scaled (no limiter reshapes it; a loud input may stay short of the target)."""
     rate = delivery.rate(model_rate)
     own = read_audio(source, rate, start=start, layout=layout)  # (C, L)
     new = resample(made, model_rate, rate)
@@ -173,4 +174,5 @@ def _deliver_audio(
         known[max(a, 0):b] = False
     weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
     sound = own + weight * (new - own)  # (C, L): the one remade channel against each of the input's
-    return deliver(sound, rate, Delivery(delivery.loudness, rate), weights=channel_weights(layout or "mono"))
+    return deliver(sound, rate, Delivery(delivery.loudness, rate), weights=channel_weights(layout or "mono"),
+                   limit=False)

@@ -402,3 +402,34 @@ def test_a_ctrl_c_as_torch_takes_the_device_mode_off_for_a_moment_is_a_keyboardi
     assert _get_current_function_mode_stack() == [] and torch.ones(1).device.type == "cpu"
     [result] = generate(settings)  # and the next call works
     assert result.clip.video.shape[0] > 0
+
+
+def _autocast_nesting():
+    import torch
+    nesting = torch.autocast_increment_nesting() - 1
+    torch.autocast_decrement_nesting()
+    return nesting
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_a_ctrl_c_as_an_autocast_block_starts_leaves_the_callers_autocast_as_it_was(tiny, precision):
+    """A Ctrl-C right after torch.autocast's __enter__ returned (the sampler's autocast, or a norm's
+    `torch.autocast("cpu", enabled=False)`) left the caller's autocast switched on or off, in another dtype, and
+    its nesting count raised (its cache never cleared). The call gives back the autocast state it found: here the
+    caller's own fp16 autocast region."""
+    import torch
+
+    tracer, fired = _interrupt_as_it_returns(torch.autocast.__enter__.__code__)
+    with torch.autocast("cpu", dtype=torch.float16, cache_enabled=False):
+        sys.settrace(tracer)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                generate(GenerateSettings(model=str(tiny), steps=1, seed=1, precision=precision))
+        finally:
+            sys.settrace(None)
+        assert fired
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
+        assert not torch.is_autocast_enabled("cuda") and not torch.is_autocast_cache_enabled()
+        assert _autocast_nesting() == 1
+    assert not torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert torch.is_autocast_cache_enabled() and _autocast_nesting() == 0

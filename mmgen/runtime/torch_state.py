@@ -1,5 +1,6 @@
-"""torch's thread-local state that a `with` block may change — grad mode and the function-mode stack that a
-`with torch.device` pushes on — taken and given back whole, so that a Ctrl-C landing at any bytecode of such a
+"""torch's thread-local state that a `with` block may change — grad mode, the function-mode stack that a
+`with torch.device` pushes on, and autocast's (each device's enabled flag and dtype, its cache flag and nesting
+count) — taken and given back whole, so that a Ctrl-C landing at any bytecode of such a
 block (between its __enter__ and its body, where no __exit__ follows; or inside torch's own
 `_pop_mode_temporarily`, which leaves a mode off the stack) leaves no trace. Taking it imports nothing: before torch
 is loaded, its state is the untouched one."""
@@ -8,9 +9,14 @@ from __future__ import annotations
 
 import sys
 
+# The devices whose autocast state is taken (those of them this torch has autocast for), and the dtype each
+# autocasts to in a thread that never set one (torch's defaults, named: torch need not be loaded to name them)
+_AUTOCAST_DEVICES = {"cpu": "bfloat16", "cuda": "float16", "mps": "float16"}
+
 # torch's state in a thread that never changed it: grad mode on, no function mode (no `with torch.device`), no
-# default device
-_UNTOUCHED = (True, (), None, None)
+# default device, autocast off on every device with its default dtype, its cache on and no autocast block entered
+_UNTOUCHED = (True, (), None, None, (True, 0, tuple((device, False, dtype) for device, dtype in
+                                                      _AUTOCAST_DEVICES.items())))
 
 
 def _loaded():
@@ -44,16 +50,60 @@ def put_back_function_modes(modes: tuple) -> bool:
     return True
 
 
+def _autocast_nesting(torch) -> int:
+    """How many autocast blocks the calling thread is in (torch tells it only as it counts one up or down)."""
+    nesting = torch.autocast_increment_nesting() - 1
+    torch.autocast_decrement_nesting()
+    return nesting
+
+
+def autocast_state() -> tuple:
+    """The calling thread's autocast state: its cache flag, its nesting count and, for each device this torch has
+    autocast for, (device, enabled, dtype name); the untouched one before torch is loaded."""
+    torch = _loaded()
+    if torch is None:
+        return _UNTOUCHED[4]
+    devices = tuple((device, torch.is_autocast_enabled(device), str(torch.get_autocast_dtype(device)).split(".")[-1])
+                    for device in _AUTOCAST_DEVICES if torch.amp.autocast_mode.is_autocast_available(device))
+    return torch.is_autocast_cache_enabled(), _autocast_nesting(torch), devices
+
+
+def put_back_autocast(state: tuple) -> None:
+    """Give the calling thread back autocast's `state` (autocast_state's) where it differs: a Ctrl-C landing as a
+    `with torch.autocast` block starts (after its __enter__ set the flag and counted the block, where no __exit__
+    follows) left autocast switched on or off and its nesting count raised, so that its cache was never cleared."""
+    torch = _loaded()
+    if torch is None:
+        return
+    cache, nesting, devices = state
+    for device, enabled, dtype in devices:
+        if not torch.amp.autocast_mode.is_autocast_available(device):
+            continue
+        if torch.is_autocast_enabled(device) != enabled:
+            torch.set_autocast_enabled(device, enabled)
+        if torch.get_autocast_dtype(device) != getattr(torch, dtype):
+            torch.set_autocast_dtype(device, getattr(torch, dtype))
+    now = _autocast_nesting(torch)
+    while now > nesting:
+        now = torch.autocast_decrement_nesting()
+        if now == 0:
+            torch.clear_autocast_cache()  # as leaving the outermost block does
+    while now < nesting:
+        now = torch.autocast_increment_nesting()
+    if torch.is_autocast_cache_enabled() != cache:
+        torch.set_autocast_cache_enabled(cache)
+
+
 def torch_state() -> tuple:
     """The calling thread's grad mode, function-mode stack, the default device a `with torch.device` keeps
-    (torch.utils._device's CURRENT_DEVICE) and torch.set_default_device's. mmgen never enters inference mode or
-    sets a default device, so it has none of theirs to give back."""
+    (torch.utils._device's CURRENT_DEVICE), torch.set_default_device's, and its autocast state. mmgen never enters
+    inference mode or sets a default device, so it has none of theirs to give back."""
     torch = _loaded()
     if torch is None:
         return _UNTOUCHED
     device = sys.modules.get("torch.utils._device")
     return (torch.is_grad_enabled(), function_modes(), None if device is None else device.CURRENT_DEVICE,
-            getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None))
+            getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None), autocast_state())
 
 
 def put_back_torch_state(state: tuple) -> None:
@@ -61,13 +111,14 @@ def put_back_torch_state(state: tuple) -> None:
     torch = _loaded()
     if torch is None:
         return
-    grad, modes, current_device, device_context = state
+    grad, modes, current_device, device_context, autocast = state
     if torch.is_grad_enabled() != grad:
         torch._C._set_grad_enabled(grad)
     if put_back_function_modes(modes) and (device := sys.modules.get("torch.utils._device")) is not None:
         device.CURRENT_DEVICE = current_device  # a module global: touched only when this thread's stack was wrong
     if getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None) is not device_context:
         torch._GLOBAL_DEVICE_CONTEXT.device_context = device_context
+    put_back_autocast(autocast)
 
 
 class on_device:

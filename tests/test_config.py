@@ -461,3 +461,36 @@ def test_a_yaml_name_this_locale_cannot_encode_names_the_file_the_command_line_w
     assert done.returncode == 0, done.stderr
     encoding, found, plain = done.stdout.split()
     assert encoding == "ascii" and found == "True" and plain == "True", done.stdout
+
+
+def test_a_leading_tilde_in_a_config_files_paths_is_the_home_folder_and_a_runs_record_resumes_as_before(
+        tmp_path, monkeypatch):
+    """`init: ~/models/base.safetensors` in a --config file was read as a folder named `~` beside the file (as a
+    batch file's paths were before they expanded it: `cache_dir: ~/clips` made one). A run's config.yaml records
+    its paths absolute, so a `~` inside one (what such a run recorded) stays as it is, resumed or reused."""
+    from mmgen.train.config_layers import run_config
+    from mmgen.train.run_folder import RUN_HEADER
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "base.safetensors").touch()
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "recipes").mkdir()
+    recipe = tmp_path / "recipes" / "style.yaml"
+    recipe.write_text("init: ~/models/base.safetensors\ncache_dir: ~/clip-cache\n")
+    monkeypatch.chdir(tmp_path)
+
+    config = run_config(tmp_path / "run", config_file=recipe)
+    assert config.init == str(home / "models" / "base.safetensors")
+    assert config.cache_dir == home / "clip-cache"
+    assert not (tmp_path / "recipes" / "~").exists()
+
+    old = tmp_path / "recipes" / "~"  # where such a run's paths went, recorded absolute
+    (old / "models").mkdir(parents=True)
+    (old / "models" / "base.safetensors").touch()
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"{RUN_HEADER}\ninit: {old}/models/base.safetensors\ncache_dir: {old}/clip-cache\n")
+    for again in (run_config(run, resume=True), run_config(tmp_path / "run", config_file=run / "config.yaml")):
+        assert again.init == str(old / "models" / "base.safetensors")
+        assert again.cache_dir == old / "clip-cache"

@@ -1,7 +1,8 @@
 """Where a fine-tuning run's settings come from, laid in order (mmgen.train.config resolves them): the run's own
 config.yaml on --resume (its record read as what it did: RECORDED_AS), a --config file, then the flags given. A
-relative path in a YAML file is read from that file's folder, one given as a flag from the current folder; both are
-recorded absolute, so a run resumes from any folder."""
+relative path in a YAML file is read from that file's folder (a leading `~` as the home folder, as a batch file's:
+written_paths.in_folder), one given as a flag from the current folder; both are recorded absolute, so a run resumes
+from any folder."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mmgen.runtime import torchrun
 from mmgen.terminal import say
 from mmgen.train.config import COMMAND_LINE, NEEDS, PATH_KEYS, FinetuneConfig, Setting, resolve_config
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
+from mmgen.written_paths import in_folder
 from mmgen.yaml_files import load_yaml
 
 
@@ -50,7 +52,7 @@ def run_config(
         raise UsageError("--from and --scratch exclude each other")
     if resume and (scratch or "init" in flags):
         raise UsageError("--resume continues the run's own model; drop --from/--scratch")
-    flags = _absolute_paths(flags, Path.cwd())  # config.yaml keeps them: --resume may run from another folder
+    flags = _absolute_paths(flags, Path.cwd().__truediv__)  # config.yaml keeps them: --resume may run from another folder
     layers = []
     from mmgen.train.run_folder import RunFolderLock, is_run_record  # (not loaded by --help)
 
@@ -75,9 +77,12 @@ def run_config(
 
 
 def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
-    """One YAML file as a layer, its relative paths read from its folder; an empty file is an empty layer."""
+    """One YAML file as a layer, its paths read as a file writes them (written_paths.in_folder: relative ones from
+    its folder, a leading `~` as the home folder); an empty file is an empty layer. A run's record holds them
+    absolute: read as they are."""
     data = load_yaml(path)
-    return str(path), {} if data is None else _absolute_paths(data, Path(path).parent.resolve())
+    folder = Path(path).parent.resolve()
+    return str(path), {} if data is None else _absolute_paths(data, lambda written: in_folder(folder, written))
 
 
 # Values that runs recorded before LIMITS refused them, read back as what they did, each with why (said in a note:
@@ -107,10 +112,10 @@ def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
     return where, data
 
 
-def _absolute_paths(layer: Any, folder: Path) -> Any:
-    """`layer` with the relative paths of its PATH_KEYS read from `folder`, absolute (what is not a mapping or
-    not a string is left for from_dict to refuse)."""
+def _absolute_paths(layer: Any, read: Callable[[str], Path]) -> Any:
+    """`layer` with the paths of its PATH_KEYS as `read` makes them absolute (what is not a mapping or not a
+    string is left for from_dict to refuse)."""
     if not isinstance(layer, dict):
         return layer
-    return {key: str(folder / value) if key in PATH_KEYS and isinstance(value, str) and PATH_KEYS[key](value)
+    return {key: str(read(value)) if key in PATH_KEYS and isinstance(value, str) and PATH_KEYS[key](value)
             else value for key, value in layer.items()}

@@ -51,7 +51,9 @@ ASCII_STAND_INS = {"×": "x", "·": "-", "→": "->", "…": "...", "—": "--",
 def _stand_in(error: UnicodeError) -> tuple[str, int]:
     """The codecs error handler `held_by` encodes with: a character the encoding cannot hold as its stand-in
     (ASCII_STAND_INS), any other as the escapes of its UTF-8 bytes (é: \\xc3\\xa9, as path_text shows a byte that is
-    not UTF-8): a file name stays its bytes, which `$'...'` in a shell gives back — not a look-alike of it."""
+    not UTF-8): a character of a file name stays its bytes, which `$'...'` in a shell gives back — not
+    the code point's escape (\\xe9), which names another file. A stand-in is applied to the whole line, a name in
+    it too (a×b.mp4: axb.mp4): the text no longer says which words are a name; `--json` names files exactly."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
     return "".join(ASCII_STAND_INS.get(c) or _byte_escapes(c) for c in error.object[error.start:error.end]), error.end

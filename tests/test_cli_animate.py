@@ -219,3 +219,24 @@ def test_audio_with_more_channels_than_ffmpeg_mixes_is_refused_in_one_line(tiny,
     assert not (tmp_path / "a.mp4").exists()
     mixed = read_audio(write_pcm_wav(tmp_path / "64.wav", 64), RATE)
     assert mixed.shape == (1, 1600) and 0.29 < float(mixed.abs().max()) < 0.31
+
+
+def test_a_sound_brought_to_a_loudness_is_given_one_gain_never_reshaped(tiny, tmp_path):
+    """The sound is the user's own: brought to `--loudness` it is scaled, as a retake's is — a quiet tone with a
+    burst near full scale, asked for −5 LUFS, keeps its shape (FFmpeg's limiter flattened the burst and lifted the
+    rest), stops at −1 dBTP and says it fell short."""
+    rate = 16000
+    t = np.arange(round(1.6 * rate)) / rate
+    tone = 0.02 * np.sin(2 * np.pi * 440 * t)
+    tone[round(1.1 * rate) : round(1.12 * rate)] *= 0.95 / 0.02  # 20 ms near full scale
+    sound = write_test_audio(tmp_path / "burst.wav", 1.6, rate, codec="pcm_s16le",
+                             samples=tone[None].astype(np.float32)).path
+    out = tmp_path / "burst_animate.mp4"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", "--loudness", "-5",
+                    "--sample-rate", str(rate), env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "LU short of --loudness -5: it is given one gain" in done.stderr
+    (played,), _ = decode_audio(out)
+    played = played[: tone.size]
+    gain = float(played @ tone[: played.size] / (tone[: played.size] @ tone[: played.size]))
+    assert np.abs(played - gain * tone[: played.size]).max() < 0.02  # AAC's error; the limiter's was ~0.4

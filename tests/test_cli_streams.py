@@ -23,7 +23,7 @@ def test_an_ascii_stdout_gets_stand_ins_for_what_it_cannot_hold(tmp_path):
     """`LC_ALL=C PYTHONIOENCODING=ascii mmgen models list`: exit 1 on the "×" of "64×64" (a UnicodeEncodeError and a
     second line of rich's); doctor likewise on its "✓". Then they came as escapes ("64\\xd764", "1f3e…" as
     "1f3e2458ede0\\u2026"), a table's columns pushed out of line by each. Now as ASCII stand-ins, measured as the table
-    is laid out; a file name the user gave keeps its bytes (escaped), never a look-alike of them."""
+    is laid out; a file name's other characters keep their bytes (escaped), not their code points."""
     env = mmgen_env(tmp_path)
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("defaults: {model: demo}\njobs:\n  - {kind: generate, name: café}\n", encoding="utf-8")

@@ -39,7 +39,8 @@ def animate(
                 return None
             delivery = kept_rate(delivery, paths.mp4, probe(source).sample_rate, f"{source.name}'s")
             rate = delivery.sample_rate
-            delivered = deliver(read_audio(source, rate, start=start), rate, delivery)
+            # the user's own sound: one gain (no limiter reshapes it; a loud sound may stay short of the level)
+            delivered = deliver(read_audio(source, rate, start=start), rate, delivery, limit=False)
             write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
             return {"delivery": delivered.to_json()}
 

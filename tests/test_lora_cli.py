@@ -282,6 +282,32 @@ def test_a_damaged_adapter_record_is_one_row_saying_so_and_the_rest_still_list(a
     assert run(["models", "rm", "myad"]) == 0 and run(["models", "list", "--json"]) == 0
     assert "myad" not in capsys.readouterr().out
 
+def test_doctor_lists_the_registered_adapters_as_models_list_does(adapter_file, tmp_path):
+    """doctor's Cache row counted the adapters' bytes, but its Models section named none of them: each has its row
+    there (name, base model, size; a damaged one says so) and its --json object, as `models list` gives them."""
+    _, path = adapter_file
+    env = mmgen_env(tmp_path)
+    assert run_here("models", "import", path, "--name", "my-style", env=env).returncode == 0
+    listed = run_here("models", "list", "--json", env=env)
+    [row] = [row for row in map(json.loads, listed.stdout.splitlines()) if row["kind"] == "adapter"]
+
+    report = run_here("doctor", "--json", env=env)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["adapters"] == [row]
+    shown = run_here("doctor", env={**env, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    models = shown.stdout[shown.stdout.index("Models"):]
+    line = next(line for line in models.splitlines() if "my-style" in line)
+    cells = [cell.strip() for cell in line.split("│")[1:-1]]
+    assert cells[:4] == ["my-style", f"{row['base']} ({row['base_sha256'][:12]}…)", "4", "attention"], line
+    assert cells[4].endswith("kB") and cells[5] == f"{row['sha256'][:12]}…", line
+
+    (tmp_path / "cache" / "adapters" / "my-style" / "adapter.json").write_text('{"name": "my-style"\n')
+    shown = run_here("doctor", env={**env, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "my-style │ damaged: " in shown.stdout and "✗ adapter my-style: " in shown.stdout, shown.stdout
+
+
 def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, monkeypatch, capsys):
     """`models rm NAME` once removed a model and an adapter of one name at once, and `models info` of an adapter
     said "unknown model"."""

@@ -14,13 +14,13 @@ import numpy
 import torch
 
 from mmgen import __version__, environment
-from mmgen.adapters.store import DamagedAdapter, records
+from mmgen.adapters.store import records
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
 from mmgen.terminal import counted
 from mmgen.weights.cache import cache_root, check_cache_writable
-from mmgen.weights.catalog import catalog
+from mmgen.weights.catalog import DAMAGED, catalog
 
 # (codec, direction, what mmgen needs it for); the first two are required to write any output.
 CODECS = [
@@ -121,10 +121,11 @@ def _facts() -> dict[str, Any]:
         models_error = None
     except MmgenError as e:  # said, not the end of doctor
         models, models_error = [], str(e)
-    try:
-        damaged_adapters = [a.as_dict() for a in records() if isinstance(a, DamagedAdapter)]
+    try:  # the registered adapters, as `models list --json` gives them
+        adapters = [a.as_dict() for a in records()]
     except MmgenError:  # the cache folder's own trouble: said under "cache"
-        damaged_adapters = []
+        adapters = []
+    damaged_adapters = [a for a in adapters if a.get("status") == DAMAGED]
     return {
         "versions": {
             "mmgen": __version__,
@@ -143,5 +144,6 @@ def _facts() -> dict[str, Any]:
         **({"environment_warnings": warnings} if (warnings := _thread_warnings(torch.get_num_threads())) else {}),
         "models": models,
         **({"models_error": models_error} if models_error else {}),
+        "adapters": adapters,
         **({"damaged_adapters": damaged_adapters} if damaged_adapters else {}),
     }

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmgen.cli.app import app
+from mmgen.cli.models import show_adapters
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.errors import MmgenError, UsageError
@@ -69,7 +70,9 @@ def _show(report: dict[str, Any], console: Console) -> None:
     for row in report["models"]:
         if row["status"] == "damaged":
             console.print(f"  {bad} {markup_text(row['name'])}: {markup_text(row['description'])}", highlight=False)
-    for adapter in report.get("damaged_adapters", []):  # the registered adapters are `models list`'s; a damaged one is said
+    if report["adapters"]:  # as `models list` shows them
+        show_adapters(console, report["adapters"], indent="  ")
+    for adapter in report.get("damaged_adapters", []):
         console.print(f"  {bad} adapter {markup_text(adapter['name'])}: {markup_text(adapter['description'])}",
                       highlight=False)
 

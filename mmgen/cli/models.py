@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -39,6 +39,9 @@ from mmgen.terminal import (
     table_console,
 )
 from mmgen.yaml_files import load_yaml
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 models_app = typer.Typer(
     name="models",
@@ -64,8 +67,8 @@ def emit(obj: dict[str, Any]) -> None:
 def list_models(as_json: JsonOption = False) -> None:
     """Show every known model: architecture, size, where its weights stand, the sha256 of the weights file mmgen
     loads (and of the file it came from, labelled "source") and what `pull` would fetch."""
-    from mmgen.adapters.store import DamagedAdapter, records
-    from mmgen.weights.catalog import DAMAGED, catalog
+    from mmgen.adapters.store import records
+    from mmgen.weights.catalog import catalog
 
     rows, adapters = catalog(), records()
     if as_json:
@@ -94,23 +97,32 @@ def list_models(as_json: JsonOption = False) -> None:
         say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`"
             + (", or a wider terminal" if shown_as_table else ""))
     if adapters:
-        table = Table(title="adapters (use with --adapter NAME[:WEIGHT])", title_justify="left")
-        for column in ("name", "base", "rank", "targets", "size", "sha256"):
-            table.add_column(column, overflow="fold", no_wrap=column in ("rank", "size", "sha256"))
-        entries = []
-        for a in adapters:
-            if isinstance(a, DamagedAdapter):  # one row saying so, as a damaged model's
-                table.add_row(markup_text(a.name), f"{DAMAGED}: {markup_text(a.problem)}", "", "", "", "")
-                entries.append((a.name, f"{DAMAGED}: {a.problem}", ""))
-                continue
-            cells = (a.name, f"{a.base} ({short_hash(a.base_sha256)})", str(a.rank), a.targets, size_text(a.size),
-                     short_hash(a.sha256))
-            table.add_row(*map(markup_text, cells[:4]), *cells[4:])
-            entries.append((cells[0], f"base {cells[1]}", f"rank {cells[2]}", *cells[3:]))
-        show_table(console, table, entries)
+        show_adapters(console, [a.as_dict() for a in adapters])
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
+
+
+def show_adapters(console: Console, adapters: list[dict[str, Any]], indent: str = "") -> None:
+    """The registered `adapters`, as their --json objects (adapters.store.records' as_dict), as `models list`
+    shows them — name, base model, rank, targets, size, sha256; a damaged one's row saying so — and doctor's Models
+    section too."""
+    from mmgen.weights.catalog import DAMAGED
+
+    table = Table(title="adapters (use with --adapter NAME[:WEIGHT])", title_justify="left")
+    for column in ("name", "base", "rank", "targets", "size", "sha256"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("rank", "size", "sha256"))
+    entries = []
+    for a in adapters:
+        if a.get("status") == DAMAGED:  # one row saying so, as a damaged model's
+            table.add_row(markup_text(a["name"]), f"{DAMAGED}: {markup_text(a['description'])}", "", "", "", "")
+            entries.append((a["name"], f"{DAMAGED}: {a['description']}", ""))
+            continue
+        cells = (a["name"], f"{a['base']} ({short_hash(a['base_sha256'])})", str(a["rank"]), a["targets"],
+                 size_text(a["size"]), short_hash(a["sha256"]))
+        table.add_row(*map(markup_text, cells[:4]), *cells[4:])
+        entries.append((cells[0], f"base {cells[1]}", f"rank {cells[2]}", *cells[3:]))
+    show_table(console, table, entries, indent=indent)
 
 
 def official_models() -> list[str]:

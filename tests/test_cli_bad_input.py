@@ -768,10 +768,23 @@ def test_an_unknown_option_is_suggested_only_options_close_to_it(tmp_path):
     cut-off); a typo still gets the option it most likely meant, and that one alone (`--seeds`: not `--steps`)."""
     said = {args: run_here("generate", *args.split(), env=mmgen_env(tmp_path)).stderr for args in (
         "--guidance gradient", "--seeds 3", "--modle demo", "--json-out")}
-    assert said == {"--guidance gradient": "mmgen: error: No such option: --guidance\n",
+    assert said == {"--guidance gradient": "mmgen: error: No such option: --guidance (an option of animate, retake, "
+                                           "soundtrack)\n",
                     "--seeds 3": "mmgen: error: No such option: --seeds (Possible options: --seed)\n",
                     "--modle demo": "mmgen: error: No such option: --modle (Possible options: --model)\n",
                     "--json-out": "mmgen: error: No such option: --json-out (Possible options: --json)\n"}
+
+
+def test_an_unknown_option_that_other_commands_take_names_them(tmp_path):
+    """`generate --guidance 3` said only `No such option: --guidance`; an option some other command takes names
+    those commands, for every command (a group's subcommand too); one no command takes is said alone."""
+    said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)).stderr for args in (
+        "generate --guidance 3", "animate --mix 0.3", "models list --name x", "generate --nothing")}
+    assert said == {
+        "generate --guidance 3": "mmgen: error: No such option: --guidance (an option of animate, retake, soundtrack)\n",
+        "animate --mix 0.3": "mmgen: error: No such option: --mix (an option of soundtrack)\n",
+        "models list --name x": "mmgen: error: No such option: --name (an option of models import)\n",
+        "generate --nothing": "mmgen: error: No such option: --nothing\n"}
 
 
 def test_an_unknown_command_says_where_a_command_of_that_name_or_adapters_are(tmp_path):

@@ -32,7 +32,7 @@ def close_options(given: str, options: list[str]) -> list[str]:
 
 def usage_hint(e: Exception) -> str:
     """The hint for typer's usage error `e` (" (to use a file named …)", " Did you mean …?"), or nothing."""
-    return _dash_file(e) + _command_elsewhere(e) + _option_before_command(e)
+    return _dash_file(e) + _command_elsewhere(e) + _option_before_command(e) + _option_of_others(e)
 
 
 def _dash_file(e: Exception) -> str:
@@ -85,6 +85,17 @@ def _option_before_command(e: Exception) -> str:
         return f" (options go after the command: {' '.join(path)} {option} …)"
     takers = [" ".join(names) for names, command in _leaves(group, [e.ctx.command_path]) if _takes(command, option)]
     return f" (options go after the command: {option} is an option of {', '.join(takers)})" if takers else ""
+
+
+def _option_of_others(e: Exception) -> str:
+    """For an unknown option of a command (not a group: _option_before_command's), the other commands that take
+    it (`mmgen generate --guidance 3` → ` (an option of animate, soundtrack)`); else nothing."""
+    option, ctx = getattr(e, "option_name", None), getattr(e, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if type(e).__name__ != "NoSuchOption" or not option or command is None or getattr(command, "commands", None):
+        return ""
+    takers = [" ".join(names) for names, other in _leaves(ctx.find_root().command, []) if _takes(other, option)]
+    return f" (an option of {', '.join(takers)})" if takers else ""
 
 
 def _takes(command: object, option: str) -> bool:

@@ -308,6 +308,25 @@ def test_doctor_lists_the_registered_adapters_as_models_list_does(adapter_file, 
     assert "my-style │ damaged: " in shown.stdout and "✗ adapter my-style: " in shown.stdout, shown.stdout
 
 
+def test_every_adapter_object_says_where_its_weights_stand(adapter_file, tmp_path):
+    """README: every `models` --json object has a `status`; a registered adapter's had none (a damaged one's
+    did): `cached` in `models list`, `models info` and doctor's `adapters`, and `damaged` still where it is."""
+    _, path = adapter_file
+    env = mmgen_env(tmp_path)
+    assert run_here("models", "import", path, "--name", "my-style", env=env).returncode == 0
+    listed = run_here("models", "list", "--json", env=env)
+    [row] = [row for row in map(json.loads, listed.stdout.splitlines()) if row["kind"] == "adapter"]
+    assert row["status"] == "cached", row
+    info = run_here("models", "info", "my-style", "--json", env=env)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["status"] == "cached"
+    assert [a["status"] for a in json.loads(run_here("doctor", "--json", env=env).stdout)["adapters"]] == ["cached"]
+    (tmp_path / "cache" / "adapters" / "my-style" / "adapter.json").write_text('{"name": "my-style"\n')
+    listed = run_here("models", "list", "--json", env=env)
+    [row] = [row for row in map(json.loads, listed.stdout.splitlines()) if row["kind"] == "adapter"]
+    assert row["status"] == "damaged", row
+
+
 def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, monkeypatch, capsys):
     """`models rm NAME` once removed a model and an adapter of one name at once, and `models info` of an adapter
     said "unknown model"."""

@@ -43,7 +43,7 @@ from mmgen.weights.cache import (
     own_path,
     unless_kind_damaged,
 )
-from mmgen.weights.catalog import DAMAGED, Verdict, check_file, damaged_verdict
+from mmgen.weights.catalog import CACHED, DAMAGED, Verdict, check_file, damaged_verdict
 from mmgen.weights.entry_lock import entry_lock
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
@@ -69,7 +69,8 @@ class AdapterRecord:
     imported_at: str
 
     def as_dict(self) -> dict:
-        return {"kind": "adapter", **asdict(self)}
+        fields = asdict(self)  # its weights stand cached, as a cached model's (a damaged one's: DamagedAdapter's)
+        return {"kind": "adapter", "name": fields.pop("name"), "status": CACHED, **fields}
 
 
 @dataclass(frozen=True)

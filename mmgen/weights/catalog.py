@@ -60,6 +60,7 @@ def catalog(*, without_cache: bool = False) -> list[Row]:
 
 
 DAMAGED = "damaged"  # the status of a model whose cache record cannot be read, or whose registry entry is invalid
+CACHED = "cached"  # the status of a model (or registered adapter) whose weights are in the cache
 
 
 def _row(name: str, entry: ModelEntry | None, cache: ModelCache | None) -> Row:

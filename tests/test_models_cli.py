@@ -312,7 +312,7 @@ def test_an_installed_wheel_finds_its_presets_and_the_bundled_demo(tmp_path, mon
     hatchling = pytest.importorskip("hatchling.build")
     source = tmp_path / "source"  # what a source distribution holds
     source.mkdir()
-    for file in ("pyproject.toml", "README.md"):
+    for file in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / file, source / file)
     for folder in ("presets", "mmgen"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -325,6 +325,8 @@ def test_an_installed_wheel_finds_its_presets_and_the_bundled_demo(tmp_path, mon
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip does with a pure-Python wheel
     assert (site / "mmgen" / "py.typed").is_file()  # type checkers read the installed package's hints (PEP 561)
+    [license_file] = site.glob("mmgen-*.dist-info/licenses/LICENSE")  # the MIT text ships with the wheel
+    assert license_file.read_bytes() == (REPO / "LICENSE").read_bytes()
     monkeypatch.chdir(tmp_path)  # nowhere near a source checkout
     env = {**mmgen_env(tmp_path), "PYTHONPATH": str(site)}
 

@@ -14,3 +14,8 @@ def preset_dir() -> Path:
     if installed.is_dir():
         return installed
     return _PACKAGE.parent / "presets"
+
+
+def batch_example() -> Path:
+    """The annotated example batch file (`mmgen batch --example` prints it)."""
+    return preset_dir() / "batch-example.yaml"

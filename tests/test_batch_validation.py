@@ -857,6 +857,14 @@ def test_the_shipped_example_is_a_valid_batch_file():
     assert [job.kind for job in batch.jobs] == ["generate", "generate", "soundtrack", "animate"]
 
 
+def test_batch_example_prints_the_shipped_example_without_a_jobs_file(tmp_path):
+    """`mmgen batch --example > jobs.yaml`: an installed wheel has no presets/ folder where the user is."""
+    result = run_here("batch", "--example", env=mmgen_env(tmp_path))
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
+
+
 def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture):
     """`num: 100000` spent minutes planning: a few system calls for each of its 400,000 files. Now a folder is

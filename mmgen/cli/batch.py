@@ -24,12 +24,26 @@ if TYPE_CHECKING:
     from mmgen.pipelines.batch import Outcome, Plan
 
 
+def _example(wanted: bool) -> None:
+    """`mmgen batch --example`: print the packaged, annotated example batch file to stdout and exit 0 (no JOBS file
+    needed: an eager option); refused (exit 2) with stdout closed, as every command that only prints is."""
+    if wanted:
+        from mmgen.presets import batch_example
+
+        if why := options.closed_stdout("the example"):
+            raise typer.BadParameter(why)
+        typer.echo(batch_example().read_text(encoding="utf-8"), nl=False)
+        raise typer.Exit()
+
+
 @app.command(
-    epilog="Examples:  mmgen batch jobs.yaml --dry-run   ·   mmgen batch jobs.yaml -o out/   ·   "
-    "torchrun --nproc_per_node 4 -m mmgen batch jobs.yaml"
+    epilog="Examples:  mmgen batch --example > jobs.yaml   ·   mmgen batch jobs.yaml --dry-run   ·   "
+    "mmgen batch jobs.yaml -o out/   ·   torchrun --nproc_per_node 4 -m mmgen batch jobs.yaml"
 )
 def batch(
-    jobs_file: Annotated[Path, typer.Argument(metavar="JOBS.yaml", help="The batch file (see presets/batch-example.yaml).")],
+    jobs_file: Annotated[
+        Path, typer.Argument(metavar="JOBS.yaml", help="The batch file (`mmgen batch --example` prints an annotated one).")
+    ],
     out_dir: Annotated[
         Path | None,
         typer.Option("--out-dir", "-o", metavar="OUT_DIR", rich_help_panel="Output",
@@ -52,6 +66,12 @@ def batch(
         typer.Option(rich_help_panel="Hardware", help="Compute precision (overrides the file's defaults)."),
     ] = None,
     overwrite: options.Overwrite = False,
+    example: Annotated[
+        bool,
+        typer.Option("--example", callback=_example, is_eager=True,
+                     help="Print an annotated example batch file to stdout and exit (`mmgen batch --example > "
+                     "jobs.yaml`)."),
+    ] = False,
     json: Annotated[
         bool,
         typer.Option("--json", rich_help_panel="Output", callback=options.stdout_open,

@@ -717,6 +717,32 @@ def test_a_finished_project_folder_renamed_or_copied_whole_is_done_where_it_land
     assert plan_batch(renamed / "jobs.yaml").status == {1: "changed", 2: "done"}
 
 
+def test_two_projects_inputs_alike_in_path_size_and_mtime_are_two_inputs_to_a_shared_output_folder(folder: Path):
+    """Two projects, each `in/song.mp4` (equal size and mtime, other content: copies restored from one archive),
+    one output folder: the second project's job is its own input's, never done by the first's output — it is the
+    first batch's file, refused without --overwrite. Nor a batch file in the folder above, with an input at the
+    same path from there, writing into the project's own output folder."""
+    clip = folder / "clips" / "beach.mp4"
+    for name in ("A", "B", "A/up"):
+        (folder / name / "in").mkdir(parents=True)
+        data = bytearray(clip.read_bytes())
+        data[-1] ^= name.count("B") + 2 * name.count("up")  # alike in size, not in content
+        (folder / name / "in" / "song.mp4").write_bytes(bytes(data))
+        os.utime(folder / name / "in" / "song.mp4", ns=(10**18, 10**18))
+        write_jobs(folder / name, "defaults: {model: %s, steps: 2}\njobs:\n  - {kind: soundtrack, input: in/song.mp4}\n"
+                   % (folder / "tiny.safetensors"))
+    for first, second, shared in (("A", "B", folder / "shared"), ("A/up", "A", folder / "A" / "up" / "out")):
+        out, manifest = shared, Manifest(shared)
+        out.mkdir(exist_ok=True)
+        (job,) = plan_batch(folder / first / "jobs.yaml", output_dir=out).jobs
+        (out / job.output).write_bytes(b"the first batch's soundtrack")
+        manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed,
+                               batch=manifest.batch_named(folder / first / "jobs.yaml"),
+                               files=manifest.describe_files({"mp4": out / job.output})))
+        result = run_here("batch", folder / second / "jobs.yaml", "-o", out, "--dry-run", env=mmgen_env(folder))
+        assert result.returncode == 2 and "was not written by this batch" in result.stderr, result.stderr
+
+
 def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where_nothing_moved(folder: Path):
     """mmgen before 2026-12-02 hashed an input by its real path, and recorded its batch file's: those jobs stay done
     in place (a hash variant), and their outputs stay the batch's own."""
@@ -727,7 +753,7 @@ def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where
     out.mkdir()
     real_input = str((jobs.parent / "clips" / "beach.mp4").resolve())
     soundtrack, generate = plan_batch(jobs).jobs
-    assert soundtrack.payloads[0]["input"]["path"] == "clips/beach.mp4"
+    assert soundtrack.payloads[0]["input"]["path"] == "../clips/beach.mp4"  # from the output folder
     older = digest({**soundtrack.payloads[0], "input": {**soundtrack.payloads[0]["input"], "path": real_input},
                     "seed": soundtrack.seed})
     for job, recorded in ((soundtrack, older), (generate, generate.hash)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,15 @@ def digest(payload: dict) -> str:
 
 class JobHasher:
     """The content hashes of one batch's jobs, hashing each model and adapter file once however many jobs use it.
-    `folder`: the batch file's (resolved), which names the inputs inside it (a project moved whole keeps its jobs)."""
+    `folder`: the batch file's, `output_dir` its outputs'. Where the outputs are inside the batch file's folder (a
+    project, which moves whole), an input inside it is named by its path from the output folder: a project renamed,
+    moved or copied (`cp -a`) whole keeps its jobs done. From the output folder, not the batch file's: another
+    batch file sharing that output folder names another file by another path (the same path from two batch files'
+    folders named two files, of equal size and mtime one's output was taken as the other's)."""
 
-    def __init__(self, registry: Registry, cache: ModelCache, folder: Path):
-        self.folder = folder
+    def __init__(self, registry: Registry, cache: ModelCache, folder: Path, output_dir: Path):
+        folder, output_dir = folder.resolve(), output_dir.resolve()
+        self.project = (folder, output_dir) if output_dir.is_relative_to(folder) else None
         self.registry = registry
         self.cache = cache
         self._model_sha256s: dict[str, tuple[str, ...]] = {}
@@ -61,11 +67,10 @@ class JobHasher:
         described, located = None, []
         if input is not None:
             stat, real = input.stat(), input.resolve()
-            # Inside the batch file's folder, by its path from there: renamed, moved or copied (`cp -a`) whole, a
-            # project's jobs are done still. mmgen before 2026-12-02 hashed its real path: a variant, so a job done
-            # then is done where nothing moved.
-            inside = real.is_relative_to(self.folder)
-            path = real.relative_to(self.folder).as_posix() if inside else str(real)
+            # In a project, by its path from the output folder (see the class). mmgen before 2026-12-02 hashed its
+            # real path: a variant, so a job done then is done where nothing moved.
+            inside = self.project is not None and real.is_relative_to(self.project[0])
+            path = Path(os.path.relpath(real, self.project[1])).as_posix() if inside else str(real)
             described = {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             located = [str(real)] if inside else []
         payload = {

@@ -194,7 +194,7 @@ class _Planner:
         self.problems = problems
         self.registry = load_registry()
         self.cache = ModelCache()
-        self.hasher = JobHasher(self.registry, self.cache, self.folder)
+        self.hasher = JobHasher(self.registry, self.cache, self.folder, batch.output_dir)
         self._runs: dict[RunSettings, Run | UsageError] = {}
         self._configs: dict[str, Any] = {}
         self._left_out: dict[int, dict[str, Any]] = {}  # by job index: the `defaults:` values its run ignores (_meant)

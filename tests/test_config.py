@@ -494,3 +494,25 @@ def test_a_leading_tilde_in_a_config_files_paths_is_the_home_folder_and_a_runs_r
     for again in (run_config(run, resume=True), run_config(tmp_path / "run", config_file=run / "config.yaml")):
         assert again.init == str(old / "models" / "base.safetensors")
         assert again.cache_dir == old / "clip-cache"
+
+
+def test_config_takes_a_packaged_recipe_by_its_bare_name_and_a_path_as_before(tmp_path, monkeypatch):
+    """`--config presets/demo-train.yaml` worked only from a checkout: an installed wheel keeps its presets inside
+    site-packages. A bare name (no folder, no .yaml) that names no file here is the packaged recipe; a file of that
+    name here is still the file; an unknown name is refused naming the recipes."""
+    from mmgen.presets import preset_dir
+    from mmgen.train.config_layers import run_config
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("demo-train", "demo-train-stage2"):
+        packaged = load_yaml(preset_dir() / f"{name}.yaml")
+        config = run_config(tmp_path / "run", scratch=name == "demo-train", config_file=Path(name))
+        assert (config.steps, config.lr) == (packaged["steps"], packaged["lr"])
+
+    (tmp_path / "demo-train").write_text("steps: 7\n")  # a file of that name here is read as given
+    assert run_config(tmp_path / "run", config_file=Path("demo-train")).steps == 7
+
+    refused = run_here("finetune", tmp_path, "--config", "demo-trian", "-o", tmp_path / "run2", env=mmgen_env(tmp_path))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("mmgen: error: --config demo-trian: no such file, nor a packaged recipe "
+                                      "(recipes: demo-train, demo-train-stage2)")

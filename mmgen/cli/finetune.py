@@ -28,7 +28,7 @@ DEFAULT = FinetuneConfig()
 
 @app.command(
     epilog="Examples:  mmgen finetune my_clips/ --from demo -o runs/mine --steps 2000   ·   "
-    "mmgen finetune world/ --scratch --config presets/demo-train.yaml -o runs/demo   ·   "
+    "mmgen finetune world/ --scratch --config demo-train -o runs/demo   ·   "
     "mmgen finetune my_clips/ --from demo --lora 8 -o runs/style   ·   "
     "mmgen finetune my_clips/ -o runs/mine --resume   ·   "
     "torchrun --nproc_per_node 4 -m mmgen finetune my_clips/ --from landscape -o runs/big"
@@ -51,7 +51,8 @@ def finetune(
         Path | None,
         typer.Option("--config", metavar="FILE.yaml", rich_help_panel=_MODEL,
                      help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it. "
-                     "Relative paths in it (init, cache_dir) are read from its folder."),
+                     "Relative paths in it (init, cache_dir) are read from its folder. A bare name is a packaged "
+                     "recipe: demo-train, demo-train-stage2 (the demo model's two stages)."),
     ] = None,
     lora_rank: Annotated[
         int | None,

@@ -13,6 +13,7 @@ from typing import Any
 
 from mmgen.errors import UsageError
 from mmgen.pipelines.settings import SeedLimit, seed_taken
+from mmgen.presets import config_path
 from mmgen.runtime import torchrun
 from mmgen.terminal import say
 from mmgen.train.config import COMMAND_LINE, NEEDS, PATH_KEYS, FinetuneConfig, Setting, resolve_config
@@ -65,6 +66,7 @@ def run_config(
         layers.append(_recorded_layer(run_dir / "config.yaml"))
 
     if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it
+        config_file = config_path(config_file)  # a bare name (`--config demo-train`) is a packaged recipe
         layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)

@@ -617,3 +617,50 @@ def _metadata(path: Path) -> dict[str, str]:
 
     with safe_open(str(path), framework="pt") as f:
         return f.metadata()
+
+
+def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(adapter_file, tmp_path, monkeypatch):
+    """`--adapter NAME` read the record, hashed the file, then read the file again to load it: a `models import
+    --overwrite` of NAME in another process between those reads was said as a damaged cache (`… has sha256 B…,
+    registered as A…`), or loaded adapter B where A's sha256 was checked. The file is read once — what is hashed
+    is what is loaded — and a record and file replaced together are looked at once more, not called damage."""
+    import mmgen.adapters.file as adapter_file_module
+
+    base, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    model = load_model(base).model
+    attach(model, LoraSpec(4, 4.0, "attention"))
+    with torch.no_grad():
+        for _, p in adapter_parameters(model):
+            p.fill_(0.01)
+    other = tmp_path / "other.safetensors"
+    save_adapter(other, model, LoraSpec(4, 4.0, "attention"), read_adapter(path).base)
+    store.register(path, "my-style")
+
+    def swapping_after(module, name, to):  # the first call of module.name replaces my-style with `to`, as an import
+        real, swapped = getattr(module, name), []
+
+        def hook(*args, **kwargs):
+            found = real(*args, **kwargs)
+            if not swapped:
+                swapped.append(to)  # first: the registration's own reads pass through
+                store.register(to, "my-style", overwrite=True)
+            return found
+
+        monkeypatch.setattr(module, name, hook)
+
+    def whole(adapter, file):  # one adapter, all of it the file's, with the file's own sha256
+        expected = read_adapter(file)
+        assert adapter.sha256 == sha256_file(file) == expected.sha256
+        assert adapter.tensors.keys() == expected.tensors.keys()
+        assert all(torch.equal(adapter.tensors[k], expected.tensors[k]) for k in expected.tensors)
+
+    swapping_after(store, "read_record", other)  # between the record's read and the file's
+    whole(store.resolve("my-style"), other)  # the new pair, no "has sha256 …, registered as …"
+    monkeypatch.undo()
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    swapping_after(adapter_file_module, "why_not_a_file", path)  # after the hash was checked: what was checked loads
+    whole(store.resolve("my-style"), other)
+    whole(store.resolve("my-style"), path)  # and the next use, the file now there

@@ -21,11 +21,12 @@ from mmgen import __version__
 from mmgen.adapters.lora import adapter_state
 from mmgen.adapters.spec import LoraSpec
 from mmgen.config import parse_json, to_dict
+from mmgen.disk_failures import reading
 from mmgen.errors import ChecksumMismatch, ConfigError, UsageError
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
 from mmgen.weights import sidecar
-from mmgen.weights.safetensors_file import open_safetensors, read_tensors, save_safetensors
+from mmgen.weights.safetensors_file import from_bytes, save_safetensors
 from mmgen.yaml_files import MAX_NUMBER_CHARS
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def is_adapter_file(path: str | Path) -> bool:
         return False
 
 
-def read_adapter(path: str | Path, read_from: Path | None = None, named: str | None = None) -> Adapter:
+def read_adapter(path: str | Path, read_from: Path | None = None, named: str | None = None,
+                 data: bytes | None = None) -> Adapter:
     """Read and verify the adapter file `path`: a clear UsageError when it is not one, ChecksumMismatch when its
     tensors are not the ones it was written with. It is read as last kept, as a model by path is (weights.load):
     while a LoRA run writes RUN/adapter.safetensors again with its json, or after one was killed doing so, from the
@@ -142,16 +144,18 @@ def read_adapter(path: str | Path, read_from: Path | None = None, named: str | N
     sidecars name, never a hidden file kept aside. `named`: how the command named it (Adapter.named), else `path`
     as given. Its refusals name it `named` too, with the file as the detail where that is another name
     (`adapter style (its registered file …/adapters/style/adapter.safetensors): damaged metadata …`), as a cached
-    model's damaged file is said under the model's name."""
+    model's damaged file is said under the model's name. The file is read once, whole (`data`: where the caller
+    read it, to check its sha256 first): its sha256 is of the bytes its tensors are loaded from, never of a file
+    that replaced it between two reads."""
     named = named or str(path)
     path = Path(path)
     about = f"adapter {named}" if Path(named) == path else f"adapter {named} (its registered file {path})"
     if why := why_not_a_file(path):
         raise UsageError(f"{about}: {why}")
     file = read_from or sidecar.kept_files(path)[0]
-    with open_safetensors(file) as f:
-        metadata = f.metadata() or {}
-    tensors = dict(read_tensors(file))
+    if data is None:
+        data = read_whole(file)
+    metadata, tensors = from_bytes(data, file)
     if metadata.get("format") != FORMAT:
         raise UsageError(f"{about} is not an mmgen adapter (no '{FORMAT}' in its metadata)",
                          hint="adapters are the RUN/adapter.safetensors of `mmgen finetune --lora`")
@@ -174,8 +178,14 @@ def read_adapter(path: str | Path, read_from: Path | None = None, named: str | N
             hint="get the adapter file again",
         )
     check_tensors(about, tensors, spec)
-    return Adapter(path, spec, base, tensors, sha256_file(file), metadata.get("mmgen_version", "?"),
+    return Adapter(path, spec, base, tensors, hashlib.sha256(data).hexdigest(), metadata.get("mmgen_version", "?"),
                    None if file == path else file, named)
+
+
+def read_whole(file: Path) -> bytes:
+    """The adapter file `file`'s bytes, read once (a failing disk: the line naming it, disk_failures.reading)."""
+    with reading(file):
+        return Path(file).read_bytes()
 
 
 def _number(metadata: dict[str, str], key: str, kind: type[int] | type[float]) -> int | float:

@@ -5,6 +5,7 @@ adapter's, never both: `models info/rm NAME` must know which one is meant."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from contextlib import AbstractContextManager
@@ -257,35 +258,46 @@ def remove(name: str) -> bool:
 
 def resolve(source: str) -> Adapter:
     """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
-    from mmgen.adapters.file import read_adapter
+    from mmgen.adapters.file import read_adapter, read_whole
 
     if is_path(source):
         return read_adapter(source)
-    file = registered_file(source)
-    if file is None:
-        here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (files_of)
-        raise InvalidSetting(
-            "adapter", "no registered adapter of that name"
-            + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,
-            hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
-            "register one with `mmgen models import FILE --name NAME`",
-        )
-    record = _record(source)
-    try:
-        actual = sha256_file(file)
-    except FileNotFoundError:  # removed by hand: said as `models verify` says it, not as an unexpected error
-        raise InvalidSetting(
-            "adapter", f"registered, but its file is missing ({file})", source,
-            hint=f"import it again (mmgen models import FILE --name {source} --overwrite), or forget it "
-            f"(mmgen models rm {source})",
-        ) from None
-    if actual != record.sha256:
-        raise ChecksumMismatch(
-            f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
-            hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
-        )
-    return read_adapter(folder_of(source) / FILE, read_from=file, named=source)  # `file`: maybe what a
-    # registration kept aside
+    for look in (1, 2):  # a second look where the first met a record and file replaced together (models import
+        # --overwrite in another process, between its reads), which is no damage: each look is one state, last kept
+        kept = _kept(source)
+        record = read_record(AdapterRecord, kept[0], "adapter record", f"run `mmgen models rm {source}`") \
+            if kept is not None else None
+        if record is None and (kept is None or look == 2):  # (a record kept aside, gone as it was read: look again)
+            here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (files_of)
+            raise InvalidSetting(
+                "adapter", "no registered adapter of that name"
+                + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,
+                hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
+                "register one with `mmgen models import FILE --name NAME`",
+            )
+        if record is None:
+            continue
+        file = kept[1]
+        try:
+            data = read_whole(file)  # once: what is hashed is what is loaded (read_adapter)
+        except FileNotFoundError:  # removed by hand: said as `models verify` says it, not as an unexpected error
+            if look == 1:
+                continue
+            raise InvalidSetting(
+                "adapter", f"registered, but its file is missing ({file})", source,
+                hint=f"import it again (mmgen models import FILE --name {source} --overwrite), or forget it "
+                f"(mmgen models rm {source})",
+            ) from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual == record.sha256:
+            return read_adapter(folder_of(source) / FILE, read_from=file, named=source, data=data)  # `file`: maybe
+            # what a registration kept aside
+        if look == 2:
+            raise ChecksumMismatch(
+                f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
+                hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
+            )
+    raise AssertionError("unreachable")
 
 
 def import_merged(file: str | Path, name: str, overwrite: bool = False):

@@ -100,6 +100,20 @@ def read_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
             yield name, tensor
 
 
+def from_bytes(data: bytes, path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and the tensors of the safetensors file `path`, already read whole into `data` (a small file,
+    an adapter's): what its reader hashed is what is loaded, whatever replaces the file meanwhile. A damaged one is
+    the UsageError `open_safetensors` makes of it."""
+    try:
+        tensors = safetensors.torch.load(data)  # the library's checks, as open_safetensors has them made
+    except safetensors.SafetensorError as e:
+        reason = str(e).removeprefix("Error while deserializing header: ")
+        raise UsageError(f"{path}: damaged, or not a safetensors file ({reason})", hint="get the file again") from None
+    (length,) = _HEADER_LENGTH.unpack_from(data)
+    header = parse_json(data[_HEADER_LENGTH.size:_HEADER_LENGTH.size + length], str(path))
+    return header.get("__metadata__") or {}, {name: tensor.clone() for name, tensor in tensors.items()}
+
+
 def _fill(file: Any, buffer: Any, path: Path) -> None:
     """`buffer` filled from the file's position (readinto may return less than asked: read on where it stopped)."""
     view, done = memoryview(buffer).cast("B"), 0

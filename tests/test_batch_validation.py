@@ -805,6 +805,34 @@ def test_outputs_whose_names_a_disk_turned_to_another_unicode_form_are_the_job_s
     assert not (out / "café.mp4").exists()
 
 
+def test_a_job_done_under_one_unicode_form_of_its_name_is_done_with_the_batch_file_saved_in_the_other(folder: Path):
+    """A batch file whose `name: café` is spelled NFD ran; an editor then saved it in NFC. The job's files, recorded
+    under the NFD name (and its seed, the name's), are the job done: where they are, then renamed to the job's
+    spelling as the refusal's hint said (it was refused as `not written by this batch`), and its own to redo."""
+    import unicodedata
+
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: "cafe\\u0301", steps: 2, previews: false}
+        """)
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (job,) = plan_batch(jobs).jobs  # recorded as `mmgen batch` does when the job ends
+    assert unicodedata.is_normalized("NFD", job.output) and not unicodedata.is_normalized("NFC", job.output)
+    for path in job.files.files.values():
+        path.write_bytes(f"the batch's {path.suffix}".encode())
+    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
+                           files=manifest.describe_files(job.files.files)))
+    jobs.write_text(jobs.read_text().replace("cafe\\u0301", "caf\\u00e9"))  # saved in NFC
+    assert plan_batch(jobs).status == {1: "done"}  # its files as recorded, NFD
+    for path in job.files.files.values():  # renamed as the hint says
+        path.rename(path.with_name(unicodedata.normalize("NFC", path.name)))
+    assert plan_batch(jobs).status == {1: "done"}
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status == {1: "changed"}  # its own files: no --overwrite needed
+
+
 def test_planning_reads_the_registry_a_few_times_not_once_per_job(folder: Path, monkeypatch: pytest.MonkeyPatch):
     reads = []
     original = registry.load_registry

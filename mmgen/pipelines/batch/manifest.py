@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import unicodedata
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +38,36 @@ LOCK_NAME = ".batch-manifest.lock"
 RUN_LOCK_NAME = ".batch-running.lock"  # held by the one batch writing into the folder (batch.run)
 
 State = Literal["started", "done", "failed"]
+
+
+def same_name(path: str) -> str:
+    """How the manifest compares the paths it records (outputs and files, relative to its folder): under NFC, so a
+    record written under one Unicode form of a name is found by a job, or a file, spelled in the other."""
+    return unicodedata.normalize("NFC", path)
+
+
+class ByPath(dict):
+    """A dict keyed by manifest paths, compared as `same_name` compares them."""
+
+    def __init__(self, items: Any = ()):
+        super().__init__()
+        for key, value in dict(items).items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(same_name(key), value)
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(same_name(key))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(same_name(key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(same_name(key), default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        return super().pop(same_name(key), *default)
 
 
 @dataclass(frozen=True)
@@ -96,9 +127,9 @@ class Manifest:
         self.run_lock = self.folder / RUN_LOCK_NAME
         self._found = folder_identity(self.folder)  # the folder as this manifest found it (a batch's: made as it began)
 
-    def latest(self) -> dict[str, Record]:
-        """The last record of every output."""
-        return {record.output: record for record in self.history()}
+    def latest(self) -> ByPath:
+        """The last record of every output (by its path as `same_name` compares them)."""
+        return ByPath({record.output: record for record in self.history()})
 
     def history(self) -> list[Record]:
         """Every readable record, oldest first."""
@@ -156,13 +187,13 @@ class Manifest:
             records = self._parsed(lines)
             last: dict[tuple[str, str], int] = {}  # what each record is the last of → its place
             for place, record in enumerate(records):
-                last[("output", record.output)] = place
+                last[("output", same_name(record.output))] = place
                 if record.state == "started":
-                    last[("started", record.output)] = place
+                    last[("started", same_name(record.output))] = place
                 elif record.state == "done":
                     for file in record.files.values():
-                        last[("file", file.path)] = place
-            for output in {record.output for record in records}:
+                        last[("file", same_name(file.path))] = place
+            for output in {same_name(record.output) for record in records}:
                 if records[last[("output", output)]].state == "done":
                     last.pop(("started", output), None)
             kept = sorted(set(last.values()))
@@ -183,8 +214,9 @@ class Manifest:
 
     def intact(self, record: Record, at: Mapping[str, str] | None = None) -> bool:
         """True if every file a "done" record lists is still there, with its recorded size and content. `at`: where a
-        file is instead, by its recorded path (its name in another Unicode form: targets.Places.spelled)."""
-        at = at or {}
+        file is instead, by its recorded path as `same_name` compares them (the job's spelling of its name, or the one
+        there in another Unicode form: targets.Places.spelled)."""
+        at = ByPath(at or {})
         return bool(record.files) and all(self.unchanged(file, at.get(file.path)) for file in record.files.values())
 
     def unchanged(self, file: FileRecord, at: str | None = None) -> bool:

@@ -84,14 +84,16 @@ class Job:
     def kind(self) -> str:
         return self.spec.kind
 
-    def hashed_as(self, recorded: str, seed: int | None = None) -> bool:
+    def hashed_as(self, recorded: str, seed: int | None = None, respelled: bool = False) -> bool:
         """Whether a record's content hash is this job's: its own, or as an older mmgen hashed it, naming the
         models by other sha256s (weights.identity.model_sha256s) — worked out only for a record that is not. A
         record's `seed` of 2^32 or more, this job's seed in its low 32 bits, is the same job too: mmgen before
         2026-12 took it, and torch's generator kept only those bits, so it made what this seed makes (the job
-        of a file that follows the refusal's hint, `seed 4294967294 makes what it made before`, is done)."""
+        of a file that follows the refusal's hint, `seed 4294967294 makes what it made before`, is done). So is the
+        record's seed where it names the job's output in another Unicode form (`respelled`: the batch file saved
+        in NFC since): a seed not given is its name's, hashed from the name's bytes as then spelled."""
         older = seed is not None and seed >= 2**SEED_BITS and seed_taken(seed) == self.seed
-        seeds = [self.seed, seed] if older else [self.seed]
+        seeds = [self.seed, seed] if seed is not None and (older or respelled) else [self.seed]
         return recorded == self.hash or any(digest({**payload, "seed": each}) == recorded
                                             for payload in self.payloads for each in seeds)
 

@@ -25,7 +25,7 @@ from mmgen.output_checks import (
     outputs_named_with,
     same_file,
 )
-from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
+from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
 from mmgen.written_paths import WINDOWS_HINT, is_windows_path
@@ -346,9 +346,11 @@ def _status(job: Job, record: Record | None, manifest: Manifest, spelled: dict[s
     if record is None:
         return "new"
     if record.state == "done":
-        if not job.hashed_as(record.hash, record.seed):
+        if not job.hashed_as(record.hash, record.seed, respelled=record.output != job.output):
             return "changed"
-        at = {key: manifest.relative(there) for key, (_, there) in spelled.items()}
+        at = ByPath({key: key for key in map(manifest.relative, job.files.files.values())})  # as the job spells it
+        for key, (_, there) in spelled.items():
+            at[key] = manifest.relative(there)
         return "done" if manifest.intact(record, at) else "damaged"
     return "incomplete" if record.state == "started" else "failed"
 
@@ -361,9 +363,9 @@ class Written:
         self.manifest = manifest
         self.places = places or Places()
         self.batch_file = batch_file
-        self.latest: dict[str, Record] = {}  # by output
-        self.files: dict[str, FileRecord] = {}  # by path, as this batch's last "done" record of it left it
-        self.started: dict[str, Record] = {}  # by output, its last "started" record
+        self.latest = ByPath()  # by output: its last Record
+        self.files = ByPath()  # by path: its FileRecord, as this batch's last "done" record of it left it
+        self.started = ByPath()  # by output, its last "started" Record
         for record in manifest.history():
             self.latest[record.output] = record
             if record.state == "started":
@@ -399,7 +401,7 @@ class Written:
         if path.is_symlink():  # the batch never writes one
             return "was not written by this batch"
         known = self.files.get(key)
-        if known is not None and self.manifest.unchanged(known):
+        if known is not None and self.manifest.unchanged(known, key):  # at the job's spelling of its recorded path
             return None
         started = self.started.get(output)
         if (record is not None and record.state != "done" and started is not None

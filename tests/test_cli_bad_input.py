@@ -775,6 +775,24 @@ def test_an_unknown_option_is_suggested_only_options_close_to_it(tmp_path):
                     "--json-out": "mmgen: error: No such option: --json-out (Possible options: --json)\n"}
 
 
+def test_another_command_s_output_option_or_a_typo_of_it_is_told_this_command_s_own(tmp_path):
+    """`generate --output x` named the commands that take --output, and `soundtrack --out-dir` those that take that,
+    though each has its own -o; `generate --ouput`/`--outpt` and `batch --ouput` said nothing (click had suggested
+    --out-dir before its cut-off was narrowed). A typo of a command's own option gets it, `--guidance` still not
+    `--loudness`."""
+    said = {args: run_here(*args.split(), env=mmgen_env(tmp_path)).stderr for args in (
+        "generate --output x", "generate --ouput x", "batch j.yaml --ouput y", "soundtrack x.mp4 --out-dir y",
+        "generate --outpt x", "generate --stpes 3", "generate --guidance 3")}
+    assert said == {
+        "generate --output x": "mmgen: error: No such option: --output (did you mean -o/--out-dir?)\n",
+        "generate --ouput x": "mmgen: error: No such option: --ouput (did you mean -o/--out-dir?)\n",
+        "batch j.yaml --ouput y": "mmgen: error: No such option: --ouput (did you mean -o/--out-dir?)\n",
+        "soundtrack x.mp4 --out-dir y": "mmgen: error: No such option: --out-dir (did you mean -o/--output?)\n",
+        "generate --outpt x": "mmgen: error: No such option: --outpt (did you mean -o/--out-dir?)\n",
+        "generate --stpes 3": "mmgen: error: No such option: --stpes (Possible options: --steps)\n",
+        "generate --guidance 3": "mmgen: error: No such option: --guidance (an option of animate, retake, soundtrack)\n"}
+
+
 def test_an_unknown_option_that_other_commands_take_names_them(tmp_path):
     """`generate --guidance 3` said only `No such option: --guidance`; an option some other command takes names
     those commands, for every command (a group's subcommand too); one no command takes is said alone."""

@@ -11,23 +11,63 @@ import re
 def refusal(e: Exception) -> str:
     """The line for typer's usage error `e`: typer's words, the options it suggests only the close ones
     (close_options), then the hint (usage_hint)."""
+    own = _own_output(e)
+    if own is not None:  # this command's own, not the other commands that call theirs so
+        e.possibilities = []
+        return e.format_message().replace("\n", " ") + f" (did you mean {own}?)" + _dash_file(e)
     if type(e).__name__ == "NoSuchOption" and getattr(e, "possibilities", None):
         e.possibilities = close_options(e.option_name, e.possibilities)
     return e.format_message().replace("\n", " ") + usage_hint(e)
 
 
+def _own_output(e: Exception) -> str | None:
+    """For an unknown option that is another command's output option (its -o: `generate --output`, `soundtrack
+    --out-dir`), or a likely typo of one (`--ouput`), this command's own (`-o/--out-dir`); else None."""
+    option, ctx = getattr(e, "option_name", None), getattr(e, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if type(e).__name__ != "NoSuchOption" or not option or command is None or getattr(command, "commands", None):
+        return None
+    own = next((p for p in command.params if "-o" in getattr(p, "opts", ())), None)
+    outputs = {name for _, other in _leaves(ctx.find_root().command, []) for p in getattr(other, "params", ())
+               if "-o" in getattr(p, "opts", ()) for name in p.opts if name.startswith("--")}
+    if own is None or not close_options(option, sorted(outputs)):
+        return None
+    return "/".join(sorted(own.opts, key=len))
+
+
+def _distance(a: str, b: str) -> int:
+    """The edit distance (Levenshtein) of two names."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
 def close_options(given: str, options: list[str]) -> list[str]:
-    """The options of `options` (click's suggestions for the unknown option `given`) that are a likely typo of it:
-    their names, without the dashes, alike by difflib's ratio (≥ 0.75: `--seeds` → `--seed`, not `--steps`), or one
-    the start of the other (`--out` → `--output`). click's own cut-off (0.6, on the names with their dashes, which
-    match) suggested `--loudness` for `--guidance`, which leads nowhere."""
+    """The options of `options` (click's suggestions for the unknown option `given`) that are a likely typo of it,
+    by their names without the dashes: at most 2 edits apart (`--outpt` → `--output`), alike by difflib's ratio
+    (≥ 0.75, or ≥ 0.6 where they begin alike: their first 2 letters), or one the start of the other (`--out` →
+    `--output`); of those, the fewest edits apart, then the most alike (`--seeds` → `--seed`, not `--steps`).
+    click's own cut-off (0.6, on the names with their dashes, which match) suggested `--loudness` for `--guidance`,
+    which leads nowhere."""
     import difflib
 
     def close(a: str, b: str) -> bool:
         shorter, longer = sorted((a, b), key=len)
-        return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75 or (len(shorter) >= 3 and longer.startswith(shorter))
+        ratio = difflib.SequenceMatcher(None, a, b).ratio()
+        return (_distance(a, b) <= 2 or ratio >= 0.75 or (ratio >= 0.6 and a[:2] == b[:2])
+                or (len(shorter) >= 3 and longer.startswith(shorter)))
 
-    return [option for option in options if close(given.lstrip("-"), option.lstrip("-"))]
+    def apart(option: str) -> tuple[int, float]:  # fewest edits, then most alike
+        return _distance(bare, option.lstrip("-")), -difflib.SequenceMatcher(None, bare, option.lstrip("-")).ratio()
+
+    bare = given.lstrip("-")
+    likely = [option for option in options if close(bare, option.lstrip("-"))]
+    nearest = min(map(apart, likely), default=None)
+    return [option for option in likely if apart(option) == nearest]
 
 
 def usage_hint(e: Exception) -> str:

@@ -379,13 +379,9 @@ def test_files_the_batch_did_not_write_are_not_replaced_without_overwrite(folder
     assert plan_batch(jobs, overwrite=True).status[1] == "new"
 
 
-def test_the_batch_api_refuses_a_wrong_argument_before_any_work_and_overwrite_no_replaces_nothing(folder: Path):
-    """`overwrite="no"` (a truthy str) was taken as True: plan_batch and run_batch replaced the user's own
-    outputs/mine.mp4 and said the job was done. plan_batch(5), run_batch(None), run_batch("jobs.yaml") and
-    run_batch(plan, progress=5) were a TypeError or an AttributeError from inside."""
-    from mmgen.errors import InvalidArgument
-    from mmgen.pipelines.batch import run_batch
-
+def my_own_output_planned(folder: Path):
+    """A one-job batch whose output, outputs/mine.mp4, is the user's own file, planned with overwrite: (the batch
+    file, that file, the plan)."""
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors, steps: 1, previews: false}
         jobs:
@@ -395,7 +391,17 @@ def test_the_batch_api_refuses_a_wrong_argument_before_any_work_and_overwrite_no
     (folder / "outputs").mkdir()
     mine = folder / "outputs" / "mine.mp4"
     mine.write_bytes(b"my own video")
-    plan = plan_batch(jobs, overwrite=True)
+    return jobs, mine, plan_batch(jobs, overwrite=True)
+
+
+def test_the_batch_api_refuses_a_wrong_argument_before_any_work_and_overwrite_no_replaces_nothing(folder: Path):
+    """`overwrite="no"` (a truthy str) was taken as True: plan_batch and run_batch replaced the user's own
+    outputs/mine.mp4 and said the job was done. plan_batch(5), run_batch(None), run_batch("jobs.yaml") and
+    run_batch(plan, progress=5) were a TypeError or an AttributeError from inside."""
+    from mmgen.errors import InvalidArgument
+    from mmgen.pipelines.batch import run_batch
+
+    jobs, mine, plan = my_own_output_planned(folder)
     for call, says in [
         (lambda: plan_batch(jobs, overwrite="no"), "plan_batch(): overwrite must be True or False, got 'no'"),
         (lambda: run_batch(plan, overwrite="no"), "run_batch(): overwrite must be True or False, got 'no'"),
@@ -422,16 +428,7 @@ def test_run_plan_and_plan_batchs_local_rank_are_checked_before_any_work(folder:
     from mmgen.errors import InvalidArgument, InvalidSetting
     from mmgen.pipelines.batch import Share, run_plan
 
-    jobs = write_jobs(folder, """
-        defaults: {model: tiny.safetensors, steps: 1, previews: false}
-        jobs:
-          - kind: generate
-            name: mine
-        """)
-    (folder / "outputs").mkdir()
-    mine = folder / "outputs" / "mine.mp4"
-    mine.write_bytes(b"my own video")
-    plan = plan_batch(jobs, overwrite=True)
+    jobs, mine, plan = my_own_output_planned(folder)
     for call, says in [
         (lambda: run_plan("jobs.yaml"), "run_plan(): plan must be a Plan, got 'jobs.yaml'"),
         (lambda: run_plan(plan, overwrite="no"), "run_plan(): overwrite must be True or False, got 'no'"),

@@ -339,18 +339,25 @@ def _interrupt_as_it_returns(code, called_from=None):
     return tracer, fired
 
 
+def _generate_interrupted(settings, code, called_from=None) -> list:
+    """`generate(settings)` with a Ctrl-C as the first call of `code` returns (_interrupt_as_it_returns): it raises
+    KeyboardInterrupt. The frames it fired in."""
+    tracer, fired = _interrupt_as_it_returns(code, called_from)
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate(settings)
+    finally:
+        sys.settrace(None)
+    return fired
+
+
 def test_a_ctrl_c_as_grad_mode_is_switched_off_leaves_the_callers_grad_mode_on(tiny):
     """A Ctrl-C right after torch.no_grad().__enter__ returned left grad mode off in the caller's process for good
     (probe 46: 2 real SIGINTs in 383 calls): its tensors no longer required grad."""
     import torch
 
-    tracer, fired = _interrupt_as_it_returns(torch.no_grad.__enter__.__code__)
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            generate(GenerateSettings(model=str(tiny), steps=1, seed=1))
-    finally:
-        sys.settrace(None)
+    fired = _generate_interrupted(GenerateSettings(model=str(tiny), steps=1, seed=1), torch.no_grad.__enter__.__code__)
     assert fired
     assert torch.is_grad_enabled()
     assert (torch.ones(2, requires_grad=True) * 2).sum().requires_grad
@@ -366,14 +373,8 @@ def test_a_ctrl_c_as_the_meta_device_is_pushed_leaves_the_callers_default_device
 
     from mmgen.runtime.torch_state import on_device
 
-    tracer, fired = _interrupt_as_it_returns(on_device.__enter__.__code__)
     settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            generate(settings)
-    finally:
-        sys.settrace(None)
+    fired = _generate_interrupted(settings, on_device.__enter__.__code__)
     assert fired and fired[0].f_locals["self"].mode.device.type == "meta"
     assert _get_current_function_mode_stack() == []
     assert torch.ones(1).device.type == "cpu" and torch.get_default_device().type == "cpu"
@@ -390,14 +391,8 @@ def test_a_ctrl_c_as_torch_takes_the_device_mode_off_for_a_moment_is_a_keyboardi
     from torch.overrides import _get_current_function_mode_stack
 
     temporarily = torch.overrides._pop_mode_temporarily.__wrapped__.__code__
-    tracer, fired = _interrupt_as_it_returns(torch.overrides._pop_mode.__code__, called_from=temporarily)
     settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
-    sys.settrace(tracer)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            generate(settings)
-    finally:
-        sys.settrace(None)
+    fired = _generate_interrupted(settings, torch.overrides._pop_mode.__code__, called_from=temporarily)
     assert fired
     assert _get_current_function_mode_stack() == [] and torch.ones(1).device.type == "cpu"
     [result] = generate(settings)  # and the next call works
@@ -419,14 +414,9 @@ def test_a_ctrl_c_as_an_autocast_block_starts_leaves_the_callers_autocast_as_it_
     caller's own fp16 autocast region."""
     import torch
 
-    tracer, fired = _interrupt_as_it_returns(torch.autocast.__enter__.__code__)
     with torch.autocast("cpu", dtype=torch.float16, cache_enabled=False):
-        sys.settrace(tracer)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                generate(GenerateSettings(model=str(tiny), steps=1, seed=1, precision=precision))
-        finally:
-            sys.settrace(None)
+        fired = _generate_interrupted(GenerateSettings(model=str(tiny), steps=1, seed=1, precision=precision),
+                                      torch.autocast.__enter__.__code__)
         assert fired
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
         assert not torch.is_autocast_enabled("cuda") and not torch.is_autocast_cache_enabled()

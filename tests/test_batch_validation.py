@@ -762,6 +762,24 @@ def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where
     assert plan_batch(jobs).status == {1: "changed", 2: "changed"}  # its own outputs: no --overwrite needed
 
 
+def one_job_done(folder: Path, name: str):
+    """A batch of one generate job named `name` (as YAML writes it), its files written and recorded done as `mmgen
+    batch` does when the job ends: (the batch file, the output folder, its manifest, the job)."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: "NAME", steps: 2, previews: false}
+        """.replace("NAME", name))
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    (job,) = plan_batch(jobs).jobs
+    for path in job.files.files.values():
+        path.write_bytes(f"the batch's {path.suffix}".encode())
+    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
+                           files=manifest.describe_files(job.files.files)))
+    return jobs, out, manifest, job
+
+
 def test_outputs_whose_names_a_disk_turned_to_another_unicode_form_are_the_job_s_never_written_beside(folder: Path):
     """A trip through a macOS HFS+ disk leaves `café.mp4` spelled NFD (e + a combining accent): the job's files are
     there, under another spelling of its name. As recorded they are the job done; else the job is refused, naming
@@ -769,18 +787,7 @@ def test_outputs_whose_names_a_disk_turned_to_another_unicode_form_are_the_job_s
     macOS or Windows disk."""
     import unicodedata
 
-    jobs = write_jobs(folder, """
-        defaults: {model: tiny.safetensors}
-        jobs:
-          - {kind: generate, name: "caf\\u00e9", steps: 2, previews: false}
-        """)
-    out, manifest = folder / "outputs", Manifest(folder / "outputs")
-    out.mkdir()
-    (job,) = plan_batch(jobs).jobs  # recorded as `mmgen batch` does when the job ends
-    for path in job.files.files.values():
-        path.write_bytes(f"the batch's {path.suffix}".encode())
-    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
-                           files=manifest.describe_files(job.files.files)))
+    jobs, out, manifest, job = one_job_done(folder, "caf\\u00e9")
     for path in job.files.files.values():
         path.rename(path.with_name(unicodedata.normalize("NFD", path.name)))
     nfd = out / unicodedata.normalize("NFD", "café.mp4")
@@ -808,19 +815,8 @@ def test_a_job_done_under_one_unicode_form_of_its_name_is_done_with_the_batch_fi
     spelling as the refusal's hint said (it was refused as `not written by this batch`), and its own to redo."""
     import unicodedata
 
-    jobs = write_jobs(folder, """
-        defaults: {model: tiny.safetensors}
-        jobs:
-          - {kind: generate, name: "cafe\\u0301", steps: 2, previews: false}
-        """)
-    out, manifest = folder / "outputs", Manifest(folder / "outputs")
-    out.mkdir()
-    (job,) = plan_batch(jobs).jobs  # recorded as `mmgen batch` does when the job ends
+    jobs, out, manifest, job = one_job_done(folder, "cafe\\u0301")
     assert unicodedata.is_normalized("NFD", job.output) and not unicodedata.is_normalized("NFC", job.output)
-    for path in job.files.files.values():
-        path.write_bytes(f"the batch's {path.suffix}".encode())
-    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
-                           files=manifest.describe_files(job.files.files)))
     jobs.write_text(jobs.read_text().replace("cafe\\u0301", "caf\\u00e9"))  # saved in NFC
     assert plan_batch(jobs).status == {1: "done"}  # its files as recorded, NFD
     for path in job.files.files.values():  # renamed as the hint says

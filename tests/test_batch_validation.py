@@ -1643,3 +1643,17 @@ def test_a_name_windows_cannot_store_is_a_note_and_a_drive_or_a_name_too_long_is
     problems = problems_of(jobs)
     assert problems[3] == "job 1 (generate): name: 'a:b' reads as drive A: on Windows (a name is relative to the output folder)"
     assert problems[4].endswith("longer than the 255 the filesystem allows (choose a shorter name with the job's `name:`)")
+
+
+def test_a_name_windows_cannot_store_is_noted_only_for_a_job_the_run_writes_not_one_done(folder: Path):
+    """The note on a name Windows cannot store was said on every dry run and run, also for a job done and skipped,
+    which writes nothing: said for the jobs to run (new, changed, redo) only."""
+    jobs, out, manifest, job = one_job_done(folder, "CON")
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert done.returncode == 0, done.stderr
+    assert "1 job: 0 to run, 1 done" in done.stdout, done.stdout
+    assert "Windows" not in done.stderr, done.stderr
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))  # changed: to redo, written again
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert done.returncode == 0, done.stderr
+    assert f"{jobs}:3: note: job 1 (generate): name: 'CON' cannot be stored on a Windows disk" in done.stderr

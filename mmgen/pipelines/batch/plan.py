@@ -166,6 +166,7 @@ def plan_batch(
     # Only the jobs whose outputs may be written: one that would replace an input gets no "pass --overwrite" hint.
     status = {job.number: status_of(job, records.get(job.output), written, problems, overwrite) for job in fine}
     downloads = planner.downloads(jobs)
+    planner.say_notes(fine, status)
     if problems:
         raise BatchInvalid(batch.path, problems)
     return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records, said_in_call())
@@ -200,6 +201,14 @@ class _Planner:
         self._runs: dict[RunSettings, Run | UsageError] = {}
         self._configs: dict[str, Any] = {}
         self._left_out: dict[int, dict[str, Any]] = {}  # by job index: the `defaults:` values its run ignores (_meant)
+        self.notes: dict[int, tuple[str, str]] = {}  # by job index: a note on its name (where, what), for say_notes
+
+    def say_notes(self, jobs: list[Job], status: Mapping[int, Status]) -> None:
+        """The notes on the jobs' names, for those the run will write (new, changed, redo): a job done and skipped
+        writes no file, so a name Windows cannot store is nothing to say there."""
+        for index in dict.fromkeys(job.spec.index for job in jobs if status.get(job.number, "done") != "done"):
+            if index in self.notes and torchrun.rank() == 0:
+                note(*self.notes[index], "a name Windows cannot store")
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -269,9 +278,9 @@ class _Planner:
     def _targets(self, spec: JobSpec, settings: RunSettings) -> list[tuple[Path | None, str, RunSettings]]:
         """(input, output stem, settings with the seed resolved) of every output the job makes."""
         name = output_name(spec, self.batch.output_dir, self.problems)
-        if name is not None and (why := windows_note(name)) and torchrun.rank() == 0:
-            note(f"{self.batch.path}:{spec.line_of('name')}", f"note: job {spec.index} ({spec.kind}): name: "
-                 f"{spec.name!r} cannot be stored on a Windows disk ({why})", "a name Windows cannot store")
+        if name is not None and (why := windows_note(name)):  # said for the jobs the run will write (say_notes)
+            self.notes[spec.index] = (f"{self.batch.path}:{spec.line_of('name')}", f"note: job {spec.index} "
+                                      f"({spec.kind}): name: {spec.name!r} cannot be stored on a Windows disk ({why})")
         if isinstance(settings, GenerateSettings):  # `num` outputs, from seeds seed, seed + 1, ...
             stem = name or f"{spec.kind}_{spec.index}"
             first = settings.seed if settings.seed is not None else _seed_for(stem)

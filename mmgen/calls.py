@@ -2,7 +2,8 @@
 blocks) — is what two promises hold over: each note is said once in it (media.notes.one_call), and every output
 folder stays the one it found (output_folders.same_folders). A call made inside another is part of it: a batch's jobs, a
 command's pipeline call. A pipeline call also gives its caller's thread back torch's state as it found it
-(runtime.torch_state), however it ends."""
+(runtime.torch_state), however it ends; its caller's default device (`with torch.device`, torch.set_default_device)
+is off for the call."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mmgen.media.notes import one_call
 from mmgen.output_folders import same_folders
-from mmgen.runtime.torch_state import put_back_torch_state, torch_state
+from mmgen.runtime.torch_state import put_back_torch_state, suspend_device_modes, torch_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +31,7 @@ def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Call
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         kept = torch_state()
         try:
+            suspend_device_modes()  # mmgen's device is its settings', never its caller's default one
             with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders():
                 return function(*args, **kwargs)
         finally:

@@ -423,3 +423,38 @@ def test_a_ctrl_c_as_an_autocast_block_starts_leaves_the_callers_autocast_as_it_
         assert _autocast_nesting() == 1
     assert not torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     assert torch.is_autocast_cache_enabled() and _autocast_nesting() == 0
+
+
+def test_a_call_inside_the_callers_meta_device_makes_real_tensors_and_gives_the_device_back(tiny):
+    """A call inside its caller's `with torch.device("meta")` (or after torch.set_default_device("meta")) failed with
+    "TypeError: can't convert meta device type tensor to numpy" (probe 51): the caller's default device leaked into
+    mmgen's, which is its settings'. The call takes the device modes off and gives them back; a function mode the
+    caller set (a profiler's, a FlopCounterMode) stays in force through it."""
+    import numpy as np
+    import torch
+    from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
+
+    class Counting(TorchFunctionMode):
+        seen = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            Counting.seen += 1
+            return func(*args, **(kwargs or {}))
+
+    settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
+    with torch.device("meta"), Counting() as counting:
+        stack, current = _get_current_function_mode_stack(), torch.utils._device.CURRENT_DEVICE
+        [inside] = generate(settings)
+        assert _get_current_function_mode_stack() == stack and counting.seen > 0
+        assert torch.ones(1).device.type == "meta" and torch.get_default_device().type == "meta"
+        assert torch.utils._device.CURRENT_DEVICE == current
+    torch.set_default_device("meta")
+    try:
+        [by_default] = generate(settings)
+        assert torch.ones(1).device.type == "meta" and torch.utils._device.CURRENT_DEVICE == torch.device("meta")
+    finally:
+        torch.set_default_device(None)
+    assert _get_current_function_mode_stack() == [] and torch.ones(1).device.type == "cpu"
+    video = np.asarray(inside.clip.video)
+    assert video.size and np.isfinite(video.astype(np.float32)).all()
+    assert np.array_equal(video, np.asarray(by_default.clip.video))  # the same seed's clip, made on mmgen's device

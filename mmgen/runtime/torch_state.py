@@ -97,7 +97,8 @@ def put_back_autocast(state: tuple) -> None:
 def torch_state() -> tuple:
     """The calling thread's grad mode, function-mode stack, the default device a `with torch.device` keeps
     (torch.utils._device's CURRENT_DEVICE), torch.set_default_device's, and its autocast state. mmgen never enters
-    inference mode or sets a default device, so it has none of theirs to give back."""
+    inference mode or sets a default device (it only takes its caller's off for a call: suspend_device_modes), so
+    it has none of theirs to give back."""
     torch = _loaded()
     if torch is None:
         return _UNTOUCHED
@@ -119,6 +120,26 @@ def put_back_torch_state(state: tuple) -> None:
     if getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None) is not device_context:
         torch._GLOBAL_DEVICE_CONTEXT.device_context = device_context
     put_back_autocast(autocast)
+
+
+def suspend_device_modes() -> None:
+    """Take the caller's default device off the calling thread for one mmgen call — the device mode on its
+    function-mode stack (a `with torch.device`, or torch.set_default_device's) and torch.set_default_device's
+    device — leaving its other modes (a profiler's, a FlopCounterMode) in force: mmgen makes its tensors on the
+    device its settings name, where the caller's `with torch.device("meta")` made them on meta ("TypeError: can't
+    convert meta device type tensor to numpy"). put_back_torch_state, given the torch_state taken before, gives
+    them back. Without torch (or its device modes) loaded, the caller has none: nothing."""
+    torch = _loaded()
+    device = sys.modules.get("torch.utils._device")
+    if torch is None or device is None:
+        return
+    modes = function_modes()
+    others = tuple(mode for mode in modes if not isinstance(mode, device.DeviceContext))
+    if len(others) != len(modes):
+        put_back_function_modes(others)
+        device.CURRENT_DEVICE = None  # a module global: touched only when this thread had a device mode
+    if getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None) is not None:
+        torch._GLOBAL_DEVICE_CONTEXT.device_context = None
 
 
 class on_device:

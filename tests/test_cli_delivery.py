@@ -133,3 +133,16 @@ def test_clips_whose_sound_clips_are_said_once_with_the_loudest_peak(tmp_path, m
     clipped = [line for line in done.stderr.splitlines() if "clipped at full scale" in line]  # a note: logged (stderr)
     assert clipped == ["the sound peaks at up to +9.5 dBFS and is clipped at full scale in 2 of the files written; "
                        "--loudness -16 (the default) keeps it under -1 dBTP"], done.stderr.splitlines()
+
+
+def test_a_limited_sound_that_misses_its_loudness_target_says_so_as_a_one_gain_sound_does(tmp_path):
+    """generate/soundtrack keep the limiter: asked for a level it cannot reach (`--loudness -5`, peaks held under
+    −1 dBTP) the clip landed a dB or more under it without a word, while retake/animate (one gain) said so. Said
+    the same way, with the level the sidecar records."""
+    done = run_here("generate", "--steps", "1", "--loudness", "-5", "--no-previews", "--json", "-o", tmp_path / "out",
+                    env=mmgen_env(tmp_path))  # the demo model: small, quick
+    assert done.returncode == 0, done.stderr
+    reached = json.loads(done.stdout)["delivery"]["lufs_after"]
+    assert reached <= -5.5
+    assert (f"the sound is brought to {reached:.1f} LUFS, {-5 - reached:.1f} LU short of --loudness -5: its peaks are "
+            "limited to keep its true peak under -1 dBTP") in done.stderr, done.stderr

@@ -26,6 +26,8 @@ from mmgen.media.resample import resample
 
 SHORT_LU = 0.05  # a one-gain sound this far under its target or more is said to be short of it (the sidecar rounds
 # to 0.01)
+MISSED_LU = 0.5  # a limited sound this far from its target or more is said to miss it (the limiter's rounds land
+# within a few tenths)
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,7 @@ def deliver(
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, overwrite=True)
     else:
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit)
-        if not limit:
-            say_if_short(report.after, delivery.loudness)
+    say_if_short(report.after, delivery.loudness, one_gain=not limit and not blend)
     return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness)
 
 
@@ -90,12 +91,19 @@ def say_if_clipped(sound: torch.Tensor, why: str) -> None:
         said_once("clipped", functools.partial(_clipping, why=why), peak_db)
 
 
-def say_if_short(reached: float | None, target: float) -> None:
-    """Sound given one gain (a retake's) whose true peak stopped it short of the `target` LUFS (by SHORT_LU or
-    more), said once per command with the largest shortfall and how many files fell short."""
-    if reached is not None and (short := target - reached) >= SHORT_LU:
-        flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}")
-        said_once("short", functools.partial(_short, flag=flag, reached=reached), short)
+def say_if_short(reached: float | None, target: float, one_gain: bool = True) -> None:
+    """Sound whose measured level `reached` misses the `target` LUFS — by SHORT_LU or more given one gain (a
+    retake's: its true peak stopped it short), by MISSED_LU or more limited (the limiter and the ceiling held it
+    down) — or lands over it (at a level so low that BS.1770's absolute gate leaves its quietest parts unmeasured):
+    said once per command and reason, with the furthest miss and how many files missed."""
+    if reached is None:
+        return
+    flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}")
+    if (over := reached - target) >= (SHORT_LU if one_gain else MISSED_LU):
+        said_once("over", functools.partial(_short, flag=flag, reached=reached, why=_GATED, side="over"), over)
+    elif (short := target - reached) >= (SHORT_LU if one_gain else MISSED_LU):
+        why = _ONE_GAIN if one_gain else _LIMITED
+        said_once(f"short {one_gain}", functools.partial(_short, flag=flag, reached=reached, why=why), short)
 
 
 def say_if_clamped(sound: torch.Tensor) -> None:
@@ -113,13 +121,20 @@ def _over_full_scale(sound: torch.Tensor) -> float | None:
     return 20 * math.log10(peak) if peak > 1.0 else None
 
 
-def _short(short: float, times: int, flag: str, reached: float) -> str:
-    """The short-of-target note for `times` files given one gain, the furthest `short` LU under their target (`flag`,
-    reaching `reached` LUFS, when it is the only one)."""
-    what = (f"is brought to {reached:.1f} LUFS, {short:.1f} LU short of {flag}" if times == 1
-            else f"falls up to {short:.1f} LU short of its loudness target in {times} of the files written")
-    return (f"the sound {what}: it is given one gain, keeping the input's sound as it was outside the ranges, and "
-            f"more would lift its true peak past {TRUE_PEAK_CEILING:g} dBTP")
+_ONE_GAIN = (f"it is given one gain, keeping the input's sound as it was outside the ranges, and more would lift its "
+             f"true peak past {TRUE_PEAK_CEILING:g} dBTP")
+_LIMITED = (f"its peaks are limited to keep its true peak under {TRUE_PEAK_CEILING:g} dBTP, and louder it would be "
+            f"flattened further")
+_GATED = ("at so low a level BS.1770's -70 LUFS absolute gate leaves its quietest parts out of the measure, so what "
+          "is measured is louder")
+
+
+def _short(short: float, times: int, flag: str, reached: float, why: str, side: str = "short of") -> str:
+    """The missed-target note for `times` files, the furthest `short` LU from their target (`flag`, reaching
+    `reached` LUFS, when it is the only one) on `side` of it, and `why`."""
+    what = (f"is brought to {reached:.1f} LUFS, {short:.1f} LU {side} {flag}" if times == 1
+            else f"is up to {short:.1f} LU {side} its loudness target in {times} of the files written")
+    return f"the sound {what}: {why}"
 
 
 def _clamping(peak_db: float, times: int) -> str:

@@ -930,7 +930,7 @@ def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, mo
         monkeypatch.setattr(os, name, lambda *a, original=original, **k: calls.append(a) or original(*a, **k))
     plan = plan_batch(jobs)
     assert len(plan.jobs) == 1501 and len({file for job in plan.jobs for file in job.files.files.values()}) == 6004
-    assert len(calls) < 300, len(calls)  # it was 5 a file: 30,000
+    assert len(calls) < 400, len(calls)  # ~300 whatever the count (registry, cache, paths); it was 5 a file: 30,000
     monkeypatch.undo()
 
     assert run(["batch", str(jobs), "--dry-run"]) == 0

@@ -33,14 +33,14 @@ def digest(payload: dict) -> str:
 
 class JobHasher:
     """The content hashes of one batch's jobs, hashing each model and adapter file once however many jobs use it.
-    `folder`: the batch file's, `output_dir` its outputs'. Where the outputs are inside the batch file's folder (a
+    `folder`: the batch file's (resolved), `output_dir` its outputs'. Where the outputs are inside the batch file's folder (a
     project, which moves whole), an input inside it is named by its path from the output folder: a project renamed,
     moved or copied (`cp -a`) whole keeps its jobs done. From the output folder, not the batch file's: another
     batch file sharing that output folder names another file by another path (the same path from two batch files'
     folders named two files, of equal size and mtime one's output was taken as the other's)."""
 
     def __init__(self, registry: Registry, cache: ModelCache, folder: Path, output_dir: Path):
-        folder, output_dir = folder.resolve(), output_dir.resolve()
+        output_dir = output_dir.resolve()  # (`folder` is resolved)
         self.project = (folder, output_dir) if output_dir.is_relative_to(folder) else None
         self.registry = registry
         self.cache = cache

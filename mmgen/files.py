@@ -28,6 +28,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
@@ -36,6 +37,8 @@ from mmgen.output_checks import check_writable, name_max
 from mmgen.output_folders import check_folders, forget_folder
 from mmgen.runtime.stop_signals import check_stop, stops_held
 from mmgen.weights.names import PATH_MAX
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,15 @@ def last_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> 
                     if holds(kept, candidate):
                         return kept, candidate
     return None
+
+
+def looked_again(look: Callable[[], T], whole: Callable[[T], bool]) -> T:
+    """What `look()` finds of a record and the file it describes (each read as last kept, `last_kept`), looked at
+    once more where the first look is not `whole` — the record and file not alike: a replacement committed both
+    between its reads (`kept_together`, another process's), which is no damage. The second look is one state, old
+    or new; what it finds then is what is said."""
+    first = look()
+    return first if whole(first) else look()
 
 
 def put_back_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> bool:

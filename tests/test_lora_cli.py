@@ -664,3 +664,32 @@ def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(
     swapping_after(adapter_file_module, "why_not_a_file", path)  # after the hash was checked: what was checked loads
     whole(store.resolve("my-style"), other)
     whole(store.resolve("my-style"), path)  # and the next use, the file now there
+
+
+def test_verify_of_an_adapter_replaced_with_its_record_as_it_is_read_is_no_damage(adapter_file, tmp_path,
+                                                                                   monkeypatch):
+    """`models verify NAME` of an adapter read its record and hashed its file separately: a `models import
+    --overwrite` between the reads was said as `corrupt`. It looks as `--adapter NAME` does (files.looked_again)."""
+    base, path = adapter_file
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    model = load_model(base).model
+    attach(model, LoraSpec(4, 4.0, "attention"))
+    with torch.no_grad():
+        for _, p in adapter_parameters(model):
+            p.fill_(0.02)
+    other = tmp_path / "other.safetensors"
+    save_adapter(other, model, LoraSpec(4, 4.0, "attention"), read_adapter(path).base)
+    store.register(path, "my-style")
+    real, calls = store.read_record, []
+
+    def hook(*args, **kwargs):  # the record read for the verdict (after the one listing it), then an import over it
+        found = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            store.register(other, "my-style", overwrite=True)
+        return found
+
+    monkeypatch.setattr(store, "read_record", hook)
+    (verdict,) = store.verify("my-style")
+    assert (verdict.ok, verdict.actual) == (True, sha256_file(other)) and len(calls) >= 2

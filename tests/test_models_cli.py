@@ -523,3 +523,28 @@ def test_the_table_piped_is_a_row_a_line_and_no_line_padded_with_spaces(tmp_path
     assert not [line for line in lines if line.endswith(" ")], done.stdout
     landscape = [line for line in lines if "│ landscape " in line]
     assert len(landscape) == 1 and "https://drive.google.com/drive/folders/" in landscape[0], done.stdout
+
+
+def test_verify_of_a_model_replaced_with_its_record_as_it_is_read_is_no_damage(tmp_path, monkeypatch, capsys):
+    """`models verify NAME` read the record and hashed the file separately: a `models import --overwrite` of NAME in
+    another process between those reads was said as `corrupt: expected A, got B`. A record and file replaced
+    together are looked at once more (files.looked_again, as `--adapter NAME` does), and the new pair is ok."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0
+    other = save_tiny_model(tmp_path / "other.safetensors", seed=1)
+    real, swapped = ModelCache.record, []
+
+    def record(self, name):  # the first record read by verify is followed by an import over it, as in another process
+        found = real(self, name)
+        if not swapped:
+            swapped.append(name)
+            assert run(["models", "import", str(other), "-n", "mine", "--overwrite"]) == 0
+        return found
+
+    capsys.readouterr()
+    monkeypatch.setattr(ModelCache, "record", record)
+    assert run(["models", "verify", "mine", "--json"]) == 0, capsys.readouterr()
+    (verdict,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert (verdict["verdict"], verdict["actual"]) == ("ok", real(ModelCache(), "mine").sha256) and swapped
+    assert real(ModelCache(), "mine").source_sha256 == sha256_file(other)  # the new pair

@@ -29,6 +29,7 @@ from mmgen.files import (
     copy_into,
     kept_together,
     last_kept,
+    looked_again,
     retire,
     sha256_file,
     write_text,
@@ -239,9 +240,17 @@ def verify(name: str | None = None) -> list[Verdict]:
     """Re-hash the registered adapters (one, or all) against the sha256 recorded when they were registered."""
     chosen = [r for r in records() if name in (None, r.name)]
     where = cache_root() / "adapters"  # a path only
-    return [damaged_verdict(r.name, r.problem, r.path, r.mend, "adapter") if isinstance(r, DamagedAdapter) else check_file(r.name, registered_file(r.name) or where / r.name / FILE,
-                                                             r.sha256, kind="adapter")
-            for r in chosen]
+    return [damaged_verdict(r.name, r.problem, r.path, r.mend, "adapter") if isinstance(r, DamagedAdapter)
+            else _verdict(r, where) for r in chosen]
+
+
+def _verdict(record: AdapterRecord, where: Path) -> Verdict:
+    """`models verify`'s verdict on a registered adapter: its record and file looked at together, once more where
+    they are not alike (files.looked_again, as `--adapter NAME` does) — a replacement between the reads is no damage."""
+    look = looked_again(lambda: _look(record.name), _alike)
+    if look.record is None:  # removed as it was verified: as it was listed
+        return check_file(record.name, where / record.name / FILE, record.sha256, kind="adapter")
+    return check_file(record.name, look.file, look.record.sha256, "adapter", look.actual)  # None: missing
 
 
 def remove(name: str) -> bool:
@@ -258,46 +267,65 @@ def remove(name: str) -> bool:
 
 def resolve(source: str) -> Adapter:
     """An `--adapter` value's adapter: a file, or a registered name (its copy checked against its record)."""
-    from mmgen.adapters.file import read_adapter, read_whole
+    from mmgen.adapters.file import read_adapter
 
     if is_path(source):
         return read_adapter(source)
-    for look in (1, 2):  # a second look where the first met a record and file replaced together (models import
-        # --overwrite in another process, between its reads), which is no damage: each look is one state, last kept
-        kept = _kept(source)
-        record = read_record(AdapterRecord, kept[0], "adapter record", f"run `mmgen models rm {source}`") \
-            if kept is not None else None
-        if record is None and (kept is None or look == 2):  # (a record kept aside, gone as it was read: look again)
-            here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (files_of)
-            raise InvalidSetting(
-                "adapter", "no registered adapter of that name"
-                + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,
-                hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
-                "register one with `mmgen models import FILE --name NAME`",
-            )
-        if record is None:
-            continue
-        file = kept[1]
-        try:
-            data = read_whole(file)  # once: what is hashed is what is loaded (read_adapter)
-        except FileNotFoundError:  # removed by hand: said as `models verify` says it, not as an unexpected error
-            if look == 1:
-                continue
-            raise InvalidSetting(
-                "adapter", f"registered, but its file is missing ({file})", source,
-                hint=f"import it again (mmgen models import FILE --name {source} --overwrite), or forget it "
-                f"(mmgen models rm {source})",
-            ) from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual == record.sha256:
-            return read_adapter(folder_of(source) / FILE, read_from=file, named=source, data=data)  # `file`: maybe
-            # what a registration kept aside
-        if look == 2:
-            raise ChecksumMismatch(
-                f"adapter {source}: {file} has sha256 {actual[:12]}…, registered as {record.sha256[:12]}…",
-                hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
-            )
-    raise AssertionError("unreachable")
+    look = looked_again(lambda: _look(source, whole=True), _alike)  # one state, last kept
+    if look.record is None:
+        here = Path(source).is_file()  # a file of that name here is not taken: a name is the store's (files_of)
+        raise InvalidSetting(
+            "adapter", "no registered adapter of that name"
+            + (f"; to use the file {source} in this folder, give it as ./{source}" if here else ""), source,
+            hint="a path (with a / or ending in .safetensors) is a file, a bare name a registered adapter: "
+            "register one with `mmgen models import FILE --name NAME`",
+        )
+    if look.actual is None:  # removed by hand: said as `models verify` says it, not as an unexpected error
+        raise InvalidSetting(
+            "adapter", f"registered, but its file is missing ({look.file})", source,
+            hint=f"import it again (mmgen models import FILE --name {source} --overwrite), or forget it "
+            f"(mmgen models rm {source})",
+        )
+    if look.actual != look.record.sha256:
+        raise ChecksumMismatch(
+            f"adapter {source}: {look.file} has sha256 {look.actual[:12]}…, registered as {look.record.sha256[:12]}…",
+            hint=f"import it again: mmgen models import FILE --name {source} --overwrite",
+        )
+    return read_adapter(folder_of(source) / FILE, read_from=look.file, named=source, data=look.data)  # `file`:
+    # maybe what a registration kept aside
+
+
+@dataclass(frozen=True)
+class _Look:
+    """One look at a registered adapter: its record and file as last kept (`_kept`), and the file's sha256 (None:
+    missing) — with its bytes, where they are to be loaded (what is hashed is what is loaded)."""
+
+    record: AdapterRecord | None
+    file: Path | None
+    actual: str | None
+    data: bytes | None = None
+
+
+def _look(name: str, whole: bool = False) -> _Look:
+    """A look at the registered adapter `name` (`whole`: its file read once, into memory, to be loaded)."""
+    from mmgen.adapters.file import read_whole
+
+    kept = _kept(name)
+    record = read_record(AdapterRecord, kept[0], "adapter record", f"run `mmgen models rm {name}`") \
+        if kept is not None else None
+    if record is None:  # (or a record kept aside, gone as it was read)
+        return _Look(None, None, None)
+    try:
+        data = read_whole(kept[1]) if whole else None
+        actual = hashlib.sha256(data).hexdigest() if whole else sha256_file(kept[1])
+    except FileNotFoundError:
+        return _Look(record, kept[1], None)
+    return _Look(record, kept[1], actual, data)
+
+
+def _alike(look: _Look) -> bool:
+    """Whether a look found a record and the file it describes (else look again: files.looked_again)."""
+    return look.record is not None and look.actual == look.record.sha256
 
 
 def import_merged(file: str | Path, name: str, overwrite: bool = False):

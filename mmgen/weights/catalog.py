@@ -13,7 +13,7 @@ from typing import Any
 
 from mmgen.config import to_dict
 from mmgen.errors import MmgenError, ModelNotFound, StorageError
-from mmgen.files import sha256_file
+from mmgen.files import looked_again, sha256_file
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache, damaged_folder
 from mmgen.weights.names import check_name
@@ -150,22 +150,27 @@ def verify_models(name: str | None = None) -> list[Verdict]:
         if n in bundled:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
             continue
-        try:
-            record = cache.record(n)
+        try:  # the record and file looked at together, once more where they are not alike: a replacement (models
+            # import --overwrite) between the reads is no damage (files.looked_again, as adapters' are)
+            record, verdict = looked_again(functools.partial(_looked_at, cache, n), lambda found: found[1].ok)
         except StorageError:  # the machine's trouble (a failing disk, no permission): no verdict on the record
             raise
         except MmgenError as e:  # said as this model's verdict; the others are still checked
             where = cache.root / "models" / n / "model.json"  # a path only: its folder may be what is damaged
             verdicts.append(damaged_verdict(n, str(e), where, e.hint))
             continue
-        if record is None:  # its record, but no weights file: "missing"
-            verdicts.append(check_file(n, cache.weights_path(n), None))
-            continue
-        verdict = check_file(n, cache.weights_file(n), record.sha256)
-        if verdict.ok:  # hashed just now: the next load need not hash it again (a read-only cache: it will)
-            cache.restamped(n, record)
+        if verdict.ok and record is not None:  # hashed just now: the next load need not hash it again (a read-only
+            cache.restamped(n, record)  # cache: it will)
         verdicts.append(verdict)
     return verdicts
+
+
+def _looked_at(cache: ModelCache, name: str) -> tuple[CacheRecord | None, Verdict]:
+    """A cached model's record and the verdict on its file against it (no record: its weights file "missing")."""
+    record = cache.record(name)
+    if record is None:
+        return None, check_file(name, cache.weights_path(name), None)
+    return record, check_file(name, cache.weights_file(name), record.sha256)
 
 
 def damaged_verdict(name: str, said: str, where: Path, mend: str | None, kind: str = "model") -> Verdict:
@@ -181,11 +186,11 @@ def damaged_verdict(name: str, said: str, where: Path, mend: str | None, kind: s
     return Verdict(name, path, False, f"{DAMAGED}: {what}", None, None, kind, mend)
 
 
-def check_file(name: str, path: Path, expected: str | None, kind: str = "model") -> Verdict:
-    """Re-hash one weights file against the sha256 recorded for it."""
-    if not path.is_file():
+def check_file(name: str, path: Path, expected: str | None, kind: str = "model", actual: str | None = None) -> Verdict:
+    """Re-hash one weights file against the sha256 recorded for it (`actual`: hashed already)."""
+    if actual is None and not path.is_file():
         return Verdict(name, str(path), False, "missing", expected, None, kind)
-    actual = sha256_file(path)
+    actual = actual or sha256_file(path)
     if expected is None:
         return Verdict(name, str(path), True, "ok (no sha256 registered)", None, actual, kind)
     if actual != expected:

@@ -619,13 +619,9 @@ def _metadata(path: Path) -> dict[str, str]:
         return f.metadata()
 
 
-def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(adapter_file, tmp_path, monkeypatch):
-    """`--adapter NAME` read the record, hashed the file, then read the file again to load it: a `models import
-    --overwrite` of NAME in another process between those reads was said as a damaged cache (`… has sha256 B…,
-    registered as A…`), or loaded adapter B where A's sha256 was checked. The file is read once — what is hashed
-    is what is loaded — and a record and file replaced together are looked at once more, not called damage."""
-    import mmgen.adapters.file as adapter_file_module
-
+def registered_and_another(adapter_file, tmp_path, monkeypatch, fill: float):
+    """The adapter file registered as my-style in this test's cache, and another adapter on the same base (its
+    values all `fill`) to replace it with: (the registered file, the other)."""
     base, path = adapter_file
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -633,10 +629,21 @@ def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(
     attach(model, LoraSpec(4, 4.0, "attention"))
     with torch.no_grad():
         for _, p in adapter_parameters(model):
-            p.fill_(0.01)
+            p.fill_(fill)
     other = tmp_path / "other.safetensors"
     save_adapter(other, model, LoraSpec(4, 4.0, "attention"), read_adapter(path).base)
     store.register(path, "my-style")
+    return path, other
+
+
+def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(adapter_file, tmp_path, monkeypatch):
+    """`--adapter NAME` read the record, hashed the file, then read the file again to load it: a `models import
+    --overwrite` of NAME in another process between those reads was said as a damaged cache (`… has sha256 B…,
+    registered as A…`), or loaded adapter B where A's sha256 was checked. The file is read once — what is hashed
+    is what is loaded — and a record and file replaced together are looked at once more, not called damage."""
+    import mmgen.adapters.file as adapter_file_module
+
+    path, other = registered_and_another(adapter_file, tmp_path, monkeypatch, 0.01)
 
     def swapping_after(module, name, to):  # the first call of module.name replaces my-style with `to`, as an import
         real, swapped = getattr(module, name), []
@@ -670,17 +677,7 @@ def test_verify_of_an_adapter_replaced_with_its_record_as_it_is_read_is_no_damag
                                                                                    monkeypatch):
     """`models verify NAME` of an adapter read its record and hashed its file separately: a `models import
     --overwrite` between the reads was said as `corrupt`. It looks as `--adapter NAME` does (files.looked_again)."""
-    base, path = adapter_file
-    for key, value in mmgen_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    model = load_model(base).model
-    attach(model, LoraSpec(4, 4.0, "attention"))
-    with torch.no_grad():
-        for _, p in adapter_parameters(model):
-            p.fill_(0.02)
-    other = tmp_path / "other.safetensors"
-    save_adapter(other, model, LoraSpec(4, 4.0, "attention"), read_adapter(path).base)
-    store.register(path, "my-style")
+    path, other = registered_and_another(adapter_file, tmp_path, monkeypatch, 0.02)
     real, calls = store.read_record, []
 
     def hook(*args, **kwargs):  # the record read for the verdict (after the one listing it), then an import over it

@@ -36,7 +36,7 @@ from mmgen.pipelines import session
 from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch, run_batch, run_plan
 from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
-from mmgen.pipelines.batch.targets import Written
+from mmgen.pipelines.batch.written import Written
 from mmgen.weights import ModelCache, load_registry
 from mmgen.weights.identity import model_sha256s
 

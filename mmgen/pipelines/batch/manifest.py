@@ -176,8 +176,8 @@ class Manifest:
 
     def compact(self) -> bool:
         """Rewrite the log (atomically, under its lock) with only the records that still say something: each output's
-        last record, its last "started" one unless it ended done since (targets.Written reads a start only for a job
-        that is not done), and for each file the last "done" record listing it — what `latest` and targets.Written
+        last record, its last "started" one unless it ended done since (written.Written reads a start only for a job
+        that is not done), and for each file the last "done" record listing it — what `latest` and written.Written
         read from it, unchanged. Torn and foreign lines go too. True if it was rewritten."""
         with writing(self.path, self.lock), file_lock(self.lock):
             try:

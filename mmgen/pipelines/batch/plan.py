@@ -35,7 +35,6 @@ from mmgen.pipelines.batch.schema import (
 )
 from mmgen.pipelines.batch.targets import (
     Places,
-    Written,
     check_manifest,
     check_targets,
     check_unique,
@@ -43,6 +42,7 @@ from mmgen.pipelines.batch.targets import (
     status_of,
     windows_note,
 )
+from mmgen.pipelines.batch.written import Written
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings, seed_taken

@@ -121,8 +121,8 @@ def _over_full_scale(sound: torch.Tensor) -> float | None:
     return 20 * math.log10(peak) if peak > 1.0 else None
 
 
-_ONE_GAIN = (f"it is given one gain, keeping the input's sound as it was outside the ranges, and more would lift its "
-             f"true peak past {TRUE_PEAK_CEILING:g} dBTP")
+_ONE_GAIN = (f"it is given one gain, keeping the input's own sound's shape (a retake's, an animate's), and more would "
+             f"lift its true peak past {TRUE_PEAK_CEILING:g} dBTP")
 _LIMITED = (f"its peaks are limited to keep its true peak under {TRUE_PEAK_CEILING:g} dBTP, and louder it would be "
             f"flattened further")
 _GATED = ("at so low a level BS.1770's -70 LUFS absolute gate leaves its quietest parts out of the measure, so what "

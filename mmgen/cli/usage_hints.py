@@ -23,9 +23,8 @@ def refusal(e: Exception) -> str:
 def _own_output(e: Exception) -> str | None:
     """For an unknown option that is another command's output option (its -o: `generate --output`, `soundtrack
     --out-dir`), or a likely typo of one (`--ouput`), this command's own (`-o/--out-dir`); else None."""
-    option, ctx = getattr(e, "option_name", None), getattr(e, "ctx", None)
-    command = getattr(ctx, "command", None)
-    if type(e).__name__ != "NoSuchOption" or not option or command is None or getattr(command, "commands", None):
+    option, ctx, command = _unknown_to_a_command(e)
+    if option is None:
         return None
     own = next((p for p in command.params if "-o" in getattr(p, "opts", ())), None)
     outputs = {name for _, other in _leaves(ctx.find_root().command, []) for p in getattr(other, "params", ())
@@ -33,6 +32,16 @@ def _own_output(e: Exception) -> str | None:
     if own is None or not close_options(option, sorted(outputs)):
         return None
     return "/".join(sorted(own.opts, key=len))
+
+
+def _unknown_to_a_command(e: Exception) -> tuple:
+    """For typer's "no such option" given to a command (not a group): (the option, the context, the command); else
+    (None, None, None)."""
+    option, ctx = getattr(e, "option_name", None), getattr(e, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if type(e).__name__ != "NoSuchOption" or not option or command is None or getattr(command, "commands", None):
+        return None, None, None
+    return option, ctx, command
 
 
 def _distance(a: str, b: str) -> int:
@@ -130,9 +139,8 @@ def _option_before_command(e: Exception) -> str:
 def _option_of_others(e: Exception) -> str:
     """For an unknown option of a command (not a group: _option_before_command's), the other commands that take
     it (`mmgen generate --guidance 3` → ` (an option of animate, soundtrack)`); else nothing."""
-    option, ctx = getattr(e, "option_name", None), getattr(e, "ctx", None)
-    command = getattr(ctx, "command", None)
-    if type(e).__name__ != "NoSuchOption" or not option or command is None or getattr(command, "commands", None):
+    option, ctx, _ = _unknown_to_a_command(e)
+    if option is None:
         return ""
     takers = [" ".join(names) for names, other in _leaves(ctx.find_root().command, []) if _takes(other, option)]
     return f" (an option of {', '.join(takers)})" if takers else ""

@@ -1,10 +1,6 @@
 """mmgen: MM-Diffusion for media creators — joint video+audio generation, soundtracks, fine-tuning."""
 
-import logging
-
 __version__ = "0.1.0"
 
-# A library logs, it does not print: mmgen's notes (mmgen.media.notes) go to the caller's logging setup, and with
-# none, nowhere (not stderr, through Python's last-resort handler). The command line shows them on its stderr
-# (mmgen.cli.notes_on_stderr).
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# Importing the package imports nothing: it runs before the `mmgen` command takes its stop signals (mmgen.entry),
+# and a Ctrl-C meanwhile is Python's traceback.

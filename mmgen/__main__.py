@@ -1,3 +1,3 @@
-from mmgen.cli import main
+from mmgen.entry import main
 
 main()

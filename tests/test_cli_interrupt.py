@@ -13,6 +13,7 @@ import contextvars
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 from finetune_clips import write_clip_folder, write_recipe
 from media_factory import write_test_audio, write_test_video
-from mmgen_cli import mmgen_command, mmgen_env
+from mmgen_cli import REPO, mmgen_command, mmgen_env
 from two_ranks import in_a_torchrun_job
 
 from mmgen.train.step_folders import latest_checkpoint
@@ -316,6 +317,36 @@ def test_ctrl_c_while_mmgen_starts_up_is_one_line(tmp_path):
     assert code == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
     assert "\nmmgen: interrupted\n" in stderr, stderr[-2000:]
+
+
+def console_script() -> list[str]:
+    """The `mmgen` command as pip installs it: a script that imports [project.scripts]'s function and calls it."""
+    module, function = re.search(r'^mmgen = "([\w.]+):(\w+)"$', (REPO / "pyproject.toml").read_text(), re.M).groups()
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+@pytest.mark.parametrize("command", [mmgen_command(), console_script()], ids=["python -m mmgen", "console script"])
+def test_ctrl_c_the_moment_mmgen_begins_to_load_is_one_line(tmp_path, command):
+    """Ctrl-C while `mmgen` imported its package and its command line (logging, mmgen.cli: 10–20 ms, far more on a
+    busy machine) came before mmgen took its signals: Python's KeyboardInterrupt traceback, and a death by SIGINT.
+    The entry point takes them before it imports anything (mmgen.entry). (A Ctrl-C still earlier, in Python's own
+    start-up, before any of mmgen's code runs, only Python can answer.)"""
+    for loading, delay in (("/logging/", 0.0), ("/mmgen/cli/", 0.0), ("/mmgen/cli/", 0.003)):
+        process = subprocess.Popen([*command, "--version"], env=mmgen_env(tmp_path, PYTHONVERBOSE="1"),
+                                   stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        seen = []
+        for line in process.stderr:  # -v: "# code object from PATH" comes as a module's code is about to run
+            seen.append(line)
+            if line.startswith("# code object from") and loading in line:
+                time.sleep(delay)
+                process.send_signal(signal.SIGINT)
+                break
+        stderr = "".join(seen) + process.stderr.read()
+        code = process.wait(timeout=60)
+        assert loading in seen[-1], f"{loading} was never imported:\n{stderr[-2000:]}"
+        assert code == 130, (loading, delay, stderr[-2000:])
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
+        assert "\nmmgen: interrupted\n" in stderr, stderr[-2000:]
 
 
 def test_a_reader_that_stops_reading_is_exit_141_with_one_line_and_the_clips_stay(tiny, tmp_path):

@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 INTERRUPTED = 130  # the shell's code for "stopped by SIGINT" (SIGTERM, SIGHUP: 143, 129 — stop_signals.stop_code)
 BROKEN_PIPE = 141  # the shell's code for "stopped by SIGPIPE": stdout's reader went away (`mmgen ... | head -1`)
@@ -318,24 +319,33 @@ def _too_long(filename: object) -> str:
 
 
 def main() -> None:
-    """Console-script entry point (`mmgen`, `python -m mmgen`): the process is mmgen's own, so it may set what
-    PyTorch reads from the environment before torch loads — which a library import must not do to its host —
-    and own its signals through interpreter shutdown: a stop after the command ended is then recorded, never a
-    traceback from an atexit handler, and makes its exit 0 the stop's code (stop_signals.own_process)."""
+    """The `mmgen` process (run by mmgen.entry, the entry point of the console script and of `python -m mmgen`): it
+    is mmgen's own, so it may set what PyTorch reads from the environment before torch loads — which a library
+    import must not do to its host — and own its signals through interpreter shutdown: a stop after the command
+    ended is then recorded, never a traceback from an atexit handler, and makes its exit 0 the stop's code
+    (stop_signals.own_process)."""
     hold_standard_descriptors()
-    try:  # a stop from here on is recorded, and stops the command as it begins (stops_interrupt)
+    # A stop from here on is recorded, and stops the command as it begins (stops_interrupt). The console script's
+    # entry point (mmgen.entry) did this before it imported this module: own_process then does nothing.
+    try:
         from mmgen.runtime.stop_signals import drop_unprinted, final_code, is_stop_code, own_process
 
         own_process(_say_stopped)
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
-        if says_early_stop(command_named(None)):
-            sys.stderr.write(f"mmgen: {nothing_kept(command_named(None))}\n")
-        sys.exit(INTERRUPTED)
+        stopped_while_starting()
     use_huge_pages()
     code = final_code(run(), _say_stopped)
     if is_stop_code(code) or stdout_dropped:  # what it had yet to print waits for no reader (a --json line to a full
         drop_unprinted()  # pipe), nor fails again at exit (a full disk)
     sys.exit(code)
+
+
+def stopped_while_starting() -> NoReturn:
+    """The `mmgen` process was stopped before it took its stop signals (Python's own handler raised
+    KeyboardInterrupt): the line of a stop while mmgen loads, and exit 130."""
+    if says_early_stop(command_named(None)):
+        sys.stderr.write(f"mmgen: {nothing_kept(command_named(None))}\n")
+    sys.exit(INTERRUPTED)
 
 
 def hold_standard_descriptors() -> None:

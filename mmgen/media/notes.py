@@ -18,6 +18,12 @@ from mmgen.terminal import listed, path_text
 
 NAMES_SHOWN = 3  # files named in a gathered note; the rest are counted
 
+# A library logs, it does not print: mmgen's notes go to the caller's logging setup, and with none, nowhere (not
+# stderr, through Python's last-resort handler). The command line shows them on its stderr (mmgen.cli.
+# notes_on_stderr). Set here, where mmgen's loggers come from, not in the package's __init__: that one imports
+# nothing, for the command's sake (mmgen.entry).
+logging.getLogger("mmgen").addHandler(logging.NullHandler())
+
 
 class _OneLine(logging.Filter):
     """A note as one line, its file names shown as every message shows them (terminal.path_text): a name's newline or

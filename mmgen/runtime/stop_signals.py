@@ -37,6 +37,7 @@ _exit_code: int | None = None  # what `final_code` decided for the process
 _held = 0  # inside `stops_held` (nested): a stop is only recorded, and raised as the outermost hold ends
 _deferred = False  # a stop came while held
 _raised = False  # a stop raised KeyboardInterrupt in this command: every `check_stop` from now on raises it again
+_owned = False  # own_process ran: the process's stops are mmgen's until it exits
 
 
 HELD_IMPORTS = ("torch",)  # libraries whose first import a stop waits for (_held_import)
@@ -245,9 +246,14 @@ def stops_interrupt() -> Iterator[None]:
 def own_process(say_stopped: Callable[[int], None]) -> None:
     """For the `mmgen` process itself, before torch loads: stops are recorded from now on, and an atexit handler
     registered now — so it runs after those registered later, torch's included — turns an exit 0 into the code
-    of a stop that came during shutdown, calling `say_stopped(code)` to say so. Stops after it are ignored."""
+    of a stop that came during shutdown, calling `say_stopped(code)` to say so. Stops after it are ignored.
+    Called again (mmgen.entry, then mmgen.cli.main) it does nothing: the process is mmgen's already."""
+    global _owned
+    if _owned:
+        return
     _install()
     atexit.register(_at_exit, say_stopped)
+    _owned = True
 
 
 def final_code(code: int, say_stopped: Callable[[int], None]) -> int:

@@ -7,7 +7,7 @@ import re
 import pytest
 import typer
 from cli_here import run_here
-from mmgen_cli import REPO, mmgen_env
+from mmgen_cli import REPO, mmgen_env, run_mmgen
 
 from mmgen.cli import _register
 from mmgen.cli.app import command as mmgen_command
@@ -100,9 +100,14 @@ def option_blocks(command: str, tmp_path) -> dict[str, str]:
     """Each option's rows in `mmgen COMMAND --help`, from its flag to the next flag, by flag."""
     done = run_here(command, "--help", env=mmgen_env(tmp_path, COLUMNS="200", NO_COLOR="1"))
     assert done.returncode == 0, done.stderr
+    return blocks_of(done.stdout)
+
+
+def blocks_of(help_text: str) -> dict[str, str]:
+    """option_blocks of a help text already printed."""
     blocks: dict[str, str] = {}
     flag = None
-    for line in done.stdout.splitlines():
+    for line in help_text.splitlines():
         words = line.strip("│╭╰─ ").split()
         if words and words[0].startswith("--"):
             flag = words[0]
@@ -137,6 +142,24 @@ def test_version_with_stdout_closed_is_refused_as_every_printing_command_is(monk
     assert run(["--version"]) == 2
     assert capsys.readouterr().err == ("mmgen: error: standard output is closed: there is nowhere to print "
                                        "the version\n")
+
+
+def test_finetune_help_names_every_recipe_an_installed_mmgen_packs(tmp_path):
+    """`--config`'s help named demo-train and demo-train-stage2 by hand: a recipe a wheel packs besides them was
+    taken by `--config NAME` but never named in --help. Here an installed layout (presets/ inside the package)
+    that packs a third recipe."""
+    import shutil
+
+    from mmgen.presets import training_recipes
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(REPO / "mmgen", site / "mmgen", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "presets", site / "mmgen" / "presets")
+    (site / "mmgen" / "presets" / "night-train.yaml").write_text("steps: 10\n")
+    done = run_mmgen("finetune", "--help", env=mmgen_env(tmp_path, PYTHONPATH=str(site), COLUMNS="200", NO_COLOR="1"))
+    assert done.returncode == 0, done.stderr
+    recipes = sorted([*training_recipes(), "night-train"])
+    assert f"A bare name is a packaged recipe: {', '.join(recipes)}." in blocks_of(done.stdout)["--config"]
 
 
 def test_finetune_help_shows_the_default_of_every_setting(tmp_path):

@@ -19,6 +19,7 @@ from mmgen.cli.app import app
 from mmgen.cli.options import a_number, stdout_open, whole_number
 from mmgen.config import ConfigProblems
 from mmgen.errors import UsageError, alike_in_every_process
+from mmgen.presets import training_recipes
 from mmgen.terminal import say as say_line
 from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
@@ -52,7 +53,7 @@ def finetune(
         typer.Option("--config", metavar="FILE.yaml", rich_help_panel=_MODEL,
                      help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it. "
                      "Relative paths in it (init, cache_dir) are read from its folder. A bare name is a packaged "
-                     "recipe: demo-train, demo-train-stage2 (the demo model's two stages)."),
+                     f"recipe: {', '.join(training_recipes())}."),
     ] = None,
     lora_rank: Annotated[
         int | None,

@@ -365,6 +365,19 @@ def test_a_name_is_a_models_or_an_adapters_never_both(adapter_file, tmp_path, mo
     assert not (tmp_path / "cache" / "adapters" / "my-style").exists()
 
 
+def test_a_name_of_neither_a_model_nor_an_adapter_is_one_line_naming_the_close_ones_of_both(adapter_file, tmp_path,
+                                                                                          mmgen):
+    """`models info my-styl` said "unknown model 'my-styl' (see `mmgen models list`)": NAME was looked up as a model,
+    and only then as an adapter, so the adapter my-style went unnamed. info, verify and rm look among both."""
+    base, path = adapter_file
+    assert mmgen("models", "import", base, "--name", "style").returncode == 0
+    assert mmgen("models", "import", path, "--name", "my-style").returncode == 0
+    for command in ("info", "verify", "rm"):
+        done = mmgen("models", command, "mystyle")
+        assert (done.returncode, done.stderr) == (
+            2, "mmgen: error: unknown model or adapter 'mystyle' (did you mean my-style or style?)\n"), command
+
+
 def test_a_registry_entry_that_takes_an_adapters_name_leaves_both_usable(adapter_file, tmp_path, monkeypatch, capsys):
     """A registry entry (a newer mmgen, a preset folder) under the name the user gave an adapter: `-m NAME` is the
     model, `--adapter NAME` the adapter, `models list` shows both, and `models rm/info` ask which one is meant."""

@@ -213,7 +213,7 @@ def test_info_reports_entry_and_status(dirs, capsys):
         "landscape.yaml"
     )
     assert run(["models", "info", "nothing-like-it"]) == 2
-    assert "unknown model 'nothing-like-it'" in capsys.readouterr().err
+    assert "unknown model or adapter 'nothing-like-it'" in capsys.readouterr().err
 
 
 def test_the_registry_is_read_once_and_again_when_another_process_changes_its_files(dirs, monkeypatch):

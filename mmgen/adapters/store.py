@@ -206,6 +206,11 @@ def _describes(record_file: Path, path: Path) -> bool:
     return record is not None and path.stat().st_size == record.size and sha256_file(path) == record.sha256
 
 
+def names() -> list[str]:
+    """The registered adapters' names, damaged ones too (as `models list` finds them), without reading them."""
+    return entry_names(cache_root(), "adapters", RECORD, _kept)
+
+
 def records() -> list[AdapterRecord | DamagedAdapter]:
     """Every registered adapter, by name: its record, or what is wrong with it (a record cut short or not an
     adapter's) — one damaged record never hides the others."""

@@ -42,11 +42,13 @@ def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
     """Whether NAME means the registered adapter: said by --adapter/--model, else whichever of the two exists.
     Both can: a registry entry that came after the user registered an adapter under its name (a new mmgen, a
     preset folder) — then `-m NAME` is the model and `--adapter NAME` the adapter, and a command given only
-    NAME asks which rather than guess. A damaged models/ or adapters/ folder (a symlink) holds nothing readable:
-    only a name that may be its kind's says so (weights.cache.unless_kind_damaged)."""
+    NAME asks which rather than guess; a name of neither is refused naming the close names of both. A damaged
+    models/ or adapters/ folder (a symlink) holds nothing readable: only a name that may be its kind's says so
+    (weights.cache.unless_kind_damaged)."""
     from mmgen.adapters import store
     from mmgen.weights import ModelCache, load_registry
-    from mmgen.weights.cache import unless_kind_damaged
+    from mmgen.weights.cache import damaged_folder, unless_kind_damaged
+    from mmgen.weights.registry import unknown_model
 
     if adapter and model:
         raise UsageError("give --adapter or --model, not both")
@@ -56,10 +58,14 @@ def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
         if store.registered_file(name) is None:
             raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
         return True
-    cache = ModelCache()
-    in_registry = name in load_registry()
+    cache, registry = ModelCache(), load_registry()
+    in_registry = name in registry
     if not in_registry and not unless_kind_damaged(cache.root, "models", lambda: cache.folder(name).is_dir(), False):
-        return store.registered_file(name) is not None  # an adapter's name, or nobody's (then: unknown model)
+        if store.registered_file(name) is not None:
+            return True
+        if damaged_folder(cache.root, "models") is not None:
+            return False  # models/ a link: the model's own lookup says so
+        raise unknown_model(name, sorted({*registry.names(), *cache.names(), *store.names()}), "model or adapter")
     if unless_kind_damaged(cache.root, "adapters", lambda: store.registered_file(name), None) is None:
         return False
     where = "in the registry" if in_registry else "in the cache"

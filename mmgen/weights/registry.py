@@ -170,16 +170,17 @@ class Registry:
         return self.entries[name]
 
 
-def unknown_model(name: str, known: list[str]) -> ModelNotFound:
-    """No model of that name. A name that is a file in the current folder (`-m Landscape.pt`, a checkpoint downloaded
-    by hand) is a name all the same (a bare value is the registry's): the hint says how to use the file."""
+def unknown_model(name: str, known: list[str], what: str = "model") -> ModelNotFound:
+    """No model of that name (`what`: "model or adapter" where NAME may be either, and `known` holds both kinds'
+    names). A name that is a file in the current folder (`-m Landscape.pt`, a checkpoint downloaded by hand) is a
+    name all the same (a bare value is the registry's): the hint says how to use the file."""
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     if os.path.isfile(name):
         hint = (f"{name} is a file here: import it with `mmgen models import {name} --name "
                 f"{close[0] if close else 'NAME'}`, then use -m {close[0] if close else 'NAME'}")
     else:
         hint = f"did you mean {' or '.join(close)}?" if close else "see `mmgen models list`"
-    return ModelNotFound(f"unknown model {name!r}", hint=hint)
+    return ModelNotFound(f"unknown {what} {name!r}", hint=hint)
 
 
 def registry_dirs() -> list[Path]:

@@ -1657,3 +1657,36 @@ def test_a_name_windows_cannot_store_is_noted_only_for_a_job_the_run_writes_not_
     done = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
     assert done.returncode == 0, done.stderr
     assert f"{jobs}:3: note: job 1 (generate): name: 'CON' cannot be stored on a Windows disk" in done.stderr
+
+
+def test_outputs_named_from_inputs_windows_cannot_store_are_one_note_for_the_job_naming_those_the_run_writes(
+        folder: Path):
+    """`name: aux` was a note, but `name: "{stem}"` over the inputs `aux.mp4` and `what?.mp4` wrote outputs of the same
+    names without a word, and so did a job's default name (`what?_soundtrack`): each job says which of its outputs
+    named from its inputs a Windows disk cannot store, in one line, for those the run writes (not one done)."""
+    for name in ("aux", "what?"):
+        write_test_video(folder / "clips" / f"{name}.mp4", size=(32, 32))
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, previews: false}
+        jobs:
+          - {kind: soundtrack, inputs: "clips/*.mp4", name: "{stem}"}
+          - {kind: soundtrack, input: "clips/what?.mp4"}
+        """)
+    why = "cannot be stored on a Windows disk"
+    device, refused = "aux is a device name on Windows, whatever its suffix", "'?' is not allowed in a Windows file name"
+    done = run_here("batch", jobs, "--dry-run", "--json", env=mmgen_env(folder))
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 4, done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"{jobs}:3: note: job 1 (soundtrack): 2 outputs named from its inputs {why}: aux.mp4 ({device}), what?.mp4 "
+        f"({refused})",
+        f"{jobs}:4: note: job 2 (soundtrack): 1 output named from its input {why}: what?_soundtrack.mp4 ({refused})"]
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    aux = next(job for job in plan_batch(jobs).jobs if job.output == "aux.mp4")
+    aux.files.mp4.write_bytes(b"the batch's soundtrack")
+    manifest.append(Record(aux.output, "done", aux.hash, aux.number, aux.kind, aux.seed, batch=manifest.batch_named(jobs),
+                           files=manifest.describe_files(aux.files.files)))
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert "4 jobs: 3 to run, 1 done" in done.stdout, done.stdout
+    assert done.stderr.splitlines()[0] == (
+        f"{jobs}:3: note: job 1 (soundtrack): 1 output named from its inputs {why}: what?.mp4 ({refused})")

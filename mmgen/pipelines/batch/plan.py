@@ -18,7 +18,7 @@ import torch
 
 from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media.notes import note, said_in_call
+from mmgen.media.notes import NAMES_SHOWN, note, said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.arguments import check_arguments
@@ -48,6 +48,7 @@ from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings, seed_taken
 from mmgen.runtime import processes, torchrun
 from mmgen.runtime.device import select_compute
+from mmgen.terminal import counted, listed
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
 from mmgen.weights.download import offline
 from mmgen.weights.load import known_config
@@ -55,6 +56,7 @@ from mmgen.weights.registry import is_path
 from mmgen.written_paths import missing_hint
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
+_WINDOWS_NAME = "a name Windows cannot store"  # what the notes on names say of each (media.notes.note's `about`)
 # The dry run's table says each status in --json's word (the README's), then what the run does with it.
 STATUS_TEXT = {
     "new": "new: run",
@@ -205,10 +207,25 @@ class _Planner:
 
     def say_notes(self, jobs: list[Job], status: Mapping[int, Status]) -> None:
         """The notes on the jobs' names, for those the run will write (new, changed, redo): a job done and skipped
-        writes no file, so a name Windows cannot store is nothing to say there."""
-        for index in dict.fromkeys(job.spec.index for job in jobs if status.get(job.number, "done") != "done"):
-            if index in self.notes and torchrun.rank() == 0:
-                note(*self.notes[index], "a name Windows cannot store")
+        writes no file, so a name Windows cannot store is nothing to say there. Where the name is fine but made from
+        an input's (`{stem}`, or the default `{stem}_soundtrack`), the outputs a Windows disk cannot store are named,
+        one line for all of a job's inputs."""
+        if torchrun.rank() != 0:
+            return
+        to_write: dict[int, list[Job]] = {}
+        for job in jobs:
+            if status.get(job.number, "done") != "done":
+                to_write.setdefault(job.spec.index, []).append(job)
+        for index, written in to_write.items():
+            spec = written[0].spec
+            if index in self.notes:
+                note(*self.notes[index], _WINDOWS_NAME)
+            elif unstored := [f"{job.output} ({why})" for job in written
+                              if job.input is not None and (why := windows_note(job.output.removesuffix(".mp4")))]:
+                inputs = "inputs" if spec.inputs is not None else "input"
+                note(f"{self.batch.path}:{spec.line_of('name')}", f"note: job {index} ({spec.kind}): "
+                     f"{counted(len(unstored), 'output')} named from its {inputs} cannot be stored on a Windows disk: "
+                     f"{listed(unstored, NAMES_SHOWN)}", _WINDOWS_NAME)
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))

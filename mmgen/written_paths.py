@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
 VARIABLES_HINT = "environment variables are not expanded in batch files"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
+_FROM_DRIVE = re.compile(r"[A-Za-z]:([/\\]|$)")  # `C:/`, `C:\\`, `C:`: a Windows drive, not a folder's name
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
 
 
@@ -37,6 +38,12 @@ def glob_in_folder(written: str) -> str:
 def is_windows_path(written: str) -> bool:
     """Whether `written` holds a `\\` or starts with a drive (`C:`): a folder separator on Windows, not here."""
     return "\\" in written or _DRIVE.match(written) is not None
+
+
+def drive_of(written: str) -> str | None:
+    """The drive (`C:`) of `written` where it is a Windows path on a drive (`C:/x`, `C:\\x`, `C:`), else None. Here
+    such a path is relative: `C:/x` is a folder `x` in a folder named `C:` (`12:30 take` is a name)."""
+    return written[:2].upper() if _FROM_DRIVE.match(written) else None
 
 
 def missing_hint(path: str | os.PathLike) -> str:

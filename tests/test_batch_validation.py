@@ -1601,6 +1601,25 @@ def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and
     assert set(problems) == {1, 4, 5, 6, 7, 8}  # a space is no separator
 
 
+def test_an_output_dir_on_a_windows_drive_written_with_slashes_is_refused_not_made_as_a_folder_named_c(folder: Path):
+    """`output_dir: C:\\renders` was refused, but `output_dir: C:/renders` made a folder named `C:` beside the batch
+    file and wrote the batch there: a path on a Windows drive is refused in one line (exit 2), nothing made."""
+    for written in ("C:/renders", "d:/", "C:"):
+        jobs = write_jobs(folder, f"""
+            output_dir: "{written}"
+            defaults: {{model: tiny.safetensors, steps: 2, previews: false}}
+            jobs:
+              - {{kind: generate, name: one}}
+            """)
+        result = run_here("batch", jobs, env=mmgen_env(folder))
+        assert result.returncode == 2 and result.stderr.splitlines()[0] == (
+            f"{jobs}:1: output_dir: {written!r} reads as drive {written[0].upper()}: on Windows; here it would be a "
+            f"folder named {written[:2]} (write the folder as this system names it)"), result.stderr
+    assert not any(":" in path.name for path in folder.iterdir())
+    jobs.write_text(jobs.read_text().replace('"C:"', '"12:30 take"'))  # a folder's name, as a job's name may be
+    assert plan_batch(jobs).output_dir == folder / "12:30 take"
+
+
 def test_a_name_windows_cannot_store_is_a_note_and_a_drive_or_a_name_too_long_is_refused_in_a_batch_s_words(
         folder: Path):
     """Names a Windows disk cannot hold (`CON`, `q?`) were taken without a word while case twins were refused for

@@ -774,6 +774,7 @@ def one_job_done(folder: Path, name: str):
     out.mkdir()
     (job,) = plan_batch(jobs).jobs
     for path in job.files.files.values():
+        path.parent.mkdir(exist_ok=True)
         path.write_bytes(f"the batch's {path.suffix}".encode())
     manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=manifest.batch_named(jobs),
                            files=manifest.describe_files(job.files.files)))
@@ -807,6 +808,31 @@ def test_outputs_whose_names_a_disk_turned_to_another_unicode_form_are_the_job_s
     jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))  # changed: refused too
     assert "in another Unicode form (NFD)" in problems_of(jobs)[3]
     assert not (out / "café.mp4").exists()
+
+
+def test_a_folder_of_a_job_s_name_a_disk_turned_to_another_unicode_form_is_the_job_s_never_written_beside(
+        folder: Path):
+    """`name: café/take1` done, then its folder `café` back from a macOS HFS+ disk spelled NFD: the job was `damaged`
+    and the re-run wrote an NFC `café` beside it, one folder with it on a macOS or Windows disk. The job is done in
+    the folder as it is; a job to write into it (a new one, or this one changed) is refused, naming the folder."""
+    import unicodedata
+
+    jobs, out, manifest, job = one_job_done(folder, "caf\\u00e9/take1")
+    nfd = out / unicodedata.normalize("NFD", "café")
+    (out / "café").rename(nfd)
+    listed = sorted(path.relative_to(out) for path in out.rglob("[!.]*"))
+    result = run_here("batch", jobs, "--json", env=mmgen_env(folder))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["result"] == "skipped"
+    assert sorted(path.relative_to(out) for path in out.rglob("[!.]*")) == listed  # nothing written beside it
+    jobs.write_text(jobs.read_text() + '  - {kind: generate, name: "caf\\u00e9/take2", previews: false}\n')
+    refused = f"{nfd} is there: 'café' in another Unicode form (NFD), one folder with it on a macOS or Windows disk"
+    problems = problems_of(jobs)
+    assert set(problems) == {4} and refused in problems[4], problems
+    jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))  # changed: its own file, refused too
+    assert refused in problems_of(jobs, overwrite=True)[3]
+    nfd.rename(out / "café")  # as the refusal says
+    assert plan_batch(jobs).status == {1: "changed", 2: "new"}
 
 
 def test_a_job_done_under_one_unicode_form_of_its_name_is_done_with_the_batch_file_saved_in_the_other(folder: Path):

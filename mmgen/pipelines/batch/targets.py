@@ -55,6 +55,7 @@ class Places:
     def __init__(self):
         self._folders: dict[str, _Folder] = {}
         self._seen: dict[str, str | None] = {}  # by output path: its real path if plain, else None
+        self._there: dict[str, str | None] = {}  # by folder: where it is under another Unicode form (_respelled)
 
     def absent(self, path: Path) -> str | None:
         """The real path of `path` if nothing is there (not even a dangling symlink), in a folder that resolves
@@ -77,15 +78,45 @@ class Places:
         """os.path.realpath(path), without a system call where the file is plainly not there."""
         return self.absent(path) or os.path.realpath(path)
 
-    def spelled(self, path: Path) -> Path | None:
-        """The file in `path`'s folder whose name is `path`'s in another Unicode form (NFC `café`, NFD `café`: what
-        a trip through a macOS HFS+ disk leaves), where `path` itself is not there; None otherwise. A macOS or
-        Windows disk holds the two names as one file."""
-        if self.absent(path) is not None or os.path.lexists(path):  # plainly absent, or there as spelled
-            return None
+    def spelled(self, path: Path, below: Path) -> Path | None:
+        """Where `path`, not there as spelled, is under another Unicode form of its name (NFC `café`, NFD `café`: what a
+        trip through a macOS HFS+ disk leaves), or would go in its folder found under another form of its name or of
+        one above it (up to `below`, the output folder: as spelled); None otherwise. A macOS or Windows disk holds the
+        two names as one file, or one folder."""
         parent, name = os.path.split(str(path))
-        spelled = self._folders[parent].spelled(name)
-        return Path(parent, spelled) if spelled is not None else None
+        if self.absent(path) is None:
+            if os.path.lexists(path):  # there as spelled
+                return None
+        elif not self._folders[parent].missing:  # plainly absent from its folder, there as spelled
+            return None
+        elif (folder := self._respelled(parent, len(below.parts))) is not None:
+            return Path(self._named(folder, name) or os.path.join(folder, name))
+        else:  # nor is its folder there in another form
+            return None
+        there = self._named(parent, name)
+        return Path(there) if there is not None and there != str(path) else None
+
+    def _respelled(self, folder: str, top: int) -> str | None:
+        """Where the folder `folder`, not there as spelled, is with its name or its folders' past the first `top`
+        parts of its path (the output folder's) in another Unicode form; None where nowhere."""
+        if folder not in self._there:
+            parent, name = os.path.split(folder)
+            parent = parent or os.curdir
+            if len(Path(folder).parts) <= top:  # the output folder, as spelled only
+                above = None
+            else:
+                above = parent if os.path.isdir(parent) else self._respelled(parent, top)
+            self._there[folder] = None if above is None else self._named(above, name)
+        return self._there[folder]
+
+    def _named(self, folder: str, name: str) -> str | None:
+        """The path of `name` in `folder`, as spelled or in another Unicode form; None where neither is there."""
+        if os.path.lexists(there := os.path.join(folder, name)):
+            return there
+        if folder not in self._folders:
+            self._folders[folder] = _Folder(Path(folder))
+        spelled = self._folders[folder].spelled(name)
+        return os.path.join(folder, spelled) if spelled is not None else None
 
 
 class _Folder:
@@ -94,12 +125,13 @@ class _Folder:
         self.name_max = name_max(path)
         self.names: set[str] = set()  # as _loose: a case-insensitive filesystem's "Clip.mp4" is "clip.mp4" too
         self._forms: dict[str, list[str]] | None = None  # the names by their NFC form, when asked (spelled)
+        self.missing = False  # nothing at its path: a folder still to be made, or one under another spelling
         try:
             self.listed = S_ISDIR(os.stat(path).st_mode)
             if self.listed:
                 self.names = set(map(_loose, os.listdir(path)))
         except OSError as e:  # a folder still to be made holds nothing; a symlink loop on the way, a file where
-            self.listed = e.errno == errno.ENOENT  # the folder would be, an unreadable folder: file by file
+            self.listed = self.missing = e.errno == errno.ENOENT  # the folder would be, an unreadable folder: file by file
 
     def holds(self, name: str) -> bool:
         """Whether something may be at `name` (a near-match counts: the file-by-file check decides)."""
@@ -329,10 +361,15 @@ def status_of(job: Job, record: Record | None, written: Written, problems: list[
     status = _status(job, record, written.manifest, spelled)
     if status != "done" and spelled:  # replaced or not, its file would be a second one beside it: never
         path, there = next(iter(spelled.values()))
-        problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {there} is there: {path.name!r} "
-                                f"in another Unicode form ({_form(there.name)}), one file with it on a macOS or "
+        at = next((at for at, (ours, theirs) in enumerate(zip(path.parts, there.parts, strict=False)) if ours != theirs),
+                  len(path.parts) - 1)
+        named, there = path.parts[at], Path(*there.parts[:at + 1])  # the file, or the folder on its way, so spelled
+        what, then = ("file", "to keep it as the job's") if at == len(path.parts) - 1 else \
+            ("folder", "for the job to write into it")
+        problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {there} is there: {named!r} "
+                                f"in another Unicode form ({_form(there.name)}), one {what} with it on a macOS or "
                                 f"Windows disk, which this job would write beside it; rename it to the job's "
-                                f"spelling ({_form(path.name)}) to keep it as the job's, or remove it"))
+                                f"spelling ({_form(named)}) {then}, or remove it"))
     elif status != "done" and not overwrite and (why := written.in_the_way(job, record)):
         problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {why}"))
     return status

@@ -37,11 +37,12 @@ class Written:
                         self.files.pop(file.path, None)
 
     def spelled(self, job: Job) -> dict[str, tuple[Path, Path]]:
-        """The job's files that are not there as spelled but under another Unicode form of their names (Places.spelled),
-        by their manifest path: (the job's path, the one there)."""
+        """The job's files that are not there as spelled but under another Unicode form of their names, or that go into a
+        folder there under another form of its name (Places.spelled), by their manifest path: (the job's path, the one
+        there, or where it would be in that folder)."""
         found = {}
         for path in job.files.files.values():
-            if (there := self.places.spelled(path)) is not None:
+            if (there := self.places.spelled(path, self.manifest.folder)) is not None:
                 found[self.manifest.relative(path)] = (path, there)
         return found
 

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from mmgen.errors import output_argument
 from mmgen.media.notes import one_call
 from mmgen.output_folders import same_folders
 from mmgen.runtime.torch_state import put_back_torch_state, suspend_device_modes, torch_state
@@ -19,20 +20,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None
-                  ) -> Any:
+def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Callable[..., set[str]] | None = None,
+                  output: str = "output") -> Any:
     """`function`'s every call is one call of mmgen's work: a pipeline function of the Python API's (any thread).
     `going_on_from(*args, **kwargs)`: the notes an earlier call said that this one goes on from (a batch plan's,
-    for the run of it)."""
+    for the run of it). `output`: the argument that names the call's output, as the command line's -o does
+    (generate_files' `out_dir`): an error's hint names it so to a Python caller (errors.output_named)."""
     if function is None:
-        return functools.partial(pipeline_call, going_on_from=going_on_from)
+        return functools.partial(pipeline_call, going_on_from=going_on_from, output=output)
 
     @functools.wraps(function)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         kept = torch_state()
         try:
             suspend_device_modes()  # mmgen's device is its settings', never its caller's default one
-            with one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders():
+            with (one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders(),
+                  output_argument(output)):
                 return function(*args, **kwargs)
         finally:
             put_back_torch_state(kept)

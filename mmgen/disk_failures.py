@@ -14,7 +14,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import MediaError, MmgenError, PeerEnded, ResourceError, StorageError, UsageError
+from mmgen.errors import (
+    MediaError,
+    MmgenError,
+    PeerEnded,
+    ResourceError,
+    StorageError,
+    UsageError,
+    output_named,
+)
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
@@ -68,7 +76,7 @@ def _too_long(target: Path) -> MmgenError:
     except UsageError as e:
         return e
     return UsageError(f"cannot write {target}: its path, with the temporaries it is written through, is longer than "
-                      f"the system takes ({PATH_MAX} bytes)", hint="choose a shorter path with -o")
+                      f"the system takes ({PATH_MAX} bytes)", hint=f"choose a shorter path with {output_named()}")
 
 
 def read_failure(source: Path, error: OSError) -> MmgenError | OSError:

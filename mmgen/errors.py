@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -148,6 +148,42 @@ def in_callers_words(flag: str, argument: str) -> str:
     """A setting as its caller wrote it: `flag` while the command line runs (`--dtype`), else the Python argument or
     field (`dtype`)."""
     return flag if _command_line.get() else argument
+
+
+# What names the output of the call running, for a hint that says to name another: a batch job's key while a batch
+# checks or runs it (`outputs_named_with`), else the command line's -o, else the Python argument of the pipeline
+# call it is in (`output_argument`, which calls.pipeline_call sets: `output`, generate_files' `out_dir`, …).
+_output_words: ContextVar[str | None] = ContextVar("mmgen_output_words", default=None)
+_output_argument: ContextVar[str] = ContextVar("mmgen_output_argument", default="output")
+
+
+@contextmanager
+def _set(variable: ContextVar, value: object) -> Iterator[None]:
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def outputs_named_with(words: str) -> AbstractContextManager[None]:
+    """In the block, an output is named by `words` (a batch: "the job's `name:`"), not by -o or a Python argument."""
+    return _set(_output_words, words)
+
+
+def output_argument(name: str) -> AbstractContextManager[None]:
+    """In the block (a pipeline call of the Python API's), the caller named the output by the argument `name`."""
+    return _set(_output_argument, name)
+
+
+def output_named(value: object = None) -> str:
+    """What names the output, in its caller's words: `-o`, `output=`, "the job's `name:`"; given a `value`, the output
+    named that (`-o out.mp4`, `output='out.mp4'`)."""
+    if (words := _output_words.get()) is not None:
+        return words if value is None else f"{words} {value}"
+    if _command_line.get():
+        return "-o" if value is None else f"-o {value}"
+    return f"{_output_argument.get()}=" + ("" if value is None else repr(str(value)))
 
 
 @contextmanager

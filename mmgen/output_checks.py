@@ -11,28 +11,14 @@ import re
 import stat
 import tempfile
 import unicodedata
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError
+from mmgen.errors import ConfigError, MediaError, OutputExists, UsageError, output_named
 from mmgen.temporaries import added_bytes
 
 DEFAULT_NAME_MAX = 255  # bytes in one file name, where the filesystem does not say
-# What names an output where a hint says to choose a shorter name: a command's -o; a batch job's `name:`
-_NAMED_WITH: ContextVar[str] = ContextVar("mmgen_outputs_named_with", default="-o")
-
-
-@contextmanager
-def outputs_named_with(words: str) -> Iterator[None]:
-    """In the block, a name too long is to be shortened with `words` (a batch: "the job's `name:`"), not -o."""
-    token = _NAMED_WITH.set(words)
-    try:
-        yield
-    finally:
-        _NAMED_WITH.reset(token)
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -148,17 +134,17 @@ def check_name_length(path: Path, limit: int | None = None) -> None:
     size, limit = len(os.fsencode(path.name)), name_max(path.parent) if limit is None else limit
     if size > limit:
         raise UsageError(f"cannot write {path}: its name is {size} bytes, longer than the {limit} the "
-                         "filesystem allows", hint=f"choose a shorter name with {_NAMED_WITH.get()}")
+                         "filesystem allows", hint=f"choose a shorter name with {output_named()}")
     whole = len(os.fsencode(path))
     if whole > PATH_MAX:
         raise UsageError(f"cannot write {path}: path too long ({whole} bytes; the system takes at most {PATH_MAX} "
-                         "in a path)", hint=f"choose a shorter path with {_NAMED_WITH.get()}")
+                         "in a path)", hint=f"choose a shorter path with {output_named()}")
     folder = whole - size  # the folder as `path` spells it, and its /
     if folder + added_bytes() + len(os.fsencode(path.suffix)) > PATH_MAX:
         allowed = PATH_MAX - added_bytes() - len(os.fsencode(path.suffix))
         raise UsageError(f"cannot write {path}: its folder's path is {folder} bytes, too long for the temporary the "
                          f"file is written as first: the system takes at most {PATH_MAX} bytes in a path, which "
-                         f"leaves {allowed} for the folder", hint=f"choose a shorter path with {_NAMED_WITH.get()}")
+                         f"leaves {allowed} for the folder", hint=f"choose a shorter path with {output_named()}")
 
 
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
@@ -174,7 +160,7 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
     else:
         if kind := _not_a_file(path, mode):
             raise UsageError(f"cannot write {path}: it is {kind}; an output is a regular file, written whole and "
-                             "then moved into place", hint="give -o a file's path or a folder")
+                             "then moved into place", hint=f"choose another output with {output_named()}")
     for source in inputs:
         if same_file(path, source):
             raise UsageError(f"cannot write {path}: it is the input {source}",

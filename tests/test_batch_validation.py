@@ -474,12 +474,12 @@ def test_a_file_the_batch_wrote_is_replaced_only_as_it_left_it(folder: Path):
     assert plan_batch(jobs).status[1] == "changed"  # its own output, as written: redone without --overwrite
 
     (out / "g.mp4").write_bytes(b"the user's edit")
-    assert "g.mp4 exists and was changed since this batch wrote it (pass --overwrite" in problems_of(jobs)[3]
+    assert "g.mp4 exists and was changed since this batch wrote it (pass overwrite=True" in problems_of(jobs)[3]
     assert plan_batch(jobs, overwrite=True).status[1] == "changed"
     (out / "g.mp4").write_bytes(b"the batch's clip")
     other = folder / "other.yaml"
     other.write_text(jobs.read_text())  # the same job, from another batch file
-    assert "g.mp4 exists and was not written by this batch (pass --overwrite" in problems_of(other)[3]
+    assert "g.mp4 exists and was not written by this batch (pass overwrite=True" in problems_of(other)[3]
 
 
 def test_a_merged_job_s_problem_is_at_its_own_line_and_one_from_the_anchor_says_so(folder: Path):

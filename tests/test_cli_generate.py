@@ -250,8 +250,8 @@ def test_an_out_dir_named_as_a_media_file_is_refused_unless_it_is_a_folder_alrea
     env = mmgen_env(tmp_path)
     done = run_here("generate", "-m", tiny, "--steps", "1", "-o", tmp_path / name, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert f"-o {tmp_path / name} names a file, and generate writes its clips into a folder (-o is a folder for " \
-           f"generate, its clips named clip_0000.mp4 …; give -o {tmp_path / 'clip'}/, or -o " in done.stderr
+    assert f"-o {tmp_path / name} names a file, and generate writes its clips into a folder (its clips are named " \
+           f"clip_0000.mp4 …; give -o {tmp_path / 'clip'}/, or -o " in done.stderr
     assert not (tmp_path / name).exists()
     # Taken as a folder so named: the run goes on to its model (here missing, so nothing is sampled).
     missing = tmp_path / "missing.safetensors"

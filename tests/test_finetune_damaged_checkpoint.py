@@ -141,6 +141,7 @@ def test_resume_with_no_checkpoint_that_loads_says_they_are_damaged_and_set_asid
 def test_checkpoints_set_aside_as_damaged_are_never_offered_for_deletion_nor_stand_in_a_new_starts_way(tmp_path):
     """A run stopped before its end whose checkpoints were all set aside: the hint offers the same start again, in
     its own folder, beside the kept evidence; what else is there (previews, a user's file) is named as before."""
+    from mmgen.errors import command_line_words
     from mmgen.train.run_folder import RUN_HEADER, failed_start
 
     run_dir, data = tmp_path / "run", tmp_path / "clips"
@@ -156,12 +157,13 @@ def test_checkpoints_set_aside_as_damaged_are_never_offered_for_deletion_nor_sta
                                               "log.jsonl are replaced")
     (run_dir / "samples").mkdir()
     (run_dir / "samples" / "step-0000001.mp4").write_bytes(b"a preview")
-    assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
-        f"to start it again here, first delete {run_dir / 'samples'}/; or choose another -o")
-    (run_dir / "adapter.safetensors").write_bytes(b"the adapters of a finished LoRA run")
-    assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
-        f"it holds the model of a finished run ({run_dir / 'adapter.safetensors'}); to start it again, choose "
-        "another -o")
+    with command_line_words():  # as `mmgen finetune` says it
+        assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
+            f"to start it again here, first delete {run_dir / 'samples'}/; or choose another -o")
+        (run_dir / "adapter.safetensors").write_bytes(b"the adapters of a finished LoRA run")
+        assert failed_start(run_dir, has_checkpoint=False).hint(data, resume=False) == (
+            f"it holds the model of a finished run ({run_dir / 'adapter.safetensors'}); to start it again, choose "
+            "another -o")
 
 
 def test_a_checkpoint_reaches_the_disk_before_it_becomes_visible(tmp_path, monkeypatch):

@@ -306,7 +306,7 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
             finetune(other, run_dir, replace(config, steps=2), resume=True)
         assert refused.value.exit_code == 2
         assert str(refused.value) == (f"{other}: this run was trained on other clips, in {data.resolve()} "
-                                      f"(resume with {data.resolve()}; to train on {other}, start a new run (another -o))")
+                                      f"(resume with {data.resolve()}; to train on {other}, start a new run (another run_dir=))")
 
         moved = tmp_path / "moved"
         shutil.copytree(data, moved)
@@ -375,7 +375,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folde
             finetune(data, run_dir, config)
         assert str(refused.value) == (f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint "
                                       f"(to start it again here, first delete {run_dir / 'notes.txt'} {run_dir / 'samples'}/;"
-                                      " or choose another -o)")
+                                      " or choose another run_dir=)")
         assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "samples" / "step-0000001.mp4").exists()
 
         (run_dir / "notes.txt").unlink()
@@ -575,7 +575,7 @@ def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoi
             with pytest.raises(UsageError) as refused:
                 finetune(data, run_dir, config, resume=resume)
             assert str(refused.value) == (f"{run_dir} is in use: another mmgen finetune is training in it "
-                                          "(wait for it to end, or choose another -o)")
+                                          "(wait for it to end, or choose another run_dir=)")
     finally:
         training.release()
     assert {p.name: p.read_text() for p in run_dir.iterdir()} == before

@@ -252,6 +252,35 @@ def test_a_python_callers_errors_name_its_arguments_and_the_command_lines_its_fl
         assert str(refused.value).startswith(command_line), str(refused.value)
 
 
+
+def test_a_python_callers_output_is_named_by_its_argument_not_by_minus_o(tmp_path):
+    """A Python caller names the output `output=` (generate_files: `out_dir=`), yet an output refused was said with
+    `-o`, a flag it never wrote (`e.g. -o out.mp4`, `choose a shorter name with -o`): the hint names the argument,
+    and -o only while the command line runs."""
+    from media_factory import write_test_audio, write_test_video
+
+    from mmgen.errors import command_line_words
+
+    clip = write_test_video(tmp_path / "clip.mp4", seconds=0.5, size=(16, 16)).path
+    sound = write_test_audio(tmp_path / "song.wav", seconds=0.5).path
+    long_name = tmp_path / ("x" * 300 + ".mp4")
+    calls = [
+        (lambda: soundtrack(clip, tmp_path / "out.avi"), f"(e.g. output='{tmp_path / 'out.mp4'}')",
+         f"(e.g. -o {tmp_path / 'out.mp4'})"),
+        (lambda: generate_files(tmp_path / "clips.mp4"),
+         f"give out_dir='{tmp_path / 'clips'}/', or out_dir='{tmp_path / 'clips.mp4'}/' for a folder of that name)",
+         f"give -o {tmp_path / 'clips'}/, or -o {tmp_path / 'clips.mp4'}/ for a folder of that name)"),
+        (lambda: animate(sound, long_name), "(choose a shorter name with output=)", "(choose a shorter name with -o)"),
+    ]
+    for call, python, command_line in calls:
+        with pytest.raises(UsageError) as refused:
+            call()
+        assert str(refused.value).endswith(python), str(refused.value)
+        with command_line_words(), pytest.raises(UsageError) as refused:
+            call()
+        assert str(refused.value).endswith(command_line), str(refused.value)
+    assert not (tmp_path / "clips.mp4").exists()
+
 def test_a_command_line_running_in_another_thread_leaves_a_python_callers_words_alone(tmp_path):
     """Which words an error speaks was one global of the process: a command line run in one thread (mmgen.cli.run
     embedded in a program) turned a Python call's errors in another thread to flags (`pass --overwrite …`). It is

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, output_named
 from mmgen.media.delivery import RATES, Delivery
 from mmgen.media.notes import logger
 
@@ -102,7 +102,7 @@ def container_for(path: str | os.PathLike) -> Container:
     container = CONTAINERS.get(path.suffix.lower())
     if container is None:
         raise UsageError(f"cannot write {path}: the output must be a {', '.join(SUFFIXES)} file",
-                         hint=f"e.g. -o {path.with_suffix('.mp4')}")
+                         hint=f"e.g. {output_named(path.with_suffix('.mp4'))}")
     return container
 
 

@@ -56,7 +56,7 @@ def generate(settings: GenerateSettings = GenerateSettings(), *, batch_size: int
     return list(iter_generate(run, load(run), settings.num, batch_size, progress))
 
 
-@pipeline_call
+@pipeline_call(output="out_dir")
 def generate_files(
     out_dir: str | Path = ".",
     settings: GenerateSettings = GenerateSettings(),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mmgen import files, output_folders
 from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
 from mmgen.disk_failures import write_failure
-from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError
+from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError, output_named
 from mmgen.files import atomic_output, kept_together, retire
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
 from mmgen.output_checks import (
@@ -104,7 +104,7 @@ def check_outputs(
         if (suffix := paths.mp4.suffix) not in containers:  # what a container is asked is asked of its suffix once
             if suffix.lower() not in MOVIE_SUFFIXES:
                 raise UsageError(f"cannot write {paths.mp4}: the output must be a {', '.join(MOVIE_SUFFIXES)} file",
-                                 hint=f"e.g. -o {paths.mp4.with_suffix('.mp4')}")
+                                 hint=f"e.g. {output_named(paths.mp4.with_suffix('.mp4'))}")
             check_rate_stored(paths.mp4, sample_rate)
             containers.add(suffix)
         if told["json"] is None:  # a sidecar not there is no one's
@@ -259,7 +259,7 @@ def check_not_anothers(paths: OutputPaths) -> None:
     if owner is not None and owner.name != paths.mp4.name and os.path.lexists(owner):
         raise UsageError(f"cannot write {paths.mp4}: {paths.files['json']} is the sidecar of {owner}, and "
                          f"{paths.mp4.name}'s would take its place (one name in two containers shares its sidecar, "
-                         "previews and wav)", hint=f"choose another name with -o, or move {owner.name} and its files "
+                         "previews and wav)", hint=f"choose another name with {output_named()}, or move {owner.name} and its files "
                          "away")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mmgen.adapters.store import files_of
 from mmgen.diffusion.sampling_config import preset_file
-from mmgen.errors import InvalidSetting, MediaError, ModelNotFound, UsageError
+from mmgen.errors import InvalidSetting, MediaError, ModelNotFound, UsageError, output_named
 from mmgen.input_files import why_not_a_file
 from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.media.probe import MAX_CHANNELS, MediaInfo, probe
@@ -198,9 +198,9 @@ def check_folder_name(out_dir: str | Path) -> None:
     if folder.suffix.lower() in MEDIA_SUFFIXES and not text.endswith(("/", os.sep)) \
             and not os.path.lexists(folder):
         raise UsageError(
-            f"-o {text} names a file, and generate writes its clips into a folder",
-            hint=f"-o is a folder for generate, its clips named {outputs.CLIP_STEM.format(0)}.mp4 …; give "
-                 f"-o {folder.with_suffix('')}/, or -o {text}/ for a folder of that name")
+            f"{output_named(text)} names a file, and generate writes its clips into a folder",
+            hint=f"its clips are named {outputs.CLIP_STEM.format(0)}.mp4 …; give {output_named(str(folder.with_suffix('')) + '/')}, "
+                 f"or {output_named(text + '/')} for a folder of that name")
 
 
 def check_input(path: Path, given: str) -> tuple[float, float]:

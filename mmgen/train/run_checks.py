@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmgen.errors import MmgenError, ModelNotFound, UsageError
+from mmgen.errors import MmgenError, ModelNotFound, UsageError, output_named
 from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting
 from mmgen.terminal import number_text
@@ -152,7 +152,7 @@ def check_run_places(run_dir: Path, config: FinetuneConfig, resume: bool) -> Pat
     cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
         check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
     check_outside_caches(run_dir, cache_dir, resume)
-    check_writable_folder(run_dir, hint="choose another -o")
+    check_writable_folder(run_dir, hint=f"choose another {output_named()}")
     return cache_dir
 
 
@@ -175,7 +175,7 @@ def check_outside_caches(run_dir: Path, cache_dir: Path, resume: bool) -> None:
     cache = cache_dir if real.is_relative_to(os.path.realpath(cache_dir)) else part_of_cache(run_dir)
     if cache is not None:
         raise UsageError(f"{run_dir}: the run folder is inside a cache ({cache})",
-                         hint="choose another -o, outside the cache; the cache holds mmgen's own files")
+                         hint=f"choose another {output_named()}, outside the cache; the cache holds mmgen's own files")
     if not resume and Path(os.path.realpath(cache_dir)).is_relative_to(real):
         raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
                          hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")

@@ -18,7 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import OutputExists, UsageError
+from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.files import put_back_kept
 from mmgen.output_folders import keep_folder
 from mmgen.temporaries import remove_leftovers
@@ -102,7 +102,7 @@ class FailedStart:
         """What the user can do: start the run again (with --resume: with its own settings, which a start
         without --resume reads only through --config), naming what to delete first, if anything — or, where the
         folder holds a finished run's model, in another folder."""
-        again, elsewhere = "start it again here", "start it again, choose another -o"
+        again, elsewhere = "start it again here", f"start it again, choose another {output_named()}"
         if resume:
             data, run, config = (shlex.quote(str(p)) for p in (data_dir, self.run_dir, self.run_dir / "config.yaml"))
             again = f"start it again with its own settings: mmgen finetune {data} -o {run} --config {config}"
@@ -110,7 +110,7 @@ class FailedStart:
         if self.finished:
             return f"it holds the model of a finished run ({' '.join(self.finished)}); to {elsewhere}"
         if self.others:
-            return f"to {again}, first delete {' '.join(self.others)}; or choose another -o"
+            return f"to {again}, first delete {' '.join(self.others)}; or choose another {output_named()}"
         return f"{again}; its config.yaml and log.jsonl are replaced"
 
 
@@ -156,7 +156,8 @@ def check_start(run_dir: Path, data_dir: Path, resume: bool) -> FailedStart | No
         raise OutputExists(f"{run_dir}: the run folder is not empty, and its run has no complete checkpoint",
                            failed.hint(data_dir, resume=False))
     if failed is None and run_dir.exists() and any(run_dir.iterdir()):
-        hint = "add --resume to continue it" if has_checkpoint else "choose another -o or empty it"
+        resume_words = in_callers_words("--resume", "resume=True")
+        hint = f"add {resume_words} to continue it" if has_checkpoint else f"choose another {output_named()} or empty it"
         raise OutputExists(f"{run_dir}: the run folder is not empty", hint)
     return failed
 
@@ -165,7 +166,7 @@ def nothing_to_resume(run_dir: Path) -> UsageError:
     """--resume in a folder with no step folder at all (and no run that stopped before its first one)."""
     return UsageError(
         f"{run_dir}: no complete checkpoint to resume from",
-        "start a new run without --resume, or point -o at the run folder",
+        f"start a new run without {in_callers_words('--resume', 'resume=True')}, or point {output_named()} at the run folder",
     )
 
 
@@ -219,7 +220,7 @@ class RunFolderLock:
         except BlockingIOError:
             os.close(fd)
             raise UsageError(f"{self.run_dir} is in use: another mmgen finetune is training in it",
-                             hint="wait for it to end, or choose another -o") from None
+                             hint=f"wait for it to end, or choose another {output_named()}") from None
         except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded
             os.close(fd)
             return

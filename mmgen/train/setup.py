@@ -21,7 +21,7 @@ from mmgen.data.clips import (
 )
 from mmgen.diffusion import SamplingConfig
 from mmgen.diffusion.schedule import Schedule
-from mmgen.errors import UsageError, alike_in_every_process
+from mmgen.errors import UsageError, alike_in_every_process, output_named
 from mmgen.files import write_text
 from mmgen.models import build_model, config_for
 from mmgen.models.config import MMUNetConfig
@@ -243,7 +243,7 @@ def _all_damaged(run_dir: Path, data_dir: Path, aside: list[str]) -> str:
     and how to start the run again: the folder now holds what a run that never saved leaves."""
     which = "its one checkpoint is" if len(aside) == 1 else f"all {len(aside)} of its checkpoints are"
     failed = failed_start(run_dir, has_checkpoint=False)
-    hint = failed.hint(data_dir, resume=True) if failed else "start a new run in another folder (-o)"
+    hint = failed.hint(data_dir, resume=True) if failed else f"start a new run in another folder ({output_named()})"
     return str(UsageError(f"{run_dir}: nothing to resume: {which} damaged (the warnings above say why); set "
                           f"aside in {run_dir / 'checkpoints'} as {listed(aside, _LISTED)}", hint))
 
@@ -272,7 +272,7 @@ def _check_same_data(run_dir: Path, data_dir: Path, fingerprint: str, on_event: 
         return
     raise UsageError(
         f"{data_dir}: this run was trained on other clips, in {folder}",
-        hint=f"resume with {folder}; to train on {data_dir}, start a new run (another -o)",
+        hint=f"resume with {folder}; to train on {data_dir}, start a new run (another {output_named()})",
     )
 
 

@@ -57,7 +57,7 @@ class FinetuneResult:
     finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
 
 
-@pipeline_call
+@pipeline_call(output="run_dir")
 def finetune(
     data_dir: str | Path,
     run_dir: str | Path,

@@ -15,15 +15,9 @@ from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
-from mmgen.errors import UsageError
+from mmgen.errors import UsageError, outputs_named_with
 from mmgen.media.containers import MEDIA_SUFFIXES
-from mmgen.output_checks import (
-    check_output_folder,
-    check_output_target,
-    name_max,
-    outputs_named_with,
-    same_file,
-)
+from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmgen.errors import in_callers_words
 from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.targets import Places
 
@@ -50,7 +51,7 @@ class Written:
         """Why an existing file of the job must not be replaced without --overwrite, or None."""
         for path in job.files.files.values():
             if self.places.exists(path) and (why := self._why(path, job.output, record)):
-                return f"{path} exists and {why} (pass --overwrite to replace it)"
+                return f"{path} exists and {why} (pass {in_callers_words('--overwrite', 'overwrite=True')} to replace it)"
         return None
 
     def _why(self, path: Path, output: str, record: Record | None) -> str | None:

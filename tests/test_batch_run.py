@@ -469,7 +469,7 @@ def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
     assert run(["batch", str(jobs)]) == 0, capsys.readouterr().err
     (code, said, manifest_then), = second
     assert (code, said) == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for "
-                               "it to end, or choose another -o)\n")
+                               "it to end, or choose another output folder with the file's `output_dir:` or -o)\n")
     assert records(out)[:1] == manifest_then  # only the first batch's "started" of job 1, then its own records
     assert [(r["job"], r["state"]) for r in records(out)] == [(1, "started"), (1, "done"), (2, "started"), (2, "done")]
 
@@ -488,7 +488,7 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     with sole_holder(Manifest(out).run_lock, RuntimeError("the test's own lock")):  # another batch is writing
         said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]))
     assert said[0] == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for it to "
-                          "end, or choose another -o)\n")
+                          "end, or choose another output folder with the file's `output_dir:` or -o)\n")
     assert said[1] == (2, "")
     assert not (out / MANIFEST_NAME).exists()
 
@@ -829,3 +829,21 @@ def test_the_dry_run_and_the_summary_on_a_narrow_terminal_list_a_job_a_line_with
     assert width == 80 or shown.splitlines()[:4] == ["Batch summary:", "#1 sunrise.mp4: generate · done · 0.5 s",
                          "#2 clip0_soundtrack.mp4: soundtrack · failed · 0.1 s — no more disk space",
                          "#3 dance.mp4: animate · skipped"], shown
+
+
+def test_a_job_refused_as_it_runs_is_told_to_change_its_name_not_minus_o(workspace: Path):
+    """A job's own pipeline refused its output with the command line's hint (`choose another name with -o`): in a
+    batch the job's `name:` names it, and -o only the folder. Here out/x.json is the sidecar of out/x.mkv, which
+    the job's x.mp4 would share (planning with --overwrite takes the old files; running meets the clash)."""
+    out = workspace / "sidecar_clash"
+    out.mkdir()
+    shutil.copy(workspace / "clips" / "clip0.mp4", out / "x.mkv")
+    (out / "x.json").write_text(json.dumps({"mp4": "x.mkv"}))
+    jobs = workspace / "sidecar_clash.yaml"
+    jobs.write_text("output_dir: sidecar_clash\ndefaults: {model: models/tiny.safetensors, steps: 2, device: cpu}\n"
+                    "jobs:\n  - {kind: soundtrack, input: clips/clip0.mp4, name: x}\n")
+    (outcome,) = run_batch(plan_batch(jobs, overwrite=True), overwrite=True)
+    assert (outcome.ending, outcome.error) == ("failed", (
+        f"cannot write {out / 'x.mp4'}: {out / 'x.json'} is the sidecar of {out / 'x.mkv'}, and x.mp4's would take "
+        "its place (one name in two containers shares its sidecar, previews and wav) (choose another name with the "
+        "job's `name:`, or move x.mkv and its files away)"))

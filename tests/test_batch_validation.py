@@ -1735,3 +1735,20 @@ def test_outputs_named_from_inputs_windows_cannot_store_are_one_note_for_the_job
     assert "4 jobs: 3 to run, 1 done" in done.stdout, done.stdout
     assert done.stderr.splitlines()[0] == (
         f"{jobs}:3: note: job 1 (soundtrack): 1 output named from its inputs {why}: what?.mp4 ({refused})")
+
+
+def test_a_job_whose_output_is_a_pipe_is_told_to_change_its_name_not_minus_o(folder: Path):
+    """A pipe where a job's output goes was refused with the command line's hint, `give -o a file's path or a
+    folder`; but in a batch -o is the output folder, and what names the job's output is its `name:`."""
+    (folder / "outputs").mkdir()
+    os.mkfifo(folder / "outputs" / "g.mp4")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: g}
+        """)
+    done = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == (
+        f"{jobs}:3: job 1 (generate): cannot write {folder / 'outputs' / 'g.mp4'}: it is a pipe; an output is a "
+        "regular file, written whole and then moved into place (choose another output with the job's `name:`)")

@@ -111,7 +111,7 @@ def test_a_batch_file_named_like_the_manifest_of_its_output_folder_is_refused(ti
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"mmgen: error: cannot use {jobs} as the batch file: it is batch-manifest.jsonl, which the batch writes in "
-        f"{out} (move the batch file, or choose another -o)"]
+        f"{out} (move the batch file, or choose another output folder with the file's `output_dir:` or -o)"]
     assert jobs.read_text() == text and sorted(p.name for p in out.iterdir()) == ["batch-manifest.jsonl"]
 
 

@@ -32,14 +32,14 @@ from typing import Literal
 
 from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
-from mmgen.errors import FolderReplaced, InvalidSetting, MmgenError, UsageError
+from mmgen.errors import FolderReplaced, InvalidSetting, MmgenError, UsageError, outputs_named_with
 from mmgen.locks import sole_holder
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.plan import Job, Plan, replanned
-from mmgen.pipelines.batch.targets import files_read
+from mmgen.pipelines.batch.targets import JOB_NAMES, files_read, output_folder_named
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.generate import iter_generate, write_generated
@@ -214,7 +214,7 @@ def _only_batch_in(folder: Path, joined: processes.Processes) -> Iterator[None]:
         problem = None
         if joined.is_main:
             busy = UsageError(f"{folder} is in use: another mmgen batch is writing into it",
-                              hint="wait for it to end, or choose another -o")
+                              hint=f"wait for it to end, or choose another output folder with {output_folder_named()}")
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 held.enter_context(sole_holder(Manifest(folder).run_lock, busy))
@@ -273,7 +273,8 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
         if replace:
             _remove_leftovers(job)
-        result = RUNNERS[job.kind](job, replace, inputs, progress)
+        with outputs_named_with(JOB_NAMES):  # its pipeline's hints name the job's `name:`, not -o or output=
+            result = RUNNERS[job.kind](job, replace, inputs, progress)
         files = manifest.describe_files(job.files.files)  # a folder replaced since: the job failed, as its line says
     except KeyboardInterrupt:
         raise

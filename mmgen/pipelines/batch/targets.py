@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
-from mmgen.errors import UsageError, outputs_named_with
+from mmgen.errors import UsageError, in_callers_words, outputs_named_with
 from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
@@ -28,16 +28,25 @@ if TYPE_CHECKING:
     from mmgen.pipelines.batch.written import Written
 
 _JOBS_LISTED = 3  # jobs named in a collision's line; more are counted
+JOB_NAMES = "the job's `name:`"  # what names a batch job's output, as a hint that says to name another says it
 
 
 def check_manifest(batch_file: Path, manifest: Manifest) -> None:
     """The batch appends to the output folder's manifest (under its lock file): an output as the jobs' files are
     (never inside mmgen's cache, even in a dry run that writes nothing), and neither may be the batch file."""
-    check_output_target(manifest.path)
+    with outputs_named_with(output_folder_named()):
+        check_output_target(manifest.path)
     for path in (manifest.path, manifest.lock):
         if same_file(batch_file, path):
             raise UsageError(f"cannot use {batch_file} as the batch file: it is {path.name}, which the batch "
-                             f"writes in {manifest.folder}", hint="move the batch file, or choose another -o")
+                             f"writes in {manifest.folder}",
+                             hint=f"move the batch file, or choose another output folder with {output_folder_named()}")
+
+
+def output_folder_named() -> str:
+    """What names a batch's output folder, in its caller's words, for a hint that says to choose another: the file's
+    `output_dir:`, or the command's -o (plan_batch's output_dir)."""
+    return f"the file's `output_dir:` or {in_callers_words('-o', 'output_dir=')}"
 
 
 class Places:
@@ -218,7 +227,7 @@ def check_targets(jobs: list[Job], batch_file: Path, problems: list[Problem], pl
     read = _ReadFiles(batch_file, files_read(jobs))
     folders: dict[Path, UsageError | None] = {}  # a job's folder (its name's folders), checked once for all its jobs
     fine = []
-    with outputs_named_with("the job's `name:`"):  # in a batch, -o is the folder its names are in
+    with outputs_named_with(JOB_NAMES):  # in a batch, -o is the folder its names are in
         for job in jobs:
             try:
                 _check_folder(job.files.mp4.parent, folders)

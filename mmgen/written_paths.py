@@ -46,6 +46,18 @@ def drive_of(written: str) -> str | None:
     return written[:2].upper() if _FROM_DRIVE.match(written) else None
 
 
+def made_folder_refusal(written: str) -> str | None:
+    """Why a folder mmgen would make where a file says `written` (a batch file's `output_dir:`, a finetune config's
+    `cache_dir:`) would not be the folder meant, as `'WRITTEN' …` to follow the key; None where it would be. A `\\`
+    named a folder with the backslash in its name, a drive (drive_of) a folder named `C:`: made as meant, or not."""
+    if "\\" in written:
+        return f"{written!r}: {WINDOWS_HINT}"
+    if drive := drive_of(written):
+        return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written[:2]} (write "
+                "the folder as this system names it)")
+    return None
+
+
 def missing_hint(path: str | os.PathLike) -> str:
     """` (HINT)` for a `path` that names nothing, where the part of it past its last existing folder is written as
     Windows writes paths (WINDOWS_HINT) or names an environment variable (VARIABLES_HINT); "" otherwise."""

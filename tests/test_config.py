@@ -496,6 +496,35 @@ def test_a_leading_tilde_in_a_config_files_paths_is_the_home_folder_and_a_runs_r
         assert again.cache_dir == old / "clip-cache"
 
 
+def test_a_cache_dir_written_as_windows_writes_it_is_refused_naming_the_key_and_file_not_made_as_a_folder_named_c(
+        tmp_path, monkeypatch):
+    """`cache_dir: C:/clips` in a --config file made a folder named `C:` beside the file and decoded the clips there
+    (`C:\\clips`, one named with the backslash), as a batch file's `output_dir:` did: refused in the batch file's words,
+    in one line naming the file and key. A folder's name with a colon (`12:30 take`) is a name; a run's record holds
+    its paths absolute, as they were made, and resumes as before."""
+    from mmgen.train.config_layers import run_config
+    from mmgen.train.run_folder import RUN_HEADER
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    drive = "on Windows; here it would be a folder named {} (write the folder as this system names it)"
+    for written, said in [("C:/clips", f"'C:/clips' reads as drive C: {drive.format('C:')}"),
+                          ("d:", f"'d:' reads as drive D: {drive.format('d:')}"),
+                          ("C:\\clips", "'C:\\\\clips': write paths with / ; \\ is not a folder separator here"),
+                          ("clips\\x", "'clips\\\\x': write paths with / ; \\ is not a folder separator here")]:
+        recipe.write_text(f"cache_dir: '{written}'\n")
+        with pytest.raises(ConfigError) as refused:
+            run_config(tmp_path / "run", config_file=recipe)
+        assert str(refused.value) == f"{recipe}: cache_dir: {said}"
+    recipe.write_text("cache_dir: '12:30 take'\n")
+    assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / "12:30 take"
+
+    run = tmp_path / "old-run"  # made by a run before this: its cache folder is there, named as it was
+    run.mkdir()
+    (run / "config.yaml").write_text(f"{RUN_HEADER}\ninit: demo\ncache_dir: '{tmp_path}/C:\\clips'\n")
+    assert run_config(run, resume=True).cache_dir == tmp_path / "C:\\clips"
+
+
 def test_config_takes_a_packaged_recipe_by_its_bare_name_and_a_path_as_before(tmp_path, monkeypatch):
     """`--config presets/demo-train.yaml` worked only from a checkout: an installed wheel keeps its presets inside
     site-packages. A bare name (no folder, no .yaml) that names no file here is the packaged recipe; a file of that

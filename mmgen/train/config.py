@@ -44,6 +44,9 @@ LIMITS: dict[str, Limit] = {
 }
 # The settings that name a file or folder, each with the test of whether a value does (`init` may be a model name).
 PATH_KEYS: dict[str, Callable[[str], bool]] = {"init": is_path, "cache_dir": lambda value: True}
+# The settings that name a folder mmgen makes (init names a file it reads): a file's value is refused where that
+# folder would not be the one meant (written_paths.made_folder_refusal: `C:/clips` made a folder named `C:`).
+MADE_FOLDER_KEYS = ("cache_dir",)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmgen.errors import UsageError
+from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import SeedLimit, seed_taken
 from mmgen.presets import config_path
 from mmgen.runtime import torchrun
 from mmgen.terminal import say
-from mmgen.train.config import COMMAND_LINE, NEEDS, PATH_KEYS, FinetuneConfig, Setting, resolve_config
+from mmgen.train.config import (
+    COMMAND_LINE,
+    MADE_FOLDER_KEYS,
+    NEEDS,
+    PATH_KEYS,
+    FinetuneConfig,
+    Setting,
+    resolve_config,
+)
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
-from mmgen.written_paths import in_folder
+from mmgen.written_paths import in_folder, made_folder_refusal
 from mmgen.yaml_files import load_yaml
 
 
@@ -78,11 +86,15 @@ def run_config(
     return config
 
 
-def load_layer(path: Path) -> tuple[str, dict[str, Any]]:
+def load_layer(path: Path, *, record: bool = False) -> tuple[str, dict[str, Any]]:
     """One YAML file as a layer, its paths read as a file writes them (written_paths.in_folder: relative ones from
-    its folder, a leading `~` as the home folder); an empty file is an empty layer. A run's record holds them
-    absolute: read as they are."""
+    its folder, a leading `~` as the home folder); an empty file is an empty layer. A folder mmgen would make
+    (MADE_FOLDER_KEYS) written as Windows writes it (`C:/clips`, `clips\\x`) is refused, naming the key and file;
+    a run's `record` holds its paths absolute, as they were made: read as they are."""
     data = load_yaml(path)
+    for key in MADE_FOLDER_KEYS if isinstance(data, dict) and not record else ():
+        if isinstance(written := data.get(key), str) and (refusal := made_folder_refusal(written)):
+            raise ConfigError(f"{path}: {key}: {refusal}")
     folder = Path(path).parent.resolve()
     return str(path), {} if data is None else _absolute_paths(data, lambda written: in_folder(folder, written))
 
@@ -102,7 +114,7 @@ def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
     `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note
     saying so (rank 0's). A new --config file or flag is still refused."""
-    where, data = load_layer(path)
+    where, data = load_layer(path, record=True)
     if isinstance(data, dict):
         data = {key: value for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
         for key, (read_as, why) in RECORDED_AS.items():

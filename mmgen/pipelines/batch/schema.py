@@ -29,7 +29,7 @@ from mmgen.config import from_dict, nearest_key, unknown_keys, unquoted
 from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.pipelines.settings import KINDS as SETTINGS
 from mmgen.weights.names import is_path
-from mmgen.written_paths import WINDOWS_HINT, drive_of, glob_in_folder, in_folder
+from mmgen.written_paths import glob_in_folder, in_folder, made_folder_refusal
 from mmgen.yaml_files import compose_yaml
 
 
@@ -174,12 +174,8 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
         if not isinstance(written, str) or not written:
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}"))
             written = DEFAULT_OUTPUT_DIR
-        if "\\" in written:  # a folder mmgen makes is named as meant, or not at all
-            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {written!r}: {WINDOWS_HINT}"))
-        elif drive := drive_of(written):  # `C:/x` made a folder named `C:`
-            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {written!r} reads as drive {drive} on "
-                                    f"Windows; here it would be a folder named {written[:2]} (write the folder as this "
-                                    "system names it)"))
+        if refusal := made_folder_refusal(written):  # a folder mmgen makes is named as meant, or not at all
+            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}"))
         output_dir = in_folder(folder, written)
 
     raw_defaults = data.get("defaults") or {}

@@ -5,6 +5,7 @@ uninterrupted one does."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import signal
@@ -183,3 +184,52 @@ def test_a_run_resumed_with_other_processes_says_how_many_in_words():
 
     assert streams_restarted(1, 2) == "resumed with 1 process instead of 2: random streams restarted"
     assert streams_restarted(4, 2) == "resumed with 4 processes instead of 2: random streams restarted"
+
+
+def played_as_two_ranks(data, tmp_path, monkeypatch, capsys, *, rank_1_says=None, cache_of_each_rank=False) -> dict:
+    """{rank: (exit code, stderr)} of `mmgen finetune` over the clips in `data`, its two ranks played in this
+    process (tests/two_ranks.py): each machine's own clip cache (--cache-dir on a local disk) where asked."""
+    from mmgen.cli import run
+
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+
+    def finetune() -> int:
+        cache = ["--cache-dir", str(tmp_path / f"cache-of-rank-{os.environ['RANK']}")] if cache_of_each_rank else []
+        return run(["finetune", str(data), "--scratch", "--config", str(recipe), "-o", str(tmp_path / "run"),
+                    "--steps", "1", "--sample-every", "0", *cache])
+
+    return run_as_two_ranks(monkeypatch, capsys, finetune, rank_1_says)
+
+
+def test_a_rank_that_fails_while_indexing_the_clips_stops_every_rank_said_once_by_rank_0(
+    tmp_path, monkeypatch, capsys
+):
+    """After the job's decoding each rank indexes every file, and decodes itself one its own clip cache lacks (each
+    machine's --cache-dir on a local disk). A failure there was that rank's alone: rank 1 said it and ended while
+    rank 0 went on to wait at the job's next collective. Every rank now stops there with it: said once, by rank 0,
+    each rank exiting 1."""
+    from mmgen.data.clip_cache import ClipCache
+    from mmgen.data.clips import scan_media
+    from mmgen.disk_failures import read_failure
+
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=2, seconds=1.0)
+    files = scan_media(data)[0]
+    decode = ClipCache._decode
+
+    def rank_1_cannot_read_rank_0s_share(self, path):  # its machine's mount of the folder fails on those files
+        if os.environ["RANK"] == "1" and files.index(path) % 2 == 0:
+            raise read_failure(path, OSError(errno.EIO, "Input/output error", str(path)))
+        return decode(self, path)
+
+    def rank_1_says(word):  # at the gather after indexing (each says only whether it failed): rank 1's failure
+        return (None, read_failure(files[0], OSError(errno.EIO, "Input/output error"))) if word == (None, None) else word
+
+    monkeypatch.setattr(ClipCache, "_decode", rank_1_cannot_read_rank_0s_share)
+    said = played_as_two_ranks(data, tmp_path, monkeypatch, capsys, rank_1_says=rank_1_says, cache_of_each_rank=True)
+    line = (f"mmgen: error: cannot read {files[0]}: Input/output error (the disk holding it failed; copy it from a good "
+            "one and run it again)\n")
+    assert said == {0: (1, line), 1: (1, "")}

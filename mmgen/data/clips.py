@@ -202,9 +202,10 @@ def build_clip_dataset(
     it writes. MediaError if no file yields a clip.
 
     `processes`: a torchrun job's, whose processes share the decoding — file i by rank i % world size — and meet
-    (a gather, which every process waits for) before each indexes every file from the cache; the report counts
-    the job's decoding and notes, not one process's. A process whose share raised stops every process there with its error
-    (Processes.gather_or_fail)."""
+    (a gather, which every process waits for) before each indexes every file from the cache (decoding itself what
+    its cache lacks: each machine's own --cache-dir), and meet again after it; the report counts the job's decoding
+    and notes, not one process's. A process whose share, or whose indexing, raised stops every process at that
+    gather with its error (Processes.gather_or_fail)."""
     stride = stride or fmt.frames
     files, left_out = scanned if scanned is not None else scan_media(root, leave_out)
     report = ScanReport(files=len(files), left_out=left_out)
@@ -226,11 +227,19 @@ def build_clip_dataset(
             heard = processes.gather_or_fail((sorted(decoded), gathered_so_far()), failure)  # all have decoded theirs
             decoded.update(*(share for share, _ in heard))
             gather_in([notes for _, notes in heard], files)  # the job's notes, not only this process's share's
-        for index, path in enumerate(files):
-            if progress is not None and not sharing:
-                progress(index, len(files), path)
-            if _index(cache, path, fmt, stride, clips, report):
-                decoded.add(index)
+        failure = None
+        try:
+            for index, path in enumerate(files):
+                if progress is not None and not sharing:
+                    progress(index, len(files), path)
+                if _index(cache, path, fmt, stride, clips, report):  # decodes what this process's cache lacks
+                    decoded.add(index)
+        except Exception as e:
+            if not sharing:
+                raise
+            failure = e  # every process stops with it at the gather below, not only this one
+        if sharing:
+            processes.gather_or_fail(None, failure)  # all have indexed every file
     # Each file counted once: skipped (whether decoded now or answered by a skip record), else decoded now, else
     # from the cache. A file decoded now that yields no clip (unreadable, too short) is a skipped one alone.
     skipped = {s.path for s in report.skipped}

@@ -14,15 +14,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import (
-    MediaError,
-    MmgenError,
-    PeerEnded,
-    ResourceError,
-    StorageError,
-    UsageError,
-    output_named,
-)
+from mmgen.errors import MediaError, MmgenError, ResourceError, StorageError, UsageError, output_named
+from mmgen.runtime.collective_failures import collective_failure
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
 READ_FAILURES = {errno.EIO}  # of those, what a read meets too (a full disk, a quota, a size limit: only a write)
@@ -162,17 +155,13 @@ _ACCELERATOR_ALLOCATION = re.compile(r"Tried to allocate ([\d.]+ [KMGTP]i?B)")  
 _UNMAPPED = re.compile(r"([^\s:/]+\.so[^\s:]*): failed to map segment from shared object(?!:)")
 
 
-# A torchrun job's collective whose other end went away: gloo's `Connection closed by peer`, `Connection reset by
-# peer`; NCCL's `remote process exited`; torch's DistNetworkError (its store's connection lost: matched by name)
-_PEER_GONE = re.compile(r"Connection closed by peer|Connection reset by peer|remote process exited")
-
 
 def resource_failure(error: BaseException) -> ResourceError | None:
     """The one line for an error that ran out of the machine's memory, or of the files a process may have open, by
     its type and errno — a MemoryError, an OSError ENOMEM/EMFILE/ENFILE, torch's words for them in a RuntimeError,
     a shared library that could not be mapped as it was imported — whatever raised it; and for a torchrun job's
-    collective that failed because another process of the job ended (PeerEnded: the raw text of gloo or NCCL
-    named the C++ file, `GLHF! 🏖️`); None for any other error."""
+    collective that failed (PeerEnded, collective_failures: another process of the job ended or stopped answering,
+    where the raw text of gloo or NCCL named the C++ file, `GLHF! 🏖️`); None for any other error."""
     if isinstance(error, MemoryError):
         allocation = _NUMPY_ALLOCATION.search(str(error))
         return _out_of_memory(f"allocating {allocation[1]}" if allocation else None)
@@ -191,8 +180,8 @@ def resource_failure(error: BaseException) -> ResourceError | None:
         said = _LIBRARY_ERRNO.search(text)
         if said and int(said["errno"]) in LIMITS and said["strerror"] == os.strerror(int(said["errno"])):
             return _short_of(int(said["errno"]), said["file"])
-        if _PEER_GONE.search(text) or type(error).__name__ == "DistNetworkError":
-            return PeerEnded("another process of the job ended (its own output says why)")
+        if (collective := collective_failure(error)) is not None:
+            return collective
     if isinstance(error, ImportError) and (library := _UNMAPPED.search(str(error))):
         return _out_of_memory(f"loading {library[1]}")
     return None

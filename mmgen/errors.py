@@ -51,7 +51,8 @@ class ResourceError(MmgenError):
 
 class PeerEnded(ResourceError):
     """A collective operation of a torchrun job (a gradient's sum, a barrier) failed because another process of the job
-    ended — killed, or failed with its own line: exit 1 (mmgen.disk_failures.resource_failure)."""
+    ended — killed, or failed with its own line — stopped answering, or the backend failed between them (torch's
+    DistBackendError): exit 1 (mmgen.runtime.collective_failures)."""
 
 
 class UsageError(MmgenError):

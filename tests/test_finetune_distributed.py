@@ -233,3 +233,36 @@ def test_a_rank_that_fails_while_indexing_the_clips_stops_every_rank_said_once_b
     line = (f"mmgen: error: cannot read {files[0]}: Input/output error (the disk holding it failed; copy it from a good "
             "one and run it again)\n")
     assert said == {0: (1, line), 1: (1, "")}
+
+
+@pytest.mark.parametrize("raised, line", [
+    ("DistBackendError: NCCL communicator was aborted on rank 1.",
+     "a collective operation of the job failed (NCCL communicator was aborted on rank 1): another process may have "
+     "ended, or the network between them failed (each process's own output says why)"),
+    ("RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting "
+     "1800000ms for recv operation to complete",
+     "another process of the job did not answer within 30 min, the job's timeout: it hangs or is stuck (its own "
+     "output says why)"),
+], ids=["nccl-aborted", "gloo-timed-out"])
+def test_a_collective_that_fails_in_the_backend_is_one_line_naming_the_rank_and_what_happened(
+    tmp_path, monkeypatch, capsys, raised, line
+):
+    """A collective that failed in torch.distributed's backend (DistBackendError: NCCL's communicator aborted as
+    another rank died) or timed out (gloo's, as another rank hung) was `DistBackendError: <NCCL's text> (run with
+    --debug …)` or gloo's raw `[…/unbound_buffer.cc:81] …` line. Each rank that meets it now says one line of its
+    own, naming itself (the rank that failed may be rank 0), and exits 1; --debug still shows torch's traceback."""
+    import torch.distributed as dist
+
+    kind, text = raised.split(": ", 1)
+
+    def fails_at_the_collective(word):
+        raise getattr(dist, kind, RuntimeError)(text)
+
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=1, seconds=1.0)
+    said = played_as_two_ranks(data, tmp_path, monkeypatch, capsys, rank_1_says=fails_at_the_collective)
+    assert said == {rank: (1, f"mmgen: error: rank {rank} of 2: {line}\n") for rank in (0, 1)}
+    monkeypatch.setenv("MMGEN_DEBUG", "1")
+    debug = played_as_two_ranks(data, tmp_path, monkeypatch, capsys, rank_1_says=fails_at_the_collective)
+    assert f"{kind}: {text}" in debug[0][1] and "Traceback" in debug[0][1]
+    assert debug[0][1].endswith(f"mmgen: error: rank 0 of 2: {line}\n")

@@ -32,5 +32,7 @@ def mmgen_command(*args: str) -> list[str]:
 TIMEOUT_S = 900
 
 
-def run_mmgen(*args: str, env: dict[str, str], timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(mmgen_command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+def run_mmgen(
+    *args: str, env: dict[str, str], timeout: float = TIMEOUT_S, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(mmgen_command(*args), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)

@@ -156,7 +156,9 @@ def test_finetune_help_names_every_recipe_an_installed_mmgen_packs(tmp_path):
     shutil.copytree(REPO / "mmgen", site / "mmgen", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "presets", site / "mmgen" / "presets")
     (site / "mmgen" / "presets" / "night-train.yaml").write_text("steps: 10\n")
-    done = run_mmgen("finetune", "--help", env=mmgen_env(tmp_path, PYTHONPATH=str(site), COLUMNS="200", NO_COLOR="1"))
+    env = mmgen_env(tmp_path, PYTHONPATH=str(site), COLUMNS="200", NO_COLOR="1")
+    # run outside the checkout: `python -m` puts the working folder first on sys.path, ahead of PYTHONPATH
+    done = run_mmgen("finetune", "--help", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     recipes = sorted([*training_recipes(), "night-train"])
     assert f"A bare name is a packaged recipe: {', '.join(recipes)}." in blocks_of(done.stdout)["--config"]

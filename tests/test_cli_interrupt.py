@@ -588,7 +588,8 @@ def test_finetune_json_says_what_a_run_stopped_before_its_first_step_kept(tmp_pa
                           str(run_dir), "--steps", "5", "--json"]) == code
     out, err = capsys.readouterr()
     assert json.loads(out) == {"run_dir": str(run_dir), "step": 0, "steps": 5, "interrupted": True, "model": None,
-                               "checkpoints": None, "resume": None, "data": None}
+                               "checkpoints": None, "resume": None, "device": None, "precision": None,
+                               "data": None}
     assert err.splitlines()[-1].startswith("mmgen: interrupted") and not run_dir.exists()
 
 
@@ -618,7 +619,8 @@ def test_finetune_json_comes_for_a_stop_while_torch_loads(tmp_path, monkeypatch,
                           "--steps", "5", "--json"]) == 130
     out, err = capsys.readouterr()
     assert json.loads(out) == {"run_dir": str(run_dir), "step": 0, "steps": 5, "interrupted": True, "model": None,
-                               "checkpoints": None, "resume": None, "data": None}
+                               "checkpoints": None, "resume": None, "device": None, "precision": None,
+                               "data": None}
     assert err.splitlines()[-1] == "mmgen: interrupted" and not run_dir.exists()
 
 

@@ -809,3 +809,23 @@ def test_a_python_finetunes_on_event_gets_one_step_event_a_step(setup, tmp_path)
         finetune(data, tmp_path / "run", config,
                  on_event=lambda e: steps.append((e.step, sorted(e.values)[:1])) if e.kind == "step" else None)
     assert steps == [(1, []), (2, ["clips_per_s"]), (3, ["clips_per_s"])]
+
+
+def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_records_that(setup, tmp_path):
+    """Only the start line said what `device: auto`/`precision: auto` became (`cpu (fp32)`); config.yaml said auto.
+    Its `ran_on` records the device and precision each start picked, --json and model.json say them; a resume in
+    another precision is no refusal (config.yaml's record is read past) and records the one it trained in."""
+    data, recipe, env = setup
+    run_dir = tmp_path / "run"
+    args = ["--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, "--json"]
+    first = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 1, *args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert {k: json.loads(first.stdout)[k] for k in ("device", "precision")} == {"device": "cpu", "precision": "fp32"}
+    assert "ran_on:\n  device: cpu\n  precision: fp32\n" in (run_dir / "config.yaml").read_text()
+
+    again = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", 2, "--precision", "bf16", *args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "cpu (bf16)" in again.stderr and json.loads(again.stdout)["precision"] == "bf16"
+    assert "ran_on:\n  device: cpu\n  precision: bf16\n" in (run_dir / "config.yaml").read_text()
+    training = json.loads((run_dir / "model.json").read_text())["training"]
+    assert (training["steps"], training["device"], training["precision"]) == (2, "cpu", "bf16")

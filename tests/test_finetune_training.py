@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, write_clip, write_clip_folder, write_recipe
 from mmgen_cli import mmgen_env
@@ -106,6 +107,8 @@ def test_the_run_folder_holds_config_log_checkpoints_previews_and_the_model(trai
     assert final.keys() == ema.keys() and all(torch.equal(final[k], ema[k]) for k in final)
     sidecar = json.loads((run / "model.json").read_text())
     assert sidecar["arch"] == "mm-unet" and sidecar["training"]["steps"] == STEPS
+    # ...and what it trained in: auto picked fp32 on this CPU for a narrow model (setup.training_precision).
+    assert (sidecar["training"]["device"], sidecar["training"]["precision"]) == ("cpu", "fp32")
     assert sidecar["sha256"] == sha256_file(run / "model.safetensors")
     assert sidecar["config"]["video_size"] == TRAIN_MODEL["config"]["video_size"]
 
@@ -118,6 +121,10 @@ def test_the_run_folder_holds_config_log_checkpoints_previews_and_the_model(trai
     assert read_audio(samples[-1], 8000).shape[1] >= 1600
     config_text = (run / "config.yaml").read_text()
     assert "steps: 20" in config_text and "lr: 0.002" in config_text
+    # The settings as given (auto picks again on --resume), then what they resolved to, as a record.
+    recorded = yaml.safe_load(config_text)
+    assert (recorded["device"], recorded["precision"]) == ("auto", "auto")
+    assert recorded["ran_on"] == {"device": "cpu", "precision": "fp32"}
 
 
 def test_a_second_run_over_the_same_folder_decodes_nothing(trained, tmp_path):
@@ -149,6 +156,7 @@ def test_json_prints_the_run_as_one_line_on_stdout_and_notes_stay_on_stderr(trai
     assert record == {
         "run_dir": str(tmp_path / "run"), "step": 1, "steps": 1, "interrupted": False,
         "model": str(tmp_path / "run" / "model.safetensors"), "checkpoints": str(tmp_path / "run" / "checkpoints"),
+        "device": "cpu", "precision": "fp32",
         "data": {"clips": record["data"]["clips"], "files": 6, "decoded": 0, "reused": 4, "skipped": 2},
     }
     assert record["data"]["clips"] > 0 and (tmp_path / "run" / "model.safetensors").is_file()

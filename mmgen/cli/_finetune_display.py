@@ -83,6 +83,7 @@ def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) 
     }
     if result.interrupted:
         record["resume"] = f"{_launcher()} finetune {shlex.quote(str(data_dir))} -o {shlex.quote(str(result.run_dir))} --resume"
+    record |= result.ran_on or {"device": None, "precision": None}  # null: it never trained (stopped, or done before)
     data = result.data  # None: a finished run resumed, nothing read
     record["data"] = data and {"clips": data.clips, "files": data.files, "decoded": data.decoded,
                                "reused": data.reused, "skipped": len(data.skipped)}

@@ -41,6 +41,11 @@ class Compute:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def record(self) -> dict[str, str]:
+        """Where a run ran, for its records (finetune's config.yaml `ran_on`, model.json, --json): "cpu", "cuda:0", "mps"
+        and the precision's name."""
+        return {"device": str(self.device), "precision": self.precision}
+
     def describe(self) -> str:
         """e.g. "cuda:0 (NVIDIA H100, bf16)" — for the sidecar and the terminal."""
         name = self.device.type

@@ -113,10 +113,14 @@ def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
     """A run's own config.yaml as a layer, resumed or reused (`--config RUN/config.yaml`). A run's record is always
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
     `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note
-    saying so (rank 0's). A new --config file or flag is still refused."""
+    saying so (rank 0's); its `ran_on` record (where it last trained) is no setting: skipped, the device and precision
+    are picked again. A new --config file or flag is still refused."""
+    from mmgen.train.run_folder import RAN_ON
+
     where, data = load_layer(path, record=True)
     if isinstance(data, dict):
-        data = {key: value for key, value in data.items() if not (key in NEEDS and data.get(NEEDS[key]) is None)}
+        data = {key: value for key, value in data.items()
+                if key != RAN_ON and not (key in NEEDS and data.get(NEEDS[key]) is None)}
         for key, (read_as, why) in RECORDED_AS.items():
             value = data.get(key)
             if type(value) is int and read_as(value) != value:

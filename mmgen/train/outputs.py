@@ -79,6 +79,7 @@ class RunOutputs:
                 "data": str(setup.data_dir),
                 "clips": setup.report.clips,
                 "processes": self.processes.world_size,
+                **setup.compute.record(),  # the last stretch's: a resume may train in another precision (its start line says)
             }
             metadata = {"source": "mmgen finetune", "weights": "ema", "training": training}
             with kept_together():  # the weights and their json: all new, or as they were (a stop cannot split them)

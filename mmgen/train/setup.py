@@ -36,6 +36,7 @@ from mmgen.train.preview import check_previewable, preview_sampling
 from mmgen.train.probe import AVProbe
 from mmgen.train.run_checks import check_run_places
 from mmgen.train.run_folder import (
+    RAN_ON,
     RUN_HEADER,
     RunFolderLock,
     check_start,
@@ -151,7 +152,7 @@ def prepare(
         if processes.is_main:
             log.rewind(state.step)
     if processes.is_main:
-        _write_config(run_dir, data_dir, config)
+        _write_config(run_dir, data_dir, config, compute)
         if resumable is None:
             log.clear()  # a failed start's log, if any: this run's history starts here
             log.write(
@@ -341,8 +342,12 @@ def _run_folders(run_dir: Path) -> Callable[[Path], str | None]:
     return reason
 
 
-def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig) -> None:
+def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig, compute: Compute) -> None:
+    """Every setting as given (`device: auto` picks again on --resume, on whatever machine that is), then RAN_ON: the
+    device and precision this start resolved them to, a record that --resume reads past (config_layers)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
     header = f"{RUN_HEADER}{data_dir}: every setting of this run (read back by --resume)\n"
-    write_text(run_dir / "config.yaml", header + text)
+    ran_on = "# what device and precision picked when this run last started (a record; --resume picks again)\n" + \
+        yaml.safe_dump({RAN_ON: compute.record()}, sort_keys=False)
+    write_text(run_dir / "config.yaml", header + text + ran_on)

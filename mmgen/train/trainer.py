@@ -55,6 +55,7 @@ class FinetuneResult:
     model_path: Path | None  # RUN/model.safetensors once the run reached its last step
     data: ScanReport | None  # None when a resumed run had already finished: nothing was read
     finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
+    ran_on: dict[str, str] | None = None  # the device and precision it trained in (Compute.record); None: it trained not
 
 
 @pipeline_call(output="run_dir")
@@ -166,7 +167,8 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
         outputs.save(watch)
     model_path = None if interrupted else outputs.finish(watch)
     stop.pass_on()  # from Python, a stop is the program's to answer (KeyboardInterrupt), now that all is saved
-    return FinetuneResult(setup.run_dir, state.step, interrupted, model_path, setup.report)
+    return FinetuneResult(setup.run_dir, state.step, interrupted, model_path, setup.report,
+                          ran_on=setup.compute.record())
 
 
 @contextmanager

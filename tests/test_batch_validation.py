@@ -740,9 +740,9 @@ def test_two_projects_inputs_alike_in_path_size_and_mtime_are_two_inputs_to_a_sh
         assert result.returncode == 2 and "was not written by this batch" in result.stderr, result.stderr
 
 
-def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where_nothing_moved(folder: Path):
-    """mmgen before 2026-12-02 hashed an input by its real path, and recorded its batch file's: those jobs stay done
-    in place (a hash variant), and their outputs stay the batch's own."""
+def project_done_before_2026_12_02(folder: Path) -> Path:
+    """A project (see `project`) finished by mmgen before 2026-12-02, as it recorded its jobs: the input hashed by
+    its real path, the batch file named by its real path. Its batch file."""
     from mmgen.pipelines.batch.job_hash import digest
 
     jobs = project(folder) / "jobs.yaml"
@@ -757,10 +757,34 @@ def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where
         (out / job.output).write_bytes(b"the batch's clip")
         manifest.append(Record(job.output, "done", recorded, job.number, job.kind, job.seed,
                                batch=str(jobs.resolve()), files=manifest.describe_files({"mp4": out / job.output})))
+    return jobs
+
+
+def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where_nothing_moved(folder: Path):
+    """mmgen before 2026-12-02 hashed an input by its real path, and recorded its batch file's: those jobs stay done
+    in place (a hash variant), and their outputs stay the batch's own."""
+    jobs = project_done_before_2026_12_02(folder)
     assert plan_batch(jobs).status == {1: "done", 2: "done"}
     jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
     assert plan_batch(jobs).status == {1: "changed", 2: "changed"}  # its own outputs: no --overwrite needed
 
+
+
+def test_a_project_finished_by_an_older_mmgen_can_be_copied_whole_after_one_run_of_this_one(folder: Path):
+    """Its records name the input and the batch file by their real paths: done in place, but not in a copy (the job
+    `changed`, its files `not written by this batch`). A run, its jobs all skipped, records them again as this mmgen
+    does; then the project is done wherever it is copied, and a second run records nothing more."""
+    jobs = project_done_before_2026_12_02(folder)
+    manifest = Manifest(jobs.parent / "out")
+    result = run_here("batch", jobs, "--json", env=mmgen_env(folder))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["result"] for line in result.stdout.splitlines()] == ["skipped", "skipped"]
+    assert {record.batch for record in manifest.latest().values()} == {"../jobs.yaml"}
+    recorded = manifest.latest()
+    shutil.copytree(jobs.parent, folder / "copied", copy_function=shutil.copy2)  # as `cp -a`: sizes and mtimes kept
+    assert plan_batch(folder / "copied" / "jobs.yaml").status == {1: "done", 2: "done"}
+    assert run_here("batch", jobs, env=mmgen_env(folder)).returncode == 0
+    assert manifest.latest() == recorded
 
 def one_job_done(folder: Path, name: str):
     """A batch of one generate job named `name` (as YAML writes it), its files written and recorded done as `mmgen

@@ -128,6 +128,7 @@ def run_plan(
 
     for job in mine:
         if plan.status[job.number] == "done":
+            _record_anew(manifest, plan.records.get(job.output), job, plan.batch.path)
             outcomes[job.number] = Outcome(job.number, job.kind, job.output, "skipped", rank=share.rank)
     # This run starts past the jobs done before it, in one event: they are no part of its rate (the time left is the
     # jobs it runs, at the pace it runs them), where counted one by one they were a burst of jobs done in no time.
@@ -258,6 +259,18 @@ def _record(manifest: Manifest, record: Record) -> None:
         manifest.append(record)
     except (MmgenError, OSError) as e:
         raise Unrecorded(e) from e
+
+
+def _record_anew(manifest: Manifest, record: Record | None, job: Job, batch_file: Path) -> None:
+    """Record a done job again as this mmgen names it, where its record is done only as an older one named it (its
+    hash: an input by its real path; the batch file by its real path): only the new forms hold where the project is
+    renamed, moved or copied whole, so after one run it is. Appended, as every record is; a manifest that cannot take
+    it (a full disk) leaves the job done where it is. A record of another batch file sharing the folder stays its own."""
+    named = manifest.batch_named(batch_file)
+    if record is None or (record.hash == job.hash and record.batch == named) or not manifest.ran_by(record, batch_file):
+        return
+    with suppress(MmgenError, OSError):
+        manifest.append(dataclasses.replace(record, hash=job.hash, seed=job.seed, batch=named))
 
 
 def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, inputs: Sequence[Path],

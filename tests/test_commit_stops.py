@@ -417,6 +417,25 @@ def test_an_adapter_whose_registration_was_killed_is_seen_then_put_back(adapter_
     assert listing(folder) == before
 
 
+def test_models_info_of_an_adapter_whose_registration_was_killed_hashes_its_file_once(adapter_file, tmp_path,
+                                                                                       monkeypatch):
+    """While a registration over an adapter is in flight or was killed, finding its file as last kept hashes it (is
+    the file beside the record the one it describes?). `models info NAME` found it four times over — a full read of
+    the adapter each time; now once, passed along."""
+    from mmgen.adapters import store
+
+    env = mmgen_env(tmp_path)
+    assert run_here("models", "import", adapter_file, "--name", "style", env=env).returncode == 0
+    killed_replacing(tmp_path / "cache" / "adapters" / "style", "adapter")
+    hashed = []
+    monkeypatch.setattr(store, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+
+    info = run_here("models", "info", "style", "--json", env=env)
+
+    assert info.returncode == 0 and json.loads(info.stdout)["sha256"] == sha256_file(adapter_file), info.stderr
+    assert len(hashed) == 1, hashed
+
+
 def test_a_runs_final_weights_whose_replacement_was_killed_are_put_back(tmp_path):
     """A run killed as it wrote its final weights again (a resumed run) left new weights without their json; the
     next finetune there puts the old pair back."""

@@ -185,8 +185,25 @@ def read_file(source: str) -> Path:
 
 def registered_file(name: str, cache_dir: Path | None = None) -> Path | None:
     """The registered copy behind `--adapter NAME`, if NAME is a registered adapter (in cache folder `cache_dir`)."""
-    kept = _kept(name, cache_dir) if is_name(name) else None
+    kept = registered(name, cache_dir)
     return kept[1] if kept is not None else None
+
+
+def registered(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | None:
+    """The record file and adapter file behind `--adapter NAME` as last kept (`_kept`), if NAME is a registered
+    adapter (in cache folder `cache_dir`). Finding them hashes the adapter file while a registration over it is in
+    flight or was killed half way: a command finds them once and passes them along (`found_record`)."""
+    return _kept(name, cache_dir) if is_name(name) else None
+
+
+def found_record(name: str, kept: tuple[Path, Path]) -> tuple[AdapterRecord, Path] | None:
+    """The record and file of the registered adapter `name` where `registered` found them (`kept`), not looked up
+    again; looked up once more (files.looked_again's way) where a registration begun since moved the record aside.
+    None: removed meanwhile."""
+    record = _read(name, kept[0])
+    if record is None and (kept := _kept(name)) is not None:
+        record = _read(name, kept[0])
+    return None if record is None else (record, kept[1])
 
 
 def _kept(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | None:
@@ -232,13 +249,17 @@ def records() -> list[AdapterRecord | DamagedAdapter]:
 
 def _record(name: str) -> AdapterRecord | None:
     kept = _kept(name)
-    hint = f"run `mmgen models rm {name}`"
-    return read_record(AdapterRecord, kept[0], "adapter record", hint) if kept is not None else None
+    return _read(name, kept[0]) if kept is not None else None
+
+
+def _read(name: str, record_file: Path) -> AdapterRecord | None:
+    return read_record(AdapterRecord, record_file, "adapter record", f"run `mmgen models rm {name}`")
 
 
 def find(name: str) -> AdapterRecord | None:
     """The record of the registered adapter `name`, or None."""
-    return _record(name) if registered_file(name) is not None else None
+    kept = registered(name)
+    return None if kept is None or (found := found_record(name, kept)) is None else found[0]
 
 
 def verify(name: str | None = None) -> list[Verdict]:
@@ -316,8 +337,7 @@ def _look(name: str, whole: bool = False) -> _Look:
     from mmgen.adapters.file import read_whole
 
     kept = _kept(name)
-    record = read_record(AdapterRecord, kept[0], "adapter record", f"run `mmgen models rm {name}`") \
-        if kept is not None else None
+    record = _read(name, kept[0]) if kept is not None else None
     if record is None:  # (or a record kept aside, gone as it was read)
         return _Look(None, None, None)
     try:

@@ -38,8 +38,10 @@ def _bundled_file(name: str) -> Path | None:
     return registry.get(name).weights.bundled_path if name in registry else None
 
 
-def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
-    """Whether NAME means the registered adapter: said by --adapter/--model, else whichever of the two exists.
+def _adapter_named(name: str, adapter: bool, model: bool, command: str) -> tuple[Path, Path] | None:
+    """The registered adapter NAME means — its record file and adapter file as last kept (store.registered, found
+    once: passed along, not looked up again) — or None where NAME means the model: said by --adapter/--model, else
+    whichever of the two exists.
     Both can: a registry entry that came after the user registered an adapter under its name (a new mmgen, a
     preset folder) — then `-m NAME` is the model and `--adapter NAME` the adapter, and a command given only
     NAME asks which rather than guess; a name of neither is refused naming the close names of both. A damaged
@@ -53,21 +55,21 @@ def _is_adapter(name: str, adapter: bool, model: bool, command: str) -> bool:
     if adapter and model:
         raise UsageError("give --adapter or --model, not both")
     if model:
-        return False
+        return None
     if adapter:
-        if store.registered_file(name) is None:
+        if (kept := store.registered(name)) is None:
             raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
-        return True
+        return kept
     cache, registry = ModelCache(), load_registry()
     in_registry = name in registry
     if not in_registry and not unless_kind_damaged(cache.root, "models", lambda: cache.folder(name).is_dir(), False):
-        if store.registered_file(name) is not None:
-            return True
+        if (kept := store.registered(name)) is not None:
+            return kept
         if damaged_folder(cache.root, "models") is not None:
-            return False  # models/ a link: the model's own lookup says so
+            return None  # models/ a link: the model's own lookup says so
         raise unknown_model(name, sorted({*registry.names(), *cache.names(), *store.names()}), "model or adapter")
     if unless_kind_damaged(cache.root, "adapters", lambda: store.registered_file(name), None) is None:
-        return False
+        return None
     where = "in the registry" if in_registry else "in the cache"
     raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
                      hint=f"say which: mmgen models {command} {name} --model, or --adapter")
@@ -101,7 +103,7 @@ def rm(
         else:
             say(f"removed the symlink {link} (what it points to is left alone)")
         return
-    is_adapter = _is_adapter(name, adapter, model or forget, "rm")
+    is_adapter = _adapter_named(name, adapter, model or forget, "rm") is not None
     if forget:  # before the model goes: a read-only cache keeps both
         check_forgettable(cache.root, name)
     removed = store.remove(name) if is_adapter else cache.remove(name)
@@ -144,7 +146,8 @@ def verify(
             raise UsageError("give --adapter or --model, not both")
         results = ([] if adapter else verify_models()) + ([] if model else store.verify())
     else:
-        results = store.verify(name) if _is_adapter(name, adapter, model, "verify") else verify_models(name)
+        is_adapter = _adapter_named(name, adapter, model, "verify") is not None
+        results = store.verify(name) if is_adapter else verify_models(name)
     if not as_json and (why := closed_stdout("the verdicts")):
         raise UsageError(why)
     if not results and not as_json:
@@ -186,8 +189,11 @@ def info(
 
     if not as_json and (why := closed_stdout("the details")):
         raise UsageError(why)
-    if _is_adapter(name, adapter, model, "info"):
-        details = {**store.find(name).as_dict(), "path": str(store.registered_file(name))}
+    if (kept := _adapter_named(name, adapter, model, "info")) is not None:
+        if (found := store.found_record(name, kept)) is None:  # removed as it was read
+            raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
+        record, file = found
+        details = {**record.as_dict(), "path": str(file)}
     else:
         details = describe(name)
     if as_json:

@@ -14,7 +14,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from mmgen.errors import MediaError, MmgenError, ResourceError, StorageError, UsageError, output_named
+from mmgen.errors import (
+    MediaError,
+    MmgenError,
+    ResourceError,
+    StorageError,
+    UsageError,
+    in_callers_words,
+    output_named,
+)
 from mmgen.runtime.collective_failures import collective_failure
 
 DISK_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}  # the output's disk failed: exit 1
@@ -142,7 +150,13 @@ def _input_named(error: OSError, *outputs: Path) -> Path | None:
     return _final_name(named[0])
 
 
-MEMORY_HINT = "close other programs, or ask for less at once: fewer or shorter clips, a smaller --batch-size"
+def memory_hint() -> str:
+    """How to need less memory, in its caller's words: `--batch-size` on the command line, `batch_size=` to the
+    Python API (a pipeline call's argument, FinetuneConfig's field)."""
+    smaller = in_callers_words("--batch-size", "batch_size=")
+    return f"close other programs, or ask for less at once: fewer or shorter clips, a smaller {smaller}"
+
+
 # How libraries say an errno in a RuntimeError (torch's c10: "unable to open file <PATH> in read-only mode: Too many
 # open files (24)", "unable to mmap 512 bytes from file <PATH>: Cannot allocate memory (12)"): the file, if named
 _LIBRARY_ERRNO = re.compile(r"(?:<(?P<file>[^<>]+)>.*)?: (?P<strerror>[^:()]+) \((?P<errno>\d+)\)$", re.DOTALL)
@@ -171,8 +185,9 @@ def resource_failure(error: BaseException) -> ResourceError | None:
         text = str(error).strip()
         if type(error).__name__ == "OutOfMemoryError":  # torch's, for a GPU's memory
             allocation = _ACCELERATOR_ALLOCATION.search(text)
+            cpu = in_callers_words("--device cpu", "device='cpu'")
             return ResourceError("the GPU ran out of memory" + (f" allocating {allocation[1]}" if allocation else ""),
-                                 hint=f"{MEMORY_HINT}, or --device cpu")
+                                 hint=f"{memory_hint()}, or {cpu}")
         if allocation := _CPU_ALLOCATOR.search(text):
             from mmgen.terminal import size_text
 
@@ -188,7 +203,7 @@ def resource_failure(error: BaseException) -> ResourceError | None:
 
 
 def _out_of_memory(doing: str | None) -> ResourceError:
-    return ResourceError("out of memory" + (f" {doing}" if doing else ""), hint=MEMORY_HINT)
+    return ResourceError("out of memory" + (f" {doing}" if doing else ""), hint=memory_hint())
 
 
 def _short_of(number: int, filename: object) -> ResourceError:

@@ -253,6 +253,48 @@ def test_a_python_callers_errors_name_its_arguments_and_the_command_lines_its_fl
 
 
 
+def test_a_python_callers_hints_name_its_arguments_and_the_command_lines_its_flags(tmp_path, monkeypatch):
+    """Hints met from Python named flags a Python caller never wrote (`register the adapter under another --name`,
+    `drop --arch/--config`, `lower --lr …`, `a smaller --batch-size`): each names the argument there, the flag only
+    while the command line runs."""
+    import torch
+
+    import mmgen
+    from mmgen.adapters.store import register
+    from mmgen.errors import MmgenError, command_line_words
+    from mmgen.runtime.processes import Processes
+    from mmgen.train.divergence import DivergenceWatch
+    from mmgen.train.interrupt import CheckpointNotSaved
+    from mmgen.weights import import_weights
+
+    monkeypatch.setenv("MMGEN_CACHE", str(tmp_path / "cache"))
+    demo = Path(mmgen.__file__).parent / "assets" / "demo.safetensors"
+
+    def diverged() -> None:  # finetune(…, FinetuneConfig(lr=1e30)): its second step's loss is no number
+        watch = DivergenceWatch(torch.device("cpu"), gradients_may_overflow=False)
+        watch.observe(2, torch.tensor(float("nan")), torch.tensor(1.0))
+        watch.check(Processes(), 2, None)
+
+    def out_of_memory() -> None:  # a stop asked for a checkpoint, and saving it ran out of memory
+        raise CheckpointNotSaved(3, MemoryError())
+
+    calls = [(lambda: register(tmp_path / "a.safetensors", "demo"), "(register the adapter under another name=)",
+              "(register the adapter under another --name)"),
+             (lambda: import_weights(demo, "landscape", arch="mm-unet"),  # the demo's file, not the landscape's
+              "(import it under a new name without arch=/config=; its metadata says what it is)",
+              "(import it under a new name without --arch/--config; its metadata says what it is)"),
+             (diverged, "(lower lr= (or raise warmup=, or set grad_clip=) and start again)",
+              "(lower --lr (or raise --warmup, or set --grad-clip) and start again)"),
+             (out_of_memory, "fewer or shorter clips, a smaller batch_size=)", "fewer or shorter clips, a smaller --batch-size)")]
+    for call, python, command_line in calls:
+        with pytest.raises(MmgenError) as refused:
+            call()
+        assert str(refused.value).endswith(python), str(refused.value)
+        with command_line_words(), pytest.raises(MmgenError) as refused:
+            call()
+        assert str(refused.value).endswith(command_line), str(refused.value)
+
+
 def test_a_python_callers_output_is_named_by_its_argument_not_by_minus_o(tmp_path):
     """A Python caller names the output `output=` (generate_files: `out_dir=`), yet an output refused was said with
     `-o`, a flag it never wrote (`e.g. -o out.mp4`, `choose a shorter name with -o`): the hint names the argument,

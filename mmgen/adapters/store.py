@@ -23,6 +23,7 @@ from mmgen.errors import (
     OutputExists,
     StorageError,
     UsageError,
+    in_callers_words,
 )
 from mmgen.files import (
     atomic_path,
@@ -142,9 +143,10 @@ def _locked(name: str) -> AbstractContextManager[None]:
 
 def _check_not_a_model(name: str) -> None:
     if name in load_registry():
-        where, hint = "a model in the registry", "register the adapter under another --name"
+        where, hint = "a model in the registry", f"register the adapter under another {_name_words()}"
     elif unless_kind_damaged(cache_root(), "models", lambda: ModelCache().record(name), None) is not None:
-        where, hint = "a cached model", f"use another --name, or remove the model first: mmgen models rm {name}"
+        where = "a cached model"
+        hint = f"use another {_name_words()}, or remove the model first: mmgen models rm {name}"
     else:
         return
     raise UsageError(f"{name!r} is already the name of {where}; an adapter needs a name of its own", hint=hint)
@@ -157,8 +159,15 @@ def check_not_an_adapter(name: str, cache_dir: Path | None = None) -> None:
     if unless_kind_damaged(root, "adapters", lambda: registered_file(name, cache_dir), None) is not None:
         raise UsageError(
             f"{name!r} is already the name of a registered adapter; a model needs a name of its own",
-            hint=f"import it under another --name, or remove the adapter first: mmgen models rm {name} --adapter",
+            hint=f"import it under another {_name_words()}, or remove the adapter first: "
+            f"mmgen models rm {name} --adapter",
         )
+
+
+def _name_words() -> str:
+    """What names the entry an import makes, in its caller's words: `--name`, or the Python argument `name=`
+    (register, import_merged, weights.import_weights)."""
+    return in_callers_words("--name", "name=")
 
 
 def files_of(source: str) -> list[Path]:

@@ -148,7 +148,7 @@ def _start_failed(e: Exception, argv: list[str] | None) -> int:
     Nothing here imports typer or a command's module again: they may be what failed."""
     from mmgen import environment
     from mmgen.disk_failures import resource_failure
-    from mmgen.errors import MmgenError
+    from mmgen.errors import MmgenError, command_line_words
 
     with environment.as_unset():
         debug = "--debug" in (sys.argv[1:] if argv is None else map(str, argv)) or bool(
@@ -157,7 +157,8 @@ def _start_failed(e: Exception, argv: list[str] | None) -> int:
         import traceback
 
         traceback.print_exception(e)
-    e = resource_failure(e) or e
+    with command_line_words():  # its hint names flags (it is said after the command line's block has ended)
+        e = resource_failure(e) or e
     if isinstance(e, MmgenError):
         _error(str(e))
         return e.exit_code

@@ -26,7 +26,7 @@ import torch
 
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
-from mmgen.errors import ConfigError, MediaError
+from mmgen.errors import ConfigError, MediaError, in_callers_words
 from mmgen.files import atomic_path
 from mmgen.locks import acquire, file_lock
 from mmgen.media.notes import note
@@ -79,8 +79,9 @@ class ClipCache:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = acquire(self.root / f"{key}.lock")
         except OSError as e:
+            other = in_callers_words("--cache-dir", "cache_dir=")  # FinetuneConfig's
             raise MediaError(f"cannot write into {self.root}: {why_no_files(e)} ({path} is not decoded in this clip "
-                             "cache yet)", hint="choose another --cache-dir, or set MMGEN_CACHE") from None
+                             "cache yet)", hint=f"choose another {other}, or set MMGEN_CACHE") from None
         try:
             return self._decode_once(path, key, shard)
         finally:

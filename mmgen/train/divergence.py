@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from mmgen.errors import MmgenError
+from mmgen.errors import MmgenError, in_callers_words
 from mmgen.runtime.processes import Processes
 
 
@@ -42,7 +42,7 @@ class DivergenceWatch:
         firsts = [first for first, _ in seen if first >= 0]
         what = f"the loss at step {min(firsts)} is not finite" if firsts else f"the weights after step {step} are not finite"
         kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
-        raise TrainingDiverged(
-            f"training diverged: {what}; no model written, {kept}",
-            "lower --lr (or raise --warmup, or set --grad-clip) and start again",
-        )
+        lr, warmup = in_callers_words("--lr", "lr="), in_callers_words("--warmup", "warmup=")  # FinetuneConfig's
+        clip = in_callers_words("--grad-clip", "grad_clip=")
+        raise TrainingDiverged(f"training diverged: {what}; no model written, {kept}",
+                               f"lower {lr} (or raise {warmup}, or set {clip}) and start again")

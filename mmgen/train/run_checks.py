@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmgen.errors import MmgenError, ModelNotFound, UsageError, output_named
+from mmgen.errors import MmgenError, ModelNotFound, UsageError, in_callers_words, output_named
 from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting
 from mmgen.terminal import number_text
@@ -150,10 +150,15 @@ def check_run_places(run_dir: Path, config: FinetuneConfig, resume: bool) -> Pat
 
     cache_dir = clip_cache(config)
     cache_dir = check_output_folder(cache_dir) if cache_dir.is_dir() else \
-        check_writable_folder(cache_dir, hint="choose another --cache-dir, or set MMGEN_CACHE")
+        check_writable_folder(cache_dir, hint=f"choose another {_cache_dir_words()}, or set MMGEN_CACHE")
     check_outside_caches(run_dir, cache_dir, resume)
     check_writable_folder(run_dir, hint=f"choose another {output_named()}")
     return cache_dir
+
+
+def _cache_dir_words() -> str:
+    """What names the clip cache, in its caller's words: `--cache-dir`, or FinetuneConfig's `cache_dir=`."""
+    return in_callers_words("--cache-dir", "cache_dir=")
 
 
 def clip_cache(config: FinetuneConfig) -> Path:
@@ -178,4 +183,4 @@ def check_outside_caches(run_dir: Path, cache_dir: Path, resume: bool) -> None:
                          hint=f"choose another {output_named()}, outside the cache; the cache holds mmgen's own files")
     if not resume and Path(os.path.realpath(cache_dir)).is_relative_to(real):
         raise UsageError(f"{cache_dir}: the clip cache is inside the run folder ({run_dir})",
-                         hint="choose a --cache-dir outside the run folder (clips decoded once serve every run)")
+                         hint=f"choose a {_cache_dir_words()} outside the run folder (clips decoded once serve every run)")

@@ -98,20 +98,20 @@ def install(
         if target is not None and (own.arch, own.config) != (target.arch, target.config):
             raise WeightsMismatch(
                 f"{file} is an mmgen {own.arch} file whose config differs from the one asked for",
-                hint="import it under a new name without --arch/--config; its metadata says what it is",
+                hint=f"import it under a new name without {_arch_and_config()}; its metadata says what it is",
             )
         target = Target(own.arch, own.config, target.parameters if target is not None else None)
     if target is None:
-        raise UsageError(
-            f"{file}: no architecture config for {name!r}", hint="pass --arch and --config FILE.yaml"
-        )
+        raise UsageError(f"{file}: no architecture config for {name!r}",
+                         hint="pass " + in_callers_words("--arch and --config FILE.yaml", "arch= and config="))
     check_state_dict(state, expected_shapes(target.arch, target.config), str(file))
     state = {key: check_weight(file, key, tensor) for key, tensor in state.items()}
     count = sum(t.numel() for t in state.values())
     if target.parameters is not None and count != target.parameters:
         raise WeightsMismatch(
             f"{file} holds {count:,} parameters, not the {target.parameters:,} of the released {name!r}",
-            hint=f"import it under another name with --arch {target.arch} --config FILE.yaml",
+            hint="import it under another name with "
+            + in_callers_words(f"--arch {target.arch} --config FILE.yaml", f"arch={target.arch!r} and its config="),
         )
     folder = cache.folder(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,6 +146,12 @@ def install(
         )
         cache.write_record(record)
     return record
+
+
+def _arch_and_config() -> str:
+    """The two settings that say what a file to import is, in its caller's words: `--arch/--config`, or
+    import_weights' arguments `arch=/config=` (a config dataclass)."""
+    return in_callers_words("--arch/--config", "arch=/config=")
 
 
 def check_model_name(name: str, cache_dir: Path) -> None:
@@ -226,7 +232,7 @@ def _target(name: str, entry: ModelEntry | None, arch: str | None, config: Any, 
         if (arch is not None and arch != entry.arch) or config is not None:
             raise UsageError(
                 f"{name!r} is a registry entry ({entry.arch}); its config is fixed by the entry",
-                hint="drop --arch/--config, or import under another name",
+                hint=f"drop {_arch_and_config()}, or import under another name",
             )
         if entry.config is None:
             return None

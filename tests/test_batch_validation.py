@@ -990,6 +990,38 @@ def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, mo
     assert rows[1].split("│")[1].strip() == "1501" and " hero.mp4 " in rows[1]
 
 
+def test_a_long_dry_run_shows_its_first_rows_then_how_many_jobs_are_in_each_state_and_json_says_every_job(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """A dry run of 10,000 jobs spent most of its 15 CPU seconds in rich drawing 10,000 rows no one scrolls back
+    through. Past SHOWN_ROWS rows the table shows the first ones, then how many jobs it left out, and how many jobs
+    are in each state, those left out too (here the last job is done); `--json` still says every job's status."""
+    from mmgen.cli import run
+    from mmgen.cli._batch_report import SHOWN_ROWS
+
+    count = SHOWN_ROWS + 20
+    jobs = write_jobs(folder, "defaults: {model: tiny.safetensors, steps: 2, previews: false}\njobs:\n" + "".join(
+        f"  - {{kind: generate, name: take{i}, seed: {i}}}\n" for i in range(count)))
+    out, manifest = folder / "outputs", Manifest(folder / "outputs")
+    out.mkdir()
+    last = plan_batch(jobs).jobs[-1]  # done as `mmgen batch` records a job done
+    for path in last.files.files.values():
+        path.write_bytes(f"the batch's {path.suffix}".encode())
+    manifest.append(Record(last.output, "done", last.hash, last.number, last.kind, last.seed,
+                           batch=manifest.batch_named(jobs), files=manifest.describe_files(last.files.files)))
+    monkeypatch.setenv("COLUMNS", "200")
+
+    assert run(["batch", str(jobs), "--dry-run"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert len([line for line in shown if line.startswith("│")]) == SHOWN_ROWS  # a row a job
+    assert shown[-4:] == [f"… and 20 more jobs ({SHOWN_ROWS + 1}–{count}): --json lists every job, a line each",
+                          f"By status: {count - 1} new: run, 1 done: skip", "No model downloads needed.",
+                          f"{count} jobs: {count - 1} to run, 1 done (dry run: nothing was run)"]
+    assert run(["batch", str(jobs), "--dry-run", "--json"]) == 0
+    planned = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(job["job"], job["status"]) for job in planned] == [
+        *((number, "new") for number in range(1, count)), (count, "done")]
+
+
 def test_yaml_s_base_60_numbers_and_dates_stay_the_text_written_and_one_mistake_is_one_problem(folder: Path):
     """YAML 1.1 reads `0:0.5` as the base-60 number 0.5 and `2001-12-14` as a date; mmgen's files want neither, so
     they stay strings (a range, a name). A list under `inputs:` is one problem, not also "no input"; a number

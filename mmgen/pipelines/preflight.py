@@ -21,6 +21,7 @@ from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.media.probe import MAX_CHANNELS, MediaInfo, probe
 from mmgen.pipelines import outputs
 from mmgen.pipelines.settings import GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
+from mmgen.runtime.device_names import check_device_name
 from mmgen.weights import sidecar
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.lineage import own_lineage
@@ -129,6 +130,7 @@ def check_matching(command: str, input: str | Path, output: str | Path | None, s
                    overwrite: bool = False, inputs: Sequence[Path] = ()) -> Matching:
     """soundtrack's or animate's (`command`) checks: the input, the output (OUTPUT as given, or named after the
     input: outputs.output_for), the model. `inputs`: more files read while it runs (a batch's other jobs')."""
+    check_device(settings.device)
     output = outputs.output_for(input, output, command)
     source = Path(input)
     given = settings.given
@@ -160,6 +162,7 @@ def check_retake(input: str | Path, output: str | Path | None, settings: RetakeS
                  overwrite: bool = False, inputs: Sequence[Path] = ()) -> Retaking:
     """retake's checks: the input (both streams there and usable), the ranges, the output, the model. `inputs`: more
     files read while it runs (a batch's other jobs')."""
+    check_device(settings.device)
     source = Path(input)
     info = probe(source)
     for kind in OTHER:
@@ -182,12 +185,28 @@ def check_generate(out_dir: str | Path, settings: GenerateSettings, *, overwrite
                    ) -> tuple[list[outputs.OutputPaths], tuple[Path, ...]]:
     """generate_files's checks: OUT_DIR, every clip's files, the model. Returns the clips' files and the files the
     run reads."""
+    check_device(settings.device)
     check_folder_name(out_dir)
-    paths = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(settings.num)]
     inputs = input_files(settings)
+    first = [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(0)}.mp4")]
+    # the first clip's files alone, first: an OUT_DIR of an earlier run holds clip_0000.mp4, said at once (it was
+    # said after the names of all -n clips were made, 77 s for -n 100000)
+    outputs.check_outputs(first, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
+    paths = first + [settings.outputs(Path(out_dir) / f"{outputs.CLIP_STEM.format(k)}.mp4") for k in range(1, settings.num)]
     outputs.check_outputs(paths, overwrite, inputs=inputs, sample_rate=settings.asked_rate())
     check_sampling(settings)
     return paths, inputs
+
+
+def check_device(name: str) -> None:
+    """The device a run names (cuda, cuda:N, mps) is on this machine: asked first, before the outputs' checks
+    (`generate -n 100000 --device cuda` said CUDA was missing after 400,000 file checks, twice). It imports torch,
+    which a run on that device loads next anyway; auto and cpu are always there and import nothing."""
+    if check_device_name(name) in ("auto", "cpu"):
+        return
+    from mmgen.runtime.device import select_device
+
+    select_device(name)
 
 
 def check_folder_name(out_dir: str | Path) -> None:

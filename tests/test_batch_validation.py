@@ -1205,6 +1205,38 @@ def test_under_torchrun_cuda_in_any_case_is_this_process_gpu(folder: Path, monke
         assert plan_batch(jobs, local_rank=1).jobs[0].settings.device == "cuda:1", written
 
 
+def test_a_device_flag_this_machine_lacks_is_said_as_the_flag_before_the_file_is_planned(
+        folder: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """`batch ok.yaml --device cuda` said `ok.yaml: device cuda: CUDA is not available` and `ok.yaml: 1 problem
+    found`, as if the file had a device: key; `--precision fp64` was said as the flag. So is the device now, before
+    the file's jobs are planned (`--device gpu` took 6.7 s there); a `device:` key of the file is still its line's."""
+    import torch
+
+    from mmgen.cli import run
+    from mmgen.errors import InvalidSetting
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+        """)
+    for device, says in (("cuda", "--device cuda: CUDA is not available (try auto or cpu)"),
+                         ("gpu", "--device: 'gpu' is not a device (choose from auto, cpu, cuda, cuda:N, mps)")):
+        assert run(["batch", str(jobs), "--dry-run", "--device", device]) == 2
+        assert capsys.readouterr().err == f"mmgen: error: {says}\n"
+    with pytest.raises(InvalidSetting, match="^device cuda: CUDA is not available"):
+        plan_batch(jobs, device="cuda")
+    keyed = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, device: cuda}
+        jobs:
+          - kind: generate
+        """)
+    with pytest.raises(BatchInvalid) as invalid:
+        plan_batch(keyed)
+    assert [problem.line for problem in invalid.value.problems] == [1]  # the line that says it
+
+
 @pytest.mark.parametrize(("rank", "says"), [
     (0, None),
     (2, "mmgen: error: LOCAL_RANK=2, but this machine has 2 GPUs (cuda:0 to cuda:1): a torchrun job takes one "

@@ -89,7 +89,10 @@ def batch(
     Re-running skips jobs that are done and intact, and redoes changed or interrupted ones.
     """
     from mmgen.pipelines.batch.schema import read_batch_file
+    from mmgen.pipelines.preflight import check_device
 
+    if device is not None:  # the flag's own problem, said as the flag and before the file is read (not as a line of it)
+        check_device(device)
     # Under torchrun every process plans the one batch file, before they join: its problems are said once (rank 0).
     with alike_in_every_process():
         # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable

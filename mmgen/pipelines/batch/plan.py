@@ -44,6 +44,7 @@ from mmgen.pipelines.batch.targets import (
 )
 from mmgen.pipelines.batch.written import Written
 from mmgen.pipelines.outputs import OutputPaths, check_rate_stored
+from mmgen.pipelines.preflight import check_device
 from mmgen.pipelines.session import Run, prepare
 from mmgen.pipelines.settings import KINDS, SEED_BITS, GenerateSettings, RunSettings, seed_taken
 from mmgen.runtime import processes, torchrun
@@ -147,6 +148,8 @@ def plan_batch(
     read = {} if isinstance(path, BatchFile) else {"path": path}
     check_arguments("plan_batch", paths=read | {"output_dir": output_dir}, optional=("output_dir",),
                     overwrite=overwrite, words={"device": device, "precision": precision}, indices={"local_rank": local_rank})
+    if device is not None:  # the command's --device: its problem is its own (InvalidSetting), no problem of the file's
+        check_device(device)
     if isinstance(path, BatchFile):
         batch, problems = path, list(path.problems)
     else:

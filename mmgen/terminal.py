@@ -199,7 +199,13 @@ def console(stderr: bool = True, **options) -> Console:
     is what its stream can hold (`held_by`) before it is measured: a table of "64→256" on an ASCII stream is laid
     out around "64->256", and its columns line up."""
     shown = _held_console()(stderr=stderr, **options, **({"color_system": None} if plain_wanted() else {}))
-    if shown.is_dumb_terminal and "width" not in options:  # rich takes 80x25 there, whatever the window is
+    return shown if options.get("width") else window_sized(shown)
+
+
+def window_sized(shown: Console) -> Console:
+    """`shown` (a console made with no width of its own: every mmgen table's, --help's) as wide as its window: on a
+    dumb terminal (TERM=dumb) rich takes 80x25, whatever COLUMNS and the window say (`_window_size`)."""
+    if shown.is_dumb_terminal:
         shown.size = _window_size(shown.file)
     return shown
 

@@ -130,6 +130,18 @@ def test_a_dumb_terminal_is_as_wide_as_its_window(tmp_path, monkeypatch, told):
     assert code == 0 and any(line.startswith("│ demo ") and "1f3e2458ede0" in line for line in lines), drawn
 
 
+@pytest.mark.parametrize(("window", "columns"), [(40, ""), (80, "200")])
+def test_help_on_a_dumb_terminal_is_as_wide_as_its_window(tmp_path, monkeypatch, window, columns):
+    """`TERM=dumb mmgen generate --help` was 80 columns wide whatever the window or COLUMNS said, as mmgen's tables
+    were: in a 40-column window each box's lines wrapped into garbage. Its help is as wide as its tables."""
+    for name in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+    env = {**mmgen_env(tmp_path), "TERM": "dumb", **({"COLUMNS": columns} if columns else {})}
+    code, drawn = on_a_terminal(monkeypatch, "generate", "--help", env=env, columns=window)
+    widths = {len(line) for line in drawn.decode().splitlines() if line.startswith("╭")}
+    assert code == 0 and widths == {int(columns or window)}, drawn.decode()
+
+
 def test_no_color_on_a_terminal_draws_tables_without_bold(tmp_path, monkeypatch):
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
     code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env)

@@ -155,14 +155,17 @@ _help_tables: ContextVar[list | None] = ContextVar("help_tables", default=None) 
 def _panels_laid_out_alike() -> Iterator[None]:
     """A --help whose panels are laid out alike: typer prints each panel as it builds it, so each table chose its
     layout alone (_help_tables_never_cut). Its console here holds what is printed until the last panel is built,
-    then prints it all: each table, drawn then, knows every other of its --help (HelpTable.panels)."""
+    then prints it all: each table, drawn then, knows every other of its --help (HelpTable.panels). The console is
+    as wide as mmgen's tables' (`window_sized`: COLUMNS or the window on a dumb terminal too, where rich took 80)."""
     import typer.rich_utils
+
+    from mmgen.terminal import window_sized
 
     made = typer.rich_utils._get_rich_console
     held: list[tuple[object, tuple, dict]] = []
 
     def holding(stderr: bool = False):
-        console = made(stderr)
+        console = made(stderr) if typer.rich_utils.MAX_WIDTH else window_sized(made(stderr))
         console.print = lambda *objects, printing=console.print, **options: held.append((printing, objects, options))
         return console
 

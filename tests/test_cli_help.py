@@ -438,3 +438,20 @@ def test_help_with_stdout_closed_is_refused_as_version_is(monkeypatch, capsys):
         assert run(args) == 2, args
         assert capsys.readouterr().err == ("mmgen: error: standard output is closed: there is nowhere to print "
                                            "the help\n"), args
+
+
+@pytest.mark.parametrize(("name", "width", "whole"), [
+    ("finetune", "30", "[default:(runs/finetune-<date>-<time>)]"),
+    ("models import", "30", "(RUN/adapter.safetensorsof`mmgenfinetune--lora`)"),
+    ("generate", "20", "MMGEN_DEBUG=1"),
+    ("soundtrack", "20", "--guidance-scale;"),
+])
+def test_a_narrow_terminal_s_help_folds_a_long_word_and_cuts_nothing(tmp_path, name, width, whole):
+    """Where each option's description is stacked under its names, a word longer than the line was cut with `…`:
+    at 30 columns finetune's --output default read `(runs/finetune-<date>…`, at 20 `MMGEN_DEBUG…`. It is folded
+    onto the next line, whole."""
+    done = run_here(*name.split(), "--help", env=mmgen_env(tmp_path, COLUMNS=width, NO_COLOR="1"))
+    assert done.returncode == 0 and not re.search(r"\S…", done.stdout), done.stdout
+    assert max(map(len, done.stdout.splitlines())) <= int(width), done.stdout
+    assert whole in re.sub(r"[\s│]", "", done.stdout), done.stdout
+

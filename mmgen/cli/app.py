@@ -93,6 +93,9 @@ def _help_tables_never_cut() -> None:
             return all(len(table.columns) < 2 or table._fits(console, options) for table in self.panels or [self])
 
         def __rich_console__(self, console, options):
+            for column in self.columns:
+                for cell in column._cells:
+                    _folded(cell)
             if len(self.columns) < 2 or self._laid_out_in_columns(console, options):
                 for column in self.columns:
                     column.overflow = "fold"
@@ -107,6 +110,17 @@ def _help_tables_never_cut() -> None:
                 yield Padding(cells[-1], (0, 0, 0, 4))
 
     typer.rich_utils.Table = HelpTable
+
+
+def _folded(cell) -> None:
+    """A --help table's cell (a Text, or typer's Columns of them: an option's help, its default) whose words too long
+    for the line are folded onto the next, not cut with `…`: the Columns lays each out in a grid of its own, whose
+    column cuts (`(runs/finetune-<date>…` at 30 columns), whatever the table's column says."""
+    from rich.text import Text
+
+    for text in getattr(cell, "renderables", [cell]):
+        if isinstance(text, Text):
+            text.overflow = "fold"
 
 
 

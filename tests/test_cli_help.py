@@ -455,3 +455,19 @@ def test_a_narrow_terminal_s_help_folds_a_long_word_and_cuts_nothing(tmp_path, n
     assert max(map(len, done.stdout.splitlines())) <= int(width), done.stdout
     assert whole in re.sub(r"[\s│]", "", done.stdout), done.stdout
 
+
+@pytest.mark.parametrize("name", ["soundtrack", "animate", "finetune"])
+def test_help_on_an_ascii_stream_is_laid_out_as_shown(tmp_path, name):
+    """`PYTHONIOENCODING=ascii mmgen soundtrack --help`: the help was laid out before its stand-ins, so each line
+    with one (… as ...) pushed its box's border out of line, `3·2²⁰` read `3-2\\xc2\\xb2\\xe2\\x81\\xb0` and the
+    examples' `·` separator a dash, as if an option. mmgen's own help is ASCII where nothing stands in for it, and
+    what stands in is measured as shown."""
+    import io
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii", write_through=True)
+    done = run_here(name, "--help", env=mmgen_env(tmp_path, COLUMNS="100", NO_COLOR="1"), stdout=stdout)
+    shown = stdout.buffer.getvalue().decode("ascii")
+    assert done.returncode == 0 and "\\x" not in shown and "   -   " not in shown, shown
+    assert {len(line) for line in shown.splitlines() if line} == {100}, shown
+    words = re.sub(r"[\s|]", "", shown)
+    assert ("(A/RANK)*B*A" if name == "finetune" else "3*2^20=3,145,728") in words, shown

@@ -14,7 +14,7 @@ from mmgen.cli.progress import progress_display
 from mmgen.pipelines import AnimateSettings
 
 
-@app.command(epilog="Examples:  mmgen animate birdsong.wav   ·   mmgen animate song.mp3 --no-upscale -o song.mp4")
+@app.command(epilog="Examples:  `mmgen animate birdsong.wav`,  `mmgen animate song.mp3 --no-upscale -o song.mp4`")
 @options.settings_flags
 def animate(
     input: Annotated[Path, typer.Argument(metavar="AUDIO", help="The sound file to animate (wav, mp3, m4a, or a video's audio): a path; `-` is not standard input.")],

@@ -170,24 +170,33 @@ def _panels_laid_out_alike() -> Iterator[None]:
     """A --help whose panels are laid out alike: typer prints each panel as it builds it, so each table chose its
     layout alone (_help_tables_never_cut). Its console here holds what is printed until the last panel is built,
     then prints it all: each table, drawn then, knows every other of its --help (HelpTable.panels). The console is
-    as wide as mmgen's tables' (`window_sized`: COLUMNS or the window on a dumb terminal too, where rich took 80)."""
+    as wide as mmgen's tables' (`window_sized`: COLUMNS or the window on a dumb terminal too, where rich took 80),
+    and each text it is given is what its stream can hold (`held_by`: … as ...) before it is measured: the boxes
+    of an ASCII stream's help stay in line."""
     import typer.rich_utils
 
+    from mmgen.held_text import held_by
     from mmgen.terminal import window_sized
 
-    made = typer.rich_utils._get_rich_console
+    made, text_made = typer.rich_utils._get_rich_console, typer.rich_utils._make_rich_text
     held: list[tuple[object, tuple, dict]] = []
+    encoding: list[str] = []  # the console's, once typer has made it (before any text)
 
     def holding(stderr: bool = False):
         console = made(stderr) if typer.rich_utils.MAX_WIDTH else window_sized(made(stderr))
+        encoding[:] = [console.encoding]
         console.print = lambda *objects, printing=console.print, **options: held.append((printing, objects, options))
         return console
 
+    def held_text(*, text: str, **options):
+        return text_made(text=held_by(text, encoding[0] if encoding else None), **options)
+
     typer.rich_utils._get_rich_console, tables = holding, _help_tables.set([])
+    typer.rich_utils._make_rich_text = held_text
     try:
         yield
     finally:
-        typer.rich_utils._get_rich_console = made
+        typer.rich_utils._get_rich_console, typer.rich_utils._make_rich_text = made, text_made
         _help_tables.reset(tables)
     for printing, objects, options in held:
         printing(*objects, **options)

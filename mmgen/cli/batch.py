@@ -37,8 +37,8 @@ def _example(wanted: bool) -> None:
 
 
 @app.command(
-    epilog="Examples:  mmgen batch --example > jobs.yaml   ·   mmgen batch jobs.yaml --dry-run   ·   "
-    "mmgen batch jobs.yaml -o out/   ·   torchrun --nproc_per_node 4 -m mmgen batch jobs.yaml"
+    epilog="Examples:  `mmgen batch --example > jobs.yaml`,  `mmgen batch jobs.yaml --dry-run`,  `"
+    "mmgen batch jobs.yaml -o out/`,  `torchrun --nproc_per_node 4 -m mmgen batch jobs.yaml`"
 )
 def batch(
     jobs_file: Annotated[

@@ -28,11 +28,11 @@ DEFAULT = FinetuneConfig()
 
 
 @app.command(
-    epilog="Examples:  mmgen finetune my_clips/ --from demo -o runs/mine --steps 2000   ·   "
-    "mmgen finetune world/ --scratch --config demo-train -o runs/demo   ·   "
-    "mmgen finetune my_clips/ --from demo --lora 8 -o runs/style   ·   "
-    "mmgen finetune my_clips/ -o runs/mine --resume   ·   "
-    "torchrun --nproc_per_node 4 -m mmgen finetune my_clips/ --from landscape -o runs/big"
+    epilog="Examples:  `mmgen finetune my_clips/ --from demo -o runs/mine --steps 2000`,  `"
+    "mmgen finetune world/ --scratch --config demo-train -o runs/demo`,  `"
+    "mmgen finetune my_clips/ --from demo --lora 8 -o runs/style`,  `"
+    "mmgen finetune my_clips/ -o runs/mine --resume`,  `"
+    "torchrun --nproc_per_node 4 -m mmgen finetune my_clips/ --from landscape -o runs/big`"
 )
 def finetune(
     ctx: typer.Context,
@@ -64,7 +64,7 @@ def finetune(
     lora_alpha: Annotated[
         float | None,
         typer.Option("--lora-alpha", metavar="A", parser=a_number, rich_help_panel=_MODEL, show_default="the rank",
-                     help="Adapter scale numerator, a positive number: the adapters add (A / RANK) · B·A to each weight."),
+                     help="Adapter scale numerator, a positive number: the adapters add (A / RANK) * B*A to each weight."),
     ] = None,
     lora_targets: Annotated[
         Literal["attention", "attention+conv", "all"] | None,

@@ -14,7 +14,7 @@ from mmgen.pipelines.settings import GenerateSettings, Limit
 
 
 @app.command(
-    epilog="Examples:  mmgen generate -n 4 -o out/   ·   mmgen generate -m landscape --seed 7 --device cuda"
+    epilog="Examples:  `mmgen generate -n 4 -o out/`,  `mmgen generate -m landscape --seed 7 --device cuda`"
 )
 @options.settings_flags
 def generate(

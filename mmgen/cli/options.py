@@ -79,7 +79,7 @@ FLAGS: dict[str, Any] = {
     "guidance_scale": Annotated[
         float | None,
         typer.Option(metavar="SCALE", rich_help_panel=_SAMPLING, show_default=MODELS_OWN,
-                     help="Strength λ of gradient guidance (the paper's: 3·2²⁰ = 3,145,728)."),
+                     help="Strength (lambda) of gradient guidance (the paper's: 3*2^20 = 3,145,728)."),
     ],
     "overlap": Annotated[
         float,

@@ -14,8 +14,8 @@ from mmgen.cli.progress import progress_display
 from mmgen.pipelines.settings import RetakeSettings
 
 
-@app.command(epilog="Examples:  mmgen retake clip.mp4 --range 2:3.5   ·   "
-                    "mmgen retake clip.mp4 --range 0:1 --range 4:5 --video --seed 7 -o fixed.mp4")
+@app.command(epilog="Examples:  `mmgen retake clip.mp4 --range 2:3.5`,  `"
+                    "mmgen retake clip.mp4 --range 0:1 --range 4:5 --video --seed 7 -o fixed.mp4`")
 @options.settings_flags
 def retake(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="The clip to mend, a video file with sound: a path; `-` is not standard input.")],

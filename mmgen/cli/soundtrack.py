@@ -14,7 +14,7 @@ from mmgen.cli.progress import progress_display
 from mmgen.pipelines import SoundtrackSettings
 
 
-@app.command(epilog="Examples:  mmgen soundtrack my_clip.mp4   ·   mmgen soundtrack talk.mov --mix 0.3 --wav -o out.mp4")
+@app.command(epilog="Examples:  `mmgen soundtrack my_clip.mp4`,  `mmgen soundtrack talk.mov --mix 0.3 --wav -o out.mp4`")
 @options.settings_flags
 def soundtrack(
     input: Annotated[Path, typer.Argument(metavar="INPUT", help="The video file to score (any length, any format PyAV reads): a path; `-` is not standard input.")],

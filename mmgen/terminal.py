@@ -288,7 +288,7 @@ def show_table(console: Console, table: Table, entries: list[tuple[str, ...]], i
     where the console has no colour). Whether it was the table."""
     from rich.text import Text
 
-    if _narrowest(table, console.encoding) <= console.width:
+    if fits(console, table):
         console.print(table)
         return True
     if table.title:
@@ -307,6 +307,11 @@ def _cell_text(cell: object) -> Text:
     from rich.text import Text
 
     return cell.copy() if isinstance(cell, Text) else Text.from_markup(str(cell))
+
+
+def fits(console: Console, table: Table) -> bool:
+    """Whether `console` is wide enough for `table` drawn with every short cell whole (`_narrowest`)."""
+    return _narrowest(table, console.encoding) <= console.width
 
 
 FOLDED_AT_LEAST = 20  # columns a folded cell (a description) needs to be read; shorter ones whole

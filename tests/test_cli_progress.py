@@ -121,11 +121,11 @@ def test_no_color_on_a_terminal_is_plain_text_without_one_escape_sequence(tmp_pa
 @pytest.mark.parametrize("told", ["the window", "COLUMNS"])
 def test_a_dumb_terminal_is_as_wide_as_its_window(tmp_path, monkeypatch, told):
     """TERM=dumb (Emacs's M-x shell, often 200 wide): rich took 80 columns whatever the window was, and whatever
-    COLUMNS said (Emacs sets it) unless LINES was set too: a table fit for 150 columns was a model a line."""
+    COLUMNS said (Emacs sets it) unless LINES was set too: a table fit for 200 columns was a model a line."""
     for name in ("COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
-    env = {**mmgen_env(tmp_path), "TERM": "dumb", **({"COLUMNS": "150"} if told == "COLUMNS" else {})}
-    code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env, columns=150 if told == "the window" else 80)
+    env = {**mmgen_env(tmp_path), "TERM": "dumb", **({"COLUMNS": "200"} if told == "COLUMNS" else {})}
+    code, drawn = on_a_terminal(monkeypatch, "models", "list", env=env, columns=200 if told == "the window" else 80)
     lines = drawn.decode().splitlines()
     assert code == 0 and any(line.startswith("│ demo ") and "1f3e2458ede0" in line for line in lines), drawn
 

@@ -547,3 +547,24 @@ def test_verify_of_a_model_replaced_with_its_record_as_it_is_read_is_no_damage(t
     (verdict,) = map(json.loads, capsys.readouterr().out.splitlines())
     assert (verdict["verdict"], verdict["actual"]) == ("ok", real(ModelCache(), "mine").sha256) and swapped
     assert real(ModelCache(), "mine").source_sha256 == sha256_file(other)  # the new pair
+
+
+@pytest.mark.parametrize("width", [150, 170, 200, 235, 300])
+def test_models_list_never_folds_a_url(tmp_path, monkeypatch, width):
+    """At 150-235 columns the "pull fetches" cell folded the official models' Google Drive URL
+    (`…/folders/1Mno4A3BU` over `XELAdX4m650CJ1VfuMVlkz5p`): copied, half a URL. Each URL is whole on its line, in
+    the wide table where it fits, else in none."""
+    for key, value in mmgen_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    terminal = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    monkeypatch.setattr(mmgen.cli.models, "table_console", lambda stderr: terminal)
+
+    from mmgen.weights.catalog import catalog
+
+    assert run(["models", "list"]) == 0
+
+    drawn = terminal.file.getvalue()
+    urls = {row.fetch.split()[-1] for row in catalog() if row.fetch}
+    assert urls and max(len(line) for line in drawn.splitlines()) <= width
+    assert all(url in drawn or url[10:30] not in drawn for url in urls), drawn  # whole, or not shown at all
+    assert any(url in drawn for url in urls) or width < 300, drawn

@@ -30,6 +30,7 @@ from mmgen.errors import MmgenError, UsageError
 from mmgen.input_files import why_not_a_file
 from mmgen.terminal import (
     WIDE_TABLE,
+    fits,
     hashes_text,
     markup_text,
     say,
@@ -80,18 +81,10 @@ def list_models(as_json: JsonOption = False) -> None:
     if why := closed_stdout("the table"):  # the table is the result: stdout, as doctor's report
         raise UsageError(why)
     console = table_console(stderr=False)
-    wide = console.width >= WIDE_TABLE
-    table = Table(title="mmgen models", title_justify="left")
-    for column in ("name", "arch", "size", "status", *(("sha256",) if wide else ())):
-        table.add_column(column, no_wrap=True)  # short: never broken up
-    for column in (*(("pull fetches",) if wide else ()), "description"):
-        table.add_column(column, overflow="fold")
-    entries = []
-    for row in rows:
-        cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
-        more = (hashes_text(row.sha256, row.source_sha256), markup_text(row.fetch or "")) if wide else ()
-        table.add_row(markup_text(row.name), *cells[1:], *more, markup_text(row.description))
-        entries.append((*cells, row.description))
+    table, entries = _models_table(rows, wide=True)
+    wide = console.width >= WIDE_TABLE and fits(console, table)  # each URL whole, else the table without them
+    if not wide:
+        table, entries = _models_table(rows, wide=False)
     shown_as_table = show_table(console, table, entries)
     if not wide:
         say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`"
@@ -101,6 +94,23 @@ def list_models(as_json: JsonOption = False) -> None:
     for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
+
+
+def _models_table(rows: list, wide: bool) -> tuple[Table, list[tuple[str, ...]]]:
+    """`models list`'s table of the catalog's `rows`, and its entries a line each (show_table); `wide`: with each
+    model's sha256 and what `pull` fetches, never folded: copied from a folded cell, `…/folders/1Mno4A3BU` and
+    `XELAdX4m650CJ1VfuMVlkz5p` were two halves of no URL."""
+    table = Table(title="mmgen models", title_justify="left")
+    for column in ("name", "arch", "size", "status", *(("sha256", "pull fetches") if wide else ())):
+        table.add_column(column, no_wrap=True)  # short, or a URL: never broken up
+    table.add_column("description", overflow="fold")
+    entries = []
+    for row in rows:
+        cells = (row.name, row.arch, size_text(row.size, row.size_estimated), row.status)
+        more = (hashes_text(row.sha256, row.source_sha256), markup_text(row.fetch or "")) if wide else ()
+        table.add_row(markup_text(row.name), *cells[1:], *more, markup_text(row.description))
+        entries.append((*cells, row.description))
+    return table, entries
 
 
 def show_adapters(console: Console, adapters: list[dict[str, Any]], indent: str = "") -> None:

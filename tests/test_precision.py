@@ -54,6 +54,29 @@ def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, fl
     assert compute.describe() == f"cpu ({'bf16' if expected == torch.bfloat16 else 'fp32'})"
 
 
+@pytest.mark.parametrize(("flags", "env", "line"), [
+    ({"avx512_bf16"}, "0", "yes (off: MMGEN_CPU_BF16=0)"),  # a Zen 5 told to stay fp32: doctor said `no`
+    ({"avx2"}, "1", "no (on: MMGEN_CPU_BF16=1)"),
+    ({"amx_bf16"}, None, "yes"),
+    ({"avx2"}, "0", "no"),  # the override agrees with the hardware: nothing to add
+])
+def test_doctor_says_the_cpus_bf16_and_the_override_apart(monkeypatch, flags, env, line):
+    """With MMGEN_CPU_BF16=0 on a CPU with AVX512-BF16, `doctor` said `native bf16: no` and --json
+    `"native_bf16": false`: it asked what auto takes, override and all. `native_bf16` is the hardware's now;
+    `auto_bf16` is what --precision auto takes, and the line names the override where they differ."""
+    from mmgen.cli import _facts, doctor
+
+    monkeypatch.setattr(runtime_device, "cpu_flags", lambda: flags)
+    if env is None:
+        monkeypatch.delenv(runtime_device.CPU_BF16_ENV, raising=False)
+    else:
+        monkeypatch.setenv(runtime_device.CPU_BF16_ENV, env)
+    cpu = _facts._devices()["cpu"]
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert (cpu["native_bf16"], cpu["auto_bf16"]) == (native, native if env is None else env == "1")
+    assert doctor._bf16(cpu) == line
+
+
 def test_this_machines_cpu_flags_are_read():
     """torch's probe and /proc/cpuinfo agree on what this CPU has (at least one of them answers)."""
     flags = runtime_device.cpu_flags()

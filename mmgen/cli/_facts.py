@@ -17,7 +17,7 @@ from mmgen import __version__, environment
 from mmgen.adapters.store import records
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
-from mmgen.runtime.device import cpu_native_bf16, huge_pages, select_compute
+from mmgen.runtime.device import cpu_auto_bf16, cpu_native_bf16, huge_pages, select_compute
 from mmgen.terminal import counted
 from mmgen.weights.cache import cache_root, check_cache_writable
 from mmgen.weights.catalog import DAMAGED, catalog
@@ -53,6 +53,7 @@ def _devices() -> dict[str, Any]:
     auto = select_compute("auto", "auto")
     return {
         "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_native_bf16(),
+                "auto_bf16": cpu_auto_bf16(),  # what --precision auto takes here: native_bf16 unless MMGEN_CPU_BF16 says
                 "huge_pages": huge_pages()},
         "cuda": cuda,
         "mps": mps,

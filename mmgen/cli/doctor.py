@@ -13,8 +13,18 @@ from mmgen.cli.app import app
 from mmgen.cli.models import show_adapters
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
+from mmgen.environment import CPU_BF16
 from mmgen.errors import MmgenError, UsageError
 from mmgen.terminal import counted, hashes_text, markup_text, say, show_table, size_text, table_console
+
+
+def _bf16(cpu: dict[str, Any]) -> str:
+    """The CPU's native bf16, and where MMGEN_CPU_BF16 overrides what auto makes of it: `yes (off: MMGEN_CPU_BF16=0)`."""
+    native, auto = cpu["native_bf16"], cpu["auto_bf16"]
+    said = "yes" if native else "no"
+    if auto != native:
+        said += f" ({'on' if auto else 'off'}: {CPU_BF16}={int(auto)})"
+    return said
 
 
 def _show(report: dict[str, Any], console: Console) -> None:
@@ -29,7 +39,7 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {state} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
     devices = report["devices"]
     console.print("[bold]Devices[/]")
-    console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {'yes' if devices['cpu']['native_bf16'] else 'no'}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
+    console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {_bf16(devices['cpu'])}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
     for gpu in devices["cuda"]:
         console.print(f"  cuda:{gpu['index']} {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['capability']}")
     if not devices["cuda"]:

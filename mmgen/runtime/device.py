@@ -100,11 +100,17 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16). Without them oneDNN emulates
-    bf16 and it is slower than fp32. MMGEN_CPU_BF16=0/1 overrides the detection."""
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16), the hardware fact. Without them oneDNN
+    emulates bf16 and it is slower than fp32."""
+    return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+
+
+def cpu_auto_bf16() -> bool:
+    """Whether `--precision auto` takes bf16 on this CPU: where it is native, unless MMGEN_CPU_BF16=0/1 says
+    otherwise (doctor shows both: the fact, and the override)."""
     if (forced := environment.flag(CPU_BF16_ENV)) is not None:
         return forced
-    return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+    return cpu_native_bf16()
 
 
 THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; the mmgen command turns it on (mmgen.cli.use_huge_pages)
@@ -144,7 +150,7 @@ def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
             return torch.bfloat16 if cuda_native_bf16(device) else torch.float16
         if device.type == "mps":
             return torch.float16 if torch.amp.autocast_mode.is_autocast_available("mps") else torch.float32
-        return torch.bfloat16 if cpu_native_bf16() else torch.float32
+        return torch.bfloat16 if cpu_auto_bf16() else torch.float32
     if name not in PRECISIONS:
         raise InvalidSetting("precision", f"{name!r} is not one of auto, {', '.join(PRECISIONS)}")
     if name != "fp32" and not torch.amp.autocast_mode.is_autocast_available(device.type):

@@ -569,3 +569,25 @@ def test_a_stop_while_torch_loads_waits_for_its_import_to_end(tmp_path, monkeypa
         import slow_library  # noqa: F401
     assert sys.modules["slow_library"].loaded  # the stop did not cut it short
     sys.modules.pop("slow_library")
+
+
+def test_the_import_hook_leaves_once_the_libraries_it_holds_are_loaded(tmp_path, monkeypatch):
+    """Every import inside a function went through the hook for the whole command (~0.4 µs more each; a 10,000-job
+    batch plan makes ~1 M of them) though it only ever holds stops across torch's first import."""
+    import builtins
+
+    from mmgen.runtime import stop_signals
+
+    (tmp_path / "held_library.py").write_text("loaded = True\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setattr(stop_signals, "HELD_IMPORTS", ("held_library",))
+    monkeypatch.delitem(sys.modules, "held_library", raising=False)
+    plain = builtins.__import__
+    with stops_interrupt():
+        assert builtins.__import__ is stop_signals._held_import  # waiting for the held library
+        import held_library  # noqa: F401
+
+        assert builtins.__import__ is plain
+    with stops_interrupt():  # the next command, the library loaded already: no hook at all
+        assert builtins.__import__ is plain
+    sys.modules.pop("held_library")

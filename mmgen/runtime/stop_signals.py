@@ -119,7 +119,16 @@ def _held_import(name: str, *args, **kwargs) -> object:
     if name.partition(".")[0] not in HELD_IMPORTS or name.partition(".")[0] in sys.modules:
         return _previous_import(name, *args, **kwargs)
     with stops_held():
-        return _previous_import(name, *args, **kwargs)
+        module = _previous_import(name, *args, **kwargs)
+    _unhook_once_loaded()
+    return module
+
+
+def _unhook_once_loaded() -> None:
+    """The hook off once every held library is loaded: it has nothing left to hold, and each import through it costs
+    ~0.4 µs more (a 10,000-job batch plan makes ~1 M imports inside functions)."""
+    if all(name in sys.modules for name in HELD_IMPORTS) and builtins.__import__ is _held_import:
+        builtins.__import__ = _previous_import
 
 
 _previous_import = builtins.__import__
@@ -228,6 +237,7 @@ def stops_interrupt() -> Iterator[None]:
     if importing is not _held_import:
         _previous_import = importing
     builtins.__import__ = _held_import
+    _unhook_once_loaded()
     try:
         _raising = True
         if _received:

@@ -1689,6 +1689,34 @@ def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variab
                                 "batch files)")
 
 
+def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_its_outputs_are(
+        folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """mmgen before 2026-12-02 wrote `output_dir: ~/out` into a folder named `~` beside the batch file; this one reads
+    the home folder's, and started the batch over there without a word. Where `~/out` beside the batch file holds
+    this batch's manifest, a note says where its outputs are and how to keep using them."""
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    jobs = write_jobs(folder, """
+        output_dir: ~/out
+        defaults: {model: tiny.safetensors, steps: 2, previews: false}
+        jobs:
+          - {kind: generate, name: one}
+        """)
+    older = folder / "~" / "out"
+    older.mkdir(parents=True)
+    assert "note:" not in run_here("batch", jobs, "--dry-run", env=mmgen_env(folder, HOME=str(folder / "home"))).stderr
+    (job,) = plan_batch(jobs, output_dir=older).jobs
+    (older / job.output).write_bytes(b"the batch's clip")
+    manifest = Manifest(older)  # as that mmgen recorded it: its batch file by its real path
+    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=str(jobs.resolve()),
+                           files=manifest.describe_files({"mp4": older / job.output})))
+    result = run_here("batch", jobs, "--dry-run", "--json", env=mmgen_env(folder, HOME=str(folder / "home")))
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "new", result.stderr
+    assert [line for line in result.stderr.splitlines() if "note:" in line] == [
+        f"{jobs}:1: note: output_dir: ~/out is {folder}/home/out (~: your home folder); this batch's outputs made by an "
+        f"older mmgen are in {older}: to keep using them, write output_dir: ./~/out"]
+    jobs.write_text(jobs.read_text().replace("~/out", "./~/out"))
+    assert plan_batch(jobs).status == {1: "done"}
+
 def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and_gets_a_hint_where_missing(
         folder: Path):
     """`input: C:\\clips\\a.mp4` was `…/C:\\clips\\a.mp4 does not exist`, glued onto the batch file's folder, with no
@@ -1732,6 +1760,25 @@ def test_an_output_dir_on_a_windows_drive_written_with_slashes_is_refused_not_ma
     assert not any(":" in path.name for path in folder.iterdir())
     jobs.write_text(jobs.read_text().replace('"C:"', '"12:30 take"'))  # a folder's name, as a job's name may be
     assert plan_batch(jobs).output_dir == folder / "12:30 take"
+
+
+def test_an_output_dir_on_a_windows_drive_an_older_mmgen_made_beside_the_batch_file_is_refused_with_the_way_on(
+        folder: Path):
+    """mmgen before 2026-12-02 made `output_dir: C:/renders` as a folder named `C:` beside the batch file. Refused now,
+    the refusal says how to keep writing there: `output_dir: ./C:/renders`, which then is the batch's folder."""
+    jobs = write_jobs(folder, """
+        output_dir: C:/renders
+        defaults: {model: tiny.safetensors, steps: 2, previews: false}
+        jobs:
+          - {kind: generate, name: one}
+        """)
+    (folder / "C:" / "renders").mkdir(parents=True)
+    assert problems_of(jobs)[1] == (
+        "output_dir: 'C:/renders' reads as drive C: on Windows; here it would be a folder named C: (write the folder as "
+        "this system names it); C:/renders beside the batch file is its folder made by an older mmgen: to keep it, "
+        "write output_dir: ./C:/renders")
+    jobs.write_text(jobs.read_text().replace("C:/renders", "./C:/renders"))
+    assert plan_batch(jobs).output_dir == folder / "C:" / "renders"
 
 
 def test_a_name_windows_cannot_store_is_a_note_and_a_drive_or_a_name_too_long_is_refused_in_a_batch_s_words(

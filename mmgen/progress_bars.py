@@ -3,11 +3,16 @@ numbers short (`2…`, `0:…` at 20 columns)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
+from rich.ansi import AnsiDecoder
+from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TimeRemainingColumn
 from rich.table import Column, Table
+from rich.text import Text
 
 MIN_BAR = 10  # columns: a narrower bar says nothing its count does not
 # Without a bar (a log, a pipe), a count says how far it has come at each quarter of its whole (its end too),
@@ -33,9 +38,28 @@ class FittingProgress(Progress):
     (a loss, the time taken) — so what is shown (a count, a time) is never cut short. Only below the narrowest row
     (the counts and times alone) does rich cut it."""
 
-    def __init__(self, *columns: str | ProgressColumn, optional: Iterable[str | ProgressColumn] = (), **kwargs):
+    def __init__(self, *columns: str | ProgressColumn, optional: Iterable[str | ProgressColumn] = (),
+                 redirect_stdout: bool = True, redirect_stderr: bool = True, **kwargs):
         self._optional = list(optional)  # before Progress starts: it draws its (empty) table already
-        super().__init__(*columns, **kwargs)
+        self._redirected = {"stdout": redirect_stdout, "stderr": redirect_stderr}  # as WholeLines, not rich's own
+        self._restored: dict[str, object] = {}
+        super().__init__(*columns, redirect_stdout=False, redirect_stderr=False, **kwargs)
+
+    def start(self) -> None:
+        super().start()
+        if self.live.is_started and self.console.is_terminal:  # where rich's Live would redirect them
+            for name, wanted in self._redirected.items():
+                stream = getattr(sys, name)
+                if wanted and not isinstance(stream, FileProxy):
+                    self._restored[name] = stream
+                    setattr(sys, name, WholeLines(self.console, stream))
+
+    def stop(self) -> None:
+        for name, stream in self._restored.items():
+            getattr(sys, name).flush()
+            setattr(sys, name, stream)
+        self._restored = {}
+        super().stop()
 
     def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
         rows = [[column.format(task=task) if isinstance(column, str) else column(task) for column in self.columns]
@@ -64,6 +88,33 @@ class FittingProgress(Progress):
     @staticmethod
     def _table_column(column: str | ProgressColumn) -> Column:
         return Column(no_wrap=True) if isinstance(column, str) else column.get_table_column().copy()
+
+
+class WholeLines(FileProxy):
+    """sys.stdout or sys.stderr while bars are drawn: each line written to it is printed above the bars, as rich's
+    FileProxy prints it, but never folded at the terminal's width — rich's broke a --json line into many (invalid
+    JSON) and a note's file name in two with real newlines. The terminal wraps a long line on screen only."""
+
+    def __init__(self, console: Console, stream) -> None:
+        super().__init__(console, stream)
+        self._console, self._partial, self._decoder = console, "", AnsiDecoder()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        *lines, self._partial = (self._partial + text).split("\n")
+        if lines:
+            self._print(lines)
+        return len(text)
+
+    def flush(self) -> None:
+        partial, self._partial = self._partial, ""
+        if partial:
+            self._print([partial])
+
+    def _print(self, lines: list[str]) -> None:
+        with self._console:
+            self._console.print(Text("\n").join(map(self._decoder.decode_line, lines)), soft_wrap=True)
 
 
 class PlainPace:

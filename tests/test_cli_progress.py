@@ -57,6 +57,36 @@ def test_a_narrow_terminal_drops_the_bar_then_the_label_never_cutting_a_number(m
     assert rows[20] == [["0/2", "-:--:--"], ["12/25", "H:MM:SS"]], rows
 
 
+def test_a_line_printed_while_the_bars_show_stays_one_line(monkeypatch):
+    """In a 40-column terminal a --json line printed while the bars ran came out folded at that width with real
+    newlines (10 lines of invalid JSON), and a note on stderr had its file name split in two: each is one line, which
+    the terminal wraps on screen only."""
+    import json
+    import sys
+
+    from mmgen.cli._results import print_json
+    from mmgen.terminal import say
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(sys, "stdout", Terminal())  # stdout on the terminal too: printed above the bars
+    record = {"mp4": "o/clip_0000.mp4", "model": "demo", "model_sha256": "1f3e2458ede028be" * 4, "steps": 3}
+    note = "note: a_very_long_recording_name_from_the_field_recorder.wav is read as mono"
+    screen = io.StringIO()
+    with progress_display(Console(file=screen, force_terminal=True, width=40)) as show:
+        show(ProgressEvent("clips", 0, 1))
+        print_json(record)
+        say(note)
+        show(ProgressEvent("clips", 1, 1))
+    lines = ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines()
+    assert json.loads(next(line for line in lines if line.startswith("{"))) == record, lines
+    assert note in lines, lines
+
+
 def test_generate_on_a_terminal_draws_bars_and_ends_with_the_summary(tiny, tmp_path, monkeypatch):
     env = {**mmgen_env(tmp_path), "COLUMNS": "100", "TERM": "xterm"}
     env.pop("NO_COLOR", None)  # which asks for plain lines

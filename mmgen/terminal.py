@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -214,16 +215,31 @@ def _window_size(stream) -> tuple[int, int]:
     """The columns and lines of the terminal `stream` writes to, as rich finds them on any terminal but a dumb one
     (TERM=dumb: Emacs's M-x shell, often 200 wide, which sets COLUMNS but not LINES): COLUMNS and LINES where set,
     else the terminal's own size, else 80x25."""
-    import os
-
     try:
         columns, lines = os.get_terminal_size(stream.fileno())
     except (AttributeError, ValueError, OSError):  # no descriptor (a test's stream), or none of a terminal's
         columns = lines = 0
-    given = {name: os.environ.get(name, "") for name in ("COLUMNS", "LINES")}
-    columns = int(given["COLUMNS"]) if given["COLUMNS"].isdigit() else columns
-    lines = int(given["LINES"]) if given["LINES"].isdigit() else lines
-    return columns or 80, lines or 25
+    return _size_given("COLUMNS") or columns or 80, _size_given("LINES") or lines or 25
+
+
+def _size_given(name: str) -> int | None:
+    """COLUMNS or LINES as a number of cells: None where unset or not a positive whole number (0, -3, junk)."""
+    value = os.environ.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+
+
+@contextmanager
+def unusable_size_unset() -> Iterator[None]:
+    """COLUMNS and LINES unset while the block runs (a command) where they hold no positive number of cells, as if
+    never set: the terminal's own size is used, else 80x25. rich took COLUMNS=0 as a width of 0 and dropped every
+    line (`--help` printed an empty line, a run no bar, no `wrote` line, no summary), and failed on COLUMNS=²; typer's
+    help console reads them as rich does. They are put back after: an embedding program's own environment."""
+    unset = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES")
+             if name in os.environ and _size_given(name) is None}
+    try:
+        yield
+    finally:
+        os.environ.update(unset)
 
 
 @cache

@@ -471,3 +471,18 @@ def test_help_on_an_ascii_stream_is_laid_out_as_shown(tmp_path, name):
     assert {len(line) for line in shown.splitlines() if line} == {100}, shown
     words = re.sub(r"[\s|]", "", shown)
     assert ("(A/RANK)*B*A" if name == "finetune" else "3*2^20=3,145,728") in words, shown
+
+
+def test_a_columns_that_is_no_width_is_as_if_unset(tmp_path, monkeypatch):
+    """`COLUMNS=0 mmgen --help` printed an empty line (rich took a width of 0 and dropped every line, as it dropped
+    a run's bars, `wrote` lines and summary), and COLUMNS=² failed the command: a COLUMNS that is no positive number
+    is as if unset — the terminal's width, else 80 — and is the caller's again after the command."""
+    import os
+
+    for value in ("0", "-3", "²"):
+        monkeypatch.setenv("COLUMNS", value)  # the caller's, as an embedding program's environment
+        done = run_here("--help", env=mmgen_env(tmp_path, NO_COLOR="1"))
+        lines = done.stdout.splitlines()
+        assert done.returncode == 0 and "Usage: mmgen" in done.stdout, (value, done)
+        assert max(map(len, lines)) == 80 and "generate" in done.stdout, (value, done.stdout)
+        assert os.environ["COLUMNS"] == value

@@ -106,15 +106,17 @@ def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code (for tests and embedding). While it runs, SIGTERM and
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals), and libraries' warnings are hidden (without --debug:
     hide_library_warnings); a program embedding it has its own warnings filters and mmgen's environment variables
-    back as it returns (--debug sets MMGEN_DEBUG for the processes the command starts: environment_kept)."""
+    back as it returns (--debug sets MMGEN_DEBUG for the processes the command starts: environment_kept). A COLUMNS
+    or LINES that holds no size (COLUMNS=0) is unset while it runs (terminal.unusable_size_unset)."""
     from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
+    from mmgen.terminal import unusable_size_unset
 
     global _began
     _began = False
     try:
         with (stops_interrupt(), notes_on_stderr(), command_line_words(), warnings.catch_warnings(),
-              environment_kept()):
+              environment_kept(), unusable_size_unset()):
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass

@@ -331,6 +331,38 @@ def test_plain_lines_are_a_few_however_many_windows_as_a_download_s_are(capsys):
                     "windows: 9/12", "windows: 11/12", "windows: 12/12"]
 
 
+def test_plain_lines_say_a_slow_clip_s_steps_every_30_s(capsys):
+    """`mmgen generate --steps 650 2>&1 | ts` said nothing for 113 s, then `clips: 1/1`: the steps inside a clip had
+    no line, and the 30 s rule waited for a count of clips to move. A slow clip's steps are said once 30 s pass
+    without a line (a batch's job line too); a fast clip's are not."""
+    from mmgen.cli.progress import PlainLines
+
+    now = [0.0]
+    show = PlainLines(clock=lambda: now[0])
+    show(ProgressEvent("clips", 0, 2))
+    for step in range(1, 26):  # the first clip: 25 steps in 0.25 s
+        now[0] = step * 0.01
+        show(ProgressEvent("steps", step, 25))
+    now[0] = 1.0
+    show(ProgressEvent("clips", 1, 2))
+    for step in range(1, 651):  # the second: 650 steps of 0.25 s
+        now[0] = 1.0 + step * 0.25
+        show(ProgressEvent("steps", step, 650))
+    show(ProgressEvent("clips", 2, 2))
+    said = [re.sub(r", ETA .*", "", line) for line in capsys.readouterr().err.splitlines()]
+    assert said == ["clips: 1/2", "clip 2/2: step 120/650", "clip 2/2: step 240/650", "clip 2/2: step 360/650",
+                    "clip 2/2: step 480/650", "clip 2/2: step 600/650", "clips: 2/2"], said
+    batch = PlainLines(clock=lambda: now[0])  # a batch's: no line of clips, a slow clip's steps still
+    for job, item in enumerate(("clips", "windows")):  # a generate job, then an animate job's windows
+        batch.inner(ProgressEvent("jobs", job, 2))
+        batch.inner(ProgressEvent(item, 0, 3))
+        for step in range(1, 26):  # 2 s each
+            now[0] += 2.0
+            batch.inner(ProgressEvent("steps", step, 25))
+    said = [re.sub(r", ETA .*", "", line) for line in capsys.readouterr().err.splitlines()]
+    assert said == ["clip 1/3: step 15/25", "window 1/3: step 15/25"], said  # 30 s after the job's own line
+
+
 def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatch):
     """FORCE_COLOR=1 with stderr to a log drew live bars there (carriage returns, cursor moves, the cursor hidden:
     rich's is_terminal, which FORCE_COLOR turns on), and a piped table was laid out for 80 columns with the 'wider

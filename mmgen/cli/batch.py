@@ -140,7 +140,7 @@ def batch(
         with progress_display(console) as progress:
             plain = progress if isinstance(progress, PlainLines) else None
             outcomes = run_batch(plan, fail_fast=fail_fast, overwrite=overwrite,
-                                 progress=progress if on_terminal(console) else plain.track, on_start=on_start,
+                                 progress=progress if on_terminal(console) else plain.inner, on_start=on_start,
                                  on_outcome=on_outcome)
     except (KeyboardInterrupt, MmgenError, OSError) as e:
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be

@@ -1,6 +1,7 @@
 """Pipeline progress on stderr: rich bars on a terminal, a few plain lines of finished clips/windows otherwise
 (the first, each quarter, the last, and every 30 s: progress_bars.PlainPace, as a download's; a line per window or
-step would flood a log file), each with the time left the bar would show (`eta`)."""
+step would flood a log file), each with the time left the bar would show (`eta`); a slow clip's or window's sampling
+steps every 30 s without another line (`clip 1/1: step 300/650`)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
-from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, PlainPace, eta
+from mmgen.progress_bars import PLAIN_SECONDS, SPEED_WINDOW, FittingProgress, PlainPace, eta
 from mmgen.terminal import say
 
 _LABELS = {"jobs": "jobs", "clips": "clips", "windows": "windows", "steps": "sampling", "upscale": "upscaling"}
+_ITEMS = {"clips": "clip", "windows": "window"}  # what a plain step line says it is in: `clip 1/2, window 3/5: …`
+_INNER = {"steps": "step", "upscale": "upscaling"}  # counts inside an item: a slow one's line every PLAIN_SECONDS
 
 
 class PlainLines:
     """Progress without bars (a pipe, a file, NO_COLOR): lines of finished clips or windows, with their ETA, as
-    PlainPace spaces them (12 windows: the 1st, 3rd, 6th, 9th and 12th). `track` keeps the count of any task without
-    a line (a batch says each job's line itself, with `eta_of("jobs")`)."""
+    PlainPace spaces them (12 windows: the 1st, 3rd, 6th, 9th and 12th); inside a slow clip or window, its sampling
+    steps (`clip 1/1: step 300/650`) once PLAIN_SECONDS pass without a line — a 650-step clip was 2 silent minutes.
+    `track` keeps the count of any task without a line; `inner` says only the steps' lines (a batch says each job's
+    line itself, with `eta_of("jobs")`)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._tasks = Progress(disable=True, get_time=clock, speed_estimate_period=SPEED_WINDOW)
         self._ids: dict[str, TaskID] = {}
         self._paces: dict[str, tuple[int, PlainPace]] = {}  # a task's pace, by the count it was last at
+        self._said_at = clock()  # when the last line was said
 
     def track(self, event: ProgressEvent) -> None:
+        if event.task == "jobs":  # a batch's next job: its clips and windows are its own (not the last job's 1/1)
+            for name in _ITEMS.keys() & self._ids.keys():
+                self._tasks.remove_task(self._ids.pop(name))
         if event.task not in self._ids:  # from 0, as a bar's: a task's first count (a batch's jobs done before this
             self._ids[event.task] = self._tasks.add_task(event.task, total=event.total)  # run) is where its rate starts
         self._tasks.update(self._ids[event.task], completed=event.done, total=event.total)
@@ -39,8 +48,25 @@ class PlainLines:
     def eta_of(self, task: str) -> str:
         return next((eta(t) for t in self._tasks.tasks if t.id == self._ids.get(task)), "")
 
-    def __call__(self, event: ProgressEvent) -> None:
+    def inner(self, event: ProgressEvent) -> None:
+        """Track `event`, and say a step line if one is due (a count inside an item: PLAIN_SECONDS without a line)."""
         self.track(event)
+        now = self._clock()
+        if event.task == "jobs":  # a batch says the job's line as it counts it
+            self._said_at = now
+        elif event.task in _INNER and 0 < event.done < event.total and now - self._said_at >= PLAIN_SECONDS:
+            say(f"{self._where()}{_INNER[event.task]} {event.done}/{event.total}{self.eta_of(event.task)}")
+            self._said_at = now
+
+    def _where(self) -> str:
+        """`clip 1/2, window 3/5: `: the item each count is at (the one after those done), or "" outside any."""
+        tasks = {t.description: t for t in self._tasks.tasks}
+        at = [f"{_ITEMS[name]} {min(int(t.completed) + 1, int(t.total))}/{int(t.total)}"
+              for name, t in tasks.items() if name in _ITEMS and t.total]
+        return f"{', '.join(at)}: " if at else ""
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.inner(event)
         if event.task not in ("clips", "windows"):
             return
         last, pace = self._paces.get(event.task, (event.done, None))
@@ -49,6 +75,7 @@ class PlainLines:
         self._paces[event.task] = (event.done, pace)
         if event.done > 0 and pace.due(event.done / max(event.total, 1), self._clock()):
             say(f"{_LABELS[event.task]}: {event.done}/{event.total}{self.eta_of(event.task)}")
+            self._said_at = self._clock()
 
 
 @contextmanager

@@ -310,3 +310,35 @@ def test_finetune_s_number_flags_say_what_they_expected_in_mmgen_s_words(folder:
     """`finetune --lr 0x10` said typer's "Input should be a valid number, unable to parse string as a number"."""
     code, said = mmgen(capsys, "finetune", folder / "missing", "--lora", "4", flag, value)  # taken: no data, no run
     assert code == 2 and said == f"mmgen: error: {flag}: expected a number, got {value!r}\n", said
+
+
+def test_a_precision_is_taken_in_any_case_everywhere_and_held_lower_case(tmp_path, capsys):
+    """`--device CUDA` and a batch's `device: CPU` were taken, but `--precision BF16`, a batch's `precision: BF16`,
+    a finetune config's and `GenerateSettings(precision="BF16")` were refused. Every one takes it now, as bf16: the
+    one spelling the records keep. A word that is no precision is still refused, in every case."""
+    from mmgen.pipelines.batch import plan_batch
+    from mmgen.train.config import FinetuneConfig, resolve_config
+
+    assert GenerateSettings(precision="BF16").precision == "bf16"
+    assert SoundtrackSettings(precision=" Fp32 ").precision == "fp32"
+    assert FinetuneConfig(precision="FP16").precision == "fp16"
+    assert resolve_config([("c.yaml", {"precision": "BF16"})]).precision == "bf16"
+    with pytest.raises(InvalidSetting, match=r"^precision: 'FP8' is not one of 'auto', 'fp32', 'fp16', 'bf16'$"):
+        GenerateSettings(precision="FP8")
+
+    save_tiny_model(tmp_path / "tiny.safetensors")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: {model: tiny.safetensors, precision: BF16}\njobs:\n  - kind: generate\n")
+    assert plan_batch(jobs).jobs[0].settings.precision == "bf16"
+    assert run(["batch", str(jobs), "--dry-run", "--device", "CPU", "--precision", "FP32"]) == 0, capsys.readouterr().err
+
+
+def test_a_finetune_config_checks_its_device_word_as_the_settings_classes_do():
+    """`FinetuneConfig(device="gpu")` was built without complaint (the run failed later), while
+    `GenerateSettings(device="gpu")` raised as it was built: both call check_device_name now."""
+    from mmgen.train.config import FinetuneConfig
+
+    for cls in (GenerateSettings, FinetuneConfig):
+        with pytest.raises(InvalidSetting, match=r"^device: 'gpu' is not a device \(choose from auto, cpu, cuda"):
+            cls(device="gpu")
+    assert FinetuneConfig(device=" CUDA:1 ").device == " CUDA:1 "  # the word; whether it is here is for the run

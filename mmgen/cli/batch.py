@@ -63,7 +63,7 @@ def batch(
     ] = None,
     precision: Annotated[
         Literal["auto", "fp32", "fp16", "bf16"] | None,
-        typer.Option(rich_help_panel="Hardware", help="Compute precision (overrides the file's defaults)."),
+        typer.Option(rich_help_panel="Hardware", case_sensitive=False, help="Compute precision (overrides the file's defaults)."),
     ] = None,
     overwrite: options.Overwrite = False,
     example: Annotated[

@@ -150,7 +150,7 @@ def finetune(
     ] = DEFAULT.device,
     precision: Annotated[
         Literal["auto", "fp32", "fp16", "bf16"],
-        typer.Option(rich_help_panel=_HARDWARE, help="auto: bf16 (or fp16) autocast on CUDA; on CPUs that compute bf16 natively, bf16 for models "
+        typer.Option(rich_help_panel=_HARDWARE, case_sensitive=False, help="auto: bf16 (or fp16) autocast on CUDA; on CPUs that compute bf16 natively, bf16 for models "
                      "of the paper's width (base width 128 and up) and fp32 for narrower ones such as the demo, "
                      "which train faster in fp32; fp32 elsewhere."),
     ] = DEFAULT.precision,

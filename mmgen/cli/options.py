@@ -161,7 +161,7 @@ FLAGS: dict[str, Any] = {
     "precision": Annotated[
         Literal["auto", "fp32", "fp16", "bf16"],
         typer.Option(
-            rich_help_panel=_HARDWARE,
+            rich_help_panel=_HARDWARE, case_sensitive=False,
             help="Compute precision: auto is bf16 (or fp16) on CUDA, fp16 on MPS (fp32 with a torch before 2.5), bf16 "
             "on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
         ),

@@ -32,13 +32,12 @@ from mmgen.diffusion.sampling_config import MAX_GUIDANCE_SCALE
 from mmgen.errors import InvalidSetting, UsageError
 from mmgen.media.delivery import LOUDNESS_RANGE, RATES, Delivery
 from mmgen.pipelines.outputs import OutputPaths, beside
-from mmgen.runtime.device_names import check_device_name
+from mmgen.runtime.device_names import check_device_name, check_precision_name
 from mmgen.terminal import number_text
 from mmgen.weights.names import check_reference
 
 Sampler = Literal["dpm++", "ddim", "ddpm", "paper"]
 Guidance = Literal["replacement", "gradient"]
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class RunSettings:
     steps: int | None = None
     seed: int | None = None  # None: a random one, recorded in the sidecar
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: Precision = "auto"
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16, in any case: held lower-case (check_precision_name)
     loudness: Loudness = -16.0  # integrated loudness of the delivered sound (EBU R128), true peak ≤ −1 dBTP
     sample_rate: SampleRate = 48_000  # of the delivered sound (WAV and audio track)
     adapter: str | tuple[str, ...] = ()  # LoRA adapters merged into the model: FILE-or-NAME[:WEIGHT] each
@@ -179,6 +178,7 @@ class RunSettings:
             elif field.name in DELIVERY_LIMITS and isinstance(value, int | float) and not isinstance(value, bool):
                 DELIVERY_LIMITS[field.name].check(field.name, value)
         check_device_name(self.device)  # before the output checks: a cheap word, refused at once for any -n
+        object.__setattr__(self, "precision", check_precision_name(self.precision))
         try:
             check_reference(str(self.model), "model")
         except UsageError as e:

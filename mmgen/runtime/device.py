@@ -15,7 +15,7 @@ import torch
 
 from mmgen import environment
 from mmgen.errors import InvalidSetting
-from mmgen.runtime.device_names import check_device_name
+from mmgen.runtime.device_names import check_device_name, check_precision_name
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CPU_BF16_ENV = environment.CPU_BF16  # "0": `--precision auto` stays fp32 on the CPU; "1": bf16 even if not native
@@ -144,15 +144,13 @@ def cuda_native_bf16(device: torch.device) -> bool:
 def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """Parse --precision for `device`. bf16 keeps fp32's range (no overflow in attention logits), so
     it is preferred over fp16 on CUDA wherever the GPU computes it natively, and used on CPUs with native bf16."""
-    name = name.strip().lower()
+    name = check_precision_name(name)
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if cuda_native_bf16(device) else torch.float16
         if device.type == "mps":
             return torch.float16 if torch.amp.autocast_mode.is_autocast_available("mps") else torch.float32
         return torch.bfloat16 if cpu_auto_bf16() else torch.float32
-    if name not in PRECISIONS:
-        raise InvalidSetting("precision", f"{name!r} is not one of auto, {', '.join(PRECISIONS)}")
     if name != "fp32" and not torch.amp.autocast_mode.is_autocast_available(device.type):
         raise InvalidSetting("precision", f"torch {torch.__version__} has no autocast on {device.type} (Apple MPS "
                              "has it from torch 2.5)", name, hint="use fp32, or a newer torch")

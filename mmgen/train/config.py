@@ -25,6 +25,7 @@ from mmgen.adapters.spec import LoraSpec
 from mmgen.config import ConfigProblems, FieldError, converted, from_dict, parse_number, unknown_keys
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import InvalidSetting, Limit, SeedLimit
+from mmgen.runtime.device_names import check_device_name, check_precision_name
 from mmgen.terminal import number_text
 from mmgen.weights.registry import is_path
 
@@ -108,7 +109,7 @@ class FinetuneConfig:
 
     # Compute
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (torchrun: cuda:LOCAL_RANK when CUDA is present)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: as select_precision (bf16 on CPUs with it)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16, any case; auto: as select_precision (bf16 on CPUs with it)
     gradient_checkpointing: bool = False
 
     # Outputs
@@ -124,6 +125,10 @@ class FinetuneConfig:
 
     def __post_init__(self):
         _typed_fields(self)
+        # the words checked as the settings classes check them (pipelines.settings): `device="gpu"` was built
+        # without complaint; `precision="BF16"` is bf16. Whether the device is here is check_here's to say.
+        check_device_name(self.device)
+        object.__setattr__(self, "precision", check_precision_name(self.precision))
         if self.init is not None and self.model is not None:
             raise InvalidSetting(
                 "model", "set either init (a model to fine-tune) or model (an architecture to train from scratch)"

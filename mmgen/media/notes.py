@@ -81,6 +81,14 @@ def _said_here() -> set[str]:
     return _said if said is None else said
 
 
+def remark(line: str) -> None:
+    """Tell the user `line` (stderr, as a warning) once per call (one_call), as `note` does, of no file: a setting
+    that works but is a poor choice here (fp16 on a CPU)."""
+    if line not in (before := _said_here()):
+        before.add(line)
+        log.warning(line)
+
+
 def note(path: str | os.PathLike, line: str, about: str) -> None:
     """Tell the user "`path`: `line`" (stderr, as a warning) once per call (one_call): one command reads a file
     several times. While `gathered_notes` is open, the file is listed under `about` (what the note says of any file,

@@ -532,3 +532,23 @@ def test_a_retake_records_the_overlap_of_its_windows_as_soundtrack_does(tiny, tm
                     "-o", tmp_path / "r.mp4", "--json", env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["overlap"] == json.loads((tmp_path / "r.json").read_text())["overlap"] == 0.5
+
+
+def test_a_batch_job_s_loudness_note_comes_with_the_job_and_names_it(tiny, tmp_path):
+    """In a batch, a retake brought short of its loudness (its one gain stopped by the true peak) said so after the
+    batch's summary, naming no job: the note comes as the job ends, with the batch file's line and the job's output."""
+    rate = 16000
+    tone = 0.02 * np.sin(2 * np.pi * 440 * np.arange(round(1.6 * rate)) / rate)
+    tone[round(1.1 * rate) : round(1.12 * rate)] *= 0.95 / 0.02  # a burst near full scale: -5 LUFS is out of reach
+    write_test_video(tmp_path / "take.mkv", seconds=1.6, size=(16, 16), audio_codec="pcm_s16le",
+                     samples=tone[None].astype(np.float32))
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"defaults: {{model: {tiny}, steps: 1, device: cpu, sample_rate: model}}\n"
+                    "jobs:\n"
+                    "  - {kind: retake, input: take.mkv, ranges: ['0.3:0.35'], loudness: -5, name: mended, seed: 2}\n")
+    done = run_here("batch", jobs, "-o", tmp_path / "out", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "LU short of" in line]
+    assert lines[at].startswith(f"{jobs}:3: note: job 1 (retake): mended.mp4: the sound is brought to ")
+    assert at < next(i for i, line in enumerate(lines) if line.startswith("done job 1/1 (retake) mended.mp4"))

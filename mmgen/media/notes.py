@@ -118,9 +118,10 @@ def said_once(about: str, line: Callable[[float, int], str], worst: float) -> No
 
 
 @contextmanager
-def held_back() -> Iterator[None]:
+def held_back(of: str = "") -> Iterator[None]:
     """Hold the `said_once` notes of the block (a command's: mmgen.cli) until it ends, however it ends, then say
-    each once, for all the files it was noted of (whether or not it was said before: one command, one note)."""
+    each once, for all the files it was noted of (whether or not it was said before: one command, one note). `of`:
+    what the block is, said before each of its notes (a batch's job: its notes with it, not after the batch)."""
     global _held
     outer, _held = _held, {}
     try:
@@ -129,7 +130,7 @@ def held_back() -> Iterator[None]:
         held, _held = _held, outer
         for about, (worst, times, line) in held.items():
             _said_here().add(about)
-            log.warning(line(worst, times))
+            log.warning(of + line(worst, times))
 
 
 @contextmanager

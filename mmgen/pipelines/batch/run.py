@@ -34,6 +34,7 @@ from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
 from mmgen.errors import FolderReplaced, InvalidSetting, MmgenError, UsageError, outputs_named_with
 from mmgen.locks import sole_holder
+from mmgen.media.notes import held_back
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.arguments import check_arguments
@@ -145,7 +146,8 @@ def run_plan(
                 with keep_loaded():
                     for job in group:
                         replace = overwrite or plan.status[job.number] != "new"
-                        outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress)
+                        outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress,
+                                           plan.batch.path)
                         finish(outcome)
                         failed = fail_fast and outcome.ending == "failed"
                         if failed:
@@ -274,10 +276,10 @@ def _record_anew(manifest: Manifest, record: Record | None, job: Job, batch_file
 
 
 def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, inputs: Sequence[Path],
-             progress: ProgressFn) -> Outcome:
+             progress: ProgressFn, batch_path: Path) -> Outcome:
     """Run one job between a "started" and a "done"/"failed" record. Its files are written atomically by the
     pipelines, the sidecar last; a kill in between leaves "started", which the next run redoes. `inputs`: the
-    batch's inputs its writing keeps (_inputs_in)."""
+    batch's inputs its writing keeps (_inputs_in); `batch_path`: the batch file, as its notes name it."""
     record = Record(job.output, "started", job.hash, job.number, job.kind, job.seed, rank, batch=batch_file)
     _record(manifest, record)
     started = time.perf_counter()
@@ -287,7 +289,9 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         if replace:
             _remove_leftovers(job)
         with outputs_named_with(JOB_NAMES):  # its pipeline's hints name the job's `name:`, not -o or output=
-            result = RUNNERS[job.kind](job, replace, inputs, progress)
+            # its notes (the sound short of its loudness) said as it ends, naming it, as the plan's notes name a job
+            with held_back(f"{batch_path}:{job.spec.line}: note: job {job.spec.index} ({job.kind}): {job.output}: "):
+                result = RUNNERS[job.kind](job, replace, inputs, progress)
         files = manifest.describe_files(job.files.files)  # a folder replaced since: the job failed, as its line says
     except KeyboardInterrupt:
         raise

@@ -525,6 +525,17 @@ def test_a_cache_dir_written_as_windows_writes_it_is_refused_naming_the_key_and_
     assert run_config(run, resume=True).cache_dir == tmp_path / "C:\\clips"
 
 
+def test_the_commands_a_packaged_recipe_shows_name_recipes_as_an_installed_mmgen_takes_them():
+    """The recipes' comments said `--config presets/demo-train.yaml`, a file only a checkout has: an installed wheel
+    keeps them inside site-packages. Each `--config` they show is a recipe's name, which `--config` takes anywhere."""
+    import re
+
+    from mmgen.presets import preset_dir, training_recipes
+
+    for name in training_recipes():
+        shown = re.findall(r"--config ([\w./-]+)", (preset_dir() / f"{name}.yaml").read_text())
+        assert shown and set(shown) <= set(training_recipes()), (name, shown)
+
 def test_config_takes_a_packaged_recipe_by_its_bare_name_and_a_path_as_before(tmp_path, monkeypatch):
     """`--config presets/demo-train.yaml` worked only from a checkout: an installed wheel keeps its presets inside
     site-packages. A bare name (no folder, no .yaml) that names no file here is the packaged recipe; a file of that

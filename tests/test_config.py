@@ -106,7 +106,7 @@ def test_a_bad_setting_in_a_config_file_is_blamed_on_the_file_not_a_flag(tmp_pat
         run_config(tmp_path / "run", config_file=recipe)
     assert error.value.message.startswith(f"{recipe}: {message.format(folder=tmp_path)}"), error.value.message
     with pytest.raises(UsageError, match="^--device: 'banana' is not a device"):
-        run_config(tmp_path / "run", config_file=recipe, flags={"device": "banana"})
+        run_config(tmp_path / "run", flags={"device": "banana"})
     with pytest.raises(UsageError, match="^--from: unknown model 'bogus'"):
         run_config(tmp_path / "run", flags={"init": "bogus"})
 

@@ -145,9 +145,37 @@ def test_a_name_whose_folder_is_a_file_or_a_stem_of_dots_is_refused_while_planni
     assert problems[3].endswith(f"job 1 (generate): cannot write into {folder / 'outputs' / 'c'}: it is a file, not a folder")
     assert problems[5] == (f"job 3 (generate): name: 'x.json/y' needs a folder {folder / 'outputs' / 'x.json'} where "
                            "job 2 (line 4) writes a file; give one of them another `name`")
-    assert "name: '{stem}/z' leads outside the output folder" in problems[6] and "(../z.mp4)" in problems[6]
+    assert problems[6] == ("job 4 (soundtrack): the output name '../z' made from the input '...mp4' must stay inside "
+                           "the output folder (no '..') (rename the input)")
     assert set(problems) == {3, 5, 6}  # a name's folders are fine where nothing is in the way
     assert {p.name for p in (folder / "outputs").iterdir()} == {"c"} and not (folder / "z.mp4").exists()
+
+
+def test_an_output_name_made_from_an_input_s_name_is_refused_where_the_same_name_written_would_be(folder: Path):
+    """Inputs named `x\\y.mp4` and with a newline gave outputs named so without a word, and `c:z.mp4` only a note that
+    Windows refuses ':', where `name:` written so is refused (a `\\`, a control character, a drive). The name an
+    input's name makes is checked as a `name:` is, the input named."""
+    for odd in ("x\\y", "a\nb", "c:z"):
+        shutil.copy(folder / "clips" / "beach.mp4", folder / "clips" / f"{odd}.mp4")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, inputs: "clips/*.mp4"}
+          - {kind: soundtrack, inputs: "clips/*.mp4", name: "{stem}"}
+          - {kind: soundtrack, inputs: "clips/*.mp4", name: "scored/{stem}"}
+        """)
+    with pytest.raises(BatchInvalid) as caught:
+        plan_batch(jobs)
+    said = [(p.line, p.message if p.line == 3 else p.message.split(" made from")[0]) for p in caught.value.problems]
+    assert said == [(3, "job 1 (soundtrack): the output name 'a\\nb_soundtrack' made from the input 'a\\nb.mp4' must "
+                        "not hold control characters (a newline, tab, NUL, ...) (rename the input)"),
+                    (3, "job 1 (soundtrack): the output name 'c:z_soundtrack' made from the input 'c:z.mp4' reads as "
+                        "drive C: on Windows (a name is relative to the output folder) (rename the input)"),
+                    (3, "job 1 (soundtrack): the output name 'x\\\\y_soundtrack' made from the input 'x\\\\y.mp4': write "
+                        "paths with / ; \\ is not a folder separator here (rename the input)"),
+                    *((4, f"job 2 (soundtrack): the output name {odd!r}") for odd in ("a\nb", "c:z", "x\\y")),
+                    *((5, f"job 3 (soundtrack): the output name {'scored/' + odd!r}") for odd in ("a\nb", "x\\y"))]
+    # scored/c:z is no drive: a note says Windows refuses ':'
 
 
 def test_output_names_must_be_visible_file_names(folder: Path):

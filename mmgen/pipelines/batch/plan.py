@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -38,6 +38,7 @@ from mmgen.pipelines.batch.targets import (
     check_manifest,
     check_targets,
     check_unique,
+    name_refusal,
     output_name,
     status_of,
     windows_note,
@@ -310,9 +311,10 @@ class _Planner:
         targets = []
         for input in job_inputs(spec, settings, self.folder, self.batch.output_dir, self.problem, self.config):
             stem = (name or f"{{stem}}_{spec.kind}").replace("{stem}", input.stem)
-            if ".." in PurePosixPath(stem.replace("\\", "/")).parts:  # an input named "...mp4": its stem is ".."
-                self.problem(spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r} leads "
-                             f"outside the output folder for the input {input} ({stem}.mp4)")
+            if why := name_refusal(stem):  # an input named `x\\y.mp4`, `...mp4` (stem ".."), with a newline in it
+                self.problem(spec.line_of("name" if name is not None else "input" if spec.input is not None else
+                                          "inputs"), f"job {spec.index} ({spec.kind}): the output name {stem!r} made "
+                             f"from the input {input.name!r}{why} (rename the input)")
                 continue
             try:  # its kept stream goes into the job's mp4, as the commands check before any work
                 check_kept(input, settings.kept, self.batch.output_dir / f"{stem}.mp4")

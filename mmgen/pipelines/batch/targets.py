@@ -162,24 +162,9 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
         return None
     name = spec.name[:-len(".mp4")] if spec.name.lower().endswith(".mp4") else spec.name
     line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    *folders, file_name = re.split(r"[/\\]", name)
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        problems.append(Problem(line, f"{where} must not hold control characters (a newline, tab, NUL, ...)"))
-    elif "\\" in name:  # a folder separator on Windows only: named as meant, or not at all (as output_dir:)
-        problems.append(Problem(line, f"{where}: {WINDOWS_HINT}"))
-    elif name.endswith(("/", "\\")):
-        problems.append(Problem(line, f"{where} names a folder; end it with a file name (e.g. {name}take)"))
-    elif not file_name.strip() or file_name.startswith(".") or any(
-            f.startswith(".") and f not in (".", "..") for f in folders):
-        problems.append(Problem(line, f"{where} must name a visible file: not blank, no part starting with '.'"))
-    elif PurePosixPath(name).is_absolute():
-        problems.append(Problem(line, f"{where} must be relative to the output folder, not an absolute path"))
-    elif is_windows_path(name):  # `a:b`; `12:30 take` is a name (a file Windows cannot store: windows_note)
-        problems.append(Problem(line, f"{where} reads as drive {name[0].upper()}: on Windows (a name is relative to "
-                                      "the output folder)"))
-    elif ".." in parts:
-        problems.append(Problem(line, f"{where} must stay inside the output folder (no '..')"))
+    file_name = re.split(r"[/\\]", name)[-1]
+    if why := name_refusal(name):
+        problems.append(Problem(line, f"{where}{why}"))
     elif name == spec.name and (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:
         # x.mkv would be x.mkv.mp4 (its last suffix is not .mp4); x.mkv.mp4 ends in .mp4 and is taken as written
         problems.append(Problem(line, f"{where} ends in {suffix}, but a batch writes every output as an mp4 "
@@ -198,6 +183,30 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
             problems.append(Problem(line, f"{where} leads outside the output folder"))
         else:
             return name
+    return None
+
+
+def name_refusal(name: str) -> str | None:
+    """Why the output name `name` (without ".mp4") is refused, as words to follow it (` must …`, `: …`), or None. One
+    rule for a `name:` as written and for one an input's name made (`{stem}`, the default `{stem}_soundtrack`): an
+    input named `x\\y.mp4` or with a newline in its name gave such outputs without a word, which `name:` refuses."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    *folders, file_name = re.split(r"[/\\]", name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return " must not hold control characters (a newline, tab, NUL, ...)"
+    if "\\" in name:  # a folder separator on Windows only: named as meant, or not at all (as output_dir:)
+        return f": {WINDOWS_HINT}"
+    if name.endswith(("/", "\\")):
+        return f" names a folder; end it with a file name (e.g. {name}take)"
+    if not file_name.strip() or file_name.startswith(".") or any(
+            f.startswith(".") and f not in (".", "..") for f in folders):
+        return " must name a visible file: not blank, no part starting with '.'"
+    if PurePosixPath(name).is_absolute():
+        return " must be relative to the output folder, not an absolute path"
+    if is_windows_path(name):  # `a:b`; `12:30 take` is a name (a file Windows cannot store: windows_note)
+        return f" reads as drive {name[0].upper()}: on Windows (a name is relative to the output folder)"
+    if ".." in parts:
+        return " must stay inside the output folder (no '..')"
     return None
 
 

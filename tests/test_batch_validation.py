@@ -25,6 +25,7 @@ from mmgen.files import sha256_file
 from mmgen.pipelines.batch import BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
+from mmgen.pipelines.batch.targets import windows_note
 from mmgen.terminal import LONGEST_VALUE
 from mmgen.train.preview import preview_sampling
 from mmgen.weights import ModelCache, registry
@@ -1807,6 +1808,14 @@ def test_an_output_dir_on_a_windows_drive_an_older_mmgen_made_beside_the_batch_f
         "write output_dir: ./C:/renders")
     jobs.write_text(jobs.read_text().replace("C:/renders", "./C:/renders"))
     assert plan_batch(jobs).output_dir == folder / "C:" / "renders"
+
+
+def test_every_windows_device_name_is_a_note_superscript_ports_and_the_console_s_too():
+    """`COM¹`, `LPT³`, `CONIN$` and `CONOUT$` are device names on Windows as `COM1` is (Python 3.13's
+    os.path.isreserved lists them) but got no note."""
+    for name in ("COM\u00b9", "com\u00b2.wav", "LPT\u00b3", "dir/CONIN$", "conout$.json", "COM1"):
+        assert windows_note(name) == f"{name.split('/')[-1].split('.')[0]} is a device name on Windows, whatever its suffix"
+    assert windows_note("COM\u2074") is None and windows_note("CONIN") is None and windows_note("COM0") is None
 
 
 def test_a_name_windows_cannot_store_is_a_note_and_a_drive_or_a_name_too_long_is_refused_in_a_batch_s_words(

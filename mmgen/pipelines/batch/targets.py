@@ -210,7 +210,9 @@ def name_refusal(name: str) -> str | None:
     return None
 
 
-_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10))}
+# Windows' device names, as Python 3.13's ntpath.isreserved lists them (mmgen runs on older Pythons): COM¹ too
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+                    *(f"{port}{n}" for port in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3")}
 _NOT_ON_WINDOWS = '<>:"|?*'  # characters no Windows file name holds (and `\\`, refused in a name)
 
 

@@ -74,15 +74,21 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
 
 def _text(data: bytes, path: Path) -> str:
     """A YAML file's bytes as text: UTF-8, or UTF-16 where the file starts with its byte order mark, as YAML
-    allows (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one). Anything else is refused as what
+    allows (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one), or without one where its first
+    character is ASCII, a zero byte after it (LE) or before it (BE), as YAML 1.2 tells the encoding (no UTF-8 YAML
+    holds a NUL; such a file was `invalid YAML: unacceptable character #x0000`). Anything else is refused as what
     it is not, at the line of its first byte UTF-8 cannot read (it was `cannot read (UnicodeDecodeError)`)."""
-    encoding = "UTF-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "UTF-8"
+    encoding = "UTF-8"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "UTF-16"  # Python's UTF-16 reads the byte order from the mark, and drops it
+    elif len(data) >= 2 and (data[0] == 0) != (data[1] == 0):
+        encoding = "UTF-16-BE" if data[0] == 0 else "UTF-16-LE"
     try:
-        return data.decode(encoding)  # Python's UTF-16 reads the byte order from the mark, and drops it
+        return data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1  # of the first byte that cannot be read
         where = f"{path}:{line}" if encoding == "UTF-8" else str(path)
-        raise ConfigError(f"{where}: not {encoding} text; save it as UTF-8") from None
+        raise ConfigError(f"{where}: not {encoding[:6]} text; save it as UTF-8") from None
 
 
 class _Loader(yaml.SafeLoader):

@@ -1685,6 +1685,22 @@ def test_a_batch_file_windows_powershell_wrote_in_utf16_is_read_and_one_in_anoth
         f"mmgen: error: {jobs}:3: not UTF-8 text; save it as UTF-8\n")
 
 
+def test_a_batch_file_in_utf16_without_a_byte_order_mark_is_read_as_yaml_tells_it_by_its_first_character(
+        folder: Path):
+    """A UTF-16 file without a byte order mark and only ASCII in it said `invalid YAML: unacceptable character
+    #x0000`, and one with `café` in it `not UTF-8 text`. YAML 1.2 tells UTF-16 by the zero byte beside the first
+    (ASCII) character: both orders are read, whatever the text holds."""
+    jobs = folder / "jobs.yaml"
+    for name in ("take", "café"):
+        for encoding in ("utf-16-le", "utf-16-be"):
+            jobs.write_bytes(f"defaults: {{model: tiny.safetensors}}\njobs:\n  - {{kind: generate, name: {name}}}\n"
+                             .encode(encoding))
+            assert [job.output for job in plan_batch(jobs).jobs] == [f"{name}.mp4"]
+    jobs.write_bytes("jobs: []\n".encode("utf-16-le")[:-1])  # cut in a character
+    with pytest.raises(ConfigError, match=r"jobs.yaml: not UTF-16 text; save it as UTF-8$"):
+        plan_batch(jobs)
+
+
 def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variable_gets_a_hint(
         folder: Path, monkeypatch: pytest.MonkeyPatch):
     """No shell reads a batch file: `output_dir: ~/out` made a folder named `~` beside it (where `rm -rf ~` is a

@@ -15,10 +15,11 @@ import re
 from pathlib import Path, PurePath
 
 WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
-VARIABLES_HINT = "environment variables are not expanded in batch files"
+VARIABLES_HINT = "environment variables are not expanded in a YAML file"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
 _FROM_DRIVE = re.compile(r"[A-Za-z]:([/\\]|$)")  # `C:/`, `C:\\`, `C:`: a Windows drive, not a folder's name
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
+_FOLDER_VARIABLE = re.compile(rf"(?:^|/)(?:{_VARIABLE.pattern})")  # a folder's name that starts with one
 
 
 def in_folder(folder: Path, written: str) -> Path:
@@ -49,12 +50,15 @@ def drive_of(written: str) -> str | None:
 def made_folder_refusal(written: str) -> str | None:
     """Why a folder mmgen would make where a file says `written` (a batch file's `output_dir:`, a finetune config's
     `cache_dir:`) would not be the folder meant, as `'WRITTEN' …` to follow the key; None where it would be. A `\\`
-    named a folder with the backslash in its name, a drive (drive_of) a folder named `C:`: made as meant, or not."""
+    named a folder with the backslash in its name, a drive (drive_of) a folder named `C:`, a `$HOME` a folder named
+    `$HOME`: made as meant, or not."""
     if "\\" in written:
         return f"{written!r}: {WINDOWS_HINT}"
     if drive := drive_of(written):
         return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written[:2]} (write "
                 "the folder as this system names it)")
+    if _FOLDER_VARIABLE.search(written):  # `$HOME/outs` made a folder named `$HOME` (where `rm -rf $HOME` is a disaster)
+        return f"{written!r}: {VARIABLES_HINT} (write the folder out, or ~ for the home folder)"
     return None
 
 

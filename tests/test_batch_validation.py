@@ -1728,10 +1728,25 @@ def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variab
           - {kind: generate, model: "${HOME}/tiny.safetensors"}
         """).lstrip())
     problems = problems_of(jobs)
-    assert problems[3].endswith("clips/beach.mp4 does not exist (environment variables are not expanded in batch "
-                                "files)")
+    assert problems[3].endswith("clips/beach.mp4 does not exist (environment variables are not expanded in a YAML "
+                                "file)")
     assert problems[4].endswith("/tiny.safetensors: no such model file (environment variables are not expanded in "
-                                "batch files)")
+                                "a YAML file)")
+
+
+def test_an_output_dir_through_a_variable_is_refused_not_made_as_a_folder_named_after_it(folder: Path):
+    """`output_dir: $HOME/outs` made `./$HOME/outs` beside the batch file (where `rm -rf $HOME` is a disaster): no
+    shell reads the file, so it is refused, saying so."""
+    for written in ("$HOME/outs", "%USERPROFILE%/outs", "outs/${USER}"):
+        jobs = write_jobs(folder, f"""
+            output_dir: '{written}'
+            defaults: {{model: tiny.safetensors}}
+            jobs:
+              - {{kind: generate}}
+            """)
+        assert problems_of(jobs) == {1: f"output_dir: {written!r}: environment variables are not expanded in a YAML "
+                                        "file (write the folder out, or ~ for the home folder)"}
+    assert not any("$" in path.name or "%" in path.name or path.name == "outs" for path in folder.iterdir())
 
 
 def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_its_outputs_are(

@@ -536,6 +536,36 @@ def test_the_commands_a_packaged_recipe_shows_name_recipes_as_an_installed_mmgen
         shown = re.findall(r"--config ([\w./-]+)", (preset_dir() / f"{name}.yaml").read_text())
         assert shown and set(shown) <= set(training_recipes()), (name, shown)
 
+
+def test_a_config_s_paths_through_a_variable_a_backslash_or_a_drive_say_so_as_a_batch_file_s_do(tmp_path, monkeypatch):
+    """`cache_dir: $HOME/cc` in a --config file made a folder named `$HOME` beside it, and `init: $HOME/m.safetensors`,
+    `init: models\\base.safetensors` and `init: C:/models/…` said only `no such model file`, where a batch file says
+    why. A folder to be made through a variable is refused; a model file missing through one gets the batch's hint."""
+    from mmgen.train.config_layers import run_config
+
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    for written in ("$HOME/cc", "${HOME}/cc", "cache/$USER"):
+        recipe.write_text(f"cache_dir: '{written}'\n")
+        with pytest.raises(ConfigError) as refused:
+            run_config(tmp_path / "run", config_file=recipe)
+        assert str(refused.value) == (f"{recipe}: cache_dir: {written!r}: environment variables are not expanded in a "
+                                      "YAML file (write the folder out, or ~ for the home folder)")
+    assert not any(tmp_path.glob("*$*")) and not (tmp_path / "cache").exists()
+    recipe.write_text("cache_dir: 'price$5'\n")  # a `$` not before a name is a folder's name
+    assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / "price$5"
+    variable, windows = "(environment variables are not expanded in a YAML file)", "(write paths with / ; \\ is not"
+    for written, hint in [("$HOME/m.safetensors", variable), ("models\\base.safetensors", windows),
+                          ("C:/models/base.safetensors", windows)]:
+        recipe.write_text(f"init: '{written}'\n")
+        with pytest.raises(UsageError) as refused:
+            run_config(tmp_path / "run", config_file=recipe)
+        assert str(refused.value).startswith(f"{recipe}: init: {tmp_path / written}: no such model file {hint}")
+    with pytest.raises(UsageError) as refused:  # a flag's path is the shell's: no hint
+        run_config(tmp_path / "run", flags={"init": str(tmp_path / "$HOME" / "m.safetensors")})
+    assert str(refused.value).endswith(": no such model file")
+
+
 def test_config_takes_a_packaged_recipe_by_its_bare_name_and_a_path_as_before(tmp_path, monkeypatch):
     """`--config presets/demo-train.yaml` worked only from a checkout: an installed wheel keeps its presets inside
     site-packages. A bare name (no folder, no .yaml) that names no file here is the packaged recipe; a file of that

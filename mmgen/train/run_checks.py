@@ -17,6 +17,7 @@ from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting
 from mmgen.terminal import number_text
 from mmgen.weights.registry import is_path
+from mmgen.written_paths import missing_hint
 
 if TYPE_CHECKING:
     from mmgen.train.config import FinetuneConfig, Setting
@@ -89,8 +90,8 @@ def _check_model_known(name: str, setting: Setting) -> None:
     from mmgen.weights.registry import load_registry, unknown_model
 
     if is_path(name):
-        if why := why_not_a_file(name, missing="no such model file"):
-            raise ModelNotFound(f"{setting}: {name}: {why}")
+        if why := why_not_a_file(name, missing="no such model file"):  # a file's path read as a batch file's is
+            raise ModelNotFound(f"{setting}: {name}: {why}{missing_hint(name) if setting.file else ''}")
         return
     registry, cache = load_registry(), ModelCache()
     if name not in registry and cache.record(name) is None:

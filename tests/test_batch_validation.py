@@ -888,6 +888,28 @@ def test_a_folder_of_a_job_s_name_a_disk_turned_to_another_unicode_form_is_the_j
     assert plan_batch(jobs).status == {1: "changed", 2: "new"}
 
 
+def test_an_input_written_in_the_other_unicode_form_than_its_file_s_name_says_where_it_is(folder: Path):
+    """`input: clips/café.mp4` written NFD, the file's name NFC (or a folder's on the way the other way round), said
+    `… does not exist` showing a path that looks just like the file's. It names the file there and the form."""
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    shutil.copy(folder / "clips" / "beach.mp4", folder / "clips" / f"{nfc}.mp4")
+    (folder / nfd).mkdir()
+    shutil.copy(folder / "clips" / "beach.mp4", folder / nfd / "x.mp4")
+    jobs = write_jobs(folder, f"""
+        defaults: {{model: tiny.safetensors}}
+        jobs:
+          - {{kind: soundtrack, input: clips/{nfd}.mp4}}
+          - {{kind: soundtrack, input: {nfc}/x.mp4}}
+          - {{kind: soundtrack, input: clips/{nfd}2.mp4}}
+        """)
+    assert problems_of(jobs) == {
+        3: f"job 1 (soundtrack): input: {folder / 'clips' / nfd}.mp4 does not exist ({folder / 'clips' / nfc}.mp4 is "
+           f"there: '{nfc}.mp4' in another Unicode form (NFC); write it so in the batch file, or rename it)",
+        4: f"job 2 (soundtrack): input: {folder / nfc / 'x.mp4'} does not exist ({folder / nfd / 'x.mp4'} is there: "
+           f"'{nfd}' in another Unicode form (NFD); write it so in the batch file, or rename it)",
+        5: f"job 3 (soundtrack): input: {folder / 'clips' / nfd}2.mp4 does not exist"}
+
+
 def test_a_job_done_under_one_unicode_form_of_its_name_is_done_with_the_batch_file_saved_in_the_other(folder: Path):
     """A batch file whose `name: café` is spelled NFD ran; an editor then saved it in NFC. The job's files, recorded
     under the NFD name (and its seed, the name's), are the job done: where they are, then renamed to the job's

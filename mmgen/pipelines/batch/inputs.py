@@ -11,6 +11,7 @@ from typing import Any
 from mmgen.errors import MediaError, UsageError
 from mmgen.media import probe
 from mmgen.pipelines.batch.schema import JobSpec
+from mmgen.pipelines.batch.targets import Places, unicode_form
 from mmgen.pipelines.preflight import check_input, check_ranges, stream_spans
 from mmgen.pipelines.retake import check_frames
 from mmgen.pipelines.settings import MatchingSettings, RetakeSettings
@@ -26,7 +27,7 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
     if spec.input is not None:
         if not spec.input.is_file():
             problem(spec.line_of("input"), f"job {spec.index} ({spec.kind}): input: {spec.input} does not exist"
-                    + missing_hint(spec.input))
+                    + (_spelled_hint(spec.input) or missing_hint(spec.input)))
             return []
         candidates, line = [spec.input], spec.line_of("input")
     elif spec.inputs is not None:
@@ -67,3 +68,15 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
                 continue
         usable.append(path)
     return usable
+
+
+def _spelled_hint(path: Path) -> str:
+    """` (… is there: …)` where `path`, missing, is there with its name or a folder's on the way in another Unicode
+    form (NFC `café`, NFD `café`: they look alike, so `input: …/café.mp4 does not exist` showed a path that looked
+    right); "" otherwise."""
+    there = Places().spelled(path, Path(path.anchor))
+    if there is None:
+        return ""
+    named = next((theirs for ours, theirs in zip(path.parts, there.parts, strict=False) if ours != theirs), there.name)
+    return (f" ({there} is there: {named!r} in another Unicode form ({unicode_form(named)}); write it so in the batch "
+            "file, or rename it)")

@@ -381,15 +381,16 @@ def status_of(job: Job, record: Record | None, written: Written, problems: list[
         what, then = ("file", "to keep it as the job's") if at == len(path.parts) - 1 else \
             ("folder", "for the job to write into it")
         problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {there} is there: {named!r} "
-                                f"in another Unicode form ({_form(there.name)}), one {what} with it on a macOS or "
+                                f"in another Unicode form ({unicode_form(there.name)}), one {what} with it on a macOS or "
                                 f"Windows disk, which this job would write beside it; rename it to the job's "
-                                f"spelling ({_form(named)}) {then}, or remove it"))
+                                f"spelling ({unicode_form(named)}) {then}, or remove it"))
     elif status != "done" and not overwrite and (why := written.in_the_way(job, record)):
         problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {why}"))
     return status
 
 
-def _form(name: str) -> str:
+def unicode_form(name: str) -> str:
+    """The Unicode form `name` is written in: NFC, NFD, or mixed forms."""
     return next((form for form in ("NFC", "NFD") if unicodedata.is_normalized(form, name)), "mixed forms")
 
 

@@ -19,7 +19,6 @@ VARIABLES_HINT = "environment variables are not expanded in a YAML file"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
 _FROM_DRIVE = re.compile(r"[A-Za-z]:([/\\]|$)")  # `C:/`, `C:\\`, `C:`: a Windows drive, not a folder's name
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
-_FOLDER_VARIABLE = re.compile(rf"(?:^|/)(?:{_VARIABLE.pattern})")  # a folder's name that starts with one
 
 
 def in_folder(folder: Path, written: str) -> Path:
@@ -57,7 +56,7 @@ def made_folder_refusal(written: str) -> str | None:
     if drive := drive_of(written):
         return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written[:2]} (write "
                 "the folder as this system names it)")
-    if _FOLDER_VARIABLE.search(written):  # `$HOME/outs` made a folder named `$HOME` (where `rm -rf $HOME` is a disaster)
+    if _VARIABLE.match(written):  # `$HOME/outs` made a folder `$HOME` (where `rm -rf $HOME` is a disaster); `./$HOME` names it
         return f"{written!r}: {VARIABLES_HINT} (write the folder out, or ~ for the home folder)"
     return None
 

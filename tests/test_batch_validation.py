@@ -1758,8 +1758,8 @@ def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variab
 
 def test_an_output_dir_through_a_variable_is_refused_not_made_as_a_folder_named_after_it(folder: Path):
     """`output_dir: $HOME/outs` made `./$HOME/outs` beside the batch file (where `rm -rf $HOME` is a disaster): no
-    shell reads the file, so it is refused, saying so."""
-    for written in ("$HOME/outs", "%USERPROFILE%/outs", "outs/${USER}"):
+    shell reads the file, so it is refused, saying so; `./$HOME/outs` names that folder, as it is written."""
+    for written in ("$HOME/outs", "%USERPROFILE%/outs", "${USER}/outs"):
         jobs = write_jobs(folder, f"""
             output_dir: '{written}'
             defaults: {{model: tiny.safetensors}}
@@ -1768,7 +1768,9 @@ def test_an_output_dir_through_a_variable_is_refused_not_made_as_a_folder_named_
             """)
         assert problems_of(jobs) == {1: f"output_dir: {written!r}: environment variables are not expanded in a YAML "
                                         "file (write the folder out, or ~ for the home folder)"}
-    assert not any("$" in path.name or "%" in path.name or path.name == "outs" for path in folder.iterdir())
+    assert not any("$" in path.name or "%" in path.name for path in folder.iterdir())
+    jobs.write_text(jobs.read_text().replace("${USER}/outs", "./$USER/outs"))
+    assert plan_batch(jobs).output_dir == folder / "$USER" / "outs"
 
 
 def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_its_outputs_are(

@@ -545,15 +545,16 @@ def test_a_config_s_paths_through_a_variable_a_backslash_or_a_drive_say_so_as_a_
 
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "recipe.yaml"
-    for written in ("$HOME/cc", "${HOME}/cc", "cache/$USER"):
+    for written in ("$HOME/cc", "${HOME}/cc", "%APPDATA%/cc"):
         recipe.write_text(f"cache_dir: '{written}'\n")
         with pytest.raises(ConfigError) as refused:
             run_config(tmp_path / "run", config_file=recipe)
         assert str(refused.value) == (f"{recipe}: cache_dir: {written!r}: environment variables are not expanded in a "
                                       "YAML file (write the folder out, or ~ for the home folder)")
-    assert not any(tmp_path.glob("*$*")) and not (tmp_path / "cache").exists()
-    recipe.write_text("cache_dir: 'price$5'\n")  # a `$` not before a name is a folder's name
-    assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / "price$5"
+    assert not any(tmp_path.glob("*[$%]*"))
+    for written in ("price$5", "./$HOME/cc"):  # a `$` not before a name is a folder's name; so is one past `./`
+        recipe.write_text(f"cache_dir: '{written}'\n")
+        assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / written
     variable, windows = "(environment variables are not expanded in a YAML file)", "(write paths with / ; \\ is not"
     for written, hint in [("$HOME/m.safetensors", variable), ("models\\base.safetensors", windows),
                           ("C:/models/base.safetensors", windows)]:

@@ -1479,19 +1479,24 @@ def test_an_input_name_that_is_not_utf8_gets_a_seed_of_its_own_bytes(folder: Pat
 
 def test_the_dry_run_table_shows_names_with_control_characters_escaped_on_one_row(folder: Path):
     """A name with ESC, a newline or rich's markup (`[red]`) is a cell of one row, as every message shows it
-    (terminal.path_text): the table showed it raw, and a newline made two rows of one job."""
+    (terminal.path_text): the table showed it raw, and a newline made two rows of one job. (An output named from
+    such an input is refused, as such a `name:` is: the input is shown, the job named otherwise.)"""
     (folder / "clips" / "beach.mp4").rename(folder / "clips" / "[red]e\x1b[2J\nx.mp4")
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}
         jobs:
           - kind: soundtrack
             inputs: clips/*.mp4
+            name: "[red]{stem}"
         """)
+    assert "made from the input '[red]e\\x1b[2J\\nx.mp4' must not hold control characters" in problems_of(jobs)[5]
+    jobs.write_text(jobs.read_text().replace("inputs: clips/*.mp4", 'input: "clips/[red]e\\e[2J\\nx.mp4"')
+                    .replace("{stem}", "take"))
     result = run_here("batch", jobs, "--dry-run", env=mmgen_env(folder, COLUMNS="200"))
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout
     row = next(line for line in result.stdout.splitlines() if "soundtrack" in line)
-    assert "[red]e\\x1b[2J\\nx.mp4" in row and "[red]e\\x1b[2J\\nx_soundtrack.mp4" in row, result.stdout
+    assert "[red]e\\x1b[2J\\nx.mp4" in row and "[red]take.mp4" in row, result.stdout
 
 
 def test_merge_keys_repeating_a_big_job_are_refused_before_planning(folder: Path):

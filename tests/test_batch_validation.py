@@ -5,6 +5,7 @@ The tiny test model is used by path (its header is all validation reads); no tes
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -1984,3 +1985,44 @@ def test_a_job_whose_output_is_a_pipe_is_told_to_change_its_name_not_minus_o(fol
     assert done.stderr.splitlines()[0] == (
         f"{jobs}:3: job 1 (generate): cannot write {folder / 'outputs' / 'g.mp4'}: it is a pipe; an output is a "
         "regular file, written whole and then moved into place (choose another output with the job's `name:`)")
+
+
+def test_a_batch_done_under_a_utf8_locale_is_done_under_an_ascii_one_and_the_other_way_round(folder: Path):
+    """`name: naïve` from `input: clips/café.mp4`, run under a UTF-8 locale, was "not written by this batch" under
+    LC_ALL=C PYTHONUTF8=0 (where Python names the same bytes `na\\udcc3\\udcafve`), and a batch run there was so
+    under UTF-8: the manifest and the job's hash took the names as text. They are the file system's bytes."""
+    import subprocess
+
+    shutil.copy(folder / "clips" / "beach.mp4", folder / "clips" / "caf\u00e9.mp4")
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, input: clips/café.mp4, name: "naïve/{stem}", steps: 2}
+        """)
+    out = folder / "outputs"
+
+    def run_as_mmgen_batch_records_it(jobs: Path | str) -> None:
+        manifest = Manifest(Path(jobs).parent / "outputs")
+        (job,) = plan_batch(jobs).jobs
+        for path in job.files.files.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"made")
+        manifest.append(Record(job.output, "done", job.hash, 1, job.kind, job.seed, batch=manifest.batch_named(
+            Path(jobs)), files=manifest.describe_files(job.files.files)))
+
+    assert sys.getfilesystemencoding() == "utf-8"
+    run_as_mmgen_batch_records_it(jobs)
+    under_c = "\n".join([  # a dry run, then a run of its own, then a dry run
+        "import shutil, sys; from pathlib import Path; from mmgen.pipelines.batch import plan_batch",
+        "from mmgen.pipelines.batch.manifest import Manifest, Record; print(sys.getfilesystemencoding())",
+        "print(plan_batch('jobs.yaml').status); shutil.rmtree('outputs')",
+        textwrap.dedent(inspect.getsource(run_as_mmgen_batch_records_it)),
+        "run_as_mmgen_batch_records_it('jobs.yaml'); print(plan_batch('jobs.yaml').status)"])
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", under_c], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n") == ["ascii", "{1: 'done'}", "{1: 'done'}", ""]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["naïve"]  # one folder, under both locales
+    assert plan_batch(jobs).status == {1: "done"}

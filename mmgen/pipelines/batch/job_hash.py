@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmgen.adapters.store import read_file
 from mmgen.config import to_dict
+from mmgen.pipelines.batch.name_bytes import ascii_name, utf8_name
 from mmgen.weights.identity import model_sha256s
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ class JobHasher:
             # In a project, by its path from the output folder (see the class). mmgen before 2026-12-02 hashed its
             # real path: a variant, so a job done then is done where nothing moved.
             inside = self.project is not None and real.is_relative_to(self.project[0])
-            path = Path(os.path.relpath(real, self.project[1])).as_posix() if inside else str(real)
+            path = utf8_name(Path(os.path.relpath(real, self.project[1])).as_posix() if inside else str(real))
             described = {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-            located = [str(real)] if inside else []
+            located = [utf8_name(str(real))] if inside else []
         payload = {
             "kind": spec.kind,
             "input": described,
@@ -96,6 +97,10 @@ class JobHasher:
         if switched:
             payloads += [{**each, "options": {**each["options"], **switched}} for each in payloads]
         payloads += [{**each, "input": {**each["input"], "path": path}} for path in located for each in payloads]
+        # Hashed as an ASCII locale (LC_ALL=C, PYTHONUTF8=0) named a non-ASCII input before 2026-12-02: a variant, so
+        # a job done there is done under any locale (name_bytes).
+        payloads += [{**each, "input": {**each["input"], "path": named}} for each in payloads
+                     if each["input"] and (named := ascii_name(each["input"]["path"])) != each["input"]["path"]]
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
         return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
                 for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]

@@ -28,6 +28,7 @@ from mmgen.errors import ConfigError, StorageError
 from mmgen.files import write_text
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
+from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
 from mmgen.stamps import FileStamp, hashed, unchanged
 
 if TYPE_CHECKING:
@@ -41,9 +42,10 @@ State = Literal["started", "done", "failed"]
 
 
 def same_name(path: str) -> str:
-    """How the manifest compares the paths it records (outputs and files, relative to its folder): under NFC, so a
-    record written under one Unicode form of a name is found by a job, or a file, spelled in the other."""
-    return unicodedata.normalize("NFC", path)
+    """How the manifest compares the paths it records (outputs and files, relative to its folder): as the UTF-8
+    reading of the bytes they name (name_bytes.utf8_name), under NFC, so a record written under one Unicode form of a
+    name, or under another locale, is found by a job, or a file, spelled in the other."""
+    return unicodedata.normalize("NFC", utf8_name(path))
 
 
 class ByPath(dict):
@@ -222,8 +224,8 @@ class Manifest:
     def unchanged(self, file: FileRecord, at: str | None = None) -> bool:
         """True if the file is there as recorded (or at `at`): its size and sha256, read only when its stamp moved."""
         try:
-            return unchanged(self.folder / (at or file.path), file.size, file.sha256, file.stamp)
-        except OSError:
+            return unchanged(self.folder / local_name(at or file.path), file.size, file.sha256, file.stamp)
+        except (OSError, ValueError):  # ValueError: a name this locale cannot write
             return False
 
     def batch_named(self, batch_file: Path) -> str:

@@ -19,6 +19,7 @@ from mmgen.errors import UsageError, in_callers_words, outputs_named_with
 from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.output_checks import check_output_folder, check_output_target, name_max, same_file
 from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
+from mmgen.pipelines.batch.name_bytes import utf8_name
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
 from mmgen.written_paths import WINDOWS_HINT, is_windows_path
@@ -398,7 +399,7 @@ def _status(job: Job, record: Record | None, manifest: Manifest, spelled: dict[s
     if record is None:
         return "new"
     if record.state == "done":
-        if not job.hashed_as(record.hash, record.seed, respelled=record.output != job.output):
+        if not job.hashed_as(record.hash, record.seed, respelled=utf8_name(record.output) != utf8_name(job.output)):
             return "changed"
         at = ByPath({key: key for key in map(manifest.relative, job.files.files.values())})  # as the job spells it
         for key, (_, there) in spelled.items():

@@ -22,8 +22,8 @@ from mmgen_cli import mmgen_env
 from tiny_model import save_tiny_model
 
 from mmgen.errors import ConfigError, UsageError
-from mmgen.files import sha256_file
-from mmgen.pipelines.batch import BatchInvalid, plan_batch
+from mmgen.files import atomic_output, sha256_file
+from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch
 from mmgen.pipelines.batch.manifest import Manifest, Record
 from mmgen.pipelines.batch.schema import read_batch_file
 from mmgen.pipelines.batch.targets import windows_note
@@ -2026,3 +2026,29 @@ def test_a_batch_done_under_a_utf8_locale_is_done_under_an_ascii_one_and_the_oth
     assert done.stdout.split("\n") == ["ascii", "{1: 'done'}", "{1: 'done'}", ""]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["naïve"]  # one folder, under both locales
     assert plan_batch(jobs).status == {1: "done"}
+
+
+def test_a_project_copied_with_hard_links_and_run_leaves_the_original_s_manifest_as_it_was(folder: Path):
+    """`cp -al hl hl2` shares every file, the manifest too: a run of hl2 with another seed appended its records to
+    the original's, and hl then said `g.mp4 exists and was changed since this batch wrote it`. The copy's manifest
+    is made its own before it is added to; its outputs are replaced by rename, as always."""
+    jobs, out, _, _ = one_job_done(folder, "g")
+    hl2 = folder.with_name(f"{folder.name}-hl2")
+    shutil.copytree(folder, hl2, copy_function=os.link)  # as `cp -al` copies
+    before = (out / MANIFEST_NAME).read_bytes()
+
+    copy = hl2 / "jobs.yaml"
+    edited = copy.read_text().replace("steps: 2", "steps: 3")
+    copy.unlink()  # saved anew, as `sed -i` saves it (not through the link into the original)
+    copy.write_text(edited)
+    (job2,) = plan_batch(copy, overwrite=True).jobs  # run there, as `mmgen batch` writes and records it
+    for path in job2.files.files.values():
+        with atomic_output(path, overwrite=True) as temp:
+            temp.write_bytes(b"the copy's own")
+    copied = Manifest(hl2 / "outputs")
+    copied.append(Record(job2.output, "done", job2.hash, 1, job2.kind, job2.seed, batch=copied.batch_named(copy),
+                         files=copied.describe_files(job2.files.files)))
+
+    assert (out / MANIFEST_NAME).read_bytes() == before
+    assert plan_batch(jobs).status == {1: "done"}
+    assert plan_batch(copy).status == {1: "done"}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import write_text
+from mmgen.files import fsync_path, temporary_name, write_text
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
@@ -162,7 +162,7 @@ class Manifest:
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
         with writing(self.path, self.lock), file_lock(self.lock):
-            size = self.path.stat().st_size if self.path.exists() else None
+            size = self._unshared()
             try:
                 with open(self.path, "a", encoding="utf-8") as f:
                     f.write(line)
@@ -175,6 +175,25 @@ class Manifest:
                     else:
                         os.truncate(self.path, size)
                 raise
+
+    def _unshared(self) -> int | None:
+        """The log's size (None where there is none), made this folder's own first where it is a hard link: a project
+        copied with `cp -al` shares it with the original, and an append there changed the original's records (`g.mp4
+        exists and was changed since this batch wrote it`). A private copy replaces the link, as `compact` does."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        if stat.st_nlink > 1:  # (not files.atomic_path: no stop, nor a group's undo, comes between this and the append)
+            private = temporary_name(self.path)
+            try:
+                private.write_bytes(self.path.read_bytes())
+                fsync_path(private)
+                os.replace(private, self.path)
+            finally:
+                with suppress(FileNotFoundError):
+                    private.unlink()
+        return stat.st_size
 
     def compact(self) -> bool:
         """Rewrite the log (atomically, under its lock) with only the records that still say something: each output's

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -27,17 +28,21 @@ def training_recipes() -> list[str]:
     return sorted(p.stem for p in preset_dir().glob("*.yaml") if p != batch_example())
 
 
-def config_path(given: Path) -> Path:
-    """`finetune --config`'s file: a path is read as given; a bare name (no folder, no .yaml suffix) that names no
-    file here is a packaged recipe (training_recipes), so `--config demo-train` works from an installed wheel as from
-    a checkout. An unknown bare name is refused, naming the recipes there are."""
-    import os
-
+def config_path(given: str | os.PathLike[str]) -> Path:
+    """`finetune --config`'s file: a path is read as given; a bare name (no folder, not even `./`, no .yaml suffix)
+    that names no file here is a packaged recipe (training_recipes), so `--config demo-train` works from an installed
+    wheel as from a checkout, and from a folder holding a run made with `-o demo-train`. An unknown bare name is
+    refused, naming the recipes there are."""
     from mmgen.errors import UsageError
 
-    if len(given.parts) != 1 or given.suffix.lower() in (".yaml", ".yml") or os.path.lexists(given):
-        return given
+    text = os.fspath(given)  # the text as typed: Path("./demo-train") would read as the bare name
+    path = Path(text)
+    separators = {"/", os.sep, os.altsep or "/"}
+    named_file = os.path.lexists(path) and not os.path.isdir(path)
+    if any(s in text for s in separators) or path.suffix.lower() in (".yaml", ".yml") or named_file:
+        return path
     recipes = training_recipes()
-    if given.name in recipes:
-        return preset_dir() / f"{given.name}.yaml"
-    raise UsageError(f"--config {given}: no such file, nor a packaged recipe", hint=f"recipes: {', '.join(recipes)}")
+    if path.name in recipes:
+        return preset_dir() / f"{path.name}.yaml"
+    what = "a folder, not a file" if os.path.isdir(path) else "no such file"
+    raise UsageError(f"--config {text}: {what}, nor a packaged recipe", hint=f"recipes: {', '.join(recipes)}")

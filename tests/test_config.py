@@ -587,3 +587,22 @@ def test_config_takes_a_packaged_recipe_by_its_bare_name_and_a_path_as_before(tm
     assert refused.returncode == 2
     assert refused.stderr.strip() == ("mmgen: error: --config demo-trian: no such file, nor a packaged recipe "
                                       "(recipes: demo-train, demo-train-stage2)")
+
+
+def test_a_run_folder_named_as_a_recipe_does_not_hide_it_and_a_dot_slash_path_is_never_a_recipe(tmp_path, monkeypatch):
+    """A run made with `-o demo-train` left a folder of that name here, and `--config demo-train` then said
+    `demo-train: it is a directory`; `--config ./demo-train`, meant as the file here, silently took the recipe."""
+    from mmgen.presets import preset_dir
+    from mmgen.train.config_layers import run_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo-train").mkdir()
+    packaged = load_yaml(preset_dir() / "demo-train.yaml")
+    assert run_config(tmp_path / "run", scratch=True, config_file=Path("demo-train")).steps == packaged["steps"]
+
+    (tmp_path / "demo-train").rmdir()
+    dotted = run_here("finetune", tmp_path, "--config", "./demo-train", "-o", tmp_path / "run", env=mmgen_env(tmp_path))
+    assert (dotted.returncode, dotted.stderr) == (2, "mmgen: error: demo-train: no such file\n")
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(UsageError, match="^--config mine: a folder, not a file, nor a packaged recipe \\(recipes: "):
+        run_config(tmp_path / "run", config_file="mine")

@@ -49,11 +49,11 @@ def finetune(
                      "of --config."),
     ] = False,
     config_file: Annotated[
-        Path | None,
+        str | None,  # as typed: `./demo-train` is a path, `demo-train` a packaged recipe (presets.config_path)
         typer.Option("--config", metavar="FILE.yaml", rich_help_panel=_MODEL,
                      help="YAML file of settings (any option below, plus `model:` for --scratch); flags override it. "
                      "Relative paths in it (init, cache_dir) are read from its folder. A bare name is a packaged "
-                     f"recipe: {', '.join(training_recipes())}."),
+                     f"recipe: {', '.join(training_recipes())}. `./NAME` is the file here."),
     ] = None,
     lora_rank: Annotated[
         int | None,

@@ -48,7 +48,7 @@ def run_config(
     *,
     resume: bool = False,
     scratch: bool = False,
-    config_file: Path | None = None,
+    config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     data_dir: Path | None = None,
 ) -> FinetuneConfig:

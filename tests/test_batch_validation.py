@@ -1006,6 +1006,14 @@ def test_the_shipped_example_is_a_valid_batch_file():
     assert [job.kind for job in batch.jobs] == ["generate", "generate", "soundtrack", "animate"]
 
 
+def test_the_readme_s_complete_example_is_the_shipped_example_word_for_word():
+    """README called its block "a complete example, shipped as presets/batch-example.yaml", yet it said
+    `previews: false` where `mmgen batch --example` printed `previews: true`, and a comment differed."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("A complete example, shipped as", 1)[1].split("```yaml\n", 1)[1].split("```\n", 1)[0]
+    assert block == (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
+
+
 def test_batch_example_prints_the_shipped_example_without_a_jobs_file(tmp_path):
     """`mmgen batch --example > jobs.yaml`: an installed wheel has no presets/ folder where the user is."""
     result = run_here("batch", "--example", env=mmgen_env(tmp_path))

@@ -81,6 +81,18 @@ class GuardedStream:
             self._guarded(self._write, "".join(held))
         self.flush()
 
+    def write_bytes(self, data: bytes) -> None:
+        """`data` as those very bytes, what is held written first: a file a command prints to be saved and read back
+        as UTF-8 stays UTF-8 whatever the stream's encoding (a Windows console's cp1252). A stream of text only (a
+        StringIO) takes it as UTF-8 text."""
+        buffer = getattr(self.stream, "buffer", None)
+        if buffer is None:
+            self.write(data.decode("utf-8"))
+            return
+        self.release()
+        self._guarded(buffer.write, data)
+        self._guarded(buffer.flush)
+
     def _write(self, text: str) -> int:
         # as the stream can hold it: not through the stream's own errors (Python's stderr: backslashreplace)
         return self.stream.write(held_by(text, getattr(self.stream, "encoding", None)))
@@ -129,6 +141,15 @@ def as_it_comes(line: str) -> None:
     if isinstance(sys.stdout, GuardedStream):
         sys.stdout.release()
     else:
+        sys.stdout.flush()
+
+
+def print_utf8(text: str) -> None:
+    """`text` on stdout as UTF-8 bytes, whatever stdout's encoding (GuardedStream.write_bytes)."""
+    if isinstance(sys.stdout, GuardedStream):
+        sys.stdout.write_bytes(text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
         sys.stdout.flush()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import json
 import os
 import re
@@ -1020,6 +1021,16 @@ def test_batch_example_prints_the_shipped_example_without_a_jobs_file(tmp_path):
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
+
+
+def test_batch_example_is_utf8_whatever_stdout_s_encoding(tmp_path):
+    """On Windows `mmgen batch --example > jobs.yaml` wrote cp1252, the console's encoding (`…` as byte 0x85), and
+    `mmgen batch jobs.yaml` then refused its own example: `jobs.yaml:20: not UTF-8 text`."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="cp1252", write_through=True)
+    result = run_here("batch", "--example", env=mmgen_env(tmp_path), stdout=stdout)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert stdout.buffer.getvalue() == (REPO / "presets" / "batch-example.yaml").read_bytes()
 
 
 def test_planning_asks_the_filesystem_per_folder_not_per_output(folder: Path, monkeypatch: pytest.MonkeyPatch,

@@ -17,7 +17,7 @@ from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import MmgenError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.terminal import console as terminal_console
-from mmgen.terminal import counted, on_terminal, table_console
+from mmgen.terminal import counted, on_terminal, print_utf8, table_console
 from mmgen.terminal import say as say_line
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _example(wanted: bool) -> None:
 
         if why := options.closed_stdout("the example"):
             raise typer.BadParameter(why)
-        typer.echo(batch_example().read_text(encoding="utf-8"), nl=False)
+        print_utf8(batch_example().read_text(encoding="utf-8"))  # UTF-8 as `mmgen batch` reads it, not stdout's cp1252
         raise typer.Exit()
 
 

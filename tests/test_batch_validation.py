@@ -1023,6 +1023,22 @@ def test_batch_example_prints_the_shipped_example_without_a_jobs_file(tmp_path):
     assert result.stdout == (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
 
 
+def test_batch_example_refuses_what_it_would_ignore(tmp_path):
+    """`--example` printed the example whatever came with it: YAML for `--example --json` (whose stdout is JSON),
+    no file for `--example -o jobs.yaml`, and a JOBS file or --dry-run went unread, each with exit 0."""
+    env = mmgen_env(tmp_path)
+    hint = " (save it with `mmgen batch --example > jobs.yaml`, then `mmgen batch jobs.yaml`)"
+    for given, named in ((["--json"], "--json"), (["-o", "jobs.yaml"], "--out-dir/-o"),
+                         (["jobs.yaml", "--dry-run"], "jobs.yaml, --dry-run")):
+        refused = run_here("batch", "--example", *given, env=env)
+        assert (refused.returncode, refused.stdout) == (2, ""), given
+        assert refused.stderr == f"mmgen: error: --example prints the example batch file and takes nothing else: " \
+                                 f"got {named}{hint}\n"
+    assert not (tmp_path / "jobs.yaml").exists()
+    missing = run_here("batch", "--dry-run", env=env)  # the file is still needed without --example
+    assert (missing.returncode, missing.stderr) == (2, "mmgen: error: Missing argument 'JOBS.yaml'.\n")
+
+
 def test_batch_example_is_utf8_whatever_stdout_s_encoding(tmp_path):
     """On Windows `mmgen batch --example > jobs.yaml` wrote cp1252, the console's encoding (`…` as byte 0x85), and
     `mmgen batch jobs.yaml` then refused its own example: `jobs.yaml:20: not UTF-8 text`."""

@@ -14,7 +14,7 @@ from mmgen.cli._interrupted import speaks_for
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.progress import PlainLines, progress_display
-from mmgen.errors import MmgenError, alike_in_every_process
+from mmgen.errors import MmgenError, UsageError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, on_terminal, print_utf8, table_console
@@ -24,16 +24,21 @@ if TYPE_CHECKING:
     from mmgen.pipelines.batch import Outcome, Plan
 
 
-def _example(wanted: bool) -> None:
-    """`mmgen batch --example`: print the packaged, annotated example batch file to stdout and exit 0 (no JOBS file
-    needed: an eager option); refused (exit 2) with stdout closed, as every command that only prints is."""
-    if wanted:
-        from mmgen.presets import batch_example
+def _print_example(ctx: typer.Context) -> None:
+    """`mmgen batch --example`: print the packaged, annotated example batch file to stdout (no JOBS file needed).
+    Anything else given with it is refused (exit 2) rather than ignored: `--example --json` printed YAML, `--example
+    -o jobs.yaml` wrote no file. Refused too with stdout closed, as every command that only prints is."""
+    from mmgen.presets import batch_example
 
-        if why := options.closed_stdout("the example"):
-            raise typer.BadParameter(why)
-        print_utf8(batch_example().read_text(encoding="utf-8"))  # UTF-8 as `mmgen batch` reads it, not stdout's cp1252
-        raise typer.Exit()
+    given = [param for param in ctx.command.params if param.name not in ("example", "debug")  # --debug: any command's
+             and getattr(ctx.get_parameter_source(param.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    if given:
+        named = ", ".join("/".join(p.opts) if p.param_type_name == "option" else str(ctx.params[p.name]) for p in given)
+        raise UsageError(f"--example prints the example batch file and takes nothing else: got {named} (save it with "
+                         "`mmgen batch --example > jobs.yaml`, then `mmgen batch jobs.yaml`)")
+    if why := options.closed_stdout("the example"):
+        raise UsageError(f"--example: {why}")
+    print_utf8(batch_example().read_text(encoding="utf-8"))  # UTF-8 as `mmgen batch` reads it, not stdout's cp1252
 
 
 @app.command(
@@ -41,9 +46,12 @@ def _example(wanted: bool) -> None:
     "mmgen batch jobs.yaml -o out/`,  `torchrun --nproc_per_node 4 -m mmgen batch jobs.yaml`"
 )
 def batch(
-    jobs_file: Annotated[
-        Path, typer.Argument(metavar="JOBS.yaml", help="The batch file (`mmgen batch --example` prints an annotated one).")
-    ],
+    ctx: typer.Context,
+    jobs_file: Annotated[  # optional to click only: --example needs none (the command asks for it otherwise)
+        Path | None,
+        typer.Argument(metavar="JOBS.yaml", show_default=False,
+                       help="The batch file (`mmgen batch --example` prints an annotated one)."),
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out-dir", "-o", metavar="OUT_DIR", rich_help_panel="Output",
@@ -68,9 +76,9 @@ def batch(
     overwrite: options.Overwrite = False,
     example: Annotated[
         bool,
-        typer.Option("--example", callback=_example, is_eager=True,
+        typer.Option("--example",
                      help="Print an annotated example batch file to stdout and exit (`mmgen batch --example > "
-                     "jobs.yaml`)."),
+                     "jobs.yaml`); it takes no JOBS file and no other option."),
     ] = False,
     json: Annotated[
         bool,
@@ -88,6 +96,10 @@ def batch(
 
     Re-running skips jobs that are done and intact, and redoes changed or interrupted ones.
     """
+    if example:
+        return _print_example(ctx)
+    if jobs_file is None:
+        raise UsageError("Missing argument 'JOBS.yaml'.")  # click's words, as when it was required
     from mmgen.pipelines.batch.schema import read_batch_file
     from mmgen.pipelines.preflight import check_device
 

@@ -17,7 +17,6 @@ from pathlib import Path, PurePath
 WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
 VARIABLES_HINT = "environment variables are not expanded in a YAML file"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
-_FROM_DRIVE = re.compile(r"[A-Za-z]:([/\\]|$)")  # `C:/`, `C:\\`, `C:`: a Windows drive, not a folder's name
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
 
 
@@ -41,9 +40,10 @@ def is_windows_path(written: str) -> bool:
 
 
 def drive_of(written: str) -> str | None:
-    """The drive (`C:`) of `written` where it is a Windows path on a drive (`C:/x`, `C:\\x`, `C:`), else None. Here
-    such a path is relative: `C:/x` is a folder `x` in a folder named `C:` (`12:30 take` is a name)."""
-    return written[:2].upper() if _FROM_DRIVE.match(written) else None
+    """The drive (`C:`) of `written` where it is a Windows path on a drive (`C:/x`, `C:\\x`, `C:`, or `C:x`, relative to
+    drive C:'s current folder: a job's `name:` is refused as one, is_windows_path), else None. Here such a path is
+    relative: `C:/x` is a folder `x` in a folder named `C:` (`12:30 take` is a name)."""
+    return written[:2].upper() if _DRIVE.match(written) else None
 
 
 def made_folder_refusal(written: str) -> str | None:
@@ -54,7 +54,7 @@ def made_folder_refusal(written: str) -> str | None:
     if "\\" in written:
         return f"{written!r}: {WINDOWS_HINT}"
     if drive := drive_of(written):
-        return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written[:2]} (write "
+        return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written.split('/')[0]} (write "
                 "the folder as this system names it)")
     if _VARIABLE.match(written):  # `$HOME/outs` made a folder `$HOME` (where `rm -rf $HOME` is a disaster); `./$HOME` names it
         return f"{written!r}: {VARIABLES_HINT} (write the folder out, or ~ for the home folder)"

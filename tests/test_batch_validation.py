@@ -1870,8 +1870,9 @@ def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and
 
 def test_an_output_dir_on_a_windows_drive_written_with_slashes_is_refused_not_made_as_a_folder_named_c(folder: Path):
     """`output_dir: C:\\renders` was refused, but `output_dir: C:/renders` made a folder named `C:` beside the batch
-    file and wrote the batch there: a path on a Windows drive is refused in one line (exit 2), nothing made."""
-    for written in ("C:/renders", "d:/", "C:"):
+    file and wrote the batch there, and `output_dir: c:x` (drive C:'s current folder, as `name: c:x` is refused) one
+    named `c:x`: a path on a Windows drive is refused in one line (exit 2), nothing made."""
+    for written, made in [("C:/renders", "C:"), ("c:x", "c:x"), ("d:/", "d:"), ("C: x", "C: x"), ("C:", "C:")]:
         jobs = write_jobs(folder, f"""
             output_dir: "{written}"
             defaults: {{model: tiny.safetensors, steps: 2, previews: false}}
@@ -1881,7 +1882,7 @@ def test_an_output_dir_on_a_windows_drive_written_with_slashes_is_refused_not_ma
         result = run_here("batch", jobs, env=mmgen_env(folder))
         assert result.returncode == 2 and result.stderr.splitlines()[0] == (
             f"{jobs}:1: output_dir: {written!r} reads as drive {written[0].upper()}: on Windows; here it would be a "
-            f"folder named {written[:2]} (write the folder as this system names it)"), result.stderr
+            f"folder named {made} (write the folder as this system names it)"), result.stderr
     assert not any(":" in path.name for path in folder.iterdir())
     jobs.write_text(jobs.read_text().replace('"C:"', '"12:30 take"'))  # a folder's name, as a job's name may be
     assert plan_batch(jobs).output_dir == folder / "12:30 take"

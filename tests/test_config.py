@@ -499,9 +499,10 @@ def test_a_leading_tilde_in_a_config_files_paths_is_the_home_folder_and_a_runs_r
 def test_a_cache_dir_written_as_windows_writes_it_is_refused_naming_the_key_and_file_not_made_as_a_folder_named_c(
         tmp_path, monkeypatch):
     """`cache_dir: C:/clips` in a --config file made a folder named `C:` beside the file and decoded the clips there
-    (`C:\\clips`, one named with the backslash), as a batch file's `output_dir:` did: refused in the batch file's words,
-    in one line naming the file and key. A folder's name with a colon (`12:30 take`) is a name; a run's record holds
-    its paths absolute, as they were made, and resumes as before."""
+    (`C:\\clips`, one named with the backslash; `c:clips`, drive C:'s current folder, one named `c:clips`), as a batch
+    file's `output_dir:` did: refused in the batch file's words, in one line naming the file and key. A folder's name
+    with a colon (`12:30 take`) is a name; a run's record holds its paths absolute, as they were made, and resumes
+    as before."""
     from mmgen.train.config_layers import run_config
     from mmgen.train.run_folder import RUN_HEADER
 
@@ -510,6 +511,7 @@ def test_a_cache_dir_written_as_windows_writes_it_is_refused_naming_the_key_and_
     drive = "on Windows; here it would be a folder named {} (write the folder as this system names it)"
     for written, said in [("C:/clips", f"'C:/clips' reads as drive C: {drive.format('C:')}"),
                           ("d:", f"'d:' reads as drive D: {drive.format('d:')}"),
+                          ("c:clips", f"'c:clips' reads as drive C: {drive.format('c:clips')}"),
                           ("C:\\clips", "'C:\\\\clips': write paths with / ; \\ is not a folder separator here"),
                           ("clips\\x", "'clips\\\\x': write paths with / ; \\ is not a folder separator here")]:
         recipe.write_text(f"cache_dir: '{written}'\n")

@@ -48,7 +48,7 @@ def flag(name: str) -> bool | None:
     try:
         return _FLAGS[value.lower()]
     except KeyError:
-        return _meaningless(f"{name}={value!r}: takes 1 (on) or 0 (off)")
+        return _meaningless(f"{name}={value!r}: takes 1 or 0 (or true/false, yes/no, on/off)")
 
 
 def memory_limit() -> int | None:

@@ -615,9 +615,9 @@ def test_an_environment_variable_with_a_value_that_means_nothing_is_one_line_exi
     a_file = tmp_path / "presets.yaml"
     a_file.write_text("")
     cases = {
-        ("MMGEN_OFFLINE", "maybe"): "MMGEN_OFFLINE='maybe': takes 1 (on) or 0 (off)",
-        ("MMGEN_DEBUG", "banana"): "MMGEN_DEBUG='banana': takes 1 (on) or 0 (off)",
-        ("MMGEN_CPU_BF16", "2"): "MMGEN_CPU_BF16='2': takes 1 (on) or 0 (off)",
+        ("MMGEN_OFFLINE", "maybe"): "MMGEN_OFFLINE='maybe': takes 1 or 0 (or true/false, yes/no, on/off)",
+        ("MMGEN_DEBUG", "banana"): "MMGEN_DEBUG='banana': takes 1 or 0 (or true/false, yes/no, on/off)",
+        ("MMGEN_CPU_BF16", "2"): "MMGEN_CPU_BF16='2': takes 1 or 0 (or true/false, yes/no, on/off)",
         ("MMGEN_MAX_MEMORY", "banana"): "MMGEN_MAX_MEMORY='banana': takes a size, e.g. 6G or 512M",
         ("MMGEN_PRESETS", str(a_file)): f"MMGEN_PRESETS={a_file}: {a_file} is a file; it takes a folder",
     }

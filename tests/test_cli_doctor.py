@@ -140,8 +140,8 @@ def test_doctor_reports_each_environment_variable_that_means_nothing_where_other
     a_file = tmp_path / "presets.yaml"
     a_file.write_text("")
     env = mmgen_env(tmp_path, MMGEN_OFFLINE="maybe", MMGEN_CPU_BF16="2", MMGEN_PRESETS=str(a_file))
-    says = {"MMGEN_OFFLINE": "MMGEN_OFFLINE='maybe': takes 1 (on) or 0 (off)",
-            "MMGEN_CPU_BF16": "MMGEN_CPU_BF16='2': takes 1 (on) or 0 (off)",
+    says = {"MMGEN_OFFLINE": "MMGEN_OFFLINE='maybe': takes 1 or 0 (or true/false, yes/no, on/off)",
+            "MMGEN_CPU_BF16": "MMGEN_CPU_BF16='2': takes 1 or 0 (or true/false, yes/no, on/off)",
             "MMGEN_PRESETS": f"MMGEN_PRESETS={a_file}: {a_file} is a file; it takes a folder"}
 
     done = run_here("doctor", env=env)

@@ -57,6 +57,8 @@ def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_has_it(monkeypatch, fl
 @pytest.mark.parametrize(("flags", "env", "line"), [
     ({"avx512_bf16"}, "0", "yes (off: MMGEN_CPU_BF16=0)"),  # a Zen 5 told to stay fp32: doctor said `no`
     ({"avx2"}, "1", "no (on: MMGEN_CPU_BF16=1)"),
+    ({"avx512_bf16"}, "no", "yes (off: MMGEN_CPU_BF16=no)"),  # quoted as set: it said `=0`, never written
+    ({"avx2"}, " On ", "no (on: MMGEN_CPU_BF16=On)"),
     ({"amx_bf16"}, None, "yes"),
     ({"avx2"}, "0", "no"),  # the override agrees with the hardware: nothing to add
 ])
@@ -73,7 +75,7 @@ def test_doctor_says_the_cpus_bf16_and_the_override_apart(monkeypatch, flags, en
         monkeypatch.setenv(runtime_device.CPU_BF16_ENV, env)
     cpu = _facts._devices()["cpu"]
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
-    assert (cpu["native_bf16"], cpu["auto_bf16"]) == (native, native if env is None else env == "1")
+    assert (cpu["native_bf16"], cpu["auto_bf16"]) == (native, native if env is None else env.strip() in ("1", "On"))
     assert doctor._bf16(cpu) == line
 
 

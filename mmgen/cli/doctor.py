@@ -3,6 +3,7 @@ their sha256, what `pull` would fetch) — so a bug report or a "why is it slow?
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -19,11 +20,12 @@ from mmgen.terminal import counted, hashes_text, markup_text, say, show_table, s
 
 
 def _bf16(cpu: dict[str, Any]) -> str:
-    """The CPU's native bf16, and where MMGEN_CPU_BF16 overrides what auto makes of it: `yes (off: MMGEN_CPU_BF16=0)`."""
+    """The CPU's native bf16, and where MMGEN_CPU_BF16 overrides what auto makes of it, quoted as set:
+    `yes (off: MMGEN_CPU_BF16=no)` (it said `=0` for `no`, a value the user never wrote)."""
     native, auto = cpu["native_bf16"], cpu["auto_bf16"]
     said = "yes" if native else "no"
     if auto != native:
-        said += f" ({'on' if auto else 'off'}: {CPU_BF16}={int(auto)})"
+        said += f" ({'on' if auto else 'off'}: {CPU_BF16}={os.environ.get(CPU_BF16, '').strip() or int(auto)})"
     return said
 
 

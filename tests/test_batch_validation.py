@@ -817,16 +817,17 @@ def test_a_project_finished_by_an_older_mmgen_can_be_copied_whole_after_one_run_
     assert run_here("batch", jobs, env=mmgen_env(folder)).returncode == 0
     assert manifest.latest() == recorded
 
-def one_job_done(folder: Path, name: str):
-    """A batch of one generate job named `name` (as YAML writes it), its files written and recorded done as `mmgen
-    batch` does when the job ends: (the batch file, the output folder, its manifest, the job)."""
+def one_job_done(folder: Path, name: str, output_dir: str | None = None):
+    """A batch of one generate job named `name` (as YAML writes it, as its `output_dir:`), its files written and
+    recorded done as `mmgen batch` does when the job ends: (the batch file, the output folder, its manifest, the job)."""
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors}
         jobs:
           - {kind: generate, name: "NAME", steps: 2, previews: false}
-        """.replace("NAME", name))
-    out, manifest = folder / "outputs", Manifest(folder / "outputs")
-    out.mkdir()
+        """.replace("NAME", name) + (f'output_dir: "{output_dir}"\n' if output_dir else ""))
+    out = plan_batch(jobs).output_dir
+    out.mkdir(parents=True)
+    manifest = Manifest(out)
     (job,) = plan_batch(jobs).jobs
     for path in job.files.files.values():
         path.parent.mkdir(exist_ok=True)
@@ -910,6 +911,26 @@ def test_an_input_written_in_the_other_unicode_form_than_its_file_s_name_says_wh
         4: f"job 2 (soundtrack): input: {folder / nfc / 'x.mp4'} does not exist ({folder / nfd / 'x.mp4'} is there: "
            f"'{nfd}' in another Unicode form (NFD); write it so in the batch file, or rename it)",
         5: f"job 3 (soundtrack): input: {folder / 'clips' / nfd}2.mp4 does not exist"}
+
+
+def test_an_output_folder_a_disk_turned_to_another_unicode_form_is_the_batch_s_never_made_beside_it(folder: Path):
+    """`output_dir: café` done, then `café` back from a macOS disk spelled NFD: the re-run said `new` and made an NFC
+    `café` beside it (one folder with it on a macOS or Windows disk) to run the whole batch again there. The folder
+    as it is there is the batch's, written in the file or given as -o, as is one inside a folder so renamed."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    for written, project in [("caf\\u00e9", folder / "one"), ("caf\\u00e9/renders", folder / "two")]:
+        project.mkdir()
+        os.link(folder / "tiny.safetensors", project / "tiny.safetensors")
+        jobs, *_ = one_job_done(project, "take", written)
+        (project / "café").rename(project / nfd)
+    result = run_here("batch", folder / "one" / "jobs.yaml", "--json", env=mmgen_env(folder))
+    assert result.returncode == 0 and json.loads(result.stdout)["result"] == "skipped", result.stderr
+    assert sorted(os.listdir(folder / "one")) == sorted(["jobs.yaml", "tiny.safetensors", nfd])  # no NFC café beside it
+    for output_dir in (None, folder / "two" / "café" / "renders"):  # the file's, then -o's, both typed NFC
+        plan = plan_batch(jobs, output_dir)
+        assert plan.status == {1: "done"} and plan.output_dir == folder / "two" / nfd / "renders"
 
 
 def test_a_job_done_under_one_unicode_form_of_its_name_is_done_with_the_batch_file_saved_in_the_other(folder: Path):

@@ -31,6 +31,7 @@ from mmgen.errors import ConfigError, InvalidSetting, UsageError
 from mmgen.media.notes import note
 from mmgen.pipelines.settings import KINDS as SETTINGS
 from mmgen.runtime import torchrun
+from mmgen.spelled_paths import as_found
 from mmgen.weights.names import is_path
 from mmgen.written_paths import glob_in_folder, in_folder, made_folder_refusal
 from mmgen.yaml_files import compose_yaml
@@ -181,6 +182,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}{_made_before(folder, written)}"))
         output_dir = in_folder(folder, written)
         _note_made_before(path, lines.get(("output_dir",)), folder, written)
+    output_dir = as_found(output_dir)  # the folder there in another Unicode form (copied back from a Mac) is this one
 
     raw_defaults = data.get("defaults") or {}
     if not isinstance(raw_defaults, dict):

@@ -213,6 +213,8 @@ def _kept_aside(target: Path) -> Path | None:
 def retire(path: Path) -> None:
     """Remove the file at `path` (an output's file that a replacing run does not write again); inside
     `kept_together` it is only moved aside until the block ends, and comes back if the block fails."""
+    if path.is_dir():  # a folder put at an output's name since it was planned: the user's, never moved or removed
+        raise MediaError(f"cannot write {path}: it is a directory")
     group = _group.get()
     if group is None:
         path.unlink(missing_ok=True)

@@ -148,8 +148,8 @@ def check_name_length(path: Path, limit: int | None = None) -> None:
 
 
 def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
-    """Raise now if `path` can never be an output: a name too long for its filesystem, a symbolic link (or a
-    folder on its way) that loops, a place inside mmgen's own cache folders (weights.cache.part_of_cache), or the
+    """Raise now if `path` can never be an output: a name too long for its filesystem, a folder (or a link to one:
+    never replaced, whatever --overwrite says), a symbolic link (or a folder on its way) that loops, a place inside mmgen's own cache folders (weights.cache.part_of_cache), or the
     same file as one of `inputs` — through symlinks, hard links or another spelling of the name."""
     check_name_length(Path(path))
     try:
@@ -158,6 +158,8 @@ def check_output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathL
         if e.errno == errno.ELOOP:
             raise MediaError(f"cannot write {path}: it (or a folder on its way) is a symbolic link loop") from None
     else:
+        if stat.S_ISDIR(mode):  # as check_writable says it: a batch's planning asks only this
+            raise MediaError(f"cannot write {path}: it is a directory")
         if kind := _not_a_file(path, mode):
             raise UsageError(f"cannot write {path}: it is {kind}; an output is a regular file, written whole and "
                              "then moved into place", hint=f"choose another output with {output_named()}")

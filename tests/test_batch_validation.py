@@ -410,6 +410,28 @@ def test_files_the_batch_did_not_write_are_not_replaced_without_overwrite(folder
     assert plan_batch(jobs, overwrite=True).status[1] == "new"
 
 
+def test_a_folder_at_an_outputs_name_is_refused_with_or_without_overwrite_and_never_moved(folder: Path):
+    """A folder of the user's at a job's sidecar name (outputs/mine.json/) was refused as a file "not written by this
+    batch (pass --overwrite …)", and with overwrite renamed to a hidden `.mine.….partial.json` that a later clean-up
+    would take for a leftover; at its mp4 name, the dry run said "new". A folder at any of a job's outputs is refused
+    while planning, whatever overwrite says, with no hint to overwrite it, and stays where it was."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+            name: mine
+        """)
+    for name in ("mine.json", "mine.mp4", "mine_frames.png"):
+        kept = folder / "outputs" / name / "keep.txt"
+        kept.parent.mkdir(parents=True)
+        kept.write_text("precious")
+        for overwrite in (False, True):
+            assert problems_of(jobs, overwrite=overwrite) == {
+                3: f"job 1 (generate): cannot write {kept.parent}: it is a directory"}
+        assert kept.read_text() == "precious"
+        shutil.rmtree(kept.parent)
+
+
 def my_own_output_planned(folder: Path):
     """A one-job batch whose output, outputs/mine.mp4, is the user's own file, planned with overwrite: (the batch
     file, that file, the plan)."""

@@ -316,7 +316,8 @@ def _remove_leftovers(job: Job) -> None:
     process at a time, so none of them can still be in use."""
     for path in job.files.files.values():
         for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*.partial{path.suffix}"):
-            leftover.unlink(missing_ok=True)
+            if not leftover.is_dir():  # a folder so named is no temporary of mmgen's: the user's, left alone
+                leftover.unlink(missing_ok=True)
 
 
 def _generate(job: Job, replace: bool, inputs: Sequence[Path], progress: ProgressFn) -> Result:

@@ -266,3 +266,30 @@ def test_a_collective_that_fails_in_the_backend_is_one_line_naming_the_rank_and_
     debug = played_as_two_ranks(data, tmp_path, monkeypatch, capsys, rank_1_says=fails_at_the_collective)
     assert f"{kind}: {text}" in debug[0][1] and "Traceback" in debug[0][1]
     assert debug[0][1].endswith(f"mmgen: error: rank 0 of 2: {line}\n")
+
+
+@pytest.mark.parametrize("raised", ["Socket Timeout", "Connection reset by peer"])
+def test_a_library_s_socket_error_outside_torchrun_is_its_own_not_another_process_s(monkeypatch, capsys, raised):
+    """Outside a torchrun job, a library's `RuntimeError: Socket Timeout` or `Connection reset by peer` (a model
+    listing's, here) was said as `another process of the job did not answer …` — no job, no other process. Only a
+    job of several processes reads gloo's words so; torch.distributed's own errors are its failures anywhere."""
+    import torch.distributed as dist
+
+    from mmgen.cli import run
+    from mmgen.weights import catalog
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+    def fails(error):
+        def listing(**_):
+            raise error
+        return listing
+
+    monkeypatch.setattr(catalog, "catalog", fails(RuntimeError(raised)))
+    assert run(["models", "list", "--json"]) == 1
+    assert capsys.readouterr().err == (f"mmgen: error: RuntimeError: {raised} (run with --debug for the "
+                                       "traceback)\n")
+    monkeypatch.setattr(catalog, "catalog", fails(dist.DistNetworkError(raised)))
+    assert run(["models", "list", "--json"]) == 1
+    assert capsys.readouterr().err == "mmgen: error: another process of the job ended (its own output says why)\n"

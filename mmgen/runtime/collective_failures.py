@@ -5,6 +5,7 @@ errors are known by their class names."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from mmgen.errors import PeerEnded, UsageError
@@ -24,10 +25,12 @@ _DETAIL_MAX = 160
 
 def collective_failure(error: BaseException) -> PeerEnded | None:
     """The one line for `error` where it is a collective's failure: torch.distributed's own errors (DistBackendError,
-    DistStoreError, DistNetworkError: any DistError) and gloo's plain RuntimeErrors of a peer gone or timed out.
-    Exit 1, said by each process that met it (the one that failed may be rank 0). None for any other error."""
+    DistStoreError, DistNetworkError: any DistError) wherever they come from, and gloo's plain RuntimeErrors of a peer
+    gone or timed out within a torchrun job of several processes — outside one, `Socket Timeout` or `Connection reset
+    by peer` is some library's own error, not a peer's. Exit 1, said by each process that met it (the one that
+    failed may be rank 0). None for any other error."""
     distributed = any(kind.__name__ == "DistError" for kind in type(error).__mro__)
-    if not distributed and not isinstance(error, RuntimeError):
+    if not distributed and not (isinstance(error, RuntimeError) and _in_a_job()):
         return None
     text = str(error).strip()
     if _PEER_GONE.search(text) or type(error).__name__ == "DistNetworkError":
@@ -41,6 +44,14 @@ def collective_failure(error: BaseException) -> PeerEnded | None:
         return None
     return PeerEnded(f"{_rank()}a collective operation of the job failed ({_detail(text)}): another process may have "
                      "ended, or the network between them failed (each process's own output says why)")
+
+
+def _in_a_job() -> bool:
+    """Whether this process is one of a torchrun job's several (its environment's WORLD_SIZE above 1)."""
+    try:
+        return torchrun.place()[1] > 1
+    except UsageError:  # a job's environment it could not read: WORLD_SIZE said several, or could not be read
+        return os.environ.get("WORLD_SIZE", "").strip() not in ("", "1")
 
 
 def _rank() -> str:

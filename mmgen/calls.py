@@ -7,10 +7,12 @@ is off for the call."""
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from mmgen.disk_failures import name_too_long
 from mmgen.errors import output_argument
 from mmgen.media.notes import one_call
 from mmgen.output_folders import same_folders
@@ -37,6 +39,10 @@ def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Call
             with (one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders(),
                   output_argument(output)):
                 return function(*args, **kwargs)
+        except OSError as e:  # a path given too long for the system: said as the command line says it, exit 2
+            if e.errno == errno.ENAMETOOLONG:
+                raise name_too_long(e) from e
+            raise
         finally:
             put_back_torch_state(kept)
 

@@ -80,6 +80,21 @@ def _too_long(target: Path) -> MmgenError:
                       f"the system takes ({PATH_MAX} bytes)", hint=f"choose a shorter path with {output_named()}")
 
 
+def name_too_long(error: OSError) -> UsageError:
+    """The one line for ENAMETOOLONG of a path given to any option, argument or API parameter (the command line
+    and the Python API say it alike, exit 2): the path, with one name in it over 255 bytes, or the whole path over
+    PATH_MAX."""
+    from mmgen.weights.names import PART_MAX, PATH_MAX
+
+    filename = error.filename
+    encoded = os.fsencode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else b""
+    if len(encoded) > PATH_MAX and max(map(len, encoded.split(b"/"))) <= PART_MAX:
+        why = f"path too long ({len(encoded)} bytes; the system takes at most {PATH_MAX} in a path)"
+    else:
+        why = f"file name too long (the filesystem takes at most {PART_MAX} bytes per name)"
+    return UsageError(f"{os.fsdecode(filename) if encoded else filename}: {why}")
+
+
 def read_failure(source: Path, error: OSError) -> MmgenError | OSError:
     """The one line for an OSError met while reading the input `source`: an I/O error, or a permission the file's
     owner or mode does not give, is the machine's trouble, exit 1 (StorageError) — never a reason to call the file

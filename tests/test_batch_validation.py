@@ -432,6 +432,23 @@ def test_a_folder_at_an_outputs_name_is_refused_with_or_without_overwrite_and_ne
         shutil.rmtree(kept.parent)
 
 
+def test_an_output_folder_named_too_long_is_the_same_error_from_python_as_on_the_command_line(folder: Path):
+    """plan_batch(jobs, "/tmp/ppp…") with a name over 255 bytes raised a bare OSError (errno 36) from reading the
+    manifest inside it; `mmgen batch` said one line, exit 2. The API raises that line as a UsageError."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - kind: generate
+        """)
+    long = folder / ("p" * 300)
+    line = f"{long}/batch-manifest.jsonl: file name too long (the filesystem takes at most 255 bytes per name)"
+    with pytest.raises(UsageError) as caught:
+        plan_batch(jobs, long)
+    assert (str(caught.value), caught.value.exit_code) == (line, 2)
+    result = run_here("batch", jobs, "-o", long, "--dry-run", env=mmgen_env(folder))
+    assert (result.returncode, result.stderr) == (2, f"mmgen: error: {line}\n")
+
+
 def my_own_output_planned(folder: Path):
     """A one-job batch whose output, outputs/mine.mp4, is the user's own file, planned with overwrite: (the batch
     file, that file, the plan)."""

@@ -245,7 +245,7 @@ def _failed(e: Exception) -> int:
     from mmgen.cli._interrupted import failed_line
     from mmgen.cli.app import arguments
     from mmgen.cli.options import flag_of
-    from mmgen.disk_failures import resource_failure
+    from mmgen.disk_failures import name_too_long, resource_failure
     from mmgen.errors import InvalidSetting, MmgenError
     from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
 
@@ -269,7 +269,7 @@ def _failed(e: Exception) -> int:
         _command_line_error(refusal(e))
         return 2  # TyperException; exit 2
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path given to any option or argument
-        _said_once(e, lambda: f"{e.filename}: {_too_long(e.filename)}")
+        _said_once(e, lambda: str(name_too_long(e)))
         return 2
     from mmgen.cli.app import debug_enabled
 
@@ -309,16 +309,6 @@ def _option_name(param: object) -> str | None:
         return None
     names = list(getattr(param, "opts", ()))
     return next((n for n in names if n.startswith("--")), names[0] if names else None)
-
-
-def _too_long(filename: object) -> str:
-    """Why the OS said ENAMETOOLONG of `filename`: one name in it over 255 bytes, or the whole path over PATH_MAX."""
-    from mmgen.weights.names import PART_MAX, PATH_MAX
-
-    encoded = os.fsencode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else b""
-    if len(encoded) > PATH_MAX and max(map(len, encoded.split(b"/"))) <= PART_MAX:
-        return f"path too long ({len(encoded)} bytes; the system takes at most {PATH_MAX} in a path)"
-    return f"file name too long (the filesystem takes at most {PART_MAX} bytes per name)"
 
 
 def main() -> None:

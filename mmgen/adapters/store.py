@@ -46,7 +46,7 @@ from mmgen.weights.cache import (
     own_path,
     unless_kind_damaged,
 )
-from mmgen.weights.catalog import CACHED, DAMAGED, Verdict, check_file, damaged_verdict
+from mmgen.weights.catalog import CACHED, DAMAGED, MISSING, Verdict, check_file, damaged_verdict
 from mmgen.weights.entry_lock import entry_lock
 from mmgen.weights.names import check_name, is_name, is_path
 from mmgen.weights.registry import load_registry
@@ -71,9 +71,12 @@ class AdapterRecord:
     source: str
     imported_at: str
 
-    def as_dict(self) -> dict:
-        fields = asdict(self)  # its weights stand cached, as a cached model's (a damaged one's: DamagedAdapter's)
-        return {"kind": "adapter", "name": fields.pop("name"), "status": CACHED, **fields}
+    def as_dict(self, file: Path | None = None) -> dict:
+        """Its --json object; `file`: its adapter file, looked at as `models verify` looks (no hash): missing where
+        it is not there (a damaged one's: DamagedAdapter's)."""
+        fields = asdict(self)  # its weights stand cached, as a cached model's
+        status = MISSING if file is not None and not file.is_file() else CACHED
+        return {"kind": "adapter", "name": fields.pop("name"), "status": status, **fields}
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def info(
         if (found := store.found_record(name, kept)) is None:  # removed as it was read
             raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
         record, file = found
-        details = {**record.as_dict(), "path": str(file)}
+        details = {**record.as_dict(file), "path": str(file)}  # status: missing where its file was removed
     else:
         details = describe(name)
     if as_json:

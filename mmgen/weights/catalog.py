@@ -61,6 +61,7 @@ def catalog(*, without_cache: bool = False) -> list[Row]:
 
 DAMAGED = "damaged"  # the status of a model whose cache record cannot be read, or whose registry entry is invalid
 CACHED = "cached"  # the status of a model (or registered adapter) whose weights are in the cache
+MISSING = "missing"  # verify's verdict on a file recorded in the cache but not there, and a registered adapter's status
 
 
 def _row(name: str, entry: ModelEntry | None, cache: ModelCache | None) -> Row:
@@ -189,7 +190,7 @@ def damaged_verdict(name: str, said: str, where: Path, mend: str | None, kind: s
 def check_file(name: str, path: Path, expected: str | None, kind: str = "model", actual: str | None = None) -> Verdict:
     """Re-hash one weights file against the sha256 recorded for it (`actual`: hashed already)."""
     if actual is None and not path.is_file():
-        return Verdict(name, str(path), False, "missing", expected, None, kind)
+        return Verdict(name, str(path), False, MISSING, expected, None, kind)
     actual = actual or sha256_file(path)
     if expected is None:
         return Verdict(name, str(path), True, "ok (no sha256 registered)", None, actual, kind)

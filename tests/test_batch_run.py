@@ -847,3 +847,32 @@ def test_a_job_refused_as_it_runs_is_told_to_change_its_name_not_minus_o(workspa
         f"cannot write {out / 'x.mp4'}: {out / 'x.json'} is the sidecar of {out / 'x.mkv'}, and x.mp4's would take "
         "its place (one name in two containers shares its sidecar, previews and wav) (choose another name with the "
         "job's `name:`, or move x.mkv and its files away)"))
+
+
+def test_a_folder_named_as_a_jobs_temporary_is_left_alone_when_the_job_is_redone(workspace: Path, tmp_path: Path):
+    """A job redone with overwrite removes the temporaries a killed run of it left (`.one.….partial.mp4`): a folder
+    of that name is no temporary of mmgen's. It failed the job (IsADirectoryError); it is left, whole, and the job
+    runs."""
+    jobs = one_job(workspace, tmp_path)
+    kept = tmp_path / "outputs" / ".one.mine.partial.mp4" / "keep.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("precious")
+    (outcome,) = run_batch(plan_batch(jobs, overwrite=True), overwrite=True)
+    assert (outcome.ending, outcome.error) == ("done", None)
+    assert kept.read_text() == "precious"
+
+
+def test_a_folder_put_at_a_jobs_output_name_after_planning_fails_the_job_and_is_never_moved(
+    workspace: Path, tmp_path: Path
+):
+    """Planning refuses a folder at an output's name; one made there between planning and the job's run (here its
+    sidecar's, out/one.json/) was moved aside to a hidden `.one.….partial.json` as an old output is, under a name a
+    later clean-up takes for a leftover. The job fails saying so; the folder stays where it is, whole."""
+    plan = plan_batch(one_job(workspace, tmp_path), overwrite=True)
+    kept = tmp_path / "outputs" / "one.json" / "keep.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("precious")
+    (outcome,) = run_batch(plan, overwrite=True)
+    assert (outcome.ending, outcome.error) == ("failed", f"cannot write {kept.parent}: it is a directory")
+    assert kept.read_text() == "precious"
+    assert not [p.name for p in kept.parent.parent.iterdir() if ".partial" in p.name]

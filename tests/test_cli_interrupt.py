@@ -376,8 +376,9 @@ def test_json_with_stdout_closed_is_refused_before_any_work(tiny, tmp_path):
 
 
 def test_a_command_that_only_prints_exits_141_quietly_when_its_reader_goes(tmp_path, monkeypatch, capsys):
-    """`mmgen models list --json | head -c1`: the broken-pipe line spoke of "the files written", and it wrote none;
-    the reader chose to stop, and a command that only prints says nothing (as `yes | head`)."""
+    """`mmgen models list --json | head -c1` (and `mmgen batch --example | true`, batch's mode that only prints): the
+    broken-pipe line spoke of "the files written", and it wrote none; the reader chose to stop, and a command that
+    only prints says nothing (as `yes | head`)."""
     import errno
     import io
 
@@ -391,8 +392,9 @@ def test_a_command_that_only_prints_exits_141_quietly_when_its_reader_goes(tmp_p
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sys, "stdout", GoneReader())
     monkeypatch.setattr(sys, "stderr", sys.stderr)  # click wraps both; put them back after
-    assert run(["models", "list", "--json"]) == 141
-    assert capsys.readouterr().err == ""
+    for command in (["models", "list", "--json"], ["batch", "--example"]):
+        assert run(command) == 141, command
+        assert capsys.readouterr().err == "", command
 
 
 def test_help_whose_reader_has_gone_is_141_without_a_word(tmp_path):

@@ -12,7 +12,7 @@ from mmgen.cli import options
 from mmgen.cli._batch_report import job_json, outcome_json, say, show_downloads, show_plan, show_summary
 from mmgen.cli._interrupted import speaks_for
 from mmgen.cli._results import print_json
-from mmgen.cli.app import app
+from mmgen.cli.app import app, invoked
 from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import MmgenError, UsageError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 def _print_example(ctx: typer.Context) -> None:
     """`mmgen batch --example`: print the packaged, annotated example batch file to stdout (no JOBS file needed).
     Anything else given with it is refused (exit 2) rather than ignored: `--example --json` printed YAML, `--example
-    -o jobs.yaml` wrote no file. Refused too with stdout closed, as every command that only prints is."""
+    -o jobs.yaml` wrote no file. Refused too with stdout closed, as every command that only prints is; and, as one,
+    it says nothing of a reader that stops reading (`| head`): no line about files written, which it writes none of."""
     from mmgen.presets import batch_example
 
     given = [param for param in ctx.command.params if param.name not in ("example", "debug")  # --debug: any command's
@@ -38,6 +39,7 @@ def _print_example(ctx: typer.Context) -> None:
                          "`mmgen batch --example > jobs.yaml`, then `mmgen batch jobs.yaml`)")
     if why := options.closed_stdout("the example"):
         raise UsageError(f"--example: {why}")
+    invoked.set(None)  # prints only, as --help does: not the batch that writes files (_interrupted's WRITERS)
     print_utf8(batch_example().read_text(encoding="utf-8"))  # UTF-8 as `mmgen batch` reads it, not stdout's cp1252
 
 

@@ -167,9 +167,12 @@ def _input_named(error: OSError, *outputs: Path) -> Path | None:
 
 def memory_hint() -> str:
     """How to need less memory, in its caller's words: `--batch-size` on the command line, `batch_size=` to the
-    Python API (a pipeline call's argument, FinetuneConfig's field)."""
-    smaller = in_callers_words("--batch-size", "batch_size=")
-    return f"close other programs, or ask for less at once: fewer or shorter clips, a smaller {smaller}"
+    Python API (a pipeline call's argument, FinetuneConfig's field); a batch job, which makes one clip at a time and
+    takes no batch size, by what its file sets: the model, and the upscaler's second pass."""
+    at_once = "ask for less at once: fewer or shorter clips, a smaller "
+    less = in_callers_words(f"{at_once}--batch-size", f"{at_once}batch_size=",
+                            "have the job need less: a smaller `model:`, or `upscale: false`")
+    return f"close other programs, or {less}"
 
 
 # How libraries say an errno in a RuntimeError (torch's c10: "unable to open file <PATH> in read-only mode: Too many

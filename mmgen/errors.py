@@ -145,10 +145,22 @@ def command_line_words() -> Iterator[None]:
         _command_line.reset(token)
 
 
-def in_callers_words(flag: str, argument: str) -> str:
+def in_callers_words(flag: str, argument: str, key: str | None = None) -> str:
     """A setting as its caller wrote it: `flag` while the command line runs (`--dtype`), else the Python argument or
-    field (`dtype`)."""
+    field (`dtype`) — or `key`, the batch file's words for it (`` `loudness: -16` ``), while a batch job runs
+    (`settings_named_as_keys`): a batch's jobs take their settings from the file, not from flags."""
+    if key is not None and _batch_keys.get():
+        return key
     return flag if _command_line.get() else argument
+
+
+# A batch job runs in this context: a setting that a batch file gives is named as its key (in_callers_words' `key`)
+_batch_keys: ContextVar[bool] = ContextVar("mmgen_batch_keys", default=False)
+
+
+def settings_named_as_keys() -> AbstractContextManager[None]:
+    """In the block (a batch job running), a hint or note names a setting by its batch file key where it has one."""
+    return _set(_batch_keys, True)
 
 
 # What names the output of the call running, for a hint that says to name another: a batch job's key while a batch

@@ -325,7 +325,8 @@ def test_the_command_exits_1_when_a_job_fails(workspace: Path, monkeypatch: pyte
 
 
 def test_a_job_that_runs_out_of_memory_says_so_in_its_row_and_record(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    """A MemoryError (empty: Python's own) in one job was `MemoryError: ` in the table and the manifest."""
+    """A MemoryError (empty: Python's own) in one job was `MemoryError: ` in the table and the manifest; its hint
+    said `--batch-size`, a setting no batch job takes: it names what the job's batch file can set."""
     out = workspace / "starved"
     jobs = workspace / "starved.yaml"
     jobs.write_text("output_dir: starved\ndefaults: {model: models/tiny.safetensors, steps: 2, device: cpu}\n"
@@ -337,7 +338,8 @@ def test_a_job_that_runs_out_of_memory_says_so_in_its_row_and_record(workspace: 
     monkeypatch.setattr(batch_run, "load", out_of_memory)
     result = run_here("batch", jobs, env=env_for(workspace))
     assert result.returncode == 1, result.stderr
-    assert "failed job 1/1 (generate) take.mp4: out of memory (close other programs" in result.stderr, result.stderr
+    assert "failed job 1/1 (generate) take.mp4: out of memory (close other programs, or have the job need less: a " \
+           "smaller `model:`, or `upscale: false`)" in result.stderr, result.stderr
     assert [(r["state"], r.get("error")) for r in records(out)] == [("started", None), ("failed", "out of memory")]
 
 

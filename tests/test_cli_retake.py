@@ -536,7 +536,8 @@ def test_a_retake_records_the_overlap_of_its_windows_as_soundtrack_does(tiny, tm
 
 def test_a_batch_job_s_loudness_note_comes_with_the_job_and_names_it(tiny, tmp_path):
     """In a batch, a retake brought short of its loudness (its one gain stopped by the true peak) said so after the
-    batch's summary, naming no job: the note comes as the job ends, with the batch file's line and the job's output."""
+    batch's summary, naming no job: the note comes as the job ends, with the batch file's line and the job's output,
+    and names the target as the file sets it (`loudness: -5`), not as a flag the batch command does not take."""
     rate = 16000
     tone = 0.02 * np.sin(2 * np.pi * 440 * np.arange(round(1.6 * rate)) / rate)
     tone[round(1.1 * rate) : round(1.12 * rate)] *= 0.95 / 0.02  # a burst near full scale: -5 LUFS is out of reach
@@ -551,4 +552,5 @@ def test_a_batch_job_s_loudness_note_comes_with_the_job_and_names_it(tiny, tmp_p
     lines = done.stderr.splitlines()
     (at,) = [i for i, line in enumerate(lines) if "LU short of" in line]
     assert lines[at].startswith(f"{jobs}:3: note: job 1 (retake): mended.mp4: the sound is brought to ")
+    assert " LU short of `loudness: -5`: it is given one gain" in lines[at], lines[at]
     assert at < next(i for i, line in enumerate(lines) if line.startswith("done job 1/1 (retake) mended.mp4"))

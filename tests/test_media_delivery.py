@@ -264,7 +264,8 @@ def test_the_channels_of_a_sound_are_measured_together_as_pyloudnorms_meter_sums
 
 def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monkeypatch, caplog):
     """`--loudness off` delivered the model's peaks above 1.0, clipped to full scale where they were written (a
-    16-bit file's ±32768) without a word; it is said once, with the way out, and never for normalised sound."""
+    16-bit file's ±32768) without a word; it is said once, with the way out (in the caller's words: the Python
+    API's `loudness=-16` here), and never for normalised sound."""
     import logging
 
     import mmgen.media.notes as notes
@@ -278,7 +279,7 @@ def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monke
         deliver(loud, 16000, Delivery(None, None))
         deliver(loud * 1.1, 16000, Delivery(None, None))
     assert caplog.messages == ["the sound peaks at +1.6 dBFS and is clipped at full scale in the file written; "
-                               "--loudness -16 (the default) keeps it under -1 dBTP"]
+                               "loudness=-16 (the default) keeps it under -1 dBTP"]
 
 
 def test_delivering_measures_each_sound_once(monkeypatch):

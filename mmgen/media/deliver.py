@@ -70,7 +70,9 @@ def deliver(
             sound = (1 - mix) * sound + mix * own
         peak = true_peak(sound) if sound.any() else None
         report = LoudnessReport(before, integrated_loudness(sound, rate, weights) if blend else before, peak)
-        say_if_clipped(sound, f"--loudness {DEFAULT_TARGET:g} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
+        default = in_callers_words(f"--loudness {DEFAULT_TARGET:g}", f"loudness={DEFAULT_TARGET:g}",
+                                   f"`loudness: {DEFAULT_TARGET:g}`")
+        say_if_clipped(sound, f"{default} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
         return Delivered(sound, rate, report, None)
     if blend:  # each brought to the target in a copy of its own, blended into the first, which is normalised in place
         sound = level(sound, rate, delivery.loudness, weights=weights, before=before)
@@ -98,7 +100,7 @@ def say_if_short(reached: float | None, target: float, one_gain: bool = True) ->
     said once per command and reason, with the furthest miss and how many files missed."""
     if reached is None:
         return
-    flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}")
+    flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}", f"`loudness: {target:g}`")
     if (over := reached - target) >= (SHORT_LU if one_gain else MISSED_LU):
         said_once("over", functools.partial(_short, flag=flag, reached=reached, why=_GATED, side="over"), over)
     elif (short := target - reached) >= (SHORT_LU if one_gain else MISSED_LU):

@@ -32,7 +32,14 @@ from typing import Literal
 
 from mmgen.calls import pipeline_call
 from mmgen.disk_failures import resource_failure
-from mmgen.errors import FolderReplaced, InvalidSetting, MmgenError, UsageError, outputs_named_with
+from mmgen.errors import (
+    FolderReplaced,
+    InvalidSetting,
+    MmgenError,
+    UsageError,
+    outputs_named_with,
+    settings_named_as_keys,
+)
 from mmgen.locks import sole_holder
 from mmgen.media.notes import held_back
 from mmgen.output_folders import check_folders
@@ -288,7 +295,8 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
         job.files.mp4.parent.mkdir(parents=True, exist_ok=True)  # a name may have folders: "scored/{stem}"
         if replace:
             _remove_leftovers(job)
-        with outputs_named_with(JOB_NAMES):  # its pipeline's hints name the job's `name:`, not -o or output=
+        # its pipeline's hints and notes name the job's `name:`, not -o or output=, and its settings as the file does
+        with outputs_named_with(JOB_NAMES), settings_named_as_keys():
             # its notes (the sound short of its loudness) said as it ends, naming it, as the plan's notes name a job
             with held_back(f"{batch_path}:{job.spec.line}: note: job {job.spec.index} ({job.kind}): {job.output}: "):
                 result = RUNNERS[job.kind](job, replace, inputs, progress)
@@ -296,7 +304,8 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
     except KeyboardInterrupt:
         raise
     except Exception as raised:  # one bad job must not stop the batch: recorded, reported, the rest go on
-        e = resource_failure(raised) or raised  # memory or open files ran out: in mmgen's words, as the CLI says it
+        with settings_named_as_keys():  # memory or open files ran out: in mmgen's words, as the CLI says it
+            e = resource_failure(raised) or raised
         expected = isinstance(e, MmgenError)
         message = str(e) if expected else f"{e.__class__.__name__}: {e}"
         # the record keeps the error's line; its advice (hint) is for the terminal, not repeated on every retry

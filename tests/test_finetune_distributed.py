@@ -235,6 +235,18 @@ def test_a_rank_that_fails_while_indexing_the_clips_stops_every_rank_said_once_b
     assert said == {0: (1, line), 1: (1, "")}
 
 
+def test_a_folder_with_no_usable_clips_is_said_once_by_rank_0(tmp_path, monkeypatch, capsys):
+    """Every rank indexes every file, so each one finds that none yields a clip, and each said so: the same line
+    once per process. It is about the one folder all of them look at, said once, as its other refusals are."""
+    data = tmp_path / "clips"
+    data.mkdir()
+    write_clip_folder(data, good=0)  # a corrupt mp4, one with no sound, two that are not videos
+    said = played_as_two_ranks(data, tmp_path, monkeypatch, capsys)
+    assert said[0][0] == said[1][0] == 2, said
+    assert said[0][1].startswith(f"mmgen: error: {data}: no usable clips in 2 video files; 2 skipped"), said
+    assert said[1][1] == "", said
+
+
 @pytest.mark.parametrize("raised, line", [
     ("DistBackendError: NCCL communicator was aborted on rank 1.",
      "a collective operation of the job failed (NCCL communicator was aborted on rank 1): another process may have "

@@ -254,9 +254,11 @@ def build_clip_dataset(
             if report.skipped
             else ""
         )
-        raise MediaError(
+        none = MediaError(
             f"{root}: no usable clips in {len(files)} video file{'s' if len(files) != 1 else ''}{detail}",
             f"clips need a video and an audio track and at least {fmt.frames / fmt.fps:.2f} s "
             f"({', '.join(VIDEO_SUFFIXES)})",
         )
+        none.every_process = True  # each process of a torchrun job indexed every file and found none: said once
+        raise none
     return ClipDataset(clips, fmt), report

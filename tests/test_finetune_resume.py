@@ -832,3 +832,21 @@ def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_reco
     assert "ran_on:\n  device: cpu\n  precision: bf16\n" in (run_dir / "config.yaml").read_text()
     training = json.loads((run_dir / "model.json").read_text())["training"]
     assert (training["steps"], training["device"], training["precision"]) == (2, "cpu", "bf16")
+
+
+def test_under_torchrun_a_run_stopped_before_its_first_checkpoint_is_started_again_with_torchrun(tmp_path, monkeypatch):
+    """A 2-process run killed during its first save: its --resume was refused with the one-process command to
+    start it again (`mmgen finetune ...`), where every other hint of a torchrun job gives the torchrun one."""
+    from mmgen.errors import UsageError
+    from mmgen.train.run_folder import RUN_HEADER, check_start
+
+    clips, stopped = tmp_path / "clips", tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.yaml").write_text(f"{RUN_HEADER}{clips}: every setting of this run\nsteps: 2\n")
+    (stopped / "log.jsonl").write_text("")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(UsageError) as refused:
+        check_start(stopped, clips, resume=True)
+    again = f"torchrun --standalone --nproc_per_node 2 -m mmgen finetune {clips} -o {stopped} --config {stopped / 'config.yaml'}"
+    assert refused.value.hint == f"start it again with its own settings: {again}; its config.yaml and log.jsonl are replaced"

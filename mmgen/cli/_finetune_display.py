@@ -23,6 +23,7 @@ from rich.progress import (
 
 from mmgen import terminal
 from mmgen.progress_bars import SPEED_WINDOW, FittingProgress, PlainPace, eta
+from mmgen.runtime.torchrun import launcher
 from mmgen.terminal import counted, path_text, say
 from mmgen.train.step_folders import latest_checkpoint
 
@@ -54,7 +55,7 @@ def report(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> No
     elif result.interrupted:
         say(f"stopped at step {result.step}/{config.steps}; checkpoint saved in {run_dir}/checkpoints")
         where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
-        say(f"resume with:  {_launcher()} finetune {where} --resume")
+        say(f"resume with:  {launcher()} finetune {where} --resume")
     else:
         if config.lora is not None:
             say(f"done: {counted(result.step, 'step')}; adapter {result.model_path}")
@@ -70,7 +71,7 @@ def resumable(run_dir: Path, data_dir: Path) -> str | None:
     if latest_checkpoint(run_dir / "checkpoints") is None:
         return None
     where = f"{shlex.quote(str(data_dir))} -o {shlex.quote(str(run_dir))}"
-    return f"kept the checkpoints in {run_dir}/checkpoints: `{_launcher()} finetune {where} --resume` resumes the run"
+    return f"kept the checkpoints in {run_dir}/checkpoints: `{launcher()} finetune {where} --resume` resumes the run"
 
 
 def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) -> dict:
@@ -82,7 +83,7 @@ def result_json(result: FinetuneResult, config: FinetuneConfig, data_dir: Path) 
         "checkpoints": str(result.run_dir / "checkpoints"),
     }
     if result.interrupted:
-        record["resume"] = f"{_launcher()} finetune {shlex.quote(str(data_dir))} -o {shlex.quote(str(result.run_dir))} --resume"
+        record["resume"] = f"{launcher()} finetune {shlex.quote(str(data_dir))} -o {shlex.quote(str(result.run_dir))} --resume"
     record |= result.ran_on or {"device": None, "precision": None}  # null: it never trained (stopped, or done before)
     data = result.data  # None: a finished run resumed, nothing read
     record["data"] = data and {"clips": data.clips, "files": data.files, "decoded": data.decoded,
@@ -102,20 +103,6 @@ def stopped_json(run_dir: Path, config: FinetuneConfig, data_dir: Path) -> dict:
     if latest is None:
         record |= {"checkpoints": None, "resume": None}
     return record
-
-
-def _launcher() -> str:
-    """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
-    its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:
-    they save and exit, then torchrun reports the signal. One node: --standalone (a free local port). Several:
-    the job's own rendezvous options, which a worker cannot see, go where the placeholder is."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)
-    if world <= 1:
-        return "mmgen"
-    if per_node >= world:
-        return f"torchrun --standalone --nproc_per_node {per_node} -m mmgen"
-    return f"torchrun --nnodes {world // per_node} --nproc_per_node {per_node} <rendezvous options> -m mmgen"
 
 
 

@@ -144,3 +144,17 @@ def check(command: str | None) -> None:
                              f"{' and '.join(SPLIT)} split their work over several processes")
         refused.every_process = True
         raise refused
+
+
+def launcher() -> str:
+    """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
+    its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:
+    they save and exit, then torchrun reports the signal. One node: --standalone (a free local port). Several:
+    the job's own rendezvous options, which a worker cannot see, go where the placeholder is."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)
+    if world <= 1:
+        return "mmgen"
+    if per_node >= world:
+        return f"torchrun --standalone --nproc_per_node {per_node} -m mmgen"
+    return f"torchrun --nnodes {world // per_node} --nproc_per_node {per_node} <rendezvous options> -m mmgen"

@@ -21,6 +21,7 @@ from pathlib import Path
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.files import put_back_kept
 from mmgen.output_folders import keep_folder
+from mmgen.runtime.torchrun import launcher
 from mmgen.temporaries import remove_leftovers
 from mmgen.train.runlog import last_event
 from mmgen.train.step_folders import latest_checkpoint, step_folders
@@ -106,8 +107,9 @@ class FailedStart:
         again, elsewhere = "start it again here", f"start it again, choose another {output_named()}"
         if resume:
             data, run, config = (shlex.quote(str(p)) for p in (data_dir, self.run_dir, self.run_dir / "config.yaml"))
-            again = f"start it again with its own settings: mmgen finetune {data} -o {run} --config {config}"
-            elsewhere = f"start it again with its own settings in another folder: mmgen finetune {data} -o NEW_FOLDER --config {config}"
+            command = f"{launcher()} finetune"  # under torchrun: the torchrun command, as every resume hint says
+            again = f"start it again with its own settings: {command} {data} -o {run} --config {config}"
+            elsewhere = f"start it again with its own settings in another folder: {command} {data} -o NEW_FOLDER --config {config}"
         if self.finished:
             return f"it holds the model of a finished run ({' '.join(self.finished)}); to {elsewhere}"
         if self.others:

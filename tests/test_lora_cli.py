@@ -202,7 +202,7 @@ def test_an_adapter_that_does_not_belong_is_one_line_exit_2(adapter_file, tmp_pa
 def test_a_registered_adapter_whose_file_was_removed_is_said_to_be_missing(adapter_file, tmp_path, mmgen):
     """Its file deleted by hand, `--adapter NAME` ended in "error: FileNotFoundError: …" (exit 1), an unexpected
     error's line; `models verify` said "missing". Said so, with the two ways out, exit 2, before anything is made —
-    and `models info` says its status is missing, as verify does (it said "cached")."""
+    and `models info` and `models list` say its status is missing, as verify does (they said "cached")."""
     base, path = adapter_file
     assert mmgen("models", "import", path, "--name", "style").returncode == 0
     file = tmp_path / "cache" / "adapters" / "style" / "adapter.safetensors"
@@ -214,6 +214,8 @@ def test_a_registered_adapter_whose_file_was_removed_is_said_to_be_missing(adapt
     assert not (tmp_path / "out").exists()
     info = mmgen("models", "info", "style", "--json")
     assert json.loads(info.stdout)["status"] == "missing", info.stderr
+    listed = [json.loads(line) for line in mmgen("models", "list", "--json").stdout.splitlines()]
+    assert [entry["status"] for entry in listed if entry["kind"] == "adapter"] == ["missing"]  # and doctor's, alike
     assert mmgen("models", "rm", "style").returncode == 0
 
 

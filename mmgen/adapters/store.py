@@ -259,6 +259,13 @@ def records() -> list[AdapterRecord | DamagedAdapter]:
     return found
 
 
+def listed() -> list[dict]:
+    """Every registered adapter's --json object, as `models list` and doctor give them: each status looked at as
+    `models verify` looks (no hash), so one whose file was removed reads missing, not cached."""
+    return [entry.as_dict(folder_of(entry.name) / FILE) if isinstance(entry, AdapterRecord) else entry.as_dict()
+            for entry in records()]
+
+
 def _record(name: str) -> AdapterRecord | None:
     kept = _kept(name)
     return _read(name, kept[0]) if kept is not None else None

@@ -14,7 +14,7 @@ import numpy
 import torch
 
 from mmgen import __version__, environment
-from mmgen.adapters.store import records
+from mmgen.adapters.store import listed
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
 from mmgen.runtime.device import cpu_auto_bf16, cpu_native_bf16, huge_pages, select_compute
@@ -123,7 +123,7 @@ def _facts() -> dict[str, Any]:
     except MmgenError as e:  # said, not the end of doctor
         models, models_error = [], str(e)
     try:  # the registered adapters, as `models list --json` gives them
-        adapters = [a.as_dict() for a in records()]
+        adapters = listed()
     except MmgenError:  # the cache folder's own trouble: said under "cache"
         adapters = []
     damaged_adapters = [a for a in adapters if a.get("status") == DAMAGED]

@@ -68,15 +68,15 @@ def emit(obj: dict[str, Any]) -> None:
 def list_models(as_json: JsonOption = False) -> None:
     """Show every known model: architecture, size, where its weights stand, the sha256 of the weights file mmgen
     loads (and of the file it came from, labelled "source") and what `pull` would fetch."""
-    from mmgen.adapters.store import records
+    from mmgen.adapters.store import listed
     from mmgen.weights.catalog import catalog
 
-    rows, adapters = catalog(), records()
+    rows, adapters = catalog(), listed()
     if as_json:
         for row in rows:
             emit(row.as_dict())
         for adapter in adapters:
-            emit(adapter.as_dict())
+            emit(adapter)
         return
     if why := closed_stdout("the table"):  # the table is the result: stdout, as doctor's report
         raise UsageError(why)
@@ -90,8 +90,8 @@ def list_models(as_json: JsonOption = False) -> None:
         say("each model's sha256 and what `pull` fetches: `mmgen models info NAME`"
             + (", or a wider terminal" if shown_as_table else ""))
     if adapters:
-        show_adapters(console, [a.as_dict() for a in adapters])
-    for name in sorted({row.name for row in rows} & {a.name for a in adapters}):
+        show_adapters(console, adapters)
+    for name in sorted({row.name for row in rows} & {a["name"] for a in adapters}):
         say(f"{name} is both a model and an adapter: -m {name} runs the model, --adapter {name} applies the "
             f"adapter; `mmgen models info/verify/rm {name}` take --model or --adapter")
 
@@ -114,7 +114,7 @@ def _models_table(rows: list, wide: bool) -> tuple[Table, list[tuple[str, ...]]]
 
 
 def show_adapters(console: Console, adapters: list[dict[str, Any]], indent: str = "") -> None:
-    """The registered `adapters`, as their --json objects (adapters.store.records' as_dict), as `models list`
+    """The registered `adapters`, as their --json objects (adapters.store.listed), as `models list`
     shows them — name, base model, rank, targets, size, sha256; a damaged one's row saying so — and doctor's Models
     section too."""
     from mmgen.weights.catalog import DAMAGED

@@ -824,3 +824,20 @@ def test_a_stop_that_ended_a_python_finetune_does_not_stop_the_next_command_of_t
     capsys.readouterr()
     listed = run_here("models", "list", env=mmgen_env(tmp_path))
     assert (listed.returncode, listed.stderr) == (0, "")
+
+
+def test_a_torchrun_process_that_learns_of_a_sigterm_from_another_exits_as_stopped_by_sigterm(monkeypatch):
+    """`kill -TERM` to one worker of a 2-process finetune: both saved and stopped at the same step, but the other
+    worker, which got no signal itself, exited 130 as if stopped by Ctrl-C (and torchrun's "Root Cause" could name
+    it). It takes the signal the job's stop came with: the same 143 and `interrupted (SIGTERM)`."""
+    from mmgen.runtime import stop_signals
+    from mmgen.train import interrupt
+
+    monkeypatch.setattr(stop_signals, "_received", [])  # this test process's own stops stay its own
+    with interrupt.StopRequest() as stop:  # as finetune's training loop holds it, its first step done
+        stop.stepped = True
+        assert not stop.shared(0)  # no process was stopped: the run goes on
+        assert stop.shared(signal.SIGTERM)  # the other process got SIGTERM
+    assert stop.requested
+    assert stop_signals.stop_code() == 143
+    assert stop_signals.stop_name(stop_signals.stop_code()) == " (SIGTERM)"

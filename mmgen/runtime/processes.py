@@ -36,13 +36,13 @@ class Processes:
         if self.distributed:
             dist.barrier()
 
-    def any(self, flag: bool) -> bool:
-        """True on every process if it is true on any (e.g. "Ctrl-C was pressed"), so all stop at one step."""
+    def largest(self, value: int) -> int:
+        """The largest of every process's `value`, on every process (e.g. the stop signal one of them got)."""
         if not self.distributed:
-            return flag
-        value = torch.tensor([int(flag)], device=_collective_device())
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return value
+        reduced = torch.tensor([value], device=_collective_device())
+        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+        return int(reduced.item())
 
     def gather(self, obj: Any) -> list[Any]:
         """Every process's `obj`, in rank order, on every process."""

@@ -49,6 +49,7 @@ class StopRequest:
         # says that it will save: under torchrun rank 0 alone, as every process is stopped and saves together
         self.says = torchrun.rank() == 0  # torch-free: the CLI imports this before it loads torch
         self.requested = False
+        self.signum = 0  # the stop signal that asked for the checkpoint (0: none yet)
         self.stepped = False  # a step has finished since the run started: from then on a stop saves first
         self._previous: dict[int, object] = {}
         self._callers: list[int] = []  # the stops that asked for a checkpoint and are a Python caller's to answer
@@ -74,6 +75,16 @@ class StopRequest:
         for sig in self._callers:
             signal.raise_signal(sig)  # the handler runs before this returns
 
+    def shared(self, signum: int) -> bool:
+        """Whether a stop asked the job for a checkpoint: `signum`, the largest stop signal its processes got (0:
+        none). A process that learns of the stop from another takes that signal as its own, so it exits with the
+        same code and line (143, `interrupted (SIGTERM)`) — it exited 130, as if stopped by Ctrl-C."""
+        if signum and not self.requested:
+            self.requested = True
+            self.signum = signum
+            record(signum)
+        return bool(signum)
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.stepped:
             record(signum)
@@ -83,6 +94,7 @@ class StopRequest:
                 raise KeyboardInterrupt
             return
         self.requested = True
+        self.signum = signum
         record(signum)
         if callers_own(self._previous.get(signum)):
             self._callers.append(signum)

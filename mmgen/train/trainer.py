@@ -159,7 +159,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
                 {"loss": loss.detach(), "loss_video": parts["video"], "loss_audio": parts["audio"],
                  "grad_norm": grad_norm, "lr": lr}
             )  # fmt: skip
-            interrupted = outputs.after_step(watch, lambda: processes.any(stop.requested))
+            interrupted = outputs.after_step(watch, lambda: stop.shared(processes.largest(stop.signum)))
             if interrupted:
                 break
         del batches

@@ -7,7 +7,7 @@ from typing import Literal, get_type_hints
 import pytest
 from cli_here import run_here
 from mmgen_cli import mmgen_env
-from two_ranks import in_a_torchrun_job
+from two_ranks import every_rank_reads_alike, in_a_torchrun_job
 
 from mmgen.config import from_dict, to_dict
 from mmgen.errors import ConfigError, UsageError
@@ -176,6 +176,7 @@ def test_under_torchrun_a_batch_the_processes_do_not_split_is_bad_input_said_onc
 
     write_clip(tmp_path / "clips" / "clip.mp4", ["red"], 2.0)
     in_a_torchrun_job(monkeypatch, 3)
+    every_rank_reads_alike(monkeypatch)
     for rank, said in ((0, "mmgen: error: --batch-size 4 does not split evenly over 3 processes (give a batch size "
                            "that is a multiple of 3, or run a number of processes that divides 4)"), (1, None)):
         monkeypatch.setenv("RANK", str(rank))

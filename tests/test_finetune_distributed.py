@@ -305,3 +305,51 @@ def test_a_library_s_socket_error_outside_torchrun_is_its_own_not_another_proces
     monkeypatch.setattr(catalog, "catalog", fails(dist.DistNetworkError(raised)))
     assert run(["models", "list", "--json"]) == 1
     assert capsys.readouterr().err == "mmgen: error: another process of the job ended (its own output says why)\n"
+
+
+def two_ranks_given(tmp_path, monkeypatch, capsys, rank_1_flags: list[str], rank_1_says) -> dict:
+    """{rank: (exit code, stderr)} of `mmgen finetune`, its two ranks played in this process (tests/two_ranks.py),
+    rank 1 given `rank_1_flags` besides the command line both were given (a launcher script's mistake); rank 0,
+    played first, hears rank 1 say `rank_1_says` of its own word at the gather before they join."""
+    from mmgen.cli import run
+
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=1, seconds=1.0)
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    line = ["finetune", str(data), "--scratch", "--config", str(recipe), "-o", str(tmp_path / "run"), "--steps", "2",
+            "--sample-every", "0"]
+    return run_as_two_ranks(monkeypatch, capsys, lambda: run(line + rank_1_flags * (os.environ["RANK"] == "1")),
+                            lambda word: rank_1_says(word) if isinstance(word[0], dict) else word)
+
+
+def test_a_setting_only_one_rank_refuses_is_said_by_rank_0_and_every_rank_exits_2(tmp_path, monkeypatch, capsys):
+    """`--steps 0` given to rank 1 alone: rank 1 exited 2 in silence (its refusal left to rank 0, as if every rank
+    met it), while rank 0 waited in init_process_group for it until torchrun killed it 30 s later: no line at all.
+    Now every rank gathers its refusal before they join: rank 0 says rank 1's, every rank exits 2, nothing trained."""
+    from mmgen.errors import InvalidSetting
+    from mmgen.train.config import FinetuneConfig
+
+    def rank_1_refuses(word):  # what rank 1, given --steps 0, says at the gather: its refusal, as its check raised it
+        with pytest.raises(InvalidSetting) as refused:
+            FinetuneConfig(steps=0)
+        return None, refused.value
+
+    said = two_ranks_given(tmp_path, monkeypatch, capsys, ["--steps", "0"], rank_1_refuses)
+    assert said == {0: (2, "mmgen: error: --steps: must be at least 1, got 0\n"), 1: (2, "")}
+    assert not (tmp_path / "run").exists()
+
+
+def test_ranks_given_different_settings_refuse_at_once_naming_the_setting_and_each_rank_s_value(
+    tmp_path, monkeypatch, capsys
+):
+    """`--lr 5e-4` given to rank 1 alone: the job trained to the end, then failed with `RuntimeError: processes
+    ended with different weights` (exit 1, hours later). Now the ranks compare their settings before they join."""
+    said = two_ranks_given(tmp_path, monkeypatch, capsys, ["--lr", "5e-4"],
+                           lambda word: ({**word[0], "lr": 5e-4}, None))
+    line = ("mmgen: error: the processes of this torchrun job were given different lr (rank 0: 0.0001, rank 1: "
+            "0.0005) (give every process the same command line and config file)\n")
+    assert said == {0: (2, line), 1: (2, "")}
+    assert not (tmp_path / "run").exists()

@@ -19,6 +19,7 @@ import time
 import pytest
 from cli_here import run_here
 from mmgen_cli import mmgen_env
+from two_ranks import every_rank_reads_alike
 
 JOB = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
@@ -85,6 +86,7 @@ def test_a_mistake_in_the_command_line_under_torchrun_is_said_by_rank_0_alone(tm
     (tmp_path / "jobs.yaml").write_text("jobs:\n  - kind: generate\n    model: demo\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torchrun, "RANK_0_SAYS_WITHIN_S", 0.0)  # rank 1's wait for rank 0 to say it (played first)
+    every_rank_reads_alike(monkeypatch)
     result = {}
     for rank in (0, 1):
         _job(monkeypatch, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",

@@ -1,6 +1,6 @@
 """Two torchrun ranks played one after the other in this process. A real torchrun job takes tens of seconds to
 start (tests/test_finetune_distributed.py); a refusal rank 0 decides for everyone needs only the job's one
-collective, which a stand-in plays here."""
+collective, which a stand-in plays here (the gather before joining, through the job's store, too)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ def in_a_torchrun_job(monkeypatch: pytest.MonkeyPatch, processes_: int) -> None:
     """The environment torchrun gives its processes (WORLD_SIZE, where they meet); each test sets RANK."""
     for name, value in (("WORLD_SIZE", str(processes_)), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
         monkeypatch.setenv(name, value)
+
+
+def every_rank_reads_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rank, played alone, hears at the gather before joining (processes.before_joining) every other say what
+    it said: the ranks of a job that all read the one command line and config file."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Alike(processes.Processes):
+        def gather(self, obj):
+            return [obj] * self.world_size
+
+    monkeypatch.setattr(processes, "before_joining", lambda: Alike(**vars(processes.described())))
 
 
 def run_as_two_ranks(
@@ -43,6 +55,7 @@ def run_as_two_ranks(
             pass
 
     monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
+    monkeypatch.setattr(processes, "before_joining", lambda: Joined(**vars(processes.described())))
     monkeypatch.setattr(processes, "stop", lambda joined: None)
     in_a_torchrun_job(monkeypatch, 2)
     capsys.readouterr()

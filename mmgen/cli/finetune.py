@@ -18,8 +18,9 @@ from mmgen.cli._results import print_json
 from mmgen.cli.app import app
 from mmgen.cli.options import a_number, stdout_open, whole_number
 from mmgen.config import ConfigProblems
-from mmgen.errors import UsageError, alike_in_every_process
+from mmgen.errors import MmgenError, UsageError, alike_in_every_process
 from mmgen.presets import training_recipes
+from mmgen.runtime import torchrun
 from mmgen.terminal import say as say_line
 from mmgen.train.config import LIMITS, FinetuneConfig, parse_loss_weights
 
@@ -188,32 +189,43 @@ def finetune(
     from mmgen.train.interrupt import CheckpointNotSaved
 
     # Under torchrun every process reads the one command line and config file: their refusals are said once (rank 0)
-    with alike_in_every_process():
-        if resume and output is None:
-            raise UsageError("--resume needs -o RUN_DIR: the run to continue")
-        # (each process names its own from its clock; a torchrun job's is rank 0's: train.trainer.finetune)
-        run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-        given = {
-            name: value
-            for name, value in ctx.params.items()
-            if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
-        }
-        if gradient_checkpointing_named is not None:  # one switch by two names: given both ways, neither can win
-            if given.get("gradient_checkpointing", gradient_checkpointing_named) != gradient_checkpointing_named:
-                shown, named = (("--recompute", "--no-gradient-checkpointing") if gradient_checkpointing
-                                else ("--no-recompute", "--gradient-checkpointing"))
-                raise UsageError(f"{shown} and {named} contradict each other: give one")
-            given["gradient_checkpointing"] = gradient_checkpointing_named
-        if "loss_weights" in given:
-            given["loss_weights"] = parse_loss_weights(given["loss_weights"])
-        try:
-            config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given,
-                                data_dir=data_dir)
-        except ConfigProblems as e:  # a file's several refused values: one line each, then the error's own
-            if main_process():
-                for line in e.problems:
-                    say_line(line)
+    in_a_job = torchrun.place()[1] > 1
+    refusal = config = None
+    try:
+        with alike_in_every_process():
+            if resume and output is None:
+                raise UsageError("--resume needs -o RUN_DIR: the run to continue")
+            # (each process names its own from its clock; a torchrun job's is rank 0's: train.trainer.finetune)
+            run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+            given = {
+                name: value
+                for name, value in ctx.params.items()
+                if name in FinetuneConfig.__dataclass_fields__ and ctx.get_parameter_source(name).name == "COMMANDLINE"
+            }
+            if gradient_checkpointing_named is not None:  # one switch by two names: given both ways, neither can win
+                if given.get("gradient_checkpointing", gradient_checkpointing_named) != gradient_checkpointing_named:
+                    shown, named = (("--recompute", "--no-gradient-checkpointing") if gradient_checkpointing
+                                    else ("--no-recompute", "--gradient-checkpointing"))
+                    raise UsageError(f"{shown} and {named} contradict each other: give one")
+                given["gradient_checkpointing"] = gradient_checkpointing_named
+            if "loss_weights" in given:
+                given["loss_weights"] = parse_loss_weights(given["loss_weights"])
+            try:
+                config = run_config(run_dir, resume=resume, scratch=scratch, config_file=config_file, flags=given,
+                                    data_dir=data_dir)
+            except ConfigProblems as e:  # a file's several refused values: one line each, then the error's own
+                if main_process():
+                    for line in e.problems:
+                        say_line(line)
+                raise
+    except MmgenError as e:  # said once where every process refused alike; else by rank 0 for the one that did
+        if not in_a_job:
             raise
+        refusal = e
+    if in_a_job:  # each process read its own command line: they must agree before they join (torch loads here)
+        from mmgen.train.settings_agreement import agree
+
+        agree(refusal, config)
     with display() as on_event:
         try:
             # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a

@@ -122,6 +122,38 @@ def described() -> Processes:
     return Processes(*torchrun.place())
 
 
+class NotJoined(Processes):
+    """A torchrun job's process before it joins the process group (no backend chosen yet: that needs its settings),
+    gathering through the job's store: each one's settings and refusal, before any waits in init_process_group
+    for one that has already exited."""
+
+    gathered = 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        if not self.distributed:
+            return [obj]
+        NotJoined.gathered += 1
+        store = dist.PrefixStore(f"mmgen-gather-{NotJoined.gathered}", _job_store(self, _TIMEOUT))
+        store.set(str(self.rank), pickle.dumps(obj))
+        return [pickle.loads(_waited_for(store, str(rank))) for rank in range(self.world_size)]
+
+
+def before_joining() -> Processes:
+    """This process's place in its torchrun job, able to gather (NotJoined) before it joins the process group."""
+    return NotJoined(*torchrun.place())
+
+
+def _waited_for(store: dist.Store, key: str) -> bytes:
+    """`key`'s value once another process has set it, waited for in half-second slices: a stop's Python handler
+    runs between them (torch waits in C++, where it never would)."""
+    while True:
+        try:
+            store.wait([key], timedelta(seconds=0.5))
+            return store.get(key)
+        except dist.DistStoreError:
+            continue
+
+
 def start(device_type: str) -> Processes:
     """Join the torchrun job described by the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, …),
     with NCCL for CUDA and gloo otherwise; a plain `mmgen finetune` is a job of one."""
@@ -130,9 +162,8 @@ def start(device_type: str) -> Processes:
         if device_type == "cuda":
             torch.cuda.set_device(gpu(here.local_rank))
         backend = "nccl" if device_type == "cuda" else "gloo"
-        timeout = timedelta(minutes=30)
-        store = _rendezvous(here, timeout)
-        dist.init_process_group(backend, store=store, rank=here.rank, world_size=here.world_size, timeout=timeout)
+        store = dist.PrefixStore("default_pg", _job_store(here, _TIMEOUT))  # as torch keys its own: may be torchrun's
+        dist.init_process_group(backend, store=store, rank=here.rank, world_size=here.world_size, timeout=_TIMEOUT)
     return here
 
 
@@ -141,6 +172,18 @@ def _say_waiting_after_s() -> float:
     set in the environment: a stale one waits for processes that never come); under torchrun, whose processes
     start together and reach the rendezvous seconds apart, only a longer wait (another node still starting)."""
     return 10.0 if torchrun.launched() else 0.5
+
+
+_TIMEOUT = timedelta(minutes=30)
+_met: list[dist.Store] = []  # the job's store, once met: a second rendezvous would start a second TCPStore
+
+
+def _job_store(here: Processes, timeout: timedelta) -> dist.Store:
+    """The job's store (_rendezvous), met once per process: gathered through before joining (NotJoined), then
+    joined through."""
+    if not _met:
+        _met.append(_rendezvous(here, timeout))
+    return _met[0]
 
 
 def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:
@@ -175,7 +218,7 @@ def _rendezvous(here: Processes, timeout: timedelta) -> dist.Store:
         raise met[0]
     store = met[0][0]
     store.set_timeout(timeout)
-    return dist.PrefixStore("default_pg", store)  # as torch keys its own: the store may be torchrun's, shared
+    return store
 
 
 def stop(processes: Processes) -> None:

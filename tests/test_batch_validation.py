@@ -943,13 +943,20 @@ def test_an_input_written_in_the_other_unicode_form_than_its_file_s_name_says_wh
           - {{kind: soundtrack, input: clips/{nfd}.mp4}}
           - {{kind: soundtrack, input: {nfc}/x.mp4}}
           - {{kind: soundtrack, input: clips/{nfd}2.mp4}}
+          - {{kind: soundtrack, input: {nfc}/{nfc}.mp4}}
+          - {{kind: soundtrack, inputs: {nfc}/*.mp4}}
         """)
+    shutil.copy(folder / "clips" / "beach.mp4", folder / nfd / f"{nfd}.mp4")  # folder and file both NFD
     assert problems_of(jobs) == {
         3: f"job 1 (soundtrack): input: {folder / 'clips' / nfd}.mp4 does not exist ({folder / 'clips' / nfc}.mp4 is "
            f"there: '{nfc}.mp4' in another Unicode form (NFC); write it so in the batch file, or rename it)",
         4: f"job 2 (soundtrack): input: {folder / nfc / 'x.mp4'} does not exist ({folder / nfd / 'x.mp4'} is there: "
            f"'{nfd}' in another Unicode form (NFD); write it so in the batch file, or rename it)",
-        5: f"job 3 (soundtrack): input: {folder / 'clips' / nfd}2.mp4 does not exist"}
+        5: f"job 3 (soundtrack): input: {folder / 'clips' / nfd}2.mp4 does not exist",
+        6: f"job 4 (soundtrack): input: {folder / nfc / nfc}.mp4 does not exist ({folder / nfd / nfd}.mp4 is there: "
+           f"'{nfd}' and '{nfd}.mp4' in another Unicode form (NFD); write it so in the batch file, or rename it)",
+        7: f"job 5 (soundtrack): inputs: no file matches {nfc}/*.mp4 (in {folder}) ({folder / nfd} is there: '{nfd}' "
+           "in another Unicode form (NFD); write it so in the batch file, or rename it)"}
 
 
 def test_an_output_folder_a_disk_turned_to_another_unicode_form_is_the_batch_s_never_made_beside_it(folder: Path):

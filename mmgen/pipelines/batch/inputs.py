@@ -43,7 +43,8 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
                        "and files there are never taken as inputs")
             problem(line, f"job {spec.index} ({spec.kind}): inputs: "
                     + (f"no file outside the output folder {out} matches {spec.inputs}: {skipped}" if files
-                       else f"no file matches {spec.inputs} (in {folder}){missing_hint(folder / spec.inputs)}"))
+                       else f"no file matches {spec.inputs} (in {folder})"
+                       + (_glob_folder_hint(folder, spec.inputs) or missing_hint(folder / spec.inputs))))
     else:
         return []
     usable = []
@@ -71,12 +72,27 @@ def job_inputs(spec: JobSpec, settings: MatchingSettings, folder: Path, output_d
 
 
 def _spelled_hint(path: Path) -> str:
-    """` (… is there: …)` where `path`, missing, is there with its name or a folder's on the way in another Unicode
+    """` (… is there: …)` where `path`, missing, is there with its name or folders' on the way in another Unicode
     form (NFC `café`, NFD `café`: they look alike, so `input: …/café.mp4 does not exist` showed a path that looked
-    right); "" otherwise."""
+    right), naming each part that differs (fixing one alone still fails on the next); "" otherwise."""
     there = Places().spelled(path, Path(path.anchor))
     if there is None:
         return ""
-    named = next((theirs for ours, theirs in zip(path.parts, there.parts, strict=False) if ours != theirs), there.name)
-    return (f" ({there} is there: {named!r} in another Unicode form ({unicode_form(named)}); write it so in the batch "
-            "file, or rename it)")
+    named = [theirs for ours, theirs in zip(path.parts, there.parts, strict=False) if ours != theirs] or [there.name]
+    forms = {unicode_form(each) for each in named}
+    parts = (" and ".join(map(repr, named)) + f" in another Unicode form ({forms.pop()})" if len(forms) == 1
+             else " and ".join(f"{each!r} ({unicode_form(each)})" for each in named) + " in other Unicode forms")
+    return f" ({there} is there: {parts}; write it so in the batch file, or rename it)"
+
+
+def _glob_folder_hint(folder: Path, pattern: str) -> str:
+    """`_spelled_hint` for the folder an `inputs:` glob names before its first wildcard (`résumé/*.mp4`), where
+    that folder is missing as written but there in another Unicode form; "" otherwise."""
+    literal = []
+    for part in Path(pattern).parts[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        literal.append(part)
+    if not literal or (folder.joinpath(*literal)).is_dir():
+        return ""
+    return _spelled_hint(folder.joinpath(*literal))

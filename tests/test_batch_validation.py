@@ -930,6 +930,26 @@ def test_a_folder_of_a_job_s_name_a_disk_turned_to_another_unicode_form_is_the_j
     assert plan_batch(jobs).status == {1: "changed", 2: "new"}
 
 
+def test_fp16_on_a_cpu_is_remarked_on_when_the_batch_runs_not_when_it_is_refused(folder: Path, monkeypatch, caplog):
+    """`precision: fp16` on a CPU without native fp16 printed its note above "1 problem found, nothing was run": a
+    remark on how jobs would run, of a batch that runs none. Planning keeps it for running the batch to say."""
+    from mmgen.runtime import device as runtime_device
+
+    monkeypatch.setattr(runtime_device, "cpu_flags", lambda: {"avx2"})
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors, precision: fp16, device: cpu}
+        jobs:
+          - {kind: soundtrack, input: clips/beach.mp4}
+          - {kind: soundtrack, input: clips/nowhere.mp4, name: other}
+        """)
+    with caplog.at_level("WARNING", logger="mmgen"):
+        assert set(problems_of(jobs)) == {4}
+        jobs.write_text(jobs.read_text().replace("nowhere", "beach"))
+        plan = plan_batch(jobs, overwrite=True)
+    assert not [r for r in caplog.records if "fp16" in r.getMessage()]
+    assert [line.split(";")[1] for line in plan.remarks] == [" fp32 (bf16 is emulated too) is faster"]
+
+
 def test_an_input_written_in_the_other_unicode_form_than_its_file_s_name_says_where_it_is(folder: Path):
     """`input: clips/café.mp4` written NFD, the file's name NFC (or a folder's on the way the other way round), said
     `… does not exist` showing a path that looks just like the file's. It names the file there and the form."""

@@ -81,12 +81,29 @@ def _said_here() -> set[str]:
     return _said if said is None else said
 
 
+_remarks_kept: ContextVar[list[str] | None] = ContextVar("mmgen_remarks_kept", default=None)  # while kept: said later
+
+
 def remark(line: str) -> None:
     """Tell the user `line` (stderr, as a warning) once per call (one_call), as `note` does, of no file: a setting
-    that works but is a poor choice here (fp16 on a CPU)."""
-    if line not in (before := _said_here()):
+    that works but is a poor choice here (fp16 on a CPU). Inside `remarks_kept`, kept for the caller to say."""
+    if (kept := _remarks_kept.get()) is not None:
+        if line not in kept:
+            kept.append(line)
+    elif line not in (before := _said_here()):
         before.add(line)
         log.warning(line)
+
+
+@contextmanager
+def remarks_kept() -> Iterator[list[str]]:
+    """The block's remarks kept in the list it gives, not said: a batch's planning, which may yet refuse the batch
+    (a remark on how it would run is noise then); running it says them (`remark`)."""
+    token = _remarks_kept.set([])
+    try:
+        yield _remarks_kept.get()
+    finally:
+        _remarks_kept.reset(token)
 
 
 def note(path: str | os.PathLike, line: str, about: str) -> None:

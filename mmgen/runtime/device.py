@@ -22,8 +22,7 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 CPU_BF16_ENV = environment.CPU_BF16  # "0": `--precision auto` stays fp32 on the CPU; "1": bf16 even if not native
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # the instructions that compute bf16 products natively
 CPU_FP16_FLAGS = ("avx512_fp16", "amx_fp16")  # and fp16's: without them a CPU emulates fp16, slower than fp32
-FP16_ON_CPU = ("note: fp16 on this CPU is emulated (it has no native fp16), slower than fp32; precision auto (bf16 where "
-               "the CPU has it) or bf16 is faster")
+FP16_ON_CPU = "note: fp16 on this CPU is emulated (it has no native fp16), slower than fp32; {faster} is faster"
 MAX_MEMORY_ENV = environment.MAX_MEMORY  # the activation memory budget (memory_budget), e.g. "6G"
 CPU_BUDGET = 2 * 2**30
 
@@ -156,7 +155,7 @@ def select_precision(device: torch.device, name: str = "auto") -> torch.dtype:
             return torch.float16 if torch.amp.autocast_mode.is_autocast_available("mps") else torch.float32
         return torch.bfloat16 if cpu_auto_bf16() else torch.float32
     if name == "fp16" and device.type == "cpu" and not cpu_flags() & set(CPU_FP16_FLAGS):
-        remark(FP16_ON_CPU)  # the slowest choice here (a Zen 5: generate 33 s, against 24 s in fp32 and 13 s in bf16)
+        remark(FP16_ON_CPU.format(faster="bf16, native here," if cpu_native_bf16() else "fp32 (bf16 is emulated too)"))  # the slowest choice here (a Zen 5: generate 33 s, against 24 s in fp32 and 13 s in bf16)
     if name != "fp32" and not torch.amp.autocast_mode.is_autocast_available(device.type):
         raise InvalidSetting("precision", f"torch {torch.__version__} has no autocast on {device.type} (Apple MPS "
                              "has it from torch 2.5)", name, hint="use fp32, or a newer torch")

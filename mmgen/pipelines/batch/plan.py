@@ -18,7 +18,7 @@ import torch
 
 from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting, MediaError, MmgenError, ModelNotFound, UsageError
-from mmgen.media.notes import NAMES_SHOWN, note, said_in_call
+from mmgen.media.notes import NAMES_SHOWN, note, remarks_kept, said_in_call
 from mmgen.media.remux import check_kept
 from mmgen.output_checks import check_output_folder
 from mmgen.pipelines.arguments import check_arguments
@@ -125,6 +125,8 @@ class Plan:
     records: Mapping[str, Record] = dataclasses.field(default_factory=dict)  # the manifest's, when planned
     # the notes said while planning, which running the plan goes on from (one note for a batch's every job)
     notes_said: set[str] = dataclasses.field(default_factory=set, compare=False, repr=False)
+    # what planning found of how the jobs would run (fp16 on a CPU), said when they run, not of a refused batch
+    remarks: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def todo(self) -> list[Job]:
         return [job for job in self.jobs if self.status[job.number] != "done"]
@@ -163,7 +165,8 @@ def plan_batch(
         device = str(processes.gpu(processes.described().local_rank if local_rank is None else local_rank))
     manifest = Manifest(batch.output_dir)
     check_manifest(batch.path, manifest)
-    jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
+    with remarks_kept() as remarks:
+        jobs = planner.jobs(device, precision or batch.defaults.get("precision") or "auto")
     places = Places()
     fine = check_targets(jobs, batch.path, problems, places)
     check_unique(fine, problems, places)
@@ -175,7 +178,7 @@ def plan_batch(
     planner.say_notes(fine, status)
     if problems:
         raise BatchInvalid(batch.path, problems)
-    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records, said_in_call())
+    return Plan(batch, batch.output_dir, tuple(jobs), status, downloads, records, said_in_call(), tuple(remarks))
 
 
 def replanned(plan: Plan, overwrite: bool = False) -> Plan:

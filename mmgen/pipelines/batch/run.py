@@ -41,7 +41,7 @@ from mmgen.errors import (
     settings_named_as_keys,
 )
 from mmgen.locks import sole_holder
-from mmgen.media.notes import held_back
+from mmgen.media.notes import held_back, remark
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.arguments import check_arguments
@@ -197,6 +197,9 @@ def run_batch(
                     Manifest(plan.output_dir).compact()
             plan = replanned(plan, overwrite)  # a batch that held the folder until now may have done jobs
             on_start(plan)
+            if plan.todo():
+                for line in plan.remarks:
+                    remark(line)
             mine = run_plan(plan, share=Share(joined.rank, joined.world_size), fail_fast=fail_fast,
                             overwrite=overwrite, progress=progress, on_outcome=on_outcome)
             return sorted((o for part in joined.gather(mine) for o in part), key=lambda o: o.number)

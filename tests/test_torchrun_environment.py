@@ -306,3 +306,35 @@ def test_an_error_one_rank_met_and_shared_is_said_by_rank_0_alone_with_its_exit_
     assert _failed(error) == code
     err = capsys.readouterr().err
     assert (said in err and err.count("\n") == 1) if rank == 0 else err == "", err
+
+
+_STUCK_IN_A_COLLECTIVE = """
+import ctypes
+from mmgen.runtime import stop_signals
+from mmgen.runtime.stuck_stops import answer_stuck_stops
+with stop_signals.stops_interrupt():  # as a command runs: a stop raises KeyboardInterrupt, once Python sees it
+    answer_stuck_stops(0.2)
+    print("waiting for rank 1", flush=True)
+    mutex, lock = ctypes.create_string_buffer(64), ctypes.CDLL(None).pthread_mutex_lock
+    lock(mutex)
+    lock(mutex)  # a wait in C that no signal ends, as gloo's for a peer that never answers
+"""
+
+
+def test_a_worker_stuck_waiting_for_a_peer_that_never_answers_stops_on_sigterm_with_a_line(tmp_path):
+    """`kill -STOP` of rank 1, then `kill -TERM` of torchrun: rank 0, waiting in C++ for rank 1 (a gradient
+    all-reduce), never ran its SIGTERM handler — no line, no checkpoint — until torchrun SIGKILLed it 30 s later. A
+    stop no handler takes ends it (exit 143), saying why no checkpoint was saved."""
+    env = {**mmgen_env(tmp_path), "TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    worker = subprocess.Popen([sys.executable, "-c", _STUCK_IN_A_COLLECTIVE], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "waiting for rank 1\n"
+        worker.send_signal(signal.SIGTERM)
+        _, said = worker.communicate(timeout=5)
+    finally:
+        worker.kill()
+    assert worker.returncode == 143
+    assert said == ("mmgen: stopped (SIGTERM) while waiting for another process of the job, which does not answer "
+                    "(stopped or hung); no checkpoint saved\n")

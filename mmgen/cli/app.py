@@ -11,6 +11,7 @@ from contextvars import ContextVar
 import typer
 
 from mmgen.runtime import torchrun
+from mmgen.runtime.stuck_stops import answer_stuck_stops
 
 app = typer.Typer(
     name="mmgen",
@@ -274,6 +275,7 @@ def _root(
         _check_working_folder()
         torchrun.check(ctx.invoked_subcommand)  # before torch loads: a bad job, or a command run once per process
         torchrun.follow_launcher()  # a torchrun process whose launcher was killed stops (SIGTERM), not an orphan
+        answer_stuck_stops()  # a stop that a worker stuck in a collective cannot take ends it, with a line
     if not shows_help and ctx.invoked_subcommand not in REPORTS_ENVIRONMENT:
         environment.check()
 

@@ -1,0 +1,59 @@
+"""A stop that a torchrun worker cannot take: Python runs a signal's handler only between bytecodes, and a process
+waiting in a collective (DDP's gradient all-reduce in backward, a gather, a barrier) waits in C++ until its peers
+answer — a peer stopped (`kill -STOP`) or hung never does, so a SIGTERM or Ctrl-C was never handled: no line, no
+checkpoint, until torchrun SIGKILLed every worker 30 s later. Python's signal wakeup fd is written by the C-level
+handler even then: a daemon thread reads it, and a stop that no handler has taken `grace_s` later ends the process
+itself, with one line naming the stuck state and the stop's exit code. A checkpoint cannot be saved there: saving
+takes collectives with the peer that does not answer. Standard library only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from mmgen.runtime import stop_signals, torchrun
+
+_watching = False
+
+
+def answer_stuck_stops(grace_s: float = 10.0) -> None:
+    """In a worker of a torchrun job of several processes (main thread only, once a process): a stop signal that no
+    Python handler has taken `grace_s` after it came (stop_signals.stopped() still false) ends the process with
+    `mmgen: stopped (SIGTERM) while waiting for another process of the job, which does not answer (stopped or
+    hung); no checkpoint saved` and 128 + the signal. Once a handler has taken a stop, nothing: the process is
+    saving its checkpoint, as the stop asked, and waits for its peers there."""
+    global _watching
+    if _watching or not torchrun.launched() or torchrun.place()[1] < 2:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread of the main interpreter
+        os.close(read_end)
+        os.close(write_end)
+        return
+    _watching = True
+
+    def watch() -> None:
+        while True:
+            came = os.read(read_end, 1)
+            if not came or came[0] not in stop_signals.STOPS:
+                continue
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline:
+                if stop_signals.stopped():
+                    return  # taken: the ordinary stop (a checkpoint, its line) goes on
+                time.sleep(0.05)
+            code = 128 + came[0]
+            os.write(sys.stderr.fileno(), f"mmgen: stopped{stop_signals.stop_name(code) or ' (SIGINT)'} while waiting "
+                     "for another process of the job, which does not answer (stopped or hung); no checkpoint "
+                     "saved\n".encode())
+            os._exit(code)
+
+    threading.Thread(target=watch, name="mmgen-stuck-stops", daemon=True).start()

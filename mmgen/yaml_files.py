@@ -45,7 +45,7 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     nodes are counted as they are composed too (`_Loader.compose_node`), so a file of more than MAX_YAML_NODES
     values is refused once past the limit, never read whole first (a hostile one took ~110 s); an integer written
     with more than MAX_NUMBER_CHARS characters is refused at its line as "a number too long"."""
-    path = Path(path)
+    # `path` named as given: a str keeps the `./` typed (`--config ./demo-train`), which a Path drops
     try:  # a regular file only (a pipe would block, /dev/zero never end), read to the limit, never further
         text = _text(read_small_file(path, MAX_YAML_BYTES), path)
     except NotASmallFile as e:
@@ -72,7 +72,7 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def _text(data: bytes, path: Path) -> str:
+def _text(data: bytes, path: str | Path) -> str:
     """A YAML file's bytes as text: UTF-8, or UTF-16 where the file starts with its byte order mark, as YAML
     allows (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one), or without one where its first
     character is ASCII, a zero byte after it (LE) or before it (BE), as YAML 1.2 tells the encoding (no UTF-8 YAML
@@ -259,7 +259,7 @@ _OLDER = "tag:mmgen,2026:older-number"  # a plain scalar YAML 1.1 read as anothe
 _NOT_FINITE = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")  # YAML's own words for them
 
 
-def _check_nodes(root: yaml.Node, path: Path) -> None:
+def _check_nodes(root: yaml.Node, path: str | Path) -> None:
     """Walk the node graph once (each shared node once), checking for duplicate keys and counting how many
     values the document holds with every alias expanded."""
     sizes: dict[int, int] = {}  # id(node) → values under it, aliases expanded
@@ -293,7 +293,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
-def _check_unique_keys(node: yaml.MappingNode, path: Path) -> None:
+def _check_unique_keys(node: yaml.MappingNode, path: str | Path) -> None:
     """A key given twice in one mapping is an error naming both lines (merged `<<:` keys may be overridden)."""
     first: dict[tuple[str, str], int] = {}
     for key, _ in node.value:

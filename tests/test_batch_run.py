@@ -37,6 +37,7 @@ from mmgen.pipelines.batch import MANIFEST_NAME, BatchInvalid, plan_batch, run_b
 from mmgen.pipelines.batch import run as batch_run
 from mmgen.pipelines.batch.manifest import FileRecord, Manifest, Record
 from mmgen.pipelines.batch.written import Written
+from mmgen.pipelines.events import ProgressEvent
 from mmgen.weights import ModelCache, load_registry
 from mmgen.weights.identity import model_sha256s
 
@@ -878,3 +879,26 @@ def test_a_folder_put_at_a_jobs_output_name_after_planning_fails_the_job_and_is_
     assert (outcome.ending, outcome.error) == ("failed", f"cannot write {kept.parent}: it is a directory")
     assert kept.read_text() == "precious"
     assert not [p.name for p in kept.parent.parent.iterdir() if ".partial" in p.name]
+
+
+def test_a_batch_job_s_progress_names_the_job_as_its_line_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A slow job's plain step lines said `clip 1/1: step 446/650`, not which job of the batch: each count a job's
+    pipeline reports carries the job, as the job's line names it (`job 2/2 (generate) b.mp4`)."""
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    save_tiny_model(tmp_path / "tiny.safetensors")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n  - {kind: generate, name: a, seed: 1}\n"
+                    "  - {kind: generate, name: b, seed: 2}\n")
+
+    def job_of_one_step(job, manifest, rank, batch_file, replace, inputs, progress, batch_path):
+        progress(ProgressEvent("steps", 1, 1))  # what its pipeline reports
+        return batch_run.Outcome(job.number, job.kind, job.output, "done")
+
+    monkeypatch.setattr(batch_run, "_run_job", job_of_one_step)
+    events = []
+    run_plan(plan_batch(jobs), progress=events.append)
+    assert [(e.task, e.job) for e in events] == [
+        ("jobs", ""), ("steps", "job 1/2 (generate) a.mp4"), ("jobs", ""), ("steps", "job 2/2 (generate) b.mp4"),
+        ("jobs", "")]

@@ -352,15 +352,20 @@ def test_plain_lines_say_a_slow_clip_s_steps_every_30_s(capsys):
     said = [re.sub(r", ETA .*", "", line) for line in capsys.readouterr().err.splitlines()]
     assert said == ["clips: 1/2", "clip 2/2: step 120/650", "clip 2/2: step 240/650", "clip 2/2: step 360/650",
                     "clip 2/2: step 480/650", "clip 2/2: step 600/650", "clips: 2/2"], said
-    batch = PlainLines(clock=lambda: now[0])  # a batch's: no line of clips, a slow clip's steps still
-    for job, item in enumerate(("clips", "windows")):  # a generate job, then an animate job's windows
+    # a batch's: no line of clips, a slow clip's steps still, naming the job as its line does (`clip 1/1: step 446/650`
+    # said not which job), with the time left (an animate job's steps, after a generate job's, had none: their count
+    # went on from the last job's end)
+    batch = PlainLines(clock=lambda: now[0])
+    for job, (kind, item) in enumerate((("generate", "clips"), ("animate", "windows"))):
         batch.inner(ProgressEvent("jobs", job, 2))
-        batch.inner(ProgressEvent(item, 0, 3))
+        label = f"job {job + 1}/2 ({kind}) {kind}.mp4"
+        batch.inner(ProgressEvent(item, 0, 3, job=label))
         for step in range(1, 26):  # 2 s each
             now[0] += 2.0
-            batch.inner(ProgressEvent("steps", step, 25))
-    said = [re.sub(r", ETA .*", "", line) for line in capsys.readouterr().err.splitlines()]
-    assert said == ["clip 1/3: step 15/25", "window 1/3: step 15/25"], said  # 30 s after the job's own line
+            batch.inner(ProgressEvent("steps", step, 25, job=label))
+    assert capsys.readouterr().err.splitlines() == [  # 30 s after the job's own line
+        "job 1/2 (generate) generate.mp4: clip 1/3: step 15/25, ETA 0:00:20",
+        "job 2/2 (animate) animate.mp4: window 1/3: step 15/25, ETA 0:00:20"]
 
 
 def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatch):

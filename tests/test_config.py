@@ -605,7 +605,11 @@ def test_a_run_folder_named_as_a_recipe_does_not_hide_it_and_a_dot_slash_path_is
 
     (tmp_path / "demo-train").rmdir()
     dotted = run_here("finetune", tmp_path, "--config", "./demo-train", "-o", tmp_path / "run", env=mmgen_env(tmp_path))
-    assert (dotted.returncode, dotted.stderr) == (2, "mmgen: error: demo-train: no such file\n")
+    assert (dotted.returncode, dotted.stderr) == (2, "mmgen: error: ./demo-train: no such file\n")  # as typed
+    (tmp_path / "demo-train").mkdir()  # it said `demo-train: it is a directory`, the `./` the user typed left out
+    with pytest.raises(ConfigError, match="^\\./demo-train: it is a directory$"):
+        run_config(tmp_path / "run", scratch=True, config_file="./demo-train")
+    (tmp_path / "demo-train").rmdir()
     (tmp_path / "mine").mkdir()
     with pytest.raises(UsageError, match="^--config mine: a folder, not a file, nor a packaged recipe \\(recipes: "):
         run_config(tmp_path / "run", config_file="mine")

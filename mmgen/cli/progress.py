@@ -43,6 +43,9 @@ class PlainLines:
                 self._tasks.remove_task(self._ids.pop(name))
         if event.task not in self._ids:  # from 0, as a bar's: a task's first count (a batch's jobs done before this
             self._ids[event.task] = self._tasks.add_task(event.task, total=event.total)  # run) is where its rate starts
+        elif event.done < next(t.completed for t in self._tasks.tasks if t.id == self._ids[event.task]):  # a count restarting (a window's
+            # steps, the next job's): its rate starts again, not counted from the last one's end (no time left then)
+            self._tasks.reset(self._ids[event.task], total=event.total, completed=event.done)
         self._tasks.update(self._ids[event.task], completed=event.done, total=event.total)
 
     def eta_of(self, task: str) -> str:
@@ -55,7 +58,7 @@ class PlainLines:
         if event.task == "jobs":  # a batch says the job's line as it counts it
             self._said_at = now
         elif event.task in _INNER and 0 < event.done < event.total and now - self._said_at >= PLAIN_SECONDS:
-            say(f"{self._where()}{_INNER[event.task]} {event.done}/{event.total}{self.eta_of(event.task)}")
+            say(f"{event.job + ': ' if event.job else ''}{self._where()}{_INNER[event.task]} {event.done}/{event.total}{self.eta_of(event.task)}")
             self._said_at = now
 
     def _where(self) -> str:

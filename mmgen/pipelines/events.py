@@ -13,11 +13,13 @@ Task = Literal["jobs", "clips", "windows", "steps", "upscale"]  # jobs: of a bat
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """`done` of `total` units of `task` are finished (steps restart from 0 for every batch or window)."""
+    """`done` of `total` units of `task` are finished (steps restart from 0 for every batch or window). `job`: in a
+    batch, the job the count is of, as its line names it (`job 2/5 (animate) b.mp4`); "" outside one."""
 
     task: Task
     done: int
     total: int
+    job: str = ""
 
 
 ProgressFn = Callable[[ProgressEvent], None]

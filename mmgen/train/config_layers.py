@@ -74,8 +74,10 @@ def run_config(
         layers.append(_recorded_layer(run_dir / "config.yaml"))
 
     if config_file is not None:  # another run's record (`--config RUN/config.yaml`) is read as --resume reads it
-        config_file = config_path(config_file)  # a bare name (`--config demo-train`) is a packaged recipe
-        layers.append(_recorded_layer(config_file) if is_run_record(config_file) else load_layer(config_file))
+        chosen = config_path(config_file)  # a bare name (`--config demo-train`) is a packaged recipe
+        typed = os.fspath(config_file)  # a path named as typed in what is said of it (`./demo-train: …`): a Path
+        shown = typed if Path(typed) == chosen else chosen  # drops the `./` that told it from a recipe's name
+        layers.append(_recorded_layer(shown) if is_run_record(chosen) else load_layer(shown))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
     if data_dir is not None and torchrun.place()[1] == 1:  # a torchrun job's processes look
@@ -86,7 +88,7 @@ def run_config(
     return config
 
 
-def load_layer(path: Path, *, record: bool = False) -> tuple[str, dict[str, Any]]:
+def load_layer(path: str | Path, *, record: bool = False) -> tuple[str, dict[str, Any]]:
     """One YAML file as a layer, its paths read as a file writes them (written_paths.in_folder: relative ones from
     its folder, a leading `~` as the home folder); an empty file is an empty layer. A folder mmgen would make
     (MADE_FOLDER_KEYS) written as Windows writes it (`C:/clips`, `clips\\x`) is refused, naming the key and file;
@@ -109,7 +111,7 @@ RECORDED_AS: dict[str, tuple[Callable[[int], int], str]] = {
 }
 
 
-def _recorded_layer(path: Path) -> tuple[str, dict[str, Any]]:
+def _recorded_layer(path: str | Path) -> tuple[str, dict[str, Any]]:
     """A run's own config.yaml as a layer, resumed or reused (`--config RUN/config.yaml`). A run's record is always
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
     `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note

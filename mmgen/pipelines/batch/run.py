@@ -153,8 +153,9 @@ def run_plan(
                 with keep_loaded():
                     for job in group:
                         replace = overwrite or plan.status[job.number] != "new"
-                        outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs, progress,
-                                           plan.batch.path)
+                        outcome = _run_job(job, manifest, share.rank, batch_file, replace, inputs,
+                                           _of_job(progress, f"job {job.number}/{len(plan.jobs)} ({job.kind}) "
+                                                   f"{job.output}"), plan.batch.path)
                         finish(outcome)
                         failed = fail_fast and outcome.ending == "failed"
                         if failed:
@@ -283,6 +284,11 @@ def _record_anew(manifest: Manifest, record: Record | None, job: Job, batch_file
         return
     with suppress(MmgenError, OSError):
         manifest.append(dataclasses.replace(record, hash=job.hash, seed=job.seed, batch=named))
+
+
+def _of_job(progress: ProgressFn, job: str) -> ProgressFn:
+    """`progress` told of each count as the job `job`'s (ProgressEvent.job): a batch's step lines name their job."""
+    return lambda event: progress(dataclasses.replace(event, job=job))
 
 
 def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: bool, inputs: Sequence[Path],

@@ -88,6 +88,9 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
         fd = _open(path, make_folder)
         if fd is None:
             continue
+        if _unshared(fd, path):
+            os.close(fd)
+            continue  # take the fresh file now at the name
         try:
             if not _lock_descriptor(fd, wait=False):
                 if waiting is None:
@@ -116,6 +119,43 @@ def _open(path: Path, make_folder: bool) -> int | None:
         if make_folder and not path.parent.is_dir():
             return None
         raise  # the folder is there and takes no files (/proc): an endless wait otherwise
+
+
+def _unshared(fd: int, path: Path) -> bool:
+    """Whether the lock file `fd` (opened at `path`) was a hard link and a fresh file now has its name: a project copied
+    with `cp -al` shares its lock files with the original, whose run then held the copy's folder too. The fresh file
+    (the old one's mode) is renamed over the name under the lock of the folder itself, where the name is checked to
+    still be this file, so two processes never each put their own file there and hold different ones; a process
+    holding or waiting on the old file finds it is no longer at the name (`_current`). Not on Windows (no flock)."""
+    if WINDOWS or os.fstat(fd).st_nlink < 2:
+        return False
+    import fcntl
+
+    from mmgen.files import temporary_name  # (files uses locks)
+
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return False  # a folder mmgen cannot read: the shared file is held, as before
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # let go when closed
+        old = os.fstat(fd)
+        if old.st_nlink < 2 or not _current(fd, path):
+            return True  # another process unshared it first
+        fresh = temporary_name(path)
+        try:
+            os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+            os.chmod(fresh, old.st_mode & 0o7777)
+            os.replace(fresh, path)
+        except OSError:  # a folder that takes no new file: the shared file is held, as before
+            with suppress(OSError):
+                os.unlink(fresh)
+            return False
+        with suppress(OSError):
+            os.fsync(folder)
+    finally:
+        os.close(folder)
+    return True
 
 
 def _let_go(fd: int) -> None:

@@ -2157,6 +2157,7 @@ def test_a_project_copied_with_hard_links_and_run_leaves_the_original_s_manifest
     is made its own before it is added to; its outputs are replaced by rename, as always."""
     jobs, out, _, _ = one_job_done(folder, "g")
     hl2 = folder.with_name(f"{folder.name}-hl2")
+    (out / MANIFEST_NAME).chmod(0o600)  # kept private
     shutil.copytree(folder, hl2, copy_function=os.link)  # as `cp -al` copies
     before = (out / MANIFEST_NAME).read_bytes()
 
@@ -2173,5 +2174,6 @@ def test_a_project_copied_with_hard_links_and_run_leaves_the_original_s_manifest
                          files=copied.describe_files(job2.files.files)))
 
     assert (out / MANIFEST_NAME).read_bytes() == before
+    assert (hl2 / "outputs" / MANIFEST_NAME).stat().st_mode & 0o777 == 0o600  # the copy's own, as private
     assert plan_batch(jobs).status == {1: "done"}
     assert plan_batch(copy).status == {1: "done"}

@@ -16,6 +16,7 @@ from finetune_clips import TINY_FORMAT
 
 from mmgen import locks
 from mmgen.data.clip_cache import ClipCache
+from mmgen.errors import UsageError
 
 
 def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path, monkeypatch):
@@ -190,3 +191,21 @@ def test_on_windows_a_waiter_that_comes_to_hold_a_deleted_lock_file_takes_the_on
     waiter.join(10)
     assert os.path.samestat(os.fstat(taken[0].fd), os.lstat(path)) and said == ["waiting"]
     taken[0].release()
+
+
+def test_a_batch_folder_copied_with_hard_links_is_its_own_while_the_original_runs(tmp_path):
+    """`cp -al hl hl2` shares the lock files too: while a batch ran in hl, hl2's folder was "in use" (exit 2).
+    Taken, a shared lock file is first replaced by the copy's own (its mode kept); the copy's folder still has one
+    holder at a time."""
+    original, copy = tmp_path / "hl" / ".batch-running.lock", tmp_path / "hl2" / ".batch-running.lock"
+    original.parent.mkdir()
+    copy.parent.mkdir()
+    original.touch(0o600)
+    os.link(original, copy)
+    busy = UsageError("in use")
+    with locks.sole_holder(original, busy), locks.sole_holder(copy, busy):
+        with pytest.raises(UsageError), locks.sole_holder(copy, busy):
+            pass
+    assert not copy.samefile(original) and original.stat().st_nlink == copy.stat().st_nlink == 1
+    assert copy.stat().st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]  # no temporary left

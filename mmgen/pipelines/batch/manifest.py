@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import fsync_path, temporary_name, write_text
+from mmgen.files import fsync_path, put_back, temporary_name, write_text
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
@@ -188,8 +188,9 @@ class Manifest:
             private = temporary_name(self.path)
             try:
                 private.write_bytes(self.path.read_bytes())
+                os.chmod(private, stat.st_mode & 0o7777)  # the original's (a 600 manifest stays private)
                 fsync_path(private)
-                os.replace(private, self.path)
+                put_back(private, self.path)  # renamed over it, the folder fsync-ed
             finally:
                 with suppress(FileNotFoundError):
                     private.unlink()

@@ -243,24 +243,38 @@ def _window_size(stream) -> tuple[int, int]:
     return _size_given("COLUMNS") or columns or 80, _size_given("LINES") or lines or 25
 
 
+SIZE_RANGE = {"COLUMNS": (20, 1000), "LINES": (1, 1000)}  # widths under 20 showed --help's borders and no text;
+# rich lays a line out in memory as wide as it is told (COLUMNS=10000000: 2 GB and 16 s for --help; more: out of memory)
+
+
 def _size_given(name: str) -> int | None:
-    """COLUMNS or LINES as a number of cells: None where unset or not a positive whole number (0, -3, junk)."""
+    """COLUMNS or LINES as a number of cells, brought within SIZE_RANGE: None where unset or not a positive whole
+    number (0, -3, junk)."""
     value = os.environ.get(name, "")
-    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        return None
+    least, most = SIZE_RANGE[name]
+    return min(max(int(value), least), most)
 
 
 @contextmanager
-def unusable_size_unset() -> Iterator[None]:
-    """COLUMNS and LINES unset while the block runs (a command) where they hold no positive number of cells, as if
-    never set: the terminal's own size is used, else 80x25. rich took COLUMNS=0 as a width of 0 and dropped every
-    line (`--help` printed an empty line, a run no bar, no `wrote` line, no summary), and failed on COLUMNS=²; typer's
-    help console reads them as rich does. They are put back after: an embedding program's own environment."""
-    unset = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES")
-             if name in os.environ and _size_given(name) is None}
+def usable_size() -> Iterator[None]:
+    """COLUMNS and LINES, while the block runs (a command), unset where they hold no positive number of cells, as if
+    never set (the terminal's own size is used, else 80x25), and brought within SIZE_RANGE where they do. rich took
+    COLUMNS=0 as a width of 0 and dropped every line (`--help` printed an empty line, a run no bar, no `wrote` line,
+    no summary), failed on COLUMNS=², and ran out of memory on COLUMNS=99999999999; typer's help console reads them
+    as rich does. They are put back after: an embedding program's own environment."""
+    given = {name: os.environ[name] for name in ("COLUMNS", "LINES") if name in os.environ}
+    for name in given:
+        size = _size_given(name)
+        if size is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = str(size)
     try:
         yield
     finally:
-        os.environ.update(unset)
+        os.environ.update(given)
 
 
 @cache

@@ -486,3 +486,17 @@ def test_a_columns_that_is_no_width_is_as_if_unset(tmp_path, monkeypatch):
         assert done.returncode == 0 and "Usage: mmgen" in done.stdout, (value, done)
         assert max(map(len, lines)) == 80 and "generate" in done.stdout, (value, done.stdout)
         assert os.environ["COLUMNS"] == value
+
+
+def test_a_columns_too_wide_or_too_narrow_for_help_is_brought_within_range(tmp_path, monkeypatch):
+    """`COLUMNS=99999999999 mmgen generate --help` ran out of memory (rich lays out a line as wide as it is told;
+    COLUMNS=10000000 took 2 GB and 16 s), and COLUMNS=1 printed box borders and no text: a width is brought within
+    20..1000 columns while the command runs, and is the caller's again after it."""
+    import os
+
+    for value, width in (("1", 20), ("99999999999", 1000)):
+        monkeypatch.setenv("COLUMNS", value)
+        done = run_here("generate", "--help", env=mmgen_env(tmp_path, NO_COLOR="1"))
+        assert done.returncode == 0 and max(map(len, done.stdout.splitlines())) == width, (value, done)
+        assert "seed" in re.sub(r"[\s|│]", "", done.stdout), (value, done.stdout)
+        assert os.environ["COLUMNS"] == value

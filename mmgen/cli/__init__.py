@@ -107,16 +107,17 @@ def run(argv: list[str] | None = None) -> int:
     SIGHUP stop it as Ctrl-C does (mmgen.runtime.stop_signals), and libraries' warnings are hidden (without --debug:
     hide_library_warnings); a program embedding it has its own warnings filters and mmgen's environment variables
     back as it returns (--debug sets MMGEN_DEBUG for the processes the command starts: environment_kept). A COLUMNS
-    or LINES that holds no size (COLUMNS=0) is unset while it runs (terminal.unusable_size_unset)."""
+    or LINES that holds no size (COLUMNS=0) is unset while it runs, one out of range brought within it
+    (terminal.usable_size)."""
     from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
-    from mmgen.terminal import unusable_size_unset
+    from mmgen.terminal import usable_size
 
     global _began
     _began = False
     try:
         with (stops_interrupt(), notes_on_stderr(), command_line_words(), warnings.catch_warnings(),
-              environment_kept(), unusable_size_unset()):
+              environment_kept(), usable_size()):
             return _run(argv)
     except KeyboardInterrupt:  # while importing, or outside any command
         pass

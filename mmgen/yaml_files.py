@@ -73,22 +73,44 @@ def compose_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
 
 
 def _text(data: bytes, path: str | Path) -> str:
-    """A YAML file's bytes as text: UTF-8, or UTF-16 where the file starts with its byte order mark, as YAML
-    allows (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one), or without one where its first
-    character is ASCII, a zero byte after it (LE) or before it (BE), as YAML 1.2 tells the encoding (no UTF-8 YAML
-    holds a NUL; such a file was `invalid YAML: unacceptable character #x0000`). Anything else is refused as what
-    it is not, at the line of its first byte UTF-8 cannot read (it was `cannot read (UnicodeDecodeError)`)."""
-    encoding = "UTF-8"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "UTF-16"  # Python's UTF-16 reads the byte order from the mark, and drops it
-    elif len(data) >= 2 and (data[0] == 0) != (data[1] == 0):
-        encoding = "UTF-16-BE" if data[0] == 0 else "UTF-16-LE"
+    """A YAML file's bytes as text, in each encoding YAML allows: UTF-8, or UTF-16 or UTF-32 where the file starts
+    with its byte order mark (Windows PowerShell 5's `>` and `Out-File` write UTF-16 LE with one) or without one
+    where its first characters are ASCII, with zero bytes after each (LE) or before it (BE), as YAML 1.2 tells the
+    encoding (such a file was `invalid YAML: unacceptable character #x0000`). Anything else is refused as what it
+    is not, at the line of its first byte UTF-8 cannot read (it was `cannot read (UnicodeDecodeError)`), and a UTF-8
+    file holding a NUL byte says so (`o\0utput_dir: x` said `not UTF-16 text`)."""
+    encoding = _encoding(data)
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1  # of the first byte that cannot be read
         where = f"{path}:{line}" if encoding == "UTF-8" else str(path)
         raise ConfigError(f"{where}: not {encoding[:6]} text; save it as UTF-8") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ConfigError(f"{path}:{line}: holds a NUL byte, which no text has; save it as UTF-8 text")
+    return text
+
+
+_BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),  # UTF-32 LE's starts as UTF-16 LE's
+                     (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _encoding(data: bytes) -> str:
+    """The encoding of a YAML file's bytes, by its byte order mark, else by the zero bytes around its first two
+    characters where they are ASCII (one is too few: a UTF-8 file with a stray NUL as its second byte is no UTF-16),
+    else UTF-8. Python's UTF-16 and UTF-32 read the byte order from the mark, and drop it."""
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            return encoding
+    for size, encoding in ((4, "UTF-32"), (2, "UTF-16")):
+        units = [data[at:at + size] for at in range(0, min(len(data) // size, 2) * size, size)]
+        zeros = bytes(size - 1)
+        if units and all(unit[0] and unit[1:] == zeros for unit in units):
+            return f"{encoding}-LE"
+        if units and all(unit[-1] and unit[:-1] == zeros for unit in units):
+            return f"{encoding}-BE"
+    return "UTF-8"
 
 
 class _Loader(yaml.SafeLoader):

@@ -1851,6 +1851,19 @@ def test_a_batch_file_in_utf16_without_a_byte_order_mark_is_read_as_yaml_tells_i
         plan_batch(jobs)
 
 
+def test_a_batch_file_in_utf32_is_read_and_a_stray_nul_in_a_utf8_one_is_named(folder: Path):
+    """YAML allows UTF-32 too: a UTF-32 file, with a byte order mark or without, said `invalid YAML: unacceptable
+    character #x0000`. And a UTF-8 file with a NUL as its second byte was taken for UTF-16 (`not UTF-16 text`)."""
+    jobs = folder / "jobs.yaml"
+    text = "defaults: {model: tiny.safetensors}\njobs:\n  - {kind: generate, name: café}\n"
+    for encoding in ("utf-32", "utf-32-le", "utf-32-be"):  # utf-32: this machine's order, with its mark
+        jobs.write_bytes(text.encode(encoding))
+        assert [job.output for job in plan_batch(jobs).jobs] == ["café.mp4"]
+    jobs.write_bytes(b"j\0obs: []\n")
+    with pytest.raises(ConfigError, match=r"jobs.yaml:1: holds a NUL byte, which no text has; save it as UTF-8 text$"):
+        plan_batch(jobs)
+
+
 def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variable_gets_a_hint(
         folder: Path, monkeypatch: pytest.MonkeyPatch):
     """No shell reads a batch file: `output_dir: ~/out` made a folder named `~` beside it (where `rm -rf ~` is a

@@ -736,6 +736,7 @@ def test_compacting_the_manifest_keeps_what_a_resume_reads_from_it(tmp_path: Pat
         manifest.append(r)
     with open(manifest.path, "a") as f:
         f.write('{"torn": ')
+    manifest.path.chmod(0o600)  # kept private: still so once compacted (it became 644)
     before = Written(manifest, batch_file)
     latest = manifest.latest()
 
@@ -748,6 +749,7 @@ def test_compacting_the_manifest_keeps_what_a_resume_reads_from_it(tmp_path: Pat
     assert (after.latest, after.files) == (before.latest, before.files)
     assert after.started == {k: v for k, v in before.started.items() if before.latest[k].state != "done"}
     assert manifest.latest() == latest and len(manifest.path.read_text().splitlines()) == len(kept)
+    assert manifest.path.stat().st_mode & 0o777 == 0o600
     assert not manifest.compact()  # nothing more to drop: left as it is
 
 

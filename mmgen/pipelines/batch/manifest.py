@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import fsync_path, put_back, temporary_name, write_text
+from mmgen.files import atomic_path, fsync_path, put_back, temporary_name
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
@@ -204,6 +204,7 @@ class Manifest:
         with writing(self.path, self.lock), file_lock(self.lock):
             try:
                 lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+                mode = self.path.stat().st_mode & 0o7777
             except FileNotFoundError:
                 return False
             records = self._parsed(lines)
@@ -221,7 +222,10 @@ class Manifest:
             kept = sorted(set(last.values()))
             if len(kept) == len(lines):
                 return False
-            write_text(self.path, "".join(json.dumps(records[place].to_json(), sort_keys=True) + "\n" for place in kept))
+            with atomic_path(self.path) as temp:
+                temp.write_text("".join(json.dumps(records[place].to_json(), sort_keys=True) + "\n" for place in kept),
+                                encoding="utf-8")
+                temp.chmod(mode)  # the log's own: a 600 one stays private
             return True
 
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:

@@ -78,7 +78,7 @@ def _text(data: bytes, path: str | Path) -> str:
     where its first characters are ASCII, with zero bytes after each (LE) or before it (BE), as YAML 1.2 tells the
     encoding (such a file was `invalid YAML: unacceptable character #x0000`). Anything else is refused as what it
     is not, at the line of its first byte UTF-8 cannot read (it was `cannot read (UnicodeDecodeError)`), and a UTF-8
-    file holding a NUL byte says so (`o\0utput_dir: x` said `not UTF-16 text`)."""
+    file holding a NUL byte says so (`o\\0utput_dir: x` said `not UTF-16 text`)."""
     encoding = _encoding(data)
     try:
         text = data.decode(encoding)

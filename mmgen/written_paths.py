@@ -16,6 +16,7 @@ from pathlib import Path, PurePath
 
 WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
 VARIABLES_HINT = "environment variables are not expanded in a YAML file"
+TILDE_HINT = "a bare ~ is YAML's null: write '~' in quotes or ~/ for the home folder"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
 
@@ -46,6 +47,24 @@ def drive_of(written: str) -> str | None:
     return written[:2].upper() if _DRIVE.match(written) else None
 
 
+def tilde_nulls(node, keys: tuple[str, ...]) -> dict[str, int]:
+    """The `keys` of the top-level mapping `node` (yaml_files.compose_yaml's) whose value is written as a bare `~`,
+    by their lines: YAML reads it as null, so `cache_dir: ~` silently meant the default, not the home folder a
+    leading `~` is everywhere else in a file's paths (`null` stays null: a file may mean the default)."""
+    pairs = node.value if getattr(node, "tag", "").endswith(":map") else ()
+    return {key.value: key.start_mark.line + 1 for key, value in pairs
+            if key.value in keys and value.tag.endswith(":null") and value.value == "~" and not value.style}
+
+
+def windows_hint(written: str) -> str | None:
+    """What to say of a path `written` as Windows writes it (is_windows_path), None for one that is not: a `\\`
+    (WINDOWS_HINT), else its drive (`C:/a.mp4` said `write paths with /` to one who had)."""
+    if "\\" in written:
+        return WINDOWS_HINT
+    drive = drive_of(written)
+    return drive and f"{written!r} reads as drive {drive} on Windows; here it is a relative path"
+
+
 def made_folder_refusal(written: str) -> str | None:
     """Why a folder mmgen would make where a file says `written` (a batch file's `output_dir:`, a finetune config's
     `cache_dir:`) would not be the folder meant, as `'WRITTEN' …` to follow the key; None where it would be. A `\\`
@@ -63,7 +82,7 @@ def made_folder_refusal(written: str) -> str | None:
 
 def missing_hint(path: str | os.PathLike) -> str:
     """` (HINT)` for a `path` that names nothing, where the part of it past its last existing folder is written as
-    Windows writes paths (WINDOWS_HINT) or names an environment variable (VARIABLES_HINT); "" otherwise."""
+    Windows writes paths (windows_hint) or names an environment variable (VARIABLES_HINT); "" otherwise."""
     path = Path(path)
     if os.path.lexists(path):
         return ""
@@ -71,6 +90,6 @@ def missing_hint(path: str | os.PathLike) -> str:
     while not os.path.lexists(there) and there != there.parent:
         there = there.parent
     rest = str(PurePath(*path.parts[len(there.parts):]))  # what was written past what exists
-    if is_windows_path(rest):
-        return f" ({WINDOWS_HINT})"
+    if hint := windows_hint(rest):
+        return f" ({hint})"
     return f" ({VARIABLES_HINT})" if _VARIABLE.search(rest) else ""

@@ -1964,8 +1964,48 @@ def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and
     assert problems[5].endswith(f"input: {folder}/clips\\beach.mp4 does not exist {hint}")
     assert problems[6].endswith(f"no file matches clips\\*.mp4 (in {folder}) {hint}")
     assert problems[7] == f"job 4 (generate): name: 'sub\\\\x': {hint[1:-1]}"
-    assert problems[8].endswith(f"{folder}/D:/models/tiny.safetensors: no such model file {hint}")
+    assert problems[8].endswith(f"{folder}/D:/models/tiny.safetensors: no such model file ('D:/models/"
+                                "tiny.safetensors' reads as drive D: on Windows; here it is a relative path)")
     assert set(problems) == {1, 4, 5, 6, 7, 8}  # a space is no separator
+
+
+def test_a_missing_path_on_a_windows_drive_written_with_slashes_is_told_of_its_drive_not_to_write_slashes(
+        folder: Path):
+    """`input: "C:/a.mp4"` said `write paths with / ; \\ is not a folder separator here` to one who had written `/`:
+    the drive is what reads otherwise here, said as output_dir's refusal says it; a `\\` still gets its own hint."""
+    jobs = write_jobs(folder, """
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: soundtrack, input: "C:/clips/a.mp4"}
+          - {kind: soundtrack, input: C:a.mp4, name: b}
+          - {kind: generate, model: "c:/m/x.safetensors"}
+          - {kind: generate, adapter: D:/m/style.safetensors}
+        """)
+    drive = "reads as drive {} on Windows; here it is a relative path)"
+    assert problems_of(jobs) == {
+        3: f"job 1 (soundtrack): input: {folder}/C:/clips/a.mp4 does not exist ('C:/clips/a.mp4' {drive.format('C:')}",
+        4: f"job 2 (soundtrack): input: {folder}/C:a.mp4 does not exist ('C:a.mp4' {drive.format('C:')}",
+        5: f"job 3 (generate): {folder}/c:/m/x.safetensors: no such model file ('c:/m/x.safetensors' "
+           f"{drive.format('C:')}",
+        6: f"job 4 (generate): adapter {folder}/D:/m/style.safetensors: no such file ('D:/m/style.safetensors' "
+           f"{drive.format('D:')}"}
+
+
+def test_an_output_dir_written_as_a_bare_tilde_says_yaml_reads_it_as_null_and_a_quoted_one_is_the_home_folder(
+        folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """README says a leading `~` in output_dir is the home folder, but YAML reads `output_dir: ~` as null: it said
+    only `expected a folder, got None`. It says why now, and how to write the home folder."""
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    jobs = write_jobs(folder, """
+        output_dir: ~
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate}
+        """)
+    assert problems_of(jobs) == {1: "output_dir: expected a folder, got None (a bare ~ is YAML's null: write '~' in "
+                                    "quotes or ~/ for the home folder)"}
+    jobs.write_text(jobs.read_text().replace("~", "'~'"))
+    assert plan_batch(jobs).output_dir == folder / "home"
 
 
 def test_an_output_dir_on_a_windows_drive_written_with_slashes_is_refused_not_made_as_a_folder_named_c(folder: Path):

@@ -528,6 +528,27 @@ def test_a_cache_dir_written_as_windows_writes_it_is_refused_naming_the_key_and_
     assert run_config(run, resume=True).cache_dir == tmp_path / "C:\\clips"
 
 
+def test_a_cache_dir_written_as_a_bare_tilde_is_refused_as_yaml_s_null_not_taken_as_the_default_cache(
+        tmp_path, monkeypatch):
+    """`cache_dir: ~` in a --config file is YAML's null: it silently used the default cache, where a leading `~` is
+    the home folder in every other path the file names. Refused at its line with how to write the home folder;
+    `cache_dir: null` still means the default, and `'~'` is the home folder."""
+    from mmgen.train.config_layers import run_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("lr: 1.0e-4\ncache_dir: ~\n")
+    with pytest.raises(ConfigError) as refused:
+        run_config(tmp_path / "run", config_file=recipe)
+    assert str(refused.value) == (f"{recipe}:2: cache_dir: a bare ~ is YAML's null: write '~' in quotes or ~/ for the "
+                                  "home folder")
+    recipe.write_text("cache_dir: '~'\n")
+    assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / "home"
+    recipe.write_text("cache_dir: null\n")
+    assert run_config(tmp_path / "run", config_file=recipe).cache_dir is None
+
+
 def test_the_commands_a_packaged_recipe_shows_name_recipes_as_an_installed_mmgen_takes_them():
     """The recipes' comments said `--config presets/demo-train.yaml`, a file only a checkout has: an installed wheel
     keeps them inside site-packages. Each `--config` they show is a recipe's name, which `--config` takes anywhere."""
@@ -559,8 +580,9 @@ def test_a_config_s_paths_through_a_variable_a_backslash_or_a_drive_say_so_as_a_
         recipe.write_text(f"cache_dir: '{written}'\n")
         assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / written
     variable, windows = "(environment variables are not expanded in a YAML file)", "(write paths with / ; \\ is not"
+    drive = "('C:/models/base.safetensors' reads as drive C: on Windows; here it is a relative path)"
     for written, hint in [("$HOME/m.safetensors", variable), ("models\\base.safetensors", windows),
-                          ("C:/models/base.safetensors", windows)]:
+                          ("C:/models/base.safetensors", drive)]:
         recipe.write_text(f"init: '{written}'\n")
         with pytest.raises(UsageError) as refused:
             run_config(tmp_path / "run", config_file=recipe)

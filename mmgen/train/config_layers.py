@@ -26,8 +26,8 @@ from mmgen.train.config import (
     resolve_config,
 )
 from mmgen.train.run_checks import check_here, check_run_folder, check_same_training
-from mmgen.written_paths import in_folder, made_folder_refusal
-from mmgen.yaml_files import load_yaml
+from mmgen.written_paths import TILDE_HINT, in_folder, made_folder_refusal, tilde_nulls
+from mmgen.yaml_files import compose_yaml
 
 
 def _no_run(run_dir: Path) -> UsageError:
@@ -91,9 +91,13 @@ def run_config(
 def load_layer(path: str | Path, *, record: bool = False) -> tuple[str, dict[str, Any]]:
     """One YAML file as a layer, its paths read as a file writes them (written_paths.in_folder: relative ones from
     its folder, a leading `~` as the home folder); an empty file is an empty layer. A folder mmgen would make
-    (MADE_FOLDER_KEYS) written as Windows writes it (`C:/clips`, `clips\\x`) is refused, naming the key and file;
+    (MADE_FOLDER_KEYS) written as Windows writes it (`C:/clips`, `clips\\x`) or as a bare `~` (YAML's null) is refused,
+    naming the key and file;
     a run's `record` holds its paths absolute, as they were made: read as they are."""
-    data = load_yaml(path)
+    data, node = compose_yaml(path)
+    if tilde := tilde_nulls(node, () if record else MADE_FOLDER_KEYS):  # `cache_dir: ~` used the default cache
+        key, line = next(iter(tilde.items()))
+        raise ConfigError(f"{path}:{line}: {key}: {TILDE_HINT}")
     for key in MADE_FOLDER_KEYS if isinstance(data, dict) and not record else ():
         if isinstance(written := data.get(key), str) and (refusal := made_folder_refusal(written)):
             raise ConfigError(f"{path}: {key}: {refusal}")

@@ -33,7 +33,7 @@ from mmgen.pipelines.settings import KINDS as SETTINGS
 from mmgen.runtime import torchrun
 from mmgen.spelled_paths import as_found
 from mmgen.weights.names import is_path
-from mmgen.written_paths import glob_in_folder, in_folder, made_folder_refusal
+from mmgen.written_paths import TILDE_HINT, glob_in_folder, in_folder, made_folder_refusal
 from mmgen.yaml_files import compose_yaml
 
 
@@ -176,7 +176,8 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
     if output_dir is None:
         written = data.get("output_dir", DEFAULT_OUTPUT_DIR)
         if not isinstance(written, str) or not written:
-            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}"))
+            tilde = f" ({TILDE_HINT})" if written is None else ""  # `output_dir: ~` is null, not the home folder
+            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}{tilde}"))
             written = DEFAULT_OUTPUT_DIR
         if refusal := made_folder_refusal(written):  # a folder mmgen makes is named as meant, or not at all
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}{_made_before(folder, written)}"))

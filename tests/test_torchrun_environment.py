@@ -321,6 +321,37 @@ with stop_signals.stops_interrupt():  # as a command runs: a stop raises Keyboar
 """
 
 
+_BUSY_IN_ONE_C_CALL = """
+import hashlib, sys
+from mmgen.runtime import stop_signals
+from mmgen.runtime.stuck_stops import answer_stuck_stops
+try:
+    with stop_signals.stops_interrupt():
+        answer_stuck_stops(0.2)
+        print("computing", flush=True)
+        hashlib.pbkdf2_hmac("sha256", b"x", b"y", 1_500_000)  # one C call longer than the grace, a core busy
+except KeyboardInterrupt:
+    print("stopped by its own handler", flush=True)
+    sys.exit(143)
+"""
+
+
+def test_a_worker_busy_in_one_long_op_takes_its_stop_when_the_op_returns_not_cut_short(tmp_path):
+    """A CPU step of the paper's model holds Python's handlers for tens of seconds inside one C++ op: a stop meanwhile
+    is no stuck peer, and the process must get to its own stop (its checkpoint) instead of being ended without one."""
+    env = {**mmgen_env(tmp_path), "TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    worker = subprocess.Popen([sys.executable, "-c", _BUSY_IN_ONE_C_CALL], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "computing\n"
+        worker.send_signal(signal.SIGTERM)
+        out, said = worker.communicate(timeout=20)
+    finally:
+        worker.kill()
+    assert (worker.returncode, out, said) == (143, "stopped by its own handler\n", "")
+
+
 def test_a_worker_stuck_waiting_for_a_peer_that_never_answers_stops_on_sigterm_with_a_line(tmp_path):
     """`kill -STOP` of rank 1, then `kill -TERM` of torchrun: rank 0, waiting in C++ for rank 1 (a gradient
     all-reduce), never ran its SIGTERM handler — no line, no checkpoint — until torchrun SIGKILLed it 30 s later. A

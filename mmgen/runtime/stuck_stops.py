@@ -17,11 +17,22 @@ import time
 from mmgen.runtime import stop_signals, torchrun
 
 _watching = False
+# A process that used less than this share of one core over a grace window is waiting, not computing: a wait for a
+# peer (gloo's, on a socket) uses none, while one C++ op of a long step (a CPU backward of the paper's model takes
+# tens of seconds, and Python's handlers wait for it) keeps a core busy — that stop is taken once the op returns.
+IDLE_SHARE = 0.1
+
+
+def _cpu_seconds() -> float:
+    """The process's CPU time so far, every thread's."""
+    times = os.times()
+    return times.user + times.system
 
 
 def answer_stuck_stops(grace_s: float = 10.0) -> None:
     """In a worker of a torchrun job of several processes (main thread only, once a process): a stop signal that no
-    Python handler has taken `grace_s` after it came (stop_signals.stopped() still false) ends the process with
+    Python handler has taken `grace_s` after it came (stop_signals.stopped() still false), the process idle meanwhile
+    (IDLE_SHARE: a long op that computes is waited for, a window at a time), ends the process with
     `mmgen: stopped (SIGTERM) while waiting for another process of the job, which does not answer (stopped or
     hung); no checkpoint saved` and 128 + the signal. Once a handler has taken a stop, nothing: the process is
     saving its checkpoint, as the stop asked, and waits for its peers there."""
@@ -45,11 +56,14 @@ def answer_stuck_stops(grace_s: float = 10.0) -> None:
             came = os.read(read_end, 1)
             if not came or came[0] not in stop_signals.STOPS:
                 continue
-            deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline:
-                if stop_signals.stopped():
-                    return  # taken: the ordinary stop (a checkpoint, its line) goes on
-                time.sleep(0.05)
+            while True:  # a grace window at a time, for as long as the process computes
+                used, deadline = _cpu_seconds(), time.monotonic() + grace_s
+                while time.monotonic() < deadline:
+                    if stop_signals.stopped():
+                        return  # taken: the ordinary stop (a checkpoint, its line) goes on
+                    time.sleep(0.05)
+                if _cpu_seconds() - used < IDLE_SHARE * grace_s:
+                    break  # idle all along: waiting on a peer, not computing
             code = 128 + came[0]
             os.write(sys.stderr.fileno(), f"mmgen: stopped{stop_signals.stop_name(code) or ' (SIGINT)'} while waiting "
                      "for another process of the job, which does not answer (stopped or hung); no checkpoint "

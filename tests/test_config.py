@@ -635,3 +635,24 @@ def test_a_run_folder_named_as_a_recipe_does_not_hide_it_and_a_dot_slash_path_is
     (tmp_path / "mine").mkdir()
     with pytest.raises(UsageError, match="^--config mine: a folder, not a file, nor a packaged recipe \\(recipes: "):
         run_config(tmp_path / "run", config_file="mine")
+
+
+def test_a_run_s_ran_on_is_read_past_only_in_its_own_record_and_only_as_a_run_writes_it(tmp_path, monkeypatch):
+    """`ran_on: [1, 2]` in a run's config.yaml was taken silently by `--config RUN/config.yaml`, while a new file
+    holding `ran_on:` is refused as unknown: a run's record is read past as the record a run writes, and no other.
+    Its settings are kept as the run records them: `device: CPU` is cpu, as `precision: BF16` is bf16."""
+    from mmgen.train.config_layers import run_config
+    from mmgen.train.run_folder import RUN_HEADER
+
+    monkeypatch.chdir(tmp_path)
+    record = tmp_path / "config.yaml"
+    record.write_text(f"{RUN_HEADER}clips: every setting\nsteps: 3\ndevice: CPU\nprecision: BF16\nran_on: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: ran_on: \[1, 2\] is not the record a run writes "):
+        run_config(tmp_path / "run", config_file=record)
+    record.write_text(record.read_text().replace("[1, 2]", "{device: cpu, precision: fp32}"))
+    config = run_config(tmp_path / "run", config_file=record)
+    assert (config.device, config.precision) == ("cpu", "bf16")  # picked again, not the record's fp32
+    fresh = tmp_path / "mine.yaml"
+    fresh.write_text("steps: 3\nran_on: {device: cpu, precision: fp32}\n")
+    with pytest.raises(ConfigError, match="unknown key 'ran_on'"):
+        run_config(tmp_path / "run", config_file=fresh)

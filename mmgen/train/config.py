@@ -127,7 +127,7 @@ class FinetuneConfig:
         _typed_fields(self)
         # the words checked as the settings classes check them (pipelines.settings): `device="gpu"` was built
         # without complaint; `precision="BF16"` is bf16. Whether the device is here is check_here's to say.
-        check_device_name(self.device)
+        object.__setattr__(self, "device", check_device_name(self.device))  # as recorded: `CPU` is cpu, as BF16 is bf16
         object.__setattr__(self, "precision", check_precision_name(self.precision))
         if self.init is not None and self.model is not None:
             raise InvalidSetting(

@@ -120,11 +120,17 @@ def _recorded_layer(path: str | Path) -> tuple[str, dict[str, Any]]:
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
     `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note
     saying so (rank 0's); its `ran_on` record (where it last trained) is no setting: skipped, the device and precision
-    are picked again. A new --config file or flag is still refused."""
+    are picked again, once it is seen to be the record a run writes (ran_on: [1, 2] was taken silently). A new
+    --config file or flag is still refused, `ran_on` in it an unknown key."""
     from mmgen.train.run_folder import RAN_ON
 
     where, data = load_layer(path, record=True)
     if isinstance(data, dict):
+        ran_on = data.get(RAN_ON, {})
+        if not (isinstance(ran_on, dict) and set(ran_on) <= {"device", "precision"}
+                and all(isinstance(value, str) for value in ran_on.values())):
+            raise ConfigError(f"{where}: {RAN_ON}: {ran_on!r} is not the record a run writes ({RAN_ON}: with device: "
+                              "and precision: words); remove it: --resume picks the device and precision again")
         data = {key: value for key, value in data.items()
                 if key != RAN_ON and not (key in NEEDS and data.get(NEEDS[key]) is None)}
         for key, (read_as, why) in RECORDED_AS.items():

@@ -314,9 +314,9 @@ from mmgen.runtime import stop_signals
 from mmgen.runtime.stuck_stops import answer_stuck_stops
 with stop_signals.stops_interrupt():  # as a command runs: a stop raises KeyboardInterrupt, once Python sees it
     answer_stuck_stops(0.2)
-    print("waiting for rank 1", flush=True)
     mutex, lock = ctypes.create_string_buffer(64), ctypes.CDLL(None).pthread_mutex_lock
     lock(mutex)
+    print("waiting for rank 1", flush=True)
     lock(mutex)  # a wait in C that no signal ends, as gloo's for a peer that never answers
 """
 
@@ -362,6 +362,7 @@ def test_a_worker_stuck_waiting_for_a_peer_that_never_answers_stops_on_sigterm_w
                               stderr=subprocess.PIPE, text=True)
     try:
         assert worker.stdout.readline() == "waiting for rank 1\n"
+        time.sleep(0.2)  # into the wait: a stop a bytecode before it would be taken by the ordinary handler
         worker.send_signal(signal.SIGTERM)
         _, said = worker.communicate(timeout=5)
     finally:

@@ -107,6 +107,15 @@ def media_files(out: Path) -> dict[str, str]:
     return {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.suffix in (".mp4", ".png", ".wav")}
 
 
+def with_a_tiny_model_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's cache and config under `tmp_path` (as mmgen_env gives a subprocess), and a tiny model file there
+    for in-process batches."""
+    for name, value in mmgen_env(tmp_path).items():
+        if name.startswith(("MMGEN_", "XDG_")):
+            monkeypatch.setenv(name, value)
+    save_tiny_model(tmp_path / "tiny.safetensors")
+
+
 def test_six_jobs_run_end_to_end_with_sidecars_and_manifest(workspace: Path, uninterrupted):
     out, result = uninterrupted
     assert result.returncode == 0, result.stderr
@@ -777,10 +786,7 @@ def test_the_time_left_of_a_resumed_batch_is_from_the_jobs_it_runs_not_those_don
     (`ETA 0:00:07` for two jobs of 10 s each left), as plain lines and the bar both estimate it."""
     from mmgen.cli.progress import PlainLines
 
-    for name, value in mmgen_env(tmp_path).items():
-        if name.startswith(("MMGEN_", "XDG_")):
-            monkeypatch.setenv(name, value)
-    save_tiny_model(tmp_path / "tiny.safetensors")
+    with_a_tiny_model_here(tmp_path, monkeypatch)
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n"
                     + "".join(f"  - {{kind: generate, name: j{k}, seed: {k}}}\n" for k in range(6)))
@@ -886,10 +892,7 @@ def test_a_folder_put_at_a_jobs_output_name_after_planning_fails_the_job_and_is_
 def test_a_batch_job_s_progress_names_the_job_as_its_line_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A slow job's plain step lines said `clip 1/1: step 446/650`, not which job of the batch: each count a job's
     pipeline reports carries the job, as the job's line names it (`job 2/2 (generate) b.mp4`)."""
-    for name, value in mmgen_env(tmp_path).items():
-        if name.startswith(("MMGEN_", "XDG_")):
-            monkeypatch.setenv(name, value)
-    save_tiny_model(tmp_path / "tiny.safetensors")
+    with_a_tiny_model_here(tmp_path, monkeypatch)
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("defaults: {model: tiny.safetensors}\njobs:\n  - {kind: generate, name: a, seed: 1}\n"
                     "  - {kind: generate, name: b, seed: 2}\n")

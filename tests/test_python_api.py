@@ -232,7 +232,6 @@ def test_a_python_callers_errors_name_its_arguments_and_the_command_lines_its_fl
     line runs (errors.command_line_words)."""
     import mmgen
     from mmgen.adapters.spec import LoraSpec
-    from mmgen.errors import command_line_words
     from mmgen.media.delivery import Delivery
     from mmgen.weights import import_weights
 
@@ -243,13 +242,7 @@ def test_a_python_callers_errors_name_its_arguments_and_the_command_lines_its_fl
               "--lora-targets: 'bogus' is not one of"),
              (lambda: LoraSpec(2, -1.0), "lora_alpha must be", "--lora-alpha must be"),
              (lambda: Delivery(sample_rate=5), "sample_rate must be between", "--sample-rate must be between")]
-    for call, python, command_line in calls:
-        with pytest.raises(UsageError) as refused:
-            call()
-        assert str(refused.value).startswith(python), str(refused.value)
-        with command_line_words(), pytest.raises(UsageError) as refused:
-            call()
-        assert str(refused.value).startswith(command_line), str(refused.value)
+    said_in_each_callers_words(calls, UsageError, str.startswith)
 
 
 
@@ -261,7 +254,7 @@ def test_a_python_callers_hints_name_its_arguments_and_the_command_lines_its_fla
 
     import mmgen
     from mmgen.adapters.store import register
-    from mmgen.errors import MmgenError, command_line_words
+    from mmgen.errors import MmgenError
     from mmgen.runtime.processes import Processes
     from mmgen.train.divergence import DivergenceWatch
     from mmgen.train.interrupt import CheckpointNotSaved
@@ -286,13 +279,7 @@ def test_a_python_callers_hints_name_its_arguments_and_the_command_lines_its_fla
              (diverged, "(lower lr= (or raise warmup=, or set grad_clip=) and start again)",
               "(lower --lr (or raise --warmup, or set --grad-clip) and start again)"),
              (out_of_memory, "fewer or shorter clips, a smaller batch_size=)", "fewer or shorter clips, a smaller --batch-size)")]
-    for call, python, command_line in calls:
-        with pytest.raises(MmgenError) as refused:
-            call()
-        assert str(refused.value).endswith(python), str(refused.value)
-        with command_line_words(), pytest.raises(MmgenError) as refused:
-            call()
-        assert str(refused.value).endswith(command_line), str(refused.value)
+    said_in_each_callers_words(calls, MmgenError, str.endswith)
 
 
 def test_a_python_callers_output_is_named_by_its_argument_not_by_minus_o(tmp_path):
@@ -529,3 +516,17 @@ def test_a_call_inside_the_callers_meta_device_makes_real_tensors_and_gives_the_
     video = np.asarray(inside.clip.video)
     assert video.size and np.isfinite(video.astype(np.float32)).all()
     assert np.array_equal(video, np.asarray(by_default.clip.video))  # the same seed's clip, made on mmgen's device
+
+
+def said_in_each_callers_words(calls, error, where_said) -> None:
+    """Each (call, python, command_line): the error `call` raises says `python`'s words from Python and
+    `command_line`'s while the command line runs (`where_said`: str.startswith or str.endswith)."""
+    from mmgen.errors import command_line_words
+
+    for call, python, command_line in calls:
+        with pytest.raises(error) as refused:
+            call()
+        assert where_said(str(refused.value), python), str(refused.value)
+        with command_line_words(), pytest.raises(error) as refused:
+            call()
+        assert where_said(str(refused.value), command_line), str(refused.value)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from cli_here import run_here
@@ -321,6 +322,14 @@ with stop_signals.stops_interrupt():  # as a command runs: a stop raises Keyboar
 """
 
 
+def rank_0_of_two_running(script: str, tmp_path: Path) -> subprocess.Popen:
+    """`script` run as rank 0 of a 2-process torchrun job would be (its environment; no rendezvous), pipes open."""
+    env = {**mmgen_env(tmp_path), "TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
 _BUSY_IN_ONE_C_CALL = """
 import hashlib, sys
 from mmgen.runtime import stop_signals
@@ -339,10 +348,7 @@ except KeyboardInterrupt:
 def test_a_worker_busy_in_one_long_op_takes_its_stop_when_the_op_returns_not_cut_short(tmp_path):
     """A CPU step of the paper's model holds Python's handlers for tens of seconds inside one C++ op: a stop meanwhile
     is no stuck peer, and the process must get to its own stop (its checkpoint) instead of being ended without one."""
-    env = {**mmgen_env(tmp_path), "TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    worker = subprocess.Popen([sys.executable, "-c", _BUSY_IN_ONE_C_CALL], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    worker = rank_0_of_two_running(_BUSY_IN_ONE_C_CALL, tmp_path)
     try:
         assert worker.stdout.readline() == "computing\n"
         worker.send_signal(signal.SIGTERM)
@@ -356,10 +362,7 @@ def test_a_worker_stuck_waiting_for_a_peer_that_never_answers_stops_on_sigterm_w
     """`kill -STOP` of rank 1, then `kill -TERM` of torchrun: rank 0, waiting in C++ for rank 1 (a gradient
     all-reduce), never ran its SIGTERM handler — no line, no checkpoint — until torchrun SIGKILLed it 30 s later. A
     stop no handler takes ends it (exit 143), saying why no checkpoint was saved."""
-    env = {**mmgen_env(tmp_path), "TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    worker = subprocess.Popen([sys.executable, "-c", _STUCK_IN_A_COLLECTIVE], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    worker = rank_0_of_two_running(_STUCK_IN_A_COLLECTIVE, tmp_path)
     try:
         assert worker.stdout.readline() == "waiting for rank 1\n"
         time.sleep(0.2)  # into the wait: a stop a bytecode before it would be taken by the ordinary handler

@@ -341,4 +341,4 @@ def test_a_finetune_config_checks_its_device_word_as_the_settings_classes_do():
     for cls in (GenerateSettings, FinetuneConfig):
         with pytest.raises(InvalidSetting, match=r"^device: 'gpu' is not a device \(choose from auto, cpu, cuda"):
             cls(device="gpu")
-    assert FinetuneConfig(device=" CUDA:1 ").device == " CUDA:1 "  # the word; whether it is here is for the run
+    assert FinetuneConfig(device=" CUDA:1 ").device == "cuda:1"  # the word, held as written in records; here or not: the run's

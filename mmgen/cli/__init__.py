@@ -108,10 +108,10 @@ def run(argv: list[str] | None = None) -> int:
     hide_library_warnings); a program embedding it has its own warnings filters and mmgen's environment variables
     back as it returns (--debug sets MMGEN_DEBUG for the processes the command starts: environment_kept). A COLUMNS
     or LINES that holds no size (COLUMNS=0) is unset while it runs, one out of range brought within it
-    (terminal.usable_size)."""
+    (terminal_size.usable_size)."""
     from mmgen.errors import command_line_words
     from mmgen.runtime.stop_signals import stop_code, stop_name, stopped, stops_interrupt
-    from mmgen.terminal import usable_size
+    from mmgen.terminal_size import usable_size
 
     global _began
     _began = False

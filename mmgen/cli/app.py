@@ -177,7 +177,7 @@ def _panels_laid_out_alike() -> Iterator[None]:
     import typer.rich_utils
 
     from mmgen.held_text import held_by
-    from mmgen.terminal import window_sized
+    from mmgen.terminal_size import window_sized
 
     made, text_made = typer.rich_utils._get_rich_console, typer.rich_utils._make_rich_text
     held: list[tuple[object, tuple, dict]] = []

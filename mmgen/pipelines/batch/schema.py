@@ -17,7 +17,6 @@ there is one parse and every key keeps its line.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,8 @@ import yaml
 from mmgen.adapters.use import AdapterUse
 from mmgen.config import from_dict, nearest_key, unknown_keys, unquoted
 from mmgen.errors import ConfigError, InvalidSetting, UsageError
-from mmgen.media.notes import note
+from mmgen.pipelines.batch.older_folders import made_before, note_made_before
 from mmgen.pipelines.settings import KINDS as SETTINGS
-from mmgen.runtime import torchrun
 from mmgen.spelled_paths import as_found
 from mmgen.weights.names import is_path
 from mmgen.written_paths import TILDE_HINT, glob_in_folder, in_folder, made_folder_refusal
@@ -180,9 +178,9 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}{tilde}"))
             written = DEFAULT_OUTPUT_DIR
         if refusal := made_folder_refusal(written):  # a folder mmgen makes is named as meant, or not at all
-            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}{_made_before(folder, written)}"))
+            problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}{made_before(folder, written)}"))
         output_dir = in_folder(folder, written)
-        _note_made_before(path, lines.get(("output_dir",)), folder, written)
+        note_made_before(path, lines.get(("output_dir",)), folder, written)
     output_dir = as_found(output_dir)  # the folder there in another Unicode form (copied back from a Mac) is this one
 
     raw_defaults = data.get("defaults") or {}
@@ -208,28 +206,6 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
     _check_outputs(path, jobs, defaults)
     return BatchFile(path, output_dir, defaults, tuple(jobs), default_lines, tuple(problems[before:]))
 
-
-def _made_before(folder: Path, written: str) -> str:
-    """For an `output_dir:` refused (made_folder_refusal) whose folder mmgen before 2026-12-02 made as written, beside
-    the batch file (`C:/renders`: a folder named `C:`): how to keep using it."""
-    if not (folder / written).is_dir():
-        return ""
-    return f"; {written} beside the batch file is its folder made by an older mmgen: to keep it, write output_dir: ./{written}"
-
-
-def _note_made_before(path: Path, line: int | None, folder: Path, written: str) -> None:
-    """A `note:` where `output_dir: ~/out` (now the home folder's) is a folder named `~` beside the batch file holding this
-    batch's manifest: mmgen before 2026-12-02 read `~` as a name, and its finished outputs are there."""
-    from mmgen.pipelines.batch.manifest import Manifest
-
-    literal = folder / written
-    if os.path.expanduser(written) == written or not literal.is_dir() or torchrun.rank() != 0:
-        return
-    manifest = Manifest(literal)
-    if any(manifest.ran_by(record, path) for record in manifest.history()):
-        note(f"{path}:{line or 1}", f"note: output_dir: {written} is {in_folder(folder, written)} (~: your home folder); "
-             f"this batch's outputs made by an older mmgen are in {literal}: to keep using them, write "
-             f"output_dir: ./{written}", "an output folder named ~")
 
 def _check_outputs(path: Path, jobs: list[JobSpec], defaults: Mapping[str, Any]) -> None:
     """Refuse, before anything is planned, a file whose jobs ask for more than MAX_BATCH_OUTPUTS clips together

@@ -81,7 +81,7 @@ def test_two_processes_train_one_model_and_write_one_set_of_outputs(job):
     ]
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"step-{STEPS:07d}"]
     log = read_log(run_dir / "log.jsonl")
-    assert [e["event"] for e in log] == ["data"] + ["train"] * STEPS + ["checkpoint", "done"]
+    assert [e["event"] for e in log] == ["data", "start"] + ["train"] * STEPS + ["checkpoint", "done"]
 
     # Both ranks' weights, hashed by each process at the end, are identical — and are the weights rank 0 saved.
     digests = log[-1]["process_digests"]

@@ -55,7 +55,7 @@ def test_a_diverging_run_stops_with_exit_1_keeps_its_good_checkpoint_and_writes_
         weights = load_file(run_dir / "checkpoints" / "step-0000001" / name)
         assert all(torch.isfinite(w).all() for w in weights.values()), name
     log = strict_json_lines(run_dir / "log.jsonl")
-    assert [e["event"] for e in log] == ["data", "train", "checkpoint", "diverged"]
+    assert [e["event"] for e in log] == ["data", "start", "train", "checkpoint", "diverged"]
     assert log[-1]["step"] == 2 and "the loss at step 2 is not finite" in log[-1]["message"]
 
 

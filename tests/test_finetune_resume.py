@@ -383,7 +383,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again_in_its_folde
         capsys.readouterr()
         assert run(again.split()[1:]) == 0
     assert f"note: {run_dir}: the run here stopped before its first checkpoint; starting again" in capsys.readouterr().err
-    assert [e["event"] for e in read_log(run_dir / "log.jsonl")] == ["data", "train", "checkpoint", "done"]
+    assert [e["event"] for e in read_log(run_dir / "log.jsonl")] == ["data", "start", "train", "checkpoint", "done"]
     assert (run_dir / "model.safetensors").is_file()
 
 
@@ -817,7 +817,8 @@ def test_a_python_finetunes_on_event_gets_one_step_event_a_step(setup, tmp_path)
 def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_records_that(setup, tmp_path):
     """Only the start line said what `device: auto`/`precision: auto` became (`cpu (fp32)`); config.yaml said auto.
     Its `ran_on` records the device and precision each start picked, --json and model.json say them; a resume in
-    another precision is no refusal (config.yaml's record is read past) and records the one it trained in."""
+    another precision is no refusal (config.yaml's record is read past) and records the one it trained in. The log
+    has a `start` line at each start: its lines of the fp32 step and of the bf16 one could not be told apart."""
     data, recipe, env = setup
     run_dir = tmp_path / "run"
     args = ["--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, "--json"]
@@ -834,6 +835,11 @@ def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_reco
     assert "ran_on:\n  device: cpu\n  precision: bf16\n" in (run_dir / "config.yaml").read_text()
     training = json.loads((run_dir / "model.json").read_text())["training"]
     assert (training["steps"], training["device"], training["precision"]) == (2, "cpu", "bf16")
+    log = read_log(run_dir / "log.jsonl")
+    assert [e["event"] for e in log] == ["data", "start", "train", "checkpoint", "done", "start", "train", "checkpoint",
+                                         "done"]
+    assert [(e["step"], e["device"], e["precision"]) for e in log if e["event"] == "start"] == [
+        (0, "cpu", "fp32"), (1, "cpu", "bf16")]  # and the train line after each is of that start
 
 
 def test_under_torchrun_a_run_stopped_before_its_first_checkpoint_is_started_again_with_torchrun(tmp_path, monkeypatch):

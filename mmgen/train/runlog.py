@@ -1,6 +1,7 @@
-"""RUN/log.jsonl: one JSON object per line, each with an "event" (data, train, probe, sample, checkpoint,
-diverged, done) and the step it belongs to. Lines are flushed as written, so a crashed run keeps its history.
-Strict JSON: a number that is not finite (NaN, ±inf) is written as null."""
+"""RUN/log.jsonl: one JSON object per line, each with an "event" (data, start, train, probe, sample, checkpoint,
+diverged, done) and the step it belongs to. Lines are flushed as written, so a crashed run keeps its history. A
+`start` line, at each start and resume, says the device and precision the lines after it were trained in (logs of
+mmgen before 2026-12 have none). Strict JSON: a number that is not finite (NaN, ±inf) is written as null."""
 
 from __future__ import annotations
 

@@ -168,6 +168,7 @@ def prepare(
                 skipped=[{"file": str(s.path), "reason": s.reason} for s in report.skipped],
                 left_out=[{"folder": str(s.path), "reason": s.reason} for s in report.left_out],
             )
+        log.write("start", state.step, **compute.record())  # each start's own: a resume may train in another precision
     parameters = sum(p.numel() for p in model.parameters())
     if files.lora:
         trained = sum(p.numel() for p in state.parameters)

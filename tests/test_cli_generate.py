@@ -354,6 +354,28 @@ def test_an_out_dir_that_holds_clip_0000_is_refused_before_the_other_clips_are_n
     assert named == [tmp_path / "clip_0000.mp4"]
 
 
+def test_a_generate_that_goes_ahead_checks_its_outputs_once_and_a_python_call_checks_them_too(tiny, tmp_path,
+                                                                                             monkeypatch):
+    """`generate` checks its outputs before torch loads, then generate_files checked them all again: `-n 20000`
+    named and looked at its 80,000 files twice (11 s more before the first clip). The command checks once; a Python
+    program calling generate_files still has them checked: over that folder, it is refused."""
+    from mmgen.errors import OutputExists
+    from mmgen.pipelines import outputs
+
+    checked = []
+    check = outputs.check_outputs
+    monkeypatch.setattr(outputs, "check_outputs", lambda paths, *args, **kwargs: checked.append(len(paths))
+                        or check(paths, *args, **kwargs))
+    done = run_here("generate", "-m", tiny, "-n", "2", "--steps", "1", "--no-previews", "-o", tmp_path / "cli",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert checked == [1, 2]  # the first clip's files, then every clip's: once
+    checked.clear()
+    with pytest.raises(OutputExists, match="clip_0000.mp4 already exists"):
+        generate_files(tmp_path / "cli", GenerateSettings(model=str(tiny), num=2, steps=1, previews=False))
+    assert checked == [1]
+
+
 def test_many_outputs_are_checked_per_folder_and_a_name_already_there_one_by_one(tmp_path, monkeypatch):
     """`generate -n 20000 -o NEWDIR` checked each planned file on its own (a stat, a symlink resolution, a name-length
     lookup, a cache check: ~1.6 ms each, 32 s before the first clip, and twice). Its folder is checked with its first

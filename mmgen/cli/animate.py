@@ -26,11 +26,14 @@ def animate(
     The output keeps the ORIGINAL audio (copied when the container can hold it) and lasts exactly as long as the
     input; --loudness/--sample-rate re-encode it at that loudness and rate instead.
     """
+    from mmgen.pipelines.checked_once import checks_kept
     from mmgen.pipelines.preflight import check_matching
 
-    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once
-    check_matching("animate", input, output, settings, overwrite=overwrite)
-    from mmgen.pipelines.animate import animate as make_video
+    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once;
+    # the pipeline's call of them then finds them done (checked_once)
+    with checks_kept():
+        check_matching("animate", input, output, settings, overwrite=overwrite)
+        from mmgen.pipelines.animate import animate as make_video
 
-    with reporting(json), progress_display() as progress:
-        make_video(input, output, settings, overwrite=overwrite, progress=progress)
+        with reporting(json), progress_display() as progress:
+            make_video(input, output, settings, overwrite=overwrite, progress=progress)

@@ -42,12 +42,15 @@ def generate(
 
     Clip k uses seed SEED+k, so `--seed SEED+k -n 1` makes it again.
     """
+    from mmgen.pipelines.checked_once import checks_kept
     from mmgen.pipelines.preflight import check_generate
 
     Limit(1).check("batch_size", batch_size)  # said as --batch-size (cli._failed), in every command's words
-    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once
-    check_generate(out_dir, settings, overwrite=overwrite)
-    from mmgen.pipelines.generate import generate_files
+    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once;
+    # the pipeline's call of them then finds them done (checked_once)
+    with checks_kept():
+        check_generate(out_dir, settings, overwrite=overwrite)
+        from mmgen.pipelines.generate import generate_files
 
-    with reporting(json), progress_display() as progress:  # each clip's --json line as it is kept
-        generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)
+        with reporting(json), progress_display() as progress:  # each clip's --json line as it is kept
+            generate_files(out_dir, settings, batch_size=batch_size, overwrite=overwrite, progress=progress)

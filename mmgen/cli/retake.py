@@ -27,11 +27,14 @@ def retake(
     Outside the ranges the output is the input: its sound sample for sample (at the delivered rate) and its
     picture's packets copied for a sound retake; its frames and its sound's packets for a picture retake.
     """
+    from mmgen.pipelines.checked_once import checks_kept
     from mmgen.pipelines.preflight import check_retake
 
-    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once
-    check_retake(input, output, settings, overwrite=overwrite)
-    from mmgen.pipelines.retake import retake as make_retake
+    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once;
+    # the pipeline's call of them then finds them done (checked_once)
+    with checks_kept():
+        check_retake(input, output, settings, overwrite=overwrite)
+        from mmgen.pipelines.retake import retake as make_retake
 
-    with reporting(json), progress_display() as progress:
-        make_retake(input, output, settings, overwrite=overwrite, progress=progress)
+        with reporting(json), progress_display() as progress:
+            make_retake(input, output, settings, overwrite=overwrite, progress=progress)

@@ -25,11 +25,14 @@ def soundtrack(
 
     The output keeps the ORIGINAL video stream (copied, not re-encoded) and lasts exactly as long as the input.
     """
+    from mmgen.pipelines.checked_once import checks_kept
     from mmgen.pipelines.preflight import check_matching
 
-    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once
-    check_matching("soundtrack", input, output, settings, overwrite=overwrite)
-    from mmgen.pipelines.soundtrack import soundtrack as make_soundtrack
+    # the pipeline's own checks, before it is imported (torch: seconds): a refusal that needs no model is said at once;
+    # the pipeline's call of them then finds them done (checked_once)
+    with checks_kept():
+        check_matching("soundtrack", input, output, settings, overwrite=overwrite)
+        from mmgen.pipelines.soundtrack import soundtrack as make_soundtrack
 
-    with reporting(json), progress_display() as progress:
-        make_soundtrack(input, output, settings, overwrite=overwrite, progress=progress)
+        with reporting(json), progress_display() as progress:
+            make_soundtrack(input, output, settings, overwrite=overwrite, progress=progress)

@@ -2,7 +2,8 @@
 usable media file, every output can be written and is none of the run's inputs, the model resolves (a name in the
 registry or the cache, a file that is there). Each pipeline calls them first, and each command calls the same
 function before it imports its pipeline, so a refusal that needs no model answers at once, not after the seconds
-torch takes to import. (Reading a model file's header, once the file is there, imports torch.)"""
+torch takes to import; the pipeline's call then finds them done (checked_once). (Reading a model file's header,
+once the file is there, imports torch.)"""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mmgen.input_files import why_not_a_file
 from mmgen.media.containers import MEDIA_SUFFIXES
 from mmgen.media.probe import MAX_CHANNELS, MediaInfo, probe
 from mmgen.pipelines import outputs
+from mmgen.pipelines.checked_once import checked_once
 from mmgen.pipelines.settings import GenerateSettings, MatchingSettings, RetakeSettings, RunSettings
 from mmgen.runtime.device_names import check_device_name
 from mmgen.weights import sidecar
@@ -126,6 +128,7 @@ class Matching:
     seconds: float
 
 
+@checked_once  # the command's check, before torch loads, is its pipeline's
 def check_matching(command: str, input: str | Path, output: str | Path | None, settings: MatchingSettings, *,
                    overwrite: bool = False, inputs: Sequence[Path] = ()) -> Matching:
     """soundtrack's or animate's (`command`) checks: the input, the output (OUTPUT as given, or named after the
@@ -158,6 +161,7 @@ class Retaking:
     inputs: list[Path]
 
 
+@checked_once  # the command's check, before torch loads, is its pipeline's
 def check_retake(input: str | Path, output: str | Path | None, settings: RetakeSettings, *,
                  overwrite: bool = False, inputs: Sequence[Path] = ()) -> Retaking:
     """retake's checks: the input (both streams there and usable), the ranges, the output, the model. `inputs`: more
@@ -181,6 +185,7 @@ def check_retake(input: str | Path, output: str | Path | None, settings: RetakeS
     return Retaking(source, info, streams, spans, paths, inputs)
 
 
+@checked_once  # the command's check, before torch loads, is its pipeline's
 def check_generate(out_dir: str | Path, settings: GenerateSettings, *, overwrite: bool = False
                    ) -> tuple[list[outputs.OutputPaths], tuple[Path, ...]]:
     """generate_files's checks: OUT_DIR, every clip's files, the model. Returns the clips' files and the files the

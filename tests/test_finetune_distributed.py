@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,11 +308,13 @@ def test_a_library_s_socket_error_outside_torchrun_is_its_own_not_another_proces
     assert capsys.readouterr().err == "mmgen: error: another process of the job ended (its own output says why)\n"
 
 
-def two_ranks_given(tmp_path, monkeypatch, capsys, rank_1_flags: list[str], rank_1_says) -> dict:
+def two_ranks_given(tmp_path, monkeypatch, capsys, rank_1_flags: list[str], rank_1_says, rank_1_data=None) -> dict:
     """{rank: (exit code, stderr)} of `mmgen finetune`, its two ranks played in this process (tests/two_ranks.py),
-    rank 1 given `rank_1_flags` besides the command line both were given (a launcher script's mistake); rank 0,
-    played first, hears rank 1 say `rank_1_says` of its own word at the gather before they join."""
+    rank 1 given `rank_1_flags` besides the command line both were given, and `rank_1_data` for its clips where
+    given (a launcher script's mistake); rank 0, played first, hears rank 1 say `rank_1_says` of its own word (a
+    settings_agreement.Word, or None with a refusal) at the gather before they join."""
     from mmgen.cli import run
+    from mmgen.train.settings_agreement import Word
 
     data = tmp_path / "clips"
     write_clip_folder(data, good=1, seconds=1.0)
@@ -319,10 +322,15 @@ def two_ranks_given(tmp_path, monkeypatch, capsys, rank_1_flags: list[str], rank
     for name, value in mmgen_env(tmp_path).items():
         if name.startswith(("MMGEN_", "XDG_")):
             monkeypatch.setenv(name, value)
-    line = ["finetune", str(data), "--scratch", "--config", str(recipe), "-o", str(tmp_path / "run"), "--steps", "2",
-            "--sample-every", "0"]
-    return run_as_two_ranks(monkeypatch, capsys, lambda: run(line + rank_1_flags * (os.environ["RANK"] == "1")),
-                            lambda word: rank_1_says(word) if isinstance(word[0], dict) else word)
+
+    def finetune() -> int:
+        rank_1 = os.environ["RANK"] == "1"
+        return run(["finetune", str(rank_1_data if rank_1 and rank_1_data else data), "--scratch", "--config",
+                    str(recipe), "-o", str(tmp_path / "run"), "--steps", "2", "--sample-every", "0",
+                    *rank_1_flags * rank_1])
+
+    return run_as_two_ranks(monkeypatch, capsys, finetune,
+                            lambda word: rank_1_says(word) if isinstance(word[0], Word) else word)
 
 
 def test_a_setting_only_one_rank_refuses_is_said_by_rank_0_and_every_rank_exits_2(tmp_path, monkeypatch, capsys):
@@ -348,8 +356,91 @@ def test_ranks_given_different_settings_refuse_at_once_naming_the_setting_and_ea
     """`--lr 5e-4` given to rank 1 alone: the job trained to the end, then failed with `RuntimeError: processes
     ended with different weights` (exit 1, hours later). Now the ranks compare their settings before they join."""
     said = two_ranks_given(tmp_path, monkeypatch, capsys, ["--lr", "5e-4"],
-                           lambda word: ({**word[0], "lr": 5e-4}, None))
+                           lambda word: (word[0]._replace(settings={**word[0].settings, "lr": 5e-4}), None))
     line = ("mmgen: error: the processes of this torchrun job were given different lr (rank 0: 0.0001, rank 1: "
             "0.0005) (give every process the same command line and config file)\n")
     assert said == {0: (2, line), 1: (2, "")}
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given", ["-o", "DATA_DIR"])
+def test_ranks_given_different_run_or_clip_folders_refuse_at_once_naming_each_rank_s_folder(
+    tmp_path, monkeypatch, capsys, given
+):
+    """Rank 1 given another clips folder trained apart and failed after decoding with `IndexError: list index out of
+    range` (exit 1); given another -o, it was silently put in rank 0's. Ranks on one machine now compare the folders
+    they were given before they join, as absolute paths, as they compare their settings."""
+    other = tmp_path / "other"
+    other.mkdir()
+    if given == "-o":
+        said = two_ranks_given(tmp_path, monkeypatch, capsys, ["-o", str(other)],
+                               lambda word: (word[0]._replace(folders={**word[0].folders, "-o": str(other)}), None))
+        values = tmp_path / "run", other
+    else:
+        said = two_ranks_given(tmp_path, monkeypatch, capsys, [],
+                               lambda word: (word[0]._replace(folders={**word[0].folders, "DATA_DIR": str(other)}),
+                                             None), rank_1_data=other)
+        values = tmp_path / "clips", other
+    line = (f"mmgen: error: the processes of this torchrun job were given different {given} (rank 0: "
+            f"'{values[0]}', rank 1: '{values[1]}') (give every process the same command line and config file)\n")
+    assert said == {0: (2, line), 1: (2, "")}
+    assert not (tmp_path / "run").exists() and not list(other.iterdir())
+
+
+def test_ranks_on_other_machines_may_see_the_shared_folders_at_other_paths(monkeypatch):
+    """Two machines of a job mount the shared file system at /shared and at /mnt/shared: their folders are not
+    compared, as no path of one names anything on the other. Two ranks of one machine given other clips still are,
+    and every rank refuses alike, naming that machine's ranks."""
+    from mmgen.errors import UsageError
+    from mmgen.runtime import processes
+    from mmgen.train.config import FinetuneConfig
+    from mmgen.train.settings_agreement import Word, agree, shared_settings
+
+    settings = shared_settings(FinetuneConfig())
+
+    def on(machine: str, shared: str, clips: str = "clips") -> Word:
+        return Word({"-o": f"{shared}/run", "DATA_DIR": f"{shared}/{clips}"}, machine, settings)
+
+    def job_of(*heard: Word) -> None:
+        class Heard(processes.Processes):
+            def gather(self, obj):
+                return [(word, None) for word in heard]
+
+        monkeypatch.setattr(processes, "before_joining", lambda: Heard(0, len(heard), 0))
+
+    job_of(on("node 0", "/shared"), on("node 0", "/shared"), on("node 1", "/mnt/shared"), on("node 1", "/mnt/shared"))
+    agree(None, FinetuneConfig(), {"-o": "/shared/run", "DATA_DIR": "/shared/clips"})
+    job_of(on("node 0", "/shared"), on("node 0", "/shared"), on("node 1", "/mnt/shared"),
+           on("node 1", "/mnt/shared", "other"))
+    with pytest.raises(UsageError) as refused:
+        agree(None, FinetuneConfig(), {"-o": "/shared/run", "DATA_DIR": "/shared/clips"})
+    assert refused.value.message == ("the processes of this torchrun job were given different DATA_DIR (rank 2: "
+                                     "'/mnt/shared/clips', rank 3: '/mnt/shared/other')")
+
+
+def test_a_command_line_mistake_one_rank_alone_meets_is_said_by_rank_0_and_every_rank_exits_2(tmp_path):
+    """A launcher script that gives rank 1 alone `--steps abc`: rank 1 left its mistake to rank 0 to say, as if
+    every rank had met it, and exited 2; rank 0, whose command line was fine, waited for it at the settings
+    agreement until torchrun stopped it: `mmgen: interrupted (SIGTERM)`, exit 143, and the mistake said by nobody.
+    Now rank 1 hands it over at the agreement: rank 0 says it, every rank exits 2. A real torchrun job."""
+    data = tmp_path / "clips"
+    write_clip_folder(data, good=1, seconds=1.0)
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(textwrap.dedent(f"""
+        import os, runpy, sys
+        sys.argv[1:] = ["finetune", {str(data)!r}, "--scratch", "--config", {str(recipe)!r}, "-o",
+                        {str(tmp_path / "run")!r}, "--steps", "abc" if os.environ["RANK"] == "1" else "2"]
+        try:
+            runpy.run_module("mmgen", run_name="__main__")
+        except SystemExit as ended:
+            with open(f"{tmp_path}/rank-{{os.environ['RANK']}}.code", "w") as code:
+                code.write(str(ended.code))
+            raise
+    """))
+    job = subprocess.run(torchrun(str(launcher)), env=mmgen_env(tmp_path, OMP_NUM_THREADS="1"), capture_output=True,
+                         text=True, timeout=300)
+    said = [line for line in job.stderr.splitlines() if line.startswith("mmgen")]
+    assert said == ["mmgen: error: --steps: expected an integer, got 'abc'"], job.stderr
+    assert [(tmp_path / f"rank-{rank}.code").read_text() for rank in (0, 1)] == ["2", "2"]
     assert not (tmp_path / "run").exists()

@@ -293,12 +293,20 @@ def _said_once(e: Exception, line: Callable[[], str]) -> None:
 
 def _command_line_error(message: str) -> None:
     """A refusal of the command line itself (typer's and click's usage errors): under torchrun said by rank 0 alone,
-    as every process parsed the same line (torchrun.says_command_line_errors)."""
+    as every process parsed the same line (torchrun.says_command_line_errors). A command whose processes agree on
+    their settings before they join hands it to rank 0 there: another rank's command line may have been refused
+    alone (a launcher script's `--steps abc` for rank 1), and rank 0 waited for it at the agreement."""
     from mmgen.cli.app import arguments
-    from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
+    from mmgen.runtime.torchrun import AGREED, leave_the_word_to_rank_0, says_command_line_errors
 
-    if says_command_line_errors(command_named(arguments.get())):
+    command = command_named(arguments.get())
+    if says_command_line_errors(command):
         _error(message)
+    elif command in AGREED:
+        from mmgen.errors import UsageError
+        from mmgen.train.settings_agreement import hand_over
+
+        leave_the_word_to_rank_0(lambda: hand_over(UsageError(message)))
     else:
         leave_the_word_to_rank_0()
 

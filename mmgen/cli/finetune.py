@@ -225,7 +225,7 @@ def finetune(
     if in_a_job:  # each process read its own command line: they must agree before they join (torch loads here)
         from mmgen.train.settings_agreement import agree
 
-        agree(refusal, config)
+        agree(refusal, config, {"-o": output, "DATA_DIR": data_dir})
     with display() as on_event:
         try:
             # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a

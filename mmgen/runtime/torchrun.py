@@ -9,12 +9,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from mmgen.errors import UsageError
 
 SPLIT = ("batch", "finetune")  # the commands that split their work over a torchrun job's processes
 ONE_PROCESS = ("generate", "soundtrack", "animate", "retake")  # media made by one process: refused under torchrun
 ANY_PROCESS = ("models", "doctor")  # run as they are in any process of a job (check)
+AGREED = ("finetune",)  # whose processes agree on their settings before they join (train.settings_agreement)
 _SET_BY_TORCHRUN = ("set by torchrun (`torchrun --nproc_per_node N -m mmgen batch|finetune …`); "
                     "unset WORLD_SIZE to run one process")
 
@@ -72,11 +74,13 @@ def says_command_line_errors(command: str | None) -> bool:
 RANK_0_SAYS_WITHIN_S = 10.0
 
 
-def leave_the_word_to_rank_0() -> None:
+def leave_the_word_to_rank_0(hand_over: Callable[[], None] | None = None) -> None:
     """A torchrun worker that leaves to rank 0 a refusal all the job's processes meet alike waits, silent, before it
     exits: torchrun stops a job's other workers (SIGTERM) as soon as one fails, and that came to rank 0 before it had
     said the refusal (the user saw `interrupted (SIGTERM)` and torchrun's traceback, never what was wrong). It waits
-    until torchrun stops it (rank 0 has ended) or RANK_0_SAYS_WITHIN_S pass, then exits as it would have."""
+    until torchrun stops it (rank 0 has ended) or RANK_0_SAYS_WITHIN_S pass, then exits as it would have.
+    `hand_over` first gives rank 0 a refusal it may not have met itself (its own command line was fine), waiting for
+    rank 0 to take it until torchrun stops this process (rank 0 has ended: it met the refusal too)."""
     if not launched() or rank() == 0 or threading.current_thread() is not threading.main_thread():
         return
 
@@ -85,6 +89,8 @@ def leave_the_word_to_rank_0() -> None:
 
     kept = {stop: signal.signal(stop, ended) for stop in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if hand_over is not None:
+            hand_over()
         time.sleep(RANK_0_SAYS_WITHIN_S)
     except _Ended:
         pass

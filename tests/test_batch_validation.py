@@ -1126,6 +1126,19 @@ def test_batch_example_refuses_what_it_would_ignore(tmp_path):
     assert (missing.returncode, missing.stderr) == (2, "mmgen: error: Missing argument 'JOBS.yaml'.\n")
 
 
+def test_batch_example_takes_debug_as_every_command_does_and_its_help_says_so(tmp_path):
+    """`--example`'s help said it takes no other option, yet `batch --example --debug` printed the example: --debug is
+    every command's switch, before the command or after it (`mmgen --debug batch --example` is the same command)."""
+    from mmgen.cli.app import command
+
+    example = (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
+    for args in (["batch", "--example", "--debug"], ["--debug", "batch", "--example"]):
+        printed = run_here(*args, env=mmgen_env(tmp_path))
+        assert (printed.returncode, printed.stdout, printed.stderr) == (0, example, ""), args
+    (said,) = [p.help for p in command().commands["batch"].params if "--example" in getattr(p, "opts", ())]
+    assert said.endswith("it takes no JOBS file and no other option but --debug, which every command takes.")
+
+
 def test_batch_example_is_utf8_whatever_stdout_s_encoding(tmp_path):
     """On Windows `mmgen batch --example > jobs.yaml` wrote cp1252, the console's encoding (`…` as byte 0x85), and
     `mmgen batch jobs.yaml` then refused its own example: `jobs.yaml:20: not UTF-8 text`."""

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 def _print_example(ctx: typer.Context) -> None:
     """`mmgen batch --example`: print the packaged, annotated example batch file to stdout (no JOBS file needed).
     Anything else given with it is refused (exit 2) rather than ignored: `--example --json` printed YAML, `--example
-    -o jobs.yaml` wrote no file. Refused too with stdout closed, as every command that only prints is; and, as one,
+    -o jobs.yaml` wrote no file. --debug is taken, as every command takes it, before the command or after (the
+    root's switch: `mmgen --debug batch --example` never reaches this check). Refused too with stdout closed, as every command that only prints is; and, as one,
     it says nothing of a reader that stops reading (`| head`): no line about files written, which it writes none of."""
     from mmgen.presets import batch_example
 
@@ -80,7 +81,7 @@ def batch(
         bool,
         typer.Option("--example",
                      help="Print an annotated example batch file to stdout and exit (`mmgen batch --example > "
-                     "jobs.yaml`); it takes no JOBS file and no other option."),
+                     "jobs.yaml`); it takes no JOBS file and no other option but --debug, which every command takes."),
     ] = False,
     json: Annotated[
         bool,

@@ -65,19 +65,72 @@ def windows_hint(written: str) -> str | None:
     return drive and f"{written!r} reads as drive {drive} on Windows; here it is a relative path"
 
 
-def made_folder_refusal(written: str) -> str | None:
-    """Why a folder mmgen would make where a file says `written` (a batch file's `output_dir:`, a finetune config's
-    `cache_dir:`) would not be the folder meant, as `'WRITTEN' …` to follow the key; None where it would be. A `\\`
-    named a folder with the backslash in its name, a drive (drive_of) a folder named `C:`, a `$HOME` a folder named
-    `$HOME`: made as meant, or not."""
+def made_folder_refusal(written: str, folder: Path) -> str | None:
+    """Why a folder mmgen would make where a file in `folder` says `written` (a batch file's `output_dir:`, a finetune
+    config's `cache_dir:`) would not be the folder meant, as `'WRITTEN' …` to follow the key; None where it would be. A
+    `\\` named a folder with the backslash in its name, a drive (drive_of) a folder named `C:`, a `$HOME` (anywhere in
+    it: `outs/$USER`) a folder named `$HOME`, a `~nosuchuser` one named so: made as meant, or not at all."""
     if "\\" in written:
         return f"{written!r}: {WINDOWS_HINT}"
     if drive := drive_of(written):
         return (f"{written!r} reads as drive {drive} on Windows; here it would be a folder named {written.split('/')[0]} (write "
                 "the folder as this system names it)")
-    if _VARIABLE.match(written):  # `$HOME/outs` made a folder `$HOME` (where `rm -rf $HOME` is a disaster); `./$HOME` names it
+    if no_home := unknown_home(written, folder):
+        return f"{written!r}: {no_home} (write the home folder out, or ./{written} for a folder of that name)"
+    if unmade_variable(written, folder):  # `$HOME/outs` made a folder `$HOME` (where `rm -rf $HOME` is a disaster)
         return f"{written!r}: {VARIABLES_HINT} (write the folder out, or ~ for the home folder)"
     return None
+
+
+def made_name_refusal(name: str, output_dir: Path) -> str | None:
+    """Why a batch job's `name:` (without ".mp4") as written would not name the file meant in `output_dir`, as words to
+    follow it, or None. Read as `output_dir:` is, a leading `~` is a home folder, outside the output folder (`~/x`
+    planned `OUT/~/x.mp4` without a word), a `~nosuchuser` folder is almost always a typo, and a `$VAR` is not expanded:
+    refused, unless what it would make is there already (an older mmgen's, its outputs' names and seeds as written).
+    (A name made from an input's, `{stem}`, is that file's name as it is: not read so.)"""
+    head = name.split("/")[0]
+    if head.startswith("~") and not _there(output_dir, Path(name).parts, 0, name=True):
+        if (home := os.path.expanduser(name)) != name:
+            return f" reads as {home} (~: the home folder), outside the output folder (write ./{name} for a folder named {head} in it)"
+        if "/" in name:
+            return f": {_no_home(head)} (write ./{name} for a folder of that name)"
+    if unmade_variable(name, output_dir, name=True):
+        return f": {VARIABLES_HINT} ({'{stem} takes no $' if '${stem}' in name else 'write the name out'})"
+    return None
+
+
+def unknown_home(written: str, folder: Path) -> str | None:
+    """Why a leading `~name` of `written`, a folder mmgen would make in `folder`, is no home folder, or None: where there
+    is no user `name`, a shell and in_folder leave it as written, a folder named `~nosuchuser`, almost always a typo.
+    A folder of that name already there (made on purpose, or by an earlier run) is taken as written."""
+    head = written.split("/")[0]
+    if not head.startswith("~") or os.path.expanduser(head) != head or (folder / head).is_dir():
+        return None
+    return _no_home(head)
+
+
+def _no_home(head: str) -> str:
+    return f"there is no {f'user {head[1:]}' if head != '~' else 'home folder'} here, so {head} would be a folder named {head}"
+
+
+def unmade_variable(written: str, folder: Path, *, name: bool = False) -> bool:
+    """Whether `written`, a path mmgen would make from `folder`, holds a variable (`$USER`, `${USER}`, `%USERPROFILE%`)
+    in a part not there yet: no shell reads the file, so `outs/$USER` would be a folder named `$USER`. A part already
+    there (made on purpose, or by an older mmgen) is taken as written. `name`: `written` is a batch job's `name:`."""
+    if "$" not in written and "%" not in written:  # most paths: every job's name of a 10,000-job file is asked
+        return False
+    parts = Path(os.path.expanduser(written)).parts
+    last = max((i for i, part in enumerate(parts) if _VARIABLE.search(part)), default=None)
+    return last is not None and not _there(folder, parts, last, name=name)
+
+
+def _there(folder: Path, parts: tuple[str, ...], index: int, *, name: bool = False) -> bool:
+    """Whether the folder `parts[index]` (of a path from `folder`, cut there) is there already. `name`: the parts are a
+    batch job's `name:`, whose last one starts its files' names (`take` → take_0000.mp4) and `{stem}` any input's."""
+    if not name:
+        return folder.joinpath(*parts[:index + 1]).is_dir()
+    pattern = glob.escape(parts[index]).replace("{stem}", "*") + ("*" if index == len(parts) - 1 else "")
+    return any(folder.joinpath(*parts[:index]).glob(re.sub(r"\*+", "*", pattern)))
 
 
 def missing_hint(path: str | os.PathLike) -> str:

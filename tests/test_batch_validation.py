@@ -1910,10 +1910,11 @@ def test_a_leading_tilde_in_a_batch_file_s_paths_is_the_home_folder_and_a_variab
                                 "a YAML file)")
 
 
-def test_an_output_dir_through_a_variable_is_refused_not_made_as_a_folder_named_after_it(folder: Path):
-    """`output_dir: $HOME/outs` made `./$HOME/outs` beside the batch file (where `rm -rf $HOME` is a disaster): no
-    shell reads the file, so it is refused, saying so; `./$HOME/outs` names that folder, as it is written."""
-    for written in ("$HOME/outs", "%USERPROFILE%/outs", "${USER}/outs"):
+def test_an_output_dir_or_name_through_a_variable_is_refused_not_made_as_a_folder_named_after_it(folder: Path):
+    """`output_dir: $HOME/outs` made `./$HOME/outs` beside the batch file (where `rm -rf $HOME` is a disaster), and
+    `outs/$USER` or `name: $USER/take` a folder named `$USER`: no shell reads the file, so a variable anywhere in a
+    folder or name mmgen would make is refused, saying so. One already there (an older mmgen's) is taken as written."""
+    for written in ("$HOME/outs", "%USERPROFILE%/outs", "${USER}/outs", "outs/$USER", "./$USER/outs", "o/run_${USER}"):
         jobs = write_jobs(folder, f"""
             output_dir: '{written}'
             defaults: {{model: tiny.safetensors}}
@@ -1922,9 +1923,31 @@ def test_an_output_dir_through_a_variable_is_refused_not_made_as_a_folder_named_
             """)
         assert problems_of(jobs) == {1: f"output_dir: {written!r}: environment variables are not expanded in a YAML "
                                         "file (write the folder out, or ~ for the home folder)"}
-    assert not any("$" in path.name or "%" in path.name for path in folder.iterdir())
-    jobs.write_text(jobs.read_text().replace("${USER}/outs", "./$USER/outs"))
-    assert plan_batch(jobs).output_dir == folder / "$USER" / "outs"
+    jobs = write_jobs(folder, """
+        output_dir: o
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: $USER/take}
+          - {kind: generate, name: "take_${USER}"}
+          - {kind: soundtrack, inputs: clips/*.mp4, name: "scored/${stem}"}
+          - {kind: generate, name: price$5}
+        """)
+    assert problems_of(jobs) == {
+        4: "job 1 (generate): name: '$USER/take': environment variables are not expanded in a YAML file (write the name out)",
+        5: "job 2 (generate): name: 'take_${USER}': environment variables are not expanded in a YAML file (write the "
+           "name out)",
+        6: "job 3 (soundtrack): name: 'scored/${stem}': environment variables are not expanded in a YAML file ({stem} "
+           "takes no $)"}
+    assert not any(folder.glob("**/*[$%]*"))
+    (folder / "outs" / "$USER").mkdir(parents=True)  # as an older mmgen made them
+    (folder / "o" / "$USER").mkdir(parents=True)
+    (folder / "o" / "take_${USER}.mp4").write_bytes(b"its clip")
+    (folder / "o" / "scored").mkdir()
+    (folder / "o" / "scored" / "$beach.mp4").write_bytes(b"its clip")
+    assert [job.output for job in plan_batch(jobs, overwrite=True).jobs] == [  # (files no manifest records)
+        "$USER/take.mp4", "take_${USER}.mp4", "scored/$beach.mp4", "price$5.mp4"]
+    jobs = write_jobs(folder, "output_dir: outs/$USER\ndefaults: {model: tiny.safetensors}\njobs: [{kind: generate}]\n")
+    assert plan_batch(jobs).output_dir == folder / "outs" / "$USER"
 
 
 def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_its_outputs_are(
@@ -1954,6 +1977,59 @@ def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_i
         f"older mmgen are in {older}: to keep using them, write output_dir: ./~/out"]
     jobs.write_text(jobs.read_text().replace("~/out", "./~/out"))
     assert plan_batch(jobs).status == {1: "done"}
+
+
+NO_USER = "~no-such-user-mmgen"  # no user has this name: a shell leaves it as it is written
+
+
+def test_an_output_dir_from_a_user_there_is_no_such_is_refused_unless_its_folder_is_there(folder: Path):
+    """`output_dir: ~nosuchuser/x` made a folder named `~nosuchuser` beside the batch file, as a shell would: for one
+    who writes it, almost always a typo for a user's home. It is refused, with the way to such a folder, unless that
+    folder is there already (an older mmgen's, or made on purpose): then it is taken as written."""
+    jobs = write_jobs(folder, f"""
+        output_dir: {NO_USER}/x
+        defaults: {{model: tiny.safetensors}}
+        jobs:
+          - {{kind: generate}}
+        """)
+    assert problems_of(jobs) == {1: f"output_dir: '{NO_USER}/x': there is no user {NO_USER[1:]} here, so {NO_USER} would "
+                                    f"be a folder named {NO_USER} (write the home folder out, or ./{NO_USER}/x for a "
+                                    "folder of that name)"}
+    assert not (folder / NO_USER).exists()
+    (folder / NO_USER).mkdir()
+    assert plan_batch(jobs).output_dir == folder / NO_USER / "x"
+
+
+def test_a_name_from_the_home_folder_is_refused_as_output_dir_reads_it_unless_an_older_mmgen_made_its_folder(
+        folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """`name: ~/x` planned `OUT/~/x.mp4` without a word, where `output_dir: ~/out` is the home folder's: read so, it is
+    outside the output folder, refused with the way to a folder named `~` (`./~/x`, no Windows note for its `.`); so
+    is a folder from a user there is no such. Where an older mmgen made that folder, the name is its, as written."""
+    monkeypatch.setenv("HOME", str(folder / "home"))
+    jobs = write_jobs(folder, f"""
+        output_dir: o
+        defaults: {{model: tiny.safetensors, steps: 2, previews: false}}
+        jobs:
+          - {{kind: generate, name: ~/x}}
+          - {{kind: generate, name: {NO_USER}/y}}
+          - {{kind: generate, name: ./~/z}}
+        """)
+    assert problems_of(jobs) == {
+        4: f"job 1 (generate): name: '~/x' reads as {folder}/home/x (~: the home folder), outside the output folder "
+           "(write ./~/x for a folder named ~ in it)",
+        5: f"job 2 (generate): name: '{NO_USER}/y': there is no user {NO_USER[1:]} here, so {NO_USER} would be a folder "
+           f"named {NO_USER} (write ./{NO_USER}/y for a folder of that name)"}
+    assert windows_note("./~/z") is None  # (it said Windows drops the trailing dot of the folder '.')
+    (folder / "o" / "~").mkdir(parents=True)
+    (folder / "o" / NO_USER).mkdir()
+    plan = plan_batch(jobs)  # as an older mmgen planned it, and recorded its output
+    assert [job.output for job in plan.jobs] == ["~/x.mp4", f"{NO_USER}/y.mp4", "./~/z.mp4"]
+    job = plan.jobs[0]
+    (folder / "o" / job.output).write_bytes(b"the batch's clip")
+    manifest = Manifest(folder / "o")
+    manifest.append(Record(job.output, "done", job.hash, job.number, job.kind, job.seed, batch=str(jobs.resolve()),
+                           files=manifest.describe_files({"mp4": folder / "o" / job.output})))
+    assert plan_batch(jobs).status == {1: "done", 2: "new", 3: "new"}
 
 def test_a_path_written_as_windows_writes_it_is_refused_where_mmgen_makes_it_and_gets_a_hint_where_missing(
         folder: Path):

@@ -569,14 +569,15 @@ def test_a_config_s_paths_through_a_variable_a_backslash_or_a_drive_say_so_as_a_
 
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "recipe.yaml"
-    for written in ("$HOME/cc", "${HOME}/cc", "%APPDATA%/cc"):
+    for written in ("$HOME/cc", "${HOME}/cc", "%APPDATA%/cc", "cache/$USER", "./$HOME/cc"):
         recipe.write_text(f"cache_dir: '{written}'\n")
         with pytest.raises(ConfigError) as refused:
             run_config(tmp_path / "run", config_file=recipe)
         assert str(refused.value) == (f"{recipe}: cache_dir: {written!r}: environment variables are not expanded in a "
                                       "YAML file (write the folder out, or ~ for the home folder)")
-    assert not any(tmp_path.glob("*[$%]*"))
-    for written in ("price$5", "./$HOME/cc"):  # a `$` not before a name is a folder's name; so is one past `./`
+    assert not any(tmp_path.glob("**/*[$%]*"))
+    (tmp_path / "cache" / "$USER").mkdir(parents=True)  # one already there is taken as written: mmgen makes none
+    for written in ("price$5", "cache/$USER"):  # a `$` not before a name is a folder's name
         recipe.write_text(f"cache_dir: '{written}'\n")
         assert run_config(tmp_path / "run", config_file=recipe).cache_dir == tmp_path / written
     variable, windows = "(environment variables are not expanded in a YAML file)", "(write paths with / ; \\ is not"

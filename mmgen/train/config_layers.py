@@ -98,10 +98,10 @@ def load_layer(path: str | Path, *, record: bool = False) -> tuple[str, dict[str
     if tilde := tilde_nulls(node, () if record else MADE_FOLDER_KEYS):  # `cache_dir: ~` used the default cache
         key, line = next(iter(tilde.items()))
         raise ConfigError(f"{path}:{line}: {key}: {TILDE_HINT}")
-    for key in MADE_FOLDER_KEYS if isinstance(data, dict) and not record else ():
-        if isinstance(written := data.get(key), str) and (refusal := made_folder_refusal(written)):
-            raise ConfigError(f"{path}: {key}: {refusal}")
     folder = Path(path).parent.resolve()
+    for key in MADE_FOLDER_KEYS if isinstance(data, dict) and not record else ():
+        if isinstance(written := data.get(key), str) and (refusal := made_folder_refusal(written, folder)):
+            raise ConfigError(f"{path}: {key}: {refusal}")
     return str(path), {} if data is None else _absolute_paths(data, lambda written: in_folder(folder, written))
 
 

@@ -177,7 +177,7 @@ def read_batch_file(path: str | Path, problems: list[Problem], output_dir: Path 
             tilde = f" ({TILDE_HINT})" if written is None else ""  # `output_dir: ~` is null, not the home folder
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: expected a folder, got {written!r}{tilde}"))
             written = DEFAULT_OUTPUT_DIR
-        if refusal := made_folder_refusal(written):  # a folder mmgen makes is named as meant, or not at all
+        if refusal := made_folder_refusal(written, folder):  # a folder mmgen makes is named as meant, or not at all
             problems.append(Problem(lines.get(("output_dir",)), f"output_dir: {refusal}{made_before(folder, written)}"))
         output_dir = in_folder(folder, written)
         note_made_before(path, lines.get(("output_dir",)), folder, written)

@@ -22,7 +22,7 @@ from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.name_bytes import utf8_name
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
-from mmgen.written_paths import WINDOWS_HINT, is_windows_path
+from mmgen.written_paths import WINDOWS_HINT, is_windows_path, made_name_refusal
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job, Status
@@ -164,7 +164,7 @@ def output_name(spec: JobSpec, output_dir: Path, problems: list[Problem]) -> str
     name = spec.name[:-len(".mp4")] if spec.name.lower().endswith(".mp4") else spec.name
     line, where = spec.line_of("name"), f"job {spec.index} ({spec.kind}): name: {spec.name!r}"
     file_name = re.split(r"[/\\]", name)[-1]
-    if why := name_refusal(name):
+    if why := name_refusal(name) or made_name_refusal(name, output_dir):  # as written: read as output_dir: is
         problems.append(Problem(line, f"{where}{why}"))
     elif name == spec.name and (suffix := PurePosixPath(file_name).suffix).lower() in MEDIA_SUFFIXES:
         # x.mkv would be x.mkv.mp4 (its last suffix is not .mp4); x.mkv.mp4 ends in .mp4 and is taken as written
@@ -228,7 +228,7 @@ def windows_note(name: str) -> str | None:
     if device := next((part for part in (*folders, file_name) if part.split(".")[0].rstrip(" ").upper()
                        in _WINDOWS_DEVICES), None):
         return f"{device.split('.')[0]} is a device name on Windows, whatever its suffix"
-    if folder := next((f for f in folders if f.endswith((".", " "))), None):
+    if folder := next((f for f in folders if f.endswith((".", " ")) and f != "."), None):  # `./x` is x
         return f"Windows drops the trailing {'dot' if folder.endswith('.') else 'space'} of the folder {folder!r}"
     return None
 

@@ -4,7 +4,8 @@ renames into place.
 Writers work on a temporary file beside the target (same directory, so `os.replace` is an atomic rename on
 one filesystem; same extension, so muxers infer the format; a unique name, so two writers never share one),
 which is fsync-ed and then renamed, and the folder is fsync-ed after the rename so the new name survives a
-power loss too. (Whether a path may become an output at all is asked earlier: mmgen.output_checks.)
+power loss too. A file written again keeps the mode and group of the one it replaces (keep_mode). (Whether a path
+may become an output at all is asked earlier: mmgen.output_checks.)
 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
@@ -173,6 +175,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             yield temp
             if not temp.exists():
                 raise MediaError(f"cannot write {target}: nothing was written")
+            keep_mode(target, temp)
             fsync_path(temp)
             check_stop()  # nor put in place
             check_folders(target)
@@ -195,6 +198,22 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             _fsync(target.parent)
         finally:
             _remove(temp)
+
+
+def keep_mode(replaced: Path, new: Path) -> None:
+    """Give `new`, about to take the place of what is at `replaced`, its mode, and its group where this process may
+    (its own, or root): a user's 0600 config or sidecar became 0644, and a 0664 group file 0644 in the writer's group,
+    when written again with the umask's. Nothing where `replaced` is not there, or is a link or another kind of file."""
+    try:
+        old, now = os.lstat(replaced), os.lstat(new)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(old.st_mode) or stat.S_IFMT(old.st_mode) != stat.S_IFMT(now.st_mode):
+        return
+    if old.st_gid != now.st_gid:
+        with suppress(OSError):  # not a group of this user's: the writer's own, as before
+            os.chown(new, -1, old.st_gid)
+    os.chmod(new, stat.S_IMODE(old.st_mode))  # after the group: a chown takes away set-id bits
 
 
 def _kept_aside(target: Path) -> Path | None:

@@ -131,7 +131,7 @@ def _unshared(fd: int, path: Path) -> bool:
         return False
     import fcntl
 
-    from mmgen.files import temporary_name  # (files uses locks)
+    from mmgen.files import keep_mode, temporary_name  # (files uses locks)
 
     try:
         folder = os.open(path.parent, os.O_RDONLY)
@@ -145,7 +145,7 @@ def _unshared(fd: int, path: Path) -> bool:
         fresh = temporary_name(path)
         try:
             os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
-            os.chmod(fresh, old.st_mode & 0o7777)
+            keep_mode(path, fresh)
             os.replace(fresh, path)
         except OSError:  # a folder that takes no new file: the shared file is held, as before
             with suppress(OSError):

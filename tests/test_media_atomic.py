@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -57,6 +58,27 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(tmp_path):
     write_mp4(target, torch.zeros(2, 3, 16, 16), None, 10, 16000, overwrite=True)
     assert target.read_bytes()[4:8] == b"ftyp"
     assert os.listdir(tmp_path) == ["clip.mp4"]
+
+
+def test_a_file_written_again_keeps_the_mode_and_group_it_had(tmp_path):
+    """A file mmgen writes again (a run's config.yaml, a model's record, an output under --overwrite) got the umask's
+    mode and the writer's group: a user's 0600 config became 0644, a 0664 group file 0644 in another group. It keeps
+    its own, as the batch manifest did."""
+    config, record, clip = tmp_path / "config.yaml", tmp_path / "model.json", tmp_path / "clip.json"
+    for path, mode in ((config, 0o600), (record, 0o664), (clip, 0o640)):
+        path.write_text("old")
+        path.chmod(mode)
+    group = next((g for g in (os.getgroups() if os.geteuid() else [1]) if g != record.stat().st_gid), None)
+    if group is not None:  # one of this user's groups (any, as root), the file's: it stays the file's
+        os.chown(record, -1, group)
+    files.write_text(config, "new")
+    files.write_text(record, "new")
+    with atomic_output(clip, overwrite=True) as temp:
+        temp.write_text("new")
+    assert [(path.read_text(), stat.S_IMODE(path.stat().st_mode)) for path in (config, record, clip)] == [
+        ("new", 0o600), ("new", 0o664), ("new", 0o640)]
+    assert group is None or record.stat().st_gid == group
+    assert sorted(os.listdir(tmp_path)) == ["clip.json", "config.yaml", "model.json"]
 
 
 def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path):

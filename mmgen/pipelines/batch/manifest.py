@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import atomic_path, fsync_path, put_back, temporary_name
+from mmgen.files import atomic_path, fsync_path, keep_mode, put_back, temporary_name
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
@@ -188,7 +188,7 @@ class Manifest:
             private = temporary_name(self.path)
             try:
                 private.write_bytes(self.path.read_bytes())
-                os.chmod(private, stat.st_mode & 0o7777)  # the original's (a 600 manifest stays private)
+                keep_mode(self.path, private)  # the original's (a 600 manifest stays private)
                 fsync_path(private)
                 put_back(private, self.path)  # renamed over it, the folder fsync-ed
             finally:
@@ -204,7 +204,6 @@ class Manifest:
         with writing(self.path, self.lock), file_lock(self.lock):
             try:
                 lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
-                mode = self.path.stat().st_mode & 0o7777
             except FileNotFoundError:
                 return False
             records = self._parsed(lines)
@@ -225,7 +224,6 @@ class Manifest:
             with atomic_path(self.path) as temp:
                 temp.write_text("".join(json.dumps(records[place].to_json(), sort_keys=True) + "\n" for place in kept),
                                 encoding="utf-8")
-                temp.chmod(mode)  # the log's own: a 600 one stays private
             return True
 
     def describe_files(self, files: dict[str, Path]) -> dict[str, FileRecord]:

@@ -11,10 +11,10 @@ from typing import Any
 from mmgen.errors import MediaError, UsageError
 from mmgen.media import probe
 from mmgen.pipelines.batch.schema import JobSpec
-from mmgen.pipelines.batch.targets import Places, unicode_form
 from mmgen.pipelines.preflight import check_input, check_ranges, stream_spans
 from mmgen.pipelines.retake import check_frames
 from mmgen.pipelines.settings import MatchingSettings, RetakeSettings
+from mmgen.spelled_paths import SpelledPaths, unicode_form
 from mmgen.written_paths import missing_hint
 
 
@@ -75,7 +75,7 @@ def _spelled_hint(path: Path) -> str:
     """` (… is there: …)` where `path`, missing, is there with its name or folders' on the way in another Unicode
     form (NFC `café`, NFD `café`: they look alike, so `input: …/café.mp4 does not exist` showed a path that looked
     right), naming each part that differs (fixing one alone still fails on the next); "" otherwise."""
-    there = Places().spelled(path, Path(path.anchor))
+    there = SpelledPaths().respelled(path)
     if there is None:
         return ""
     named = [theirs for ours, theirs in zip(path.parts, there.parts, strict=False) if ours != theirs] or [there.name]

@@ -239,7 +239,7 @@ class Manifest:
     def intact(self, record: Record, at: Mapping[str, str] | None = None) -> bool:
         """True if every file a "done" record lists is still there, with its recorded size and content. `at`: where a
         file is instead, by its recorded path as `same_name` compares them (the job's spelling of its name, or the one
-        there in another Unicode form: targets.Places.spelled)."""
+        there in another Unicode form: spelled_paths)."""
         at = ByPath(at or {})
         return bool(record.files) and all(self.unchanged(file, at.get(file.path)) for file in record.files.values())
 

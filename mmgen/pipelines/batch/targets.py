@@ -10,7 +10,6 @@ import os
 import re
 import unicodedata
 from collections.abc import Sequence
-from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.name_bytes import utf8_name
 from mmgen.pipelines.batch.schema import JobSpec, Problem
 from mmgen.pipelines.preflight import input_files
+from mmgen.spelled_paths import unicode_form
 from mmgen.written_paths import WINDOWS_HINT, is_windows_path, made_name_refusal
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ class Places:
     def __init__(self):
         self._folders: dict[str, _Folder] = {}
         self._seen: dict[str, str | None] = {}  # by output path: its real path if plain, else None
-        self._there: dict[str, str | None] = {}  # by folder: where it is under another Unicode form (_respelled)
 
     def absent(self, path: Path) -> str | None:
         """The real path of `path` if nothing is there (not even a dangling symlink), in a folder that resolves
@@ -82,74 +81,22 @@ class Places:
         """os.path.realpath(path), without a system call where the file is plainly not there."""
         return self.absent(path) or os.path.realpath(path)
 
-    def spelled(self, path: Path, below: Path) -> Path | None:
-        """Where `path`, not there as spelled, is under another Unicode form of its name (NFC `café`, NFD `café`: what a
-        trip through a macOS HFS+ disk leaves), or would go in its folder found under another form of its name or of
-        one above it (up to `below`, the output folder: as spelled); None otherwise. A macOS or Windows disk holds the
-        two names as one file, or one folder."""
-        parent, name = os.path.split(str(path))
-        if self.absent(path) is None:
-            if os.path.lexists(path):  # there as spelled
-                return None
-        elif not self._folders[parent].missing:  # plainly absent from its folder, there as spelled
-            return None
-        elif (folder := self._respelled(parent, len(below.parts))) is not None:
-            return Path(self._named(folder, name) or os.path.join(folder, name))
-        else:  # nor is its folder there in another form
-            return None
-        there = self._named(parent, name)
-        return Path(there) if there is not None and there != str(path) else None
-
-    def _respelled(self, folder: str, top: int) -> str | None:
-        """Where the folder `folder`, not there as spelled, is with its name or its folders' past the first `top`
-        parts of its path (the output folder's) in another Unicode form; None where nowhere."""
-        if folder not in self._there:
-            parent, name = os.path.split(folder)
-            parent = parent or os.curdir
-            if len(Path(folder).parts) <= top:  # the output folder, as spelled only
-                above = None
-            else:
-                above = parent if os.path.isdir(parent) else self._respelled(parent, top)
-            self._there[folder] = None if above is None else self._named(above, name)
-        return self._there[folder]
-
-    def _named(self, folder: str, name: str) -> str | None:
-        """The path of `name` in `folder`, as spelled or in another Unicode form; None where neither is there."""
-        if os.path.lexists(there := os.path.join(folder, name)):
-            return there
-        if folder not in self._folders:
-            self._folders[folder] = _Folder(Path(folder))
-        spelled = self._folders[folder].spelled(name)
-        return os.path.join(folder, spelled) if spelled is not None else None
-
 
 class _Folder:
     def __init__(self, path: Path):
         self.real = os.path.realpath(path)
         self.name_max = name_max(path)
         self.names: set[str] = set()  # as _loose: a case-insensitive filesystem's "Clip.mp4" is "clip.mp4" too
-        self._forms: dict[str, list[str]] | None = None  # the names by their NFC form, when asked (spelled)
-        self.missing = False  # nothing at its path: a folder still to be made, or one under another spelling
         try:
             self.listed = S_ISDIR(os.stat(path).st_mode)
             if self.listed:
                 self.names = set(map(_loose, os.listdir(path)))
         except OSError as e:  # a folder still to be made holds nothing; a symlink loop on the way, a file where
-            self.listed = self.missing = e.errno == errno.ENOENT  # the folder would be, an unreadable folder: file by file
+            self.listed = e.errno == errno.ENOENT  # the folder would be, an unreadable folder: file by file
 
     def holds(self, name: str) -> bool:
         """Whether something may be at `name` (a near-match counts: the file-by-file check decides)."""
         return _loose(name) in self.names
-
-    def spelled(self, name: str) -> str | None:
-        """A name listed that is `name` in another Unicode form (the names by their NFC form, listed the first time
-        it is asked: only where a near-match is)."""
-        if self._forms is None:
-            self._forms = {}
-            with suppress(OSError):
-                for each in sorted(os.listdir(self.real)):
-                    self._forms.setdefault(unicodedata.normalize("NFC", each), []).append(each)
-        return next((each for each in self._forms.get(unicodedata.normalize("NFC", name), ()) if each != name), None)
 
 
 def _loose(name: str) -> str:
@@ -388,11 +335,6 @@ def status_of(job: Job, record: Record | None, written: Written, problems: list[
     elif status != "done" and not overwrite and (why := written.in_the_way(job, record)):
         problems.append(Problem(job.spec.line, f"job {job.spec.index} ({job.kind}): {why}"))
     return status
-
-
-def unicode_form(name: str) -> str:
-    """The Unicode form `name` is written in: NFC, NFD, or mixed forms."""
-    return next((form for form in ("NFC", "NFD") if unicodedata.is_normalized(form, name)), "mixed forms")
 
 
 def _status(job: Job, record: Record | None, manifest: Manifest, spelled: dict[str, tuple[Path, Path]]) -> Status:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mmgen.errors import in_callers_words
 from mmgen.pipelines.batch.manifest import ByPath, Manifest, Record
 from mmgen.pipelines.batch.targets import Places
+from mmgen.spelled_paths import SpelledPaths
 
 if TYPE_CHECKING:
     from mmgen.pipelines.batch.plan import Job
@@ -22,6 +23,7 @@ class Written:
     def __init__(self, manifest: Manifest, batch_file: Path, places: Places | None = None):
         self.manifest = manifest
         self.places = places or Places()
+        self.spellings = SpelledPaths()
         self.batch_file = batch_file
         self.latest = ByPath()  # by output: its last Record
         self.files = ByPath()  # by path: its FileRecord, as this batch's last "done" record of it left it
@@ -39,11 +41,11 @@ class Written:
 
     def spelled(self, job: Job) -> dict[str, tuple[Path, Path]]:
         """The job's files that are not there as spelled but under another Unicode form of their names, or that go into a
-        folder there under another form of its name (Places.spelled), by their manifest path: (the job's path, the one
+        folder there under another form of its name (SpelledPaths.respelled), by their manifest path: (the job's path, the one
         there, or where it would be in that folder)."""
         found = {}
         for path in job.files.files.values():
-            if (there := self.places.spelled(path, self.manifest.folder)) is not None:
+            if (there := self.spellings.respelled(path, self.manifest.folder)) is not None:
                 found[self.manifest.relative(path)] = (path, there)
         return found
 

@@ -907,3 +907,27 @@ def test_a_batch_job_s_progress_names_the_job_as_its_line_does(tmp_path: Path, m
     assert [(e.task, e.job) for e in events] == [
         ("jobs", ""), ("steps", "job 1/2 (generate) a.mp4"), ("jobs", ""), ("steps", "job 2/2 (generate) b.mp4"),
         ("jobs", "")]
+
+
+def test_a_model_file_replaced_while_the_batch_runs_is_recorded_as_the_weights_that_made_the_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The model file is replaced between planning and loading (a `finetune --resume` ending, `models import
+    --overwrite`): the manifest vouched for the planned weights while the sidecar named those loaded, so the next run
+    redid the clip needlessly, and once the old file was back took the clip the other weights made as done."""
+    with_a_tiny_model_here(tmp_path, monkeypatch)
+    model = tmp_path / "tiny.safetensors"
+    planned_bytes = model.read_bytes()
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("output_dir: out\ndefaults: {model: tiny.safetensors, steps: 1, device: cpu, previews: false}\n"
+                    "jobs:\n  - {kind: generate, name: clip, seed: 1}\n")
+    plan = plan_batch(jobs)
+    save_tiny_model(model, seed=1)  # other weights, in place before the job loads its model
+    (outcome,) = run_batch(plan)
+    assert outcome.ending == "done"
+    sidecar = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert sidecar["model_sha256"] == sha256_file(model)
+
+    assert plan_batch(jobs).status == {1: "done"}  # made by the weights there now
+    model.write_bytes(planned_bytes)
+    assert plan_batch(jobs).status == {1: "changed"}  # not by these

@@ -105,6 +105,15 @@ class Job:
     def seed(self) -> int:
         return self.run.seed
 
+    def hash_made_by(self, model_sha256: str | None) -> str:
+        """The content hash of what this job made with the weights it loaded (its sidecar's model_sha256), which its
+        "done" record keeps: the model file may have been replaced since planning hashed it (a `finetune --resume`
+        ending, `models import --overwrite`), and the manifest vouches for the bytes that made the clip, as the
+        sidecar does — so a re-run skips it while those weights stay, and redoes it once the old ones are back."""
+        if model_sha256 is None or not self.payloads or self.payloads[0]["model_sha256"] == model_sha256:
+            return self.hash
+        return digest({**self.payloads[0], "model_sha256": model_sha256, "seed": self.seed})
+
 
 @dataclass(frozen=True)
 class Download:

@@ -28,6 +28,43 @@ from mmgen.errors import MmgenError
 
 WINDOWS = os.name == "nt"  # no flock there: msvcrt's lock, polled (tests set it to drive that branch with a fake)
 POLL_S = 0.1  # Windows: how long a waiter sleeps between tries
+_HELD: set[int] = set()  # this process's open lock descriptors (held_here): a forked child closes its copies
+
+
+def held_here(fd: int) -> int:
+    """`fd`, an open lock descriptor (a lock file's, a run folder's), kept by this process alone: a forked child (a
+    DataLoader worker) closes its copy as it starts. flock's lock belongs to the open file, which a child shares, so
+    the lock outlived a holder killed with kill -9 for as long as its workers did (~5 s, until they saw it gone)."""
+    _HELD.add(fd)
+    return fd
+
+
+def let_go(fd: int) -> None:
+    """Close the lock descriptor `fd` (held_here) — not where this is a forked child, which closed it already (the
+    number may be another file's by now). Windows: unlocked first, which closing it does only "eventually"."""
+    if fd not in _HELD:
+        return
+    if WINDOWS:
+        with suppress(OSError):
+            _windows_call(fd, "LK_UNLCK")
+    _close(fd)
+
+
+def _close(fd: int) -> None:
+    """Close a lock descriptor this process opened but holds no lock with."""
+    _HELD.discard(fd)
+    os.close(fd)
+
+
+def _closed_in_child() -> None:
+    for fd in _HELD:
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
+    os.register_at_fork(after_in_child=_closed_in_child)
 
 
 @dataclass(frozen=True)
@@ -44,7 +81,7 @@ class Held:
             self.path.unlink()
 
     def release(self) -> None:
-        _let_go(self.fd)
+        let_go(self.fd)
 
 
 @contextmanager
@@ -89,23 +126,23 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
         if fd is None:
             continue
         if _unshared(fd, path):
-            os.close(fd)
+            _close(fd)
             continue  # take the fresh file now at the name
         try:
             if not _lock_descriptor(fd, wait=False):
                 if waiting is None:
-                    os.close(fd)
+                    _close(fd)
                     return None
                 if not said:
                     waiting()
                     said = True
                 _lock_descriptor(fd, wait=True)
         except BaseException:  # an OS error, or Ctrl-C while waiting
-            os.close(fd)
+            _close(fd)
             raise
         if _current(fd, path):
             return Held(path, fd)
-        _let_go(fd)  # its holder deleted it as it left: take the one there now
+        let_go(fd)  # its holder deleted it as it left: take the one there now
 
 
 def _open(path: Path, make_folder: bool) -> int | None:
@@ -114,7 +151,7 @@ def _open(path: Path, make_folder: bool) -> int | None:
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)  # the umask decides, as for every file mmgen makes
+        return held_here(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666))  # the umask decides, as for every file mmgen makes
     except FileNotFoundError:
         if make_folder and not path.parent.is_dir():
             return None
@@ -156,14 +193,6 @@ def _unshared(fd: int, path: Path) -> bool:
     finally:
         os.close(folder)
     return True
-
-
-def _let_go(fd: int) -> None:
-    """Close the held lock file `fd` (Windows: unlocked first, which closing it does only "eventually")."""
-    if WINDOWS:
-        with suppress(OSError):
-            _windows_call(fd, "LK_UNLCK")
-    os.close(fd)
 
 
 def _current(fd: int, path: Path) -> bool:

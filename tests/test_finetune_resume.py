@@ -858,3 +858,51 @@ def test_under_torchrun_a_run_stopped_before_its_first_checkpoint_is_started_aga
         check_start(stopped, clips, resume=True)
     again = f"torchrun --standalone --nproc_per_node 2 -m mmgen finetune {clips} -o {stopped} --config {stopped / 'config.yaml'}"
     assert refused.value.hint == f"start it again with its own settings: {again}; its config.yaml and log.jsonl are replaced"
+
+
+HOLDER_WITH_A_WORKER = """
+import sys, time
+from pathlib import Path
+import torch
+from mmgen.train.run_folder import RunFolderLock
+from mmgen.train.workers import ending_with_this_process
+
+RunFolderLock(Path(sys.argv[1])).take()
+loader = torch.utils.data.DataLoader(range(100), num_workers=1, worker_init_fn=ending_with_this_process())
+batches = iter(loader)
+next(batches)
+print(*(w.pid for w in batches._workers), flush=True)
+time.sleep(60)
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` is there and not a zombie (a container's init may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="flock and the parent-death signal are Linux's")
+def test_a_run_killed_with_kill_9_frees_its_folder_at_once_and_its_loader_workers_end_with_it(tmp_path):
+    """`finetune --num-workers N` killed with kill -9: its DataLoader workers (forked children) held the run folder's
+    lock until they noticed their parent gone (~5 s), and an immediate `--resume` was refused as "in use"."""
+    from mmgen.errors import UsageError
+    from mmgen.train.run_folder import RunFolderLock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_WITH_A_WORKER, str(run_dir)], env=mmgen_env(tmp_path),
+                              stdout=subprocess.PIPE, text=True)
+    (worker,) = map(int, holder.stdout.readline().split())
+    with pytest.raises(UsageError, match="in use"):
+        RunFolderLock(run_dir).check_free()
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    RunFolderLock(run_dir).check_free()  # free at once: no worker holds it
+    deadline = time.monotonic() + 1
+    while running(worker):
+        assert time.monotonic() < deadline, "the loader's worker outlived its run"
+        time.sleep(0.02)

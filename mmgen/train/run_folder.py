@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.files import put_back_kept
+from mmgen.locks import held_here, let_go
 from mmgen.output_folders import keep_folder
 from mmgen.runtime.torchrun import launcher
 from mmgen.temporaries import remove_leftovers
@@ -217,15 +218,15 @@ class RunFolderLock:
         keep_folder(self.run_dir)  # the folder every file of the run goes into (output_folders.same_folders)
         if fcntl is None:
             return
-        fd = os.open(self.run_dir, os.O_RDONLY)
+        fd = held_here(os.open(self.run_dir, os.O_RDONLY))  # not its DataLoader workers': they outlive a kill -9
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            let_go(fd)
             raise UsageError(f"{self.run_dir} is in use: another mmgen finetune is training in it",
                              hint=f"wait for it to end, or choose another {output_named()}") from None
         except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded
-            os.close(fd)
+            let_go(fd)
             return
         self._fd = fd
 
@@ -240,5 +241,5 @@ class RunFolderLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            let_go(self._fd)
             self._fd = None

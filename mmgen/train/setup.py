@@ -47,6 +47,7 @@ from mmgen.train.run_folder import (
 from mmgen.train.run_weights import ARCH, RunWeights, lora_weights
 from mmgen.train.runlog import RunLog, first_event
 from mmgen.train.state import TrainingState
+from mmgen.train.workers import ending_with_this_process
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.lineage import file_lineage, own_lineage
 
@@ -83,6 +84,7 @@ class Setup:
             num_workers=self.config.num_workers,
             pin_memory=self.compute.device.type == "cuda",
             generator=torch.Generator().manual_seed(self.config.seed),  # keeps the global RNG untouched
+            worker_init_fn=ending_with_this_process() if self.config.num_workers else None,
         )
 
 

@@ -3,7 +3,8 @@ blocks) — is what two promises hold over: each note is said once in it (media.
 folder stays the one it found (output_folders.same_folders). A call made inside another is part of it: a batch's jobs, a
 command's pipeline call. A pipeline call also gives its caller's thread back torch's state as it found it
 (runtime.torch_state), however it ends; its caller's default device (`with torch.device`, torch.set_default_device)
-is off for the call."""
+is off for the call. A Ctrl-C while the call loads a library for the first time (scipy, torch._dynamo) waits for it to
+load whole (stop_signals.first_imports_held): half-loaded, it would fail in every later call of the process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mmgen.disk_failures import name_too_long
 from mmgen.errors import output_argument
 from mmgen.media.notes import one_call
 from mmgen.output_folders import same_folders
+from mmgen.runtime.stop_signals import first_imports_held
 from mmgen.runtime.torch_state import put_back_torch_state, suspend_device_modes, torch_state
 
 P = ParamSpec("P")
@@ -36,8 +38,8 @@ def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Call
         kept = torch_state()
         try:
             suspend_device_modes()  # mmgen's device is its settings', never its caller's default one
-            with (one_call(None if going_on_from is None else going_on_from(*args, **kwargs)), same_folders(),
-                  output_argument(output)):
+            with (first_imports_held(), one_call(None if going_on_from is None else going_on_from(*args, **kwargs)),
+                  same_folders(), output_argument(output)):
                 return function(*args, **kwargs)
         except OSError as e:  # a path given too long for the system: said as the command line says it, exit 2
             if e.errno == errno.ENAMETOOLONG:

@@ -530,3 +530,46 @@ def said_in_each_callers_words(calls, error, where_said) -> None:
         with command_line_words(), pytest.raises(error) as refused:
             call()
         assert where_said(str(refused.value), command_line), str(refused.value)
+
+
+def test_a_ctrl_c_while_a_call_first_loads_a_library_leaves_the_library_whole_for_the_next_calls(tiny, tmp_path,
+                                                                                                 monkeypatch):
+    """A Ctrl-C while a program's first `generate` loaded sympy (torch.broadcast_shapes' first use) left it half
+    loaded: every later call of the process failed with `AttributeError: module 'sympy' has no attribute 'core'`,
+    until a restart (probe 61). Any library a call loads for the first time — scipy for the loudness, torch._dynamo
+    for finetune's optimizer, here one the program's progress callback loads, built as sympy is — now loads whole:
+    the stop raises as its import ends, and the next call runs."""
+    import _thread
+
+    package = tmp_path / "symbolic_lib"
+    package.mkdir()
+    (package / "__init__.py").write_text("import symbolic_lib.core\nimport symbolic_lib.printing\n"
+                                         "VERSION = symbolic_lib.core.VERSION\n")
+    (package / "core.py").write_text("VERSION = '1.0'\n")
+    (package / "printing.py").write_text("")
+    monkeypatch.syspath_prepend(tmp_path)
+
+    class CtrlCAsPrintingLoads:
+        def find_spec(self, name, path=None, target=None):
+            if name == "symbolic_lib.printing" and not fired:
+                fired.append(name)
+                _thread.interrupt_main()
+            return None
+
+    fired, seen = [], []
+
+    def progress(event):
+        import symbolic_lib
+        seen.append(symbolic_lib.VERSION)
+
+    monkeypatch.setattr(sys, "meta_path", [CtrlCAsPrintingLoads(), *sys.meta_path])
+    settings = GenerateSettings(model=str(tiny), steps=1, seed=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generate(settings, progress=progress)
+        assert fired
+        [result] = generate(settings, progress=progress)  # and the next call runs
+        assert result.clip.video.shape[0] > 0 and set(seen) == {"1.0"}
+    finally:
+        for name in [name for name in sys.modules if name.partition(".")[0] == "symbolic_lib"]:
+            del sys.modules[name]

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from mmgen.broadcasting import broadcasts_to
 from mmgen.diffusion.schedule import noised
 from mmgen.modal import Modal
 
@@ -64,7 +65,7 @@ class Condition:
                 raise ValueError(f"known modality {key!r} is not generated (have {sorted(x_T)})")
             shape = tuple(x_T[key].shape)
             for what, tensor in (("known values", value), ("mask", self.mask_of(key))):
-                if tensor is not None and _broadcast(tensor.shape, shape) != shape:
+                if tensor is not None and not broadcasts_to(tuple(tensor.shape), shape):
                     raise ValueError(f"{what} of {key!r} {tuple(tensor.shape)} do not fit the sample {shape}")
             if self.noise is not None and self.noise[key].shape != x_T[key].shape:
                 raise ValueError(f"condition noise for {key!r} has shape {tuple(self.noise[key].shape)}")
@@ -99,13 +100,6 @@ class Condition:
         """The weight of the generated part of a modality that is not fully known: 1 where generated."""
         mask = self.mask_of(key)
         return 1.0 if mask is None else 1.0 - mask
-
-
-def _broadcast(a: torch.Size, b: tuple[int, ...]) -> tuple[int, ...] | None:
-    try:
-        return tuple(torch.broadcast_shapes(a, b))
-    except RuntimeError:
-        return None
 
 
 def _blend(known: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

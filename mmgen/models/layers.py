@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgen.broadcasting import broadcasts_to
+
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (B,) integer or float timesteps → (B, dim), [cos | sin] (cos half first,
@@ -116,7 +118,7 @@ def add_residual(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
     """x + update, where `update` is a layer's fresh output that nobody else holds: without autograd the sum
     is written into it (one activation-sized tensor less at each block's peak) when it has the sum's shape
     and dtype already."""
-    fits = update.shape == torch.broadcast_shapes(x.shape, update.shape)
+    fits = broadcasts_to(x.shape, update.shape)
     if not torch.is_grad_enabled() and fits and torch.result_type(x, update) == update.dtype:
         return update.add_(x)
     return x + update

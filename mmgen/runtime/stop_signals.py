@@ -2,7 +2,7 @@
 all mean "stop": while a command runs each one raises KeyboardInterrupt, so one code path cleans up after all
 three, and the command exits 128 + the signal's number (130, 143, 129: the shell's code for "stopped by it").
 For the few milliseconds in which an output's files are put in place together (`stops_held`), a stop waits; so it
-does while torch loads (_held_import).
+does while a call loads a module for the first time (torch, scipy, torch._dynamo: `first_imports_held`).
 Python swallows an exception raised where nothing can catch it — a weakref callback, importlib's module-lock `cb`
 ("Exception ignored in: …") — and so does a library's bare `except:`: a stop raised there is lost, and the command
 would run on to its end. So the stop is recorded too, and `check_stop` raises it again at the next safe point (each
@@ -38,9 +38,8 @@ _held = 0  # inside `stops_held` (nested): a stop is only recorded, and raised a
 _deferred = False  # a stop came while held
 _raised = False  # a stop raised KeyboardInterrupt in this command: every `check_stop` from now on raises it again
 _owned = False  # own_process ran: the process's stops are mmgen's until it exits
-
-
-HELD_IMPORTS = ("torch",)  # libraries whose first import a stop waits for (_held_import)
+_hooked = 0  # how many calls are inside `first_imports_held` (any thread): the import hook is in while one is
+_hook_lock = threading.Lock()
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
@@ -109,26 +108,55 @@ def stops_held() -> Iterator[None]:
         _stop_now()
 
 
-def _held_import(name: str, *args, **kwargs) -> object:
-    """builtins.__import__ while a command runs: the first import of a HELD_IMPORTS library runs inside `stops_held`,
-    so a stop that comes meanwhile raises as the import statement ends, the library loaded whole. torch starts in
-    C++ that calls back into Python (pybind11: torch.distributed's c10d init), and a KeyboardInterrupt raised in such
-    a callback went through C++ that does not catch it: `terminate called after throwing an instance of
-    'pybind11::error_already_set'`, the process aborted (exit 134, no line) — about one Ctrl-C in 30 while `mmgen
-    doctor` loads torch. (Not in the loader: a stop raised there would have the half-done import taken back.)"""
-    if name.partition(".")[0] not in HELD_IMPORTS or name.partition(".")[0] in sys.modules:
-        return _previous_import(name, *args, **kwargs)
+def _held_import(name: str, globals: dict | None = None, locals: dict | None = None, fromlist: tuple = (),
+                 level: int = 0) -> object:
+    """builtins.__import__ during an mmgen call: an import that loads a module for the first time runs inside
+    `stops_held`, so a stop that comes meanwhile raises as the import statement ends, every module it loaded whole.
+    A KeyboardInterrupt raised inside a library's import takes back the module it cut short but keeps the submodules
+    already loaded, and the library then fails in every later call of the process: sympy, half-loaded by the first
+    torch.broadcast_shapes, said `module 'sympy' has no attribute 'core'`. torch itself starts in C++ that calls back
+    into Python (pybind11: torch.distributed's c10d init): a KeyboardInterrupt raised in such a callback aborted the
+    process (`terminate called after throwing an instance of 'pybind11::error_already_set'`, exit 134). An import of
+    what is loaded already (a module, and each name of its `from … import` list) goes straight through. (Not in the
+    loader: a stop raised there would have the whole import taken back.)"""
+    if not level and _loaded(name, fromlist):
+        return _previous_import(name, globals, locals, fromlist, level)
     with stops_held():
-        module = _previous_import(name, *args, **kwargs)
-    _unhook_once_loaded()
-    return module
+        return _previous_import(name, globals, locals, fromlist, level)
 
 
-def _unhook_once_loaded() -> None:
-    """The hook off once every held library is loaded: it has nothing left to hold, and each import through it costs
-    ~0.4 µs more (a 10,000-job batch plan makes ~1 M imports inside functions)."""
-    if all(name in sys.modules for name in HELD_IMPORTS) and builtins.__import__ is _held_import:
-        builtins.__import__ = _previous_import
+def _loaded(name: str, fromlist: tuple | None) -> bool:
+    """Whether `import name` / `from name import *fromlist` loads nothing: the module, and each name from it, there
+    already (read from its __dict__: a lazy module's __getattr__ would load a submodule here, outside the hold)."""
+    module = sys.modules.get(name)
+    if module is None:
+        return False
+    if fromlist:
+        names = module.__dict__
+        for attribute in fromlist:
+            if attribute not in names:
+                return False
+    return True
+
+
+@contextmanager
+def first_imports_held() -> Iterator[None]:
+    """While any mmgen call runs (a command, or a Python program's pipeline call, from any thread), each module's
+    first import holds a stop until it ends (_held_import). Imports of what is loaded already cost ~0.3 µs more
+    meanwhile; after the last call ends, the hook is gone."""
+    global _hooked, _previous_import
+    with _hook_lock:
+        if not _hooked and builtins.__import__ is not _held_import:
+            _previous_import = builtins.__import__
+            builtins.__import__ = _held_import
+        _hooked += 1
+    try:
+        yield
+    finally:
+        with _hook_lock:
+            _hooked -= 1
+            if not _hooked and builtins.__import__ is _held_import:  # (not a hook a program set meanwhile)
+                builtins.__import__ = _previous_import
 
 
 _previous_import = builtins.__import__
@@ -222,35 +250,29 @@ def stops_interrupt() -> Iterator[None]:
     A stop that came before it and that nothing answered yet (`own_process` recorded it while the command was
     still loading) raises as the block begins: the command it was meant for is stopped, never run to an exit 0.
     Only the main thread receives signals: elsewhere this does nothing."""
-    global _raising, _answered, _raised, _previous_unraisable, _previous_import
+    global _raising, _answered, _raised, _previous_unraisable
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = _install()
     del _received[:_answered]  # the stops earlier commands answered; those left are this command's
     _answered, _raised = 0, False
-    hook = sys.unraisablehook
-    if hook is not _unraisable:
-        _previous_unraisable = hook
+    unraisable = sys.unraisablehook
+    if unraisable is not _unraisable:
+        _previous_unraisable = unraisable
     sys.unraisablehook = _unraisable
-    importing = builtins.__import__
-    if importing is not _held_import:
-        _previous_import = importing
-    builtins.__import__ = _held_import
-    _unhook_once_loaded()
     try:
-        _raising = True
-        if _received:
-            _stop_now()
-        yield
+        with first_imports_held():
+            _raising = True
+            if _received:
+                _stop_now()
+            yield
     finally:
         _answered = len(_received)  # first: a stop after this line but before the next is raised, so answered
         _raising = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sys.unraisablehook = hook
-        if builtins.__import__ is _held_import:  # (not a hook a program set meanwhile)
-            builtins.__import__ = importing
+        sys.unraisablehook = unraisable
 
 
 def own_process(say_stopped: Callable[[int], None]) -> None:

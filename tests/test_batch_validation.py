@@ -695,7 +695,7 @@ def test_a_job_done_with_an_adapter_is_redone_once_the_adapter_file_or_registere
     """A batch named each adapter only by its path or name: after `finetune --resume` trained the file again, or
     `models import --name N --overwrite` replaced a registered one, the job's old output stayed "done". An adapter
     counts by its file's sha256 and its weight, as the model does; a job without adapters keeps the hash it had."""
-    from mmgen.adapters import store
+    from mmgen.adapters.registration import register
 
     plain = write_jobs(folder, """
         defaults: {model: tiny.safetensors, precision: fp32}
@@ -704,7 +704,7 @@ def test_a_job_done_with_an_adapter_is_redone_once_the_adapter_file_or_registere
         """)
     assert plan_batch(plain).jobs[0].hash == "3901145a3e178303a9a80201392aec8d4cafb0f24d38baadaa5edb8b51d78de8"  # pinned
     adapter = save_folder_adapter(folder, folder / "a.safetensors", 0.01)
-    store.register(adapter, "style")
+    register(adapter, "style")
     jobs = write_jobs(folder, """
         defaults: {model: tiny.safetensors, steps: 2}
         jobs:
@@ -720,7 +720,7 @@ def test_a_job_done_with_an_adapter_is_redone_once_the_adapter_file_or_registere
     assert plan_batch(jobs).status == {1: "done", 2: "done"}
     save_folder_adapter(folder, adapter, 0.02)  # trained again, in place
     assert plan_batch(jobs).status == {1: "changed", 2: "done"}
-    store.register(adapter, "style", overwrite=True)
+    register(adapter, "style", overwrite=True)
     assert plan_batch(jobs).status == {1: "changed", 2: "changed"}
     jobs.write_text(jobs.read_text().replace("adapter: style", "adapter: 'style:0.5'"))
     weighed = plan_batch(jobs).jobs[1].hash

@@ -26,6 +26,7 @@ from mmgen.adapters import (
     attach,
     merge_adapters,
     read_adapter,
+    registration,
     save_adapter,
     store,
 )
@@ -481,7 +482,7 @@ def test_a_bare_adapter_name_is_the_registered_one_never_a_file_in_the_current_f
     _, path = adapter_file
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
-    store.register(path, "my-style")
+    registration.register(path, "my-style")
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
@@ -515,7 +516,7 @@ def test_a_weight_that_is_no_number_after_an_adapter_is_said_to_be_the_weight(ad
     assert not (tmp_path / "out").exists()
     for key, value in mmgen_env(tmp_path).items():  # a registered name's weight, alike
         monkeypatch.setenv(key, value)
-    store.register(path, "my-style")
+    registration.register(path, "my-style")
     with pytest.raises(UsageError, match=r"^adapter my-style:abc: weight 'abc' is not a number"):
         AdapterUse.parse("my-style:abc")
 
@@ -650,7 +651,7 @@ def registered_and_another(adapter_file, tmp_path, monkeypatch, fill: float):
             p.fill_(fill)
     other = tmp_path / "other.safetensors"
     save_adapter(other, model, LoraSpec(4, 4.0, "attention"), read_adapter(path).base)
-    store.register(path, "my-style")
+    registration.register(path, "my-style")
     return path, other
 
 
@@ -670,7 +671,7 @@ def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(
             found = real(*args, **kwargs)
             if not swapped:
                 swapped.append(to)  # first: the registration's own reads pass through
-                store.register(to, "my-style", overwrite=True)
+                registration.register(to, "my-style", overwrite=True)
             return found
 
         monkeypatch.setattr(module, name, hook)
@@ -702,7 +703,7 @@ def test_verify_of_an_adapter_replaced_with_its_record_as_it_is_read_is_no_damag
         found = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 2:
-            store.register(other, "my-style", overwrite=True)
+            registration.register(other, "my-style", overwrite=True)
         return found
 
     monkeypatch.setattr(store, "read_record", hook)

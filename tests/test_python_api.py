@@ -253,7 +253,7 @@ def test_a_python_callers_hints_name_its_arguments_and_the_command_lines_its_fla
     import torch
 
     import mmgen
-    from mmgen.adapters.store import register
+    from mmgen.adapters.registration import register
     from mmgen.errors import MmgenError
     from mmgen.runtime.processes import Processes
     from mmgen.train.divergence import DivergenceWatch

@@ -235,7 +235,7 @@ def import_model(
     """Check a hand-downloaded checkpoint against its architecture and add it to the cache as safetensors;
     register a LoRA adapter under a name (or, with --merge, cache its base with it merged in)."""
     from mmgen.adapters import is_adapter_file
-    from mmgen.adapters.store import import_merged, register
+    from mmgen.adapters.registration import import_merged, register
     from mmgen.models import config_for
     from mmgen.weights import import_weights
 

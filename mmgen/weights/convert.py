@@ -158,7 +158,7 @@ def check_model_name(name: str, cache_dir: Path) -> None:
     """UsageError unless a model may be cached as `name`: a registry name is the registry's, whatever else holds it;
     any other is the user's pick and must not be a registered adapter's."""
     if name not in load_registry().entries:
-        from mmgen.adapters.store import check_not_an_adapter  # here: the adapter store imports this module
+        from mmgen.adapters.registration import check_not_an_adapter  # here: it imports this module
 
         check_not_an_adapter(name, cache_dir)
 

@@ -1564,7 +1564,7 @@ def test_an_adapter_next_to_the_batch_file_is_read_from_there_whatever_the_curre
 def test_the_dry_run_table_says_each_status_in_the_word_json_and_the_readme_use():
     """The table said `to run` and `interrupted: redo` where `--json` (and the README) say `new` and `incomplete`."""
     from mmgen.pipelines.batch import STATUS_TEXT
-    from mmgen.pipelines.batch.plan import Status
+    from mmgen.pipelines.batch.jobs import Status
 
     assert set(STATUS_TEXT) == set(typing.get_args(Status))
     assert all(text.split()[0].rstrip(":") == status for status, text in STATUS_TEXT.items()), STATUS_TEXT

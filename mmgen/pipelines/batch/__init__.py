@@ -5,8 +5,8 @@ process's outcomes gathered.
     plan = plan_batch("jobs.yaml")            # raises BatchInvalid listing every problem with its line
     outcomes = run_batch(plan, progress=print)
 
-The modules: schema (the file), plan (jobs and checks), job_hash (content hashes), manifest (what is done),
-run (execution and the split between processes).
+The modules: schema (the file), plan (the jobs and their checks), jobs (what a plan holds), job_hash (content
+hashes), manifest (what is done), run (execution and the split between processes).
 """
 
 import lazy_loader
@@ -17,7 +17,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "manifest": ["MANIFEST_NAME", "Manifest"],
-        "plan": ["STATUS_TEXT", "Download", "Job", "Plan", "plan_batch"],
+        "jobs": ["STATUS_TEXT", "Download", "Job", "Plan"],
+        "plan": ["plan_batch"],
         "run": ["Outcome", "Share", "run_batch", "run_plan"],
         "schema": ["BatchInvalid", "Problem"],
     },

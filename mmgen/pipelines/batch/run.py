@@ -45,8 +45,9 @@ from mmgen.media.notes import held_back, remark
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
 from mmgen.pipelines.arguments import check_arguments
+from mmgen.pipelines.batch.jobs import Job, Plan
 from mmgen.pipelines.batch.manifest import Manifest, Record
-from mmgen.pipelines.batch.plan import Job, Plan, replanned
+from mmgen.pipelines.batch.plan import replanned
 from mmgen.pipelines.batch.targets import JOB_NAMES, files_read, output_folder_named
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet

@@ -25,7 +25,7 @@ from mmgen.spelled_paths import unicode_form
 from mmgen.written_paths import WINDOWS_HINT, is_windows_path, made_name_refusal
 
 if TYPE_CHECKING:
-    from mmgen.pipelines.batch.plan import Job, Status
+    from mmgen.pipelines.batch.jobs import Job, Status
     from mmgen.pipelines.batch.written import Written
 
 _JOBS_LISTED = 3  # jobs named in a collision's line; more are counted

@@ -13,7 +13,7 @@ from mmgen.pipelines.batch.targets import Places
 from mmgen.spelled_paths import SpelledPaths
 
 if TYPE_CHECKING:
-    from mmgen.pipelines.batch.plan import Job
+    from mmgen.pipelines.batch.jobs import Job
 
 
 class Written:

@@ -906,3 +906,32 @@ def test_a_run_killed_with_kill_9_frees_its_folder_at_once_and_its_loader_worker
     while running(worker):
         assert time.monotonic() < deadline, "the loader's worker outlived its run"
         time.sleep(0.02)
+
+
+def test_a_run_killed_while_pruning_an_old_checkpoint_leaves_only_the_newest_3_complete(tmp_path, monkeypatch):
+    """A kill while the oldest checkpoint was being deleted left its step folder with some of its files, forever:
+    incomplete, it no longer counted as a checkpoint, so no later save pruned it. Now it is renamed aside (a hidden
+    temporary) before it goes, and an incomplete step folder older than the ones kept goes with the next save."""
+    from mmgen.train import checkpoint
+    from mmgen.train.step_folders import step_folders
+
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    model = build_model("mm-unet", config)
+    folder = tmp_path / "run" / "checkpoints"
+    for step in (1, 2, 3):
+        save(folder, step, model, config)
+    remove = shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):
+        (Path(path) / "ema.safetensors").unlink()  # one file gone, then the process is killed
+        raise SystemExit(137)
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_midway)
+    with pytest.raises(SystemExit):
+        save(folder, 4, model, config)  # step 4 saved, step 1 being pruned
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", remove)
+    assert [c.step for c in step_folders(folder)] == [c.step for c in list_checkpoints(folder)] == [2, 3, 4]
+
+    (folder / "step-0000001").mkdir()  # as a kill left it before: an old step folder emptied half way
+    save(folder, 5, model, config)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-0000003", "step-0000004", "step-0000005"]

@@ -8,8 +8,9 @@ exactly as if it had never stopped.
 
 A checkpoint is built in a hidden temporary folder next to the others and renamed into place in one step,
 so a step-N folder is always complete: a run killed mid-save leaves at most a stray temporary, which the
-next save removes. Every file and the folder are fsync-ed before the rename (mmgen.files), so this holds after
-a power loss too. A checkpoint damaged later anyway (a truncated copy, a full disk, a file deleted) is skipped on
+next save removes; an old checkpoint is pruned the other way round, renamed to such a temporary before it is
+deleted. Every file and the folder are fsync-ed before the rename (mmgen.files), so this holds after a power
+loss too. A checkpoint damaged later anyway (a truncated copy, a full disk, a file deleted) is skipped on
 resume: the newest one that loads is used, and the damaged one is set aside as step-N.damaged.
 """
 
@@ -30,7 +31,7 @@ from mmgen.adapters import Adapter, LoraSpec, is_adapter_file, read_adapter
 from mmgen.adapters.file import FORMAT as ADAPTER_FORMAT
 from mmgen.disk_failures import read_failure, writing
 from mmgen.errors import MmgenError, StorageError, UsageError
-from mmgen.files import atomic_path
+from mmgen.files import atomic_path, temporary_name
 from mmgen.output_folders import check_folders
 from mmgen.train.step_folders import Checkpoint, checkpoint_name, list_checkpoints, step_folders
 from mmgen.weights import LoadedModel, load_model
@@ -111,17 +112,31 @@ def save_checkpoint(
     check_folders(folder / checkpoint_name(step))  # the run's folder is the one it took: nothing made or removed elsewhere
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
+    for stray in folder.glob(".step-*.partial"):  # left by a killed run: a save's, or a pruned checkpoint's
+        shutil.rmtree(stray, ignore_errors=True)
     if not (final.is_dir() and not Checkpoint(final, step).missing()):
-        for stray in folder.glob(".step-*.partial"):  # left by a killed run
-            shutil.rmtree(stray, ignore_errors=True)
         with atomic_path(final, folder=True) as tmp:  # an incomplete folder by that name is replaced
             metadata = {"step": str(step)}
             write(tmp / "model.safetensors", model, {**metadata, "weights": "raw"})
             write(tmp / "ema.safetensors", ema, {**metadata, "weights": "ema"})
             save_state(state, tmp / "state.pt")
-    for old in list_checkpoints(folder)[: -max(keep, 1)]:
-        shutil.rmtree(old.path, ignore_errors=True)
+    kept = list_checkpoints(folder)[-max(keep, 1):]
+    for old in step_folders(folder):
+        if kept and old.step < kept[0].step:
+            _prune(old.path)
     return Checkpoint(final, step)
+
+
+def _prune(path: Path) -> None:
+    """Remove an old checkpoint: renamed aside first (a hidden temporary, which the next save sweeps), so a kill midway
+    leaves no step folder holding some of its files — one such, an incomplete checkpoint, was never pruned again.
+    Older incomplete step folders go too (save_checkpoint): one a kill left so before this pruned them whole."""
+    aside = temporary_name(path)
+    try:
+        path.rename(aside)
+    except OSError:
+        return  # (as rmtree's ignored errors: the next save tries again)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:

@@ -9,6 +9,10 @@ not leave thousands of lock files): a process waiting on that file then comes to
 one arriving later makes a new one and holds that — both would go on. So, once held, the file must still be the one
 at the lock's name (the same device and inode), else it is let go and the one there now is taken.
 
+A holder writes its pid and command into the lock file (`holder` reads them), so one refused or kept waiting can
+say whom it waits for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with
+its holder, not with the last of its children.
+
 A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), and one that cannot
 be made is an OSError at once, never a wait (/proc refuses a new file with "no such file", which looks like a lock
 file its holder just deleted).
@@ -17,7 +21,9 @@ file its holder just deleted).
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -54,6 +60,62 @@ def _close(fd: int) -> None:
     """Close a lock descriptor this process opened but holds no lock with."""
     _HELD.discard(fd)
     os.close(fd)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process holding a lock, as it wrote itself into the lock file as it took it (`_name_holder`)."""
+
+    pid: int
+    command: str  # `mmgen batch`, `mmgen models import`; `python NAME` for a program using mmgen's Python API
+
+    def __str__(self) -> str:
+        return f"{self.command}, pid {self.pid}"
+
+
+def holder(path: Path) -> Holder | None:
+    """Who holds the lock of `path`, for the line of one refused or kept waiting; None where the file cannot be read
+    (Windows keeps a held lock file unreadable), names no process, or that process is gone (the file still names the
+    last holder until the next one writes itself in)."""
+    if WINDOWS:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            pid_text, _, command = os.read(fd, 256).decode("utf-8").strip().partition(" ")
+        finally:
+            os.close(fd)
+        pid = int(pid_text)
+        os.kill(pid, 0)  # (signal 0: only whether it is there)
+    except PermissionError:  # there, another user's
+        pass
+    except (OSError, ValueError):  # unreadable, not a pid (an older mmgen's empty file), or gone
+        return None
+    return Holder(pid, command or "a process")
+
+
+def _name_holder(fd: int) -> None:
+    """Write this process (its pid and command) into the lock file it now holds, for `holder`. Best effort: a full
+    disk leaves the lock held all the same. Not on Windows: its locked byte is unreadable to others, and msvcrt's lock
+    and unlock act at the file's position, which the write moves."""
+    if WINDOWS:
+        return
+    line = f"{os.getpid()} {_command()}\n".encode()
+    with suppress(OSError):
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, line)
+        os.ftruncate(fd, len(line))
+
+
+@functools.cache
+def _command() -> str:
+    """This process's command as a user knows it: `mmgen WORD` (`mmgen models WORD`), else `python PROGRAM`."""
+    argv = sys.argv if sys.argv and sys.argv[0] else ["python"]
+    program = Path(argv[0])
+    words = [str(a) for a in argv[1:] if not str(a).startswith("-")]
+    if program.name == "mmgen" or (program.parent.name, program.name) == ("mmgen", "__main__.py"):
+        return " ".join(["mmgen", *words[: 2 if words[:1] in (["models"], ["adapters"]) else 1]])
+    return f"python -m {program.parent.name}" if program.name == "__main__.py" else f"python {program.name}"
 
 
 def _closed_in_child() -> None:
@@ -98,12 +160,12 @@ def file_lock(path: Path, waiting: Callable[[], object] = lambda: None, make_fol
 
 
 @contextmanager
-def sole_holder(path: Path, busy: MmgenError) -> Iterator[None]:
-    """Hold the lock of `path` for the block, or raise `busy` at once if another process holds it (a batch's output
-    folder). The empty lock file stays; its presence means nothing. OSError if it cannot be made."""
+def sole_holder(path: Path, busy: Callable[[Holder | None], MmgenError]) -> Iterator[None]:
+    """Hold the lock of `path` for the block, or raise `busy(its holder)` at once if another process holds it (a
+    batch's output folder). The lock file stays; its presence means nothing. OSError if it cannot be made."""
     held = _take(path, waiting=None)
     if held is None:
-        raise busy
+        raise busy(holder(path))
     try:
         yield
     finally:
@@ -141,6 +203,7 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
             _close(fd)
             raise
         if _current(fd, path):
+            _name_holder(fd)
             return Held(path, fd)
         let_go(fd)  # its holder deleted it as it left: take the one there now
 

@@ -480,8 +480,9 @@ def test_a_second_batch_into_a_folder_in_use_is_refused_before_any_work(
     monkeypatch.setitem(batch_run.RUNNERS, "generate", first_job_running)
     assert run(["batch", str(jobs)]) == 0, capsys.readouterr().err
     (code, said, manifest_then), = second
-    assert (code, said) == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for "
-                               "it to end, or choose another output folder with the file's `output_dir:` or -o)\n")
+    assert (code, said) == (2, f"mmgen: error: {out} is in use: another mmgen batch (pid {os.getpid()}) is writing "
+                               "into it (wait for it to end, or choose another output folder with the file's "
+                               "`output_dir:` or -o)\n")
     assert records(out)[:1] == manifest_then  # only the first batch's "started" of job 1, then its own records
     assert [(r["job"], r["state"]) for r in records(out)] == [(1, "started"), (1, "done"), (2, "started"), (2, "done")]
 
@@ -497,10 +498,10 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     jobs = two_generate_jobs(workspace, monkeypatch, "ranked")
     out = workspace / "ranked"
     out.mkdir(exist_ok=True)
-    with sole_holder(Manifest(out).run_lock, RuntimeError("the test's own lock")):  # another batch is writing
+    with sole_holder(Manifest(out).run_lock, lambda holder: RuntimeError("the test's own lock")):  # another batch
         said = run_as_two_ranks(monkeypatch, capsys, lambda: run(["batch", str(jobs)]))
-    assert said[0] == (2, f"mmgen: error: {out} is in use: another mmgen batch is writing into it (wait for it to "
-                          "end, or choose another output folder with the file's `output_dir:` or -o)\n")
+    assert said[0] == (2, f"mmgen: error: {out} is in use: another mmgen batch (pid {os.getpid()}) is writing into it "
+                          "(wait for it to end, or choose another output folder with the file's `output_dir:` or -o)\n")
     assert said[1] == (2, "")
     assert not (out / MANIFEST_NAME).exists()
 

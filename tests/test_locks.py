@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from finetune_clips import TINY_FORMAT
+from mmgen_cli import mmgen_env
 
 from mmgen import locks
 from mmgen.data.clip_cache import ClipCache
@@ -202,10 +204,27 @@ def test_a_batch_folder_copied_with_hard_links_is_its_own_while_the_original_run
     copy.parent.mkdir()
     original.touch(0o600)
     os.link(original, copy)
-    busy = UsageError("in use")
+
+    def busy(holder):
+        return UsageError("in use")
+
     with locks.sole_holder(original, busy), locks.sole_holder(copy, busy):
         with pytest.raises(UsageError), locks.sole_holder(copy, busy):
             pass
     assert not copy.samefile(original) and original.stat().st_nlink == copy.stat().st_nlink == 1
     assert copy.stat().st_mode & 0o777 == 0o600
     assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]  # no temporary left
+
+
+def test_a_lock_names_its_holder_while_that_process_lives(tmp_path):
+    """A refusal or a wait said only "another mmgen process": the holder writes its pid and command into the lock
+    file as it takes it, and one kept out names it — never a holder that is gone, whose file still names it."""
+    path = tmp_path / ".lock"
+    with locks.file_lock(path):
+        found = locks.holder(path)
+        assert (found.pid, str(found)) == (os.getpid(), f"{found.command}, pid {os.getpid()}")
+        assert found.command.startswith("python")  # (pytest's process; the command line's is `mmgen batch`)
+    gone = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from mmgen import locks; "
+                           "locks.acquire(Path(sys.argv[1]))", str(path)], env=mmgen_env(tmp_path))
+    assert gone.returncode == 0 and path.read_text().split()[0].isdigit()
+    assert locks.holder(path) is None

@@ -193,7 +193,7 @@ def test_a_lock_where_no_file_can_be_made_fails_at_once_instead_of_waiting_forev
     monkeypatch.setattr(ModelCache, "folder", lambda self, name: Path("/proc/1"))
     takers = {
         "model cache": lambda: ModelCache(Path("/proc")).lock("demo"),
-        "batch folder": lambda: sole_holder(Path("/proc/1/.batch-running.lock"), UsageError("in use")),
+        "batch folder": lambda: sole_holder(Path("/proc/1/.batch-running.lock"), lambda holder: UsageError("in use")),
     }
     outcomes = {}
 

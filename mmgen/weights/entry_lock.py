@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mmgen.errors import ConfigError
 from mmgen.files import put_back_kept
-from mmgen.locks import acquire
+from mmgen.locks import acquire, holder
 from mmgen.temporaries import remove_leftovers
 from mmgen.terminal import say
 
@@ -25,8 +25,8 @@ def entry_lock(folder: Path, name: str, what: str, kept: tuple[Path, Path, Calla
     (files.last_kept) — and removes what else the dead process left. A folder that holds nothing else when the
     work is done (a failed import, a removed entry) is deleted with its lock (the folder made again by the next)."""
     try:
-        lock = acquire(folder / ".lock", lambda: say(f"mmgen: waiting for another mmgen process working on {name!r} "
-                                                     "..."), make_folder=True)
+        lock = acquire(folder / ".lock", lambda: say(f"mmgen: waiting for another mmgen process{_by(folder)} working on "
+                                                     f"{name!r} ..."), make_folder=True)
     except OSError as e:
         raise unwritable(folder, e) from None
     try:
@@ -47,3 +47,9 @@ def unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:
     """A cache folder that takes no files (exit 2): the user's to choose another."""
     return ConfigError(f"cache folder {folder} cannot be written{where}: {error.strerror or error}",
                        hint="set MMGEN_CACHE to a folder you can write to")
+
+
+def _by(folder: Path) -> str:
+    """The waited-for process, as its lock file names it (` (mmgen models import, pid 1234)`), or nothing."""
+    found = holder(folder / ".lock")
+    return f" ({found})" if found else ""

@@ -40,7 +40,7 @@ from mmgen.errors import (
     outputs_named_with,
     settings_named_as_keys,
 )
-from mmgen.locks import sole_holder
+from mmgen.locks import Holder, sole_holder
 from mmgen.media.notes import held_back, remark
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
@@ -228,8 +228,11 @@ def _only_batch_in(folder: Path, joined: processes.Processes) -> Iterator[None]:
     with ExitStack() as held:
         problem = None
         if joined.is_main:
-            busy = UsageError(f"{folder} is in use: another mmgen batch is writing into it",
-                              hint=f"wait for it to end, or choose another output folder with {output_folder_named()}")
+            def busy(holder: Holder | None) -> UsageError:
+                by = f"another mmgen batch (pid {holder.pid})" if holder else "another mmgen batch"
+                return UsageError(f"{folder} is in use: {by} is writing into it",
+                                  hint=f"wait for it to end, or choose another output folder with {output_folder_named()}")
+
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 held.enter_context(sole_holder(Manifest(folder).run_lock, busy))

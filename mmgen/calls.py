@@ -3,7 +3,8 @@ blocks) — is what two promises hold over: each note is said once in it (media.
 folder stays the one it found (output_folders.same_folders). A call made inside another is part of it: a batch's jobs, a
 command's pipeline call. A pipeline call also gives its caller's thread back torch's state as it found it
 (runtime.torch_state), however it ends; its caller's default device (`with torch.device`, torch.set_default_device)
-is off for the call. A Ctrl-C while the call loads a library for the first time (scipy, torch._dynamo) waits for it to
+and autocast are off for the call, and its fp32 matrix products are full fp32 whatever the caller's
+torch.set_float32_matmul_precision (runtime.matmul_precision): a call runs in the precision its records say. A Ctrl-C while the call loads a library for the first time (scipy, torch._dynamo) waits for it to
 load whole (stop_signals.first_imports_held): half-loaded, it would fail in every later call of the process."""
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from mmgen.disk_failures import name_too_long
 from mmgen.errors import output_argument
 from mmgen.media.notes import one_call
 from mmgen.output_folders import same_folders
+from mmgen.runtime.matmul_precision import own_matmul_precision
 from mmgen.runtime.stop_signals import first_imports_held
-from mmgen.runtime.torch_state import put_back_torch_state, suspend_device_modes, torch_state
+from mmgen.runtime.torch_state import put_back_torch_state, suspend_callers_modes, torch_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,9 +39,10 @@ def pipeline_call(function: Callable[P, R] | None = None, *, going_on_from: Call
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         kept = torch_state()
         try:
-            suspend_device_modes()  # mmgen's device is its settings', never its caller's default one
-            with (first_imports_held(), one_call(None if going_on_from is None else going_on_from(*args, **kwargs)),
-                  same_folders(), output_argument(output)):
+            suspend_callers_modes()  # mmgen's device and precision are its settings', never its caller's modes
+            going_on = None if going_on_from is None else going_on_from(*args, **kwargs)
+            with (first_imports_held(), own_matmul_precision(), one_call(going_on), same_folders(),
+                  output_argument(output)):
                 return function(*args, **kwargs)
         except OSError as e:  # a path given too long for the system: said as the command line says it, exit 2
             if e.errno == errno.ENAMETOOLONG:

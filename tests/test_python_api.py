@@ -573,3 +573,30 @@ def test_a_ctrl_c_while_a_call_first_loads_a_library_leaves_the_library_whole_fo
     finally:
         for name in [name for name in sys.modules if name.partition(".")[0] == "symbolic_lib"]:
             del sys.modules[name]
+
+
+def test_an_fp32_call_inside_the_callers_bf16_autocast_is_fp32_as_its_records_say(tiny):
+    """`generate(precision="fp32")` inside its caller's `torch.autocast("cpu", dtype=torch.bfloat16)` gave the bf16
+    clip bit for bit while its sidecar said fp32 (probe 61); the caller's `torch.set_float32_matmul_precision
+    ("medium")` made its products bf16 too. A call takes the caller's autocast off and does full fp32 products,
+    then gives both back."""
+    import torch
+
+    settings = GenerateSettings(model=str(tiny), steps=1, seed=1, precision="fp32")
+    [plain] = generate(settings)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        [inside] = generate(settings)
+        assert torch.is_autocast_enabled("cpu")  # the caller's, back
+    assert torch.equal(inside.clip.video, plain.clip.video) and torch.equal(inside.clip.audio, plain.clip.audio)
+    assert inside.provenance.precision == "fp32"
+
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    full = a @ b
+    torch.set_float32_matmul_precision("medium")
+    try:
+        halved = not torch.equal(a @ b, full)  # where this CPU has bf16 products
+        [medium] = generate(settings)
+        assert torch.equal(medium.clip.video, plain.clip.video) and torch.equal(medium.clip.audio, plain.clip.audio)
+        assert torch.equal(a @ b, full) == (not halved)  # the caller's setting, back
+    finally:
+        torch.set_float32_matmul_precision("highest")

@@ -122,16 +122,20 @@ def put_back_torch_state(state: tuple) -> None:
     put_back_autocast(autocast)
 
 
-def suspend_device_modes() -> None:
-    """Take the caller's default device off the calling thread for one mmgen call — the device mode on its
-    function-mode stack (a `with torch.device`, or torch.set_default_device's) and torch.set_default_device's
-    device — leaving its other modes (a profiler's, a FlopCounterMode) in force: mmgen makes its tensors on the
-    device its settings name, where the caller's `with torch.device("meta")` made them on meta ("TypeError: can't
-    convert meta device type tensor to numpy"). put_back_torch_state, given the torch_state taken before, gives
-    them back. Without torch (or its device modes) loaded, the caller has none: nothing."""
+def suspend_callers_modes() -> None:
+    """Take the caller's modes off the calling thread for one mmgen call: its default device — the device mode on
+    its function-mode stack (a `with torch.device`, or torch.set_default_device's) and torch.set_default_device's
+    device — and its autocast, on every device, leaving its other modes (a profiler's, a FlopCounterMode) in force.
+    mmgen makes its tensors on the device its settings name (the caller's `with torch.device("meta")` made them on
+    meta: "TypeError: can't convert meta device type tensor to numpy"), in the precision they name and that its
+    records say (the caller's `torch.autocast("cpu", dtype=torch.bfloat16)` made an fp32 run bf16). put_back_torch_state,
+    given the torch_state taken before, gives them back. Without torch loaded, the caller has none: nothing."""
     torch = _loaded()
+    if torch is None:
+        return
+    put_back_autocast(_UNTOUCHED[4])  # off on every device, torch's dtypes, no block entered: a fresh thread's
     device = sys.modules.get("torch.utils._device")
-    if torch is None or device is None:
+    if device is None:
         return
     modes = function_modes()
     others = tuple(mode for mode in modes if not isinstance(mode, device.DeviceContext))

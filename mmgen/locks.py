@@ -2,12 +2,14 @@
 holder at a time — a cache entry's folder (weights.entry_lock), the decoding of one clip, a batch's output folder, a
 record file being rewritten.
 
-A lock is the OS's lock on a lock file opened for that one hold (flock; Windows: msvcrt's lock of its first byte),
-so the kernel lets go when the holder closes it or exits, however it exits (Ctrl-C, kill -9): no lock is ever left
-stale. A holder may delete its lock file as it leaves (`Held.remove`, before letting go: thousands of clips must
-not leave thousands of lock files): a process waiting on that file then comes to hold a file no longer there, while
-one arriving later makes a new one and holds that — both would go on. So, once held, the file must still be the one
-at the lock's name (the same device and inode), else it is let go and the one there now is taken.
+A lock is the OS's lock on a lock file opened for that one hold (Linux: an open file's lock of one byte chosen by
+the lock's folder and name, beside a shared flock — `_lock_descriptor`; other POSIX systems: flock; Windows: msvcrt's
+lock of its first byte), so the kernel lets go when the holder closes it or exits, however it exits (Ctrl-C,
+kill -9): no lock is ever left stale. A holder may delete its lock file as it leaves (`Held.remove`, before letting
+go: thousands of clips must not leave thousands of lock files): a process waiting on that file then comes to hold a
+file no longer there, while one arriving later makes a new one and holds that — both would go on. So, once held,
+the file must still be the one at the lock's name (the same device and inode), else it is let go and the one there
+now is taken.
 
 A holder writes its pid and command into the lock file (`holder` reads them), so one refused or kept waiting can
 say whom it waits for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -187,18 +191,19 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
         fd = _open(path, make_folder)
         if fd is None:
             continue
-        if _unshared(fd, path):
+        slot = _slot(path)
+        if slot is None:  # its folder went as it was opened, with the file
             _close(fd)
-            continue  # take the fresh file now at the name
+            continue
         try:
-            if not _lock_descriptor(fd, wait=False):
+            if not _lock_descriptor(fd, slot, wait=False):
                 if waiting is None:
                     _close(fd)
                     return None
                 if not said:
                     waiting()
                     said = True
-                _lock_descriptor(fd, wait=True)
+                _lock_descriptor(fd, slot, wait=True)
         except BaseException:  # an OS error, or Ctrl-C while waiting
             _close(fd)
             raise
@@ -221,43 +226,6 @@ def _open(path: Path, make_folder: bool) -> int | None:
         raise  # the folder is there and takes no files (/proc): an endless wait otherwise
 
 
-def _unshared(fd: int, path: Path) -> bool:
-    """Whether the lock file `fd` (opened at `path`) was a hard link and a fresh file now has its name: a project copied
-    with `cp -al` shares its lock files with the original, whose run then held the copy's folder too. The fresh file
-    (the old one's mode) is renamed over the name under the lock of the folder itself, where the name is checked to
-    still be this file, so two processes never each put their own file there and hold different ones; a process
-    holding or waiting on the old file finds it is no longer at the name (`_current`). Not on Windows (no flock)."""
-    if WINDOWS or os.fstat(fd).st_nlink < 2:
-        return False
-    import fcntl
-
-    from mmgen.files import keep_mode, temporary_name  # (files uses locks)
-
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return False  # a folder mmgen cannot read: the shared file is held, as before
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)  # let go when closed
-        old = os.fstat(fd)
-        if old.st_nlink < 2 or not _current(fd, path):
-            return True  # another process unshared it first
-        fresh = temporary_name(path)
-        try:
-            os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
-            keep_mode(path, fresh)
-            os.replace(fresh, path)
-        except OSError:  # a folder that takes no new file: the shared file is held, as before
-            with suppress(OSError):
-                os.unlink(fresh)
-            return False
-        with suppress(OSError):
-            os.fsync(folder)
-    finally:
-        os.close(folder)
-    return True
-
-
 def _current(fd: int, path: Path) -> bool:
     """Whether the open file `fd` is still the file at `path` (not deleted, nor replaced by a newer lock file)."""
     try:
@@ -266,18 +234,42 @@ def _current(fd: int, path: Path) -> bool:
         return False
 
 
-def _lock_descriptor(fd: int, wait: bool) -> bool:
-    """Lock the whole open file `fd` for this open file alone, waiting for its holder if `wait`; False where
-    another holds it and `wait` is not set."""
+def _lock_descriptor(fd: int, slot: int, wait: bool) -> bool:
+    """Lock the open lock file `fd` for this open file alone, waiting for its holder if `wait`; False where another
+    holds it and `wait` is not set. Linux: the lock is of byte `slot`, the lock's name in its folder (`_slot`), so a
+    lock file that is a hard link (a project copied with `cp -al` while it ran) is held for each folder apart: the
+    copy runs while the original does, and each folder still has one holder. flock is taken shared beside it, so an
+    older mmgen's lock (flock, exclusive) of the file and this one keep each other out, as they did."""
     if WINDOWS:
         return _polled(lambda: _windows_try(fd), wait)
     import fcntl
 
+    ofd = getattr(fcntl, "F_OFD_SETLKW" if wait else "F_OFD_SETLK", None)  # (Linux only)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, (fcntl.LOCK_EX if ofd is None else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+        if ofd is not None:
+            fcntl.fcntl(fd, ofd, struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, slot, 1, 0))
     except BlockingIOError:
         return False
+    except PermissionError as e:  # EACCES: what POSIX allows F_OFD_SETLK to say for a lock held
+        if e.errno == errno.EACCES and not wait:
+            return False
+        raise
     return True
+
+
+def _slot(path: Path) -> int | None:
+    """The byte of a lock file locked for its name `path`: one of 2**62 drawn from the folder's identity (device and
+    inode: a folder cannot be a hard link, and `cp -al` makes a new one) and the name, past any content it has. None
+    where the folder is gone."""
+    if WINDOWS:
+        return 0  # (unused: the first byte is locked)
+    try:
+        folder = os.stat(path.parent)
+    except FileNotFoundError:
+        return None
+    key = f"{folder.st_dev}:{folder.st_ino}/".encode() + os.fsencode(path.name)
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 2
 
 
 def _polled(attempt: Callable[[], bool], wait: bool) -> bool:

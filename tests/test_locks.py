@@ -195,25 +195,51 @@ def test_on_windows_a_waiter_that_comes_to_hold_a_deleted_lock_file_takes_the_on
     taken[0].release()
 
 
-def test_a_batch_folder_copied_with_hard_links_is_its_own_while_the_original_runs(tmp_path):
-    """`cp -al hl hl2` shares the lock files too: while a batch ran in hl, hl2's folder was "in use" (exit 2).
-    Taken, a shared lock file is first replaced by the copy's own (its mode kept); the copy's folder still has one
-    holder at a time."""
+def test_a_batch_folder_copied_with_hard_links_while_its_batch_runs_has_one_batch_in_each_folder(tmp_path):
+    """`cp -al hl hl2` while a batch runs in hl shares its lock file with hl2: hl2's folder was "in use" (exit 2);
+    then, with the copy's lock file put over hl's name as it was taken, a second batch ran into hl beside the first.
+    Each folder's lock is its own whatever hard links there are: the copy runs while the original does, and each
+    still has one holder at a time."""
     original, copy = tmp_path / "hl" / ".batch-running.lock", tmp_path / "hl2" / ".batch-running.lock"
     original.parent.mkdir()
-    copy.parent.mkdir()
-    original.touch(0o600)
-    os.link(original, copy)
 
     def busy(holder):
         return UsageError("in use")
 
-    with locks.sole_holder(original, busy), locks.sole_holder(copy, busy):
-        with pytest.raises(UsageError), locks.sole_holder(copy, busy):
+    with locks.sole_holder(original, busy):  # the batch running in hl
+        copy.parent.mkdir()
+        os.link(original, copy)  # as `cp -al hl hl2` copies it
+        with pytest.raises(UsageError), locks.sole_holder(original, busy):
             pass
-    assert not copy.samefile(original) and original.stat().st_nlink == copy.stat().st_nlink == 1
-    assert copy.stat().st_mode & 0o777 == 0o600
-    assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]  # no temporary left
+        with locks.sole_holder(copy, busy):
+            with pytest.raises(UsageError), locks.sole_holder(copy, busy):
+                pass
+            with pytest.raises(UsageError), locks.sole_holder(original, busy):
+                pass
+    assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock: an older mmgen's lock on Linux and macOS")
+def test_an_older_mmgen_holding_a_lock_file_and_this_one_keep_each_other_out(tmp_path):
+    """An older mmgen locks the whole file (flock, exclusive): a batch of this one is refused where it holds it, and
+    it is refused where this one holds it, as each was before."""
+    import fcntl
+
+    path = tmp_path / ".batch-running.lock"
+
+    def busy(holder):
+        return UsageError("in use")
+
+    older = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(older, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UsageError), locks.sole_holder(path, busy):
+            pass
+        fcntl.flock(older, fcntl.LOCK_UN)
+        with locks.sole_holder(path, busy), pytest.raises(BlockingIOError):
+            fcntl.flock(older, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(older)
 
 
 def test_a_lock_names_its_holder_while_that_process_lives(tmp_path):

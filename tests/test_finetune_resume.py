@@ -317,6 +317,26 @@ def test_resume_refuses_other_clips_but_follows_a_moved_folder(setup, tmp_path):
     assert f"note: {moved} holds the same files as {data.resolve()}, where this run started; going on" in notes
 
 
+def test_a_programs_own_random_draws_after_finetune_and_its_resume_are_those_of_its_own_seed(setup, tmp_path):
+    """`finetune` reseeded torch's global RNG to the config's seed and left it so (a resume set it to the
+    checkpoint's state): a program that seeded torch drew the same numbers after the call whatever its seed
+    (probe 61). The call gives the program's RNG back as it found it; the run itself still draws from its own seed."""
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 1, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    with one_thread():
+        torch.manual_seed(1234)
+        expected = torch.rand(4)
+        torch.manual_seed(1234)
+        finetune(data, tmp_path / "run", config)
+        assert torch.equal(torch.rand(2), expected[:2])
+        finetune(data, tmp_path / "run", replace(config, steps=2), resume=True)
+        assert torch.equal(torch.rand(2), expected[2:])
+
+
 def test_a_run_recorded_with_its_clip_cache_inside_its_folder_resumes(setup, tmp_path):
     """A new run's clip cache inside its run folder is refused (a failed new run removes its folder, the cache with
     it), but runs started so before that was refused have it in their config.yaml: --resume refused them for a

@@ -31,6 +31,7 @@ from mmgen.modal import Modal, each
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
+from mmgen.runtime.global_rng import callers_rng_kept
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.divergence import DivergenceWatch
 from mmgen.train.events import EventFn, TrainEvent, ignore
@@ -104,8 +105,9 @@ def finetune(
             if processes.distributed and device.type == "cuda":
                 device = distributed.gpu(processes.local_rank)
             events = on_event if on_event is not None and processes.is_main else ignore
-            setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
-            return _train(setup, events)
+            with callers_rng_kept(device):  # training reseeds torch's global RNG: the caller's draws are its own
+                setup = prepare(Path(data_dir), Path(run_dir), config, device, processes, resume, events, lock)
+                return _train(setup, events)
     finally:
         lock.release()
         distributed.stop(processes)

@@ -657,3 +657,23 @@ def test_a_run_s_ran_on_is_read_past_only_in_its_own_record_and_only_as_a_run_wr
     fresh.write_text("steps: 3\nran_on: {device: cpu, precision: fp32}\n")
     with pytest.raises(ConfigError, match="unknown key 'ran_on'"):
         run_config(tmp_path / "run", config_file=fresh)
+
+
+def test_a_run_s_config_yaml_holds_only_settings_so_an_older_mmgen_still_resumes_it(tmp_path, monkeypatch):
+    """One start of a run with this mmgen closed its config.yaml with `ran_on: {device, precision}`, a key every
+    older mmgen refuses (`run/config.yaml: unknown key 'ran_on'`): the run no longer resumed with it. The record is a
+    comment line; the settings are read as every mmgen reads them, unknown keys refused."""
+    import torch
+
+    from mmgen.runtime.device import Compute
+    from mmgen.train.config import FinetuneConfig
+    from mmgen.train.config_layers import run_config
+    from mmgen.train.setup import _write_config
+
+    monkeypatch.chdir(tmp_path)
+    _write_config(tmp_path / "run", tmp_path / "clips", FinetuneConfig(steps=3), Compute(torch.device("cpu"),
+                                                                                         torch.bfloat16))
+    record = tmp_path / "run" / "config.yaml"
+    assert from_dict(FinetuneConfig, load_yaml(record), "run/config.yaml").steps == 3  # as an older mmgen reads it
+    assert record.read_text().endswith("\n# ran_on: {device: cpu, precision: bf16}\n")
+    assert run_config(tmp_path / "run", config_file=record).precision == "auto"  # picked again

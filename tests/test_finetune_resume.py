@@ -847,12 +847,12 @@ def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_reco
     first = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 1, *args, env=env)
     assert first.returncode == 0, first.stderr
     assert {k: json.loads(first.stdout)[k] for k in ("device", "precision")} == {"device": "cpu", "precision": "fp32"}
-    assert "ran_on:\n  device: cpu\n  precision: fp32\n" in (run_dir / "config.yaml").read_text()
+    assert "\n# ran_on: {device: cpu, precision: fp32}\n" in (run_dir / "config.yaml").read_text()
 
     again = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", 2, "--precision", "bf16", *args, env=env)
     assert again.returncode == 0, again.stderr
     assert "cpu (bf16)" in again.stderr and json.loads(again.stdout)["precision"] == "bf16"
-    assert "ran_on:\n  device: cpu\n  precision: bf16\n" in (run_dir / "config.yaml").read_text()
+    assert "\n# ran_on: {device: cpu, precision: bf16}\n" in (run_dir / "config.yaml").read_text()
     training = json.loads((run_dir / "model.json").read_text())["training"]
     assert (training["steps"], training["device"], training["precision"]) == (2, "cpu", "bf16")
     log = read_log(run_dir / "log.jsonl")

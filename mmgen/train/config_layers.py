@@ -119,9 +119,9 @@ def _recorded_layer(path: str | Path) -> tuple[str, dict[str, Any]]:
     """A run's own config.yaml as a layer, resumed or reused (`--config RUN/config.yaml`). A run's record is always
     taken: runs recorded before NEEDS was checked hold settings that meant nothing in them (every whole-model run's
     `lora_targets: attention+conv`): dropped; values refused since (RECORDED_AS) are read as what they did, a note
-    saying so (rank 0's); its `ran_on` record (where it last trained) is no setting: skipped, the device and precision
-    are picked again, once it is seen to be the record a run writes (ran_on: [1, 2] was taken silently). A new
-    --config file or flag is still refused, `ran_on` in it an unknown key."""
+    saying so (rank 0's); a `ran_on` key (where it last trained, as runs wrote it before that became a comment line)
+    is no setting: skipped, the device and precision are picked again, once it is seen to be the record a run wrote
+    (ran_on: [1, 2] was taken silently). A new --config file or flag is still refused, `ran_on` in it an unknown key."""
     from mmgen.train.run_folder import RAN_ON
 
     where, data = load_layer(path, record=True)

@@ -34,7 +34,7 @@ except ImportError:  # Windows: no flock; runs there are not guarded against a s
     fcntl = None
 
 RUN_HEADER = "# mmgen finetune "  # how every run folder's config.yaml begins
-RAN_ON = "ran_on"  # config.yaml's record of the device and precision the run last started in: no setting, read past
+RAN_ON = "ran_on"  # config.yaml's record of the device and precision the run last started in: a comment line
 REWRITTEN = ("config.yaml", "log.jsonl")  # what a new start writes again
 _PARTIAL = re.compile(r"\.step-.*\.partial")  # a checkpoint being written (train.checkpoint.save_checkpoint)
 _SET_ASIDE = re.compile(r"step-\d+\.damaged(-\d+)?")  # a damaged checkpoint kept aside (train.checkpoint.set_aside)

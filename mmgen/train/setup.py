@@ -347,10 +347,11 @@ def _run_folders(run_dir: Path) -> Callable[[Path], str | None]:
 
 def _write_config(run_dir: Path, data_dir: Path, config: FinetuneConfig, compute: Compute) -> None:
     """Every setting as given (`device: auto` picks again on --resume, on whatever machine that is), then RAN_ON: the
-    device and precision this start resolved them to, a record that --resume reads past (config_layers)."""
+    device and precision this start resolved them to, a comment line: an older mmgen refuses a key it does not know,
+    and a run resumed here once must still resume there."""
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
     header = f"{RUN_HEADER}{data_dir}: every setting of this run (read back by --resume)\n"
-    ran_on = "# what device and precision picked when this run last started (a record; --resume picks again)\n" + \
-        yaml.safe_dump({RAN_ON: compute.record()}, sort_keys=False)
+    ran_on = "# what device and precision picked when this run last started (a record; --resume picks again):\n" \
+        f"# {RAN_ON}: {yaml.safe_dump(compute.record(), sort_keys=False, default_flow_style=True)}"
     write_text(run_dir / "config.yaml", header + text + ran_on)

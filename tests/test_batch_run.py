@@ -932,3 +932,40 @@ def test_a_model_file_replaced_while_the_batch_runs_is_recorded_as_the_weights_t
     assert plan_batch(jobs).status == {1: "done"}  # made by the weights there now
     model.write_bytes(planned_bytes)
     assert plan_batch(jobs).status == {1: "changed"}  # not by these
+
+
+def test_an_adapter_replaced_while_the_batch_runs_is_recorded_as_the_adapter_that_made_the_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`models import --name style --overwrite` replaces a registered adapter between planning and loading: as with
+    the model, the manifest vouched for the planned adapter while the sidecar named the one loaded, so the next run
+    redid the clip needlessly, and once the old adapter was back took the clip the other one made as done."""
+    import torch
+
+    from mmgen.adapters import BaseModel, LoraSpec, adapter_parameters, attach, save_adapter
+    from mmgen.adapters.registration import register
+    from mmgen.weights import load_model
+
+    with_a_tiny_model_here(tmp_path, monkeypatch)
+    loaded = load_model(tmp_path / "tiny.safetensors")
+    attach(loaded.model, LoraSpec(4, 4.0, "attention"))
+    planned, other = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for path, value in ((planned, 0.01), (other, 0.02)):  # what two trainings made, standing in
+        with torch.no_grad():
+            for _, p in adapter_parameters(loaded.model):
+                p.fill_(value)
+        save_adapter(path, loaded.model, LoraSpec(4, 4.0, "attention"), BaseModel.of(loaded))
+    register(planned, "style")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("output_dir: out\ndefaults: {model: tiny.safetensors, steps: 1, device: cpu, previews: false}\n"
+                    "jobs:\n  - {kind: generate, name: clip, seed: 1, adapter: style}\n")
+    plan = plan_batch(jobs)
+    register(other, "style", overwrite=True)  # before the job loads its adapter
+    (outcome,) = run_batch(plan)
+    assert outcome.ending == "done"
+    sidecar = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert sidecar["adapters"][0]["sha256"] == sha256_file(other)
+
+    assert plan_batch(jobs).status == {1: "done"}  # made by the adapter named style now
+    register(planned, "style", overwrite=True)
+    assert plan_batch(jobs).status == {1: "changed"}  # not by this one

@@ -16,6 +16,7 @@ from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.settings import SEED_BITS, RunSettings, seed_taken
 
 if TYPE_CHECKING:
+    from mmgen.pipelines.clips import Provenance
     from mmgen.pipelines.session import Run
 
 Status = Literal["new", "done", "changed", "incomplete", "failed", "damaged"]
@@ -65,14 +66,20 @@ class Job:
     def seed(self) -> int:
         return self.run.seed
 
-    def hash_made_by(self, model_sha256: str | None) -> str:
-        """The content hash of what this job made with the weights it loaded (its sidecar's model_sha256), which its
-        "done" record keeps: the model file may have been replaced since planning hashed it (a `finetune --resume`
-        ending, `models import --overwrite`), and the manifest vouches for the bytes that made the clip, as the
-        sidecar does — so a re-run skips it while those weights stay, and redoes it once the old ones are back."""
-        if model_sha256 is None or not self.payloads or self.payloads[0]["model_sha256"] == model_sha256:
+    def hash_made_by(self, loaded: Provenance) -> str:
+        """The content hash of what this job made with the files it loaded (its sidecar's model_sha256 and each
+        adapter's sha256), which its "done" record keeps: the model or an adapter file may have been replaced since
+        planning hashed it (a `finetune --resume` ending, `models import --overwrite`), and the manifest vouches for
+        the bytes that made the clip, as the sidecar does — so a re-run skips it while those files stay, and redoes
+        it once the old ones are back."""
+        if not self.payloads:
             return self.hash
-        return digest({**self.payloads[0], "model_sha256": model_sha256, "seed": self.seed})
+        planned = self.payloads[0]
+        made = {**planned, "model_sha256": loaded.model_sha256 or planned["model_sha256"]}
+        if "adapters" in planned:  # each as planned (its weight, in the run's order), by the file it loaded
+            made["adapters"] = [{**use, "sha256": read["sha256"]}
+                                for use, read in zip(planned["adapters"], loaded.adapters or (), strict=True)]
+        return self.hash if made == planned else digest({**made, "seed": self.seed})
 
 
 @dataclass(frozen=True)

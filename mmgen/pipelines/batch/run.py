@@ -328,7 +328,7 @@ def _run_job(job: Job, manifest: Manifest, rank: int, batch_file: str, replace: 
             raise Unrecorded(e) from e
         return Outcome(job.number, job.kind, job.output, "failed", time.perf_counter() - started, message,
                        None if expected else traceback.format_exc(), rank)
-    made_by = job.hash_made_by(result.provenance.model_sha256)  # the weights loaded, not those planned (the sidecar's)
+    made_by = job.hash_made_by(result.provenance)  # the files loaded, not those planned (the sidecar's)
     _record(manifest, dataclasses.replace(record, state="done", files=files, hash=made_by))
     return Outcome(job.number, job.kind, job.output, "done", time.perf_counter() - started, rank=rank,
                    record=result.to_json())

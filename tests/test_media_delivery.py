@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 from loudness_meter import ebur128
+from media_factory import decode_audio
 
 from mmgen.data.synthetic import WorldConfig, render_batch
 from mmgen.errors import UsageError
-from mmgen.media.deliver import deliver
+from mmgen.media.containers import container_for
+from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.delivery import Delivery
-from mmgen.media.loudness import integrated_loudness
+from mmgen.media.encode import write_mp4
+from mmgen.media.loudness import integrated_loudness, true_peak
 from mmgen.media.resample import resample
 
 
@@ -327,3 +330,21 @@ def test_delivery_parse_refuses_what_the_flags_refuse_in_their_words(loudness, r
     assert str(refused.value) == says
     assert Delivery.parse("OFF", "48000") == Delivery(None, 48000)
     assert Delivery.parse(-14, 44100) == Delivery(-14.0, 44100)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_a_loud_onset_decodes_from_the_written_file_under_minus_1_dbtp_as_its_report_says(tmp_path, suffix):
+    # a bang at the sound's first sample, levelled to the ceiling: AAC's quantisation lifted its true peak to +0.1 dBTP
+    t = torch.arange(32000) / 16000
+    noise = torch.randn(1, 32000, generator=torch.Generator().manual_seed(1))
+    delivered = deliver(noise * torch.exp(-t / 0.05) + 0.02 * noise, 16000, Delivery())
+    encoder = container_for(tmp_path / f"bang{suffix}").audio_encoder
+    written = as_encoded(delivered, encoder)
+    write_mp4(tmp_path / f"bang{suffix}", torch.zeros(20, 3, 16, 16), written.audio, 10, 48000)
+
+    heard = decode_audio(tmp_path / f"bang{suffix}")[0][:, : written.audio.shape[1]]
+    assert true_peak(heard) <= -1.0  # BS.1770's 4× oversampled peak, not the sample peak
+    report = written.to_json()
+    assert report["true_peak_dbtp"] == pytest.approx(true_peak(heard), abs=0.01)
+    assert report["lufs_after"] == pytest.approx(integrated_loudness(heard, 48000), abs=0.1)
+    assert report["lufs_after"] > -17.5  # lowered by what the encoder lifted, not far

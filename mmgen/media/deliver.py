@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import torch
 
 from mmgen.errors import in_callers_words
 from mmgen.media.delivery import DEFAULT_TARGET, Delivery
+from mmgen.media.encoded_peak import under_ceiling
 from mmgen.media.loudness import (
     TRUE_PEAK_CEILING,
     LoudnessReport,
@@ -82,6 +84,18 @@ def deliver(
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit)
     say_if_short(report.after, delivery.loudness, one_gain=not limit and not blend)
     return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness)
+
+
+def as_encoded(delivered: Delivered, encoder: str, layout: str = "mono") -> Delivered:
+    """`delivered` as the output's `encoder` is to be given it: where it has a loudness target, lowered until its
+    encode decodes under the true-peak ceiling (a lossy encoder lifts peaks: encoded_peak); its report's loudness
+    after lowered with it, its true peak that of the file's sound as it decodes. Every command that writes a
+    delivered sound writes this one."""
+    ceiling = TRUE_PEAK_CEILING if delivered.target is not None else None
+    fit = under_ceiling(delivered.audio, delivered.sample_rate, encoder, layout, ceiling)
+    report = delivered.loudness
+    after = report.after + fit.gain_db if report.after is not None else None
+    return dataclasses.replace(delivered, audio=fit.audio, loudness=LoudnessReport(report.before, after, fit.true_peak))
 
 
 def say_if_clipped(sound: torch.Tensor, why: str) -> None:

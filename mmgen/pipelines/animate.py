@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mmgen.calls import pipeline_call
 from mmgen.media import probe, read_audio, replace_video, write_mp4
-from mmgen.media.containers import kept_rate
-from mmgen.media.deliver import deliver
+from mmgen.media.containers import container_for, kept_rate
+from mmgen.media.deliver import as_encoded, deliver
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
@@ -41,6 +41,7 @@ def animate(
             rate = delivery.sample_rate
             # the user's own sound: one gain (no limiter reshapes it; a loud sound may stay short of the level)
             delivered = deliver(read_audio(source, rate, start=start), rate, delivery, limit=False)
+            delivered = as_encoded(delivered, container_for(paths.mp4).audio_encoder)
             write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
             return {"delivery": delivered.to_json()}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mmgen.calls import pipeline_call
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
-from mmgen.media.containers import kept_rate
-from mmgen.media.deliver import deliver
+from mmgen.media.containers import container_for, kept_rate
+from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.delivery import Delivery
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
@@ -93,6 +93,7 @@ def write_generated(
     run reads (its model, upsampler and adapters: preflight.input_files), never removed as an old output's files."""
     clip = result.clip
     delivered = deliver(clip.audio, clip.sample_rate, kept_rate(delivery, where.mp4, clip.sample_rate, "the model's"))
+    delivered = as_encoded(delivered, container_for(where.mp4).audio_encoder)
     with outputs.writing(where, overwrite, inputs):
         write_mp4(where.mp4, clip.video, delivered.audio, clip.fps, delivered.sample_rate, overwrite=overwrite)
         result = dataclasses.replace(

@@ -19,7 +19,7 @@ from mmgen.errors import InvalidSetting
 from mmgen.media import MediaInfo, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.decode import kept_layout
-from mmgen.media.deliver import deliver
+from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import channel_weights
 from mmgen.media.notes import note
@@ -134,6 +134,7 @@ def retake(
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
             layout = kept or "mono"
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept)
+            delivered = as_encoded(delivered, encoder, layout)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
                           end_together=False, start=start,  # the input's sound where and as long as it was
                           encoder=encoder, layout=layout, bits=info.audio_bits)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mmgen.calls import pipeline_call
 from mmgen.media import read_audio, replace_audio, write_wav
-from mmgen.media.containers import kept_rate
-from mmgen.media.deliver import deliver
+from mmgen.media.containers import container_for, kept_rate
+from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.remux import video_end
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
@@ -44,6 +44,7 @@ def soundtrack(
         def write(result: Result, paths: OutputPaths) -> dict:
             clip, seconds = result.clip, video_end(source) - start
             delivered = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds, own=own, mix=mix)
+            delivered = as_encoded(delivered, container_for(paths.mp4).audio_encoder)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite, start=start)
             if settings.wav:  # the new sound alone
                 alone = deliver(clip.audio, clip.sample_rate, delivery, seconds=seconds) if mix else delivered

@@ -1,0 +1,81 @@
+"""The true peak of sound as a lossy encoder (AAC, Opus) delivers it, and sound kept under its ceiling there.
+
+Quantisation lifts peaks: a loud onset levelled to −1 dBTP decodes up to ~0.5 dB higher from an AAC stream. So the
+sound is encoded as the writer will encode it (tracks.set_audio), decoded and measured; where it passes the ceiling
+it is lowered by the overshoot and tried again (ROUNDS at most). The encoders are deterministic: the writer's own
+encode of the sound returned is the last trial's, and its measured peak is the delivered file's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+from mmgen.media.loudness import true_peak
+from mmgen.media.tracks import BIT_RATES, audio_frames, set_audio
+
+ROUNDS = 4  # trial encodes at most; each lowers the sound by its overshoot (they land within a few hundredths of a dB)
+MARGIN_DB = 0.05  # lowered this much more than the overshoot, so the next trial lands under the ceiling
+
+
+@dataclass(frozen=True)
+class Encodable:
+    audio: torch.Tensor  # the sound to encode: the one given, or lowered by gain_db
+    gain_db: float  # ≤ 0
+    true_peak: float | None  # dBTP of its decoded encode (None: silence)
+
+
+def lossy(encoder: str) -> bool:
+    """Whether `encoder` changes the samples it stores (a lossless one's are the sound's own)."""
+    return encoder in BIT_RATES
+
+
+def encoded_peak(audio: torch.Tensor, sample_rate: int, encoder: str, layout: str = "mono") -> float | None:
+    """True peak (dBTP) of `audio` (C, L) in `layout` encoded by `encoder` as mmgen writes it, decoded; None for
+    silence: its samples as a player plays them from the file (_samples)."""
+    coder = av.CodecContext.create(encoder, "w")
+    coder.sample_rate, coder.layout, coder.time_base = sample_rate, layout, Fraction(1, sample_rate)
+    set_audio(coder, encoder, layout)
+    coder.open()
+    decoder = av.CodecContext.create(av.Codec(encoder, "w").canonical_name, "r")
+    decoder.extradata = coder.extradata
+    length, decoded = audio.shape[-1], []
+    for frame in [*audio_frames(audio, sample_rate, layout=layout), None]:
+        for packet in coder.encode(frame):
+            decoded.extend(_samples(f, length) for f in decoder.decode(packet))
+    decoded.extend(_samples(f, length) for f in decoder.decode(None))
+    peak = true_peak(np.concatenate(decoded, axis=1)) if decoded else -np.inf
+    return float(peak) if np.isfinite(peak) else None
+
+
+def under_ceiling(
+    audio: torch.Tensor, sample_rate: int, encoder: str, layout: str = "mono", ceiling: float | None = None
+) -> Encodable:
+    """`audio` as `encoder` is to be given it: lowered, where its decoded encode passes `ceiling` dBTP, until it
+    does not (None: as it is, only measured). A lossless encoder's sound is measured as it is."""
+    if not lossy(encoder):
+        peak = true_peak(audio)
+        return Encodable(audio, 0.0, peak if np.isfinite(peak) else None)
+    gain, sound = 0.0, audio
+    peak = encoded_peak(sound, sample_rate, encoder, layout)
+    for _ in range(ROUNDS):
+        if ceiling is None or peak is None or peak <= ceiling:
+            break
+        gain -= peak - ceiling + MARGIN_DB
+        sound = audio * 10 ** (gain / 20)
+        peak = encoded_peak(sound, sample_rate, encoder, layout)
+    return Encodable(sound, gain, peak)
+
+
+def _samples(frame: av.AudioFrame, length: int) -> np.ndarray:
+    """A decoded frame's samples as (C, n) rows, those of the sound's `length` samples only: not the encoder's
+    priming before it (AAC's first frame, stamped from −1024; the mp4's edit list hides it from players) nor its
+    padding after it."""
+    samples = frame.to_ndarray()
+    rows = samples if frame.format.is_planar else samples.reshape(-1, len(frame.layout.channels)).T
+    first = frame.pts or 0
+    return rows[:, max(0, -first) : max(0, length - first)]

@@ -230,3 +230,32 @@ def test_new_pictures_over_a_loud_wav_keep_its_loudness_and_its_shape(tmp_path):
     assert 10 * torch.log10(wav.square().sum() / noise) > 30  # dB: the wav's sound, not a coarser one
 
 
+
+def millisecond_clip(path: Path, encoder: str) -> Path:
+    """1 s of 25 fps picture whose encoder ran on a millisecond clock, as phones' and other tools' do (an H.264
+    stream's own timing then says 1000 fps): the rate is declared by the container alone."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(encoder, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k in range(25):
+            frame = av.VideoFrame.from_ndarray(pattern_frame(k, (64, 64)), format="rgb24")
+            frame.pts, frame.time_base = 40 * k, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("suffix, encoder", [(".mkv", "libx264"), (".webm", "libvpx-vp9"), (".mov", "libx264"),
+                                             (".mp4", "libx264")])
+def test_a_copied_picture_keeps_its_frame_rate_and_frame_durations(tmp_path, suffix, encoder):
+    clip = millisecond_clip(tmp_path / f"clip{suffix}", encoder)
+    out = tmp_path / f"scored{suffix}"
+    replace_audio(clip, tone(1.0, 440), RATE, out)
+
+    assert packets(out, "video") == packets(clip, "video")  # copied
+    with av.open(str(out)) as written:
+        stream = written.streams.video[0]
+        durations = {round(float(p.duration * p.time_base), 6) for p in written.demux(stream) if p.size}
+        assert stream.average_rate == 25  # not 1000
+    assert durations == {0.04}  # not 0

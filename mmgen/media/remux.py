@@ -172,6 +172,9 @@ def _kept(
         # mp4 picks its own tag for the codec (the source's, e.g. AVI's "XVID", would be refused); for HEVC,
         # "hvc1" is the one Apple players accept.
         out.codec_context.codec_tag = "hvc1" if codec == "hevc" and into.name in ("mp4", "mov") else "\0\0\0\0"
+        if stream.type == "video" and stream.average_rate:  # its frame rate, declared as FFmpeg's stream copy
+            out.codec_context.framerate = stream.average_rate  # declares it: Matroska's DefaultDuration, without
+            # which a copied WebM picture's frames read back lasting 0 and an mkv's rate as 1000 fps
         if stream.metadata.get("alpha_mode") == "1":  # a VP8/VP9 picture's alpha, in its packets: Matroska's flag for
             out.metadata["alpha_mode"] = "1"  # it (AlphaMode), without which players show the picture opaque
         return copied(source, stream, out, shift, until)

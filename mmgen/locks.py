@@ -208,6 +208,7 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
             _close(fd)
             raise
         if _current(fd, path):
+            fd = _own(fd, path, slot)
             _name_holder(fd)
             return Held(path, fd)
         let_go(fd)  # its holder deleted it as it left: take the one there now
@@ -224,6 +225,36 @@ def _open(path: Path, make_folder: bool) -> int | None:
         if make_folder and not path.parent.is_dir():
             return None
         raise  # the folder is there and takes no files (/proc): an endless wait otherwise
+
+
+def _own(fd: int, path: Path, slot: int) -> int:
+    """The lock file `fd`, held at `path`, or where it is a hard link (a project copied with `cp -al` shares it with
+    the original) a fresh file put at its name, held before it is there, the shared one then let go: the holder's
+    line (`_name_holder`) is then this folder's alone — the original's refusal named the copy's batch — and an older
+    mmgen (one lock per file) no longer finds the other folder in use. Safe as the name's lock is held all along;
+    one waiting on the shared file finds it is no longer at the name (`_current`). A folder that takes no new file
+    keeps the shared one, held all the same. Not on Windows (its lock is of the file)."""
+    if WINDOWS or os.fstat(fd).st_nlink < 2:
+        return fd
+    from mmgen.files import keep_mode, temporary_name  # (files uses locks)
+
+    fresh = temporary_name(path)
+    try:
+        new = held_here(os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    except OSError:
+        return fd
+    try:
+        if not _lock_descriptor(new, slot, wait=False):  # (no other process knows the file)
+            raise BlockingIOError
+        keep_mode(path, fresh)
+        os.replace(fresh, path)
+    except OSError:
+        with suppress(OSError):
+            os.unlink(fresh)
+        _close(new)
+        return fd
+    let_go(fd)
+    return new
 
 
 def _current(fd: int, path: Path) -> bool:

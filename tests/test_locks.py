@@ -219,6 +219,38 @@ def test_a_batch_folder_copied_with_hard_links_while_its_batch_runs_has_one_batc
     assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]
 
 
+def test_a_batch_refused_in_a_folder_copied_with_hard_links_is_told_that_folder_s_holder(tmp_path):
+    """A project copied with `cp -al` while its batch ran: the copy's batch wrote its pid into the lock file the two
+    folders shared, and a second batch into the original was told the copy's batch held it (`pid` of the wrong one).
+    Taken, a shared lock file is made the folder's own first (its mode kept)."""
+    original, copy = tmp_path / "hl" / ".batch-running.lock", tmp_path / "hl2" / ".batch-running.lock"
+    original.parent.mkdir()
+    holding = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; from mmgen import locks; "
+                                "locks.acquire(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()",
+                                str(original)], env=mmgen_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    told: list = []
+
+    def busy(holder):
+        told.append(holder)
+        return UsageError("in use")
+
+    try:
+        assert holding.stdout.readline() == "held\n"  # the batch running in hl
+        original.chmod(0o600)
+        copy.parent.mkdir()
+        os.link(original, copy)  # as `cp -al hl hl2` copies it
+        with locks.sole_holder(copy, busy):  # the copy's batch
+            with pytest.raises(UsageError), locks.sole_holder(original, busy):
+                pass
+    finally:
+        holding.stdin.close()
+        holding.wait(10)
+    assert [holder.pid for holder in told] == [holding.pid]
+    assert not copy.samefile(original) and copy.stat().st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(copy.parent)) == [".batch-running.lock"]  # no temporary left
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="flock: an older mmgen's lock on Linux and macOS")
 def test_an_older_mmgen_holding_a_lock_file_and_this_one_keep_each_other_out(tmp_path):
     """An older mmgen locks the whole file (flock, exclusive): a batch of this one is refused where it holds it, and

@@ -11,8 +11,8 @@ file no longer there, while one arriving later makes a new one and holds that â€
 the file must still be the one at the lock's name (the same device and inode), else it is let go and the one there
 now is taken.
 
-A holder writes its pid and command into the lock file (`holder` reads them), so one refused or kept waiting can
-say whom it waits for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with
+A holder writes its pid and command into the lock file (`holder` reads them; a run folder's flock, which has no lock
+file, is read from /proc/locks: `flock_holder`), so one refused or kept waiting can say whom it waits for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with
 its holder, not with the last of its children.
 
 A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), and one that cannot
@@ -89,11 +89,38 @@ def holder(path: Path) -> Holder | None:
             pid_text, _, command = os.read(fd, 256).decode("utf-8").strip().partition(" ")
         finally:
             os.close(fd)
-        pid = int(pid_text)
+        return _living(int(pid_text), command)
+    except (OSError, ValueError):  # unreadable, or not a pid (an older mmgen's empty file)
+        return None
+
+
+def flock_holder(fd: int) -> Holder | None:
+    """Who holds the flock of the open file `fd` (a run folder, which has no lock file to write a holder into), as
+    Linux's /proc/locks names it (no command: "a process"); None elsewhere, or where it names none (a process in
+    another pid namespace is 0 there)."""
+    try:
+        info = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return None
+    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2203756 0 EOF" (a waiter's: "1: -> FLOCK ...")
+        fields = line.split()
+        if fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"] and fields[5:6] == [where] and fields[4].isdigit():
+            return _living(int(fields[4]), "")
+    return None
+
+
+def _living(pid: int, command: str) -> Holder | None:
+    """The process `pid` while it is there (another user's too); None where it is gone or no process (0)."""
+    if pid <= 0:
+        return None
+    try:
         os.kill(pid, 0)  # (signal 0: only whether it is there)
     except PermissionError:  # there, another user's
         pass
-    except (OSError, ValueError):  # unreadable, not a pid (an older mmgen's empty file), or gone
+    except OSError:
         return None
     return Holder(pid, command or "a process")
 

@@ -597,7 +597,8 @@ def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoi
         for resume in (False, True):
             with pytest.raises(UsageError) as refused:
                 finetune(data, run_dir, config, resume=resume)
-            assert str(refused.value) == (f"{run_dir} is in use: another mmgen finetune is training in it "
+            assert str(refused.value) == (f"{run_dir} is in use: another mmgen finetune (pid {os.getpid()}) is "
+                                          "training in it "
                                           "(wait for it to end, or choose another run_dir=)")
     finally:
         training.release()
@@ -618,12 +619,43 @@ def test_resume_into_a_folder_a_new_run_has_just_taken_says_it_is_in_use(tmp_pat
         done = run_here("finetune", data, "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
     finally:
         training.release()
-    assert (done.returncode, done.stderr) == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune is "
-                                                 "training in it (wait for it to end, or choose another -o)\n")
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune (pid "
+                                                 f"{os.getpid()}) is training in it (wait for it to end, or choose "
+                                                 "another -o)\n")
     assert list(run_dir.iterdir()) == []
     free = run_here("finetune", data, "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
     assert (free.returncode, free.stderr) == (2, f"mmgen: error: {run_dir}: no config.yaml here: not an mmgen "
                                                  "finetune run folder\n")
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from mmgen.train.run_folder import RunFolderLock
+
+RunFolderLock(Path(sys.argv[1])).take()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the holder of a flock is read from Linux's /proc/locks")
+def test_a_run_folder_in_use_names_the_process_training_in_it(tmp_path):
+    """A finetune refused a run folder another one trains in without saying which process that is, while a batch
+    refused an output folder in use names its holder's pid: the one to wait for, or to look at with `ps`."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    run_dir.mkdir()
+    training = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], env=mmgen_env(tmp_path),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert training.stdout.readline() == "held\n"
+        done = run_here("finetune", data, "-o", run_dir, "--resume", env=mmgen_env(tmp_path))
+    finally:
+        training.communicate("")
+    assert (done.returncode, done.stderr) == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune (pid "
+                                                 f"{training.pid}) is training in it (wait for it to end, or choose "
+                                                 "another -o)\n")
 
 
 def test_resume_of_a_folder_that_is_not_there_says_so(tmp_path, monkeypatch):
@@ -704,7 +736,8 @@ def test_under_torchrun_a_folder_in_use_is_said_once_by_rank_0_and_every_rank_ex
         said = run_as_two_ranks(monkeypatch, capsys, lambda: run([str(a) for a in finetune_args(data, recipe, run_dir)]))
     finally:
         training.release()
-    assert said[0] == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune is training in it (wait for "
+    assert said[0] == (2, f"mmgen: error: {run_dir} is in use: another mmgen finetune (pid {os.getpid()}) is "
+                          "training in it (wait for "
                           "it to end, or choose another -o)\n")
     assert said[1] == (2, "")
     assert {p.name: p.read_text() for p in run_dir.iterdir()} == before

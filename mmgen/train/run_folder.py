@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.files import put_back_kept
-from mmgen.locks import held_here, let_go
+from mmgen.locks import flock_holder, held_here, let_go
 from mmgen.output_folders import keep_folder
 from mmgen.runtime.torchrun import launcher
 from mmgen.temporaries import remove_leftovers
@@ -222,8 +222,10 @@ class RunFolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            found = flock_holder(fd)  # (Linux; elsewhere unnamed)
             let_go(fd)
-            raise UsageError(f"{self.run_dir} is in use: another mmgen finetune is training in it",
+            by = f"another mmgen finetune (pid {found.pid})" if found else "another mmgen finetune"
+            raise UsageError(f"{self.run_dir} is in use: {by} is training in it",
                              hint=f"wait for it to end, or choose another {output_named()}") from None
         except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded
             let_go(fd)

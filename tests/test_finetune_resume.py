@@ -25,7 +25,7 @@ import torch
 from cli_here import run_here
 from finetune_clips import TRAIN_MODEL, one_thread, write_clip, write_clip_folder, write_recipe
 from folder_swaps import swapping_after_the_first
-from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
+from mmgen_cli import mmgen_command, mmgen_env
 from safetensors.torch import load_file
 from two_ranks import run_as_two_ranks
 
@@ -875,14 +875,12 @@ def test_a_run_records_what_it_trained_in_and_a_resume_in_another_precision_reco
     data, recipe, env = setup
     run_dir = tmp_path / "run"
     args = ["--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, "--json"]
-    # in their own processes: after some of this file's in-process runs, the bf16 step of an in-process resume was not
-    # finite in ~1 run of 2 (never in a process of its own; a state those runs leave is still to be found)
-    first = run_mmgen("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 1, *args, env=env)
+    first = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 1, *args, env=env)
     assert first.returncode == 0, first.stderr
     assert {k: json.loads(first.stdout)[k] for k in ("device", "precision")} == {"device": "cpu", "precision": "fp32"}
     assert "\n# ran_on: {device: cpu, precision: fp32}\n" in (run_dir / "config.yaml").read_text()
 
-    again = run_mmgen("finetune", data, "-o", run_dir, "--resume", "--steps", 2, "--precision", "bf16", *args, env=env)
+    again = run_here("finetune", data, "-o", run_dir, "--resume", "--steps", 2, "--precision", "bf16", *args, env=env)
     assert again.returncode == 0, again.stderr
     assert "cpu (bf16)" in again.stderr and json.loads(again.stdout)["precision"] == "bf16"
     assert "\n# ran_on: {device: cpu, precision: bf16}\n" in (run_dir / "config.yaml").read_text()

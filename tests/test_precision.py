@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import OFFICIAL
+from finetune_clips import TRAIN_MODEL
 from safetensors.torch import load_file
 from test_mmunet import MICRO, micro_inputs, micro_model, tiny_config, tiny_model
 from test_srunet import load_tiny
@@ -365,3 +366,31 @@ def test_fp16_on_a_cpu_that_emulates_it_says_once_that_it_is_slower(monkeypatch,
     notes = [r.getMessage() for r in caplog.records]
     assert notes == ([f"note: fp16 on this CPU is emulated (it has no native fp16), slower than fp32; {said}"] if said
                      else [])
+
+
+
+def test_a_bf16_training_step_on_the_cpu_gives_every_weight_the_gradient_fp32_gives_it():
+    """A second finetune in one process (a Python program's, a test file's) of the 2-frame model the training
+    tests fit stopped with `training diverged: the loss at step 2 is not finite` in bf16, the first never:
+    torch's oneDNN kernel for a bf16 Conv3d's weight gradient over fewer frames than its kernel spans (the video
+    output conv's) reads memory it never wrote — wrong in a fresh process, inf in a busy one. Each weight's bf16
+    gradient is fp32's, to bf16's precision."""
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        model = build_model("mm-unet", MMUNetConfig(**TRAIN_MODEL["config"])).train()
+        with torch.no_grad():
+            for p in model.parameters():
+                if not p.any():  # the zero-initialised output convs: every branch contributes
+                    p.normal_(0, 0.05)
+        video, audio = torch.randn(2, 2, 3, 8, 8), torch.randn(2, 1, 1600)
+    gradients = []
+    for dtype in (torch.float32, torch.bfloat16):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out_video, out_audio = model(video, audio, torch.tensor([10, 600]))
+        (out_video.float().square().mean() + out_audio.float().square().mean()).backward()
+        gradients.append({name: p.grad for name, p in model.named_parameters()})
+    fp32, bf16 = gradients
+    scale = max(float(grad.abs().max()) for grad in fp32.values())  # bf16's error: ~1 % of it here
+    off = {name: float((bf16[name] - grad).abs().max()) / scale for name, grad in fp32.items()}
+    assert {name: error for name, error in off.items() if not error < 0.03} == {}

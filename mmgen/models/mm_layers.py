@@ -20,6 +20,7 @@ from mmgen.models.layers import (
     GroupNorm32,
     NormSiLU,
     add_residual,
+    autocast_off,
     channel_axis,
     channels_back,
     channels_last,
@@ -101,7 +102,22 @@ class VideoConv3d(nn.Module):
         conv = self.video_conv
         if conv.kernel_size == (1, 1, 1):
             return mix_channels(x, conv.weight, conv.bias)
+        if _unwritten_bf16_weight_gradient(x, conv):
+            with autocast_off("cpu"):
+                return conv(x.float().transpose(1, 2)).transpose(1, 2)
         return conv(x.transpose(1, 2)).transpose(1, 2)  # channels-last frames are channels_last_3d here
+
+
+def _unwritten_bf16_weight_gradient(x: torch.Tensor, conv: nn.Conv3d) -> bool:
+    """Whether `conv` would take its weight's gradient in bf16 on the CPU (training under CPU bf16 autocast) over
+    more than one frame but fewer than its kernel spans (2 frames: the tiny test models'). There oneDNN's bf16
+    Conv3d backward-weights kernel (torch 2.13, AVX-512 CPUs) reads memory it never wrote: the gradient is wrong
+    in a fresh process, and garbage where earlier tensors left theirs — a second bf16 finetune in one process
+    "diverged" (inf). Its fp32 kernel, its bf16 forward and input gradient, and every
+    other frame count are right (checked 1–8 frames, kernels 3 and 5): the conv then trains in fp32."""
+    return (x.device.type == "cpu" and 1 < x.shape[1] < conv.kernel_size[0] and torch.is_grad_enabled()
+            and conv.weight.requires_grad and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
 
 class AudioConv(nn.Module):

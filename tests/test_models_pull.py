@@ -409,7 +409,7 @@ def test_a_stop_while_waiting_for_another_pull_claims_none_of_its_download(tmp_p
     folder.mkdir(parents=True)
     (folder / "0123.part").write_bytes(b"x" * 1000)  # what the other process has downloaded so far
 
-    def held_by_another(fd, wait):
+    def held_by_another(fd, slot, wait):
         if not wait:
             return False
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while it waits

@@ -4,18 +4,15 @@ renames into place.
 Writers work on a temporary file beside the target (same directory, so `os.replace` is an atomic rename on
 one filesystem; same extension, so muxers infer the format; a unique name, so two writers never share one),
 which is fsync-ed and then renamed, and the folder is fsync-ed after the rename so the new name survives a
-power loss too. A file written again keeps the mode and group of the one it replaces (keep_mode). (Whether a path
+power loss too. A file written again keeps the mode and group of the one it replaces (mmgen.file_modes). (Whether a path
 may become an output at all is asked earlier: mmgen.output_checks.)
 
 A new output is committed with a hard link, which fails if the name exists: of two runs writing one name at
 once, the later one stops (OutputExists) instead of silently replacing the other's file. `kept_together` makes
 the files of one output appear together: if writing one fails, the others it committed are taken back again, and
 the files they replaced (--overwrite), kept aside under hidden names until then, are put back; a file `retire`
-removes inside the block is kept aside the same way. For a file and the record describing it (a cached model), the old
-record goes first and the new one comes last: while it is gone, `last_kept` says where the old pair was kept aside (a
-replacement in flight, or one killed outright), so readers see the old state or the new one, and `put_back_kept`
-puts a killed replacement's back. A temporary's name says which process made it, so a later
-run can remove what a killed one left (mmgen.temporaries). What a failing write (or an input's failing read) is
+removes inside the block is kept aside the same way (how a file and its record are read meanwhile: mmgen.kept_states).
+A temporary's name says which process made it, so a later run can remove what a killed one left (mmgen.temporaries). What a failing write (or an input's failing read) is
 said as, and whose trouble it is, is mmgen.disk_failures'; lock files are mmgen.locks'.
 """
 
@@ -24,23 +21,20 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from mmgen import temporaries
 from mmgen.disk_failures import named_as, reading, writing
 from mmgen.errors import MediaError, OutputExists
+from mmgen.file_modes import keep_mode
 from mmgen.output_checks import check_writable, name_max
-from mmgen.output_folders import check_folders, forget_folder
+from mmgen.output_folders import check_folders
 from mmgen.runtime.stop_signals import check_stop, stops_held
 from mmgen.weights.names import PATH_MAX
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,22 +194,6 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             _remove(temp)
 
 
-def keep_mode(replaced: Path, new: Path) -> None:
-    """Give `new`, about to take the place of what is at `replaced`, its mode, and its group where this process may
-    (its own, or root): a user's 0600 config or sidecar became 0644, and a 0664 group file 0644 in the writer's group,
-    when written again with the umask's. Nothing where `replaced` is not there, or is a link or another kind of file."""
-    try:
-        old, now = os.lstat(replaced), os.lstat(new)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(old.st_mode) or stat.S_IFMT(old.st_mode) != stat.S_IFMT(now.st_mode):
-        return
-    if old.st_gid != now.st_gid:
-        with suppress(OSError):  # not a group of this user's: the writer's own, as before
-            os.chown(new, -1, old.st_gid)
-    os.chmod(new, stat.S_IMODE(old.st_mode))  # after the group: a chown takes away set-id bits
-
-
 def _kept_aside(target: Path) -> Path | None:
     """A hidden second name for the file at `target`, about to be replaced (None if there is none), so that
     `kept_together` can put it back."""
@@ -337,74 +315,6 @@ def when_kept(callback: Callable[[], object]) -> None:
         callback()
     else:
         group.kept.append(callback)
-
-
-def last_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> tuple[Path, Path] | None:
-    """Where the last state a commit group kept is — a `data` file and the `record` describing it, committed in one
-    `kept_together`, the old record retired first and the new one written last, so that a record at its name means
-    a complete state: `record` and `data` themselves while the record is there. While it is not, a replacement is
-    in flight, or was killed outright (kill -9) in between: then it is the record that replacement kept aside
-    (written, for a new one about to land) with the data that record describes (`holds(record, data)`: an OSError
-    is False) — still at `data`, or kept aside beside it by the same process. None: nothing is kept (never
-    committed, or removed). Nothing is changed: every reader sees the old state or the new one, never neither."""
-    for _ in range(2):  # the second time: the replacement ended as we looked (its kept-aside files gone)
-        if os.path.lexists(record):
-            return record, data
-        for kept, process in temporaries.named_after(record):
-            for candidate in [data, *(path for path, by in temporaries.named_after(data) if by == process)]:
-                with suppress(OSError):  # e.g. a kept-aside file its replacement let go of as we read it
-                    if holds(kept, candidate):
-                        return kept, candidate
-    return None
-
-
-def looked_again(look: Callable[[], T], whole: Callable[[T], bool]) -> T:
-    """What `look()` finds of a record and the file it describes (each read as last kept, `last_kept`), looked at
-    once more where the first look is not `whole` — the record and file not alike: a replacement committed both
-    between its reads (`kept_together`, another process's), which is no damage. The second look is one state, old
-    or new; what it finds then is what is said."""
-    first = look()
-    return first if whole(first) else look()
-
-
-def put_back_kept(record: Path, data: Path, holds: Callable[[Path, Path], bool]) -> bool:
-    """Put the last kept state (`last_kept`) under its names again where a process killed half way through replacing
-    it (mmgen.temporaries.left_behind) left it aside; True if it did. The caller keeps other writers out (a lock),
-    and removes what else the killed process left afterwards (mmgen.temporaries.remove_leftovers)."""
-    found = last_kept(record, data, holds)
-    if found is None or found[0] == record or not temporaries.left_behind(found[0]):
-        return False
-    kept, candidate = found
-    if candidate != data:
-        put_back(candidate, data)
-    put_back(kept, record)
-    return True
-
-
-@contextmanager
-def new_folders_removed_on_failure(
-    folders: Iterable[Path], clear: Callable[[Path], object] | None = None
-) -> Iterator[None]:
-    """The `folders` that do not exist yet (and their parents that do not) are removed again if the block fails
-    while they hold nothing worth keeping — they are empty, once `clear` (if given) has removed from each the files
-    its command wrote there that are not worth keeping (and nothing else): a run that wrote nothing leaves nothing
-    behind. A folder that existed before stays whole, and so does one holding an output or anything else, or one
-    `clear` returns False for (another process has taken it meanwhile)."""
-    new: set[Path] = set()
-    for folder in folders:
-        while not folder.exists() and folder.parent != folder:
-            new.add(folder)
-            folder = folder.parent
-    try:
-        yield
-    except BaseException:
-        for folder in sorted(new, key=lambda f: len(f.parts), reverse=True):  # the deepest first
-            with suppress(OSError):  # not empty, or already gone
-                if clear is not None and folder.is_dir() and not folder.is_symlink() and clear(folder) is False:
-                    continue
-                folder.rmdir()
-                forget_folder(folder)
-        raise
 
 
 def sha256_file(path: Path) -> str:

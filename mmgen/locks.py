@@ -263,7 +263,8 @@ def _own(fd: int, path: Path, slot: int) -> int:
     keeps the shared one, held all the same. Not on Windows (its lock is of the file)."""
     if WINDOWS or os.fstat(fd).st_nlink < 2:
         return fd
-    from mmgen.files import keep_mode, temporary_name  # (files uses locks)
+    from mmgen.file_modes import keep_mode
+    from mmgen.files import temporary_name  # (files uses locks)
 
     fresh = temporary_name(path)
     try:

@@ -696,7 +696,7 @@ def test_an_adapter_replaced_with_its_record_as_it_is_read_is_one_whole_adapter(
 def test_verify_of_an_adapter_replaced_with_its_record_as_it_is_read_is_no_damage(adapter_file, tmp_path,
                                                                                    monkeypatch):
     """`models verify NAME` of an adapter read its record and hashed its file separately: a `models import
-    --overwrite` between the reads was said as `corrupt`. It looks as `--adapter NAME` does (files.looked_again)."""
+    --overwrite` between the reads was said as `corrupt`. It looks as `--adapter NAME` does (kept_states.looked_again)."""
     path, other = registered_and_another(adapter_file, tmp_path, monkeypatch, 0.02)
     real, calls = store.read_record, []
 

@@ -527,7 +527,7 @@ def test_the_table_piped_is_a_row_a_line_and_no_line_padded_with_spaces(tmp_path
 def test_verify_of_a_model_replaced_with_its_record_as_it_is_read_is_no_damage(tmp_path, monkeypatch, capsys):
     """`models verify NAME` read the record and hashed the file separately: a `models import --overwrite` of NAME in
     another process between those reads was said as `corrupt: expected A, got B`. A record and file replaced
-    together are looked at once more (files.looked_again, as `--adapter NAME` does), and the new pair is ok."""
+    together are looked at once more (kept_states.looked_again, as `--adapter NAME` does), and the new pair is ok."""
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     assert run(["models", "import", str(save_tiny_model(tmp_path / "tiny.safetensors")), "-n", "mine"]) == 0

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from mmgen.config import read_record
 from mmgen.errors import ChecksumMismatch, ConfigError, InvalidSetting, MmgenError, StorageError
-from mmgen.files import last_kept, looked_again, sha256_file
+from mmgen.files import sha256_file
+from mmgen.kept_states import last_kept, looked_again
 from mmgen.weights import sidecar
 from mmgen.weights.cache import cache_root, check_removable, damaged_folder, entry_names, own_path
 from mmgen.weights.catalog import CACHED, DAMAGED, MISSING, Verdict, check_file, damaged_verdict
@@ -112,7 +113,7 @@ def registered(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | 
 
 def found_record(name: str, kept: tuple[Path, Path]) -> tuple[AdapterRecord, Path] | None:
     """The record and file of the registered adapter `name` where `registered` found them (`kept`), not looked up
-    again; looked up once more (files.looked_again's way) where a registration begun since moved the record aside.
+    again; looked up once more (kept_states.looked_again's way) where a registration begun since moved the record aside.
     None: removed meanwhile."""
     record = _read(name, kept[0])
     if record is None and (kept := _kept(name)) is not None:
@@ -123,7 +124,7 @@ def found_record(name: str, kept: tuple[Path, Path]) -> tuple[AdapterRecord, Pat
 def _kept(name: str, cache_dir: Path | None = None) -> tuple[Path, Path] | None:
     """The record file and adapter file of the registered adapter `name` as last kept: its own, or while a
     registration over it is in flight or was killed half way (put back by the next one), the old ones it kept aside
-    (files.last_kept)."""
+    (kept_states.last_kept)."""
     folder = folder_of(name, cache_dir)
     return last_kept(folder / RECORD, folder / FILE, _describes)
 
@@ -193,7 +194,7 @@ def verify(name: str | None = None) -> list[Verdict]:
 
 def _verdict(record: AdapterRecord, where: Path) -> Verdict:
     """`models verify`'s verdict on a registered adapter: its record and file looked at together, once more where
-    they are not alike (files.looked_again, as `--adapter NAME` does) — a replacement between the reads is no damage."""
+    they are not alike (kept_states.looked_again, as `--adapter NAME` does) — a replacement between the reads is no damage."""
     look = looked_again(lambda: _look(record.name), _alike)
     if look.record is None:  # removed as it was verified: as it was listed
         return check_file(record.name, where / record.name / FILE, record.sha256, kind="adapter")
@@ -270,5 +271,5 @@ def _look(name: str, whole: bool = False) -> _Look:
 
 
 def _alike(look: _Look) -> bool:
-    """Whether a look found a record and the file it describes (else look again: files.looked_again)."""
+    """Whether a look found a record and the file it describes (else look again: kept_states.looked_again)."""
     return look.record is not None and look.actual == look.record.sha256

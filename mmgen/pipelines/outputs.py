@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmgen import files, output_folders
+from mmgen import files, new_folders, output_folders
 from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
 from mmgen.disk_failures import write_failure
 from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError, output_named
@@ -168,9 +168,9 @@ def ensure_folder(paths: OutputPaths) -> None:
 
 def new_folders_removed_on_failure(outputs: list[OutputPaths]) -> AbstractContextManager[None]:
     """The output folders that do not exist yet (ensure_folder creates them as writing starts) are removed again if
-    the block fails while they are still empty (files.new_folders_removed_on_failure): a run that wrote nothing
+    the block fails while they are still empty (new_folders.new_folders_removed_on_failure): a run that wrote nothing
     leaves nothing behind. A folder that existed before, or holds a finished output, stays."""
-    return files.new_folders_removed_on_failure(paths.mp4.parent for paths in outputs)
+    return new_folders.new_folders_removed_on_failure(paths.mp4.parent for paths in outputs)
 
 
 def describe(mp4: Path) -> dict:

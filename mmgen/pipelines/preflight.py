@@ -268,7 +268,7 @@ def input_files(settings: RunSettings) -> tuple[Path, ...]:
     """The files a run reads besides its media: the model, its upsampler and every adapter — a file given by path,
     or the file behind a name (bundled, cached, registered) — each with the sidecar .json beside it if there is
     one (a model's config may live there; a cached model's or adapter's record does), and, while a replacement of
-    one is in flight or was killed, the old file and record it kept aside, which are what is read (files.last_kept).
+    one is in flight or was killed, the old file and record it kept aside, which are what is read (kept_states.last_kept).
     Outputs never replace them."""
     model = str(settings.model)
     if is_path(model):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
-from mmgen.files import put_back_kept
+from mmgen.kept_states import put_back_kept
 from mmgen.locks import flock_holder, held_here, let_go
 from mmgen.output_folders import keep_folder
 from mmgen.runtime.torchrun import launcher
@@ -43,7 +43,7 @@ FINAL_WEIGHTS = ("model.safetensors", "adapter.safetensors")  # a finished run's
 
 def put_back_final(run_dir: Path) -> None:
     """Put back the final weights and their json that a run killed outright (kill -9) while replacing them — a
-    resumed run reaching its end again — took away (files.put_back_kept): the folder holds the old pair or the new
+    resumed run reaching its end again — took away (kept_states.put_back_kept): the folder holds the old pair or the new
     one, never new weights without their json. Then what else the killed run left half written goes. For the run
     holding the folder (RunFolderLock)."""
     for name in FINAL_WEIGHTS:

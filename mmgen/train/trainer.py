@@ -26,8 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from mmgen.calls import pipeline_call
 from mmgen.data.clip_cache import clear_skips_only
 from mmgen.data.clips import ScanReport
-from mmgen.files import new_folders_removed_on_failure
 from mmgen.modal import Modal, each
+from mmgen.new_folders import new_folders_removed_on_failure
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device

@@ -7,7 +7,7 @@ Layout under the root ($MMGEN_CACHE, else the platform's user cache dir for "mmg
                                       (a replaced one's goes first, kept aside until the new one is in place:
                                       meanwhile every reader finds the old model through what was kept aside,
                                       and a replacement killed half way is put back by the next command that
-                                      locks the folder: `ModelCache.lock`; files.last_kept)
+                                      locks the folder: `ModelCache.lock`; kept_states.last_kept)
     models/<name>/<sha256>.part       an interrupted download, resumed by the next pull (from Google Drive:
                                       <file id>.part, complete but unchecked, and gdown's <file id>.part*.part)
     models/<name>/.lock               held while downloading or converting into this folder; a folder left with
@@ -39,7 +39,8 @@ from mmgen import environment
 from mmgen.config import read_record, to_dict
 from mmgen.disk_failures import if_writable
 from mmgen.errors import ChecksumMismatch, ConfigError
-from mmgen.files import last_kept, sha256_file, write_text
+from mmgen.files import sha256_file, write_text
+from mmgen.kept_states import last_kept
 from mmgen.output_checks import kind_of, nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
 from mmgen.weights.entry_lock import entry_lock, unwritable
@@ -123,7 +124,7 @@ def unless_kind_damaged(root: Path, kind: str, look: Callable[[], T], otherwise:
 def entry_names(root: Path, kind: str, record: str, kept: Callable[[str], object]) -> list[str]:
     """The names of the entries in the cache folder `root`'s `kind` ("models", "adapters"): each folder holding its
     `record` file, or a record a replacement kept aside (in flight, or killed outright) that `kept(name)` finds
-    (files.last_kept), and each entry that is a symlink. Found without judging them: a damaged one (a link:
+    (kept_states.last_kept), and each entry that is a symlink. Found without judging them: a damaged one (a link:
     DamagedEntry) is named all the same, and reading it says what is wrong — one row of `models list`, never the end
     of the listing. Nothing is looked for in a `kind` folder that is itself a link: that is one damaged row of its own
     (`damaged_folder`), whatever it points to."""
@@ -251,7 +252,7 @@ class ModelCache:
 
     def kept_files(self, name: str) -> tuple[Path, Path] | None:
         """The record file and weights file of the model `name` as last kept: its own, or while a replacement is in
-        flight or was killed half way (not put back yet: `lock`), the old ones it kept aside (files.last_kept)."""
+        flight or was killed half way (not put back yet: `lock`), the old ones it kept aside (kept_states.last_kept)."""
         return last_kept(self.record_path(name), self.weights_path(name), _describes)
 
     def record(self, name: str) -> CacheRecord | None:

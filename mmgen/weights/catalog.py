@@ -13,7 +13,8 @@ from typing import Any
 
 from mmgen.config import to_dict
 from mmgen.errors import MmgenError, ModelNotFound, StorageError
-from mmgen.files import looked_again, sha256_file
+from mmgen.files import sha256_file
+from mmgen.kept_states import looked_again
 from mmgen.weights import trust
 from mmgen.weights.cache import MERGED_FROM, CacheRecord, ModelCache, damaged_folder
 from mmgen.weights.names import check_name
@@ -152,7 +153,7 @@ def verify_models(name: str | None = None) -> list[Verdict]:
             verdicts.append(check_file(n, bundled[n].bundled_path, bundled[n].sha256))
             continue
         try:  # the record and file looked at together, once more where they are not alike: a replacement (models
-            # import --overwrite) between the reads is no damage (files.looked_again, as adapters' are)
+            # import --overwrite) between the reads is no damage (kept_states.looked_again, as adapters' are)
             record, verdict = looked_again(functools.partial(_looked_at, cache, n), lambda found: found[1].ok)
         except StorageError:  # the machine's trouble (a failing disk, no permission): no verdict on the record
             raise

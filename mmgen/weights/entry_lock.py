@@ -1,5 +1,5 @@
 """The lock of one cache entry's folder (a model's, an adapter's): exclusive across processes for whatever writes
-or removes its files, and the moment a replacement killed half way is put back (files.put_back_kept). The lock
+or removes its files, and the moment a replacement killed half way is put back (kept_states.put_back_kept). The lock
 itself is mmgen.locks'."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from mmgen.errors import ConfigError
-from mmgen.files import put_back_kept
+from mmgen.kept_states import put_back_kept
 from mmgen.locks import acquire, holder
 from mmgen.temporaries import remove_leftovers
 from mmgen.terminal import say
@@ -21,8 +21,8 @@ def entry_lock(folder: Path, name: str, what: str, kept: tuple[Path, Path, Calla
     """Exclusive access to the folder of one cache entry — `what` ("model", "adapter") `name` — across processes, for
     everything that writes or removes its files; says so when it has to wait. Holding it, it first puts back the
     entry a replacement killed half way (kill -9, a power cut) took away — `kept`: the record file, the data file and
-    whether a record describes a data file (files.put_back_kept), the entry every reader already finds
-    (files.last_kept) — and removes what else the dead process left. A folder that holds nothing else when the
+    whether a record describes a data file (kept_states.put_back_kept), the entry every reader already finds
+    (kept_states.last_kept) — and removes what else the dead process left. A folder that holds nothing else when the
     work is done (a failed import, a removed entry) is deleted with its lock (the folder made again by the next)."""
     try:
         lock = acquire(folder / ".lock", lambda: say(f"mmgen: waiting for another mmgen process{_by(folder)} working on "

@@ -2,7 +2,7 @@
 for RUN/model.safetensors), as last kept. A run that writes its final weights again (a resumed run reaching its end)
 retires the json first and writes it last, in one files.kept_together: while the json is gone — that replacement
 in flight, or killed outright (put back by the next finetune there: train.run_folder.put_back_final) — the weights
-to read are the ones the json it kept aside describes (files.last_kept), never new ones it may not have finished.
+to read are the ones the json it kept aside describes (kept_states.last_kept), never new ones it may not have finished.
 The same view as a cached model's (weights.cache) and a registered adapter's (adapters.store)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
 from mmgen.errors import ConfigError
-from mmgen.files import last_kept, sha256_file
+from mmgen.files import sha256_file
+from mmgen.kept_states import last_kept
 
 
 def json_of(weights: Path) -> Path:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
 from mmgen.errors import ConfigError, StorageError
-from mmgen.files import atomic_path, fsync_path, keep_mode, put_back, temporary_name
+from mmgen.file_modes import keep_mode
+from mmgen.files import atomic_path, fsync_path, put_back, temporary_name
 from mmgen.locks import file_lock
 from mmgen.output_folders import check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name

@@ -83,6 +83,15 @@ class _Group:
 
     commits: list[_Commit] = field(default_factory=list)
     kept: list[Callable[[], object]] = field(default_factory=list)
+    outer: _Group | None = None
+
+    def retired(self, target: Path) -> Path | None:
+        """Where the file `retire` moved aside from `target` in this block (or one around it) now is: the file a
+        write there replaces, whose mode and group it keeps."""
+        for commit in reversed(self.commits):
+            if commit.target == target and commit.inode is None:
+                return commit.replaced
+        return self.outer.retired(target) if self.outer is not None else None
 
 
 _group: ContextVar[_Group | None] = ContextVar("files_kept_together", default=None)
@@ -169,13 +178,13 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False, replace: bool 
             yield temp
             if not temp.exists():
                 raise MediaError(f"cannot write {target}: nothing was written")
-            keep_mode(target, temp)
+            group = _group.get()
+            keep_mode((group and group.retired(target)) or target, temp)  # one `retire` moved aside, or the one there
             fsync_path(temp)
             check_stop()  # nor put in place
             check_folders(target)
             if folder and target.is_dir():
                 shutil.rmtree(target)
-            group = _group.get()
             with stops_held():  # the rename and its undo's record are one step: a stop comes before or after both
                 undo = None
                 if group is not None:  # recorded first: the rename keeps the temporary's inode, the undo's mark
@@ -209,7 +218,8 @@ def _kept_aside(target: Path) -> Path | None:
 
 def retire(path: Path) -> None:
     """Remove the file at `path` (an output's file that a replacing run does not write again); inside
-    `kept_together` it is only moved aside until the block ends, and comes back if the block fails."""
+    `kept_together` it is only moved aside until the block ends, and comes back if the block fails (and a file
+    written at `path` in the block keeps its mode and group, as over the file itself)."""
     if path.is_dir():  # a folder put at an output's name since it was planned: the user's, never moved or removed
         raise MediaError(f"cannot write {path}: it is a directory")
     group = _group.get()
@@ -266,7 +276,7 @@ def kept_together() -> Iterator[None]:
     hold: a stop waits for no callback (a --json line printed to a pipe nobody reads). Inside another
     `kept_together`, what the block committed becomes the outer block's, kept or taken back with it."""
     outer = _group.get()
-    group = _Group()
+    group = _Group(outer=outer)
     token = _group.set(group)
     due: list[Callable[[], object]] = []
     try:

@@ -81,6 +81,34 @@ def test_a_file_written_again_keeps_the_mode_and_group_it_had(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["clip.json", "config.yaml", "model.json"]
 
 
+def test_a_record_retired_first_and_written_again_keeps_its_mode(tmp_path):
+    """A model's record (models import --overwrite), a run's model.json (finetune --resume) and an output's sidecar
+    (--overwrite) are moved aside first (files.retire: a kill -9 leaves no old record beside new weights), so the
+    write found no file to keep the mode of: a user's 0600 record became 0644."""
+    record = tmp_path / "model.json"
+    record.write_text("old")
+    record.chmod(0o600)
+    with files.kept_together():
+        files.retire(record)
+        with files.kept_together():  # (a write in a block inside the one that retired it: the same)
+            files.write_text(record, "new")
+    assert (record.read_text(), stat.S_IMODE(record.stat().st_mode)) == ("new", 0o600)
+    assert os.listdir(tmp_path) == ["model.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root writes over another user's file")
+def test_root_writing_a_users_file_again_leaves_it_theirs(tmp_path):
+    """`mmgen finetune data -o run1 --resume` run as root over a user's run folder made their 0600 config.yaml
+    root's, 0600: its owner could no longer read it."""
+    config = tmp_path / "config.yaml"
+    config.write_text("old")
+    os.chown(config, 1000, 1000)
+    config.chmod(0o600)
+    files.write_text(config, "new")
+    info = config.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1000, 1000, 0o600)
+
+
 def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path):
     """The temporary file beside it gets a shortened stem, so it fits wherever the target's name fits."""
     target = tmp_path / f"{'a' * 251}.mp4"  # 255 bytes

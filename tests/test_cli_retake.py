@@ -369,7 +369,9 @@ def test_a_retake_is_delivered_at_minus_16_lufs_and_48k_by_default(world, tmp_pa
     assert record["sample_rate"] == 48000 and delivery["loudness_target"] == -16.0
     # One gain (the input's sound kept outside the range): −16, or as near as the true peak's −1 dBTP lets it, said.
     reached = delivery["lufs_after"]
-    assert reached == -16.0 or (delivery["true_peak_dbtp"] == -1.0 and "short of --loudness -16" in done.stderr)
+    # the true peak is the delivered file's (its decoded AAC), the gain lowered past the ceiling by a margin
+    short = -1.2 <= delivery["true_peak_dbtp"] <= -1.0 and "short of --loudness -16" in done.stderr
+    assert reached == -16.0 or short, (delivery, done.stderr)
     wav = wav_samples(out.with_suffix(".wav")) / 32768
     lufs, peak = ebur128(wav, 48000)
     assert lufs == pytest.approx(reached, abs=0.5) and peak <= -1.0

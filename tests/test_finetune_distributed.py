@@ -350,6 +350,19 @@ def test_a_setting_only_one_rank_refuses_is_said_by_rank_0_and_every_rank_exits_
     assert not (tmp_path / "run").exists()
 
 
+def test_help_given_to_one_rank_is_said_by_rank_0_and_every_rank_exits_2(tmp_path, monkeypatch, capsys):
+    """`--help` given to rank 1 alone (a launcher script's): rank 1 exited 0, rank 0 waited at the settings agreement
+    for it, silent, for half an hour. Rank 1 hands it over there, as a refusal of its command line."""
+    from mmgen.train.settings_agreement import ShownInstead
+
+    given = ShownInstead("rank 1 of this torchrun job was given --help, the others a run",
+                         hint="give every process the same command line")
+    said = two_ranks_given(tmp_path, monkeypatch, capsys, ["--help"], lambda word: (None, given))
+    assert said == {0: (2, "mmgen: error: rank 1 of this torchrun job was given --help, the others a run (give every "
+                           "process the same command line)\n"), 1: (2, "")}
+    assert not (tmp_path / "run").exists()
+
+
 def test_ranks_given_different_settings_refuse_at_once_naming_the_setting_and_each_rank_s_value(
     tmp_path, monkeypatch, capsys
 ):

@@ -194,6 +194,10 @@ def _run(argv: list[str] | None) -> int:
             # each note said once in the command; one alike for each file written, as the command ends
             with one_call(), held_back():
                 code = command()(args=argv, prog_name="mmgen", standalone_mode=False)
+                if code == 0 and (flag := _shown_in_a_job(arguments.get())):
+                    from mmgen.train.settings_agreement import shown_instead
+
+                    code = shown_instead(flag)  # the others, given a run, wait at the agreement for this process
             if stdout is not None and not stopped():  # what is still held or buffered: one write, whose failure is
                 stdout.release()  # the command's, not at exit; a stopped one's goes nowhere (drop_unprinted)
         except SystemExit:
@@ -222,6 +226,21 @@ def _run(argv: list[str] | None) -> int:
     if is_stop_code(code):  # what stdout still holds goes nowhere (drop_unprinted): said so
         say_interrupted(code, unprinted=stdout is not None and bool(stdout.held))
     return code
+
+
+def _shown_in_a_job(words: tuple[str, ...]) -> str | None:
+    """The --help or --version a process of a torchrun job printed (rank 0 alone prints it) instead of a command
+    whose processes agree on their settings before they join (torchrun.AGREED); None otherwise."""
+    from mmgen.errors import MmgenError
+    from mmgen.runtime import torchrun
+
+    flag = next((word for word in words if word in ("--help", "--version")), None)
+    if flag is None or command_named(words) not in torchrun.AGREED:
+        return None
+    try:
+        return flag if torchrun.place()[1] > 1 else None
+    except MmgenError:  # the job's variables make no sense: its own refusal, elsewhere
+        return None
 
 
 def _stdout_failed(e: OSError) -> int:

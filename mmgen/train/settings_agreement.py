@@ -61,6 +61,25 @@ def hand_over(refusal: MmgenError) -> None:
         pass
 
 
+class ShownInstead(UsageError):
+    """A process of the job that was given --help or --version, and printed it (rank 0 alone does), not trained."""
+
+
+def shown_instead(flag: str) -> int:
+    """The exit code of a process of a job given `flag` (--help, --version), which printed it instead of training: 0
+    where every process was given it. Where the others were given a run, they waited at the agreement for it (rank 0
+    silent for half an hour): it hands them a refusal there, which rank 0 says, every process exiting 2."""
+    here = processes.before_joining()
+    mine = ShownInstead(f"rank {here.rank} of this torchrun job was given {flag}, the others a run",
+                        hint="give every process the same command line")
+    heard = here.gather((None, mine))
+    if all(isinstance(failed, ShownInstead) for _, failed in heard):
+        return 0
+    first = next(failed for _, failed in heard if failed is not None)  # in rank order, as gather_or_fail raises it
+    first.every_process = True
+    raise first
+
+
 def _same_everywhere(given: dict[int, dict[str, Any]], shown: Callable[[Any], str]) -> None:
     """UsageError naming the first setting whose value differs between the processes of `given` ({rank: settings}),
     and each one's value."""

@@ -59,6 +59,38 @@ def test_a_diverging_run_stops_with_exit_1_keeps_its_good_checkpoint_and_writes_
     assert log[-1]["step"] == 2 and "the loss at step 2 is not finite" in log[-1]["message"]
 
 
+def test_a_run_whose_gradients_break_while_its_loss_is_finite_says_it_was_the_gradients(clips, tmp_path):
+    """A backward pass that makes no numbers (as torch's bf16 Conv3d did) while the loss is a number: the line says
+    the gradients, not "the loss" (which it said before, sending the user to the learning rate)."""
+    data, env = clips
+    recipe = write_recipe(tmp_path / "recipe.yaml", log_every=1, sample_every=0, probe_every=0)
+    run_dir = tmp_path / "run"
+
+    forwards = []
+
+    def broken_backward(module, inputs, output):  # from step 2 the video's last convolution's gradients are NaN
+        if isinstance(module, torch.nn.Conv3d) and module.out_channels == 3 and output.requires_grad:
+            forwards.append(module)
+            if len(forwards) >= 2:
+                module.weight.register_hook(lambda grad: torch.full_like(grad, math.nan))
+
+    hook = torch.nn.modules.module.register_module_forward_hook(broken_backward)
+    try:
+        done = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                        "--batch-size", 2, "--save-every", 1, env=env)
+    finally:
+        hook.remove()
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mmgen: error: training diverged: the gradients at step 2 are not finite, though its "
+                           "loss is; no model written, the last good checkpoint is "
+                           f"{run_dir / 'checkpoints' / 'step-0000001'}"), last
+    assert "Traceback" not in done.stderr and not (run_dir / "model.safetensors").exists()
+    log = strict_json_lines(run_dir / "log.jsonl")
+    assert [e["event"] for e in log] == ["data", "start", "train", "checkpoint", "diverged"]
+    assert log[-1]["step"] == 2 and "the gradients at step 2 are not finite" in log[-1]["message"]
+
+
 def test_the_log_writes_numbers_that_are_not_finite_as_null(tmp_path):
     log = RunLog(tmp_path / "log.jsonl")
     log.write("train", 3, loss=math.nan, grad_norm=math.inf, parts=[1.0, -math.inf], lr=1e-4)

@@ -23,7 +23,7 @@ import pytest
 from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_command, mmgen_env, run_mmgen
-from tiny_model import save_tiny_model
+from tiny_model import save_tiny_model, save_tiny_upsampler
 from two_ranks import run_as_two_ranks
 
 from mmgen import files
@@ -932,6 +932,37 @@ def test_a_model_file_replaced_while_the_batch_runs_is_recorded_as_the_weights_t
     assert plan_batch(jobs).status == {1: "done"}  # made by the weights there now
     model.write_bytes(planned_bytes)
     assert plan_batch(jobs).status == {1: "changed"}  # not by these
+
+
+def test_an_upsampler_replaced_while_the_batch_runs_is_recorded_as_the_upsampler_that_made_the_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`models import --name tiny-sr --overwrite` replaces the upsampler between planning and loading: the sidecar
+    named no upsampler file and the manifest vouched for the planned one, so the next run redid the clip needlessly,
+    and once the old upsampler was back took the clip the other one made as done. The sidecar records it now."""
+    from mmgen.weights import import_weights
+
+    with_a_tiny_model_here(tmp_path, monkeypatch)
+    models = tmp_path / "presets" / "models"
+    models.mkdir(parents=True)
+    (models / "tiny-sr.yaml").write_text("arch: sr-unet\n")  # imported by the user, as the paper's upsamplers are
+    tiny = tmp_path / "tiny.safetensors"
+    (models / "tiny.yaml").write_text(f"arch: mm-unet\nweights: {{urls: ['{tiny.as_uri()}'], sha256: {sha256_file(tiny)}}}\n"
+                                      "upsampler: tiny-sr\n")
+    planned = import_weights(save_tiny_upsampler(tmp_path / "sr1.safetensors"), "tiny-sr")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("output_dir: out\ndefaults: {model: tiny, steps: 1, device: cpu, previews: false, upscale: true}\n"
+                    "jobs:\n  - {kind: generate, name: clip, seed: 1}\n")
+    plan = plan_batch(jobs)
+    other = import_weights(save_tiny_upsampler(tmp_path / "sr2.safetensors", seed=1), "tiny-sr", overwrite=True)
+    (outcome,) = run_batch(plan)
+    assert outcome.ending == "done"
+    sidecar = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert (sidecar["upsampler"], sidecar["upsampler_sha256"]) == ("tiny-sr", other.sha256) != ("tiny-sr", planned.sha256)
+
+    assert plan_batch(jobs).status == {1: "done"}  # made by the upsampler there now
+    import_weights(tmp_path / "sr1.safetensors", "tiny-sr", overwrite=True)
+    assert plan_batch(jobs).status == {1: "changed"}  # not by this one
 
 
 def test_an_adapter_replaced_while_the_batch_runs_is_recorded_as_the_adapter_that_made_the_clip(

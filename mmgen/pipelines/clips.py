@@ -69,6 +69,7 @@ class Provenance:
     windows: int | None = None
     upscaled: bool = False
     upsampler: str | None = None
+    upsampler_sha256: str | None = None  # the upsampler's weights file, as model_sha256 (sidecars before 2026-12: none)
     input: str | None = None
     mix: float | None = None
     model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
@@ -104,6 +105,7 @@ class Provenance:
             threads=torch.get_num_threads() if run.compute.device.type == "cpu" else None,
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
+            upsampler_sha256=models.upsampler.sha256 if models.upsampler else None,
             adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w,
                        **({} if is_path(use.source) else {"name": use.source})}  # a registered adapter's
                       for use, (a, w) in zip(run.adapters, models.adapters, strict=True)] or None,

@@ -376,6 +376,29 @@ def test_a_generate_that_goes_ahead_checks_its_outputs_once_and_a_python_call_ch
     assert checked == [1]
 
 
+def test_a_model_file_swapped_for_a_folder_after_the_command_checked_it_is_said_as_a_folder(tiny, tmp_path):
+    """`generate -m m2.safetensors`, the file swapped for a folder while torch loaded: the pipeline found the
+    command's check kept (checked_once) and the model's read failed with `OSError: No such device (os error 19)`,
+    exit 1. A kept check holds only while the files it read are the same; a read of a folder says what it is."""
+    from mmgen.errors import UsageError
+    from mmgen.pipelines.checked_once import checks_kept
+    from mmgen.pipelines.preflight import check_generate
+    from mmgen.weights.checkpoint import read_header
+
+    model = tmp_path / "m2.safetensors"
+    model.write_bytes(tiny.read_bytes())
+    settings = GenerateSettings(model=str(model), num=1, steps=1, previews=False)
+    with checks_kept():
+        check_generate(tmp_path / "out", settings)
+        model.unlink()
+        model.mkdir()
+        with pytest.raises(UsageError, match="m2.safetensors: it is a directory"):
+            check_generate(tmp_path / "out", settings)
+    with pytest.raises(UsageError, match="m2.safetensors: it is a directory") as refused:
+        read_header(model)  # (a swap after the pipeline's check too)
+    assert refused.value.exit_code == 2
+
+
 def test_many_outputs_are_checked_per_folder_and_a_name_already_there_one_by_one(tmp_path, monkeypatch):
     """`generate -n 20000 -o NEWDIR` checked each planned file on its own (a stat, a symlink resolution, a name-length
     lookup, a cache check: ~1.6 ms each, 32 s before the first clip, and twice). Its folder is checked with its first

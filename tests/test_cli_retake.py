@@ -556,3 +556,21 @@ def test_a_batch_job_s_loudness_note_comes_with_the_job_and_names_it(tiny, tmp_p
     assert lines[at].startswith(f"{jobs}:3: note: job 1 (retake): mended.mp4: the sound is brought to ")
     assert " LU short of `loudness: -5`: it is given one gain" in lines[at], lines[at]
     assert at < next(i for i, line in enumerate(lines) if line.startswith("done job 1/1 (retake) mended.mp4"))
+
+
+def test_a_short_clip_moved_over_the_input_after_the_command_checked_it_is_checked_again(tiny, tmp_path):
+    """`retake in.mp4 --range 4:5`, a 1 s clip moved over in.mp4 while torch loaded: the pipeline found the command's
+    check kept (checked_once) and retook nothing of the 1 s clip, exit 0, its sidecar claiming the range 4:5. A kept
+    check holds only while the files it read are the same files."""
+    from mmgen.errors import UsageError
+    from mmgen.pipelines.checked_once import checks_kept
+    from mmgen.pipelines.preflight import check_retake
+
+    clip = write_test_video(tmp_path / "in.mp4", seconds=6.0, size=(16, 16)).path
+    short = write_test_video(tmp_path / "short.mp4", seconds=1.0, size=(16, 16)).path
+    settings = RetakeSettings(model=str(tiny), ranges=("4:5",))
+    with checks_kept():
+        check_retake(clip, None, settings)
+        short.replace(clip)
+        with pytest.raises(UsageError, match="lasts only 1.000 s"):
+            check_retake(clip, None, settings)

@@ -128,7 +128,7 @@ class Matching:
     seconds: float
 
 
-@checked_once  # the command's check, before torch loads, is its pipeline's
+@checked_once(read=lambda found: found.inputs)  # the command's check, before torch loads, is its pipeline's
 def check_matching(command: str, input: str | Path, output: str | Path | None, settings: MatchingSettings, *,
                    overwrite: bool = False, inputs: Sequence[Path] = ()) -> Matching:
     """soundtrack's or animate's (`command`) checks: the input, the output (OUTPUT as given, or named after the
@@ -161,7 +161,7 @@ class Retaking:
     inputs: list[Path]
 
 
-@checked_once  # the command's check, before torch loads, is its pipeline's
+@checked_once(read=lambda found: found.inputs)  # the command's check, before torch loads, is its pipeline's
 def check_retake(input: str | Path, output: str | Path | None, settings: RetakeSettings, *,
                  overwrite: bool = False, inputs: Sequence[Path] = ()) -> Retaking:
     """retake's checks: the input (both streams there and usable), the ranges, the output, the model. `inputs`: more
@@ -185,7 +185,7 @@ def check_retake(input: str | Path, output: str | Path | None, settings: RetakeS
     return Retaking(source, info, streams, spans, paths, inputs)
 
 
-@checked_once  # the command's check, before torch loads, is its pipeline's
+@checked_once(read=lambda found: found[1])  # the command's check, before torch loads, is its pipeline's
 def check_generate(out_dir: str | Path, settings: GenerateSettings, *, overwrite: bool = False
                    ) -> tuple[list[outputs.OutputPaths], tuple[Path, ...]]:
     """generate_files's checks: OUT_DIR, every clip's files, the model. Returns the clips' files and the files the

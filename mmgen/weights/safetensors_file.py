@@ -32,6 +32,7 @@ import torch
 from mmgen.config import parse_json
 from mmgen.disk_failures import reading
 from mmgen.errors import UsageError
+from mmgen.input_files import why_not_a_file
 
 _HEADER_LENGTH = struct.Struct("<Q")
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how the library (Rust's io::Error) ends an I/O failure
@@ -39,13 +40,18 @@ _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how the library (Rust's io::Err
 
 def safe_open(path: Path) -> Any:
     """`safetensors.safe_open` on the CPU, where a file that cannot be opened raises the OS's own error: the library
-    says "No such file or directory" of any (a FileNotFoundError with no errno), of one this user may not read too."""
+    says "No such file or directory" of any (a FileNotFoundError with no errno), of one this user may not read too;
+    a folder or a device is a UsageError saying what it is."""
     try:
         return safetensors.safe_open(str(path), framework="pt", device="cpu")
     except FileNotFoundError as e:
         if e.errno is None:
             with open(path, "rb"):  # PermissionError, IsADirectoryError, ... (or it opens now: the library's error)
                 pass
+        raise
+    except OSError:  # a folder put at its name since it was checked: "No such device (os error 19)" (its map's)
+        if why := why_not_a_file(path, missing=""):
+            raise UsageError(f"{path}: {why}") from None
         raise
 
 

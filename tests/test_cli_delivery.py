@@ -113,7 +113,7 @@ def test_the_models_sound_clamped_as_sampled_is_said_once_as_the_models(tmp_path
     assert clamped == ([] if max(peaks) <= 1 else [
         "the model's sound peaks at up to +9.5 dBFS as sampled and is clamped at full scale in 2 of the clips made, "
         "before delivery, as the paper's code does; sampling that clips each step (clip_denoised: true, every "
-        "sampling preset but paper) keeps it within"]), done.stderr.splitlines()
+        "sampling preset but paper) keeps it within full scale"]), done.stderr.splitlines()
 
 
 def test_clips_whose_sound_clips_are_said_once_with_the_loudest_peak(tmp_path, monkeypatch):

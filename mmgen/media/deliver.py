@@ -158,7 +158,7 @@ def _clamping(peak_db: float, times: int) -> str:
     where = "the clip made" if times == 1 else f"{times} of the clips made"
     return (f"the model's sound peaks at {'up to ' if times > 1 else ''}{peak_db:+.1f} dBFS as sampled and is clamped "
             f"at full scale in {where}, before delivery, as the paper's code does; sampling that clips each step "
-            f"(clip_denoised: true, every sampling preset but paper) keeps it within")
+            f"(clip_denoised: true, every sampling preset but paper) keeps it within full scale")
 
 
 def _clipping(peak_db: float, times: int, why: str) -> str:

@@ -182,6 +182,21 @@ def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path, mo
     assert image.std() == pytest.approx(1, abs=0.1)  # standard noise still
 
 
+def test_upscaling_says_its_steps_as_the_clip_s_own_with_one_eta(tmp_path, monkeypatch):
+    """`generate -m landscape` upscaling to 256×256 said nothing for its whole length (116 s for 1 step; the
+    shipped 25 are an hour on a CPU): its steps had no line. They count on from the clip's sampling steps, one
+    total of both, so a step line's ETA is the whole clip's. Here every step line is due (no 30 s wait): 2 steps
+    of `tiny`, then 2 of `tiny-sr` (its entry's ddim, 2 steps) on the clip's one chunk of 16 frames."""
+    register_tiny_with_upsampler(tmp_path)
+    monkeypatch.setattr("mmgen.cli.progress.PLAIN_SECONDS", 0)
+    done = run_here("generate", "-m", "tiny", "--steps", "2", "--upscale", "--no-previews", "-o", tmp_path / "out",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    steps = [line.split(", ETA")[0] for line in done.stderr.splitlines() if ": step " in line]
+    assert steps == ["clip 1/1: step 1/4", "clip 1/1: step 2/4", "clip 1/1: step 3/4"], done.stderr
+    assert all(", ETA " in line for line in done.stderr.splitlines() if ": step 3/4" in line), done.stderr
+
+
 def test_the_demo_sidecar_records_its_stochastic_sampler_and_its_seed_makes_the_clip_again(tmp_path):
     """The bundled demo samples with ddim at eta = 1 from t = 650: fresh noise at every step, drawn from the
     clip's own seed, so the sidecar's seed still makes the same clip: the same samples (both runs have the

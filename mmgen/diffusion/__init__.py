@@ -15,6 +15,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "paper_dpm_solver": ["sample_paper_dpm_solver"],
         "samplers": [
             "SAMPLERS", "initial_noise", "sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "schedule_for",
+            "step_count",
         ],
         "sampling_config": ["SamplingConfig", "load_sampling_preset", "sampling_presets"],
         "schedule": ["Schedule", "linear_betas", "space_timesteps"],

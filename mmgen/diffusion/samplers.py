@@ -18,7 +18,7 @@ import torch
 from mmgen.diffusion.denoisers import Denoiser, Prediction, zero_mean
 from mmgen.diffusion.guidance import Condition
 from mmgen.diffusion.loop import Callback, Step, run_steps
-from mmgen.diffusion.paper_dpm_solver import sample_paper_dpm_solver
+from mmgen.diffusion.paper_dpm_solver import sample_paper_dpm_solver, singlestep_orders
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.diffusion.schedule import T_TRAIN, Schedule, linear_betas
 from mmgen.errors import ConfigError
@@ -233,6 +233,14 @@ def schedule_for(sampler: str, steps: int, start: int | None = None) -> Schedule
     if not 1 <= steps <= T_TRAIN:
         raise ConfigError(f"steps must be between 1 and {T_TRAIN}, got {steps}")
     return SAMPLERS[sampler].schedule(steps, start)
+
+
+def step_count(config: SamplingConfig) -> int:
+    """The steps `sample` takes with `config`, as its callback counts them: a model call each, but the paper
+    solver's outer steps of up to 3 calls. Known before sampling, so a clip's later stage is in its ETA."""
+    if config.sampler == "paper":
+        return len(singlestep_orders(config.steps))
+    return config.steps
 
 
 def start_noise(x_T: Modal, data_mean: Mapping[str, float], start: int | None) -> Modal:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mmgen.calls import pipeline_call
+from mmgen.diffusion import step_count
 from mmgen.media import contact_sheet_png, spectrogram_png, write_mp4
 from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.deliver import as_encoded, deliver
@@ -17,7 +18,7 @@ from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.preflight import check_generate
-from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale
+from mmgen.pipelines.sampling import batch_noise, clip_generators, sample_clips, upscale, upscale_steps
 from mmgen.pipelines.session import Models, Run, load, prepare
 from mmgen.pipelines.settings import GenerateSettings
 
@@ -36,10 +37,12 @@ def iter_generate(run: Run, models: Models, num: int, batch_size: int = 1, progr
         seeds = [run.seed + k for k in range(first, min(first + batch_size, num))]
         generators = clip_generators(seeds)
         x_T = batch_noise(base, generators)
-        out = sample_clips(run, base, x_T, generator=generators, progress=progress)
+        # one count of steps for the batch, its upscaling's too: a step line's ETA is the clips' whole time
+        upscaling = 0 if models.upsampler is None else upscale_steps(models.upsampler, len(seeds), base.config.frames)
+        out = sample_clips(run, base, x_T, generator=generators, progress=progress, then_steps=upscaling)
         video = out["video"]  # (B, F, 3, H, W)
         if models.upsampler is not None:
-            video = upscale(run, models.upsampler, video, generators, progress)
+            video = upscale(run, models.upsampler, video, generators, progress, steps_before=step_count(run.sampling))
         seconds = (time.perf_counter() - started) / len(seeds)  # wall time per clip of this batch
         for b, seed in enumerate(seeds):
             clip = Clip.sampled(video[b], out["audio"][b], base.config.fps, base.config.sample_rate)

@@ -5,11 +5,12 @@ super-resolution. How seeds and generators work is described there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
-from mmgen.diffusion import SamplingConfig, initial_noise, sample, srunet_denoiser
+from mmgen.diffusion import SamplingConfig, initial_noise, sample, srunet_denoiser, step_count
 from mmgen.diffusion import clips as clip_sampling
 from mmgen.diffusion.clips import clip_generators
 from mmgen.diffusion.samplers import Generators
@@ -20,7 +21,7 @@ from mmgen.pipelines.session import Run
 from mmgen.pipelines.windows import SampleWindow
 from mmgen.weights import LoadedModel
 
-__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "window_sampler"]
+__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "upscale_steps", "window_sampler"]
 
 SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
@@ -45,9 +46,12 @@ def sample_clips(
     known: Modal | None = None,
     mask: Modal | None = None,
     progress: ProgressFn = quiet,
+    then_steps: int = 0,
 ) -> Modal:
     """Run the sampler from x_T (CPU) on the run's device; `known`/`mask` make it conditional. Returns the
-    samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L); MmgenError if they are not finite."""
+    samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L); MmgenError if they are not finite.
+    `then_steps`: the steps of the clips' later stage (upscale_steps), counted in the steps' total, so its ETA is
+    the clips' whole."""
     device = run.compute.device
     condition = None
     if known:
@@ -61,7 +65,7 @@ def sample_clips(
         x_T,
         generator=generator,
         condition=condition,
-        callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"])),
+        callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"] + then_steps)),
     )
     return finite(samples, run, model)
 
@@ -94,20 +98,34 @@ def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -
     return sample_window
 
 
+def _sr_settings(sr: LoadedModel) -> SamplingConfig:
+    return sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
+
+
+def upscale_steps(sr: LoadedModel, clips: int, frames: int) -> int:
+    """The sampling steps `upscale` takes on `clips` clips of `frames` frames: its sampler's on every chunk."""
+    return clips * math.ceil(frames / SR_CHUNK) * step_count(_sr_settings(sr))
+
+
 def upscale(
-    run: Run, sr: LoadedModel, video: torch.Tensor, generators: Sequence[torch.Generator], progress: ProgressFn = quiet
+    run: Run, sr: LoadedModel, video: torch.Tensor, generators: Sequence[torch.Generator], progress: ProgressFn = quiet,
+    steps_before: int = 0,
 ) -> torch.Tensor:
     """Super-resolve every frame of video (B, T, 3, h, w) → (B, T, 3, H, W), as the official sampler does
     (official-checkpoints.md §7): low_res = the float sample, x_T one noise image per video repeated over its
     frames, each frame denoised independently — in chunks of one model clip's frames to bound memory.
     `generators`: each clip's own, after its sampling drew from it: the upsampler's noise continues the clip's
     stream, so it is none of the numbers of its x_T or its steps' noise (a generator seeded seed + 2^40 drew
-    exactly its x_T's video again, reshaped: torch keeps a seed's low 32 bits)."""
+    exactly its x_T's video again, reshaped: torch keeps a seed's low 32 bits).
+    Its steps are reported as sampling's ("steps"), after `steps_before` of the same clips (their base sampling's),
+    so a slow upscale has step lines and the clips' one ETA (a 25-step 256×256 upscale was an hour's silence)."""
     config = sr.config
     batch, frames, _, h, w = video.shape
     size = (h * config.image_size // config.small_size, w * config.image_size // config.small_size)
-    settings = sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
+    settings = _sr_settings(sr)
     device = run.compute.device
+    total = steps_before + upscale_steps(sr, batch, frames)
+    done = steps_before  # steps of these clips taken before this sampler call's
     out = []
     for b, generator in enumerate(generators):
         image_noise = torch.randn((1, 3, *size), generator=generator)
@@ -116,7 +134,9 @@ def upscale(
             low_res = video[b, start : start + SR_CHUNK].to(device)  # (N, 3, h, w)
             x_T = {"image": image_noise.expand(low_res.shape[0], -1, -1, -1).to(device)}
             with run.compute.autocast():
-                result = sample(srunet_denoiser(sr.model, low_res), x_T, settings, generator=generator)
+                result = sample(srunet_denoiser(sr.model, low_res), x_T, settings, generator=generator,
+                                callback=lambda info, at=done: progress(ProgressEvent("steps", at + info["i"] + 1, total)))
+            done += step_count(settings)
             pieces.append(result["image"].float().cpu())  # (N, 3, H, W)
             progress(ProgressEvent("upscale", b * frames + min(start + SR_CHUNK, frames), batch * frames))
         out.append(torch.cat(pieces))

@@ -99,6 +99,7 @@ class Cap:
     limit: int
     why: str
     stated: bool = True  # the file's own size: more is not the file; else a bound on a size nobody stated
+    room: bool = False  # the bound is the disk's free space: what came is kept to resume once there is more
 
     @classmethod
     def of(cls, total: int | None, folder: Path, have: int = 0) -> Cap:
@@ -279,7 +280,7 @@ def _http_once(
             said = _expected_total(response, part)
             total = size if size is not None else said
             if total is not None:
-                _check_space(part.path, total - part.size)
+                check_space(part.path, total - part.size)
             cap = Cap.of(total, part.path.parent, part.size)
             progress.start(part.size, total)
             # A body shorter than its Content-Length is judged below (part.size != total), keeping what came;
@@ -337,11 +338,12 @@ def _expected_total(response: requests.Response, part: _Part) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
-def _check_space(path: Path, needed: int) -> None:
+def check_space(path: Path, needed: int, hint: str | None = None) -> None:
+    """UsageError (with `hint`) if the disk `path` is on has less than `needed` bytes free."""
     free = shutil.disk_usage(path.parent).free
     if needed > free:
         raise UsageError(
-            f"not enough disk space in {path.parent}: need {size_text(needed)}, {size_text(free)} free"
+            f"not enough disk space in {path.parent}: need {size_text(needed)}, {size_text(free)} free", hint=hint
         )
 
 
@@ -354,7 +356,7 @@ def _copy_local(url: str, part: _Part, size: int | None, progress: ByteProgress)
         raise TooLarge(f"is {total} bytes, more than the {size} the file has")
     if part.size > total:
         part.reset()
-    _check_space(part.path, total - part.size)
+    check_space(part.path, total - part.size)
     progress.start(part.size, total)
     cap = Cap.of(total, part.path.parent)
     with open(source, "rb") as src, open(part.path, "ab") as dst:

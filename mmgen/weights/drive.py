@@ -13,10 +13,11 @@ import glob
 from pathlib import Path
 
 from mmgen.errors import MmgenError, ModelNotFound, UsageError
-from mmgen.weights.download import Cap, RetryPolicy, TooLarge, offline, started, unreachable
+from mmgen.weights.download import Cap, RetryPolicy, TooLarge, check_space, offline, started, unreachable
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.registry import DriveFile
 
+RESUME = "run the same command again to resume where it stopped"
 _QUOTA = "too many users have viewed or downloaded this file recently"
 _HTML_HEAD = (b"<!doctype html", b"<html", b"<head", b"<!--")
 
@@ -31,8 +32,9 @@ def by_hand(drive: DriveFile, name: str) -> str:
 
 def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size: int | None = None) -> Path:
     """Download `drive.file` into `part` (resuming gdown's temporary beside it) and return `part`. No more than
-    `size` bytes (the size trusted on first use, when known) are taken, else no more than download.Cap allows a
-    file of unknown size: past it the transfer stops and its temporary is deleted."""
+    `size` bytes (the size trusted on first use, when known) are taken, else no more than the response states (a
+    disk too small for it is refused at once), else no more than download.Cap allows a file of unknown size: past
+    it the transfer stops and its temporary is deleted — kept to resume where the cap was the disk's free space."""
     if offline():  # before importing gdown: importing requests/urllib3 already opens a socket
         raise ModelNotFound(
             f"{name}: weights are not in the cache and MMGEN_OFFLINE=1 forbids downloading",
@@ -49,6 +51,10 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
         with ByteProgress(f"downloading {name} ({drive.file} from Google Drive)", quiet) as progress:
 
             def capped(done: int, total: int | None) -> None:
+                nonlocal cap
+                if not cap.stated and total is not None:  # the response's size, known once it comes (gdown's total)
+                    check_space(part, total - done, hint=f"free some space in {part.parent}, then {RESUME}")
+                    cap = Cap.of(total, part.parent)
                 cap.check(done)
                 progress.to(done, total)
 
@@ -63,6 +69,9 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
                 progress=capped,
             )
     except TooLarge as e:
+        if cap.room:  # the disk was full, not the file too large: what came is the file's start
+            raise UsageError(f"{name}: {drive.file} from {drive.folder_url} {e}; kept the download",
+                             hint=f"free some space in {part.parent}, then {RESUME}") from None
         for partial in _partials(part):
             partial.unlink(missing_ok=True)
         raise UsageError(
@@ -74,7 +83,7 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
         raise _refused(drive, name, str(e)) from None
     except (gdown.exceptions.DownloadError, requests.RequestException) as e:
         reason = unreachable(e)
-        resume = "run the same command again to resume where it stopped"
+        resume = RESUME
         if reason is not None:  # no connection at all: nothing came, there is nothing to resume
             raise MmgenError(f"{name}: {reason}", hint=resume if started(part, *_partials(part)) else
                              f"check the network connection or proxy, or {by_hand(drive, name)}") from None

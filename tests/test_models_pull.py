@@ -166,6 +166,7 @@ def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server, in_proce
     first = mmgen(server, tmp_path, "models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
 
     assert first.returncode == 1, first.stderr
+    assert "resuming" not in first.stderr  # a fresh pull's first line said so (of its first chunk)
     assert "run the same command again to resume" in first.stderr.strip().splitlines()[-1]
     [part] = [n for n in cached(tmp_path) if n.endswith(".part")]  # gdown's temporary, kept for the resume
     kept = (tmp_path / "cache" / "models" / "landscape" / part).stat().st_size
@@ -174,6 +175,7 @@ def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server, in_proce
     second = in_process("models", "pull", "landscape", MMGEN_DOWNLOAD_RETRIES="0")
 
     assert second.returncode == 0, second.stderr
+    assert ", resuming" in second.stderr.splitlines()[0], second.stderr
     assert f"bytes={kept}-" in [r.range for r in drive.downloads("Landscape.pt")]  # asked only for the rest
     assert cached(tmp_path) == ["landscape.json", "model.json", "model.safetensors"]
     trusted = info(in_process)["trusted_on_first_use"]

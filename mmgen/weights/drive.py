@@ -47,7 +47,8 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
     try:
         file_id = _file_id(drive, name, policy)
         part.parent.mkdir(parents=True, exist_ok=True)
-        cap = Cap.of(size, part.parent, sum(p.stat().st_size for p in _partials(part)))
+        kept = sum(p.stat().st_size for p in _partials(part))
+        cap = Cap.of(size, part.parent, kept)
         with ByteProgress(f"downloading {name} ({drive.file} from Google Drive)", quiet) as progress:
 
             def capped(done: int, total: int | None) -> None:
@@ -56,7 +57,7 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
                     check_space(part, total - done, hint=f"free some space in {part.parent}, then {RESUME}")
                     cap = Cap.of(total, part.parent)
                 cap.check(done)
-                progress.to(done, total)
+                progress.to(done, total, kept)
 
             gdown.download(
                 id=file_id,

@@ -59,8 +59,9 @@ class ByteProgress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
-    def start(self, done: int, total: int | None) -> None:
-        """A transfer (re)starts with `done` bytes already present out of `total` (None if unknown)."""
+    def start(self, done: int, total: int | None, resuming: bool | None = None) -> None:
+        """A transfer (re)starts with `done` bytes already present out of `total` (None if unknown); `resuming`:
+        whether they are an earlier transfer's kept bytes (by default: whether there are any)."""
         self._done, self._total = done, total
         self._start_done, self._started = done, time.monotonic()
         if self._bar is not None:
@@ -74,7 +75,8 @@ class ByteProgress:
             self._counted = self._plain.add_task(self.label, total=None if total is None else total + 1)
             self._plain.update(self._counted, completed=done + 1)
             self._pace = PlainPace((done / total if total else 0.0) + PLAIN_EVERY, self._started)
-            self.note(f"{self.label}: {self._arrived()}{', resuming' if done else ''}")
+            resumed = bool(done) if resuming is None else resuming
+            self.note(f"{self.label}: {self._arrived()}{', resuming' if resumed else ''}")
 
     def advance(self, n: int) -> None:
         self._done += n
@@ -96,10 +98,11 @@ class ByteProgress:
         """What has arrived of the whole: `1.4 MB of 560.0 MB` (never the announced size alone)."""
         return f"{size_text(self._done)} of {size_text(self._total) if self._total else 'unknown size'}"
 
-    def to(self, done: int, total: int | None) -> None:
-        """Absolute progress, for libraries that report bytes so far (gdown's `progress` callback)."""
+    def to(self, done: int, total: int | None, kept: int = 0) -> None:
+        """Absolute progress, for libraries that report bytes so far (gdown's `progress` callback, first called
+        after a chunk has come); `kept`: the bytes a partial download held before this transfer, resumed."""
         if self._started == 0.0 or total != self._total:
-            self.start(done, total)
+            self.start(done, total, resuming=kept > 0)
         else:
             self.advance(done - self._done)
 

@@ -34,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.errors import MmgenError
+from mmgen.errors import MmgenError, UsageError
 
 WINDOWS = os.name == "nt"  # no flock there: msvcrt's lock, polled (tests set it to drive that branch with a fake)
 POLL_S = 0.1  # Windows: how long a waiter sleeps between tries
@@ -252,6 +252,11 @@ def _open(path: Path, make_folder: bool) -> int | None:
         if make_folder and not path.parent.is_dir():
             return None
         raise  # the folder is there and takes no files (/proc): an endless wait otherwise
+    except OSError as e:
+        if e.errno == errno.ELOOP and os.path.islink(path):  # (said by a writer as its output's, or as Errno 40)
+            raise UsageError(f"{path} is a symbolic link, where mmgen keeps a lock file of its own",
+                             hint="remove the link") from None
+        raise
 
 
 def _own(fd: int, path: Path, slot: int) -> int:

@@ -286,3 +286,13 @@ def test_a_lock_names_its_holder_while_that_process_lives(tmp_path):
                            "locks.acquire(Path(sys.argv[1]))", str(path)], env=mmgen_env(tmp_path))
     assert gone.returncode == 0 and path.read_text().split()[0].isdigit()
     assert locks.holder(path) is None
+
+
+def test_a_symbolic_link_at_a_lock_file_s_name_is_refused_naming_it(tmp_path):
+    """A link at `out/.batch-running.lock` (or `.batch-manifest.lock`) failed with `OSError: [Errno 40] Too many
+    levels of symbolic links` (exit 1), or a line naming the output folder. Never followed, it is named."""
+    path = tmp_path / ".batch-running.lock"
+    path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match=f"^{path} is a symbolic link, where mmgen keeps a lock file") as refused:
+        locks.acquire(path)
+    assert refused.value.exit_code == 2 and path.is_symlink() and not (tmp_path / "elsewhere").exists()

@@ -986,3 +986,21 @@ def test_a_run_killed_while_pruning_an_old_checkpoint_leaves_only_the_newest_3_c
     (folder / "step-0000001").mkdir()  # as a kill left it before: an old step folder emptied half way
     save(folder, 5, model, config)
     assert sorted(p.name for p in folder.iterdir()) == ["step-0000003", "step-0000004", "step-0000005"]
+
+
+def test_a_pruned_checkpoint_that_is_a_link_leaves_no_hidden_link_behind(tmp_path):
+    """A step folder that is a symbolic link (a checkpoint kept on another disk), once pruned, stayed for good as a
+    hidden `.step-N.<tag>.partial` link: rmtree refuses a link, and the sweep of each save too. The link goes; the
+    folder it points to is the user's."""
+    config = config_for("mm-unet", TRAIN_MODEL["config"], "test")
+    model = build_model("mm-unet", config)
+    folder, elsewhere = tmp_path / "run" / "checkpoints", tmp_path / "other-disk"
+    save(folder, 1, model, config)
+    elsewhere.mkdir()
+    first = folder / "step-0000001"
+    first.rename(elsewhere / first.name)
+    first.symlink_to(elsewhere / first.name)
+    for step in (2, 3, 4):
+        save(folder, step, model, config)
+    assert sorted(os.listdir(folder)) == ["step-0000002", "step-0000003", "step-0000004"]
+    assert (elsewhere / first.name / "ema.safetensors").is_file()

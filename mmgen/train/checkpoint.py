@@ -113,7 +113,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
     for stray in folder.glob(".step-*.partial"):  # left by a killed run: a save's, or a pruned checkpoint's
-        shutil.rmtree(stray, ignore_errors=True)
+        _remove(stray)
     if not (final.is_dir() and not Checkpoint(final, step).missing()):
         with atomic_path(final, folder=True) as tmp:  # an incomplete folder by that name is replaced
             metadata = {"step": str(step)}
@@ -136,7 +136,16 @@ def _prune(path: Path) -> None:
         path.rename(aside)
     except OSError:
         return  # (as rmtree's ignored errors: the next save tries again)
-    shutil.rmtree(aside, ignore_errors=True)
+    _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    """Remove a checkpoint set aside; one that is a link, the link alone (rmtree refuses a link, and so it stayed,
+    hidden, for good). Errors are ignored: the next save tries again."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:

@@ -18,7 +18,7 @@ WINDOWS_HINT = "write paths with / ; \\ is not a folder separator here"
 VARIABLES_HINT = "environment variables are not expanded in a YAML file"
 TILDE_HINT = "a bare ~ is YAML's null: write '~' in quotes or ~/ for the home folder"
 _DRIVE = re.compile(r"[A-Za-z]:")  # `C:`, a Windows drive
-_VARIABLE = re.compile(r"\$\{?[A-Za-z_]|%[A-Za-z_]\w*%")  # $HOME, ${HOME}, %USERPROFILE%
+_VARIABLE = re.compile(r"\$\{[A-Za-z_]|\$([A-Za-z_]\w*)|%([A-Za-z_]\w*)%")  # ${HOME}, $HOME, %USERPROFILE%
 
 
 def in_folder(folder: Path, written: str) -> Path:
@@ -114,14 +114,26 @@ def _no_home(head: str) -> str:
 
 
 def unmade_variable(written: str, folder: Path, *, name: bool = False) -> bool:
-    """Whether `written`, a path mmgen would make from `folder`, holds a variable (`$USER`, `${USER}`, `%USERPROFILE%`)
-    in a part not there yet: no shell reads the file, so `outs/$USER` would be a folder named `$USER`. A part already
+    """Whether `written`, a path mmgen would make from `folder`, holds a variable (`$USER`, `${USER}`, `%USERPROFILE%`:
+    names_variable) in a part not there yet: no shell reads the file, so `outs/$USER` would be a folder named `$USER`. A part already
     there (made on purpose, or by an older mmgen) is taken as written. `name`: `written` is a batch job's `name:`."""
     if "$" not in written and "%" not in written:  # most paths: every job's name of a 10,000-job file is asked
         return False
     parts = Path(os.path.expanduser(written)).parts
-    last = max((i for i, part in enumerate(parts) if _VARIABLE.search(part)), default=None)
+    last = max((i for i, part in enumerate(parts) if names_variable(part)), default=None)
     return last is not None and not _there(folder, parts, last, name=name)
+
+
+def names_variable(written: str) -> bool:
+    """Whether `written` reads as an environment variable that a shell (or Windows' cmd) would put in its place:
+    `${NAME}`; `$NAME` or `%NAME%` where NAME is written in capitals, as variables are (`$HOME`, `%USERPROFILE%`), or
+    is set here. Any other `$` or `%` is the name's own — `ca$h_money`, `AT$T_ad`, `a$$b`, `50%off_and_20%more`
+    were refused as variables, which they read as to no one."""
+    for found in _VARIABLE.finditer(written):
+        name = found.group(1) or found.group(2)
+        if name is None or name.isupper() or name in os.environ:
+            return True
+    return False
 
 
 def _there(folder: Path, parts: tuple[str, ...], index: int, *, name: bool = False) -> bool:
@@ -145,4 +157,4 @@ def missing_hint(path: str | os.PathLike) -> str:
     rest = str(PurePath(*path.parts[len(there.parts):]))  # what was written past what exists
     if hint := windows_hint(rest):
         return f" ({hint})"
-    return f" ({VARIABLES_HINT})" if _VARIABLE.search(rest) else ""
+    return f" ({VARIABLES_HINT})" if names_variable(rest) else ""

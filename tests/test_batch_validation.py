@@ -1950,6 +1950,24 @@ def test_an_output_dir_or_name_through_a_variable_is_refused_not_made_as_a_folde
     assert plan_batch(jobs).output_dir == folder / "outs" / "$USER"
 
 
+def test_a_dollar_or_percent_sign_that_reads_as_no_variable_is_a_name_s_own(folder: Path):
+    """`50%off_and_20%more`, `AT$T_ad`, `ca$h_money` and `a$$b` were refused as environment variables, which no one
+    reads them as. A variable is `${NAME}`, or `$NAME` / `%NAME%` in capitals or set here (`$HOME`, `%APPDATA%`)."""
+    jobs = write_jobs(folder, """
+        output_dir: o
+        defaults: {model: tiny.safetensors}
+        jobs:
+          - {kind: generate, name: "50%off_and_20%more"}
+          - {kind: generate, name: "AT$T_ad"}
+          - {kind: generate, name: "ca$h_money"}
+          - {kind: generate, name: "a$$b"}
+          - {kind: generate, name: "%APPDATA%/take"}
+        """)
+    assert problems_of(jobs) == {
+        8: "job 5 (generate): name: '%APPDATA%/take': environment variables are not expanded in a YAML file (write "
+           "the name out)"}
+
+
 def test_a_batch_an_older_mmgen_finished_in_a_folder_named_tilde_is_told_where_its_outputs_are(
         folder: Path, monkeypatch: pytest.MonkeyPatch):
     """mmgen before 2026-12-02 wrote `output_dir: ~/out` into a folder named `~` beside the batch file; this one reads

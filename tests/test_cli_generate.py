@@ -155,9 +155,9 @@ def test_a_missing_bundled_model_is_one_line_naming_the_file_and_what_to_do(tmp_
 
 
 def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path, monkeypatch):
-    """A registry entry with `upsampler:` (here user presets pointing at local files): --upscale runs it. In this
-    process (tests/cli_here.py): the frames made are the point, and the upsampler's start noise. That was drawn from
-    a generator seeded seed + 2^40, which torch's takes as seed (it keeps a seed's low 32 bits): the clip's own x_T
+    """A registry entry with `upsampler:` (here user presets pointing at local files): --upscale runs it, and the
+    sidecar records how it sampled. In this process (tests/cli_here.py): the frames made are the point, and the
+    upsampler's start noise. That was drawn from a generator seeded seed + 2^40, which torch's takes as seed (it keeps a seed's low 32 bits): the clip's own x_T
     video again, reshaped — the same numbers for two tensors. It continues the clip's own generator now."""
     from mmgen.pipelines import sampling
 
@@ -175,6 +175,9 @@ def test_a_model_whose_entry_names_an_upsampler_makes_bigger_frames(tmp_path, mo
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert (record["upscaled"], record["upsampler"], record["width"], record["height"]) == (True, "tiny-sr", 32, 32)
+    # how it upscaled, which its entry decides (the shipped landscape-sr's 25 ddim steps, a user's 1): a sidecar
+    # said only its name
+    assert record["upsampling"] == {"sampler": "ddim", "steps": 2, "eta": 0.0, "clip_denoised": True}
     assert decode_frames(tmp_path / "out" / "clip_0000.mp4").shape == (16, 32, 32, 3)  # 16×16 → 32×32
     image = starts[0]
     clip_start = torch.randn(2 * image.numel(), generator=torch.Generator().manual_seed(1))  # its x_T's first numbers

@@ -70,6 +70,9 @@ class Provenance:
     upscaled: bool = False
     upsampler: str | None = None
     upsampler_sha256: str | None = None  # the upsampler's weights file, as model_sha256 (sidecars before 2026-12: none)
+    # how the upsampler sampled (sampler, steps, …: its entry's, which a user's may change; sidecars before 2026-12:
+    # none, the shipped ddim 25)
+    upsampling: dict | None = None
     input: str | None = None
     mix: float | None = None
     model_source_sha256: str | None = None  # the file it was converted from, e.g. Landscape.pt as first pulled
@@ -84,6 +87,7 @@ class Provenance:
         device, plus the pipeline's own `fields`."""
         import torch
 
+        from mmgen.pipelines.sampling import upsampling_record
         from mmgen.weights.names import is_path
 
         sampling = run.sampling
@@ -106,6 +110,7 @@ class Provenance:
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
             upsampler_sha256=models.upsampler.sha256 if models.upsampler else None,
+            upsampling=upsampling_record(models.upsampler) if models.upsampler else None,
             adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w,
                        **({} if is_path(use.source) else {"name": use.source})}  # a registered adapter's
                       for use, (a, w) in zip(run.adapters, models.adapters, strict=True)] or None,

@@ -21,7 +21,8 @@ from mmgen.pipelines.session import Run
 from mmgen.pipelines.windows import SampleWindow
 from mmgen.weights import LoadedModel
 
-__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "upscale_steps", "window_sampler"]
+__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "upscale_steps", "upsampler_settings", "upsampling_record",
+           "window_sampler"]
 
 SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
@@ -98,13 +99,23 @@ def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -
     return sample_window
 
 
-def _sr_settings(sr: LoadedModel) -> SamplingConfig:
+def upsampler_settings(sr: LoadedModel) -> SamplingConfig:
+    """How `sr` samples: its registry entry's settings, else the official SR sampling."""
     return sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
+
+
+def upsampling_record(sr: LoadedModel) -> dict:
+    """The sidecar's `upsampling`: the settings that decide what `sr` makes of a clip (its entry may be a user's,
+    with other steps than the shipped 25), so the same clip can be made again."""
+    settings = upsampler_settings(sr)
+    return {"sampler": settings.sampler, "steps": settings.steps,
+            **({"eta": settings.eta} if settings.sampler == "ddim" else {}), "clip_denoised": settings.clip_denoised,
+            **({"start_timestep": settings.start_timestep} if settings.start_timestep is not None else {})}
 
 
 def upscale_steps(sr: LoadedModel, clips: int, frames: int) -> int:
     """The sampling steps `upscale` takes on `clips` clips of `frames` frames: its sampler's on every chunk."""
-    return clips * math.ceil(frames / SR_CHUNK) * step_count(_sr_settings(sr))
+    return clips * math.ceil(frames / SR_CHUNK) * step_count(upsampler_settings(sr))
 
 
 def upscale(
@@ -122,7 +133,7 @@ def upscale(
     config = sr.config
     batch, frames, _, h, w = video.shape
     size = (h * config.image_size // config.small_size, w * config.image_size // config.small_size)
-    settings = _sr_settings(sr)
+    settings = upsampler_settings(sr)
     device = run.compute.device
     total = steps_before + upscale_steps(sr, batch, frames)
     done = steps_before  # steps of these clips taken before this sampler call's

@@ -345,16 +345,62 @@ except KeyboardInterrupt:
 """
 
 
+def in_its_long_op(worker: subprocess.Popen) -> None:
+    """Wait until `worker`'s main thread has computed 50 ms since it said "computing": it is inside the C call then
+    (a stop before it is taken by the ordinary handler, and tests nothing)."""
+
+    def cpu_ticks() -> int:  # utime + stime of the main thread, in clock ticks (proc(5))
+        fields = Path(f"/proc/{worker.pid}/task/{worker.pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[11]) + int(fields[12])
+
+    start, deadline = cpu_ticks(), time.monotonic() + 20
+    while cpu_ticks() - start < 0.05 * os.sysconf("SC_CLK_TCK") and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_a_worker_busy_in_one_long_op_takes_its_stop_when_the_op_returns_not_cut_short(tmp_path):
     """A CPU step of the paper's model holds Python's handlers for tens of seconds inside one C++ op: a stop meanwhile
     is no stuck peer, and the process must get to its own stop (its checkpoint) instead of being ended without one."""
     worker = rank_0_of_two_running(_BUSY_IN_ONE_C_CALL, tmp_path)
     try:
         assert worker.stdout.readline() == "computing\n"
+        in_its_long_op(worker)
         worker.send_signal(signal.SIGTERM)
         out, said = worker.communicate(timeout=20)
     finally:
         worker.kill()
+    assert (worker.returncode, out, said) == (143, "stopped by its own handler\n", "")
+
+
+def test_a_busy_worker_starved_of_cpu_by_other_work_is_not_taken_for_a_stuck_one(tmp_path):
+    """A user's machine busy with other work: the worker computing in one long op is runnable but gets almost no
+    CPU time (here its thread is SCHED_IDLE, on a core four other programs spin on: under 5% of it). Judged by CPU
+    time alone it looked like a wait for a peer and was ended without its checkpoint; it takes its own stop once
+    the op returns."""
+    core = min(os.sched_getaffinity(0))
+    spin = f"import os, sys\nos.sched_setaffinity(0, {{{core}}})\nsys.stdin.read(1)\nwhile True: pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, text=True) for _ in range(4)]
+    worker = rank_0_of_two_running(_BUSY_IN_ONE_C_CALL, tmp_path)
+    try:
+        assert worker.stdout.readline() == "computing\n"
+        in_its_long_op(worker)
+        os.sched_setaffinity(worker.pid, {core})  # its main thread, in the op
+        os.sched_setscheduler(worker.pid, os.SCHED_IDLE, os.sched_param(0))
+        for spinner in spinners:
+            spinner.stdin.write("go")
+            spinner.stdin.flush()
+        worker.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # grace windows of 0.2 s, starved (ended: cut short)
+            worker.wait(timeout=1)
+        for spinner in spinners:
+            spinner.kill()
+        with contextlib.suppress(PermissionError, ProcessLookupError):  # the rest of its op at its old share
+            os.sched_setscheduler(worker.pid, os.SCHED_OTHER, os.sched_param(0))
+        out, said = worker.communicate(timeout=20)
+    finally:
+        for process in [*spinners, worker]:
+            process.kill()
+            process.wait()
     assert (worker.returncode, out, said) == (143, "stopped by its own handler\n", "")
 
 

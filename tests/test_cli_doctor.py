@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import torch
 from cli_here import run_here
-from mmgen_cli import mmgen_env
+from mmgen_cli import mmgen_env, run_mmgen
 from tiny_model import save_tiny_model
 
 import mmgen
 from mmgen.cli import run
+from mmgen.dependency_versions import unmet
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +288,47 @@ def test_a_model_a_line_keeps_the_status_colour_where_the_terminal_has_colour(ma
                for line in models), models
     plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in models]
     assert any(line.startswith("  tiny: mm-unet · cached · ") for line in plain), plain
+
+
+def _without_torch(tmp_path: Path, reason: str) -> dict[str, str]:
+    """An environment whose `import torch` fails as a broken install's does: a torch package first on the path
+    that raises `reason` (an OSError: the CUDA library it was built for is missing)."""
+    (tmp_path / "site" / "torch").mkdir(parents=True)
+    (tmp_path / "site" / "torch" / "__init__.py").write_text(f"raise OSError({reason!r})\n")
+    env = mmgen_env(tmp_path, COLUMNS="200")
+    return env | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])}
+
+
+def test_doctor_without_a_torch_that_imports_says_why_and_reports_everything_else(tmp_path):
+    """A torch whose import fails (libcudnn missing): doctor said only `ModuleNotFoundError`/`OSError`, one line.
+    It shows a ✗ torch line with the reason, the rest of the report (mmgen, PyAV, codecs, cache, models), and
+    ends with how to install torch, exit 1."""
+    env = _without_torch(tmp_path, "libcudnn.so.9: cannot open shared object file: No such file or directory")
+    shown = run_mmgen("doctor", env=env)
+    assert shown.returncode == 1, shown.stderr
+    assert "✗ torch fails to import: OSError: libcudnn.so.9: cannot open shared object file" in shown.stdout
+    assert f"av                 {av.__version__}" in shown.stdout and "✓ ok      libx264  encode" in shown.stdout
+    assert "Devices\n  unknown: torch does not import" in shown.stdout and "\nModels\n" in shown.stdout
+    assert shown.stderr.count("\n") == 1 and "install it first: pip install torch==2.13.0" in shown.stderr
+
+
+def test_a_command_without_torch_says_it_needs_it_and_how_to_install_it(tmp_path):
+    """`mmgen generate` on a broken torch: one line naming torch and the README's install command, exit 1."""
+    failed = run_mmgen("generate", "-n", "1", "-o", tmp_path / "out", env=_without_torch(tmp_path, "libcudnn.so.9"))
+    assert failed.returncode == 1
+    assert failed.stderr == ("mmgen: error: mmgen needs PyTorch, which fails to import: OSError: libcudnn.so.9 "
+                             "(install it first: pip install torch==2.13.0)\n")
+
+
+def test_doctor_names_a_package_older_than_mmgen_declares_it_needs(tmp_path):
+    """pip keeps an old package that an earlier install left (av 12 under a mmgen that needs 15): mmgen then
+    failed with an AttributeError. doctor compares what is installed with mmgen's declared lower bounds."""
+    outdated = dict((name, (installed, needed)) for name, installed, needed in unmet([
+        f"av>={av.__version__}", "numpy>=999", "not-a-package-here>=1", 'pytest>=999; extra == "test"']))
+    assert outdated == {"numpy": (np.__version__, "999"), "not-a-package-here": (None, "1")}
+    dist = tmp_path / "site" / "mmgen-0.1.0.dist-info"  # an installed mmgen that declares numpy>=999
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mmgen\nVersion: 0.1.0\nRequires-Dist: numpy>=999\n")
+    env = _without_torch(tmp_path, "not needed here")
+    shown = run_mmgen("doctor", env=env | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])})
+    assert f"✗ numpy {np.__version__} is installed; mmgen needs numpy>=999" in shown.stdout, shown.stdout

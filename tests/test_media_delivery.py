@@ -216,7 +216,7 @@ def test_filtering_in_place_gives_the_same_samples_and_refuses_a_chain_that_runs
 
     sound = _noise(1.0, 16000, 0.5)
     chain = [("alimiter", "limit=0.3:attack=1:release=20:level=0:latency=1")]
-    expected, _ = filter_audio(sound, 16000, chain)
+    expected = filter_audio(sound, 16000, chain)
     in_place = sound.copy()
     filter_audio(in_place, 16000, chain, out=in_place)
     assert np.array_equal(in_place, expected)

@@ -152,6 +152,7 @@ def _start_failed(e: Exception, argv: list[str] | None) -> int:
     from mmgen import environment
     from mmgen.disk_failures import resource_failure
     from mmgen.errors import MmgenError, command_line_words
+    from mmgen.runtime.torch_import import torch_failed
 
     with environment.as_unset():
         debug = "--debug" in (sys.argv[1:] if argv is None else map(str, argv)) or bool(
@@ -161,7 +162,7 @@ def _start_failed(e: Exception, argv: list[str] | None) -> int:
 
         traceback.print_exception(e)
     with command_line_words():  # its hint names flags (it is said after the command line's block has ended)
-        e = resource_failure(e) or e
+        e = resource_failure(e) or torch_failed(e) or e
     if isinstance(e, MmgenError):
         _error(str(e))
         return e.exit_code
@@ -267,11 +268,13 @@ def _failed(e: Exception) -> int:
     from mmgen.cli.options import flag_of
     from mmgen.disk_failures import name_too_long, resource_failure
     from mmgen.errors import InvalidSetting, MmgenError
+    from mmgen.runtime.torch_import import torch_failed
     from mmgen.runtime.torchrun import leave_the_word_to_rank_0, says_command_line_errors
 
     if (resource := resource_failure(e)) is not None:  # the machine's memory or open files ran out, whatever raised
         resource.every_process = getattr(e, "every_process", False)  # it: one line, said where e's would be
         e = resource
+    e = torch_failed(e) or e  # a torch that is not installed, or fails to import: said so, with how to install it
     if isinstance(e, MmgenError):
         _said_once(e, lambda: e.said_as(flag_of(e.field)) if isinstance(e, InvalidSetting) else failed_line(e))
         return e.exit_code

@@ -1,23 +1,25 @@
 """The facts `mmgen doctor` reports — versions, codecs, devices, cache, models — gathered as plain JSON-able
-values (importing torch and PyAV to ask them, which the doctor command does only when it runs)."""
+values (importing torch and PyAV to ask them, which the doctor command does only when it runs). Without a torch
+that imports, everything but the devices is still reported, and why torch is missing ("torch_problem")."""
 
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy
-import torch
 
 from mmgen import __version__, environment
 from mmgen.adapters.store import listed
+from mmgen.dependency_versions import declared, unmet
 from mmgen.errors import MmgenError
 from mmgen.output_checks import nearest_existing
-from mmgen.runtime.device import cpu_auto_bf16, cpu_native_bf16, huge_pages, select_compute
+from mmgen.runtime.torch_import import torch_problem
 from mmgen.terminal import counted
 from mmgen.weights.cache import cache_root, check_cache_writable
 from mmgen.weights.catalog import DAMAGED, catalog
@@ -44,6 +46,10 @@ def _codec(name: str, mode: str) -> bool:
 
 
 def _devices() -> dict[str, Any]:
+    import torch
+
+    from mmgen.runtime.device import cpu_auto_bf16, cpu_native_bf16, huge_pages, select_compute
+
     cuda = []
     for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         props = torch.cuda.get_device_properties(index)
@@ -127,11 +133,15 @@ def _facts() -> dict[str, Any]:
     except MmgenError:  # the cache folder's own trouble: said under "cache"
         adapters = []
     damaged_adapters = [a for a in adapters if a.get("status") == DAMAGED]
+    torch = None if (problem := torch_problem()) else sys.modules["torch"]  # imported by torch_problem
+    outdated = [{"package": name, "installed": installed, "needed": needed}
+                for name, installed, needed in unmet(declared())
+                if not (problem and name == "torch")]  # a torch that does not import: said once, with why
     return {
         "versions": {
             "mmgen": __version__,
             "python": platform.python_version(),
-            "torch": torch.__version__,
+            "torch": torch and torch.__version__,
             "av": av.__version__,
             "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
             "numpy": numpy.__version__,
@@ -139,10 +149,12 @@ def _facts() -> dict[str, Any]:
         },
         "codecs": [{"codec": n, "mode": "encode" if m == "w" else "decode", "use": use, "ok": _codec(n, m)}
                    for n, m, use in CODECS],
-        "devices": _devices(),
+        **({"torch_problem": problem} if problem else {}),
+        **({"outdated": outdated} if outdated else {}),
+        "devices": _devices() if torch else None,
         "cache": cache,
         "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ},
-        **({"environment_warnings": warnings} if (warnings := _thread_warnings(torch.get_num_threads())) else {}),
+        **({"environment_warnings": warnings} if torch and (warnings := _thread_warnings(torch.get_num_threads())) else {}),
         "models": models,
         **({"models_error": models_error} if models_error else {}),
         "adapters": adapters,

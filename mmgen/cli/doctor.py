@@ -16,6 +16,7 @@ from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.environment import CPU_BF16
 from mmgen.errors import MmgenError, UsageError
+from mmgen.runtime.torch_import import INSTALL
 from mmgen.terminal import counted, hashes_text, markup_text, say, show_table, size_text, table_console
 
 
@@ -33,7 +34,12 @@ def _show(report: dict[str, Any], console: Console) -> None:
     ok, bad = "[green]✓[/]", "[red]✗[/]"
     console.print("[bold]Versions[/]")
     for name, version in report["versions"].items():
-        console.print(f"  {name:<18} {version}")
+        if name == "torch" and "torch_problem" in report:
+            console.print(f"  {bad} torch {markup_text(report['torch_problem'])}", highlight=False)
+        else:
+            console.print(f"  {name:<18} {version}")
+    for package in report.get("outdated", []):  # pip keeps what is installed, however old: said, with what it needs
+        console.print(f"  {bad} {_outdated(package)}", highlight=False)
     console.print("[bold]Codecs[/]")
     for c in report["codecs"]:
         # the word beside the mark: what the row says without colour or the glyph (a screen reader, an ASCII log)
@@ -41,13 +47,10 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  {state} {c['codec']:<8} {c['mode']:<7} [dim]{c['use']}[/]")
     devices = report["devices"]
     console.print("[bold]Devices[/]")
-    console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {_bf16(devices['cpu'])}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
-    for gpu in devices["cuda"]:
-        console.print(f"  cuda:{gpu['index']} {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['capability']}")
-    if not devices["cuda"]:
-        console.print("  cuda   [dim]not available[/]")
-    console.print(f"  mps    {'available' if devices['mps'] else '[dim]not available[/]'}")
-    console.print(f"  --device auto → {devices['auto']}")
+    if devices is None:
+        console.print("  [dim]unknown: torch does not import[/]")
+    else:
+        _show_devices(devices, console)
     cache = report["cache"]
     console.print("[bold]Cache[/]")
     if "problem" in cache:
@@ -89,6 +92,22 @@ def _show(report: dict[str, Any], console: Console) -> None:
                       highlight=False)
 
 
+def _show_devices(devices: dict[str, Any], console: Console) -> None:
+    console.print(f"  cpu    {counted(devices['cpu']['cores'], 'core')}, torch uses {counted(devices['cpu']['torch_threads'], 'thread')}, native bf16: {_bf16(devices['cpu'])}, huge pages: {devices['cpu']['huge_pages']}")  # noqa: E501
+    for gpu in devices["cuda"]:
+        console.print(f"  cuda:{gpu['index']} {gpu['name']}, {gpu['memory_gib']} GiB, compute {gpu['capability']}")
+    if not devices["cuda"]:
+        console.print("  cuda   [dim]not available[/]")
+    console.print(f"  mps    {'available' if devices['mps'] else '[dim]not available[/]'}")
+    console.print(f"  --device auto → {devices['auto']}")
+
+
+def _outdated(package: dict[str, Any]) -> str:
+    """`av 12.0.0 is installed; mmgen needs av>=18.1`: a package older than mmgen declares it needs."""
+    installed = "is not installed" if package["installed"] is None else f"{package['installed']} is installed"
+    return f"{package['package']} {installed}; mmgen needs {package['package']}>={package['needed']}"
+
+
 @app.command()
 def doctor(
     json: Annotated[
@@ -98,7 +117,8 @@ def doctor(
     """Check this machine: mmgen/torch/PyAV versions, codecs, devices, cache folder and the models present.
 
     Exits 2 if an mmgen environment variable holds a value that means nothing (every other command refuses to
-    start then), 1 if an encoder mmgen needs to write mp4 files is missing.
+    start then), 1 if torch does not import, a package is older than mmgen needs, or an encoder mmgen needs to write
+    mp4 files is missing.
     """
     from mmgen.cli._facts import REQUIRED, facts
 
@@ -111,6 +131,11 @@ def doctor(
         _show(report, table_console(stderr=False))
     if problems := report.get("environment_problems"):
         raise _environment_problem(problems)
+    if problem := report.get("torch_problem"):
+        raise MmgenError(f"mmgen needs PyTorch, which {problem}", hint=f"install it first: {INSTALL}")
+    if outdated := report.get("outdated"):
+        needed = " ".join(f"'{p['package']}>={p['needed']}'" for p in outdated)
+        raise MmgenError(f"{'; '.join(map(_outdated, outdated))}", hint=f"upgrade: pip install -U {needed}")
     lacking = [c for c in report["codecs"] if not c["ok"]]
     required = [c for c in lacking if (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
     if not lacking:

@@ -19,11 +19,11 @@ def filter_audio(
     chain: Sequence[tuple[str, str]],
     out: np.ndarray | None = None,
     channels: int = 1,
-) -> tuple[np.ndarray, dict[str, str]]:
+) -> np.ndarray:
     """Float samples of `channels` channels (1 to 8: mono (L,), or interleaved (L·C,)) at `sample_rate` through
     `chain` of (filter, arguments), filtered together (a linked limiter), ending as float 32-bit in as many
-    channels, interleaved as they came. Returns every sample the chain gave, and the metadata of its last frame
-    (e.g. ebur128's).
+    channels, interleaved as they came. Returns every sample the chain gave. (Not the frames' metadata, which no
+    caller reads: PyAV gives it only from 18.1 on, and mmgen runs on PyAV 12.)
 
     Given `out` (float32, 1-D), the samples go into it instead, frame by frame, cut at its length, silence where
     the chain gave fewer, and `out` is returned: no list of frames and no joined copy. `out` may be `samples`
@@ -42,18 +42,16 @@ def filter_audio(
     flat = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
     in_place = out is not None and np.may_share_memory(out, flat)
     pieces: list[np.ndarray] = []
-    metadata: dict[str, str] = {}
     pushed = written = 0
 
     def drain() -> None:
-        nonlocal metadata, written
+        nonlocal written
         while True:
             try:
                 frame = graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
             piece = frame.to_ndarray().reshape(-1)
-            metadata = dict(frame.metadata)
             if out is None:
                 pieces.append(piece)
                 continue
@@ -73,5 +71,5 @@ def filter_audio(
     drain()
     if out is not None:
         out[written:] = 0.0
-        return out, metadata
-    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), metadata
+        return out
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

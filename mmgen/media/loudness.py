@@ -107,7 +107,8 @@ def _block_energies(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     meter = pyloudnorm.Meter(sample_rate, block_size=BLOCK_SECONDS)
     stages = [(stage.b, stage.a, stage.passband_gain) for stage in meter._filters.values()]  # K-weighting's two
     states = [np.zeros(max(len(b), len(a)) - 1) for b, a, _ in stages]
-    length, size, step = len(samples), meter.block_size, 1.0 - meter.overlap
+    overlap = getattr(meter, "overlap", 0.75)  # pyloudnorm 0.1's is fixed, 75 %, inside integrated_loudness
+    length, size, step = len(samples), meter.block_size, 1.0 - overlap
     count = int(np.round((length / sample_rate - size) / (size * step))) + 1
     j = np.arange(count)
     lower = (size * (j * step) * sample_rate).astype(np.int64)

@@ -1110,6 +1110,23 @@ def test_batch_example_prints_the_shipped_example_without_a_jobs_file(tmp_path):
     assert result.stdout == (REPO / "presets" / "batch-example.yaml").read_text(encoding="utf-8")
 
 
+def test_the_example_s_own_header_says_which_inputs_to_put_in_place_and_then_its_dry_run_passes(tmp_path):
+    """`mmgen batch --example > jobs.yaml && mmgen batch jobs.yaml --dry-run` failed its own suggested check:
+    clips/*.mp4 and music/drums.wav did not exist, and nothing said to put them there. The header now names them;
+    done as it says, the check passes."""
+    env = mmgen_env(tmp_path)
+    example = run_here("batch", "--example", env=env).stdout
+    header = "".join(line for line in example.splitlines(keepends=True)[:5])
+    assert "put one or more .mp4 clips in clips/ and a\n# sound at music/drums.wav" in header, header
+    (tmp_path / "jobs.yaml").write_text(example, encoding="utf-8")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "music").mkdir()
+    write_test_video(tmp_path / "clips" / "beach.mp4", seconds=0.5)
+    write_test_audio(tmp_path / "music" / "drums.wav", seconds=0.5)
+    checked = run_here("batch", tmp_path / "jobs.yaml", "--dry-run", env=env)
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_batch_example_refuses_what_it_would_ignore(tmp_path):
     """`--example` printed the example whatever came with it: YAML for `--example --json` (whose stdout is JSON),
     no file for `--example -o jobs.yaml`, and a JOBS file or --dry-run went unread, each with exit 0."""

@@ -8,7 +8,10 @@ import ast
 import importlib.metadata
 import re
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,3 +51,17 @@ def test_the_readmes_first_command_leaves_the_quickstarts_folder_free():
         return re.search(r"mmgen generate .*?-o (\S+)", command).group(1).rstrip("/")
 
     assert out(first) != out(then)
+
+
+def test_an_editable_install_puts_no_mmgen_folder_in_site_packages(tmp_path, monkeypatch):
+    """`pip install -e .` copied the force-included presets into site-packages/mmgen/presets/, and `pip uninstall
+    mmgen` left that folder: `import mmgen` then found an empty namespace package instead of failing. The editable
+    wheel now holds a path file naming the checkout (whose presets/ mmgen reads) and its metadata, nothing else."""
+    hatchling = pytest.importorskip("hatchling.build")
+    monkeypatch.chdir(REPO)
+    editable = tmp_path / hatchling.build_editable(str(tmp_path))
+    with zipfile.ZipFile(editable) as wheel:
+        names = wheel.namelist()
+        [path_file] = [name for name in names if name.endswith(".pth")]
+        assert wheel.read(path_file).decode() == str(REPO)
+    assert [name for name in names if not name.startswith("mmgen-") and name != path_file] == []

@@ -66,6 +66,17 @@ def test_generated_clips_are_delivered_at_48k_and_minus_16_lufs(tiny, tmp_path):
     assert json.loads(done.stdout)["delivery"]["loudness_target"] == -16.0
 
 
+def test_a_demo_clips_sidecar_says_how_loud_its_file_plays(tmp_path):
+    # seed 3's clip: FFmpeg's fast AAC coder played it at −16.47 LUFS while its sidecar said −16.0
+    done = run_here("generate", "--seed", "3", "-o", tmp_path / "out", "--json", "--no-previews",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    heard, rate = decode_audio(tmp_path / "out" / "clip_0000.mp4")
+    record = json.loads(done.stdout)["delivery"]
+    assert record["lufs_after"] == pytest.approx(ebur128(heard[0], rate)[0], abs=0.2)
+    assert record["lufs_after"] == pytest.approx(-16.0, abs=0.2)
+
+
 def test_an_animation_copies_the_sound_unless_asked_to_deliver_it(tiny, tmp_path):
     song = write_test_audio(tmp_path / "song.m4a", seconds=2.0, sample_rate=44100)
     kept, loud = tmp_path / "kept.mp4", tmp_path / "loud.mp4"

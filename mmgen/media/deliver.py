@@ -89,13 +89,12 @@ def deliver(
 def as_encoded(delivered: Delivered, encoder: str, layout: str = "mono") -> Delivered:
     """`delivered` as the output's `encoder` is to be given it: where it has a loudness target, lowered until its
     encode decodes under the true-peak ceiling (a lossy encoder lifts peaks: encoded_peak); its report's loudness
-    after lowered with it, its true peak that of the file's sound as it decodes. Every command that writes a
-    delivered sound writes this one."""
+    after and true peak those of the file's sound as it decodes. Every command that writes a delivered sound writes
+    this one."""
     ceiling = TRUE_PEAK_CEILING if delivered.target is not None else None
     fit = under_ceiling(delivered.audio, delivered.sample_rate, encoder, layout, ceiling)
-    report = delivered.loudness
-    after = report.after + fit.gain_db if report.after is not None else None
-    return dataclasses.replace(delivered, audio=fit.audio, loudness=LoudnessReport(report.before, after, fit.true_peak))
+    report = LoudnessReport(delivered.loudness.before, fit.loudness, fit.true_peak)
+    return dataclasses.replace(delivered, audio=fit.audio, loudness=report)
 
 
 def say_if_clipped(sound: torch.Tensor, why: str) -> None:

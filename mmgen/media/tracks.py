@@ -24,14 +24,14 @@ from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
 from mmgen.media.probe import cannot_read
 
-# Of the lossy sound encoders, per channel, and their settings beyond it (AUDIO_OPTIONS). FFmpeg's AAC encoder's
-# default "twoloop" coder (libavcodec 62) codes loud tonal sound at 128 and 192 kb/s a channel at 10-20 dB signal to
-# noise, its true peaks up to 2.4 dB over the source's (a −16 LUFS wav decoded at −14.8 LUFS, peaking at 1.14); at
-# 256 kb/s at ~28 dB in its worst 1024-sample frame, +0.7 dB. Its "fast" coder, at 128 kb/s: ~30 dB, but 11 dB over
-# two frames of a model's loud onset (−0.24 dB of its 500 Hz tone); at 192 kb/s: 32-49 dB in the worst frame of
-# each of eight delivered sounds, true peaks within 0.03 dB, in a third of twoloop's time.
-BIT_RATES = {"aac": 192_000, "libopus": 96_000}
-AUDIO_OPTIONS = {"aac": {"aac_coder": "fast"}}
+# Of the lossy sound encoders, per channel, and their settings beyond it (AUDIO_OPTIONS). FFmpeg's AAC encoder
+# (libavcodec 62), worst 1024-sample frame's signal to noise, loudness change and true-peak lift, on the demo model's
+# seeds 3, 4, 15, two soundtracks, a −16 LUFS tonal wav and a 1 kHz tone at −9 LUFS: its "twoloop" coder at 192 kb/s
+# 0.9-34 dB (the tonal wav 0.9, a soundtrack +2.5 dB peak); its "fast" coder at 192 kb/s 13-47 dB, but the demo
+# clips 0.5-0.8 LU quieter and the tone 0.3; twoloop at 256 kb/s 26-30 dB on each, loudness within 0.01 LU, peaks
+# up to +0.8 dB (the trial encode takes them back under the ceiling: encoded_peak).
+BIT_RATES = {"aac": 256_000, "libopus": 96_000}
+AUDIO_OPTIONS = {"aac": {"aac_coder": "twoloop"}}
 # Constant-quality settings of the picture encoders, per encoder: the crf a caller gives goes in as is for
 # x264; libvpx-vp9 takes crf with bit rate 0 (its constant-quality mode) and a speed setting. ProRes has profiles,
 # not a crf: 4444, the one that holds an alpha channel (Container.alpha_encoder).

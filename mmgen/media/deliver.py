@@ -38,6 +38,7 @@ class Delivered:
     sample_rate: int
     loudness: LoudnessReport  # before: the model's sound; after: what was delivered
     target: float | None
+    one_gain: bool = False  # given one gain (no limiter, no blend): short of its target, said so as such
 
     def to_json(self) -> dict:
         return {"sample_rate": self.sample_rate, "loudness_target": self.target, **self.loudness.to_json()}
@@ -58,7 +59,7 @@ def deliver(
     blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target. Sound of
     C channels (C, L) (a retake's, at the delivery rate) is measured and gained together, its channels weighted by
     `weights` (loudness.channel_weights). `limit`: False gives the sound one gain (loudness.level's), which may leave
-    it short of the target: said once (`say_if_short`)."""
+    it short of the target: said once (`say_if_short`) where it is written (as_encoded), at the level it plays at."""
     rate = delivery.rate(model_rate)
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
@@ -82,18 +83,21 @@ def deliver(
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, overwrite=True)
     else:
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit)
-    say_if_short(report.after, delivery.loudness, one_gain=not limit and not blend)
-    return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness)
+    return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness,
+                     one_gain=not limit and not blend)
 
 
 def as_encoded(delivered: Delivered, encoder: str, layout: str = "mono") -> Delivered:
     """`delivered` as the output's `encoder` is to be given it: where it has a loudness target, lowered until its
     encode decodes under the true-peak ceiling (a lossy encoder lifts peaks: encoded_peak); its report's loudness
-    after and true peak those of the file's sound as it decodes. Every command that writes a delivered sound writes
+    after and true peak those of the file's sound as it decodes, and said where it misses the target
+    (say_if_short). Every command that writes a delivered sound writes
     this one."""
     ceiling = TRUE_PEAK_CEILING if delivered.target is not None else None
     fit = under_ceiling(delivered.audio, delivered.sample_rate, encoder, layout, ceiling)
     report = LoudnessReport(delivered.loudness.before, fit.loudness, fit.true_peak)
+    if delivered.target is not None:
+        say_if_short(fit.loudness, delivered.target, one_gain=delivered.one_gain)
     return dataclasses.replace(delivered, audio=fit.audio, loudness=report)
 
 

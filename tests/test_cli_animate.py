@@ -221,6 +221,26 @@ def test_audio_with_more_channels_than_ffmpeg_mixes_is_refused_in_one_line(tiny,
     assert mixed.shape == (1, 1600) and 0.29 < float(mixed.abs().max()) < 0.31
 
 
+def test_a_stereo_sound_brought_to_a_loudness_stays_stereo_as_a_retakes_does(tiny, tmp_path):
+    """`--loudness` re-encodes the input's sound with one gain, as a retake's: its channels kept (it was written
+    mono), each its own, at the level the sidecar records."""
+    rate = 44100
+    t = np.arange(round(1.6 * rate)) / rate
+    left, right = 0.3 * np.sin(2 * np.pi * 440 * t), 0.1 * np.sin(2 * np.pi * 660 * t)
+    sound = write_test_audio(tmp_path / "duet.wav", 1.6, rate, codec="pcm_s16le",
+                             samples=np.stack([left, right]).astype(np.float32)).path
+    out = tmp_path / "duet_animate.mp4"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", "--loudness", "-16", "--json",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    played, played_rate = decode_audio(out)
+    assert played.shape[0] == 2 and played_rate == rate
+    n = left.size
+    gain = float(played[0, :n] @ left / (left @ left))
+    assert np.abs(played[0, :n] - gain * left).max() < 0.02 and np.abs(played[1, :n] - gain * right).max() < 0.02
+    assert json.loads(done.stdout)["delivery"]["lufs_after"] == pytest.approx(-16.0, abs=0.1)
+
+
 def test_a_sound_brought_to_a_loudness_is_given_one_gain_never_reshaped(tiny, tmp_path):
     """The sound is the user's own: brought to `--loudness` it is scaled, as a retake's is — a quiet tone with a
     burst near full scale, asked for −5 LUFS, keeps its shape (FFmpeg's limiter flattened the burst and lifted the

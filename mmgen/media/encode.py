@@ -38,9 +38,11 @@ def write_mp4(
     *,
     crf: int = DEFAULT_CRF,
     overwrite: bool = False,
+    layout: str = "mono",
 ) -> None:
     """Write video (T, 3, H, W) in [-1, 1] at `fps` and/or audio (1, L) in [-1, 1] at `sample_rate`, both starting
-    at time 0. Odd heights/widths are padded to even by repeating the last row/column."""
+    at time 0 — or audio (C, L) in `layout` (of C channels: an animated sound's own, decode.kept_layout). Odd
+    heights/widths are padded to even by repeating the last row/column."""
     if video is None and audio is None:
         raise ValueError("write_mp4 needs video, audio or both")
     check_video(video)
@@ -54,8 +56,8 @@ def write_mp4(
             stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf)
             tracks.append(encoded(stream, video_frames(video)))
         if audio is not None:
-            stream = add_audio(container, into.audio_encoder, sample_rate)
-            tracks.append(encoded(stream, audio_frames(audio, sample_rate)))
+            stream = add_audio(container, into.audio_encoder, sample_rate, layout)
+            tracks.append(encoded(stream, audio_frames(audio, sample_rate, layout=layout)))
         mux(container, *tracks)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from mmgen.calls import pipeline_call
 from mmgen.media import probe, read_audio, replace_video, write_mp4
 from mmgen.media.containers import container_for, kept_rate
+from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import as_encoded, deliver
+from mmgen.media.loudness import channel_weights
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
@@ -38,11 +40,15 @@ def animate(
                 replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite, start=start)
                 return None
             delivery = kept_rate(delivery, paths.mp4, probe(source).sample_rate, f"{source.name}'s")
-            rate = delivery.sample_rate
-            # the user's own sound: one gain (no limiter reshapes it; a loud sound may stay short of the level)
-            delivered = deliver(read_audio(source, rate, start=start), rate, delivery, limit=False)
-            delivered = as_encoded(delivered, container_for(paths.mp4).audio_encoder)
-            write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite)
+            rate, encoder = delivery.sample_rate, container_for(paths.mp4).audio_encoder
+            # the user's own sound: one gain (no limiter reshapes it; a loud sound may stay short of the level), in
+            # its own channels where the output's encoder takes them (a retake's way), else mixed to mono
+            kept = kept_layout(source, encoder)
+            layout = kept or "mono"
+            delivered = deliver(read_audio(source, rate, start=start, layout=kept), rate, delivery, limit=False,
+                                weights=channel_weights(layout))
+            delivered = as_encoded(delivered, encoder, layout)
+            write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite, layout=layout)
             return {"delivery": delivered.to_json()}
 
         return write

@@ -61,7 +61,8 @@ def let_go(fd: int) -> None:
 
 
 def _close(fd: int) -> None:
-    """Close a lock descriptor this process opened but holds no lock with."""
+    """Close the lock descriptor `fd` and forget it (held_here), unlocking nothing first: one that holds no lock, or
+    (not on Windows) one whose lock closing it lets go of."""
     _HELD.discard(fd)
     os.close(fd)
 

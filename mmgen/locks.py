@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import MmgenError, UsageError
+from mmgen.file_modes import keep_mode
 
 WINDOWS = os.name == "nt"  # no flock there: msvcrt's lock, polled (tests set it to drive that branch with a fake)
 POLL_S = 0.1  # Windows: how long a waiter sleeps between tries
@@ -269,7 +270,6 @@ def _own(fd: int, path: Path, slot: int) -> int:
     keeps the shared one, held all the same. Not on Windows (its lock is of the file)."""
     if WINDOWS or os.fstat(fd).st_nlink < 2:
         return fd
-    from mmgen.file_modes import keep_mode
     from mmgen.files import temporary_name  # (files uses locks)
 
     fresh = temporary_name(path)

@@ -97,7 +97,7 @@ def put_back_autocast(state: tuple) -> None:
 def torch_state() -> tuple:
     """The calling thread's grad mode, function-mode stack, the default device a `with torch.device` keeps
     (torch.utils._device's CURRENT_DEVICE), torch.set_default_device's, and its autocast state. mmgen never enters
-    inference mode or sets a default device (it only takes its caller's off for a call: suspend_device_modes), so
+    inference mode or sets a default device (it only takes its caller's off for a call: suspend_callers_modes), so
     it has none of theirs to give back."""
     torch = _loaded()
     if torch is None:

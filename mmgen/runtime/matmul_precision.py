@@ -6,10 +6,11 @@ own setting (TF32 on CUDA by default, as in every fp32 run)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from mmgen.runtime.torch_state import loaded_torch
 
 _lock = threading.Lock()
 _calls = 0  # calls running with mmgen's own precision
@@ -41,8 +42,8 @@ def own_matmul_precision() -> Iterator[None]:
     """Full fp32 matrix products while the block runs, the caller's setting back after. Without torch loaded the
     caller set nothing: nothing to do (torch loading inside the block starts at its default, full fp32)."""
     global _calls
-    torch = sys.modules.get("torch")
-    if torch is None or not hasattr(torch, "_GLOBAL_DEVICE_CONTEXT"):  # not loaded, or loading
+    torch = loaded_torch()
+    if torch is None:
         yield
         return
     with _lock:

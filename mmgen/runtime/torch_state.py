@@ -19,14 +19,15 @@ _UNTOUCHED = (True, (), None, None, (True, 0, tuple((device, False, dtype) for d
                                                       _AUTOCAST_DEVICES.items())))
 
 
-def _loaded():
+def loaded_torch():
+    """The torch module where it has been imported whole, else None: nothing of the caller's to take or put back."""
     torch = sys.modules.get("torch")
     return None if torch is None or not hasattr(torch, "_GLOBAL_DEVICE_CONTEXT") else torch  # not loaded, or loading
 
 
 def function_modes() -> tuple:
     """The calling thread's torch function-mode stack, bottom first (() before torch is loaded)."""
-    if _loaded() is None:
+    if loaded_torch() is None:
         return ()
     from torch.overrides import _get_current_function_mode_stack
     return tuple(_get_current_function_mode_stack())
@@ -35,7 +36,7 @@ def function_modes() -> tuple:
 def put_back_function_modes(modes: tuple) -> bool:
     """Make the calling thread's function-mode stack `modes` (function_modes'): pop what is above the part they
     share, push back what is missing. Whether it had changed."""
-    if _loaded() is None:
+    if loaded_torch() is None:
         return False
     from torch.overrides import _get_current_function_mode_stack, _pop_mode, _push_mode
     now = _get_current_function_mode_stack()
@@ -60,7 +61,7 @@ def _autocast_nesting(torch) -> int:
 def autocast_state() -> tuple:
     """The calling thread's autocast state: its cache flag, its nesting count and, for each device this torch has
     autocast for, (device, enabled, dtype name); the untouched one before torch is loaded."""
-    torch = _loaded()
+    torch = loaded_torch()
     if torch is None:
         return _UNTOUCHED[4]
     devices = tuple((device, torch.is_autocast_enabled(device), str(torch.get_autocast_dtype(device)).split(".")[-1])
@@ -72,7 +73,7 @@ def put_back_autocast(state: tuple) -> None:
     """Give the calling thread back autocast's `state` (autocast_state's) where it differs: a Ctrl-C landing as a
     `with torch.autocast` block starts (after its __enter__ set the flag and counted the block, where no __exit__
     follows) left autocast switched on or off and its nesting count raised, so that its cache was never cleared."""
-    torch = _loaded()
+    torch = loaded_torch()
     if torch is None:
         return
     cache, nesting, devices = state
@@ -99,7 +100,7 @@ def torch_state() -> tuple:
     (torch.utils._device's CURRENT_DEVICE), torch.set_default_device's, and its autocast state. mmgen never enters
     inference mode or sets a default device (it only takes its caller's off for a call: suspend_callers_modes), so
     it has none of theirs to give back."""
-    torch = _loaded()
+    torch = loaded_torch()
     if torch is None:
         return _UNTOUCHED
     device = sys.modules.get("torch.utils._device")
@@ -109,7 +110,7 @@ def torch_state() -> tuple:
 
 def put_back_torch_state(state: tuple) -> None:
     """Give the calling thread back `state` (torch_state's) where it differs; without torch loaded, nothing."""
-    torch = _loaded()
+    torch = loaded_torch()
     if torch is None:
         return
     grad, modes, current_device, device_context, autocast = state
@@ -130,7 +131,7 @@ def suspend_callers_modes() -> None:
     meta: "TypeError: can't convert meta device type tensor to numpy"), in the precision they name and that its
     records say (the caller's `torch.autocast("cpu", dtype=torch.bfloat16)` made an fp32 run bf16). put_back_torch_state,
     given the torch_state taken before, gives them back. Without torch loaded, the caller has none: nothing."""
-    torch = _loaded()
+    torch = loaded_torch()
     if torch is None:
         return
     put_back_autocast(_UNTOUCHED[4])  # off on every device, torch's dtypes, no block entered: a fresh thread's

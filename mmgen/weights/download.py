@@ -35,6 +35,7 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 # disk would keep less than FREE_MARGIN free: an endless or broken stream stops there, not at a full disk.
 MAX_UNSIZED = 16 * 10**9
 FREE_MARGIN = 10**9
+RESUME = "run the same command again to resume where it stopped"  # the hint where a download's start is kept
 
 
 def offline() -> bool:
@@ -223,7 +224,7 @@ def download(
     if transient:
         raise MmgenError(
             f"{label}: download failed: {'; '.join(transient + unavailable)}",
-            hint="run the same command again to resume where it stopped" if started(part) else "check the network "
+            hint=RESUME if started(part) else "check the network "
             f"connection, or fetch {urls[0]} on a connected machine, then run `mmgen models import FILE --name {label}`",
         )
     raise ModelNotFound(f"{label}: weights not available from {'; '.join(unavailable)}")

@@ -13,11 +13,19 @@ import glob
 from pathlib import Path
 
 from mmgen.errors import MmgenError, ModelNotFound, UsageError
-from mmgen.weights.download import Cap, RetryPolicy, TooLarge, check_space, offline, started, unreachable
+from mmgen.weights.download import (
+    RESUME,
+    Cap,
+    RetryPolicy,
+    TooLarge,
+    check_space,
+    offline,
+    started,
+    unreachable,
+)
 from mmgen.weights.progress import ByteProgress
 from mmgen.weights.registry import DriveFile
 
-RESUME = "run the same command again to resume where it stopped"
 _QUOTA = "too many users have viewed or downloaded this file recently"
 _HTML_HEAD = (b"<!doctype html", b"<html", b"<head", b"<!--")
 
@@ -84,13 +92,12 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
         raise _refused(drive, name, str(e)) from None
     except (gdown.exceptions.DownloadError, requests.RequestException) as e:
         reason = unreachable(e)
-        resume = RESUME
         if reason is not None:  # no connection at all: nothing came, there is nothing to resume
-            raise MmgenError(f"{name}: {reason}", hint=resume if started(part, *_partials(part)) else
+            raise MmgenError(f"{name}: {reason}", hint=RESUME if started(part, *_partials(part)) else
                              f"check the network connection or proxy, or {by_hand(drive, name)}") from None
         reason = " ".join(str(e).split())
         raise MmgenError(f"{name}: download of {drive.file} from Google Drive failed ({reason})",
-                         hint=resume if started(part, *_partials(part)) else f"try again later, or {by_hand(drive, name)}",
+                         hint=RESUME if started(part, *_partials(part)) else f"try again later, or {by_hand(drive, name)}",
                          ) from None
     if _looks_like_html(part):
         part.unlink()

@@ -48,8 +48,8 @@ class DivergenceWatch:
         else:
             first = min(first for first, _ in firsts)
             loss = any(loss_bad for each, loss_bad in firsts if each == first)
-            what = f"the {'loss' if loss else 'gradients'} at step {first} {'is' if loss else 'are'} not finite"
-            what += "" if loss else ", though its loss is"
+            what = (f"the loss at step {first} is not finite" if loss else
+                    f"the gradients at step {first} are not finite, though its loss is")
         kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
         lr, warmup = in_callers_words("--lr", "lr="), in_callers_words("--warmup", "warmup=")  # FinetuneConfig's
         clip = in_callers_words("--grad-clip", "grad_clip=")

@@ -4,8 +4,9 @@ folder stays the one it found (output_folders.same_folders). A call made inside 
 command's pipeline call. A pipeline call also gives its caller's thread back torch's state as it found it
 (runtime.torch_state), however it ends; its caller's default device (`with torch.device`, torch.set_default_device)
 and autocast are off for the call, and its fp32 matrix products are full fp32 whatever the caller's
-torch.set_float32_matmul_precision (runtime.matmul_precision): a call runs in the precision its records say. A Ctrl-C while the call loads a library for the first time (scipy, torch._dynamo) waits for it to
-load whole (stop_signals.first_imports_held): half-loaded, it would fail in every later call of the process."""
+torch.set_float32_matmul_precision (runtime.matmul_precision): a call runs in the precision its records say. A
+Ctrl-C while the call loads a library for the first time (scipy, torch._dynamo) waits for it to load whole
+(stop_signals.first_imports_held): half-loaded, it would fail in every later call of the process."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from mmgen.pipelines.session import Run
 from mmgen.pipelines.windows import SampleWindow
 from mmgen.weights import LoadedModel
 
-__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upscale", "upscale_steps", "upsampler_settings", "upsampling_record",
-           "window_sampler"]
+__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upsampler_settings", "upsampling_record",
+           "upscale", "upscale_steps", "window_sampler"]
 
 SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
@@ -145,8 +145,9 @@ def upscale(
             low_res = video[b, start : start + SR_CHUNK].to(device)  # (N, 3, h, w)
             x_T = {"image": image_noise.expand(low_res.shape[0], -1, -1, -1).to(device)}
             with run.compute.autocast():
-                result = sample(srunet_denoiser(sr.model, low_res), x_T, settings, generator=generator,
-                                callback=lambda info, at=done: progress(ProgressEvent("steps", at + info["i"] + 1, total)))
+                result = sample(
+                    srunet_denoiser(sr.model, low_res), x_T, settings, generator=generator,
+                    callback=lambda info, at=done: progress(ProgressEvent("steps", at + info["i"] + 1, total)))
             done += step_count(settings)
             pieces.append(result["image"].float().cpu())  # (N, 3, H, W)
             progress(ProgressEvent("upscale", b * frames + min(start + SR_CHUNK, frames), batch * frames))

@@ -54,8 +54,8 @@ def answer_stuck_stops(grace_s: float = 10.0) -> None:
     Python handler has taken `grace_s` after it came (stop_signals.stopped() still false), the process idle meanwhile
     (IDLE_SHARE: a long op that computes, or is runnable but not let onto a core on a busy machine, is waited for, a
     window at a time), ends the process with `mmgen: stopped (SIGTERM) while waiting for another process of the job,
-    which does not answer (stopped or hung); no checkpoint saved` and 128 + the signal. Once a handler has taken a stop, nothing: the process is
-    saving its checkpoint, as the stop asked, and waits for its peers there."""
+    which does not answer (stopped or hung); no checkpoint saved` and 128 + the signal. Once a handler has taken a
+    stop, nothing: the process is saving its checkpoint, as the stop asked, and waits for its peers there."""
     global _watching
     if _watching or not torchrun.launched() or torchrun.place()[1] < 2:
         return

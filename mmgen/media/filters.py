@@ -22,8 +22,8 @@ def filter_audio(
 ) -> np.ndarray:
     """Float samples of `channels` channels (1 to 8: mono (L,), or interleaved (L·C,)) at `sample_rate` through
     `chain` of (filter, arguments), filtered together (a linked limiter), ending as float 32-bit in as many
-    channels, interleaved as they came. Returns every sample the chain gave. (Not the frames' metadata, which no
-    caller reads: PyAV gives it only from 18.1 on, and mmgen runs on PyAV 12.)
+    channels, interleaved as they came. Returns every sample the chain gave (not the frames' metadata, which no
+    caller reads).
 
     Given `out` (float32, 1-D), the samples go into it instead, frame by frame, cut at its length, silence where
     the chain gave fewer, and `out` is returned: no list of frames and no joined copy. `out` may be `samples`

@@ -13,7 +13,7 @@ import torch
 
 from mmgen.errors import in_callers_words
 from mmgen.media.delivery import DEFAULT_TARGET, Delivery
-from mmgen.media.encoded_peak import under_ceiling
+from mmgen.media.encoded_peak import lossy, under_ceiling
 from mmgen.media.loudness import (
     TRUE_PEAK_CEILING,
     LoudnessReport,
@@ -91,14 +91,16 @@ def as_encoded(delivered: Delivered, encoder: str, layout: str = "mono") -> Deli
     """`delivered` as the output's `encoder` is to be given it: where it has a loudness target, lowered until its
     encode decodes under the true-peak ceiling (a lossy encoder lifts peaks: encoded_peak); its report's loudness
     after and true peak those of the file's sound as it decodes, and said where it misses the target
-    (say_if_short). Every command that writes a delivered sound writes
-    this one."""
-    ceiling = TRUE_PEAK_CEILING if delivered.target is not None else None
-    fit = under_ceiling(delivered.audio, delivered.sample_rate, encoder, layout, ceiling)
-    report = LoudnessReport(delivered.loudness.before, fit.loudness, fit.true_peak)
+    (say_if_short). A lossless encoder's sound is `delivered` as it is: its samples, as measured already. Every
+    command that writes a delivered sound writes this one."""
+    if lossy(encoder):
+        ceiling = TRUE_PEAK_CEILING if delivered.target is not None else None
+        fit = under_ceiling(delivered.audio, delivered.sample_rate, encoder, layout, ceiling)
+        report = LoudnessReport(delivered.loudness.before, fit.loudness, fit.true_peak)
+        delivered = dataclasses.replace(delivered, audio=fit.audio, loudness=report)
     if delivered.target is not None:
-        say_if_short(fit.loudness, delivered.target, one_gain=delivered.one_gain)
-    return dataclasses.replace(delivered, audio=fit.audio, loudness=report)
+        say_if_short(delivered.loudness.after, delivered.target, one_gain=delivered.one_gain)
+    return delivered
 
 
 def say_if_clipped(sound: torch.Tensor, why: str) -> None:

@@ -27,8 +27,7 @@ MARGIN_DB = 0.05  # lowered this much more than the overshoot, so the next trial
 
 @dataclass(frozen=True)
 class Encodable:
-    audio: torch.Tensor  # the sound to encode: the one given, or lowered by gain_db
-    gain_db: float  # ≤ 0
+    audio: torch.Tensor  # the sound to encode: the one given, or lowered under the ceiling
     true_peak: float | None  # dBTP of its decoded encode (None: silence)
     loudness: float | None  # LUFS of its decoded encode (None: silence)
 
@@ -65,12 +64,8 @@ def encoded_peak(
 def under_ceiling(
     audio: torch.Tensor, sample_rate: int, encoder: str, layout: str = "mono", ceiling: float | None = None
 ) -> Encodable:
-    """`audio` as `encoder` is to be given it: lowered, where its decoded encode passes `ceiling` dBTP, until it
-    does not (None: as it is, only measured). A lossless encoder's sound is measured as it is."""
-    if not lossy(encoder):
-        peak = true_peak(audio)
-        return Encodable(audio, 0.0, peak if np.isfinite(peak) else None,
-                         integrated_loudness(audio, sample_rate, channel_weights(layout)))
+    """`audio` as the lossy `encoder` is to be given it: lowered, where its decoded encode passes `ceiling` dBTP,
+    until it does not (None: as it is, only measured)."""
     gain, sound = 0.0, audio
     peak, loudness = encoded_peak(sound, sample_rate, encoder, layout)
     for _ in range(ROUNDS):
@@ -79,7 +74,7 @@ def under_ceiling(
         gain -= peak - ceiling + MARGIN_DB
         sound = audio * 10 ** (gain / 20)
         peak, loudness = encoded_peak(sound, sample_rate, encoder, layout)
-    return Encodable(sound, gain, peak, loudness)
+    return Encodable(sound, peak, loudness)
 
 
 def _samples(frame: av.AudioFrame, length: int) -> np.ndarray:

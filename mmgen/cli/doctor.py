@@ -16,7 +16,7 @@ from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
 from mmgen.environment import CPU_BF16
 from mmgen.errors import MmgenError, UsageError
-from mmgen.runtime.torch_import import INSTALL
+from mmgen.runtime.torch_import import torch_missing
 from mmgen.terminal import counted, hashes_text, markup_text, say, show_table, size_text, table_console
 
 
@@ -132,10 +132,10 @@ def doctor(
     if problems := report.get("environment_problems"):
         raise _environment_problem(problems)
     if problem := report.get("torch_problem"):
-        raise MmgenError(f"mmgen needs PyTorch, which {problem}", hint=f"install it first: {INSTALL}")
+        raise torch_missing(problem)
     if outdated := report.get("outdated"):
         needed = " ".join(f"'{p['package']}>={p['needed']}'" for p in outdated)
-        raise MmgenError(f"{'; '.join(map(_outdated, outdated))}", hint=f"upgrade: pip install -U {needed}")
+        raise MmgenError("; ".join(map(_outdated, outdated)), hint=f"upgrade: pip install -U {needed}")
     lacking = [c for c in report["codecs"] if not c["ok"]]
     required = [c for c in lacking if (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
     if not lacking:

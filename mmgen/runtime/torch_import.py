@@ -39,4 +39,12 @@ def torch_failed(e: BaseException) -> MmgenError | None:
 
     if isinstance(e, MmgenError) or (problem := torch_problem()) is None:
         return None
+    return torch_missing(problem)
+
+
+def torch_missing(problem: str) -> MmgenError:
+    """The one-line MmgenError that torch has `problem` (torch_problem's), with the command that installs it: any
+    command's (torch_failed) and `doctor`'s alike."""
+    from mmgen.errors import MmgenError
+
     return MmgenError(f"mmgen needs PyTorch, which {problem}", hint=f"install it first: {INSTALL}")

@@ -34,10 +34,11 @@ def torch_problem() -> str | None:
 
 def torch_failed(e: BaseException) -> MmgenError | None:
     """The one-line MmgenError for a command that failed with `e` because torch does not import (exit 1: the
-    machine's install, not the user's input); None where torch imports, or `e` is mmgen's own."""
+    machine's install, not the user's input); None where `e` came from anything else — a usage error, mmgen's own,
+    a failure after torch loaded — which is then said at once, not after seconds of importing torch to ask it."""
     from mmgen.errors import MmgenError
 
-    if isinstance(e, MmgenError) or (problem := torch_problem()) is None:
+    if isinstance(e, MmgenError) or not _from_torch_import(e) or (problem := torch_problem()) is None:
         return None
     return torch_missing(problem)
 
@@ -48,3 +49,18 @@ def torch_missing(problem: str) -> MmgenError:
     from mmgen.errors import MmgenError
 
     return MmgenError(f"mmgen needs PyTorch, which {problem}", hint=f"install it first: {INSTALL}")
+
+
+def _from_torch_import(e: BaseException) -> bool:
+    """Whether `e` is an `import torch` that failed: torch not found, or raised from its own modules' code (a
+    failed import leaves torch out of sys.modules)."""
+    if sys.modules.get("torch") is not None:
+        return False
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").partition(".")[0] == "torch":
+        return True
+    frame = e.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").partition(".")[0] == "torch":
+            return True
+        frame = frame.tb_next
+    return False

@@ -223,7 +223,8 @@ def test_audio_with_more_channels_than_ffmpeg_mixes_is_refused_in_one_line(tiny,
 
 def test_a_stereo_sound_brought_to_a_loudness_stays_stereo_as_a_retakes_does(tiny, tmp_path):
     """`--loudness` re-encodes the input's sound with one gain, as a retake's: its channels kept (it was written
-    mono), each its own, at the level the sidecar records."""
+    mono), each its own, at the level the sidecar records, for as long as the input lasts (a stereo WAV read in
+    its own layout came back twice as long, its second half silence: samples were counted across channels)."""
     rate = 44100
     t = np.arange(round(1.6 * rate)) / rate
     left, right = 0.3 * np.sin(2 * np.pi * 440 * t), 0.1 * np.sin(2 * np.pi * 660 * t)
@@ -236,6 +237,7 @@ def test_a_stereo_sound_brought_to_a_loudness_stays_stereo_as_a_retakes_does(tin
     played, played_rate = decode_audio(out)
     assert played.shape[0] == 2 and played_rate == rate
     n = left.size
+    assert abs(played.shape[1] - n) < 0.01 * rate, played.shape  # within one AAC frame of the input's length
     gain = float(played[0, :n] @ left / (left @ left))
     assert np.abs(played[0, :n] - gain * left).max() < 0.02 and np.abs(played[1, :n] - gain * right).max() < 0.02
     assert json.loads(done.stdout)["delivery"]["lufs_after"] == pytest.approx(-16.0, abs=0.1)

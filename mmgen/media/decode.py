@@ -189,7 +189,7 @@ def read_audio(
         width = len(av.AudioLayout(layout).channels) if layout else 1  # channels returned
         audio = _joined(_placed(_resampled(decoded, resampler, until), t0, sample_rate, path, jitter, width), width)
         declared = declared_end(container, stream)
-    length = len(audio)
+    length = len(audio) // width  # samples per channel (`audio` holds them interleaved)
     if declared is not None:  # drop the encoder's padding after the last real sample
         length = min(length, round((declared - t0) * sample_rate))
         end = t0 + (duration if duration is not None else math.inf)

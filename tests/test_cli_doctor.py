@@ -332,3 +332,33 @@ def test_doctor_names_a_package_older_than_mmgen_declares_it_needs(tmp_path):
     env = _without_torch(tmp_path, "not needed here")
     shown = run_mmgen("doctor", env=env | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), env["PYTHONPATH"]])})
     assert f"✗ numpy {np.__version__} is installed; mmgen needs numpy>=999" in shown.stdout, shown.stdout
+
+
+def test_doctor_names_a_package_whose_install_has_no_version_and_its_json_stays_one_object(tmp_path):
+    """A dist-info folder left without its METADATA (an interrupted install): metadata.version() is None there, and
+    doctor failed with `AttributeError: 'NoneType' object has no attribute 'strip'`, nothing on stdout."""
+    site = tmp_path / "site"
+    (site / "scipy-1.9.0.dist-info").mkdir(parents=True)
+    (site / "mmgen-0.1.0.dist-info").mkdir()  # an installed mmgen that declares scipy>=1.10
+    (site / "mmgen-0.1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mmgen\nVersion: 0.1.0\nRequires-Dist: scipy>=1.10\n")
+    env = _without_torch(tmp_path, "not needed here")  # its site folder is first on the path: the shim's too
+    shown = run_mmgen("doctor", "--json", env=env)
+    assert shown.returncode == 1, shown.stderr
+    assert json.loads(shown.stdout)["outdated"] == [{"package": "scipy", "installed": "", "needed": "1.10"}]
+    shown = run_mmgen("doctor", env=env)
+    assert "✗ scipy: its install has no version (broken install?); mmgen needs scipy>=1.10" in shown.stdout
+
+
+def test_a_pre_release_of_the_bound_is_older_and_an_epoch_newer(tmp_path, monkeypatch):
+    """PEP 440: av 18.1rc1 comes before the av>=18.1 mmgen needs (it passed), and a version with an epoch, 1!2.0,
+    after any without one (it was read as 2.0, older than 2.5)."""
+    for name, version in (("prerelease-pkg", "18.1rc1"), ("epoch-pkg", "1!2.0"), ("local-pkg", "18.1.0+cpu")):
+        dist = tmp_path / f"{name.replace('-', '_')}-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert unmet(["prerelease-pkg>=18.1", "epoch-pkg>=2.5", "local-pkg>=18.1"]) == [
+        ("prerelease-pkg", "18.1rc1", "18.1")]
+    assert unmet(["prerelease-pkg>=18.1rc1", "prerelease-pkg>=18.1b2", "prerelease-pkg>=18.1.dev0"]) == []
+    assert unmet(["prerelease-pkg>=18.1rc2"]) == [("prerelease-pkg", "18.1rc1", "18.1rc2")]

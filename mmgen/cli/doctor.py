@@ -14,6 +14,7 @@ from mmgen.cli.app import app
 from mmgen.cli.models import show_adapters
 from mmgen.cli.options import closed_stdout
 from mmgen.config import json_text
+from mmgen.dependency_versions import NO_VERSION
 from mmgen.environment import CPU_BF16
 from mmgen.errors import MmgenError, UsageError
 from mmgen.runtime.torch_import import torch_missing
@@ -103,9 +104,13 @@ def _show_devices(devices: dict[str, Any], console: Console) -> None:
 
 
 def _outdated(package: dict[str, Any]) -> str:
-    """`av 12.0.0 is installed; mmgen needs av>=18.1`: a package older than mmgen declares it needs."""
-    installed = "is not installed" if package["installed"] is None else f"{package['installed']} is installed"
-    return f"{package['package']} {installed}; mmgen needs {package['package']}>={package['needed']}"
+    """`av 12.0.0 is installed; mmgen needs av>=18.1`: a package older than mmgen declares it needs (or missing, or
+    installed without a version: a dist-info folder without its METADATA)."""
+    name, installed = package["package"], package["installed"]
+    if installed == NO_VERSION:
+        return f"{name}: its install has no version (broken install?); mmgen needs {name}>={package['needed']}"
+    installed = "is not installed" if installed is None else f"{installed} is installed"
+    return f"{name} {installed}; mmgen needs {name}>={package['needed']}"
 
 
 @app.command()
@@ -135,7 +140,10 @@ def doctor(
         raise torch_missing(problem)
     if outdated := report.get("outdated"):
         needed = " ".join(f"'{p['package']}>={p['needed']}'" for p in outdated)
-        raise MmgenError("; ".join(map(_outdated, outdated)), hint=f"upgrade: pip install -U {needed}")
+        hint = f"upgrade: pip install -U {needed}"
+        if any(p["installed"] == NO_VERSION for p in outdated):  # installed over whatever is left of it
+            hint = f"reinstall: pip install --force-reinstall {needed}"
+        raise MmgenError("; ".join(map(_outdated, outdated)), hint=hint)
     lacking = [c for c in report["codecs"] if not c["ok"]]
     required = [c for c in lacking if (c["codec"], "w" if c["mode"] == "encode" else "r") in REQUIRED]
     if not lacking:

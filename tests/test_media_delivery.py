@@ -346,6 +346,8 @@ def test_a_loud_onset_decodes_from_the_written_file_under_minus_1_dbtp_as_its_re
     assert true_peak(heard) <= -1.0  # BS.1770's 4× oversampled peak, not the sample peak
     report = written.to_json()
     assert report["true_peak_dbtp"] == pytest.approx(true_peak(heard), abs=0.01)
-    assert report["lufs_after"] == pytest.approx(integrated_loudness(heard, 48000), abs=0.1)
+    # the file's: an Opus decoder drops its pre-skip from its first frame, whose stamp still counts it (the trial
+    # encode was measured 312 samples late, 0.1-0.2 LU off)
+    assert report["lufs_after"] == pytest.approx(integrated_loudness(heard, 48000), abs=0.02)
     assert report["lufs_after"] > -18.0  # lowered by what the encoder lifted, not far (twoloop AAC's lift of this
     # onset: 0.07-2.4 dB as its gain moves by 0.1 dB; it lands 1.5 dB down)

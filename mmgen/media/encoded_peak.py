@@ -42,21 +42,21 @@ def encoded_peak(
 ) -> tuple[float | None, float | None]:
     """True peak (dBTP) and loudness (LUFS, its channels weighted as `layout`'s) of `audio` (C, L) in `layout` encoded
     by `encoder` as mmgen writes it, decoded; None for silence: its samples as a player plays them from the file
-    (_samples)."""
+    (_heard)."""
     coder = av.CodecContext.create(encoder, "w")
     coder.sample_rate, coder.layout, coder.time_base = sample_rate, layout, Fraction(1, sample_rate)
     set_audio(coder, encoder, layout)
     coder.open()
     decoder = av.CodecContext.create(av.Codec(encoder, "w").canonical_name, "r")
     decoder.extradata = coder.extradata
-    length, decoded = audio.shape[-1], []
+    frames = []
     for frame in [*audio_frames(audio, sample_rate, layout=layout), None]:
         for packet in coder.encode(frame):
-            decoded.extend(_samples(f, length) for f in decoder.decode(packet))
-    decoded.extend(_samples(f, length) for f in decoder.decode(None))
-    if not decoded:
+            frames.extend(decoder.decode(packet))
+    frames.extend(decoder.decode(None))
+    if not frames:
         return None, None
-    heard = np.concatenate(decoded, axis=1)
+    heard = _heard(frames, audio.shape[-1])
     peak = true_peak(heard)
     return (float(peak) if np.isfinite(peak) else None), integrated_loudness(heard, sample_rate, channel_weights(layout))
 
@@ -77,11 +77,14 @@ def under_ceiling(
     return Encodable(sound, peak, loudness)
 
 
-def _samples(frame: av.AudioFrame, length: int) -> np.ndarray:
-    """A decoded frame's samples as (C, n) rows, those of the sound's `length` samples only: not the encoder's
-    priming before it (AAC's first frame, stamped from −1024; the mp4's edit list hides it from players) nor its
-    padding after it."""
-    samples = frame.to_ndarray()
-    rows = samples if frame.format.is_planar else samples.reshape(-1, len(frame.layout.channels)).T
-    first = frame.pts or 0
-    return rows[:, max(0, -first) : max(0, length - first)]
+def _heard(frames: list[av.AudioFrame], length: int) -> np.ndarray:
+    """The decoded `frames` as (C, length) rows: the sound's samples as a player plays them from the file, not the
+    encoder's priming before them nor its padding after. The frames are contiguous and placed by where the last one
+    ends: a first frame's stamp is the packet's (AAC's from −1024, Opus's from −312), but an Opus decoder has already
+    dropped its pre-skip from it (648 samples stamped −312), so placing each frame by its own stamp cut 312 samples
+    of the sound and measured as many of padding."""
+    rows = [f.to_ndarray() if f.format.is_planar else f.to_ndarray().reshape(-1, len(f.layout.channels)).T
+            for f in frames]
+    joined = np.concatenate(rows, axis=1)
+    first = (frames[-1].pts or 0) + frames[-1].samples - joined.shape[1]  # the first decoded sample's time
+    return joined[:, max(0, -first) : max(0, length - first)]

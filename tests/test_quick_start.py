@@ -40,6 +40,7 @@ def said_without(argv: list[str], tmp_path) -> tuple[int, list[str], str]:
     (["finetune", "--help"], 0),
     (["generate", "--steps", "0"], 2),
     (["soundtrack"], 2),  # no input given
+    (["finetune", "/nonexist"], 2),  # no folder of clips: it was found only after torch loaded, for the device
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_help_and_usage_errors_do_not_load_torch(argv, code, tmp_path):
     assert heavy_modules_after(argv, tmp_path) == (code, [])

@@ -23,6 +23,7 @@ import safetensors
 import torch
 
 from mmgen.data.clip_cache import ClipCache, printable
+from mmgen.data.clip_folder import check_clip_folder
 from mmgen.errors import ConfigError, MediaError
 from mmgen.media.notes import gather_in, gathered_notes, gathered_so_far
 from mmgen.modal import Modal
@@ -76,8 +77,7 @@ def scan_media(
 ) -> tuple[list[Path], list[Skipped]]:
     """Video files under `root`, recursively, in a stable (sorted) order, hidden files and folders skipped; and
     the folders left out because `leave_out` gave a reason (their files are not looked at)."""
-    if not root.is_dir():
-        raise MediaError(f"{root}: not a folder", "give the folder that holds your video clips")
+    check_clip_folder(root)
     found, left_out = [], []
     for folder, subfolders, names in os.walk(root):  # symbolic links to folders are not followed (no loops)
         here = Path(folder)

@@ -127,9 +127,10 @@ def check_run_folder(data_dir: Path, run_dir: Path, config: FinetuneConfig, resu
     """What train.setup refuses of the clips' folder, the run folder and clip cache, asked before torch loads, so
     that a run that cannot start (`data_dir` not a folder; in `run_dir` a folder in use, not empty, a --resume with
     nothing to resume from) is refused at once, in the same words. The run asks again holding the folder (setup's
-    check is the guard: another run may start or end in it meanwhile). Left to that look: a --resume of a run with step folders (one finished is left
-    as it is, checked no further: trainer.finetune; which checkpoint loads is for torch to read), and a folder
-    that look changes first, putting back or removing what a killed process left there (run_folder.put_back_final)."""
+    check is the guard: another run may start or end in it meanwhile). Left to that look: a --resume of a run with
+    step folders (one finished is left as it is, checked no further: trainer.finetune; which checkpoint loads is for
+    torch to read), and a folder that look changes first, putting back or removing what a killed process left there
+    (run_folder.put_back_final)."""
     from mmgen.data.clip_folder import check_clip_folder
     from mmgen.temporaries import leftovers
     from mmgen.train.run_folder import RunFolderLock, check_start

@@ -42,7 +42,7 @@ from torch.utils import flop_counter
 from mmgen.cli import use_huge_pages
 from mmgen.models import attention_ops, build_model
 from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
-from mmgen.runtime.memory import release_freed_memory
+from mmgen.runtime.memory import keep_freed_memory
 from mmgen.weights import load_model
 from mmgen.weights.checkpoint import save_model
 
@@ -114,6 +114,7 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
     arch, how, precision = path.split(":")
     dtype = PRECISIONS[precision_name(precision)]
     if how == "fast":
+        keep_freed_memory()  # as the mmgen command does; the official computation runs with glibc's defaults
         model = load_model(weights, compute=dtype).model
     else:
         model = random_model(ARCHS[arch])
@@ -134,8 +135,7 @@ def measure_path(path: str, repeats: int, sr_frames: int, out_file: str | None, 
         else:
             forward()
         for _ in range(repeats):
-            if how == "fast":  # freed memory back, as the sampler does after every step; the conv rate now
-                release_freed_memory()
+            if how == "fast":  # the machine's conv rate now, paired with this forward
                 conv_rates.append(conv_rate(PRECISIONS[BEST]))
             start = time.perf_counter()
             out = forward()
@@ -172,7 +172,6 @@ def time_by_op(forward, dtype: torch.dtype, conv_flops: int) -> dict:
     """Where one more forward's time goes: seconds per class of op (OP_CLASSES; torch.profiler's self time of
     every op, which adds up to the forward), and the rate of its convolutions next to this machine's conv rate
     in the same dtype measured just before it: is the forward slow in its convolutions or around them?"""
-    release_freed_memory()
     machine = conv_rate(dtype)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         forward()

@@ -33,6 +33,7 @@ from forward import precision_name, random_model  # noqa: E402
 from mmgen.cli import use_huge_pages  # noqa: E402
 from mmgen.models.mmunet import MMUNet  # noqa: E402
 from mmgen.pipelines.windows import plan_windows  # noqa: E402
+from mmgen.runtime.memory import keep_freed_memory  # noqa: E402
 
 # calls per window of each sampling setting for a soundtrack (replacement guidance costs one call per step;
 # the paper's gradient guidance one forward and one backward, ≈3 forwards, per step)
@@ -80,6 +81,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
+        keep_freed_memory()  # as the mmgen command does for itself
         print(json.dumps(measure(*args.child[:3], args.steps, args.child[3])))
         return
     from media_factory import write_test_video

@@ -358,6 +358,9 @@ def main() -> None:
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
         stopped_while_starting()
     use_huge_pages()
+    from mmgen.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()  # stdlib only (ctypes): no torch
     code = final_code(run(), _say_stopped)
     if is_stop_code(code) or stdout_dropped:  # what it had yet to print waits for no reader (a --json line to a full
         drop_unprinted()  # pipe), nor fails again at exit (a full disk)

@@ -14,7 +14,7 @@ import torch
 
 from mmgen.diffusion.guidance import Condition, Guide, StepFn
 from mmgen.modal import Modal, each
-from mmgen.runtime.memory import release_freed_memory
+from mmgen.runtime.memory import StepMemory
 from mmgen.runtime.stop_signals import check_stop
 
 # Receives {"i": step number from 0, "total": steps, "t": model timestep, "x": state after the step,
@@ -44,6 +44,7 @@ def run_steps(
     solvers need it) and returns (x_next, x0)."""
     guide = None if condition is None else Guide(condition, x_T)
     x, prev_x0 = x_T, None
+    memory = StepMemory()
     for i, step in enumerate(steps):
         check_stop()  # a stop that a library swallowed ends the sampling here (stop_signals)
         if guide is None:
@@ -52,7 +53,9 @@ def run_steps(
             levels, last = (step.alpha_bar, step.alpha_bar_next), i == len(steps) - 1
             x, x0 = guide.step(step_fn, x, i, prev_x0, levels, last)
         prev_x0 = each(torch.Tensor.detach, x0)
-        release_freed_memory()  # or the heap's fragments make every step's peak a little higher
+        memory.after_step()
         if callback is not None:
             callback({"i": i, "total": len(steps), "t": step.t, "x": x, "x0": x0})
-    return x if guide is None else guide.finish(x)
+    result = x if guide is None else guide.finish(x)
+    memory.done()
+    return result

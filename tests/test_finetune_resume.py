@@ -1004,3 +1004,21 @@ def test_a_pruned_checkpoint_that_is_a_link_leaves_no_hidden_link_behind(tmp_pat
         save(folder, step, model, config)
     assert sorted(os.listdir(folder)) == ["step-0000002", "step-0000003", "step-0000004"]
     assert (elsewhere / first.name / "ema.safetensors").is_file()
+
+
+def test_a_training_run_hands_freed_memory_back_once_fragments_grow_it_a_tenth(setup, tmp_path, monkeypatch):
+    """The `mmgen` command keeps freed memory for the next step; a finetune run whose process grew 10 % past its
+    first step hands it back then, so a long run's peak stays bounded (mmgen.runtime.memory)."""
+    import mmgen.runtime.memory as memory
+    from mmgen.train import finetune
+    from mmgen.train.config import resolve_config
+
+    sizes, released = iter([1000, 1050, 1200]), []
+    monkeypatch.setattr(memory, "resident_bytes", lambda: next(sizes) << 20)
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: released.append(True))
+    data, _, _ = setup
+    config = resolve_config([("test", {"model": MODEL, "steps": 3, "batch_size": 2, "sample_every": 0,
+                                       "probe_every": 0, "cache_dir": str(tmp_path / "cache")})], scratch=True)
+    with one_thread():
+        finetune(data, tmp_path / "run", config)
+    assert released == [True]

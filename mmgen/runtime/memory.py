@@ -5,7 +5,7 @@ A forward allocates its activations afresh. Where the C library hands them back 
 every page in again: measured on the released MM-UNet's bf16 CPU forward (Zen 5 EPYC VM, 2026-12-02), 0.2–0.3 s
 of kernel time per ~2.7 s forward, and worse where transparent huge pages are compacted at the fault (a 25 MB
 tensor took 28 ms to fault in, 0.5 ms to refill). So the `mmgen` command keeps freed memory in the heap for the
-next step (keep_freed_memory), and a sampling loop hands it back only when fragments have made the process grow
+next step (keep_freed_memory), and a sampling or training loop hands it back only when fragments have made the process grow
 by a tenth past its first step (StepMemory), and once when it ends. Measured there: ~10 % faster forwards, the
 peak 5 % higher after 40 steps (989 → 1,045 MiB) where trimming after every step held it at ~1,000 MiB.
 Where the C library has no mallopt/malloc_trim (macOS, musl, Windows) this does nothing.
@@ -77,9 +77,9 @@ def resident_bytes() -> int | None:
 
 
 class StepMemory:
-    """Freed memory kept between a sampling loop's steps (each step then reuses its pages), and handed back to
-    the system when the heap's fragments have grown the process by GROWTH past its size after the first step,
-    so a long run's peak stays bounded; and at the loop's end, for whatever runs next."""
+    """Freed memory kept between a loop's steps (sampling or training: each step then reuses its pages), and
+    handed back to the system when the heap's fragments have grown the process by GROWTH past its size after the
+    first step, so a long run's peak stays bounded; and at a sampling loop's end, for whatever runs next."""
 
     def __init__(self) -> None:
         self.first: int | None = None

@@ -32,6 +32,7 @@ from mmgen.pipelines.arguments import check_arguments
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
 from mmgen.runtime.global_rng import callers_rng_kept
+from mmgen.runtime.memory import StepMemory
 from mmgen.train.config import FinetuneConfig
 from mmgen.train.divergence import DivergenceWatch
 from mmgen.train.events import EventFn, TrainEvent, ignore
@@ -135,6 +136,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
     outputs = RunOutputs(setup, on_event)
     watch = DivergenceWatch(compute.device, gradients_may_overflow=state.scaler.is_enabled())
     start, interrupted = state.step, False
+    memory = StepMemory()  # freed memory kept for the next step, handed back if fragments grow the process
     with StopRequest() as stop, _saved_as_asked(stop, state, setup.run_dir / "checkpoints"):
         batches = iter(setup.loader(start))
         while state.step < config.steps:
@@ -155,6 +157,7 @@ def _train(setup: Setup, on_event: EventFn) -> FinetuneResult:
                 )
             lr = learning_rate(config, state.step)
             grad_norm = state.update(loss, lr)
+            memory.after_step()
             stop.stepped = True
             watch.observe(state.step, loss, grad_norm)
             state.meter.add(

@@ -24,7 +24,8 @@ import torch
 import yaml
 
 from mmgen.train.checkpoint import latest_checkpoint
-from mmgen.weights.checkpoint import read_header, read_state_dict, save_model
+from mmgen.weights.architecture import read_header
+from mmgen.weights.checkpoint import read_state_dict, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "mmgen" / "assets"

@@ -401,7 +401,7 @@ def test_a_model_file_swapped_for_a_folder_after_the_command_checked_it_is_said_
     from mmgen.errors import UsageError
     from mmgen.pipelines.checked_once import checks_kept
     from mmgen.pipelines.preflight import check_generate
-    from mmgen.weights.checkpoint import read_header
+    from mmgen.weights.architecture import read_header
 
     model = tmp_path / "m2.safetensors"
     model.write_bytes(tiny.read_bytes())

@@ -698,7 +698,7 @@ def test_a_stop_that_python_swallowed_still_stops_the_command_before_it_writes(t
     if where == "startup":  # as torch and the subcommands are imported
         monkeypatch.setattr(mmgen.cli, "_register", after_a_swallowed_stop(sig, mmgen.cli._register))
     elif where == "loading":
-        monkeypatch.setattr(mmgen.weights.load, "_describe", after_a_swallowed_stop(sig, mmgen.weights.load._describe))
+        monkeypatch.setattr(mmgen.weights.load, "describe", after_a_swallowed_stop(sig, mmgen.weights.load.describe))
     else:  # sampled, the clip about to be encoded
         monkeypatch.setattr(mmgen.media.encode, "check_audio", after_a_swallowed_stop(sig, mmgen.media.encode.check_audio))
     out = tmp_path / "out"

@@ -748,7 +748,9 @@ def test_under_torchrun_what_every_rank_finds_of_the_run_folder_and_the_clips_is
     setup, tmp_path, monkeypatch, capsys
 ):
     """Each rank looks at the run folder and the clips itself, and each said what it found: `the run folder is not
-    empty` and `not a folder` twice under `--nproc_per_node 2`. Rank 0 alone says it; every rank exits 2."""
+    empty` and `not a folder` twice under `--nproc_per_node 2`. Rank 0 alone says it; every rank exits 2. Clips
+    that are no folder are refused as the ranks agree on their settings: they were found only once the ranks had
+    joined the process group (NCCL's, on GPUs) and rank 0 had made the run folder."""
     data, recipe, _ = setup
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -758,10 +760,13 @@ def test_under_torchrun_what_every_rank_finds_of_the_run_folder_and_the_clips_is
     assert said[1] == (2, "")
     nope = tmp_path / "nope"
     nope.write_text("no clips")
+    joined = []
     said = run_as_two_ranks(monkeypatch, capsys,
-                            lambda: run([str(a) for a in finetune_args(nope, recipe, tmp_path / "fresh")]))
+                            lambda: run([str(a) for a in finetune_args(nope, recipe, tmp_path / "fresh")]),
+                            joined=joined)
     assert said[0] == (2, f"mmgen: error: {nope}: not a folder (give the folder that holds your video clips)\n")
     assert said[1] == (2, "")
+    assert joined == []
 
 
 def test_a_run_resumed_between_two_log_lines_logs_the_mean_of_the_whole_interval(setup, tmp_path, monkeypatch):

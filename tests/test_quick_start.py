@@ -41,6 +41,8 @@ def said_without(argv: list[str], tmp_path) -> tuple[int, list[str], str]:
     (["generate", "--steps", "0"], 2),
     (["soundtrack"], 2),  # no input given
     (["finetune", "/nonexist"], 2),  # no folder of clips: it was found only after torch loaded, for the device
+    (["generate", "--device", "cuda:9x"], 2),  # no device's word (whether a real one is here is torch's to say)
+    (["finetune", "clips", "--device", "tpu"], 2),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
 def test_help_and_usage_errors_do_not_load_torch(argv, code, tmp_path):
     assert heavy_modules_after(argv, tmp_path) == (code, [])
@@ -85,23 +87,34 @@ NEEDS_NO_MODEL = {
     "generate, no model file": (["generate", "-m", "{missing}.safetensors"], "no such model file"),
     "generate, clip exists": (["generate", "-n", "1", "-o", "{done}"], "already exists"),
     "generate, -o a file": (["generate", "-o", "{afile}"], "is a file, not a directory"),
+    "finetune, unknown model": (["finetune", "{clips}", "-o", "{missing}", "--from", "nosuchmodel"],
+                                "--from: unknown model 'nosuchmodel'"),
+    "finetune, no model file": (["finetune", "{clips}", "-o", "{missing}", "--from", "{missing}.safetensors"],
+                                "no such model file"),
+    # the model's clip size, from the bundled demo's own file and from a registry entry not downloaded
+    "finetune, batch past memory": (["finetune", "{clips}", "-o", "{missing}", "--batch-size", "100000000"],
+                                    "more than this machine has"),
+    "finetune, batch past memory, registry": (["finetune", "{clips}", "-o", "{missing}", "--from", "landscape",
+                                               "--batch-size", "100000000"], "more than this machine has"),
 }
 
 
 @pytest.mark.parametrize("case", NEEDS_NO_MODEL)
 def test_a_refusal_that_needs_no_model_does_not_load_torch(case, tmp_path):
     """Said in a second, not after the seconds (and 200 MB) of importing torch: the input is missing, an output
-    exists, the model is not known or its file is not there."""
+    exists, the model is not known or its file is not there, a training batch could never fit in memory (finetune
+    asked torch whether its device was there first)."""
     from media_factory import write_test_video
 
     argv, words = NEEDS_NO_MODEL[case]
     done = tmp_path / "done"
     done.mkdir()
     (done / "clip_0000.mp4").write_bytes(b"made before")
+    (tmp_path / "clips").mkdir()
     for name in ("afile", "afile.mp4"):
         (tmp_path / name).write_bytes(b"a file")
     places = {"missing": tmp_path / "missing", "clip": write_test_video(tmp_path / "clip.mp4", seconds=0.3).path,
-              "afile": tmp_path / "afile", "done": done}
+              "afile": tmp_path / "afile", "done": done, "clips": tmp_path / "clips"}
     code, heavy, said = said_without([a.format(**places) for a in argv], tmp_path)
     assert code == 2 and set(heavy) <= {"av"} and words in said, (heavy, said)  # PyAV may read the input
 

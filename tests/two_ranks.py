@@ -33,12 +33,12 @@ def every_rank_reads_alike(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_as_two_ranks(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: Callable[[], int],
-    rank_1_says: Callable[[Any], Any] | None = None,
+    rank_1_says: Callable[[Any], Any] | None = None, joined: list[int] | None = None,
 ) -> dict[int, tuple[int, str]]:
     """{rank: (exit code, stderr)} of `command` run as rank 0 and then as rank 1 of a two-process job. The
     stand-in gather hands each rank every rank's word, in rank order, as all_gather_object does: rank 0, played
     first, hears rank 1 say what it said itself (or `rank_1_says` of it: rank 1 saw things otherwise); rank 1 hears
-    what rank 0 said at the same collective."""
+    what rank 0 said at the same collective. `joined`, where given, gets each rank as it joins the process group."""
     rank_0_said = []
     rank_1_heard = iter(rank_0_said)
 
@@ -54,7 +54,13 @@ def run_as_two_ranks(
         def barrier(self):  # played one after the other: each rank is past the others' looks already
             pass
 
-    monkeypatch.setattr(processes, "start", lambda device_type: Joined(**vars(processes.described())))
+    def start(device_type: str) -> Joined:
+        here = Joined(**vars(processes.described()))
+        if joined is not None:
+            joined.append(here.rank)
+        return here
+
+    monkeypatch.setattr(processes, "start", start)
     monkeypatch.setattr(processes, "before_joining", lambda: Joined(**vars(processes.described())))
     monkeypatch.setattr(processes, "stop", lambda joined: None)
     in_a_torchrun_job(monkeypatch, 2)

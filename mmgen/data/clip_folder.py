@@ -1,5 +1,6 @@
 """The folder of clips to train on, refused in one set of words by the command line's first look (before torch
-loads: train.run_checks.check_run_folder) and by the run's own scan (data.clips.scan_media); stdlib only."""
+loads: train.config_layers.run_config, in every process of a torchrun job) and by the run's own scan
+(data.clips.scan_media); stdlib only."""
 
 from __future__ import annotations
 

@@ -294,9 +294,9 @@ def check_model(name: str) -> None:
         path = Path(name)
         if why := why_not_a_file(path, missing="no such model file"):
             raise ModelNotFound(f"{name}: {why}")
-        # imported here: they import torch (safetensors' side of it), needed only for a file that is there
+        # imported here: it imports torch (safetensors' side of it), needed only for a file that is there
         from mmgen.adapters.file import is_adapter_file
-        from mmgen.weights.checkpoint import read_header
+        from mmgen.weights.architecture import read_header
 
         if is_adapter_file(path):
             raise UsageError(f"{name} is a LoRA adapter, not a model",

@@ -37,7 +37,7 @@ from mmgen.pipelines.session import load, prepare
 from mmgen.pipelines.settings import RetakeSettings
 from mmgen.pipelines.windows import tracks_for
 from mmgen.terminal import listed, rate_text
-from mmgen.weights.load import known_config
+from mmgen.weights.architecture import known_config
 
 SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
 def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:

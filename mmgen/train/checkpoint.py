@@ -36,7 +36,7 @@ from mmgen.output_folders import check_folders
 from mmgen.train.step_folders import Checkpoint, checkpoint_name, list_checkpoints, step_folders
 from mmgen.weights import LoadedModel, load_model
 from mmgen.weights.checkpoint import not_a_torch_checkpoint, torch_load_reason
-from mmgen.weights.safetensors_file import safe_open
+from mmgen.weights.safetensors_open import safe_open
 
 
 def load_state(checkpoint: Checkpoint) -> dict[str, Any]:

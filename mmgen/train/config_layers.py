@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmgen.data.clip_folder import check_clip_folder
 from mmgen.errors import ConfigError, UsageError
 from mmgen.pipelines.settings import SeedLimit, seed_taken
 from mmgen.presets import config_path
@@ -54,8 +55,8 @@ def run_config(
 ) -> FinetuneConfig:
     """The settings of `mmgen finetune`: the run's own config.yaml when resuming it, then `config_file`, then
     `flags` (the options given on the command line, by field name). Given the clips to train on, `data_dir` (the
-    command line), the run folder of a single process is judged too (run_checks.check_run_folder), first of what
-    only this machine can judge: before torch loads, for the device."""
+    command line), that folder is judged too, and the run folder of a single process (run_checks.check_run_folder),
+    first of what only this machine can judge: before torch loads, for the device."""
     flags = {k: str(v) if isinstance(v, Path) else v for k, v in (flags or {}).items() if v is not None}
     if scratch and "init" in flags:
         raise UsageError("--from and --scratch exclude each other")
@@ -80,8 +81,12 @@ def run_config(
         layers.append(_recorded_layer(shown) if is_run_record(chosen) else load_layer(shown))
     layers.append((COMMAND_LINE, flags))
     config = resolve_config(layers, scratch=scratch)
-    if data_dir is not None and torchrun.place()[1] == 1:  # a torchrun job's processes look
-        check_run_folder(data_dir, run_dir, config, resume)  # together, rank 0 holding the folder (train.setup)
+    if data_dir is not None:
+        # every process of a torchrun job alike: its refusal is said at their agreement (which loads torch, to hear
+        # the others), before they join the process group and rank 0 makes the run folder
+        check_clip_folder(data_dir)
+        if torchrun.place()[1] == 1:  # a torchrun job's processes look at the run folder
+            check_run_folder(data_dir, run_dir, config, resume)  # together, rank 0 holding it (train.setup)
     check_here(config, lambda key: Setting.of(key, layers), resume)
     if resume:
         check_same_training(run_dir, config, lambda key: Setting.of(key, layers))

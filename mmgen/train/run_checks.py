@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mmgen.errors import MmgenError, ModelNotFound, UsageError, in_callers_words, output_named
 from mmgen.input_files import why_not_a_file
 from mmgen.pipelines.settings import InvalidSetting
+from mmgen.runtime import torchrun
 from mmgen.terminal import number_text
 from mmgen.weights.registry import is_path
 from mmgen.written_paths import missing_hint
@@ -24,25 +25,21 @@ if TYPE_CHECKING:
 
 
 def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume: bool = False) -> None:
-    """What only this machine can judge — the device exists, the model to start from is known, the architecture
-    builds — checked as the layers are merged, so that an error names the file (and key) or the flag a value
-    came from, as from_dict's per-layer checks do. A resumed whole-model run needs no `init` (its checkpoint
-    holds the weights); a LoRA run does (its base)."""
+    """What only this machine can judge — the model to start from is known, the architecture builds, a batch fits,
+    the device exists — checked as the layers are merged, so that an error names the file (and key) or the flag a
+    value came from, as from_dict's per-layer checks do. A resumed whole-model run needs no `init` (its checkpoint
+    holds the weights); a LoRA run does (its base). The device comes last: whether it is here is torch's to say
+    (its CUDA or MPS runtime), and torch takes seconds to load, which a refusal of the others does not wait for."""
     from mmgen.models import config_for
-    from mmgen.runtime.device import select_device
 
     _check_batch_splits(config.batch_size, setting("batch_size"))
-    try:
-        select_device(config.device)
-    except InvalidSetting as e:
-        raise UsageError(e.said_as(str(setting("device")))) from None
     if config.init is not None and (not resume or config.lora is not None):
         _check_model_known(config.init, setting("init"))
     model_config = None
     if config.model is not None:
         model_config = config_for(config.model.arch, config.model.config, f"{setting('model')}.config")
     elif config.init is not None:
-        from mmgen.weights.load import known_config
+        from mmgen.weights.architecture import known_config
 
         try:
             model_config = known_config(config.init)
@@ -50,15 +47,19 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
             pass
     if model_config is not None:
         _check_batch_fits(config.batch_size, model_config, setting("batch_size"))
+    from mmgen.runtime.device import select_device  # (imports torch)
+
+    try:
+        select_device(config.device)
+    except InvalidSetting as e:
+        raise UsageError(e.said_as(str(setting("device")))) from None
 
 
 def _check_batch_splits(batch_size: int, setting: Setting) -> None:
     """Under torchrun each process trains on an equal share of every batch (mmgen.train.order): a batch the process
     count does not divide — a new one, or a --resume at another count — is refused before any clip is decoded, by
     every process alike, said once (rank 0)."""
-    from mmgen.runtime.processes import described
-
-    processes = described().world_size
+    processes = torchrun.place()[1]
     if batch_size % processes:
         refused = UsageError(f"{setting.given(batch_size)} does not split evenly over {processes} processes",
                              hint=f"give a batch size that is a multiple of {processes}, or run a number of "
@@ -72,10 +73,9 @@ def _check_batch_fits(batch_size: int, model_config: Any, setting: Setting) -> N
     the clips do not bound it; this machine's memory does. A process's share of a batch is collated as float32
     clips: one that could never fit in RAM is refused now, before any decoding or writing."""
     from mmgen.runtime.memory import physical_memory
-    from mmgen.runtime.processes import described
     from mmgen.terminal import size_text
 
-    memory, processes = physical_memory(), described().world_size
+    memory, processes = physical_memory(), torchrun.place()[1]
     clip = 4 * (math.prod(model_config.video_size) + math.prod(model_config.audio_size))
     needed = batch_size // processes * clip
     if memory is not None and needed > memory:
@@ -124,19 +124,17 @@ def check_same_training(run_dir: Path, config: FinetuneConfig, setting: Callable
 
 
 def check_run_folder(data_dir: Path, run_dir: Path, config: FinetuneConfig, resume: bool) -> None:
-    """What train.setup refuses of the clips' folder, the run folder and clip cache, asked before torch loads, so
-    that a run that cannot start (`data_dir` not a folder; in `run_dir` a folder in use, not empty, a --resume with
-    nothing to resume from) is refused at once, in the same words. The run asks again holding the folder (setup's
-    check is the guard: another run may start or end in it meanwhile). Left to that look: a --resume of a run with
-    step folders (one finished is left as it is, checked no further: trainer.finetune; which checkpoint loads is for
-    torch to read), and a folder that look changes first, putting back or removing what a killed process left there
-    (run_folder.put_back_final)."""
-    from mmgen.data.clip_folder import check_clip_folder
+    """What train.setup refuses of the run folder and clip cache, asked before torch loads, so that a run that cannot
+    start in `run_dir` (a folder in use, not empty, a --resume with nothing to resume from) is refused at once, in
+    the same words (its clips' folder `data_dir` is the caller's to have checked: config_layers.run_config). The run
+    asks again holding the folder (setup's check is the guard: another run may start or end in it meanwhile). Left
+    to that look: a --resume of a run with step folders (one finished is left as it is, checked no further:
+    trainer.finetune; which checkpoint loads is for torch to read), and a folder that look changes first, putting
+    back or removing what a killed process left there (run_folder.put_back_final)."""
     from mmgen.temporaries import leftovers
     from mmgen.train.run_folder import RunFolderLock, check_start
     from mmgen.train.step_folders import step_folders
 
-    check_clip_folder(data_dir)
     if resume and step_folders(run_dir / "checkpoints"):
         return
     check_run_places(run_dir, config, resume)

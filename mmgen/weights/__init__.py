@@ -9,7 +9,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cache": ["CacheRecord", "ModelCache", "cache_root"],
-        "checkpoint": ["read_header", "read_state_dict", "save_model"],
+        "architecture": ["read_header"],
+        "checkpoint": ["read_state_dict", "save_model"],
         "convert": ["check_state_dict", "import_weights"],
         "load": ["LoadedModel", "load_model", "resolve_weights"],
         "pull": ["availability", "fetch_plan", "pull"],

@@ -19,30 +19,13 @@ from typing import Any
 import torch
 
 from mmgen import __version__
-from mmgen.config import parse_json, to_dict
+from mmgen.config import to_dict
 from mmgen.disk_failures import read_failure, reading
 from mmgen.errors import MmgenError, UsageError, WeightsMismatch
 from mmgen.files import atomic_path, sha256_file
 from mmgen.input_files import why_not_a_file
-from mmgen.weights.safetensors_file import open_safetensors, read_tensors, save_safetensors
-
-FORMAT_TAG = "mmgen"  # metadata["format"] of files written by save_model
-
-
-def is_safetensors(path: Path) -> bool:
-    """By content — an 8-byte little-endian header length, then a JSON object — or by a `.safetensors` name.
-    A file cut short inside its header, one whose header length is absurd, or garbage named .safetensors (which
-    torch.load would hand to the library anyway) still counts, so that reading it says it is damaged."""
-    if path.suffix.lower() == ".safetensors":
-        return True
-    head = _first_bytes(path, 9)
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def _first_bytes(path: Path, count: int) -> bytes:
-    with reading(path), open(path, "rb") as f:  # a failing disk: the machine's trouble (exit 1), not the file's
-        return f.read(count)
-
+from mmgen.weights.architecture import FORMAT_TAG, first_bytes, is_safetensors
+from mmgen.weights.safetensors_file import read_tensors, save_safetensors
 
 # How every file torch.save writes begins: its zip archive, or its legacy format, pickles of which the first is its
 # magic number: after protocol 2's PROTO, or — pickle_protocol 0 or 1, never its default — written out as text
@@ -54,7 +37,7 @@ def not_a_torch_checkpoint(path: Path) -> str | None:
     """Why `path` cannot be a torch.save file, told without unpickling anything — from its first bytes, and for a zip
     archive from its index (read from its end: a file cut short has none); None when it may be one (a damaged
     pickle is then for torch.load to find)."""
-    head = _first_bytes(path, max(map(len, _TORCH_STARTS)))
+    head = first_bytes(path, max(map(len, _TORCH_STARTS)))
     if head.startswith(_TORCH_STARTS[0]):
         return _not_torch_zip(path)
     if head.startswith(_TORCH_STARTS):
@@ -248,28 +231,6 @@ def check_weight(path: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
         raise UsageError(f"{path}: damaged: its weights hold NaN or Inf values (first in {name})",
                          hint="get the file again")
     return tensor
-
-
-@dataclass(frozen=True)
-class Header:
-    """What an mmgen safetensors says about itself."""
-
-    arch: str
-    config: dict[str, Any]  # architecture dataclass fields
-    metadata: dict[str, str]  # everything in the file's metadata (mmgen_version, source, ...)
-
-
-def read_header(path: Path) -> Header | None:
-    """The architecture and config stored in an mmgen safetensors; None for any other file."""
-    if not is_safetensors(path):
-        return None
-    with open_safetensors(path) as f:
-        metadata = f.metadata() or {}
-    if metadata.get("format") != FORMAT_TAG or "arch" not in metadata or "config" not in metadata:
-        return None
-    config = parse_json(metadata["config"], str(path), "weights file: its metadata 'config'",
-                        hint="get the file again")
-    return Header(metadata["arch"], config, metadata)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -5,7 +5,6 @@ This is both the end of `models pull` and the whole of `models import`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,9 @@ from mmgen.input_files import why_not_a_file
 from mmgen.models import build_model, config_for
 from mmgen.output_checks import same_file
 from mmgen.weights import sidecar, trust
+from mmgen.weights.architecture import Target, is_safetensors, read_header
 from mmgen.weights.cache import CacheRecord, FileStamp, ModelCache, check_cache_writable
-from mmgen.weights.checkpoint import (
-    check_weight,
-    is_safetensors,
-    read_header,
-    read_state_dict,
-    save_model,
-)
+from mmgen.weights.checkpoint import check_weight, read_state_dict, save_model
 from mmgen.weights.lineage import weights_lineage
 from mmgen.weights.registry import ModelEntry, load_registry
 
@@ -68,15 +62,6 @@ def _listing(label: str, keys: list[str]) -> str:
     shown = ", ".join(keys[:_LISTED])
     more = f", ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
     return f"{len(keys)} {label}: {shown}{more}"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a checkpoint is checked against: an architecture and its config dataclass."""
-
-    arch: str
-    config: Any
-    parameters: int | None = None  # the released count, when the registry names one
 
 
 def install(

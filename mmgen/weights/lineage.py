@@ -19,6 +19,7 @@ from mmgen.config import from_dict, parse_json, to_dict
 from mmgen.diffusion.sampling_config import SamplingConfig
 from mmgen.errors import ConfigError
 from mmgen.weights import sidecar
+from mmgen.weights.architecture import read_header
 from mmgen.weights.cache import ModelCache
 from mmgen.weights.registry import is_path, load_registry
 
@@ -40,9 +41,6 @@ class Lineage:
 
 def file_lineage(path: Path) -> Lineage:
     """What an mmgen weights file's metadata carries (nothing, for a file without it)."""
-    # imported here: it imports torch, and a model's own lineage by name (own_lineage) is had without it
-    from mmgen.weights.checkpoint import read_header
-
     header = read_header(path)
     metadata = header.metadata if header is not None else {}
     return Lineage(_sampling(metadata.get(SAMPLING), f"{path}: metadata {SAMPLING}"), metadata.get(UPSAMPLER))
@@ -76,8 +74,6 @@ def weights_lineage(file: Path, sha256: str, name: str | None = None) -> tuple[L
     that model's lineage when it holds a registered model's weights — its own sha256 or, for an mmgen file, the one
     it was converted from (its metadata's source_sha256) — else what its metadata carries. `models import` and a
     model given by path (`-m copy.safetensors`) take it alike; `name` is the name it is imported under."""
-    from mmgen.weights.checkpoint import read_header
-
     header = read_header(file)
     converted_from = header.metadata.get("source_sha256") if header is not None else None
     copy_of = registered_copy({sha256, converted_from} - {None}, name)

@@ -18,19 +18,20 @@ from typing import Any
 
 import torch
 
-from mmgen.config import MAX_RECORD_BYTES, parse_json, read_small_file
-from mmgen.errors import ChecksumMismatch, ConfigError, MmgenError, ModelNotFound
+from mmgen.errors import ChecksumMismatch, MmgenError, ModelNotFound
 from mmgen.files import sha256_file
 from mmgen.input_files import why_not_a_file
-from mmgen.models import build_model, config_for
+from mmgen.models import build_model
 from mmgen.models.storage import Storage
 from mmgen.weights import sidecar, trust
+from mmgen.weights.architecture import Target, describe
 from mmgen.weights.cache import CacheRecord, ModelCache
-from mmgen.weights.checkpoint import check_weight, read_header
-from mmgen.weights.convert import Target, check_state_dict
+from mmgen.weights.checkpoint import check_weight
+from mmgen.weights.convert import check_state_dict
 from mmgen.weights.pull import availability, pull, repair_hint
 from mmgen.weights.registry import ModelEntry, is_path, load_registry, unknown_model
-from mmgen.weights.safetensors_file import open_safetensors, read_tensors
+from mmgen.weights.safetensors_file import read_tensors
+from mmgen.weights.safetensors_open import open_safetensors
 
 
 @dataclass
@@ -75,7 +76,7 @@ def load_model(
     """Load a model by registry name or safetensors path, strictly (every key and shape must fit).
     On `device`, in eval mode; `compute` is the dtype it will run in (autocast's): the weights autocast
     computes in it are kept in it (models/storage.py), the rest in float32."""
-    json_file = None  # where a config the weights file does not carry may be: beside it (`_describe`)
+    json_file = None  # where a config the weights file does not carry may be: beside it (`describe`)
     if is_path(name_or_path):
         entry, name = None, str(name_or_path)
         if why := why_not_a_file(name_or_path, missing="no such model file"):
@@ -106,7 +107,7 @@ def _read(name: str, path: Path, entry: ModelEntry | None, json_file: Path | Non
             f"got {sha256}",
             hint="reinstall mmgen",
         )
-    target = _describe(path, entry, json_file)
+    target = describe(path, entry, json_file)
     model = _instantiate(path, target, device, compute)
     source_sha256 = record.source_sha256 if record is not None else None
     same = source_sha256 if record is not None and record.same_weights_as_source else None
@@ -128,25 +129,6 @@ def _removed_while_read(name_or_path: str | Path, path: Path) -> Iterator[None]:
         raise MmgenError(f"model {name_or_path} was removed while in use (models rm?)") from None
 
 
-def known_config(name_or_path: str | Path) -> Any | None:
-    """A model's architecture config without loading or fetching it: from a file's own metadata (a path, or a
-    bundled file), a cached model's record, or its registry entry; None when only weights that are not here
-    would say (a registry model not pulled yet whose entry states no config, or no such model)."""
-    if is_path(name_or_path):
-        path, json_file = sidecar.kept_files(Path(name_or_path))
-        return _describe(path, None, json_file).config if path.is_file() else None
-    name = str(name_or_path)
-    entry, cache = load_registry().entries.get(name), ModelCache()
-    record = cache.record(name)
-    if record is not None:
-        return config_for(record.arch, record.config, f"{cache.record_path(name)}: config")
-    if entry is not None and entry.config is not None:
-        return entry.config
-    if entry is not None and entry.weights.bundled and entry.weights.bundled_path.is_file():
-        return _describe(entry.weights.bundled_path, entry).config
-    return None
-
-
 def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> CacheRecord:
     """The cache record of `name` once its weights file is checked against it (size and stamp, re-hashed when
     the stamp moved) and, for a file trusted on first use, the record against the trusted sha256."""
@@ -156,31 +138,6 @@ def _checked_record(cache: ModelCache, name: str, entry: ModelEntry | None) -> C
     record = cache.checked(name, record, repair_hint(name, entry))
     trust.check_trusted(cache.root, name, record.source_sha256, None, "the file the cached model came from")
     return record
-
-
-def _describe(path: Path, entry: ModelEntry | None, json_file: Path | None = None) -> Target:
-    """The architecture of a weights file: its own metadata first, then its sidecar json (`json_file`, else the one
-    beside it), then the entry."""
-    header = read_header(path)
-    if header is not None:
-        return Target(header.arch, config_for(header.arch, header.config, f"{path}: metadata config"))
-    json_file = json_file or sidecar.json_of(path)
-    if json_file.is_file():
-        try:
-            data = parse_json(read_small_file(json_file, MAX_RECORD_BYTES), str(json_file), "sidecar")
-        except OSError as e:
-            raise ConfigError(f"{json_file}: cannot read ({e.strerror or e})") from None
-        # Lenient on purpose: a run folder's json may carry more than the architecture.
-        if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
-            raise ConfigError(f"{json_file}: arch: required (mm-unet or sr-unet)")
-        config = config_for(data["arch"], data.get("config") or {}, f"{json_file}: config")
-        return Target(data["arch"], config)
-    if entry is not None and entry.config is not None:
-        return Target(entry.arch, entry.config)
-    raise ConfigError(f"{path}: no architecture config in its metadata and no sidecar {json_file.name}",
-                      hint=f"to use a checkpoint mmgen did not write, such as an official .pt, import it: `mmgen "
-                      f"models import {path} --name NAME`, adding --arch mm-unet or sr-unet for a model the registry "
-                      "does not know; then give NAME")
 
 
 def _instantiate(path: Path, target: Target, device: torch.device, compute: torch.dtype) -> torch.nn.Module:

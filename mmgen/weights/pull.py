@@ -167,7 +167,8 @@ def _intact(cache: ModelCache, name: str, entry: ModelEntry, repair: bool) -> bo
 def _install(cache: ModelCache, name: str, part: Path, entry: ModelEntry, source: str, source_sha256: str) -> None:
     """Convert a checked download and cache it (mmgen.weights.convert, which imports torch: loaded by a pull only,
     never by `models list`)."""
-    from mmgen.weights.convert import Target, install
+    from mmgen.weights.architecture import Target
+    from mmgen.weights.convert import install
 
     target = Target(entry.arch, entry.config, entry.weights.parameters) if entry.config is not None else None
     install(cache, name, part, target, source=source, source_sha256=source_sha256)

@@ -1,9 +1,8 @@
 """Reading and writing safetensors files.
 
-Reading: the library's errors for a damaged file (cut short, or a header whose shapes, lengths or offsets do not
-fit the data) name neither the file nor what is wrong with it; `open_safetensors` makes them one UsageError that
-does, for every weights and adapter file mmgen opens. The tensors themselves are read with plain reads
-(`read_tensors`), not through the library's memory map, on which a failing disk is a SIGBUS.
+Reading: a file's header is checked by the library (mmgen.weights.safetensors_open, whose one UsageError names a
+damaged file and what is wrong with it); the tensors themselves are read with plain reads (`read_tensors`), not
+through the library's memory map, on which a failing disk is a SIGBUS.
 
 Writing: bytes that depend only on what the file holds. safetensors (0.8) writes the `__metadata__` map in a hash
 map's random order (safetensors issue #584), so saving the same model twice gave two files with two sha256s, and
@@ -21,7 +20,6 @@ import os
 import re
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,42 +30,10 @@ import torch
 from mmgen.config import parse_json
 from mmgen.disk_failures import reading
 from mmgen.errors import UsageError
-from mmgen.input_files import why_not_a_file
+from mmgen.weights.safetensors_open import open_safetensors
 
 _HEADER_LENGTH = struct.Struct("<Q")
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how the library (Rust's io::Error) ends an I/O failure
-
-
-def safe_open(path: Path) -> Any:
-    """`safetensors.safe_open` on the CPU, where a file that cannot be opened raises the OS's own error: the library
-    says "No such file or directory" of any (a FileNotFoundError with no errno), of one this user may not read too;
-    a folder or a device is a UsageError saying what it is."""
-    try:
-        return safetensors.safe_open(str(path), framework="pt", device="cpu")
-    except FileNotFoundError as e:
-        if e.errno is None:
-            with open(path, "rb"):  # PermissionError, IsADirectoryError, ... (or it opens now: the library's error)
-                pass
-        raise
-    except OSError:  # a folder put at its name since it was checked: "No such device (os error 19)" (its map's)
-        if why := why_not_a_file(path, missing=""):
-            raise UsageError(f"{path}: {why}") from None
-        raise
-
-
-@contextmanager
-def open_safetensors(path: Path) -> Iterator[Any]:
-    """`safe_open`; a library error while it is open (reading the header, or a tensor) becomes a UsageError naming
-    the file as damaged, and a failure to open it at all the machine's trouble where it is (disk_failures.reading)."""
-    try:
-        with reading(path):
-            opened = safe_open(path)
-        with opened as f:
-            yield f
-    except safetensors.SafetensorError as e:
-        reason = str(e).removeprefix("Error while deserializing header: ")
-        raise UsageError(f"{path}: damaged, or not a safetensors file ({reason})",
-                         hint="get the file again") from None
 
 
 # The format's dtype names (the library's own table, safetensors.torch._TYPES, is private).

@@ -52,8 +52,8 @@ from mmgen.runtime import processes, torchrun
 from mmgen.runtime.device import select_compute
 from mmgen.terminal import counted, listed
 from mmgen.weights import ModelCache, availability, fetch_plan, load_registry
+from mmgen.weights.architecture import known_config
 from mmgen.weights.download import offline
-from mmgen.weights.load import known_config
 from mmgen.weights.registry import is_path
 from mmgen.written_paths import missing_hint
 
@@ -281,7 +281,7 @@ class _Planner:
         return self._runs[key]
 
     def config(self, model: str) -> Any | None:
-        """The model's config if known without loading it (weights/load.known_config); a model that cannot
+        """The model's config if known without loading it (weights/architecture.known_config); a model that cannot
         be read is the job's run to report."""
         if model not in self._configs:
             try:

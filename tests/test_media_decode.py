@@ -30,9 +30,10 @@ from mmgen_cli import mmgen_env
 
 from mmgen.errors import MediaError
 from mmgen.media import probe, read_audio, read_video, write_mp4
+from mmgen.media.decode import within_full_scale
 from mmgen.media.fitting import rotate_upright
 from mmgen.media.probe import frame_gaps
-from mmgen.media.remux import video_end
+from mmgen.media.remux import replace_audio, video_end
 
 # Blue levels are 8 apart, so 3.5 still tells neighbours apart. Lossy 4:2:0 coding of a small picture moves a
 # flat channel by 1-3 levels; FFmpeg's chroma interpolation (mmgen.media.fitting) lands a frame up to ~3.1 off.
@@ -276,13 +277,19 @@ def test_float_audio_no_sound_has_is_refused_naming_the_file(tmp_path, name, sam
             read_audio(path, rate)
 
 
-def test_float_audio_a_little_past_full_scale_is_clipped_with_a_note(tmp_path, caplog):
-    path = tmp_path / "hot.wav"
-    write_test_audio(path, seconds=0.5, codec="pcm_f32le", samples=pattern_audio(0.5, 16000) * 40)  # peak 4
+def test_float_audio_past_full_scale_is_kept_where_a_file_holds_it_and_clipped_for_the_model(tmp_path, caplog):
+    """A float sound at +12 dBFS was clipped as it was read: a loudness target turned a clipped sound down, a
+    retake's f32 track lost its peaks outside the ranges. It is read as it is, an f32 track keeps it; only the model
+    is given it clipped, with a note of its real peak."""
+    path = write_test_video(tmp_path / "hot.mkv", seconds=0.5, size=(16, 16), audio_codec="pcm_f32le",
+                            samples=pattern_audio(0.5, 16000) * 40).path  # peak 4
+    audio = read_audio(path, 16000)
+    assert audio.abs().max() == pytest.approx(4, rel=0.01)
+    replace_audio(path, audio, 16000, tmp_path / "out.mkv", encoder="pcm_f32le")
+    assert torch.equal(read_audio(tmp_path / "out.mkv", 16000), audio)
     with caplog.at_level(logging.WARNING):
-        audio = read_audio(path, 16000)
-    assert audio.abs().max() == 1
-    assert f"{path}: its audio peaks at +12.0 dBFS, above full scale; decoded, it is clipped" in caplog.text
+        assert within_full_scale(audio, path).abs().max() == 1
+    assert f"{path}: its audio peaks at +12.0 dBFS, above full scale; the model is given it clipped" in caplog.text
 
 
 def test_a_file_with_several_streams_says_which_one_is_read(tmp_path, caplog):

@@ -47,9 +47,10 @@ TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file co
 PRE_ROLL = 0.2  # seconds decoded before a seek target, so decoders (AAC needs one frame) are warmed up there
 MAX_GAP = 60.0  # seconds one video frame may stay on screen, or the sound may pause between packets
 MAX_KEPT_CHANNELS = 8  # the most a retake keeps as they are (kept_layout); more are mixed to mono
-# Float audio may go a little past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a
-# damaged file or integer samples stored as floats, and AAC cannot even encode it. Between HOT_PEAK (+6 dBFS, more
-# than any decoder's overshoot) and this, the sound is read clipped, with a note.
+# Float audio may go past full scale (±1); a peak this far past it (+60 dBFS) is not a sound but a damaged file or
+# integer samples stored as floats, and AAC cannot even encode it. Up to it the sound is read as it is: a loudness
+# target turns it down unclipped, a float file keeps it; the model is given it clipped (within_full_scale), with a
+# note past HOT_PEAK (+6 dBFS, more than any decoder's overshoot).
 MAX_PEAK = 1000.0
 HOT_PEAK = 2.0
 
@@ -165,12 +166,12 @@ def read_audio(
 ) -> torch.Tensor:
     """Audio of `path` from `start` for `duration` seconds (to the end if None), resampled to `sample_rate`
     (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence. Given
-    `layout` (its own, kept_layout's), its channels are kept instead: (C, L), in the layout's order.
+    `layout` (its own, kept_layout's), its channels are kept instead: (C, L), in the layout's order. Float samples
+    past full scale are kept as they are (within_full_scale clips them for the model).
 
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
     side of a stereo recording should still be heard. More than MAX_CHANNELS channels, and float samples that are
-    NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it); the sound is clipped to ±1, with a note
-    past HOT_PEAK.
+    NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it).
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
@@ -199,13 +200,19 @@ def read_audio(
     if length <= 0:
         raise cannot_read(path, f"no audio from {start:g} s on" if start else "the audio stream is empty")
     audio.resize(length * width, refcheck=False)  # in place: no view of it exists yet
-    peak = max(float(audio.max()), -float(audio.min()))
-    if peak > HOT_PEAK:
-        note(path, f"its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; decoded, it is "
-             "clipped to full scale", "audio above full scale, clipped to it")
     if width == 1:
-        return torch.from_numpy(audio).clamp_(-1, 1)[None]  # (1, L)
-    return torch.from_numpy(audio.reshape(length, width).T.copy()).clamp_(-1, 1)  # (C, L) from interleaved
+        return torch.from_numpy(audio)[None]  # (1, L)
+    return torch.from_numpy(audio.reshape(length, width).T.copy())  # (C, L) from interleaved
+
+
+def within_full_scale(audio: torch.Tensor, path: str | os.PathLike) -> torch.Tensor:
+    """`path`'s sound as read_audio reads it, clipped to ±1 for the model (trained on sound within full scale),
+    with a note giving its real peak past HOT_PEAK."""
+    peak = float(audio.abs().max()) if audio.numel() else 0.0
+    if peak > HOT_PEAK:
+        note(path, f"its audio peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale; the model is given it "
+             "clipped to full scale", "audio above full scale, clipped to it for the model")
+    return audio.clamp(-1, 1)
 
 
 def _seek(container: av.container.InputContainer, stream: av.stream.Stream, t: float) -> None:

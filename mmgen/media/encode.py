@@ -21,6 +21,7 @@ from mmgen.media.tracks import (
     encoded,
     frame_rate,
     holding,
+    holds_floats,
     mux,
     open_output,
     video_frames,
@@ -57,7 +58,7 @@ def write_mp4(
             tracks.append(encoded(stream, video_frames(video)))
         if audio is not None:
             stream = add_audio(container, into.audio_encoder, sample_rate, layout)
-            tracks.append(encoded(stream, audio_frames(audio, sample_rate, layout=layout)))
+            tracks.append(encoded(stream, audio_frames(audio, sample_rate, layout=layout, clip=not holds_floats(stream))))
         mux(container, *tracks)
 
 
@@ -75,7 +76,7 @@ def write_wav(
     encoder = WAV_PCM[holding(WAV_PCM, bits)] if bits is not None else WAV_PCM[16]
     with atomic_output(path, overwrite) as temp, av.open(str(temp), "w", format="wav") as container:
         stream = container.add_stream(encoder, rate=sample_rate, layout=layout)
-        mux(container, encoded(stream, audio_frames(audio, sample_rate, layout=layout)))
+        mux(container, encoded(stream, audio_frames(audio, sample_rate, layout=layout, clip=not holds_floats(stream))))
 
 
 def check_video(video: torch.Tensor | None) -> None:

@@ -49,6 +49,7 @@ from mmgen.media.tracks import (
     frame_clock,
     frame_rate,
     has_alpha,
+    holds_floats,
     mux,
     open_output,
     picture_format,
@@ -89,7 +90,8 @@ def replace_audio(
 
     def new_audio(container: av.container.OutputContainer) -> Track:
         stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout, bits)
-        return encoded(stream, audio_frames(soundtrack, sample_rate, round((start - zero) * sample_rate), layout))
+        first = round((start - zero) * sample_rate)
+        return encoded(stream, audio_frames(soundtrack, sample_rate, first, layout, clip=not holds_floats(stream)))
 
     _remux(src_video_path, "video", new_audio, math.inf, out_path, overwrite, zero, sample_rate)
 

@@ -198,11 +198,13 @@ def video_frames(video: torch.Tensor, first: int = 0, step: int = 1) -> Iterator
 
 
 def audio_frames(
-    audio: torch.Tensor, sample_rate: int, first: int = 0, layout: str = "mono"
+    audio: torch.Tensor, sample_rate: int, first: int = 0, layout: str = "mono", clip: bool = True
 ) -> Iterator[av.AudioFrame]:
     """(C, L) [-1, 1] → float frames in `layout` (of C channels: mono for (1, L)) with pts = first sample's index
-    (from sample `first`), time base 1/sample_rate. Packed (interleaved): PyAV's planar frames crash on 8 channels."""
-    samples = audio.detach().float().clamp(-1, 1).numpy()
+    (from sample `first`), time base 1/sample_rate. Packed (interleaved): PyAV's planar frames crash on 8 channels.
+    `clip` False keeps samples past full scale, for an encoder that holds them (holds_floats)."""
+    samples = audio.detach().float()
+    samples = (samples.clamp(-1, 1) if clip else samples).numpy()
     if len(av.AudioLayout(layout).channels) != samples.shape[0]:
         raise ValueError(f"{samples.shape[0]} channels of audio cannot be {layout}")
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
@@ -213,6 +215,12 @@ def audio_frames(
         frame.pts = first + start
         frame.time_base = Fraction(1, sample_rate)
         yield frame
+
+
+def holds_floats(stream: av.stream.Stream) -> bool:
+    """Whether `stream`'s encoder stores float samples as they are (float PCM: an f32 sound's own), so sound past
+    full scale need not be clipped for it; every other file holds [-1, 1]."""
+    return stream.codec_context.codec.name.startswith("pcm_f")
 
 
 def encoded(stream: av.stream.Stream, frames: Iterator[av.frame.Frame]) -> Track:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from mmgen.media import read_audio, read_video
+from mmgen.media.decode import within_full_scale
 from mmgen.media.remux import check_kept
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -39,7 +40,7 @@ def read_input(path: Path, given: str, models: Models, start: float) -> torch.Te
     config = models.base.config
     if given == "video":
         return read_video(path, config.fps, tuple(config.video_size[2:]), start=start)[None]
-    return read_audio(path, config.sample_rate, start=start)[None]
+    return within_full_scale(read_audio(path, config.sample_rate, start=start), path)[None]
 
 
 def make_matching(

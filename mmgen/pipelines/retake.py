@@ -18,7 +18,7 @@ from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting
 from mmgen.media import MediaInfo, read_audio, read_video, replace_audio, replace_video, write_wav
 from mmgen.media.containers import container_for, kept_rate
-from mmgen.media.decode import kept_layout
+from mmgen.media.decode import kept_layout, within_full_scale
 from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.delivery import Delivery
 from mmgen.media.loudness import channel_weights
@@ -118,7 +118,8 @@ def retake(
     # their mix.
     kept = kept_layout(source, encoder) if modality == "audio" else None
     clip = {"video": read_video(source, config.fps, size, start=start)[None],
-            "audio": read_audio(source, config.sample_rate, start=start, layout=kept).mean(0, keepdim=True)[None]}
+            "audio": within_full_scale(read_audio(source, config.sample_rate, start=start, layout=kept),
+                                       source).mean(0, keepdim=True)[None]}
     per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
     seam = max(2, round(SEAM_SECONDS * per_second))
     made, windows = regenerate(

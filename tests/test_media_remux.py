@@ -172,6 +172,32 @@ def test_new_pictures_over_a_wav_re_encode_it_in_time(tmp_path):
     assert click_time(read_audio(out, RATE), RATE) == pytest.approx(1.3, abs=0.005)
 
 
+def test_new_pictures_over_a_sound_with_a_gap_fill_it_with_silence(tmp_path):
+    """A Matroska sound whose timestamps jump 1.5 s after its first second (3 s of samples over 4.5 s) came out of
+    the re-encode with the jump kept (one AAC packet lasting 1.52 s): a player counting samples ran 1.5 s early
+    after it. The gap is silence, as read_audio and --loudness make it."""
+    source, rate = tmp_path / "gap.mka", 48000
+    sound = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)).astype(np.float32)
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
+        for k in range(0, len(sound), 1024):
+            frame = av.AudioFrame.from_ndarray(sound[None, k : k + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+            frame.pts = k + (rate * 3 // 2 if k >= rate else 0)  # the hole: 1.5 s after the first second
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    out = tmp_path / "animated.mp4"
+    replace_video(source, torch.zeros(45, 3, 16, 16), 10, out)
+
+    with av.open(str(out)) as container:
+        decoded = np.concatenate([frame.to_ndarray()[0] for frame in container.decode(audio=0)])
+    assert len(decoded) == pytest.approx(4.5 * rate, abs=2048)  # every sample of 4.5 s, not 3 s of them
+    assert np.abs(decoded[round(1.2 * rate) : round(2.4 * rate)]).max() < 0.01  # the gap: silence
+    assert np.abs(decoded[round(2.6 * rate) : round(4.4 * rate)]).max() > 0.25  # the rest where it was stamped
+
+
 def test_swapping_needs_the_kept_track_and_respects_existing_outputs(long_clip, tmp_path):
     silent = write_test_video(tmp_path / "silent.mp4", seconds=0.5, audio=False)
     sound = write_test_audio(tmp_path / "sound.wav", seconds=0.5)

@@ -258,13 +258,22 @@ def decoded(
     """`stream`'s frames moved `shift` seconds earlier, up to `until` seconds, ready for an encoder: video keeps
     its time base (variable frame rates survive), audio is re-stamped in 1/sample_rate like `audio_frames` and cut
     to the sample at `until` (a decoder's frames run up to ~128 ms past a sound's end: an AAC source's last frame
-    holds its padding, which an encoder would otherwise keep past the picture)."""
+    holds its padding, which an encoder would otherwise keep past the picture). Audio frames are placed as
+    read_audio places them (decode._placed): one stamped within its clock's rounding of where the sound so far ends
+    follows it, and a gap in the sound is filled with silence, so a player counting samples stays in sync."""
     ticks = round(shift / stream.time_base)
+    position = None  # audio: the sample where the frames so far end
     for frame in _read(source, source.decode(stream)):
         if frame.pts is None or float((frame.pts - ticks) * stream.time_base) >= until:
             continue
         if isinstance(frame, av.AudioFrame):
-            frame = _cut(frame, round((frame.pts - ticks) * stream.time_base * frame.sample_rate), until)
+            start = round((frame.pts - ticks) * stream.time_base * frame.sample_rate)
+            if position is not None and abs(start - position) <= frame.sample_rate * stream.time_base + 1:
+                start = position  # a timestamp rounded to the stream's clock (1 ms in Matroska)
+            elif position is not None and start > position:
+                yield from _silence(frame, position, start)
+            frame = _cut(frame, start, until)
+            position = start + frame.samples
         else:
             frame.pts -= ticks
             frame.time_base = stream.time_base
@@ -279,6 +288,17 @@ def _read(source: av.container.InputContainer, items: Iterator) -> Iterator:
         yield from items
     except av.error.FFmpegError as e:
         raise cannot_read(source.name, f"not a readable media file or damaged ({e.strerror or e})") from e
+
+
+def _silence(like: av.AudioFrame, start: int, end: int) -> Iterator[av.AudioFrame]:
+    """Silent frames in `like`'s format, layout and rate from sample `start` to `end` of the timeline, stamped so
+    (time base 1/sample_rate), at most AUDIO_CHUNK samples each."""
+    for first in range(start, end, AUDIO_CHUNK):
+        frame = av.AudioFrame(format=like.format.name, layout=like.layout.name, samples=min(AUDIO_CHUNK, end - first))
+        for plane in frame.planes:  # unsigned 8-bit samples are silent at 128
+            plane.update((b"\x80" if like.format.name.startswith("u8") else b"\0") * plane.buffer_size)
+        frame.sample_rate, frame.pts, frame.time_base = like.sample_rate, first, Fraction(1, like.sample_rate)
+        yield frame
 
 
 def _cut(frame: av.AudioFrame, start: int, until: float) -> av.AudioFrame:

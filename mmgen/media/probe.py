@@ -128,7 +128,11 @@ def declared_end(container: av.container.InputContainer, stream: av.stream.Strea
     """Where the file says the stream ends (seconds), where the stream itself says it: an MP4/MOV's sample tables
     and edit list (exact), a Matroska/WebM track's DURATION tag (to its clock's tick: probe.tagged_length). The
     decoder still outputs the padding that fills the last AAC frame, which this end drops. Other formats, and a
-    container-wide duration (the longest stream's), only estimate it."""
+    container-wide duration (the longest stream's), only estimate it. Some state their end to the decoder instead,
+    which trims to it: an Ogg stream's last granule position (FFmpeg's own Vorbis encoder states 56 samples past
+    the sound it was given: what the file says is taken), an MP3's LAME/Xing header (delay and padding). A raw
+    ADTS .aac states neither its priming nor its padding anywhere: its 1024 priming samples and last frame's
+    padding (~44 ms at 44.1 kHz) are read as sound, there being nothing to take them from."""
     if ("mp4" in container.format.name and stream.duration) or tagged_length(container, stream) is not None:
         return header_end(container, stream)
     return None

@@ -285,6 +285,23 @@ def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monke
                                "loudness=-16 (the default) keeps it under -1 dBTP"]
 
 
+def test_sound_past_full_scale_written_only_as_float_pcm_is_not_said_to_be_clipped(monkeypatch, caplog):
+    """A retake of an f32 track at +4 dBFS with `--loudness off` keeps its peaks in its f32 output, where the note
+    said they were clipped; written anywhere else (its --wav, 32-bit integers) they are, and said so."""
+    import logging
+
+    import mmgen.media.notes as notes
+
+    monkeypatch.setattr(notes, "_said", set())
+    hot = tone(1.0, 16000, amplitude=1.6)
+    with caplog.at_level(logging.WARNING):
+        deliver(hot, 16000, Delivery(None, None), held=True)
+        assert caplog.messages == []
+        deliver(hot, 16000, Delivery(None, None))
+    assert [m.split(";")[0] for m in caplog.messages] == [
+        "the sound peaks at +4.1 dBFS and is clipped at full scale in the file written"]
+
+
 def test_delivering_measures_each_sound_once(monkeypatch):
     """deliver measured the model's sound, then normalise measured it again (twice the time on a long sound), and
     --mix measured each normalised copy it then blended. Each sound is measured once: the model's, the input's own

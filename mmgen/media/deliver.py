@@ -54,12 +54,15 @@ def deliver(
     mix: float = 0.0,
     weights: tuple[float, ...] | None = None,
     limit: bool = True,
+    held: bool = False,
 ) -> Delivered:
     """The model's audio (1, L) at `model_rate` as delivered: resampled, cut or padded to `seconds` when given,
     blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target. Sound of
     C channels (C, L) (a retake's, at the delivery rate) is measured and gained together, its channels weighted by
     `weights` (loudness.channel_weights). `limit`: False gives the sound one gain (loudness.level's), which may leave
-    it short of the target: said once (`say_if_short`) where it is written (as_encoded), at the level it plays at."""
+    it short of the target: said once (`say_if_short`) where it is written (as_encoded), at the level it plays at.
+    `held`: every file it is written to holds float samples past full scale (tracks.float_pcm), so sound at its own
+    level is not said to be clipped."""
     rate = delivery.rate(model_rate)
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
@@ -75,7 +78,8 @@ def deliver(
         report = LoudnessReport(before, integrated_loudness(sound, rate, weights) if blend else before, peak)
         default = in_callers_words(f"--loudness {DEFAULT_TARGET:g}", f"loudness={DEFAULT_TARGET:g}",
                                    f"`loudness: {DEFAULT_TARGET:g}`")
-        say_if_clipped(sound, f"{default} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
+        if not held:
+            say_if_clipped(sound, f"{default} (the default) keeps it under {TRUE_PEAK_CEILING:g} dBTP")
         return Delivered(sound, rate, report, None)
     if blend:  # each brought to the target in a copy of its own, blended into the first, which is normalised in place
         sound = level(sound, rate, delivery.loudness, weights=weights, before=before)

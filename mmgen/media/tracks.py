@@ -220,7 +220,12 @@ def audio_frames(
 def holds_floats(stream: av.stream.Stream) -> bool:
     """Whether `stream`'s encoder stores float samples as they are (float PCM: an f32 sound's own), so sound past
     full scale need not be clipped for it; every other file holds [-1, 1]."""
-    return stream.codec_context.codec.name.startswith("pcm_f")
+    return float_pcm(stream.codec_context.codec.name)
+
+
+def float_pcm(encoder: str) -> bool:
+    """Whether `encoder` writes float PCM (pcm_f32le, pcm_f64le …), which holds samples past full scale."""
+    return encoder.startswith("pcm_f")
 
 
 def encoded(stream: av.stream.Stream, frames: Iterator[av.frame.Frame]) -> Track:

@@ -26,6 +26,7 @@ from mmgen.media.notes import note
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.resample import resample
+from mmgen.media.tracks import float_pcm
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
@@ -134,7 +135,9 @@ def retake(
         if modality == "audio":
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
             layout = kept or "mono"
-            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept)
+            held = float_pcm(encoder) and "wav" not in paths.files  # an f32 sound's own track keeps its peaks
+            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept,
+                                       held)
             delivered = as_encoded(delivered, encoder, layout)
             replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
                           end_together=False, start=start,  # the input's sound where and as long as it was
@@ -161,11 +164,13 @@ def _deliver_audio(
     start: float,
     delivery: Delivery,
     layout: str | None,
+    held: bool = False,
 ):
     """The input's own sound (from its `start`) at the delivered rate in `layout` (its own channels; None: mixed to
     mono), with the remade ranges (resampled; the model's one channel in each) faded in over the seams, each channel
     against its own sound; then brought to the loudness target with one gain, its channels together — so outside the
-    ranges it is the input's, only scaled (no limiter reshapes it; a loud input may stay short of the target)."""
+    ranges it is the input's, only scaled (no limiter reshapes it; a loud input may stay short of the target).
+    `held`: written only as float PCM, which keeps its peaks (deliver's)."""
     rate = delivery.rate(model_rate)
     own = read_audio(source, rate, start=start, layout=layout)  # (C, L)
     new = resample(made, model_rate, rate)
@@ -177,4 +182,4 @@ def _deliver_audio(
     weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
     sound = own + weight * (new - own)  # (C, L): the one remade channel against each of the input's
     return deliver(sound, rate, Delivery(delivery.loudness, rate), weights=channel_weights(layout or "mono"),
-                   limit=False)
+                   limit=False, held=held)

@@ -11,7 +11,10 @@ with PyAV alone, so tests judge mmgen's outputs without going through mmgen's ow
 
 from __future__ import annotations
 
+import io
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +44,8 @@ AUDIO_FOR_SUFFIX = {
     ".flac": "flac",
     ".mp3": "libmp3lame",
 }
+# what a muxer writing to a pipe is told the file is (it cannot be guessed from a name)
+PIPED_FORMATS = {".mkv": "matroska", ".mka": "matroska", ".webm": "webm", ".flac": "flac"}
 TONE_AMPLITUDE = 0.1
 CLICK_SECONDS = 0.001
 
@@ -114,6 +119,7 @@ def write_test_video(
     time_base: Fraction | None = None,
     samples: np.ndarray | None = None,
     sample_format: str | None = None,
+    piped: bool = False,
 ) -> WrittenClip:
     """A clip of `seconds` at `fps`, `size` = (height, width). `frame_times` (seconds, increasing) makes a
     variable-frame-rate clip instead (timestamps in milliseconds). `seconds=0` writes a video stream with no
@@ -121,7 +127,7 @@ def write_test_video(
     (anamorphic pixels: shown that many times as wide as tall). `audio_seconds` makes the sound last longer or
     shorter than the picture. `time_base` sets the encoder's clock (frame times are rounded to it). `samples`
     (C, L) float are written as the sound instead of the tone (e.g. with NaN in them, as a `pcm_f32le` track).
-    `sample_format` is the sound encoder's (FLAC's "s32": a 24-bit FLAC)."""
+    `sample_format` is the sound encoder's (FLAC's "s32": a 24-bit FLAC). `piped`: written as to a pipe (open_written)."""
     path = Path(path)
     times = frame_times if frame_times is not None else [k / fps for k in range(round(seconds * fps))]
     frames = (
@@ -137,7 +143,7 @@ def write_test_video(
     if time_base is None:
         time_base = Fraction(1, 1000) if frame_times is not None else Fraction(fps).limit_denominator(1001) ** -1
 
-    with av.open(str(path), "w") as container:
+    with open_written(path, piped) as container:
         video_stream = container.add_stream(VIDEO_ENCODERS.get(codec, codec), rate=1 / time_base)
         video_stream.height, video_stream.width = size
         video_stream.pix_fmt = PIXEL_FORMATS.get(video_stream.codec_context.name, "yuv420p")
@@ -170,6 +176,32 @@ def write_test_video(
     return WrittenClip(
         path, fps if frame_times is None else None, sample_rate if audio else None, frames, sound, times
     )
+
+
+class _Pipe(io.RawIOBase):
+    """A file written only forwards, as a pipe is."""
+
+    def __init__(self, file: io.BufferedWriter):
+        self.file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self.file.write(data)
+
+
+@contextmanager
+def open_written(path: Path, piped: bool = False) -> Iterator[av.container.OutputContainer]:
+    """`path` opened for writing; `piped`, written only forwards, as `ffmpeg ... -f flac - > file` or a browser's
+    MediaRecorder writes (a format in PIPED_FORMATS): the muxer cannot go back to its header, so it declares no
+    length (a FLAC's STREAMINFO counts 0 samples; a Matroska/WebM holds no duration and no DURATION tags)."""
+    if not piped:
+        with av.open(str(path), "w") as container:
+            yield container
+        return
+    with path.open("wb") as file, av.open(_Pipe(file), "w", format=PIPED_FORMATS[path.suffix]) as container:
+        yield container
 
 
 def write_many_streams(path: str | Path, videos: int, audios: int, seconds: float = 0.5) -> Path:
@@ -224,15 +256,19 @@ def write_test_audio(
     click_at: float | None = None,
     codec: str | None = None,
     samples: np.ndarray | None = None,
+    piped: bool = False,
 ) -> WrittenClip:
     """An audio-only file (wav, m4a/mp4 AAC, mp3, flac, webm opus: by suffix unless `codec` is given); `samples`
-    (C, L) float instead of the tone (e.g. a float wav, codec "pcm_f32le", holding NaN)."""
+    (C, L) float instead of the tone (e.g. a float wav, codec "pcm_f32le", holding NaN). `piped`: written as to a
+    pipe (open_written)."""
     path = Path(path)
     sound = pattern_audio(seconds, sample_rate, tone_hz, channels, click_at) if samples is None else samples
-    with av.open(str(path), "w") as container:
+    with open_written(path, piped) as container:
         stream = container.add_stream(
             codec or AUDIO_FOR_SUFFIX.get(path.suffix, "aac"), rate=sample_rate, layout=_layout(sound.shape[0])
         )
+        if piped:
+            container.start_encoding()  # the header first, as a pipe gets it: before the encoder counts its samples
         container.mux(_encode_audio(stream, sound, sample_rate))
     return WrittenClip(path, None, sample_rate, None, sound, None)
 

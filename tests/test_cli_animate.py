@@ -158,6 +158,17 @@ def test_a_sound_that_starts_late_in_its_clip_starts_the_picture_and_sets_its_le
     assert np.abs(played[:, 2400:4800]).max() > 0.05  # the tone, from 50 ms on (past an AAC encoder's ramp)
 
 
+def test_a_flac_written_to_a_pipe_is_animated_for_all_of_its_sound(tiny, tmp_path):
+    """`ffmpeg ... -f flac - > talk.flac` leaves 0 samples in the FLAC's STREAMINFO (the muxer cannot go back to
+    count them): it was refused as `its audio stream is empty`. Its packets say how long it is."""
+    sound = write_test_audio(tmp_path / "talk.flac", seconds=1.0, sample_rate=RATE, piped=True).path
+    out = tmp_path / "talk_animate.mkv"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert [data for _, data in packets(out, "audio")] == [data for _, data in packets(sound, "audio")]
+    assert decode_frames(out).shape[0] == 10 and "1.00 s" in done.stderr
+
+
 def test_a_sample_rate_the_output_cannot_store_is_refused_before_any_work(tiny, tmp_path):
     """`--sample-rate 10000` into an mp4 (or 44100 into a WebM) was refused by the encoder after all the sampling.
     Opus takes 8 kHz in, but every player decodes it at 48 kHz: `--sample-rate 8000` into a WebM was taken, and its

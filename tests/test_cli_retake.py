@@ -527,6 +527,21 @@ def test_a_range_past_the_end_of_the_shorter_stream_names_it_and_the_flag_as_typ
     assert (done.returncode, done.stderr) == (2, f"mmgen: error: --range {far}: {clip}'s sound lasts only 0.500 s\n")
 
 
+@pytest.mark.parametrize(("picture", "sound", "which"), [(2.0, 1.0, "sound lasts only 1.0"),
+                                                          (1.0, 2.0, "picture lasts only 1.000 s, and the sound")])
+def test_a_range_past_the_end_of_a_matroska_track_without_its_duration_tag_is_refused(tmp_path, picture, sound,
+                                                                                       which):
+    """A Matroska whose tracks carry no DURATION tag (its writer names none): each track was taken to last the whole
+    file, the longest's. A range in the longer one alone was remade as `"windows": 0` (a shorter sound), or failed
+    after the model loaded, `cannot pad a window that starts past the end of the signal` (a shorter picture). Each
+    track lasts as long as its packets say."""
+    clip = write_test_video(tmp_path / "untagged.mkv", seconds=picture, size=(16, 16), audio_seconds=sound).path
+    clip.write_bytes(clip.read_bytes().replace(b"DURATION", b"DURATIOX"))  # the tags' name, not their size
+    done = run_here("retake", clip, "--range", "1.2:1.8", env=mmgen_env(tmp_path))
+    assert done.returncode == 2 and done.stderr.startswith(f"mmgen: error: --range 1.2:1.8: {clip}'s {which}")
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
 def test_a_retake_records_the_overlap_of_its_windows_as_soundtrack_does(tiny, tmp_path):
     """`--overlap` changes a retake's windows and bytes, but its sidecar and `--json` left it out."""
     clip = write_test_video(tmp_path / "take.mp4", seconds=2.0, fps=10, size=(16, 16)).path

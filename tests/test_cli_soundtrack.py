@@ -157,6 +157,17 @@ def test_a_picture_that_starts_after_its_sound_gets_a_soundtrack_from_its_own_st
     assert info.audio_duration == pytest.approx(2.0, abs=0.025) and "2.00 s" in done.stderr
 
 
+def test_a_browsers_recording_whose_header_declares_no_length_gets_a_soundtrack_for_all_of_it(tiny, tmp_path):
+    """A WebM as a browser's MediaRecorder streams it (no duration in its header, no DURATION tags) was refused as
+    `its video stream is empty`: a length not declared is found in its packets, never taken as 0."""
+    clip = write_test_video(tmp_path / "recording.webm", seconds=1.0, size=(16, 16), codec="vp9", piped=True)
+    out = tmp_path / "recording_soundtrack.mp4"
+    done = run_here("soundtrack", clip.path, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert [data for _, data in packets(out, "video")] == [data for _, data in packets(clip.path, "video")]
+    assert audio_stream_seconds(out) == pytest.approx(1.0, abs=0.03) and "1.00 s" in done.stderr
+
+
 def test_mixing_in_a_sound_that_holds_nan_is_refused_naming_the_clip_before_any_sampling(tiny, tmp_path):
     """It failed with "ValueError: audio contains NaN or Inf values", exit 1, naming no file; then it was refused
     only after the whole sampling run, which the user waited for in vain."""

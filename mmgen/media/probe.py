@@ -99,16 +99,51 @@ def decodable(stream: av.stream.Stream, path: str | os.PathLike) -> av.stream.St
 
 def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
     """Seconds the stream lasts: a Matroska/WebM track's DURATION tag (tagged_length), else its own header duration
-    (MP4/MOV), else the container's. A Matroska track's header holds no duration: FFmpeg, when it stops probing a
-    longer file early, gives the track the segment's (which counts AAC's priming), so the tag comes first."""
+    (MP4/MOV, WAV, FLAC's STREAMINFO), else its packets' (packet_length), else the container's. A Matroska track's
+    header holds no duration: FFmpeg, when it stops probing a longer file early, gives the track the segment's (which
+    counts AAC's priming), so the tag comes first; a track without one is not taken to last the segment (the longest
+    stream's). A header that says nothing is no length of 0: a browser's MediaRecorder WebM, a live Matroska, a FLAC
+    written to a pipe (0 samples in its STREAMINFO) declare none, and their packets say how long they are."""
     tagged = tagged_length(container, stream)
     if tagged is not None:
         return tagged
     if stream.duration:
         return float(stream.duration * stream.time_base)
+    measured = packet_length(container, stream)
+    if measured is not None:
+        return measured
     if container.duration:
         return container.duration / av.time_base
     return None
+
+
+def packet_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+    """Seconds from the stream's start to the end of its last packet (its time plus its duration), from every packet
+    of the file (demuxed, nothing decoded); None when none holds a time. Read once per file as it is (path, size,
+    time written)."""
+    try:
+        stat = os.stat(container.name)
+    except OSError:
+        return None
+    end = _packet_ends(container.name, stat.st_size, stat.st_mtime_ns).get(stream.index)
+    return None if end is None else max(0.0, end - stream_start(container, stream))
+
+
+@functools.lru_cache(maxsize=64)
+def _packet_ends(path: str, size: int, written: int) -> dict[int, float]:
+    """Where each stream's packets end, in seconds on the file's timeline, by stream index: as far as the file reads
+    (a damaged one is said by the decode that follows)."""
+    ends: dict[int, float] = {}
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            for packet in container.demux():
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                ends[packet.stream.index] = max(end, ends.get(packet.stream.index, end))
+    except av.error.FFmpegError:
+        pass
+    return ends
 
 
 def header_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:

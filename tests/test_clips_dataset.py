@@ -211,6 +211,20 @@ def test_stride_cuts_overlapping_clips_from_the_same_cached_decode(folder, tmp_p
     assert torch.equal(plain[0]["video"], first["video"])
 
 
+def test_a_clip_whose_float_sound_passes_full_scale_is_learnt_clipped_and_said(tmp_path):
+    """A training clip's f32 track at +12 dBFS is clipped for the model, as its 16-bit cache holds it, with a note
+    of its real peak."""
+    from media_factory import pattern_audio, write_test_video
+
+    root = tmp_path / "hot"
+    root.mkdir()
+    write_test_video(root / "hot.mkv", seconds=0.4, size=(16, 16), audio_codec="pcm_f32le",
+                     samples=pattern_audio(0.4, 16000) * 40)
+    dataset, report = build_clip_dataset(root, TINY_FORMAT, tmp_path / "cache")
+    assert dataset[0]["audio"].abs().max() == pytest.approx(1, abs=1e-3)
+    assert report.notes == ["1 file: audio above full scale, clipped to it for the model (hot.mkv)"], report.notes
+
+
 def test_cut_clips_keep_video_and_audio_aligned(tmp_path):
     # One file whose colour and pitch change every 0.4 s: each 4-frame clip (0.4 s) must see one colour and hear
     # that colour's tone, not its neighbour's.

@@ -152,6 +152,7 @@ class ClipCache:
     def _decode(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole file at the model's fps / size / rate: uint8 (T, 3, H, W) and int16 (1, round(T·rate/fps))."""
         from mmgen.media import probe, read_audio, read_video
+        from mmgen.media.decode import within_full_scale
 
         info = probe(path)
         if not info.has_video:
@@ -160,7 +161,7 @@ class ClipCache:
             raise MediaError("no audio track (a video-only file cannot teach the soundtrack)")
         fmt = self.fmt
         video = read_video(path, fmt.fps, (fmt.height, fmt.width))  # (T, 3, H, W) in [-1, 1]
-        audio = read_audio(path, fmt.sample_rate)  # (1, L) in [-1, 1]
+        audio = within_full_scale(read_audio(path, fmt.sample_rate), path)  # (1, L) in [-1, 1], as the model takes it
         length = fmt.audio_offset(video.shape[0])
         audio = torch.nn.functional.pad(audio[:, :length], (0, max(0, length - audio.shape[1])))
         video_u8 = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)

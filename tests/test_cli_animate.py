@@ -254,6 +254,34 @@ def test_a_stereo_sound_brought_to_a_loudness_stays_stereo_as_a_retakes_does(tin
     assert json.loads(done.stdout)["delivery"]["lufs_after"] == pytest.approx(-16.0, abs=0.1)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_a_7_1_sound_brought_to_a_loudness_keeps_its_eight_channels(tiny, tmp_path, suffix):
+    """A 7.1 WAV animated with `--loudness` into an mp4 (AAC) or a webm (Opus) plays all eight channels. The
+    process died of a segfault, no word said: measuring the encoded sound's peak read the decoder's planar 7.1
+    frames through PyAV's to_ndarray, which crashes on eight planes."""
+    sound = write_test_audio(tmp_path / "surround.wav", 1.0, RATE, channels=8, codec="pcm_s16le").path
+    out = tmp_path / f"surround_animate{suffix}"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", "--loudness", "-16",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    played, _ = decode_audio(out)
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "7.1"
+    peaks = np.abs(played).max(axis=1)
+    assert peaks.shape == (8,) and np.all(np.delete(peaks, 3) > 0.01)  # AAC keeps the LFE (3) below 120 Hz
+
+
+def test_a_7_1_aac_sound_re_encoded_into_a_webm_ends_with_the_picture(tiny, tmp_path):
+    """A 7.1 AAC sound animated into a webm is re-encoded (Opus), cut where the picture ends. The process died of
+    a segfault: cutting the decoder's last planar 7.1 frame went through PyAV's to_ndarray."""
+    sound = write_test_audio(tmp_path / "surround.m4a", 1.0, RATE, channels=8).path
+    out = tmp_path / "surround_animate.webm"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    played, rate = decode_audio(out)
+    assert played.shape[1] / rate == pytest.approx(1.0, abs=0.03)
+
+
 def test_a_sound_brought_to_a_loudness_is_given_one_gain_never_reshaped(tiny, tmp_path):
     """The sound is the user's own: brought to `--loudness` it is scaled, as a retake's is — a quiet tone with a
     burst near full scale, asked for −5 LUFS, keeps its shape (FFmpeg's limiter flattened the burst and lifted the

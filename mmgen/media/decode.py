@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mmgen.media.fitting import FrameFitter
+from mmgen.media.frame_arrays import frame_array
 from mmgen.media.notes import note
 from mmgen.media.probe import (
     MAX_CHANNELS,
@@ -128,7 +129,7 @@ def mean_mixed(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
     resampler = None
     for frame in frames:
         resampler = resampler or av.AudioResampler(format="flt", rate=frame.sample_rate)  # packed floats, as they are
-        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in resampler.resample(frame)])
+        samples = np.concatenate([frame_array(f).T.reshape(-1) for f in resampler.resample(frame)])
         mono = channel_mean(samples, len(frame.layout.channels))
         out = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono[None]), format="flt", layout="mono")
         out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
@@ -180,8 +181,7 @@ def read_audio(
             note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start
         _seek(container, stream, t0)
-        # Packed "flt" keeps the source's channels interleaved in one plane: PyAV's planar to_ndarray crashes
-        # (segfault) on 8-channel (7.1) frames, and the packed path gives the same numbers for any count.
+        # Packed "flt": any sample format as floats, the source's channels interleaved as _placed joins them.
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)  # None: its own layout
         decoded = container.decode(stream)
         until = None if duration is None else t0 + duration
@@ -352,7 +352,7 @@ def _placed(
         elif position is None:
             position = 0
         channels = len(frame.layout.channels)
-        interleaved = frame.to_ndarray().reshape(-1)  # (n·channels,)
+        interleaved = frame_array(frame).T.reshape(-1)  # (n·channels,)
         _check_samples(path, interleaved)
         yield position, (channel_mean(interleaved, channels) if width == 1 else interleaved)  # (n,) or (n·channels,)
         position += len(interleaved) // channels

@@ -17,6 +17,7 @@ import av
 import numpy as np
 import torch
 
+from mmgen.media.frame_arrays import frame_array
 from mmgen.media.loudness import channel_weights, integrated_loudness, true_peak
 from mmgen.media.tracks import BIT_RATES, audio_frames, set_audio
 
@@ -83,8 +84,6 @@ def _heard(frames: list[av.AudioFrame], length: int) -> np.ndarray:
     ends: a first frame's stamp is the packet's (AAC's from −1024, Opus's from −312), but an Opus decoder has already
     dropped its pre-skip from it (648 samples stamped −312), so placing each frame by its own stamp cut 312 samples
     of the sound and measured as many of padding."""
-    rows = [f.to_ndarray() if f.format.is_planar else f.to_ndarray().reshape(-1, len(f.layout.channels)).T
-            for f in frames]
-    joined = np.concatenate(rows, axis=1)
+    joined = np.concatenate([frame_array(f) for f in frames], axis=1)
     first = (frames[-1].pts or 0) + frames[-1].samples - joined.shape[1]  # the first decoded sample's time
     return joined[:, max(0, -first) : max(0, length - first)]

@@ -10,6 +10,8 @@ import av
 import av.filter
 import numpy as np
 
+from mmgen.media.frame_arrays import frame_array
+
 CHUNK = 4096  # samples per frame pushed into the graph
 
 
@@ -51,7 +53,7 @@ def filter_audio(
                 frame = graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            piece = frame.to_ndarray().reshape(-1)
+            piece = frame_array(frame).T.reshape(-1)  # interleaved
             if out is None:
                 pieces.append(piece)
                 continue

@@ -26,6 +26,7 @@ import av.filter
 import torch
 import torch.nn.functional as F
 
+from mmgen.media.frame_arrays import frame_array
 from mmgen.media.probe import display_rotation
 
 FITS = ("crop", "pad")
@@ -83,7 +84,7 @@ class FrameFitter:
             fitting = plan_fitting((frame.height, frame.width), rotation, self.size, self.fit, self.pixel_aspect)
             self._graph, self._key = _graph(frame, fitting), key
         self._graph.push(frame)
-        image = torch.from_numpy(self._graph.pull().to_ndarray(format="rgb24")).permute(2, 0, 1)  # (3, h, w)
+        image = torch.from_numpy(frame_array(self._graph.pull(), "rgb24")).permute(2, 0, 1)  # (3, h, w)
         return _pad(rotate_upright(image, rotation), self.size).contiguous()  # its own memory, not FFmpeg's frame
 
 

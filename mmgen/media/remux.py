@@ -26,6 +26,7 @@ from mmgen.files import atomic_output
 from mmgen.media.containers import CONTAINERS, Container, container_for, holders
 from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
+from mmgen.media.frame_arrays import frame_array
 from mmgen.media.notes import logger
 from mmgen.media.probe import (
     codec_name,
@@ -257,7 +258,7 @@ def shows_through(path: str | os.PathLike, stream: av.video.stream.VideoStream) 
         return False
     with open_input(path) as source:
         for frame in islice(source.decode(source.streams[stream.index]), ALPHA_FRAMES):
-            if frame.to_ndarray(format="rgba")[..., 3].min() < 255:
+            if frame_array(frame, "rgba")[..., 3].min() < 255:
                 return True
     return False
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
+from mmgen.media.frame_arrays import audio_frame, frame_array
 from mmgen.media.probe import cannot_read
 
 # Of the lossy sound encoders, per channel, and their settings beyond it (AUDIO_OPTIONS). FFmpeg's AAC encoder
@@ -311,11 +312,7 @@ def _cut(frame: av.AudioFrame, start: int, until: float) -> av.AudioFrame:
     without its samples at or after `until` seconds."""
     keep = frame.samples if until == math.inf else min(frame.samples, math.ceil(until * frame.sample_rate) - start)
     if keep < frame.samples:
-        samples = frame.to_ndarray()  # (channels, n) planar, (1, n · channels) packed
-        per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)
-        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, : keep * per_sample]),
-                                         format=frame.format.name, layout=frame.layout.name)
-        cut.sample_rate, frame = frame.sample_rate, cut
+        frame = audio_frame(frame_array(frame)[:, :keep], like=frame)
     frame.pts, frame.time_base = start, Fraction(1, frame.sample_rate)
     return frame
 

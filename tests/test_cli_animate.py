@@ -254,12 +254,26 @@ def test_a_stereo_sound_brought_to_a_loudness_stays_stereo_as_a_retakes_does(tin
     assert json.loads(done.stdout)["delivery"]["lufs_after"] == pytest.approx(-16.0, abs=0.1)
 
 
+def test_a_5_1_sound_brought_to_a_loudness_keeps_its_channels_and_says_only_the_model_hears_mono(tiny, tmp_path):
+    """A 5.1 WAV animated with `--loudness`: the output plays its six channels, and the note says the model hears
+    them mixed to mono. It said "its 6-channel audio is mixed to mono", as if the output's sound were."""
+    sound = write_test_audio(tmp_path / "surround.wav", 0.5, RATE, channels=6, codec="pcm_s16le").path
+    out = tmp_path / "surround_animate.mp4"
+    done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", "--loudness", "-16",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"{sound}: the model hears its 6-channel audio mixed to mono\n" in done.stderr
+    assert "is mixed to mono" not in done.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "5.1"
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
 def test_a_7_1_sound_brought_to_a_loudness_keeps_its_eight_channels(tiny, tmp_path, suffix):
     """A 7.1 WAV animated with `--loudness` into an mp4 (AAC) or a webm (Opus) plays all eight channels. The
     process died of a segfault, no word said: measuring the encoded sound's peak read the decoder's planar 7.1
     frames through PyAV's to_ndarray, which crashes on eight planes."""
-    sound = write_test_audio(tmp_path / "surround.wav", 1.0, RATE, channels=8, codec="pcm_s16le").path
+    sound = write_test_audio(tmp_path / "surround.wav", 0.5, RATE, channels=8, codec="pcm_s16le").path
     out = tmp_path / f"surround_animate{suffix}"
     done = run_here("animate", sound, "-o", out, "-m", tiny, "--steps", "1", "--loudness", "-16",
                     env=mmgen_env(tmp_path))

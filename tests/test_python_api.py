@@ -131,7 +131,7 @@ def test_each_call_says_its_own_notes(tiny, tmp_path, caplog):
         for k in range(2):
             animate(sound, tmp_path / f"out{k}.mp4", settings)
     notes = [record.getMessage() for record in caplog.records if record.name == "mmgen.media.notes"]
-    assert notes == [f"{sound}: its 6-channel audio is mixed to mono"] * 2
+    assert notes == [f"{sound}: the model hears its 6-channel audio mixed to mono"] * 2
 
 
 def test_a_batch_planned_in_one_call_and_run_in_another_says_each_note_once(tiny, tmp_path, caplog):

@@ -164,6 +164,7 @@ def read_audio(
     start: float = 0.0,
     duration: float | None = None,
     layout: str | None = None,
+    heard_by_model: bool = False,
 ) -> torch.Tensor:
     """Audio of `path` from `start` for `duration` seconds (to the end if None), resampled to `sample_rate`
     (libswresample) and mixed to mono. Returns (1, L) float in [-1, 1]; gaps in the source are silence. Given
@@ -172,13 +173,19 @@ def read_audio(
 
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
     side of a stereo recording should still be heard. More than MAX_CHANNELS channels, and float samples that are
-    NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it).
+    NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it). `heard_by_model`: the sound is a model's
+    input, and its note on surround mixed to mono says so (the output's own sound keeps its channels, or says so
+    where it does not).
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
         channels = mixable_channels(path, stream, "mono")
         if channels > 2 and layout is None:
-            note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
+            if heard_by_model:
+                note(path, f"the model hears its {channels}-channel audio mixed to mono",
+                     "surround audio mixed to mono for the model")
+            else:
+                note(path, f"its {channels}-channel audio is mixed to mono", "surround audio mixed to mono")
         t0 = origin(container) + start
         _seek(container, stream, t0)
         # Packed "flt": any sample format as floats, the source's channels interleaved as _placed joins them.

@@ -40,7 +40,7 @@ def read_input(path: Path, given: str, models: Models, start: float) -> torch.Te
     config = models.base.config
     if given == "video":
         return read_video(path, config.fps, tuple(config.video_size[2:]), start=start)[None]
-    return within_full_scale(read_audio(path, config.sample_rate, start=start), path)[None]
+    return within_full_scale(read_audio(path, config.sample_rate, start=start, heard_by_model=True), path)[None]
 
 
 def make_matching(

@@ -119,8 +119,8 @@ def retake(
     # their mix.
     kept = kept_layout(source, encoder) if modality == "audio" else None
     clip = {"video": read_video(source, config.fps, size, start=start)[None],
-            "audio": within_full_scale(read_audio(source, config.sample_rate, start=start, layout=kept),
-                                       source).mean(0, keepdim=True)[None]}
+            "audio": within_full_scale(read_audio(source, config.sample_rate, start=start, layout=kept,
+                                                  heard_by_model=True), source).mean(0, keepdim=True)[None]}
     per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
     seam = max(2, round(SEAM_SECONDS * per_second))
     made, windows = regenerate(

@@ -168,6 +168,7 @@ class Held:
 
     path: Path
     fd: int
+    folder: int | None = None  # its folder's shared flock (_folder_shared), or None
 
     def remove(self) -> None:
         """Delete the lock file while it is held, so no one comes to hold it after this holder (`_current`). Best
@@ -177,6 +178,8 @@ class Held:
 
     def release(self) -> None:
         let_go(self.fd)
+        if self.folder is not None:
+            let_go(self.folder)
 
 
 @contextmanager
@@ -236,11 +239,48 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
         except BaseException:  # an OS error, or Ctrl-C while waiting
             _close(fd)
             raise
+        folder = _folder_shared(path)
         if _current(fd, path):
             fd = _own(fd, path, slot)
             _name_holder(fd)
-            return Held(path, fd)
+            return Held(path, fd, folder)
+        if folder is not None:
+            let_go(folder)
         let_go(fd)  # its holder deleted it as it left: take the one there now
+
+
+FOLDER_WAIT_S = 2.0  # the longest a lock waits for its folder's flock, which an older mmgen holds for one rename
+
+
+def _folder_shared(path: Path) -> int | None:
+    """The lock's folder, open with a shared flock for as long as the lock is held: an older mmgen (106cebc and
+    before), finding the lock file a hard link (`cp -al` while this one ran), takes the folder's exclusive flock to
+    rename a fresh file over the name and hold that — both then held the folder, and it swept this one's live
+    temporaries. With the folder held shared it waits instead, until this lock is let go. Where this process holds
+    the folder's exclusive flock itself (a training run's folder), or another holds it past FOLDER_WAIT_S, or it
+    cannot be opened or flocked, None: the lock is held as before. Not on Windows (no flock)."""
+    if WINDOWS:
+        return None
+    import fcntl
+
+    try:
+        folder = held_here(os.open(path.parent, os.O_RDONLY))
+    except OSError:
+        return None
+    give_up = time.monotonic() + FOLDER_WAIT_S
+    while True:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return folder
+        except BlockingIOError:
+            found = flock_holder(folder)
+            if (found is not None and found.pid == os.getpid()) or time.monotonic() > give_up:
+                break
+            time.sleep(POLL_S / 10)
+        except OSError:  # a filesystem without flock
+            break
+    _close(folder)
+    return None
 
 
 def _open(path: Path, make_folder: bool) -> int | None:

@@ -274,6 +274,49 @@ def test_an_older_mmgen_holding_a_lock_file_and_this_one_keep_each_other_out(tmp
         os.close(older)
 
 
+def _older_locks(monkeypatch):
+    """mmgen.locks as mmgen 106cebc had it (a lock file is flocked whole; a hard-linked one is replaced under the
+    folder's own exclusive flock), loaded from this repository's history."""
+    import types
+
+    shown = subprocess.run(["git", "show", "106cebc:mmgen/locks.py"], cwd=Path(__file__).parent, capture_output=True,
+                           text=True)
+    if shown.returncode != 0:
+        pytest.skip("106cebc is not in this checkout's history")
+    module = types.ModuleType("older_mmgen_locks")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # (its dataclasses look it up there)
+    exec(compile(shown.stdout, "106cebc:mmgen/locks.py", "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock: an older mmgen's lock on Linux and macOS")
+def test_an_older_mmgen_waits_for_a_batch_of_this_one_in_a_folder_copied_with_hard_links(tmp_path, monkeypatch):
+    """`cp -al L Lc` while this mmgen's batch ran in L, then 106cebc's `mmgen batch` in L: it found the lock file
+    shared, renamed a fresh one over the name under the folder's flock and held that — and swept the running
+    batch's temporaries, whose job failed. Now it waits for the folder until this one's batch lets go."""
+    older = _older_locks(monkeypatch)
+    original, copy = tmp_path / "L" / ".batch-running.lock", tmp_path / "Lc" / ".batch-running.lock"
+    original.parent.mkdir()
+
+    def busy(holder=None):
+        return UsageError("in use")
+
+    entered = threading.Event()
+
+    def older_batch():
+        with older.sole_holder(original, busy(None)):
+            entered.set()
+
+    with locks.sole_holder(original, busy):  # this mmgen's batch, running in L
+        copy.parent.mkdir()
+        os.link(original, copy)  # as `cp -al L Lc` copies it
+        started = threading.Thread(target=older_batch)
+        started.start()
+        assert not entered.wait(0.5), "the older mmgen took L while this one's batch held it"
+    started.join(5)
+    assert entered.is_set()  # and it goes on once this batch is done
+
+
 def test_a_lock_names_its_holder_while_that_process_lives(tmp_path):
     """A refusal or a wait said only "another mmgen process": the holder writes its pid and command into the lock
     file as it takes it, and one kept out names it — never a holder that is gone, whose file still names it."""

@@ -126,7 +126,23 @@ def failure_writing(target: Path, error: OSError, *through: Path) -> MmgenError 
     """The one line for an OSError met while writing `target` (`writing`): an input's (read_failure) when it names
     a file other than `target` and `through`, else `target`'s (write_failure)."""
     source = _input_named(error, target, *through)
-    return read_failure(source, error) if source is not None else write_failure(target, error)
+    if source is not None:
+        return read_failure(source, error)
+    return _temporary_gone(target, error, through) or write_failure(target, error)
+
+
+def _temporary_gone(target: Path, error: OSError, through: tuple[Path, ...]) -> MmgenError | None:
+    """The one line for a temporary of `target` (one of `through`, or a file inside one) deleted while it was being
+    written — by another process, one sweeping that folder's temporaries — where the bare error named only the
+    temporary (a batch job failed with "FileNotFoundError: ... .partial.json"). None for any other error."""
+    named = error.filename
+    if error.errno != errno.ENOENT or not isinstance(named, (str, bytes, os.PathLike)):
+        return None
+    gone = Path(os.fsdecode(named))
+    if not any(gone.is_relative_to(t) for t in through):
+        return None
+    return StorageError(f"cannot write {_final_name(target)}: its temporary {gone.name} was deleted while it was "
+                        "being written", hint="is another program removing files in that folder? run it again")
 
 
 @contextmanager

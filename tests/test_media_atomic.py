@@ -139,6 +139,22 @@ def test_of_two_runs_writing_one_name_the_later_stops_instead_of_replacing(tmp_p
     assert os.listdir(tmp_path) == ["clip.mp4"]
 
 
+def test_a_temporary_another_process_deletes_mid_write_is_said_in_one_line(tmp_path, monkeypatch):
+    """An older mmgen's batch in the same folder swept a job's live temporary just before its commit: the job failed
+    with "FileNotFoundError: [Errno 2] ... .clip.<tag>.partial.json", naming only the temporary."""
+    target, flush = tmp_path / "clip.json", files.fsync_path
+
+    def swept_before_the_commit(path):
+        flush(path)
+        path.unlink()  # what the other process's sweep of leftover temporaries does
+
+    monkeypatch.setattr(files, "fsync_path", swept_before_the_commit)
+    with pytest.raises(StorageError, match=r"cannot write .*clip\.json: its temporary \.clip\..*\.partial\.json was "
+                       "deleted while it was being written"), atomic_output(target) as temp:
+        temp.write_text("{}")
+    assert os.listdir(tmp_path) == []
+
+
 def no_hard_links(*args, **kwargs):
     raise PermissionError(1, "Operation not permitted")
 

@@ -39,10 +39,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
 
-from mmgen.cli import use_huge_pages
 from mmgen.models import attention_ops, build_model
 from mmgen.runtime.device import PRECISIONS, cpu_native_bf16, select_precision
-from mmgen.runtime.memory import keep_freed_memory
+from mmgen.runtime.memory import keep_freed_memory, use_huge_pages
 from mmgen.weights import load_model
 from mmgen.weights.checkpoint import save_model
 

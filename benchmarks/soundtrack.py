@@ -30,10 +30,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from forward import precision_name, random_model  # noqa: E402
 
-from mmgen.cli import use_huge_pages  # noqa: E402
 from mmgen.models.mmunet import MMUNet  # noqa: E402
 from mmgen.pipelines.windows import plan_windows  # noqa: E402
-from mmgen.runtime.memory import keep_freed_memory  # noqa: E402
+from mmgen.runtime.memory import keep_freed_memory, use_huge_pages  # noqa: E402
 
 # calls per window of each sampling setting for a soundtrack (replacement guidance costs one call per step;
 # the paper's gradient guidance one forward and one backward, ≈3 forwards, per step)

@@ -357,10 +357,10 @@ def main() -> None:
         own_process(_say_stopped)
     except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place (Python's own raises it)
         stopped_while_starting()
-    use_huge_pages()
-    from mmgen.runtime.memory import keep_freed_memory
+    from mmgen.runtime.memory import keep_freed_memory, use_huge_pages  # stdlib only (ctypes): no torch
 
-    keep_freed_memory()  # stdlib only (ctypes): no torch
+    use_huge_pages()
+    keep_freed_memory()
     code = final_code(run(), _say_stopped)
     if is_stop_code(code) or stdout_dropped:  # what it had yet to print waits for no reader (a --json line to a full
         drop_unprinted()  # pipe), nor fails again at exit (a full disk)
@@ -392,12 +392,3 @@ def _say_stopped(code: int) -> None:
     from mmgen.cli._interrupted import say_interrupted
 
     say_interrupted(code)
-
-
-def use_huge_pages() -> None:
-    """Tensors of 2 MB and more in transparent huge pages, unless the user set THP_MEM_ALLOC_ENABLE ("0": off).
-    PyTorch's own switch, read once, at its first CPU allocation (c10's alloc_cpu), so only a process that has
-    allocated no tensor yet can turn it on. A forward allocates its activations afresh and their first touch
-    page-faults, 4 KB at a time without it: measured on the released MM-UNet's bf16 CPU forward, ~3× less time
-    in the kernel and a lower peak RSS (benchmarks/forward.py; README, Performance)."""
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

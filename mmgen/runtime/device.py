@@ -116,7 +116,7 @@ def cpu_auto_bf16() -> bool:
     return cpu_native_bf16()
 
 
-THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; the mmgen command turns it on (mmgen.cli.use_huge_pages)
+THP_SWITCH = "THP_MEM_ALLOC_ENABLE"  # PyTorch's; the mmgen command turns it on (mmgen.runtime.memory.use_huge_pages)
 THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"  # Linux: "always [madvise] never"
 
 

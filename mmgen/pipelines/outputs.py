@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmgen import files, new_folders, output_folders
-from mmgen.config import MAX_RECORD_BYTES, json_text, parse_json, read_small_file
+from mmgen.config import json_text
 from mmgen.disk_failures import write_failure
-from mmgen.errors import ConfigError, InvalidSetting, MediaError, StorageError, UsageError, output_named
+from mmgen.errors import InvalidSetting, MediaError, StorageError, UsageError, output_named
 from mmgen.files import atomic_output, kept_together, retire
+from mmgen.json_owners import read_record
 from mmgen.media.containers import SUFFIXES, container_for, default_suffix
 from mmgen.output_checks import (
     NewNames,
@@ -227,6 +228,7 @@ def writing(paths: OutputPaths, overwrite: bool, inputs: Sequence[Path] = ()) ->
     with kept_together():
         ensure_folder(paths)
         if overwrite:
+            check_not_anothers(paths)  # again: a json written there since check_outputs (a finetune run ending) stays
             stale = stale_companions(paths, inputs)
             for path in [paths.files["json"], *stale]:
                 retire(path)
@@ -251,13 +253,19 @@ def finish(result: Result, paths: OutputPaths, overwrite: bool) -> Result:
 
 
 def check_not_anothers(paths: OutputPaths) -> None:
-    """Refuse now (UsageError, whatever --overwrite says) an output whose sidecar name holds the sidecar of another
+    """Refuse (UsageError, whatever --overwrite says) an output whose sidecar name holds another's record: the json
+    of a model (mmgen.json_owners: RUN/model.json, which `-o RUN/model.mp4` would replace), or the sidecar of another
     output that is still there: OUT.mkv and OUT.mp4 share the names `beside` gives (OUT.json, the previews,
     OUT.wav), so writing one would replace the other's sidecar and companions with ones that describe another clip.
     A sidecar whose movie is gone, or is this output's own (the output being replaced), is no one else's."""
-    owner = _old_sidecar(paths.files["json"])[1]
+    sidecar = paths.files["json"]
+    record = read_record(sidecar)
+    if record is not None and record.kind == "model":
+        raise UsageError(f"cannot write {paths.mp4}: {sidecar} is {record}, and {paths.mp4.name}'s sidecar would take its "
+                         "place", hint=f"choose another name with {output_named()}")
+    owner = record.owner if record is not None else None
     if owner is not None and owner.name != paths.mp4.name and os.path.lexists(owner):
-        raise UsageError(f"cannot write {paths.mp4}: {paths.files['json']} is the sidecar of {owner}, and "
+        raise UsageError(f"cannot write {paths.mp4}: {sidecar} is the sidecar of {owner}, and "
                          f"{paths.mp4.name}'s would take its place (one name in two containers shares its sidecar, "
                          "previews and wav)", hint=f"choose another name with {output_named()}, or move {owner.name} and its files "
                          "away")
@@ -265,13 +273,9 @@ def check_not_anothers(paths: OutputPaths) -> None:
 
 def _old_sidecar(sidecar: Path) -> tuple[dict, Path | None]:
     """What the sidecar at `sidecar` holds, and the movie it describes (beside it, by the name it records); ({}, None)
-    where there is none, or not one mmgen writes."""
-    try:
-        old = parse_json(read_small_file(sidecar, MAX_RECORD_BYTES), str(sidecar), "sidecar")
-    except (OSError, ConfigError):
-        return {}, None
-    name = Path(old["mp4"]).name if isinstance(old, dict) and isinstance(old.get("mp4"), str) else ""
-    return (old, sidecar.with_name(name)) if name else ({}, None)
+    where there is none, or not a clip's sidecar mmgen writes."""
+    record = read_record(sidecar)
+    return (record.fields, record.owner) if record is not None and record.kind == "clip" else ({}, None)
 
 
 def stale_companions(paths: OutputPaths, inputs: Sequence[Path] = ()) -> list[Path]:

@@ -7,6 +7,7 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -79,6 +80,17 @@ class Processes:
             refused = UsageError(problem)
             refused.every_process = True
             raise refused
+
+    def check_on_main(self, check: Callable[[], None]) -> None:
+        """Run `check` on rank 0 alone (what only the writing process looks at: the run folder it holds) and raise
+        the UsageError it raises there on every process (refuse_with_main)."""
+        problem = None
+        if self.is_main:
+            try:
+                check()
+            except UsageError as e:
+                problem = str(e)
+        self.refuse_with_main(problem)
 
 
 def _portable(error: Exception) -> Exception:

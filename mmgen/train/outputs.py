@@ -12,6 +12,7 @@ from mmgen.files import atomic_output, kept_together, retire
 from mmgen.train.divergence import DivergenceWatch, TrainingDiverged
 from mmgen.train.events import EventFn, TrainEvent
 from mmgen.train.preview import write_preview
+from mmgen.train.run_folder import check_final_json
 from mmgen.train.setup import ARCH, Setup
 from mmgen.train.state import parameters_digest
 from mmgen.train.step_folders import latest_checkpoint
@@ -70,6 +71,7 @@ class RunOutputs:
         setup, state = self.setup, self.state
         digests = self.processes.gather(parameters_digest(state.model))
         path = setup.run_dir / state.files.final_name
+        self.processes.check_on_main(lambda: check_final_json(setup.run_dir, path.name))  # a clip written there since the start
         if self.main:
             if len(set(digests)) != 1:
                 raise RuntimeError(f"processes ended with different weights: {digests}")

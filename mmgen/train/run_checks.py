@@ -132,9 +132,10 @@ def check_run_folder(data_dir: Path, run_dir: Path, config: FinetuneConfig, resu
     trainer.finetune; which checkpoint loads is for torch to read), and a folder that look changes first, putting
     back or removing what a killed process left there (run_folder.put_back_final)."""
     from mmgen.temporaries import leftovers
-    from mmgen.train.run_folder import RunFolderLock, check_start
+    from mmgen.train.run_folder import RunFolderLock, check_final_json, check_start, final_weights
     from mmgen.train.step_folders import step_folders
 
+    check_final_json(run_dir, final_weights(config.lora is not None))
     if resume and step_folders(run_dir / "checkpoints"):
         return
     check_run_places(run_dir, config, resume)

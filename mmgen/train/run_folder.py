@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
+from mmgen.json_owners import read_record
 from mmgen.kept_states import put_back_kept
 from mmgen.locks import flock_holder, held_here, let_go
 from mmgen.output_folders import keep_folder
@@ -38,7 +39,24 @@ RAN_ON = "ran_on"  # config.yaml's record of the device and precision the run la
 REWRITTEN = ("config.yaml", "log.jsonl")  # what a new start writes again
 _PARTIAL = re.compile(r"\.step-.*\.partial")  # a checkpoint being written (train.checkpoint.save_checkpoint)
 _SET_ASIDE = re.compile(r"step-\d+\.damaged(-\d+)?")  # a damaged checkpoint kept aside (train.checkpoint.set_aside)
-FINAL_WEIGHTS = ("model.safetensors", "adapter.safetensors")  # a finished run's (run_weights.final_name), + .json
+FINAL_WEIGHTS = ("model.safetensors", "adapter.safetensors")  # a finished run's (final_weights), + .json
+
+
+def final_weights(lora: bool) -> str:
+    """What a finished run is: RUN/model.safetensors, or RUN/adapter.safetensors for a LoRA run."""
+    return FINAL_WEIGHTS[1] if lora else FINAL_WEIGHTS[0]
+
+
+def check_final_json(run_dir: Path, final_name: str) -> None:
+    """UsageError where the name of the json the run writes beside its final weights `final_name` holds a clip's
+    sidecar (mmgen.json_owners: `-o RUN/model.mp4` wrote RUN/model.json): the run replaces its own json, never that.
+    Asked as the run starts and again as it writes its final weights (a clip may have been written there meanwhile)."""
+    json_file = sidecar.json_of(run_dir / final_name)
+    record = read_record(json_file)
+    if record is not None and record.kind == "clip":
+        raise UsageError(f"cannot write {json_file}: it is {record}, and the run's json for {final_name} would take its "
+                         "place", hint=f"move {record.owner.name} and {json_file.name} out of {run_dir}, then run the "
+                         "command again")
 
 
 def put_back_final(run_dir: Path) -> None:

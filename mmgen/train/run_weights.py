@@ -13,6 +13,7 @@ from mmgen.adapters import BaseModel, LoraSpec, attach, load_adapter_state, save
 from mmgen.adapters.file import Adapter
 from mmgen.errors import UsageError
 from mmgen.models.config import MMUNetConfig
+from mmgen.train.run_folder import final_weights
 from mmgen.weights import LoadedModel, save_model
 from mmgen.weights.lineage import Lineage
 
@@ -33,7 +34,7 @@ class RunWeights:
 
     @staticmethod
     def final_name_of(lora: LoraSpec | None) -> str:
-        return "adapter.safetensors" if lora else "model.safetensors"
+        return final_weights(lora is not None)
 
     def write(self, path: Path, module: torch.nn.Module, metadata: dict) -> str:
         """Write `module`'s weights (its adapters only, for a LoRA run); returns the file's sha256."""

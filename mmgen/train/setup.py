@@ -39,6 +39,7 @@ from mmgen.train.run_folder import (
     RAN_ON,
     RUN_HEADER,
     RunFolderLock,
+    check_final_json,
     check_start,
     failed_start,
     is_run_folder,
@@ -118,6 +119,7 @@ def prepare(
     with alike_in_every_process():  # every process looks at the one run folder and the one folder of clips
         cache_dir = check_run_places(run_dir, config, resume)
         resumable = _check_run_dir(run_dir, data_dir, resume, processes, on_event, lock)
+        processes.check_on_main(lambda: check_final_json(run_dir, RunWeights.final_name_of(config.lora)))
         scan = scan_media(data_dir, _run_folders(run_dir))  # once: for the fingerprint, then for the dataset
         fingerprint = folder_fingerprint(data_dir, scan[0])
         if resumable is not None:
@@ -254,13 +256,7 @@ def _all_damaged(run_dir: Path, data_dir: Path, aside: list[str]) -> str:
 
 def _hold(lock: RunFolderLock, processes: Processes) -> None:
     """Rank 0 takes the run folder's lock; every process raises if it could not (rank 0 says it)."""
-    problem = None
-    if processes.is_main:
-        try:
-            lock.take()
-        except UsageError as e:
-            problem = str(e)
-    processes.refuse_with_main(problem)
+    processes.check_on_main(lock.take)
 
 
 def _check_same_data(run_dir: Path, data_dir: Path, fingerprint: str, on_event: EventFn) -> None:

@@ -22,6 +22,8 @@ class _Found(NamedTuple):
     named: Path  # as the command was given it (`od`): what its lines call it
 
 
+NO_LONGER_THERE = "is no longer there"  # a folder's name leads nowhere now: it was moved, renamed or removed
+
 # The output folders a command writes into, as it found them (`same_folders`), by absolute path
 _folders: ContextVar[dict[Path, _Found] | None] = ContextVar("files_same_folders", default=None)
 
@@ -69,7 +71,8 @@ def check_folders(target: Path) -> None:
 def _replaced(folder: Path, named: Path) -> FolderReplaced:
     """The FolderReplaced for `folder` (absolute; `named` as the command was given it), saying what is at its name
     now: another folder, something else, nothing (a name leading through a link that may be what replaced a folder
-    above it: "was replaced", as a folder)."""
+    above it: "was replaced", as a folder). Nothing there is not "removed": a folder renamed (`mv out out-old`) leaves
+    its name as empty as one deleted, and mmgen cannot tell where it went."""
     gone = not os.path.lexists(folder)
     if os.path.isdir(folder) or (gone and any(os.path.islink(above) for above in folder.parents)):
         return FolderReplaced(f"{named} was replaced while mmgen wrote into it; stopped",
@@ -77,7 +80,7 @@ def _replaced(folder: Path, named: Path) -> FolderReplaced:
                                    "written into the one there now", folder=folder,
                               went="are in the folder that was there, not in the one there now",
                               then="nothing was written into the one there now")
-    said = ("was removed while mmgen wrote into it" if gone
+    said = (f"{NO_LONGER_THERE} (moved, renamed or removed while mmgen wrote into it)" if gone
             else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
     return FolderReplaced(f"{named} {said}; stopped",
                           hint="what was written before went where that folder went; nothing more was written",

@@ -688,11 +688,44 @@ def test_an_output_folder_removed_while_the_batch_runs_ends_it_as_a_full_disk_do
     monkeypatch.setattr(Manifest, "append", removing_after_job_1)
     result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
     assert result.returncode == 1, result.stderr
-    gone = f"cannot write {out / MANIFEST_NAME}: {out} was removed while the batch ran, with the outputs and records in it"
+    gone = (f"cannot write {out / MANIFEST_NAME}: {out} is no longer there (moved, renamed or removed while the batch "
+            "ran), with the outputs and records in it")
     assert [(line["job"], line["result"]) for line in map(json.loads, result.stdout.splitlines())] == [
         (1, "done"), (2, "failed")]
     assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {gone}") and "Traceback" not in result.stderr
     assert not out.exists()  # nothing written into a folder made again
+
+
+def test_an_output_folder_renamed_while_the_batch_runs_is_said_gone_from_its_name_and_its_outputs_named_inside_it(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`mv OUT OUT-old` after job 1: the batch said OUT "was removed" (it is in OUT-old), "kept the finished output:
+    OUT/take_0000.mp4" (no file there) and "outputs in OUT". mmgen cannot tell a rename from a removal: it says OUT
+    is no longer there, names job 1's output inside the folder, and the summary does not point at OUT."""
+    jobs, out, old = tmp_path / "jobs.yaml", tmp_path / "out", tmp_path / "out-old"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: take, num: 2, seed: 4}}
+        """).lstrip())
+    real_append = Manifest.append
+
+    def renaming_after_job_1(manifest: Manifest, record: Record) -> None:
+        real_append(manifest, record)
+        if record.state == "done" and not old.exists():
+            out.rename(old)
+
+    monkeypatch.setattr(Manifest, "append", renaming_after_job_1)
+    result = run_here("batch", jobs, "-o", out, env=env_for(workspace))
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"2 jobs: 1 done, 1 failed · {out} is no longer there (moved, renamed or removed), with its outputs" in said
+    assert result.stderr.splitlines()[-1] == (
+        f"mmgen: error: cannot write {out / MANIFEST_NAME}: {out} is no longer there (moved, renamed or removed while "
+        "the batch ran), with the outputs and records in it; the finished output in it went with it: take_0000.mp4 "
+        "(run the batch again: it redoes what went with it)")
+    assert "removed while" not in said.replace("renamed or removed while", "")
+    assert f"{out}/take_0000" not in result.stderr and f"outputs in {out}" not in said
+    assert not out.exists() and {"take_0000.mp4", "take_0000.json"} <= {p.name for p in old.iterdir()}
 
 
 def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_written_outside(

@@ -248,7 +248,8 @@ def test_an_output_folder_removed_or_made_a_file_says_which_and_another_folder_s
     with output_folders.same_folders():
         output_folders.keep_folder(out)
         out.rmdir()
-        with pytest.raises(FolderReplaced, match=f"^{out} was removed while mmgen wrote into it; stopped"):
+        with pytest.raises(FolderReplaced, match=fr"^{out} is no longer there \(moved, renamed or removed while mmgen wrote "
+                                                 r"into it\); stopped"):
             output_folders.check_folders(out / "clip.mp4")
         (tmp_path / "file").rename(out)
         with pytest.raises(FolderReplaced, match=f"^{out} is a file now, not a folder"):
@@ -292,7 +293,8 @@ def test_an_output_folder_swapped_for_a_link_mid_run_stops_writing_through_its_n
 
 def test_an_output_folder_removed_mid_run_is_named_as_typed_and_its_outputs_went_with_it(tiny, tmp_path, monkeypatch):
     """`generate -o od`, od removed (or made a file) after its first clip: the line named od by its absolute path and
-    said it "kept the finished output: od/clip_0000.mp4", a file gone with the folder."""
+    said it "kept the finished output: od/clip_0000.mp4", a file gone with the folder. It says what went with od,
+    named inside it (clip_0000.mp4): od/clip_0000.mp4 leads nowhere now."""
     monkeypatch.chdir(tmp_path)
     write = generate_pipeline.write_generated
     for then, went in ((lambda: None, "went with it"),
@@ -310,7 +312,7 @@ def test_an_output_folder_removed_mid_run_is_named_as_typed_and_its_outputs_went
         assert done.returncode == 1, done.stderr
         said = done.stderr.splitlines()[-1]
         assert said.startswith("mmgen: error: od "), said
-        assert f"; the finished output in it {went}: od/clip_0000.mp4 (nothing more was written)" in said, said
+        assert f"; the finished output in it {went}: clip_0000.mp4 (nothing more was written)" in said, said
         assert "kept" not in said
         Path("od").unlink(missing_ok=True)
 
@@ -330,8 +332,9 @@ def test_an_output_folder_removed_while_an_output_is_finished_says_so(tiny, tmp_
     done = run_here("generate", "-m", tiny, "-n", "1", "--steps", "1", "--precision", "fp32", "--no-previews",
                     "-o", "od", env=mmgen_env(tmp_path))
     assert done.returncode == 1, done.stderr
-    assert done.stderr.splitlines()[-1] == ("mmgen: error: od was removed while mmgen wrote into it; stopped (what was "
-                                            "written before went where that folder went; nothing more was written)")
+    assert done.stderr.splitlines()[-1] == ("mmgen: error: od is no longer there (moved, renamed or removed while mmgen "
+                                            "wrote into it); stopped (what was written before went where that folder "
+                                            "went; nothing more was written)")
 
 
 def test_the_python_api_stops_writing_through_an_output_folder_swapped_mid_call(tiny, tmp_path, monkeypatch):

@@ -576,6 +576,32 @@ def test_a_run_folder_swapped_for_a_link_mid_run_stops_the_run_before_writing_th
     assert [c.step for c in list_checkpoints(old / "checkpoints")] == [1]
 
 
+def test_a_run_folder_renamed_mid_run_is_said_gone_from_its_name_not_removed(setup, tmp_path, monkeypatch):
+    """`mv RUN RUN-old` after the first checkpoint: the run said RUN "was removed while mmgen wrote into it", of a
+    folder the user still has. mmgen cannot tell a rename from a removal: RUN is no longer there, moved, renamed or
+    removed; the checkpoint is in RUN-old, and nothing is written at RUN again."""
+    from mmgen.train import state
+
+    data, recipe, env = setup
+    run_dir, old = tmp_path / "run", tmp_path / "run-old"
+    save = state.save_checkpoint
+
+    def renaming_after_the_first(*args, **kwargs):
+        saved = save(*args, **kwargs)
+        if not old.exists():
+            run_dir.rename(old)
+        return saved
+
+    monkeypatch.setattr(state, "save_checkpoint", renaming_after_the_first)
+    result = run_here("finetune", data, "--scratch", "--config", recipe, "-o", run_dir, "--steps", 3,
+                      "--batch-size", 2, "--save-every", 1, "--sample-every", 0, "--probe-every", 0, env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        f"mmgen: error: {run_dir} is no longer there (moved, renamed or removed while mmgen wrote into it); stopped"
+    ), result.stderr
+    assert not run_dir.exists() and [c.step for c in list_checkpoints(old / "checkpoints")] == [1]
+
+
 def test_a_folder_a_run_is_training_in_is_refused_even_before_its_first_checkpoint(setup, tmp_path):
     """A run still before its first checkpoint looks like a failed one on disk; the lock it holds on its folder
     tells them apart, so a second run neither replaces its files nor trains beside it."""

@@ -3,6 +3,7 @@ summary table at the end."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from mmgen.cli.app import debug_enabled
+from mmgen.output_folders import NO_LONGER_THERE
 from mmgen.terminal import counted, markup_text, shortened, show_table, size_text
 
 if TYPE_CHECKING:
@@ -141,10 +143,11 @@ def _span(first: object, last: object, between: str = " … ") -> str:
     return str(first) if first == last else f"{first}{between}{last}"
 
 
-def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: str = "") -> None:
+def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: str = "", gone: Path | None = None) -> None:
     """A table of how each job ended (only the unfinished ones for a long batch) and the totals. `whose`: the process
     ("rank 1") whose share of the jobs these are, where each process of a torchrun job sums up its own (a stop):
-    said in the title and the totals, so the summaries read as one per process, not as one said twice."""
+    said in the title and the totals, so the summaries read as one per process, not as one said twice. `gone`: the
+    output folder that left its name while the batch ran (FolderReplaced.folder), if one did."""
     rows = ([[o] for o in outcomes] if len(outcomes) <= FULL_TABLE_ROWS
             else _not_run_together([o for o in outcomes if o.ending in ("failed", "not run")]))
     if rows:
@@ -165,4 +168,14 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: s
         show_table(console, table, entries)
     counts = {ending: sum(o.ending == ending for o in outcomes) for ending in _STYLE}
     totals = f"{counted(len(outcomes), 'job')}: " + ", ".join(f"{n} {ending}" for ending, n in counts.items() if n)
-    console.print(f"{whose}: {totals}" if whose else totals, f"· outputs in {markup_text(plan.output_dir)}")
+    console.print(f"{whose}: {totals}" if whose else totals, f"· {_outputs_where(plan.output_dir, gone)}")
+
+
+def _outputs_where(output_dir: Path, gone: Path | None) -> str:
+    """Where the batch's outputs are: in OUT — or, where OUT itself left its name as the batch ran (`gone`), not
+    there: it was moved, renamed or removed (nothing is at its name), or replaced by another folder."""
+    if gone is None or Path(os.path.abspath(output_dir)) != gone:
+        return f"outputs in {markup_text(output_dir)}"
+    if not os.path.lexists(output_dir):
+        return f"{markup_text(output_dir)} {NO_LONGER_THERE} (moved, renamed or removed), with its outputs"
+    return f"outputs in the folder that was at {markup_text(output_dir)}"

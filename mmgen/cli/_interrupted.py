@@ -97,7 +97,8 @@ def kept(finished: list[Path]) -> str:
 
 def failed_line(error: MmgenError) -> str:
     """The line of the last command, failed with `error`: where the machine stopped it (a full disk, no memory
-    left) after some outputs were finished, it says which it kept, as a stop's line does (they are whole)."""
+    left) after some outputs were finished, it says which it kept, as a stop's line does (they are whole); an output
+    folder gone from its name (FolderReplaced), which of them went with it, named inside it."""
     if not isinstance(error, (StorageError, ResourceError)) or not _finished:
         return str(error)
     if not isinstance(error, FolderReplaced):
@@ -106,7 +107,8 @@ def failed_line(error: MmgenError) -> str:
     outside = [f for f in _finished if f not in inside]
     if not inside:
         return str(MmgenError(f"{error.message}; {kept(outside)}", error.hint))
-    names = listed([path_text(f) for f in inside], LISTED)
+    # named inside the folder: its name no longer leads to them (it was moved, renamed, removed or replaced)
+    names = listed([path_text(Path(os.path.abspath(f)).relative_to(error.folder)) for f in inside], LISTED)
     went = f"{'the finished output in it' if len(inside) == 1 else f'the {len(inside)} finished outputs in it'} " \
            f"{error.went.replace('are ', 'is ', 1) if len(inside) == 1 else error.went}: {names}"
     return str(MmgenError(f"{error.message}; {went}" + (f"; {kept(outside)}" if outside else ""), error.then))

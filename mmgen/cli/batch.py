@@ -14,7 +14,7 @@ from mmgen.cli._interrupted import speaks_for
 from mmgen.cli._results import print_json
 from mmgen.cli.app import app, invoked
 from mmgen.cli.progress import PlainLines, progress_display
-from mmgen.errors import MmgenError, UsageError, alike_in_every_process
+from mmgen.errors import FolderReplaced, MmgenError, UsageError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, on_terminal, print_utf8, table_console
@@ -161,7 +161,8 @@ def batch(
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be
         # written: a full disk): still say what finished (this process's share), then the error's line
         if isinstance(e, KeyboardInterrupt) or (reported and len(reported) == len(mine)):
-            show_summary(_so_far(mine, reported, share.rank), plan, console, whose)
+            gone = e.folder if isinstance(e, FolderReplaced) else None
+            show_summary(_so_far(mine, reported, share.rank), plan, console, whose, gone)
         raise
     if share.is_main:
         show_summary(outcomes, plan, console)

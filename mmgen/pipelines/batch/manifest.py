@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mmgen.config import parse_json
 from mmgen.disk_failures import writing
-from mmgen.errors import ConfigError, StorageError
+from mmgen.errors import ConfigError, FolderReplaced
 from mmgen.file_modes import keep_mode
 from mmgen.files import atomic_path, fsync_path, put_back, temporary_name
 from mmgen.locks import file_lock
-from mmgen.output_folders import check_folders, folder_identity
+from mmgen.output_folders import NO_LONGER_THERE, check_folders, folder_identity
 from mmgen.pipelines.batch.name_bytes import local_name, utf8_name
 from mmgen.stamps import FileStamp, hashed, unchanged
 
@@ -151,15 +151,14 @@ class Manifest:
         return records
 
     def append(self, record: Record) -> None:
-        """Add one record, durably, whoever else is writing. StorageError where the folder was removed (or
-        replaced) since this manifest found it: the outputs and records in it went with it, and a new manifest
+        """Add one record, durably, whoever else is writing. FolderReplaced where the folder was moved, renamed,
+        removed or replaced since this manifest found it: the outputs and records in it went with it, and a new manifest
         there would let the batch end saying jobs were done whose files are gone."""
         if self._found is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._found = folder_identity(self.folder)
         elif folder_identity(self.folder) != self._found:
-            raise StorageError(f"cannot write {self.path}: {self.folder} was removed while the batch ran, with the "
-                               "outputs and records in it", hint="run the batch again: it redoes what went with it")
+            raise self._gone()
         stamped = dataclasses.replace(record, at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         line = json.dumps(stamped.to_json(), sort_keys=True) + "\n"
         with writing(self.path, self.lock), file_lock(self.lock):
@@ -176,6 +175,20 @@ class Manifest:
                     else:
                         os.truncate(self.path, size)
                 raise
+
+    def _gone(self) -> FolderReplaced:
+        """The folder is not at its name any more: nothing is (moved, renamed or removed: mmgen cannot tell which, nor
+        where it went), or another folder, or something else. The outputs finished in it are named inside it (the
+        command's line: cli._interrupted.failed_line), not at paths that no longer lead to them."""
+        again = "run the batch again: it redoes what went with it"
+        if os.path.lexists(self.folder):
+            said = "was replaced while the batch ran: the outputs and records are in the folder that was there"
+            went = "are in the folder that was there, not in the one there now"
+        else:
+            said = f"{NO_LONGER_THERE} (moved, renamed or removed while the batch ran), with the outputs and records in it"
+            went = "went with it"
+        return FolderReplaced(f"cannot write {self.path}: {self.folder} {said}", hint=again,
+                              folder=Path(os.path.abspath(self.folder)), went=went, then=again)
 
     def _unshared(self) -> int | None:
         """The log's size (None where there is none), made this folder's own first where it is a hard link: a project

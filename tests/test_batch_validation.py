@@ -20,7 +20,7 @@ import pytest
 from cli_here import run_here
 from media_factory import write_test_audio, write_test_video
 from mmgen_cli import mmgen_env
-from tiny_model import save_tiny_model
+from tiny_model import register_tiny_with_upsampler, save_tiny_model
 
 from mmgen.errors import ConfigError, UsageError
 from mmgen.files import atomic_output, sha256_file
@@ -838,6 +838,47 @@ def test_a_job_recorded_by_its_input_s_and_batch_file_s_real_paths_is_done_where
     jobs.write_text(jobs.read_text().replace("steps: 2", "steps: 3"))
     assert plan_batch(jobs).status == {1: "changed", 2: "changed"}  # its own outputs: no --overwrite needed
 
+
+
+def upscaled_job_done(folder: Path, by_older_mmgen: bool = False) -> tuple[Path, Path]:
+    """A batch of one upscaled clip (the tiny model and its `tiny-sr`, ddim 2 steps), recorded done: its hash as this
+    mmgen writes it, or as mmgen before 2026-12-03 did, without its upsampler's sampling. The batch file, and the
+    upsampler's entry."""
+    from mmgen.pipelines.batch.job_hash import digest
+
+    register_tiny_with_upsampler(folder)
+    jobs = write_jobs(folder, """
+        output_dir: out
+        defaults: {model: tiny, steps: 1, device: cpu, upscale: true, previews: false}
+        jobs:
+          - {kind: generate, name: clip, seed: 1}
+        """)
+    out, manifest = folder / "out", Manifest(folder / "out")
+    out.mkdir()
+    (job,) = plan_batch(jobs).jobs
+    older = digest({**{k: v for k, v in job.payloads[0].items() if k != "upsampling"}, "seed": job.seed})
+    (out / job.output).write_bytes(b"the batch's clip")
+    manifest.append(Record(job.output, "done", older if by_older_mmgen else job.hash, job.number, job.kind, job.seed,
+                           batch=manifest.batch_named(jobs), files=manifest.describe_files({"mp4": out / job.output})))
+    return jobs, folder / "presets" / "models" / "tiny-sr.yaml"
+
+
+def test_a_job_whose_upsampler_samples_otherwise_since_is_changed(folder: Path):
+    """The upsampler's entry now samples in 3 steps, not 2: another clip (the sidecar's `upsampling` says which), so
+    the job is redone, not skipped as done."""
+    jobs, upsampler = upscaled_job_done(folder)
+    assert plan_batch(jobs).status == {1: "done"}
+    upsampler.write_text(upsampler.read_text().replace("steps: 2", "steps: 3"))
+    assert plan_batch(jobs).status == {1: "changed"}
+
+
+def test_a_job_upscaled_by_an_older_mmgen_is_done_where_its_upsampler_samples_as_shipped(folder: Path):
+    """mmgen before 2026-12-03 hashed no upsampling: such a job is taken as upscaled the shipped way (ddim, 25 steps,
+    clipped), so it stays done where the entry says that, and is redone where it says another."""
+    jobs, upsampler = upscaled_job_done(folder, by_older_mmgen=True)
+    assert plan_batch(jobs).status == {1: "changed"}  # its entry's 2 steps are not what the shipped one's were
+    upsampler.write_text(upsampler.read_text().replace("steps: 2", "steps: 25"))
+    assert plan_batch(jobs).status == {1: "done"}
 
 
 def test_a_project_finished_by_an_older_mmgen_can_be_copied_whole_after_one_run_of_this_one(folder: Path):

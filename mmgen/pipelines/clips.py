@@ -87,7 +87,8 @@ class Provenance:
         device, plus the pipeline's own `fields`."""
         import torch
 
-        from mmgen.pipelines.sampling import upsampling_record
+        from mmgen.pipelines.sampling import upsampler_settings
+        from mmgen.pipelines.upsampling import upsampling_record
         from mmgen.weights.names import is_path
 
         sampling = run.sampling
@@ -110,7 +111,7 @@ class Provenance:
             upscaled=models.upsampler is not None,
             upsampler=models.upsampler.name if models.upsampler else None,
             upsampler_sha256=models.upsampler.sha256 if models.upsampler else None,
-            upsampling=upsampling_record(models.upsampler) if models.upsampler else None,
+            upsampling=upsampling_record(upsampler_settings(models.upsampler)) if models.upsampler else None,
             adapters=[{"file": str(a.path), "sha256": a.sha256, "weight": w,
                        **({} if is_path(use.source) else {"name": use.source})}  # a registered adapter's
                       for use, (a, w) in zip(run.adapters, models.adapters, strict=True)] or None,

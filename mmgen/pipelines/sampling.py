@@ -18,13 +18,13 @@ from mmgen.errors import MmgenError
 from mmgen.modal import Modal, each
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.session import Run
+from mmgen.pipelines.upsampling import upsampler_sampling
 from mmgen.pipelines.windows import SampleWindow
 from mmgen.weights import LoadedModel
 
-__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upsampler_settings", "upsampling_record",
-           "upscale", "upscale_steps", "window_sampler"]
+__all__ = ["batch_noise", "clip_generators", "clip_shapes", "sample_clips", "upsampler_settings", "upscale",
+           "upscale_steps", "window_sampler"]
 
-SR_DEFAULT = SamplingConfig(sampler="ddim", steps=25, clip_denoised=True)  # the official SR sampling
 SR_CHUNK = 16  # frames super-resolved per sampler call (one official clip): bounds memory on long videos
 
 
@@ -101,16 +101,7 @@ def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -
 
 def upsampler_settings(sr: LoadedModel) -> SamplingConfig:
     """How `sr` samples: its registry entry's settings, else the official SR sampling."""
-    return sr.entry.sampling if sr.entry is not None and sr.entry.sampling else SR_DEFAULT
-
-
-def upsampling_record(sr: LoadedModel) -> dict:
-    """The sidecar's `upsampling`: the settings that decide what `sr` makes of a clip (its entry may be a user's,
-    with other steps than the shipped 25), so the same clip can be made again."""
-    settings = upsampler_settings(sr)
-    return {"sampler": settings.sampler, "steps": settings.steps,
-            **({"eta": settings.eta} if settings.sampler == "ddim" else {}), "clip_denoised": settings.clip_denoised,
-            **({"start_timestep": settings.start_timestep} if settings.start_timestep is not None else {})}
+    return upsampler_sampling(sr.entry)
 
 
 def upscale_steps(sr: LoadedModel, clips: int, frames: int) -> int:

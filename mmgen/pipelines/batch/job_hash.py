@@ -1,6 +1,7 @@
 """A batch job's content hash: what decides its output, so that a re-run skips a job that is done and redoes one
-whose file, model, adapter or settings changed since. The manifest keeps each job's hash; a hash once written
-must keep meaning the same output, so the payload of an older mmgen is worked out too (Job.hashed_as).
+whose file, model, adapter or settings (its upsampler's sampling among them) changed since. The manifest keeps each
+job's hash; a hash once written must keep meaning the same output, so the payload of an older mmgen is worked out
+too (Job.hashed_as).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mmgen.adapters.store import read_file
 from mmgen.config import to_dict
 from mmgen.pipelines.batch.name_bytes import ascii_name, utf8_name
+from mmgen.pipelines.upsampling import SR_DEFAULT, upsampler_sampling, upsampling_record
 from mmgen.weights.identity import model_sha256s
 
 if TYPE_CHECKING:
@@ -101,6 +103,11 @@ class JobHasher:
         # a job done there is done under any locale (name_bytes).
         payloads += [{**each, "input": {**each["input"], "path": named}} for each in payloads
                      if each["input"] and (named := ascii_name(each["input"]["path"])) != each["input"]["path"]]
+        if run.upsampler:  # how it samples too (the sidecar's `upsampling`): an entry's other steps make another clip
+            upsampling = upsampling_record(upsampler_sampling(self.registry.entries.get(run.upsampler)))
+            # mmgen before 2026-12-03 hashed none: a variant where it samples as shipped, so its jobs stay done there
+            older = payloads if upsampling == upsampling_record(SR_DEFAULT) else []
+            payloads = [{**each, "upsampling": upsampling} for each in payloads] + older
         upsamplers = self.model_sha256s(run.upsampler) if run.upsampler else (None,)
         return [{**each, "model_sha256": model, "upsampler_sha256": upsampler}
                 for each in payloads for model in self.model_sha256s(run.model) for upsampler in upsamplers]

@@ -68,7 +68,7 @@ class Job:
 
     def hash_made_by(self, loaded: Provenance) -> str:
         """The content hash of what this job made with the files it loaded (its sidecar's model_sha256, its
-        upsampler_sha256 and each adapter's sha256), which its "done" record keeps: the model or an adapter file may have been replaced since
+        upsampler_sha256 and upsampling, and each adapter's sha256), which its "done" record keeps: the model or an adapter file may have been replaced since
         planning hashed it (a `finetune --resume` ending, `models import --overwrite`), and the manifest vouches for
         the bytes that made the clip, as the sidecar does — so a re-run skips it while those files stay, and redoes
         it once the old ones are back."""
@@ -77,6 +77,8 @@ class Job:
         planned = self.payloads[0]
         made = {**planned, "model_sha256": loaded.model_sha256 or planned["model_sha256"],
                 "upsampler_sha256": loaded.upsampler_sha256 or planned["upsampler_sha256"]}
+        if "upsampling" in planned:  # as its entry said when loaded (`upsampling`), which may have changed since
+            made["upsampling"] = loaded.upsampling or planned["upsampling"]
         if "adapters" in planned:  # each as planned (its weight, in the run's order), by the file it loaded
             made["adapters"] = [{**use, "sha256": read["sha256"]}
                                 for use, read in zip(planned["adapters"], loaded.adapters or (), strict=True)]

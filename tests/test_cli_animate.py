@@ -315,3 +315,22 @@ def test_a_sound_brought_to_a_loudness_is_given_one_gain_never_reshaped(tiny, tm
     played = played[: tone.size]
     gain = float(played @ tone[: played.size] / (tone[: played.size] @ tone[: played.size]))
     assert np.abs(played - gain * tone[: played.size]).max() < 0.02  # AAC's error; the limiter's was ~0.4
+
+
+def test_an_upscaled_animation_counts_its_upscaling_in_its_one_eta(tmp_path, monkeypatch):
+    """The upscaling after the windows (longer than their sampling on a CPU) was in no ETA: each window's steps
+    counted alone, and a `windows: N/N` line said no time left, though the upscaling had all of it to go. The windows'
+    steps count on into the upscaling's, one total: 2 windows of 1 step of `tiny`, then its `tiny-sr` (ddim, 2 steps)
+    on each of the 2 chunks of the 20 upscaled frames: 6. Here every step line is due (no 30 s wait)."""
+    from tiny_model import register_tiny_with_upsampler
+
+    register_tiny_with_upsampler(tmp_path)
+    monkeypatch.setattr("mmgen.cli.progress.PLAIN_SECONDS", 0)
+    sound = write_test_wav(tmp_path / "sound.wav", seconds=2.0)
+    done = run_here("animate", sound.path, "-m", "tiny", "--steps", "1", "--upscale", env=mmgen_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    steps = [line.split(", ETA")[0].split(": step ")[1] for line in lines if ": step " in line]
+    assert steps == ["1/6", "2/6", "3/6", "4/6", "5/6"], done.stderr
+    assert next(line for line in lines if line.startswith("windows: 2/2")).startswith("windows: 2/2, ETA "), lines
+    assert decode_frames(tmp_path / "sound_animate.mp4").shape == (20, 32, 32, 3)  # 16×16 → 32×32

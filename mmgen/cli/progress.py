@@ -1,7 +1,7 @@
 """Pipeline progress on stderr: rich bars on a terminal, a few plain lines of finished clips/windows otherwise
 (the first, each quarter, the last, and every 30 s: progress_bars.PlainPace, as a download's; a line per window or
-step would flood a log file), each with the time left the bar would show (`eta`); a slow clip's or window's sampling
-steps every 30 s without another line (`clip 1/1: step 300/650`)."""
+step would flood a log file), each with the time left its bar, or its steps' bar where longer, would show (`eta`); a
+slow clip's or window's sampling steps every 30 s without another line (`clip 1/1: step 300/650`)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ class PlainLines:
             self._tasks.reset(self._ids[event.task], total=event.total, completed=event.done)
         self._tasks.update(self._ids[event.task], completed=event.done, total=event.total)
 
-    def eta_of(self, task: str) -> str:
-        return next((eta(t) for t in self._tasks.tasks if t.id == self._ids.get(task)), "")
+    def eta_of(self, task: str, *more: str) -> str:
+        """The time left of `task` as a line says it, the longest of it and `more`'s where they are known."""
+        ids = {self._ids.get(name) for name in (task, *more)}
+        known = [t for t in self._tasks.tasks if t.id in ids and eta(t)]
+        return eta(max(known, key=lambda t: t.time_remaining)) if known else ""
 
     def inner(self, event: ProgressEvent) -> None:
         """Track `event`, and say a step line if one is due (a count inside an item: PLAIN_SECONDS without a line)."""
@@ -77,7 +80,9 @@ class PlainLines:
             pace = PlainPace(0.0, self._clock())
         self._paces[event.task] = (event.done, pace)
         if event.done > 0 and pace.due(event.done / max(event.total, 1), self._clock()):
-            say(f"{_LABELS[event.task]}: {event.done}/{event.total}{self.eta_of(event.task)}")
+            # the longer time left of the items and their steps: an animate's steps count on past its windows,
+            # into the upscaling after them (conditional.make_matching)
+            say(f"{_LABELS[event.task]}: {event.done}/{event.total}{self.eta_of(event.task, 'steps')}")
             self._said_at = self._clock()
 
 

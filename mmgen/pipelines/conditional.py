@@ -11,16 +11,17 @@ from pathlib import Path
 
 import torch
 
+from mmgen.diffusion import step_count
 from mmgen.media import read_audio, read_video
 from mmgen.media.decode import within_full_scale
 from mmgen.media.remux import check_kept
 from mmgen.pipelines import outputs
 from mmgen.pipelines.clips import Clip, Provenance, Result
-from mmgen.pipelines.events import ProgressFn, quiet
+from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.outputs import OutputPaths
 from mmgen.pipelines.preflight import OTHER, Matching
+from mmgen.pipelines.sampling import clip_generators, upscale_steps, window_sampler
 from mmgen.pipelines.sampling import upscale as upscale_video
-from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import Models, Run, load, prepare
 from mmgen.pipelines.settings import MatchingSettings
 from mmgen.pipelines.windows import generate_continuous, plan_windows, tracks_for
@@ -55,15 +56,26 @@ def make_matching(
     tracks = tracks_for(frames, samples)
     make = OTHER[given]
     total = math.ceil(source.shape[tracks[given].axis] / tracks[given].per_frame)  # model frames of the input
-    sampler = window_sampler(run, models.base, progress)
-    made = generate_continuous(sampler, {given: source}, make, tracks, frames, total, overlap, progress)  # (1, …)
+    windows = plan_windows(total, frames, overlap)
     lengths = {"video": math.ceil(seconds * config.fps - 1e-6), "audio": round(seconds * config.sample_rate)}
+    upscaling = make == "video" and models.upsampler is not None
+    (generator,) = clip_generators([run.seed])  # the windows' noise, then the upscaling's, as generate's clips draw
+    if upscaling:  # a later stage, often longer than the windows on a CPU: its bar from the start, its steps counted
+        upscaled = min(lengths["video"], windows[-1].start + frames)  # on from the windows' in one total: one ETA
+        progress(ProgressEvent("windows", 0, len(windows)))
+        progress(ProgressEvent("upscale", 0, upscaled))
+        sampler = window_sampler(run, models.base, progress, len(windows), upscale_steps(models.upsampler, 1, upscaled),
+                                 generator=generator)
+    else:
+        sampler = window_sampler(run, models.base, progress, generator=generator)
+    made = generate_continuous(sampler, {given: source}, make, tracks, frames, total, overlap, progress)  # (1, …)
     pair = {given: source, make: made}
     pair = {k: v.narrow(tracks[k].axis, 0, min(lengths[k], v.shape[tracks[k].axis])) for k, v in pair.items()}
-    if make == "video" and models.upsampler is not None:
-        pair["video"] = upscale_video(run, models.upsampler, pair["video"], [run.seed], progress)
+    if upscaling:
+        pair["video"] = upscale_video(run, models.upsampler, pair["video"], [generator], progress,
+                                      steps_before=len(windows) * step_count(run.sampling))
     clip = Clip.sampled(pair["video"][0], pair["audio"][0], config.fps, config.sample_rate)
-    return clip, len(plan_windows(total, frames, overlap))
+    return clip, len(windows)
 
 
 def run_conditional(

@@ -13,8 +13,9 @@ Task = Literal["jobs", "clips", "windows", "steps", "upscale"]  # jobs: of a bat
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """`done` of `total` units of `task` are finished (steps restart from 0 for every batch or window). `job`: in a
-    batch, the job the count is of, as its line names it (`job 2/5 (animate) b.mp4`); "" outside one."""
+    """`done` of `total` units of `task` are finished (steps restart from 0 for every batch or window, but an upscaled
+    animation's windows' steps count on into its upscaling's: conditional.make_matching). `job`: in a batch, the job
+    the count is of, as its line names it (`job 2/5 (animate) b.mp4`); "" outside one."""
 
     task: Task
     done: int

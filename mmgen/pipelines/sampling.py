@@ -47,12 +47,14 @@ def sample_clips(
     known: Modal | None = None,
     mask: Modal | None = None,
     progress: ProgressFn = quiet,
+    steps_before: int = 0,
     then_steps: int = 0,
 ) -> Modal:
     """Run the sampler from x_T (CPU) on the run's device; `known`/`mask` make it conditional. Returns the
     samples on the CPU in float32: video (B, F, C, H, W), audio (B, 1, L); MmgenError if they are not finite.
-    `then_steps`: the steps of the clips' later stage (upscale_steps), counted in the steps' total, so its ETA is
-    the clips' whole."""
+    `steps_before`, `then_steps`: the steps of the same count taken before this call (earlier windows') and to be
+    taken after it (later windows', the clips' upscaling: upscale_steps): its steps are numbered on from the ones
+    and counted in one total with both, so a step's ETA is the whole count's."""
     device = run.compute.device
     condition = None
     if known:
@@ -66,7 +68,8 @@ def sample_clips(
         x_T,
         generator=generator,
         condition=condition,
-        callback=lambda info: progress(ProgressEvent("steps", info["i"] + 1, info["total"] + then_steps)),
+        callback=lambda info: progress(
+            ProgressEvent("steps", steps_before + info["i"] + 1, steps_before + info["total"] + then_steps)),
     )
     return finite(samples, run, model)
 
@@ -87,14 +90,26 @@ def finite(samples: Modal, run: Run, model: LoadedModel) -> Modal:
     return samples
 
 
-def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet) -> SampleWindow:
+def window_sampler(run: Run, model: LoadedModel, progress: ProgressFn = quiet, windows: int = 0, then_steps: int = 0,
+                   generator: torch.Generator | None = None) -> SampleWindow:
     """Conditional sampling of one model window at a time, for windows.generate_continuous: every window
-    draws fresh noise from the run's one generator, so the whole long output follows from the seed."""
-    (generator,) = clip_generators([run.seed])
+    draws fresh noise from the run's one generator (`generator`: the seed's, which a later stage may go on drawing
+    from), so the whole long output follows from the seed.
+    Each window's steps are a count of their own; given `windows` (how many it samples), they count on from window
+    to window instead, into one total with the `then_steps` of a stage after them (an upscale of their video), so a
+    step's ETA is the whole run's."""
+    if generator is None:
+        (generator,) = clip_generators([run.seed])
+    per_window = step_count(run.sampling)
+    sampled = 0  # windows sampled so far
 
     def sample_window(known: Modal, mask: Modal) -> Modal:
+        nonlocal sampled
         x_T = initial_noise(clip_shapes(model), generator)
-        return sample_clips(run, model, x_T, generator=generator, known=known, mask=mask, progress=progress)
+        before, after = (sampled * per_window, (windows - sampled - 1) * per_window + then_steps) if windows else (0, 0)
+        sampled += 1
+        return sample_clips(run, model, x_T, generator=generator, known=known, mask=mask, progress=progress,
+                            steps_before=before, then_steps=after)
 
     return sample_window
 
@@ -119,7 +134,8 @@ def upscale(
     `generators`: each clip's own, after its sampling drew from it: the upsampler's noise continues the clip's
     stream, so it is none of the numbers of its x_T or its steps' noise (a generator seeded seed + 2^40 drew
     exactly its x_T's video again, reshaped: torch keeps a seed's low 32 bits).
-    Its steps are reported as sampling's ("steps"), after `steps_before` of the same clips (their base sampling's),
+    Its steps are reported as sampling's ("steps"), after `steps_before` of the same clips (their base sampling's,
+    an animation's windows'),
     so a slow upscale has step lines and the clips' one ETA (a 25-step 256×256 upscale was an hour's silence)."""
     config = sr.config
     batch, frames, _, h, w = video.shape

@@ -185,7 +185,8 @@ def test_an_interrupted_pull_resumes_where_it_stopped(tmp_path, server, in_proce
 def test_a_drive_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the_disk(tmp_path, server, in_process,
                                                                                         monkeypatch):
     """Drive (gdown) sending a file without a Content-Length and without end: stopped at MAX_UNSIZED (16 GB; here
-    twice the file), exit 2 naming the file and folder, gdown's temporary deleted. In process, for speed."""
+    twice the file), exit 2 naming the file and folder and how to get it by hand (freeing space, the hint it had,
+    lets mmgen take no more of it), gdown's temporary deleted. In process, for speed."""
     from mmgen.terminal import size_text
 
     tiny_entry(tmp_path)
@@ -198,6 +199,36 @@ def test_a_drive_file_whose_size_nobody_states_is_cut_off_before_it_can_fill_the
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"mmgen: error: landscape: Landscape.pt from https://drive.google.com/drive/folders/{FOLDER} "
                            f"sent more than {size_text(2 * len(data))} without stating its size"), line
+    assert line.endswith("; deleted the download (download Landscape.pt from https://drive.google.com/drive/folders/"
+                         f"{FOLDER} in a browser, then run `mmgen models import Landscape.pt --name landscape`)"), line
+    assert cached(tmp_path) == []
+
+
+def test_a_drive_file_whose_size_nobody_states_stops_where_the_disk_would_keep_too_little_free(tmp_path, server,
+                                                                                                in_process, monkeypatch):
+    """Drive (gdown) sending the file without a Content-Length onto a disk with room for half of it (past the 1 GB
+    download.FREE_MARGIN): stopped there, exit 2, one line naming the file, the folder and the free space it keeps,
+    gdown's temporary deleted (with no size stated, its bytes may be an endless stream's). In process, for speed; the
+    free space is faked."""
+    import shutil
+
+    from mmgen.terminal import size_text
+    from mmgen.weights.download import FREE_MARGIN
+
+    tiny_entry(tmp_path)
+    data = tiny_checkpoint()
+    DriveStandIn(server).put("Landscape.pt", data, length=None)
+    real = shutil.disk_usage
+    monkeypatch.setattr("shutil.disk_usage", lambda path: real(path)._replace(free=FREE_MARGIN + len(data) // 2))
+
+    result = in_process("models", "pull", "landscape", "-q")
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    folder = tmp_path / "cache" / "models" / "landscape"
+    assert line.startswith(f"mmgen: error: landscape: Landscape.pt from https://drive.google.com/drive/folders/{FOLDER} "
+                           f"sent more than {size_text(len(data) // 2)} without stating its size: more would leave "
+                           f"less than {size_text(FREE_MARGIN)} free in {folder}; deleted the download "
+                           f"(free some space in {folder}, then run the same command again)"), line
     assert cached(tmp_path) == []
 
 

@@ -100,7 +100,7 @@ class Cap:
     limit: int
     why: str
     stated: bool = True  # the file's own size: more is not the file; else a bound on a size nobody stated
-    room: bool = False  # the bound is the disk's free space: what came is kept to resume once there is more
+    room: bool = False  # the bound is the disk's free space (FREE_MARGIN kept), not MAX_UNSIZED: freeing space helps
 
     @classmethod
     def of(cls, total: int | None, folder: Path, have: int = 0) -> Cap:
@@ -111,7 +111,7 @@ class Cap:
         room = have + shutil.disk_usage(folder).free - FREE_MARGIN
         if room < MAX_UNSIZED:
             return cls(max(room, 0), f"{size_text(max(room, 0))} without stating its size: more would leave less "
-                       f"than {size_text(FREE_MARGIN)} free in {folder}", stated=False)
+                       f"than {size_text(FREE_MARGIN)} free in {folder}", stated=False, room=True)
         return cls(MAX_UNSIZED, f"{size_text(MAX_UNSIZED)} without stating its size, the most mmgen takes of a file "
                    "of unknown size", stated=False)
 

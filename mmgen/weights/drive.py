@@ -41,8 +41,8 @@ def by_hand(drive: DriveFile, name: str) -> str:
 def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size: int | None = None) -> Path:
     """Download `drive.file` into `part` (resuming gdown's temporary beside it) and return `part`. No more than
     `size` bytes (the size trusted on first use, when known) are taken, else no more than the response states (a
-    disk too small for it is refused at once), else no more than download.Cap allows a file of unknown size: past
-    it the transfer stops and its temporary is deleted — kept to resume where the cap was the disk's free space."""
+    disk too small for it is refused at once, its temporary kept to resume), else no more than download.Cap allows a
+    file of unknown size: past it the transfer stops and its temporary is deleted."""
     if offline():  # before importing gdown: importing requests/urllib3 already opens a socket
         raise ModelNotFound(
             f"{name}: weights are not in the cache and MMGEN_OFFLINE=1 forbids downloading",
@@ -78,16 +78,18 @@ def fetch(drive: DriveFile, part: Path, *, name: str, quiet: bool = False, size:
                 progress=capped,
             )
     except TooLarge as e:
-        if cap.room:  # the disk was full, not the file too large: what came is the file's start
-            raise UsageError(f"{name}: {drive.file} from {drive.folder_url} {e}; kept the download",
-                             hint=f"free some space in {part.parent}, then {RESUME}") from None
+        # Deleted, as a URL's download is (download.download): with no size stated, what came may be an endless
+        # stream's, and kept it would hold the disk at FREE_MARGIN free.
         for partial in _partials(part):
             partial.unlink(missing_ok=True)
-        raise UsageError(
-            f"{name}: {drive.file} from {drive.folder_url} {e}; deleted the download",
-            hint="free some space in the cache" if not e.stated else "nothing was cached; if the authors replaced "
-            f"the file on purpose, `mmgen models rm {name} --forget` trusts the next one",
-        ) from None
+        if e.stated:
+            hint = (f"nothing was cached; if the authors replaced the file on purpose, `mmgen models rm {name} "
+                    "--forget` trusts the next one")
+        elif cap.room:
+            hint = f"free some space in {part.parent}, then run the same command again"
+        else:  # MAX_UNSIZED: no free space makes mmgen take more of a file whose size Drive does not state
+            hint = by_hand(drive, name)
+        raise UsageError(f"{name}: {drive.file} from {drive.folder_url} {e}; deleted the download", hint=hint) from None
     except gdown.exceptions.FileURLRetrievalError as e:
         raise _refused(drive, name, str(e)) from None
     except (gdown.exceptions.DownloadError, requests.RequestException) as e:

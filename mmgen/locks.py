@@ -9,25 +9,25 @@ kill -9): no lock is ever left stale. A holder may delete its lock file as it le
 go: thousands of clips must not leave thousands of lock files): a process waiting on that file then comes to hold a
 file no longer there, while one arriving later makes a new one and holds that — both would go on. So, once held,
 the file must still be the one at the lock's name (the same device and inode), else it is let go and the one there
-now is taken.
+now is taken. A held lock also holds its folder with a shared flock (`_folder_shared`), so an older mmgen that would
+replace a lock file shared with a `cp -al` copy waits instead.
 
-A holder writes its pid and command into the lock file (`holder` reads them; a run folder's flock, which has no lock
-file, is read from /proc/locks: `flock_holder`), so one refused or kept waiting can say whom it waits for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with
-its holder, not with the last of its children.
+A holder writes itself into the lock file (mmgen.lock_holders), so one refused or kept waiting can say whom it waits
+for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with its holder, not with
+the last of its children.
 
 A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), and one that cannot
 be made is an OSError at once, never a wait (/proc refuses a new file with "no such file", which looks like a lock
-file its holder just deleted).
+file its holder just deleted). One there that this process may not open, in a folder it may write into (root's,
+another user's under umask 077), is LockFileRefused: named, with what to do, not blamed on the folder.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import os
 import struct
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from mmgen.errors import MmgenError, UsageError
 from mmgen.file_modes import keep_mode
+from mmgen.lock_holders import Holder, flock_holder, holder, name_holder
 
 WINDOWS = os.name == "nt"  # no flock there: msvcrt's lock, polled (tests set it to drive that branch with a fake)
 POLL_S = 0.1  # Windows: how long a waiter sleeps between tries
@@ -68,89 +69,6 @@ def _close(fd: int) -> None:
     os.close(fd)
 
 
-@dataclass(frozen=True)
-class Holder:
-    """The process holding a lock, as it wrote itself into the lock file as it took it (`_name_holder`)."""
-
-    pid: int
-    command: str  # `mmgen batch`, `mmgen models import`; `python NAME` for a program using mmgen's Python API
-
-    def __str__(self) -> str:
-        return f"{self.command}, pid {self.pid}"
-
-
-def holder(path: Path) -> Holder | None:
-    """Who holds the lock of `path`, for the line of one refused or kept waiting; None where the file cannot be read
-    (Windows keeps a held lock file unreadable), names no process, or that process is gone (the file still names the
-    last holder until the next one writes itself in)."""
-    if WINDOWS:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            pid_text, _, command = os.read(fd, 256).decode("utf-8").strip().partition(" ")
-        finally:
-            os.close(fd)
-        return _living(int(pid_text), command)
-    except (OSError, ValueError):  # unreadable, or not a pid (an older mmgen's empty file)
-        return None
-
-
-def flock_holder(fd: int) -> Holder | None:
-    """Who holds the flock of the open file `fd` (a run folder, which has no lock file to write a holder into), as
-    Linux's /proc/locks names it (no command: "a process"); None elsewhere, or where it names none (a process in
-    another pid namespace is 0 there)."""
-    try:
-        info = os.fstat(fd)
-        with open("/proc/locks", encoding="ascii", errors="replace") as table:
-            lines = table.read().splitlines()
-    except OSError:
-        return None
-    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2203756 0 EOF" (a waiter's: "1: -> FLOCK ...")
-        fields = line.split()
-        if fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"] and fields[5:6] == [where] and fields[4].isdigit():
-            return _living(int(fields[4]), "")
-    return None
-
-
-def _living(pid: int, command: str) -> Holder | None:
-    """The process `pid` while it is there (another user's too); None where it is gone or no process (0)."""
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)  # (signal 0: only whether it is there)
-    except PermissionError:  # there, another user's
-        pass
-    except OSError:
-        return None
-    return Holder(pid, command or "a process")
-
-
-def _name_holder(fd: int) -> None:
-    """Write this process (its pid and command) into the lock file it now holds, for `holder`. Best effort: a full
-    disk leaves the lock held all the same. Not on Windows: its locked byte is unreadable to others, and msvcrt's lock
-    and unlock act at the file's position, which the write moves."""
-    if WINDOWS:
-        return
-    line = f"{os.getpid()} {_command()}\n".encode()
-    with suppress(OSError):
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, line)
-        os.ftruncate(fd, len(line))
-
-
-@functools.cache
-def _command() -> str:
-    """This process's command as a user knows it: `mmgen WORD` (`mmgen models WORD`), else `python PROGRAM`."""
-    argv = sys.argv if sys.argv and sys.argv[0] else ["python"]
-    program = Path(argv[0])
-    words = [str(a) for a in argv[1:] if not str(a).startswith("-")]
-    if program.name == "mmgen" or (program.parent.name, program.name) == ("mmgen", "__main__.py"):
-        return " ".join(["mmgen", *words[: 2 if words[:1] in (["models"], ["adapters"]) else 1]])
-    return f"python -m {program.parent.name}" if program.name == "__main__.py" else f"python {program.name}"
-
-
 def _closed_in_child() -> None:
     for fd in _HELD:
         with suppress(OSError):
@@ -160,6 +78,11 @@ def _closed_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # (not on Windows, which has no fork)
     os.register_at_fork(after_in_child=_closed_in_child)
+
+
+class LockFileRefused(UsageError):
+    """A lock file this process may not open (another user's, or root's), in a folder it may write into: holding
+    nothing once no mmgen runs there, it is the user's to delete (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +165,8 @@ def _take(path: Path, waiting: Callable[[], object] | None, make_folder: bool = 
         folder = _folder_shared(path)
         if _current(fd, path):
             fd = _own(fd, path, slot)
-            _name_holder(fd)
+            if not WINDOWS:  # (its locked byte is unreadable to others; a write moves msvcrt's lock)
+                name_holder(fd)
             return Held(path, fd, folder)
         if folder is not None:
             let_go(folder)
@@ -294,6 +218,11 @@ def _open(path: Path, make_folder: bool) -> int | None:
         if make_folder and not path.parent.is_dir():
             return None
         raise  # the folder is there and takes no files (/proc): an endless wait otherwise
+    except PermissionError as e:
+        if os.path.lexists(path) and os.access(path.parent, os.W_OK):
+            raise LockFileRefused(f"cannot open the lock file {path}: {e.strerror}",
+                                  hint=f"if no mmgen is running in {path.parent}, delete it: it holds nothing") from None
+        raise
     except OSError as e:
         if e.errno == errno.ELOOP and os.path.islink(path):  # (said by a writer as its output's, or as Errno 40)
             raise UsageError(f"{path} is a symbolic link, where mmgen keeps a lock file of its own",

@@ -19,7 +19,7 @@ from pathlib import Path
 from mmgen.config import parse_json, read_small_file
 from mmgen.errors import ConfigError
 from mmgen.files import sha256_file, write_text
-from mmgen.locks import file_lock
+from mmgen.locks import LockFileRefused, file_lock
 
 MAX_MEMO_BYTES = 64 * 2**20  # the memo of file-hashes: ~200 bytes a file, so some 300,000 files
 
@@ -99,7 +99,7 @@ class HashMemo:
                 known[key] = (sha256, stamp)
                 entries = {k: {"sha256": s, "stamp": dataclasses.asdict(t)} for k, (s, t) in sorted(known.items())}
                 write_text(self.path, json.dumps(entries, indent=1) + "\n")
-        except OSError:  # a read-only cache: the file is only hashed again next time
+        except (OSError, LockFileRefused):  # a read-only cache (its lock another user's): only hashed again next time
             pass
 
 

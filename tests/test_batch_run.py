@@ -506,6 +506,55 @@ def test_under_torchrun_the_folder_in_use_is_said_once_by_rank_0_and_every_rank_
     assert not (out / MANIFEST_NAME).exists()
 
 
+def test_a_batch_of_another_container_or_host_holding_the_folder_is_said_so_never_by_a_pid_here(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """A batch in a container sharing the output folder is pid 1 in its own process table: the refusal on the host
+    named `another mmgen batch (pid 1)` (init). Its lock file's line says whose table its pid is."""
+    from mmgen.locks import sole_holder
+    from mmgen.temporaries import owner
+
+    jobs = two_generate_jobs(workspace, monkeypatch, "contained")
+    out = workspace / "contained"
+    out.mkdir(exist_ok=True)
+    lock = Manifest(out).run_lock
+    with sole_holder(lock, lambda holder: RuntimeError("the test's own lock")):
+        lock.write_text(f"{'0badf00d' if owner() != '0badf00d' else '0badf00e'}-1 mmgen batch\n")  # as it wrote itself
+        capsys.readouterr()
+        assert run(["batch", str(jobs)]) == 2
+    assert capsys.readouterr().err == (
+        f"mmgen: error: {out} is in use: another mmgen batch (in another container or host) is writing into it (wait "
+        "for it to end, or choose another output folder with the file's `output_dir:` or -o)\n")
+
+
+@pytest.mark.parametrize(("name", "folder"), [(".batch-running.lock", "rooted_run"),
+                                              (".batch-manifest.lock", "rooted_manifest")])
+def test_a_lock_file_of_the_folder_the_batch_may_not_open_is_named_before_any_job(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, name: str, folder: str
+):
+    """Root's lock file (chmod 600) in a folder its owner runs batches in: the batch lock's was said as `cannot write
+    into OUT` (the folder, which takes files), the manifest lock's was a job failed with a raw PermissionError, exit 1.
+    Each is named, with what to do, before any job runs: exit 2, one line."""
+    jobs = two_generate_jobs(workspace, monkeypatch, folder)
+    out = workspace / folder
+    out.mkdir(exist_ok=True)
+    (out / name).write_text("")
+    real = os.open
+
+    def refusing(path, flags, *args, **kwargs):  # as the mode refuses it to a user (the suite may run as root)
+        if Path(path).name == name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    capsys.readouterr()
+    assert run(["batch", str(jobs)]) == 2
+    assert capsys.readouterr().err == (
+        f"mmgen: error: cannot open the lock file {out / name}: Permission denied (if no mmgen is running in {out}, "
+        "delete it: it holds nothing)\n")
+    assert sorted(os.listdir(out)) == sorted({".batch-running.lock", name})  # no job ran, nothing recorded
+
+
 def test_ranks_that_planned_different_jobs_all_refuse_said_once_and_run_nothing(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ):

@@ -5,6 +5,7 @@ in for it here."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import subprocess
 import sys
@@ -16,9 +17,10 @@ import pytest
 from finetune_clips import TINY_FORMAT
 from mmgen_cli import mmgen_env
 
-from mmgen import locks
+from mmgen import lock_holders, locks, temporaries
 from mmgen.data.clip_cache import ClipCache
 from mmgen.errors import UsageError
+from mmgen.lock_holders import Holder
 
 
 def test_a_lock_file_its_last_holder_deleted_is_never_held_beside_the_one_made_after_it(tmp_path, monkeypatch):
@@ -322,13 +324,13 @@ def test_a_lock_names_its_holder_while_that_process_lives(tmp_path):
     file as it takes it, and one kept out names it — never a holder that is gone, whose file still names it."""
     path = tmp_path / ".lock"
     with locks.file_lock(path):
-        found = locks.holder(path)
+        found = lock_holders.holder(path)
         assert (found.pid, str(found)) == (os.getpid(), f"{found.command}, pid {os.getpid()}")
         assert found.command.startswith("python")  # (pytest's process; the command line's is `mmgen batch`)
-    gone = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from mmgen import locks; "
-                           "locks.acquire(Path(sys.argv[1]))", str(path)], env=mmgen_env(tmp_path))
-    assert gone.returncode == 0 and path.read_text().split()[0].isdigit()
-    assert locks.holder(path) is None
+    gone = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; from mmgen import locks; "
+                             "locks.acquire(Path(sys.argv[1]))", str(path)], env=mmgen_env(tmp_path))
+    assert gone.wait(30) == 0 and path.read_text().split()[0] == f"{temporaries.owner()}-{gone.pid}"
+    assert lock_holders.holder(path) is None
 
 
 def test_a_symbolic_link_at_a_lock_file_s_name_is_refused_naming_it(tmp_path):
@@ -339,3 +341,96 @@ def test_a_symbolic_link_at_a_lock_file_s_name_is_refused_naming_it(tmp_path):
     with pytest.raises(UsageError, match=f"^{path} is a symbolic link, where mmgen keeps a lock file") as refused:
         locks.acquire(path)
     assert refused.value.exit_code == 2 and path.is_symlink() and not (tmp_path / "elsewhere").exists()
+
+
+def _other_table() -> str:
+    """An OWNER tag (mmgen.temporaries.owner) of a process table that is not this one's."""
+    from mmgen.temporaries import owner
+
+    return "0badf00d" if owner() != "0badf00d" else "0badf00e"
+
+
+def test_a_holder_in_another_container_or_host_is_said_as_one_never_by_a_pid_of_this_machine(tmp_path, monkeypatch):
+    """A batch in a container sharing the folder wrote `1 mmgen batch` (its pid 1), and one refused on the host was
+    told `another mmgen batch (pid 1)` — init, which os.kill found alive. The line now says whose process table its
+    pid is (OWNER-PID): another's is said as such and never probed; an older mmgen's bare pid is named only where
+    /proc/locks shows that process holding the file."""
+    path = tmp_path / ".batch-running.lock"
+    with locks.file_lock(path):
+        assert path.read_text() == f"{temporaries.owner()}-{os.getpid()} {lock_holders._command()}\n"
+        assert lock_holders.holder(path) == Holder(os.getpid(), lock_holders._command())
+        path.write_text(f"{_other_table()}-1 mmgen batch\n")
+        with monkeypatch.context() as probed:
+            probed.setattr(os, "kill", lambda pid, signal: pytest.fail(f"os.kill({pid}) of another table's pid"))
+            found = lock_holders.holder(path)
+        assert (found, str(found)) == (Holder(None, "mmgen batch"), "mmgen batch, in another container or host")
+        if os.path.exists("/proc/locks"):  # (Linux) an older mmgen's line: PID COMMAND, of no known table
+            path.write_text("1 mmgen batch\n")  # its pid 1 holds no lock on the file here
+            assert lock_holders.holder(path) is None
+            path.write_text(f"{os.getpid()} mmgen batch\n")  # this process, which holds it
+            assert lock_holders.holder(path) == Holder(os.getpid(), "mmgen batch")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="Linux's /proc/locks names a flock's holder")
+def test_a_run_folder_held_by_a_process_this_one_cannot_see_is_said_to_be_in_another_container_or_host(
+    tmp_path, monkeypatch
+):
+    """A finetune run folder's flock is named from /proc/locks, which lists no holder this process table cannot see
+    (a container's, or the host's seen from a container): the refusal said only "another mmgen finetune". Held with
+    no holder listed, it is another table's; held by one listed, that one's pid."""
+    import fcntl
+
+    from mmgen.train.run_folder import RunFolderLock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    held = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert lock_holders.flock_holder(held) == Holder(os.getpid(), "a process")
+        (tmp_path / "locks").write_text("1: POSIX  ADVISORY  WRITE 77 00:00:1 0 EOF\n")  # none of this folder's
+        monkeypatch.setattr(lock_holders, "PROC_LOCKS", str(tmp_path / "locks"))
+        with pytest.raises(UsageError) as refused:
+            RunFolderLock(run_dir).take()
+    finally:
+        os.close(held)
+    assert str(refused.value).startswith(f"{run_dir} is in use: another mmgen finetune (in another container or host)"
+                                         " is training in it")
+
+
+def _refused_open(monkeypatch, name: str) -> None:
+    """os.open refuses the file `name` as it refuses root's lock file (chmod 600) to its folder's owner: the suite may
+    run as root, whom no mode refuses."""
+    real = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if Path(path).name == name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+def test_a_lock_file_this_process_may_not_open_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """A lock file root left (or another user made under umask 077) in a folder its owner writes into: the batch was
+    told it "cannot write into OUT", or failed with a raw PermissionError. It is named, exit 2, with what to do; in a
+    folder this process may not write into, it is the OSError it was (the caller's to say, as a read-only cache's).
+    A file-hash memo behind such a lock only hashes again, as behind a read-only one."""
+    from mmgen.stamps import HashMemo
+
+    path = tmp_path / ".batch-manifest.lock"
+    path.write_text("")
+    _refused_open(monkeypatch, path.name)
+    with pytest.raises(locks.LockFileRefused) as refused:
+        locks.acquire(path)
+    assert (refused.value.exit_code, str(refused.value)) == (
+        2, f"cannot open the lock file {path}: Permission denied (if no mmgen is running in {tmp_path}, delete it: it "
+           "holds nothing)")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a folder it may not write into
+    with pytest.raises(PermissionError):
+        locks.acquire(path)
+    monkeypatch.undo()
+    file = tmp_path / "weights.bin"
+    file.write_bytes(b"a" * 64)
+    _refused_open(monkeypatch, ".memo.json.lock")
+    assert HashMemo(tmp_path / "memo.json").sha256(file) == hashlib.sha256(b"a" * 64).hexdigest()

@@ -21,7 +21,8 @@ from pathlib import Path
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.json_owners import read_record
 from mmgen.kept_states import put_back_kept
-from mmgen.locks import flock_holder, held_here, let_go
+from mmgen.lock_holders import flock_holder
+from mmgen.locks import held_here, let_go
 from mmgen.output_folders import keep_folder
 from mmgen.runtime.torchrun import launcher
 from mmgen.temporaries import remove_leftovers
@@ -242,7 +243,7 @@ class RunFolderLock:
         except BlockingIOError:
             found = flock_holder(fd)  # (Linux; elsewhere unnamed)
             let_go(fd)
-            by = f"another mmgen finetune (pid {found.pid})" if found else "another mmgen finetune"
+            by = f"another mmgen finetune ({found.where})" if found else "another mmgen finetune"
             raise UsageError(f"{self.run_dir} is in use: {by} is training in it",
                              hint=f"wait for it to end, or choose another {output_named()}") from None
         except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded

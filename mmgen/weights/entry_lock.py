@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mmgen.errors import ConfigError
 from mmgen.kept_states import put_back_kept
-from mmgen.locks import acquire, holder
+from mmgen.lock_holders import holder
+from mmgen.locks import acquire
 from mmgen.temporaries import remove_leftovers
 from mmgen.terminal import say
 

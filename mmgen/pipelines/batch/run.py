@@ -40,7 +40,8 @@ from mmgen.errors import (
     outputs_named_with,
     settings_named_as_keys,
 )
-from mmgen.locks import Holder, sole_holder
+from mmgen.lock_holders import Holder
+from mmgen.locks import file_lock, sole_holder
 from mmgen.media.notes import held_back, remark
 from mmgen.output_folders import check_folders
 from mmgen.pipelines.animate import animate
@@ -224,18 +225,21 @@ def _one_plan(plan: Plan, joined: processes.Processes) -> None:
 
 @contextmanager
 def _only_batch_in(folder: Path, joined: processes.Processes) -> Iterator[None]:
-    """Hold `folder`'s batch lock for the block: rank 0 takes it and tells the others whether it could."""
+    """Hold `folder`'s batch lock for the block: rank 0 takes it and tells the others whether it could. Its manifest's
+    lock is taken once too, so one that cannot be opened (root's) is said before any job runs, not as a job's failure."""
     with ExitStack() as held:
         problem = None
         if joined.is_main:
             def busy(holder: Holder | None) -> UsageError:
-                by = f"another mmgen batch (pid {holder.pid})" if holder else "another mmgen batch"
+                by = f"another mmgen batch ({holder.where})" if holder else "another mmgen batch"
                 return UsageError(f"{folder} is in use: {by} is writing into it",
                                   hint=f"wait for it to end, or choose another output folder with {output_folder_named()}")
 
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 held.enter_context(sole_holder(Manifest(folder).run_lock, busy))
+                with file_lock(Manifest(folder).lock):
+                    pass
             except OSError as e:
                 problem = f"cannot write into {folder}: {e.strerror or e}"
             except UsageError as e:

@@ -362,7 +362,7 @@ def test_a_long_aac_matroska_file_reads_whole_and_one_cut_short_is_still_refused
     """FFmpeg, probing a longer Matroska file only in part (its sound after 10 s of picture here), gives its AAC
     track the segment's duration, which counts the encoder's 1024-sample priming (128 ms at 8 kHz): a whole 60 s
     file was refused as `cut short: its audio stops at 60.03 s of 60.13 s` (a 20 s one read 768 samples of padding
-    too many). The track's DURATION tag, less the priming (probe.tagged_length), is its end."""
+    too many). The track's DURATION tag, less the priming (timeline.tagged_length), is its end."""
     path = tmp_path / "long.mkv"
     with av.open(str(path), "w") as container:  # written as the probe's file was: the picture, then the sound
         video, audio = container.add_stream("mpeg4", rate=10), container.add_stream("aac", rate=8000)

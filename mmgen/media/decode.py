@@ -32,16 +32,8 @@ import torch
 from mmgen.media.fitting import FrameFitter
 from mmgen.media.frame_arrays import frame_array
 from mmgen.media.notes import note
-from mmgen.media.probe import (
-    MAX_CHANNELS,
-    cannot_read,
-    declared_end,
-    first_stream,
-    last_frame_end,
-    open_input,
-    origin,
-    pixel_aspect,
-)
+from mmgen.media.probe import MAX_CHANNELS, cannot_read, first_stream, open_input, pixel_aspect
+from mmgen.media.timeline import declared_end, last_frame_end, origin
 from mmgen.media.tracks import encoder_refusal
 
 TRUNCATION_SLACK = 0.05  # seconds of audio that may be missing before a file counts as cut short
@@ -240,7 +232,7 @@ def _frames_shown_at(
     """Yield, for k = 0, 1, ..., the frame on screen at t0 + k/fps, while that time is inside the source and
     before t0 + duration; before the first frame, the first frame. Timestamps are rounded to ticks, so a frame
     stamped up to half a tick (at most 1 ms) after a target counts as on screen there. The source ends where
-    `last_end`(start, claimed duration) of its latest frame says (probe.last_frame_end). A frame that would
+    `last_end`(start, claimed duration) of its latest frame says (timeline.last_frame_end). A frame that would
     stay on screen longer than MAX_GAP is refused before it is repeated."""
     count = math.inf if duration is None else math.ceil(duration * fps - 1e-6)
     k, shown, latest, claimed, eps = 0, None, -math.inf, 0.0, 1e-3

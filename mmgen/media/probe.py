@@ -6,8 +6,6 @@ that fails half-way through decoding — becomes one MediaError line naming the 
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -23,8 +21,8 @@ from mmgen.errors import MediaError
 from mmgen.input_files import why_not_a_file
 from mmgen.media.frame_times import FrameGaps, gaps_of
 from mmgen.media.notes import note
+from mmgen.media.timeline import origin, stream_duration, stream_start
 
-OPUS_RATE = 48_000  # Opus decodes at 48 kHz, whatever rate it was encoded from
 MAX_PIXEL_ASPECT = 4  # anamorphic formats stay within 2:1 (1.33 HDV, 1.5 DVCPRO HD, 2 for 2x lenses)
 MAX_CHANNELS = 64  # the most audio channels libswresample (SWR_CH_MAX) mixes to mono; more is refused up front
 
@@ -97,160 +95,6 @@ def decodable(stream: av.stream.Stream, path: str | os.PathLike) -> av.stream.St
     return stream
 
 
-def stream_duration(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds the stream lasts: a Matroska/WebM track's DURATION tag (tagged_length), else its own header duration
-    (MP4/MOV, WAV, FLAC's STREAMINFO), else its packets' (packet_length), else the container's. A Matroska track's
-    header holds no duration: FFmpeg, when it stops probing a longer file early, gives the track the segment's (which
-    counts AAC's priming), so the tag comes first; a track without one is not taken to last the segment (the longest
-    stream's). A header that says nothing is no length of 0: a browser's MediaRecorder WebM, a live Matroska, a FLAC
-    written to a pipe (0 samples in its STREAMINFO) declare none, and their packets say how long they are."""
-    tagged = tagged_length(container, stream)
-    if tagged is not None:
-        return tagged
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
-    measured = packet_length(container, stream)
-    if measured is not None:
-        return measured
-    if container.duration:
-        return container.duration / av.time_base
-    return None
-
-
-def packet_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds from the stream's start to the end of its last packet (its time plus its duration), from every packet
-    of the file (demuxed, nothing decoded); None when none holds a time. Read once per file as it is (path, size,
-    time written)."""
-    try:
-        stat = os.stat(container.name)
-    except OSError:
-        return None
-    end = _packet_ends(container.name, stat.st_size, stat.st_mtime_ns).get(stream.index)
-    return None if end is None else max(0.0, end - stream_start(container, stream))
-
-
-@functools.lru_cache(maxsize=64)
-def _packet_ends(path: str, size: int, written: int) -> dict[int, float]:
-    """Where each stream's packets end, in seconds on the file's timeline, by stream index: as far as the file reads
-    (a damaged one is said by the decode that follows)."""
-    ends: dict[int, float] = {}
-    try:
-        with av.open(path, metadata_errors="replace") as container:
-            for packet in container.demux():
-                if packet.pts is None or packet.time_base is None:
-                    continue
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-                ends[packet.stream.index] = max(end, ends.get(packet.stream.index, end))
-    except av.error.FFmpegError:
-        pass
-    return ends
-
-
-def header_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds on the file's timeline where the stream's header (else the container's) says it ends; None if
-    neither says."""
-    tagged = tagged_length(container, stream)  # first, as stream_duration takes it
-    if tagged is not None:
-        return stream_start(container, stream) + tagged
-    if stream.duration:
-        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
-    if container.duration:
-        return ((container.start_time or 0) + container.duration) / av.time_base
-    return None
-
-
-def declared_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Where the file says the stream ends (seconds), where the stream itself says it: an MP4/MOV's sample tables
-    and edit list (exact), a Matroska/WebM track's DURATION tag (to its clock's tick: probe.tagged_length). The
-    decoder still outputs the padding that fills the last AAC frame, which this end drops. Other formats, and a
-    container-wide duration (the longest stream's), only estimate it. Some state their end to the decoder instead,
-    which trims to it: an Ogg stream's last granule position (FFmpeg's own Vorbis encoder states 56 samples past
-    the sound it was given: what the file says is taken), an MP3's LAME/Xing header (delay and padding). A raw
-    ADTS .aac states neither its priming nor its padding anywhere: its 1024 priming samples and last frame's
-    padding (~44 ms at 44.1 kHz) are read as sound, there being nothing to take them from."""
-    if ("mp4" in container.format.name and stream.duration) or tagged_length(container, stream) is not None:
-        return header_end(container, stream)
-    return None
-
-
-def tagged_length(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
-    """Seconds a Matroska/WebM track lasts by its DURATION tag, to the track's clock tick (1 ms by default); None
-    when it has none. Writers differ on what the tag holds under one name: FFmpeg's muxer writes where the track
-    ENDS on the file's timeline (its last packet's time plus duration), mkvmerge's statistics the length itself
-    (last end minus first time) — "DURATION-eng" for an English track, but plain "DURATION", as FFmpeg's, for one in
-    no language ("und") — and a remux by either may carry the other's tags along. The two readings differ only for a
-    track that starts after the file's zero; for such a track the packets decide (_ends_at_tag): FFmpeg's reading
-    when the track stops at the tag's time, mkvmerge's when it runs on past it. A plain tag is preferred to one
-    with a language (FFmpeg writes its own plain, fresh, beside any it copied). Either counts the encoder's priming
-    (AAC's 1024 samples, Opus's pre-skip: the codec delay), which the decoder drops, so that is taken off too,
-    rounded onto the track's clock as the demuxer rounds it (to nearest, halves up)."""
-    if "matroska" not in container.format.name:
-        return None
-    tags = [(k, v) for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"]
-    text = next((v for k, v in sorted(tags, key=lambda kv: "-" in kv[0])), "")
-    parts = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", text.strip())
-    if parts is None:
-        return None
-    hours, minutes, seconds = parts.groups()
-    length = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    start = stream_start(container, stream)
-    if start > float(stream.time_base) and _ends_at_tag(container.name, stream.index, length, start):
-        length -= start  # FFmpeg's: where the track ends
-    context = stream.codec_context
-    if stream.type == "audio" and context.delay > 0 and context.sample_rate:
-        tick = stream.time_base
-        length -= float(math.floor(Fraction(context.delay, context.sample_rate) / tick + Fraction(1, 2)) * tick)
-    return length if length > 0 else None
-
-
-def _ends_at_tag(path: str, index: int, tagged: float, start: float) -> bool:
-    """Whether stream `index` of the Matroska file `path`, starting at `start` seconds, stops at `tagged` seconds on
-    the file's timeline (its DURATION tag is FFmpeg's end), rather than running on towards `start` + `tagged` (the
-    tag is a length, mkvmerge's): read from its packets around `tagged` (a seek, then packets up to a second past
-    the later reading); an unreadable file, or one whose data stops before either, takes the earlier end. Asked
-    once per file as it is (path, size, time written)."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return True
-    return _ends_at(path, stat.st_size, stat.st_mtime_ns, index, tagged, start)
-
-
-@functools.lru_cache(maxsize=64)
-def _ends_at(path: str, size: int, written: int, index: int, tagged: float, start: float) -> bool:
-    try:
-        with av.open(path, metadata_errors="replace") as container:
-            stream = container.streams[index]
-            tick = float(stream.time_base)
-            container.seek(max(0, int((tagged - 1) / stream.time_base)), stream=stream, backward=True)
-            for packet in container.demux():
-                if packet.pts is None or packet.time_base is None:
-                    continue
-                at = float(packet.pts * packet.time_base)
-                ends = at + float((packet.duration or 0) * packet.time_base)
-                if packet.stream.index == index and ends > tagged + 1.5 * tick:
-                    return False
-                if at > tagged + start + 1:
-                    return True
-    except av.error.FFmpegError:
-        return True
-    return True
-
-
-def last_frame_end(
-    container: av.container.InputContainer, stream: av.stream.Stream, start: float, claimed: float
-) -> float:
-    """Seconds at which a video stream's last frame, on screen from `start`, is gone: after the `claimed`
-    duration of its packet (one frame at the stream's rate if it claims none), never past the end the header
-    declares when that is after `start`. Only the last frame's claim counts: an MP4 packet's duration is a gap in
-    decode order, so with B-frames a frame in the middle of a variable-rate clip can claim a second it is not
-    shown for."""
-    rate = stream.guessed_rate or stream.average_rate
-    end = start + (claimed if claimed > 0 else 1 / float(rate) if rate else 0.0)
-    declared = header_end(container, stream)
-    return min(end, declared) if declared is not None and declared > start else end
-
-
 def codec_name(stream: av.stream.Stream) -> str:
     """The format's name ("mp3"), not the decoder's ("mp3float")."""
     return stream.codec_context.codec.canonical_name
@@ -270,46 +114,6 @@ def sample_depth(stream: av.stream.Stream) -> int | None:
     if codec_name(stream) == "flac" and len(info) >= 34:
         return ((info[12] & 1) << 4 | info[13] >> 4) + 1  # 5 bits: bits per sample - 1
     return context.format.bits
-
-
-def origin(container: av.container.InputContainer) -> float:
-    """Seconds of the timeline's zero: the container's start time (MPEG-TS clips rarely start at 0). Reads and
-    remuxes measure time from here, the way players do, so audio and video stay in step. It is the earliest
-    stream's start, taken again from stream_start where FFmpeg put an Opus track's start late."""
-    if container.start_time is None:
-        return 0.0
-    if not any(_late_opus_start(container, stream) for stream in container.streams.audio):
-        return container.start_time / av.time_base
-    return min(stream_start(container, stream) for stream in container.streams if stream.start_time is not None)
-
-
-def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> float:
-    """Seconds on the file's timeline where `stream` starts (0 where it does not say)."""
-    if stream.start_time is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base - _late_opus_start(container, stream))
-
-
-def _late_opus_start(container: av.container.InputContainer, stream: av.stream.Stream) -> Fraction:
-    """How late FFmpeg puts the start of an Opus track in Matroska/WebM that was encoded below 48 kHz (0 for any
-    other stream). Its start is the first packet's time plus the pre-skip (the codec delay, always counted in
-    Opus's 48 kHz samples), but FFmpeg counts those samples at the track's sampling frequency — the rate it was
-    encoded from, as FFmpeg's muxer records it and its OpusHead says — so a 16 kHz track started 13 ms late (8 kHz:
-    32 ms), and its sound was read that much short. The same rounding to the track's clock as FFmpeg's."""
-    context = stream.codec_context
-    head = bytes(context.extradata or b"")
-    if (stream.type != "audio" or context.name != "opus" or "matroska" not in container.format.name
-            or stream.start_time is None or context.delay <= 0 or len(head) < 16 or not head.startswith(b"OpusHead")):
-        return Fraction(0)
-    counted_at = int.from_bytes(head[12:16], "little")  # the OpusHead's input sample rate
-    if counted_at in (0, OPUS_RATE):
-        return Fraction(0)
-    tick = Fraction(stream.time_base)
-
-    def ticks(rate: int) -> int:  # av_rescale_q: to the nearest tick, halves up
-        return math.floor(Fraction(context.delay, rate) / tick + Fraction(1, 2))
-
-    return (ticks(counted_at) - ticks(OPUS_RATE)) * tick
 
 
 def pixel_aspect(stream: av.video.stream.VideoStream) -> Fraction:

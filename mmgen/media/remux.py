@@ -28,16 +28,8 @@ from mmgen.media.decode import mean_mixed, mixable_channels, mixes_to_stereo
 from mmgen.media.encode import DEFAULT_CRF, check_audio, check_video
 from mmgen.media.frame_arrays import frame_array
 from mmgen.media.notes import logger
-from mmgen.media.probe import (
-    codec_name,
-    declared_end,
-    first_stream,
-    last_frame_end,
-    open_input,
-    origin,
-    pixel_aspect,
-    probe,
-)
+from mmgen.media.probe import codec_name, first_stream, open_input, pixel_aspect, probe
+from mmgen.media.timeline import declared_end, last_frame_end, origin
 from mmgen.media.tracks import (
     Track,
     add_audio,
@@ -275,7 +267,7 @@ def _alpha_said(into: Container, transparent: bool, encoder: str, layout: str) -
 
 def video_end(path: str | os.PathLike) -> float:
     """Seconds from the file's start to the end of its video stream: where its last frame (by timestamp) leaves
-    the screen (probe.last_frame_end), read from packets (cheap: nothing is decoded) — how long a soundtrack for it
+    the screen (timeline.last_frame_end), read from packets (cheap: nothing is decoded) — how long a soundtrack for it
     must last."""
     with open_input(path) as source:
         stream, last = first_stream(source, "video", path), None

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import textwrap
 import typing
@@ -1480,6 +1481,32 @@ def test_a_device_flag_this_machine_lacks_is_said_as_the_flag_before_the_file_is
     with pytest.raises(BatchInvalid) as invalid:
         plan_batch(keyed)
     assert [problem.line for problem in invalid.value.problems] == [1]  # the line that says it
+
+
+def test_a_file_that_sets_the_batch_s_device_wrongly_is_refused_before_torch_loads(tmp_path: Path):
+    """A job's own `device: tpu` (a device is the whole batch's) and `defaults: {device: tpu}` (no device) were said
+    only once the planner had loaded torch (seconds, hundreds of MB). Every job is planned for the batch's device
+    and precision, so a file that sets them wrongly is refused at once, with every problem reading it found."""
+    own, wrong = tmp_path / "own.yaml", tmp_path / "wrong.yaml"
+    own.write_text("jobs:\n  - kind: generate\n    device: tpu\n  - {kind: generate, --precision: fp16, num: 0}\n")
+    wrong.write_text("defaults: {device: tpu}\njobs:\n  - kind: generate\n")
+    script = ("import sys; from mmgen.cli import run\n"
+              "for jobs in sys.argv[1:]:\n"
+              "    print(run(['batch', jobs, '--dry-run']), 'torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script, own, wrong], env=mmgen_env(tmp_path), capture_output=True,
+                          text=True, timeout=60)
+    assert done.stderr.splitlines() == [
+        f"{own}:3: job 1 (generate): 'device' is set for the whole batch (device: under defaults:, or --device)",
+        f"{own}:4: job 2 (generate): '--precision' is set for the whole batch (precision: under defaults:, or "
+        "--precision)",
+        f"{own}:4: job 2 (generate): num: must be between 1 and 100000, got 0",
+        f"mmgen: error: {own}: 3 problems found, nothing was run",
+        "2 False",
+        f"{wrong}:1: defaults: device: 'tpu' is not a device (choose from auto, cpu, cuda, cuda:N, mps)",
+        f"mmgen: error: {wrong}: 1 problem found, nothing was run",
+        "2 False",
+    ], done.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize(("rank", "says"), [

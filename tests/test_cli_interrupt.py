@@ -601,7 +601,7 @@ def test_finetune_json_comes_for_a_stop_while_torch_loads(tmp_path, monkeypatch,
     import types
 
     import mmgen.cli
-    import mmgen.train.trainer  # noqa: F401 (loaded: the stop's --json line reads FinetuneResult from it)
+    import mmgen.train.run  # noqa: F401 (loaded: the stop's --json line reads FinetuneResult from it)
 
     class Loading(types.ModuleType):  # `from mmgen.train import finetune` while the stop lands in it
         def __getattr__(self, name):

@@ -280,7 +280,7 @@ def test_a_broken_symbolic_link_is_a_skipped_file_named_with_where_it_pointed(tm
 
 def test_a_failed_run_takes_back_only_its_own_skip_records_from_a_clip_cache_it_shares(tmp_path):
     """Two runs that both found the clip cache missing (so both made it, as far as each knows) write skip records
-    into it; one fails and takes the cache back when it holds nothing but records (trainer.finetune). It took the
+    into it; one fails and takes the cache back when it holds nothing but records (trainer.run_training). It took the
     other run's records with its own, and that run's broken files were decoded again by every later run. Now a
     record names its run, and a failed run takes the records away only when every one is its own."""
     root, cache = tmp_path / "dump", tmp_path / "cache"

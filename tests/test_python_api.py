@@ -75,6 +75,23 @@ def test_a_wrong_argument_is_refused_as_the_function_is_called(tmp_path: Path, c
     assert list(tmp_path.iterdir()) == []  # nothing read or written, no model loaded
 
 
+def test_finetune_refuses_clips_that_are_no_folder_before_torch_loads(tmp_path: Path):
+    """`mmgen.train.finetune("clips", …)` with no such folder imported torch (seconds, hundreds of MB) before the run's
+    scan refused it — and under torchrun joined the job's processes first: the folder is asked as the command line
+    asks it, before the trainer loads."""
+    script = ("import sys; from mmgen.train import FinetuneConfig, finetune\n"
+              "try:\n"
+              "    finetune(sys.argv[1], sys.argv[2], FinetuneConfig())\n"
+              "except Exception as e:\n"
+              "    print(type(e).__name__, e, 'torch' in sys.modules)")
+    clips, run_dir = tmp_path / "clips", tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", script, clips, run_dir], env=mmgen_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout == f"MediaError {clips}: not a folder (give the folder that holds your video clips) False\n", \
+        done.stderr
+    assert not run_dir.exists()
+
+
 def test_a_numpy_batch_size_is_taken_as_the_whole_number_it_is(tiny):
     """batch_size=numpy.int64(1) passed the check and was kept as it was given: the result's provenance held a numpy
     integer, which json.dumps (the sidecar) refuses after all the sampling."""

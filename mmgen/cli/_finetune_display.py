@@ -95,7 +95,7 @@ def stopped_json(run_dir: Path, config: FinetuneConfig, data_dir: Path) -> dict:
     """result_json's line for a run stopped outside the loop's "save, then stop" (before its first step has ended,
     or while it wrote its result): what it keeps — the newest checkpoint's step, and the command that resumes from
     it; or nothing (step 0, `checkpoints` and `resume` null: a new run's folder is taken back)."""
-    from mmgen.train.trainer import FinetuneResult
+    from mmgen.train.run import FinetuneResult
 
     latest = latest_checkpoint(run_dir / "checkpoints")
     stopped = FinetuneResult(run_dir, latest.step if latest else 0, interrupted=True, model_path=None, data=None)

@@ -16,6 +16,7 @@ from mmgen.cli.app import app, invoked
 from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import FolderReplaced, MmgenError, UsageError, alike_in_every_process
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
+from mmgen.runtime import torchrun
 from mmgen.terminal import console as terminal_console
 from mmgen.terminal import counted, on_terminal, print_utf8, table_console
 from mmgen.terminal import say as say_line
@@ -103,7 +104,7 @@ def batch(
         return _print_example(ctx)
     if jobs_file is None:
         raise UsageError("Missing argument 'JOBS.yaml'.")  # click's words, as when it was required
-    from mmgen.pipelines.batch.schema import read_batch_file
+    from mmgen.pipelines.batch.schema import BatchInvalid, read_batch_file
     from mmgen.pipelines.preflight import check_device
 
     if device is not None:  # the flag's own problem, said as the flag and before the file is read (not as a line of it)
@@ -111,19 +112,24 @@ def batch(
     # Under torchrun every process plans the one batch file, before they join: its problems are said once (rank 0).
     with alike_in_every_process():
         # plan_batch's first step, before it is imported (torch: seconds): a batch file that is missing, unreadable
-        # or no YAML mapping is said at once (the problems of its jobs, each with its line, are the plan's to list)
+        # or no YAML mapping is said at once, and so are the problems of one whose device or precision is set wrongly
+        # (BatchFile.plannable); the problems of the jobs, each with its line, are the plan's to list
         batch_file = read_batch_file(jobs_file, [], out_dir)
-        from mmgen.pipelines.batch import BatchInvalid, Share, plan_batch, run_batch
-
-        share = Share.here()
-        console = terminal_console(highlight=False)
         try:
+            if not batch_file.plannable:
+                raise BatchInvalid(batch_file.path, list(batch_file.problems))
+            from mmgen.pipelines.batch import plan_batch
+
             plan = plan_batch(batch_file, device=device, precision=precision, overwrite=overwrite)  # read once
         except BatchInvalid as e:
-            if share.is_main:
+            if torchrun.rank() == 0:
                 for line in e.lines():
                     say_line(line)
             raise
+    from mmgen.pipelines.batch import Share, run_batch
+
+    share = Share.here()
+    console = terminal_console(highlight=False)
     if dry_run:
         if share.is_main and json:
             for job in plan.jobs:

@@ -195,7 +195,7 @@ def finetune(
         with alike_in_every_process():
             if resume and output is None:
                 raise UsageError("--resume needs -o RUN_DIR: the run to continue")
-            # (each process names its own from its clock; a torchrun job's is rank 0's: train.trainer.finetune)
+            # (each process names its own from its clock; a torchrun job's is rank 0's: train.trainer.run_training)
             run_dir = output or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
             given = {
                 name: value
@@ -228,8 +228,8 @@ def finetune(
         agree(refusal, config, {"-o": output, "DATA_DIR": data_dir})
     with display() as on_event:
         try:
-            # torch loads here: a run refused above (--resume of no run, of a run in use, a run folder not empty; a
-            # config file's mistake) is at once; a stop while it loads (seconds) is one before the first step
+            # torch loads in this call: a run refused above (--resume of no run, of a run in use, a run folder not
+            # empty; a config file's mistake) is at once; a stop while it loads (seconds) is one before the first step
             from mmgen.train import finetune as run_finetune
 
             result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)

@@ -203,7 +203,7 @@ def printable(path: Path) -> str:
 def clear_skips_only(folder: Path, run: str) -> None:
     """Remove the skip records (SKIPPED, and its lock) from the clip cache `folder` when they are all it holds — no
     decoded clip, nor anything else — and every one is `run`'s: for a cache folder a failed run made itself
-    (trainer.finetune), which then leaves none behind. A new run writes them again; decoded clips stay, for the next
+    (trainer.run_training), which then leaves none behind. A new run writes them again; decoded clips stay, for the next
     try; and so do the records of a run sharing the new folder (one that also found it missing), whole, under the
     lock that adding a line takes."""
     records = folder / SKIPPED

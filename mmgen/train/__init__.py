@@ -11,6 +11,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "config_layers": ["run_config"],
         "divergence": ["TrainingDiverged"],
         "events": ["TrainEvent"],
-        "trainer": ["FinetuneResult", "finetune"],
+        "run": ["FinetuneResult", "finetune"],
     },
 )

@@ -129,7 +129,7 @@ def check_run_folder(data_dir: Path, run_dir: Path, config: FinetuneConfig, resu
     the same words (its clips' folder `data_dir` is the caller's to have checked: config_layers.run_config). The run
     asks again holding the folder (setup's check is the guard: another run may start or end in it meanwhile). Left
     to that look: a --resume of a run with step folders (one finished is left as it is, checked no further:
-    trainer.finetune; which checkpoint loads is for torch to read), and a folder that look changes first, putting
+    trainer.run_training; which checkpoint loads is for torch to read), and a folder that look changes first, putting
     back or removing what a killed process left there (run_folder.put_back_final)."""
     from mmgen.temporaries import leftovers
     from mmgen.train.run_folder import RunFolderLock, check_final_json, check_start, final_weights

@@ -197,7 +197,7 @@ def clear_failed_start(folder: Path) -> None:
     """Remove what a run that failed before its first checkpoint left in `folder` — its config.yaml and log.jsonl,
     its empty folders, a killed first save's `.step-*.partial` — when that is all there is (a failed start with
     nothing else in it: no previews, no checkpoint set aside, no file of the user's); otherwise nothing. For a run
-    folder the failed command made itself (trainer.finetune): a new start writes those files again anyway."""
+    folder the failed command made itself (trainer.run_training): a new start writes those files again anyway."""
     failed = failed_start(folder, has_checkpoint=False)
     if failed is None or failed.others or failed.set_aside:
         return

@@ -1,4 +1,5 @@
-"""`mmgen finetune` as a function: train an MM-UNet on a folder of clips, resumably, on one or many processes.
+"""Fine-tuning's training: an MM-UNet trained on a folder of clips, resumably, on one or many processes (run.finetune,
+the Python API's `mmgen finetune`, checks what needs no torch, then calls run_training).
 
 One run = one folder:
     config.yaml                 every setting, resolved (what --resume reads back)
@@ -17,18 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mmgen.calls import pipeline_call
 from mmgen.data.clip_cache import clear_skips_only
-from mmgen.data.clips import ScanReport
 from mmgen.modal import Modal, each
 from mmgen.new_folders import new_folders_removed_on_failure
-from mmgen.pipelines.arguments import check_arguments
 from mmgen.runtime import processes as distributed
 from mmgen.runtime.device import select_device
 from mmgen.runtime.global_rng import callers_rng_kept
@@ -39,47 +36,20 @@ from mmgen.train.events import EventFn, TrainEvent, ignore
 from mmgen.train.interrupt import CheckpointNotSaved, StopRequest
 from mmgen.train.objective import diffusion_loss, draw_noising
 from mmgen.train.outputs import RunOutputs
+from mmgen.train.run import FinetuneResult
 from mmgen.train.run_checks import clip_cache
-from mmgen.train.run_folder import RunFolderLock, clear_failed_start, finished_at
-from mmgen.train.run_weights import RunWeights
+from mmgen.train.run_folder import RunFolderLock, clear_failed_start
 from mmgen.train.setup import Setup, clip_cache_user, prepare
 from mmgen.train.state import TrainingState, parameters_digest
 from mmgen.train.step_folders import latest_checkpoint
 
-__all__ = ["EventFn", "FinetuneResult", "TrainEvent", "finetune", "learning_rate", "parameters_digest"]
+__all__ = ["EventFn", "TrainEvent", "learning_rate", "parameters_digest", "run_training"]
 
 
-@dataclass(frozen=True)
-class FinetuneResult:
-    run_dir: Path
-    step: int  # steps completed
-    interrupted: bool  # stopped by Ctrl-C/SIGTERM after saving a checkpoint (from Python: by a handler of the program's own)
-    model_path: Path | None  # RUN/model.safetensors once the run reached its last step
-    data: ScanReport | None  # None when a resumed run had already finished: nothing was read
-    finished_before: bool = False  # --resume of a run already finished at its --steps: nothing done, nothing written
-    ran_on: dict[str, str] | None = None  # the device and precision it trained in (Compute.record); None: it trained not
-
-
-@pipeline_call(output="run_dir")
-def finetune(
-    data_dir: str | Path,
-    run_dir: str | Path,
-    config: FinetuneConfig,
-    *,
-    resume: bool = False,
-    on_event: EventFn | None = None,
-) -> FinetuneResult:
-    """Train per `config` on the clips under `data_dir`, writing the run to `run_dir`; with `resume`, continue
-    from the run's newest checkpoint that loads. Under torchrun every process calls this; only rank 0 writes.
-    Raises TrainingDiverged (exit 1) when the loss or the weights stop being finite. Resuming a run that has
-    already finished at `config.steps` (or past it) does nothing and writes nothing: a larger `steps` trains on.
-    A stop signal (Ctrl-C) once a step has finished saves that step's checkpoint, then goes on to the program's own
-    handler: Python's raises KeyboardInterrupt here (the command line instead says how to resume and exits 130)."""
-    check_arguments("finetune", paths={"data_dir": data_dir, "run_dir": run_dir}, instances={"config": (config, FinetuneConfig)},
-                    switches={"resume": resume}, functions={} if on_event is None else {"on_event": on_event})
-    if resume and (step := finished_at(Path(run_dir), config.steps, RunWeights.final_name_of(config.lora))) is not None:
-        return FinetuneResult(Path(run_dir), step, False, Path(run_dir) / RunWeights.final_name_of(config.lora), None,
-                              finished_before=True)
+def run_training(data_dir: Path, run_dir: Path, config: FinetuneConfig, resume: bool, on_event: EventFn | None
+                 ) -> FinetuneResult:
+    """The run of run.finetune (the Python API's), once what needs no torch is checked: start it, or resume it from its
+    newest checkpoint that loads, and train to its last step."""
     device = select_device(config.device)
     processes = distributed.start(device.type)
     # One run folder for the job: rank 0's (a plain `finetune` names one from the clock, and a torchrun job's

@@ -87,11 +87,17 @@ class BatchFile:
     default_lines: Mapping[str, int]
     problems: tuple[Problem, ...] = ()  # what reading it found wrong (read_batch_file)
 
+    @property
+    def plannable(self) -> bool:
+        """Not where it sets the batch's device or precision wrongly: every job is planned for them."""
+        return not any(problem.batch_wide for problem in self.problems)
+
 
 @dataclass(frozen=True)
 class Problem:
     line: int | None
     message: str
+    batch_wide: bool = dataclasses.field(default=False, compare=False)  # about the batch's device or precision
 
     def describe(self, path: Path) -> str:
         return f"{path}:{self.line}: {self.message}" if self.line else f"{path}: {self.message}"
@@ -241,7 +247,8 @@ def _job(i: int, raw: Any, folder: Path, lines: Lines, problems: list[Problem]) 
         if key in allowed:
             options[key] = value
         else:
-            problems.append(Problem(key_lines[str(key)], f"{where}: {_not_an_option(key, kind, (*own_keys, *allowed))}"))
+            problems.append(Problem(key_lines[str(key)], f"{where}: {_not_an_option(key, kind, (*own_keys, *allowed))}",
+                                    batch_wide=str(key).lstrip("-").replace("-", "_") in BATCH_WIDE))
     parsed = _checked(_from_folder(options, folder), ("jobs", i), lines, problems, where)
 
     name = _string(raw, "name", where, key_lines, problems)
@@ -385,5 +392,5 @@ def _checked(raw: dict, path: tuple, lines: Lines, problems: list[Problem], wher
             good[key] = getattr(from_dict(owner[key], {key: value}, where), key)
         except ConfigError as e:
             problems.append(Problem(lines.get((*path, str(key)), lines.get(path)),
-                                    lines.said((*path, str(key)), str(e), where)))
+                                    lines.said((*path, str(key)), str(e), where), batch_wide=key in BATCH_WIDE))
     return good

@@ -256,6 +256,29 @@ def test_a_24_bit_flac_sound_retake_keeps_its_24_bits_outside_the_range(tiny, tm
     assert np.abs(after[:, a + 320 : b - 320] - before[:, a + 320 : b - 320]).max() > 0.1  # past the seams: new
 
 
+def test_a_float_sound_retake_s_wav_is_float_too_and_keeps_its_peaks(tiny, tmp_path):
+    """An f32 sound past full scale (+4 dBFS), retaken into an mkv, keeps its f32 track and its peaks there; its --wav
+    was 32-bit integer PCM, which clipped them (and said so). It is f32 as the input is: both are the input's own
+    sound, sample for sample, outside the range, and nothing is said to be clipped."""
+    rate = 16000
+    loud = 1.6 * np.sin(2 * np.pi * 440 * np.arange(round(0.8 * rate)) / rate)
+    clip = write_test_video(tmp_path / "take.mkv", seconds=0.8, size=(16, 16), sample_rate=rate,
+                            audio_codec="pcm_f32le", samples=loud[None].astype(np.float32)).path
+    out = tmp_path / "mended.mkv"
+    done = run_here("retake", clip, "--range", "0.3:0.5", "-m", tiny, "--steps", "1", "--seed", "2",
+                    "--loudness", "off", "--sample-rate", "model", "--wav", "-o", out, env=mmgen_env(tmp_path))
+    assert done.returncode == 0 and "clipped" not in done.stderr, done.stderr
+    wav = out.with_suffix(".wav")
+    for made in (out, wav):
+        with av.open(str(made)) as container:
+            assert container.streams.audio[0].codec_context.name == "pcm_f32le", made
+    (before, _), (after, _), (alone, _) = decode_audio(clip), decode_audio(out), decode_audio(wav)
+    assert before.max() > 1.5
+    a, b = round(0.3 * rate), round(0.5 * rate)
+    for sound in (after, alone):
+        assert np.array_equal(sound[:, :a], before[:, :a]) and np.array_equal(sound[:, b:], before[:, b:])
+
+
 @pytest.mark.parametrize("burst, target", [(0.0, -20), (0.95, -5)])
 def test_a_sound_retake_gives_the_input_one_gain_outside_the_ranges(tiny, tmp_path, burst, target):
     """A sound retake brought to a loudness: outside the ranges the sound is the input's times one gain (to 1 LSB),

@@ -287,7 +287,7 @@ def test_sound_at_its_own_level_past_full_scale_is_said_once_to_be_clipped(monke
 
 def test_sound_past_full_scale_written_only_as_float_pcm_is_not_said_to_be_clipped(monkeypatch, caplog):
     """A retake of an f32 track at +4 dBFS with `--loudness off` keeps its peaks in its f32 output, where the note
-    said they were clipped; written anywhere else (its --wav, 32-bit integers) they are, and said so."""
+    said they were clipped; written anywhere else (AAC, integer PCM) they are, and said so."""
     import logging
 
     import mmgen.media.notes as notes

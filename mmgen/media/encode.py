@@ -63,17 +63,20 @@ def write_mp4(
 
 
 WAV_PCM = {16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}  # a wav's encoder for each depth it is written at
+FLOAT_WAV = "pcm_f32le"  # a float sound's wav (an f64 one's too: mmgen's sound is float32)
 
 
 def write_wav(
     path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, *, overwrite: bool = False, layout: str = "mono",
-    bits: int | None = None,
+    bits: int | None = None, floats: bool = False,
 ) -> None:
     """Write audio (1, L) in [-1, 1] as a mono 16-bit PCM wav — or (C, L) as one in `layout` (of C channels). `bits`:
     the depth of the file's sound it is made from (MediaInfo.audio_bits; a retake's), kept as the retake's own
-    encoder keeps it (tracks.holding): a 24-bit source's wav is 24-bit. The model's sound has none: 16-bit."""
+    encoder keeps it (tracks.holding): a 24-bit source's wav is 24-bit. The model's sound has none: 16-bit.
+    `floats`: that sound is float PCM (pcm_f32le), and so is the wav, keeping its samples past full scale (which
+    32-bit integers would clip)."""
     check_audio(audio)
-    encoder = WAV_PCM[holding(WAV_PCM, bits)] if bits is not None else WAV_PCM[16]
+    encoder = FLOAT_WAV if floats else WAV_PCM[holding(WAV_PCM, bits)] if bits is not None else WAV_PCM[16]
     with atomic_output(path, overwrite) as temp, av.open(str(temp), "w", format="wav") as container:
         stream = container.add_stream(encoder, rate=sample_rate, layout=layout)
         mux(container, encoded(stream, audio_frames(audio, sample_rate, layout=layout, clip=not holds_floats(stream))))

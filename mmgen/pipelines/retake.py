@@ -135,7 +135,7 @@ def retake(
         if modality == "audio":
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
             layout = kept or "mono"
-            held = float_pcm(encoder) and "wav" not in paths.files  # an f32 sound's own track keeps its peaks
+            held = float_pcm(encoder)  # an f32 sound's own track keeps its peaks, and so does its --wav (f32 too)
             delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept,
                                        held)
             delivered = as_encoded(delivered, encoder, layout)
@@ -144,7 +144,8 @@ def retake(
                           encoder=encoder, layout=layout, bits=info.audio_bits)
             if "wav" in paths.files:
                 write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite,
-                          layout=layout, bits=info.audio_bits)  # at the input's depth, as the output's sound
+                          layout=layout, bits=info.audio_bits,  # at the input's depth, as the output's sound
+                          floats=float_pcm(info.audio_codec or ""))
         else:
             replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
                           start=start)

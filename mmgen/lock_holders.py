@@ -2,12 +2,14 @@
 (pid 1234) is writing into it`.
 
 A holder writes itself into its lock file as it takes it (`name_holder`): `OWNER-PID COMMAND`, where OWNER says which
-process table PID belongs to (mmgen.temporaries.owner: a hash of the host name and the PID namespace, as in a
-temporary's name). A holder from another table — a container or a host sharing the folder — is said as one
+process table PID belongs to (mmgen.temporaries.owner: a hash of the host name, the PID namespace and the boot, as
+in a temporary's name). A holder from another table — a container or a host sharing the folder — is said as one
 (`in another container or host`): its pid names another process here (a container's batch is pid 1: init, alive),
-so it is never named, nor probed with os.kill. An older mmgen writes `PID COMMAND`, which says no table: that pid is
-named only where Linux's lock table (/proc/locks, which numbers every holder as this process's table does and lists
-none it cannot see) shows it holding the file. An older mmgen reading a new line finds no pid in it and names none.
+so it is never named, nor probed with os.kill. A line of an mmgen from before the boot was in OWNER (2026-12-03)
+reads as another table's too: the lock holds all the same, only its holder is said less exactly. An older mmgen
+writes `PID COMMAND`, which says no table: that pid is named only where Linux's lock table (/proc/locks, which
+numbers every holder as this process's table does and lists none it cannot see) shows it holding the file. An older
+mmgen reading a new line finds no pid in it and names none.
 
 A run folder's flock has no lock file to write into: its holder is read from /proc/locks alone (`flock_holder`), and
 one held there by no process listed is another container's or host's.

@@ -1,8 +1,9 @@
 """Who made a temporary file, and the clean-up of those a killed run left behind.
 
 mmgen writes every file through a temporary beside its target (mmgen.files.temporary_name), named
-`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`: PID is the writing process, OWNER (a hash of the host name and the PID
-namespace) says which process table that PID belongs to, XXXXXXXX makes the name unique per file. A process that
+`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`: PID is the writing process, OWNER (a hash of the host name, the PID
+namespace and the kernel's boot) says which process table that PID belongs to, XXXXXXXX makes the name unique per
+file. A process that
 ends normally, fails or is interrupted removes its temporaries; one killed outright (kill -9, the OOM killer, a
 power cut) cannot, and `remove_leftovers` removes them when the next command writes into that folder.
 
@@ -13,6 +14,12 @@ folder has another OWNER, so its PID says nothing here and its files are left al
 them up). A reused PID only keeps a leftover longer. No lock and no extra file is needed, and the temporary
 stays in its target's folder, where os.replace is an atomic rename (a temporary folder elsewhere could be on
 another filesystem).
+
+The boot is in OWNER because the host name and the PID namespace may not tell two machines apart: hosts of one name
+(cloned from one image) both in the initial PID namespace (`pid:[4026531836]` on every Linux host) would share a
+folder on NFS as one process table, each sweeping the other's running writes. Linux's boot id is random per boot.
+So a temporary left from an earlier boot of this host (a power cut) reads as another table's and stays, as does one
+named by mmgen before the boot was in OWNER (until 2026-12-03): the safe side, as its writer may be running still.
 
 Temporaries named before OWNER-PID was in the name (`.STEM.XXXXXXXX.partial.EXT`, mmgen until 2026-11-30) do not
 say who wrote them: nothing tells a killed run's from a running one's (an older mmgen still writing, here or on
@@ -31,6 +38,7 @@ import uuid
 from contextlib import suppress
 from pathlib import Path
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # random per boot (Linux); tests point it at a file of their own
 LEFTOVER = re.compile(r"\..*\.(?P<owner>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,8})-[0-9a-f]{8}\.partial(\.[^.]*)?")
 
 
@@ -56,12 +64,19 @@ def added_bytes() -> int:
 
 @functools.cache
 def owner() -> str:
-    """This process's process table: its host name and PID namespace (Linux; the host name alone elsewhere)."""
+    """This process's process table: its host name, PID namespace and the kernel's boot (Linux; the host name alone
+    elsewhere), as 8 hex digits, the same for every process of that table until the host reboots."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         namespace = ""
-    return hashlib.sha256(f"{platform.node()}\0{namespace}".encode()).hexdigest()[:8]  # no socket: offline runs stay socket-free
+    try:
+        with open(BOOT_ID, encoding="ascii") as boot:
+            booted = boot.read().strip()
+    except (OSError, ValueError):
+        booted = ""
+    table = "\0".join([platform.node(), namespace, booted])  # (no socket: offline runs stay socket-free)
+    return hashlib.sha256(table.encode()).hexdigest()[:8]
 
 
 def alive(pid: int) -> bool:

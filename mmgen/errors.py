@@ -37,11 +37,12 @@ class FolderReplaced(StorageError):
     """An output folder was replaced (moved away, a link put at its name) while the command wrote into it: it stops
     before writing anything through that name (mmgen.output_folders.same_folders). `folder`: the folder (absolute);
     `went`: where the outputs finished in it are now ("went with it"), and `then` what the line says after naming
-    them (instead of the hint, which says where they went)."""
+    them (instead of the hint, which says where they went). `what`: what became of the folder, without what the
+    command did then (`od is no longer there (…)`): a stop's line says it (the message, unless given)."""
 
-    def __init__(self, message: str, hint: str, folder: Path, went: str, then: str):
+    def __init__(self, message: str, hint: str, folder: Path, went: str, then: str, what: str | None = None):
         super().__init__(message, hint)
-        self.folder, self.went, self.then = folder, went, then
+        self.folder, self.went, self.then, self.what = folder, went, then, what or message
 
 
 class ResourceError(MmgenError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -29,18 +29,20 @@ _folders: ContextVar[dict[Path, _Found] | None] = ContextVar("files_same_folders
 
 
 @contextmanager
-def same_folders() -> Iterator[None]:
+def same_folders() -> Iterator[Mapping[Path, _Found]]:
     """Inside the block (a command), every output folder (`keep_folder`) stays the one found as the first output
     went into it: a folder replaced meanwhile (moved away, a link to another folder put at its name) is a
     FolderReplaced (exit 1) before anything more is written through its name — never a file written, or overwritten, in
     whatever folder the name leads to now. A batch's manifest holds its folder to the same (batch.manifest). A block
-    inside another's is part of it: the command's, and each pipeline call of the Python API's (calls.pipeline_call)."""
-    if _folders.get() is not None:
-        yield
+    inside another's is part of it: the command's, and each pipeline call of the Python API's (calls.pipeline_call).
+    Yields the folders as found, for `replaced_holding` once the block has ended (a command's stop, said after it)."""
+    if (outer := _folders.get()) is not None:
+        yield outer
         return
-    token = _folders.set({})
+    found: dict[Path, _Found] = {}
+    token = _folders.set(found)
     try:
-        yield
+        yield found
     finally:
         _folders.reset(token)
 
@@ -68,6 +70,20 @@ def check_folders(target: Path) -> None:
             raise _replaced(folder, found[folder].named)
 
 
+def replaced_holding(paths: Iterable[Path], found: Mapping[Path, _Found] | None = None) -> FolderReplaced | None:
+    """The FolderReplaced of the highest output folder holding one of `paths` that is no longer the one found, or
+    None: what a stop's line and a batch's summary say of the outputs that went with it (check_folders raises it
+    before a write). `found`: the folders of a block that has ended (same_folders); else the running block's."""
+    found = _folders.get() if found is None else found
+    if not found:
+        return None
+    holding = {folder for path in paths for folder in Path(os.path.abspath(path)).parents if folder in found}
+    for folder in sorted(holding, key=lambda folder: len(folder.parts)):
+        if folder_identity(folder) != found[folder].identity:
+            return _replaced(folder, found[folder].named)
+    return None
+
+
 def _replaced(folder: Path, named: Path) -> FolderReplaced:
     """The FolderReplaced for `folder` (absolute; `named` as the command was given it), saying what is at its name
     now: another folder, something else, nothing (a name leading through a link that may be what replaced a folder
@@ -75,17 +91,18 @@ def _replaced(folder: Path, named: Path) -> FolderReplaced:
     its name as empty as one deleted, and mmgen cannot tell where it went."""
     gone = not os.path.lexists(folder)
     if os.path.isdir(folder) or (gone and any(os.path.islink(above) for above in folder.parents)):
-        return FolderReplaced(f"{named} was replaced while mmgen wrote into it; stopped",
+        what = f"{named} was replaced while mmgen wrote into it"
+        return FolderReplaced(f"{what}; stopped",
                               hint="what was written before is in the folder that was there; nothing was "
                                    "written into the one there now", folder=folder,
                               went="are in the folder that was there, not in the one there now",
-                              then="nothing was written into the one there now")
+                              then="nothing was written into the one there now", what=what)
     said = (f"{NO_LONGER_THERE} (moved, renamed or removed while mmgen wrote into it)" if gone
             else f"is {kind_of(folder)} now, not a folder (replaced while mmgen wrote into it)")
     return FolderReplaced(f"{named} {said}; stopped",
                           hint="what was written before went where that folder went; nothing more was written",
                           folder=folder, went="went with it" if gone else "went with the folder that was there",
-                          then="nothing more was written")
+                          then="nothing more was written", what=f"{named} {said}")
 
 
 def forget_folder(folder: Path) -> None:

@@ -777,6 +777,37 @@ def test_an_output_folder_renamed_while_the_batch_runs_is_said_gone_from_its_nam
     assert not out.exists() and {"take_0000.mp4", "take_0000.json"} <= {p.name for p in old.iterdir()}
 
 
+def test_a_stop_after_the_output_folder_was_renamed_says_it_is_no_longer_there_with_its_outputs(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`mv OUT OUT-old` after job 1, then Ctrl-C: the summary said "outputs in OUT" and the stop's line "kept the
+    finished output: OUT/take_0000.mp4", where nothing is. Both say what the error line says of a rename: OUT is no
+    longer there, and take_0000.mp4 went with it."""
+    jobs, out, old = tmp_path / "jobs.yaml", tmp_path / "out", tmp_path / "out-old"
+    jobs.write_text(textwrap.dedent(f"""
+        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
+        jobs:
+          - {{kind: generate, name: take, num: 2, seed: 4}}
+        """).lstrip())
+    real_append = Manifest.append
+
+    def renaming_then_stopped(manifest: Manifest, record: Record) -> None:
+        if old.exists():
+            raise KeyboardInterrupt  # as job 2 starts
+        real_append(manifest, record)
+        if record.state == "done":
+            out.rename(old)
+
+    monkeypatch.setattr(Manifest, "append", renaming_then_stopped)
+    result = run_here("batch", jobs, "-o", out, env=env_for(workspace))
+    assert result.returncode == 130, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"· {out} is no longer there (moved, renamed or removed), with its outputs" in said, said
+    assert result.stderr.splitlines()[-1] == (
+        f"mmgen: interrupted; {out} is no longer there (moved, renamed or removed while mmgen wrote into it); the "
+        "finished output in it went with it: take_0000.mp4")
+    assert f"outputs in {out}" not in said and {"take_0000.mp4", "take_0000.json"} <= {p.name for p in old.iterdir()}
+
+
 def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_written_outside(
         workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """`name: sub/deep/a`, and after job 1 `mv OUT/sub OUT/sub.old; ln -s VICTIM OUT/sub`: job 2's clip went into VICTIM,
@@ -804,6 +835,9 @@ def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_writt
         (1, "done"), (2, "failed"), (3, "not run")]
     replaced = f"{out / 'sub' / 'deep'} was replaced while mmgen wrote into it; stopped"
     assert result.stderr.splitlines()[-1].startswith(f"mmgen: error: {replaced}"), result.stderr
+    # job 1's output is not in OUT's sub/deep now: the summary says where it is
+    assert (f"outputs in {out}; those in sub/deep are in the folder that was there, not in the one there now"
+            in " ".join(result.stderr.split())), result.stderr
     assert "Traceback" not in result.stderr and "ValueError" not in result.stderr
     assert list(victim.iterdir()) == []  # not even its folder `deep`
     assert sorted(p.name for p in (out / "sub.old" / "deep").iterdir()) == ["a_0000.json", "a_0000.mp4"]

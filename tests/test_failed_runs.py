@@ -317,6 +317,28 @@ def test_an_output_folder_removed_mid_run_is_named_as_typed_and_its_outputs_went
         Path("od").unlink(missing_ok=True)
 
 
+def test_a_stop_after_the_output_folder_was_renamed_names_its_outputs_inside_it_as_the_error_line_does(
+        tiny, tmp_path, monkeypatch):
+    """`generate -o od`, `mv od od-old` after its first clip, then Ctrl-C: the stop's line said "kept the finished
+    output: od/clip_0000.mp4", a path that leads nowhere; the error line names it inside the folder that went. The stop
+    line says the same: od is no longer there, and clip_0000.mp4 went with it."""
+    monkeypatch.chdir(tmp_path)
+    write = generate_pipeline.write_generated
+
+    def renaming_then_stopped(*args, **kwargs):
+        write(*args, **kwargs)
+        Path("od").rename("od-old")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_pipeline, "write_generated", renaming_then_stopped)
+    done = run_here("generate", "-m", tiny, "-n", "2", "--steps", "1", "--precision", "fp32", "--no-previews",
+                    "-o", "od", env=mmgen_env(tmp_path))
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines()[-1] == ("mmgen: interrupted; od is no longer there (moved, renamed or removed while "
+                                            "mmgen wrote into it); the finished output in it went with it: clip_0000.mp4")
+    assert sorted(p.name for p in Path("od-old").iterdir()) == ["clip_0000.json", "clip_0000.mp4"]
+
+
 def test_an_output_folder_removed_while_an_output_is_finished_says_so(tiny, tmp_path, monkeypatch):
     """od removed between a clip's mp4 and its sidecar: `cannot read od/clip_0000.mp4: no such file` (reading it
     back), or a FileNotFoundError and --debug's hint (its sidecar's temporary) — not that the folder went."""

@@ -175,7 +175,6 @@ def _run(argv: list[str] | None) -> int:
     from mmgen.cli._interrupted import finished_outputs, say_interrupted
     from mmgen.cli.app import arguments, command, debug_enabled, hide_library_warnings
     from mmgen.media.notes import held_back, one_call
-    from mmgen.output_folders import same_folders
     from mmgen.runtime.stop_signals import check_stop, is_stop_code, stop_code, stopped
 
     hide_library_warnings()
@@ -188,7 +187,7 @@ def _run(argv: list[str] | None) -> int:
     arguments.set(tuple(sys.argv[1:] if argv is None else map(str, argv)))
     global _began
     _began = True
-    with finished_outputs(), same_folders(), guarded_streams() as stdout:
+    with finished_outputs(), guarded_streams() as stdout:
         try:
             # With standalone_mode=False, typer RETURNS the code of a typer.Exit instead of raising it — and it
             # turns a KeyboardInterrupt inside a command into Exit(130). A command's own return value is None.

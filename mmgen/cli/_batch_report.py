@@ -17,6 +17,7 @@ from mmgen.terminal import counted, markup_text, shortened, show_table, size_tex
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from mmgen.errors import FolderReplaced
     from mmgen.pipelines.batch import Job, Outcome, Plan
 
 FULL_TABLE_ROWS = 50  # longer batches list only the jobs that did not finish
@@ -143,11 +144,12 @@ def _span(first: object, last: object, between: str = " … ") -> str:
     return str(first) if first == last else f"{first}{between}{last}"
 
 
-def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: str = "", gone: Path | None = None) -> None:
+def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: str = "",
+                 gone: FolderReplaced | None = None) -> None:
     """A table of how each job ended (only the unfinished ones for a long batch) and the totals. `whose`: the process
     ("rank 1") whose share of the jobs these are, where each process of a torchrun job sums up its own (a stop):
-    said in the title and the totals, so the summaries read as one per process, not as one said twice. `gone`: the
-    output folder that left its name while the batch ran (FolderReplaced.folder), if one did."""
+    said in the title and the totals, so the summaries read as one per process, not as one said twice. `gone`: an
+    output folder that left its name while the batch ran (OUT, or a job's folder in it), if one did."""
     rows = ([[o] for o in outcomes] if len(outcomes) <= FULL_TABLE_ROWS
             else _not_run_together([o for o in outcomes if o.ending in ("failed", "not run")]))
     if rows:
@@ -171,11 +173,15 @@ def show_summary(outcomes: list[Outcome], plan: Plan, console: Console, whose: s
     console.print(f"{whose}: {totals}" if whose else totals, f"· {_outputs_where(plan.output_dir, gone)}")
 
 
-def _outputs_where(output_dir: Path, gone: Path | None) -> str:
+def _outputs_where(output_dir: Path, gone: FolderReplaced | None) -> str:
     """Where the batch's outputs are: in OUT — or, where OUT itself left its name as the batch ran (`gone`), not
-    there: it was moved, renamed or removed (nothing is at its name), or replaced by another folder."""
-    if gone is None or Path(os.path.abspath(output_dir)) != gone:
+    there: it was moved, renamed or removed (nothing is at its name), or replaced by another folder; where a job's
+    folder inside it did (`sub/deep`), the outputs in that one are not in OUT but where it went."""
+    out = Path(os.path.abspath(output_dir))
+    if gone is None or (gone.folder != out and out not in gone.folder.parents):
         return f"outputs in {markup_text(output_dir)}"
     if not os.path.lexists(output_dir):
         return f"{markup_text(output_dir)} {NO_LONGER_THERE} (moved, renamed or removed), with its outputs"
-    return f"outputs in the folder that was at {markup_text(output_dir)}"
+    if gone.folder == out:
+        return f"outputs in the folder that was at {markup_text(output_dir)}"
+    return f"outputs in {markup_text(output_dir)}; those in {markup_text(gone.folder.relative_to(out))} {gone.went}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 from mmgen.cli import WRITERS, command_named, nothing_kept  # WRITERS: commands whose outputs `recording` sees
 from mmgen.cli.app import arguments, invoked
 from mmgen.errors import FolderReplaced, MmgenError, ResourceError, StorageError
+from mmgen.output_folders import replaced_holding, same_folders
 from mmgen.pipelines.outputs import recording
 from mmgen.runtime.stop_signals import stop_name
 from mmgen.terminal import listed, path_text, say
@@ -22,16 +23,18 @@ LISTED = 3  # outputs named in the line; more are counted
 _left: ContextVar[str | None] = ContextVar("interrupted_left_behind", default=None)
 _whose: ContextVar[str] = ContextVar("interrupted_whose", default="")  # speaks_for's: "rank 1", or "" for the command
 _finished: list[Path] = []  # of the last command: a stop during shutdown still names them
+_folders: Mapping[Path, object] = {}  # the output folders of the last command, as found (output_folders.same_folders)
 
 
 @contextmanager
 def finished_outputs() -> Iterator[list[Path]]:
-    """The mp4 of every output finished while the block runs."""
-    global _finished
+    """The mp4 of every output finished while the block runs, in output folders kept as found (a command's:
+    output_folders.same_folders), so that a stop names those whose folder left its name as what went with it."""
+    global _finished, _folders
     _left.set(None)
     _whose.set("")
-    with recording() as finished:
-        _finished = finished
+    with recording() as finished, same_folders() as folders:
+        _finished, _folders = finished, folders
         yield finished
 
 
@@ -57,9 +60,9 @@ def stdout_failed_line(e: OSError) -> str | None:
         if not writes:
             return None
         return "stdout was closed by the program reading it (broken pipe); " + (
-            kept(_finished) if _finished else "the files written are complete")
-    return f"cannot write to standard output: {e.strerror or e}" + (f"; {kept(_finished)}" if writes and _finished
-                                                                     else "")
+            _kept_where(_finished) if _finished else "the files written are complete")
+    return f"cannot write to standard output: {e.strerror or e}" + (
+        f"; {_kept_where(_finished)}" if writes and _finished else "")
 
 
 def say_interrupted(code: int, unprinted: bool = False) -> None:
@@ -85,7 +88,7 @@ def interrupted_line(command: str | None, finished: list[Path], by: str = "") ->
     if _left.get() is not None:
         return f"interrupted{by}; {_left.get()}"
     if finished:
-        return f"interrupted{by}; {kept(finished)}"
+        return f"interrupted{by}; {_kept_where(finished)}"
     return nothing_kept(command or command_named(arguments.get()), by)  # None: stopped before typer parsed it
 
 
@@ -95,20 +98,34 @@ def kept(finished: list[Path]) -> str:
     return f"kept {'the finished output' if len(finished) == 1 else f'the {len(finished)} finished outputs'}: {names}"
 
 
+def _kept_where(finished: list[Path]) -> str:
+    """kept(finished) — or, where an output folder left its name as the command ran (moved, renamed, removed,
+    replaced: output_folders.replaced_holding), what became of it and which outputs went with it, as failed_line says."""
+    gone = replaced_holding(finished, _folders)
+    return kept(finished) if gone is None else f"{gone.what}; {_went_with(gone, finished)}"
+
+
 def failed_line(error: MmgenError) -> str:
     """The line of the last command, failed with `error`: where the machine stopped it (a full disk, no memory
     left) after some outputs were finished, it says which it kept, as a stop's line does (they are whole); an output
     folder gone from its name (FolderReplaced), which of them went with it, named inside it."""
     if not isinstance(error, (StorageError, ResourceError)) or not _finished:
         return str(error)
-    if not isinstance(error, FolderReplaced):
+    if not isinstance(error, FolderReplaced) or not any(_inside(f, error.folder) for f in _finished):
         return str(MmgenError(f"{error.message}; {kept(_finished)}", error.hint))
-    inside = [f for f in _finished if error.folder in Path(os.path.abspath(f)).parents]  # gone, or moved, with it
-    outside = [f for f in _finished if f not in inside]
-    if not inside:
-        return str(MmgenError(f"{error.message}; {kept(outside)}", error.hint))
-    # named inside the folder: its name no longer leads to them (it was moved, renamed, removed or replaced)
-    names = listed([path_text(Path(os.path.abspath(f)).relative_to(error.folder)) for f in inside], LISTED)
+    return str(MmgenError(f"{error.message}; {_went_with(error, _finished)}", error.then))
+
+
+def _inside(output: Path, folder: Path) -> bool:
+    return folder in Path(os.path.abspath(output)).parents
+
+
+def _went_with(gone: FolderReplaced, finished: list[Path]) -> str:
+    """Which of the `finished` outputs went with the folder `gone` names, named inside it (its name no longer leads
+    to them: it was moved, renamed, removed or replaced), then those kept elsewhere."""
+    inside = [f for f in finished if _inside(f, gone.folder)]  # gone, or moved, with it
+    outside = [f for f in finished if f not in inside]
+    names = listed([path_text(Path(os.path.abspath(f)).relative_to(gone.folder)) for f in inside], LISTED)
     went = f"{'the finished output in it' if len(inside) == 1 else f'the {len(inside)} finished outputs in it'} " \
-           f"{error.went.replace('are ', 'is ', 1) if len(inside) == 1 else error.went}: {names}"
-    return str(MmgenError(f"{error.message}; {went}" + (f"; {kept(outside)}" if outside else ""), error.then))
+           f"{gone.went.replace('are ', 'is ', 1) if len(inside) == 1 else gone.went}: {names}"
+    return went + (f"; {kept(outside)}" if outside else "")

@@ -15,6 +15,7 @@ from mmgen.cli._results import print_json
 from mmgen.cli.app import app, invoked
 from mmgen.cli.progress import PlainLines, progress_display
 from mmgen.errors import FolderReplaced, MmgenError, UsageError, alike_in_every_process
+from mmgen.output_folders import replaced_holding
 from mmgen.pipelines.batch.manifest import MANIFEST_NAME
 from mmgen.runtime import torchrun
 from mmgen.terminal import console as terminal_console
@@ -167,7 +168,8 @@ def batch(
         # Ctrl-C (then exit 130), or an error that ended the batch once every job was said (its manifest could not be
         # written: a full disk): still say what finished (this process's share), then the error's line
         if isinstance(e, KeyboardInterrupt) or (reported and len(reported) == len(mine)):
-            gone = e.folder if isinstance(e, FolderReplaced) else None
+            done = [plan.output_dir / o.output for o in reported if o.ending == "done"]
+            gone = e if isinstance(e, FolderReplaced) else replaced_holding(done)  # a folder renamed, then Ctrl-C
             show_summary(_so_far(mine, reported, share.rank), plan, console, whose, gone)
         raise
     if share.is_main:

@@ -368,6 +368,47 @@ def test_plain_lines_say_a_slow_clip_s_steps_every_30_s(capsys):
         "job 2/2 (animate) animate.mp4: window 1/3: step 15/25, ETA 0:00:20"]
 
 
+def animation_upscaled(show, now: list[float], seconds: float, until: int = 6) -> None:
+    """The counts of an upscaled animation: 2 windows of 1 step, then 4 upscaling steps on 20 frames, one count
+    of 6 steps (conditional.make_matching), a step each `seconds`, up to step `until`."""
+    show(ProgressEvent("windows", 0, 2))
+    show(ProgressEvent("upscale", 0, 20))
+    for step in range(1, until + 1):
+        now[0] = seconds * step
+        show(ProgressEvent("steps", step, 6))
+        if step <= 2:
+            show(ProgressEvent("windows", step, 2))
+        elif step in (4, 6):
+            show(ProgressEvent("upscale", 10 * (step - 2) // 2, 20))
+
+
+def test_an_animation_s_upscaling_is_said_as_upscaling_not_as_its_last_window(capsys):
+    """Piped, an animation's upscaling steps said `window 2/2: step 5/6`, though every window was done: they say
+    `upscaling: step 5/6`, as the upscale's own line says `upscaling 10/20`."""
+    from mmgen.cli.progress import PlainLines
+
+    now = [0.0]
+    animation_upscaled(PlainLines(clock=lambda: now[0]), now, 40.0)  # 40 s a step: each step's line is due
+    said = [re.sub(r", ETA .*", "", line) for line in capsys.readouterr().err.splitlines()]
+    assert said == ["window 1/2: step 1/6", "windows: 1/2", "window 2/2: step 2/6", "windows: 2/2",
+                    "upscaling: step 3/6", "upscaling: step 4/6", "upscaling: step 5/6"], said
+
+
+def test_an_animation_s_windows_bar_says_the_time_left_of_its_upscaling_too(monkeypatch):
+    """On a terminal the `windows` bar's time left counted the windows alone (0:00:00 once they were sampled)
+    while the `sampling` bar's counts on into the upscaling after them: the windows bar says the longer, as the
+    plain `windows: 2/2, ETA …` line does."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    now = [0.0]
+    screen = io.StringIO()
+    with progress_display(Console(file=screen, force_terminal=True, width=80, get_time=lambda: now[0])) as show:
+        animation_upscaled(show, now, 10.0, until=3)  # 3 of 6 steps in 30 s, the windows done: 30 s to go
+    rows = [row.split() for row in ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines() if row.strip()]
+    last = {row[0]: row[-2:] for row in rows}
+    assert last["windows"] == ["2/2", "0:00:30"] and last["sampling"] == ["3/6", "0:00:30"], last
+
+
 def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatch):
     """FORCE_COLOR=1 with stderr to a log drew live bars there (carriage returns, cursor moves, the cursor hidden:
     rich's is_terminal, which FORCE_COLOR turns on), and a piped table was laid out for 80 columns with the 'wider

@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from mmgen import terminal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn
@@ -61,14 +70,19 @@ class PlainLines:
         if event.task == "jobs":  # a batch says the job's line as it counts it
             self._said_at = now
         elif event.task in _INNER and 0 < event.done < event.total and now - self._said_at >= PLAIN_SECONDS:
-            say(f"{event.job + ': ' if event.job else ''}{self._where()}{_INNER[event.task]} {event.done}/{event.total}{self.eta_of(event.task)}")
+            say(f"{event.job + ': ' if event.job else ''}{self._where(event.task)}{_INNER[event.task]} {event.done}/{event.total}{self.eta_of(event.task)}")
             self._said_at = now
 
-    def _where(self) -> str:
-        """`clip 1/2, window 3/5: `: the item each count is at (the one after those done), or "" outside any."""
+    def _where(self, task: str) -> str:
+        """`clip 1/2, window 3/5: `: the item each count is at (the one after those done), or "" outside any. Past
+        the last of them (an animation's windows all sampled), a `task` of steps is the upscaling's: `upscaling: `,
+        as an upscale's own line says it (`upscaling 16/20`)."""
         tasks = {t.description: t for t in self._tasks.tasks}
-        at = [f"{_ITEMS[name]} {min(int(t.completed) + 1, int(t.total))}/{int(t.total)}"
-              for name, t in tasks.items() if name in _ITEMS and t.total]
+        at = [f"{_ITEMS[name]} {int(t.completed) + 1}/{int(t.total)}"
+              for name, t in tasks.items() if name in _ITEMS and t.total and t.completed < t.total]
+        upscale = tasks.get("upscale")
+        if not at and task != "upscale" and upscale is not None and upscale.completed < (upscale.total or 0):
+            at = ["upscaling"]
         return f"{', '.join(at)}: " if at else ""
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -93,17 +107,34 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
     if not terminal.draws(console):  # a pipe, a file, or NO_COLOR: no bars, whose redrawing is escape sequences
         yield PlainLines()
         return
-    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    tasks: dict[str, TaskID] = {}
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+               _TimeLeft(lambda: next((t for t in bars.tasks if t.id == tasks.get("steps")), None)))
     # rich sends what is printed to stdout while the bars show through their console (stderr): only a terminal's
     # stdout may go there (printed above the bars, on the same screen); a pipe's --json lines stay on stdout.
     with FittingProgress(*columns, console=console, transient=True, redirect_stdout=terminal.is_tty(sys.stdout),
                          speed_estimate_period=SPEED_WINDOW) as bars:
-        tasks: dict[str, TaskID] = {}
 
         def show(event: ProgressEvent) -> None:
             if event.task not in tasks:
-                tasks[event.task] = bars.add_task(_LABELS[event.task], total=event.total)
+                tasks[event.task] = bars.add_task(_LABELS[event.task], total=event.total, counts=event.task)
             bars.update(tasks[event.task], completed=event.done, total=event.total)
 
         yield show
 
+
+class _TimeLeft(TimeRemainingColumn):
+    """A bar's time left; a bar of items (clips, windows) shows the longer of its own and its steps' — an
+    animation's steps count on past its windows into the upscaling after them (conditional.make_matching) — as a
+    plain line of them says it (PlainLines.eta_of): `windows 2/2` with the upscaling to go is not 0:00:00."""
+
+    def __init__(self, steps: Callable[[], Task | None]):
+        super().__init__()
+        self._steps = steps
+
+    def render(self, task: Task) -> Text:
+        steps = self._steps() if task.fields.get("counts") in _ITEMS else None
+        if steps is not None and not steps.finished and steps.time_remaining is not None and (
+                task.finished or task.time_remaining is None or steps.time_remaining > task.time_remaining):
+            return super().render(steps)
+        return super().render(task)

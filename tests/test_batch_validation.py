@@ -2422,3 +2422,24 @@ def test_a_project_copied_with_hard_links_and_run_leaves_the_original_s_manifest
     assert (hl2 / "outputs" / MANIFEST_NAME).stat().st_mode & 0o777 == 0o600  # the copy's own, as private
     assert plan_batch(jobs).status == {1: "done"}
     assert plan_batch(copy).status == {1: "done"}
+
+
+def test_a_batch_files_key_lines_are_read_apart_from_its_checks(tmp_path: Path):
+    """Where each key is (pipelines/batch/key_lines) is its own module, split from schema (396 of its 400 lines):
+    one parse gives the data and the line of every key and list item, a key a `<<:` merge gave at its mapping's
+    line, with where it came from."""
+    from mmgen.pipelines.batch import key_lines
+
+    data, lines = key_lines.compose(write_jobs(tmp_path, """
+        jobs:
+          - &gen
+            kind: generate
+            seed: 5
+          - <<: *gen
+            name: b
+        """))
+    assert data["jobs"][1] == {"kind": "generate", "seed": 5, "name": "b"}
+    assert (lines[("jobs",)], lines[("jobs", 0)], lines[("jobs", 0, "seed")], lines[("jobs", 1, "name")]) == (1, 2, 4, 6)
+    assert lines[("jobs", 1, "seed")] == 5 and lines.merged[("jobs", 1, "seed")] == "<<: *gen, line 4"
+    assert lines.said(("jobs", 1, "seed"), "job 2 (generate): seed: bad", "job 2 (generate)") == \
+        "job 2 (generate): seed (from <<: *gen, line 4): bad"

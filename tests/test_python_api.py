@@ -92,6 +92,29 @@ def test_finetune_refuses_clips_that_are_no_folder_before_torch_loads(tmp_path: 
     assert not run_dir.exists()
 
 
+def test_finetune_refuses_a_run_folder_it_cannot_start_in_before_torch_loads(tmp_path: Path):
+    """The command line asks of the run folder (in use, not empty, nothing to resume: run_checks.check_run_folder)
+    before torch loads; `mmgen.train.finetune` asked only once it had (train.setup): seconds and hundreds of MB
+    before a refusal the folder alone tells."""
+    script = ("import sys; from mmgen.train import FinetuneConfig, finetune\n"
+              "for run_dir, resume in ((sys.argv[2], False), (sys.argv[3], True)):\n"
+              "    try:\n"
+              "        finetune(sys.argv[1], run_dir, FinetuneConfig(), resume=resume)\n"
+              "    except Exception as e:\n"
+              "        print(type(e).__name__, str(e), 'torch' in sys.modules)")
+    clips, used, empty = tmp_path / "clips", tmp_path / "used", tmp_path / "empty"
+    for folder in (clips, used, empty):
+        folder.mkdir()
+    (used / "notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, "-c", script, clips, used, empty], env=mmgen_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [
+        f"OutputExists {used}: the run folder is not empty (choose another run_dir= or empty it) False",
+        f"UsageError {empty}: no complete checkpoint to resume from (start a new run without resume=True, or point "
+        "run_dir= at the run folder) False"], done.stderr
+    assert os.listdir(used) == ["notes.txt"] and os.listdir(empty) == []
+
+
 def test_a_numpy_batch_size_is_taken_as_the_whole_number_it_is(tiny):
     """batch_size=numpy.int64(1) passed the check and was kept as it was given: the result's provenance held a numpy
     integer, which json.dumps (the sidecar) refuses after all the sampling."""

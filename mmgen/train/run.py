@@ -1,6 +1,7 @@
 """`mmgen finetune` as a function (the Python API's `finetune`): what needs no torch is asked first — its arguments,
-a finished run to resume, the folder of clips — so a mistake is refused before torch loads (seconds, hundreds of MB),
-as the command line refuses it; then the run trains (trainer.run_training, where torch loads)."""
+a finished run to resume, the folder of clips, the run folder (in use, not empty, nothing to resume) — so a mistake
+is refused before torch loads (seconds, hundreds of MB), as the command line refuses it; then the run trains
+(trainer.run_training, where torch loads)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING
 from mmgen.calls import pipeline_call
 from mmgen.data.clip_folder import check_clip_folder
 from mmgen.pipelines.arguments import check_arguments
+from mmgen.runtime import torchrun
 from mmgen.train.config import FinetuneConfig
+from mmgen.train.run_checks import check_run_folder
 from mmgen.train.run_folder import final_weights, finished_at
 
 if TYPE_CHECKING:
@@ -51,6 +54,8 @@ def finetune(
     if resume and (step := finished_at(Path(run_dir), config.steps, final)) is not None:
         return FinetuneResult(Path(run_dir), step, False, Path(run_dir) / final, None, finished_before=True)
     check_clip_folder(Path(data_dir))  # the run's scan asks again, as it reads the clips
+    if torchrun.place()[1] == 1:  # a torchrun job's processes look at it together, rank 0 holding it (train.setup)
+        check_run_folder(Path(data_dir), Path(run_dir), config, resume)  # as the command line (config_layers.run_config)
     from mmgen.train.trainer import run_training  # torch loads here
 
     return run_training(Path(data_dir), Path(run_dir), config, resume, on_event)

@@ -78,11 +78,14 @@ def finished_at(run_dir: Path, steps: int, final_name: str) -> int | None:
     weights `final_name` and their json still in the folder. None otherwise: a run with steps left trains on, one
     stopped while writing its final weights writes them again, and a damaged newest checkpoint is resumed past as
     any resume does (set aside, said, and the run goes on from an older one, or refused where none loads)."""
-    # imported here: it imports torch, and the CLI's checks load this module
+    newest = latest_checkpoint(run_dir / "checkpoints")
+    if newest is None or newest.step < steps:
+        return None
+    # imported here, only for a checkpoint to judge: it imports torch, and a refusal of a folder with none
+    # (nothing to resume) comes before torch loads
     from mmgen.train.checkpoint import unreadable
 
-    newest = latest_checkpoint(run_dir / "checkpoints")
-    if newest is None or newest.step < steps or unreadable(newest):
+    if unreadable(newest):
         return None
     weights = run_dir / final_name
     if not (weights.is_file() and sidecar.json_of(weights).is_file()):

@@ -798,7 +798,7 @@ def test_a_stop_after_the_output_folder_was_renamed_says_it_is_no_longer_there_w
             out.rename(old)
 
     monkeypatch.setattr(Manifest, "append", renaming_then_stopped)
-    result = run_here("batch", jobs, "-o", out, env=env_for(workspace))
+    result = run_here("batch", jobs, "-o", out, env=env_for(workspace) | {"COLUMNS": "300"})  # lines unfolded
     assert result.returncode == 130, result.stderr
     said = " ".join(result.stderr.split())
     assert f"· {out} is no longer there (moved, renamed or removed), with its outputs" in said, said
@@ -829,7 +829,7 @@ def test_a_job_subfolder_swapped_for_a_link_mid_batch_ends_it_with_nothing_writt
             (out / "sub").symlink_to(victim)
 
     monkeypatch.setattr(Manifest, "append", swapping_after_job_1)
-    result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace))
+    result = run_here("batch", jobs, "-o", out, "--json", env=env_for(workspace) | {"COLUMNS": "300"})  # unfolded
     assert result.returncode == 1, result.stderr
     assert [(line["job"], line["result"]) for line in map(json.loads, result.stdout.splitlines())] == [
         (1, "done"), (2, "failed"), (3, "not run")]

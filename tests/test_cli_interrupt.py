@@ -597,29 +597,50 @@ def test_finetune_json_says_what_a_run_stopped_before_its_first_step_kept(tmp_pa
 
 def test_finetune_json_comes_for_a_stop_while_torch_loads(tmp_path, monkeypatch, capsys):
     """A Ctrl-C as finetune's command line was read, while torch loads (seconds, in every torchrun worker): --json
-    printed nothing, though --help promises its line whenever the stop comes (once mmgen has read its settings)."""
-    import types
+    printed nothing, though --help promises its line whenever the stop comes (once mmgen has read its settings).
+    torch loads as the call imports mmgen.train.trainer (train.run.finetune): the stop lands inside that import,
+    waits for it to end (stop_signals.first_imports_held: a half-loaded torch fails every later call), and stops the
+    run there, before it trains — exit 130, its --json line, `interrupted`, nothing written."""
+    import importlib.abc
+    import importlib.util
 
     import mmgen.cli
-    import mmgen.train.run  # noqa: F401 (loaded: the stop's --json line reads FinetuneResult from it)
+    import mmgen.train
+    import mmgen.train.trainer
 
-    class Loading(types.ModuleType):  # `from mmgen.train import finetune` while the stop lands in it
-        def __getattr__(self, name):
-            if name != "finetune":
-                raise AttributeError(name)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)
-            raise AssertionError("the stop signal never came")
+    class TorchLoading(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        """mmgen.train.trainer, whose import loads torch, with a stop landing while it loads."""
+
+        loaded_whole = trained = False
+
+        def find_spec(self, name, path, target=None):
+            return importlib.util.spec_from_loader(name, self) if name == "mmgen.train.trainer" else None
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, torch half loaded
+
+            def run_training(*args):
+                loading.trained = True
+
+            module.run_training = run_training
+            loading.loaded_whole = True
 
     for key, value in mmgen_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     recipe = write_recipe(tmp_path / "recipe.yaml", sample_every=0)
-    monkeypatch.setitem(sys.modules, "mmgen.train", Loading("mmgen.train"))
+    loading = TorchLoading()
+    monkeypatch.setattr(mmgen.train, "trainer", mmgen.train.trainer)  # the import sets it: the real one comes back
+    monkeypatch.delitem(sys.modules, "mmgen.train.trainer")
+    monkeypatch.setattr(sys, "meta_path", [loading, *sys.meta_path])
     run_dir = tmp_path / "run"
 
     assert mmgen.cli.run(["finetune", str(tmp_path), "--scratch", "--config", str(recipe), "-o", str(run_dir),
                           "--steps", "5", "--json"]) == 130
     out, err = capsys.readouterr()
+    assert (loading.loaded_whole, loading.trained) == (True, False)  # the stop waited for the import, then stopped it
     assert json.loads(out) == {"run_dir": str(run_dir), "step": 0, "steps": 5, "interrupted": True, "model": None,
                                "checkpoints": None, "resume": None, "device": None, "precision": None,
                                "data": None}

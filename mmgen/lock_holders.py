@@ -12,7 +12,8 @@ numbers every holder as this process's table does and lists none it cannot see) 
 mmgen reading a new line finds no pid in it and names none.
 
 A run folder's flock has no lock file to write into: its holder is read from /proc/locks alone (`flock_holder`), and
-one held there by no process listed is another container's or host's.
+one held there by no process listed is another container's or host's. One listed holding it shared holds a lock in
+it (mmgen.locks holds a lock's folder so): a batch writing into it, named by its lock file there (`folder_user`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 import sys
 from contextlib import suppress
 from dataclasses import dataclass
@@ -50,12 +52,14 @@ class Holder:
 def holder(path: Path) -> Holder | None:
     """Who holds the lock of `path`; None where the file cannot be read (Windows keeps a held lock file unreadable),
     names no process, or that process is gone (the file still names the last holder until the next one writes
-    itself in)."""
+    itself in), or it is no regular file (a FIFO)."""
     if os.name == "nt":
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO: a read waits for its holder to write, or to end
+                return None
             first, _, command = os.read(fd, 256).decode("utf-8").strip().partition(" ")
             return _named(fd, first, command or "a process")
         finally:
@@ -86,6 +90,25 @@ def flock_holder(fd: int) -> Holder | None:
         return None
     pid = next((pid for mode, pid in flocks if mode == "WRITE"), 0)
     return Holder(None, "a process") if pid == 0 else _living(pid, "")
+
+
+def folder_user(folder: Path, fd: int) -> Holder | None:
+    """Who holds the flock found held on `folder` (open as `fd`) where /proc/locks lists it held shared, by no
+    exclusive holder: a process holding a lock in it (mmgen.locks holds a lock's folder so), such as a batch writing
+    into it, named by the first lock file there whose holder is one of them — no training run, whose flock is
+    exclusive. None where no shared holder is listed (or no table: not Linux)."""
+    flocks = _flocks(fd) or []
+    sharing = {pid for mode, pid in flocks if mode == "READ"}
+    if not sharing or any(mode == "WRITE" for mode, _ in flocks):
+        return None
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".lock") and entry.is_file(follow_symlinks=False):
+                found = holder(Path(entry.path))
+                if found is not None and found.pid in sharing:
+                    return found
+    living = (_living(pid, "") for pid in sorted(sharing))
+    return next((found for found in living if found is not None), None)
 
 
 def _flocks(fd: int) -> list[tuple[str, int]] | None:

@@ -16,8 +16,9 @@ A holder writes itself into the lock file (mmgen.lock_holders), so one refused o
 for; a forked child closes the lock descriptors it inherits (`held_here`), so the lock goes with its holder, not with
 the last of its children.
 
-A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), and one that cannot
-be made is an OSError at once, never a wait (/proc refuses a new file with "no such file", which looks like a lock
+A lock file is never opened through a symbolic link (what it points to is no file of mmgen's), one that is no
+regular file (a FIFO, whose holder's line a refused process waited to read until the holder ended) is refused at
+once, naming it, and one that cannot be made is an OSError at once, never a wait (/proc refuses a new file with "no such file", which looks like a lock
 file its holder just deleted). One there that this process may not open, in a folder it may write into (root's,
 another user's under umask 077), is LockFileRefused: named, with what to do, not blamed on the folder.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -181,8 +183,9 @@ def _folder_shared(path: Path) -> int | None:
     before), finding the lock file a hard link (`cp -al` while this one ran), takes the folder's exclusive flock to
     rename a fresh file over the name and hold that — both then held the folder, and it swept this one's live
     temporaries. With the folder held shared it waits instead, until this lock is let go. Where this process holds
-    the folder's exclusive flock itself (a training run's folder), or another holds it past FOLDER_WAIT_S, or it
-    cannot be opened or flocked, None: the lock is held as before. Not on Windows (no flock)."""
+    the folder's exclusive flock itself (a training run's folder), or another holds it past FOLDER_WAIT_S or for a
+    training run of this mmgen (`training_in`: no older mmgen's rename, which the wait is for), or it cannot be
+    opened or flocked, None: the lock is held as before. Not on Windows (no flock)."""
     if WINDOWS:
         return None
     import fcntl
@@ -197,6 +200,8 @@ def _folder_shared(path: Path) -> int | None:
             fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return folder
         except BlockingIOError:
+            if training_in(folder):  # a finetune of this mmgen's, held for the whole run: no rename to wait out
+                break
             found = flock_holder(folder)
             if (found is not None and found.pid == os.getpid()) or time.monotonic() > give_up:
                 break
@@ -207,13 +212,40 @@ def _folder_shared(path: Path) -> int | None:
     return None
 
 
+def mark_training(fd: int) -> None:
+    """Mark the run folder `fd`, whose exclusive flock this process holds, as held by a training run of this mmgen:
+    an open file's read lock of its byte 0 beside the flock, which no older mmgen takes (Linux; elsewhere nothing).
+    A lock taken in that folder then knows its exclusive holder is no older mmgen renaming a lock file, and does
+    not wait for it to let go (`_folder_shared`)."""
+    import fcntl
+
+    if hasattr(fcntl, "F_OFD_SETLK"):
+        with suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0))
+
+
+def training_in(fd: int) -> bool:
+    """Whether the open folder `fd` is marked as a training run's (`mark_training`), by any process."""
+    import fcntl
+
+    if not hasattr(fcntl, "F_OFD_GETLK"):
+        return False
+    try:
+        found = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0))
+    except OSError:
+        return False
+    return struct.unpack("hhqqi", found)[0] != fcntl.F_UNLCK
+
+
 def _open(path: Path, make_folder: bool) -> int | None:
-    """An open descriptor of the lock file `path`, made if missing (never through a symlink: ELOOP); None where its
-    folder (made here with `make_folder`) went away as it was opened — its last holder deleted it as it left."""
+    """An open descriptor of the lock file `path`, made if missing (never through a symlink: ELOOP, nor where it is
+    no regular file: UsageError); None where its folder (made here with `make_folder`) went away as it was opened —
+    its last holder deleted it as it left."""
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return held_here(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666))  # the umask decides, as for every file mmgen makes
+        fd = held_here(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0),
+                               0o666))  # the umask decides, as for every file mmgen makes; a FIFO opens without a wait
     except FileNotFoundError:
         if make_folder and not path.parent.is_dir():
             return None
@@ -228,6 +260,10 @@ def _open(path: Path, make_folder: bool) -> int | None:
             raise UsageError(f"{path} is a symbolic link, where mmgen keeps a lock file of its own",
                              hint="remove the link") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO: its holder's line could not be read without a wait
+        _close(fd)
+        raise UsageError(f"{path} is not a regular file, where mmgen keeps a lock file of its own", hint="remove it")
+    return fd
 
 
 def _own(fd: int, path: Path, slot: int) -> int:

@@ -434,3 +434,88 @@ def test_a_lock_file_this_process_may_not_open_is_named_with_what_to_do(tmp_path
     file.write_bytes(b"a" * 64)
     _refused_open(monkeypatch, ".memo.json.lock")
     assert HashMemo(tmp_path / "memo.json").sha256(file) == hashlib.sha256(b"a" * 64).hexdigest()
+
+
+def _holding(tmp_path, code: str, *args) -> subprocess.Popen:
+    """Another process running `code` (which ends by printing `held`) until its stdin is closed."""
+    process = subprocess.Popen([sys.executable, "-c", f"import sys; from pathlib import Path; {code}; "
+                                "print('held', flush=True); sys.stdin.read()", *map(str, args)],
+                               env=mmgen_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def _let_go(process: subprocess.Popen) -> None:
+    process.stdin.close()
+    process.wait(10)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="Linux's /proc/locks names a flock's holder")
+def test_a_finetune_refused_a_folder_a_batch_writes_into_names_the_batch_not_a_finetune_elsewhere(tmp_path):
+    """`mmgen finetune data -o out` while `mmgen batch jobs.yaml -o out` ran was told `out is in use: another mmgen
+    finetune (in another container or host) is training in it`: the batch's lock holds its folder shared, which
+    keeps the run's exclusive flock out, and only an exclusive holder was named. The batch is named, with its pid."""
+    from mmgen.train.run_folder import RunFolderLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    batch = _holding(tmp_path, "path = Path(sys.argv[1]); sys.argv = ['mmgen', 'batch', 'jobs.yaml']; "
+                     "from mmgen import locks; locks.acquire(path)", out / ".batch-running.lock")
+    try:
+        with pytest.raises(UsageError) as refused:
+            RunFolderLock(out).take()
+    finally:
+        _let_go(batch)
+    assert str(refused.value).startswith(f"{out} is in use: mmgen batch (pid {batch.pid}) is writing into it")
+    assert refused.value.exit_code == 2
+    RunFolderLock(out).check_free()  # the batch gone, it is free
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_OFD_GETLK"), reason="Linux's open file locks mark a run")
+def test_a_lock_in_a_folder_a_finetune_trains_in_takes_no_wait(tmp_path, monkeypatch):
+    """A batch into a running finetune's folder took 35 s, not 9: each lock in it waited FOLDER_WAIT_S (2 s) for the
+    folder's exclusive flock, there for an older mmgen's rename of a lock file, never a run's. A run of this mmgen
+    marks its folder, and a lock there takes no wait; an exclusive flock of another (an older mmgen's) is still
+    waited for."""
+    run = tmp_path / "run"
+    run.mkdir()
+    training = _holding(tmp_path, "from mmgen.train.run_folder import RunFolderLock; "
+                        "RunFolderLock(Path(sys.argv[1])).take()", run)
+    try:
+        began = time.monotonic()
+        with locks.file_lock(run / ".x.lock") as held:
+            took = time.monotonic() - began
+    finally:
+        _let_go(training)
+    assert took < 0.5 and held.folder is None
+    monkeypatch.setattr(locks, "FOLDER_WAIT_S", 0.3)
+    older = _holding(tmp_path, "import fcntl, os; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX)", run)
+    try:
+        began = time.monotonic()
+        with locks.file_lock(run / ".x.lock"):
+            assert time.monotonic() - began >= 0.3
+    finally:
+        _let_go(older)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a FIFO")
+def test_a_lock_file_that_is_a_fifo_is_refused_at_once_naming_it_and_its_holder_is_read_without_a_wait(tmp_path):
+    """`mkfifo out/.batch-running.lock`: a second batch into the folder was refused only when the first ended, naming
+    no holder — reading the holder's line from a FIFO waits for a writer. Such a lock file is refused at once, one
+    line naming it (as a symbolic link is), and its holder is never read."""
+    path = tmp_path / ".batch-running.lock"
+    os.mkfifo(path)
+    with pytest.raises(UsageError, match=f"^{path} is not a regular file, where mmgen keeps a lock file") as refused:
+        locks.acquire(path)
+    assert refused.value.exit_code == 2
+    held = os.open(path, os.O_RDWR)  # as the first batch, before, held it open
+    found: list = []
+    reading = threading.Thread(target=lambda: found.append(lock_holders.holder(path)))
+    try:
+        reading.start()
+        reading.join(2)
+        assert not reading.is_alive()
+    finally:
+        os.close(held)  # (a reader still waiting reads the end of the FIFO)
+        reading.join(10)
+    assert found == [None]

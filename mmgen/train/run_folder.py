@@ -21,8 +21,8 @@ from pathlib import Path
 from mmgen.errors import OutputExists, UsageError, in_callers_words, output_named
 from mmgen.json_owners import read_record
 from mmgen.kept_states import put_back_kept
-from mmgen.lock_holders import flock_holder
-from mmgen.locks import held_here, let_go
+from mmgen.lock_holders import flock_holder, folder_user
+from mmgen.locks import held_here, let_go, mark_training
 from mmgen.output_folders import keep_folder
 from mmgen.runtime.torchrun import launcher
 from mmgen.temporaries import remove_leftovers
@@ -244,15 +244,25 @@ class RunFolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            found = flock_holder(fd)  # (Linux; elsewhere unnamed)
-            let_go(fd)
-            by = f"another mmgen finetune ({found.where})" if found else "another mmgen finetune"
-            raise UsageError(f"{self.run_dir} is in use: {by} is training in it",
-                             hint=f"wait for it to end, or choose another {output_named()}") from None
+            raise self._in_use(fd) from None
         except OSError:  # a filesystem without locks (some network ones): the run goes on unguarded
             let_go(fd)
             return
+        mark_training(fd)  # locks taken in it then know no older mmgen's rename holds it (locks._folder_shared)
         self._fd = fd
+
+    def _in_use(self, fd: int) -> UsageError:
+        """The "in use" line for the folder `fd`, found held, naming its holder (Linux; elsewhere unnamed): a
+        training run, or one holding a lock in it (a batch writing into it), whose shared hold of the folder
+        (mmgen.locks) keeps a run out as well: a run's log and checkpoints are not to mix with its outputs."""
+        user = folder_user(self.run_dir, fd)
+        found = flock_holder(fd) if user is None else None
+        let_go(fd)
+        hint = f"wait for it to end, or choose another {output_named()}"
+        if user is not None:
+            return UsageError(f"{self.run_dir} is in use: {user.command} ({user.where}) is writing into it", hint=hint)
+        by = f"another mmgen finetune ({found.where})" if found else "another mmgen finetune"
+        return UsageError(f"{self.run_dir} is in use: {by} is training in it", hint=hint)
 
     def check_free(self) -> None:
         """UsageError (the "in use" line) if a run holds the folder now; nothing is kept held."""

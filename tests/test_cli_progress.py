@@ -409,6 +409,24 @@ def test_an_animation_s_windows_bar_says_the_time_left_of_its_upscaling_too(monk
     assert last["windows"] == ["2/2", "0:00:30"] and last["sampling"] == ["3/6", "0:00:30"], last
 
 
+def test_a_windows_bar_says_no_time_left_before_its_first_window_ends(monkeypatch):
+    """Without upscaling each window's steps are a count of their own: half of the first of 5 windows sampled in
+    50 s, the `windows` bar said 0:00:50 (that window's time left, the `sampling` bar's) for the whole 5. It says
+    none until a window has ended and its own pace is known, as before the upscaling's time was counted in."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    now = [0.0]
+    screen = io.StringIO()
+    with progress_display(Console(file=screen, force_terminal=True, width=80, get_time=lambda: now[0])) as show:
+        show(ProgressEvent("windows", 0, 5))
+        for step in range(1, 6):
+            now[0] = 10.0 * step
+            show(ProgressEvent("steps", step, 10))
+    rows = [row.split() for row in ANSI.sub("", screen.getvalue()).replace("\r", "\n").splitlines() if row.strip()]
+    last = {row[0]: row[-2:] for row in rows}
+    assert last["windows"] == ["0/5", "-:--:--"] and last["sampling"] == ["5/10", "0:00:50"], last
+
+
 def test_force_color_into_a_pipe_or_a_file_adds_colour_only(tmp_path, monkeypatch):
     """FORCE_COLOR=1 with stderr to a log drew live bars there (carriage returns, cursor moves, the cursor hidden:
     rich's is_terminal, which FORCE_COLOR turns on), and a piped table was laid out for 80 columns with the 'wider

@@ -126,7 +126,9 @@ def progress_display(console: Console | None = None) -> Iterator[ProgressFn]:
 class _TimeLeft(TimeRemainingColumn):
     """A bar's time left; a bar of items (clips, windows) shows the longer of its own and its steps' — an
     animation's steps count on past its windows into the upscaling after them (conditional.make_matching) — as a
-    plain line of them says it (PlainLines.eta_of): `windows 2/2` with the upscaling to go is not 0:00:00."""
+    plain line of them says it (PlainLines.eta_of): `windows 2/2` with the upscaling to go is not 0:00:00. Not
+    before its first item ends: steps restart with every window or batch of clips (unless upscaled), and the first
+    one's time left alone would read as the whole's (`windows 0/5` ending in a minute that is one window's)."""
 
     def __init__(self, steps: Callable[[], Task | None]):
         super().__init__()
@@ -135,6 +137,6 @@ class _TimeLeft(TimeRemainingColumn):
     def render(self, task: Task) -> Text:
         steps = self._steps() if task.fields.get("counts") in _ITEMS else None
         if steps is not None and not steps.finished and steps.time_remaining is not None and (
-                task.finished or task.time_remaining is None or steps.time_remaining > task.time_remaining):
+                task.finished or (task.time_remaining is not None and steps.time_remaining > task.time_remaining)):
             return super().render(steps)
         return super().render(task)

@@ -71,7 +71,7 @@ def read_video(
         _seek(container, stream, t0)
         frames, last, image = [], None, None
         shown = _frames_shown_at(container.decode(stream), t0, fps, duration, path,
-                                 lambda t, claimed: last_frame_end(container, stream, t, claimed))
+                                 lambda t, claimed, before: last_frame_end(container, stream, t, claimed, before))
         for frame in shown:
             if frame is not last:  # a frame shown for several targets is converted once
                 last, image = frame, fitter(frame)
@@ -227,15 +227,16 @@ def _frames_shown_at(
     fps: float,
     duration: float | None,
     path: str | os.PathLike,
-    last_end: Callable[[float, float], float],
+    last_end: Callable[[float, float, float | None], float],
 ) -> Iterator[av.VideoFrame]:
     """Yield, for k = 0, 1, ..., the frame on screen at t0 + k/fps, while that time is inside the source and
     before t0 + duration; before the first frame, the first frame. Timestamps are rounded to ticks, so a frame
     stamped up to half a tick (at most 1 ms) after a target counts as on screen there. The source ends where
-    `last_end`(start, claimed duration) of its latest frame says (timeline.last_frame_end). A frame that would
+    `last_end`(start, claimed duration, the start of the frame before) of its latest frame says
+    (timeline.last_frame_end). A frame that would
     stay on screen longer than MAX_GAP is refused before it is repeated."""
     count = math.inf if duration is None else math.ceil(duration * fps - 1e-6)
-    k, shown, latest, claimed, eps = 0, None, -math.inf, 0.0, 1e-3
+    k, shown, latest, previous, claimed, eps = 0, None, -math.inf, -math.inf, 0.0, 1e-3
     for frame in frames:
         if frame.pts is None:
             continue
@@ -249,9 +250,13 @@ def _frames_shown_at(
         if k >= count:
             return
         shown = frame
+        if t > latest:
+            previous, latest = latest, t
+        elif previous < t < latest:
+            previous = t
         if t >= latest:
-            latest, claimed = t, float(frame.duration * frame.time_base) if frame.duration else 0.0
-    end = last_end(latest, claimed) if shown is not None else -math.inf
+            claimed = float(frame.duration * frame.time_base) if frame.duration else 0.0
+    end = last_end(latest, claimed, previous if previous > -math.inf else None) if shown is not None else -math.inf
     _check_gap(path, "video", t0 + k / fps, min(end - eps, t0 + count / fps))
     while shown is not None and k < count and t0 + k / fps < end - eps:
         yield shown

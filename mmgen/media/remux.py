@@ -270,14 +270,19 @@ def video_end(path: str | os.PathLike) -> float:
     the screen (timeline.last_frame_end), read from packets (cheap: nothing is decoded) — how long a soundtrack for it
     must last."""
     with open_input(path) as source:
-        stream, last = first_stream(source, "video", path), None
+        stream, last, before = first_stream(source, "video", path), None, None
         for packet in source.demux(stream):
-            if packet.pts is not None and packet.size and (last is None or packet.pts >= last.pts):
-                last = packet
+            if packet.pts is None or not packet.size:
+                continue
+            if last is None or packet.pts >= last.pts:
+                before, last = (last.pts if last is not None and packet.pts > last.pts else before), packet
+            elif before is None or packet.pts > before:
+                before = packet.pts
         if last is None:
             return 0.0
-        start = float(last.pts * stream.time_base)
-        return last_frame_end(source, stream, start, float((last.duration or 0) * stream.time_base)) - origin(source)
+        start, tick = float(last.pts * stream.time_base), float(stream.time_base)
+        claimed = float((last.duration or 0) * stream.time_base)
+        return last_frame_end(source, stream, start, claimed, None if before is None else before * tick) - origin(source)
 
 
 def fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:

@@ -9,8 +9,11 @@ import math
 import os
 import re
 from fractions import Fraction
+from numbers import Real
 
 import av
+
+from mmgen.media.notes import note
 
 OPUS_RATE = 48_000  # Opus decodes at 48 kHz, whatever rate it was encoded from
 
@@ -19,7 +22,8 @@ def stream_duration(container: av.container.InputContainer, stream: av.stream.St
     """Seconds the stream lasts: a Matroska/WebM track's DURATION tag (tagged_length), else its own header duration
     (MP4/MOV, WAV, FLAC's STREAMINFO), else its packets' (packet_length), else the container's. A Matroska track's
     header holds no duration: FFmpeg, when it stops probing a longer file early, gives the track the segment's (which
-    counts AAC's priming), so the tag comes first; a track without one is not taken to last the segment (the longest
+    counts AAC's priming), so the tag comes first, unless the packets run on past it (tagged_length: then they are
+    read to their end, as players play them); a track without one is not taken to last the segment (the longest
     stream's). A header that says nothing is no length of 0: a browser's MediaRecorder WebM, a live Matroska, a FLAC
     written to a pipe (0 samples in its STREAMINFO) declare none, and their packets say how long they are."""
     tagged = tagged_length(container, stream)
@@ -49,19 +53,58 @@ def packet_length(container: av.container.InputContainer, stream: av.stream.Stre
 
 @functools.lru_cache(maxsize=64)
 def _packet_ends(path: str, size: int, written: int) -> dict[int, float]:
-    """Where each stream's packets end, in seconds on the file's timeline, by stream index: as far as the file reads
-    (a damaged one is said by the decode that follows)."""
-    ends: dict[int, float] = {}
+    """Where each stream's packets end, in seconds on the file's timeline, by stream index: the latest to start lasts
+    what lasts_for says (a MediaRecorder WebM's claim nothing); as far as the file reads (a damaged one is said by
+    the decode that follows)."""
+    ends: dict[int, int] = {}  # in ticks of the stream's clock (exact: 1.9 s + 0.1 s is 2.0 s), as the packets
+    latest: dict[int, tuple[int, int, int | None]] = {}  # index → (the last start, its claim, the start before it)
+    clocks: dict[int, Fraction] = {}
+    rates: dict[int, Fraction | None] = {}
     try:
         with av.open(path, metadata_errors="replace") as container:
+            rates = {stream.index: stream_rate(stream) for stream in container.streams}
             for packet in container.demux():
                 if packet.pts is None or packet.time_base is None:
                     continue
-                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-                ends[packet.stream.index] = max(end, ends.get(packet.stream.index, end))
+                at, claimed, index = packet.pts, packet.duration or 0, packet.stream.index
+                clocks[index] = packet.time_base
+                ends[index] = max(at + claimed, ends.get(index, at + claimed))
+                last, its, before = latest.get(index, (None, 0, None))
+                if last is None or at > last:
+                    latest[index] = (at, claimed, last)
+                elif at == last:
+                    latest[index] = (at, max(its, claimed), before)
+                elif before is None or at > before:
+                    latest[index] = (last, its, at)
     except av.error.FFmpegError:
         pass
-    return ends
+    found = {}
+    for index, (last, claimed, before) in latest.items():
+        tick = Fraction(clocks[index])
+        lasts = lasts_for(claimed * tick, None if before is None else (last - before) * tick, rates.get(index))
+        found[index] = float(max(ends[index] * tick, last * tick + lasts))
+    return found
+
+
+def stream_rate(stream: av.stream.Stream) -> Fraction | None:
+    """A video stream's frame rate as FFmpeg has it (for a Matroska track that states none, its guess: from a
+    single frame, its clock's, 1000 fps); None for any other stream."""
+    if stream.type != "video":
+        return None
+    return stream.guessed_rate or stream.average_rate or None
+
+
+def lasts_for(claimed: Real, gap: Real | None, rate: Fraction | None) -> Real:
+    """Seconds a frame (or a sound packet) lasts, starting `gap` seconds after the one before it in a stream of frames
+    at `rate`: what its packet `claimed`; where it claims nothing (a browser's MediaRecorder WebM, a live Matroska:
+    no durations anywhere), as long as the one before it (a steady clip's frame; a variable one's latest spacing),
+    else, a stream's only frame, one frame at `rate` (0 for a sound's only packet). Not counting it at all took a
+    recording's picture to end where its last frame starts, and a one-frame picture to last 0 s."""
+    if claimed > 0:
+        return claimed
+    if gap:
+        return gap
+    return 1 / Fraction(rate) if rate else claimed
 
 
 def header_end(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
@@ -101,7 +144,9 @@ def tagged_length(container: av.container.InputContainer, stream: av.stream.Stre
     when the track stops at the tag's time, mkvmerge's when it runs on past it. A plain tag is preferred to one
     with a language (FFmpeg writes its own plain, fresh, beside any it copied). Either counts the encoder's priming
     (AAC's 1024 samples, Opus's pre-skip: the codec delay), which the decoder drops, so that is taken off too,
-    rounded onto the track's clock as the demuxer rounds it (to nearest, halves up)."""
+    rounded onto the track's clock as the demuxer rounds it (to nearest, halves up). A tag that ends the track
+    before a packet of it starts is wrong (a player plays the packets; the tag cut their sound, silently): it is
+    said, and None is returned (_runs_past)."""
     if "matroska" not in container.format.name:
         return None
     tags = [(k, v) for k, v in stream.metadata.items() if k.upper().split("-")[0] == "DURATION"]
@@ -114,11 +159,49 @@ def tagged_length(container: av.container.InputContainer, stream: av.stream.Stre
     start = stream_start(container, stream)
     if start > float(stream.time_base) and _ends_at_tag(container.name, stream.index, length, start):
         length -= start  # FFmpeg's: where the track ends
+    if _runs_past(container.name, stream.index, start + length):
+        note(container.name, f"its {stream.type} track's DURATION tag ends it at {start + length:.3f} s, but its "
+             "packets run on past that; it is read to the end of its packets, as players play it",
+             "a DURATION tag shorter than the packets, which are read to their end")
+        return None
     context = stream.codec_context
     if stream.type == "audio" and context.delay > 0 and context.sample_rate:
         tick = stream.time_base
         length -= float(math.floor(Fraction(context.delay, context.sample_rate) / tick + Fraction(1, 2)) * tick)
     return length if length > 0 else None
+
+
+def _runs_past(path: str, index: int, tagged: float) -> bool:
+    """Whether a packet of stream `index` of the Matroska file `path` starts after `tagged` seconds on the file's
+    timeline (more than 1.5 ticks of its clock after), where its DURATION tag, read as tagged_length reads it (the
+    encoder's priming still counted), ends it: then its sound or picture runs on more than a packet past the tag,
+    which a player plays, and the tag is wrong (a tag cut sound the packets held, silently). Read from its packets
+    from a second before `tagged` (a seek) to a second after; an unreadable file keeps its tag. Asked once per file
+    as it is (path, size, time written)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _runs_past_at(path, stat.st_size, stat.st_mtime_ns, index, tagged)
+
+
+@functools.lru_cache(maxsize=64)
+def _runs_past_at(path: str, size: int, written: int, index: int, tagged: float) -> bool:
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            stream = container.streams[index]
+            container.seek(max(0, int((tagged - 1) / stream.time_base)), stream=stream, backward=True)
+            for packet in container.demux():
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                at = float(packet.pts * packet.time_base)
+                if packet.stream.index == index and at > tagged + 1.5 * float(packet.time_base):
+                    return True
+                if at > tagged + 1:
+                    return False
+    except av.error.FFmpegError:
+        return False
+    return False
 
 
 def _ends_at_tag(path: str, index: int, tagged: float, start: float) -> bool:
@@ -156,15 +239,19 @@ def _ends_at(path: str, size: int, written: int, index: int, tagged: float, star
 
 
 def last_frame_end(
-    container: av.container.InputContainer, stream: av.stream.Stream, start: float, claimed: float
+    container: av.container.InputContainer,
+    stream: av.stream.Stream,
+    start: float,
+    claimed: float,
+    before: float | None = None,
 ) -> float:
-    """Seconds at which a video stream's last frame, on screen from `start`, is gone: after the `claimed`
-    duration of its packet (one frame at the stream's rate if it claims none), never past the end the header
-    declares when that is after `start`. Only the last frame's claim counts: an MP4 packet's duration is a gap in
-    decode order, so with B-frames a frame in the middle of a variable-rate clip can claim a second it is not
-    shown for."""
-    rate = stream.guessed_rate or stream.average_rate
-    end = start + (claimed if claimed > 0 else 1 / float(rate) if rate else 0.0)
+    """Seconds at which a video stream's last frame, on screen from `start` (the frame before it from `before`), is
+    gone: after what lasts_for says (the `claimed` duration of its packet, else the spacing of the frames before
+    it, else one frame at the stream's rate), never past the end the header declares when that is after `start`.
+    Only the last frame's claim counts: an MP4 packet's duration is a gap in decode order, so with B-frames a frame
+    in the middle of a variable-rate clip can claim a second it is not shown for."""
+    gap = None if before is None or before >= start else start - before
+    end = start + lasts_for(claimed, gap, stream_rate(stream))
     declared = header_end(container, stream)
     return min(end, declared) if declared is not None and declared > start else end
 

@@ -24,6 +24,7 @@ from mmgen.disk_failures import failure_writing
 from mmgen.errors import MediaError
 from mmgen.media.frame_arrays import audio_frame, frame_array
 from mmgen.media.probe import cannot_read
+from mmgen.media.timeline import lasts_for, stream_rate
 
 # Of the lossy sound encoders, per channel, and their settings beyond it (AUDIO_OPTIONS). FFmpeg's AAC encoder
 # (libavcodec 62), worst 1024-sample frame's signal to noise, loudness change and true-peak lift, on the demo model's
@@ -244,8 +245,11 @@ def copied(
     until: float,
 ) -> Track:
     """`stream`'s packets, bytes untouched, moved `shift` seconds earlier and retargeted to the output stream
-    `into`; packets starting at or after `until` seconds (on the shifted timeline) are dropped."""
+    `into`; packets starting at or after `until` seconds (on the shifted timeline) are dropped. A packet that claims
+    no duration (a browser's MediaRecorder WebM's) is given the one timeline.lasts_for reads into it, up to the next
+    packet's time: the muxer took a picture of such packets to end where its last frame starts, and tagged it so."""
     ticks = round(shift / stream.time_base)
+    held, before = None, None  # a packet that claims no duration, until the next one's time; the time before it
     for packet in _read(source, source.demux(stream)):
         if packet.size == 0 or packet.pts is None:  # demuxer's end-of-stream marker
             continue
@@ -255,7 +259,26 @@ def copied(
         if packet.dts is not None:
             packet.dts -= ticks
         packet.stream = into
-        yield packet
+        if held is not None:
+            yield _lasting(held, packet.pts - held.pts)
+            before, held = held.pts, None
+        if packet.duration:
+            before = packet.pts
+            yield packet
+        else:
+            held = packet
+    if held is not None:
+        tick = Fraction(stream.time_base)
+        lasts = lasts_for(0, None if before is None else (held.pts - before) * tick, stream_rate(stream))
+        yield _lasting(held, round(lasts / tick))
+
+
+def _lasting(packet: av.Packet, ticks: int) -> av.Packet:
+    """`packet`, lasting `ticks` of its clock where that is a length (packets in decode order, with B-frames, are
+    not each on screen until the next: they keep claiming none)."""
+    if ticks > 0:
+        packet.duration = ticks
+    return packet
 
 
 def decoded(

@@ -107,11 +107,12 @@ def check_ranges(
 def stream_spans(info: MediaInfo) -> dict[str, tuple[float, float]]:
     """Where each stream starts and ends, in seconds on the input's timeline (from its origin, where the earlier
     stream starts: 0 as players show it), each stream's own: a camera's sound may run before its picture, a sound
-    may be delayed (the container's duration where a stream's own is not known)."""
+    may be delayed (the container's duration where a stream's own is not known: None, never a length of 0)."""
     spans = {}
     for kind in ("video", "audio"):
         start = getattr(info, f"{kind}_start")
-        spans[kind] = (start, start + (getattr(info, f"{kind}_duration") or info.duration))
+        duration = getattr(info, f"{kind}_duration")
+        spans[kind] = (start, start + (info.duration if duration is None else duration))
     return spans
 
 

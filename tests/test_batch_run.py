@@ -745,17 +745,24 @@ def test_an_output_folder_removed_while_the_batch_runs_ends_it_as_a_full_disk_do
     assert not out.exists()  # nothing written into a folder made again
 
 
-def test_an_output_folder_renamed_while_the_batch_runs_is_said_gone_from_its_name_and_its_outputs_named_inside_it(
-        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """`mv OUT OUT-old` after job 1: the batch said OUT "was removed" (it is in OUT-old), "kept the finished output:
-    OUT/take_0000.mp4" (no file there) and "outputs in OUT". mmgen cannot tell a rename from a removal: it says OUT
-    is no longer there, names job 1's output inside the folder, and the summary does not point at OUT."""
-    jobs, out, old = tmp_path / "jobs.yaml", tmp_path / "out", tmp_path / "out-old"
+def two_takes(workspace: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A batch file of one job of 2 clips (take_0000, take_0001) of the tiny model, its output folder and the name
+    that folder is renamed to as the batch runs."""
+    jobs = tmp_path / "jobs.yaml"
     jobs.write_text(textwrap.dedent(f"""
         defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
         jobs:
           - {{kind: generate, name: take, num: 2, seed: 4}}
         """).lstrip())
+    return jobs, tmp_path / "out", tmp_path / "out-old"
+
+
+def test_an_output_folder_renamed_while_the_batch_runs_is_said_gone_from_its_name_and_its_outputs_named_inside_it(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`mv OUT OUT-old` after job 1: the batch said OUT "was removed" (it is in OUT-old), "kept the finished output:
+    OUT/take_0000.mp4" (no file there) and "outputs in OUT". mmgen cannot tell a rename from a removal: it says OUT
+    is no longer there, names job 1's output inside the folder, and the summary does not point at OUT."""
+    jobs, out, old = two_takes(workspace, tmp_path)
     real_append = Manifest.append
 
     def renaming_after_job_1(manifest: Manifest, record: Record) -> None:
@@ -782,12 +789,7 @@ def test_a_stop_after_the_output_folder_was_renamed_says_it_is_no_longer_there_w
     """`mv OUT OUT-old` after job 1, then Ctrl-C: the summary said "outputs in OUT" and the stop's line "kept the
     finished output: OUT/take_0000.mp4", where nothing is. Both say what the error line says of a rename: OUT is no
     longer there, and take_0000.mp4 went with it."""
-    jobs, out, old = tmp_path / "jobs.yaml", tmp_path / "out", tmp_path / "out-old"
-    jobs.write_text(textwrap.dedent(f"""
-        defaults: {{model: {workspace / "models" / "tiny.safetensors"}, steps: 2, device: cpu, previews: false}}
-        jobs:
-          - {{kind: generate, name: take, num: 2, seed: 4}}
-        """).lstrip())
+    jobs, out, old = two_takes(workspace, tmp_path)
     real_append = Manifest.append
 
     def renaming_then_stopped(manifest: Manifest, record: Record) -> None:

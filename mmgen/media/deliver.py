@@ -55,6 +55,7 @@ def deliver(
     weights: tuple[float, ...] | None = None,
     limit: bool = True,
     held: bool = False,
+    overwrite: bool = False,
 ) -> Delivered:
     """The model's audio (1, L) at `model_rate` as delivered: resampled, cut or padded to `seconds` when given,
     blended with `own` (1, L') — the input's sound at the delivery rate — by `mix`, brought to the target. Sound of
@@ -62,7 +63,8 @@ def deliver(
     `weights` (loudness.channel_weights). `limit`: False gives the sound one gain (loudness.level's), which may leave
     it short of the target: said once (`say_if_short`) where it is written (as_encoded), at the level it plays at.
     `held`: every file it is written to holds float samples past full scale (tracks.float_pcm), so sound at its own
-    level is not said to be clipped."""
+    level is not said to be clipped. `overwrite`: `audio` (float32, at the delivery rate) is the caller's to lose, and
+    is brought to the target in its own memory (a retake's hour of sound is not copied)."""
     rate = delivery.rate(model_rate)
     sound = resample(audio.detach().float().cpu(), model_rate, rate)
     if seconds is not None:
@@ -86,7 +88,8 @@ def deliver(
         sound.mul_(1 - mix).add_(level(own, rate, delivery.loudness), alpha=mix)
         sound, report = normalise(sound, rate, delivery.loudness, weights=weights, overwrite=True)
     else:
-        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit)
+        sound, report = normalise(sound, rate, delivery.loudness, weights=weights, before=before, limit=limit,
+                                  overwrite=overwrite and sound is audio)
     return Delivered(sound, rate, LoudnessReport(before, report.after, report.true_peak), delivery.loudness,
                      one_gain=not limit and not blend)
 

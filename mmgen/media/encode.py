@@ -28,6 +28,7 @@ from mmgen.media.tracks import (
 )
 
 DEFAULT_CRF = 18  # visually near-lossless H.264
+FINITE_CHUNK = 1 << 20  # values checked for NaN/Inf at once (_check_finite)
 
 
 def write_mp4(
@@ -95,6 +96,7 @@ def check_audio(audio: torch.Tensor | None) -> None:
 
 
 def _check_finite(name: str, x: torch.Tensor | None) -> None:
-    """A diverged sampler gives NaN/Inf; say so rather than write garbage or fail inside an encoder."""
-    if x is not None and not torch.isfinite(x).all():
+    """A diverged sampler gives NaN/Inf; say so rather than write garbage or fail inside an encoder. Checked a
+    million values at a time: torch.isfinite takes three times the tensor's size in temporaries (an hour's sound)."""
+    if x is not None and not all(torch.isfinite(part).all() for part in x.detach().reshape(-1).split(FINITE_CHUNK)):
         raise ValueError(f"{name} contains NaN or Inf values")

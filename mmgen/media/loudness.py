@@ -185,7 +185,8 @@ def level(
     """`normalise`'s sound without its report (the result is not measured): a new float32 tensor of `audio`'s
     shape, gained and limited in place in one interleaved copy (silence is copied as it is). `before`: the sound's
     integrated loudness where the caller has measured it already (with these `weights`), so it is not measured
-    twice. `overwrite`: `audio` is the caller's to lose — mono float32 is then gained in its own memory, no copy.
+    twice. `overwrite`: `audio` is the caller's to lose — mono float32, or any float32 given one gain (`limit`
+    False), is then gained in its own memory, no copy.
     `limit`: peaks that the target's gain would lift past the ceiling go through the limiter; False: the sound keeps
     its shape, one gain over all of it — the target's, or the one that brings its true peak to the ceiling where
     that is less (the sound is then quieter than the target)."""
@@ -197,6 +198,13 @@ def _levelled(audio: torch.Tensor, sample_rate: int, target: float, ceiling: flo
               ) -> tuple[torch.Tensor, float | None]:
     """`level`'s sound, and its loudness before (None: silence, left as it is)."""
     channels = audio.shape[0] if audio.dim() == 2 else 1
+    if not limit:  # one gain, no limiter: the rows as they are (in their own memory with `overwrite`), not interleaved
+        rows = _rows(audio)
+        rows = rows if overwrite and rows.dtype == np.float32 else rows.astype(np.float32)
+        loudness = integrated_loudness(rows, sample_rate, weights) if before is UNMEASURED else before
+        if loudness is not None:
+            _gain(rows, min(target - loudness, ceiling - true_peak(rows)))
+        return torch.from_numpy(rows).reshape(audio.shape), loudness
     interleave = np.asarray if overwrite else np.array
     frames = interleave(_rows(audio).T, dtype=np.float32, order="C")  # (L, C): the samples interleaved
     samples, rows = frames.reshape(-1), frames.T  # the same memory, flat and as (C, L) rows (views)
@@ -204,9 +212,6 @@ def _levelled(audio: torch.Tensor, sample_rate: int, target: float, ceiling: flo
     if loudness is None:  # silence, or below the absolute gate: as it is
         return _shaped(rows, audio), None
     measured = loudness
-    if not limit:  # one gain: the target's, at most the one that brings the true peak to the ceiling
-        _gain(samples, min(target - loudness, ceiling - true_peak(rows)))
-        return _shaped(rows, audio), measured
     for _ in range(ROUNDS):
         _gain(samples, target - loudness)
         if true_peak(rows) <= ceiling:

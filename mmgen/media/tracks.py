@@ -200,23 +200,32 @@ def video_frames(video: torch.Tensor, first: int = 0, step: int = 1) -> Iterator
 
 
 def audio_frames(
-    audio: torch.Tensor, sample_rate: int, first: int = 0, layout: str = "mono", clip: bool = True
+    audio: torch.Tensor, sample_rate: int, first: int = 0, layout: str = "mono", clip: bool = True, scale: float = 1.0
 ) -> Iterator[av.AudioFrame]:
     """(C, L) [-1, 1] → float frames in `layout` (of C channels: mono for (1, L)) with pts = first sample's index
     (from sample `first`), time base 1/sample_rate. Packed (interleaved): PyAV's planar frames crash on 8 channels.
-    `clip` False keeps samples past full scale, for an encoder that holds them (holds_floats)."""
-    samples = audio.detach().float()
-    samples = (samples.clamp(-1, 1) if clip else samples).numpy()
+    `clip` False keeps samples past full scale, for an encoder that holds them (holds_floats). `scale`: each sample
+    times it first (in float32, as scaled() scales all of them). A chunk at a time: no copy of the whole sound (an
+    hour of it is 691 MB a channel)."""
+    samples = audio.detach().float().numpy()
     if len(av.AudioLayout(layout).channels) != samples.shape[0]:
         raise ValueError(f"{samples.shape[0]} channels of audio cannot be {layout}")
     for start in range(0, samples.shape[1], AUDIO_CHUNK):
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples[:, start : start + AUDIO_CHUNK].T).reshape(1, -1), format="flt", layout=layout
-        )
+        chunk = samples[:, start : start + AUDIO_CHUNK].T.copy()  # (n, C): interleaved, a copy of its own
+        if scale != 1.0:
+            np.multiply(chunk, np.float32(scale), out=chunk)
+        if clip:
+            np.clip(chunk, -1, 1, out=chunk)
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=layout)
         frame.sample_rate = sample_rate
         frame.pts = first + start
         frame.time_base = Fraction(1, sample_rate)
         yield frame
+
+
+def scaled(audio: torch.Tensor, scale: float) -> torch.Tensor:
+    """`audio` times `scale`, a new float32 tensor, each sample as audio_frames(scale=) scales it."""
+    return torch.from_numpy(audio.detach().float().numpy() * np.float32(scale))
 
 
 def holds_floats(stream: av.stream.Stream) -> bool:

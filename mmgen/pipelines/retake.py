@@ -6,33 +6,27 @@ input's frames and copies the sound's packets."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting
-from mmgen.media import MediaInfo, read_audio, read_video, replace_audio, replace_video, write_wav
+from mmgen.media import MediaInfo, read_audio, read_video, replace_video
 from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.decode import kept_layout, within_full_scale
-from mmgen.media.deliver import as_encoded, deliver
-from mmgen.media.delivery import Delivery
-from mmgen.media.loudness import channel_weights
 from mmgen.media.notes import note
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
-from mmgen.media.resample import resample
 from mmgen.media.tracks import float_pcm
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressFn, quiet
-from mmgen.pipelines.preflight import OTHER, TimeRange, check_retake
-from mmgen.pipelines.retake_windows import regenerate, seam_weights
+from mmgen.pipelines.preflight import OTHER, check_retake
+from mmgen.pipelines.retake_sound import write_sound
+from mmgen.pipelines.retake_windows import SEAM_SECONDS, elements, regenerate
 from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import load, prepare
 from mmgen.pipelines.settings import RetakeSettings
@@ -40,7 +34,7 @@ from mmgen.pipelines.windows import tracks_for
 from mmgen.terminal import listed, rate_text
 from mmgen.weights.architecture import known_config
 
-SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
+
 def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) -> None:
     """A video retake remakes frames in place, and outside the ranges the output is the input's own frames: the
     clip must be at the model's frame size and a steady frame rate, the model's, as mmgen's own outputs are (None:
@@ -73,12 +67,6 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         return
     raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {rate_text(config.fps)} fps "
                          f"(mmgen's own outputs); {found}", hint="retake its sound instead")
-
-
-def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, int]:
-    """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade), counted from the
-    stream's first, at `start` seconds on the input's timeline (a at most 0 for a range from before it)."""
-    return (math.floor((r.start - start) * per_second + 1e-6), math.ceil((r.end - start) * per_second - 1e-6))
 
 
 @pipeline_call
@@ -134,18 +122,9 @@ def retake(
     with outputs.new_folders_removed_on_failure([paths]), outputs.writing(paths, overwrite, inputs):  # all, or none
         if modality == "audio":
             delivery = kept_rate(delivery, paths.mp4, config.sample_rate, "the model's")
-            layout = kept or "mono"
-            held = float_pcm(encoder)  # an f32 sound's own track keeps its peaks, and so does its --wav (f32 too)
-            delivered = _deliver_audio(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept,
-                                       held)
-            delivered = as_encoded(delivered, encoder, layout)
-            replace_audio(source, delivered.audio, delivered.sample_rate, paths.mp4, overwrite=overwrite,
-                          end_together=False, start=start,  # the input's sound where and as long as it was
-                          encoder=encoder, layout=layout, bits=info.audio_bits)
-            if "wav" in paths.files:
-                write_wav(paths.files["wav"], delivered.audio, delivered.sample_rate, overwrite=overwrite,
-                          layout=layout, bits=info.audio_bits,  # at the input's depth, as the output's sound
-                          floats=float_pcm(info.audio_codec or ""))
+            delivered = write_sound(source, result_clip.audio, config.sample_rate, spans, start, delivery, kept,
+                                    encoder, paths.files, overwrite=overwrite, bits=info.audio_bits,
+                                    float_input=float_pcm(info.audio_codec or ""))
         else:
             replace_video(source, result_clip.video, config.fps, paths.mp4, overwrite=overwrite, end_together=False,
                           start=start)
@@ -156,31 +135,3 @@ def retake(
         )
         return outputs.finish(Result(result_clip, provenance), paths, overwrite)
 
-
-def _deliver_audio(
-    source: Path,
-    made: torch.Tensor,
-    model_rate: int,
-    spans: list[TimeRange],
-    start: float,
-    delivery: Delivery,
-    layout: str | None,
-    held: bool = False,
-):
-    """The input's own sound (from its `start`) at the delivered rate in `layout` (its own channels; None: mixed to
-    mono), with the remade ranges (resampled; the model's one channel in each) faded in over the seams, each channel
-    against its own sound; then brought to the loudness target with one gain, its channels together — so outside the
-    ranges it is the input's, only scaled (no limiter reshapes it; a loud input may stay short of the target).
-    `held`: written only as float PCM, which keeps its peaks (deliver's)."""
-    rate = delivery.rate(model_rate)
-    own = read_audio(source, rate, start=start, layout=layout)  # (C, L)
-    new = resample(made, model_rate, rate)
-    new = torch.nn.functional.pad(new, (0, max(0, own.shape[-1] - new.shape[-1])))[:, : own.shape[-1]]
-    known = torch.ones(own.shape[-1], dtype=torch.bool)
-    for r in spans:
-        a, b = elements(r, rate, start)
-        known[max(a, 0):b] = False
-    weight = seam_weights(known, max(2, round(SEAM_SECONDS * rate)))
-    sound = own + weight * (new - own)  # (C, L): the one remade channel against each of the input's
-    return deliver(sound, rate, Delivery(delivery.loudness, rate), weights=channel_weights(layout or "mono"),
-                   limit=False, held=held)

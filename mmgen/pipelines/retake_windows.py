@@ -19,12 +19,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from mmgen.modal import Modal
 from mmgen.pipelines.events import ProgressEvent, ProgressFn, quiet
 from mmgen.pipelines.windows import SampleWindow, Track, cut
+
+if TYPE_CHECKING:
+    from mmgen.pipelines.preflight import TimeRange
+
+SEAM_SECONDS = 0.02  # crossfade at each seam (audio: 20 ms; video: at least 2 frames)
+
+
+def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, int]:
+    """The samples or frames [a, b) a range touches (a frame shown for any part of it is remade), counted from the
+    stream's first, at `start` seconds on the input's timeline (a at most 0 for a range from before it)."""
+    return (math.floor((r.start - start) * per_second + 1e-6), math.ceil((r.end - start) * per_second - 1e-6))
 
 
 def regenerate(

@@ -194,13 +194,15 @@ def test_a_7_1_clips_sound_retake_keeps_all_eight_channels_outside_the_range(tin
     input's own sample for sample outside the range, the one new sound in each inside it. FLAC keeps its 7.1 layout;
     Matroska stores none for PCM ("8 channels", as mmgen's own 7.1 PCM retake reads back), and channels with no
     layout are taken in FFmpeg's default one for their count, not mixed to mono. (Reading them back with PyAV's
-    planar floats crashed: media_factory.decode_audio reads packed ones.)"""
+    planar floats crashed: media_factory.decode_audio reads packed ones.) The model hears them mixed to mono, and
+    says so, as animate does (a kept layout said nothing; 16 channels, mixed for the output too, did)."""
     clip = write_test_video(tmp_path / "surround.mkv", seconds=1.6, size=(16, 16), channels=8, sample_rate=16000,
                             audio_codec=codec).path
     out = tmp_path / "mended.mkv"
     done = run_here("retake", clip, "--range", "0.5:0.9", "-m", tiny, "--steps", "1", "--seed", "2",
                     "--loudness", "off", "--sample-rate", "model", "-o", out, env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
+    assert f"{clip}: the model hears its 8-channel audio mixed to mono\n" in done.stderr
 
     (before, _), (after, rate) = decode_audio(clip), decode_audio(out)
     assert rate == 16000 and after.shape == before.shape == (8, 25600)

@@ -166,13 +166,13 @@ def read_audio(
     Mono is the mean of the channels, not the first channel as the official code takes: a sound panned to one
     side of a stereo recording should still be heard. More than MAX_CHANNELS channels, and float samples that are
     NaN, Inf or beyond MAX_PEAK, refuse the file (MediaError naming it). `heard_by_model`: the sound is a model's
-    input, and its note on surround mixed to mono says so (the output's own sound keeps its channels, or says so
-    where it does not).
+    input, mixed to mono for it (here, or by the caller given its `layout`: a retake's), and its note on surround
+    says so (the output's own sound keeps its channels, or says so where it does not).
     """
     with open_input(path) as container:
         stream = first_stream(container, "audio", path)
         channels = mixable_channels(path, stream, "mono")
-        if channels > 2 and layout is None:
+        if channels > 2 and (layout is None or heard_by_model):  # a model's input given `layout` is mixed by its caller
             if heard_by_model:
                 note(path, f"the model hears its {channels}-channel audio mixed to mono",
                      "surround audio mixed to mono for the model")

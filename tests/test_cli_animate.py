@@ -317,6 +317,26 @@ def test_a_sound_brought_to_a_loudness_is_given_one_gain_never_reshaped(tiny, tm
     assert np.abs(played - gain * tone[: played.size]).max() < 0.02  # AAC's error; the limiter's was ~0.4
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_a_float_sound_re_encoded_into_a_container_that_holds_pcm_stays_float_and_keeps_its_peaks(
+    tiny, tmp_path, suffix
+):
+    """An f32 WAV peaking at +4 dBFS, animated at `--sample-rate 48000` into an .mkv or .mov (which hold PCM, and
+    keep it when the sound is copied): it was re-encoded to AAC, its peaks clipped at full scale. It stays f32 PCM,
+    as a retake's does, peaks and all, and nothing is said to be clipped."""
+    t = np.arange(round(0.5 * RATE)) / RATE
+    hot = write_test_audio(tmp_path / "hot.wav", 0.5, RATE, codec="pcm_f32le",
+                           samples=(1.6 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32)).path
+    out = tmp_path / f"hot{suffix}"
+    done = run_here("animate", hot, "-o", out, "-m", tiny, "--steps", "1", "--sample-rate", "48000",
+                    env=mmgen_env(tmp_path))
+    assert done.returncode == 0 and "clipped" not in done.stderr, done.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "pcm_f32le"
+    played, rate = decode_audio(out)
+    assert rate == 48000 and 1.55 < np.abs(played).max() < 1.65
+
+
 def test_an_upscaled_animation_counts_its_upscaling_in_its_one_eta(tmp_path, monkeypatch):
     """The upscaling after the windows (longer than their sampling on a CPU) was in no ETA: each window's steps
     counted alone, and a `windows: N/N` line said no time left, though the upscaling had all of it to go. The windows'

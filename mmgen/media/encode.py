@@ -41,10 +41,14 @@ def write_mp4(
     crf: int = DEFAULT_CRF,
     overwrite: bool = False,
     layout: str = "mono",
+    encoder: str | None = None,
+    bits: int | None = None,
 ) -> None:
     """Write video (T, 3, H, W) in [-1, 1] at `fps` and/or audio (1, L) in [-1, 1] at `sample_rate`, both starting
     at time 0 — or audio (C, L) in `layout` (of C channels: an animated sound's own, decode.kept_layout). Odd
-    heights/widths are padded to even by repeating the last row/column."""
+    heights/widths are padded to even by repeating the last row/column. The sound is encoded by `encoder` (default:
+    the container's; an animated sound's own lossless codec, Container.sound_encoder) at the depth `bits` of the
+    file's sound it is made from, where the encoder stores it; float PCM keeps samples past full scale."""
     if video is None and audio is None:
         raise ValueError("write_mp4 needs video, audio or both")
     check_video(video)
@@ -58,7 +62,7 @@ def write_mp4(
             stream = add_video(container, into.video_encoder, frame_rate(fps), width, height, crf)
             tracks.append(encoded(stream, video_frames(video)))
         if audio is not None:
-            stream = add_audio(container, into.audio_encoder, sample_rate, layout)
+            stream = add_audio(container, encoder or into.audio_encoder, sample_rate, layout, bits)
             tracks.append(encoded(stream, audio_frames(audio, sample_rate, layout=layout, clip=not holds_floats(stream))))
         mux(container, *tracks)
 

@@ -11,6 +11,7 @@ from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.decode import kept_layout
 from mmgen.media.deliver import as_encoded, deliver
 from mmgen.media.loudness import channel_weights
+from mmgen.media.tracks import float_pcm
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Result
 from mmgen.pipelines.conditional import Writer, run_conditional
@@ -39,16 +40,20 @@ def animate(
             if delivery.loudness is None and delivery.sample_rate is None:  # the sound as it is: copied
                 replace_video(source, clip.video, clip.fps, paths.mp4, overwrite=overwrite, start=start)
                 return None
-            delivery = kept_rate(delivery, paths.mp4, probe(source).sample_rate, f"{source.name}'s")
-            rate, encoder = delivery.sample_rate, container_for(paths.mp4).audio_encoder
-            # the user's own sound: one gain (no limiter reshapes it; a loud sound may stay short of the level), in
-            # its own channels where the output's encoder takes them (a retake's way), else mixed to mono
+            info = probe(source)
+            delivery = kept_rate(delivery, paths.mp4, info.sample_rate, f"{source.name}'s")
+            # the user's own sound, as a retake re-encodes it: in its own lossless codec where the output holds it
+            # (PCM stays PCM: float PCM keeps peaks past full scale), at its depth; one gain (no limiter reshapes
+            # it; a loud sound may stay short of the level); in its own channels where the encoder takes them, else
+            # mixed to mono
+            rate, encoder = delivery.sample_rate, container_for(paths.mp4).sound_encoder(info.audio_codec)
             kept = kept_layout(source, encoder)
             layout = kept or "mono"
             delivered = deliver(read_audio(source, rate, start=start, layout=kept), rate, delivery, limit=False,
-                                weights=channel_weights(layout))
+                                weights=channel_weights(layout), held=float_pcm(encoder), overwrite=True)
             delivered = as_encoded(delivered, encoder, layout)
-            write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite, layout=layout)
+            write_mp4(paths.mp4, clip.video, delivered.audio, clip.fps, rate, overwrite=overwrite, layout=layout,
+                      encoder=encoder, bits=info.audio_bits)
             return {"delivery": delivered.to_json()}
 
         return write

@@ -2,14 +2,14 @@
 (pid 1234) is writing into it`.
 
 A holder writes itself into its lock file as it takes it (`name_holder`): `OWNER-PID COMMAND`, where OWNER says which
-process table PID belongs to (mmgen.temporaries.owner: a hash of the host name, the PID namespace and the boot, as
-in a temporary's name). A holder from another table — a container or a host sharing the folder — is said as one
-(`in another container or host`): its pid names another process here (a container's batch is pid 1: init, alive),
-so it is never named, nor probed with os.kill. A line of an mmgen from before the boot was in OWNER (2026-12-03)
-reads as another table's too: the lock holds all the same, only its holder is said less exactly. An older mmgen
-writes `PID COMMAND`, which says no table: that pid is named only where Linux's lock table (/proc/locks, which
-numbers every holder as this process's table does and lists none it cannot see) shows it holding the file. An older
-mmgen reading a new line finds no pid in it and names none.
+process table PID belongs to (mmgen.temporaries.owner, HOST.BOOT: hashes of the host name and PID namespace, and of
+the boot, as in a temporary's name). A holder from another table — a container, a host sharing the folder, or a host
+of the same name in another boot — is said as one (`in another container or host`): its pid names another process
+here (a container's batch is pid 1: init, alive), so it is never named, nor probed with os.kill. An mmgen from
+before the boot was in OWNER (2026-12-03) writes `HOST-PID COMMAND`, an older one `PID COMMAND`: neither says the
+boot, so of this HOST or with none that pid is named only where Linux's lock table (/proc/locks, which numbers every
+holder as this process's table does and lists none it cannot see) shows it holding the file. An older mmgen reading
+a new line finds no pid in it and names none.
 
 A run folder's flock has no lock file to write into: its holder is read from /proc/locks alone (`flock_holder`), and
 one held there by no process listed is another container's or host's. One listed holding it shared holds a lock in
@@ -27,10 +27,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmgen.temporaries import owner
+from mmgen.temporaries import host, owner
 
 PROC_LOCKS = "/proc/locks"  # Linux's table of the locks held (tests point it at a file of their own)
-_TAGGED = re.compile(r"(?P<owner>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,9})")  # OWNER-PID, the first word of a line
+_TAGGED = re.compile(r"(?P<owner>(?P<host>[0-9a-f]{8})(\.[0-9a-f]{6})?)-(?P<pid>[1-9][0-9]{0,9})")  # OWNER-PID, first word
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,14 @@ def holder(path: Path) -> Holder | None:
 
 
 def _named(fd: int, first: str, command: str) -> Holder | None:
-    """The holder a lock file's line names (`first`: OWNER-PID, or an older mmgen's bare PID), `fd` that file."""
+    """The holder a lock file's line names (`first`: OWNER-PID, or an older mmgen's HOST-PID or bare PID), `fd` that
+    file."""
     tagged = _TAGGED.fullmatch(first)
-    if tagged:
-        return _living(int(tagged["pid"]), command) if tagged["owner"] == owner() else Holder(None, command)
-    pid = int(first)  # (ValueError: no pid)
+    if tagged and tagged["owner"] == owner():
+        return _living(int(tagged["pid"]), command)
+    if tagged and tagged["owner"] != host():  # (this HOST with no boot: an older mmgen's, read as a bare PID)
+        return Holder(None, command)
+    pid = int(tagged["pid"] if tagged else first)  # (ValueError: no pid)
     flocks = _flocks(fd)
     if flocks is None:  # no lock table to ask (not Linux): as an older mmgen took it
         return _living(pid, command)

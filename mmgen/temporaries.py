@@ -1,25 +1,32 @@
 """Who made a temporary file, and the clean-up of those a killed run left behind.
 
 mmgen writes every file through a temporary beside its target (mmgen.files.temporary_name), named
-`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`: PID is the writing process, OWNER (a hash of the host name, the PID
-namespace and the kernel's boot) says which process table that PID belongs to, XXXXXXXX makes the name unique per
-file. A process that
-ends normally, fails or is interrupted removes its temporaries; one killed outright (kill -9, the OOM killer, a
+`.STEM.OWNER-PID-XXXXXXXX.partial.EXT`: PID is the writing process, OWNER (`owner`: HOST.BOOT) says which process
+table that PID belongs to, XXXXXXXX makes the name unique per file. HOST is a hash of the host name and the PID
+namespace (8 hex digits), BOOT one of the kernel's boot id (6 hex digits; Linux's is random per boot). A process
+that ends normally, fails or is interrupted removes its temporaries; one killed outright (kill -9, the OOM killer, a
 power cut) cannot, and `remove_leftovers` removes them when the next command writes into that folder.
 
-The rule: a temporary is a leftover when its OWNER is this process's own and no process with its PID is alive.
-So a running mmgen's temporaries (its files being written, the old files it keeps aside until its new ones are
-all in place) are never touched: its PID is alive. One on another machine or in another container sharing the
-folder has another OWNER, so its PID says nothing here and its files are left alone (its own next run cleans
-them up). A reused PID only keeps a leftover longer. No lock and no extra file is needed, and the temporary
-stays in its target's folder, where os.replace is an atomic rename (a temporary folder elsewhere could be on
-another filesystem).
-
-The boot is in OWNER because the host name and the PID namespace may not tell two machines apart: hosts of one name
-(cloned from one image) both in the initial PID namespace (`pid:[4026531836]` on every Linux host) would share a
-folder on NFS as one process table, each sweeping the other's running writes. Linux's boot id is random per boot.
-So a temporary left from an earlier boot of this host (a power cut) reads as another table's and stays, as does one
-named by mmgen before the boot was in OWNER (until 2026-12-03): the safe side, as its writer may be running still.
+The rule (`left_behind`) — a temporary is a leftover when its HOST is this process's own and:
+- its BOOT is this boot's, and no process with its PID is alive here. A running mmgen's temporaries (its files
+  being written, the old files it keeps aside until its new ones are all in place) are never touched: its PID is
+  alive; a reused PID only keeps a leftover longer.
+- its BOOT is another (an earlier boot of this host: a power cut, or a host of the same name and PID namespace, such
+  as a clone of one image in the initial namespace, `pid:[4026531836]` on every Linux host, sharing the folder on
+  NFS), and the file last changed (st_ctime, which a write and a rename both set) before this boot began (`btime` in
+  /proc/stat). A writer of an earlier boot died with it; a live writer on the other host changed its file after our
+  boot began, or named it there (a rename sets st_ctime, so a file it kept aside counts from then). What stays is a
+  file that other host's writer has left untouched since before we booted and still needs: the one case this rule
+  cannot tell, as it cannot ask the other host.
+- it has no BOOT (`HOST-PID`, named by mmgen before 2026-12-03), and its PID is no process here or it last changed
+  before this boot (the rule above). Its writer was an older mmgen: the first half is that mmgen's own rule, so a
+  killed older run's temporaries (a model's half-written weights, up to a GB) go at the next command as they
+  would have; on a host of the same name still running an older mmgen it sweeps as that mmgen does itself.
+One on another machine or in another container sharing the folder has another HOST, so its PID says nothing here
+and its files are left alone (its own next run cleans them up). No lock and no extra file is needed, and the
+temporary stays in its target's folder, where os.replace is an atomic rename (a temporary folder elsewhere could be
+on another filesystem). An older mmgen reads HOST.BOOT-PID as no temporary of its own (its pattern wants 8 hex
+digits before the PID) and leaves it alone.
 
 Temporaries named before OWNER-PID was in the name (`.STEM.XXXXXXXX.partial.EXT`, mmgen until 2026-11-30) do not
 say who wrote them: nothing tells a killed run's from a running one's (an older mmgen still writing, here or on
@@ -39,7 +46,9 @@ from contextlib import suppress
 from pathlib import Path
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"  # random per boot (Linux); tests point it at a file of their own
-LEFTOVER = re.compile(r"\..*\.(?P<owner>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,8})-[0-9a-f]{8}\.partial(\.[^.]*)?")
+PROC_STAT = "/proc/stat"  # its `btime` line: when this boot began (tests point it at a file of their own)
+PROCESS = r"(?P<host>[0-9a-f]{8})(?:\.(?P<boot>[0-9a-f]{6}))?-(?P<pid>[1-9][0-9]{0,8})"  # OWNER-PID (no BOOT: older)
+LEFTOVER = re.compile(r"\..*\." + PROCESS + r"-[0-9a-f]{8}\.partial(\.[^.]*)?")
 
 
 def tag() -> str:
@@ -62,21 +71,44 @@ def added_bytes() -> int:
     return len(".") + len(f".{_tag('0' * _UNIQUE)}.partial")
 
 
-@functools.cache
 def owner() -> str:
-    """This process's process table: its host name, PID namespace and the kernel's boot (Linux; the host name alone
-    elsewhere), as 8 hex digits, the same for every process of that table until the host reboots."""
+    """This process's process table, HOST.BOOT: `host` and `boot`, the same for every process of that table until
+    the host reboots."""
+    return f"{host()}.{boot()}"
+
+
+@functools.cache
+def host() -> str:
+    """This process's host name and PID namespace (Linux; the host name alone elsewhere), as 8 hex digits: OWNER as
+    mmgen named it before the boot was in it, so both agree on which temporaries are this host's."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         namespace = ""
+    return hashlib.sha256(f"{platform.node()}\0{namespace}".encode()).hexdigest()[:8]  # no socket: offline runs stay socket-free
+
+
+@functools.cache
+def boot() -> str:
+    """The kernel's boot (Linux's boot id; none elsewhere: always the same), as 6 hex digits."""
     try:
-        with open(BOOT_ID, encoding="ascii") as boot:
-            booted = boot.read().strip()
+        with open(BOOT_ID, encoding="ascii") as booted:
+            boot_id = booted.read().strip()
     except (OSError, ValueError):
-        booted = ""
-    table = "\0".join([platform.node(), namespace, booted])  # (no socket: offline runs stay socket-free)
-    return hashlib.sha256(table.encode()).hexdigest()[:8]
+        boot_id = ""
+    return hashlib.sha256(boot_id.encode()).hexdigest()[:_BOOT]
+
+
+_BOOT = 6  # hex digits of BOOT: 1 in 16 million for two boots to share one
+
+
+def booted_at() -> float | None:
+    """When this boot began (`btime` in /proc/stat, whole seconds); None where that cannot be read (not Linux)."""
+    with suppress(OSError, ValueError), open(PROC_STAT, encoding="ascii", errors="replace") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return None
 
 
 def alive(pid: int) -> bool:
@@ -110,7 +142,23 @@ def leftovers(folder: Path) -> list[Path]:
 def left_behind(path: Path) -> bool:
     """Whether `path` is named as a temporary of a killed mmgen process (the module's rule)."""
     named = LEFTOVER.fullmatch(path.name)
-    return bool(named) and named["owner"] == owner() and not alive(int(named["pid"]))
+    if not named or named["host"] != host():
+        return False
+    if named["boot"] == boot():
+        return not alive(int(named["pid"]))
+    if named["boot"] is None and not alive(int(named["pid"])):  # an older mmgen's, and its own rule
+        return True
+    return _changed_before_boot(path)
+
+
+def _changed_before_boot(path: Path) -> bool:
+    """Whether `path` last changed (written or renamed) before this boot began; False where that cannot be told."""
+    began = booted_at()
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return began is not None and max(info.st_ctime, info.st_mtime) < began
 
 
 def named_after(target: Path) -> list[tuple[Path, str]]:
@@ -118,7 +166,7 @@ def named_after(target: Path) -> list[tuple[Path, str]]:
     (mmgen.files.kept_together) by a running process, or left by a killed one — each with the process that made it
     (OWNER-PID), by name."""
     pattern = re.compile(
-        re.escape(f".{target.stem}.") + r"(?P<process>[0-9a-f]{8}-[1-9][0-9]{0,8})-[0-9a-f]{8}"
+        re.escape(f".{target.stem}.") + r"(?P<process>[0-9a-f]{8}(?:\.[0-9a-f]{6})?-[1-9][0-9]{0,8})-[0-9a-f]{8}"
         + re.escape(f".partial{target.suffix}")
     )
     try:

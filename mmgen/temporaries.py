@@ -49,6 +49,7 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"  # random per boot (Linux); tests po
 PROC_STAT = "/proc/stat"  # its `btime` line: when this boot began (tests point it at a file of their own)
 PROCESS = r"(?P<host>[0-9a-f]{8})(?:\.(?P<boot>[0-9a-f]{6}))?-(?P<pid>[1-9][0-9]{0,8})"  # OWNER-PID (no BOOT: older)
 LEFTOVER = re.compile(r"\..*\." + PROCESS + r"-[0-9a-f]{8}\.partial(\.[^.]*)?")
+TEMPORARY = re.compile(r"\..*\.(" + PROCESS + r"-)?[0-9a-f]{8}\.partial(\.[^.]*)?")  # any, unowned ones too
 
 
 def tag() -> str:
@@ -174,6 +175,24 @@ def named_after(target: Path) -> list[tuple[Path, str]]:
     except OSError:
         return []
     return [(target.parent / name, named["process"]) for name in names if (named := pattern.fullmatch(name))]
+
+
+def not_running(folder: Path) -> list[Path]:
+    """Every temporary in `folder`, of any mmgen (named without OWNER-PID too) and any process table, but those of a
+    process of this HOST alive here: for a command holding the lock that every writer of the folder holds (a cache
+    entry's, mmgen.weights.entry_lock) to empty it, as no writer of another table can be writing then."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    found = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        named = TEMPORARY.fullmatch(entry.name)
+        running = named and named["host"] == host() and named["boot"] in (None, boot()) and alive(int(named["pid"]))
+        with suppress(OSError):
+            if named and not running and entry.is_file(follow_symlinks=False):
+                found.append(Path(entry.path))
+    return found
 
 
 def remove_leftovers(folder: Path) -> None:

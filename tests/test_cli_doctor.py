@@ -362,3 +362,29 @@ def test_a_pre_release_of_the_bound_is_older_and_an_epoch_newer(tmp_path, monkey
         ("prerelease-pkg", "18.1rc1", "18.1")]
     assert unmet(["prerelease-pkg>=18.1rc1", "prerelease-pkg>=18.1b2", "prerelease-pkg>=18.1.dev0"]) == []
     assert unmet(["prerelease-pkg>=18.1rc2"]) == [("prerelease-pkg", "18.1rc1", "18.1rc2")]
+
+
+def test_doctor_names_the_temporaries_a_killed_mmgen_left_in_the_cache(machine, capsys):
+    """A killed import's `.model.OWNER-PID-….partial.safetensors` (up to a GB) was only counted in `models N MB`:
+    doctor names it, with its bytes, and what removes it; a temporary a process here is writing is not named."""
+    env, cache = machine
+    left = cache / "models" / "tiny" / ".model.0badf00d-999999999-0123abcd.partial.safetensors"
+    left.write_bytes(b"x" * 4321)
+    from mmgen import temporaries
+
+    writing = cache / "models" / "tiny" / f".model.{temporaries.owner()}-{os.getpid()}-0123abcd.partial.json"
+    writing.write_text("{}")
+    try:
+        with pytest.MonkeyPatch.context() as patched:
+            for key, value in {**env, "COLUMNS": "400"}.items():
+                patched.setenv(key, value)
+            assert run(["doctor", "--json"]) == 0
+            report = json.loads(capsys.readouterr().out)["cache"]
+            assert run(["doctor"]) == 0
+            shown = capsys.readouterr().out
+    finally:
+        left.unlink()
+        writing.unlink()
+    assert (report["leftovers"], report["leftovers_bytes"]) == ([str(left)], 4321)
+    assert f"4.3 kB in temporaries no mmgen here is writing (left by a killed one, unless one in another container " \
+        f"or host writes them now; `mmgen models rm NAME` removes a model's with it): {left}" in shown, shown

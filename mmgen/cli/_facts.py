@@ -8,13 +8,14 @@ import os
 import platform
 import shutil
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy
 
-from mmgen import __version__, environment
+from mmgen import __version__, environment, temporaries
 from mmgen.adapters.store import listed
 from mmgen.dependency_versions import declared, unmet
 from mmgen.errors import MmgenError
@@ -98,6 +99,27 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
+def _leftovers(root: Path) -> list[Path]:
+    """The temporaries in the cache's entries (models/NAME, adapters/NAME) that no mmgen here is writing
+    (temporaries.not_running): a killed one's, counted in the entries' bytes, or one in another container or host
+    writing now."""
+    found = []
+    for part in ("models", "adapters"):
+        with suppress(OSError), os.scandir(root / part) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir(follow_symlinks=False):
+                    found += temporaries.not_running(Path(entry.path))
+    return found
+
+
+def _file_bytes(path: Path) -> int:
+    """The size of the file `path`; 0 for one gone as it was looked at."""
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
 def _free_bytes(folder: Path) -> int:
     return shutil.disk_usage(nearest_existing(folder)).free
 
@@ -120,6 +142,9 @@ def _facts() -> dict[str, Any]:
         cache = {"path": str(root), "exists": root.is_dir(), "free_gib": round(free / 2**30, 1), "free_bytes": free,
                  # what it holds: the models, the adapters, and the clip cache (finetune's decoded clips: a speed-up)
                  **{f"{part}_bytes": _folder_bytes(root / part) for part in ("models", "adapters", "clips")}}
+        leftovers = _leftovers(root)
+        if leftovers:
+            cache.update(leftovers=[str(path) for path in leftovers], leftovers_bytes=sum(map(_file_bytes, leftovers)))
     except MmgenError as e:  # said in the report, with everything else
         cache = {"path": str(environment.folder(environment.CACHE) or ""), "exists": False, "free_gib": 0.0,
                  "free_bytes": 0, "problem": str(e)}

@@ -61,6 +61,11 @@ def _show(report: dict[str, Any], console: Console) -> None:
         console.print(f"  models {size_text(cache['models_bytes'])} · adapters {size_text(cache['adapters_bytes'])} · "
                       f"clip cache {size_text(cache['clips_bytes'])} [dim](clips/: only a speed-up, safe to delete "
                       "while no finetune runs)[/]", highlight=False)
+        if leftovers := cache.get("leftovers"):  # a killed mmgen's temporaries, counted in its entry's bytes
+            console.print(f"  [yellow]![/] {size_text(cache['leftovers_bytes'])} in temporaries no mmgen here is "
+                          "writing (left by a killed one, unless one in another container or host writes them now; "
+                          f"`mmgen models rm NAME` removes a model's with it): {markup_text(', '.join(leftovers))}",
+                          highlight=False)
     for name, value in report["environment"].items():
         console.print(f"  {name}={markup_text(value)}", highlight=False)
     for problem in report.get("environment_problems", {}).values():

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import platformdirs
 
-from mmgen import environment
+from mmgen import environment, temporaries
 from mmgen.config import read_record, to_dict
 from mmgen.disk_failures import if_writable
 from mmgen.errors import ChecksumMismatch, ConfigError
@@ -312,7 +312,9 @@ class ModelCache:
         return record
 
     def remove(self, name: str) -> bool:
-        """Delete a cached model and any partial download; True if there was anything to delete."""
+        """Delete a cached model, any partial download and what killed writers left (temporaries of any mmgen, from
+        any container or host: every writer of its weights holds its lock, as this does), and with nothing else
+        there its folder (`entry_lock`); True if there was anything to delete."""
         folder = self.folder(name)
         if not folder.is_dir():
             return False
@@ -320,7 +322,8 @@ class ModelCache:
         with self.lock(name):
             found = False
             # The record goes first: without it a half-deleted model no longer counts as cached.
-            for path in [self.record_path(name), self.weights_path(name), *folder.glob("*.part")]:
+            leftovers = temporaries.not_running(folder)  # (a live one: a record restamped here, `restamped`)
+            for path in [self.record_path(name), self.weights_path(name), *folder.glob("*.part"), *leftovers]:
                 if path.is_dir() and not path.is_symlink():  # a damaged entry: a folder where a file belongs
                     shutil.rmtree(path)
                     found = True

@@ -6,7 +6,6 @@ the device check does)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,8 @@ from mmgen.runtime import torchrun
 from mmgen.terminal import number_text
 from mmgen.weights.registry import is_path
 from mmgen.written_paths import missing_hint
+
+MARGIN = 1.5  # a step's estimate is refused only this far past the memory there is (it is an estimate)
 
 if TYPE_CHECKING:
     from mmgen.train.config import FinetuneConfig, Setting
@@ -46,7 +47,7 @@ def check_here(config: FinetuneConfig, setting: Callable[[str], Setting], resume
         except MmgenError:  # a file that does not describe a model: loading it says so, with its hint
             pass
     if model_config is not None:
-        _check_batch_fits(config.batch_size, model_config, setting("batch_size"))
+        _check_batch_fits(config, model_config, setting("batch_size"))
     from mmgen.runtime.device import select_device  # (imports torch)
 
     try:
@@ -68,21 +69,32 @@ def _check_batch_splits(batch_size: int, setting: Setting) -> None:
         raise refused
 
 
-def _check_batch_fits(batch_size: int, model_config: Any, setting: Setting) -> None:
+def _check_batch_fits(config: FinetuneConfig, model_config: Any, setting: Setting) -> None:
     """A batch larger than the training clips repeats them (mmgen.train.order), each copy with its own noise, so
     the clips do not bound it; this machine's memory does. A process's share of a batch is collated as float32
-    clips: one that could never fit in RAM is refused now, before any decoding or writing."""
+    clips, and a whole-model step in RAM keeps each clip's activations for the backward pass (train.batch_memory:
+    an estimate kept under what a run takes). A share whose clips could never fit, or whose step's estimate is past
+    the memory by MARGIN, is refused now, before any decoding or writing."""
     from mmgen.runtime.memory import physical_memory
     from mmgen.terminal import size_text
+    from mmgen.train.batch_memory import activation_bytes, clip_bytes, trains_in_ram
 
     memory, processes = physical_memory(), torchrun.place()[1]
-    clip = 4 * (math.prod(model_config.video_size) + math.prod(model_config.audio_size))
-    needed = batch_size // processes * clip
-    if memory is not None and needed > memory:
-        raise UsageError(f"{setting.given(batch_size)}: one batch of this model's clips takes {size_text(needed)} "
-                         f"of memory, more than this machine has ({size_text(memory)})",
-                         hint=f"choose a smaller batch: {memory // clip * processes} of these clips fill the memory "
-                         "before the model needs any")
+    if memory is None or not hasattr(model_config, "video_size"):  # (an SR model's file: loading it says so)
+        return
+    per_clip, kept, limit, more = clip_bytes(model_config), "its clips", memory, ""
+    if config.lora is None and trains_in_ram(config.device):
+        per_clip += activation_bytes(model_config, config.gradient_checkpointing)
+        kept, limit = "its clips and the activations kept for the backward pass", memory * MARGIN
+        more = "" if config.gradient_checkpointing else "; --recompute keeps less"
+    needed = config.batch_size // processes * per_clip
+    if needed > limit:
+        fit = memory // per_clip * processes
+        raise UsageError(f"{setting.given(config.batch_size)}: a training step of this model at this batch takes "
+                         f"about {size_text(needed)} of memory ({kept}), more than this machine has "
+                         f"({size_text(memory)})",
+                         hint=f"choose a smaller batch: about {fit} fit{more}" if fit else
+                         f"no batch of this model fits in this machine's memory{more}")
 
 
 def _check_model_known(name: str, setting: Setting) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from media_factory import write_test_video
 from mmgen_cli import mmgen_env
 
@@ -33,6 +34,7 @@ COPIES = 3  # the sound as delivered, its lossy encode's trial decoded, and what
 SET_UP = 12 << 20  # bytes the long retake may add whatever its length (meters' chunks, encoders, the model's steps)
 
 
+@pytest.mark.slow  # ~9 s: 40 s of 48 kHz sound, so its copies stand out from the set-up's bytes
 def test_retaking_a_second_of_a_long_webm_holds_its_sound_about_twice(tmp_path):
     clip = {"size": (16, 16), "codec": "libvpx", "sample_rate": RATE, "audio_codec": "libopus"}
     warm_up = write_test_video(tmp_path / "warm_up.webm", seconds=1.5, **clip).path

@@ -387,4 +387,4 @@ def test_doctor_names_the_temporaries_a_killed_mmgen_left_in_the_cache(machine, 
         writing.unlink()
     assert (report["leftovers"], report["leftovers_bytes"]) == ([str(left)], 4321)
     assert f"4.3 kB in temporaries no mmgen here is writing (left by a killed one, unless one in another container " \
-        f"or host writes them now; `mmgen models rm NAME` removes a model's with it): {left}" in shown, shown
+        f"or host writes them now; `mmgen models rm NAME` removes a model's or an adapter's with it): {left}" in shown, shown

@@ -6,7 +6,6 @@ This module finds, reads, lists, verifies and removes them."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from mmgen.kept_states import last_kept, looked_again
 from mmgen.weights import sidecar
 from mmgen.weights.cache import cache_root, check_removable, damaged_folder, entry_names, own_path
 from mmgen.weights.catalog import CACHED, DAMAGED, MISSING, Verdict, check_file, damaged_verdict
-from mmgen.weights.entry_lock import entry_lock
+from mmgen.weights.entry_lock import entry_lock, remove_files
 from mmgen.weights.names import is_name, is_path
 
 if TYPE_CHECKING:
@@ -202,15 +201,17 @@ def _verdict(record: AdapterRecord, where: Path) -> Verdict:
 
 
 def remove(name: str) -> bool:
+    """Delete the registered adapter `name` and what killed registrations left in its folder, from any container or
+    host (weights.entry_lock.remove_files, as a model's), a folder holding only that too; True if there was anything
+    to delete."""
     if not is_name(name):  # a path or "..": never deletes outside the store
         return False
     folder = folder_of(name)
-    if _kept(name) is None:
+    if not folder.is_dir():
         return False
     check_removable(folder, f"adapter {name!r}")
     with locked(name):  # never while it is being registered
-        shutil.rmtree(folder)
-    return True
+        return remove_files(folder, [folder / RECORD, folder / FILE])
 
 
 def resolve(source: str) -> Adapter:

@@ -64,7 +64,7 @@ def _show(report: dict[str, Any], console: Console) -> None:
         if leftovers := cache.get("leftovers"):  # a killed mmgen's temporaries, counted in its entry's bytes
             console.print(f"  [yellow]![/] {size_text(cache['leftovers_bytes'])} in temporaries no mmgen here is "
                           "writing (left by a killed one, unless one in another container or host writes them now; "
-                          f"`mmgen models rm NAME` removes a model's with it): {markup_text(', '.join(leftovers))}",
+                          f"`mmgen models rm NAME` removes a model's or an adapter's with it): {markup_text(', '.join(leftovers))}",
                           highlight=False)
     for name, value in report["environment"].items():
         console.print(f"  {name}={markup_text(value)}", highlight=False)

@@ -74,6 +74,20 @@ def _adapter_named(name: str, adapter: bool, model: bool, command: str) -> tuple
     raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
                      hint=f"say which: mmgen models {command} {name} --model, or --adapter")
 
+def _only_leftovers(name: str, adapter: bool, model: bool) -> bool:
+    """Whether `rm NAME` means an adapter folder holding only what a killed registration left (no record: not
+    registered, so not `_adapter_named`'s), NAME naming no model: removed as a registered adapter's (store.remove)."""
+    from mmgen.adapters import store
+    from mmgen.weights import ModelCache, load_registry
+    from mmgen.weights.cache import damaged_folder
+
+    root = ModelCache().root
+    if model or any(damaged_folder(root, kind) for kind in ("models", "adapters")) or not store.folder_of(name).is_dir():
+        return False
+    return store.registered(name) is None and (adapter or name not in load_registry()
+                                              and not ModelCache().folder(name).is_dir())
+
+
 @models_app.command()
 def rm(
     name: NameArgument,
@@ -103,7 +117,8 @@ def rm(
         else:
             say(f"removed the symlink {link} (what it points to is left alone)")
         return
-    is_adapter = _adapter_named(name, adapter, model or forget, "rm") is not None
+    only_leftovers = _only_leftovers(name, adapter, model or forget)
+    is_adapter = only_leftovers or _adapter_named(name, adapter, model or forget, "rm") is not None
     if forget:  # before the model goes: a read-only cache keeps both
         check_forgettable(cache.root, name)
     removed = store.remove(name) if is_adapter else cache.remove(name)
@@ -112,6 +127,8 @@ def rm(
         if not is_adapter and (bundled := _bundled_file(name)) is not None:
             raise UsageError(f"{name} is bundled with mmgen: its weights are part of the package ({bundled}), "
                              "not the cache, and cannot be removed")
+        if is_adapter:
+            raise ModelNotFound(f"no adapter named {name!r} is registered", hint="see `mmgen models list`")
         raise ModelNotFound(f"{name}: nothing in the cache ({cache.folder(name)})")
     if as_json:
         emit({"name": name, "kind": "adapter" if is_adapter else "model", "removed": removed,

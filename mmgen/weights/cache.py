@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any, TypeVar
 
 import platformdirs
 
-from mmgen import environment, temporaries
+from mmgen import environment
 from mmgen.config import read_record, to_dict
 from mmgen.disk_failures import if_writable
 from mmgen.errors import ChecksumMismatch, ConfigError
@@ -43,7 +42,7 @@ from mmgen.files import sha256_file, write_text
 from mmgen.kept_states import last_kept
 from mmgen.output_checks import kind_of, nearest_existing, refusal_to_create, try_a_file
 from mmgen.stamps import FileStamp, HashMemo
-from mmgen.weights.entry_lock import entry_lock, unwritable
+from mmgen.weights.entry_lock import entry_lock, remove_files, unwritable
 from mmgen.weights.names import check_name, is_name
 
 
@@ -319,18 +318,8 @@ class ModelCache:
         if not folder.is_dir():
             return False
         check_removable(folder, f"model {name!r}")
-        with self.lock(name):
-            found = False
-            # The record goes first: without it a half-deleted model no longer counts as cached.
-            leftovers = temporaries.not_running(folder)  # (a live one: a record restamped here, `restamped`)
-            for path in [self.record_path(name), self.weights_path(name), *folder.glob("*.part"), *leftovers]:
-                if path.is_dir() and not path.is_symlink():  # a damaged entry: a folder where a file belongs
-                    shutil.rmtree(path)
-                    found = True
-                elif path.exists() or path.is_symlink():  # a link (even one to nowhere) goes, never its target
-                    path.unlink()
-                    found = True
-        return found
+        with self.lock(name):  # (a live temporary: a record restamped here, `restamped`)
+            return remove_files(folder, [self.record_path(name), self.weights_path(name), *folder.glob("*.part")])
 
     def lock(self, name: str) -> AbstractContextManager[None]:
         """Exclusive access to one model's folder across processes (`entry_lock`)."""

@@ -4,6 +4,7 @@ itself is mmgen.locks'."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -12,7 +13,7 @@ from mmgen.errors import ConfigError
 from mmgen.kept_states import put_back_kept
 from mmgen.lock_holders import holder
 from mmgen.locks import acquire
-from mmgen.temporaries import remove_leftovers
+from mmgen.temporaries import not_running, remove_leftovers
 from mmgen.terminal import say
 
 
@@ -42,6 +43,22 @@ def entry_lock(folder: Path, name: str, what: str, kept: tuple[Path, Path, Calla
                 lock.remove()
                 folder.rmdir()
         lock.release()
+
+
+def remove_files(folder: Path, files: list[Path]) -> bool:
+    """Delete an entry's `files` (in order: its record first, so a half-deleted entry no longer counts) and what
+    killed writers left in its `folder` — temporaries of any mmgen, from any container or host, for every writer of
+    the entry holds its lock, as the caller must — but a running one's here (temporaries.not_running); the folder
+    goes with the lock where nothing else is left (`entry_lock`). True if anything was deleted."""
+    found = False
+    for path in [*files, *not_running(folder)]:
+        if path.is_dir() and not path.is_symlink():  # a damaged entry: a folder where a file belongs
+            shutil.rmtree(path)
+            found = True
+        elif path.exists() or path.is_symlink():  # a link (even one to nowhere) goes, never its target
+            path.unlink()
+            found = True
+    return found
 
 
 def unwritable(folder: Path, error: OSError, where: str = "") -> ConfigError:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -246,6 +247,34 @@ def test_opus_in_webm_below_48_khz_reads_as_long_as_it_was_written_and_in_step(t
     assert audio.shape == (1, rate)  # 1 s
     assert click_time(audio, rate) == pytest.approx(0.5, abs=0.002)
     assert probe(tmp_path / "tone.webm").audio_duration == pytest.approx(1.0, abs=0.0015)
+
+
+def with_track_at_48_khz(source: Path, path: Path) -> Path:
+    """`source`'s packets copied into `path` (a stream copy): FFmpeg reads an Opus track's rate back as 48 kHz and
+    writes that as its sampling frequency, its OpusHead still saying the rate the sound was encoded from."""
+    with av.open(str(source)) as given, av.open(str(path), "w") as out:
+        streams = {stream.index: out.add_stream_from_template(stream) for stream in given.streams}
+        for packet in given.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+@pytest.mark.parametrize("rate", [16000, 48000])
+@pytest.mark.parametrize("track_at_48_khz", [False, True])
+def test_a_picture_beside_opus_in_matroska_lasts_as_long_as_it_was_written(tmp_path, suffix, rate, track_at_48_khz):
+    """2.0 s at 10 fps beside Opus encoded from 16 kHz, in a track that says 48 kHz: the OpusHead's 16 kHz was
+    taken for the rate FFmpeg counted the pre-skip at, so the timeline began 13 ms early, the picture ended at
+    2.013 s and read 21 frames. FFmpeg's own files (the track at 16 kHz) and 48 kHz sound were right, and are."""
+    source = tmp_path / f"source{suffix}"
+    write_mp4(source, torch.zeros(20, 3, 16, 16), torch.from_numpy(pattern_audio(2.0, rate)), 10.0, rate,
+              encoder="libopus")
+    path = with_track_at_48_khz(source, tmp_path / f"clip{suffix}") if track_at_48_khz else source
+    assert video_end(path) == pytest.approx(2.0, abs=1e-6)
+    assert read_video(path, 10.0, (16, 16)).shape[0] == 20
+    assert read_audio(path, rate).shape == (1, 2 * rate)
 
 
 def spoiled(value: float, seconds: float = 0.5) -> np.ndarray:

@@ -275,22 +275,43 @@ def stream_start(container: av.container.InputContainer, stream: av.stream.Strea
 
 
 def _late_opus_start(container: av.container.InputContainer, stream: av.stream.Stream) -> Fraction:
-    """How late FFmpeg puts the start of an Opus track in Matroska/WebM that was encoded below 48 kHz (0 for any
-    other stream). Its start is the first packet's time plus the pre-skip (the codec delay, always counted in
-    Opus's 48 kHz samples), but FFmpeg counts those samples at the track's sampling frequency — the rate it was
-    encoded from, as FFmpeg's muxer records it and its OpusHead says — so a 16 kHz track started 13 ms late (8 kHz:
-    32 ms), and its sound was read that much short. The same rounding to the track's clock as FFmpeg's."""
+    """How late FFmpeg puts the start of an Opus track in Matroska/WebM (0 for any other stream; negative: early).
+    The track starts at its first packet's time plus the pre-skip (the codec delay, always counted in Opus's 48 kHz
+    samples), but FFmpeg counts those samples at the track's sampling frequency: FFmpeg's own muxer records the
+    rate the sound was encoded from (its OpusHead's), so a 16 kHz track started 13 ms late (8 kHz: 32 ms) and its
+    sound was read that much short; a stream copy of that file records 48 kHz (the rate FFmpeg reads back),
+    whatever the OpusHead says, and starts right. That frequency is not read back (FFmpeg reports 48 kHz), so the
+    first packet says: taking the OpusHead's rate for it put a copy's start 13 ms early, and its picture ran 13 ms
+    (at 10 fps, a frame) long. The same rounding to the track's clock as FFmpeg's."""
     context = stream.codec_context
-    head = bytes(context.extradata or b"")
     if (stream.type != "audio" or context.name != "opus" or "matroska" not in container.format.name
-            or stream.start_time is None or context.delay <= 0 or len(head) < 16 or not head.startswith(b"OpusHead")):
+            or stream.start_time is None or context.delay <= 0):
         return Fraction(0)
-    counted_at = int.from_bytes(head[12:16], "little")  # the OpusHead's input sample rate
-    if counted_at in (0, OPUS_RATE):
+    first = _first_packet_time(container, stream)
+    if first is None:
         return Fraction(0)
     tick = Fraction(stream.time_base)
+    skipped = math.floor(Fraction(context.delay, OPUS_RATE) / tick + Fraction(1, 2))  # av_rescale_q: halves up
+    return (stream.start_time - first - skipped) * tick
 
-    def ticks(rate: int) -> int:  # av_rescale_q: to the nearest tick, halves up
-        return math.floor(Fraction(context.delay, rate) / tick + Fraction(1, 2))
 
-    return (ticks(counted_at) - ticks(OPUS_RATE)) * tick
+def _first_packet_time(container: av.container.InputContainer, stream: av.stream.Stream) -> int | None:
+    """The time of the stream's first packet (in ticks of its clock), the one FFmpeg starts it from; None when
+    none holds one or the file cannot be read again. Read once per file as it is (path, size, time written)."""
+    try:
+        stat = os.stat(container.name)
+    except OSError:
+        return None
+    return _first_packet_at(container.name, stat.st_size, stat.st_mtime_ns, stream.index)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_packet_at(path: str, size: int, written: int, index: int) -> int | None:
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            for packet in container.demux(container.streams[index]):
+                if packet.pts is not None:
+                    return packet.pts
+    except av.error.FFmpegError:
+        return None
+    return None

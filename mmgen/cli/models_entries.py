@@ -74,6 +74,7 @@ def _adapter_named(name: str, adapter: bool, model: bool, command: str) -> tuple
     raise UsageError(f"{name!r} names both a model ({where}) and a registered adapter",
                      hint=f"say which: mmgen models {command} {name} --model, or --adapter")
 
+
 def _only_leftovers(name: str, adapter: bool, model: bool) -> bool:
     """Whether `rm NAME` means an adapter folder holding only what a killed registration left (no record: not
     registered, so not `_adapter_named`'s), NAME naming no model: removed as a registered adapter's (store.remove)."""

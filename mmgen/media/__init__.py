@@ -8,7 +8,7 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "decode": ["read_audio", "read_video"],
+        "decode": ["read_audio", "read_video", "read_video_spans"],
         "encode": ["write_mp4", "write_wav"],
         "preview": ["contact_sheet_png", "spectrogram_png"],
         "probe": ["MediaInfo", "probe"],

@@ -63,19 +63,46 @@ def read_video(
     bicubic with antialiasing and turned upright inside FFmpeg (mmgen.media.fitting), as each frame is decoded;
     anamorphic pictures (non-square pixels) are fitted as they are shown.
     """
+    frames = _read_frames(path, fps, size, start, duration, fit, lambda k: True)
+    return _as_video(frames, size)
+
+
+def read_video_spans(
+    path: str | os.PathLike, fps: float, size: tuple[int, int], spans: list[tuple[int, int]], start: float = 0.0
+) -> list[torch.Tensor]:
+    """Frames [a, b) of each of `spans` (counted from `start`, each cut at the video's end), each frame the one
+    `read_video` gives there: what a sound retake's windows see of a long video, without the rest of it in memory
+    (all of it is decoded all the same, so each frame is found as `read_video` finds it)."""
+    frames = _read_frames(path, fps, size, start, None, "crop", lambda k: any(a <= k < b for a, b in spans))
+    return [_as_video(frames[max(0, a) : b], size) for a, b in spans]
+
+
+def _read_frames(
+    path: str | os.PathLike,
+    fps: float,
+    size: tuple[int, int],
+    start: float,
+    duration: float | None,
+    fit: str,
+    wanted: Callable[[int], bool],
+) -> list[torch.Tensor | None]:
+    """`read_video`'s frames, each (3, H, W) uint8 where `wanted` (its index), else None (never converted)."""
     with open_input(path) as container:
         stream = first_stream(container, "video", path)
         fitter = FrameFitter((int(size[0]), int(size[1])), fit, pixel_aspect(stream))
         stream.thread_type = "AUTO"
         t0 = origin(container) + start
         _seek(container, stream, t0)
-        frames, last, image = [], None, None
+        frames: list[torch.Tensor | None] = []
+        last, image = None, None
         shown = _frames_shown_at(container.decode(stream), t0, fps, duration, path,
                                  lambda t, claimed, before: last_frame_end(container, stream, t, claimed, before))
         for frame in shown:
             if frame is not last:  # a frame shown for several targets is converted once
-                last, image = frame, fitter(frame)
-            frames.append(image)  # (3, H, W) uint8
+                last, image = frame, None
+            if image is None and wanted(len(frames)):
+                image = fitter(frame)
+            frames.append(image if wanted(len(frames)) else None)
         end = t0 + (duration if duration is not None else math.inf)
         _check_complete(
             path, "video", len(frames) / fps, declared_end(container, stream), t0, end, 1.5 / fps
@@ -84,7 +111,13 @@ def read_video(
         raise cannot_read(
             path, f"no video frames from {start:g} s on" if start else "the video has no frames"
         )
-    video = torch.empty(len(frames), *frames[0].shape)  # (T, 3, H, W) float32, filled without a uint8 stack
+    return frames
+
+
+def _as_video(frames: list[torch.Tensor | None], size: tuple[int, int]) -> torch.Tensor:
+    """(T, 3, H, W) float32 in [-1, 1] from uint8 frames, filled without a uint8 stack."""
+    shape = next((image.shape for image in frames if image is not None), (3, int(size[0]), int(size[1])))
+    video = torch.empty(len(frames), *shape)
     for k, image in enumerate(frames):
         video[k] = image
     return video.div_(127.5).sub_(1)

@@ -138,8 +138,8 @@ class Provenance:
 @dataclass(frozen=True)
 class Result:
     """One pipeline output: the clip at the model's rate and size (for soundtrack/animate: the input as the
-    model saw it plus what was made for it), how it was made, and — once written — its files and what the
-    written mp4 holds."""
+    model saw it plus what was made for it; a sound retake's holds no frames: its picture is the input's, copied),
+    how it was made, and — once written — its files and what the written mp4 holds."""
 
     clip: Clip
     provenance: Provenance

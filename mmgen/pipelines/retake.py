@@ -7,30 +7,33 @@ input's frames and copies the sound's packets."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mmgen.calls import pipeline_call
 from mmgen.errors import InvalidSetting
-from mmgen.media import MediaInfo, read_audio, read_video, replace_video
+from mmgen.media import MediaInfo, read_audio, read_video, read_video_spans, replace_video
 from mmgen.media.containers import container_for, kept_rate
 from mmgen.media.decode import kept_layout, within_full_scale
 from mmgen.media.notes import note
 from mmgen.media.probe import frame_gaps
 from mmgen.media.remux import check_kept
 from mmgen.media.tracks import float_pcm
+from mmgen.modal import Modal
 from mmgen.pipelines import outputs
 from mmgen.pipelines.arguments import check_arguments
 from mmgen.pipelines.clips import Clip, Provenance, Result
 from mmgen.pipelines.events import ProgressFn, quiet
-from mmgen.pipelines.preflight import OTHER, check_retake
+from mmgen.pipelines.preflight import check_retake
 from mmgen.pipelines.retake_sound import write_sound
-from mmgen.pipelines.retake_windows import SEAM_SECONDS, elements, regenerate
+from mmgen.pipelines.retake_windows import SEAM_SECONDS, elements, regenerate, window_starts
 from mmgen.pipelines.sampling import window_sampler
 from mmgen.pipelines.session import load, prepare
 from mmgen.pipelines.settings import RetakeSettings
-from mmgen.pipelines.windows import tracks_for
+from mmgen.pipelines.windows import Track, cut, tracks_for
 from mmgen.terminal import listed, rate_text
 from mmgen.weights.architecture import known_config
 
@@ -67,6 +70,27 @@ def check_frames(settings: RetakeSettings, info: MediaInfo, config: Any | None) 
         return
     raise InvalidSetting("video", f"a picture retake needs a clip at the model's frame rate {rate_text(config.fps)} fps "
                          f"(mmgen's own outputs); {found}", hint="retake its sound instead")
+
+
+def picture_at(source: Path, fps: float, size: tuple[int, int], start: float, starts: list[int], frames: int,
+               track: Track) -> Callable[[int], Modal]:
+    """The picture a sound retake's windows (first frames `starts`, `frames` long) are conditioned on, window by
+    window, read once: only their frames are held (a long input's whole picture at the model's size outweighs its
+    sound), each as `read_video` reads it, cut as `regenerate` cuts a whole one (padded past the picture's end)."""
+    spans: list[tuple[int, int]] = []
+    for first in sorted(set(starts)):
+        if spans and first <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], first + frames))
+        else:
+            spans.append((first, first + frames))
+    read = read_video_spans(source, fps, size, spans, start)
+    pieces = [(a, piece[None]) for (a, _), piece in zip(spans, read, strict=True)]
+
+    def at(first: int) -> Modal:
+        a, piece = next((a, piece) for a, piece in reversed(pieces) if a <= first)
+        return {"video": cut(piece, track, first - a, frames)}
+
+    return at
 
 
 @pipeline_call
@@ -106,16 +130,22 @@ def retake(
     # A sound retake keeps the input's channels where the encoder takes them (None: mixed to mono); the model hears
     # their mix.
     kept = kept_layout(source, encoder) if modality == "audio" else None
-    clip = {"video": read_video(source, config.fps, size, start=start)[None],
-            "audio": within_full_scale(read_audio(source, config.sample_rate, start=start, layout=kept,
-                                                  heard_by_model=True), source).mean(0, keepdim=True)[None]}
+    audio = within_full_scale(read_audio(source, config.sample_rate, start=start, layout=kept, heard_by_model=True),
+                              source).mean(0, keepdim=True)[None]
     per_second = {"video": config.fps, "audio": config.sample_rate}[modality]
     seam = max(2, round(SEAM_SECONDS * per_second))
-    made, windows = regenerate(
-        window_sampler(run, models.base, progress), {OTHER[modality]: clip[OTHER[modality]]}, modality,
-        clip[modality], [elements(r, per_second, start) for r in spans], tracks, config.frames,
-        round(settings.overlap * config.frames), seam, progress,
-    )
+    ranges = [elements(r, per_second, start) for r in spans]
+    context = round(settings.overlap * config.frames)
+    if modality == "audio":  # the picture only where the windows are: a long input's would outweigh its sound
+        starts = window_starts(audio.shape[tracks["audio"].axis], ranges, tracks["audio"].per_frame, config.frames,
+                               context, seam)
+        clip = {"video": torch.empty(1, 0, 3, *size), "audio": audio}  # the output's picture: the input's packets
+        given = picture_at(source, config.fps, size, start, starts, config.frames, tracks["video"])
+    else:
+        clip = {"video": read_video(source, config.fps, size, start=start)[None], "audio": audio}
+        given = {"audio": audio}
+    made, windows = regenerate(window_sampler(run, models.base, progress), given, modality, clip[modality], ranges,
+                               tracks, config.frames, context, seam, progress)
     clip[modality] = made
     result_clip = Clip.sampled(clip["video"][0], clip["audio"][0], config.fps, config.sample_rate)
     delivered = None

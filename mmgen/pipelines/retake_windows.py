@@ -18,7 +18,7 @@ to remake and fade over, so no seam inside a range is a hard cut either.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,7 +41,7 @@ def elements(r: TimeRange, per_second: float, start: float = 0.0) -> tuple[int, 
 
 def regenerate(
     sample_window: SampleWindow,
-    given: Modal,
+    given: Modal | Callable[[int], Modal],
     make: str,
     current: torch.Tensor,
     ranges: Sequence[tuple[int, int]],
@@ -52,12 +52,10 @@ def regenerate(
     progress: ProgressFn = quiet,
 ) -> tuple[torch.Tensor, int]:
     """`current` (batched, on the CPU) with elements [a, b) of each range remade; returns it and the number of
-    windows sampled. `given` holds the other modality (batched, at least as long as `current` in frames)."""
+    windows sampled. `given` holds the other modality (batched, at least as long as `current` in frames), or gives
+    its window from the window's first frame (held only where the windows are: `window_starts`)."""
     track = tracks[make]
-    length = current.shape[track.axis]
-    fixed = torch.ones(length, dtype=torch.bool)
-    for a, b in ranges:
-        fixed[max(0, a) : min(length, b)] = False
+    fixed = _fixed(current.shape[track.axis], ranges)
     if (clip_frames - context) * track.per_frame <= seam:
         raise ValueError("the window is too short for its context and seam")
     count = sum(1 for _ in _windows(fixed.clone(), track.per_frame, clip_frames, context, seam))
@@ -67,7 +65,8 @@ def regenerate(
         begin, span = start * track.per_frame, known_here.shape[0]
         mask = torch.zeros(clip_frames * track.per_frame)
         mask[:span] = known_here.float()
-        known = {k: cut(v, tracks[k], start, clip_frames) for k, v in given.items()}
+        known = dict(given(start)) if callable(given) else {k: cut(v, tracks[k], start, clip_frames)
+                                                             for k, v in given.items()}
         known[make] = cut(work, track, start, clip_frames)
         new = sample_window(known, {make: _along(mask, track.axis, work.dim())})[make]
         new = new.float().cpu().narrow(track.axis, 0, span)
@@ -76,6 +75,23 @@ def regenerate(
         old.copy_(old + weight * (new - old))
     progress(ProgressEvent("windows", count, count))
     return work, count
+
+
+def window_starts(length: int, ranges: Sequence[tuple[int, int]], per_frame: int, clip_frames: int, context: int,
+                  seam: int) -> list[int]:
+    """The first frame of each window `regenerate` samples to remake `ranges` of a modality `length` elements long:
+    the only frames of the other modality it is conditioned on are [start, start + clip_frames) of these."""
+    if (clip_frames - context) * per_frame <= seam:
+        raise ValueError("the window is too short for its context and seam")
+    return [start for start, _ in _windows(_fixed(length, ranges), per_frame, clip_frames, context, seam)]
+
+
+def _fixed(length: int, ranges: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Which of `length` elements are kept: all but those of `ranges`."""
+    fixed = torch.ones(length, dtype=torch.bool)
+    for a, b in ranges:
+        fixed[max(0, a) : min(length, b)] = False
+    return fixed
 
 
 def _windows(

@@ -471,6 +471,26 @@ def test_a_finetune_refused_a_folder_a_batch_writes_into_names_the_batch_not_a_f
     RunFolderLock(out).check_free()  # the batch gone, it is free
 
 
+def test_a_finetune_refused_by_a_batch_in_another_container_says_a_writer_not_a_training_run(tmp_path, monkeypatch):
+    """A batch in another container holds the folder shared, and /proc/locks here shows none of its locks: the
+    refusal said `another mmgen finetune (in another container or host) is training in it`. The kernel still tells
+    a shared hold from a run's exclusive one: a writer is said, not an invented run."""
+    from mmgen.train.run_folder import RunFolderLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "locks").write_text("")  # what /proc/locks shows of another PID namespace's holders
+    monkeypatch.setattr(lock_holders, "PROC_LOCKS", str(tmp_path / "locks"))
+    batch = _holding(tmp_path, "import fcntl, os; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_SH)", out)
+    try:
+        with pytest.raises(UsageError) as refused:
+            RunFolderLock(out).take()
+    finally:
+        _let_go(batch)
+    assert str(refused.value).startswith(f"{out} is in use: another mmgen (in another container or host) is writing "
+                                         "into it")
+
+
 @pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_OFD_GETLK"), reason="Linux's open file locks mark a run")
 def test_a_lock_in_a_folder_a_finetune_trains_in_takes_no_wait(tmp_path, monkeypatch):
     """A batch into a running finetune's folder took 35 s, not 9: each lock in it waited FOLDER_WAIT_S (2 s) for the

@@ -225,6 +225,17 @@ def _holds_nothing(folder: Path) -> bool:
     return not entries
 
 
+def _shared_holds_only(fd: int) -> bool:
+    """Whether the folder's holders hold it shared only (a lock taken in it: a batch writing into it), not as a
+    training run does (exclusively): the kernel says so for holders anywhere, /proc/locks only for those it shows."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
 class RunFolderLock:
     """The OS lock (flock) a training run holds on its run folder itself: no file is added to the folder, and
     the kernel lets go however the run ends (an error, Ctrl-C, kill -9). Taken as soon as the folder exists."""
@@ -257,10 +268,14 @@ class RunFolderLock:
         (mmgen.locks) keeps a run out as well: a run's log and checkpoints are not to mix with its outputs."""
         user = folder_user(self.run_dir, fd)
         found = flock_holder(fd) if user is None else None
+        writer_only = _shared_holds_only(fd)
         let_go(fd)
         hint = f"wait for it to end, or choose another {output_named()}"
         if user is not None:
             return UsageError(f"{self.run_dir} is in use: {user.command} ({user.where}) is writing into it", hint=hint)
+        if writer_only:  # a lock in it, held where /proc/locks cannot show it (another container or host)
+            return UsageError(f"{self.run_dir} is in use: another mmgen (in another container or host) is writing "
+                              "into it", hint=hint)
         by = f"another mmgen finetune ({found.where})" if found else "another mmgen finetune"
         return UsageError(f"{self.run_dir} is in use: {by} is training in it", hint=hint)
 

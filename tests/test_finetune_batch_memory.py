@@ -44,3 +44,34 @@ def test_a_batch_the_estimate_puts_a_little_past_the_memory_still_trains(tmp_pat
                     "--steps", 1, "--device", "cpu", "--batch-size", 16, env=mmgen_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+
+def test_torchrun_processes_on_one_machine_share_its_memory(monkeypatch):
+    """`torchrun --nproc_per_node 2 … --batch-size 20`: each process trains 10 clips, both on this machine, so 20
+    clips' step (5 MB each by the stand-in estimate: 100 MB) must fit in its 64 MB (+ margin): refused, with a batch
+    that fits. The check counted one process's share (10 clips, 50 MB) against the whole memory. The same job over
+    two machines (one process each) is let by."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from mmgen.errors import UsageError
+    from mmgen.train import batch_memory, run_checks
+    from mmgen.train.config import Setting
+
+    monkeypatch.setattr("mmgen.runtime.memory.physical_memory", lambda: MEMORY)
+    monkeypatch.setattr(batch_memory, "clip_bytes", lambda model: 1_000_000)
+    monkeypatch.setattr(batch_memory, "activation_bytes", lambda model, recompute: 4_000_000)
+    monkeypatch.setattr(batch_memory, "trains_in_ram", lambda device: True)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+    config = SimpleNamespace(batch_size=20, lora=None, device="cpu", gradient_checkpointing=False)
+    model = SimpleNamespace(video_size=(16, 3, 64, 64))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(UsageError) as refused:
+        run_checks._check_batch_fits(config, model, Setting("batch_size"))
+    assert "takes about 100.0 MB of memory" in str(refused.value) and "about 12 fit" in refused.value.hint
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    run_checks._check_batch_fits(config, model, Setting("batch_size"))

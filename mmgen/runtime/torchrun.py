@@ -152,13 +152,19 @@ def check(command: str | None) -> None:
         raise refused
 
 
+def processes_here() -> int:
+    """How many of the job's processes run on this machine (torchrun's LOCAL_WORLD_SIZE; all of them where it is
+    unset): they share its memory."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return max(1, min(world, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)))
+
+
 def launcher() -> str:
     """How to start this run again: plain `mmgen`, or torchrun with the same processes per node. torchrun runs
     its workers in their own sessions, so Ctrl-C reaches torchrun alone, which passes one SIGINT to each worker:
     they save and exit, then torchrun reports the signal. One node: --standalone (a free local port). Several:
     the job's own rendezvous options, which a worker cannot see, go where the placeholder is."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or world)
+    world, per_node = int(os.environ.get("WORLD_SIZE", "1")), processes_here()
     if world <= 1:
         return "mmgen"
     if per_node >= world:

@@ -71,15 +71,15 @@ def _check_batch_splits(batch_size: int, setting: Setting) -> None:
 
 def _check_batch_fits(config: FinetuneConfig, model_config: Any, setting: Setting) -> None:
     """A batch larger than the training clips repeats them (mmgen.train.order), each copy with its own noise, so
-    the clips do not bound it; this machine's memory does. A process's share of a batch is collated as float32
-    clips, and a whole-model step in RAM keeps each clip's activations for the backward pass (train.batch_memory:
+    the clips do not bound it; this machine's memory does, shared by the job's processes on it (torchrun's
+    LOCAL_WORLD_SIZE). A process's share is collated as float32 clips, and a whole-model step in RAM keeps each clip's activations for the backward pass (train.batch_memory:
     an estimate kept under what a run takes). A share whose clips could never fit, or whose step's estimate is past
     the memory by MARGIN, is refused now, before any decoding or writing."""
     from mmgen.runtime.memory import physical_memory
     from mmgen.terminal import size_text
     from mmgen.train.batch_memory import activation_bytes, clip_bytes, trains_in_ram
 
-    memory, processes = physical_memory(), torchrun.place()[1]
+    memory, processes, here = physical_memory(), torchrun.place()[1], torchrun.processes_here()
     if memory is None or not hasattr(model_config, "video_size"):  # (an SR model's file: loading it says so)
         return
     per_clip, kept, limit, more = clip_bytes(model_config), "its clips", memory, ""
@@ -87,9 +87,9 @@ def _check_batch_fits(config: FinetuneConfig, model_config: Any, setting: Settin
         per_clip += activation_bytes(model_config, config.gradient_checkpointing)
         kept, limit = "its clips and the activations kept for the backward pass", memory * MARGIN
         more = "" if config.gradient_checkpointing else "; --recompute keeps less"
-    needed = config.batch_size // processes * per_clip
+    needed = config.batch_size // processes * here * per_clip  # this machine's processes share its memory
     if needed > limit:
-        fit = memory // per_clip * processes
+        fit = int(memory // (per_clip * here) or limit // (per_clip * here)) * processes  # (what the check lets by)
         raise UsageError(f"{setting.given(config.batch_size)}: a training step of this model at this batch takes "
                          f"about {size_text(needed)} of memory ({kept}), more than this machine has "
                          f"({size_text(memory)})",

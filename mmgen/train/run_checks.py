@@ -72,9 +72,10 @@ def _check_batch_splits(batch_size: int, setting: Setting) -> None:
 def _check_batch_fits(config: FinetuneConfig, model_config: Any, setting: Setting) -> None:
     """A batch larger than the training clips repeats them (mmgen.train.order), each copy with its own noise, so
     the clips do not bound it; this machine's memory does, shared by the job's processes on it (torchrun's
-    LOCAL_WORLD_SIZE). A process's share is collated as float32 clips, and a whole-model step in RAM keeps each clip's activations for the backward pass (train.batch_memory:
-    an estimate kept under what a run takes). A share whose clips could never fit, or whose step's estimate is past
-    the memory by MARGIN, is refused now, before any decoding or writing."""
+    LOCAL_WORLD_SIZE). A process's share is collated as float32 clips, and a whole-model step in RAM keeps each
+    clip's activations for the backward pass (train.batch_memory: an estimate kept under what a run takes). A batch
+    whose clips could never fit, or whose step's estimate is past the memory by MARGIN, is refused now, before any
+    decoding or writing."""
     from mmgen.runtime.memory import physical_memory
     from mmgen.terminal import size_text
     from mmgen.train.batch_memory import activation_bytes, clip_bytes, trains_in_ram

@@ -15,9 +15,10 @@ The rule (`left_behind`) — a temporary is a leftover when its HOST is this pro
   as a clone of one image in the initial namespace, `pid:[4026531836]` on every Linux host, sharing the folder on
   NFS), and the file last changed (st_ctime, which a write and a rename both set) before this boot began (`btime` in
   /proc/stat). A writer of an earlier boot died with it; a live writer on the other host changed its file after our
-  boot began, or named it there (a rename sets st_ctime, so a file it kept aside counts from then). What stays is a
-  file that other host's writer has left untouched since before we booted and still needs: the one case this rule
-  cannot tell, as it cannot ask the other host.
+  boot began, or named it there (a rename sets st_ctime, so a file it kept aside counts from then). Swept: a file
+  last changed before this boot began; kept: one changed since. The one case this rule gets wrong: a file that the
+  other host's live writer has left untouched since before we booted and still needs is swept all the same, as the
+  rule cannot ask the other host.
 - it has no BOOT (`HOST-PID`, named by mmgen before 2026-12-03), and its PID is no process here or it last changed
   before this boot (the rule above). Its writer was an older mmgen: the first half is that mmgen's own rule, so a
   killed older run's temporaries (a model's half-written weights, up to a GB) go at the next command as they
@@ -167,8 +168,7 @@ def named_after(target: Path) -> list[tuple[Path, str]]:
     (mmgen.files.kept_together) by a running process, or left by a killed one — each with the process that made it
     (OWNER-PID), by name."""
     pattern = re.compile(
-        re.escape(f".{target.stem}.") + r"(?P<process>[0-9a-f]{8}(?:\.[0-9a-f]{6})?-[1-9][0-9]{0,8})-[0-9a-f]{8}"
-        + re.escape(f".partial{target.suffix}")
+        re.escape(f".{target.stem}.") + "(?P<process>" + PROCESS + r")-[0-9a-f]{8}" + re.escape(f".partial{target.suffix}")
     )
     try:
         names = sorted(os.listdir(target.parent))

@@ -128,6 +128,14 @@ def test_named_after_finds_new_and_older_temporaries_with_their_process(tmp_path
         [(new, f"{temporaries.owner()}-{DEAD}"), (older, f"{_host()}-{DEAD}")])
 
 
+def test_named_after_reads_owner_pid_as_process_names_it(tmp_path, monkeypatch):
+    """named_after reads OWNER-PID by PROCESS, the one pattern of it (leftovers and not_running read it so too): a
+    name that PROCESS comes to take (here a BOOT of 8 hex digits) is the target's temporary to named_after too."""
+    monkeypatch.setattr(temporaries, "PROCESS", temporaries.PROCESS.replace("{6}", "{8}"))
+    longer = _temporary(tmp_path, f"{_host()}.0123abcd-{DEAD}")
+    assert temporaries.named_after(tmp_path / "clip.mp4") == [(longer, f"{_host()}.0123abcd-{DEAD}")]
+
+
 def test_a_lock_line_of_this_host_without_a_boot_names_its_pid_only_where_it_holds_the_lock(tmp_path, monkeypatch):
     """`HOST-PID` (an mmgen before the boot was in OWNER) could be a host of the same name's: its pid is named
     where /proc/locks shows it holding the file, as a bare pid is; another boot's is another table's."""

@@ -115,6 +115,61 @@ def test_finetune_refuses_a_run_folder_it_cannot_start_in_before_torch_loads(tmp
     assert os.listdir(used) == ["notes.txt"] and os.listdir(empty) == []
 
 
+HOLDER = ("import sys; from pathlib import Path; from mmgen.train.run_folder import RunFolderLock\n"
+          "RunFolderLock(Path(sys.argv[1])).take(); print('held', flush=True); sys.stdin.read()")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the holder of a flock is read from Linux's /proc/locks")
+def test_finetune_resume_of_a_folder_a_run_trains_in_is_refused_as_in_use_not_answered_as_finished(tmp_path, monkeypatch):
+    """`mmgen.train.finetune(…, resume=True)` asked whether the run had finished before whether another run trains
+    in its folder (one resumed to more steps, its checkpoints still a finished run's): it answered "finished before",
+    where the command line refuses the folder as in use (config_layers.run_config). It asks in that order now."""
+    import importlib
+
+    from mmgen.train import FinetuneConfig, finetune
+
+    monkeypatch.setattr(importlib.import_module("mmgen.train.run"), "finished_at", lambda *args: 1)  # as finished
+    data, run_dir = tmp_path / "clips", tmp_path / "run"
+    data.mkdir()
+    run_dir.mkdir()
+    training = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], env=mmgen_env(tmp_path),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert training.stdout.readline() == "held\n"
+        with pytest.raises(UsageError) as refused:
+            finetune(data, run_dir, FinetuneConfig(steps=1), resume=True)
+    finally:
+        training.communicate("")
+    assert str(refused.value) == (f"{run_dir} is in use: another mmgen finetune (pid {training.pid}) is training in "
+                                  "it (wait for it to end, or choose another run_dir=)")
+    assert os.listdir(run_dir) == []
+
+
+def test_the_command_line_asks_of_its_run_folder_once(tmp_path, monkeypatch):
+    """`mmgen finetune` asked check_run_folder twice (152247e): in run_config, before torch loads for the device,
+    and again in the Python API's finetune that it calls. The API's own look stays for a Python caller."""
+    import importlib
+
+    run_module, layers = importlib.import_module("mmgen.train.run"), importlib.import_module("mmgen.train.config_layers")
+    asked = []
+
+    def check_run_folder(*args):
+        asked.append(args[1])
+
+    def run_training(*args):
+        raise KeyError("not trained here")
+
+    for module in (run_module, layers):
+        monkeypatch.setattr(module, "check_run_folder", check_run_folder)
+    monkeypatch.setattr(importlib.import_module("mmgen.train.trainer"), "run_training", run_training)
+    (tmp_path / "clips").mkdir()
+    run_here("finetune", tmp_path / "clips", "--from", "demo", "-o", tmp_path / "run", env=mmgen_env(tmp_path))
+    assert asked == [tmp_path / "run"]
+    with pytest.raises(KeyError):
+        run_module.finetune(tmp_path / "clips", tmp_path / "api", run_module.FinetuneConfig())
+    assert asked == [tmp_path / "run", tmp_path / "api"]
+
+
 def test_a_numpy_batch_size_is_taken_as_the_whole_number_it_is(tiny):
     """batch_size=numpy.int64(1) passed the check and was kept as it was given: the result's provenance held a numpy
     integer, which json.dumps (the sidecar) refuses after all the sampling."""

@@ -232,7 +232,7 @@ def finetune(
             # empty; a config file's mistake) is at once; a stop while it loads (seconds) is one before the first step
             from mmgen.train import finetune as run_finetune
 
-            result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event)
+            result = run_finetune(data_dir, run_dir, config, resume=resume, on_event=on_event, _folders_checked=True)
         except (KeyboardInterrupt, Exception) as e:
             # A collective that failed as another process of the job ended (torchrun's SIGTERM to the others then
             # stops them): that, in one line, not gloo's or NCCL's text; with the checkpoints it kept.

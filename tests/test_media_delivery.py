@@ -368,3 +368,18 @@ def test_a_loud_onset_decodes_from_the_written_file_under_minus_1_dbtp_as_its_re
     assert report["lufs_after"] == pytest.approx(integrated_loudness(heard, 48000), abs=0.02)
     assert report["lufs_after"] > -18.0  # lowered by what the encoder lifted, not far (twoloop AAC's lift of this
     # onset: 0.07-2.4 dB as its gain moves by 0.1 dB; it lands 1.5 dB down)
+
+
+@pytest.mark.parametrize("measured", [-6.149999, -6.150001, -7.0549])
+def test_a_missed_loudness_note_says_the_level_the_sidecar_records(measured, monkeypatch):
+    """A limited sound measured at -6.149999 LUFS: the sidecar records -6.15 (two decimals), the note said "-6.1 LUFS,
+    1.1 LU short" from the unrounded measure, and a reader of both saw -6.2 and 1.2 in the one and not the other
+    (a CI run whose random seed landed there failed on it). The note rounds from what the sidecar records."""
+    from mmgen.media import deliver as delivering
+    from mmgen.media.loudness import LoudnessReport
+
+    said = []
+    monkeypatch.setattr(delivering, "said_once", lambda key, note, value: said.append(note(value, 1)))
+    delivering.say_if_short(measured, -5.0, one_gain=False)
+    recorded = LoudnessReport(None, measured, None).to_json()["lufs_after"]
+    assert said and said[0].startswith(f"the sound is brought to {recorded:.1f} LUFS, {-5 - recorded:.1f} LU short")

@@ -126,6 +126,7 @@ def say_if_short(reached: float | None, target: float, one_gain: bool = True) ->
     said once per command and reason, with the furthest miss and how many files missed."""
     if reached is None:
         return
+    reached = round(reached, 2)  # as the sidecar records it (LoudnessReport.to_json): the note says what it says
     flag = in_callers_words(f"--loudness {target:g}", f"loudness={target:g}", f"`loudness: {target:g}`")
     if (over := reached - target) >= (SHORT_LU if one_gain else MISSED_LU):
         said_once("over", functools.partial(_short, flag=flag, reached=reached, why=_GATED, side="over"), over)

@@ -43,6 +43,7 @@ import os
 import platform
 import re
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -129,16 +130,7 @@ def alive(pid: int) -> bool:
 def leftovers(folder: Path) -> list[Path]:
     """The temporary files in `folder` that a killed mmgen process left (the module's rule): files it was writing,
     and the old files it kept aside (mmgen.files.kept_together), by name."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    found = []
-    for entry in sorted(entries, key=lambda e: e.name):
-        with suppress(OSError):
-            if left_behind(Path(entry.path)) and entry.is_file(follow_symlinks=False):
-                found.append(Path(entry.path))
-    return found
+    return _files_in(folder, lambda name: left_behind(folder / name))
 
 
 def left_behind(path: Path) -> bool:
@@ -181,16 +173,25 @@ def not_running(folder: Path) -> list[Path]:
     """Every temporary in `folder`, of any mmgen (named without OWNER-PID too) and any process table, but those of a
     process of this HOST alive here: for a command holding the lock that every writer of the folder holds (a cache
     entry's, mmgen.weights.entry_lock) to empty it, as no writer of another table can be writing then."""
+
+    def not_alive_here(name: str) -> bool:
+        named = TEMPORARY.fullmatch(name)
+        return bool(named) and not (named["host"] == host() and named["boot"] in (None, boot())
+                                    and alive(int(named["pid"])))
+
+    return _files_in(folder, not_alive_here)
+
+
+def _files_in(folder: Path, chosen: Callable[[str], bool]) -> list[Path]:
+    """The plain files in `folder` whose names are `chosen`, in name order ([] where it cannot be listed)."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return []
     found = []
     for entry in sorted(entries, key=lambda e: e.name):
-        named = TEMPORARY.fullmatch(entry.name)
-        running = named and named["host"] == host() and named["boot"] in (None, boot()) and alive(int(named["pid"]))
         with suppress(OSError):
-            if named and not running and entry.is_file(follow_symlinks=False):
+            if chosen(entry.name) and entry.is_file(follow_symlinks=False):
                 found.append(Path(entry.path))
     return found
 
